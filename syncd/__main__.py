@@ -1,0 +1,5 @@
+"""`python -m syncd` runs the command line."""
+
+from syncd.cli import main
+
+main()

@@ -1,0 +1,164 @@
+"""The one exception tree of syncd; each error knows its exit code.
+
+    SyncdError                     exit 1, base of everything syncd raises on purpose
+    ├── UsageError                 a flag or setting that cannot work (e.g. http:// to a remote host)
+    ├── SettingsError              the settings file or environment is invalid
+    ├── DesiredStateError          the desired state is invalid; carries every Problem
+    ├── CacheError                 the state file cannot be opened or written
+    ├── PlanFileError              a saved plan cannot be read or is stale
+    ├── GuardError                 exit 3: the deletion guard refused the run
+    └── ApiError                   an answer of the accounts API for one user
+        ├── TransportError         no answer (connect/read failure, timeout); retryable
+        ├── MalformedResponse      an answer that is not the JSON the API document promises
+        └── HttpStatusError        an answer with an unexpected status
+            ├── BadRequest         400
+            ├── Unauthorized       401
+            ├── Forbidden          403
+            ├── NotFound           404
+            ├── RateLimited        429; retryable, honours Retry-After
+            └── ServerError        5xx; retryable
+
+The CLI turns a SyncdError into one line and its exit code; anything else is a
+bug and keeps its traceback. Messages never contain a credential: API errors
+carry the user, the method, the path and at most 256 characters of the body.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES_PENDING = 2
+EXIT_GUARD = 3
+
+BODY_EXCERPT_LIMIT = 256
+
+
+class SyncdError(Exception):
+    exit_code = EXIT_ERROR
+
+
+class UsageError(SyncdError):
+    pass
+
+
+class SettingsError(SyncdError):
+    pass
+
+
+class CacheError(SyncdError):
+    pass
+
+
+class PlanFileError(SyncdError):
+    pass
+
+
+class GuardError(SyncdError):
+    exit_code = EXIT_GUARD
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with the desired state, at a place in a file."""
+
+    path: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: {self.message}"
+
+
+class DesiredStateError(SyncdError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems)
+        count = len(self.problems)
+        summary = f"{count} problem{'s' if count != 1 else ''} in the desired state"
+        super().__init__("\n".join([*map(str, self.problems), summary]))
+
+
+def excerpt(body: str) -> str:
+    """An error body cut short enough for a log line."""
+    body = body.strip()
+    if len(body) <= BODY_EXCERPT_LIMIT:
+        return body
+    return body[:BODY_EXCERPT_LIMIT] + "…"
+
+
+class ApiError(SyncdError):
+    retryable = False
+
+    def __init__(self, user: str, method: str, path: str, detail: str) -> None:
+        self.user = user
+        self.method = method
+        self.path = path
+        self.detail = detail
+        super().__init__(f"{user}: {method} {path}: {detail}")
+
+
+class TransportError(ApiError):
+    retryable = True
+
+
+class MalformedResponse(ApiError):
+    pass
+
+
+class HttpStatusError(ApiError):
+    def __init__(self, user: str, method: str, path: str, status: int, body: str) -> None:
+        self.status = status
+        self.body = excerpt(body)
+        detail = f"HTTP {status}" + (f": {self.body}" if self.body else "")
+        super().__init__(user, method, path, detail)
+
+
+class BadRequest(HttpStatusError):
+    pass
+
+
+class Unauthorized(HttpStatusError):
+    pass
+
+
+class Forbidden(HttpStatusError):
+    pass
+
+
+class NotFound(HttpStatusError):
+    pass
+
+
+class RateLimited(HttpStatusError):
+    retryable = True
+
+    def __init__(
+        self, user: str, method: str, path: str, status: int, body: str, retry_after: float | None
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(user, method, path, status, body)
+
+
+class ServerError(HttpStatusError):
+    retryable = True
+
+
+_BY_STATUS: dict[int, type[HttpStatusError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+}
+
+
+def status_error(
+    user: str, method: str, path: str, status: int, body: str, retry_after: float | None = None
+) -> HttpStatusError:
+    """The HttpStatusError subclass for an answer's status."""
+    if status == 429:
+        return RateLimited(user, method, path, status, body, retry_after)
+    if status >= 500:
+        return ServerError(user, method, path, status, body)
+    return _BY_STATUS.get(status, HttpStatusError)(user, method, path, status, body)

@@ -1,0 +1,99 @@
+"""The vocabulary of the accounts API: field names and the rules for their values.
+
+Shared by the desired-state loader, the planner and the sandbox so that all three
+agree on what a valid username, email address or URL is, and on how
+`gravatar_url` encodes `gravatar_email`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Final
+
+#: Profile fields that PATCH accepts, in the order the API document lists them.
+PROFILE_FIELDS: Final = ("full_name", "location", "company", "profile_url", "gravatar_email")
+
+#: Fields of the user object that GET returns.
+USER_OBJECT_FIELDS: Final = (
+    "id",
+    "username",
+    "url",
+    "date_joined",
+    "type",
+    "full_name",
+    "location",
+    "company",
+    "profile_url",
+    "gravatar_url",
+    "email",
+    "is_active",
+)
+
+USERNAME_PATTERN: Final = re.compile(r"[a-z0-9_]{4,30}")
+
+# Deliberately plain: one "@", no whitespace, a dot in the domain, no empty
+# labels. Stricter RFC 5322 parsing would reject addresses the API accepts.
+_EMAIL_PATTERN: Final = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,63}"
+)
+_URL_PATTERN: Final = re.compile(r"https?://[^\s/?#@]+\.[^\s/?#@]+(:[0-9]{1,5})?([/?#]\S*)?")
+
+MAX_EMAIL_LENGTH: Final = 254
+MAX_URL_LENGTH: Final = 2048
+MAX_TEXT_LENGTH: Final = 255
+
+GRAVATAR_URL_TEMPLATE: Final = "https://secure.gravatar.com/avatar/{digest}.jpg?s=80&r=g&d=mm"
+_GRAVATAR_DIGEST: Final = re.compile(r"/avatar/([0-9a-f]{32}|[0-9a-f]{64})(?:[./?]|$)")
+
+
+def is_valid_username(username: str) -> bool:
+    return USERNAME_PATTERN.fullmatch(username) is not None
+
+
+def is_valid_email(address: str) -> bool:
+    return (
+        len(address) <= MAX_EMAIL_LENGTH
+        and ".." not in address
+        and _EMAIL_PATTERN.fullmatch(address) is not None
+    )
+
+
+def is_valid_url(url: str) -> bool:
+    return len(url) <= MAX_URL_LENGTH and _URL_PATTERN.fullmatch(url) is not None
+
+
+def email_key(address: str) -> str:
+    """The form in which two addresses are compared: the API treats them case-insensitively."""
+    return address.strip().lower()
+
+
+def gravatar_digest(address: str, algorithm: str = "md5") -> str:
+    """Hex digest of a Gravatar address, as Gravatar defines it (trimmed, lower-cased)."""
+    # Gravatar's identifier, not a security use of MD5.
+    return hashlib.new(algorithm, email_key(address).encode(), usedforsecurity=False).hexdigest()
+
+
+def gravatar_url(address: str) -> str:
+    """The `gravatar_url` that the API derives from a `gravatar_email` (MD5, as in 2014)."""
+    return GRAVATAR_URL_TEMPLATE.format(digest=gravatar_digest(address))
+
+
+def digest_in_gravatar_url(url: str) -> str | None:
+    """The hex digest inside a `gravatar_url`, or None when there is none."""
+    match = _GRAVATAR_DIGEST.search(url)
+    return match.group(1) if match else None
+
+
+def gravatar_matches(address: str, url: str) -> bool:
+    """Whether `url` is the Gravatar of `address`: MD5 for 32 hex digits, SHA-256 for 64.
+
+    An empty address matches a URL without a digest (no Gravatar set).
+    """
+    digest = digest_in_gravatar_url(url)
+    if not address.strip():
+        return digest is None
+    if digest is None:
+        return False
+    algorithm = "md5" if len(digest) == 32 else "sha256"
+    return gravatar_digest(address, algorithm) == digest
