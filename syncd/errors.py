@@ -1,7 +1,7 @@
 """The one exception tree of syncd; each error knows its exit code.
 
     SyncdError                     exit 1, base of everything syncd raises on purpose
-    ├── UsageError                 a flag or setting that cannot work (e.g. http:// to a remote host)
+    ├── UsageError                 a flag or setting that cannot work (http:// to a remote host)
     ├── SettingsError              the settings file or environment is invalid
     ├── DesiredStateError          the desired state is invalid; carries every Problem
     ├── CacheError                 the state file cannot be opened or written

@@ -1,0 +1,242 @@
+"""The accounts API client: httpx, async, bounded, retrying only what is safe.
+
+One AsyncClient for the whole run; at most `concurrency` requests in flight;
+a timeout on every call. GET, PATCH and DELETE are retried on transport
+errors, 429 (honouring Retry-After) and 5xx with exponential backoff and full
+jitter; POST is never retried here (design.md section 3: the caller re-reads
+and adds only what is missing). Every failure becomes an ApiError of
+syncd.errors naming the user, the method and the path; a body that is not the
+JSON the API document promises is a MalformedResponse, never data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from syncd import __version__
+from syncd.credentials import Credential
+from syncd.errors import (
+    ApiError,
+    HttpStatusError,
+    MalformedResponse,
+    RateLimited,
+    TransportError,
+    excerpt,
+    status_error,
+)
+from syncd.live import LiveEmail, LiveProfile, ShapeError, parse_email, parse_emails, parse_user
+from syncd.settings import Settings
+
+#: Answers larger than this are refused: no user object or email list comes near it.
+MAX_BODY_BYTES = 1024 * 1024
+MAX_RETRY_AFTER = 60.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    base_delay: float = 0.2
+    max_delay: float = 10.0
+
+    def delay(self, attempt: int, error: ApiError) -> float:
+        """Seconds to wait before retry number `attempt` (1-based) after `error`."""
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            return min(error.retry_after, MAX_RETRY_AFTER)
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)  # full jitter spreads a burst of retries
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+class AccountsClient:
+    """Calls of the accounts API v1.1, each made with the credential of its user."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        credential_for: Callable[[str], Credential | None],
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        settings.check_transport()
+        self._credential_for = credential_for
+        self._retry = retry or RetryPolicy()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._http = httpx.AsyncClient(
+            base_url=settings.api_url,
+            timeout=httpx.Timeout(settings.timeout),
+            limits=httpx.Limits(
+                max_connections=settings.concurrency,
+                max_keepalive_connections=settings.concurrency,
+            ),
+            headers={"Accept": "application/json", "User-Agent": f"syncd/{__version__}"},
+            follow_redirects=False,
+        )
+        #: Requests sent, by method: how runs prove "0 requests" or "2 GETs per user".
+        self.requests: Counter[str] = Counter()
+
+    async def __aenter__(self) -> AccountsClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._http.aclose()
+
+    # -- the five calls -------------------------------------------------------
+
+    async def get_user(self, username: str) -> LiveProfile:
+        data = await self._call_json("GET", username, _user_path(username))
+        return self._parse(username, "GET", _user_path(username), parse_user, data)
+
+    async def get_emails(self, username: str) -> tuple[LiveEmail, ...]:
+        path = _emails_path(username)
+        data = await self._call_json("GET", username, path)
+        return self._parse(username, "GET", path, lambda _, d: parse_emails(d), data)
+
+    async def update_profile(self, username: str, body: dict[str, str]) -> LiveProfile:
+        data = await self._call_json("PATCH", username, _user_path(username), body)
+        return self._parse(username, "PATCH", _user_path(username), parse_user, data)
+
+    async def add_email(self, username: str, address: str) -> LiveEmail:
+        path = _emails_path(username)
+        data = await self._call_json("POST", username, path, {"email": address}, retry=False)
+        return self._parse(username, "POST", path, lambda _, d: parse_email(d), data)
+
+    async def delete_email(self, username: str, address: str) -> None:
+        await self._call("DELETE", username, _emails_path(username), {"email": address})
+
+    # -- plumbing -------------------------------------------------------------
+
+    @staticmethod
+    def _parse(
+        username: str, method: str, path: str, parse: Callable[[str, object], T], data: object
+    ) -> T:
+        try:
+            return parse(username, data)
+        except ShapeError as error:
+            detail = f"unexpected answer: {error}"
+            raise MalformedResponse(username, method, path, detail) from None
+
+    async def _call_json(
+        self,
+        method: str,
+        username: str,
+        path: str,
+        body: dict[str, str] | None = None,
+        *,
+        retry: bool = True,
+    ) -> object:
+        raw = await self._call(method, username, path, body, retry=retry)
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            text = raw.decode("utf-8", "replace")
+            detail = f"answer is not valid JSON: {excerpt(text)!r}"
+            raise MalformedResponse(username, method, path, detail) from None
+
+    async def _call(
+        self,
+        method: str,
+        username: str,
+        path: str,
+        body: dict[str, str] | None = None,
+        *,
+        retry: bool = True,
+    ) -> bytes:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._send_once(method, username, path, body)
+            except ApiError as error:
+                if not (retry and error.retryable and attempt < self._retry.attempts):
+                    raise
+                await asyncio.sleep(self._retry.delay(attempt, error))
+
+    async def _send_once(
+        self, method: str, username: str, path: str, body: dict[str, str] | None
+    ) -> bytes:
+        credential = self._credential_for(username)
+        headers = {"Authorization": credential.authorization()} if credential else {}
+        async with self._slots:
+            self.requests[method] += 1
+            try:
+                return await self._exchange(method, username, path, body, headers)
+            except httpx.TransportError as error:
+                # str(error) names the failure, never a header: no secret leaks here.
+                detail = f"{error.__class__.__name__}: {error}".rstrip(": ")
+                raise TransportError(username, method, path, detail) from None
+
+    async def _exchange(
+        self,
+        method: str,
+        username: str,
+        path: str,
+        body: dict[str, str] | None,
+        headers: dict[str, str],
+    ) -> bytes:
+        request = self._http.build_request(method, path, json=body, headers=headers)
+        response = await self._http.send(request, stream=True)
+        try:
+            raw = await _read_capped(response, username, method, path)
+        finally:
+            await response.aclose()
+        if response.status_code in (200, 201, 204):
+            return raw
+        raise _status_error(username, method, path, response, raw)
+
+
+async def _read_capped(response: httpx.Response, username: str, method: str, path: str) -> bytes:
+    declared = response.headers.get("Content-Length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise MalformedResponse(username, method, path, f"answer of {declared} bytes is too large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise MalformedResponse(username, method, path, "answer is too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _status_error(
+    username: str, method: str, path: str, response: httpx.Response, raw: bytes
+) -> HttpStatusError:
+    text = raw.decode("utf-8", "replace")
+    try:
+        parsed: Any = json.loads(text)
+        if isinstance(parsed, dict) and isinstance(parsed.get("detail"), str):
+            text = parsed["detail"]
+    except ValueError:
+        pass
+    return status_error(username, method, path, response.status_code, text, _retry_after(response))
+
+
+def _user_path(username: str) -> str:
+    return f"/api/v1.1/users/{quote(username, safe='')}/"
+
+
+def _emails_path(username: str) -> str:
+    return f"/api/v1.1/users/{quote(username, safe='')}/emails/"

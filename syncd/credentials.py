@@ -1,0 +1,107 @@
+"""Credentials: which secret authenticates the calls for each account.
+
+The API lets an account act only on itself, so each user needs its own
+credential: `<username>.token` (a bearer token) or `<username>.password` (Basic
+auth) in the credentials directory, else the fallback token or user/password
+for servers that grant one account rights over others. The directory is listed
+once and files are read only for the users that a run actually calls, so a warm
+plan of 100,000 users reads none. A Credential never shows its secret in a
+repr, a log or a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from syncd.errors import SettingsError
+from syncd.settings import Settings
+
+
+@dataclass(frozen=True)
+class Credential:
+    """How to authenticate; `source` says where it came from, never what it is."""
+
+    scheme: str  # "Bearer" or "Basic"
+    source: str
+    _secret: str = field(repr=False)
+
+    def authorization(self) -> str:
+        return f"{self.scheme} {self._secret}"
+
+    def __str__(self) -> str:
+        return f"{self.scheme} credential from {self.source}"
+
+
+def bearer(token: str, source: str) -> Credential:
+    return Credential("Bearer", source, token)
+
+
+def basic(username: str, password: str, source: str) -> Credential:
+    pair = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return Credential("Basic", source, pair)
+
+
+def _read_secret(path: Path) -> str:
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SettingsError(f"cannot read credential {path}: {error.__class__.__name__}") from None
+    return secret
+
+
+class CredentialStore:
+    """Resolves the credential of each user, per design.md section 1."""
+
+    def __init__(
+        self,
+        directory: Path | None,
+        fallback: Credential | None = None,
+    ) -> None:
+        self.directory = directory
+        self.fallback = fallback
+        self._files: dict[str, Path] = {}
+        if directory is not None:
+            if not directory.is_dir():
+                raise SettingsError(f"credentials directory {directory}: no such directory")
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    username, _, kind = entry.name.rpartition(".")
+                    if kind == "token" or (kind == "password" and username not in self._files):
+                        self._files[username] = Path(entry.path)
+        self._cache: dict[str, Credential | None] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CredentialStore:
+        fallback = None
+        if settings.token is not None:
+            fallback = bearer(settings.token.get_secret_value(), "SYNCD_TOKEN")
+        elif settings.token_file is not None:
+            fallback = bearer(_read_secret(settings.token_file), str(settings.token_file))
+        elif settings.username and settings.password is not None:
+            fallback = basic(
+                settings.username, settings.password.get_secret_value(), "SYNCD_USERNAME"
+            )
+        return cls(settings.credentials_dir, fallback)
+
+    def has(self, username: str) -> bool:
+        return username in self._files or self.fallback is not None
+
+    def for_user(self, username: str) -> Credential | None:
+        """The credential to use for `username`, or None when there is none usable."""
+        if username not in self._cache:
+            self._cache[username] = self._resolve(username)
+        return self._cache[username]
+
+    def _resolve(self, username: str) -> Credential | None:
+        path = self._files.get(username)
+        if path is None:
+            return self.fallback
+        secret = _read_secret(path)
+        if not secret:
+            return self.fallback
+        if path.suffix == ".token":
+            return bearer(secret, str(path))
+        return basic(username, secret, str(path))

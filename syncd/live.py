@@ -1,0 +1,142 @@
+"""The live state: what the accounts API says an account looks like now.
+
+Values built from the API's JSON (or from the cache, which stores that JSON),
+checked for shape here so that a malformed answer is an error for its user and
+never data. Pure: the client and the cache call `parse_user` / `parse_emails`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from syncd.fields import email_key
+
+#: The profile fields that GET returns and PATCH can set directly.
+READABLE_PROFILE_FIELDS = ("full_name", "location", "company", "profile_url")
+
+
+class ShapeError(ValueError):
+    """An answer that is valid JSON but not what the API document promises."""
+
+
+@dataclass(frozen=True)
+class LiveEmail:
+    email: str
+    verified: bool
+    primary: bool
+
+
+@dataclass(frozen=True)
+class LiveProfile:
+    """The readable part of a user object (gravatar_email is write-only: only its URL is here)."""
+
+    full_name: str
+    location: str
+    company: str
+    profile_url: str
+    gravatar_url: str
+    email: str
+
+    def value(self, field: str) -> str:
+        value: str = getattr(self, field)
+        return value
+
+
+@dataclass(frozen=True)
+class LiveAccount:
+    """What is known of one account; a part that was not fetched (not managed) is None."""
+
+    username: str
+    profile: LiveProfile | None = None
+    emails: tuple[LiveEmail, ...] | None = None
+
+    def primary_email(self) -> LiveEmail | None:
+        return next((e for e in self.emails or () if e.primary), None)
+
+    def with_email_added(self, added: LiveEmail) -> LiveAccount:
+        if self.emails is None:
+            return self
+        if any(email_key(e.email) == email_key(added.email) for e in self.emails):
+            return self
+        return dataclasses.replace(self, emails=(*self.emails, added))
+
+    def with_email_removed(self, address: str) -> LiveAccount:
+        if self.emails is None:
+            return self
+        kept = tuple(e for e in self.emails if email_key(e.email) != email_key(address))
+        return dataclasses.replace(self, emails=kept)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """An account whose live state could not be read, and why.
+
+    `code` is a warning code of design.md section 4 (`user_not_found`,
+    `forbidden`, `no_credentials`) or, when `is_error`, an error code
+    (`unauthorized`, `fetch_failed`) that makes the run fail.
+    """
+
+    username: str
+    code: str
+    message: str
+    is_error: bool = False
+
+
+def _text(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ShapeError(f"field {key!r} is {type(value).__name__}, expected a string")
+    return value
+
+
+def parse_user(username: str, data: object) -> LiveProfile:
+    """The profile in a user object answered for `username`; ShapeError if it is not one."""
+    if not isinstance(data, dict):
+        raise ShapeError(f"expected a user object, got {type(data).__name__}")
+    answered_for = data.get("username")
+    if not isinstance(answered_for, str):
+        raise ShapeError("user object without a 'username' string")
+    if answered_for.lower() != username.lower():
+        raise ShapeError(f"asked for {username!r}, the answer is for {answered_for!r}")
+    return LiveProfile(
+        full_name=_text(data, "full_name"),
+        location=_text(data, "location"),
+        company=_text(data, "company"),
+        profile_url=_text(data, "profile_url"),
+        gravatar_url=_text(data, "gravatar_url"),
+        email=_text(data, "email"),
+    )
+
+
+def parse_email(data: object) -> LiveEmail:
+    if not isinstance(data, dict):
+        raise ShapeError(f"expected an email object, got {type(data).__name__}")
+    address, verified, primary = data.get("email"), data.get("verified"), data.get("primary")
+    if not isinstance(address, str) or not address:
+        raise ShapeError("email object without an 'email' string")
+    if not isinstance(verified, bool) or not isinstance(primary, bool):
+        raise ShapeError(f"email object for {address!r} without boolean 'verified' and 'primary'")
+    return LiveEmail(address, verified, primary)
+
+
+def parse_emails(data: object) -> tuple[LiveEmail, ...]:
+    if not isinstance(data, list):
+        raise ShapeError(f"expected a list of email objects, got {type(data).__name__}")
+    emails = tuple(parse_email(item) for item in data)
+    if sum(e.primary for e in emails) > 1:
+        raise ShapeError("more than one primary address")
+    return emails
+
+
+def user_json(profile: LiveProfile, username: str) -> dict[str, str]:
+    """The cacheable form of a profile (what `parse_user` reads back)."""
+    return {"username": username, **dataclasses.asdict(profile)}
+
+
+def emails_json(emails: tuple[LiveEmail, ...]) -> list[dict[str, object]]:
+    return [dataclasses.asdict(e) for e in emails]

@@ -1,0 +1,203 @@
+"""The plan: desired + live → the changes that converge them, as frozen values.
+
+`build_plan` is a pure function (no I/O, no clock). Its result is a tuple of
+actions in a stable order (by user, then profile update, additions and
+deletions, each sorted) plus warnings and errors, so that the same input always
+gives the same plan whatever the order of users or addresses in the files.
+Dry run and apply read the same values.
+
+Rules (design.md section 2): only stated things are managed; `gravatar_email`
+is compared by the digest inside `gravatar_url`; addresses compare
+case-insensitively; the primary address is never deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from syncd.desired import DesiredState, DesiredUser
+from syncd.fields import PROFILE_FIELDS, email_key, gravatar_matches
+from syncd.live import LiveAccount, Unreadable
+
+PLAN_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    #: None when the current value cannot be read (gravatar_email is write-only).
+    before: str | None
+    after: str
+
+
+@dataclass(frozen=True)
+class UpdateProfile:
+    user: str
+    changes: tuple[FieldChange, ...]
+    action = "update_profile"
+
+    def body(self) -> dict[str, str]:
+        """The PATCH body."""
+        return {change.field: change.after for change in self.changes}
+
+    def describe(self) -> str:
+        return f"{self.user}: update {', '.join(c.field for c in self.changes)}"
+
+    def to_json(self) -> dict[str, Any]:
+        fields = {c.field: {"before": c.before, "after": c.after} for c in self.changes}
+        return {"user": self.user, "action": self.action, "fields": fields}
+
+
+@dataclass(frozen=True)
+class AddEmail:
+    user: str
+    email: str
+    action = "add_email"
+
+    def describe(self) -> str:
+        return f"{self.user}: add {self.email}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user": self.user, "action": self.action, "email": self.email}
+
+
+@dataclass(frozen=True)
+class DeleteEmail:
+    user: str
+    email: str
+    action = "delete_email"
+
+    def describe(self) -> str:
+        return f"{self.user}: delete {self.email}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user": self.user, "action": self.action, "email": self.email}
+
+
+Action = UpdateProfile | AddEmail | DeleteEmail
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A warning or an error about one user, with a code from design.md section 4."""
+
+    user: str
+    code: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"user": self.user, "code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Action, ...]
+    warnings: tuple[Finding, ...] = ()
+    errors: tuple[Finding, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.changes
+
+    def users_with_changes(self) -> list[str]:
+        return sorted({action.user for action in self.changes})
+
+    def count(self, action_type: type[Action]) -> int:
+        return sum(isinstance(action, action_type) for action in self.changes)
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "users_changed": len(self.users_with_changes()),
+            "update_profile": self.count(UpdateProfile),
+            "add_email": self.count(AddEmail),
+            "delete_email": self.count(DeleteEmail),
+            "warnings": len(self.warnings),
+            "errors": len(self.errors),
+        }
+
+    def to_json(self, source: Mapping[str, Any]) -> dict[str, Any]:
+        """The `plan --output json` contract of design.md section 4."""
+        return {
+            "format_version": PLAN_FORMAT_VERSION,
+            "source": dict(source),
+            "changes": [action.to_json() for action in self.changes],
+            "warnings": [w.to_json() for w in self.warnings],
+            "errors": [e.to_json() for e in self.errors],
+            "summary": self.summary(),
+        }
+
+
+def _profile_changes(desired: DesiredUser, live: LiveAccount) -> tuple[FieldChange, ...]:
+    if live.profile is None:
+        return ()
+    changes = []
+    for field in PROFILE_FIELDS:
+        if field not in desired.profile:
+            continue
+        wanted = desired.profile[field]
+        if field == "gravatar_email":
+            if not gravatar_matches(wanted, live.profile.gravatar_url):
+                changes.append(FieldChange(field, None, wanted))
+        elif live.profile.value(field) != wanted:
+            changes.append(FieldChange(field, live.profile.value(field), wanted))
+    return tuple(changes)
+
+
+def _email_changes(desired: DesiredUser, live: LiveAccount) -> tuple[list[Action], list[Finding]]:
+    if desired.emails is None or live.emails is None:
+        return [], []
+    wanted = {email_key(address): address for address in desired.emails}
+    present = {email_key(e.email): e for e in live.emails}
+    actions: list[Action] = [
+        AddEmail(desired.username, wanted[key]) for key in sorted(wanted.keys() - present.keys())
+    ]
+    warnings = []
+    for key in sorted(present.keys() - wanted.keys()):
+        email = present[key]
+        if email.primary:
+            warnings.append(
+                Finding(
+                    desired.username,
+                    "primary_email_not_desired",
+                    f"{email.email} is the primary address and is not in the desired list; "
+                    "the API cannot delete a primary address, so it is left in place",
+                )
+            )
+        else:
+            actions.append(DeleteEmail(desired.username, email.email))
+    return actions, warnings
+
+
+def plan_user(desired: DesiredUser, live: LiveAccount) -> tuple[list[Action], list[Finding]]:
+    """The actions for one user whose live state is known."""
+    actions: list[Action] = []
+    profile_changes = _profile_changes(desired, live)
+    if profile_changes:
+        actions.append(UpdateProfile(desired.username, profile_changes))
+    email_actions, warnings = _email_changes(desired, live)
+    return actions + email_actions, warnings
+
+
+def build_plan(desired: DesiredState, live: Mapping[str, LiveAccount | Unreadable]) -> Plan:
+    """Everything that must change for the live accounts to match the desired state.
+
+    A desired user missing from `live` is an error: the caller fetches every
+    user it plans for.
+    """
+    changes: list[Action] = []
+    warnings: list[Finding] = []
+    errors: list[Finding] = []
+    for user in sorted(desired.users, key=lambda u: u.username):
+        state = live.get(user.username)
+        if state is None:
+            errors.append(Finding(user.username, "not_fetched", "live state was not read"))
+        elif isinstance(state, Unreadable):
+            finding = Finding(user.username, state.code, state.message)
+            (errors if state.is_error else warnings).append(finding)
+        else:
+            actions, user_warnings = plan_user(user, state)
+            changes.extend(actions)
+            warnings.extend(user_warnings)
+    return Plan(tuple(changes), tuple(warnings), tuple(errors))

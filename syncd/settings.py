@@ -1,0 +1,133 @@
+"""Settings: the only code that reads the environment.
+
+Precedence (design.md section 4): command-line flags, then `SYNCD_*`
+environment variables, then a TOML config file (`--config` or `SYNCD_CONFIG`;
+none is read unless named, so nothing on the host changes a run silently),
+then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from syncd.errors import SettingsError, UsageError
+
+
+def _default_state_dir() -> Path:
+    # Under systemd, StateDirectory= sets $STATE_DIRECTORY.
+    if state_directory := os.environ.get("STATE_DIRECTORY"):
+        return Path(state_directory.split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "syncd"
+
+
+def _default_credentials_dir() -> Path | None:
+    # Under systemd, LoadCredential= puts the files in $CREDENTIALS_DIRECTORY.
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    return Path(directory) if directory else None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SYNCD_", extra="forbid", frozen=True)
+
+    api_url: str = Field(
+        "https://www.docker.io", description="Base URL of the accounts API (no /api/v1.1)."
+    )
+    credentials_dir: Path | None = Field(
+        default_factory=_default_credentials_dir,
+        description="Directory of <username>.token / <username>.password files.",
+    )
+    token: SecretStr | None = Field(
+        None, description="Fallback bearer token for users without their own credential."
+    )
+    token_file: Path | None = Field(None, description="File holding the fallback token.")
+    username: str | None = Field(None, description="Fallback Basic-auth user name.")
+    password: SecretStr | None = Field(None, description="Fallback Basic-auth password.")
+    state_dir: Path = Field(
+        default_factory=_default_state_dir, description="Where the SQLite state file lives."
+    )
+    desired: str = Field("desired-state.yaml", description="Desired-state file or directory.")
+    concurrency: int = Field(16, ge=1, le=256, description="Requests in flight at most.")
+    cache_ttl: float = Field(3600, ge=0, description="Seconds a cached GET stays fresh.")
+    interval: float = Field(300, gt=0, description="Seconds between daemon runs.")
+    max_deletions: int = Field(10, ge=0, description="Email deletions allowed per run.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="Log renderer: console on a TTY, JSON lines otherwise."
+    )
+    metrics_addr: str | None = Field(None, description="host:port for /metrics and /healthz.")
+    insecure_http: bool = Field(False, description="Allow http:// to a non-loopback host.")
+    timeout: float = Field(30, gt=0, description="Seconds allowed for one HTTP request.")
+
+    @field_validator("api_url")
+    @classmethod
+    def _strip_slash(cls, url: str) -> str:
+        url = url.rstrip("/")
+        if urlsplit(url).scheme not in {"http", "https"} or not urlsplit(url).hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return url
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file is the one named in model_config: see load_settings.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "syncd.db"
+
+    def check_transport(self) -> None:
+        """Refuse to send credentials in clear text to another machine."""
+        parts = urlsplit(self.api_url)
+        if parts.scheme == "https" or self.insecure_http:
+            return
+        host = parts.hostname or ""
+        try:
+            loopback = host == "localhost" or ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise UsageError(
+                f"refusing to send credentials over plain http:// to {host}; "
+                "use https:// or pass --insecure-http"
+            )
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Settings from flags (`overrides`, None = not given), environment, config file, defaults."""
+    config = config_file or os.environ.get("SYNCD_CONFIG")
+    if config and not Path(config).is_file():
+        raise SettingsError(f"config file {config}: no such file")
+    given = {key: value for key, value in overrides.items() if value is not None}
+    settings_class = Settings
+    if config:
+
+        class SettingsWithFile(Settings):
+            model_config = SettingsConfigDict(toml_file=config)
+
+        settings_class = SettingsWithFile
+    try:
+        return settings_class(**given)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
