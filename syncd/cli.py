@@ -8,24 +8,151 @@ stderr and its exit code; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from syncd import __version__
-from syncd.errors import SyncdError
+from syncd.errors import EXIT_CHANGES_PENDING, EXIT_ERROR, SyncdError
 from syncd.sandbox.command import sandbox
+
+if TYPE_CHECKING:
+    from syncd.desired import DesiredState
+    from syncd.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings_options(command: F) -> F:
+    """Flags shared by every command that talks to the API; each overrides its SYNCD_ variable."""
+    options = [
+        click.option("--config", "config_file", metavar="FILE", help="TOML settings file."),
+        click.option("--api-url", help="Base URL of the accounts API [SYNCD_API_URL]."),
+        click.option(
+            "--credentials-dir",
+            type=click.Path(file_okay=False),
+            help="Directory of <user>.token / <user>.password files [SYNCD_CREDENTIALS_DIR].",
+        ),
+        click.option(
+            "--state-dir",
+            type=click.Path(file_okay=False),
+            help="Where the state file lives [SYNCD_STATE_DIR].",
+        ),
+        click.option("--concurrency", type=int, help="Requests in flight [SYNCD_CONCURRENCY]."),
+        click.option(
+            "--insecure-http",
+            is_flag=True,
+            default=None,
+            help="Allow plain http:// to a non-loopback host.",
+        ),
+        click.option(
+            "-f",
+            "--file",
+            "desired",
+            metavar="PATH",
+            help="Desired-state file or directory [SYNCD_DESIRED, ./desired-state.yaml].",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _settings(options: dict[str, Any]) -> Settings:
+    from syncd.settings import load_settings
+
+    return load_settings(**options)
+
+
+def _load(settings: Settings, users: tuple[str, ...] = ()) -> DesiredState:
+    from syncd.loading import load_desired
+    from syncd.reconcile import restrict
+
+    return restrict(load_desired(settings.desired), users)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="syncd")
 def cli() -> None:
-    """Keep docker.io accounts in the state that a YAML file in git describes.
+    """Keep docker.io accounts in the state that a YAML file in git describes."""
 
-    \b
-    syncd validate   check the desired state, send nothing
-    syncd plan       show what would change (dry run)
-    syncd sandbox    serve a local copy of the accounts API
-    """
+
+@cli.command()
+@click.option("-f", "--file", "desired", metavar="PATH", help="Desired-state file or directory.")
+def validate(desired: str | None) -> None:
+    """Check the desired state; send nothing to the API."""
+    settings = _settings({"desired": desired})
+    state = _load(settings)
+    click.echo(f"{settings.desired}: valid, {len(state.users)} users")
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the desired-state format."""
+    import json
+
+    from syncd.loading import desired_state_json_schema
+
+    click.echo(json.dumps(desired_state_json_schema(), indent=2))
+
+
+@cli.command()
+@settings_options
+@click.option("--refresh", is_flag=True, help="Read every user from the API, ignoring the cache.")
+@click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Human diff or the JSON contract.",
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 2 when changes are pending, 0 when none, 1 on error.",
+)
+@click.option("--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat).")
+@click.option("--out", "out_file", metavar="FILE", help="Save the plan for a later apply.")
+def plan(
+    refresh: bool,
+    output: str,
+    detailed_exitcode: bool,
+    users: tuple[str, ...],
+    out_file: str | None,
+    **options: Any,
+) -> None:
+    """Show what would change, and change nothing."""
+    import asyncio
+
+    from syncd.progress import fetch_progress
+    from syncd.reconcile import compute_plan
+
+    settings = _settings(options)
+    desired = _load(settings, users)
+    with fetch_progress(enabled=output == "text") as on_progress:
+        result = asyncio.run(
+            compute_plan(settings, desired, refresh=refresh, on_progress=on_progress)
+        )
+    document = result.plan.to_json(result.source())
+    if out_file:
+        from syncd.planfile import save_plan
+
+        save_plan(out_file, result)
+    if output == "json":
+        import json
+
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        from rich.console import Console
+
+        from syncd.render import print_plan
+
+        print_plan(result.plan, Console(highlight=False))
+    if result.plan.errors:
+        sys.exit(EXIT_ERROR)
+    if detailed_exitcode and not result.plan.is_empty:
+        sys.exit(EXIT_CHANGES_PENDING)
 
 
 cli.add_command(sandbox)
@@ -36,7 +163,7 @@ def main() -> None:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_ERROR)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)

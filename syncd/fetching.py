@@ -1,0 +1,140 @@
+"""Reading the live state: cache first, then the API for what is missing or stale.
+
+For each desired user only the parts it manages are read: the profile when it
+states a profile field (or nothing at all, to learn whether it exists), the
+email list when it states `emails`. A cold plan so costs at most 2 GETs per
+user and a warm one none. Users are fetched by `concurrency` workers, and what
+they learn is written to the cache in batches as they go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from syncd.api import AccountsClient
+from syncd.cache import LiveCache, Snapshot
+from syncd.credentials import CredentialStore
+from syncd.desired import DesiredState, DesiredUser
+from syncd.errors import ApiError, Forbidden, NotFound, Unauthorized
+from syncd.live import LiveAccount, Unreadable
+
+ProgressCallback = Callable[[int, int], None]
+
+#: Snapshots kept in memory before they are written to the cache.
+FLUSH_EVERY = 500
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    now: float
+    ttl: float
+    refresh: bool = False
+    concurrency: int = 16
+
+
+def needs_profile(user: DesiredUser) -> bool:
+    return bool(user.profile) or user.emails is None
+
+
+def needs_emails(user: DesiredUser) -> bool:
+    return user.emails is not None
+
+
+def unreadable(username: str, error: ApiError) -> Unreadable:
+    """What a failed read means for the plan: a warning or an error for this user."""
+    if isinstance(error, NotFound):
+        return Unreadable(username, "user_not_found", "the API has no such user (404)")
+    if isinstance(error, Forbidden):
+        return Unreadable(username, "forbidden", f"the credential may not read this user: {error}")
+    if isinstance(error, Unauthorized):
+        return Unreadable(username, "unauthorized", f"credential refused: {error}", is_error=True)
+    return Unreadable(username, "fetch_failed", str(error), is_error=True)
+
+
+async def fetch_live(
+    desired: DesiredState,
+    client: AccountsClient,
+    credentials: CredentialStore,
+    cache: LiveCache,
+    options: FetchOptions,
+    on_progress: ProgressCallback | None = None,
+) -> dict[str, LiveAccount | Unreadable]:
+    """The live state of every desired user, from the cache where it is fresh enough."""
+    cached = {} if options.refresh else cache.read(desired.usernames())
+    result: dict[str, LiveAccount | Unreadable] = {}
+    to_fetch: list[tuple[DesiredUser, LiveAccount]] = []
+    for user in desired.users:
+        entry = cached.get(user.username)
+        known = LiveAccount(user.username)
+        if entry is not None:
+            known = LiveAccount(
+                user.username,
+                entry.fresh_profile(options.now, options.ttl),
+                entry.fresh_emails(options.now, options.ttl),
+            )
+        if _complete(user, known):
+            result[user.username] = known
+        elif not credentials.has(user.username):
+            result[user.username] = Unreadable(
+                user.username,
+                "no_credentials",
+                "no credential file for this user and no fallback token",
+            )
+        else:
+            to_fetch.append((user, known))
+
+    total, done = len(to_fetch), 0
+    pending: list[Snapshot] = []
+    work: Iterator[tuple[DesiredUser, LiveAccount]] = iter(to_fetch)
+
+    async def worker() -> None:
+        nonlocal done
+        for user, known in work:
+            outcome = await _fetch_one(client, user, known)
+            result[user.username] = outcome
+            if isinstance(outcome, LiveAccount):
+                pending.append(Snapshot(_fetched_parts(outcome, known), options.now))
+                if len(pending) >= FLUSH_EVERY:
+                    cache.save(pending)
+                    pending.clear()
+            done += 1
+            if on_progress:
+                on_progress(done, total)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(min(options.concurrency, total))))
+    finally:
+        cache.save(pending)
+    return result
+
+
+def _complete(user: DesiredUser, known: LiveAccount) -> bool:
+    return (known.profile is not None or not needs_profile(user)) and (
+        known.emails is not None or not needs_emails(user)
+    )
+
+
+def _fetched_parts(fetched: LiveAccount, known: LiveAccount) -> LiveAccount:
+    """Only what came from the API this time, so cached parts keep their own age."""
+    return dataclasses.replace(
+        fetched,
+        profile=None if fetched.profile is known.profile else fetched.profile,
+        emails=None if fetched.emails is known.emails else fetched.emails,
+    )
+
+
+async def _fetch_one(
+    client: AccountsClient, user: DesiredUser, known: LiveAccount
+) -> LiveAccount | Unreadable:
+    account = known
+    try:
+        if needs_profile(user) and account.profile is None:
+            account = dataclasses.replace(account, profile=await client.get_user(user.username))
+        if needs_emails(user) and account.emails is None:
+            account = dataclasses.replace(account, emails=await client.get_emails(user.username))
+    except ApiError as error:
+        return unreadable(user.username, error)
+    return account

@@ -1,0 +1,45 @@
+"""The SQLite state file: where it lives, how it is opened, and its tables.
+
+One file in the state directory (design.md section 5), created with mode 0600
+in a directory of mode 0700, in WAL mode so that `syncd status` can read while
+a run writes. Every module that stores something (the live cache, later the
+audit trail and run records) gets its tables from `open_state`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+from syncd.errors import CacheError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS live_users (
+    username TEXT PRIMARY KEY,
+    user_json TEXT,
+    user_fetched_at REAL,
+    emails_json TEXT,
+    emails_fetched_at REAL
+);
+"""
+
+
+def open_state(path: Path) -> sqlite_utils.Database:
+    """Open (creating if needed) the state file, private to its owner."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Create the file ourselves so it is 0600 from its first byte; SQLite
+        # gives the -wal and -shm files the same mode.
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(descriptor)
+        connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        db = sqlite_utils.Database(connection)
+        db.enable_wal()
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.conn.executescript(SCHEMA)
+    except (OSError, sqlite3.Error) as error:
+        raise CacheError(f"cannot open the state file {path}: {error}") from None
+    return db
