@@ -102,11 +102,12 @@ class LiveCache:
         try:
             with self.db.atomic():
                 for snapshot in batch:
-                    self._upsert(snapshot)
+                    self.put(snapshot)
         except sqlite3.Error as error:
             raise CacheError(f"cannot write the live-state cache: {error}") from None
 
-    def _upsert(self, snapshot: Snapshot) -> None:
+    def put(self, snapshot: Snapshot) -> None:
+        """Store one snapshot inside the caller's transaction."""
         account, at = snapshot.account, snapshot.fetched_at
         profile = (
             json.dumps(user_json(account.profile, account.username)) if account.profile else None

@@ -155,6 +155,74 @@ def plan(
         sys.exit(EXIT_CHANGES_PENDING)
 
 
+@cli.command()
+@settings_options
+@click.option(
+    "--yes", is_flag=True, help="Apply without asking (required when not on a terminal)."
+)
+@click.option(
+    "--allow-deletions",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Allow up to N email deletions in this run [SYNCD_MAX_DELETIONS, 10].",
+)
+@click.option("--refresh", is_flag=True, help="Read every user from the API, ignoring the cache.")
+@click.option("--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat).")
+def apply(
+    yes: bool,
+    allow_deletions: int | None,
+    refresh: bool,
+    users: tuple[str, ...],
+    **options: Any,
+) -> None:
+    """Converge the accounts to the desired state (asks first)."""
+    import asyncio
+
+    from rich.console import Console
+
+    from syncd.logs import configure_logging
+    from syncd.progress import fetch_progress
+    from syncd.reconcile import PlanResult, connect, converge
+    from syncd.render import print_apply_report, print_plan
+
+    settings = _settings(options)
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if not yes and not interactive:
+        raise click.UsageError("no terminal to confirm on: pass --yes to apply without asking")
+    configure_logging(settings.log_format)
+    desired = _load(settings, users)
+    console = Console(highlight=False)
+
+    def show(result: PlanResult) -> None:
+        print_plan(result.plan, console)
+
+    def confirm(result: PlanResult) -> bool:
+        count = len(result.plan.changes)
+        return yes or click.confirm(f"Apply {count} change{'s' if count != 1 else ''}?")
+
+    async def run() -> Any:
+        async with connect(settings) as connection:
+            return await converge(
+                connection,
+                desired,
+                command="apply",
+                deletion_limit=settings.max_deletions
+                if allow_deletions is None
+                else allow_deletions,
+                confirm=confirm,
+                on_plan=show,
+                refresh=refresh,
+                on_progress=on_progress,
+            )
+
+    with fetch_progress() as on_progress:
+        converged = asyncio.run(run())
+    print_apply_report(converged, console, settings.state_file)
+    failed = converged.result.plan.errors or (converged.report and not converged.report.ok)
+    if failed:
+        sys.exit(EXIT_ERROR)
+
+
 cli.add_command(sandbox)
 
 

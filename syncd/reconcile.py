@@ -1,24 +1,31 @@
-"""One reconciliation, end to end: desired state → live state → plan.
+"""One reconciliation, end to end: desired state → live state → plan → guard → apply.
 
 The glue between the pure core and the edges, shared by `syncd plan`, `syncd
-apply` and the daemon, so that all three see the same plan for the same input.
+apply` and the daemon, so that all of them see the same plan for the same
+input and write through the same audited path.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlite_utils
+
 from syncd.api import AccountsClient
+from syncd.applying import Applier, ApplyReport
+from syncd.audit import AuditTrail, OpenIntent
 from syncd.cache import LiveCache
 from syncd.credentials import CredentialStore
 from syncd.desired import DesiredState
-from syncd.errors import UsageError
+from syncd.errors import GuardError, UsageError
 from syncd.fetching import FetchOptions, ProgressCallback, fetch_live
 from syncd.live import LiveAccount, Unreadable
-from syncd.plan import Plan, build_plan
+from syncd.plan import DeleteEmail, Plan, build_plan
 from syncd.settings import Settings
 from syncd.statefile import open_state
 
@@ -51,6 +58,51 @@ def restrict(desired: DesiredState, users: tuple[str, ...]) -> DesiredState:
     return desired.only(set(users))
 
 
+@dataclass
+class Connection:
+    """What a run talks to: the API, the state file, and the credentials."""
+
+    settings: Settings
+    credentials: CredentialStore
+    db: sqlite_utils.Database
+    client: AccountsClient
+
+    @property
+    def cache(self) -> LiveCache:
+        return LiveCache(self.db)
+
+
+@asynccontextmanager
+async def connect(settings: Settings) -> AsyncIterator[Connection]:
+    credentials = CredentialStore.from_settings(settings)
+    db = open_state(settings.state_file)
+    try:
+        async with AccountsClient(settings, credentials.for_user) as client:
+            yield Connection(settings, credentials, db, client)
+    finally:
+        db.close()
+
+
+async def read_and_plan(
+    connection: Connection,
+    desired: DesiredState,
+    *,
+    refresh: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> PlanResult:
+    options = FetchOptions(
+        now=time.time(),
+        ttl=connection.settings.cache_ttl,
+        refresh=refresh,
+        concurrency=connection.settings.concurrency,
+    )
+    live = await fetch_live(
+        desired, connection.client, connection.credentials, connection.cache, options, on_progress
+    )
+    plan = build_plan(desired, live)
+    return PlanResult(desired, plan, live, Counter(connection.client.requests))
+
+
 async def compute_plan(
     settings: Settings,
     desired: DesiredState,
@@ -58,20 +110,94 @@ async def compute_plan(
     refresh: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> PlanResult:
-    credentials = CredentialStore.from_settings(settings)
-    db = open_state(settings.state_file)
+    async with connect(settings) as connection:
+        return await read_and_plan(connection, desired, refresh=refresh, on_progress=on_progress)
+
+
+def recover_interrupted(connection: Connection, audit: AuditTrail) -> list[OpenIntent]:
+    """Close writes a crashed run left open, and forget their users so they are re-read."""
+    intents = audit.close_interrupted()
+    for username in {intent.user for intent in intents}:
+        connection.cache.forget(username)
+    return intents
+
+
+def check_deletion_guard(plan: Plan, limit: int) -> None:
+    """Refuse, before any write, a run that deletes more addresses than allowed."""
+    deletions = [action for action in plan.changes if isinstance(action, DeleteEmail)]
+    if len(deletions) <= limit:
+        return
+    per_user = Counter(action.user for action in deletions)
+    shown = ", ".join(f"{user} ({count})" for user, count in sorted(per_user.items())[:10])
+    more = f" and {len(per_user) - 10} more users" if len(per_user) > 10 else ""
+    raise GuardError(
+        f"refusing to delete {len(deletions)} email addresses (the limit is {limit}): "
+        f"{shown}{more}. Nothing was applied. If this is intended, run again with "
+        f"--allow-deletions {len(deletions)}"
+    )
+
+
+async def apply_plan(
+    connection: Connection,
+    plan: Plan,
+    live: Mapping[str, LiveAccount | Unreadable],
+    audit: AuditTrail,
+) -> ApplyReport:
+    readable = {user: state for user, state in live.items() if isinstance(state, LiveAccount)}
+    applier = Applier(connection.client, connection.cache, audit, readable)
+    return await applier.apply(plan.changes, connection.settings.concurrency)
+
+
+@dataclass
+class ConvergeResult:
+    result: PlanResult
+    run_id: str
+    interrupted: list[OpenIntent]
+    #: None when nothing was applied (no changes, or the operator said no).
+    report: ApplyReport | None = None
+
+
+Confirm = Callable[[PlanResult], bool]
+
+
+async def converge(
+    connection: Connection,
+    desired: DesiredState,
+    *,
+    command: str,
+    deletion_limit: int,
+    confirm: Confirm,
+    on_plan: Callable[[PlanResult], None] | None = None,
+    refresh: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> ConvergeResult:
+    """Plan, guard, confirm and apply, with a run record and an audit event per write."""
+    audit = AuditTrail(connection.db, source_of(desired))
+    audit.begin_run(command)
+    outcome = "failed"
+    counts: Counter[str] = Counter()
     try:
-        async with AccountsClient(settings, credentials.for_user) as client:
-            options = FetchOptions(
-                now=time.time(),
-                ttl=settings.cache_ttl,
-                refresh=refresh,
-                concurrency=settings.concurrency,
-            )
-            live = await fetch_live(
-                desired, client, credentials, LiveCache(db), options, on_progress
-            )
-            requests = client.requests
+        interrupted = recover_interrupted(connection, audit)
+        result = await read_and_plan(connection, desired, refresh=refresh, on_progress=on_progress)
+        counts.update(result.plan.summary())
+        if on_plan is not None:
+            on_plan(result)
+        converged = ConvergeResult(result, audit.run_id, interrupted)
+        try:
+            check_deletion_guard(result.plan, deletion_limit)
+        except GuardError:
+            outcome = "blocked"
+            raise
+        if result.plan.is_empty:
+            outcome = "no_changes" if not result.plan.errors else "failed"
+            return converged
+        if not confirm(result):
+            outcome = "declined"
+            return converged
+        report = await apply_plan(connection, result.plan, result.live, audit)
+        counts.update({f"applied_{key}": value for key, value in report.counts.items()})
+        converged.report = report
+        outcome = "ok" if report.ok and not result.plan.errors else "failed"
+        return converged
     finally:
-        db.close()
-    return PlanResult(desired, build_plan(desired, live), live, requests)
+        audit.end_run(outcome, counts)

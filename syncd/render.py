@@ -13,11 +13,18 @@ from __future__ import annotations
 
 import json
 from itertools import groupby
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 
 from syncd.plan import AddEmail, DeleteEmail, Plan, UpdateProfile
+
+if TYPE_CHECKING:
+    from syncd.reconcile import ConvergeResult
+
+ACTION_NAMES = ("update_profile", "add_email", "delete_email")
 
 
 def _quoted(value: str | None) -> str:
@@ -77,3 +84,25 @@ def print_plan(plan: Plan, console: Console) -> None:
     if plan.changes or plan.warnings or plan.errors:
         console.print()
     console.print(summary_line(plan))
+
+
+def print_apply_report(converged: ConvergeResult, console: Console, state_file: Path) -> None:
+    for intent in converged.interrupted:
+        console.print(
+            f"[yellow]! {escape(intent.user)}: an earlier run was interrupted during "
+            f"{intent.action} {escape(intent.target)}; the user was re-read.[/yellow]"
+        )
+    report = converged.report
+    if report is None:
+        if not converged.result.plan.is_empty:
+            console.print("Nothing applied.")
+        return
+    applied = sum(count for key, count in report.counts.items() if key in ACTION_NAMES)
+    total = len(converged.result.plan.changes)
+    console.print(f"Applied {applied} of {_plural(total, 'change')}.")
+    for failure in report.failures:
+        status = f"HTTP {failure.status}" if failure.status else failure.result
+        console.print(
+            f"[red]✗ {escape(failure.description)}: {status}: {escape(failure.message)}[/red]"
+        )
+    console.print(f"Audit trail: run {converged.run_id} in {escape(str(state_file))}")

@@ -24,6 +24,42 @@ CREATE TABLE IF NOT EXISTS live_users (
     emails_json TEXT,
     emails_fetched_at REAL
 );
+
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    command TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    source TEXT,
+    revision TEXT,
+    result TEXT,
+    counts TEXT
+);
+
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    event TEXT NOT NULL,
+    intent_seq INTEGER,
+    user TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    before TEXT,
+    after TEXT,
+    result TEXT,
+    status INTEGER,
+    message TEXT,
+    source TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_by_user ON audit (user, timestamp);
+CREATE INDEX IF NOT EXISTS audit_by_intent ON audit (intent_seq);
+
+-- The audit trail is append-only: history is never rewritten.
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 """
 
 

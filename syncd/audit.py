@@ -1,0 +1,229 @@
+"""The audit trail: an intent before every write, an outcome after it, and run records.
+
+Each event goes two ways: to the structlog logger (JSON lines, or the console
+on a terminal) and into the append-only `audit` table of the state file. The
+intent is committed before the request is sent, so a crash leaves an intent
+without an outcome; the next run reports it as `interrupted` and has the user
+re-read. An outcome is written in the same transaction as the cache update
+that the write's answer allows (see `outcome(..., then=...)`).
+
+No event holds a credential: events carry users, fields, addresses and values.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlite_utils
+import structlog
+
+from syncd.plan import Action, AddEmail, UpdateProfile
+
+Clock = Callable[[], datetime]
+
+OK, FAILED, UNKNOWN, INTERRUPTED = "ok", "failed", "unknown", "interrupted"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def describe_change(action: Action) -> dict[str, Any]:
+    """What an action changes, as audit fields: target, before and after."""
+    if isinstance(action, UpdateProfile):
+        return {
+            "target": ",".join(c.field for c in action.changes),
+            "before": {c.field: c.before for c in action.changes},
+            "after": {c.field: c.after for c in action.changes},
+        }
+    if isinstance(action, AddEmail):
+        return {"target": action.email, "before": None, "after": action.email}
+    return {"target": action.email, "before": action.email, "after": None}
+
+
+@dataclass(frozen=True)
+class OpenIntent:
+    """A write that was started and never got an outcome: the process died."""
+
+    seq: int
+    run_id: str
+    timestamp: str
+    user: str
+    action: str
+    target: str
+
+
+class AuditTrail:
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        source: Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.db = db
+        self.source = dict(source)
+        self.run_id = run_id or new_run_id()
+        self.clock = clock
+        self.log = structlog.get_logger("syncd.audit").bind(run_id=self.run_id)
+
+    # -- runs -------------------------------------------------------------------
+
+    def begin_run(self, command: str) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT INTO runs (id, command, started_at, source, revision) VALUES (?,?,?,?,?)",
+                [
+                    self.run_id,
+                    command,
+                    self._now(),
+                    json.dumps(self.source),
+                    self.source.get("revision"),
+                ],
+            )
+        self.log.info("run_started", command=command, source=self.source)
+
+    def end_run(self, result: str, counts: Mapping[str, int]) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE runs SET ended_at = ?, result = ?, counts = ? WHERE id = ?",
+                [self._now(), result, json.dumps(dict(counts)), self.run_id],
+            )
+        self.log.info("run_finished", result=result, counts=dict(counts))
+
+    # -- writes -----------------------------------------------------------------
+
+    def intent(self, action: Action) -> int:
+        """Record that a write is about to be sent; returns the intent's number."""
+        change = describe_change(action)
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "INSERT INTO audit (run_id, timestamp, event, user, action, target, before,"
+                " after, source) VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    self.run_id,
+                    self._now(),
+                    "intent",
+                    action.user,
+                    action.action,
+                    change["target"],
+                    json.dumps(change["before"]),
+                    json.dumps(change["after"]),
+                    json.dumps(self.source),
+                ],
+            )
+        seq = cursor.lastrowid
+        assert seq is not None
+        self.log.info("intent", user=action.user, action=action.action, **change)
+        return seq
+
+    def outcome(
+        self,
+        intent_seq: int,
+        action: Action,
+        result: str,
+        *,
+        status: int | None = None,
+        message: str | None = None,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Record how a write ended; `then` runs in the same transaction (the cache update)."""
+        change = describe_change(action)
+        with self.db.atomic():
+            self._insert_outcome(
+                intent_seq, action.user, action.action, change["target"], result, status, message
+            )
+            if then is not None:
+                then()
+        level = "info" if result == OK else "warning"
+        self.log.log(
+            _LEVELS[level],
+            "outcome",
+            user=action.user,
+            action=action.action,
+            target=change["target"],
+            result=result,
+            status=status,
+            message=message,
+        )
+
+    def _insert_outcome(
+        self,
+        intent_seq: int,
+        user: str,
+        action: str,
+        target: str,
+        result: str,
+        status: int | None,
+        message: str | None,
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO audit (run_id, timestamp, event, intent_seq, user, action, target,"
+            " result, status, message, source) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                self.run_id,
+                self._now(),
+                "outcome",
+                intent_seq,
+                user,
+                action,
+                target,
+                result,
+                status,
+                message,
+                json.dumps(self.source),
+            ],
+        )
+
+    # -- crashes ----------------------------------------------------------------
+
+    def open_intents(self) -> list[OpenIntent]:
+        rows = self.db.execute(
+            "SELECT seq, run_id, timestamp, user, action, target FROM audit AS i"
+            " WHERE event = 'intent' AND NOT EXISTS"
+            " (SELECT 1 FROM audit AS o WHERE o.intent_seq = i.seq) ORDER BY seq"
+        ).fetchall()
+        return [OpenIntent(*row) for row in rows]
+
+    def close_interrupted(self) -> list[OpenIntent]:
+        """Mark writes left open by a crashed run as interrupted; their users must be re-read."""
+        intents = self.open_intents()
+        if not intents:
+            return []
+        with self.db.atomic():
+            for intent in intents:
+                self._insert_outcome(
+                    intent.seq,
+                    intent.user,
+                    intent.action,
+                    intent.target,
+                    INTERRUPTED,
+                    None,
+                    f"run {intent.run_id} stopped before this write's answer was recorded",
+                )
+        for intent in intents:
+            self.log.warning(
+                "interrupted",
+                user=intent.user,
+                action=intent.action,
+                target=intent.target,
+                interrupted_run=intent.run_id,
+                started=intent.timestamp,
+            )
+        return intents
+
+    def _now(self) -> str:
+        return self.clock().isoformat(timespec="microseconds")
+
+
+_LEVELS = {"info": 20, "warning": 30}
