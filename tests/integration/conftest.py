@@ -1,0 +1,132 @@
+"""A small world for reconciliation tests: seeded sandbox accounts, their
+credentials directory, a desired-state file and the settings that tie them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from ruamel.yaml import YAML
+
+from syncd.settings import Settings, load_settings
+
+ALL_SCOPES = ["profile_read", "profile_write", "email_read", "email_write"]
+
+
+def account(
+    emails: list[str], token: str, scopes: list[str] | None = None, **profile: str
+) -> dict[str, Any]:
+    """A seeded account: the first address is the primary, verified."""
+    return {
+        **profile,
+        "tokens": [{"token": token, "scopes": scopes or ALL_SCOPES}],
+        "emails": [{"email": emails[0], "primary": True, "verified": True}, *emails[1:]],
+    }
+
+
+STANDARD_SEED: dict[str, Any] = {
+    "users": {
+        "janedoe": account(
+            ["jane.doe@example.com", "old@example.com"],
+            "tok-jane",
+            full_name="Jane",
+            location="San Francisco, CA",
+            company="Success, Inc.",
+            profile_url="https://docker.io/",
+        ),
+        "johnsmith": account(["john@example.com"], "tok-john", full_name="John Smith"),
+    }
+}
+
+STANDARD_DESIRED: dict[str, Any] = {
+    "version": 1,
+    "users": {
+        "janedoe": {
+            "full_name": "Jane Doe",
+            "location": "Private Island",
+            "emails": ["jane.doe@example.com", "jane.doe+other@example.com"],
+        },
+        "johnsmith": {"full_name": "John Smith"},
+    },
+}
+
+
+@dataclass
+class World:
+    sandbox: Any
+    root: Path
+
+    @property
+    def desired_file(self) -> Path:
+        return self.root / "desired-state.yaml"
+
+    @property
+    def credentials_dir(self) -> Path:
+        return self.root / "credentials"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    def seed(self, seed: dict[str, Any], **reset: Any) -> None:
+        self.sandbox.reset(seed=seed, **reset)
+        self.credentials_dir.mkdir(exist_ok=True)
+        for username, spec in seed["users"].items():
+            for token in spec.get("tokens", [])[:1]:
+                (self.credentials_dir / f"{username}.token").write_text(token["token"] + "\n")
+
+    def desire(self, desired: dict[str, Any]) -> None:
+        with self.desired_file.open("w") as handle:
+            YAML().dump(desired, handle)
+
+    def settings(self, **overrides: Any) -> Settings:
+        given: dict[str, Any] = {
+            "api_url": self.sandbox.url,
+            "credentials_dir": str(self.credentials_dir),
+            "state_dir": str(self.state_dir),
+            "desired": str(self.desired_file),
+        }
+        return load_settings(**{**given, **overrides})
+
+    def cli_args(self) -> list[str]:
+        return [
+            "--api-url",
+            self.sandbox.url,
+            "--credentials-dir",
+            str(self.credentials_dir),
+            "--state-dir",
+            str(self.state_dir),
+            "-f",
+            str(self.desired_file),
+        ]
+
+    def emails_of(self, username: str) -> list[str]:
+        """The addresses the sandbox holds for a user, read with the staff token."""
+        response = httpx.get(
+            f"{self.sandbox.url}/api/v1.1/users/{username}/emails/",
+            headers={"Authorization": f"Bearer {self.sandbox.admin_token}"},
+        )
+        response.raise_for_status()
+        return [entry["email"] for entry in response.json()]
+
+    def writes(self) -> int:
+        by_method = self.sandbox.stats()["by_method"]
+        return sum(by_method.get(m, 0) for m in ("PATCH", "POST", "DELETE"))
+
+    def gets(self) -> int:
+        return int(self.sandbox.stats()["by_method"].get("GET", 0))
+
+
+@pytest.fixture
+def world(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    """The standard world: janedoe differs from the desired state, johnsmith matches."""
+    # Nothing from the developer's environment may steer a test.
+    for name in ("SYNCD_TOKEN", "SYNCD_DESIRED", "SYNCD_CONFIG", "CREDENTIALS_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    made = World(sandbox, tmp_path)
+    made.seed(STANDARD_SEED)
+    made.desire(STANDARD_DESIRED)
+    return made

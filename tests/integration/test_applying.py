@@ -1,0 +1,120 @@
+"""Converging against the sandbox: writes, retries, ambiguity, the guard and the audit trail."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from typing import Any
+
+import pytest
+
+from syncd.errors import GuardError
+from syncd.loading import load_desired
+from syncd.reconcile import ConvergeResult, connect, converge
+from syncd.settings import Settings
+from tests.integration.conftest import STANDARD_SEED, World, account
+
+
+def apply_with(world: World, settings: Settings | None = None, limit: int = 10) -> ConvergeResult:
+    desired = load_desired(world.desired_file)
+
+    async def run() -> ConvergeResult:
+        async with connect(settings or world.settings()) as connection:
+            return await converge(
+                connection, desired, command="apply", deletion_limit=limit, confirm=lambda _: True
+            )
+
+    return asyncio.run(run())
+
+
+def audit_rows(world: World) -> list[dict[str, Any]]:
+    with sqlite3.connect(world.state_dir / "syncd.db") as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM audit ORDER BY seq")]
+
+
+def test_apply_converges_with_one_write_per_action(world: World):
+    first = apply_with(world)
+    assert first.report is not None
+    assert first.report.ok
+    assert world.writes() == len(first.result.plan.changes) == 3
+    second = apply_with(world)
+    assert second.result.plan.is_empty
+    assert sum(second.result.requests.values()) == 0, "the cache was updated from the answers"
+
+
+def test_every_write_has_one_intent_and_one_outcome(world: World):
+    apply_with(world)
+    rows = audit_rows(world)
+    intents = [r for r in rows if r["event"] == "intent"]
+    outcomes = [r for r in rows if r["event"] == "outcome"]
+    assert len(intents) == len(outcomes) == 3
+    assert sorted(o["intent_seq"] for o in outcomes) == sorted(i["seq"] for i in intents)
+    assert {o["result"] for o in outcomes} == {"ok"}
+    assert json.loads(intents[0]["after"]) == {
+        "full_name": "Jane Doe",
+        "location": "Private Island",
+    }
+
+
+def test_the_audit_trail_is_append_only(world: World):
+    apply_with(world)
+    with (
+        sqlite3.connect(world.state_dir / "syncd.db") as db,
+        pytest.raises(sqlite3.IntegrityError, match="append-only"),
+    ):
+        db.execute("DELETE FROM audit")
+
+
+def test_deletion_guard_refuses_everything(world: World):
+    with pytest.raises(GuardError, match="--allow-deletions 1") as refused:
+        apply_with(world, limit=0)
+    assert refused.value.exit_code == 3
+    assert world.writes() == 0
+    assert apply_with(world, limit=1).report is not None
+
+
+def test_ambiguous_writes_never_duplicate_and_converge(world: World):
+    users = {
+        f"user{i:04d}": account([f"u{i}@example.com"], f"tok-{i}", full_name="old")
+        for i in range(20)
+    }
+    world.seed({"users": users}, faults={"ambiguous_rate": 0.5, "fault_seed": 3})
+    desired = {
+        name: {"full_name": "new", "emails": [f"u{i}@example.com", f"extra{i}@example.com"]}
+        for i, name in enumerate(users)
+    }
+    world.desire({"version": 1, "users": desired})
+    for _ in range(3):
+        if apply_with(world).result.plan.is_empty:
+            break
+    posts = [r for r in world.sandbox.stats()["requests"] if r["method"] == "POST"]
+    assert not [r for r in posts if r["status"] == 400], "an address was sent twice"
+    assert apply_with(world, settings=world.settings(cache_ttl=0)).result.plan.is_empty
+    for i, name in enumerate(users):
+        assert sorted(world.emails_of(name)) == sorted(
+            [f"u{i}@example.com", f"extra{i}@example.com"]
+        )
+
+
+def test_bursts_of_429_and_503_are_survived(world: World):
+    world.seed(STANDARD_SEED, faults={"error_rate": 0.3, "rate_limit": 5, "fault_seed": 11})
+    result = apply_with(world, settings=world.settings(concurrency=4))
+    assert result.report is not None
+    assert result.report.ok
+    assert apply_with(world, settings=world.settings(cache_ttl=0)).result.plan.is_empty
+
+
+def test_a_failing_user_does_not_stop_the_others(world: World):
+    (world.credentials_dir / "janedoe.token").write_text("wrong\n")
+    world.desire(
+        {
+            "version": 1,
+            "users": {"janedoe": {"full_name": "X"}, "johnsmith": {"full_name": "Johnny"}},
+        }
+    )
+    result = apply_with(world)
+    assert [e.user for e in result.result.plan.errors] == ["janedoe"]
+    assert result.report is not None
+    assert result.report.counts["update_profile"] == 1
