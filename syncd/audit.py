@@ -79,6 +79,15 @@ class AuditTrail:
 
     # -- runs -------------------------------------------------------------------
 
+    def set_source(self, source: Mapping[str, Any]) -> None:
+        """Where the desired state came from, once it is known; recorded on the run."""
+        self.source = dict(source)
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE runs SET source = ?, revision = ? WHERE id = ?",
+                [json.dumps(self.source), self.source.get("revision"), self.run_id],
+            )
+
     def begin_run(self, command: str) -> None:
         with self.db.atomic():
             self.db.execute(

@@ -72,7 +72,18 @@ def _load(settings: Settings, users: tuple[str, ...] = ()) -> DesiredState:
     return restrict(load_desired(settings.desired), users)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class SyncdGroup(click.Group):
+    """Turns a SyncdError into one line on stderr and its exit code, for every command."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SyncdError as error:
+            click.echo(f"syncd: {error}", err=True)
+            ctx.exit(error.exit_code)
+
+
+@click.group(cls=SyncdGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="syncd")
 def cli() -> None:
     """Keep docker.io accounts in the state that a YAML file in git describes."""
@@ -134,11 +145,11 @@ def plan(
         result = asyncio.run(
             compute_plan(settings, desired, refresh=refresh, on_progress=on_progress)
         )
-    document = result.plan.to_json(result.source())
+    document = result.plan.to_json(result.source)
     if out_file:
         from syncd.planfile import save_plan
 
-        save_plan(out_file, result)
+        save_plan(out_file, result.plan, result.live, result.source)
     if output == "json":
         import json
 
@@ -157,6 +168,7 @@ def plan(
 
 @cli.command()
 @settings_options
+@click.argument("plan_file", required=False, metavar="[PLAN.json]")
 @click.option(
     "--yes", is_flag=True, help="Apply without asking (required when not on a terminal)."
 )
@@ -169,57 +181,68 @@ def plan(
 @click.option("--refresh", is_flag=True, help="Read every user from the API, ignoring the cache.")
 @click.option("--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat).")
 def apply(
+    plan_file: str | None,
     yes: bool,
     allow_deletions: int | None,
     refresh: bool,
     users: tuple[str, ...],
     **options: Any,
 ) -> None:
-    """Converge the accounts to the desired state (asks first)."""
+    """Converge the accounts to the desired state, or apply a saved plan (asks first)."""
     import asyncio
 
     from rich.console import Console
 
     from syncd.logs import configure_logging
+    from syncd.planfile import load_plan
     from syncd.progress import fetch_progress
-    from syncd.reconcile import PlanResult, connect, converge
+    from syncd.reconcile import (
+        ConvergeResult,
+        PlanResult,
+        PlanStep,
+        connect,
+        converge,
+        planning,
+        saved_planning,
+    )
     from syncd.render import print_apply_report, print_plan
 
     settings = _settings(options)
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    if not yes and not interactive:
+    if not yes and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise click.UsageError("no terminal to confirm on: pass --yes to apply without asking")
+    if plan_file and users:
+        raise click.UsageError("--user limits a new plan; a saved plan is applied whole")
     configure_logging(settings.log_format)
-    desired = _load(settings, users)
+    limit = settings.max_deletions if allow_deletions is None else allow_deletions
     console = Console(highlight=False)
-
-    def show(result: PlanResult) -> None:
-        print_plan(result.plan, console)
 
     def confirm(result: PlanResult) -> bool:
         count = len(result.plan.changes)
         return yes or click.confirm(f"Apply {count} change{'s' if count != 1 else ''}?")
 
-    async def run() -> Any:
-        async with connect(settings) as connection:
-            return await converge(
-                connection,
-                desired,
-                command="apply",
-                deletion_limit=settings.max_deletions
-                if allow_deletions is None
-                else allow_deletions,
-                confirm=confirm,
-                on_plan=show,
-                refresh=refresh,
-                on_progress=on_progress,
-            )
-
     with fetch_progress() as on_progress:
+        make_plan: PlanStep
+        if plan_file:
+            make_plan = saved_planning(load_plan(plan_file))
+        else:
+            desired = _load(settings, users)
+            make_plan = planning(desired, refresh=refresh, on_progress=on_progress)
+
+        async def run() -> ConvergeResult:
+            async with connect(settings) as connection:
+                return await converge(
+                    connection,
+                    make_plan,
+                    command="apply",
+                    deletion_limit=limit,
+                    confirm=confirm,
+                    on_plan=lambda result: print_plan(result.plan, console),
+                )
+
         converged = asyncio.run(run())
     print_apply_report(converged, console, settings.state_file)
-    failed = converged.result.plan.errors or (converged.report and not converged.report.ok)
-    if failed:
+    report = converged.report
+    if converged.result.plan.errors or (report is not None and not report.ok):
         sys.exit(EXIT_ERROR)
 
 
@@ -227,19 +250,4 @@ cli.add_command(sandbox)
 
 
 def main() -> None:
-    try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(EXIT_ERROR)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except SyncdError as error:
-        click.echo(f"syncd: {error}", err=True)
-        sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
+    cli.main(prog_name="syncd")

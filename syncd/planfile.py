@@ -1,7 +1,9 @@
-"""Saved plans (`plan --out`): the plan contract plus the live state it was made against.
+"""Saved plans (`plan --out`, `apply plan.json`): the plan contract plus its basis.
 
-The `basis` lets `apply plan.json` check, before any write, that the accounts
-have not changed since the plan was made.
+The `basis` is the live state each touched user had when the plan was made.
+Before a saved plan is applied the users are read again; if anything differs
+the plan is stale and is refused, naming the user and the field, because
+applying it would write decisions made against a world that no longer exists.
 """
 
 from __future__ import annotations
@@ -9,37 +11,169 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from syncd.desired import DesiredState, DesiredUser
 from syncd.errors import PlanFileError
-from syncd.live import LiveAccount, emails_json
-from syncd.reconcile import PlanResult
+from syncd.fields import PROFILE_FIELDS, email_key, is_valid_email, is_valid_username
+from syncd.live import LiveAccount, Unreadable, emails_json
+from syncd.plan import (
+    PLAN_FORMAT_VERSION,
+    Action,
+    AddEmail,
+    DeleteEmail,
+    FieldChange,
+    Plan,
+    UpdateProfile,
+)
+
+#: A saved plan larger than this is not a plan: refuse before parsing it.
+MAX_PLAN_BYTES = 256 * 1024 * 1024
 
 
-def basis_of(result: PlanResult) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SavedPlan:
+    path: str
+    plan: Plan
+    source: dict[str, Any]
+    basis: dict[str, dict[str, Any]]
+
+    def users(self) -> DesiredState:
+        """Desired users that make a fetch read exactly the parts the basis recorded."""
+        users = []
+        for username in self.plan.users_with_changes():
+            recorded = self.basis[username]
+            managed = {"full_name": ""} if recorded.get("profile") is not None else {}
+            emails = () if recorded.get("emails") is not None else None
+            users.append(DesiredUser(username, managed, emails))
+        return DesiredState(tuple(users))
+
+
+def basis_of(plan: Plan, live: Mapping[str, LiveAccount | Unreadable]) -> dict[str, Any]:
     basis: dict[str, Any] = {}
-    for username in result.plan.users_with_changes():
-        account = result.live[username]
+    for username in plan.users_with_changes():
+        account = live[username]
         assert isinstance(account, LiveAccount)  # only readable users have changes
         basis[username] = {
-            "profile": account.profile.__dict__ if account.profile else None,
+            "profile": asdict(account.profile) if account.profile else None,
             "emails": emails_json(account.emails) if account.emails is not None else None,
         }
     return basis
 
 
-def save_plan(path: str, result: PlanResult) -> None:
+def save_plan(
+    path: str, plan: Plan, live: Mapping[str, LiveAccount | Unreadable], source: dict[str, Any]
+) -> None:
     """Write the plan atomically: a reader never sees half a file."""
-    document = result.plan.to_json(result.source())
-    document["basis"] = basis_of(result)
+    document = plan.to_json(source)
+    document["basis"] = basis_of(plan, live)
     target = Path(path)
     try:
         with tempfile.NamedTemporaryFile(
-            "w", dir=target.parent or Path(), prefix=f".{target.name}.", delete=False
+            "w", dir=target.parent, prefix=f".{target.name}.", delete=False, encoding="utf-8"
         ) as handle:
             json.dump(document, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
         os.replace(handle.name, target)
     except OSError as error:
         raise PlanFileError(f"cannot write the plan to {path}: {error}") from None
+
+
+def load_plan(path: str) -> SavedPlan:
+    """Read a saved plan, refusing anything that is not exactly what `plan --out` writes."""
+    try:
+        if os.path.getsize(path) > MAX_PLAN_BYTES:
+            raise PlanFileError(f"{path}: too large to be a saved plan")
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except FileNotFoundError:
+        raise PlanFileError(f"{path}: no such file") from None
+    except json.JSONDecodeError as error:
+        raise PlanFileError(
+            f"{path}:{error.lineno}:{error.colno}: not JSON: {error.msg}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise PlanFileError(f"{path}: cannot read: {error}") from None
+    try:
+        return _parse(path, document)
+    except (KeyError, TypeError, ValueError) as error:
+        raise PlanFileError(f"{path}: not a saved syncd plan: {error}") from None
+
+
+def _parse(path: str, document: Any) -> SavedPlan:
+    if not isinstance(document, dict):
+        raise ValueError("expected a JSON object")
+    if document.get("format_version") != PLAN_FORMAT_VERSION:
+        raise ValueError(f"format_version must be {PLAN_FORMAT_VERSION}")
+    if "basis" not in document:
+        raise ValueError("no 'basis': only plans saved with `syncd plan --out` can be applied")
+    actions = tuple(_action(entry) for entry in document["changes"])
+    basis = document["basis"]
+    if not isinstance(basis, dict):
+        raise ValueError("'basis' must be an object")
+    for action in actions:
+        if action.user not in basis:
+            raise ValueError(f"no basis recorded for user {action.user!r}")
+    source = document.get("source") or {}
+    return SavedPlan(path, Plan(actions), dict(source), basis)
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string")
+    return value
+
+
+def _action(entry: Any) -> Action:
+    if not isinstance(entry, dict):
+        raise ValueError("each change must be an object")
+    user = _text(entry["user"], "user")
+    if not is_valid_username(user):
+        raise ValueError(f"invalid username {user!r}")
+    kind = entry["action"]
+    if kind == "update_profile":
+        changes = []
+        for field, change in dict(entry["fields"]).items():
+            if field not in PROFILE_FIELDS:
+                raise ValueError(f"unknown profile field {field!r}")
+            before = change["before"]
+            after = _text(change["after"], f"{field}.after")
+            changes.append(FieldChange(field, None if before is None else str(before), after))
+        if not changes:
+            raise ValueError(f"update_profile for {user!r} changes nothing")
+        return UpdateProfile(user, tuple(changes))
+    if kind in ("add_email", "delete_email"):
+        email = _text(entry["email"], "email")
+        if not is_valid_email(email):
+            raise ValueError(f"invalid email {email!r}")
+        return AddEmail(user, email) if kind == "add_email" else DeleteEmail(user, email)
+    raise ValueError(f"unknown action {kind!r}")
+
+
+def staleness(saved: SavedPlan, live: Mapping[str, LiveAccount | Unreadable]) -> list[str]:
+    """What changed since the plan was made, as `user: field` lines; empty when nothing did."""
+    changed = []
+    for username in saved.plan.users_with_changes():
+        recorded, now = saved.basis[username], live.get(username)
+        if not isinstance(now, LiveAccount):
+            reason = now.code if isinstance(now, Unreadable) else "not read"
+            changed.append(f"{username}: cannot be read again ({reason})")
+            continue
+        profile = recorded.get("profile")
+        if profile is not None and now.profile is not None:
+            for field, before in profile.items():
+                current = getattr(now.profile, field, None)
+                if current != before:
+                    changed.append(f"{username}: {field} was {before!r}, is now {current!r}")
+        emails = recorded.get("emails")
+        if emails is not None and now.emails is not None:
+            then_keys = {email_key(e["email"]) for e in emails}
+            now_keys = {email_key(e.email) for e in now.emails}
+            if then_keys != now_keys:
+                changed.append(
+                    f"{username}: emails were {sorted(then_keys)}, are {sorted(now_keys)}"
+                )
+    return changed

@@ -40,6 +40,8 @@ def fetch_progress(enabled: bool = True) -> Iterator[ProgressCallback | None]:
         if not progress.live.is_started and time.monotonic() - started > SHOW_AFTER:
             progress.start()
         progress.update(task, completed=done, total=total)
+        if done == total:
+            progress.stop()  # before anything else is printed or asked
 
     try:
         yield on_progress

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,23 +22,22 @@ from syncd.audit import AuditTrail, OpenIntent
 from syncd.cache import LiveCache
 from syncd.credentials import CredentialStore
 from syncd.desired import DesiredState
-from syncd.errors import GuardError, UsageError
+from syncd.errors import GuardError, PlanFileError, UsageError
 from syncd.fetching import FetchOptions, ProgressCallback, fetch_live
 from syncd.live import LiveAccount, Unreadable
 from syncd.plan import DeleteEmail, Plan, build_plan
+from syncd.planfile import SavedPlan, staleness
 from syncd.settings import Settings
 from syncd.statefile import open_state
 
 
 @dataclass
 class PlanResult:
-    desired: DesiredState
     plan: Plan
     live: dict[str, LiveAccount | Unreadable]
+    #: Where the desired state came from: files with their sha256, git revision.
+    source: dict[str, Any]
     requests: Counter[str] = field(default_factory=Counter)
-
-    def source(self) -> dict[str, Any]:
-        return source_of(self.desired)
 
 
 def source_of(desired: DesiredState) -> dict[str, Any]:
@@ -100,7 +99,7 @@ async def read_and_plan(
         desired, connection.client, connection.credentials, connection.cache, options, on_progress
     )
     plan = build_plan(desired, live)
-    return PlanResult(desired, plan, live, Counter(connection.client.requests))
+    return PlanResult(plan, live, source_of(desired), Counter(connection.client.requests))
 
 
 async def compute_plan(
@@ -160,25 +159,62 @@ class ConvergeResult:
 Confirm = Callable[[PlanResult], bool]
 
 
+PlanStep = Callable[[Connection], Awaitable[PlanResult]]
+
+
+def planning(
+    desired: DesiredState,
+    *,
+    refresh: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> PlanStep:
+    """The usual planning step of a converge: read the live state and plan."""
+
+    async def step(connection: Connection) -> PlanResult:
+        return await read_and_plan(connection, desired, refresh=refresh, on_progress=on_progress)
+
+    return step
+
+
+def saved_planning(saved: SavedPlan) -> PlanStep:
+    """The planning step for a saved plan: read its users again and refuse it if stale."""
+
+    async def step(connection: Connection) -> PlanResult:
+        options = FetchOptions(
+            now=time.time(), ttl=0, refresh=True, concurrency=connection.settings.concurrency
+        )
+        live = await fetch_live(
+            saved.users(), connection.client, connection.credentials, connection.cache, options
+        )
+        changed = staleness(saved, live)
+        if changed:
+            raise PlanFileError(
+                f"{saved.path} is stale: the accounts changed since it was made; nothing was "
+                "applied. Make a new plan.\n  " + "\n  ".join(changed)
+            )
+        return PlanResult(saved.plan, live, saved.source, Counter(connection.client.requests))
+
+    return step
+
+
 async def converge(
     connection: Connection,
-    desired: DesiredState,
+    make_plan: PlanStep,
     *,
     command: str,
     deletion_limit: int,
     confirm: Confirm,
     on_plan: Callable[[PlanResult], None] | None = None,
-    refresh: bool = False,
-    on_progress: ProgressCallback | None = None,
 ) -> ConvergeResult:
     """Plan, guard, confirm and apply, with a run record and an audit event per write."""
-    audit = AuditTrail(connection.db, source_of(desired))
+    audit = AuditTrail(connection.db, {})
     audit.begin_run(command)
     outcome = "failed"
     counts: Counter[str] = Counter()
     try:
         interrupted = recover_interrupted(connection, audit)
-        result = await read_and_plan(connection, desired, refresh=refresh, on_progress=on_progress)
+        result = await make_plan(connection)
+        audit.set_source(result.source)
         counts.update(result.plan.summary())
         if on_plan is not None:
             on_plan(result)

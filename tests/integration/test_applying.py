@@ -11,7 +11,7 @@ import pytest
 
 from syncd.errors import GuardError
 from syncd.loading import load_desired
-from syncd.reconcile import ConvergeResult, connect, converge
+from syncd.reconcile import ConvergeResult, connect, converge, planning
 from syncd.settings import Settings
 from tests.integration.conftest import STANDARD_SEED, World, account
 
@@ -22,7 +22,11 @@ def apply_with(world: World, settings: Settings | None = None, limit: int = 10) 
     async def run() -> ConvergeResult:
         async with connect(settings or world.settings()) as connection:
             return await converge(
-                connection, desired, command="apply", deletion_limit=limit, confirm=lambda _: True
+                connection,
+                planning(desired),
+                command="apply",
+                deletion_limit=limit,
+                confirm=lambda _: True,
             )
 
     return asyncio.run(run())

@@ -1,0 +1,149 @@
+"""`syncd plan` and `syncd apply` through the command line, against the sandbox."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+
+from syncd.cli import cli
+from tests.integration.conftest import World
+
+
+def run(world: World, *args: str) -> Result:
+    command, *rest = args
+    return CliRunner().invoke(cli, [command, *world.cli_args(), *rest], catch_exceptions=False)
+
+
+def test_plan_prints_a_readable_diff(world: World):
+    result = run(world, "plan")
+    assert result.exit_code == 0, result.output
+    assert "janedoe" in result.stdout
+    assert '~ full_name: "Jane" → "Jane Doe"' in result.stdout
+    assert "+ jane.doe+other@example.com" in result.stdout
+    assert "- old@example.com" in result.stdout
+    assert "Plan: 3 changes for 1 user" in result.stdout
+    assert "johnsmith" not in result.stdout
+
+
+def test_detailed_exitcode_says_whether_changes_are_pending(world: World):
+    assert run(world, "plan", "--detailed-exitcode").exit_code == 2
+    assert run(world, "apply", "--yes").exit_code == 0
+    assert run(world, "plan", "--detailed-exitcode").exit_code == 0
+
+
+def test_plan_json_contract(world: World):
+    result = run(world, "plan", "--output", "json")
+    document = json.loads(result.stdout)
+    assert document["format_version"] == 1
+    assert [c["action"] for c in document["changes"]] == [
+        "update_profile",
+        "add_email",
+        "delete_email",
+    ]
+    assert document["summary"]["users_changed"] == 1
+    assert document["source"]["files"][0]["sha256"]
+
+
+def test_invalid_desired_state_sends_nothing(world: World):
+    world.desired_file.write_text("version: 1\nusers:\n  janedoe:\n    ful_name: Jane\n")
+    result = run(world, "plan")
+    assert result.exit_code == 1
+    assert f"{world.desired_file}:4:5:" in result.stderr
+    assert "full_name" in result.stderr
+    assert world.sandbox.stats()["total"] == 0
+
+
+def test_user_flag_limits_the_run(world: World):
+    result = run(world, "plan", "--user", "johnsmith", "--output", "json")
+    assert json.loads(result.stdout)["changes"] == []
+    assert run(world, "plan", "--user", "nobody_here").exit_code == 1
+
+
+def test_apply_needs_yes_without_a_terminal(world: World):
+    result = run(world, "apply")
+    assert result.exit_code != 0
+    assert "--yes" in result.stderr
+    assert world.writes() == 0
+
+
+def test_apply_converges_and_names_the_audit_trail(world: World):
+    result = run(world, "apply", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "Applied 3 of 3 changes." in result.stdout
+    assert "Audit trail: run" in result.stdout
+    assert run(world, "plan").stdout.startswith("No changes")
+
+
+def test_guard_exits_3_and_applies_nothing(world: World):
+    result = run(world, "apply", "--yes", "--allow-deletions", "0")
+    assert result.exit_code == 3
+    assert "--allow-deletions 1" in result.stderr
+    assert world.writes() == 0
+
+
+def test_saved_plan_is_applied_when_nothing_changed(world: World, tmp_path: Path):
+    plan_file = tmp_path / "plan.json"
+    assert run(world, "plan", "--out", str(plan_file)).exit_code == 0
+    result = run(world, "apply", str(plan_file), "--yes")
+    assert result.exit_code == 0, result.output
+    assert world.writes() == 3
+
+
+def test_stale_saved_plan_is_refused_naming_user_and_field(world: World, tmp_path: Path):
+    plan_file = tmp_path / "plan.json"
+    run(world, "plan", "--out", str(plan_file))
+    httpx.patch(
+        f"{world.sandbox.url}/api/v1.1/users/janedoe/",
+        json={"location": "Mars"},
+        headers={"Authorization": f"Bearer {world.sandbox.admin_token}"},
+    ).raise_for_status()
+    writes_before = world.writes()
+    result = run(world, "apply", str(plan_file), "--yes")
+    assert result.exit_code == 1
+    assert "stale" in result.stderr
+    assert "janedoe: location" in result.stderr
+    assert world.writes() == writes_before
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param("{not json", "not JSON", id="not-json"),
+        pytest.param('{"format_version": 2}', "format_version", id="wrong-version"),
+        pytest.param('{"format_version": 1, "changes": []}', "basis", id="no-basis"),
+        pytest.param(
+            '{"format_version": 1, "basis": {}, "changes": [{"user": "janedoe",'
+            ' "action": "drop_user"}]}',
+            "unknown action",
+            id="unknown-action",
+        ),
+        pytest.param("[]", "expected a JSON object", id="not-an-object"),
+    ],
+)
+def test_bad_saved_plans_are_rejected(world: World, tmp_path: Path, content: str, message: str):
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(content)
+    result = run(world, "apply", str(plan_file), "--yes")
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert world.sandbox.stats()["total"] == 0
+
+
+def test_no_secret_appears_in_output_logs_or_state(world: World):
+    secrets = ["tok-jane", "tok-john", world.sandbox.admin_token, "wrong-secret-123"]
+    (world.credentials_dir / "johnsmith.token").write_text("wrong-secret-123\n")
+    outputs = [
+        run(world, "plan"),
+        run(world, "plan", "--output", "json"),
+        run(world, "apply", "--yes"),
+    ]
+    state_bytes = b"".join(p.read_bytes() for p in world.state_dir.iterdir())
+    for secret in secrets:
+        for result in outputs:
+            assert secret not in result.stdout
+            assert secret not in result.stderr
+        assert secret.encode() not in state_bytes
