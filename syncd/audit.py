@@ -236,3 +236,31 @@ class AuditTrail:
 
 
 _LEVELS = {"info": 20, "warning": 30}
+
+
+def query_events(
+    db: sqlite_utils.Database,
+    *,
+    users: tuple[str, ...] = (),
+    since: datetime | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Audit events, oldest first (the last `limit` of them), for `syncd audit`."""
+    cursor = db.execute(
+        "SELECT * FROM audit"
+        " WHERE (:users IS NULL OR user IN (SELECT value FROM json_each(:users)))"
+        " AND (:since IS NULL OR timestamp >= :since)"
+        " ORDER BY seq DESC LIMIT :limit",
+        {
+            "users": json.dumps(list(users)) if users else None,
+            "since": since.astimezone(UTC).isoformat(timespec="microseconds") if since else None,
+            "limit": limit if limit else -1,
+        },
+    )
+    columns = [d[0] for d in cursor.description]
+    events = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    for event in events:
+        for key in ("before", "after", "source"):
+            if event.get(key) is not None:
+                event[key] = json.loads(event[key])
+    return events[::-1]

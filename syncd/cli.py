@@ -246,6 +246,97 @@ def apply(
         sys.exit(EXIT_ERROR)
 
 
+def _parse_since(value: str | None) -> Any:
+    """`--since`: an ISO date or time, or an age such as 30m, 12h, 7d."""
+    if value is None:
+        return None
+    from datetime import UTC, datetime, timedelta
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[:-1].isdigit() and value[-1:] in units:
+        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("use an ISO date/time or an age like 30m, 12h, 7d") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@cli.command()
+@click.option("--state-dir", type=click.Path(file_okay=False), help="[SYNCD_STATE_DIR]")
+@click.option("--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat).")
+@click.option("--since", metavar="WHEN", help="ISO date/time, or an age: 30m, 12h, 7d.")
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def audit(
+    state_dir: str | None, users: tuple[str, ...], since: str | None, limit: int, output: str
+) -> None:
+    """Show the audit trail: every intended write and its outcome."""
+    import json
+
+    from syncd.audit import query_events
+    from syncd.statefile import open_state
+
+    settings = _settings({"state_dir": state_dir})
+    if not settings.state_file.exists():
+        raise click.ClickException(f"no state file at {settings.state_file}: nothing was applied")
+    db = open_state(settings.state_file)
+    try:
+        events = query_events(db, users=users, since=_parse_since(since), limit=limit)
+    finally:
+        db.close()
+    if output == "json":
+        click.echo(json.dumps(events, indent=2, ensure_ascii=False))
+    else:
+        from rich.console import Console
+
+        from syncd.render import print_audit
+
+        print_audit(events, Console(highlight=False))
+
+
+@cli.command("import")
+@settings_options
+@click.option("--user", "users", multiple=True, metavar="NAME", help="Import this user (repeat).")
+@click.option("--out", "out_file", metavar="FILE", help="Write here instead of standard output.")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+def import_(users: tuple[str, ...], out_file: str | None, force: bool, **options: Any) -> None:
+    """Write a desired-state file from the live accounts.
+
+    Without --user, every user of the credentials directory is imported.
+    """
+    import asyncio
+    import os
+    from pathlib import Path
+
+    from syncd.api import AccountsClient
+    from syncd.credentials import CredentialStore
+    from syncd.importing import read_accounts, render_desired
+    from syncd.loading import parse_desired
+
+    if out_file and Path(out_file).exists() and not force:
+        raise click.ClickException(f"{out_file} exists; pass --force to overwrite it")
+    settings = _settings(options)
+    credentials = CredentialStore.from_settings(settings)
+    names = sorted(set(users) or credentials.usernames())
+    if not names:
+        raise click.UsageError("no users: name them with --user or set a credentials directory")
+
+    async def read() -> str:
+        async with AccountsClient(settings, credentials.for_user) as client:
+            return render_desired(await read_accounts(client, names, settings.concurrency))
+
+    text = asyncio.run(read())
+    parse_desired([(out_file or "<import>", text.encode())])  # never write an invalid file
+    if not out_file:
+        click.echo(text, nl=False)
+        return
+    partial = f"{out_file}.partial"
+    Path(partial).write_text(text, encoding="utf-8")
+    os.replace(partial, out_file)
+    click.echo(f"Imported {len(names)} users into {out_file}.", err=True)
+
+
 cli.add_command(sandbox)
 
 

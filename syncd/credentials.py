@@ -86,6 +86,10 @@ class CredentialStore:
             )
         return cls(settings.credentials_dir, fallback)
 
+    def usernames(self) -> list[str]:
+        """The users that have a file of their own in the credentials directory."""
+        return sorted(self._files)
+
     def has(self, username: str) -> bool:
         return username in self._files or self.fallback is not None
 

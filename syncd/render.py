@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -106,3 +106,24 @@ def print_apply_report(converged: ConvergeResult, console: Console, state_file: 
             f"[red]✗ {escape(failure.description)}: {status}: {escape(failure.message)}[/red]"
         )
     console.print(f"Audit trail: run {converged.run_id} in {escape(str(state_file))}")
+
+
+def print_audit(events: list[dict[str, Any]], console: Console) -> None:
+    if not events:
+        console.print("No audit events.")
+        return
+    for event in events:
+        if event["event"] == "intent":
+            what = f"{event['action']} {event['target']}"
+            console.print(
+                f"{event['timestamp']}  {event['run_id']}  intent   "
+                f"{escape(event['user'])}: {escape(what)}"
+            )
+        else:
+            status = f" HTTP {event['status']}" if event.get("status") else ""
+            colour = "green" if event["result"] == "ok" else "red"
+            console.print(
+                f"{event['timestamp']}  {event['run_id']}  outcome  {escape(event['user'])}: "
+                f"{event['action']} [{colour}]{event['result']}{status}[/{colour}]"
+                + (f" {escape(event['message'])}" if event.get("message") else "")
+            )

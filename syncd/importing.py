@@ -1,0 +1,75 @@
+"""`syncd import`: a desired-state file written from the live accounts.
+
+So a team can start from what exists: every readable profile field and every
+address of each user, primary first. `gravatar_email` cannot be read back (the
+API returns only its URL), so the file says so instead of guessing. The text is
+checked by the loader before it is written: an import is always a valid file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+
+from syncd.api import AccountsClient
+from syncd.errors import ApiError, SyncdError
+from syncd.live import READABLE_PROFILE_FIELDS, LiveAccount
+
+HEADER = """\
+# Desired state imported by `syncd import` from the live accounts.
+# Every stated field is managed: delete a line to leave that field alone.
+# gravatar_email is write-only in the API (only gravatar_url is returned), so it
+# cannot be imported: add it by hand where you want syncd to manage it.
+version: 1
+users:
+"""
+
+
+def _scalar(value: str) -> str:
+    # A JSON string is a valid YAML double-quoted scalar: no quoting surprises.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def render_desired(accounts: Iterable[LiveAccount]) -> str:
+    lines = [HEADER.rstrip("\n")]
+    for account in sorted(accounts, key=lambda a: a.username):
+        lines.append(f"  {account.username}:")
+        if account.profile is not None:
+            for field in READABLE_PROFILE_FIELDS:
+                lines.append(f"    {field}: {_scalar(account.profile.value(field))}")
+        if account.emails is not None:
+            ordered = sorted(account.emails, key=lambda e: (not e.primary, e.email.lower()))
+            if ordered:
+                lines.append("    emails:")
+                for email in ordered:
+                    note = "  # primary" if email.primary else ""
+                    lines.append(f"      - {_scalar(email.email)}{note}")
+            else:
+                lines.append("    emails: []")
+    return "\n".join(lines) + "\n"
+
+
+async def read_accounts(
+    client: AccountsClient, usernames: list[str], concurrency: int
+) -> list[LiveAccount]:
+    """Profile and addresses of each user; every failure is reported, then the import stops."""
+    slots = asyncio.Semaphore(concurrency)
+    failures: list[str] = []
+
+    async def read(username: str) -> LiveAccount | None:
+        async with slots:
+            try:
+                profile = await client.get_user(username)
+                emails = await client.get_emails(username)
+            except ApiError as error:
+                failures.append(str(error))
+                return None
+        return LiveAccount(username, profile, emails)
+
+    accounts = await asyncio.gather(*(read(name) for name in usernames))
+    if failures:
+        raise SyncdError(
+            "nothing imported: some users could not be read:\n  " + "\n  ".join(sorted(failures))
+        )
+    return [account for account in accounts if account is not None]

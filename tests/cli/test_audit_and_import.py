@@ -1,0 +1,80 @@
+"""`syncd audit` and `syncd import` through the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from syncd.cli import cli
+from syncd.loading import load_desired
+from tests.integration.conftest import World
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def apply(world: World) -> None:
+    result = invoke("apply", *world.cli_args(), "--yes")
+    assert result.exit_code == 0, result.output
+
+
+def test_audit_lists_intents_and_outcomes(world: World):
+    apply(world)
+    result = invoke("audit", "--state-dir", str(world.state_dir), "--output", "json")
+    events = json.loads(result.stdout)
+    assert [e["event"] for e in events] == ["intent", "outcome"] * 3
+    assert {e["user"] for e in events} == {"janedoe"}
+    assert events[0]["source"]["files"][0]["path"] == str(world.desired_file)
+    text = invoke("audit", "--state-dir", str(world.state_dir)).stdout
+    assert "janedoe: add_email ok" in text
+
+
+def test_audit_filters_by_user_and_time(world: World):
+    apply(world)
+    state = ["--state-dir", str(world.state_dir), "--output", "json"]
+    assert json.loads(invoke("audit", *state, "--user", "johnsmith").stdout) == []
+    assert json.loads(invoke("audit", *state, "--since", "2999-01-01").stdout) == []
+    assert len(json.loads(invoke("audit", *state, "--since", "1h").stdout)) == 6
+    assert invoke("audit", *state, "--since", "yesterday").exit_code == 2
+
+
+def test_audit_without_state_file_says_so(tmp_path: Path):
+    result = invoke("audit", "--state-dir", str(tmp_path / "none"))
+    assert result.exit_code == 1
+    assert "no state file" in result.stderr
+
+
+def test_import_writes_a_file_whose_plan_is_empty(world: World, tmp_path: Path):
+    out = tmp_path / "imported.yaml"
+    result = invoke("import", *world.cli_args(), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "gravatar_email is write-only" in text
+    desired = load_desired(out)
+    assert desired.usernames() == ["janedoe", "johnsmith"]
+    assert desired.users[0].emails == ("jane.doe@example.com", "old@example.com")
+    plan = invoke("plan", *world.cli_args(), "-f", str(out), "--detailed-exitcode")
+    assert plan.exit_code == 0, plan.output
+
+
+def test_import_refuses_to_overwrite(world: World, tmp_path: Path):
+    out = tmp_path / "existing.yaml"
+    out.write_text("keep me\n")
+    result = invoke("import", *world.cli_args(), "--out", str(out))
+    assert result.exit_code == 1
+    assert "--force" in result.stderr
+    assert out.read_text() == "keep me\n"
+    assert invoke("import", *world.cli_args(), "--out", str(out), "--force").exit_code == 0
+
+
+def test_import_of_an_unknown_user_writes_nothing(world: World, tmp_path: Path):
+    out = tmp_path / "imported.yaml"
+    result = invoke(
+        "import", *world.cli_args(), "--user", "janedoe", "--user", "ghost_user", "--out", str(out)
+    )
+    assert result.exit_code == 1
+    assert "ghost_user" in result.stderr
+    assert not out.exists()
