@@ -1,0 +1,68 @@
+"""kill -9 in the middle of an apply: the next apply converges and reports the interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+
+from tests.integration.conftest import World, account
+
+
+def test_kill_9_during_apply_then_a_new_apply_converges(world: World):
+    users = {f"crash{i:03d}": account([f"c{i}@example.com"], f"tok-c{i}") for i in range(40)}
+    # Latency keeps the run in flight long enough to be killed in the middle of a write.
+    world.seed({"users": users}, faults={"latency_ms": 50})
+    world.desire({"version": 1, "users": {name: {"full_name": f"Crash {name}"} for name in users}})
+    command = [sys.executable, "-m", "syncd", "apply", *world.cli_args(), "--yes"]
+    command += ["--concurrency", "2"]
+    env = {**os.environ, "SYNCD_LOG_FORMAT": "json"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert process.stderr is not None
+    outcomes = 0
+    for line in process.stderr:
+        event = json.loads(line).get("event") if line.startswith("{") else None
+        outcomes += event == "outcome"
+        if event == "intent" and outcomes >= 5:
+            break  # an intent is committed and its request is on the wire
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "an earlier run was interrupted" in again.stdout
+
+    final = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "syncd",
+            "plan",
+            *world.cli_args(),
+            "--refresh",
+            "--detailed-exitcode",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert final.returncode == 0, final.stdout
+
+    with sqlite3.connect(world.state_dir / "syncd.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        interrupted = db.execute(
+            "SELECT COUNT(*) FROM audit WHERE event = 'outcome' AND result = 'interrupted'"
+        ).fetchone()[0]
+        open_intents = db.execute(
+            "SELECT COUNT(*) FROM audit AS i WHERE event = 'intent' AND NOT EXISTS"
+            " (SELECT 1 FROM audit AS o WHERE o.intent_seq = i.seq)"
+        ).fetchone()[0]
+    assert interrupted >= 1
+    assert open_intents == 0
