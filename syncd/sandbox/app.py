@@ -1,0 +1,181 @@
+"""The sandbox as one ASGI application: the API behind faults and counting, plus control routes.
+
+`/api/…` requests pass through fault injection (latency, rate limit, error
+rate, ambiguous writes) and are counted by method, route and status.
+`/_sandbox/stats` (GET) and `/_sandbox/reset` (POST) are neither faulted nor
+counted, and need no credentials: the sandbox is a loopback test tool, and
+anyone who can reach it can read and reset it. Do not expose it beyond
+loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Final
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from syncd.errors import SyncdError
+from syncd.sandbox.faults import Ambiguity
+from syncd.sandbox.routes import (
+    EMAILS_PATH,
+    USER_PATH,
+    AccountsApi,
+    Refusal,
+    error_response,
+    parse_json_object,
+    read_raw_body,
+)
+from syncd.sandbox.runtime import DROPPED, Sandbox, config_from_reset
+
+CONTROL_PREFIX: Final = "/_sandbox/"
+#: Reset bodies may carry a whole seed, so they get more room than API bodies.
+MAX_RESET_BYTES: Final = 64 * 1024 * 1024
+_WRITES: Final = frozenset({"PATCH", "POST", "DELETE"})
+_USER_ROUTE: Final = re.compile(r"/api/v1\.1/users/[^/]+/")
+_EMAILS_ROUTE: Final = re.compile(r"/api/v1\.1/users/[^/]+/emails/")
+OTHER_ROUTE: Final = "(other)"
+# The same body for every injected 5xx, so that a client cannot tell an
+# ambiguous write (applied) from an injected error (not applied).
+_FAULT_DETAIL: Final = {500: "internal server error", 503: "service unavailable"}
+
+
+class DroppedConnection(Exception):
+    """Raised after an applied write so that uvicorn closes the connection unanswered."""
+
+
+class OneLineForDroppedConnections(logging.Filter):
+    """Turns uvicorn's traceback for a `DroppedConnection` into one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc_info = record.exc_info
+        if exc_info and isinstance(exc_info[1], DroppedConnection):
+            record.msg = "syncd sandbox: dropped a connection after applying a write (fault)"
+            record.args = ()
+            record.exc_info = None
+        return True
+
+
+def route_of(path: str) -> str:
+    """The route template that counts `path` in the stats (bounded, unlike raw paths)."""
+    if _USER_ROUTE.fullmatch(path):
+        return USER_PATH
+    if _EMAILS_ROUTE.fullmatch(path):
+        return EMAILS_PATH
+    return OTHER_ROUTE
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # Starlette's own 404 (no route) and 405 (method), as JSON like every other error.
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, exc.detail, exc.headers)
+
+
+class SandboxApp:
+    """The ASGI entry point that uvicorn serves."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        routes = [
+            *AccountsApi(sandbox).routes(),
+            Route(f"{CONTROL_PREFIX}stats", self.stats, methods=["GET"]),
+            Route(f"{CONTROL_PREFIX}reset", self.reset, methods=["POST"]),
+        ]
+        inner = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+        # Every path of the API ends with "/": a missing one is the client's bug
+        # to see (404), not something to paper over with a redirect.
+        inner.router.redirect_slashes = False
+        self.inner: ASGIApp = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
+            await self.inner(scope, receive, send)
+            return
+        # Held for the whole request: a reset meanwhile starts counting afresh.
+        stats = self.sandbox.stats
+        status = DROPPED
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._faulted(scope, receive, recording_send)
+        except DroppedConnection:
+            status = DROPPED
+            raise
+        finally:
+            stats.record(scope["method"], route_of(scope["path"]), status)
+
+    async def _faulted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        faults = self.sandbox.faults
+        if faults.latency:
+            await asyncio.sleep(faults.latency)
+        credential = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                credential = value.decode("latin-1")
+        retry_after = faults.retry_after(credential)
+        if retry_after is not None:
+            response = error_response(
+                429, "rate limit exceeded", {"Retry-After": str(retry_after)}
+            )
+            await response(scope, receive, send)
+            return
+        injected = faults.injected_error()
+        if injected is not None:
+            await error_response(injected, _FAULT_DETAIL[injected])(scope, receive, send)
+            return
+        if scope["method"] not in _WRITES or not faults.config.ambiguous_rate:
+            await self.inner(scope, receive, send)
+            return
+        # Hold the answer back until it is known whether the applied write is
+        # to be answered truly, with a 500, or not at all.
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        await self.inner(scope, receive, hold)
+        applied = bool(held) and 200 <= held[0]["status"] < 300
+        how = faults.ambiguity() if applied else None
+        if how is Ambiguity.ANSWER_500:
+            await error_response(500, _FAULT_DETAIL[500])(scope, receive, send)
+        elif how is Ambiguity.DROP:
+            # uvicorn answers 500 itself if the app fails before starting a
+            # response; after the start it closes the connection, so the client
+            # sees a status line and then no body: a transport error.
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"64")]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            raise DroppedConnection
+        else:
+            for message in held:
+                await send(message)
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(self.sandbox.stats.as_json())
+
+    async def reset(self, request: Request) -> Response:
+        """Start over: from the initial state, or from the configuration in the body."""
+        try:
+            raw = await read_raw_body(request, MAX_RESET_BYTES)
+            if raw.strip():
+                body = parse_json_object(raw)
+                config = config_from_reset(body, self.sandbox.initial.db_path)
+                self.sandbox.reset(config)
+            else:
+                self.sandbox.reset()
+        except Refusal as refusal:
+            return error_response(refusal.status, refusal.detail)
+        except (ValueError, SyncdError) as error:
+            return error_response(400, str(error))
+        return JSONResponse({"users": len(self.sandbox.store)})

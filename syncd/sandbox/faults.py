@@ -1,0 +1,122 @@
+"""Fault injection: which requests the sandbox delays, refuses or answers ambiguously.
+
+Decisions only, no HTTP: `app` asks before each API request (latency, then
+the rate limit, then the error rate) and after each successful write (the
+ambiguous rate). One `random.Random(fault_seed)` drives every draw, so a run
+with the same seed and the same sequence of requests meets the same faults.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from enum import Enum
+from typing import Final
+
+# Clients that rotate credentials must not grow the buckets without bound.
+_MAX_BUCKETS: Final = 100_000
+
+
+class Ambiguity(Enum):
+    """How an applied write is answered: a 500, or no answer at all."""
+
+    ANSWER_500 = "500"
+    DROP = "drop"
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """The faults to inject; all zero means none.
+
+    latency_ms      added to every API request before anything else
+    error_rate      fraction of API requests answered 500 or 503 without doing anything
+    rate_limit      requests per second per credential; above it 429 with Retry-After
+    ambiguous_rate  fraction of successful writes answered 500 or dropped after applying
+    fault_seed      seed of the random draws
+    """
+
+    latency_ms: float = 0
+    error_rate: float = 0
+    rate_limit: float = 0
+    ambiguous_rate: float = 0
+    fault_seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("latency_ms", "error_rate", "rate_limit", "ambiguous_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name}: must be a number")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name}: must be a finite number >= 0")
+        for name in ("error_rate", "ambiguous_rate"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"{name}: must be between 0 and 1")
+        if isinstance(self.fault_seed, bool) or not isinstance(self.fault_seed, int):
+            raise ValueError("fault_seed: must be an integer")
+
+    @classmethod
+    def from_mapping(cls, data: object) -> FaultConfig:
+        """From the `faults` of a reset body; ValueError names what is wrong."""
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise ValueError("faults: expected an object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(key) for key in data if key not in known)
+        if unknown:
+            raise ValueError(f"faults: unknown key {unknown[0][:100]!r}")
+        return cls(**data)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.latency_ms or self.error_rate or self.rate_limit or self.ambiguous_rate)
+
+
+class Faults:
+    """The fault state of a running sandbox: the random draws and the rate buckets."""
+
+    def __init__(self, config: FaultConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self._random = random.Random(config.fault_seed)
+        self._clock = clock
+        # credential -> (tokens left, time of the last refill): a token bucket
+        # of `rate_limit` tokens refilled at `rate_limit` per second.
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    @property
+    def latency(self) -> float:
+        """Seconds to wait before handling an API request."""
+        return self.config.latency_ms / 1000
+
+    def retry_after(self, credential: str) -> int | None:
+        """None when `credential` may make a request now, else the seconds to wait."""
+        rate = self.config.rate_limit
+        if not rate:
+            return None
+        now = self._clock()
+        tokens, last = self._buckets.get(credential, (max(rate, 1.0), now))
+        tokens = min(max(rate, 1.0), tokens + (now - last) * rate)
+        if tokens >= 1:
+            if len(self._buckets) >= _MAX_BUCKETS and credential not in self._buckets:
+                self._buckets.clear()
+            self._buckets[credential] = (tokens - 1, now)
+            return None
+        self._buckets[credential] = (tokens, now)
+        return max(1, math.ceil((1 - tokens) / rate))
+
+    def injected_error(self) -> int | None:
+        """500 or 503 for a request to fail without doing anything, else None."""
+        rate = self.config.error_rate
+        if rate and self._random.random() < rate:
+            return self._random.choice((500, 503))
+        return None
+
+    def ambiguity(self) -> Ambiguity | None:
+        """How to answer a write that has just been applied, or None to answer it truly."""
+        rate = self.config.ambiguous_rate
+        if rate and self._random.random() < rate:
+            return self._random.choice((Ambiguity.ANSWER_500, Ambiguity.DROP))
+        return None

@@ -1,0 +1,134 @@
+"""A running sandbox: its store, staff token, faults and request counts, and resets.
+
+`SandboxConfig` is what a sandbox starts from (state, staff token, faults,
+optional SQLite file). `Sandbox` holds what changes while it runs and knows
+how to reset: to the state it started with, or to a new configuration given in
+the body of `POST /_sandbox/reset`, as if the server had been started with it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from syncd.errors import SyncdError
+from syncd.sandbox import seed
+from syncd.sandbox.database import SandboxDatabase
+from syncd.sandbox.faults import FaultConfig, Faults
+from syncd.sandbox.store import ADMIN, Principal, Snapshot, Store
+
+_RESET_KEYS: Final = frozenset({"seed", "generate", "admin_token", "faults"})
+#: Status recorded for a request whose connection was dropped (no answer).
+DROPPED: Final = 0
+
+
+class ConfigError(SyncdError):
+    """A sandbox configuration that cannot work (e.g. a token granted twice)."""
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    snapshot: Snapshot = field(default_factory=Snapshot)
+    admin_token: str | None = None
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    #: SQLite file: loaded instead of `snapshot` when it already holds a state.
+    db_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.admin_token is not None:
+            if not self.admin_token or any(c.isspace() for c in self.admin_token):
+                raise ConfigError("admin token: must be non-empty, without spaces")
+            if any(g.token == self.admin_token for g in self.snapshot.grants):
+                raise ConfigError("admin token: also granted to a user in the seed")
+
+
+class Stats:
+    """Counts of API requests by method, route and status (not /_sandbox/ ones)."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, str, int]] = Counter()
+
+    def record(self, method: str, route: str, status: int) -> None:
+        self._counts[method, route, status] += 1
+
+    def as_json(self) -> dict[str, object]:
+        by_method: Counter[str] = Counter()
+        for (method, _, _), count in self._counts.items():
+            by_method[method] += count
+        return {
+            "total": sum(self._counts.values()),
+            "by_method": dict(sorted(by_method.items())),
+            "requests": [
+                {"method": method, "path": route, "status": status, "count": count}
+                for (method, route, status), count in sorted(
+                    self._counts.items(), key=lambda item: (item[0][1], item[0][0], item[0][2])
+                )
+            ],
+        }
+
+
+class Sandbox:
+    """The mutable state of one sandbox server."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.database = SandboxDatabase(config.db_path) if config.db_path else None
+        stored = self.database.load() if self.database else None
+        #: True when the state came from the SQLite file rather than the config.
+        self.loaded_from_db = stored is not None
+        if stored is not None:
+            config = SandboxConfig(stored, config.admin_token, config.faults, config.db_path)
+        self.initial = config
+        self.stats = Stats()
+        self.config = config
+        self.faults = Faults(config.faults)
+        self.store = Store(config.snapshot, self.database)
+        if self.database is not None and not self.loaded_from_db:
+            self.database.replace(config.snapshot)
+
+    def close(self) -> None:
+        if self.database is not None:
+            self.database.close()
+
+    def principal_for_token(self, token: str) -> Principal | None:
+        admin = self.config.admin_token
+        if admin is not None and hmac.compare_digest(admin.encode(), token.encode()):
+            return ADMIN
+        return self.store.principal_for_token(token)
+
+    def reset(self, config: SandboxConfig | None = None) -> None:
+        """Zero the counts and start over from `config`, or from the initial config."""
+        config = config or self.initial
+        self.config = config
+        self.stats = Stats()
+        self.faults = Faults(config.faults)
+        self.store.replace(config.snapshot)
+
+
+def config_from_reset(body: object, db_path: Path | None) -> SandboxConfig:
+    """The configuration a reset body asks for; ValueError or SyncdError says why not.
+
+    Keys left out take the defaults of a server started without the matching
+    option: no users, no staff token, no faults.
+    """
+    if not isinstance(body, Mapping):
+        raise ValueError("expected a JSON object")
+    unknown = sorted(str(key) for key in body if key not in _RESET_KEYS)
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0][:100]!r}")
+    generate = body.get("generate", 0)
+    if isinstance(generate, bool) or not isinstance(generate, int):
+        raise ValueError("generate: must be an integer")
+    admin_token = body.get("admin_token")
+    if admin_token is not None and not isinstance(admin_token, str):
+        raise ValueError("admin_token: must be a string")
+    snapshot = seed.generate(generate)
+    if body.get("seed") is not None:
+        seeded = seed.snapshot_from_mapping(body["seed"], "seed", generated=generate)
+        snapshot = seed.combine(snapshot, seeded)
+    return SandboxConfig(
+        snapshot, admin_token, FaultConfig.from_mapping(body.get("faults")), db_path
+    )

@@ -1,0 +1,93 @@
+"""Shared fixtures: one sandbox server per session, reset to a clean state for every test.
+
+    def test_something(sandbox):
+        sandbox.reset(seed={"users": {"janedoe": {...}}})   # the seed format of syncd.sandbox.seed
+        httpx.get(f"{sandbox.url}/api/v1.1/users/janedoe/",
+                  headers={"Authorization": f"Bearer {sandbox.admin_token}"})
+        assert sandbox.stats()["total"] == 1
+
+The server runs in a thread of the test process (real HTTP on loopback); each
+test starts from no users, no faults and the staff token `sandbox.admin_token`,
+so tests pass alone and in any order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from syncd.sandbox.runtime import SandboxConfig
+from syncd.sandbox.server import serve_in_thread
+
+ADMIN_TOKEN = "sandbox-admin-token"
+
+
+class SandboxHandle:
+    """A test's view of the shared sandbox server."""
+
+    def __init__(self, url: str, admin_token: str, http: httpx.Client | None = None) -> None:
+        self.url = url
+        self.admin_token = admin_token
+        # Pass the session's client: creating one costs ~0.1 s (it loads the CA bundle).
+        self._http = http
+
+    def reset(
+        self,
+        seed: dict[str, Any] | None = None,
+        generate: int = 0,
+        faults: dict[str, Any] | None = None,
+    ) -> None:
+        """Replace the whole state: `seed` users (after `generate` generated ones), `faults`.
+
+        The staff token stays `self.admin_token`; the request counts start at zero.
+        """
+        body = {
+            "seed": seed,
+            "generate": generate,
+            "admin_token": self.admin_token,
+            "faults": faults or {},
+        }
+        url = f"{self.url}/_sandbox/reset"
+        if self._http is None:
+            response = httpx.post(url, json=body, timeout=60)
+        else:
+            response = self._http.post(url, json=body, timeout=60)
+        if response.status_code != 200:
+            raise AssertionError(f"sandbox reset refused: {response.text}")
+
+    def stats(self) -> dict[str, Any]:
+        """`GET /_sandbox/stats`.
+
+        {"total": n, "by_method": {"GET": n, ...},
+         "requests": [{"method", "path" (route template), "status", "count"}, ...]}
+        """
+        url = f"{self.url}/_sandbox/stats"
+        response = httpx.get(url) if self._http is None else self._http.get(url)
+        response.raise_for_status()
+        stats: dict[str, Any] = response.json()
+        return stats
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[str]:
+    """The base URL of the session's sandbox, served in a thread."""
+    with serve_in_thread(SandboxConfig(admin_token=ADMIN_TOKEN)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sandbox_http() -> Iterator[httpx.Client]:
+    """One HTTP client for the session (the sandbox sets no cookies, so sharing is safe)."""
+    with httpx.Client() as client:
+        yield client
+
+
+@pytest.fixture
+def sandbox(sandbox_server: str, sandbox_http: httpx.Client) -> SandboxHandle:
+    """The shared sandbox, reset to no users, no faults and a known staff token."""
+    handle = SandboxHandle(sandbox_server, ADMIN_TOKEN, sandbox_http)
+    handle.reset()
+    return handle

@@ -1,0 +1,115 @@
+"""`/_sandbox/stats` and `/_sandbox/reset`, and serving a sandbox from Python."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from syncd.sandbox import seed
+from syncd.sandbox.runtime import SandboxConfig
+from syncd.sandbox.server import serve_in_thread
+
+USER_ROUTE = "/api/v1.1/users/{username}/"
+EMAILS_ROUTE = "/api/v1.1/users/{username}/emails/"
+SEED = {"users": {"janedoe": {"tokens": ["jane"], "emails": ["jane@example.com"]}}}
+
+
+@pytest.fixture(scope="module")
+def http(sandbox_server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sandbox_server) as client:
+        yield client
+
+
+def test_stats_count_api_requests_by_method_route_and_status(
+    sandbox: Any, http: httpx.Client
+) -> None:
+    sandbox.reset(seed=SEED)
+    admin = {"Authorization": f"Bearer {sandbox.admin_token}"}
+    http.get("/api/v1.1/users/janedoe/", headers=admin)
+    http.get("/api/v1.1/users/janedoe/", headers=admin)
+    http.get("/api/v1.1/users/janedoe/")
+    http.get("/api/v1.1/users/nobody/emails/", headers=admin)
+    http.post("/api/v1.1/users/janedoe/emails/", json={"email": "n@example.com"}, headers=admin)
+    http.get("/nowhere")
+    http.get("/_sandbox/stats")
+    assert sandbox.stats() == {
+        "total": 6,
+        "by_method": {"GET": 5, "POST": 1},
+        "requests": [
+            {"method": "GET", "path": "(other)", "status": 404, "count": 1},
+            {"method": "GET", "path": USER_ROUTE, "status": 200, "count": 2},
+            {"method": "GET", "path": USER_ROUTE, "status": 401, "count": 1},
+            {"method": "GET", "path": EMAILS_ROUTE, "status": 404, "count": 1},
+            {"method": "POST", "path": EMAILS_ROUTE, "status": 201, "count": 1},
+        ],
+    }
+
+
+def test_reset_zeroes_the_stats(sandbox: Any, http: httpx.Client) -> None:
+    http.get("/api/v1.1/users/janedoe/")
+    assert sandbox.stats()["total"] == 1
+    sandbox.reset()
+    assert sandbox.stats() == {"total": 0, "by_method": {}, "requests": []}
+
+
+def test_reset_with_generate_and_seed(sandbox: Any, http: httpx.Client) -> None:
+    sandbox.reset(seed=SEED, generate=3)
+    token = seed.generated_token("user000002")
+    user = http.get("/api/v1.1/users/user000002/", headers={"Authorization": f"Bearer {token}"})
+    assert user.status_code == 200
+    assert user.json()["id"] == 2
+    assert user.json()["email"] == "user000002@example.com"
+    jane = http.get("/api/v1.1/users/janedoe/", headers={"Authorization": "Bearer jane"})
+    assert jane.json()["id"] == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"seed": {"users": {"Bad Name": {}}}}, "users.Bad Name"),
+        ({"seed": {"users": {"janedoe": {"emails": ["nope"]}}}}, "users.janedoe.emails[0]"),
+        ({"seed": {"people": {}}}, "unknown key"),
+        ({"seed": {"users": {"user000001": {}}}, "generate": 2}, "generated"),
+        ({"generate": -1}, "generate"),
+        ({"generate": "3"}, "generate"),
+        ({"faults": {"error_rate": 2}}, "error_rate"),
+        ({"faults": {"speed": 2}}, "speed"),
+        ({"admin_token": 5}, "admin_token"),
+        ({"colour": "blue"}, "colour"),
+        ([], "object"),
+    ],
+)
+def test_a_bad_reset_body_is_400_naming_the_problem(
+    sandbox: Any, http: httpx.Client, body: Any, message: str
+) -> None:
+    response = http.post("/_sandbox/reset", json=body)
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+
+
+def test_a_bare_reset_restores_the_state_the_server_started_with() -> None:
+    start = seed.snapshot_from_mapping(SEED)
+    with (
+        serve_in_thread(SandboxConfig(start, admin_token="adm")) as url,
+        httpx.Client(base_url=url, headers={"Authorization": "Bearer adm"}) as http,
+    ):
+        http.post("/api/v1.1/users/janedoe/emails/", json={"email": "x@example.com"})
+        http.patch("/api/v1.1/users/janedoe/", json={"full_name": "Changed"})
+        assert http.post("/_sandbox/reset").status_code == 200
+        assert http.get("/api/v1.1/users/janedoe/").json()["full_name"] == ""
+        emails = http.get("/api/v1.1/users/janedoe/emails/").json()
+        assert [e["email"] for e in emails] == ["jane@example.com"]
+
+
+def test_serve_in_thread_takes_a_snapshot_and_stops_cleanly() -> None:
+    with serve_in_thread(seed.generate(2)) as url:
+        token = seed.generated_token("user000001")
+        response = httpx.get(
+            f"{url}/api/v1.1/users/user000001/", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 200
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/_sandbox/stats")
