@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_RETRY_AFTER = 60.0
 
 T = TypeVar("T")
+
+#: Called after every request with its method, status (None: no answer) and duration.
+ResponseObserver = Callable[[str, int | None, float], None]
 
 
 @dataclass(frozen=True)
@@ -74,10 +78,12 @@ class AccountsClient:
         settings: Settings,
         credential_for: Callable[[str], Credential | None],
         retry: RetryPolicy | None = None,
+        on_response: ResponseObserver | None = None,
     ) -> None:
         settings.check_transport()
         self._credential_for = credential_for
         self._retry = retry or RetryPolicy()
+        self._on_response = on_response
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._http = httpx.AsyncClient(
             base_url=settings.api_url,
@@ -181,12 +187,21 @@ class AccountsClient:
         headers = {"Authorization": credential.authorization()} if credential else {}
         async with self._slots:
             self.requests[method] += 1
+            started = time.monotonic()
+            status: int | None = None
             try:
-                return await self._exchange(method, username, path, body, headers)
+                status, raw = await self._exchange(method, username, path, body, headers)
+                return raw
+            except HttpStatusError as error:
+                status = error.status
+                raise
             except httpx.TransportError as error:
                 # str(error) names the failure, never a header: no secret leaks here.
                 detail = f"{error.__class__.__name__}: {error}".rstrip(": ")
                 raise TransportError(username, method, path, detail) from None
+            finally:
+                if self._on_response is not None:
+                    self._on_response(method, status, time.monotonic() - started)
 
     async def _exchange(
         self,
@@ -195,7 +210,7 @@ class AccountsClient:
         path: str,
         body: dict[str, str] | None,
         headers: dict[str, str],
-    ) -> bytes:
+    ) -> tuple[int, bytes]:
         request = self._http.build_request(method, path, json=body, headers=headers)
         response = await self._http.send(request, stream=True)
         try:
@@ -203,7 +218,7 @@ class AccountsClient:
         finally:
             await response.aclose()
         if response.status_code in (200, 201, 204):
-            return raw
+            return response.status_code, raw
         raise _status_error(username, method, path, response, raw)
 
 

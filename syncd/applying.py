@@ -108,6 +108,11 @@ class Applier:
         intent = self.audit.intent(action)
         try:
             account = await self._write(action)
+        except asyncio.CancelledError:
+            # Stopped mid-write (shutdown or the run's deadline): say so, then stop.
+            lost = TransportError(user, action.action, "-", "stopped before the answer arrived")
+            self._record_failure(intent, action, lost, UNKNOWN)
+            raise
         except _Unknown as unknown:
             self._record_failure(intent, action, unknown.error, UNKNOWN)
         except ApiError as error:
