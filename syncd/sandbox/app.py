@@ -1,7 +1,10 @@
 """The sandbox as one ASGI application: the API behind faults and counting, plus control routes.
 
-`/api/…` requests pass through fault injection (latency, rate limit, error
-rate, ambiguous writes) and are counted by method, route and status.
+Every request outside `/_sandbox/` passes through fault injection (latency,
+rate limit, error rate, ambiguous writes) and is counted by method, route and
+status.
+In the stats, `path` is the route template (or "(other)" for paths no route
+matches) and a dropped connection counts with status 0.
 `/_sandbox/stats` (GET) and `/_sandbox/reset` (POST) are neither faulted nor
 counted, and need no credentials: the sandbox is a loopback test tool, and
 anyone who can reach it can read and reset it. Do not expose it beyond
