@@ -16,6 +16,7 @@ import click
 from syncd import __version__
 from syncd.errors import EXIT_CHANGES_PENDING, EXIT_ERROR, SyncdError
 from syncd.sandbox.command import sandbox
+from syncd.service_commands import run, status
 
 if TYPE_CHECKING:
     from syncd.desired import DesiredState
@@ -66,10 +67,10 @@ def _settings(options: dict[str, Any]) -> Settings:
 
 
 def _load(settings: Settings, users: tuple[str, ...] = ()) -> DesiredState:
-    from syncd.loading import load_desired
+    from syncd.gitsource import resolve_desired
     from syncd.reconcile import restrict
 
-    return restrict(load_desired(settings.desired), users)
+    return restrict(resolve_desired(settings), users)
 
 
 class SyncdGroup(click.Group):
@@ -155,11 +156,9 @@ def plan(
 
         click.echo(json.dumps(document, indent=2, ensure_ascii=False))
     else:
-        from rich.console import Console
+        from syncd.render import print_plan, terminal
 
-        from syncd.render import print_plan
-
-        print_plan(result.plan, Console(highlight=False))
+        print_plan(result.plan, terminal())
     if result.plan.errors:
         sys.exit(EXIT_ERROR)
     if detailed_exitcode and not result.plan.is_empty:
@@ -191,8 +190,6 @@ def apply(
     """Converge the accounts to the desired state, or apply a saved plan (asks first)."""
     import asyncio
 
-    from rich.console import Console
-
     from syncd.logs import configure_logging
     from syncd.planfile import load_plan
     from syncd.progress import fetch_progress
@@ -205,7 +202,7 @@ def apply(
         planning,
         saved_planning,
     )
-    from syncd.render import print_apply_report, print_plan
+    from syncd.render import print_apply_report, print_plan, terminal
 
     settings = _settings(options)
     if not yes and not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -214,7 +211,7 @@ def apply(
         raise click.UsageError("--user limits a new plan; a saved plan is applied whole")
     configure_logging(settings.log_format)
     limit = settings.max_deletions if allow_deletions is None else allow_deletions
-    console = Console(highlight=False)
+    console = terminal()
 
     def confirm(result: PlanResult) -> bool:
         count = len(result.plan.changes)
@@ -288,11 +285,9 @@ def audit(
     if output == "json":
         click.echo(json.dumps(events, indent=2, ensure_ascii=False))
     else:
-        from rich.console import Console
+        from syncd.render import print_audit, terminal
 
-        from syncd.render import print_audit
-
-        print_audit(events, Console(highlight=False))
+        print_audit(events, terminal())
 
 
 @cli.command("import")
@@ -337,7 +332,40 @@ def import_(users: tuple[str, ...], out_file: str | None, force: bool, **options
     click.echo(f"Imported {len(names)} users into {out_file}.", err=True)
 
 
+@cli.command()
+@click.option(
+    "-f",
+    "--file",
+    "desired",
+    default="desired-state.example.yaml",
+    show_default=True,
+    help="The desired state to converge to.",
+)
+@click.option(
+    "--workdir",
+    default=".syncd-demo",
+    show_default=True,
+    help="Where the demo keeps its credentials and state (emptied first).",
+)
+def demo(desired: str, workdir: str) -> None:
+    """Run plan → apply → plan against a local sandbox, step by step."""
+    from pathlib import Path
+
+    from syncd.demo import run_demo
+
+    def invoke(args: list[str]) -> int:
+        try:
+            result = cli.main(args, prog_name="syncd", standalone_mode=False)
+        except SystemExit as done:
+            return int(done.code or 0)
+        return result if isinstance(result, int) else 0
+
+    run_demo(Path(desired), Path(workdir), invoke)
+
+
 cli.add_command(sandbox)
+cli.add_command(run)
+cli.add_command(status)
 
 
 def main() -> None:

@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 ACTION_NAMES = ("update_profile", "add_email", "delete_email")
 
 
+def terminal() -> Console:
+    """Standard output: colour on a terminal, and long lines never broken in two."""
+    return Console(highlight=False, soft_wrap=True)
+
+
 def _quoted(value: str | None) -> str:
     if value is None:
         return "(write-only, differs)"
