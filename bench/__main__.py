@@ -17,6 +17,7 @@ import secrets
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from bench import runs
 from syncd.sandbox.seed import generated_token
 
 RESULTS = Path(__file__).parent / "results"
@@ -54,7 +56,7 @@ class Bench:
 
 
 @contextmanager
-def sandbox_process(users: int, admin_token: str) -> Iterator[tuple[str, int]]:
+def sandbox_process(users: int, admin_token: str, *extra: str) -> Iterator[tuple[str, int]]:
     """`syncd sandbox --port 0` in a child process; yields the URL it prints and its pid."""
     command = [
         sys.executable,
@@ -67,6 +69,7 @@ def sandbox_process(users: int, admin_token: str) -> Iterator[tuple[str, int]]:
         str(users),
         "--admin-token",
         admin_token,
+        *extra,
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
@@ -167,20 +170,167 @@ def get_user_throughput(bench: Bench) -> list[Figure]:
 MEASUREMENTS: list[Callable[[Bench], list[Figure]]] = [get_user_throughput]
 
 
+def startup_time() -> list[Figure]:
+    """`syncd --help`, best of 5: what a person waits for before anything happens."""
+    script = Path(sys.executable).parent / "syncd"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "syncd"]
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        subprocess.run([*command, "--help"], check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return [Figure("syncd --help start-up", min(times) * 1000, "ms", {"target": "< 300 ms"})]
+
+
+def plan_and_apply(users: int) -> list[Figure]:
+    """Cold plan, warm plan, apply and the plan after it, for `users` generated users."""
+    figures = []
+    admin = secrets.token_hex(16)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        credentials, desired, state = root / "credentials", root / "desired.yaml", root / "state"
+        runs.desired_file(desired, users, change=True)
+        extra = ("--credentials-out", str(credentials))
+        with sandbox_process(users, admin, *extra) as (url, _):
+            args = runs.plan_args(url, desired, state, credentials)
+            plain_get = asyncio.run(runs.plain_loop(url, users, min(2 * users, 6000), False))
+
+            before = runs.stats(url)
+            cold = runs.run_syncd(["plan", *args])
+            made = runs.requests_made(before, runs.stats(url))
+            gets = made.get("GET", 0)
+            rate = gets / cold.seconds
+            figures.append(
+                Figure(
+                    f"cold plan, {users:,} users",
+                    rate,
+                    "req/s",
+                    {
+                        "seconds": round(cold.seconds, 2),
+                        "gets_per_user": gets / users,
+                        "plain_httpx_req_s": round(plain_get),
+                        "ratio": round(rate / plain_get, 2),
+                        "peak_rss_mb": round(cold.peak_rss_mb),
+                        "changes": runs.summary_of(cold).get("update_profile"),
+                        "target": "2 GETs per user, ratio >= 0.8",
+                    },
+                )
+            )
+
+            before = runs.stats(url)
+            warm = runs.run_syncd(["plan", *args])
+            made = runs.requests_made(before, runs.stats(url))
+            figures.append(
+                Figure(
+                    f"warm plan, {users:,} users",
+                    warm.seconds * 1000,
+                    "ms",
+                    {
+                        "requests": sum(made.values()),
+                        "peak_rss_mb": round(warm.peak_rss_mb),
+                        "target": "0 requests, < 1500 ms at 10,000 users",
+                    },
+                )
+            )
+
+            plain_write = asyncio.run(runs.plain_loop(url, users, min(users, 4000), True))
+            before = runs.stats(url)
+            apply_args = runs.plan_args(url, desired, state, credentials, output=False)
+            applied = runs.run_syncd(["apply", *apply_args, "--yes", "--allow-deletions", "0"])
+            made = runs.requests_made(before, runs.stats(url))
+            writes = sum(made.get(m, 0) for m in ("PATCH", "POST", "DELETE"))
+            rate = writes / applied.seconds
+            figures.append(
+                Figure(
+                    f"apply, {users:,} users, one change each",
+                    rate,
+                    "writes/s",
+                    {
+                        "seconds": round(applied.seconds, 2),
+                        "writes": writes,
+                        "actions": users,
+                        "gets": made.get("GET", 0),
+                        "plain_httpx_writes_s": round(plain_write),
+                        "ratio": round(rate / plain_write, 2),
+                        "peak_rss_mb": round(applied.peak_rss_mb),
+                        "target": "writes = actions, ratio >= 0.8",
+                    },
+                )
+            )
+
+            before = runs.stats(url)
+            after = runs.run_syncd(["plan", *args])
+            made = runs.requests_made(before, runs.stats(url))
+            figures.append(
+                Figure(
+                    f"plan after apply, {users:,} users",
+                    sum(made.values()),
+                    "requests",
+                    {
+                        "seconds": round(after.seconds, 2),
+                        "changes": runs.summary_of(after).get("update_profile"),
+                        "target": "0 requests",
+                    },
+                )
+            )
+    return figures
+
+
+def warm_plan_memory(users: int) -> list[Figure]:
+    """A warm plan of `users` from a filled cache: time and the process's peak memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        desired, state = root / "desired.yaml", root / "state"
+        runs.desired_file(desired, users, change=False)
+        runs.fill_cache(state, users)
+        # Port 9 (discard) refuses connections: a request would show up as an error.
+        args = runs.plan_args("http://127.0.0.1:9", desired, state, None)
+        child = runs.run_syncd(["plan", *args], env={"SYNCD_TOKEN": "unused"})
+        summary = runs.summary_of(child)
+        return [
+            Figure(
+                f"warm plan, {users:,} users (cache filled)",
+                child.peak_rss_mb,
+                "MB peak RSS",
+                {
+                    "seconds": round(child.seconds, 2),
+                    "exit": child.returncode,
+                    "errors": summary.get("errors"),
+                    "target": "< 250 MB at 100,000 users",
+                },
+            )
+        ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--users", type=int, default=2000, help="generated users")
-    parser.add_argument("--requests", type=int, default=10_000, help="requests per measurement")
+    parser.add_argument("--users", type=int, default=2000, help="users for the sandbox loop")
+    parser.add_argument("--requests", type=int, default=10_000, help="requests in that loop")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--sizes", default="1000,10000", help="users for cold plan and apply, comma-separated"
+    )
+    parser.add_argument("--warm", type=int, default=100_000, help="users for the warm plan")
     args = parser.parse_args()
     admin_token = secrets.token_hex(16)
     figures: list[Figure] = []
+
+    def record(new: list[Figure]) -> None:
+        for figure in new:
+            print(figure.line(), flush=True)
+            figures.append(figure)
+
+    record(startup_time())
     with sandbox_process(args.users, admin_token) as (url, pid):
         bench = Bench(url, pid, args.users, admin_token, args.requests, args.concurrency)
         for measure in MEASUREMENTS:
-            for figure in measure(bench):
-                print(figure.line(), flush=True)
-                figures.append(figure)
+            record(measure(bench))
+    for size in (int(s) for s in args.sizes.split(",") if s):
+        record(plan_and_apply(size))
+    if args.warm:
+        record(warm_plan_memory(args.warm))
+    print()
+    print(table(figures))
     RESULTS.mkdir(exist_ok=True)
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -191,6 +341,16 @@ def main() -> None:
     }
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {RESULTS / 'latest.json'}")
+
+
+def table(figures: list[Figure]) -> str:
+    rows = [("measurement", "value", "details", "target")]
+    for f in figures:
+        details = {k: v for k, v in f.details.items() if k != "target"}
+        shown = ", ".join(f"{k}={v}" for k, v in details.items())
+        rows.append((f.name, f"{f.value:,.1f} {f.unit}", shown, str(f.details.get("target", ""))))
+    widths = [max(len(r[i]) for r in rows) for i in (0, 1)]
+    return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[3]:<40}  {r[2]}" for r in rows)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,160 @@
+"""The measurements of syncd itself: cold and warm plans, apply, start-up.
+
+Each runs the real `syncd` command in a child process against a sandbox in
+another child process, and compares its request rate with a plain httpx loop
+against the same sandbox in the same run (the issues' ratio targets). Peak
+memory is the child's own maximum RSS, read with os.wait4.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from syncd.sandbox.seed import generate, generated_token
+
+CONCURRENCY = 16  # syncd's default SYNCD_CONCURRENCY: both sides get the same
+
+
+@dataclass(frozen=True)
+class Child:
+    seconds: float
+    peak_rss_mb: float
+    returncode: int
+    stdout: str
+
+
+def run_syncd(args: list[str], env: dict[str, str] | None = None) -> Child:
+    """One syncd command line in a child process: its time, peak memory and output."""
+    command = [sys.executable, "-m", "syncd", *args]
+    with tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})}
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        stdout = out.read().decode()
+    return Child(seconds, usage.ru_maxrss / 1024, process.returncode, stdout)
+
+
+def desired_file(path: Path, users: int, change: bool) -> None:
+    """A desired state for the generated users: every user manages its name and emails.
+
+    With `change`, each user's full name differs from the sandbox: one PATCH each.
+    """
+    lines = ["version: 1", "users:"]
+    for i in range(1, users + 1):
+        name = f"user{i:06d}"
+        full_name = f"User {i}" + (" (renamed)" if change else "")
+        lines += [
+            f"  {name}:",
+            f'    full_name: "{full_name}"',
+            f"    emails: [{name}@example.com]",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+async def plain_loop(url: str, users: int, count: int, write: bool) -> float:
+    """Requests per second of a plain httpx loop: GET user/emails, or a no-op PATCH."""
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    next_index = 0
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+
+        async def worker() -> None:
+            nonlocal next_index
+            while next_index < count:
+                index = next_index
+                next_index += 1
+                name = f"user{index // 2 % users + 1:06d}"
+                headers = {"Authorization": f"Bearer {generated_token(name)}"}
+                if write:
+                    # company is not in the desired state: the loop leaves the plan alone.
+                    response = await client.patch(
+                        f"/api/v1.1/users/{name}/", json={"company": "Bench Inc."}, headers=headers
+                    )
+                else:
+                    path = f"/api/v1.1/users/{name}/" + ("emails/" if index % 2 else "")
+                    response = await client.get(path, headers=headers)
+                if response.status_code != 200:
+                    raise SystemExit(f"bench: plain loop got HTTP {response.status_code}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return count / (time.perf_counter() - started)
+
+
+def stats(url: str) -> dict[str, Any]:
+    response = httpx.get(f"{url}/_sandbox/stats", timeout=30)
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def requests_made(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    methods = set(before["by_method"]) | set(after["by_method"])
+    return {m: after["by_method"].get(m, 0) - before["by_method"].get(m, 0) for m in methods}
+
+
+def fill_cache(state_dir: Path, users: int) -> None:
+    """A fresh live-state cache for the generated users, without a cold plan of hours."""
+    from syncd.cache import LiveCache, Snapshot
+    from syncd.fields import gravatar_url
+    from syncd.live import LiveAccount, LiveEmail, LiveProfile
+    from syncd.statefile import open_state
+
+    db = open_state(state_dir / "syncd.db")
+    now = time.time()
+    snapshots = (
+        Snapshot(
+            LiveAccount(
+                a.username,
+                LiveProfile(
+                    a.full_name,
+                    a.location,
+                    a.company,
+                    a.profile_url,
+                    gravatar_url(a.gravatar_email) if a.gravatar_email else "",
+                    a.emails[0].address,
+                ),
+                tuple(LiveEmail(e.address, e.verified, e.primary) for e in a.emails),
+            ),
+            now,
+        )
+        for a in generate(users).accounts
+    )
+    LiveCache(db).save(snapshots)
+    db.close()
+
+
+def plan_args(
+    url: str, desired: Path, state: Path, credentials: Path | None, output: bool = True
+) -> list[str]:
+    args = ["--api-url", url, "-f", str(desired), "--state-dir", str(state)]
+    args += ["--concurrency", str(CONCURRENCY)]
+    if output:
+        args += ["--output", "json"]
+    if credentials is not None:
+        args += ["--credentials-dir", str(credentials)]
+    return args
+
+
+def summary_of(child: Child) -> dict[str, Any]:
+    try:
+        document: dict[str, Any] = json.loads(child.stdout)
+    except ValueError:
+        return {}
+    summary: dict[str, Any] = document.get("summary", {})
+    return summary
