@@ -1,0 +1,407 @@
+"""Loading the desired state: YAML files in, a valid DesiredState out, or every problem at once.
+
+The file format (design.md section 2) is defined once, by the pydantic models
+below: they validate the data and give `syncd schema` its JSON Schema. The YAML
+itself is read by `syncd.yaml_positions`, which keeps the place of every key and
+value so that each pydantic error's `loc` is reported at its file:line:col.
+What pydantic cannot see is checked here by hand: duplicate users (within a file
+and across files), duplicate keys and duplicate email addresses.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Annotated, Any, Final
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from syncd import yaml_positions
+from syncd.desired import DesiredState, DesiredUser, Location, SourceFile
+from syncd.errors import DesiredStateError, Problem
+from syncd.fields import (
+    MAX_TEXT_LENGTH,
+    PROFILE_FIELDS,
+    USERNAME_PATTERN,
+    email_key,
+    is_valid_email,
+    is_valid_url,
+    is_valid_username,
+)
+from syncd.yaml_positions import (
+    REFUSED,
+    Loc,
+    Mark,
+    YamlDocument,
+    read_yaml_bytes,
+    read_yaml_files,
+)
+
+FORMAT_VERSION: Final = 1
+# The reader's limits, named here for the loader's callers.
+MAX_FILE_BYTES: Final = yaml_positions.MAX_FILE_BYTES
+YAML_SUFFIXES: Final = yaml_positions.YAML_SUFFIXES
+
+# ---------------------------------------------------------------------------
+# The format
+
+
+def _check_version(version: int) -> int:
+    if version != FORMAT_VERSION:
+        raise PydanticCustomError(
+            "syncd_version", f"unsupported version {version}: this syncd reads version 1"
+        )
+    return version
+
+
+def _check_username(name: str) -> str:
+    if not is_valid_username(name):
+        message = f"invalid username {name!r}: 4 to 30 of lowercase a-z, 0-9 and '_'"
+        if is_valid_username(name.lower()):
+            message += f" (did you mean {name.lower()!r}?)"
+        raise PydanticCustomError("syncd_username", message)
+    return name
+
+
+def _check_email(address: str) -> str:
+    if not is_valid_email(address):
+        raise PydanticCustomError("syncd_email", f"invalid email address {address!r}")
+    return address
+
+
+def _check_email_or_empty(address: str) -> str:
+    return address and _check_email(address)
+
+
+def _check_url_or_empty(url: str) -> str:
+    if url and not is_valid_url(url):
+        raise PydanticCustomError(
+            "syncd_url", f'invalid URL {url!r}: expected http:// or https://, or "" for none'
+        )
+    return url
+
+
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
+EmailAddress = Annotated[str, AfterValidator(_check_email)]
+Username = Annotated[
+    str,
+    AfterValidator(_check_username),
+    WithJsonSchema({"type": "string", "pattern": f"^{USERNAME_PATTERN.pattern}$"}),
+]
+
+_UNMANAGED = 'Absent: not managed. "" or null: must be empty.'
+
+
+class UserSettings(BaseModel):
+    """What syncd manages for one account: the settings written, and only those."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="User")
+
+    full_name: Text | None = Field(None, description=f"Full name. {_UNMANAGED}")
+    location: Text | None = Field(None, description=f"Location. {_UNMANAGED}")
+    company: Text | None = Field(None, description=f"Company. {_UNMANAGED}")
+    profile_url: Annotated[str, AfterValidator(_check_url_or_empty)] | None = Field(
+        None, description=f"Profile URL, http:// or https://. {_UNMANAGED}"
+    )
+    gravatar_email: Annotated[str, AfterValidator(_check_email_or_empty)] | None = Field(
+        None,
+        description="Address whose Gravatar the profile shows. The API never returns it: "
+        f"syncd compares its digest with the one in gravatar_url. {_UNMANAGED}",
+    )
+    emails: list[EmailAddress] = Field(
+        default_factory=list,
+        description="The exact set of addresses, compared case-insensitively: missing ones "
+        "are added (unverified), unlisted ones deleted, except the primary address, which "
+        "is never deleted. Absent: addresses not managed. []: none but the primary.",
+    )
+
+
+class DesiredStateFile(BaseModel):
+    """A syncd desired-state file: the accounts to keep in the state written here."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="syncd desired state")
+
+    version: Annotated[
+        int, AfterValidator(_check_version), WithJsonSchema({"type": "integer", "const": 1})
+    ] = Field(description="Format version of this file: 1.")
+    users: dict[Username, UserSettings | None] | None = Field(
+        description="Managed accounts by username (4 to 30 of a-z, 0-9 and _). Accounts not "
+        "listed are never touched; a user with no settings is listed but nothing is managed.",
+    )
+
+
+_TOP_KEYS: Final = tuple(DesiredStateFile.model_fields)
+_USER_KEYS: Final = tuple(UserSettings.model_fields)
+
+
+def desired_state_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a desired-state file, for editors and CI."""
+    schema = DesiredStateFile.model_json_schema()
+    users = schema["properties"]["users"]
+    for option in users["anyOf"]:
+        # pydantic states key rules as patternProperties; propertyNames says
+        # "every key must match", which is the rule (and lets editors complete keys).
+        for pattern, value in option.pop("patternProperties", {}).items():
+            option["propertyNames"] = {"pattern": pattern}
+            option["additionalProperties"] = value
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+
+def load_desired(path: str | os.PathLike[str]) -> DesiredState:
+    """The desired state in a file, or in the `*.yaml`/`*.yml` files directly in a directory.
+
+    Raises DesiredStateError carrying every problem of every file.
+    """
+    files, problems = read_yaml_files(os.fspath(path))
+    return _assemble(files, problems, revision=None)
+
+
+def parse_desired(files: Iterable[tuple[str, bytes]], revision: str | None = None) -> DesiredState:
+    """The desired state in already-read files (path for messages, content), e.g. from git."""
+    return _assemble(list(files), [], revision)
+
+
+# ---------------------------------------------------------------------------
+# Checking
+
+
+def _assemble(
+    files: list[tuple[str, bytes]], problems: list[Problem], revision: str | None
+) -> DesiredState:
+    users: list[DesiredUser] = []
+    written: dict[str, list[Location]] = {}  # every place each username is written
+    for path, content in files:
+        found, failed = _load_file(path, content, written)
+        users += found
+        problems = problems + failed
+    problems += _duplicate_users(written)
+    if problems:
+        raise DesiredStateError(problems)
+    sources = tuple(
+        SourceFile(path, hashlib.sha256(content).hexdigest()) for path, content in files
+    )
+    return DesiredState(tuple(users), sources, revision)
+
+
+def _load_file(
+    path: str, content: bytes, written: dict[str, list[Location]]
+) -> tuple[list[DesiredUser], list[Problem]]:
+    document = read_yaml_bytes(path, content)
+    if not document.parsed:
+        return [], document.problems
+    if document.root is None:
+        return [], [Problem(path, 1, 1, "empty file: expected 'version: 1' and 'users'")]
+    problems = list(document.problems)
+    model: DesiredStateFile | None = None
+    if document.data is not REFUSED:
+        try:
+            model = DesiredStateFile.model_validate(document.data)
+        except ValidationError as error:
+            problems += _explain_all(error.errors(include_url=False), document)
+    problems += _duplicate_keys(document, written)
+    problems += _duplicate_emails(document)
+    if problems or model is None:
+        return [], problems
+    return _users(model, document), []
+
+
+def _users(model: DesiredStateFile, document: YamlDocument) -> list[DesiredUser]:
+    users = []
+    for username, settings in (model.users or {}).items():
+        where = _location(document, document.key_mark(("users", username)))
+        if settings is None:
+            users.append(DesiredUser(username, {}, None, where))
+            continue
+        stated = settings.model_fields_set
+        profile: dict[str, str] = {
+            name: getattr(settings, name) or "" for name in PROFILE_FIELDS if name in stated
+        }
+        emails = tuple(settings.emails) if "emails" in stated else None
+        users.append(DesiredUser(username, profile, emails, where))
+    return users
+
+
+def _duplicate_keys(document: YamlDocument, written: dict[str, list[Location]]) -> list[Problem]:
+    """Problems for keys repeated in one mapping; records where each username is written."""
+    data = document.data
+    users = data.get("users") if isinstance(data, dict) else None
+    if isinstance(users, dict):
+        for username in users:
+            place = _location(document, document.key_mark(("users", username)))
+            written.setdefault(username, []).append(place)
+    problems = []
+    for duplicate in document.duplicates:
+        places = [_location(document, mark) for mark in duplicate.marks]
+        if duplicate.parent == ("users",):
+            # the first place is already recorded above; the user check names them all
+            written.setdefault(duplicate.key, []).extend(places[1:])
+            continue
+        problems += _each_place(f"duplicate key {duplicate.key!r}", places)
+    return problems
+
+
+def _duplicate_users(written: Mapping[str, list[Location]]) -> list[Problem]:
+    problems = []
+    for username, places in written.items():
+        if len(places) > 1:
+            problems += _each_place(f"duplicate user {username!r}", places)
+    return problems
+
+
+def _duplicate_emails(document: YamlDocument) -> list[Problem]:
+    data = document.data
+    users = data.get("users") if isinstance(data, dict) else None
+    if not isinstance(users, dict):
+        return []
+    problems = []
+    for username, settings in users.items():
+        emails = settings.get("emails") if isinstance(settings, dict) else None
+        if not isinstance(emails, list):
+            continue
+        by_key: dict[str, list[tuple[str, Location]]] = {}
+        for index, address in enumerate(emails):
+            if isinstance(address, str):
+                place = _location(
+                    document, document.value_mark(("users", username, "emails", index))
+                )
+                by_key.setdefault(email_key(address), []).append((address, place))
+        for written in by_key.values():
+            if len(written) < 2:
+                continue
+            note = ""
+            if len({address for address, _ in written}) > 1:
+                note = "; addresses compare case-insensitively"
+            for address, place in written:
+                others = ", ".join(str(other) for _, other in written if other != place)
+                message = f"duplicate email {address!r} (also at {others}{note})"
+                problems.append(Problem(place.path, place.line, place.column, message))
+    return problems
+
+
+def _each_place(what: str, places: list[Location]) -> list[Problem]:
+    """One problem at each place, naming the others."""
+    problems = []
+    for place in places:
+        others = ", ".join(str(other) for other in places if other != place)
+        problems.append(
+            Problem(place.path, place.line, place.column, f"{what} (also at {others})")
+        )
+    return problems
+
+
+def _location(document: YamlDocument, mark: Mark) -> Location:
+    return Location(document.path, mark.line, mark.column)
+
+
+# ---------------------------------------------------------------------------
+# From pydantic's errors to messages at places
+
+
+def _explain_all(errors: list[ErrorDetails], document: YamlDocument) -> list[Problem]:
+    problems = []
+    for error in errors:
+        if error["input"] is REFUSED:
+            continue  # the reader has already said why the value was refused
+        mark, message = _explain(error, document)
+        problems.append(document.problem(mark, message))
+    return problems
+
+
+def _explain(error: ErrorDetails, document: YamlDocument) -> tuple[Mark, str]:
+    loc: Loc = tuple(error["loc"])
+    kind, value = error["type"], error["input"]
+    if len(loc) == 3 and loc[0] == "users" and loc[2] == "[key]":
+        return document.key_mark(loc[:2]), error["msg"]
+    if kind == "extra_forbidden":
+        return document.key_mark(loc), _unknown_key(str(loc[-1]), top=len(loc) == 1)
+    if kind == "missing":
+        return document.value_mark(loc[:-1]), _MISSING.get(loc, f"missing {loc[-1]!r}")
+    mark = document.value_mark(loc)
+    subject, expected = _expectation(loc)
+    if kind.startswith("syncd_"):
+        message = error["msg"]
+        return mark, message if len(loc) != 3 else f"{loc[2]}: {message}"
+    if kind == "string_too_long":
+        limit = error.get("ctx", {}).get("max_length")
+        return mark, f"{subject} is {len(value)} characters long; the limit is {limit}"
+    if kind.endswith("_type") and loc == ("version",):
+        text = f"the string {value!r}" if isinstance(value, str) else document.scalar_text(loc)
+        text = "null" if value is None else text
+        return mark, f"version must be the number 1, not {text}"
+    if kind.endswith("_type"):
+        message = f"{subject} must be {expected}, not {_describe(value)}"
+        if kind == "list_type" and value is None:
+            message += ": write 'emails: []' to keep only the primary address"
+        elif isinstance(value, int | float | date) and not isinstance(value, bool):
+            text = document.scalar_text(loc)
+            message += f' (quote it to mean the text: "{text}")'
+        return mark, message
+    return mark, f"{subject}: {error['msg']}"
+
+
+_MISSING: Final[dict[Loc, str]] = {
+    ("version",): "missing 'version: 1'",
+    ("users",): "missing 'users' (a mapping of usernames; 'users: {}' for none)",
+}
+
+
+def _expectation(loc: Loc) -> tuple[str, str]:
+    """What the value at `loc` is called, and what it must be."""
+    match loc:
+        case ():
+            return "the top level", "a mapping with 'version: 1' and 'users'"
+        case ("users",):
+            return "'users'", "a mapping of usernames to their settings"
+        case ("users", username):
+            return f"user {username!r}", "a mapping of settings (or empty)"
+        case ("users", _, "emails"):
+            return "emails", "a list of addresses"
+        case ("users", _, "emails", _):
+            return "an email address", "a string"
+        case ("users", _, name):
+            return str(name), 'a string ("" or null for empty)'
+    return ".".join(map(str, loc)), "valid"
+
+
+# The exact types that syncd.yaml_positions puts in the data.
+_KINDS: Final[dict[type, str]] = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a mapping",
+    date: "a date",
+    datetime: "a date",
+}
+
+
+def _describe(value: Any) -> str:
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+def _unknown_key(key: str, *, top: bool) -> str:
+    allowed = _TOP_KEYS if top else _USER_KEYS
+    close = difflib.get_close_matches(key.lower(), allowed, n=1)
+    if close:
+        return f"unknown key {key!r} (did you mean {close[0]!r}?)"
+    if top and is_valid_username(key):
+        return f"unknown key {key!r} (users go under 'users:')"
+    return f"unknown key {key!r}; expected one of: {', '.join(allowed)}"
