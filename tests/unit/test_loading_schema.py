@@ -1,0 +1,131 @@
+"""The JSON Schema of the desired-state format, and its agreement with the loader."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from syncd.fields import PROFILE_FIELDS, USERNAME_PATTERN
+from syncd.loading import DesiredStateFile, UserSettings, desired_state_json_schema
+from syncd.yaml_positions import read_yaml
+from tests.unit.test_loading import BAD, GOOD, REPO
+
+SCHEMA = desired_state_json_schema()
+
+
+def schema_validator() -> Callable[[Any], bool] | None:
+    """A JSON Schema validator when one is installed (jsonschema, or jsonschema_rs)."""
+    try:
+        import jsonschema  # type: ignore[import-untyped,unused-ignore]
+
+        return jsonschema.Draft202012Validator(SCHEMA).is_valid  # type: ignore[no-any-return]
+    except ImportError:
+        pass
+    try:
+        import jsonschema_rs
+
+        return jsonschema_rs.validator_for(SCHEMA).is_valid
+    except ImportError:
+        return None
+
+
+def yaml_data(path: str, text: str) -> Any:
+    document = read_yaml(path, text)
+    assert document.parsed
+    assert not document.problems
+    return document.data
+
+
+def subschemas(schema: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(schema, dict):
+        yield schema
+        for value in schema.values():
+            yield from subschemas(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from subschemas(item)
+
+
+def test_the_models_hold_the_api_fields_and_emails() -> None:
+    assert tuple(UserSettings.model_fields) == (*PROFILE_FIELDS, "emails")
+    assert tuple(DesiredStateFile.model_fields) == ("version", "users")
+
+
+def test_schema_structure() -> None:
+    assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert SCHEMA["type"] == "object"
+    assert SCHEMA["additionalProperties"] is False
+    assert SCHEMA["required"] == ["version", "users"]
+    assert SCHEMA["properties"]["version"]["const"] == 1
+    user = SCHEMA["$defs"]["UserSettings"]
+    assert user["additionalProperties"] is False
+    assert set(user["properties"]) == {*PROFILE_FIELDS, "emails"}
+    (users_object,) = [o for o in SCHEMA["properties"]["users"]["anyOf"] if o["type"] == "object"]
+    assert users_object["propertyNames"] == {"pattern": f"^{USERNAME_PATTERN.pattern}$"}
+    assert "patternProperties" not in users_object
+
+
+def test_every_property_has_a_description() -> None:
+    for schema in subschemas(SCHEMA):
+        for name, prop in schema.get("properties", {}).items():
+            assert prop.get("description"), name
+
+
+def test_schema_accepts_the_example_file() -> None:
+    path = REPO / "desired-state.example.yaml"
+    data = yaml_data(str(path), path.read_text(encoding="utf-8"))
+    assert set(data["users"]) == {"janedoe", "johnsmith", "ops_robot"}
+    is_valid = schema_validator()
+    if is_valid is None:
+        pytest.skip("no JSON Schema validator installed; the structure is checked above")
+    assert is_valid(data)
+
+
+@pytest.mark.parametrize(("text", "expected"), GOOD)
+def test_schema_accepts_what_the_loader_accepts(text: str, expected: object) -> None:
+    is_valid = schema_validator()
+    if is_valid is None:
+        pytest.skip("no JSON Schema validator installed")
+    assert is_valid(yaml_data("d.yaml", text))
+
+
+# Rejections that a schema can express (not duplicates, email or URL syntax).
+SCHEMA_EXPRESSIBLE = {
+    "near-miss",
+    "top-level-near-miss",
+    "user-at-top-level",
+    "missing-version",
+    "missing-users",
+    "version-2",
+    "version-string",
+    "version-boolean",
+    "top-level-list",
+    "users-list",
+    "username-case",
+    "username-short",
+    "user-list",
+    "profile-number",
+    "profile-list",
+    "profile-mapping",
+    "full-name-too-long",
+    "emails-string",
+    "emails-null-at-its-key",
+    "email-not-string",
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [case for case in BAD if case.id in SCHEMA_EXPRESSIBLE]
+)
+def test_schema_rejects_what_it_can_express(text: str, expected: object) -> None:
+    is_valid = schema_validator()
+    if is_valid is None:
+        pytest.skip("no JSON Schema validator installed")
+    assert not is_valid(yaml_data("d.yaml", text))
+
+
+def test_schema_is_plain_json() -> None:
+    assert json.loads(json.dumps(SCHEMA)) == SCHEMA
