@@ -8,6 +8,7 @@ audit trail and run records) gets its tables from `open_state`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from pathlib import Path
@@ -68,9 +69,13 @@ def open_state(path: Path) -> sqlite_utils.Database:
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Create the file ourselves so it is 0600 from its first byte; SQLite
-        # gives the -wal and -shm files the same mode.
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(descriptor)
+        # gives the -wal and -shm files the same mode. Only when it is missing:
+        # closing a descriptor drops every POSIX lock this process holds on the
+        # file, those of a connection already open on it included, and a reader
+        # in another process would then rebuild the WAL index under it.
+        if not path.exists():
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
         connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
         db = sqlite_utils.Database(connection)
         db.enable_wal()
