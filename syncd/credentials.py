@@ -59,6 +59,7 @@ class CredentialStore:
         self,
         directory: Path | None,
         fallback: Credential | None = None,
+        prefix: str = "",
     ) -> None:
         self.directory = directory
         self.fallback = fallback
@@ -68,7 +69,10 @@ class CredentialStore:
                 raise SettingsError(f"credentials directory {directory}: no such directory")
             with os.scandir(directory) as entries:
                 for entry in entries:
-                    username, _, kind = entry.name.rpartition(".")
+                    # LoadCredential=ID:DIR names each file ID_<name>: see credentials_prefix.
+                    if not entry.name.startswith(prefix):
+                        continue
+                    username, _, kind = entry.name[len(prefix) :].rpartition(".")
                     if kind == "token" or (kind == "password" and username not in self._files):
                         self._files[username] = Path(entry.path)
         self._cache: dict[str, Credential | None] = {}
@@ -84,7 +88,7 @@ class CredentialStore:
             fallback = basic(
                 settings.username, settings.password.get_secret_value(), "SYNCD_USERNAME"
             )
-        return cls(settings.credentials_dir, fallback)
+        return cls(settings.credentials_dir, fallback, settings.credentials_prefix)
 
     def usernames(self) -> list[str]:
         """The users that have a file of their own in the credentials directory."""

@@ -7,6 +7,8 @@
     ├── CacheError                 the state file cannot be opened or written
     ├── PlanFileError              a saved plan cannot be read or is stale
     ├── GuardError                 exit 3: the deletion guard refused the run
+    ├── DaemonError                `syncd run` cannot start (another instance holds the state dir)
+    ├── GitSourceError             a git+ desired state cannot be fetched or read
     └── ApiError                   an answer of the accounts API for one user
         ├── TransportError         no answer (connect/read failure, timeout); retryable
         ├── MalformedResponse      an answer that is not the JSON the API document promises
@@ -57,6 +59,14 @@ class PlanFileError(SyncdError):
 
 class GuardError(SyncdError):
     exit_code = EXIT_GUARD
+
+
+class DaemonError(SyncdError):
+    pass
+
+
+class GitSourceError(SyncdError):
+    pass
 
 
 @dataclass(frozen=True, order=True)

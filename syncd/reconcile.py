@@ -7,6 +7,7 @@ input and write through the same audited path.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -16,7 +17,7 @@ from typing import Any
 
 import sqlite_utils
 
-from syncd.api import AccountsClient
+from syncd.api import AccountsClient, ResponseObserver
 from syncd.applying import Applier, ApplyReport
 from syncd.audit import AuditTrail, OpenIntent
 from syncd.cache import LiveCache
@@ -72,11 +73,16 @@ class Connection:
 
 
 @asynccontextmanager
-async def connect(settings: Settings) -> AsyncIterator[Connection]:
+async def connect(
+    settings: Settings, on_response: ResponseObserver | None = None
+) -> AsyncIterator[Connection]:
+    """The API client, state file and credentials of one run; `on_response` sees every call."""
     credentials = CredentialStore.from_settings(settings)
     db = open_state(settings.state_file)
     try:
-        async with AccountsClient(settings, credentials.for_user) as client:
+        async with AccountsClient(
+            settings, credentials.for_user, on_response=on_response
+        ) as client:
             yield Connection(settings, credentials, db, client)
     finally:
         db.close()
@@ -235,5 +241,10 @@ async def converge(
         converged.report = report
         outcome = "ok" if report.ok and not result.plan.errors else "failed"
         return converged
+    except asyncio.CancelledError:
+        # Stopped from outside (the daemon's shutdown or deadline); writes in flight
+        # are already recorded as `unknown` by the applier.
+        outcome = "cancelled"
+        raise
     finally:
         audit.end_run(outcome, counts)

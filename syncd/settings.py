@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         default_factory=_default_credentials_dir,
         description="Directory of <username>.token / <username>.password files.",
     )
+    credentials_prefix: str = Field(
+        "",
+        description="Prefix of the file names in the credentials directory: systemd's "
+        "LoadCredential=ID:DIR names each file ID_<name>, so the unit sets it to 'ID_'.",
+    )
     token: SecretStr | None = Field(
         None, description="Fallback bearer token for users without their own credential."
     )
@@ -58,10 +63,23 @@ class Settings(BaseSettings):
     state_dir: Path = Field(
         default_factory=_default_state_dir, description="Where the SQLite state file lives."
     )
-    desired: str = Field("desired-state.yaml", description="Desired-state file or directory.")
+    desired: str = Field(
+        "desired-state.yaml",
+        description="Desired-state file or directory, or git+https://, git+ssh://, "
+        "git+file:// URL with #ref and :path (see syncd.gitsource).",
+    )
     concurrency: int = Field(16, ge=1, le=256, description="Requests in flight at most.")
     cache_ttl: float = Field(3600, ge=0, description="Seconds a cached GET stays fresh.")
     interval: float = Field(300, gt=0, description="Seconds between daemon runs.")
+    run_deadline: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds a daemon run may last before it is cancelled (writes in flight "
+        "are audited as unknown); default: three intervals, when /healthz turns 503 anyway.",
+    )
+    git_timeout: float = Field(
+        120, gt=0, description="Seconds allowed for one git command (a git+ desired state)."
+    )
     max_deletions: int = Field(10, ge=0, description="Email deletions allowed per run.")
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="Log renderer: console on a TTY, JSON lines otherwise."

@@ -56,6 +56,14 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_by_user ON audit (user, timestamp);
 CREATE INDEX IF NOT EXISTS audit_by_intent ON audit (intent_seq);
 
+-- What `syncd run` last said about itself (next run, failures, last good
+-- revision), for `syncd status`: one row per key, the value JSON.
+CREATE TABLE IF NOT EXISTS daemon_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+
 -- The audit trail is append-only: history is never rewritten.
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
