@@ -1,0 +1,90 @@
+"""One `syncd run` per state directory: an flock on `<state_dir>/syncd.lock` holding the pid.
+
+Two daemons on one state directory would apply the same plan twice and
+interleave their audit trails. The kernel releases an flock when its holder
+dies, even by kill -9, so a stale lock file never blocks a restart; the pid
+written inside only serves to name the holder in the refusal.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from types import TracebackType
+
+from syncd.errors import DaemonError
+
+LOCK_NAME = "syncd.lock"
+
+
+class InstanceLock:
+    """The held lock; released by `release()` or when the process ends."""
+
+    def __init__(self, path: Path, descriptor: int) -> None:
+        self.path = path
+        self._descriptor: int | None = descriptor
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            # Closing drops the flock; the file stays, empty of meaning without it.
+            os.close(self._descriptor)
+            self._descriptor = None
+
+    def __enter__(self) -> InstanceLock:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def lock_path(state_dir: Path) -> Path:
+    return state_dir / LOCK_NAME
+
+
+def acquire(state_dir: Path) -> InstanceLock:
+    """Take the state directory for this process, or raise DaemonError naming the holder."""
+    path = lock_path(state_dir)
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as error:
+        raise DaemonError(f"cannot open the lock file {path}: {error.strerror}") from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = _read_pid(descriptor)
+        os.close(descriptor)
+        holder = f"pid {pid}" if pid else "another process"
+        raise DaemonError(
+            f"another syncd run ({holder}) holds {path}: one instance per state directory"
+        ) from None
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+    return InstanceLock(path, descriptor)
+
+
+def holder(state_dir: Path) -> int | None:
+    """The pid of the running `syncd run` of this state directory (0: unreadable), or None."""
+    path = lock_path(state_dir)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_pid(descriptor) or 0
+    finally:
+        os.close(descriptor)  # also drops the shared lock if it was granted
+    return None
+
+
+def _read_pid(descriptor: int) -> int | None:
+    text = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None
