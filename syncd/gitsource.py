@@ -1,0 +1,305 @@
+"""Where the desired state comes from: a file, a directory, or a git repository (GitOps).
+
+`SYNCD_DESIRED` is a path, or a git URL with an optional `#ref` and `:path`:
+
+    git+https://example.org/ops/accounts.git#main:accounts/
+    git+ssh://git@example.org/ops/accounts.git#v1.2:users.yaml
+    git+file:///srv/git/accounts.git                 (the remote HEAD, the root)
+
+The repository is fetched with the `git` command (shallow, no working tree) into
+a bare repository under `<state_dir>/git/`, and the files are read from the
+fetched commit, whose id becomes the desired state's revision: converge records
+it on the run and in every audit event. The last commit that validated is kept
+as `refs/syncd/good`, so that when a fetch fails the daemon goes on with it and
+warns, even after a restart; a commit that fails validation is never applied and
+never becomes the good one.
+
+Credentials written in the URL (`https://user:token@…`) reach no log and no
+message: locations are shown redacted and git's own messages are scrubbed. git
+runs with a timeout, without a terminal prompt, and ssh in batch mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from syncd.desired import DesiredState
+from syncd.errors import DesiredStateError, GitSourceError, Problem, UsageError
+from syncd.loading import MAX_FILE_BYTES, YAML_SUFFIXES, load_desired, parse_desired
+from syncd.settings import Settings
+
+T = TypeVar("T")
+
+GOOD_REF = "refs/syncd/good"
+_SCHEMES = ("https", "ssh", "file")
+# What git check-ref-format allows, minus what could be read as an option.
+_REF = re.compile(r"(?!-)(?!.*\.\.)(?!.*\.lock$)[A-Za-z0-9._/+-]+")
+_STDERR_LINES = 3
+
+
+@dataclass(frozen=True)
+class GitLocation:
+    """A parsed `git+…` desired state: what to fetch, which ref, and where in the tree."""
+
+    url: str  # as git gets it: may hold a credential, so never shown
+    ref: str  # "HEAD": the remote's default branch
+    path: str  # "" for the root of the repository
+
+    @property
+    def redacted_url(self) -> str:
+        parts = urlsplit(self.url)
+        if parts.username is None and parts.password is None:
+            return self.url
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        return parts._replace(netloc=f"***@{host}").geturl()
+
+    def __str__(self) -> str:
+        return f"git+{self.redacted_url}#{self.ref}:{self.path}"
+
+    def scrub(self, text: str) -> str:
+        """`text` (git's stderr) without the URL's credential."""
+        text = text.replace(self.url, self.redacted_url)
+        parts = urlsplit(self.url)
+        for secret in (parts.password, parts.username if parts.scheme == "https" else None):
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "***").replace(unquote(secret), "***")
+        return text
+
+
+def parse_git_desired(spec: str) -> GitLocation | None:
+    """The git location of a `git+…` desired state; None for a plain path."""
+    if not spec.startswith("git+"):
+        return None
+    url, _, fragment = spec[len("git+") :].partition("#")
+    ref, _, path = fragment.partition(":")
+    parts = urlsplit(url)
+    shown = GitLocation(url, "HEAD", "")  # for messages, before the rest is checked
+    if parts.scheme not in _SCHEMES:
+        raise UsageError(
+            f"{shown}: a git desired state is git+https://, git+ssh:// or git+file://"
+        )
+    if parts.scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path):
+        raise UsageError(f"{shown}: write a local repository as git+file:///absolute/path")
+    if parts.scheme != "file" and not parts.hostname:
+        raise UsageError(f"{shown}: no host in the URL")
+    ref = ref or "HEAD"
+    if not _REF.fullmatch(ref) or "//" in ref:
+        raise UsageError(f"{shown}: {ref!r} is not a branch, tag or commit name")
+    path = path.strip("/")
+    if path and any(part in ("", ".", "..") for part in path.split("/")):
+        raise UsageError(f"{shown}: the path {path!r} must name a file or directory in the tree")
+    return GitLocation(url, ref, path)
+
+
+class GitMirror:
+    """The bare repository in the state directory that a git location is fetched into."""
+
+    def __init__(self, location: GitLocation, state_dir: Path, timeout: float) -> None:
+        self.location = location
+        self.timeout = timeout
+        # One repository per location (never keyed on the credential, so rotating it
+        # keeps the mirror): refs/syncd/good then always belongs to this ref and path.
+        key = hashlib.sha256(str(location).encode()).hexdigest()[:16]
+        self.directory = state_dir / "git" / key
+
+    async def fetch(self) -> str:
+        """Fetch the ref; returns its commit id. Raises GitSourceError."""
+        if not (self.directory / "HEAD").exists():
+            self.directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            await self._git("init", "--quiet", "--bare", str(self.directory), in_mirror=False)
+        await self._git(
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-recurse-submodules",
+            "--depth=1",
+            "--end-of-options",
+            self.location.url,
+            self.location.ref,
+        )
+        return await self._commit("FETCH_HEAD")
+
+    async def good(self) -> str | None:
+        """The last commit that validated, if any."""
+        try:
+            return await self._commit(GOOD_REF)
+        except GitSourceError:
+            return None
+
+    async def mark_good(self, commit: str) -> None:
+        await self._git("update-ref", GOOD_REF, commit)
+
+    async def read(self, commit: str) -> list[tuple[str, bytes]]:
+        """The desired-state files at `commit`: the file at the path, or the YAML files in it.
+
+        Raises DesiredStateError when there are none, as for a path on disk.
+        """
+        path = self.location.path
+        shown = path or "."
+        spec = f"{commit}:{path}"
+        try:
+            kind = (await self._git("cat-file", "-t", spec)).decode().strip()
+        except GitSourceError:
+            message = f"no such file or directory in {commit[:12]}"
+            raise DesiredStateError([Problem(shown, 1, 1, message)]) from None
+        if kind == "blob":
+            length = int(await self._git("cat-file", "-s", spec))
+            return [await self._blob(path, spec, length)]
+        listing = await self._git("ls-tree", "-z", "-l", spec)
+        files = []
+        for entry in filter(None, listing.split(b"\0")):
+            meta, _, raw_name = entry.partition(b"\t")
+            mode, _, object_id, size = meta.decode().split()
+            name = raw_name.decode("utf-8", "replace")
+            # Regular files only: a symlink's blob is its target, not YAML.
+            if mode not in ("100644", "100755") or name.startswith("."):
+                continue
+            if name.endswith(YAML_SUFFIXES):
+                files.append(await self._blob(f"{path}/{name}".lstrip("/"), object_id, int(size)))
+        if not files:
+            message = f"no *.yaml or *.yml file in this directory at {commit[:12]}"
+            raise DesiredStateError([Problem(shown, 1, 1, message)])
+        return files
+
+    async def _blob(self, path: str, object_id: str, size: int) -> tuple[str, bytes]:
+        if size > MAX_FILE_BYTES:
+            message = f"file is {size} bytes; the limit is {MAX_FILE_BYTES // 2**20} MiB"
+            raise DesiredStateError([Problem(path, 1, 1, message)])
+        return path, await self._git("cat-file", "blob", object_id)
+
+    async def _commit(self, name: str) -> str:
+        output = await self._git("rev-parse", "--verify", "--quiet", f"{name}^{{commit}}")
+        return output.decode().strip()
+
+    async def _git(self, *args: str, in_mirror: bool = True) -> bytes:
+        command = ["git", "-C", str(self.directory), *args] if in_mirror else ["git", *args]
+        environment = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+        # An ssh prompt (host key, passphrase) would hang a daemon: fail instead.
+        environment.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=environment,
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(process.communicate(), self.timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise GitSourceError(
+                f"{self.location}: git {args[0]} timed out after {self.timeout:g} s"
+            ) from None
+        except asyncio.CancelledError:
+            process.kill()  # shutdown or deadline: git must not outlive the run
+            raise
+        if process.returncode != 0:
+            lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line]
+            # git's own verdict ("fatal: …") says more than the advice that follows it.
+            verdicts = [line for line in lines if line.startswith(("fatal:", "error:"))]
+            shown = (verdicts or lines)[:_STDERR_LINES]
+            detail = self.location.scrub(" / ".join(shown)) or f"exit status {process.returncode}"
+            raise GitSourceError(f"{self.location}: git {args[0]} failed: {detail}")
+        return stdout
+
+
+async def in_thread(function: Callable[..., T], *args: Any) -> T:
+    """Run `function` (parsing: CPU only) off the event loop, so signals and the watchdog
+    are served meanwhile. A daemon thread, not an executor: a shutdown must not wait for it."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return  # the awaiting run was cancelled
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result, error = function(*args), None
+        except Exception as raised:
+            result, error = None, raised
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="syncd-desired", daemon=True).start()
+    return await future
+
+
+@dataclass(frozen=True)
+class DesiredRead:
+    desired: DesiredState
+    #: Why this is the last good revision and not a fresh one (the fetch error), or None.
+    stale: str | None = None
+
+
+class DesiredSource:
+    """The desired state of the daemon, read again every cycle."""
+
+    def __init__(self, spec: str, state_dir: Path, git_timeout: float) -> None:
+        self.spec = spec
+        self.location = parse_git_desired(spec)
+        self._mirror = (
+            None if self.location is None else GitMirror(self.location, state_dir, git_timeout)
+        )
+        self._good: DesiredState | None = None
+        #: The revision the last read tried, valid or not: what an invalid run records.
+        self.attempted_revision: str | None = None
+
+    def __str__(self) -> str:
+        return self.spec if self.location is None else str(self.location)
+
+    async def read(self) -> DesiredRead:
+        """The desired state; raises DesiredStateError (apply nothing) or GitSourceError."""
+        if self._mirror is None:
+            return DesiredRead(await in_thread(load_desired, self.spec))
+        try:
+            commit = await self._mirror.fetch()
+        except GitSourceError as error:
+            good = await self._mirror.good()
+            if good is None:
+                raise
+            self.attempted_revision = good
+            return DesiredRead(await self._load(good), stale=str(error))
+        self.attempted_revision = commit
+        desired = await self._load(commit)
+        await self._mirror.mark_good(commit)
+        return DesiredRead(desired)
+
+    async def _load(self, commit: str) -> DesiredState:
+        if self._good is not None and self._good.revision == commit:
+            return self._good  # the same commit as last cycle: no need to parse it again
+        assert self._mirror is not None
+        files = await self._mirror.read(commit)
+        self._good = await in_thread(parse_desired, files, commit)
+        return self._good
+
+
+def resolve_desired(settings: Settings) -> DesiredState:
+    """The desired state that `settings.desired` names, for the one-shot commands."""
+    location = parse_git_desired(settings.desired)
+    if location is None:
+        return load_desired(settings.desired)
+    mirror = GitMirror(location, settings.state_dir, settings.git_timeout)
+
+    async def fetch_and_parse() -> DesiredState:
+        commit = await mirror.fetch()
+        return parse_desired(await mirror.read(commit), revision=commit)
+
+    return asyncio.run(fetch_and_parse())
