@@ -1,0 +1,266 @@
+"""`syncd run` (the daemon, under systemd) and `syncd status` (what it did, from the state file).
+
+Only click is imported at module level; the daemon, APScheduler and
+prometheus-client load when `run` or `status` runs, so `syncd --help` stays fast.
+`status` never calls the API and never writes: it opens the state file read-only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from syncd.settings import Settings
+
+ACTIONS = ("update_profile", "add_email", "delete_email")
+
+
+@click.command()
+@click.option("--config", "config_file", metavar="FILE", help="TOML settings file.")
+@click.option("--api-url", help="Base URL of the accounts API [SYNCD_API_URL].")
+@click.option(
+    "--credentials-dir",
+    type=click.Path(file_okay=False),
+    help="Directory of <user>.token / <user>.password files [SYNCD_CREDENTIALS_DIR].",
+)
+@click.option(
+    "--state-dir", type=click.Path(file_okay=False), help="State directory [SYNCD_STATE_DIR]."
+)
+@click.option(
+    "-f",
+    "--file",
+    "desired",
+    metavar="PATH|URL",
+    help="Desired state: file, directory or git+https:// URL [SYNCD_DESIRED].",
+)
+@click.option("--interval", type=float, help="Seconds between runs [SYNCD_INTERVAL, 300].")
+@click.option("--metrics-addr", metavar="HOST:PORT", help="Serve /metrics and /healthz.")
+@click.option(
+    "--insecure-http", is_flag=True, default=None, help="Allow plain http:// to a remote host."
+)
+def run(config_file: str | None, **flags: Any) -> None:
+    """Reconcile on a schedule until stopped (a systemd Type=notify service).
+
+    SIGTERM or SIGINT stops (exit 0), SIGHUP re-reads the settings and runs now.
+    """
+    import asyncio
+    import os
+
+    from syncd.credentials import CredentialStore
+    from syncd.daemon import Daemon, log
+    from syncd.lock import acquire
+    from syncd.logs import configure_logging
+    from syncd.metrics import Metrics, MetricsServer
+    from syncd.notify import Notifier
+    from syncd.settings import load_settings
+    from syncd.statefile import open_state
+
+    def settings_now() -> Settings:
+        return load_settings(config_file, **flags)  # again on SIGHUP: the file may have changed
+
+    settings = settings_now()
+    configure_logging(settings.log_format)
+    settings.check_transport()
+    with acquire(settings.state_dir):
+        CredentialStore.from_settings(settings)  # unreadable credentials stop us before READY=1
+        metrics = Metrics(settings.interval)
+        db = open_state(settings.state_file)
+        try:
+            last = _last_success(db.conn)
+        finally:
+            db.close()
+        if last is not None:
+            metrics.succeeded(last)
+        server = None
+        if settings.metrics_addr:
+            server = MetricsServer(settings.metrics_addr, metrics)
+            server.start()
+            log.info("metrics_listening", address=server.address)
+        try:
+            notifier = Notifier.from_environment(os.environ)
+            asyncio.run(Daemon(settings, settings_now, notifier, metrics).serve())
+        finally:
+            if server is not None:
+                server.close()
+
+
+def _last_success(db: sqlite3.Connection) -> float | None:
+    row = db.execute("SELECT MAX(ended_at) FROM runs WHERE result IN ('ok', 'no_changes')")
+    last = row.fetchone()[0]
+    return None if last is None else datetime.fromisoformat(last).timestamp()
+
+
+@click.command()
+@click.option("--config", "config_file", metavar="FILE", help="TOML settings file.")
+@click.option(
+    "--state-dir", type=click.Path(file_okay=False), help="State directory [SYNCD_STATE_DIR]."
+)
+@click.option("--runs", "limit", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status(config_file: str | None, state_dir: str | None, limit: int, output: str) -> None:
+    """Show the daemon's state from the state file: last runs, drift, next run, guard.
+
+    Reads nothing from the API and writes nothing.
+    """
+    from syncd.settings import load_settings
+
+    settings = load_settings(config_file, state_dir=state_dir)
+    report = read_status(settings, limit)
+    if output == "json":
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_status(report), nl=False)
+
+
+def open_readonly(path: Path) -> sqlite3.Connection:
+    """The state file, read-only, creating nothing beside it.
+
+    A read-only SQLite connection still creates the -wal and -shm files when they
+    are missing; made by root next to a service's database, they would lock the
+    service out. So when they are missing (no writer), the file is opened immutable.
+    """
+    import sqlite3
+
+    from syncd.errors import CacheError
+
+    live = all(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
+    uri = path.resolve().as_uri() + ("?mode=ro" if live else "?immutable=1")
+    try:
+        return sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as error:
+        raise CacheError(f"cannot read the state file {path}: {error}") from None
+
+
+def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
+    """What `syncd status` shows, as data (also its --output json)."""
+    from syncd.errors import UsageError
+    from syncd.lock import holder
+
+    path = settings.state_file
+    if not path.exists():
+        raise UsageError(f"no state file at {path}: syncd has not run with this state directory")
+    pid = holder(settings.state_dir)
+    db = open_readonly(path)
+    try:
+        # The table that syncd.daemon's save_daemon_state writes.
+        rows = db.execute("SELECT key, value FROM daemon_state").fetchall()
+        daemon = {key: json.loads(value) for key, value in rows}
+        cursor = db.execute(
+            "SELECT id, command, started_at, ended_at, result, revision, counts FROM runs"
+            " ORDER BY started_at DESC LIMIT ?",
+            [limit],
+        )
+        columns = [description[0] for description in cursor.description]
+        runs = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        db.close()
+    for entry in runs:
+        entry["counts"] = json.loads(entry["counts"] or "{}")
+    last = runs[0] if runs else None
+    counts = last["counts"] if last else {}
+    limit_deletions = daemon.get("max_deletions", settings.max_deletions)
+    return {
+        "state_file": str(path),
+        "daemon": {
+            "running": pid is not None,
+            "pid": pid or None,
+            "started_at": daemon.get("started_at"),
+            "desired": daemon.get("desired"),
+            "interval": daemon.get("interval"),
+        },
+        "next_run_at": daemon.get("next_run_at") if pid is not None else None,
+        "consecutive_failures": daemon.get("consecutive_failures", 0),
+        "last_success_at": daemon.get("last_success_at"),
+        "last_good_revision": daemon.get("last_good_revision"),
+        "pending": pending_changes(last["result"], counts) if last else None,
+        "guard": {
+            "max_deletions": limit_deletions,
+            "blocked": bool(last and last["result"] == "blocked"),
+            "deletions_planned": counts.get("delete_email", 0),
+        },
+        "runs": runs,
+    }
+
+
+def pending_changes(result: str | None, counts: Mapping[str, int]) -> dict[str, Any]:
+    """The changes of the last run's plan that it did not apply (its counts say both)."""
+    by_action = {
+        action: max(counts.get(action, 0) - counts.get(f"applied_{action}", 0), 0)
+        for action in ACTIONS
+    }
+    total = sum(by_action.values())
+    applied_any = any(counts.get(f"applied_{action}", 0) for action in ACTIONS)
+    users = counts.get("users_changed", 0) if total else 0
+    return {
+        "as_of": result,
+        "changes": total,
+        "by_action": by_action,
+        # After a partial apply the plan's user count is an upper bound.
+        "users": users,
+        "users_exact": not (total and applied_any),
+        "errors": counts.get("errors", 0),
+    }
+
+
+def render_status(report: Mapping[str, Any]) -> str:
+    daemon = report["daemon"]
+    lines = [f"state file   {report['state_file']}"]
+    if daemon["running"]:
+        pid = daemon["pid"] or "unknown"
+        lines.append(f"daemon       running, pid {pid}, since {_when(daemon['started_at'])}")
+        lines.append(f"desired      {daemon['desired']} every {daemon['interval']:g} s")
+        lines.append(f"next run     {_when(report['next_run_at'])}")
+    else:
+        lines.append("daemon       not running")
+    if report["consecutive_failures"]:
+        lines.append(f"failures     {report['consecutive_failures']} in a row (backing off)")
+    lines.append(f"last success {_when(report['last_success_at'])}")
+    if report["last_good_revision"]:
+        lines.append(f"revision     {report['last_good_revision']} (last applied)")
+    lines.append(f"guard        {_guard(report['guard'])}")
+    lines.append(f"pending      {_pending(report['pending'])}")
+    lines.append("last runs")
+    for entry in report["runs"]:
+        revision = (entry["revision"] or "-")[:12]
+        applied = sum(entry["counts"].get(f"applied_{action}", 0) for action in ACTIONS)
+        lines.append(
+            f"  {_when(entry['started_at']):<20} {entry['command']:<6} "
+            f"{entry['result'] or 'running':<11} {revision:<12}  {applied} applied"
+        )
+    if not report["runs"]:
+        lines.append("  none")
+    return "\n".join(lines) + "\n"
+
+
+def _guard(guard: Mapping[str, Any]) -> str:
+    limit = guard["max_deletions"]
+    if guard["blocked"]:
+        planned = guard["deletions_planned"]
+        return f"BLOCKED the last run: {planned} deletions planned, the limit is {limit}"
+    return f"clear (at most {limit} deletions per run)"
+
+
+def _pending(pending: Mapping[str, Any] | None) -> str:
+    if pending is None:
+        return "unknown: no run yet"
+    if not pending["changes"]:
+        extra = f"; {pending['errors']} users unreadable" if pending["errors"] else ""
+        return f"none as of the last run ({pending['as_of']}){extra}"
+    detail = ", ".join(f"{action} {n}" for action, n in pending["by_action"].items() if n)
+    users = pending["users"] if pending["users_exact"] else f"up to {pending['users']}"
+    return f"{pending['changes']} changes for {users} users ({detail}) after the last run"
+
+
+def _when(iso: str | None) -> str:
+    if not iso:
+        return "-"
+    moment = datetime.fromisoformat(iso).astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
