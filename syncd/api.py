@@ -156,7 +156,7 @@ class AccountsClient:
         raw = await self._call(method, username, path, body, retry=retry)
         try:
             return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             text = raw.decode("utf-8", "replace")
             detail = f"answer is not valid JSON: {excerpt(text)!r}"
             raise MalformedResponse(username, method, path, detail) from None
@@ -199,6 +199,10 @@ class AccountsClient:
                 # str(error) names the failure, never a header: no secret leaks here.
                 detail = f"{error.__class__.__name__}: {error}".rstrip(": ")
                 raise TransportError(username, method, path, detail) from None
+            except httpx.HTTPError as error:
+                # An answer that arrived but cannot be decoded (e.g. broken gzip).
+                detail = f"unreadable answer: {error.__class__.__name__}: {error}"
+                raise MalformedResponse(username, method, path, detail) from None
             finally:
                 if self._on_response is not None:
                     self._on_response(method, status, time.monotonic() - started)

@@ -39,8 +39,10 @@ class SandboxHandle:
         seed: dict[str, Any] | None = None,
         generate: int = 0,
         faults: dict[str, Any] | None = None,
+        malformed: dict[str, str] | None = None,
     ) -> None:
-        """Replace the whole state: `seed` users (after `generate` generated ones), `faults`.
+        """Replace the whole state: `seed` users (after `generate` generated ones), `faults`,
+        and `malformed` answers ({username: kind} of syncd.sandbox.malformed).
 
         The staff token stays `self.admin_token`; the request counts start at zero.
         """
@@ -49,6 +51,7 @@ class SandboxHandle:
             "generate": generate,
             "admin_token": self.admin_token,
             "faults": faults or {},
+            "malformed": malformed or {},
         }
         url = f"{self.url}/_sandbox/reset"
         if self._http is None:

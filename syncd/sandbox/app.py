@@ -26,6 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from syncd.errors import SyncdError
+from syncd.sandbox import malformed
 from syncd.sandbox.faults import Ambiguity
 from syncd.sandbox.routes import (
     EMAILS_PATH,
@@ -134,6 +135,11 @@ class SandboxApp:
             )
             await response(scope, receive, send)
             return
+        if scope["method"] == "GET" and self.sandbox.config.malformed:
+            broken = self._malformed_answer(scope["path"])
+            if broken is not None:
+                await broken(scope, receive, send)
+                return
         injected = faults.injected_error()
         if injected is not None:
             await error_response(injected, _FAULT_DETAIL[injected])(scope, receive, send)
@@ -163,6 +169,21 @@ class SandboxApp:
         else:
             for message in held:
                 await send(message)
+
+    def _malformed_answer(self, path: str) -> Response | None:
+        """In the malformed test mode, the broken answer for this GET, if its user has one."""
+        route = "emails" if _EMAILS_ROUTE.fullmatch(path) else "user"
+        username = path.split("/")[4] if route_of(path) != OTHER_ROUTE else ""
+        kind = self.sandbox.config.malformed.get(username)
+        answer = malformed.answer_for(kind, username, route) if kind else None
+        if answer is None:
+            return None
+        return Response(
+            answer.body,
+            answer.status,
+            headers=dict(answer.extra_headers),
+            media_type=answer.content_type,
+        )
 
     async def stats(self, request: Request) -> Response:
         return JSONResponse(self.sandbox.stats.as_json())

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Final
 
 from syncd.errors import SyncdError
-from syncd.sandbox import seed
+from syncd.sandbox import malformed, seed
 from syncd.sandbox.database import SandboxDatabase
 from syncd.sandbox.faults import FaultConfig, Faults
 from syncd.sandbox.store import ADMIN, Principal, Snapshot, Store
 
-_RESET_KEYS: Final = frozenset({"seed", "generate", "admin_token", "faults"})
+_RESET_KEYS: Final = frozenset({"seed", "generate", "admin_token", "faults", "malformed"})
 #: Status recorded for a request whose connection was dropped (no answer).
 DROPPED: Final = 0
 
@@ -37,6 +37,8 @@ class SandboxConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     #: SQLite file: loaded instead of `snapshot` when it already holds a state.
     db_path: Path | None = None
+    #: Test mode: username → kind of malformed answer its GETs get (sandbox.malformed).
+    malformed: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.admin_token is not None:
@@ -80,7 +82,9 @@ class Sandbox:
         #: True when the state came from the SQLite file rather than the config.
         self.loaded_from_db = stored is not None
         if stored is not None:
-            config = SandboxConfig(stored, config.admin_token, config.faults, config.db_path)
+            config = SandboxConfig(
+                stored, config.admin_token, config.faults, config.db_path, config.malformed
+            )
         self.initial = config
         self.stats = Stats()
         self.config = config
@@ -130,5 +134,9 @@ def config_from_reset(body: object, db_path: Path | None) -> SandboxConfig:
         seeded = seed.snapshot_from_mapping(body["seed"], "seed", generated=generate)
         snapshot = seed.combine(snapshot, seeded)
     return SandboxConfig(
-        snapshot, admin_token, FaultConfig.from_mapping(body.get("faults")), db_path
+        snapshot,
+        admin_token,
+        FaultConfig.from_mapping(body.get("faults")),
+        db_path,
+        malformed.check_kinds(body.get("malformed")),
     )

@@ -1,0 +1,131 @@
+"""Malformed answers, on request: what a client must refuse to take as data.
+
+A test mode of the sandbox (`"malformed": {"janedoe": "doc-missing-comma"}` in
+the body of `POST /_sandbox/reset`): GET calls for that user are answered with
+the named kind of broken answer instead of the truth. Writes are answered
+normally, so a client that wrongly acted on such an answer would show in the
+write counts. The catalogue starts with the API document's own examples, which
+are not valid JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    #: Which GET route is broken: "user", "emails" or both.
+    route: str = "both"
+    extra_headers: tuple[tuple[str, str], ...] = ()
+
+
+def _json(value: object, route: str = "both") -> Answer:
+    return Answer(200, json.dumps(value).encode(), route=route)
+
+
+def _user(username: object, **fields: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "id": 2,
+        "username": username,
+        "url": f"https://www.docker.io/api/v1.1/users/{username}/",
+        "date_joined": "2014-02-12T17:58:01.431312Z",
+        "type": "User",
+        "full_name": "Jane Doe",
+        "location": "San Francisco, CA",
+        "company": "Success, Inc.",
+        "profile_url": "https://docker.io/",
+        "gravatar_url": "https://secure.gravatar.com/avatar/0212b397124be4acd4e7dea9aa357.jpg",
+        "email": "jane.doe@example.com",
+        "is_active": True,
+    }
+    base.update(fields)
+    return base
+
+
+def _without(user: dict[str, object], key: str) -> dict[str, object]:
+    return {k: v for k, v in user.items() if k != key}
+
+
+_EMAIL = {"email": "jane.doe@example.com", "verified": True, "primary": True}
+
+_KINDS: Final[dict[str, Callable[[str], Answer]]] = {
+    # The API document's GET user example: no comma between gravatar_url and email.
+    "doc-missing-comma": lambda u: Answer(
+        200,
+        (
+            f'{{"id": 2, "username": "{u}", "full_name": "Jane Doe", "gravatar_url": '
+            '"https://secure.gravatar.com/avatar/0212b397124be4acd4e7dea9aa357.jpg?s=80&r=g&d=mm"'
+            '"email": "jane.doe@example.com", "is_active": true}'
+        ).encode(),
+        route="user",
+    ),
+    # The PATCH example's body style: a trailing comma.
+    "doc-trailing-comma": lambda u: Answer(
+        200, f'{{"username": "{u}", "company": "Retired",}}'.encode(), route="user"
+    ),
+    "html-error-page": lambda u: Answer(
+        200, b"<html><body><h1>Bad Gateway</h1></body></html>", "text/html"
+    ),
+    "html-login-page": lambda u: Answer(
+        200, b"<!DOCTYPE html><title>Sign in</title><form>...</form>", "text/html"
+    ),
+    "empty-body": lambda u: Answer(200, b""),
+    "truncated-json": lambda u: Answer(200, f'{{"id": 2, "username": "{u}", "full'.encode()),
+    "json-null": lambda u: _json(None),
+    "json-string": lambda u: _json("ok"),
+    "json-number": lambda u: _json(42),
+    "user-is-a-list": lambda u: _json([_user(u)], route="user"),
+    "user-without-username": lambda u: _json(_without(_user(u), "username"), route="user"),
+    "user-for-someone-else": lambda u: _json(_user("someone_else"), route="user"),
+    "username-not-a-string": lambda u: _json(_user(12), route="user"),
+    "full-name-is-a-number": lambda u: _json(_user(u, full_name=5), route="user"),
+    "location-is-an-object": lambda u: _json(_user(u, location={"city": "x"}), route="user"),
+    "emails-is-an-object": lambda u: _json({"emails": [_EMAIL]}, route="emails"),
+    "email-is-a-string": lambda u: _json(["jane.doe@example.com"], route="emails"),
+    "email-without-verified": lambda u: _json(
+        [{"email": "jane.doe@example.com", "primary": True}], route="emails"
+    ),
+    "primary-is-a-string": lambda u: _json(
+        [{"email": "jane.doe@example.com", "verified": True, "primary": "true"}], route="emails"
+    ),
+    "two-primaries": lambda u: _json(
+        [_EMAIL, {"email": "other@example.com", "verified": True, "primary": True}],
+        route="emails",
+    ),
+    "email-is-empty": lambda u: _json(
+        [{"email": "", "verified": True, "primary": True}], route="emails"
+    ),
+    "huge-body": lambda u: Answer(200, b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'),
+    "deeply-nested": lambda u: Answer(200, b"[" * 100_000 + b"]" * 100_000),
+    "not-utf8": lambda u: Answer(200, b'{"username": "\xff\xfe"}'),
+    "bad-gzip": lambda u: Answer(
+        200, b"this is not gzip", extra_headers=(("content-encoding", "gzip"),)
+    ),
+}
+
+KINDS: Final = tuple(sorted(_KINDS))
+
+
+def answer_for(kind: str, username: str, route: str) -> Answer | None:
+    """The broken answer of `kind` for a GET on `route` ("user"/"emails"), or None."""
+    answer = _KINDS[kind](username)
+    return answer if answer.route in ("both", route) else None
+
+
+def check_kinds(mapping: object) -> dict[str, str]:
+    """The `malformed` setting of a reset body: {username: kind}; ValueError if not."""
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, dict):
+        raise ValueError("malformed: expected an object of username → kind")
+    for username, kind in mapping.items():
+        if kind not in _KINDS:
+            raise ValueError(f"malformed: unknown kind {kind!r} for {username!r}")
+    return {str(user): str(kind) for user, kind in mapping.items()}
