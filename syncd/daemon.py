@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import time
@@ -122,6 +123,12 @@ class Daemon:
         self.db = open_state(settings.state_file)
         self.failures = 0
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        # APScheduler speaks through stdlib logging, which nobody configures here: its
+        # warnings would reach stderr as plain text among the JSON lines. The listener
+        # (_on_scheduler_event) reports the same events, in our format.
+        scheduler_log = logging.getLogger("apscheduler")
+        scheduler_log.addHandler(logging.NullHandler())
+        scheduler_log.propagate = False
         self._stop = asyncio.Event()
         self._stopping = False
         self._cycle_task: asyncio.Task[Any] | None = None
@@ -194,6 +201,8 @@ class Daemon:
 
     def reload(self) -> None:
         """SIGHUP: read the settings again and run now."""
+        if self._stopping:
+            return
         self.notifier.reloading(time.monotonic_ns() // 1000)
         try:
             self._apply_settings(self._reload_settings())
@@ -314,18 +323,18 @@ class Daemon:
                 "SELECT result FROM runs WHERE id = ?", [converged.run_id]
             ).fetchone()
         plan, report = converged.result.plan, converged.report
-        if report is None:
-            return CycleOutcome(
-                row[0], desired.revision, 0, len(plan.users_with_changes()), "", read.stale
-            )
-        ok = {action: report.counts.get(action, 0) for action in {a.action for a in plan.changes}}
-        self.metrics.observe_changes(
-            [(action, "ok") for action, count in ok.items() for _ in range(count)]
-            + [(failure.action, failure.result) for failure in report.failures]
+        failures = report.failures if report is not None else []
+        applied = (
+            {a.action: report.counts.get(a.action, 0) for a in plan.changes} if report else {}
         )
-        drift = len({failure.user for failure in report.failures})
-        message = "; ".join(f"{f.user}: {f.description}: {f.message}" for f in report.failures[:3])
-        return CycleOutcome(row[0], desired.revision, sum(ok.values()), drift, message, read.stale)
+        self.metrics.observe_changes(applied, [(f.action, f.result) for f in failures])
+        drift = len({f.user for f in failures}) if report else len(plan.users_with_changes())
+        problems = [f"{f.user}: {f.description}: {f.message}" for f in failures]
+        problems += [f"{finding.user}: {finding.message}" for finding in plan.errors]
+        message = "; ".join(problems[:3])
+        return CycleOutcome(
+            row[0], desired.revision, sum(applied.values()), drift, message, read.stale
+        )
 
     def _record_run(self, outcome: CycleOutcome) -> None:
         audit = AuditTrail(self.db, {"files": [], "revision": outcome.revision})
@@ -373,18 +382,9 @@ class Daemon:
             warning=outcome.warning,
         )
         self.notifier.status(_status_line(outcome, self.failures, next_run))
-        values: dict[str, Any] = {
-            "next_run_at": utc_iso(next_run),
-            "consecutive_failures": self.failures,
-            "last_result": outcome.result,
-            "last_message": outcome.message,
-            "last_warning": outcome.warning,
-        }
-        if outcome.drift_users is not None:
-            values["drift_users"] = outcome.drift_users
+        values = {"next_run_at": utc_iso(next_run), "consecutive_failures": self.failures}
         if success:
-            values["last_success_at"] = utc_iso(now)
-            values["last_good_revision"] = outcome.revision
+            values.update(last_success_at=utc_iso(now), last_good_revision=outcome.revision)
         save_daemon_state(self.db, values)
 
     def _identity(self) -> dict[str, Any]:

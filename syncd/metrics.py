@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -99,9 +99,11 @@ class Metrics:
         self.http.labels(method, "none" if status is None else str(status)).inc()
         self.http_seconds.labels(method).observe(seconds)
 
-    def observe_changes(self, changes: Iterable[tuple[str, str]]) -> None:
-        """One (action, result) per write."""
-        for action, result in changes:
+    def observe_changes(self, ok: Mapping[str, int], failed: Iterable[tuple[str, str]]) -> None:
+        """Writes that succeeded, by action; one (action, result) per write that did not."""
+        for action, count in ok.items():
+            self.changes.labels(action, "ok").inc(count)
+        for action, result in failed:
             self.changes.labels(action, result).inc()
 
     def observe_run(
