@@ -1,0 +1,202 @@
+"""Helpers of the daemon tests: `syncd run` as a subprocess, observed through its own channels.
+
+Every wait has a deadline and waits for an event (a datagram, a log line, a row
+in the state file), never for a bare amount of time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.integration.conftest import World
+
+DEFAULT_WAIT = 10.0
+
+
+class NotifySocket:
+    """The socket systemd would listen on: collects every datagram the daemon sends."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(b"\0" + address[1:].encode() if address.startswith("@") else address)
+        self.messages: list[dict[str, str]] = []
+        self._seen = 0
+
+    def wait(self, key: str, timeout: float = DEFAULT_WAIT, **match: str) -> dict[str, str]:
+        """The next message (after the last one returned) that sets `key`, and `match`es."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for index in range(self._seen, len(self.messages)):
+                message = self.messages[index]
+                if key in message and all(message.get(k) == v for k, v in match.items()):
+                    self._seen = index + 1
+                    return message
+            self._seen = len(self.messages)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {key}= notification in {timeout} s: {self.messages}")
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines())
+            self.messages.append(fields)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class DaemonProcess:
+    """A running `syncd run`, its JSON log lines and its notifications."""
+
+    def __init__(self, command: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.notifications = NotifySocket(env["NOTIFY_SOCKET"])
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=cwd,
+        )
+        self.lines: list[str] = []
+        self.events: list[dict[str, Any]] = []
+        self._seen = 0
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                if line.startswith("{"):
+                    self.events.append(json.loads(line))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for(self, event: str, timeout: float = DEFAULT_WAIT, **match: Any) -> dict[str, Any]:
+        """The next log event (after the last one returned) named `event` that `match`es."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for index in range(self._seen, len(self.events)):
+                    found = self.events[index]
+                    if found.get("event") == event and all(
+                        found.get(k) == v for k, v in match.items()
+                    ):
+                        self._seen = index + 1
+                        return found
+                self._seen = len(self.events)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.process.poll() is not None and not self._reader_alive):
+                    tail = "\n".join(self.lines[-40:])
+                    raise AssertionError(f"no {event} {match} in {timeout} s; stderr:\n{tail}")
+                self._changed.wait(remaining)
+
+    @property
+    def _reader_alive(self) -> bool:
+        return self._reader.is_alive()
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 10) -> int:
+        """Send `signum`, wait for the exit; returns the exit status."""
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=timeout)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self._reader.join(timeout=5)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        self.notifications.close()
+
+
+def daemon_env(world: World, notify_socket: str, **overrides: str | None) -> dict[str, str]:
+    """The environment of a daemon pointed at the world; nothing from the developer's.
+
+    An override of None removes the variable."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SYNCD_", "NOTIFY_", "WATCHDOG_"))
+        and key not in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY")
+    }
+    env.update(
+        SYNCD_API_URL=world.sandbox.url,
+        SYNCD_CREDENTIALS_DIR=str(world.credentials_dir),
+        SYNCD_STATE_DIR=str(world.state_dir),
+        SYNCD_DESIRED=str(world.desired_file),
+        SYNCD_INTERVAL="1",
+        SYNCD_LOG_FORMAT="json",
+        NOTIFY_SOCKET=notify_socket,
+    )
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def runs(world: World) -> list[dict[str, Any]]:
+    """The run records of the world's state file, oldest first."""
+    path = world.state_dir / "syncd.db"
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as db:
+        db.row_factory = sqlite3.Row
+        try:
+            rows = db.execute("SELECT * FROM runs ORDER BY started_at").fetchall()
+        except sqlite3.OperationalError:
+            rows = []  # the daemon has created the file, not yet its tables
+    db.close()
+    return [{**dict(row), "counts": json.loads(row["counts"] or "{}")} for row in rows]
+
+
+def audit_events(world: World, run_id: str) -> list[dict[str, Any]]:
+    with sqlite3.connect(world.state_dir / "syncd.db") as db:
+        db.row_factory = sqlite3.Row
+        rows = db.execute("SELECT * FROM audit WHERE run_id = ? ORDER BY seq", [run_id])
+        events = [dict(row) for row in rows.fetchall()]
+    db.close()
+    return events
+
+
+def wait_for_run(
+    world: World,
+    predicate: Callable[[dict[str, Any]], bool],
+    timeout: float = DEFAULT_WAIT,
+    daemon: DaemonProcess | None = None,
+) -> dict[str, Any]:
+    """The first finished run record that satisfies `predicate`, polling with a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for run in runs(world):
+            if run["ended_at"] and predicate(run):
+                return run
+        if time.monotonic() > deadline:
+            tail = "\n".join(daemon.lines[-40:]) if daemon else ""
+            raise AssertionError(f"no such run in {timeout} s: {runs(world)}\n{tail}")
+        time.sleep(0.05)

@@ -1,0 +1,143 @@
+"""The daemon's small parts, in process: backoff, notify protocol, lock, metrics address."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+from syncd.daemon import MAX_BACKOFF, backoff_delay, jitter_for
+from syncd.errors import DaemonError, UsageError
+from syncd.lock import acquire, holder
+from syncd.metrics import Metrics, parse_address
+from syncd.notify import Notifier
+
+
+@pytest.mark.parametrize(
+    ("interval", "failures", "delay"),
+    [
+        (300, 0, 300),
+        (300, 1, 300),
+        (300, 2, 600),
+        (300, 3, 1200),
+        (300, 4, 2400),
+        (300, 5, MAX_BACKOFF),
+        (300, 50, MAX_BACKOFF),
+        (7200, 3, 7200),
+    ],
+    ids=["none", "one", "two", "three", "four", "capped", "many", "interval-over-cap"],
+)
+def test_backoff_doubles_up_to_an_hour(interval: float, failures: int, delay: float):
+    assert backoff_delay(interval, failures) == delay
+
+
+def test_jitter_is_a_tenth_of_the_interval_at_most_30_s():
+    assert jitter_for(1) == 0.1
+    assert jitter_for(3600) == 30
+
+
+def _receiver(address: str) -> socket.socket:
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(b"\0" + address[1:].encode() if address.startswith("@") else address)
+    receiver.settimeout(5)
+    return receiver
+
+
+@pytest.mark.parametrize("kind", ["path", "abstract"])
+def test_notify_sends_datagrams(kind: str, tmp_path: Path):
+    address = str(tmp_path / "n.sock") if kind == "path" else f"@syncd-{uuid.uuid4().hex}"
+    with _receiver(address) as receiver:
+        notifier = Notifier.from_environment({"NOTIFY_SOCKET": address})
+        assert notifier.ready("started\nnow")
+        assert receiver.recv(4096) == b"READY=1\nSTATUS=started now"
+        assert notifier.stopping("x" * 500)
+        stopping = receiver.recv(4096).decode()
+        assert stopping.startswith("STOPPING=1\nSTATUS=xxx")
+        assert len(stopping) < 250
+
+
+def test_notify_without_a_socket_does_nothing():
+    notifier = Notifier.from_environment({})
+    assert not notifier.enabled
+    assert not notifier.ready("started")
+    assert notifier.watchdog_interval is None
+
+
+def test_notify_to_a_missing_socket_fails_quietly(tmp_path: Path):
+    notifier = Notifier.from_environment({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
+    assert not notifier.status("ok")
+    assert not notifier.status("ok")  # warned once, never raises
+
+
+@pytest.mark.parametrize(
+    ("environ", "interval"),
+    [
+        ({"WATCHDOG_USEC": "20000000"}, 10.0),
+        ({"WATCHDOG_USEC": "20000000", "WATCHDOG_PID": str(os.getpid())}, 10.0),
+        ({"WATCHDOG_USEC": "20000000", "WATCHDOG_PID": "1"}, None),
+        ({"WATCHDOG_USEC": "0"}, None),
+        ({"WATCHDOG_USEC": "soon"}, None),
+    ],
+    ids=["set", "our-pid", "other-pid", "zero", "garbage"],
+)
+def test_watchdog_pings_at_half_the_timeout(environ: dict[str, str], interval: float | None):
+    assert Notifier.from_environment(environ).watchdog_interval == interval
+
+
+def test_one_lock_per_state_directory(tmp_path: Path):
+    assert holder(tmp_path) is None
+    with acquire(tmp_path) as lock:
+        assert lock.path == tmp_path / "syncd.lock"
+        assert holder(tmp_path) == os.getpid()
+        with pytest.raises(DaemonError, match=rf"pid {os.getpid()}\b"):
+            acquire(tmp_path)
+    assert holder(tmp_path) is None
+    with acquire(tmp_path):  # released: free again
+        pass
+    assert (tmp_path / "syncd.lock").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("address", "parsed"),
+    [
+        ("127.0.0.1:9105", ("127.0.0.1", 9105)),
+        ("[::1]:9105", ("::1", 9105)),
+        (":9105", ("", 9105)),
+        ("localhost:0", ("localhost", 0)),
+    ],
+    ids=["v4", "v6", "any", "port-0"],
+)
+def test_metrics_addresses(address: str, parsed: tuple[str, int]):
+    assert parse_address(address) == parsed
+
+
+@pytest.mark.parametrize("address", ["9105", "host:", "host:http", "host:70000"])
+def test_bad_metrics_addresses_are_refused(address: str):
+    with pytest.raises(UsageError):
+        parse_address(address)
+
+
+def test_health_is_three_intervals_from_the_start_or_the_last_success():
+    now = [1000.0]
+    metrics = Metrics(interval=10, clock=lambda: now[0])
+    assert metrics.healthy()[0]  # just started
+    now[0] = 1029.0
+    assert metrics.healthy()[0]
+    now[0] = 1030.0
+    healthy, verdict = metrics.healthy()
+    assert not healthy
+    assert "start 30 s ago" in verdict
+    metrics.succeeded(1030.0)
+    assert metrics.healthy()[0]
+    now[0] = 1061.0
+    assert not metrics.healthy()[0]
+
+
+def test_each_metrics_has_its_own_registry():
+    first, second = Metrics(interval=1), Metrics(interval=1)
+    first.runs.labels("ok").inc()
+    assert second.registry.get_sample_value("syncd_runs_total", {"result": "ok"}) is None
+    assert first.registry.get_sample_value("syncd_runs_total", {"result": "ok"}) == 1
