@@ -16,7 +16,8 @@ never becomes the good one.
 
 Credentials written in the URL (`https://user:token@…`) reach no log and no
 message: locations are shown redacted and git's own messages are scrubbed. git
-runs with a timeout, without a terminal prompt, and ssh in batch mode.
+runs with a timeout, without a terminal prompt, and ssh in batch mode; the URL
+reaches it through the environment, never through a command line or a file.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from syncd.settings import Settings
 T = TypeVar("T")
 
 GOOD_REF = "refs/syncd/good"
+REMOTE = "syncd"
 _SCHEMES = ("https", "ssh", "file")
 # What git check-ref-format allows, minus what could be read as an option.
 _REF = re.compile(r"(?!-)(?!.*\.\.)(?!.*\.lock$)[A-Za-z0-9._/+-]+")
@@ -126,8 +128,9 @@ class GitMirror:
             "--no-recurse-submodules",
             "--depth=1",
             "--end-of-options",
-            self.location.url,
+            REMOTE,
             self.location.ref,
+            remote_url=self.location.url,
         )
         return await self._commit("FETCH_HEAD")
 
@@ -183,11 +186,20 @@ class GitMirror:
         output = await self._git("rev-parse", "--verify", "--quiet", f"{name}^{{commit}}")
         return output.decode().strip()
 
-    async def _git(self, *args: str, in_mirror: bool = True) -> bytes:
+    async def _git(
+        self, *args: str, in_mirror: bool = True, remote_url: str | None = None
+    ) -> bytes:
         command = ["git", "-C", str(self.directory), *args] if in_mirror else ["git", *args]
         environment = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
         # An ssh prompt (host key, passphrase) would hang a daemon: fail instead.
         environment.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+        if remote_url is not None:
+            # The URL goes in the environment (git >= 2.31), which only its owner can
+            # read, not on the command line that every user sees in ps; nor on disk.
+            index = int(environment.get("GIT_CONFIG_COUNT", "0") or 0)
+            environment[f"GIT_CONFIG_KEY_{index}"] = f"remote.{REMOTE}.url"
+            environment[f"GIT_CONFIG_VALUE_{index}"] = remote_url
+            environment["GIT_CONFIG_COUNT"] = str(index + 1)
         process = await asyncio.create_subprocess_exec(
             *command,
             stdin=asyncio.subprocess.DEVNULL,
