@@ -61,6 +61,12 @@ class SandboxHandle:
         if response.status_code != 200:
             raise AssertionError(f"sandbox reset refused: {response.text}")
 
+    def set_faults(self, faults: dict[str, Any] | None = None) -> None:
+        """Change the faults only (none by default); the accounts stay as they are."""
+        response = httpx.post(f"{self.url}/_sandbox/faults", json=faults or {}, timeout=60)
+        if response.status_code != 200:
+            raise AssertionError(f"sandbox refused the faults: {response.text}")
+
     def stats(self) -> dict[str, Any]:
         """`GET /_sandbox/stats`.
 

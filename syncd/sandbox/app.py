@@ -5,8 +5,8 @@ rate limit, error rate, ambiguous writes) and is counted by method, route and
 status.
 In the stats, `path` is the route template (or "(other)" for paths no route
 matches) and a dropped connection counts with status 0.
-`/_sandbox/stats` (GET) and `/_sandbox/reset` (POST) are neither faulted nor
-counted, and need no credentials: the sandbox is a loopback test tool, and
+`/_sandbox/stats` (GET), `/_sandbox/reset` and `/_sandbox/faults` (POST) are
+neither faulted nor counted, and need no credentials: the sandbox is a loopback test tool, and
 anyone who can reach it can read and reset it. Do not expose it beyond
 loopback.
 """
@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from syncd.errors import SyncdError
 from syncd.sandbox import malformed
-from syncd.sandbox.faults import Ambiguity
+from syncd.sandbox.faults import Ambiguity, FaultConfig
 from syncd.sandbox.routes import (
     EMAILS_PATH,
     USER_PATH,
@@ -91,6 +91,7 @@ class SandboxApp:
             *AccountsApi(sandbox).routes(),
             Route(f"{CONTROL_PREFIX}stats", self.stats, methods=["GET"]),
             Route(f"{CONTROL_PREFIX}reset", self.reset, methods=["POST"]),
+            Route(f"{CONTROL_PREFIX}faults", self.set_faults, methods=["POST"]),
         ]
         inner = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
         # Every path of the API ends with "/": a missing one is the client's bug
@@ -187,6 +188,17 @@ class SandboxApp:
 
     async def stats(self, request: Request) -> Response:
         return JSONResponse(self.sandbox.stats.as_json())
+
+    async def set_faults(self, request: Request) -> Response:
+        """Replace the faults only, keeping the accounts (e.g. to check the truth after chaos)."""
+        try:
+            body = parse_json_object(await read_raw_body(request, MAX_RESET_BYTES))
+            self.sandbox.set_faults(FaultConfig.from_mapping(body))
+        except Refusal as refusal:
+            return error_response(refusal.status, refusal.detail)
+        except (ValueError, TypeError) as error:
+            return error_response(400, str(error))
+        return JSONResponse({"faults": "set"})
 
     async def reset(self, request: Request) -> Response:
         """Start over: from the initial state, or from the configuration in the body."""

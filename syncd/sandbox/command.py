@@ -67,6 +67,12 @@ import click
     type=click.FloatRange(0, 1),
     help="Fraction of successful writes applied but answered 500 or dropped.",
 )
+@click.option(
+    "--throttle-rate",
+    default=0.0,
+    type=click.FloatRange(0, 1),
+    help="Fraction of requests answered 429 with Retry-After: 1, whatever the rate.",
+)
 @click.option("--fault-seed", default=0, show_default=True, help="Seed of the fault draws.")
 @click.option("--access-log/--no-access-log", default=False, help="Log every request (slow).")
 def sandbox(
@@ -81,6 +87,7 @@ def sandbox(
     error_rate: float,
     rate_limit: float,
     ambiguous_rate: float,
+    throttle_rate: float,
     fault_seed: int,
     access_log: bool,
 ) -> None:
@@ -99,7 +106,9 @@ def sandbox(
     snapshot = seed.generate(generate)
     if seed_file is not None:
         snapshot = seed.combine(snapshot, seed.load_seed_file(seed_file, generated=generate))
-    faults = FaultConfig(latency_ms, error_rate, rate_limit, ambiguous_rate, fault_seed)
+    faults = FaultConfig(
+        latency_ms, error_rate, rate_limit, ambiguous_rate, fault_seed, throttle_rate
+    )
     running = Sandbox(SandboxConfig(snapshot, admin_token, faults, db))
     try:
         if running.loaded_from_db:

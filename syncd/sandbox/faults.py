@@ -36,6 +36,7 @@ class FaultConfig:
     rate_limit      requests per second per credential; above it 429 with Retry-After
     ambiguous_rate  fraction of successful writes answered 500 or dropped after applying
     fault_seed      seed of the random draws
+    throttle_rate   fraction of API requests answered 429 with Retry-After: 1, whatever the rate
     """
 
     latency_ms: float = 0
@@ -43,15 +44,16 @@ class FaultConfig:
     rate_limit: float = 0
     ambiguous_rate: float = 0
     fault_seed: int = 0
+    throttle_rate: float = 0
 
     def __post_init__(self) -> None:
-        for name in ("latency_ms", "error_rate", "rate_limit", "ambiguous_rate"):
+        for name in ("latency_ms", "error_rate", "rate_limit", "ambiguous_rate", "throttle_rate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{name}: must be a number")
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name}: must be a finite number >= 0")
-        for name in ("error_rate", "ambiguous_rate"):
+        for name in ("error_rate", "ambiguous_rate", "throttle_rate"):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name}: must be between 0 and 1")
         if isinstance(self.fault_seed, bool) or not isinstance(self.fault_seed, int):
@@ -72,7 +74,13 @@ class FaultConfig:
 
     @property
     def any(self) -> bool:
-        return bool(self.latency_ms or self.error_rate or self.rate_limit or self.ambiguous_rate)
+        return bool(
+            self.latency_ms
+            or self.error_rate
+            or self.rate_limit
+            or self.ambiguous_rate
+            or self.throttle_rate
+        )
 
 
 class Faults:
@@ -93,6 +101,9 @@ class Faults:
 
     def retry_after(self, credential: str) -> int | None:
         """None when `credential` may make a request now, else the seconds to wait."""
+        throttle = self.config.throttle_rate
+        if throttle and self._random.random() < throttle:
+            return 1
         rate = self.config.rate_limit
         if not rate:
             return None

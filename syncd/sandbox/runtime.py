@@ -8,6 +8,7 @@ the body of `POST /_sandbox/reset`, as if the server had been started with it.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from collections import Counter
 from collections.abc import Mapping
@@ -102,6 +103,11 @@ class Sandbox:
         if admin is not None and hmac.compare_digest(admin.encode(), token.encode()):
             return ADMIN
         return self.store.principal_for_token(token)
+
+    def set_faults(self, faults: FaultConfig) -> None:
+        """New faults from now on; the accounts and counts stay as they are."""
+        self.config = dataclasses.replace(self.config, faults=faults)
+        self.faults = Faults(faults)
 
     def reset(self, config: SandboxConfig | None = None) -> None:
         """Zero the counts and start over from `config`, or from the initial config."""
