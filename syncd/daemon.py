@@ -382,10 +382,9 @@ class Daemon:
             warning=outcome.warning,
         )
         self.notifier.status(_status_line(outcome, self.failures, next_run))
-        values = {"next_run_at": utc_iso(next_run), "consecutive_failures": self.failures}
-        if success:
-            values.update(last_success_at=utc_iso(now), last_good_revision=outcome.revision)
-        save_daemon_state(self.db, values)
+        save_daemon_state(
+            self.db, {"next_run_at": utc_iso(next_run), "consecutive_failures": self.failures}
+        )
 
     def _identity(self) -> dict[str, Any]:
         """Who this daemon is: logged at start and reload, kept for `syncd status`."""

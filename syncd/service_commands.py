@@ -150,9 +150,7 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
     pid = holder(settings.state_dir)
     db = open_readonly(path)
     try:
-        # The table that syncd.daemon's save_daemon_state writes.
-        rows = db.execute("SELECT key, value FROM daemon_state").fetchall()
-        daemon = {key: json.loads(value) for key, value in rows}
+        daemon = _daemon_state(db)
         cursor = db.execute(
             "SELECT id, command, started_at, ended_at, result, revision, counts FROM runs"
             " ORDER BY started_at DESC LIMIT ?",
@@ -160,6 +158,10 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         )
         columns = [description[0] for description in cursor.description]
         runs = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        last_success = db.execute(
+            "SELECT ended_at, revision FROM runs WHERE result IN ('ok', 'no_changes')"
+            " ORDER BY ended_at DESC LIMIT 1"
+        ).fetchone() or (None, None)
     finally:
         db.close()
     for entry in runs:
@@ -178,8 +180,8 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         },
         "next_run_at": daemon.get("next_run_at") if pid is not None else None,
         "consecutive_failures": daemon.get("consecutive_failures", 0),
-        "last_success_at": daemon.get("last_success_at"),
-        "last_good_revision": daemon.get("last_good_revision"),
+        "last_success_at": last_success[0],
+        "last_good_revision": last_success[1],
         "pending": pending_changes(last["result"], counts) if last else None,
         "guard": {
             "max_deletions": limit_deletions,
@@ -188,6 +190,17 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         },
         "runs": runs,
     }
+
+
+def _daemon_state(db: sqlite3.Connection) -> dict[str, Any]:
+    """What syncd.daemon's save_daemon_state wrote; nothing in a file no daemon has used."""
+    import sqlite3
+
+    try:
+        rows = db.execute("SELECT key, value FROM daemon_state").fetchall()
+    except sqlite3.OperationalError:
+        return {}  # made by a syncd from before the daemon, opened read-only: no table
+    return {key: json.loads(value) for key, value in rows}
 
 
 def pending_changes(result: str | None, counts: Mapping[str, int]) -> dict[str, Any]:
