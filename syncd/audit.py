@@ -87,6 +87,7 @@ class AuditTrail:
                 "UPDATE runs SET source = ?, revision = ? WHERE id = ?",
                 [json.dumps(self.source), self.source.get("revision"), self.run_id],
             )
+        self.log.info("run_source", source=self.source)
 
     def begin_run(self, command: str) -> None:
         with self.db.atomic():
@@ -100,7 +101,7 @@ class AuditTrail:
                     self.source.get("revision"),
                 ],
             )
-        self.log.info("run_started", command=command, source=self.source)
+        self.log.info("run_started", command=command)
 
     def end_run(self, result: str, counts: Mapping[str, int]) -> None:
         with self.db.atomic():

@@ -190,6 +190,7 @@ def apply(
     """Converge the accounts to the desired state, or apply a saved plan (asks first)."""
     import asyncio
 
+    from syncd.lock import acquire
     from syncd.logs import configure_logging
     from syncd.planfile import load_plan
     from syncd.progress import fetch_progress
@@ -236,7 +237,10 @@ def apply(
                     on_plan=lambda result: print_plan(result.plan, console),
                 )
 
-        converged = asyncio.run(run())
+        # One writer per state directory: an apply beside the daemon would
+        # write the same changes twice and interleave their audit trails.
+        with acquire(settings.state_dir):
+            converged = asyncio.run(run())
     print_apply_report(converged, console, settings.state_file)
     report = converged.report
     if converged.result.plan.errors or (report is not None and not report.ok):

@@ -1,4 +1,4 @@
-"""One `syncd run` per state directory: an flock on `<state_dir>/syncd.lock` holding the pid.
+"""One writer per state directory (`syncd run` or `syncd apply`): an flock on `syncd.lock`.
 
 Two daemons on one state directory would apply the same plan twice and
 interleave their audit trails. The kernel releases an flock when its holder
@@ -62,7 +62,7 @@ def acquire(state_dir: Path) -> InstanceLock:
         os.close(descriptor)
         holder = f"pid {pid}" if pid else "another process"
         raise DaemonError(
-            f"another syncd run ({holder}) holds {path}: one instance per state directory"
+            f"another syncd ({holder}) holds {path}: one run or apply per state directory"
         ) from None
     os.ftruncate(descriptor, 0)
     os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)

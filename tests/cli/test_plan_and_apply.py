@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import httpx
@@ -147,3 +148,13 @@ def test_no_secret_appears_in_output_logs_or_state(world: World):
             assert secret not in result.stdout
             assert secret not in result.stderr
         assert secret.encode() not in state_bytes
+
+
+def test_apply_refuses_while_another_writer_holds_the_state(world: World):
+    from syncd.lock import acquire
+
+    with acquire(world.state_dir):
+        result = run(world, "apply", "--yes")
+    assert result.exit_code == 1
+    assert f"pid {os.getpid()}" in result.stderr
+    assert world.writes() == 0
