@@ -28,8 +28,10 @@ from syncd import __version__
 from syncd.credentials import Credential
 from syncd.errors import (
     ApiError,
+    CredentialError,
     HttpStatusError,
     MalformedResponse,
+    MissingCredential,
     RateLimited,
     TransportError,
     excerpt,
@@ -109,6 +111,10 @@ class AccountsClient:
     ) -> None:
         await self._http.aclose()
 
+    def retry_delay(self, attempt: int, error: ApiError) -> float:
+        """How long to wait before trying again after `error` (for the caller's own retries)."""
+        return self._retry.delay(attempt, error)
+
     # -- the five calls -------------------------------------------------------
 
     async def get_user(self, username: str) -> LiveProfile:
@@ -183,8 +189,15 @@ class AccountsClient:
     async def _send_once(
         self, method: str, username: str, path: str, body: dict[str, str] | None
     ) -> bytes:
-        credential = self._credential_for(username)
-        headers = {"Authorization": credential.authorization()} if credential else {}
+        try:
+            credential = self._credential_for(username)
+        except CredentialError as error:
+            raise MissingCredential(username, method, path, str(error)) from None
+        if credential is None:
+            # Never send a request without credentials: it can only earn a 401.
+            detail = "no credential file for this user and no fallback token"
+            raise MissingCredential(username, method, path, detail)
+        headers = {"Authorization": credential.authorization()}
         async with self._slots:
             self.requests[method] += 1
             started = time.monotonic()
@@ -195,8 +208,12 @@ class AccountsClient:
             except HttpStatusError as error:
                 status = error.status
                 raise
+            except httpx.LocalProtocolError as error:
+                # Raised before sending; its text may quote a header: the class name only.
+                detail = f"the request could not be sent ({error.__class__.__name__})"
+                raise ApiError(username, method, path, detail) from None
             except httpx.TransportError as error:
-                # str(error) names the failure, never a header: no secret leaks here.
+                # str(error) names the failure (connect, read, timeout), never a header.
                 detail = f"{error.__class__.__name__}: {error}".rstrip(": ")
                 raise TransportError(username, method, path, detail) from None
             except httpx.HTTPError as error:

@@ -6,11 +6,15 @@ rules of design.md section 3:
 
 - PATCH and DELETE are idempotent: the client retries them; a DELETE answered
   404 means the address is already gone.
-- POST is not: after an ambiguous failure (no answer, a 5xx) the emails are
-  re-read and the address is added only if it is still missing; a 400 whose
-  address turns out to be present means done.
+- POST is not: after an ambiguous failure (no answer, a 5xx, an unreadable
+  2xx) the emails are re-read and the address is added only if it is still
+  missing; a 400 whose address turns out to be present means done.
 - A write whose result stays unknown is recorded as `unknown`, and the user is
   dropped from the cache so that the next plan reads the truth.
+- Within a user, a failure can make the rest unsafe: after an authentication
+  or not-found error nothing more is sent for that user, and deletions wait
+  until every addition has succeeded, so an account never ends up with fewer
+  addresses than either the old or the new list.
 
 After each success the cache is updated from the answer, in the same
 transaction as the outcome event, so the next plan needs no GET for the user.
@@ -22,7 +26,7 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from syncd.api import AccountsClient
@@ -31,18 +35,27 @@ from syncd.cache import LiveCache, Snapshot
 from syncd.errors import (
     ApiError,
     BadRequest,
+    Forbidden,
     HttpStatusError,
+    MalformedResponse,
+    MissingCredential,
     NotFound,
     RateLimited,
     ServerError,
     TransportError,
+    Unauthorized,
 )
 from syncd.fields import email_key
 from syncd.live import LiveAccount, LiveEmail
 from syncd.plan import Action, AddEmail, DeleteEmail, UpdateProfile
+from syncd.pool import for_each
 
 #: POST attempts for one address when answers keep getting lost.
 POST_ATTEMPTS = 3
+SKIPPED = "skipped"
+
+#: Errors after which nothing more is sent for the user: every call would fail alike.
+_USER_STOPPERS = (Unauthorized, Forbidden, NotFound, MissingCredential)
 
 
 @dataclass(frozen=True)
@@ -73,7 +86,8 @@ class _Unknown(Exception):
 
 
 def _is_ambiguous(error: ApiError) -> bool:
-    return isinstance(error, TransportError | ServerError)
+    # An unreadable answer to a write arrives after the write was accepted.
+    return isinstance(error, TransportError | ServerError | MalformedResponse)
 
 
 class Applier:
@@ -94,51 +108,83 @@ class Applier:
         by_user: dict[str, list[Action]] = {}
         for action in actions:
             by_user.setdefault(action.user, []).append(action)
-        queue = iter(by_user.items())
-
-        async def worker() -> None:
-            for user, user_actions in queue:
-                for action in _in_write_order(user_actions):
-                    await self._apply_one(user, action)
-
-        await asyncio.gather(*(worker() for _ in range(min(concurrency, len(by_user)) or 1)))
+        await for_each(by_user.values(), min(concurrency, len(by_user)), self._apply_user)
         return self.report
 
-    async def _apply_one(self, user: str, action: Action) -> None:
+    async def _apply_user(self, actions: list[Action]) -> None:
+        remaining = _in_write_order(actions)
+        while remaining:
+            action = remaining.pop(0)
+            error = await self._apply_one(action)
+            if error is None:
+                continue
+            if isinstance(error, _USER_STOPPERS):
+                self._skip(remaining, f"not sent: an earlier write for this user got {error}")
+                return
+            if isinstance(action, AddEmail):
+                deletions = [a for a in remaining if isinstance(a, DeleteEmail)]
+                self._skip(deletions, "not sent: an address to add is not in place yet")
+                remaining = [a for a in remaining if not isinstance(a, DeleteEmail)]
+
+    async def _apply_one(self, action: Action) -> ApiError | None:
+        """One write with its intent and outcome; the error if it did not succeed."""
         intent = self.audit.intent(action)
         try:
             account = await self._write(action)
         except asyncio.CancelledError:
             # Stopped mid-write (shutdown or the run's deadline): say so, then stop.
-            lost = TransportError(user, action.action, "-", "stopped before the answer arrived")
-            self._record_failure(intent, action, lost, UNKNOWN)
+            self._record(intent, action, UNKNOWN, None, "stopped before the answer arrived")
             raise
         except _Unknown as unknown:
-            self._record_failure(intent, action, unknown.error, UNKNOWN)
+            self._record_error(intent, action, unknown.error, UNKNOWN)
+            return unknown.error
         except ApiError as error:
-            self._record_failure(intent, action, error, FAILED)
-        else:
-            self.live[user] = account
-            snapshot = Snapshot(account, time.time())
-            self.audit.outcome(intent, action, OK, then=lambda: self.cache.put(snapshot))
-            self.report.counts[action.action] += 1
+            self._record_error(intent, action, error, FAILED)
+            return error
+        self.live[action.user] = account
+        self.audit.outcome(intent, action, OK, then=lambda: self._remember(action, account))
+        self.report.counts[action.action] += 1
+        return None
 
-    def _record_failure(self, intent: int, action: Action, error: ApiError, result: str) -> None:
+    def _remember(self, action: Action, account: LiveAccount) -> None:
+        if isinstance(action, UpdateProfile) and account.profile is not None:
+            # The PATCH answer is a whole, fresh user object.
+            profile_only = dataclasses.replace(account, emails=None)
+            self.cache.put(Snapshot(profile_only, time.time()))
+        elif account.emails is not None:
+            # The list is the cached one plus or minus one address: it keeps
+            # the age of the cached list, so the TTL still brings a re-read.
+            self.cache.replace_emails(account.username, account.emails)
+
+    def _record_error(self, intent: int, action: Action, error: ApiError, result: str) -> None:
         status = error.status if isinstance(error, HttpStatusError) else None
+        self._record(intent, action, result, status, error.detail)
+
+    def _record(
+        self, intent: int, action: Action, result: str, status: int | None, message: str
+    ) -> None:
         # Whatever happened, the cached view of this user may now be wrong.
         self.audit.outcome(
             intent,
             action,
             result,
             status=status,
-            message=error.detail,
+            message=message,
             then=lambda: self.cache.forget(action.user),
         )
         self.live.pop(action.user, None)
         self.report.counts[f"{action.action}_{result}"] += 1
         self.report.failures.append(
-            Failure(action.user, action.action, action.describe(), status, error.detail, result)
+            Failure(action.user, action.action, action.describe(), status, message, result)
         )
+
+    def _skip(self, actions: Sequence[Action], reason: str) -> None:
+        """Actions not sent at all: no intent, no outcome, but they fail the run."""
+        for action in actions:
+            self.report.counts[f"{action.action}_{SKIPPED}"] += 1
+            self.report.failures.append(
+                Failure(action.user, action.action, action.describe(), None, reason, SKIPPED)
+            )
 
     # -- the three writes ---------------------------------------------------------
 
@@ -168,14 +214,14 @@ class Applier:
 
     async def _add_email(self, account: LiveAccount, address: str) -> LiveAccount:
         last_error: ApiError | None = None
-        for _ in range(POST_ATTEMPTS):
+        for attempt in range(1, POST_ATTEMPTS + 1):
             try:
                 added = await self.client.add_email(account.username, address)
                 return account.with_email_added(added)
             except RateLimited as error:
                 # A 429 is refused before any work: waiting and sending again is safe.
                 last_error = error
-                await asyncio.sleep(min(error.retry_after or 1.0, 60.0))
+                await asyncio.sleep(self.client.retry_delay(attempt, error))
                 continue
             except BadRequest as error:
                 # "Already has this address" is success; any other 400 is a real failure.

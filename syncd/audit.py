@@ -62,6 +62,16 @@ class OpenIntent:
     target: str
 
 
+def open_intents(db: sqlite_utils.Database) -> list[OpenIntent]:
+    """Writes started and never given an outcome: in flight elsewhere, or lost in a crash."""
+    rows = db.execute(
+        "SELECT seq, run_id, timestamp, user, action, target FROM audit AS i"
+        " WHERE event = 'intent' AND NOT EXISTS"
+        " (SELECT 1 FROM audit AS o WHERE o.intent_seq = i.seq) ORDER BY seq"
+    ).fetchall()
+    return [OpenIntent(*row) for row in rows]
+
+
 class AuditTrail:
     def __init__(
         self,
@@ -197,17 +207,9 @@ class AuditTrail:
 
     # -- crashes ----------------------------------------------------------------
 
-    def open_intents(self) -> list[OpenIntent]:
-        rows = self.db.execute(
-            "SELECT seq, run_id, timestamp, user, action, target FROM audit AS i"
-            " WHERE event = 'intent' AND NOT EXISTS"
-            " (SELECT 1 FROM audit AS o WHERE o.intent_seq = i.seq) ORDER BY seq"
-        ).fetchall()
-        return [OpenIntent(*row) for row in rows]
-
     def close_interrupted(self) -> list[OpenIntent]:
         """Mark writes left open by a crashed run as interrupted; their users must be re-read."""
-        intents = self.open_intents()
+        intents = open_intents(self.db)
         if not intents:
             return []
         with self.db.atomic():

@@ -109,6 +109,8 @@ class LiveCache:
     def put(self, snapshot: Snapshot) -> None:
         """Store one snapshot inside the caller's transaction."""
         account, at = snapshot.account, snapshot.fetched_at
+        if account.profile is None and account.emails is None:
+            return
         profile = (
             json.dumps(user_json(account.profile, account.username)) if account.profile else None
         )
@@ -127,6 +129,14 @@ class LiveCache:
                 emails,
                 at if emails else None,
             ],
+        )
+
+    def replace_emails(self, username: str, emails: tuple[LiveEmail, ...]) -> None:
+        """New content for a cached email list, keeping its fetch time (its age is unchanged)."""
+        self.db.execute(
+            "UPDATE live_users SET emails_json = ? WHERE username = ?"
+            " AND emails_fetched_at IS NOT NULL",
+            [json.dumps(emails_json(emails)), username],
         )
 
     def forget(self, username: str) -> None:

@@ -74,7 +74,9 @@ def _load(settings: Settings, users: tuple[str, ...] = ()) -> DesiredState:
 
 
 class SyncdGroup(click.Group):
-    """Turns a SyncdError into one line on stderr and its exit code, for every command."""
+    """Exit codes for every command: a SyncdError is one line on stderr and its own code,
+    and a usage error is 1, not click's 2, which `plan --detailed-exitcode` reserves
+    for "changes pending" (a typo in CI must not read as a pending change)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -82,6 +84,19 @@ class SyncdGroup(click.Group):
         except SyncdError as error:
             click.echo(f"syncd: {error}", err=True)
             ctx.exit(error.exit_code)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("standalone_mode", True):
+            return super().main(*args, **kwargs)
+        try:
+            result = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.ClickException as error:
+            error.show()
+            sys.exit(EXIT_ERROR if isinstance(error, click.UsageError) else error.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(EXIT_ERROR)
+        sys.exit(result if isinstance(result, int) else 0)
 
 
 @click.group(cls=SyncdGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -189,6 +204,7 @@ def apply(
 ) -> None:
     """Converge the accounts to the desired state, or apply a saved plan (asks first)."""
     import asyncio
+    import signal
 
     from syncd.lock import acquire
     from syncd.logs import configure_logging
@@ -215,8 +231,19 @@ def apply(
     console = terminal()
 
     def confirm(result: PlanResult) -> bool:
+        if yes:
+            return True
         count = len(result.plan.changes)
-        return yes or click.confirm(f"Apply {count} change{'s' if count != 1 else ''}?")
+        # asyncio swallows the first Ctrl-C while the prompt blocks its loop:
+        # give the prompt the plain handler, so Ctrl-C means "no" at once.
+        handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            return click.confirm(f"Apply {count} change{'s' if count != 1 else ''}?")
+        except click.Abort:
+            click.echo()
+            return False
+        finally:
+            signal.signal(signal.SIGINT, handler)
 
     with fetch_progress() as on_progress:
         make_plan: PlanStep

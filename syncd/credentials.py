@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from syncd.errors import SettingsError
+from syncd.errors import CredentialError, SettingsError
 from syncd.settings import Settings
 
 
@@ -36,7 +36,7 @@ class Credential:
 
 
 def bearer(token: str, source: str) -> Credential:
-    return Credential("Bearer", source, token)
+    return Credential("Bearer", source, _check_token(token, source))
 
 
 def basic(username: str, password: str, source: str) -> Credential:
@@ -46,10 +46,21 @@ def basic(username: str, password: str, source: str) -> Credential:
 
 def _read_secret(path: Path) -> str:
     try:
-        secret = path.read_text(encoding="utf-8").strip()
+        return path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as error:
-        raise SettingsError(f"cannot read credential {path}: {error.__class__.__name__}") from None
-    return secret
+        raise CredentialError(
+            f"cannot read credential {path}: {error.__class__.__name__}"
+        ) from None
+
+
+def _check_token(token: str, source: str) -> str:
+    # A token travels in a header: anything but visible ASCII would make httpx
+    # fail with an error that quotes the header, secret included.
+    if not token.isascii() or not token.isprintable() or " " in token:
+        raise CredentialError(
+            f"credential {source}: a token must be one line of visible ASCII characters"
+        )
+    return token
 
 
 class CredentialStore:

@@ -5,12 +5,14 @@
     ├── SettingsError              the settings file or environment is invalid
     ├── DesiredStateError          the desired state is invalid; carries every Problem
     ├── CacheError                 the state file cannot be opened or written
+    ├── CredentialError            a credential file that cannot be read or sent
     ├── PlanFileError              a saved plan cannot be read or is stale
     ├── GuardError                 exit 3: the deletion guard refused the run
     ├── DaemonError                `syncd run` cannot start (another instance holds the state dir)
     ├── GitSourceError             a git+ desired state cannot be fetched or read
     └── ApiError                   an answer of the accounts API for one user
         ├── TransportError         no answer (connect/read failure, timeout); retryable
+        ├── MissingCredential      nothing usable to authenticate this user: not sent
         ├── MalformedResponse      an answer that is not the JSON the API document promises
         └── HttpStatusError        an answer with an unexpected status
             ├── BadRequest         400
@@ -51,6 +53,10 @@ class SettingsError(SyncdError):
 
 class CacheError(SyncdError):
     pass
+
+
+class CredentialError(SyncdError):
+    """A credential file that cannot be used; the message names the file, never the secret."""
 
 
 class PlanFileError(SyncdError):
@@ -114,6 +120,10 @@ class TransportError(ApiError):
 
 
 class MalformedResponse(ApiError):
+    pass
+
+
+class MissingCredential(ApiError):
     pass
 
 

@@ -9,17 +9,17 @@ they learn is written to the cache in batches as they go.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from syncd.api import AccountsClient
 from syncd.cache import LiveCache, Snapshot
 from syncd.credentials import CredentialStore
 from syncd.desired import DesiredState, DesiredUser
-from syncd.errors import ApiError, Forbidden, NotFound, Unauthorized
+from syncd.errors import ApiError, Forbidden, MissingCredential, NotFound, Unauthorized
 from syncd.live import LiveAccount, Unreadable
+from syncd.pool import for_each
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -33,6 +33,8 @@ class FetchOptions:
     ttl: float
     refresh: bool = False
     concurrency: int = 16
+    #: Users whose cached state must not be trusted (a write to them was interrupted).
+    distrust: frozenset[str] = frozenset()
 
 
 def needs_profile(user: DesiredUser) -> bool:
@@ -45,6 +47,8 @@ def needs_emails(user: DesiredUser) -> bool:
 
 def unreadable(username: str, error: ApiError) -> Unreadable:
     """What a failed read means for the plan: a warning or an error for this user."""
+    if isinstance(error, MissingCredential):
+        return Unreadable(username, "no_credentials", error.detail)
     if isinstance(error, NotFound):
         return Unreadable(username, "user_not_found", "the API has no such user (404)")
     if isinstance(error, Forbidden):
@@ -67,9 +71,18 @@ async def fetch_live(
     result: dict[str, LiveAccount | Unreadable] = {}
     to_fetch: list[tuple[DesiredUser, LiveAccount]] = []
     for user in desired.users:
+        # Checked even when the cache could answer: a plan for a user that
+        # nothing can authenticate would promise writes that cannot happen.
+        if not credentials.has(user.username):
+            result[user.username] = Unreadable(
+                user.username,
+                "no_credentials",
+                "no credential file for this user and no fallback token",
+            )
+            continue
         entry = cached.get(user.username)
         known = LiveAccount(user.username)
-        if entry is not None:
+        if entry is not None and user.username not in options.distrust:
             known = LiveAccount(
                 user.username,
                 entry.fresh_profile(options.now, options.ttl),
@@ -77,35 +90,28 @@ async def fetch_live(
             )
         if _complete(user, known):
             result[user.username] = known
-        elif not credentials.has(user.username):
-            result[user.username] = Unreadable(
-                user.username,
-                "no_credentials",
-                "no credential file for this user and no fallback token",
-            )
         else:
             to_fetch.append((user, known))
 
     total, done = len(to_fetch), 0
     pending: list[Snapshot] = []
-    work: Iterator[tuple[DesiredUser, LiveAccount]] = iter(to_fetch)
 
-    async def worker() -> None:
+    async def fetch(work: tuple[DesiredUser, LiveAccount]) -> None:
         nonlocal done
-        for user, known in work:
-            outcome = await _fetch_one(client, user, known)
-            result[user.username] = outcome
-            if isinstance(outcome, LiveAccount):
-                pending.append(Snapshot(_fetched_parts(outcome, known), options.now))
-                if len(pending) >= FLUSH_EVERY:
-                    cache.save(pending)
-                    pending.clear()
-            done += 1
-            if on_progress:
-                on_progress(done, total)
+        user, known = work
+        outcome = await _fetch_one(client, user, known)
+        result[user.username] = outcome
+        if isinstance(outcome, LiveAccount):
+            pending.append(Snapshot(_fetched_parts(outcome, known), options.now))
+            if len(pending) >= FLUSH_EVERY:
+                cache.save(pending)
+                pending.clear()
+        done += 1
+        if on_progress:
+            on_progress(done, total)
 
     try:
-        await asyncio.gather(*(worker() for _ in range(min(options.concurrency, total))))
+        await for_each(to_fetch, min(options.concurrency, total), fetch)
     finally:
         cache.save(pending)
     return result

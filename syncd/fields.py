@@ -44,7 +44,13 @@ MAX_URL_LENGTH: Final = 2048
 MAX_TEXT_LENGTH: Final = 255
 
 GRAVATAR_URL_TEMPLATE: Final = "https://secure.gravatar.com/avatar/{digest}.jpg?s=80&r=g&d=mm"
-_GRAVATAR_DIGEST: Final = re.compile(r"/avatar/([0-9a-f]{32}|[0-9a-f]{64})(?:[./?]|$)")
+_GRAVATAR_DIGEST: Final = re.compile(
+    r"/avatar/([0-9a-f]{32}|[0-9a-f]{64})(?:[./?]|$)", re.IGNORECASE
+)
+# The digests of "": what a server may show for "no Gravatar address set".
+_EMPTY_DIGESTS: Final = frozenset(
+    {hashlib.md5(b"", usedforsecurity=False).hexdigest(), hashlib.sha256(b"").hexdigest()}
+)
 
 
 def is_valid_username(username: str) -> bool:
@@ -80,9 +86,11 @@ def gravatar_url(address: str) -> str:
 
 
 def digest_in_gravatar_url(url: str) -> str | None:
-    """The hex digest inside a `gravatar_url`, or None when there is none."""
+    """The hex digest inside a `gravatar_url` (lower case), or None when it names no address."""
     match = _GRAVATAR_DIGEST.search(url)
-    return match.group(1) if match else None
+    if match is None or match.group(1).lower() in _EMPTY_DIGESTS:
+        return None
+    return match.group(1).lower()
 
 
 def gravatar_matches(address: str, url: str) -> bool:

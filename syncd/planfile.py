@@ -12,14 +12,21 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from syncd.desired import DesiredState, DesiredUser
 from syncd.errors import PlanFileError
 from syncd.fields import PROFILE_FIELDS, email_key, is_valid_email, is_valid_username
-from syncd.live import LiveAccount, Unreadable, emails_json
+from syncd.live import (
+    LiveAccount,
+    LiveProfile,
+    ShapeError,
+    Unreadable,
+    emails_json,
+    parse_emails,
+)
 from syncd.plan import (
     PLAN_FORMAT_VERSION,
     Action,
@@ -99,7 +106,7 @@ def load_plan(path: str) -> SavedPlan:
         raise PlanFileError(f"{path}: cannot read: {error}") from None
     try:
         return _parse(path, document)
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise PlanFileError(f"{path}: not a saved syncd plan: {error}") from None
 
 
@@ -115,10 +122,30 @@ def _parse(path: str, document: Any) -> SavedPlan:
     if not isinstance(basis, dict):
         raise ValueError("'basis' must be an object")
     for action in actions:
-        if action.user not in basis:
-            raise ValueError(f"no basis recorded for user {action.user!r}")
+        _check_basis(action, basis.get(action.user))
     source = document.get("source") or {}
     return SavedPlan(path, Plan(actions), dict(source), basis)
+
+
+def _check_basis(action: Action, recorded: Any) -> None:
+    """The basis must hold what the staleness check compares for this action.
+
+    Without it a hand-edited plan could skip the check and write blind.
+    """
+    if not isinstance(recorded, dict):
+        raise ValueError(f"no basis recorded for user {action.user!r}")
+    if isinstance(action, UpdateProfile):
+        profile = recorded.get("profile")
+        expected = {f.name for f in fields(LiveProfile)}
+        if not isinstance(profile, dict) or set(profile) != expected:
+            raise ValueError(f"the basis of {action.user!r} lacks its profile")
+        if not all(isinstance(value, str) for value in profile.values()):
+            raise ValueError(f"the basis profile of {action.user!r} holds a non-string")
+    else:
+        try:
+            parse_emails(recorded.get("emails"))
+        except ShapeError as error:
+            raise ValueError(f"the basis emails of {action.user!r}: {error}") from None
 
 
 def _text(value: Any, what: str) -> str:

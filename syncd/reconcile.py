@@ -19,7 +19,7 @@ import sqlite_utils
 
 from syncd.api import AccountsClient, ResponseObserver
 from syncd.applying import Applier, ApplyReport
-from syncd.audit import AuditTrail, OpenIntent
+from syncd.audit import AuditTrail, OpenIntent, open_intents
 from syncd.cache import LiveCache
 from syncd.credentials import CredentialStore
 from syncd.desired import DesiredState
@@ -100,6 +100,8 @@ async def read_and_plan(
         ttl=connection.settings.cache_ttl,
         refresh=refresh,
         concurrency=connection.settings.concurrency,
+        # A write without an outcome may or may not have happened: read the truth.
+        distrust=frozenset(intent.user for intent in open_intents(connection.db)),
     )
     live = await fetch_live(
         desired, connection.client, connection.credentials, connection.cache, options, on_progress
@@ -121,9 +123,12 @@ async def compute_plan(
 
 def recover_interrupted(connection: Connection, audit: AuditTrail) -> list[OpenIntent]:
     """Close writes a crashed run left open, and forget their users so they are re-read."""
-    intents = audit.close_interrupted()
-    for username in {intent.user for intent in intents}:
-        connection.cache.forget(username)
+    # One transaction: a crash in between must not leave the intents closed
+    # while the stale cache entries survive.
+    with connection.db.atomic():
+        intents = audit.close_interrupted()
+        for username in {intent.user for intent in intents}:
+            connection.cache.forget(username)
     return intents
 
 

@@ -106,9 +106,10 @@ def print_apply_report(converged: ConvergeResult, console: Console, state_file: 
     total = len(converged.result.plan.changes)
     console.print(f"Applied {applied} of {_plural(total, 'change')}.")
     for failure in report.failures:
-        status = f"HTTP {failure.status}" if failure.status else failure.result
+        # A failed write's message starts with its HTTP status already.
+        prefix = "" if failure.result == "failed" else f"{failure.result}: "
         console.print(
-            f"[red]✗ {escape(failure.description)}: {status}: {escape(failure.message)}[/red]"
+            f"[red]✗ {escape(failure.description)}: {prefix}{escape(failure.message)}[/red]"
         )
     console.print(f"Audit trail: run {converged.run_id} in {escape(str(state_file))}")
 

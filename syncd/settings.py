@@ -9,6 +9,7 @@ then the defaults below.
 from __future__ import annotations
 
 import os
+import tomllib
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Literal
@@ -40,7 +41,10 @@ def _default_credentials_dir() -> Path | None:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SYNCD_", extra="forbid", frozen=True)
+    # An empty variable (`SYNCD_TOKEN=` in an env file) means "not set", not "".
+    model_config = SettingsConfigDict(
+        env_prefix="SYNCD_", extra="forbid", frozen=True, env_ignore_empty=True
+    )
 
     api_url: str = Field(
         "https://www.docker.io", description="Base URL of the accounts API (no /api/v1.1)."
@@ -87,6 +91,11 @@ class Settings(BaseSettings):
     metrics_addr: str | None = Field(None, description="host:port for /metrics and /healthz.")
     insecure_http: bool = Field(False, description="Allow http:// to a non-loopback host.")
     timeout: float = Field(30, gt=0, description="Seconds allowed for one HTTP request.")
+
+    @field_validator("token", "password")
+    @classmethod
+    def _empty_secret_is_none(cls, secret: SecretStr | None) -> SecretStr | None:
+        return secret if secret is not None and secret.get_secret_value() else None
 
     @field_validator("api_url")
     @classmethod
@@ -144,6 +153,8 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
         settings_class = SettingsWithFile
     try:
         return settings_class(**given)
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"config file {config}: {error}") from None
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()

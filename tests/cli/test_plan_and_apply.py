@@ -123,6 +123,25 @@ def test_stale_saved_plan_is_refused_naming_user_and_field(world: World, tmp_pat
             id="unknown-action",
         ),
         pytest.param("[]", "expected a JSON object", id="not-an-object"),
+        pytest.param(
+            '{"format_version": 1, "basis": {"janedoe": {}}, "changes": [{"user": "janedoe",'
+            ' "action": "delete_email", "email": "old@example.com"}]}',
+            "basis emails",
+            id="basis-without-emails",
+        ),
+        pytest.param(
+            '{"format_version": 1, "basis": {"janedoe": "x"}, "changes": [{"user": "janedoe",'
+            ' "action": "delete_email", "email": "old@example.com"}]}',
+            "no basis",
+            id="basis-not-an-object",
+        ),
+        pytest.param(
+            '{"format_version": 1, "basis": {"janedoe": {"profile": {"full_name": "J"}}},'
+            ' "changes": [{"user": "janedoe", "action": "update_profile",'
+            ' "fields": {"full_name": {"before": "J", "after": "K"}}}]}',
+            "lacks its profile",
+            id="basis-with-partial-profile",
+        ),
     ],
 )
 def test_bad_saved_plans_are_rejected(world: World, tmp_path: Path, content: str, message: str):
@@ -148,6 +167,27 @@ def test_no_secret_appears_in_output_logs_or_state(world: World):
             assert secret not in result.stdout
             assert secret not in result.stderr
         assert secret.encode() not in state_bytes
+
+
+def test_a_usage_error_is_not_mistaken_for_pending_changes(world: World):
+    result = run(world, "plan", "--detailed-exitcode", "--no-such-flag")
+    assert result.exit_code == 1
+
+
+def test_a_user_without_credential_gets_no_write_even_from_a_warm_cache(world: World):
+    assert run(world, "plan").exit_code == 0  # the cache is now warm
+    (world.credentials_dir / "janedoe.token").unlink()
+    result = run(world, "apply", "--yes")
+    assert "janedoe: no_credentials" in result.stdout
+    assert world.writes() == 0
+
+
+def test_a_token_that_cannot_be_sent_is_named_not_shown(world: World):
+    (world.credentials_dir / "janedoe.token").write_text("first-line\nSECRET-SECOND-LINE\n")
+    result = run(world, "plan")
+    assert "janedoe: no_credentials" in result.stdout
+    assert "SECRET-SECOND-LINE" not in result.output
+    assert "janedoe.token" in result.stdout
 
 
 def test_apply_refuses_while_another_writer_holds_the_state(world: World):

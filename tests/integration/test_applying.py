@@ -122,3 +122,31 @@ def test_a_failing_user_does_not_stop_the_others(world: World):
     assert [e.user for e in result.result.plan.errors] == ["janedoe"]
     assert result.report is not None
     assert result.report.counts["update_profile"] == 1
+
+
+def test_deletions_wait_until_the_additions_succeed(world: World):
+    from tests.integration.test_planning import plan_with
+
+    plan_with(world)  # warm cache: the apply below sends only writes
+    world.sandbox.set_faults({"error_rate": 1.0})
+    result = apply_with(world)
+    assert result.report is not None
+    outcomes = {(f.action, f.result) for f in result.report.failures}
+    assert ("add_email", "unknown") in outcomes
+    assert ("delete_email", "skipped") in outcomes
+    assert world.sandbox.stats()["by_method"].get("DELETE", 0) == 0
+
+
+def test_a_plan_rereads_users_with_a_write_in_doubt(world: World):
+    from syncd.audit import AuditTrail
+    from syncd.plan import UpdateProfile
+    from syncd.statefile import open_state
+    from tests.integration.test_planning import plan_with
+
+    plan_with(world)
+    gets = world.gets()
+    db = open_state(world.state_dir / "syncd.db")
+    AuditTrail(db, {}).intent(UpdateProfile("johnsmith", ()))  # never given an outcome
+    db.close()
+    plan_with(world)
+    assert world.gets() == gets + 1  # johnsmith's profile, and only that

@@ -273,3 +273,19 @@ def test_applying_the_plan_yields_the_desired_state(desired: DesiredState, data)
         after[user.username] = apply_in_memory(before, own, user)
     second = build_plan(desired, after)
     assert second.changes == ()
+
+
+@pytest.mark.parametrize(
+    ("address", "url", "matches"),
+    [
+        pytest.param("a@example.com", gravatar_url("a@example.com").upper(), True, id="upper-hex"),
+        pytest.param("", gravatar_url(""), True, id="digest-of-empty-means-none"),
+        pytest.param("", "", True, id="no-url-no-address"),
+        pytest.param("a@example.com", "", False, id="no-url-but-address"),
+        pytest.param("", gravatar_url("a@example.com"), False, id="url-but-no-address"),
+    ],
+)
+def test_gravatar_comparison_edges(address: str, url: str, matches: bool):
+    from syncd.fields import gravatar_matches
+
+    assert gravatar_matches(address, url) is matches
