@@ -10,13 +10,13 @@ they learn is written to the cache in batches as they go.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from syncd.api import AccountsClient
 from syncd.cache import LiveCache, Snapshot
 from syncd.credentials import CredentialStore
-from syncd.desired import DesiredState, DesiredUser
+from syncd.desired import DesiredUser
 from syncd.errors import ApiError, Forbidden, MissingCredential, NotFound, Unauthorized
 from syncd.live import LiveAccount, Unreadable
 from syncd.pool import for_each
@@ -37,12 +37,20 @@ class FetchOptions:
     distrust: frozenset[str] = frozenset()
 
 
-def needs_profile(user: DesiredUser) -> bool:
-    return bool(user.profile) or user.emails is None
+@dataclass(frozen=True)
+class Wanted:
+    """Which parts of an account to read."""
 
+    username: str
+    profile: bool
+    emails: bool
 
-def needs_emails(user: DesiredUser) -> bool:
-    return user.emails is not None
+    @classmethod
+    def for_desired(cls, user: DesiredUser) -> Wanted:
+        # The profile also when nothing is managed: to learn whether the user exists.
+        return cls(
+            user.username, bool(user.profile) or user.emails is None, user.emails is not None
+        )
 
 
 def unreadable(username: str, error: ApiError) -> Unreadable:
@@ -59,18 +67,19 @@ def unreadable(username: str, error: ApiError) -> Unreadable:
 
 
 async def fetch_live(
-    desired: DesiredState,
+    wanted: Iterable[Wanted],
     client: AccountsClient,
     credentials: CredentialStore,
     cache: LiveCache,
     options: FetchOptions,
     on_progress: ProgressCallback | None = None,
 ) -> dict[str, LiveAccount | Unreadable]:
-    """The live state of every desired user, from the cache where it is fresh enough."""
-    cached = {} if options.refresh else cache.read(desired.usernames())
+    """The live state of every wanted account, from the cache where it is fresh enough."""
+    wanted = list(wanted)
+    cached = {} if options.refresh else cache.read(user.username for user in wanted)
     result: dict[str, LiveAccount | Unreadable] = {}
-    to_fetch: list[tuple[DesiredUser, LiveAccount]] = []
-    for user in desired.users:
+    to_fetch: list[tuple[Wanted, LiveAccount]] = []
+    for user in wanted:
         # Checked even when the cache could answer: a plan for a user that
         # nothing can authenticate would promise writes that cannot happen.
         if not credentials.has(user.username):
@@ -96,7 +105,7 @@ async def fetch_live(
     total, done = len(to_fetch), 0
     pending: list[Snapshot] = []
 
-    async def fetch(work: tuple[DesiredUser, LiveAccount]) -> None:
+    async def fetch(work: tuple[Wanted, LiveAccount]) -> None:
         nonlocal done
         user, known = work
         outcome = await _fetch_one(client, user, known)
@@ -117,9 +126,9 @@ async def fetch_live(
     return result
 
 
-def _complete(user: DesiredUser, known: LiveAccount) -> bool:
-    return (known.profile is not None or not needs_profile(user)) and (
-        known.emails is not None or not needs_emails(user)
+def _complete(user: Wanted, known: LiveAccount) -> bool:
+    return (known.profile is not None or not user.profile) and (
+        known.emails is not None or not user.emails
     )
 
 
@@ -133,13 +142,13 @@ def _fetched_parts(fetched: LiveAccount, known: LiveAccount) -> LiveAccount:
 
 
 async def _fetch_one(
-    client: AccountsClient, user: DesiredUser, known: LiveAccount
+    client: AccountsClient, user: Wanted, known: LiveAccount
 ) -> LiveAccount | Unreadable:
     account = known
     try:
-        if needs_profile(user) and account.profile is None:
+        if user.profile and account.profile is None:
             account = dataclasses.replace(account, profile=await client.get_user(user.username))
-        if needs_emails(user) and account.emails is None:
+        if user.emails and account.emails is None:
             account = dataclasses.replace(account, emails=await client.get_emails(user.username))
     except ApiError as error:
         return unreadable(user.username, error)

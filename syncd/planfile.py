@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from syncd.desired import DesiredState, DesiredUser
 from syncd.errors import PlanFileError
+from syncd.fetching import Wanted
 from syncd.fields import PROFILE_FIELDS, email_key, is_valid_email, is_valid_username
 from syncd.live import (
     LiveAccount,
@@ -48,15 +48,16 @@ class SavedPlan:
     source: dict[str, Any]
     basis: dict[str, dict[str, Any]]
 
-    def users(self) -> DesiredState:
-        """Desired users that make a fetch read exactly the parts the basis recorded."""
-        users = []
-        for username in self.plan.users_with_changes():
-            recorded = self.basis[username]
-            managed = {"full_name": ""} if recorded.get("profile") is not None else {}
-            emails = () if recorded.get("emails") is not None else None
-            users.append(DesiredUser(username, managed, emails))
-        return DesiredState(tuple(users))
+    def wanted(self) -> list[Wanted]:
+        """The parts of each touched account that the basis recorded, to read them again."""
+        return [
+            Wanted(
+                username,
+                profile=self.basis[username].get("profile") is not None,
+                emails=self.basis[username].get("emails") is not None,
+            )
+            for username in self.plan.users_with_changes()
+        ]
 
 
 def basis_of(plan: Plan, live: Mapping[str, LiveAccount | Unreadable]) -> dict[str, Any]:

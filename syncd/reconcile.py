@@ -24,7 +24,7 @@ from syncd.cache import LiveCache
 from syncd.credentials import CredentialStore
 from syncd.desired import DesiredState
 from syncd.errors import GuardError, PlanFileError, UsageError
-from syncd.fetching import FetchOptions, ProgressCallback, fetch_live
+from syncd.fetching import FetchOptions, ProgressCallback, Wanted, fetch_live
 from syncd.live import LiveAccount, Unreadable
 from syncd.plan import DeleteEmail, Plan, build_plan
 from syncd.planfile import SavedPlan, staleness
@@ -104,7 +104,12 @@ async def read_and_plan(
         distrust=frozenset(intent.user for intent in open_intents(connection.db)),
     )
     live = await fetch_live(
-        desired, connection.client, connection.credentials, connection.cache, options, on_progress
+        map(Wanted.for_desired, desired.users),
+        connection.client,
+        connection.credentials,
+        connection.cache,
+        options,
+        on_progress,
     )
     plan = build_plan(desired, live)
     return PlanResult(plan, live, source_of(desired), Counter(connection.client.requests))
@@ -195,7 +200,7 @@ def saved_planning(saved: SavedPlan) -> PlanStep:
             now=time.time(), ttl=0, refresh=True, concurrency=connection.settings.concurrency
         )
         live = await fetch_live(
-            saved.users(), connection.client, connection.credentials, connection.cache, options
+            saved.wanted(), connection.client, connection.credentials, connection.cache, options
         )
         changed = staleness(saved, live)
         if changed:
