@@ -95,6 +95,11 @@ GOOD = [
         id="yaml-1.2-no-is-a-string",
     ),
     pytest.param(
+        HEAD + "  janedoe:\n    location: 2024-01-31\n    company: 1_000\n",
+        [user("janedoe", location="2024-01-31", company="1_000")],
+        id="yaml-1.2-core-schema-dates-are-text",
+    ),
+    pytest.param(
         HEAD + '  janedoe:\n    location: "42"\n', [user("janedoe", location="42")], id="quoted"
     ),
     pytest.param(
@@ -335,7 +340,7 @@ BAD = [
     pytest.param(
         HEAD + "  janedoe:\n    full_name: [Jane\n",
         [
-            "d.yaml:5:1: invalid YAML: expected ',' or ']', but got '<stream end>'"
+            "d.yaml:5:1: invalid YAML: did not find expected ',' or ']'"
             " (while parsing a flow sequence at 4:16)"
         ],
         id="syntax-error",

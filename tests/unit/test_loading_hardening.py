@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from syncd import yaml_positions
 from syncd.errors import DesiredStateError
@@ -77,7 +78,7 @@ def test_huge_file_is_refused_before_it_is_read(
         stream.truncate(50 * 1024 * 1024)  # sparse: 50 MiB without writing them
     refuse_parsing(monkeypatch)
     (problem,) = rejected(path).problems
-    assert str(problem) == f"{path}:1:1: file is 50.0 MiB; the limit is 10 MiB"
+    assert str(problem) == f"{path}:1:1: file is 50.0 MiB; the limit is 32 MiB"
 
 
 def test_content_over_the_limit_is_refused_before_parsing(
@@ -87,7 +88,7 @@ def test_content_over_the_limit_is_refused_before_parsing(
     with pytest.raises(DesiredStateError) as caught:
         parse_desired([("blob.yaml", b"#" * (MAX_FILE_BYTES + 1))])
     assert [str(p) for p in caught.value.problems] == [
-        "blob.yaml:1:1: file is 10485761 bytes; the limit is 10 MiB"
+        "blob.yaml:1:1: file is 33554433 bytes; the limit is 32 MiB"
     ]
 
 
@@ -121,14 +122,33 @@ def test_deep_nesting_is_a_problem_not_a_crash(nested: str) -> None:
     assert problem.line >= 1
 
 
-def test_recursion_error_is_reported_if_the_depth_limit_is_lifted(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(yaml_positions, "MAX_DEPTH", 0)  # 0: ruamel's limit is off
-    nested = "- " * 2_000 + "x"  # 3 Python frames a level: far past the limit
+def test_nothing_recurses_if_the_depth_limit_is_lifted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yaml_positions, "MAX_DEPTH", 1_000_000)
+    nested = "- " * 900 + "x"  # ~3 Python frames a level would pass the recursion limit
     with pytest.raises(DesiredStateError) as caught:
         parse_desired([("deep.yaml", f"version: 1\nusers:\n{nested}\n".encode())])
-    assert [str(p) for p in caught.value.problems] == ["deep.yaml:1:1: nested too deeply to read"]
+    assert [str(p) for p in caught.value.problems] == [
+        "deep.yaml:3:1: 'users' must be a mapping of usernames to their settings, not a list"
+    ]
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="a limit of libyaml's own")
+@pytest.mark.parametrize(
+    "nested",
+    [
+        pytest.param("[" * 2_000 + "]" * 2_000, id="lists"),
+        pytest.param("\n" + "- " * 2_000 + "x", id="block-lists"),
+    ],
+)
+def test_libyamls_own_depth_limit_is_a_problem_if_ours_is_lifted(
+    monkeypatch: pytest.MonkeyPatch, nested: str
+) -> None:
+    monkeypatch.setattr(yaml_positions, "MAX_DEPTH", 1_000_000)
+    with pytest.raises(DesiredStateError) as caught:
+        parse_desired([("deep.yaml", f"version: 1\nusers: {nested}\n".encode())])
+    (problem,) = caught.value.problems
+    assert problem.message == "nested too deeply to read"
+    assert problem.line >= 2
 
 
 def test_python_tags_construct_nothing(tmp_path: Path) -> None:
