@@ -504,4 +504,4 @@ def test_example_file_at_repository_root_loads() -> None:
     }
     assert "location" not in john.profile
     assert john.profile["profile_url"] == ""
-    assert robot == DesiredUser("ops_robot", {}, ())
+    assert robot == DesiredUser("ops_robot", {}, ("robot@example.com",))
