@@ -40,6 +40,12 @@ class PlanResult:
     source: dict[str, Any]
     requests: Counter[str] = field(default_factory=Counter)
 
+    def __repr__(self) -> str:
+        # Short on purpose: asyncio.run formats the main task's result when it
+        # restores the SIGINT handler, and a full repr of 10,000 accounts took
+        # a fifth of a warm plan.
+        return f"PlanResult({self.plan.summary()})"
+
 
 def source_of(desired: DesiredState) -> dict[str, Any]:
     return {
@@ -170,6 +176,9 @@ class ConvergeResult:
     interrupted: list[OpenIntent]
     #: None when nothing was applied (no changes, or the operator said no).
     report: ApplyReport | None = None
+
+    def __repr__(self) -> str:  # see PlanResult.__repr__
+        return f"ConvergeResult(run {self.run_id}, {self.result!r})"
 
 
 Confirm = Callable[[PlanResult], bool]

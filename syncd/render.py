@@ -63,32 +63,40 @@ def summary_line(plan: Plan) -> str:
     return head + (f" {', '.join(tail)}." if tail else "")
 
 
-def print_plan(plan: Plan, console: Console) -> None:
+def plan_lines(plan: Plan) -> list[str]:
+    """The plan as lines of rich markup."""
+    lines = []
     for user, actions in groupby(plan.changes, key=lambda action: action.user):
-        console.print(f"[bold]{escape(user)}[/bold]")
+        lines.append(f"[bold]{escape(user)}[/bold]")
         for action in actions:
             if isinstance(action, UpdateProfile):
-                for change in action.changes:
-                    console.print(
-                        f"  [yellow]~ {change.field}:[/yellow] {_quoted(change.before)}"
-                        f" → {_quoted(change.after)}"
-                    )
+                lines.extend(
+                    f"  [yellow]~ {change.field}:[/yellow] {_quoted(change.before)}"
+                    f" → {_quoted(change.after)}"
+                    for change in action.changes
+                )
             elif isinstance(action, AddEmail):
-                console.print(f"  [green]+ {escape(action.email)}[/green]")
+                lines.append(f"  [green]+ {escape(action.email)}[/green]")
             else:
-                console.print(f"  [red]- {escape(action.email)}[/red]")
-    for finding in plan.warnings:
-        console.print(
-            f"[yellow]! {escape(finding.user)}: {finding.code}:[/yellow] {escape(finding.message)}"
-        )
-    for finding in plan.errors:
-        console.print(
-            f"[red bold]✗ {escape(finding.user)}: {finding.code}:[/red bold] "
-            f"{escape(finding.message)}"
-        )
-    if plan.changes or plan.warnings or plan.errors:
-        console.print()
-    console.print(summary_line(plan))
+                lines.append(f"  [red]- {escape(action.email)}[/red]")
+    lines.extend(
+        f"[yellow]! {escape(finding.user)}: {finding.code}:[/yellow] {escape(finding.message)}"
+        for finding in plan.warnings
+    )
+    lines.extend(
+        f"[red bold]✗ {escape(finding.user)}: {finding.code}:[/red bold] {escape(finding.message)}"
+        for finding in plan.errors
+    )
+    if lines:
+        lines.append("")
+    lines.append(escape(summary_line(plan)))
+    return lines
+
+
+def print_plan(plan: Plan, console: Console) -> None:
+    # One print for the whole plan: rich costs about as much per call as per
+    # line, and a plan of 10,000 users printed line by line took seconds.
+    console.print("\n".join(plan_lines(plan)))
 
 
 def print_apply_report(converged: ConvergeResult, console: Console, state_file: Path) -> None:
