@@ -31,7 +31,7 @@ from syncd.live import (
 BATCH_SIZE = 1000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CachedAccount:
     account: LiveAccount
     profile_fetched_at: float | None
@@ -48,7 +48,7 @@ class CachedAccount:
         return self.account.emails
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """What was just learnt of one account; a None part is left as it is in the cache."""
 
@@ -63,28 +63,29 @@ class LiveCache:
     def read(self, usernames: Iterable[str]) -> dict[str, CachedAccount]:
         """The cached accounts among `usernames`; an unreadable row is treated as absent."""
         try:
+            # Iterated, not fetched whole: 100,000 rows of JSON need not all be in memory.
             rows = self.db.execute(
                 "SELECT username, user_json, user_fetched_at, emails_json, emails_fetched_at"
                 " FROM live_users WHERE username IN (SELECT value FROM json_each(?))",
                 [json.dumps(list(usernames))],
-            ).fetchall()
+            )
+            cached = {}
+            for username, profile, profile_at, emails, emails_at in rows:
+                try:
+                    account = LiveAccount(
+                        username,
+                        parse_user(username, json.loads(profile)) if profile else None,
+                        parse_emails(json.loads(emails)) if emails else None,
+                    )
+                except (ValueError, ShapeError):
+                    continue  # a damaged entry costs a refetch, nothing more
+                cached[username] = CachedAccount(
+                    account,
+                    profile_at if account.profile else None,
+                    emails_at if account.emails is not None else None,
+                )
         except sqlite3.Error as error:
             raise CacheError(f"cannot read the live-state cache: {error}") from None
-        cached = {}
-        for username, profile, profile_at, emails, emails_at in rows:
-            try:
-                account = LiveAccount(
-                    username,
-                    parse_user(username, json.loads(profile)) if profile else None,
-                    parse_emails(json.loads(emails)) if emails else None,
-                )
-            except (ValueError, ShapeError):
-                continue  # a damaged entry costs a refetch, nothing more
-            cached[username] = CachedAccount(
-                account,
-                profile_at if account.profile else None,
-                emails_at if account.emails is not None else None,
-            )
         return cached
 
     def save(self, snapshots: Iterable[Snapshot]) -> None:

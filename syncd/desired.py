@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Location:
     """Where something was written: for messages that point back into the files."""
 
@@ -25,7 +25,7 @@ class Location:
         return f"{self.path}:{self.line}:{self.column}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DesiredUser:
     username: str
     profile: Mapping[str, str] = field(default_factory=dict)
@@ -33,7 +33,7 @@ class DesiredUser:
     location: Location | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceFile:
     """One file the desired state was read from, for the audit trail."""
 
@@ -41,7 +41,7 @@ class SourceFile:
     sha256: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DesiredState:
     users: tuple[DesiredUser, ...]
     sources: tuple[SourceFile, ...] = ()

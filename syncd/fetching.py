@@ -27,7 +27,7 @@ ProgressCallback = Callable[[int, int], None]
 FLUSH_EVERY = 500
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FetchOptions:
     now: float
     ttl: float
@@ -37,7 +37,7 @@ class FetchOptions:
     distrust: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Wanted:
     """Which parts of an account to read."""
 

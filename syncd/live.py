@@ -22,14 +22,14 @@ class ShapeError(ValueError):
     """An answer that is valid JSON but not what the API document promises."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LiveEmail:
     email: str
     verified: bool
     primary: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LiveProfile:
     """The readable part of a user object (gravatar_email is write-only: only its URL is here)."""
 
@@ -45,7 +45,7 @@ class LiveProfile:
         return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LiveAccount:
     """What is known of one account; a part that was not fetched (not managed) is None."""
 
@@ -70,7 +70,7 @@ class LiveAccount:
         return dataclasses.replace(self, emails=kept)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unreadable:
     """An account whose live state could not be read, and why.
 

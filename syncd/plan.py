@@ -24,7 +24,7 @@ from syncd.live import LiveAccount, Unreadable
 PLAN_FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FieldChange:
     field: str
     #: None when the current value cannot be read (gravatar_email is write-only).
@@ -32,7 +32,7 @@ class FieldChange:
     after: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UpdateProfile:
     user: str
     changes: tuple[FieldChange, ...]
@@ -50,7 +50,7 @@ class UpdateProfile:
         return {"user": self.user, "action": self.action, "fields": fields}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AddEmail:
     user: str
     email: str
@@ -63,7 +63,7 @@ class AddEmail:
         return {"user": self.user, "action": self.action, "email": self.email}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeleteEmail:
     user: str
     email: str
@@ -79,7 +79,7 @@ class DeleteEmail:
 Action = UpdateProfile | AddEmail | DeleteEmail
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     """A warning or an error about one user, with a code from design.md section 4."""
 
@@ -91,7 +91,7 @@ class Finding:
         return {"user": self.user, "code": self.code, "message": self.message}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Plan:
     changes: tuple[Action, ...]
     warnings: tuple[Finding, ...] = ()
