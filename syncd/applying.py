@@ -49,6 +49,7 @@ from syncd.fields import email_key
 from syncd.live import LiveAccount, LiveEmail
 from syncd.plan import Action, AddEmail, DeleteEmail, UpdateProfile
 from syncd.pool import for_each
+from syncd.statefile import GroupCommit
 
 #: POST attempts for one address when answers keep getting lost.
 POST_ATTEMPTS = 3
@@ -103,12 +104,17 @@ class Applier:
         self.audit = audit
         self.live = dict(live)
         self.report = ApplyReport()
+        self.commits = GroupCommit(cache.db)
 
     async def apply(self, actions: Iterable[Action], concurrency: int) -> ApplyReport:
         by_user: dict[str, list[Action]] = {}
         for action in actions:
             by_user.setdefault(action.user, []).append(action)
-        await for_each(by_user.values(), min(concurrency, len(by_user)), self._apply_user)
+        self.commits.open()
+        try:
+            await for_each(by_user.values(), min(concurrency, len(by_user)), self._apply_user)
+        finally:
+            self.commits.close()
         return self.report
 
     async def _apply_user(self, actions: list[Action]) -> None:
@@ -130,6 +136,7 @@ class Applier:
         """One write with its intent and outcome; the error if it did not succeed."""
         intent = self.audit.intent(action)
         try:
+            await self.commits.durable()  # the intent is on disk before the request leaves
             account = await self._write(action)
         except asyncio.CancelledError:
             # Stopped mid-write (shutdown or the run's deadline): say so, then stop.

@@ -8,6 +8,7 @@ audit trail and run records) gets its tables from `open_state`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
@@ -92,3 +93,53 @@ def open_state(path: Path) -> sqlite_utils.Database:
     except (OSError, sqlite3.Error) as error:
         raise CacheError(f"cannot open the state file {path}: {error}") from None
     return db
+
+
+class GroupCommit:
+    """One COMMIT for the rows of many concurrent writes.
+
+    While a run applies, a transaction stays open: intents, outcomes and cache
+    updates are written into it (their own `db.atomic()` blocks become
+    savepoints). `durable()` commits everything written so far and opens the
+    next transaction; the callers that ask in the same turn of the event loop
+    share one commit. An intent is durable before its request is sent, as
+    before; an outcome becomes durable with the next intent or at `close()`.
+    A crash can lose a recorded outcome, never an intent: the next run then
+    reports that write as interrupted and reads the account again. Two commits
+    per write cost more than the rest of the audit trail together.
+    """
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+        self._pending: asyncio.Future[None] | None = None
+
+    def open(self) -> None:
+        if not self.db.conn.in_transaction:
+            self.db.begin()
+
+    async def durable(self) -> None:
+        """Return once everything written so far is committed."""
+        if self._pending is None:
+            loop = asyncio.get_running_loop()
+            self._pending = loop.create_future()
+            loop.call_soon(self._commit)
+        # Shielded: a cancelled waiter must not cancel the commit the others share.
+        await asyncio.shield(self._pending)
+
+    def _commit(self) -> None:
+        pending, self._pending = self._pending, None
+        assert pending is not None
+        try:
+            self.db.commit()
+            self.db.begin()
+        except sqlite3.Error as error:
+            pending.set_exception(CacheError(f"cannot write the state file: {error}"))
+        else:
+            pending.set_result(None)
+
+    def close(self) -> None:
+        """Commit what is left and leave the transaction closed."""
+        try:
+            self.db.commit()
+        except sqlite3.Error as error:
+            raise CacheError(f"cannot write the state file: {error}") from None
