@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# Bytecode for our own modules too, as `pip install .` would make: where
+	# PYTHONDONTWRITEBYTECODE is set, every start would compile them again.
+	$(BIN)/python -m compileall -q syncd
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,6 +32,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
 bench: $(STAMP)
+	$(BIN)/python -m compileall -q syncd
 	$(BIN)/python -m bench
 
 chaos: $(STAMP)
