@@ -270,7 +270,9 @@ def apply(
             converged = asyncio.run(run())
     print_apply_report(converged, console, settings.state_file)
     report = converged.report
-    if converged.result.plan.errors or (report is not None and not report.ok):
+    failed = converged.result.plan.errors or (report is not None and not report.ok)
+    # Declining exits 1 too, as terraform does: a script must not take it for success.
+    if failed or converged.declined:
         sys.exit(EXIT_ERROR)
 
 

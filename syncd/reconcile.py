@@ -176,6 +176,7 @@ class ConvergeResult:
     interrupted: list[OpenIntent]
     #: None when nothing was applied (no changes, or the operator said no).
     report: ApplyReport | None = None
+    declined: bool = False
 
     def __repr__(self) -> str:  # see PlanResult.__repr__
         return f"ConvergeResult(run {self.run_id}, {self.result!r})"
@@ -254,6 +255,7 @@ async def converge(
             return converged
         if not confirm(result):
             outcome = "declined"
+            converged.declined = True
             return converged
         report = await apply_plan(connection, result.plan, result.live, audit)
         counts.update({f"applied_{key}": value for key, value in report.counts.items()})

@@ -107,8 +107,8 @@ def print_apply_report(converged: ConvergeResult, console: Console, state_file: 
         )
     report = converged.report
     if report is None:
-        if not converged.result.plan.is_empty:
-            console.print("Nothing applied.")
+        if converged.declined:
+            console.print("Apply cancelled: nothing was applied.")
         return
     applied = sum(count for key, count in report.counts.items() if key in ACTION_NAMES)
     total = len(converged.result.plan.changes)
