@@ -5,7 +5,8 @@ below: they validate the data and give `syncd schema` its JSON Schema. The YAML
 itself is read by `syncd.yaml_positions`, which keeps the place of every key and
 value so that each pydantic error's `loc` is reported at its file:line:col.
 What pydantic cannot see is checked here by hand: duplicate users (within a file
-and across files), duplicate keys and duplicate email addresses.
+and across files), duplicate keys and duplicate email addresses. A file shows at
+most MAX_PROBLEMS problems, and a message about a duplicate names a few places.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime
+from itertools import islice
 from typing import Annotated, Any, Final
 
 from pydantic import (
@@ -40,11 +42,11 @@ from syncd.fields import (
     is_valid_url,
     is_valid_username,
 )
+from syncd.yaml_compose import REFUSED, Loc, Mark
 from syncd.yaml_positions import (
-    REFUSED,
-    Loc,
-    Mark,
+    ProblemList,
     YamlDocument,
+    collector_paused,
     read_yaml_bytes,
     read_yaml_files,
 )
@@ -52,7 +54,10 @@ from syncd.yaml_positions import (
 FORMAT_VERSION: Final = 1
 # The reader's limits, named here for the loader's callers.
 MAX_FILE_BYTES: Final = yaml_positions.MAX_FILE_BYTES
+MAX_PROBLEMS: Final = yaml_positions.MAX_PROBLEMS
 YAML_SUFFIXES: Final = yaml_positions.YAML_SUFFIXES
+_CHUNK: Final = 1000  # users validated at once
+_OTHERS_SHOWN: Final = 5  # places named in a message about a duplicate
 
 # ---------------------------------------------------------------------------
 # The format
@@ -166,7 +171,8 @@ def desired_state_json_schema() -> dict[str, Any]:
 def load_desired(path: str | os.PathLike[str]) -> DesiredState:
     """The desired state in a file, or in the `*.yaml`/`*.yml` files directly in a directory.
 
-    Raises DesiredStateError carrying every problem of every file.
+    Raises DesiredStateError carrying every problem of every file (at most
+    MAX_PROBLEMS for each).
     """
     files, problems = read_yaml_files(os.fspath(path))
     return _assemble(files, problems, revision=None)
@@ -182,49 +188,109 @@ def parse_desired(files: Iterable[tuple[str, bytes]], revision: str | None = Non
 
 
 def _assemble(
-    files: list[tuple[str, bytes]], problems: list[Problem], revision: str | None
+    files: list[tuple[str, bytes]], read_problems: list[Problem], revision: str | None
 ) -> DesiredState:
     users: list[DesiredUser] = []
-    written: dict[str, list[Location]] = {}  # every place each username is written
-    for path, content in files:
-        found, failed = _load_file(path, content, written)
-        users += found
-        problems = problems + failed
-    problems += _duplicate_users(written)
+    written = _Written()
+    problems = ProblemList(read_problems)
+    # Hundreds of thousands of new objects, none of them garbage: the cyclic
+    # collector would only walk them again and again (~1.3 s at 100,000 users).
+    with collector_paused():
+        for path, content in files:
+            users += _load_file(path, content, written, problems)
+        problems.extend(written.duplicate_users())
     if problems:
-        raise DesiredStateError(problems)
+        raise DesiredStateError(problems.shown())
     sources = tuple(
         SourceFile(path, hashlib.sha256(content).hexdigest()) for path, content in files
     )
     return DesiredState(tuple(users), sources, revision)
 
 
+class _Written:
+    """Every place each username is written, in every file, to find duplicate users.
+
+    Most usernames are written once: a list of places for each took ~9 MB at 100,000.
+    """
+
+    def __init__(self) -> None:
+        self.first: dict[str, Location] = {}
+        self.again: dict[str, list[Location]] = {}
+
+    def add(self, username: str, place: Location) -> None:
+        if username in self.first:
+            self.again.setdefault(username, []).append(place)
+        else:
+            self.first[username] = place
+
+    def duplicate_users(self) -> Iterator[Problem]:
+        for username, again in self.again.items():
+            yield from _each_place(f"duplicate user {username!r}", [self.first[username], *again])
+
+
 def _load_file(
-    path: str, content: bytes, written: dict[str, list[Location]]
-) -> tuple[list[DesiredUser], list[Problem]]:
+    path: str, content: bytes, written: _Written, problems: ProblemList
+) -> list[DesiredUser]:
+    """The users of one file, if it has no problem; its problems go to `problems`."""
     document = read_yaml_bytes(path, content)
+    before = len(problems)
+    problems.extend(document.problems)
     if not document.parsed:
-        return [], document.problems
+        problems.extend(_duplicate_keys(document, written))  # those found before it stopped
+        return []
     if document.root is None:
-        return [], [Problem(path, 1, 1, "empty file: expected 'version: 1' and 'users'")]
-    problems = list(document.problems)
-    model: DesiredStateFile | None = None
-    if document.data is not REFUSED:
+        problems.extend([Problem(path, 1, 1, "empty file: expected 'version: 1' and 'users'")])
+        return []
+    places = {name: _location(document, mark) for name, mark in document.key_marks(("users",))}
+    for username, place in places.items():
+        written.add(username, place)
+    users = _validate(document, places, problems)
+    problems.extend(_duplicate_keys(document, written))
+    problems.extend(_duplicate_emails(document))
+    return users if users is not None and len(problems) == before else []
+
+
+def _validate(
+    document: YamlDocument, places: dict[str, Location], problems: ProblemList
+) -> list[DesiredUser] | None:
+    """The users of a file if it is valid by DesiredStateFile, else None and its problems.
+
+    The users are validated a chunk at a time, and built from a chunk's models
+    before the next is validated: 100,000 models at once took ~67 MB beside the
+    data. pydantic validates each user on its own, and the file's other keys are
+    only in the first chunk, so the errors are those of the whole file at once.
+    """
+    if document.data is REFUSED:
+        return None
+    users: list[DesiredUser] | None = []
+    for chunk in _chunks(document.data):
         try:
-            model = DesiredStateFile.model_validate(document.data)
+            model = DesiredStateFile.model_validate(chunk)
         except ValidationError as error:
-            problems += _explain_all(error.errors(include_url=False), document)
-    problems += _duplicate_keys(document, written)
-    problems += _duplicate_emails(document)
-    if problems or model is None:
-        return [], problems
-    return _users(model, document), []
+            problems.extend(_explain_all(error.errors(include_url=False), document))
+            users = None
+        else:
+            if users is not None:
+                users += _users(model, places)
+    return users
 
 
-def _users(model: DesiredStateFile, document: YamlDocument) -> list[DesiredUser]:
+def _chunks(data: Any) -> Iterator[Any]:
+    """The data; or with its first _CHUNK users, then each next _CHUNK users alone."""
+    users = data.get("users") if isinstance(data, dict) else None
+    if not isinstance(users, dict) or len(users) <= _CHUNK:
+        yield data
+        return
+    items = iter(users.items())
+    yield {**data, "users": dict(islice(items, _CHUNK))}
+    while chunk := dict(islice(items, _CHUNK)):
+        yield {"version": FORMAT_VERSION, "users": chunk}
+
+
+def _users(model: DesiredStateFile, places: dict[str, Location]) -> list[DesiredUser]:
     users = []
     for username, settings in (model.users or {}).items():
-        where = _location(document, document.key_mark(("users", username)))
+        where = places[username]
         if settings is None:
             users.append(DesiredUser(username, {}, None, where))
             continue
@@ -237,72 +303,60 @@ def _users(model: DesiredStateFile, document: YamlDocument) -> list[DesiredUser]
     return users
 
 
-def _duplicate_keys(document: YamlDocument, written: dict[str, list[Location]]) -> list[Problem]:
-    """Problems for keys repeated in one mapping; records where each username is written."""
-    data = document.data
-    users = data.get("users") if isinstance(data, dict) else None
-    if isinstance(users, dict):
-        for username in users:
-            place = _location(document, document.key_mark(("users", username)))
-            written.setdefault(username, []).append(place)
-    problems = []
+def _duplicate_keys(document: YamlDocument, written: _Written) -> Iterator[Problem]:
+    """Problems for keys repeated in one mapping; records where repeated usernames are."""
     for duplicate in document.duplicates:
         places = [_location(document, mark) for mark in duplicate.marks]
-        if duplicate.parent == ("users",):
-            # the first place is already recorded above; the user check names them all
-            written.setdefault(duplicate.key, []).extend(places[1:])
-            continue
-        problems += _each_place(f"duplicate key {duplicate.key!r}", places)
-    return problems
+        if duplicate.parent != ("users",):
+            yield from _each_place(f"duplicate key {duplicate.key!r}", places)
+        elif document.parsed:
+            # the first place is already recorded; the user check names them all
+            for place in places[1:]:
+                written.add(duplicate.key, place)
+        else:  # its other users are not known: not checked across files
+            yield from _each_place(f"duplicate user {duplicate.key!r}", places)
 
 
-def _duplicate_users(written: Mapping[str, list[Location]]) -> list[Problem]:
-    problems = []
-    for username, places in written.items():
-        if len(places) > 1:
-            problems += _each_place(f"duplicate user {username!r}", places)
-    return problems
-
-
-def _duplicate_emails(document: YamlDocument) -> list[Problem]:
+def _duplicate_emails(document: YamlDocument) -> Iterator[Problem]:
     data = document.data
     users = data.get("users") if isinstance(data, dict) else None
-    if not isinstance(users, dict):
-        return []
-    problems = []
-    for username, settings in users.items():
+    for username, settings in users.items() if isinstance(users, dict) else ():
         emails = settings.get("emails") if isinstance(settings, dict) else None
-        if not isinstance(emails, list):
+        if not isinstance(emails, list) or len(emails) < 2:
             continue
-        by_key: dict[str, list[tuple[str, Location]]] = {}
+        by_key: dict[str, list[int]] = {}
         for index, address in enumerate(emails):
             if isinstance(address, str):
-                place = _location(
-                    document, document.value_mark(("users", username, "emails", index))
-                )
-                by_key.setdefault(email_key(address), []).append((address, place))
-        for written in by_key.values():
-            if len(written) < 2:
+                by_key.setdefault(email_key(address), []).append(index)
+        for indexes in by_key.values():
+            if len(indexes) < 2:
                 continue
+            # Placed only now: most users have no duplicate address to place.
+            loc = ("users", username, "emails")
+            places = [_location(document, document.value_mark((*loc, i))) for i in indexes]
             note = ""
-            if len({address for address, _ in written}) > 1:
+            if len({emails[index] for index in indexes}) > 1:
                 note = "; addresses compare case-insensitively"
-            for address, place in written:
-                others = ", ".join(str(other) for _, other in written if other != place)
-                message = f"duplicate email {address!r} (also at {others}{note})"
-                problems.append(Problem(place.path, place.line, place.column, message))
-    return problems
+            for index, place in zip(indexes, places, strict=True):
+                message = f"duplicate email {emails[index]!r} (also at {_others(place, places)}"
+                yield Problem(place.path, place.line, place.column, f"{message}{note})")
 
 
-def _each_place(what: str, places: list[Location]) -> list[Problem]:
+def _each_place(what: str, places: list[Location]) -> Iterator[Problem]:
     """One problem at each place, naming the others."""
-    problems = []
     for place in places:
-        others = ", ".join(str(other) for other in places if other != place)
-        problems.append(
-            Problem(place.path, place.line, place.column, f"{what} (also at {others})")
-        )
-    return problems
+        message = f"{what} (also at {_others(place, places)})"
+        yield Problem(place.path, place.line, place.column, message)
+
+
+def _others(place: Location, places: list[Location]) -> str:
+    """The places other than `place`, the first _OTHERS_SHOWN of them by name."""
+    # Named in full, a key written 100,000 times would make 100,000 messages of
+    # 100,000 places each.
+    others = (str(other) for other in places if other != place)
+    shown = ", ".join(islice(others, _OTHERS_SHOWN))
+    hidden = len(places) - 1 - _OTHERS_SHOWN
+    return f"{shown} and {hidden:,} more" if hidden > 0 else shown
 
 
 def _location(document: YamlDocument, mark: Mark) -> Location:
@@ -313,14 +367,11 @@ def _location(document: YamlDocument, mark: Mark) -> Location:
 # From pydantic's errors to messages at places
 
 
-def _explain_all(errors: list[ErrorDetails], document: YamlDocument) -> list[Problem]:
-    problems = []
+def _explain_all(errors: list[ErrorDetails], document: YamlDocument) -> Iterator[Problem]:
     for error in errors:
-        if error["input"] is REFUSED:
-            continue  # the reader has already said why the value was refused
-        mark, message = _explain(error, document)
-        problems.append(document.problem(mark, message))
-    return problems
+        if error["input"] is not REFUSED:  # else the reader has already said why
+            mark, message = _explain(error, document)
+            yield document.problem(mark, message)
 
 
 def _explain(error: ErrorDetails, document: YamlDocument) -> tuple[Mark, str]:
@@ -379,7 +430,7 @@ def _expectation(loc: Loc) -> tuple[str, str]:
     return ".".join(map(str, loc)), "valid"
 
 
-# The exact types that syncd.yaml_positions puts in the data.
+# The exact types that syncd.yaml_compose puts in the data.
 _KINDS: Final[dict[type, str]] = {
     type(None): "null",
     bool: "a boolean",

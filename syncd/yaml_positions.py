@@ -1,30 +1,33 @@
 """Reading YAML files into plain data while remembering where each key and value was written.
 
 The desired-state loader points every message at a file:line:col, and its input
-comes from pull requests, so this reader is built for hostile text:
+comes from pull requests, so this reader is built for hostile text. This module
+owns reading (which files, the limits, libyaml's syntax errors), the document
+handed to the loader with `Places`, its way back from any part of the data to
+its place, and `ProblemList`, which shows at most MAX_PROBLEMS problems a file.
+`syncd.yaml_compose` composes the data from libyaml's events:
 
-- libyaml (PyYAML's C parser) only turns the text into events. The data is
-  composed here from those events, in one loop without recursion, along with
-  the place of every value. No constructor ever runs, so a tag such as
-  `!!python/object` can build nothing: any tag outside the plain YAML types
-  (str, null, bool, int, float, timestamp, seq, map) is a problem.
-- Plain scalars are typed here by the YAML 1.2 core schema, not by PyYAML's
-  YAML 1.1 resolver: `yes`, `no`, `on`, `off` and dates are text (`!!timestamp`
-  makes a date); null is `null`, `Null`, `NULL`, `~` or nothing. A quoted
-  scalar is always text.
+- libyaml (PyYAML's C parser) only turns the text into events. No constructor
+  ever runs, so a tag such as `!!python/object` can build nothing: any tag
+  outside the plain YAML types (str, null, bool, int, float, timestamp, seq,
+  map) is a problem.
+- Plain scalars are typed by the YAML 1.2 core schema, not by PyYAML's YAML 1.1
+  resolver: `yes`, `no`, `on`, `off` and dates are text (`!!timestamp` makes a
+  date); null is `null`, `Null`, `NULL`, `~` or nothing. A quoted scalar is
+  always text.
 - Aliases (`*name`) are refused where they appear and nothing is expanded, so a
   "billion laughs" file costs no more than its own length. Anchors alone are
   harmless and ignored; merge keys (`<<`) are refused.
 - A file over MAX_FILE_BYTES is refused before it is read, and content that is
-  not UTF-8 before it is parsed.
-- Nesting deeper than MAX_DEPTH stops the parse with a problem.
+  not UTF-8 before it is parsed. Nesting deeper than MAX_DEPTH stops the parse
+  with a problem, and so does the MAX_PROBLEMS-th problem.
 - Duplicate keys are kept out of the data (the first one wins) and returned
   with the place of every occurrence, so that the caller can report all of them.
   A value kept out of the data (under a repeated or refused key, or refused for
   its tag) is not looked into, except that its aliases are refused.
 
 Why libyaml: ruamel.yaml's pure-Python parser took ~6 s to read a 10,000-user
-file (30,000 lines); libyaml and this composer take ~0.2 s, and 2.5 s for
+file (30,000 lines); libyaml and the composer take ~0.2 s, and 2.5 s for
 100,000 users. Without libyaml, PyYAML's pure-Python parser gives the same
 events, slowly.
 
@@ -38,17 +41,18 @@ from __future__ import annotations
 
 import gc
 import os
-import re
+from array import array
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Final
 
 import yaml
-from yaml.constructor import SafeConstructor
 from yaml.reader import ReaderError
 
 from syncd.errors import Problem
+from syncd.yaml_compose import Composer, Duplicate, Key, Loc, Mark, Stopped, mark_at
 
 #: Largest file accepted; a bigger one is refused before it is decoded or parsed.
 #: A 100,000-user file is about 10 MB.
@@ -60,74 +64,95 @@ YAML_SUFFIXES: Final = (".yaml", ".yml")
 #: emails, address); the margin leaves room for mistakes to be reported as such.
 MAX_DEPTH: Final = 64
 
+#: Most problems reported for one file, the last of which may say that there
+#: were more: nobody reads further, and a hostile file could make millions.
+MAX_PROBLEMS: Final = 1000
+
 _LIBYAML: Final = bool(yaml.__with_libyaml__)
 _LOADER: Final[Any] = yaml.CSafeLoader if _LIBYAML else yaml.SafeLoader
-
-_STANDARD: Final = "tag:yaml.org,2002:"
-_STR, _NULL, _BOOL, _INT, _FLOAT, _TIMESTAMP, _VALUE, _MERGE, _SEQ, _MAP = (
-    _STANDARD + n
-    for n in ("str", "null", "bool", "int", "float", "timestamp", "value", "merge", "seq", "map")
-)
-_SCALAR_TAGS: Final = frozenset({_STR, _NULL, _BOOL, _INT, _FLOAT, _TIMESTAMP, _VALUE})
-
-# The YAML 1.2 core schema: its words, then its numbers. A plain scalar that
-# starts with none of _TYPED_START is text at once: most are (names, addresses).
-_WORDS: Final[dict[str, Any]] = {
-    **dict.fromkeys(("null", "Null", "NULL", "~"), None),
-    **dict.fromkeys(("true", "True", "TRUE"), True),
-    **dict.fromkeys(("false", "False", "FALSE"), False),
-    **{s + "." + i: float(s + "inf") for s in ("", "+", "-") for i in ("inf", "Inf", "INF")},
-    **dict.fromkeys((".nan", ".NaN", ".NAN"), float("nan")),
-}
-_INT_RE: Final = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
-_FLOAT_RE: Final = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
-_TYPED_START: Final = frozenset("0123456789+-.~nNtTfF")
-# An explicit !!bool also takes the YAML 1.1 words, as ruamel.yaml did.
-_TAGGED_BOOLS: Final = {
-    **dict.fromkeys(("true", "yes", "on"), True),
-    **dict.fromkeys(("false", "no", "off"), False),
-}
-_MISSING: Final = object()
-_PLAIN_TYPES: Final = "strings, lists and mappings"
-_STARTS: Final = frozenset({yaml.MappingStartEvent, yaml.SequenceStartEvent})
-_NODES: Final = _STARTS | {yaml.ScalarEvent, yaml.AliasEvent}
-_ENDS: Final = frozenset({yaml.MappingEndEvent, yaml.SequenceEndEvent})
-
-Key = str | int
-Loc = tuple[Key, ...]
+_ORDER: Final = attrgetter("path", "line", "column", "message")  # a Problem's, faster
+_SCAN: Final = 8  # mappings up to this size are searched; larger ones get an index
 
 
-class Refused:
-    """Stands in the data where a value was refused (alias, tag); a problem says why."""
+class Places:
+    """Where every value of a document's data was written: three integers a value.
 
-    def __repr__(self) -> str:
-        return "<refused>"
+    An entry holds the place of the value's key (0 for a list item or the top
+    level); the value's own place shifted left one bit, the low bit set when the
+    value was left out (`key:`); and for a collection, the index of the first
+    entry of its own values, which are contiguous and in the order of its keys
+    or items; for a scalar that is not a string, -2 minus the index of its text
+    in `texts` (a string is its own text); else -1. A place is
+    line << PLACE_BITS | column. yaml_compose writes them; the entry of a path is
+    found by walking the data along it.
 
+    Why not a dict from each path to a tuple: at 100,000 users that held
+    500,000 entries of ~230 bytes; this array takes 24 bytes a value.
+    """
 
-REFUSED: Final = Refused()
+    __slots__ = ("entries", "indexes", "root", "texts")
 
+    def __init__(
+        self, entries: array[int] | None = None, texts: list[str] | None = None, root: int = -1
+    ) -> None:
+        self.entries = array("q") if entries is None else entries
+        self.texts = texts or []
+        self.root = root  # the entry of the top-level value; -1 for none
+        # For a mapping too large to search, its keys' positions, by the mapping's
+        # id(): it is part of the data, which lives as long as these places.
+        self.indexes: dict[int, dict[str, int]] = {}
 
-@dataclass(frozen=True, order=True)
-class Mark:
-    line: int
-    column: int
+    def find(self, data: Any, loc: Loc, *, exact: bool = False) -> tuple[int, Any]:
+        """The entry and the value at `loc`, or else at its nearest existing parent.
 
+        The entry is -1 when there is no value at all (an empty file), or when
+        `exact` and there is none at `loc`.
+        """
+        entry, node, entries = self.root, data, self.entries
+        for key in loc if entry >= 0 else ():
+            if type(node) is dict:
+                index = self._index(node, key)
+            elif type(node) is list and type(key) is int and 0 <= key < len(node):
+                index = key
+            else:
+                index = -1
+            if index < 0:
+                return (-1, None) if exact else (entry, node)
+            entry = entries[entry + 2] + 3 * index
+            node = node[key]
+        return entry, node
 
-# Where a value was written: its key's line and column (0, 0 for a list item or
-# the top level), its own, a scalar's text as written (None for a collection),
-# and whether it was left out (`key:`). Plain tuples of atoms, which the cyclic
-# collector stops tracking: at 100,000 users it would otherwise walk them often.
-_Place = tuple[int, int, int, int, str | None, bool]
-_Where = tuple[int, int, str | None, bool]  # a _Place without its key's place
+    def _index(self, mapping: dict[str, Any], key: Key) -> int:
+        if not isinstance(key, str) or key not in mapping:
+            return -1
+        if len(mapping) <= _SCAN:
+            return list(mapping).index(key)
+        index = self.indexes.get(id(mapping))
+        if index is None:
+            index = self.indexes[id(mapping)] = {each: i for i, each in enumerate(mapping)}
+        return index[key]
 
+    def key_mark(self, entry: int) -> Mark | None:
+        """Where the key of the value at `entry` was written; None for a list item."""
+        key = self.entries[entry] if entry >= 0 else 0
+        return mark_at(key) if key else None
 
-@dataclass(frozen=True)
-class Duplicate:
-    """A key written more than once in the mapping at `parent`, with every place it appears."""
+    def key_marks(self, entry: int, count: int) -> Iterator[Mark]:
+        """Where each key of the mapping of `count` keys at `entry` was written, in order."""
+        start = self.entries[entry + 2]
+        return map(mark_at, self.entries[start : start + 3 * count : 3])
 
-    parent: Loc
-    key: str
-    marks: tuple[Mark, ...]
+    def value_mark(self, entry: int) -> tuple[Mark, bool]:
+        """Where the value at `entry` was written, and whether it was left out."""
+        if entry < 0:
+            return Mark(1, 1), False  # an empty file
+        place = self.entries[entry + 1]
+        return mark_at(place >> 1), bool(place & 1)
+
+    def text(self, entry: int) -> str | None:
+        """The text of the scalar at `entry` if it is not a string, as written."""
+        extra = self.entries[entry + 2] if entry >= 0 else -1
+        return self.texts[-2 - extra] if extra < -1 else None
 
 
 @dataclass
@@ -135,8 +160,9 @@ class YamlDocument:
     """The plain data of one YAML file, and a way back from any part of it to its place.
 
     `data` holds dicts with str keys, lists, str, None, bool, int, float, dates and
-    REFUSED. `parsed` is False when the text is not YAML (the problem says where);
-    an empty file is parsed, with `root` (where the data starts) and `data` None.
+    REFUSED. `parsed` is False when the text is not YAML or reading stopped (the
+    last problem says where); an empty file is parsed, with `root` (where the data
+    starts) and `data` None.
     """
 
     path: str
@@ -145,32 +171,35 @@ class YamlDocument:
     parsed: bool = True
     problems: list[Problem] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
-    places: dict[Loc, _Place] = field(default_factory=dict, repr=False)
+    places: Places = field(default_factory=Places, repr=False)
 
     def problem(self, mark: Mark, message: str) -> Problem:
         return Problem(self.path, mark.line, mark.column, message)
 
+    # A place that does not exist (a missing key) resolves to its nearest existing parent.
+
     def key_mark(self, loc: Loc) -> Mark:
         """Where the key that `loc` ends with was written (for a list item: the item)."""
-        key_line, key_column, line, column, _, _ = self._find(loc)
-        return Mark(key_line, key_column) if key_line else Mark(line, column)
+        entry, _ = self.places.find(self.data, loc)
+        return self.places.key_mark(entry) or self.places.value_mark(entry)[0]
 
     def value_mark(self, loc: Loc) -> Mark:
         """Where the value at `loc` was written; an empty value is placed at its key."""
-        key_line, key_column, line, column, _, blank = self._find(loc)
-        return Mark(key_line, key_column) if key_line and blank else Mark(line, column)
+        entry, _ = self.places.find(self.data, loc)
+        mark, blank = self.places.value_mark(entry)
+        key = self.places.key_mark(entry) if blank else None
+        return key or mark
+
+    def key_marks(self, loc: Loc) -> Iterator[tuple[str, Mark]]:
+        """Each key of the mapping at `loc` with where it was written, in order."""
+        entry, mapping = self.places.find(self.data, loc, exact=True)
+        if isinstance(mapping, dict):
+            yield from zip(mapping, self.places.key_marks(entry, len(mapping)), strict=True)
 
     def scalar_text(self, loc: Loc) -> str | None:
         """The text of the scalar at `loc` as written (before typing), or None."""
-        return self._find(loc)[4]
-
-    def _find(self, loc: Loc) -> _Place:
-        # A place that does not exist (a missing key) resolves to its nearest existing parent.
-        while loc not in self.places:
-            if not loc:
-                return (0, 0, 1, 1, None, False)  # an empty file
-            loc = loc[:-1]
-        return self.places[loc]
+        entry, value = self.places.find(self.data, loc)
+        return value if isinstance(value, str) else self.places.text(entry)
 
 
 def read_yaml_files(path: str) -> tuple[list[tuple[str, bytes]], list[Problem]]:
@@ -240,27 +269,73 @@ def _too_large(path: str, size: int) -> Problem:
 
 def read_yaml(path: str, text: str) -> YamlDocument:
     """Parse one YAML document; problems are collected in the result, never raised."""
-    document = YamlDocument(path)
-    composer = _Composer(document)
+    # Read at each parse, so that a test can change them.
+    composer = Composer(path, MAX_DEPTH, MAX_PROBLEMS)
     try:
-        with _collector_paused():
+        with collector_paused():
             composer.compose(yaml.parse(text, Loader=_LOADER))
-    except _Stop as stop:
-        return YamlDocument(path, parsed=False, problems=[stop.problem(path)])
+    except Stopped as stop:
+        problems, duplicates = stop.problems(path), stop.duplicates
+        return YamlDocument(path, parsed=False, problems=problems, duplicates=duplicates)
     except yaml.YAMLError as error:
-        return YamlDocument(path, parsed=False, problems=[_syntax_problem(path, text, error)])
+        return YamlDocument(path, parsed=False, problems=_syntax_problems(path, text, error))
     # Aliases first, as they were found while parsing; then what composing refused.
-    document.problems = composer.aliases + composer.problems
-    root = document.places.get(())
-    if root is None or root[5]:  # nothing, or a document of only `---`
-        document.places = {}
-    else:
-        document.root, document.data = Mark(root[2], root[3]), composer.document.values[0]
+    document = YamlDocument(
+        path,
+        problems=composer.aliases + composer.problems,
+        duplicates=composer.duplicates,
+    )
+    places = Places(composer.entries, composer.texts, composer.root)
+    mark, blank = places.value_mark(places.root)
+    if places.root >= 0 and not blank:  # not nothing, nor a document of only `---`
+        document.root, document.data = mark, composer.document.values[0]
+        document.places = places
     return document
 
 
+class ProblemList:
+    """Problems as they are found, of which at most MAX_PROBLEMS a file are shown.
+
+    A file's problems shown are its first ones by place; when there are more,
+    the last one shown says how many. Only those are kept as they come, so that
+    a file that makes a million problems costs little more than one that makes
+    a thousand.
+    """
+
+    def __init__(self, problems: Iterable[Problem] = ()) -> None:
+        self.limit = MAX_PROBLEMS  # read now, so that a test can change it
+        self.found: dict[str, list[Problem]] = {}
+        self.counts: dict[str, int] = {}
+        self.extend(problems)
+
+    def __len__(self) -> int:
+        return sum(self.counts.values())
+
+    def extend(self, problems: Iterable[Problem]) -> None:
+        for problem in problems:
+            found = self.found.setdefault(problem.path, [])
+            found.append(problem)
+            self.counts[problem.path] = self.counts.get(problem.path, 0) + 1
+            if len(found) >= 2 * self.limit:  # sorted once every `limit` problems
+                found.sort(key=_ORDER)
+                del found[self.limit :]
+
+    def shown(self) -> list[Problem]:
+        shown: list[Problem] = []
+        for path, found in self.found.items():
+            found.sort(key=_ORDER)
+            hidden = self.counts[path] - self.limit + 1
+            if hidden > 1:
+                first = found[self.limit - 1]  # of those not shown
+                message = f"… and {hidden:,} more problems not shown, from here on"
+                found[self.limit - 1 :] = [Problem(path, first.line, first.column, message)]
+            shown += found
+        return shown
+
+
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
+    """Pauses the cyclic garbage collector, if it runs, while reading a file."""
     # Hundreds of thousands of new objects, none of them garbage and none in a
     # cycle: the cyclic collector would only walk them again and again.
     enabled = gc.isenabled()
@@ -272,243 +347,13 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-class _Stop(Exception):
-    """A problem after which the rest of the text is not read."""
-
-    def __init__(self, mark: Any, message: str) -> None:
-        super().__init__(message)
-        self.mark, self.message = mark, message
-
-    def problem(self, path: str) -> Problem:
-        return Problem(path, self.mark.line + 1, self.mark.column + 1, self.message)
-
-
-class _Sequence:
-    """A sequence being composed, at `loc` in the data; or the document (`loc` None),
-    which holds the top-level value."""
-
-    __slots__ = ("loc", "values")
-
-    def __init__(self, loc: Loc | None, values: list[Any]) -> None:
-        self.loc, self.values = loc, values
-
-    def put(self, places: dict[Loc, _Place], where: _Where, data: Any) -> Loc:
-        loc = () if self.loc is None else (*self.loc, len(self.values))
-        places[loc] = (0, 0, *where)
-        self.values.append(data)
-        return loc
-
-
-class _Mapping:
-    """A mapping being composed: after a key (`expect_key` False) comes its value,
-    which is kept out of the data while `key` is None (a repeated or refused key)."""
-
-    __slots__ = ("expect_key", "fields", "key", "key_column", "key_line", "loc", "repeated")
-
-    def __init__(self, loc: Loc, fields: dict[str, Any]) -> None:
-        self.loc, self.fields = loc, fields
-        self.expect_key = True
-        self.key: str | None = None
-        self.key_line = self.key_column = 0
-        self.repeated: dict[str, list[Mark]] = {}
-
-    def put(self, places: dict[Loc, _Place], where: _Where, data: Any) -> Loc:
-        key = self.key
-        assert key is not None, "a value kept out of the data is not put"
-        loc = (*self.loc, key)
-        places[loc] = (self.key_line, self.key_column, *where)
-        self.fields[key] = data
-        self.expect_key = True
-        return loc
-
-
-class _Composer:
-    """Composes the data and its places from the events of one document, without recursion.
-
-    The collections being composed are on `stack`; `skipped` counts those open
-    inside a value kept out of the data, which are only counted against
-    MAX_DEPTH and searched for aliases.
-    """
-
-    def __init__(self, document: YamlDocument) -> None:
-        self.path, self.places = document.path, document.places
-        self.duplicates = document.duplicates
-        self.aliases: list[Problem] = []
-        self.problems: list[Problem] = []
-        self.limit = MAX_DEPTH  # read at each parse, so that a test can change it
-        self.document = _Sequence(None, [])
-        self.top: _Sequence | _Mapping = self.document
-        self.stack: list[_Sequence | _Mapping] = [self.document]
-        self.skipped = 0
-
-    def compose(self, events: Iterable[Any]) -> None:
-        documents = 0
-        for event in events:
-            kind = event.__class__
-            if kind in _NODES:
-                self.node(event, kind)
-            elif kind in _ENDS:
-                self.end()
-            elif kind is yaml.DocumentStartEvent:
-                if documents:
-                    message = (
-                        "a second YAML document ('---') is not allowed: one document per file"
-                    )
-                    raise _Stop(event.start_mark, message)
-                documents += 1
-
-    def node(self, event: Any, kind: type) -> None:
-        """A scalar, an alias or the start of a collection: a key, a value, or passed."""
-        start, top = event.start_mark, self.top
-        line, column = start.line + 1, start.column + 1
-        collection = kind in _STARTS
-        if kind is yaml.AliasEvent:
-            message = f"YAML aliases are not allowed ('*{event.anchor}'): write the value out"
-            self.aliases.append(Problem(self.path, line, column, message))
-        elif len(self.stack) + self.skipped > self.limit:
-            raise _Stop(
-                start, f"nested more than {MAX_DEPTH} levels deep: the desired state needs 5"
-            )
-        if self.skipped:
-            self.skipped += collection
-            return
-        if isinstance(top, _Mapping):
-            if top.expect_key:
-                top.expect_key, top.key_line, top.key_column = False, line, column
-                top.key = self.key(top, event, kind, line, column)
-                self.skipped = collection  # a collection as a key is refused, and passed
-                return
-            if top.key is None:  # the value of a refused or repeated key: passed
-                top.expect_key, self.skipped = True, collection
-                return
-        where = (line, column, None, False)
-        if kind is yaml.ScalarEvent:
-            data, blank = self.scalar(event, line, column)
-            top.put(self.places, (line, column, event.value, blank), data)
-        elif kind is yaml.AliasEvent:
-            top.put(self.places, (line, column, event.anchor, False), REFUSED)
-        elif event.tag not in (None, "!", _MAP if kind is yaml.MappingStartEvent else _SEQ):
-            self.refuse(line, column, _tag_message(event.tag))
-            top.put(self.places, where, REFUSED)
-            self.skipped = 1  # what a refused collection holds is not looked into
-        elif kind is yaml.MappingStartEvent:
-            fields: dict[str, Any] = {}
-            self.top = _Mapping(top.put(self.places, where, fields), fields)
-            self.stack.append(self.top)
-        else:
-            values: list[Any] = []
-            self.top = _Sequence(top.put(self.places, where, values), values)
-            self.stack.append(self.top)
-
-    def end(self) -> None:
-        if self.skipped:
-            self.skipped -= 1
-            return
-        done = self.stack.pop()
-        self.top = self.stack[-1]
-        if isinstance(done, _Mapping) and done.repeated:
-            # In the order of the keys' first places, as the mapping was written.
-            for key, marks in sorted(done.repeated.items(), key=lambda item: item[1][0]):
-                self.duplicates.append(Duplicate(done.loc, key, tuple(marks)))
-
-    def key(self, top: _Mapping, event: Any, kind: type, line: int, column: int) -> str | None:
-        """The text of a key; None if it is refused or repeated, and its value is passed."""
-        if kind is yaml.AliasEvent:
-            return None  # already refused
-        if kind is not yaml.ScalarEvent:
-            what = "mapping" if kind is yaml.MappingStartEvent else "list"
-            self.refuse(line, column, f"a key must be a plain value, not a {what}")
-            return None
-        tag: str | None = event.tag
-        text: str = event.value
-        if (tag is None and event.implicit[0] and text == "<<") or tag == _MERGE:
-            self.refuse(line, column, "merge keys ('<<') are not allowed: write the keys out")
-            return None
-        if tag not in (None, "!") and tag not in _SCALAR_TAGS:
-            self.refuse(line, column, _tag_message(tag))
-            return None
-        if text not in top.fields:
-            return text
-        marks = top.repeated.get(text)
-        if marks is None:
-            first = self.places[(*top.loc, text)]
-            marks = top.repeated[text] = [Mark(first[0], first[1])]
-        marks.append(Mark(line, column))
-        return None  # the first one wins
-
-    def scalar(self, event: Any, line: int, column: int) -> tuple[Any, bool]:
-        """A scalar's value, and whether it was left out (`key:`, `key: !!null`)."""
-        tag, text = event.tag, event.value
-        if tag is not None:
-            value = self.tagged(tag, text, line, column)
-            return value, not text and tag == _NULL and not event.style
-        if not event.implicit[0]:
-            return text, False  # quoted, or a block scalar: text
-        if not text:
-            return None, True
-        if text[0] not in _TYPED_START:
-            return text, False
-        try:
-            return _typed(text), False
-        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
-            return self.invalid(text, _INT, line, column), False
-
-    def tagged(self, tag: str, text: str, line: int, column: int) -> Any:
-        """A scalar with an explicit tag: one of the plain types, or refused."""
-        if tag in ("!", _STR, _VALUE):
-            return text
-        if tag == _NULL:
-            return None
-        if tag not in _SCALAR_TAGS:
-            self.refuse(line, column, _tag_message(tag))
-            return REFUSED
-        value: Any = None
-        try:
-            if tag == _BOOL:
-                value = _TAGGED_BOOLS.get(text.lower())
-            elif tag == _INT:
-                value = _typed(text)
-                if type(value) is not int:  # Python's forms too, as ruamel.yaml took them
-                    value = int(text, 0)  # `0b101`, `+0x1F`, `1_000`
-            elif tag == _FLOAT:
-                value = _typed(text.replace("_", ""))
-                value = float(value) if type(value) in (int, float) else None
-            elif SafeConstructor.timestamp_regexp.match(text):
-                value = SafeConstructor().construct_yaml_timestamp(yaml.ScalarNode(tag, text))
-        except ValueError:
-            value = None
-        return self.invalid(text, tag, line, column) if value is None else value
-
-    def invalid(self, text: str, tag: str, line: int, column: int) -> Refused:
-        self.refuse(line, column, f"{text!r} is not a valid !!{tag.removeprefix(_STANDARD)}")
-        return REFUSED
-
-    def refuse(self, line: int, column: int, message: str) -> None:
-        self.problems.append(Problem(self.path, line, column, message))
-
-
-def _typed(text: str) -> Any:
-    """A plain scalar's value by the YAML 1.2 core schema; ValueError for a huge integer."""
-    value = _WORDS.get(text, _MISSING)
-    if value is not _MISSING:
-        return value
-    if _INT_RE.fullmatch(text):
-        # Not int(text, 0), which refuses leading zeros: "007" is 7.
-        return (
-            int(text[2:], 16 if text[1] == "x" else 8) if text[:2] in ("0x", "0o") else int(text)
-        )
-    if _FLOAT_RE.fullmatch(text):
-        return float(text)
-    return text
-
-
-def _tag_message(tag: str) -> str:
-    # libyaml gives the tag resolved; it is shown as it is usually written.
-    if tag.startswith(_STANDARD):
-        tag = "!!" + tag.removeprefix(_STANDARD)
-    elif not tag.startswith("!"):
-        tag = f"!<{tag}>"
-    return f"YAML tag '{tag}' is not allowed: the desired state holds only {_PLAIN_TYPES}"
+def _syntax_problems(path: str, text: str, error: yaml.YAMLError) -> list[Problem]:
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        if error.problem == "exceeded maximum nesting depth" and mark is not None:
+            problem = Problem(path, mark.line + 1, mark.column + 1, "nested too deeply to read")
+            return _too_deep(path, text[: mark.index]) or [problem]
+    return [_syntax_problem(path, text, error)]
 
 
 def _syntax_problem(path: str, text: str, error: yaml.YAMLError) -> Problem:
@@ -523,10 +368,6 @@ def _syntax_problem(path: str, text: str, error: yaml.YAMLError) -> Problem:
         return Problem(path, 1, 1, f"invalid YAML: {error}")
     mark, context = error.problem_mark or error.context_mark, error.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-    if error.problem == "exceeded maximum nesting depth" and mark is not None:
-        return _too_deep(path, text[: mark.index]) or Problem(
-            path, line, column, "nested too deeply to read"
-        )
     problem = error.problem or error.context or "not YAML"
     if problem == "found character that cannot start any token" and mark is not None:
         # libyaml does not say which character; it helps to know (a tab, mostly).
@@ -542,7 +383,7 @@ def _syntax_problem(path: str, text: str, error: yaml.YAMLError) -> Problem:
     return Problem(path, line, column, message)
 
 
-def _too_deep(path: str, text: str) -> Problem | None:
+def _too_deep(path: str, text: str) -> list[Problem]:
     """Where MAX_DEPTH is passed in a text that libyaml found nested past its own limit.
 
     libyaml stops at 1,000 levels, which it may reach while it looks ahead for a
@@ -550,12 +391,12 @@ def _too_deep(path: str, text: str) -> Problem | None:
     composed again: it is cut short, which is a syntax error only at its end.
     """
     try:
-        _Composer(YamlDocument(path)).compose(yaml.parse(text, Loader=_LOADER))
-    except _Stop as stop:
-        return stop.problem(path)
+        Composer(path, MAX_DEPTH, MAX_PROBLEMS).compose(yaml.parse(text, Loader=_LOADER))
+    except Stopped as stop:
+        return stop.problems(path)
     except yaml.YAMLError:
         pass
-    return None
+    return []
 
 
 def _position(text: str, index: int) -> tuple[int, int]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syncd import yaml_positions
+from syncd import loading, yaml_positions
 from syncd.errors import DesiredStateError
-from syncd.loading import MAX_FILE_BYTES, load_desired, parse_desired
+from syncd.loading import MAX_FILE_BYTES, MAX_PROBLEMS, load_desired, parse_desired
 
 BAD_DIR = Path(__file__).resolve().parents[1] / "data" / "bad"
 BAD_FILES = sorted(BAD_DIR.iterdir())
@@ -175,3 +175,85 @@ def test_an_unreadable_path_is_a_problem(tmp_path: Path) -> None:
     path = tmp_path / "file.yaml" / "inner.yaml"  # a file used as a directory
     (problem,) = rejected(path).problems
     assert str(problem) == f"{path}:1:1: cannot read: Not a directory"
+
+
+def problems_of(name: str, text: str) -> list[str]:
+    started = time.perf_counter()
+    with pytest.raises(DesiredStateError) as caught:
+        parse_desired([(name, text.encode())])
+    assert time.perf_counter() - started < 10
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_reading_stops_at_the_problem_limit() -> None:
+    aliases = ", ".join(["*a"] * 1_000_000)  # 4 MB: 1,000,000 problems if all were kept
+    text = f"version: 1\nusers:\n  janedoe:\n    emails: &a []\n    company: [{aliases}]\n"
+    problems = problems_of("a.yaml", text)
+    assert len(problems) == MAX_PROBLEMS == 1000
+    assert problems[0] == ("a.yaml:5:15: YAML aliases are not allowed ('*a'): write the value out")
+    assert problems[-1] == "a.yaml:5:4011: too many problems (1,000): stopped reading here"
+
+
+def test_repeated_keys_count_against_the_problem_limit() -> None:
+    text = "version: 1\nusers:\n  janedoe:\n" + "    company: x\n" * 5000
+    problems = problems_of("k.yaml", text)
+    assert len(problems) == MAX_PROBLEMS
+    assert problems[0] == (
+        "k.yaml:4:5: duplicate key 'company' (also at k.yaml:5:5, k.yaml:6:5, k.yaml:7:5,"
+        " k.yaml:8:5, k.yaml:9:5 and 993 more)"
+    )
+    assert problems[-1] == "k.yaml:1003:5: too many problems (1,000): stopped reading here"
+
+
+def test_problems_past_the_limit_are_counted_not_shown() -> None:
+    users = "".join(f"  user{n:04d}:\n    emails: [user{n}]\n" for n in range(2500))
+    problems = problems_of("u.yaml", f"version: 1\nusers:\n{users}")
+    assert len(problems) == MAX_PROBLEMS
+    assert problems[0] == "u.yaml:4:14: invalid email address 'user0'"
+    assert problems[998] == "u.yaml:2000:14: invalid email address 'user998'"
+    # the first one not shown is where the rest start
+    assert problems[-1] == "u.yaml:2002:14: … and 1,501 more problems not shown, from here on"
+
+
+def test_the_limit_is_for_each_file() -> None:
+    def text(name: str) -> bytes:
+        return (
+            "version: 1\nusers:\n" + "".join(f"  {name}{n:04d}: 1\n" for n in range(1500))
+        ).encode()
+
+    with pytest.raises(DesiredStateError) as caught:
+        parse_desired([("a.yaml", text("anna")), ("b.yaml", text("bert"))])
+    for name in ("a.yaml", "b.yaml"):
+        shown = [p for p in caught.value.problems if p.path == name]
+        assert len(shown) == MAX_PROBLEMS
+        assert shown[-1].message == "… and 501 more problems not shown, from here on"
+
+
+def test_a_place_repeated_many_times_names_a_few_others() -> None:
+    emails = "".join("      - j@example.com\n" for _ in range(20_000))  # not 4 * 10^8 places
+    problems = problems_of("e.yaml", f"version: 1\nusers:\n  janedoe:\n    emails:\n{emails}")
+    assert problems[0] == (
+        "e.yaml:5:9: duplicate email 'j@example.com' (also at e.yaml:6:9, e.yaml:7:9,"
+        " e.yaml:8:9, e.yaml:9:9, e.yaml:10:9 and 19,994 more)"
+    )
+    assert problems[-1] == "e.yaml:1004:9: … and 19,001 more problems not shown, from here on"
+
+
+def test_users_are_validated_in_chunks_as_if_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = ["version: 2", "users:"]
+    for n in range(2500):  # a problem in each of the three chunks, one at the top
+        lines.append(f"  user{n:04d}:")
+        lines.append(f"    emails: [{'bad' if n % 997 == 0 else f'u{n}@example.com'}]")
+    lines.append("uzers: {}")
+    text = "\n".join(lines) + "\n"
+    chunked = problems_of("c.yaml", text)
+    monkeypatch.setattr(loading, "_CHUNK", 1_000_000)
+    assert problems_of("c.yaml", text) == chunked
+    assert len(chunked) == 5  # version, three emails, uzers
+    good = text.replace("version: 2", "version: 1").replace("[bad]", "[b@example.com]")
+    state = parse_desired([("c.yaml", good.replace("uzers: {}\n", "").encode())])
+    assert [str(user.location) for user in state.users[999:1001]] == [
+        "c.yaml:2001:3",
+        "c.yaml:2003:3",
+    ]
+    assert state.users[-1].emails == ("u2499@example.com",)
