@@ -87,16 +87,10 @@ class AccountsClient:
         self._retry = retry or RetryPolicy()
         self._on_response = on_response
         self._slots = asyncio.Semaphore(settings.concurrency)
-        self._http = httpx.AsyncClient(
-            base_url=settings.api_url,
-            timeout=httpx.Timeout(settings.timeout),
-            limits=httpx.Limits(
-                max_connections=settings.concurrency,
-                max_keepalive_connections=settings.concurrency,
-            ),
-            headers={"Accept": "application/json", "User-Agent": f"syncd/{__version__}"},
-            follow_redirects=False,
-        )
+        self._settings = settings
+        # Made at the first request: a warm plan sends none, and building the
+        # client (its TLS context above all) is a tenth of a second.
+        self._client: httpx.AsyncClient | None = None
         #: Requests sent, by method: how runs prove "0 requests" or "2 GETs per user".
         self.requests: Counter[str] = Counter()
 
@@ -109,7 +103,24 @@ class AccountsClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._http.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            settings = self._settings
+            self._client = httpx.AsyncClient(
+                base_url=settings.api_url,
+                timeout=httpx.Timeout(settings.timeout),
+                limits=httpx.Limits(
+                    max_connections=settings.concurrency,
+                    max_keepalive_connections=settings.concurrency,
+                ),
+                headers={"Accept": "application/json", "User-Agent": f"syncd/{__version__}"},
+                follow_redirects=False,
+            )
+        return self._client
 
     def retry_delay(self, attempt: int, error: ApiError) -> float:
         """How long to wait before trying again after `error` (for the caller's own retries)."""
