@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlite_utils
-import structlog
 
 from syncd.plan import Action, AddEmail, UpdateProfile
 
@@ -85,6 +84,8 @@ class AuditTrail:
         self.source = dict(source)
         self.run_id = run_id or new_run_id()
         self.clock = clock
+        import structlog  # not at module level: a plan needs only open_intents
+
         self.log = structlog.get_logger("syncd.audit").bind(run_id=self.run_id)
 
     # -- runs -------------------------------------------------------------------
