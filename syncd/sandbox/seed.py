@@ -41,12 +41,10 @@ writes the credentials of every account as a credentials directory
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, NoReturn
 
@@ -62,6 +60,7 @@ from syncd.sandbox.store import (
     Snapshot,
     check_profile_value,
 )
+from syncd.yaml_positions import collector_paused
 
 _USER_KEYS: Final = frozenset({*fields.PROFILE_FIELDS, "password", "tokens", "emails"})
 _TOKEN_KEYS: Final = frozenset({"token", "scopes"})
@@ -89,21 +88,9 @@ def generate(count: int) -> Snapshot:
     """`count` deterministic users, `user000001` onwards, ids 1 to `count`."""
     if not 0 <= count <= MAX_GENERATED:
         raise SeedError(f"generate: between 0 and {MAX_GENERATED} users")
-    with _collector_paused():
+    # Hundreds of thousands of new objects, none of them garbage.
+    with collector_paused():
         return _generate(count)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    # Hundreds of thousands of new objects, none of them garbage: the cyclic
-    # collector would only walk them again and again (a third of the time).
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _generate(count: int) -> Snapshot:
