@@ -53,9 +53,6 @@ class LiveAccount:
     profile: LiveProfile | None = None
     emails: tuple[LiveEmail, ...] | None = None
 
-    def primary_email(self) -> LiveEmail | None:
-        return next((e for e in self.emails or () if e.primary), None)
-
     def with_email_added(self, added: LiveEmail) -> LiveAccount:
         if self.emails is None:
             return self
