@@ -161,15 +161,14 @@ def plan(
         result = asyncio.run(
             compute_plan(settings, desired, refresh=refresh, on_progress=on_progress)
         )
-    document = result.plan.to_json(result.source)
     if out_file:
         from syncd.planfile import save_plan
 
         save_plan(out_file, result.plan, result.live, result.source)
     if output == "json":
-        import json
+        from syncd.jsondoc import dumps_document
 
-        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        click.echo(dumps_document(result.plan.to_json(result.source)))
     else:
         from syncd.render import print_plan, terminal
 
@@ -302,8 +301,6 @@ def audit(
     state_dir: str | None, users: tuple[str, ...], since: str | None, limit: int, output: str
 ) -> None:
     """Show the audit trail: every intended write and its outcome."""
-    import json
-
     from syncd.audit import query_events
     from syncd.statefile import open_state
 
@@ -316,7 +313,9 @@ def audit(
     finally:
         db.close()
     if output == "json":
-        click.echo(json.dumps(events, indent=2, ensure_ascii=False))
+        from syncd.jsondoc import dumps_document
+
+        click.echo(dumps_document(events))
     else:
         from syncd.render import print_audit, terminal
 

@@ -19,6 +19,7 @@ from typing import Any
 from syncd.errors import PlanFileError
 from syncd.fetching import Wanted
 from syncd.fields import PROFILE_FIELDS, email_key, is_valid_email, is_valid_username
+from syncd.jsondoc import dumps_document
 from syncd.live import (
     LiveAccount,
     LiveProfile,
@@ -83,8 +84,7 @@ def save_plan(
         with tempfile.NamedTemporaryFile(
             "w", dir=target.parent, prefix=f".{target.name}.", delete=False, encoding="utf-8"
         ) as handle:
-            json.dump(document, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
+            handle.write(dumps_document(document) + "\n")
         os.replace(handle.name, target)
     except OSError as error:
         raise PlanFileError(f"cannot write the plan to {path}: {error}") from None
