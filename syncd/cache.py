@@ -16,16 +16,7 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from syncd.errors import CacheError
-from syncd.live import (
-    LiveAccount,
-    LiveEmail,
-    LiveProfile,
-    ShapeError,
-    emails_json,
-    parse_emails,
-    parse_user,
-    user_json,
-)
+from syncd.live import LiveAccount, LiveEmail, LiveProfile
 
 #: Rows written per transaction: large enough to amortise the commit.
 BATCH_SIZE = 1000
@@ -63,27 +54,26 @@ class LiveCache:
     def read(self, usernames: Iterable[str]) -> dict[str, CachedAccount]:
         """The cached accounts among `usernames`; an unreadable row is treated as absent."""
         try:
-            # Iterated, not fetched whole: 100,000 rows of JSON need not all be in memory.
+            # Iterated, not fetched whole: 100,000 rows need not all be in memory.
             rows = self.db.execute(
-                "SELECT username, user_json, user_fetched_at, emails_json, emails_fetched_at"
-                " FROM live_users WHERE username IN (SELECT value FROM json_each(?))",
+                "SELECT username, profile_fetched_at, full_name, location, company,"
+                " profile_url, gravatar_url, email, emails_fetched_at, emails"
+                " FROM live_accounts WHERE username IN (SELECT value FROM json_each(?))",
                 [json.dumps(list(usernames))],
             )
             cached = {}
-            for username, profile, profile_at, emails, emails_at in rows:
+            for username, profile_at, *profile, emails_at, emails in rows:
+                # Rows are written only by `put`, from values already checked;
+                # a damaged one costs a refetch, nothing more.
                 try:
                     account = LiveAccount(
                         username,
-                        parse_user(username, json.loads(profile)) if profile else None,
-                        parse_emails(json.loads(emails)) if emails else None,
+                        None if profile_at is None else LiveProfile(*profile),
+                        None if emails_at is None else _emails(emails),
                     )
-                except (ValueError, ShapeError):
-                    continue  # a damaged entry costs a refetch, nothing more
-                cached[username] = CachedAccount(
-                    account,
-                    profile_at if account.profile else None,
-                    emails_at if account.emails is not None else None,
-                )
+                except (ValueError, TypeError):
+                    continue
+                cached[username] = CachedAccount(account, profile_at, emails_at)
         except sqlite3.Error as error:
             raise CacheError(f"cannot read the live-state cache: {error}") from None
         return cached
@@ -110,37 +100,62 @@ class LiveCache:
     def put(self, snapshot: Snapshot) -> None:
         """Store one snapshot inside the caller's transaction."""
         account, at = snapshot.account, snapshot.fetched_at
-        if account.profile is None and account.emails is None:
+        profile, emails = account.profile, account.emails
+        if profile is None and emails is None:
             return
-        profile = (
-            json.dumps(user_json(account.profile, account.username)) if account.profile else None
-        )
-        emails = json.dumps(emails_json(account.emails)) if account.emails is not None else None
-        # COALESCE keeps the part that was not fetched this time.
         self.db.execute(
-            "INSERT INTO live_users VALUES (?, ?, ?, ?, ?) ON CONFLICT(username) DO UPDATE SET"
-            " user_json = COALESCE(excluded.user_json, user_json),"
-            " user_fetched_at = COALESCE(excluded.user_fetched_at, user_fetched_at),"
-            " emails_json = COALESCE(excluded.emails_json, emails_json),"
-            " emails_fetched_at = COALESCE(excluded.emails_fetched_at, emails_fetched_at)",
+            _UPSERT,
             [
                 account.username,
-                profile,
-                at if profile else None,
-                emails,
-                at if emails else None,
+                None if profile is None else at,
+                *(_NO_PROFILE if profile is None else _profile_values(profile)),
+                None if emails is None else at,
+                None if emails is None else _emails_json(emails),
             ],
         )
 
     def replace_emails(self, username: str, emails: tuple[LiveEmail, ...]) -> None:
         """New content for a cached email list, keeping its fetch time (its age is unchanged)."""
         self.db.execute(
-            "UPDATE live_users SET emails_json = ? WHERE username = ?"
+            "UPDATE live_accounts SET emails = ? WHERE username = ?"
             " AND emails_fetched_at IS NOT NULL",
-            [json.dumps(emails_json(emails)), username],
+            [_emails_json(emails), username],
         )
 
     def forget(self, username: str) -> None:
         """Drop what is known of a user, so the next plan reads it again."""
         with self.db.atomic():
-            self.db.execute("DELETE FROM live_users WHERE username = ?", [username])
+            self.db.execute("DELETE FROM live_accounts WHERE username = ?", [username])
+
+
+#: In the order of LiveProfile's fields, as `read` passes them.
+_PROFILE_COLUMNS = ("full_name", "location", "company", "profile_url", "gravatar_url", "email")
+_NO_PROFILE = (None,) * len(_PROFILE_COLUMNS)
+# A part that was not fetched this time is all NULLs: COALESCE keeps the cached one.
+_UPSERT = """
+INSERT INTO live_accounts (username, profile_fetched_at, full_name, location, company,
+    profile_url, gravatar_url, email, emails_fetched_at, emails)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(username) DO UPDATE SET
+    profile_fetched_at = COALESCE(excluded.profile_fetched_at, profile_fetched_at),
+    full_name = COALESCE(excluded.full_name, full_name),
+    location = COALESCE(excluded.location, location),
+    company = COALESCE(excluded.company, company),
+    profile_url = COALESCE(excluded.profile_url, profile_url),
+    gravatar_url = COALESCE(excluded.gravatar_url, gravatar_url),
+    email = COALESCE(excluded.email, email),
+    emails_fetched_at = COALESCE(excluded.emails_fetched_at, emails_fetched_at),
+    emails = COALESCE(excluded.emails, emails)
+"""
+
+
+def _profile_values(profile: LiveProfile) -> list[str]:
+    return [getattr(profile, column) for column in _PROFILE_COLUMNS]
+
+
+def _emails_json(emails: tuple[LiveEmail, ...]) -> str:
+    return json.dumps([[e.email, e.verified, e.primary] for e in emails])
+
+
+def _emails(text: str) -> tuple[LiveEmail, ...]:
+    return tuple(LiveEmail(*item) for item in json.loads(text))

@@ -1,0 +1,79 @@
+"""The live-state cache keeps what was fetched, each part with its own age."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from syncd.cache import LiveCache, Snapshot
+from syncd.live import LiveAccount, LiveEmail, LiveProfile
+from syncd.statefile import open_state
+
+PROFILE = LiveProfile("Jane Doe", "Lisbon", "", "https://example.com/", "", "jane@example.com")
+EMAILS = (LiveEmail("jane@example.com", True, True), LiveEmail("JANE@work.example", False, False))
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> LiveCache:
+    return LiveCache(open_state(tmp_path / "syncd.db"))
+
+
+def test_a_part_not_fetched_keeps_the_cached_one_and_its_age(cache: LiveCache) -> None:
+    cache.save([Snapshot(LiveAccount("janedoe", profile=PROFILE), 100.0)])
+    cache.save([Snapshot(LiveAccount("janedoe", emails=EMAILS), 200.0)])
+
+    entry = cache.read(["janedoe"])["janedoe"]
+
+    assert entry.account == LiveAccount("janedoe", PROFILE, EMAILS)
+    assert (entry.profile_fetched_at, entry.emails_fetched_at) == (100.0, 200.0)
+    assert entry.fresh_profile(now=250.0, ttl=100.0) is None
+    assert entry.fresh_emails(now=250.0, ttl=100.0) == EMAILS
+
+
+def test_an_uncached_part_reads_as_none(cache: LiveCache) -> None:
+    cache.save([Snapshot(LiveAccount("janedoe", emails=()), 100.0)])
+
+    entry = cache.read(["janedoe", "nobody"])
+
+    assert list(entry) == ["janedoe"]
+    assert entry["janedoe"].account == LiveAccount("janedoe", None, ())
+    assert entry["janedoe"].profile_fetched_at is None
+
+
+def test_replaced_addresses_keep_the_age_of_the_list(cache: LiveCache) -> None:
+    cache.save([Snapshot(LiveAccount("janedoe", PROFILE, EMAILS), 100.0)])
+    with cache.db.atomic():
+        cache.replace_emails("janedoe", EMAILS[:1])
+
+    entry = cache.read(["janedoe"])["janedoe"]
+
+    assert entry.account.emails == EMAILS[:1]
+    assert entry.emails_fetched_at == 100.0
+
+
+def test_a_damaged_row_is_read_as_absent(cache: LiveCache) -> None:
+    cache.save([Snapshot(LiveAccount("janedoe", PROFILE, EMAILS), 100.0)])
+    with cache.db.atomic():
+        cache.db.execute("UPDATE live_accounts SET emails = '[[\"x\"]]'")
+
+    assert cache.read(["janedoe"]) == {}
+
+
+texts = st.text(st.characters(exclude_categories=["Cs"]))
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    profile=st.builds(LiveProfile, texts, texts, texts, texts, texts, texts),
+    emails=st.lists(st.builds(LiveEmail, texts.filter(bool), st.booleans(), st.booleans())),
+)
+def test_any_account_reads_back_as_it_was_stored(
+    cache: LiveCache, profile: LiveProfile, emails: list[LiveEmail]
+) -> None:
+    account = LiveAccount("janedoe", profile, tuple(emails))
+    cache.save([Snapshot(account, 100.0)])
+
+    assert cache.read(["janedoe"])["janedoe"].account == account
