@@ -23,23 +23,6 @@ BATCH_SIZE = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class CachedAccount:
-    account: LiveAccount
-    profile_fetched_at: float | None
-    emails_fetched_at: float | None
-
-    def fresh_profile(self, now: float, ttl: float) -> LiveProfile | None:
-        if self.profile_fetched_at is None or now - self.profile_fetched_at > ttl:
-            return None
-        return self.account.profile
-
-    def fresh_emails(self, now: float, ttl: float) -> tuple[LiveEmail, ...] | None:
-        if self.emails_fetched_at is None or now - self.emails_fetched_at > ttl:
-            return None
-        return self.account.emails
-
-
-@dataclass(frozen=True, slots=True)
 class Snapshot:
     """What was just learnt of one account; a None part is left as it is in the cache."""
 
@@ -51,8 +34,15 @@ class LiveCache:
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
 
-    def read(self, usernames: Iterable[str]) -> dict[str, CachedAccount]:
-        """The cached accounts among `usernames`; an unreadable row is treated as absent."""
+    def read_fresh(
+        self, usernames: Iterable[str], now: float, ttl: float
+    ) -> dict[str, LiveAccount]:
+        """The cached accounts among `usernames`, each part only if it is at most `ttl` old.
+
+        A part that is older, or not cached, is None; a row that cannot be read
+        is left out, so it costs a refetch and nothing more.
+        """
+        oldest = now - ttl
         try:
             # Iterated, not fetched whole: 100,000 rows need not all be in memory.
             rows = self.db.execute(
@@ -63,17 +53,15 @@ class LiveCache:
             )
             cached = {}
             for username, profile_at, *profile, emails_at, emails in rows:
-                # Rows are written only by `put`, from values already checked;
-                # a damaged one costs a refetch, nothing more.
+                # Rows are written only by `put`, from values already checked.
                 try:
-                    account = LiveAccount(
+                    cached[username] = LiveAccount(
                         username,
-                        None if profile_at is None else LiveProfile(*profile),
-                        None if emails_at is None else _emails(emails),
+                        LiveProfile(*profile) if _fresh(profile_at, oldest) else None,
+                        _emails(emails) if _fresh(emails_at, oldest) else None,
                     )
                 except (ValueError, TypeError):
                     continue
-                cached[username] = CachedAccount(account, profile_at, emails_at)
         except sqlite3.Error as error:
             raise CacheError(f"cannot read the live-state cache: {error}") from None
         return cached
@@ -151,6 +139,10 @@ ON CONFLICT(username) DO UPDATE SET
 
 def _profile_values(profile: LiveProfile) -> list[str]:
     return [getattr(profile, column) for column in _PROFILE_COLUMNS]
+
+
+def _fresh(fetched_at: float | None, oldest: float) -> bool:
+    return fetched_at is not None and fetched_at >= oldest
 
 
 def _emails_json(emails: tuple[LiveEmail, ...]) -> str:

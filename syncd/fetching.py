@@ -76,7 +76,8 @@ async def fetch_live(
 ) -> dict[str, LiveAccount | Unreadable]:
     """The live state of every wanted account, from the cache where it is fresh enough."""
     wanted = list(wanted)
-    cached = {} if options.refresh else cache.read(user.username for user in wanted)
+    trusted = [user.username for user in wanted if user.username not in options.distrust]
+    cached = {} if options.refresh else cache.read_fresh(trusted, options.now, options.ttl)
     result: dict[str, LiveAccount | Unreadable] = {}
     to_fetch: list[tuple[Wanted, LiveAccount]] = []
     for user in wanted:
@@ -89,14 +90,7 @@ async def fetch_live(
                 "no credential file for this user and no fallback token",
             )
             continue
-        entry = cached.get(user.username)
-        known = LiveAccount(user.username)
-        if entry is not None and user.username not in options.distrust:
-            known = LiveAccount(
-                user.username,
-                entry.fresh_profile(options.now, options.ttl),
-                entry.fresh_emails(options.now, options.ttl),
-            )
+        known = cached.get(user.username) or LiveAccount(user.username)
         if _complete(user, known):
             result[user.username] = known
         else:

@@ -25,22 +25,20 @@ def test_a_part_not_fetched_keeps_the_cached_one_and_its_age(cache: LiveCache) -
     cache.save([Snapshot(LiveAccount("janedoe", profile=PROFILE), 100.0)])
     cache.save([Snapshot(LiveAccount("janedoe", emails=EMAILS), 200.0)])
 
-    entry = cache.read(["janedoe"])["janedoe"]
-
-    assert entry.account == LiveAccount("janedoe", PROFILE, EMAILS)
-    assert (entry.profile_fetched_at, entry.emails_fetched_at) == (100.0, 200.0)
-    assert entry.fresh_profile(now=250.0, ttl=100.0) is None
-    assert entry.fresh_emails(now=250.0, ttl=100.0) == EMAILS
+    assert cache.read_fresh(["janedoe"], now=300.0, ttl=200.0) == {
+        "janedoe": LiveAccount("janedoe", PROFILE, EMAILS)
+    }
+    assert cache.read_fresh(["janedoe"], now=250.0, ttl=100.0) == {
+        "janedoe": LiveAccount("janedoe", None, EMAILS)
+    }
 
 
 def test_an_uncached_part_reads_as_none(cache: LiveCache) -> None:
     cache.save([Snapshot(LiveAccount("janedoe", emails=()), 100.0)])
 
-    entry = cache.read(["janedoe", "nobody"])
-
-    assert list(entry) == ["janedoe"]
-    assert entry["janedoe"].account == LiveAccount("janedoe", None, ())
-    assert entry["janedoe"].profile_fetched_at is None
+    assert cache.read_fresh(["janedoe", "nobody"], now=100.0, ttl=0.0) == {
+        "janedoe": LiveAccount("janedoe", None, ())
+    }
 
 
 def test_replaced_addresses_keep_the_age_of_the_list(cache: LiveCache) -> None:
@@ -48,10 +46,8 @@ def test_replaced_addresses_keep_the_age_of_the_list(cache: LiveCache) -> None:
     with cache.db.atomic():
         cache.replace_emails("janedoe", EMAILS[:1])
 
-    entry = cache.read(["janedoe"])["janedoe"]
-
-    assert entry.account.emails == EMAILS[:1]
-    assert entry.emails_fetched_at == 100.0
+    assert cache.read_fresh(["janedoe"], now=200.0, ttl=100.0)["janedoe"].emails == EMAILS[:1]
+    assert cache.read_fresh(["janedoe"], now=201.0, ttl=100.0)["janedoe"].emails is None
 
 
 def test_a_damaged_row_is_read_as_absent(cache: LiveCache) -> None:
@@ -59,7 +55,7 @@ def test_a_damaged_row_is_read_as_absent(cache: LiveCache) -> None:
     with cache.db.atomic():
         cache.db.execute("UPDATE live_accounts SET emails = '[[\"x\"]]'")
 
-    assert cache.read(["janedoe"]) == {}
+    assert cache.read_fresh(["janedoe"], now=100.0, ttl=1.0) == {}
 
 
 texts = st.text(st.characters(exclude_categories=["Cs"]))
@@ -76,4 +72,4 @@ def test_any_account_reads_back_as_it_was_stored(
     account = LiveAccount("janedoe", profile, tuple(emails))
     cache.save([Snapshot(account, 100.0)])
 
-    assert cache.read(["janedoe"])["janedoe"].account == account
+    assert cache.read_fresh(["janedoe"], now=100.0, ttl=1.0) == {"janedoe": account}
