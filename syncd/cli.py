@@ -70,7 +70,22 @@ def _load(settings: Settings, users: tuple[str, ...] = ()) -> DesiredState:
     from syncd.gitsource import resolve_desired
     from syncd.reconcile import restrict
 
-    return restrict(resolve_desired(settings), users)
+    desired = restrict(resolve_desired(settings), users)
+    _keep_until_exit()
+    return desired
+
+
+def _keep_until_exit() -> None:
+    """Hide what is alive now from the cyclic garbage collector, for a one-shot command.
+
+    The modules, the desired state and the plan live until the process exits,
+    yet each full collection walks them all again: 0.1-0.2 s of a warm plan of
+    10,000 users. They hold no cycles to collect. Never for the daemon, which
+    lives on and reloads.
+    """
+    import gc
+
+    gc.freeze()
 
 
 class SyncdGroup(click.Group):
@@ -161,6 +176,7 @@ def plan(
         result = asyncio.run(
             compute_plan(settings, desired, refresh=refresh, on_progress=on_progress)
         )
+    _keep_until_exit()
     if out_file:
         from syncd.planfile import save_plan
 
@@ -244,6 +260,10 @@ def apply(
         finally:
             signal.signal(signal.SIGINT, handler)
 
+    def show_plan(result: PlanResult) -> None:
+        print_plan(result.plan, console)
+        _keep_until_exit()
+
     with fetch_progress() as on_progress:
         make_plan: PlanStep
         if plan_file:
@@ -260,7 +280,7 @@ def apply(
                     command="apply",
                     deletion_limit=limit,
                     confirm=confirm,
-                    on_plan=lambda result: print_plan(result.plan, console),
+                    on_plan=show_plan,
                 )
 
         # One writer per state directory: an apply beside the daemon would
