@@ -148,6 +148,8 @@ def _profile_changes(desired: DesiredUser, live: LiveAccount) -> tuple[FieldChan
 def _email_changes(desired: DesiredUser, live: LiveAccount) -> tuple[list[Action], list[Finding]]:
     if desired.emails is None or live.emails is None:
         return [], []
+    if desired.emails == tuple(e.email for e in live.emails):
+        return [], []  # the usual case, and exactly equal is equal by email_key too
     wanted = {email_key(address): address for address in desired.emails}
     present = {email_key(e.email): e for e in live.emails}
     actions: list[Action] = [
