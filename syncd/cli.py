@@ -66,11 +66,13 @@ def _settings(options: dict[str, Any]) -> Settings:
     return load_settings(**options)
 
 
-def _load(settings: Settings, users: tuple[str, ...] = ()) -> DesiredState:
+def _load(
+    settings: Settings, users: tuple[str, ...] = (), *, remember: bool = True
+) -> DesiredState:
     from syncd.gitsource import resolve_desired
     from syncd.reconcile import restrict
 
-    desired = restrict(resolve_desired(settings), users)
+    desired = restrict(resolve_desired(settings, remember=remember), users)
     _keep_until_exit()
     return desired
 
@@ -125,7 +127,7 @@ def cli() -> None:
 def validate(desired: str | None) -> None:
     """Check the desired state; send nothing to the API."""
     settings = _settings({"desired": desired})
-    state = _load(settings)
+    state = _load(settings, remember=False)
     click.echo(f"{settings.desired}: valid, {len(state.users)} users")
 
 

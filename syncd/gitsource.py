@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from syncd.desired import DesiredState
+from syncd.desired_memo import DesiredMemo
 from syncd.errors import DesiredStateError, GitSourceError, Problem, UsageError
 from syncd.loading import MAX_FILE_BYTES, YAML_SUFFIXES, load_desired, parse_desired
 from syncd.settings import Settings
@@ -303,11 +304,16 @@ class DesiredSource:
         return self._good
 
 
-def resolve_desired(settings: Settings) -> DesiredState:
-    """The desired state that `settings.desired` names, for the one-shot commands."""
+def resolve_desired(settings: Settings, *, remember: bool = False) -> DesiredState:
+    """The desired state that `settings.desired` names, for the one-shot commands.
+
+    With `remember`, a local file already found valid is not read again (see
+    syncd.desired_memo): for plan and apply, not for validate, which must read.
+    """
     location = parse_git_desired(settings.desired)
     if location is None:
-        return load_desired(settings.desired)
+        memo = DesiredMemo(settings.state_dir / "desired-memo") if remember else None
+        return load_desired(settings.desired, memo)
     mirror = GitMirror(location, settings.state_dir, settings.git_timeout)
 
     async def fetch_and_parse() -> DesiredState:

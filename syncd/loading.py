@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from itertools import islice
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from pydantic import (
     AfterValidator,
@@ -50,6 +50,9 @@ from syncd.yaml_positions import (
     read_yaml_bytes,
     read_yaml_files,
 )
+
+if TYPE_CHECKING:
+    from syncd.desired_memo import DesiredMemo
 
 FORMAT_VERSION: Final = 1
 # The reader's limits, named here for the loader's callers.
@@ -168,14 +171,15 @@ def desired_state_json_schema() -> dict[str, Any]:
 # Loading
 
 
-def load_desired(path: str | os.PathLike[str]) -> DesiredState:
+def load_desired(path: str | os.PathLike[str], memo: DesiredMemo | None = None) -> DesiredState:
     """The desired state in a file, or in the `*.yaml`/`*.yml` files directly in a directory.
 
     Raises DesiredStateError carrying every problem of every file (at most
-    MAX_PROBLEMS for each).
+    MAX_PROBLEMS for each). With a `memo`, a file already found valid is not
+    read again, and the files of a valid state are remembered.
     """
     files, problems = read_yaml_files(os.fspath(path))
-    return _assemble(files, problems, revision=None)
+    return _assemble(files, problems, revision=None, memo=memo)
 
 
 def parse_desired(files: Iterable[tuple[str, bytes]], revision: str | None = None) -> DesiredState:
@@ -188,22 +192,40 @@ def parse_desired(files: Iterable[tuple[str, bytes]], revision: str | None = Non
 
 
 def _assemble(
-    files: list[tuple[str, bytes]], read_problems: list[Problem], revision: str | None
+    files: list[tuple[str, bytes]],
+    read_problems: list[Problem],
+    revision: str | None,
+    memo: DesiredMemo | None = None,
 ) -> DesiredState:
     users: list[DesiredUser] = []
     written = _Written()
     problems = ProblemList(read_problems)
-    # Hundreds of thousands of new objects, none of them garbage: the cyclic
-    # collector would only walk them again and again (~1.3 s at 100,000 users).
-    with collector_paused():
-        for path, content in files:
-            users += _load_file(path, content, written, problems)
-        problems.extend(written.duplicate_users())
-    if problems:
-        raise DesiredStateError(problems.shown())
     sources = tuple(
         SourceFile(path, hashlib.sha256(content).hexdigest()) for path, content in files
     )
+    read: list[tuple[str, list[DesiredUser]]] = []  # to remember, if all is valid
+    # Hundreds of thousands of new objects, none of them garbage: the cyclic
+    # collector would only walk them again and again (~1.3 s at 100,000 users).
+    with collector_paused():
+        for (path, content), source in zip(files, sources, strict=True):
+            known = memo.recall(source.sha256, path) if memo else None
+            if known is None:
+                known = _load_file(path, content, written, problems)
+                read.append((source.sha256, known))
+            else:
+                # Still checked against the other files: a user in two files.
+                for user in known:
+                    assert user.location is not None  # a remembered user has its place
+                    written.add(user.username, user.location)
+            users += known
+        problems.extend(written.duplicate_users())
+    if problems:
+        raise DesiredStateError(problems.shown())
+    # Only now: a file valid alone may repeat a user of its own, which only
+    # the whole state's check finds.
+    if memo is not None:
+        for sha256, known in read:
+            memo.keep(sha256, known)
     return DesiredState(tuple(users), sources, revision)
 
 

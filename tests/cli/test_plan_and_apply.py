@@ -161,7 +161,7 @@ def test_no_secret_appears_in_output_logs_or_state(world: World):
         run(world, "plan", "--output", "json"),
         run(world, "apply", "--yes"),
     ]
-    state_bytes = b"".join(p.read_bytes() for p in world.state_dir.iterdir())
+    state_bytes = b"".join(p.read_bytes() for p in world.state_dir.rglob("*") if p.is_file())
     for secret in secrets:
         for result in outputs:
             assert secret not in result.stdout
@@ -198,3 +198,23 @@ def test_apply_refuses_while_another_writer_holds_the_state(world: World):
     assert result.exit_code == 1
     assert f"pid {os.getpid()}" in result.stderr
     assert world.writes() == 0
+
+
+def test_a_plan_reads_the_desired_state_again_once_it_changes(world: World):
+    assert "Jane Doe" in run(world, "plan").stdout  # now remembered in the state directory
+    world.desired_file.write_text(world.desired_file.read_text().replace("Jane Doe", "Jane Q."))
+
+    result = run(world, "plan")
+
+    assert '~ full_name: "Jane" → "Jane Q."' in result.stdout
+    assert len(list((world.state_dir / "desired-memo").glob("*.jsonl"))) == 2
+
+
+def test_validate_reads_the_file_and_remembers_nothing(world: World):
+    result = CliRunner().invoke(
+        cli,
+        ["validate", "-f", str(world.desired_file)],
+        env={"SYNCD_STATE_DIR": str(world.state_dir)},
+    )
+    assert result.exit_code == 0, result.output
+    assert not (world.state_dir / "desired-memo").exists()

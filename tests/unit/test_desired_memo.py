@@ -1,0 +1,133 @@
+"""A desired-state file already found valid is not read again, unless anything changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syncd.desired_memo import KEPT, DesiredMemo
+from syncd.errors import DesiredStateError
+from syncd.loading import load_desired
+
+TEAM = """version: 1
+users:
+  janedoe:
+    full_name: Jane Doe
+    company: ""
+    emails: [jane@example.com, Jane@Work.example]
+  johnsmith: {}
+  ops_robot:
+    emails: []
+"""
+
+
+@pytest.fixture
+def memo(tmp_path: Path) -> DesiredMemo:
+    return DesiredMemo(tmp_path / "state" / "desired-memo")
+
+
+def entries(memo: DesiredMemo) -> list[Path]:
+    return sorted(memo.directory.glob("*.jsonl"))
+
+
+def test_a_remembered_file_loads_the_same_state_without_being_parsed(
+    tmp_path: Path, memo: DesiredMemo
+) -> None:
+    path = tmp_path / "team.yaml"
+    path.write_text(TEAM)
+    first = load_desired(path, memo)
+    [entry] = entries(memo)
+    # The entry, not the file, is what the second load reads: mark it to tell.
+    entry.write_text(entry.read_text().replace("Jane Doe", "Jane From Memo"))
+
+    second = load_desired(path, memo)
+
+    assert second.users[0].profile["full_name"] == "Jane From Memo"
+    assert [(u.username, u.profile, u.emails, u.location) for u in second.users[1:]] == [
+        (u.username, u.profile, u.emails, u.location) for u in first.users[1:]
+    ]
+    assert second.sources == first.sources
+    assert entry.stat().st_mode & 0o777 == 0o600
+
+
+def test_changed_bytes_are_read_again(tmp_path: Path, memo: DesiredMemo) -> None:
+    path = tmp_path / "team.yaml"
+    path.write_text(TEAM)
+    load_desired(path, memo)
+    path.write_text(TEAM.replace("Jane Doe", "Jane Q. Doe"))
+
+    assert load_desired(path, memo).users[0].profile["full_name"] == "Jane Q. Doe"
+    assert len(entries(memo)) == 2
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(
+            lambda text: text.replace('"fingerprint": "', '"fingerprint": "0'), id="loader"
+        ),
+        pytest.param(lambda text: text[: len(text) // 2], id="cut-short"),
+        pytest.param(lambda text: "".join(text.splitlines(True)[:-1]), id="last-line-lost"),
+        pytest.param(lambda text: text + text.splitlines(True)[-1], id="line-repeated"),
+        pytest.param(lambda text: text.replace("[", "{", 2), id="not-json"),
+        pytest.param(lambda text: "", id="empty"),
+    ],
+)
+def test_an_entry_that_does_not_fit_is_not_used(
+    tmp_path: Path, memo: DesiredMemo, damage: object
+) -> None:
+    assert callable(damage)
+    path = tmp_path / "team.yaml"
+    path.write_text(TEAM)
+    expected = load_desired(path, memo)
+    [entry] = entries(memo)
+    # Marked as in the first test, so that using the entry would show.
+    entry.write_text(damage(entry.read_text().replace("Jane Doe", "Jane From Memo")))
+
+    assert load_desired(path, memo).users == expected.users
+
+
+def test_a_remembered_file_is_still_checked_against_the_others(
+    tmp_path: Path, memo: DesiredMemo
+) -> None:
+    (tmp_path / "a.yaml").write_text(TEAM)
+    load_desired(tmp_path, memo)
+    (tmp_path / "b.yaml").write_text("version: 1\nusers:\n  janedoe: {}\n")
+
+    with pytest.raises(DesiredStateError) as caught:
+        load_desired(tmp_path, memo)
+
+    assert [str(p) for p in caught.value.problems] == [
+        f"{tmp_path / 'a.yaml'}:3:3: duplicate user 'janedoe' (also at {tmp_path / 'b.yaml'}:3:3)",
+        f"{tmp_path / 'b.yaml'}:3:3: duplicate user 'janedoe' (also at {tmp_path / 'a.yaml'}:3:3)",
+    ]
+
+
+def test_nothing_is_remembered_of_an_invalid_state(tmp_path: Path, memo: DesiredMemo) -> None:
+    (tmp_path / "a.yaml").write_text(TEAM)
+    (tmp_path / "b.yaml").write_text("version: 1\nusers:\n  janedoe: {}\n")
+
+    with pytest.raises(DesiredStateError):
+        load_desired(tmp_path, memo)
+
+    assert entries(memo) == []
+
+
+def test_only_the_newest_entries_are_kept(tmp_path: Path, memo: DesiredMemo) -> None:
+    path = tmp_path / "team.yaml"
+    for version in range(KEPT + 3):
+        path.write_text(TEAM + f"# version {version}\n")
+        load_desired(path, memo)
+
+    assert len(entries(memo)) == KEPT
+
+
+def test_a_state_directory_that_cannot_be_written_only_costs_time(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("a file where the directory should be")
+    path = tmp_path / "team.yaml"
+    path.write_text(TEAM)
+
+    state = load_desired(path, DesiredMemo(tmp_path / "state" / "desired-memo"))
+
+    assert state.usernames() == ["janedoe", "johnsmith", "ops_robot"]
