@@ -11,11 +11,9 @@ most MAX_PROBLEMS problems, and a message about a duplicate names a few places.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
@@ -28,7 +26,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
 from syncd import yaml_positions
 from syncd.desired import DesiredState, DesiredUser, Location, SourceFile
@@ -42,7 +40,8 @@ from syncd.fields import (
     is_valid_url,
     is_valid_username,
 )
-from syncd.yaml_compose import REFUSED, Loc, Mark
+from syncd.validation_messages import explain_all
+from syncd.yaml_compose import REFUSED, Mark
 from syncd.yaml_positions import (
     ProblemList,
     YamlDocument,
@@ -289,7 +288,8 @@ def _validate(
         try:
             model = DesiredStateFile.model_validate(chunk)
         except ValidationError as error:
-            problems.extend(_explain_all(error.errors(include_url=False), document))
+            errors = error.errors(include_url=False)
+            problems.extend(explain_all(errors, document, _TOP_KEYS, _USER_KEYS))
             users = None
         else:
             if users is not None:
@@ -383,98 +383,3 @@ def _others(place: Location, places: list[Location]) -> str:
 
 def _location(document: YamlDocument, mark: Mark) -> Location:
     return Location(document.path, mark.line, mark.column)
-
-
-# ---------------------------------------------------------------------------
-# From pydantic's errors to messages at places
-
-
-def _explain_all(errors: list[ErrorDetails], document: YamlDocument) -> Iterator[Problem]:
-    for error in errors:
-        if error["input"] is not REFUSED:  # else the reader has already said why
-            mark, message = _explain(error, document)
-            yield document.problem(mark, message)
-
-
-def _explain(error: ErrorDetails, document: YamlDocument) -> tuple[Mark, str]:
-    loc: Loc = tuple(error["loc"])
-    kind, value = error["type"], error["input"]
-    if len(loc) == 3 and loc[0] == "users" and loc[2] == "[key]":
-        return document.key_mark(loc[:2]), error["msg"]
-    if kind == "extra_forbidden":
-        return document.key_mark(loc), _unknown_key(str(loc[-1]), top=len(loc) == 1)
-    if kind == "missing":
-        return document.value_mark(loc[:-1]), _MISSING.get(loc, f"missing {loc[-1]!r}")
-    mark = document.value_mark(loc)
-    subject, expected = _expectation(loc)
-    if kind.startswith("syncd_"):
-        message = error["msg"]
-        return mark, message if len(loc) != 3 else f"{loc[2]}: {message}"
-    if kind == "string_too_long":
-        limit = error.get("ctx", {}).get("max_length")
-        return mark, f"{subject} is {len(value)} characters long; the limit is {limit}"
-    if kind.endswith("_type") and loc == ("version",):
-        text = f"the string {value!r}" if isinstance(value, str) else document.scalar_text(loc)
-        text = "null" if value is None else text
-        return mark, f"version must be the number 1, not {text}"
-    if kind.endswith("_type"):
-        message = f"{subject} must be {expected}, not {_describe(value)}"
-        if kind == "list_type" and value is None:
-            message += ": write 'emails: []' to keep only the primary address"
-        elif isinstance(value, int | float | date) and not isinstance(value, bool):
-            text = document.scalar_text(loc)
-            message += f' (quote it to mean the text: "{text}")'
-        return mark, message
-    return mark, f"{subject}: {error['msg']}"
-
-
-_MISSING: Final[dict[Loc, str]] = {
-    ("version",): "missing 'version: 1'",
-    ("users",): "missing 'users' (a mapping of usernames; 'users: {}' for none)",
-}
-
-
-def _expectation(loc: Loc) -> tuple[str, str]:
-    """What the value at `loc` is called, and what it must be."""
-    match loc:
-        case ():
-            return "the top level", "a mapping with 'version: 1' and 'users'"
-        case ("users",):
-            return "'users'", "a mapping of usernames to their settings"
-        case ("users", username):
-            return f"user {username!r}", "a mapping of settings (or empty)"
-        case ("users", _, "emails"):
-            return "emails", "a list of addresses"
-        case ("users", _, "emails", _):
-            return "an email address", "a string"
-        case ("users", _, name):
-            return str(name), 'a string ("" or null for empty)'
-    return ".".join(map(str, loc)), "valid"
-
-
-# The exact types that syncd.yaml_compose puts in the data.
-_KINDS: Final[dict[type, str]] = {
-    type(None): "null",
-    bool: "a boolean",
-    int: "a number",
-    float: "a number",
-    str: "a string",
-    list: "a list",
-    dict: "a mapping",
-    date: "a date",
-    datetime: "a date",
-}
-
-
-def _describe(value: Any) -> str:
-    return _KINDS.get(type(value), type(value).__name__)
-
-
-def _unknown_key(key: str, *, top: bool) -> str:
-    allowed = _TOP_KEYS if top else _USER_KEYS
-    close = difflib.get_close_matches(key.lower(), allowed, n=1)
-    if close:
-        return f"unknown key {key!r} (did you mean {close[0]!r}?)"
-    if top and is_valid_username(key):
-        return f"unknown key {key!r} (users go under 'users:')"
-    return f"unknown key {key!r}; expected one of: {', '.join(allowed)}"

@@ -1,0 +1,120 @@
+"""What a pydantic validation error means, said at its file:line:col in the operator's words.
+
+The loader validates the desired state with pydantic models; their errors name
+a `loc` in the data and a terse type. Here each becomes a Problem at the place
+in the YAML where that value (or key) was written, with what was expected, the
+near miss for an unknown key and a hint for a value YAML read as a number.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from datetime import date, datetime
+from typing import Any, Final
+
+from pydantic_core import ErrorDetails
+
+from syncd.errors import Problem
+from syncd.fields import is_valid_username
+from syncd.yaml_compose import REFUSED, Loc, Mark
+from syncd.yaml_positions import YamlDocument
+
+Keys = tuple[str, ...]
+
+
+def explain_all(
+    errors: list[ErrorDetails], document: YamlDocument, top_keys: Keys, user_keys: Keys
+) -> Iterator[Problem]:
+    """A problem for each error; `top_keys` and `user_keys` are the keys allowed at each level."""
+    for error in errors:
+        if error["input"] is not REFUSED:  # else the reader has already said why
+            mark, message = _explain(error, document, top_keys, user_keys)
+            yield document.problem(mark, message)
+
+
+def _explain(
+    error: ErrorDetails, document: YamlDocument, top_keys: Keys, user_keys: Keys
+) -> tuple[Mark, str]:
+    loc: Loc = tuple(error["loc"])
+    kind, value = error["type"], error["input"]
+    if len(loc) == 3 and loc[0] == "users" and loc[2] == "[key]":
+        return document.key_mark(loc[:2]), error["msg"]
+    if kind == "extra_forbidden":
+        top = len(loc) == 1
+        allowed = top_keys if top else user_keys
+        return document.key_mark(loc), _unknown_key(str(loc[-1]), allowed, top=top)
+    if kind == "missing":
+        return document.value_mark(loc[:-1]), _MISSING.get(loc, f"missing {loc[-1]!r}")
+    mark = document.value_mark(loc)
+    subject, expected = _expectation(loc)
+    if kind.startswith("syncd_"):
+        message = error["msg"]
+        return mark, message if len(loc) != 3 else f"{loc[2]}: {message}"
+    if kind == "string_too_long":
+        limit = error.get("ctx", {}).get("max_length")
+        return mark, f"{subject} is {len(value)} characters long; the limit is {limit}"
+    if kind.endswith("_type") and loc == ("version",):
+        text = f"the string {value!r}" if isinstance(value, str) else document.scalar_text(loc)
+        text = "null" if value is None else text
+        return mark, f"version must be the number 1, not {text}"
+    if kind.endswith("_type"):
+        message = f"{subject} must be {expected}, not {_describe(value)}"
+        if kind == "list_type" and value is None:
+            message += ": write 'emails: []' to keep only the primary address"
+        elif isinstance(value, int | float | date) and not isinstance(value, bool):
+            text = document.scalar_text(loc)
+            message += f' (quote it to mean the text: "{text}")'
+        return mark, message
+    return mark, f"{subject}: {error['msg']}"
+
+
+_MISSING: Final[dict[Loc, str]] = {
+    ("version",): "missing 'version: 1'",
+    ("users",): "missing 'users' (a mapping of usernames; 'users: {}' for none)",
+}
+
+
+def _expectation(loc: Loc) -> tuple[str, str]:
+    """What the value at `loc` is called, and what it must be."""
+    match loc:
+        case ():
+            return "the top level", "a mapping with 'version: 1' and 'users'"
+        case ("users",):
+            return "'users'", "a mapping of usernames to their settings"
+        case ("users", username):
+            return f"user {username!r}", "a mapping of settings (or empty)"
+        case ("users", _, "emails"):
+            return "emails", "a list of addresses"
+        case ("users", _, "emails", _):
+            return "an email address", "a string"
+        case ("users", _, name):
+            return str(name), 'a string ("" or null for empty)'
+    return ".".join(map(str, loc)), "valid"
+
+
+# The exact types that syncd.yaml_compose puts in the data.
+_KINDS: Final[dict[type, str]] = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a mapping",
+    date: "a date",
+    datetime: "a date",
+}
+
+
+def _describe(value: Any) -> str:
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+def _unknown_key(key: str, allowed: Keys, *, top: bool) -> str:
+    close = difflib.get_close_matches(key.lower(), allowed, n=1)
+    if close:
+        return f"unknown key {key!r} (did you mean {close[0]!r}?)"
+    if top and is_valid_username(key):
+        return f"unknown key {key!r} (users go under 'users:')"
+    return f"unknown key {key!r}; expected one of: {', '.join(allowed)}"
