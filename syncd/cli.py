@@ -67,7 +67,7 @@ def _settings(options: dict[str, Any]) -> Settings:
 
 
 def _load(
-    settings: Settings, users: tuple[str, ...] = (), *, remember: bool = True
+    settings: Settings, users: tuple[str, ...] = (), *, remember: bool = False
 ) -> DesiredState:
     from syncd.gitsource import resolve_desired
     from syncd.reconcile import restrict
@@ -127,7 +127,7 @@ def cli() -> None:
 def validate(desired: str | None) -> None:
     """Check the desired state; send nothing to the API."""
     settings = _settings({"desired": desired})
-    state = _load(settings, remember=False)
+    state = _load(settings)
     click.echo(f"{settings.desired}: valid, {len(state.users)} users")
 
 
@@ -173,7 +173,8 @@ def plan(
     from syncd.reconcile import compute_plan
 
     settings = _settings(options)
-    desired = _load(settings, users)
+    # A dry run may show a remembered file; what may be applied (--out) is read from the file.
+    desired = _load(settings, users, remember=out_file is None)
     with fetch_progress(enabled=output == "text") as on_progress:
         result = asyncio.run(
             compute_plan(settings, desired, refresh=refresh, on_progress=on_progress)

@@ -1,13 +1,17 @@
-"""The users of desired-state files already found valid, kept by content.
+"""The users of desired-state files already found valid, kept by content, for dry runs.
 
 Reading and checking a file of 10,000 users takes ~0.3 s on a small machine,
-and a plan reads the same file again and again while the operator works on
-their accounts. The state directory keeps the users of each file that was part
-of a valid desired state, under the sha256 of its bytes, much as Python keeps
-bytecode beside a module. An entry is used only if the file's bytes are the
-same and so is everything that decides what those bytes mean: the source of
-syncd's loader and the versions of pydantic and PyYAML (the fingerprint).
-Anything else reads the file again; so does any entry that cannot be read.
+and `syncd plan` reads the same file again and again while the operator works
+on their accounts. The state directory keeps the users of each file that was
+part of a valid desired state, under the sha256 of its bytes, much as Python
+keeps bytecode beside a module. An entry is used only if the file's bytes are
+the same and so is everything that decides what those bytes mean: syncd's own
+code, the Python, pydantic and PyYAML versions (the fingerprint). Anything
+else parses the file again; so does an entry that cannot be read.
+
+Only a dry run (`plan` without `--out`) reads the memo. `apply` and a saved
+plan always parse the file: whoever can write the state directory must not be
+able to choose what is written to the accounts.
 
 An entry is JSON lines: the fingerprint and the number of users, then one
 user a line, so that neither writing nor reading 100,000 users holds them
@@ -20,13 +24,14 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from syncd.desired import DesiredUser, Location
+from syncd.fields import PROFILE_FIELDS
 
-#: The modules whose code decides what a file means.
-_LOADER_MODULES = ("desired.py", "fields.py", "loading.py", "yaml_compose.py", "yaml_positions.py")
 #: Entries kept: one per file version, so a few branches can be switched between.
 KEPT = 16
 
@@ -37,10 +42,14 @@ def fingerprint() -> str | None:
     import pydantic
     import yaml
 
-    digest = hashlib.sha256(f"pydantic {pydantic.VERSION} pyyaml {yaml.__version__}".encode())
+    versions = f"{sys.version} pydantic {pydantic.VERSION} pyyaml {yaml.__version__}"
+    digest = hashlib.sha256(versions.encode())
+    # All of syncd's modules, not a list of the loader's: a list would go stale
+    # the day the loader imports a new one. Reading them takes about a millisecond.
+    package = Path(__file__).parent
     try:
-        for name in _LOADER_MODULES:
-            digest.update((Path(__file__).parent / name).read_bytes())
+        for module in sorted(package.glob("*.py")):
+            digest.update(module.name.encode() + b"\0" + module.read_bytes())
     except OSError:
         return None  # installed without sources: no way to tell a stale entry
     return digest.hexdigest()
@@ -97,19 +106,21 @@ class DesiredMemo:
             stale.unlink(missing_ok=True)
 
 
-def _row(user: DesiredUser) -> list[object]:
+def _row(user: DesiredUser) -> list[Any]:
     assert user.location is not None  # every loaded user has its place
     return [user.username, user.profile, user.emails, user.location.line, user.location.column]
 
 
-def _user(row: list[object], path: str) -> DesiredUser:
+def _user(row: list[Any], path: str) -> DesiredUser:
+    """A remembered user, checked as closely as the loader's models would check its types."""
     username, profile, emails, line, column = row
     if not (
-        isinstance(username, str)
-        and isinstance(profile, dict)
-        and (emails is None or isinstance(emails, list))
-        and isinstance(line, int)
-        and isinstance(column, int)
+        type(username) is str
+        and type(profile) is dict
+        and all(key in PROFILE_FIELDS and type(value) is str for key, value in profile.items())
+        and (emails is None or (type(emails) is list and all(type(e) is str for e in emails)))
+        and type(line) is int
+        and type(column) is int
     ):
         raise TypeError("not a remembered user")
     return DesiredUser(

@@ -307,8 +307,8 @@ class DesiredSource:
 def resolve_desired(settings: Settings, *, remember: bool = False) -> DesiredState:
     """The desired state that `settings.desired` names, for the one-shot commands.
 
-    With `remember`, a local file already found valid is not read again (see
-    syncd.desired_memo): for plan and apply, not for validate, which must read.
+    With `remember`, a local file already found valid is not parsed again (see
+    syncd.desired_memo). Only for a dry run: what is applied comes from the file.
     """
     location = parse_git_desired(settings.desired)
     if location is None:

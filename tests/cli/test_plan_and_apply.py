@@ -218,3 +218,21 @@ def test_validate_reads_the_file_and_remembers_nothing(world: World):
     )
     assert result.exit_code == 0, result.output
     assert not (world.state_dir / "desired-memo").exists()
+
+
+def test_what_is_applied_comes_from_the_file_never_from_the_memo(world: World, tmp_path: Path):
+    run(world, "plan")  # remembers the file
+    [entry] = (world.state_dir / "desired-memo").glob("*.jsonl")
+    entry.write_text(entry.read_text().replace("Jane Doe", "Jane From Memo"))
+    assert "Jane From Memo" in run(world, "plan").stdout  # a dry run may show it
+    saved = tmp_path / "plan.json"
+
+    assert run(world, "plan", "--out", str(saved)).exit_code == 0
+    assert run(world, "apply", "--yes").exit_code == 0
+
+    assert "Jane From Memo" not in saved.read_text()
+    response = httpx.get(
+        f"{world.sandbox.url}/api/v1.1/users/janedoe/",
+        headers={"Authorization": f"Bearer {world.sandbox.admin_token}"},
+    )
+    assert response.json()["full_name"] == "Jane Doe"

@@ -72,6 +72,10 @@ def test_changed_bytes_are_read_again(tmp_path: Path, memo: DesiredMemo) -> None
         pytest.param(lambda text: text + text.splitlines(True)[-1], id="line-repeated"),
         pytest.param(lambda text: text.replace("[", "{", 2), id="not-json"),
         pytest.param(lambda text: "", id="empty"),
+        pytest.param(lambda text: text.replace('"Jane From Memo"', "5"), id="number-for-text"),
+        pytest.param(lambda text: text.replace('"full_name"', '"nickname"'), id="unknown-field"),
+        pytest.param(lambda text: text.replace('"jane@example.com"', "null"), id="null-address"),
+        pytest.param(lambda text: text.replace(", 3, 3]", ', "3", 3]', 1), id="text-line"),
     ],
 )
 def test_an_entry_that_does_not_fit_is_not_used(
@@ -83,7 +87,10 @@ def test_an_entry_that_does_not_fit_is_not_used(
     expected = load_desired(path, memo)
     [entry] = entries(memo)
     # Marked as in the first test, so that using the entry would show.
-    entry.write_text(damage(entry.read_text().replace("Jane Doe", "Jane From Memo")))
+    marked = entry.read_text().replace("Jane Doe", "Jane From Memo")
+    damaged = damage(marked)
+    assert damaged != marked
+    entry.write_text(damaged)
 
     assert load_desired(path, memo).users == expected.users
 
