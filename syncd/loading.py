@@ -268,6 +268,10 @@ def _load_file(
     users = _validate(document, places, problems)
     problems.extend(_duplicate_keys(document, written))
     problems.extend(_duplicate_emails(document))
+    if users is None and len(problems) == before:
+        # Every refusal is reported where it is made; should one ever not be,
+        # the file must still count as invalid, not as a file without users.
+        problems.extend([Problem(path, 1, 1, "not a valid desired state")])
     return users if users is not None and len(problems) == before else []
 
 
