@@ -12,6 +12,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlite_utils
 
@@ -53,11 +54,12 @@ class LiveCache:
             )
             cached = {}
             for username, profile_at, *profile, emails_at, emails in rows:
-                # Rows are written only by `put`, from values already checked.
+                # Rows are written only by `put`, from values already checked;
+                # these checks are for a file damaged some other way.
                 try:
                     cached[username] = LiveAccount(
                         username,
-                        LiveProfile(*profile) if _fresh(profile_at, oldest) else None,
+                        _profile(profile) if _fresh(profile_at, oldest) else None,
                         _emails(emails) if _fresh(emails_at, oldest) else None,
                     )
                 except (ValueError, TypeError):
@@ -116,10 +118,11 @@ class LiveCache:
             self.db.execute("DELETE FROM live_accounts WHERE username = ?", [username])
 
 
-#: In the order of LiveProfile's fields, as `read` passes them.
+#: In the order of LiveProfile's fields, as `read_fresh` passes them.
 _PROFILE_COLUMNS = ("full_name", "location", "company", "profile_url", "gravatar_url", "email")
 _NO_PROFILE = (None,) * len(_PROFILE_COLUMNS)
-# A part that was not fetched this time is all NULLs: COALESCE keeps the cached one.
+# A part that was not fetched this time is all NULLs, and a fetched part has
+# none (each of its fields is text): COALESCE keeps the cached part whole.
 _UPSERT = """
 INSERT INTO live_accounts (username, profile_fetched_at, full_name, location, company,
     profile_url, gravatar_url, email, emails_fetched_at, emails)
@@ -149,5 +152,16 @@ def _emails_json(emails: tuple[LiveEmail, ...]) -> str:
     return json.dumps([[e.email, e.verified, e.primary] for e in emails])
 
 
+def _profile(values: list[Any]) -> LiveProfile:
+    if not all(type(value) is str for value in values):
+        raise TypeError("a profile column is not text")
+    return LiveProfile(*values)
+
+
 def _emails(text: str) -> tuple[LiveEmail, ...]:
-    return tuple(LiveEmail(*item) for item in json.loads(text))
+    emails = []
+    for address, verified, primary in json.loads(text):
+        if type(address) is not str or type(verified) is not bool or type(primary) is not bool:
+            raise TypeError("an address entry is not [text, bool, bool]")
+        emails.append(LiveEmail(address, verified, primary))
+    return tuple(emails)

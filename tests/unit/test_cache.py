@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd.cache import LiveCache, Snapshot
+from syncd.cache import _PROFILE_COLUMNS, LiveCache, Snapshot
 from syncd.live import LiveAccount, LiveEmail, LiveProfile
 from syncd.statefile import open_state
 
@@ -50,12 +51,27 @@ def test_replaced_addresses_keep_the_age_of_the_list(cache: LiveCache) -> None:
     assert cache.read_fresh(["janedoe"], now=201.0, ttl=100.0)["janedoe"].emails is None
 
 
-def test_a_damaged_row_is_read_as_absent(cache: LiveCache) -> None:
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "emails = '[[\"x\"]]'",
+        "emails = '[[\"x\", 1, true]]'",
+        "emails = '[[null, true, true]]'",
+        "emails = 'not json'",
+        "company = NULL",
+        "full_name = x'00ff'",
+    ],
+)
+def test_a_damaged_row_is_read_as_absent(cache: LiveCache, damage: str) -> None:
     cache.save([Snapshot(LiveAccount("janedoe", PROFILE, EMAILS), 100.0)])
     with cache.db.atomic():
-        cache.db.execute("UPDATE live_accounts SET emails = '[[\"x\"]]'")
+        cache.db.execute(f"UPDATE live_accounts SET {damage}")
 
     assert cache.read_fresh(["janedoe"], now=100.0, ttl=1.0) == {}
+
+
+def test_the_profile_columns_are_the_profile_fields_in_order() -> None:
+    assert tuple(field.name for field in fields(LiveProfile)) == _PROFILE_COLUMNS
 
 
 texts = st.text(st.characters(exclude_categories=["Cs"]))
