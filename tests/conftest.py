@@ -13,6 +13,7 @@ so tests pass alone and in any order.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,3 +101,14 @@ def sandbox(sandbox_server: str, sandbox_http: httpx.Client) -> SandboxHandle:
     handle = SandboxHandle(sandbox_server, ADMIN_TOKEN, sandbox_http)
     handle.reset()
     return handle
+
+
+@pytest.fixture(autouse=True)
+def _collectable() -> Iterator[None]:
+    """Undo the gc.freeze() of one-shot commands that a test ran in this process.
+
+    Frozen objects are never collected: left frozen, one test's cycles would
+    outlive it, with their ResourceWarnings.
+    """
+    yield
+    gc.unfreeze()
