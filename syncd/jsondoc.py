@@ -1,4 +1,4 @@
-"""JSON documents for people and programs alike: one list item per line.
+"""JSON documents for people and programs alike: one list item or member per line.
 
     {
       "format_version": 1,
@@ -6,7 +6,9 @@
         {"user": "janedoe", "action": "add_email", "email": "jane@example.com"},
         {"user": "johnsmith", "action": "delete_email", "email": "old@example.com"}
       ],
-      "summary": {"users_changed": 2}
+      "summary": {
+        "users_changed": 2
+      }
     }
 
 Any JSON parser reads it; grep and diff see one change per line. It is also
@@ -25,7 +27,8 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
 
 def dumps_document(document: Mapping[str, Any] | Sequence[Any]) -> str:
-    """`document` (an object or an array) with each member and each list item on a line."""
+    """`document` (an object or an array); a member that is an array or an object has
+    each of its items on a line of its own, and every other value is on one line."""
     if isinstance(document, Mapping):
         members = [f"{_encode(key)}: {_value(value, '  ')}" for key, value in document.items()]
         return _block("{", members, "}", "")
@@ -35,6 +38,9 @@ def dumps_document(document: Mapping[str, Any] | Sequence[Any]) -> str:
 def _value(value: Any, indent: str) -> str:
     if isinstance(value, list | tuple) and value:
         return _block("[", [_encode(item) for item in value], "]", indent)
+    if isinstance(value, Mapping) and value:
+        members = [f"{_encode(key)}: {_encode(item)}" for key, item in value.items()]
+        return _block("{", members, "}", indent)
     return _encode(value)
 
 

@@ -33,14 +33,19 @@ def test_each_change_is_one_line_and_text_is_not_escaped() -> None:
         {"user": "janedoe", "action": "add_email", "email": "jané@example.com"},
         {"user": "johnsmith", "action": "delete_email", "email": "old@example.com"},
     ]
-    text = dumps_document({"format_version": 1, "changes": changes, "warnings": []})
-    assert text.splitlines() == [
+    summary = {"users_changed": 2, "add_email": 1}
+    document = {"format_version": 1, "changes": changes, "warnings": [], "summary": summary}
+    assert dumps_document(document).splitlines() == [
         "{",
         '  "format_version": 1,',
         '  "changes": [',
         '    {"user": "janedoe", "action": "add_email", "email": "jané@example.com"},',
         '    {"user": "johnsmith", "action": "delete_email", "email": "old@example.com"}',
         "  ],",
-        '  "warnings": []',
+        '  "warnings": [],',
+        '  "summary": {',
+        '    "users_changed": 2,',
+        '    "add_email": 1',
+        "  }",
         "}",
     ]
