@@ -92,6 +92,24 @@ CASES = [
         id="emails-case-insensitive",
     ),
     pytest.param(
+        DesiredUser("janedoe", emails=("b@example.com", "A@example.com")),
+        LiveAccount("janedoe", emails=emails("a@example.com", "b@example.com")),
+        (),
+        id="emails-same-in-another-order-and-case",
+    ),
+    pytest.param(
+        DesiredUser("janedoe", emails=("jane@example.com", "x@example.com")),
+        LiveAccount("janedoe", emails=emails("jane@example.com", "x@example.com")),
+        (),
+        id="emails-exactly-equal",
+    ),
+    pytest.param(
+        DesiredUser("janedoe", emails=("jane@example.com",)),
+        LiveAccount("janedoe", emails=emails("jane@example.com", "jane@example.com")),
+        (),
+        id="emails-live-repeats-a-desired-address",
+    ),
+    pytest.param(
         DesiredUser("janedoe", {"company": "Acme"}),
         LiveAccount(
             "janedoe", profile(company="Acme"), emails("jane@example.com", "x@example.com")
