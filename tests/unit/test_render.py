@@ -1,0 +1,59 @@
+"""The plan as a person reads it: the same words with colour on a terminal or without."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.text import Text
+
+from syncd.plan import AddEmail, DeleteEmail, FieldChange, Finding, Plan, UpdateProfile
+from syncd.render import plan_lines, print_plan
+
+PLAN = Plan(
+    changes=(
+        UpdateProfile(
+            "janedoe",
+            (
+                FieldChange("full_name", "Jane [bold]", "Jane Doe"),
+                FieldChange("gravatar_email", None, "jane@example.com"),
+            ),
+        ),
+        AddEmail("janedoe", "jane+[red]@example.com"),
+        DeleteEmail("janedoe", "old@example.com"),
+    ),
+    warnings=(Finding("johnsmith", "user_not_found", "the API has no such user (404) [x]"),),
+    errors=(Finding("ops_robot", "unauthorized", "credential refused: 401 \\[escaped]"),),
+)
+
+
+def test_plain_lines_are_the_text_of_the_coloured_ones() -> None:
+    coloured = [Text.from_markup(line).plain for line in plan_lines(PLAN)]
+    assert plan_lines(PLAN, markup=False) == coloured
+
+
+def test_without_a_terminal_the_plan_is_written_as_plain_text() -> None:
+    out = io.StringIO()
+    print_plan(PLAN, Console(file=out, force_terminal=False))
+    assert out.getvalue().splitlines() == [
+        "janedoe",
+        '  ~ full_name: "Jane [bold]" → "Jane Doe"',
+        '  ~ gravatar_email: (write-only, differs) → "jane@example.com"',
+        "  + jane+[red]@example.com",
+        "  - old@example.com",
+        "! johnsmith: user_not_found: the API has no such user (404) [x]",
+        "✗ ops_robot: unauthorized: credential refused: 401 \\[escaped]",
+        "",
+        "Plan: 3 changes for 1 user (1 profile update, 1 address to add, 1 to delete)."
+        " 1 warning, 1 error.",
+    ]
+
+
+def test_on_a_terminal_the_plan_is_coloured() -> None:
+    out = io.StringIO()
+    console = Console(
+        file=out, force_terminal=True, color_system="standard", highlight=False, soft_wrap=True
+    )
+    print_plan(PLAN, console)
+    assert "\x1b[33m  ~ full_name:\x1b[0m" in out.getvalue()
+    assert Text.from_ansi(out.getvalue()).plain.splitlines() == plan_lines(PLAN, markup=False)
