@@ -23,7 +23,6 @@ transaction as the outcome event, so the next plan needs no GET for the user.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -156,7 +155,7 @@ class Applier:
     def _remember(self, action: Action, account: LiveAccount) -> None:
         if isinstance(action, UpdateProfile) and account.profile is not None:
             # The PATCH answer is a whole, fresh user object.
-            profile_only = dataclasses.replace(account, emails=None)
+            profile_only = LiveAccount(account.username, account.profile)
             self.cache.put(Snapshot(profile_only, time.time()))
         elif account.emails is not None:
             # The list is the cached one plus or minus one address: it keeps
@@ -205,7 +204,7 @@ class Applier:
                 profile = await self.client.update_profile(action.user, action.body())
             except ApiError as error:
                 raise (_Unknown(error) if _is_ambiguous(error) else error) from None
-            return dataclasses.replace(account, profile=profile)
+            return LiveAccount(account.username, profile, account.emails)
         if isinstance(action, AddEmail):
             return await self._add_email(account, action.email)
         return await self._delete_email(account, action)

@@ -13,6 +13,7 @@ No event holds a credential: events carry users, fields, addresses and values.
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 import sqlite_utils
 
 from syncd.plan import Action, AddEmail, UpdateProfile
+from syncd.statefile import savepoint
 
 Clock = Callable[[], datetime]
 
@@ -82,6 +84,7 @@ class AuditTrail:
     ) -> None:
         self.db = db
         self.source = dict(source)
+        self._source_json = json.dumps(self.source)  # on every row: encoded once
         self.run_id = run_id or new_run_id()
         self.clock = clock
         import structlog  # not at module level: a plan needs only open_intents
@@ -93,10 +96,11 @@ class AuditTrail:
     def set_source(self, source: Mapping[str, Any]) -> None:
         """Where the desired state came from, once it is known; recorded on the run."""
         self.source = dict(source)
+        self._source_json = json.dumps(self.source)
         with self.db.atomic():
             self.db.execute(
                 "UPDATE runs SET source = ?, revision = ? WHERE id = ?",
-                [json.dumps(self.source), self.source.get("revision"), self.run_id],
+                [self._source_json, self.source.get("revision"), self.run_id],
             )
         self.log.info("run_source", source=self.source)
 
@@ -108,7 +112,7 @@ class AuditTrail:
                     self.run_id,
                     command,
                     self._now(),
-                    json.dumps(self.source),
+                    self._source_json,
                     self.source.get("revision"),
                 ],
             )
@@ -127,22 +131,23 @@ class AuditTrail:
     def intent(self, action: Action) -> int:
         """Record that a write is about to be sent; returns the intent's number."""
         change = describe_change(action)
-        with self.db.atomic():
-            cursor = self.db.execute(
-                "INSERT INTO audit (run_id, timestamp, event, user, action, target, before,"
-                " after, source) VALUES (?,?,?,?,?,?,?,?,?)",
-                [
-                    self.run_id,
-                    self._now(),
-                    "intent",
-                    action.user,
-                    action.action,
-                    change["target"],
-                    json.dumps(change["before"]),
-                    json.dumps(change["after"]),
-                    json.dumps(self.source),
-                ],
-            )
+        # One row, so one statement is atomic alone; within an apply's open
+        # transaction it is committed with its group (see GroupCommit).
+        cursor = self._write(
+            "INSERT INTO audit (run_id, timestamp, event, user, action, target, before,"
+            " after, source) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                self.run_id,
+                self._now(),
+                "intent",
+                action.user,
+                action.action,
+                change["target"],
+                json.dumps(change["before"]),
+                json.dumps(change["after"]),
+                self._source_json,
+            ),
+        )
         seq = cursor.lastrowid
         assert seq is not None
         self.log.info("intent", user=action.user, action=action.action, **change)
@@ -160,7 +165,7 @@ class AuditTrail:
     ) -> None:
         """Record how a write ended; `then` runs in the same transaction (the cache update)."""
         change = describe_change(action)
-        with self.db.atomic():
+        with savepoint(self.db):
             self._insert_outcome(
                 intent_seq, action.user, action.action, change["target"], result, status, message
             )
@@ -188,10 +193,10 @@ class AuditTrail:
         status: int | None,
         message: str | None,
     ) -> None:
-        self.db.execute(
+        self._write(
             "INSERT INTO audit (run_id, timestamp, event, intent_seq, user, action, target,"
             " result, status, message, source) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            [
+            (
                 self.run_id,
                 self._now(),
                 "outcome",
@@ -202,9 +207,15 @@ class AuditTrail:
                 result,
                 status,
                 message,
-                json.dumps(self.source),
-            ],
+                self._source_json,
+            ),
         )
+
+    def _write(self, sql: str, values: tuple[Any, ...]) -> sqlite3.Cursor:
+        """One statement: straight to the connection inside a transaction, else committed."""
+        if self.db.conn.in_transaction:
+            return self.db.conn.execute(sql, values)
+        return self.db.execute(sql, values)
 
     # -- crashes ----------------------------------------------------------------
 

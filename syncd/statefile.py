@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlite_utils
@@ -104,6 +105,30 @@ def open_state(path: Path) -> sqlite_utils.Database:
     except (OSError, sqlite3.Error) as error:
         raise CacheError(f"cannot open the state file {path}: {error}") from None
     return db
+
+
+@contextlib.contextmanager
+def savepoint(db: sqlite_utils.Database) -> Iterator[None]:
+    """All of the block's writes or none of them, inside the open transaction if any.
+
+    sqlite-utils' atomic() does the same with a random savepoint name (an
+    os.urandom call and two more statements per block): for the two rows of
+    every write of an apply, a fixed name nested as SQLite allows is enough.
+    """
+    if not db.conn.in_transaction:
+        with db.atomic():
+            yield
+        return
+    db.conn.execute("SAVEPOINT syncd")
+    try:
+        yield
+    except BaseException:
+        # An error such as a trigger's RAISE(ROLLBACK) can end the transaction itself.
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK TO syncd")
+            db.conn.execute("RELEASE syncd")
+        raise
+    db.conn.execute("RELEASE syncd")
 
 
 class GroupCommit:
