@@ -113,6 +113,8 @@ class AccountsClient:
         if self._client is None:
             import httpx
 
+            from syncd.nocookies import NoCookies
+
             settings = self._settings
             self._client = httpx.AsyncClient(
                 base_url=settings.api_url,
@@ -123,6 +125,7 @@ class AccountsClient:
                 ),
                 headers={"Accept": "application/json", "User-Agent": f"syncd/{__version__}"},
                 follow_redirects=False,
+                cookies=NoCookies(),
             )
         return self._client
 

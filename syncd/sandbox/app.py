@@ -106,11 +106,16 @@ class SandboxApp:
         # Held for the whole request: a reset meanwhile starts counting afresh.
         stats = self.sandbox.stats
         status = DROPPED
+        set_cookie = self.sandbox.faults.config.set_cookie
+        with_cookie = any(name == b"cookie" for name, _ in scope["headers"])
 
         async def recording_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if set_cookie:
+                    cookie = (b"set-cookie", b"sandbox_session=%d; Path=/" % id(scope))
+                    message = {**message, "headers": [*message.get("headers", []), cookie]}
             await send(message)
 
         try:
@@ -119,7 +124,8 @@ class SandboxApp:
             status = DROPPED
             raise
         finally:
-            stats.record(scope["method"], route_of(scope["path"]), status)
+            route = route_of(scope["path"])
+            stats.record(scope["method"], route, status, with_cookie=with_cookie)
 
     async def _faulted(self, scope: Scope, receive: Receive, send: Send) -> None:
         faults = self.sandbox.faults

@@ -37,6 +37,8 @@ class FaultConfig:
     ambiguous_rate  fraction of successful writes answered 500 or dropped after applying
     fault_seed      seed of the random draws
     throttle_rate   fraction of API requests answered 429 with Retry-After: 1, whatever the rate
+    set_cookie      every API answer sets a session cookie, as some load balancers do
+                    (the stats count the requests that send one back: `with_cookie`)
     """
 
     latency_ms: float = 0
@@ -45,8 +47,11 @@ class FaultConfig:
     ambiguous_rate: float = 0
     fault_seed: int = 0
     throttle_rate: float = 0
+    set_cookie: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.set_cookie, bool):
+            raise ValueError("set_cookie: must be true or false")
         for name in ("latency_ms", "error_rate", "rate_limit", "ambiguous_rate", "throttle_rate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):

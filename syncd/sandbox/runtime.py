@@ -54,9 +54,11 @@ class Stats:
 
     def __init__(self) -> None:
         self._counts: Counter[tuple[str, str, int]] = Counter()
+        self._with_cookie = 0
 
-    def record(self, method: str, route: str, status: int) -> None:
+    def record(self, method: str, route: str, status: int, *, with_cookie: bool = False) -> None:
         self._counts[method, route, status] += 1
+        self._with_cookie += with_cookie
 
     def as_json(self) -> dict[str, object]:
         by_method: Counter[str] = Counter()
@@ -65,6 +67,7 @@ class Stats:
         return {
             "total": sum(self._counts.values()),
             "by_method": dict(sorted(by_method.items())),
+            "with_cookie": self._with_cookie,
             "requests": [
                 {"method": method, "path": route, "status": status, "count": count}
                 for (method, route, status), count in sorted(

@@ -57,6 +57,13 @@ def test_warm_plan_sends_no_request(world: World):
     assert len(again.plan.changes) == 3
 
 
+def test_a_cookie_set_for_one_user_never_travels_with_another(world: World):
+    world.sandbox.set_faults({"set_cookie": True})  # every answer sets a session cookie
+    result = plan_with(world)
+    assert sum(result.requests.values()) >= 2  # through one client, for two users
+    assert world.sandbox.stats()["with_cookie"] == 0
+
+
 def test_refresh_ignores_the_cache(world: World):
     plan_with(world)
     before = world.gets()
