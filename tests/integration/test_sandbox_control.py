@@ -38,6 +38,7 @@ def test_stats_count_api_requests_by_method_route_and_status(
     assert sandbox.stats() == {
         "total": 6,
         "by_method": {"GET": 5, "POST": 1},
+        "with_cookie": 0,
         "requests": [
             {"method": "GET", "path": "(other)", "status": 404, "count": 1},
             {"method": "GET", "path": USER_ROUTE, "status": 200, "count": 2},
@@ -52,7 +53,7 @@ def test_reset_zeroes_the_stats(sandbox: Any, http: httpx.Client) -> None:
     http.get("/api/v1.1/users/janedoe/")
     assert sandbox.stats()["total"] == 1
     sandbox.reset()
-    assert sandbox.stats() == {"total": 0, "by_method": {}, "requests": []}
+    assert sandbox.stats() == {"total": 0, "by_method": {}, "with_cookie": 0, "requests": []}
 
 
 def test_reset_with_generate_and_seed(sandbox: Any, http: httpx.Client) -> None:
