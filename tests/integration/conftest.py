@@ -3,6 +3,7 @@ credentials directory, a desired-state file and the settings that tie them."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
+from syncd.loading import load_desired
+from syncd.reconcile import ConvergeResult, connect, converge, planning
 from syncd.settings import Settings, load_settings
 
 ALL_SCOPES = ["profile_read", "profile_write", "email_read", "email_write"]
@@ -90,6 +93,22 @@ class World:
             "desired": str(self.desired_file),
         }
         return load_settings(**{**given, **overrides})
+
+    def apply(self, settings: Settings | None = None, limit: int = 10) -> ConvergeResult:
+        """One converge of the desired file, confirmed, as `syncd apply --yes` runs it."""
+        desired = load_desired(self.desired_file)
+
+        async def run() -> ConvergeResult:
+            async with connect(settings or self.settings()) as connection:
+                return await converge(
+                    connection,
+                    planning(desired),
+                    command="apply",
+                    deletion_limit=limit,
+                    confirm=lambda _: True,
+                )
+
+        return asyncio.run(run())
 
     def cli_args(self) -> list[str]:
         return [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from typing import Any
@@ -10,26 +9,7 @@ from typing import Any
 import pytest
 
 from syncd.errors import GuardError
-from syncd.loading import load_desired
-from syncd.reconcile import ConvergeResult, connect, converge, planning
-from syncd.settings import Settings
 from tests.integration.conftest import STANDARD_SEED, World, account
-
-
-def apply_with(world: World, settings: Settings | None = None, limit: int = 10) -> ConvergeResult:
-    desired = load_desired(world.desired_file)
-
-    async def run() -> ConvergeResult:
-        async with connect(settings or world.settings()) as connection:
-            return await converge(
-                connection,
-                planning(desired),
-                command="apply",
-                deletion_limit=limit,
-                confirm=lambda _: True,
-            )
-
-    return asyncio.run(run())
 
 
 def audit_rows(world: World) -> list[dict[str, Any]]:
@@ -39,17 +19,17 @@ def audit_rows(world: World) -> list[dict[str, Any]]:
 
 
 def test_apply_converges_with_one_write_per_action(world: World):
-    first = apply_with(world)
+    first = world.apply()
     assert first.report is not None
     assert first.report.ok
     assert world.writes() == len(first.result.plan.changes) == 3
-    second = apply_with(world)
+    second = world.apply()
     assert second.result.plan.is_empty
     assert sum(second.result.requests.values()) == 0, "the cache was updated from the answers"
 
 
 def test_every_write_has_one_intent_and_one_outcome(world: World):
-    apply_with(world)
+    world.apply()
     rows = audit_rows(world)
     intents = [r for r in rows if r["event"] == "intent"]
     outcomes = [r for r in rows if r["event"] == "outcome"]
@@ -63,7 +43,7 @@ def test_every_write_has_one_intent_and_one_outcome(world: World):
 
 
 def test_the_audit_trail_is_append_only(world: World):
-    apply_with(world)
+    world.apply()
     with (
         sqlite3.connect(world.state_dir / "syncd.db") as db,
         pytest.raises(sqlite3.IntegrityError, match="append-only"),
@@ -73,10 +53,10 @@ def test_the_audit_trail_is_append_only(world: World):
 
 def test_deletion_guard_refuses_everything(world: World):
     with pytest.raises(GuardError, match="--allow-deletions 1") as refused:
-        apply_with(world, limit=0)
+        world.apply(limit=0)
     assert refused.value.exit_code == 3
     assert world.writes() == 0
-    assert apply_with(world, limit=1).report is not None
+    assert world.apply(limit=1).report is not None
 
 
 def test_ambiguous_writes_never_duplicate_and_converge(world: World):
@@ -91,11 +71,11 @@ def test_ambiguous_writes_never_duplicate_and_converge(world: World):
     }
     world.desire({"version": 1, "users": desired})
     for _ in range(3):
-        if apply_with(world).result.plan.is_empty:
+        if world.apply().result.plan.is_empty:
             break
     posts = [r for r in world.sandbox.stats()["requests"] if r["method"] == "POST"]
     assert not [r for r in posts if r["status"] == 400], "an address was sent twice"
-    assert apply_with(world, settings=world.settings(cache_ttl=0)).result.plan.is_empty
+    assert world.apply(settings=world.settings(cache_ttl=0)).result.plan.is_empty
     for i, name in enumerate(users):
         assert sorted(world.emails_of(name)) == sorted(
             [f"u{i}@example.com", f"extra{i}@example.com"]
@@ -104,10 +84,10 @@ def test_ambiguous_writes_never_duplicate_and_converge(world: World):
 
 def test_bursts_of_429_and_503_are_survived(world: World):
     world.seed(STANDARD_SEED, faults={"error_rate": 0.3, "rate_limit": 5, "fault_seed": 11})
-    result = apply_with(world, settings=world.settings(concurrency=4))
+    result = world.apply(settings=world.settings(concurrency=4))
     assert result.report is not None
     assert result.report.ok
-    assert apply_with(world, settings=world.settings(cache_ttl=0)).result.plan.is_empty
+    assert world.apply(settings=world.settings(cache_ttl=0)).result.plan.is_empty
 
 
 def test_a_failing_user_does_not_stop_the_others(world: World):
@@ -118,7 +98,7 @@ def test_a_failing_user_does_not_stop_the_others(world: World):
             "users": {"janedoe": {"full_name": "X"}, "johnsmith": {"full_name": "Johnny"}},
         }
     )
-    result = apply_with(world)
+    result = world.apply()
     assert [e.user for e in result.result.plan.errors] == ["janedoe"]
     assert result.report is not None
     assert result.report.counts["update_profile"] == 1
@@ -129,7 +109,7 @@ def test_deletions_wait_until_the_additions_succeed(world: World):
 
     plan_with(world)  # warm cache: the apply below sends only writes
     world.sandbox.set_faults({"error_rate": 1.0})
-    result = apply_with(world)
+    result = world.apply()
     assert result.report is not None
     outcomes = {(f.action, f.result) for f in result.report.failures}
     assert ("add_email", "unknown") in outcomes

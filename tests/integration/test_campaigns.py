@@ -12,7 +12,6 @@ state file passes integrity_check and the audit trail reports the interruption.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -25,27 +24,9 @@ from typing import Any
 
 import pytest
 
-from syncd.loading import load_desired
-from syncd.reconcile import ConvergeResult, connect, converge, planning
 from tests.integration.conftest import World, account
 
 pytestmark = pytest.mark.slow
-
-
-def apply_once(world: World, **settings: Any) -> ConvergeResult:
-    desired = load_desired(world.desired_file)
-
-    async def run() -> ConvergeResult:
-        async with connect(world.settings(**settings)) as connection:
-            return await converge(
-                connection,
-                planning(desired),
-                command="apply",
-                deletion_limit=100_000,
-                confirm=lambda _: True,
-            )
-
-    return asyncio.run(run())
 
 
 def audit(world: World, sql: str) -> list[tuple[Any, ...]]:
@@ -86,12 +67,12 @@ def test_fault_campaign_converges_within_three_runs(world: World):
     )
     runs = 0
     for runs in range(1, 4):  # noqa: B007  (the count is asserted below)
-        result = apply_once(world, concurrency=32)
+        result = world.apply(world.settings(concurrency=32), limit=100_000)
         if result.report is not None and result.report.ok and not result.result.plan.errors:
             break
     # The truth, read without faults and without the cache.
     world.sandbox.set_faults()
-    final = apply_once(world, cache_ttl=0)
+    final = world.apply(world.settings(cache_ttl=0), limit=100_000)
     assert final.result.plan.is_empty, final.result.plan.summary()
     assert runs <= 3
     for name, addresses in wanted.items():

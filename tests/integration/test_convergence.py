@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -10,8 +9,6 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd.loading import load_desired
-from syncd.reconcile import connect, converge, planning
 from tests.conftest import ADMIN_TOKEN, SandboxHandle
 from tests.integration.conftest import World, account
 
@@ -48,21 +45,9 @@ def test_apply_converges_from_any_state(sandbox_server: str, example: tuple[Any,
         world = World(SandboxHandle(sandbox_server, ADMIN_TOKEN), Path(root))
         world.seed(seed)
         world.desire(desired)
-        state = load_desired(world.desired_file)
-
-        async def apply_once() -> Any:
-            async with connect(world.settings(max_deletions=100)) as connection:
-                return await converge(
-                    connection,
-                    planning(state),
-                    command="apply",
-                    deletion_limit=100,
-                    confirm=lambda _: True,
-                )
-
-        first = asyncio.run(apply_once())
+        first = world.apply(world.settings(max_deletions=100), limit=100)
         assert world.writes() == len(first.result.plan.changes)
-        second = asyncio.run(apply_once())
+        second = world.apply(world.settings(max_deletions=100), limit=100)
         assert second.result.plan.is_empty
         # And the truth, not only the cache, agrees.
         for name, wanted in desired["users"].items():
