@@ -13,7 +13,6 @@ No event holds a credential: events carry users, fields, addresses and values.
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -133,7 +132,7 @@ class AuditTrail:
         change = describe_change(action)
         # One row, so one statement is atomic alone; within an apply's open
         # transaction it is committed with its group (see GroupCommit).
-        cursor = self._write(
+        cursor = self.db.execute(
             "INSERT INTO audit (run_id, timestamp, event, user, action, target, before,"
             " after, source) VALUES (?,?,?,?,?,?,?,?,?)",
             (
@@ -193,7 +192,7 @@ class AuditTrail:
         status: int | None,
         message: str | None,
     ) -> None:
-        self._write(
+        self.db.execute(
             "INSERT INTO audit (run_id, timestamp, event, intent_seq, user, action, target,"
             " result, status, message, source) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
@@ -210,12 +209,6 @@ class AuditTrail:
                 self._source_json,
             ),
         )
-
-    def _write(self, sql: str, values: tuple[Any, ...]) -> sqlite3.Cursor:
-        """One statement: straight to the connection inside a transaction, else committed."""
-        if self.db.conn.in_transaction:
-            return self.db.conn.execute(sql, values)
-        return self.db.execute(sql, values)
 
     # -- crashes ----------------------------------------------------------------
 
