@@ -1,7 +1,7 @@
 """The accounts API client: httpx, async, bounded, retrying only what is safe.
 
-One AsyncClient for the whole run; at most `concurrency` requests in flight;
-a timeout on every call. GET, PATCH and DELETE are retried on transport
+At most `concurrency` requests in flight, each on a connection of its own
+(syncd.lanes); a timeout on every call. GET, PATCH and DELETE are retried on transport
 errors, 429 (honouring Retry-After) and 5xx with exponential backoff and full
 jitter; POST is never retried here (design.md section 3: the caller re-reads
 and adds only what is missing). Every failure becomes an ApiError of
@@ -41,6 +41,8 @@ from syncd.settings import Settings
 if TYPE_CHECKING:
     # Imported when the first request is made (a fifth of a warm plan's start-up).
     import httpx
+
+    from syncd.lanes import Lanes
 
 #: Answers larger than this are refused: no user object or email list comes near it.
 MAX_BODY_BYTES = 1024 * 1024
@@ -88,11 +90,10 @@ class AccountsClient:
         self._credential_for = credential_for
         self._retry = retry or RetryPolicy()
         self._on_response = on_response
-        self._slots = asyncio.Semaphore(settings.concurrency)
         self._settings = settings
-        # Made at the first request: a warm plan sends none, and building the
+        # Made at the first request: a warm plan sends none, and building a
         # client (its TLS context above all) is a tenth of a second.
-        self._client: httpx.AsyncClient | None = None
+        self._lanes: Lanes | None = None
         #: Requests sent, by method: how runs prove "0 requests" or "2 GETs per user".
         self.requests: Counter[str] = Counter()
 
@@ -105,29 +106,32 @@ class AccountsClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        if self._lanes is not None:
+            await self._lanes.aclose()
 
-    @property
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
+    def _connections(self) -> Lanes:
+        if self._lanes is None:
             import httpx
 
+            from syncd.lanes import Lanes
             from syncd.nocookies import NoCookies
 
             settings = self._settings
-            self._client = httpx.AsyncClient(
-                base_url=settings.api_url,
-                timeout=httpx.Timeout(settings.timeout),
-                limits=httpx.Limits(
-                    max_connections=settings.concurrency,
-                    max_keepalive_connections=settings.concurrency,
-                ),
-                headers={"Accept": "application/json", "User-Agent": f"syncd/{__version__}"},
-                follow_redirects=False,
-                cookies=NoCookies(),
-            )
-        return self._client
+            tls = httpx.create_ssl_context()  # one for all lanes
+
+            def make_client() -> httpx.AsyncClient:
+                return httpx.AsyncClient(
+                    base_url=settings.api_url,
+                    timeout=httpx.Timeout(settings.timeout),
+                    limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                    headers={"Accept": "application/json", "User-Agent": f"syncd/{__version__}"},
+                    follow_redirects=False,
+                    cookies=NoCookies(),
+                    verify=tls,
+                )
+
+            self._lanes = Lanes(settings.concurrency, make_client)
+        return self._lanes
 
     def retry_delay(self, attempt: int, error: ApiError) -> float:
         """How long to wait before trying again after `error` (for the caller's own retries)."""
@@ -218,12 +222,12 @@ class AccountsClient:
         headers = {"Authorization": credential.authorization()}
         import httpx  # here, not at module level: a warm plan never sends
 
-        async with self._slots:
+        async with self._connections().lane() as http:
             self.requests[method] += 1
             started = time.monotonic()
             status: int | None = None
             try:
-                status, raw = await self._exchange(method, username, path, body, headers)
+                status, raw = await self._exchange(http, method, username, path, body, headers)
                 return raw
             except HttpStatusError as error:
                 status = error.status
@@ -246,14 +250,15 @@ class AccountsClient:
 
     async def _exchange(
         self,
+        http: httpx.AsyncClient,
         method: str,
         username: str,
         path: str,
         body: dict[str, str] | None,
         headers: dict[str, str],
     ) -> tuple[int, bytes]:
-        request = self._http.build_request(method, path, json=body, headers=headers)
-        response = await self._http.send(request, stream=True)
+        request = http.build_request(method, path, json=body, headers=headers)
+        response = await http.send(request, stream=True)
         try:
             raw = await _read_capped(response, username, method, path)
         finally:
