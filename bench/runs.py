@@ -67,33 +67,51 @@ def desired_file(path: Path, users: int, change: bool) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-async def plain_loop(url: str, users: int, count: int, write: bool) -> float:
-    """Requests per second of a plain httpx loop: GET user/emails, or a no-op PATCH."""
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+async def plain_loop(
+    url: str, users: int, count: int, write: bool, one_connection_each: bool = False
+) -> float:
+    """Requests per second of a plain httpx loop: GET user/emails, or a no-op PATCH.
+
+    The plain loop shares one client among its workers, as most httpx code does.
+    With `one_connection_each`, each worker has a one-connection client of its
+    own, as syncd's lanes do: the difference is httpcore's pool bookkeeping,
+    and syncd's rate against this loop is what its own work costs.
+    """
+    clients = [
+        httpx.AsyncClient(
+            base_url=url,
+            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+            timeout=60,
+        )
+        for n in ([1] * CONCURRENCY if one_connection_each else [CONCURRENCY])
+    ]
     next_index = 0
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
 
-        async def worker() -> None:
-            nonlocal next_index
-            while next_index < count:
-                index = next_index
-                next_index += 1
-                name = f"user{index // 2 % users + 1:06d}"
-                headers = {"Authorization": f"Bearer {generated_token(name)}"}
-                if write:
-                    # company is not in the desired state: the loop leaves the plan alone.
-                    response = await client.patch(
-                        f"/api/v1.1/users/{name}/", json={"company": "Bench Inc."}, headers=headers
-                    )
-                else:
-                    path = f"/api/v1.1/users/{name}/" + ("emails/" if index % 2 else "")
-                    response = await client.get(path, headers=headers)
-                if response.status_code != 200:
-                    raise SystemExit(f"bench: plain loop got HTTP {response.status_code}")
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal next_index
+        while next_index < count:
+            index = next_index
+            next_index += 1
+            name = f"user{index // 2 % users + 1:06d}"
+            headers = {"Authorization": f"Bearer {generated_token(name)}"}
+            if write:
+                # company is not in the desired state: the loop leaves the plan alone.
+                response = await client.patch(
+                    f"/api/v1.1/users/{name}/", json={"company": "Bench Inc."}, headers=headers
+                )
+            else:
+                path = f"/api/v1.1/users/{name}/" + ("emails/" if index % 2 else "")
+                response = await client.get(path, headers=headers)
+            if response.status_code != 200:
+                raise SystemExit(f"bench: plain loop got HTTP {response.status_code}")
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        return count / (time.perf_counter() - started)
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*(worker(clients[i % len(clients)]) for i in range(CONCURRENCY)))
+    finally:
+        for client in clients:
+            await client.aclose()
+    return count / (time.perf_counter() - started)
 
 
 def stats(url: str) -> dict[str, Any]:
