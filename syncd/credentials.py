@@ -44,9 +44,11 @@ def basic(username: str, password: str, source: str) -> Credential:
     return Credential("Basic", source, pair)
 
 
-def _read_secret(path: Path) -> str:
+def _read_secret(path: Path | str) -> str:
     try:
-        return path.read_text(encoding="utf-8").strip()
+        # Bytes, then decode: Path.read_text's text layer was 40 µs of every write of an apply.
+        with open(path, "rb") as file:
+            return file.read().decode("utf-8").strip()
     except (OSError, UnicodeDecodeError) as error:
         raise CredentialError(
             f"cannot read credential {path}: {error.__class__.__name__}"
@@ -119,10 +121,10 @@ class CredentialStore:
         name = self._files.get(username)
         if name is None or self.directory is None:
             return self.fallback
-        path = self.directory / name
+        path = os.path.join(self.directory, name)
         secret = _read_secret(path)
         if not secret:
             return self.fallback
-        if path.suffix == ".token":
-            return bearer(secret, str(path))
-        return basic(username, secret, str(path))
+        if name.endswith(".token"):
+            return bearer(secret, path)
+        return basic(username, secret, path)
