@@ -85,29 +85,38 @@ def sandbox_process(users: int, admin_token: str, *extra: str) -> Iterator[tuple
 
 
 async def _get_users(bench: Bench, count: int) -> list[float]:
-    """`count` GET user calls at `bench.concurrency`, spread over the users; each latency."""
-    limits = httpx.Limits(
-        max_connections=bench.concurrency, max_keepalive_connections=bench.concurrency
-    )
+    """`count` GET user calls at `bench.concurrency`, spread over the users; each latency.
+
+    Each worker has a one-connection client of its own: a shared pool's
+    bookkeeping would cost the client more CPU than the server spends (see
+    syncd.lanes), and this figure is about the server.
+    """
     latencies: list[float] = []
     next_index = 0
 
-    async with httpx.AsyncClient(base_url=bench.url, limits=limits, timeout=30) as client:
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal next_index
+        while next_index < count:
+            index = next_index
+            next_index += 1
+            username = f"user{index % bench.users + 1:06d}"
+            headers = {"Authorization": f"Bearer {generated_token(username)}"}
+            started = time.perf_counter()
+            response = await client.get(f"/api/v1.1/users/{username}/", headers=headers)
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                raise SystemExit(f"bench: GET {username} answered {response.status_code}")
 
-        async def worker() -> None:
-            nonlocal next_index
-            while next_index < count:
-                index = next_index
-                next_index += 1
-                username = f"user{index % bench.users + 1:06d}"
-                headers = {"Authorization": f"Bearer {generated_token(username)}"}
-                started = time.perf_counter()
-                response = await client.get(f"/api/v1.1/users/{username}/", headers=headers)
-                latencies.append(time.perf_counter() - started)
-                if response.status_code != 200:
-                    raise SystemExit(f"bench: GET {username} answered {response.status_code}")
-
-        await asyncio.gather(*(worker() for _ in range(bench.concurrency)))
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    clients = [
+        httpx.AsyncClient(base_url=bench.url, limits=limits, timeout=30)
+        for _ in range(bench.concurrency)
+    ]
+    try:
+        await asyncio.gather(*(worker(client) for client in clients))
+    finally:
+        for client in clients:
+            await client.aclose()
     return latencies
 
 
@@ -125,8 +134,8 @@ def get_user_throughput(bench: Bench) -> list[Figure]:
     """GET user throughput at the configured concurrency, after a warm-up.
 
     The CPU time of both processes is recorded too: on a small machine the
-    client (httpx's async pool) can cost more than the server, and the server's
-    CPU per request is the figure that does not depend on the client.
+    client can cost more than the server, and the server's CPU per request is
+    the figure that does not depend on the client.
     """
     asyncio.run(_get_users(bench, min(500, bench.requests)))  # connections, caches
     server_before = cpu_seconds(bench.server_pid)
