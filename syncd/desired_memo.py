@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ from syncd.fields import PROFILE_FIELDS
 
 #: Entries kept: one per file version, so a few branches can be switched between.
 KEPT = 16
+#: Seconds after which a temporary entry file is taken as left by a killed process.
+LEFTOVER_AGE = 3600
 
 
 @cache
@@ -75,7 +78,11 @@ class DesiredMemo:
         except (OSError, ValueError, TypeError):
             return None
         # A file cut short at the end of a line must not lose the users after it.
-        return users if len(users) == head.get("users") else None
+        if len(users) != head.get("users"):
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(self.directory / f"{sha256}.jsonl")  # used now: pruned last
+        return users
 
     def keep(self, sha256: str, users: list[DesiredUser]) -> None:
         """Keep the users of a file that was part of a valid desired state.
@@ -103,9 +110,16 @@ class DesiredMemo:
             self._prune()
 
     def _prune(self) -> None:
+        """Keep the KEPT entries used last; drop what a write cut off by a kill left."""
         entries = sorted(self.directory.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
         for stale in entries[:-KEPT]:
             stale.unlink(missing_ok=True)
+        # An hour old, a temporary file is no concurrent writer's: its process is gone.
+        cutoff = time.time() - LEFTOVER_AGE
+        for leftover in self.directory.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
 
 
 def _row(user: DesiredUser) -> list[Any]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import time
 from pathlib import Path
 
 import pytest
 
-from syncd.desired_memo import KEPT, DesiredMemo
+from syncd.desired_memo import KEPT, LEFTOVER_AGE, DesiredMemo
 from syncd.errors import DesiredStateError
 from syncd.loading import load_desired
 
@@ -29,6 +32,10 @@ def memo(tmp_path: Path) -> DesiredMemo:
 
 def entries(memo: DesiredMemo) -> list[Path]:
     return sorted(memo.directory.glob("*.jsonl"))
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def test_a_remembered_file_loads_the_same_state_without_being_parsed(
@@ -128,6 +135,46 @@ def test_only_the_newest_entries_are_kept(tmp_path: Path, memo: DesiredMemo) -> 
         load_desired(path, memo)
 
     assert len(entries(memo)) == KEPT
+
+
+def test_the_entries_used_last_are_kept(tmp_path: Path, memo: DesiredMemo) -> None:
+    path = tmp_path / "team.yaml"
+    versions = [TEAM + f"# version {version}\n" for version in range(KEPT + 1)]
+    now = time.time()
+    for version, text in enumerate(versions[:KEPT]):
+        path.write_text(text)
+        load_desired(path, memo)
+        # Written a minute apart, oldest first, whatever the clock's resolution.
+        age = (KEPT - version) * 60
+        os.utime(memo.directory / f"{sha256(text)}.jsonl", (now - age, now - age))
+    path.write_text(versions[0])
+    load_desired(path, memo)  # the oldest entry is used again
+
+    path.write_text(versions[KEPT])
+    load_desired(path, memo)  # one entry too many
+
+    kept = {entry.stem for entry in entries(memo)}
+    assert len(kept) == KEPT
+    assert sha256(versions[0]) in kept
+    assert sha256(versions[1]) not in kept
+
+
+def test_a_temporary_file_left_by_a_killed_write_is_removed_once_old(
+    tmp_path: Path, memo: DesiredMemo
+) -> None:
+    memo.directory.mkdir(parents=True)
+    left, fresh = memo.directory / ".left.tmp", memo.directory / ".fresh.tmp"
+    left.write_text("{")
+    fresh.write_text("{")
+    old = time.time() - LEFTOVER_AGE - 60
+    os.utime(left, (old, old))
+    path = tmp_path / "team.yaml"
+    path.write_text(TEAM)
+
+    load_desired(path, memo)
+
+    assert not left.exists()
+    assert fresh.exists()  # perhaps another plan's write in progress
 
 
 def test_a_state_directory_that_cannot_be_written_only_costs_time(tmp_path: Path) -> None:
