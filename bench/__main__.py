@@ -108,8 +108,9 @@ async def _get_users(bench: Bench, count: int) -> list[float]:
                 raise SystemExit(f"bench: GET {username} answered {response.status_code}")
 
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    tls = httpx.create_ssl_context()  # one CA bundle load for all clients
     clients = [
-        httpx.AsyncClient(base_url=bench.url, limits=limits, timeout=30)
+        httpx.AsyncClient(base_url=bench.url, limits=limits, timeout=30, verify=tls)
         for _ in range(bench.concurrency)
     ]
     try:

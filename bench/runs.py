@@ -77,11 +77,13 @@ async def plain_loop(
     own, as syncd's lanes do: the difference is httpcore's pool bookkeeping,
     and syncd's rate against this loop is what its own work costs.
     """
+    tls = httpx.create_ssl_context()  # one CA bundle load for all clients, as in syncd
     clients = [
         httpx.AsyncClient(
             base_url=url,
             limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
             timeout=60,
+            verify=tls,
         )
         for n in ([1] * CONCURRENCY if one_connection_each else [CONCURRENCY])
     ]

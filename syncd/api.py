@@ -1,10 +1,10 @@
 """The accounts API client: httpx, async, bounded, retrying only what is safe.
 
 At most `concurrency` requests in flight, each on a connection of its own
-(syncd.lanes); a timeout on every call. GET, PATCH and DELETE are retried on transport
-errors, 429 (honouring Retry-After) and 5xx with exponential backoff and full
-jitter; POST is never retried here (design.md section 3: the caller re-reads
-and adds only what is missing). Every failure becomes an ApiError of
+(syncd.lanes); a timeout on every call. GET, PATCH and DELETE are retried on
+transport errors, 429 (honouring Retry-After) and 5xx with exponential backoff
+and full jitter; POST is never retried here (design.md section 3: the caller
+re-reads and adds only what is missing). Every failure becomes an ApiError of
 syncd.errors naming the user, the method and the path; a body that is not the
 JSON the API document promises is a MalformedResponse, never data.
 """
@@ -109,7 +109,7 @@ class AccountsClient:
         if self._lanes is not None:
             await self._lanes.aclose()
 
-    def _connections(self) -> Lanes:
+    def _lanes_made(self) -> Lanes:
         if self._lanes is None:
             import httpx
 
@@ -117,7 +117,8 @@ class AccountsClient:
             from syncd.nocookies import NoCookies
 
             settings = self._settings
-            tls = httpx.create_ssl_context()  # one for all lanes
+            # Loading the CA bundle is most of the cost of a client: once for all lanes.
+            tls = httpx.create_ssl_context()
 
             def make_client() -> httpx.AsyncClient:
                 return httpx.AsyncClient(
@@ -222,7 +223,7 @@ class AccountsClient:
         headers = {"Authorization": credential.authorization()}
         import httpx  # here, not at module level: a warm plan never sends
 
-        async with self._connections().lane() as http:
+        async with self._lanes_made().lane() as http:
             self.requests[method] += 1
             started = time.monotonic()
             status: int | None = None

@@ -1,17 +1,20 @@
 """HTTP lanes: one keep-alive connection per request in flight, not one shared pool.
 
-httpcore's connection pool looks at every one of its connections each time a
-request starts or ends, and for each idle one counts the idle ones again,
-asking the socket (through anyio) whether it is readable: with 16
-connections, hundreds of checks per request. Profiled against the sandbox, a
-plain httpx loop over one 16-connection client spent 3.5 ms of CPU per PATCH;
-16 one-connection clients spent 1.9 ms, and wrote 1.8 times as fast.
+httpcore's connection pool (1.0.9) re-examines its connections every time a
+request starts or ends: for each one, whether the socket is readable (through
+anyio, which builds a dictionary of socket attributes for every question),
+and for each idle one, a count of all the others. With 16 connections that is
+dozens of socket checks and hundreds of state checks per request. Profiled
+against the sandbox, a plain httpx loop over one 16-connection client spent
+3.5 ms of CPU per PATCH; 16 one-connection clients spent 1.9 ms, and wrote
+1.8 times as fast.
 
 So a lane is an AsyncClient limited to one connection, and a request borrows
 a free lane for its whole exchange: never more requests in flight than
 lanes. Lanes are made on first need and lent most-recently-returned first,
-so a light load keeps few connections open. They share one TLS context,
-which is the costly part of making a client.
+so a light load makes few connections. A lane that stays unused keeps its
+idle connection until `aclose()`: each run makes its own client, so that is
+the end of the run.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import httpx
 
 
 class Lanes:
+    """At most `count` one-connection clients, each lent to one request at a time."""
+
     def __init__(self, count: int, make_client: Callable[[], httpx.AsyncClient]) -> None:
         self._make_client = make_client
         self._slots = asyncio.Semaphore(count)
@@ -39,6 +44,9 @@ class Lanes:
             try:
                 yield client
             finally:
+                # Even after a cancelled or failed exchange: httpcore closes a
+                # connection left mid-exchange, and the lane's next request opens
+                # a new one.
                 self._free.append(client)
 
     def _new(self) -> httpx.AsyncClient:
@@ -47,5 +55,8 @@ class Lanes:
         return client
 
     async def aclose(self) -> None:
-        for client in self._all:
-            await client.aclose()
+        """Close every lane, each even if closing another failed or was cancelled."""
+        clients, self._all, self._free = self._all, [], []
+        async with contextlib.AsyncExitStack() as closing:
+            for client in clients:
+                closing.push_async_callback(client.aclose)

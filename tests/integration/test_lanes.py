@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
 from syncd.lanes import Lanes
 
@@ -55,3 +56,32 @@ def test_never_more_requests_in_flight_than_lanes_and_each_lane_keeps_its_connec
     assert len(made) == 3
     assert len(peers) == 3  # twelve requests over three connections: each lane kept its own
     assert sandbox.stats()["total"] == 12
+
+
+def test_a_lane_whose_request_was_cancelled_serves_the_next_one(sandbox: Any) -> None:
+    # The answer takes 2 s, the caller gives up after 0.1 s: the lane comes back mid-exchange.
+    sandbox.reset(generate=1, faults={"latency_ms": 2000})
+    made: list[httpx.AsyncClient] = []
+
+    def make_client() -> httpx.AsyncClient:
+        client = httpx.AsyncClient(
+            base_url=sandbox.url, headers={"Authorization": f"Bearer {sandbox.admin_token}"}
+        )
+        made.append(client)
+        return client
+
+    async def run() -> int:
+        lanes = Lanes(1, make_client)
+        try:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1), lanes.lane() as client:
+                    await client.get(USER)
+            sandbox.set_faults()
+            async with lanes.lane() as client:
+                return (await client.get(USER)).status_code
+        finally:
+            await lanes.aclose()
+
+    assert asyncio.run(run()) == 200
+    assert len(made) == 1
+    assert all(client.is_closed for client in made)
