@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,3 +180,70 @@ def summary_of(child: Child) -> dict[str, Any]:
         return {}
     summary: dict[str, Any] = document.get("summary", {})
     return summary
+
+
+@dataclass(frozen=True)
+class Cycles:
+    seconds: list[float]  # each cycle's own duration, as the daemon logs it
+    rss_mb: list[float]  # the daemon's resident memory after each cycle
+
+
+def daemon_cycles(
+    url: str, desired: Path, state: Path, credentials: Path, cycles: int, deadline: float = 600
+) -> Cycles:
+    """`syncd run` for `cycles` cycles: the first at start, each next one asked for with SIGHUP.
+
+    The interval is an hour, so no cycle runs but those asked for; each is over
+    when the daemon logs `cycle_finished`. The daemon is killed if the whole
+    measurement takes longer than `deadline` seconds.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCD_", "NOTIFY_"))}
+    env.update(
+        SYNCD_API_URL=url,
+        SYNCD_DESIRED=str(desired),
+        SYNCD_STATE_DIR=str(state),
+        SYNCD_CREDENTIALS_DIR=str(credentials),
+        SYNCD_CONCURRENCY=str(CONCURRENCY),
+        SYNCD_INTERVAL="3600",
+        SYNCD_LOG_FORMAT="json",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "run"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    watchdog = threading.Timer(deadline, process.kill)
+    watchdog.start()
+    seconds: list[float] = []
+    rss_mb: list[float] = []
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if '"cycle_finished"' not in line:
+                continue
+            event = json.loads(line)
+            if event.get("result") not in ("ok", "no_changes"):
+                raise SystemExit(f"bench: a daemon cycle ended {event.get('result')}: {line}")
+            seconds.append(float(event["seconds"]))
+            rss_mb.append(resident_mb(process.pid))
+            if len(seconds) == cycles:
+                break
+            process.send_signal(signal.SIGHUP)
+        else:
+            raise SystemExit(f"bench: the daemon stopped after {len(seconds)} cycles")
+    finally:
+        watchdog.cancel()
+        process.terminate()
+        process.communicate(timeout=60)
+    return Cycles(seconds, rss_mb)
+
+
+def resident_mb(pid: int) -> float:
+    """A running process's resident memory now (Linux /proc), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"bench: no VmRSS for process {pid}")
