@@ -17,6 +17,7 @@ from syncd import __version__
 from syncd.errors import EXIT_CHANGES_PENDING, EXIT_ERROR, SyncdError
 from syncd.sandbox.command import sandbox
 from syncd.service_commands import run, status
+from syncd.visible import visible_lines
 
 if TYPE_CHECKING:
     from syncd.desired import DesiredState
@@ -99,7 +100,7 @@ class SyncdGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SyncdError as error:
-            click.echo(f"syncd: {error}", err=True)
+            click.echo(f"syncd: {visible_lines(str(error))}", err=True)
             ctx.exit(error.exit_code)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:

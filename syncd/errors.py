@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from syncd.visible import visible
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES_PENDING = 2
@@ -97,8 +99,12 @@ class DesiredStateError(SyncdError):
 
 
 def excerpt(body: str) -> str:
-    """An error body cut short enough for a log line."""
-    body = body.strip()
+    """An error body as one line, cut short enough for a log line, safe for a terminal.
+
+    Runs of whitespace (an HTML page's line breaks) become one space; any other
+    character that does not print is shown escaped (see syncd.visible).
+    """
+    body = visible(" ".join(body.split()))
     if len(body) <= BODY_EXCERPT_LIMIT:
         return body
     return body[:BODY_EXCERPT_LIMIT] + "…"

@@ -12,6 +12,8 @@ from typing import Literal
 
 import structlog
 
+from syncd.visible import visible
+
 LogFormat = Literal["auto", "json", "console"]
 
 
@@ -29,7 +31,9 @@ def configure_logging(log_format: LogFormat = "auto", level: int = logging.INFO)
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    if not use_console:
+    if use_console:
+        processors.append(_visible_text)
+    else:
         transformer = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
         processors.append(structlog.processors.ExceptionRenderer(transformer))
     processors.append(renderer)
@@ -39,6 +43,20 @@ def configure_logging(log_format: LogFormat = "auto", level: int = logging.INFO)
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def _visible_text(
+    logger: object, method_name: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """The console prints text values as they are: show their control characters escaped.
+
+    Other values are printed with repr(), which escapes them already; JSON lines
+    escape them too.
+    """
+    return {
+        key: visible(value) if isinstance(value, str) else value
+        for key, value in event_dict.items()
+    }
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:

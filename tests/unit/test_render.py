@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import re
 
 from rich.console import Console
 from rich.text import Text
 
 from syncd.plan import AddEmail, DeleteEmail, FieldChange, Finding, Plan, UpdateProfile
-from syncd.render import plan_lines, print_plan
+from syncd.render import ansi_painter, plan_lines, print_plan
 
 PLAN = Plan(
     changes=(
@@ -27,9 +28,16 @@ PLAN = Plan(
 )
 
 
+def terminal(out: io.StringIO) -> Console:
+    return Console(
+        file=out, force_terminal=True, color_system="standard", highlight=False, soft_wrap=True
+    )
+
+
 def test_plain_lines_are_the_text_of_the_coloured_ones() -> None:
-    coloured = [Text.from_markup(line).plain for line in plan_lines(PLAN)]
-    assert plan_lines(PLAN, markup=False) == coloured
+    coloured = plan_lines(PLAN, ansi_painter(terminal(io.StringIO())))
+    assert coloured != plan_lines(PLAN)
+    assert [Text.from_ansi(line).plain for line in coloured] == plan_lines(PLAN)
 
 
 def test_without_a_terminal_the_plan_is_written_as_plain_text() -> None:
@@ -51,9 +59,31 @@ def test_without_a_terminal_the_plan_is_written_as_plain_text() -> None:
 
 def test_on_a_terminal_the_plan_is_coloured() -> None:
     out = io.StringIO()
-    console = Console(
-        file=out, force_terminal=True, color_system="standard", highlight=False, soft_wrap=True
-    )
-    print_plan(PLAN, console)
+    print_plan(PLAN, terminal(out))
     assert "\x1b[33m  ~ full_name:\x1b[0m" in out.getvalue()
-    assert Text.from_ansi(out.getvalue()).plain.splitlines() == plan_lines(PLAN, markup=False)
+    assert Text.from_ansi(out.getvalue()).plain.splitlines() == plan_lines(PLAN)
+
+
+def test_without_colour_a_terminal_gets_plain_text() -> None:
+    out = io.StringIO()
+    print_plan(PLAN, Console(file=out, force_terminal=True, no_color=True))
+    assert out.getvalue().splitlines() == plan_lines(PLAN)
+
+
+def test_control_characters_from_the_api_cannot_reach_the_terminal() -> None:
+    # "\x1b[2K" + "\r" would erase the line on a terminal: the deletion would not show.
+    hidden = "\x1b[2K\rnothing to see"
+    plan = Plan(
+        changes=(
+            UpdateProfile("janedoe", (FieldChange("full_name", "Jane\u200b", "Jane"),)),
+            DeleteEmail("janedoe", f"old@example.com{hidden}"),
+        ),
+        warnings=(Finding("johnsmith", "user_not_found", f"HTTP 404: \x1b]0;owned\x07{hidden}"),),
+    )
+    out = io.StringIO()
+    print_plan(plan, terminal(out))
+
+    ours_removed = re.sub("\x1b\\[[0-9;]*m", "", out.getvalue())
+    assert not any(char != "\n" and not char.isprintable() for char in ours_removed)
+    assert "  - old@example.com\\x1b[2K\\rnothing to see" in ours_removed
+    assert '"Jane\\u200b" → "Jane"' in ours_removed  # an invisible difference, made visible
