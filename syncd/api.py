@@ -187,7 +187,7 @@ class AccountsClient:
             return json.loads(raw)
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             text = raw.decode("utf-8", "replace")
-            detail = f"answer is not valid JSON: {excerpt(text)!r}"
+            detail = f"answer is not valid JSON: {excerpt(text)}"
             raise MalformedResponse(username, method, path, detail) from None
 
     async def _call(

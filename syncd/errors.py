@@ -104,10 +104,10 @@ def excerpt(body: str) -> str:
     Runs of whitespace (an HTML page's line breaks) become one space; any other
     character that does not print is shown escaped (see syncd.visible).
     """
-    body = visible(" ".join(body.split()))
-    if len(body) <= BODY_EXCERPT_LIMIT:
-        return body
-    return body[:BODY_EXCERPT_LIMIT] + "…"
+    body = " ".join(body.split())
+    if len(body) > BODY_EXCERPT_LIMIT:
+        body = body[:BODY_EXCERPT_LIMIT] + "…"
+    return visible(body)
 
 
 class ApiError(SyncdError):

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from syncd.api import AccountsClient
 from syncd.errors import ApiError, SyncdError
 from syncd.live import READABLE_PROFILE_FIELDS, LiveAccount
+from syncd.visible import visible
 
 HEADER = """\
 # Desired state imported by `syncd import` from the live accounts.
@@ -28,7 +29,10 @@ users:
 
 def _scalar(value: str) -> str:
     # A JSON string is a valid YAML double-quoted scalar: no quoting surprises.
-    return json.dumps(value, ensure_ascii=False)
+    # What JSON leaves raw and does not print (DEL, C1 controls, invisible
+    # characters) is escaped too: YAML reads \x, \u and \U escapes, and refuses
+    # most of these characters raw.
+    return visible(json.dumps(value, ensure_ascii=False))
 
 
 def render_desired(accounts: Iterable[LiveAccount]) -> str:

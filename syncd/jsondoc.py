@@ -14,7 +14,8 @@
 Any JSON parser reads it; grep and diff see one change per line. It is also
 fast: `indent=` makes the json module fall back to its pure-Python encoder,
 which took 0.2 s for a plan of 10,000 changes, while each line here is encoded
-by the C encoder.
+by the C encoder. A character that does not print is written as a \\u escape
+(syncd.visible), so a document shown on a terminal cannot drive it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from syncd.visible import visible_json
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
@@ -31,8 +34,8 @@ def dumps_document(document: Mapping[str, Any] | Sequence[Any]) -> str:
     each of its items on a line of its own, and every other value is on one line."""
     if isinstance(document, Mapping):
         members = [f"{_encode(key)}: {_value(value, '  ')}" for key, value in document.items()]
-        return _block("{", members, "}", "")
-    return _value(document, "")
+        return visible_json(_block("{", members, "}", ""))
+    return visible_json(_value(document, ""))
 
 
 def _value(value: Any, indent: str) -> str:

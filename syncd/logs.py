@@ -6,13 +6,15 @@ which is where a credential could otherwise end up in a log.
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import sys
-from typing import Literal
+from typing import Any, Literal, TextIO
 
 import structlog
 
-from syncd.visible import visible
+from syncd.visible import visible, visible_json, visible_lines
 
 LogFormat = Literal["auto", "json", "console"]
 
@@ -22,10 +24,10 @@ def configure_logging(log_format: LogFormat = "auto", level: int = logging.INFO)
     renderer: structlog.typing.Processor
     if use_console:
         renderer = structlog.dev.ConsoleRenderer(
-            exception_formatter=structlog.dev.plain_traceback, sort_keys=False
+            exception_formatter=_visible_traceback, sort_keys=False
         )
     else:
-        renderer = structlog.processors.JSONRenderer(sort_keys=False, ensure_ascii=False)
+        renderer = structlog.processors.JSONRenderer(_visible_json_dumps, sort_keys=False)
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -57,6 +59,17 @@ def _visible_text(
         key: visible(value) if isinstance(value, str) else value
         for key, value in event_dict.items()
     }
+
+
+def _visible_traceback(sio: TextIO, exc_info: structlog.typing.ExcInfo) -> None:
+    """A plain traceback, whose messages may quote an answer: its controls escaped."""
+    traceback = io.StringIO()
+    structlog.dev.plain_traceback(traceback, exc_info)
+    sio.write(visible_lines(traceback.getvalue()))
+
+
+def _visible_json_dumps(event: Any, **options: Any) -> str:
+    return visible_json(json.dumps(event, ensure_ascii=False, **options))
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:

@@ -17,7 +17,8 @@ from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import COLOR_SYSTEMS, Console
+from rich.color import ColorSystem
+from rich.console import Console
 from rich.markup import escape
 from rich.style import Style
 
@@ -28,6 +29,13 @@ if TYPE_CHECKING:
     from syncd.reconcile import ConvergeResult
 
 ACTION_NAMES = ("update_profile", "add_email", "delete_email")
+
+#: rich's names for colour systems (Console.color_system).
+_COLOR_SYSTEMS = {
+    "standard": ColorSystem.STANDARD,
+    "256": ColorSystem.EIGHT_BIT,
+    "truecolor": ColorSystem.TRUECOLOR,
+}
 
 
 def terminal() -> Console:
@@ -83,10 +91,12 @@ def ansi_painter(console: Console) -> Paint:
     """Paint with the terminal's own codes, as rich would, without parsing any markup.
 
     rich spent about a second on the markup of a 10,000-change plan; rendering
-    a Style is a lookup. No colour (NO_COLOR, a dumb terminal) means no codes.
+    a Style is a lookup. A dumb terminal gets no codes; NO_COLOR keeps bold and
+    drops colour, as rich does. An old Windows console, which rich drives through
+    its API instead of codes, gets plain text.
     """
-    system = COLOR_SYSTEMS.get(console.color_system or "")
-    if system is None or console.no_color:
+    system = _COLOR_SYSTEMS.get(console.color_system or "")
+    if system is None or console.legacy_windows:
         return _plain
     styles: dict[str, Style] = {}
 
@@ -94,7 +104,8 @@ def ansi_painter(console: Console) -> Paint:
         if not style:
             return text
         if style not in styles:
-            styles[style] = Style.parse(style)
+            parsed = Style.parse(style)
+            styles[style] = parsed.without_color if console.no_color else parsed
         return styles[style].render(text, color_system=system)
 
     return paint

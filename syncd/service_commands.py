@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from syncd.visible import visible_json
+
 if TYPE_CHECKING:
     import sqlite3
 
@@ -115,7 +117,7 @@ def status(config_file: str | None, state_dir: str | None, limit: int, output: s
     settings = load_settings(config_file, state_dir=state_dir)
     report = read_status(settings, limit)
     if output == "json":
-        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        click.echo(visible_json(json.dumps(report, indent=2, ensure_ascii=False)))
     else:
         click.echo(render_status(report), nl=False)
 

@@ -6,11 +6,15 @@ there could move the cursor, erase a line of the plan or retitle the window:
 an API that answers "\\x1b[2K" could hide a pending deletion from the person
 about to approve it. An invisible one (a zero-width space, a bidirectional
 override) would make two different values look the same in a diff. Every
-character that Python does not count as printable is shown as its escape
-instead, as repr() would show it.
+character that Python does not count as printable is shown as an escape
+instead: in repr()'s notation in text, as a \\u escape in JSON.
 """
 
 from __future__ import annotations
+
+import json
+
+_SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
 def visible(text: str) -> str:
@@ -24,7 +28,20 @@ def visible_lines(text: str) -> str:
     return "\n".join(visible(line) for line in text.split("\n"))
 
 
-_SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+def visible_json(document: str) -> str:
+    """A JSON text with each character that does not print written as a \\u escape.
+
+    json.dumps(ensure_ascii=False) escapes only the C0 controls: DEL, the C1
+    controls (U+009B starts an escape sequence on some terminals) and invisible
+    characters stay raw. The result decodes to the same data. Line breaks are
+    kept: in a JSON text they can only be whitespace between tokens.
+    """
+    if document.isprintable():
+        return document
+    return "\n".join(
+        line if line.isprintable() else "".join(_json_char(char) for char in line)
+        for line in document.split("\n")
+    )
 
 
 def _escape(char: str) -> str:
@@ -36,3 +53,7 @@ def _escape(char: str) -> str:
     if code <= 0xFFFF:
         return f"\\u{code:04x}"
     return f"\\U{code:08x}"
+
+
+def _json_char(char: str) -> str:
+    return char if char.isprintable() else json.dumps(char)[1:-1]

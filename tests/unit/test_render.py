@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
 from rich.console import Console
 from rich.text import Text
 
@@ -26,6 +27,11 @@ PLAN = Plan(
     warnings=(Finding("johnsmith", "user_not_found", "the API has no such user (404) [x]"),),
     errors=(Finding("ops_robot", "unauthorized", "credential refused: 401 \\[escaped]"),),
 )
+
+
+@pytest.fixture(autouse=True)
+def _colour_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)  # a developer's own setting
 
 
 def terminal(out: io.StringIO) -> Console:
@@ -64,9 +70,18 @@ def test_on_a_terminal_the_plan_is_coloured() -> None:
     assert Text.from_ansi(out.getvalue()).plain.splitlines() == plan_lines(PLAN)
 
 
-def test_without_colour_a_terminal_gets_plain_text() -> None:
+def test_no_color_keeps_bold_and_drops_colour_as_rich_does() -> None:
     out = io.StringIO()
-    print_plan(PLAN, Console(file=out, force_terminal=True, no_color=True))
+    console = Console(file=out, force_terminal=True, color_system="standard", no_color=True)
+    print_plan(PLAN, console)
+    assert "\x1b[1mjanedoe\x1b[0m" in out.getvalue()
+    assert not re.search("\x1b\\[3[0-9]m", out.getvalue())
+    assert Text.from_ansi(out.getvalue()).plain.splitlines() == plan_lines(PLAN)
+
+
+def test_a_dumb_terminal_gets_plain_text() -> None:
+    out = io.StringIO()
+    print_plan(PLAN, Console(file=out, force_terminal=True, color_system=None))
     assert out.getvalue().splitlines() == plan_lines(PLAN)
 
 

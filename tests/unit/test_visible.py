@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sys
 from collections.abc import Iterator
 
@@ -10,6 +11,10 @@ import pytest
 import structlog
 
 from syncd.errors import BODY_EXCERPT_LIMIT, excerpt
+from syncd.importing import render_desired
+from syncd.jsondoc import dumps_document
+from syncd.live import LiveAccount, LiveEmail, LiveProfile
+from syncd.loading import parse_desired
 from syncd.logs import configure_logging
 from syncd.visible import visible, visible_lines
 
@@ -48,3 +53,53 @@ def test_the_console_log_shows_control_characters_escaped(console_log: io.String
     line = console_log.getvalue()
     assert "old@example.com\\x1b[2K\\rgone" in line
     assert "\r" not in line
+
+
+STRANGE = "a\x1b[2K\rb\x7f\x9b\u200b\u202e\x85\U000e0001"
+
+
+def only_printable(text: str) -> bool:
+    return all(char == "\n" or char.isprintable() for char in text)
+
+
+def test_a_json_document_escapes_what_does_not_print_and_reads_back_the_same() -> None:
+    document = {"changes": [{"user": "janedoe", "email": f"old{STRANGE}@example.com"}]}
+    text = dumps_document(document)
+    assert only_printable(text)
+    assert json.loads(text) == document
+
+
+def test_a_json_log_line_escapes_what_does_not_print(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    configure_logging("json")
+    try:
+        structlog.get_logger("test").info("intent", target=STRANGE)
+    finally:
+        structlog.reset_defaults()
+    line = stream.getvalue().rstrip("\n")
+    assert only_printable(line)
+    assert json.loads(line)["target"] == STRANGE
+
+
+def test_a_traceback_on_the_console_shows_its_message_escaped(console_log: io.StringIO) -> None:
+    try:
+        raise ValueError(f"answer {STRANGE}")
+    except ValueError:
+        structlog.get_logger("test").exception("run_crashed")
+    output = console_log.getvalue()
+    assert "ValueError: answer a\\x1b[2K\\rb" in output
+    assert "\x9b" not in output
+    assert "\r" not in output
+
+
+def test_an_import_keeps_strange_values_exactly() -> None:
+    account = LiveAccount(
+        "janedoe",
+        LiveProfile(f"Jane{STRANGE}", "", "", "", "", "jane@example.com"),
+        (LiveEmail("jane@example.com", verified=True, primary=True),),
+    )
+    text = render_desired([account])
+    assert only_printable(text)
+    [user] = parse_desired([("imported.yaml", text.encode())]).users
+    assert user.profile["full_name"] == f"Jane{STRANGE}"
