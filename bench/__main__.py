@@ -107,17 +107,10 @@ async def _get_users(bench: Bench, count: int) -> list[float]:
             if response.status_code != 200:
                 raise SystemExit(f"bench: GET {username} answered {response.status_code}")
 
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    tls = httpx.create_ssl_context()  # one CA bundle load for all clients
-    clients = [
-        httpx.AsyncClient(base_url=bench.url, limits=limits, timeout=30, verify=tls)
-        for _ in range(bench.concurrency)
-    ]
-    try:
+    async with runs.worker_clients(
+        bench.url, bench.concurrency, one_connection_each=True, timeout=30
+    ) as clients:
         await asyncio.gather(*(worker(client) for client in clients))
-    finally:
-        for client in clients:
-            await client.aclose()
     return latencies
 
 

@@ -9,6 +9,7 @@ memory is the child's own maximum RSS, read with os.wait4.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,30 @@ def desired_file(path: Path, users: int, change: bool) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+@contextlib.asynccontextmanager
+async def worker_clients(
+    url: str, workers: int, *, one_connection_each: bool, timeout: float
+) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """A client for each of `workers` workers: one shared pool of `workers`
+    connections, as most httpx code does, or a one-connection client each, as
+    syncd's lanes do. They share one TLS context (one CA bundle load), as in syncd."""
+    tls = httpx.create_ssl_context()
+
+    def client(connections: int) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        return httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout, verify=tls)
+
+    if one_connection_each:
+        clients = [client(1) for _ in range(workers)]
+    else:
+        clients = [client(workers)] * workers
+    try:
+        yield clients
+    finally:
+        for each in dict.fromkeys(clients):  # the shared one once
+            await each.aclose()
+
+
 async def plain_loop(
     url: str, users: int, count: int, write: bool, one_connection_each: bool = False
 ) -> float:
@@ -79,16 +105,6 @@ async def plain_loop(
     own, as syncd's lanes do: the difference is httpcore's pool bookkeeping,
     and syncd's rate against this loop is what its own work costs.
     """
-    tls = httpx.create_ssl_context()  # one CA bundle load for all clients, as in syncd
-    clients = [
-        httpx.AsyncClient(
-            base_url=url,
-            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
-            timeout=60,
-            verify=tls,
-        )
-        for n in ([1] * CONCURRENCY if one_connection_each else [CONCURRENCY])
-    ]
     next_index = 0
 
     async def worker(client: httpx.AsyncClient) -> None:
@@ -109,13 +125,12 @@ async def plain_loop(
             if response.status_code != 200:
                 raise SystemExit(f"bench: plain loop got HTTP {response.status_code}")
 
-    started = time.perf_counter()
-    try:
-        await asyncio.gather(*(worker(clients[i % len(clients)]) for i in range(CONCURRENCY)))
-    finally:
-        for client in clients:
-            await client.aclose()
-    return count / (time.perf_counter() - started)
+    async with worker_clients(
+        url, CONCURRENCY, one_connection_each=one_connection_each, timeout=60
+    ) as clients:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for client in clients))
+        return count / (time.perf_counter() - started)
 
 
 def stats(url: str) -> dict[str, Any]:
