@@ -37,11 +37,18 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def change_target(action: Action) -> str:
+    """What an action writes: the fields of a profile update, else the address."""
+    if isinstance(action, UpdateProfile):
+        return ",".join(c.field for c in action.changes)
+    return action.email
+
+
 def describe_change(action: Action) -> dict[str, Any]:
     """What an action changes, as audit fields: target, before and after."""
     if isinstance(action, UpdateProfile):
         return {
-            "target": ",".join(c.field for c in action.changes),
+            "target": change_target(action),
             "before": {c.field: c.before for c in action.changes},
             "after": {c.field: c.after for c in action.changes},
         }
@@ -163,10 +170,10 @@ class AuditTrail:
         then: Callable[[], None] | None = None,
     ) -> None:
         """Record how a write ended; `then` runs in the same transaction (the cache update)."""
-        change = describe_change(action)
+        target = change_target(action)  # before and after are the intent's
         with savepoint(self.db):
             self._insert_outcome(
-                intent_seq, action.user, action.action, change["target"], result, status, message
+                intent_seq, action.user, action.action, target, result, status, message
             )
             if then is not None:
                 then()
@@ -176,7 +183,7 @@ class AuditTrail:
             "outcome",
             user=action.user,
             action=action.action,
-            target=change["target"],
+            target=target,
             result=result,
             status=status,
             message=message,
