@@ -89,7 +89,7 @@ async def _get_users(bench: Bench, count: int) -> list[float]:
 
     Each worker has a one-connection client of its own: a shared pool's
     bookkeeping would cost the client more CPU than the server spends (see
-    syncd.lanes), and this figure is about the server.
+    syncd.api.lanes), and this figure is about the server.
     """
     latencies: list[float] = []
     next_index = 0

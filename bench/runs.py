@@ -147,10 +147,10 @@ def requests_made(before: dict[str, Any], after: dict[str, Any]) -> dict[str, in
 
 def fill_cache(state_dir: Path, users: int) -> None:
     """A fresh live-state cache for the generated users, without a cold plan of hours."""
-    from syncd.cache import LiveCache, Snapshot
-    from syncd.fields import gravatar_url
-    from syncd.live import LiveAccount, LiveEmail, LiveProfile
-    from syncd.statefile import open_state
+    from syncd.core.fields import gravatar_url
+    from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
+    from syncd.state.cache import LiveCache, Snapshot
+    from syncd.state.statefile import open_state
 
     db = open_state(state_dir / "syncd.db")
     now = time.time()

@@ -1,5 +1,5 @@
 """`python -m syncd` runs the command line."""
 
-from syncd.cli import main
+from syncd.cli.main import main
 
 main()

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     desired: str = Field(
         "desired-state.yaml",
         description="Desired-state file or directory, or git+https://, git+ssh://, "
-        "git+file:// URL with #ref and :path (see syncd.gitsource).",
+        "git+file:// URL with #ref and :path (see syncd.desired.gitsource).",
     )
     concurrency: int = Field(16, ge=1, le=256, description="Requests in flight at most.")
     cache_ttl: float = Field(3600, ge=0, description="Seconds a cached GET stays fresh.")

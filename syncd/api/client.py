@@ -1,7 +1,7 @@
 """The accounts API client: httpx, async, bounded, retrying only what is safe.
 
 At most `concurrency` requests in flight, each on a connection of its own
-(syncd.lanes); a timeout on every call. GET, PATCH and DELETE are retried on
+(syncd.api.lanes); a timeout on every call. GET, PATCH and DELETE are retried on
 transport errors, 429 (honouring Retry-After) and 5xx with exponential backoff
 and full jitter; POST is never retried here (design.md section 3: the caller
 re-reads and adds only what is missing). Every failure becomes an ApiError of
@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from syncd import __version__
-from syncd.credentials import Credential
+from syncd.api.credentials import Credential
+from syncd.core.live import (
+    LiveEmail,
+    LiveProfile,
+    ShapeError,
+    parse_email,
+    parse_emails,
+    parse_user,
+)
 from syncd.errors import (
     ApiError,
     CredentialError,
@@ -35,14 +43,13 @@ from syncd.errors import (
     excerpt,
     status_error,
 )
-from syncd.live import LiveEmail, LiveProfile, ShapeError, parse_email, parse_emails, parse_user
 from syncd.settings import Settings
 
 if TYPE_CHECKING:
     # Imported when the first request is made (a fifth of a warm plan's start-up).
     import httpx
 
-    from syncd.lanes import Lanes
+    from syncd.api.lanes import Lanes
 
 #: Answers larger than this are refused: no user object or email list comes near it.
 MAX_BODY_BYTES = 1024 * 1024
@@ -113,8 +120,8 @@ class AccountsClient:
         if self._lanes is None:
             import httpx
 
-            from syncd.lanes import Lanes
-            from syncd.nocookies import NoCookies
+            from syncd.api.lanes import Lanes
+            from syncd.api.nocookies import NoCookies
 
             settings = self._settings
             # Loading the CA bundle is most of the cost of a client: once for all lanes.

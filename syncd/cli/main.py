@@ -16,11 +16,11 @@ import click
 from syncd import __version__
 from syncd.errors import EXIT_CHANGES_PENDING, EXIT_ERROR, SyncdError
 from syncd.sandbox.command import sandbox
-from syncd.service_commands import run, status
+from syncd.service.commands import run, status
 from syncd.visible import visible_lines
 
 if TYPE_CHECKING:
-    from syncd.desired import DesiredState
+    from syncd.core.desired import DesiredState
     from syncd.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,8 +70,8 @@ def _settings(options: dict[str, Any]) -> Settings:
 def _load(
     settings: Settings, users: tuple[str, ...] = (), *, remember: bool = False
 ) -> DesiredState:
-    from syncd.gitsource import resolve_desired
-    from syncd.reconcile import restrict
+    from syncd.desired.gitsource import resolve_desired
+    from syncd.engine.reconcile import restrict
 
     desired = restrict(resolve_desired(settings, remember=remember), users)
     _keep_until_exit()
@@ -137,7 +137,7 @@ def schema() -> None:
     """Print the JSON Schema of the desired-state format."""
     import json
 
-    from syncd.loading import desired_state_json_schema
+    from syncd.desired.loading import desired_state_json_schema
 
     click.echo(json.dumps(desired_state_json_schema(), indent=2))
 
@@ -170,8 +170,8 @@ def plan(
     """Show what would change, and change nothing."""
     import asyncio
 
-    from syncd.progress import fetch_progress
-    from syncd.reconcile import compute_plan
+    from syncd.cli.progress import fetch_progress
+    from syncd.engine.reconcile import compute_plan
 
     settings = _settings(options)
     # A dry run may show a remembered file; what may be applied (--out) is read from the file.
@@ -182,15 +182,15 @@ def plan(
         )
     _keep_until_exit()
     if out_file:
-        from syncd.planfile import save_plan
+        from syncd.engine.planfile import save_plan
 
         save_plan(out_file, result.plan, result.live, result.source)
     if output == "json":
-        from syncd.jsondoc import dumps_document
+        from syncd.core.jsondoc import dumps_document
 
         click.echo(dumps_document(result.plan.to_json(result.source)))
     else:
-        from syncd.render import print_plan, terminal
+        from syncd.cli.render import print_plan, terminal
 
         print_plan(result.plan, terminal())
     if result.plan.errors:
@@ -225,11 +225,10 @@ def apply(
     import asyncio
     import signal
 
-    from syncd.lock import acquire
-    from syncd.logs import configure_logging
-    from syncd.planfile import load_plan
-    from syncd.progress import fetch_progress
-    from syncd.reconcile import (
+    from syncd.cli.progress import fetch_progress
+    from syncd.cli.render import print_apply_report, print_plan, terminal
+    from syncd.engine.planfile import load_plan
+    from syncd.engine.reconcile import (
         ConvergeResult,
         PlanResult,
         PlanStep,
@@ -238,7 +237,8 @@ def apply(
         planning,
         saved_planning,
     )
-    from syncd.render import print_apply_report, print_plan, terminal
+    from syncd.logs import configure_logging
+    from syncd.state.lock import acquire
 
     settings = _settings(options)
     if not yes and not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -325,8 +325,8 @@ def audit(
     state_dir: str | None, users: tuple[str, ...], since: str | None, limit: int, output: str
 ) -> None:
     """Show the audit trail: every intended write and its outcome."""
-    from syncd.audit import query_events
-    from syncd.statefile import open_state
+    from syncd.state.audit import query_events
+    from syncd.state.statefile import open_state
 
     settings = _settings({"state_dir": state_dir})
     if not settings.state_file.exists():
@@ -337,11 +337,11 @@ def audit(
     finally:
         db.close()
     if output == "json":
-        from syncd.jsondoc import dumps_document
+        from syncd.core.jsondoc import dumps_document
 
         click.echo(dumps_document(events))
     else:
-        from syncd.render import print_audit, terminal
+        from syncd.cli.render import print_audit, terminal
 
         print_audit(events, terminal())
 
@@ -360,10 +360,10 @@ def import_(users: tuple[str, ...], out_file: str | None, force: bool, **options
     import os
     from pathlib import Path
 
-    from syncd.api import AccountsClient
-    from syncd.credentials import CredentialStore
-    from syncd.importing import read_accounts, render_desired
-    from syncd.loading import parse_desired
+    from syncd.api.client import AccountsClient
+    from syncd.api.credentials import CredentialStore
+    from syncd.desired.loading import parse_desired
+    from syncd.engine.importing import read_accounts, render_desired
 
     if out_file and Path(out_file).exists() and not force:
         raise click.ClickException(f"{out_file} exists; pass --force to overwrite it")
@@ -407,7 +407,7 @@ def demo(desired: str, workdir: str) -> None:
     """Run plan → apply → plan against a local sandbox, step by step."""
     from pathlib import Path
 
-    from syncd.demo import run_demo
+    from syncd.cli.demo import run_demo
 
     def invoke(args: list[str]) -> int:
         try:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from syncd.fetching import ProgressCallback
+from syncd.engine.fetching import ProgressCallback
 
 #: Seconds a fetch may take before a bar is worth showing.
 SHOW_AFTER = 0.5

@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.style import Style
 
-from syncd.plan import AddEmail, DeleteEmail, Plan, UpdateProfile
+from syncd.core.plan import AddEmail, DeleteEmail, Plan, UpdateProfile
 from syncd.visible import visible
 
 if TYPE_CHECKING:
-    from syncd.reconcile import ConvergeResult
+    from syncd.engine.reconcile import ConvergeResult
 
 ACTION_NAMES = ("update_profile", "add_email", "delete_email")
 

@@ -1,6 +1,6 @@
 """The desired state: what operators say each account must look like.
 
-These are the values the planner reads. They are built by `syncd.loading` from
+These are the values the planner reads. They are built by `syncd.desired.loading` from
 YAML files, after every rule of design.md section 2 has been checked, so a
 DesiredState is always valid. The profile holds only the fields that the file
 states (absent = unmanaged; `""` or null = must be empty); `emails` is None

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from syncd.fields import email_key
+from syncd.core.fields import email_key
 
 #: The profile fields that GET returns and PATCH can set directly.
 READABLE_PROFILE_FIELDS = ("full_name", "location", "company", "profile_url")

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from syncd.desired import DesiredState, DesiredUser
-from syncd.fields import PROFILE_FIELDS, email_key, gravatar_matches
-from syncd.live import LiveAccount, Unreadable
+from syncd.core.desired import DesiredState, DesiredUser
+from syncd.core.fields import PROFILE_FIELDS, email_key, gravatar_matches
+from syncd.core.live import LiveAccount, Unreadable
 
 PLAN_FORMAT_VERSION = 1
 

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from syncd.desired import DesiredState
-from syncd.desired_memo import DesiredMemo
+from syncd.core.desired import DesiredState
+from syncd.desired.loading import MAX_FILE_BYTES, YAML_SUFFIXES, load_desired, parse_desired
+from syncd.desired.memo import DesiredMemo
 from syncd.errors import DesiredStateError, GitSourceError, Problem, UsageError
-from syncd.loading import MAX_FILE_BYTES, YAML_SUFFIXES, load_desired, parse_desired
 from syncd.settings import Settings
 
 T = TypeVar("T")
@@ -308,7 +308,7 @@ def resolve_desired(settings: Settings, *, remember: bool = False) -> DesiredSta
     """The desired state that `settings.desired` names, for the one-shot commands.
 
     With `remember`, a local file already found valid is not parsed again (see
-    syncd.desired_memo). Only for a dry run: what is applied comes from the file.
+    syncd.desired.memo). Only for a dry run: what is applied comes from the file.
     """
     location = parse_git_desired(settings.desired)
     if location is None:

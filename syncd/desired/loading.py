@@ -2,7 +2,7 @@
 
 The file format (design.md section 2) is defined once, by the pydantic models
 below: they validate the data and give `syncd schema` its JSON Schema. The YAML
-itself is read by `syncd.yaml_positions`, which keeps the place of every key and
+itself is read by `syncd.desired.yaml_positions`, which keeps the place of every key and
 value so that each pydantic error's `loc` is reported at its file:line:col.
 What pydantic cannot see is checked here by hand: duplicate users (within a file
 and across files), duplicate keys and duplicate email addresses. A file shows at
@@ -28,10 +28,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from syncd import yaml_positions
-from syncd.desired import DesiredState, DesiredUser, Location, SourceFile
-from syncd.errors import DesiredStateError, Problem
-from syncd.fields import (
+from syncd.core.desired import DesiredState, DesiredUser, Location, SourceFile
+from syncd.core.fields import (
     MAX_TEXT_LENGTH,
     PROFILE_FIELDS,
     USERNAME_PATTERN,
@@ -40,18 +38,20 @@ from syncd.fields import (
     is_valid_url,
     is_valid_username,
 )
-from syncd.validation_messages import explain_all
-from syncd.yaml_compose import REFUSED, Mark
-from syncd.yaml_positions import (
+from syncd.desired import yaml_positions
+from syncd.desired.validation_messages import explain_all
+from syncd.desired.yaml_compose import REFUSED, Mark
+from syncd.desired.yaml_positions import (
     ProblemList,
     YamlDocument,
     collector_paused,
     read_yaml_bytes,
     read_yaml_files,
 )
+from syncd.errors import DesiredStateError, Problem
 
 if TYPE_CHECKING:
-    from syncd.desired_memo import DesiredMemo
+    from syncd.desired.memo import DesiredMemo
 
 FORMAT_VERSION: Final = 1
 # The reader's limits, named here for the loader's callers.

@@ -30,8 +30,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from syncd.desired import DesiredUser, Location
-from syncd.fields import PROFILE_FIELDS
+from syncd.core.desired import DesiredUser, Location
+from syncd.core.fields import PROFILE_FIELDS
 
 #: Entries kept: one per file version, so a few branches can be switched between.
 KEPT = 16

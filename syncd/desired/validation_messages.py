@@ -15,10 +15,10 @@ from typing import Any, Final
 
 from pydantic_core import ErrorDetails
 
+from syncd.core.fields import is_valid_username
+from syncd.desired.yaml_compose import REFUSED, Loc, Mark
+from syncd.desired.yaml_positions import YamlDocument
 from syncd.errors import Problem
-from syncd.fields import is_valid_username
-from syncd.yaml_compose import REFUSED, Loc, Mark
-from syncd.yaml_positions import YamlDocument
 
 Keys = tuple[str, ...]
 
@@ -93,7 +93,7 @@ def _expectation(loc: Loc) -> tuple[str, str]:
     return ".".join(map(str, loc)), "valid"
 
 
-# The exact types that syncd.yaml_compose puts in the data.
+# The exact types that syncd.desired.yaml_compose puts in the data.
 _KINDS: Final[dict[type, str]] = {
     type(None): "null",
     bool: "a boolean",

@@ -6,7 +6,7 @@ scalars are typed by the YAML 1.2 core schema; tags outside the plain types,
 aliases and merge keys are refused; a repeated key is kept out of the data (the
 first one wins) and returned with all its places; a value kept out of the data
 is not looked into, except for aliases. Nesting past the depth limit stops the
-parse, and so does the problem limit. `syncd.yaml_positions` says why.
+parse, and so does the problem limit. `syncd.desired.yaml_positions` says why.
 """
 
 from __future__ import annotations

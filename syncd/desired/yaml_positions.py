@@ -5,7 +5,7 @@ comes from pull requests, so this reader is built for hostile text. This module
 owns reading (which files, the limits, libyaml's syntax errors), the document
 handed to the loader with `Places`, its way back from any part of the data to
 its place, and `ProblemList`, which shows at most MAX_PROBLEMS problems a file.
-`syncd.yaml_compose` composes the data from libyaml's events:
+`syncd.desired.yaml_compose` composes the data from libyaml's events:
 
 - libyaml (PyYAML's C parser) only turns the text into events. No constructor
   ever runs, so a tag such as `!!python/object` can build nothing: any tag
@@ -51,8 +51,8 @@ from typing import Any, Final
 import yaml
 from yaml.reader import ReaderError
 
+from syncd.desired.yaml_compose import Composer, Duplicate, Key, Loc, Mark, Stopped, mark_at
 from syncd.errors import Problem
-from syncd.yaml_compose import Composer, Duplicate, Key, Loc, Mark, Stopped, mark_at
 
 #: Largest file accepted; a bigger one is refused before it is decoded or parsed.
 #: A 100,000-user file is about 10 MB.

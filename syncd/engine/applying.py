@@ -28,9 +28,11 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from syncd.api import AccountsClient
-from syncd.audit import FAILED, OK, UNKNOWN, AuditTrail
-from syncd.cache import LiveCache, Snapshot
+from syncd.api.client import AccountsClient
+from syncd.api.pool import for_each
+from syncd.core.fields import email_key
+from syncd.core.live import LiveAccount, LiveEmail
+from syncd.core.plan import Action, AddEmail, DeleteEmail, UpdateProfile
 from syncd.errors import (
     ApiError,
     BadRequest,
@@ -44,11 +46,9 @@ from syncd.errors import (
     TransportError,
     Unauthorized,
 )
-from syncd.fields import email_key
-from syncd.live import LiveAccount, LiveEmail
-from syncd.plan import Action, AddEmail, DeleteEmail, UpdateProfile
-from syncd.pool import for_each
-from syncd.statefile import GroupCommit
+from syncd.state.audit import FAILED, OK, UNKNOWN, AuditTrail
+from syncd.state.cache import LiveCache, Snapshot
+from syncd.state.statefile import GroupCommit
 
 #: POST attempts for one address when answers keep getting lost.
 POST_ATTEMPTS = 3

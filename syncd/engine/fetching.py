@@ -13,13 +13,13 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from syncd.api import AccountsClient
-from syncd.cache import LiveCache, Snapshot
-from syncd.credentials import CredentialStore
-from syncd.desired import DesiredUser
+from syncd.api.client import AccountsClient
+from syncd.api.credentials import CredentialStore
+from syncd.api.pool import for_each
+from syncd.core.desired import DesiredUser
+from syncd.core.live import LiveAccount, Unreadable
 from syncd.errors import ApiError, Forbidden, MissingCredential, NotFound, Unauthorized
-from syncd.live import LiveAccount, Unreadable
-from syncd.pool import for_each
+from syncd.state.cache import LiveCache, Snapshot
 
 ProgressCallback = Callable[[int, int], None]
 

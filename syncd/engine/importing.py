@@ -12,9 +12,9 @@ import asyncio
 import json
 from collections.abc import Iterable
 
-from syncd.api import AccountsClient
+from syncd.api.client import AccountsClient
+from syncd.core.live import READABLE_PROFILE_FIELDS, LiveAccount
 from syncd.errors import ApiError, SyncdError
-from syncd.live import READABLE_PROFILE_FIELDS, LiveAccount
 from syncd.visible import visible
 
 HEADER = """\

@@ -16,11 +16,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from syncd.errors import PlanFileError
-from syncd.fetching import Wanted
-from syncd.fields import PROFILE_FIELDS, email_key, is_valid_email, is_valid_username
-from syncd.jsondoc import dumps_document
-from syncd.live import (
+from syncd.core.fields import PROFILE_FIELDS, email_key, is_valid_email, is_valid_username
+from syncd.core.jsondoc import dumps_document
+from syncd.core.live import (
     LiveAccount,
     LiveProfile,
     ShapeError,
@@ -28,7 +26,7 @@ from syncd.live import (
     emails_json,
     parse_emails,
 )
-from syncd.plan import (
+from syncd.core.plan import (
     PLAN_FORMAT_VERSION,
     Action,
     AddEmail,
@@ -37,6 +35,8 @@ from syncd.plan import (
     Plan,
     UpdateProfile,
 )
+from syncd.engine.fetching import Wanted
+from syncd.errors import PlanFileError
 
 #: A saved plan larger than this is not a plan: refuse before parsing it.
 MAX_PLAN_BYTES = 256 * 1024 * 1024

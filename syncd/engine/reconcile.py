@@ -17,19 +17,19 @@ from typing import Any
 
 import sqlite_utils
 
-from syncd.api import AccountsClient, ResponseObserver
-from syncd.applying import Applier, ApplyReport
-from syncd.audit import AuditTrail, OpenIntent, open_intents
-from syncd.cache import LiveCache
-from syncd.credentials import CredentialStore
-from syncd.desired import DesiredState
+from syncd.api.client import AccountsClient, ResponseObserver
+from syncd.api.credentials import CredentialStore
+from syncd.core.desired import DesiredState
+from syncd.core.live import LiveAccount, Unreadable
+from syncd.core.plan import DeleteEmail, Plan, build_plan
+from syncd.engine.applying import Applier, ApplyReport
+from syncd.engine.fetching import FetchOptions, ProgressCallback, Wanted, fetch_live
+from syncd.engine.planfile import SavedPlan, staleness
 from syncd.errors import GuardError, PlanFileError, UsageError
-from syncd.fetching import FetchOptions, ProgressCallback, Wanted, fetch_live
-from syncd.live import LiveAccount, Unreadable
-from syncd.plan import DeleteEmail, Plan, build_plan
-from syncd.planfile import SavedPlan, staleness
 from syncd.settings import Settings
-from syncd.statefile import open_state
+from syncd.state.audit import AuditTrail, OpenIntent, open_intents
+from syncd.state.cache import LiveCache
+from syncd.state.statefile import open_state
 
 
 @dataclass

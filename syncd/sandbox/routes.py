@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Scope
 
-from syncd import fields
+from syncd.core import fields
 from syncd.sandbox.runtime import Sandbox
 from syncd.sandbox.store import (
     EMAIL_READ,

@@ -48,7 +48,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, NoReturn
 
-from syncd import fields
+from syncd.core import fields
+from syncd.desired.yaml_positions import collector_paused
 from syncd.errors import SyncdError
 from syncd.sandbox.store import (
     ALL_SCOPES,
@@ -60,7 +61,6 @@ from syncd.sandbox.store import (
     Snapshot,
     check_profile_value,
 )
-from syncd.yaml_positions import collector_paused
 
 _USER_KEYS: Final = frozenset({*fields.PROFILE_FIELDS, "password", "tokens", "emails"})
 _TOKEN_KEYS: Final = frozenset({"token", "scopes"})

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
-from syncd import fields
+from syncd.core import fields
 
 PROFILE_READ: Final = "profile_read"
 PROFILE_WRITE: Final = "profile_write"

@@ -56,14 +56,14 @@ def run(config_file: str | None, **flags: Any) -> None:
     import asyncio
     import os
 
-    from syncd.credentials import CredentialStore
-    from syncd.daemon import Daemon, log
-    from syncd.lock import acquire
+    from syncd.api.credentials import CredentialStore
     from syncd.logs import configure_logging
-    from syncd.metrics import Metrics, MetricsServer
-    from syncd.notify import Notifier
+    from syncd.service.daemon import Daemon, log
+    from syncd.service.metrics import Metrics, MetricsServer
+    from syncd.service.notify import Notifier
     from syncd.settings import load_settings
-    from syncd.statefile import open_state
+    from syncd.state.lock import acquire
+    from syncd.state.statefile import open_state
 
     def settings_now() -> Settings:
         return load_settings(config_file, **flags)  # again on SIGHUP: the file may have changed
@@ -144,7 +144,7 @@ def open_readonly(path: Path) -> sqlite3.Connection:
 def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
     """What `syncd status` shows, as data (also its --output json)."""
     from syncd.errors import UsageError
-    from syncd.lock import holder
+    from syncd.state.lock import holder
 
     path = settings.state_file
     if not path.exists():
@@ -195,7 +195,7 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
 
 
 def _daemon_state(db: sqlite3.Connection) -> dict[str, Any]:
-    """What syncd.daemon's save_daemon_state wrote; nothing in a file no daemon has used."""
+    """What the daemon's save_daemon_state wrote; nothing in a file no daemon has used."""
     import sqlite3
 
     try:

@@ -2,7 +2,7 @@
 
 APScheduler 3 (AsyncIOScheduler, an interval trigger in UTC with jitter, the first
 run at start, one run at a time, late runs coalesced) calls `Daemon._scheduled`.
-Each run reads the desired state again (syncd.gitsource: file, directory or git);
+Each run reads the desired state again (syncd.desired.gitsource: file, directory or git);
 an invalid one is logged and recorded as an `invalid` run, and nothing is applied.
 Otherwise it converges like `syncd apply --yes`, within a deadline
 (settings.run_deadline) so that a hung request never blocks the schedule. Then it
@@ -39,17 +39,17 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from syncd.audit import AuditTrail
+from syncd.desired.gitsource import DesiredSource
+from syncd.engine.reconcile import PlanResult, connect, converge, planning
 from syncd.errors import DesiredStateError, GuardError, SyncdError
-from syncd.gitsource import DesiredSource
 from syncd.logs import configure_logging
-from syncd.metrics import Metrics
-from syncd.notify import Notifier
-from syncd.reconcile import PlanResult, connect, converge, planning
+from syncd.service.metrics import Metrics
+from syncd.service.notify import Notifier
 from syncd.settings import Settings
-from syncd.statefile import open_state
+from syncd.state.audit import AuditTrail
+from syncd.state.statefile import open_state
 
-log = structlog.get_logger("syncd.daemon")
+log = structlog.get_logger("syncd.service.daemon")
 
 JOB_ID = "reconcile"
 MAX_BACKOFF = 3600.0

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import structlog
 
-log = structlog.get_logger("syncd.notify")
+log = structlog.get_logger("syncd.service.notify")
 
 #: A STATUS= line longer than this is cut: systemctl shows one line.
 MAX_STATUS_CHARS = 200

@@ -21,8 +21,8 @@ from typing import Any
 
 import sqlite_utils
 
-from syncd.plan import Action, AddEmail, UpdateProfile
-from syncd.statefile import savepoint
+from syncd.core.plan import Action, AddEmail, UpdateProfile
+from syncd.state.statefile import savepoint
 
 Clock = Callable[[], datetime]
 
@@ -95,7 +95,7 @@ class AuditTrail:
         self.clock = clock
         import structlog  # not at module level: a plan needs only open_intents
 
-        self.log = structlog.get_logger("syncd.audit").bind(run_id=self.run_id)
+        self.log = structlog.get_logger("syncd.state.audit").bind(run_id=self.run_id)
 
     # -- runs -------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import sqlite_utils
 
+from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
 from syncd.errors import CacheError
-from syncd.live import LiveAccount, LiveEmail, LiveProfile
 
 #: Rows written per transaction: large enough to amortise the commit.
 BATCH_SIZE = 1000

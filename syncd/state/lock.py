@@ -1,4 +1,4 @@
-"""One writer per state directory (`syncd run` or `syncd apply`): an flock on `syncd.lock`.
+"""One writer per state directory (`syncd run` or `syncd apply`): an flock on `syncd.state.lock`.
 
 Two daemons on one state directory would apply the same plan twice and
 interleave their audit trails. The kernel releases an flock when its holder
@@ -15,7 +15,7 @@ from types import TracebackType
 
 from syncd.errors import DaemonError
 
-LOCK_NAME = "syncd.lock"
+LOCK_NAME = "syncd.state.lock"
 
 
 class InstanceLock:

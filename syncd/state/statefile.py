@@ -20,7 +20,7 @@ import sqlite_utils
 from syncd.errors import CacheError
 
 SCHEMA = """
--- The live-state cache (syncd.cache). A part that is not cached has a NULL
+-- The live-state cache (syncd.state.cache). A part that is not cached has a NULL
 -- fetch time. The profile is in columns and the addresses a JSON array of
 -- [email, verified, primary]: reading 10,000 users this way takes half the
 -- time of parsing the API's JSON objects again.

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from syncd.cli import cli
-from syncd.loading import load_desired
+from syncd.cli.main import cli
+from syncd.desired.loading import load_desired
 from tests.integration.conftest import World
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from syncd.cli import cli
+from syncd.cli.main import cli
 
 EXAMPLE = Path(__file__).parents[2] / "desired-state.example.yaml"
 

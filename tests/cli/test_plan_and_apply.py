@@ -10,7 +10,7 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from syncd.cli import cli
+from syncd.cli.main import cli
 from tests.integration.conftest import World
 
 
@@ -191,7 +191,7 @@ def test_a_token_that_cannot_be_sent_is_named_not_shown(world: World):
 
 
 def test_apply_refuses_while_another_writer_holds_the_state(world: World):
-    from syncd.lock import acquire
+    from syncd.state.lock import acquire
 
     with acquire(world.state_dir):
         result = run(world, "apply", "--yes")

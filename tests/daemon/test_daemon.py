@@ -87,7 +87,7 @@ def test_a_second_instance_is_refused_naming_the_pid(world: World, start_daemon,
     )
     assert second.returncode == 1
     assert f"pid {first.pid}" in second.stderr
-    assert "syncd.lock" in second.stderr
+    assert "syncd.state.lock" in second.stderr
     assert first.process.poll() is None  # the first one goes on
     assert first.stop() == 0
 

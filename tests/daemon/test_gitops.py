@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 from ruamel.yaml import YAML
 
-from syncd.cli import cli
+from syncd.cli.main import cli
+from syncd.desired.gitsource import DesiredSource, GitLocation, parse_git_desired
 from syncd.errors import DesiredStateError, GitSourceError, UsageError
-from syncd.gitsource import DesiredSource, GitLocation, parse_git_desired
 from tests.daemon.harness import DaemonProcess, audit_events, wait_for_run
 from tests.integration.conftest import STANDARD_DESIRED, World
 

@@ -7,7 +7,7 @@ import json
 import httpx
 from click.testing import CliRunner
 
-from syncd.cli import cli
+from syncd.cli.main import cli
 from tests.daemon.harness import DaemonProcess
 from tests.integration.conftest import World
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from syncd.daemon import MAX_BACKOFF, backoff_delay, jitter_for
 from syncd.errors import DaemonError, UsageError
-from syncd.lock import acquire, holder
-from syncd.metrics import Metrics, parse_address
-from syncd.notify import Notifier
+from syncd.service.daemon import MAX_BACKOFF, backoff_delay, jitter_for
+from syncd.service.metrics import Metrics, parse_address
+from syncd.service.notify import Notifier
+from syncd.state.lock import acquire, holder
 
 
 @pytest.mark.parametrize(
@@ -90,14 +90,14 @@ def test_watchdog_pings_at_half_the_timeout(environ: dict[str, str], interval: f
 def test_one_lock_per_state_directory(tmp_path: Path):
     assert holder(tmp_path) is None
     with acquire(tmp_path) as lock:
-        assert lock.path == tmp_path / "syncd.lock"
+        assert lock.path == tmp_path / "syncd.state.lock"
         assert holder(tmp_path) == os.getpid()
         with pytest.raises(DaemonError, match=rf"pid {os.getpid()}\b"):
             acquire(tmp_path)
     assert holder(tmp_path) is None
     with acquire(tmp_path):  # released: free again
         pass
-    assert (tmp_path / "syncd.lock").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "syncd.state.lock").stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from syncd.loading import load_desired
-from syncd.reconcile import ConvergeResult, connect, converge, planning
+from syncd.desired.loading import load_desired
+from syncd.engine.reconcile import ConvergeResult, connect, converge, planning
 from syncd.settings import Settings, load_settings
 
 ALL_SCOPES = ["profile_read", "profile_write", "email_read", "email_write"]

@@ -118,9 +118,9 @@ def test_deletions_wait_until_the_additions_succeed(world: World):
 
 
 def test_a_plan_rereads_users_with_a_write_in_doubt(world: World):
-    from syncd.audit import AuditTrail
-    from syncd.plan import UpdateProfile
-    from syncd.statefile import open_state
+    from syncd.core.plan import UpdateProfile
+    from syncd.state.audit import AuditTrail
+    from syncd.state.statefile import open_state
     from tests.integration.test_planning import plan_with
 
     plan_with(world)

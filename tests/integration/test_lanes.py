@@ -1,4 +1,4 @@
-"""syncd.lanes over real HTTP: bounded requests in flight, one kept-alive connection per lane."""
+"""syncd.api.lanes over real HTTP: bounded requests in flight, one connection per lane."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from syncd.lanes import Lanes
+from syncd.api.lanes import Lanes
 
 USER = "/api/v1.1/users/user000001/"
 

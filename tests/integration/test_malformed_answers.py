@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from syncd.cli import cli
+from syncd.cli.main import cli
 from syncd.sandbox.malformed import KINDS
 from tests.integration.conftest import STANDARD_SEED, World
 

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
+from syncd.core.plan import AddEmail, DeleteEmail, FieldChange, UpdateProfile
+from syncd.engine.reconcile import PlanResult, compute_plan
 from syncd.errors import UsageError
-from syncd.plan import AddEmail, DeleteEmail, FieldChange, UpdateProfile
-from syncd.reconcile import PlanResult, compute_plan
 from syncd.settings import Settings
 from tests.integration.conftest import STANDARD_DESIRED, STANDARD_SEED, World, account
 
 
 def plan_with(world: World, **kwargs: Any) -> PlanResult:
-    from syncd.loading import load_desired
+    from syncd.desired.loading import load_desired
 
     settings: Settings = kwargs.pop("settings", None) or world.settings()
     return asyncio.run(compute_plan(settings, load_desired(world.desired_file), **kwargs))

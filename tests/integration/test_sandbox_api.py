@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from syncd import fields
+from syncd.core import fields
 
 ALL = ["profile_read", "profile_write", "email_read", "email_write"]
 JANE_ALL = "jane-all"  # every scope

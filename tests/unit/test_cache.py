@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd.cache import _PROFILE_COLUMNS, LiveCache, Snapshot
-from syncd.live import LiveAccount, LiveEmail, LiveProfile
-from syncd.statefile import open_state
+from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
+from syncd.state.cache import _PROFILE_COLUMNS, LiveCache, Snapshot
+from syncd.state.statefile import open_state
 
 PROFILE = LiveProfile("Jane Doe", "Lisbon", "", "https://example.com/", "", "jane@example.com")
 EMAILS = (LiveEmail("jane@example.com", True, True), LiveEmail("JANE@work.example", False, False))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from syncd.desired_memo import KEPT, LEFTOVER_AGE, DesiredMemo
+from syncd.desired.loading import load_desired
+from syncd.desired.memo import KEPT, LEFTOVER_AGE, DesiredMemo
 from syncd.errors import DesiredStateError
-from syncd.loading import load_desired
 
 TEAM = """version: 1
 users:

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.jsondoc import dumps_document
+from syncd.core.jsondoc import dumps_document
 
 scalars = st.none() | st.booleans() | st.integers() | st.text()
 values = st.recursive(

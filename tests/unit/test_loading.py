@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from syncd.desired import DesiredState, DesiredUser, Location, SourceFile
+from syncd.core.desired import DesiredState, DesiredUser, Location, SourceFile
+from syncd.desired.loading import load_desired, parse_desired
 from syncd.errors import DesiredStateError
-from syncd.loading import load_desired, parse_desired
 
 REPO = Path(__file__).resolve().parents[2]
 HEAD = "version: 1\nusers:\n"

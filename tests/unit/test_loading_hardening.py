@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syncd import loading, yaml_positions
+from syncd.desired import loading, yaml_positions
+from syncd.desired.loading import MAX_FILE_BYTES, MAX_PROBLEMS, load_desired, parse_desired
 from syncd.errors import DesiredStateError
-from syncd.loading import MAX_FILE_BYTES, MAX_PROBLEMS, load_desired, parse_desired
 
 BAD_DIR = Path(__file__).resolve().parents[1] / "data" / "bad"
 BAD_FILES = sorted(BAD_DIR.iterdir())

@@ -9,9 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from syncd.desired import DesiredUser
-from syncd.fields import MAX_TEXT_LENGTH, PROFILE_FIELDS, email_key, is_valid_email, is_valid_url
-from syncd.loading import parse_desired
+from syncd.core.desired import DesiredUser
+from syncd.core.fields import (
+    MAX_TEXT_LENGTH,
+    PROFILE_FIELDS,
+    email_key,
+    is_valid_email,
+    is_valid_url,
+)
+from syncd.desired.loading import parse_desired
 
 usernames = st.from_regex(r"[a-z0-9_]{4,30}", fullmatch=True)
 addresses = st.builds(

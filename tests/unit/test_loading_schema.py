@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from syncd.fields import PROFILE_FIELDS, USERNAME_PATTERN
-from syncd.loading import DesiredStateFile, UserSettings, desired_state_json_schema
-from syncd.yaml_positions import read_yaml
+from syncd.core.fields import PROFILE_FIELDS, USERNAME_PATTERN
+from syncd.desired.loading import DesiredStateFile, UserSettings, desired_state_json_schema
+from syncd.desired.yaml_positions import read_yaml
 from tests.unit.test_loading import BAD, GOOD, REPO
 
 SCHEMA = desired_state_json_schema()

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.desired import DesiredState, DesiredUser
-from syncd.fields import PROFILE_FIELDS, email_key, gravatar_digest, gravatar_url
-from syncd.live import LiveAccount, LiveEmail, LiveProfile, Unreadable
-from syncd.plan import AddEmail, DeleteEmail, FieldChange, Plan, UpdateProfile, build_plan
+from syncd.core.desired import DesiredState, DesiredUser
+from syncd.core.fields import PROFILE_FIELDS, email_key, gravatar_digest, gravatar_url
+from syncd.core.live import LiveAccount, LiveEmail, LiveProfile, Unreadable
+from syncd.core.plan import AddEmail, DeleteEmail, FieldChange, Plan, UpdateProfile, build_plan
 
 
 def profile(**values: str) -> LiveProfile:
@@ -304,6 +304,6 @@ def test_applying_the_plan_yields_the_desired_state(desired: DesiredState, data)
     ],
 )
 def test_gravatar_comparison_edges(address: str, url: str, matches: bool):
-    from syncd.fields import gravatar_matches
+    from syncd.core.fields import gravatar_matches
 
     assert gravatar_matches(address, url) is matches

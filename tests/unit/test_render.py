@@ -9,8 +9,8 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from syncd.plan import AddEmail, DeleteEmail, FieldChange, Finding, Plan, UpdateProfile
-from syncd.render import ansi_painter, plan_lines, print_plan
+from syncd.cli.render import ansi_painter, plan_lines, print_plan
+from syncd.core.plan import AddEmail, DeleteEmail, FieldChange, Finding, Plan, UpdateProfile
 
 PLAN = Plan(
     changes=(

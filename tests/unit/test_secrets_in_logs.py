@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from syncd.credentials import basic, bearer
+from syncd.api.credentials import basic, bearer
 from syncd.logs import configure_logging
 from syncd.settings import load_settings
 

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from syncd.core.jsondoc import dumps_document
+from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
+from syncd.desired.loading import parse_desired
+from syncd.engine.importing import render_desired
 from syncd.errors import BODY_EXCERPT_LIMIT, excerpt
-from syncd.importing import render_desired
-from syncd.jsondoc import dumps_document
-from syncd.live import LiveAccount, LiveEmail, LiveProfile
-from syncd.loading import parse_desired
 from syncd.logs import configure_logging
 from syncd.visible import visible, visible_lines
 

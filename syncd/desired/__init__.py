@@ -1,0 +1,12 @@
+"""Reading the desired state: from YAML files (or a git revision) to a valid DesiredState.
+
+    yaml_compose         plain data from libyaml's events, with refusals and duplicates
+    yaml_positions       reading files within limits, and the place of every key and value
+    validation_messages  pydantic's errors said at file:line:col in the operator's words
+    loading              the file format (pydantic models), validation, every problem at once
+    memo                 the users of files already found valid, by sha256, for dry runs
+    gitsource            a file, a directory or a git repository (GitOps) as the source
+
+May import `syncd.core` and the top-level modules (errors, settings, visible);
+not the API, the state or anything above.
+"""
