@@ -49,12 +49,14 @@ def fingerprint() -> str | None:
     digest = hashlib.sha256(versions.encode())
     # All of syncd's modules, not a list of the loader's: a list would go stale
     # the day the loader imports a new one. Reading them takes about a millisecond.
-    modules = sorted(Path(__file__).parent.glob("*.py"))
-    if not any(module.name == "loading.py" for module in modules):
+    package = Path(__file__).parents[1]
+    modules = sorted(package.rglob("*.py"))
+    if package / "desired" / "loading.py" not in modules:
         return None  # installed without sources: no way to tell a stale entry
     try:
         for module in modules:
-            digest.update(module.name.encode() + b"\0" + module.read_bytes())
+            name = module.relative_to(package).as_posix()
+            digest.update(name.encode() + b"\0" + module.read_bytes())
     except OSError:
         return None
     return digest.hexdigest()
