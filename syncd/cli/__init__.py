@@ -1,9 +1,14 @@
 """The command line: a thin layer over the library, and what people see of it.
 
-    main      the click group, its exit codes, and the commands of one converge
-    render    plans, apply reports and the audit trail, as a careful diff
-    progress  a progress bar while accounts are read, only when a person watches
-    demo      `syncd demo`: plan → apply → plan against a local sandbox
+    main               the click group, its exit codes, and the list of commands
+    options            the flags every API command shares, and loading what they name
+    converge_commands  `plan` and `apply`
+    desired_commands   `validate`, `schema` and `import`
+    audit_command      `audit`
+    demo               `demo`: plan → apply → plan against a local sandbox
+    render             plans, apply reports and the audit trail, as a careful diff
+    progress           a progress bar while accounts are read, only when a person watches
 
 The top layer: may import every other package, and none imports it.
+(`run` and `status` live with the daemon, in syncd.service.commands.)
 """

@@ -103,3 +103,33 @@ def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -
     click.echo(f"Query it again with: syncd audit --state-dir {state}")
     if code != 0:
         raise click.ClickException("the apply step failed; see above")
+
+
+@click.command()
+@click.option(
+    "-f",
+    "--file",
+    "desired",
+    default="desired-state.example.yaml",
+    show_default=True,
+    help="The desired state to converge to.",
+)
+@click.option(
+    "--workdir",
+    default=".syncd-demo",
+    show_default=True,
+    help="Where the demo keeps its credentials and state (emptied first).",
+)
+@click.pass_context
+def demo(context: click.Context, desired: str, workdir: str) -> None:
+    """Run plan → apply → plan against a local sandbox, step by step."""
+    syncd = context.find_root().command
+
+    def invoke(args: list[str]) -> int:
+        try:
+            result = syncd.main(args, prog_name="syncd", standalone_mode=False)
+        except SystemExit as done:
+            return int(done.code or 0)
+        return result if isinstance(result, int) else 0
+
+    run_demo(Path(desired), Path(workdir), invoke)

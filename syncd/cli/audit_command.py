@@ -1,0 +1,56 @@
+"""`syncd audit`: the audit trail, from the state file, as text or JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from syncd.cli.options import settings_from_flags
+
+
+def _parse_since(value: str | None) -> Any:
+    """`--since`: an ISO date or time, or an age such as 30m, 12h, 7d."""
+    if value is None:
+        return None
+    from datetime import UTC, datetime, timedelta
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[:-1].isdigit() and value[-1:] in units:
+        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("use an ISO date/time or an age like 30m, 12h, 7d") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@click.command()
+@click.option("--state-dir", type=click.Path(file_okay=False), help="[SYNCD_STATE_DIR]")
+@click.option("--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat).")
+@click.option("--since", metavar="WHEN", help="ISO date/time, or an age: 30m, 12h, 7d.")
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def audit(
+    state_dir: str | None, users: tuple[str, ...], since: str | None, limit: int, output: str
+) -> None:
+    """Show the audit trail: every intended write and its outcome."""
+    from syncd.state.audit import query_events
+    from syncd.state.statefile import open_state
+
+    settings = settings_from_flags({"state_dir": state_dir})
+    if not settings.state_file.exists():
+        raise click.ClickException(f"no state file at {settings.state_file}: nothing was applied")
+    db = open_state(settings.state_file)
+    try:
+        events = query_events(db, users=users, since=_parse_since(since), limit=limit)
+    finally:
+        db.close()
+    if output == "json":
+        from syncd.core.jsondoc import dumps_document
+
+        click.echo(dumps_document(events))
+    else:
+        from syncd.cli.render import print_audit, terminal
+
+        print_audit(events, terminal())

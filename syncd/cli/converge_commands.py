@@ -1,0 +1,173 @@
+"""`syncd plan` and `syncd apply`: the dry run and the converge, from the command line."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from syncd.cli.options import (
+    desired_for,
+    keep_until_exit,
+    settings_from_flags,
+    settings_options,
+)
+from syncd.errors import EXIT_CHANGES_PENDING, EXIT_ERROR
+
+
+@click.command()
+@settings_options
+@click.option("--refresh", is_flag=True, help="Read every user from the API, ignoring the cache.")
+@click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Human diff or the JSON contract.",
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 2 when changes are pending, 0 when none, 1 on error.",
+)
+@click.option("--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat).")
+@click.option("--out", "out_file", metavar="FILE", help="Save the plan for a later apply.")
+def plan(
+    refresh: bool,
+    output: str,
+    detailed_exitcode: bool,
+    users: tuple[str, ...],
+    out_file: str | None,
+    **options: Any,
+) -> None:
+    """Show what would change, and change nothing."""
+    import asyncio
+
+    from syncd.cli.progress import fetch_progress
+    from syncd.engine.reconcile import compute_plan
+
+    settings = settings_from_flags(options)
+    # A dry run may show a remembered file; what may be applied (--out) is read from the file.
+    desired = desired_for(settings, users, remember=out_file is None)
+    with fetch_progress(enabled=output == "text") as on_progress:
+        result = asyncio.run(
+            compute_plan(settings, desired, refresh=refresh, on_progress=on_progress)
+        )
+    keep_until_exit()
+    if out_file:
+        from syncd.engine.planfile import save_plan
+
+        save_plan(out_file, result.plan, result.live, result.source)
+    if output == "json":
+        from syncd.core.jsondoc import dumps_document
+
+        click.echo(dumps_document(result.plan.to_json(result.source)))
+    else:
+        from syncd.cli.render import print_plan, terminal
+
+        print_plan(result.plan, terminal())
+    if result.plan.errors:
+        sys.exit(EXIT_ERROR)
+    if detailed_exitcode and not result.plan.is_empty:
+        sys.exit(EXIT_CHANGES_PENDING)
+
+
+@click.command()
+@settings_options
+@click.argument("plan_file", required=False, metavar="[PLAN.json]")
+@click.option(
+    "--yes", is_flag=True, help="Apply without asking (required when not on a terminal)."
+)
+@click.option(
+    "--allow-deletions",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Allow up to N email deletions in this run [SYNCD_MAX_DELETIONS, 10].",
+)
+@click.option("--refresh", is_flag=True, help="Read every user from the API, ignoring the cache.")
+@click.option("--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat).")
+def apply(
+    plan_file: str | None,
+    yes: bool,
+    allow_deletions: int | None,
+    refresh: bool,
+    users: tuple[str, ...],
+    **options: Any,
+) -> None:
+    """Converge the accounts to the desired state, or apply a saved plan (asks first)."""
+    import asyncio
+    import signal
+
+    from syncd.cli.progress import fetch_progress
+    from syncd.cli.render import print_apply_report, print_plan, terminal
+    from syncd.engine.planfile import load_plan
+    from syncd.engine.reconcile import (
+        ConvergeResult,
+        PlanResult,
+        PlanStep,
+        connect,
+        converge,
+        planning,
+        saved_planning,
+    )
+    from syncd.logs import configure_logging
+    from syncd.state.lock import acquire
+
+    settings = settings_from_flags(options)
+    if not yes and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise click.UsageError("no terminal to confirm on: pass --yes to apply without asking")
+    if plan_file and users:
+        raise click.UsageError("--user limits a new plan; a saved plan is applied whole")
+    configure_logging(settings.log_format)
+    limit = settings.max_deletions if allow_deletions is None else allow_deletions
+    console = terminal()
+
+    def confirm(result: PlanResult) -> bool:
+        if yes:
+            return True
+        count = len(result.plan.changes)
+        # asyncio swallows the first Ctrl-C while the prompt blocks its loop:
+        # give the prompt the plain handler, so Ctrl-C means "no" at once.
+        handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            return click.confirm(f"Apply {count} change{'s' if count != 1 else ''}?")
+        except click.Abort:
+            click.echo()
+            return False
+        finally:
+            signal.signal(signal.SIGINT, handler)
+
+    def show_plan(result: PlanResult) -> None:
+        print_plan(result.plan, console)
+        keep_until_exit()
+
+    with fetch_progress() as on_progress:
+        make_plan: PlanStep
+        if plan_file:
+            make_plan = saved_planning(load_plan(plan_file))
+        else:
+            desired = desired_for(settings, users)
+            make_plan = planning(desired, refresh=refresh, on_progress=on_progress)
+
+        async def run() -> ConvergeResult:
+            async with connect(settings) as connection:
+                return await converge(
+                    connection,
+                    make_plan,
+                    command="apply",
+                    deletion_limit=limit,
+                    confirm=confirm,
+                    on_plan=show_plan,
+                )
+
+        # One writer per state directory: an apply beside the daemon would
+        # write the same changes twice and interleave their audit trails.
+        with acquire(settings.state_dir):
+            converged = asyncio.run(run())
+    print_apply_report(converged, console, settings.state_file)
+    report = converged.report
+    failed = converged.result.plan.errors or (report is not None and not report.ok)
+    # Declining exits 1 too, as terraform does: a script must not take it for success.
+    if failed or converged.declined:
+        sys.exit(EXIT_ERROR)

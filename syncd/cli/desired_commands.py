@@ -1,0 +1,74 @@
+"""Commands about the desired-state files: `validate`, `schema` and `import`.
+
+None of them writes to the accounts: `validate` and `schema` never call the
+API, and `import` only reads it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from syncd.cli.options import desired_for, settings_from_flags, settings_options
+
+
+@click.command()
+@click.option("-f", "--file", "desired", metavar="PATH", help="Desired-state file or directory.")
+def validate(desired: str | None) -> None:
+    """Check the desired state; send nothing to the API."""
+    settings = settings_from_flags({"desired": desired})
+    state = desired_for(settings)
+    click.echo(f"{settings.desired}: valid, {len(state.users)} users")
+
+
+@click.command()
+def schema() -> None:
+    """Print the JSON Schema of the desired-state format."""
+    import json
+
+    from syncd.desired.loading import desired_state_json_schema
+
+    click.echo(json.dumps(desired_state_json_schema(), indent=2))
+
+
+@click.command("import")
+@settings_options
+@click.option("--user", "users", multiple=True, metavar="NAME", help="Import this user (repeat).")
+@click.option("--out", "out_file", metavar="FILE", help="Write here instead of standard output.")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+def import_(users: tuple[str, ...], out_file: str | None, force: bool, **options: Any) -> None:
+    """Write a desired-state file from the live accounts.
+
+    Without --user, every user of the credentials directory is imported.
+    """
+    import asyncio
+    import os
+    from pathlib import Path
+
+    from syncd.api.client import AccountsClient
+    from syncd.api.credentials import CredentialStore
+    from syncd.desired.loading import parse_desired
+    from syncd.engine.importing import read_accounts, render_desired
+
+    if out_file and Path(out_file).exists() and not force:
+        raise click.ClickException(f"{out_file} exists; pass --force to overwrite it")
+    settings = settings_from_flags(options)
+    credentials = CredentialStore.from_settings(settings)
+    names = sorted(set(users) or credentials.usernames())
+    if not names:
+        raise click.UsageError("no users: name them with --user or set a credentials directory")
+
+    async def read() -> str:
+        async with AccountsClient(settings, credentials.for_user) as client:
+            return render_desired(await read_accounts(client, names, settings.concurrency))
+
+    text = asyncio.run(read())
+    parse_desired([(out_file or "<import>", text.encode())])  # never write an invalid file
+    if not out_file:
+        click.echo(text, nl=False)
+        return
+    partial = f"{out_file}.partial"
+    Path(partial).write_text(text, encoding="utf-8")
+    os.replace(partial, out_file)
+    click.echo(f"Imported {len(names)} users into {out_file}.", err=True)

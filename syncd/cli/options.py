@@ -1,0 +1,85 @@
+"""What the commands share: the flags that override settings, and loading what they name.
+
+Only click is imported at start-up; the rest loads when a command runs, so
+that `syncd --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from syncd.core.desired import DesiredState
+    from syncd.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings_options(command: F) -> F:
+    """Flags shared by every command that talks to the API; each overrides its SYNCD_ variable."""
+    options = [
+        click.option("--config", "config_file", metavar="FILE", help="TOML settings file."),
+        click.option("--api-url", help="Base URL of the accounts API [SYNCD_API_URL]."),
+        click.option(
+            "--credentials-dir",
+            type=click.Path(file_okay=False),
+            help="Directory of <user>.token / <user>.password files [SYNCD_CREDENTIALS_DIR].",
+        ),
+        click.option(
+            "--state-dir",
+            type=click.Path(file_okay=False),
+            help="Where the state file lives [SYNCD_STATE_DIR].",
+        ),
+        click.option("--concurrency", type=int, help="Requests in flight [SYNCD_CONCURRENCY]."),
+        click.option(
+            "--insecure-http",
+            is_flag=True,
+            default=None,
+            help="Allow plain http:// to a non-loopback host.",
+        ),
+        click.option(
+            "-f",
+            "--file",
+            "desired",
+            metavar="PATH",
+            help="Desired-state file or directory [SYNCD_DESIRED, ./desired-state.yaml].",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def settings_from_flags(flags: dict[str, Any]) -> Settings:
+    """The settings, with the flags given (None: not given) over the environment and file."""
+    from syncd.settings import load_settings
+
+    return load_settings(**flags)
+
+
+def desired_for(
+    settings: Settings, users: tuple[str, ...] = (), *, remember: bool = False
+) -> DesiredState:
+    """The desired state that the settings name, limited to `--user` names if any."""
+    from syncd.desired.gitsource import resolve_desired
+    from syncd.engine.reconcile import restrict
+
+    desired = restrict(resolve_desired(settings, remember=remember), users)
+    keep_until_exit()
+    return desired
+
+
+def keep_until_exit() -> None:
+    """Hide what is alive now from the cyclic garbage collector, for a one-shot command.
+
+    The modules, the desired state and the plan live until the process exits,
+    yet each full collection walks them all again: 0.1-0.2 s of a warm plan of
+    10,000 users. They hold no cycles to collect. Never for the daemon, which
+    lives on and reloads.
+    """
+    import gc
+
+    gc.freeze()
