@@ -1,9 +1,12 @@
 """`syncd run`, the daemon under systemd, and `syncd status`, what it did.
 
-    daemon    the scheduler loop: life cycle, signals, reloads, backoff, reports
-    notify    the systemd notify protocol, spoken directly over $NOTIFY_SOCKET
-    metrics   Prometheus metrics and the HTTP listener for /metrics and /healthz
-    commands  the `run` and `status` commands
+    schedule      when it runs: interval, jitter, deadline, backoff after failures
+    cycle         one run: read the desired state, converge within the deadline, summarise
+    daemon        the scheduler loop: life cycle, signals, reloads, reports
+    daemon_state  what the daemon says about itself in the state file, for `status`
+    notify        the systemd notify protocol, spoken directly over $NOTIFY_SOCKET
+    metrics       Prometheus metrics and the HTTP listener for /metrics and /healthz
+    commands      the `run` and `status` commands
 
 May import `syncd.engine` and everything below it; never `syncd.cli`.
 """

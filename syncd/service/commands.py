@@ -144,6 +144,7 @@ def open_readonly(path: Path) -> sqlite3.Connection:
 def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
     """What `syncd status` shows, as data (also its --output json)."""
     from syncd.errors import UsageError
+    from syncd.service.daemon_state import read_daemon_state
     from syncd.state.lock import holder
 
     path = settings.state_file
@@ -152,7 +153,7 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
     pid = holder(settings.state_dir)
     db = open_readonly(path)
     try:
-        daemon = _daemon_state(db)
+        daemon = read_daemon_state(db)
         cursor = db.execute(
             "SELECT id, command, started_at, ended_at, result, revision, counts FROM runs"
             " ORDER BY started_at DESC LIMIT ?",
@@ -192,17 +193,6 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         },
         "runs": runs,
     }
-
-
-def _daemon_state(db: sqlite3.Connection) -> dict[str, Any]:
-    """What the daemon's save_daemon_state wrote; nothing in a file no daemon has used."""
-    import sqlite3
-
-    try:
-        rows = db.execute("SELECT key, value FROM daemon_state").fetchall()
-    except sqlite3.OperationalError:
-        return {}  # made by a syncd from before the daemon, opened read-only: no table
-    return {key: json.loads(value) for key, value in rows}
 
 
 def pending_changes(result: str | None, counts: Mapping[str, int]) -> dict[str, Any]:

@@ -1,14 +1,11 @@
 """The scheduler loop of `syncd run`: converge on a schedule, as a systemd service.
 
 APScheduler 3 (AsyncIOScheduler, an interval trigger in UTC with jitter, the first
-run at start, one run at a time, late runs coalesced) calls `Daemon._scheduled`.
-Each run reads the desired state again (syncd.desired.gitsource: file, directory or git);
-an invalid one is logged and recorded as an `invalid` run, and nothing is applied.
-Otherwise it converges like `syncd apply --yes`, within a deadline
-(settings.run_deadline) so that a hung request never blocks the schedule. Then it
-reports: metrics, STATUS= to systemd, and the `daemon_state` table that `syncd
-status` reads (next run, failures). Runs that keep failing push the next one
-back, doubling up to an hour; one success resets that.
+run at start, one run at a time, late runs coalesced) calls `Daemon._scheduled`,
+which runs one Cycle (syncd.service.cycle: read the desired state again, converge
+like `syncd apply --yes` within a deadline). Then it reports: metrics, STATUS= to
+systemd, and the `daemon_state` table that `syncd status` reads (next run,
+failures). Runs that keep failing push the next one back (syncd.service.schedule).
 
 Signals: SIGTERM and SIGINT cancel the run in flight (a write without its answer
 is audited `unknown`, the run `cancelled`) and return, so the process exits 0
@@ -18,17 +15,14 @@ well within systemd's stop timeout; SIGHUP re-reads the settings and runs now.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlite_utils
 import structlog
 from apscheduler.events import (
     EVENT_JOB_ERROR,
@@ -40,71 +34,27 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd.desired.gitsource import DesiredSource
-from syncd.engine.reconcile import PlanResult, connect, converge, planning
-from syncd.errors import DesiredStateError, GuardError, SyncdError
+from syncd.errors import SyncdError
 from syncd.logs import configure_logging
+from syncd.service.cycle import Cycle, CycleOutcome
+from syncd.service.daemon_state import save_daemon_state, utc_iso
 from syncd.service.metrics import Metrics
 from syncd.service.notify import Notifier
+from syncd.service.schedule import (
+    BACKING_OFF,
+    SUCCESS,
+    backoff_delay,
+    deadline_for,
+    jitter_for,
+)
 from syncd.settings import Settings
-from syncd.state.audit import AuditTrail
 from syncd.state.statefile import open_state
 
 log = structlog.get_logger("syncd.service.daemon")
 
 JOB_ID = "reconcile"
-MAX_BACKOFF = 3600.0
 #: How long a cancelled run may take to record its outcomes; systemd waits 10 s by default.
 STOP_TIMEOUT = 5.0
-SUCCESS = frozenset({"ok", "no_changes"})
-# Only these back off: `blocked` waits for an operator and costs cached reads only;
-# `invalid` sends nothing, and its fix must be picked up at the next interval.
-BACKING_OFF = frozenset({"failed", "error", "deadline", "cancelled"})
-
-
-def backoff_delay(interval: float, failures: int) -> float:
-    """Seconds until the next run after `failures` failed runs in a row: the interval after
-    one, then doubling, capped at an hour (or the interval when that is longer)."""
-    if failures <= 1:
-        return interval
-    return min(interval * 2.0 ** (failures - 1), max(MAX_BACKOFF, interval))
-
-
-def jitter_for(interval: float) -> float:
-    """Up to a tenth of the interval (at most 30 s): many daemons started together spread out."""
-    return min(interval / 10, 30.0)
-
-
-def deadline_for(settings: Settings) -> float:
-    return settings.run_deadline or 3 * settings.interval
-
-
-def utc_iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
-def save_daemon_state(db: sqlite_utils.Database, values: Mapping[str, Any]) -> None:
-    """Keys of the daemon_state table (JSON values), read by `syncd status`."""
-    now = utc_iso(datetime.now(UTC))
-    with db.atomic():
-        for key, value in values.items():
-            db.execute(
-                "INSERT INTO daemon_state (key, value, updated_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
-                " updated_at = excluded.updated_at",
-                [key, json.dumps(value), now],
-            )
-
-
-@dataclass
-class CycleOutcome:
-    result: str  # a runs.result, or error / deadline when the run never got that far
-    revision: str | None = None
-    applied: int = 0
-    #: Users still differing from the desired state; None when this run could not tell.
-    drift_users: int | None = None
-    message: str = ""
-    warning: str | None = None
-    seconds: float = 0.0
 
 
 class Daemon:
@@ -133,7 +83,6 @@ class Daemon:
         self._stopping = False
         self._cycle_task: asyncio.Task[Any] | None = None
         self._run_again = False
-        self._began_run = False  # whether converge has written this cycle's run record
 
     # -- life cycle -------------------------------------------------------------
 
@@ -254,7 +203,7 @@ class Daemon:
     async def _scheduled(self) -> None:
         self._cycle_task = asyncio.current_task()
         try:
-            outcome = await self._cycle()
+            outcome = await Cycle(self.settings, self.source, self.db, self.metrics).run()
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
@@ -263,83 +212,6 @@ class Daemon:
         finally:
             self._cycle_task = None
         self._report(outcome)
-
-    async def _cycle(self) -> CycleOutcome:
-        started = time.monotonic()
-        settings = self.settings
-        deadline = asyncio.timeout(deadline_for(settings))
-        self._began_run = False
-        try:
-            async with deadline:
-                outcome = await self._reconcile(settings)
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            limit = deadline_for(settings)
-            outcome = CycleOutcome(
-                "deadline", self.source.attempted_revision, message=f"cancelled after {limit:g} s"
-            )
-        except DesiredStateError as error:
-            log.error(
-                "desired_state_invalid",
-                desired=str(self.source),
-                revision=self.source.attempted_revision,
-                problems=[str(problem) for problem in error.problems],
-            )
-            message = f"{len(error.problems)} problems in the desired state; nothing applied"
-            outcome = CycleOutcome("invalid", self.source.attempted_revision, message=message)
-        except SyncdError as error:  # settings, credentials, state file, git with no good commit
-            outcome = CycleOutcome("error", self.source.attempted_revision, message=str(error))
-        except Exception as error:
-            # The daemon is an edge: a bug fails this run, not the service.
-            log.exception("run_crashed")
-            outcome = CycleOutcome("error", message=f"internal error {type(error).__name__}")
-        if not self._began_run:  # so that `syncd status` lists runs that never got going
-            self._record_run(outcome)
-        outcome.seconds = time.monotonic() - started
-        return outcome
-
-    async def _reconcile(self, settings: Settings) -> CycleOutcome:
-        read = await self.source.read()
-        desired = read.desired
-        if read.stale is not None:
-            log.warning("desired_fetch_failed", error=read.stale, using_revision=desired.revision)
-        planned: list[PlanResult] = []
-        async with connect(settings, on_response=self.metrics.observe_response) as connection:
-            self._began_run = True
-            try:
-                converged = await converge(
-                    connection,
-                    planning(desired),
-                    command="run",
-                    deletion_limit=settings.max_deletions,
-                    confirm=lambda _: True,
-                    on_plan=planned.append,
-                )
-            except GuardError as error:
-                drift = len(planned[0].plan.users_with_changes()) if planned else None
-                return CycleOutcome("blocked", desired.revision, 0, drift, str(error), read.stale)
-            row = connection.db.execute(
-                "SELECT result FROM runs WHERE id = ?", [converged.run_id]
-            ).fetchone()
-        plan, report = converged.result.plan, converged.report
-        failures = report.failures if report is not None else []
-        applied = (
-            {a.action: report.counts.get(a.action, 0) for a in plan.changes} if report else {}
-        )
-        self.metrics.observe_changes(applied, [(f.action, f.result) for f in failures])
-        drift = len({f.user for f in failures}) if report else len(plan.users_with_changes())
-        problems = [f"{f.user}: {f.description}: {f.message}" for f in failures]
-        problems += [f"{finding.user}: {finding.message}" for finding in plan.errors]
-        message = "; ".join(problems[:3])
-        return CycleOutcome(
-            row[0], desired.revision, sum(applied.values()), drift, message, read.stale
-        )
-
-    def _record_run(self, outcome: CycleOutcome) -> None:
-        audit = AuditTrail(self.db, {"files": [], "revision": outcome.revision})
-        audit.begin_run("run")
-        audit.end_run(outcome.result, {})
 
     def _report(self, outcome: CycleOutcome) -> None:
         success = outcome.result in SUCCESS
@@ -381,7 +253,7 @@ class Daemon:
             message=outcome.message or None,
             warning=outcome.warning,
         )
-        self.notifier.status(_status_line(outcome, self.failures, next_run))
+        self.notifier.status(outcome.status_line(self.failures, next_run))
         save_daemon_state(
             self.db, {"next_run_at": utc_iso(next_run), "consecutive_failures": self.failures}
         )
@@ -399,22 +271,3 @@ class Daemon:
             "run_deadline": deadline_for(settings),
             "max_deletions": settings.max_deletions,
         }
-
-
-def _status_line(outcome: CycleOutcome, failures: int, next_run: datetime | None) -> str:
-    parts = [outcome.result]
-    if outcome.result in SUCCESS or outcome.result == "failed":
-        parts.append(f"{outcome.applied} changes applied")
-    if outcome.drift_users:
-        parts.append(f"{outcome.drift_users} users differ")
-    if outcome.revision:
-        parts.append(f"revision {outcome.revision[:12]}")
-    if outcome.warning:
-        parts.append("git fetch failed, kept the last good revision")
-    if failures > 1:
-        parts.append(f"{failures} failures in a row, backing off")
-    when = next_run.strftime("%Y-%m-%d %H:%M:%S UTC") if next_run else "none"
-    parts.append(f"next run {when}")
-    if outcome.result not in SUCCESS and outcome.message:
-        parts.append(outcome.message)  # last: systemctl cuts a long line at the end
-    return "; ".join(parts)

@@ -1,0 +1,153 @@
+"""One cycle of the daemon: read the desired state, converge within a deadline, summarise.
+
+A cycle never raises for a condition it can name: an invalid desired state is
+an `invalid` run (nothing applied), the deadline a `deadline` run, a settings,
+credentials, state-file or git failure an `error` run, and even a bug fails
+only this cycle. Every cycle leaves a run record, so that `syncd status` lists
+the ones that never got as far as a converge too. What the scheduler needs to
+know comes back as a CycleOutcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlite_utils
+import structlog
+
+from syncd.desired.gitsource import DesiredSource
+from syncd.engine.reconcile import PlanResult, connect, converge, planning
+from syncd.errors import DesiredStateError, GuardError, SyncdError
+from syncd.service.metrics import Metrics
+from syncd.service.schedule import SUCCESS, deadline_for
+from syncd.settings import Settings
+from syncd.state.audit import AuditTrail
+
+log = structlog.get_logger("syncd.service.cycle")
+
+
+@dataclass
+class CycleOutcome:
+    result: str  # a runs.result, or error / deadline when the run never got that far
+    revision: str | None = None
+    applied: int = 0
+    #: Users still differing from the desired state; None when this run could not tell.
+    drift_users: int | None = None
+    message: str = ""
+    warning: str | None = None
+    seconds: float = 0.0
+
+    def status_line(self, failures: int, next_run: datetime | None) -> str:
+        """One line for systemd's STATUS=: the result first, the message last."""
+        parts = [self.result]
+        if self.result in SUCCESS or self.result == "failed":
+            parts.append(f"{self.applied} changes applied")
+        if self.drift_users:
+            parts.append(f"{self.drift_users} users differ")
+        if self.revision:
+            parts.append(f"revision {self.revision[:12]}")
+        if self.warning:
+            parts.append("git fetch failed, kept the last good revision")
+        if failures > 1:
+            parts.append(f"{failures} failures in a row, backing off")
+        when = next_run.strftime("%Y-%m-%d %H:%M:%S UTC") if next_run else "none"
+        parts.append(f"next run {when}")
+        if self.result not in SUCCESS and self.message:
+            parts.append(self.message)  # last: systemctl cuts a long line at the end
+        return "; ".join(parts)
+
+
+class Cycle:
+    """One run of the daemon over its settings, source, state file and metrics."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        source: DesiredSource,
+        db: sqlite_utils.Database,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.db = db
+        self.metrics = metrics
+        self._began_run = False  # whether converge has written this cycle's run record
+
+    async def run(self) -> CycleOutcome:
+        started = time.monotonic()
+        settings = self.settings
+        deadline = asyncio.timeout(deadline_for(settings))
+        try:
+            async with deadline:
+                outcome = await self._reconcile(settings)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            limit = deadline_for(settings)
+            outcome = CycleOutcome(
+                "deadline", self.source.attempted_revision, message=f"cancelled after {limit:g} s"
+            )
+        except DesiredStateError as error:
+            log.error(
+                "desired_state_invalid",
+                desired=str(self.source),
+                revision=self.source.attempted_revision,
+                problems=[str(problem) for problem in error.problems],
+            )
+            message = f"{len(error.problems)} problems in the desired state; nothing applied"
+            outcome = CycleOutcome("invalid", self.source.attempted_revision, message=message)
+        except SyncdError as error:  # settings, credentials, state file, git with no good commit
+            outcome = CycleOutcome("error", self.source.attempted_revision, message=str(error))
+        except Exception as error:
+            # The daemon is an edge: a bug fails this run, not the service.
+            log.exception("run_crashed")
+            outcome = CycleOutcome("error", message=f"internal error {type(error).__name__}")
+        if not self._began_run:  # so that `syncd status` lists runs that never got going
+            self._record_run(outcome)
+        outcome.seconds = time.monotonic() - started
+        return outcome
+
+    async def _reconcile(self, settings: Settings) -> CycleOutcome:
+        read = await self.source.read()
+        desired = read.desired
+        if read.stale is not None:
+            log.warning("desired_fetch_failed", error=read.stale, using_revision=desired.revision)
+        planned: list[PlanResult] = []
+        async with connect(settings, on_response=self.metrics.observe_response) as connection:
+            self._began_run = True
+            try:
+                converged = await converge(
+                    connection,
+                    planning(desired),
+                    command="run",
+                    deletion_limit=settings.max_deletions,
+                    confirm=lambda _: True,
+                    on_plan=planned.append,
+                )
+            except GuardError as error:
+                drift = len(planned[0].plan.users_with_changes()) if planned else None
+                return CycleOutcome("blocked", desired.revision, 0, drift, str(error), read.stale)
+            row = connection.db.execute(
+                "SELECT result FROM runs WHERE id = ?", [converged.run_id]
+            ).fetchone()
+        plan, report = converged.result.plan, converged.report
+        failures = report.failures if report is not None else []
+        applied = (
+            {a.action: report.counts.get(a.action, 0) for a in plan.changes} if report else {}
+        )
+        self.metrics.observe_changes(applied, [(f.action, f.result) for f in failures])
+        drift = len({f.user for f in failures}) if report else len(plan.users_with_changes())
+        problems = [f"{f.user}: {f.description}: {f.message}" for f in failures]
+        problems += [f"{finding.user}: {finding.message}" for finding in plan.errors]
+        message = "; ".join(problems[:3])
+        return CycleOutcome(
+            row[0], desired.revision, sum(applied.values()), drift, message, read.stale
+        )
+
+    def _record_run(self, outcome: CycleOutcome) -> None:
+        audit = AuditTrail(self.db, {"files": [], "revision": outcome.revision})
+        audit.begin_run("run")
+        audit.end_run(outcome.result, {})
