@@ -5,7 +5,8 @@
     daemon        the scheduler loop: life cycle, signals, reloads, reports
     daemon_state  what the daemon says about itself in the state file, for `status`
     notify        the systemd notify protocol, spoken directly over $NOTIFY_SOCKET
-    metrics       Prometheus metrics and the HTTP listener for /metrics and /healthz
+    metrics       the Prometheus metrics and the health rule
+    listener      the HTTP listener for /metrics and /healthz, in a thread
     commands      the `run` and `status` commands
 
 May import `syncd.engine` and everything below it; never `syncd.cli`.

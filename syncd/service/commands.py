@@ -59,7 +59,8 @@ def run(config_file: str | None, **flags: Any) -> None:
     from syncd.api.credentials import CredentialStore
     from syncd.logs import configure_logging
     from syncd.service.daemon import Daemon, log
-    from syncd.service.metrics import Metrics, MetricsServer
+    from syncd.service.listener import MetricsServer
+    from syncd.service.metrics import Metrics
     from syncd.service.notify import Notifier
     from syncd.settings import load_settings
     from syncd.state.lock import acquire

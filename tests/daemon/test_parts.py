@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from syncd.errors import DaemonError, UsageError
-from syncd.service.metrics import Metrics, parse_address
+from syncd.service.listener import parse_address
+from syncd.service.metrics import Metrics
 from syncd.service.notify import Notifier
 from syncd.service.schedule import MAX_BACKOFF, backoff_delay, jitter_for
 from syncd.state.lock import acquire, holder
