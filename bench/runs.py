@@ -150,9 +150,9 @@ def fill_cache(state_dir: Path, users: int) -> None:
     from syncd.core.fields import gravatar_url
     from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
     from syncd.state.cache import LiveCache, Snapshot
-    from syncd.state.statefile import open_state
+    from syncd.state.statefile import open_cache
 
-    db = open_state(state_dir / "syncd.db")
+    db = open_cache(state_dir / "cache.db")
     now = time.time()
     snapshots = (
         Snapshot(

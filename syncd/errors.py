@@ -4,7 +4,7 @@
     ├── UsageError                 a flag or setting that cannot work (http:// to a remote host)
     ├── SettingsError              the settings file or environment is invalid
     ├── DesiredStateError          the desired state is invalid; carries every Problem
-    ├── CacheError                 the state file cannot be opened or written
+    ├── StateError                 a state file (syncd.db, cache.db) fails: named, in one line
     ├── CredentialError            a credential file that cannot be read or sent
     ├── PlanFileError              a saved plan cannot be read or is stale
     ├── GuardError                 exit 3: the deletion guard refused the run
@@ -53,8 +53,8 @@ class SettingsError(SyncdError):
     pass
 
 
-class CacheError(SyncdError):
-    pass
+class StateError(SyncdError):
+    """A state file that fails; the message names the file and the cause, in one line."""
 
 
 class CredentialError(SyncdError):

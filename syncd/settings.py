@@ -119,7 +119,13 @@ class Settings(BaseSettings):
 
     @property
     def state_file(self) -> Path:
+        """syncd.db: the runs and the audit trail (history, never disposable)."""
         return self.state_dir / "syncd.db"
+
+    @property
+    def cache_file(self) -> Path:
+        """cache.db: the live-state cache (disposable: deleting it costs one cold read)."""
+        return self.state_dir / "cache.db"
 
     def check_transport(self) -> None:
         """Refuse to send credentials in clear text to another machine."""

@@ -103,7 +103,7 @@ class Applier:
         self.audit = audit
         self.live = dict(live)
         self.report = ApplyReport()
-        self.commits = GroupCommit(cache.db)
+        self.commits = GroupCommit(audit.db, cache.db)
 
     async def apply(self, actions: Iterable[Action], concurrency: int) -> ApplyReport:
         by_user: dict[str, list[Action]] = {}

@@ -8,6 +8,7 @@ input and write through the same audited path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -29,7 +30,7 @@ from syncd.errors import GuardError, PlanFileError, UsageError
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail, OpenIntent, open_intents
 from syncd.state.cache import LiveCache
-from syncd.state.statefile import open_state
+from syncd.state.statefile import open_cache, open_state
 
 
 @dataclass
@@ -67,16 +68,19 @@ def restrict(desired: DesiredState, users: tuple[str, ...]) -> DesiredState:
 
 @dataclass
 class Connection:
-    """What a run talks to: the API, the state file, and the credentials."""
+    """What a run talks to: the API, the two state files, and the credentials."""
 
     settings: Settings
     credentials: CredentialStore
+    #: syncd.db: runs and the audit trail.
     db: sqlite_utils.Database
+    #: cache.db: the live-state cache.
+    cache_db: sqlite_utils.Database
     client: AccountsClient
 
     @property
     def cache(self) -> LiveCache:
-        return LiveCache(self.db)
+        return LiveCache(self.cache_db)
 
 
 @asynccontextmanager
@@ -85,14 +89,15 @@ async def connect(
 ) -> AsyncIterator[Connection]:
     """The API client, state file and credentials of one run; `on_response` sees every call."""
     credentials = CredentialStore.from_settings(settings)
-    db = open_state(settings.state_file)
-    try:
+    with contextlib.ExitStack() as files:
+        db = open_state(settings.state_file)
+        files.callback(db.close)
+        cache_db = open_cache(settings.cache_file)
+        files.callback(cache_db.close)
         async with AccountsClient(
             settings, credentials.for_user, on_response=on_response
         ) as client:
-            yield Connection(settings, credentials, db, client)
-    finally:
-        db.close()
+            yield Connection(settings, credentials, db, cache_db, client)
 
 
 async def read_and_plan(
@@ -134,14 +139,18 @@ async def compute_plan(
 
 
 def recover_interrupted(connection: Connection, audit: AuditTrail) -> list[OpenIntent]:
-    """Close writes a crashed run left open, and forget their users so they are re-read."""
-    # One transaction: a crash in between must not leave the intents closed
-    # while the stale cache entries survive.
-    with connection.db.atomic():
-        intents = audit.close_interrupted()
-        for username in {intent.user for intent in intents}:
-            connection.cache.forget(username)
-    return intents
+    """Close writes a crashed run left open, and forget their users so they are re-read.
+
+    Also closes the runs that a killed process left without a result: the
+    caller holds the lock, so no run of this state directory is alive.
+    """
+    audit.close_dead_runs()
+    # The cache first: a crash in between leaves the intents open, and the
+    # next run forgets the same users again. The other order could close the
+    # intents and leave their stale cache entries trusted.
+    for username in {intent.user for intent in open_intents(connection.db)}:
+        connection.cache.forget(username)
+    return audit.close_interrupted()
 
 
 def check_deletion_guard(plan: Plan, limit: int) -> None:

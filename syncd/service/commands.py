@@ -124,7 +124,7 @@ def status(config_file: str | None, state_dir: str | None, limit: int, output: s
 
 
 def open_readonly(path: Path) -> sqlite3.Connection:
-    """The state file, read-only, creating nothing beside it.
+    """The state file, read-only, creating nothing beside it; its errors name it.
 
     A read-only SQLite connection still creates the -wal and -shm files when they
     are missing; made by root next to a service's database, they would lock the
@@ -132,14 +132,16 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     """
     import sqlite3
 
-    from syncd.errors import CacheError
+    from syncd.state.statefile import NamedConnection, state_error
 
     live = all(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
     uri = path.resolve().as_uri() + ("?mode=ro" if live else "?immutable=1")
     try:
-        return sqlite3.connect(uri, uri=True)
+        connection = sqlite3.connect(uri, uri=True, factory=NamedConnection)
     except sqlite3.Error as error:
-        raise CacheError(f"cannot read the state file {path}: {error}") from None
+        raise state_error(path, error) from None
+    connection.path = str(path)
+    return connection
 
 
 def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
@@ -170,6 +172,10 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         db.close()
     for entry in runs:
         entry["counts"] = json.loads(entry["counts"] or "{}")
+        if entry["result"] is None and pid is None:
+            # Nothing holds the lock, so nothing runs: its process died. The next
+            # apply or run records it so; until then, say what it is.
+            entry["result"] = "interrupted"
     last = runs[0] if runs else None
     counts = last["counts"] if last else {}
     limit_deletions = daemon.get("max_deletions", settings.max_deletions)

@@ -35,8 +35,10 @@ def save_daemon_state(db: sqlite_utils.Database, values: Mapping[str, Any]) -> N
 
 def read_daemon_state(db: sqlite3.Connection) -> dict[str, Any]:
     """Every key the daemon saved; nothing in a file no daemon has used."""
-    try:
-        rows = db.execute("SELECT key, value FROM daemon_state").fetchall()
-    except sqlite3.OperationalError:
-        return {}  # made by a syncd from before the daemon, opened read-only: no table
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'daemon_state'"
+    ).fetchone()
+    if not exists:  # made by a syncd from before the daemon, opened read-only
+        return {}
+    rows = db.execute("SELECT key, value FROM daemon_state").fetchall()
     return {key: json.loads(value) for key, value in rows}

@@ -219,6 +219,30 @@ class AuditTrail:
 
     # -- crashes ----------------------------------------------------------------
 
+    def close_dead_runs(self) -> list[str]:
+        """Give the runs a killed process left without a result the result `interrupted`.
+
+        Only for a caller that holds the lock of the state directory: then no
+        other run is alive. Each ends at its last audit event (or its start),
+        about when its process died.
+        """
+        with self.db.atomic():
+            dead = [
+                row[0]
+                for row in self.db.execute(
+                    "SELECT id FROM runs WHERE result IS NULL AND id != ?", [self.run_id]
+                )
+            ]
+            self.db.execute(
+                "UPDATE runs SET result = ?, ended_at = COALESCE("
+                " (SELECT MAX(timestamp) FROM audit WHERE audit.run_id = runs.id), started_at)"
+                " WHERE result IS NULL AND id != ?",
+                [INTERRUPTED, self.run_id],
+            )
+        for run_id in dead:
+            self.log.warning("run_interrupted", interrupted_run=run_id)
+        return dead
+
     def close_interrupted(self) -> list[OpenIntent]:
         """Mark writes left open by a crashed run as interrupted; their users must be re-read."""
         intents = open_intents(self.db)

@@ -17,7 +17,7 @@ from typing import Any
 import sqlite_utils
 
 from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
-from syncd.errors import CacheError
+from syncd.state.statefile import file_of, state_error
 
 #: Rows written per transaction: large enough to amortise the commit.
 BATCH_SIZE = 1000
@@ -64,8 +64,8 @@ class LiveCache:
                     )
                 except (ValueError, TypeError):
                     continue
-        except sqlite3.Error as error:
-            raise CacheError(f"cannot read the live-state cache: {error}") from None
+        except sqlite3.Error as error:  # met while iterating: execute's own are StateErrors
+            raise state_error(file_of(self.db), error) from None
         return cached
 
     def save(self, snapshots: Iterable[Snapshot]) -> None:
@@ -80,12 +80,9 @@ class LiveCache:
             self._save_batch(batch)
 
     def _save_batch(self, batch: list[Snapshot]) -> None:
-        try:
-            with self.db.atomic():
-                for snapshot in batch:
-                    self.put(snapshot)
-        except sqlite3.Error as error:
-            raise CacheError(f"cannot write the live-state cache: {error}") from None
+        with self.db.atomic():
+            for snapshot in batch:
+                self.put(snapshot)
 
     def put(self, snapshot: Snapshot) -> None:
         """Store one snapshot inside the caller's transaction."""

@@ -64,8 +64,12 @@ def acquire(state_dir: Path) -> InstanceLock:
         raise DaemonError(
             f"another syncd ({holder}) holds {path}: one run or apply per state directory"
         ) from None
-    os.ftruncate(descriptor, 0)
-    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+    try:
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+    except OSError as error:  # a full disk: the lock is held, but cannot say by whom
+        os.close(descriptor)
+        raise DaemonError(f"cannot write the lock file {path}: {error.strerror}") from None
     return InstanceLock(path, descriptor)
 
 

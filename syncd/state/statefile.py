@@ -1,9 +1,15 @@
-"""The SQLite state file: where it lives, how it is opened, and its tables.
+"""The SQLite files of the state directory: where they live, how they are opened, their tables.
 
-One file in the state directory (design.md section 5), created with mode 0600
-in a directory of mode 0700, in WAL mode so that `syncd status` can read while
-a run writes. Every module that stores something (the live cache, later the
-audit trail and run records) gets its tables from `open_state`.
+Two files (design.md section 5), each created with mode 0600 in a directory of
+mode 0700, in WAL mode so that `syncd status` can read while a run writes:
+
+    syncd.db  runs, the audit trail, what the daemon says about itself: history,
+              never disposable
+    cache.db  the live-state cache: disposable, deleting it costs one cold read
+
+They are apart so that deleting "the cache" can never delete the history. Every
+error of either file reaches the user as one StateError that names the file
+and the cause (disk full, read-only, corrupt), whichever statement met it.
 """
 
 from __future__ import annotations
@@ -14,12 +20,16 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
-from syncd.errors import CacheError
+from syncd.errors import StateError
 
-SCHEMA = """
+STATE_NAME = "syncd.db"
+CACHE_NAME = "cache.db"
+
+CACHE_SCHEMA = """
 -- The live-state cache (syncd.state.cache). A part that is not cached has a NULL
 -- fetch time. The profile is in columns and the addresses a JSON array of
 -- [email, verified, primary]: reading 10,000 users this way takes half the
@@ -37,6 +47,13 @@ CREATE TABLE IF NOT EXISTS live_accounts (
     emails TEXT
 );
 -- The cache's first format. A cache is disposable: dropping it costs one cold plan.
+DROP TABLE IF EXISTS live_users;
+"""
+
+STATE_SCHEMA = """
+-- The live-state cache lived here before it moved to cache.db; a cache is
+-- disposable, and history must not share a file with it.
+DROP TABLE IF EXISTS live_accounts;
 DROP TABLE IF EXISTS live_users;
 
 CREATE TABLE IF NOT EXISTS runs (
@@ -85,8 +102,55 @@ BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 """
 
 
+def describe(error: sqlite3.Error) -> str:
+    """SQLite's words for what went wrong, without the class name."""
+    return str(error) or error.__class__.__name__
+
+
+class NamedConnection(sqlite3.Connection):
+    """A connection whose every failed statement raises a StateError naming its file.
+
+    sqlite-utils sends every statement through `execute` (BEGIN and COMMIT
+    included), so this one place turns "database or disk is full" anywhere in
+    a run into one line that says which file, instead of a traceback.
+    """
+
+    path = "?"
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.Error as error:
+            raise state_error(self.path, error) from None
+
+    def executescript(self, script: str, /) -> sqlite3.Cursor:
+        try:
+            return super().executescript(script)
+        except sqlite3.Error as error:
+            raise state_error(self.path, error) from None
+
+
+def file_of(db: sqlite_utils.Database) -> str:
+    """The path of a file opened by `open_state` or `open_cache`, for messages."""
+    return str(getattr(db.conn, "path", "?"))
+
+
+def state_error(path: str | Path, error: sqlite3.Error | OSError) -> StateError:
+    cause = describe(error) if isinstance(error, sqlite3.Error) else error.strerror or str(error)
+    return StateError(f"state file {path}: {cause}")
+
+
 def open_state(path: Path) -> sqlite_utils.Database:
-    """Open (creating if needed) the state file, private to its owner."""
+    """Open (creating if needed) syncd.db, the runs and the audit trail, private to its owner."""
+    return _open(path, STATE_SCHEMA)
+
+
+def open_cache(path: Path) -> sqlite_utils.Database:
+    """Open (creating if needed) cache.db, the live-state cache, private to its owner."""
+    return _open(path, CACHE_SCHEMA)
+
+
+def _open(path: Path, schema: str) -> sqlite_utils.Database:
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Create the file ourselves so it is 0600 from its first byte; SQLite
@@ -97,13 +161,20 @@ def open_state(path: Path) -> sqlite_utils.Database:
         if not path.exists():
             with contextlib.suppress(FileExistsError):
                 os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-        connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        connection = sqlite3.connect(
+            path, timeout=30, check_same_thread=False, factory=NamedConnection
+        )
+    except (OSError, sqlite3.Error) as error:
+        raise state_error(path, error) from None
+    connection.path = str(path)
+    try:
         db = sqlite_utils.Database(connection)
         db.enable_wal()
         db.execute("PRAGMA synchronous=NORMAL")
-        db.conn.executescript(SCHEMA)
-    except (OSError, sqlite3.Error) as error:
-        raise CacheError(f"cannot open the state file {path}: {error}") from None
+        db.conn.executescript(schema)
+    except StateError:
+        connection.close()
+        raise
     return db
 
 
@@ -132,26 +203,48 @@ def savepoint(db: sqlite_utils.Database) -> Iterator[None]:
 
 
 class GroupCommit:
-    """One COMMIT for the rows of many concurrent writes.
+    """One COMMIT per file for the rows of many concurrent writes.
 
-    While a run applies, a transaction stays open: intents, outcomes and cache
-    updates are written into it (their own `db.atomic()` blocks become
-    savepoints). `durable()` commits everything written so far and opens the
-    next transaction; the callers that ask in the same turn of the event loop
-    share one commit. An intent is durable before its request is sent, as
-    before; an outcome becomes durable with the next intent or at `close()`.
-    A crash can lose a recorded outcome, never an intent: the next run then
-    reports that write as interrupted and reads the account again. Two commits
-    per write cost more than the rest of the audit trail together.
+    While a run applies, a transaction stays open on each file: intents and
+    outcomes in syncd.db, cache updates in cache.db (their own `db.atomic()`
+    blocks become savepoints). `durable()` commits everything written so far
+    and opens the next transactions; the callers that ask in the same turn of
+    the event loop share one commit. An intent is durable before its request is
+    sent; an outcome becomes durable with the next intent or at `close()`.
+
+    The cache is committed before the history: an outcome is never on disk
+    without the cache update its answer allows. A crash in between leaves the
+    intent open, and the next run reports the write as interrupted and reads
+    the account again, whatever the cache says. So a crash can lose a recorded
+    outcome, never an intent, and never makes the cache look more certain than
+    the audit trail. Two commits per write cost more than the rest of the audit
+    trail together.
     """
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
-        self.db = db
+    def __init__(self, history: sqlite_utils.Database, cache: sqlite_utils.Database) -> None:
+        # In commit order.
+        self._databases = (cache, history)
         self._pending: asyncio.Future[None] | None = None
 
     def open(self) -> None:
-        if not self.db.conn.in_transaction:
-            self.db.begin()
+        """Start the transactions, once each file has shown it takes writes."""
+        for db in self._databases:
+            if not db.conn.in_transaction:
+                # BEGIN proves nothing, even IMMEDIATE: a read-only cache would
+                # fail only at the first cache update, after its write was sent.
+                # Setting user_version to itself is a write that changes nothing.
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                db.begin()
+                try:
+                    db.execute(f"PRAGMA user_version = {int(version)}")
+                finally:
+                    db.execute("ROLLBACK")
+        self._begin()
+
+    def _begin(self) -> None:
+        for db in self._databases:
+            if not db.conn.in_transaction:
+                db.begin()
 
     async def durable(self) -> None:
         """Return once everything written so far is committed."""
@@ -166,16 +259,14 @@ class GroupCommit:
         pending, self._pending = self._pending, None
         assert pending is not None
         try:
-            self.db.commit()
-            self.db.begin()
-        except sqlite3.Error as error:
-            pending.set_exception(CacheError(f"cannot write the state file: {error}"))
+            self.close()
+            self._begin()
+        except StateError as error:
+            pending.set_exception(error)
         else:
             pending.set_result(None)
 
     def close(self) -> None:
-        """Commit what is left and leave the transaction closed."""
-        try:
-            self.db.commit()
-        except sqlite3.Error as error:
-            raise CacheError(f"cannot write the state file: {error}") from None
+        """Commit what is left and leave the transactions closed."""
+        for db in self._databases:
+            db.commit()

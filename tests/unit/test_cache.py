@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
 from syncd.state.cache import _PROFILE_COLUMNS, LiveCache, Snapshot
-from syncd.state.statefile import open_state
+from syncd.state.statefile import open_cache
 
 PROFILE = LiveProfile("Jane Doe", "Lisbon", "", "https://example.com/", "", "jane@example.com")
 EMAILS = (LiveEmail("jane@example.com", True, True), LiveEmail("JANE@work.example", False, False))
@@ -19,7 +19,7 @@ EMAILS = (LiveEmail("jane@example.com", True, True), LiveEmail("JANE@work.exampl
 
 @pytest.fixture
 def cache(tmp_path: Path) -> LiveCache:
-    return LiveCache(open_state(tmp_path / "syncd.db"))
+    return LiveCache(open_cache(tmp_path / "cache.db"))
 
 
 def test_a_part_not_fetched_keeps_the_cached_one_and_its_age(cache: LiveCache) -> None:

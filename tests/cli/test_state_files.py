@@ -1,0 +1,217 @@
+"""The state directory tells the truth: history apart from the cache, dead runs closed,
+and every storage failure one line that names the file, in every command.
+
+The failures are real ones, met by the real command in a child process: a file
+that is not a database, a file the user may not write, and a disk that takes
+no more bytes (RLIMIT_FSIZE, the limit a full disk looks like to a writer).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from syncd.cli.main import cli
+from tests.integration.conftest import World
+
+
+def run(world: World, *args: str) -> Result:
+    command, *rest = args
+    return CliRunner().invoke(cli, [command, *world.cli_args(), *rest], catch_exceptions=False)
+
+
+def syncd_process(
+    world: World,
+    *args: str,
+    preexec: Callable[[], None] | None = None,
+    prefix: Sequence[str] = (),
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(world.root),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "SYNCD_API_URL": world.sandbox.url,
+        "SYNCD_CREDENTIALS_DIR": str(world.credentials_dir),
+        "SYNCD_STATE_DIR": str(world.state_dir),
+        "SYNCD_DESIRED": str(world.desired_file),
+        "SYNCD_INTERVAL": "60",
+        "SYNCD_LOG_FORMAT": "json",
+    }
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "syncd", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=preexec,
+    )
+
+
+def audit_rows(world: World) -> int:
+    with sqlite3.connect(world.state_dir / "syncd.db") as db:
+        return int(db.execute("SELECT COUNT(*) FROM audit").fetchone()[0])
+
+
+def test_history_and_cache_are_two_files(world: World):
+    assert run(world, "apply", "--yes").exit_code == 0
+    with sqlite3.connect(world.state_dir / "syncd.db") as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    with sqlite3.connect(world.state_dir / "cache.db") as db:
+        cached = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert {"runs", "audit"} <= tables
+    assert "live_accounts" not in tables
+    assert cached == {"live_accounts", "sqlite_autoindex_live_accounts_1"}
+
+
+def test_deleting_the_cache_costs_one_cold_read_and_loses_no_event(world: World):
+    assert run(world, "apply", "--yes").exit_code == 0
+    events = audit_rows(world)
+    assert events == 6  # three writes, an intent and an outcome each
+    for path in world.state_dir.glob("cache.db*"):
+        path.unlink()
+    before = world.gets()
+    result = run(world, "plan", "--detailed-exitcode")
+    assert result.exit_code == 0, result.output
+    assert world.gets() - before == 3  # janedoe's profile and emails, johnsmith's profile
+    assert audit_rows(world) == events
+    audit = CliRunner().invoke(
+        cli, ["audit", "--state-dir", str(world.state_dir), "--output", "json"]
+    )
+    assert len(json.loads(audit.stdout)) == events
+
+
+def test_a_state_file_from_before_the_split_keeps_its_history(world: World):
+    assert run(world, "apply", "--yes").exit_code == 0
+    with sqlite3.connect(world.state_dir / "syncd.db") as db:  # as the old layout had it
+        db.execute("CREATE TABLE live_accounts (username TEXT PRIMARY KEY)")
+    events = audit_rows(world)
+    assert run(world, "plan").exit_code == 0
+    with sqlite3.connect(world.state_dir / "syncd.db") as db:
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert "live_accounts" not in names
+    assert audit_rows(world) == events
+
+
+def test_a_run_whose_process_died_is_closed_as_interrupted(world: World):
+    assert run(world, "apply", "--yes").exit_code == 0
+    with sqlite3.connect(world.state_dir / "syncd.db") as db:  # what SIGKILL leaves
+        db.execute(
+            "INSERT INTO runs (id, command, started_at) VALUES ('deadbeef0000', 'run', ?)",
+            ["2026-01-01T00:00:00.000000+00:00"],
+        )
+    status = CliRunner().invoke(
+        cli, ["status", "--state-dir", str(world.state_dir), "--output", "json"]
+    )
+    shown = {entry["id"]: entry for entry in json.loads(status.stdout)["runs"]}
+    assert shown["deadbeef0000"]["result"] == "interrupted"  # nothing holds the lock
+
+    assert run(world, "apply", "--yes").exit_code == 0  # takes the lock, closes it
+    with sqlite3.connect(world.state_dir / "syncd.db") as db:
+        row = db.execute("SELECT result, ended_at FROM runs WHERE id = 'deadbeef0000'").fetchone()
+    assert row == ("interrupted", "2026-01-01T00:00:00.000000+00:00")
+
+
+# -- storage failures -----------------------------------------------------------------
+
+
+def one_line_naming(result: subprocess.CompletedProcess[str], path: Path) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("syncd: ")]
+    assert len(lines) == 1, result.stderr
+    assert str(path) in lines[0], lines[0]
+    return lines[0]
+
+
+COMMANDS = [
+    pytest.param(["plan"], id="plan"),
+    pytest.param(["apply", "--yes"], id="apply"),
+    pytest.param(["status"], id="status"),
+    pytest.param(["audit"], id="audit"),
+    pytest.param(["run"], id="run"),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_corrupt_history_file_is_one_line(world: World, command: list[str]):
+    assert run(world, "apply", "--yes").exit_code == 0
+    path = world.state_dir / "syncd.db"
+    for extra in world.state_dir.glob("syncd.db-*"):
+        extra.unlink()
+    path.write_bytes(b"this is not a database, it was overwritten by mistake\n" * 100)
+    line = one_line_naming(syncd_process(world, *command), path)
+    assert "not a database" in line
+
+
+@pytest.mark.parametrize("command", COMMANDS[:2])
+def test_a_corrupt_cache_file_is_one_line(world: World, command: list[str]):
+    assert run(world, "apply", "--yes").exit_code == 0
+    path = world.state_dir / "cache.db"
+    for extra in world.state_dir.glob("cache.db-*"):
+        extra.unlink()
+    path.write_bytes(b"garbage" * 1000)
+    one_line_naming(syncd_process(world, *command), path)
+
+
+def test_status_without_a_history_table_is_one_line(world: World):
+    world.state_dir.mkdir(mode=0o700)
+    sqlite3.connect(world.state_dir / "syncd.db").close()  # an empty database
+    result = syncd_process(world, "status")
+    one_line_naming(result, world.state_dir / "syncd.db")
+
+
+def disk_full() -> None:
+    # As a full disk does, the kernel refuses to grow any file; the writer sees
+    # EFBIG instead of a signal.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+
+@pytest.mark.parametrize("command", [*COMMANDS[:2], COMMANDS[4]])
+def test_a_full_disk_is_one_line_and_loses_nothing(world: World, command: list[str]):
+    assert run(world, "plan").exit_code == 0  # the files exist; now the disk fills up
+    events = audit_rows(world)
+    result = syncd_process(world, *command, preexec=disk_full)
+    line = one_line_naming(result, world.state_dir)
+    assert "disk" in line or "full" in line, line
+    assert audit_rows(world) == events
+    assert world.writes() == 0  # no write leaves without its intent on disk
+
+
+def without_root_privilege() -> list[str]:
+    """A command prefix under which even root meets file modes (root writes any file)."""
+    if os.geteuid() != 0:
+        return []
+    # setpriv (util-linux) execs with the capabilities that override modes dropped.
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+
+
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [
+        # A dry run only reads the history: a read-only syncd.db is no error for it.
+        pytest.param(["plan", "--refresh"], "cache.db", id="plan-cache"),
+        pytest.param(["apply", "--yes"], "syncd.db", id="apply-history"),
+        pytest.param(["apply", "--yes"], "cache.db", id="apply-cache"),
+    ],
+)
+def test_a_read_only_state_file_is_one_line(world: World, command: list[str], name: str):
+    assert run(world, "plan").exit_code == 0
+    for extra in world.state_dir.glob("*.db-*"):
+        extra.unlink()
+    path = world.state_dir / name
+    path.chmod(0o400)
+    result = syncd_process(world, *command, prefix=without_root_privilege())
+    line = one_line_naming(result, path)
+    assert "readonly" in line or "read-only" in line or "denied" in line, line
+    assert world.writes() == 0
