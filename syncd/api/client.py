@@ -141,6 +141,11 @@ class AccountsClient:
             self._lanes = Lanes(settings.concurrency, make_client)
         return self._lanes
 
+    @property
+    def api_url(self) -> str:
+        """The base URL every call goes to, for messages."""
+        return self._settings.api_url
+
     def retry_delay(self, attempt: int, error: ApiError) -> float:
         """How long to wait before trying again after `error` (for the caller's own retries)."""
         return self._retry.delay(attempt, error)

@@ -4,9 +4,9 @@ janedoe
   ~ full_name: "Jane" → "Jane Doe"
   + jane.doe+other@example.com
   - old@example.com
-! johnsmith: user_not_found: the API has no such user (404)
+✗ johnsmith: user_not_found: the API has no such user (404)
 
-Plan: 3 changes for 1 user (1 profile update, 1 address to add, 1 to delete).
+Plan: 3 changes for 1 user (…). Incomplete: 1 of 2 users could not be read, 1 error.
 """
 
 from __future__ import annotations
@@ -59,8 +59,13 @@ def _plural(count: int, word: str, plural: str | None = None) -> str:
 
 
 def summary_line(plan: Plan) -> str:
-    if plan.is_empty:
+    """The last line of a plan. It says "match" only when every user was read and is equal."""
+    unreadable = len(plan.unreadable)
+    if plan.is_empty and plan.complete:
         head = "No changes: the accounts match the desired state."
+    elif plan.is_empty:
+        compared = plan.users - unreadable
+        head = f"Nothing to change for {_plural(compared, 'user')} that could be compared."
     else:
         parts = [
             _plural(plan.count(UpdateProfile), "profile update"),
@@ -72,11 +77,17 @@ def summary_line(plan: Plan) -> str:
             f"{_plural(len(plan.users_with_changes()), 'user')} ({', '.join(parts)})."
         )
     tail = []
+    if unreadable:
+        tail.append(f"Incomplete: {unreadable} of {_plural(plan.users, 'user')} could not be read")
     if plan.warnings:
         tail.append(_plural(len(plan.warnings), "warning"))
     if plan.errors:
         tail.append(_plural(len(plan.errors), "error"))
     return head + (f" {', '.join(tail)}." if tail else "")
+
+
+#: Users named in the line of a shared failure; the JSON output names them all.
+SHARED_NAMES_SHOWN = 3
 
 
 #: Wraps a piece of text in a style ("bold", "red bold", "" for none).
@@ -132,10 +143,20 @@ def plan_lines(plan: Plan, paint: Paint = _plain) -> list[str]:
         + f" {visible(finding.message)}"
         for finding in plan.warnings
     )
+    for shared in plan.shared_failures():
+        names = ", ".join(visible(user) for user in shared.users[:SHARED_NAMES_SHOWN])
+        if len(shared.users) > SHARED_NAMES_SHOWN:
+            names += f" and {len(shared.users) - SHARED_NAMES_SHOWN} more"
+        lines.append(
+            paint(
+                f"✗ every read failed alike, {len(shared.users)} users: {shared.code}:", "red bold"
+            )
+            + f" {visible(shared.cause)} ({names})"
+        )
     lines.extend(
         paint(f"✗ {visible(finding.user)}: {finding.code}:", "red bold")
         + f" {visible(finding.message)}"
-        for finding in plan.errors
+        for finding in plan.own_errors()
     )
     if lines:
         lines.append("")

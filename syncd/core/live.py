@@ -69,17 +69,21 @@ class LiveAccount:
 
 @dataclass(frozen=True, slots=True)
 class Unreadable:
-    """An account whose live state could not be read, and why.
+    """An account whose live state could not be read, and why: always an error.
 
-    `code` is a warning code of design.md section 4 (`user_not_found`,
-    `forbidden`, `no_credentials`) or, when `is_error`, an error code
-    (`unauthorized`, `fetch_failed`) that makes the run fail.
+    `code` is an error code of design.md section 4 (`no_credentials`,
+    `unauthorized`, `forbidden`, `user_not_found`, `fetch_failed`,
+    `malformed_response`). `message` is about this user; `cause` says what
+    went wrong in words that do not depend on the user (a status, a transport
+    error, with the API's URL), so that a failure every read met can be said
+    once. `shared` marks it so: the reader found that every read failed alike.
     """
 
     username: str
     code: str
     message: str
-    is_error: bool = False
+    cause: str = ""
+    shared: bool = False
 
 
 def _text(data: Mapping[str, Any], key: str) -> str:

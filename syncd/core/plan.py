@@ -81,14 +81,45 @@ Action = UpdateProfile | AddEmail | DeleteEmail
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """A warning or an error about one user, with a code from design.md section 4."""
+    """A warning or an error about one user, with a code from design.md section 4.
+
+    `cause` and `shared` come from an Unreadable: a failure that every read of
+    the run met alike is shown once, for all the users it struck.
+    """
 
     user: str
     code: str
     message: str
+    cause: str = ""
+    shared: bool = False
 
     def to_json(self) -> dict[str, str]:
         return {"user": self.user, "code": self.code, "message": self.message}
+
+
+#: Error codes that mean "this user's live state could not be read".
+READ_ERRORS = frozenset(
+    {
+        "no_credentials",
+        "unauthorized",
+        "forbidden",
+        "user_not_found",
+        "fetch_failed",
+        "malformed_response",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SharedFailure:
+    """One failure that struck every user the run tried to read: reported once."""
+
+    code: str
+    cause: str
+    users: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user": None, "code": self.code, "message": self.cause, "users": list(self.users)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +127,22 @@ class Plan:
     changes: tuple[Action, ...]
     warnings: tuple[Finding, ...] = ()
     errors: tuple[Finding, ...] = ()
+    #: How many users the plan covers (read or not): the desired state's.
+    users: int = 0
 
     @property
     def is_empty(self) -> bool:
         return not self.changes
+
+    @property
+    def unreadable(self) -> list[str]:
+        """The users whose live state could not be read."""
+        return sorted({e.user for e in self.errors if e.code in READ_ERRORS})
+
+    @property
+    def complete(self) -> bool:
+        """Whether every user was read and compared: only then may it say "match"."""
+        return not self.errors
 
     def users_with_changes(self) -> list[str]:
         return sorted({action.user for action in self.changes})
@@ -107,9 +150,25 @@ class Plan:
     def count(self, action_type: type[Action]) -> int:
         return sum(isinstance(action, action_type) for action in self.changes)
 
+    def shared_failures(self) -> tuple[SharedFailure, ...]:
+        """The errors that every read met alike, one entry per cause."""
+        causes: dict[tuple[str, str], list[str]] = {}
+        for error in self.errors:
+            if error.shared:
+                causes.setdefault((error.code, error.cause), []).append(error.user)
+        return tuple(
+            SharedFailure(code, cause, tuple(users)) for (code, cause), users in causes.items()
+        )
+
+    def own_errors(self) -> tuple[Finding, ...]:
+        """The errors that are this user's own, each reported for its user."""
+        return tuple(error for error in self.errors if not error.shared)
+
     def summary(self) -> dict[str, int]:
         return {
+            "users": self.users,
             "users_changed": len(self.users_with_changes()),
+            "users_unreadable": len(self.unreadable),
             "update_profile": self.count(UpdateProfile),
             "add_email": self.count(AddEmail),
             "delete_email": self.count(DeleteEmail),
@@ -118,13 +177,18 @@ class Plan:
         }
 
     def to_json(self, source: Mapping[str, Any]) -> dict[str, Any]:
-        """The `plan --output json` contract of design.md section 4."""
+        """The `plan --output json` contract of design.md section 4.
+
+        A shared failure is one entry of `errors`, with `"user": null` and the
+        users it struck in `users`; every other error names its user.
+        """
         return {
             "format_version": PLAN_FORMAT_VERSION,
             "source": dict(source),
             "changes": [action.to_json() for action in self.changes],
             "warnings": [w.to_json() for w in self.warnings],
-            "errors": [e.to_json() for e in self.errors],
+            "errors": [shared.to_json() for shared in self.shared_failures()]
+            + [e.to_json() for e in self.own_errors()],
             "summary": self.summary(),
         }
 
@@ -186,7 +250,8 @@ def build_plan(desired: DesiredState, live: Mapping[str, LiveAccount | Unreadabl
     """Everything that must change for the live accounts to match the desired state.
 
     A desired user missing from `live` is an error: the caller fetches every
-    user it plans for.
+    user it plans for. A user that could not be read is an error too, never a
+    warning: a plan that did not read a user cannot say it matches.
     """
     changes: list[Action] = []
     warnings: list[Finding] = []
@@ -194,12 +259,13 @@ def build_plan(desired: DesiredState, live: Mapping[str, LiveAccount | Unreadabl
     for user in sorted(desired.users, key=lambda u: u.username):
         state = live.get(user.username)
         if state is None:
-            errors.append(Finding(user.username, "not_fetched", "live state was not read"))
+            errors.append(Finding(user.username, "fetch_failed", "live state was not read"))
         elif isinstance(state, Unreadable):
-            finding = Finding(user.username, state.code, state.message)
-            (errors if state.is_error else warnings).append(finding)
+            errors.append(
+                Finding(user.username, state.code, state.message, state.cause, state.shared)
+            )
         else:
             actions, user_warnings = plan_user(user, state)
             changes.extend(actions)
             warnings.extend(user_warnings)
-    return Plan(tuple(changes), tuple(warnings), tuple(errors))
+    return Plan(tuple(changes), tuple(warnings), tuple(errors), len(desired.users))

@@ -18,7 +18,15 @@ from syncd.api.credentials import CredentialStore
 from syncd.api.pool import for_each
 from syncd.core.desired import DesiredUser
 from syncd.core.live import LiveAccount, Unreadable
-from syncd.errors import ApiError, Forbidden, MissingCredential, NotFound, Unauthorized
+from syncd.errors import (
+    ApiError,
+    Forbidden,
+    HttpStatusError,
+    MalformedResponse,
+    MissingCredential,
+    NotFound,
+    Unauthorized,
+)
 from syncd.state.cache import LiveCache, Snapshot
 
 ProgressCallback = Callable[[int, int], None]
@@ -53,17 +61,71 @@ class Wanted:
         )
 
 
-def unreadable(username: str, error: ApiError) -> Unreadable:
-    """What a failed read means for the plan: a warning or an error for this user."""
+def unreadable(username: str, error: ApiError, api_url: str) -> Unreadable:
+    """What a failed read means for the plan: an error for this user, with its cause.
+
+    The cause leaves the user out (no body, no path), so that the same failure
+    for many users can be told apart from many failures, and said once.
+    """
     if isinstance(error, MissingCredential):
-        return Unreadable(username, "no_credentials", error.detail)
+        return Unreadable(username, "no_credentials", error.detail, NO_CREDENTIAL)
     if isinstance(error, NotFound):
-        return Unreadable(username, "user_not_found", "the API has no such user (404)")
+        return Unreadable(
+            username,
+            "user_not_found",
+            "the API has no such user (404)",
+            f"the API at {api_url} answered 404 (no such user): is the API URL right?",
+        )
     if isinstance(error, Forbidden):
-        return Unreadable(username, "forbidden", f"the credential may not read this user: {error}")
+        return Unreadable(
+            username,
+            "forbidden",
+            f"the credential may not read this user: {error}",
+            f"the API at {api_url} answered 403: may the credentials read their users "
+            "(scopes profile_read and email_read)?",
+        )
     if isinstance(error, Unauthorized):
-        return Unreadable(username, "unauthorized", f"credential refused: {error}", is_error=True)
-    return Unreadable(username, "fetch_failed", str(error), is_error=True)
+        return Unreadable(
+            username,
+            "unauthorized",
+            f"credential refused: {error}",
+            f"the API at {api_url} refused the credentials (401)",
+        )
+    if isinstance(error, MalformedResponse):
+        return Unreadable(
+            username,
+            "malformed_response",
+            str(error),
+            f"the API at {api_url} answered with something that is not its JSON",
+        )
+    status = f"HTTP {error.status}" if isinstance(error, HttpStatusError) else error.detail
+    return Unreadable(
+        username, "fetch_failed", str(error), f"the API at {api_url} failed: {status}"
+    )
+
+
+NO_CREDENTIAL = (
+    "no credential: put <username>.token or <username>.password files in the credentials "
+    "directory (SYNCD_CREDENTIALS_DIR, --credentials-dir), or set SYNCD_TOKEN"
+)
+
+
+def mark_shared(
+    result: dict[str, LiveAccount | Unreadable], read_from_api: int, read_from_cache: int
+) -> None:
+    """Mark the failures as shared when every read met the same one, to say it once.
+
+    Shared means: at least two users failed, all for the same cause, and no
+    read succeeded. A transport failure (the API unreachable) is shared even
+    beside cached users, as long as no request succeeded.
+    """
+    failed = [state for state in result.values() if isinstance(state, Unreadable)]
+    if len(failed) < 2 or read_from_api or len({state.cause for state in failed}) != 1:
+        return
+    if read_from_cache and failed[0].code != "fetch_failed":
+        return  # users not found beside users that were read: each is news of its own
+    for state in failed:
+        result[state.username] = dataclasses.replace(state, shared=True)
 
 
 async def fetch_live(
@@ -88,6 +150,7 @@ async def fetch_live(
                 user.username,
                 "no_credentials",
                 "no credential file for this user and no fallback token",
+                NO_CREDENTIAL,
             )
             continue
         known = cached.get(user.username) or LiveAccount(user.username)
@@ -96,15 +159,17 @@ async def fetch_live(
         else:
             to_fetch.append((user, known))
 
-    total, done = len(to_fetch), 0
+    from_cache = len(result) - sum(isinstance(state, Unreadable) for state in result.values())
+    total, done, fetched = len(to_fetch), 0, 0
     pending: list[Snapshot] = []
 
     async def fetch(work: tuple[Wanted, LiveAccount]) -> None:
-        nonlocal done
+        nonlocal done, fetched
         user, known = work
         outcome = await _fetch_one(client, user, known)
         result[user.username] = outcome
         if isinstance(outcome, LiveAccount):
+            fetched += 1
             pending.append(Snapshot(_fetched_parts(outcome, known), options.now))
             if len(pending) >= FLUSH_EVERY:
                 cache.save(pending)
@@ -117,6 +182,7 @@ async def fetch_live(
         await for_each(to_fetch, min(options.concurrency, total), fetch)
     finally:
         cache.save(pending)
+    mark_shared(result, fetched, from_cache)
     return result
 
 
@@ -145,5 +211,5 @@ async def _fetch_one(
         if user.emails and account.emails is None:
             account = dataclasses.replace(account, emails=await client.get_emails(user.username))
     except ApiError as error:
-        return unreadable(user.username, error)
+        return unreadable(user.username, error, client.api_url)
     return account

@@ -16,7 +16,7 @@ def test_a_malformed_answer_fails_that_user_and_writes_nothing(world: World, kin
     runner = CliRunner()
     plan = runner.invoke(cli, ["plan", *world.cli_args()], catch_exceptions=False)
     assert plan.exit_code == 1, plan.output
-    assert "janedoe: fetch_failed" in plan.stdout
+    assert "janedoe: malformed_response" in plan.stdout
     assert "GET /api/v1.1/users/janedoe/" in plan.stdout
     applied = runner.invoke(cli, ["apply", *world.cli_args(), "--yes"], catch_exceptions=False)
     assert applied.exit_code == 1, applied.output

@@ -84,29 +84,30 @@ def test_state_file_is_private(world: World):
     assert mode == 0o600
 
 
-def test_unknown_user_is_a_warning_not_a_write(world: World):
+def test_unknown_user_is_an_error_not_a_write(world: World):
     world.desire({"version": 1, "users": {"ghost_user": {"full_name": "Nobody"}}})
     result = plan_with(world, settings=world.settings(token=world.sandbox.admin_token))
-    assert codes(result) == {"warnings": ["ghost_user:user_not_found"], "errors": []}
+    assert codes(result) == {"warnings": [], "errors": ["ghost_user:user_not_found"]}
     assert result.plan.changes == ()
 
 
-def test_user_without_credentials_is_a_warning_and_others_go_on(world: World):
+def test_user_without_credentials_is_an_error_and_others_go_on(world: World):
     (world.credentials_dir / "johnsmith.token").unlink()
     desired = {**STANDARD_DESIRED}
     desired["users"] = {**STANDARD_DESIRED["users"], "johnsmith": {"full_name": "J"}}
     world.desire(desired)
     result = plan_with(world)
-    assert codes(result) == {"warnings": ["johnsmith:no_credentials"], "errors": []}
+    assert codes(result) == {"warnings": [], "errors": ["johnsmith:no_credentials"]}
     assert {a.user for a in result.plan.changes} == {"janedoe"}
+    assert not result.plan.errors[0].shared
 
 
-def test_scope_missing_is_forbidden_warning(world: World):
+def test_scope_missing_is_a_forbidden_error(world: World):
     seed = {"users": {"readonly": account(["r@example.com"], "tok-r", ["profile_read"])}}
     world.seed(seed)
     world.desire({"version": 1, "users": {"readonly": {"emails": ["r@example.com"]}}})
     result = plan_with(world)
-    assert codes(result) == {"warnings": ["readonly:forbidden"], "errors": []}
+    assert codes(result) == {"warnings": [], "errors": ["readonly:forbidden"]}
 
 
 def test_primary_missing_from_the_list_is_a_warning(world: World):

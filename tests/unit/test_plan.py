@@ -137,20 +137,40 @@ def test_primary_is_never_deleted_and_is_a_warning():
 
 
 @pytest.mark.parametrize(
-    ("unreadable", "kind"),
+    "code",
     [
-        pytest.param(Unreadable("janedoe", "user_not_found", "404"), "warnings", id="not-found"),
-        pytest.param(Unreadable("janedoe", "forbidden", "403"), "warnings", id="forbidden"),
-        pytest.param(Unreadable("janedoe", "no_credentials", "-"), "warnings", id="no-credential"),
-        pytest.param(
-            Unreadable("janedoe", "fetch_failed", "500", is_error=True), "errors", id="failed"
-        ),
+        "no_credentials",
+        "unauthorized",
+        "forbidden",
+        "user_not_found",
+        "fetch_failed",
+        "malformed_response",
     ],
 )
-def test_unreadable_users_become_findings(unreadable: Unreadable, kind: str):
-    plan = plan_one(DesiredUser("janedoe", {"full_name": "x"}), unreadable)
+def test_a_user_that_could_not_be_read_is_an_error_and_the_plan_incomplete(code: str):
+    plan = plan_one(DesiredUser("janedoe", {"full_name": "x"}), Unreadable("janedoe", code, "-"))
     assert plan.changes == ()
-    assert [f.code for f in getattr(plan, kind)] == [unreadable.code]
+    assert plan.warnings == ()
+    assert [f.code for f in plan.errors] == [code]
+    assert plan.unreadable == ["janedoe"]
+    assert not plan.complete
+    assert plan.summary()["users_unreadable"] == 1
+
+
+def test_a_failure_every_read_met_is_one_error_naming_all_its_users():
+    desired = DesiredState((DesiredUser("abby"), DesiredUser("bert"), DesiredUser("cleo")))
+    down = "the API at http://127.0.0.1:9 failed: ConnectError"
+    live = {
+        name: Unreadable(name, "fetch_failed", f"{name}: GET …: ConnectError", down, shared=True)
+        for name in ("abby", "bert")
+    }
+    live["cleo"] = Unreadable("cleo", "user_not_found", "no such user", "404")
+    document = build_plan(desired, live).to_json({})
+    assert document["errors"] == [
+        {"user": None, "code": "fetch_failed", "message": down, "users": ["abby", "bert"]},
+        {"user": "cleo", "code": "user_not_found", "message": "no such user"},
+    ]
+    assert document["summary"]["users_unreadable"] == 3
 
 
 def test_changes_are_ordered_by_user_then_kind():

@@ -24,8 +24,9 @@ PLAN = Plan(
         AddEmail("janedoe", "jane+[red]@example.com"),
         DeleteEmail("janedoe", "old@example.com"),
     ),
-    warnings=(Finding("johnsmith", "user_not_found", "the API has no such user (404) [x]"),),
+    warnings=(Finding("johnsmith", "primary_email_not_desired", "john@example.com [x]"),),
     errors=(Finding("ops_robot", "unauthorized", "credential refused: 401 \\[escaped]"),),
+    users=3,
 )
 
 
@@ -55,12 +56,37 @@ def test_without_a_terminal_the_plan_is_written_as_plain_text() -> None:
         '  ~ gravatar_email: (write-only, differs) → "jane@example.com"',
         "  + jane+[red]@example.com",
         "  - old@example.com",
-        "! johnsmith: user_not_found: the API has no such user (404) [x]",
+        "! johnsmith: primary_email_not_desired: john@example.com [x]",
         "✗ ops_robot: unauthorized: credential refused: 401 \\[escaped]",
         "",
         "Plan: 3 changes for 1 user (1 profile update, 1 address to add, 1 to delete)."
-        " 1 warning, 1 error.",
+        " Incomplete: 1 of 3 users could not be read, 1 warning, 1 error.",
     ]
+
+
+@pytest.mark.parametrize(
+    ("plan", "line"),
+    [
+        pytest.param(
+            Plan((), users=2), "No changes: the accounts match the desired state.", id="complete"
+        ),
+        pytest.param(
+            Plan((), errors=(Finding("ops_robot", "user_not_found", "404"),), users=2),
+            "Nothing to change for 1 user that could be compared."
+            " Incomplete: 1 of 2 users could not be read, 1 error.",
+            id="incomplete",
+        ),
+        pytest.param(
+            Plan((), errors=(Finding("ops_robot", "does_not_converge", "kept x"),), users=2),
+            "Nothing to change for 2 users that could be compared. 1 error.",
+            id="not-converging",
+        ),
+    ],
+)
+def test_the_summary_says_match_only_when_every_user_was_read_and_equal(
+    plan: Plan, line: str
+) -> None:
+    assert plan_lines(plan)[-1] == line
 
 
 def test_on_a_terminal_the_plan_is_coloured() -> None:

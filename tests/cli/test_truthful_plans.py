@@ -1,0 +1,120 @@
+"""A plan is green only when every managed user was read and is equal (issue 12, item 1).
+
+Each test is one way a new operator got "No changes: the accounts match" from
+a plan that had read nothing: a wrong API URL, no credentials, tokens without
+the read scope, the server down. Now each is exit 1, also with
+--detailed-exitcode, and a failure that every read met is said once.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from click.testing import CliRunner, Result
+
+from syncd.cli.main import cli
+from tests.integration.conftest import STANDARD_DESIRED, World, account
+
+
+def plan(world: World, *args: str, api_url: str | None = None) -> Result:
+    arguments = world.cli_args()
+    if api_url is not None:
+        arguments[arguments.index("--api-url") + 1] = api_url
+    return CliRunner().invoke(
+        cli, ["plan", *arguments, "--detailed-exitcode", *args], catch_exceptions=False
+    )
+
+
+def assert_not_green(result: Result) -> None:
+    assert result.exit_code == 1, result.output
+    assert "match" not in result.stdout
+    assert "No changes" not in result.stdout
+
+
+def test_every_user_unknown_to_the_server_is_one_error_not_a_match(world: World):
+    world.sandbox.reset(seed={"users": {}}, generate=0)  # the accounts are not on this server
+    for path in world.credentials_dir.iterdir():
+        path.unlink()
+    result = CliRunner().invoke(
+        cli,
+        ["plan", *world.cli_args(), "--detailed-exitcode"],
+        env={"SYNCD_TOKEN": world.sandbox.admin_token},
+        catch_exceptions=False,
+    )
+    assert_not_green(result)
+    errors = [line for line in result.stdout.splitlines() if line.startswith("✗")]
+    assert errors == [
+        f"✗ every read failed alike, 2 users: user_not_found: the API at {world.sandbox.url}"
+        " answered 404 (no such user): is the API URL right? (janedoe, johnsmith)"
+    ]
+    assert "Incomplete: 2 of 2 users could not be read" in result.stdout
+
+
+def test_no_credential_at_all_is_one_error_that_says_what_to_set(world: World):
+    for path in world.credentials_dir.iterdir():
+        path.unlink()
+    result = plan(world)
+    assert_not_green(result)
+    assert "every read failed alike, 2 users: no_credentials" in result.stdout
+    assert "SYNCD_CREDENTIALS_DIR" in result.stdout
+    assert world.sandbox.stats()["total"] == 0
+
+
+def test_tokens_without_the_read_scope_are_not_a_match(world: World):
+    world.seed(
+        {
+            "users": {
+                "janedoe": account(["jane.doe@example.com"], "tok-jane", ["profile_write"]),
+                "johnsmith": account(["john@example.com"], "tok-john", ["profile_write"]),
+            }
+        }
+    )
+    result = plan(world, "--output", "json")
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["errors"] == [
+        {
+            "user": None,
+            "code": "forbidden",
+            "message": f"the API at {world.sandbox.url} answered 403: may the credentials"
+            " read their users (scopes profile_read and email_read)?",
+            "users": ["janedoe", "johnsmith"],
+        }
+    ]
+    assert document["summary"]["users_unreadable"] == 2
+    assert document["changes"] == []
+
+
+def test_the_server_down_is_one_error_with_its_url(world: World):
+    with socket.socket() as closed:  # a port that nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    result = plan(world, api_url=url)
+    assert_not_green(result)
+    errors = [line for line in result.stdout.splitlines() if line.startswith("✗")]
+    assert len(errors) == 1, result.stdout
+    assert f"the API at {url} failed: ConnectError" in errors[0]
+
+
+def test_one_unknown_user_among_readable_ones_is_named_on_its_own(world: World):
+    desired = {**STANDARD_DESIRED, "users": {**STANDARD_DESIRED["users"], "ghost_user": {}}}
+    world.desire(desired)
+    (world.credentials_dir / "ghost_user.token").write_text("tok-jane\n")
+    result = plan(world)
+    assert result.exit_code == 1
+    assert "✗ ghost_user: forbidden:" in result.stdout  # jane's token may not read ghost_user
+    assert "Plan: 3 changes for 1 user" in result.stdout  # and the rest of the plan is shown
+    assert "Incomplete: 1 of 3 users could not be read" in result.stdout
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_a_complete_plan_still_says_match(world: World, output: str):
+    world.desire({"version": 1, "users": {"johnsmith": {"full_name": "John Smith"}}})
+    result = plan(world, "--output", output)
+    assert result.exit_code == 0, result.output
+    if output == "text":
+        assert result.stdout.startswith("No changes: the accounts match the desired state.")
+    else:
+        assert json.loads(result.stdout)["summary"]["users_unreadable"] == 0
