@@ -73,7 +73,18 @@ class Settings(BaseSettings):
         "git+file:// URL with #ref and :path (see syncd.desired.gitsource).",
     )
     concurrency: int = Field(16, ge=1, le=256, description="Requests in flight at most.")
-    cache_ttl: float = Field(3600, ge=0, description="Seconds a cached GET stays fresh.")
+    cache_ttl: float = Field(
+        300,
+        ge=0,
+        description="Seconds `plan` and `apply` trust a cached answer (the daemon uses "
+        "drift_window instead).",
+    )
+    drift_window: float = Field(
+        1800,
+        gt=0,
+        description="Seconds within which the daemon reads every managed user again, spread "
+        "evenly over its cycles: an out-of-band change is seen within window + interval.",
+    )
     interval: float = Field(300, gt=0, description="Seconds between daemon runs.")
     run_deadline: float | None = Field(
         None,

@@ -62,11 +62,11 @@ def plan(
     if output == "json":
         from syncd.core.jsondoc import dumps_document
 
-        click.echo(dumps_document(result.plan.to_json(result.source)))
+        click.echo(dumps_document(result.document()))
     else:
         from syncd.cli.render import print_plan, terminal
 
-        print_plan(result.plan, terminal())
+        print_plan(result.plan, terminal(), result.oldest_age)
     if result.plan.errors:
         sys.exit(EXIT_ERROR)
     if detailed_exitcode and not result.plan.is_empty:
@@ -139,7 +139,7 @@ def apply(
             signal.signal(signal.SIGINT, handler)
 
     def show_plan(result: PlanResult) -> None:
-        print_plan(result.plan, console)
+        print_plan(result.plan, console, result.oldest_age)
         keep_until_exit()
 
     with fetch_progress() as on_progress:

@@ -122,8 +122,33 @@ def ansi_painter(console: Console) -> Paint:
     return paint
 
 
-def plan_lines(plan: Plan, paint: Paint = _plain) -> list[str]:
-    """The plan as lines of text, each piece painted; what the API or the file says, visible."""
+def age_text(seconds: float) -> str:
+    """A duration as people say it: 12 s, 4 min 10 s, 2 h 3 min."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def freshness_line(oldest_age: float | None) -> str | None:
+    """What the plan took from the cache, when it took anything."""
+    if oldest_age is None:
+        return None
+    return (
+        f"The oldest answer used is {age_text(oldest_age)} old, from the cache"
+        " (--refresh reads every user again)."
+    )
+
+
+def plan_lines(plan: Plan, paint: Paint = _plain, oldest_age: float | None = None) -> list[str]:
+    """The plan as lines of text, each piece painted; what the API or the file says, visible.
+
+    `oldest_age`: seconds since the oldest cached answer used was read, if any.
+    """
     lines = []
     for user, actions in groupby(plan.changes, key=lambda action: action.user):
         lines.append(paint(visible(user), "bold"))
@@ -161,15 +186,17 @@ def plan_lines(plan: Plan, paint: Paint = _plain) -> list[str]:
     if lines:
         lines.append("")
     lines.append(summary_line(plan))
+    if (freshness := freshness_line(oldest_age)) is not None:
+        lines.append(freshness)
     return lines
 
 
-def print_plan(plan: Plan, console: Console) -> None:
+def print_plan(plan: Plan, console: Console, oldest_age: float | None = None) -> None:
     # One write for the whole plan, coloured on a terminal by our own painter:
     # rich took seconds to print 10,000 users line by line, and one second to
     # parse their markup in a single print.
     paint = ansi_painter(console) if console.is_terminal else _plain
-    console.file.write("\n".join(plan_lines(plan, paint)) + "\n")
+    console.file.write("\n".join(plan_lines(plan, paint, oldest_age)) + "\n")
 
 
 def print_apply_report(converged: ConvergeResult, console: Console, state_file: Path) -> None:

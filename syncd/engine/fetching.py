@@ -27,7 +27,7 @@ from syncd.errors import (
     NotFound,
     Unauthorized,
 )
-from syncd.state.cache import LiveCache, Snapshot
+from syncd.state.cache import Cached, LiveCache, Snapshot
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -36,13 +36,40 @@ FLUSH_EVERY = 500
 
 
 @dataclass(frozen=True, slots=True)
+class Freshness:
+    """How far a plan may trust the cache (see FetchOptions for each field)."""
+
+    ttl: float
+    refresh: bool = False
+    refresh_oldest: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class FetchOptions:
     now: float
+    #: Seconds a cached part is trusted: SYNCD_CACHE_TTL, or the daemon's drift window.
     ttl: float
+    #: Read every user again, whatever the cache holds (--refresh, SIGHUP).
     refresh: bool = False
     concurrency: int = 16
     #: Users whose cached state must not be trusted (a write to them was interrupted).
     distrust: frozenset[str] = frozenset()
+    #: Read at least this many users from the API, those read longest ago first,
+    #: even if the cache still trusts them: the daemon's drift window, spread so
+    #: that every cycle reads its share and no two cycles' entries age together.
+    refresh_oldest: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRead:
+    """The live state of the wanted users, and how fresh what was used is."""
+
+    states: dict[str, LiveAccount | Unreadable]
+    #: When the oldest cached answer used was read; None when none was used.
+    oldest_read_at: float | None = None
+    #: Users answered from the cache, and users read from the API this time.
+    from_cache: int = 0
+    from_api: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +162,14 @@ async def fetch_live(
     cache: LiveCache,
     options: FetchOptions,
     on_progress: ProgressCallback | None = None,
-) -> dict[str, LiveAccount | Unreadable]:
+) -> LiveRead:
     """The live state of every wanted account, from the cache where it is fresh enough."""
     wanted = list(wanted)
     trusted = [user.username for user in wanted if user.username not in options.distrust]
     cached = {} if options.refresh else cache.read_fresh(trusted, options.now, options.ttl)
     result: dict[str, LiveAccount | Unreadable] = {}
     to_fetch: list[tuple[Wanted, LiveAccount]] = []
+    answered: list[tuple[Wanted, Cached]] = []
     for user in wanted:
         # Checked even when the cache could answer: a plan for a user that
         # nothing can authenticate would promise writes that cannot happen.
@@ -153,13 +181,20 @@ async def fetch_live(
                 NO_CREDENTIAL,
             )
             continue
-        known = cached.get(user.username) or LiveAccount(user.username)
-        if _complete(user, known):
-            result[user.username] = known
+        entry = cached.get(user.username)
+        if entry is not None and _complete(user, entry.account):
+            answered.append((user, entry))
         else:
-            to_fetch.append((user, known))
+            to_fetch.append((user, entry.account if entry else LiveAccount(user.username)))
+    due = options.refresh_oldest - len(to_fetch)
+    if due > 0 and answered:
+        answered.sort(key=_read_at)
+        to_fetch += [(user, LiveAccount(user.username)) for user, _ in answered[:due]]
+        del answered[:due]
+    for user, entry in answered:
+        result[user.username] = entry.account
+    oldest_read_at = min(map(_read_at, answered), default=None)
 
-    from_cache = len(result) - sum(isinstance(state, Unreadable) for state in result.values())
     total, done, fetched = len(to_fetch), 0, 0
     pending: list[Snapshot] = []
 
@@ -182,8 +217,16 @@ async def fetch_live(
         await for_each(to_fetch, min(options.concurrency, total), fetch)
     finally:
         cache.save(pending)
-    mark_shared(result, fetched, from_cache)
-    return result
+    mark_shared(result, fetched, len(answered))
+    return LiveRead(result, oldest_read_at, len(answered), fetched)
+
+
+def _read_at(item: tuple[Wanted, Cached]) -> float:
+    """When the cached parts this user needs were read: the older of the two."""
+    user, entry = item
+    times = [entry.profile_read_at if user.profile else None]
+    times.append(entry.emails_read_at if user.emails else None)
+    return min((at for at in times if at is not None), default=float("inf"))
 
 
 def _complete(user: Wanted, known: LiveAccount) -> bool:

@@ -24,7 +24,13 @@ from syncd.core.desired import DesiredState
 from syncd.core.live import LiveAccount, Unreadable
 from syncd.core.plan import DeleteEmail, Plan, build_plan
 from syncd.engine.applying import Applier, ApplyReport
-from syncd.engine.fetching import FetchOptions, ProgressCallback, Wanted, fetch_live
+from syncd.engine.fetching import (
+    FetchOptions,
+    Freshness,
+    ProgressCallback,
+    Wanted,
+    fetch_live,
+)
 from syncd.engine.planfile import SavedPlan, staleness
 from syncd.errors import GuardError, PlanFileError, UsageError
 from syncd.settings import Settings
@@ -40,6 +46,24 @@ class PlanResult:
     #: Where the desired state came from: files with their sha256, git revision.
     source: dict[str, Any]
     requests: Counter[str] = field(default_factory=Counter)
+    #: Users answered from the cache, and when the oldest of those answers was read.
+    from_cache: int = 0
+    oldest_read_at: float | None = None
+    #: When this plan read the live state.
+    read_at: float = 0.0
+
+    @property
+    def oldest_age(self) -> float | None:
+        """Seconds since the oldest cached answer the plan used was read; None: none used."""
+        return None if self.oldest_read_at is None else self.read_at - self.oldest_read_at
+
+    def document(self) -> dict[str, Any]:
+        """The `plan --output json` document: the plan's, and how fresh its basis is."""
+        document = self.plan.to_json(self.source)
+        age = self.oldest_age
+        document["summary"]["from_cache"] = self.from_cache
+        document["summary"]["oldest_answer_age_seconds"] = None if age is None else round(age, 1)
+        return document
 
     def __repr__(self) -> str:
         # Short on purpose: asyncio.run formats the main task's result when it
@@ -104,18 +128,22 @@ async def read_and_plan(
     connection: Connection,
     desired: DesiredState,
     *,
-    refresh: bool = False,
+    freshness: Freshness | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> PlanResult:
+    """Read what the plan needs (cache first, as `freshness` allows) and plan."""
+    freshness = freshness or Freshness(connection.settings.cache_ttl)
+    now = time.time()
     options = FetchOptions(
-        now=time.time(),
-        ttl=connection.settings.cache_ttl,
-        refresh=refresh,
+        now=now,
+        ttl=freshness.ttl,
+        refresh=freshness.refresh,
         concurrency=connection.settings.concurrency,
         # A write without an outcome may or may not have happened: read the truth.
         distrust=frozenset(intent.user for intent in open_intents(connection.db)),
+        refresh_oldest=freshness.refresh_oldest,
     )
-    live = await fetch_live(
+    read = await fetch_live(
         map(Wanted.for_desired, desired.users),
         connection.client,
         connection.credentials,
@@ -123,8 +151,16 @@ async def read_and_plan(
         options,
         on_progress,
     )
-    plan = build_plan(desired, live)
-    return PlanResult(plan, live, source_of(desired), Counter(connection.client.requests))
+    plan = build_plan(desired, read.states)
+    return PlanResult(
+        plan,
+        read.states,
+        source_of(desired),
+        Counter(connection.client.requests),
+        read.from_cache,
+        read.oldest_read_at,
+        now,
+    )
 
 
 async def compute_plan(
@@ -135,7 +171,10 @@ async def compute_plan(
     on_progress: ProgressCallback | None = None,
 ) -> PlanResult:
     async with connect(settings) as connection:
-        return await read_and_plan(connection, desired, refresh=refresh, on_progress=on_progress)
+        freshness = Freshness(settings.cache_ttl, refresh=refresh)
+        return await read_and_plan(
+            connection, desired, freshness=freshness, on_progress=on_progress
+        )
 
 
 def recover_interrupted(connection: Connection, audit: AuditTrail) -> list[OpenIntent]:
@@ -202,12 +241,17 @@ def planning(
     desired: DesiredState,
     *,
     refresh: bool = False,
+    freshness: Freshness | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> PlanStep:
-    """The usual planning step of a converge: read the live state and plan."""
+    """The usual planning step of a converge: read the live state and plan.
+
+    `freshness` defaults to the settings' cache TTL (with `refresh`: none).
+    """
 
     async def step(connection: Connection) -> PlanResult:
-        return await read_and_plan(connection, desired, refresh=refresh, on_progress=on_progress)
+        policy = freshness or Freshness(connection.settings.cache_ttl, refresh=refresh)
+        return await read_and_plan(connection, desired, freshness=policy, on_progress=on_progress)
 
     return step
 
@@ -219,16 +263,18 @@ def saved_planning(saved: SavedPlan) -> PlanStep:
         options = FetchOptions(
             now=time.time(), ttl=0, refresh=True, concurrency=connection.settings.concurrency
         )
-        live = await fetch_live(
+        read = await fetch_live(
             saved.wanted(), connection.client, connection.credentials, connection.cache, options
         )
+        live = read.states
         changed = staleness(saved, live)
         if changed:
             raise PlanFileError(
                 f"{saved.path} is stale: the accounts changed since it was made; nothing was "
                 "applied. Make a new plan.\n  " + "\n  ".join(changed)
             )
-        return PlanResult(saved.plan, live, saved.source, Counter(connection.client.requests))
+        requests = Counter(connection.client.requests)
+        return PlanResult(saved.plan, live, saved.source, requests, read_at=options.now)
 
     return step
 

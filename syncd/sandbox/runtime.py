@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,16 +50,28 @@ class SandboxConfig:
                 raise ConfigError("admin token: also granted to a user in the seed")
 
 
+#: Seconds of the per-second timeline kept: an hour of a long benchmark.
+TIMELINE_SECONDS: Final = 3600
+
+
 class Stats:
-    """Counts of API requests by method, route and status (not /_sandbox/ ones)."""
+    """Counts of API requests by method, route and status (not /_sandbox/ ones), and by
+    second of the wall clock, so that a test can see how a client spreads its requests."""
 
     def __init__(self) -> None:
         self._counts: Counter[tuple[str, str, int]] = Counter()
         self._with_cookie = 0
+        self._per_second: dict[int, Counter[str]] = {}
 
     def record(self, method: str, route: str, status: int, *, with_cookie: bool = False) -> None:
         self._counts[method, route, status] += 1
         self._with_cookie += with_cookie
+        second = int(time.time())
+        if second not in self._per_second:
+            if len(self._per_second) >= TIMELINE_SECONDS:
+                del self._per_second[next(iter(self._per_second))]
+            self._per_second[second] = Counter()
+        self._per_second[second][method] += 1
 
     def as_json(self) -> dict[str, object]:
         by_method: Counter[str] = Counter()
@@ -68,6 +81,12 @@ class Stats:
             "total": sum(self._counts.values()),
             "by_method": dict(sorted(by_method.items())),
             "with_cookie": self._with_cookie,
+            # [unix second, method, requests]: only the seconds that had any.
+            "per_second": [
+                [second, method, count]
+                for second, methods in self._per_second.items()
+                for method, count in sorted(methods.items())
+            ],
             "requests": [
                 {"method": method, "path": route, "status": status, "count": count}
                 for (method, route, status), count in sorted(

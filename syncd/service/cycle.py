@@ -19,10 +19,11 @@ import sqlite_utils
 import structlog
 
 from syncd.desired.gitsource import DesiredSource
+from syncd.engine.fetching import Freshness
 from syncd.engine.reconcile import PlanResult, connect, converge, planning
 from syncd.errors import DesiredStateError, GuardError, SyncdError
 from syncd.service.metrics import Metrics
-from syncd.service.schedule import SUCCESS, deadline_for
+from syncd.service.schedule import SUCCESS, deadline_for, drift_share
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail
 
@@ -69,11 +70,15 @@ class Cycle:
         source: DesiredSource,
         db: sqlite_utils.Database,
         metrics: Metrics,
+        *,
+        refresh: bool = False,
     ) -> None:
         self.settings = settings
         self.source = source
         self.db = db
         self.metrics = metrics
+        #: Read every user again (SIGHUP), not only this cycle's share.
+        self.refresh = refresh
         self._began_run = False  # whether converge has written this cycle's run record
 
     async def run(self) -> CycleOutcome:
@@ -119,9 +124,16 @@ class Cycle:
         async with connect(settings, on_response=self.metrics.observe_response) as connection:
             self._began_run = True
             try:
+                # The daemon's freshness is the drift window alone, each cycle
+                # reading its share of the users, those read longest ago.
+                freshness = Freshness(
+                    settings.drift_window,
+                    refresh=self.refresh,
+                    refresh_oldest=drift_share(len(desired.users), settings),
+                )
                 converged = await converge(
                     connection,
-                    planning(desired),
+                    planning(desired, freshness=freshness),
                     command="run",
                     deletion_limit=settings.max_deletions,
                     confirm=lambda _: True,

@@ -83,6 +83,7 @@ class Daemon:
         self._stopping = False
         self._cycle_task: asyncio.Task[Any] | None = None
         self._run_again = False
+        self._refresh_next = False  # SIGHUP: the next cycle reads every user again
 
     # -- life cycle -------------------------------------------------------------
 
@@ -159,7 +160,8 @@ class Daemon:
             log.error("reload_failed", error=str(error), kept="the previous settings")
         else:
             log.info("reloaded", **self._identity())
-        self.notifier.ready("reloaded; running now")
+        self.notifier.ready("reloaded; running now, reading every user again")
+        self._refresh_next = True
         if self._cycle_task is not None:
             self._run_again = True  # right after the run in flight
         else:
@@ -203,7 +205,9 @@ class Daemon:
     async def _scheduled(self) -> None:
         self._cycle_task = asyncio.current_task()
         try:
-            outcome = await Cycle(self.settings, self.source, self.db, self.metrics).run()
+            refresh, self._refresh_next = self._refresh_next, False
+            cycle = Cycle(self.settings, self.source, self.db, self.metrics, refresh=refresh)
+            outcome = await cycle.run()
         except asyncio.CancelledError:
             if not self._stopping:
                 raise

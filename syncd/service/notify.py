@@ -69,8 +69,12 @@ class Notifier:
         if self.socket_address is None:
             return False
         message = "\n".join(f"{key}={value}" for key, value in fields.items())
+        kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # Non-blocking: a listener that reads slowly fills the socket's queue,
+            # and a blocking send would then freeze the event loop, watchdog and
+            # all. A status line dropped is better than a daemon stopped.
+            with socket.socket(socket.AF_UNIX, kind) as sock:
                 sock.sendto(message.encode(), _address(self.socket_address))
         except OSError as error:
             # Losing a status line must never stop a run; say so once, not every cycle.

@@ -1,10 +1,12 @@
-"""When the daemon runs: its interval, jitter, deadline, and the backoff after failures.
+"""When the daemon runs and what it reads: interval, jitter, deadline, backoff, drift share.
 
 Pure arithmetic over the settings and the count of failed runs in a row, so
 that the rules can be read (and tested) apart from the scheduler that obeys them.
 """
 
 from __future__ import annotations
+
+import math
 
 from syncd.settings import Settings
 
@@ -30,3 +32,16 @@ def jitter_for(interval: float) -> float:
 
 def deadline_for(settings: Settings) -> float:
     return settings.run_deadline or 3 * settings.interval
+
+
+def drift_share(users: int, settings: Settings) -> int:
+    """How many users a cycle reads again, those read longest ago, so that every one is
+    read at least once per drift window and the GETs are spread evenly over the cycles.
+
+    A cycle starts at most an interval plus its jitter after the last one; with
+    that many users each, the longest-read user is never older than the window.
+    (The cache also stops trusting anything older than the window, in case
+    cycles come later than that.)
+    """
+    period = settings.interval + jitter_for(settings.interval)
+    return min(users, math.ceil(users * period / settings.drift_window))

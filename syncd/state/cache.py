@@ -31,13 +31,20 @@ class Snapshot:
     fetched_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Cached:
+    """A cached account and when each of its parts was read (None: not returned)."""
+
+    account: LiveAccount
+    profile_read_at: float | None = None
+    emails_read_at: float | None = None
+
+
 class LiveCache:
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
 
-    def read_fresh(
-        self, usernames: Iterable[str], now: float, ttl: float
-    ) -> dict[str, LiveAccount]:
+    def read_fresh(self, usernames: Iterable[str], now: float, ttl: float) -> dict[str, Cached]:
         """The cached accounts among `usernames`, each part only if it is at most `ttl` old.
 
         A part that is older, or not cached, is None; a row that cannot be read
@@ -53,17 +60,20 @@ class LiveCache:
                 [json.dumps(list(usernames))],
             )
             cached = {}
-            for username, profile_at, *profile, emails_at, emails in rows:
+            for username, profile_read, *profile, emails_read, emails in rows:
                 # Rows are written only by `put`, from values already checked;
                 # these checks are for a file damaged some other way.
+                profile_at = profile_read if _fresh(profile_read, oldest) else None
+                emails_at = emails_read if _fresh(emails_read, oldest) else None
                 try:
-                    cached[username] = LiveAccount(
+                    account = LiveAccount(
                         username,
-                        _profile(profile) if _fresh(profile_at, oldest) else None,
-                        _emails(emails) if _fresh(emails_at, oldest) else None,
+                        None if profile_at is None else _profile(profile),
+                        None if emails_at is None else _emails(emails),
                     )
                 except (ValueError, TypeError):
                     continue
+                cached[username] = Cached(account, profile_at, emails_at)
         except sqlite3.Error as error:  # met while iterating: execute's own are StateErrors
             raise state_error(file_of(self.db), error) from None
         return cached

@@ -60,6 +60,17 @@ def test_notify_sends_datagrams(kind: str, tmp_path: Path):
         assert len(stopping) < 250
 
 
+def test_a_full_notify_socket_drops_messages_instead_of_blocking(tmp_path: Path):
+    address = str(tmp_path / "slow.sock")
+    with _receiver(address) as receiver:  # a listener that never reads
+        notifier = Notifier.from_environment({"NOTIFY_SOCKET": address})
+        sent = [notifier.status(f"cycle {n}") for n in range(5000)]
+        assert not sent[-1]  # the queue filled up, and the call came back
+        assert sent[0]
+        assert receiver.recv(4096) == b"STATUS=cycle 0"
+        assert notifier.status("after a read")  # room again
+
+
 def test_notify_without_a_socket_does_nothing():
     notifier = Notifier.from_environment({})
     assert not notifier.enabled

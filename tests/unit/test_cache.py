@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
-from syncd.state.cache import _PROFILE_COLUMNS, LiveCache, Snapshot
+from syncd.state.cache import _PROFILE_COLUMNS, Cached, LiveCache, Snapshot
 from syncd.state.statefile import open_cache
 
 PROFILE = LiveProfile("Jane Doe", "Lisbon", "", "https://example.com/", "", "jane@example.com")
@@ -27,10 +27,10 @@ def test_a_part_not_fetched_keeps_the_cached_one_and_its_age(cache: LiveCache) -
     cache.save([Snapshot(LiveAccount("janedoe", emails=EMAILS), 200.0)])
 
     assert cache.read_fresh(["janedoe"], now=300.0, ttl=200.0) == {
-        "janedoe": LiveAccount("janedoe", PROFILE, EMAILS)
+        "janedoe": Cached(LiveAccount("janedoe", PROFILE, EMAILS), 100.0, 200.0)
     }
     assert cache.read_fresh(["janedoe"], now=250.0, ttl=100.0) == {
-        "janedoe": LiveAccount("janedoe", None, EMAILS)
+        "janedoe": Cached(LiveAccount("janedoe", None, EMAILS), None, 200.0)
     }
 
 
@@ -38,7 +38,7 @@ def test_an_uncached_part_reads_as_none(cache: LiveCache) -> None:
     cache.save([Snapshot(LiveAccount("janedoe", emails=()), 100.0)])
 
     assert cache.read_fresh(["janedoe", "nobody"], now=100.0, ttl=0.0) == {
-        "janedoe": LiveAccount("janedoe", None, ())
+        "janedoe": Cached(LiveAccount("janedoe", None, ()), None, 100.0)
     }
 
 
@@ -47,8 +47,11 @@ def test_replaced_addresses_keep_the_age_of_the_list(cache: LiveCache) -> None:
     with cache.db.atomic():
         cache.replace_emails("janedoe", EMAILS[:1])
 
-    assert cache.read_fresh(["janedoe"], now=200.0, ttl=100.0)["janedoe"].emails == EMAILS[:1]
-    assert cache.read_fresh(["janedoe"], now=201.0, ttl=100.0)["janedoe"].emails is None
+    assert (
+        cache.read_fresh(["janedoe"], now=200.0, ttl=100.0)["janedoe"].account.emails
+        == (EMAILS[:1])
+    )
+    assert cache.read_fresh(["janedoe"], now=201.0, ttl=100.0)["janedoe"].account.emails is None
 
 
 @pytest.mark.parametrize(
@@ -88,4 +91,4 @@ def test_any_account_reads_back_as_it_was_stored(
     account = LiveAccount("janedoe", profile, tuple(emails))
     cache.save([Snapshot(account, 100.0)])
 
-    assert cache.read_fresh(["janedoe"], now=100.0, ttl=1.0) == {"janedoe": account}
+    assert cache.read_fresh(["janedoe"], now=100.0, ttl=1.0)["janedoe"].account == account
