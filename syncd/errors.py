@@ -20,6 +20,7 @@
             ├── Forbidden          403
             ├── NotFound           404
             ├── RateLimited        429; retryable, honours Retry-After
+            │   └── WaitTooLong    429 asking to wait longer than syncd waits: not retried
             └── ServerError        5xx; retryable
 
 The CLI turns a SyncdError into one line and its exit code; anything else is a
@@ -39,6 +40,8 @@ EXIT_CHANGES_PENDING = 2
 EXIT_GUARD = 3
 
 BODY_EXCERPT_LIMIT = 256
+#: The longest Retry-After that syncd waits for; a server asking more fails that user.
+MAX_RETRY_AFTER = 300.0
 
 
 class SyncdError(Exception):
@@ -167,6 +170,22 @@ class RateLimited(HttpStatusError):
         super().__init__(user, method, path, status, body)
 
 
+class WaitTooLong(RateLimited):
+    """A 429 whose Retry-After is beyond MAX_RETRY_AFTER: that user fails, naming the wait."""
+
+    retryable = False
+
+    def __init__(
+        self, user: str, method: str, path: str, status: int, body: str, retry_after: float
+    ) -> None:
+        super().__init__(user, method, path, status, body, retry_after)
+        self.detail = (
+            f"HTTP 429: the server asks to wait {retry_after:.0f} s (Retry-After), longer than "
+            f"syncd waits ({MAX_RETRY_AFTER:.0f} s)"
+        )
+        self.args = (f"{user}: {method} {path}: {self.detail}",)
+
+
 class ServerError(HttpStatusError):
     retryable = True
 
@@ -184,6 +203,8 @@ def status_error(
 ) -> HttpStatusError:
     """The HttpStatusError subclass for an answer's status."""
     if status == 429:
+        if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+            return WaitTooLong(user, method, path, status, body, retry_after)
         return RateLimited(user, method, path, status, body, retry_after)
     if status >= 500:
         return ServerError(user, method, path, status, body)

@@ -18,6 +18,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -53,7 +55,6 @@ if TYPE_CHECKING:
 
 #: Answers larger than this are refused: no user object or email list comes near it.
 MAX_BODY_BYTES = 1024 * 1024
-MAX_RETRY_AFTER = 60.0
 
 T = TypeVar("T")
 
@@ -66,21 +67,38 @@ class RetryPolicy:
     attempts: int = 5
     base_delay: float = 0.2
     max_delay: float = 10.0
+    #: A 429 without Retry-After waits this long first, then twice as long each time.
+    rate_limited_delay: float = 1.0
+    rate_limited_max_delay: float = 60.0
 
     def delay(self, attempt: int, error: ApiError) -> float:
         """Seconds to wait before retry number `attempt` (1-based) after `error`."""
-        if isinstance(error, RateLimited) and error.retry_after is not None:
-            return min(error.retry_after, MAX_RETRY_AFTER)
+        if isinstance(error, RateLimited):
+            if error.retry_after is not None:
+                return error.retry_after  # at most MAX_RETRY_AFTER: see WaitTooLong
+            # The server is overloaded and did not say for how long: back off for real,
+            # from a second, with a little jitter so that the workers do not return together.
+            ceiling = self.rate_limited_delay * 2.0 ** (attempt - 1)
+            return min(self.rate_limited_max_delay, ceiling) * random.uniform(1.0, 1.25)
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)  # full jitter spreads a burst of retries
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in either form of RFC 9110: delay-seconds or an HTTP date."""
     value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
     try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None  # neither form: our own backoff
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 class AccountsClient:
@@ -239,9 +257,16 @@ class AccountsClient:
             self.requests[method] += 1
             started = time.monotonic()
             status: int | None = None
+            timeout = self._settings.timeout
             try:
-                status, raw = await self._exchange(http, method, username, path, body, headers)
+                # The whole exchange, body included: httpx's own timeouts bound each
+                # read, and a server that trickles a byte at a time never trips them.
+                async with asyncio.timeout(timeout):
+                    status, raw = await self._exchange(http, method, username, path, body, headers)
                 return raw
+            except TimeoutError:
+                detail = f"no complete answer within {timeout:g} s (SYNCD_TIMEOUT)"
+                raise TransportError(username, method, path, detail) from None
             except HttpStatusError as error:
                 status = error.status
                 raise

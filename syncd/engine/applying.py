@@ -225,7 +225,10 @@ class Applier:
                 added = await self.client.add_email(account.username, address)
                 return account.with_email_added(added)
             except RateLimited as error:
-                # A 429 is refused before any work: waiting and sending again is safe.
+                # A 429 is refused before any work: waiting and sending again is safe,
+                # unless the server asks for a wait longer than we give it.
+                if not error.retryable:
+                    raise
                 last_error = error
                 await asyncio.sleep(self.client.retry_delay(attempt, error))
                 continue

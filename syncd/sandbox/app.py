@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from syncd.errors import SyncdError
 from syncd.sandbox import malformed
-from syncd.sandbox.faults import Ambiguity, FaultConfig
+from syncd.sandbox.faults import Ambiguity, FaultConfig, retry_after_header
 from syncd.sandbox.routes import (
     EMAILS_PATH,
     USER_PATH,
@@ -80,6 +80,46 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     # Starlette's own 404 (no route) and 405 (method), as JSON like every other error.
     assert isinstance(exc, HTTPException)
     return error_response(exc.status_code, exc.detail, exc.headers)
+
+
+async def _disconnection(receive: Receive) -> None:
+    """Return when the client has gone; what is left of the request body is dropped.
+
+    Only once the app has answered: it has read all of the body it wants.
+    """
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _trickling(send: Send, receive: Receive, pause: float) -> Send:
+    """`send`, with every body sent one byte at a time, `pause` seconds apart.
+
+    It stops when the client goes away: uvicorn drops what is sent to a closed
+    connection without a word, and a trickle of minutes would hold the server.
+    """
+
+    async def trickle(message: Message) -> None:
+        if message["type"] != "http.response.body" or not message.get("body"):
+            await send(message)
+            return
+        gone = asyncio.ensure_future(_disconnection(receive))
+        try:
+            body: bytes = message["body"]
+            more = message.get("more_body", False)
+            for index in range(len(body)):
+                if gone.done():
+                    return
+                last = index == len(body) - 1
+                chunk = body[index : index + 1]
+                await send(
+                    {"type": "http.response.body", "body": chunk, "more_body": more or not last}
+                )
+                if not last:
+                    await asyncio.wait({gone}, timeout=pause)
+        finally:
+            gone.cancel()
+
+    return trickle
 
 
 class SandboxApp:
@@ -137,11 +177,12 @@ class SandboxApp:
                 credential = value.decode("latin-1")
         retry_after = faults.retry_after(credential)
         if retry_after is not None:
-            response = error_response(
-                429, "rate limit exceeded", {"Retry-After": str(retry_after)}
-            )
+            wait = retry_after_header(faults.config.retry_after, retry_after)
+            response = error_response(429, "rate limit exceeded", wait)
             await response(scope, receive, send)
             return
+        if faults.config.trickle_ms:
+            send = _trickling(send, receive, faults.config.trickle_ms / 1000)
         if scope["method"] == "GET" and self.sandbox.config.malformed:
             broken = self._malformed_answer(scope["path"])
             if broken is not None:

@@ -71,7 +71,21 @@ import click
     "--throttle-rate",
     default=0.0,
     type=click.FloatRange(0, 1),
-    help="Fraction of requests answered 429 with Retry-After: 1, whatever the rate.",
+    help="Fraction of requests answered 429 with Retry-After, whatever the rate.",
+)
+@click.option(
+    "--retry-after",
+    "retry_after_form",
+    default="seconds",
+    show_default=True,
+    type=click.Choice(["seconds", "date", "none"]),
+    help="How a 429 says when to come back: seconds, an HTTP date, or not at all.",
+)
+@click.option(
+    "--trickle-ms",
+    default=0.0,
+    type=click.FloatRange(0),
+    help="Send every answer's body one byte at a time, this many ms apart.",
 )
 @click.option("--fault-seed", default=0, show_default=True, help="Seed of the fault draws.")
 @click.option("--access-log/--no-access-log", default=False, help="Log every request (slow).")
@@ -88,6 +102,8 @@ def sandbox(
     rate_limit: float,
     ambiguous_rate: float,
     throttle_rate: float,
+    retry_after_form: str,
+    trickle_ms: float,
     fault_seed: int,
     access_log: bool,
 ) -> None:
@@ -107,7 +123,14 @@ def sandbox(
     if seed_file is not None:
         snapshot = seed.combine(snapshot, seed.load_seed_file(seed_file, generated=generate))
     faults = FaultConfig(
-        latency_ms, error_rate, rate_limit, ambiguous_rate, fault_seed, throttle_rate
+        latency_ms,
+        error_rate,
+        rate_limit,
+        ambiguous_rate,
+        fault_seed,
+        throttle_rate,
+        retry_after=retry_after_form,
+        trickle_ms=trickle_ms,
     )
     running = Sandbox(SandboxConfig(snapshot, admin_token, faults, db))
     try:

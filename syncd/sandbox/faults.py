@@ -13,8 +13,12 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from enum import Enum
 from typing import Final
+
+RETRY_AFTER_FORMS: Final = ("seconds", "date", "none")
 
 # Clients that rotate credentials must not grow the buckets without bound.
 _MAX_BUCKETS: Final = 100_000
@@ -36,7 +40,11 @@ class FaultConfig:
     rate_limit      requests per second per credential; above it 429 with Retry-After
     ambiguous_rate  fraction of successful writes answered 500 or dropped after applying
     fault_seed      seed of the random draws
-    throttle_rate   fraction of API requests answered 429 with Retry-After: 1, whatever the rate
+    throttle_rate   fraction of API requests answered 429 with Retry-After, whatever the rate
+    throttle_wait   the seconds that a throttled 429 asks to wait (default 1)
+    retry_after     how a 429 says it: "seconds" (Retry-After: 1), "date" (an HTTP date
+                    that many seconds ahead) or "none" (no Retry-After at all)
+    trickle_ms      every answer's body is sent one byte at a time, this many ms apart
     set_cookie      every API answer sets a session cookie, as some load balancers do
                     (the stats count the requests that send one back: `with_cookie`)
     """
@@ -48,11 +56,17 @@ class FaultConfig:
     fault_seed: int = 0
     throttle_rate: float = 0
     set_cookie: bool = False
+    throttle_wait: float = 1
+    retry_after: str = "seconds"
+    trickle_ms: float = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.set_cookie, bool):
             raise ValueError("set_cookie: must be true or false")
-        for name in ("latency_ms", "error_rate", "rate_limit", "ambiguous_rate", "throttle_rate"):
+        if self.retry_after not in RETRY_AFTER_FORMS:
+            raise ValueError(f"retry_after: one of {', '.join(RETRY_AFTER_FORMS)}")
+        numbers = ("latency_ms", "error_rate", "rate_limit", "ambiguous_rate", "throttle_rate")
+        for name in (*numbers, "throttle_wait", "trickle_ms"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{name}: must be a number")
@@ -85,6 +99,7 @@ class FaultConfig:
             or self.rate_limit
             or self.ambiguous_rate
             or self.throttle_rate
+            or self.trickle_ms
         )
 
 
@@ -104,11 +119,11 @@ class Faults:
         """Seconds to wait before handling an API request."""
         return self.config.latency_ms / 1000
 
-    def retry_after(self, credential: str) -> int | None:
+    def retry_after(self, credential: str) -> float | None:
         """None when `credential` may make a request now, else the seconds to wait."""
         throttle = self.config.throttle_rate
         if throttle and self._random.random() < throttle:
-            return 1
+            return self.config.throttle_wait
         rate = self.config.rate_limit
         if not rate:
             return None
@@ -136,3 +151,13 @@ class Faults:
         if rate and self._random.random() < rate:
             return self._random.choice((Ambiguity.ANSWER_500, Ambiguity.DROP))
         return None
+
+
+def retry_after_header(form: str, seconds: float, now: float | None = None) -> dict[str, str]:
+    """The Retry-After header of a 429, in the form the faults ask for (none: no header)."""
+    if form == "none":
+        return {}
+    if form == "date":
+        moment = datetime.fromtimestamp((now or time.time()) + seconds, UTC)
+        return {"Retry-After": format_datetime(moment, usegmt=True)}
+    return {"Retry-After": str(math.ceil(seconds))}

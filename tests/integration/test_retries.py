@@ -1,0 +1,110 @@
+"""Retries that respect the server (issue 12, item 5), over real HTTP against the sandbox.
+
+Retry-After in both of its forms, a 429 without it backing off from a second,
+a wait beyond syncd's cap failing that user at once, and SYNCD_TIMEOUT bounding
+a whole request against a server that trickles its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from syncd.api.client import AccountsClient, _retry_after
+from syncd.api.credentials import CredentialStore
+from syncd.errors import TransportError, WaitTooLong
+from tests.integration.conftest import World
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("120", 120.0, id="seconds"),
+        pytest.param(None, None, id="absent"),
+        pytest.param("soon", None, id="garbage"),
+        pytest.param("Wed, 21 Oct 2015 07:28:00 GMT", 0.0, id="date-in-the-past"),
+    ],
+)
+def test_retry_after_is_read_in_either_form(value: str | None, expected: float | None):
+    headers = {} if value is None else {"Retry-After": value}
+    assert _retry_after(httpx.Response(429, headers=headers)) == expected
+
+
+def test_retry_after_as_a_date_is_the_seconds_until_then():
+    moment = datetime.now(UTC) + timedelta(seconds=30)
+    header = {"Retry-After": format_datetime(moment, usegmt=True)}
+    delay = _retry_after(httpx.Response(429, headers=header))
+    assert delay is not None
+    assert 28 <= delay <= 30
+
+
+def first_retry_gap(world: World, faults: dict[str, Any], **settings: Any) -> float:
+    """Seconds between the first 429 and the request after it; the faults end at the 429."""
+    world.sandbox.set_faults(faults)
+    answered: list[tuple[int | None, float]] = []
+
+    def observe(method: str, status: int | None, seconds: float) -> None:
+        answered.append((status, time.monotonic()))
+        if status == 429:
+            world.sandbox.set_faults({})  # the next attempt goes through
+
+    async def read() -> None:
+        config = world.settings(**settings)
+        credentials = CredentialStore.from_settings(config)
+        async with AccountsClient(config, credentials.for_user, on_response=observe) as client:
+            await client.get_user("janedoe")
+
+    started = time.monotonic()
+    asyncio.run(read())
+    statuses = [status for status, _ in answered]
+    assert statuses == [429, 200], statuses
+    # The time the second request was answered, less its own round trip.
+    assert answered[1][1] - started < 60
+    return answered[1][1] - answered[0][1]
+
+
+def test_a_retry_after_date_is_honoured(world: World):
+    gap = first_retry_gap(world, {"throttle_rate": 1, "throttle_wait": 2, "retry_after": "date"})
+    # An HTTP date has whole seconds: two seconds ahead is between one and two from now.
+    assert 0.9 <= gap <= 3.0, gap
+
+
+def test_a_429_without_retry_after_backs_off_from_a_second(world: World):
+    gap = first_retry_gap(world, {"throttle_rate": 1, "retry_after": "none"})
+    assert 1.0 <= gap <= 2.0, gap
+
+
+def test_a_wait_beyond_the_cap_fails_the_user_at_once_naming_it(world: World):
+    world.sandbox.set_faults({"throttle_rate": 1, "throttle_wait": 900})
+
+    async def read() -> None:
+        config = world.settings()
+        credentials = CredentialStore.from_settings(config)
+        async with AccountsClient(config, credentials.for_user) as client:
+            await client.get_user("janedoe")
+
+    with pytest.raises(WaitTooLong, match=r"asks to wait 900 s .*longer than syncd waits"):
+        asyncio.run(read())
+    assert world.sandbox.stats()["total"] == 1  # not retried
+
+
+def test_the_timeout_bounds_a_whole_request_against_a_trickling_server(world: World):
+    world.sandbox.set_faults({"trickle_ms": 500})  # a user object would take minutes
+
+    async def read() -> None:
+        config = world.settings(timeout=0.5)
+        credentials = CredentialStore.from_settings(config)
+        async with AccountsClient(config, credentials.for_user) as client:
+            await client.get_user("janedoe")
+
+    started = time.monotonic()
+    with pytest.raises(TransportError, match=r"no complete answer within 0\.5 s"):
+        asyncio.run(read())
+    # Five attempts of half a second, and the backoff between them.
+    assert time.monotonic() - started < 15
