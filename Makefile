@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,sandbox]'
 	# Bytecode for our own modules too, as `pip install .` would make: where
 	# PYTHONDONTWRITEBYTECODE is set, every start would compile them again.
 	$(BIN)/python -m compileall -q syncd

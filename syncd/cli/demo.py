@@ -92,6 +92,9 @@ def prepare_workdir(workdir: Path) -> None:
 
 def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -> None:
     """Run the demo; `invoke` runs one syncd command line and returns its exit code."""
+    from syncd.sandbox.extra import require_sandbox_extra
+
+    require_sandbox_extra("syncd demo, which runs a sandbox,")
     from syncd.sandbox.runtime import SandboxConfig
     from syncd.sandbox.seed import snapshot_from_mapping, write_credentials
     from syncd.sandbox.server import serve_in_thread
