@@ -1,9 +1,10 @@
 """`syncd demo`: the whole loop, plan → apply → plan, against a local sandbox.
 
 A sandbox of the accounts API is started in this process, seeded with the
-three accounts of `desired-state.example.yaml` in a state that differs from
-it; their tokens are written as a credentials directory in the work
-directory, next to the state file. Then the same commands an operator would
+three accounts of the example desired state (`syncd/desired-state.example.yaml`,
+shipped in the package so that the demo runs from any installed syncd) in a
+state that differs from it; their tokens are written as a credentials
+directory in the work directory, next to the state file. Then the same commands an operator would
 type are run, each announced first, so a newcomer can repeat them by hand.
 
 The work directory is emptied at each run, but only if the demo made it: it
@@ -15,12 +16,16 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import click
 
 from syncd.errors import UsageError
+
+#: The example desired state, a data file of the package.
+EXAMPLE = "desired-state.example.yaml"
 
 #: The file that says a work directory was made by the demo, and may be emptied.
 MARKER = ".made-by-syncd-demo"
@@ -100,9 +105,7 @@ def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -
     from syncd.sandbox.server import serve_in_thread
 
     if not desired.is_file():
-        raise click.ClickException(
-            f"{desired}: no such file; run the demo from the syncd repository or pass -f"
-        )
+        raise click.ClickException(f"{desired}: no such file")
     prepare_workdir(workdir)
     credentials = workdir / "credentials"
     state = workdir / "state"
@@ -144,9 +147,8 @@ def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -
     "-f",
     "--file",
     "desired",
-    default="desired-state.example.yaml",
-    show_default=True,
-    help="The desired state to converge to.",
+    type=click.Path(path_type=Path),
+    help="The desired state to converge to  [default: the example shipped with syncd]",
 )
 @click.option(
     "--workdir",
@@ -156,7 +158,7 @@ def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -
     " before (emptied first).",
 )
 @click.pass_context
-def demo(context: click.Context, desired: str, workdir: str) -> None:
+def demo(context: click.Context, desired: Path | None, workdir: str) -> None:
     """Run plan → apply → plan against a local sandbox, step by step."""
     syncd = context.find_root().command
 
@@ -167,4 +169,7 @@ def demo(context: click.Context, desired: str, workdir: str) -> None:
             return int(done.code or 0)
         return result if isinstance(result, int) else 0
 
-    run_demo(Path(desired), Path(workdir), invoke)
+    if desired is None:
+        # A file inside the installed package (never a zip: setuptools installs files).
+        desired = Path(str(resources.files("syncd") / EXAMPLE))
+    run_demo(desired, Path(workdir), invoke)

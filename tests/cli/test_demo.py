@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from syncd.cli.demo import MARKER
 from syncd.cli.main import cli
 
-EXAMPLE = Path(__file__).parents[2] / "desired-state.example.yaml"
+EXAMPLE = Path(__file__).parents[2] / "syncd" / "desired-state.example.yaml"
 
 
 def test_demo_plans_applies_and_ends_with_an_empty_plan(tmp_path: Path):
@@ -44,10 +44,17 @@ def test_demo_empties_a_workdir_it_made_before(tmp_path: Path):
     assert (workdir / MARKER).is_file()  # so that the next run may empty it again
 
 
-def test_demo_uses_an_empty_directory(tmp_path: Path):
-    result = CliRunner().invoke(cli, ["demo", "-f", str(EXAMPLE), "--workdir", str(tmp_path)])
+def test_demo_uses_an_empty_directory_and_its_own_example_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    workdir, elsewhere = tmp_path / "empty", tmp_path / "elsewhere"
+    workdir.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no example desired state here
+    result = CliRunner().invoke(cli, ["demo", "--workdir", str(workdir)])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / MARKER).is_file()
+    assert f"differ from {EXAMPLE}." in result.stdout
+    assert (workdir / MARKER).is_file()
 
 
 @pytest.mark.parametrize("kind", ["files", "file", "symlink"])
