@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every package at the version tested, for the build of syncd too: CI installs the same.
+CONSTRAINTS := constraints.txt
+PIP_INSTALL := $(BIN)/pip install --quiet -c $(CONSTRAINTS) --build-constraint $(CONSTRAINTS)
 
-.PHONY: demo test lint typecheck unit bench chaos clean
+.PHONY: demo test lint typecheck unit bench chaos constraints clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# The venv's own pip may predate --build-constraint: first the pinned pip.
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) --upgrade pip
+	$(PIP_INSTALL) -e '.[dev,sandbox]'
 	# Bytecode for our own modules too, as `pip install .` would make: where
 	# PYTHONDONTWRITEBYTECODE is set, every start would compile them again.
 	$(BIN)/python -m compileall -q syncd
@@ -38,5 +42,17 @@ bench: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
+# The newest versions that pyproject.toml allows, in a throw-away venv; then
+# `make test` and commit constraints.txt.
+constraints:
+	rm -rf $(VENV)-constraints
+	$(PYTHON) -m venv $(VENV)-constraints
+	$(VENV)-constraints/bin/pip install --quiet --upgrade pip
+	$(VENV)-constraints/bin/pip install --quiet '.[dev,sandbox]'
+	{ sed -n '/^#/p' $(CONSTRAINTS); \
+	  $(VENV)-constraints/bin/pip freeze --all --exclude syncd; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf $(VENV)-constraints
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist

@@ -1,20 +1,34 @@
 """`syncd demo`: the whole loop, plan → apply → plan, against a local sandbox.
 
 A sandbox of the accounts API is started in this process, seeded with the
-three accounts of `desired-state.example.yaml` in a state that differs from
-it; their tokens are written as a credentials directory in the work
-directory, next to the state file. Then the same commands an operator would
+three accounts of the example desired state (`syncd/desired-state.example.yaml`,
+shipped in the package so that the demo runs from any installed syncd) in a
+state that differs from it; their tokens are written as a credentials
+directory in the work directory, next to the state file. Then the same commands an operator would
 type are run, each announced first, so a newcomer can repeat them by hand.
+
+The work directory is emptied at each run, but only if the demo made it: it
+leaves a marker file there (MARKER), and refuses any other directory that
+holds something, so that a mistyped `--workdir` never deletes someone's files.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import click
+
+from syncd.errors import UsageError
+
+#: The example desired state, a data file of the package.
+EXAMPLE = "desired-state.example.yaml"
+
+#: The file that says a work directory was made by the demo, and may be emptied.
+MARKER = ".made-by-syncd-demo"
 
 ALL_SCOPES = ["profile_read", "profile_write", "email_read", "email_write"]
 
@@ -59,17 +73,40 @@ def _step(number: int, title: str, command: list[str]) -> None:
     click.secho(f"$ syncd {' '.join(command)}", fg="cyan")
 
 
+def prepare_workdir(workdir: Path) -> None:
+    """An empty work directory with the marker: new, emptied, or refused if not the demo's."""
+    try:
+        if workdir.is_symlink():
+            raise UsageError(f"{workdir}: a symbolic link; pass a directory as --workdir")
+        if workdir.exists() and not workdir.is_dir():
+            raise UsageError(f"{workdir}: not a directory; pass another --workdir")
+        marker = workdir / MARKER
+        if marker.is_file() and not marker.is_symlink():
+            shutil.rmtree(workdir)
+        elif workdir.is_dir() and any(workdir.iterdir()):
+            # An empty directory (from mktemp -d, say) has nothing to lose; anything else might.
+            raise UsageError(
+                f"{workdir}: exists and was not made by syncd demo; "
+                "refusing to empty it (pass a new --workdir, or remove it yourself)"
+            )
+        workdir.mkdir(parents=True, exist_ok=True)
+        marker.write_text("Made by `syncd demo`, which empties this directory at each run.\n")
+    except OSError as error:
+        raise UsageError(f"{workdir}: {error.strerror or error}") from None
+
+
 def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -> None:
     """Run the demo; `invoke` runs one syncd command line and returns its exit code."""
+    from syncd.sandbox.extra import require_sandbox_extra
+
+    require_sandbox_extra("syncd demo, which runs a sandbox,")
     from syncd.sandbox.runtime import SandboxConfig
     from syncd.sandbox.seed import snapshot_from_mapping, write_credentials
     from syncd.sandbox.server import serve_in_thread
 
     if not desired.is_file():
-        raise click.ClickException(
-            f"{desired}: no such file; run the demo from the syncd repository or pass -f"
-        )
-    shutil.rmtree(workdir, ignore_errors=True)
+        raise click.ClickException(f"{desired}: no such file")
+    prepare_workdir(workdir)
     credentials = workdir / "credentials"
     state = workdir / "state"
     snapshot = snapshot_from_mapping(DEMO_SEED, "demo seed")
@@ -110,18 +147,18 @@ def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -
     "-f",
     "--file",
     "desired",
-    default="desired-state.example.yaml",
-    show_default=True,
-    help="The desired state to converge to.",
+    type=click.Path(path_type=Path),
+    help="The desired state to converge to  [default: the example shipped with syncd]",
 )
 @click.option(
     "--workdir",
     default=".syncd-demo",
     show_default=True,
-    help="Where the demo keeps its credentials and state (emptied first).",
+    help="Where the demo keeps its credentials and state: a new directory, or one it made"
+    " before (emptied first).",
 )
 @click.pass_context
-def demo(context: click.Context, desired: str, workdir: str) -> None:
+def demo(context: click.Context, desired: Path | None, workdir: str) -> None:
     """Run plan → apply → plan against a local sandbox, step by step."""
     syncd = context.find_root().command
 
@@ -132,4 +169,7 @@ def demo(context: click.Context, desired: str, workdir: str) -> None:
             return int(done.code or 0)
         return result if isinstance(result, int) else 0
 
-    run_demo(Path(desired), Path(workdir), invoke)
+    if desired is None:
+        # A file inside the installed package (never a zip: setuptools installs files).
+        desired = Path(str(resources.files("syncd") / EXAMPLE))
+    run_demo(desired, Path(workdir), invoke)

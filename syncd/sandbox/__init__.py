@@ -11,6 +11,7 @@ One idea per module, from the inside out:
     app       the ASGI app: faults and counting around the API, /_sandbox/ routes
     server    uvicorn in the foreground (`serve`) or in a thread (`serve_in_thread`)
     command   `syncd sandbox`
+    extra     whether the extra `syncd[sandbox]` (Starlette, uvicorn) is installed
 
 From Python (tests, `syncd demo`)::
 

@@ -1,7 +1,8 @@
 """`syncd sandbox`: serve a local copy of the accounts API (options → SandboxConfig → server).
 
 Imports nothing but click at module level: the server, Starlette and uvicorn are
-loaded only when the command runs, so that `syncd --help` stays fast.
+loaded only when the command runs, so that `syncd --help` stays fast, and so
+that a `pip install syncd` without the extra `syncd[sandbox]` can say so.
 """
 
 from __future__ import annotations
@@ -114,6 +115,9 @@ def sandbox(
     POST /_sandbox/reset  restore the initial state (or the one in the JSON body)
     The /_sandbox/ routes take no credentials: keep the sandbox on loopback.
     """
+    from syncd.sandbox.extra import require_sandbox_extra
+
+    require_sandbox_extra("syncd sandbox")
     from syncd.sandbox import seed
     from syncd.sandbox.faults import FaultConfig
     from syncd.sandbox.runtime import Sandbox, SandboxConfig

@@ -30,7 +30,10 @@ of `POST /_sandbox/reset`)::
 - Accounts get ids 1, 2, … in file order (after any generated accounts) and a
   deterministic `date_joined`.
 
-Any problem stops the sandbox with one line, `file:line: where: message`.
+The file is read by the desired state's own YAML reader (syncd.desired.yaml_positions):
+YAML 1.2 types (`yes` is text), no aliases, no tags but the plain ones, no
+duplicate keys. Any problem stops the sandbox with one line, `file:line: where:
+message`.
 
 Generated state (`--generate N`): users `user000001` … `user{N:06d}`, each with a
 verified primary address `<username>@example.com`, a deterministic profile
@@ -49,7 +52,8 @@ from pathlib import Path
 from typing import Final, NoReturn
 
 from syncd.core import fields
-from syncd.desired.yaml_positions import collector_paused
+from syncd.desired.yaml_compose import Loc
+from syncd.desired.yaml_positions import YamlDocument, collector_paused, read_yaml_bytes
 from syncd.errors import SyncdError
 from syncd.sandbox.store import (
     ALL_SCOPES,
@@ -117,25 +121,23 @@ def _generate(count: int) -> Snapshot:
 
 def load_seed_file(path: Path, generated: int = 0) -> Snapshot:
     """The state of a seed file, after `generated` generated users (ids continue)."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
     try:
-        text = path.read_text(encoding="utf-8")
+        content = path.read_bytes()
     except OSError as error:
         raise SeedError(f"{path}: cannot read the seed file: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise SeedError(f"{path}: the seed file is not UTF-8 text") from None
-    try:
-        data = YAML(typ="rt", pure=True).load(text)
-    except MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = (error.problem or error.context or "invalid YAML").strip()
-        raise SeedError(f"{path}{line}: {problem}") from None
-    except YAMLError as error:
-        raise SeedError(f"{path}: invalid YAML: {str(error).splitlines()[0]}") from None
-    return _SeedReader(str(path), generated).read(data)
+    # The desired state's reader: the same YAML 1.2 typing, refusals and limits.
+    document = read_yaml_bytes(str(path), content)
+    if document.problems:
+        first = min(document.problems)
+        raise SeedError(f"{path}:{first.line}: {first.message}")
+    if document.duplicates:
+        duplicate = document.duplicates[0]
+        where = _where((*duplicate.parent, duplicate.key))
+        line = duplicate.marks[1].line
+        raise SeedError(
+            f"{path}:{line}: {where}: duplicate key, first at line {duplicate.marks[0].line}"
+        )
+    return _SeedReader(str(path), generated, document).read(document.data)
 
 
 def snapshot_from_mapping(data: object, source: str = "seed", generated: int = 0) -> Snapshot:
@@ -150,147 +152,144 @@ def combine(generated: Snapshot, seeded: Snapshot) -> Snapshot:
 class _SeedReader:
     """Walks the seed data, reporting the first problem with its line when known.
 
-    Data from ruamel's round-trip loader remembers the line of every key and
-    item (`.lc`); plain data from a reset body does not, so every message also
-    names the place as a path (`users.janedoe.emails[1]`).
+    Every message names the place as a path (`users.janedoe.emails[1]`), and,
+    for a seed file, the line where that path was written; plain data from a
+    reset body has no lines.
     """
 
-    def __init__(self, source: str, generated: int) -> None:
+    def __init__(self, source: str, generated: int, document: YamlDocument | None = None) -> None:
         self.source = source
         self.generated = generated
+        self.document = document
         self.accounts: list[Account] = []
         self.grants: list[Grant] = []
         self.tokens: set[str] = set()
 
-    def fail(self, container: object, key: object, where: str, message: str) -> NoReturn:
-        line = _line_of(container, key)
-        place = f"{self.source}:{line}" if line else self.source
-        raise SeedError(f"{place}: {where}: {message}")
+    def fail(self, loc: Loc, message: str) -> NoReturn:
+        place = self.source
+        if self.document is not None:
+            place += f":{self.document.key_mark(loc).line}"
+        raise SeedError(f"{place}: {_where(loc)}: {message}")
 
     def read(self, data: object) -> Snapshot:
         if data is None:
             return Snapshot()
         if not isinstance(data, Mapping):
-            raise SeedError(f"{self.source}:{_line_of(data, None) or 1}: expected a mapping")
+            line = self.document.root.line if self.document and self.document.root else 1
+            raise SeedError(f"{self.source}:{line}: expected a mapping")
         for key in data:
             if key != "users":
-                self.fail(data, key, str(key), "unknown key (expected users)")
+                self.fail((str(key),), "unknown key (expected users)")
         users = data.get("users")
         if users is None:
             return Snapshot()
         if not isinstance(users, Mapping):
-            self.fail(data, "users", "users", "expected a mapping of username to user")
+            self.fail(("users",), "expected a mapping of username to user")
         for username, user in users.items():
-            self.read_user(users, username, user)
+            self.read_user(str(username), user)
         return Snapshot(tuple(self.accounts), tuple(self.grants))
 
-    def read_user(self, users: Mapping[object, object], username: object, user: object) -> None:
-        where = f"users.{username}"
-        if not isinstance(username, str) or not fields.is_valid_username(username):
-            self.fail(users, username, where, "username must be 4-30 of a-z, 0-9 and _")
+    def read_user(self, username: str, user: object) -> None:
+        here: Loc = ("users", username)
+        if not fields.is_valid_username(username):
+            self.fail(here, "username must be 4-30 of a-z, 0-9 and _")
         taken = _GENERATED_NAME.fullmatch(username)
         if taken and 1 <= int(taken.group(1)) <= self.generated:
-            self.fail(users, username, where, "clashes with a generated user")
+            self.fail(here, "clashes with a generated user")
         if user is None:
             user = {}
         if not isinstance(user, Mapping):
-            self.fail(users, username, where, "expected a mapping")
+            self.fail(here, "expected a mapping")
         account_id = self.generated + len(self.accounts) + 1
         account = Account(account_id, username)
         for key, value in user.items():
             if key not in _USER_KEYS:
-                self.fail(user, key, f"{where}.{key}", "unknown key")
+                self.fail((*here, str(key)), "unknown key")
             if key in fields.PROFILE_FIELDS:
                 try:
                     setattr(account, key, check_profile_value(key, "" if value is None else value))
                 except InvalidInput as error:
-                    self.fail(user, key, f"{where}.{key}", str(error).partition(": ")[2])
+                    self.fail((*here, key), str(error).partition(": ")[2])
             elif key == "password":
                 if not isinstance(value, str) or not value:
-                    self.fail(user, key, f"{where}.password", "must be a non-empty string")
+                    self.fail((*here, key), "must be a non-empty string")
                 account.password = value
-        self.read_tokens(user, username, where)
-        account.emails = self.read_emails(user, where)
+        self.read_tokens(user, here)
+        account.emails = self.read_emails(user, here)
         self.accounts.append(account)
 
-    def read_tokens(self, user: Mapping[object, object], username: str, where: str) -> None:
+    def read_tokens(self, user: Mapping[object, object], where: Loc) -> None:
         tokens = user.get("tokens")
         if tokens is None:
             return
         if not isinstance(tokens, list):
-            self.fail(user, "tokens", f"{where}.tokens", "expected a list")
+            self.fail((*where, "tokens"), "expected a list")
         for index, item in enumerate(tokens):
-            here = f"{where}.tokens[{index}]"
+            here: Loc = (*where, "tokens", index)
             scopes: object = sorted(DEFAULT_SCOPES)
             if isinstance(item, Mapping):
                 for key in item:
                     if key not in _TOKEN_KEYS:
-                        self.fail(item, key, f"{here}.{key}", "unknown key (token, scopes)")
+                        self.fail((*here, str(key)), "unknown key (token, scopes)")
                 token = item.get("token")
                 scopes = item.get("scopes", scopes)
             else:
                 token = item
             if not isinstance(token, str) or not _TOKEN_PATTERN.fullmatch(token):
-                self.fail(tokens, index, here, "token must be printable ASCII without spaces")
+                self.fail(here, "token must be printable ASCII without spaces")
             if token in self.tokens:
-                self.fail(tokens, index, here, "token already granted to another user")
+                self.fail(here, "token already granted to another user")
             if not isinstance(scopes, list) or not all(s in ALL_SCOPES for s in scopes):
                 known = ", ".join(sorted(ALL_SCOPES))
-                self.fail(tokens, index, f"{here}.scopes", f"expected a list of: {known}")
+                self.fail((*here, "scopes"), f"expected a list of: {known}")
             self.tokens.add(token)
-            self.grants.append(Grant(token, username, frozenset(scopes)))
+            self.grants.append(Grant(token, str(where[-1]), frozenset(scopes)))
 
-    def read_emails(self, user: Mapping[object, object], where: str) -> list[Email]:
+    def read_emails(self, user: Mapping[object, object], where: Loc) -> list[Email]:
         items = user.get("emails")
         if items is None:
             return []
         if not isinstance(items, list):
-            self.fail(user, "emails", f"{where}.emails", "expected a list")
+            self.fail((*where, "emails"), "expected a list")
         emails: list[Email] = []
         for index, item in enumerate(items):
-            here = f"{where}.emails[{index}]"
-            email = self.read_email(items, index, item, here)
+            here: Loc = (*where, "emails", index)
+            email = self.read_email(item, here)
             if any(fields.email_key(e.address) == fields.email_key(email.address) for e in emails):
-                self.fail(items, index, here, f"duplicate address {email.address}")
+                self.fail(here, f"duplicate address {email.address}")
             if email.primary and any(e.primary for e in emails):
-                self.fail(items, index, here, "more than one primary address")
+                self.fail(here, "more than one primary address")
             emails.append(email)
         if emails and not any(e.primary for e in emails):
             emails[0].primary = True
         return emails
 
-    def read_email(self, items: list[object], index: int, item: object, here: str) -> Email:
+    def read_email(self, item: object, here: Loc) -> Email:
         address, verified, primary = item, False, False
         if isinstance(item, Mapping):
             for key in item:
                 if key not in _EMAIL_KEYS:
-                    self.fail(item, key, f"{here}.{key}", "unknown key (email, verified, primary)")
+                    self.fail((*here, str(key)), "unknown key (email, verified, primary)")
             address, verified, primary = (
                 item.get("email"),
                 item.get("verified", False),
                 item.get("primary", False),
             )
             if not isinstance(verified, bool):
-                self.fail(item, "verified", f"{here}.verified", "must be true or false")
+                self.fail((*here, "verified"), "must be true or false")
             if not isinstance(primary, bool):
-                self.fail(item, "primary", f"{here}.primary", "must be true or false")
+                self.fail((*here, "primary"), "must be true or false")
         if not isinstance(address, str) or not fields.is_valid_email(address):
-            self.fail(items, index, here, f"not a valid email address: {address!r}")
+            self.fail(here, f"not a valid email address: {address!r}")
         return Email(address, verified, primary)
 
 
-def _line_of(container: object, key: object) -> int | None:
-    """The 1-based line of `key` inside a round-trip-loaded container, if known."""
-    lc = getattr(container, "lc", None)
-    if lc is None:
-        return None
-    try:
-        if key is None:
-            return int(lc.line) + 1
-        position = lc.item(key) if isinstance(key, int) else lc.key(key)
-        return int(position[0]) + 1
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return int(lc.line) + 1
+def _where(loc: Loc) -> str:
+    """A place as a path: `users.janedoe.emails[1]`."""
+    where = ""
+    for key in loc:
+        where += f"[{key}]" if isinstance(key, int) else f".{key}" if where else str(key)
+    return where
 
 
 def write_credentials(snapshot: Snapshot, directory: Path) -> int:

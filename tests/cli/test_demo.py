@@ -1,14 +1,17 @@
-"""`syncd demo` runs the whole loop against its own sandbox and ends converged."""
+"""`syncd demo` runs the whole loop against its own sandbox and ends converged; it empties
+only a work directory that it made."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+from syncd.cli.demo import MARKER
 from syncd.cli.main import cli
 
-EXAMPLE = Path(__file__).parents[2] / "desired-state.example.yaml"
+EXAMPLE = Path(__file__).parents[2] / "syncd" / "desired-state.example.yaml"
 
 
 def test_demo_plans_applies_and_ends_with_an_empty_plan(tmp_path: Path):
@@ -28,3 +31,52 @@ def test_demo_without_its_desired_state_says_where_to_look(tmp_path: Path):
     result = CliRunner().invoke(cli, ["demo", "-f", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 1
     assert "no such file" in result.stderr
+
+
+def test_demo_empties_a_workdir_it_made_before(tmp_path: Path):
+    workdir = tmp_path / "demo"
+    workdir.mkdir()
+    (workdir / MARKER).write_text("from an earlier run\n")
+    (workdir / "left-over").write_text("from an earlier run\n")
+    result = CliRunner().invoke(cli, ["demo", "-f", str(EXAMPLE), "--workdir", str(workdir)])
+    assert result.exit_code == 0, result.output
+    assert not (workdir / "left-over").exists()
+    assert (workdir / MARKER).is_file()  # so that the next run may empty it again
+
+
+def test_demo_uses_an_empty_directory_and_its_own_example_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    workdir, elsewhere = tmp_path / "empty", tmp_path / "elsewhere"
+    workdir.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no example desired state here
+    result = CliRunner().invoke(cli, ["demo", "--workdir", str(workdir)])
+    assert result.exit_code == 0, result.output
+    assert f"differ from {EXAMPLE}." in result.stdout
+    assert (workdir / MARKER).is_file()
+
+
+@pytest.mark.parametrize("kind", ["files", "file", "symlink"])
+def test_demo_refuses_a_workdir_it_did_not_make(tmp_path: Path, kind: str):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work\n")
+    workdir = {
+        "files": precious,
+        "file": precious / "thesis.tex",
+        "symlink": tmp_path / "link",
+    }[kind]
+    if kind == "symlink":
+        # A link to a directory the demo made: following it would empty another place.
+        (precious / MARKER).write_text("")
+        workdir.symlink_to(precious)
+    result = CliRunner().invoke(cli, ["demo", "-f", str(EXAMPLE), "--workdir", str(workdir)])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"syncd: {workdir}: ")
+    assert (precious / "thesis.tex").read_text() == "years of work\n"
+    assert sorted(p.name for p in precious.iterdir()) == sorted(
+        ["thesis.tex", *([MARKER] if kind == "symlink" else [])]
+    )

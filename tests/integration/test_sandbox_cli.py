@@ -75,6 +75,13 @@ def test_port_zero_prints_the_url_and_serves_it(tmp_path: Path) -> None:
             "users:\n  janedoe: {}\n  janedoe: {}\n", 3, "duplicate", id="duplicate-user"
         ),
         pytest.param("people: {}\n", 1, "unknown key", id="unknown-top-key"),
+        pytest.param("users:\n  janedoe: &a {}\n  johndoe: *a\n", 3, "alias", id="alias"),
+        pytest.param(
+            "users:\n  janedoe:\n    emails:\n      - {email: a@example.com, verified: yes}\n",
+            4,
+            "true or false",  # YAML 1.2, as in the desired state: `yes` is text
+            id="yes-is-text",
+        ),
         pytest.param("users:\n  JaneDoe: {}\n", 2, "username", id="bad-username"),
         pytest.param("users:\n  janedoe:\n    nickname: jd\n", 3, "unknown key", id="unknown-key"),
         pytest.param("users:\n  janedoe:\n    full_name: 3\n", 3, "string", id="not-a-string"),
@@ -103,7 +110,7 @@ def test_port_zero_prints_the_url_and_serves_it(tmp_path: Path) -> None:
         ),
         pytest.param(
             "users:\n  janedoe:\n    tokens:\n      - token: t\n        scopes: [admin]\n",
-            4,
+            5,
             "scopes",
             id="unknown-scope",
         ),
