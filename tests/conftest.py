@@ -41,9 +41,11 @@ class SandboxHandle:
         generate: int = 0,
         faults: dict[str, Any] | None = None,
         malformed: dict[str, str] | None = None,
+        normalize: dict[str, str] | None = None,
     ) -> None:
         """Replace the whole state: `seed` users (after `generate` generated ones), `faults`,
-        and `malformed` answers ({username: kind} of syncd.sandbox.malformed).
+        `malformed` answers ({username: kind} of syncd.sandbox.malformed) and the
+        values the server keeps otherwise than sent ({field: rule} of syncd.sandbox.normalize).
 
         The staff token stays `self.admin_token`; the request counts start at zero.
         """
@@ -53,6 +55,7 @@ class SandboxHandle:
             "admin_token": self.admin_token,
             "faults": faults or {},
             "malformed": malformed or {},
+            "normalize": normalize or {},
         }
         url = f"{self.url}/_sandbox/reset"
         if self._http is None:

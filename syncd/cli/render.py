@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.style import Style
 
-from syncd.core.plan import AddEmail, DeleteEmail, Plan, UpdateProfile
+from syncd.core.plan import DOES_NOT_CONVERGE, AddEmail, DeleteEmail, Plan, UpdateProfile
 from syncd.visible import visible
 
 if TYPE_CHECKING:
@@ -218,6 +218,10 @@ def print_apply_report(converged: ConvergeResult, console: Console, state_file: 
         prefix = "" if failure.result == "failed" else f"{failure.result}: "
         console.print(
             f"[red]✗ {_shown(failure.description)}: {prefix}{_shown(failure.message)}[/red]"
+        )
+    for record in report.not_kept:
+        console.print(
+            f"[red]✗ {_shown(record.user)}: {DOES_NOT_CONVERGE}: {_shown(record.message())}[/red]"
         )
     console.print(f"Audit trail: run {converged.run_id} in {_shown(str(state_file))}")
 

@@ -3,6 +3,7 @@
     fields    the API's vocabulary: field names, valid usernames, emails and URLs, Gravatar
     desired   what operators say each account must look like (always valid once built)
     live      what the API says an account looks like now, checked for shape
+    not_kept  writes the server accepted and did not keep, and what to write instead
     plan      desired + live → the actions that converge them, as frozen values
     jsondoc   the JSON documents that carry a plan (one change per line)
 

@@ -13,15 +13,18 @@ case-insensitively; the primary address is never deleted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from syncd.core.desired import DesiredState, DesiredUser
 from syncd.core.fields import PROFILE_FIELDS, email_key, gravatar_matches
 from syncd.core.live import LiveAccount, Unreadable
+from syncd.core.not_kept import EMAILS, NotKept
 
 PLAN_FORMAT_VERSION = 1
+#: The error code of a write the server accepted and did not keep.
+DOES_NOT_CONVERGE = "does_not_converge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,34 +196,60 @@ class Plan:
         }
 
 
-def _profile_changes(desired: DesiredUser, live: LiveAccount) -> tuple[FieldChange, ...]:
+def _profile_changes(
+    desired: DesiredUser, live: LiveAccount, not_kept: Sequence[NotKept]
+) -> tuple[tuple[FieldChange, ...], list[NotKept]]:
+    """The fields to change, and the ones that would change to no effect (not kept)."""
     if live.profile is None:
-        return ()
+        return (), []
     changes = []
+    futile = []
     for field in PROFILE_FIELDS:
         if field not in desired.profile:
             continue
         wanted = desired.profile[field]
         if field == "gravatar_email":
-            if not gravatar_matches(wanted, live.profile.gravatar_url):
-                changes.append(FieldChange(field, None, wanted))
-        elif live.profile.value(field) != wanted:
-            changes.append(FieldChange(field, live.profile.value(field), wanted))
-    return tuple(changes)
+            differs = not gravatar_matches(wanted, live.profile.gravatar_url)
+            before = None
+        else:
+            before = live.profile.value(field)
+            differs = before != wanted
+        if not differs:
+            continue
+        record = next(
+            (n for n in not_kept if n.matches_profile(field, wanted, live.profile)), None
+        )
+        if record is not None:
+            futile.append(record)
+        else:
+            changes.append(FieldChange(field, before, wanted))
+    return tuple(changes), futile
 
 
-def _email_changes(desired: DesiredUser, live: LiveAccount) -> tuple[list[Action], list[Finding]]:
+def _email_changes(
+    desired: DesiredUser, live: LiveAccount, not_kept: Sequence[NotKept]
+) -> tuple[list[Action], list[Finding], list[NotKept]]:
     if desired.emails is None or live.emails is None:
-        return [], []
+        return [], [], []
     if desired.emails == tuple(e.email for e in live.emails):
-        return [], []  # the usual case, and exactly equal is equal by email_key too
+        return [], [], []  # the usual case, and exactly equal is equal by email_key too
     wanted = {email_key(address): address for address in desired.emails}
     present = {email_key(e.email): e for e in live.emails}
-    actions: list[Action] = [
-        AddEmail(desired.username, wanted[key]) for key in sorted(wanted.keys() - present.keys())
+    missing, extra = wanted.keys() - present.keys(), present.keys() - wanted.keys()
+    # An address the server keeps in another form: adding it again would add the
+    # same again, and deleting the other form would undo what was just added.
+    futile = [
+        record
+        for record in not_kept
+        if record.field == EMAILS
+        and email_key(record.sent) in missing
+        and email_key(record.kept) in extra
     ]
+    missing -= {email_key(record.sent) for record in futile}
+    extra -= {email_key(record.kept) for record in futile}
+    actions: list[Action] = [AddEmail(desired.username, wanted[key]) for key in sorted(missing)]
     warnings = []
-    for key in sorted(present.keys() - wanted.keys()):
+    for key in sorted(extra):
         email = present[key]
         if email.primary:
             warnings.append(
@@ -233,26 +262,42 @@ def _email_changes(desired: DesiredUser, live: LiveAccount) -> tuple[list[Action
             )
         else:
             actions.append(DeleteEmail(desired.username, email.email))
-    return actions, warnings
+    return actions, warnings, futile
 
 
-def plan_user(desired: DesiredUser, live: LiveAccount) -> tuple[list[Action], list[Finding]]:
-    """The actions for one user whose live state is known."""
+def plan_user(
+    desired: DesiredUser, live: LiveAccount, not_kept: Sequence[NotKept] = ()
+) -> tuple[list[Action], list[Finding], list[Finding]]:
+    """The actions, warnings and errors for one user whose live state is known.
+
+    A write that the server is known not to keep (`not_kept`, while both the
+    desired and the live value are the recorded ones) is an error, not an action.
+    """
     actions: list[Action] = []
-    profile_changes = _profile_changes(desired, live)
+    profile_changes, futile = _profile_changes(desired, live, not_kept)
     if profile_changes:
         actions.append(UpdateProfile(desired.username, profile_changes))
-    email_actions, warnings = _email_changes(desired, live)
-    return actions + email_actions, warnings
+    email_actions, warnings, futile_emails = _email_changes(desired, live, not_kept)
+    errors = [
+        Finding(desired.username, DOES_NOT_CONVERGE, record.message())
+        for record in [*futile, *futile_emails]
+    ]
+    return actions + email_actions, warnings, errors
 
 
-def build_plan(desired: DesiredState, live: Mapping[str, LiveAccount | Unreadable]) -> Plan:
+def build_plan(
+    desired: DesiredState,
+    live: Mapping[str, LiveAccount | Unreadable],
+    not_kept: Mapping[str, Sequence[NotKept]] | None = None,
+) -> Plan:
     """Everything that must change for the live accounts to match the desired state.
 
     A desired user missing from `live` is an error: the caller fetches every
     user it plans for. A user that could not be read is an error too, never a
-    warning: a plan that did not read a user cannot say it matches.
+    warning: a plan that did not read a user cannot say it matches. `not_kept`
+    holds, by user, the writes the server accepted and did not keep.
     """
+    not_kept = not_kept or {}
     changes: list[Action] = []
     warnings: list[Finding] = []
     errors: list[Finding] = []
@@ -265,7 +310,10 @@ def build_plan(desired: DesiredState, live: Mapping[str, LiveAccount | Unreadabl
                 Finding(user.username, state.code, state.message, state.cause, state.shared)
             )
         else:
-            actions, user_warnings = plan_user(user, state)
+            actions, user_warnings, user_errors = plan_user(
+                user, state, not_kept.get(user.username, ())
+            )
             changes.extend(actions)
             warnings.extend(user_warnings)
+            errors.extend(user_errors)
     return Plan(tuple(changes), tuple(warnings), tuple(errors), len(desired.users))

@@ -32,7 +32,8 @@ from syncd.api.client import AccountsClient
 from syncd.api.pool import for_each
 from syncd.core.fields import email_key
 from syncd.core.live import LiveAccount, LiveEmail
-from syncd.core.plan import Action, AddEmail, DeleteEmail, UpdateProfile
+from syncd.core.not_kept import NotKept, after_add, after_update
+from syncd.core.plan import DOES_NOT_CONVERGE, Action, AddEmail, DeleteEmail, UpdateProfile
 from syncd.errors import (
     ApiError,
     BadRequest,
@@ -48,6 +49,7 @@ from syncd.errors import (
 )
 from syncd.state.audit import FAILED, OK, UNKNOWN, AuditTrail
 from syncd.state.cache import LiveCache, Snapshot
+from syncd.state.not_kept import NotKeptRecords
 from syncd.state.statefile import GroupCommit
 
 #: POST attempts for one address when answers keep getting lost.
@@ -72,10 +74,12 @@ class Failure:
 class ApplyReport:
     counts: Counter[str] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
+    #: Writes accepted and not kept as sent: `does_not_converge` errors.
+    not_kept: list[NotKept] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.not_kept
 
 
 class _Unknown(Exception):
@@ -97,10 +101,12 @@ class Applier:
         cache: LiveCache,
         audit: AuditTrail,
         live: Mapping[str, LiveAccount],
+        not_kept: NotKeptRecords,
     ) -> None:
         self.client = client
         self.cache = cache
         self.audit = audit
+        self.not_kept = not_kept
         self.live = dict(live)
         self.report = ApplyReport()
         self.commits = GroupCommit(audit.db, cache.db)
@@ -136,7 +142,7 @@ class Applier:
         intent = self.audit.intent(action)
         try:
             await self.commits.durable()  # the intent is on disk before the request leaves
-            account = await self._write(action)
+            account, missed = await self._write(action)
         except asyncio.CancelledError:
             # Stopped mid-write (shutdown or the run's deadline): say so, then stop.
             self._record(intent, action, UNKNOWN, None, "stopped before the answer arrived")
@@ -148,8 +154,18 @@ class Applier:
             self._record_error(intent, action, error, FAILED)
             return error
         self.live[action.user] = account
-        self.audit.outcome(intent, action, OK, then=lambda: self._remember(action, account))
+
+        def remember() -> None:
+            self._remember(action, account)
+            self.not_kept.save(missed)
+
+        # Accepted, and applied as far as the server goes: what it did not keep is
+        # an error of its own, and the cache holds the server's value.
+        result = DOES_NOT_CONVERGE if missed else OK
+        message = "; ".join(record.message() for record in missed) or None
+        self.audit.outcome(intent, action, result, message=message, then=remember)
         self.report.counts[action.action] += 1
+        self.report.not_kept.extend(missed)
         return None
 
     def _remember(self, action: Action, account: LiveAccount) -> None:
@@ -197,17 +213,22 @@ class Applier:
     def _known(self, user: str) -> LiveAccount:
         return self.live.get(user) or LiveAccount(user)
 
-    async def _write(self, action: Action) -> LiveAccount:
+    async def _write(self, action: Action) -> tuple[LiveAccount, list[NotKept]]:
+        """The account after the write, and what of the write the server did not keep."""
         account = self._known(action.user)
         if isinstance(action, UpdateProfile):
+            body = action.body()
             try:
-                profile = await self.client.update_profile(action.user, action.body())
+                profile = await self.client.update_profile(action.user, body)
             except ApiError as error:
                 raise (_Unknown(error) if _is_ambiguous(error) else error) from None
-            return LiveAccount(account.username, profile, account.emails)
+            missed = after_update(action.user, body, profile)
+            return LiveAccount(account.username, profile, account.emails), missed
         if isinstance(action, AddEmail):
-            return await self._add_email(account, action.email)
-        return await self._delete_email(account, action)
+            account, present = await self._add_email(account, action.email)
+            missed_address = after_add(action.user, action.email, present)
+            return account, [] if missed_address is None else [missed_address]
+        return await self._delete_email(account, action), []
 
     async def _delete_email(self, account: LiveAccount, action: DeleteEmail) -> LiveAccount:
         try:
@@ -218,12 +239,15 @@ class Applier:
             raise (_Unknown(error) if _is_ambiguous(error) else error) from None
         return account.with_email_removed(action.email)
 
-    async def _add_email(self, account: LiveAccount, address: str) -> LiveAccount:
+    async def _add_email(
+        self, account: LiveAccount, address: str
+    ) -> tuple[LiveAccount, LiveEmail]:
+        """The account with the address, and the address as the server has it."""
         last_error: ApiError | None = None
         for attempt in range(1, POST_ATTEMPTS + 1):
             try:
                 added = await self.client.add_email(account.username, address)
-                return account.with_email_added(added)
+                return account.with_email_added(added), added
             except RateLimited as error:
                 # A 429 is refused before any work: waiting and sending again is safe,
                 # unless the server asks for a wait longer than we give it.
@@ -236,7 +260,7 @@ class Applier:
                 # "Already has this address" is success; any other 400 is a real failure.
                 present = await self._present(account.username, address)
                 if present is not None:
-                    return account.with_email_added(present)
+                    return account.with_email_added(present), present
                 raise error from None
             except ApiError as error:
                 if not _is_ambiguous(error):
@@ -244,7 +268,7 @@ class Applier:
                 last_error = error
             present = await self._present(account.username, address)
             if present is not None:
-                return account.with_email_added(present)
+                return account.with_email_added(present), present
         assert last_error is not None
         if isinstance(last_error, RateLimited):
             raise last_error  # never sent through: a plain failure

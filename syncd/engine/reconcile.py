@@ -36,6 +36,7 @@ from syncd.errors import GuardError, PlanFileError, UsageError
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail, OpenIntent, open_intents
 from syncd.state.cache import LiveCache
+from syncd.state.not_kept import NotKeptRecords
 from syncd.state.statefile import open_cache, open_state
 
 
@@ -151,7 +152,8 @@ async def read_and_plan(
         options,
         on_progress,
     )
-    plan = build_plan(desired, read.states)
+    not_kept = NotKeptRecords(connection.db).load(desired.usernames())
+    plan = build_plan(desired, read.states, not_kept)
     return PlanResult(
         plan,
         read.states,
@@ -214,7 +216,8 @@ async def apply_plan(
     audit: AuditTrail,
 ) -> ApplyReport:
     readable = {user: state for user, state in live.items() if isinstance(state, LiveAccount)}
-    applier = Applier(connection.client, connection.cache, audit, readable)
+    records = NotKeptRecords(connection.db)
+    applier = Applier(connection.client, connection.cache, audit, readable, records)
     return await applier.apply(plan.changes, connection.settings.concurrency)
 
 

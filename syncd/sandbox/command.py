@@ -88,6 +88,13 @@ import click
     type=click.FloatRange(0),
     help="Send every answer's body one byte at a time, this many ms apart.",
 )
+@click.option(
+    "--normalize",
+    "normalize_rules",
+    multiple=True,
+    metavar="FIELD=RULE",
+    help="Keep a field otherwise than sent: strip, slash, lower, ignore; email: untag (repeat).",
+)
 @click.option("--fault-seed", default=0, show_default=True, help="Seed of the fault draws.")
 @click.option("--access-log/--no-access-log", default=False, help="Log every request (slow).")
 def sandbox(
@@ -105,6 +112,7 @@ def sandbox(
     throttle_rate: float,
     retry_after_form: str,
     trickle_ms: float,
+    normalize_rules: tuple[str, ...],
     fault_seed: int,
     access_log: bool,
 ) -> None:
@@ -118,7 +126,7 @@ def sandbox(
     from syncd.sandbox.extra import require_sandbox_extra
 
     require_sandbox_extra("syncd sandbox")
-    from syncd.sandbox import seed
+    from syncd.sandbox import normalize, seed
     from syncd.sandbox.faults import FaultConfig
     from syncd.sandbox.runtime import Sandbox, SandboxConfig
     from syncd.sandbox.server import serve
@@ -136,7 +144,11 @@ def sandbox(
         retry_after=retry_after_form,
         trickle_ms=trickle_ms,
     )
-    running = Sandbox(SandboxConfig(snapshot, admin_token, faults, db))
+    try:
+        rules = normalize.check_rules(dict(rule.partition("=")[::2] for rule in normalize_rules))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--normalize") from None
+    running = Sandbox(SandboxConfig(snapshot, admin_token, faults, db, normalize=rules))
     try:
         if running.loaded_from_db:
             click.echo(f"syncd sandbox: state loaded from {db}; seed not used", err=True)

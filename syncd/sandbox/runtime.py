@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Final
 
 from syncd.errors import SyncdError
-from syncd.sandbox import malformed, seed
+from syncd.sandbox import malformed, normalize, seed
 from syncd.sandbox.database import SandboxDatabase
 from syncd.sandbox.faults import FaultConfig, Faults
 from syncd.sandbox.store import ADMIN, Principal, Snapshot, Store
 
-_RESET_KEYS: Final = frozenset({"seed", "generate", "admin_token", "faults", "malformed"})
+_RESET_KEYS: Final = frozenset(
+    {"seed", "generate", "admin_token", "faults", "malformed", "normalize"}
+)
 #: Status recorded for a request whose connection was dropped (no answer).
 DROPPED: Final = 0
 
@@ -41,6 +43,8 @@ class SandboxConfig:
     db_path: Path | None = None
     #: Test mode: username → kind of malformed answer its GETs get (sandbox.malformed).
     malformed: Mapping[str, str] = field(default_factory=dict)
+    #: Test mode: field → what the server does to a value it keeps (sandbox.normalize).
+    normalize: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.admin_token is not None:
@@ -105,14 +109,13 @@ class Sandbox:
         #: True when the state came from the SQLite file rather than the config.
         self.loaded_from_db = stored is not None
         if stored is not None:
-            config = SandboxConfig(
-                stored, config.admin_token, config.faults, config.db_path, config.malformed
-            )
+            config = dataclasses.replace(config, snapshot=stored)
         self.initial = config
         self.stats = Stats()
         self.config = config
         self.faults = Faults(config.faults)
         self.store = Store(config.snapshot, self.database)
+        self.store.normalize = config.normalize
         if self.database is not None and not self.loaded_from_db:
             self.database.replace(config.snapshot)
 
@@ -138,6 +141,7 @@ class Sandbox:
         self.stats = Stats()
         self.faults = Faults(config.faults)
         self.store.replace(config.snapshot)
+        self.store.normalize = config.normalize
 
 
 def config_from_reset(body: object, db_path: Path | None) -> SandboxConfig:
@@ -167,4 +171,5 @@ def config_from_reset(body: object, db_path: Path | None) -> SandboxConfig:
         FaultConfig.from_mapping(body.get("faults")),
         db_path,
         malformed.check_kinds(body.get("malformed")),
+        normalize.check_rules(body.get("normalize")),
     )

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
 from syncd.core import fields
+from syncd.sandbox import normalize
 
 PROFILE_READ: Final = "profile_read"
 PROFILE_WRITE: Final = "profile_write"
@@ -229,6 +230,8 @@ class Store:
 
     def __init__(self, snapshot: Snapshot, journal: Journal | None = None) -> None:
         self._journal = journal
+        #: What this server does to values before it keeps them (sandbox.normalize).
+        self.normalize: Mapping[str, str] = {}
         self._load(snapshot)
 
     def _load(self, snapshot: Snapshot) -> None:
@@ -287,7 +290,7 @@ class Store:
 
     def update_profile(self, username: str, body: Mapping[str, object]) -> Account:
         account = self.account(username)
-        changes = check_profile(body)
+        changes = normalize.profile_changes(self.normalize, check_profile(body))
         if not changes:
             return account
         account = self._writable(account)
@@ -302,7 +305,7 @@ class Store:
 
     def add_email(self, username: str, body: Mapping[str, object]) -> Email:
         account = self.account(username)
-        address = check_address(body)
+        address = normalize.address(self.normalize, check_address(body))
         if account.find_email(address) is not None:
             raise InvalidInput(f"email: the user already has this address: {address}")
         # The API adds addresses unverified and never makes them primary.

@@ -94,6 +94,19 @@ CREATE TABLE IF NOT EXISTS daemon_state (
     updated_at TEXT NOT NULL
 );
 
+-- Writes the server accepted and did not keep (syncd.core.not_kept): the plan
+-- sends them again only when the desired or the live value changes. sent_key
+-- is the address sent, lower-cased, for an added address; '' for a field.
+CREATE TABLE IF NOT EXISTS not_kept (
+    username TEXT NOT NULL,
+    field TEXT NOT NULL,
+    sent_key TEXT NOT NULL,
+    sent TEXT NOT NULL,
+    kept TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (username, field, sent_key)
+);
+
 -- The audit trail is append-only: history is never rewritten.
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;

@@ -1,0 +1,46 @@
+"""The writes the server did not keep, remembered in syncd.db so that they are not sent again.
+
+Not in the disposable cache: losing them would cost a write per such field,
+sent again to the same effect, not only a read. One row per user, field and
+(for an added address) the address sent; a newer record replaces an older.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+from syncd.core.not_kept import NotKept
+
+
+class NotKeptRecords:
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+
+    def load(self, usernames: Iterable[str]) -> dict[str, list[NotKept]]:
+        """The records of these users, by user."""
+        rows = self.db.execute(
+            "SELECT username, field, sent, kept FROM not_kept"
+            " WHERE username IN (SELECT value FROM json_each(?))",
+            [json.dumps(list(usernames))],
+        )
+        records: dict[str, list[NotKept]] = {}
+        for username, field, sent, kept in rows:
+            records.setdefault(username, []).append(NotKept(username, field, sent, kept))
+        return records
+
+    def save(self, records: Iterable[NotKept]) -> None:
+        """Remember these, inside the caller's transaction (the write's outcome)."""
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        for record in records:
+            user, field, sent_key = record.key
+            self.db.execute(
+                "INSERT INTO not_kept (username, field, sent_key, sent, kept, recorded_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (username, field, sent_key)"
+                " DO UPDATE SET sent = excluded.sent, kept = excluded.kept,"
+                " recorded_at = excluded.recorded_at",
+                [user, field, sent_key, record.sent, record.kept, now],
+            )
