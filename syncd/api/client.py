@@ -121,6 +121,8 @@ class AccountsClient:
         self._lanes: Lanes | None = None
         #: Requests sent, by method: how runs prove "0 requests" or "2 GETs per user".
         self.requests: Counter[str] = Counter()
+        #: Requests answered with a success: none of many means the API is failing.
+        self.succeeded = 0
 
     async def __aenter__(self) -> AccountsClient:
         return self
@@ -263,6 +265,7 @@ class AccountsClient:
                 # read, and a server that trickles a byte at a time never trips them.
                 async with asyncio.timeout(timeout):
                     status, raw = await self._exchange(http, method, username, path, body, headers)
+                self.succeeded += 1
                 return raw
             except TimeoutError:
                 detail = f"no complete answer within {timeout:g} s (SYNCD_TIMEOUT)"

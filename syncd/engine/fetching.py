@@ -10,8 +10,8 @@ they learn is written to the cache in batches as they go.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from syncd.api.client import AccountsClient
 from syncd.api.credentials import CredentialStore
@@ -58,6 +58,9 @@ class FetchOptions:
     #: even if the cache still trusts them: the daemon's drift window, spread so
     #: that every cycle reads its share and no two cycles' entries age together.
     refresh_oldest: int = 0
+    #: Users not to read this time, each with the error it stands for: the
+    #: daemon's users that failed and wait for their own retry.
+    hold: Mapping[str, Unreadable] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +174,9 @@ async def fetch_live(
     to_fetch: list[tuple[Wanted, LiveAccount]] = []
     answered: list[tuple[Wanted, Cached]] = []
     for user in wanted:
+        if (held := options.hold.get(user.username)) is not None:
+            result[user.username] = held
+            continue
         # Checked even when the cache could answer: a plan for a user that
         # nothing can authenticate would promise writes that cannot happen.
         if not credentials.has(user.username):

@@ -31,6 +31,7 @@ from syncd.engine.fetching import (
     Wanted,
     fetch_live,
 )
+from syncd.engine.outcome import UserFailure, failing_users, run_result
 from syncd.engine.planfile import SavedPlan, staleness
 from syncd.errors import GuardError, PlanFileError, UsageError
 from syncd.settings import Settings
@@ -130,9 +131,13 @@ async def read_and_plan(
     desired: DesiredState,
     *,
     freshness: Freshness | None = None,
+    hold: Mapping[str, Unreadable] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> PlanResult:
-    """Read what the plan needs (cache first, as `freshness` allows) and plan."""
+    """Read what the plan needs (cache first, as `freshness` allows) and plan.
+
+    The users in `hold` are not read: each stands for the error it holds.
+    """
     freshness = freshness or Freshness(connection.settings.cache_ttl)
     now = time.time()
     options = FetchOptions(
@@ -143,6 +148,7 @@ async def read_and_plan(
         # A write without an outcome may or may not have happened: read the truth.
         distrust=frozenset(intent.user for intent in open_intents(connection.db)),
         refresh_oldest=freshness.refresh_oldest,
+        hold=hold or {},
     )
     read = await fetch_live(
         map(Wanted.for_desired, desired.users),
@@ -230,6 +236,10 @@ class ConvergeResult:
     report: ApplyReport | None = None
     declined: bool = False
 
+    def failing(self) -> dict[str, UserFailure]:
+        """The users that failed this run, and why (syncd.engine.outcome)."""
+        return failing_users(self.result.plan, self.report)
+
     def __repr__(self) -> str:  # see PlanResult.__repr__
         return f"ConvergeResult(run {self.run_id}, {self.result!r})"
 
@@ -245,6 +255,7 @@ def planning(
     *,
     refresh: bool = False,
     freshness: Freshness | None = None,
+    hold: Mapping[str, Unreadable] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> PlanStep:
     """The usual planning step of a converge: read the live state and plan.
@@ -254,7 +265,9 @@ def planning(
 
     async def step(connection: Connection) -> PlanResult:
         policy = freshness or Freshness(connection.settings.cache_ttl, refresh=refresh)
-        return await read_and_plan(connection, desired, freshness=policy, on_progress=on_progress)
+        return await read_and_plan(
+            connection, desired, freshness=policy, hold=hold, on_progress=on_progress
+        )
 
     return step
 
@@ -310,7 +323,7 @@ async def converge(
             outcome = "blocked"
             raise
         if result.plan.is_empty:
-            outcome = "no_changes" if not result.plan.errors else "failed"
+            outcome = run_result(result.plan, None, converged.failing())
             return converged
         if not confirm(result):
             outcome = "declined"
@@ -319,7 +332,7 @@ async def converge(
         report = await apply_plan(connection, result.plan, result.live, audit)
         counts.update({f"applied_{key}": value for key, value in report.counts.items()})
         converged.report = report
-        outcome = "ok" if report.ok and not result.plan.errors else "failed"
+        outcome = run_result(result.plan, report, converged.failing())
         return converged
     except asyncio.CancelledError:
         # Stopped from outside (the daemon's shutdown or deadline); writes in flight

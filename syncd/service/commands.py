@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from syncd.visible import visible_json
+from syncd.visible import visible, visible_json
 
 if TYPE_CHECKING:
     import sqlite3
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from syncd.settings import Settings
 
 ACTIONS = ("update_profile", "add_email", "delete_email")
+#: Users in error listed by the text view; the JSON view lists all.
+USERS_IN_ERROR_SHOWN = 20
 
 
 @click.command()
@@ -168,6 +170,7 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
             "SELECT ended_at, revision FROM runs WHERE result IN ('ok', 'no_changes')"
             " ORDER BY ended_at DESC LIMIT 1"
         ).fetchone() or (None, None)
+        in_error = _users_in_error(db)
     finally:
         db.close()
     for entry in runs:
@@ -198,8 +201,34 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
             "blocked": bool(last and last["result"] == "blocked"),
             "deletions_planned": counts.get("delete_email", 0),
         },
+        "users_in_error": in_error,
         "runs": runs,
     }
+
+
+def _users_in_error(db: sqlite3.Connection) -> list[dict[str, Any]]:
+    """The daemon's failing users (syncd.state.user_failures), in a file that has them."""
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'user_failures'"
+    ).fetchone()
+    if not exists:
+        return []
+    cursor = db.execute(
+        "SELECT username AS user, code, message, since, failures AS cycles, retry_at"
+        " FROM user_failures ORDER BY username"
+    )
+    columns = [description[0] for description in cursor.description]
+    users = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    for user in users:
+        retry_at = user.pop("retry_at")
+        user["retry_at"] = (
+            None if retry_at is None else utc_iso_seconds(datetime.fromtimestamp(retry_at, UTC))
+        )
+    return users
+
+
+def utc_iso_seconds(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def pending_changes(result: str | None, counts: Mapping[str, int]) -> dict[str, Any]:
@@ -239,6 +268,18 @@ def render_status(report: Mapping[str, Any]) -> str:
         lines.append(f"revision     {report['last_good_revision']} (last applied)")
     lines.append(f"guard        {_guard(report['guard'])}")
     lines.append(f"pending      {_pending(report['pending'])}")
+    in_error = report["users_in_error"]
+    lines.append(f"in error     {len(in_error)} users" if in_error else "in error     none")
+    for user in in_error[:USERS_IN_ERROR_SHOWN]:
+        retry = f"; read again {_when(user['retry_at'])}" if user["retry_at"] else ""
+        lines.append(
+            f"  {user['user']:<30} {user['code']:<18} since {_when(user['since'])}"
+            f" ({user['cycles']} cycles{retry}): {visible(user['message'])}"
+        )
+    if len(in_error) > USERS_IN_ERROR_SHOWN:
+        lines.append(
+            f"  and {len(in_error) - USERS_IN_ERROR_SHOWN} more (--output json lists all)"
+        )
     lines.append("last runs")
     for entry in report["runs"]:
         revision = (entry["revision"] or "-")[:12]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlite_utils
@@ -22,10 +22,12 @@ from syncd.desired.gitsource import DesiredSource
 from syncd.engine.fetching import Freshness
 from syncd.engine.reconcile import PlanResult, connect, converge, planning
 from syncd.errors import DesiredStateError, GuardError, SyncdError
+from syncd.service.isolation import held_users, record_cycle
 from syncd.service.metrics import Metrics
-from syncd.service.schedule import SUCCESS, deadline_for, drift_share
+from syncd.service.schedule import BACKING_OFF, SUCCESS, deadline_for, drift_share
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail
+from syncd.state.user_failures import FailingUser, UserFailures
 
 log = structlog.get_logger("syncd.service.cycle")
 
@@ -40,14 +42,27 @@ class CycleOutcome:
     message: str = ""
     warning: str | None = None
     seconds: float = 0.0
+    #: The users in error after this cycle, those waiting for their own retry included.
+    failing: dict[str, FailingUser] = field(default_factory=dict)
+    #: Whether the cycle sent requests and every one of them failed: the API is down.
+    every_request_failed: bool = False
+
+    @property
+    def backs_off(self) -> bool:
+        """Whether the whole schedule backs off after this cycle (not for one user)."""
+        if self.result == "failed":
+            return self.every_request_failed
+        return self.result in BACKING_OFF
 
     def status_line(self, failures: int, next_run: datetime | None) -> str:
         """One line for systemd's STATUS=: the result first, the message last."""
         parts = [self.result]
-        if self.result in SUCCESS or self.result == "failed":
+        if self.result in SUCCESS or self.result in ("partial", "failed"):
             parts.append(f"{self.applied} changes applied")
         if self.drift_users:
             parts.append(f"{self.drift_users} users differ")
+        if self.failing:
+            parts.append(f"{len(self.failing)} users in error")
         if self.revision:
             parts.append(f"revision {self.revision[:12]}")
         if self.warning:
@@ -120,6 +135,10 @@ class Cycle:
         desired = read.desired
         if read.stale is not None:
             log.warning("desired_fetch_failed", error=read.stale, using_revision=desired.revision)
+        failures = UserFailures(self.db)
+        if self.refresh:
+            failures.clear()  # SIGHUP: every user is read again, those in error too
+        held = held_users(failures, desired.usernames(), settings, time.time())
         planned: list[PlanResult] = []
         async with connect(settings, on_response=self.metrics.observe_response) as connection:
             self._began_run = True
@@ -133,7 +152,7 @@ class Cycle:
                 )
                 converged = await converge(
                     connection,
-                    planning(desired, freshness=freshness),
+                    planning(desired, freshness=freshness, hold=held),
                     command="run",
                     deletion_limit=settings.max_deletions,
                     confirm=lambda _: True,
@@ -145,18 +164,26 @@ class Cycle:
             row = connection.db.execute(
                 "SELECT result FROM runs WHERE id = ?", [converged.run_id]
             ).fetchone()
+            client = connection.client
+            every_request_failed = sum(client.requests.values()) > 0 and not client.succeeded
+        failing = record_cycle(failures, desired.usernames(), converged.failing(), held, settings)
         plan, report = converged.result.plan, converged.report
-        failures = report.failures if report is not None else []
+        write_failures = report.failures if report is not None else []
         applied = (
             {a.action: report.counts.get(a.action, 0) for a in plan.changes} if report else {}
         )
-        self.metrics.observe_changes(applied, [(f.action, f.result) for f in failures])
-        drift = len({f.user for f in failures}) if report else len(plan.users_with_changes())
-        problems = [f"{f.user}: {f.description}: {f.message}" for f in failures]
-        problems += [f"{finding.user}: {finding.message}" for finding in plan.errors]
-        message = "; ".join(problems[:3])
+        self.metrics.observe_changes(applied, [(f.action, f.result) for f in write_failures])
+        drift = len({f.user for f in write_failures}) if report else len(plan.users_with_changes())
+        problems = [f"{name}: {user.code}: {user.message}" for name, user in failing.items()]
         return CycleOutcome(
-            row[0], desired.revision, sum(applied.values()), drift, message, read.stale
+            row[0],
+            desired.revision,
+            sum(applied.values()),
+            drift,
+            "; ".join(problems[:3]),
+            read.stale,
+            failing=failing,
+            every_request_failed=every_request_failed,
         )
 
     def _record_run(self, outcome: CycleOutcome) -> None:

@@ -41,7 +41,6 @@ from syncd.service.daemon_state import save_daemon_state, utc_iso
 from syncd.service.metrics import Metrics
 from syncd.service.notify import Notifier
 from syncd.service.schedule import (
-    BACKING_OFF,
     SUCCESS,
     backoff_delay,
     deadline_for,
@@ -219,10 +218,11 @@ class Daemon:
 
     def _report(self, outcome: CycleOutcome) -> None:
         success = outcome.result in SUCCESS
-        if success:
+        if success or outcome.result == "partial":  # the API answers: no schedule backoff
             self.failures = 0
-        elif outcome.result in BACKING_OFF:
+        elif outcome.backs_off:
             self.failures += 1
+        self.metrics.observe_failing(user.code for user in outcome.failing.values())
         now = datetime.now(UTC)
         job = self.scheduler.get_job(JOB_ID)
         next_run: datetime | None = job.next_run_time if job else None

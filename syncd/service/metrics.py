@@ -10,6 +10,7 @@ so that a first cold run has time) is younger than three intervals, 503 after.
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable, Iterable, Mapping
 
@@ -19,6 +20,12 @@ from prometheus_client import (
     Gauge,
     Histogram,
 )
+
+from syncd.core.plan import DOES_NOT_CONVERGE, READ_ERRORS
+from syncd.engine.outcome import WRITE_FAILED
+
+#: The codes a user in error may have (design.md section 4, and a failed write).
+FAILURE_CODES = (*sorted(READ_ERRORS), DOES_NOT_CONVERGE, WRITE_FAILED)
 
 #: Runs of many users under a rate limit last minutes; buckets up to an hour.
 RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
@@ -84,11 +91,25 @@ class Metrics:
         self.next_run = Gauge(
             "syncd_next_run_timestamp_seconds", "Unix time of the next scheduled run.", registry=r
         )
+        self.users_failing = Gauge(
+            "syncd_users_failing",
+            "Users in error after the last run, by code (those waiting for their retry too).",
+            ["code"],
+            registry=r,
+        )
+        for code in FAILURE_CODES:  # every series from the start, at 0
+            self.users_failing.labels(code)
 
     def observe_response(self, method: str, status: int | None, seconds: float) -> None:
         """The ResponseObserver of the API client."""
         self.http.labels(method, "none" if status is None else str(status)).inc()
         self.http_seconds.labels(method).observe(seconds)
+
+    def observe_failing(self, codes: Iterable[str]) -> None:
+        """The codes of the users in error after a run, one per user."""
+        counts = collections.Counter(codes)
+        for code in {*FAILURE_CODES, *counts}:
+            self.users_failing.labels(code).set(counts.get(code, 0))
 
     def observe_changes(self, ok: Mapping[str, int], failed: Iterable[tuple[str, str]]) -> None:
         """Writes that succeeded, by action; one (action, result) per write that did not."""

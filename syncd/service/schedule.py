@@ -12,9 +12,11 @@ from syncd.settings import Settings
 
 MAX_BACKOFF = 3600.0
 SUCCESS = frozenset({"ok", "no_changes"})
-# Only these back off: `blocked` waits for an operator and costs cached reads only;
-# `invalid` sends nothing, and its fix must be picked up at the next interval.
-BACKING_OFF = frozenset({"failed", "error", "deadline", "cancelled"})
+# These back off the whole schedule. `failed` only when every request of the cycle
+# failed (see CycleOutcome.backs_off): one user's failure never delays the others.
+# `blocked` waits for an operator and costs cached reads only; `invalid` sends
+# nothing, and its fix must be picked up at the next interval.
+BACKING_OFF = frozenset({"error", "deadline", "cancelled"})
 
 
 def backoff_delay(interval: float, failures: int) -> float:
@@ -45,3 +47,9 @@ def drift_share(users: int, settings: Settings) -> int:
     """
     period = settings.interval + jitter_for(settings.interval)
     return min(users, math.ceil(users * period / settings.drift_window))
+
+
+def user_retry_delay(settings: Settings, failures: int) -> float:
+    """Seconds until a failing user is read again after `failures` failed cycles in a
+    row: the interval, then doubling, capped at the drift window."""
+    return min(settings.interval * 2.0 ** (failures - 1), max(settings.drift_window, 1.0))

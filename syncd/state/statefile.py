@@ -107,6 +107,17 @@ CREATE TABLE IF NOT EXISTS not_kept (
     PRIMARY KEY (username, field, sent_key)
 );
 
+-- The daemon's users in error (syncd.state.user_failures): since when, how
+-- many cycles in a row, and when it reads the user again (NULL: next cycle).
+CREATE TABLE IF NOT EXISTS user_failures (
+    username TEXT PRIMARY KEY,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    since TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    retry_at REAL
+);
+
 -- The audit trail is append-only: history is never rewritten.
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;

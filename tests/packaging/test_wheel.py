@@ -48,18 +48,27 @@ def build_wheel(tmp_path: Path) -> Path:
     )
     dist = tmp_path / "dist"
     pip = (sys.executable, "-m", "pip")
-    done = run(
-        *pip,
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "--quiet",
-        "-w",
-        dist,
-        REPO,
-        cwd=tmp_path,
-        DIST_EXTRA_CONFIG=str(config),
-    )
+    # setuptools-scm writes the version file into the source tree: put back the
+    # one that `make` installed, or `syncd --version` would stop matching the
+    # installed distribution for the rest of the session.
+    version_file = REPO / "syncd" / "_version.py"
+    installed = version_file.read_bytes() if version_file.exists() else None
+    try:
+        done = run(
+            *pip,
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            dist,
+            REPO,
+            cwd=tmp_path,
+            DIST_EXTRA_CONFIG=str(config),
+        )
+    finally:
+        if installed is not None:
+            version_file.write_bytes(installed)
     assert done.returncode == 0, done.stderr
     (wheel,) = dist.glob("syncd-*.whl")
     return wheel

@@ -1,0 +1,84 @@
+"""Failure isolation: one user's failure never delays the others (design.md section 3).
+
+A user that fails is retried with its own backoff, doubling from the interval
+and capped at the drift window, while the others go on at the normal
+interval. Until its retry is due, the cycle does not read it: the plan carries
+the user's last error instead, so the run still says it failed. A failure that
+every read met alike (the API down) gets no backoff of its own: the schedule
+backs off as a whole. Nor does a write the server does not keep: nothing is
+sent for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+
+import structlog
+
+from syncd.core.live import Unreadable
+from syncd.core.plan import DOES_NOT_CONVERGE
+from syncd.engine.outcome import UserFailure
+from syncd.service.schedule import user_retry_delay
+from syncd.settings import Settings
+from syncd.state.user_failures import FailingUser, UserFailures
+
+log = structlog.get_logger("syncd.service.isolation")
+
+
+def held_users(
+    failures: UserFailures, usernames: Iterable[str], settings: Settings, now: float
+) -> dict[str, Unreadable]:
+    """The users whose own retry is not due at this cycle, each with its last error.
+
+    Due means: by the middle of the coming interval, so that a retry asked for
+    in one interval happens at the next cycle, jitter or not.
+    """
+    wanted = set(usernames)
+    due_by = now + settings.interval / 2
+    held = {}
+    for name, failing in failures.all().items():
+        if name in wanted and failing.retry_at is not None and failing.retry_at > due_by:
+            when = datetime.fromtimestamp(failing.retry_at, UTC).strftime("%H:%M:%S UTC")
+            message = f"{failing.message} (failing since {failing.since}; read again at {when})"
+            held[name] = Unreadable(name, failing.code, message)
+    return held
+
+
+def record_cycle(
+    failures: UserFailures,
+    usernames: list[str],
+    failing: Mapping[str, UserFailure],
+    held: Mapping[str, Unreadable],
+    settings: Settings,
+) -> dict[str, FailingUser]:
+    """Store this cycle's failures, log each failing user once, and return them all."""
+    now = time.time()
+    fresh = {
+        name: (failure.code, failure.message, _backs_off(failure))
+        for name, failure in failing.items()
+        if name not in held
+    }
+    fine = [name for name in usernames if name not in failing]
+    standing = failures.update(now, fresh, fine, lambda n: user_retry_delay(settings, n))
+    failures.forget_except(usernames)
+    for name in failing:
+        user = standing.get(name)
+        if user is None:
+            continue
+        retry = None if user.retry_at is None else round(user.retry_at - now, 1)
+        log.warning(
+            "user_failing",
+            user=name,
+            code=user.code,
+            message=user.message,
+            since=user.since,
+            cycles=user.failures,
+            retry_in=retry,
+        )
+    return {name: standing[name] for name in failing if name in standing}
+
+
+def _backs_off(failure: UserFailure) -> bool:
+    return not failure.shared and failure.code != DOES_NOT_CONVERGE
