@@ -201,6 +201,8 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
             "blocked": bool(last and last["result"] == "blocked"),
             "deletions_planned": counts.get("delete_email", 0),
         },
+        "source": daemon.get("source") if pid is not None else None,
+        "readiness": daemon.get("readiness") if pid is not None else None,
         "users_in_error": in_error,
         "runs": runs,
     }
@@ -266,6 +268,16 @@ def render_status(report: Mapping[str, Any]) -> str:
     lines.append(f"last success {_when(report['last_success_at'])}")
     if report["last_good_revision"]:
         lines.append(f"revision     {report['last_good_revision']} (last applied)")
+    if (source := report["source"]) is not None:
+        when = _when(source["last_success_at"])
+        if source["current"]:
+            lines.append(f"source       current (read {when})")
+        else:
+            error = visible(source["error"] or "")
+            lines.append(f"source       NOT CURRENT, last read {when}: {error}")
+    if (readiness := report["readiness"]) is not None:
+        word = "ready" if readiness["ready"] else "NOT READY"
+        lines.append(f"readiness    {word}: {visible(readiness['reason'])}")
     lines.append(f"guard        {_guard(report['guard'])}")
     lines.append(f"pending      {_pending(report['pending'])}")
     in_error = report["users_in_error"]

@@ -21,7 +21,7 @@ import structlog
 from syncd.desired.gitsource import DesiredSource
 from syncd.engine.fetching import Freshness
 from syncd.engine.reconcile import PlanResult, connect, converge, planning
-from syncd.errors import DesiredStateError, GuardError, SyncdError
+from syncd.errors import DesiredStateError, GitSourceError, GuardError, SyncdError
 from syncd.service.isolation import held_users, record_cycle
 from syncd.service.metrics import Metrics
 from syncd.service.schedule import BACKING_OFF, SUCCESS, deadline_for, drift_share
@@ -131,7 +131,12 @@ class Cycle:
         return outcome
 
     async def _reconcile(self, settings: Settings) -> CycleOutcome:
-        read = await self.source.read()
+        try:
+            read = await self.source.read()
+        except GitSourceError as error:  # no good revision to fall back on
+            self.metrics.observe_source(str(error))
+            raise
+        self.metrics.observe_source(read.stale)
         desired = read.desired
         if read.stale is not None:
             log.warning("desired_fetch_failed", error=read.stale, using_revision=desired.revision)

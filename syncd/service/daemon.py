@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -106,6 +107,7 @@ class Daemon:
             next_run_time=datetime.now(UTC),
         )
         self.scheduler.start()
+        self.metrics.loop_probe = loop_probe(loop)
         save_daemon_state(self.db, self._identity())
         log.info("daemon_started", **self._identity())
         self.notifier.ready(f"started; first run now; desired state {self.source}")
@@ -223,6 +225,7 @@ class Daemon:
         elif outcome.backs_off:
             self.failures += 1
         self.metrics.observe_failing(user.code for user in outcome.failing.values())
+        self.metrics.observe_cycle(outcome.result)
         now = datetime.now(UTC)
         job = self.scheduler.get_job(JOB_ID)
         next_run: datetime | None = job.next_run_time if job else None
@@ -258,8 +261,23 @@ class Daemon:
             warning=outcome.warning,
         )
         self.notifier.status(outcome.status_line(self.failures, next_run))
+        metrics = self.metrics
+        read_at = metrics.source_read_at
+        ready, readiness = metrics.readiness()
         save_daemon_state(
-            self.db, {"next_run_at": utc_iso(next_run), "consecutive_failures": self.failures}
+            self.db,
+            {
+                "next_run_at": utc_iso(next_run),
+                "consecutive_failures": self.failures,
+                "source": {
+                    "current": metrics.source_error is None,
+                    "error": metrics.source_error,
+                    "last_success_at": utc_iso(
+                        None if read_at is None else datetime.fromtimestamp(read_at, UTC)
+                    ),
+                },
+                "readiness": {"ready": ready, "reason": readiness},
+            },
         )
 
     def _identity(self) -> dict[str, Any]:
@@ -275,3 +293,17 @@ class Daemon:
             "run_deadline": deadline_for(settings),
             "max_deletions": settings.max_deletions,
         }
+
+
+def loop_probe(loop: asyncio.AbstractEventLoop) -> Callable[[float], bool]:
+    """Asks `loop`, from another thread, to run a no-op within the seconds given."""
+
+    def probe(timeout: float) -> bool:
+        answered = threading.Event()
+        try:
+            loop.call_soon_threadsafe(answered.set)
+        except RuntimeError:  # the loop has closed
+            return False
+        return answered.wait(timeout)
+
+    return probe

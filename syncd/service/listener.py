@@ -1,4 +1,4 @@
-"""The daemon's HTTP listener (SYNCD_METRICS_ADDR): /metrics and /healthz, from a thread.
+"""The daemon's HTTP listener (SYNCD_METRICS_ADDR): /metrics, /healthz and /readyz.
 
 The server runs in a thread of its own: a scrape never waits for the event
 loop, and a busy loop never fails a scrape. What it answers comes from
@@ -70,11 +70,18 @@ def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
             if path == "/metrics":
                 self._answer(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
-                healthy, verdict = metrics.healthy()
-                body = f"{'ok' if healthy else 'unhealthy'}: {verdict}\n".encode()
-                self._answer(200 if healthy else 503, body, "text/plain; charset=utf-8")
+                alive, verdict = metrics.liveness()
+                self._verdict(alive, "ok" if alive else "unhealthy", verdict)
+            elif path == "/readyz":
+                ready, verdict = metrics.readiness()
+                self._verdict(ready, "ready" if ready else "not ready", verdict)
             else:
-                self._answer(404, b"not found: try /metrics or /healthz\n", "text/plain")
+                body = b"not found: try /metrics, /healthz or /readyz\n"
+                self._answer(404, body, "text/plain")
+
+        def _verdict(self, good: bool, word: str, verdict: str) -> None:
+            body = f"{word}: {verdict}\n".encode()
+            self._answer(200 if good else 503, body, "text/plain; charset=utf-8")
 
         def _answer(self, status: int, body: bytes, content_type: str) -> None:
             self.send_response(status)

@@ -1,11 +1,14 @@
-"""The daemon's metrics (prometheus-client) and the health rule that /healthz reports.
+"""The daemon's metrics (prometheus-client), and what /healthz and /readyz report.
 
 Every metric lives in a private CollectorRegistry owned by one `Metrics`, never
 in prometheus-client's global registry, so that two daemons in one process
 (tests) never share counters. syncd.service.listener serves them over HTTP.
 
-/healthz answers 200 while the last successful run (or the start of the daemon,
-so that a first cold run has time) is younger than three intervals, 503 after.
+Liveness (/healthz) is whether the process and its event loop answer: a
+liveness probe that fails restarts the process, which cures a hung loop and
+nothing else, so a failing run or an invalid commit never fails it.
+Readiness (/readyz) is whether the last cycle ended ok, no_changes or partial
+within three intervals and the desired state's source is current.
 """
 
 from __future__ import annotations
@@ -29,7 +32,15 @@ FAILURE_CODES = (*sorted(READ_ERRORS), DOES_NOT_CONVERGE, WRITE_FAILED)
 
 #: Runs of many users under a rate limit last minutes; buckets up to an hour.
 RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
-HEALTHY_INTERVALS = 3
+#: The last cycle must have ended within this many intervals for /readyz.
+READY_INTERVALS = 3
+#: Results of a cycle after which the daemon is ready: it read, compared and wrote.
+READY_RESULTS = frozenset({"ok", "no_changes", "partial"})
+#: Seconds the event loop has to answer /healthz.
+LOOP_TIMEOUT = 5.0
+
+#: Asks the event loop to answer within the seconds given; whether it did.
+LoopProbe = Callable[[float], bool]
 
 
 class Metrics:
@@ -41,6 +52,14 @@ class Metrics:
         self._clock = clock
         self.started = clock()
         self.last_success: float | None = None
+        #: The last cycle's result and when it ended (this process's clock).
+        self.last_cycle: tuple[str, float] | None = None
+        #: Why the desired state's source is not current (a failed fetch), or None,
+        #: and when it was last read or fetched.
+        self.source_error: str | None = None
+        self.source_read_at: float | None = None
+        #: Set by the daemon once its event loop runs (see `liveness`).
+        self.loop_probe: LoopProbe | None = None
         r = self.registry
         self.runs = Counter("syncd_runs", "Daemon runs, by result.", ["result"], registry=r)
         self.changes = Counter(
@@ -99,6 +118,17 @@ class Metrics:
         )
         for code in FAILURE_CODES:  # every series from the start, at 0
             self.users_failing.labels(code)
+        self.source_failures = Counter(
+            "syncd_source_fetch_failures",
+            "Fetches of the desired state's source (git) that failed; the last good "
+            "revision was kept.",
+            registry=r,
+        )
+        self.source_last_success = Gauge(
+            "syncd_source_last_success_timestamp_seconds",
+            "Unix time the desired state's source was last read or fetched successfully.",
+            registry=r,
+        )
 
     def observe_response(self, method: str, status: int | None, seconds: float) -> None:
         """The ResponseObserver of the API client."""
@@ -146,12 +176,38 @@ class Metrics:
         self.last_success = when
         self.last_success_gauge.set(when)
 
-    def healthy(self) -> tuple[bool, str]:
-        since = max(self.started, self.last_success or 0.0)
-        age = self._clock() - since
-        limit = HEALTHY_INTERVALS * self.interval
-        what = (
-            "last success" if self.last_success and self.last_success >= self.started else "start"
-        )
-        verdict = f"{what} {age:.0f} s ago (limit {limit:.0f} s)"
-        return age < limit, verdict
+    def observe_cycle(self, result: str) -> None:
+        self.last_cycle = (result, self._clock())
+
+    def observe_source(self, error: str | None) -> None:
+        """The desired state's source was read (None) or its fetch failed (why)."""
+        self.source_error = error
+        if error is None:
+            self.source_read_at = self._clock()
+            self.source_last_success.set(self.source_read_at)
+        else:
+            self.source_failures.inc()
+
+    def liveness(self) -> tuple[bool, str]:
+        """Whether the event loop answers (it is not asked before it runs)."""
+        probe = self.loop_probe
+        if probe is None:
+            return True, "starting"
+        if probe(LOOP_TIMEOUT):
+            return True, "the event loop answers"
+        return False, f"the event loop did not answer within {LOOP_TIMEOUT:g} s"
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the last cycle ended well and recently, and the source is current."""
+        if self.last_cycle is None:
+            return False, "no cycle has finished yet"
+        result, ended = self.last_cycle
+        age = self._clock() - ended
+        limit = READY_INTERVALS * self.interval
+        if result not in READY_RESULTS:
+            return False, f"the last cycle ended {result} {age:.0f} s ago"
+        if age >= limit:
+            return False, f"the last cycle ended {age:.0f} s ago (limit {limit:.0f} s)"
+        if self.source_error is not None:
+            return False, f"the desired state's source is not current: {self.source_error}"
+        return True, f"the last cycle ended {result} {age:.0f} s ago"

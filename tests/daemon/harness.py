@@ -200,3 +200,15 @@ def wait_for_run(
             tail = "\n".join(daemon.lines[-40:]) if daemon else ""
             raise AssertionError(f"no such run in {timeout} s: {runs(world)}\n{tail}")
         time.sleep(0.05)
+
+
+def http_get(url: str, until: int | None = None, timeout: float = DEFAULT_WAIT) -> tuple[int, str]:
+    """GET `url`; with `until`, ask again until that status comes (within `timeout`)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        response = httpx.get(url, timeout=5)
+        if until is None or response.status_code == until or time.monotonic() > deadline:
+            return response.status_code, response.text
+        time.sleep(0.05)

@@ -9,7 +9,7 @@ import sys
 import time
 import uuid
 
-from tests.daemon.harness import DaemonProcess, audit_events, daemon_env, runs
+from tests.daemon.harness import DaemonProcess, audit_events, daemon_env, http_get, runs
 from tests.integration.conftest import STANDARD_DESIRED, World
 
 
@@ -123,16 +123,17 @@ def test_failures_back_off_and_one_success_resets(world: World, start_daemon):
     assert delays[0] <= 0.4 + 0.04 + 0.05
     assert 0.75 <= delays[1] <= 0.85
     assert 1.55 <= delays[2] <= 1.65
-    assert _get(f"http://{address}/healthz", until=503)[0] == 503  # no success in 3 intervals
+    assert http_get(f"http://{address}/readyz", until=503)[0] == 503  # the runs fail
+    assert http_get(f"http://{address}/healthz")[0] == 200  # yet the process is alive
 
     for path, text in good.items():
         path.write_text(text)
     recovered = daemon.wait_for("cycle_finished", result="ok", timeout=10)
     assert recovered["failures"] == 0
     assert recovered["next_run_in"] <= 0.4 + 0.04
-    status, body = _get(f"http://{address}/healthz")
+    status, body = http_get(f"http://{address}/readyz", until=200)
     assert status == 200, body
-    metrics = _get(f"http://{address}/metrics")[1]
+    metrics = http_get(f"http://{address}/metrics")[1]
     failed = re.search(r'^syncd_runs_total\{result="failed"\} (\S+)$', metrics, re.MULTILINE)
     assert failed is not None
     assert float(failed.group(1)) >= 3
@@ -159,18 +160,6 @@ def test_sighup_rereads_the_settings_and_runs_now(world: World, start_daemon, tm
     assert again["result"] == "ok"
     assert again["applied"] == 1
     assert daemon.stop() == 0
-
-
-def _get(url: str, until: int | None = None, timeout: float = 10) -> tuple[int, str]:
-    """GET `url`; with `until`, ask again until that status comes (within `timeout`)."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while True:
-        response = httpx.get(url, timeout=5)
-        if until is None or response.status_code == until or time.monotonic() > deadline:
-            return response.status_code, response.text
-        time.sleep(0.05)
 
 
 def test_a_hung_run_is_cancelled_at_its_deadline(world: World, start_daemon):

@@ -42,7 +42,9 @@ def test_metrics_and_healthz_answer(world: World, start_daemon):
     assert float(last_success.split()[1]) > 0
 
     health = httpx.get(f"http://{address}/healthz", timeout=5)
-    assert (health.status_code, health.text[:3]) == (200, "ok:")
+    assert (health.status_code, health.text) == (200, "ok: the event loop answers\n")
+    ready = httpx.get(f"http://{address}/readyz", timeout=5)
+    assert (ready.status_code, ready.text[:6]) == (200, "ready:")
     assert httpx.get(f"http://{address}/other", timeout=5).status_code == 404
     assert daemon.stop() == 0
 

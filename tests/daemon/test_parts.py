@@ -132,20 +132,32 @@ def test_bad_metrics_addresses_are_refused(address: str):
         parse_address(address)
 
 
-def test_health_is_three_intervals_from_the_start_or_the_last_success():
+def test_readiness_needs_a_good_cycle_within_three_intervals_and_a_current_source():
     now = [1000.0]
     metrics = Metrics(interval=10, clock=lambda: now[0])
-    assert metrics.healthy()[0]  # just started
-    now[0] = 1029.0
-    assert metrics.healthy()[0]
+    assert metrics.readiness() == (False, "no cycle has finished yet")
+    metrics.observe_cycle("partial")
+    assert metrics.readiness()[0]
     now[0] = 1030.0
-    healthy, verdict = metrics.healthy()
-    assert not healthy
-    assert "start 30 s ago" in verdict
-    metrics.succeeded(1030.0)
-    assert metrics.healthy()[0]
-    now[0] = 1061.0
-    assert not metrics.healthy()[0]
+    assert metrics.readiness() == (False, "the last cycle ended 30 s ago (limit 30 s)")
+    metrics.observe_cycle("invalid")
+    assert metrics.readiness() == (False, "the last cycle ended invalid 0 s ago")
+    metrics.observe_cycle("ok")
+    metrics.observe_source("git fetch failed: could not resolve host")
+    ready, reason = metrics.readiness()
+    assert not ready
+    assert reason.endswith("not current: git fetch failed: could not resolve host")
+    metrics.observe_source(None)
+    assert metrics.readiness()[0]
+
+
+def test_liveness_asks_the_event_loop_itself():
+    metrics = Metrics(interval=10)
+    assert metrics.liveness() == (True, "starting")
+    metrics.loop_probe = lambda timeout: False
+    assert metrics.liveness() == (False, "the event loop did not answer within 5 s")
+    metrics.loop_probe = lambda timeout: True
+    assert metrics.liveness()[0]
 
 
 def test_each_metrics_has_its_own_registry():

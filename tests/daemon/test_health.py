@@ -1,0 +1,100 @@
+"""Health that means something (issue 12, item 6): liveness, readiness, the source's state.
+
+/healthz turned 503 on an invalid commit, so a liveness probe would have
+restarted a healthy process; there was no readiness endpoint, and a failed
+git fetch showed only in the log. Now /healthz is the event loop answering,
+/readyz the last cycle and the source, and a failed fetch shows in /readyz,
+`syncd status` and the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+from click.testing import CliRunner
+
+from syncd.cli.main import cli
+from syncd.service.daemon import loop_probe
+from tests.daemon.harness import DaemonProcess
+from tests.daemon.harness import http_get as get
+from tests.daemon.test_gitops import Repository
+from tests.integration.conftest import STANDARD_DESIRED, World
+
+
+def test_an_invalid_desired_state_is_not_ready_and_still_alive(world: World, start_daemon: Any):
+    daemon: DaemonProcess = start_daemon(SYNCD_METRICS_ADDR="127.0.0.1:0")
+    address = daemon.wait_for("metrics_listening")["address"]
+    assert get(f"http://{address}/readyz", until=200)[0] == 200
+    world.desired_file.write_text("version: 1\nusers:\n  janedoe:\n    ful_name: x\n")
+    daemon.wait_for("cycle_finished", result="invalid")
+    status, body = get(f"http://{address}/readyz", until=503)
+    assert (status, body) == (503, "not ready: the last cycle ended invalid 0 s ago\n")
+    assert get(f"http://{address}/healthz") == (200, "ok: the event loop answers\n")
+    assert daemon.stop() == 0
+
+
+def test_a_failed_fetch_shows_in_readiness_status_and_metrics(
+    world: World, start_daemon: Any, tmp_path: Path
+):
+    repository = Repository(tmp_path / "ops")
+    repository.commit(STANDARD_DESIRED)
+    daemon: DaemonProcess = start_daemon(
+        SYNCD_DESIRED=repository.url, SYNCD_METRICS_ADDR="127.0.0.1:0"
+    )
+    address = daemon.wait_for("metrics_listening")["address"]
+    daemon.wait_for("cycle_finished", result="ok")
+    shutil.move(repository.path, tmp_path / "gone")  # the git server is away
+
+    daemon.wait_for("desired_fetch_failed")
+    stale = daemon.wait_for("cycle_finished")
+    assert stale["result"] == "no_changes"  # the last good revision is still applied
+    status, body = get(f"http://{address}/readyz", until=503)
+    assert status == 503
+    assert body.startswith("not ready: the desired state's source is not current: ")
+    assert "git fetch failed" in body
+    assert get(f"http://{address}/healthz")[0] == 200
+
+    metrics = httpx.get(f"http://{address}/metrics").text
+    failures = re.search(r"^syncd_source_fetch_failures_total (\S+)$", metrics, re.M)
+    assert failures is not None
+    assert float(failures.group(1)) >= 1
+    assert re.search(r"^syncd_source_last_success_timestamp_seconds \d", metrics, re.M)
+
+    shown = CliRunner().invoke(cli, ["status", "--state-dir", str(world.state_dir)]).stdout
+    assert "source       NOT CURRENT, last read" in shown
+    assert "git fetch failed" in shown
+    assert "readiness    NOT READY: the desired state's source is not current" in shown
+
+    shutil.move(tmp_path / "gone", repository.path)  # back: ready again
+    assert get(f"http://{address}/readyz", until=200)[0] == 200
+    assert daemon.stop() == 0
+
+
+def test_the_loop_probe_fails_when_the_event_loop_is_stuck():
+    loop = asyncio.new_event_loop()
+    stuck, release = threading.Event(), threading.Event()
+
+    def hang() -> None:
+        stuck.set()
+        release.wait(10)  # as a blocking call on the loop would
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    probe = loop_probe(loop)
+    try:
+        assert probe(5)
+        loop.call_soon_threadsafe(hang)
+        assert stuck.wait(5)
+        assert not probe(0.2)
+    finally:
+        release.set()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+    assert not probe(0.2)  # a closed loop does not answer either
