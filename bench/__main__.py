@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import secrets
@@ -312,9 +313,11 @@ def plan_and_apply(users: int) -> list[Figure]:
                 )
             )
 
-            before = runs.stats(url)
-            cycles = runs.daemon_cycles(url, desired, state, credentials, DAEMON_CYCLES)
-            made = runs.requests_made(before, runs.stats(url))
+            # Idle cycles: the cache holds every user, and a drift window of a
+            # year leaves each cycle one user of its own to read again.
+            cycles = runs.daemon_cycles(
+                url, desired, state, credentials, DAEMON_CYCLES, interval=1.5, window=3.2e7
+            )
             figures.append(
                 Figure(
                     f"daemon, {users:,} users, idle cycle",
@@ -322,15 +325,56 @@ def plan_and_apply(users: int) -> list[Figure]:
                     "ms",
                     {
                         "cycles": len(cycles.seconds),
-                        "requests": sum(made.values()),
+                        "gets_per_cycle": statistics.mean(cycles.gets),
                         "rss_mb_after_first": round(cycles.rss_mb[0], 1),
                         "rss_mb_after_half": round(cycles.rss_mb[len(cycles.rss_mb) // 2 - 1], 1),
                         "rss_mb_after_last": round(cycles.rss_mb[-1], 1),
-                        "target": "0 requests, memory flat over the second half",
+                        "target": "2 GETs (one user's share), memory flat over the second half",
                     },
                 )
             )
+            if users >= STEADY_USERS:
+                figures.append(steady_state(url, desired, state, credentials, users))
     return figures
+
+
+#: The drift window of the defaults (1800 s at 300 s intervals) in sixths, as the
+#: daemon runs it, on a shorter clock: the same share of the users each cycle.
+STEADY_USERS = 10_000
+STEADY_INTERVAL = 8.0
+STEADY_WINDOW = 6 * STEADY_INTERVAL
+STEADY_CYCLES = 12
+
+
+def steady_state(url: str, desired: Path, state: Path, credentials: Path, users: int) -> Figure:
+    """The daemon's GETs per cycle once every user has been read again once."""
+    warm_up = round(STEADY_WINDOW / STEADY_INTERVAL) + 1
+    cycles = runs.daemon_cycles(
+        url,
+        desired,
+        state,
+        credentials,
+        warm_up + STEADY_CYCLES,
+        interval=STEADY_INTERVAL,
+        window=STEADY_WINDOW,
+    )
+    steady = cycles.gets[warm_up:]
+    share = 2 * math.ceil(users * (STEADY_INTERVAL * 1.1) / STEADY_WINDOW)
+    return Figure(
+        f"daemon, {users:,} users, steady-state GETs per cycle",
+        statistics.mean(steady),
+        "GETs",
+        {
+            "max": max(steady),
+            "min": min(steady),
+            "expected_share": share,
+            "window_s": STEADY_WINDOW,
+            "interval_s": STEADY_INTERVAL,
+            "cycles": len(steady),
+            "cycle_seconds_median": round(statistics.median(cycles.seconds[warm_up:]), 2),
+            "target": "flat: max <= 2 x mean, min > 0 (the default 1800 s / 300 s, scaled)",
+        },
+    )
 
 
 def warm_plan_memory(users: int) -> list[Figure]:

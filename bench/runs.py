@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -201,15 +200,24 @@ def summary_of(child: Child) -> dict[str, Any]:
 class Cycles:
     seconds: list[float]  # each cycle's own duration, as the daemon logs it
     rss_mb: list[float]  # the daemon's resident memory after each cycle
+    gets: list[int]  # the GETs the sandbox answered between one cycle's end and the next's
 
 
 def daemon_cycles(
-    url: str, desired: Path, state: Path, credentials: Path, cycles: int, deadline: float = 600
+    url: str,
+    desired: Path,
+    state: Path,
+    credentials: Path,
+    cycles: int,
+    *,
+    interval: float,
+    window: float,
+    deadline: float = 900,
 ) -> Cycles:
-    """`syncd run` for `cycles` cycles: the first at start, each next one asked for with SIGHUP.
+    """`syncd run` on its own schedule for `cycles` cycles after the first.
 
-    The interval is an hour, so no cycle runs but those asked for; each is over
-    when the daemon logs `cycle_finished`. The daemon is killed if the whole
+    Each cycle is over when the daemon logs `cycle_finished`; the sandbox's GET
+    count then tells what the cycle read. The daemon is killed if the whole
     measurement takes longer than `deadline` seconds.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCD_", "NOTIFY_"))}
@@ -219,7 +227,9 @@ def daemon_cycles(
         SYNCD_STATE_DIR=str(state),
         SYNCD_CREDENTIALS_DIR=str(credentials),
         SYNCD_CONCURRENCY=str(CONCURRENCY),
-        SYNCD_INTERVAL="3600",
+        SYNCD_INTERVAL=str(interval),
+        SYNCD_DRIFT_WINDOW=str(window),
+        SYNCD_RUN_DEADLINE="600",
         SYNCD_LOG_FORMAT="json",
     )
     process = subprocess.Popen(
@@ -234,6 +244,8 @@ def daemon_cycles(
     watchdog.start()
     seconds: list[float] = []
     rss_mb: list[float] = []
+    gets: list[int] = []
+    last = stats(url)["by_method"].get("GET", 0)
     try:
         assert process.stderr is not None
         for line in process.stderr:
@@ -242,18 +254,20 @@ def daemon_cycles(
             event = json.loads(line)
             if event.get("result") not in ("ok", "no_changes"):
                 raise SystemExit(f"bench: a daemon cycle ended {event.get('result')}: {line}")
+            now = stats(url)["by_method"].get("GET", 0)
             seconds.append(float(event["seconds"]))
             rss_mb.append(resident_mb(process.pid))
-            if len(seconds) == cycles:
+            gets.append(now - last)
+            last = now
+            if len(seconds) == cycles + 1:
                 break
-            process.send_signal(signal.SIGHUP)
         else:
             raise SystemExit(f"bench: the daemon stopped after {len(seconds)} cycles")
     finally:
         watchdog.cancel()
         process.terminate()
         process.communicate(timeout=60)
-    return Cycles(seconds, rss_mb)
+    return Cycles(seconds[1:], rss_mb[1:], gets[1:])
 
 
 def resident_mb(pid: int) -> float:
