@@ -1,7 +1,8 @@
 """The SQLite state file: where it lives, how it is opened, and its tables.
 
 One file in the state directory (design.md section 5), created with mode 0600
-in a directory of mode 0700, in WAL mode so that `syncd status` can read while
+in a directory of mode 0700 and never opened through a link (see
+syncd.privatefiles), in WAL mode so that `syncd status` can read while
 a run writes. Every module that stores something (the live cache, later the
 audit trail and run records) gets its tables from `open_state`.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +18,7 @@ from pathlib import Path
 import sqlite_utils
 
 from syncd.errors import CacheError
+from syncd.privatefiles import private_directory, private_file
 
 SCHEMA = """
 -- The live-state cache (syncd.state.cache). A part that is not cached has a NULL
@@ -87,16 +88,8 @@ BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 
 def open_state(path: Path) -> sqlite_utils.Database:
     """Open (creating if needed) the state file, private to its owner."""
+    claim_database(path)
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Create the file ourselves so it is 0600 from its first byte; SQLite
-        # gives the -wal and -shm files the same mode. Only when it is missing:
-        # closing a descriptor drops every POSIX lock this process holds on the
-        # file, those of a connection already open on it included, and a reader
-        # in another process would then rebuild the WAL index under it.
-        if not path.exists():
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
         connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
         db = sqlite_utils.Database(connection)
         db.enable_wal()
@@ -105,6 +98,20 @@ def open_state(path: Path) -> sqlite_utils.Database:
     except (OSError, sqlite3.Error) as error:
         raise CacheError(f"cannot open the state file {path}: {error}") from None
     return db
+
+
+def claim_database(path: Path) -> None:
+    """Make sure a SQLite file and its directory are private (syncd.privatefiles), or refuse.
+
+    The file is created 0600 from its first byte, so SQLite gives its -wal and
+    -shm files the same mode; those, when they exist, are checked too: a link
+    planted as `syncd.db-wal` would be followed by SQLite.
+    """
+    private_directory(path.parent)
+    private_file(path)
+    for companion in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            private_file(path.with_name(path.name + companion), create=False)
 
 
 @contextlib.contextmanager
