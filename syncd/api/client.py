@@ -35,6 +35,7 @@ from syncd.core.live import (
 from syncd.errors import (
     ApiError,
     CredentialError,
+    CredentialRefused,
     HttpStatusError,
     MalformedResponse,
     MissingCredential,
@@ -222,7 +223,7 @@ class AccountsClient:
         try:
             credential = self._credential_for(username)
         except CredentialError as error:
-            raise MissingCredential(username, method, path, str(error)) from None
+            raise CredentialRefused(username, method, path, str(error)) from None
         if credential is None:
             # Never send a request without credentials: it can only earn a 401.
             detail = "no credential file for this user and no fallback token"

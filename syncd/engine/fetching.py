@@ -18,7 +18,14 @@ from syncd.api.credentials import CredentialStore
 from syncd.api.pool import for_each
 from syncd.core.desired import DesiredUser
 from syncd.core.live import LiveAccount, Unreadable
-from syncd.errors import ApiError, Forbidden, MissingCredential, NotFound, Unauthorized
+from syncd.errors import (
+    ApiError,
+    CredentialRefused,
+    Forbidden,
+    MissingCredential,
+    NotFound,
+    Unauthorized,
+)
 from syncd.state.cache import LiveCache, Snapshot
 
 ProgressCallback = Callable[[int, int], None]
@@ -57,6 +64,8 @@ def unreadable(username: str, error: ApiError) -> Unreadable:
     """What a failed read means for the plan: a warning or an error for this user."""
     if isinstance(error, MissingCredential):
         return Unreadable(username, "no_credentials", error.detail)
+    if isinstance(error, CredentialRefused):
+        return Unreadable(username, "credential_refused", error.detail, is_error=True)
     if isinstance(error, NotFound):
         return Unreadable(username, "user_not_found", "the API has no such user (404)")
     if isinstance(error, Forbidden):
