@@ -101,8 +101,16 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, url: str) -> str:
         url = url.rstrip("/")
-        if urlsplit(url).scheme not in {"http", "https"} or not urlsplit(url).hostname:
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL")
+        if "@" in parts.netloc:
+            # httpx would send it as Basic auth in place of every user's own credential.
+            # The message must not repeat the URL: it holds a secret.
+            raise ValueError(
+                "must not hold a user name or password (user:password@…): put each "
+                "user's credential in the credentials directory"
+            )
         return url
 
     @classmethod
