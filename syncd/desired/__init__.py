@@ -6,6 +6,8 @@
     loading              the file format (pydantic models), validation, every problem at once
     memo                 the users of files already found valid, by sha256, for dry runs
     gitsource            a file, a directory or a git repository (GitOps) as the source
+    gitcredentials       the password of a git+https:// source, kept off every command line
+    gitprocess           git in a process group of its own, killed whole when the wait ends
 
 May import `syncd.core` and the top-level modules (errors, settings, visible);
 not the API, the state or anything above.
