@@ -8,13 +8,13 @@ servers are in tests.security.servers.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from tests.daemon.conftest import start_daemon  # noqa: F401  (re-exported fixture)
 from tests.integration.conftest import world  # noqa: F401  (re-exported fixture)
@@ -35,56 +35,49 @@ class Finished:
     peak_rss_mb: float
 
 
+# Runs `python ARGS` as its child and writes the child's peak RSS (KiB) to the file
+# named first. The child is forked from this small interpreter: a child forked
+# from the test process would count the test process's pages in its peak.
+_MEASURED = """
+import os, sys
+measure, arguments = sys.argv[1], sys.argv[2:]
+child = os.fork()
+if child == 0:
+    os.execv(sys.executable, [sys.executable, *arguments])
+_, status, usage = os.wait4(child, 0)
+with open(measure, "w") as report:
+    report.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status) & 0xFF)
+"""
+
+
 def run_syncd(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
 ) -> Finished:
-    """`python -m syncd ARGS` in a clean environment plus `env`; measured by wait4.
-
-    wait4 gives the peak RSS of this child alone (RUSAGE_CHILDREN would be the
-    largest child the test process ever waited for).
-    """
+    """`python -m syncd ARGS` in a clean environment plus `env`: its wall time and peak RSS."""
     clean = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(STEERING) and key.lower() not in PROXIES
     }
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "syncd", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**clean, **(env or {})},
-        cwd=cwd,
-        text=True,
-    )
-    output: dict[str, str] = {}
-
-    def read(name: str, stream: IO[str]) -> None:
-        output[name] = stream.read()
-
-    readers = [
-        threading.Thread(target=read, args=(name, stream), daemon=True)
-        for name, stream in (("stdout", process.stdout), ("stderr", process.stderr))
-    ]
-    for reader in readers:
-        reader.start()
-    killer = threading.Timer(timeout, process.kill)  # a hung child fails the test, not CI
-    killer.start()
-    try:
-        _, status, usage = os.wait4(process.pid, 0)
-    finally:
-        killer.cancel()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    for reader in readers:
-        reader.join(timeout=30)
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()
-    return Finished(
-        process.returncode,
-        output.get("stdout", ""),
-        output.get("stderr", ""),
-        time.monotonic() - started,
-        usage.ru_maxrss / 1024,  # KiB on Linux
-    )
+    with tempfile.NamedTemporaryFile("r", suffix=".maxrss") as measure:
+        started = time.monotonic()
+        command = [sys.executable, "-c", _MEASURED, measure.name, "-m", "syncd", *args]
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**clean, **(env or {})},
+            cwd=cwd,
+            text=True,
+            start_new_session=True,  # a hung child is killed with its launcher
+        )
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+        seconds = time.monotonic() - started
+        peak = int(measure.read() or 0) / 1024  # KiB on Linux
+    return Finished(process.returncode, stdout, stderr, seconds, peak)
