@@ -9,7 +9,8 @@ told not to read the environment itself (`trust_env=False`):
   lets credentials go over plain http:// to loopback (Settings.check_transport)
   holds only for a request that stays on this machine: through a proxy, even
   one on loopback, plain http:// would reach whatever the proxy forwards to.
-  So a plain http:// API that would be proxied counts as remote.
+  So a plain http:// API that is proxied is a remote one, which
+  check_transport refuses without --insecure-http.
 - `no_proxy` is a comma-separated list of `*` (nothing is proxied), names (a
   name matches itself and its subdomains; `.name` and `*.name` are the same),
   IP addresses and CIDR ranges (`10.0.0.0/8`, `fd00::/8`), each with an
@@ -70,11 +71,7 @@ class Route:
                 f"{variable} is a {scheme}:// proxy ({redacted(proxy)}): syncd speaks to "
                 "http:// and https:// proxies only; unset it or add the API's host to no_proxy"
             )
-        if api.scheme == "http" and not settings.insecure_http:
-            raise UsageError(
-                f"refusing to send credentials over plain http:// through the proxy "
-                f"{redacted(proxy)} to {host}; use https:// or pass --insecure-http"
-            )
+        # Only a remote host gets this far: plain http:// to it needed --insecure-http.
         return cls(proxy)
 
 
