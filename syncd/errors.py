@@ -4,7 +4,7 @@
     ├── UsageError                 a flag or setting that cannot work (http:// to a remote host)
     ├── SettingsError              the settings file or environment is invalid
     ├── DesiredStateError          the desired state is invalid; carries every Problem
-    ├── StateError                 a state file (syncd.db, cache.db) fails: named, in one line
+    ├── StateError                 the state directory or a file in it fails: named, in one line
     ├── CredentialError            a credential file that cannot be read or sent
     ├── PlanFileError              a saved plan cannot be read or is stale
     ├── GuardError                 exit 3: the deletion guard refused the run
@@ -13,6 +13,7 @@
     └── ApiError                   an answer of the accounts API for one user
         ├── TransportError         no answer (connect/read failure, timeout); retryable
         ├── MissingCredential      nothing usable to authenticate this user: not sent
+        ├── CredentialRefused      this user's credential file is refused or unreadable: not sent
         ├── MalformedResponse      an answer that is not the JSON the API document promises
         └── HttpStatusError        an answer with an unexpected status
             ├── BadRequest         400
@@ -134,6 +135,10 @@ class MalformedResponse(ApiError):
 
 class MissingCredential(ApiError):
     pass
+
+
+class CredentialRefused(ApiError):
+    """A credential file exists for this user but may not be used: an error, not a warning."""
 
 
 class HttpStatusError(ApiError):

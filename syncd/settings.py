@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +39,26 @@ def _default_credentials_dir() -> Path | None:
     # Under systemd, LoadCredential= puts the files in $CREDENTIALS_DIRECTORY.
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
     return Path(directory) if directory else None
+
+
+def _from_environment(*names: str) -> Callable[[], str | None]:
+    """The first of the conventional variables `names` that is set and not empty."""
+
+    def read() -> str | None:
+        for name in names:
+            if value := os.environ.get(name, "").strip():
+                return value
+        return None
+
+    return read
+
+
+def _path_from_environment(name: str) -> Callable[[], Path | None]:
+    def read() -> Path | None:
+        value = _from_environment(name)()
+        return None if value is None else Path(value)
+
+    return read
 
 
 class Settings(BaseSettings):
@@ -93,7 +114,50 @@ class Settings(BaseSettings):
         "are audited as unknown); default: three intervals, when /healthz turns 503 anyway.",
     )
     git_timeout: float = Field(
-        120, gt=0, description="Seconds allowed for one git command (a git+ desired state)."
+        120,
+        gt=0,
+        description="Seconds allowed for the whole fetch of a git+ desired state (and for "
+        "reading its files); git and its helpers are killed when they are up.",
+    )
+    git_credentials_file: Path | None = Field(
+        None,
+        description="File holding the password or token for a git+https:// desired state "
+        "(or 'username=' and 'password=' lines); default: git.credentials in the credentials "
+        "directory, if it is there. It reaches git through a credential helper, never a "
+        "command line.",
+    )
+    ca_file: Path | None = Field(
+        None,
+        description="PEM file of a private CA to trust for the API, besides the usual roots.",
+    )
+    ssl_cert_file: Path | None = Field(
+        default_factory=_path_from_environment("SSL_CERT_FILE"),
+        description="PEM file of the roots to trust instead of certifi's (OpenSSL's "
+        "SSL_CERT_FILE; e.g. the OS store, /etc/ssl/certs/ca-certificates.crt).",
+    )
+    ssl_cert_dir: Path | None = Field(
+        default_factory=_path_from_environment("SSL_CERT_DIR"),
+        description="Directory of hashed root certificates to trust instead of certifi's "
+        "(OpenSSL's SSL_CERT_DIR).",
+    )
+    https_proxy: str | None = Field(
+        default_factory=_from_environment("https_proxy", "HTTPS_PROXY"),
+        description="Proxy for an https:// API (https_proxy, HTTPS_PROXY); http:// or "
+        "https:// proxies only. Never used for a loopback address.",
+    )
+    http_proxy: str | None = Field(
+        default_factory=_from_environment("http_proxy", "HTTP_PROXY"),
+        description="Proxy for an http:// API (http_proxy, HTTP_PROXY); never for loopback.",
+    )
+    all_proxy: str | None = Field(
+        default_factory=_from_environment("all_proxy", "ALL_PROXY"),
+        description="Proxy for either scheme when the one of its own is not set (all_proxy, "
+        "ALL_PROXY).",
+    )
+    no_proxy: str | None = Field(
+        default_factory=_from_environment("no_proxy", "NO_PROXY"),
+        description="Hosts reached without a proxy (no_proxy, NO_PROXY): comma-separated "
+        "names (with their subdomains), addresses, CIDR ranges such as 10.0.0.0/8, or *.",
     )
     max_deletions: int = Field(10, ge=0, description="Email deletions allowed per run.")
     log_format: Literal["auto", "json", "console"] = Field(
@@ -112,8 +176,16 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, url: str) -> str:
         url = url.rstrip("/")
-        if urlsplit(url).scheme not in {"http", "https"} or not urlsplit(url).hostname:
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL")
+        if "@" in parts.netloc:
+            # httpx would send it as Basic auth in place of every user's own credential.
+            # The message must not repeat the URL: it holds a secret.
+            raise ValueError(
+                "must not hold a user name or password (user:password@…): put each "
+                "user's credential in the credentials directory"
+            )
         return url
 
     @classmethod
@@ -144,15 +216,24 @@ class Settings(BaseSettings):
         if parts.scheme == "https" or self.insecure_http:
             return
         host = parts.hostname or ""
-        try:
-            loopback = host == "localhost" or ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
+        # Loopback is never proxied (syncd.api.transport): such a request stays here.
+        if not is_loopback(host):
             raise UsageError(
                 f"refusing to send credentials over plain http:// to {host}; "
                 "use https:// or pass --insecure-http"
             )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a URL's host (lower case, without brackets) is this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:

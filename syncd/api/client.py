@@ -26,6 +26,8 @@ from urllib.parse import quote
 
 from syncd import __version__
 from syncd.api.credentials import Credential
+from syncd.api.inflating import ACCEPT_ENCODING, read_capped
+from syncd.api.transport import Route, check_trust_files, client_options
 from syncd.core.live import (
     LiveEmail,
     LiveProfile,
@@ -37,6 +39,7 @@ from syncd.core.live import (
 from syncd.errors import (
     ApiError,
     CredentialError,
+    CredentialRefused,
     HttpStatusError,
     MalformedResponse,
     MissingCredential,
@@ -112,6 +115,9 @@ class AccountsClient:
         on_response: ResponseObserver | None = None,
     ) -> None:
         settings.check_transport()
+        # How requests travel (proxy, roots of trust): refused now, in one line, if they cannot.
+        self._route = Route.for_settings(settings)
+        check_trust_files(settings)
         self._credential_for = credential_for
         self._retry = retry or RetryPolicy()
         self._on_response = on_response
@@ -145,17 +151,22 @@ class AccountsClient:
 
             settings = self._settings
             # Loading the CA bundle is most of the cost of a client: once for all lanes.
-            tls = httpx.create_ssl_context()
+            reach = client_options(settings, self._route)
+            headers = {
+                "Accept": "application/json",
+                "Accept-Encoding": ACCEPT_ENCODING,
+                "User-Agent": f"syncd/{__version__}",
+            }
 
             def make_client() -> httpx.AsyncClient:
                 return httpx.AsyncClient(
                     base_url=settings.api_url,
                     timeout=httpx.Timeout(settings.timeout),
                     limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                    headers={"Accept": "application/json", "User-Agent": f"syncd/{__version__}"},
+                    headers=headers,
                     follow_redirects=False,
                     cookies=NoCookies(),
-                    verify=tls,
+                    **reach,
                 )
 
             self._lanes = Lanes(settings.concurrency, make_client)
@@ -247,7 +258,7 @@ class AccountsClient:
         try:
             credential = self._credential_for(username)
         except CredentialError as error:
-            raise MissingCredential(username, method, path, str(error)) from None
+            raise CredentialRefused(username, method, path, str(error)) from None
         if credential is None:
             # Never send a request without credentials: it can only earn a 401.
             detail = "no credential file for this user and no fallback token"
@@ -310,17 +321,8 @@ class AccountsClient:
 
 
 async def _read_capped(response: httpx.Response, username: str, method: str, path: str) -> bytes:
-    declared = response.headers.get("Content-Length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise MalformedResponse(username, method, path, f"answer of {declared} bytes is too large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise MalformedResponse(username, method, path, "answer is too large")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    # The cap holds while inflating (syncd.api.inflating), not after each chunk.
+    return await read_capped(response, MAX_BODY_BYTES, username, method, path)
 
 
 def _status_error(

@@ -25,6 +25,8 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 
+from syncd.errors import TransportError
+
 
 class Lanes:
     """At most `count` one-connection clients, each lent to one request at a time."""
@@ -43,10 +45,22 @@ class Lanes:
             client = self._free.pop() if self._free else self._new()
             try:
                 yield client
-            finally:
-                # Even after a cancelled or failed exchange: httpcore closes a
+            except (httpx.TransportError, TransportError):
+                # httpcore 1.0.9 keeps a proxy tunnel whose TLS handshake failed as an
+                # active connection (encode/httpcore#1023): the lane's one slot would
+                # stay taken, and each later request wait for the pool timeout. A lane
+                # that lost its connection is closed and made anew when next needed.
+                self._all.remove(client)
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+                raise
+            except BaseException:
+                # A cancelled or otherwise failed exchange: httpcore closes a
                 # connection left mid-exchange, and the lane's next request opens
                 # a new one.
+                self._free.append(client)
+                raise
+            else:
                 self._free.append(client)
 
     def _new(self) -> httpx.AsyncClient:

@@ -49,7 +49,7 @@ def import_(users: tuple[str, ...], out_file: str | None, force: bool, **options
     from syncd.api.client import AccountsClient
     from syncd.api.credentials import CredentialStore
     from syncd.desired.loading import parse_desired
-    from syncd.engine.importing import read_accounts, render_desired
+    from syncd.engine.importing import check_usernames, read_accounts, render_desired
 
     if out_file and Path(out_file).exists() and not force:
         raise click.ClickException(f"{out_file} exists; pass --force to overwrite it")
@@ -58,6 +58,9 @@ def import_(users: tuple[str, ...], out_file: str | None, force: bool, **options
     names = sorted(set(users) or credentials.usernames())
     if not names:
         raise click.UsageError("no users: name them with --user or set a credentials directory")
+    # Each name becomes a URL: checked here, where the message can say where it came from.
+    where = "--user" if users else f"credentials directory {settings.credentials_dir}"
+    check_usernames(names, where)
 
     async def read() -> str:
         async with AccountsClient(settings, credentials.for_user) as client:

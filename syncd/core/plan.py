@@ -104,6 +104,7 @@ class Finding:
 READ_ERRORS = frozenset(
     {
         "no_credentials",
+        "credential_refused",
         "unauthorized",
         "forbidden",
         "user_not_found",

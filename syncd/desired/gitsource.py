@@ -14,10 +14,15 @@ as `refs/syncd/good`, so that when a fetch fails the daemon goes on with it and
 warns, even after a restart; a commit that fails validation is never applied and
 never becomes the good one.
 
-Credentials written in the URL (`https://user:token@…`) reach no log and no
-message: locations are shown redacted and git's own messages are scrubbed. git
-runs with a timeout, without a terminal prompt, and ssh in batch mode; the URL
-reaches it through the environment, never through a command line or a file.
+Credentials reach no log, no message and no command line: locations are shown
+redacted, git's own messages are scrubbed, and the password of the URL
+(`https://user:token@…`) or of the git credential file reaches git through a
+credential helper (syncd.desired.gitcredentials); the URL git is given holds
+none, and reaches it through the environment. git runs without a terminal
+prompt, ssh in batch mode, and each in a process group of its own: when
+`SYNCD_GIT_TIMEOUT` runs out for the whole fetch (or for reading the files),
+or the run is cancelled (its deadline, a shutdown), the whole group is killed,
+git-remote-https and ssh with it, so that no git process outlives the fetch.
 """
 
 from __future__ import annotations
@@ -28,16 +33,24 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from syncd.core.desired import DesiredState
+from syncd.desired.gitcredentials import (
+    DEFAULT_FILE_NAME,
+    GitCredential,
+    GitCredentialFile,
+    credential_for,
+)
+from syncd.desired.gitprocess import run_in_own_group
 from syncd.desired.loading import MAX_FILE_BYTES, YAML_SUFFIXES, load_desired, parse_desired
 from syncd.desired.memo import DesiredMemo
-from syncd.errors import DesiredStateError, GitSourceError, Problem, UsageError
+from syncd.errors import CredentialError, DesiredStateError, GitSourceError, Problem, UsageError
+from syncd.privatefiles import private_directory
 from syncd.settings import Settings
 
 T = TypeVar("T")
@@ -71,11 +84,15 @@ class GitLocation:
     def __str__(self) -> str:
         return f"git+{self.redacted_url}#{self.ref}:{self.path}"
 
-    def scrub(self, text: str) -> str:
-        """`text` (git's stderr) without the URL's credential."""
+    def scrub(self, text: str, *secrets: str) -> str:
+        """`text` (git's stderr) without the URL's credential, nor any of `secrets`."""
         text = text.replace(self.url, self.redacted_url)
         parts = urlsplit(self.url)
-        for secret in (parts.password, parts.username if parts.scheme == "https" else None):
+        for secret in (
+            parts.password,
+            parts.username if parts.scheme == "https" else None,
+            *secrets,
+        ):
             if secret and len(secret) >= 4:
                 text = text.replace(secret, "***").replace(unquote(secret), "***")
         return text
@@ -109,47 +126,83 @@ def parse_git_desired(spec: str) -> GitLocation | None:
 class GitMirror:
     """The bare repository in the state directory that a git location is fetched into."""
 
-    def __init__(self, location: GitLocation, state_dir: Path, timeout: float) -> None:
+    def __init__(
+        self,
+        location: GitLocation,
+        state_dir: Path,
+        timeout: float,
+        credentials: GitCredentialFile | None = None,
+    ) -> None:
         self.location = location
         self.timeout = timeout
+        self.credentials = credentials
+        self.state_dir = state_dir
         # One repository per location (never keyed on the credential, so rotating it
         # keeps the mirror): refs/syncd/good then always belongs to this ref and path.
         key = hashlib.sha256(str(location).encode()).hexdigest()[:16]
         self.directory = state_dir / "git" / key
 
     async def fetch(self) -> str:
-        """Fetch the ref; returns its commit id. Raises GitSourceError."""
-        if not (self.directory / "HEAD").exists():
-            self.directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            await self._git("init", "--quiet", "--bare", str(self.directory), in_mirror=False)
-        await self._git(
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            "--no-recurse-submodules",
-            "--depth=1",
-            "--end-of-options",
-            REMOTE,
-            self.location.ref,
-            remote_url=self.location.url,
-        )
-        return await self._commit("FETCH_HEAD")
+        """Fetch the ref; returns its commit id. Raises GitSourceError.
+
+        SYNCD_GIT_TIMEOUT bounds the whole of it, not each git command.
+        """
+        private_directory(self.state_dir)
+        private_directory(self.directory.parent, follow=False)
+        try:
+            url, credential = credential_for(self.location.url, self.credentials)
+        except CredentialError as error:
+            raise GitSourceError(f"{self.location}: {error}") from None
+        async with self._within_timeout("fetch"):
+            if not (self.directory / "HEAD").exists():
+                await self._git("init", "--quiet", "--bare", str(self.directory), in_mirror=False)
+            private_directory(self.directory, create=False, follow=False)
+            await self._git(
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-recurse-submodules",
+                "--depth=1",
+                "--end-of-options",
+                REMOTE,
+                self.location.ref,
+                remote_url=url,
+                credential=credential,
+            )
+            return await self._commit("FETCH_HEAD")
+
+    @contextlib.asynccontextmanager
+    async def _within_timeout(self, what: str) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                yield
+        except TimeoutError:
+            raise GitSourceError(
+                f"{self.location}: the git {what} took more than {self.timeout:g} s"
+                " (SYNCD_GIT_TIMEOUT); git was stopped"
+            ) from None
 
     async def good(self) -> str | None:
         """The last commit that validated, if any."""
         try:
-            return await self._commit(GOOD_REF)
+            async with self._within_timeout("rev-parse"):
+                return await self._commit(GOOD_REF)
         except GitSourceError:
             return None
 
     async def mark_good(self, commit: str) -> None:
-        await self._git("update-ref", GOOD_REF, commit)
+        async with self._within_timeout("update-ref"):
+            await self._git("update-ref", GOOD_REF, commit)
 
     async def read(self, commit: str) -> list[tuple[str, bytes]]:
         """The desired-state files at `commit`: the file at the path, or the YAML files in it.
 
         Raises DesiredStateError when there are none, as for a path on disk.
         """
+        async with self._within_timeout("read"):
+            return await self._read(commit)
+
+    async def _read(self, commit: str) -> list[tuple[str, bytes]]:
         path = self.location.path
         shown = path or "."
         spec = f"{commit}:{path}"
@@ -188,7 +241,11 @@ class GitMirror:
         return output.decode().strip()
 
     async def _git(
-        self, *args: str, in_mirror: bool = True, remote_url: str | None = None
+        self,
+        *args: str,
+        in_mirror: bool = True,
+        remote_url: str | None = None,
+        credential: GitCredential | None = None,
     ) -> bytes:
         command = ["git", "-C", str(self.directory), *args] if in_mirror else ["git", *args]
         environment = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
@@ -196,36 +253,25 @@ class GitMirror:
         environment.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
         if remote_url is not None:
             # The URL goes in the environment (git >= 2.31), which only its owner can
-            # read, not on the command line that every user sees in ps; nor on disk.
+            # read, not on the command line of git; nor on disk. It holds no password
+            # (see fetch): git passes it on to git-remote-https as an argument.
             index = int(environment.get("GIT_CONFIG_COUNT", "0") or 0)
             environment[f"GIT_CONFIG_KEY_{index}"] = f"remote.{REMOTE}.url"
             environment[f"GIT_CONFIG_VALUE_{index}"] = remote_url
             environment["GIT_CONFIG_COUNT"] = str(index + 1)
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=environment,
-        )
-        try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(), self.timeout)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise GitSourceError(
-                f"{self.location}: git {args[0]} timed out after {self.timeout:g} s"
-            ) from None
-        except asyncio.CancelledError:
-            process.kill()  # shutdown or deadline: git must not outlive the run
-            raise
-        if process.returncode != 0:
+        if credential is not None:
+            environment = credential.environment(environment)
+        returncode, stdout, stderr = await run_in_own_group(command, environment)
+        if returncode != 0:
             lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line]
             # git's own verdict ("fatal: …") says more than the advice that follows it.
             verdicts = [line for line in lines if line.startswith(("fatal:", "error:"))]
             shown = (verdicts or lines)[:_STDERR_LINES]
-            detail = self.location.scrub(" / ".join(shown)) or f"exit status {process.returncode}"
-            raise GitSourceError(f"{self.location}: git {args[0]} failed: {detail}")
+            secrets = (credential.password,) if credential else ()
+            detail = self.location.scrub(" / ".join(shown), *secrets)
+            raise GitSourceError(
+                f"{self.location}: git {args[0]} failed: {detail or f'exit status {returncode}'}"
+            )
         return stdout
 
 
@@ -265,15 +311,32 @@ class DesiredRead:
 class DesiredSource:
     """The desired state of the daemon, read again every cycle."""
 
-    def __init__(self, spec: str, state_dir: Path, git_timeout: float) -> None:
+    def __init__(
+        self,
+        spec: str,
+        state_dir: Path,
+        git_timeout: float,
+        git_credentials: GitCredentialFile | None = None,
+    ) -> None:
         self.spec = spec
         self.location = parse_git_desired(spec)
         self._mirror = (
-            None if self.location is None else GitMirror(self.location, state_dir, git_timeout)
+            None
+            if self.location is None
+            else GitMirror(self.location, state_dir, git_timeout, git_credentials)
         )
         self._good: DesiredState | None = None
         #: The revision the last read tried, valid or not: what an invalid run records.
         self.attempted_revision: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DesiredSource:
+        return cls(
+            settings.desired,
+            settings.state_dir,
+            settings.git_timeout,
+            git_credential_file(settings),
+        )
 
     def __str__(self) -> str:
         return self.spec if self.location is None else str(self.location)
@@ -314,10 +377,23 @@ def resolve_desired(settings: Settings, *, remember: bool = False) -> DesiredSta
     if location is None:
         memo = DesiredMemo(settings.state_dir / "desired-memo") if remember else None
         return load_desired(settings.desired, memo)
-    mirror = GitMirror(location, settings.state_dir, settings.git_timeout)
+    mirror = GitMirror(
+        location, settings.state_dir, settings.git_timeout, git_credential_file(settings)
+    )
 
     async def fetch_and_parse() -> DesiredState:
         commit = await mirror.fetch()
         return parse_desired(await mirror.read(commit), revision=commit)
 
     return asyncio.run(fetch_and_parse())
+
+
+def git_credential_file(settings: Settings) -> GitCredentialFile | None:
+    """SYNCD_GIT_CREDENTIALS_FILE, else `git.credentials` in the credentials directory if there."""
+    directory = settings.credentials_dir
+    if settings.git_credentials_file is not None:
+        return GitCredentialFile(settings.git_credentials_file, directory)
+    if directory is None:
+        return None
+    default = directory / f"{settings.credentials_prefix}{DEFAULT_FILE_NAME}"
+    return GitCredentialFile(default, directory) if default.exists() else None

@@ -1,12 +1,13 @@
 """Loading the desired state: YAML files in, a valid DesiredState out, or every problem at once.
 
 The file format (design.md section 2) is defined once, by the pydantic models
-below: they validate the data and give `syncd schema` its JSON Schema. The YAML
-itself is read by `syncd.desired.yaml_positions`, which keeps the place of every key and
-value so that each pydantic error's `loc` is reported at its file:line:col.
-What pydantic cannot see is checked here by hand: duplicate users (within a file
-and across files), duplicate keys and duplicate email addresses. A file shows at
-most MAX_PROBLEMS problems, and a message about a duplicate names a few places.
+below: they validate the data and give `syncd schema` its JSON Schema, and the
+reader keeps their key rules as it reads (_SHAPE). The YAML itself is read by
+`syncd.desired.yaml_positions`, which keeps the place of every key and value so
+that each pydantic error's `loc` is reported at its file:line:col. What
+pydantic cannot see (users repeated within a file and across files, repeated
+keys and addresses) is found by `syncd.desired.duplicates`. A file shows at
+most MAX_PROBLEMS problems: reading and checking stop there.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Iterator
+from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
@@ -33,21 +35,27 @@ from syncd.core.fields import (
     MAX_TEXT_LENGTH,
     PROFILE_FIELDS,
     USERNAME_PATTERN,
-    email_key,
     is_valid_email,
     is_valid_url,
     is_valid_username,
 )
 from syncd.desired import yaml_positions
-from syncd.desired.validation_messages import explain_all
-from syncd.desired.yaml_compose import REFUSED, Mark
+from syncd.desired.duplicates import (
+    Written,
+    duplicate_emails,
+    duplicate_keys,
+    location_of,
+)
+from syncd.desired.problem_list import ProblemList
+from syncd.desired.validation_messages import explain_all, unknown_key
+from syncd.desired.yaml_compose import REFUSED
 from syncd.desired.yaml_positions import (
-    ProblemList,
     YamlDocument,
     collector_paused,
     read_yaml_bytes,
     read_yaml_files,
 )
+from syncd.desired.yaml_shape import Shape, one_of
 from syncd.errors import DesiredStateError, Problem
 
 if TYPE_CHECKING:
@@ -59,7 +67,6 @@ MAX_FILE_BYTES: Final = yaml_positions.MAX_FILE_BYTES
 MAX_PROBLEMS: Final = yaml_positions.MAX_PROBLEMS
 YAML_SUFFIXES: Final = yaml_positions.YAML_SUFFIXES
 _CHUNK: Final = 1000  # users validated at once
-_OTHERS_SHOWN: Final = 5  # places named in a message about a duplicate
 
 # ---------------------------------------------------------------------------
 # The format
@@ -73,18 +80,28 @@ def _check_version(version: int) -> int:
     return version
 
 
+def _username_problem(name: str) -> str | None:
+    if is_valid_username(name):
+        return None
+    message = f"invalid username {name!r}: 4 to 30 of lowercase a-z, 0-9 and '_'"
+    if is_valid_username(name.lower()):
+        message += f" (did you mean {name.lower()!r}?)"
+    return message
+
+
+def _email_problem(address: str) -> str | None:
+    return None if is_valid_email(address) else f"invalid email address {address!r}"
+
+
 def _check_username(name: str) -> str:
-    if not is_valid_username(name):
-        message = f"invalid username {name!r}: 4 to 30 of lowercase a-z, 0-9 and '_'"
-        if is_valid_username(name.lower()):
-            message += f" (did you mean {name.lower()!r}?)"
-        raise PydanticCustomError("syncd_username", message)
+    if (problem := _username_problem(name)) is not None:
+        raise PydanticCustomError("syncd_username", problem)
     return name
 
 
 def _check_email(address: str) -> str:
-    if not is_valid_email(address):
-        raise PydanticCustomError("syncd_email", f"invalid email address {address!r}")
+    if (problem := _email_problem(address)) is not None:
+        raise PydanticCustomError("syncd_email", problem)
     return address
 
 
@@ -151,6 +168,21 @@ class DesiredStateFile(BaseModel):
 
 _TOP_KEYS: Final = tuple(DesiredStateFile.model_fields)
 _USER_KEYS: Final = tuple(UserSettings.model_fields)
+# The pydantic errors that the reader reports itself, by _SHAPE's `name` check.
+_SAID: Final = frozenset({"syncd_username"})
+# The same rules, kept as the file is read (see syncd.desired.yaml_shape).
+_SHAPE: Final = Shape(
+    key=one_of(_TOP_KEYS, partial(unknown_key, allowed=_TOP_KEYS, top=True)),
+    under={
+        "users": Shape(
+            name=_username_problem,
+            under_any=Shape(
+                key=one_of(_USER_KEYS, partial(unknown_key, allowed=_USER_KEYS, top=False)),
+                under={"emails": Shape(item=_email_problem)},
+            ),
+        )
+    },
+)
 
 
 def desired_state_json_schema() -> dict[str, Any]:
@@ -197,7 +229,7 @@ def _assemble(
     memo: DesiredMemo | None = None,
 ) -> DesiredState:
     users: list[DesiredUser] = []
-    written = _Written()
+    written = Written()
     problems = ProblemList(read_problems)
     sources = tuple(
         SourceFile(path, hashlib.sha256(content).hexdigest()) for path, content in files
@@ -228,46 +260,25 @@ def _assemble(
     return DesiredState(tuple(users), sources, revision)
 
 
-class _Written:
-    """Every place each username is written, in every file, to find duplicate users.
-
-    Most usernames are written once: a list of places for each took ~9 MB at 100,000.
-    """
-
-    def __init__(self) -> None:
-        self.first: dict[str, Location] = {}
-        self.again: dict[str, list[Location]] = {}
-
-    def add(self, username: str, place: Location) -> None:
-        if username in self.first:
-            self.again.setdefault(username, []).append(place)
-        else:
-            self.first[username] = place
-
-    def duplicate_users(self) -> Iterator[Problem]:
-        for username, again in self.again.items():
-            yield from _each_place(f"duplicate user {username!r}", [self.first[username], *again])
-
-
 def _load_file(
-    path: str, content: bytes, written: _Written, problems: ProblemList
+    path: str, content: bytes, written: Written, problems: ProblemList
 ) -> list[DesiredUser]:
     """The users of one file, if it has no problem; its problems go to `problems`."""
-    document = read_yaml_bytes(path, content)
+    document = read_yaml_bytes(path, content, _SHAPE)
     before = len(problems)
     problems.extend(document.problems)
     if not document.parsed:
-        problems.extend(_duplicate_keys(document, written))  # those found before it stopped
+        problems.extend(duplicate_keys(document, written))  # those found before it stopped
         return []
     if document.root is None:
         problems.extend([Problem(path, 1, 1, "empty file: expected 'version: 1' and 'users'")])
         return []
-    places = {name: _location(document, mark) for name, mark in document.key_marks(("users",))}
+    places = {name: location_of(document, mark) for name, mark in document.key_marks(("users",))}
     for username, place in places.items():
         written.add(username, place)
     users = _validate(document, places, problems)
-    problems.extend(_duplicate_keys(document, written))
-    problems.extend(_duplicate_emails(document))
+    problems.extend(duplicate_keys(document, written))
+    problems.extend(duplicate_emails(document))
     if users is None and len(problems) == before:
         # Every refusal is reported where it is made; should one ever not be,
         # the file must still count as invalid, not as a file without users.
@@ -289,11 +300,16 @@ def _validate(
         return None
     users: list[DesiredUser] | None = []
     for chunk in _chunks(document.data):
+        if problems.full(document.path):
+            # As reading stops at the problem limit, so does checking: nobody reads
+            # further, and 15 MB of wrong types took 26 s to check to the end.
+            problems.stop(document.path)
+            return None
         try:
             model = DesiredStateFile.model_validate(chunk)
         except ValidationError as error:
             errors = error.errors(include_url=False)
-            problems.extend(explain_all(errors, document, _TOP_KEYS, _USER_KEYS))
+            problems.extend(explain_all(errors, document, _TOP_KEYS, _USER_KEYS, _SAID))
             users = None
         else:
             if users is not None:
@@ -327,63 +343,3 @@ def _users(model: DesiredStateFile, places: dict[str, Location]) -> list[Desired
         emails = tuple(settings.emails) if "emails" in stated else None
         users.append(DesiredUser(username, profile, emails, where))
     return users
-
-
-def _duplicate_keys(document: YamlDocument, written: _Written) -> Iterator[Problem]:
-    """Problems for keys repeated in one mapping; records where repeated usernames are."""
-    for duplicate in document.duplicates:
-        places = [_location(document, mark) for mark in duplicate.marks]
-        if duplicate.parent != ("users",):
-            yield from _each_place(f"duplicate key {duplicate.key!r}", places)
-        elif document.parsed:
-            # the first place is already recorded; the user check names them all
-            for place in places[1:]:
-                written.add(duplicate.key, place)
-        else:  # its other users are not known: not checked across files
-            yield from _each_place(f"duplicate user {duplicate.key!r}", places)
-
-
-def _duplicate_emails(document: YamlDocument) -> Iterator[Problem]:
-    data = document.data
-    users = data.get("users") if isinstance(data, dict) else None
-    for username, settings in users.items() if isinstance(users, dict) else ():
-        emails = settings.get("emails") if isinstance(settings, dict) else None
-        if not isinstance(emails, list) or len(emails) < 2:
-            continue
-        by_key: dict[str, list[int]] = {}
-        for index, address in enumerate(emails):
-            if isinstance(address, str):
-                by_key.setdefault(email_key(address), []).append(index)
-        for indexes in by_key.values():
-            if len(indexes) < 2:
-                continue
-            # Placed only now: most users have no duplicate address to place.
-            loc = ("users", username, "emails")
-            places = [_location(document, document.value_mark((*loc, i))) for i in indexes]
-            note = ""
-            if len({emails[index] for index in indexes}) > 1:
-                note = "; addresses compare case-insensitively"
-            for index, place in zip(indexes, places, strict=True):
-                message = f"duplicate email {emails[index]!r} (also at {_others(place, places)}"
-                yield Problem(place.path, place.line, place.column, f"{message}{note})")
-
-
-def _each_place(what: str, places: list[Location]) -> Iterator[Problem]:
-    """One problem at each place, naming the others."""
-    for place in places:
-        message = f"{what} (also at {_others(place, places)})"
-        yield Problem(place.path, place.line, place.column, message)
-
-
-def _others(place: Location, places: list[Location]) -> str:
-    """The places other than `place`, the first _OTHERS_SHOWN of them by name."""
-    # Named in full, a key written 100,000 times would make 100,000 messages of
-    # 100,000 places each.
-    others = (str(other) for other in places if other != place)
-    shown = ", ".join(islice(others, _OTHERS_SHOWN))
-    hidden = len(places) - 1 - _OTHERS_SHOWN
-    return f"{shown} and {hidden:,} more" if hidden > 0 else shown
-
-
-def _location(document: YamlDocument, mark: Mark) -> Location:
-    return Location(document.path, mark.line, mark.column)

@@ -11,7 +11,9 @@ else parses the file again; so does an entry that cannot be read.
 
 Only a dry run (`plan` without `--out`) reads the memo. `apply` and a saved
 plan always parse the file: whoever can write the state directory must not be
-able to choose what is written to the accounts.
+able to choose what is written to the accounts. Nobody else can (see
+syncd.privatefiles): the memo and its entries are refused if they are links or
+could have been written by another user.
 
 An entry is JSON lines: the fingerprint and the number of users, then one
 user a line, so that neither writing nor reading 100,000 users holds them
@@ -32,6 +34,7 @@ from typing import Any
 
 from syncd.core.desired import DesiredUser, Location
 from syncd.core.fields import PROFILE_FIELDS
+from syncd.privatefiles import open_private, private_directory
 
 #: Entries kept: one per file version, so a few branches can be switched between.
 KEPT = 16
@@ -72,7 +75,8 @@ class DesiredMemo:
         if expected is None:
             return None
         try:
-            with open(self.directory / f"{sha256}.jsonl", encoding="utf-8") as lines:
+            descriptor = self._open(f"{sha256}.jsonl")
+            with open(descriptor, encoding="utf-8") as lines:
                 head = json.loads(next(lines, "null"))
                 if not isinstance(head, dict) or head.get("fingerprint") != expected:
                     return None
@@ -96,8 +100,16 @@ class DesiredMemo:
             return
         import tempfile
 
+        try:
+            self.directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.directory.mkdir(mode=0o700, exist_ok=True)
+        except OSError:
+            return
+        # Unlike a directory that cannot be written, one that someone else could
+        # have written is refused loudly (StateError), as in the rest of the state.
+        private_directory(self.directory.parent, create=False)
+        private_directory(self.directory, create=False, follow=False)
         with contextlib.suppress(OSError):
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             # mkstemp makes the file 0600; os.replace shows it whole or not at all.
             descriptor, temporary = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".tmp")
             try:
@@ -110,6 +122,12 @@ class DesiredMemo:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temporary)
             self._prune()
+
+    def _open(self, name: str) -> int:
+        """A descriptor on an entry; FileNotFoundError when it or the memo is missing."""
+        private_directory(self.directory.parent, create=False)
+        private_directory(self.directory, create=False, follow=False)
+        return open_private(self.directory / name, os.O_RDONLY, create=False)
 
     def _prune(self) -> None:
         """Keep the KEPT entries used last; drop what a write cut off by a kill left."""

@@ -24,10 +24,19 @@ Keys = tuple[str, ...]
 
 
 def explain_all(
-    errors: list[ErrorDetails], document: YamlDocument, top_keys: Keys, user_keys: Keys
+    errors: list[ErrorDetails],
+    document: YamlDocument,
+    top_keys: Keys,
+    user_keys: Keys,
+    said: frozenset[str] = frozenset(),
 ) -> Iterator[Problem]:
-    """A problem for each error; `top_keys` and `user_keys` are the keys allowed at each level."""
+    """A problem for each error; `top_keys` and `user_keys` are the keys allowed at each level.
+
+    Errors of a type in `said` are left out: the reader reports those itself.
+    """
     for error in errors:
+        if error["type"] in said:
+            continue
         if error["input"] is not REFUSED:  # else the reader has already said why
             mark, message = _explain(error, document, top_keys, user_keys)
             yield document.problem(mark, message)
@@ -43,7 +52,7 @@ def _explain(
     if kind == "extra_forbidden":
         top = len(loc) == 1
         allowed = top_keys if top else user_keys
-        return document.key_mark(loc), _unknown_key(str(loc[-1]), allowed, top=top)
+        return document.key_mark(loc), unknown_key(str(loc[-1]), allowed, top=top)
     if kind == "missing":
         return document.value_mark(loc[:-1]), _MISSING.get(loc, f"missing {loc[-1]!r}")
     mark = document.value_mark(loc)
@@ -111,7 +120,8 @@ def _describe(value: Any) -> str:
     return _KINDS.get(type(value), type(value).__name__)
 
 
-def _unknown_key(key: str, allowed: Keys, *, top: bool) -> str:
+def unknown_key(key: str, allowed: Keys, *, top: bool) -> str:
+    """What is wrong with `key` where only `allowed` keys may be: the near miss, if any."""
     close = difflib.get_close_matches(key.lower(), allowed, n=1)
     if close:
         return f"unknown key {key!r} (did you mean {close[0]!r}?)"

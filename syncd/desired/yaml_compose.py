@@ -3,15 +3,15 @@
 This module owns what the data may hold and how it is built: one loop over the
 events of one document, without recursion and without any constructor. Plain
 scalars are typed by the YAML 1.2 core schema; tags outside the plain types,
-aliases and merge keys are refused; a repeated key is kept out of the data (the
-first one wins) and returned with all its places; a value kept out of the data
-is not looked into, except for aliases. Nesting past the depth limit stops the
-parse, and so does the problem limit. `syncd.desired.yaml_positions` says why.
+aliases, merge keys and the keys and items that a Shape refuses are refused; a
+repeated key is kept out of the data (the first one wins) and returned with all
+its places; a value kept out of the data is not looked into, except for
+aliases. Nesting past the depth limit stops the parse, and so does the problem
+limit. `syncd.desired.yaml_positions` says why.
 """
 
 from __future__ import annotations
 
-import re
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +21,8 @@ from typing import Any, Final
 import yaml
 from yaml.constructor import SafeConstructor
 
+from syncd.desired.yaml_scalars import TYPED_START, typed
+from syncd.desired.yaml_shape import Shape
 from syncd.errors import Problem
 
 _STANDARD: Final = "tag:yaml.org,2002:"
@@ -30,24 +32,11 @@ _STR, _NULL, _BOOL, _INT, _FLOAT, _TIMESTAMP, _VALUE, _MERGE, _SEQ, _MAP = (
 )
 _SCALAR_TAGS: Final = frozenset({_STR, _NULL, _BOOL, _INT, _FLOAT, _TIMESTAMP, _VALUE})
 
-# The YAML 1.2 core schema: its words, then its numbers. A plain scalar that
-# starts with none of _TYPED_START is text at once: most are (names, addresses).
-_WORDS: Final[dict[str, Any]] = {
-    **dict.fromkeys(("null", "Null", "NULL", "~"), None),
-    **dict.fromkeys(("true", "True", "TRUE"), True),
-    **dict.fromkeys(("false", "False", "FALSE"), False),
-    **{s + "." + i: float(s + "inf") for s in ("", "+", "-") for i in ("inf", "Inf", "INF")},
-    **dict.fromkeys((".nan", ".NaN", ".NAN"), float("nan")),
-}
-_INT_RE: Final = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
-_FLOAT_RE: Final = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
-_TYPED_START: Final = frozenset("0123456789+-.~nNtTfF")
 # An explicit !!bool also takes the YAML 1.1 words, as ruamel.yaml did.
 _TAGGED_BOOLS: Final = {
     **dict.fromkeys(("true", "yes", "on"), True),
     **dict.fromkeys(("false", "no", "off"), False),
 }
-_MISSING: Final = object()
 _PLAIN_TYPES: Final = "strings, lists and mappings"
 _STARTS: Final = frozenset({yaml.MappingStartEvent, yaml.SequenceStartEvent})
 _NODES: Final = _STARTS | {yaml.ScalarEvent, yaml.AliasEvent}
@@ -116,10 +105,10 @@ class _Sequence:
     `block` holds the entries of its values (see yaml_positions.Places) until it ends.
     """
 
-    __slots__ = ("block", "values")
+    __slots__ = ("block", "shape", "values")
 
-    def __init__(self, values: list[Any]) -> None:
-        self.values, self.block = values, array("q")
+    def __init__(self, values: list[Any], shape: Shape | None = None) -> None:
+        self.values, self.block, self.shape = values, array("q"), shape
 
     def put(self, place: int, extra: int, data: Any) -> None:
         self.block.extend((0, place, extra))
@@ -133,10 +122,10 @@ class _Mapping:
     """A mapping being composed: after a key (`expect_key` False) comes its value,
     which is kept out of the data while `key` is None (a repeated or refused key)."""
 
-    __slots__ = ("block", "expect_key", "fields", "index", "key", "key_place", "repeated")
+    __slots__ = ("block", "expect_key", "fields", "index", "key", "key_place", "repeated", "shape")
 
-    def __init__(self, fields: dict[str, Any]) -> None:
-        self.fields, self.block = fields, array("q")
+    def __init__(self, fields: dict[str, Any], shape: Shape | None) -> None:
+        self.fields, self.block, self.shape = fields, array("q"), shape
         self.expect_key = True
         self.key: str | None = None
         self.key_place = 0
@@ -171,8 +160,11 @@ class Composer:
     limit and searched for aliases. Reading stops at the `problem_limit`-th problem.
     """
 
-    def __init__(self, path: str, depth_limit: int, problem_limit: int) -> None:
+    def __init__(
+        self, path: str, depth_limit: int, problem_limit: int, shape: Shape | None = None
+    ) -> None:
         self.path, self.depth_limit, self.problem_limit = path, depth_limit, problem_limit
+        self.shape = shape  # of the top-level value (syncd.desired.yaml_shape)
         # The places of the values composed so far (see yaml_positions.Places).
         self.entries = array("q")
         self.texts: list[str] = []
@@ -231,6 +223,10 @@ class Composer:
         place = (line << PLACE_BITS | column) << 1
         if kind is yaml.ScalarEvent:
             data, blank = self.scalar(event, start)
+            item = top.shape and top.shape.item
+            if item and type(data) is str and (problem := item(data)) is not None:
+                self.refuse(start, problem)
+                data = REFUSED
             top.put(place | blank, -1 if type(data) is str else self.text(event.value), data)
         elif kind is yaml.AliasEvent:
             top.put(place, self.text(event.anchor), REFUSED)
@@ -241,14 +237,18 @@ class Composer:
         else:
             # Its entry's last integer becomes the start of its values' entries at its end.
             container: _Sequence | _Mapping
+            if isinstance(top, _Mapping):
+                shape = top.shape.child(top.key) if top.shape and top.key is not None else None
+            else:
+                shape = self.shape if top is self.document else None
             if kind is yaml.MappingStartEvent:
                 fields: dict[str, Any] = {}
                 top.put(place, -1, fields)
-                container = _Mapping(fields)
+                container = _Mapping(fields, shape)
             else:
                 values: list[Any] = []
                 top.put(place, -1, values)
-                container = _Sequence(values)
+                container = _Sequence(values, shape)
             self.top = container
             self.stack.append(container)
 
@@ -298,6 +298,12 @@ class Composer:
         if tag not in (None, "!") and tag not in _SCALAR_TAGS:
             self.refuse(start, _tag_message(tag))
             return None
+        shape = top.shape
+        if shape and shape.key and (problem := shape.key(text)) is not None:
+            self.refuse(start, problem)
+            return None
+        if shape and shape.name and (problem := shape.name(text)) is not None:
+            self.refuse(start, problem)  # and its value is still composed
         if text not in top.fields:
             shared = self.keys.get(text)
             if shared is None and len(self.keys) < _SHARED_KEYS:
@@ -320,10 +326,10 @@ class Composer:
             return text, False  # quoted, or a block scalar: text
         if not text:
             return None, True
-        if text[0] not in _TYPED_START:
+        if text[0] not in TYPED_START:
             return text, False
         try:
-            return _typed(text), False
+            return typed(text), False
         except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
             return self.invalid(text, _INT, start), False
 
@@ -341,11 +347,11 @@ class Composer:
             if tag == _BOOL:
                 value = _TAGGED_BOOLS.get(text.lower())
             elif tag == _INT:
-                value = _typed(text)
+                value = typed(text)
                 if type(value) is not int:  # Python's forms too, as ruamel.yaml took them
                     value = int(text, 0)  # `0b101`, `+0x1F`, `1_000`
             elif tag == _FLOAT:
-                value = _typed(text.replace("_", ""))
+                value = typed(text.replace("_", ""))
                 value = float(value) if type(value) in (int, float) else None
             elif SafeConstructor.timestamp_regexp.match(text):
                 value = SafeConstructor().construct_yaml_timestamp(yaml.ScalarNode(tag, text))
@@ -379,21 +385,6 @@ def _duplicates(mapping: _Mapping, loc: Loc) -> list[Duplicate]:
     """The keys repeated in `mapping`, at `loc`, in the order of their first places."""
     repeated = sorted(mapping.repeated.items(), key=lambda item: item[1][0])
     return [Duplicate(loc, key, tuple(marks)) for key, marks in repeated]
-
-
-def _typed(text: str) -> Any:
-    """A plain scalar's value by the YAML 1.2 core schema; ValueError for a huge integer."""
-    value = _WORDS.get(text, _MISSING)
-    if value is not _MISSING:
-        return value
-    if _INT_RE.fullmatch(text):
-        # Not int(text, 0), which refuses leading zeros: "007" is 7.
-        return (
-            int(text[2:], 16 if text[1] == "x" else 8) if text[:2] in ("0x", "0o") else int(text)
-        )
-    if _FLOAT_RE.fullmatch(text):
-        return float(text)
-    return text
 
 
 def _tag_message(tag: str) -> str:

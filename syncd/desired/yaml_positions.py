@@ -3,8 +3,8 @@
 The desired-state loader points every message at a file:line:col, and its input
 comes from pull requests, so this reader is built for hostile text. This module
 owns reading (which files, the limits, libyaml's syntax errors), the document
-handed to the loader with `Places`, its way back from any part of the data to
-its place, and `ProblemList`, which shows at most MAX_PROBLEMS problems a file.
+handed to the loader with `Places`, and its way back from any part of the data
+to its place (syncd.desired.problem_list shows at most MAX_PROBLEMS problems a file).
 `syncd.desired.yaml_compose` composes the data from libyaml's events:
 
 - libyaml (PyYAML's C parser) only turns the text into events. No constructor
@@ -18,8 +18,9 @@ its place, and `ProblemList`, which shows at most MAX_PROBLEMS problems a file.
 - Aliases (`*name`) are refused where they appear and nothing is expanded, so a
   "billion laughs" file costs no more than its own length. Anchors alone are
   harmless and ignored; merge keys (`<<`) are refused.
-- A file over MAX_FILE_BYTES is refused before it is read, and content that is
-  not UTF-8 before it is parsed. Nesting deeper than MAX_DEPTH stops the parse
+- A file over MAX_FILE_BYTES is refused before it is read, one that is not a
+  regular file (a FIFO would hang the read) without reading it, and content
+  that is not UTF-8 before it is parsed. Nesting deeper than MAX_DEPTH stops the parse
   with a problem, and so does the MAX_PROBLEMS-th problem.
 - Duplicate keys are kept out of the data (the first one wins) and returned
   with the place of every occurrence, so that the caller can report all of them.
@@ -41,17 +42,18 @@ from __future__ import annotations
 
 import gc
 import os
+import stat
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any, Final
 
 import yaml
 from yaml.reader import ReaderError
 
 from syncd.desired.yaml_compose import Composer, Duplicate, Key, Loc, Mark, Stopped, mark_at
+from syncd.desired.yaml_shape import Shape
 from syncd.errors import Problem
 
 #: Largest file accepted; a bigger one is refused before it is decoded or parsed.
@@ -70,7 +72,6 @@ MAX_PROBLEMS: Final = 1000
 
 _LIBYAML: Final = bool(yaml.__with_libyaml__)
 _LOADER: Final[Any] = yaml.CSafeLoader if _LIBYAML else yaml.SafeLoader
-_ORDER: Final = attrgetter("path", "line", "column", "message")  # a Problem's, faster
 _SCAN: Final = 8  # mappings up to this size are searched; larger ones get an index
 
 
@@ -231,9 +232,14 @@ def read_yaml_files(path: str) -> tuple[list[tuple[str, bytes]], list[Problem]]:
 
 def _read_file(path: str) -> tuple[list[tuple[str, bytes]], list[Problem]]:
     try:
-        with open(path, "rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
-            # Read one byte more than allowed: a pipe or a growing file has no true size.
+        # O_NONBLOCK: opening a FIFO would wait for a writer; it is refused below.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as stream:
+            info = os.fstat(stream.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                return [], [Problem(path, 1, 1, "not a regular file: refused")]
+            os.set_blocking(stream.fileno(), True)
+            size = info.st_size
+            # Read one byte more than allowed: a growing file has no true size.
             content = b"" if size > MAX_FILE_BYTES else stream.read(MAX_FILE_BYTES + 1)
     except OSError as error:
         return [], [Problem(path, 1, 1, _os_message(error))]
@@ -248,7 +254,7 @@ def _os_message(error: OSError) -> str:
     return f"cannot read: {error.strerror or error}"
 
 
-def read_yaml_bytes(path: str, content: bytes) -> YamlDocument:
+def read_yaml_bytes(path: str, content: bytes, shape: Shape | None = None) -> YamlDocument:
     """Like read_yaml, after refusing content over MAX_FILE_BYTES or not UTF-8."""
     if len(content) > MAX_FILE_BYTES:
         return YamlDocument(path, parsed=False, problems=[_too_large(path, len(content))])
@@ -257,7 +263,7 @@ def read_yaml_bytes(path: str, content: bytes) -> YamlDocument:
     except UnicodeDecodeError as error:
         message = f"not valid UTF-8 (byte 0x{content[error.start]:02x} at offset {error.start})"
         return YamlDocument(path, parsed=False, problems=[Problem(path, 1, 1, message)])
-    return read_yaml(path, text)
+    return read_yaml(path, text, shape)
 
 
 def _too_large(path: str, size: int) -> Problem:
@@ -267,10 +273,13 @@ def _too_large(path: str, size: int) -> Problem:
     return Problem(path, 1, 1, f"file is {shown}; the limit is {MAX_FILE_BYTES // 2**20} MiB")
 
 
-def read_yaml(path: str, text: str) -> YamlDocument:
-    """Parse one YAML document; problems are collected in the result, never raised."""
+def read_yaml(path: str, text: str, shape: Shape | None = None) -> YamlDocument:
+    """Parse one YAML document; problems are collected in the result, never raised.
+
+    With a `shape`, what it refuses is refused as it is read (syncd.desired.yaml_shape).
+    """
     # Read at each parse, so that a test can change them.
-    composer = Composer(path, MAX_DEPTH, MAX_PROBLEMS)
+    composer = Composer(path, MAX_DEPTH, MAX_PROBLEMS, shape)
     try:
         with collector_paused():
             composer.compose(yaml.parse(text, Loader=_LOADER))
@@ -291,46 +300,6 @@ def read_yaml(path: str, text: str) -> YamlDocument:
         document.root, document.data = mark, composer.document.values[0]
         document.places = places
     return document
-
-
-class ProblemList:
-    """Problems as they are found, of which at most MAX_PROBLEMS a file are shown.
-
-    A file's problems shown are its first ones by place; when there are more,
-    the last one shown says how many. Only those are kept as they come, so that
-    a file that makes a million problems costs little more than one that makes
-    a thousand.
-    """
-
-    def __init__(self, problems: Iterable[Problem] = ()) -> None:
-        self.limit = MAX_PROBLEMS  # read now, so that a test can change it
-        self.found: dict[str, list[Problem]] = {}
-        self.counts: dict[str, int] = {}
-        self.extend(problems)
-
-    def __len__(self) -> int:
-        return sum(self.counts.values())
-
-    def extend(self, problems: Iterable[Problem]) -> None:
-        for problem in problems:
-            found = self.found.setdefault(problem.path, [])
-            found.append(problem)
-            self.counts[problem.path] = self.counts.get(problem.path, 0) + 1
-            if len(found) >= 2 * self.limit:  # sorted once every `limit` problems
-                found.sort(key=_ORDER)
-                del found[self.limit :]
-
-    def shown(self) -> list[Problem]:
-        shown: list[Problem] = []
-        for path, found in self.found.items():
-            found.sort(key=_ORDER)
-            hidden = self.counts[path] - self.limit + 1
-            if hidden > 1:
-                first = found[self.limit - 1]  # of those not shown
-                message = f"… and {hidden:,} more problems not shown, from here on"
-                found[self.limit - 1 :] = [Problem(path, first.line, first.column, message)]
-            shown += found
-        return shown
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from syncd.core.desired import DesiredUser
 from syncd.core.live import LiveAccount, Unreadable
 from syncd.errors import (
     ApiError,
+    CredentialRefused,
     Forbidden,
     HttpStatusError,
     MalformedResponse,
@@ -99,6 +100,9 @@ def unreadable(username: str, error: ApiError, api_url: str) -> Unreadable:
     """
     if isinstance(error, MissingCredential):
         return Unreadable(username, "no_credentials", error.detail, NO_CREDENTIAL)
+    if isinstance(error, CredentialRefused):
+        # The message names the file: each refusal is news of its own.
+        return Unreadable(username, "credential_refused", error.detail, error.detail)
     if isinstance(error, NotFound):
         return Unreadable(
             username,
@@ -126,7 +130,7 @@ def unreadable(username: str, error: ApiError, api_url: str) -> Unreadable:
             username,
             "malformed_response",
             str(error),
-            f"the API at {api_url} answered with something that is not its JSON",
+            f"the API at {api_url} answered with something that is not its JSON: {error.detail}",
         )
     status = f"HTTP {error.status}" if isinstance(error, HttpStatusError) else error.detail
     return Unreadable(

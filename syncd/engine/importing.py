@@ -13,9 +13,12 @@ import json
 from collections.abc import Iterable
 
 from syncd.api.client import AccountsClient
+from syncd.core.fields import is_valid_username
 from syncd.core.live import READABLE_PROFILE_FIELDS, LiveAccount
-from syncd.errors import ApiError, SyncdError
+from syncd.errors import ApiError, SyncdError, UsageError
 from syncd.visible import visible
+
+_NAMES_SHOWN = 5
 
 HEADER = """\
 # Desired state imported by `syncd import` from the live accounts.
@@ -54,10 +57,27 @@ def render_desired(accounts: Iterable[LiveAccount]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_usernames(usernames: Iterable[str], where: str) -> None:
+    """Refuse any name that is not a username, before a URL is built from it.
+
+    A credentials file named `..token` made the name ".", and the URL of its
+    user `GET /api/v1.1/users/./`, which is `GET /api/v1.1/`.
+    """
+    invalid = sorted({name for name in usernames if not is_valid_username(name)})
+    if invalid:
+        names = ", ".join(repr(visible(name)) for name in invalid[:_NAMES_SHOWN])
+        more = f" and {len(invalid) - _NAMES_SHOWN} more" if len(invalid) > _NAMES_SHOWN else ""
+        raise UsageError(
+            f"{where}: not a username (4 to 30 of a-z, 0-9 and _): {names}{more}; "
+            "nothing imported, nothing sent"
+        )
+
+
 async def read_accounts(
     client: AccountsClient, usernames: list[str], concurrency: int
 ) -> list[LiveAccount]:
     """Profile and addresses of each user; every failure is reported, then the import stops."""
+    check_usernames(usernames, "import")
     slots = asyncio.Semaphore(concurrency)
     failures: list[str] = []
 

@@ -8,8 +8,10 @@ applying it would write decisions made against a world that no longer exists.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -76,7 +78,11 @@ def basis_of(plan: Plan, live: Mapping[str, LiveAccount | Unreadable]) -> dict[s
 def save_plan(
     path: str, plan: Plan, live: Mapping[str, LiveAccount | Unreadable], source: dict[str, Any]
 ) -> None:
-    """Write the plan atomically: a reader never sees half a file."""
+    """Write the plan atomically: a reader never sees half a file.
+
+    The plan goes to a new file (mode 0600, O_EXCL) renamed over `path`: a link
+    at `path` is replaced, never written through.
+    """
     document = plan.to_json(source)
     document["basis"] = basis_of(plan, live)
     target = Path(path)
@@ -93,12 +99,23 @@ def save_plan(
 def load_plan(path: str) -> SavedPlan:
     """Read a saved plan, refusing anything that is not exactly what `plan --out` writes."""
     try:
-        if os.path.getsize(path) > MAX_PLAN_BYTES:
-            raise PlanFileError(f"{path}: too large to be a saved plan")
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
+        # Not through a link, and not from a FIFO, which would hang the apply.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise PlanFileError(f"{path}: no such file") from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise PlanFileError(f"{path} is a symbolic link: refused") from None
+        raise PlanFileError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        with open(descriptor, encoding="utf-8") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise PlanFileError(f"{path}: not a regular file")
+            if info.st_size > MAX_PLAN_BYTES:
+                raise PlanFileError(f"{path}: too large to be a saved plan")
+            os.set_blocking(handle.fileno(), True)
+            document = json.load(handle)
     except json.JSONDecodeError as error:
         raise PlanFileError(
             f"{path}:{error.lineno}:{error.colno}: not JSON: {error.msg}"

@@ -11,8 +11,11 @@ are not valid JSON.
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Final
 
 
@@ -54,6 +57,24 @@ def _without(user: dict[str, object], key: str) -> dict[str, object]:
 
 
 _EMAIL = {"email": "jane.doe@example.com", "verified": True, "primary": True}
+
+
+@cache
+def _gzip_bomb(mebibytes: int = 512) -> bytes:
+    """~0.5 MB of gzip that inflates to `mebibytes` MiB of zeros: under any cap on raw
+    bytes, far over any cap on the body. Made in a quarter of a second: after a full
+    flush zlib starts afresh, so every MiB after the first compresses to the same bytes."""
+    block = bytes(1 << 20)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    first = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    again = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    end = deflate.flush()[:-8]  # the last block, without the trailer of 2 MiB
+    crc = 0
+    for _ in range(mebibytes):
+        crc = zlib.crc32(block, crc)
+    trailer = struct.pack("<II", crc, (mebibytes << 20) & 0xFFFFFFFF)
+    return first + again * (mebibytes - 1) + end + trailer
+
 
 _KINDS: Final[dict[str, Callable[[str], Answer]]] = {
     # The API document's GET user example: no comma between gravatar_url and email.
@@ -107,6 +128,9 @@ _KINDS: Final[dict[str, Callable[[str], Answer]]] = {
     "not-utf8": lambda u: Answer(200, b'{"username": "\xff\xfe"}'),
     "bad-gzip": lambda u: Answer(
         200, b"this is not gzip", extra_headers=(("content-encoding", "gzip"),)
+    ),
+    "gzip-bomb": lambda u: Answer(
+        200, _gzip_bomb(), extra_headers=(("content-encoding", "gzip"),)
     ),
 }
 

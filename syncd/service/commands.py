@@ -134,8 +134,16 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     """
     import sqlite3
 
+    from syncd.errors import StateError
     from syncd.state.statefile import NamedConnection, state_error
 
+    # status runs as root against a service's directory: a link planted there
+    # must not make it read (and show) another file.
+    for name in (path, *(Path(f"{path}{suffix}") for suffix in ("-wal", "-shm"))):
+        if name.is_symlink():
+            raise StateError(
+                f"{name} is a symbolic link: refused (syncd does not follow links here)"
+            )
     live = all(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
     uri = path.resolve().as_uri() + ("?mode=ro" if live else "?immutable=1")
     try:

@@ -69,7 +69,7 @@ class Daemon:
         self._reload_settings = reload_settings
         self.notifier = notifier
         self.metrics = metrics
-        self.source = DesiredSource(settings.desired, settings.state_dir, settings.git_timeout)
+        self.source = DesiredSource.from_settings(settings)
         self.db = open_state(settings.state_file)
         self.failures = 0
         self.scheduler = AsyncIOScheduler(timezone=UTC)
@@ -176,8 +176,9 @@ class Daemon:
             new = new.model_copy(update={"state_dir": old.state_dir})
         if new.log_format != old.log_format:
             configure_logging(new.log_format)
-        if (new.desired, new.git_timeout) != (old.desired, old.git_timeout):
-            self.source = DesiredSource(new.desired, new.state_dir, new.git_timeout)
+        made_of = ("desired", "git_timeout", "git_credentials_file")
+        if any(getattr(new, name) != getattr(old, name) for name in made_of):
+            self.source = DesiredSource.from_settings(new)
         self.settings = new
         self.metrics.interval = new.interval
         if new.interval != old.interval:

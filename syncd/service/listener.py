@@ -3,19 +3,40 @@
 The server runs in a thread of its own: a scrape never waits for the event
 loop, and a busy loop never fails a scrape. What it answers comes from
 syncd.service.metrics.
+
+Whoever can reach the address can open connections, so each one is bounded:
+a request must arrive whole within CONNECTION_TIMEOUT of the connection's
+start (an idle connection, or one that sends a byte now and then, is closed
+then), and at most MAX_CONNECTIONS are
+served at once, each by a thread; one more is answered 503 and closed at once.
+Idle connections took the threads from 2 to 178. The listener's errors go to
+the structured log, never to stderr as text among the JSON lines.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from syncd.errors import UsageError
+from syncd.logs import get_logger
 from syncd.service.metrics import Metrics
+
+#: Seconds a connection may take to send a whole request, or wait idle for the next.
+CONNECTION_TIMEOUT = 10.0
+#: Connections served at once; a scraper needs one, a person with curl another.
+MAX_CONNECTIONS = 8
+
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+log = get_logger("syncd.listener")
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -32,12 +53,11 @@ class MetricsServer:
     def __init__(self, address: str, metrics: Metrics) -> None:
         host, port = parse_address(address)
         handler = _handler_for(metrics)
-        server_class = _V6Server if ":" in host else ThreadingHTTPServer
+        server_class = _V6Server if ":" in host else _Server
         try:
             self._server = server_class((host, port), handler)
         except OSError as error:
             raise UsageError(f"metrics address {address}: {error.strerror}") from None
-        self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="syncd-metrics", daemon=True
         )
@@ -56,14 +76,80 @@ class MetricsServer:
         self._server.server_close()
 
 
-class _V6Server(ThreadingHTTPServer):
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, at most MAX_CONNECTIONS of them; errors to the log."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            # Answered from the accepting thread, without waiting: the reply fits in
+            # the buffer of a socket just accepted.
+            log.warning("metrics_listener_busy", client=client_address[0], limit=MAX_CONNECTIONS)
+            with contextlib.suppress(OSError):
+                request.setblocking(False)
+                request.send(_BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints a traceback to stderr: plain text among the JSON lines.
+        log.warning("metrics_listener_error", client=client_address[0], exc_info=True)
+
+
+class _V6Server(_Server):
     address_family = socket.AF_INET6
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A connection's bytes, as long as its deadline has not passed."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        self.connection = connection
+        self.deadline = time.monotonic() + CONNECTION_TIMEOUT
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        # Each wait is for what is left of the deadline, not for a fresh timeout:
+        # a byte every few seconds does not keep a connection open.
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no whole request in {CONNECTION_TIMEOUT:g} s")
+        self.connection.settimeout(remaining)
+        return self.connection.recv_into(buffer)
 
 
 def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "syncd"
         sys_version = ""
+
+        def setup(self) -> None:
+            super().setup()
+            self._reader = _DeadlineReader(self.connection)
+            self.rfile = io.BufferedReader(self._reader)
+
+        def handle_one_request(self) -> None:
+            # The request, whole, within CONNECTION_TIMEOUT of now.
+            self._reader.deadline = time.monotonic() + CONNECTION_TIMEOUT
+            super().handle_one_request()
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -84,13 +170,21 @@ def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
             self._answer(200 if good else 503, body, "text/plain; charset=utf-8")
 
         def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            # Writing gets a timeout of its own: the one left of the read may be short.
+            self.connection.settimeout(CONNECTION_TIMEOUT)
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
+        def log_error(self, format: str, *args: Any) -> None:
+            message = format % args
+            # A connection left open by a scraper ends so: not news.
+            report = log.debug if message.startswith("Request timed out") else log.warning
+            report("metrics_listener_request_error", client=self.client_address[0], error=message)
+
         def log_message(self, format: str, *args: Any) -> None:
-            pass  # a scrape every few seconds is not news; errors show in the scraper
+            pass  # a scrape every few seconds is not news; errors go to log_error
 
     return Handler

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from pathlib import Path
 from types import TracebackType
 
 from syncd.errors import DaemonError
+from syncd.privatefiles import open_private, private_directory
 
 LOCK_NAME = "syncd.state.lock"
 
@@ -50,11 +52,9 @@ def lock_path(state_dir: Path) -> Path:
 def acquire(state_dir: Path) -> InstanceLock:
     """Take the state directory for this process, or raise DaemonError naming the holder."""
     path = lock_path(state_dir)
-    try:
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as error:
-        raise DaemonError(f"cannot open the lock file {path}: {error.strerror}") from None
+    private_directory(state_dir)
+    # Never through a link: a `syncd.state.lock` link would be truncated below.
+    descriptor = open_private(path, os.O_RDWR)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -77,10 +77,12 @@ def holder(state_dir: Path) -> int | None:
     """The pid of the running `syncd run` of this state directory (0: unreadable), or None."""
     path = lock_path(state_dir)
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
-        return None
+        return None  # also a link: whatever it points to, it is no lock of ours
     try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None
         fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return _read_pid(descriptor) or 0

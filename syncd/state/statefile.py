@@ -7,16 +7,16 @@ mode 0700, in WAL mode so that `syncd status` can read while a run writes:
               never disposable
     cache.db  the live-state cache: disposable, deleting it costs one cold read
 
-They are apart so that deleting "the cache" can never delete the history. Every
-error of either file reaches the user as one StateError that names the file
-and the cause (disk full, read-only, corrupt), whichever statement met it.
+They are apart so that deleting "the cache" can never delete the history. Both
+are never opened through a link (see syncd.privatefiles). Every error of either
+file reaches the user as one StateError that names the file and the cause (disk
+full, read-only, corrupt), whichever statement met it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any
 import sqlite_utils
 
 from syncd.errors import StateError
+from syncd.privatefiles import private_directory, private_file
 
 STATE_NAME = "syncd.db"
 CACHE_NAME = "cache.db"
@@ -175,16 +176,8 @@ def open_cache(path: Path) -> sqlite_utils.Database:
 
 
 def _open(path: Path, schema: str) -> sqlite_utils.Database:
+    claim_database(path)
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Create the file ourselves so it is 0600 from its first byte; SQLite
-        # gives the -wal and -shm files the same mode. Only when it is missing:
-        # closing a descriptor drops every POSIX lock this process holds on the
-        # file, those of a connection already open on it included, and a reader
-        # in another process would then rebuild the WAL index under it.
-        if not path.exists():
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
         connection = sqlite3.connect(
             path, timeout=30, check_same_thread=False, factory=NamedConnection
         )
@@ -200,6 +193,20 @@ def _open(path: Path, schema: str) -> sqlite_utils.Database:
         connection.close()
         raise
     return db
+
+
+def claim_database(path: Path) -> None:
+    """Make sure a SQLite file and its directory are private (syncd.privatefiles), or refuse.
+
+    The file is created 0600 from its first byte, so SQLite gives its -wal and
+    -shm files the same mode; those, when they exist, are checked too: a link
+    planted as `syncd.db-wal` would be followed by SQLite.
+    """
+    private_directory(path.parent)
+    private_file(path)
+    for companion in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            private_file(path.with_name(path.name + companion), create=False)
 
 
 @contextlib.contextmanager

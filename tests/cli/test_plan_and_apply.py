@@ -185,7 +185,8 @@ def test_a_user_without_credential_gets_no_write_even_from_a_warm_cache(world: W
 def test_a_token_that_cannot_be_sent_is_named_not_shown(world: World):
     (world.credentials_dir / "janedoe.token").write_text("first-line\nSECRET-SECOND-LINE\n")
     result = run(world, "plan")
-    assert "janedoe: no_credentials" in result.stdout
+    assert result.exit_code == 1  # a credential file that cannot be used is an error
+    assert "janedoe: credential_refused" in result.stdout
     assert "SECRET-SECOND-LINE" not in result.output
     assert "janedoe.token" in result.stdout
 

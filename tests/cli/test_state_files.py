@@ -215,3 +215,11 @@ def test_a_read_only_state_file_is_one_line(world: World, command: list[str], na
     line = one_line_naming(result, path)
     assert "readonly" in line or "read-only" in line or "denied" in line, line
     assert world.writes() == 0
+
+
+def test_status_follows_no_link_planted_as_the_state_file(world: World, tmp_path: Path):
+    assert run(world, "plan").exit_code == 0
+    elsewhere = tmp_path / "someone-elses.db"
+    (world.state_dir / "syncd.db").rename(elsewhere)
+    (world.state_dir / "syncd.db").symlink_to(elsewhere)
+    one_line_naming(syncd_process(world, "status"), world.state_dir / "syncd.db")

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
-from tests.integration.conftest import STANDARD_DESIRED, World, account
+from tests.integration.conftest import STANDARD_DESIRED, World, account, write_secret
 
 
 def plan(world: World, *args: str, api_url: str | None = None) -> Result:
@@ -101,7 +101,7 @@ def test_the_server_down_is_one_error_with_its_url(world: World):
 def test_one_unknown_user_among_readable_ones_is_named_on_its_own(world: World):
     desired = {**STANDARD_DESIRED, "users": {**STANDARD_DESIRED["users"], "ghost_user": {}}}
     world.desire(desired)
-    (world.credentials_dir / "ghost_user.token").write_text("tok-jane\n")
+    write_secret(world.credentials_dir / "ghost_user.token", "tok-jane\n")
     result = plan(world)
     assert result.exit_code == 1
     assert "✗ ghost_user: forbidden:" in result.stdout  # jane's token may not read ghost_user

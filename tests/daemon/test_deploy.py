@@ -53,7 +53,7 @@ def test_the_unit_is_hardened(unit: Path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr
     level = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout)
     assert level is not None, done.stdout[-500:]
-    assert float(level.group(1)) <= 1.5
+    assert float(level.group(1)) <= 1.1
 
 
 def test_the_unit_has_what_the_service_needs():
@@ -70,6 +70,8 @@ def test_the_unit_has_what_the_service_needs():
     assert keys["EnvironmentFile"] == ["-/etc/syncd/syncd.env"]
     assert keys["Restart"] == ["on-failure"]
     assert "WatchdogSec" in keys
+    assert keys["MemoryMax"] == ["1G"]
+    assert keys["TasksMax"] == ["64"]
     (credential,) = keys["LoadCredential"]
     name, _, directory = credential.partition(":")
     assert directory == "/etc/syncd/credentials"

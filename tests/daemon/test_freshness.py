@@ -17,7 +17,7 @@ import httpx
 
 from syncd.sandbox.seed import generated_token
 from tests.daemon.harness import DaemonProcess
-from tests.integration.conftest import World
+from tests.integration.conftest import World, write_secret
 
 USERS = 200
 WINDOW = 10
@@ -73,7 +73,7 @@ def test_the_reads_are_spread_evenly_over_the_window(world: World, start_daemon:
     users = {}
     for i in range(1, USERS + 1):
         name = f"user{i:06d}"
-        (world.credentials_dir / f"{name}.token").write_text(generated_token(name))
+        write_secret(world.credentials_dir / f"{name}.token", generated_token(name))
         users[name] = {"full_name": f"User {i}", "emails": [f"{name}@example.com"]}
     world.desire({"version": 1, "users": users})
 

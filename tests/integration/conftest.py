@@ -4,6 +4,7 @@ credentials directory, a desired-state file and the settings that tie them."""
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,13 @@ STANDARD_DESIRED: dict[str, Any] = {
 }
 
 
+def write_secret(path: Path, text: str) -> None:
+    """A credential file as syncd accepts one: mode 0600 (it refuses a file others can read)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(descriptor, "w") as handle:
+        handle.write(text)
+
+
 @dataclass
 class World:
     sandbox: Any
@@ -79,7 +87,7 @@ class World:
         self.credentials_dir.mkdir(exist_ok=True)
         for username, spec in seed["users"].items():
             for token in spec.get("tokens", [])[:1]:
-                (self.credentials_dir / f"{username}.token").write_text(token["token"] + "\n")
+                write_secret(self.credentials_dir / f"{username}.token", token["token"] + "\n")
 
     def desire(self, desired: dict[str, Any]) -> None:
         with self.desired_file.open("w") as handle:

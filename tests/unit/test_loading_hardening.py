@@ -205,14 +205,24 @@ def test_repeated_keys_count_against_the_problem_limit() -> None:
     assert problems[-1] == "k.yaml:1003:5: too many problems (1,000): stopped reading here"
 
 
-def test_problems_past_the_limit_are_counted_not_shown() -> None:
+def test_invalid_addresses_stop_reading_at_the_problem_limit() -> None:
+    # Invalid addresses (as unknown keys and usernames) are refused as they are
+    # read: a hostile file costs no more than its first thousand problems.
     users = "".join(f"  user{n:04d}:\n    emails: [user{n}]\n" for n in range(2500))
     problems = problems_of("u.yaml", f"version: 1\nusers:\n{users}")
     assert len(problems) == MAX_PROBLEMS
     assert problems[0] == "u.yaml:4:14: invalid email address 'user0'"
     assert problems[998] == "u.yaml:2000:14: invalid email address 'user998'"
+    assert problems[-1] == "u.yaml:2002:14: too many problems (1,000): stopped reading here"
+
+
+def test_problems_past_the_limit_are_counted_not_shown() -> None:
+    users = "".join(f"  user{n:04d}:\n    location: 1\n    company: 2\n" for n in range(600))
+    problems = problems_of("u.yaml", f"version: 1\nusers:\n{users}")
+    assert len(problems) == MAX_PROBLEMS
+    assert problems[0].startswith("u.yaml:4:15: location must be a string")
     # the first one not shown is where the rest start
-    assert problems[-1] == "u.yaml:2002:14: … and 1,501 more problems not shown, from here on"
+    assert problems[-1] == "u.yaml:1502:14: … and 201 more problems not shown, from here on"
 
 
 def test_the_limit_is_for_each_file() -> None:
@@ -226,7 +236,8 @@ def test_the_limit_is_for_each_file() -> None:
     for name in ("a.yaml", "b.yaml"):
         shown = [p for p in caught.value.problems if p.path == name]
         assert len(shown) == MAX_PROBLEMS
-        assert shown[-1].message == "… and 501 more problems not shown, from here on"
+        # the first 1,000 users make 1,000 problems: the next 500 are not checked
+        assert shown[-1].message == "too many problems (1,000): stopped checking here"
 
 
 def test_a_place_repeated_many_times_names_a_few_others() -> None:

@@ -1,0 +1,172 @@
+"""How the client reaches the API: through which proxy, if any, and trusting which roots.
+
+syncd talks to one origin, the API URL, so its route is decided once, from
+the settings (syncd.settings reads the conventional variables: https_proxy,
+http_proxy, all_proxy, no_proxy, SSL_CERT_FILE, SSL_CERT_DIR), and httpx is
+told not to read the environment itself (`trust_env=False`):
+
+- Loopback (localhost, 127.0.0.0/8, ::1) is never proxied. The exception that
+  lets credentials go over plain http:// to loopback (Settings.check_transport)
+  holds only for a request that stays on this machine: through a proxy, even
+  one on loopback, plain http:// would reach whatever the proxy forwards to.
+  So a plain http:// API that is proxied is a remote one, which
+  check_transport refuses without --insecure-http.
+- `no_proxy` is a comma-separated list of `*` (nothing is proxied), names (a
+  name matches itself and its subdomains; `.name` and `*.name` are the same),
+  IP addresses and CIDR ranges (`10.0.0.0/8`, `fd00::/8`), each with an
+  optional `:port`. httpx takes a CIDR range for a host name and matches nothing.
+- A proxy is http:// or https:// (a CONNECT tunnel for an https:// API); any
+  other scheme (socks5://) is refused in one line, where httpx would fail with
+  an ImportError. A proxy's own user and password are never shown.
+- The roots of trust: certifi's, as httpx has them, or those of SSL_CERT_FILE
+  and SSL_CERT_DIR instead, as OpenSSL reads them (the OS store is such a
+  file: /etc/ssl/certs/ca-certificates.crt on Debian). `SYNCD_CA_FILE` adds a
+  private CA to whichever it is. A file that is missing or holds no
+  certificate is one line naming it.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from dataclasses import dataclass
+from ipaddress import ip_address, ip_network
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from syncd.errors import UsageError
+from syncd.settings import Settings, is_loopback
+
+_PROXY_SCHEMES = ("http", "https")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_BRACKETED = re.compile(r"\[([^\]]+)\](?::(\d+))?")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How requests to the API travel: `proxy` is the proxy's URL, or None for direct."""
+
+    proxy: str | None
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Route:
+        """The route to `settings.api_url`; UsageError for a proxy that cannot be used."""
+        api = urlsplit(settings.api_url)
+        host = (api.hostname or "").lower()
+        port = api.port or _DEFAULT_PORTS[api.scheme]
+        if is_loopback(host) or bypasses_proxy(host, port, settings.no_proxy or ""):
+            return cls(None)
+        variable = f"{api.scheme}_proxy"
+        proxy = getattr(settings, variable)
+        if proxy is None:
+            variable, proxy = "all_proxy", settings.all_proxy
+        if proxy is None:
+            return cls(None)
+        if "://" not in proxy:
+            proxy = f"http://{proxy}"  # as curl and urllib read `host:port`
+        scheme = urlsplit(proxy).scheme.lower()
+        if scheme not in _PROXY_SCHEMES:
+            raise UsageError(
+                f"{variable} is a {scheme}:// proxy ({redacted(proxy)}): syncd speaks to "
+                "http:// and https:// proxies only; unset it or add the API's host to no_proxy"
+            )
+        # Only a remote host gets this far: plain http:// to it needed --insecure-http.
+        return cls(proxy)
+
+
+def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
+    """Whether `no_proxy` names `host` (lower case, without brackets) on `port`."""
+    try:
+        address = ip_address(host)
+    except ValueError:
+        address = None
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if entry == "*":
+            return True
+        name, entry_port = _split_port(entry)
+        if not name or (entry_port is not None and entry_port != port):
+            continue
+        try:
+            network = ip_network(name, strict=False)
+        except ValueError:
+            network = None
+        if network is not None:
+            if address is not None and address.version == network.version and address in network:
+                return True
+            continue
+        name = name.removeprefix("*").removeprefix(".")
+        if name and (host == name or host.endswith("." + name)):
+            return True
+    return False
+
+
+def _split_port(entry: str) -> tuple[str, int | None]:
+    """`name`, `name:port`, `[v6]:port` or a bare IPv6 address → (name, port or None)."""
+    bracketed = _BRACKETED.fullmatch(entry)
+    if bracketed:
+        name, port = bracketed.groups()
+        return name, int(port) if port else None
+    name, colon, port = entry.rpartition(":")
+    if colon and port.isdigit() and ":" not in name:
+        return name, int(port)
+    return entry, None
+
+
+def redacted(url: str) -> str:
+    """`url` without its user and password, for messages."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+
+
+def check_trust_files(settings: Settings) -> None:
+    """A missing root or CA file is one line now, not a traceback at the first request."""
+    for name, path, want_directory in (
+        ("SSL_CERT_FILE", settings.ssl_cert_file, False),
+        ("SSL_CERT_DIR", settings.ssl_cert_dir, True),
+        ("SYNCD_CA_FILE", settings.ca_file, False),
+    ):
+        if path is None:
+            continue
+        found = path.is_dir() if want_directory else path.is_file()
+        if not found:
+            kind = "directory" if want_directory else "file"
+            raise UsageError(f"{name} {path}: no such {kind}")
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The verifying TLS context of every connection to the API (and to an https:// proxy)."""
+    cafile, capath = settings.ssl_cert_file, settings.ssl_cert_dir
+    if cafile is None and capath is None:
+        import certifi
+
+        cafile = Path(certifi.where())
+    try:
+        context = ssl.create_default_context(cafile=cafile, capath=capath)
+    except (OSError, ssl.SSLError) as error:
+        shown = f"SSL_CERT_FILE {cafile}" if cafile else f"SSL_CERT_DIR {capath}"
+        raise UsageError(f"{shown}: cannot load the roots: {_reason(error)}") from None
+    if settings.ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=settings.ca_file)
+        except (OSError, ssl.SSLError) as error:
+            raise UsageError(
+                f"SYNCD_CA_FILE {settings.ca_file}: cannot load the CA: {_reason(error)}"
+            ) from None
+    return context
+
+
+def client_options(settings: Settings, route: Route) -> dict[str, Any]:
+    """The keyword arguments of httpx.AsyncClient that say how to reach the API."""
+    return {"proxy": route.proxy, "verify": tls_context(settings), "trust_env": False}
+
+
+def _reason(error: OSError | ssl.SSLError) -> str:
+    if isinstance(error, ssl.SSLError):
+        # "[X509: NO_CERTIFICATE_OR_CRL_FOUND] no certificate or crl found (_ssl.c:4149)"
+        text = str(error).partition("] ")[2] or str(error)
+        return text.split(" (_ssl.c")[0]
+    return error.strerror or str(error)

@@ -1,0 +1,124 @@
+"""The credential of a git+https:// desired state, and how it reaches git off every command line.
+
+git hands the URL of a remote to `git-remote-https` as an argument: a password
+in `https://user:pass@host/…` was readable by any local user in `ps`. So the
+URL that git is given never holds one. The credential comes from the URL's
+user info, moved out of it before git runs, or else from a file
+(`SYNCD_GIT_CREDENTIALS_FILE`, by default `git.credentials` in the credentials
+directory: systemd's `LoadCredential=` hands it over as the others). The file
+holds the password or token alone, or git's own `username=` and `password=`
+lines; the file is checked as every credential file is (syncd.secretfiles).
+
+It reaches git through a credential helper that syncd configures for that one
+command in the environment (GIT_CONFIG_COUNT): the list of helpers is emptied
+first, so that no helper of the host's configuration stores the secret, and
+the helper is a shell function that prints two variables of its environment
+with the shell's own printf. The secret is in the environment of git and its
+children, which only their user can read, and on no command line.
+
+Without a user name, git is told `x-access-token`, which GitHub, Gitea and
+Forgejo take for a token (GitLab takes any name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from syncd.errors import CredentialError, UsageError
+from syncd.secretfiles import read_secret_file
+
+DEFAULT_FILE_NAME = "git.credentials"
+DEFAULT_USERNAME = "x-access-token"
+# Run by git through the shell; printf is the shell's builtin, so no process is
+# started with the secret among its arguments. Only `get` is answered: git's
+# `store` and `erase` have nothing to do here.
+_HELPER = (
+    '!f() { test "$1" = get || return 0; '
+    'printf \'username=%s\\npassword=%s\\n\' "$SYNCD_GIT_USERNAME" "$SYNCD_GIT_PASSWORD"; }; f'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GitCredential:
+    """A user name and password for git over https; `source` says where, never what."""
+
+    username: str
+    source: str
+    password: str = field(repr=False)
+
+    def environment(self, base: dict[str, str]) -> dict[str, str]:
+        """`base` with this credential's helper configured for one git command."""
+        environment = dict(base)
+        index = int(environment.get("GIT_CONFIG_COUNT", "0") or 0)
+        for key, value in (("credential.helper", ""), ("credential.helper", _HELPER)):
+            environment[f"GIT_CONFIG_KEY_{index}"] = key
+            environment[f"GIT_CONFIG_VALUE_{index}"] = value
+            index += 1
+        environment["GIT_CONFIG_COUNT"] = str(index)
+        environment["SYNCD_GIT_USERNAME"] = self.username
+        environment["SYNCD_GIT_PASSWORD"] = self.password
+        return environment
+
+
+@dataclass(frozen=True, slots=True)
+class GitCredentialFile:
+    """Where a git credential may be read: the file, and the credentials directory."""
+
+    path: Path
+    directory: Path | None = None
+
+    def read(self, username: str | None) -> GitCredential:
+        """The credential in the file; `username` (the URL's) if the file names none."""
+        text = read_secret_file(self.path, self.directory)
+        fields = dict(line.partition("=")[::2] for line in text.splitlines() if "=" in line)
+        if {"username", "password"} & set(fields):
+            password = fields.get("password", "")
+            username = fields.get("username") or username
+        else:
+            password = text
+        if not password or "\n" in password or "\0" in password:
+            raise CredentialError(
+                f"git credential {self.path}: expected one line, the password or token"
+            )
+        return GitCredential(username or DEFAULT_USERNAME, str(self.path), password)
+
+
+def without_credential(url: str) -> tuple[str, GitCredential | None]:
+    """The URL without its user info, and the credential that was in it (if a password was).
+
+    A user name alone stays in the URL, unless a password for it is found later
+    (see `credential_for`): git would show it anyway, and it may be all that
+    ssh needs.
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, None
+    if parts.scheme != "https":
+        raise UsageError(
+            f"git+{_bare(url)}: a password in a git+{parts.scheme}:// URL is never used; "
+            "use a key (GIT_SSH_COMMAND) instead"
+        )
+    username = unquote(parts.username or "") or DEFAULT_USERNAME
+    return _bare(url), GitCredential(username, "the URL", unquote(parts.password))
+
+
+def credential_for(url: str, file: GitCredentialFile | None) -> tuple[str, GitCredential | None]:
+    """The URL to give git and the credential to give its helper, if any.
+
+    The URL's own credential wins over the file's; the file is read at each
+    fetch, so a rotated secret is used without a restart.
+    """
+    bare, credential = without_credential(url)
+    if credential is not None or file is None or urlsplit(url).scheme != "https":
+        return bare, credential
+    username = unquote(urlsplit(url).username or "") or None
+    return _bare(url), file.read(username)
+
+
+def _bare(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()

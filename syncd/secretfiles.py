@@ -1,0 +1,147 @@
+"""Reading a secret from a file, checked as ssh checks a private key.
+
+A credential file that others may read is a secret already shared, and one
+that is not a regular file is no credential at all: a FIFO would hang the run,
+/dev/zero fill the memory, a link send whatever file it points to as a
+password. So a secret (a user's token or password, the fallback token, the git
+credential) is read only from
+
+- a regular file of at most MAX_SECRET_BYTES,
+- that belongs to the running user or to root,
+- that neither its group nor others may read. An access control list counts:
+  systemd grants a service's user read access to its credentials with one, and
+  then the group bits of the mode show the list's mask, not what a group may do,
+- and that is not a symbolic link, unless the link resolves inside the
+  credentials directory that holds it, where the operator put both.
+
+A refusal is a CredentialError that names the file and the reason, never what
+is in it. Shared by syncd.api (the accounts' credentials) and syncd.desired
+(the git credential), so it sits at the top beside syncd.errors.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import struct
+from pathlib import Path
+
+from syncd.errors import CredentialError
+
+#: Largest credential file read: a token or a password is a line, not a file.
+MAX_SECRET_BYTES = 64 * 1024
+
+_READ = 4
+# The POSIX ACL as Linux stores it in the system.posix_acl_access attribute:
+# a version, then (tag, permissions, id) for each entry.
+_ACL_ATTRIBUTE = "system.posix_acl_access"
+_ACL_HEADER = struct.Struct("<I")
+_ACL_ENTRY = struct.Struct("<HHI")
+_ACL_USER, _ACL_GROUP_OBJ, _ACL_GROUP, _ACL_MASK, _ACL_OTHER = 0x02, 0x04, 0x08, 0x10, 0x20
+
+
+def read_secret_file(path: str | os.PathLike[str], directory: Path | None = None) -> str:
+    """The secret in `path`, stripped; `directory` is the credentials directory that holds it.
+
+    Raises CredentialError when the file is refused or cannot be read.
+    """
+    shown = os.fspath(path)
+    target = _target(shown, directory)
+    try:
+        descriptor = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise CredentialError(_refused(shown, "it is a symbolic link")) from None
+        raise CredentialError(f"cannot read credential {shown}: {error.strerror}") from None
+    try:
+        _check(shown, descriptor)
+        content = _read_all(descriptor, MAX_SECRET_BYTES + 1)
+    except OSError as error:
+        raise CredentialError(f"cannot read credential {shown}: {error.strerror}") from None
+    finally:
+        os.close(descriptor)
+    if len(content) > MAX_SECRET_BYTES:  # it grew after fstat
+        raise CredentialError(_refused(shown, f"it is larger than {MAX_SECRET_BYTES // 1024} KiB"))
+    try:
+        return content.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise CredentialError(f"cannot read credential {shown}: not UTF-8 text") from None
+
+
+def _target(path: str, directory: Path | None) -> str:
+    """What to open: the file itself, or where a link inside the directory leads."""
+    try:
+        info = os.lstat(path)
+    except OSError as error:
+        raise CredentialError(f"cannot read credential {path}: {error.strerror}") from None
+    if not stat.S_ISLNK(info.st_mode):
+        return path
+    if directory is None:
+        raise CredentialError(_refused(path, "it is a symbolic link"))
+    resolved, root = os.path.realpath(path), os.path.realpath(directory)
+    if os.path.commonpath([resolved, root]) != root or resolved == root:
+        raise CredentialError(
+            _refused(path, "it is a symbolic link to a file outside the credentials directory")
+        )
+    return resolved
+
+
+def _check(path: str, descriptor: int) -> None:
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode):
+        raise CredentialError(_refused(path, "it is not a regular file"))
+    if info.st_size > MAX_SECRET_BYTES:
+        raise CredentialError(_refused(path, f"it is larger than {MAX_SECRET_BYTES // 1024} KiB"))
+    user = os.geteuid()
+    if info.st_uid not in (user, 0):
+        raise CredentialError(
+            _refused(path, f"it belongs to uid {info.st_uid}, neither the running user nor root")
+        )
+    if _readable_by_others(descriptor, info, user):
+        mode = stat.S_IMODE(info.st_mode)
+        raise CredentialError(
+            _refused(path, f"group or others may read it (mode {mode:04o}); chmod 600 it")
+        )
+
+
+def _readable_by_others(descriptor: int, info: os.stat_result, user: int) -> bool:
+    """Whether anyone but the owner and `user` may read the file."""
+    if info.st_mode & stat.S_IROTH:
+        return True
+    if not info.st_mode & stat.S_IRGRP:
+        return False
+    # The group bits are the ACL's mask when the file has one: who does it let read?
+    try:
+        acl = os.getxattr(descriptor, _ACL_ATTRIBUTE)
+    except OSError:
+        return True  # no ACL: the group may read it
+    entries = [
+        _ACL_ENTRY.unpack_from(acl, offset)
+        for offset in range(_ACL_HEADER.size, len(acl) - _ACL_ENTRY.size + 1, _ACL_ENTRY.size)
+    ]
+    mask = next((perm for tag, perm, _ in entries if tag == _ACL_MASK), 7)
+    for tag, perm, who in entries:
+        granted = perm & mask & _READ
+        if tag in (_ACL_GROUP_OBJ, _ACL_GROUP) and granted:
+            return True
+        if tag == _ACL_USER and granted and who != user:
+            return True
+        if tag == _ACL_OTHER and perm & _READ:
+            return True
+    return False
+
+
+def _read_all(descriptor: int, limit: int) -> bytes:
+    chunks, size = [], 0
+    while size < limit:
+        chunk = os.read(descriptor, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _refused(path: str, reason: str) -> str:
+    return f"credential {path} refused: {reason}; nothing was sent with it"

@@ -1,0 +1,217 @@
+"""The intermediaries and hostile servers of the security tests, each on loopback in a thread.
+
+    TlsFront        TLS in front of the sandbox, with a certificate of the test CA
+    RecordingProxy  an HTTP proxy that records what it is asked and tunnels CONNECT
+                    to the loopback ports it is told about
+    GitAuthServer   an https git server that asks for Basic auth and, while git
+                    waits for its answer, reads every process's command line
+    SilentServer    accepts connections and never answers
+
+Every thread is a daemon and every socket is closed on exit; nothing listens
+beyond 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import socket
+import socketserver
+import ssl
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+DATA = Path(__file__).parent / "data"
+CA_FILE = DATA / "ca.pem"  # the test CA; its key is not kept
+SERVER_PEM = DATA / "server.pem"  # api.example and 127.0.0.1, signed by the test CA
+
+
+def server_tls() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(SERVER_PEM)
+    return context
+
+
+class _Threaded(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _Background:
+    """A socketserver in a thread, for `with`: `port` is where it listens."""
+
+    def __init__(self, handler: type[socketserver.BaseRequestHandler]) -> None:
+        self.server = _Threaded(("127.0.0.1", 0), handler)
+        self.server.owner = self  # type: ignore[attr-defined]
+        self.port: int = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Any:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _pipe(one: socket.socket, other: socket.socket) -> None:
+    """Copy bytes both ways until either side closes."""
+
+    def copy(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+    back = threading.Thread(target=copy, args=(other, one), daemon=True)
+    back.start()
+    copy(one, other)
+    back.join(timeout=30)
+
+
+class TlsFront(_Background):
+    """Terminates TLS with the test certificate and forwards the bytes to `target_port`."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.tls = server_tls()
+        super().__init__(_TlsFrontHandler)
+
+
+class _TlsFrontHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        front: TlsFront = self.server.owner  # type: ignore[attr-defined]
+        try:
+            secure = front.tls.wrap_socket(self.request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # a client that does not trust the test CA hangs up here
+        with secure, socket.create_connection(("127.0.0.1", front.target_port)) as upstream:
+            _pipe(secure, upstream)
+
+
+class RecordingProxy(_Background):
+    """An HTTP proxy: records each request line; tunnels CONNECT host:port to a loopback
+    port named in `tunnels`, and answers anything else 502."""
+
+    def __init__(self, tunnels: dict[str, int] | None = None) -> None:
+        self.tunnels = tunnels or {}
+        self.requests: list[str] = []
+        super().__init__(_ProxyHandler)
+
+
+class _ProxyHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        proxy: RecordingProxy = self.server.owner  # type: ignore[attr-defined]
+        line = self.rfile.readline(65536).decode("latin-1").strip()
+        while self.rfile.readline(65536) not in (b"\r\n", b"\n", b""):
+            pass  # the headers: not needed
+        proxy.requests.append(line)
+        method, _, rest = line.partition(" ")
+        target = rest.split(" ")[0]
+        if method == "CONNECT" and target in proxy.tunnels:
+            upstream = socket.create_connection(("127.0.0.1", proxy.tunnels[target]))
+            self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            self.wfile.flush()
+            with upstream:
+                _pipe(self.request, upstream)
+            return
+        self.wfile.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+
+
+class GitAuthServer(_Background):
+    """https://127.0.0.1:port/…: 401 asking for Basic auth; a request that brings it is
+    recorded, with the command line of every process that holds `secret`, then 403."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.tls = server_tls()
+        self.authorizations: list[str] = []
+        self.command_lines_with_secret: list[str] = []
+        super().__init__(_GitAuthHandler)
+
+
+def command_lines_containing(text: str) -> list[str]:
+    """The command line of every process of this machine that contains `text`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            arguments = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            line = " ".join(argument.decode("utf-8", "replace") for argument in arguments)
+            if text in line:
+                found.append(f"{entry}: {line}")
+    return found
+
+
+class _GitAuthHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        server: GitAuthServer = self.server.owner  # type: ignore[attr-defined]
+        try:
+            secure = server.tls.wrap_socket(self.request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        with secure, secure.makefile("rwb") as stream:
+            while True:
+                request_line = stream.readline(65536)
+                if not request_line:
+                    return
+                headers = {}
+                while (header := stream.readline(65536)) not in (b"\r\n", b"\n", b""):
+                    name, _, value = header.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                authorization = headers.get("authorization")
+                if authorization is None:
+                    stream.write(
+                        b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="git"\r\n'
+                        b"Content-Length: 0\r\n\r\n"
+                    )
+                    stream.flush()
+                    continue
+                # git (git-remote-https) is waiting for this answer: alive, with the
+                # command line it was started with.
+                server.authorizations.append(authorization)
+                server.command_lines_with_secret += command_lines_containing(server.secret)
+                stream.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                stream.flush()
+                return
+
+
+class SilentServer(_Background):
+    """Accepts every connection and never answers, until the test ends."""
+
+    def __init__(self) -> None:
+        self.accepted = threading.Event()
+        self.release = threading.Event()
+        super().__init__(_SilentHandler)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release.set()
+        super().__exit__(kind, error, tb)
+
+
+class _SilentHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        server: SilentServer = self.server.owner  # type: ignore[attr-defined]
+        server.accepted.set()
+        server.release.wait(timeout=120)
+
+
+def basic_secret(authorization: str) -> str:
+    """The password of a `Basic …` Authorization header."""
+    return base64.b64decode(authorization.split(" ", 1)[1]).decode().partition(":")[2]

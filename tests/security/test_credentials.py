@@ -1,0 +1,172 @@
+"""Credential files are checked as ssh checks a key; nothing is sent with a refused one."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from syncd.cli.main import cli
+from tests.integration.conftest import World, write_secret
+from tests.security.conftest import run_syncd
+
+ONLY_JANE = {"version": 1, "users": {"janedoe": {"full_name": "Jane Doe"}}}
+
+
+def run(world: World, command: str, *args: str, **env: str) -> Result:
+    runner = CliRunner(env=env)
+    return runner.invoke(cli, [command, *world.cli_args(), *args], catch_exceptions=False)
+
+
+def jane_token(world: World) -> Path:
+    return world.credentials_dir / "janedoe.token"
+
+
+def test_a_token_others_can_read_is_refused_and_nothing_sent(world: World):
+    # A 0644 token was used without a word.
+    world.desire(ONLY_JANE)
+    jane_token(world).chmod(0o644)
+    result = run(world, "plan")
+    assert result.exit_code == 1
+    assert "janedoe: credential_refused" in result.stdout
+    assert "janedoe.token refused: group or others may read it (mode 0644)" in result.stdout
+    assert world.gets() == 0
+
+
+@pytest.mark.parametrize("target", ["outside", "/dev/zero"])
+def test_a_link_out_of_the_credentials_directory_is_refused(world: World, target: str):
+    # A link to any file was read and sent as a password; /dev/zero ended in a
+    # MemoryError at 1.35 GB.
+    world.desire(ONLY_JANE)
+    outside = world.root / "not-a-credential.txt"
+    outside.write_text("some file of the host\n")
+    jane_token(world).unlink()
+    jane_token(world).symlink_to(outside if target == "outside" else target)
+    finished = run_syncd("plan", *world.cli_args(), timeout=60)
+    assert finished.returncode == 1
+    assert "to a file outside the credentials directory" in finished.stdout
+    assert finished.peak_rss_mb < 150
+    assert world.gets() == 0
+
+
+def test_a_link_inside_the_credentials_directory_is_followed(world: World):
+    world.desire(ONLY_JANE)
+    real = world.credentials_dir / "jane-2026.secret"
+    jane_token(world).rename(real)
+    jane_token(world).symlink_to(real.name)
+    result = run(world, "plan")
+    assert result.exit_code == 0, result.output
+    assert "Plan: 1 change for 1 user" in result.stdout
+
+
+def test_a_fifo_is_refused_without_waiting(world: World):
+    # A FIFO hung the run, waiting for a writer.
+    world.desire(ONLY_JANE)
+    jane_token(world).unlink()
+    os.mkfifo(jane_token(world), 0o600)
+    finished = run_syncd("plan", *world.cli_args(), timeout=60)
+    assert finished.returncode == 1
+    assert "janedoe.token refused: it is not a regular file" in finished.stdout
+    assert finished.seconds < 30
+    assert world.gets() == 0
+
+
+def test_a_credential_larger_than_64_kib_is_refused(world: World):
+    world.desire(ONLY_JANE)
+    write_secret(jane_token(world), "x" * (64 * 1024 + 1))
+    result = run(world, "plan")
+    assert "janedoe.token refused: it is larger than 64 KiB" in result.stdout
+    assert world.gets() == 0
+
+
+def _acl(*entries: tuple[int, int, int]) -> bytes:
+    """A POSIX ACL in Linux's system.posix_acl_access format (the kernel wants it sorted)."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in sorted(entries))
+
+
+UNDEFINED = 0xFFFFFFFF
+USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+
+@pytest.mark.parametrize(
+    ("extra", "accepted"),
+    [
+        # What systemd gives a service: read for its user alone (the mask shows as g=r).
+        pytest.param((USER, 4, os.geteuid()), True, id="the-running-user"),
+        pytest.param((USER, 4, 4242), False, id="another-user"),
+        pytest.param((GROUP, 4, 4242), False, id="a-group"),
+    ],
+)
+def test_a_file_readable_through_an_acl_is_judged_by_the_acl(
+    world: World, extra: tuple[int, int, int], accepted: bool
+):
+    world.desire(ONLY_JANE)
+    token = jane_token(world)
+    acl = _acl(
+        (USER_OBJ, 6, UNDEFINED),
+        extra,
+        (GROUP_OBJ, 0, UNDEFINED),
+        (MASK, 4, UNDEFINED),
+        (OTHER, 0, UNDEFINED),
+    )
+    try:
+        os.setxattr(token, "system.posix_acl_access", acl)
+    except OSError as error:
+        pytest.skip(f"no POSIX ACLs here: {error}")
+    assert token.stat().st_mode & 0o040  # the mask: what a look at the mode alone refuses
+    result = run(world, "plan")
+    if accepted:
+        assert result.exit_code == 0, result.output
+    else:
+        assert "group or others may read it (mode 0640)" in result.stdout
+        assert world.gets() == 0
+
+
+def test_a_fallback_token_file_others_can_read_is_one_line(world: World):
+    token_file = world.root / "fallback.token"
+    token_file.write_text("fallback-secret\n")
+    token_file.chmod(0o644)
+    result = run(world, "plan", SYNCD_TOKEN_FILE=str(token_file))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("syncd: credential ")
+    assert "fallback.token refused: group or others may read it" in result.stderr
+    assert "fallback-secret" not in result.output
+    assert world.gets() == 0
+
+
+def test_an_api_url_with_a_password_is_refused_without_showing_it(world: World):
+    # It was logged with the password, and replaced every user's own credential.
+    url = world.sandbox.url.replace("http://", "http://admin:hunter2-pw@")
+    result = CliRunner().invoke(
+        cli, ["plan", *world.cli_args(), "--api-url", url], catch_exceptions=False
+    )
+    assert result.exit_code == 1
+    assert "api_url" in result.stderr
+    assert "must not hold a user name or password" in result.stderr
+    assert "hunter2-pw" not in result.output
+    assert len(result.stderr.splitlines()) == 1
+    assert world.gets() == 0
+
+
+@pytest.mark.parametrize("name", ["..token", "..password", "Jane.Doe.token"])
+def test_import_refuses_a_credential_file_that_names_no_user(world: World, name: str):
+    # `..token` became GET /api/v1.1/.
+    write_secret(world.credentials_dir / name, "tok-jane\n")
+    result = CliRunner().invoke(cli, ["import", *world.cli_args()], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"syncd: credentials directory {world.credentials_dir}:")
+    assert "not a username" in result.stderr
+    assert "nothing imported, nothing sent" in result.stderr
+    assert world.gets() == 0
+
+
+def test_import_refuses_a_user_option_that_is_no_username(world: World):
+    result = CliRunner().invoke(
+        cli, ["import", *world.cli_args(), "--user", "../admin"], catch_exceptions=False
+    )
+    assert result.exit_code == 1
+    assert "syncd: --user: not a username" in result.stderr
+    assert world.gets() == 0

@@ -1,0 +1,95 @@
+"""The daemon's HTTP listener: slow connections closed, threads bounded, errors in JSON."""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+import time
+from pathlib import Path
+
+import httpx
+
+from syncd.service.listener import CONNECTION_TIMEOUT, MAX_CONNECTIONS
+from tests.daemon.harness import DaemonProcess
+from tests.integration.conftest import World
+
+MARGIN = 5.0  # seconds: a loaded CI machine is slow, not wrong
+
+
+def threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads: line")
+
+
+def start_listening(start_daemon) -> tuple[DaemonProcess, tuple[str, int]]:
+    daemon: DaemonProcess = start_daemon(SYNCD_METRICS_ADDR="127.0.0.1:0", SYNCD_INTERVAL="300")
+    host, port = daemon.wait_for("metrics_listening")["address"].rsplit(":", 1)
+    daemon.wait_for("cycle_finished")  # the first run's threads have come and gone
+    return daemon, (host, int(port))
+
+
+def closed_by_server(connection: socket.socket, deadline: float, trickle: bytes = b"") -> float:
+    """When the server closed `connection` (monotonic), sending one byte of `trickle` a second."""
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([connection], [], [], 1.0)
+        if readable:
+            try:
+                if connection.recv(4096) == b"":
+                    return time.monotonic()
+            except ConnectionResetError:
+                return time.monotonic()
+        elif trickle:
+            connection.send(trickle[:1])
+            trickle = trickle[1:]
+    raise AssertionError("the server kept the connection open")
+
+
+def test_idle_and_slow_connections_are_closed_and_threads_bounded(
+    world: World, start_daemon
+) -> None:
+    # Idle connections were never closed: the daemon's threads went from 2 to 178.
+    daemon, address = start_listening(start_daemon)
+    before = threads(daemon.pid)
+    opened = time.monotonic()
+    slow = socket.create_connection(address)
+    slow.send(b"GET /healthz HTTP/1.0\r\n")
+    idle = [socket.create_connection(address) for _ in range(4 * MAX_CONNECTIONS)]
+    try:
+        # Past the limit, connections are answered 503 at once, from the accepting thread.
+        busy = 0
+        for connection in idle:
+            readable, _, _ = select.select([connection], [], [], 0.5)
+            if readable and connection.recv(4096).startswith(b"HTTP/1.1 503"):
+                busy += 1
+        assert busy >= 4 * MAX_CONNECTIONS - MAX_CONNECTIONS
+        assert threads(daemon.pid) <= before + MAX_CONNECTIONS
+        # A header a byte a second does not keep a connection open past the timeout.
+        deadline = opened + CONNECTION_TIMEOUT + MARGIN
+        closed = closed_by_server(slow, deadline, trickle=b"X-Slow: " + b"a" * 30)
+        assert closed - opened >= CONNECTION_TIMEOUT - 1
+        for connection in idle:
+            closed_by_server(connection, deadline)
+    finally:
+        for connection in [slow, *idle]:
+            connection.close()
+    answer = httpx.get(f"http://{address[0]}:{address[1]}/healthz", timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert daemon.stop() == 0
+
+
+def test_listener_errors_are_json_log_lines(world: World, start_daemon) -> None:
+    # A client that resets mid-request put a traceback on stderr, as plain text
+    # among the JSON lines.
+    daemon, address = start_listening(start_daemon)
+    connection = socket.create_connection(address)
+    connection.send(b"GET /metrics HTTP/1.0\r\nHost: x\r\n")
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()  # with SO_LINGER 0: a reset, while the server waits for the rest
+    error = daemon.wait_for("metrics_listener_error", timeout=CONNECTION_TIMEOUT + MARGIN)
+    assert "ConnectionResetError" in str(error.get("exception"))
+    assert daemon.stop() == 0
+    assert daemon.lines, "no log at all"
+    assert [line for line in daemon.lines if not line.startswith("{")] == []

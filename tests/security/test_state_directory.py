@@ -1,0 +1,132 @@
+"""The state directory cannot be turned against its owner: no link followed, no foreign file."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from syncd.cli.main import cli
+from tests.integration.conftest import World
+
+NOBODY = 65534
+
+
+def run(world: World, command: str, *args: str) -> Result:
+    return CliRunner().invoke(cli, [command, *world.cli_args(), *args], catch_exceptions=False)
+
+
+def assert_refused(result: Result, *words: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("syncd: ")
+    for word in words:
+        assert word in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which a directory made with default permissions is 0755."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_every_command_creates_the_state_directory_0700(world: World, umask_022: None):
+    # `plan` created it 0755: the memo made it as a parent directory.
+    assert run(world, "plan").exit_code == 0
+    assert mode(world.state_dir) == 0o700
+    assert mode(world.state_dir / "desired-memo") == 0o700
+    assert mode(world.state_dir / "syncd.db") == 0o600
+    assert {mode(entry) for entry in (world.state_dir / "desired-memo").iterdir()} == {0o600}
+
+
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_kept(world: World):
+    # The link truncated its target and wrote a pid into it.
+    victim = world.root / "victim.txt"
+    victim.write_text("precious\n")
+    world.state_dir.mkdir(mode=0o700)
+    (world.state_dir / "syncd.state.lock").symlink_to(victim)
+    result = run(world, "apply", "--yes")
+    assert_refused(result, "syncd.state.lock is a symbolic link: refused")
+    assert victim.read_text() == "precious\n"
+    assert world.writes() == 0
+
+
+@pytest.mark.parametrize("name", ["syncd.db", "syncd.db-wal"])
+def test_a_dangling_database_link_is_refused_and_nothing_created(world: World, name: str):
+    # A dangling syncd.db link created the database where it pointed, mode 0644.
+    elsewhere = world.root / "elsewhere" / "stolen.db"
+    elsewhere.parent.mkdir()
+    world.state_dir.mkdir(mode=0o700)
+    if name != "syncd.db":
+        (world.state_dir / "syncd.db").touch(mode=0o600)
+    (world.state_dir / name).symlink_to(elsewhere)
+    result = run(world, "plan")
+    assert_refused(result, f"{name} is a symbolic link: refused")
+    assert list(elsewhere.parent.iterdir()) == []
+
+
+def test_a_state_directory_others_can_write_is_refused(world: World):
+    world.state_dir.mkdir()
+    world.state_dir.chmod(0o777)
+    result = run(world, "plan")
+    assert_refused(result, "is writable by group or others (mode 0777): refused")
+    assert list(world.state_dir.iterdir()) == []
+
+
+def test_a_database_others_can_write_is_refused(world: World):
+    assert run(world, "plan").exit_code == 0
+    (world.state_dir / "syncd.db").chmod(0o666)
+    result = run(world, "apply", "--yes")
+    assert_refused(result, "syncd.db is writable by group or others (mode 0666)")
+    assert world.writes() == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a file another user's needs root")
+@pytest.mark.parametrize("what", ["database", "directory", "memo entry"])
+def test_state_that_belongs_to_another_user_is_refused(world: World, what: str):
+    assert run(world, "plan").exit_code == 0
+    target = {
+        "database": world.state_dir / "syncd.db",
+        "directory": world.state_dir,
+        "memo entry": next((world.state_dir / "desired-memo").iterdir()),
+    }[what]
+    os.chown(target, NOBODY, NOBODY)
+    result = run(world, "plan")
+    assert_refused(result, f"belongs to uid {NOBODY}, not to the user running syncd")
+
+
+def test_a_memo_entry_that_is_a_link_is_refused(world: World):
+    # What a plan shows must not come from a file someone else chose.
+    assert run(world, "plan").exit_code == 0
+    [entry] = (world.state_dir / "desired-memo").iterdir()
+    chosen = world.root / "chosen.jsonl"
+    entry.rename(chosen)
+    entry.symlink_to(chosen)
+    result = run(world, "plan")
+    assert_refused(result, "is a symbolic link: refused")
+
+
+def test_a_saved_plan_that_is_a_link_or_a_fifo_is_refused(world: World):
+    plan_file = world.root / "plan.json"
+    assert run(world, "plan", "--out", str(plan_file)).exit_code == 0
+    assert mode(plan_file) == 0o600
+    link = world.root / "link.json"
+    link.symlink_to(plan_file)
+    fifo = world.root / "plan.fifo"
+    os.mkfifo(fifo)
+    assert_refused(run(world, "apply", str(link), "--yes"), "link.json is a symbolic link")
+    assert_refused(run(world, "apply", str(fifo), "--yes"), "plan.fifo: not a regular file")
+    assert world.writes() == 0
