@@ -26,13 +26,16 @@ class UserFailure:
     code: str
     message: str
     shared: bool = False
+    #: What the failure was, in words alike for every user it struck.
+    cause: str = ""
 
 
 def failing_users(plan: Plan, report: ApplyReport | None) -> dict[str, UserFailure]:
     """Each user that failed, with its first reason: the plan's, then its writes'."""
     failing: dict[str, UserFailure] = {}
     for error in plan.errors:
-        failing.setdefault(error.user, UserFailure(error.code, error.message, error.shared))
+        found = UserFailure(error.code, error.message, error.shared, error.cause)
+        failing.setdefault(error.user, found)
     if report is not None:
         for failure in report.failures:
             code = _WRITE_CODES.get(failure.status or 0, WRITE_FAILED)

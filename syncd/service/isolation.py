@@ -11,6 +11,7 @@ sent for it.
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -63,9 +64,15 @@ def record_cycle(
     fine = [name for name in usernames if name not in failing]
     standing = failures.update(now, fresh, fine, lambda n: user_retry_delay(settings, n))
     failures.forget_except(usernames)
-    for name in failing:
+    alike: collections.Counter[tuple[str, str]] = collections.Counter()
+    for name, failure in failing.items():
         user = standing.get(name)
         if user is None:
+            continue
+        if failure.shared:  # the API down: one line for all, not one per user
+            alike[failure.code, failure.message] = (
+                alike.get((failure.code, failure.message), 0) + 1
+            )
             continue
         retry = None if user.retry_at is None else round(user.retry_at - now, 1)
         log.warning(
@@ -77,6 +84,8 @@ def record_cycle(
             cycles=user.failures,
             retry_in=retry,
         )
+    for (code, cause), count in alike.items():
+        log.warning("users_failing_alike", users=count, code=code, cause=cause)
     return {name: standing[name] for name in failing if name in standing}
 
 
