@@ -29,21 +29,44 @@ def _parse_since(value: str | None) -> Any:
 @click.option("--state-dir", type=click.Path(file_okay=False), help="[SYNCD_STATE_DIR]")
 @click.option("--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat).")
 @click.option("--since", metavar="WHEN", help="ISO date/time, or an age: 30m, 12h, 7d.")
+@click.option("--run", "run_ids", multiple=True, metavar="ID", help="Only this run (repeat).")
+@click.option(
+    "--action",
+    "actions",
+    multiple=True,
+    type=click.Choice(["update_profile", "add_email", "delete_email"]),
+    help="Only this action (repeat).",
+)
+@click.option(
+    "--result",
+    "results",
+    multiple=True,
+    type=click.Choice(["ok", "failed", "unknown", "interrupted", "does_not_converge"]),
+    help="Only the writes that ended so, with their intents (repeat).",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def audit(
-    state_dir: str | None, users: tuple[str, ...], since: str | None, limit: int, output: str
+    state_dir: str | None,
+    users: tuple[str, ...],
+    since: str | None,
+    run_ids: tuple[str, ...],
+    actions: tuple[str, ...],
+    results: tuple[str, ...],
+    limit: int,
+    output: str,
 ) -> None:
-    """Show the audit trail: every intended write and its outcome."""
-    from syncd.state.audit import query_events
+    """Show the audit trail: every intended write, its outcome, and who ran it."""
+    from syncd.state.audit import EventFilter, query_events
     from syncd.state.statefile import open_state
 
     settings = settings_from_flags({"state_dir": state_dir})
     if not settings.state_file.exists():
         raise click.ClickException(f"no state file at {settings.state_file}: nothing was applied")
+    where = EventFilter(users, _parse_since(since), run_ids, actions, results)
     db = open_state(settings.state_file)
     try:
-        events = query_events(db, users=users, since=_parse_since(since), limit=limit)
+        events = query_events(db, where, limit=limit)
     finally:
         db.close()
     if output == "json":

@@ -227,21 +227,54 @@ def print_apply_report(converged: ConvergeResult, console: Console, state_file: 
 
 
 def print_audit(events: list[dict[str, Any]], console: Console) -> None:
+    """Each run once (what, who, where), then its events: before → after, and how it ended."""
     if not events:
         console.print("No audit events.")
         return
+    lines = []
+    run_id = None
     for event in events:
+        if event["run_id"] != run_id:
+            run_id = event["run_id"]
+            lines.append(f"run {run_id}: {_who(event['run'])}")
+        stamp = f"  {event['timestamp'][:19].replace('T', ' ')}  {visible(event['user'])}:"
+        change = _change(event["action"], event.get("before"), event.get("after"))
         if event["event"] == "intent":
-            what = f"{event['action']} {event['target']}"
-            console.print(
-                f"{event['timestamp']}  {event['run_id']}  intent   "
-                f"{_shown(event['user'])}: {_shown(what)}"
-            )
+            lines.append(f"{stamp} {change} (intent)")
         else:
             status = f" HTTP {event['status']}" if event.get("status") else ""
-            colour = "green" if event["result"] == "ok" else "red"
-            console.print(
-                f"{event['timestamp']}  {event['run_id']}  outcome  {_shown(event['user'])}: "
-                f"{event['action']} [{colour}]{event['result']}{status}[/{colour}]"
-                + (f" {_shown(event['message'])}" if event.get("message") else "")
-            )
+            message = f": {visible(event['message'])}" if event.get("message") else ""
+            lines.append(f"{stamp} {change} {event['result']}{status}{message}")
+    console.file.write("\n".join(lines) + "\n")
+
+
+def _who(run: dict[str, Any]) -> str:
+    """`syncd apply` by alice (sudo from bob) on host1, syncd 1.2 — as far as it was recorded."""
+    if not run.get("command"):
+        return "(no run record)"
+    words = [f"syncd {run['command']}"]
+    if run.get("os_user"):
+        words.append(f"by {visible(run['os_user'])}")
+    if run.get("sudo_user"):
+        words.append(f"(sudo from {visible(run['sudo_user'])})")
+    if run.get("host"):
+        words.append(f"on {visible(run['host'])}")
+    if run.get("version"):
+        words.append(f"with syncd {visible(run['version'])}")
+    return " ".join(words)
+
+
+def _change(action: str, before: Any, after: Any) -> str:
+    """An audited change as the plan shows it: `full_name: "Jane" → "Jane Doe"`, `+ addr`."""
+    if action == "update_profile" and isinstance(before, dict) and isinstance(after, dict):
+        fields = [
+            f"{visible(str(name))}: {visible(_quoted(before.get(name)))} → "
+            f"{visible(_quoted(after.get(name)))}"
+            for name in after
+        ]
+        return "update " + ", ".join(fields)
+    if action == "add_email":
+        return f"add {visible(str(after))}"
+    if action == "delete_email":
+        return f"delete {visible(str(before))}"
+    return visible(action)

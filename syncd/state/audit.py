@@ -13,14 +13,18 @@ No event holds a credential: events carry users, fields, addresses and values.
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import socket
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlite_utils
 
+from syncd import __version__
 from syncd.core.plan import Action, AddEmail, UpdateProfile
 from syncd.state.statefile import savepoint
 
@@ -55,6 +59,32 @@ def describe_change(action: Action) -> dict[str, Any]:
     if isinstance(action, AddEmail):
         return {"target": action.email, "before": None, "after": action.email}
     return {"target": action.email, "before": action.email, "after": None}
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who makes a run: recorded on it, so that the audit trail answers "who"."""
+
+    os_user: str
+    sudo_user: str | None
+    host: str
+    version: str
+
+    def as_log(self) -> dict[str, str]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+def actor() -> Actor:
+    """The user, the user behind sudo, the host and syncd's version of this process.
+
+    SUDO_USER is read here and not in syncd.settings: it is not a setting but
+    sudo's word about who asked for the command, read as sudo(8) sets it.
+    """
+    try:
+        os_user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid without a name (DynamicUser=, containers)
+        os_user = str(os.getuid())
+    return Actor(os_user, os.environ.get("SUDO_USER") or None, socket.gethostname(), __version__)
 
 
 @dataclass(frozen=True)
@@ -111,18 +141,24 @@ class AuditTrail:
         self.log.info("run_source", source=self.source)
 
     def begin_run(self, command: str) -> None:
+        who = actor()
         with self.db.atomic():
             self.db.execute(
-                "INSERT INTO runs (id, command, started_at, source, revision) VALUES (?,?,?,?,?)",
+                "INSERT INTO runs (id, command, started_at, source, revision, os_user,"
+                " sudo_user, host, version) VALUES (?,?,?,?,?,?,?,?,?)",
                 [
                     self.run_id,
                     command,
                     self._now(),
                     self._source_json,
                     self.source.get("revision"),
+                    who.os_user,
+                    who.sudo_user,
+                    who.host,
+                    who.version,
                 ],
             )
-        self.log.info("run_started", command=command)
+        self.log.info("run_started", command=command, **who.as_log())
 
     def end_run(self, result: str, counts: Mapping[str, int]) -> None:
         with self.db.atomic():
@@ -277,29 +313,72 @@ class AuditTrail:
 _LEVELS = {"info": 20, "warning": 30}
 
 
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """What `syncd audit` may select by: --user, --since, --run, --action, --result."""
+
+    users: tuple[str, ...] = ()
+    since: datetime | None = None
+    runs: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+    #: An outcome's result; its intent is shown with it.
+    results: tuple[str, ...] = ()
+
+
 def query_events(
-    db: sqlite_utils.Database,
-    *,
-    users: tuple[str, ...] = (),
-    since: datetime | None = None,
-    limit: int | None = None,
+    db: sqlite_utils.Database, where: EventFilter | None = None, *, limit: int | None = None
 ) -> list[dict[str, Any]]:
-    """Audit events, oldest first (the last `limit` of them), for `syncd audit`."""
+    """Audit events, oldest first (the last `limit` of them), for `syncd audit`.
+
+    Each event carries its run's command and who made it (`run`), and an
+    outcome the before and after of its intent, so that one line can say it all.
+    """
+    where = where or EventFilter()
+
+    def listed(values: tuple[str, ...]) -> str | None:
+        return json.dumps(list(values)) if values else None
+
     cursor = db.execute(
-        "SELECT * FROM audit"
-        " WHERE (:users IS NULL OR user IN (SELECT value FROM json_each(:users)))"
-        " AND (:since IS NULL OR timestamp >= :since)"
-        " ORDER BY seq DESC LIMIT :limit",
+        "SELECT a.*, r.command AS run_command, r.os_user, r.sudo_user, r.host, r.version,"
+        " COALESCE(a.before, i.before) AS before, COALESCE(a.after, i.after) AS after"
+        " FROM audit AS a LEFT JOIN runs AS r ON r.id = a.run_id"
+        " LEFT JOIN audit AS i ON i.seq = a.intent_seq"
+        " WHERE (:users IS NULL OR a.user IN (SELECT value FROM json_each(:users)))"
+        " AND (:since IS NULL OR a.timestamp >= :since)"
+        " AND (:runs IS NULL OR a.run_id IN (SELECT value FROM json_each(:runs)))"
+        " AND (:actions IS NULL OR a.action IN (SELECT value FROM json_each(:actions)))"
+        " AND (:results IS NULL OR a.seq IN ("
+        "   SELECT o.seq FROM audit AS o WHERE o.result IN (SELECT value FROM json_each(:results))"
+        "   UNION SELECT o.intent_seq FROM audit AS o"
+        "   WHERE o.result IN (SELECT value FROM json_each(:results))))"
+        " ORDER BY a.seq DESC LIMIT :limit",
         {
-            "users": json.dumps(list(users)) if users else None,
-            "since": since.astimezone(UTC).isoformat(timespec="microseconds") if since else None,
+            "users": listed(where.users),
+            "since": (
+                where.since.astimezone(UTC).isoformat(timespec="microseconds")
+                if where.since
+                else None
+            ),
+            "runs": listed(where.runs),
+            "actions": listed(where.actions),
+            "results": listed(where.results),
             "limit": limit if limit else -1,
         },
     )
     columns = [d[0] for d in cursor.description]
-    events = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-    for event in events:
+    events = []
+    for row in cursor.fetchall():
+        # before and after come twice: the event's own, then its intent's (the later wins)
+        event = dict(zip(columns, row, strict=True))
         for key in ("before", "after", "source"):
             if event.get(key) is not None:
                 event[key] = json.loads(event[key])
+        event["run"] = {
+            "command": event.pop("run_command"),
+            "os_user": event.pop("os_user"),
+            "sudo_user": event.pop("sudo_user"),
+            "host": event.pop("host"),
+            "version": event.pop("version"),
+        }
+        events.append(event)
     return events[::-1]

@@ -57,6 +57,8 @@ STATE_SCHEMA = """
 DROP TABLE IF EXISTS live_accounts;
 DROP TABLE IF EXISTS live_users;
 
+-- Who ran each run: the OS user, the user behind sudo, the host, syncd's version
+-- (columns added to older files by _add_columns).
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     command TEXT NOT NULL,
@@ -65,7 +67,11 @@ CREATE TABLE IF NOT EXISTS runs (
     source TEXT,
     revision TEXT,
     result TEXT,
-    counts TEXT
+    counts TEXT,
+    os_user TEXT,
+    sudo_user TEXT,
+    host TEXT,
+    version TEXT
 );
 
 CREATE TABLE IF NOT EXISTS audit (
@@ -165,9 +171,28 @@ def state_error(path: str | Path, error: sqlite3.Error | OSError) -> StateError:
     return StateError(f"state file {path}: {cause}")
 
 
+#: Columns that files made by an older syncd lack: (table, column, type).
+ADDED_COLUMNS = (
+    ("runs", "os_user", "TEXT"),
+    ("runs", "sudo_user", "TEXT"),
+    ("runs", "host", "TEXT"),
+    ("runs", "version", "TEXT"),
+)
+
+
 def open_state(path: Path) -> sqlite_utils.Database:
     """Open (creating if needed) syncd.db, the runs and the audit trail, private to its owner."""
-    return _open(path, STATE_SCHEMA)
+    db = _open(path, STATE_SCHEMA)
+    _add_columns(db, ADDED_COLUMNS)
+    return db
+
+
+def _add_columns(db: sqlite_utils.Database, columns: tuple[tuple[str, str, str], ...]) -> None:
+    """Bring a file made by an older syncd up to the schema: history is kept, never rebuilt."""
+    for table, column, kind in columns:
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def open_cache(path: Path) -> sqlite_utils.Database:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
+import syncd
 from syncd.cli.main import cli
 from syncd.desired.loading import load_desired
-from tests.integration.conftest import World
+from tests.integration.conftest import STANDARD_DESIRED, STANDARD_SEED, World, account
 
 
 def invoke(*args: str) -> Result:
@@ -29,7 +30,56 @@ def test_audit_lists_intents_and_outcomes(world: World):
     assert {e["user"] for e in events} == {"janedoe"}
     assert events[0]["source"]["files"][0]["path"] == str(world.desired_file)
     text = invoke("audit", "--state-dir", str(world.state_dir)).stdout
-    assert "janedoe: add_email ok" in text
+    assert "janedoe: add jane.doe+other@example.com ok" in text
+    assert 'janedoe: update full_name: "Jane" → "Jane Doe", location:' in text
+
+
+def test_audit_answers_who_ran_each_run(world: World, monkeypatch):
+    monkeypatch.setenv("SUDO_USER", "alice")
+    apply(world)
+    events = json.loads(
+        invoke("audit", "--state-dir", str(world.state_dir), "--output", "json").stdout
+    )
+    run = events[0]["run"]
+    assert run["command"] == "apply"
+    assert run["sudo_user"] == "alice"
+    assert run["os_user"]
+    assert run["host"]
+    assert run["version"] == syncd.__version__
+    text = invoke("audit", "--state-dir", str(world.state_dir)).stdout
+    first = text.splitlines()[0]
+    assert first.startswith(f"run {events[0]['run_id']}: syncd apply by {run['os_user']}")
+    assert f"(sudo from alice) on {run['host']} with syncd {syncd.__version__}" in first
+
+
+def test_audit_filters_by_run_action_and_result(world: World):
+    world.seed(
+        {
+            "users": {
+                **STANDARD_SEED["users"],
+                "johnsmith": account(["john@example.com"], "tok-john", ["profile_read"]),
+            }
+        }
+    )
+    world.desire(
+        {
+            **STANDARD_DESIRED,
+            "users": {**STANDARD_DESIRED["users"], "johnsmith": {"full_name": "John Q. Smith"}},
+        }
+    )
+    assert invoke("apply", *world.cli_args(), "--yes").exit_code == 1  # johnsmith may not write
+    state = ["--state-dir", str(world.state_dir), "--output", "json"]
+    failed = json.loads(invoke("audit", *state, "--result", "failed").stdout)
+    assert [(e["user"], e["event"]) for e in failed] == [
+        ("johnsmith", "intent"),
+        ("johnsmith", "outcome"),
+    ]
+    assert failed[1]["status"] == 403
+    added = json.loads(invoke("audit", *state, "--action", "add_email").stdout)
+    assert {e["action"] for e in added} == {"add_email"}
+    run_id = added[0]["run_id"]
+    assert len(json.loads(invoke("audit", *state, "--run", run_id).stdout)) == 8
+    assert json.loads(invoke("audit", *state, "--run", "nosuchrun").stdout) == []
 
 
 def test_audit_filters_by_user_and_time(world: World):
