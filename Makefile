@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	# The venv's own pip may predate --build-constraint: first the pinned pip.
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) --upgrade pip
-	$(PIP_INSTALL) -e '.[dev,sandbox]'
+	$(PIP_INSTALL) -e '.[dev,sandbox,postgres]'
 	# Bytecode for our own modules too, as `pip install .` would make: where
 	# PYTHONDONTWRITEBYTECODE is set, every start would compile them again.
 	$(BIN)/python -m compileall -q syncd
@@ -48,7 +48,7 @@ constraints:
 	rm -rf $(VENV)-constraints
 	$(PYTHON) -m venv $(VENV)-constraints
 	$(VENV)-constraints/bin/pip install --quiet --upgrade pip
-	$(VENV)-constraints/bin/pip install --quiet '.[dev,sandbox]'
+	$(VENV)-constraints/bin/pip install --quiet '.[dev,sandbox,postgres]'
 	{ sed -n '/^#/p' $(CONSTRAINTS); \
 	  $(VENV)-constraints/bin/pip freeze --all --exclude syncd; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -86,7 +86,21 @@ class Settings(BaseSettings):
     username: str | None = Field(None, description="Fallback Basic-auth user name.")
     password: SecretStr | None = Field(None, description="Fallback Basic-auth password.")
     state_dir: Path = Field(
-        default_factory=_default_state_dir, description="Where the SQLite state file lives."
+        default_factory=_default_state_dir,
+        description="Where syncd keeps its local files: the SQLite state files (unless "
+        "state_url names another place), the git mirror, the memo of valid desired files.",
+    )
+    state_url: str | None = Field(
+        None,
+        description="Where the state lives: unset, the SQLite files in state_dir; a "
+        "directory, the SQLite files there; postgresql://user@host:port/db, a PostgreSQL "
+        "database that an active instance and its standbys share (needs syncd[postgres]). "
+        "Never a password in it: see state_password_file.",
+    )
+    state_password_file: Path | None = Field(
+        None,
+        description="File holding the PostgreSQL password (as a credential file: 0600, "
+        "regular); without it libpq's own means apply (PGPASSFILE, ~/.pgpass, PGPASSWORD).",
     )
     desired: str = Field(
         "desired-state.yaml",
@@ -172,6 +186,27 @@ class Settings(BaseSettings):
     def _empty_secret_is_none(cls, secret: SecretStr | None) -> SecretStr | None:
         return secret if secret is not None and secret.get_secret_value() else None
 
+    @field_validator("state_url")
+    @classmethod
+    def _state_location(cls, url: str | None) -> str | None:
+        if url is None or not url.strip():
+            return None
+        url = url.strip()
+        scheme = urlsplit(url).scheme
+        if scheme in {"postgresql", "postgres"}:
+            parts = urlsplit(url)
+            query = {key for key, _ in parse_qsl(parts.query)}
+            # The message must not repeat the URL: it would show the password.
+            if parts.password is not None or "password" in query:
+                raise ValueError(
+                    "must not hold a password (user:password@ or ?password=): put it in "
+                    "SYNCD_STATE_PASSWORD_FILE or a PGPASSFILE"
+                )
+            return url
+        if scheme and len(scheme) > 1:  # "C:" would be a drive, but only on another OS
+            raise ValueError(f"must be a directory or a postgresql:// URL, not {scheme}://")
+        return url
+
     @field_validator("api_url")
     @classmethod
     def _strip_slash(cls, url: str) -> str:
@@ -201,14 +236,35 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
     @property
+    def on_postgresql(self) -> bool:
+        return self.state_url is not None and self.state_url.startswith(
+            ("postgresql://", "postgres://")
+        )
+
+    @property
+    def sqlite_dir(self) -> Path:
+        """The directory of the SQLite state files: state_url when it is a path."""
+        if self.state_url is None or self.on_postgresql:
+            return self.state_dir
+        return Path(self.state_url).expanduser()
+
+    @property
     def state_file(self) -> Path:
         """syncd.db: the runs and the audit trail (history, never disposable)."""
-        return self.state_dir / "syncd.db"
+        return self.sqlite_dir / "syncd.db"
 
     @property
     def cache_file(self) -> Path:
         """cache.db: the live-state cache (disposable: deleting it costs one cold read)."""
-        return self.state_dir / "cache.db"
+        return self.sqlite_dir / "cache.db"
+
+    @property
+    def state_location(self) -> str:
+        """Where the history is, for messages: the file, or the URL (never with a password)."""
+        if self.on_postgresql:
+            assert self.state_url is not None
+            return redact_url(self.state_url)
+        return str(self.state_file)
 
     def check_transport(self) -> None:
         """Refuse to send credentials in clear text to another machine."""
@@ -222,6 +278,17 @@ class Settings(BaseSettings):
                 f"refusing to send credentials over plain http:// to {host}; "
                 "use https:// or pass --insecure-http"
             )
+
+
+def redact_url(url: str) -> str:
+    """A URL without its password, wherever it was (user:password@, ?password=), for messages."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        who, _, where = netloc.rpartition("@")
+        netloc = who.partition(":")[0] + "@" + where
+    query = [(k, "…" if k == "password" else v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="/…")))
 
 
 def is_loopback(host: str) -> bool:

@@ -58,17 +58,14 @@ def audit(
 ) -> None:
     """Show the audit trail: every intended write, its outcome, and who ran it."""
     from syncd.state.audit import EventFilter, query_events
-    from syncd.state.statefile import open_state
+    from syncd.state.backend import open_store
 
     settings = settings_from_flags({"state_dir": state_dir})
-    if not settings.state_file.exists():
+    if not settings.on_postgresql and not settings.state_file.exists():
         raise click.ClickException(f"no state file at {settings.state_file}: nothing was applied")
     where = EventFilter(users, _parse_since(since), run_ids, actions, results)
-    db = open_state(settings.state_file)
-    try:
-        events = query_events(db, where, limit=limit)
-    finally:
-        db.close()
+    with open_store(settings, "audit") as store:
+        events = query_events(store.history, where, limit=limit)
     if output == "json":
         from syncd.core.jsondoc import dumps_document
 

@@ -112,7 +112,6 @@ def apply(
         saved_planning,
     )
     from syncd.logs import configure_logging
-    from syncd.state.lock import acquire
 
     settings = settings_from_flags(options)
     if not yes and not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -161,11 +160,10 @@ def apply(
                     on_plan=show_plan,
                 )
 
-        # One writer per state directory: an apply beside the daemon would
-        # write the same changes twice and interleave their audit trails.
-        with acquire(settings.state_dir):
-            converged = asyncio.run(run())
-    print_apply_report(converged, console, settings.state_file)
+        # One writer at a time (connect takes the lock): an apply beside the daemon
+        # would write the same changes twice and interleave their audit trails.
+        converged = asyncio.run(run())
+    print_apply_report(converged, console, settings.state_location)
     report = converged.report
     failed = converged.result.plan.errors or (report is not None and not report.ok)
     # Declining exits 1 too, as terraform does: a script must not take it for success.

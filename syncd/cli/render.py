@@ -199,7 +199,9 @@ def print_plan(plan: Plan, console: Console, oldest_age: float | None = None) ->
     console.file.write("\n".join(plan_lines(plan, paint, oldest_age)) + "\n")
 
 
-def print_apply_report(converged: ConvergeResult, console: Console, state_file: Path) -> None:
+def print_apply_report(
+    converged: ConvergeResult, console: Console, state_file: Path | str
+) -> None:
     for intent in converged.interrupted:
         console.print(
             f"[yellow]! {_shown(intent.user)}: an earlier run was interrupted during "

@@ -49,8 +49,8 @@ from syncd.errors import (
 )
 from syncd.state.audit import FAILED, OK, UNKNOWN, AuditTrail
 from syncd.state.cache import LiveCache, Snapshot
+from syncd.state.groupcommit import GroupCommit
 from syncd.state.not_kept import NotKeptRecords
-from syncd.state.statefile import GroupCommit
 
 #: POST attempts for one address when answers keep getting lost.
 POST_ATTEMPTS = 3

@@ -16,8 +16,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlite_utils
-
 from syncd.api.client import AccountsClient, ResponseObserver
 from syncd.api.credentials import CredentialStore
 from syncd.core.desired import DesiredState
@@ -36,9 +34,9 @@ from syncd.engine.planfile import SavedPlan, staleness
 from syncd.errors import GuardError, PlanFileError, UsageError
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail, OpenIntent, open_intents
+from syncd.state.backend import Database, StateStore, open_store
 from syncd.state.cache import LiveCache
 from syncd.state.not_kept import NotKeptRecords
-from syncd.state.statefile import open_cache, open_state
 
 
 @dataclass
@@ -94,14 +92,14 @@ def restrict(desired: DesiredState, users: tuple[str, ...]) -> DesiredState:
 
 @dataclass
 class Connection:
-    """What a run talks to: the API, the two state files, and the credentials."""
+    """What a run talks to: the API, the state (syncd.state.backend), and the credentials."""
 
     settings: Settings
     credentials: CredentialStore
-    #: syncd.db: runs and the audit trail.
-    db: sqlite_utils.Database
-    #: cache.db: the live-state cache.
-    cache_db: sqlite_utils.Database
+    #: The history: runs and the audit trail (syncd.db, or the PostgreSQL database).
+    db: Database
+    #: The live-state cache (cache.db; on PostgreSQL the same database as `db`).
+    cache_db: Database
     client: AccountsClient
 
     @property
@@ -111,19 +109,31 @@ class Connection:
 
 @asynccontextmanager
 async def connect(
-    settings: Settings, on_response: ResponseObserver | None = None
+    settings: Settings,
+    on_response: ResponseObserver | None = None,
+    *,
+    store: StateStore | None = None,
+    purpose: str = "apply",
 ) -> AsyncIterator[Connection]:
-    """The API client, state file and credentials of one run; `on_response` sees every call."""
+    """The API client, state and credentials of one run; `on_response` sees every call.
+
+    Given no `store` (the daemon passes the one whose lock it holds), it opens
+    the one the settings name and takes its lock for `purpose`, the command:
+    one writer at a time. A plan takes it only where hosts share the state (its
+    cache writes would race the active instance's), so that on SQLite a dry run
+    may look beside the daemon.
+    """
     credentials = CredentialStore.from_settings(settings)
-    with contextlib.ExitStack() as files:
-        db = open_state(settings.state_file)
-        files.callback(db.close)
-        cache_db = open_cache(settings.cache_file)
-        files.callback(cache_db.close)
+    with contextlib.ExitStack() as held:
+        if store is None:
+            store = held.enter_context(open_store(settings, purpose))
+            if purpose != "plan" or store.shared:
+                held.enter_context(store.lock(purpose))
+        session = held.enter_context(store.session())
         async with AccountsClient(
             settings, credentials.for_user, on_response=on_response
         ) as client:
-            yield Connection(settings, credentials, db, cache_db, client)
+            yield Connection(settings, credentials, session.history, session.cache, client)
 
 
 async def read_and_plan(
@@ -178,7 +188,7 @@ async def compute_plan(
     refresh: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> PlanResult:
-    async with connect(settings) as connection:
+    async with connect(settings, purpose="plan") as connection:
         freshness = Freshness(settings.cache_ttl, refresh=refresh)
         return await read_and_plan(
             connection, desired, freshness=freshness, on_progress=on_progress

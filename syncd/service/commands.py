@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -18,9 +17,8 @@ import click
 from syncd.visible import visible, visible_json
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from syncd.settings import Settings
+    from syncd.state.backend import Database
 
 ACTIONS = ("update_profile", "add_email", "delete_email")
 #: Users in error listed by the text view; the JSON view lists all.
@@ -56,17 +54,18 @@ def run(config_file: str | None, **flags: Any) -> None:
     SIGTERM or SIGINT stops (exit 0), SIGHUP re-reads the settings and runs now.
     """
     import asyncio
+    import contextlib
     import os
 
     from syncd.api.credentials import CredentialStore
     from syncd.logs import configure_logging
     from syncd.service.daemon import Daemon, log
+    from syncd.service.leadership import last_success, lead
     from syncd.service.listener import MetricsServer
     from syncd.service.metrics import Metrics
     from syncd.service.notify import Notifier
     from syncd.settings import load_settings
-    from syncd.state.lock import acquire
-    from syncd.state.statefile import open_state
+    from syncd.state.backend import open_store
 
     def settings_now() -> Settings:
         return load_settings(config_file, **flags)  # again on SIGHUP: the file may have changed
@@ -74,33 +73,24 @@ def run(config_file: str | None, **flags: Any) -> None:
     settings = settings_now()
     configure_logging(settings.log_format)
     settings.check_transport()
-    with acquire(settings.state_dir):
+    with contextlib.ExitStack() as held:
+        if not settings.on_postgresql:  # one instance, or none: refused before anything else
+            store = held.enter_context(open_store(settings, "run"))
+            held.enter_context(store.lock("run"))
         CredentialStore.from_settings(settings)  # unreadable credentials stop us before READY=1
         metrics = Metrics(settings.interval)
-        db = open_state(settings.state_file)
-        try:
-            last = _last_success(db.conn)
-        finally:
-            db.close()
-        if last is not None:
+        if not settings.on_postgresql and (last := last_success(store.history)) is not None:
             metrics.succeeded(last)
-        server = None
         if settings.metrics_addr:
             server = MetricsServer(settings.metrics_addr, metrics)
             server.start()
+            held.callback(server.close)
             log.info("metrics_listening", address=server.address)
-        try:
-            notifier = Notifier.from_environment(os.environ)
-            asyncio.run(Daemon(settings, settings_now, notifier, metrics).serve())
-        finally:
-            if server is not None:
-                server.close()
-
-
-def _last_success(db: sqlite3.Connection) -> float | None:
-    row = db.execute("SELECT MAX(ended_at) FROM runs WHERE result IN ('ok', 'no_changes')")
-    last = row.fetchone()[0]
-    return None if last is None else datetime.fromisoformat(last).timestamp()
+        notifier = Notifier.from_environment(os.environ)
+        if settings.on_postgresql:  # active, or a standby until the lock is free
+            asyncio.run(lead(settings, settings_now, notifier, metrics))
+        else:
+            asyncio.run(Daemon(settings, settings_now, notifier, metrics, store).serve())
 
 
 @click.command()
@@ -125,47 +115,20 @@ def status(config_file: str | None, state_dir: str | None, limit: int, output: s
         click.echo(render_status(report), nl=False)
 
 
-def open_readonly(path: Path) -> sqlite3.Connection:
-    """The state file, read-only, creating nothing beside it; its errors name it.
-
-    A read-only SQLite connection still creates the -wal and -shm files when they
-    are missing; made by root next to a service's database, they would lock the
-    service out. So when they are missing (no writer), the file is opened immutable.
-    """
-    import sqlite3
-
-    from syncd.errors import StateError
-    from syncd.state.statefile import NamedConnection, state_error
-
-    # status runs as root against a service's directory: a link planted there
-    # must not make it read (and show) another file.
-    for name in (path, *(Path(f"{path}{suffix}") for suffix in ("-wal", "-shm"))):
-        if name.is_symlink():
-            raise StateError(
-                f"{name} is a symbolic link: refused (syncd does not follow links here)"
-            )
-    live = all(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
-    uri = path.resolve().as_uri() + ("?mode=ro" if live else "?immutable=1")
-    try:
-        connection = sqlite3.connect(uri, uri=True, factory=NamedConnection)
-    except sqlite3.Error as error:
-        raise state_error(path, error) from None
-    connection.path = str(path)
-    return connection
-
-
 def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
     """What `syncd status` shows, as data (also its --output json)."""
-    from syncd.errors import UsageError
+    from syncd.errors import StateError, UsageError
     from syncd.service.daemon_state import read_daemon_state
-    from syncd.state.lock import holder
+    from syncd.state.backend import open_store
 
     path = settings.state_file
-    if not path.exists():
+    if not settings.on_postgresql and not path.exists():
         raise UsageError(f"no state file at {path}: syncd has not run with this state directory")
-    pid = holder(settings.state_dir)
-    db = open_readonly(path)
-    try:
+    with open_store(settings, "status", read_only=True) as store:
+        holders = store.holders()
+        db = store.history
+        if settings.on_postgresql and not db.has_table("runs"):
+            raise StateError(f"state database {store.where}: syncd has not run with it")
         daemon = read_daemon_state(db)
         cursor = db.execute(
             "SELECT id, command, started_at, ended_at, result, revision, counts FROM runs"
@@ -179,11 +142,11 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
             " ORDER BY ended_at DESC LIMIT 1"
         ).fetchone() or (None, None)
         in_error = _users_in_error(db)
-    finally:
-        db.close()
+    active = next((holder for holder in holders if holder.active), None)
+    running = active is not None
     for entry in runs:
         entry["counts"] = json.loads(entry["counts"] or "{}")
-        if entry["result"] is None and pid is None:
+        if entry["result"] is None and not running:
             # Nothing holds the lock, so nothing runs: its process died. The next
             # apply or run records it so; until then, say what it is.
             entry["result"] = "interrupted"
@@ -191,15 +154,22 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
     counts = last["counts"] if last else {}
     limit_deletions = daemon.get("max_deletions", settings.max_deletions)
     return {
-        "state_file": str(path),
+        "state_file": settings.state_location,
         "daemon": {
-            "running": pid is not None,
-            "pid": pid or None,
+            "running": running,
+            "pid": (active.pid or None) if active else None,
+            # Who holds the lock, where hosts share the state (no pid of this host's).
+            "active": active.name if active and active.pid is None else None,
+            "standbys": [
+                {"name": holder.name, "since": holder.since}
+                for holder in holders
+                if not holder.active
+            ],
             "started_at": daemon.get("started_at"),
             "desired": daemon.get("desired"),
             "interval": daemon.get("interval"),
         },
-        "next_run_at": daemon.get("next_run_at") if pid is not None else None,
+        "next_run_at": daemon.get("next_run_at") if running else None,
         "consecutive_failures": daemon.get("consecutive_failures", 0),
         "last_success_at": last_success[0],
         "last_good_revision": last_success[1],
@@ -209,19 +179,16 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
             "blocked": bool(last and last["result"] == "blocked"),
             "deletions_planned": counts.get("delete_email", 0),
         },
-        "source": daemon.get("source") if pid is not None else None,
-        "readiness": daemon.get("readiness") if pid is not None else None,
+        "source": daemon.get("source") if running else None,
+        "readiness": daemon.get("readiness") if running else None,
         "users_in_error": in_error,
         "runs": runs,
     }
 
 
-def _users_in_error(db: sqlite3.Connection) -> list[dict[str, Any]]:
+def _users_in_error(db: Database) -> list[dict[str, Any]]:
     """The daemon's failing users (syncd.state.user_failures), in a file that has them."""
-    exists = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'user_failures'"
-    ).fetchone()
-    if not exists:
+    if not db.has_table("user_failures"):
         return []
     cursor = db.execute(
         "SELECT username AS user, code, message, since, failures AS cycles, retry_at"
@@ -265,12 +232,19 @@ def render_status(report: Mapping[str, Any]) -> str:
     daemon = report["daemon"]
     lines = [f"state file   {report['state_file']}"]
     if daemon["running"]:
-        pid = daemon["pid"] or "unknown"
-        lines.append(f"daemon       running, pid {pid}, since {_when(daemon['started_at'])}")
+        since = _when(daemon["started_at"])
+        if daemon["active"]:  # PostgreSQL: the instance that holds the lock, on any host
+            lines.append(f"daemon       active: {visible(daemon['active'])}, since {since}")
+        else:
+            lines.append(f"daemon       running, pid {daemon['pid'] or 'unknown'}, since {since}")
         lines.append(f"desired      {daemon['desired']} every {daemon['interval']:g} s")
         lines.append(f"next run     {_when(report['next_run_at'])}")
     else:
         lines.append("daemon       not running")
+    for standby in daemon["standbys"]:
+        lines.append(
+            f"standby      {visible(standby['name'])}, waiting since {_when(standby['since'])}"
+        )
     if report["consecutive_failures"]:
         lines.append(f"failures     {report['consecutive_failures']} in a row (backing off)")
     lines.append(f"last success {_when(report['last_success_at'])}")

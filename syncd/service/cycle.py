@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import sqlite_utils
 import structlog
 
 from syncd.desired.gitsource import DesiredSource
@@ -27,6 +26,7 @@ from syncd.service.metrics import Metrics
 from syncd.service.schedule import BACKING_OFF, SUCCESS, deadline_for, drift_share
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail
+from syncd.state.backend import StateStore
 from syncd.state.user_failures import FailingUser, UserFailures
 
 log = structlog.get_logger("syncd.service.cycle")
@@ -77,20 +77,22 @@ class CycleOutcome:
 
 
 class Cycle:
-    """One run of the daemon over its settings, source, state file and metrics."""
+    """One run of the daemon over its settings, source, state and metrics."""
 
     def __init__(
         self,
         settings: Settings,
         source: DesiredSource,
-        db: sqlite_utils.Database,
+        store: StateStore,
         metrics: Metrics,
         *,
         refresh: bool = False,
     ) -> None:
         self.settings = settings
         self.source = source
-        self.db = db
+        #: Whose lock the daemon holds: every write goes through it (the fence).
+        self.store = store
+        self.db = store.history
         self.metrics = metrics
         #: Read every user again (SIGHUP), not only this cycle's share.
         self.refresh = refresh
@@ -145,7 +147,9 @@ class Cycle:
             failures.clear()  # SIGHUP: every user is read again, those in error too
         held = held_users(failures, desired.usernames(), settings, time.time())
         planned: list[PlanResult] = []
-        async with connect(settings, on_response=self.metrics.observe_response) as connection:
+        async with connect(
+            settings, on_response=self.metrics.observe_response, store=self.store
+        ) as connection:
             self._began_run = True
             try:
                 # The daemon's freshness is the drift window alone, each cycle

@@ -48,7 +48,7 @@ from syncd.service.schedule import (
     jitter_for,
 )
 from syncd.settings import Settings
-from syncd.state.statefile import open_state
+from syncd.state.backend import StateStore
 
 log = structlog.get_logger("syncd.service.daemon")
 
@@ -64,13 +64,18 @@ class Daemon:
         reload_settings: Callable[[], Settings],
         notifier: Notifier,
         metrics: Metrics,
+        store: StateStore,
     ) -> None:
         self.settings = settings
         self._reload_settings = reload_settings
         self.notifier = notifier
         self.metrics = metrics
         self.source = DesiredSource.from_settings(settings)
-        self.db = open_state(settings.state_file)
+        #: Whose lock this process holds (the caller's, who closes it).
+        self.store = store
+        self.db = store.history
+        #: Whether serve() returned because the lock was lost (syncd.service.leadership).
+        self.lost_lock = False
         self.failures = 0
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         # APScheduler speaks through stdlib logging, which nobody configures here: its
@@ -122,7 +127,6 @@ class Daemon:
                 watchdog.cancel()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
-            self.db.close()
 
     def stop(self, why: str = "stop") -> None:
         if not self._stop.is_set():
@@ -141,7 +145,8 @@ class Daemon:
             done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
             if not done:
                 log.error("run_not_stopped", timeout=STOP_TIMEOUT)
-        save_daemon_state(self.db, {"pid": None, "next_run_at": None})
+        if not self.lost_lock:  # else the state is not ours to write any more
+            save_daemon_state(self.db, {"pid": None, "next_run_at": None})
         log.info("daemon_stopped")
 
     async def _watchdog(self, every: float) -> None:
@@ -208,7 +213,7 @@ class Daemon:
         self._cycle_task = asyncio.current_task()
         try:
             refresh, self._refresh_next = self._refresh_next, False
-            cycle = Cycle(self.settings, self.source, self.db, self.metrics, refresh=refresh)
+            cycle = Cycle(self.settings, self.source, self.store, self.metrics, refresh=refresh)
             outcome = await cycle.run()
         except asyncio.CancelledError:
             if not self._stopping:
@@ -217,6 +222,13 @@ class Daemon:
             return  # we cancelled it ourselves: the run record and the audit say the rest
         finally:
             self._cycle_task = None
+        if outcome.result == "error" and not self.store.holds_lock():
+            # Its session ended (cut off, the server restarted): another instance
+            # may be active now. Stop, and stand by again (syncd.service.leadership).
+            log.error("lock_lost", error=outcome.message, state=self.store.where)
+            self.lost_lock = True
+            self.stop("lost the lock")
+            return
         self._report(outcome)
 
     def _report(self, outcome: CycleOutcome) -> None:
@@ -290,6 +302,7 @@ class Daemon:
             "api_url": settings.api_url,
             "desired": str(self.source),
             "state_dir": str(settings.state_dir),
+            "state": self.store.where,
             "interval": settings.interval,
             "run_deadline": deadline_for(settings),
             "max_deletions": settings.max_deletions,

@@ -8,19 +8,18 @@ reads it from a read-only one, and a file no daemon has used has no rows.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlite_utils
+from syncd.state.backend import Database
 
 
 def utc_iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-def save_daemon_state(db: sqlite_utils.Database, values: Mapping[str, Any]) -> None:
+def save_daemon_state(db: Database, values: Mapping[str, Any]) -> None:
     """Set keys of the daemon_state table (JSON values)."""
     now = utc_iso(datetime.now(UTC))
     with db.atomic():
@@ -33,12 +32,9 @@ def save_daemon_state(db: sqlite_utils.Database, values: Mapping[str, Any]) -> N
             )
 
 
-def read_daemon_state(db: sqlite3.Connection) -> dict[str, Any]:
+def read_daemon_state(db: Database) -> dict[str, Any]:
     """Every key the daemon saved; nothing in a file no daemon has used."""
-    exists = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'daemon_state'"
-    ).fetchone()
-    if not exists:  # made by a syncd from before the daemon, opened read-only
+    if not db.has_table("daemon_state"):  # made by a syncd from before the daemon, read-only
         return {}
     rows = db.execute("SELECT key, value FROM daemon_state").fetchall()
     return {key: json.loads(value) for key, value in rows}

@@ -8,7 +8,9 @@ Liveness (/healthz) is whether the process and its event loop answer: a
 liveness probe that fails restarts the process, which cures a hung loop and
 nothing else, so a failing run or an invalid commit never fails it.
 Readiness (/readyz) is whether the last cycle ended ok, no_changes or partial
-within three intervals and the desired state's source is current.
+within three intervals and the desired state's source is current. A standby
+(syncd.service.leadership) says so instead: ready while it can reach the
+database and wait for the lock, so that a rolling update proceeds past it.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class Metrics:
         self.source_read_at: float | None = None
         #: Set by the daemon once its event loop runs (see `liveness`).
         self.loop_probe: LoopProbe | None = None
+        #: While this instance stands by: whether it is ready to take over, and why.
+        self.standby: tuple[bool, str] | None = None
         r = self.registry
         self.runs = Counter("syncd_runs", "Daemon runs, by result.", ["result"], registry=r)
         self.changes = Counter(
@@ -122,6 +126,11 @@ class Metrics:
             "syncd_source_fetch_failures",
             "Fetches of the desired state's source (git) that failed; the last good "
             "revision was kept.",
+            registry=r,
+        )
+        self.active = Gauge(
+            "syncd_active",
+            "1 while this instance holds the state's lock and reconciles, 0 while it stands by.",
             registry=r,
         )
         self.source_last_success = Gauge(
@@ -199,6 +208,9 @@ class Metrics:
 
     def readiness(self) -> tuple[bool, str]:
         """Whether the last cycle ended well and recently, and the source is current."""
+        if self.standby is not None:
+            ready, why = self.standby
+            return ready, f"standby: {why}"
         if self.last_cycle is None:
             return False, "no cycle has finished yet"
         result, ended = self.last_cycle

@@ -5,7 +5,9 @@ on a terminal) and into the append-only `audit` table of the state file. The
 intent is committed before the request is sent, so a crash leaves an intent
 without an outcome; the next run reports it as `interrupted` and has the user
 re-read. An outcome is written in the same transaction as the cache update
-that the write's answer allows (see `outcome(..., then=...)`).
+that the write's answer allows (see `outcome(..., then=...)`). The SQL is the
+subset of syncd.state.backend that both engines share ("user" is quoted: a
+reserved word in PostgreSQL).
 
 No event holds a credential: events carry users, fields, addresses and values.
 """
@@ -22,11 +24,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlite_utils
-
 from syncd import __version__
 from syncd.core.plan import Action, AddEmail, UpdateProfile
-from syncd.state.statefile import savepoint
+from syncd.state.backend import Database
 
 Clock = Callable[[], datetime]
 
@@ -99,10 +99,10 @@ class OpenIntent:
     target: str
 
 
-def open_intents(db: sqlite_utils.Database) -> list[OpenIntent]:
+def open_intents(db: Database) -> list[OpenIntent]:
     """Writes started and never given an outcome: in flight elsewhere, or lost in a crash."""
     rows = db.execute(
-        "SELECT seq, run_id, timestamp, user, action, target FROM audit AS i"
+        'SELECT seq, run_id, timestamp, "user", action, target FROM audit AS i'
         " WHERE event = 'intent' AND NOT EXISTS"
         " (SELECT 1 FROM audit AS o WHERE o.intent_seq = i.seq) ORDER BY seq"
     ).fetchall()
@@ -112,7 +112,7 @@ def open_intents(db: sqlite_utils.Database) -> list[OpenIntent]:
 class AuditTrail:
     def __init__(
         self,
-        db: sqlite_utils.Database,
+        db: Database,
         source: Mapping[str, Any],
         *,
         run_id: str | None = None,
@@ -175,8 +175,8 @@ class AuditTrail:
         change = describe_change(action)
         # One row, so one statement is atomic alone; within an apply's open
         # transaction it is committed with its group (see GroupCommit).
-        cursor = self.db.execute(
-            "INSERT INTO audit (run_id, timestamp, event, user, action, target, before,"
+        seq = self.db.insert(
+            'INSERT INTO audit (run_id, timestamp, event, "user", action, target, before,'
             " after, source) VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 self.run_id,
@@ -189,9 +189,8 @@ class AuditTrail:
                 json.dumps(change["after"]),
                 self._source_json,
             ),
+            "seq",
         )
-        seq = cursor.lastrowid
-        assert seq is not None
         self.log.info("intent", user=action.user, action=action.action, **change)
         return seq
 
@@ -207,7 +206,7 @@ class AuditTrail:
     ) -> None:
         """Record how a write ended; `then` runs in the same transaction (the cache update)."""
         target = change_target(action)  # before and after are the intent's
-        with savepoint(self.db):
+        with self.db.atomic():
             self._insert_outcome(
                 intent_seq, action.user, action.action, target, result, status, message
             )
@@ -236,7 +235,7 @@ class AuditTrail:
         message: str | None,
     ) -> None:
         self.db.execute(
-            "INSERT INTO audit (run_id, timestamp, event, intent_seq, user, action, target,"
+            'INSERT INTO audit (run_id, timestamp, event, intent_seq, "user", action, target,'
             " result, status, message, source) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 self.run_id,
@@ -326,7 +325,7 @@ class EventFilter:
 
 
 def query_events(
-    db: sqlite_utils.Database, where: EventFilter | None = None, *, limit: int | None = None
+    db: Database, where: EventFilter | None = None, *, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """Audit events, oldest first (the last `limit` of them), for `syncd audit`.
 
@@ -334,37 +333,39 @@ def query_events(
     outcome the before and after of its intent, so that one line can say it all.
     """
     where = where or EventFilter()
-
-    def listed(values: tuple[str, ...]) -> str | None:
-        return json.dumps(list(values)) if values else None
-
-    cursor = db.execute(
+    values = db.dialect.json_values
+    conditions: list[str] = []
+    parameters: list[Any] = []
+    if where.users:
+        conditions.append(f'a."user" IN ({values})')
+        parameters.append(json.dumps(list(where.users)))
+    if where.since:
+        conditions.append("a.timestamp >= ?")
+        parameters.append(where.since.astimezone(UTC).isoformat(timespec="microseconds"))
+    if where.runs:
+        conditions.append(f"a.run_id IN ({values})")
+        parameters.append(json.dumps(list(where.runs)))
+    if where.actions:
+        conditions.append(f"a.action IN ({values})")
+        parameters.append(json.dumps(list(where.actions)))
+    if where.results:
+        conditions.append(
+            f"a.seq IN (SELECT o.seq FROM audit AS o WHERE o.result IN ({values})"
+            f" UNION SELECT o.intent_seq FROM audit AS o WHERE o.result IN ({values}))"
+        )
+        parameters += [json.dumps(list(where.results))] * 2
+    sql = (
         "SELECT a.*, r.command AS run_command, r.os_user, r.sudo_user, r.host, r.version,"
         " COALESCE(a.before, i.before) AS before, COALESCE(a.after, i.after) AS after"
         " FROM audit AS a LEFT JOIN runs AS r ON r.id = a.run_id"
         " LEFT JOIN audit AS i ON i.seq = a.intent_seq"
-        " WHERE (:users IS NULL OR a.user IN (SELECT value FROM json_each(:users)))"
-        " AND (:since IS NULL OR a.timestamp >= :since)"
-        " AND (:runs IS NULL OR a.run_id IN (SELECT value FROM json_each(:runs)))"
-        " AND (:actions IS NULL OR a.action IN (SELECT value FROM json_each(:actions)))"
-        " AND (:results IS NULL OR a.seq IN ("
-        "   SELECT o.seq FROM audit AS o WHERE o.result IN (SELECT value FROM json_each(:results))"
-        "   UNION SELECT o.intent_seq FROM audit AS o"
-        "   WHERE o.result IN (SELECT value FROM json_each(:results))))"
-        " ORDER BY a.seq DESC LIMIT :limit",
-        {
-            "users": listed(where.users),
-            "since": (
-                where.since.astimezone(UTC).isoformat(timespec="microseconds")
-                if where.since
-                else None
-            ),
-            "runs": listed(where.runs),
-            "actions": listed(where.actions),
-            "results": listed(where.results),
-            "limit": limit if limit else -1,
-        },
+        + (" WHERE " + " AND ".join(conditions) if conditions else "")
+        + " ORDER BY a.seq DESC"
     )
+    if limit:
+        sql += " LIMIT ?"
+        parameters.append(limit)
+    cursor = db.execute(sql, parameters)
     columns = [d[0] for d in cursor.description]
     events = []
     for row in cursor.fetchall():

@@ -14,10 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
-
 from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
-from syncd.state.statefile import file_of, state_error
+from syncd.state.backend import Database
+from syncd.state.statefile import state_error
 
 #: Rows written per transaction: large enough to amortise the commit.
 BATCH_SIZE = 1000
@@ -41,7 +40,7 @@ class Cached:
 
 
 class LiveCache:
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
 
     def read_fresh(self, usernames: Iterable[str], now: float, ttl: float) -> dict[str, Cached]:
@@ -56,7 +55,7 @@ class LiveCache:
             rows = self.db.execute(
                 "SELECT username, profile_fetched_at, full_name, location, company,"
                 " profile_url, gravatar_url, email, emails_fetched_at, emails"
-                " FROM live_accounts WHERE username IN (SELECT value FROM json_each(?))",
+                f" FROM live_accounts WHERE username IN ({self.db.dialect.json_values})",
                 [json.dumps(list(usernames))],
             )
             cached = {}
@@ -75,7 +74,8 @@ class LiveCache:
                     continue
                 cached[username] = Cached(account, profile_at, emails_at)
         except sqlite3.Error as error:  # met while iterating: execute's own are StateErrors
-            raise state_error(file_of(self.db), error) from None
+            # (psycopg has every row when execute returns: only SQLite reads here)
+            raise state_error(self.db.name, error) from None
         return cached
 
     def save(self, snapshots: Iterable[Snapshot]) -> None:
@@ -129,21 +129,22 @@ class LiveCache:
 _PROFILE_COLUMNS = ("full_name", "location", "company", "profile_url", "gravatar_url", "email")
 _NO_PROFILE = (None,) * len(_PROFILE_COLUMNS)
 # A part that was not fetched this time is all NULLs, and a fetched part has
-# none (each of its fields is text): COALESCE keeps the cached part whole.
+# none (each of its fields is text): COALESCE keeps the cached part whole. The
+# cached row is named by its table, as PostgreSQL requires.
 _UPSERT = """
 INSERT INTO live_accounts (username, profile_fetched_at, full_name, location, company,
     profile_url, gravatar_url, email, emails_fetched_at, emails)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(username) DO UPDATE SET
-    profile_fetched_at = COALESCE(excluded.profile_fetched_at, profile_fetched_at),
-    full_name = COALESCE(excluded.full_name, full_name),
-    location = COALESCE(excluded.location, location),
-    company = COALESCE(excluded.company, company),
-    profile_url = COALESCE(excluded.profile_url, profile_url),
-    gravatar_url = COALESCE(excluded.gravatar_url, gravatar_url),
-    email = COALESCE(excluded.email, email),
-    emails_fetched_at = COALESCE(excluded.emails_fetched_at, emails_fetched_at),
-    emails = COALESCE(excluded.emails, emails)
+    profile_fetched_at = COALESCE(excluded.profile_fetched_at, live_accounts.profile_fetched_at),
+    full_name = COALESCE(excluded.full_name, live_accounts.full_name),
+    location = COALESCE(excluded.location, live_accounts.location),
+    company = COALESCE(excluded.company, live_accounts.company),
+    profile_url = COALESCE(excluded.profile_url, live_accounts.profile_url),
+    gravatar_url = COALESCE(excluded.gravatar_url, live_accounts.gravatar_url),
+    email = COALESCE(excluded.email, live_accounts.email),
+    emails_fetched_at = COALESCE(excluded.emails_fetched_at, live_accounts.emails_fetched_at),
+    emails = COALESCE(excluded.emails, live_accounts.emails)
 """
 
 

@@ -12,15 +12,15 @@ import fcntl
 import os
 import stat
 from pathlib import Path
-from types import TracebackType
 
 from syncd.errors import DaemonError
 from syncd.privatefiles import open_private, private_directory
+from syncd.state.backend import LockHeld
 
 LOCK_NAME = "syncd.state.lock"
 
 
-class InstanceLock:
+class InstanceLock(LockHeld):
     """The held lock; released by `release()` or when the process ends."""
 
     def __init__(self, path: Path, descriptor: int) -> None:
@@ -32,17 +32,6 @@ class InstanceLock:
             # Closing drops the flock; the file stays, empty of meaning without it.
             os.close(self._descriptor)
             self._descriptor = None
-
-    def __enter__(self) -> InstanceLock:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 def lock_path(state_dir: Path) -> Path:

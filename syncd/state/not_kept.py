@@ -11,20 +11,19 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-import sqlite_utils
-
 from syncd.core.not_kept import NotKept
+from syncd.state.backend import Database
 
 
 class NotKeptRecords:
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
 
     def load(self, usernames: Iterable[str]) -> dict[str, list[NotKept]]:
         """The records of these users, by user."""
         rows = self.db.execute(
             "SELECT username, field, sent, kept FROM not_kept"
-            " WHERE username IN (SELECT value FROM json_each(?))",
+            f" WHERE username IN ({self.db.dialect.json_values})",
             [json.dumps(list(usernames))],
         )
         records: dict[str, list[NotKept]] = {}

@@ -10,15 +10,16 @@ mode 0700, in WAL mode so that `syncd status` can read while a run writes:
 They are apart so that deleting "the cache" can never delete the history. Both
 are never opened through a link (see syncd.privatefiles). Every error of either
 file reaches the user as one StateError that names the file and the cause (disk
-full, read-only, corrupt), whichever statement met it.
+full, read-only, corrupt), whichever statement met it. Each is opened as a
+`SqliteDatabase`, the SQLite side of syncd.state.backend's `Database`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import sqlite_utils
 
 from syncd.errors import StateError
 from syncd.privatefiles import private_directory, private_file
+from syncd.state.backend import SQLITE, Database, Rows
 
 STATE_NAME = "syncd.db"
 CACHE_NAME = "cache.db"
@@ -125,6 +127,12 @@ CREATE TABLE IF NOT EXISTS user_failures (
     retry_at REAL
 );
 
+-- Which version of this schema the file has (see SCHEMA_VERSION): one row.
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER NOT NULL,
+    applied_at TEXT NOT NULL
+);
+
 -- The audit trail is append-only: history is never rewritten.
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
@@ -161,11 +169,6 @@ class NamedConnection(sqlite3.Connection):
             raise state_error(self.path, error) from None
 
 
-def file_of(db: sqlite_utils.Database) -> str:
-    """The path of a file opened by `open_state` or `open_cache`, for messages."""
-    return str(getattr(db.conn, "path", "?"))
-
-
 def state_error(path: str | Path, error: sqlite3.Error | OSError) -> StateError:
     cause = describe(error) if isinstance(error, sqlite3.Error) else error.strerror or str(error)
     return StateError(f"state file {path}: {cause}")
@@ -180,11 +183,22 @@ ADDED_COLUMNS = (
 )
 
 
-def open_state(path: Path) -> sqlite_utils.Database:
+#: The schema's version, kept in the table schema_version. Version 1 is the
+#: schema above with every column of ADDED_COLUMNS: files older than the table
+#: get it by _add_columns, which is what migrating them to version 1 takes.
+SCHEMA_VERSION = 1
+
+
+def open_state(path: Path) -> SqliteDatabase:
     """Open (creating if needed) syncd.db, the runs and the audit trail, private to its owner."""
     db = _open(path, STATE_SCHEMA)
-    _add_columns(db, ADDED_COLUMNS)
-    return db
+    try:
+        _add_columns(db, ADDED_COLUMNS)
+        _record_version(db)
+    except StateError:
+        db.close()
+        raise
+    return SqliteDatabase(db, path)
 
 
 def _add_columns(db: sqlite_utils.Database, columns: tuple[tuple[str, str, str], ...]) -> None:
@@ -195,9 +209,21 @@ def _add_columns(db: sqlite_utils.Database, columns: tuple[tuple[str, str, str],
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
-def open_cache(path: Path) -> sqlite_utils.Database:
+def _record_version(db: sqlite_utils.Database) -> None:
+    # Written only when it changes: a dry run may read a file it may not write.
+    (version,) = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    if version is None or version < SCHEMA_VERSION:
+        with db.atomic():
+            db.execute("DELETE FROM schema_version")
+            db.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                [SCHEMA_VERSION, datetime.now(UTC).isoformat(timespec="seconds")],
+            )
+
+
+def open_cache(path: Path) -> SqliteDatabase:
     """Open (creating if needed) cache.db, the live-state cache, private to its owner."""
-    return _open(path, CACHE_SCHEMA)
+    return SqliteDatabase(_open(path, CACHE_SCHEMA), path)
 
 
 def _open(path: Path, schema: str) -> sqlite_utils.Database:
@@ -234,95 +260,78 @@ def claim_database(path: Path) -> None:
             private_file(path.with_name(path.name + companion), create=False)
 
 
-@contextlib.contextmanager
-def savepoint(db: sqlite_utils.Database) -> Iterator[None]:
-    """All of the block's writes or none of them, inside the open transaction if any.
+class SqliteDatabase(Database):
+    """One SQLite file as a syncd.state.backend Database, through sqlite-utils."""
 
-    sqlite-utils' atomic() does the same with a random savepoint name (an
-    os.urandom call and two more statements per block): for the two rows of
-    every write of an apply, a fixed name nested as SQLite allows is enough.
-    """
-    if not db.conn.in_transaction:
-        with db.atomic():
-            yield
-        return
-    db.conn.execute("SAVEPOINT syncd")
-    try:
-        yield
-    except BaseException:
-        # An error such as a trigger's RAISE(ROLLBACK) can end the transaction itself.
-        if db.conn.in_transaction:
-            db.conn.execute("ROLLBACK TO syncd")
-            db.conn.execute("RELEASE syncd")
-        raise
-    db.conn.execute("RELEASE syncd")
+    dialect = SQLITE
 
+    def __init__(self, db: sqlite_utils.Database, path: Path | str) -> None:
+        self.db = db
+        self.name = str(path)
 
-class GroupCommit:
-    """One COMMIT per file for the rows of many concurrent writes.
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Rows:
+        # sqlite-utils commits a write made outside a transaction at once.
+        return self.db.execute(sql, parameters)
 
-    While a run applies, a transaction stays open on each file: intents and
-    outcomes in syncd.db, cache updates in cache.db (their own `db.atomic()`
-    blocks become savepoints). `durable()` commits everything written so far
-    and opens the next transactions; the callers that ask in the same turn of
-    the event loop share one commit. An intent is durable before its request is
-    sent; an outcome becomes durable with the next intent or at `close()`.
+    def insert(self, sql: str, parameters: Sequence[Any], key: str) -> int:
+        # The row id: the INTEGER PRIMARY KEY that `key` names in our tables.
+        rowid = self.db.execute(sql, parameters).lastrowid
+        assert rowid is not None
+        return rowid
 
-    The cache is committed before the history: an outcome is never on disk
-    without the cache update its answer allows. A crash in between leaves the
-    intent open, and the next run reports the write as interrupted and reads
-    the account again, whatever the cache says. So a crash can lose a recorded
-    outcome, never an intent, and never makes the cache look more certain than
-    the audit trail. Two commits per write cost more than the rest of the audit
-    trail together.
-    """
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """All of the block's writes or none of them, inside the open transaction if any.
 
-    def __init__(self, history: sqlite_utils.Database, cache: sqlite_utils.Database) -> None:
-        # In commit order.
-        self._databases = (cache, history)
-        self._pending: asyncio.Future[None] | None = None
-
-    def open(self) -> None:
-        """Start the transactions, once each file has shown it takes writes."""
-        for db in self._databases:
-            if not db.conn.in_transaction:
-                # BEGIN proves nothing, even IMMEDIATE: a read-only cache would
-                # fail only at the first cache update, after its write was sent.
-                # Setting user_version to itself is a write that changes nothing.
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                db.begin()
-                try:
-                    db.execute(f"PRAGMA user_version = {int(version)}")
-                finally:
-                    db.execute("ROLLBACK")
-        self._begin()
-
-    def _begin(self) -> None:
-        for db in self._databases:
-            if not db.conn.in_transaction:
-                db.begin()
-
-    async def durable(self) -> None:
-        """Return once everything written so far is committed."""
-        if self._pending is None:
-            loop = asyncio.get_running_loop()
-            self._pending = loop.create_future()
-            loop.call_soon(self._commit)
-        # Shielded: a cancelled waiter must not cancel the commit the others share.
-        await asyncio.shield(self._pending)
-
-    def _commit(self) -> None:
-        pending, self._pending = self._pending, None
-        assert pending is not None
+        sqlite-utils' atomic() does the same with a random savepoint name (an
+        os.urandom call and two more statements per block): for the two rows of
+        every write of an apply, a fixed name nested as SQLite allows is enough.
+        """
+        conn = self.db.conn
+        if not conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("SAVEPOINT syncd")
         try:
-            self.close()
-            self._begin()
-        except StateError as error:
-            pending.set_exception(error)
-        else:
-            pending.set_result(None)
+            yield
+        except BaseException:
+            # An error such as a trigger's RAISE(ROLLBACK) can end the transaction itself.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO syncd")
+                conn.execute("RELEASE syncd")
+            raise
+        conn.execute("RELEASE syncd")
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.db.conn.in_transaction
+
+    def begin(self) -> None:
+        self.db.begin()
+
+    def commit(self) -> None:
+        self.db.commit()
+
+    def rollback(self) -> None:
+        self.db.rollback()
+
+    def check_writable(self) -> None:
+        # Setting user_version to itself is a write that changes nothing.
+        if self.in_transaction:
+            return
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        self.db.begin()
+        try:
+            self.db.execute(f"PRAGMA user_version = {int(version)}")
+        finally:
+            self.db.execute("ROLLBACK")
+
+    def has_table(self, name: str) -> bool:
+        found = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name]
+        ).fetchone()
+        return found is not None
 
     def close(self) -> None:
-        """Commit what is left and leave the transactions closed."""
-        for db in self._databases:
-            db.commit()
+        self.db.close()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import sqlite_utils
+from syncd.state.backend import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,7 @@ class FailingUser:
 
 
 class UserFailures:
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
 
     def all(self) -> dict[str, FailingUser]:
@@ -74,7 +74,7 @@ class UserFailures:
     def forget_except(self, usernames: Iterable[str]) -> None:
         """Drop the users no longer in the desired state."""
         self.db.execute(
-            "DELETE FROM user_failures WHERE username NOT IN (SELECT value FROM json_each(?))",
+            f"DELETE FROM user_failures WHERE username NOT IN ({self.db.dialect.json_values})",
             [json.dumps(list(usernames))],
         )
 

@@ -1,0 +1,338 @@
+"""The PostgreSQL backend: the state in one database, one active instance by an advisory lock.
+
+`SYNCD_STATE_URL=postgresql://user@host/db` (libpq's URL; the password never in
+it: from `SYNCD_STATE_PASSWORD_FILE`, or libpq's own PGPASSFILE, ~/.pgpass or
+PGPASSWORD). Each process holds one session, autocommit, through which it
+reads and writes everything: the history and the cache share the database and
+so each group commit is one transaction (syncd.state.groupcommit).
+
+The lock is the session-level advisory lock LOCK_KEY. `syncd run` waits for
+it as a standby and keeps it while it lives; `plan` and `apply` take it or are
+refused, naming the holder. Fencing: the intents of the active instance are
+committed through the session that holds the lock, so an instance whose
+session has ended (killed, cut off, the server restarted) can commit no
+intent, and the applier sends no write without one. The server drops the
+session of a host that vanished within about 25 s: the session asks for TCP
+keepalives of its own.
+
+Every error is one StateError that names the URL, without a password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from syncd.errors import CredentialError, DaemonError, StateError
+from syncd.secretfiles import read_secret_file
+from syncd.settings import redact_url
+from syncd.state.backend import (
+    POSTGRESQL,
+    Database,
+    Holder,
+    LockHeld,
+    Rows,
+    Session,
+    StateStore,
+)
+from syncd.state.postgres_schema import MIGRATION_LOCK, MIGRATIONS, VERSION_TABLE
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from syncd.settings import Settings
+
+#: pg_advisory_lock's two keys for "the active instance": ('sync', 1).
+LOCK_KEY = (0x73796E63, 1)
+#: How long one wait of a standby lasts before it looks at its stop signal again.
+STANDBY_WAIT_MS = 1000
+CONNECT_TIMEOUT = 10
+#: What the server's side of the session does to find out that its host vanished.
+SESSION_SETTINGS = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
+_LOCK_FILTER = (
+    "l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.objsubid = 2"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+def _describe(error: BaseException) -> str:
+    # libpq's messages run over lines ("…failed: Connection refused\n\tIs the server…").
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+class PostgresDatabase(Database):
+    """The one session of this process, as a syncd.state.backend Database."""
+
+    dialect = POSTGRESQL
+
+    def __init__(self, connection: psycopg.Connection[Any], name: str) -> None:
+        self.connection = connection
+        self.name = name
+        self._savepoints = 0
+
+    def error(self, error: BaseException) -> StateError:
+        return StateError(f"state database {self.name}: {_describe(error)}")
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Rows:
+        import psycopg
+
+        try:
+            if parameters:
+                return self.connection.execute(_placeholders(sql), list(parameters))
+            return self.connection.execute(sql.encode())
+        except psycopg.Error as error:
+            raise self.error(error) from None
+
+    def insert(self, sql: str, parameters: Sequence[Any], key: str) -> int:
+        row = self.execute(f"{sql} RETURNING {key}", parameters).fetchone()
+        assert row is not None and isinstance(row[0], int)
+        return row[0]
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        if not self.in_transaction:
+            self.begin()
+            try:
+                yield
+            except BaseException:
+                self._quietly_roll_back()
+                raise
+            self.commit()
+            return
+        self._savepoints += 1
+        name = f"syncd_{self._savepoints}"
+        self.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(StateError):
+                self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                self.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        finally:
+            self._savepoints -= 1
+        self.execute(f"RELEASE SAVEPOINT {name}")
+
+    def _quietly_roll_back(self) -> None:
+        # The error that brought us here is the one to report, not a broken session's.
+        with contextlib.suppress(StateError):
+            self.rollback()
+
+    @property
+    def in_transaction(self) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        status = self.connection.info.transaction_status
+        return status in (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+
+    def begin(self) -> None:
+        self.execute("BEGIN")
+
+    def commit(self) -> None:
+        if self.in_transaction:
+            self.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.in_transaction:
+            self.execute("ROLLBACK")
+
+    def check_writable(self) -> None:
+        # A write that changes nothing meets a read-only session, a missing grant
+        # or a dead connection before any request is sent.
+        with self.atomic():
+            self.execute("UPDATE schema_version SET version = version WHERE false")
+            self.execute("UPDATE live_accounts SET username = username WHERE false")
+
+    def has_table(self, name: str) -> bool:
+        (found,) = self.execute("SELECT to_regclass(?) IS NOT NULL", [name]).fetchone()
+        return bool(found)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@functools.lru_cache(maxsize=256)
+def _placeholders(sql: str) -> bytes:
+    """syncd's `?` placeholders as psycopg's `%s` (no `?` is in a literal of ours)."""
+    return sql.replace("%", "%%").replace("?", "%s").encode()
+
+
+class _AdvisoryLock(LockHeld):
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+
+    def release(self) -> None:
+        if not self.store.db.connection.closed:
+            with contextlib.suppress(StateError):
+                self.store.db.execute(f"SELECT pg_advisory_unlock({LOCK_KEY[0]}, {LOCK_KEY[1]})")
+
+
+class PostgresStore(StateStore):
+    kind = "postgresql"
+    shared = True
+
+    def __init__(self, db: PostgresDatabase, where: str) -> None:
+        self.db = db
+        self.where = where
+
+    @classmethod
+    def open(cls, settings: Settings, purpose: str, *, read_only: bool = False) -> PostgresStore:
+        """Connect as `syncd <purpose>`, and (unless `read_only`) create or migrate the schema."""
+        url = settings.state_url
+        assert url is not None
+        where = redact_url(url)
+        try:
+            import psycopg
+        except ImportError:
+            raise StateError(
+                f"state database {where}: the PostgreSQL backend needs psycopg: "
+                "install syncd[postgres]"
+            ) from None
+        kwargs: dict[str, Any] = {}
+        if settings.state_password_file is not None:
+            try:
+                kwargs["password"] = read_secret_file(settings.state_password_file)
+            except CredentialError as error:
+                raise StateError(f"state database {where}: {error}") from None
+        options = " ".join(f"-c {key}={value}" for key, value in SESSION_SETTINGS.items())
+        if read_only:
+            options += " -c default_transaction_read_only=on"
+        try:
+            connection = psycopg.connect(
+                url,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT,
+                application_name=instance_name(purpose),
+                options=options,
+                **kwargs,
+            )
+        except psycopg.Error as error:
+            raise StateError(f"state database {where}: {_describe(error)}") from None
+        store = cls(PostgresDatabase(connection, where), where)
+        if not read_only:
+            try:
+                store.migrate()
+            except BaseException:
+                store.close()
+                raise
+        return store
+
+    def migrate(self) -> None:
+        """Create the schema, or bring it to the newest version; history is kept."""
+        db = self.db
+        with db.atomic():
+            db.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK[0]}, {MIGRATION_LOCK[1]})")
+            db.execute(VERSION_TABLE)
+            (current,) = db.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version"
+            ).fetchone()
+            for version, statements in MIGRATIONS:
+                if version > current:
+                    db.execute(statements)
+                    db.execute(
+                        "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                        [version, datetime.now(UTC).isoformat(timespec="seconds")],
+                    )
+
+    @property
+    def history(self) -> Database:
+        return self.db
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        yield Session(self.db, self.db)
+
+    def lock(self, purpose: str) -> LockHeld:
+        (taken,) = self.db.execute(
+            f"SELECT pg_try_advisory_lock({LOCK_KEY[0]}, {LOCK_KEY[1]})"
+        ).fetchone()
+        if not taken:
+            active = next((h for h in self.holders() if h.active), None)
+            who = active.name if active else "another syncd"
+            raise DaemonError(
+                f"{who} holds the state at {self.where}: one run, apply or plan at a time"
+                f" ({purpose} refused)"
+            )
+        return _AdvisoryLock(self)
+
+    async def wait_for_lock(self, stop: asyncio.Event) -> LockHeld | None:
+        while not stop.is_set():
+            # In a thread: the wait blocks, and the event loop must hear signals.
+            if await asyncio.to_thread(self._wait_once):
+                return _AdvisoryLock(self)
+        return None
+
+    def _wait_once(self) -> bool:
+        """Wait up to STANDBY_WAIT_MS for the lock: queued by the server, so that the
+        standby gets it the moment the active session ends."""
+        import psycopg
+
+        connection = self.db.connection
+        try:
+            connection.execute(f"SET lock_timeout = {STANDBY_WAIT_MS}".encode())
+            try:
+                connection.execute(
+                    f"SELECT pg_advisory_lock({LOCK_KEY[0]}, {LOCK_KEY[1]})".encode()
+                )
+            except psycopg.errors.LockNotAvailable:
+                return False
+            finally:
+                connection.execute(b"RESET lock_timeout")
+        except psycopg.Error as error:
+            raise self.db.error(error) from None
+        return True
+
+    def holds_lock(self) -> bool:
+        import psycopg
+
+        if self.db.connection.broken or self.db.connection.closed:
+            return False
+        try:
+            row = self.db.connection.execute(
+                f"SELECT EXISTS (SELECT 1 FROM pg_locks AS l WHERE {_LOCK_FILTER}"
+                " AND l.pid = pg_backend_pid() AND l.granted)".encode(),
+                LOCK_KEY,
+            ).fetchone()
+        except psycopg.Error:  # a session that cannot answer holds nothing
+            return False
+        return row is not None and bool(row[0])
+
+    def holders(self) -> list[Holder]:
+        """The session that holds the lock (any command), then the `syncd run` standing by."""
+        import psycopg
+
+        try:
+            rows = self.db.connection.execute(
+                "SELECT * FROM (SELECT a.application_name, a.backend_start,"
+                f" EXISTS (SELECT 1 FROM pg_locks AS l WHERE {_LOCK_FILTER}"
+                "  AND l.pid = a.pid AND l.granted) AS active"
+                " FROM pg_stat_activity AS a WHERE a.datname = current_database()"
+                " AND a.application_name LIKE 'syncd %%' AND a.pid <> pg_backend_pid()) AS s"
+                " WHERE active OR application_name LIKE 'syncd run %%'"
+                " ORDER BY active DESC, backend_start",
+                LOCK_KEY,
+            ).fetchall()
+        except psycopg.Error as error:
+            raise self.db.error(error) from None
+        return [
+            Holder(name, since=started.astimezone(UTC).isoformat(timespec="seconds"), active=held)
+            for name, started, held in rows
+        ]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def instance_name(command: str) -> str:
+    """Who this process is, as the server shows it (application_name, at most 63 bytes)."""
+    return f"syncd {command} on {socket.gethostname()} pid {os.getpid()}"[:63]

@@ -1,0 +1,98 @@
+"""The SQLite backend, the default: two files and an flock in one private directory.
+
+syncd.db (the history) and cache.db (the live cache) are the files of
+syncd.state.statefile; the lock is syncd.state.lock's flock on
+`syncd.state.lock`. A run opens its own handles to both files and closes them
+when it ends, so that a cache.db deleted between two daemon cycles costs one
+cold read and nothing more. One writer at a time: a second `syncd run` is
+refused, not kept as a standby (that takes a database two hosts share).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlite_utils
+
+from syncd.errors import StateError
+from syncd.state.backend import Database, Holder, LockHeld, Session, StateStore
+from syncd.state.lock import acquire, holder
+from syncd.state.statefile import (
+    CACHE_NAME,
+    STATE_NAME,
+    NamedConnection,
+    SqliteDatabase,
+    open_cache,
+    open_state,
+    state_error,
+)
+
+
+class SqliteStore(StateStore):
+    kind = "sqlite"
+    shared = False
+
+    def __init__(self, directory: Path, *, read_only: bool = False) -> None:
+        self.directory = directory
+        self.where = str(directory)
+        self.read_only = read_only
+        self._history: Database | None = None
+
+    @property
+    def history_file(self) -> Path:
+        return self.directory / STATE_NAME
+
+    @property
+    def history(self) -> Database:
+        if self._history is None:
+            path = self.history_file
+            self._history = open_readonly(path) if self.read_only else open_state(path)
+        return self._history
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        with contextlib.ExitStack() as files:
+            history = open_state(self.history_file)
+            files.callback(history.close)
+            cache = open_cache(self.directory / CACHE_NAME)
+            files.callback(cache.close)
+            yield Session(history, cache)
+
+    def lock(self, purpose: str) -> LockHeld:
+        return acquire(self.directory)
+
+    def holders(self) -> list[Holder]:
+        pid = holder(self.directory)
+        return [] if pid is None else [Holder(f"pid {pid}" if pid else "a process", pid)]
+
+    def close(self) -> None:
+        if self._history is not None:
+            self._history.close()
+            self._history = None
+
+
+def open_readonly(path: Path) -> SqliteDatabase:
+    """The state file, read-only, creating nothing beside it; its errors name it.
+
+    A read-only SQLite connection still creates the -wal and -shm files when they
+    are missing; made by root next to a service's database, they would lock the
+    service out. So when they are missing (no writer), the file is opened immutable.
+    """
+    # status runs as root against a service's directory: a link planted there
+    # must not make it read (and show) another file.
+    for name in (path, *(Path(f"{path}{suffix}") for suffix in ("-wal", "-shm"))):
+        if name.is_symlink():
+            raise StateError(
+                f"{name} is a symbolic link: refused (syncd does not follow links here)"
+            )
+    live = all(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
+    uri = path.resolve().as_uri() + ("?mode=ro" if live else "?immutable=1")
+    try:
+        connection = sqlite3.connect(uri, uri=True, factory=NamedConnection)
+    except sqlite3.Error as error:
+        raise state_error(path, error) from None
+    connection.path = str(path)
+    return SqliteDatabase(sqlite_utils.Database(connection), path)
