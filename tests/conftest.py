@@ -22,6 +22,7 @@ import pytest
 
 from syncd.sandbox.runtime import SandboxConfig
 from syncd.sandbox.server import serve_in_thread
+from tests.postgres import Cluster, Database, running_cluster
 
 ADMIN_TOKEN = "sandbox-admin-token"
 
@@ -104,6 +105,24 @@ def sandbox(sandbox_server: str, sandbox_http: httpx.Client) -> SandboxHandle:
     handle = SandboxHandle(sandbox_server, ADMIN_TOKEN, sandbox_http)
     handle.reset()
     return handle
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL server for the session (tests/postgres.py); fails if missing."""
+    try:
+        with running_cluster() as cluster:
+            yield cluster
+    except FileNotFoundError as missing:
+        pytest.fail(str(missing), pytrace=False)
+
+
+@pytest.fixture
+def postgres_db(postgres_cluster: Cluster) -> Iterator[Database]:
+    """A new, empty database of the session's cluster, dropped after the test."""
+    database = postgres_cluster.new_database()
+    yield database
+    postgres_cluster.drop_database(database.name)
 
 
 @pytest.fixture(autouse=True)

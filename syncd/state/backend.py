@@ -52,10 +52,14 @@ class Dialect:
     name: str
     #: A subquery of the text values of one JSON array parameter: `x IN (<json_values>)`.
     json_values: str
+    #: Whether a text column may hold a NUL character (PostgreSQL's may not).
+    text_holds_nul: bool
 
 
-SQLITE = Dialect("sqlite", "SELECT value FROM json_each(?)")
-POSTGRESQL = Dialect("postgresql", "SELECT jsonb_array_elements_text(CAST(? AS jsonb))")
+SQLITE = Dialect("sqlite", "SELECT value FROM json_each(?)", text_holds_nul=True)
+POSTGRESQL = Dialect(
+    "postgresql", "SELECT jsonb_array_elements_text(CAST(? AS jsonb))", text_holds_nul=False
+)
 
 
 class Database(ABC):

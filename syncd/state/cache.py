@@ -100,12 +100,18 @@ class LiveCache:
         profile, emails = account.profile, account.emails
         if profile is None and emails is None:
             return
+        values = _NO_PROFILE if profile is None else _profile_values(profile)
+        if not self.db.dialect.text_holds_nul and any("\x00" in v for v in values if v):
+            # A value PostgreSQL cannot keep as text (the addresses are JSON, escaped):
+            # not cached at all, which costs a read next time and nothing else.
+            self.db.execute("DELETE FROM live_accounts WHERE username = ?", [account.username])
+            return
         self.db.execute(
             _UPSERT,
             [
                 account.username,
                 None if profile is None else at,
-                *(_NO_PROFILE if profile is None else _profile_values(profile)),
+                *values,
                 None if emails is None else at,
                 None if emails is None else _emails_json(emails),
             ],
@@ -148,8 +154,8 @@ ON CONFLICT(username) DO UPDATE SET
 """
 
 
-def _profile_values(profile: LiveProfile) -> list[str]:
-    return [getattr(profile, column) for column in _PROFILE_COLUMNS]
+def _profile_values(profile: LiveProfile) -> tuple[str, ...]:
+    return tuple(getattr(profile, column) for column in _PROFILE_COLUMNS)
 
 
 def _fresh(fetched_at: float | None, oldest: float) -> bool:

@@ -95,7 +95,8 @@ class PostgresDatabase(Database):
 
     def insert(self, sql: str, parameters: Sequence[Any], key: str) -> int:
         row = self.execute(f"{sql} RETURNING {key}", parameters).fetchone()
-        assert row is not None and isinstance(row[0], int)
+        assert row is not None
+        assert isinstance(row[0], int)
         return row[0]
 
     @contextlib.contextmanager

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from ruamel.yaml import YAML
 from syncd.desired.loading import load_desired
 from syncd.engine.reconcile import ConvergeResult, connect, converge, planning
 from syncd.settings import Settings, load_settings
+from tests.postgres import Cluster, Database
 
 ALL_SCOPES = ["profile_read", "profile_write", "email_read", "email_write"]
 
@@ -69,6 +72,8 @@ def write_secret(path: Path, text: str) -> None:
 class World:
     sandbox: Any
     root: Path
+    #: The PostgreSQL database of the state; None: the SQLite files in state_dir.
+    database: Database | None = None
 
     @property
     def desired_file(self) -> Path:
@@ -100,7 +105,34 @@ class World:
             "state_dir": str(self.state_dir),
             "desired": str(self.desired_file),
         }
+        if self.database is not None:
+            given["state_url"] = self.database.url
+            given["state_password_file"] = str(self.database.password_file)
         return load_settings(**{**given, **overrides})
+
+    def state_env(self) -> dict[str, str]:
+        """The environment that points a syncd process at this world's state backend."""
+        if self.database is None:
+            return {}
+        return {
+            "SYNCD_STATE_URL": self.database.url,
+            "SYNCD_STATE_PASSWORD_FILE": str(self.database.password_file),
+        }
+
+    def query(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Rows of the history (`?` placeholders), read past syncd, on either backend."""
+        if self.database is None:
+            with sqlite3.connect(self.state_dir / "syncd.db") as db:
+                db.row_factory = sqlite3.Row
+                rows = [dict(row) for row in db.execute(sql, parameters)]
+            db.close()
+            return rows
+        import psycopg
+        from psycopg.rows import dict_row
+
+        password = self.database.password_file.read_text().strip()
+        with psycopg.connect(self.database.url, password=password, row_factory=dict_row) as db:
+            return list(db.execute(sql.replace("?", "%s").encode(), parameters or None))
 
     def apply(self, settings: Settings | None = None, limit: int = 10) -> ConvergeResult:
         """One converge of the desired file, confirmed, as `syncd apply --yes` runs it."""
@@ -147,13 +179,48 @@ class World:
         return int(self.sandbox.stats()["by_method"].get("GET", 0))
 
 
-@pytest.fixture
-def world(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    """The standard world: janedoe differs from the desired state, johnsmith matches."""
+def make_world(
+    sandbox: Any, root: Path, monkeypatch: pytest.MonkeyPatch, database: Database | None = None
+) -> World:
     # Nothing from the developer's environment may steer a test.
     for name in ("SYNCD_TOKEN", "SYNCD_DESIRED", "SYNCD_CONFIG", "CREDENTIALS_DIRECTORY"):
         monkeypatch.delenv(name, raising=False)
-    made = World(sandbox, tmp_path)
+    for name in ("SYNCD_STATE_URL", "SYNCD_STATE_PASSWORD_FILE", "PGPASSWORD", "PGPASSFILE"):
+        monkeypatch.delenv(name, raising=False)
+    made = World(sandbox, root, database)
     made.seed(STANDARD_SEED)
     made.desire(STANDARD_DESIRED)
     return made
+
+
+@pytest.fixture
+def world(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    """The standard world: janedoe differs from the desired state, johnsmith matches."""
+    return make_world(sandbox, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def pg_world(
+    sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_db: Database
+) -> World:
+    """The standard world with its state in a PostgreSQL database of its own."""
+    return make_world(sandbox, tmp_path, monkeypatch, postgres_db)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_world(
+    request: pytest.FixtureRequest,
+    sandbox: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[World]:
+    """The standard world on each backend in turn."""
+    if request.param == "sqlite":
+        yield make_world(sandbox, tmp_path, monkeypatch)
+        return
+    cluster: Cluster = request.getfixturevalue("postgres_cluster")
+    database = cluster.new_database()
+    try:
+        yield make_world(sandbox, tmp_path, monkeypatch, database)
+    finally:
+        cluster.drop_database(database.name)

@@ -1,0 +1,198 @@
+"""A throwaway PostgreSQL cluster for the tests: initdb and pg_ctl in a temporary directory.
+
+One cluster per session (tests/conftest.py's `postgres_cluster`), on a port of
+its own on 127.0.0.1, stopped at the end; each test gets a database of its own
+(`Cluster.new_database`), owned by the role syncd uses, which logs in with a
+password (scram-sha-256) read from a file, as in production. initdb refuses
+to run as root: under root the server runs as the `postgres` user.
+
+Where the server binaries are missing, the PostgreSQL tests fail (never skip)
+with a message that says how to install them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+ROLE = "syncd"
+INSTALL_HINT = (
+    "PostgreSQL's server binaries (initdb, pg_ctl) were not found in "
+    "/usr/lib/postgresql/*/bin or on PATH: the PostgreSQL tests need them. "
+    "Install them (Debian/Ubuntu: apt-get install postgresql-15, or the "
+    "distribution's postgresql package), or set SYNCD_TEST_PG_BINDIR"
+)
+
+
+def server_binaries() -> Path | None:
+    """The directory of initdb and pg_ctl: the newest installed version."""
+    if configured := os.environ.get("SYNCD_TEST_PG_BINDIR"):
+        return Path(configured)
+
+    def version(path: str) -> int:
+        name = Path(path).parent.parent.name
+        return int(name) if name.isdigit() else 0
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=version, reverse=True)
+    if found:
+        return Path(found[0]).parent
+    on_path = shutil.which("initdb")
+    return Path(on_path).parent if on_path else None
+
+
+@dataclass
+class Database:
+    """One test's database: its URL (no password in it) and the password's file."""
+
+    url: str
+    password_file: Path
+    name: str
+
+
+class Cluster:
+    def __init__(self, bindir: Path, root: Path) -> None:
+        self.bindir = bindir
+        self.root = root
+        self.data = root / "data"
+        self.port = _free_port()
+        self.password = secrets.token_hex(16)
+        self.password_file = root / "password"
+        # Root may not run the server: the postgres user (or, without one, nobody can).
+        self.run_as: list[str] = []
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                raise RuntimeError("running as root, and there is no postgres user") from None
+            self.run_as = ["runuser", "-u", "postgres", "--"]
+
+    def _server(self, *args: str) -> None:
+        done = subprocess.run(
+            [*self.run_as, *args], capture_output=True, text=True, timeout=120, check=False
+        )
+        if done.returncode != 0:
+            log = (
+                (self.root / "server.log").read_text()
+                if (self.root / "server.log").exists()
+                else ""
+            )
+            raise RuntimeError(f"{' '.join(args)} failed: {done.stderr}{done.stdout}\n{log}")
+
+    def init(self) -> None:
+        if self.run_as:
+            shutil.chown(self.root, "postgres", "postgres")
+        pwfile = self.root / "superuser-password"
+        pwfile.write_text(secrets.token_hex(16) + "\n")
+        if self.run_as:
+            shutil.chown(pwfile, "postgres", "postgres")
+        self._server(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--pwfile",
+            str(pwfile),
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
+        self.start()
+        with self.admin() as admin:
+            admin.execute(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{self.password}'")
+        # As a credential file must be: the running user's, 0600.
+        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w") as handle:
+            handle.write(self.password + "\n")
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            " -c max_connections=200"
+        )
+        self._server(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        self._server(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def restart(self) -> None:
+        """Stop the server (every session ends) and start it again on the same port."""
+        self.stop("fast")
+        self.start()
+
+    def admin(self, database: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
+        """The superuser, over the Unix socket (trust): for the fixtures' own work."""
+        return psycopg.connect(
+            host=str(self.root), port=self.port, user="postgres", dbname=database, autocommit=True
+        )
+
+    def new_database(self) -> Database:
+        name = f"t_{secrets.token_hex(6)}"
+        with self.admin() as admin:
+            admin.execute(f"CREATE DATABASE {name} OWNER {ROLE}")
+        return Database(
+            f"postgresql://{ROLE}@127.0.0.1:{self.port}/{name}", self.password_file, name
+        )
+
+    def drop_database(self, name: str) -> None:
+        with contextlib.suppress(psycopg.Error), self.admin() as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def terminate(self, database: str, application_prefix: str) -> list[int]:
+        """End the sessions whose application_name starts so (the server's pids)."""
+        with self.admin() as admin:
+            rows = admin.execute(
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND application_name LIKE %s",
+                [database, application_prefix + "%"],
+            ).fetchall()
+        return [row[0] for row in rows]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def running_cluster() -> Iterator[Cluster]:
+    """A new cluster, started; stopped and deleted afterwards."""
+    bindir = server_binaries()
+    if bindir is None or not (bindir / "pg_ctl").exists():
+        raise FileNotFoundError(INSTALL_HINT)
+    root = Path(tempfile.mkdtemp(prefix="syncd-pg-"))
+    cluster = Cluster(bindir, root)
+    try:
+        cluster.init()
+        yield cluster
+    finally:
+        with contextlib.suppress(RuntimeError, subprocess.SubprocessError):
+            cluster.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)

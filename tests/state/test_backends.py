@@ -1,0 +1,195 @@
+"""The state's contracts, on each backend: schema, append-only audit, intents, group commit,
+the lock, and the daemon's own tables. A second store on the same state plays the other
+process (another host's instance, or `syncd status`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from syncd.core.live import LiveAccount, LiveEmail
+from syncd.core.not_kept import NotKept
+from syncd.core.plan import AddEmail, UpdateProfile
+from syncd.errors import DaemonError, StateError
+from syncd.service.daemon_state import read_daemon_state, save_daemon_state
+from syncd.state.audit import INTERRUPTED, OK, AuditTrail, EventFilter, open_intents, query_events
+from syncd.state.backend import StateStore
+from syncd.state.cache import LiveCache, Snapshot
+from syncd.state.groupcommit import GroupCommit
+from syncd.state.not_kept import NotKeptRecords
+from syncd.state.user_failures import UserFailures
+
+Opener = Callable[..., StateStore]
+ADD = AddEmail("janedoe", "jane@example.com")
+
+
+def count(store: StateStore, table: str) -> int:
+    (found,) = store.history.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+    return int(found)
+
+
+def test_the_schema_is_made_once_with_its_version(open_new: Opener):
+    first = open_new()
+    again = open_new()  # a second instance on a state that exists: nothing made twice
+    for store in (first, again):
+        rows = store.history.execute("SELECT version FROM schema_version").fetchall()
+        assert [row[0] for row in rows] == [1]
+    for table in ("runs", "audit", "daemon_state", "not_kept", "user_failures"):
+        assert again.history.has_table(table), table
+    assert not again.history.has_table("no_such_table")
+
+
+@pytest.mark.parametrize("statement", ["UPDATE audit SET result = 'ok'", "DELETE FROM audit"])
+def test_the_audit_trail_is_append_only(store: StateStore, statement: str):
+    audit = AuditTrail(store.history, {})
+    audit.begin_run("apply")
+    audit.intent(ADD)
+    with pytest.raises(StateError, match="append-only"):
+        store.history.execute(statement)
+    assert count(store, "audit") == 1
+
+
+def test_an_error_inside_atomic_leaves_nothing_half_written(store: StateStore):
+    audit = AuditTrail(store.history, {})
+    audit.begin_run("apply")
+
+    def intent_then_a_failure() -> None:
+        with store.history.atomic():
+            audit.intent(ADD)
+            store.history.execute("INSERT INTO no_such_table VALUES (1)")
+
+    with pytest.raises(StateError):
+        intent_then_a_failure()
+    assert count(store, "audit") == 0
+    audit.intent(ADD)  # the handle is still good
+    assert count(store, "audit") == 1
+
+
+def test_an_intent_stays_open_until_its_outcome(store: StateStore):
+    audit = AuditTrail(store.history, {})
+    audit.begin_run("apply")
+    seq = audit.intent(ADD)
+    assert [(i.seq, i.user, i.action) for i in open_intents(store.history)] == [
+        (seq, "janedoe", "add_email")
+    ]
+    audit.outcome(seq, ADD, OK, status=201)
+    assert open_intents(store.history) == []
+    events = query_events(store.history)
+    assert [(e["event"], e["user"], e["result"]) for e in events] == [
+        ("intent", "janedoe", None),
+        ("outcome", "janedoe", "ok"),
+    ]
+    assert events[1]["after"] == "jane@example.com"  # the intent's, shown with its outcome
+    assert events[0]["run"]["command"] == "apply"
+
+
+def test_a_dead_run_and_its_open_write_are_closed_as_interrupted(open_new: Opener):
+    dead = open_new()
+    crashed = AuditTrail(dead.history, {})
+    crashed.begin_run("run")
+    crashed.intent(UpdateProfile("johnsmith", ()))
+    dead.close()  # as a killed process leaves it
+
+    store = open_new()
+    audit = AuditTrail(store.history, {})
+    audit.begin_run("run")
+    assert audit.close_dead_runs() == [crashed.run_id]
+    closed = audit.close_interrupted()
+    assert [intent.user for intent in closed] == ["johnsmith"]
+    assert open_intents(store.history) == []
+    (result,) = store.history.execute(
+        "SELECT result FROM runs WHERE id = ?", [crashed.run_id]
+    ).fetchone()
+    assert result == INTERRUPTED
+    outcomes = query_events(store.history, EventFilter(results=(INTERRUPTED,)))
+    assert [e["event"] for e in outcomes] == ["intent", "outcome"]
+
+
+def test_query_events_selects_by_user_action_run_and_since(store: StateStore):
+    audit = AuditTrail(store.history, {})
+    audit.begin_run("apply")
+    for action in (ADD, UpdateProfile("johnsmith", ())):
+        audit.outcome(audit.intent(action), action, OK)
+    db = store.history
+    assert {e["user"] for e in query_events(db, EventFilter(users=("johnsmith",)))} == {
+        "johnsmith"
+    }
+    assert len(query_events(db, EventFilter(actions=("add_email",)))) == 2
+    assert len(query_events(db, EventFilter(runs=(audit.run_id,)))) == 4
+    assert query_events(db, EventFilter(runs=("nope",))) == []
+    assert query_events(db, EventFilter(since=datetime(2999, 1, 1, tzinfo=UTC))) == []
+    assert [e["event"] for e in query_events(db, limit=1)] == ["outcome"]
+
+
+def test_the_group_commit_makes_an_intent_durable_and_outcomes_with_the_next(
+    open_new: Opener,
+):
+    store, other = open_new(), open_new("status")
+    with store.session() as session:
+        audit = AuditTrail(session.history, {})
+        audit.begin_run("apply")
+        commits = GroupCommit(session.history, session.cache)
+        commits.open()
+
+        async def write() -> None:
+            seq = audit.intent(ADD)
+            assert count(other, "audit") == 0  # not yet durable
+            await commits.durable()
+            assert count(other, "audit") == 1  # durable before the request is sent
+            account = LiveAccount("janedoe", emails=(LiveEmail("j@example.com", True, True),))
+            audit.outcome(
+                seq, ADD, OK, then=lambda: LiveCache(session.cache).put(Snapshot(account, 1.0))
+            )
+            assert count(other, "audit") == 1
+
+        asyncio.run(write())
+        commits.close()
+    assert count(other, "audit") == 2
+    with other.session() as seen:
+        assert "janedoe" in LiveCache(seen.cache).read_fresh(["janedoe"], 1.0, 10.0)
+
+
+def test_one_writer_at_a_time(open_new: Opener):
+    first, second = open_new("run"), open_new("apply")
+    held = first.lock("run")
+    with pytest.raises(DaemonError, match="holds"):
+        second.lock("apply")
+    assert first.holds_lock()
+    holders = open_new("status", read_only=True).holders()
+    assert [holder.active for holder in holders][:1] == [True]
+    held.release()
+    second.lock("apply").release()
+
+
+def test_the_daemon_tables_round_trip(store: StateStore):
+    db = store.history
+    save_daemon_state(db, {"pid": 12, "source": {"current": True}})
+    save_daemon_state(db, {"pid": 13})
+    assert read_daemon_state(db) == {"pid": 13, "source": {"current": True}}
+
+    records = NotKeptRecords(db)
+    records.save([NotKept("janedoe", "company", "ACME ", "ACME")])
+    records.save([NotKept("janedoe", "company", "ACME  ", "ACME")])
+    assert records.load(["janedoe", "nobody"]) == {
+        "janedoe": [NotKept("janedoe", "company", "ACME  ", "ACME")]
+    }
+
+    failures = UserFailures(db)
+    failing = failures.update(100.0, {"janedoe": ("unauthorized", "HTTP 401", True)}, [], float)
+    assert failing["janedoe"].failures == 1
+    assert failing["janedoe"].retry_at == 101.0
+    failing = failures.update(200.0, {"janedoe": ("unauthorized", "HTTP 401", True)}, [], float)
+    assert failing["janedoe"].failures == 2
+    assert failing["janedoe"].since == failures.all()["janedoe"].since
+    failures.forget_except(["someone"])
+    assert failures.all() == {}
+
+
+def test_a_read_only_store_writes_nothing(open_new: Opener):
+    open_new().close()  # the state exists
+    reader = open_new("status", read_only=True)
+    with pytest.raises(StateError):
+        save_daemon_state(reader.history, {"pid": 1})
