@@ -69,8 +69,10 @@ class Actor:
     sudo_user: str | None
     host: str
     version: str
+    #: Its process: two instances on one host (or one database) are told apart by it.
+    pid: int
 
-    def as_log(self) -> dict[str, str]:
+    def as_log(self) -> dict[str, str | int]:
         return {key: value for key, value in asdict(self).items() if value is not None}
 
 
@@ -84,7 +86,8 @@ def actor() -> Actor:
         os_user = pwd.getpwuid(os.getuid()).pw_name
     except KeyError:  # a uid without a name (DynamicUser=, containers)
         os_user = str(os.getuid())
-    return Actor(os_user, os.environ.get("SUDO_USER") or None, socket.gethostname(), __version__)
+    sudo_user = os.environ.get("SUDO_USER") or None
+    return Actor(os_user, sudo_user, socket.gethostname(), __version__, os.getpid())
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ class AuditTrail:
         with self.db.atomic():
             self.db.execute(
                 "INSERT INTO runs (id, command, started_at, source, revision, os_user,"
-                " sudo_user, host, version) VALUES (?,?,?,?,?,?,?,?,?)",
+                " sudo_user, host, version, pid) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [
                     self.run_id,
                     command,
@@ -156,6 +159,7 @@ class AuditTrail:
                     who.sudo_user,
                     who.host,
                     who.version,
+                    who.pid,
                 ],
             )
         self.log.info("run_started", command=command, **who.as_log())
@@ -356,6 +360,7 @@ def query_events(
         parameters += [json.dumps(list(where.results))] * 2
     sql = (
         "SELECT a.*, r.command AS run_command, r.os_user, r.sudo_user, r.host, r.version,"
+        " r.pid AS run_pid,"
         " COALESCE(a.before, i.before) AS before, COALESCE(a.after, i.after) AS after"
         " FROM audit AS a LEFT JOIN runs AS r ON r.id = a.run_id"
         " LEFT JOIN audit AS i ON i.seq = a.intent_seq"
@@ -380,6 +385,7 @@ def query_events(
             "sudo_user": event.pop("sudo_user"),
             "host": event.pop("host"),
             "version": event.pop("version"),
+            "pid": event.pop("run_pid"),
         }
         events.append(event)
     return events[::-1]

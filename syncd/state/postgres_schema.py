@@ -37,7 +37,8 @@ CREATE TABLE runs (
     os_user TEXT,
     sudo_user TEXT,
     host TEXT,
-    version TEXT
+    version TEXT,
+    pid INTEGER
 );
 CREATE INDEX runs_by_start ON runs (started_at);
 

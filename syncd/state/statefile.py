@@ -59,8 +59,8 @@ STATE_SCHEMA = """
 DROP TABLE IF EXISTS live_accounts;
 DROP TABLE IF EXISTS live_users;
 
--- Who ran each run: the OS user, the user behind sudo, the host, syncd's version
--- (columns added to older files by _add_columns).
+-- Who ran each run: the OS user, the user behind sudo, the host, syncd's version,
+-- the process (columns added to older files by _add_columns).
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     command TEXT NOT NULL,
@@ -180,6 +180,7 @@ ADDED_COLUMNS = (
     ("runs", "sudo_user", "TEXT"),
     ("runs", "host", "TEXT"),
     ("runs", "version", "TEXT"),
+    ("runs", "pid", "INTEGER"),
 )
 
 

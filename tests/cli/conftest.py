@@ -1,3 +1,3 @@
-"""The CLI tests use the same world as the integration tests."""
+"""The CLI tests use the same worlds as the integration tests."""
 
-from tests.integration.conftest import world  # noqa: F401  (re-exported fixture)
+from tests.integration.conftest import any_world, pg_world, world  # noqa: F401  (re-exported)

@@ -1,10 +1,12 @@
-"""Fixtures of the daemon tests: the integration tests' world, and `start_daemon`.
+"""Fixtures of the daemon tests: the integration tests' worlds, and `start_daemon`.
 
 def test_something(world, start_daemon):
     daemon = start_daemon(SYNCD_INTERVAL="1")
     daemon.notifications.wait("READY")               # the test owns the notify socket
     daemon.wait_for("cycle_finished", result="ok")   # JSON log lines from stderr
     assert daemon.stop() == 0
+
+`start_pg_daemon` does the same for `pg_world`, whose state is in PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,15 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.daemon.harness import DaemonProcess, daemon_env
-from tests.integration.conftest import World, world  # noqa: F401  (re-exported fixture)
+from tests.integration.conftest import World, pg_world, world  # noqa: F401  (re-exported)
 
 
-@pytest.fixture
-def start_daemon(
-    world: World,  # noqa: F811
-    tmp_path: Path,
-) -> Iterator[Callable[..., DaemonProcess]]:
-    """Starts `syncd run` subprocesses for the world; all are killed at teardown."""
+def _starter(world: World, tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:  # noqa: F811
     started: list[DaemonProcess] = []
 
     def start(*args: str, notify_socket: str | None = None, **env: str | None) -> DaemonProcess:
@@ -38,3 +35,18 @@ def start_daemon(
     yield start
     for daemon in started:
         daemon.close()
+
+
+@pytest.fixture
+def start_daemon(world: World, tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:  # noqa: F811
+    """Starts `syncd run` subprocesses for the world; all are killed at teardown."""
+    yield from _starter(world, tmp_path)
+
+
+@pytest.fixture
+def start_pg_daemon(
+    pg_world: World,  # noqa: F811
+    tmp_path: Path,
+) -> Iterator[Callable[..., DaemonProcess]]:
+    """Starts `syncd run` subprocesses on the PostgreSQL world; all killed at teardown."""
+    yield from _starter(pg_world, tmp_path)

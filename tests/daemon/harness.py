@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from tests.integration.conftest import World
 
 DEFAULT_WAIT = 10.0
@@ -151,6 +153,7 @@ def daemon_env(world: World, notify_socket: str, **overrides: str | None) -> dic
         SYNCD_INTERVAL="1",
         SYNCD_LOG_FORMAT="json",
         NOTIFY_SOCKET=notify_socket,
+        **world.state_env(),
     )
     for key, value in overrides.items():
         if value is None:
@@ -161,27 +164,18 @@ def daemon_env(world: World, notify_socket: str, **overrides: str | None) -> dic
 
 
 def runs(world: World) -> list[dict[str, Any]]:
-    """The run records of the world's state file, oldest first."""
-    path = world.state_dir / "syncd.db"
-    if not path.exists():
+    """The run records of the world's state (file or database), oldest first."""
+    if world.database is None and not (world.state_dir / "syncd.db").exists():
         return []
-    with sqlite3.connect(path) as db:
-        db.row_factory = sqlite3.Row
-        try:
-            rows = db.execute("SELECT * FROM runs ORDER BY started_at").fetchall()
-        except sqlite3.OperationalError:
-            rows = []  # the daemon has created the file, not yet its tables
-    db.close()
-    return [{**dict(row), "counts": json.loads(row["counts"] or "{}")} for row in rows]
+    try:
+        rows = world.query("SELECT * FROM runs ORDER BY started_at")
+    except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):
+        rows = []  # the daemon has created the file, not yet its tables
+    return [{**row, "counts": json.loads(row["counts"] or "{}")} for row in rows]
 
 
 def audit_events(world: World, run_id: str) -> list[dict[str, Any]]:
-    with sqlite3.connect(world.state_dir / "syncd.db") as db:
-        db.row_factory = sqlite3.Row
-        rows = db.execute("SELECT * FROM audit WHERE run_id = ? ORDER BY seq", [run_id])
-        events = [dict(row) for row in rows.fetchall()]
-    db.close()
-    return events
+    return world.query("SELECT * FROM audit WHERE run_id = ? ORDER BY seq", (run_id,))
 
 
 def wait_for_run(
