@@ -5,6 +5,7 @@
     converge_commands  `plan` and `apply`
     desired_commands   `validate`, `schema` and `import`
     audit_command      `audit`
+    state_commands     `state migrate`: the history moved to another backend
     demo               `demo`: plan → apply → plan against a local sandbox
     render             plans, apply reports and the audit trail, as a careful diff
     progress           a progress bar while accounts are read, only when a person watches

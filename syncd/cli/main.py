@@ -19,6 +19,7 @@ from syncd.cli.audit_command import audit
 from syncd.cli.converge_commands import apply, plan
 from syncd.cli.demo import demo
 from syncd.cli.desired_commands import import_, schema, validate
+from syncd.cli.state_commands import state
 from syncd.errors import EXIT_ERROR, SyncdError
 from syncd.sandbox.command import sandbox
 from syncd.service.commands import run, status
@@ -57,7 +58,7 @@ def cli() -> None:
     """Keep docker.io accounts in the state that a YAML file in git describes."""
 
 
-for command in (validate, schema, plan, apply, audit, import_, demo, sandbox, run, status):
+for command in (validate, schema, plan, apply, audit, import_, demo, sandbox, run, status, state):
     cli.add_command(command)
 
 

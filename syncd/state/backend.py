@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -72,6 +72,14 @@ class Database(ABC):
     @abstractmethod
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Rows:
         """Run one statement (`?` placeholders); a failure is a StateError naming `name`."""
+
+    @abstractmethod
+    def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once for each row of parameters (batched where the driver can)."""
+
+    @abstractmethod
+    def advance_identity(self, table: str, column: str) -> None:
+        """After rows were copied with their numbers: new rows are numbered after them."""
 
     @abstractmethod
     def insert(self, sql: str, parameters: Sequence[Any], key: str) -> int:

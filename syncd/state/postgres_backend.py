@@ -25,7 +25,7 @@ import contextlib
 import functools
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +92,22 @@ class PostgresDatabase(Database):
             return self.connection.execute(sql.encode())
         except psycopg.Error as error:
             raise self.error(error) from None
+
+    def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        import psycopg
+
+        try:
+            with self.connection.cursor() as cursor:
+                # psycopg sends the rows in a pipeline: one round trip, not one a row.
+                cursor.executemany(_placeholders(sql), [list(row) for row in rows])
+        except psycopg.Error as error:
+            raise self.error(error) from None
+
+    def advance_identity(self, table: str, column: str) -> None:
+        self.execute(
+            f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'),"
+            f" (SELECT COALESCE(MAX({column}), 0) + 1 FROM {table}), false)"
+        )
 
     def insert(self, sql: str, parameters: Sequence[Any], key: str) -> int:
         row = self.execute(f"{sql} RETURNING {key}", parameters).fetchone()

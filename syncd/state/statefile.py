@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -273,6 +273,13 @@ class SqliteDatabase(Database):
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Rows:
         # sqlite-utils commits a write made outside a transaction at once.
         return self.db.execute(sql, parameters)
+
+    def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self.atomic():
+            self.db.conn.executemany(sql, rows)
+
+    def advance_identity(self, table: str, column: str) -> None:
+        pass  # AUTOINCREMENT numbers after the largest number ever used
 
     def insert(self, sql: str, parameters: Sequence[Any], key: str) -> int:
         # The row id: the INTEGER PRIMARY KEY that `key` names in our tables.

@@ -1,0 +1,77 @@
+"""`syncd state migrate --to postgresql://…`: the history moves whole, the cache does not."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner, Result
+
+from syncd.cli.main import cli
+from tests.integration.conftest import World
+from tests.postgres import Database
+
+
+def migrate(world: World, database: Database) -> Result:
+    env = {"SYNCD_STATE_PASSWORD_FILE": str(database.password_file)}
+    return CliRunner(env=env).invoke(
+        cli, ["state", "migrate", "--state-dir", str(world.state_dir), "--to", database.url]
+    )
+
+
+def audit(env: dict[str, str], *args: str) -> list[dict[str, object]]:
+    done = CliRunner(env=env).invoke(cli, ["audit", "--output", "json", *args])
+    assert done.exit_code == 0, done.output
+    events: list[dict[str, object]] = json.loads(done.stdout)
+    return events
+
+
+def test_the_history_moves_whole_and_the_counts_are_checked(world: World, postgres_db: Database):
+    applied = CliRunner().invoke(cli, ["apply", *world.cli_args(), "--yes"])
+    assert applied.exit_code == 0, applied.output
+    before = audit({}, "--state-dir", str(world.state_dir))
+
+    moved = migrate(world, postgres_db)
+    assert moved.exit_code == 0, moved.output
+    assert "Copied 1 runs, 6 audit events and 0 not-kept records" in moved.output
+    assert "the counts match on both sides" in moved.output
+    assert postgres_db.url in moved.output
+
+    on_postgres = World(world.sandbox, world.root, postgres_db)
+    assert audit(on_postgres.state_env()) == before
+    # The cache stayed behind: the first plan reads the accounts, and finds nothing to do.
+    gets = world.gets()
+    plan = CliRunner(env=on_postgres.state_env()).invoke(
+        cli, ["plan", *world.cli_args(), "--detailed-exitcode"]
+    )
+    assert plan.exit_code == 0, plan.output
+    assert world.gets() > gets
+
+    on_postgres.desire({"version": 1, "users": {"johnsmith": {"full_name": "Johnny"}}})
+    again = CliRunner(env=on_postgres.state_env()).invoke(
+        cli, ["apply", *world.cli_args(), "--yes"]
+    )
+    assert again.exit_code == 0, again.output
+    seqs = [row["seq"] for row in on_postgres.query("SELECT seq FROM audit ORDER BY seq")]
+    assert seqs == list(range(1, 9))  # numbered after the copied events
+
+
+def test_a_target_with_a_history_is_refused(world: World, postgres_db: Database):
+    assert CliRunner().invoke(cli, ["apply", *world.cli_args(), "--yes"]).exit_code == 0
+    assert migrate(world, postgres_db).exit_code == 0
+    twice = migrate(world, postgres_db)
+    assert twice.exit_code == 1
+    assert "already holds a history (1 runs, 6 audit events): refused" in twice.output
+    on_postgres = World(world.sandbox, world.root, postgres_db)
+    assert len(on_postgres.query("SELECT seq FROM audit")) == 6
+
+
+def test_nothing_is_copied_while_syncd_holds_the_source(world: World, postgres_db: Database):
+    from syncd.state.lock import acquire
+
+    assert CliRunner().invoke(cli, ["apply", *world.cli_args(), "--yes"]).exit_code == 0
+    with acquire(world.state_dir):
+        refused = migrate(world, postgres_db)
+    assert refused.exit_code == 1
+    assert "holds" in refused.output
+    on_postgres = World(world.sandbox, world.root, postgres_db)
+    assert on_postgres.query("SELECT COUNT(*) AS n FROM runs") == [{"n": 0}]
