@@ -1,0 +1,144 @@
+"""deploy/container/ and deploy/kubernetes/: they parse, and name only what exists.
+
+No container engine or cluster runs here, so the checks are on the text: the
+Containerfile copies files of this checkout and sets real settings; the
+manifests are valid YAML of the kinds they claim, every SYNCD_ variable is a
+setting, every file a setting names lies in a volume the container mounts,
+the probes and the ServiceMonitor reach the port syncd listens on.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from syncd.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTAINERFILE = ROOT / "deploy" / "container" / "Containerfile"
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+SETTINGS = {f"SYNCD_{name.upper()}" for name in Settings.model_fields}
+#: Settings whose value is a file or directory inside the container.
+PATH_SETTINGS = ("SYNCD_STATE_PASSWORD_FILE", "SYNCD_CREDENTIALS_DIR", "SYNCD_STATE_DIR")
+
+
+def instructions() -> list[tuple[str, str]]:
+    """The Containerfile's instructions, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", CONTAINERFILE.read_text())
+    found = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            keyword, _, rest = line.strip().partition(" ")
+            found.append((keyword.upper(), rest.strip()))
+    return found
+
+
+def documents() -> dict[str, list[dict[str, Any]]]:
+    """Every manifest, by file name."""
+    return {
+        path.name: [doc for doc in YAML(typ="safe").load_all(path.read_text()) if doc]
+        for path in sorted(KUBERNETES.glob("*.yaml"))
+    }
+
+
+def of_kind(kind: str) -> dict[str, Any]:
+    (found,) = [d for docs in documents().values() for d in docs if d["kind"] == kind]
+    return found
+
+
+def test_the_containerfile_copies_what_exists_and_runs_as_a_user():
+    steps = instructions()
+    assert [k for k, _ in steps].count("FROM") == 2  # built apart, nothing of the build kept
+    for keyword, rest in steps:
+        if keyword == "COPY" and not rest.startswith("--from"):
+            *sources, _ = shlex.split(rest)
+            for source in sources:
+                assert (ROOT / source).exists(), source
+    (user,) = [rest for keyword, rest in steps if keyword == "USER"]
+    uid = user.split(":")[0]
+    assert uid.isdigit()
+    assert int(uid) != 0
+    assert uid == str(
+        of_kind("Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
+    )
+    env = " ".join(rest for keyword, rest in steps if keyword == "ENV")
+    named = set(re.findall(r"\b(SYNCD_[A-Z_]+)=", env))
+    assert named
+    assert named <= SETTINGS, named - SETTINGS
+    assert ("ENTRYPOINT", '["syncd"]') in steps
+    assert ("CMD", '["run"]') in steps
+    assert "'.[postgres]'" in " ".join(rest for keyword, rest in steps if keyword == "RUN")
+
+
+def test_the_manifests_parse_and_list_their_resources():
+    found = documents()
+    kustomization = found.pop("kustomization.yaml")[0]
+    assert set(kustomization["resources"]) <= set(found)
+    kinds = sorted(d["kind"] for docs in found.values() for d in docs)
+    assert kinds == ["Deployment", "Secret", "Secret", "Service", "ServiceMonitor"]
+
+
+def container(name: str = "syncd") -> dict[str, Any]:
+    spec = of_kind("Deployment")["spec"]["template"]["spec"]
+    (found,) = [c for c in spec["containers"] + spec["initContainers"] if c["name"] == name]
+    return found
+
+
+def test_two_replicas_on_postgresql_with_settings_that_exist():
+    deployment = of_kind("Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    env = {item["name"]: item["value"] for item in container()["env"]}
+    assert set(env) <= SETTINGS, set(env) - SETTINGS
+    settings = load_settings(**{name.removeprefix("SYNCD_").lower(): v for name, v in env.items()})
+    assert settings.on_postgresql
+    assert settings.metrics_addr == "0.0.0.0:9100"
+
+
+def test_every_file_a_setting_names_is_in_a_mounted_volume():
+    spec = of_kind("Deployment")["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    main = container()
+    mounts = {PurePosixPath(m["mountPath"]): m["name"] for m in main["volumeMounts"]}
+    env = {item["name"]: item["value"] for item in main["env"]}
+    for name in PATH_SETTINGS:
+        path = PurePosixPath(env[name])
+        assert any(path == mount or mount in path.parents for mount in mounts), name
+    # The copies the init container makes are where the settings say, from the Secrets.
+    init = container("credentials")
+    init_mounts = {m["mountPath"]: m["name"] for m in init["volumeMounts"]}
+    script = init["command"][-1]
+    password = env["SYNCD_STATE_PASSWORD_FILE"]
+    assert password in script
+    assert f"{env['SYNCD_CREDENTIALS_DIR']}/" in script
+    secret_dirs = [path for path, volume in init_mounts.items() if "secret" in volumes[volume]]
+    names = {volumes[init_mounts[p]]["secret"]["secretName"] for p in secret_dirs}
+    secrets = {d["metadata"]["name"]: d for d in documents()["secret.example.yaml"]}
+    assert names == set(secrets)
+    assert "password" in secrets["syncd-postgres"]["stringData"]
+    for path in secret_dirs:
+        assert path in script, path
+
+
+@pytest.mark.parametrize(
+    ("probe", "path"), [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]
+)
+def test_the_probes_and_the_service_monitor_reach_the_metrics_port(probe: str, path: str):
+    main = container()
+    (port,) = main["ports"]
+    assert port["containerPort"] == 9100
+    assert main[probe]["httpGet"] == {"path": path, "port": port["name"]}
+    assert main["securityContext"]["readOnlyRootFilesystem"] is True
+    service, monitor = of_kind("Service"), of_kind("ServiceMonitor")
+    labels = of_kind("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
