@@ -3,6 +3,7 @@
     schedule      when it runs: interval, jitter, deadline, backoff after failures
     cycle         one run: read the desired state, converge within the deadline, summarise
     daemon        the scheduler loop: life cycle, signals, reloads, reports
+    leadership    on a shared state: stand by until the lock is ours, then run the daemon
     daemon_state  what the daemon says about itself in the state file, for `status`
     notify        the systemd notify protocol, spoken directly over $NOTIFY_SOCKET
     metrics       the Prometheus metrics and the health rule

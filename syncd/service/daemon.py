@@ -176,9 +176,14 @@ class Daemon:
     def _apply_settings(self, new: Settings) -> None:
         old = self.settings
         new.check_transport()
-        if new.state_dir != old.state_dir or new.metrics_addr != old.metrics_addr:
-            log.warning("restart_needed", reason="state_dir and metrics_addr change on restart")
-            new = new.model_copy(update={"state_dir": old.state_dir})
+        kept = ("state_dir", "state_url", "state_password_file")
+        if any(getattr(new, k) != getattr(old, k) for k in kept) or (
+            new.metrics_addr != old.metrics_addr
+        ):
+            log.warning(
+                "restart_needed", reason="the state's place and metrics_addr change on restart"
+            )
+            new = new.model_copy(update={k: getattr(old, k) for k in kept})
         if new.log_format != old.log_format:
             configure_logging(new.log_format)
         made_of = ("desired", "git_timeout", "git_credentials_file")

@@ -1,11 +1,17 @@
-"""What syncd keeps on disk: the state file, the live-state cache, the audit trail, the lock.
+"""What syncd keeps: the cache, the audit trail, the runs and the lock, on one of two backends.
 
-    statefile  the SQLite file: where it lives, how it is opened, its tables, group commits
-    cache      the last GET answers per user, with when each part was read
-    audit      an intent before every write, an outcome after it, and the run records
-    not_kept   the writes the server accepted and did not keep
-    user_failures  the daemon's users in error, each with its own retry time
-    lock       one writer per state directory
+    backend           the interface the engine and the service see: stores, handles, the lock
+    sqlite_backend    the default: two SQLite files and an flock in the state directory
+    statefile         those SQLite files: where they live, how they are opened, their tables
+    lock              the flock: one writer per state directory
+    postgres_backend  one PostgreSQL database, one active instance by an advisory lock
+    postgres_schema   its tables, created and migrated by syncd, with their version
+    groupcommit       one commit for the rows of many concurrent writes; an intent first
+    cache             the last GET answers per user, with when each part was read
+    audit             an intent before every write, an outcome after it, and the run records
+    not_kept          the writes the server accepted and did not keep
+    user_failures     the daemon's users in error, each with its own retry time
+    migrate           the history copied from one backend to another (`syncd state migrate`)
 
 May import `syncd.core` and the top-level modules; not the API, the
 desired-state reader or anything above.
