@@ -414,6 +414,12 @@ def main() -> None:
         "--sizes", default="1000,10000", help="users for cold plan and apply, comma-separated"
     )
     parser.add_argument("--warm", type=int, default=100_000, help="users for the warm plan")
+    parser.add_argument(
+        "--postgres",
+        type=int,
+        default=10_000,
+        help="users for apply on PostgreSQL against SQLite, and the takeover (0: neither)",
+    )
     args = parser.parse_args()
     admin_token = secrets.token_hex(16)
     figures: list[Figure] = []
@@ -432,6 +438,12 @@ def main() -> None:
         record(plan_and_apply(size))
     if args.warm:
         record(warm_plan_memory(args.warm))
+    if args.postgres:
+        from bench import postgres
+
+        record(
+            [Figure(*measured) for measured in postgres.figures(sandbox_process, args.postgres)]
+        )
     print()
     print(table(figures))
     RESULTS.mkdir(exist_ok=True)

@@ -62,9 +62,11 @@ class Database:
 
 
 class Cluster:
-    def __init__(self, bindir: Path, root: Path) -> None:
+    def __init__(self, bindir: Path, root: Path, *, durable: bool = False) -> None:
         self.bindir = bindir
         self.root = root
+        #: Whether commits reach the disk, as on a real server (the bench), or not (tests).
+        self.durable = durable
         self.data = root / "data"
         self.port = _free_port()
         self.password = secrets.token_hex(16)
@@ -120,11 +122,10 @@ class Cluster:
             handle.write(self.password + "\n")
 
     def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            " -c max_connections=200"
-        )
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        options += " -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._server(
             str(self.bindir / "pg_ctl"),
             "-D",
@@ -182,13 +183,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_cluster() -> Iterator[Cluster]:
+def running_cluster(*, durable: bool = False) -> Iterator[Cluster]:
     """A new cluster, started; stopped and deleted afterwards."""
     bindir = server_binaries()
     if bindir is None or not (bindir / "pg_ctl").exists():
         raise FileNotFoundError(INSTALL_HINT)
     root = Path(tempfile.mkdtemp(prefix="syncd-pg-"))
-    cluster = Cluster(bindir, root)
+    cluster = Cluster(bindir, root, durable=durable)
     try:
         cluster.init()
         yield cluster
