@@ -77,15 +77,21 @@ async def lead(
                     await asyncio.wait_for(stop.wait(), delay)
                 delay = min(2 * delay, MAX_RECONNECT_DELAY)
                 continue
-            delay = 1.0
             try:
-                settings = await _serve_when_active(
+                settings, served = await _serve_when_active(
                     settings, reload_settings, notifier, metrics, store, stop
                 )
             except StateError as error:  # the session ended while standing by or taking over
                 log.error("state_session_ended", error=str(error), state=store.where)
+                served = False
             finally:
                 store.close()
+            if served:  # it was active: stand by again at once, as any other instance
+                delay = 1.0
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(2 * delay, MAX_RECONNECT_DELAY)
     finally:
         if watchdog is not None:
             watchdog.cancel()
@@ -101,8 +107,11 @@ async def _serve_when_active(
     metrics: Metrics,
     store: StateStore,
     stop: asyncio.Event,
-) -> Settings:
-    """Wait for the lock on `store`, then run the daemon until it stops; its settings."""
+) -> tuple[Settings, bool]:
+    """Wait for the lock on `store`, then run the daemon until it stops.
+
+    Returns the daemon's settings (SIGHUP may have changed them), and whether it ran.
+    """
     active = active_one(store)
     why = f"waiting for the lock of {store.where}; active: {active}"
     metrics.standby = (True, why)
@@ -111,7 +120,7 @@ async def _serve_when_active(
     held = await store.wait_for_lock(stop)
     if held is None:  # stopped while standing by
         log.info("daemon_stopped", standby=True)
-        return settings
+        return settings, False
     with held:
         left_open = open_intents(store.history)
         log.info("took_over", state=store.where, interrupted_writes=len(left_open))
@@ -129,7 +138,7 @@ async def _serve_when_active(
             metrics.active.set(0)
         if not daemon.lost_lock:
             stop.set()  # SIGTERM or SIGINT: the daemon has stopped
-        return daemon.settings
+        return daemon.settings, True
 
 
 def _on_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:

@@ -156,8 +156,21 @@ class PostgresDatabase(Database):
         self.execute("BEGIN")
 
     def commit(self) -> None:
-        if self.in_transaction:
-            self.execute("COMMIT")
+        from psycopg.pq import TransactionStatus
+
+        status = self.connection.info.transaction_status
+        if status == TransactionStatus.IDLE:
+            return
+        if status == TransactionStatus.INERROR:
+            # PostgreSQL answers COMMIT in a failed transaction with a ROLLBACK, and no
+            # error: the caller must not take its rows for durable.
+            self._quietly_roll_back()
+            raise StateError(
+                f"state database {self.name}: a statement of the transaction failed, "
+                "and it was rolled back"
+            )
+        # A lost connection (UNKNOWN) fails here: nothing is taken for committed.
+        self.execute("COMMIT")
 
     def rollback(self) -> None:
         if self.in_transaction:

@@ -21,6 +21,7 @@ from syncd.state.cache import LiveCache, Snapshot
 from syncd.state.groupcommit import GroupCommit
 from syncd.state.not_kept import NotKeptRecords
 from syncd.state.user_failures import UserFailures
+from tests.postgres import Cluster
 
 Opener = Callable[..., StateStore]
 ADD = AddEmail("janedoe", "jane@example.com")
@@ -193,3 +194,25 @@ def test_a_read_only_store_writes_nothing(open_new: Opener):
     reader = open_new("status", read_only=True)
     with pytest.raises(StateError):
         save_daemon_state(reader.history, {"pid": 1})
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_an_instance_that_lost_its_session_cannot_make_an_intent_durable(
+    backend: str, open_new: Opener, postgres_cluster: Cluster
+):
+    store, other = open_new("run"), open_new("status")
+    store.lock("run")
+    with store.session() as session:
+        audit = AuditTrail(session.history, {})
+        audit.begin_run("run")
+        commits = GroupCommit(session.history, session.cache)
+        commits.open()
+        audit.intent(ADD)
+        (backend_pid,) = session.history.execute("SELECT pg_backend_pid()").fetchone()
+        with postgres_cluster.admin() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
+        with pytest.raises(StateError, match="state database postgresql://syncd@"):
+            asyncio.run(commits.durable())  # so the applier sends nothing
+    assert not store.holds_lock()
+    assert count(other, "audit") == 0
+    other.lock("run")  # free: the session that held it has ended
