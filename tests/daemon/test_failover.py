@@ -102,6 +102,10 @@ def test_the_standby_takes_over_when_the_active_one_is_killed(
     assert f"pid {active.pid}" in body
 
     mid_cycle(active)
+    text = CliRunner(env=pg_world.state_env()).invoke(cli, ["status"]).output
+    assert "daemon       active: syncd run on " in text
+    assert f"pid {active.pid}, since " in text
+    assert "standby      syncd run on " in text
     shown = status(pg_world)["daemon"]
     assert shown["running"]
     assert shown["active"].endswith(f"pid {active.pid}")
@@ -132,6 +136,10 @@ def test_the_standby_takes_over_when_the_active_one_is_killed(
     killed_runs = pg_world.query("SELECT result FROM runs WHERE pid = ?", (active.pid,))
     assert killed_runs[-1]["result"] == "interrupted"
     assert standby.stop() == 0
+    assert pg_world.database is not None
+    password = pg_world.database.password_file.read_text().strip()
+    for daemon in (active, standby):
+        assert not [line for line in daemon.lines if password in line]
 
 
 def test_an_instance_whose_session_is_cut_stops_writing(
