@@ -100,6 +100,11 @@ class Database(ABC):
     @abstractmethod
     def commit(self) -> None: ...
 
+    def commit_and_begin(self) -> None:
+        """Commit, and open the next transaction (one round trip where the engine allows)."""
+        self.commit()
+        self.begin()
+
     @abstractmethod
     def rollback(self) -> None: ...
 

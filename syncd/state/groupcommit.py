@@ -59,8 +59,8 @@ class GroupCommit:
         pending, self._pending = self._pending, None
         assert pending is not None
         try:
-            self.close()
-            self._begin()
+            for db in self._databases:
+                db.commit_and_begin()
         except StateError as error:
             pending.set_exception(error)
         else:
