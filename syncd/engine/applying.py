@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from syncd.api.client import AccountsClient
@@ -55,6 +55,10 @@ from syncd.state.statefile import GroupCommit
 #: POST attempts for one address when answers keep getting lost.
 POST_ATTEMPTS = 3
 SKIPPED = "skipped"
+
+#: Told of each action as it ends: the action, its result (ok, failed, unknown,
+#: skipped, does_not_converge) and, when it did not simply succeed, why.
+ChangeObserver = Callable[[Action, str, str | None], None]
 
 #: Errors after which nothing more is sent for the user: every call would fail alike.
 _USER_STOPPERS = (Unauthorized, Forbidden, NotFound, MissingCredential)
@@ -102,7 +106,9 @@ class Applier:
         audit: AuditTrail,
         live: Mapping[str, LiveAccount],
         not_kept: NotKeptRecords,
+        on_change: ChangeObserver | None = None,
     ) -> None:
+        self.on_change = on_change
         self.client = client
         self.cache = cache
         self.audit = audit
@@ -166,7 +172,12 @@ class Applier:
         self.audit.outcome(intent, action, result, message=message, then=remember)
         self.report.counts[action.action] += 1
         self.report.not_kept.extend(missed)
+        self._tell(action, result, message)
         return None
+
+    def _tell(self, action: Action, result: str, message: str | None) -> None:
+        if self.on_change is not None:
+            self.on_change(action, result, message)
 
     def _remember(self, action: Action, account: LiveAccount) -> None:
         if isinstance(action, UpdateProfile) and account.profile is not None:
@@ -196,6 +207,7 @@ class Applier:
         )
         self.live.pop(action.user, None)
         self.report.counts[f"{action.action}_{result}"] += 1
+        self._tell(action, result, message)
         self.report.failures.append(
             Failure(action.user, action.action, action.describe(), status, message, result)
         )
@@ -204,6 +216,7 @@ class Applier:
         """Actions not sent at all: no intent, no outcome, but they fail the run."""
         for action in actions:
             self.report.counts[f"{action.action}_{SKIPPED}"] += 1
+            self._tell(action, SKIPPED, reason)
             self.report.failures.append(
                 Failure(action.user, action.action, action.describe(), None, reason, SKIPPED)
             )

@@ -23,7 +23,7 @@ from syncd.api.credentials import CredentialStore
 from syncd.core.desired import DesiredState
 from syncd.core.live import LiveAccount, Unreadable
 from syncd.core.plan import DeleteEmail, Plan, build_plan
-from syncd.engine.applying import Applier, ApplyReport
+from syncd.engine.applying import Applier, ApplyReport, ChangeObserver
 from syncd.engine.fetching import (
     FetchOptions,
     Freshness,
@@ -220,10 +220,11 @@ async def apply_plan(
     plan: Plan,
     live: Mapping[str, LiveAccount | Unreadable],
     audit: AuditTrail,
+    on_change: ChangeObserver | None = None,
 ) -> ApplyReport:
     readable = {user: state for user, state in live.items() if isinstance(state, LiveAccount)}
     records = NotKeptRecords(connection.db)
-    applier = Applier(connection.client, connection.cache, audit, readable, records)
+    applier = Applier(connection.client, connection.cache, audit, readable, records, on_change)
     return await applier.apply(plan.changes, connection.settings.concurrency)
 
 
@@ -303,8 +304,12 @@ async def converge(
     deletion_limit: int,
     confirm: Confirm,
     on_plan: Callable[[PlanResult], None] | None = None,
+    on_change: ChangeObserver | None = None,
 ) -> ConvergeResult:
-    """Plan, guard, confirm and apply, with a run record and an audit event per write."""
+    """Plan, guard, confirm and apply, with a run record and an audit event per write.
+
+    `on_plan` sees the plan before it is confirmed, `on_change` each write as it ends.
+    """
     audit = AuditTrail(connection.db, {})
     audit.begin_run(command)
     outcome = "failed"
@@ -329,7 +334,7 @@ async def converge(
             outcome = "declined"
             converged.declined = True
             return converged
-        report = await apply_plan(connection, result.plan, result.live, audit)
+        report = await apply_plan(connection, result.plan, result.live, audit, on_change)
         counts.update({f"applied_{key}": value for key, value in report.counts.items()})
         converged.report = report
         outcome = run_result(result.plan, report, converged.failing())
