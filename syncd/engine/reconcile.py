@@ -305,10 +305,14 @@ async def converge(
     confirm: Confirm,
     on_plan: Callable[[PlanResult], None] | None = None,
     on_change: ChangeObserver | None = None,
+    observe: bool = False,
 ) -> ConvergeResult:
     """Plan, guard, confirm and apply, with a run record and an audit event per write.
 
     `on_plan` sees the plan before it is confirmed, `on_change` each write as it ends.
+    With `observe`, the run plans and reports and sends no write at all (the
+    deletion guard has nothing to refuse then): its result is `drift` when
+    changes are pending.
     """
     audit = AuditTrail(connection.db, {})
     audit.begin_run(command)
@@ -322,14 +326,14 @@ async def converge(
         if on_plan is not None:
             on_plan(result)
         converged = ConvergeResult(result, audit.run_id, interrupted)
+        if observe or result.plan.is_empty:
+            outcome = run_result(result.plan, None, converged.failing(), observe=observe)
+            return converged
         try:
             check_deletion_guard(result.plan, deletion_limit)
         except GuardError:
             outcome = "blocked"
             raise
-        if result.plan.is_empty:
-            outcome = run_result(result.plan, None, converged.failing())
-            return converged
         if not confirm(result):
             outcome = "declined"
             converged.declined = True

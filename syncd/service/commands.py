@@ -8,6 +8,7 @@ prometheus-client load when `run` or `status` runs, so `syncd --help` stays fast
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from syncd.errors import EXIT_ERROR, EXIT_GUARD, EXIT_OK
 from syncd.visible import visible, visible_json
 
 if TYPE_CHECKING:
@@ -46,11 +48,22 @@ USERS_IN_ERROR_SHOWN = 20
     help="Desired state: file, directory or git+https:// URL [SYNCD_DESIRED].",
 )
 @click.option("--interval", type=float, help="Seconds between runs [SYNCD_INTERVAL, 300].")
-@click.option("--metrics-addr", metavar="HOST:PORT", help="Serve /metrics and /healthz.")
+@click.option(
+    "--metrics-addr", metavar="HOST:PORT", help="Serve /metrics, /healthz, /readyz (and hooks)."
+)
 @click.option(
     "--insecure-http", is_flag=True, default=None, help="Allow plain http:// to a remote host."
 )
-def run(config_file: str | None, **flags: Any) -> None:
+@click.option(
+    "--observe",
+    is_flag=True,
+    default=None,
+    help="Plan and report drift every cycle; write nothing [SYNCD_OBSERVE].",
+)
+@click.option(
+    "--once", is_flag=True, help="One cycle, then exit with apply's codes (0, 1, 3): for cron."
+)
+def run(config_file: str | None, once: bool, **flags: Any) -> None:
     """Reconcile on a schedule until stopped (a systemd Type=notify service).
 
     SIGTERM or SIGINT stops (exit 0), SIGHUP re-reads the settings and runs now.
@@ -59,11 +72,13 @@ def run(config_file: str | None, **flags: Any) -> None:
     import os
 
     from syncd.api.credentials import CredentialStore
+    from syncd.errors import UsageError
     from syncd.logs import configure_logging
     from syncd.service.daemon import Daemon, log
     from syncd.service.listener import MetricsServer
     from syncd.service.metrics import Metrics
     from syncd.service.notify import Notifier
+    from syncd.service.webhook import Webhook
     from syncd.settings import load_settings
     from syncd.state.lock import acquire
     from syncd.state.statefile import open_state
@@ -84,17 +99,37 @@ def run(config_file: str | None, **flags: Any) -> None:
             db.close()
         if last is not None:
             metrics.succeeded(last)
+        webhook = None
+        if settings.webhook_secret_file is not None:
+            if not settings.metrics_addr:
+                raise UsageError(
+                    "SYNCD_WEBHOOK_SECRET_FILE needs SYNCD_METRICS_ADDR: hooks arrive there"
+                )
+            webhook = Webhook.from_file(settings.webhook_secret_file)
         server = None
         if settings.metrics_addr:
-            server = MetricsServer(settings.metrics_addr, metrics)
+            server = MetricsServer(settings.metrics_addr, metrics, webhook)
             server.start()
-            log.info("metrics_listening", address=server.address)
+            log.info("metrics_listening", address=server.address, hooks=webhook is not None)
         try:
             notifier = Notifier.from_environment(os.environ)
-            asyncio.run(Daemon(settings, settings_now, notifier, metrics).serve())
+            daemon = Daemon(settings, settings_now, notifier, metrics, once=once, webhook=webhook)
+            asyncio.run(daemon.serve())
         finally:
             if server is not None:
                 server.close()
+    if once:
+        sys.exit(once_exit_code(daemon.last.result if daemon.last else "error"))
+
+
+def once_exit_code(result: str) -> int:
+    """`run --once` ends as `apply` would: 0 converged (or, observing, seen), 3 the deletion
+    guard refused, 1 anything else."""
+    if result in ("ok", "no_changes", "drift"):
+        return EXIT_OK
+    if result == "blocked":
+        return EXIT_GUARD
+    return EXIT_ERROR
 
 
 def _last_success(db: sqlite3.Connection) -> float | None:
@@ -198,6 +233,7 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
             "started_at": daemon.get("started_at"),
             "desired": daemon.get("desired"),
             "interval": daemon.get("interval"),
+            "observe": bool(daemon.get("observe")),
         },
         "next_run_at": daemon.get("next_run_at") if pid is not None else None,
         "consecutive_failures": daemon.get("consecutive_failures", 0),
@@ -268,6 +304,8 @@ def render_status(report: Mapping[str, Any]) -> str:
         pid = daemon["pid"] or "unknown"
         lines.append(f"daemon       running, pid {pid}, since {_when(daemon['started_at'])}")
         lines.append(f"desired      {daemon['desired']} every {daemon['interval']:g} s")
+        if daemon["observe"]:
+            lines.append("mode         observing: plans and reports drift, writes nothing")
         lines.append(f"next run     {_when(report['next_run_at'])}")
     else:
         lines.append("daemon       not running")
