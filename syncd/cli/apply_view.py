@@ -108,7 +108,7 @@ class ApplyView:
                 write("Apply cancelled: nothing was applied.\n")
             return
         applied = sum(count for key, count in report.counts.items() if key in _ACTIONS)
-        failed = len(report.failures) + len(report.not_kept)
+        failed = len(report.failures)  # each write once, whatever went wrong with it
         write(f"\nApply complete: {applied} applied, {failed} failed.\n")
         write(f"Audit trail: run {converged.run_id} in {visible(str(state_file))}\n")
 

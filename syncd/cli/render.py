@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from itertools import groupby
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.color import ColorSystem
 from rich.console import Console
@@ -23,9 +23,6 @@ from rich.style import Style
 
 from syncd.core.plan import AddEmail, DeleteEmail, Plan, UpdateProfile
 from syncd.visible import visible
-
-if TYPE_CHECKING:
-    pass
 
 ACTION_NAMES = ("update_profile", "add_email", "delete_email")
 

@@ -78,12 +78,13 @@ class Failure:
 class ApplyReport:
     counts: Counter[str] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
-    #: Writes accepted and not kept as sent: `does_not_converge` errors.
+    #: What the server did not keep, field by field (each write of them is also a
+    #: `does_not_converge` failure, once).
     not_kept: list[NotKept] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failures and not self.not_kept
+        return not self.failures
 
 
 class _Unknown(Exception):
@@ -170,8 +171,14 @@ class Applier:
         result = DOES_NOT_CONVERGE if missed else OK
         message = "; ".join(record.message() for record in missed) or None
         self.audit.outcome(intent, action, result, message=message, then=remember)
-        self.report.counts[action.action] += 1
-        self.report.not_kept.extend(missed)
+        if missed:  # sent and accepted, yet not applied as planned: a failure, once
+            self.report.counts[f"{action.action}_{DOES_NOT_CONVERGE}"] += 1
+            self.report.failures.append(
+                Failure(action.user, action.action, action.describe(), None, message or "", result)
+            )
+            self.report.not_kept.extend(missed)
+        else:
+            self.report.counts[action.action] += 1
         self._tell(action, result, message)
         return None
 
@@ -264,8 +271,8 @@ class Applier:
             except RateLimited as error:
                 # A 429 is refused before any work: waiting and sending again is safe,
                 # unless the server asks for a wait longer than we give it.
-                if not error.retryable:
-                    raise
+                if not error.retryable or attempt == POST_ATTEMPTS:
+                    raise  # no wait for an attempt that will not come
                 last_error = error
                 await asyncio.sleep(self.client.retry_delay(attempt, error))
                 continue

@@ -39,11 +39,12 @@ def failing_users(plan: Plan, report: ApplyReport | None) -> dict[str, UserFailu
         failing.setdefault(error.user, found)
     if report is not None:
         for failure in report.failures:
-            code = _WRITE_CODES.get(failure.status or 0, WRITE_FAILED)
+            if failure.result == DOES_NOT_CONVERGE:
+                code = DOES_NOT_CONVERGE
+            else:
+                code = _WRITE_CODES.get(failure.status or 0, WRITE_FAILED)
             message = f"{failure.description}: {failure.message}"
             failing.setdefault(failure.user, UserFailure(code, message))
-        for record in report.not_kept:
-            failing.setdefault(record.user, UserFailure(DOES_NOT_CONVERGE, record.message()))
     return failing
 
 

@@ -244,13 +244,18 @@ def staleness(saved: SavedPlan, live: Mapping[str, LiveAccount | Unreadable]) ->
             for field, before in profile.items():
                 current = getattr(now.profile, field, None)
                 if current != before:
-                    changed.append(f"{username}: {field} was {before!r}, is now {current!r}")
+                    was, now_is = _shown(before), _shown(current)
+                    changed.append(f"{username}: {field} was {was}, is now {now_is}")
         emails = recorded.get("emails")
         if emails is not None and now.emails is not None:
             then_keys = {email_key(e["email"]) for e in emails}
             now_keys = {email_key(e.email) for e in now.emails}
             if then_keys != now_keys:
-                changed.append(
-                    f"{username}: emails were {sorted(then_keys)}, are {sorted(now_keys)}"
-                )
+                was, now_are = _shown(sorted(then_keys)), _shown(sorted(now_keys))
+                changed.append(f"{username}: emails were {was}, are {now_are}")
     return changed
+
+
+def _shown(value: Any) -> str:
+    """A value in a message for people: JSON, not a Python repr."""
+    return json.dumps(value, ensure_ascii=False)
