@@ -194,6 +194,19 @@ class WaitTooLong(RateLimited):
 class ServerError(HttpStatusError):
     retryable = True
 
+    def __init__(
+        self,
+        user: str,
+        method: str,
+        path: str,
+        status: int,
+        body: str,
+        retry_after: float | None = None,
+    ) -> None:
+        #: A 503's Retry-After: when the server says it will be back (RFC 9110 10.2.3).
+        self.retry_after = retry_after
+        super().__init__(user, method, path, status, body)
+
 
 _BY_STATUS: dict[int, type[HttpStatusError]] = {
     400: BadRequest,
@@ -212,5 +225,5 @@ def status_error(
             return WaitTooLong(user, method, path, status, body, retry_after)
         return RateLimited(user, method, path, status, body, retry_after)
     if status >= 500:
-        return ServerError(user, method, path, status, body)
+        return ServerError(user, method, path, status, body, retry_after)
     return _BY_STATUS.get(status, HttpStatusError)(user, method, path, status, body)

@@ -19,8 +19,14 @@ from syncd.visible import visible, visible_json, visible_lines
 LogFormat = Literal["auto", "json", "console"]
 
 
-def configure_logging(log_format: LogFormat = "auto", level: int = logging.INFO) -> None:
+def configure_logging(log_format: LogFormat = "auto", *, verbose: bool = True) -> None:
+    """JSON lines at info; on a console, info too only when `verbose`, else warnings up.
+
+    An apply on a terminal shows its own human lines on stdout: its log there says
+    only what went wrong, unless the person asks for more (--verbose).
+    """
     use_console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
+    level = logging.INFO if verbose or not use_console else logging.WARNING
     renderer: structlog.typing.Processor
     if use_console:
         renderer = structlog.dev.ConsoleRenderer(
@@ -34,7 +40,7 @@ def configure_logging(log_format: LogFormat = "auto", level: int = logging.INFO)
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if use_console:
-        processors.append(_visible_text)
+        processors.append(_human_values)
     else:
         transformer = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
         processors.append(structlog.processors.ExceptionRenderer(transformer))
@@ -47,18 +53,24 @@ def configure_logging(log_format: LogFormat = "auto", level: int = logging.INFO)
     )
 
 
-def _visible_text(
+def _human_values(
     logger: object, method_name: str, event_dict: structlog.typing.EventDict
 ) -> structlog.typing.EventDict:
-    """The console prints text values as they are: show their control characters escaped.
+    """Values as a person reads them: no Python reprs (`None`, `{'files': …}`) on a console.
 
-    Other values are printed with repr(), which escapes them already; JSON lines
-    escape them too.
+    A value that is None is left out; a list or a mapping is shown as JSON; text
+    is printed as it is, so its control characters are shown escaped. (JSON
+    lines escape them too.)
     """
-    return {
-        key: visible(value) if isinstance(value, str) else value
-        for key, value in event_dict.items()
-    }
+    shown: structlog.typing.EventDict = {}
+    for key, value in event_dict.items():
+        if value is None:
+            continue
+        if isinstance(value, dict | list | tuple) and key != "exc_info":
+            shown[key] = _visible_json_dumps(value, default=str)
+        else:
+            shown[key] = visible(value) if isinstance(value, str) else value
+    return shown
 
 
 def _visible_traceback(sio: TextIO, exc_info: structlog.typing.ExcInfo) -> None:

@@ -177,7 +177,19 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="Log renderer: console on a TTY, JSON lines otherwise."
     )
-    metrics_addr: str | None = Field(None, description="host:port for /metrics and /healthz.")
+    metrics_addr: str | None = Field(
+        None, description="host:port for /metrics, /healthz, /readyz and /hooks/git."
+    )
+    observe: bool = Field(
+        False,
+        description="The daemon plans and reports drift every cycle, and writes nothing "
+        "(to gain trust before it converges).",
+    )
+    webhook_secret_file: Path | None = Field(
+        None,
+        description="File holding the secret of POST /hooks/git (GitHub's X-Hub-Signature-256 "
+        "HMAC, or GitLab's X-Gitlab-Token): a valid push starts a cycle now.",
+    )
     insecure_http: bool = Field(False, description="Allow http:// to a non-loopback host.")
     timeout: float = Field(30, gt=0, description="Seconds allowed for one HTTP request.")
 

@@ -37,6 +37,7 @@ from syncd.core.live import (
     parse_user,
 )
 from syncd.errors import (
+    MAX_RETRY_AFTER,
     ApiError,
     CredentialError,
     CredentialRefused,
@@ -44,6 +45,7 @@ from syncd.errors import (
     MalformedResponse,
     MissingCredential,
     RateLimited,
+    ServerError,
     TransportError,
     excerpt,
     status_error,
@@ -83,6 +85,11 @@ class RetryPolicy:
             # from a second, with a little jitter so that the workers do not return together.
             ceiling = self.rate_limited_delay * 2.0 ** (attempt - 1)
             return min(self.rate_limited_max_delay, ceiling) * random.uniform(1.0, 1.25)
+        # A 503 may say when the server is back: sooner is wasted, and more than we
+        # wait for a 429 is left to our own backoff.
+        retry_after = error.retry_after if isinstance(error, ServerError) else None
+        if retry_after is not None and retry_after <= MAX_RETRY_AFTER:
+            return retry_after
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)  # full jitter spreads a burst of retries
 

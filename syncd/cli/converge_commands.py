@@ -49,16 +49,12 @@ def plan(
 
     settings = settings_from_flags(options)
     # A dry run may show a remembered file; what may be applied (--out) is read from the file.
-    desired = desired_for(settings, users, remember=out_file is None)
+    desired = desired_for(settings, users, remember=out_file is None, output=output)
     with fetch_progress(enabled=output == "text") as on_progress:
         result = asyncio.run(
             compute_plan(settings, desired, refresh=refresh, on_progress=on_progress)
         )
     keep_until_exit()
-    if out_file:
-        from syncd.engine.planfile import save_plan
-
-        save_plan(out_file, result.plan, result.live, result.source)
     if output == "json":
         from syncd.core.jsondoc import dumps_document
 
@@ -67,6 +63,18 @@ def plan(
         from syncd.cli.render import print_plan, terminal
 
         print_plan(result.plan, terminal(), result.oldest_age)
+    if out_file:
+        import shlex
+
+        from syncd.engine.planfile import save_plan
+
+        save_plan(out_file, result.plan, result.live, result.source)
+        # Beside a JSON document on stdout, the news goes to stderr.
+        click.echo(
+            f"\nSaved the plan to {out_file}. To apply exactly these changes:\n"
+            f"    syncd apply {shlex.quote(out_file)}",
+            err=output == "json",
+        )
     if result.plan.errors:
         sys.exit(EXIT_ERROR)
     if detailed_exitcode and not result.plan.is_empty:
@@ -87,24 +95,30 @@ def plan(
 )
 @click.option("--refresh", is_flag=True, help="Read every user from the API, ignoring the cache.")
 @click.option("--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat).")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Log every event on a terminal too (it shows warnings and errors only).",
+)
 def apply(
     plan_file: str | None,
     yes: bool,
     allow_deletions: int | None,
     refresh: bool,
     users: tuple[str, ...],
+    verbose: bool,
     **options: Any,
 ) -> None:
     """Converge the accounts to the desired state, or apply a saved plan (asks first)."""
     import asyncio
-    import signal
 
+    from syncd.cli.apply_view import ApplyView
     from syncd.cli.progress import fetch_progress
-    from syncd.cli.render import print_apply_report, print_plan, terminal
+    from syncd.cli.render import terminal
     from syncd.engine.planfile import load_plan
     from syncd.engine.reconcile import (
         ConvergeResult,
-        PlanResult,
         PlanStep,
         connect,
         converge,
@@ -118,28 +132,9 @@ def apply(
         raise click.UsageError("no terminal to confirm on: pass --yes to apply without asking")
     if plan_file and users:
         raise click.UsageError("--user limits a new plan; a saved plan is applied whole")
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, verbose=verbose)
     limit = settings.max_deletions if allow_deletions is None else allow_deletions
-    console = terminal()
-
-    def confirm(result: PlanResult) -> bool:
-        if yes:
-            return True
-        count = len(result.plan.changes)
-        # asyncio swallows the first Ctrl-C while the prompt blocks its loop:
-        # give the prompt the plain handler, so Ctrl-C means "no" at once.
-        handler = signal.signal(signal.SIGINT, signal.default_int_handler)
-        try:
-            return click.confirm(f"Apply {count} change{'s' if count != 1 else ''}?")
-        except click.Abort:
-            click.echo()
-            return False
-        finally:
-            signal.signal(signal.SIGINT, handler)
-
-    def show_plan(result: PlanResult) -> None:
-        print_plan(result.plan, console, result.oldest_age)
-        keep_until_exit()
+    view = ApplyView(terminal(), ask=not yes)
 
     with fetch_progress() as on_progress:
         make_plan: PlanStep
@@ -156,16 +151,42 @@ def apply(
                     make_plan,
                     command="apply",
                     deletion_limit=limit,
-                    confirm=confirm,
-                    on_plan=show_plan,
+                    confirm=view.confirm,
+                    on_plan=view.show_plan,
+                    on_change=view.on_change,
                 )
 
         # One writer at a time (connect takes the lock): an apply beside the daemon
         # would write the same changes twice and interleave their audit trails.
         converged = asyncio.run(run())
-    print_apply_report(converged, console, settings.state_location)
+    view.finish(converged, settings.state_location)
     report = converged.report
     failed = converged.result.plan.errors or (report is not None and not report.ok)
     # Declining exits 1 too, as terraform does: a script must not take it for success.
     if failed or converged.declined:
         sys.exit(EXIT_ERROR)
+
+
+@click.command()
+@click.argument("plan_file", metavar="PLAN.json")
+@click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Human diff or the JSON contract.",
+)
+def show(plan_file: str, output: str) -> None:
+    """Print a plan saved with `plan --out`, as it was made; read nothing else."""
+    from syncd.engine.planfile import load_plan
+
+    saved = load_plan(plan_file)
+    plan = saved.as_made or saved.plan
+    if output == "json":
+        from syncd.core.jsondoc import dumps_document
+
+        click.echo(dumps_document(plan.to_json(saved.source)))
+    else:
+        from syncd.cli.render import print_plan, terminal
+
+        print_plan(plan, terminal())

@@ -14,8 +14,10 @@ holds something, so that a mistyped `--workdir` never deletes someone's files.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,19 @@ def prepare_workdir(workdir: Path) -> None:
         raise UsageError(f"{workdir}: {error.strerror or error}") from None
 
 
+@contextlib.contextmanager
+def _human_log() -> Iterator[None]:
+    """What a person reads, not JSON lines: the commands' log on a console, which an
+    apply keeps to warnings and errors beside its own lines (unless the user chose)."""
+    chosen = os.environ.get("SYNCD_LOG_FORMAT")
+    os.environ["SYNCD_LOG_FORMAT"] = chosen or "console"
+    try:
+        yield
+    finally:
+        if chosen is None:
+            del os.environ["SYNCD_LOG_FORMAT"]
+
+
 def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -> None:
     """Run the demo; `invoke` runs one syncd command line and returns its exit code."""
     from syncd.sandbox.extra import require_sandbox_extra
@@ -112,7 +127,7 @@ def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -
     snapshot = snapshot_from_mapping(DEMO_SEED, "demo seed")
     write_credentials(snapshot, credentials)
 
-    with serve_in_thread(SandboxConfig(snapshot=snapshot)) as url:
+    with serve_in_thread(SandboxConfig(snapshot=snapshot)) as url, _human_log():
         click.secho("syncd demo", bold=True)
         click.echo(f"A sandbox of the docker.io accounts API is serving at {url}")
         click.echo(f"with {len(DEMO_SEED['users'])} accounts that differ from {desired}.")
@@ -136,7 +151,7 @@ def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -
         _step(4, "every write, with its intent and outcome", ["audit"])
         invoke(["audit", "--state-dir", str(state)])
     click.echo()
-    click.echo(f"The audit trail and the live-state cache are in {state / 'syncd.db'}.")
+    click.echo(f"The audit trail is in {state / 'syncd.db'}; the cache, in {state / 'cache.db'}.")
     click.echo(f"Query it again with: syncd audit --state-dir {state}")
     if code != 0:
         raise click.ClickException("the apply step failed; see above")

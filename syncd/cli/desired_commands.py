@@ -15,10 +15,30 @@ from syncd.cli.options import desired_for, settings_from_flags, settings_options
 
 @click.command()
 @click.option("-f", "--file", "desired", metavar="PATH", help="Desired-state file or directory.")
-def validate(desired: str | None) -> None:
+@click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="One line, or a JSON document (the problems with file, line and column).",
+)
+def validate(desired: str | None, output: str) -> None:
     """Check the desired state; send nothing to the API."""
     settings = settings_from_flags({"desired": desired})
-    state = desired_for(settings)
+    state = desired_for(settings, output=output)
+    if output == "json":
+        from syncd.core.jsondoc import dumps_document
+        from syncd.engine.reconcile import source_of
+
+        document = {
+            "format_version": 1,
+            "valid": True,
+            "problems": [],
+            "source": source_of(state),
+            "summary": {"problems": 0, "users": len(state.users)},
+        }
+        click.echo(dumps_document(document))
+        return
     click.echo(f"{settings.desired}: valid, {len(state.users)} users")
 
 

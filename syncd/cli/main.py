@@ -16,7 +16,7 @@ import click
 
 from syncd import __version__
 from syncd.cli.audit_command import audit
-from syncd.cli.converge_commands import apply, plan
+from syncd.cli.converge_commands import apply, plan, show
 from syncd.cli.demo import demo
 from syncd.cli.desired_commands import import_, schema, validate
 from syncd.cli.state_commands import state
@@ -58,7 +58,20 @@ def cli() -> None:
     """Keep docker.io accounts in the state that a YAML file in git describes."""
 
 
-for command in (validate, schema, plan, apply, audit, import_, demo, sandbox, run, status, state):
+for command in (
+    validate,
+    schema,
+    plan,
+    show,
+    apply,
+    audit,
+    import_,
+    demo,
+    sandbox,
+    run,
+    status,
+    state,
+):
     cli.add_command(command)
 
 

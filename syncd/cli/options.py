@@ -6,6 +6,7 @@ that `syncd --help` stays fast.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -13,6 +14,7 @@ import click
 
 if TYPE_CHECKING:
     from syncd.core.desired import DesiredState
+    from syncd.errors import DesiredStateError
     from syncd.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,15 +63,46 @@ def settings_from_flags(flags: dict[str, Any]) -> Settings:
 
 
 def desired_for(
-    settings: Settings, users: tuple[str, ...] = (), *, remember: bool = False
+    settings: Settings,
+    users: tuple[str, ...] = (),
+    *,
+    remember: bool = False,
+    output: str = "text",
 ) -> DesiredState:
-    """The desired state that the settings name, limited to `--user` names if any."""
+    """The desired state that the settings name, limited to `--user` names if any.
+
+    With `output` json, an invalid desired state is a JSON document of its
+    problems on stdout (and exit 1), for CI to annotate the lines.
+    """
     from syncd.desired.gitsource import resolve_desired
     from syncd.engine.reconcile import restrict
+    from syncd.errors import EXIT_ERROR, DesiredStateError
 
-    desired = restrict(resolve_desired(settings, remember=remember), users)
+    try:
+        desired = restrict(resolve_desired(settings, remember=remember), users)
+    except DesiredStateError as error:
+        if output != "json":
+            raise
+        from syncd.core.jsondoc import dumps_document
+
+        click.echo(dumps_document(problems_document(error)))
+        sys.exit(EXIT_ERROR)
     keep_until_exit()
     return desired
+
+
+def problems_document(error: DesiredStateError) -> dict[str, Any]:
+    """The problems of an invalid desired state, as `--output json` prints them."""
+    problems = [
+        {"file": p.path, "line": p.line, "column": p.column, "message": p.message}
+        for p in error.problems
+    ]
+    return {
+        "format_version": 1,
+        "valid": False,
+        "problems": problems,
+        "summary": {"problems": len(problems)},
+    }
 
 
 def keep_until_exit() -> None:

@@ -14,19 +14,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from itertools import groupby
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.color import ColorSystem
 from rich.console import Console
 from rich.markup import escape
 from rich.style import Style
 
-from syncd.core.plan import DOES_NOT_CONVERGE, AddEmail, DeleteEmail, Plan, UpdateProfile
+from syncd.core.plan import AddEmail, DeleteEmail, Plan, UpdateProfile
 from syncd.visible import visible
-
-if TYPE_CHECKING:
-    from syncd.engine.reconcile import ConvergeResult
 
 ACTION_NAMES = ("update_profile", "add_email", "delete_email")
 
@@ -199,35 +195,6 @@ def print_plan(plan: Plan, console: Console, oldest_age: float | None = None) ->
     console.file.write("\n".join(plan_lines(plan, paint, oldest_age)) + "\n")
 
 
-def print_apply_report(
-    converged: ConvergeResult, console: Console, state_file: Path | str
-) -> None:
-    for intent in converged.interrupted:
-        console.print(
-            f"[yellow]! {_shown(intent.user)}: an earlier run was interrupted during "
-            f"{intent.action} {_shown(intent.target)}; the user was re-read.[/yellow]"
-        )
-    report = converged.report
-    if report is None:
-        if converged.declined:
-            console.print("Apply cancelled: nothing was applied.")
-        return
-    applied = sum(count for key, count in report.counts.items() if key in ACTION_NAMES)
-    total = len(converged.result.plan.changes)
-    console.print(f"Applied {applied} of {_plural(total, 'change')}.")
-    for failure in report.failures:
-        # A failed write's message starts with its HTTP status already.
-        prefix = "" if failure.result == "failed" else f"{failure.result}: "
-        console.print(
-            f"[red]✗ {_shown(failure.description)}: {prefix}{_shown(failure.message)}[/red]"
-        )
-    for record in report.not_kept:
-        console.print(
-            f"[red]✗ {_shown(record.user)}: {DOES_NOT_CONVERGE}: {_shown(record.message())}[/red]"
-        )
-    console.print(f"Audit trail: run {converged.run_id} in {_shown(str(state_file))}")
-
-
 def print_audit(events: list[dict[str, Any]], console: Console) -> None:
     """Each run once (what, who, where), then its events: before → after, and how it ended."""
     if not events:
@@ -240,10 +207,12 @@ def print_audit(events: list[dict[str, Any]], console: Console) -> None:
             run_id = event["run_id"]
             lines.append(f"run {run_id}: {_who(event['run'])}")
         stamp = f"  {event['timestamp'][:19].replace('T', ' ')}  {visible(event['user'])}:"
-        change = _change(event["action"], event.get("before"), event.get("after"))
         if event["event"] == "intent":
+            change = _change(event["action"], event.get("before"), event.get("after"))
             lines.append(f"{stamp} {change} (intent)")
         else:
+            # Its intent, just above, said before → after: the fields are enough here.
+            change = _change(event["action"], event.get("before"), event.get("after"), short=True)
             status = f" HTTP {event['status']}" if event.get("status") else ""
             message = f": {visible(event['message'])}" if event.get("message") else ""
             lines.append(f"{stamp} {change} {event['result']}{status}{message}")
@@ -266,8 +235,11 @@ def _who(run: dict[str, Any]) -> str:
     return " ".join(words)
 
 
-def _change(action: str, before: Any, after: Any) -> str:
-    """An audited change as the plan shows it: `full_name: "Jane" → "Jane Doe"`, `+ addr`."""
+def _change(action: str, before: Any, after: Any, *, short: bool = False) -> str:
+    """An audited change as the plan shows it: `update full_name: "Jane" → "Jane Doe"`,
+    `add x`; `short`, a profile update names its fields only."""
+    if action == "update_profile" and isinstance(after, dict) and short:
+        return "update " + ", ".join(visible(str(name)) for name in after)
     if action == "update_profile" and isinstance(before, dict) and isinstance(after, dict):
         fields = [
             f"{visible(str(name))}: {visible(_quoted(before.get(name)))} → "

@@ -39,7 +39,8 @@ class NotKept:
 
     def message(self) -> str:
         """What happened, and what to write in the desired state to converge."""
-        sent, kept = json.dumps(self.sent, ensure_ascii=False), json.dumps(self.kept)
+        sent = json.dumps(self.sent, ensure_ascii=False)
+        kept = json.dumps(self.kept, ensure_ascii=False)
         if self.field == EMAILS:
             return (
                 f"emails: added {sent}, the server keeps {kept}; to converge, list {kept} "

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from syncd.api.client import AccountsClient
@@ -56,6 +56,10 @@ from syncd.state.not_kept import NotKeptRecords
 POST_ATTEMPTS = 3
 SKIPPED = "skipped"
 
+#: Told of each action as it ends: the action, its result (ok, failed, unknown,
+#: skipped, does_not_converge) and, when it did not simply succeed, why.
+ChangeObserver = Callable[[Action, str, str | None], None]
+
 #: Errors after which nothing more is sent for the user: every call would fail alike.
 _USER_STOPPERS = (Unauthorized, Forbidden, NotFound, MissingCredential)
 
@@ -74,12 +78,13 @@ class Failure:
 class ApplyReport:
     counts: Counter[str] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
-    #: Writes accepted and not kept as sent: `does_not_converge` errors.
+    #: What the server did not keep, field by field (each write of them is also a
+    #: `does_not_converge` failure, once).
     not_kept: list[NotKept] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failures and not self.not_kept
+        return not self.failures
 
 
 class _Unknown(Exception):
@@ -102,7 +107,9 @@ class Applier:
         audit: AuditTrail,
         live: Mapping[str, LiveAccount],
         not_kept: NotKeptRecords,
+        on_change: ChangeObserver | None = None,
     ) -> None:
+        self.on_change = on_change
         self.client = client
         self.cache = cache
         self.audit = audit
@@ -164,9 +171,20 @@ class Applier:
         result = DOES_NOT_CONVERGE if missed else OK
         message = "; ".join(record.message() for record in missed) or None
         self.audit.outcome(intent, action, result, message=message, then=remember)
-        self.report.counts[action.action] += 1
-        self.report.not_kept.extend(missed)
+        if missed:  # sent and accepted, yet not applied as planned: a failure, once
+            self.report.counts[f"{action.action}_{DOES_NOT_CONVERGE}"] += 1
+            self.report.failures.append(
+                Failure(action.user, action.action, action.describe(), None, message or "", result)
+            )
+            self.report.not_kept.extend(missed)
+        else:
+            self.report.counts[action.action] += 1
+        self._tell(action, result, message)
         return None
+
+    def _tell(self, action: Action, result: str, message: str | None) -> None:
+        if self.on_change is not None:
+            self.on_change(action, result, message)
 
     def _remember(self, action: Action, account: LiveAccount) -> None:
         if isinstance(action, UpdateProfile) and account.profile is not None:
@@ -196,6 +214,7 @@ class Applier:
         )
         self.live.pop(action.user, None)
         self.report.counts[f"{action.action}_{result}"] += 1
+        self._tell(action, result, message)
         self.report.failures.append(
             Failure(action.user, action.action, action.describe(), status, message, result)
         )
@@ -204,6 +223,7 @@ class Applier:
         """Actions not sent at all: no intent, no outcome, but they fail the run."""
         for action in actions:
             self.report.counts[f"{action.action}_{SKIPPED}"] += 1
+            self._tell(action, SKIPPED, reason)
             self.report.failures.append(
                 Failure(action.user, action.action, action.describe(), None, reason, SKIPPED)
             )
@@ -251,8 +271,8 @@ class Applier:
             except RateLimited as error:
                 # A 429 is refused before any work: waiting and sending again is safe,
                 # unless the server asks for a wait longer than we give it.
-                if not error.retryable:
-                    raise
+                if not error.retryable or attempt == POST_ATTEMPTS:
+                    raise  # no wait for an attempt that will not come
                 last_error = error
                 await asyncio.sleep(self.client.retry_delay(attempt, error))
                 continue

@@ -145,19 +145,39 @@ NO_CREDENTIAL = (
 
 
 def mark_shared(
-    result: dict[str, LiveAccount | Unreadable], read_from_api: int, read_from_cache: int
+    result: dict[str, LiveAccount | Unreadable],
+    requested: set[str],
+    read_from_api: int,
+    read_from_cache: int,
 ) -> None:
     """Mark the failures as shared when every read met the same one, to say it once.
 
-    Shared means: at least two users failed, all for the same cause, and no
-    read succeeded. A transport failure (the API unreachable) is shared even
-    beside cached users, as long as no request succeeded.
+    Among the users whose reads were sent (`requested`): when none succeeded and
+    all failed for one cause, that cause is shared. The API unreachable counts
+    so even for one user, and beside users answered from the cache; any other
+    cause needs two users and no other user read, since a user not found beside
+    users that were read is news of its own. Users that sent nothing (no
+    credential, or waiting for their own retry) neither make nor break it; when
+    nothing could be sent for anyone, no credential at all is the shared cause.
     """
-    failed = [state for state in result.values() if isinstance(state, Unreadable)]
-    if len(failed) < 2 or read_from_api or len({state.cause for state in failed}) != 1:
+    sent = [result[name] for name in requested]
+    if sent:
+        if read_from_api:
+            return
+        failed = [state for state in sent if isinstance(state, Unreadable)]
+        transport = all(state.code == "fetch_failed" for state in failed)
+        if not transport and (len(failed) < 2 or read_from_cache):
+            return
+    else:
+        failed = [
+            state
+            for state in result.values()
+            if isinstance(state, Unreadable) and state.code == "no_credentials"
+        ]
+        if read_from_cache or len(failed) < 2:
+            return
+    if len({state.cause for state in failed}) != 1:
         return
-    if read_from_cache and failed[0].code != "fetch_failed":
-        return  # users not found beside users that were read: each is news of its own
     for state in failed:
         result[state.username] = dataclasses.replace(state, shared=True)
 
@@ -227,7 +247,7 @@ async def fetch_live(
         await for_each(to_fetch, min(options.concurrency, total), fetch)
     finally:
         cache.save(pending)
-    mark_shared(result, fetched, len(answered))
+    mark_shared(result, {user.username for user, _ in to_fetch}, fetched, len(answered))
     return LiveRead(result, oldest_read_at, len(answered), fetched)
 
 

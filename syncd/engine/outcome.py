@@ -2,7 +2,8 @@
 
 A run is `ok` or `no_changes` only when every managed user was read, compared
 and written as planned; `partial` when some users failed and the others were
-fine; `failed` when none was fine. A user fails for an error in the plan (it
+fine; `failed` when none was fine; `drift` when it only observed (nothing is
+written) and found changes to make. A user fails for an error in the plan (it
 could not be read, or a write is known not to converge), a write that did not
 succeed, or a write the server did not keep.
 """
@@ -38,17 +39,31 @@ def failing_users(plan: Plan, report: ApplyReport | None) -> dict[str, UserFailu
         failing.setdefault(error.user, found)
     if report is not None:
         for failure in report.failures:
-            code = _WRITE_CODES.get(failure.status or 0, WRITE_FAILED)
+            if failure.result == DOES_NOT_CONVERGE:
+                code = DOES_NOT_CONVERGE
+            else:
+                code = _WRITE_CODES.get(failure.status or 0, WRITE_FAILED)
             message = f"{failure.description}: {failure.message}"
             failing.setdefault(failure.user, UserFailure(code, message))
-        for record in report.not_kept:
-            failing.setdefault(record.user, UserFailure(DOES_NOT_CONVERGE, record.message()))
     return failing
 
 
-def run_result(plan: Plan, report: ApplyReport | None, failing: dict[str, UserFailure]) -> str:
-    """ok, no_changes, partial or failed, as the module docstring says."""
+#: The result of a run that planned changes and, observing only, wrote none.
+DRIFT = "drift"
+
+
+def run_result(
+    plan: Plan,
+    report: ApplyReport | None,
+    failing: dict[str, UserFailure],
+    *,
+    observe: bool = False,
+) -> str:
+    """ok, no_changes, partial or failed, as the module docstring says; `drift` when an
+    observing run found changes for users that were otherwise fine."""
     if not failing:
+        if observe and not plan.is_empty:
+            return DRIFT
         return "ok" if report is not None else "no_changes"
     managed = plan.users or len(plan.users_with_changes())
     return "failed" if len(failing) >= managed else "partial"

@@ -34,6 +34,7 @@ from syncd.core.plan import (
     AddEmail,
     DeleteEmail,
     FieldChange,
+    Finding,
     Plan,
     UpdateProfile,
 )
@@ -47,9 +48,12 @@ MAX_PLAN_BYTES = 256 * 1024 * 1024
 @dataclass(frozen=True)
 class SavedPlan:
     path: str
+    #: The changes to apply; what was found then (warnings, errors) is in `as_made`.
     plan: Plan
     source: dict[str, Any]
     basis: dict[str, dict[str, Any]]
+    #: The plan as it was made, its findings included: what `syncd show` prints.
+    as_made: Plan | None = None
 
     def wanted(self) -> list[Wanted]:
         """The parts of each touched account that the basis recorded, to read them again."""
@@ -142,7 +146,35 @@ def _parse(path: str, document: Any) -> SavedPlan:
     for action in actions:
         _check_basis(action, basis.get(action.user))
     source = document.get("source") or {}
-    return SavedPlan(path, Plan(actions), dict(source), basis)
+    summary = document.get("summary") or {}
+    users = summary.get("users") if isinstance(summary, dict) else None
+    as_made = Plan(
+        actions,
+        _findings(document.get("warnings")),
+        _findings(document.get("errors")),
+        users if isinstance(users, int) else 0,
+    )
+    return SavedPlan(path, Plan(actions), dict(source), basis, as_made)
+
+
+def _findings(entries: Any) -> tuple[Finding, ...]:
+    """Warnings or errors as `to_json` wrote them, one that struck many users included.
+
+    Only shown, never acted upon: a saved plan is applied by its changes.
+    """
+    if not isinstance(entries, list):
+        return ()
+    found = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        code, message = str(entry.get("code", "")), str(entry.get("message", ""))
+        users = entry.get("users")
+        if entry.get("user") is None and isinstance(users, list):
+            found += [Finding(str(user), code, message, message, shared=True) for user in users]
+        else:
+            found.append(Finding(str(entry.get("user", "")), code, message))
+    return tuple(found)
 
 
 def _check_basis(action: Action, recorded: Any) -> None:
@@ -212,13 +244,18 @@ def staleness(saved: SavedPlan, live: Mapping[str, LiveAccount | Unreadable]) ->
             for field, before in profile.items():
                 current = getattr(now.profile, field, None)
                 if current != before:
-                    changed.append(f"{username}: {field} was {before!r}, is now {current!r}")
+                    was, now_is = _shown(before), _shown(current)
+                    changed.append(f"{username}: {field} was {was}, is now {now_is}")
         emails = recorded.get("emails")
         if emails is not None and now.emails is not None:
             then_keys = {email_key(e["email"]) for e in emails}
             now_keys = {email_key(e.email) for e in now.emails}
             if then_keys != now_keys:
-                changed.append(
-                    f"{username}: emails were {sorted(then_keys)}, are {sorted(now_keys)}"
-                )
+                was, now_are = _shown(sorted(then_keys)), _shown(sorted(now_keys))
+                changed.append(f"{username}: emails were {was}, are {now_are}")
     return changed
+
+
+def _shown(value: Any) -> str:
+    """A value in a message for people: JSON, not a Python repr."""
+    return json.dumps(value, ensure_ascii=False)

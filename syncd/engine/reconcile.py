@@ -21,7 +21,7 @@ from syncd.api.credentials import CredentialStore
 from syncd.core.desired import DesiredState
 from syncd.core.live import LiveAccount, Unreadable
 from syncd.core.plan import DeleteEmail, Plan, build_plan
-from syncd.engine.applying import Applier, ApplyReport
+from syncd.engine.applying import Applier, ApplyReport, ChangeObserver
 from syncd.engine.fetching import (
     FetchOptions,
     Freshness,
@@ -230,10 +230,11 @@ async def apply_plan(
     plan: Plan,
     live: Mapping[str, LiveAccount | Unreadable],
     audit: AuditTrail,
+    on_change: ChangeObserver | None = None,
 ) -> ApplyReport:
     readable = {user: state for user, state in live.items() if isinstance(state, LiveAccount)}
     records = NotKeptRecords(connection.db)
-    applier = Applier(connection.client, connection.cache, audit, readable, records)
+    applier = Applier(connection.client, connection.cache, audit, readable, records, on_change)
     return await applier.apply(plan.changes, connection.settings.concurrency)
 
 
@@ -313,8 +314,16 @@ async def converge(
     deletion_limit: int,
     confirm: Confirm,
     on_plan: Callable[[PlanResult], None] | None = None,
+    on_change: ChangeObserver | None = None,
+    observe: bool = False,
 ) -> ConvergeResult:
-    """Plan, guard, confirm and apply, with a run record and an audit event per write."""
+    """Plan, guard, confirm and apply, with a run record and an audit event per write.
+
+    `on_plan` sees the plan before it is confirmed, `on_change` each write as it ends.
+    With `observe`, the run plans and reports and sends no write at all (the
+    deletion guard has nothing to refuse then): its result is `drift` when
+    changes are pending.
+    """
     audit = AuditTrail(connection.db, {})
     audit.begin_run(command)
     outcome = "failed"
@@ -327,19 +336,19 @@ async def converge(
         if on_plan is not None:
             on_plan(result)
         converged = ConvergeResult(result, audit.run_id, interrupted)
+        if observe or result.plan.is_empty:
+            outcome = run_result(result.plan, None, converged.failing(), observe=observe)
+            return converged
         try:
             check_deletion_guard(result.plan, deletion_limit)
         except GuardError:
             outcome = "blocked"
             raise
-        if result.plan.is_empty:
-            outcome = run_result(result.plan, None, converged.failing())
-            return converged
         if not confirm(result):
             outcome = "declined"
             converged.declined = True
             return converged
-        report = await apply_plan(connection, result.plan, result.live, audit)
+        report = await apply_plan(connection, result.plan, result.live, audit, on_change)
         counts.update({f"applied_{key}": value for key, value in report.counts.items()})
         converged.report = report
         outcome = run_result(result.plan, report, converged.failing())

@@ -8,12 +8,14 @@ prometheus-client load when `run` or `status` runs, so `syncd --help` stays fast
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from syncd.errors import EXIT_ERROR, EXIT_GUARD, EXIT_OK
 from syncd.visible import visible, visible_json
 
 if TYPE_CHECKING:
@@ -44,11 +46,22 @@ USERS_IN_ERROR_SHOWN = 20
     help="Desired state: file, directory or git+https:// URL [SYNCD_DESIRED].",
 )
 @click.option("--interval", type=float, help="Seconds between runs [SYNCD_INTERVAL, 300].")
-@click.option("--metrics-addr", metavar="HOST:PORT", help="Serve /metrics and /healthz.")
+@click.option(
+    "--metrics-addr", metavar="HOST:PORT", help="Serve /metrics, /healthz, /readyz (and hooks)."
+)
 @click.option(
     "--insecure-http", is_flag=True, default=None, help="Allow plain http:// to a remote host."
 )
-def run(config_file: str | None, **flags: Any) -> None:
+@click.option(
+    "--observe",
+    is_flag=True,
+    default=None,
+    help="Plan and report drift every cycle; write nothing [SYNCD_OBSERVE].",
+)
+@click.option(
+    "--once", is_flag=True, help="One cycle, then exit with apply's codes (0, 1, 3): for cron."
+)
+def run(config_file: str | None, once: bool, **flags: Any) -> None:
     """Reconcile on a schedule until stopped (a systemd Type=notify service).
 
     SIGTERM or SIGINT stops (exit 0), SIGHUP re-reads the settings and runs now.
@@ -58,12 +71,14 @@ def run(config_file: str | None, **flags: Any) -> None:
     import os
 
     from syncd.api.credentials import CredentialStore
+    from syncd.errors import UsageError
     from syncd.logs import configure_logging
     from syncd.service.daemon import Daemon, log
     from syncd.service.leadership import last_success, lead
     from syncd.service.listener import MetricsServer
     from syncd.service.metrics import Metrics
     from syncd.service.notify import Notifier
+    from syncd.service.webhook import Webhook
     from syncd.settings import load_settings
     from syncd.state.backend import open_store
 
@@ -73,24 +88,52 @@ def run(config_file: str | None, **flags: Any) -> None:
     settings = settings_now()
     configure_logging(settings.log_format)
     settings.check_transport()
+    # Only `syncd run` on a state that hosts share stands by for the lock; `--once`
+    # and SQLite take it now, or are refused naming its holder.
+    stands_by = settings.on_postgresql and not once
     with contextlib.ExitStack() as held:
-        if not settings.on_postgresql:  # one instance, or none: refused before anything else
+        store = None
+        if not stands_by:  # one instance, or none: refused before anything else
             store = held.enter_context(open_store(settings, "run"))
             held.enter_context(store.lock("run"))
         CredentialStore.from_settings(settings)  # unreadable credentials stop us before READY=1
         metrics = Metrics(settings.interval)
-        if not settings.on_postgresql and (last := last_success(store.history)) is not None:
+        if store is not None and (last := last_success(store.history)) is not None:
             metrics.succeeded(last)
+        webhook = None
+        if settings.webhook_secret_file is not None:
+            if not settings.metrics_addr:
+                raise UsageError(
+                    "SYNCD_WEBHOOK_SECRET_FILE needs SYNCD_METRICS_ADDR: hooks arrive there"
+                )
+            webhook = Webhook.from_file(settings.webhook_secret_file)
         if settings.metrics_addr:
-            server = MetricsServer(settings.metrics_addr, metrics)
+            server = MetricsServer(settings.metrics_addr, metrics, webhook)
             server.start()
             held.callback(server.close)
-            log.info("metrics_listening", address=server.address)
+            log.info("metrics_listening", address=server.address, hooks=webhook is not None)
         notifier = Notifier.from_environment(os.environ)
-        if settings.on_postgresql:  # active, or a standby until the lock is free
-            asyncio.run(lead(settings, settings_now, notifier, metrics))
+        daemon = None
+        if store is None:  # active, or a standby until the lock is free
+            asyncio.run(lead(settings, settings_now, notifier, metrics, webhook=webhook))
         else:
-            asyncio.run(Daemon(settings, settings_now, notifier, metrics, store).serve())
+            daemon = Daemon(
+                settings, settings_now, notifier, metrics, store, once=once, webhook=webhook
+            )
+            asyncio.run(daemon.serve())
+    if once:
+        assert daemon is not None
+        sys.exit(once_exit_code(daemon.last.result if daemon.last else "error"))
+
+
+def once_exit_code(result: str) -> int:
+    """`run --once` ends as `apply` would: 0 converged (or, observing, seen), 3 the deletion
+    guard refused, 1 anything else."""
+    if result in ("ok", "no_changes", "drift"):
+        return EXIT_OK
+    if result == "blocked":
+        return EXIT_GUARD
+    return EXIT_ERROR
 
 
 @click.command()
@@ -168,6 +211,7 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
             "started_at": daemon.get("started_at"),
             "desired": daemon.get("desired"),
             "interval": daemon.get("interval"),
+            "observe": bool(daemon.get("observe")),
         },
         "next_run_at": daemon.get("next_run_at") if running else None,
         "consecutive_failures": daemon.get("consecutive_failures", 0),
@@ -238,6 +282,8 @@ def render_status(report: Mapping[str, Any]) -> str:
         else:
             lines.append(f"daemon       running, pid {daemon['pid'] or 'unknown'}, since {since}")
         lines.append(f"desired      {daemon['desired']} every {daemon['interval']:g} s")
+        if daemon["observe"]:
+            lines.append("mode         observing: plans and reports drift, writes nothing")
         lines.append(f"next run     {_when(report['next_run_at'])}")
     else:
         lines.append("daemon       not running")

@@ -17,6 +17,7 @@ from datetime import datetime
 
 import structlog
 
+from syncd.core.plan import Plan
 from syncd.desired.gitsource import DesiredSource
 from syncd.engine.fetching import Freshness
 from syncd.engine.reconcile import PlanResult, connect, converge, planning
@@ -46,6 +47,8 @@ class CycleOutcome:
     failing: dict[str, FailingUser] = field(default_factory=dict)
     #: Whether the cycle sent requests and every one of them failed: the API is down.
     every_request_failed: bool = False
+    #: The codes of the plan's warnings, and of the users in error, one per finding.
+    warning_codes: list[str] = field(default_factory=list)
 
     @property
     def backs_off(self) -> bool:
@@ -57,7 +60,9 @@ class CycleOutcome:
     def status_line(self, failures: int, next_run: datetime | None) -> str:
         """One line for systemd's STATUS=: the result first, the message last."""
         parts = [self.result]
-        if self.result in SUCCESS or self.result in ("partial", "failed"):
+        if self.result == "drift":
+            parts.append("observing: nothing written")
+        elif self.result in SUCCESS or self.result in ("partial", "failed"):
             parts.append(f"{self.applied} changes applied")
         if self.drift_users:
             parts.append(f"{self.drift_users} users differ")
@@ -74,6 +79,15 @@ class CycleOutcome:
         if self.result not in SUCCESS and self.message:
             parts.append(self.message)  # last: systemctl cuts a long line at the end
         return "; ".join(parts)
+
+
+def _report_drift(plan: Plan) -> None:
+    """Observing: what a converge would write, one log event per user."""
+    changes: dict[str, list[str]] = {}
+    for action in plan.changes:
+        changes.setdefault(action.user, []).append(action.describe())
+    for user, described in changes.items():
+        log.info("drift", user=user, would=described)
 
 
 class Cycle:
@@ -166,6 +180,7 @@ class Cycle:
                     deletion_limit=settings.max_deletions,
                     confirm=lambda _: True,
                     on_plan=planned.append,
+                    observe=settings.observe,
                 )
             except GuardError as error:
                 drift = len(planned[0].plan.users_with_changes()) if planned else None
@@ -177,6 +192,8 @@ class Cycle:
             every_request_failed = sum(client.requests.values()) > 0 and not client.succeeded
         failing = record_cycle(failures, desired.usernames(), converged.failing(), held, settings)
         plan, report = converged.result.plan, converged.report
+        if settings.observe:
+            _report_drift(plan)
         write_failures = report.failures if report is not None else []
         applied = (
             {a.action: report.counts.get(a.action, 0) for a in plan.changes} if report else {}
@@ -193,6 +210,7 @@ class Cycle:
             read.stale,
             failing=failing,
             every_request_failed=every_request_failed,
+            warning_codes=[warning.code for warning in plan.warnings],
         )
 
     def _record_run(self, outcome: CycleOutcome) -> None:

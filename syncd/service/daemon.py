@@ -47,6 +47,7 @@ from syncd.service.schedule import (
     deadline_for,
     jitter_for,
 )
+from syncd.service.webhook import Webhook
 from syncd.settings import Settings
 from syncd.state.backend import StateStore
 
@@ -65,7 +66,14 @@ class Daemon:
         notifier: Notifier,
         metrics: Metrics,
         store: StateStore,
+        *,
+        once: bool = False,
+        webhook: Webhook | None = None,
     ) -> None:
+        #: Run one cycle, then stop (`syncd run --once`); `last` is that cycle's outcome.
+        self.once = once
+        self.last: CycleOutcome | None = None
+        self.webhook = webhook
         self.settings = settings
         self._reload_settings = reload_settings
         self.notifier = notifier
@@ -113,6 +121,12 @@ class Daemon:
         )
         self.scheduler.start()
         self.metrics.loop_probe = loop_probe(loop)
+        if self.webhook is not None:
+
+            def start_cycle(why: str) -> None:  # from the listener's thread
+                loop.call_soon_threadsafe(self.run_now, why)
+
+            self.webhook.start_cycle = start_cycle
         save_daemon_state(self.db, self._identity())
         log.info("daemon_started", **self._identity())
         self.notifier.ready(f"started; first run now; desired state {self.source}")
@@ -154,6 +168,16 @@ class Daemon:
         while True:
             self.notifier.watchdog()
             await asyncio.sleep(every)
+
+    def run_now(self, why: str) -> None:
+        """A cycle now (a push hook), or right after the one in flight: never two at once."""
+        if self._stopping:
+            return
+        log.info("run_requested", reason=why)
+        if self._cycle_task is not None:
+            self._run_again = True
+        else:
+            self.scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC))
 
     def reload(self) -> None:
         """SIGHUP: read the settings again and run now."""
@@ -238,11 +262,13 @@ class Daemon:
 
     def _report(self, outcome: CycleOutcome) -> None:
         success = outcome.result in SUCCESS
-        if success or outcome.result == "partial":  # the API answers: no schedule backoff
+        if success or outcome.result in ("partial", "drift"):  # the API answers: no backoff
             self.failures = 0
         elif outcome.backs_off:
             self.failures += 1
-        self.metrics.observe_failing(user.code for user in outcome.failing.values())
+        error_codes = [user.code for user in outcome.failing.values()]
+        self.metrics.observe_failing(error_codes)
+        self.metrics.observe_findings(outcome.warning_codes, error_codes)
         self.metrics.observe_cycle(outcome.result)
         now = datetime.now(UTC)
         job = self.scheduler.get_job(JOB_ID)
@@ -295,8 +321,12 @@ class Daemon:
                     ),
                 },
                 "readiness": {"ready": ready, "reason": readiness},
+                "observe": self.settings.observe,
             },
         )
+        if self.once:
+            self.last = outcome
+            self.stop("--once: one cycle done")
 
     def _identity(self) -> dict[str, Any]:
         """Who this daemon is: logged at start and reload, kept for `syncd status`."""

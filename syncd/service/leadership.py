@@ -28,6 +28,7 @@ from syncd.errors import StateError
 from syncd.service.daemon import Daemon
 from syncd.service.metrics import Metrics
 from syncd.service.notify import Notifier
+from syncd.service.webhook import Webhook
 from syncd.settings import Settings
 from syncd.state.audit import open_intents
 from syncd.state.backend import Database, StateStore, open_store
@@ -55,6 +56,8 @@ async def lead(
     reload_settings: Callable[[], Settings],
     notifier: Notifier,
     metrics: Metrics,
+    *,
+    webhook: Webhook | None = None,
 ) -> None:
     """Stand by until the lock is ours, then reconcile; again whenever it is lost."""
     loop = asyncio.get_running_loop()
@@ -79,7 +82,7 @@ async def lead(
                 continue
             try:
                 settings, served = await _serve_when_active(
-                    settings, reload_settings, notifier, metrics, store, stop
+                    settings, reload_settings, notifier, metrics, store, stop, webhook
                 )
             except StateError as error:  # the session ended while standing by or taking over
                 log.error("state_session_ended", error=str(error), state=store.where)
@@ -107,6 +110,7 @@ async def _serve_when_active(
     metrics: Metrics,
     store: StateStore,
     stop: asyncio.Event,
+    webhook: Webhook | None,
 ) -> tuple[Settings, bool]:
     """Wait for the lock on `store`, then run the daemon until it stops.
 
@@ -131,7 +135,7 @@ async def _serve_when_active(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)  # the daemon has its own
-        daemon = Daemon(settings, reload_settings, notifier, metrics, store)
+        daemon = Daemon(settings, reload_settings, notifier, metrics, store, webhook=webhook)
         try:
             await daemon.serve()
         finally:

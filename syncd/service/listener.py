@@ -28,6 +28,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from syncd.errors import UsageError
 from syncd.logs import get_logger
 from syncd.service.metrics import Metrics
+from syncd.service.webhook import MAX_BODY_BYTES as MAX_HOOK_BYTES
+from syncd.service.webhook import PATH as HOOK_PATH
+from syncd.service.webhook import Webhook
 
 #: Seconds a connection may take to send a whole request, or wait idle for the next.
 CONNECTION_TIMEOUT = 10.0
@@ -48,11 +51,11 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 class MetricsServer:
-    """Serves /metrics and /healthz from a thread until `close()`."""
+    """Serves /metrics, /healthz, /readyz (and /hooks/git) from a thread until `close()`."""
 
-    def __init__(self, address: str, metrics: Metrics) -> None:
+    def __init__(self, address: str, metrics: Metrics, webhook: Webhook | None = None) -> None:
         host, port = parse_address(address)
-        handler = _handler_for(metrics)
+        handler = _handler_for(metrics, webhook)
         server_class = _V6Server if ":" in host else _Server
         try:
             self._server = server_class((host, port), handler)
@@ -136,7 +139,7 @@ class _DeadlineReader(io.RawIOBase):
         return self.connection.recv_into(buffer)
 
 
-def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
+def _handler_for(metrics: Metrics, webhook: Webhook | None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "syncd"
         sys_version = ""
@@ -164,6 +167,32 @@ def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
             else:
                 body = b"not found: try /metrics, /healthz or /readyz\n"
                 self._answer(404, body, "text/plain")
+
+        def do_POST(self) -> None:
+            if webhook is None or self.path.split("?", 1)[0] != HOOK_PATH:
+                self._answer(404, b"not found\n", "text/plain")
+                return
+            result, status, text = self._hook(webhook)
+            metrics.webhooks.labels(result).inc()
+            self._answer(status, text.encode() + b"\n", "text/plain; charset=utf-8")
+
+        def _hook(self, hook: Webhook) -> tuple[str, int, str]:
+            length = self.headers.get("Content-Length", "")
+            if not length.isdigit():
+                return "bad_request", 411, "a hook needs a Content-Length"
+            if int(length) > MAX_HOOK_BYTES:
+                self.close_connection = True  # its body is not read
+                return "too_large", 413, f"a hook body is at most {MAX_HOOK_BYTES} bytes"
+            body = self.rfile.read(int(length))
+            sender = hook.sender(dict(self.headers.items()), body)
+            if sender is None:
+                log.warning("hook_refused", client=self.client_address[0])
+                return "unauthorized", 401, "invalid or missing signature: nothing started"
+            event = self.headers.get("X-GitHub-Event") or self.headers.get("X-Gitlab-Event")
+            log.info("hook_accepted", sender=sender, hook_event=event)
+            if hook.start_cycle is not None:
+                hook.start_cycle(f"{sender} hook")
+            return "accepted", 202, "accepted: a cycle starts now"
 
         def _verdict(self, good: bool, word: str, verdict: str) -> None:
             body = f"{word}: {verdict}\n".encode()

@@ -24,10 +24,17 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
 )
 
+from syncd import __version__
 from syncd.core.plan import DOES_NOT_CONVERGE, READ_ERRORS
 from syncd.engine.outcome import WRITE_FAILED
+from syncd.service.webhook import RESULTS as WEBHOOK_RESULTS
+
+# No `_created` series: a timestamp per counter child that dashboards never use,
+# and that doubles what every scrape carries.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: The codes a user in error may have (design.md section 4, and a failed write).
 FAILURE_CODES = (*sorted(READ_ERRORS), DOES_NOT_CONVERGE, WRITE_FAILED)
@@ -36,8 +43,29 @@ FAILURE_CODES = (*sorted(READ_ERRORS), DOES_NOT_CONVERGE, WRITE_FAILED)
 RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
 #: The last cycle must have ended within this many intervals for /readyz.
 READY_INTERVALS = 3
-#: Results of a cycle after which the daemon is ready: it read, compared and wrote.
-READY_RESULTS = frozenset({"ok", "no_changes", "partial"})
+#: Results of a cycle after which the daemon is ready: it read, compared and wrote
+#: (or, observing, reported what it would write).
+READY_RESULTS = frozenset({"ok", "no_changes", "partial", "drift"})
+#: Every result a run may end with: each a series of syncd_runs_total from the start.
+RUN_RESULTS = (
+    "ok",
+    "no_changes",
+    "partial",
+    "failed",
+    "drift",
+    "blocked",
+    "invalid",
+    "error",
+    "deadline",
+    "cancelled",
+)
+#: The writes and how they end: each pair a series of syncd_changes_total from the start.
+CHANGE_ACTIONS = ("update_profile", "add_email", "delete_email")
+CHANGE_RESULTS = ("ok", "failed", "unknown", "skipped", "does_not_converge")
+#: The calls of the API and the statuses they usually meet, present from the start
+#: (others appear when they first happen).
+HTTP_METHODS = ("GET", "PATCH", "POST", "DELETE")
+HTTP_CODES = ("200", "201", "204", "400", "401", "403", "404", "429", "500", "503", "none")
 #: Seconds the event loop has to answer /healthz.
 LOOP_TIMEOUT = 5.0
 
@@ -65,9 +93,30 @@ class Metrics:
         #: While this instance stands by: whether it is ready to take over, and why.
         self.standby: tuple[bool, str] | None = None
         r = self.registry
+        self.build_info = Gauge(
+            "syncd_build_info", "syncd's version, as a label; always 1.", ["version"], registry=r
+        )
+        self.build_info.labels(__version__).set(1)
         self.runs = Counter("syncd_runs", "Daemon runs, by result.", ["result"], registry=r)
         self.changes = Counter(
             "syncd_changes", "Writes sent, by action and result.", ["action", "result"], registry=r
+        )
+        self.last_run = Gauge(
+            "syncd_last_run_timestamp_seconds",
+            "Unix time the last run ended, whatever its result.",
+            registry=r,
+        )
+        self.findings = Gauge(
+            "syncd_findings",
+            "Warnings and errors of the last run's plan and writes, by severity and code.",
+            ["severity", "code"],
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "syncd_webhook_requests",
+            "POST /hooks/git requests, by result.",
+            ["result"],
+            registry=r,
         )
         self.last_success_gauge = Gauge(
             "syncd_last_success_timestamp_seconds",
@@ -120,8 +169,7 @@ class Metrics:
             ["code"],
             registry=r,
         )
-        for code in FAILURE_CODES:  # every series from the start, at 0
-            self.users_failing.labels(code)
+        self._present_from_the_start()
         self.source_failures = Counter(
             "syncd_source_fetch_failures",
             "Fetches of the desired state's source (git) that failed; the last good "
@@ -143,6 +191,37 @@ class Metrics:
         """The ResponseObserver of the API client."""
         self.http.labels(method, "none" if status is None else str(status)).inc()
         self.http_seconds.labels(method).observe(seconds)
+
+    def _present_from_the_start(self) -> None:
+        """Every label value known in advance, at 0: a rate() over a series that
+        appears with its first event misses that event, and alerts need a series."""
+        for result in RUN_RESULTS:
+            self.runs.labels(result)
+        for action in CHANGE_ACTIONS:
+            for result in CHANGE_RESULTS:
+                self.changes.labels(action, result)
+        for method in HTTP_METHODS:
+            for code in HTTP_CODES:
+                self.http.labels(method, code)
+        for reason in ("missed", "overlap"):
+            self.skipped.labels(reason)
+        self._finding_series = {("error", code) for code in FAILURE_CODES}
+        self._finding_series.add(("warning", "primary_email_not_desired"))
+        for code in FAILURE_CODES:
+            self.users_failing.labels(code)
+        for severity, code in self._finding_series:
+            self.findings.labels(severity, code)
+        for result in WEBHOOK_RESULTS:
+            self.webhooks.labels(result)
+
+    def observe_findings(self, warnings: Iterable[str], errors: Iterable[str]) -> None:
+        """The codes of the last run's warnings and errors, one per finding."""
+        counts = collections.Counter(
+            [("warning", code) for code in warnings] + [("error", code) for code in errors]
+        )
+        self._finding_series |= set(counts)
+        for severity, code in self._finding_series:  # a code that went away drops to 0
+            self.findings.labels(severity, code).set(counts.get((severity, code), 0))
 
     def observe_failing(self, codes: Iterable[str]) -> None:
         """The codes of the users in error after a run, one per user."""
@@ -169,6 +248,7 @@ class Metrics:
     ) -> None:
         """One daemon run's end; `drift_users` None when the run could not tell."""
         self.runs.labels(result).inc()
+        self.last_run.set(self._clock())
         self.run_seconds.observe(seconds)
         if success:
             self.succeeded(self._clock())

@@ -41,9 +41,9 @@ def drift_share(users: int, settings: Settings) -> int:
     read at least once per drift window and the GETs are spread evenly over the cycles.
 
     A cycle starts at most an interval plus its jitter after the last one; with
-    that many users each, the longest-read user is never older than the window.
-    (The cache also stops trusting anything older than the window, in case
-    cycles come later than that.)
+    that many users each, the users go round within about a window. What holds
+    the bound is the cache: it trusts nothing older than the window, so a user
+    that the shares left behind (rounding, a late cycle) is read at the next one.
     """
     period = settings.interval + jitter_for(settings.interval)
     return min(users, math.ceil(users * period / settings.drift_window))

@@ -21,10 +21,15 @@ def test_demo_plans_applies_and_ends_with_an_empty_plan(tmp_path: Path):
     assert result.exit_code == 0, result.output
     steps = result.stdout.split("── Step ")
     assert "Plan: " in steps[1]
-    assert "Applied 6 of 6 changes." in steps[2]
+    assert "Apply complete: 6 applied, 0 failed." in steps[2]
     assert "No changes" in steps[3]
-    assert "outcome" in steps[4]
+    assert "janedoe: add jane.doe+other@example.com ok" in steps[4]
     assert (tmp_path / "demo" / "state" / "syncd.db").exists()
+    # What a person reads: no JSON log lines and no Python reprs anywhere.
+    for line in result.output.splitlines():
+        assert not line.startswith("{"), line
+        assert "None" not in line, line
+        assert "{'" not in line, line
 
 
 def test_demo_without_its_desired_state_says_where_to_look(tmp_path: Path):

@@ -66,7 +66,7 @@ def test_a_field_the_server_keeps_otherwise_is_named_once_and_not_sent_again(
         f"{field}: sent {json.dumps(sent)}, the server keeps {json.dumps(kept)}; to converge, "
         f"write {field}: {json.dumps(kept)} in the desired state (or leave {field} out)"
     )
-    assert f"janedoe: does_not_converge: {message}" in first.stdout
+    assert f"janedoe: update profile… does not converge: {message}" in first.stdout
 
     for _ in range(2):  # neither a plan nor an apply sends it again
         again = run(world, "apply", "--yes")
@@ -137,3 +137,12 @@ def test_the_audit_trail_records_what_was_not_kept(world: World):
     outcome = json.loads(audit.stdout)[-1]
     assert outcome["result"] == "does_not_converge"
     assert 'sent " Jane ", the server keeps "Jane"' in outcome["message"]
+
+
+def test_a_write_of_two_fields_not_kept_is_one_failed_write(world: World):
+    world.seed(SEED, normalize={"full_name": "strip", "company": "ignore"})
+    world.desire({"version": 1, "users": {"janedoe": {"full_name": " Jane ", "company": "X"}}})
+    result = run(world, "apply", "--yes")
+    assert result.exit_code == 1
+    assert "Apply complete: 0 applied, 1 failed." in result.stdout
+    assert result.stdout.count("does not converge") == 1  # one line for the write

@@ -74,7 +74,7 @@ def test_apply_needs_yes_without_a_terminal(world: World):
 def test_apply_converges_and_names_the_audit_trail(world: World):
     result = run(world, "apply", "--yes")
     assert result.exit_code == 0, result.output
-    assert "Applied 3 of 3 changes." in result.stdout
+    assert "Apply complete: 3 applied, 0 failed." in result.stdout
     assert "Audit trail: run" in result.stdout
     assert run(world, "plan").stdout.startswith("No changes")
 

@@ -118,3 +118,22 @@ def test_a_complete_plan_still_says_match(world: World, output: str):
         assert result.stdout.startswith("No changes: the accounts match the desired state.")
     else:
         assert json.loads(result.stdout)["summary"]["users_unreadable"] == 0
+
+
+def test_a_user_without_credential_does_not_break_a_failure_said_once(world: World):
+    world.seed(
+        {
+            "users": {
+                "janedoe": account(["jane.doe@example.com"], "tok-jane", ["profile_write"]),
+                "johnsmith": account(["john@example.com"], "tok-john", ["profile_write"]),
+            }
+        }
+    )
+    desired = {**STANDARD_DESIRED, "users": {**STANDARD_DESIRED["users"], "ghost_user": {}}}
+    world.desire(desired)  # ghost_user has no credential file at all
+    result = plan(world)
+    assert result.exit_code == 1
+    errors = [line for line in result.stdout.splitlines() if line.startswith("✗")]
+    assert len(errors) == 2, errors
+    assert errors[0].startswith("✗ every read failed alike, 2 users: forbidden:")
+    assert errors[1].startswith("✗ ghost_user: no_credentials:")

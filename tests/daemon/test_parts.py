@@ -163,5 +163,5 @@ def test_liveness_asks_the_event_loop_itself():
 def test_each_metrics_has_its_own_registry():
     first, second = Metrics(interval=1), Metrics(interval=1)
     first.runs.labels("ok").inc()
-    assert second.registry.get_sample_value("syncd_runs_total", {"result": "ok"}) is None
+    assert second.registry.get_sample_value("syncd_runs_total", {"result": "ok"}) == 0
     assert first.registry.get_sample_value("syncd_runs_total", {"result": "ok"}) == 1

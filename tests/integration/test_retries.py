@@ -108,3 +108,16 @@ def test_the_timeout_bounds_a_whole_request_against_a_trickling_server(world: Wo
         asyncio.run(read())
     # Five attempts of half a second, and the backoff between them.
     assert time.monotonic() - started < 15
+
+
+def test_a_503_that_says_when_to_come_back_is_waited_for():
+    from syncd.api.client import RetryPolicy
+    from syncd.errors import status_error
+
+    policy = RetryPolicy()
+    back_soon = status_error("janedoe", "GET", "/", 503, "", retry_after=7.0)
+    assert policy.delay(1, back_soon) == 7.0
+    too_far = status_error("janedoe", "GET", "/", 503, "", retry_after=3600.0)
+    assert policy.delay(1, too_far) <= policy.base_delay  # our own backoff instead
+    silent = status_error("janedoe", "GET", "/", 500, "")
+    assert policy.delay(1, silent) <= policy.base_delay
