@@ -15,6 +15,13 @@ move, from what the server's answers say:
   slowly, so a server that has become slower for good is accepted as it
   is), with a tolerance of twice as slow, which an even jitter of ±50 %
   of the mean does not reach.
+- Latency is the server's signal only as far as this process is not the
+  cause: a client whose own event loop is slow (CPU-bound, or starved of
+  CPU) sees its answers wait for it, and fewer requests in flight would only
+  leave the server idle between them. So a rise that the loop's own delay
+  (`own_delay`, measured by syncd.api.control) could explain lowers nothing:
+  an answer waits about two turns of the loop, and a rise to `tolerance`
+  times the best is (tolerance - 1) × best.
 - One decrease per round trip: the answers to requests already in flight
   when it decreased are the same congestion, not more of it.
 - The answer to the first request on a new connection is not a latency
@@ -71,6 +78,8 @@ class AdaptiveLimit:
         self._calm_until = -math.inf
         #: Decreases so far, by cause: what a run can report.
         self.backoffs = collections.Counter[str]()
+        #: Seconds one turn of this process's event loop takes now: its own delay.
+        self.own_delay = 0.0
 
     @property
     def current(self) -> int:
@@ -90,7 +99,8 @@ class AdaptiveLimit:
             else:
                 self.recent += rules.recent_weight * (seconds - self.recent)
                 self.best = min(self.recent, self.best + rules.forget * (self.recent - self.best))
-            if self.recent > rules.tolerance * self.best:
+            rise = self.recent - self.best
+            if rise > (rules.tolerance - 1) * self.best > 2 * self.own_delay:
                 self._decrease(rules.latency_backoff, "latency")
                 return
         if in_flight * 2 < self.current:

@@ -12,6 +12,10 @@ With `SYNCD_ADAPTIVE=false` the limit stays at SYNCD_CONCURRENCY and the
 headers are not read: only SYNCD_MAX_RATE paces, and each 429 waits its own
 Retry-After, as syncd did before.
 
+Every `LOOP_EVERY` seconds it also measures how long a turn of the event
+loop takes: the delay of this process's own, which a latency rise must
+exceed before it counts as the server's (syncd.api.concurrency).
+
 `samples` records the limit, the requests in flight and the rate every
 `SAMPLE_EVERY` seconds while requests flow (a bounded list): how the
 controller settles, for a bench or a metric.
@@ -19,6 +23,8 @@ controller settles, for a bench or a metric.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +39,10 @@ SAMPLE_EVERY = 1.0
 MAX_SAMPLES = 3600
 #: Answers that say the server is overloaded or this client over its limit.
 OVERLOAD = frozenset({429, 503})
+#: Seconds between two measures of how long a turn of the event loop takes.
+LOOP_EVERY = 0.1
+#: Weight of each new measure in its average.
+LOOP_WEIGHT = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,7 @@ class RateControl:
         self.pacer = Pacer(max_rate, clock)
         self._clock = clock
         self._wall_clock = wall_clock
+        self._next_loop_measure = -math.inf
         self._first: float | None = None
         self._next_sample = 0.0
         self.samples: list[Sample] = []
@@ -124,10 +135,18 @@ class RateControl:
             self.pacer.unanswered()
         self.slots.release()
 
+    def _loop_turned(self, asked: float) -> None:
+        delay = self._clock() - asked
+        self.limit.own_delay += LOOP_WEIGHT * (delay - self.limit.own_delay)
+
     def _sample(self) -> None:
         now = self._clock()
         if self._first is None:
             self._first = now
+        if now >= self._next_loop_measure:
+            self._next_loop_measure = now + LOOP_EVERY
+            # How long until a callback asked for now runs: one turn of the loop.
+            asyncio.get_running_loop().call_soon(self._loop_turned, now)
         if now < self._next_sample or len(self.samples) >= MAX_SAMPLES:
             return
         self._next_sample = now + SAMPLE_EVERY

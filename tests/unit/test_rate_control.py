@@ -235,6 +235,25 @@ def test_a_rise_in_latency_lowers_the_limit_and_jitter_does_not() -> None:
     assert limit.current >= 1
 
 
+def test_a_rise_that_the_clients_own_event_loop_explains_lowers_nothing() -> None:
+    clock = Clock()
+    limit = AdaptiveLimit(32, clock=clock)
+    limit.limit = 32
+    for _ in range(100):
+        limit.answered(0.002, in_flight=32)  # loopback: 2 ms at best
+    limit.own_delay = 0.01  # this process takes 10 ms a turn: CPU-bound itself
+    for _ in range(200):
+        limit.answered(0.03, in_flight=32)
+        clock.now += 0.01
+    assert limit.current == 32
+    assert not limit.backoffs
+    limit.own_delay = 0.0005  # the loop is quick again: the same rise is the server's
+    for _ in range(20):
+        limit.answered(0.03, in_flight=32)
+        clock.now += 0.01
+    assert limit.backoffs["latency"] >= 1
+
+
 def test_an_unused_limit_does_not_grow() -> None:
     limit = AdaptiveLimit(32, clock=Clock())
     limit.limit = 8
