@@ -2,8 +2,10 @@
 
 Each measurement is a function that takes the running `Bench` (the sandbox's
 URL and its users) and returns `Figure`s; add one to MEASUREMENTS to extend
-the run. The sandbox is started as a separate process, as `syncd sandbox`
-would be, so that the client's CPU is not counted against the server's.
+the run. bench.runs measures syncd on loopback, bench.limits against a
+sandbox with latency and a rate limit. The sandbox is started as a separate
+process, as `syncd sandbox` would be, so that the client's CPU is not
+counted against the server's.
 """
 
 from __future__ import annotations
@@ -20,30 +22,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench import runs
+from bench import limits, runs
+from bench.runs import Figure, sandbox_process
 from syncd.sandbox.seed import generated_token
 
 RESULTS = Path(__file__).parent / "results"
-
-
-@dataclass(frozen=True)
-class Figure:
-    name: str
-    value: float
-    unit: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def line(self) -> str:
-        return f"{self.name}: {self.value:,.0f} {self.unit}"
 
 
 @dataclass(frozen=True)
@@ -54,35 +45,6 @@ class Bench:
     admin_token: str
     requests: int
     concurrency: int
-
-
-@contextmanager
-def sandbox_process(users: int, admin_token: str, *extra: str) -> Iterator[tuple[str, int]]:
-    """`syncd sandbox --port 0` in a child process; yields the URL it prints and its pid."""
-    command = [
-        sys.executable,
-        "-m",
-        "syncd",
-        "sandbox",
-        "--port",
-        "0",
-        "--generate",
-        str(users),
-        "--admin-token",
-        admin_token,
-        *extra,
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        prefix = "syncd sandbox: serving "
-        if not line.startswith(prefix):
-            raise SystemExit(f"bench: the sandbox did not start (it printed {line!r})")
-        yield line.removeprefix(prefix).strip(), process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 async def _get_users(bench: Bench, count: int) -> list[float]:
@@ -420,6 +382,12 @@ def main() -> None:
         default=10_000,
         help="users for apply on PostgreSQL against SQLite, and the takeover (0: neither)",
     )
+    parser.add_argument(
+        "--real",
+        type=int,
+        default=10_000,
+        help="users for the cold plans at 30±10 ms, with and without a limit (0: none)",
+    )
     args = parser.parse_args()
     admin_token = secrets.token_hex(16)
     figures: list[Figure] = []
@@ -436,6 +404,8 @@ def main() -> None:
             record(measure(bench))
     for size in (int(s) for s in args.sizes.split(",") if s):
         record(plan_and_apply(size))
+    if args.real:
+        record(limits.real_server_plans(args.real))
     if args.warm:
         record(warm_plan_memory(args.warm))
     if args.postgres:

@@ -17,8 +17,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,51 @@ import httpx
 
 from syncd.sandbox.seed import generate, generated_token
 
-CONCURRENCY = 16  # syncd's default SYNCD_CONCURRENCY: both sides get the same
+#: The concurrency of the loopback figures, for syncd and the plain loops alike: syncd's
+#: default before issue 16 (32 since), kept so that they compare with the earlier runs.
+CONCURRENCY = 16
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measurement: its name, value and unit, and the details shown beside it."""
+
+    name: str
+    value: float
+    unit: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return f"{self.name}: {self.value:,.0f} {self.unit}"
+
+
+@contextmanager
+def sandbox_process(users: int, admin_token: str, *extra: str) -> Iterator[tuple[str, int]]:
+    """`syncd sandbox --port 0` in a child process; yields the URL it prints and its pid."""
+    command = [
+        sys.executable,
+        "-m",
+        "syncd",
+        "sandbox",
+        "--port",
+        "0",
+        "--generate",
+        str(users),
+        "--admin-token",
+        admin_token,
+        *extra,
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        prefix = "syncd sandbox: serving "
+        if not line.startswith(prefix):
+            raise SystemExit(f"bench: the sandbox did not start (it printed {line!r})")
+        yield line.removeprefix(prefix).strip(), process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 @dataclass(frozen=True)
@@ -35,6 +80,8 @@ class Child:
     peak_rss_mb: float
     returncode: int
     stdout: str
+    #: User and system CPU of the child.
+    cpu_seconds: float = 0.0
 
 
 def run_syncd(args: list[str], env: dict[str, str] | None = None) -> Child:
@@ -50,7 +97,8 @@ def run_syncd(args: list[str], env: dict[str, str] | None = None) -> Child:
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         stdout = out.read().decode()
-    return Child(seconds, usage.ru_maxrss / 1024, process.returncode, stdout)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Child(seconds, usage.ru_maxrss / 1024, process.returncode, stdout, cpu)
 
 
 def desired_file(path: Path, users: int, change: bool) -> None:

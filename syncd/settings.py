@@ -107,7 +107,25 @@ class Settings(BaseSettings):
         description="Desired-state file or directory, or git+https://, git+ssh://, "
         "git+file:// URL with #ref and :path (see syncd.desired.gitsource).",
     )
-    concurrency: int = Field(16, ge=1, le=256, description="Requests in flight at most.")
+    concurrency: int = Field(
+        32,
+        ge=1,
+        le=256,
+        description="Requests in flight at most: the adaptive limit moves between 1 and this "
+        "(one connection each).",
+    )
+    max_rate: float | None = Field(
+        None,
+        gt=0,
+        description="Requests per second at most, for an operator who knows the server's "
+        "limit; default: as fast as the server's rate-limit headers and answers allow.",
+    )
+    adaptive: bool = Field(
+        True,
+        description="Adapt the requests in flight (1 to concurrency) to the server's answers "
+        "and pace by its RateLimit headers; false: always `concurrency` in flight, each 429 "
+        "waiting only its own Retry-After (max_rate still applies).",
+    )
     cache_ttl: float = Field(
         300,
         ge=0,

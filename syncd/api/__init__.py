@@ -4,6 +4,10 @@
     nocookies    a cookie jar that keeps nothing: no cookie crosses between users
     lanes        one keep-alive connection per request in flight
     pool         bounded concurrency over a stream of work items
+    budget       what a server says of its rate limit: RateLimit-*, X-RateLimit-*, RateLimit
+    pacing       when the next request may start: SYNCD_MAX_RATE, the budget, Retry-After
+    concurrency  how many may be in flight: an AIMD limit between 1 and SYNCD_CONCURRENCY
+    control      one client's controller: the limit and the pacer, taught by every answer
     client       the five calls, error mapping, retries, body limits
 
 May import `syncd.core` and the top-level modules; not the desired-state

@@ -1,7 +1,10 @@
 """The accounts API client: httpx, async, bounded, retrying only what is safe.
 
 At most `concurrency` requests in flight, each on a connection of its own
-(syncd.api.lanes); a timeout on every call. GET, PATCH and DELETE are retried on
+(syncd.api.lanes), fewer when the server's answers ask for it, and paced by
+its rate-limit headers and SYNCD_MAX_RATE (syncd.api.control: one controller
+per client, as the server limits a client, not a credential); a timeout on
+every call. GET, PATCH and DELETE are retried on
 transport errors, 429 (honouring Retry-After) and 5xx with exponential backoff
 and full jitter; POST is never retried here (design.md section 3: the caller
 re-reads and adds only what is missing). Every failure becomes an ApiError of
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from syncd import __version__
+from syncd.api.control import RateControl
 from syncd.api.credentials import Credential
 from syncd.api.inflating import ACCEPT_ENCODING, read_capped
 from syncd.api.transport import Route, check_trust_files, client_options
@@ -111,6 +115,15 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
+@dataclass(slots=True)
+class _Exchange:
+    """One request as it goes: when it left, whether it opened a connection, and if answered."""
+
+    started: float = 0.0
+    new_connection: bool = False
+    answered: bool = False
+
+
 class AccountsClient:
     """Calls of the accounts API v1.1, each made with the credential of its user."""
 
@@ -129,6 +142,10 @@ class AccountsClient:
         self._retry = retry or RetryPolicy()
         self._on_response = on_response
         self._settings = settings
+        #: How many requests may be in flight, and when the next may start.
+        self.rate_control = RateControl(
+            settings.concurrency, max_rate=settings.max_rate, adaptive=settings.adaptive
+        )
         # Made at the first request: a warm plan sends none, and building a
         # client (its TLS context above all) is a tenth of a second.
         self._lanes: Lanes | None = None
@@ -271,18 +288,38 @@ class AccountsClient:
             detail = "no credential file for this user and no fallback token"
             raise MissingCredential(username, method, path, detail)
         headers = {"Authorization": credential.authorization()}
+        exchange = _Exchange()
+        await self.rate_control.admit()
+        try:
+            return await self._send_admitted(method, username, path, body, headers, exchange)
+        finally:
+            self.rate_control.done(answered=exchange.answered)
+
+    async def _send_admitted(
+        self,
+        method: str,
+        username: str,
+        path: str,
+        body: dict[str, str] | None,
+        headers: dict[str, str],
+        exchange: _Exchange,
+    ) -> bytes:
         import httpx  # here, not at module level: a warm plan never sends
 
-        async with self._lanes_made().lane() as http:
+        lanes = self._lanes_made()
+        async with lanes.lane() as http:
             self.requests[method] += 1
-            started = time.monotonic()
+            exchange.started = time.monotonic()
+            exchange.new_connection = lanes.first_use(http)
             status: int | None = None
             timeout = self._settings.timeout
             try:
                 # The whole exchange, body included: httpx's own timeouts bound each
                 # read, and a server that trickles a byte at a time never trips them.
                 async with asyncio.timeout(timeout):
-                    status, raw = await self._exchange(http, method, username, path, body, headers)
+                    status, raw = await self._exchange(
+                        http, method, username, path, body, headers, exchange
+                    )
                 self.succeeded += 1
                 return raw
             except TimeoutError:
@@ -305,7 +342,7 @@ class AccountsClient:
                 raise MalformedResponse(username, method, path, detail) from None
             finally:
                 if self._on_response is not None:
-                    self._on_response(method, status, time.monotonic() - started)
+                    self._on_response(method, status, time.monotonic() - exchange.started)
 
     async def _exchange(
         self,
@@ -315,6 +352,7 @@ class AccountsClient:
         path: str,
         body: dict[str, str] | None,
         headers: dict[str, str],
+        exchange: _Exchange,
     ) -> tuple[int, bytes]:
         request = http.build_request(method, path, json=body, headers=headers)
         response = await http.send(request, stream=True)
@@ -322,9 +360,19 @@ class AccountsClient:
             raw = await _read_capped(response, username, method, path)
         finally:
             await response.aclose()
-        if response.status_code in (200, 201, 204):
-            return response.status_code, raw
-        raise _status_error(username, method, path, response, raw)
+        status = response.status_code
+        retry_after = _retry_after(response) if status == 429 else None
+        exchange.answered = True
+        self.rate_control.answered(
+            status,
+            response.headers,
+            time.monotonic() - exchange.started,
+            retry_after=retry_after,
+            new_connection=exchange.new_connection,
+        )
+        if status in (200, 201, 204):
+            return status, raw
+        raise _status_error(username, method, path, response, raw, retry_after)
 
 
 async def _read_capped(response: httpx.Response, username: str, method: str, path: str) -> bytes:
@@ -333,7 +381,12 @@ async def _read_capped(response: httpx.Response, username: str, method: str, pat
 
 
 def _status_error(
-    username: str, method: str, path: str, response: httpx.Response, raw: bytes
+    username: str,
+    method: str,
+    path: str,
+    response: httpx.Response,
+    raw: bytes,
+    retry_after: float | None,
 ) -> HttpStatusError:
     text = raw.decode("utf-8", "replace")
     try:
@@ -342,7 +395,7 @@ def _status_error(
             text = parsed["detail"]
     except ValueError:
         pass
-    return status_error(username, method, path, response.status_code, text, _retry_after(response))
+    return status_error(username, method, path, response.status_code, text, retry_after)
 
 
 def _user_path(username: str) -> str:

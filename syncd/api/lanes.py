@@ -11,10 +11,11 @@ against the sandbox, a plain httpx loop over one 16-connection client spent
 
 So a lane is an AsyncClient limited to one connection, and a request borrows
 a free lane for its whole exchange: never more requests in flight than
-lanes. Lanes are made on first need and lent most-recently-returned first,
-so a light load makes few connections. A lane that stays unused keeps its
-idle connection until `aclose()`: each run makes its own client, so that is
-the end of the run.
+lanes (SYNCD_CONCURRENCY; the adaptive limit of syncd.api.control admits
+fewer when the server asks for less). Lanes are made on first need and lent
+most-recently-returned first, so a light load makes few connections. A lane
+that stays unused keeps its idle connection until `aclose()`: each run makes
+its own client, so that is the end of the run.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class Lanes:
         self._slots = asyncio.Semaphore(count)
         self._free: list[httpx.AsyncClient] = []
         self._all: list[httpx.AsyncClient] = []
+        # Lanes made and not yet lent: their first request also opens the connection.
+        self._unused: set[httpx.AsyncClient] = set()
 
     @contextlib.asynccontextmanager
     async def lane(self) -> AsyncIterator[httpx.AsyncClient]:
@@ -51,6 +54,7 @@ class Lanes:
                 # stay taken, and each later request wait for the pool timeout. A lane
                 # that lost its connection is closed and made anew when next needed.
                 self._all.remove(client)
+                self._unused.discard(client)
                 with contextlib.suppress(Exception):
                     await client.aclose()
                 raise
@@ -63,14 +67,26 @@ class Lanes:
             else:
                 self._free.append(client)
 
+    def first_use(self, client: httpx.AsyncClient) -> bool:
+        """Whether this is the first request of a lane, whose time includes connecting.
+
+        Asked once per request: the answer is True only the first time.
+        """
+        if client in self._unused:
+            self._unused.remove(client)
+            return True
+        return False
+
     def _new(self) -> httpx.AsyncClient:
         client = self._make_client()
         self._all.append(client)
+        self._unused.add(client)
         return client
 
     async def aclose(self) -> None:
         """Close every lane, each even if closing another failed or was cancelled."""
         clients, self._all, self._free = self._all, [], []
+        self._unused.clear()
         async with contextlib.AsyncExitStack() as closing:
             for client in clients:
                 closing.push_async_callback(client.aclose)

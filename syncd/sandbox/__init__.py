@@ -5,7 +5,8 @@ One idea per module, from the inside out:
     store     accounts, tokens and the API's rules (who may do what, valid bodies); no HTTP
     seed      the starting state: seed files (format in its docstring), generated users
     database  the SQLite file of --db, loaded at start and written through
-    faults    latency, error rate, rate limit and ambiguous writes: decisions only
+    ratelimit the global rate limit: one token bucket for every caller, and its headers
+    faults    latency, error rate, rate limits and ambiguous writes: decisions only
     runtime   a running sandbox (store + faults + stats) and its resets
     routes    the five API calls over HTTP: auth, bodies, errors
     app       the ASGI app: faults and counting around the API, /_sandbox/ routes

@@ -1,8 +1,9 @@
 """The sandbox as one ASGI application: the API behind faults and counting, plus control routes.
 
 Every request outside `/_sandbox/` passes through fault injection (latency,
-rate limit, error rate, ambiguous writes) and is counted by method, route and
-status.
+the global and per-credential rate limits, error rate, ambiguous writes) and
+is counted by method, route and status; under a global rate limit every
+answer carries the bucket's RateLimit header fields (syncd.sandbox.ratelimit).
 In the stats, `path` is the route template (or "(other)" for paths no route
 matches) and a dropped connection counts with status 0.
 `/_sandbox/stats` (GET), `/_sandbox/reset` and `/_sandbox/faults` (POST) are
@@ -122,6 +123,21 @@ def _trickling(send: Send, receive: Receive, pause: float) -> Send:
     return trickle
 
 
+def _telling(send: Send, headers: dict[str, str]) -> Send:
+    """`send`, with `headers` added to the answer, whatever it is (the global limit's fields)."""
+    extra = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in headers.items()
+    ]
+
+    async def tell(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return tell
+
+
 class SandboxApp:
     """The ASGI entry point that uvicorn serves."""
 
@@ -145,6 +161,7 @@ class SandboxApp:
             return
         # Held for the whole request: a reset meanwhile starts counting afresh.
         stats = self.sandbox.stats
+        stats.entered()
         status = DROPPED
         set_cookie = self.sandbox.faults.config.set_cookie
         with_cookie = any(name == b"cookie" for name, _ in scope["headers"])
@@ -169,8 +186,15 @@ class SandboxApp:
 
     async def _faulted(self, scope: Scope, receive: Receive, send: Send) -> None:
         faults = self.sandbox.faults
-        if faults.latency:
-            await asyncio.sleep(faults.latency)
+        if delay := faults.latency():
+            await asyncio.sleep(delay)
+        budget = faults.global_budget()
+        if budget is not None:
+            send = _telling(send, budget.headers(faults.config.rate_limit_headers))
+            if not budget.allowed:
+                wait = retry_after_header(faults.config.retry_after, budget.retry_after)
+                await error_response(429, "rate limit exceeded", wait)(scope, receive, send)
+                return
         credential = ""
         for name, value in scope["headers"]:
             if name == b"authorization":

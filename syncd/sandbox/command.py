@@ -48,7 +48,17 @@ import click
 )
 @click.option("--admin-token", metavar="T", help="A staff token that may act on any user.")
 @click.option(
-    "--latency-ms", default=0.0, type=click.FloatRange(0), help="Delay every API request."
+    "--latency-ms",
+    "latency",
+    default="0",
+    metavar="MS[±JITTER]",
+    help="Delay every API request: a mean, and evenly within ± a jitter (30±10, or 30+-10).",
+)
+@click.option(
+    "--latency-jitter-ms",
+    default=None,
+    type=click.FloatRange(0),
+    help="The jitter of --latency-ms, if it does not say one.",
 )
 @click.option(
     "--error-rate",
@@ -61,6 +71,21 @@ import click
     default=0.0,
     type=click.FloatRange(0),
     help="Requests per second per credential; above it 429 with Retry-After (0: none).",
+)
+@click.option(
+    "--global-rate-limit",
+    default="0",
+    metavar="R[/s]",
+    help="Requests per second for all credentials together; 429 above it, and RateLimit "
+    "headers on every answer (0: none).",
+)
+@click.option(
+    "--rate-limit-headers",
+    default="ietf",
+    show_default=True,
+    type=click.Choice(["ietf", "x", "structured", "none"]),
+    help="How answers tell the global limit: RateLimit-Limit/-Remaining/-Reset, "
+    "X-RateLimit-*, the later draft's RateLimit and RateLimit-Policy, or not at all.",
 )
 @click.option(
     "--ambiguous-rate",
@@ -105,7 +130,10 @@ def sandbox(
     credentials_out: Path | None,
     db: Path | None,
     admin_token: str | None,
-    latency_ms: float,
+    latency: str,
+    latency_jitter_ms: float | None,
+    global_rate_limit: str,
+    rate_limit_headers: str,
     error_rate: float,
     rate_limit: float,
     ambiguous_rate: float,
@@ -134,16 +162,24 @@ def sandbox(
     snapshot = seed.generate(generate)
     if seed_file is not None:
         snapshot = seed.combine(snapshot, seed.load_seed_file(seed_file, generated=generate))
-    faults = FaultConfig(
-        latency_ms,
-        error_rate,
-        rate_limit,
-        ambiguous_rate,
-        fault_seed,
-        throttle_rate,
-        retry_after=retry_after_form,
-        trickle_ms=trickle_ms,
-    )
+    latency_ms, jitter_ms = _latency(latency, latency_jitter_ms)
+    try:
+        faults = FaultConfig(
+            latency_ms=latency_ms,
+            latency_jitter_ms=jitter_ms,
+            error_rate=error_rate,
+            rate_limit=rate_limit,
+            global_rate_limit=_rate(global_rate_limit),
+            rate_limit_headers=rate_limit_headers,
+            ambiguous_rate=ambiguous_rate,
+            fault_seed=fault_seed,
+            throttle_rate=throttle_rate,
+            retry_after=retry_after_form,
+            trickle_ms=trickle_ms,
+        )
+    except ValueError as error:
+        # Only the jitter can be wrong here (above the mean): the rest passed its click type.
+        raise click.BadParameter(str(error), param_hint="--latency-ms") from None
     try:
         rules = normalize.check_rules(dict(rule.partition("=")[::2] for rule in normalize_rules))
     except ValueError as error:
@@ -167,3 +203,35 @@ def sandbox(
         serve(running, host, port, access_log=access_log, on_ready=announce)
     finally:
         running.close()
+
+
+def _latency(text: str, jitter: float | None) -> tuple[float, float]:
+    """`--latency-ms 30±10` (or `30+-10`, or `30` and `--latency-jitter-ms 10`) → (30, 10)."""
+    mean, sign, spread = text.replace("+-", "±").partition("±")
+    try:
+        values = [float(mean), float(spread) if sign else 0.0]
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: expected milliseconds, as 30 or 30±10", param_hint="--latency-ms"
+        ) from None
+    if not all(0 <= value < float("inf") for value in values):
+        raise click.BadParameter(f"{text!r}: must be >= 0", param_hint="--latency-ms")
+    if sign and jitter is not None:
+        raise click.BadParameter(
+            "a jitter in --latency-ms and --latency-jitter-ms: give one", param_hint="--latency-ms"
+        )
+    return values[0], values[1] if sign else (jitter or 0.0)
+
+
+def _rate(text: str) -> float:
+    """`--global-rate-limit 300` or `300/s` → 300.0."""
+    try:
+        rate = float(text.strip().removesuffix("/s"))
+    except ValueError:
+        rate = -1.0
+    if not 0 <= rate < float("inf"):
+        raise click.BadParameter(
+            f"{text!r}: expected requests per second, as 300 or 300/s",
+            param_hint="--global-rate-limit",
+        )
+    return rate

@@ -1,9 +1,11 @@
 """Fault injection: which requests the sandbox delays, refuses or answers ambiguously.
 
 Decisions only, no HTTP: `app` asks before each API request (latency, then
-the rate limit, then the error rate) and after each successful write (the
-ambiguous rate). One `random.Random(fault_seed)` drives every draw, so a run
-with the same seed and the same sequence of requests meets the same faults.
+the global rate limit, then the per-credential one, then the error rate) and
+after each successful write (the ambiguous rate). One `random.Random(fault_seed)`
+drives every draw, so a run with the same seed and the same sequence of
+requests meets the same faults; the latencies have a generator of their own,
+so that adding jitter leaves the other faults where they were.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from enum import Enum
 from typing import Final
+
+from syncd.sandbox.ratelimit import HEADER_FORMS, Budget, GlobalBucket
 
 RETRY_AFTER_FORMS: Final = ("seconds", "date", "none")
 
@@ -35,7 +39,13 @@ class Ambiguity(Enum):
 class FaultConfig:
     """The faults to inject; all zero means none.
 
-    latency_ms      added to every API request before anything else
+    latency_ms      added to every API request before anything else: the mean, in ms
+    latency_jitter_ms  each latency drawn evenly between latency_ms minus and plus this
+    global_rate_limit  requests per second for all credentials together (a token bucket
+                    of one second); above it 429, and RateLimit headers on every answer
+    rate_limit_headers  how every answer tells the global bucket: "ietf" (RateLimit-Limit,
+                    -Remaining, -Reset and -Policy), "x" (X-RateLimit-*), "structured"
+                    (RateLimit and RateLimit-Policy of the later draft) or "none"
     error_rate      fraction of API requests answered 500 or 503 without doing anything
     rate_limit      requests per second per credential; above it 429 with Retry-After
     ambiguous_rate  fraction of successful writes answered 500 or dropped after applying
@@ -59,14 +69,20 @@ class FaultConfig:
     throttle_wait: float = 1
     retry_after: str = "seconds"
     trickle_ms: float = 0
+    latency_jitter_ms: float = 0
+    global_rate_limit: float = 0
+    rate_limit_headers: str = "ietf"
 
     def __post_init__(self) -> None:
         if not isinstance(self.set_cookie, bool):
             raise ValueError("set_cookie: must be true or false")
         if self.retry_after not in RETRY_AFTER_FORMS:
             raise ValueError(f"retry_after: one of {', '.join(RETRY_AFTER_FORMS)}")
+        if self.rate_limit_headers not in HEADER_FORMS:
+            raise ValueError(f"rate_limit_headers: one of {', '.join(HEADER_FORMS)}")
         numbers = ("latency_ms", "error_rate", "rate_limit", "ambiguous_rate", "throttle_rate")
-        for name in (*numbers, "throttle_wait", "trickle_ms"):
+        more = ("throttle_wait", "trickle_ms", "latency_jitter_ms", "global_rate_limit")
+        for name in (*numbers, *more):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{name}: must be a number")
@@ -77,6 +93,9 @@ class FaultConfig:
                 raise ValueError(f"{name}: must be between 0 and 1")
         if isinstance(self.fault_seed, bool) or not isinstance(self.fault_seed, int):
             raise ValueError("fault_seed: must be an integer")
+        if self.latency_jitter_ms > self.latency_ms:
+            # Evenly on both sides of the mean, and never below zero.
+            raise ValueError("latency_jitter_ms: must not exceed latency_ms")
 
     @classmethod
     def from_mapping(cls, data: object) -> FaultConfig:
@@ -100,6 +119,7 @@ class FaultConfig:
             or self.ambiguous_rate
             or self.throttle_rate
             or self.trickle_ms
+            or self.global_rate_limit
         )
 
 
@@ -109,15 +129,30 @@ class Faults:
     def __init__(self, config: FaultConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self._random = random.Random(config.fault_seed)
+        self._latencies = random.Random(f"latency {config.fault_seed}")
         self._clock = clock
+        self._global = (
+            GlobalBucket(config.global_rate_limit, clock) if config.global_rate_limit else None
+        )
         # credential -> (tokens left, time of the last refill): a token bucket
         # of `rate_limit` tokens refilled at `rate_limit` per second.
         self._buckets: dict[str, tuple[float, float]] = {}
 
-    @property
     def latency(self) -> float:
-        """Seconds to wait before handling an API request."""
-        return self.config.latency_ms / 1000
+        """Seconds to wait before handling an API request: the mean, give or take the jitter.
+
+        Evenly spread, so that the mean is the configured one and no answer is
+        slower than mean + jitter: a model of a network's round trip, not of
+        its rare stalls.
+        """
+        mean, jitter = self.config.latency_ms, self.config.latency_jitter_ms
+        if jitter:
+            return self._latencies.uniform(mean - jitter, mean + jitter) / 1000
+        return mean / 1000
+
+    def global_budget(self) -> Budget | None:
+        """A token of the global bucket, and where it stands; None without a global limit."""
+        return None if self._global is None else self._global.take()
 
     def retry_after(self, credential: str) -> float | None:
         """None when `credential` may make a request now, else the seconds to wait."""

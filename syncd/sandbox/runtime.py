@@ -60,14 +60,31 @@ TIMELINE_SECONDS: Final = 3600
 
 class Stats:
     """Counts of API requests by method, route and status (not /_sandbox/ ones), and by
-    second of the wall clock, so that a test can see how a client spreads its requests."""
+    second of the wall clock, so that a test can see how a client spreads its requests
+    and how many it keeps in flight."""
 
     def __init__(self) -> None:
         self._counts: Counter[tuple[str, str, int]] = Counter()
         self._with_cookie = 0
         self._per_second: dict[int, Counter[str]] = {}
+        #: API requests being answered now, and the most at once in each second.
+        self._in_flight = 0
+        self._peak_in_flight: dict[int, int] = {}
+
+    def entered(self) -> None:
+        """An API request has arrived; `record` says when it is over."""
+        self._in_flight += 1
+        second = int(time.time())
+        if self._peak_in_flight.get(second, 0) < self._in_flight:
+            if (
+                second not in self._peak_in_flight
+                and len(self._peak_in_flight) >= TIMELINE_SECONDS
+            ):
+                del self._peak_in_flight[next(iter(self._peak_in_flight))]
+            self._peak_in_flight[second] = self._in_flight
 
     def record(self, method: str, route: str, status: int, *, with_cookie: bool = False) -> None:
+        self._in_flight = max(0, self._in_flight - 1)
         self._counts[method, route, status] += 1
         self._with_cookie += with_cookie
         second = int(time.time())
@@ -91,6 +108,9 @@ class Stats:
                 for second, methods in self._per_second.items()
                 for method, count in sorted(methods.items())
             ],
+            # [unix second, the most API requests in the server at once in it]: how
+            # many a client kept in flight, seen from the server.
+            "in_flight": [[second, peak] for second, peak in self._peak_in_flight.items()],
             "requests": [
                 {"method": method, "path": route, "status": status, "count": count}
                 for (method, route, status), count in sorted(

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from syncd.sandbox import seed
+from syncd.sandbox.command import sandbox
 
 SEED = """\
 users:
@@ -213,3 +215,39 @@ def test_db_keeps_the_state_across_restarts(tmp_path: Path) -> None:
         httpx.patch(users, json={"location": "Mars"}, headers=jane)
         assert httpx.post(f"{url}/_sandbox/reset").status_code == 200
         assert httpx.get(users, headers=jane).json()["location"] == "Moon"
+
+
+def test_a_global_rate_limit_and_a_latency_with_jitter_from_the_command_line() -> None:
+    with running_sandbox(
+        "--generate", "1", "--global-rate-limit", "2/s", "--latency-ms", "40±20"
+    ) as url:
+        token = seed.generated_token("user000001")
+        headers = {"Authorization": f"Bearer {token}"}
+        started = time.perf_counter()
+        answer = httpx.get(f"{url}/api/v1.1/users/user000001/", headers=headers)
+        assert time.perf_counter() - started >= 0.02
+        assert answer.status_code == 200
+        assert answer.headers["RateLimit-Limit"] == "2"
+        assert answer.headers["RateLimit-Remaining"] == "1"
+        assert answer.headers["RateLimit-Policy"] == "2;w=1"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--latency-ms", "30±x"], "expected milliseconds", id="latency-text"),
+        pytest.param(["--latency-ms", "10±30"], "must not exceed", id="jitter-above-mean"),
+        pytest.param(
+            ["--latency-ms", "30±10", "--latency-jitter-ms", "5"], "give one", id="two-jitters"
+        ),
+        pytest.param(["--global-rate-limit", "3/m"], "requests per second", id="rate-unit"),
+        pytest.param(["--global-rate-limit", "-1"], "requests per second", id="rate-negative"),
+    ],
+)
+def test_bad_latency_or_rate_values_are_refused_naming_the_option(
+    args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(sandbox, args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "--latency-ms" in result.output or "--global-rate-limit" in result.output

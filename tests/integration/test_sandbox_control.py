@@ -39,6 +39,8 @@ def test_stats_count_api_requests_by_method_route_and_status(
     per_second = stats.pop("per_second")
     assert sum(count for _, method, count in per_second if method == "GET") == 5
     assert sum(count for _, method, count in per_second if method == "POST") == 1
+    # One request at a time: never more than one in flight in any second.
+    assert {peak for _, peak in stats.pop("in_flight")} == {1}
     assert stats == {
         "total": 6,
         "by_method": {"GET": 5, "POST": 1},
@@ -62,6 +64,7 @@ def test_reset_zeroes_the_stats(sandbox: Any, http: httpx.Client) -> None:
         "by_method": {},
         "with_cookie": 0,
         "per_second": [],
+        "in_flight": [],
         "requests": [],
     }
 
