@@ -301,7 +301,11 @@ def saved_planning(saved: SavedPlan) -> PlanStep:
                 "applied. Make a new plan.\n  " + "\n  ".join(changed)
             )
         requests = Counter(connection.client.requests)
-        return PlanResult(saved.plan, live, saved.source, requests, read_at=options.now)
+        # The users the saved plan could not read stay errors of this run: applying
+        # it converges the others, and the run says partial rather than ok.
+        made = saved.as_made
+        plan = saved.plan if made is None else Plan(saved.plan.changes, (), made.errors, made.users)
+        return PlanResult(plan, live, saved.source, requests, read_at=options.now)
 
     return step
 

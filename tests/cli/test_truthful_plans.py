@@ -137,3 +137,21 @@ def test_a_user_without_credential_does_not_break_a_failure_said_once(world: Wor
     assert len(errors) == 2, errors
     assert errors[0].startswith("✗ every read failed alike, 2 users: forbidden:")
     assert errors[1].startswith("✗ ghost_user: no_credentials:")
+
+
+def test_a_saved_plan_that_could_not_read_a_user_applies_as_partial(world: World, tmp_path):
+    desired = {**STANDARD_DESIRED, "users": {**STANDARD_DESIRED["users"], "ghost_user": {}}}
+    world.desire(desired)
+    write_secret(world.credentials_dir / "ghost_user.token", "tok-jane\n")
+    saved = tmp_path / "plan.json"
+    assert plan(world, "--out", str(saved)).exit_code == 1  # saved, and not green
+
+    applied = CliRunner().invoke(
+        cli, ["apply", str(saved), *world.cli_args(), "--yes"], catch_exceptions=False
+    )
+
+    assert applied.exit_code == 1, applied.output  # the others converged; ghost_user unknown
+    assert world.writes() == 3
+    assert "ghost_user: forbidden" in applied.stdout
+    [run] = world.query("SELECT result FROM runs WHERE command = 'apply'")
+    assert run["result"] == "partial"
