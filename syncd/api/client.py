@@ -153,6 +153,9 @@ class AccountsClient:
         self.requests: Counter[str] = Counter()
         #: Requests answered with a success: none of many means the API is failing.
         self.succeeded = 0
+        #: Requests the API answered itself, a refusal (4xx) included: none of many
+        #: means it is down (no answer, or only 5xx), not that one user's token is.
+        self.answered = 0
 
     async def __aenter__(self) -> AccountsClient:
         return self
@@ -321,12 +324,15 @@ class AccountsClient:
                         http, method, username, path, body, headers, exchange
                     )
                 self.succeeded += 1
+                self.answered += 1
                 return raw
             except TimeoutError:
                 detail = f"no complete answer within {timeout:g} s (SYNCD_TIMEOUT)"
                 raise TransportError(username, method, path, detail) from None
             except HttpStatusError as error:
                 status = error.status
+                if status < 500:
+                    self.answered += 1
                 raise
             except httpx.LocalProtocolError as error:
                 # Raised before sending; its text may quote a header: the class name only.

@@ -303,8 +303,9 @@ def saved_planning(saved: SavedPlan) -> PlanStep:
         requests = Counter(connection.client.requests)
         # The users the saved plan could not read stay errors of this run: applying
         # it converges the others, and the run says partial rather than ok.
-        made = saved.as_made
-        plan = saved.plan if made is None else Plan(saved.plan.changes, (), made.errors, made.users)
+        plan, made = saved.plan, saved.as_made
+        if made is not None:
+            plan = Plan(plan.changes, (), made.errors, made.users)
         return PlanResult(plan, live, saved.source, requests, read_at=options.now)
 
     return step
@@ -320,13 +321,15 @@ async def converge(
     on_plan: Callable[[PlanResult], None] | None = None,
     on_change: ChangeObserver | None = None,
     observe: bool = False,
+    cancelled_as: Callable[[], str] = lambda: "cancelled",
 ) -> ConvergeResult:
     """Plan, guard, confirm and apply, with a run record and an audit event per write.
 
     `on_plan` sees the plan before it is confirmed, `on_change` each write as it ends.
     With `observe`, the run plans and reports and sends no write at all (the
     deletion guard has nothing to refuse then): its result is `drift` when
-    changes are pending.
+    changes are pending. `cancelled_as` names the result of a run cancelled from
+    outside (the daemon's deadline says `deadline`).
     """
     audit = AuditTrail(connection.db, {})
     audit.begin_run(command)
@@ -360,7 +363,7 @@ async def converge(
     except asyncio.CancelledError:
         # Stopped from outside (the daemon's shutdown or deadline); writes in flight
         # are already recorded as `unknown` by the applier.
-        outcome = "cancelled"
+        outcome = cancelled_as()
         raise
     finally:
         audit.end_run(outcome, counts)

@@ -45,17 +45,29 @@ class CycleOutcome:
     seconds: float = 0.0
     #: The users in error after this cycle, those waiting for their own retry included.
     failing: dict[str, FailingUser] = field(default_factory=dict)
-    #: Whether the cycle sent requests and every one of them failed: the API is down.
+    #: Whether the cycle sent requests and every one of them failed.
     every_request_failed: bool = False
+    #: Whether the cycle sent requests and the API answered none of them (no answer,
+    #: or only 5xx): it is down. A 401 or 404 is an answer: that user's failure alone.
+    api_down: bool = False
     #: The codes of the plan's warnings, and of the users in error, one per finding.
     warning_codes: list[str] = field(default_factory=list)
+    #: Whether the cycle got as far as a plan: only then do `failing` and the codes
+    #: say what the users' state is (else they are not known, and not empty).
+    planned: bool = False
 
     @property
     def backs_off(self) -> bool:
-        """Whether the whole schedule backs off after this cycle (not for one user)."""
-        if self.result == "failed":
-            return self.every_request_failed
-        return self.result in BACKING_OFF
+        """Whether the whole schedule backs off after this cycle (not for one user).
+
+        `failed` backs off when every request failed (every credential refused, say);
+        an API that answered none of the cycle's requests backs it off whatever the
+        result: the users answered from the cache, or held back for their own
+        retry, can make it `partial`.
+        """
+        if self.result == "failed" and self.every_request_failed:
+            return True
+        return self.api_down or self.result in BACKING_OFF
 
     def status_line(self, failures: int, next_run: datetime | None) -> str:
         """One line for systemd's STATUS=: the result first, the message last."""
@@ -111,11 +123,12 @@ class Cycle:
         #: Read every user again (SIGHUP), not only this cycle's share.
         self.refresh = refresh
         self._began_run = False  # whether converge has written this cycle's run record
+        self._deadline: asyncio.Timeout | None = None
 
     async def run(self) -> CycleOutcome:
         started = time.monotonic()
         settings = self.settings
-        deadline = asyncio.timeout(deadline_for(settings))
+        self._deadline = deadline = asyncio.timeout(deadline_for(settings))
         try:
             async with deadline:
                 outcome = await self._reconcile(settings)
@@ -142,7 +155,10 @@ class Cycle:
             log.exception("run_crashed")
             outcome = CycleOutcome("error", message=f"internal error {type(error).__name__}")
         if not self._began_run:  # so that `syncd status` lists runs that never got going
-            self._record_run(outcome)
+            try:
+                self._record_run(outcome)
+            except SyncdError as error:  # the state itself failed: still an outcome
+                outcome = CycleOutcome("error", outcome.revision, message=str(error))
         outcome.seconds = time.monotonic() - started
         return outcome
 
@@ -181,6 +197,7 @@ class Cycle:
                     confirm=lambda _: True,
                     on_plan=planned.append,
                     observe=settings.observe,
+                    cancelled_as=self._why_cancelled,
                 )
             except GuardError as error:
                 drift = len(planned[0].plan.users_with_changes()) if planned else None
@@ -189,7 +206,9 @@ class Cycle:
                 "SELECT result FROM runs WHERE id = ?", [converged.run_id]
             ).fetchone()
             client = connection.client
-            every_request_failed = sum(client.requests.values()) > 0 and not client.succeeded
+            sent = sum(client.requests.values()) > 0
+            every_request_failed = sent and not client.succeeded
+            api_down = sent and not client.answered
         failing = record_cycle(failures, desired.usernames(), converged.failing(), held, settings)
         plan, report = converged.result.plan, converged.report
         if settings.observe:
@@ -210,8 +229,15 @@ class Cycle:
             read.stale,
             failing=failing,
             every_request_failed=every_request_failed,
+            api_down=api_down,
             warning_codes=[warning.code for warning in plan.warnings],
+            planned=True,
         )
+
+    def _why_cancelled(self) -> str:
+        """The run record's result when converge is cancelled: by the deadline, or a stop."""
+        deadline = self._deadline
+        return "deadline" if deadline is not None and deadline.expired() else "cancelled"
 
     def _record_run(self, outcome: CycleOutcome) -> None:
         audit = AuditTrail(self.db, {"files": [], "revision": outcome.revision})

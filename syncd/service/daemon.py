@@ -258,18 +258,25 @@ class Daemon:
             self.lost_lock = True
             self.stop("lost the lock")
             return
-        self._report(outcome)
+        try:
+            self._report(outcome)
+        except SyncdError as error:  # the state failed under the report: said, not fatal
+            log.error("report_failed", error=str(error), result=outcome.result)
+        finally:
+            if self.once:  # one cycle, whatever its report met
+                self.last = outcome
+                self.stop("--once: one cycle done")
 
     def _report(self, outcome: CycleOutcome) -> None:
         success = outcome.result in SUCCESS
-        if success or outcome.result in ("partial", "drift"):  # the API answers: no backoff
-            self.failures = 0
-        elif outcome.backs_off:
-            self.failures += 1
-        error_codes = [user.code for user in outcome.failing.values()]
-        self.metrics.observe_failing(error_codes)
-        self.metrics.observe_findings(outcome.warning_codes, error_codes)
-        self.metrics.observe_cycle(outcome.result)
+        # A cycle that does not back off resets the count, whatever it found: the
+        # next failure starts the backoff again from one interval.
+        self.failures = self.failures + 1 if outcome.backs_off else 0
+        if outcome.planned:  # else the users' state is not known: keep the last one seen
+            error_codes = [user.code for user in outcome.failing.values()]
+            self.metrics.observe_failing(error_codes)
+            self.metrics.observe_findings(outcome.warning_codes, error_codes)
+        self.metrics.observe_cycle(outcome.result, api_down=outcome.api_down)
         now = datetime.now(UTC)
         job = self.scheduler.get_job(JOB_ID)
         next_run: datetime | None = job.next_run_time if job else None
@@ -324,9 +331,6 @@ class Daemon:
                 "observe": self.settings.observe,
             },
         )
-        if self.once:
-            self.last = outcome
-            self.stop("--once: one cycle done")
 
     def _identity(self) -> dict[str, Any]:
         """Who this daemon is: logged at start and reload, kept for `syncd status`."""

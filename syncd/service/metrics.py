@@ -84,6 +84,8 @@ class Metrics:
         self.last_success: float | None = None
         #: The last cycle's result and when it ended (this process's clock).
         self.last_cycle: tuple[str, float] | None = None
+        #: Whether the last cycle sent requests and the API answered none of them.
+        self.api_down = False
         #: Why the desired state's source is not current (a failed fetch), or None,
         #: and when it was last read or fetched.
         self.source_error: str | None = None
@@ -256,7 +258,7 @@ class Metrics:
         if drift_users is not None:
             self.drift.set(drift_users)
         # Only a run that got as far as the plan knows whether the guard would refuse.
-        if result in {"ok", "no_changes", "failed", "blocked"}:
+        if result in {"ok", "no_changes", "partial", "failed", "drift", "blocked"}:
             self.guard_blocked.set(result == "blocked")
         if next_run is not None:
             self.next_run.set(next_run)
@@ -265,8 +267,10 @@ class Metrics:
         self.last_success = when
         self.last_success_gauge.set(when)
 
-    def observe_cycle(self, result: str) -> None:
+    def observe_cycle(self, result: str, *, api_down: bool = False) -> None:
+        """A cycle's end; `api_down` when it sent requests and none was answered."""
         self.last_cycle = (result, self._clock())
+        self.api_down = api_down
 
     def observe_source(self, error: str | None) -> None:
         """The desired state's source was read (None) or its fetch failed (why)."""
@@ -298,6 +302,8 @@ class Metrics:
         limit = READY_INTERVALS * self.interval
         if result not in READY_RESULTS:
             return False, f"the last cycle ended {result} {age:.0f} s ago"
+        if self.api_down:  # users held for their own retry can make it partial
+            return False, f"the API answered none of the last cycle's requests {age:.0f} s ago"
         if age >= limit:
             return False, f"the last cycle ended {age:.0f} s ago (limit {limit:.0f} s)"
         if self.source_error is not None:

@@ -173,7 +173,7 @@ def test_a_hung_run_is_cancelled_at_its_deadline(world: World, start_daemon):
     assert late["result"] == "deadline"
     assert late["message"] == "cancelled after 1.2 s"
     assert 1.2 <= late["seconds"] < 2.5
-    assert runs(world)[0]["result"] == "cancelled"
+    assert runs(world)[0]["result"] == "deadline"  # the run record says why, too
     daemon.wait_for("run_started")  # and the schedule goes on
     assert daemon.stop() == 0
     assert all(line.startswith("{") for line in daemon.lines), daemon.lines  # JSON only

@@ -98,3 +98,30 @@ def test_the_loop_probe_fails_when_the_event_loop_is_stuck():
         thread.join(5)
         loop.close()
     assert not probe(0.2)  # a closed loop does not answer either
+
+
+def test_the_api_down_in_steady_state_is_not_ready_and_backs_off(world: World, start_daemon: Any):
+    # A long window: each cycle reads one of the two users, the other from the
+    # cache, so with the API down a cycle is only partial, and still not ready.
+    daemon: DaemonProcess = start_daemon(
+        SYNCD_METRICS_ADDR="127.0.0.1:0", SYNCD_DRIFT_WINDOW="3600"
+    )
+    address = daemon.wait_for("metrics_listening")["address"]
+    daemon.wait_for("cycle_finished", result="ok")
+    assert get(f"http://{address}/readyz", until=200)[0] == 200
+
+    world.sandbox.set_faults({"error_rate": 1.0})
+    down = daemon.wait_for("cycle_finished", result="partial")
+    status, body = get(f"http://{address}/readyz", until=503)
+    assert status == 503
+    assert "the API answered none of the last cycle's requests" in body
+    assert down["failures"] == 1
+    assert daemon.wait_for("cycle_finished")["failures"] == 2  # backing off, as for an error
+    metrics = httpx.get(f"http://{address}/metrics").text
+    assert re.search(r"^syncd_consecutive_failures [1-9]", metrics, re.M)
+
+    world.sandbox.set_faults({})
+    back = daemon.wait_for("cycle_finished", timeout=15, result="no_changes")
+    assert back["failures"] == 0
+    assert get(f"http://{address}/readyz", until=200)[0] == 200
+    assert daemon.stop() == 0
