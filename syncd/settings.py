@@ -222,8 +222,13 @@ class Settings(BaseSettings):
         if url is None or not url.strip():
             return None
         url = url.strip()
-        scheme = urlsplit(url).scheme
+        scheme = urlsplit(url).scheme  # lower-cased
         if scheme in {"postgresql", "postgres"}:
+            # The scheme's case is libpq's business, not a reason to fall back on a
+            # SQLite directory named "POSTGRESQL:": replicas would each be active.
+            url = scheme + url[len(scheme) :]
+            if not url.startswith(f"{scheme}://"):
+                raise ValueError(f"a PostgreSQL URL starts with {scheme}://")
             parts = urlsplit(url)
             query = {key for key, _ in parse_qsl(parts.query)}
             # The message must not repeat the URL: it would show the password.

@@ -92,6 +92,21 @@ def _text(data: Mapping[str, Any], key: str) -> str:
         return ""
     if not isinstance(value, str):
         raise ShapeError(f"field {key!r} is {type(value).__name__}, expected a string")
+    return _storable(value, key)
+
+
+def _storable(value: str, key: str) -> str:
+    """`value`, if it is text a state database can hold: no NUL, no lone surrogate
+    (JSON's "\ud800"). Either made a write's outcome fail to be recorded, after the
+    write, and stopped the whole apply; no real profile or address holds one."""
+    if "\x00" in value:
+        raise ShapeError(f"field {key!r} holds a NUL character")
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ShapeError(f"field {key!r} holds a lone surrogate, not text") from None
     return value
 
 
@@ -120,6 +135,7 @@ def parse_email(data: object) -> LiveEmail:
     address, verified, primary = data.get("email"), data.get("verified"), data.get("primary")
     if not isinstance(address, str) or not address:
         raise ShapeError("email object without an 'email' string")
+    _storable(address, "email")
     if not isinstance(verified, bool) or not isinstance(primary, bool):
         raise ShapeError(f"email object for {address!r} without boolean 'verified' and 'primary'")
     return LiveEmail(address, verified, primary)

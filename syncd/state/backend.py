@@ -28,8 +28,19 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from syncd.errors import StateError
+
 if TYPE_CHECKING:
     from syncd.settings import Settings
+
+
+def newer_schema(where: object, version: int, known: int) -> StateError:
+    """A state made by a newer syncd: an older one (a rollback, a replica not yet
+    upgraded) must not write to a schema it does not know."""
+    return StateError(
+        f"state {where}: schema version {version} was made by a newer syncd (this one "
+        f"knows {known}); run that version, or restore a backup of the state"
+    )
 
 
 class Rows(Protocol):

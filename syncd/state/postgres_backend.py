@@ -40,8 +40,14 @@ from syncd.state.backend import (
     Rows,
     Session,
     StateStore,
+    newer_schema,
 )
-from syncd.state.postgres_schema import MIGRATION_LOCK, MIGRATIONS, VERSION_TABLE
+from syncd.state.postgres_schema import (
+    MIGRATION_LOCK,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    VERSION_TABLE,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -78,6 +84,9 @@ class PostgresDatabase(Database):
     def __init__(self, connection: psycopg.Connection[Any], name: str) -> None:
         self.connection = connection
         self.name = name
+        #: A block inside the open transaction failed before the server saw it (an
+        #: error of ours, or of psycopg's encoding): the transaction must not commit.
+        self._block_failed = False
 
     def error(self, error: BaseException) -> StateError:
         return StateError(f"state database {self.name}: {_describe(error)}")
@@ -89,7 +98,7 @@ class PostgresDatabase(Database):
             if parameters:
                 return self.connection.execute(_placeholders(sql), list(parameters))
             return self.connection.execute(sql.encode())
-        except psycopg.Error as error:
+        except (psycopg.Error, UnicodeEncodeError) as error:
             raise self.error(error) from None
 
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
@@ -99,7 +108,7 @@ class PostgresDatabase(Database):
             with self.connection.cursor() as cursor:
                 # psycopg sends the rows in a pipeline: one round trip, not one a row.
                 cursor.executemany(_placeholders(sql), [list(row) for row in rows])
-        except psycopg.Error as error:
+        except (psycopg.Error, UnicodeEncodeError) as error:
             raise self.error(error) from None
 
     def advance_identity(self, table: str, column: str) -> None:
@@ -124,10 +133,15 @@ class PostgresDatabase(Database):
         loses, which the audit trail survives (an intent is committed before
         its write is sent, and an intent left open is re-read as interrupted);
         the two savepoint statements it saves are a third of an apply's
-        round trips to the server.
+        round trips to the server. A block that fails on this side, before
+        the server sees the statement, fails the transaction the same way.
         """
         if self.in_transaction:
-            yield
+            try:
+                yield
+            except BaseException:
+                self._block_failed = True
+                raise
             return
         self.begin()
         try:
@@ -150,6 +164,7 @@ class PostgresDatabase(Database):
         return status in (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 
     def begin(self) -> None:
+        self._block_failed = False
         self.execute("BEGIN")
 
     def commit(self) -> None:
@@ -158,7 +173,7 @@ class PostgresDatabase(Database):
         status = self.connection.info.transaction_status
         if status == TransactionStatus.IDLE:
             return
-        if status == TransactionStatus.INERROR:
+        if status == TransactionStatus.INERROR or self._block_failed:
             # PostgreSQL answers COMMIT in a failed transaction with a ROLLBACK, and no
             # error: the caller must not take its rows for durable.
             self._quietly_roll_back()
@@ -172,13 +187,15 @@ class PostgresDatabase(Database):
     def commit_and_begin(self) -> None:
         from psycopg.pq import TransactionStatus
 
-        if self.connection.info.transaction_status != TransactionStatus.INTRANS:
+        status = self.connection.info.transaction_status
+        if status != TransactionStatus.INTRANS or self._block_failed:
             super().commit_and_begin()  # raises for a failed or lost transaction
             return
         # Two statements, one round trip (no parameters: the simple query protocol).
         self.execute("COMMIT; BEGIN")
 
     def rollback(self) -> None:
+        self._block_failed = False
         if self.in_transaction:
             self.execute("ROLLBACK")
 
@@ -272,6 +289,8 @@ class PostgresStore(StateStore):
             (current,) = db.execute(
                 "SELECT COALESCE(MAX(version), 0) FROM schema_version"
             ).fetchone()
+            if current > SCHEMA_VERSION:
+                raise newer_schema(self.where, current, SCHEMA_VERSION)
             for version, statements in MIGRATIONS:
                 if version > current:
                     db.execute(statements)
@@ -305,7 +324,11 @@ class PostgresStore(StateStore):
         while not stop.is_set():
             # In a thread: the wait blocks, and the event loop must hear signals.
             if await asyncio.to_thread(self._wait_once):
-                return _AdvisoryLock(self)
+                held = _AdvisoryLock(self)
+                if stop.is_set():  # told to stop while it waited: stand down, not up
+                    held.release()
+                    return None
+                return held
         return None
 
     def _wait_once(self) -> bool:

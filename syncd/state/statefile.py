@@ -27,7 +27,7 @@ import sqlite_utils
 
 from syncd.errors import StateError
 from syncd.privatefiles import private_directory, private_file
-from syncd.state.backend import SQLITE, Database, Rows
+from syncd.state.backend import SQLITE, Database, Rows, newer_schema
 
 STATE_NAME = "syncd.db"
 CACHE_NAME = "cache.db"
@@ -161,6 +161,8 @@ class NamedConnection(sqlite3.Connection):
             return super().execute(sql, parameters)
         except sqlite3.Error as error:
             raise state_error(self.path, error) from None
+        except UnicodeEncodeError:  # a lone surrogate in a value: not text SQLite takes
+            raise StateError(f"state file {self.path}: a value is not valid text") from None
 
     def executescript(self, script: str, /) -> sqlite3.Cursor:
         try:
@@ -195,7 +197,7 @@ def open_state(path: Path) -> SqliteDatabase:
     db = _open(path, STATE_SCHEMA)
     try:
         _add_columns(db, ADDED_COLUMNS)
-        _record_version(db)
+        _record_version(db, path)
     except StateError:
         db.close()
         raise
@@ -210,9 +212,11 @@ def _add_columns(db: sqlite_utils.Database, columns: tuple[tuple[str, str, str],
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
-def _record_version(db: sqlite_utils.Database) -> None:
+def _record_version(db: sqlite_utils.Database, path: Path) -> None:
     # Written only when it changes: a dry run may read a file it may not write.
     (version,) = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    if version is not None and version > SCHEMA_VERSION:
+        raise newer_schema(f"file {path}", version, SCHEMA_VERSION)
     if version is None or version < SCHEMA_VERSION:
         with db.atomic():
             db.execute("DELETE FROM schema_version")

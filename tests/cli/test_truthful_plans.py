@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 
@@ -155,3 +156,22 @@ def test_a_saved_plan_that_could_not_read_a_user_applies_as_partial(world: World
     assert "ghost_user: forbidden" in applied.stdout
     [run] = world.query("SELECT result FROM runs WHERE command = 'apply'")
     assert run["result"] == "partial"
+
+
+def test_an_answer_no_state_can_hold_is_a_malformed_response(world: World):
+    # JSON can carry a NUL; PostgreSQL's text cannot hold it, and an outcome that
+    # could not be recorded stopped a whole apply. (A lone surrogate likewise: see
+    # tests/unit/test_live_answers.py; the sandbox refuses to store one.)
+    httpx.patch(
+        f"{world.sandbox.url}/api/v1.1/users/janedoe/",
+        content='{"full_name": "Jane\\u0000Doe"}',
+        headers={
+            "Authorization": f"Bearer {world.sandbox.admin_token}",
+            "Content-Type": "application/json",
+        },
+    ).raise_for_status()
+    result = plan(world, "--output", "json")
+    assert result.exit_code == 1, result.output
+    [error] = json.loads(result.stdout)["errors"]
+    assert (error["user"], error["code"]) == ("janedoe", "malformed_response")
+    assert "'full_name' holds a NUL character" in error["message"]

@@ -5,6 +5,7 @@ process (another host's instance, or `syncd status`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -43,6 +44,17 @@ def test_the_schema_is_made_once_with_its_version(open_new: Opener):
     assert not again.history.has_table("no_such_table")
 
 
+def test_a_schema_made_by_a_newer_syncd_is_refused(open_new: Opener):
+    first = open_new()
+    with first.history.atomic():
+        first.history.execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES (99, '2030-01-01')"
+        )
+    first.close()
+    with pytest.raises(StateError, match="schema version 99 was made by a newer syncd"):
+        open_new().history.execute("SELECT 1")  # SQLite opens its file on first use
+
+
 @pytest.mark.parametrize("statement", ["UPDATE audit SET result = 'ok'", "DELETE FROM audit"])
 def test_the_audit_trail_is_append_only(store: StateStore, statement: str):
     audit = AuditTrail(store.history, {})
@@ -67,6 +79,28 @@ def test_an_error_inside_atomic_leaves_nothing_half_written(store: StateStore):
     assert count(store, "audit") == 0
     audit.intent(ADD)  # the handle is still good
     assert count(store, "audit") == 1
+
+
+def test_a_block_failing_on_our_side_inside_a_transaction_is_never_committed(
+    store: StateStore,
+):
+    # Inside an apply's open transaction, a block that fails before its statement
+    # reaches the engine (here a Python error; a value psycopg cannot encode alike).
+    audit = AuditTrail(store.history, {})
+    audit.begin_run("apply")
+    db = store.history
+    db.begin()
+
+    def intent_then_our_failure() -> None:
+        with db.atomic():
+            audit.intent(ADD)
+            raise LookupError("after the intent's row, before the block's end")
+
+    with pytest.raises(LookupError):
+        intent_then_our_failure()
+    with contextlib.suppress(StateError):  # PostgreSQL: the transaction fails whole
+        db.commit()
+    assert count(store, "audit") == 0
 
 
 def test_an_intent_stays_open_until_its_outcome(store: StateStore):
