@@ -19,7 +19,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -149,6 +149,10 @@ class AccountsClient:
         # Made at the first request: a warm plan sends none, and building a
         # client (its TLS context above all) is a tenth of a second.
         self._lanes: Lanes | None = None
+        #: Awaited before a write is sent again after a wait: the applier's group
+        #: commit, which on PostgreSQL goes through the session that holds the lock,
+        #: so an instance that lost it (and with it the right to write) sends nothing.
+        self.fence: Callable[[], Awaitable[None]] | None = None
         #: Requests sent, by method: how runs prove "0 requests" or "2 GETs per user".
         self.requests: Counter[str] = Counter()
         #: Requests answered with a success: none of many means the API is failing.
@@ -278,6 +282,8 @@ class AccountsClient:
                 if not (retry and error.retryable and attempt < self._retry.attempts):
                     raise
                 await asyncio.sleep(self._retry.delay(attempt, error))
+                if method != "GET" and self.fence is not None:
+                    await self.fence()  # another instance may have taken over meanwhile
 
     async def _send_once(
         self, method: str, username: str, path: str, body: dict[str, str] | None

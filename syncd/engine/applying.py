@@ -123,9 +123,11 @@ class Applier:
         for action in actions:
             by_user.setdefault(action.user, []).append(action)
         self.commits.open()
+        self.client.fence = self.commits.durable  # for each write sent again after a wait
         try:
             await for_each(by_user.values(), min(concurrency, len(by_user)), self._apply_user)
         finally:
+            self.client.fence = None
             self.commits.close()
         return self.report
 
@@ -265,6 +267,8 @@ class Applier:
         """The account with the address, and the address as the server has it."""
         last_error: ApiError | None = None
         for attempt in range(1, POST_ATTEMPTS + 1):
+            if attempt > 1:  # sent again after a wait or a re-read: still ours to send?
+                await self.commits.durable()
             try:
                 added = await self.client.add_email(account.username, address)
                 return account.with_email_added(added), added
