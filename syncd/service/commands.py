@@ -269,6 +269,10 @@ def pending_changes(result: str | None, counts: Mapping[str, int]) -> dict[str, 
         "users": users,
         "users_exact": not (total and applied_any),
         "errors": counts.get("errors", 0),
+        # Whether the run got as far as a plan (its counts hold the plan's summary):
+        # a run that did not knows nothing of what is pending.
+        "planned": "users" in counts,
+        "users_unreadable": counts.get("users_unreadable", 0),
     }
 
 
@@ -344,12 +348,15 @@ def _guard(guard: Mapping[str, Any]) -> str:
 def _pending(pending: Mapping[str, Any] | None) -> str:
     if pending is None:
         return "unknown: no run yet"
+    if not pending["planned"]:
+        return f"unknown: the last run ({pending['as_of']}) did not get as far as a plan"
+    unreadable = pending["users_unreadable"]
+    unknown = f"; not known for {unreadable} users that could not be read" if unreadable else ""
     if not pending["changes"]:
-        extra = f"; {pending['errors']} users unreadable" if pending["errors"] else ""
-        return f"none as of the last run ({pending['as_of']}){extra}"
+        return f"none as of the last run ({pending['as_of']}){unknown}"
     detail = ", ".join(f"{action} {n}" for action, n in pending["by_action"].items() if n)
     users = pending["users"] if pending["users_exact"] else f"up to {pending['users']}"
-    return f"{pending['changes']} changes for {users} users ({detail}) after the last run"
+    return f"{pending['changes']} changes for {users} users ({detail}) after the last run{unknown}"
 
 
 def _when(iso: str | None) -> str:

@@ -1,0 +1,39 @@
+"""`syncd status`'s "pending" line says only what the last run's plan knew.
+
+A run that never planned (an error, an invalid desired state) said "none as of
+the last run", and users that could not be read were counted by findings, not
+by users.
+"""
+
+from __future__ import annotations
+
+from syncd.service.commands import _pending, pending_changes
+
+PLANNED = {"users": 3, "users_changed": 0, "users_unreadable": 0, "errors": 0}
+
+
+def test_a_run_that_did_not_plan_knows_nothing_pending():
+    line = _pending(pending_changes("error", {}))
+    assert line == "unknown: the last run (error) did not get as far as a plan"
+
+
+def test_a_complete_plan_with_nothing_to_do_says_none():
+    assert (
+        _pending(pending_changes("no_changes", PLANNED)) == "none as of the last run (no_changes)"
+    )
+
+
+def test_users_that_could_not_be_read_are_counted_as_users():
+    # One finding shared by two users ("every read failed alike"): two users unknown.
+    counts = {**PLANNED, "users_unreadable": 2, "errors": 1}
+    assert _pending(pending_changes("failed", counts)) == (
+        "none as of the last run (failed); not known for 2 users that could not be read"
+    )
+
+
+def test_changes_left_and_users_unknown_are_both_said():
+    counts = {**PLANNED, "users_changed": 1, "update_profile": 2, "users_unreadable": 1}
+    assert _pending(pending_changes("partial", counts)) == (
+        "2 changes for 1 users (update_profile 2) after the last run;"
+        " not known for 1 users that could not be read"
+    )
