@@ -143,7 +143,7 @@ class Settings(BaseSettings):
         None,
         gt=0,
         description="Seconds a daemon run may last before it is cancelled (writes in flight "
-        "are audited as unknown); default: three intervals, when /healthz turns 503 anyway.",
+        "are audited as unknown); default: three intervals, when /readyz turns 503 anyway.",
     )
     git_timeout: float = Field(
         120,

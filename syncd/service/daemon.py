@@ -200,6 +200,14 @@ class Daemon:
     def _apply_settings(self, new: Settings) -> None:
         old = self.settings
         new.check_transport()
+        # The webhook's secret is read again (a rotated secret file), before anything
+        # changes: a file that cannot be read keeps the previous settings whole.
+        webhook, secret_file = self.webhook, new.webhook_secret_file
+        rotated = (
+            None if webhook is None or secret_file is None else Webhook.from_file(secret_file)
+        )
+        if (webhook is None) != (secret_file is None):
+            log.warning("restart_needed", reason="the push hook is set up or removed on restart")
         kept = ("state_dir", "state_url", "state_password_file")
         if any(getattr(new, k) != getattr(old, k) for k in kept) or (
             new.metrics_addr != old.metrics_addr
@@ -208,6 +216,8 @@ class Daemon:
                 "restart_needed", reason="the state's place and metrics_addr change on restart"
             )
             new = new.model_copy(update={k: getattr(old, k) for k in kept})
+        if webhook is not None and rotated is not None:
+            webhook.secret = rotated.secret
         if new.log_format != old.log_format:
             configure_logging(new.log_format)
         made_of = ("desired", "git_timeout", "git_credentials_file")

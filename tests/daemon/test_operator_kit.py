@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import re
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -121,6 +122,29 @@ def test_a_signed_push_starts_a_cycle_now_and_a_wrong_one_nothing(
     # The secret is in no log line and no metric.
     assert SECRET not in "\n".join(daemon.lines)
     assert SECRET not in metrics
+
+
+def test_sighup_reads_a_rotated_hook_secret(world: World, start_daemon, tmp_path):
+    secret_file = tmp_path / "hook.secret"
+    write_secret(secret_file, "the-old-secret\n")
+    daemon: DaemonProcess = start_daemon(
+        SYNCD_INTERVAL="3600",
+        SYNCD_METRICS_ADDR="127.0.0.1:0",
+        SYNCD_WEBHOOK_SECRET_FILE=str(secret_file),
+    )
+    address = daemon.wait_for("metrics_listening")["address"]
+    daemon.wait_for("cycle_finished", result="ok")
+    url = f"http://{address}/hooks/git"
+
+    write_secret(secret_file, SECRET + "\n")
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.wait_for("reloaded")
+    daemon.wait_for("cycle_finished", result="no_changes")  # SIGHUP runs now
+    old = httpx.post(url, content=b"{}", headers={"X-Gitlab-Token": "the-old-secret"})
+    assert old.status_code == 401
+    new = httpx.post(url, content=b"{}", headers={"X-Gitlab-Token": SECRET})
+    assert new.status_code == 202
+    assert daemon.stop() == 0
 
 
 def test_metrics_are_what_prometheus_users_expect(world: World, start_daemon):
