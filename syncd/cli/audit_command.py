@@ -64,7 +64,7 @@ def audit(
     if not settings.on_postgresql and not settings.state_file.exists():
         raise click.ClickException(f"no state file at {settings.state_file}: nothing was applied")
     where = EventFilter(users, _parse_since(since), run_ids, actions, results)
-    with open_store(settings, "audit") as store:
+    with open_store(settings, "audit", read_only=True) as store:  # it only reads
         events = query_events(store.history, where, limit=limit)
     if output == "json":
         from syncd.core.jsondoc import dumps_document
