@@ -16,7 +16,7 @@ Three things hold requests back, whichever is latest wins:
   refill rate exactly; against a fixed window it spends the rest of the
   window evenly. Spent (`Remaining: 0`, or as reckoned), every request waits
   for the Reset; then the quota counts as whole again until an answer says
-  otherwise.
+  otherwise (and where no answer said how large it is, as unknown).
 - A pause: after a 429, no request starts until its Retry-After is over (the
   limit is the client's, not one request's: the others would only be refused).
 
@@ -138,6 +138,12 @@ class Pacer:
         """Once the moment has come, the quota is whole again, for a second as far as we know."""
         now = self._clock()
         if self._left is not None and now >= self._whole_at:
+            if self._quota < 1:
+                # Nobody said how much a window holds (Remaining 0 and no Limit): "whole"
+                # would be nothing again, for ever. Forget the budget; the answers decide.
+                self._left = None
+                self._changed.set()
+                return
             self._left = max(self._left, float(self._quota))
             self._whole_at = now + DEFAULT_RESET
 

@@ -61,7 +61,8 @@ def first_retry_gap(world: World, faults: dict[str, Any], **settings: Any) -> fl
             await client.get_user("janedoe")
 
     started = time.monotonic()
-    asyncio.run(read())
+    # A bound, not a timing: a client that waits for ever fails here instead of hanging.
+    asyncio.run(asyncio.wait_for(read(), 30))
     statuses = [status for status, _ in answered]
     assert statuses == [429, 200], statuses
     # The time the second request was answered, less its own round trip.
@@ -78,6 +79,23 @@ def test_a_retry_after_date_is_honoured(world: World):
 def test_a_429_without_retry_after_backs_off_from_a_second(world: World):
     gap = first_retry_gap(world, {"throttle_rate": 1, "retry_after": "none"})
     assert 1.0 <= gap <= 2.0, gap
+
+
+@pytest.mark.parametrize(
+    "budget",
+    [
+        pytest.param({"RateLimit-Remaining": "0", "RateLimit-Reset": "1"}, id="ietf"),
+        pytest.param({"RateLimit": '"q";r=0;t=1'}, id="structured-without-policy"),
+    ],
+)
+def test_remaining_zero_with_no_quota_known_holds_until_the_reset_not_for_ever(
+    world: World, budget: dict[str, str]
+):
+    # The 429 says nothing is left and not how much a window holds; the 200s after it
+    # say nothing at all. The Reset is over in a second: then the answers decide again.
+    faults = {"throttle_rate": 1, "retry_after": "none", "throttle_headers": budget}
+    gap = first_retry_gap(world, faults)
+    assert 1.0 <= gap <= 3.0, gap
 
 
 def test_a_wait_beyond_the_cap_fails_the_user_at_once_naming_it(world: World):

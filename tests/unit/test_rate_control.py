@@ -153,6 +153,16 @@ def test_remaining_zero_holds_every_request_until_the_reset() -> None:
     assert pacer.allowed_at() >= whole + 1
 
 
+def test_remaining_zero_with_no_quota_known_is_forgotten_at_the_reset() -> None:
+    clock = Clock()
+    pacer = Pacer(clock=clock)
+    pacer.heard(Budget(remaining=0, reset=1), on_their_way=0)
+    assert pacer.allowed_at() == 101
+    clock.now = 101.0
+    # A whole quota of nothing would hold every request for ever, a second at a time.
+    assert starts(pacer, clock, 3) == [101, 101, 101]
+
+
 def test_what_was_sent_since_the_last_answer_is_spent_from_it() -> None:
     clock = Clock()
     pacer = Pacer(clock=clock)
