@@ -20,8 +20,12 @@ Three things hold requests back, whichever is latest wins:
 - A pause: after a 429, no request starts until its Retry-After is over (the
   limit is the client's, not one request's: the others would only be refused).
 
-A wait beyond MAX_RETRY_AFTER is not kept: the server's own 429 then says how
-long, and the user fails naming it (syncd.errors.WaitTooLong), as before.
+No wait that the budget asks is longer than MAX_RETRY_AFTER, the most syncd
+waits for a Retry-After: a budget that would hold a request longer (spent, or
+spread thinner than that, until a Reset far off) is not kept. The request
+goes: a server that meant it answers 429, whose Retry-After fails the user
+naming the wait (syncd.errors.WaitTooLong), and one whose header was wrong
+answers. Either way the run says so, and never stalls in silence.
 
 The rules are plain methods of an injected clock (`allowed_at`, `started`,
 `heard`, `pause`), so that they can be tested without waiting; `turn()` is the
@@ -73,7 +77,12 @@ class Pacer:
         if left is None or left >= self._quota * RESERVE:
             return None
         until_whole = self._whole_at - self._clock()
-        return max(left, 1) / until_whole if until_whole > 0 else None
+        if until_whole <= 0:
+            return None
+        rate = max(left, 1) / until_whole
+        # Nor is a spread of more than MAX_RETRY_AFTER between two requests kept (a Reset
+        # hours or, sent by mistake, centuries away): as for a spent budget, see below.
+        return rate if 1 / rate <= MAX_RETRY_AFTER else None
 
     @property
     def rate(self) -> float | None:

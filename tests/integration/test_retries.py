@@ -98,6 +98,14 @@ def test_remaining_zero_with_no_quota_known_holds_until_the_reset_not_for_ever(
     assert 1.0 <= gap <= 3.0, gap
 
 
+def test_a_reset_hours_away_does_not_stall_the_retry(world: World):
+    # Nothing left for two hours, says the 429, and come back in a second: what the
+    # budget asks is beyond what syncd waits, so it is not kept; the Retry-After is.
+    budget = {"RateLimit-Limit": "5000", "RateLimit-Remaining": "0", "RateLimit-Reset": "7200"}
+    gap = first_retry_gap(world, {"throttle_rate": 1, "throttle_headers": budget})
+    assert 0.9 <= gap <= 3.0, gap
+
+
 def test_a_wait_beyond_the_cap_fails_the_user_at_once_naming_it(world: World):
     world.sandbox.set_faults({"throttle_rate": 1, "throttle_wait": 900})
 

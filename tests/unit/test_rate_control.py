@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from syncd.api.budget import DEFAULT_RESET, Budget, read_budget
 from syncd.api.concurrency import AdaptiveLimit, Slots
 from syncd.api.pacing import Pacer
+from syncd.errors import MAX_RETRY_AFTER
 
 NOW = 1_700_000_000.0  # the wall clock of the budget tests
 
@@ -185,6 +186,43 @@ def test_a_wait_longer_than_syncd_waits_is_not_kept() -> None:
     pacer.heard(Budget(remaining=0, reset=3600, limit=5000), on_their_way=0)
     pacer.pause(900)
     assert pacer.allowed_at() <= clock.now
+
+
+@pytest.mark.parametrize(
+    "budget",
+    [
+        pytest.param(Budget(remaining=0, reset=7200, limit=5000), id="spent-for-two-hours"),
+        pytest.param(Budget(remaining=10, reset=7200, limit=5000), id="ten-left-for-two-hours"),
+        pytest.param(Budget(remaining=3, reset=1.6e11, limit=None), id="a-reset-of-5000-years"),
+    ],
+)
+def test_a_budget_that_would_hold_longer_than_syncd_waits_is_not_kept(budget: Budget) -> None:
+    clock = Clock()
+    pacer = Pacer(clock=clock)
+    pacer.heard(budget, on_their_way=0)
+    # The requests go; the server's own 429 then says how long, and fails the user naming it.
+    assert starts(pacer, clock, 3) == [100, 100, 100]
+
+
+@given(
+    remaining=st.integers(0, 10**6),
+    reset=st.floats(0, 1e15),
+    limit=st.none() | st.integers(0, 10**6),
+    on_their_way=st.integers(0, 64),
+    max_rate=st.none() | st.floats(0.01, 1000),
+)
+def test_no_wait_that_a_budget_asks_is_longer_than_syncd_waits(
+    remaining: int, reset: float, limit: int | None, on_their_way: int, max_rate: float | None
+) -> None:
+    clock = Clock()
+    pacer = Pacer(max_rate=max_rate, clock=clock)
+    pacer.heard(Budget(remaining, reset, limit), on_their_way)
+    for _ in range(5):
+        at = pacer.allowed_at()
+        by_cap = 0.0 if max_rate is None else 1 / max_rate
+        assert at - clock.now <= max(MAX_RETRY_AFTER, by_cap) + 1e-6
+        clock.now = max(clock.now, at)
+        pacer.started()
 
 
 def test_the_cap_and_the_budget_together_the_lower_wins() -> None:
