@@ -134,3 +134,38 @@ def test_without_adaptation_the_same_requests_meet_429s(read_users: Any) -> None
     run = read_users(3, {"global_rate_limit": 1}, concurrency=4, adaptive=False)
     assert run.count(200) == 3
     assert run.count(429) >= 2
+
+
+def test_a_run_cancelled_while_requests_wait_ends_cancelled(
+    sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run's deadline cancels every worker at once, most of them waiting for a slot:
+    # what comes out is the cancellation (so the applier's handler runs), nothing else.
+    monkeypatch.delenv("SYNCD_TOKEN", raising=False)
+    sandbox.reset(generate=40)
+    config = load_settings(
+        api_url=sandbox.url,
+        token=sandbox.admin_token,
+        state_dir=str(tmp_path),
+        concurrency=8,
+        max_rate=20,
+    )
+
+    async def fetch() -> None:
+        run = asyncio.current_task()
+        assert run is not None
+        answers = 0
+
+        def observe(method: str, status: int | None, seconds: float) -> None:
+            nonlocal answers
+            answers += 1
+            if answers == 3:
+                run.cancel()
+
+        credentials = CredentialStore.from_settings(config)
+        async with AccountsClient(config, credentials.for_user, on_response=observe) as client:
+            names = [f"user{index:06d}" for index in range(1, 41)]
+            await for_each(names, config.concurrency, client.get_user)
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(fetch())

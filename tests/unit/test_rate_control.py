@@ -357,3 +357,42 @@ def test_a_waiter_cancelled_keeps_no_slot() -> None:
         await asyncio.wait_for(slots.acquire(), 1)  # the slot is free for the next
 
     asyncio.run(run())
+
+
+def test_a_waiter_cancelled_after_wake_dropped_it_raises_only_its_cancellation() -> None:
+    slots = Slots(AdaptiveLimit(1, clock=Clock()))
+
+    async def run() -> None:
+        await slots.acquire()
+        waiting = asyncio.ensure_future(slots.acquire())
+        await asyncio.sleep(0)
+        # Cancelled (a run's deadline), and before it runs again the slot is released:
+        # wake() drops the cancelled waiter from the queue, so it must not look for it.
+        waiting.cancel()
+        slots.release()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert slots.in_use == 0
+        await asyncio.wait_for(slots.acquire(), 1)
+
+    asyncio.run(run())
+
+
+def test_a_waiter_cancelled_once_granted_hands_its_slot_to_the_next() -> None:
+    slots = Slots(AdaptiveLimit(1, clock=Clock()))
+
+    async def run() -> None:
+        await slots.acquire()
+        first = asyncio.ensure_future(slots.acquire())
+        second = asyncio.ensure_future(slots.acquire())
+        await asyncio.sleep(0)
+        slots.release()  # the slot goes to the first waiter...
+        first.cancel()  # ...which is cancelled before it runs
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await asyncio.wait_for(second, 1)
+        assert slots.in_use == 1
+        slots.release()
+        assert slots.in_use == 0
+
+    asyncio.run(run())
