@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -62,6 +63,8 @@ if TYPE_CHECKING:
 
     from syncd.api.lanes import Lanes
 
+_DELAY_SECONDS = re.compile(r"[0-9]{1,10}")
+
 #: Answers larger than this are refused: no user object or email list comes near it.
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -99,20 +102,26 @@ class RetryPolicy:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in either form of RFC 9110: delay-seconds or an HTTP date."""
+    """Retry-After in either form of RFC 9110: delay-seconds or an HTTP date.
+
+    A value that is neither counts as absent: a server's odd header must never
+    fail a request, only leave the wait to our own backoff.
+    """
     value = response.headers.get("Retry-After")
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    # ASCII digits only (str.isdigit() takes "²", which float() refuses), and no more
+    # than any wait could mean: 10 digits are three centuries.
+    if _DELAY_SECONDS.fullmatch(value):
         return float(value)
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None  # neither form: our own backoff
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+        if moment.tzinfo is None:
+            return None
+        return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None  # neither form, or a date past what datetime holds: our own backoff
 
 
 @dataclass(slots=True)

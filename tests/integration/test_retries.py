@@ -29,10 +29,16 @@ from tests.integration.conftest import World
         pytest.param(None, None, id="absent"),
         pytest.param("soon", None, id="garbage"),
         pytest.param("Wed, 21 Oct 2015 07:28:00 GMT", 0.0, id="date-in-the-past"),
+        # What a hostile or broken server may send counts as no Retry-After at all.
+        pytest.param("\u00b2", None, id="a-digit-to-str-isdigit-not-to-float"),
+        pytest.param("99999999999", None, id="eleven-digits"),
+        pytest.param("-1", None, id="negative"),
+        pytest.param("Wed, 99999999999 Oct 2015 07:28:00 GMT", None, id="a-day-past-any-int"),
     ],
 )
 def test_retry_after_is_read_in_either_form(value: str | None, expected: float | None):
-    headers = {} if value is None else {"Retry-After": value}
+    # Raw latin-1 bytes, as they come off the wire.
+    headers = [] if value is None else [(b"Retry-After", value.encode("latin-1"))]
     assert _retry_after(httpx.Response(429, headers=headers)) == expected
 
 
@@ -104,6 +110,15 @@ def test_a_reset_hours_away_does_not_stall_the_retry(world: World):
     budget = {"RateLimit-Limit": "5000", "RateLimit-Remaining": "0", "RateLimit-Reset": "7200"}
     gap = first_retry_gap(world, {"throttle_rate": 1, "throttle_headers": budget})
     assert 0.9 <= gap <= 3.0, gap
+
+
+@pytest.mark.parametrize(
+    "hostile", ["\u00b2", "Wed, 99999999999 Oct 2015 07:28:00 GMT"], ids=["superscript", "day"]
+)
+def test_an_unreadable_retry_after_backs_off_as_if_absent(world: World, hostile: str):
+    faults = {"throttle_rate": 1, "throttle_headers": {"Retry-After": hostile}}
+    gap = first_retry_gap(world, faults)
+    assert 1.0 <= gap <= 2.0, gap
 
 
 def test_a_wait_beyond_the_cap_fails_the_user_at_once_naming_it(world: World):
