@@ -376,7 +376,8 @@ class AccountsClient:
         finally:
             await response.aclose()
         status = response.status_code
-        retry_after = _retry_after(response) if status == 429 else None
+        # Read whatever the status: a 503 too may say when the server is back (RetryPolicy).
+        retry_after = _retry_after(response)
         exchange.answered = True
         self.rate_control.answered(
             status,

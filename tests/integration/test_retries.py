@@ -51,13 +51,13 @@ def test_retry_after_as_a_date_is_the_seconds_until_then():
 
 
 def first_retry_gap(world: World, faults: dict[str, Any], **settings: Any) -> float:
-    """Seconds between the first 429 and the request after it; the faults end at the 429."""
+    """Seconds between the first 429 (or 503) and the request after it; the faults end there."""
     world.sandbox.set_faults(faults)
     answered: list[tuple[int | None, float]] = []
 
     def observe(method: str, status: int | None, seconds: float) -> None:
         answered.append((status, time.monotonic()))
-        if status == 429:
+        if status in (429, 503):
             world.sandbox.set_faults({})  # the next attempt goes through
 
     async def read() -> None:
@@ -70,7 +70,7 @@ def first_retry_gap(world: World, faults: dict[str, Any], **settings: Any) -> fl
     # A bound, not a timing: a client that waits for ever fails here instead of hanging.
     asyncio.run(asyncio.wait_for(read(), 30))
     statuses = [status for status, _ in answered]
-    assert statuses == [429, 200], statuses
+    assert statuses == [faults.get("throttle_status", 429), 200], statuses
     # The time the second request was answered, less its own round trip.
     assert answered[1][1] - started < 60
     return answered[1][1] - answered[0][1]
@@ -149,6 +149,15 @@ def test_the_timeout_bounds_a_whole_request_against_a_trickling_server(world: Wo
         asyncio.run(read())
     # Five attempts of half a second, and the backoff between them.
     assert time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize("form", ["seconds", "date"])
+def test_a_503_that_says_when_to_come_back_is_waited_for_over_the_wire(world: World, form: str):
+    # design.md section 3: Retry-After is honoured, whichever answer carries it.
+    faults = {"throttle_rate": 1, "throttle_status": 503, "throttle_wait": 3, "retry_after": form}
+    gap = first_retry_gap(world, faults)
+    # Our own backoff after a first 5xx is at most 0.2 s; the date has whole seconds.
+    assert 1.9 <= gap <= 4.0, gap
 
 
 def test_a_503_that_says_when_to_come_back_is_waited_for():
