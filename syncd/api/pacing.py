@@ -2,10 +2,12 @@
 
 Three things hold requests back, whichever is latest wins:
 
-- `SYNCD_MAX_RATE`, the operator's cap: requests start at least 1/rate apart.
-  A start that wakes a little late is forgiven up to one interval, so that the
-  event loop's lateness does not lower the rate; so in any window of W seconds
-  at most rate × W + 2 requests start.
+- `SYNCD_MAX_RATE`, the operator's cap: requests start at least 1/rate apart,
+  counted from when the previous one really started, so that in any window of
+  one second at most `rate` start, as a server counts them. A start that wakes
+  late is not made up for, nor is an idle gap: either would let two start
+  closer than an interval. The event loop's lateness costs a little of the
+  rate instead, never the ceiling.
 - The server's budget (syncd.api.budget), as this client reckons it: what
   the last answer left, less the requests already on their way (they reach
   the server after that answer left it) and those sent since. While half of
@@ -103,18 +105,11 @@ class Pacer:
         return at
 
     def started(self) -> None:
-        """A request starts now: the next one waits its interval (at the rate of then)."""
-        now = self._clock()
-        rate = self.rate
+        """A request starts now: the next one waits its interval from now."""
+        self._renew()  # one that starts as the quota is whole again spends from the new one
         if self._left is not None:
             self._left -= 1
-        if rate is None:
-            self._previous = now
-            return
-        # Late by less than one interval: the next comes that much sooner (no rate lost
-        # to a slow event loop). Later than that, the line was idle: no credit for it.
-        interval = 1 / rate
-        self._previous = max(self._previous + interval, now - interval)
+        self._previous = self._clock()
 
     def heard(self, budget: Budget | None, on_their_way: int) -> None:
         """An answer told the server's budget (or none); `on_their_way` are still unanswered."""

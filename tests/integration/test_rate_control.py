@@ -109,8 +109,8 @@ def test_max_rate_is_never_exceeded_over_a_window(
     run = read_users(2 * rate, {}, concurrency=16, max_rate=rate)
     starts = run.starts()
     assert len(starts) == 2 * rate
-    # The pacer lets at most rate × W + 2 start in any W seconds (tests/unit check it on
-    # its own clock); here one more, for the moment each task reads the clock after it.
+    # The pacer lets at most `rate` start in any second (tests/unit check it on its own
+    # clock); here the starts are read after the fact, each task a little late.
     most = max(sum(1 for t in starts if first <= t < first + 1) for first in starts)
     assert most <= rate + 3, most
     assert starts[-1] - starts[0] >= (len(starts) - 3) / rate
