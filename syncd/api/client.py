@@ -3,7 +3,8 @@
 At most `concurrency` requests in flight, each on a connection of its own
 (syncd.api.lanes), fewer when the server's answers ask for it, and paced by
 its rate-limit headers and SYNCD_MAX_RATE (syncd.api.control: one controller
-per client, as the server limits a client, not a credential); a timeout on
+per API for the process, as the server limits a client, not a credential nor a
+run); a timeout on
 every call. GET, PATCH and DELETE are retried on
 transport errors, 429 (honouring Retry-After) and 5xx with exponential backoff
 and full jitter; POST is never retried here (design.md section 3: the caller
@@ -151,9 +152,13 @@ class AccountsClient:
         self._retry = retry or RetryPolicy()
         self._on_response = on_response
         self._settings = settings
-        #: How many requests may be in flight, and when the next may start.
-        self.rate_control = RateControl(
-            settings.concurrency, max_rate=settings.max_rate, adaptive=settings.adaptive
+        #: How many requests may be in flight, and when the next may start: the process's
+        #: for this API, shared with the clients before this one (the daemon's last cycle).
+        self.rate_control = RateControl.shared(
+            settings.api_url,
+            settings.concurrency,
+            max_rate=settings.max_rate,
+            adaptive=settings.adaptive,
         )
         # Made at the first request: a warm plan sends none, and building a
         # client (its TLS context above all) is a tenth of a second.
@@ -301,6 +306,9 @@ class AccountsClient:
             raise MissingCredential(username, method, path, detail)
         headers = {"Authorization": credential.authorization()}
         exchange = _Exchange()
+        # Made before the turn, not after: building them takes tens of ms, and a request
+        # sent that long after its turn comes closer to the next than the rate allows.
+        self._lanes_made()
         await self.rate_control.admit()
         try:
             return await self._send_admitted(method, username, path, body, headers, exchange)

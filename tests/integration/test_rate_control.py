@@ -169,3 +169,27 @@ def test_a_run_cancelled_while_requests_wait_ends_cancelled(
 
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(fetch())
+
+
+def test_max_rate_holds_across_clients_back_to_back(
+    sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The daemon makes a client per cycle, in one event loop: the next cycle's first
+    # request must wait for the rate as the previous cycle's next request would have.
+    monkeypatch.delenv("SYNCD_TOKEN", raising=False)
+    sandbox.reset(generate=4)
+    config = load_settings(
+        api_url=sandbox.url, token=sandbox.admin_token, state_dir=str(tmp_path), max_rate=2
+    )
+
+    async def cycles() -> None:
+        credentials = CredentialStore.from_settings(config)
+        for first in (1, 3):
+            async with AccountsClient(config, credentials.for_user) as client:
+                for index in (first, first + 1):
+                    await client.get_user(f"user{index:06d}")
+
+    asyncio.run(cycles())
+    per_second = [count for _, _, count in sandbox.stats()["per_second"]]
+    assert sum(per_second) == 4
+    assert max(per_second) <= 2, per_second
