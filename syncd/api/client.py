@@ -3,7 +3,8 @@
 At most `concurrency` requests in flight, each on a connection of its own
 (syncd.api.lanes), fewer when the server's answers ask for it, and paced by
 its rate-limit headers and SYNCD_MAX_RATE (syncd.api.control: one controller
-per client, as the server limits a client, not a credential); a timeout on
+per API for the process, as the server limits a client, not a credential nor a
+run); a timeout on
 every call. GET, PATCH and DELETE are retried on
 transport errors, 429 (honouring Retry-After) and 5xx with exponential backoff
 and full jitter; POST is never retried here (design.md section 3: the caller
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -62,6 +64,8 @@ if TYPE_CHECKING:
 
     from syncd.api.lanes import Lanes
 
+_DELAY_SECONDS = re.compile(r"[0-9]{1,10}")
+
 #: Answers larger than this are refused: no user object or email list comes near it.
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -99,20 +103,26 @@ class RetryPolicy:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in either form of RFC 9110: delay-seconds or an HTTP date."""
+    """Retry-After in either form of RFC 9110: delay-seconds or an HTTP date.
+
+    A value that is neither counts as absent: a server's odd header must never
+    fail a request, only leave the wait to our own backoff.
+    """
     value = response.headers.get("Retry-After")
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    # ASCII digits only (str.isdigit() takes "²", which float() refuses), and no more
+    # than any wait could mean: 10 digits are three centuries.
+    if _DELAY_SECONDS.fullmatch(value):
         return float(value)
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None  # neither form: our own backoff
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+        if moment.tzinfo is None:
+            return None
+        return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None  # neither form, or a date past what datetime holds: our own backoff
 
 
 @dataclass(slots=True)
@@ -142,9 +152,13 @@ class AccountsClient:
         self._retry = retry or RetryPolicy()
         self._on_response = on_response
         self._settings = settings
-        #: How many requests may be in flight, and when the next may start.
-        self.rate_control = RateControl(
-            settings.concurrency, max_rate=settings.max_rate, adaptive=settings.adaptive
+        #: How many requests may be in flight, and when the next may start: the process's
+        #: for this API, shared with the clients before this one (the daemon's last cycle).
+        self.rate_control = RateControl.shared(
+            settings.api_url,
+            settings.concurrency,
+            max_rate=settings.max_rate,
+            adaptive=settings.adaptive,
         )
         # Made at the first request: a warm plan sends none, and building a
         # client (its TLS context above all) is a tenth of a second.
@@ -298,6 +312,9 @@ class AccountsClient:
             raise MissingCredential(username, method, path, detail)
         headers = {"Authorization": credential.authorization()}
         exchange = _Exchange()
+        # Made before the turn, not after: building them takes tens of ms, and a request
+        # sent that long after its turn comes closer to the next than the rate allows.
+        self._lanes_made()
         await self.rate_control.admit()
         try:
             return await self._send_admitted(method, username, path, body, headers, exchange)
@@ -373,7 +390,8 @@ class AccountsClient:
         finally:
             await response.aclose()
         status = response.status_code
-        retry_after = _retry_after(response) if status == 429 else None
+        # Read whatever the status: a 503 too may say when the server is back (RetryPolicy).
+        retry_after = _retry_after(response)
         exchange.answered = True
         self.rate_control.answered(
             status,

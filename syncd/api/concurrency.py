@@ -138,7 +138,8 @@ class Slots:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # granted as it was cancelled: hand the slot on
-            else:
+            elif waiter in self._waiters:
+                # Not there if wake() came first: it drops the cancelled and grants them nothing.
                 self._waiters.remove(waiter)
             raise
 

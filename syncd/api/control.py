@@ -1,7 +1,12 @@
-"""One client's rate control: the concurrency limit and the pacer, taught by every answer.
+"""The process's rate control: the concurrency limit and the pacer, taught by every answer.
 
 A server limits its clients (an address, an account), not each user
-credential, so an AccountsClient has one RateControl for all its requests.
+credential nor each run, so there is one RateControl per API for all the
+requests of the process (`RateControl.shared`): the daemon makes a client
+per cycle, and the next one must not forget what the last one spent, the
+rate it started at, or a pause that a 429 asked for. One per event loop in
+fact: its waits belong to the loop they were made in, and the daemon runs
+every cycle in one.
 Each request passes `admit()` before it takes a lane (syncd.api.lanes): first
 a slot of the adaptive limit (syncd.api.concurrency), then its turn by the
 pacer (syncd.api.pacing). When its answer comes, `answered()` tells both:
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -87,6 +93,26 @@ class RateControl:
         self.budget: Budget | None = None
         #: Requests admitted and not done: sent, or about to be (a slot may wait for the pacer).
         self.in_flight = 0
+
+    @classmethod
+    def shared(
+        cls, api_url: str, maximum: int, *, max_rate: float | None, adaptive: bool
+    ) -> RateControl:
+        """The controller of this event loop for `api_url` and these settings, made once.
+
+        Other settings (a SIGHUP that changed them) make another: the old one's
+        history was for rules that no longer hold. Outside a loop, a new one.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return cls(maximum, max_rate=max_rate, adaptive=adaptive)
+        controls = _SHARED.setdefault(loop, {})
+        key = (api_url, maximum, max_rate, adaptive)
+        control = controls.get(key)
+        if control is None:
+            control = controls[key] = cls(maximum, max_rate=max_rate, adaptive=adaptive)
+        return control
 
     async def admit(self) -> None:
         """Wait for a slot and for the pacer; `done()` must follow, whatever happens."""
@@ -158,3 +184,9 @@ class RateControl:
                 self.pacer.rate,
             )
         )
+
+
+# Weak: a loop that is gone (each `asyncio.run` of a command) takes its controllers along.
+_SHARED: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, int, float | None, bool], RateControl]
+] = weakref.WeakKeyDictionary()

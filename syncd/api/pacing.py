@@ -2,10 +2,12 @@
 
 Three things hold requests back, whichever is latest wins:
 
-- `SYNCD_MAX_RATE`, the operator's cap: requests start at least 1/rate apart.
-  A start that wakes a little late is forgiven up to one interval, so that the
-  event loop's lateness does not lower the rate; so in any window of W seconds
-  at most rate × W + 2 requests start.
+- `SYNCD_MAX_RATE`, the operator's cap: requests start at least 1/rate apart,
+  counted from when the previous one really started, so that in any window of
+  one second at most `rate` start, as a server counts them. A start that wakes
+  late is not made up for, nor is an idle gap: either would let two start
+  closer than an interval. The event loop's lateness costs a little of the
+  rate instead, never the ceiling.
 - The server's budget (syncd.api.budget), as this client reckons it: what
   the last answer left, less the requests already on their way (they reach
   the server after that answer left it) and those sent since. While half of
@@ -16,12 +18,16 @@ Three things hold requests back, whichever is latest wins:
   refill rate exactly; against a fixed window it spends the rest of the
   window evenly. Spent (`Remaining: 0`, or as reckoned), every request waits
   for the Reset; then the quota counts as whole again until an answer says
-  otherwise.
+  otherwise (and where no answer said how large it is, as unknown).
 - A pause: after a 429, no request starts until its Retry-After is over (the
   limit is the client's, not one request's: the others would only be refused).
 
-A wait beyond MAX_RETRY_AFTER is not kept: the server's own 429 then says how
-long, and the user fails naming it (syncd.errors.WaitTooLong), as before.
+No wait that the budget asks is longer than MAX_RETRY_AFTER, the most syncd
+waits for a Retry-After: a budget that would hold a request longer (spent, or
+spread thinner than that, until a Reset far off) is not kept. The request
+goes: a server that meant it answers 429, whose Retry-After fails the user
+naming the wait (syncd.errors.WaitTooLong), and one whose header was wrong
+answers. Either way the run says so, and never stalls in silence.
 
 The rules are plain methods of an injected clock (`allowed_at`, `started`,
 `heard`, `pause`), so that they can be tested without waiting; `turn()` is the
@@ -73,7 +79,12 @@ class Pacer:
         if left is None or left >= self._quota * RESERVE:
             return None
         until_whole = self._whole_at - self._clock()
-        return max(left, 1) / until_whole if until_whole > 0 else None
+        if until_whole <= 0:
+            return None
+        rate = max(left, 1) / until_whole
+        # Nor is a spread of more than MAX_RETRY_AFTER between two requests kept (a Reset
+        # hours or, sent by mistake, centuries away): as for a spent budget, see below.
+        return rate if 1 / rate <= MAX_RETRY_AFTER else None
 
     @property
     def rate(self) -> float | None:
@@ -94,18 +105,11 @@ class Pacer:
         return at
 
     def started(self) -> None:
-        """A request starts now: the next one waits its interval (at the rate of then)."""
-        now = self._clock()
-        rate = self.rate
+        """A request starts now: the next one waits its interval from now."""
+        self._renew()  # one that starts as the quota is whole again spends from the new one
         if self._left is not None:
             self._left -= 1
-        if rate is None:
-            self._previous = now
-            return
-        # Late by less than one interval: the next comes that much sooner (no rate lost
-        # to a slow event loop). Later than that, the line was idle: no credit for it.
-        interval = 1 / rate
-        self._previous = max(self._previous + interval, now - interval)
+        self._previous = self._clock()
 
     def heard(self, budget: Budget | None, on_their_way: int) -> None:
         """An answer told the server's budget (or none); `on_their_way` are still unanswered."""
@@ -138,6 +142,12 @@ class Pacer:
         """Once the moment has come, the quota is whole again, for a second as far as we know."""
         now = self._clock()
         if self._left is not None and now >= self._whole_at:
+            if self._quota < 1:
+                # Nobody said how much a window holds (Remaining 0 and no Limit): "whole"
+                # would be nothing again, for ever. Forget the budget; the answers decide.
+                self._left = None
+                self._changed.set()
+                return
             self._left = max(self._left, float(self._quota))
             self._whole_at = now + DEFAULT_RESET
 

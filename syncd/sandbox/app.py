@@ -201,9 +201,13 @@ class SandboxApp:
                 credential = value.decode("latin-1")
         retry_after = faults.retry_after(credential)
         if retry_after is not None:
-            wait = retry_after_header(faults.config.retry_after, retry_after)
-            response = error_response(429, "rate limit exceeded", wait)
-            await response(scope, receive, send)
+            config = faults.config
+            told = retry_after_header(config.retry_after, retry_after) | dict(
+                config.throttle_headers
+            )
+            status = config.throttle_status
+            detail = "rate limit exceeded" if status == 429 else _FAULT_DETAIL[status]
+            await error_response(status, detail, told)(scope, receive, send)
             return
         if faults.config.trickle_ms:
             send = _trickling(send, receive, faults.config.trickle_ms / 1000)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from enum import Enum
@@ -23,6 +24,9 @@ from typing import Final
 from syncd.sandbox.ratelimit import HEADER_FORMS, Budget, GlobalBucket
 
 RETRY_AFTER_FORMS: Final = ("seconds", "date", "none")
+#: What a throttled request is answered: over its rate, or the server unavailable for a while.
+THROTTLE_STATUSES: Final = (429, 503)
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
 
 # Clients that rotate credentials must not grow the buckets without bound.
 _MAX_BUCKETS: Final = 100_000
@@ -52,6 +56,10 @@ class FaultConfig:
     fault_seed      seed of the random draws
     throttle_rate   fraction of API requests answered 429 with Retry-After, whatever the rate
     throttle_wait   the seconds that a throttled 429 asks to wait (default 1)
+    throttle_status  the status of the answers that throttle_rate and rate_limit refuse:
+                    429 (default) or 503 (unavailable, saying when to come back)
+    throttle_headers  header fields added to those answers as given, after Retry-After
+                    (so one given here replaces it): what an odd or hostile server sends
     retry_after     how a 429 says it: "seconds" (Retry-After: 1), "date" (an HTTP date
                     that many seconds ahead) or "none" (no Retry-After at all)
     trickle_ms      every answer's body is sent one byte at a time, this many ms apart
@@ -72,8 +80,13 @@ class FaultConfig:
     latency_jitter_ms: float = 0
     global_rate_limit: float = 0
     rate_limit_headers: str = "ietf"
+    throttle_status: int = 429
+    throttle_headers: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.throttle_status not in THROTTLE_STATUSES:
+            raise ValueError("throttle_status: 429 or 503")
+        _check_headers(self.throttle_headers)
         if not isinstance(self.set_cookie, bool):
             raise ValueError("set_cookie: must be true or false")
         if self.retry_after not in RETRY_AFTER_FORMS:
@@ -121,6 +134,21 @@ class FaultConfig:
             or self.trickle_ms
             or self.global_rate_limit
         )
+
+
+def _check_headers(headers: object) -> None:
+    """ValueError unless `headers` are fields an answer can carry (names, latin-1 values)."""
+    if not isinstance(headers, Mapping):
+        raise ValueError("throttle_headers: expected an object")
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ValueError("throttle_headers: a name is not a header field name")
+        if not isinstance(value, str) or len(value) > 1000 or "\r" in value or "\n" in value:
+            raise ValueError(f"throttle_headers: {name}: expected one line of text")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"throttle_headers: {name}: not latin-1") from None
 
 
 class Faults:

@@ -29,10 +29,16 @@ from tests.integration.conftest import World
         pytest.param(None, None, id="absent"),
         pytest.param("soon", None, id="garbage"),
         pytest.param("Wed, 21 Oct 2015 07:28:00 GMT", 0.0, id="date-in-the-past"),
+        # What a hostile or broken server may send counts as no Retry-After at all.
+        pytest.param("\u00b2", None, id="a-digit-to-str-isdigit-not-to-float"),
+        pytest.param("99999999999", None, id="eleven-digits"),
+        pytest.param("-1", None, id="negative"),
+        pytest.param("Wed, 99999999999 Oct 2015 07:28:00 GMT", None, id="a-day-past-any-int"),
     ],
 )
 def test_retry_after_is_read_in_either_form(value: str | None, expected: float | None):
-    headers = {} if value is None else {"Retry-After": value}
+    # Raw latin-1 bytes, as they come off the wire.
+    headers = [] if value is None else [(b"Retry-After", value.encode("latin-1"))]
     assert _retry_after(httpx.Response(429, headers=headers)) == expected
 
 
@@ -45,13 +51,13 @@ def test_retry_after_as_a_date_is_the_seconds_until_then():
 
 
 def first_retry_gap(world: World, faults: dict[str, Any], **settings: Any) -> float:
-    """Seconds between the first 429 and the request after it; the faults end at the 429."""
+    """Seconds between the first 429 (or 503) and the request after it; the faults end there."""
     world.sandbox.set_faults(faults)
     answered: list[tuple[int | None, float]] = []
 
     def observe(method: str, status: int | None, seconds: float) -> None:
         answered.append((status, time.monotonic()))
-        if status == 429:
+        if status in (429, 503):
             world.sandbox.set_faults({})  # the next attempt goes through
 
     async def read() -> None:
@@ -61,9 +67,10 @@ def first_retry_gap(world: World, faults: dict[str, Any], **settings: Any) -> fl
             await client.get_user("janedoe")
 
     started = time.monotonic()
-    asyncio.run(read())
+    # A bound, not a timing: a client that waits for ever fails here instead of hanging.
+    asyncio.run(asyncio.wait_for(read(), 30))
     statuses = [status for status, _ in answered]
-    assert statuses == [429, 200], statuses
+    assert statuses == [faults.get("throttle_status", 429), 200], statuses
     # The time the second request was answered, less its own round trip.
     assert answered[1][1] - started < 60
     return answered[1][1] - answered[0][1]
@@ -77,6 +84,40 @@ def test_a_retry_after_date_is_honoured(world: World):
 
 def test_a_429_without_retry_after_backs_off_from_a_second(world: World):
     gap = first_retry_gap(world, {"throttle_rate": 1, "retry_after": "none"})
+    assert 1.0 <= gap <= 2.0, gap
+
+
+@pytest.mark.parametrize(
+    "budget",
+    [
+        pytest.param({"RateLimit-Remaining": "0", "RateLimit-Reset": "1"}, id="ietf"),
+        pytest.param({"RateLimit": '"q";r=0;t=1'}, id="structured-without-policy"),
+    ],
+)
+def test_remaining_zero_with_no_quota_known_holds_until_the_reset_not_for_ever(
+    world: World, budget: dict[str, str]
+):
+    # The 429 says nothing is left and not how much a window holds; the 200s after it
+    # say nothing at all. The Reset is over in a second: then the answers decide again.
+    faults = {"throttle_rate": 1, "retry_after": "none", "throttle_headers": budget}
+    gap = first_retry_gap(world, faults)
+    assert 1.0 <= gap <= 3.0, gap
+
+
+def test_a_reset_hours_away_does_not_stall_the_retry(world: World):
+    # Nothing left for two hours, says the 429, and come back in a second: what the
+    # budget asks is beyond what syncd waits, so it is not kept; the Retry-After is.
+    budget = {"RateLimit-Limit": "5000", "RateLimit-Remaining": "0", "RateLimit-Reset": "7200"}
+    gap = first_retry_gap(world, {"throttle_rate": 1, "throttle_headers": budget})
+    assert 0.9 <= gap <= 3.0, gap
+
+
+@pytest.mark.parametrize(
+    "hostile", ["\u00b2", "Wed, 99999999999 Oct 2015 07:28:00 GMT"], ids=["superscript", "day"]
+)
+def test_an_unreadable_retry_after_backs_off_as_if_absent(world: World, hostile: str):
+    faults = {"throttle_rate": 1, "throttle_headers": {"Retry-After": hostile}}
+    gap = first_retry_gap(world, faults)
     assert 1.0 <= gap <= 2.0, gap
 
 
@@ -108,6 +149,15 @@ def test_the_timeout_bounds_a_whole_request_against_a_trickling_server(world: Wo
         asyncio.run(read())
     # Five attempts of half a second, and the backoff between them.
     assert time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize("form", ["seconds", "date"])
+def test_a_503_that_says_when_to_come_back_is_waited_for_over_the_wire(world: World, form: str):
+    # design.md section 3: Retry-After is honoured, whichever answer carries it.
+    faults = {"throttle_rate": 1, "throttle_status": 503, "throttle_wait": 3, "retry_after": form}
+    gap = first_retry_gap(world, faults)
+    # Our own backoff after a first 5xx is at most 0.2 s; the date has whole seconds.
+    assert 1.9 <= gap <= 4.0, gap
 
 
 def test_a_503_that_says_when_to_come_back_is_waited_for():

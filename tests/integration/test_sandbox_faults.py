@@ -263,12 +263,29 @@ def test_latency_with_jitter_delays_each_request_at_least_its_least(
         assert time.perf_counter() - started >= 0.05
 
 
+def test_a_throttled_answer_may_be_a_503_with_the_headers_asked_for(
+    sandbox: Any, http: httpx.Client, admin: dict[str, str]
+) -> None:
+    headers = {"RateLimit-Remaining": "0", "Retry-After": "\u00b2"}
+    faults = {"throttle_rate": 1, "throttle_status": 503, "throttle_headers": headers}
+    sandbox.reset(seed=SEED, faults=faults)
+    refused = http.get(USER, headers=admin)
+    assert refused.status_code == 503
+    assert refused.json()["detail"] == "service unavailable"
+    # Given fields replace the fault's own Retry-After, byte for byte (latin-1).
+    assert refused.headers["RateLimit-Remaining"] == "0"
+    assert dict(refused.headers.raw)[b"retry-after"] == b"\xb2"
+
+
 @pytest.mark.parametrize(
     ("faults", "message"),
     [
         ({"latency_ms": 10, "latency_jitter_ms": 20}, "latency_jitter_ms"),
         ({"global_rate_limit": -1}, "global_rate_limit"),
         ({"rate_limit_headers": "draft"}, "rate_limit_headers"),
+        ({"throttle_status": 500}, "throttle_status"),
+        ({"throttle_headers": {"Bad Name": "1"}}, "throttle_headers"),
+        ({"throttle_headers": {"Retry-After": "1\r\nX: y"}}, "throttle_headers"),
     ],
 )
 def test_bad_rate_or_latency_faults_are_400_naming_them(
