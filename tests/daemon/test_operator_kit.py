@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -76,11 +77,9 @@ def signed(body: bytes, secret: str = SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def test_a_signed_push_starts_a_cycle_now_and_a_wrong_one_nothing(
-    world: World, start_daemon, tmp_path
-):
-    secret_file = tmp_path / "hook.secret"
-    write_secret(secret_file, SECRET + "\n")
+def hooked_daemon(start_daemon: Any, secret_file: Path, secret: str) -> tuple[DaemonProcess, str]:
+    """A daemon that takes push hooks with `secret`, after its first cycle; its address."""
+    write_secret(secret_file, secret + "\n")
     daemon: DaemonProcess = start_daemon(
         SYNCD_INTERVAL="3600",
         SYNCD_METRICS_ADDR="127.0.0.1:0",
@@ -88,6 +87,13 @@ def test_a_signed_push_starts_a_cycle_now_and_a_wrong_one_nothing(
     )
     address = daemon.wait_for("metrics_listening")["address"]
     daemon.wait_for("cycle_finished", result="ok")
+    return daemon, address
+
+
+def test_a_signed_push_starts_a_cycle_now_and_a_wrong_one_nothing(
+    world: World, start_daemon, tmp_path
+):
+    daemon, address = hooked_daemon(start_daemon, tmp_path / "hook.secret", SECRET)
     url = f"http://{address}/hooks/git"
     body = json.dumps({"ref": "refs/heads/main"}).encode()
 
@@ -126,14 +132,7 @@ def test_a_signed_push_starts_a_cycle_now_and_a_wrong_one_nothing(
 
 def test_sighup_reads_a_rotated_hook_secret(world: World, start_daemon, tmp_path):
     secret_file = tmp_path / "hook.secret"
-    write_secret(secret_file, "the-old-secret\n")
-    daemon: DaemonProcess = start_daemon(
-        SYNCD_INTERVAL="3600",
-        SYNCD_METRICS_ADDR="127.0.0.1:0",
-        SYNCD_WEBHOOK_SECRET_FILE=str(secret_file),
-    )
-    address = daemon.wait_for("metrics_listening")["address"]
-    daemon.wait_for("cycle_finished", result="ok")
+    daemon, address = hooked_daemon(start_daemon, secret_file, "the-old-secret")
     url = f"http://{address}/hooks/git"
 
     write_secret(secret_file, SECRET + "\n")
