@@ -192,7 +192,7 @@ class AccountsClient:
             import httpx
 
             from syncd.api.lanes import Lanes
-            from syncd.api.nocookies import NoCookies
+            from syncd.api.nocookies import CookielessClient, NoCookies
 
             settings = self._settings
             # Loading the CA bundle is most of the cost of a client: once for all lanes.
@@ -204,7 +204,7 @@ class AccountsClient:
             }
 
             def make_client() -> httpx.AsyncClient:
-                return httpx.AsyncClient(
+                return CookielessClient(
                     base_url=settings.api_url,
                     timeout=httpx.Timeout(settings.timeout),
                     limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),

@@ -12,8 +12,12 @@ outcome is never on disk without the cache update its answer allows. A crash
 in between leaves the intent open, and the next run reports the write as
 interrupted and reads the account again, whatever the cache says. So a crash
 can lose a recorded outcome, never an intent, and never makes the cache look
-more certain than the audit trail. On PostgreSQL both are one database, and
-so one transaction: the same rule, kept by the engine.
+more certain than the audit trail. While the transactions are open, each
+database makes its commits as cheap as it can without making them less
+durable (`Database.many_commits`: on SQLite, the WAL checkpoints move to a
+thread).
+On PostgreSQL both are one database, and so one transaction: the same rule,
+kept by the engine.
 
 On PostgreSQL this commit is also the fence (syncd.state.postgres_backend):
 the one session that holds the lock commits every intent, so an instance that
@@ -23,6 +27,7 @@ has lost its session cannot make an intent durable, and sends no write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from syncd.errors import StateError
 from syncd.state.backend import Database
@@ -33,13 +38,20 @@ class GroupCommit:
         # In commit order; one handle when both live in one database.
         self._databases = (cache,) if cache is history else (cache, history)
         self._pending: asyncio.Future[None] | None = None
+        self._many = contextlib.ExitStack()
 
     def open(self) -> None:
         """Start the transactions, once each database has shown it takes writes."""
         for db in self._databases:
             if not db.in_transaction:
                 db.check_writable()
-        self._begin()
+        for db in self._databases:
+            self._many.enter_context(db.many_commits())
+        try:
+            self._begin()
+        except BaseException:
+            self._many.close()
+            raise
 
     def _begin(self) -> None:
         for db in self._databases:
@@ -68,5 +80,6 @@ class GroupCommit:
 
     def close(self) -> None:
         """Commit what is left and leave the transactions closed."""
-        for db in self._databases:
-            db.commit()
+        with self._many:
+            for db in self._databases:
+                db.commit()

@@ -33,6 +33,9 @@ class NotKeptRecords:
 
     def save(self, records: Iterable[NotKept]) -> None:
         """Remember these, inside the caller's transaction (the write's outcome)."""
+        records = tuple(records)
+        if not records:
+            return  # the outcome of almost every write: no clock read for it
         now = datetime.now(UTC).isoformat(timespec="seconds")
         for record in records:
             user, field, sent_key = record.key

@@ -28,6 +28,7 @@ import sqlite_utils
 from syncd.errors import StateError
 from syncd.privatefiles import private_directory, private_file
 from syncd.state.backend import SQLITE, Database, Rows, newer_schema
+from syncd.state.checkpoints import checkpointing
 
 STATE_NAME = "syncd.db"
 CACHE_NAME = "cache.db"
@@ -327,6 +328,10 @@ class SqliteDatabase(Database):
 
     def rollback(self) -> None:
         self.db.rollback()
+
+    def many_commits(self) -> contextlib.AbstractContextManager[None]:
+        # The checkpoints, and their fsyncs, on a thread (syncd.state.checkpoints).
+        return checkpointing(self.db.conn, self.name)
 
     def check_writable(self) -> None:
         # Setting user_version to itself is a write that changes nothing.
