@@ -12,7 +12,10 @@ its floor is 2N / 300 seconds.
 - then without the limit, at two concurrencies: 8, which this machine can
   keep busy (so the figure is about the controller: it should reach its
   maximum and keep every slot full, ≥ 0.9 × concurrency / latency), and 32,
-  where syncd's own CPU is the limit on two shared cores.
+  where syncd's own CPU is the limit on two shared cores. Each is beside a
+  plain httpx loop at the same concurrency (one connection per worker) on the
+  same sandbox: the sandbox's own cost per request comes on top of its
+  latency for any client, and that loop shows how much.
 
 How the controller settles is read from the sandbox: the most requests in
 flight at once, second by second, shown as the median of each 5 s.
@@ -20,6 +23,7 @@ flight at once, second by second, shown as the median of each 5 s.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import statistics
 import tempfile
@@ -38,6 +42,8 @@ SLACK = 1.15
 MAX_429_SHARE = 0.01
 #: The share of concurrency / latency that a plan without a limit must reach.
 BUSY_SHARE = 0.9
+#: Requests of the plain loop (one connection per worker) at the same concurrency.
+PLAIN_REQUESTS = 4000
 
 
 def real_server_plans(users: int) -> list[Figure]:
@@ -80,6 +86,18 @@ def real_server_plans(users: int) -> list[Figure]:
                 seen = _cold_plan(url, desired, state, credentials, flags, {})
                 rate = seen["requests"] / seen["seconds"]
                 goal = BUSY_SHARE * concurrency / (LATENCY_MS / 1000)
+                # What this sandbox allows at this concurrency: its own cost per
+                # request comes on top of the latency, for any client.
+                plain = asyncio.run(
+                    runs.plain_loop(
+                        url,
+                        users,
+                        PLAIN_REQUESTS,
+                        False,
+                        one_connection_each=True,
+                        workers=concurrency,
+                    )
+                )
                 figures.append(
                     Figure(
                         f"cold plan, {users:,} users, 30±10 ms, no limit, "
@@ -90,6 +108,8 @@ def real_server_plans(users: int) -> list[Figure]:
                             "of_concurrency_over_latency": round(
                                 rate / (concurrency / (LATENCY_MS / 1000)), 2
                             ),
+                            "plain_loop_req_s": round(plain),
+                            "of_plain_loop": round(rate / plain, 2),
                             **seen,
                             "target": f">= {BUSY_SHARE} x {concurrency} / 30 ms ({goal:.0f})",
                         },

@@ -143,14 +143,20 @@ async def worker_clients(
 
 
 async def plain_loop(
-    url: str, users: int, count: int, write: bool, one_connection_each: bool = False
+    url: str,
+    users: int,
+    count: int,
+    write: bool,
+    one_connection_each: bool = False,
+    workers: int | None = None,
 ) -> float:
     """Requests per second of a plain httpx loop: GET user/emails, or a no-op PATCH.
 
     The plain loop shares one client among its workers, as most httpx code does.
     With `one_connection_each`, each worker has a one-connection client of its
     own, as syncd's lanes do: the difference is httpcore's pool bookkeeping,
-    and syncd's rate against this loop is what its own work costs.
+    and syncd's rate against this loop is what its own work costs. `workers`
+    defaults to the bench's concurrency.
     """
     next_index = 0
 
@@ -173,7 +179,7 @@ async def plain_loop(
                 raise SystemExit(f"bench: plain loop got HTTP {response.status_code}")
 
     async with worker_clients(
-        url, CONCURRENCY, one_connection_each=one_connection_each, timeout=60
+        url, workers or CONCURRENCY, one_connection_each=one_connection_each, timeout=60
     ) as clients:
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for client in clients))
