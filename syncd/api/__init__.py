@@ -7,7 +7,8 @@
     budget       what a server says of its rate limit: RateLimit-*, X-RateLimit-*, RateLimit
     pacing       when the next request may start: SYNCD_MAX_RATE, the budget, Retry-After
     concurrency  how many may be in flight: an AIMD limit between 1 and SYNCD_CONCURRENCY
-    control      one client's controller: the limit and the pacer, taught by every answer
+    control      the process's controller per API: the limit and the pacer, taught by every answer
+    retrying     when to send again: the retry policy's waits, Retry-After in either form
     client       the five calls, error mapping, retries, body limits
 
 May import `syncd.core` and the top-level modules; not the desired-state

@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -33,6 +29,7 @@ from syncd import __version__
 from syncd.api.control import RateControl
 from syncd.api.credentials import Credential
 from syncd.api.inflating import ACCEPT_ENCODING, read_capped
+from syncd.api.retrying import RetryPolicy, read_retry_after
 from syncd.api.transport import Route, check_trust_files, client_options
 from syncd.core.live import (
     LiveEmail,
@@ -43,15 +40,12 @@ from syncd.core.live import (
     parse_user,
 )
 from syncd.errors import (
-    MAX_RETRY_AFTER,
     ApiError,
     CredentialError,
     CredentialRefused,
     HttpStatusError,
     MalformedResponse,
     MissingCredential,
-    RateLimited,
-    ServerError,
     TransportError,
     excerpt,
     status_error,
@@ -64,8 +58,6 @@ if TYPE_CHECKING:
 
     from syncd.api.lanes import Lanes
 
-_DELAY_SECONDS = re.compile(r"[0-9]{1,10}")
-
 #: Answers larger than this are refused: no user object or email list comes near it.
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -73,56 +65,6 @@ T = TypeVar("T")
 
 #: Called after every request with its method, status (None: no answer) and duration.
 ResponseObserver = Callable[[str, int | None, float], None]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5
-    base_delay: float = 0.2
-    max_delay: float = 10.0
-    #: A 429 without Retry-After waits this long first, then twice as long each time.
-    rate_limited_delay: float = 1.0
-    rate_limited_max_delay: float = 60.0
-
-    def delay(self, attempt: int, error: ApiError) -> float:
-        """Seconds to wait before retry number `attempt` (1-based) after `error`."""
-        if isinstance(error, RateLimited):
-            if error.retry_after is not None:
-                return error.retry_after  # at most MAX_RETRY_AFTER: see WaitTooLong
-            # The server is overloaded and did not say for how long: back off for real,
-            # from a second, with a little jitter so that the workers do not return together.
-            ceiling = self.rate_limited_delay * 2.0 ** (attempt - 1)
-            return min(self.rate_limited_max_delay, ceiling) * random.uniform(1.0, 1.25)
-        # A 503 may say when the server is back: sooner is wasted, and more than we
-        # wait for a 429 is left to our own backoff.
-        retry_after = error.retry_after if isinstance(error, ServerError) else None
-        if retry_after is not None and retry_after <= MAX_RETRY_AFTER:
-            return retry_after
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return random.uniform(0, ceiling)  # full jitter spreads a burst of retries
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in either form of RFC 9110: delay-seconds or an HTTP date.
-
-    A value that is neither counts as absent: a server's odd header must never
-    fail a request, only leave the wait to our own backoff.
-    """
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    value = value.strip()
-    # ASCII digits only (str.isdigit() takes "²", which float() refuses), and no more
-    # than any wait could mean: 10 digits are three centuries.
-    if _DELAY_SECONDS.fullmatch(value):
-        return float(value)
-    try:
-        moment = parsedate_to_datetime(value)
-        if moment.tzinfo is None:
-            return None
-        return max(0.0, (moment - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None  # neither form, or a date past what datetime holds: our own backoff
 
 
 @dataclass(slots=True)
@@ -391,7 +333,7 @@ class AccountsClient:
             await response.aclose()
         status = response.status_code
         # Read whatever the status: a 503 too may say when the server is back (RetryPolicy).
-        retry_after = _retry_after(response)
+        retry_after = read_retry_after(response)
         exchange.answered = True
         self.rate_control.answered(
             status,

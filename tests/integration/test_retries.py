@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from syncd.api.client import AccountsClient, _retry_after
+from syncd.api.client import AccountsClient
 from syncd.api.credentials import CredentialStore
+from syncd.api.retrying import read_retry_after
 from syncd.errors import TransportError, WaitTooLong
 from tests.integration.conftest import World
 
@@ -39,13 +40,13 @@ from tests.integration.conftest import World
 def test_retry_after_is_read_in_either_form(value: str | None, expected: float | None):
     # Raw latin-1 bytes, as they come off the wire.
     headers = [] if value is None else [(b"Retry-After", value.encode("latin-1"))]
-    assert _retry_after(httpx.Response(429, headers=headers)) == expected
+    assert read_retry_after(httpx.Response(429, headers=headers)) == expected
 
 
 def test_retry_after_as_a_date_is_the_seconds_until_then():
     moment = datetime.now(UTC) + timedelta(seconds=30)
     header = {"Retry-After": format_datetime(moment, usegmt=True)}
-    delay = _retry_after(httpx.Response(429, headers=header))
+    delay = read_retry_after(httpx.Response(429, headers=header))
     assert delay is not None
     assert 28 <= delay <= 30
 
@@ -161,7 +162,7 @@ def test_a_503_that_says_when_to_come_back_is_waited_for_over_the_wire(world: Wo
 
 
 def test_a_503_that_says_when_to_come_back_is_waited_for():
-    from syncd.api.client import RetryPolicy
+    from syncd.api.retrying import RetryPolicy
     from syncd.errors import status_error
 
     policy = RetryPolicy()

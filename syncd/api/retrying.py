@@ -1,0 +1,74 @@
+"""When to send a request again: the retry policy's waits, and Retry-After as a server says it.
+
+Pure rules over an error and an attempt's number (syncd.api.client obeys
+them): a 429 waits what its Retry-After says (at most MAX_RETRY_AFTER, beyond
+which the request fails with WaitTooLong) or, unsaid, from a second upward;
+a 503 that says when the server is back waits that; everything else backs off
+exponentially with full jitter.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
+
+from syncd.errors import MAX_RETRY_AFTER, ApiError, RateLimited, ServerError
+
+if TYPE_CHECKING:
+    import httpx
+
+_DELAY_SECONDS = re.compile(r"[0-9]{1,10}")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    base_delay: float = 0.2
+    max_delay: float = 10.0
+    #: A 429 without Retry-After waits this long first, then twice as long each time.
+    rate_limited_delay: float = 1.0
+    rate_limited_max_delay: float = 60.0
+
+    def delay(self, attempt: int, error: ApiError) -> float:
+        """Seconds to wait before retry number `attempt` (1-based) after `error`."""
+        if isinstance(error, RateLimited):
+            if error.retry_after is not None:
+                return error.retry_after  # at most MAX_RETRY_AFTER: see WaitTooLong
+            # The server is overloaded and did not say for how long: back off for real,
+            # from a second, with a little jitter so that the workers do not return together.
+            ceiling = self.rate_limited_delay * 2.0 ** (attempt - 1)
+            return min(self.rate_limited_max_delay, ceiling) * random.uniform(1.0, 1.25)
+        # A 503 may say when the server is back: sooner is wasted, and more than we
+        # wait for a 429 is left to our own backoff.
+        retry_after = error.retry_after if isinstance(error, ServerError) else None
+        if retry_after is not None and retry_after <= MAX_RETRY_AFTER:
+            return retry_after
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)  # full jitter spreads a burst of retries
+
+
+def read_retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in either form of RFC 9110: delay-seconds or an HTTP date.
+
+    A value that is neither counts as absent: a server's odd header must never
+    fail a request, only leave the wait to our own backoff.
+    """
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    value = value.strip()
+    # ASCII digits only (str.isdigit() takes "²", which float() refuses), and no more
+    # than any wait could mean: 10 digits are three centuries.
+    if _DELAY_SECONDS.fullmatch(value):
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+        if moment.tzinfo is None:
+            return None
+        return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None  # neither form, or a date past what datetime holds: our own backoff
