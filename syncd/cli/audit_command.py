@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from syncd.cli.options import settings_from_flags
+from syncd.cli.options import output_option, settings_from_flags
 
 
 def _parse_since(value: str | None) -> Any:
@@ -45,7 +45,7 @@ def _parse_since(value: str | None) -> Any:
     help="Only the writes that ended so, with their intents (repeat).",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@output_option(help=None)
 def audit(
     state_dir: str | None,
     users: tuple[str, ...],

@@ -10,6 +10,7 @@ import click
 from syncd.cli.options import (
     desired_for,
     keep_until_exit,
+    output_option,
     settings_from_flags,
     settings_options,
 )
@@ -19,13 +20,7 @@ from syncd.errors import EXIT_CHANGES_PENDING, EXIT_ERROR
 @click.command()
 @settings_options
 @click.option("--refresh", is_flag=True, help="Read every user from the API, ignoring the cache.")
-@click.option(
-    "--output",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Human diff or the JSON contract.",
-)
+@output_option()
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
@@ -169,13 +164,7 @@ def apply(
 
 @click.command()
 @click.argument("plan_file", metavar="PLAN.json")
-@click.option(
-    "--output",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Human diff or the JSON contract.",
-)
+@output_option()
 def show(plan_file: str, output: str) -> None:
     """Print a plan saved with `plan --out`, as it was made; read nothing else."""
     from syncd.engine.planfile import load_plan

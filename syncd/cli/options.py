@@ -20,6 +20,17 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def output_option(help: str | None = "Human diff or the JSON contract.") -> Callable[[F], F]:
+    """`--output text|json`, text by default: every command that prints a result has it."""
+    return click.option(
+        "--output",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help=help,
+    )
+
+
 def settings_options(command: F) -> F:
     """Flags shared by every command that talks to the API; each overrides its SYNCD_ variable."""
     options = [
