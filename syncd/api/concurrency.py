@@ -76,6 +76,7 @@ class AdaptiveLimit:
         self.best: float | None = None
         # Decreases before this moment are the same congestion as the last one.
         self._calm_until = -math.inf
+        self._calm_cause = ""  # what the last decrease was for
         #: Decreases so far, by cause: what a run can report.
         self.backoffs = collections.Counter[str]()
         #: Seconds one turn of this process's event loop takes now: its own delay.
@@ -111,8 +112,11 @@ class AdaptiveLimit:
     def _decrease(self, factor: float, cause: str) -> None:
         now = self._clock()
         self.slow_start = False
-        if now < self._calm_until:
+        # Within a round trip of a decrease, the same congestion says nothing new;
+        # but a 429 after a cut for latency is the server's own word, and halves.
+        if now < self._calm_until and not (cause == "overload" and self._calm_cause == "latency"):
             return
+        self._calm_cause = cause
         self.limit = max(1.0, self.limit * factor)
         self.backoffs[cause] += 1
         # One round trip: what is in flight now was sent before this decrease.

@@ -256,6 +256,20 @@ def test_the_limit_doubles_each_round_trip_until_the_first_trouble() -> None:
         assert limit.current == expected
 
 
+def test_a_429_right_after_a_cut_for_latency_still_halves() -> None:
+    # On a loaded machine the latency rule may cut first; the server's 429 within
+    # that round trip is its own word, and was swallowed by the calm window.
+    clock = Clock()
+    limit = AdaptiveLimit(32, clock=clock)
+    limit.limit = 20
+    limit._decrease(0.9, "latency")
+    assert limit.current == 18
+    limit.overloaded()
+    limit.overloaded()  # the rest of the burst: one congestion
+    assert limit.current == 9
+    assert limit.backoffs == {"latency": 1, "overload": 1}
+
+
 def test_an_overload_halves_the_limit_once_per_round_trip_then_it_grows_by_one() -> None:
     clock = Clock()
     limit = AdaptiveLimit(32, clock=clock)
