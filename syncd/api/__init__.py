@@ -1,8 +1,7 @@
 """Talking to the accounts API v1.1: one audited, bounded, retrying client.
 
     credentials  which secret authenticates each user's calls, never shown
-    nocookies    a client that keeps no cookie: none crosses between users
-    lanes        one keep-alive connection per request in flight
+    lanes        one keep-alive httpcore connection per request in flight, no httpx client
     pool         bounded concurrency over a stream of work items
     budget       what a server says of its rate limit: RateLimit-*, X-RateLimit-*, RateLimit
     pacing       when the next request may start: SYNCD_MAX_RATE, the budget, Retry-After

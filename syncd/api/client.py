@@ -1,16 +1,16 @@
-"""The accounts API client: httpx, async, bounded, retrying only what is safe.
+"""The accounts API client: async, bounded, retrying only what is safe.
 
-At most `concurrency` requests in flight, each on a connection of its own
-(syncd.api.lanes), fewer when the server's answers ask for it, and paced by
-its rate-limit headers and SYNCD_MAX_RATE (syncd.api.control: one controller
-per API for the process, as the server limits a client, not a credential nor a
-run); a timeout on
-every call. GET, PATCH and DELETE are retried on
-transport errors, 429 (honouring Retry-After) and 5xx with exponential backoff
-and full jitter; POST is never retried here (design.md section 3: the caller
-re-reads and adds only what is missing). Every failure becomes an ApiError of
-syncd.errors naming the user, the method and the path; a body that is not the
-JSON the API document promises is a MalformedResponse, never data.
+At most `concurrency` requests in flight, each on an httpcore connection of
+its own (syncd.api.lanes, which says why not through an httpx client), fewer
+when the server's answers ask for it, and paced by its rate-limit headers
+and SYNCD_MAX_RATE (syncd.api.control: one controller per API for the
+process, as the server limits a client, not a credential nor a run); a
+timeout on every call. GET, PATCH and DELETE are retried on transport errors,
+429 (honouring Retry-After) and 5xx with exponential backoff and full
+jitter; POST is never retried here (design.md section 3: the caller re-reads
+and adds only what is missing). Every failure becomes an ApiError of
+syncd.errors naming the user, the method and the path; a body that is not
+the JSON the API document promises is a MalformedResponse, never data.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from syncd.api.control import RateControl
 from syncd.api.credentials import Credential
 from syncd.api.inflating import ACCEPT_ENCODING, read_capped
 from syncd.api.retrying import RetryPolicy, read_retry_after
-from syncd.api.transport import Route, check_trust_files, client_options
+from syncd.api.transport import Endpoint, Route, check_trust_files, connector
 from syncd.core.live import (
     LiveEmail,
     LiveProfile,
@@ -54,9 +54,9 @@ from syncd.settings import Settings
 
 if TYPE_CHECKING:
     # Imported when the first request is made (a fifth of a warm plan's start-up).
-    import httpx
+    import httpcore
 
-    from syncd.api.lanes import Lanes
+    from syncd.api.lanes import Connection, Lanes
 
 #: Answers larger than this are refused: no user object or email list comes near it.
 MAX_BODY_BYTES = 1024 * 1024
@@ -78,6 +78,10 @@ class _Exchange:
 
 class AccountsClient:
     """Calls of the accounts API v1.1, each made with the credential of its user."""
+
+    # Made with the lanes, at the first request: where requests go, and what each carries.
+    _endpoint: Endpoint
+    _headers: list[tuple[bytes, bytes]]
 
     def __init__(
         self,
@@ -131,32 +135,18 @@ class AccountsClient:
 
     def _lanes_made(self) -> Lanes:
         if self._lanes is None:
-            import httpx
-
             from syncd.api.lanes import Lanes
-            from syncd.api.nocookies import CookielessClient, NoCookies
 
             settings = self._settings
-            # Loading the CA bundle is most of the cost of a client: once for all lanes.
-            reach = client_options(settings, self._route)
-            headers = {
-                "Accept": "application/json",
-                "Accept-Encoding": ACCEPT_ENCODING,
-                "User-Agent": f"syncd/{__version__}",
-            }
-
-            def make_client() -> httpx.AsyncClient:
-                return CookielessClient(
-                    base_url=settings.api_url,
-                    timeout=httpx.Timeout(settings.timeout),
-                    limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                    headers=headers,
-                    follow_redirects=False,
-                    cookies=NoCookies(),
-                    **reach,
-                )
-
-            self._lanes = Lanes(settings.concurrency, make_client)
+            self._endpoint = Endpoint.of(settings.api_url)
+            self._headers = [
+                (b"Host", self._endpoint.host_header),
+                (b"Accept", b"application/json"),
+                (b"Accept-Encoding", ACCEPT_ENCODING.encode("ascii")),
+                (b"User-Agent", f"syncd/{__version__}".encode("ascii")),
+            ]
+            connect = connector(settings, self._route, self._endpoint)
+            self._lanes = Lanes(settings.concurrency, connect)
         return self._lanes
 
     @property
@@ -252,14 +242,15 @@ class AccountsClient:
             # Never send a request without credentials: it can only earn a 401.
             detail = "no credential file for this user and no fallback token"
             raise MissingCredential(username, method, path, detail)
-        headers = {"Authorization": credential.authorization()}
         exchange = _Exchange()
         # Made before the turn, not after: building them takes tens of ms, and a request
         # sent that long after its turn comes closer to the next than the rate allows.
         self._lanes_made()
         await self.rate_control.admit()
         try:
-            return await self._send_admitted(method, username, path, body, headers, exchange)
+            return await self._send_admitted(
+                method, username, path, body, credential.authorization(), exchange
+            )
         finally:
             self.rate_control.done(answered=exchange.answered)
 
@@ -269,24 +260,27 @@ class AccountsClient:
         username: str,
         path: str,
         body: dict[str, str] | None,
-        headers: dict[str, str],
+        authorization: str,
         exchange: _Exchange,
     ) -> bytes:
-        import httpx  # here, not at module level: a warm plan never sends
+        import httpcore  # here, not at module level: a warm plan never sends
+
+        from syncd.api.lanes import CONNECTION_FAILURES
 
         lanes = self._lanes_made()
-        async with lanes.lane() as http:
+        async with lanes.lane() as connection:
             self.requests[method] += 1
             exchange.started = time.monotonic()
-            exchange.new_connection = lanes.first_use(http)
+            exchange.new_connection = lanes.first_use(connection)
             status: int | None = None
             timeout = self._settings.timeout
             try:
-                # The whole exchange, body included: httpx's own timeouts bound each
-                # read, and a server that trickles a byte at a time never trips them.
+                # The whole exchange, connecting and the body included, rather than
+                # each read: a server that trickles a byte at a time would pass those.
                 async with asyncio.timeout(timeout):
+                    request = self._request(method, path, body, authorization)
                     status, raw = await self._exchange(
-                        http, method, username, path, body, headers, exchange
+                        connection, request, username, method, path, exchange
                     )
                 self.succeeded += 1
                 self.answered += 1
@@ -299,66 +293,78 @@ class AccountsClient:
                 if status < 500:
                     self.answered += 1
                 raise
-            except httpx.LocalProtocolError as error:
+            except httpcore.LocalProtocolError as error:
                 # Raised before sending; its text may quote a header: the class name only.
                 detail = f"the request could not be sent ({error.__class__.__name__})"
                 raise ApiError(username, method, path, detail) from None
-            except httpx.TransportError as error:
+            except CONNECTION_FAILURES as error:
                 # str(error) names the failure (connect, read, timeout), never a header.
                 detail = f"{error.__class__.__name__}: {error}".rstrip(": ")
                 raise TransportError(username, method, path, detail) from None
-            except httpx.HTTPError as error:
-                # An answer that arrived but cannot be decoded (e.g. broken gzip).
-                detail = f"unreadable answer: {error.__class__.__name__}: {error}"
-                raise MalformedResponse(username, method, path, detail) from None
             finally:
                 if self._on_response is not None:
                     self._on_response(method, status, time.monotonic() - exchange.started)
 
+    def _request(
+        self, method: str, path: str, body: dict[str, str] | None, authorization: str
+    ) -> httpcore.Request:
+        import httpcore
+
+        headers = [*self._headers, (b"Authorization", authorization.encode("ascii"))]
+        content = b""
+        if body is not None:
+            # As httpx encodes a json= body: compact UTF-8, and never NaN.
+            content = json.dumps(
+                body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            ).encode("utf-8")
+            headers.append((b"Content-Type", b"application/json"))
+            headers.append((b"Content-Length", str(len(content)).encode("ascii")))
+        return httpcore.Request(
+            method,
+            self._endpoint.url(path),
+            headers=headers,
+            content=content,
+        )
+
     async def _exchange(
         self,
-        http: httpx.AsyncClient,
-        method: str,
+        connection: Connection,
+        request: httpcore.Request,
         username: str,
+        method: str,
         path: str,
-        body: dict[str, str] | None,
-        headers: dict[str, str],
         exchange: _Exchange,
     ) -> tuple[int, bytes]:
-        request = http.build_request(method, path, json=body, headers=headers)
-        response = await http.send(request, stream=True)
+        import httpx
+
+        response = await connection.handle_async_request(request)
         try:
-            raw = await _read_capped(response, username, method, path)
+            # httpx's headers: looked up without regard to case, repeats joined by commas.
+            headers = httpx.Headers(response.headers)
+            # The cap holds while inflating (syncd.api.inflating), not after each chunk.
+            raw = await read_capped(
+                headers, response.aiter_stream(), MAX_BODY_BYTES, username, method, path
+            )
         finally:
             await response.aclose()
-        status = response.status_code
+        status = response.status
         # Read whatever the status: a 503 too may say when the server is back (RetryPolicy).
-        retry_after = read_retry_after(response)
+        retry_after = read_retry_after(headers)
         exchange.answered = True
         self.rate_control.answered(
             status,
-            response.headers,
+            headers,
             time.monotonic() - exchange.started,
             retry_after=retry_after,
             new_connection=exchange.new_connection,
         )
         if status in (200, 201, 204):
             return status, raw
-        raise _status_error(username, method, path, response, raw, retry_after)
-
-
-async def _read_capped(response: httpx.Response, username: str, method: str, path: str) -> bytes:
-    # The cap holds while inflating (syncd.api.inflating), not after each chunk.
-    return await read_capped(response, MAX_BODY_BYTES, username, method, path)
+        raise _status_error(username, method, path, status, raw, retry_after)
 
 
 def _status_error(
-    username: str,
-    method: str,
-    path: str,
-    response: httpx.Response,
-    raw: bytes,
-    retry_after: float | None,
+    username: str, method: str, path: str, status: int, raw: bytes, retry_after: float | None
 ) -> HttpStatusError:
     text = raw.decode("utf-8", "replace")
     try:
@@ -367,7 +373,7 @@ def _status_error(
             text = parsed["detail"]
     except ValueError:
         pass
-    return status_error(username, method, path, response.status_code, text, retry_after)
+    return status_error(username, method, path, status, text, retry_after)
 
 
 def _user_path(username: str) -> str:

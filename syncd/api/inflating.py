@@ -16,12 +16,9 @@ both, and so does this.
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterable, Mapping
 
 from syncd.errors import MalformedResponse, excerpt
-
-if TYPE_CHECKING:
-    import httpx
 
 #: What the client says it accepts: exactly what `read_capped` can inflate.
 ACCEPT_ENCODING = "gzip, deflate"
@@ -74,16 +71,21 @@ class _Inflater:
 
 
 async def read_capped(
-    response: httpx.Response, limit: int, username: str, method: str, path: str
+    headers: Mapping[str, str],
+    chunks: AsyncIterable[bytes],
+    limit: int,
+    username: str,
+    method: str,
+    path: str,
 ) -> bytes:
-    """The inflated body of a streamed `response`; MalformedResponse past `limit` bytes.
+    """The inflated body of an answer as it arrives; MalformedResponse past `limit` bytes.
 
     `limit` bounds the raw bytes received and the inflated bytes alike.
     """
-    declared = response.headers.get("Content-Length")
+    declared = headers.get("Content-Length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise MalformedResponse(username, method, path, f"answer of {declared} bytes is too large")
-    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    encoding = headers.get("Content-Encoding", "").strip().lower()
     if encoding not in ("", "identity", *_WBITS):
         detail = f"answer in an encoding that was not asked for: {excerpt(encoding)!r}"
         raise MalformedResponse(username, method, path, detail)
@@ -91,7 +93,7 @@ async def read_capped(
     body = bytearray()
     received = 0
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in chunks:
             received += len(chunk)
             if received > limit:
                 raise _TooLarge

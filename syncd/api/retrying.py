@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING
 
 from syncd.errors import MAX_RETRY_AFTER, ApiError, RateLimited, ServerError
-
-if TYPE_CHECKING:
-    import httpx
 
 _DELAY_SECONDS = re.compile(r"[0-9]{1,10}")
 
@@ -51,13 +48,13 @@ class RetryPolicy:
         return random.uniform(0, ceiling)  # full jitter spreads a burst of retries
 
 
-def read_retry_after(response: httpx.Response) -> float | None:
+def read_retry_after(headers: Mapping[str, str]) -> float | None:
     """Retry-After in either form of RFC 9110: delay-seconds or an HTTP date.
 
     A value that is neither counts as absent: a server's odd header must never
     fail a request, only leave the wait to our own backoff.
     """
-    value = response.headers.get("Retry-After")
+    value = headers.get("Retry-After")
     if value is None:
         return None
     value = value.strip()

@@ -2,8 +2,9 @@
 
 syncd talks to one origin, the API URL, so its route is decided once, from
 the settings (syncd.settings reads the conventional variables: https_proxy,
-http_proxy, all_proxy, no_proxy, SSL_CERT_FILE, SSL_CERT_DIR), and httpx is
-told not to read the environment itself (`trust_env=False`):
+http_proxy, all_proxy, no_proxy, SSL_CERT_FILE, SSL_CERT_DIR); httpcore,
+which the lanes speak to directly (syncd.api.lanes), never reads the
+environment itself:
 
 - Loopback (localhost, 127.0.0.0/8, ::1) is never proxied. The exception that
   lets credentials go over plain http:// to loopback (Settings.check_transport)
@@ -32,11 +33,18 @@ import ssl
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from syncd.errors import UsageError
 from syncd.settings import Settings, is_loopback
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import httpcore
+
+    from syncd.api.lanes import Connection
 
 _PROXY_SCHEMES = ("http", "https")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -159,9 +167,69 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-def client_options(settings: Settings, route: Route) -> dict[str, Any]:
-    """The keyword arguments of httpx.AsyncClient that say how to reach the API."""
-    return {"proxy": route.proxy, "verify": tls_context(settings), "trust_env": False}
+#: Seconds an idle connection is kept for its next request, as httpx keeps them.
+KEEPALIVE_EXPIRY = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """The API's URL as every request needs it: its origin, Host header and base path.
+
+    Read once by httpx's URL parser, so that the host is IDNA-encoded and the
+    Host header written exactly as httpx would write it (a default port left
+    out, an IPv6 address in brackets).
+    """
+
+    scheme: bytes
+    host: bytes
+    port: int
+    host_header: bytes
+    base_path: bytes
+
+    @classmethod
+    def of(cls, api_url: str) -> Endpoint:
+        import httpx
+
+        url = httpx.URL(api_url)
+        port = url.port or _DEFAULT_PORTS[url.scheme]
+        return cls(url.raw_scheme, url.raw_host, port, url.netloc, url.raw_path.rstrip(b"/"))
+
+    def url(self, path: str) -> httpcore.URL:
+        """The URL of an API path ("/api/v1.1/…", already quoted)."""
+        import httpcore
+
+        target = self.base_path + path.encode("ascii")
+        return httpcore.URL(scheme=self.scheme, host=self.host, port=self.port, target=target)
+
+
+def connector(settings: Settings, route: Route, endpoint: Endpoint) -> Callable[[], Connection]:
+    """What makes each lane's connection (syncd.api.lanes): direct, or through the proxy."""
+    import httpcore
+    import httpx
+
+    # Loading the CA bundle is most of the cost of a connection: once for all lanes.
+    tls = tls_context(settings)
+    if route.proxy is None:
+        origin = httpcore.Origin(endpoint.scheme, endpoint.host, endpoint.port)
+        return lambda: httpcore.AsyncHTTPConnection(
+            origin, ssl_context=tls, keepalive_expiry=KEEPALIVE_EXPIRY
+        )
+    # Read as httpx reads a proxy URL: its user and password become proxy_auth.
+    proxy = httpx.Proxy(route.proxy)
+    proxy_url = httpcore.URL(
+        scheme=proxy.url.raw_scheme,
+        host=proxy.url.raw_host,
+        port=proxy.url.port,
+        target=proxy.url.raw_path,
+    )
+    return lambda: httpcore.AsyncHTTPProxy(
+        proxy_url=proxy_url,
+        proxy_auth=proxy.raw_auth,
+        ssl_context=tls,
+        max_connections=1,
+        max_keepalive_connections=1,
+        keepalive_expiry=KEEPALIVE_EXPIRY,
+    )
 
 
 def _reason(error: OSError | ssl.SSLError) -> str:

@@ -63,6 +63,19 @@ def test_a_remote_api_goes_through_the_proxy_and_trusts_the_private_ca(world: Wo
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stdout
 
 
+def test_a_direct_https_api_trusts_the_private_ca_and_no_other(world: World):
+    # No proxy: the lanes' own network backend (syncd.api.streams) makes the TLS connection.
+    with TlsFront(target_port=int(world.sandbox.url.rsplit(":", 1)[1])) as front:
+        api_url = f"https://127.0.0.1:{front.port}"  # the test certificate names 127.0.0.1
+        untrusted = plan(world, api_url=api_url, SSL_CERT_FILE=None)
+        trusted = plan(world, api_url=api_url, SSL_CERT_FILE=None, SYNCD_CA_FILE=str(CA_FILE))
+    assert trusted.exit_code == 0, trusted.output
+    assert "Plan: 3 changes for 1 user" in trusted.stdout
+    assert untrusted.exit_code == 1
+    assert "ConnectError" in untrusted.stdout
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stdout
+
+
 @pytest.mark.parametrize(
     ("variables", "expected"),
     [
