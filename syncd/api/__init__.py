@@ -2,6 +2,7 @@
 
     credentials  which secret authenticates each user's calls, never shown
     lanes        one keep-alive httpcore connection per request in flight, no httpx client
+    streams      httpcore's network backend on asyncio's transports, without anyio's costs
     pool         bounded concurrency over a stream of work items
     budget       what a server says of its rate limit: RateLimit-*, X-RateLimit-*, RateLimit
     pacing       when the next request may start: SYNCD_MAX_RATE, the budget, Retry-After

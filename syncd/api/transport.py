@@ -210,9 +210,12 @@ def connector(settings: Settings, route: Route, endpoint: Endpoint) -> Callable[
     # Loading the CA bundle is most of the cost of a connection: once for all lanes.
     tls = tls_context(settings)
     if route.proxy is None:
+        from syncd.api.streams import AsyncioBackend
+
         origin = httpcore.Origin(endpoint.scheme, endpoint.host, endpoint.port)
+        network = AsyncioBackend()
         return lambda: httpcore.AsyncHTTPConnection(
-            origin, ssl_context=tls, keepalive_expiry=KEEPALIVE_EXPIRY
+            origin, ssl_context=tls, keepalive_expiry=KEEPALIVE_EXPIRY, network_backend=network
         )
     # Read as httpx reads a proxy URL: its user and password become proxy_auth.
     proxy = httpx.Proxy(route.proxy)

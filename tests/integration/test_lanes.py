@@ -98,3 +98,51 @@ def test_a_lane_whose_request_was_cancelled_serves_the_next_one(sandbox: Any) ->
     assert len(made) == 2
     assert all(connection.is_closed() for connection in made)
 
+
+def test_a_lane_whose_connection_the_server_closed_sends_on_a_new_one() -> None:
+    # A server that closes each connection after its answer, without saying so: the
+    # next request must not go out on the dead connection (a POST is never retried).
+    from syncd.api.streams import AsyncioBackend
+
+    async def run() -> tuple[list[int], int]:
+        accepted = 0
+        closed = asyncio.Event()
+
+        async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal accepted
+            accepted += 1
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+            closed.set()
+
+        server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        origin = httpcore.Origin(b"http", b"127.0.0.1", port)
+        backend = AsyncioBackend()
+        lanes = Lanes(1, lambda: httpcore.AsyncHTTPConnection(origin, network_backend=backend))
+        statuses = []
+        try:
+            for _ in range(2):
+                closed.clear()
+                async with lanes.lane() as connection:
+                    request = httpcore.Request(
+                        "POST",
+                        f"http://127.0.0.1:{port}/",
+                        headers={"Host": "x", "Content-Length": "2"},
+                        content=b"{}",
+                    )
+                    response = await connection.handle_async_request(request)
+                    await response.aread()
+                    await response.aclose()
+                    statuses.append(response.status)
+                await closed.wait()  # the server's end is closed before the next request
+        finally:
+            await lanes.aclose()
+            server.close()
+            await server.wait_closed()
+        return statuses, accepted
+
+    assert asyncio.run(run()) == ([200, 200], 2)
