@@ -154,29 +154,39 @@ def startup_time() -> list[Figure]:
 DAEMON_CYCLES = 40
 
 
-def plain_rates(url: str, users: int, count: int, *, write: bool) -> tuple[float, float]:
-    """The plain loop's rate with one shared client, then with one connection per worker."""
+def plain_rates(url: str, users: int, count: int, *, write: bool) -> tuple[float, float, float]:
+    """The plain loop's rate with one shared client, with one connection per worker,
+    and on syncd's own HTTP path."""
     return (
         asyncio.run(runs.plain_loop(url, users, count, write)),
         asyncio.run(runs.plain_loop(url, users, count, write, one_connection_each=True)),
+        asyncio.run(runs.lanes_loop(url, users, count, write)),
     )
 
 
 def compared(
-    rate: float, before: tuple[float, float], after: tuple[float, float], unit: str
+    rate: float,
+    before: tuple[float, float, float],
+    after: tuple[float, float, float],
+    unit: str,
 ) -> dict[str, Any]:
-    """syncd's rate against both plain loops, each the mean of a run before and after.
+    """syncd's rate against the three plain loops, each the mean of a run before and after.
 
     `ratio` (the issues' target) is to the plain loop as most httpx code is
     written; `ratio_same_connections` is to the loop that, like syncd, gives
-    each worker a connection of its own, so it shows what syncd's own work costs.
+    each worker a connection of its own (issue 16's target). syncd no longer
+    talks HTTP through httpx's client (syncd.api.lanes), so `ratio_same_http`,
+    to the loop on syncd's own HTTP path, is the one that shows what syncd's
+    own work costs.
     """
-    shared, own = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
+    shared, own, lanes = ((b + a) / 2 for b, a in zip(before, after, strict=True))
     return {
         f"plain_httpx_{unit}": f"{before[0]:.0f}, {after[0]:.0f}",
         "ratio": round(rate / shared, 2),
         f"one_connection_each_{unit}": f"{before[1]:.0f}, {after[1]:.0f}",
         "ratio_same_connections": round(rate / own, 2),
+        f"same_http_{unit}": f"{before[2]:.0f}, {after[2]:.0f}",
+        "ratio_same_http": round(rate / lanes, 2),
     }
 
 

@@ -186,6 +186,58 @@ async def plain_loop(
         return count / (time.perf_counter() - started)
 
 
+async def lanes_loop(url: str, users: int, count: int, write: bool) -> float:
+    """The plain loop's requests per second on syncd's own HTTP path, and nothing else.
+
+    The same requests as `plain_loop`, each on a lane of syncd.api.lanes (an
+    httpcore connection on syncd.api.streams): syncd's rate against this loop
+    is what its own work costs (state, logs, plan), apart from how it talks HTTP.
+    """
+    import httpcore
+
+    from syncd.api.lanes import Lanes
+    from syncd.api.transport import Endpoint, Route, connector
+    from syncd.settings import Settings
+
+    settings = Settings(api_url=url)
+    endpoint = Endpoint.of(url)
+    lanes = Lanes(CONCURRENCY, connector(settings, Route(None), endpoint))
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < count:
+            index = next_index
+            next_index += 1
+            name = f"user{index // 2 % users + 1:06d}"
+            headers = [
+                (b"Host", endpoint.host_header),
+                (b"Authorization", f"Bearer {generated_token(name)}".encode()),
+            ]
+            path, method, content = f"/api/v1.1/users/{name}/", "GET", b""
+            if write:
+                method, content = "PATCH", b'{"company":"Bench Inc."}'
+                headers += [(b"Content-Type", b"application/json")]
+                headers += [(b"Content-Length", str(len(content)).encode())]
+            elif index % 2:
+                path += "emails/"
+            target = endpoint.url(path)
+            request = httpcore.Request(method, target, headers=headers, content=content)
+            async with lanes.lane() as connection:
+                response = await connection.handle_async_request(request)
+                await response.aread()
+                await response.aclose()
+            if response.status != 200:
+                raise SystemExit(f"bench: lanes loop got HTTP {response.status}")
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return count / (time.perf_counter() - started)
+    finally:
+        await lanes.aclose()
+
+
 def stats(url: str) -> dict[str, Any]:
     response = httpx.get(f"{url}/_sandbox/stats", timeout=30)
     response.raise_for_status()
