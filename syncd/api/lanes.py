@@ -23,7 +23,8 @@ must never travel with another's call), every header is our own.
 A lane is checked as it is lent, as the pool would: one whose connection the
 server closed or let expire is replaced before the request is sent, so a
 POST (never retried) is not lost to a keep-alive connection that is already
-gone. Through a proxy a lane is a one-connection httpcore proxy pool, which
+gone. One that comes back neither idle nor closed (left mid-exchange) is
+closed and made anew. Through a proxy a lane is a one-connection httpcore proxy pool, which
 makes those checks itself. Lanes are made on first need and lent
 most-recently-returned first, so a light load makes few connections; they
 are closed by `aclose()`, at the end of the run that made them.
@@ -90,13 +91,21 @@ class Lanes:
                 # that lost its connection is closed and made anew when next needed.
                 await self._discard(connection)
                 raise
-            except BaseException:
-                # A cancelled or otherwise failed exchange: httpcore closes a
-                # connection left mid-exchange, and the check above replaces it.
-                self._free.append(connection)
-                raise
-            else:
-                self._free.append(connection)
+            finally:
+                if connection in self._all:
+                    await self._give_back(connection)
+
+    async def _give_back(self, connection: Connection) -> None:
+        # A direct connection comes back idle, its answer read and closed, or closed.
+        # One that is neither was left mid-exchange: a cancel that landed in the close
+        # of its answer leaves it active, and the next request would fail unsent.
+        # (The proxy pool shields that close itself.)
+        if isinstance(connection, httpcore.AsyncHTTPConnection) and not (
+            connection.is_idle() or connection.is_closed()
+        ):
+            await self._discard(connection)
+        else:
+            self._free.append(connection)
 
     def first_use(self, connection: Connection) -> bool:
         """Whether this is the first request of a lane, whose time includes connecting.

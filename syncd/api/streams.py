@@ -33,6 +33,9 @@ import httpcore
 
 T = TypeVar("T")
 
+#: Seconds before the next address of a name is tried while the last is still connecting.
+HAPPY_EYEBALLS_DELAY = 0.25
+
 #: Bytes kept unread before the socket is read no more: four of httpcore's reads.
 READ_LIMIT = 256 * 1024
 
@@ -139,7 +142,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError(_reason(self._protocol.lost))
 
     async def aclose(self) -> None:
-        self._transport.close()
+        # At once, as anyio's backend closes: close() would keep the socket until the
+        # unsent bytes are flushed (forever, to a peer that stopped reading), or on
+        # TLS until the peer answers close_notify (asyncio waits up to 30 s).
+        self._transport.abort()
 
     async def start_tls(
         self,
@@ -192,7 +198,11 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.UnsupportedProtocol("socket options are not supported")
         loop = asyncio.get_running_loop()
         local = None if local_address is None else (local_address, 0)
-        connecting = loop.create_connection(_Buffered, host, port, local_addr=local)
+        # Each address the name has, the next 0.25 s after the last (RFC 8305, as anyio
+        # connects): one address that drops its packets must not stall every connection.
+        connecting = loop.create_connection(
+            _Buffered, host, port, local_addr=local, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY
+        )
         with _failing_as(httpcore.ConnectError):
             transport, protocol = await _within(timeout, httpcore.ConnectTimeout, connecting)
         return AsyncioStream(transport, protocol)

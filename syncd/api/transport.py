@@ -228,6 +228,10 @@ def connector(settings: Settings, route: Route, endpoint: Endpoint) -> Callable[
     return lambda: httpcore.AsyncHTTPProxy(
         proxy_url=proxy_url,
         proxy_auth=proxy.raw_auth,
+        # An https:// proxy is verified with the same roots as the API (SSL_CERT_FILE,
+        # SYNCD_CA_FILE); httpx would have used certifi's alone. (httpcore refuses a
+        # context for an http:// proxy.)
+        proxy_ssl_context=tls if proxy.url.scheme == "https" else None,
         ssl_context=tls,
         max_connections=1,
         max_keepalive_connections=1,

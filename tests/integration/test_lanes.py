@@ -146,3 +146,34 @@ def test_a_lane_whose_connection_the_server_closed_sends_on_a_new_one() -> None:
         return statuses, accepted
 
     assert asyncio.run(run()) == ([200, 200], 2)
+
+
+def test_a_lane_cancelled_while_closing_its_answer_serves_the_next_one(sandbox: Any) -> None:
+    # A cancel from outside (a daemon stopping, a task group) that lands in the close of
+    # an answer read in full leaves httpcore's connection active: it must not be lent so.
+    sandbox.reset(generate=1)
+    made, connect = connector(sandbox)
+
+    async def cancelled_while_closing(lanes: Lanes) -> None:
+        async with lanes.lane() as connection:
+            headers = {"Host": urlsplit(sandbox.url).netloc}
+            request = httpcore.Request("GET", sandbox.url + USER, headers=headers)
+            response = await connection.handle_async_request(request)
+            await response.aread()
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            await response.aclose()  # the cancel lands here
+
+    async def run() -> int:
+        lanes = Lanes(1, connect)
+        try:
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.create_task(cancelled_while_closing(lanes))
+            async with lanes.lane() as connection:
+                return (await get_user(sandbox, connection)).status
+        finally:
+            await lanes.aclose()
+
+    assert asyncio.run(run()) == 200
+    assert len(made) == 2

@@ -63,6 +63,26 @@ def test_a_remote_api_goes_through_the_proxy_and_trusts_the_private_ca(world: Wo
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stdout
 
 
+def test_an_https_proxy_is_verified_with_the_same_roots_as_the_api(world: World):
+    # The proxy itself behind TLS with the test certificate (it names 127.0.0.1).
+    sandbox_port = int(world.sandbox.url.rsplit(":", 1)[1])
+    with (
+        TlsFront(target_port=sandbox_port) as api,
+        RecordingProxy({"api.example:443": api.port}) as proxy,
+        TlsFront(target_port=proxy.port) as secure_proxy,
+    ):
+        result = plan(
+            world,
+            api_url="https://api.example",
+            HTTPS_PROXY=f"https://127.0.0.1:{secure_proxy.port}",
+            SSL_CERT_FILE=None,
+            SYNCD_CA_FILE=str(CA_FILE),
+        )
+    assert result.exit_code == 0, result.output
+    assert "Plan: 3 changes for 1 user" in result.stdout
+    assert proxy.requests[0] == "CONNECT api.example:443 HTTP/1.1"
+
+
 def test_a_direct_https_api_trusts_the_private_ca_and_no_other(world: World):
     # No proxy: the lanes' own network backend (syncd.api.streams) makes the TLS connection.
     with TlsFront(target_port=int(world.sandbox.url.rsplit(":", 1)[1])) as front:
