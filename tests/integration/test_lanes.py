@@ -40,6 +40,15 @@ async def get_user(sandbox: Any, connection: Connection) -> httpcore.Response:
     return response
 
 
+async def status_of_next_request(sandbox: Any, lanes: Lanes) -> int:
+    """The status of one more GET on `lanes`, which are then closed."""
+    try:
+        async with lanes.lane() as connection:
+            return (await get_user(sandbox, connection)).status
+    finally:
+        await lanes.aclose()
+
+
 def test_never_more_requests_in_flight_than_lanes_and_each_lane_keeps_its_connection(
     sandbox: Any,
 ) -> None:
@@ -83,15 +92,11 @@ def test_a_lane_whose_request_was_cancelled_serves_the_next_one(sandbox: Any) ->
 
     async def run() -> int:
         lanes = Lanes(1, connect)
-        try:
-            with pytest.raises(TimeoutError):
-                async with asyncio.timeout(0.1), lanes.lane() as connection:
-                    await get_user(sandbox, connection)
-            sandbox.set_faults()
-            async with lanes.lane() as connection:
-                return (await get_user(sandbox, connection)).status
-        finally:
-            await lanes.aclose()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1), lanes.lane() as connection:
+                await get_user(sandbox, connection)
+        sandbox.set_faults()
+        return await status_of_next_request(sandbox, lanes)
 
     assert asyncio.run(run()) == 200
     # httpcore closed the connection left mid-exchange, and the lane made a new one.
@@ -167,13 +172,9 @@ def test_a_lane_cancelled_while_closing_its_answer_serves_the_next_one(sandbox: 
 
     async def run() -> int:
         lanes = Lanes(1, connect)
-        try:
-            with pytest.raises(asyncio.CancelledError):
-                await asyncio.create_task(cancelled_while_closing(lanes))
-            async with lanes.lane() as connection:
-                return (await get_user(sandbox, connection)).status
-        finally:
-            await lanes.aclose()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.create_task(cancelled_while_closing(lanes))
+        return await status_of_next_request(sandbox, lanes)
 
     assert asyncio.run(run()) == 200
     assert len(made) == 2
