@@ -319,12 +319,8 @@ class AccountsClient:
             ).encode("utf-8")
             headers.append((b"Content-Type", b"application/json"))
             headers.append((b"Content-Length", str(len(content)).encode("ascii")))
-        return httpcore.Request(
-            method,
-            self._endpoint.url(path),
-            headers=headers,
-            content=content,
-        )
+        url = self._endpoint.url(path)
+        return httpcore.Request(method, url, headers=headers, content=content)
 
     async def _exchange(
         self,
