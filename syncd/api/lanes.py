@@ -15,19 +15,21 @@ its whole exchange: never more requests in flight than lanes
 the server asks for less). There is no httpx client, nor even a pool, in
 between: for one PATCH to the sandbox, a one-connection httpx.AsyncClient
 spent 620 µs of CPU, a one-connection httpcore pool 345 µs and the httpcore
-connection itself 260 µs. The client's building, merging and wrapping of
-every request and answer serve features that syncd does not use, or must
-not: no redirect is followed, no cookie is kept (one user's session cookie
-must never travel with another's call), every header is our own.
+connection itself 260 µs (180 µs on syncd.api.streams, its network without
+anyio). The client's building, merging and wrapping of every request and
+answer serve features that syncd does not use, or must not: no redirect is
+followed, no cookie is kept (one user's session cookie must never travel
+with another's call), every header is our own.
 
 A lane is checked as it is lent, as the pool would: one whose connection the
 server closed or let expire is replaced before the request is sent, so a
 POST (never retried) is not lost to a keep-alive connection that is already
 gone. One that comes back neither idle nor closed (left mid-exchange) is
-closed and made anew. Through a proxy a lane is a one-connection httpcore proxy pool, which
-makes those checks itself. Lanes are made on first need and lent
-most-recently-returned first, so a light load makes few connections; they
-are closed by `aclose()`, at the end of the run that made them.
+closed and made anew. Through a proxy a lane is a one-connection httpcore
+proxy pool, which makes those checks itself. Lanes are made on first need
+and lent most-recently-returned first, so a light load makes few
+connections; they are closed by `aclose()`, at the end of the run that made
+them.
 """
 
 from __future__ import annotations
