@@ -93,9 +93,11 @@ class Lanes:
                 # that lost its connection is closed and made anew when next needed.
                 await self._discard(connection)
                 raise
-            finally:
-                if connection in self._all:
-                    await self._give_back(connection)
+            except BaseException:
+                await self._give_back(connection)
+                raise
+            else:
+                await self._give_back(connection)
 
     async def _give_back(self, connection: Connection) -> None:
         # A direct connection comes back idle, its answer read and closed, or closed.

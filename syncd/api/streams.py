@@ -123,7 +123,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             del received[:max_bytes]
         if protocol.paused and len(received) <= READ_LIMIT // 2:
             protocol.paused = False
-            self._transport.resume_reading()
+            assert protocol.transport is not None
+            protocol.transport.resume_reading()  # the one that data_received paused
         return data
 
     async def _arrived(self) -> None:
