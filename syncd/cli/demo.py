@@ -1,11 +1,12 @@
 """`syncd demo`: the whole loop, plan → apply → plan, against a local sandbox.
 
 A sandbox of the accounts API is started in this process, seeded with the
-three accounts of the example desired state (`syncd/desired-state.example.yaml`,
-shipped in the package so that the demo runs from any installed syncd) in a
-state that differs from it; their tokens are written as a credentials
-directory in the work directory, next to the state file. Then the same commands an operator would
-type are run, each announced first, so a newcomer can repeat them by hand.
+three accounts of the example desired state (`desired-state.example.yaml` at the
+top of the repository, and a copy of it shipped in the package so that the demo
+runs from any installed syncd) in a state that differs from it; their tokens are
+written as a credentials directory in the work directory, next to the state
+file. Then the same commands an operator would type are run, each announced
+first, so a newcomer can repeat them by hand.
 
 The work directory is emptied at each run, but only if the demo made it: it
 leaves a marker file there (MARKER), and refuses any other directory that

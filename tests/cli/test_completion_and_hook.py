@@ -17,7 +17,7 @@ import pytest
 from ruamel.yaml import YAML
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "syncd" / "desired-state.example.yaml"
+EXAMPLE = REPO / "desired-state.example.yaml"
 PATH = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
 
 

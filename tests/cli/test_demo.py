@@ -11,7 +11,9 @@ from click.testing import CliRunner
 from syncd.cli.demo import MARKER
 from syncd.cli.main import cli
 
-EXAMPLE = Path(__file__).parents[2] / "syncd" / "desired-state.example.yaml"
+EXAMPLE = Path(__file__).parents[2] / "desired-state.example.yaml"
+#: Its copy in the package (tests/packaging/test_example.py keeps the two identical).
+PACKAGED = Path(__file__).parents[2] / "syncd" / "desired-state.example.yaml"
 
 
 def test_demo_plans_applies_and_ends_with_an_empty_plan(tmp_path: Path):
@@ -58,7 +60,7 @@ def test_demo_uses_an_empty_directory_and_its_own_example_from_anywhere(
     monkeypatch.chdir(elsewhere)  # no example desired state here
     result = CliRunner().invoke(cli, ["demo", "--workdir", str(workdir)])
     assert result.exit_code == 0, result.output
-    assert f"differ from {EXAMPLE}." in result.stdout
+    assert f"differ from {PACKAGED}." in result.stdout
     assert (workdir / MARKER).is_file()
 
 

@@ -491,7 +491,7 @@ def test_a_file_named_explicitly_may_have_any_suffix(tmp_path: Path) -> None:
 
 
 def test_example_file_at_repository_root_loads() -> None:
-    state = load_desired(REPO / "syncd" / "desired-state.example.yaml")
+    state = load_desired(REPO / "desired-state.example.yaml")
     assert state.usernames() == ["janedoe", "johnsmith", "ops_robot"]
     jane, john, robot = state.users
     assert jane.emails == ("jane.doe@example.com", "jane.doe+other@example.com")

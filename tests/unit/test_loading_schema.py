@@ -75,7 +75,7 @@ def test_every_property_has_a_description() -> None:
 
 
 def test_schema_accepts_the_example_file() -> None:
-    path = REPO / "syncd" / "desired-state.example.yaml"
+    path = REPO / "desired-state.example.yaml"
     data = yaml_data(str(path), path.read_text(encoding="utf-8"))
     assert set(data["users"]) == {"janedoe", "johnsmith", "ops_robot"}
     is_valid = schema_validator()
