@@ -8,7 +8,9 @@ then the defaults below.
 
 from __future__ import annotations
 
+import difflib
 import os
+import sys
 import tomllib
 from collections.abc import Callable
 from ipaddress import ip_address
@@ -17,6 +19,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -338,8 +341,42 @@ def is_loopback(host: str) -> bool:
     return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
+#: SYNCD_ variables that are not fields of Settings, and no typo.
+_OTHER_VARIABLES = ("CONFIG",)
+
+
+def _near_miss(name: str) -> str | None:
+    """The setting that the unknown `name` (lower case, without SYNCD_) was likely meant to be."""
+    known = [*Settings.model_fields, *(other.lower() for other in _OTHER_VARIABLES)]
+    if name in known:
+        return None
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def _warn_near_misses() -> None:
+    """One stderr line per SYNCD_ variable that is no setting but looks like one.
+
+    pydantic-settings ignores an unknown variable (a TOML file's unknown key is an
+    error, but the environment holds variables of other programs). Only a near
+    miss is named: a SYNCD_ variable like none of ours may belong to a wrapper
+    (the GitOps workflow's SYNCD_PACKAGE), while SYNCD_MAX_DELETION is a typo
+    that would silently leave the default in force.
+    """
+    for variable in sorted(os.environ):
+        if not variable.upper().startswith("SYNCD_"):
+            continue
+        if (meant := _near_miss(variable[len("SYNCD_") :].lower())) is not None:
+            print(
+                f"syncd: warning: {variable} is not a setting and is ignored "
+                f"(did you mean SYNCD_{meant.upper()}?)",
+                file=sys.stderr,
+            )
+
+
 def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     """Settings from flags (`overrides`, None = not given), environment, config file, defaults."""
+    _warn_near_misses()
     config = config_file or os.environ.get("SYNCD_CONFIG")
     if config and not Path(config).is_file():
         raise SettingsError(f"config file {config}: no such file")
@@ -356,7 +393,13 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"config file {config}: {error}") from None
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
-        )
+        problems = "; ".join(map(_problem, error.errors()))
         raise SettingsError(f"invalid settings: {problems}") from None
+
+
+def _problem(error: ErrorDetails) -> str:
+    """One validation error as `key: message`, an unknown key with its near miss."""
+    key = ".".join(map(str, error["loc"])) or "settings"
+    if error["type"] == "extra_forbidden" and (meant := _near_miss(key)) is not None:
+        return f"{key}: unknown setting (did you mean {meant}?)"
+    return f"{key}: {error['msg']}"

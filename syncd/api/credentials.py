@@ -69,13 +69,17 @@ class CredentialStore:
     ) -> None:
         self.directory = directory
         self.fallback = fallback
+        self.prefix = prefix
         # File names, not Paths: a Path per entry took 0.1 s of a warm plan of 10,000 users.
         self._files: dict[str, str] = {}
+        self._names: list[str] = []
+        self._near_misses: dict[str, str] | None = None  # made when a user first lacks a file
         if directory is not None:
             if not directory.is_dir():
                 raise SettingsError(f"credentials directory {directory}: no such directory")
             with os.scandir(directory) as entries:
                 for entry in entries:
+                    self._names.append(entry.name)
                     # LoadCredential=ID:DIR names each file ID_<name>: see credentials_prefix.
                     if not entry.name.startswith(prefix):
                         continue
@@ -105,6 +109,27 @@ class CredentialStore:
     def has(self, username: str) -> bool:
         return username in self._files or self.fallback is not None
 
+    def why_missing(self, username: str) -> str:
+        """Why `username` has no credential: where syncd looked, and a file meant for it."""
+        if self.directory is None:
+            return (
+                "no credentials directory is set (SYNCD_CREDENTIALS_DIR, --credentials-dir) "
+                "and no fallback token"
+            )
+        stem = f"{self.prefix}{username}"
+        why = f"no {stem}.token or {stem}.password in {self.directory} and no fallback token"
+        if (near := self._near_miss(username)) is not None:
+            why += f" ({near} is there: misnamed?)"
+        return why
+
+    def _near_miss(self, username: str) -> str | None:
+        if self._near_misses is None:
+            self._near_misses = {}
+            for name in self._names:
+                for key in _near_keys(name, self.prefix):
+                    self._near_misses.setdefault(key, name)
+        return self._near_misses.get(username)
+
     def for_user(self, username: str) -> Credential | None:
         """The credential to use for `username`, or None when there is none usable."""
         if username not in self._cache:
@@ -122,3 +147,16 @@ class CredentialStore:
         if name.endswith(".token"):
             return bearer(secret, path)
         return basic(username, secret, path)
+
+
+def _near_keys(name: str, prefix: str) -> list[str]:
+    """The usernames for which a file `name` that syncd did not take looks meant.
+
+    The name's stem in lower case, without the prefix: `JaneDoe.token`,
+    `janedoe.txt`, `janedoe.token.txt` and `janedoe` are all near misses for
+    janedoe. Also each part after an underscore, for a prefix that was not
+    configured or is another one (`syncd_janedoe.token`).
+    """
+    stem = name.lower().removeprefix(prefix.lower()).partition(".")[0]
+    parts = stem.split("_")
+    return [key for i in range(len(parts)) if len(key := "_".join(parts[i:])) >= 4]

@@ -33,7 +33,8 @@ def validate(desired: str | None, output: str) -> None:
         }
         click.echo(dumps_document(document))
         return
-    click.echo(f"{settings.desired}: valid, {len(state.users)} users")
+    count = len(state.users)
+    click.echo(f"{settings.desired}: valid, {count} user{'' if count == 1 else 's'}")
 
 
 @click.command()

@@ -197,6 +197,9 @@ async def fetch_live(
     result: dict[str, LiveAccount | Unreadable] = {}
     to_fetch: list[tuple[Wanted, LiveAccount]] = []
     answered: list[tuple[Wanted, Cached]] = []
+    directory = credentials.directory
+    where = f"looked in {directory}" if directory else "no credentials directory set"
+    no_one = f"{NO_CREDENTIAL} ({where})"
     for user in wanted:
         if (held := options.hold.get(user.username)) is not None:
             result[user.username] = held
@@ -205,10 +208,7 @@ async def fetch_live(
         # nothing can authenticate would promise writes that cannot happen.
         if not credentials.has(user.username):
             result[user.username] = Unreadable(
-                user.username,
-                "no_credentials",
-                "no credential file for this user and no fallback token",
-                NO_CREDENTIAL,
+                user.username, "no_credentials", credentials.why_missing(user.username), no_one
             )
             continue
         entry = cached.get(user.username)

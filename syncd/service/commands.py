@@ -43,7 +43,8 @@ USERS_IN_ERROR_SHOWN = 20
     "--file",
     "desired",
     metavar="PATH|URL",
-    help="Desired state: file, directory or git+https:// URL [SYNCD_DESIRED].",
+    help="Desired state: file, directory, or git+https://, git+ssh:// or git+file:// URL "
+    "[SYNCD_DESIRED].",
 )
 @click.option("--interval", type=float, help="Seconds between runs [SYNCD_INTERVAL, 300].")
 @click.option(
