@@ -94,7 +94,7 @@ def test_the_hook_validates_the_directory_as_the_readme_configures_it(tmp_path: 
     accounts = tmp_path / "accounts"
     accounts.mkdir()
     shutil.copy(EXAMPLE, accounts / "team.yaml")
-    # What pre-commit runs: entry, then args (the README's [-f, accounts/]), no file names.
+    # What pre-commit runs: entry, then args (docs/operations.md's [-f, accounts/]), no file names.
     command = f"{hook()['entry']} -f accounts/"
     done = bash(command, tmp_path)
     assert done.returncode == 0, done.stderr

@@ -25,7 +25,7 @@ needs_systemd_analyze = pytest.mark.skipif(
 def unit(tmp_path: Path) -> Path:
     """The unit with ExecStart= at this checkout's syncd: verify checks that it exists."""
     text = (DEPLOY / "syncd.service").read_text()
-    assert INSTALLED_AT in text  # the path the README installs to
+    assert INSTALLED_AT in text  # the path docs/operations.md installs to
     local = Path(sys.executable).parent / "syncd"
     path = tmp_path / "syncd.service"
     path.write_text(text.replace(INSTALLED_AT, str(local)))

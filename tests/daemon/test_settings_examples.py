@@ -1,8 +1,8 @@
 """deploy/syncd.env.example and deploy/syncd.toml.example say what syncd reads.
 
 The env file is read two ways: by systemd as an EnvironmentFile= and by a
-shell with the README's `set -a; . file; set +a` check. Both must give the
-same variables, as shipped and with every commented setting switched on.
+shell with the `set -a; . file; set +a` check of docs/operations.md. Both must
+give the same variables, as shipped and with every commented setting switched on.
 systemd's reader is not at hand without a running systemd, so
 `environment_file` below follows the rules of systemd.exec(5), EnvironmentFile=,
 and a table of that page's cases checks it first.
@@ -168,7 +168,7 @@ def test_the_env_example_with_every_setting_on_is_valid_for_syncd(
         if name.startswith("SYNCD_"):
             monkeypatch.delenv(name)
     variables = environment_file(switched_on(ENV_EXAMPLE.read_text()))
-    # The file it names is the TOML example, where the README installs it.
+    # The file it names is the TOML example, where docs/operations.md installs it.
     assert variables.pop("SYNCD_CONFIG") == "/etc/syncd/syncd.toml"
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
