@@ -9,7 +9,10 @@ write. So, as ssh's StrictModes does for ~/.ssh:
 - a directory is created 0700, and an existing one is used only if it belongs
   to the running user and is not writable by group or others. The state
   directory itself may be a symbolic link to such a directory (systemd's
-  `DynamicUser=` makes /var/lib/syncd one); the directories inside it may not;
+  `DynamicUser=` makes /var/lib/syncd one); the directories inside it may not,
+  nor may the state directory when it lies in a directory that others may
+  write (a Kubernetes emptyDir is root's, 0777 or 2777; /tmp is 1777): anyone
+  could have planted the link there;
 - a file is created 0600 and opened with O_NOFOLLOW: a symbolic link is
   refused, never followed (a `syncd.lock` link would truncate its target, a
   dangling `syncd.db` link create the database wherever it points). An
@@ -17,7 +20,10 @@ write. So, as ssh's StrictModes does for ~/.ssh:
   running user and is not writable by group or others.
 
 Once the directory is known to be private, nobody else can swap what is in
-it between a check and the open that follows. A refusal is a StateError of
+it between a check and the open that follows. (In a parent that others may
+write and that is not sticky, they could still rename the directory itself
+away and put another in its place: give syncd a volume of its own, as the
+Kubernetes manifests do, which only its pod's containers write.) A refusal is a StateError of
 one line that names the path and the reason.
 
 Shared by the layers that keep files there (syncd.state, syncd.desired,
@@ -47,13 +53,14 @@ def private_directory(path: Path, *, create: bool = True, follow: bool = True) -
 
     Created 0700 when missing (its missing parents as the umask says) unless
     not `create`, when a missing directory raises FileNotFoundError and
-    another kind of file NotADirectoryError. With `follow` False the directory
-    must not be a symbolic link itself.
+    another kind of file NotADirectoryError. With `follow` False, or in a
+    parent that others may write, the directory must not be a symbolic link
+    itself.
     """
     try:
         if create:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = os.stat(path) if follow else os.lstat(path)
+        info = os.stat(path) if follow and not _open_to_others(path.parent) else os.lstat(path)
     except FileNotFoundError:
         if create:
             raise StateError(f"cannot create the directory {path}: no such directory") from None
@@ -117,6 +124,17 @@ def open_private(path: Path, flags: int, *, create: bool = True) -> int:
         os.close(descriptor)
         raise
     return descriptor
+
+
+def _open_to_others(directory: Path) -> bool:
+    """Whether someone else may put a link of their own in `directory`: writable
+    by group or others. Sticky or not: /tmp's sticky bit keeps others from
+    renaming what is ours, not from planting a link before we come."""
+    try:
+        mode = os.stat(directory).st_mode
+    except OSError:
+        return False  # the check that follows names what is wrong with the path
+    return bool(mode & _WRITABLE_BY_OTHERS)
 
 
 def _check_file(path: Path, info: os.stat_result) -> None:

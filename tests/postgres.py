@@ -6,6 +6,11 @@ its own on 127.0.0.1, stopped at the end; each test gets a database of its own
 password (scram-sha-256) read from a file, as in production. initdb refuses
 to run as root: under root the server runs as the `postgres` user.
 
+With `tls`, the cluster is the one of a production set-up: TLS only (hostssl),
+with a certificate for `localhost` signed by a throwaway CA made with openssl
+for it (`Cluster.ca_file`), which a client checks with
+`sslmode=verify-full&sslrootcert=…` (`Cluster.tls_url`).
+
 Where the server binaries are missing, the PostgreSQL tests fail (never skip)
 with a message that says how to install them.
 """
@@ -17,6 +22,7 @@ import glob
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -34,6 +40,42 @@ INSTALL_HINT = (
     "Install them (Debian/Ubuntu: apt-get install postgresql-15, or the "
     "distribution's postgresql package), or set SYNCD_TEST_PG_BINDIR"
 )
+#: The name the TLS cluster's certificate is for.
+TLS_HOST = "localhost"
+
+
+def make_certificates(directory: Path, host: str) -> None:
+    """ca.pem, and server.crt and server.key for `host` signed by it, in `directory`.
+
+    The CA's key is deleted once it has signed: nothing else can be signed by it.
+    """
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise FileNotFoundError(
+            "openssl is not installed: the TLS PostgreSQL tests make their CA with it "
+            "(Debian/Ubuntu: apt-get install openssl)"
+        )
+    key = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+    (directory / "server.ext").write_text(
+        f"subjectAltName=DNS:{host}\nextendedKeyUsage=serverAuth\n"
+    )
+    commands = [
+        f"req -x509 {key} -keyout ca.key -out ca.pem -days 2 -subj '/CN=syncd tests CA'"
+        " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign",
+        f"req {key} -keyout server.key -out server.csr -subj /CN={host}",
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2"
+        " -extfile server.ext -out server.crt",
+    ]
+    for command in commands:
+        subprocess.run(
+            [openssl, *shlex.split(command)],
+            cwd=directory,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+    (directory / "ca.key").unlink()
+    (directory / "server.key").chmod(0o600)  # the server refuses a key others may read
 
 
 def server_binaries() -> Path | None:
@@ -62,11 +104,16 @@ class Database:
 
 
 class Cluster:
-    def __init__(self, bindir: Path, root: Path, *, durable: bool = False) -> None:
+    def __init__(
+        self, bindir: Path, root: Path, *, durable: bool = False, tls: bool = False
+    ) -> None:
         self.bindir = bindir
         self.root = root
         #: Whether commits reach the disk, as on a real server (the bench), or not (tests).
         self.durable = durable
+        #: Where the TLS cluster's certificates are (None: no TLS), and its CA's certificate.
+        self.tls = root / "tls" if tls else None
+        self.ca_file = root / "ca.pem"
         self.data = root / "data"
         self.port = _free_port()
         self.password = secrets.token_hex(16)
@@ -113,6 +160,8 @@ class Cluster:
             "UTF8",
             "--no-sync",
         )
+        if self.tls is not None:
+            self._make_tls_only(self.tls)
         self.start()
         with self.admin() as admin:
             admin.execute(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{self.password}'")
@@ -121,9 +170,41 @@ class Cluster:
         with open(fd, "w") as handle:
             handle.write(self.password + "\n")
 
+    def _make_tls_only(self, directory: Path) -> None:
+        directory.mkdir()
+        make_certificates(directory, TLS_HOST)
+        # The client's copy of the CA, outside the server's directory.
+        shutil.copyfile(directory / "ca.pem", self.ca_file)
+        if self.run_as:
+            for path in (directory, *directory.iterdir()):
+                shutil.chown(path, "postgres", "postgres")
+        hba = self.data / "pg_hba.conf"
+        lines = hba.read_text().splitlines()
+        # Over TCP only with TLS, as a server that clients check with verify-full.
+        hba.write_text(
+            "\n".join(
+                "hostssl" + line.removeprefix("host") if line.startswith("host ") else line
+                for line in lines
+            )
+            + "\n"
+        )
+
+    def tls_url(self, database: str) -> str:
+        """The URL of `database` as a production client has it: checked with verify-full."""
+        assert self.tls is not None
+        return (
+            f"postgresql://{ROLE}@{TLS_HOST}:{self.port}/{database}"
+            f"?sslmode=verify-full&sslrootcert={self.ca_file}"
+        )
+
     def start(self) -> None:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
         options += " -c max_connections=200"
+        if self.tls is not None:
+            options += (
+                f" -c ssl=on -c ssl_cert_file={self.tls / 'server.crt'}"
+                f" -c ssl_key_file={self.tls / 'server.key'}"
+            )
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._server(
@@ -183,13 +264,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_cluster(*, durable: bool = False) -> Iterator[Cluster]:
-    """A new cluster, started; stopped and deleted afterwards."""
+def running_cluster(*, durable: bool = False, tls: bool = False) -> Iterator[Cluster]:
+    """A new cluster (TLS only, with `tls`), started; stopped and deleted afterwards."""
     bindir = server_binaries()
     if bindir is None or not (bindir / "pg_ctl").exists():
         raise FileNotFoundError(INSTALL_HINT)
     root = Path(tempfile.mkdtemp(prefix="syncd-pg-"))
-    cluster = Cluster(bindir, root, durable=durable)
+    cluster = Cluster(bindir, root, durable=durable, tls=tls)
     try:
         cluster.init()
         yield cluster

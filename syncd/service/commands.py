@@ -99,8 +99,8 @@ def run(config_file: str | None, once: bool, **flags: Any) -> None:
             held.enter_context(store.lock("run"))
         CredentialStore.from_settings(settings)  # unreadable credentials stop us before READY=1
         metrics = Metrics(settings.interval)
-        if store is not None and (last := last_success(store.history)) is not None:
-            metrics.succeeded(last)
+        if store is not None:  # the lock is ours: active until the process ends
+            metrics.became_active(last_success(store.history))
         webhook = None
         if settings.webhook_secret_file is not None:
             if not settings.metrics_addr:

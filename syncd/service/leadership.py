@@ -128,10 +128,7 @@ async def _serve_when_active(
     with held:
         left_open = open_intents(store.history)
         log.info("took_over", state=store.where, interrupted_writes=len(left_open))
-        if (last := last_success(store.history)) is not None:
-            metrics.succeeded(last)
-        metrics.standby = None
-        metrics.active.set(1)
+        metrics.became_active(last_success(store.history))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)  # the daemon has its own

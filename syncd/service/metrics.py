@@ -26,6 +26,8 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from syncd import __version__
 from syncd.core.plan import DOES_NOT_CONVERGE, READ_ERRORS
@@ -73,6 +75,33 @@ LOOP_TIMEOUT = 5.0
 LoopProbe = Callable[[float], bool]
 
 
+class Moment(Collector):
+    """A gauge of a Unix time that has no sample until it is set.
+
+    prometheus-client's Gauge says 0 until set: "1970", and a rule on the age of
+    a moment fires forever on an instance that has none yet (a standby has
+    never run, nor fetched the desired state).
+    """
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.value: float | None = None
+        registry.register(self)
+
+    def set(self, when: float) -> None:
+        self.value = when
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation)
+        if self.value is not None:
+            family.add_metric([], self.value)
+        yield family
+
+    def describe(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation)
+
+
 class Metrics:
     """The counters and gauges of one daemon, and the health rule."""
 
@@ -103,7 +132,7 @@ class Metrics:
         self.changes = Counter(
             "syncd_changes", "Writes sent, by action and result.", ["action", "result"], registry=r
         )
-        self.last_run = Gauge(
+        self.last_run = Moment(
             "syncd_last_run_timestamp_seconds",
             "Unix time the last run ended, whatever its result.",
             registry=r,
@@ -120,7 +149,7 @@ class Metrics:
             ["result"],
             registry=r,
         )
-        self.last_success_gauge = Gauge(
+        self.last_success_gauge = Moment(
             "syncd_last_success_timestamp_seconds",
             "Unix time of the last run that ended ok or with nothing to change.",
             registry=r,
@@ -162,7 +191,7 @@ class Metrics:
         self.failures = Gauge(
             "syncd_consecutive_failures", "Failed runs since the last success.", registry=r
         )
-        self.next_run = Gauge(
+        self.next_run = Moment(
             "syncd_next_run_timestamp_seconds", "Unix time of the next scheduled run.", registry=r
         )
         self.users_failing = Gauge(
@@ -180,10 +209,11 @@ class Metrics:
         )
         self.active = Gauge(
             "syncd_active",
-            "1 while this instance holds the state's lock and reconciles, 0 while it stands by.",
+            "1 while this instance holds the state's lock and reconciles (on SQLite, from its "
+            "start), 0 while it stands by.",
             registry=r,
         )
-        self.source_last_success = Gauge(
+        self.source_last_success = Moment(
             "syncd_source_last_success_timestamp_seconds",
             "Unix time the desired state's source was last read or fetched successfully.",
             registry=r,
@@ -262,6 +292,14 @@ class Metrics:
             self.guard_blocked.set(result == "blocked")
         if next_run is not None:
             self.next_run.set(next_run)
+
+    def became_active(self, last_success: float | None) -> None:
+        """The state's lock is ours (on SQLite, from the start): this instance
+        reconciles, and the last success is the one its state keeps."""
+        self.standby = None
+        self.active.set(1)
+        if last_success is not None:
+            self.succeeded(last_success)
 
     def succeeded(self, when: float) -> None:
         self.last_success = when

@@ -16,6 +16,11 @@ session of a host that vanished within about 25 s: the session asks for TCP
 keepalives of its own.
 
 Every error is one StateError that names the URL, without a password.
+
+The audit table's append-only triggers do not bind the role that owns it (an
+owner may disable a trigger, or drop the table): a role that connects owning
+the daemon (`syncd run`) is warned of when it connects (docs/postgresql-roles.md:
+an owner role migrates, the daemon's role may only insert into the audit and read it).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import socket
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from syncd.errors import CredentialError, DaemonError, StateError
 from syncd.secretfiles import read_secret_file
@@ -53,6 +60,8 @@ if TYPE_CHECKING:
     import psycopg
 
     from syncd.settings import Settings
+
+log = structlog.get_logger("syncd.state.postgres_backend")
 
 #: pg_advisory_lock's two keys for "the active instance": ('sync', 1).
 LOCK_KEY = (0x73796E63, 1)
@@ -275,6 +284,8 @@ class PostgresStore(StateStore):
         if not read_only:
             try:
                 store.migrate()
+                if purpose == "run":  # the daemon's role; an operator's may be the owner
+                    warn_if_audit_owner(store.db)
             except BaseException:
                 store.close()
                 raise
@@ -285,7 +296,8 @@ class PostgresStore(StateStore):
         db = self.db
         with db.atomic():
             db.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK[0]}, {MIGRATION_LOCK[1]})")
-            db.execute(VERSION_TABLE)
+            if not db.has_table("schema_version"):  # a daemon's role may create nothing
+                db.execute(VERSION_TABLE)
             (current,) = db.execute(
                 "SELECT COALESCE(MAX(version), 0) FROM schema_version"
             ).fetchone()
@@ -390,6 +402,23 @@ class PostgresStore(StateStore):
 
     def close(self) -> None:
         self.db.close()
+
+
+def warn_if_audit_owner(db: PostgresDatabase) -> None:
+    """Say so when the role connected owns the audit table: its triggers cannot
+    stop the owner from rewriting or deleting the history."""
+    owns = db.execute(
+        "SELECT tableowner = current_user FROM pg_tables"
+        " WHERE schemaname = current_schema() AND tablename = 'audit'"
+    ).fetchone()
+    if owns is not None and owns[0]:
+        log.warning(
+            "audit_table_owned",
+            state=db.name,
+            message="this role owns the audit table, so it may disable its append-only "
+            "triggers: connect as a role that may only insert into it and read it "
+            "(docs/postgresql-roles.md)",
+        )
 
 
 def instance_name(command: str) -> str:

@@ -13,6 +13,7 @@ import re
 import shlex
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from ruamel.yaml import YAML
@@ -80,7 +81,7 @@ def test_the_manifests_parse_and_list_their_resources():
     kustomization = found.pop("kustomization.yaml")[0]
     assert set(kustomization["resources"]) <= set(found)
     kinds = sorted(d["kind"] for docs in found.values() for d in docs)
-    assert kinds == ["Deployment", "Secret", "Secret", "Service", "ServiceMonitor"]
+    assert kinds == ["ConfigMap", "Deployment", "Secret", "Secret", "Service", "ServiceMonitor"]
 
 
 def container(name: str = "syncd") -> dict[str, Any]:
@@ -142,3 +143,46 @@ def test_the_probes_and_the_service_monitor_reach_the_metrics_port(probe: str, p
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert endpoint["path"] == "/metrics"
+
+
+def test_the_images_are_a_placeholder_that_kustomize_sets():
+    # `syncd:latest` was pulled as docker.io/library/syncd: someone else's image.
+    spec = of_kind("Deployment")["spec"]["template"]["spec"]
+    images = {c["image"] for c in spec["containers"] + spec["initContainers"]}
+    assert images == {"syncd"}
+    kustomization = documents()["kustomization.yaml"][0]
+    (image,) = kustomization["images"]
+    assert image["name"] == "syncd"
+    # Unless an overlay sets it, a registry that cannot exist: never Docker Hub.
+    registry = image["newName"].split("/")[0]
+    assert registry.endswith(".invalid"), registry
+
+
+def test_the_state_directory_is_made_by_syncd_inside_the_empty_dir():
+    # The emptyDir itself is root's, 0777: refused (tests/security/test_state_directory.py
+    # starts syncd in a directory of those modes).
+    spec = of_kind("Deployment")["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    env = {item["name"]: item["value"] for item in container()["env"]}
+    state_dir = PurePosixPath(env["SYNCD_STATE_DIR"])
+    (mount,) = [m for m in container()["volumeMounts"] if m["mountPath"] == str(state_dir.parent)]
+    assert "emptyDir" in volumes[mount["name"]]
+    assert not mount.get("readOnly")
+
+
+def test_verify_full_has_the_postgres_ca_mounted():
+    # libpq has no default CA: verify-full without sslrootcert refused every connection.
+    env = {item["name"]: item["value"] for item in container()["env"]}
+    query = parse_qs(urlsplit(env["SYNCD_STATE_URL"]).query)
+    assert query["sslmode"] == ["verify-full"]
+    (root_cert,) = (PurePosixPath(path) for path in query["sslrootcert"])
+    spec = of_kind("Deployment")["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    (mount,) = [
+        m for m in container()["volumeMounts"] if PurePosixPath(m["mountPath"]) == root_cert.parent
+    ]
+    config_map = volumes[mount["name"]]["configMap"]
+    (item,) = [i for i in config_map["items"] if i["path"] == root_cert.name]
+    example = of_kind("ConfigMap")
+    assert example["metadata"]["name"] == config_map["name"]
+    assert "BEGIN CERTIFICATE" in example["data"][item["key"]]

@@ -142,6 +142,30 @@ def test_the_standby_takes_over_when_the_active_one_is_killed(
         assert not [line for line in daemon.lines if password in line]
 
 
+def test_a_standby_exports_no_timestamp_for_the_alerts_to_age(
+    pg_world: World, start_pg_daemon: Start
+):
+    # It exported 0 for each ("1970"): SyncdNotReady and SyncdSourceStale fired for ever.
+    active = start_pg_daemon(**ENV)
+    addresses = {active: active.wait_for("metrics_listening", timeout=20)["address"]}
+    active.wait_for("cycle_finished", result="ok", timeout=60)
+    standby = start_pg_daemon(**ENV)
+    addresses[standby] = standby.wait_for("metrics_listening", timeout=20)["address"]
+    standby.wait_for("standby", timeout=20)
+    metrics = {}
+    for daemon, address in addresses.items():
+        code, metrics[daemon] = http_get(f"http://{address}/metrics")
+        assert code == 200
+    assert "\nsyncd_active 0.0\n" in metrics[standby]
+    assert "\nsyncd_active 1.0\n" in metrics[active]
+    for name in ("last_run", "last_success", "source_last_success", "next_run"):
+        series = f"\nsyncd_{name}_timestamp_seconds "
+        assert series not in metrics[standby], name
+        assert series in metrics[active], name
+    assert standby.stop() == 0
+    assert active.stop() == 0
+
+
 def test_an_instance_whose_session_is_cut_stops_writing(
     pg_world: World, start_pg_daemon: Start, postgres_cluster: Cluster
 ):

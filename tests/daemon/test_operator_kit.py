@@ -154,6 +154,11 @@ def test_metrics_are_what_prometheus_users_expect(world: World, start_daemon):
 
     assert f'syncd_build_info{{version="{syncd.__version__}"}} 1.0' in before
     assert "_created" not in before
+    # No run has ended yet: no sample, not a 0 that rules would read as 1970.
+    assert not re.search(r"^syncd_last_run_timestamp_seconds ", before, re.M)
+    assert not re.search(r"^syncd_last_success_timestamp_seconds ", before, re.M)
+    assert "# TYPE syncd_last_run_timestamp_seconds gauge" in before
+    assert "syncd_active 1.0" in before  # on SQLite, the lock is ours from the start
     for series in (
         'syncd_runs_total{result="failed"} 0.0',
         'syncd_runs_total{result="partial"} 0.0',

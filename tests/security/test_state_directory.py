@@ -130,3 +130,46 @@ def test_a_saved_plan_that_is_a_link_or_a_fifo_is_refused(world: World):
     assert_refused(run(world, "apply", str(link), "--yes"), "link.json is a symbolic link")
     assert_refused(run(world, "apply", str(fifo), "--yes"), "plan.fifo: not a regular file")
     assert world.writes() == 0
+
+
+@pytest.mark.parametrize("volume_mode", [0o777, 0o2777], ids=["emptyDir", "emptyDir+fsGroup"])
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_syncd_makes_its_own_directory_in_a_volume_anyone_may_write(
+    world: World, volume_mode: int, command: str
+):
+    # A Kubernetes emptyDir is root's, 0777 (2777 with fsGroup): refused as the
+    # state directory, it is the parent of one (SYNCD_STATE_DIR=/var/lib/syncd/state).
+    world.root.chmod(volume_mode)
+    assert mode(world.root) == volume_mode
+    args = ["--yes"] if command == "apply" else []
+    assert run(world, command, *args).exit_code == 0
+    info = os.lstat(world.state_dir)
+    assert stat.S_ISDIR(info.st_mode)
+    assert info.st_uid == os.geteuid()
+    # The setgid bit of fsGroup's volume is inherited, and harmless: nobody else may write.
+    assert mode(world.state_dir) & 0o777 == 0o700
+    assert mode(world.state_dir / "syncd.db") == 0o600
+    assert run(world, "plan").exit_code == 0  # and it is used again, as it was made
+
+
+def test_a_state_directory_linked_from_a_volume_anyone_may_write_is_refused(world: World):
+    # Anyone who may write the volume may have planted the link, to a directory of
+    # ours that is private (a ~/.ssh): syncd would write its database there.
+    ours = world.root / "elsewhere"
+    ours.mkdir(mode=0o700)
+    world.root.chmod(0o777)
+    world.state_dir.symlink_to(ours)
+    result = run(world, "plan")
+    assert_refused(result, "state is a symbolic link: refused")
+    assert list(ours.iterdir()) == []
+
+
+def test_a_state_directory_linked_from_a_private_parent_is_followed(world: World):
+    # systemd's DynamicUser= makes /var/lib/syncd a link into /var/lib/private (0755).
+    ours = world.root / "private" / "syncd"
+    ours.parent.mkdir(mode=0o700)
+    ours.mkdir(mode=0o700)
+    world.root.chmod(0o755)
+    world.state_dir.symlink_to(ours)
+    assert run(world, "plan").exit_code == 0
+    assert (ours / "syncd.db").exists()

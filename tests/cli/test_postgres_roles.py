@@ -1,0 +1,133 @@
+"""docs/postgresql-roles.md, on a real server: an owner that migrates, a daemon that may only
+insert into the audit table and read it; `syncd run` warns when it connects as the owner.
+
+The append-only triggers of the audit table do not bind the role that owns it: an
+owner may disable them, or drop the table. The test's database belongs to the
+role `syncd` (tests/postgres.py), which creates the schema; the daemon's role is
+given the grants the document lists, and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.integration.conftest import World
+from tests.postgres import Cluster
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "postgresql-roles.md"
+
+
+@dataclass
+class DaemonRole:
+    name: str
+    url: str
+    password_file: Path
+
+
+def granted_sql(role: str, database: str) -> str:
+    """The grants of the document's ```sql block, for `role` on `database`."""
+    (block,) = re.findall(r"```sql\n(.*?)```", DOC.read_text(), re.S)
+    return block.replace("syncd_daemon", role).replace("DATABASE syncd ", f"DATABASE {database} ")
+
+
+@pytest.fixture
+def daemon_role(pg_world: World, postgres_cluster: Cluster) -> Iterator[DaemonRole]:
+    assert pg_world.database is not None
+    name = f"daemon_{secrets.token_hex(4)}"
+    password = secrets.token_hex(16)
+    with postgres_cluster.admin() as admin:
+        admin.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+    password_file = pg_world.root / "daemon-password"
+    fd = os.open(password_file, os.O_WRONLY | os.O_CREAT, 0o600)
+    with open(fd, "w") as handle:
+        handle.write(password + "\n")
+    url = pg_world.database.url.replace("syncd@", f"{name}@")
+    yield DaemonRole(name, url, password_file)
+    postgres_cluster.drop_database(pg_world.database.name)
+    with postgres_cluster.admin() as admin:
+        admin.execute(f"DROP ROLE IF EXISTS {name}")
+
+
+def run_once(world: World, **env: str) -> subprocess.CompletedProcess[str]:
+    """`syncd run --once` (the daemon), its log as JSON lines."""
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(world.root),
+        "SYNCD_LOG_FORMAT": "json",
+        "SYNCD_API_URL": world.sandbox.url,
+        "SYNCD_CREDENTIALS_DIR": str(world.credentials_dir),
+        "SYNCD_STATE_DIR": str(world.state_dir),
+        "SYNCD_DESIRED": str(world.desired_file),
+        **world.state_env(),
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "syncd", "run", "--once"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def events(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return [json.loads(line)["event"] for line in done.stderr.splitlines() if line.startswith("{")]
+
+
+def test_the_daemon_warns_when_it_owns_the_audit_table(pg_world: World):
+    done = run_once(pg_world)
+    assert done.returncode == 0, done.stderr
+    assert "audit_table_owned" in events(done)
+    (warning,) = [json.loads(x) for x in done.stderr.splitlines() if "audit_table_owned" in x]
+    assert warning["level"] == "warning"
+    assert "docs/postgresql-roles.md" in warning["message"]
+
+
+def test_a_daemon_role_of_the_documented_grants_runs_unwarned_and_cannot_rewrite(
+    pg_world: World, daemon_role: DaemonRole
+):
+    # The owner creates the schema (any command that writes: the document says which).
+    first = run_once(pg_world)
+    assert first.returncode == 0, first.stderr
+    assert pg_world.database is not None
+    with psycopg.connect(
+        pg_world.database.url,
+        password=pg_world.database.password_file.read_text().strip(),
+        autocommit=True,
+    ) as owner:
+        owner.execute(granted_sql(daemon_role.name, pg_world.database.name))
+    pg_world.desire({"version": 1, "users": {"johnsmith": {"full_name": "John Q. Smith"}}})
+    done = run_once(
+        pg_world,
+        SYNCD_STATE_URL=daemon_role.url,
+        SYNCD_STATE_PASSWORD_FILE=str(daemon_role.password_file),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "audit_table_owned" not in events(done)
+    assert "cycle_finished" in events(done)
+    outcomes = pg_world.query("SELECT \"user\" FROM audit WHERE event = 'outcome'")
+    assert {"user": "johnsmith"} in outcomes  # it wrote its audit
+    with psycopg.connect(
+        daemon_role.url,
+        password=daemon_role.password_file.read_text().strip(),
+        autocommit=True,
+    ) as daemon:
+        for attempt in (
+            "ALTER TABLE audit DISABLE TRIGGER audit_no_update",
+            "DELETE FROM audit",
+            "UPDATE audit SET result = 'ok'",
+            "TRUNCATE audit",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                daemon.execute(attempt)
