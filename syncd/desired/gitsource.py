@@ -259,8 +259,8 @@ class GitMirror:
             environment[f"GIT_CONFIG_KEY_{index}"] = f"remote.{REMOTE}.url"
             environment[f"GIT_CONFIG_VALUE_{index}"] = remote_url
             environment["GIT_CONFIG_COUNT"] = str(index + 1)
-        if credential is not None:
-            environment = credential.environment(environment)
+        if credential is not None and remote_url is not None:
+            environment = credential.environment(environment, remote_url)
         returncode, stdout, stderr = await run_in_own_group(command, environment)
         if returncode != 0:
             lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line]
