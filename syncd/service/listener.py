@@ -2,7 +2,9 @@
 
 The server runs in a thread of its own: a scrape never waits for the event
 loop, and a busy loop never fails a scrape. What it answers comes from
-syncd.service.metrics.
+syncd.service.metrics; /readyz gives a short reason only (not the git URL,
+git's message, the database or the active instance: those are in `syncd
+status` and the log), since whoever reaches the address may ask.
 
 Whoever can reach the address can open connections, so each one is bounded:
 a request must arrive whole within CONNECTION_TIMEOUT of the connection's
@@ -162,7 +164,7 @@ def _handler_for(metrics: Metrics, webhook: Webhook | None) -> type[BaseHTTPRequ
                 alive, verdict = metrics.liveness()
                 self._verdict(alive, "ok" if alive else "unhealthy", verdict)
             elif path == "/readyz":
-                ready, verdict = metrics.readiness()
+                ready, verdict = metrics.probe_readiness()
                 self._verdict(ready, "ready" if ready else "not ready", verdict)
             else:
                 body = b"not found: try /metrics, /healthz or /readyz\n"

@@ -290,8 +290,19 @@ class Metrics:
             return True, "the event loop answers"
         return False, f"the event loop did not answer within {LOOP_TIMEOUT:g} s"
 
+    def probe_readiness(self) -> tuple[bool, str]:
+        """What /readyz answers whoever reaches it: readiness and a short reason.
+
+        The details (the git URL and git's message, the database, the active
+        instance) are for `syncd status` and the log: each reason of `readiness`
+        puts them after its first ": ", and the probe leaves them out.
+        """
+        ready, reason = self.readiness()
+        return ready, reason.partition(": ")[0]
+
     def readiness(self) -> tuple[bool, str]:
-        """Whether the last cycle ended well and recently, and the source is current."""
+        """Whether the last cycle ended well and recently, and the source is current;
+        why, in a short reason followed by its details after ": " (if any)."""
         if self.standby is not None:
             ready, why = self.standby
             return ready, f"standby: {why}"
