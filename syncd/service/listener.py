@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import socket
 import threading
 import time
@@ -39,6 +40,7 @@ CONNECTION_TIMEOUT = 10.0
 #: Connections served at once; a scraper needs one, a person with curl another.
 MAX_CONNECTIONS = 8
 
+_LENGTH = re.compile(r"[0-9]{1,10}")
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 log = get_logger("syncd.listener")
@@ -179,14 +181,20 @@ def _handler_for(metrics: Metrics, webhook: Webhook | None) -> type[BaseHTTPRequ
             self._answer(status, text.encode() + b"\n", "text/plain; charset=utf-8")
 
         def _hook(self, hook: Webhook) -> tuple[str, int, str]:
-            length = self.headers.get("Content-Length", "")
-            if not length.isdigit():
+            length = self.headers.get("Content-Length")
+            if length is None:
                 return "bad_request", 411, "a hook needs a Content-Length"
+            # ASCII digits only: `²` passed isdigit() and int() raised.
+            if not _LENGTH.fullmatch(length):
+                self.close_connection = True  # where its body ends is not known
+                return "bad_request", 400, "the Content-Length is not a number"
             if int(length) > MAX_HOOK_BYTES:
                 self.close_connection = True  # its body is not read
                 return "too_large", 413, f"a hook body is at most {MAX_HOOK_BYTES} bytes"
             body = self.rfile.read(int(length))
-            sender = hook.sender(dict(self.headers.items()), body)
+            # Header names in any case: a proxy (HTTP/2 among them) lower-cases them.
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            sender = hook.sender(headers, body)
             if sender is None:
                 log.warning("hook_refused", client=self.client_address[0])
                 return "unauthorized", 401, "invalid or missing signature: nothing started"

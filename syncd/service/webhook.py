@@ -43,12 +43,15 @@ class Webhook:
         return cls(secret.encode())
 
     def sender(self, headers: Mapping[str, str], body: bytes) -> str | None:
-        """Who sent a hook that proves it knows the secret ("github", "gitlab"), else None."""
-        signature = headers.get("X-Hub-Signature-256")
+        """Who sent a hook that proves it knows the secret ("github", "gitlab"), else None.
+
+        `headers`: their names lower-cased (HTTP's names are case-insensitive).
+        """
+        signature = headers.get("x-hub-signature-256")
         if signature is not None:
             expected = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
             return "github" if hmac.compare_digest(expected.encode(), signature.encode()) else None
-        token = headers.get("X-Gitlab-Token")
+        token = headers.get("x-gitlab-token")
         if token is not None:
             return "gitlab" if hmac.compare_digest(self.secret, token.encode()) else None
         return None

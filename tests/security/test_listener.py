@@ -12,6 +12,7 @@ import httpx
 
 from syncd.service.listener import CONNECTION_TIMEOUT, MAX_CONNECTIONS
 from tests.daemon.harness import DaemonProcess
+from tests.daemon.test_operator_kit import SECRET, hooked_daemon, signed
 from tests.integration.conftest import World
 
 MARGIN = 5.0  # seconds: a loaded CI machine is slow, not wrong
@@ -92,4 +93,56 @@ def test_listener_errors_are_json_log_lines(world: World, start_daemon) -> None:
     assert "ConnectionResetError" in str(error.get("exception"))
     assert daemon.stop() == 0
     assert daemon.lines, "no log at all"
+    assert [line for line in daemon.lines if not line.startswith("{")] == []
+
+
+def exchange(address: str, request: bytes) -> bytes:
+    """Send `request` whole (HTTP/1.0: the server closes after its answer); the answer."""
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=CONNECTION_TIMEOUT + MARGIN) as c:
+        c.sendall(request)
+        answer = b""
+        while data := c.recv(65536):
+            answer += data
+    return answer
+
+
+def test_hook_headers_are_matched_whatever_their_case(world: World, start_daemon, tmp_path):
+    # A proxy that lower-cases header names (HTTP/2 does) broke every hook: 401.
+    daemon, address = hooked_daemon(start_daemon, tmp_path / "hook.secret", SECRET)
+    body = b'{"ref": "refs/heads/main"}'
+    for headers in (
+        f"x-hub-signature-256: {signed(body)}\r\nx-github-event: push\r\n",
+        f"X-GITLAB-TOKEN: {SECRET}\r\nx-gitlab-event: Push Hook\r\n",
+    ):
+        request = (
+            f"POST /hooks/git HTTP/1.0\r\nhost: syncd\r\n{headers}"
+            f"content-length: {len(body)}\r\n\r\n"
+        ).encode()
+        answer = exchange(address, request + body)
+        assert answer.split(b" ")[1] == b"202", answer
+    assert daemon.stop() == 0
+
+
+def test_a_content_length_of_other_digits_is_400_without_a_traceback(
+    world: World, start_daemon, tmp_path
+):
+    # `Content-Length: ²` passed isdigit(), and int() put a traceback in the log.
+    daemon, address = hooked_daemon(start_daemon, tmp_path / "hook.secret", SECRET)
+    for length in (b"\xb2", b"\xd9\xa3", b"+2", b" 2 2", b"-1", b"0x10"):
+        request = (
+            b"POST /hooks/git HTTP/1.0\r\nHost: syncd\r\nX-Gitlab-Token: "
+            + SECRET.encode()
+            + b"\r\nContent-Length: "
+            + length
+            + b"\r\n\r\n{}"
+        )
+        answer = exchange(address, request)
+        assert answer.split(b" ")[1] == b"400", (length, answer)
+    missing = exchange(address, b"POST /hooks/git HTTP/1.0\r\nX-Gitlab-Token: x\r\n\r\n")
+    assert missing.split(b" ")[1] == b"411"
+    metrics = httpx.get(f"http://{address}/metrics").text
+    assert 'syncd_webhook_requests_total{result="bad_request"} 7.0' in metrics
+    assert daemon.stop() == 0
+    assert [line for line in daemon.lines if "listener_error" in line] == []
     assert [line for line in daemon.lines if not line.startswith("{")] == []
