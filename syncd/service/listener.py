@@ -199,10 +199,16 @@ def _handler_for(metrics: Metrics, webhook: Webhook | None) -> type[BaseHTTPRequ
                 log.warning("hook_refused", client=self.client_address[0])
                 return "unauthorized", 401, "invalid or missing signature: nothing started"
             event = self.headers.get("X-GitHub-Event") or self.headers.get("X-Gitlab-Event")
+            if not hook.first_delivery(headers):
+                log.info("hook_duplicate", sender=sender, hook_event=event)
+                return "duplicate", 202, "a delivery already received: ignored"
+            if not hook.concerns(body):
+                log.info("hook_ignored", sender=sender, hook_event=event)
+                return "ignored", 202, f"not a push to {hook.ref}: ignored"
             log.info("hook_accepted", sender=sender, hook_event=event)
             if hook.start_cycle is not None:
                 hook.start_cycle(f"{sender} hook")
-            return "accepted", 202, "accepted: a cycle starts now"
+            return "accepted", 202, "accepted: a cycle starts soon"
 
         def _verdict(self, good: bool, word: str, verdict: str) -> None:
             body = f"{word}: {verdict}\n".encode()
