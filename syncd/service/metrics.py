@@ -30,6 +30,7 @@ from prometheus_client import (
 from syncd import __version__
 from syncd.core.plan import DOES_NOT_CONVERGE, READ_ERRORS
 from syncd.engine.outcome import WRITE_FAILED
+from syncd.service.admission import REFUSALS
 from syncd.service.webhook import RESULTS as WEBHOOK_RESULTS
 
 # No `_created` series: a timestamp per counter child that dashboards never use,
@@ -171,6 +172,14 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        self.listener_refused = Counter(
+            "syncd_listener_refused",
+            "Connections to the listener closed unserved, by reason: busy (no thread "
+            "free), evicted (too many waiting: the oldest went), timeout (no whole "
+            "request in time), too_large (its head), reset (by the client).",
+            ["reason"],
+            registry=r,
+        )
         self._present_from_the_start()
         self.source_failures = Counter(
             "syncd_source_fetch_failures",
@@ -215,6 +224,8 @@ class Metrics:
             self.findings.labels(severity, code)
         for result in WEBHOOK_RESULTS:
             self.webhooks.labels(result)
+        for reason in REFUSALS:
+            self.listener_refused.labels(reason)
 
     def observe_findings(self, warnings: Iterable[str], errors: Iterable[str]) -> None:
         """The codes of the last run's warnings and errors, one per finding."""
