@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 import tomllib
 from collections.abc import Callable
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
@@ -28,6 +29,13 @@ from pydantic_settings import (
 )
 
 from syncd.errors import SettingsError, UsageError
+
+#: libpq's parameters that are secrets: refused in SYNCD_STATE_URL, redacted wherever
+#: a URL is shown (passfile names a file, and is no secret).
+SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+#: A `key=value` (or `key = value`) setting of a libpq conninfo string, which
+#: SYNCD_STATE_URL is not: a path's own `=` follows a slash or a name, never a space.
+_CONNINFO_TOKEN = re.compile(r"(?:^|\s)[A-Za-z_][A-Za-z0-9_]*\s*=")
 
 
 def _default_state_dir() -> Path:
@@ -225,6 +233,14 @@ class Settings(BaseSettings):
         if url is None or not url.strip():
             return None
         url = url.strip()
+        if _CONNINFO_TOKEN.search(url):
+            # libpq's `host=… password=… dbname=…` was taken for a directory: named with
+            # the password, and each replica so configured was active. Not repeated: it
+            # may hold a password.
+            raise ValueError(
+                "must be a directory or a postgresql:// URL, not key=value settings of "
+                "libpq: write postgresql://user@host:port/dbname?sslmode=…"
+            )
         scheme = urlsplit(url).scheme  # lower-cased
         if scheme in {"postgresql", "postgres"}:
             # The scheme's case is libpq's business, not a reason to fall back on a
@@ -233,12 +249,12 @@ class Settings(BaseSettings):
             if not url.startswith(f"{scheme}://"):
                 raise ValueError(f"a PostgreSQL URL starts with {scheme}://")
             parts = urlsplit(url)
-            query = {key for key, _ in parse_qsl(parts.query)}
+            query = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
             # The message must not repeat the URL: it would show the password.
-            if parts.password is not None or "password" in query:
+            if parts.password is not None or query & SECRET_PARAMETERS:
                 raise ValueError(
-                    "must not hold a password (user:password@ or ?password=): put it in "
-                    "SYNCD_STATE_PASSWORD_FILE or a PGPASSFILE"
+                    "must not hold a password (user:password@, ?password= or ?sslpassword=): "
+                    "put it in SYNCD_STATE_PASSWORD_FILE or a PGPASSFILE"
                 )
             return url
         if scheme and len(scheme) > 1:  # "C:" would be a drive, but only on another OS
@@ -319,14 +335,20 @@ class Settings(BaseSettings):
 
 
 def redact_url(url: str) -> str:
-    """A URL without its password, wherever it was (user:password@, ?password=), for messages."""
+    """A URL without its secrets, wherever they were (user:password@, ?password=,
+    ?sslpassword=), for messages."""
     parts = urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:
         who, _, where = netloc.rpartition("@")
         netloc = who.partition(":")[0] + "@" + where
-    query = [(k, "…" if k == "password" else v) for k, v in parse_qsl(parts.query)]
-    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="/…")))
+    # Each parameter as written, but a secret's value.
+    query = "&".join(
+        f"{key}=…" if unquote(key).lower() in SECRET_PARAMETERS else parameter
+        for parameter in parts.query.split("&")
+        for key in [parameter.partition("=")[0]]
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def is_loopback(host: str) -> bool:

@@ -14,7 +14,10 @@ command in the environment (GIT_CONFIG_COUNT): the list of helpers is emptied
 first, so that no helper of the host's configuration stores the secret, and
 the helper is a shell function that prints two variables of its environment
 with the shell's own printf. The secret is in the environment of git and its
-children, which only their user can read, and on no command line.
+children, which only their user can read, and on no command line. The helper
+answers only for the configured remote's protocol, host and port (and path,
+when git gives one), and git follows no redirect: the credential goes nowhere
+else.
 
 Without a user name, git is told `x-access-token`, which GitHub, Gitea and
 Forgejo take for a token (GitLab takes any name).
@@ -33,10 +36,31 @@ DEFAULT_FILE_NAME = "git.credentials"
 DEFAULT_USERNAME = "x-access-token"
 # Run by git through the shell; printf is the shell's builtin, so no process is
 # started with the secret among its arguments. Only `get` is answered: git's
-# `store` and `erase` have nothing to do here.
+# `store` and `erase` have nothing to do here. git says on stdin what it wants a
+# credential for (protocol=, host= with the port, path= when it gives one); the
+# helper answers only for the remote it was configured with: a redirect, or any
+# other URL git meets, gets nothing (a 302 to http://elsewhere received the token).
 _HELPER = (
-    '!f() { test "$1" = get || return 0; '
+    '!f() { test "$1" = get || return 0; p=; h=; '
+    'while IFS= read -r l && test -n "$l"; do case "$l" in '
+    'protocol=*) p="${l#protocol=}";; host=*) h="${l#host=}";; '
+    'path=*) test "${l#path=}" = "$SYNCD_GIT_PATH" || return 0;; esac; done; '
+    'test "$p" = "$SYNCD_GIT_PROTOCOL" && test "$h" = "$SYNCD_GIT_HOST" || return 0; '
     'printf \'username=%s\\npassword=%s\\n\' "$SYNCD_GIT_USERNAME" "$SYNCD_GIT_PASSWORD"; }; f'
+)
+# Configuration for the one command that holds the credential.
+_CONFIG = (
+    # No helper of the host's configuration sees (or stores) the secret: the list of
+    # helpers is emptied before ours.
+    ("credential.helper", ""),
+    ("credential.helper", _HELPER),
+    # git then tells the helper the repository's path too, which must be ours.
+    ("credential.useHttpPath", "true"),
+    # A redirect is never followed (git's default follows the first request's): the
+    # configured URL is where the repository is, and a server that names another
+    # place, perhaps over plain http, is sending the credential there. A moved
+    # repository is a setting to correct, and git's message says so.
+    ("http.followRedirects", "false"),
 )
 
 
@@ -48,15 +72,21 @@ class GitCredential:
     source: str
     password: str = field(repr=False)
 
-    def environment(self, base: dict[str, str]) -> dict[str, str]:
-        """`base` with this credential's helper configured for one git command."""
+    def environment(self, base: dict[str, str], remote: str) -> dict[str, str]:
+        """`base` with this credential's helper configured for one git command that
+        fetches from `remote` (an https URL without user info), and for no other URL."""
         environment = dict(base)
         index = int(environment.get("GIT_CONFIG_COUNT", "0") or 0)
-        for key, value in (("credential.helper", ""), ("credential.helper", _HELPER)):
+        for key, value in _CONFIG:
             environment[f"GIT_CONFIG_KEY_{index}"] = key
             environment[f"GIT_CONFIG_VALUE_{index}"] = value
             index += 1
         environment["GIT_CONFIG_COUNT"] = str(index)
+        parts = urlsplit(remote)
+        environment["SYNCD_GIT_PROTOCOL"] = parts.scheme
+        # As git writes them: the host with its port, the path without its leading slash.
+        environment["SYNCD_GIT_HOST"] = parts.netloc.rpartition("@")[2]
+        environment["SYNCD_GIT_PATH"] = unquote(parts.path).strip("/")
         environment["SYNCD_GIT_USERNAME"] = self.username
         environment["SYNCD_GIT_PASSWORD"] = self.password
         return environment

@@ -49,6 +49,7 @@ from syncd.desired.gitcredentials import (
 from syncd.desired.gitprocess import run_in_own_group
 from syncd.desired.loading import MAX_FILE_BYTES, YAML_SUFFIXES, load_desired, parse_desired
 from syncd.desired.memo import DesiredMemo
+from syncd.desired.yaml_positions import source_too_large
 from syncd.errors import CredentialError, DesiredStateError, GitSourceError, Problem, UsageError
 from syncd.privatefiles import private_directory
 from syncd.settings import Settings
@@ -215,7 +216,7 @@ class GitMirror:
             length = int(await self._git("cat-file", "-s", spec))
             return [await self._blob(path, spec, length)]
         listing = await self._git("ls-tree", "-z", "-l", spec)
-        files = []
+        entries = []
         for entry in filter(None, listing.split(b"\0")):
             meta, _, raw_name = entry.partition(b"\t")
             mode, _, object_id, size = meta.decode().split()
@@ -224,11 +225,16 @@ class GitMirror:
             if mode not in ("100644", "100755") or name.startswith("."):
                 continue
             if name.endswith(YAML_SUFFIXES):
-                files.append(await self._blob(f"{path}/{name}".lstrip("/"), object_id, int(size)))
-        if not files:
+                entries.append((f"{path}/{name}".lstrip("/"), object_id, int(size)))
+        if not entries:
             message = f"no *.yaml or *.yml file in this directory at {commit[:12]}"
             raise DesiredStateError([Problem(shown, 1, 1, message)])
-        return files
+        # The whole tree is bounded before a blob is read: one blob may be listed
+        # under many names, each within the limit of a file.
+        total = sum(size for _, _, size in entries)
+        if (too_large := source_too_large(shown, len(entries), total)) is not None:
+            raise DesiredStateError([too_large])
+        return [await self._blob(*entry) for entry in entries]
 
     async def _blob(self, path: str, object_id: str, size: int) -> tuple[str, bytes]:
         if size > MAX_FILE_BYTES:
@@ -259,8 +265,8 @@ class GitMirror:
             environment[f"GIT_CONFIG_KEY_{index}"] = f"remote.{REMOTE}.url"
             environment[f"GIT_CONFIG_VALUE_{index}"] = remote_url
             environment["GIT_CONFIG_COUNT"] = str(index + 1)
-        if credential is not None:
-            environment = credential.environment(environment)
+        if credential is not None and remote_url is not None:
+            environment = credential.environment(environment, remote_url)
         returncode, stdout, stderr = await run_in_own_group(command, environment)
         if returncode != 0:
             lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line]

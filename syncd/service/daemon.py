@@ -56,6 +56,9 @@ log = structlog.get_logger("syncd.service.daemon")
 JOB_ID = "reconcile"
 #: How long a cancelled run may take to record its outcomes; systemd waits 10 s by default.
 STOP_TIMEOUT = 5.0
+#: Seconds between the starts of two cycles that hooks asked for: a replayed or
+#: repeated hook costs at most one cycle (a git fetch, a share of re-reads) per period.
+HOOK_SPACING = 10.0
 
 
 class Daemon:
@@ -97,6 +100,10 @@ class Daemon:
         self._cycle_task: asyncio.Task[Any] | None = None
         self._run_again = False
         self._refresh_next = False  # SIGHUP: the next cycle reads every user again
+        #: When the cycle a hook waits for is due (one waits at most), and when the
+        #: last cycle that hooks waited for started.
+        self._hook_due: datetime | None = None
+        self._hook_started: datetime | None = None
 
     # -- life cycle -------------------------------------------------------------
 
@@ -127,6 +134,7 @@ class Daemon:
                 loop.call_soon_threadsafe(self.run_now, why)
 
             self.webhook.start_cycle = start_cycle
+            self.webhook.ref = self._hooked_ref()
         save_daemon_state(self.db, self._identity())
         log.info("daemon_started", **self._identity())
         self.notifier.ready(f"started; first run now; desired state {self.source}")
@@ -170,14 +178,28 @@ class Daemon:
             await asyncio.sleep(every)
 
     def run_now(self, why: str) -> None:
-        """A cycle now (a push hook), or right after the one in flight: never two at once."""
+        """A cycle soon for a push hook, never two at once, coalesced: at most one waits
+        (it fetches every push made before it starts), and cycles that hooks asked
+        for start at least HOOK_SPACING apart."""
         if self._stopping:
             return
-        log.info("run_requested", reason=why)
-        if self._cycle_task is not None:
-            self._run_again = True
-        else:
-            self.scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC))
+        if self._hook_due is not None:
+            log.info("run_coalesced", reason=why, run_at=utc_iso(self._hook_due))
+            return
+        now = datetime.now(UTC)
+        due = now
+        if self._hook_started is not None:
+            due = max(now, self._hook_started + timedelta(seconds=HOOK_SPACING))
+        self._hook_due = due
+        log.info("run_requested", reason=why, run_at=utc_iso(due))
+        job = self.scheduler.get_job(JOB_ID)
+        if self._cycle_task is None and job is not None:  # else _report schedules it
+            self.scheduler.modify_job(JOB_ID, next_run_time=min(due, job.next_run_time or due))
+
+    def _hooked_ref(self) -> str | None:
+        """The ref whose pushes concern us: the git desired state's; None for a file."""
+        location = self.source.location
+        return None if location is None else location.ref
 
     def reload(self) -> None:
         """SIGHUP: read the settings again and run now."""
@@ -223,6 +245,8 @@ class Daemon:
         made_of = ("desired", "git_timeout", "git_credentials_file")
         if any(getattr(new, name) != getattr(old, name) for name in made_of):
             self.source = DesiredSource.from_settings(new)
+            if webhook is not None:
+                webhook.ref = self._hooked_ref()
         self.settings = new
         self.metrics.interval = new.interval
         if new.interval != old.interval:
@@ -250,6 +274,8 @@ class Daemon:
 
     async def _scheduled(self) -> None:
         self._cycle_task = asyncio.current_task()
+        if self._hook_due is not None:  # this cycle fetches what the hooks announced
+            self._hook_due, self._hook_started = None, datetime.now(UTC)
         try:
             refresh, self._refresh_next = self._refresh_next, False
             cycle = Cycle(self.settings, self.source, self.store, self.metrics, refresh=refresh)
@@ -293,6 +319,9 @@ class Daemon:
         if self._run_again:
             self._run_again = False
             next_run = now
+        elif self._hook_due is not None:  # a hook came during the cycle
+            due = max(now, self._hook_due)
+            next_run = due if next_run is None else min(next_run, due)
         elif self.failures > 1:
             later = now + timedelta(seconds=backoff_delay(self.settings.interval, self.failures))
             next_run = max(next_run, later) if next_run else later

@@ -2,21 +2,21 @@
 
 The server runs in a thread of its own: a scrape never waits for the event
 loop, and a busy loop never fails a scrape. What it answers comes from
-syncd.service.metrics.
+syncd.service.metrics; /readyz gives a short reason only (not the git URL,
+git's message, the database or the active instance: those are in `syncd
+status` and the log), since whoever reaches the address may ask.
 
-Whoever can reach the address can open connections, so each one is bounded:
-a request must arrive whole within CONNECTION_TIMEOUT of the connection's
-start (an idle connection, or one that sends a byte now and then, is closed
-then), and at most MAX_CONNECTIONS are
-served at once, each by a thread; one more is answered 503 and closed at once.
-Idle connections took the threads from 2 to 178. The listener's errors go to
-the structured log, never to stderr as text among the JSON lines.
+Whoever can reach the address can open connections: syncd.service.admission
+says which it serves and when (a thread only for a request whose head has
+arrived whole, within CONNECTION_TIMEOUT of the connection's start; at most
+MAX_THREADS at once, hooks at most HOOK_THREADS of them). The listener's
+errors go to the structured log, never to stderr as text among the JSON lines.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
+import re
 import socket
 import threading
 import time
@@ -27,17 +27,21 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from syncd.errors import UsageError
 from syncd.logs import get_logger
+from syncd.service.admission import (
+    CONNECTION_TIMEOUT,
+    HOOK_THREADS,
+    MAX_THREADS,
+    MAX_WAITING,
+    Gate,
+    Refusals,
+    Waiting,
+)
 from syncd.service.metrics import Metrics
 from syncd.service.webhook import MAX_BODY_BYTES as MAX_HOOK_BYTES
 from syncd.service.webhook import PATH as HOOK_PATH
 from syncd.service.webhook import Webhook
 
-#: Seconds a connection may take to send a whole request, or wait idle for the next.
-CONNECTION_TIMEOUT = 10.0
-#: Connections served at once; a scraper needs one, a person with curl another.
-MAX_CONNECTIONS = 8
-
-_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_LENGTH = re.compile(r"[0-9]{1,10}")
 
 log = get_logger("syncd.listener")
 
@@ -57,8 +61,9 @@ class MetricsServer:
         host, port = parse_address(address)
         handler = _handler_for(metrics, webhook)
         server_class = _V6Server if ":" in host else _Server
+        refusals = Refusals(lambda reason: metrics.listener_refused.labels(reason).inc())
         try:
-            self._server = server_class((host, port), handler)
+            self._server = server_class((host, port), handler, refusals=refusals)
         except OSError as error:
             raise UsageError(f"metrics address {address}: {error.strerror}") from None
         self._thread = threading.Thread(
@@ -72,6 +77,7 @@ class MetricsServer:
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
     def start(self) -> None:
+        self._server.gate.start()
         self._thread.start()
 
     def close(self) -> None:
@@ -80,35 +86,56 @@ class MetricsServer:
 
 
 class _Server(ThreadingHTTPServer):
-    """A thread per connection, at most MAX_CONNECTIONS of them; errors to the log."""
+    """A thread per whole request (see syncd.service.admission); errors to the log."""
 
     daemon_threads = True
+    block_on_close = False  # a closing daemon does not wait for a slow client
+    # The kernel's queue of connections not yet accepted: socketserver's 5 dropped
+    # the SYNs of a burst, and each dropped one waits a second for its retry.
+    request_queue_size = MAX_WAITING
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+    def __init__(self, *args: Any, refusals: Refusals, **kwargs: Any) -> None:
+        self._threads_free = threading.BoundedSemaphore(MAX_THREADS)
+        self._hook_threads_free = threading.BoundedSemaphore(HOOK_THREADS)
+        self._served: dict[socket.socket, Waiting] = {}
+        self._served_lock = threading.Lock()
+        self.gate = Gate(self._serve, refusals)
         super().__init__(*args, **kwargs)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            # Answered from the accepting thread, without waiting: the reply fits in
-            # the buffer of a socket just accepted.
-            log.warning("metrics_listener_busy", client=client_address[0], limit=MAX_CONNECTIONS)
-            with contextlib.suppress(OSError):
-                request.setblocking(False)
-                request.send(_BUSY)
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
+        self.gate.admit(request, client_address)  # no thread until its head is whole
+
+    def _serve(self, waiting: Waiting) -> bool:
+        """A thread for a whole request head, if one is free (from the gate's thread)."""
+        if waiting.is_hook and not self._hook_threads_free.acquire(blocking=False):
+            return False
+        if not self._threads_free.acquire(blocking=False):
+            if waiting.is_hook:
+                self._hook_threads_free.release()
+            return False
+        with self._served_lock:
+            self._served[waiting.connection] = waiting
+        super().process_request(waiting.connection, waiting.client)
+        return True
+
+    def waiting_of(self, connection: socket.socket) -> Waiting:
+        """What the gate read of a connection it handed on (from the handler's thread)."""
+        with self._served_lock:
+            return self._served[connection]
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            with self._served_lock:
+                waiting = self._served.pop(request)
+            self._threads_free.release()
+            if waiting.is_hook:
+                self._hook_threads_free.release()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.gate.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver prints a traceback to stderr: plain text among the JSON lines.
@@ -120,16 +147,23 @@ class _V6Server(_Server):
 
 
 class _DeadlineReader(io.RawIOBase):
-    """A connection's bytes, as long as its deadline has not passed."""
+    """A connection's bytes (first those the gate read), as long as its deadline has
+    not passed."""
 
-    def __init__(self, connection: socket.socket) -> None:
+    def __init__(self, connection: socket.socket, waiting: Waiting) -> None:
         self.connection = connection
-        self.deadline = time.monotonic() + CONNECTION_TIMEOUT
+        self.deadline = waiting.deadline
+        self._read = bytes(waiting.head)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
+        if self._read:
+            size = min(len(buffer), len(self._read))
+            buffer[:size] = self._read[:size]
+            self._read = self._read[size:]
+            return size
         # Each wait is for what is left of the deadline, not for a fresh timeout:
         # a byte every few seconds does not keep a connection open.
         remaining = self.deadline - time.monotonic()
@@ -146,13 +180,10 @@ def _handler_for(metrics: Metrics, webhook: Webhook | None) -> type[BaseHTTPRequ
 
         def setup(self) -> None:
             super().setup()
-            self._reader = _DeadlineReader(self.connection)
-            self.rfile = io.BufferedReader(self._reader)
-
-        def handle_one_request(self) -> None:
-            # The request, whole, within CONNECTION_TIMEOUT of now.
-            self._reader.deadline = time.monotonic() + CONNECTION_TIMEOUT
-            super().handle_one_request()
+            # One request per connection (HTTP/1.0), whole within CONNECTION_TIMEOUT of
+            # the connection's start.
+            waiting = self.server.waiting_of(self.connection)  # type: ignore[attr-defined]
+            self.rfile = io.BufferedReader(_DeadlineReader(self.connection, waiting))
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -162,7 +193,7 @@ def _handler_for(metrics: Metrics, webhook: Webhook | None) -> type[BaseHTTPRequ
                 alive, verdict = metrics.liveness()
                 self._verdict(alive, "ok" if alive else "unhealthy", verdict)
             elif path == "/readyz":
-                ready, verdict = metrics.readiness()
+                ready, verdict = metrics.probe_readiness()
                 self._verdict(ready, "ready" if ready else "not ready", verdict)
             else:
                 body = b"not found: try /metrics, /healthz or /readyz\n"
@@ -177,22 +208,34 @@ def _handler_for(metrics: Metrics, webhook: Webhook | None) -> type[BaseHTTPRequ
             self._answer(status, text.encode() + b"\n", "text/plain; charset=utf-8")
 
         def _hook(self, hook: Webhook) -> tuple[str, int, str]:
-            length = self.headers.get("Content-Length", "")
-            if not length.isdigit():
+            length = self.headers.get("Content-Length")
+            if length is None:
                 return "bad_request", 411, "a hook needs a Content-Length"
+            # ASCII digits only: `²` passed isdigit() and int() raised.
+            if not _LENGTH.fullmatch(length):
+                self.close_connection = True  # where its body ends is not known
+                return "bad_request", 400, "the Content-Length is not a number"
             if int(length) > MAX_HOOK_BYTES:
                 self.close_connection = True  # its body is not read
                 return "too_large", 413, f"a hook body is at most {MAX_HOOK_BYTES} bytes"
             body = self.rfile.read(int(length))
-            sender = hook.sender(dict(self.headers.items()), body)
+            # Header names in any case: a proxy (HTTP/2 among them) lower-cases them.
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            sender = hook.sender(headers, body)
             if sender is None:
                 log.warning("hook_refused", client=self.client_address[0])
                 return "unauthorized", 401, "invalid or missing signature: nothing started"
             event = self.headers.get("X-GitHub-Event") or self.headers.get("X-Gitlab-Event")
+            if not hook.first_delivery(headers):
+                log.info("hook_duplicate", sender=sender, hook_event=event)
+                return "duplicate", 202, "a delivery already received: ignored"
+            if not hook.concerns(body):
+                log.info("hook_ignored", sender=sender, hook_event=event)
+                return "ignored", 202, f"not a push to {hook.ref}: ignored"
             log.info("hook_accepted", sender=sender, hook_event=event)
             if hook.start_cycle is not None:
                 hook.start_cycle(f"{sender} hook")
-            return "accepted", 202, "accepted: a cycle starts now"
+            return "accepted", 202, "accepted: a cycle starts soon"
 
         def _verdict(self, good: bool, word: str, verdict: str) -> None:
             body = f"{word}: {verdict}\n".encode()

@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from syncd import __version__
 from syncd.core.plan import DOES_NOT_CONVERGE, READ_ERRORS
 from syncd.engine.outcome import WRITE_FAILED
+from syncd.service.admission import REFUSALS
 from syncd.service.webhook import RESULTS as WEBHOOK_RESULTS
 
 # No `_created` series: a timestamp per counter child that dashboards never use,
@@ -200,6 +201,14 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        self.listener_refused = Counter(
+            "syncd_listener_refused",
+            "Connections to the listener closed unserved, by reason: busy (no thread "
+            "free), evicted (too many waiting: the oldest went), timeout (no whole "
+            "request in time), too_large (its head), reset (by the client).",
+            ["reason"],
+            registry=r,
+        )
         self._present_from_the_start()
         self.source_failures = Counter(
             "syncd_source_fetch_failures",
@@ -245,6 +254,8 @@ class Metrics:
             self.findings.labels(severity, code)
         for result in WEBHOOK_RESULTS:
             self.webhooks.labels(result)
+        for reason in REFUSALS:
+            self.listener_refused.labels(reason)
 
     def observe_findings(self, warnings: Iterable[str], errors: Iterable[str]) -> None:
         """The codes of the last run's warnings and errors, one per finding."""
@@ -328,8 +339,19 @@ class Metrics:
             return True, "the event loop answers"
         return False, f"the event loop did not answer within {LOOP_TIMEOUT:g} s"
 
+    def probe_readiness(self) -> tuple[bool, str]:
+        """What /readyz answers whoever reaches it: readiness and a short reason.
+
+        The details (the git URL and git's message, the database, the active
+        instance) are for `syncd status` and the log: each reason of `readiness`
+        puts them after its first ": ", and the probe leaves them out.
+        """
+        ready, reason = self.readiness()
+        return ready, reason.partition(": ")[0]
+
     def readiness(self) -> tuple[bool, str]:
-        """Whether the last cycle ended well and recently, and the source is current."""
+        """Whether the last cycle ended well and recently, and the source is current;
+        why, in a short reason followed by its details after ": " (if any)."""
         if self.standby is not None:
             ready, why = self.standby
             return ready, f"standby: {why}"

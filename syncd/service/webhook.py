@@ -5,18 +5,27 @@ A hook is accepted only when it proves it knows the secret
 sha256=<hex HMAC-SHA256 of the body>`; GitLab sends the secret itself,
 `X-Gitlab-Token`. Both are compared in constant time. What the hook says is
 not trusted beyond that: a valid one only asks for a cycle, which fetches
-the source itself (coalesced with a cycle in progress). An invalid or missing
-proof is 401 and starts nothing; a body over MAX_BODY_BYTES is 413 unread.
-The secret never reaches a log, a metric or an answer.
+the source itself (coalesced by the daemon: see Daemon.run_now). An invalid
+or missing proof is 401 and starts nothing; a body over MAX_BODY_BYTES is 413
+unread. The secret never reaches a log, a metric or an answer.
+
+A valid hook is still answered 202 and ignored when it is a delivery already
+seen (its `X-GitHub-Delivery` or `X-Gitlab-Event-UUID`: one signed body sent
+20 times started 20 cycles), or when a git desired state is read and the push
+is to another ref (its `ref`, `refs/heads/<branch>` or `refs/tags/<tag>`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from syncd.errors import SettingsError
 from syncd.secretfiles import read_secret_file
@@ -24,7 +33,9 @@ from syncd.secretfiles import read_secret_file
 PATH = "/hooks/git"
 MAX_BODY_BYTES = 1024 * 1024
 #: The results of a hook, each a label of syncd_webhook_requests_total from the start.
-RESULTS = ("accepted", "unauthorized", "too_large", "bad_request")
+RESULTS = ("accepted", "duplicate", "ignored", "unauthorized", "too_large", "bad_request")
+#: Delivery ids remembered: far more than a forge retries, a bounded memory all the same.
+REMEMBERED_DELIVERIES = 1024
 
 
 @dataclass
@@ -34,6 +45,11 @@ class Webhook:
     secret: bytes = field(repr=False)
     #: Asks for a cycle now; called from the listener's thread.
     start_cycle: Callable[[str], None] | None = None
+    #: The ref of the git desired state ("HEAD": the default branch); None: a file,
+    #: and any push asks for a cycle.
+    ref: str | None = None
+    _deliveries: OrderedDict[str, None] = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_file(cls, path: Path) -> Webhook:
@@ -43,12 +59,56 @@ class Webhook:
         return cls(secret.encode())
 
     def sender(self, headers: Mapping[str, str], body: bytes) -> str | None:
-        """Who sent a hook that proves it knows the secret ("github", "gitlab"), else None."""
-        signature = headers.get("X-Hub-Signature-256")
+        """Who sent a hook that proves it knows the secret ("github", "gitlab"), else None.
+
+        `headers`: their names lower-cased (HTTP's names are case-insensitive).
+        """
+        signature = headers.get("x-hub-signature-256")
         if signature is not None:
             expected = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
             return "github" if hmac.compare_digest(expected.encode(), signature.encode()) else None
-        token = headers.get("X-Gitlab-Token")
+        token = headers.get("x-gitlab-token")
         if token is not None:
             return "gitlab" if hmac.compare_digest(self.secret, token.encode()) else None
         return None
+
+    def first_delivery(self, headers: Mapping[str, str]) -> bool:
+        """Whether a valid hook's delivery (its id, if it has one) is new; remembers it.
+
+        `headers`: their names lower-cased. Only hooks that proved the secret are
+        remembered, so that nobody else can make a delivery look seen.
+        """
+        delivery = headers.get("x-github-delivery") or headers.get("x-gitlab-event-uuid")
+        if not delivery:
+            return True
+        with self._lock:  # the listener serves connections in threads
+            if delivery in self._deliveries:
+                return False
+            self._deliveries[delivery] = None
+            if len(self._deliveries) > REMEMBERED_DELIVERIES:
+                self._deliveries.popitem(last=False)
+        return True
+
+    def concerns(self, body: bytes) -> bool:
+        """Whether a valid hook's push is to the ref that is read (any, for a file).
+
+        For the remote's default branch ("HEAD"), the push event names it
+        (GitHub's `repository`, GitLab's `project`: `default_branch`); an event
+        that does not is taken to concern it: a cycle too many is the safe side.
+        """
+        if self.ref is None:
+            return True
+        try:
+            event: Any = json.loads(body)
+        except ValueError:
+            return False
+        if not isinstance(event, dict) or not isinstance(event.get("ref"), str):
+            return False  # not a push (GitHub's ping, GitLab's other events)
+        wanted: Any = self.ref
+        if wanted == "HEAD":
+            holders = [event.get("repository"), event.get("project")]
+            defaults = [h.get("default_branch") for h in holders if isinstance(h, dict)]
+            wanted = next((d for d in defaults if isinstance(d, str) and d), None)
+            if wanted is None:
+                return True
+        return event["ref"] in (wanted, f"refs/heads/{wanted}", f"refs/tags/{wanted}")

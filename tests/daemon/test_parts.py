@@ -151,6 +151,20 @@ def test_readiness_needs_a_good_cycle_within_three_intervals_and_a_current_sourc
     assert metrics.readiness()[0]
 
 
+def test_the_readiness_probe_tells_a_short_reason_and_no_detail():
+    # /readyz told anyone who reached it the git URL, git's message, the database
+    # URL and the active host and pid; `syncd status` keeps them.
+    metrics = Metrics(interval=10)
+    metrics.observe_cycle("ok")
+    metrics.observe_source("git+https://git.example/ops.git: git fetch failed: fatal: …")
+    assert metrics.probe_readiness() == (False, "the desired state's source is not current")
+    metrics.observe_source(None)
+    assert metrics.probe_readiness() == (True, "the last cycle ended ok 0 s ago")
+    metrics.standby = (True, "waiting for the lock of postgresql://syncd@db/s1 (a 4242)")
+    assert metrics.probe_readiness() == (True, "standby")
+    assert "postgresql://" in metrics.readiness()[1]
+
+
 def test_liveness_asks_the_event_loop_itself():
     metrics = Metrics(interval=10)
     assert metrics.liveness() == (True, "starting")

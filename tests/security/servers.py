@@ -5,10 +5,14 @@
                     to the loopback ports it is told about
     GitAuthServer   an https git server that asks for Basic auth and, while git
                     waits for its answer, reads every process's command line
+    GitRedirectServer an https git server that redirects to another URL (at once, or
+                    once it has been given Basic auth)
+    AuthRecorder    a plain http server on 127.0.0.2 that asks for Basic auth and
+                    records every Authorization header it is sent
     SilentServer    accepts connections and never answers
 
 Every thread is a daemon and every socket is closed on exit; nothing listens
-beyond 127.0.0.1.
+beyond 127.0.0.1 (127.0.0.2 for AuthRecorder, another host to git).
 """
 
 from __future__ import annotations
@@ -43,8 +47,10 @@ class _Threaded(socketserver.ThreadingTCPServer):
 class _Background:
     """A socketserver in a thread, for `with`: `port` is where it listens."""
 
-    def __init__(self, handler: type[socketserver.BaseRequestHandler]) -> None:
-        self.server = _Threaded(("127.0.0.1", 0), handler)
+    def __init__(
+        self, handler: type[socketserver.BaseRequestHandler], host: str = "127.0.0.1"
+    ) -> None:
+        self.server = _Threaded((host, 0), handler)
         self.server.owner = self  # type: ignore[attr-defined]
         self.port: int = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -185,6 +191,81 @@ class _GitAuthHandler(socketserver.BaseRequestHandler):
                 stream.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
                 stream.flush()
                 return
+
+
+def _read_head(stream: Any) -> tuple[str, dict[str, str]] | None:
+    """The request line and the headers (names lower-cased) of the next request, or None."""
+    request_line = stream.readline(65536)
+    if not request_line:
+        return None
+    headers = {}
+    while (header := stream.readline(65536)) not in (b"\r\n", b"\n", b""):
+        name, _, value = header.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return request_line.decode("latin-1").strip(), headers
+
+
+_ASK_FOR_BASIC = (
+    b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="git"\r\n'
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+class GitRedirectServer(_Background):
+    """https://127.0.0.1:port/…: 302 to `target` followed by the request's path; with
+    `ask_first`, only once the request brings Basic auth (401 asking for it before)."""
+
+    def __init__(self, target: str, *, ask_first: bool) -> None:
+        self.target = target
+        self.ask_first = ask_first
+        self.tls = server_tls()
+        self.authorizations: list[str] = []
+        super().__init__(_GitRedirectHandler)
+
+
+class _GitRedirectHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        server: GitRedirectServer = self.server.owner  # type: ignore[attr-defined]
+        try:
+            secure = server.tls.wrap_socket(self.request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        with secure, secure.makefile("rwb") as stream:
+            while (head := _read_head(stream)) is not None:
+                line, headers = head
+                if server.ask_first and "authorization" not in headers:
+                    stream.write(_ASK_FOR_BASIC)
+                else:
+                    if "authorization" in headers:
+                        server.authorizations.append(headers["authorization"])
+                    location = server.target + line.split(" ")[1]
+                    stream.write(
+                        f"HTTP/1.1 302 Found\r\nLocation: {location}\r\n"
+                        "Content-Length: 0\r\n\r\n".encode()
+                    )
+                stream.flush()
+
+
+class AuthRecorder(_Background):
+    """http://127.0.0.2:port/…: records each request's Authorization header (None when
+    there is none) and answers 401 asking for Basic auth."""
+
+    def __init__(self) -> None:
+        self.authorizations: list[str | None] = []
+        super().__init__(_AuthRecorderHandler, host="127.0.0.2")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.2:{self.port}"
+
+
+class _AuthRecorderHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        server: AuthRecorder = self.server.owner  # type: ignore[attr-defined]
+        while (head := _read_head(self.rfile)) is not None:
+            server.authorizations.append(head[1].get("authorization"))
+            self.wfile.write(_ASK_FOR_BASIC)
+            self.wfile.flush()
 
 
 class SilentServer(_Background):

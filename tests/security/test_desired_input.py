@@ -1,12 +1,15 @@
-"""A hostile desired-state file is rejected early and within bounds; `-f` takes regular files."""
+"""A hostile desired state (a file, a directory, a git tree) is rejected early and within
+bounds; `-f` takes regular files."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from syncd.desired.yaml_positions import MAX_FILE_BYTES, MAX_SOURCE_BYTES, MAX_SOURCE_FILES
 from tests.security.conftest import run_syncd
 
 SIZE = 15_000_000  # bytes: the issue's file
@@ -59,3 +62,73 @@ def test_a_fifo_given_to_f_is_refused_at_once(tmp_path: Path, command: str):
     assert finished.returncode == 1
     assert f"{fifo}:1:1: not a regular file: refused" in finished.stderr
     assert finished.seconds < 30
+
+
+def _blob(users: int) -> bytes:
+    """A valid desired-state file of `users` users (about 40 bytes each)."""
+    lines = [f"  user{n:07d}: {{full_name: Someone}}\n" for n in range(users)]
+    return ("version: 1\nusers:\n" + "".join(lines)).encode()
+
+
+NAMES = 40
+BLOB = _blob(MAX_SOURCE_BYTES // NAMES // 30)  # each within the limit, the 40 over it
+
+
+def _repository_of_one_blob_under_many_names(path: Path) -> str:
+    """A bare repository whose tree lists one blob under NAMES names: its URL."""
+
+    def git(*args: str, data: bytes | None = None) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(path), *args], input=data, capture_output=True, check=True
+        )
+        return done.stdout.decode().strip()
+
+    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(path)], check=True)
+    blob = git("hash-object", "-w", "--stdin", data=BLOB)
+    listing = "".join(f"100644 blob {blob}\tu{n:02d}.yaml\n" for n in range(NAMES))
+    tree = git("mktree", data=listing.encode())
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+    commit = git(*identity, "commit-tree", tree, "-m", "bomb")
+    git("update-ref", "refs/heads/main", commit)
+    return f"git+{path.as_uri()}#main"
+
+
+def test_one_blob_under_many_names_is_refused_before_it_is_read(tmp_path: Path):
+    # 40 names of one blob (a 344 KB repository) took 54 s and 1.4 GB: the bound
+    # was per file, each within it.
+    assert len(BLOB) < MAX_FILE_BYTES
+    assert len(BLOB) * NAMES > MAX_SOURCE_BYTES
+    url = _repository_of_one_blob_under_many_names(tmp_path / "bomb.git")
+    env = {"SYNCD_STATE_DIR": str(tmp_path / "state"), "SYNCD_DESIRED": url}
+    finished = run_syncd("validate", env=env, timeout=300)
+    assert finished.returncode == 1
+    assert f"bytes in all; the limit is {MAX_SOURCE_BYTES // 2**20} MiB" in finished.stderr
+    assert finished.seconds < 15, f"{finished.seconds:.1f} s"
+    assert finished.peak_rss_mb < 300, f"{finished.peak_rss_mb:.0f} MB"
+
+
+def test_a_directory_over_the_bound_is_refused_before_it_is_read(tmp_path: Path):
+    directory = tmp_path / "desired"
+    directory.mkdir()
+    (directory / "u00.yaml").write_bytes(BLOB)
+    for n in range(1, NAMES):
+        os.link(directory / "u00.yaml", directory / f"u{n:02d}.yaml")
+    finished = run_syncd(
+        "validate", "-f", str(directory), env={"SYNCD_STATE_DIR": str(tmp_path / "state")}
+    )
+    assert finished.returncode == 1
+    assert f"bytes in all; the limit is {MAX_SOURCE_BYTES // 2**20} MiB" in finished.stderr
+    assert finished.seconds < 15, f"{finished.seconds:.1f} s"
+
+
+def test_too_many_files_are_refused(tmp_path: Path):
+    directory = tmp_path / "desired"
+    directory.mkdir()
+    (directory / "u0.yaml").write_text("version: 1\nusers: {}\n")
+    for n in range(1, MAX_SOURCE_FILES + 1):
+        os.link(directory / "u0.yaml", directory / f"u{n}.yaml")
+    finished = run_syncd(
+        "validate", "-f", str(directory), env={"SYNCD_STATE_DIR": str(tmp_path / "state")}
+    )
+    assert finished.returncode == 1
+    assert f"{MAX_SOURCE_FILES + 1:,} desired-state files; the limit is" in finished.stderr

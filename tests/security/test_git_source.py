@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from syncd.desired.gitcredentials import GitCredential
 from tests.daemon.harness import DaemonProcess
 from tests.integration.conftest import World, write_secret
 from tests.security.conftest import run_syncd
 from tests.security.servers import (
     CA_FILE,
+    AuthRecorder,
     GitAuthServer,
+    GitRedirectServer,
     SilentServer,
     basic_secret,
     command_lines_containing,
@@ -48,6 +53,63 @@ def test_a_git_password_reaches_git_on_no_command_line(tmp_path: Path, where: st
     assert SECRET not in finished.stdout + finished.stderr
     assert "git fetch failed" in finished.stderr
     assert len(finished.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("ask_first", [False, True], ids=["at-once", "after-auth"])
+def test_a_redirect_takes_the_git_credential_nowhere(tmp_path: Path, ask_first: bool):
+    # An https remote answering 302 to http://127.0.0.2:… had git send it
+    # `Authorization: Basic …` with the token, in clear.
+    file = tmp_path / "git.credentials"
+    write_secret(file, f"username=deploy\npassword={SECRET}\n")
+    with (
+        AuthRecorder() as elsewhere,
+        GitRedirectServer(elsewhere.url, ask_first=ask_first) as server,
+    ):
+        env = {
+            "GIT_SSL_CAINFO": str(CA_FILE),
+            "SYNCD_STATE_DIR": str(tmp_path / "state"),
+            "SYNCD_DESIRED": f"git+https://127.0.0.1:{server.port}/ops/accounts.git#main",
+            "SYNCD_GIT_CREDENTIALS_FILE": str(file),
+        }
+        finished = run_syncd("validate", env=env)
+    assert finished.returncode == 1
+    assert [basic_secret(header) for header in server.authorizations] == [SECRET] * ask_first
+    assert elsewhere.authorizations == []  # not followed at all
+    assert SECRET not in finished.stdout + finished.stderr
+    assert "git fetch failed" in finished.stderr
+
+
+FOR = "https://127.0.0.1:8443/ops/accounts.git"
+
+
+@pytest.mark.parametrize(
+    ("asked", "answered"),
+    [
+        ("protocol=https\nhost=127.0.0.1:8443\n", True),
+        ("protocol=https\nhost=127.0.0.1:8443\npath=ops/accounts.git\n", True),
+        ("protocol=http\nhost=127.0.0.1:8443\n", False),
+        ("protocol=https\nhost=127.0.0.2:8443\n", False),
+        ("protocol=https\nhost=127.0.0.1\n", False),
+        ("protocol=https\nhost=127.0.0.1:8443\npath=other/repo.git\n", False),
+        ("host=127.0.0.1:8443\n", False),
+    ],
+    ids=["same", "same-path", "http", "other-host", "other-port", "other-path", "no-protocol"],
+)
+def test_the_credential_helper_answers_only_for_its_remote(asked: str, answered: bool):
+    # git hands the helper what it wants a credential for; the helper answers only
+    # for the URL it was configured with, whatever asks it.
+    credential = GitCredential("deploy", "test", SECRET)
+    environment = credential.environment({**os.environ, "GIT_TERMINAL_PROMPT": "0"}, FOR)
+    filled = subprocess.run(
+        ["git", "credential", "fill"],
+        input=asked + "\n",
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (f"password={SECRET}" in filled.stdout) == answered, filled.stdout + filled.stderr
+    assert (filled.returncode == 0) == answered
 
 
 def test_a_git_credential_file_others_can_read_is_refused(tmp_path: Path):
