@@ -189,7 +189,10 @@ def decoder(kind: Any) -> Callable[[Any], Any]:
     """How to rebuild a value of type `kind` (or None) from what `encode` wrote of it."""
     if dataclasses.is_dataclass(kind) and isinstance(kind, type):
         hints = get_type_hints(kind)
-        parts = [decoder(hints[field.name]) for field in dataclasses.fields(kind)]
+        parts = [
+            _shared() if hints[field.name] is str else decoder(hints[field.name])
+            for field in dataclasses.fields(kind)
+        ]
         if all(part is _as_written for part in parts):
             return lambda value: None if value is None else kind(*value)
         return lambda value: (
@@ -206,8 +209,22 @@ def decoder(kind: Any) -> Callable[[Any], Any]:
         if item is _as_written:
             return lambda value: None if value is None else tuple(value)
         return lambda value: None if value is None else tuple(map(item, value))
-    return _as_written  # text, numbers, a mapping of them: as JSON has them
+    return _as_written  # text, numbers, a mapping of text: as JSON has them
 
 
 def _as_written(value: Any) -> Any:
     return value
+
+
+def _shared() -> Callable[[Any], Any]:
+    """A text field's value, one string while it repeats: the path of every user's place."""
+    last = None
+
+    def share(value: Any) -> Any:
+        nonlocal last
+        if value == last:
+            return last
+        last = value
+        return value
+
+    return share
