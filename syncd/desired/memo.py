@@ -193,8 +193,6 @@ def decoder(kind: Any) -> Callable[[Any], Any]:
             _shared() if hints[field.name] is str else decoder(hints[field.name])
             for field in dataclasses.fields(kind)
         ]
-        if all(part is _as_written for part in parts):
-            return lambda value: None if value is None else kind(*value)
         return lambda value: (
             None
             if value is None
