@@ -234,7 +234,7 @@ def _assemble(
     sources = tuple(
         SourceFile(path, hashlib.sha256(content).hexdigest()) for path, content in files
     )
-    read: list[tuple[str, list[DesiredUser]]] = []  # to remember, if all is valid
+    read: list[tuple[str, str, list[DesiredUser]]] = []  # to remember, if all is valid
     # Hundreds of thousands of new objects, none of them garbage: the cyclic
     # collector would only walk them again and again (~1.3 s at 100,000 users).
     with collector_paused():
@@ -242,7 +242,7 @@ def _assemble(
             known = memo.recall(source.sha256, path) if memo else None
             if known is None:
                 known = _load_file(path, content, written, problems)
-                read.append((source.sha256, known))
+                read.append((source.sha256, path, known))
             else:
                 # Still checked against the other files: a user in two files.
                 for user in known:
@@ -255,8 +255,8 @@ def _assemble(
     # Only now: a file valid alone may repeat a user of its own, which only
     # the whole state's check finds.
     if memo is not None:
-        for sha256, known in read:
-            memo.keep(sha256, known)
+        for sha256, path, known in read:
+            memo.keep(sha256, path, known)
     return DesiredState(tuple(users), sources, revision)
 
 

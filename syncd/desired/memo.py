@@ -1,13 +1,13 @@
 """The users of desired-state files already found valid, kept by content, for dry runs.
 
-Reading and checking a file of 10,000 users takes ~0.3 s on a small machine,
-and `syncd plan` reads the same file again and again while the operator works
-on their accounts. The state directory keeps the users of each file that was
+Reading and checking the YAML is most of a warm plan of many users, and
+`syncd plan` reads the same file again and again while the operator works on
+their accounts. The state directory keeps the users of each file that was
 part of a valid desired state, under the sha256 of its bytes, much as Python
-keeps bytecode beside a module. An entry is used only if the file's bytes are
-the same and so is everything that decides what those bytes mean: syncd's own
-code, the Python, pydantic and PyYAML versions (the fingerprint). Anything
-else parses the file again; so does an entry that cannot be read.
+keeps bytecode beside a module. An entry is used only if the file's bytes and
+path are the same and so is everything that decides what those bytes mean:
+syncd's own code, the Python, pydantic and PyYAML versions (the fingerprint).
+Anything else parses the file again; so does an entry that cannot be read.
 
 Only a dry run (`plan` without `--out`) reads the memo. `apply` and a saved
 plan always parse the file: whoever can write the state directory must not be
@@ -15,25 +15,31 @@ able to choose what is written to the accounts. Nobody else can (see
 syncd.privatefiles): the memo and its entries are refused if they are links or
 could have been written by another user.
 
-An entry is JSON lines: the fingerprint and the number of users, then one
-user a line, so that neither writing nor reading 100,000 users holds them
-twice in memory, and an entry cut short is seen as such.
+An entry is JSON lines: the fingerprint and the file's path, then one user a
+line, so that neither writing nor reading 100,000 users holds them twice in
+memory, and last the sha256 of the lines before it, so that an entry cut short
+or changed is seen as such. A user is the values of the fields of
+syncd.core.desired's dataclasses, nested ones included, rebuilt from their
+type hints: a field added to the model needs nothing here, and changes the
+fingerprint, which has the fields' names and types (`shape`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import sys
 import time
+import types
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from syncd.core.desired import DesiredUser, Location
-from syncd.core.fields import PROFILE_FIELDS
+from syncd.core.desired import DesiredUser
 from syncd.privatefiles import open_private, private_directory
 
 #: Entries kept: one per file version, so a few branches can be switched between.
@@ -49,7 +55,7 @@ def fingerprint() -> str | None:
     import yaml
 
     versions = f"{sys.version} pydantic {pydantic.VERSION} pyyaml {yaml.__version__}"
-    digest = hashlib.sha256(versions.encode())
+    digest = hashlib.sha256(f"{versions} {shape(DesiredUser)}".encode())
     # All of syncd's modules, not a list of the loader's: a list would go stale
     # the day the loader imports a new one. Reading them takes about a millisecond.
     package = Path(__file__).parents[1]
@@ -74,23 +80,29 @@ class DesiredMemo:
         expected = fingerprint()
         if expected is None:
             return None
+        decode = decoder(DesiredUser)
+        users: list[DesiredUser] = []
+        digest = hashlib.sha256()
         try:
             descriptor = self._open(f"{sha256}.jsonl")
-            with open(descriptor, encoding="utf-8") as lines:
-                head = json.loads(next(lines, "null"))
-                if not isinstance(head, dict) or head.get("fingerprint") != expected:
+            with open(descriptor, "rb") as lines:
+                if json.loads(next(lines, b"null")) != {"fingerprint": expected, "path": path}:
+                    return None  # or it was kept of a file elsewhere: its users' places differ
+                last = None
+                for line in lines:  # each line once the next is read: the last is the digest
+                    if last is not None:
+                        digest.update(last)
+                        users.append(decode(json.loads(last.decode())))
+                    last = line
+                if last is None or json.loads(last) != {"sha256": digest.hexdigest()}:
                     return None
-                users = [_user(json.loads(line), path) for line in lines]
-        except (OSError, ValueError, TypeError):
-            return None
-        # A file cut short at the end of a line must not lose the users after it.
-        if len(users) != head.get("users"):
+        except (OSError, ValueError, TypeError, KeyError):
             return None
         with contextlib.suppress(OSError):
             os.utime(self.directory / f"{sha256}.jsonl")  # used now: pruned last
         return users
 
-    def keep(self, sha256: str, users: list[DesiredUser]) -> None:
+    def keep(self, sha256: str, path: str, users: list[DesiredUser]) -> None:
         """Keep the users of a file that was part of a valid desired state.
 
         Best effort: the memo only saves time, so a failure to write it is ignored.
@@ -113,10 +125,14 @@ class DesiredMemo:
             # mkstemp makes the file 0600; os.replace shows it whole or not at all.
             descriptor, temporary = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".tmp")
             try:
-                with open(descriptor, "w", encoding="utf-8") as handle:
-                    head = {"fingerprint": expected, "users": len(users)}
-                    handle.write(json.dumps(head) + "\n")
-                    handle.writelines(json.dumps(_row(user)) + "\n" for user in users)
+                with open(descriptor, "wb") as handle:
+                    handle.write(encode({"fingerprint": expected, "path": path}))
+                    digest = hashlib.sha256()
+                    for user in users:
+                        line = encode(user)
+                        digest.update(line)
+                        handle.write(line)
+                    handle.write(encode({"sha256": digest.hexdigest()}))
                 os.replace(temporary, self.directory / f"{sha256}.jsonl")
             finally:
                 with contextlib.suppress(FileNotFoundError):
@@ -142,26 +158,71 @@ class DesiredMemo:
                     leftover.unlink()
 
 
-def _row(user: DesiredUser) -> list[Any]:
-    assert user.location is not None  # every loaded user has its place
-    return [user.username, user.profile, user.emails, user.location.line, user.location.column]
+def encode(value: object) -> bytes:
+    """One line of JSON: a dataclass as the list of its fields' values, nested ones included."""
+    return json.dumps(value, default=_values, ensure_ascii=False).encode() + b"\n"
 
 
-def _user(row: list[Any], path: str) -> DesiredUser:
-    """A remembered user, checked as closely as the loader's models would check its types."""
-    username, profile, emails, line, column = row
-    if not (
-        type(username) is str
-        and type(profile) is dict
-        and all(key in PROFILE_FIELDS and type(value) is str for key, value in profile.items())
-        and (emails is None or (type(emails) is list and all(type(e) is str for e in emails)))
-        and type(line) is int
-        and type(column) is int
-    ):
-        raise TypeError("not a remembered user")
-    return DesiredUser(
-        username,
-        profile,
-        None if emails is None else tuple(emails),
-        Location(path, line, column),
-    )
+def _values(value: Any) -> list[Any]:
+    # A list, not an object: it reads back in half the time, and `shape` names the fields.
+    return [getattr(value, field.name) for field in dataclasses.fields(value)]
+
+
+def shape(model: type) -> str:
+    """The fields of a dataclass and of those nested in it, with their types."""
+    hints = get_type_hints(model)
+    nested = (shape(kind) for kind in _nested(hints.values()))
+    return f"{model.__qualname__}({hints}){''.join(nested)}"
+
+
+def _nested(kinds: Any) -> list[type]:
+    found: list[type] = []
+    for kind in kinds:
+        if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+            found.append(kind)
+        found += _nested(get_args(kind))
+    return found
+
+
+@cache
+def decoder(kind: Any) -> Callable[[Any], Any]:
+    """How to rebuild a value of type `kind` (or None) from what `encode` wrote of it."""
+    if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+        hints = get_type_hints(kind)
+        parts = [
+            _shared() if hints[field.name] is str else decoder(hints[field.name])
+            for field in dataclasses.fields(kind)
+        ]
+        return lambda value: (
+            None
+            if value is None
+            else kind(*[rebuild(each) for rebuild, each in zip(parts, value, strict=True)])
+        )
+    origin, args = get_origin(kind), get_args(kind)
+    if origin in (Union, types.UnionType):  # only `X | None` in the model: None passes
+        (inner,) = (arg for arg in args if arg is not types.NoneType)
+        return decoder(inner)
+    if origin is tuple:  # a tuple[X, ...], which JSON writes as a list
+        item = decoder(args[0])
+        if item is _as_written:
+            return lambda value: None if value is None else tuple(value)
+        return lambda value: None if value is None else tuple(map(item, value))
+    return _as_written  # text, numbers, a mapping of text: as JSON has them
+
+
+def _as_written(value: Any) -> Any:
+    return value
+
+
+def _shared() -> Callable[[Any], Any]:
+    """A text field's value, one string while it repeats: the path of every user's place."""
+    last = None
+
+    def share(value: Any) -> Any:
+        nonlocal last
+        if value == last:
+            return last
+        last = value
+        return value
+
+    return share

@@ -2,10 +2,10 @@
 
     backend           the interface the engine and the service see: stores, handles, the lock
     sqlite_backend    the default: two SQLite files and an flock in the state directory
-    statefile         those SQLite files: where they live, how they are opened, their tables
+    statefile         those SQLite files: where they live, how they are opened
     lock              the flock: one writer per state directory
     postgres_backend  one PostgreSQL database, one active instance by an advisory lock
-    postgres_schema   its tables, created and migrated by syncd, with their version
+    schema            the tables of both: one ordered list of named migrations
     groupcommit       one commit for the rows of many concurrent writes; an intent first
     cache             the last GET answers per user, with when each part was read
     audit             an intent before every write, an outcome after it, and the run records

@@ -17,42 +17,10 @@ from dataclasses import dataclass
 
 from syncd.errors import StateError
 from syncd.state.backend import Database, StateStore
+from syncd.state.schema import columns
 
-#: The tables copied, each with its columns (the same on every backend).
-COPIED: dict[str, tuple[str, ...]] = {
-    "runs": (
-        "id",
-        "command",
-        "started_at",
-        "ended_at",
-        "source",
-        "revision",
-        "result",
-        "counts",
-        "os_user",
-        "sudo_user",
-        "host",
-        "version",
-        "pid",
-    ),
-    "audit": (
-        "seq",
-        "run_id",
-        "timestamp",
-        "event",
-        "intent_seq",
-        '"user"',
-        "action",
-        "target",
-        "before",
-        "after",
-        "result",
-        "status",
-        "message",
-        "source",
-    ),
-    "not_kept": ("username", "field", "sent_key", "sent", "kept", "recorded_at"),
-}
+#: The tables copied, each with the key it is read in the order of.
+COPIED = {"runs": "id", "audit": "seq", "not_kept": "username, field, sent_key"}
 #: Rows sent to the target at a time.
 BATCH = 5000
 
@@ -86,8 +54,8 @@ def migrate(source: StateStore, target: StateStore) -> Copied:
                 f"{held['audit']} audit events): refused, a history is copied into an empty one"
             )
         with into.atomic():
-            for table, columns in COPIED.items():
-                _copy(origin, into, table, columns)
+            for table, key in COPIED.items():
+                _copy(origin, into, table, key)
             into.advance_identity("audit", "seq")
         expected = {table: count(origin, table) for table in COPIED}
         copied = {table: count(into, table) for table in COPIED}
@@ -99,12 +67,14 @@ def migrate(source: StateStore, target: StateStore) -> Copied:
         return Copied(copied, last_event(into))
 
 
-def _copy(origin: Database, into: Database, table: str, columns: tuple[str, ...]) -> None:
-    names = ", ".join(columns)
+def _copy(origin: Database, into: Database, table: str, key: str) -> None:
+    # Both sides have the same columns (syncd.state.schema), each named as the target
+    # lists it, quoted: "user" is a keyword to PostgreSQL.
+    quoted = [f'"{name}"' for name in columns(into, table)]
+    names = ", ".join(quoted)
+    insert = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' for _ in quoted)})"
     # In the order of each table's key, read whole: a history of years is some
     # hundreds of MB at most, and is read once.
-    key = {"runs": "id", "audit": "seq", "not_kept": "username, field, sent_key"}[table]
-    insert = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})"
     rows = origin.execute(f"SELECT {names} FROM {table} ORDER BY {key}").fetchall()
     for start in range(0, len(rows), BATCH):
         into.execute_many(insert, rows[start : start + BATCH])

@@ -31,7 +31,7 @@ import functools
 import os
 import socket
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -47,14 +47,8 @@ from syncd.state.backend import (
     Rows,
     Session,
     StateStore,
-    newer_schema,
 )
-from syncd.state.postgres_schema import (
-    MIGRATION_LOCK,
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    VERSION_TABLE,
-)
+from syncd.state.schema import CACHE, HISTORY, migrate
 
 if TYPE_CHECKING:
     import psycopg
@@ -212,7 +206,7 @@ class PostgresDatabase(Database):
         # A write that changes nothing meets a read-only session, a missing grant
         # or a dead connection before any request is sent.
         with self.atomic():
-            self.execute("UPDATE schema_version SET version = version WHERE false")
+            self.execute("UPDATE schema_migrations SET name = name WHERE false")
             self.execute("UPDATE live_accounts SET username = username WHERE false")
 
     def has_table(self, name: str) -> bool:
@@ -283,33 +277,13 @@ class PostgresStore(StateStore):
         store = cls(PostgresDatabase(connection, where), where)
         if not read_only:
             try:
-                store.migrate()
+                migrate(store.db, HISTORY + CACHE)
                 if purpose == "run":  # the daemon's role; an operator's may be the owner
                     warn_if_audit_owner(store.db)
             except BaseException:
                 store.close()
                 raise
         return store
-
-    def migrate(self) -> None:
-        """Create the schema, or bring it to the newest version; history is kept."""
-        db = self.db
-        with db.atomic():
-            db.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK[0]}, {MIGRATION_LOCK[1]})")
-            if not db.has_table("schema_version"):  # a daemon's role may create nothing
-                db.execute(VERSION_TABLE)
-            (current,) = db.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_version"
-            ).fetchone()
-            if current > SCHEMA_VERSION:
-                raise newer_schema(self.where, current, SCHEMA_VERSION)
-            for version, statements in MIGRATIONS:
-                if version > current:
-                    db.execute(statements)
-                    db.execute(
-                        "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-                        [version, datetime.now(UTC).isoformat(timespec="seconds")],
-                    )
 
     @property
     def history(self) -> Database:

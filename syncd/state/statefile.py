@@ -11,7 +11,8 @@ They are apart so that deleting "the cache" can never delete the history. Both
 are never opened through a link (see syncd.privatefiles). Every error of either
 file reaches the user as one StateError that names the file and the cause (disk
 full, read-only, corrupt), whichever statement met it. Each is opened as a
-`SqliteDatabase`, the SQLite side of syncd.state.backend's `Database`.
+`SqliteDatabase`, the SQLite side of syncd.state.backend's `Database`, its
+tables those of syncd.state.schema.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,119 +27,15 @@ import sqlite_utils
 
 from syncd.errors import StateError
 from syncd.privatefiles import private_directory, private_file
-from syncd.state.backend import SQLITE, Database, Rows, newer_schema
+from syncd.state.backend import SQLITE, Database, Rows
 from syncd.state.checkpoints import checkpointing
+from syncd.state.schema import CACHE, HISTORY, migrate, run
 
 STATE_NAME = "syncd.db"
 CACHE_NAME = "cache.db"
 
-CACHE_SCHEMA = """
--- The live-state cache (syncd.state.cache). A part that is not cached has a NULL
--- fetch time. The profile is in columns and the addresses a JSON array of
--- [email, verified, primary]: reading 10,000 users this way takes half the
--- time of parsing the API's JSON objects again.
-CREATE TABLE IF NOT EXISTS live_accounts (
-    username TEXT PRIMARY KEY,
-    profile_fetched_at REAL,
-    full_name TEXT,
-    location TEXT,
-    company TEXT,
-    profile_url TEXT,
-    gravatar_url TEXT,
-    email TEXT,
-    emails_fetched_at REAL,
-    emails TEXT
-);
--- The cache's first format. A cache is disposable: dropping it costs one cold plan.
-DROP TABLE IF EXISTS live_users;
-"""
-
-STATE_SCHEMA = """
--- The live-state cache lived here before it moved to cache.db; a cache is
--- disposable, and history must not share a file with it.
-DROP TABLE IF EXISTS live_accounts;
-DROP TABLE IF EXISTS live_users;
-
--- Who ran each run: the OS user, the user behind sudo, the host, syncd's version,
--- the process (columns added to older files by _add_columns).
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    command TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    ended_at TEXT,
-    source TEXT,
-    revision TEXT,
-    result TEXT,
-    counts TEXT,
-    os_user TEXT,
-    sudo_user TEXT,
-    host TEXT,
-    version TEXT
-);
-
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    timestamp TEXT NOT NULL,
-    event TEXT NOT NULL,
-    intent_seq INTEGER,
-    user TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target TEXT,
-    before TEXT,
-    after TEXT,
-    result TEXT,
-    status INTEGER,
-    message TEXT,
-    source TEXT
-);
-CREATE INDEX IF NOT EXISTS audit_by_user ON audit (user, timestamp);
-CREATE INDEX IF NOT EXISTS audit_by_intent ON audit (intent_seq);
-
--- What `syncd run` last said about itself (next run, failures, last good
--- revision), for `syncd status`: one row per key, the value JSON.
-CREATE TABLE IF NOT EXISTS daemon_state (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-
--- Writes the server accepted and did not keep (syncd.core.not_kept): the plan
--- sends them again only when the desired or the live value changes. sent_key
--- is the address sent, lower-cased, for an added address; '' for a field.
-CREATE TABLE IF NOT EXISTS not_kept (
-    username TEXT NOT NULL,
-    field TEXT NOT NULL,
-    sent_key TEXT NOT NULL,
-    sent TEXT NOT NULL,
-    kept TEXT NOT NULL,
-    recorded_at TEXT NOT NULL,
-    PRIMARY KEY (username, field, sent_key)
-);
-
--- The daemon's users in error (syncd.state.user_failures): since when, how
--- many cycles in a row, and when it reads the user again (NULL: next cycle).
-CREATE TABLE IF NOT EXISTS user_failures (
-    username TEXT PRIMARY KEY,
-    code TEXT NOT NULL,
-    message TEXT NOT NULL,
-    since TEXT NOT NULL,
-    failures INTEGER NOT NULL,
-    retry_at REAL
-);
-
--- Which version of this schema the file has (see SCHEMA_VERSION): one row.
-CREATE TABLE IF NOT EXISTS schema_version (
-    version INTEGER NOT NULL,
-    applied_at TEXT NOT NULL
-);
-
--- The audit trail is append-only: history is never rewritten.
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
-"""
+#: What syncd.db held before cache.db: the live cache, in two formats.
+LEFT_BEHIND = ("live_accounts", "live_users")
 
 
 def describe(error: sqlite3.Error) -> str:
@@ -165,74 +61,33 @@ class NamedConnection(sqlite3.Connection):
         except UnicodeEncodeError:  # a lone surrogate in a value: not text SQLite takes
             raise StateError(f"state file {self.path}: a value is not valid text") from None
 
-    def executescript(self, script: str, /) -> sqlite3.Cursor:
-        try:
-            return super().executescript(script)
-        except sqlite3.Error as error:
-            raise state_error(self.path, error) from None
-
 
 def state_error(path: str | Path, error: sqlite3.Error | OSError) -> StateError:
     cause = describe(error) if isinstance(error, sqlite3.Error) else error.strerror or str(error)
     return StateError(f"state file {path}: {cause}")
 
 
-#: Columns that files made by an older syncd lack: (table, column, type).
-ADDED_COLUMNS = (
-    ("runs", "os_user", "TEXT"),
-    ("runs", "sudo_user", "TEXT"),
-    ("runs", "host", "TEXT"),
-    ("runs", "version", "TEXT"),
-    ("runs", "pid", "INTEGER"),
-)
-
-
-#: The schema's version, kept in the table schema_version. Version 1 is the
-#: schema above with every column of ADDED_COLUMNS: files older than the table
-#: get it by _add_columns, which is what migrating them to version 1 takes.
-SCHEMA_VERSION = 1
-
-
 def open_state(path: Path) -> SqliteDatabase:
     """Open (creating if needed) syncd.db, the runs and the audit trail, private to its owner."""
-    db = _open(path, STATE_SCHEMA)
-    try:
-        _add_columns(db, ADDED_COLUMNS)
-        _record_version(db, path)
-    except StateError:
-        db.close()
-        raise
-    return SqliteDatabase(db, path)
-
-
-def _add_columns(db: sqlite_utils.Database, columns: tuple[tuple[str, str, str], ...]) -> None:
-    """Bring a file made by an older syncd up to the schema: history is kept, never rebuilt."""
-    for table, column, kind in columns:
-        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        if column not in present:
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-
-
-def _record_version(db: sqlite_utils.Database, path: Path) -> None:
-    # Written only when it changes: a dry run may read a file it may not write.
-    (version,) = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
-    if version is not None and version > SCHEMA_VERSION:
-        raise newer_schema(f"file {path}", version, SCHEMA_VERSION)
-    if version is None or version < SCHEMA_VERSION:
-        with db.atomic():
-            db.execute("DELETE FROM schema_version")
-            db.execute(
-                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-                [SCHEMA_VERSION, datetime.now(UTC).isoformat(timespec="seconds")],
-            )
+    db = _open(path)
+    with _closed_on_error(db):
+        # A cache is disposable, and history must not share a file with it.
+        for table in LEFT_BEHIND:
+            db.execute(f"DROP TABLE IF EXISTS {table}")
+        migrate(db, HISTORY)
+    return db
 
 
 def open_cache(path: Path) -> SqliteDatabase:
     """Open (creating if needed) cache.db, the live-state cache, private to its owner."""
-    return SqliteDatabase(_open(path, CACHE_SCHEMA), path)
+    db = _open(path)
+    with _closed_on_error(db):
+        for migration in CACHE:  # recorded nowhere: see syncd.state.schema
+            run(db, migration)
+    return db
 
 
-def _open(path: Path, schema: str) -> sqlite_utils.Database:
+def _open(path: Path) -> SqliteDatabase:
     claim_database(path)
     try:
         connection = sqlite3.connect(
@@ -241,15 +96,20 @@ def _open(path: Path, schema: str) -> sqlite_utils.Database:
     except (OSError, sqlite3.Error) as error:
         raise state_error(path, error) from None
     connection.path = str(path)
-    try:
-        db = sqlite_utils.Database(connection)
-        db.enable_wal()
+    db = SqliteDatabase(sqlite_utils.Database(connection), path)
+    with _closed_on_error(db):
+        db.db.enable_wal()
         db.execute("PRAGMA synchronous=NORMAL")
-        db.conn.executescript(schema)
-    except StateError:
-        connection.close()
-        raise
     return db
+
+
+@contextlib.contextmanager
+def _closed_on_error(db: SqliteDatabase) -> Iterator[None]:
+    try:
+        yield
+    except StateError:
+        db.close()
+        raise
 
 
 def claim_database(path: Path) -> None:

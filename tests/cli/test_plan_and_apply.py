@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
 from tests.integration.conftest import World
+from tests.memo_entries import rewrite
 
 
 def run(world: World, *args: str) -> Result:
@@ -224,7 +225,7 @@ def test_validate_reads_the_file_and_remembers_nothing(world: World):
 def test_what_is_applied_comes_from_the_file_never_from_the_memo(world: World, tmp_path: Path):
     run(world, "plan")  # remembers the file
     [entry] = (world.state_dir / "desired-memo").glob("*.jsonl")
-    entry.write_text(entry.read_text().replace("Jane Doe", "Jane From Memo"))
+    rewrite(entry, "Jane Doe", "Jane From Memo")
     assert "Jane From Memo" in run(world, "plan").stdout  # a dry run may show it
     saved = tmp_path / "plan.json"
 

@@ -21,6 +21,7 @@ from syncd.state.backend import StateStore
 from syncd.state.cache import LiveCache, Snapshot
 from syncd.state.groupcommit import GroupCommit
 from syncd.state.not_kept import NotKeptRecords
+from syncd.state.schema import CACHE, HISTORY
 from syncd.state.user_failures import UserFailures
 from tests.postgres import Cluster
 
@@ -33,12 +34,13 @@ def count(store: StateStore, table: str) -> int:
     return int(found)
 
 
-def test_the_schema_is_made_once_with_its_version(open_new: Opener):
+def test_the_schema_is_made_once_with_its_migrations(open_new: Opener, backend: str):
+    recorded = HISTORY + (CACHE if backend == "postgresql" else ())  # cache.db records none
     first = open_new()
     again = open_new()  # a second instance on a state that exists: nothing made twice
     for store in (first, again):
-        rows = store.history.execute("SELECT version FROM schema_version").fetchall()
-        assert [row[0] for row in rows] == [1]
+        rows = store.history.execute("SELECT name FROM schema_migrations").fetchall()
+        assert sorted(row[0] for row in rows) == sorted(m.name for m in recorded)
     for table in ("runs", "audit", "daemon_state", "not_kept", "user_failures"):
         assert again.history.has_table(table), table
     assert not again.history.has_table("no_such_table")
@@ -48,10 +50,10 @@ def test_a_schema_made_by_a_newer_syncd_is_refused(open_new: Opener):
     first = open_new()
     with first.history.atomic():
         first.history.execute(
-            "INSERT INTO schema_version (version, applied_at) VALUES (99, '2030-01-01')"
+            "INSERT INTO schema_migrations (name, applied_at) VALUES ('from_2030', '2030-01-01')"
         )
     first.close()
-    with pytest.raises(StateError, match="schema version 99 was made by a newer syncd"):
+    with pytest.raises(StateError, match="schema migration from_2030 was made by a newer syncd"):
         open_new().history.execute("SELECT 1")  # SQLite opens its file on first use
 
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from syncd.core.desired import DesiredUser, Location
 from syncd.desired.loading import load_desired
-from syncd.desired.memo import KEPT, LEFTOVER_AGE, DesiredMemo
+from syncd.desired.memo import KEPT, LEFTOVER_AGE, DesiredMemo, decoder, encode, shape
 from syncd.errors import DesiredStateError
+from tests.memo_entries import rewrite
 
 TEAM = """version: 1
 users:
@@ -46,7 +51,7 @@ def test_a_remembered_file_loads_the_same_state_without_being_parsed(
     first = load_desired(path, memo)
     [entry] = entries(memo)
     # The entry, not the file, is what the second load reads: mark it to tell.
-    entry.write_text(entry.read_text().replace("Jane Doe", "Jane From Memo"))
+    rewrite(entry, "Jane Doe", "Jane From Memo")
 
     second = load_desired(path, memo)
 
@@ -94,7 +99,8 @@ def test_an_entry_that_does_not_fit_is_not_used(
     expected = load_desired(path, memo)
     [entry] = entries(memo)
     # Marked as in the first test, so that using the entry would show.
-    marked = entry.read_text().replace("Jane Doe", "Jane From Memo")
+    rewrite(entry, "Jane Doe", "Jane From Memo")
+    marked = entry.read_text()
     damaged = damage(marked)
     assert damaged != marked
     entry.write_text(damaged)
@@ -185,3 +191,37 @@ def test_a_state_directory_that_cannot_be_written_only_costs_time(tmp_path: Path
     state = load_desired(path, DesiredMemo(tmp_path / "state" / "desired-memo"))
 
     assert state.usernames() == ["janedoe", "johnsmith", "ops_robot"]
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    name: str
+    lead: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserOfTomorrow:
+    """DesiredUser with fields it may gain: the memo keeps them with no change of its own."""
+
+    username: str
+    profile: Mapping[str, str] = field(default_factory=dict)
+    emails: tuple[str, ...] | None = None
+    location: Location | None = None
+    teams: tuple[Team, ...] = ()
+    expires: str | None = None
+    quota: int = 0
+
+
+def test_a_field_added_to_the_model_is_kept_and_changes_the_fingerprint() -> None:
+    user = UserOfTomorrow(
+        "janedoe",
+        {"full_name": "Jane Doe"},
+        ("jane@example.com",),
+        Location("team.yaml", 3, 3),
+        (Team("ops", Location("team.yaml", 9, 5)), Team("dev")),
+        "2027-01-01",
+        5,
+    )
+    assert decoder(UserOfTomorrow)(json.loads(encode(user))) == user
+    assert shape(UserOfTomorrow) != shape(DesiredUser)
+    assert "Team(" in shape(UserOfTomorrow)  # a nested model's fields count too

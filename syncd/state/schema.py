@@ -1,0 +1,212 @@
+"""The state's tables on both backends: one ordered list of named migrations.
+
+Each migration is written once, in the SQL both engines take; what differs
+(the audit trail's key, its append-only trigger, how a table's columns are
+listed) is the Dialect's (syncd.state.backend). Types are spelled so that
+SQLite's affinity and PostgreSQL agree: BIGINT is an INTEGER to SQLite and
+DOUBLE PRECISION a REAL (PostgreSQL's REAL would round the cache's Unix
+seconds to the minute). Times are ISO 8601 text in UTC on both, so that they
+compare and show alike and `syncd state migrate` copies them as they are.
+
+A database records the migrations it has in schema_migrations; `migrate`
+applies the others in order, in one transaction that one process at a time
+may run, and refuses a database with a migration this syncd does not know: it
+was made by a newer syncd, and an older one must not write to it. Every
+migration may run on tables that exist already (IF NOT EXISTS, a column added
+only where it is missing): that is how a state made before migrations were
+recorded is brought up to date, its history kept.
+
+    HISTORY  runs, the audit trail, daemon_state, not_kept, user_failures: syncd.db
+    CACHE    the live cache: cache.db; on PostgreSQL one database holds both lists
+
+cache.db records nothing, so that it holds the cache alone: disposable, it has
+its migrations run again at each open, which finds them done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from syncd.state.backend import Database, newer_schema
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    name: str
+    #: Statements separated by ";"; `{key}` is the dialect's numbered key.
+    sql: str = ""
+    #: Columns added to a table made before them, where missing: (table, column, type).
+    columns: tuple[tuple[str, str, str], ...] = ()
+    #: Whether it makes the audit trail append-only (the dialect's triggers).
+    audit_append_only: bool = False
+
+
+HISTORY = (
+    Migration(
+        "history",
+        """
+        CREATE TABLE IF NOT EXISTS runs (
+            id TEXT PRIMARY KEY,
+            command TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            source TEXT,
+            revision TEXT,
+            result TEXT,
+            counts TEXT
+        );
+        CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
+
+        CREATE TABLE IF NOT EXISTS audit (
+            seq {key},
+            run_id TEXT NOT NULL,
+            timestamp TEXT NOT NULL,
+            event TEXT NOT NULL,
+            intent_seq BIGINT,
+            "user" TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT,
+            before TEXT,
+            after TEXT,
+            result TEXT,
+            status INTEGER,
+            message TEXT,
+            source TEXT
+        );
+        CREATE INDEX IF NOT EXISTS audit_by_user ON audit ("user", timestamp);
+        CREATE INDEX IF NOT EXISTS audit_by_intent ON audit (intent_seq);
+        CREATE INDEX IF NOT EXISTS audit_by_run ON audit (run_id);
+
+        -- What `syncd run` last said about itself (next run, failures, last good
+        -- revision), for `syncd status`: one row per key, the value JSON.
+        CREATE TABLE IF NOT EXISTS daemon_state (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+
+        -- Writes the server accepted and did not keep (syncd.core.not_kept): the plan
+        -- sends them again only when the desired or the live value changes. sent_key
+        -- is the address sent, lower-cased, for an added address, and '' for a field.
+        CREATE TABLE IF NOT EXISTS not_kept (
+            username TEXT NOT NULL,
+            field TEXT NOT NULL,
+            sent_key TEXT NOT NULL,
+            sent TEXT NOT NULL,
+            kept TEXT NOT NULL,
+            recorded_at TEXT NOT NULL,
+            PRIMARY KEY (username, field, sent_key)
+        );
+
+        -- The daemon's users in error (syncd.state.user_failures): since when, how
+        -- many cycles in a row, and when it reads the user again (NULL: next cycle).
+        CREATE TABLE IF NOT EXISTS user_failures (
+            username TEXT PRIMARY KEY,
+            code TEXT NOT NULL,
+            message TEXT NOT NULL,
+            since TEXT NOT NULL,
+            failures INTEGER NOT NULL,
+            retry_at DOUBLE PRECISION
+        );
+
+        -- The one version number that schema_migrations replaces.
+        DROP TABLE IF EXISTS schema_version
+        """,
+        audit_append_only=True,
+    ),
+    # Who ran each run: the OS user, the user behind sudo, the host, syncd's version, the process.
+    Migration(
+        "who_ran_each_run",
+        columns=tuple(
+            ("runs", column, kind)
+            for column, kind in [
+                ("os_user", "TEXT"),
+                ("sudo_user", "TEXT"),
+                ("host", "TEXT"),
+                ("version", "TEXT"),
+                ("pid", "INTEGER"),
+            ]
+        ),
+    ),
+)
+
+CACHE = (
+    # The live-state cache (syncd.state.cache). A part that is not cached has a NULL
+    # fetch time. The profile is in columns and the addresses a JSON array of
+    # [email, verified, primary]: reading 10,000 users this way takes half the
+    # time of parsing the API's JSON objects again.
+    Migration(
+        "live_cache",
+        """
+        CREATE TABLE IF NOT EXISTS live_accounts (
+            username TEXT PRIMARY KEY,
+            profile_fetched_at DOUBLE PRECISION,
+            full_name TEXT,
+            location TEXT,
+            company TEXT,
+            profile_url TEXT,
+            gravatar_url TEXT,
+            email TEXT,
+            emails_fetched_at DOUBLE PRECISION,
+            emails TEXT
+        )
+        """,
+    ),
+)
+
+#: Which migrations a database has, and since when.
+RECORD = """
+CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)
+"""
+
+
+def migrate(db: Database, migrations: tuple[Migration, ...]) -> None:
+    """Apply the migrations `db` has not recorded, in order, and record them.
+
+    Nothing is written when none is missing: a dry run may read a file it may not write.
+    """
+    if not _missing(db, migrations):
+        return
+    db.execute(db.dialect.begin_migrations)
+    try:
+        db.execute(RECORD)
+        applied_at = datetime.now(UTC).isoformat(timespec="seconds")
+        for migration in _missing(db, migrations):  # again: another process may have applied some
+            run(db, migration)
+            db.execute(
+                "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                [migration.name, applied_at],
+            )
+    except BaseException:
+        db.rollback()
+        raise
+    db.commit()
+
+
+def _missing(db: Database, migrations: tuple[Migration, ...]) -> list[Migration]:
+    applied: set[str] = set()
+    if db.has_table("schema_migrations"):
+        applied = {name for (name,) in db.execute("SELECT name FROM schema_migrations")}
+    unknown = applied - {migration.name for migration in migrations}
+    if unknown:
+        raise newer_schema(db.name, min(unknown), migrations[-1].name)
+    return [migration for migration in migrations if migration.name not in applied]
+
+
+def run(db: Database, migration: Migration) -> None:
+    """The statements of one migration, which find done what is done already."""
+    for statement in migration.sql.format(key=db.dialect.key).split(";"):
+        if statement.strip():
+            db.execute(statement)
+    for table, column, kind in migration.columns:
+        if column not in columns(db, table):
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    if migration.audit_append_only:
+        for statement in db.dialect.audit_append_only:
+            db.execute(statement)
+
+
+def columns(db: Database, table: str) -> dict[str, str]:
+    """The columns of `table`, in order: name and declared type."""
+    return dict(db.execute(db.dialect.columns, [table]))
