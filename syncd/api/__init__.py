@@ -1,8 +1,8 @@
 """Talking to the accounts API v1.1: one audited, bounded, retrying client.
 
     credentials  which secret authenticates each user's calls, never shown
-    lanes        one keep-alive httpcore connection per request in flight, no httpx client
-    streams      httpcore's network backend on asyncio's transports, without anyio's costs
+    transport    the httpx client of every outbound call: route, proxy, roots of trust
+    inflating    an answer's body, its size capped while it is inflated
     pool         bounded concurrency over a stream of work items
     budget       what a server says of its rate limit: RateLimit-*, X-RateLimit-*, RateLimit
     pacing       when the next request may start: SYNCD_MAX_RATE, the budget, Retry-After

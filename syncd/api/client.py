@@ -1,9 +1,9 @@
 """The accounts API client: async, bounded, retrying only what is safe.
 
-At most `concurrency` requests in flight, each on an httpcore connection of
-its own (syncd.api.lanes, which says why not through an httpx client), fewer
-when the server's answers ask for it, and paced by its rate-limit headers
-and SYNCD_MAX_RATE (syncd.api.control: one controller per API for the
+At most `concurrency` requests in flight, over one httpx client
+(syncd.api.transport: its proxy, roots of trust, no redirects, no cookies),
+fewer when the server's answers ask for it, and paced by its rate-limit
+headers and SYNCD_MAX_RATE (syncd.api.control: one controller per API for the
 process, as the server limits a client, not a credential nor a run); a
 timeout on every call. GET, PATCH and DELETE are retried on transport errors,
 429 (honouring Retry-After) and 5xx with exponential backoff and full
@@ -16,8 +16,10 @@ the JSON the API document promises is a MalformedResponse, never data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,12 +27,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
-from syncd import __version__
 from syncd.api.control import RateControl
 from syncd.api.credentials import Credential
-from syncd.api.inflating import ACCEPT_ENCODING, read_capped
+from syncd.api.inflating import read_capped
 from syncd.api.retrying import RetryPolicy, read_retry_after
-from syncd.api.transport import Endpoint, Route, check_trust_files, connector
+from syncd.api.transport import Route, check_trust_files, make_http_client, tls_context
 from syncd.core.live import (
     LiveEmail,
     LiveProfile,
@@ -53,10 +54,10 @@ from syncd.errors import (
 from syncd.settings import Settings
 
 if TYPE_CHECKING:
-    # Imported when the first request is made (a fifth of a warm plan's start-up).
-    import httpcore
+    import ssl
 
-    from syncd.api.lanes import Connection, Lanes
+    # Imported when the first request is made (a fifth of a warm plan's start-up).
+    import httpx
 
 #: Answers larger than this are refused: no user object or email list comes near it.
 MAX_BODY_BYTES = 1024 * 1024
@@ -69,19 +70,14 @@ ResponseObserver = Callable[[str, int | None, float], None]
 
 @dataclass(slots=True)
 class _Exchange:
-    """One request as it goes: when it left, whether it opened a connection, and if answered."""
+    """One request as it goes: when it left, and whether it was answered."""
 
     started: float = 0.0
-    new_connection: bool = False
     answered: bool = False
 
 
 class AccountsClient:
     """Calls of the accounts API v1.1, each made with the credential of its user."""
-
-    # Made with the lanes, at the first request: where requests go, and what each carries.
-    _endpoint: Endpoint
-    _headers: list[tuple[bytes, bytes]]
 
     def __init__(
         self,
@@ -107,8 +103,13 @@ class AccountsClient:
             adaptive=settings.adaptive,
         )
         # Made at the first request: a warm plan sends none, and building a
-        # client (its TLS context above all) is a tenth of a second.
-        self._lanes: Lanes | None = None
+        # client (its TLS context above all) is not free.
+        self._http: httpx.AsyncClient | None = None
+        self._retired: list[httpx.AsyncClient] = []
+        self._tls: ssl.SSLContext | None = None  # the roots, loaded once for every client
+        # The connections seen so far (httpcore's network streams, held weakly): the
+        # first answer on each carries the handshakes, and is no latency sample.
+        self._connections: weakref.WeakSet[object] = weakref.WeakSet()
         #: Awaited before a write is sent again after a wait: the applier's group
         #: commit, which on PostgreSQL goes through the session that holds the lock,
         #: so an instance that lost it (and with it the right to write) sends nothing.
@@ -130,24 +131,28 @@ class AccountsClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._lanes is not None:
-            await self._lanes.aclose()
+        clients, self._retired = [*self._retired, self._http], []
+        self._http = None
+        async with contextlib.AsyncExitStack() as closing:
+            for http in clients:
+                if http is not None:
+                    closing.push_async_callback(http.aclose)
 
-    def _lanes_made(self) -> Lanes:
-        if self._lanes is None:
-            from syncd.api.lanes import Lanes
+    def _http_made(self) -> httpx.AsyncClient:
+        if self._http is None:
+            if self._tls is None:
+                self._tls = tls_context(self._settings)
+            self._http = make_http_client(self._settings, tls=self._tls)
+        return self._http
 
-            settings = self._settings
-            self._endpoint = Endpoint.of(settings.api_url)
-            self._headers = [
-                (b"Host", self._endpoint.host_header),
-                (b"Accept", b"application/json"),
-                (b"Accept-Encoding", ACCEPT_ENCODING.encode("ascii")),
-                (b"User-Agent", f"syncd/{__version__}".encode("ascii")),
-            ]
-            connect = connector(settings, self._route, self._endpoint)
-            self._lanes = Lanes(settings.concurrency, connect)
-        return self._lanes
+    def _retire(self, http: httpx.AsyncClient) -> None:
+        # httpcore 1.0.9 keeps a tunnel whose TLS handshake failed as an active
+        # connection (encode/httpcore#1023): each such failure would hold a slot of
+        # the pool, until every request waited for one. So the next request gets a
+        # new client; those still on this one finish, and it is closed at the end.
+        if self._http is http:
+            self._retired.append(http)
+            self._http = None
 
     @property
     def api_url(self) -> str:
@@ -243,19 +248,20 @@ class AccountsClient:
             detail = "no credential file for this user and no fallback token"
             raise MissingCredential(username, method, path, detail)
         exchange = _Exchange()
-        # Made before the turn, not after: building them takes tens of ms, and a request
-        # sent that long after its turn comes closer to the next than the rate allows.
-        self._lanes_made()
+        # Made before the turn, not after: a request sent long after its turn
+        # comes closer to the next than the rate allows.
+        http = self._http_made()
         await self.rate_control.admit()
         try:
             return await self._send_admitted(
-                method, username, path, body, credential.authorization(), exchange
+                http, method, username, path, body, credential.authorization(), exchange
             )
         finally:
             self.rate_control.done(answered=exchange.answered)
 
     async def _send_admitted(
         self,
+        http: httpx.AsyncClient,
         method: str,
         username: str,
         path: str,
@@ -263,96 +269,76 @@ class AccountsClient:
         authorization: str,
         exchange: _Exchange,
     ) -> bytes:
-        import httpcore  # here, not at module level: a warm plan never sends
+        import httpx  # here, not at module level: a warm plan never sends
 
-        from syncd.api.lanes import CONNECTION_FAILURES
-
-        lanes = self._lanes_made()
-        async with lanes.lane() as connection:
-            self.requests[method] += 1
-            exchange.started = time.monotonic()
-            exchange.new_connection = lanes.first_use(connection)
-            status: int | None = None
-            timeout = self._settings.timeout
-            try:
-                # The whole exchange, connecting and the body included, rather than
-                # each read: a server that trickles a byte at a time would pass those.
-                async with asyncio.timeout(timeout):
-                    request = self._request(method, path, body, authorization)
-                    status, raw = await self._exchange(
-                        connection, request, username, method, path, exchange
-                    )
-                self.succeeded += 1
+        self.requests[method] += 1
+        exchange.started = time.monotonic()
+        status: int | None = None
+        timeout = self._settings.timeout
+        try:
+            # The whole exchange, connecting and the body included, rather than
+            # each read: a server that trickles a byte at a time would pass those.
+            async with asyncio.timeout(timeout):
+                request = http.build_request(
+                    method, path, json=body, headers={"Authorization": authorization}
+                )
+                status, raw = await self._exchange(http, request, username, method, path, exchange)
+            self.succeeded += 1
+            self.answered += 1
+            return raw
+        except TimeoutError:
+            detail = f"no complete answer within {timeout:g} s (SYNCD_TIMEOUT)"
+            raise TransportError(username, method, path, detail) from None
+        except HttpStatusError as error:
+            status = error.status
+            if status < 500:
                 self.answered += 1
-                return raw
-            except TimeoutError:
-                detail = f"no complete answer within {timeout:g} s (SYNCD_TIMEOUT)"
-                raise TransportError(username, method, path, detail) from None
-            except HttpStatusError as error:
-                status = error.status
-                if status < 500:
-                    self.answered += 1
-                raise
-            except httpcore.LocalProtocolError as error:
-                # Raised before sending; its text may quote a header: the class name only.
-                detail = f"the request could not be sent ({error.__class__.__name__})"
-                raise ApiError(username, method, path, detail) from None
-            except CONNECTION_FAILURES as error:
-                # str(error) names the failure (connect, read, timeout), never a header.
-                detail = f"{error.__class__.__name__}: {error}".rstrip(": ")
-                raise TransportError(username, method, path, detail) from None
-            finally:
-                if self._on_response is not None:
-                    self._on_response(method, status, time.monotonic() - exchange.started)
-
-    def _request(
-        self, method: str, path: str, body: dict[str, str] | None, authorization: str
-    ) -> httpcore.Request:
-        import httpcore
-
-        headers = [*self._headers, (b"Authorization", authorization.encode("ascii"))]
-        content = b""
-        if body is not None:
-            # As httpx encodes a json= body: compact UTF-8, and never NaN.
-            content = json.dumps(
-                body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-            ).encode("utf-8")
-            headers.append((b"Content-Type", b"application/json"))
-            headers.append((b"Content-Length", str(len(content)).encode("ascii")))
-        url = self._endpoint.url(path)
-        return httpcore.Request(method, url, headers=headers, content=content)
+            raise
+        except (httpx.LocalProtocolError, UnicodeEncodeError) as error:
+            # Raised before sending; its text may quote a header: the class name only.
+            detail = f"the request could not be sent ({error.__class__.__name__})"
+            raise ApiError(username, method, path, detail) from None
+        except httpx.TransportError as error:
+            if isinstance(error, httpx.ConnectError) and self._route.proxy is not None:
+                self._retire(http)
+            # str(error) names the failure (connect, read, timeout), never a header.
+            detail = f"{error.__class__.__name__}: {error}".rstrip(": ")
+            raise TransportError(username, method, path, detail) from None
+        finally:
+            if self._on_response is not None:
+                self._on_response(method, status, time.monotonic() - exchange.started)
 
     async def _exchange(
         self,
-        connection: Connection,
-        request: httpcore.Request,
+        http: httpx.AsyncClient,
+        request: httpx.Request,
         username: str,
         method: str,
         path: str,
         exchange: _Exchange,
     ) -> tuple[int, bytes]:
-        import httpx
-
-        response = await connection.handle_async_request(request)
+        response = await http.send(request, stream=True)
         try:
-            # httpx's headers: looked up without regard to case, repeats joined by commas.
-            headers = httpx.Headers(response.headers)
-            # The cap holds while inflating (syncd.api.inflating), not after each chunk.
+            # Raw bytes, not httpx's decoding: the cap holds while inflating (syncd.api.inflating).
             raw = await read_capped(
-                headers, response.aiter_stream(), MAX_BODY_BYTES, username, method, path
+                response.headers, response.aiter_raw(), MAX_BODY_BYTES, username, method, path
             )
         finally:
             await response.aclose()
-        status = response.status
+        stream = response.extensions.get("network_stream")
+        new_connection = stream is not None and stream not in self._connections
+        if new_connection:
+            self._connections.add(stream)
+        status = response.status_code
         # Read whatever the status: a 503 too may say when the server is back (RetryPolicy).
-        retry_after = read_retry_after(headers)
+        retry_after = read_retry_after(response.headers)
         exchange.answered = True
         self.rate_control.answered(
             status,
-            headers,
+            response.headers,
             time.monotonic() - exchange.started,
             retry_after=retry_after,
-            new_connection=exchange.new_connection,
+            new_connection=new_connection,
         )
         if status in (200, 201, 204):
             return status, raw
