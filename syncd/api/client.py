@@ -21,8 +21,7 @@ import json
 import time
 import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -68,14 +67,6 @@ T = TypeVar("T")
 ResponseObserver = Callable[[str, int | None, float], None]
 
 
-@dataclass(slots=True)
-class _Exchange:
-    """One request as it goes: when it left, and whether it was answered."""
-
-    started: float = 0.0
-    answered: bool = False
-
-
 class AccountsClient:
     """Calls of the accounts API v1.1, each made with the credential of its user."""
 
@@ -105,10 +96,9 @@ class AccountsClient:
         # Made at the first request: a warm plan sends none, and building a
         # client (its TLS context above all) is not free.
         self._http: httpx.AsyncClient | None = None
-        self._retired: list[httpx.AsyncClient] = []
+        self._made: list[httpx.AsyncClient] = []  # all, closed at the end
         self._tls: ssl.SSLContext | None = None  # the roots, loaded once for every client
-        # The connections seen so far (httpcore's network streams, held weakly): the
-        # first answer on each carries the handshakes, and is no latency sample.
+        # The connections that have answered (httpcore's network streams, held weakly).
         self._connections: weakref.WeakSet[object] = weakref.WeakSet()
         #: Awaited before a write is sent again after a wait: the applier's group
         #: commit, which on PostgreSQL goes through the session that holds the lock,
@@ -131,28 +121,17 @@ class AccountsClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        clients, self._retired = [*self._retired, self._http], []
-        self._http = None
+        clients, self._made, self._http = self._made, [], None
         async with contextlib.AsyncExitStack() as closing:
             for http in clients:
-                if http is not None:
-                    closing.push_async_callback(http.aclose)
+                closing.push_async_callback(http.aclose)
 
     def _http_made(self) -> httpx.AsyncClient:
         if self._http is None:
-            if self._tls is None:
-                self._tls = tls_context(self._settings)
+            self._tls = self._tls or tls_context(self._settings)
             self._http = make_http_client(self._settings, tls=self._tls)
+            self._made.append(self._http)
         return self._http
-
-    def _retire(self, http: httpx.AsyncClient) -> None:
-        # httpcore 1.0.9 keeps a tunnel whose TLS handshake failed as an active
-        # connection (encode/httpcore#1023): each such failure would hold a slot of
-        # the pool, until every request waited for one. So the next request gets a
-        # new client; those still on this one finish, and it is closed at the end.
-        if self._http is http:
-            self._retired.append(http)
-            self._http = None
 
     @property
     def api_url(self) -> str:
@@ -247,106 +226,96 @@ class AccountsClient:
             # Never send a request without credentials: it can only earn a 401.
             detail = "no credential file for this user and no fallback token"
             raise MissingCredential(username, method, path, detail)
-        exchange = _Exchange()
         # Made before the turn, not after: a request sent long after its turn
         # comes closer to the next than the rate allows.
         http = self._http_made()
         await self.rate_control.admit()
+        answered = False
+        started = time.monotonic()
+        status: int | None = None
         try:
-            return await self._send_admitted(
-                http, method, username, path, body, credential.authorization(), exchange
-            )
-        finally:
-            self.rate_control.done(answered=exchange.answered)
+            import httpx  # here, not at module level: a warm plan never sends
 
-    async def _send_admitted(
-        self,
+            self.requests[method] += 1
+            # The whole exchange, connecting and the body included, rather than
+            # each read: a server that trickles a byte at a time would pass those.
+            async with asyncio.timeout(self._settings.timeout):
+                response, raw = await self._exchange(
+                    http, method, username, path, body, credential
+                )
+            answered = True
+            status = response.status_code
+            self._learn(response, started)
+            if status not in (200, 201, 204):
+                raise _status_error(username, method, path, status, raw, response.headers)
+            self.succeeded += 1
+            self.answered += 1
+            return raw
+        except HttpStatusError as error:
+            if error.status < 500:
+                self.answered += 1
+            raise
+        except TimeoutError:
+            detail = f"no complete answer within {self._settings.timeout:g} s (SYNCD_TIMEOUT)"
+            raise TransportError(username, method, path, detail) from None
+        except httpx.LocalProtocolError as error:
+            # Raised before sending; its text may quote a header: the class name only.
+            detail = f"the request could not be sent ({error.__class__.__name__})"
+            raise ApiError(username, method, path, detail) from None
+        except httpx.TransportError as error:
+            if isinstance(error, httpx.ConnectError) and self._http is http and self._route.proxy:
+                # httpcore 1.0.9 keeps a tunnel whose TLS handshake failed as an active
+                # connection (encode/httpcore#1023), a slot of the pool lost for good:
+                # the next request gets a new client, and this one is closed at the end.
+                self._http = None
+            # str(error) names the failure (connect, read, timeout), never a header.
+            detail = f"{error.__class__.__name__}: {error}".rstrip(": ")
+            raise TransportError(username, method, path, detail) from None
+        finally:
+            self.rate_control.done(answered=answered)
+            if self._on_response is not None:
+                self._on_response(method, status, time.monotonic() - started)
+
+    @staticmethod
+    async def _exchange(
         http: httpx.AsyncClient,
         method: str,
         username: str,
         path: str,
         body: dict[str, str] | None,
-        authorization: str,
-        exchange: _Exchange,
-    ) -> bytes:
-        import httpx  # here, not at module level: a warm plan never sends
-
-        self.requests[method] += 1
-        exchange.started = time.monotonic()
-        status: int | None = None
-        timeout = self._settings.timeout
-        try:
-            # The whole exchange, connecting and the body included, rather than
-            # each read: a server that trickles a byte at a time would pass those.
-            async with asyncio.timeout(timeout):
-                request = http.build_request(
-                    method, path, json=body, headers={"Authorization": authorization}
-                )
-                status, raw = await self._exchange(http, request, username, method, path, exchange)
-            self.succeeded += 1
-            self.answered += 1
-            return raw
-        except TimeoutError:
-            detail = f"no complete answer within {timeout:g} s (SYNCD_TIMEOUT)"
-            raise TransportError(username, method, path, detail) from None
-        except HttpStatusError as error:
-            status = error.status
-            if status < 500:
-                self.answered += 1
-            raise
-        except (httpx.LocalProtocolError, UnicodeEncodeError) as error:
-            # Raised before sending; its text may quote a header: the class name only.
-            detail = f"the request could not be sent ({error.__class__.__name__})"
-            raise ApiError(username, method, path, detail) from None
-        except httpx.TransportError as error:
-            if isinstance(error, httpx.ConnectError) and self._route.proxy is not None:
-                self._retire(http)
-            # str(error) names the failure (connect, read, timeout), never a header.
-            detail = f"{error.__class__.__name__}: {error}".rstrip(": ")
-            raise TransportError(username, method, path, detail) from None
-        finally:
-            if self._on_response is not None:
-                self._on_response(method, status, time.monotonic() - exchange.started)
-
-    async def _exchange(
-        self,
-        http: httpx.AsyncClient,
-        request: httpx.Request,
-        username: str,
-        method: str,
-        path: str,
-        exchange: _Exchange,
-    ) -> tuple[int, bytes]:
+        credential: Credential,
+    ) -> tuple[httpx.Response, bytes]:
+        headers = {"Authorization": credential.authorization()}
+        request = http.build_request(method, path, json=body, headers=headers)
         response = await http.send(request, stream=True)
         try:
-            # Raw bytes, not httpx's decoding: the cap holds while inflating (syncd.api.inflating).
+            # Raw bytes, not httpx's decoding: the cap holds while inflating.
             raw = await read_capped(
                 response.headers, response.aiter_raw(), MAX_BODY_BYTES, username, method, path
             )
         finally:
             await response.aclose()
+        return response, raw
+
+    def _learn(self, response: httpx.Response, started: float) -> None:
+        """Tell the rate control what an answer says: its status, headers and latency."""
+        # The first answer on a connection carries its handshakes: no latency sample.
         stream = response.extensions.get("network_stream")
         new_connection = stream is not None and stream not in self._connections
         if new_connection:
             self._connections.add(stream)
-        status = response.status_code
-        # Read whatever the status: a 503 too may say when the server is back (RetryPolicy).
-        retry_after = read_retry_after(response.headers)
-        exchange.answered = True
         self.rate_control.answered(
-            status,
+            response.status_code,
             response.headers,
-            time.monotonic() - exchange.started,
-            retry_after=retry_after,
+            time.monotonic() - started,
+            # Read whatever the status: a 503 too may say when the server is back.
+            retry_after=read_retry_after(response.headers),
             new_connection=new_connection,
         )
-        if status in (200, 201, 204):
-            return status, raw
-        raise _status_error(username, method, path, status, raw, retry_after)
 
 
 def _status_error(
-    username: str, method: str, path: str, status: int, raw: bytes, retry_after: float | None
+    username: str, method: str, path: str, status: int, raw: bytes, headers: Mapping[str, str]
 ) -> HttpStatusError:
     text = raw.decode("utf-8", "replace")
     try:
@@ -355,7 +324,7 @@ def _status_error(
             text = parsed["detail"]
     except ValueError:
         pass
-    return status_error(username, method, path, status, text, retry_after)
+    return status_error(username, method, path, status, text, read_retry_after(headers))
 
 
 def _user_path(username: str) -> str:
