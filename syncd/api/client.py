@@ -1,9 +1,12 @@
 """The accounts API client: async, bounded, retrying only what is safe.
 
-At most `concurrency` requests in flight, over one httpx client
-(syncd.api.transport: its proxy, roots of trust, no redirects, no cookies),
-fewer when the server's answers ask for it, and paced by its rate-limit
-headers and SYNCD_MAX_RATE (syncd.api.control: one controller per API for the
+At most `concurrency` requests in flight, each on a lane: a one-connection
+httpx client (syncd.api.transport: its proxy, roots of trust, no redirects,
+no cookies) that no other request uses meanwhile. Not one shared pool:
+httpcore's re-examines every connection whenever a request starts or ends,
+which at the default concurrency costs more CPU than the request itself.
+Fewer requests in flight when the server's answers ask for it, and paced by
+its rate-limit headers and SYNCD_MAX_RATE (syncd.api.control: one controller per API for the
 process, as the server limits a client, not a credential nor a run); a
 timeout on every call. GET, PATCH and DELETE are retried on transport errors,
 429 (honouring Retry-After) and 5xx with exponential backoff and full
@@ -93,11 +96,11 @@ class AccountsClient:
             max_rate=settings.max_rate,
             adaptive=settings.adaptive,
         )
-        # Made at the first request: a warm plan sends none, and building a
-        # client (its TLS context above all) is not free.
-        self._http: httpx.AsyncClient | None = None
+        # Made at the first request: a warm plan sends none, and loading the roots of
+        # trust is not free (once, for every lane).
+        self._tls: ssl.SSLContext | None = None
+        self._lanes: list[httpx.AsyncClient] = []  # free, the last returned last
         self._made: list[httpx.AsyncClient] = []  # all, closed at the end
-        self._tls: ssl.SSLContext | None = None  # the roots, loaded once for every client
         # The connections that have answered (httpcore's network streams, held weakly).
         self._connections: weakref.WeakSet[object] = weakref.WeakSet()
         #: Awaited before a write is sent again after a wait: the applier's group
@@ -121,17 +124,19 @@ class AccountsClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        clients, self._made, self._http = self._made, [], None
+        clients, self._made, self._lanes = self._made, [], []
         async with contextlib.AsyncExitStack() as closing:
             for http in clients:
                 closing.push_async_callback(http.aclose)
 
-    def _http_made(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._tls = self._tls or tls_context(self._settings)
-            self._http = make_http_client(self._settings, tls=self._tls)
-            self._made.append(self._http)
-        return self._http
+    def _lane(self) -> httpx.AsyncClient:
+        """A one-connection client that no other request is using: a free one, or a new one."""
+        if self._lanes:
+            return self._lanes.pop()
+        assert self._tls is not None
+        http = make_http_client(self._settings, tls=self._tls, connections=1)
+        self._made.append(http)
+        return http
 
     @property
     def api_url(self) -> str:
@@ -226,10 +231,12 @@ class AccountsClient:
             # Never send a request without credentials: it can only earn a 401.
             detail = "no credential file for this user and no fallback token"
             raise MissingCredential(username, method, path, detail)
-        # Made before the turn, not after: a request sent long after its turn
+        # Loaded before the turn, not after: a request sent long after its turn
         # comes closer to the next than the rate allows.
-        http = self._http_made()
+        self._tls = self._tls or tls_context(self._settings)
         await self.rate_control.admit()
+        http = self._lane()  # no more lanes than requests admitted at once
+        lane_kept = True
         answered = False
         started = time.monotonic()
         status: int | None = None
@@ -263,15 +270,17 @@ class AccountsClient:
             detail = f"the request could not be sent ({error.__class__.__name__})"
             raise ApiError(username, method, path, detail) from None
         except httpx.TransportError as error:
-            if isinstance(error, httpx.ConnectError) and self._http is http and self._route.proxy:
+            if isinstance(error, httpx.ConnectError) and self._route.proxy:
                 # httpcore 1.0.9 keeps a tunnel whose TLS handshake failed as an active
-                # connection (encode/httpcore#1023), a slot of the pool lost for good:
-                # the next request gets a new client, and this one is closed at the end.
-                self._http = None
+                # connection (encode/httpcore#1023), the lane's one slot lost for good:
+                # the lane is not lent again, and is closed at the end.
+                lane_kept = False
             # str(error) names the failure (connect, read, timeout), never a header.
             detail = f"{error.__class__.__name__}: {error}".rstrip(": ")
             raise TransportError(username, method, path, detail) from None
         finally:
+            if lane_kept:
+                self._lanes.append(http)
             self.rate_control.done(answered=answered)
             if self._on_response is not None:
                 self._on_response(method, status, time.monotonic() - started)

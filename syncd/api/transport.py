@@ -166,16 +166,19 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
 
 
 def make_http_client(
-    settings: Settings, url: str | None = None, *, tls: ssl.SSLContext | None = None
+    settings: Settings,
+    url: str | None = None,
+    *,
+    tls: ssl.SSLContext | None = None,
+    connections: int | None = None,
 ) -> httpx.AsyncClient:
     """The httpx client of every outbound call to `url` (the API's by default).
 
-    `tls` is the context of `tls_context(settings)`, if already made.
-
-    Routed and verified as above; at most SYNCD_CONCURRENCY connections; no
-    redirect followed (a 3xx is an answer like any other); no cookie kept, so
-    one user's session cookie never travels with another user's call; the
-    environment is not read again (syncd.settings has read it).
+    Routed and verified as above (`tls`: the context of `tls_context`, if
+    already made); at most `connections` connections (SYNCD_CONCURRENCY by
+    default); no redirect followed (a 3xx is an answer like any other); no
+    cookie kept, so one user's session cookie never travels with another
+    user's call; the environment is not read again (syncd.settings has).
     """
     from http.cookiejar import CookieJar, DefaultCookiePolicy
 
@@ -191,9 +194,8 @@ def make_http_client(
         # https:// proxy is verified with the same roots as the API, not certifi's alone.
         https = route.proxy.lower().startswith("https://")
         proxy = httpx.Proxy(route.proxy, ssl_context=tls if https else None)
-    limits = httpx.Limits(
-        max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
-    )
+    connections = connections or settings.concurrency
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     transport = httpx.AsyncHTTPTransport(verify=tls, limits=limits, proxy=proxy, trust_env=False)
     return httpx.AsyncClient(
         transport=transport,
