@@ -123,8 +123,8 @@ async def worker_clients(
     url: str, workers: int, *, one_connection_each: bool, timeout: float
 ) -> AsyncIterator[list[httpx.AsyncClient]]:
     """A client for each of `workers` workers: one shared pool of `workers`
-    connections, as most httpx code does (and syncd), or a one-connection
-    client each. They share one TLS context (one CA bundle load)."""
+    connections, as most httpx code does, or a one-connection client each, as
+    syncd's lanes are. They share one TLS context (one CA bundle load)."""
     tls = httpx.create_ssl_context()
 
     def client(connections: int) -> httpx.AsyncClient:
@@ -154,8 +154,8 @@ async def plain_loop(
 
     The plain loop shares one client among its workers, as most httpx code does
     (the peer a user would write). With `one_connection_each`, each worker has
-    a one-connection client of its own. `workers` defaults to the bench's
-    concurrency.
+    a one-connection client of its own, as syncd's lanes are. `workers`
+    defaults to the bench's concurrency.
     """
     next_index = 0
 
