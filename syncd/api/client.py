@@ -5,10 +5,10 @@ httpx client (syncd.api.transport: its proxy, roots of trust, no redirects,
 no cookies) that no other request uses meanwhile. Not one shared pool:
 httpcore's re-examines every connection whenever a request starts or ends,
 which at the default concurrency costs more CPU than the request itself.
-Fewer requests in flight when the server's answers ask for it, and paced by
-its rate-limit headers and SYNCD_MAX_RATE (syncd.api.control: one controller per API for the
-process, as the server limits a client, not a credential nor a run); a
-timeout on every call. GET, PATCH and DELETE are retried on transport errors,
+Fewer in flight when the server's answers ask for it, and paced by its
+rate-limit headers and SYNCD_MAX_RATE (syncd.api.control: one controller per
+API for the process, as the server limits a client, not a credential nor a
+run); a timeout on every call. GET, PATCH and DELETE are retried on transport errors,
 429 (honouring Retry-After) and 5xx with exponential backoff and full
 jitter; POST is never retried here (design.md section 3: the caller re-reads
 and adds only what is missing). Every failure becomes an ApiError of
