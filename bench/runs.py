@@ -124,7 +124,7 @@ async def worker_clients(
 ) -> AsyncIterator[list[httpx.AsyncClient]]:
     """A client for each of `workers` workers: one shared pool of `workers`
     connections, as most httpx code does, or a one-connection client each, as
-    syncd's lanes do. They share one TLS context (one CA bundle load), as in syncd."""
+    syncd's lanes are. They share one TLS context (one CA bundle load)."""
     tls = httpx.create_ssl_context()
 
     def client(connections: int) -> httpx.AsyncClient:
@@ -152,10 +152,9 @@ async def plain_loop(
 ) -> float:
     """Requests per second of a plain httpx loop: GET user/emails, or a no-op PATCH.
 
-    The plain loop shares one client among its workers, as most httpx code does.
-    With `one_connection_each`, each worker has a one-connection client of its
-    own, as syncd's lanes do: the difference is httpcore's pool bookkeeping,
-    and syncd's rate against this loop is what its own work costs. `workers`
+    The plain loop shares one client among its workers, as most httpx code does
+    (the peer a user would write). With `one_connection_each`, each worker has
+    a one-connection client of its own, as syncd's lanes are. `workers`
     defaults to the bench's concurrency.
     """
     next_index = 0
@@ -184,58 +183,6 @@ async def plain_loop(
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for client in clients))
         return count / (time.perf_counter() - started)
-
-
-async def lanes_loop(url: str, users: int, count: int, write: bool) -> float:
-    """The plain loop's requests per second on syncd's own HTTP path, and nothing else.
-
-    The same requests as `plain_loop`, each on a lane of syncd.api.lanes (an
-    httpcore connection on syncd.api.streams): syncd's rate against this loop
-    is what its own work costs (state, logs, plan), apart from how it talks HTTP.
-    """
-    import httpcore
-
-    from syncd.api.lanes import Lanes
-    from syncd.api.transport import Endpoint, Route, connector
-    from syncd.settings import Settings
-
-    settings = Settings(api_url=url)
-    endpoint = Endpoint.of(url)
-    lanes = Lanes(CONCURRENCY, connector(settings, Route(None), endpoint))
-    next_index = 0
-
-    async def worker() -> None:
-        nonlocal next_index
-        while next_index < count:
-            index = next_index
-            next_index += 1
-            name = f"user{index // 2 % users + 1:06d}"
-            headers = [
-                (b"Host", endpoint.host_header),
-                (b"Authorization", f"Bearer {generated_token(name)}".encode()),
-            ]
-            path, method, content = f"/api/v1.1/users/{name}/", "GET", b""
-            if write:
-                method, content = "PATCH", b'{"company":"Bench Inc."}'
-                headers += [(b"Content-Type", b"application/json")]
-                headers += [(b"Content-Length", str(len(content)).encode())]
-            elif index % 2:
-                path += "emails/"
-            target = endpoint.url(path)
-            request = httpcore.Request(method, target, headers=headers, content=content)
-            async with lanes.lane() as connection:
-                response = await connection.handle_async_request(request)
-                await response.aread()
-                await response.aclose()
-            if response.status != 200:
-                raise SystemExit(f"bench: lanes loop got HTTP {response.status}")
-
-    try:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        return count / (time.perf_counter() - started)
-    finally:
-        await lanes.aclose()
 
 
 def stats(url: str) -> dict[str, Any]:

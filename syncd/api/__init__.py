@@ -1,15 +1,15 @@
 """Talking to the accounts API v1.1: one audited, bounded, retrying client.
 
     credentials  which secret authenticates each user's calls, never shown
-    lanes        one keep-alive httpcore connection per request in flight, no httpx client
-    streams      httpcore's network backend on asyncio's transports, without anyio's costs
+    transport    the httpx clients of every outbound call: route, proxy, roots of trust
+    inflating    an answer's body, its size capped while it is inflated
     pool         bounded concurrency over a stream of work items
     budget       what a server says of its rate limit: RateLimit-*, X-RateLimit-*, RateLimit
     pacing       when the next request may start: SYNCD_MAX_RATE, the budget, Retry-After
     concurrency  how many may be in flight: an AIMD limit between 1 and SYNCD_CONCURRENCY
     control      the process's controller per API: the limit and the pacer, taught by every answer
     retrying     when to send again: the retry policy's waits, Retry-After in either form
-    client       the five calls, error mapping, retries, body limits
+    client       the five calls, each on a one-connection client; errors, retries, body limits
 
 May import `syncd.core` and the top-level modules; not the desired-state
 reader, the state or anything above.

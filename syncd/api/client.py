@@ -1,11 +1,14 @@
 """The accounts API client: async, bounded, retrying only what is safe.
 
-At most `concurrency` requests in flight, each on an httpcore connection of
-its own (syncd.api.lanes, which says why not through an httpx client), fewer
-when the server's answers ask for it, and paced by its rate-limit headers
-and SYNCD_MAX_RATE (syncd.api.control: one controller per API for the
-process, as the server limits a client, not a credential nor a run); a
-timeout on every call. GET, PATCH and DELETE are retried on transport errors,
+At most `concurrency` requests in flight, each on a lane: a one-connection
+httpx client (syncd.api.transport: its proxy, roots of trust, no redirects,
+no cookies) that no other request uses meanwhile. Not one shared pool:
+httpcore's re-examines every connection whenever a request starts or ends,
+which at the default concurrency costs more CPU than the request itself.
+Fewer in flight when the server's answers ask for it, and paced by its
+rate-limit headers and SYNCD_MAX_RATE (syncd.api.control: one controller per
+API for the process, as the server limits a client, not a credential nor a
+run); a timeout on every call. GET, PATCH and DELETE are retried on transport errors,
 429 (honouring Retry-After) and 5xx with exponential backoff and full
 jitter; POST is never retried here (design.md section 3: the caller re-reads
 and adds only what is missing). Every failure becomes an ApiError of
@@ -16,21 +19,21 @@ the JSON the API document promises is a MalformedResponse, never data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
-from syncd import __version__
 from syncd.api.control import RateControl
 from syncd.api.credentials import Credential
-from syncd.api.inflating import ACCEPT_ENCODING, read_capped
+from syncd.api.inflating import read_capped
 from syncd.api.retrying import RetryPolicy, read_retry_after
-from syncd.api.transport import Endpoint, Route, check_trust_files, connector
+from syncd.api.transport import Route, check_trust_files, make_http_client, tls_context
 from syncd.core.live import (
     LiveEmail,
     LiveProfile,
@@ -53,10 +56,10 @@ from syncd.errors import (
 from syncd.settings import Settings
 
 if TYPE_CHECKING:
-    # Imported when the first request is made (a fifth of a warm plan's start-up).
-    import httpcore
+    import ssl
 
-    from syncd.api.lanes import Connection, Lanes
+    # Imported when the first request is made (a fifth of a warm plan's start-up).
+    import httpx
 
 #: Answers larger than this are refused: no user object or email list comes near it.
 MAX_BODY_BYTES = 1024 * 1024
@@ -67,21 +70,8 @@ T = TypeVar("T")
 ResponseObserver = Callable[[str, int | None, float], None]
 
 
-@dataclass(slots=True)
-class _Exchange:
-    """One request as it goes: when it left, whether it opened a connection, and if answered."""
-
-    started: float = 0.0
-    new_connection: bool = False
-    answered: bool = False
-
-
 class AccountsClient:
     """Calls of the accounts API v1.1, each made with the credential of its user."""
-
-    # Made with the lanes, at the first request: where requests go, and what each carries.
-    _endpoint: Endpoint
-    _headers: list[tuple[bytes, bytes]]
 
     def __init__(
         self,
@@ -106,9 +96,13 @@ class AccountsClient:
             max_rate=settings.max_rate,
             adaptive=settings.adaptive,
         )
-        # Made at the first request: a warm plan sends none, and building a
-        # client (its TLS context above all) is a tenth of a second.
-        self._lanes: Lanes | None = None
+        # Made at the first request: a warm plan sends none, and loading the roots of
+        # trust is not free (once, for every lane).
+        self._tls: ssl.SSLContext | None = None
+        self._lanes: list[httpx.AsyncClient] = []  # free, the last returned last
+        self._made: list[httpx.AsyncClient] = []  # all, closed at the end
+        # The connections that have answered (httpcore's network streams, held weakly).
+        self._connections: weakref.WeakSet[object] = weakref.WeakSet()
         #: Awaited before a write is sent again after a wait: the applier's group
         #: commit, which on PostgreSQL goes through the session that holds the lock,
         #: so an instance that lost it (and with it the right to write) sends nothing.
@@ -130,24 +124,19 @@ class AccountsClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._lanes is not None:
-            await self._lanes.aclose()
+        clients, self._made, self._lanes = self._made, [], []
+        async with contextlib.AsyncExitStack() as closing:
+            for http in clients:
+                closing.push_async_callback(http.aclose)
 
-    def _lanes_made(self) -> Lanes:
-        if self._lanes is None:
-            from syncd.api.lanes import Lanes
-
-            settings = self._settings
-            self._endpoint = Endpoint.of(settings.api_url)
-            self._headers = [
-                (b"Host", self._endpoint.host_header),
-                (b"Accept", b"application/json"),
-                (b"Accept-Encoding", ACCEPT_ENCODING.encode("ascii")),
-                (b"User-Agent", f"syncd/{__version__}".encode("ascii")),
-            ]
-            connect = connector(settings, self._route, self._endpoint)
-            self._lanes = Lanes(settings.concurrency, connect)
-        return self._lanes
+    def _lane(self) -> httpx.AsyncClient:
+        """A one-connection client that no other request is using: a free one, or a new one."""
+        if self._lanes:
+            return self._lanes.pop()
+        assert self._tls is not None
+        http = make_http_client(self._settings, tls=self._tls, connections=1)
+        self._made.append(http)
+        return http
 
     @property
     def api_url(self) -> str:
@@ -242,125 +231,100 @@ class AccountsClient:
             # Never send a request without credentials: it can only earn a 401.
             detail = "no credential file for this user and no fallback token"
             raise MissingCredential(username, method, path, detail)
-        exchange = _Exchange()
-        # Made before the turn, not after: building them takes tens of ms, and a request
-        # sent that long after its turn comes closer to the next than the rate allows.
-        self._lanes_made()
+        # Loaded before the turn, not after: a request sent long after its turn
+        # comes closer to the next than the rate allows.
+        self._tls = self._tls or tls_context(self._settings)
         await self.rate_control.admit()
+        http = self._lane()  # no more lanes than requests admitted at once
+        lane_kept = True
+        answered = False
+        started = time.monotonic()
+        status: int | None = None
         try:
-            return await self._send_admitted(
-                method, username, path, body, credential.authorization(), exchange
-            )
-        finally:
-            self.rate_control.done(answered=exchange.answered)
+            import httpx  # here, not at module level: a warm plan never sends
 
-    async def _send_admitted(
-        self,
+            self.requests[method] += 1
+            # The whole exchange, connecting and the body included, rather than
+            # each read: a server that trickles a byte at a time would pass those.
+            async with asyncio.timeout(self._settings.timeout):
+                response, raw = await self._exchange(
+                    http, method, username, path, body, credential
+                )
+            answered = True
+            status = response.status_code
+            self._learn(response, started)
+            if status not in (200, 201, 204):
+                raise _status_error(username, method, path, status, raw, response.headers)
+            self.succeeded += 1
+            self.answered += 1
+            return raw
+        except HttpStatusError as error:
+            if error.status < 500:
+                self.answered += 1
+            raise
+        except TimeoutError:
+            detail = f"no complete answer within {self._settings.timeout:g} s (SYNCD_TIMEOUT)"
+            raise TransportError(username, method, path, detail) from None
+        except httpx.LocalProtocolError as error:
+            # Raised before sending; its text may quote a header: the class name only.
+            detail = f"the request could not be sent ({error.__class__.__name__})"
+            raise ApiError(username, method, path, detail) from None
+        except httpx.TransportError as error:
+            if isinstance(error, httpx.ConnectError) and self._route.proxy:
+                # httpcore 1.0.9 keeps a tunnel whose TLS handshake failed as an active
+                # connection (encode/httpcore#1023), the lane's one slot lost for good:
+                # the lane is not lent again, and is closed at the end.
+                lane_kept = False
+            # str(error) names the failure (connect, read, timeout), never a header.
+            detail = f"{error.__class__.__name__}: {error}".rstrip(": ")
+            raise TransportError(username, method, path, detail) from None
+        finally:
+            if lane_kept:
+                self._lanes.append(http)
+            self.rate_control.done(answered=answered)
+            if self._on_response is not None:
+                self._on_response(method, status, time.monotonic() - started)
+
+    @staticmethod
+    async def _exchange(
+        http: httpx.AsyncClient,
         method: str,
         username: str,
         path: str,
         body: dict[str, str] | None,
-        authorization: str,
-        exchange: _Exchange,
-    ) -> bytes:
-        import httpcore  # here, not at module level: a warm plan never sends
-
-        from syncd.api.lanes import CONNECTION_FAILURES
-
-        lanes = self._lanes_made()
-        async with lanes.lane() as connection:
-            self.requests[method] += 1
-            exchange.started = time.monotonic()
-            exchange.new_connection = lanes.first_use(connection)
-            status: int | None = None
-            timeout = self._settings.timeout
-            try:
-                # The whole exchange, connecting and the body included, rather than
-                # each read: a server that trickles a byte at a time would pass those.
-                async with asyncio.timeout(timeout):
-                    request = self._request(method, path, body, authorization)
-                    status, raw = await self._exchange(
-                        connection, request, username, method, path, exchange
-                    )
-                self.succeeded += 1
-                self.answered += 1
-                return raw
-            except TimeoutError:
-                detail = f"no complete answer within {timeout:g} s (SYNCD_TIMEOUT)"
-                raise TransportError(username, method, path, detail) from None
-            except HttpStatusError as error:
-                status = error.status
-                if status < 500:
-                    self.answered += 1
-                raise
-            except httpcore.LocalProtocolError as error:
-                # Raised before sending; its text may quote a header: the class name only.
-                detail = f"the request could not be sent ({error.__class__.__name__})"
-                raise ApiError(username, method, path, detail) from None
-            except CONNECTION_FAILURES as error:
-                # str(error) names the failure (connect, read, timeout), never a header.
-                detail = f"{error.__class__.__name__}: {error}".rstrip(": ")
-                raise TransportError(username, method, path, detail) from None
-            finally:
-                if self._on_response is not None:
-                    self._on_response(method, status, time.monotonic() - exchange.started)
-
-    def _request(
-        self, method: str, path: str, body: dict[str, str] | None, authorization: str
-    ) -> httpcore.Request:
-        import httpcore
-
-        headers = [*self._headers, (b"Authorization", authorization.encode("ascii"))]
-        content = b""
-        if body is not None:
-            # As httpx encodes a json= body: compact UTF-8, and never NaN.
-            content = json.dumps(
-                body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-            ).encode("utf-8")
-            headers.append((b"Content-Type", b"application/json"))
-            headers.append((b"Content-Length", str(len(content)).encode("ascii")))
-        url = self._endpoint.url(path)
-        return httpcore.Request(method, url, headers=headers, content=content)
-
-    async def _exchange(
-        self,
-        connection: Connection,
-        request: httpcore.Request,
-        username: str,
-        method: str,
-        path: str,
-        exchange: _Exchange,
-    ) -> tuple[int, bytes]:
-        import httpx
-
-        response = await connection.handle_async_request(request)
+        credential: Credential,
+    ) -> tuple[httpx.Response, bytes]:
+        headers = {"Authorization": credential.authorization()}
+        request = http.build_request(method, path, json=body, headers=headers)
+        response = await http.send(request, stream=True)
         try:
-            # httpx's headers: looked up without regard to case, repeats joined by commas.
-            headers = httpx.Headers(response.headers)
-            # The cap holds while inflating (syncd.api.inflating), not after each chunk.
+            # Raw bytes, not httpx's decoding: the cap holds while inflating.
             raw = await read_capped(
-                headers, response.aiter_stream(), MAX_BODY_BYTES, username, method, path
+                response.headers, response.aiter_raw(), MAX_BODY_BYTES, username, method, path
             )
         finally:
             await response.aclose()
-        status = response.status
-        # Read whatever the status: a 503 too may say when the server is back (RetryPolicy).
-        retry_after = read_retry_after(headers)
-        exchange.answered = True
+        return response, raw
+
+    def _learn(self, response: httpx.Response, started: float) -> None:
+        """Tell the rate control what an answer says: its status, headers and latency."""
+        # The first answer on a connection carries its handshakes: no latency sample.
+        stream = response.extensions.get("network_stream")
+        new_connection = stream is not None and stream not in self._connections
+        if new_connection:
+            self._connections.add(stream)
         self.rate_control.answered(
-            status,
-            headers,
-            time.monotonic() - exchange.started,
-            retry_after=retry_after,
-            new_connection=exchange.new_connection,
+            response.status_code,
+            response.headers,
+            time.monotonic() - started,
+            # Read whatever the status: a 503 too may say when the server is back.
+            retry_after=read_retry_after(response.headers),
+            new_connection=new_connection,
         )
-        if status in (200, 201, 204):
-            return status, raw
-        raise _status_error(username, method, path, status, raw, retry_after)
 
 
 def _status_error(
-    username: str, method: str, path: str, status: int, raw: bytes, retry_after: float | None
+    username: str, method: str, path: str, status: int, raw: bytes, headers: Mapping[str, str]
 ) -> HttpStatusError:
     text = raw.decode("utf-8", "replace")
     try:
@@ -369,7 +333,7 @@ def _status_error(
             text = parsed["detail"]
     except ValueError:
         pass
-    return status_error(username, method, path, status, text, retry_after)
+    return status_error(username, method, path, status, text, read_retry_after(headers))
 
 
 def _user_path(username: str) -> str:

@@ -7,7 +7,7 @@ per cycle, and the next one must not forget what the last one spent, the
 rate it started at, or a pause that a 429 asked for. One per event loop in
 fact: its waits belong to the loop they were made in, and the daemon runs
 every cycle in one.
-Each request passes `admit()` before it takes a lane (syncd.api.lanes): first
+Each request passes `admit()` before it is sent (syncd.api.client): first
 a slot of the adaptive limit (syncd.api.concurrency), then its turn by the
 pacer (syncd.api.pacing). When its answer comes, `answered()` tells both:
 the budget in its RateLimit fields, a 429's Retry-After (a pause for every

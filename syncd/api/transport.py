@@ -1,10 +1,10 @@
-"""How the client reaches the API: through which proxy, if any, and trusting which roots.
+"""How outbound calls travel: the httpx client, through which proxy, trusting which roots.
 
-syncd talks to one origin, the API URL, so its route is decided once, from
-the settings (syncd.settings reads the conventional variables: https_proxy,
-http_proxy, all_proxy, no_proxy, SSL_CERT_FILE, SSL_CERT_DIR); httpcore,
-which the lanes speak to directly (syncd.api.lanes), never reads the
-environment itself:
+`make_http_client` builds the one httpx client of a run. The route to its
+URL is decided once, from the settings (syncd.settings reads the
+conventional variables: https_proxy, http_proxy, all_proxy, no_proxy,
+SSL_CERT_FILE, SSL_CERT_DIR); httpx is told not to read the environment
+itself:
 
 - Loopback (localhost, 127.0.0.0/8, ::1) is never proxied. The exception that
   lets credentials go over plain http:// to loopback (Settings.check_transport)
@@ -36,15 +36,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from syncd import __version__
+from syncd.api.inflating import ACCEPT_ENCODING
 from syncd.errors import UsageError
 from syncd.settings import Settings, is_loopback
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    import httpcore
-
-    from syncd.api.lanes import Connection
+    import httpx
 
 _PROXY_SCHEMES = ("http", "https")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -58,9 +56,9 @@ class Route:
     proxy: str | None
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> Route:
-        """The route to `settings.api_url`; UsageError for a proxy that cannot be used."""
-        api = urlsplit(settings.api_url)
+    def for_settings(cls, settings: Settings, url: str | None = None) -> Route:
+        """The route to `url` (default: the API's); UsageError for a proxy that cannot be used."""
+        api = urlsplit(url or settings.api_url)
         host = (api.hostname or "").lower()
         port = api.port or _DEFAULT_PORTS[api.scheme]
         if is_loopback(host) or bypasses_proxy(host, port, settings.no_proxy or ""):
@@ -167,75 +165,50 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-#: Seconds an idle connection is kept for its next request, as httpx keeps them.
-KEEPALIVE_EXPIRY = 5.0
+def make_http_client(
+    settings: Settings,
+    url: str | None = None,
+    *,
+    tls: ssl.SSLContext | None = None,
+    connections: int | None = None,
+) -> httpx.AsyncClient:
+    """The httpx client of every outbound call to `url` (the API's by default).
 
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """The API's URL as every request needs it: its origin, Host header and base path.
-
-    Read once by httpx's URL parser, so that the host is IDNA-encoded and the
-    Host header written exactly as httpx would write it (a default port left
-    out, an IPv6 address in brackets).
+    Routed and verified as above (`tls`: the context of `tls_context`, if
+    already made); at most `connections` connections (SYNCD_CONCURRENCY by
+    default); no redirect followed (a 3xx is an answer like any other); no
+    cookie kept, so one user's session cookie never travels with another
+    user's call; the environment is not read again (syncd.settings has).
     """
+    from http.cookiejar import CookieJar, DefaultCookiePolicy
 
-    scheme: bytes
-    host: bytes
-    port: int
-    host_header: bytes
-    base_path: bytes
-
-    @classmethod
-    def of(cls, api_url: str) -> Endpoint:
-        import httpx
-
-        url = httpx.URL(api_url)
-        port = url.port or _DEFAULT_PORTS[url.scheme]
-        return cls(url.raw_scheme, url.raw_host, port, url.netloc, url.raw_path.rstrip(b"/"))
-
-    def url(self, path: str) -> httpcore.URL:
-        """The URL of an API path ("/api/v1.1/…", already quoted)."""
-        import httpcore
-
-        target = self.base_path + path.encode("ascii")
-        return httpcore.URL(scheme=self.scheme, host=self.host, port=self.port, target=target)
-
-
-def connector(settings: Settings, route: Route, endpoint: Endpoint) -> Callable[[], Connection]:
-    """What makes each lane's connection (syncd.api.lanes): direct, or through the proxy."""
-    import httpcore
     import httpx
 
-    # Loading the CA bundle is most of the cost of a connection: once for all lanes.
-    tls = tls_context(settings)
-    if route.proxy is None:
-        from syncd.api.streams import AsyncioBackend
-
-        origin = httpcore.Origin(endpoint.scheme, endpoint.host, endpoint.port)
-        network = AsyncioBackend()
-        return lambda: httpcore.AsyncHTTPConnection(
-            origin, ssl_context=tls, keepalive_expiry=KEEPALIVE_EXPIRY, network_backend=network
-        )
-    # Read as httpx reads a proxy URL: its user and password become proxy_auth.
-    proxy = httpx.Proxy(route.proxy)
-    proxy_url = httpcore.URL(
-        scheme=proxy.url.raw_scheme,
-        host=proxy.url.raw_host,
-        port=proxy.url.port,
-        target=proxy.url.raw_path,
-    )
-    return lambda: httpcore.AsyncHTTPProxy(
-        proxy_url=proxy_url,
-        proxy_auth=proxy.raw_auth,
-        # An https:// proxy is verified with the same roots as the API (SSL_CERT_FILE,
-        # SYNCD_CA_FILE); httpx would have used certifi's alone. (httpcore refuses a
-        # context for an http:// proxy.)
-        proxy_ssl_context=tls if proxy.url.scheme == "https" else None,
-        ssl_context=tls,
-        max_connections=1,
-        max_keepalive_connections=1,
-        keepalive_expiry=KEEPALIVE_EXPIRY,
+    url = url or settings.api_url
+    route = Route.for_settings(settings, url)
+    # Loading the roots is most of the cost of a first connection: `tls` shares them.
+    tls = tls or tls_context(settings)
+    proxy = None
+    if route.proxy is not None:
+        # httpx turns the proxy's user and password into Proxy-Authorization. An
+        # https:// proxy is verified with the same roots as the API, not certifi's alone.
+        https = route.proxy.lower().startswith("https://")
+        proxy = httpx.Proxy(route.proxy, ssl_context=tls if https else None)
+    connections = connections or settings.concurrency
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    transport = httpx.AsyncHTTPTransport(verify=tls, limits=limits, proxy=proxy, trust_env=False)
+    return httpx.AsyncClient(
+        transport=transport,
+        base_url=url,
+        headers={
+            "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
+            "User-Agent": f"syncd/{__version__}",
+        },
+        cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
+        follow_redirects=False,
+        timeout=httpx.Timeout(settings.timeout),
+        trust_env=False,
     )
 
 

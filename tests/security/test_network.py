@@ -84,7 +84,7 @@ def test_an_https_proxy_is_verified_with_the_same_roots_as_the_api(world: World)
 
 
 def test_a_direct_https_api_trusts_the_private_ca_and_no_other(world: World):
-    # No proxy: the lanes' own network backend (syncd.api.streams) makes the TLS connection.
+    # No proxy: httpx makes the TLS connection, with the roots of syncd.api.transport.
     with TlsFront(target_port=int(world.sandbox.url.rsplit(":", 1)[1])) as front:
         api_url = f"https://127.0.0.1:{front.port}"  # the test certificate names 127.0.0.1
         untrusted = plan(world, api_url=api_url, SSL_CERT_FILE=None)
