@@ -162,8 +162,8 @@ def status(config_file: str | None, state_dir: str | None, limit: int, output: s
 def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
     """What `syncd status` shows, as data (also its --output json)."""
     from syncd.errors import StateError, UsageError
-    from syncd.service.daemon_state import read_daemon_state
     from syncd.state.backend import open_store
+    from syncd.state.daemon_state import read_daemon_state
 
     path = settings.state_file
     if not settings.on_postgresql and not path.exists():
