@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from syncd.cli.options import output_option, settings_from_flags
+from syncd.cli.options import output_option, settings_from_flags, state_dir_option
 from syncd.core.vocabulary import ActionName, WriteResult
 
 
@@ -27,7 +27,7 @@ def _parse_since(value: str | None) -> Any:
 
 
 @click.command()
-@click.option("--state-dir", type=click.Path(file_okay=False), help="[SYNCD_STATE_DIR]")
+@state_dir_option
 @click.option("--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat).")
 @click.option("--since", metavar="WHEN", help="ISO date/time, or an age: 30m, 12h, 7d.")
 @click.option("--run", "run_ids", multiple=True, metavar="ID", help="Only this run (repeat).")

@@ -11,7 +11,7 @@ restarted), the daemon stops writing, and this loop connects again and stands
 by, as any other instance would: the first to get the lock is active.
 
 On SQLite nothing waits: the flock is taken before the daemon starts, and a
-second instance is refused (syncd.service.commands).
+second instance is refused (syncd.service.startup).
 """
 
 from __future__ import annotations
