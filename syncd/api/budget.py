@@ -19,7 +19,6 @@ it were absent: a server's odd header must never fail a request.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -136,8 +135,3 @@ def _split_outside_quotes(field: str) -> list[str]:
             current.append(character)
     parts.append("".join(current))
     return parts
-
-
-def spread_rate(budget: Budget) -> float:
-    """Requests per second that spend what is left evenly until the quota is whole again."""
-    return budget.remaining / budget.reset if budget.reset > 0 else math.inf
