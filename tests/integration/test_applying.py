@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from syncd.errors import GuardError
-from tests.integration.conftest import STANDARD_SEED, World, account
+from tests.world import STANDARD_SEED, World, account
 
 
 def audit_rows(world: World) -> list[dict[str, Any]]:
