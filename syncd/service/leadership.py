@@ -11,7 +11,7 @@ restarted), the daemon stops writing, and this loop connects again and stands
 by, as any other instance would: the first to get the lock is active.
 
 On SQLite nothing waits: the flock is taken before the daemon starts, and a
-second instance is refused (syncd.service.commands).
+second instance is refused (syncd.service.startup).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from syncd.service.metrics import Metrics
 from syncd.service.notify import Notifier
 from syncd.service.webhook import Webhook
 from syncd.settings import Settings
-from syncd.state.audit import open_intents
+from syncd.state.audit import last_successful_run, open_intents
 from syncd.state.backend import Database, StateStore, open_store
 
 log = structlog.get_logger("syncd.service.leadership")
@@ -41,9 +41,8 @@ MAX_RECONNECT_DELAY = 30.0
 
 def last_success(db: Database) -> float | None:
     """When a run last ended ok or with nothing to change (Unix time), for the metrics."""
-    row = db.execute("SELECT MAX(ended_at) FROM runs WHERE result IN ('ok', 'no_changes')")
-    last = row.fetchone()[0]
-    return None if last is None else datetime.fromisoformat(last).timestamp()
+    last = last_successful_run(db)
+    return None if last is None else datetime.fromisoformat(last[0]).timestamp()
 
 
 def active_one(store: StateStore) -> str:
