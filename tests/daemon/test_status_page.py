@@ -162,3 +162,23 @@ def test_without_a_token_the_pages_are_off_beyond_loopback(world: World, start_d
     assert "janedoe" not in httpx.get(f"http://127.0.0.1:{port}/users/janedoe").text
     assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
     assert daemon.stop() == 0
+
+
+def test_a_standby_serves_the_pages_from_the_shared_state(pg_world: World, start_pg_daemon: Any):
+    listening = {"SYNCD_METRICS_ADDR": "127.0.0.1:0"}
+    active = start_pg_daemon(**listening)
+    active.wait_for("took_over", timeout=20)
+    active.wait_for("cycle_finished", result="ok", timeout=20)
+    standby = start_pg_daemon(**listening)
+    address = standby.wait_for("metrics_listening", timeout=20)["address"]
+    standby.wait_for("standby", timeout=20)
+    page = httpx.get(f"http://{address}/")
+    assert page.status_code == 200
+    assert "This instance is a <strong>standby</strong>" in page.text
+    assert f"pid {active.pid}" in page.text  # who is active
+    assert "<td>run</td><td>ok</td>" in page.text  # the active one's cycle, from the state
+    user = httpx.get(f"http://{address}/users/janedoe")
+    assert "has not read the desired state" in user.text
+    assert "Private Island" in user.text  # live, from the shared cache
+    assert standby.stop() == 0
+    assert active.stop() == 0
