@@ -22,6 +22,7 @@ import binascii
 import enum
 import hmac
 import re
+import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,7 @@ from syncd.core.vocabulary import ActionName, WriteResult
 from syncd.errors import SettingsError, StateError
 from syncd.logs import get_logger
 from syncd.secretfiles import read_secret_file
+from syncd.service.admission import MAX_THREADS
 from syncd.service.metrics import Metrics
 from syncd.service.pages import AUDIT_MOST, AUDIT_SHOWN, audit_page, home_page, user_page
 from syncd.settings import Settings, is_loopback
@@ -48,6 +50,8 @@ Answer = tuple[int, bytes, str, Mapping[str, str]]
 
 #: Seconds between two refreshes of `/` in the browser.
 REFRESH_SECONDS = 30
+#: Pages rendered at once: the listener's other threads stay free for the probes.
+PAGE_THREADS = MAX_THREADS // 4
 
 _HEADERS = {
     # No script, no frame, nothing fetched from elsewhere: styles are inline.
@@ -120,6 +124,7 @@ class StatusPages:
             lstrip_blocks=True,
         )
         self._templates.filters.update(when=_when, ago=_ago, unix_when=_unix_when)
+        self._rendering = threading.BoundedSemaphore(PAGE_THREADS)
 
     @classmethod
     def from_settings(cls, settings: Settings, host: str, metrics: Metrics) -> StatusPages:
@@ -154,6 +159,14 @@ class StatusPages:
             )
         if self._token is not None and not authorized(authorization, self._token):
             return _text(401, "the status pages need the token of SYNCD_UI_TOKEN_FILE", _CHALLENGE)
+        if not self._rendering.acquire(blocking=False):
+            return _text(503, "busy: other pages are being made; ask again", {"Retry-After": "1"})
+        try:
+            return self._route(target)
+        finally:
+            self._rendering.release()
+
+    def _route(self, target: str) -> Answer:
         parts = urlsplit(target)
         query = parse_qs(parts.query)
         try:

@@ -10,7 +10,15 @@ import pytest
 
 from syncd.service.metrics import Metrics
 from syncd.service.pages import FieldRow, UserPage
-from syncd.service.ui import Access, StatusPages, _audit_filter, _BadQuery, authorized, page_access
+from syncd.service.ui import (
+    PAGE_THREADS,
+    Access,
+    StatusPages,
+    _audit_filter,
+    _BadQuery,
+    authorized,
+    page_access,
+)
 from syncd.settings import load_settings
 
 
@@ -123,3 +131,11 @@ def test_values_render_as_text_with_controls_shown_as_syncd_shows_them():
     assert "Jane &amp; co" in html
     assert (status, content_type) == (200, "text/html; charset=utf-8")
     assert "default-src 'none'" in headers["Content-Security-Policy"]
+
+
+def test_pages_made_at_once_are_bounded_so_that_probes_keep_their_threads():
+    open_pages = pages(Access.OPEN)
+    for _ in range(PAGE_THREADS):  # as many pages being made
+        assert open_pages._rendering.acquire(blocking=False)
+    status, _, _, headers = open_pages.answer("/", None)
+    assert (status, headers["Retry-After"]) == (503, "1")
