@@ -29,11 +29,20 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
+import structlog
+
 from syncd.api.control import RateControl
 from syncd.api.credentials import Credential
 from syncd.api.inflating import read_capped
 from syncd.api.retrying import RetryPolicy, read_retry_after
-from syncd.api.transport import Route, check_trust_files, make_http_client, tls_context
+from syncd.api.transport import (
+    Route,
+    check_trust_files,
+    explain_failure,
+    make_http_client,
+    redacted,
+    tls_context,
+)
 from syncd.core.live import (
     LiveEmail,
     LiveProfile,
@@ -44,11 +53,15 @@ from syncd.core.live import (
 )
 from syncd.errors import (
     ApiError,
+    ApiUnreachable,
     CredentialError,
     CredentialRefused,
     HttpStatusError,
     MalformedResponse,
     MissingCredential,
+    RateLimited,
+    ServerError,
+    TimedOut,
     TransportError,
     excerpt,
     status_error,
@@ -68,6 +81,13 @@ T = TypeVar("T")
 
 #: Called after every request with its method, status (None: no answer) and duration.
 ResponseObserver = Callable[[str, int | None, float], None]
+#: Called before each retry with its method and reason (see `retry_reason`).
+RetryObserver = Callable[[str, str], None]
+
+#: Attempts without an answer, while the API has answered none, that make it unreachable.
+UNREACHABLE_AFTER = 5
+
+log = structlog.get_logger("syncd.api")
 
 
 class AccountsClient:
@@ -79,6 +99,7 @@ class AccountsClient:
         credential_for: Callable[[str], Credential | None],
         retry: RetryPolicy | None = None,
         on_response: ResponseObserver | None = None,
+        on_retry: RetryObserver | None = None,
     ) -> None:
         settings.check_transport()
         # How requests travel (proxy, roots of trust): refused now, in one line, if they cannot.
@@ -87,6 +108,7 @@ class AccountsClient:
         self._credential_for = credential_for
         self._retry = retry or RetryPolicy()
         self._on_response = on_response
+        self._on_retry = on_retry
         self._settings = settings
         #: How many requests may be in flight, and when the next may start: the process's
         #: for this API, shared with the clients before this one (the daemon's last cycle).
@@ -114,6 +136,12 @@ class AccountsClient:
         #: Requests the API answered itself, a refusal (4xx) included: none of many
         #: means it is down (no answer, or only 5xx), not that one user's token is.
         self.answered = 0
+        # Attempts that got no answer at all, and whether any got one (a 5xx too, or
+        # the head of one).
+        self._unanswered = 0
+        self._heard = False
+        #: Set once no request can succeed: every later one raises it again, unsent.
+        self.unreachable: ApiUnreachable | None = None
 
     async def __aenter__(self) -> AccountsClient:
         return self
@@ -216,21 +244,30 @@ class AccountsClient:
             except ApiError as error:
                 if not (retry and error.retryable and attempt < self._retry.attempts):
                     raise
-                await asyncio.sleep(self._retry.delay(attempt, error))
+                delay = self._retry.delay(attempt, error)
+                reason = retry_reason(error)
+                log.debug(
+                    "api_retry",
+                    user=username,
+                    method=method,
+                    path=path,
+                    attempt=attempt,
+                    reason=reason,
+                    detail=error.detail,
+                    delay=round(delay, 3),
+                )
+                if self._on_retry is not None:
+                    self._on_retry(method, reason)
+                await asyncio.sleep(delay)
                 if method != "GET" and self.fence is not None:
                     await self.fence()  # another instance may have taken over meanwhile
 
     async def _send_once(
         self, method: str, username: str, path: str, body: dict[str, str] | None
     ) -> bytes:
-        try:
-            credential = self._credential_for(username)
-        except CredentialError as error:
-            raise CredentialRefused(username, method, path, str(error)) from None
-        if credential is None:
-            # Never send a request without credentials: it can only earn a 401.
-            detail = "no credential file for this user and no fallback token"
-            raise MissingCredential(username, method, path, detail)
+        if self.unreachable is not None:
+            raise ApiUnreachable(str(self.unreachable))
+        credential = self._credential(username, method, path)
         # Loaded before the turn, not after: a request sent long after its turn
         # comes closer to the next than the rate allows.
         self._tls = self._tls or tls_context(self._settings)
@@ -263,8 +300,9 @@ class AccountsClient:
                 self.answered += 1
             raise
         except TimeoutError:
+            self.rate_control.timed_out()
             detail = f"no complete answer within {self._settings.timeout:g} s (SYNCD_TIMEOUT)"
-            raise TransportError(username, method, path, detail) from None
+            raise self._no_answer(TimedOut(username, method, path, detail)) from None
         except httpx.LocalProtocolError as error:
             # Raised before sending; its text may quote a header: the class name only.
             detail = f"the request could not be sent ({error.__class__.__name__})"
@@ -275,9 +313,11 @@ class AccountsClient:
                 # connection (encode/httpcore#1023), the lane's one slot lost for good:
                 # the lane is not lent again, and is closed at the end.
                 lane_kept = False
-            # str(error) names the failure (connect, read, timeout), never a header.
-            detail = f"{error.__class__.__name__}: {error}".rstrip(": ")
-            raise TransportError(username, method, path, detail) from None
+            detail, hopeless = explain_failure(error, self._route, self.api_url)
+            if hopeless:  # the same for every request: say it once, send no more
+                self.unreachable = ApiUnreachable(f"API unreachable: {self._where()}: {detail}")
+                raise self.unreachable from None
+            raise self._no_answer(TransportError(username, method, path, detail)) from None
         finally:
             if lane_kept:
                 self._lanes.append(http)
@@ -285,8 +325,34 @@ class AccountsClient:
             if self._on_response is not None:
                 self._on_response(method, status, time.monotonic() - started)
 
-    @staticmethod
+    def _credential(self, username: str, method: str, path: str) -> Credential:
+        try:
+            credential = self._credential_for(username)
+        except CredentialError as error:
+            raise CredentialRefused(username, method, path, str(error)) from None
+        if credential is None:
+            # Never send a request without credentials: it can only earn a 401.
+            detail = "no credential file for this user and no fallback token"
+            raise MissingCredential(username, method, path, detail)
+        return credential
+
+    def _where(self) -> str:
+        proxy = self._route.shown_proxy
+        return self.api_url + (f" (through the proxy {proxy})" if proxy else "")
+
+    def _no_answer(self, error: TransportError) -> TransportError | ApiUnreachable:
+        """`error`, or ApiUnreachable once too many attempts got no answer and none did."""
+        self._unanswered += 1
+        if self._heard or self._unanswered < UNREACHABLE_AFTER:
+            return error
+        self.unreachable = ApiUnreachable(
+            f"API unreachable: {self._where()}: {self._unanswered} attempts got no answer "
+            f"and none did; the last: {error.detail}"
+        )
+        return self.unreachable
+
     async def _exchange(
+        self,
         http: httpx.AsyncClient,
         method: str,
         username: str,
@@ -297,6 +363,7 @@ class AccountsClient:
         headers = {"Authorization": credential.authorization()}
         request = http.build_request(method, path, json=body, headers=headers)
         response = await http.send(request, stream=True)
+        self._heard = True  # it speaks: slow perhaps, but not unreachable
         try:
             # Raw bytes, not httpx's decoding: the cap holds while inflating.
             raw = await read_capped(
@@ -323,10 +390,28 @@ class AccountsClient:
         )
 
 
+#: Every value `retry_reason` gives.
+RETRY_REASONS = ("timeout", "no_answer", "rate_limited", "server_error")
+
+
+def retry_reason(error: ApiError) -> str:
+    """Why a request is sent again, in a word (the metric's label)."""
+    if isinstance(error, TimedOut):
+        return "timeout"
+    if isinstance(error, RateLimited):
+        return "rate_limited"
+    if isinstance(error, ServerError):
+        return "server_error"
+    return "no_answer"
+
+
 def _status_error(
     username: str, method: str, path: str, status: int, raw: bytes, headers: Mapping[str, str]
 ) -> HttpStatusError:
     text = raw.decode("utf-8", "replace")
+    if 300 <= status < 400:  # never followed: say where it pointed
+        where = redacted(headers.get("Location", "nowhere (no Location)"))
+        text = f"redirected to {where}, which syncd does not follow: is the API URL right?"
     try:
         parsed: Any = json.loads(text)
         if isinstance(parsed, dict) and isinstance(parsed.get("detail"), str):

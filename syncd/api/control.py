@@ -154,6 +154,11 @@ class RateControl:
             self.limit.answered(None if new_connection else seconds, self.in_flight)
             self.slots.wake()
 
+    def timed_out(self) -> None:
+        """No answer within SYNCD_TIMEOUT: a sign of overload, as a 429 or a 503 is."""
+        if self.adaptive:
+            self.limit.overloaded()
+
     def done(self, *, answered: bool = True) -> None:
         """The request is over (`answered`: an answer came, any answer): its slot is free."""
         self.in_flight -= 1

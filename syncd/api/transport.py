@@ -29,6 +29,7 @@ itself:
 from __future__ import annotations
 
 import re
+import socket
 import ssl
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
@@ -54,6 +55,11 @@ class Route:
     """How requests to the API travel: `proxy` is the proxy's URL, or None for direct."""
 
     proxy: str | None
+
+    @property
+    def shown_proxy(self) -> str | None:
+        """The proxy's URL without its user and password, for messages."""
+        return None if self.proxy is None else redacted(self.proxy)
 
     @classmethod
     def for_settings(cls, settings: Settings, url: str | None = None) -> Route:
@@ -210,6 +216,59 @@ def make_http_client(
         timeout=httpx.Timeout(settings.timeout),
         trust_env=False,
     )
+
+
+def explain_failure(error: httpx.TransportError, route: Route, api_url: str) -> tuple[str, bool]:
+    """What went wrong with an attempt that got no answer, in words, and whether it is
+    hopeless: the same for every request (TLS refused, the proxy's 407), never retried."""
+    import httpx
+
+    causes = _causes(error)
+    tls = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
+    peer = f"the proxy {route.shown_proxy}" if route.proxy else _host_port(api_url)
+    if isinstance(error, httpx.ProxyError):  # a CONNECT answered other than 2xx
+        if str(error).startswith("407"):
+            return f"{peer} refused its credentials ({error}): check the proxy URL's user", True
+        return f"{peer} refused the tunnel: {error}", False
+    if isinstance(tls, ssl.SSLCertVerificationError):
+        return f"TLS refused: {tls.verify_message} ({tls.reason})", True
+    if tls is not None and any(w in (tls.reason or "") for w in _HOPELESS_TLS):
+        return f"TLS refused: {_reason(tls)} ({tls.reason})", True
+    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
+        if any(isinstance(c, ConnectionRefusedError) for c in causes):
+            return f"connection refused by {peer}", False
+        if any(isinstance(c, socket.gaierror) for c in causes):
+            return f"cannot resolve the host of {peer}", False
+        text = str(error) or "no connection"
+        return f"cannot connect to {peer}: {text}", False
+    if isinstance(error, httpx.WriteError) or any(isinstance(c, BrokenPipeError) for c in causes):
+        return "the connection was closed while the request was being sent", False
+    if any(isinstance(c, ConnectionResetError) for c in causes):
+        return "the connection was reset before an answer", False
+    if isinstance(error, httpx.ReadError | httpx.RemoteProtocolError):
+        # "Server disconnected without sending a response.", or nothing at all.
+        return "the connection was closed before an answer", False
+    return f"{error.__class__.__name__}: {error}".rstrip(": "), False
+
+
+#: TLS failures that no retry mends: alerts, versions, ciphers (a connection that
+#: drops mid-handshake is an EOF, and is retried).
+_HOPELESS_TLS = ("ALERT", "VERSION", "PROTOCOL", "CIPHER")
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """`error` and what it was raised from (httpx from httpcore, from the socket's)."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return chain
+
+
+def _host_port(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or _DEFAULT_PORTS[parts.scheme]}"
 
 
 def _reason(error: OSError | ssl.SSLError) -> str:
