@@ -30,7 +30,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from syncd import __version__
-from syncd.api.client import RETRY_REASONS
+from syncd.api.retrying import RETRY_REASONS
 from syncd.core.plan import DOES_NOT_CONVERGE, READ_ERRORS
 from syncd.engine.outcome import WRITE_FAILED
 from syncd.service.admission import REFUSALS
