@@ -8,11 +8,19 @@ know, not five per request for every user. Each server is on loopback
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 
-from click.testing import Result
+import pytest
+from click.testing import CliRunner, Result
 
+from syncd.cli.main import cli
+from syncd.core.live import LiveAccount, LiveProfile
+from syncd.core.plan import FieldChange, Plan, UpdateProfile
+from syncd.engine.reconcile import apply_plan, connect
+from syncd.errors import ApiUnreachable
+from syncd.state.audit import AuditTrail
 from tests.integration.conftest import World
 from tests.security.servers import (
     CA_FILE,
@@ -104,3 +112,49 @@ def test_the_deadline_stops_a_plan_in_one_line(world: World):
         result = plan(world, "--deadline", "0.5", api_url=url, SYNCD_TIMEOUT="30")
     line = one_line(result)
     assert line.startswith("syncd: stopped after 0.5 s (SYNCD_RUN_DEADLINE, --deadline)"), line
+
+
+def test_the_deadline_stops_an_apply_and_its_writes_in_flight_are_audited(world: World):
+    assert plan(world).exit_code == 0  # the live state is cached: the apply reads nothing
+    world.sandbox.set_faults({"latency_ms": 3000})  # every write is answered after the deadline
+    flags = [*world.cli_args(), "--yes", "--deadline", "1"]
+    result = CliRunner().invoke(cli, ["apply", *flags], catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    said = [line for line in result.stderr.splitlines() if line.startswith("syncd:")]
+    assert said == [
+        "syncd: stopped after 1 s (SYNCD_RUN_DEADLINE, --deadline): the run did not finish; "
+        "writes in flight are audited as unknown and read again next run"
+    ]
+    assert world.query("SELECT result FROM runs WHERE command = 'apply'") == [
+        {"result": "deadline"}
+    ]
+    outcomes = world.query("SELECT result FROM audit WHERE event = 'outcome'")
+    assert outcomes == [{"result": "unknown"}]  # the PATCH in flight, its answer never heard
+
+
+def test_an_api_silent_to_writes_stops_the_apply_and_audits_each_as_unknown(world: World):
+    # Writes to a silent API: the first PATCH times out five times and the run stops;
+    # the writes waiting their turn are cancelled; every intent has its outcome: unknown.
+    users = [f"user{i:04d}" for i in range(6)]
+    live = {
+        u: LiveAccount(u, LiveProfile("Old", "", "", "", "", f"{u}@example.com")) for u in users
+    }
+    changes = [UpdateProfile(u, (FieldChange("full_name", "Old", "New"),)) for u in users]
+
+    async def apply_into_silence(url: str) -> None:
+        settings = world.settings(api_url=url, timeout=0.3, token="tok-jane", concurrency=4)
+        async with connect(settings) as connection:
+            audit = AuditTrail(connection.db, {"files": [], "revision": None})
+            audit.begin_run("apply")
+            try:
+                plan = Plan(tuple(changes), users=len(users))
+                await apply_plan(connection, plan, live, audit)
+            finally:
+                audit.end_run("failed", {})
+
+    with SilentServer() as silent, pytest.raises(ApiUnreachable, match="5 attempts got no"):
+        asyncio.run(apply_into_silence(f"http://127.0.0.1:{silent.port}"))
+    outcomes = world.query("SELECT result, message FROM audit WHERE event = 'outcome'")
+    intents = world.query("SELECT seq FROM audit WHERE event = 'intent'")
+    assert len(outcomes) == len(intents) == 4  # those in flight, each with its outcome
+    assert {row["result"] for row in outcomes} == {"unknown"}
