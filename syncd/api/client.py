@@ -186,10 +186,10 @@ class AccountsClient:
         raw = await self._call(method, username, path, body, retry=retry)
         try:
             return parse(username, json.loads(raw))
+        except ShapeError as error:  # a ValueError: first
+            detail = f"unexpected answer: {error}"
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             detail = f"answer is not valid JSON: {excerpt(raw.decode('utf-8', 'replace'))}"
-        except ShapeError as error:
-            detail = f"unexpected answer: {error}"
         raise MalformedResponse(username, method, path, detail)
 
     async def _call(
