@@ -309,11 +309,6 @@ class Settings(BaseSettings):
         return self.sqlite_dir / "syncd.db"
 
     @property
-    def cache_file(self) -> Path:
-        """cache.db: the live-state cache (disposable: deleting it costs one cold read)."""
-        return self.sqlite_dir / "cache.db"
-
-    @property
     def state_location(self) -> str:
         """Where the history is, for messages: the file, or the URL (never with a password)."""
         if self.on_postgresql:

@@ -1,4 +1,5 @@
-"""Shared fixtures: one sandbox server per session, reset to a clean state for every test.
+"""Shared fixtures: one sandbox server per session, reset to a clean state for every test;
+the worlds built on it (tests.world), and `syncd run` subprocesses on a world.
 
     def test_something(sandbox):
         sandbox.reset(seed={"users": {"janedoe": {...}}})   # the seed format of syncd.sandbox.seed
@@ -14,7 +15,9 @@ so tests pass alone and in any order.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +25,9 @@ import pytest
 
 from syncd.sandbox.runtime import SandboxConfig
 from syncd.sandbox.server import serve_in_thread
+from tests.daemon.harness import DaemonProcess, daemon_env
 from tests.postgres import Cluster, Database, running_cluster
+from tests.world import World, make_world
 
 ADMIN_TOKEN = "sandbox-admin-token"
 
@@ -134,3 +139,79 @@ def _collectable() -> Iterator[None]:
     """
     yield
     gc.unfreeze()
+
+
+# The worlds of the integration, CLI and daemon tests.
+
+
+@pytest.fixture
+def world(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    """The standard world: janedoe differs from the desired state, johnsmith matches."""
+    return make_world(sandbox, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def pg_world(
+    sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_db: Database
+) -> World:
+    """The standard world with its state in a PostgreSQL database of its own."""
+    return make_world(sandbox, tmp_path, monkeypatch, postgres_db)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_world(
+    request: pytest.FixtureRequest,
+    sandbox: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[World]:
+    """The standard world on each backend in turn."""
+    if request.param == "sqlite":
+        yield make_world(sandbox, tmp_path, monkeypatch)
+        return
+    cluster: Cluster = request.getfixturevalue("postgres_cluster")
+    database = cluster.new_database()
+    try:
+        yield make_world(sandbox, tmp_path, monkeypatch, database)
+    finally:
+        cluster.drop_database(database.name)
+
+
+# `syncd run` as a subprocess, for the daemon and security tests:
+#
+#     def test_something(world, start_daemon):
+#         daemon = start_daemon(SYNCD_INTERVAL="1")
+#         daemon.notifications.wait("READY")               # the test owns the notify socket
+#         daemon.wait_for("cycle_finished", result="ok")   # JSON log lines from stderr
+#         assert daemon.stop() == 0
+
+
+def _starter(world: World, tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    started: list[DaemonProcess] = []
+
+    def start(*args: str, notify_socket: str | None = None, **env: str | None) -> DaemonProcess:
+        address = notify_socket or str(tmp_path / f"notify{len(started)}.sock")
+        assert len(address) < 100, f"socket path too long for AF_UNIX: {address}"
+        command = [sys.executable, "-m", "syncd", "run", *args]
+        daemon = DaemonProcess(command, daemon_env(world, address, **env), world.root)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.close()
+
+
+@pytest.fixture
+def start_daemon(world: World, tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    """Starts `syncd run` subprocesses for the world; all are killed at teardown."""
+    yield from _starter(world, tmp_path)
+
+
+@pytest.fixture
+def start_pg_daemon(
+    pg_world: World,
+    tmp_path: Path,
+) -> Iterator[Callable[..., DaemonProcess]]:
+    """Starts `syncd run` subprocesses on the PostgreSQL world; all killed at teardown."""
+    yield from _starter(pg_world, tmp_path)

@@ -6,10 +6,11 @@
     desired_commands   `validate`, `schema` and `import`
     audit_command      `audit`
     state_commands     `state migrate`: the history moved to another backend
+    run_command        `run`: the daemon (what it does is syncd.service)
+    status_command     `status`: what the daemon did, from the state
     demo               `demo`: plan → apply → plan against a local sandbox
     render             plans, apply reports and the audit trail, as a careful diff
     progress           a progress bar while accounts are read, only when a person watches
 
 The top layer: may import every other package, and none imports it.
-(`run` and `status` live with the daemon, in syncd.service.commands.)
 """

@@ -28,6 +28,7 @@ from rich.console import Console
 from syncd.cli.options import keep_until_exit
 from syncd.cli.render import ansi_painter, print_plan
 from syncd.core.plan import Action, AddEmail, UpdateProfile
+from syncd.core.vocabulary import ActionName, WriteResult
 from syncd.visible import visible
 
 if TYPE_CHECKING:
@@ -35,11 +36,14 @@ if TYPE_CHECKING:
 
 #: How each result of a write reads, and its colour.
 _RESULTS = {
-    "ok": ("done", "green"),
-    "failed": ("failed", "red"),
-    "unknown": ("unknown (the answer was lost; the next run reads the user again)", "yellow"),
-    "skipped": ("not sent", "yellow"),
-    "does_not_converge": ("does not converge", "red"),
+    WriteResult.OK: ("done", "green"),
+    WriteResult.FAILED: ("failed", "red"),
+    WriteResult.UNKNOWN: (
+        "unknown (the answer was lost; the next run reads the user again)",
+        "yellow",
+    ),
+    WriteResult.SKIPPED: ("not sent", "yellow"),
+    WriteResult.DOES_NOT_CONVERGE: ("does not converge", "red"),
 }
 
 
@@ -86,10 +90,10 @@ class ApplyView:
             signal.signal(signal.SIGINT, handler)
         return bool(answer == "yes")
 
-    def on_change(self, action: Action, result: str, message: str | None) -> None:
+    def on_change(self, action: Action, result: WriteResult, message: str | None) -> None:
         word, colour = _RESULTS.get(result, (result, "yellow"))
         line = f"{visible(action.user)}: {_what(action)}… "
-        told = word if result == "ok" or not message else f"{word}: {visible(message)}"
+        told = word if result == WriteResult.OK or not message else f"{word}: {visible(message)}"
         if self._paint is not None:
             told = self._paint(told, colour)
         self.console.file.write(line + told + "\n")
@@ -107,10 +111,9 @@ class ApplyView:
             if converged.declined:
                 write("Apply cancelled: nothing was applied.\n")
             return
-        applied = sum(count for key, count in report.counts.items() if key in _ACTIONS)
+        applied = sum(
+            count for key, count in report.counts.items() if key in frozenset(ActionName)
+        )
         failed = len(report.failures)  # each write once, whatever went wrong with it
         write(f"\nApply complete: {applied} applied, {failed} failed.\n")
         write(f"Audit trail: run {converged.run_id} in {visible(str(state_file))}\n")
-
-
-_ACTIONS = frozenset({"update_profile", "add_email", "delete_email"})

@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from syncd.cli.options import output_option, settings_from_flags
+from syncd.cli.options import output_option, settings_from_flags, state_dir_option
+from syncd.core.vocabulary import ActionName, WriteResult
 
 
 def _parse_since(value: str | None) -> Any:
@@ -26,7 +27,7 @@ def _parse_since(value: str | None) -> Any:
 
 
 @click.command()
-@click.option("--state-dir", type=click.Path(file_okay=False), help="[SYNCD_STATE_DIR]")
+@state_dir_option
 @click.option("--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat).")
 @click.option("--since", metavar="WHEN", help="ISO date/time, or an age: 30m, 12h, 7d.")
 @click.option("--run", "run_ids", multiple=True, metavar="ID", help="Only this run (repeat).")
@@ -34,14 +35,16 @@ def _parse_since(value: str | None) -> Any:
     "--action",
     "actions",
     multiple=True,
-    type=click.Choice(["update_profile", "add_email", "delete_email"]),
+    # By value: click matches an Enum member by its name.
+    type=click.Choice([action.value for action in ActionName]),
     help="Only this action (repeat).",
 )
 @click.option(
     "--result",
     "results",
     multiple=True,
-    type=click.Choice(["ok", "failed", "unknown", "interrupted", "does_not_converge"]),
+    # Every result but `skipped`: a write not sent has no intent, so no outcome.
+    type=click.Choice([result.value for result in WriteResult if result != WriteResult.SKIPPED]),
     help="Only the writes that ended so, with their intents (repeat).",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)

@@ -10,11 +10,17 @@ from typing import Any
 
 import click
 
-from syncd.cli.options import desired_for, output_option, settings_from_flags, settings_options
+from syncd.cli.options import (
+    desired_for,
+    desired_option,
+    output_option,
+    settings_from_flags,
+    settings_options,
+)
 
 
 @click.command()
-@click.option("-f", "--file", "desired", metavar="PATH", help="Desired-state file or directory.")
+@desired_option
 @output_option("One line, or a JSON document (the problems with file, line and column).")
 def validate(desired: str | None, output: str) -> None:
     """Check the desired state; send nothing to the API."""

@@ -1,8 +1,8 @@
 """The `syncd` command: one click group, its exit codes, and the commands in it.
 
 Each command lives in the module of its kind (syncd.cli.converge_commands,
-desired_commands, audit_command, demo; syncd.service.commands; the sandbox's
-own); each imports what it needs when it runs, so that `syncd --help` stays
+desired_commands, audit_command, run_command, status_command, demo; the
+sandbox's own); each imports what it needs when it runs, so that `syncd --help` stays
 fast. A SyncdError becomes one line on stderr and its exit code; anything
 else is a bug and keeps its traceback.
 """
@@ -19,10 +19,11 @@ from syncd.cli.audit_command import audit
 from syncd.cli.converge_commands import apply, plan, show
 from syncd.cli.demo import demo
 from syncd.cli.desired_commands import import_, schema, validate
+from syncd.cli.run_command import run
 from syncd.cli.state_commands import state
+from syncd.cli.status_command import status
 from syncd.errors import EXIT_ERROR, SyncdError
 from syncd.sandbox.command import sandbox
-from syncd.service.commands import run, status
 from syncd.visible import visible_lines
 
 

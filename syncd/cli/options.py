@@ -31,39 +31,56 @@ def output_option(help: str | None = "Human diff or the JSON contract.") -> Call
     )
 
 
-def settings_options(command: F) -> F:
-    """Flags shared by every command that talks to the API; each overrides its SYNCD_ variable."""
-    options = [
-        click.option("--config", "config_file", metavar="FILE", help="TOML settings file."),
-        click.option("--api-url", help="Base URL of the accounts API [SYNCD_API_URL]."),
-        click.option(
-            "--credentials-dir",
-            type=click.Path(file_okay=False),
-            help="Directory of <user>.token / <user>.password files [SYNCD_CREDENTIALS_DIR].",
-        ),
-        click.option(
-            "--state-dir",
-            type=click.Path(file_okay=False),
-            help="Where the state file lives [SYNCD_STATE_DIR].",
-        ),
-        click.option("--concurrency", type=int, help="Requests in flight [SYNCD_CONCURRENCY]."),
-        click.option(
-            "--insecure-http",
-            is_flag=True,
-            default=None,
-            help="Allow plain http:// to a non-loopback host.",
-        ),
-        click.option(
-            "-f",
-            "--file",
-            "desired",
-            metavar="PATH",
-            help="Desired-state file or directory [SYNCD_DESIRED, ./desired-state.yaml].",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+def with_options(*options: Callable[[F], F]) -> Callable[[F], F]:
+    """The options given, in that order in --help."""
+
+    def decorate(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+# Each option that commands share, declared once (click makes a new Option each
+# time one decorates a command). A flag given overrides the [SYNCD_...] it names.
+config_option = click.option("--config", "config_file", metavar="FILE", help="TOML settings file.")
+api_url_option = click.option("--api-url", help="Base URL of the accounts API [SYNCD_API_URL].")
+credentials_dir_option = click.option(
+    "--credentials-dir",
+    type=click.Path(file_okay=False),
+    help="Directory of <user>.token / <user>.password files [SYNCD_CREDENTIALS_DIR].",
+)
+state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    help="Where the state files live [SYNCD_STATE_DIR].",
+)
+insecure_http_option = click.option(
+    "--insecure-http",
+    is_flag=True,
+    default=None,
+    help="Allow plain http:// to a non-loopback host.",
+)
+desired_option = click.option(
+    "-f",
+    "--file",
+    "desired",
+    metavar="PATH|URL",
+    help="Desired state: a file, a directory, or a git+https://, git+ssh:// or git+file:// URL"
+    " [SYNCD_DESIRED, ./desired-state.yaml].",
+)
+
+#: Flags shared by every command that talks to the API.
+settings_options = with_options(
+    config_option,
+    api_url_option,
+    credentials_dir_option,
+    state_dir_option,
+    click.option("--concurrency", type=int, help="Requests in flight [SYNCD_CONCURRENCY]."),
+    insecure_http_option,
+    desired_option,
+)
 
 
 def settings_from_flags(flags: dict[str, Any]) -> Settings:

@@ -22,9 +22,8 @@ from rich.markup import escape
 from rich.style import Style
 
 from syncd.core.plan import AddEmail, DeleteEmail, Plan, UpdateProfile
+from syncd.core.vocabulary import ActionName
 from syncd.visible import visible
-
-ACTION_NAMES = ("update_profile", "add_email", "delete_email")
 
 #: rich's names for colour systems (Console.color_system).
 _COLOR_SYSTEMS = {
@@ -238,17 +237,21 @@ def _who(run: dict[str, Any]) -> str:
 def _change(action: str, before: Any, after: Any, *, short: bool = False) -> str:
     """An audited change as the plan shows it: `update full_name: "Jane" → "Jane Doe"`,
     `add x`; `short`, a profile update names its fields only."""
-    if action == "update_profile" and isinstance(after, dict) and short:
+    if action == ActionName.UPDATE_PROFILE and isinstance(after, dict) and short:
         return "update " + ", ".join(visible(str(name)) for name in after)
-    if action == "update_profile" and isinstance(before, dict) and isinstance(after, dict):
+    if (
+        action == ActionName.UPDATE_PROFILE
+        and isinstance(before, dict)
+        and isinstance(after, dict)
+    ):
         fields = [
             f"{visible(str(name))}: {visible(_quoted(before.get(name)))} → "
             f"{visible(_quoted(after.get(name)))}"
             for name in after
         ]
         return "update " + ", ".join(fields)
-    if action == "add_email":
+    if action == ActionName.ADD_EMAIL:
         return f"add {visible(str(after))}"
-    if action == "delete_email":
+    if action == ActionName.DELETE_EMAIL:
         return f"delete {visible(str(before))}"
     return visible(action)

@@ -67,25 +67,6 @@ class LiveAccount:
         return dataclasses.replace(self, emails=kept)
 
 
-@dataclass(frozen=True, slots=True)
-class Unreadable:
-    """An account whose live state could not be read, and why: always an error.
-
-    `code` is an error code of design.md section 4 (`no_credentials`,
-    `unauthorized`, `forbidden`, `user_not_found`, `fetch_failed`,
-    `malformed_response`). `message` is about this user; `cause` says what
-    went wrong in words that do not depend on the user (a status, a transport
-    error, with the API's URL), so that a failure every read met can be said
-    once. `shared` marks it so: the reader found that every read failed alike.
-    """
-
-    username: str
-    code: str
-    message: str
-    cause: str = ""
-    shared: bool = False
-
-
 def _text(data: Mapping[str, Any], key: str) -> str:
     value = data.get(key)
     if value is None:
@@ -148,11 +129,6 @@ def parse_emails(data: object) -> tuple[LiveEmail, ...]:
     if sum(e.primary for e in emails) > 1:
         raise ShapeError("more than one primary address")
     return emails
-
-
-def user_json(profile: LiveProfile, username: str) -> dict[str, str]:
-    """The cacheable form of a profile (what `parse_user` reads back)."""
-    return {"username": username, **dataclasses.asdict(profile)}
 
 
 def emails_json(emails: tuple[LiveEmail, ...]) -> list[dict[str, object]]:

@@ -19,12 +19,12 @@ from typing import Any
 
 from syncd.core.desired import DesiredState, DesiredUser
 from syncd.core.fields import PROFILE_FIELDS, email_key, gravatar_matches
-from syncd.core.live import LiveAccount, Unreadable
+from syncd.core.live import LiveAccount
 from syncd.core.not_kept import EMAILS, NotKept
+from syncd.core.problem import Problem
+from syncd.core.vocabulary import READ_ERRORS, ActionName, Code
 
 PLAN_FORMAT_VERSION = 1
-#: The error code of a write the server accepted and did not keep.
-DOES_NOT_CONVERGE = "does_not_converge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ class FieldChange:
 class UpdateProfile:
     user: str
     changes: tuple[FieldChange, ...]
-    action = "update_profile"
+    action = ActionName.UPDATE_PROFILE
 
     def body(self) -> dict[str, str]:
         """The PATCH body."""
@@ -57,7 +57,7 @@ class UpdateProfile:
 class AddEmail:
     user: str
     email: str
-    action = "add_email"
+    action = ActionName.ADD_EMAIL
 
     def describe(self) -> str:
         return f"{self.user}: add {self.email}"
@@ -70,7 +70,7 @@ class AddEmail:
 class DeleteEmail:
     user: str
     email: str
-    action = "delete_email"
+    action = ActionName.DELETE_EMAIL
 
     def describe(self) -> str:
         return f"{self.user}: delete {self.email}"
@@ -83,42 +83,10 @@ Action = UpdateProfile | AddEmail | DeleteEmail
 
 
 @dataclass(frozen=True, slots=True)
-class Finding:
-    """A warning or an error about one user, with a code from design.md section 4.
-
-    `cause` and `shared` come from an Unreadable: a failure that every read of
-    the run met alike is shown once, for all the users it struck.
-    """
-
-    user: str
-    code: str
-    message: str
-    cause: str = ""
-    shared: bool = False
-
-    def to_json(self) -> dict[str, str]:
-        return {"user": self.user, "code": self.code, "message": self.message}
-
-
-#: Error codes that mean "this user's live state could not be read".
-READ_ERRORS = frozenset(
-    {
-        "no_credentials",
-        "credential_refused",
-        "unauthorized",
-        "forbidden",
-        "user_not_found",
-        "fetch_failed",
-        "malformed_response",
-    }
-)
-
-
-@dataclass(frozen=True, slots=True)
 class SharedFailure:
     """One failure that struck every user the run tried to read: reported once."""
 
-    code: str
+    code: Code
     cause: str
     users: tuple[str, ...]
 
@@ -129,8 +97,8 @@ class SharedFailure:
 @dataclass(frozen=True, slots=True)
 class Plan:
     changes: tuple[Action, ...]
-    warnings: tuple[Finding, ...] = ()
-    errors: tuple[Finding, ...] = ()
+    warnings: tuple[Problem, ...] = ()
+    errors: tuple[Problem, ...] = ()
     #: How many users the plan covers (read or not): the desired state's.
     users: int = 0
 
@@ -156,7 +124,7 @@ class Plan:
 
     def shared_failures(self) -> tuple[SharedFailure, ...]:
         """The errors that every read met alike, one entry per cause."""
-        causes: dict[tuple[str, str], list[str]] = {}
+        causes: dict[tuple[Code, str], list[str]] = {}
         for error in self.errors:
             if error.shared:
                 causes.setdefault((error.code, error.cause), []).append(error.user)
@@ -164,7 +132,7 @@ class Plan:
             SharedFailure(code, cause, tuple(users)) for (code, cause), users in causes.items()
         )
 
-    def own_errors(self) -> tuple[Finding, ...]:
+    def own_errors(self) -> tuple[Problem, ...]:
         """The errors that are this user's own, each reported for its user."""
         return tuple(error for error in self.errors if not error.shared)
 
@@ -173,9 +141,9 @@ class Plan:
             "users": self.users,
             "users_changed": len(self.users_with_changes()),
             "users_unreadable": len(self.unreadable),
-            "update_profile": self.count(UpdateProfile),
-            "add_email": self.count(AddEmail),
-            "delete_email": self.count(DeleteEmail),
+            ActionName.UPDATE_PROFILE: self.count(UpdateProfile),
+            ActionName.ADD_EMAIL: self.count(AddEmail),
+            ActionName.DELETE_EMAIL: self.count(DeleteEmail),
             "warnings": len(self.warnings),
             "errors": len(self.errors),
         }
@@ -229,7 +197,7 @@ def _profile_changes(
 
 def _email_changes(
     desired: DesiredUser, live: LiveAccount, not_kept: Sequence[NotKept]
-) -> tuple[list[Action], list[Finding], list[NotKept]]:
+) -> tuple[list[Action], list[Problem], list[NotKept]]:
     if desired.emails is None or live.emails is None:
         return [], [], []
     if desired.emails == tuple(e.email for e in live.emails):
@@ -254,9 +222,9 @@ def _email_changes(
         email = present[key]
         if email.primary:
             warnings.append(
-                Finding(
+                Problem(
                     desired.username,
-                    "primary_email_not_desired",
+                    Code.PRIMARY_EMAIL_NOT_DESIRED,
                     f"{email.email} is the primary address and is not in the desired list; "
                     "the API cannot delete a primary address, so it is left in place",
                 )
@@ -268,7 +236,7 @@ def _email_changes(
 
 def plan_user(
     desired: DesiredUser, live: LiveAccount, not_kept: Sequence[NotKept] = ()
-) -> tuple[list[Action], list[Finding], list[Finding]]:
+) -> tuple[list[Action], list[Problem], list[Problem]]:
     """The actions, warnings and errors for one user whose live state is known.
 
     A write that the server is known not to keep (`not_kept`, while both the
@@ -280,7 +248,7 @@ def plan_user(
         actions.append(UpdateProfile(desired.username, profile_changes))
     email_actions, warnings, futile_emails = _email_changes(desired, live, not_kept)
     errors = [
-        Finding(desired.username, DOES_NOT_CONVERGE, record.message())
+        Problem(desired.username, Code.DOES_NOT_CONVERGE, record.message())
         for record in [*futile, *futile_emails]
     ]
     return actions + email_actions, warnings, errors
@@ -288,7 +256,7 @@ def plan_user(
 
 def build_plan(
     desired: DesiredState,
-    live: Mapping[str, LiveAccount | Unreadable],
+    live: Mapping[str, LiveAccount | Problem],
     not_kept: Mapping[str, Sequence[NotKept]] | None = None,
 ) -> Plan:
     """Everything that must change for the live accounts to match the desired state.
@@ -300,16 +268,14 @@ def build_plan(
     """
     not_kept = not_kept or {}
     changes: list[Action] = []
-    warnings: list[Finding] = []
-    errors: list[Finding] = []
+    warnings: list[Problem] = []
+    errors: list[Problem] = []
     for user in sorted(desired.users, key=lambda u: u.username):
         state = live.get(user.username)
         if state is None:
-            errors.append(Finding(user.username, "fetch_failed", "live state was not read"))
-        elif isinstance(state, Unreadable):
-            errors.append(
-                Finding(user.username, state.code, state.message, state.cause, state.shared)
-            )
+            errors.append(Problem(user.username, Code.FETCH_FAILED, "live state was not read"))
+        elif isinstance(state, Problem):
+            errors.append(state)
         else:
             actions, user_warnings, user_errors = plan_user(
                 user, state, not_kept.get(user.username, ())

@@ -33,7 +33,9 @@ from syncd.api.pool import for_each
 from syncd.core.fields import email_key
 from syncd.core.live import LiveAccount, LiveEmail
 from syncd.core.not_kept import NotKept, after_add, after_update
-from syncd.core.plan import DOES_NOT_CONVERGE, Action, AddEmail, DeleteEmail, UpdateProfile
+from syncd.core.plan import Action, AddEmail, DeleteEmail, UpdateProfile
+from syncd.core.problem import Problem
+from syncd.core.vocabulary import ActionName, Code, WriteResult
 from syncd.errors import (
     ApiError,
     ApiUnreachable,
@@ -48,37 +50,33 @@ from syncd.errors import (
     TransportError,
     Unauthorized,
 )
-from syncd.state.audit import FAILED, OK, UNKNOWN, AuditTrail
+from syncd.state.audit import AuditTrail
 from syncd.state.cache import LiveCache, Snapshot
 from syncd.state.groupcommit import GroupCommit
 from syncd.state.not_kept import NotKeptRecords
 
 #: POST attempts for one address when answers keep getting lost.
 POST_ATTEMPTS = 3
-SKIPPED = "skipped"
+OK, FAILED, UNKNOWN = WriteResult.OK, WriteResult.FAILED, WriteResult.UNKNOWN
+SKIPPED, DOES_NOT_CONVERGE = WriteResult.SKIPPED, WriteResult.DOES_NOT_CONVERGE
+#: The code of a user whose write failed, by the answer's status.
+_WRITE_CODES = {401: Code.UNAUTHORIZED, 403: Code.FORBIDDEN, 404: Code.USER_NOT_FOUND}
 
 #: Told of each action as it ends: the action, its result (ok, failed, unknown,
 #: skipped, does_not_converge) and, when it did not simply succeed, why.
-ChangeObserver = Callable[[Action, str, str | None], None]
+ChangeObserver = Callable[[Action, WriteResult, str | None], None]
 
 #: Errors after which nothing more is sent for the user: every call would fail alike.
 _USER_STOPPERS = (Unauthorized, Forbidden, NotFound, MissingCredential)
 
 
-@dataclass(frozen=True)
-class Failure:
-    user: str
-    action: str
-    description: str
-    status: int | None
-    message: str
-    result: str = FAILED
-
-
 @dataclass
 class ApplyReport:
     counts: Counter[str] = field(default_factory=Counter)
-    failures: list[Failure] = field(default_factory=list)
+    #: One per write that did not succeed, for its user.
+    failures: list[Problem] = field(default_factory=list)
+    #: The same writes by what they were and how they ended (the metrics' labels).
+    failed: Counter[tuple[ActionName, WriteResult]] = field(default_factory=Counter)
     #: What the server did not keep, field by field (each write of them is also a
     #: `does_not_converge` failure, once).
     not_kept: list[NotKept] = field(default_factory=list)
@@ -179,17 +177,14 @@ class Applier:
         message = "; ".join(record.message() for record in missed) or None
         self.audit.outcome(intent, action, result, message=message, then=remember)
         if missed:  # sent and accepted, yet not applied as planned: a failure, once
-            self.report.counts[f"{action.action}_{DOES_NOT_CONVERGE}"] += 1
-            self.report.failures.append(
-                Failure(action.user, action.action, action.describe(), None, message or "", result)
-            )
+            self._fail(action, result, None, message or "")
             self.report.not_kept.extend(missed)
         else:
             self.report.counts[action.action] += 1
         self._tell(action, result, message)
         return None
 
-    def _tell(self, action: Action, result: str, message: str | None) -> None:
+    def _tell(self, action: Action, result: WriteResult, message: str | None) -> None:
         if self.on_change is not None:
             self.on_change(action, result, message)
 
@@ -203,12 +198,19 @@ class Applier:
             # the age of the cached list, so the TTL still brings a re-read.
             self.cache.replace_emails(account.username, account.emails)
 
-    def _record_error(self, intent: int, action: Action, error: ApiError, result: str) -> None:
+    def _record_error(
+        self, intent: int, action: Action, error: ApiError, result: WriteResult
+    ) -> None:
         status = error.status if isinstance(error, HttpStatusError) else None
         self._record(intent, action, result, status, error.detail)
 
     def _record(
-        self, intent: int, action: Action, result: str, status: int | None, message: str
+        self,
+        intent: int,
+        action: Action,
+        result: WriteResult,
+        status: int | None,
+        message: str,
     ) -> None:
         # Whatever happened, the cached view of this user may now be wrong.
         self.audit.outcome(
@@ -220,20 +222,25 @@ class Applier:
             then=lambda: self.cache.forget(action.user),
         )
         self.live.pop(action.user, None)
-        self.report.counts[f"{action.action}_{result}"] += 1
+        self._fail(action, result, status, message)
         self._tell(action, result, message)
-        self.report.failures.append(
-            Failure(action.user, action.action, action.describe(), status, message, result)
-        )
 
     def _skip(self, actions: Sequence[Action], reason: str) -> None:
         """Actions not sent at all: no intent, no outcome, but they fail the run."""
         for action in actions:
-            self.report.counts[f"{action.action}_{SKIPPED}"] += 1
+            self._fail(action, SKIPPED, None, reason)
             self._tell(action, SKIPPED, reason)
-            self.report.failures.append(
-                Failure(action.user, action.action, action.describe(), None, reason, SKIPPED)
-            )
+
+    def _fail(self, action: Action, result: WriteResult, status: int | None, message: str) -> None:
+        """Count a write that did not succeed, and what it means for its user."""
+        self.report.counts[f"{action.action}_{result}"] += 1
+        self.report.failed[action.action, result] += 1
+        if result == DOES_NOT_CONVERGE:
+            code = Code.DOES_NOT_CONVERGE
+        else:
+            code = _WRITE_CODES.get(status or 0, Code.WRITE_FAILED)
+        problem = Problem(action.user, code, f"{action.describe()}: {message}")
+        self.report.failures.append(problem)
 
     # -- the three writes ---------------------------------------------------------
 

@@ -17,7 +17,9 @@ from syncd.api.client import AccountsClient
 from syncd.api.credentials import CredentialStore
 from syncd.api.pool import for_each
 from syncd.core.desired import DesiredUser
-from syncd.core.live import LiveAccount, Unreadable
+from syncd.core.live import LiveAccount
+from syncd.core.problem import Problem
+from syncd.core.vocabulary import Code
 from syncd.errors import (
     ApiError,
     CredentialRefused,
@@ -61,14 +63,14 @@ class FetchOptions:
     refresh_oldest: int = 0
     #: Users not to read this time, each with the error it stands for: the
     #: daemon's users that failed and wait for their own retry.
-    hold: Mapping[str, Unreadable] = field(default_factory=dict)
+    hold: Mapping[str, Problem] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class LiveRead:
     """The live state of the wanted users, and how fresh what was used is."""
 
-    states: dict[str, LiveAccount | Unreadable]
+    states: dict[str, LiveAccount | Problem]
     #: When the oldest cached answer used was read; None when none was used.
     oldest_read_at: float | None = None
     #: Users answered from the cache, and users read from the API this time.
@@ -92,43 +94,43 @@ class Wanted:
         )
 
 
-def unreadable(username: str, error: ApiError, api_url: str) -> Unreadable:
+def unreadable(username: str, error: ApiError, api_url: str) -> Problem:
     """What a failed read means for the plan: an error for this user, with its cause.
 
     The cause leaves the user out (no body, no path), so that the same failure
     for many users can be told apart from many failures, and said once.
     """
     if isinstance(error, MissingCredential):
-        return Unreadable(username, "no_credentials", error.detail, NO_CREDENTIAL)
+        return Problem(username, Code.NO_CREDENTIALS, error.detail, NO_CREDENTIAL)
     if isinstance(error, CredentialRefused):
         # The message names the file: each refusal is news of its own.
-        return Unreadable(username, "credential_refused", error.detail, error.detail)
+        return Problem(username, Code.CREDENTIAL_REFUSED, error.detail, error.detail)
     if isinstance(error, NotFound):
-        return Unreadable(
+        return Problem(
             username,
-            "user_not_found",
+            Code.USER_NOT_FOUND,
             "the API has no such user (404)",
             f"the API at {api_url} answered 404 (no such user): is the API URL right?",
         )
     if isinstance(error, Forbidden):
-        return Unreadable(
+        return Problem(
             username,
-            "forbidden",
+            Code.FORBIDDEN,
             f"the credential may not read this user: {error}",
             f"the API at {api_url} answered 403: may the credentials read their users "
             "(scopes profile_read and email_read)?",
         )
     if isinstance(error, Unauthorized):
-        return Unreadable(
+        return Problem(
             username,
-            "unauthorized",
+            Code.UNAUTHORIZED,
             f"credential refused: {error}",
             f"the API at {api_url} refused the credentials (401)",
         )
     if isinstance(error, MalformedResponse):
-        return Unreadable(
+        return Problem(
             username,
-            "malformed_response",
+            Code.MALFORMED_RESPONSE,
             str(error),
             f"the API at {api_url} answered with something that is not its JSON: {error.detail}",
         )
@@ -136,8 +138,8 @@ def unreadable(username: str, error: ApiError, api_url: str) -> Unreadable:
     status = error.detail
     if isinstance(error, HttpStatusError) and not 300 <= error.status < 400:
         status = f"HTTP {error.status}"
-    return Unreadable(
-        username, "fetch_failed", str(error), f"the API at {api_url} failed: {status}"
+    return Problem(
+        username, Code.FETCH_FAILED, str(error), f"the API at {api_url} failed: {status}"
     )
 
 
@@ -148,7 +150,7 @@ NO_CREDENTIAL = (
 
 
 def mark_shared(
-    result: dict[str, LiveAccount | Unreadable],
+    result: dict[str, LiveAccount | Problem],
     requested: set[str],
     read_from_api: int,
     read_from_cache: int,
@@ -167,22 +169,22 @@ def mark_shared(
     if sent:
         if read_from_api:
             return
-        failed = [state for state in sent if isinstance(state, Unreadable)]
-        transport = all(state.code == "fetch_failed" for state in failed)
+        failed = [state for state in sent if isinstance(state, Problem)]
+        transport = all(state.code == Code.FETCH_FAILED for state in failed)
         if not transport and (len(failed) < 2 or read_from_cache):
             return
     else:
         failed = [
             state
             for state in result.values()
-            if isinstance(state, Unreadable) and state.code == "no_credentials"
+            if isinstance(state, Problem) and state.code == Code.NO_CREDENTIALS
         ]
         if read_from_cache or len(failed) < 2:
             return
     if len({state.cause for state in failed}) != 1:
         return
     for state in failed:
-        result[state.username] = dataclasses.replace(state, shared=True)
+        result[state.user] = dataclasses.replace(state, shared=True)
 
 
 async def fetch_live(
@@ -197,7 +199,7 @@ async def fetch_live(
     wanted = list(wanted)
     trusted = [user.username for user in wanted if user.username not in options.distrust]
     cached = {} if options.refresh else cache.read_fresh(trusted, options.now, options.ttl)
-    result: dict[str, LiveAccount | Unreadable] = {}
+    result: dict[str, LiveAccount | Problem] = {}
     to_fetch: list[tuple[Wanted, LiveAccount]] = []
     answered: list[tuple[Wanted, Cached]] = []
     directory = credentials.directory
@@ -210,8 +212,8 @@ async def fetch_live(
         # Checked even when the cache could answer: a plan for a user that
         # nothing can authenticate would promise writes that cannot happen.
         if not credentials.has(user.username):
-            result[user.username] = Unreadable(
-                user.username, "no_credentials", credentials.why_missing(user.username), no_one
+            result[user.username] = Problem(
+                user.username, Code.NO_CREDENTIALS, credentials.why_missing(user.username), no_one
             )
             continue
         entry = cached.get(user.username)
@@ -279,7 +281,7 @@ def _fetched_parts(fetched: LiveAccount, known: LiveAccount) -> LiveAccount:
 
 async def _fetch_one(
     client: AccountsClient, user: Wanted, known: LiveAccount
-) -> LiveAccount | Unreadable:
+) -> LiveAccount | Problem:
     account = known
     try:
         if user.profile and account.profile is None:

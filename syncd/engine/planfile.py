@@ -24,7 +24,6 @@ from syncd.core.live import (
     LiveAccount,
     LiveProfile,
     ShapeError,
-    Unreadable,
     emails_json,
     parse_emails,
 )
@@ -34,10 +33,11 @@ from syncd.core.plan import (
     AddEmail,
     DeleteEmail,
     FieldChange,
-    Finding,
     Plan,
     UpdateProfile,
 )
+from syncd.core.problem import Problem
+from syncd.core.vocabulary import ActionName, Code
 from syncd.engine.fetching import Wanted
 from syncd.errors import PlanFileError
 
@@ -67,7 +67,7 @@ class SavedPlan:
         ]
 
 
-def basis_of(plan: Plan, live: Mapping[str, LiveAccount | Unreadable]) -> dict[str, Any]:
+def basis_of(plan: Plan, live: Mapping[str, LiveAccount | Problem]) -> dict[str, Any]:
     basis: dict[str, Any] = {}
     for username in plan.users_with_changes():
         account = live[username]
@@ -80,7 +80,7 @@ def basis_of(plan: Plan, live: Mapping[str, LiveAccount | Unreadable]) -> dict[s
 
 
 def save_plan(
-    path: str, plan: Plan, live: Mapping[str, LiveAccount | Unreadable], source: dict[str, Any]
+    path: str, plan: Plan, live: Mapping[str, LiveAccount | Problem], source: dict[str, Any]
 ) -> None:
     """Write the plan atomically: a reader never sees half a file.
 
@@ -157,7 +157,7 @@ def _parse(path: str, document: Any) -> SavedPlan:
     return SavedPlan(path, Plan(actions), dict(source), basis, as_made)
 
 
-def _findings(entries: Any) -> tuple[Finding, ...]:
+def _findings(entries: Any) -> tuple[Problem, ...]:
     """Warnings or errors as `to_json` wrote them, one that struck many users included.
 
     Only shown, never acted upon: a saved plan is applied by its changes.
@@ -168,12 +168,12 @@ def _findings(entries: Any) -> tuple[Finding, ...]:
     for entry in entries:
         if not isinstance(entry, dict):
             continue
-        code, message = str(entry.get("code", "")), str(entry.get("message", ""))
+        code, message = Code(str(entry.get("code"))), str(entry.get("message", ""))
         users = entry.get("users")
         if entry.get("user") is None and isinstance(users, list):
-            found += [Finding(str(user), code, message, message, shared=True) for user in users]
+            found += [Problem(str(user), code, message, message, shared=True) for user in users]
         else:
-            found.append(Finding(str(entry.get("user", "")), code, message))
+            found.append(Problem(str(entry.get("user", "")), code, message))
     return tuple(found)
 
 
@@ -210,8 +210,11 @@ def _action(entry: Any) -> Action:
     user = _text(entry["user"], "user")
     if not is_valid_username(user):
         raise ValueError(f"invalid username {user!r}")
-    kind = entry["action"]
-    if kind == "update_profile":
+    try:
+        kind = ActionName(entry["action"])
+    except ValueError:
+        raise ValueError(f"unknown action {entry['action']!r}") from None
+    if kind == ActionName.UPDATE_PROFILE:
         changes = []
         for field, change in dict(entry["fields"]).items():
             if field not in PROFILE_FIELDS:
@@ -222,21 +225,19 @@ def _action(entry: Any) -> Action:
         if not changes:
             raise ValueError(f"update_profile for {user!r} changes nothing")
         return UpdateProfile(user, tuple(changes))
-    if kind in ("add_email", "delete_email"):
-        email = _text(entry["email"], "email")
-        if not is_valid_email(email):
-            raise ValueError(f"invalid email {email!r}")
-        return AddEmail(user, email) if kind == "add_email" else DeleteEmail(user, email)
-    raise ValueError(f"unknown action {kind!r}")
+    email = _text(entry["email"], "email")
+    if not is_valid_email(email):
+        raise ValueError(f"invalid email {email!r}")
+    return AddEmail(user, email) if kind == ActionName.ADD_EMAIL else DeleteEmail(user, email)
 
 
-def staleness(saved: SavedPlan, live: Mapping[str, LiveAccount | Unreadable]) -> list[str]:
+def staleness(saved: SavedPlan, live: Mapping[str, LiveAccount | Problem]) -> list[str]:
     """What changed since the plan was made, as `user: field` lines; empty when nothing did."""
     changed = []
     for username in saved.plan.users_with_changes():
         recorded, now = saved.basis[username], live.get(username)
         if not isinstance(now, LiveAccount):
-            reason = now.code if isinstance(now, Unreadable) else "not read"
+            reason = now.code if isinstance(now, Problem) else "not read"
             changed.append(f"{username}: cannot be read again ({reason})")
             continue
         profile = recorded.get("profile")

@@ -20,8 +20,10 @@ from typing import Any
 from syncd.api.client import AccountsClient, ResponseObserver, RetryObserver
 from syncd.api.credentials import CredentialStore
 from syncd.core.desired import DesiredState
-from syncd.core.live import LiveAccount, Unreadable
+from syncd.core.live import LiveAccount
 from syncd.core.plan import DeleteEmail, Plan, build_plan
+from syncd.core.problem import Problem
+from syncd.core.vocabulary import RunResult
 from syncd.engine.applying import Applier, ApplyReport, ChangeObserver
 from syncd.engine.fetching import (
     FetchOptions,
@@ -30,7 +32,7 @@ from syncd.engine.fetching import (
     Wanted,
     fetch_live,
 )
-from syncd.engine.outcome import UserFailure, failing_users, run_result
+from syncd.engine.outcome import failing_users, run_result
 from syncd.engine.planfile import SavedPlan, staleness
 from syncd.errors import DeadlineExceeded, GuardError, PlanFileError, UsageError
 from syncd.settings import Settings
@@ -43,7 +45,7 @@ from syncd.state.not_kept import NotKeptRecords
 @dataclass
 class PlanResult:
     plan: Plan
-    live: dict[str, LiveAccount | Unreadable]
+    live: dict[str, LiveAccount | Problem]
     #: Where the desired state came from: files with their sha256, git revision.
     source: dict[str, Any]
     requests: Counter[str] = field(default_factory=Counter)
@@ -170,9 +172,9 @@ class Deadline:
                 "did not finish; writes in flight are audited as unknown and read again next run"
             ) from None
 
-    def cancelled_as(self) -> str:
+    def cancelled_as(self) -> RunResult:
         """The run record's result when converge is cancelled: by the deadline, or a stop."""
-        return "deadline" if self._timeout.expired() else "cancelled"
+        return RunResult.DEADLINE if self._timeout.expired() else RunResult.CANCELLED
 
 
 async def read_and_plan(
@@ -180,7 +182,7 @@ async def read_and_plan(
     desired: DesiredState,
     *,
     freshness: Freshness | None = None,
-    hold: Mapping[str, Unreadable] | None = None,
+    hold: Mapping[str, Problem] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> PlanResult:
     """Read what the plan needs (cache first, as `freshness` allows) and plan.
@@ -267,7 +269,7 @@ def check_deletion_guard(plan: Plan, limit: int) -> None:
 async def apply_plan(
     connection: Connection,
     plan: Plan,
-    live: Mapping[str, LiveAccount | Unreadable],
+    live: Mapping[str, LiveAccount | Problem],
     audit: AuditTrail,
     on_change: ChangeObserver | None = None,
 ) -> ApplyReport:
@@ -284,11 +286,21 @@ class ConvergeResult:
     interrupted: list[OpenIntent]
     #: None when nothing was applied (no changes, or the operator said no).
     report: ApplyReport | None = None
-    declined: bool = False
+    #: How the run ended, as its run record says (syncd.engine.outcome).
+    outcome: RunResult = RunResult.NO_CHANGES
+    #: The users that failed this run, and why.
+    failing: dict[str, Problem] = field(default_factory=dict)
 
-    def failing(self) -> dict[str, UserFailure]:
-        """The users that failed this run, and why (syncd.engine.outcome)."""
-        return failing_users(self.result.plan, self.report)
+    @property
+    def declined(self) -> bool:
+        return self.outcome == RunResult.DECLINED
+
+    def conclude(self, report: ApplyReport | None, *, observe: bool = False) -> RunResult:
+        """Record what was applied, and work out which users failed and the run's result."""
+        self.report = report
+        self.failing = failing_users(self.result.plan, report)
+        self.outcome = run_result(self.result.plan, report, self.failing, observe=observe)
+        return self.outcome
 
     def __repr__(self) -> str:  # see PlanResult.__repr__
         return f"ConvergeResult(run {self.run_id}, {self.result!r})"
@@ -305,7 +317,7 @@ def planning(
     *,
     refresh: bool = False,
     freshness: Freshness | None = None,
-    hold: Mapping[str, Unreadable] | None = None,
+    hold: Mapping[str, Problem] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> PlanStep:
     """The usual planning step of a converge: read the live state and plan.
@@ -360,7 +372,7 @@ async def converge(
     on_plan: Callable[[PlanResult], None] | None = None,
     on_change: ChangeObserver | None = None,
     observe: bool = False,
-    cancelled_as: Callable[[], str] = lambda: "cancelled",
+    cancelled_as: Callable[[], RunResult] = lambda: RunResult.CANCELLED,
 ) -> ConvergeResult:
     """Plan, guard, confirm and apply, with a run record and an audit event per write.
 
@@ -372,7 +384,7 @@ async def converge(
     """
     audit = AuditTrail(connection.db, {})
     audit.begin_run(command)
-    outcome = "failed"
+    outcome = RunResult.FAILED
     counts: Counter[str] = Counter()
     try:
         interrupted = recover_interrupted(connection, audit)
@@ -383,21 +395,19 @@ async def converge(
             on_plan(result)
         converged = ConvergeResult(result, audit.run_id, interrupted)
         if observe or result.plan.is_empty:
-            outcome = run_result(result.plan, None, converged.failing(), observe=observe)
+            outcome = converged.conclude(None, observe=observe)
             return converged
         try:
             check_deletion_guard(result.plan, deletion_limit)
         except GuardError:
-            outcome = "blocked"
+            outcome = RunResult.BLOCKED
             raise
         if not confirm(result):
-            outcome = "declined"
-            converged.declined = True
+            outcome = converged.outcome = RunResult.DECLINED
             return converged
         report = await apply_plan(connection, result.plan, result.live, audit, on_change)
         counts.update({f"applied_{key}": value for key, value in report.counts.items()})
-        converged.report = report
-        outcome = run_result(result.plan, report, converged.failing())
+        outcome = converged.conclude(report)
         return converged
     except asyncio.CancelledError:
         # Stopped from outside (the daemon's shutdown or deadline); writes in flight

@@ -162,10 +162,6 @@ class Principal:
     username: str | None
     scopes: frozenset[str]
 
-    @property
-    def is_admin(self) -> bool:
-        return self.username is None
-
     def may(self, scope: str, username: str) -> bool:
         """An account acts only on itself, within its scopes; the staff token on anyone."""
         if self.username is None:

@@ -18,24 +18,26 @@ from datetime import datetime
 import structlog
 
 from syncd.core.plan import Plan
+from syncd.core.problem import Problem
+from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult
 from syncd.desired.gitsource import DesiredSource
 from syncd.engine.fetching import Freshness
 from syncd.engine.reconcile import PlanResult, connect, converge, planning
 from syncd.errors import DesiredStateError, GitSourceError, GuardError, SyncdError
 from syncd.service.isolation import held_users, record_cycle
 from syncd.service.metrics import Metrics
-from syncd.service.schedule import BACKING_OFF, SUCCESS, deadline_for, drift_share
+from syncd.service.schedule import BACKING_OFF, deadline_for, drift_share
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail
 from syncd.state.backend import StateStore
-from syncd.state.user_failures import FailingUser, UserFailures
+from syncd.state.user_failures import UserFailures
 
 log = structlog.get_logger("syncd.service.cycle")
 
 
 @dataclass
 class CycleOutcome:
-    result: str  # a runs.result, or error / deadline when the run never got that far
+    result: RunResult  # a runs.result, or error / deadline when the run never got that far
     revision: str | None = None
     applied: int = 0
     #: Users still differing from the desired state; None when this run could not tell.
@@ -44,7 +46,7 @@ class CycleOutcome:
     warning: str | None = None
     seconds: float = 0.0
     #: The users in error after this cycle, those waiting for their own retry included.
-    failing: dict[str, FailingUser] = field(default_factory=dict)
+    failing: dict[str, Problem] = field(default_factory=dict)
     #: Whether the cycle sent requests and every one of them failed.
     every_request_failed: bool = False
     #: Whether the cycle sent requests and the API answered none of them (no answer,
@@ -65,16 +67,19 @@ class CycleOutcome:
         result: the users answered from the cache, or held back for their own
         retry, can make it `partial`.
         """
-        if self.result == "failed" and self.every_request_failed:
+        if self.result == RunResult.FAILED and self.every_request_failed:
             return True
         return self.api_down or self.result in BACKING_OFF
 
     def status_line(self, failures: int, next_run: datetime | None) -> str:
         """One line for systemd's STATUS=: the result first, the message last."""
-        parts = [self.result]
-        if self.result == "drift":
+        parts: list[str] = [self.result]
+        if self.result == RunResult.DRIFT:
             parts.append("observing: nothing written")
-        elif self.result in SUCCESS or self.result in ("partial", "failed"):
+        elif self.result in SUCCESSFUL_RUNS or self.result in (
+            RunResult.PARTIAL,
+            RunResult.FAILED,
+        ):
             parts.append(f"{self.applied} changes applied")
         if self.drift_users:
             parts.append(f"{self.drift_users} users differ")
@@ -88,7 +93,7 @@ class CycleOutcome:
             parts.append(f"{failures} failures in a row, backing off")
         when = next_run.strftime("%Y-%m-%d %H:%M:%S UTC") if next_run else "none"
         parts.append(f"next run {when}")
-        if self.result not in SUCCESS and self.message:
+        if self.result not in SUCCESSFUL_RUNS and self.message:
             parts.append(self.message)  # last: systemctl cuts a long line at the end
         return "; ".join(parts)
 
@@ -137,7 +142,9 @@ class Cycle:
                 raise
             limit = deadline_for(settings)
             outcome = CycleOutcome(
-                "deadline", self.source.attempted_revision, message=f"cancelled after {limit:g} s"
+                RunResult.DEADLINE,
+                self.source.attempted_revision,
+                message=f"cancelled after {limit:g} s",
             )
         except DesiredStateError as error:
             log.error(
@@ -147,18 +154,24 @@ class Cycle:
                 problems=[str(problem) for problem in error.problems],
             )
             message = f"{len(error.problems)} problems in the desired state; nothing applied"
-            outcome = CycleOutcome("invalid", self.source.attempted_revision, message=message)
+            outcome = CycleOutcome(
+                RunResult.INVALID, self.source.attempted_revision, message=message
+            )
         except SyncdError as error:  # settings, credentials, state file, git with no good commit
-            outcome = CycleOutcome("error", self.source.attempted_revision, message=str(error))
+            outcome = CycleOutcome(
+                RunResult.ERROR, self.source.attempted_revision, message=str(error)
+            )
         except Exception as error:
             # The daemon is an edge: a bug fails this run, not the service.
             log.exception("run_crashed")
-            outcome = CycleOutcome("error", message=f"internal error {type(error).__name__}")
+            outcome = CycleOutcome(
+                RunResult.ERROR, message=f"internal error {type(error).__name__}"
+            )
         if not self._began_run:  # so that `syncd status` lists runs that never got going
             try:
                 self._record_run(outcome)
             except SyncdError as error:  # the state itself failed: still an outcome
-                outcome = CycleOutcome("error", outcome.revision, message=str(error))
+                outcome = CycleOutcome(RunResult.ERROR, outcome.revision, message=str(error))
         outcome.seconds = time.monotonic() - started
         return outcome
 
@@ -204,27 +217,27 @@ class Cycle:
                 )
             except GuardError as error:
                 drift = len(planned[0].plan.users_with_changes()) if planned else None
-                return CycleOutcome("blocked", desired.revision, 0, drift, str(error), read.stale)
-            row = connection.db.execute(
-                "SELECT result FROM runs WHERE id = ?", [converged.run_id]
-            ).fetchone()
+                return CycleOutcome(
+                    RunResult.BLOCKED, desired.revision, 0, drift, str(error), read.stale
+                )
             client = connection.client
             sent = sum(client.requests.values()) > 0
             every_request_failed = sent and not client.succeeded
             api_down = sent and not client.answered
-        failing = record_cycle(failures, desired.usernames(), converged.failing(), held, settings)
+        failing = record_cycle(failures, desired.usernames(), converged.failing, held, settings)
         plan, report = converged.result.plan, converged.report
         if settings.observe:
             _report_drift(plan)
-        write_failures = report.failures if report is not None else []
         applied = (
             {a.action: report.counts.get(a.action, 0) for a in plan.changes} if report else {}
         )
-        self.metrics.observe_changes(applied, [(f.action, f.result) for f in write_failures])
-        drift = len({f.user for f in write_failures}) if report else len(plan.users_with_changes())
+        self.metrics.observe_changes(applied, report.failed if report else {})
+        drift = (
+            len({f.user for f in report.failures}) if report else len(plan.users_with_changes())
+        )
         problems = [f"{name}: {user.code}: {user.message}" for name, user in failing.items()]
         return CycleOutcome(
-            row[0],
+            converged.outcome,
             desired.revision,
             sum(applied.values()),
             drift,
@@ -237,10 +250,11 @@ class Cycle:
             planned=True,
         )
 
-    def _why_cancelled(self) -> str:
+    def _why_cancelled(self) -> RunResult:
         """The run record's result when converge is cancelled: by the deadline, or a stop."""
         deadline = self._deadline
-        return "deadline" if deadline is not None and deadline.expired() else "cancelled"
+        expired = deadline is not None and deadline.expired()
+        return RunResult.DEADLINE if expired else RunResult.CANCELLED
 
     def _record_run(self, outcome: CycleOutcome) -> None:
         audit = AuditTrail(self.db, {"files": [], "revision": outcome.revision})

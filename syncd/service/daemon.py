@@ -34,22 +34,18 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult
 from syncd.desired.gitsource import DesiredSource
 from syncd.errors import SyncdError
 from syncd.logs import configure_logging
 from syncd.service.cycle import Cycle, CycleOutcome
-from syncd.service.daemon_state import save_daemon_state, utc_iso
 from syncd.service.metrics import Metrics
 from syncd.service.notify import Notifier
-from syncd.service.schedule import (
-    SUCCESS,
-    backoff_delay,
-    deadline_for,
-    jitter_for,
-)
-from syncd.service.webhook import Webhook
+from syncd.service.schedule import backoff_delay, deadline_for, jitter_for
+from syncd.service.webhook import STARTS_HERE, Webhook
 from syncd.settings import Settings
 from syncd.state.backend import StateStore
+from syncd.state.daemon_state import save_daemon_state, utc_iso
 
 log = structlog.get_logger("syncd.service.daemon")
 
@@ -130,8 +126,9 @@ class Daemon:
         self.metrics.loop_probe = loop_probe(loop)
         if self.webhook is not None:
 
-            def start_cycle(why: str) -> None:  # from the listener's thread
+            def start_cycle(why: str) -> str:  # from the listener's thread
                 loop.call_soon_threadsafe(self.run_now, why)
+                return STARTS_HERE
 
             self.webhook.start_cycle = start_cycle
             self.webhook.ref = self._hooked_ref()
@@ -287,7 +284,7 @@ class Daemon:
             return  # we cancelled it ourselves: the run record and the audit say the rest
         finally:
             self._cycle_task = None
-        if outcome.result == "error" and not self.store.holds_lock():
+        if outcome.result == RunResult.ERROR and not self.store.holds_lock():
             # Its session ended (cut off, the server restarted): another instance
             # may be active now. Stop, and stand by again (syncd.service.leadership).
             log.error("lock_lost", error=outcome.message, state=self.store.where)
@@ -304,7 +301,7 @@ class Daemon:
                 self.stop("--once: one cycle done")
 
     def _report(self, outcome: CycleOutcome) -> None:
-        success = outcome.result in SUCCESS
+        success = outcome.result in SUCCESSFUL_RUNS
         # A cycle that does not back off resets the count, whatever it found: the
         # next failure starts the backoff again from one interval.
         self.failures = self.failures + 1 if outcome.backs_off else 0

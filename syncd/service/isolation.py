@@ -18,19 +18,18 @@ from datetime import UTC, datetime
 
 import structlog
 
-from syncd.core.live import Unreadable
-from syncd.core.plan import DOES_NOT_CONVERGE
-from syncd.engine.outcome import UserFailure
+from syncd.core.problem import Problem
+from syncd.core.vocabulary import Code
 from syncd.service.schedule import user_retry_delay
 from syncd.settings import Settings
-from syncd.state.user_failures import FailingUser, UserFailures
+from syncd.state.user_failures import UserFailures
 
 log = structlog.get_logger("syncd.service.isolation")
 
 
 def held_users(
     failures: UserFailures, usernames: Iterable[str], settings: Settings, now: float
-) -> dict[str, Unreadable]:
+) -> dict[str, Problem]:
     """The users whose own retry is not due at this cycle, each with its last error.
 
     Due means: by the middle of the coming interval, so that a retry asked for
@@ -43,26 +42,22 @@ def held_users(
         if name in wanted and failing.retry_at is not None and failing.retry_at > due_by:
             when = datetime.fromtimestamp(failing.retry_at, UTC).strftime("%H:%M:%S UTC")
             message = f"{failing.message} (failing since {failing.since}; read again at {when})"
-            held[name] = Unreadable(name, failing.code, message)
+            held[name] = Problem(name, failing.code, message)
     return held
 
 
 def record_cycle(
     failures: UserFailures,
     usernames: list[str],
-    failing: Mapping[str, UserFailure],
-    held: Mapping[str, Unreadable],
+    failing: Mapping[str, Problem],
+    held: Mapping[str, Problem],
     settings: Settings,
-) -> dict[str, FailingUser]:
+) -> dict[str, Problem]:
     """Store this cycle's failures, log each failing user once, and return them all."""
     now = time.time()
-    fresh = {
-        name: (failure.code, failure.message, _backs_off(failure))
-        for name, failure in failing.items()
-        if name not in held
-    }
+    fresh = [failure for name, failure in failing.items() if name not in held]
     fine = [name for name in usernames if name not in failing]
-    standing = failures.update(now, fresh, fine, lambda n: user_retry_delay(settings, n))
+    standing = failures.update(now, fresh, fine, lambda problem: _retry_delay(problem, settings))
     failures.forget_except(usernames)
     alike: collections.Counter[tuple[str, str]] = collections.Counter()
     for name, failure in failing.items():
@@ -89,5 +84,9 @@ def record_cycle(
     return {name: standing[name] for name in failing if name in standing}
 
 
-def _backs_off(failure: UserFailure) -> bool:
-    return not failure.shared and failure.code != DOES_NOT_CONVERGE
+def _retry_delay(problem: Problem, settings: Settings) -> float | None:
+    """Seconds until the user is read again; None (the next cycle) for a failure that
+    is not its own, or a write that is not sent again anyway."""
+    if problem.shared or problem.code == Code.DOES_NOT_CONVERGE:
+        return None
+    return user_retry_delay(settings, problem.failures)

@@ -25,7 +25,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from syncd.errors import UsageError
+from syncd.errors import StateError, UsageError
 from syncd.logs import get_logger
 from syncd.service.admission import (
     CONNECTION_TIMEOUT,
@@ -39,7 +39,7 @@ from syncd.service.admission import (
 from syncd.service.metrics import Metrics
 from syncd.service.webhook import MAX_BODY_BYTES as MAX_HOOK_BYTES
 from syncd.service.webhook import PATH as HOOK_PATH
-from syncd.service.webhook import Webhook
+from syncd.service.webhook import RETRY_AFTER, Webhook
 
 _LENGTH = re.compile(r"[0-9]{1,10}")
 
@@ -205,7 +205,8 @@ def _handler_for(metrics: Metrics, webhook: Webhook | None) -> type[BaseHTTPRequ
                 return
             result, status, text = self._hook(webhook)
             metrics.webhooks.labels(result).inc()
-            self._answer(status, text.encode() + b"\n", "text/plain; charset=utf-8")
+            retry = {"Retry-After": str(RETRY_AFTER)} if status == 503 else {}
+            self._answer(status, text.encode() + b"\n", "text/plain; charset=utf-8", retry)
 
         def _hook(self, hook: Webhook) -> tuple[str, int, str]:
             length = self.headers.get("Content-Length")
@@ -232,21 +233,32 @@ def _handler_for(metrics: Metrics, webhook: Webhook | None) -> type[BaseHTTPRequ
             if not hook.concerns(body):
                 log.info("hook_ignored", sender=sender, hook_event=event)
                 return "ignored", 202, f"not a push to {hook.ref}: ignored"
+            start_cycle = hook.start_cycle
+            try:
+                if start_cycle is None:
+                    raise StateError("this instance is starting: nothing can start a cycle yet")
+                answer = start_cycle(f"{sender} hook")
+            except StateError as error:
+                hook.forget_delivery(headers)  # its retry starts the cycle
+                log.warning("hook_unavailable", sender=sender, hook_event=event, error=str(error))
+                return "unavailable", 503, "no cycle can be started now: try again"
             log.info("hook_accepted", sender=sender, hook_event=event)
-            if hook.start_cycle is not None:
-                hook.start_cycle(f"{sender} hook")
-            return "accepted", 202, "accepted: a cycle starts soon"
+            return "accepted", 202, answer
 
         def _verdict(self, good: bool, word: str, verdict: str) -> None:
             body = f"{word}: {verdict}\n".encode()
             self._answer(200 if good else 503, body, "text/plain; charset=utf-8")
 
-        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+        def _answer(
+            self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
+        ) -> None:
             # Writing gets a timeout of its own: the one left of the read may be short.
             self.connection.settimeout(CONNECTION_TIMEOUT)
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in (extra or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 

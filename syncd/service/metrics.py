@@ -31,8 +31,7 @@ from prometheus_client.registry import Collector
 
 from syncd import __version__
 from syncd.api.retrying import RETRY_REASONS
-from syncd.core.plan import DOES_NOT_CONVERGE, READ_ERRORS
-from syncd.engine.outcome import WRITE_FAILED
+from syncd.core.vocabulary import READ_ERRORS, ActionName, Code, RunResult, WriteResult
 from syncd.service.admission import REFUSALS
 from syncd.service.webhook import RESULTS as WEBHOOK_RESULTS
 
@@ -41,7 +40,7 @@ from syncd.service.webhook import RESULTS as WEBHOOK_RESULTS
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: The codes a user in error may have (design.md section 4, and a failed write).
-FAILURE_CODES = (*sorted(READ_ERRORS), DOES_NOT_CONVERGE, WRITE_FAILED)
+FAILURE_CODES = (*sorted(READ_ERRORS), Code.DOES_NOT_CONVERGE, Code.WRITE_FAILED)
 
 #: Runs of many users under a rate limit last minutes; buckets up to an hour.
 RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
@@ -49,23 +48,23 @@ RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf
 READY_INTERVALS = 3
 #: Results of a cycle after which the daemon is ready: it read, compared and wrote
 #: (or, observing, reported what it would write).
-READY_RESULTS = frozenset({"ok", "no_changes", "partial", "drift"})
+READY_RESULTS = frozenset({RunResult.OK, RunResult.NO_CHANGES, RunResult.PARTIAL, RunResult.DRIFT})
+#: Results of a run that got as far as the plan: only they know whether the guard refuses.
+_PLANNED = READY_RESULTS | {RunResult.FAILED, RunResult.BLOCKED}
 #: Every result a run may end with: each a series of syncd_runs_total from the start.
-RUN_RESULTS = (
-    "ok",
-    "no_changes",
-    "partial",
-    "failed",
-    "drift",
-    "blocked",
-    "invalid",
-    "error",
-    "deadline",
-    "cancelled",
+#: (Not `declined`: the daemon asks no one; nor `interrupted`: a later run says it.)
+RUN_RESULTS = tuple(
+    result for result in RunResult if result not in (RunResult.DECLINED, RunResult.INTERRUPTED)
 )
 #: The writes and how they end: each pair a series of syncd_changes_total from the start.
-CHANGE_ACTIONS = ("update_profile", "add_email", "delete_email")
-CHANGE_RESULTS = ("ok", "failed", "unknown", "skipped", "does_not_converge")
+#: (Not `interrupted`: a later run says it, and counts nothing.)
+CHANGE_RESULTS = (
+    WriteResult.OK,
+    WriteResult.FAILED,
+    WriteResult.UNKNOWN,
+    WriteResult.SKIPPED,
+    WriteResult.DOES_NOT_CONVERGE,
+)
 #: The calls of the API and the statuses they usually meet, present from the start
 #: (others appear when they first happen).
 HTTP_METHODS = ("GET", "PATCH", "POST", "DELETE")
@@ -247,11 +246,11 @@ class Metrics:
     def _present_from_the_start(self) -> None:
         """Every label value known in advance, at 0: a rate() over a series that
         appears with its first event misses that event, and alerts need a series."""
-        for result in RUN_RESULTS:
-            self.runs.labels(result)
-        for action in CHANGE_ACTIONS:
-            for result in CHANGE_RESULTS:
-                self.changes.labels(action, result)
+        for run_result in RUN_RESULTS:
+            self.runs.labels(run_result)
+        for action in ActionName:
+            for write_result in CHANGE_RESULTS:
+                self.changes.labels(action, write_result)
         for method in HTTP_METHODS:
             for code in HTTP_CODES:
                 self.http.labels(method, code)
@@ -259,14 +258,14 @@ class Metrics:
                 self.http_retries.labels(method, reason)
         for reason in ("missed", "overlap"):
             self.skipped.labels(reason)
-        self._finding_series = {("error", code) for code in FAILURE_CODES}
-        self._finding_series.add(("warning", "primary_email_not_desired"))
+        self._finding_series: set[tuple[str, str]] = {("error", code) for code in FAILURE_CODES}
+        self._finding_series.add(("warning", Code.PRIMARY_EMAIL_NOT_DESIRED))
         for code in FAILURE_CODES:
             self.users_failing.labels(code)
         for severity, code in self._finding_series:
             self.findings.labels(severity, code)
-        for result in WEBHOOK_RESULTS:
-            self.webhooks.labels(result)
+        for webhook_result in WEBHOOK_RESULTS:
+            self.webhooks.labels(webhook_result)
         for reason in REFUSALS:
             self.listener_refused.labels(reason)
 
@@ -285,16 +284,20 @@ class Metrics:
         for code in {*FAILURE_CODES, *counts}:
             self.users_failing.labels(code).set(counts.get(code, 0))
 
-    def observe_changes(self, ok: Mapping[str, int], failed: Iterable[tuple[str, str]]) -> None:
-        """Writes that succeeded, by action; one (action, result) per write that did not."""
+    def observe_changes(
+        self,
+        ok: Mapping[ActionName, int],
+        failed: Mapping[tuple[ActionName, WriteResult], int],
+    ) -> None:
+        """Writes that succeeded, by action; those that did not, by action and result."""
         for action, count in ok.items():
-            self.changes.labels(action, "ok").inc(count)
-        for action, result in failed:
-            self.changes.labels(action, result).inc()
+            self.changes.labels(action, WriteResult.OK).inc(count)
+        for (action, result), count in failed.items():
+            self.changes.labels(action, result).inc(count)
 
     def observe_run(
         self,
-        result: str,
+        result: RunResult,
         seconds: float,
         *,
         success: bool,
@@ -311,9 +314,8 @@ class Metrics:
         self.failures.set(failures)
         if drift_users is not None:
             self.drift.set(drift_users)
-        # Only a run that got as far as the plan knows whether the guard would refuse.
-        if result in {"ok", "no_changes", "partial", "failed", "drift", "blocked"}:
-            self.guard_blocked.set(result == "blocked")
+        if result in _PLANNED:
+            self.guard_blocked.set(result == RunResult.BLOCKED)
         if next_run is not None:
             self.next_run.set(next_run)
 
@@ -329,7 +331,7 @@ class Metrics:
         self.last_success = when
         self.last_success_gauge.set(when)
 
-    def observe_cycle(self, result: str, *, api_down: bool = False) -> None:
+    def observe_cycle(self, result: RunResult, *, api_down: bool = False) -> None:
         """A cycle's end; `api_down` when it sent requests and none was answered."""
         self.last_cycle = (result, self._clock())
         self.api_down = api_down

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import math
 
+from syncd.core.vocabulary import RunResult
 from syncd.settings import Settings
 
 MAX_BACKOFF = 3600.0
-SUCCESS = frozenset({"ok", "no_changes"})
 # These back off the whole schedule. `failed` only when every request of the cycle
 # failed (see CycleOutcome.backs_off): one user's failure never delays the others.
 # `blocked` waits for an operator and costs cached reads only; `invalid` sends
 # nothing, and its fix must be picked up at the next interval.
-BACKING_OFF = frozenset({"error", "deadline", "cancelled"})
+BACKING_OFF = frozenset({RunResult.ERROR, RunResult.DEADLINE, RunResult.CANCELLED})
 
 
 def backoff_delay(interval: float, failures: int) -> float:

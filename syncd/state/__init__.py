@@ -11,6 +11,7 @@
     audit             an intent before every write, an outcome after it, and the run records
     not_kept          the writes the server accepted and did not keep
     user_failures     the daemon's users in error, each with its own retry time
+    daemon_state      what the daemon says about itself, for `syncd status`
     migrate           the history copied from one backend to another (`syncd state migrate`)
 
 May import `syncd.core` and the top-level modules; not the API, the

@@ -26,11 +26,10 @@ from typing import Any
 
 from syncd import __version__
 from syncd.core.plan import Action, AddEmail, UpdateProfile
+from syncd.core.vocabulary import RunResult, WriteResult
 from syncd.state.backend import Database
 
 Clock = Callable[[], datetime]
-
-OK, FAILED, UNKNOWN, INTERRUPTED = "ok", "failed", "unknown", "interrupted"
 
 
 def utc_now() -> datetime:
@@ -112,6 +111,30 @@ def open_intents(db: Database) -> list[OpenIntent]:
     return [OpenIntent(*row) for row in rows]
 
 
+def last_successful_run(db: Database) -> tuple[str, str | None] | None:
+    """When the last run that ended ok or with nothing to change ended, and its revision."""
+    row = db.execute(
+        "SELECT ended_at, revision FROM runs WHERE result IN (?, ?)"
+        " ORDER BY ended_at DESC LIMIT 1",
+        [RunResult.OK, RunResult.NO_CHANGES],
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def recent_runs(db: Database, limit: int) -> list[dict[str, Any]]:
+    """The last `limit` runs, newest first, for `syncd status` (counts decoded)."""
+    cursor = db.execute(
+        "SELECT id, command, started_at, ended_at, result, revision, counts FROM runs"
+        " ORDER BY started_at DESC LIMIT ?",
+        [limit],
+    )
+    columns = [description[0] for description in cursor.description]
+    runs = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    for run in runs:
+        run["counts"] = json.loads(run["counts"] or "{}")
+    return runs
+
+
 class AuditTrail:
     def __init__(
         self,
@@ -164,7 +187,7 @@ class AuditTrail:
             )
         self.log.info("run_started", command=command, **who.as_log())
 
-    def end_run(self, result: str, counts: Mapping[str, int]) -> None:
+    def end_run(self, result: RunResult, counts: Mapping[str, int]) -> None:
         with self.db.atomic():
             self.db.execute(
                 "UPDATE runs SET ended_at = ?, result = ?, counts = ? WHERE id = ?",
@@ -202,7 +225,7 @@ class AuditTrail:
         self,
         intent_seq: int,
         action: Action,
-        result: str,
+        result: WriteResult,
         *,
         status: int | None = None,
         message: str | None = None,
@@ -216,7 +239,7 @@ class AuditTrail:
             )
             if then is not None:
                 then()
-        level = "info" if result == OK else "warning"
+        level = "info" if result == WriteResult.OK else "warning"
         self.log.log(
             _LEVELS[level],
             "outcome",
@@ -234,7 +257,7 @@ class AuditTrail:
         user: str,
         action: str,
         target: str,
-        result: str,
+        result: WriteResult,
         status: int | None,
         message: str | None,
     ) -> None:
@@ -276,7 +299,7 @@ class AuditTrail:
                 "UPDATE runs SET result = ?, ended_at = COALESCE("
                 " (SELECT MAX(timestamp) FROM audit WHERE audit.run_id = runs.id), started_at)"
                 " WHERE result IS NULL AND id != ?",
-                [INTERRUPTED, self.run_id],
+                [RunResult.INTERRUPTED, self.run_id],
             )
         for run_id in dead:
             self.log.warning("run_interrupted", interrupted_run=run_id)
@@ -294,7 +317,7 @@ class AuditTrail:
                     intent.user,
                     intent.action,
                     intent.target,
-                    INTERRUPTED,
+                    WriteResult.INTERRUPTED,
                     None,
                     f"run {intent.run_id} stopped before this write's answer was recorded",
                 )

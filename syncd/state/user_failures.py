@@ -9,46 +9,40 @@ the daemon does not read it, and the plan carries its last error instead.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+from syncd.core.problem import Problem
+from syncd.core.vocabulary import Code
 from syncd.state.backend import Database
-
-
-@dataclass(frozen=True, slots=True)
-class FailingUser:
-    username: str
-    code: str
-    message: str
-    #: When the user started failing (ISO 8601, UTC), and cycles failed in a row.
-    since: str
-    failures: int
-    #: When the daemon reads it again (Unix time); None: at the next cycle.
-    retry_at: float | None
 
 
 class UserFailures:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def all(self) -> dict[str, FailingUser]:
+    def all(self) -> dict[str, Problem]:
         rows = self.db.execute(
             "SELECT username, code, message, since, failures, retry_at FROM user_failures"
             " ORDER BY username"
         )
-        return {row[0]: FailingUser(*row) for row in rows}
+        return {
+            user: Problem(user, Code(code), message, since=since, failures=n, retry_at=retry_at)
+            for user, code, message, since, n, retry_at in rows
+        }
 
     def update(
         self,
         now: float,
-        failed: Mapping[str, tuple[str, str, bool]],
+        failed: Iterable[Problem],
         fine: Iterable[str],
-        retry_delay: Callable[[int], float],
-    ) -> dict[str, FailingUser]:
-        """Record a cycle: `failed` users (code, message, whether to back off) and the
-        users that were `fine`; returns the failing users as they stand now."""
+        retry_delay: Callable[[Problem], float | None],
+    ) -> dict[str, Problem]:
+        """Record a cycle: the `failed` users' problems and the users that were `fine`;
+        returns the failing users as they stand now. `retry_delay` says, of a problem
+        with its count of failures, when to read the user again (None: next cycle)."""
         known = self.all()
         at = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
         with self.db.atomic():
@@ -56,12 +50,15 @@ class UserFailures:
                 if username in known:
                     self.db.execute("DELETE FROM user_failures WHERE username = ?", [username])
                     del known[username]
-            for username, (code, message, back_off) in failed.items():
+            for problem in failed:
+                username, code, message = problem.user, problem.code, problem.message
                 before = known.get(username)
                 failures = 1 if before is None else before.failures + 1
                 since = at if before is None else before.since
-                retry_at = now + retry_delay(failures) if back_off else None
-                known[username] = FailingUser(username, code, message, since, failures, retry_at)
+                counted = dataclasses.replace(problem, since=since, failures=failures)
+                delay = retry_delay(counted)
+                retry_at = None if delay is None else now + delay
+                known[username] = dataclasses.replace(counted, retry_at=retry_at)
                 self.db.execute(
                     "INSERT INTO user_failures (username, code, message, since, failures,"
                     " retry_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (username) DO UPDATE SET"

@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 import syncd
 from syncd.cli.main import cli
 from syncd.desired.loading import load_desired
-from tests.integration.conftest import STANDARD_DESIRED, STANDARD_SEED, World, account
+from tests.world import STANDARD_DESIRED, STANDARD_SEED, World, account
 
 
 def invoke(*args: str) -> Result:

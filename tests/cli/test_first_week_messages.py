@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from syncd.cli.main import cli
 from tests.cli.test_truthful_plans import plan
-from tests.integration.conftest import World, write_secret
+from tests.world import World, write_secret
 
 
 def validate(tmp_path: Path, users: dict[str, str], **env: str) -> tuple[int, str, str]:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from tests.integration.conftest import World
+from tests.world import World
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = REPO / "deploy" / "gitops-workflow.example.yml"

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
-from tests.integration.conftest import World, account
+from tests.world import World, account
 
 SEED = {
     "users": {

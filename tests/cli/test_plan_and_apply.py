@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
-from tests.integration.conftest import World
 from tests.memo_entries import rewrite
+from tests.world import World
 
 
 def run(world: World, *args: str) -> Result:

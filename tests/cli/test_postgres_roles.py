@@ -22,8 +22,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.integration.conftest import World
 from tests.postgres import Cluster
+from tests.world import World
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "postgresql-roles.md"
 

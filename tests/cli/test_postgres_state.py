@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
 from syncd.state.backend import open_store
-from tests.integration.conftest import World
+from tests.world import World
 
 
 def run(world: World, *args: str) -> Result:

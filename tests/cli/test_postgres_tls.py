@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
-from tests.integration.conftest import World, make_world
 from tests.postgres import Cluster, Database, running_cluster
+from tests.world import World, make_world
 
 
 @pytest.fixture(scope="module")

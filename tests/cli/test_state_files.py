@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
-from tests.integration.conftest import World
+from tests.world import World
 
 
 def run(world: World, *args: str) -> Result:

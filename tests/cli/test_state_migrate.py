@@ -7,8 +7,8 @@ import json
 from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
-from tests.integration.conftest import World
 from tests.postgres import Database
+from tests.world import World
 
 
 def migrate(world: World, database: Database) -> Result:

@@ -21,7 +21,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
-from tests.integration.conftest import STANDARD_SEED, World
+from tests.world import STANDARD_SEED, World
 
 PROMPT = "Do you want to apply these 3 changes? Only 'yes' will be accepted: "
 

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
-from tests.integration.conftest import STANDARD_DESIRED, World, account, write_secret
+from tests.world import STANDARD_DESIRED, World, account, write_secret
 
 
 def plan(world: World, *args: str, api_url: str | None = None) -> Result:

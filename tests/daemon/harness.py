@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from tests.integration.conftest import World
+from tests.world import World
 
 DEFAULT_WAIT = 10.0
 

@@ -10,7 +10,7 @@ import time
 import uuid
 
 from tests.daemon.harness import DaemonProcess, audit_events, daemon_env, http_get, runs
-from tests.integration.conftest import STANDARD_DESIRED, World
+from tests.world import STANDARD_DESIRED, World
 
 
 def test_converges_and_talks_to_systemd(world: World, start_daemon):
@@ -68,7 +68,7 @@ def test_sigterm_during_a_write_exits_0_and_audits_its_outcome(world: World, sta
 
 
 def world_account():
-    from tests.integration.conftest import account
+    from tests.world import account
 
     return account(["jane.doe@example.com"], "tok-jane", full_name="Jane")
 

@@ -19,8 +19,8 @@ from click.testing import CliRunner
 
 from syncd.cli.main import cli
 from tests.daemon.harness import DaemonProcess, http_get
-from tests.integration.conftest import World, account
 from tests.postgres import Cluster
+from tests.world import World, account
 
 INTERVAL = 2.0
 USERS = 30

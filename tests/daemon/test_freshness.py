@@ -17,7 +17,7 @@ import httpx
 
 from syncd.sandbox.seed import generated_token
 from tests.daemon.harness import DaemonProcess
-from tests.integration.conftest import World, write_secret
+from tests.world import World, write_secret
 
 USERS = 200
 WINDOW = 10

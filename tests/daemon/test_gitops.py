@@ -17,7 +17,7 @@ from syncd.cli.main import cli
 from syncd.desired.gitsource import DesiredSource, GitLocation, parse_git_desired
 from syncd.errors import DesiredStateError, GitSourceError, UsageError
 from tests.daemon.harness import DaemonProcess, audit_events, wait_for_run
-from tests.integration.conftest import STANDARD_DESIRED, World
+from tests.world import STANDARD_DESIRED, World
 
 GIT_IDENTITY = ["-c", "user.name=syncd tests", "-c", "user.email=tests@example.com"]
 

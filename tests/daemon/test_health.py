@@ -24,7 +24,7 @@ from syncd.service.daemon import loop_probe
 from tests.daemon.harness import DaemonProcess
 from tests.daemon.harness import http_get as get
 from tests.daemon.test_gitops import Repository
-from tests.integration.conftest import STANDARD_DESIRED, World
+from tests.world import STANDARD_DESIRED, World
 
 
 def test_an_invalid_desired_state_is_not_ready_and_still_alive(world: World, start_daemon: Any):

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from syncd.cli.main import cli
 from tests.daemon.harness import DaemonProcess
 from tests.daemon.test_freshness import admin_patch
-from tests.integration.conftest import World
+from tests.world import World
 
 WINDOW = 4
 
@@ -97,6 +97,6 @@ def test_a_write_the_server_does_not_keep_is_sent_once_over_many_cycles(
 
 
 def world_seed_user() -> dict[str, Any]:
-    from tests.integration.conftest import account
+    from tests.world import account
 
     return account(["jane@example.com"], "tok-jane", full_name="Jane")

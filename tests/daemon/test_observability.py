@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from syncd.cli.main import cli
 from tests.daemon.harness import DaemonProcess
-from tests.integration.conftest import World
+from tests.world import World
 
 
 def test_metrics_and_healthz_answer(world: World, start_daemon):

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from syncd.cli.main import cli
 from syncd.service.daemon import HOOK_SPACING
 from tests.daemon.harness import DaemonProcess, daemon_env, http_get
-from tests.integration.conftest import World, write_secret
+from tests.world import World, write_secret
 
 SECRET = "hook-secret-that-must-stay-secret"
 

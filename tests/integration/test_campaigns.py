@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import World, account
+from tests.world import World, account
 
 pytestmark = pytest.mark.slow
 

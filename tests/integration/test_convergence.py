@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ADMIN_TOKEN, SandboxHandle
-from tests.integration.conftest import World, account
+from tests.world import World, account
 
 NAMES = ["alice_a", "bob_b", "carol_c"]
 addresses = st.sampled_from([f"{n}@example.com" for n in ("a", "b", "c", "d", "E")])

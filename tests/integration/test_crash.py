@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 
-from tests.integration.conftest import World, account
+from tests.world import World, account
 
 
 def test_kill_9_during_apply_then_a_new_apply_converges(any_world: World):

@@ -16,8 +16,8 @@ from syncd.desired.loading import load_desired
 from syncd.engine.reconcile import connect, converge, planning
 from syncd.errors import StateError
 from syncd.state.postgres_backend import instance_name
-from tests.integration.conftest import World
 from tests.postgres import Cluster
+from tests.world import World
 
 
 def test_a_write_is_not_sent_again_once_the_lock_session_is_gone(

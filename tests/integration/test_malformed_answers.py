@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from syncd.cli.main import cli
 from syncd.sandbox.malformed import KINDS
-from tests.integration.conftest import STANDARD_SEED, World
+from tests.world import STANDARD_SEED, World
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -32,9 +32,9 @@ import httpx
 import pytest
 
 from syncd.sandbox.seed import generated_token
-from tests.integration.conftest import World, write_secret
 from tests.security.conftest import run_syncd
 from tests.security.servers import CA_FILE, SERVER_PEM
+from tests.world import World, write_secret
 
 NGINX = Path("/usr/sbin/nginx")
 SQUID = Path("/usr/sbin/squid")

@@ -13,7 +13,7 @@ from syncd.core.plan import AddEmail, DeleteEmail, FieldChange, UpdateProfile
 from syncd.engine.reconcile import PlanResult, compute_plan
 from syncd.errors import UsageError
 from syncd.settings import Settings
-from tests.integration.conftest import STANDARD_DESIRED, STANDARD_SEED, World, account
+from tests.world import STANDARD_DESIRED, STANDARD_SEED, World, account
 
 
 def plan_with(world: World, **kwargs: Any) -> PlanResult:

@@ -20,7 +20,7 @@ from syncd.api.client import AccountsClient
 from syncd.api.credentials import CredentialStore
 from syncd.api.retrying import read_retry_after
 from syncd.errors import TransportError, WaitTooLong
-from tests.integration.conftest import World
+from tests.world import World
 
 
 @pytest.mark.parametrize(

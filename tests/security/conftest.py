@@ -1,7 +1,7 @@
 """The security tests: one test per attack of issue 13, each through `syncd` or HTTP.
 
-They reuse the integration tests' world (a sandbox, credentials, a desired
-state) and the daemon tests' `start_daemon`; the intermediaries and hostile
+They use the world (a sandbox, credentials, a desired state) and
+`start_daemon` of tests/conftest.py; the intermediaries and hostile
 servers are in tests.security.servers.
 """
 
@@ -15,9 +15,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from tests.daemon.conftest import start_daemon  # noqa: F401  (re-exported fixture)
-from tests.integration.conftest import world  # noqa: F401  (re-exported fixture)
 
 #: Variables of the developer's environment that would steer a `syncd` child.
 STEERING = ("SYNCD_", "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "NOTIFY_SOCKET")

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
-from tests.integration.conftest import World, write_secret
 from tests.security.conftest import run_syncd
+from tests.world import World, write_secret
 
 ONLY_JANE = {"version": 1, "users": {"janedoe": {"full_name": "Jane Doe"}}}
 

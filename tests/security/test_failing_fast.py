@@ -21,7 +21,6 @@ from syncd.core.plan import FieldChange, Plan, UpdateProfile
 from syncd.engine.reconcile import apply_plan, connect
 from syncd.errors import ApiUnreachable
 from syncd.state.audit import AuditTrail
-from tests.integration.conftest import World
 from tests.security.servers import (
     CA_FILE,
     PROXY_AUTH_REQUIRED,
@@ -30,6 +29,7 @@ from tests.security.servers import (
     TlsFront,
 )
 from tests.security.test_network import plan
+from tests.world import World
 
 #: A desired state of ten users, each authenticated by one fallback token.
 TEN_USERS = {"version": 1, "users": {f"user{i:04d}": {"full_name": "U"} for i in range(10)}}

@@ -11,7 +11,6 @@ import pytest
 
 from syncd.desired.gitcredentials import GitCredential
 from tests.daemon.harness import DaemonProcess
-from tests.integration.conftest import World, write_secret
 from tests.security.conftest import run_syncd
 from tests.security.servers import (
     CA_FILE,
@@ -22,6 +21,7 @@ from tests.security.servers import (
     basic_secret,
     command_lines_containing,
 )
+from tests.world import World, write_secret
 
 SECRET = "s3cr3t-git-token-4f1c"
 

@@ -15,7 +15,7 @@ from syncd.service.daemon import HOOK_SPACING
 from tests.daemon.harness import DaemonProcess
 from tests.daemon.test_gitops import Repository
 from tests.daemon.test_operator_kit import SECRET, hooked_daemon, signed
-from tests.integration.conftest import STANDARD_DESIRED, World, write_secret
+from tests.world import STANDARD_DESIRED, World, write_secret
 
 PUSH_TO_MAIN = json.dumps({"ref": "refs/heads/main"}).encode()
 

@@ -16,7 +16,7 @@ import httpx
 from syncd.service.admission import CONNECTION_TIMEOUT, MAX_THREADS, MAX_WAITING
 from tests.daemon.harness import DaemonProcess
 from tests.daemon.test_operator_kit import SECRET, hooked_daemon, signed
-from tests.integration.conftest import World
+from tests.world import World
 
 MARGIN = 5.0  # seconds: a loaded CI machine is slow, not wrong
 

@@ -7,9 +7,9 @@ from click.testing import CliRunner, Result
 
 from syncd.api.transport import bypasses_proxy
 from syncd.cli.main import cli
-from tests.integration.conftest import STANDARD_SEED, World
 from tests.security.conftest import run_syncd
 from tests.security.servers import CA_FILE, RecordingProxy, TlsFront
+from tests.world import STANDARD_SEED, World
 
 PROXY_NAMES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 #: Nothing from the developer's environment: every test sets what it needs.

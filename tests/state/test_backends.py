@@ -14,11 +14,13 @@ import pytest
 from syncd.core.live import LiveAccount, LiveEmail
 from syncd.core.not_kept import NotKept
 from syncd.core.plan import AddEmail, UpdateProfile
+from syncd.core.problem import Problem
+from syncd.core.vocabulary import Code, WriteResult
 from syncd.errors import DaemonError, StateError
-from syncd.service.daemon_state import read_daemon_state, save_daemon_state
-from syncd.state.audit import INTERRUPTED, OK, AuditTrail, EventFilter, open_intents, query_events
+from syncd.state.audit import AuditTrail, EventFilter, open_intents, query_events
 from syncd.state.backend import StateStore
 from syncd.state.cache import LiveCache, Snapshot
+from syncd.state.daemon_state import read_daemon_state, save_daemon_state
 from syncd.state.groupcommit import GroupCommit
 from syncd.state.not_kept import NotKeptRecords
 from syncd.state.schema import CACHE, HISTORY
@@ -112,7 +114,7 @@ def test_an_intent_stays_open_until_its_outcome(store: StateStore):
     assert [(i.seq, i.user, i.action) for i in open_intents(store.history)] == [
         (seq, "janedoe", "add_email")
     ]
-    audit.outcome(seq, ADD, OK, status=201)
+    audit.outcome(seq, ADD, WriteResult.OK, status=201)
     assert open_intents(store.history) == []
     events = query_events(store.history)
     assert [(e["event"], e["user"], e["result"]) for e in events] == [
@@ -140,8 +142,8 @@ def test_a_dead_run_and_its_open_write_are_closed_as_interrupted(open_new: Opene
     (result,) = store.history.execute(
         "SELECT result FROM runs WHERE id = ?", [crashed.run_id]
     ).fetchone()
-    assert result == INTERRUPTED
-    outcomes = query_events(store.history, EventFilter(results=(INTERRUPTED,)))
+    assert result == WriteResult.INTERRUPTED
+    outcomes = query_events(store.history, EventFilter(results=(WriteResult.INTERRUPTED,)))
     assert [e["event"] for e in outcomes] == ["intent", "outcome"]
 
 
@@ -149,7 +151,7 @@ def test_query_events_selects_by_user_action_run_and_since(store: StateStore):
     audit = AuditTrail(store.history, {})
     audit.begin_run("apply")
     for action in (ADD, UpdateProfile("johnsmith", ())):
-        audit.outcome(audit.intent(action), action, OK)
+        audit.outcome(audit.intent(action), action, WriteResult.OK)
     db = store.history
     assert {e["user"] for e in query_events(db, EventFilter(users=("johnsmith",)))} == {
         "johnsmith"
@@ -178,7 +180,10 @@ def test_the_group_commit_makes_an_intent_durable_and_outcomes_with_the_next(
             assert count(other, "audit") == 1  # durable before the request is sent
             account = LiveAccount("janedoe", emails=(LiveEmail("j@example.com", True, True),))
             audit.outcome(
-                seq, ADD, OK, then=lambda: LiveCache(session.cache).put(Snapshot(account, 1.0))
+                seq,
+                ADD,
+                WriteResult.OK,
+                then=lambda: LiveCache(session.cache).put(Snapshot(account, 1.0)),
             )
             assert count(other, "audit") == 1
 
@@ -215,10 +220,11 @@ def test_the_daemon_tables_round_trip(store: StateStore):
     }
 
     failures = UserFailures(db)
-    failing = failures.update(100.0, {"janedoe": ("unauthorized", "HTTP 401", True)}, [], float)
+    UNAUTHORIZED = Problem("janedoe", Code.UNAUTHORIZED, "HTTP 401")
+    failing = failures.update(100.0, [UNAUTHORIZED], [], lambda problem: float(problem.failures))
     assert failing["janedoe"].failures == 1
     assert failing["janedoe"].retry_at == 101.0
-    failing = failures.update(200.0, {"janedoe": ("unauthorized", "HTTP 401", True)}, [], float)
+    failing = failures.update(200.0, [UNAUTHORIZED], [], lambda problem: float(problem.failures))
     assert failing["janedoe"].failures == 2
     assert failing["janedoe"].since == failures.all()["janedoe"].since
     failures.forget_except(["someone"])

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from syncd.core.desired import DesiredState, DesiredUser
 from syncd.core.fields import PROFILE_FIELDS, email_key, gravatar_digest, gravatar_url
-from syncd.core.live import LiveAccount, LiveEmail, LiveProfile, Unreadable
+from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
 from syncd.core.plan import AddEmail, DeleteEmail, FieldChange, Plan, UpdateProfile, build_plan
+from syncd.core.problem import Problem
 
 
 def profile(**values: str) -> LiveProfile:
@@ -25,7 +26,7 @@ def emails(*addresses: str) -> tuple[LiveEmail, ...]:
     return tuple(LiveEmail(a, True, i == 0) for i, a in enumerate(addresses))
 
 
-def plan_one(desired: DesiredUser, live: LiveAccount | Unreadable) -> Plan:
+def plan_one(desired: DesiredUser, live: LiveAccount | Problem) -> Plan:
     return build_plan(DesiredState((desired,)), {desired.username: live})
 
 
@@ -148,7 +149,7 @@ def test_primary_is_never_deleted_and_is_a_warning():
     ],
 )
 def test_a_user_that_could_not_be_read_is_an_error_and_the_plan_incomplete(code: str):
-    plan = plan_one(DesiredUser("janedoe", {"full_name": "x"}), Unreadable("janedoe", code, "-"))
+    plan = plan_one(DesiredUser("janedoe", {"full_name": "x"}), Problem("janedoe", code, "-"))
     assert plan.changes == ()
     assert plan.warnings == ()
     assert [f.code for f in plan.errors] == [code]
@@ -161,10 +162,10 @@ def test_a_failure_every_read_met_is_one_error_naming_all_its_users():
     desired = DesiredState((DesiredUser("abby"), DesiredUser("bert"), DesiredUser("cleo")))
     down = "the API at http://127.0.0.1:9 failed: ConnectError"
     live = {
-        name: Unreadable(name, "fetch_failed", f"{name}: GET …: ConnectError", down, shared=True)
+        name: Problem(name, "fetch_failed", f"{name}: GET …: ConnectError", down, shared=True)
         for name in ("abby", "bert")
     }
-    live["cleo"] = Unreadable("cleo", "user_not_found", "no such user", "404")
+    live["cleo"] = Problem("cleo", "user_not_found", "no such user", "404")
     document = build_plan(desired, live).to_json({})
     assert document["errors"] == [
         {"user": None, "code": "fetch_failed", "message": down, "users": ["abby", "bert"]},
@@ -233,9 +234,9 @@ def desired_states(draw: st.DrawFn) -> DesiredState:
     return DesiredState(tuple(draw(desired_users(name)) for name in names))
 
 
-def live_of(desired: DesiredState) -> dict[str, LiveAccount | Unreadable]:
+def live_of(desired: DesiredState) -> dict[str, LiveAccount | Problem]:
     """The live state in which every desired thing is already true."""
-    live: dict[str, LiveAccount | Unreadable] = {}
+    live: dict[str, LiveAccount | Problem] = {}
     for user in desired.users:
         values = {f: v for f, v in user.profile.items() if f != "gravatar_email"}
         gravatar = user.profile.get("gravatar_email")
@@ -292,7 +293,7 @@ def test_plan_does_not_depend_on_order(desired: DesiredState, random):
 
 @given(desired_states(), st.data())
 def test_applying_the_plan_yields_the_desired_state(desired: DesiredState, data):
-    live: dict[str, LiveAccount | Unreadable] = {}
+    live: dict[str, LiveAccount | Problem] = {}
     for user in desired.users:
         extra = data.draw(st.lists(addresses, unique_by=email_key, max_size=3))
         primary = "primary@example.net"
@@ -303,7 +304,7 @@ def test_applying_the_plan_yields_the_desired_state(desired: DesiredState, data)
             emails(primary, *[e for e in extra if email_key(e) not in map(email_key, wanted)]),
         )
     plan = build_plan(desired, live)
-    after: dict[str, LiveAccount | Unreadable] = {}
+    after: dict[str, LiveAccount | Problem] = {}
     for user in desired.users:
         before = live[user.username]
         assert isinstance(before, LiveAccount)

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.text import Text
 
 from syncd.cli.render import ansi_painter, plan_lines, print_plan
-from syncd.core.plan import AddEmail, DeleteEmail, FieldChange, Finding, Plan, UpdateProfile
+from syncd.core.plan import AddEmail, DeleteEmail, FieldChange, Plan, UpdateProfile
+from syncd.core.problem import Problem
 
 PLAN = Plan(
     changes=(
@@ -24,8 +25,8 @@ PLAN = Plan(
         AddEmail("janedoe", "jane+[red]@example.com"),
         DeleteEmail("janedoe", "old@example.com"),
     ),
-    warnings=(Finding("johnsmith", "primary_email_not_desired", "john@example.com [x]"),),
-    errors=(Finding("ops_robot", "unauthorized", "credential refused: 401 \\[escaped]"),),
+    warnings=(Problem("johnsmith", "primary_email_not_desired", "john@example.com [x]"),),
+    errors=(Problem("ops_robot", "unauthorized", "credential refused: 401 \\[escaped]"),),
     users=3,
 )
 
@@ -71,13 +72,13 @@ def test_without_a_terminal_the_plan_is_written_as_plain_text() -> None:
             Plan((), users=2), "No changes: the accounts match the desired state.", id="complete"
         ),
         pytest.param(
-            Plan((), errors=(Finding("ops_robot", "user_not_found", "404"),), users=2),
+            Plan((), errors=(Problem("ops_robot", "user_not_found", "404"),), users=2),
             "Nothing to change for 1 user that could be compared."
             " Incomplete: 1 of 2 users could not be read, 1 error.",
             id="incomplete",
         ),
         pytest.param(
-            Plan((), errors=(Finding("ops_robot", "does_not_converge", "kept x"),), users=2),
+            Plan((), errors=(Problem("ops_robot", "does_not_converge", "kept x"),), users=2),
             "Nothing to change for 2 users that could be compared. 1 error.",
             id="not-converging",
         ),
@@ -119,7 +120,7 @@ def test_control_characters_from_the_api_cannot_reach_the_terminal() -> None:
             UpdateProfile("janedoe", (FieldChange("full_name", "Jane\u200b", "Jane"),)),
             DeleteEmail("janedoe", f"old@example.com{hidden}"),
         ),
-        warnings=(Finding("johnsmith", "user_not_found", f"HTTP 404: \x1b]0;owned\x07{hidden}"),),
+        warnings=(Problem("johnsmith", "user_not_found", f"HTTP 404: \x1b]0;owned\x07{hidden}"),),
     )
     out = io.StringIO()
     print_plan(plan, terminal(out))

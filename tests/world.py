@@ -1,12 +1,13 @@
 """A small world for reconciliation tests: seeded sandbox accounts, their
-credentials directory, a desired-state file and the settings that tie them."""
+credentials directory, a desired-state file and the settings that tie them.
+
+The fixtures `world`, `pg_world` and `any_world` (tests/conftest.py) make one."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from ruamel.yaml import YAML
 from syncd.desired.loading import load_desired
 from syncd.engine.reconcile import ConvergeResult, connect, converge, planning
 from syncd.settings import Settings, load_settings
-from tests.postgres import Cluster, Database
+from tests.postgres import Database
 
 ALL_SCOPES = ["profile_read", "profile_write", "email_read", "email_write"]
 
@@ -191,36 +192,3 @@ def make_world(
     made.seed(STANDARD_SEED)
     made.desire(STANDARD_DESIRED)
     return made
-
-
-@pytest.fixture
-def world(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    """The standard world: janedoe differs from the desired state, johnsmith matches."""
-    return make_world(sandbox, tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def pg_world(
-    sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_db: Database
-) -> World:
-    """The standard world with its state in a PostgreSQL database of its own."""
-    return make_world(sandbox, tmp_path, monkeypatch, postgres_db)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_world(
-    request: pytest.FixtureRequest,
-    sandbox: Any,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[World]:
-    """The standard world on each backend in turn."""
-    if request.param == "sqlite":
-        yield make_world(sandbox, tmp_path, monkeypatch)
-        return
-    cluster: Cluster = request.getfixturevalue("postgres_cluster")
-    database = cluster.new_database()
-    try:
-        yield make_world(sandbox, tmp_path, monkeypatch, database)
-    finally:
-        cluster.drop_database(database.name)

@@ -1,149 +1,42 @@
-"""`syncd run` (the daemon, under systemd) and `syncd status` (what it did, from the state file).
+"""`syncd status`: what the daemon did and is doing, from the state; and how it reads.
 
-Only click is imported at module level; the daemon, APScheduler and
-prometheus-client load when `run` or `status` runs, so `syncd --help` stays fast.
-`status` never calls the API and never writes: it opens the state file read-only.
+`status` never calls the API and never writes: it opens the state read-only.
+Only click is imported at module level, so that `syncd --help` stays fast.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from syncd.errors import EXIT_ERROR, EXIT_GUARD, EXIT_OK
+from syncd.cli.options import config_option, output_option, state_dir_option
+from syncd.core.vocabulary import ActionName, RunResult
 from syncd.visible import visible, visible_json
 
 if TYPE_CHECKING:
+    from syncd.core.problem import Problem
     from syncd.settings import Settings
-    from syncd.state.backend import Database
 
-ACTIONS = ("update_profile", "add_email", "delete_email")
 #: Users in error listed by the text view; the JSON view lists all.
 USERS_IN_ERROR_SHOWN = 20
 
 
 @click.command()
-@click.option("--config", "config_file", metavar="FILE", help="TOML settings file.")
-@click.option("--api-url", help="Base URL of the accounts API [SYNCD_API_URL].")
+@config_option
+@state_dir_option
 @click.option(
-    "--credentials-dir",
-    type=click.Path(file_okay=False),
-    help="Directory of <user>.token / <user>.password files [SYNCD_CREDENTIALS_DIR].",
+    "--runs",
+    "limit",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="How many of the last runs to list.",
 )
-@click.option(
-    "--state-dir", type=click.Path(file_okay=False), help="State directory [SYNCD_STATE_DIR]."
-)
-@click.option(
-    "-f",
-    "--file",
-    "desired",
-    metavar="PATH|URL",
-    help="Desired state: file, directory, or git+https://, git+ssh:// or git+file:// URL "
-    "[SYNCD_DESIRED].",
-)
-@click.option("--interval", type=float, help="Seconds between runs [SYNCD_INTERVAL, 300].")
-@click.option(
-    "--metrics-addr", metavar="HOST:PORT", help="Serve /metrics, /healthz, /readyz (and hooks)."
-)
-@click.option(
-    "--insecure-http", is_flag=True, default=None, help="Allow plain http:// to a remote host."
-)
-@click.option(
-    "--observe",
-    is_flag=True,
-    default=None,
-    help="Plan and report drift every cycle; write nothing [SYNCD_OBSERVE].",
-)
-@click.option(
-    "--once", is_flag=True, help="One cycle, then exit with apply's codes (0, 1, 3): for cron."
-)
-def run(config_file: str | None, once: bool, **flags: Any) -> None:
-    """Reconcile on a schedule until stopped (a systemd Type=notify service).
-
-    SIGTERM or SIGINT stops (exit 0), SIGHUP re-reads the settings and runs now.
-    """
-    import asyncio
-    import contextlib
-    import os
-
-    from syncd.api.credentials import CredentialStore
-    from syncd.errors import UsageError
-    from syncd.logs import configure_logging
-    from syncd.service.daemon import Daemon, log
-    from syncd.service.leadership import last_success, lead
-    from syncd.service.listener import MetricsServer
-    from syncd.service.metrics import Metrics
-    from syncd.service.notify import Notifier
-    from syncd.service.webhook import Webhook
-    from syncd.settings import load_settings
-    from syncd.state.backend import open_store
-
-    def settings_now() -> Settings:
-        return load_settings(config_file, **flags)  # again on SIGHUP: the file may have changed
-
-    settings = settings_now()
-    configure_logging(settings.log_format)
-    settings.check_transport()
-    # Only `syncd run` on a state that hosts share stands by for the lock; `--once`
-    # and SQLite take it now, or are refused naming its holder.
-    stands_by = settings.on_postgresql and not once
-    with contextlib.ExitStack() as held:
-        store = None
-        if not stands_by:  # one instance, or none: refused before anything else
-            store = held.enter_context(open_store(settings, "run"))
-            held.enter_context(store.lock("run"))
-        CredentialStore.from_settings(settings)  # unreadable credentials stop us before READY=1
-        metrics = Metrics(settings.interval)
-        if store is not None:  # the lock is ours: active until the process ends
-            metrics.became_active(last_success(store.history))
-        webhook = None
-        if settings.webhook_secret_file is not None:
-            if not settings.metrics_addr:
-                raise UsageError(
-                    "SYNCD_WEBHOOK_SECRET_FILE needs SYNCD_METRICS_ADDR: hooks arrive there"
-                )
-            webhook = Webhook.from_file(settings.webhook_secret_file)
-        if settings.metrics_addr:
-            server = MetricsServer(settings.metrics_addr, metrics, webhook)
-            server.start()
-            held.callback(server.close)
-            log.info("metrics_listening", address=server.address, hooks=webhook is not None)
-        notifier = Notifier.from_environment(os.environ)
-        daemon = None
-        if store is None:  # active, or a standby until the lock is free
-            asyncio.run(lead(settings, settings_now, notifier, metrics, webhook=webhook))
-        else:
-            daemon = Daemon(
-                settings, settings_now, notifier, metrics, store, once=once, webhook=webhook
-            )
-            asyncio.run(daemon.serve())
-    if once:
-        assert daemon is not None
-        sys.exit(once_exit_code(daemon.last.result if daemon.last else "error"))
-
-
-def once_exit_code(result: str) -> int:
-    """`run --once` ends as `apply` would: 0 converged (or, observing, seen), 3 the deletion
-    guard refused, 1 anything else."""
-    if result in ("ok", "no_changes", "drift"):
-        return EXIT_OK
-    if result == "blocked":
-        return EXIT_GUARD
-    return EXIT_ERROR
-
-
-@click.command()
-@click.option("--config", "config_file", metavar="FILE", help="TOML settings file.")
-@click.option(
-    "--state-dir", type=click.Path(file_okay=False), help="State directory [SYNCD_STATE_DIR]."
-)
-@click.option("--runs", "limit", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@output_option(help="A summary, or the same as a JSON document.")
 def status(config_file: str | None, state_dir: str | None, limit: int, output: str) -> None:
     """Show the daemon's state from the state file: last runs, drift, next run, guard.
 
@@ -162,8 +55,10 @@ def status(config_file: str | None, state_dir: str | None, limit: int, output: s
 def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
     """What `syncd status` shows, as data (also its --output json)."""
     from syncd.errors import StateError, UsageError
-    from syncd.service.daemon_state import read_daemon_state
+    from syncd.state.audit import last_successful_run, recent_runs
     from syncd.state.backend import open_store
+    from syncd.state.daemon_state import read_daemon_state
+    from syncd.state.user_failures import UserFailures
 
     path = settings.state_file
     if not settings.on_postgresql and not path.exists():
@@ -174,26 +69,17 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         if settings.on_postgresql and not db.has_table("runs"):
             raise StateError(f"state database {store.where}: syncd has not run with it")
         daemon = read_daemon_state(db)
-        cursor = db.execute(
-            "SELECT id, command, started_at, ended_at, result, revision, counts FROM runs"
-            " ORDER BY started_at DESC LIMIT ?",
-            [limit],
-        )
-        columns = [description[0] for description in cursor.description]
-        runs = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-        last_success = db.execute(
-            "SELECT ended_at, revision FROM runs WHERE result IN ('ok', 'no_changes')"
-            " ORDER BY ended_at DESC LIMIT 1"
-        ).fetchone() or (None, None)
-        in_error = _users_in_error(db)
+        runs = recent_runs(db, limit)
+        last_success = last_successful_run(db) or (None, None)
+        # A state file from before the daemon kept users in error has no such table.
+        failing = UserFailures(db).all() if db.has_table("user_failures") else {}
     active = next((holder for holder in holders if holder.active), None)
     running = active is not None
     for entry in runs:
-        entry["counts"] = json.loads(entry["counts"] or "{}")
         if entry["result"] is None and not running:
             # Nothing holds the lock, so nothing runs: its process died. The next
             # apply or run records it so; until then, say what it is.
-            entry["result"] = "interrupted"
+            entry["result"] = RunResult.INTERRUPTED
     last = runs[0] if runs else None
     counts = last["counts"] if last else {}
     limit_deletions = daemon.get("max_deletions", settings.max_deletions)
@@ -221,32 +107,29 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         "pending": pending_changes(last["result"], counts) if last else None,
         "guard": {
             "max_deletions": limit_deletions,
-            "blocked": bool(last and last["result"] == "blocked"),
-            "deletions_planned": counts.get("delete_email", 0),
+            "blocked": bool(last and last["result"] == RunResult.BLOCKED),
+            "deletions_planned": counts.get(ActionName.DELETE_EMAIL, 0),
         },
         "source": daemon.get("source") if running else None,
         "readiness": daemon.get("readiness") if running else None,
-        "users_in_error": in_error,
+        "users_in_error": [_in_error(problem) for problem in failing.values()],
         "runs": runs,
     }
 
 
-def _users_in_error(db: Database) -> list[dict[str, Any]]:
-    """The daemon's failing users (syncd.state.user_failures), in a file that has them."""
-    if not db.has_table("user_failures"):
-        return []
-    cursor = db.execute(
-        "SELECT username AS user, code, message, since, failures AS cycles, retry_at"
-        " FROM user_failures ORDER BY username"
-    )
-    columns = [description[0] for description in cursor.description]
-    users = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-    for user in users:
-        retry_at = user.pop("retry_at")
-        user["retry_at"] = (
+def _in_error(problem: Problem) -> dict[str, Any]:
+    """A user in error as `status --output json` lists it."""
+    retry_at = problem.retry_at
+    return {
+        "user": problem.user,
+        "code": problem.code,
+        "message": problem.message,
+        "since": problem.since,
+        "cycles": problem.failures,
+        "retry_at": (
             None if retry_at is None else utc_iso_seconds(datetime.fromtimestamp(retry_at, UTC))
-        )
-    return users
+        ),
+    }
 
 
 def utc_iso_seconds(moment: datetime) -> str:
@@ -257,10 +140,10 @@ def pending_changes(result: str | None, counts: Mapping[str, int]) -> dict[str, 
     """The changes of the last run's plan that it did not apply (its counts say both)."""
     by_action = {
         action: max(counts.get(action, 0) - counts.get(f"applied_{action}", 0), 0)
-        for action in ACTIONS
+        for action in ActionName
     }
     total = sum(by_action.values())
-    applied_any = any(counts.get(f"applied_{action}", 0) for action in ACTIONS)
+    applied_any = any(counts.get(f"applied_{action}", 0) for action in ActionName)
     users = counts.get("users_changed", 0) if total else 0
     return {
         "as_of": result,
@@ -328,7 +211,7 @@ def render_status(report: Mapping[str, Any]) -> str:
     lines.append("last runs")
     for entry in report["runs"]:
         revision = (entry["revision"] or "-")[:12]
-        applied = sum(entry["counts"].get(f"applied_{action}", 0) for action in ACTIONS)
+        applied = sum(entry["counts"].get(f"applied_{action}", 0) for action in ActionName)
         lines.append(
             f"  {_when(entry['started_at']):<20} {entry['command']:<6} "
             f"{entry['result'] or 'running':<11} {revision:<12}  {applied} applied"

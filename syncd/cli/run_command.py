@@ -1,0 +1,77 @@
+"""`syncd run`: the daemon, under systemd (what it does is syncd.service.startup).
+
+Only click is imported at module level; the daemon, APScheduler and
+prometheus-client load when `run` runs, so that `syncd --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from syncd.cli.options import (
+    api_url_option,
+    config_option,
+    credentials_dir_option,
+    desired_option,
+    insecure_http_option,
+    state_dir_option,
+    with_options,
+)
+from syncd.core.vocabulary import RunResult
+from syncd.errors import EXIT_ERROR, EXIT_GUARD, EXIT_OK
+
+if TYPE_CHECKING:
+    from syncd.settings import Settings
+
+
+@click.command()
+@with_options(
+    config_option,
+    api_url_option,
+    credentials_dir_option,
+    state_dir_option,
+    desired_option,
+    click.option("--interval", type=float, help="Seconds between runs [SYNCD_INTERVAL, 300]."),
+    click.option(
+        "--metrics-addr",
+        metavar="HOST:PORT",
+        help="Serve /metrics, /healthz, /readyz (and hooks) [SYNCD_METRICS_ADDR].",
+    ),
+    insecure_http_option,
+    click.option(
+        "--observe",
+        is_flag=True,
+        default=None,
+        help="Plan and report drift every cycle; write nothing [SYNCD_OBSERVE].",
+    ),
+    click.option(
+        "--once", is_flag=True, help="One cycle, then exit with apply's codes (0, 1, 3): for cron."
+    ),
+)
+def run(config_file: str | None, once: bool, **flags: Any) -> None:
+    """Reconcile on a schedule until stopped (a systemd Type=notify service).
+
+    SIGTERM or SIGINT stops (exit 0), SIGHUP re-reads the settings and runs now.
+    """
+    from syncd.service.startup import serve
+    from syncd.settings import load_settings
+
+    def settings_now() -> Settings:
+        return load_settings(config_file, **flags)
+
+    result = serve(settings_now, once=once)
+    if once:
+        sys.exit(once_exit_code(result))
+
+
+def once_exit_code(result: RunResult) -> int:
+    """`run --once` ends as `apply` would: 0 converged (or, observing, seen), 3 the deletion
+    guard refused, 1 anything else."""
+    if result in (RunResult.OK, RunResult.NO_CHANGES, RunResult.DRIFT):
+        return EXIT_OK
+    if result == RunResult.BLOCKED:
+        return EXIT_GUARD
+    return EXIT_ERROR
