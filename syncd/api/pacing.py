@@ -30,8 +30,11 @@ DEFAULT_RESET: Final = 1.0
 
 _INTEGER: Final = re.compile(r"\s*(\d{1,15})\s*")
 _NUMBER: Final = re.compile(r"\s*(\d{1,15}(?:\.\d{1,9})?)\s*")
-# One member of a Structured Field list: a token or a quoted string, then ;key=value params.
-_MEMBER: Final = re.compile(r'\s*("(?:[^"\\]|\\.)*"|[A-Za-z*][\w:./*%+-]*)((?:\s*;[^,;]*)*)\s*')
+# One member of a Structured Field list, between commas: a token or a quoted string,
+# then its ;key=value parameters.
+_MEMBER: Final = re.compile(
+    r'(?:^|,)\s*("(?:[^"\\]|\\.)*"|[A-Za-z*][\w:./*%+-]*)((?:\s*;[^,;]*)*)\s*(?=,|$)'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,33 +108,13 @@ def _structured(headers: Mapping[str, str]) -> Budget | None:
 def _members(field: str) -> list[tuple[str, dict[str, str]]]:
     """The members of a Structured Field list, each a name and its parameters (RFC 8941)."""
     members = []
-    for part in _split_outside_quotes(field):
-        match = _MEMBER.fullmatch(part)
-        if match is None:
-            continue
-        name = match.group(1).strip('"')
-        params: dict[str, str] = {}
+    for match in _MEMBER.finditer(field[:4096]):  # a header of more is not a rate limit
+        params = {}
         for param in match.group(2).split(";")[1:]:
             key, _, value = param.partition("=")
             params[key.strip()] = value.strip()
-        members.append((name, params))
+        members.append((match.group(1).strip('"'), params))
     return members
-
-
-def _split_outside_quotes(field: str) -> list[str]:
-    parts: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for character in field[:4096]:  # a header of more is not a rate limit
-        if character == '"':
-            quoted = not quoted
-        if character == "," and not quoted:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(character)
-    parts.append("".join(current))
-    return parts
 
 
 #: Below this share of the quota left, what is left is spread until the Reset.
