@@ -153,8 +153,9 @@ class Settings(BaseSettings):
     run_deadline: float | None = Field(
         None,
         gt=0,
-        description="Seconds a daemon run may last before it is cancelled (writes in flight "
-        "are audited as unknown); default: three intervals, when /readyz turns 503 anyway.",
+        description="Seconds a run may last before it is cancelled (writes in flight are "
+        "audited as unknown): `plan` and `apply` have none by default, a daemon run three "
+        "intervals, when /readyz turns 503 anyway.",
     )
     git_timeout: float = Field(
         120,

@@ -191,7 +191,10 @@ class Cycle:
         held = held_users(failures, desired.usernames(), settings, time.time())
         planned: list[PlanResult] = []
         async with connect(
-            settings, on_response=self.metrics.observe_response, store=self.store
+            settings,
+            on_response=self.metrics.observe_response,
+            on_retry=self.metrics.observe_retry,
+            store=self.store,
         ) as connection:
             self._began_run = True
             try:

@@ -30,6 +30,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from syncd import __version__
+from syncd.api.retrying import RETRY_REASONS
 from syncd.core.desired import DesiredState
 from syncd.core.vocabulary import READ_ERRORS, ActionName, Code, RunResult, WriteResult
 from syncd.service.admission import REFUSALS
@@ -168,6 +169,12 @@ class Metrics:
             ["method", "code"],
             registry=r,
         )
+        self.http_retries = Counter(
+            "syncd_http_retries",
+            "Requests to the accounts API sent again, by method and reason.",
+            ["method", "reason"],
+            registry=r,
+        )
         self.http_seconds = Histogram(
             "syncd_http_request_duration_seconds",
             "Duration of requests to the accounts API.",
@@ -235,6 +242,10 @@ class Metrics:
         self.http.labels(method, "none" if status is None else str(status)).inc()
         self.http_seconds.labels(method).observe(seconds)
 
+    def observe_retry(self, method: str, reason: str) -> None:
+        """The RetryObserver of the API client."""
+        self.http_retries.labels(method, reason).inc()
+
     def _present_from_the_start(self) -> None:
         """Every label value known in advance, at 0: a rate() over a series that
         appears with its first event misses that event, and alerts need a series."""
@@ -246,6 +257,8 @@ class Metrics:
         for method in HTTP_METHODS:
             for code in HTTP_CODES:
                 self.http.labels(method, code)
+            for reason in RETRY_REASONS:
+                self.http_retries.labels(method, reason)
         for reason in ("missed", "overlap"):
             self.skipped.labels(reason)
         self._finding_series: set[tuple[str, str]] = {("error", code) for code in FAILURE_CODES}
