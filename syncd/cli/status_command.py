@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from syncd.cli.options import config_option, output_option, state_dir_option
+from syncd.core.api_url import normal_api_url
 from syncd.core.vocabulary import ActionName, RunResult
 from syncd.visible import visible, visible_json
 
@@ -58,6 +59,7 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
     from syncd.state.audit import last_successful_run, recent_runs
     from syncd.state.backend import open_store
     from syncd.state.daemon_state import read_daemon_state
+    from syncd.state.schema import columns
     from syncd.state.user_failures import UserFailures
 
     path = settings.state_file
@@ -71,8 +73,12 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         daemon = read_daemon_state(db)
         runs = recent_runs(db, limit)
         last_success = last_successful_run(db) or (None, None)
-        # A state file from before the daemon kept users in error has no such table.
-        failing = UserFailures(db).all() if db.has_table("user_failures") else {}
+        # The failures of the API the daemon last ran against. A state file from before
+        # the daemon kept users in error has no such table, nor one from before they were
+        # kept per API (read-only here: not migrated) the API's column.
+        api = normal_api_url(str(daemon.get("api_url") or settings.api_url))
+        kept = db.has_table("user_failures") and "api" in columns(db, "user_failures")
+        failing = UserFailures(db, api).all() if kept else {}
     active = next((holder for holder in holders if holder.active), None)
     running = active is not None
     for entry in runs:

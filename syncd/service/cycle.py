@@ -17,6 +17,7 @@ from datetime import datetime
 
 import structlog
 
+from syncd.core.api_url import normal_api_url
 from syncd.core.plan import Plan
 from syncd.core.problem import Problem
 from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult
@@ -185,7 +186,7 @@ class Cycle:
         desired = read.desired
         if read.stale is not None:
             log.warning("desired_fetch_failed", error=read.stale, using_revision=desired.revision)
-        failures = UserFailures(self.db)
+        failures = UserFailures(self.db, normal_api_url(settings.api_url))
         if self.refresh:
             failures.clear()  # SIGHUP: every user is read again, those in error too
         held = held_users(failures, desired.usernames(), settings, time.time())
