@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -97,6 +99,26 @@ class CycleOutcome:
         if self.result not in SUCCESSFUL_RUNS and self.message:
             parts.append(self.message)  # last: systemctl cuts a long line at the end
         return "; ".join(parts)
+
+
+#: Users whose own error the summary of a cycle quotes; the others are counted.
+QUOTED_USERS = 3
+
+
+def failing_summary(failing: Mapping[str, Problem]) -> str:
+    """The users in error in a few words, whatever their number (cycle_finished, systemd's
+    status): the count of each code, a failure they share once, the first users' own."""
+    if not failing:
+        return ""
+    codes = Counter(problem.code for problem in failing.values())
+    parts = [", ".join(f"{code} {count}" for code, count in sorted(codes.items()))]
+    shared = sorted({problem.cause for problem in failing.values() if problem.shared})
+    parts += [f"every request failed alike: {cause}" for cause in shared]
+    own = [(name, problem) for name, problem in failing.items() if not problem.shared]
+    parts += [f"{name}: {p.code}: {p.message}" for name, p in own[:QUOTED_USERS]]
+    if len(own) > QUOTED_USERS:
+        parts.append(f"and {len(own) - QUOTED_USERS} more users")
+    return "; ".join(parts)
 
 
 def _report_drift(plan: Plan) -> None:
@@ -233,13 +255,12 @@ class Cycle:
         drift = (
             len({f.user for f in report.failures}) if report else len(plan.users_with_changes())
         )
-        problems = [f"{name}: {user.code}: {user.message}" for name, user in failing.items()]
         return CycleOutcome(
             converged.outcome,
             desired.revision,
             sum(applied.values()),
             drift,
-            "; ".join(problems[:3]),
+            failing_summary(failing),
             read.stale,
             failing=failing,
             every_request_failed=every_request_failed,
