@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -123,3 +124,27 @@ def test_a_saved_plan_is_refused_against_another_api(
     applied = run(world, "apply", "--yes", str(saved), api_url=spelt)
     assert applied.exit_code == 0, applied.output
     assert full_name(world.sandbox, "janedoe") == "Jane Doe"
+
+
+def test_a_user_backing_off_on_one_api_is_read_at_once_on_another(
+    world: World, second: SandboxHandle, start_daemon: Any
+):
+    # On the first API johnsmith's credential is refused: it backs off for an interval.
+    world.sandbox.reset(
+        seed={
+            "users": {
+                **STANDARD_SEED["users"],
+                "johnsmith": account(
+                    ["john@example.com"], "another-token", full_name="John Smith"
+                ),
+            }
+        }
+    )
+    first = start_daemon("--once", SYNCD_INTERVAL="60")
+    assert first.wait_for("user_failing", user="johnsmith")["retry_in"] > 30
+    assert first.process.wait(timeout=30) == 1
+
+    # The same state against the second API: johnsmith is not held back by the first's.
+    daemon = start_daemon("--once", SYNCD_INTERVAL="60", SYNCD_API_URL=second.url)
+    assert daemon.wait_for("cycle_finished")["result"] == "ok"
+    assert second.stats()["by_method"]["GET"] >= 2
