@@ -6,9 +6,9 @@ fine; `failed` when none was fine, or when every request it sent failed alike
 (the API down: the users answered from the cache do not make it `partial`,
 else a run that reached no API would look half-well for as long as cached
 answers last); `drift` when it only observed (nothing is written) and found
-changes to make. A user fails for an error in the plan (it
-could not be read, or a write is known not to converge), a write that did not
-succeed, or a write the server did not keep.
+changes to make. A user fails for an error in the plan (it could not be read,
+or a write is known not to converge), a write that did not succeed, or a write
+the server did not keep.
 """
 
 from __future__ import annotations
