@@ -219,6 +219,12 @@ class Settings(BaseSettings):
         description="File holding the secret of POST /hooks/git (GitHub's X-Hub-Signature-256 "
         "HMAC, or GitLab's X-Gitlab-Token): a valid push starts a cycle now.",
     )
+    ui_token_file: Path | None = Field(
+        None,
+        description="File holding the token that the status pages (/, /users/NAME, /audit) "
+        "ask for: HTTP Basic with it as the password, or a bearer header. Without it the "
+        "pages are served only on a loopback metrics_addr.",
+    )
     insecure_http: bool = Field(False, description="Allow http:// to a non-loopback host.")
     timeout: float = Field(30, gt=0, description="Seconds allowed for one HTTP request.")
 

@@ -205,7 +205,7 @@ class Cycle:
             self.metrics.observe_source(str(error))
             raise
         self.metrics.observe_source(read.stale)
-        desired = read.desired
+        desired = self.metrics.desired = read.desired
         if read.stale is not None:
             log.warning("desired_fetch_failed", error=read.stale, using_revision=desired.revision)
         failures = UserFailures(self.db, normal_api_url(settings.api_url))

@@ -30,6 +30,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from syncd import __version__
+from syncd.core.desired import DesiredState
 from syncd.core.vocabulary import READ_ERRORS, ActionName, Code, RunResult, WriteResult
 from syncd.service.admission import REFUSALS
 from syncd.service.webhook import RESULTS as WEBHOOK_RESULTS
@@ -119,6 +120,8 @@ class Metrics:
         #: and when it was last read or fetched.
         self.source_error: str | None = None
         self.source_read_at: float | None = None
+        #: The desired state this instance's last cycle read: the status pages show it.
+        self.desired: DesiredState | None = None
         #: Set by the daemon once its event loop runs (see `liveness`).
         self.loop_probe: LoopProbe | None = None
         #: While this instance stands by: whether it is ready to take over, and why.

@@ -27,16 +27,41 @@ class UserFailures:
         #: The API these failures are of, in syncd.core.api_url's normal form.
         self.api = api
 
-    def all(self) -> dict[str, Problem]:
-        rows = self.db.execute(
+    def all(self, limit: int | None = None) -> dict[str, Problem]:
+        """The users in error by name; the first `limit` of them when given (a page)."""
+        sql = (
             "SELECT username, code, message, since, failures, retry_at FROM user_failures"
-            " WHERE api = ? ORDER BY username",
-            [self.api],
+            " WHERE api = ? ORDER BY username"
+        )
+        rows = (
+            self.db.execute(sql, [self.api])
+            if limit is None
+            else self.db.execute(f"{sql} LIMIT ?", [self.api, limit])
         )
         return {
             user: Problem(user, Code(code), message, since=since, failures=n, retry_at=retry_at)
             for user, code, message, since, n, retry_at in rows
         }
+
+    def count(self) -> int:
+        (count,) = self.db.execute(
+            "SELECT COUNT(*) FROM user_failures WHERE api = ?", [self.api]
+        ).fetchone()
+        return int(count)
+
+    def of(self, username: str) -> Problem | None:
+        """One user's error, if it is in error."""
+        row = self.db.execute(
+            "SELECT code, message, since, failures, retry_at FROM user_failures"
+            " WHERE api = ? AND username = ?",
+            [self.api, username],
+        ).fetchone()
+        if row is None:
+            return None
+        code, message, since, failures, retry_at = row
+        return Problem(
+            username, Code(code), message, since=since, failures=failures, retry_at=retry_at
+        )
 
     def update(
         self,
