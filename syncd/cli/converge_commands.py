@@ -68,9 +68,17 @@ def plan(
     if out_file:
         import shlex
 
+        from syncd.core.api_url import normal_api_url
         from syncd.engine.planfile import save_plan
 
-        save_plan(out_file, result.plan, result.live, result.source)
+        save_plan(
+            out_file,
+            result.plan,
+            result.live,
+            result.source,
+            api=normal_api_url(settings.api_url),
+            read_at=result.read_at,
+        )
         # Beside a JSON document on stdout, the news goes to stderr.
         click.echo(
             f"\nSaved the plan to {out_file}. To apply exactly these changes:\n"
@@ -125,6 +133,7 @@ def apply(
     from syncd.cli.apply_view import ApplyView
     from syncd.cli.progress import fetch_progress
     from syncd.cli.render import terminal
+    from syncd.core.api_url import normal_api_url
     from syncd.engine.planfile import load_plan
     from syncd.engine.reconcile import (
         ConvergeResult,
@@ -149,7 +158,10 @@ def apply(
     with fetch_progress() as on_progress:
         make_plan: PlanStep
         if plan_file:
-            make_plan = saved_planning(load_plan(plan_file))
+            saved = load_plan(plan_file)
+            # Refused here, before a run begins, in one line; saved_planning checks it too.
+            saved.check_api(normal_api_url(settings.api_url))
+            make_plan = saved_planning(saved)
         else:
             desired = desired_for(settings, users)
             make_plan = planning(desired, refresh=refresh, on_progress=on_progress)

@@ -159,7 +159,8 @@ def mark_shared(
 
     Among the users whose reads were sent (`requested`): when none succeeded and
     all failed for one cause, that cause is shared. The API unreachable counts
-    so even for one user, and beside users answered from the cache; any other
+    so even for one user, and beside users answered from the cache, and its
+    several causes (a 500 here, a 503 there) are one, said together; any other
     cause needs two users and no other user read, since a user not found beside
     users that were read is news of its own. Users that sent nothing (no
     credential, or waiting for their own retry) neither make nor break it; when
@@ -181,10 +182,18 @@ def mark_shared(
         ]
         if read_from_cache or len(failed) < 2:
             return
-    if len({state.cause for state in failed}) != 1:
+    causes = sorted({state.cause for state in failed})
+    if len(causes) != 1 and not all(state.code == Code.FETCH_FAILED for state in failed):
         return
+    cause = "; ".join(causes[:SAID_CAUSES])
+    if len(causes) > SAID_CAUSES:
+        cause += f"; and {len(causes) - SAID_CAUSES} more causes"
     for state in failed:
-        result[state.user] = dataclasses.replace(state, shared=True)
+        result[state.user] = dataclasses.replace(state, cause=cause, shared=True)
+
+
+#: The causes of an API that answered nothing said together, at most.
+SAID_CAUSES = 3
 
 
 async def fetch_live(

@@ -2,17 +2,20 @@
 
 A run is `ok` or `no_changes` only when every managed user was read, compared
 and written as planned; `partial` when some users failed and the others were
-fine; `failed` when none was fine; `drift` when it only observed (nothing is
-written) and found changes to make. A user fails for an error in the plan (it
-could not be read, or a write is known not to converge), a write that did not
-succeed, or a write the server did not keep.
+fine; `failed` when none was fine, or when every request it sent failed alike
+(the API down: the users answered from the cache do not make it `partial`,
+else a run that reached no API would look half-well for as long as cached
+answers last); `drift` when it only observed (nothing is written) and found
+changes to make. A user fails for an error in the plan (it could not be read,
+or a write is known not to converge), a write that did not succeed, or a write
+the server did not keep.
 """
 
 from __future__ import annotations
 
 from syncd.core.plan import Plan
 from syncd.core.problem import Problem
-from syncd.core.vocabulary import RunResult
+from syncd.core.vocabulary import ActionName, RunResult
 from syncd.engine.applying import ApplyReport
 
 
@@ -40,5 +43,15 @@ def run_result(
         if observe and not plan.is_empty:
             return RunResult.DRIFT
         return RunResult.OK if report is not None else RunResult.NO_CHANGES
+    if every_request_failed_alike(plan, report):
+        return RunResult.FAILED
     managed = plan.users or len(plan.users_with_changes())
     return RunResult.FAILED if len(failing) >= managed else RunResult.PARTIAL
+
+
+def every_request_failed_alike(plan: Plan, report: ApplyReport | None) -> bool:
+    """Whether the reads met one failure for all (syncd.engine.fetching.mark_shared)
+    and no write succeeded either."""
+    if not any(error.shared for error in plan.errors):
+        return False
+    return report is None or not any(report.counts[action] for action in ActionName)

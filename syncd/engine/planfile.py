@@ -4,6 +4,11 @@ The `basis` is the live state each touched user had when the plan was made.
 Before a saved plan is applied the users are read again; if anything differs
 the plan is stale and is refused, naming the user and the field, because
 applying it would write decisions made against a world that no longer exists.
+
+A saved plan also names the API it was made against (syncd.core.api_url) and
+when: applied with another API URL it is refused, since its basis is another
+server's accounts; a plan that does not say (saved by an older syncd) is
+refused too, to be made again.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +60,23 @@ class SavedPlan:
     basis: dict[str, dict[str, Any]]
     #: The plan as it was made, its findings included: what `syncd show` prints.
     as_made: Plan | None = None
+    #: The API it was made against (normal form) and when (ISO 8601, UTC); None in a
+    #: plan saved by an older syncd, which can be shown and not applied.
+    api: str | None = None
+    created_at: str | None = None
+
+    def check_api(self, api: str) -> None:
+        """Refuse to apply this plan to any API but the one it was made against."""
+        if self.api is None or self.created_at is None:
+            raise PlanFileError(
+                f"{self.path} was saved by an older syncd and does not say which API it was "
+                "made against: nothing was applied. Make a new plan (syncd plan --out)."
+            )
+        if self.api != api:
+            raise PlanFileError(
+                f"{self.path} was made against the API at {self.api}, not {api}: nothing "
+                "was applied. Make a new plan against this API."
+            )
 
     def wanted(self) -> list[Wanted]:
         """The parts of each touched account that the basis recorded, to read them again."""
@@ -80,14 +103,23 @@ def basis_of(plan: Plan, live: Mapping[str, LiveAccount | Problem]) -> dict[str,
 
 
 def save_plan(
-    path: str, plan: Plan, live: Mapping[str, LiveAccount | Problem], source: dict[str, Any]
+    path: str,
+    plan: Plan,
+    live: Mapping[str, LiveAccount | Problem],
+    source: dict[str, Any],
+    *,
+    api: str,
+    read_at: float,
 ) -> None:
-    """Write the plan atomically: a reader never sees half a file.
+    """Write the plan, made against `api` from what was read at `read_at` (Unix time),
+    atomically: a reader never sees half a file.
 
     The plan goes to a new file (mode 0600, O_EXCL) renamed over `path`: a link
     at `path` is replaced, never written through.
     """
     document = plan.to_json(source)
+    document["api_url"] = api
+    document["created_at"] = datetime.fromtimestamp(read_at, UTC).isoformat(timespec="seconds")
     document["basis"] = basis_of(plan, live)
     target = Path(path)
     try:
@@ -154,7 +186,12 @@ def _parse(path: str, document: Any) -> SavedPlan:
         _findings(document.get("errors")),
         users if isinstance(users, int) else 0,
     )
-    return SavedPlan(path, Plan(actions), dict(source), basis, as_made)
+    api, created_at = document.get("api_url"), document.get("created_at")
+    if api is not None:
+        api = _text(api, "api_url")
+    if created_at is not None:
+        created_at = _text(created_at, "created_at")
+    return SavedPlan(path, Plan(actions), dict(source), basis, as_made, api, created_at)
 
 
 def _findings(entries: Any) -> tuple[Problem, ...]:

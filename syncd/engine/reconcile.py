@@ -19,6 +19,7 @@ from typing import Any
 
 from syncd.api.client import AccountsClient, ResponseObserver, RetryObserver
 from syncd.api.credentials import CredentialStore
+from syncd.core.api_url import normal_api_url
 from syncd.core.desired import DesiredState
 from syncd.core.live import LiveAccount
 from syncd.core.plan import DeleteEmail, Plan, build_plan
@@ -106,8 +107,13 @@ class Connection:
     client: AccountsClient
 
     @property
+    def api(self) -> str:
+        """The API this run talks to, as the state keys what it keeps of it."""
+        return normal_api_url(self.settings.api_url)
+
+    @property
     def cache(self) -> LiveCache:
-        return LiveCache(self.cache_db)
+        return LiveCache(self.cache_db, self.api)
 
 
 @asynccontextmanager
@@ -209,7 +215,7 @@ async def read_and_plan(
         options,
         on_progress,
     )
-    not_kept = NotKeptRecords(connection.db).load(desired.usernames())
+    not_kept = NotKeptRecords(connection.db, connection.api).load(desired.usernames())
     plan = build_plan(desired, read.states, not_kept)
     return PlanResult(
         plan,
@@ -274,7 +280,7 @@ async def apply_plan(
     on_change: ChangeObserver | None = None,
 ) -> ApplyReport:
     readable = {user: state for user, state in live.items() if isinstance(state, LiveAccount)}
-    records = NotKeptRecords(connection.db)
+    records = NotKeptRecords(connection.db, connection.api)
     applier = Applier(connection.client, connection.cache, audit, readable, records, on_change)
     return await applier.apply(plan.changes, connection.settings.concurrency)
 
@@ -335,9 +341,11 @@ def planning(
 
 
 def saved_planning(saved: SavedPlan) -> PlanStep:
-    """The planning step for a saved plan: read its users again and refuse it if stale."""
+    """The planning step for a saved plan: refuse it if made against another API; read
+    its users again and refuse it if stale."""
 
     async def step(connection: Connection) -> PlanResult:
+        saved.check_api(connection.api)  # before any request: its basis is one API's
         options = FetchOptions(
             now=time.time(), ttl=0, refresh=True, concurrency=connection.settings.concurrency
         )

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
 
+from syncd.core.api_url import normal_api_url
 from syncd.core.plan import Plan
 from syncd.core.problem import Problem
 from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult
@@ -96,6 +99,26 @@ class CycleOutcome:
         if self.result not in SUCCESSFUL_RUNS and self.message:
             parts.append(self.message)  # last: systemctl cuts a long line at the end
         return "; ".join(parts)
+
+
+#: Users whose own error the summary of a cycle quotes; the others are counted.
+QUOTED_USERS = 3
+
+
+def failing_summary(failing: Mapping[str, Problem]) -> str:
+    """The users in error in a few words, whatever their number (cycle_finished, systemd's
+    status): the count of each code, a failure they share once, the first users' own."""
+    if not failing:
+        return ""
+    codes = Counter(problem.code for problem in failing.values())
+    parts = [", ".join(f"{code} {count}" for code, count in sorted(codes.items()))]
+    shared = sorted({problem.cause for problem in failing.values() if problem.shared})
+    parts += [f"every request failed alike: {cause}" for cause in shared]
+    own = [(name, problem) for name, problem in failing.items() if not problem.shared]
+    parts += [f"{name}: {p.code}: {p.message}" for name, p in own[:QUOTED_USERS]]
+    if len(own) > QUOTED_USERS:
+        parts.append(f"and {len(own) - QUOTED_USERS} more users")
+    return "; ".join(parts)
 
 
 def _report_drift(plan: Plan) -> None:
@@ -185,7 +208,7 @@ class Cycle:
         desired = self.metrics.desired = read.desired
         if read.stale is not None:
             log.warning("desired_fetch_failed", error=read.stale, using_revision=desired.revision)
-        failures = UserFailures(self.db)
+        failures = UserFailures(self.db, normal_api_url(settings.api_url))
         if self.refresh:
             failures.clear()  # SIGHUP: every user is read again, those in error too
         held = held_users(failures, desired.usernames(), settings, time.time())
@@ -235,13 +258,12 @@ class Cycle:
         drift = (
             len({f.user for f in report.failures}) if report else len(plan.users_with_changes())
         )
-        problems = [f"{name}: {user.code}: {user.message}" for name, user in failing.items()]
         return CycleOutcome(
             converged.outcome,
             desired.revision,
             sum(applied.values()),
             drift,
-            "; ".join(problems[:3]),
+            failing_summary(failing),
             read.stale,
             failing=failing,
             every_request_failed=every_request_failed,

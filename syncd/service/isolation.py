@@ -64,10 +64,10 @@ def record_cycle(
         user = standing.get(name)
         if user is None:
             continue
-        if failure.shared:  # the API down: one line for all, not one per user
-            alike[failure.code, failure.message] = (
-                alike.get((failure.code, failure.message), 0) + 1
-            )
+        if failure.shared:
+            # The API down: one line for all, by the cause, which names no user
+            # (each user's message names its own URL).
+            alike[failure.code, failure.cause] += 1
             continue
         retry = None if user.retry_at is None else round(user.retry_at - now, 1)
         log.warning(

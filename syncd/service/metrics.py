@@ -378,10 +378,10 @@ class Metrics:
         result, ended = self.last_cycle
         age = self._clock() - ended
         limit = READY_INTERVALS * self.interval
+        if self.api_down:  # first: the cause, where `failed` would say only the result
+            return False, f"the API answered none of the last cycle's requests {age:.0f} s ago"
         if result not in READY_RESULTS:
             return False, f"the last cycle ended {result} {age:.0f} s ago"
-        if self.api_down:  # users held for their own retry can make it partial
-            return False, f"the API answered none of the last cycle's requests {age:.0f} s ago"
         if age >= limit:
             return False, f"the last cycle ended {age:.0f} s ago (limit {limit:.0f} s)"
         if self.source_error is not None:

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from syncd.core.api_url import normal_api_url
 from syncd.core.desired import DesiredState, DesiredUser
 from syncd.core.fields import PROFILE_FIELDS
 from syncd.core.live import LiveAccount
@@ -150,7 +151,8 @@ def instance(status: Mapping[str, Any], standby: tuple[bool, str] | None) -> Ins
 def home_page(store: StateStore, settings: Settings, standby: tuple[bool, str] | None) -> HomePage:
     status = gather_status(store, settings, RUNS_SHOWN, in_error=IN_ERROR_SHOWN)
     db = store.history
-    count = UserFailures(db).count() if db.has_table("user_failures") else 0
+    api = normal_api_url(settings.api_url)
+    count = UserFailures(db, api).count() if db.has_table("user_failures") else 0
     return HomePage(
         instance(status, standby),
         status,
@@ -161,13 +163,16 @@ def home_page(store: StateStore, settings: Settings, standby: tuple[bool, str] |
     )
 
 
-def user_page(store: StateStore, desired: DesiredState | None, username: str) -> UserPage:
+def user_page(
+    store: StateStore, desired: DesiredState | None, username: str, api: str
+) -> UserPage:
+    """The user's page, with what is kept of it for `api` (syncd.core.api_url's form)."""
     db = store.history
     wanted = None if desired is None else _desired_user(desired, username)
-    cached = _cached(store, username)
+    cached = _cached(store, username, api)
     account = None if cached is None else cached.account
     events = query_events(db, EventFilter(users=(username,)), limit=USER_AUDIT_SHOWN)
-    error = UserFailures(db).of(username) if db.has_table("user_failures") else None
+    error = UserFailures(db, api).of(username) if db.has_table("user_failures") else None
     return UserPage(
         username,
         None if desired is None else wanted is not None,
@@ -219,11 +224,11 @@ def _desired_user(desired: DesiredState, username: str) -> DesiredUser | None:
     return next((user for user in desired.users if user.username == username), None)
 
 
-def _cached(store: StateStore, username: str) -> Cached | None:
+def _cached(store: StateStore, username: str, api: str) -> Cached | None:
     """What the cache holds of the user, however old (the page says when it was read)."""
     try:
         with store.session() as session:
-            found = LiveCache(session.cache).read_fresh([username], time.time(), math.inf)
+            found = LiveCache(session.cache, api).read_fresh([username], time.time(), math.inf)
     except StateError:  # no cache yet (a first cycle), or one being replaced: not read
         return None
     return found.get(username)

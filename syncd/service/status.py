@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from syncd.core.api_url import normal_api_url
 from syncd.core.problem import Problem
 from syncd.core.vocabulary import ActionName, RunResult
 from syncd.errors import StateError, UsageError
@@ -18,6 +19,7 @@ from syncd.settings import Settings
 from syncd.state.audit import last_successful_run, recent_runs
 from syncd.state.backend import StateStore, open_store
 from syncd.state.daemon_state import read_daemon_state
+from syncd.state.schema import columns
 from syncd.state.user_failures import UserFailures
 
 
@@ -42,8 +44,12 @@ def gather_status(
     daemon = read_daemon_state(db)
     runs = recent_runs(db, limit)
     last_success = last_successful_run(db) or (None, None)
-    # A state file from before the daemon kept users in error has no such table.
-    failing = UserFailures(db).all(in_error) if db.has_table("user_failures") else {}
+    # The failures of the API the daemon last ran against. A state file from before
+    # the daemon kept users in error has no such table, nor one from before they were
+    # kept per API (read-only here: not migrated) the API's column.
+    api = normal_api_url(str(daemon.get("api_url") or settings.api_url))
+    kept = db.has_table("user_failures") and "api" in columns(db, "user_failures")
+    failing = UserFailures(db, api).all(in_error) if kept else {}
     active = next((holder for holder in holders if holder.active), None)
     running = active is not None
     for entry in runs:

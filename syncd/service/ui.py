@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import jinja2
 
+from syncd.core.api_url import normal_api_url
 from syncd.core.fields import USERNAME_PATTERN
 from syncd.core.vocabulary import ActionName, WriteResult
 from syncd.errors import SettingsError, StateError
@@ -195,7 +196,8 @@ class StatusPages:
 
     def _user(self, name: str) -> Any:
         with self._open_state() as store:
-            return user_page(store, self._metrics.desired, name)
+            api = normal_api_url(self._settings.api_url)
+            return user_page(store, self._metrics.desired, name, api)
 
     def _audit(self, where: EventFilter, limit: int) -> Any:
         with self._open_state() as store:

@@ -2,8 +2,10 @@
 
 Disposable by design (design.md section 5): deleting it costs one cold refresh.
 Profiles and email lists are stored and aged separately because a user may
-manage only one of them. Timestamps come from the caller, so this module reads
-no clock.
+manage only one of them. Each answer is kept under the API that gave it
+(syncd.core.api_url): a cache opened for one API never sees another's answers,
+so that switching URLs cannot make a plan say "no changes" from the wrong
+server. Timestamps come from the caller, so this module reads no clock.
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ class Cached:
 
 
 class LiveCache:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, api: str) -> None:
         self.db = db
+        #: The API whose answers these are, in syncd.core.api_url's normal form.
+        self.api = api
 
     def read_fresh(self, usernames: Iterable[str], now: float, ttl: float) -> dict[str, Cached]:
         """The cached accounts among `usernames`, each part only if it is at most `ttl` old.
@@ -55,8 +59,9 @@ class LiveCache:
             rows = self.db.execute(
                 "SELECT username, profile_fetched_at, full_name, location, company,"
                 " profile_url, gravatar_url, email, emails_fetched_at, emails"
-                f" FROM live_accounts WHERE username IN ({self.db.dialect.json_values})",
-                [json.dumps(list(usernames))],
+                " FROM live_accounts WHERE api = ?"
+                f" AND username IN ({self.db.dialect.json_values})",
+                [self.api, json.dumps(list(usernames))],
             )
             cached = {}
             for username, profile_read, *profile, emails_read, emails in rows:
@@ -104,11 +109,15 @@ class LiveCache:
         if not self.db.dialect.text_holds_nul and any("\x00" in v for v in values if v):
             # A value PostgreSQL cannot keep as text (the addresses are JSON, escaped):
             # not cached at all, which costs a read next time and nothing else.
-            self.db.execute("DELETE FROM live_accounts WHERE username = ?", [account.username])
+            self.db.execute(
+                "DELETE FROM live_accounts WHERE api = ? AND username = ?",
+                [self.api, account.username],
+            )
             return
         self.db.execute(
             _UPSERT,
             [
+                self.api,
                 account.username,
                 None if profile is None else at,
                 *values,
@@ -120,13 +129,14 @@ class LiveCache:
     def replace_emails(self, username: str, emails: tuple[LiveEmail, ...]) -> None:
         """New content for a cached email list, keeping its fetch time (its age is unchanged)."""
         self.db.execute(
-            "UPDATE live_accounts SET emails = ? WHERE username = ?"
+            "UPDATE live_accounts SET emails = ? WHERE api = ? AND username = ?"
             " AND emails_fetched_at IS NOT NULL",
-            [_emails_json(emails), username],
+            [_emails_json(emails), self.api, username],
         )
 
     def forget(self, username: str) -> None:
-        """Drop what is known of a user, so the next plan reads it again."""
+        """Drop what is known of a user, from every API: a write to it was interrupted,
+        and the next plan must read it again whichever API it is for."""
         with self.db.atomic():
             self.db.execute("DELETE FROM live_accounts WHERE username = ?", [username])
 
@@ -138,10 +148,10 @@ _NO_PROFILE = (None,) * len(_PROFILE_COLUMNS)
 # none (each of its fields is text): COALESCE keeps the cached part whole. The
 # cached row is named by its table, as PostgreSQL requires.
 _UPSERT = """
-INSERT INTO live_accounts (username, profile_fetched_at, full_name, location, company,
+INSERT INTO live_accounts (api, username, profile_fetched_at, full_name, location, company,
     profile_url, gravatar_url, email, emails_fetched_at, emails)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT(username) DO UPDATE SET
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(api, username) DO UPDATE SET
     profile_fetched_at = COALESCE(excluded.profile_fetched_at, live_accounts.profile_fetched_at),
     full_name = COALESCE(excluded.full_name, live_accounts.full_name),
     location = COALESCE(excluded.location, live_accounts.location),

@@ -20,7 +20,7 @@ from syncd.state.backend import Database, StateStore
 from syncd.state.schema import columns
 
 #: The tables copied, each with the key it is read in the order of.
-COPIED = {"runs": "id", "audit": "seq", "not_kept": "username, field, sent_key"}
+COPIED = {"runs": "id", "audit": "seq", "not_kept": "api, username, field, sent_key"}
 #: Rows sent to the target at a time.
 BATCH = 5000
 

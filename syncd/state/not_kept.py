@@ -1,8 +1,9 @@
 """The writes the server did not keep, remembered in syncd.db so that they are not sent again.
 
 Not in the disposable cache: losing them would cost a write per such field,
-sent again to the same effect, not only a read. One row per user, field and
-(for an added address) the address sent; a newer record replaces an older.
+sent again to the same effect, not only a read. One row per API, user, field
+and (for an added address) the address sent; a newer record replaces an older.
+What one API did not keep says nothing of another (syncd.core.api_url).
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ from syncd.state.backend import Database
 
 
 class NotKeptRecords:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, api: str) -> None:
         self.db = db
+        #: The API these records are of, in syncd.core.api_url's normal form.
+        self.api = api
 
     def load(self, usernames: Iterable[str]) -> dict[str, list[NotKept]]:
         """The records of these users, by user."""
         rows = self.db.execute(
             "SELECT username, field, sent, kept FROM not_kept"
-            f" WHERE username IN ({self.db.dialect.json_values})",
-            [json.dumps(list(usernames))],
+            f" WHERE api = ? AND username IN ({self.db.dialect.json_values})",
+            [self.api, json.dumps(list(usernames))],
         )
         records: dict[str, list[NotKept]] = {}
         for username, field, sent, kept in rows:
@@ -40,9 +43,9 @@ class NotKeptRecords:
         for record in records:
             user, field, sent_key = record.key
             self.db.execute(
-                "INSERT INTO not_kept (username, field, sent_key, sent, kept, recorded_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (username, field, sent_key)"
+                "INSERT INTO not_kept (api, username, field, sent_key, sent, kept, recorded_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (api, username, field, sent_key)"
                 " DO UPDATE SET sent = excluded.sent, kept = excluded.kept,"
                 " recorded_at = excluded.recorded_at",
-                [user, field, sent_key, record.sent, record.kept, now],
+                [self.api, user, field, sent_key, record.sent, record.kept, now],
             )

@@ -13,7 +13,8 @@ applies the others in order, in one transaction that one process at a time
 may run, and refuses a database with a migration this syncd does not know: it
 was made by a newer syncd, and an older one must not write to it. Every
 migration may run on tables that exist already (IF NOT EXISTS, a column added
-only where it is missing): that is how a state made before migrations were
+only where it is missing, a table whose rows are not worth a copy remade only
+where it lacks its new key): that is how a state made before migrations were
 recorded is brought up to date, its history kept.
 
     HISTORY  runs, the audit trail, daemon_state, not_kept, user_failures: syncd.db
@@ -40,6 +41,10 @@ class Migration:
     columns: tuple[tuple[str, str, str], ...] = ()
     #: Whether it makes the audit trail append-only (the dialect's triggers).
     audit_append_only: bool = False
+    #: Tables dropped where they lack a column, before `sql` makes them again: how a
+    #: key changes on both engines (SQLite cannot alter a primary key) for tables
+    #: whose rows are not worth a copy. (table, column)
+    remade: tuple[tuple[str, str], ...] = ()
 
 
 HISTORY = (
@@ -129,6 +134,37 @@ HISTORY = (
             ]
         ),
     ),
+    # What is remembered per account belongs to one API (design.md section 4): the
+    # not-kept records and the users' backoff are keyed by the API's URL too
+    # (syncd.core.api_url). The rows made before have no API: they are dropped, not
+    # guessed at. A not-kept record lost costs one write sent again, which records it
+    # again; a backoff lost, one read at the next cycle.
+    Migration(
+        "per_api",
+        """
+        CREATE TABLE IF NOT EXISTS not_kept (
+            api TEXT NOT NULL,
+            username TEXT NOT NULL,
+            field TEXT NOT NULL,
+            sent_key TEXT NOT NULL,
+            sent TEXT NOT NULL,
+            kept TEXT NOT NULL,
+            recorded_at TEXT NOT NULL,
+            PRIMARY KEY (api, username, field, sent_key)
+        );
+        CREATE TABLE IF NOT EXISTS user_failures (
+            api TEXT NOT NULL,
+            username TEXT NOT NULL,
+            code TEXT NOT NULL,
+            message TEXT NOT NULL,
+            since TEXT NOT NULL,
+            failures INTEGER NOT NULL,
+            retry_at DOUBLE PRECISION,
+            PRIMARY KEY (api, username)
+        )
+        """,
+        remade=(("not_kept", "api"), ("user_failures", "api")),
+    ),
 )
 
 CACHE = (
@@ -152,6 +188,28 @@ CACHE = (
             emails TEXT
         )
         """,
+    ),
+    # Answers belong to the API that gave them: keyed by its URL too (syncd.core.api_url).
+    # The cache is disposable: a table without the API is dropped, its answers read again.
+    Migration(
+        "live_cache_per_api",
+        """
+        CREATE TABLE IF NOT EXISTS live_accounts (
+            api TEXT NOT NULL,
+            username TEXT NOT NULL,
+            profile_fetched_at DOUBLE PRECISION,
+            full_name TEXT,
+            location TEXT,
+            company TEXT,
+            profile_url TEXT,
+            gravatar_url TEXT,
+            email TEXT,
+            emails_fetched_at DOUBLE PRECISION,
+            emails TEXT,
+            PRIMARY KEY (api, username)
+        )
+        """,
+        remade=(("live_accounts", "api"),),
     ),
 )
 
@@ -196,6 +254,9 @@ def _missing(db: Database, migrations: tuple[Migration, ...]) -> list[Migration]
 
 def run(db: Database, migration: Migration) -> None:
     """The statements of one migration, which find done what is done already."""
+    for table, column in migration.remade:
+        if db.has_table(table) and column not in columns(db, table):
+            db.execute(f"DROP TABLE {table}")
     for statement in migration.sql.format(key=db.dialect.key).split(";"):
         if statement.strip():
             db.execute(statement)

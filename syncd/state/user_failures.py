@@ -4,7 +4,9 @@ One user's failure must not delay the others (design.md section 3): a user
 that failed is retried with its own backoff, doubling and capped at the drift
 window, while the rest go on at the normal interval. Until its retry is due
 the daemon does not read it, and the plan carries its last error instead.
-`syncd status` lists these rows; the daemon writes them once per cycle.
+`syncd status` lists these rows; the daemon writes them once per cycle. They
+are kept per API (syncd.core.api_url): one API's failures hold back no user of
+another.
 """
 
 from __future__ import annotations
@@ -20,17 +22,21 @@ from syncd.state.backend import Database
 
 
 class UserFailures:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, api: str) -> None:
         self.db = db
+        #: The API these failures are of, in syncd.core.api_url's normal form.
+        self.api = api
 
     def all(self, limit: int | None = None) -> dict[str, Problem]:
         """The users in error by name; the first `limit` of them when given (a page)."""
         sql = (
             "SELECT username, code, message, since, failures, retry_at FROM user_failures"
-            " ORDER BY username"
+            " WHERE api = ? ORDER BY username"
         )
         rows = (
-            self.db.execute(sql) if limit is None else self.db.execute(f"{sql} LIMIT ?", [limit])
+            self.db.execute(sql, [self.api])
+            if limit is None
+            else self.db.execute(f"{sql} LIMIT ?", [self.api, limit])
         )
         return {
             user: Problem(user, Code(code), message, since=since, failures=n, retry_at=retry_at)
@@ -38,15 +44,17 @@ class UserFailures:
         }
 
     def count(self) -> int:
-        (count,) = self.db.execute("SELECT COUNT(*) FROM user_failures").fetchone()
+        (count,) = self.db.execute(
+            "SELECT COUNT(*) FROM user_failures WHERE api = ?", [self.api]
+        ).fetchone()
         return int(count)
 
     def of(self, username: str) -> Problem | None:
         """One user's error, if it is in error."""
         row = self.db.execute(
             "SELECT code, message, since, failures, retry_at FROM user_failures"
-            " WHERE username = ?",
-            [username],
+            " WHERE api = ? AND username = ?",
+            [self.api, username],
         ).fetchone()
         if row is None:
             return None
@@ -70,7 +78,10 @@ class UserFailures:
         with self.db.atomic():
             for username in fine:
                 if username in known:
-                    self.db.execute("DELETE FROM user_failures WHERE username = ?", [username])
+                    self.db.execute(
+                        "DELETE FROM user_failures WHERE api = ? AND username = ?",
+                        [self.api, username],
+                    )
                     del known[username]
             for problem in failed:
                 username, code, message = problem.user, problem.code, problem.message
@@ -82,21 +93,23 @@ class UserFailures:
                 retry_at = None if delay is None else now + delay
                 known[username] = dataclasses.replace(counted, retry_at=retry_at)
                 self.db.execute(
-                    "INSERT INTO user_failures (username, code, message, since, failures,"
-                    " retry_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (username) DO UPDATE SET"
-                    " code = excluded.code, message = excluded.message,"
+                    "INSERT INTO user_failures (api, username, code, message, since, failures,"
+                    " retry_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (api, username)"
+                    " DO UPDATE SET code = excluded.code, message = excluded.message,"
                     " failures = excluded.failures, retry_at = excluded.retry_at",
-                    [username, code, message, since, failures, retry_at],
+                    [self.api, username, code, message, since, failures, retry_at],
                 )
         return known
 
     def forget_except(self, usernames: Iterable[str]) -> None:
-        """Drop the users no longer in the desired state."""
+        """Drop the users no longer in the desired state, and every other API's failures:
+        the daemon reconciles one API, and `syncd status` shows its failures alone."""
         self.db.execute(
-            f"DELETE FROM user_failures WHERE username NOT IN ({self.db.dialect.json_values})",
-            [json.dumps(list(usernames))],
+            "DELETE FROM user_failures WHERE api <> ?"
+            f" OR username NOT IN ({self.db.dialect.json_values})",
+            [self.api, json.dumps(list(usernames))],
         )
 
     def clear(self) -> None:
         """Forget every failure: SIGHUP reads every user again, those in error too."""
-        self.db.execute("DELETE FROM user_failures")
+        self.db.execute("DELETE FROM user_failures WHERE api = ?", [self.api])

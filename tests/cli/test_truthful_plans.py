@@ -177,3 +177,42 @@ def test_an_answer_no_state_can_hold_is_a_malformed_response(world: World):
     [error] = json.loads(result.stdout)["errors"]
     assert (error["user"], error["code"]) == ("janedoe", "malformed_response")
     assert "'full_name' holds a NUL character" in error["message"]
+
+
+def test_an_api_that_answers_no_read_fails_the_run_though_the_cache_answers_some(world: World):
+    # Issue 22, item 2: the users answered from the cache made such a run `partial`.
+    users = [f"user{n}" for n in range(1, 9)]
+    world.seed(
+        {"users": {name: account([f"{name}@example.com"], f"tok-{name}") for name in users}}
+    )
+    world.desire({"version": 1, "users": {name: {"full_name": name.title()} for name in users}})
+    apply = ["apply", *world.cli_args(), "--yes"]
+    assert CliRunner().invoke(cli, apply, catch_exceptions=False).exit_code == 0
+    # Half of the users now manage their addresses too, which the cache does not hold.
+    world.desire(
+        {
+            "version": 1,
+            "users": {
+                name: {
+                    "full_name": name.title(),
+                    **({"emails": [f"{name}@example.com"]} if n % 2 else {}),
+                }
+                for n, name in enumerate(users)
+            },
+        }
+    )
+    world.sandbox.set_faults({"error_rate": 1.0})  # 500 or 503, whichever
+
+    result = plan(world, "--output", "json")
+    assert result.exit_code == 1
+    [error] = json.loads(result.stdout)["errors"]  # said once, whatever the statuses
+    assert error["user"] is None
+    assert len(error["users"]) == 4
+    assert "/api/v1.1/users/" not in error["message"]
+
+    applied = CliRunner().invoke(cli, apply, catch_exceptions=False)
+    assert applied.exit_code == 1
+    [run] = world.query(
+        "SELECT result FROM runs WHERE command = 'apply' ORDER BY started_at DESC LIMIT 1"
+    )
+    assert run["result"] == "failed"

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from syncd.core.live import LiveAccount, LiveEmail
+from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
 from syncd.core.not_kept import NotKept
 from syncd.core.plan import AddEmail, UpdateProfile
 from syncd.core.problem import Problem
@@ -29,6 +29,8 @@ from tests.postgres import Cluster
 
 Opener = Callable[..., StateStore]
 ADD = AddEmail("janedoe", "jane@example.com")
+#: The APIs the rows are kept for (syncd.core.api_url's form).
+API, OTHER_API = "https://accounts.example", "https://staging.accounts.example"
 
 
 def count(store: StateStore, table: str) -> int:
@@ -183,7 +185,7 @@ def test_the_group_commit_makes_an_intent_durable_and_outcomes_with_the_next(
                 seq,
                 ADD,
                 WriteResult.OK,
-                then=lambda: LiveCache(session.cache).put(Snapshot(account, 1.0)),
+                then=lambda: LiveCache(session.cache, API).put(Snapshot(account, 1.0)),
             )
             assert count(other, "audit") == 1
 
@@ -191,7 +193,7 @@ def test_the_group_commit_makes_an_intent_durable_and_outcomes_with_the_next(
         commits.close()
     assert count(other, "audit") == 2
     with other.session() as seen:
-        assert "janedoe" in LiveCache(seen.cache).read_fresh(["janedoe"], 1.0, 10.0)
+        assert "janedoe" in LiveCache(seen.cache, API).read_fresh(["janedoe"], 1.0, 10.0)
 
 
 def test_one_writer_at_a_time(open_new: Opener):
@@ -212,14 +214,14 @@ def test_the_daemon_tables_round_trip(store: StateStore):
     save_daemon_state(db, {"pid": 13})
     assert read_daemon_state(db) == {"pid": 13, "source": {"current": True}}
 
-    records = NotKeptRecords(db)
+    records = NotKeptRecords(db, API)
     records.save([NotKept("janedoe", "company", "ACME ", "ACME")])
     records.save([NotKept("janedoe", "company", "ACME  ", "ACME")])
     assert records.load(["janedoe", "nobody"]) == {
         "janedoe": [NotKept("janedoe", "company", "ACME  ", "ACME")]
     }
 
-    failures = UserFailures(db)
+    failures = UserFailures(db, API)
     UNAUTHORIZED = Problem("janedoe", Code.UNAUTHORIZED, "HTTP 401")
     failing = failures.update(100.0, [UNAUTHORIZED], [], lambda problem: float(problem.failures))
     assert failing["janedoe"].failures == 1
@@ -258,3 +260,33 @@ def test_an_instance_that_lost_its_session_cannot_make_an_intent_durable(
     assert not store.holds_lock()
     assert count(other, "audit") == 0
     other.lock("run")  # free: the session that held it has ended
+
+
+def test_what_is_kept_of_one_api_is_not_seen_for_another(store: StateStore):
+    """Two servers with the same usernames: answers, not-kept records and failures of
+    one are never taken for the other's, and each API keeps its own row per user."""
+    db = store.history
+    with store.session() as session:
+        for api, name in ((API, "Jane"), (OTHER_API, "Jane Staging")):
+            profile = LiveProfile(name, "", "", "", "", "jane@example.com")
+            LiveCache(session.cache, api).save([Snapshot(LiveAccount("janedoe", profile), 1.0)])
+        (cached,) = LiveCache(session.cache, API).read_fresh(["janedoe"], 1.0, 10.0).values()
+        assert cached.account.profile is not None
+        assert cached.account.profile.full_name == "Jane"
+        assert (
+            LiveCache(session.cache, "https://third.example").read_fresh(["janedoe"], 1.0, 10.0)
+            == {}
+        )
+
+    NotKeptRecords(db, API).save([NotKept("janedoe", "company", "ACME ", "ACME")])
+    assert NotKeptRecords(db, OTHER_API).load(["janedoe"]) == {}
+    assert list(NotKeptRecords(db, API).load(["janedoe"])) == ["janedoe"]
+
+    failing = Problem("janedoe", Code.UNAUTHORIZED, "HTTP 401")
+    UserFailures(db, API).update(100.0, [failing], [], lambda problem: 60.0)
+    others = UserFailures(db, OTHER_API)
+    assert others.all() == {}
+    others.update(100.0, [], ["janedoe"], lambda problem: None)  # fine there: not here
+    assert list(UserFailures(db, API).all()) == ["janedoe"]
+    others.clear()
+    assert list(UserFailures(db, API).all()) == ["janedoe"]

@@ -20,7 +20,7 @@ EMAILS = (LiveEmail("jane@example.com", True, True), LiveEmail("JANE@work.exampl
 @pytest.fixture
 def cache(store: StateStore) -> Iterator[LiveCache]:
     with store.session() as session:
-        yield LiveCache(session.cache)
+        yield LiveCache(session.cache, "https://accounts.example")
 
 
 def test_a_part_not_fetched_keeps_the_cached_one_and_its_age(cache: LiveCache) -> None:

@@ -92,6 +92,15 @@ INSERT INTO runs (id, command, started_at, ended_at, result)
     VALUES ('old-run', 'apply', '2026-12-01T00:00:00+00:00', '2026-12-01T00:00:01+00:00', 'ok');
 INSERT INTO audit (run_id, timestamp, event, "user", action, target)
     VALUES ('old-run', '2026-12-01T00:00:00+00:00', 'intent', 'janedoe', 'add_email', 'a@x.org');
+INSERT INTO not_kept VALUES ('janedoe', 'company', '', 'ACME ', 'ACME',
+    '2026-12-01T00:00:00+00:00');
+INSERT INTO user_failures VALUES ('janedoe', 'unauthorized', 'HTTP 401',
+    '2026-12-01T00:00:00+00:00', 3, 4102444800);
+"""
+# An answer cached by the previous syncd, which did not say from which API.
+CACHE_ROWS = """
+INSERT INTO live_accounts (username, profile_fetched_at, full_name, location, company,
+    profile_url, gravatar_url, email) VALUES ('janedoe', 4102444800, 'Jane', '', '', '', '', '');
 """
 #: Who ran each run: columns that a syncd.db older still lacks.
 WHO = ("os_user", "sudo_user", "host", "version", "pid")
@@ -133,7 +142,7 @@ def old_sqlite_state(directory: Path, *, without_who: bool = False) -> None:
     history = SQLITE_HISTORY + HISTORY_ROWS
     if without_who:
         history += "".join(f"ALTER TABLE runs DROP COLUMN {column};" for column in WHO)
-    for name, script in (("syncd.db", history), ("cache.db", SQLITE_CACHE)):
+    for name, script in (("syncd.db", history), ("cache.db", SQLITE_CACHE + CACHE_ROWS)):
         with contextlib.closing(sqlite3.connect(directory / name)) as db:
             db.executescript(script)
         (directory / name).chmod(0o600)
@@ -144,7 +153,7 @@ def postgres_settings(cluster: Cluster, tmp_path: Path, *, old: bool) -> Setting
     if old:
         password = database.password_file.read_text().strip()
         with psycopg.connect(database.url, password=password, autocommit=True) as db:
-            db.execute((POSTGRESQL + HISTORY_ROWS).encode())
+            db.execute((POSTGRESQL + HISTORY_ROWS + CACHE_ROWS).encode())
     return load_settings(
         state_dir=str(tmp_path / "unused"),
         state_url=database.url,
@@ -210,3 +219,19 @@ def test_a_state_of_the_previous_syncd_keeps_its_history(
         history.execute("DELETE FROM audit")
     (events,) = history.execute("SELECT COUNT(*) FROM audit").fetchone()
     assert events == 2
+
+
+def test_what_the_previous_syncd_kept_per_account_without_its_api_is_dropped(
+    upgraded: tuple[StateStore, Database],
+):
+    """Its answers, not-kept records and failures name no API: none may pass for any
+    API's (design.md section 4), so they go; the history stays."""
+    store, history = upgraded
+    with store.session() as session:
+        for table in ("live_accounts",):
+            assert "api" in columns(session.cache, table)
+            assert session.cache.execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (0,)
+    for table in ("not_kept", "user_failures"):
+        assert "api" in columns(history, table)
+        assert history.execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (0,)
+    assert history.execute("SELECT COUNT(*) FROM audit").fetchone() == (1,)
