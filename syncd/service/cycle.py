@@ -26,7 +26,13 @@ from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult
 from syncd.desired.gitsource import DesiredSource
 from syncd.engine.fetching import Freshness
 from syncd.engine.reconcile import PlanResult, connect, converge, planning
-from syncd.errors import DesiredStateError, GitSourceError, GuardError, SyncdError
+from syncd.errors import (
+    ApiUnreachable,
+    DesiredStateError,
+    GitSourceError,
+    GuardError,
+    SyncdError,
+)
 from syncd.service.isolation import held_users, record_cycle
 from syncd.service.metrics import Metrics
 from syncd.service.schedule import BACKING_OFF, deadline_for, drift_share
@@ -179,6 +185,10 @@ class Cycle:
             message = f"{len(error.problems)} problems in the desired state; nothing applied"
             outcome = CycleOutcome(
                 RunResult.INVALID, self.source.attempted_revision, message=message
+            )
+        except ApiUnreachable as error:  # the API, not syncd: as the run record says it
+            outcome = CycleOutcome(
+                RunResult.FAILED, self.source.attempted_revision, message=str(error)
             )
         except SyncdError as error:  # settings, credentials, state file, git with no good commit
             outcome = CycleOutcome(

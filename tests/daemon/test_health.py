@@ -135,5 +135,5 @@ def test_a_silent_api_fails_the_cycle_in_one_line_naming_it(world: World, start_
         daemon: DaemonProcess = start_daemon(SYNCD_API_URL=url, SYNCD_TIMEOUT="0.2")
         failed = daemon.wait_for("cycle_finished", timeout=30)
         assert daemon.stop() == 0
-    assert failed["result"] == "error"
+    assert failed["result"] == "failed"  # as its run record says: the API failed, not syncd
     assert failed["message"].startswith(f"API unreachable: {url}: 5 attempts got no answer")
