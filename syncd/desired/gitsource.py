@@ -215,17 +215,20 @@ class GitMirror:
         if kind == "blob":
             length = int(await self._git("cat-file", "-s", spec))
             return [await self._blob(path, spec, length)]
-        listing = await self._git("ls-tree", "-z", "-l", spec)
+        listing = await self._git("ls-tree", "-r", "-z", "-l", spec)
         entries = []
         for entry in filter(None, listing.split(b"\0")):
             meta, _, raw_name = entry.partition(b"\t")
             mode, _, object_id, size = meta.decode().split()
             name = raw_name.decode("utf-8", "replace")
             # Regular files only: a symlink's blob is its target, not YAML.
-            if mode not in ("100644", "100755") or name.startswith("."):
+            # Hidden files and directories are skipped, as on disk.
+            hidden = any(part.startswith(".") for part in name.split("/"))
+            if mode not in ("100644", "100755") or hidden:
                 continue
             if name.endswith(YAML_SUFFIXES):
                 entries.append((f"{path}/{name}".lstrip("/"), object_id, int(size)))
+        entries.sort(key=lambda entry: entry[0].split("/"))  # as a directory on disk is read
         if not entries:
             message = f"no *.yaml or *.yml file in this directory at {commit[:12]}"
             raise DesiredStateError([Problem(shown, 1, 1, message)])
