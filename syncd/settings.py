@@ -315,6 +315,11 @@ class Settings(BaseSettings):
             return redact_url(self.state_url)
         return str(self.state_file)
 
+    @property
+    def api_key(self) -> str:
+        """The API URL by which what is remembered per account is kept (normalized_api_url)."""
+        return normalized_api_url(self.api_url)
+
     def check_transport(self) -> None:
         """Refuse to send credentials in clear text to another machine."""
         parts = urlsplit(self.api_url)
@@ -420,3 +425,22 @@ def _problem(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden" and (meant := _near_miss(key)) is not None:
         return f"{key}: unknown setting (did you mean {meant}?)"
     return f"{key}: {error['msg']}"
+
+
+def normalized_api_url(url: str) -> str:
+    """One spelling of an API URL: scheme and host lower-cased, no default port, no final "/".
+
+    What syncd remembers per account belongs to one API (design.md section 4):
+    the same API written two ways must find the same records.
+    """
+    parts = urlsplit(url.strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    port = parts.port
+    netloc = (
+        host
+        if port is None or (scheme, port) in {("http", 80), ("https", 443)}
+        else f"{host}:{port}"
+    )
+    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), parts.query, ""))

@@ -18,7 +18,7 @@ from typing import Any
 
 from syncd.api.client import AccountsClient, ResponseObserver
 from syncd.api.credentials import CredentialStore
-from syncd.core.desired import DesiredState
+from syncd.core.desired import DesiredState, EmailsMode
 from syncd.core.live import LiveAccount
 from syncd.core.plan import DeleteEmail, Plan, build_plan
 from syncd.core.problem import Problem
@@ -39,6 +39,7 @@ from syncd.state.audit import AuditTrail, OpenIntent, open_intents
 from syncd.state.backend import Database, StateStore, open_store
 from syncd.state.cache import LiveCache
 from syncd.state.not_kept import NotKeptRecords
+from syncd.state.ownership import Claim, OwnershipLedger
 
 
 @dataclass
@@ -171,7 +172,7 @@ async def read_and_plan(
         on_progress,
     )
     not_kept = NotKeptRecords(connection.db).load(desired.usernames())
-    plan = build_plan(desired, read.states, not_kept)
+    plan = build_plan(desired, read.states, not_kept, owned_addresses(connection, desired))
     return PlanResult(
         plan,
         read.states,
@@ -181,6 +182,18 @@ async def read_and_plan(
         read.oldest_read_at,
         now,
     )
+
+
+def owned_addresses(connection: Connection, desired: DesiredState) -> dict[str, frozenset[str]]:
+    """What the ledger says syncd owns, for the users whose `emails_mode` is owned."""
+    users = [
+        user.username
+        for user in desired.users
+        if user.mode is EmailsMode.OWNED and user.emails is not None
+    ]
+    if not users:
+        return {}
+    return OwnershipLedger(connection.db, connection.settings.api_key).load(users)
 
 
 async def compute_plan(
@@ -236,7 +249,10 @@ async def apply_plan(
 ) -> ApplyReport:
     readable = {user: state for user, state in live.items() if isinstance(state, LiveAccount)}
     records = NotKeptRecords(connection.db)
-    applier = Applier(connection.client, connection.cache, audit, readable, records, on_change)
+    ledger = OwnershipLedger(connection.db, connection.settings.api_key)
+    applier = Applier(
+        connection.client, connection.cache, audit, readable, records, on_change, ledger
+    )
     return await applier.apply(plan.changes, connection.settings.concurrency)
 
 
@@ -355,6 +371,11 @@ async def converge(
         if on_plan is not None:
             on_plan(result)
         converged = ConvergeResult(result, audit.run_id, interrupted)
+        if result.plan.claims and not observe:
+            # Listed, and read on the account by this run: syncd's from now on.
+            ledger = OwnershipLedger(connection.db, connection.settings.api_key)
+            with connection.db.atomic():
+                ledger.record(result.plan.claims, Claim.LISTED)
         if observe or result.plan.is_empty:
             outcome = converged.conclude(None, observe=observe)
             return converged

@@ -32,3 +32,19 @@ def test_a_directory_is_sqlite():
     settings = load_settings(state_url="/var/lib/syncd")
     assert not settings.on_postgresql
     assert str(settings.sqlite_dir) == "/var/lib/syncd"
+
+
+@pytest.mark.parametrize(
+    ("url", "normalized"),
+    [
+        pytest.param("https://www.docker.io", "https://www.docker.io", id="as-is"),
+        pytest.param("HTTPS://WWW.Docker.io:443/", "https://www.docker.io", id="case-port-slash"),
+        pytest.param("http://127.0.0.1:80/api/", "http://127.0.0.1/api", id="default-http-port"),
+        pytest.param("http://127.0.0.1:8080", "http://127.0.0.1:8080", id="other-port-kept"),
+        pytest.param("http://[::1]:9/", "http://[::1]:9", id="ipv6"),
+    ],
+)
+def test_one_spelling_of_an_api_url(url: str, normalized: str) -> None:
+    from syncd.settings import normalized_api_url
+
+    assert normalized_api_url(url) == normalized
