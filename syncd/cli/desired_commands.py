@@ -71,7 +71,9 @@ def render(desired: str | None, users: tuple[str, ...], output: str, explain: bo
     from syncd.visible import visible_lines
 
     settings = settings_from_flags({"desired": desired})
-    state = desired_for(settings, users, output="json" if output == "json" else "text")
+    from syncd.core.desired import Scope
+
+    state = desired_for(settings, Scope(users), output="json" if output == "json" else "text")
     if output == "json":
         click.echo(dumps_document(effective.to_json(state, explain=explain)))
     elif explain:

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from syncd.errors import UsageError
+
 
 @dataclass(frozen=True, slots=True)
 class Location:
@@ -84,17 +86,55 @@ class SourceFile:
 
 
 @dataclass(frozen=True, slots=True)
+class Scope:
+    """The users a run is limited to: `--user`, `--group` (either one), less `--exclude`."""
+
+    users: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.users or self.exclude or self.groups)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {
+            "users": list(self.users),
+            "exclude": list(self.exclude),
+            "groups": list(self.groups),
+        }
+
+    def unknown(self, state: DesiredState) -> list[str]:
+        """What the scope names that the state does not have, said for a message."""
+        names = set(state.usernames())
+        unknown = [f"user {name!r}" for name in (*self.users, *self.exclude) if name not in names]
+        return unknown + [f"group {name!r}" for name in self.groups if name not in state.groups]
+
+    def admits(self, user: DesiredUser) -> bool:
+        if user.username in self.exclude:
+            return False
+        if not (self.users or self.groups):
+            return True
+        return user.username in self.users or any(g in self.groups for g in user.groups)
+
+
+@dataclass(frozen=True, slots=True)
 class DesiredState:
     users: tuple[DesiredUser, ...]
     sources: tuple[SourceFile, ...] = ()
     revision: str | None = None
     #: The groups declared, whether or not a user is in them.
     groups: tuple[str, ...] = ()
+    #: The users this state was limited to, if it was (`select`).
+    scope: Scope | None = None
 
     def usernames(self) -> list[str]:
         return [user.username for user in self.users]
 
-    def only(self, usernames: set[str]) -> DesiredState:
-        """The same state restricted to some users (`--user`)."""
-        kept = tuple(user for user in self.users if user.username in usernames)
-        return DesiredState(kept, self.sources, self.revision, self.groups)
+    def select(self, scope: Scope) -> DesiredState:
+        """The same state limited to the users in `scope`, each name of which it must have."""
+        if not scope:
+            return self
+        if unknown := scope.unknown(self):
+            raise UsageError(f"not in the desired state: {', '.join(unknown)}")
+        kept = tuple(user for user in self.users if scope.admits(user))
+        return DesiredState(kept, self.sources, self.revision, self.groups, scope)

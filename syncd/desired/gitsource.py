@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from syncd.core.desired import DesiredState
+from syncd.core.desired import DesiredState, Scope
 from syncd.desired.gitcredentials import (
     DEFAULT_FILE_NAME,
     GitCredential,
@@ -326,8 +326,11 @@ class DesiredSource:
         state_dir: Path,
         git_timeout: float,
         git_credentials: GitCredentialFile | None = None,
+        scope: Scope | None = None,
     ) -> None:
         self.spec = spec
+        #: The users each read is limited to (`syncd run --once --user ...`).
+        self.scope = scope or Scope()
         self.location = parse_git_desired(spec)
         self._mirror = (
             None
@@ -339,21 +342,23 @@ class DesiredSource:
         self.attempted_revision: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DesiredSource:
+    def from_settings(cls, settings: Settings, scope: Scope | None = None) -> DesiredSource:
         return cls(
             settings.desired,
             settings.state_dir,
             settings.git_timeout,
             git_credential_file(settings),
+            scope,
         )
 
     def __str__(self) -> str:
         return self.spec if self.location is None else str(self.location)
 
     async def read(self) -> DesiredRead:
-        """The desired state; raises DesiredStateError (apply nothing) or GitSourceError."""
+        """The desired state, limited to the scope; raises DesiredStateError (apply
+        nothing), GitSourceError, or UsageError for a scope naming what it lacks."""
         if self._mirror is None:
-            return DesiredRead(await in_thread(load_desired, self.spec))
+            return DesiredRead((await in_thread(load_desired, self.spec)).select(self.scope))
         try:
             commit = await self._mirror.fetch()
         except GitSourceError as error:
@@ -361,11 +366,11 @@ class DesiredSource:
             if good is None:
                 raise
             self.attempted_revision = good
-            return DesiredRead(await self._load(good), stale=str(error))
+            return DesiredRead((await self._load(good)).select(self.scope), stale=str(error))
         self.attempted_revision = commit
         desired = await self._load(commit)
         await self._mirror.mark_good(commit)
-        return DesiredRead(desired)
+        return DesiredRead(desired.select(self.scope))
 
     async def _load(self, commit: str) -> DesiredState:
         if self._good is not None and self._good.revision == commit:

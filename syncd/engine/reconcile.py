@@ -33,7 +33,7 @@ from syncd.engine.fetching import (
 )
 from syncd.engine.outcome import failing_users, run_result
 from syncd.engine.planfile import SavedPlan, staleness
-from syncd.errors import GuardError, PlanFileError, UsageError
+from syncd.errors import GuardError, PlanFileError
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail, OpenIntent, open_intents
 from syncd.state.backend import Database, StateStore, open_store
@@ -77,20 +77,14 @@ class PlanResult:
 
 
 def source_of(desired: DesiredState) -> dict[str, Any]:
-    return {
+    """Where the desired state came from, and which of its users a run was limited to."""
+    source: dict[str, Any] = {
         "files": [{"path": s.path, "sha256": s.sha256} for s in desired.sources],
         "revision": desired.revision,
     }
-
-
-def restrict(desired: DesiredState, users: tuple[str, ...]) -> DesiredState:
-    """The desired state limited to `--user` names, each of which must be in it."""
-    if not users:
-        return desired
-    unknown = sorted(set(users) - set(desired.usernames()))
-    if unknown:
-        raise UsageError(f"not in the desired state: {', '.join(unknown)}")
-    return desired.only(set(users))
+    if desired.scope:
+        source["scope"] = desired.scope.to_json()
+    return source
 
 
 @dataclass
