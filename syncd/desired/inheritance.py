@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
 from syncd.core.desired import DesiredUser, EmailsMode, Location, Origin
@@ -43,7 +43,8 @@ class Layer:
 
 @dataclass(frozen=True, slots=True)
 class _Inheritance:
-    values: Mapping[str, str]
+    profile: Mapping[str, str]  # the profile keys inherited (a user's own come on top)
+    mode: EmailsMode | None  # inherited, or None
     origins: tuple[Origin, ...]
     problems: tuple[str, ...]  # said of each user that inherits this
 
@@ -128,23 +129,30 @@ class Layers:
         for key in ignore:
             taken.pop(key, None)
             values.pop(key, None)
-        return _Inheritance(values, tuple(taken.values()), tuple(problems))
+        mode = values.pop(EMAILS_MODE, None)
+        return _Inheritance(
+            values,
+            None if mode is None else EmailsMode(mode),
+            tuple(taken.values()),
+            tuple(problems),
+        )
 
 
 def _apply(user: DesiredUser, inheritance: _Inheritance) -> DesiredUser:
-    values = inheritance.values
-    mode = user.emails_mode
-    if EMAILS_MODE in values:
-        mode = EmailsMode(values[EMAILS_MODE])
-    profile = {key: value for key, value in values.items() if key != EMAILS_MODE}
-    profile.update(user.profile)
-    emails = user.emails
-    for key in user.ignore:
-        profile.pop(key, None)
-        if key == "emails":
-            emails = None
-    return replace(
-        user, profile=profile, emails=emails, emails_mode=mode, inherited=inheritance.origins
+    # A key both set and ignored is refused by the format: the user's own keys
+    # are all managed, and go on top.
+    profile = {**inheritance.profile, **user.profile}
+    emails = None if "emails" in user.ignore else user.emails
+    # Built, not dataclasses.replace(): that took half the time of resolving 100,000 users.
+    return DesiredUser(
+        user.username,
+        profile,
+        emails,
+        user.location,
+        user.emails_mode or inheritance.mode,
+        user.groups,
+        user.ignore,
+        inheritance.origins,
     )
 
 
