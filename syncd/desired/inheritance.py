@@ -15,7 +15,7 @@ such combination and shared, down to the tuple of Origins.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -24,6 +24,8 @@ from syncd.desired.duplicates import each_place
 from syncd.errors import Problem
 
 EMAILS_MODE: Final = "emails_mode"
+#: Where a user wrote the n-th name of its `groups`, if that can be found.
+Locate = Callable[[DesiredUser, int], Location | None]
 DEFAULTS: Final = "defaults"
 
 
@@ -46,7 +48,9 @@ class _Inheritance:
     profile: Mapping[str, str]  # the profile keys inherited (a user's own come on top)
     mode: EmailsMode | None  # inherited, or None
     origins: tuple[Origin, ...]
-    problems: tuple[str, ...]  # said of each user that inherits this
+    #: Said of each user that inherits this, with the index in its `groups` of the
+    #: group the problem is about (None: the user's own place).
+    problems: tuple[tuple[str, int | None], ...]
 
 
 class Layers:
@@ -77,8 +81,14 @@ class Layers:
                 )
                 yield from each_place(what, places)
 
-    def resolve(self, users: Iterable[DesiredUser]) -> tuple[list[DesiredUser], list[Problem]]:
-        """The users with what they inherit, and the problems of those who cannot."""
+    def resolve(
+        self, users: Iterable[DesiredUser], locate: Locate | None = None
+    ) -> tuple[list[DesiredUser], list[Problem]]:
+        """The users with what they inherit, and the problems of those who cannot.
+
+        `locate` finds where a user wrote the n-th of its groups (an unknown
+        group is reported there); without it, or if it cannot, at the user.
+        """
         resolved: list[DesiredUser] = []
         problems: list[Problem] = []
         for user in users:
@@ -91,8 +101,10 @@ class Layers:
             if inheritance is None:
                 inheritance = self._resolved[key] = self._inherit(user.groups, user.ignore, own)
             if inheritance.problems:
-                place = user.location or Location("<desired state>", 1, 1)
-                for message in inheritance.problems:
+                for message, index in inheritance.problems:
+                    place = user.location or Location("<desired state>", 1, 1)
+                    if index is not None and locate is not None:
+                        place = locate(user, index) or place
                     text = f"user {user.username!r}: {message}"
                     problems.append(Problem(place.path, place.line, place.column, text))
                 continue
@@ -104,11 +116,11 @@ class Layers:
     ) -> _Inheritance:
         taken: dict[str, Origin] = {}
         values: dict[str, str] = {}
-        problems: list[str] = []
-        for name in groups:
+        problems: list[tuple[str, int | None]] = []
+        for index, name in enumerate(groups):
             layer = self.groups.get(name)
             if layer is None:
-                problems.append(_unknown_group(name, self.groups))
+                problems.append((_unknown_group(name, self.groups), index))
                 continue
             for key, value in layer.values.items():
                 if key in own:
@@ -117,11 +129,12 @@ class Layers:
                     taken[key], values[key] = layer.origins[key], value
                 elif values[key] != value:
                     first, second = taken[key], layer.origins[key]
-                    problems.append(
+                    message = (
                         f"{first.layer} ({first.location}) and {second.layer} "
                         f"({second.location}) set {key} to different values; "
                         "set it on the user, or in one of them"
                     )
+                    problems.append((message, None))
         if self.defaults is not None:
             for key, value in self.defaults.values.items():
                 if key not in own and key not in taken:

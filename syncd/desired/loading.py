@@ -41,7 +41,7 @@ from syncd.desired.fileformat import (
     DesiredStateFile,
     ProfileSettings,
 )
-from syncd.desired.inheritance import DEFAULTS, Layer, Layers
+from syncd.desired.inheritance import DEFAULTS, Layer, Layers, Locate
 from syncd.desired.problem_list import ProblemList
 from syncd.desired.validation_messages import explain_all
 from syncd.desired.yaml_compose import REFUSED
@@ -121,7 +121,7 @@ def _assemble(
         problems.extend(written.duplicate_users())
         problems.extend(layers.duplicates())
         if not problems:
-            users, unresolved = layers.resolve(users)
+            users, unresolved = layers.resolve(users, _group_places(files))
             problems.extend(unresolved)
     if problems:
         raise DesiredStateError(problems.shown())
@@ -131,6 +131,24 @@ def _assemble(
         for sha256, path, known in read:
             memo.keep(sha256, path, known)
     return DesiredState(tuple(users), sources, revision, tuple(sorted(layers.groups)))
+
+
+def _group_places(files: list[tuple[str, bytes]]) -> Locate:
+    """Where a user wrote the n-th of its groups: its file read again, once, for messages."""
+    contents, documents = dict(files), dict[str, YamlDocument]()
+
+    def locate(user: DesiredUser, index: int) -> Location | None:
+        if user.location is None or user.location.path not in contents:
+            return None
+        path = user.location.path
+        if path not in documents:
+            documents[path] = read_yaml_bytes(path, contents[path])
+        document = documents[path]
+        return location_of(
+            document, document.value_mark(("users", user.username, "groups", index))
+        )
+
+    return locate
 
 
 def _load_file(

@@ -127,7 +127,7 @@ CONFLICTS = [
     ),
     pytest.param(
         "  alice: {groups: [berlni]}\n",
-        ["d.yaml:16:3: user 'alice': unknown group 'berlni' (did you mean 'berlin'?)"],
+        ["d.yaml:16:20: user 'alice': unknown group 'berlni' (did you mean 'berlin'?)"],
         id="unknown-group",
     ),
     pytest.param(
@@ -284,3 +284,14 @@ def test_the_schema_describes_the_new_keys(users: str, valid: bool) -> None:
     is_valid = schema_validator()
     assert is_valid is not None, "install jsonschema (pip install -e '.[dev]')"
     assert is_valid(yaml_data("d.yaml", LAYERS + users)) is valid
+
+
+def test_an_unknown_group_is_placed_in_the_file_that_names_it(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", "version: 1\ngroups:\n  berlin: {}\n")
+    write(tmp_path / "b.yaml", "version: 1\nusers:\n  alice:\n    groups: [berlin, munich]\n")
+    with pytest.raises(DesiredStateError) as caught:
+        load_desired(tmp_path)
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"{tmp_path / 'b.yaml'}:4:22: user 'alice': unknown group 'munich'; "
+        "groups declared: berlin"
+    ]
