@@ -68,16 +68,18 @@ def render(desired: str | None, users: tuple[str, ...], output: str, explain: bo
     """Print the effective desired state: after defaults, groups and ignore."""
     from syncd.core import effective
     from syncd.core.jsondoc import dumps_document
+    from syncd.desired.loading import own_places
     from syncd.visible import visible_lines
 
     settings = settings_from_flags({"desired": desired})
     from syncd.core.desired import Scope
 
     state = desired_for(settings, Scope(users), output="json" if output == "json" else "text")
+    place = own_places(state) if explain else None
     if output == "json":
-        click.echo(dumps_document(effective.to_json(state, explain=explain)))
+        click.echo(dumps_document(effective.to_json(state, explain=explain, place=place)))
     elif explain:
-        for line in effective.explain_lines(state):
+        for line in effective.explain_lines(state, place):
             click.echo(visible_lines(line))
     else:
         click.echo(effective.to_yaml(state), nl=False)

@@ -8,10 +8,10 @@ each value came from: the user itself, one of its groups, or the defaults.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from syncd.core.desired import DesiredState, DesiredUser
+from syncd.core.desired import DesiredState, DesiredUser, Location
 from syncd.core.fields import PROFILE_FIELDS
 
 _MODE = "emails_mode"
@@ -28,22 +28,29 @@ def _values(user: DesiredUser) -> Iterator[tuple[str, Any]]:
         yield "emails", list(user.emails)
 
 
-def _origin(user: DesiredUser, key: str) -> tuple[str, str]:
-    """Who set `key` for the user, and where: the user's own values point at the user."""
+#: Where a user wrote its own `key`, if that can be found (syncd.desired.loading.own_places).
+Place = Callable[[DesiredUser, str], Location | None]
+
+
+def _origin(user: DesiredUser, key: str, place: Place | None) -> tuple[str, str]:
+    """Who set `key` for the user, and where: the user's own value, or else the user."""
     origin = user.origin(key)
     if origin is not None:
         return origin.layer, str(origin.location)
-    return "user", str(user.location) if user.location else "?"
+    where = (place and place(user, key)) or user.location
+    return "user", str(where) if where else "?"
 
 
-def to_json(state: DesiredState, *, explain: bool = False) -> dict[str, Any]:
+def to_json(
+    state: DesiredState, *, explain: bool = False, place: Place | None = None
+) -> dict[str, Any]:
     users: dict[str, Any] = {}
     for user in sorted(state.users, key=lambda u: u.username):
         entry: dict[str, Any] = {}
         for key, value in _values(user):
             if explain:
-                origin, place = _origin(user, key)
-                entry[key] = {"value": value, "origin": origin, "at": place}
+                origin, at = _origin(user, key, place)
+                entry[key] = {"value": value, "origin": origin, "at": at}
             else:
                 entry[key] = value
         if explain and user.ignore:
@@ -74,12 +81,12 @@ def to_yaml(state: DesiredState) -> str:
     return "\n".join(lines) + "\n"
 
 
-def explain_lines(state: DesiredState) -> Iterator[str]:
+def explain_lines(state: DesiredState, place: Place | None = None) -> Iterator[str]:
     """`alice.location = "Berlin"  group berlin (groups.yaml:4:15)`, a line a value."""
     for user in sorted(state.users, key=lambda u: u.username):
         for key, value in _values(user):
-            origin, place = _origin(user, key)
+            origin, at = _origin(user, key, place)
             shown = json.dumps(value, ensure_ascii=False)
-            yield f"{user.username}.{key} = {shown}  {origin} ({place})"
+            yield f"{user.username}.{key} = {shown}  {origin} ({at})"
         for key in user.ignore:
             yield f"{user.username}.{key}: ignored, not managed"

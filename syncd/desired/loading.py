@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Final
 
@@ -149,6 +149,28 @@ def _group_places(files: list[tuple[str, bytes]]) -> Locate:
         )
 
     return locate
+
+
+def own_places(state: DesiredState) -> Callable[[DesiredUser, str], Location | None]:
+    """Where each user wrote its own keys, for `render --explain`: its file read again,
+    if it is on disk with the same bytes (not for a git source), else None."""
+    digests = {source.path: source.sha256 for source in state.sources}
+    documents: dict[str, YamlDocument | None] = {}
+
+    def place(user: DesiredUser, key: str) -> Location | None:
+        path = user.location.path if user.location else None
+        if path is None or path not in digests:
+            return None
+        if path not in documents:
+            files, problems = read_yaml_files(path)
+            same = not problems and hashlib.sha256(files[0][1]).hexdigest() == digests[path]
+            documents[path] = read_yaml_bytes(path, files[0][1]) if same else None
+        document = documents[path]
+        if document is None:
+            return None
+        return location_of(document, document.value_mark(("users", user.username, key)))
+
+    return place
 
 
 def _load_file(

@@ -55,7 +55,11 @@ EXPLAINED = [
         'alice.emails_mode = "owned"  defaults (accounts/groups.yaml:4:16)', id="defaults-mode"
     ),
     pytest.param(
-        'alice.full_name = "Alice A"  user (accounts/team/users.yaml:3:3)', id="the-user-itself"
+        'alice.full_name = "Alice A"  user (accounts/team/users.yaml:5:16)', id="the-user-itself"
+    ),
+    pytest.param(
+        'alice.emails = ["alice@example.com"]  user (accounts/team/users.yaml:6:13)',
+        id="the-users-own-emails",
     ),
     pytest.param("bobby.location: ignored, not managed", id="ignored"),
 ]
