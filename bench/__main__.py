@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from bench import limits, runs
+from bench import limits, pages, runs
 from bench.runs import Figure, sandbox_process
 from syncd.sandbox.seed import generated_token
 
@@ -409,6 +409,9 @@ def main() -> None:
         default=10_000,
         help="users for the cold plans at 30±10 ms, with and without a limit (0: none)",
     )
+    parser.add_argument(
+        "--pages", type=int, default=10_000, help="users of the status pages' state (0: none)"
+    )
     args = parser.parse_args()
     admin_token = secrets.token_hex(16)
     figures: list[Figure] = []
@@ -429,6 +432,8 @@ def main() -> None:
         record(limits.real_server_plans(args.real))
     if args.warm:
         record(warm_plan_memory(args.warm))
+    if args.pages:
+        record(pages.page_latency(args.pages))
     if args.postgres:
         from bench import postgres
 

@@ -10,8 +10,12 @@
     ├── GuardError                 exit 3: the deletion guard refused the run
     ├── DaemonError                `syncd run` cannot start (another instance holds the state dir)
     ├── GitSourceError             a git+ desired state cannot be fetched or read
+    ├── ApiUnreachable             no request can succeed (no answer at all, TLS refused,
+    │                              the proxy's 407): the run stops, said once
+    ├── DeadlineExceeded           `plan` or `apply` outlived SYNCD_RUN_DEADLINE
     └── ApiError                   an answer of the accounts API for one user
-        ├── TransportError         no answer (connect/read failure, timeout); retryable
+        ├── TransportError         no answer (connect/read failure); retryable
+        │   └── TimedOut           no complete answer within SYNCD_TIMEOUT
         ├── MissingCredential      nothing usable to authenticate this user: not sent
         ├── CredentialRefused      this user's credential file is refused or unreadable: not sent
         ├── MalformedResponse      an answer that is not the JSON the API document promises
@@ -81,6 +85,17 @@ class GitSourceError(SyncdError):
     pass
 
 
+class ApiUnreachable(SyncdError):
+    """Every request would fail alike: the run stops rather than try each user.
+
+    Not an ApiError, which is one user's: the engine lets it through and ends the run.
+    """
+
+
+class DeadlineExceeded(SyncdError):
+    pass
+
+
 @dataclass(frozen=True, order=True)
 class Problem:
     """One thing wrong with the desired state, at a place in a file."""
@@ -127,6 +142,10 @@ class ApiError(SyncdError):
 
 class TransportError(ApiError):
     retryable = True
+
+
+class TimedOut(TransportError):
+    pass
 
 
 class MalformedResponse(ApiError):

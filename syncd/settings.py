@@ -153,8 +153,9 @@ class Settings(BaseSettings):
     run_deadline: float | None = Field(
         None,
         gt=0,
-        description="Seconds a daemon run may last before it is cancelled (writes in flight "
-        "are audited as unknown); default: three intervals, when /readyz turns 503 anyway.",
+        description="Seconds a run may last before it is cancelled (writes in flight are "
+        "audited as unknown): `plan` and `apply` have none by default, a daemon run three "
+        "intervals, when /readyz turns 503 anyway.",
     )
     git_timeout: float = Field(
         120,
@@ -218,6 +219,12 @@ class Settings(BaseSettings):
         None,
         description="File holding the secret of POST /hooks/git (GitHub's X-Hub-Signature-256 "
         "HMAC, or GitLab's X-Gitlab-Token): a valid push starts a cycle now.",
+    )
+    ui_token_file: Path | None = Field(
+        None,
+        description="File holding the token that the status pages (/, /users/NAME, /audit) "
+        "ask for: HTTP Basic with it as the password, or a bearer header. Without it the "
+        "pages are served only on a loopback metrics_addr.",
     )
     insecure_http: bool = Field(False, description="Allow http:// to a non-loopback host.")
     timeout: float = Field(30, gt=0, description="Seconds allowed for one HTTP request.")

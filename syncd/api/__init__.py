@@ -4,10 +4,8 @@
     transport    the httpx clients of every outbound call: route, proxy, roots of trust
     inflating    an answer's body, its size capped while it is inflated
     pool         bounded concurrency over a stream of work items
-    budget       what a server says of its rate limit: RateLimit-*, X-RateLimit-*, RateLimit
-    pacing       when the next request may start: SYNCD_MAX_RATE, the budget, Retry-After
-    concurrency  how many may be in flight: an AIMD limit between 1 and SYNCD_CONCURRENCY
-    control      the process's controller per API: the limit and the pacer, taught by every answer
+    pacing       the server's rate-limit headers, and when the next request may start
+    control      the process's rate control per API: an AIMD limit and the pacer
     retrying     when to send again: the retry policy's waits, Retry-After in either form
     client       the five calls, each on a one-connection client; errors, retries, body limits
 

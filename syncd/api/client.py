@@ -1,19 +1,13 @@
 """The accounts API client: async, bounded, retrying only what is safe.
 
-At most `concurrency` requests in flight, each on a lane: a one-connection
-httpx client (syncd.api.transport: its proxy, roots of trust, no redirects,
-no cookies) that no other request uses meanwhile. Not one shared pool:
-httpcore's re-examines every connection whenever a request starts or ends,
-which at the default concurrency costs more CPU than the request itself.
-Fewer in flight when the server's answers ask for it, and paced by its
-rate-limit headers and SYNCD_MAX_RATE (syncd.api.control: one controller per
-API for the process, as the server limits a client, not a credential nor a
-run); a timeout on every call. GET, PATCH and DELETE are retried on transport errors,
-429 (honouring Retry-After) and 5xx with exponential backoff and full
-jitter; POST is never retried here (design.md section 3: the caller re-reads
-and adds only what is missing). Every failure becomes an ApiError of
-syncd.errors naming the user, the method and the path; a body that is not
-the JSON the API document promises is a MalformedResponse, never data.
+Each request in flight goes out on a lane (a one-connection httpx client of
+syncd.api.transport that no other request uses meanwhile), when the process's
+rate control allows (syncd.api.control), within SYNCD_TIMEOUT. GET, PATCH and
+DELETE are retried as syncd.api.retrying says; a POST never is here (the
+applier re-reads and adds only what is missing). Every failure is an ApiError
+naming the user, the method and the path, or ApiUnreachable when no request
+can succeed; a body that is not the JSON the API document promises is a
+MalformedResponse, never data.
 """
 
 from __future__ import annotations
@@ -29,11 +23,20 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
+import structlog
+
 from syncd.api.control import RateControl
 from syncd.api.credentials import Credential
 from syncd.api.inflating import read_capped
-from syncd.api.retrying import RetryPolicy, read_retry_after
-from syncd.api.transport import Route, check_trust_files, make_http_client, tls_context
+from syncd.api.retrying import RetryPolicy, read_retry_after, retry_reason
+from syncd.api.transport import (
+    Route,
+    check_trust_files,
+    explain_failure,
+    make_http_client,
+    redacted,
+    tls_context,
+)
 from syncd.core.live import (
     LiveEmail,
     LiveProfile,
@@ -44,11 +47,13 @@ from syncd.core.live import (
 )
 from syncd.errors import (
     ApiError,
+    ApiUnreachable,
     CredentialError,
     CredentialRefused,
     HttpStatusError,
     MalformedResponse,
     MissingCredential,
+    TimedOut,
     TransportError,
     excerpt,
     status_error,
@@ -63,11 +68,16 @@ if TYPE_CHECKING:
 
 #: Answers larger than this are refused: no user object or email list comes near it.
 MAX_BODY_BYTES = 1024 * 1024
+#: Attempts without an answer, while the API has answered none, that make it unreachable.
+UNREACHABLE_AFTER = 5
 
 T = TypeVar("T")
-
 #: Called after every request with its method, status (None: no answer) and duration.
 ResponseObserver = Callable[[str, int | None, float], None]
+#: Called before each retry with its method and reason (syncd.api.retrying.RETRY_REASONS).
+RetryObserver = Callable[[str, str], None]
+
+log = structlog.get_logger("syncd.api")
 
 
 class AccountsClient:
@@ -79,6 +89,7 @@ class AccountsClient:
         credential_for: Callable[[str], Credential | None],
         retry: RetryPolicy | None = None,
         on_response: ResponseObserver | None = None,
+        on_retry: RetryObserver | None = None,
     ) -> None:
         settings.check_transport()
         # How requests travel (proxy, roots of trust): refused now, in one line, if they cannot.
@@ -87,17 +98,16 @@ class AccountsClient:
         self._credential_for = credential_for
         self._retry = retry or RetryPolicy()
         self._on_response = on_response
+        self._on_retry = on_retry
         self._settings = settings
-        #: How many requests may be in flight, and when the next may start: the process's
-        #: for this API, shared with the clients before this one (the daemon's last cycle).
+        #: The process's for this API, shared with the clients before this one.
         self.rate_control = RateControl.shared(
             settings.api_url,
             settings.concurrency,
             max_rate=settings.max_rate,
             adaptive=settings.adaptive,
         )
-        # Made at the first request: a warm plan sends none, and loading the roots of
-        # trust is not free (once, for every lane).
+        # Made at the first request: a warm plan sends none, and loading the roots is not free.
         self._tls: ssl.SSLContext | None = None
         self._lanes: list[httpx.AsyncClient] = []  # free, the last returned last
         self._made: list[httpx.AsyncClient] = []  # all, closed at the end
@@ -114,29 +124,25 @@ class AccountsClient:
         #: Requests the API answered itself, a refusal (4xx) included: none of many
         #: means it is down (no answer, or only 5xx), not that one user's token is.
         self.answered = 0
+        # Attempts that got no answer, and whether any got one (a 5xx, or just its head).
+        self._unanswered = 0
+        self._heard = False
+        #: Set once no request can succeed: every later one raises it again, unsent.
+        self.unreachable: ApiUnreachable | None = None
 
     async def __aenter__(self) -> AccountsClient:
         return self
 
     async def __aexit__(
         self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         clients, self._made, self._lanes = self._made, [], []
         async with contextlib.AsyncExitStack() as closing:
             for http in clients:
                 closing.push_async_callback(http.aclose)
-
-    def _lane(self) -> httpx.AsyncClient:
-        """A one-connection client that no other request is using: a free one, or a new one."""
-        if self._lanes:
-            return self._lanes.pop()
-        assert self._tls is not None
-        http = make_http_client(self._settings, tls=self._tls, connections=1)
-        self._made.append(http)
-        return http
 
     @property
     def api_url(self) -> str:
@@ -150,54 +156,41 @@ class AccountsClient:
     # -- the five calls -------------------------------------------------------
 
     async def get_user(self, username: str) -> LiveProfile:
-        data = await self._call_json("GET", username, _user_path(username))
-        return self._parse(username, "GET", _user_path(username), parse_user, data)
+        return await self._call_json("GET", username, _user_path(username), parse_user)
 
     async def get_emails(self, username: str) -> tuple[LiveEmail, ...]:
-        path = _emails_path(username)
-        data = await self._call_json("GET", username, path)
-        return self._parse(username, "GET", path, lambda _, d: parse_emails(d), data)
+        return await self._call_json("GET", username, _emails_path(username), _emails)
 
     async def update_profile(self, username: str, body: dict[str, str]) -> LiveProfile:
-        data = await self._call_json("PATCH", username, _user_path(username), body)
-        return self._parse(username, "PATCH", _user_path(username), parse_user, data)
+        return await self._call_json("PATCH", username, _user_path(username), parse_user, body)
 
     async def add_email(self, username: str, address: str) -> LiveEmail:
-        path = _emails_path(username)
-        data = await self._call_json("POST", username, path, {"email": address}, retry=False)
-        return self._parse(username, "POST", path, lambda _, d: parse_email(d), data)
+        path, body = _emails_path(username), {"email": address}
+        return await self._call_json("POST", username, path, _one_email, body, retry=False)
 
     async def delete_email(self, username: str, address: str) -> None:
         await self._call("DELETE", username, _emails_path(username), {"email": address})
 
     # -- plumbing -------------------------------------------------------------
 
-    @staticmethod
-    def _parse(
-        username: str, method: str, path: str, parse: Callable[[str, object], T], data: object
-    ) -> T:
-        try:
-            return parse(username, data)
-        except ShapeError as error:
-            detail = f"unexpected answer: {error}"
-            raise MalformedResponse(username, method, path, detail) from None
-
     async def _call_json(
         self,
         method: str,
         username: str,
         path: str,
+        parse: Callable[[str, object], T],
         body: dict[str, str] | None = None,
         *,
         retry: bool = True,
-    ) -> object:
+    ) -> T:
         raw = await self._call(method, username, path, body, retry=retry)
         try:
-            return json.loads(raw)
+            return parse(username, json.loads(raw))
+        except ShapeError as error:  # a ValueError: first
+            detail = f"unexpected answer: {error}"
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            text = raw.decode("utf-8", "replace")
-            detail = f"answer is not valid JSON: {excerpt(text)}"
-            raise MalformedResponse(username, method, path, detail) from None
+            detail = f"answer is not valid JSON: {excerpt(raw.decode('utf-8', 'replace'))}"
+        raise MalformedResponse(username, method, path, detail)
 
     async def _call(
         self,
@@ -216,30 +209,41 @@ class AccountsClient:
             except ApiError as error:
                 if not (retry and error.retryable and attempt < self._retry.attempts):
                     raise
-                await asyncio.sleep(self._retry.delay(attempt, error))
+                delay = self._retry.delay(attempt, error)
+                reason = retry_reason(error)
+                log.debug(
+                    "api_retry",
+                    user=username,
+                    method=method,
+                    path=path,
+                    attempt=attempt,
+                    reason=reason,
+                    detail=error.detail,
+                    delay=round(delay, 3),
+                )
+                if self._on_retry is not None:
+                    self._on_retry(method, reason)
+                await asyncio.sleep(delay)
                 if method != "GET" and self.fence is not None:
                     await self.fence()  # another instance may have taken over meanwhile
 
     async def _send_once(
         self, method: str, username: str, path: str, body: dict[str, str] | None
     ) -> bytes:
-        try:
-            credential = self._credential_for(username)
-        except CredentialError as error:
-            raise CredentialRefused(username, method, path, str(error)) from None
-        if credential is None:
-            # Never send a request without credentials: it can only earn a 401.
-            detail = "no credential file for this user and no fallback token"
-            raise MissingCredential(username, method, path, detail)
+        if self.unreachable is not None:
+            raise ApiUnreachable(str(self.unreachable))
+        credential = self._credential(username, method, path)
         # Loaded before the turn, not after: a request sent long after its turn
         # comes closer to the next than the rate allows.
         self._tls = self._tls or tls_context(self._settings)
         await self.rate_control.admit()
-        http = self._lane()  # no more lanes than requests admitted at once
-        lane_kept = True
-        answered = False
+        if self._lanes:  # no more lanes than requests admitted at once
+            http = self._lanes.pop()
+        else:
+            http = make_http_client(self._settings, self._tls)
+            self._made.append(http)
+        lane_kept, answered, status = True, False, None
         started = time.monotonic()
-        status: int | None = None
         try:
             import httpx  # here, not at module level: a warm plan never sends
 
@@ -250,8 +254,7 @@ class AccountsClient:
                 response, raw = await self._exchange(
                     http, method, username, path, body, credential
                 )
-            answered = True
-            status = response.status_code
+            answered, status = True, response.status_code
             self._learn(response, started)
             if status not in (200, 201, 204):
                 raise _status_error(username, method, path, status, raw, response.headers)
@@ -259,25 +262,26 @@ class AccountsClient:
             self.answered += 1
             return raw
         except HttpStatusError as error:
-            if error.status < 500:
-                self.answered += 1
+            self.answered += error.status < 500
             raise
         except TimeoutError:
+            self.rate_control.timed_out()
             detail = f"no complete answer within {self._settings.timeout:g} s (SYNCD_TIMEOUT)"
-            raise TransportError(username, method, path, detail) from None
+            raise self._no_answer(TimedOut(username, method, path, detail)) from None
         except httpx.LocalProtocolError as error:
             # Raised before sending; its text may quote a header: the class name only.
             detail = f"the request could not be sent ({error.__class__.__name__})"
             raise ApiError(username, method, path, detail) from None
         except httpx.TransportError as error:
-            if isinstance(error, httpx.ConnectError) and self._route.proxy:
-                # httpcore 1.0.9 keeps a tunnel whose TLS handshake failed as an active
-                # connection (encode/httpcore#1023), the lane's one slot lost for good:
-                # the lane is not lent again, and is closed at the end.
-                lane_kept = False
-            # str(error) names the failure (connect, read, timeout), never a header.
-            detail = f"{error.__class__.__name__}: {error}".rstrip(": ")
-            raise TransportError(username, method, path, detail) from None
+            # httpcore 1.0.9 keeps a tunnel whose TLS handshake failed as an active
+            # connection (encode/httpcore#1023), the lane's one slot lost for good:
+            # the lane is not lent again, and is closed at the end.
+            lane_kept = not (isinstance(error, httpx.ConnectError) and self._route.proxy)
+            detail, hopeless = explain_failure(error, self._route, self.api_url)
+            if hopeless:  # the same for every request: say it once, send no more
+                self.unreachable = ApiUnreachable(f"API unreachable: {self._where()}: {detail}")
+                raise self.unreachable from None
+            raise self._no_answer(TransportError(username, method, path, detail)) from None
         finally:
             if lane_kept:
                 self._lanes.append(http)
@@ -285,8 +289,34 @@ class AccountsClient:
             if self._on_response is not None:
                 self._on_response(method, status, time.monotonic() - started)
 
-    @staticmethod
+    def _credential(self, username: str, method: str, path: str) -> Credential:
+        try:
+            credential = self._credential_for(username)
+        except CredentialError as error:
+            raise CredentialRefused(username, method, path, str(error)) from None
+        if credential is None:
+            # Never send a request without credentials: it can only earn a 401.
+            detail = "no credential file for this user and no fallback token"
+            raise MissingCredential(username, method, path, detail)
+        return credential
+
+    def _where(self) -> str:
+        proxy = self._route.shown_proxy
+        return self.api_url + (f" (through the proxy {proxy})" if proxy else "")
+
+    def _no_answer(self, error: TransportError) -> TransportError | ApiUnreachable:
+        """`error`, or ApiUnreachable once too many attempts got no answer and none did."""
+        self._unanswered += 1
+        if self._heard or self._unanswered < UNREACHABLE_AFTER:
+            return error
+        self.unreachable = ApiUnreachable(
+            f"API unreachable: {self._where()}: {self._unanswered} attempts got no answer "
+            f"and none did; the last: {error.detail}"
+        )
+        return self.unreachable
+
     async def _exchange(
+        self,
         http: httpx.AsyncClient,
         method: str,
         username: str,
@@ -297,6 +327,7 @@ class AccountsClient:
         headers = {"Authorization": credential.authorization()}
         request = http.build_request(method, path, json=body, headers=headers)
         response = await http.send(request, stream=True)
+        self._heard = True  # it speaks: slow perhaps, but not unreachable
         try:
             # Raw bytes, not httpx's decoding: the cap holds while inflating.
             raw = await read_capped(
@@ -327,13 +358,22 @@ def _status_error(
     username: str, method: str, path: str, status: int, raw: bytes, headers: Mapping[str, str]
 ) -> HttpStatusError:
     text = raw.decode("utf-8", "replace")
-    try:
+    if 300 <= status < 400:  # never followed: say where it pointed
+        where = redacted(headers.get("Location", "nowhere (no Location)"))
+        text = f"redirected to {where}, which syncd does not follow: is the API URL right?"
+    with contextlib.suppress(ValueError):
         parsed: Any = json.loads(text)
         if isinstance(parsed, dict) and isinstance(parsed.get("detail"), str):
             text = parsed["detail"]
-    except ValueError:
-        pass
     return status_error(username, method, path, status, text, read_retry_after(headers))
+
+
+def _one_email(_: str, data: object) -> LiveEmail:
+    return parse_email(data)
+
+
+def _emails(_: str, data: object) -> tuple[LiveEmail, ...]:
+    return parse_emails(data)
 
 
 def _user_path(username: str) -> str:

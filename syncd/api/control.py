@@ -1,66 +1,133 @@
-"""The process's rate control: the concurrency limit and the pacer, taught by every answer.
+"""How many requests may be in flight and when each may start, taught by every answer.
 
-A server limits its clients (an address, an account), not each user
-credential nor each run, so there is one RateControl per API for all the
-requests of the process (`RateControl.shared`): the daemon makes a client
-per cycle, and the next one must not forget what the last one spent, the
-rate it started at, or a pause that a 429 asked for. One per event loop in
-fact: its waits belong to the loop they were made in, and the daemon runs
-every cycle in one.
-Each request passes `admit()` before it is sent (syncd.api.client): first
-a slot of the adaptive limit (syncd.api.concurrency), then its turn by the
-pacer (syncd.api.pacing). When its answer comes, `answered()` tells both:
-the budget in its RateLimit fields, a 429's Retry-After (a pause for every
-request), the latency, an overload.
-
-With `SYNCD_ADAPTIVE=false` the limit stays at SYNCD_CONCURRENCY and the
-headers are not read: only SYNCD_MAX_RATE paces, and each 429 waits its own
-Retry-After, as syncd did before.
-
-Every `LOOP_EVERY` seconds it also measures how long a turn of the event
-loop takes: the delay of this process's own, which a latency rise must
-exceed before it counts as the server's (syncd.api.concurrency).
-
-`samples` records the limit, the requests in flight and the rate every
-`SAMPLE_EVERY` seconds while requests flow (a bounded list): how the
-controller settles, for a bench or a metric.
+`RateControl` is the process's controller per API: an AIMD limit between 1 and
+SYNCD_CONCURRENCY (`AdaptiveLimit`, with the gate `Slots` that requests wait
+at, in order) and the pacer (syncd.api.pacing). Why each rule is as it is:
+docs/architecture.md, "How syncd paces and limits its requests".
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
-from syncd.api.budget import Budget, read_budget
-from syncd.api.concurrency import AdaptiveLimit, LimitRules, Slots
-from syncd.api.pacing import Pacer
+from syncd.api.pacing import Pacer, read_budget
 
-#: Seconds between two samples of the controller's state.
-SAMPLE_EVERY = 1.0
-#: Samples kept: an hour of requests.
-MAX_SAMPLES = 3600
 #: Answers that say the server is overloaded or this client over its limit.
 OVERLOAD = frozenset({429, 503})
-#: Seconds between two measures of how long a turn of the event loop takes.
+#: Seconds between two measures of how long a turn of the event loop takes, and the
+#: weight of each new measure in its average.
 LOOP_EVERY = 0.1
-#: Weight of each new measure in its average.
 LOOP_WEIGHT = 0.2
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """The controller at one moment."""
+class AdaptiveLimit:
+    """The number of requests that may be in flight, moved by what each answer says."""
 
-    #: Seconds since the first request.
-    at: float
-    limit: int
-    in_flight: int
-    #: Requests per second the pacer allows (None: no rate limit known).
-    rate: float | None
+    #: Multiplied by this on a 429, a 503 or a timeout.
+    OVERLOAD_BACKOFF = 0.5
+    #: Multiplied by this when answers come back TOLERANCE times slower than at best.
+    LATENCY_BACKOFF = 0.9
+    TOLERANCE = 2.0
+    #: Weight of each new answer in the recent average of latency (about ten answers).
+    RECENT_WEIGHT = 0.1
+    #: How fast the best average forgets, per answer, towards the recent one.
+    FORGET = 0.001
+
+    def __init__(self, maximum: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.maximum = maximum
+        self.limit = 1.0
+        #: Doubling each round trip, until the first sign of overload.
+        self.slow_start = True
+        self._clock = clock
+        #: The recent average of latency, and the least of it seen (forgetting slowly).
+        self.recent: float | None = None
+        self.best: float | None = None
+        # Decreases before this moment are the same congestion as the last one.
+        self._calm_until = -math.inf
+        self._calm_cause = ""  # what the last decrease was for
+        #: Decreases so far, by cause: what a run can report.
+        self.backoffs = collections.Counter[str]()
+        #: Seconds one turn of this process's event loop takes now: its own delay.
+        self.own_delay = 0.0
+
+    @property
+    def current(self) -> int:
+        """Requests that may be in flight now: at least 1, at most the maximum."""
+        return max(1, min(self.maximum, math.floor(self.limit)))
+
+    def overloaded(self) -> None:
+        """A 429, a 503 or a timeout: halve (once per round trip)."""
+        self._decrease(self.OVERLOAD_BACKOFF, "overload")
+
+    def answered(self, seconds: float | None, in_flight: int) -> None:
+        """An answer that took `seconds` (None: not a sample) with `in_flight` requests out."""
+        if seconds is not None and seconds > 0:
+            if self.recent is None or self.best is None:
+                self.recent = self.best = seconds
+            else:
+                self.recent += self.RECENT_WEIGHT * (seconds - self.recent)
+                self.best = min(self.recent, self.best + self.FORGET * (self.recent - self.best))
+            rise = self.recent - self.best
+            if rise > (self.TOLERANCE - 1) * self.best > 2 * self.own_delay:
+                self._decrease(self.LATENCY_BACKOFF, "latency")
+                return
+        if in_flight * 2 < self.current:
+            return  # the limit is not used: nothing says a higher one would work
+        step = 1.0 if self.slow_start else 1.0 / self.limit
+        self.limit = min(float(self.maximum), self.limit + step)
+
+    def _decrease(self, factor: float, cause: str) -> None:
+        now = self._clock()
+        self.slow_start = False
+        if now < self._calm_until and not (cause == "overload" and self._calm_cause == "latency"):
+            return
+        self._calm_cause = cause
+        self.limit = max(1.0, self.limit * factor)
+        self.backoffs[cause] += 1
+        # One round trip: what is in flight now was sent before this decrease.
+        self._calm_until = now + (self.recent or 0.1)
+
+
+class Slots:
+    """At most `limit.current` holders at once; waiters are served in order."""
+
+    def __init__(self, limit: AdaptiveLimit) -> None:
+        self.limit = limit
+        self.in_use = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self) -> None:
+        if self.in_use < self.limit.current and not self._waiters:
+            self.in_use += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # granted as it was cancelled: hand the slot on
+            elif waiter in self._waiters:
+                # Not there if wake() came first: it drops the cancelled and grants them nothing.
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        self.in_use -= 1
+        self.wake()
+
+    def wake(self) -> None:
+        """Let waiters in while the limit has room (after a release, or when it grew)."""
+        while self._waiters and self.in_use < self.limit.current:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self.in_use += 1
 
 
 class RateControl:
@@ -72,12 +139,11 @@ class RateControl:
         *,
         max_rate: float | None = None,
         adaptive: bool = True,
-        rules: LimitRules | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.adaptive = adaptive
-        self.limit = AdaptiveLimit(maximum, rules, clock)
+        self.limit = AdaptiveLimit(maximum, clock)
         if not adaptive:
             self.limit.limit = float(maximum)
         self.slots = Slots(self.limit)
@@ -85,12 +151,6 @@ class RateControl:
         self._clock = clock
         self._wall_clock = wall_clock
         self._next_loop_measure = -math.inf
-        self._first: float | None = None
-        self._next_sample = 0.0
-        self.samples: list[Sample] = []
-        #: 429 answers seen, and the last budget a server told.
-        self.rate_limited = 0
-        self.budget: Budget | None = None
         #: Requests admitted and not done: sent, or about to be (a slot may wait for the pacer).
         self.in_flight = 0
 
@@ -123,7 +183,11 @@ class RateControl:
             self.slots.release()
             raise
         self.in_flight += 1
-        self._sample()
+        now = self._clock()
+        if now >= self._next_loop_measure:
+            self._next_loop_measure = now + LOOP_EVERY
+            # How long until a callback asked for now runs: one turn of the loop.
+            asyncio.get_running_loop().call_soon(self._loop_turned, now)
 
     def answered(
         self,
@@ -135,24 +199,27 @@ class RateControl:
         new_connection: bool,
     ) -> None:
         """What one answer teaches: call before `done()` for the same request."""
-        if status == 429:
-            self.rate_limited += 1
+        if status == 429 and self.adaptive and retry_after is not None:
             # The limit is this client's: every request waits, not just this one.
-            if self.adaptive and retry_after is not None:
-                self.pacer.pause(retry_after)
+            self.pacer.pause(retry_after)
         if not self.adaptive:
             return
-        self.budget = read_budget(headers, self._wall_clock())
+        budget = read_budget(headers, self._wall_clock())
         # The others in flight reach the server after this answer left it: they spend first.
-        self.pacer.heard(self.budget, self.in_flight - 1)
+        self.pacer.heard(budget, self.in_flight - 1)
         if status in OVERLOAD:
             self.limit.overloaded()
-            if status == 429 and retry_after is None and self.budget is None:
+            if status == 429 and retry_after is None and budget is None:
                 # Overloaded, and not told for how long: a second, as RetryPolicy waits.
                 self.pacer.pause(1.0)
         else:
             self.limit.answered(None if new_connection else seconds, self.in_flight)
             self.slots.wake()
+
+    def timed_out(self) -> None:
+        """No answer within SYNCD_TIMEOUT: a sign of overload, as a 429 or a 503 is."""
+        if self.adaptive:
+            self.limit.overloaded()
 
     def done(self, *, answered: bool = True) -> None:
         """The request is over (`answered`: an answer came, any answer): its slot is free."""
@@ -164,26 +231,6 @@ class RateControl:
     def _loop_turned(self, asked: float) -> None:
         delay = self._clock() - asked
         self.limit.own_delay += LOOP_WEIGHT * (delay - self.limit.own_delay)
-
-    def _sample(self) -> None:
-        now = self._clock()
-        if self._first is None:
-            self._first = now
-        if now >= self._next_loop_measure:
-            self._next_loop_measure = now + LOOP_EVERY
-            # How long until a callback asked for now runs: one turn of the loop.
-            asyncio.get_running_loop().call_soon(self._loop_turned, now)
-        if now < self._next_sample or len(self.samples) >= MAX_SAMPLES:
-            return
-        self._next_sample = now + SAMPLE_EVERY
-        self.samples.append(
-            Sample(
-                round(now - self._first, 3),
-                self.limit.current,
-                self.in_flight,
-                self.pacer.rate,
-            )
-        )
 
 
 # Weak: a loop that is gone (each `asyncio.run` of a command) takes its controllers along.

@@ -1,15 +1,10 @@
 """Credentials: which secret authenticates the calls for each account.
 
-The API lets an account act only on itself, so each user needs its own
-credential: `<username>.token` (a bearer token) or `<username>.password` (Basic
-auth) in the credentials directory, else the fallback token or user/password
-for servers that grant one account rights over others. The directory is listed
-once and files are read only for the users that a run actually calls, so a warm
-plan of 100,000 users reads none. Each file is checked before it is read, as
-ssh checks a key (syncd.secretfiles): a file that others may read, a link out
-of the directory, a FIFO or a device is an error for its user, and nothing is
-sent for that user. A Credential never shows its secret in a repr, a log or a
-traceback.
+Each account acts only on itself: `<username>.token` (bearer) or
+`<username>.password` (Basic) in the credentials directory, else the fallback
+token or user and password. The directory is listed once; a file is read only
+when its user is called, and checked first as ssh checks a key
+(syncd.secretfiles). A Credential never shows its secret.
 """
 
 from __future__ import annotations

@@ -1,49 +1,121 @@
-"""Pacing: when the next request may start, so that the server's budget never runs out.
+"""What a server says of its rate limit, and when the next request may start.
 
-Three things hold requests back, whichever is latest wins:
-
-- `SYNCD_MAX_RATE`, the operator's cap: requests start at least 1/rate apart,
-  counted from when the previous one really started, so that in any window of
-  one second at most `rate` start, as a server counts them. A start that wakes
-  late is not made up for, nor is an idle gap: either would let two start
-  closer than an interval. The event loop's lateness costs a little of the
-  rate instead, never the ceiling.
-- The server's budget (syncd.api.budget), as this client reckons it: what
-  the last answer left, less the requests already on their way (they reach
-  the server after that answer left it) and those sent since. While half of
-  the quota or more is left, nothing is held: a short run goes at full speed,
-  and leaves the other half to whoever shares the limit. Below half, what is
-  left is spread evenly until the quota is whole again (the Reset). Against a
-  token bucket that keeps its level between empty and full, which is its
-  refill rate exactly; against a fixed window it spends the rest of the
-  window evenly. Spent (`Remaining: 0`, or as reckoned), every request waits
-  for the Reset; then the quota counts as whole again until an answer says
-  otherwise (and where no answer said how large it is, as unknown).
-- A pause: after a 429, no request starts until its Retry-After is over (the
-  limit is the client's, not one request's: the others would only be refused).
-
-No wait that the budget asks is longer than MAX_RETRY_AFTER, the most syncd
-waits for a Retry-After: a budget that would hold a request longer (spent, or
-spread thinner than that, until a Reset far off) is not kept. The request
-goes: a server that meant it answers 429, whose Retry-After fails the user
-naming the wait (syncd.errors.WaitTooLong), and one whose header was wrong
-answers. Either way the run says so, and never stalls in silence.
-
-The rules are plain methods of an injected clock (`allowed_at`, `started`,
-`heard`, `pause`), so that they can be tested without waiting; `turn()` is the
-one that waits. Waiters queue in order behind one lock, and only the first of
-them sleeps, so a rate costs one timer, not one per request waiting.
+`read_budget` reads the rate-limit fields of three conventions as one
+(RateLimit-* of the IETF draft up to -06, X-RateLimit-*, and the Structured
+Fields `RateLimit`/`RateLimit-Policy` of the draft from -07 on); the `Pacer`
+holds each request until SYNCD_MAX_RATE, the server's budget and any 429's
+pause allow it. Its rules are plain methods of an injected clock; `turn()` is
+the one that waits. Why: docs/architecture.md, "How syncd paces and limits
+its requests".
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
 
-from syncd.api.budget import DEFAULT_RESET, Budget
 from syncd.errors import MAX_RETRY_AFTER
+
+#: A Reset larger than this (2001-09-09 as a Unix time) is a moment, not a delay.
+_UNIX_TIME: Final = 1_000_000_000
+#: And larger than this, a moment in milliseconds (some gateways send that).
+_UNIX_TIME_MS: Final = 1_000_000_000_000
+#: When a server sends Remaining without Reset: assume its window is one second.
+DEFAULT_RESET: Final = 1.0
+
+_INTEGER: Final = re.compile(r"\s*(\d{1,15})\s*")
+_NUMBER: Final = re.compile(r"\s*(\d{1,15}(?:\.\d{1,9})?)\s*")
+# One member of a Structured Field list, between commas: a token or a quoted string,
+# then its ;key=value parameters.
+_MEMBER: Final = re.compile(
+    r'(?:^|,)\s*("(?:[^"\\]|\\.)*"|[A-Za-z*][\w:./*%+-]*)((?:\s*;[^,;]*)*)\s*(?=,|$)'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A server's rate limit as one answer told it."""
+
+    #: Requests the server will still take in the current window.
+    remaining: int
+    #: Seconds from this answer until the quota is whole again.
+    reset: float
+    #: Requests a window allows, when the server says.
+    limit: int | None = None
+
+
+def read_budget(headers: Mapping[str, str], now: float) -> Budget | None:
+    """The budget an answer's `headers` tell (`now`: the wall clock, for Unix times), or None."""
+    return (
+        _structured(headers)
+        or _draft(headers, "RateLimit-", now)
+        or _draft(headers, "X-RateLimit-", now)
+    )
+
+
+def _draft(headers: Mapping[str, str], prefix: str, now: float) -> Budget | None:
+    remaining = _integer(headers.get(prefix + "Remaining"))
+    if remaining is None:
+        return None
+    reset = _reset(headers.get(prefix + "Reset"), now)
+    return Budget(
+        remaining,
+        DEFAULT_RESET if reset is None else reset,
+        _integer(headers.get(prefix + "Limit")),
+    )
+
+
+def _reset(value: str | None, now: float) -> float | None:
+    match = _NUMBER.fullmatch(value) if value is not None else None
+    if match is None:
+        return None
+    seconds = float(match.group(1))
+    if seconds > _UNIX_TIME_MS:
+        seconds = seconds / 1000 - now
+    elif seconds > _UNIX_TIME:
+        seconds -= now
+    return max(0.0, seconds)
+
+
+def _integer(value: str | None) -> int | None:
+    match = _INTEGER.fullmatch(value) if value is not None else None
+    return int(match.group(1)) if match else None
+
+
+def _structured(headers: Mapping[str, str]) -> Budget | None:
+    """The later draft: `RateLimit: "name";r=…;t=…`, limits from `RateLimit-Policy`."""
+    field = headers.get("RateLimit")
+    if field is None:
+        return None
+    quotas = dict(_members(headers.get("RateLimit-Policy", "")))
+    found: list[Budget] = []
+    for name, params in _members(field):
+        remaining = _integer(params.get("r"))
+        if remaining is None:
+            continue
+        reset = _integer(params.get("t"))
+        policy = quotas.get(name, {})
+        limit = _integer(policy.get("q", policy.get("l")))  # "l" before draft -08
+        found.append(Budget(remaining, DEFAULT_RESET if reset is None else reset, limit))
+    return min(found, key=lambda budget: budget.remaining, default=None)
+
+
+def _members(field: str) -> list[tuple[str, dict[str, str]]]:
+    """The members of a Structured Field list, each a name and its parameters (RFC 8941)."""
+    members = []
+    for match in _MEMBER.finditer(field[:4096]):  # a header of more is not a rate limit
+        params = {}
+        for param in match.group(2).split(";")[1:]:
+            key, _, value = param.partition("=")
+            params[key.strip()] = value.strip()
+        members.append((match.group(1).strip('"'), params))
+    return members
+
 
 #: Below this share of the quota left, what is left is spread until the Reset.
 RESERVE = 0.5

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from syncd.errors import MAX_RETRY_AFTER, ApiError, RateLimited, ServerError
+from syncd.errors import MAX_RETRY_AFTER, ApiError, RateLimited, ServerError, TimedOut
 
 _DELAY_SECONDS = re.compile(r"[0-9]{1,10}")
 
@@ -69,3 +69,16 @@ def read_retry_after(headers: Mapping[str, str]) -> float | None:
         return max(0.0, (moment - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None  # neither form, or a date past what datetime holds: our own backoff
+
+
+#: Every value `retry_reason` gives: the label of syncd_http_retries_total.
+RETRY_REASONS = ("timeout", "no_answer", "rate_limited", "server_error")
+
+
+def retry_reason(error: ApiError) -> str:
+    """Why a request is sent again, in a word."""
+    if isinstance(error, TimedOut):
+        return "timeout"
+    if isinstance(error, RateLimited):
+        return "rate_limited"
+    return "server_error" if isinstance(error, ServerError) else "no_answer"

@@ -1,34 +1,18 @@
 """How outbound calls travel: the httpx client, through which proxy, trusting which roots.
 
-`make_http_client` builds the one httpx client of a run. The route to its
-URL is decided once, from the settings (syncd.settings reads the
-conventional variables: https_proxy, http_proxy, all_proxy, no_proxy,
-SSL_CERT_FILE, SSL_CERT_DIR); httpx is told not to read the environment
-itself:
-
-- Loopback (localhost, 127.0.0.0/8, ::1) is never proxied. The exception that
-  lets credentials go over plain http:// to loopback (Settings.check_transport)
-  holds only for a request that stays on this machine: through a proxy, even
-  one on loopback, plain http:// would reach whatever the proxy forwards to.
-  So a plain http:// API that is proxied is a remote one, which
-  check_transport refuses without --insecure-http.
-- `no_proxy` is a comma-separated list of `*` (nothing is proxied), names (a
-  name matches itself and its subdomains; `.name` and `*.name` are the same),
-  IP addresses and CIDR ranges (`10.0.0.0/8`, `fd00::/8`), each with an
-  optional `:port`. httpx takes a CIDR range for a host name and matches nothing.
-- A proxy is http:// or https:// (a CONNECT tunnel for an https:// API); any
-  other scheme (socks5://) is refused in one line, where httpx would fail with
-  an ImportError. A proxy's own user and password are never shown.
-- The roots of trust: certifi's, as httpx has them, or those of SSL_CERT_FILE
-  and SSL_CERT_DIR instead, as OpenSSL reads them (the OS store is such a
-  file: /etc/ssl/certs/ca-certificates.crt on Debian). `SYNCD_CA_FILE` adds a
-  private CA to whichever it is. A file that is missing or holds no
-  certificate is one line naming it.
+`make_http_client` builds an httpx client whose route is decided once from the
+settings (syncd.settings reads https_proxy, http_proxy, all_proxy, no_proxy,
+SSL_CERT_FILE and SSL_CERT_DIR; httpx is told not to read the environment):
+loopback is never proxied, `no_proxy` also takes CIDR ranges, a proxy is
+http:// or https:// and its password is never shown; the roots are certifi's
+or those files', plus SYNCD_CA_FILE. `explain_failure` says in words why an
+attempt got no answer. The rules and their reasons: docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import re
+import socket
 import ssl
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
@@ -55,10 +39,15 @@ class Route:
 
     proxy: str | None
 
+    @property
+    def shown_proxy(self) -> str | None:
+        """The proxy's URL without its user and password, for messages."""
+        return None if self.proxy is None else redacted(self.proxy)
+
     @classmethod
-    def for_settings(cls, settings: Settings, url: str | None = None) -> Route:
-        """The route to `url` (default: the API's); UsageError for a proxy that cannot be used."""
-        api = urlsplit(url or settings.api_url)
+    def for_settings(cls, settings: Settings) -> Route:
+        """The route to the API; UsageError for a proxy that cannot be used."""
+        api = urlsplit(settings.api_url)
         host = (api.hostname or "").lower()
         port = api.port or _DEFAULT_PORTS[api.scheme]
         if is_loopback(host) or bypasses_proxy(host, port, settings.no_proxy or ""):
@@ -165,41 +154,27 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-def make_http_client(
-    settings: Settings,
-    url: str | None = None,
-    *,
-    tls: ssl.SSLContext | None = None,
-    connections: int | None = None,
-) -> httpx.AsyncClient:
-    """The httpx client of every outbound call to `url` (the API's by default).
-
-    Routed and verified as above (`tls`: the context of `tls_context`, if
-    already made); at most `connections` connections (SYNCD_CONCURRENCY by
-    default); no redirect followed (a 3xx is an answer like any other); no
-    cookie kept, so one user's session cookie never travels with another
-    user's call; the environment is not read again (syncd.settings has).
-    """
+def make_http_client(settings: Settings, tls: ssl.SSLContext) -> httpx.AsyncClient:
+    """A one-connection httpx client to the API: routed as above, verified with `tls`
+    (tls_context's, shared: loading the roots is most of a first connection's cost), no
+    redirect followed (a 3xx is an answer like any other), no cookie kept (one user's
+    session cookie never travels with another user's call)."""
     from http.cookiejar import CookieJar, DefaultCookiePolicy
 
     import httpx
 
-    url = url or settings.api_url
-    route = Route.for_settings(settings, url)
-    # Loading the roots is most of the cost of a first connection: `tls` shares them.
-    tls = tls or tls_context(settings)
+    route = Route.for_settings(settings)
     proxy = None
     if route.proxy is not None:
         # httpx turns the proxy's user and password into Proxy-Authorization. An
         # https:// proxy is verified with the same roots as the API, not certifi's alone.
         https = route.proxy.lower().startswith("https://")
         proxy = httpx.Proxy(route.proxy, ssl_context=tls if https else None)
-    connections = connections or settings.concurrency
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     transport = httpx.AsyncHTTPTransport(verify=tls, limits=limits, proxy=proxy, trust_env=False)
     return httpx.AsyncClient(
         transport=transport,
-        base_url=url,
+        base_url=settings.api_url,
         headers={
             "Accept": "application/json",
             "Accept-Encoding": ACCEPT_ENCODING,
@@ -210,6 +185,59 @@ def make_http_client(
         timeout=httpx.Timeout(settings.timeout),
         trust_env=False,
     )
+
+
+def explain_failure(error: httpx.TransportError, route: Route, api_url: str) -> tuple[str, bool]:
+    """What went wrong with an attempt that got no answer, in words, and whether it is
+    hopeless: the same for every request (TLS refused, the proxy's 407), never retried."""
+    import httpx
+
+    causes = _causes(error)
+    tls = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
+    peer = f"the proxy {route.shown_proxy}" if route.proxy else _host_port(api_url)
+    if isinstance(error, httpx.ProxyError):  # a CONNECT answered other than 2xx
+        if str(error).startswith("407"):
+            return f"{peer} refused its credentials ({error}): check the proxy URL's user", True
+        return f"{peer} refused the tunnel: {error}", False
+    if isinstance(tls, ssl.SSLCertVerificationError):
+        return f"TLS refused: {tls.verify_message} ({tls.reason})", True
+    if tls is not None and any(w in (tls.reason or "") for w in _HOPELESS_TLS):
+        return f"TLS refused: {_reason(tls)} ({tls.reason})", True
+    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
+        if any(isinstance(c, ConnectionRefusedError) for c in causes):
+            return f"connection refused by {peer}", False
+        if any(isinstance(c, socket.gaierror) for c in causes):
+            return f"cannot resolve the host of {peer}", False
+        text = str(error) or "no connection"
+        return f"cannot connect to {peer}: {text}", False
+    if isinstance(error, httpx.WriteError) or any(isinstance(c, BrokenPipeError) for c in causes):
+        return "the connection was closed while the request was being sent", False
+    if any(isinstance(c, ConnectionResetError) for c in causes):
+        return "the connection was reset before an answer", False
+    if isinstance(error, httpx.ReadError | httpx.RemoteProtocolError):
+        # "Server disconnected without sending a response.", or nothing at all.
+        return "the connection was closed before an answer", False
+    return f"{error.__class__.__name__}: {error}".rstrip(": "), False
+
+
+#: TLS failures that no retry mends: alerts, versions, ciphers (a connection that
+#: drops mid-handshake is an EOF, and is retried).
+_HOPELESS_TLS = ("ALERT", "VERSION", "PROTOCOL", "CIPHER")
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """`error` and what it was raised from (httpx from httpcore, from the socket's)."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return chain
+
+
+def _host_port(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or _DEFAULT_PORTS[parts.scheme]}"
 
 
 def _reason(error: OSError | ssl.SSLError) -> str:

@@ -30,6 +30,13 @@ from syncd.errors import EXIT_CHANGES_PENDING, EXIT_ERROR
 )
 @scope_options
 @click.option("--out", "out_file", metavar="FILE", help="Save the plan for a later apply.")
+@click.option(
+    "--deadline",
+    "run_deadline",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop the run after this long, saying so [SYNCD_RUN_DEADLINE].",
+)
 def plan(
     refresh: bool,
     output: str,
@@ -98,6 +105,13 @@ def plan(
     is_flag=True,
     help="Log every event on a terminal too (it shows warnings and errors only).",
 )
+@click.option(
+    "--deadline",
+    "run_deadline",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop the run after this long, saying so [SYNCD_RUN_DEADLINE].",
+)
 def apply(
     plan_file: str | None,
     yes: bool,
@@ -115,6 +129,7 @@ def apply(
     from syncd.engine.planfile import load_plan
     from syncd.engine.reconcile import (
         ConvergeResult,
+        Deadline,
         PlanStep,
         connect,
         converge,
@@ -144,7 +159,10 @@ def apply(
             make_plan = planning(desired, refresh=refresh, on_progress=on_progress)
 
         async def run() -> ConvergeResult:
-            async with connect(settings) as connection:
+            async with (
+                Deadline(settings.run_deadline) as deadline,
+                connect(settings) as connection,
+            ):
                 return await converge(
                     connection,
                     make_plan,
@@ -153,6 +171,7 @@ def apply(
                     confirm=view.confirm,
                     on_plan=view.show_plan,
                     on_change=view.on_change,
+                    cancelled_as=deadline.cancelled_as,
                 )
 
         # One writer at a time (connect takes the lock): an apply beside the daemon

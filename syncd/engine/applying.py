@@ -38,6 +38,7 @@ from syncd.core.problem import Problem
 from syncd.core.vocabulary import ActionName, Code, WriteResult
 from syncd.errors import (
     ApiError,
+    ApiUnreachable,
     BadRequest,
     Forbidden,
     HttpStatusError,
@@ -156,6 +157,10 @@ class Applier:
         except asyncio.CancelledError:
             # Stopped mid-write (shutdown or the run's deadline): say so, then stop.
             self._record(intent, action, UNKNOWN, None, "stopped before the answer arrived")
+            raise
+        except ApiUnreachable as error:
+            # The run stops: this write may have reached the server (a timeout) or not.
+            self._record(intent, action, UNKNOWN, None, str(error))
             raise
         except _Unknown as unknown:
             self._record_error(intent, action, unknown.error, UNKNOWN)

@@ -134,7 +134,10 @@ def unreadable(username: str, error: ApiError, api_url: str) -> Problem:
             str(error),
             f"the API at {api_url} answered with something that is not its JSON: {error.detail}",
         )
-    status = f"HTTP {error.status}" if isinstance(error, HttpStatusError) else error.detail
+    # A status alone, but where a redirect pointed is the news (is the API URL right?).
+    status = error.detail
+    if isinstance(error, HttpStatusError) and not 300 <= error.status < 400:
+        status = f"HTTP {error.status}"
     return Problem(
         username, Code.FETCH_FAILED, str(error), f"the API at {api_url} failed: {status}"
     )

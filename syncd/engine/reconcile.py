@@ -14,9 +14,10 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
-from syncd.api.client import AccountsClient, ResponseObserver
+from syncd.api.client import AccountsClient, ResponseObserver, RetryObserver
 from syncd.api.credentials import CredentialStore
 from syncd.core.desired import DesiredState, EmailsMode
 from syncd.core.live import LiveAccount
@@ -33,7 +34,7 @@ from syncd.engine.fetching import (
 )
 from syncd.engine.outcome import failing_users, run_result
 from syncd.engine.planfile import SavedPlan, staleness
-from syncd.errors import GuardError, PlanFileError
+from syncd.errors import DeadlineExceeded, GuardError, PlanFileError
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail, OpenIntent, open_intents
 from syncd.state.backend import Database, StateStore, open_store
@@ -109,10 +110,12 @@ async def connect(
     settings: Settings,
     on_response: ResponseObserver | None = None,
     *,
+    on_retry: RetryObserver | None = None,
     store: StateStore | None = None,
     purpose: str = "apply",
 ) -> AsyncIterator[Connection]:
-    """The API client, state and credentials of one run; `on_response` sees every call.
+    """The API client, state and credentials of one run; `on_response` sees every call,
+    `on_retry` every retry.
 
     Given no `store` (the daemon passes the one whose lock it holds), it opens
     the one the settings name and takes its lock for `purpose`, the command:
@@ -128,9 +131,45 @@ async def connect(
                 held.enter_context(store.lock(purpose))
         session = held.enter_context(store.session())
         async with AccountsClient(
-            settings, credentials.for_user, on_response=on_response
+            settings, credentials.for_user, on_response=on_response, on_retry=on_retry
         ) as client:
             yield Connection(settings, credentials, session.history, session.cache, client)
+
+
+class Deadline:
+    """SYNCD_RUN_DEADLINE around a `plan` or an `apply` (the daemon bounds each cycle itself).
+
+    When it is up the run is cancelled: writes in flight are audited as unknown
+    (their users are read again next time), and DeadlineExceeded says so once.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self._timeout = asyncio.timeout(seconds)
+
+    async def __aenter__(self) -> Deadline:
+        await self._timeout.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._timeout.__aexit__(kind, error, tb)
+        except TimeoutError:
+            if not self._timeout.expired():
+                raise
+            raise DeadlineExceeded(
+                f"stopped after {self.seconds:g} s (SYNCD_RUN_DEADLINE, --deadline): the run "
+                "did not finish; writes in flight are audited as unknown and read again next run"
+            ) from None
+
+    def cancelled_as(self) -> RunResult:
+        """The run record's result when converge is cancelled: by the deadline, or a stop."""
+        return RunResult.DEADLINE if self._timeout.expired() else RunResult.CANCELLED
 
 
 async def read_and_plan(
@@ -197,7 +236,7 @@ async def compute_plan(
     refresh: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> PlanResult:
-    async with connect(settings, purpose="plan") as connection:
+    async with Deadline(settings.run_deadline), connect(settings, purpose="plan") as connection:
         freshness = Freshness(settings.cache_ttl, refresh=refresh)
         return await read_and_plan(
             connection, desired, freshness=freshness, on_progress=on_progress

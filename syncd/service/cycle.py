@@ -182,7 +182,7 @@ class Cycle:
             self.metrics.observe_source(str(error))
             raise
         self.metrics.observe_source(read.stale)
-        desired = read.desired
+        desired = self.metrics.desired = read.desired
         if read.stale is not None:
             log.warning("desired_fetch_failed", error=read.stale, using_revision=desired.revision)
         failures = UserFailures(self.db)
@@ -191,7 +191,10 @@ class Cycle:
         held = held_users(failures, desired.usernames(), settings, time.time())
         planned: list[PlanResult] = []
         async with connect(
-            settings, on_response=self.metrics.observe_response, store=self.store
+            settings,
+            on_response=self.metrics.observe_response,
+            on_retry=self.metrics.observe_retry,
+            store=self.store,
         ) as connection:
             self._began_run = True
             try:

@@ -43,7 +43,7 @@ from syncd.service.cycle import Cycle, CycleOutcome
 from syncd.service.metrics import Metrics
 from syncd.service.notify import Notifier
 from syncd.service.schedule import backoff_delay, deadline_for, jitter_for
-from syncd.service.webhook import Webhook
+from syncd.service.webhook import STARTS_HERE, Webhook
 from syncd.settings import Settings
 from syncd.state.backend import StateStore
 from syncd.state.daemon_state import save_daemon_state, utc_iso
@@ -130,8 +130,9 @@ class Daemon:
         self.metrics.loop_probe = loop_probe(loop)
         if self.webhook is not None:
 
-            def start_cycle(why: str) -> None:  # from the listener's thread
+            def start_cycle(why: str) -> str:  # from the listener's thread
                 loop.call_soon_threadsafe(self.run_now, why)
+                return STARTS_HERE
 
             self.webhook.start_cycle = start_cycle
             self.webhook.ref = self._hooked_ref()

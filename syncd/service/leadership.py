@@ -8,7 +8,9 @@ converge, first closes what the previous instance left open: its run is
 recorded `interrupted`, its writes in flight too, and their users are read
 again. When the session ends under it (the connection cut, the server
 restarted), the daemon stops writing, and this loop connects again and stands
-by, as any other instance would: the first to get the lock is active.
+by, as any other instance would: the first to get the lock is active. A push
+hook that reaches a standby is passed on to the active instance
+(syncd.service.hook_relay).
 
 On SQLite nothing waits: the flock is taken before the daemon starts, and a
 second instance is refused (syncd.service.startup).
@@ -26,6 +28,7 @@ import structlog
 
 from syncd.errors import StateError
 from syncd.service.daemon import Daemon
+from syncd.service.hook_relay import HookRelay, pass_on
 from syncd.service.metrics import Metrics
 from syncd.service.notify import Notifier
 from syncd.service.webhook import Webhook
@@ -87,6 +90,8 @@ async def lead(
                 log.error("state_session_ended", error=str(error), state=store.where)
                 served = False
             finally:
+                if webhook is not None:  # no store to pass hooks on through: 503
+                    webhook.start_cycle = None
                 store.close()
             if served:  # it was active: stand by again at once, as any other instance
                 delay = 1.0
@@ -119,6 +124,8 @@ async def _serve_when_active(
     why = f"waiting for the lock of {store.where}; active: {active}"
     metrics.standby = (True, why)
     log.info("standby", state=store.where, active=active)
+    if webhook is not None:
+        webhook.start_cycle = pass_on(store)
     notifier.ready(f"standby: {why}")
     held = await store.wait_for_lock(stop)
     if held is None:  # stopped while standing by
@@ -132,9 +139,14 @@ async def _serve_when_active(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)  # the daemon has its own
         daemon = Daemon(settings, reload_settings, notifier, metrics, store, webhook=webhook)
+        relay = HookRelay(store, daemon.run_now) if webhook is not None else None
         try:
+            if relay is not None:
+                relay.start()
             await daemon.serve()
         finally:
+            if relay is not None:  # standing by again, or stopping: others are told no more
+                await relay.stop()
             metrics.active.set(0)
         if not daemon.lost_lock:
             stop.set()  # SIGTERM or SIGINT: the daemon has stopped

@@ -1,10 +1,11 @@
-"""The daemon's HTTP listener (SYNCD_METRICS_ADDR): /metrics, /healthz and /readyz.
+"""The daemon's HTTP listener (SYNCD_METRICS_ADDR): /metrics, /healthz, /readyz, the pages.
 
 The server runs in a thread of its own: a scrape never waits for the event
 loop, and a busy loop never fails a scrape. What it answers comes from
 syncd.service.metrics; /readyz gives a short reason only (not the git URL,
 git's message, the database or the active instance: those are in `syncd
-status` and the log), since whoever reaches the address may ask.
+status` and the log), since whoever reaches the address may ask. Every other
+GET goes to the status pages (syncd.service.ui), which decide who may look.
 
 Whoever can reach the address can open connections: syncd.service.admission
 says which it serves and when (a thread only for a request whose head has
@@ -20,12 +21,13 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from syncd.errors import UsageError
+from syncd.errors import StateError, UsageError
 from syncd.logs import get_logger
 from syncd.service.admission import (
     CONNECTION_TIMEOUT,
@@ -39,7 +41,10 @@ from syncd.service.admission import (
 from syncd.service.metrics import Metrics
 from syncd.service.webhook import MAX_BODY_BYTES as MAX_HOOK_BYTES
 from syncd.service.webhook import PATH as HOOK_PATH
-from syncd.service.webhook import Webhook
+from syncd.service.webhook import RETRY_AFTER, Webhook
+
+if TYPE_CHECKING:
+    from syncd.service.ui import StatusPages
 
 _LENGTH = re.compile(r"[0-9]{1,10}")
 
@@ -57,9 +62,15 @@ def parse_address(address: str) -> tuple[str, int]:
 class MetricsServer:
     """Serves /metrics, /healthz, /readyz (and /hooks/git) from a thread until `close()`."""
 
-    def __init__(self, address: str, metrics: Metrics, webhook: Webhook | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        metrics: Metrics,
+        webhook: Webhook | None = None,
+        pages: StatusPages | None = None,
+    ) -> None:
         host, port = parse_address(address)
-        handler = _handler_for(metrics, webhook)
+        handler = _handler_for(metrics, webhook, pages)
         server_class = _V6Server if ":" in host else _Server
         refusals = Refusals(lambda reason: metrics.listener_refused.labels(reason).inc())
         try:
@@ -173,7 +184,9 @@ class _DeadlineReader(io.RawIOBase):
         return self.connection.recv_into(buffer)
 
 
-def _handler_for(metrics: Metrics, webhook: Webhook | None) -> type[BaseHTTPRequestHandler]:
+def _handler_for(
+    metrics: Metrics, webhook: Webhook | None, pages: StatusPages | None
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "syncd"
         sys_version = ""
@@ -195,6 +208,8 @@ def _handler_for(metrics: Metrics, webhook: Webhook | None) -> type[BaseHTTPRequ
             elif path == "/readyz":
                 ready, verdict = metrics.probe_readiness()
                 self._verdict(ready, "ready" if ready else "not ready", verdict)
+            elif pages is not None:
+                self._answer(*pages.answer(self.path, self.headers.get("Authorization")))
             else:
                 body = b"not found: try /metrics, /healthz or /readyz\n"
                 self._answer(404, body, "text/plain")
@@ -205,7 +220,8 @@ def _handler_for(metrics: Metrics, webhook: Webhook | None) -> type[BaseHTTPRequ
                 return
             result, status, text = self._hook(webhook)
             metrics.webhooks.labels(result).inc()
-            self._answer(status, text.encode() + b"\n", "text/plain; charset=utf-8")
+            retry = {"Retry-After": str(RETRY_AFTER)} if status == 503 else {}
+            self._answer(status, text.encode() + b"\n", "text/plain; charset=utf-8", retry)
 
         def _hook(self, hook: Webhook) -> tuple[str, int, str]:
             length = self.headers.get("Content-Length")
@@ -232,21 +248,32 @@ def _handler_for(metrics: Metrics, webhook: Webhook | None) -> type[BaseHTTPRequ
             if not hook.concerns(body):
                 log.info("hook_ignored", sender=sender, hook_event=event)
                 return "ignored", 202, f"not a push to {hook.ref}: ignored"
+            start_cycle = hook.start_cycle
+            try:
+                if start_cycle is None:
+                    raise StateError("this instance is starting: nothing can start a cycle yet")
+                answer = start_cycle(f"{sender} hook")
+            except StateError as error:
+                hook.forget_delivery(headers)  # its retry starts the cycle
+                log.warning("hook_unavailable", sender=sender, hook_event=event, error=str(error))
+                return "unavailable", 503, "no cycle can be started now: try again"
             log.info("hook_accepted", sender=sender, hook_event=event)
-            if hook.start_cycle is not None:
-                hook.start_cycle(f"{sender} hook")
-            return "accepted", 202, "accepted: a cycle starts soon"
+            return "accepted", 202, answer
 
         def _verdict(self, good: bool, word: str, verdict: str) -> None:
             body = f"{word}: {verdict}\n".encode()
             self._answer(200 if good else 503, body, "text/plain; charset=utf-8")
 
-        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+        def _answer(
+            self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] = {}
+        ) -> None:
             # Writing gets a timeout of its own: the one left of the read may be short.
             self.connection.settimeout(CONNECTION_TIMEOUT)
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 

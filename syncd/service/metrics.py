@@ -30,6 +30,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from syncd import __version__
+from syncd.api.retrying import RETRY_REASONS
+from syncd.core.desired import DesiredState
 from syncd.core.vocabulary import READ_ERRORS, ActionName, Code, RunResult, WriteResult
 from syncd.service.admission import REFUSALS
 from syncd.service.webhook import RESULTS as WEBHOOK_RESULTS
@@ -119,6 +121,8 @@ class Metrics:
         #: and when it was last read or fetched.
         self.source_error: str | None = None
         self.source_read_at: float | None = None
+        #: The desired state this instance's last cycle read: the status pages show it.
+        self.desired: DesiredState | None = None
         #: Set by the daemon once its event loop runs (see `liveness`).
         self.loop_probe: LoopProbe | None = None
         #: While this instance stands by: whether it is ready to take over, and why.
@@ -163,6 +167,12 @@ class Metrics:
             "syncd_http_requests",
             "Requests to the accounts API, by method and status (none: no answer).",
             ["method", "code"],
+            registry=r,
+        )
+        self.http_retries = Counter(
+            "syncd_http_retries",
+            "Requests to the accounts API sent again, by method and reason.",
+            ["method", "reason"],
             registry=r,
         )
         self.http_seconds = Histogram(
@@ -232,6 +242,10 @@ class Metrics:
         self.http.labels(method, "none" if status is None else str(status)).inc()
         self.http_seconds.labels(method).observe(seconds)
 
+    def observe_retry(self, method: str, reason: str) -> None:
+        """The RetryObserver of the API client."""
+        self.http_retries.labels(method, reason).inc()
+
     def _present_from_the_start(self) -> None:
         """Every label value known in advance, at 0: a rate() over a series that
         appears with its first event misses that event, and alerts need a series."""
@@ -243,6 +257,8 @@ class Metrics:
         for method in HTTP_METHODS:
             for code in HTTP_CODES:
                 self.http.labels(method, code)
+            for reason in RETRY_REASONS:
+                self.http_retries.labels(method, reason)
         for reason in ("missed", "overlap"):
             self.skipped.labels(reason)
         self._finding_series: set[tuple[str, str]] = {("error", code) for code in FAILURE_CODES}

@@ -13,6 +13,12 @@ A valid hook is still answered 202 and ignored when it is a delivery already
 seen (its `X-GitHub-Delivery` or `X-Gitlab-Event-UUID`: one signed body sent
 20 times started 20 cycles), or when a git desired state is read and the push
 is to another ref (its `ref`, `refs/heads/<branch>` or `refs/tags/<tag>`).
+
+A hook is accepted where it arrives, and its cycle runs on the active instance:
+a standby passes it on (syncd.service.hook_relay). When nothing can start a
+cycle (the instance is starting, or cannot reach the state database to tell
+the active one), the hook is answered 503 with Retry-After and its delivery is
+not remembered, so that the sender's retry is served.
 """
 
 from __future__ import annotations
@@ -33,7 +39,20 @@ from syncd.secretfiles import read_secret_file
 PATH = "/hooks/git"
 MAX_BODY_BYTES = 1024 * 1024
 #: The results of a hook, each a label of syncd_webhook_requests_total from the start.
-RESULTS = ("accepted", "duplicate", "ignored", "unauthorized", "too_large", "bad_request")
+RESULTS = (
+    "accepted",
+    "duplicate",
+    "ignored",
+    "unauthorized",
+    "too_large",
+    "bad_request",
+    "unavailable",
+)
+#: A hook's answer, by where its cycle runs: here, or on the active instance.
+STARTS_HERE = "accepted: a cycle starts soon"
+PASSED_ON = "accepted: the active instance was told, and starts a cycle soon"
+#: Seconds after which a hook answered 503 may be sent again.
+RETRY_AFTER = 5
 #: Delivery ids remembered: far more than a forge retries, a bounded memory all the same.
 REMEMBERED_DELIVERIES = 1024
 
@@ -43,8 +62,9 @@ class Webhook:
     """The secret, and what to do with a valid hook (set once the daemon runs)."""
 
     secret: bytes = field(repr=False)
-    #: Asks for a cycle now; called from the listener's thread.
-    start_cycle: Callable[[str], None] | None = None
+    #: Asks for a cycle now, with who asks; returns the hook's answer, or raises a
+    #: StateError when the cycle cannot be asked for. Called from the listener's thread.
+    start_cycle: Callable[[str], str] | None = None
     #: The ref of the git desired state ("HEAD": the default branch); None: a file,
     #: and any push asks for a cycle.
     ref: str | None = None
@@ -88,6 +108,12 @@ class Webhook:
             if len(self._deliveries) > REMEMBERED_DELIVERIES:
                 self._deliveries.popitem(last=False)
         return True
+
+    def forget_delivery(self, headers: Mapping[str, str]) -> None:
+        """A delivery that started nothing after all (answered 503): its retry is new."""
+        delivery = headers.get("x-github-delivery") or headers.get("x-gitlab-event-uuid")
+        with self._lock:
+            self._deliveries.pop(delivery or "", None)
 
     def concerns(self, body: bytes) -> bool:
         """Whether a valid hook's push is to the ref that is read (any, for a file).

@@ -16,12 +16,15 @@ a list of values. Every error of a backend reaches the user as one StateError
 that names the file or the URL (never a password) and the cause.
 
 The lock makes one writer: `StateStore.lock()` takes it or refuses naming the
-holder; on PostgreSQL a daemon may also `wait_for_lock()` as a standby.
+holder; on PostgreSQL a daemon may also `wait_for_lock()` as a standby, and a
+standby passes the push hooks it accepts on to the active instance
+(`notify_hook()`, which the active one hears through `hook_notifications()`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -250,6 +253,17 @@ class StateStore(ABC):
     def holds_lock(self) -> bool:
         """Whether the lock taken is still ours (on PostgreSQL: whether its session lives)."""
         return True
+
+    def notify_hook(self, reason: str) -> None:  # noqa: B027  (most backends: nothing)
+        """Tell the active instance that a hook asks for a cycle (`reason`: who sent it,
+        nothing secret); a StateError when it cannot be told. Only a standby has another
+        instance to tell: on SQLite there is none, and nothing is sent."""
+
+    def hook_notifications(self, stop: threading.Event) -> Iterator[str]:
+        """Blocking: the reason of each hook a standby passed on, as it comes, until
+        `stop` is set (within a second or so); "" when hooks may have been missed (the
+        listening connection was lost, and is back). None on SQLite: no standby."""
+        return iter(())
 
     @abstractmethod
     def holders(self) -> list[Holder]:

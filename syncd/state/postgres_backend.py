@@ -15,6 +15,10 @@ intent, and the applier sends no write without one. The server drops the
 session of a host that vanished within about 25 s: the session asks for TCP
 keepalives of its own.
 
+Push hooks that reach a standby are passed on to the active instance by a
+NOTIFY on HOOK_CHANNEL (the sender's name only: nothing secret); the active
+instance LISTENs on a connection of its own, opened again when it is lost.
+
 Every error is one StateError that names the URL, without a password.
 
 The audit table's append-only triggers do not bind the role that owns it (an
@@ -30,8 +34,11 @@ import contextlib
 import functools
 import os
 import socket
+import threading
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -68,6 +75,18 @@ SESSION_SETTINGS = {
     "tcp_keepalives_interval": "5",
     "tcp_keepalives_count": "3",
 }
+#: Where standbys pass hooks on to the active instance (LISTEN/NOTIFY).
+HOOK_CHANNEL = "syncd_hooks"
+#: Seconds one wait for a hook's notification lasts before the listener looks at its
+#: stop signal again.
+HOOK_WAIT = 1.0
+#: The longest reason a notification carries, and the longest taken from one.
+MAX_HOOK_REASON = 100
+#: Seconds between attempts to listen again after the connection was lost, at most.
+MAX_LISTEN_DELAY = 30.0
+#: libpq's side of the listening connection: it only reads, so without keepalives of
+#: its own it would never learn that the server's host vanished.
+CLIENT_KEEPALIVES = {"keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 _LOCK_FILTER = (
     "l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.objsubid = 2"
     " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
@@ -233,13 +252,45 @@ class _AdvisoryLock(LockHeld):
                 self.store.db.execute(f"SELECT pg_advisory_unlock({LOCK_KEY[0]}, {LOCK_KEY[1]})")
 
 
+@dataclass(frozen=True, slots=True)
+class _Conninfo:
+    """How to connect again (no password kept: its file is read at each connection)."""
+
+    url: str
+    where: str
+    password_file: Path | None
+    options: str
+
+    def connect(self, purpose: str, **extra: Any) -> psycopg.Connection[Any]:
+        import psycopg
+
+        kwargs: dict[str, Any] = dict(extra)
+        if self.password_file is not None:
+            try:
+                kwargs["password"] = read_secret_file(self.password_file)
+            except CredentialError as error:
+                raise StateError(f"state database {self.where}: {error}") from None
+        try:
+            return psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT,
+                application_name=instance_name(purpose),
+                options=self.options,
+                **kwargs,
+            )
+        except psycopg.Error as error:
+            raise StateError(f"state database {self.where}: {_describe(error)}") from None
+
+
 class PostgresStore(StateStore):
     kind = "postgresql"
     shared = True
 
-    def __init__(self, db: PostgresDatabase, where: str) -> None:
+    def __init__(self, db: PostgresDatabase, where: str, conninfo: _Conninfo) -> None:
         self.db = db
         self.where = where
+        self._conninfo = conninfo
 
     @classmethod
     def open(cls, settings: Settings, purpose: str, *, read_only: bool = False) -> PostgresStore:
@@ -248,33 +299,18 @@ class PostgresStore(StateStore):
         assert url is not None
         where = redact_url(url)
         try:
-            import psycopg
+            import psycopg  # noqa: F401
         except ImportError:
             raise StateError(
                 f"state database {where}: the PostgreSQL backend needs psycopg: "
                 "install syncd[postgres]"
             ) from None
-        kwargs: dict[str, Any] = {}
-        if settings.state_password_file is not None:
-            try:
-                kwargs["password"] = read_secret_file(settings.state_password_file)
-            except CredentialError as error:
-                raise StateError(f"state database {where}: {error}") from None
         options = " ".join(f"-c {key}={value}" for key, value in SESSION_SETTINGS.items())
         if read_only:
             options += " -c default_transaction_read_only=on"
-        try:
-            connection = psycopg.connect(
-                url,
-                autocommit=True,
-                connect_timeout=CONNECT_TIMEOUT,
-                application_name=instance_name(purpose),
-                options=options,
-                **kwargs,
-            )
-        except psycopg.Error as error:
-            raise StateError(f"state database {where}: {_describe(error)}") from None
-        store = cls(PostgresDatabase(connection, where), where)
+        conninfo = _Conninfo(url, where, settings.state_password_file, options)
+        connection = conninfo.connect(purpose)
+        store = cls(PostgresDatabase(connection, where), where, conninfo)
         if not read_only:
             try:
                 migrate(store.db, HISTORY + CACHE)
@@ -351,6 +387,47 @@ class PostgresStore(StateStore):
         except psycopg.Error:  # a session that cannot answer holds nothing
             return False
         return row is not None and bool(row[0])
+
+    def notify_hook(self, reason: str) -> None:
+        # Through the standby's session: it may be waiting for the lock in a thread
+        # (psycopg takes turns), at most STANDBY_WAIT_MS.
+        self.db.execute("SELECT pg_notify(?, ?)", [HOOK_CHANNEL, reason[:MAX_HOOK_REASON]])
+
+    def hook_notifications(self, stop: threading.Event) -> Iterator[str]:
+        import psycopg
+
+        connection: psycopg.Connection[Any] | None = None
+        delay, lost = 1.0, False
+        try:
+            while not stop.is_set():
+                try:
+                    if connection is None:
+                        # Not "syncd run …": `syncd status` would list it as a standby.
+                        connection = self._conninfo.connect("hooks", **CLIENT_KEEPALIVES)
+                        connection.execute(f"LISTEN {HOOK_CHANNEL}".encode())
+                        log.info("hooks_listening", state=self.where, again=lost)
+                        delay = 1.0
+                        if lost:  # a hook passed on meanwhile was heard by nobody
+                            lost = False
+                            yield ""
+                    for notification in connection.notifies(timeout=HOOK_WAIT):
+                        yield notification.payload[:MAX_HOOK_REASON]
+                except (psycopg.Error, StateError) as error:
+                    log.warning(
+                        "hooks_listening_lost",
+                        state=self.where,
+                        error=_describe(error),
+                        retry_in=delay,
+                    )
+                    lost = True
+                    if connection is not None:
+                        connection.close()
+                        connection = None
+                    stop.wait(delay)
+                    delay = min(2 * delay, MAX_LISTEN_DELAY)
+        finally:
+            if connection is not None:
+                connection.close()
 
     def holders(self) -> list[Holder]:
         """The session that holds the lock (any command), then the `syncd run` standing by."""

@@ -55,9 +55,15 @@ class SqliteStore(StateStore):
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
         with contextlib.ExitStack() as files:
-            history = open_state(self.history_file)
+            # Read-only (the status pages): nothing created, a missing file a StateError.
+            cache_file = self.directory / CACHE_NAME
+            history = (
+                open_readonly(self.history_file)
+                if self.read_only
+                else open_state(self.history_file)
+            )
             files.callback(history.close)
-            cache = open_cache(self.directory / CACHE_NAME)
+            cache = open_readonly(cache_file) if self.read_only else open_cache(cache_file)
             files.callback(cache.close)
             yield Session(history, cache)
 

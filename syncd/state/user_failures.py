@@ -23,15 +23,37 @@ class UserFailures:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def all(self) -> dict[str, Problem]:
-        rows = self.db.execute(
+    def all(self, limit: int | None = None) -> dict[str, Problem]:
+        """The users in error by name; the first `limit` of them when given (a page)."""
+        sql = (
             "SELECT username, code, message, since, failures, retry_at FROM user_failures"
             " ORDER BY username"
+        )
+        rows = (
+            self.db.execute(sql) if limit is None else self.db.execute(f"{sql} LIMIT ?", [limit])
         )
         return {
             user: Problem(user, Code(code), message, since=since, failures=n, retry_at=retry_at)
             for user, code, message, since, n, retry_at in rows
         }
+
+    def count(self) -> int:
+        (count,) = self.db.execute("SELECT COUNT(*) FROM user_failures").fetchone()
+        return int(count)
+
+    def of(self, username: str) -> Problem | None:
+        """One user's error, if it is in error."""
+        row = self.db.execute(
+            "SELECT code, message, since, failures, retry_at FROM user_failures"
+            " WHERE username = ?",
+            [username],
+        ).fetchone()
+        if row is None:
+            return None
+        code, message, since, failures, retry_at = row
+        return Problem(
+            username, Code(code), message, since=since, failures=failures, retry_at=retry_at
+        )
 
     def update(
         self,

@@ -94,9 +94,11 @@ def test_the_server_down_is_one_error_with_its_url(world: World):
         url = f"http://127.0.0.1:{closed.getsockname()[1]}"
     result = plan(world, api_url=url)
     assert_not_green(result)
-    errors = [line for line in result.stdout.splitlines() if line.startswith("✗")]
-    assert len(errors) == 1, result.stdout
-    assert f"the API at {url} failed: ConnectError" in errors[0]
+    # The run stops once it knows (issue 22, item 15): one line, naming the URL and why.
+    errors = result.stderr.splitlines()
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"syncd: API unreachable: {url}: 5 attempts got no answer")
+    assert f"connection refused by {url.removeprefix('http://')}" in errors[0]
 
 
 def test_one_unknown_user_among_readable_ones_is_named_on_its_own(world: World):

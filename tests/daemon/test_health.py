@@ -24,6 +24,7 @@ from syncd.service.daemon import loop_probe
 from tests.daemon.harness import DaemonProcess
 from tests.daemon.harness import http_get as get
 from tests.daemon.test_gitops import Repository
+from tests.security.servers import SilentServer
 from tests.world import STANDARD_DESIRED, World
 
 
@@ -124,3 +125,15 @@ def test_the_api_down_in_steady_state_is_not_ready_and_backs_off(world: World, s
     assert back["failures"] == 0
     assert get(f"http://{address}/readyz", until=200)[0] == 200
     assert daemon.stop() == 0
+
+
+def test_a_silent_api_fails_the_cycle_in_one_line_naming_it(world: World, start_daemon: Any):
+    # Issue 22, item 15: no per-user errors for an API that never answers; the cycle
+    # fails (and the schedule backs off) with one message naming the URL.
+    with SilentServer() as silent:
+        url = f"http://127.0.0.1:{silent.port}"
+        daemon: DaemonProcess = start_daemon(SYNCD_API_URL=url, SYNCD_TIMEOUT="0.2")
+        failed = daemon.wait_for("cycle_finished", timeout=30)
+        assert daemon.stop() == 0
+    assert failed["result"] == "error"
+    assert failed["message"].startswith(f"API unreachable: {url}: 5 attempts got no answer")

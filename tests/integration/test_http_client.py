@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
 
 from syncd.api.client import AccountsClient
 from syncd.api.credentials import bearer
-from syncd.errors import TransportError
+from syncd.api.retrying import RetryPolicy
+from syncd.errors import ApiUnreachable, ServerError, TransportError
 from syncd.sandbox.seed import generated_token
+from syncd.service.metrics import Metrics
 from syncd.settings import Settings
 from tests.security.servers import RecordingProxy, TlsFront
 
@@ -82,10 +85,10 @@ def test_a_request_cancelled_mid_exchange_leaves_the_client_usable(sandbox: Any)
     assert asyncio.run(run()) == "User 1"
 
 
-def test_tls_refused_through_a_proxy_fails_each_request_at_once() -> None:
-    # httpcore keeps a tunnel whose TLS handshake failed as an active connection
-    # (encode/httpcore#1023): with one connection allowed, the second request would
-    # wait out the timeout for it instead of failing as the first did.
+def test_tls_refused_through_a_proxy_fails_at_once_and_sends_no_more() -> None:
+    # A certificate that the roots do not vouch for is the same for every request: the
+    # first failure stops the client (issue 22, item 16), and nothing waits for a pool
+    # slot that httpcore kept for the failed tunnel (encode/httpcore#1023).
     with (
         TlsFront(target_port=9) as api,
         RecordingProxy({"api.example:443": api.port}) as proxy,
@@ -96,11 +99,71 @@ def test_tls_refused_through_a_proxy_fails_each_request_at_once() -> None:
             failures = []
             async with client("https://api.example", concurrency=1, timeout=5, **proxied) as c:
                 for _ in range(3):
-                    with pytest.raises(TransportError) as failed:
-                        await c.add_email("user000001", "a@example.com")  # never retried
+                    with pytest.raises(ApiUnreachable) as failed:
+                        await c.get_user("user000001")
                     failures.append(str(failed.value))
             return failures
 
         failures = asyncio.run(run())
-    # The public roots do not vouch for the test CA; no attempt waits for a pool slot.
+        connects = list(proxy.requests)
+    # The public roots do not vouch for the test CA; one tunnel, one handshake, no retry.
     assert all("CERTIFICATE_VERIFY_FAILED" in failure for failure in failures), failures
+    assert connects == ["CONNECT api.example:443 HTTP/1.1"]
+    assert api.connections == 1
+
+
+def test_each_retry_is_counted_by_method_and_reason(sandbox: Any) -> None:
+    sandbox.reset(generate=1, faults={"error_rate": 1.0})
+    metrics = Metrics(interval=10)
+    config = Settings(api_url=sandbox.url)
+    quick = RetryPolicy(base_delay=0.001, max_delay=0.001)
+
+    async def run() -> None:
+        async with AccountsClient(
+            config,
+            lambda name: bearer(generated_token(name), "test"),
+            retry=quick,
+            on_retry=metrics.observe_retry,
+        ) as accounts:
+            with pytest.raises(ServerError):
+                await accounts.get_user("user000001")
+
+    asyncio.run(run())
+    retries = metrics.registry.get_sample_value(
+        "syncd_http_retries_total", {"method": "GET", "reason": "server_error"}
+    )
+    assert retries == RetryPolicy().attempts - 1
+
+
+def test_a_server_that_closes_without_answering_is_said_in_words() -> None:
+    async def run() -> str:
+        async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.close()
+
+        server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with client(f"http://127.0.0.1:{port}") as accounts:
+                with pytest.raises(TransportError) as failed:
+                    await accounts.add_email("someone", "a@example.com")  # never retried
+        finally:
+            server.close()
+            await server.wait_closed()
+        return failed.value.detail
+
+    assert asyncio.run(run()) == "the connection was closed before an answer"
+
+
+def test_a_port_nothing_listens_on_is_refused_by_name() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+
+    async def run() -> str:
+        async with client(f"http://127.0.0.1:{port}") as accounts:
+            with pytest.raises(TransportError) as failed:
+                await accounts.add_email("someone", "a@example.com")
+        return failed.value.detail
+
+    assert asyncio.run(run()) == f"connection refused by 127.0.0.1:{port}"

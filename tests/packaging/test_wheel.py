@@ -83,6 +83,7 @@ def test_the_wheel_installs_without_a_web_framework_and_runs_the_demo_with_its_e
         names = archive.namelist()
         metadata = archive.read(f"syncd-{version}.dist-info/METADATA").decode()
     assert "syncd/desired-state.example.yaml" in names
+    assert "syncd/service/templates/home.html" in names  # the status pages' templates
     assert f"syncd-{version}.dist-info/licenses/LICENSE" in names
     required = [
         Requirement(line.removeprefix("Requires-Dist: "))

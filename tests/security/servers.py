@@ -1,8 +1,10 @@
 """The intermediaries and hostile servers of the security tests, each on loopback in a thread.
 
-    TlsFront        TLS in front of the sandbox, with a certificate of the test CA
+    TlsFront        TLS in front of the sandbox, with a certificate of the test CA;
+                    counts the connections it accepts
     RecordingProxy  an HTTP proxy that records what it is asked and tunnels CONNECT
-                    to the loopback ports it is told about
+                    to the loopback ports it is told about; any other request gets
+                    one fixed answer (502, or a 407, or a 301 when it plays an API)
     GitAuthServer   an https git server that asks for Basic auth and, while git
                     waits for its answer, reads every process's command line
     GitRedirectServer an https git server that redirects to another URL (at once, or
@@ -91,12 +93,14 @@ class TlsFront(_Background):
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.tls = server_tls()
+        self.connections = 0
         super().__init__(_TlsFrontHandler)
 
 
 class _TlsFrontHandler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         front: TlsFront = self.server.owner  # type: ignore[attr-defined]
+        front.connections += 1
         try:
             secure = front.tls.wrap_socket(self.request, server_side=True)
         except (ssl.SSLError, OSError):
@@ -105,12 +109,20 @@ class _TlsFrontHandler(socketserver.BaseRequestHandler):
             _pipe(secure, upstream)
 
 
+BAD_GATEWAY = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"
+PROXY_AUTH_REQUIRED = (
+    b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+    b'Proxy-Authenticate: Basic realm="proxy"\r\nContent-Length: 0\r\n\r\n'
+)
+
+
 class RecordingProxy(_Background):
     """An HTTP proxy: records each request line; tunnels CONNECT host:port to a loopback
-    port named in `tunnels`, and answers anything else 502."""
+    port named in `tunnels`, and answers anything else `otherwise` (502)."""
 
-    def __init__(self, tunnels: dict[str, int] | None = None) -> None:
+    def __init__(self, tunnels: dict[str, int] | None = None, otherwise: bytes = BAD_GATEWAY):
         self.tunnels = tunnels or {}
+        self.otherwise = otherwise
         self.requests: list[str] = []
         super().__init__(_ProxyHandler)
 
@@ -131,7 +143,7 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
             with upstream:
                 _pipe(self.request, upstream)
             return
-        self.wfile.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+        self.wfile.write(proxy.otherwise)
 
 
 class GitAuthServer(_Background):

@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.api.budget import DEFAULT_RESET, Budget, read_budget
-from syncd.api.concurrency import AdaptiveLimit, Slots
-from syncd.api.pacing import Pacer
+from syncd.api.control import AdaptiveLimit, Slots
+from syncd.api.pacing import DEFAULT_RESET, Budget, Pacer, read_budget
 from syncd.errors import MAX_RETRY_AFTER
 
 NOW = 1_700_000_000.0  # the wall clock of the budget tests

@@ -7,7 +7,8 @@ by users.
 
 from __future__ import annotations
 
-from syncd.cli.status_command import _pending, pending_changes
+from syncd.cli.status_command import _pending
+from syncd.service.status import pending_changes
 
 PLANNED = {"users": 3, "users_changed": 0, "users_unreadable": 0, "errors": 0}
 

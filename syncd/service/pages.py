@@ -1,0 +1,256 @@
+"""What the status pages show: one frozen value per page, each section from one function.
+
+The pages (syncd.service.ui renders them) read the state as `syncd status` and
+`syncd audit` do, read-only, through syncd.state and syncd.service.status: a
+standby shows the state that the instances share. Lists are cut to a page
+(the first IN_ERROR_SHOWN users in error, with their count; the last
+AUDIT_SHOWN events), so that a page costs the same for 10 users as for 100,000.
+
+Sections whose data the state does not keep (held deletions, suspensions, the
+pending changes of each user) each come from a function of their own here that
+finds none: the state module that keeps them fills that function, and the
+section shows them.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from syncd.core.desired import DesiredState, DesiredUser
+from syncd.core.fields import PROFILE_FIELDS
+from syncd.core.live import LiveAccount
+from syncd.core.problem import Problem
+from syncd.errors import StateError
+from syncd.service.status import gather_status
+from syncd.settings import Settings
+from syncd.state.audit import EventFilter, query_events
+from syncd.state.backend import Database, StateStore
+from syncd.state.cache import Cached, LiveCache
+from syncd.state.user_failures import UserFailures
+
+#: Users in error listed on `/`; the page says how many there are in all.
+IN_ERROR_SHOWN = 100
+#: Runs listed on `/`.
+RUNS_SHOWN = 10
+#: Audit events listed on `/audit` by default, and at most.
+AUDIT_SHOWN = 100
+AUDIT_MOST = 1000
+#: Audit events listed on a user's page.
+USER_AUDIT_SHOWN = 20
+#: Users with pending changes listed on `/`.
+PENDING_SHOWN = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """Who serves the page: the active instance, or a standby and who is active."""
+
+    host: str
+    standby: bool
+    #: Why this one stands by (the lock's holder, or an unreachable database).
+    standby_reason: str | None
+    #: The instance that holds the lock, as the state names it; None: nobody.
+    active: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChange:
+    """One change a cycle planned and did not make, as the plan describes it."""
+
+    user: str
+    action: str
+    #: The plan's words, e.g. "update full_name: 'Jane' -> 'Jane Doe'".
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeldDeletion:
+    """Deletions a tripped guard holds until someone approves or rejects them."""
+
+    id: str
+    user: str
+    email: str
+    since: str | None
+
+    @property
+    def approve_command(self) -> str:
+        return f"syncd approve {self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """A user that syncd neither reads nor writes until `until` (None: until resumed)."""
+
+    user: str
+    reason: str
+    until: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HomePage:
+    instance: Instance
+    #: syncd.service.status's report, as `syncd status --output json` has it.
+    status: Mapping[str, Any]
+    in_error_count: int
+    pending: tuple[PendingChange, ...]
+    held: tuple[HeldDeletion, ...]
+    suspensions: tuple[Suspension, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRow:
+    """One field of a user, as the desired state says it and as the API last answered."""
+
+    name: str
+    #: None: the desired state does not manage it.
+    desired: str | None
+    #: None: not read (or not returned).
+    live: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserPage:
+    username: str
+    #: Whether the desired state (as this instance last read it) names the user;
+    #: None when this instance has read none (a standby, a daemon just started).
+    desired_known: bool | None
+    fields: tuple[FieldRow, ...]
+    profile_read_at: float | None
+    emails_read_at: float | None
+    pending: tuple[PendingChange, ...]
+    audit: tuple[Mapping[str, Any], ...]
+    error: Problem | None
+    suspension: Suspension | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    where: EventFilter
+    limit: int
+    events: tuple[Mapping[str, Any], ...]
+
+
+def instance(status: Mapping[str, Any], standby: tuple[bool, str] | None) -> Instance:
+    """This instance; `standby` as syncd.service.metrics keeps it (None: active)."""
+    daemon = status["daemon"]
+    active = daemon["active"] or (f"pid {daemon['pid']}" if daemon["pid"] else None)
+    return Instance(
+        socket.gethostname(),
+        standby is not None,
+        None if standby is None else standby[1],
+        active,
+    )
+
+
+def home_page(store: StateStore, settings: Settings, standby: tuple[bool, str] | None) -> HomePage:
+    status = gather_status(store, settings, RUNS_SHOWN, in_error=IN_ERROR_SHOWN)
+    db = store.history
+    count = UserFailures(db).count() if db.has_table("user_failures") else 0
+    return HomePage(
+        instance(status, standby),
+        status,
+        count,
+        pending_changes(db, limit=PENDING_SHOWN),
+        held_deletions(db),
+        suspensions(db),
+    )
+
+
+def user_page(store: StateStore, desired: DesiredState | None, username: str) -> UserPage:
+    db = store.history
+    wanted = None if desired is None else _desired_user(desired, username)
+    cached = _cached(store, username)
+    account = None if cached is None else cached.account
+    events = query_events(db, EventFilter(users=(username,)), limit=USER_AUDIT_SHOWN)
+    error = UserFailures(db).of(username) if db.has_table("user_failures") else None
+    return UserPage(
+        username,
+        None if desired is None else wanted is not None,
+        _fields(wanted, account),
+        None if cached is None else cached.profile_read_at,
+        None if cached is None else cached.emails_read_at,
+        pending_changes(db, user=username),
+        tuple(reversed(events)),  # newest first
+        error,
+        suspension_of(db, username),
+    )
+
+
+def audit_page(store: StateStore, where: EventFilter, limit: int = AUDIT_SHOWN) -> AuditPage:
+    events = query_events(store.history, where, limit=min(limit, AUDIT_MOST))
+    return AuditPage(where, limit, tuple(reversed(events)))
+
+
+# -- sections the state does not keep yet ---------------------------------------
+
+
+def pending_changes(
+    db: Database, *, user: str | None = None, limit: int = PENDING_SHOWN
+) -> tuple[PendingChange, ...]:
+    """The changes the last cycle planned and did not make, per user (of `user` only,
+    when given). The state keeps their counts only (on the run record): none."""
+    return ()
+
+
+def held_deletions(db: Database) -> tuple[HeldDeletion, ...]:
+    """Deletions held by a tripped guard, waiting for `syncd approve`. None kept: none."""
+    return ()
+
+
+def suspensions(db: Database) -> tuple[Suspension, ...]:
+    """Users suspended with `syncd suspend`. None kept: none."""
+    return ()
+
+
+def suspension_of(db: Database, username: str) -> Suspension | None:
+    """The user's suspension, if suspended."""
+    return next((s for s in suspensions(db) if s.user == username), None)
+
+
+# -- a user's values ------------------------------------------------------------
+
+
+def _desired_user(desired: DesiredState, username: str) -> DesiredUser | None:
+    return next((user for user in desired.users if user.username == username), None)
+
+
+def _cached(store: StateStore, username: str) -> Cached | None:
+    """What the cache holds of the user, however old (the page says when it was read)."""
+    try:
+        with store.session() as session:
+            found = LiveCache(session.cache).read_fresh([username], time.time(), math.inf)
+    except StateError:  # no cache yet (a first cycle), or one being replaced: not read
+        return None
+    return found.get(username)
+
+
+def _fields(wanted: DesiredUser | None, account: LiveAccount | None) -> tuple[FieldRow, ...]:
+    profile = None if account is None else account.profile
+    rows = []
+    for name in PROFILE_FIELDS:
+        desired = None if wanted is None else wanted.profile.get(name)
+        # gravatar_email is write-only: the API returns its URL, shown beside it.
+        live_name = "gravatar_url" if name == "gravatar_email" else name
+        live = None if profile is None else profile.value(live_name)
+        rows.append(FieldRow(name, desired, live))
+    if profile is not None:
+        rows.append(FieldRow("email (primary)", None, profile.email))
+    emails = None if account is None or account.emails is None else account.emails
+    wanted_emails = None if wanted is None or wanted.emails is None else wanted.emails
+    rows.append(
+        FieldRow(
+            "emails",
+            _lines(wanted_emails),
+            None if emails is None else _lines([e.email for e in emails]),
+        )
+    )
+    return tuple(rows)
+
+
+def _lines(values: Sequence[str] | None) -> str | None:
+    return None if values is None else "\n".join(values)

@@ -1,0 +1,184 @@
+"""The status pages (issue 25) in a real browser: Debian's headless Chromium, through
+Selenium and chromium-driver, against a daemon and the sandbox.
+
+A screenshot of each page is kept: under $SYNCD_TEST_ARTIFACTS when set, else
+the test's own directory; the path is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.daemon.harness import DaemonProcess
+from tests.world import STANDARD_DESIRED, World, write_secret
+
+HOSTILE = "<script>alert(1)</script>\x1b[2K"
+INSTALL = "install chromium and chromium-driver: apt-get install chromium chromium-driver"
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        pytest.fail(INSTALL)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    # --no-sandbox: Chromium's sandbox cannot start as root (CI containers).
+    for argument in ("--headless=new", "--no-sandbox", "--window-size=1200,1400"):
+        options.add_argument(argument)
+    session = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        yield session
+    finally:
+        session.quit()
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    where = Path(os.environ.get("SYNCD_TEST_ARTIFACTS") or tmp_path / "artifacts")
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+def screenshot(browser: Any, artifacts: Path, name: str) -> None:
+    path = artifacts / f"status-page-{name}.png"
+    browser.save_screenshot(str(path))
+    print(f"screenshot: {path}")
+
+
+def no_alert(browser: Any) -> bool:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        browser.switch_to.alert  # noqa: B018 (the property raises when there is none)
+    except NoAlertPresentException:
+        return True
+    return False
+
+
+def admin_patch(world: World, username: str, **fields: str) -> None:
+    response = httpx.patch(
+        f"{world.sandbox.url}/api/v1.1/users/{username}/",
+        json=fields,
+        headers={"Authorization": f"Bearer {world.sandbox.admin_token}"},
+    )
+    assert response.status_code == 200, response.text
+
+
+def observing_daemon(world: World, start_daemon: Any, **env: str) -> tuple[DaemonProcess, str]:
+    """A daemon that observes a world with history: janedoe drifts, johnsmith holds a
+    hostile name, ghostuser cannot be read (its token is refused)."""
+    world.apply()  # an audit trail to show
+    admin_patch(world, "johnsmith", full_name=HOSTILE, location=HOSTILE)
+    admin_patch(world, "janedoe", location="Atlantis")
+    write_secret(world.credentials_dir / "ghostuser.token", "tok-unknown\n")
+    world.desire({**STANDARD_DESIRED, "users": {**STANDARD_DESIRED["users"], "ghostuser": {}}})
+    # A short window: every cycle reads every user again, past what apply cached.
+    daemon = start_daemon(SYNCD_OBSERVE="true", SYNCD_DRIFT_WINDOW="0.5", **env)
+    address = daemon.wait_for("metrics_listening")["address"]
+    daemon.wait_for("cycle_finished", result="partial")
+    return daemon, address
+
+
+def test_the_pages_show_errors_drift_and_hostile_values_as_text(
+    world: World, start_daemon: Any, browser: Any, artifacts: Path
+):
+    from selenium.webdriver.common.by import By
+
+    daemon, address = observing_daemon(world, start_daemon, SYNCD_METRICS_ADDR="127.0.0.1:0")
+
+    browser.get(f"http://{address}/")
+    assert browser.title == "status · syncd"
+    text = browser.find_element(By.TAG_NAME, "body").text
+    assert "active on" in text
+    in_error = browser.find_element(By.XPATH, "//h2[@id='in-error']/following-sibling::table[1]")
+    assert "ghostuser" in in_error.text
+    assert "unauthorized" in in_error.text
+    pending = browser.find_element(By.XPATH, "//h2[@id='pending']/following-sibling::p[1]")
+    assert "changes for 2 users after the last run (partial)" in pending.text
+    assert "update_profile 2" in pending.text
+    held = browser.find_element(By.XPATH, "//h2[@id='held']/following-sibling::p[1]")
+    assert held.text == "none"
+    screenshot(browser, artifacts, "home")
+
+    browser.get(f"http://{address}/users/johnsmith")
+    assert no_alert(browser)
+    values = browser.find_element(By.XPATH, "//h2[@id='values']/following-sibling::table[1]")
+    # The markup is text, and the control character shows as `syncd` prints it.
+    assert "<script>alert(1)</script>\\x1b[2K" in values.text
+    assert "John Smith" in values.text
+    assert browser.find_elements(By.TAG_NAME, "script") == []
+    screenshot(browser, artifacts, "user")
+
+    browser.get(f"http://{address}/audit?user=janedoe&result=ok")
+    events = browser.find_element(By.TAG_NAME, "table").text
+    assert "add_email" in events
+    assert "johnsmith" not in events
+    screenshot(browser, artifacts, "audit")
+    assert daemon.stop() == 0
+
+
+def test_a_token_guards_the_pages_and_the_probes_stay_open(
+    world: World, start_daemon: Any, tmp_path: Path
+):
+    write_secret(tmp_path / "ui.token", "s3cret-ui-token\n")
+    daemon: DaemonProcess = start_daemon(
+        SYNCD_METRICS_ADDR="127.0.0.1:0", SYNCD_UI_TOKEN_FILE=str(tmp_path / "ui.token")
+    )
+    address = daemon.wait_for("metrics_listening")["address"]
+    daemon.wait_for("cycle_finished", result="ok")
+    refused = httpx.get(f"http://{address}/")
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"].startswith("Basic")
+    assert httpx.get(f"http://{address}/", auth=("any", "wrong")).status_code == 401
+    assert httpx.get(f"http://{address}/", auth=("any", "s3cret-ui-token")).status_code == 200
+    bearer = {"Authorization": "Bearer s3cret-ui-token"}
+    assert httpx.get(f"http://{address}/audit", headers=bearer).status_code == 200
+    assert httpx.get(f"http://{address}/healthz").status_code == 200
+    assert httpx.get(f"http://{address}/metrics").status_code == 200
+    assert "s3cret-ui-token" not in "\n".join(daemon.lines)
+    assert daemon.stop() == 0
+
+
+def test_without_a_token_the_pages_are_off_beyond_loopback(world: World, start_daemon: Any):
+    daemon: DaemonProcess = start_daemon(SYNCD_METRICS_ADDR="0.0.0.0:0")  # every interface
+    off = daemon.wait_for("status_pages_off")  # once, before it listens
+    assert "SYNCD_UI_TOKEN_FILE" in off["reason"]
+    port = daemon.wait_for("metrics_listening")["address"].rpartition(":")[2]
+    daemon.wait_for("cycle_finished", result="ok")
+    page = httpx.get(f"http://127.0.0.1:{port}/")
+    assert page.status_code == 404
+    assert "the status pages are off" in page.text
+    assert "janedoe" not in httpx.get(f"http://127.0.0.1:{port}/users/janedoe").text
+    assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+    assert daemon.stop() == 0
+
+
+def test_a_standby_serves_the_pages_from_the_shared_state(pg_world: World, start_pg_daemon: Any):
+    listening = {"SYNCD_METRICS_ADDR": "127.0.0.1:0"}
+    active = start_pg_daemon(**listening)
+    active.wait_for("took_over", timeout=20)
+    active.wait_for("cycle_finished", result="ok", timeout=20)
+    standby = start_pg_daemon(**listening)
+    address = standby.wait_for("metrics_listening", timeout=20)["address"]
+    standby.wait_for("standby", timeout=20)
+    page = httpx.get(f"http://{address}/")
+    assert page.status_code == 200
+    assert "This instance is a <strong>standby</strong>" in page.text
+    assert f"pid {active.pid}" in page.text  # who is active
+    assert "<td>run</td><td>ok</td>" in page.text  # the active one's cycle, from the state
+    user = httpx.get(f"http://{address}/users/janedoe")
+    assert "has not read the desired state" in user.text
+    assert "Private Island" in user.text  # live, from the shared cache
+    assert standby.stop() == 0
+    assert active.stop() == 0

@@ -1,0 +1,160 @@
+"""Failures that no retry mends stop the run once, naming their cause (issue 22, 15-17).
+
+A silent API, a certificate for another name, a proxy that refuses its
+credentials: each is one line and exit 1, after as few attempts as it takes to
+know, not five per request for every user. Each server is on loopback
+(tests/security/servers.py); timeouts are short settings, never sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+from click.testing import CliRunner, Result
+
+from syncd.cli.main import cli
+from syncd.core.live import LiveAccount, LiveProfile
+from syncd.core.plan import FieldChange, Plan, UpdateProfile
+from syncd.engine.reconcile import apply_plan, connect
+from syncd.errors import ApiUnreachable
+from syncd.state.audit import AuditTrail
+from tests.security.servers import (
+    CA_FILE,
+    PROXY_AUTH_REQUIRED,
+    RecordingProxy,
+    SilentServer,
+    TlsFront,
+)
+from tests.security.test_network import plan
+from tests.world import World
+
+#: A desired state of ten users, each authenticated by one fallback token.
+TEN_USERS = {"version": 1, "users": {f"user{i:04d}": {"full_name": "U"} for i in range(10)}}
+
+
+def one_line(result: Result) -> str:
+    """The run's one message: exit 1, a single line on stderr, no traceback."""
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_a_silent_api_ends_the_run_within_five_timeouts(world: World):
+    world.desire(TEN_USERS)
+    timeout = 0.5
+    with SilentServer() as silent:
+        url = f"http://127.0.0.1:{silent.port}"
+        started = time.monotonic()
+        result = plan(world, api_url=url, SYNCD_TOKEN="tok-jane", SYNCD_TIMEOUT=str(timeout))
+        took = time.monotonic() - started
+    line = one_line(result)
+    assert line.startswith(f"syncd: API unreachable: {url}: 5 attempts got no answer"), line
+    assert "SYNCD_TIMEOUT" in line
+    # Five timeouts and the backoff between them (at most 0.2 + 0.4 + 0.8 + 1.6 s).
+    assert took < 5 * timeout + 3.0 + 2.0, took
+
+
+def test_a_certificate_for_another_name_costs_one_handshake(world: World):
+    with TlsFront(target_port=int(world.sandbox.url.rsplit(":", 1)[1])) as front:
+        # The test certificate names 127.0.0.1 and api.example, not localhost.
+        url = f"https://localhost:{front.port}"
+        result = plan(world, api_url=url, SSL_CERT_FILE=None, SYNCD_CA_FILE=str(CA_FILE))
+    line = one_line(result)
+    assert front.connections == 1
+    assert line.startswith(f"syncd: API unreachable: {url}: TLS refused: Hostname mismatch"), line
+    assert "CERTIFICATE_VERIFY_FAILED" in line
+
+
+def test_a_proxy_that_refuses_its_password_sees_one_connect(world: World):
+    world.desire(TEN_USERS)
+    with RecordingProxy(otherwise=PROXY_AUTH_REQUIRED) as proxy:
+        proxy_url = f"http://deploy:wrong-pw@127.0.0.1:{proxy.port}"
+        result = plan(
+            world, api_url="https://api.example", HTTPS_PROXY=proxy_url, SYNCD_TOKEN="tok-jane"
+        )
+    line = one_line(result)
+    assert proxy.requests == ["CONNECT api.example:443 HTTP/1.1"]
+    assert f"the proxy http://***@127.0.0.1:{proxy.port} refused its credentials (407" in line
+    assert "wrong-pw" not in result.output
+
+
+def test_a_dead_proxy_is_named_not_the_api(world: World):
+    with socket.socket() as closed:  # a port that nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        proxy_url = f"http://deploy:secret-pw@127.0.0.1:{closed.getsockname()[1]}"
+    result = plan(world, api_url="https://api.example", HTTPS_PROXY=proxy_url)
+    line = one_line(result)
+    shown = proxy_url.replace("deploy:secret-pw", "***")
+    assert f"connection refused by the proxy {shown}" in line, line
+    assert "secret-pw" not in result.output
+
+
+def test_a_redirect_names_where_it_pointed(world: World):
+    moved = (
+        b"HTTP/1.1 301 Moved Permanently\r\n"
+        b"Location: https://api.example/api/v1.1/users/janedoe/\r\nContent-Length: 0\r\n\r\n"
+    )
+    with RecordingProxy(otherwise=moved) as api:  # plays the API: every request, one answer
+        result = plan(world, api_url=f"http://127.0.0.1:{api.port}")
+    assert result.exit_code == 1, result.output
+    assert "HTTP 301: redirected to https://api.example/api/v1.1/users/janedoe/" in result.stdout
+    assert len(api.requests) == 2  # a 301 is an answer: not retried, not followed
+
+
+def test_the_deadline_stops_a_plan_in_one_line(world: World):
+    with SilentServer() as silent:
+        url = f"http://127.0.0.1:{silent.port}"
+        result = plan(world, "--deadline", "0.5", api_url=url, SYNCD_TIMEOUT="30")
+    line = one_line(result)
+    assert line.startswith("syncd: stopped after 0.5 s (SYNCD_RUN_DEADLINE, --deadline)"), line
+
+
+def test_the_deadline_stops_an_apply_and_its_writes_in_flight_are_audited(world: World):
+    assert plan(world).exit_code == 0  # the live state is cached: the apply reads nothing
+    world.sandbox.set_faults({"latency_ms": 3000})  # every write is answered after the deadline
+    flags = [*world.cli_args(), "--yes", "--deadline", "1"]
+    result = CliRunner().invoke(cli, ["apply", *flags], catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    said = [line for line in result.stderr.splitlines() if line.startswith("syncd:")]
+    assert said == [
+        "syncd: stopped after 1 s (SYNCD_RUN_DEADLINE, --deadline): the run did not finish; "
+        "writes in flight are audited as unknown and read again next run"
+    ]
+    assert world.query("SELECT result FROM runs WHERE command = 'apply'") == [
+        {"result": "deadline"}
+    ]
+    outcomes = world.query("SELECT result FROM audit WHERE event = 'outcome'")
+    assert outcomes == [{"result": "unknown"}]  # the PATCH in flight, its answer never heard
+
+
+def test_an_api_silent_to_writes_stops_the_apply_and_audits_each_as_unknown(world: World):
+    # Writes to a silent API: the first PATCH times out five times and the run stops;
+    # the writes waiting their turn are cancelled; every intent has its outcome: unknown.
+    users = [f"user{i:04d}" for i in range(6)]
+    live = {
+        u: LiveAccount(u, LiveProfile("Old", "", "", "", "", f"{u}@example.com")) for u in users
+    }
+    changes = [UpdateProfile(u, (FieldChange("full_name", "Old", "New"),)) for u in users]
+
+    async def apply_into_silence(url: str) -> None:
+        settings = world.settings(api_url=url, timeout=0.3, token="tok-jane", concurrency=4)
+        async with connect(settings) as connection:
+            audit = AuditTrail(connection.db, {"files": [], "revision": None})
+            audit.begin_run("apply")
+            try:
+                plan = Plan(tuple(changes), users=len(users))
+                await apply_plan(connection, plan, live, audit)
+            finally:
+                audit.end_run("failed", {})
+
+    with SilentServer() as silent, pytest.raises(ApiUnreachable, match="5 attempts got no"):
+        asyncio.run(apply_into_silence(f"http://127.0.0.1:{silent.port}"))
+    outcomes = world.query("SELECT result, message FROM audit WHERE event = 'outcome'")
+    intents = world.query("SELECT seq FROM audit WHERE event = 'intent'")
+    assert len(outcomes) == len(intents) == 4  # those in flight, each with its outcome
+    assert {row["result"] for row in outcomes} == {"unknown"}
