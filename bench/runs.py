@@ -118,6 +118,35 @@ def desired_file(path: Path, users: int, change: bool) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def team_desired(directory: Path, users: int) -> None:
+    """The same users as `desired_file` (no change), written as a team would: `defaults`
+    and 50 groups in groups.yaml, each user in two groups in users.yaml.
+
+    48 site groups set the location and company that the sandbox generated for
+    their users (seed.py's lists, of 6 and 4 values, repeat every 12 users), so
+    the plan is as empty as the plain one; two more set the email mode only.
+    """
+    from syncd.sandbox.seed import _COMPANIES, _LOCATIONS
+
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = ["version: 1", "defaults:", "  emails_mode: exact", "groups:"]
+    for n in range(48):
+        location, company = _LOCATIONS[n % len(_LOCATIONS)], _COMPANIES[n % len(_COMPANIES)]
+        lines.append(f'  site{n:02d}: {{location: "{location}", company: "{company}"}}')
+    lines += ["  even: {emails_mode: exact}", "  odd: {emails_mode: exact}"]
+    (directory / "groups.yaml").write_text("\n".join(lines) + "\n")
+    lines = ["version: 1", "users:"]
+    for i in range(1, users + 1):
+        name = f"user{i:06d}"
+        lines += [
+            f"  {name}:",
+            f"    groups: [site{i % 48:02d}, {'odd' if i % 2 else 'even'}]",
+            f'    full_name: "User {i}"',
+            f"    emails: [{name}@example.com]",
+        ]
+    (directory / "users.yaml").write_text("\n".join(lines) + "\n")
+
+
 @contextlib.asynccontextmanager
 async def worker_clients(
     url: str, workers: int, *, one_connection_each: bool, timeout: float

@@ -11,6 +11,8 @@ from syncd.cli.options import (
     desired_for,
     keep_until_exit,
     output_option,
+    scope_of,
+    scope_options,
     settings_from_flags,
     settings_options,
 )
@@ -26,7 +28,7 @@ from syncd.errors import EXIT_CHANGES_PENDING, EXIT_ERROR
     is_flag=True,
     help="Exit 2 when changes are pending, 0 when none, 1 on error.",
 )
-@click.option("--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat).")
+@scope_options
 @click.option("--out", "out_file", metavar="FILE", help="Save the plan for a later apply.")
 @click.option(
     "--deadline",
@@ -39,7 +41,6 @@ def plan(
     refresh: bool,
     output: str,
     detailed_exitcode: bool,
-    users: tuple[str, ...],
     out_file: str | None,
     **options: Any,
 ) -> None:
@@ -49,9 +50,10 @@ def plan(
     from syncd.cli.progress import fetch_progress
     from syncd.engine.reconcile import compute_plan
 
+    scope = scope_of(options)
     settings = settings_from_flags(options)
     # A dry run may show a remembered file; what may be applied (--out) is read from the file.
-    desired = desired_for(settings, users, remember=out_file is None, output=output)
+    desired = desired_for(settings, scope, remember=out_file is None, output=output)
     with fetch_progress(enabled=output == "text") as on_progress:
         result = asyncio.run(
             compute_plan(settings, desired, refresh=refresh, on_progress=on_progress)
@@ -104,7 +106,7 @@ def plan(
     help="Allow up to N email deletions in this run [SYNCD_MAX_DELETIONS, 10].",
 )
 @click.option("--refresh", is_flag=True, help="Read every user from the API, ignoring the cache.")
-@click.option("--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat).")
+@scope_options
 @click.option(
     "-v",
     "--verbose",
@@ -123,7 +125,6 @@ def apply(
     yes: bool,
     allow_deletions: int | None,
     refresh: bool,
-    users: tuple[str, ...],
     verbose: bool,
     **options: Any,
 ) -> None:
@@ -146,11 +147,14 @@ def apply(
     )
     from syncd.logs import configure_logging
 
+    scope = scope_of(options)
     settings = settings_from_flags(options)
     if not yes and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise click.UsageError("no terminal to confirm on: pass --yes to apply without asking")
-    if plan_file and users:
-        raise click.UsageError("--user limits a new plan; a saved plan is applied whole")
+    if plan_file and scope:
+        raise click.UsageError(
+            "--user, --exclude and --group limit a new plan; a saved plan is applied whole"
+        )
     configure_logging(settings.log_format, verbose=verbose)
     limit = settings.max_deletions if allow_deletions is None else allow_deletions
     view = ApplyView(terminal(), ask=not yes)
@@ -163,7 +167,7 @@ def apply(
             saved.check_api(normal_api_url(settings.api_url))
             make_plan = saved_planning(saved)
         else:
-            desired = desired_for(settings, users)
+            desired = desired_for(settings, scope)
             make_plan = planning(desired, refresh=refresh, on_progress=on_progress)
 
         async def run() -> ConvergeResult:

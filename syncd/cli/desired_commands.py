@@ -1,7 +1,7 @@
-"""Commands about the desired-state files: `validate`, `schema` and `import`.
+"""Commands about the desired-state files: `validate`, `schema`, `render` and `import`.
 
-None of them writes to the accounts: `validate` and `schema` never call the
-API, and `import` only reads it.
+None of them writes to the accounts: `validate`, `schema` and `render` never
+call the API, and `import` only reads it.
 """
 
 from __future__ import annotations
@@ -48,9 +48,41 @@ def schema() -> None:
     """Print the JSON Schema of the desired-state format."""
     import json
 
-    from syncd.desired.loading import desired_state_json_schema
+    from syncd.desired.fileformat import desired_state_json_schema
 
     click.echo(json.dumps(desired_state_json_schema(), indent=2))
+
+
+@click.command()
+@desired_option
+@click.option("--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat).")
+@click.option(
+    "--output",
+    type=click.Choice(["yaml", "json"]),
+    default="yaml",
+    show_default=True,
+    help="A desired-state file in the plain per-user form, or JSON.",
+)
+@click.option("--explain", is_flag=True, help="Say where each value came from.")
+def render(desired: str | None, users: tuple[str, ...], output: str, explain: bool) -> None:
+    """Print the effective desired state: after defaults, groups and ignore."""
+    from syncd.core import effective
+    from syncd.core.jsondoc import dumps_document
+    from syncd.desired.loading import own_places
+    from syncd.visible import visible_lines
+
+    settings = settings_from_flags({"desired": desired})
+    from syncd.core.desired import Scope
+
+    state = desired_for(settings, Scope(users), output="json" if output == "json" else "text")
+    place = own_places(state) if explain else None
+    if output == "json":
+        click.echo(dumps_document(effective.to_json(state, explain=explain, place=place)))
+    elif explain:
+        for line in effective.explain_lines(state, place):
+            click.echo(visible_lines(line))
+    else:
+        click.echo(effective.to_yaml(state), nl=False)
 
 
 @click.command("import")

@@ -18,7 +18,7 @@ from syncd import __version__
 from syncd.cli.audit_command import audit
 from syncd.cli.converge_commands import apply, plan, show
 from syncd.cli.demo import demo
-from syncd.cli.desired_commands import import_, schema, validate
+from syncd.cli.desired_commands import import_, render, schema, validate
 from syncd.cli.run_command import run
 from syncd.cli.state_commands import state
 from syncd.cli.status_command import status
@@ -62,6 +62,7 @@ def cli() -> None:
 for command in (
     validate,
     schema,
+    render,
     plan,
     show,
     apply,

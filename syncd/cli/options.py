@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from syncd.core.desired import DesiredState
+    from syncd.core.desired import DesiredState, Scope
     from syncd.errors import DesiredStateError
     from syncd.settings import Settings
 
@@ -90,24 +90,52 @@ def settings_from_flags(flags: dict[str, Any]) -> Settings:
     return load_settings(**flags)
 
 
+#: `--user`, `--exclude`, `--group`: which users a run is limited to (scope_of).
+scope_options = with_options(
+    click.option(
+        "--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat)."
+    ),
+    click.option(
+        "--exclude",
+        multiple=True,
+        metavar="NAME",
+        help="Not this user, whatever else says (repeat).",
+    ),
+    click.option(
+        "--group",
+        "groups",
+        multiple=True,
+        metavar="NAME",
+        help="Only the users of this group (repeat).",
+    ),
+)
+
+
+def scope_of(options: dict[str, Any]) -> Scope:
+    """The Scope that scope_options gave, taken out of `options`."""
+    from syncd.core.desired import Scope
+
+    return Scope(options.pop("users", ()), options.pop("exclude", ()), options.pop("groups", ()))
+
+
 def desired_for(
     settings: Settings,
-    users: tuple[str, ...] = (),
+    scope: Scope | None = None,
     *,
     remember: bool = False,
     output: str = "text",
 ) -> DesiredState:
-    """The desired state that the settings name, limited to `--user` names if any.
+    """The desired state that the settings name, limited to the `scope` if any.
 
     With `output` json, an invalid desired state is a JSON document of its
     problems on stdout (and exit 1), for CI to annotate the lines.
     """
+    from syncd.core.desired import Scope
     from syncd.desired.gitsource import resolve_desired
-    from syncd.engine.reconcile import restrict
     from syncd.errors import EXIT_ERROR, DesiredStateError
 
     try:
-        desired = restrict(resolve_desired(settings, remember=remember), users)
+        desired = resolve_desired(settings, remember=remember).select(scope or Scope())
     except DesiredStateError as error:
         if output != "json":
             raise

@@ -163,6 +163,8 @@ def plan_lines(plan: Plan, paint: Paint = _plain, oldest_age: float | None = Non
         + f" {visible(finding.message)}"
         for finding in plan.warnings
     )
+    # emails_mode owned: an address its owner added is theirs, and stays.
+    lines.extend(paint(f"= {visible(note.describe())}", "dim") for note in plan.unmanaged)
     for shared in plan.shared_failures():
         names = ", ".join(visible(user) for user in shared.users[:SHARED_NAMES_SHOWN])
         if len(shared.users) > SHARED_NAMES_SHOWN:

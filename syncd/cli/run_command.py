@@ -17,6 +17,8 @@ from syncd.cli.options import (
     credentials_dir_option,
     desired_option,
     insecure_http_option,
+    scope_of,
+    scope_options,
     state_dir_option,
     with_options,
 )
@@ -50,19 +52,25 @@ if TYPE_CHECKING:
     click.option(
         "--once", is_flag=True, help="One cycle, then exit with apply's codes (0, 1, 3): for cron."
     ),
+    scope_options,
 )
 def run(config_file: str | None, once: bool, **flags: Any) -> None:
     """Reconcile on a schedule until stopped (a systemd Type=notify service).
 
     SIGTERM or SIGINT stops (exit 0), SIGHUP re-reads the settings and runs now.
+    --user, --exclude and --group limit a --once cycle.
     """
     from syncd.service.startup import serve
     from syncd.settings import load_settings
 
+    scope = scope_of(flags)
+    if scope and not once:
+        raise click.UsageError("--user, --exclude and --group limit a --once cycle only")
+
     def settings_now() -> Settings:
         return load_settings(config_file, **flags)
 
-    result = serve(settings_now, once=once)
+    result = serve(settings_now, once=once, scope=scope)
     if once:
         sys.exit(once_exit_code(result))
 

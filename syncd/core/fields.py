@@ -31,6 +31,8 @@ USER_OBJECT_FIELDS: Final = (
 )
 
 USERNAME_PATTERN: Final = re.compile(r"[a-z0-9_]{4,30}")
+#: Names of groups in the desired state (design.md section 2.1).
+GROUP_PATTERN: Final = re.compile(r"[a-z0-9_-]{1,64}")
 
 # Deliberately plain: one "@", no whitespace, a dot in the domain, no empty
 # labels. Stricter RFC 5322 parsing would reject addresses the API accepts.

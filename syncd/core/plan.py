@@ -8,7 +8,11 @@ Dry run and apply read the same values.
 
 Rules (design.md section 2): only stated things are managed; `gravatar_email`
 is compared by the digest inside `gravatar_url`; addresses compare
-case-insensitively; the primary address is never deleted.
+case-insensitively; the primary address is never deleted. A user's
+`emails_mode` (section 2.1) says which unlisted addresses may be deleted:
+all (`exact`), none (`additive`), or those syncd owns (`owned`), which the
+caller passes in (the ownership ledger, syncd.state.ownership); an unlisted
+address it does not own is its owner's, shown as not managed.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from syncd.core.desired import DesiredState, DesiredUser
+from syncd.core.desired import DesiredState, DesiredUser, EmailsMode
 from syncd.core.fields import PROFILE_FIELDS, email_key, gravatar_matches
 from syncd.core.live import LiveAccount
 from syncd.core.not_kept import EMAILS, NotKept
@@ -83,6 +87,20 @@ Action = UpdateProfile | AddEmail | DeleteEmail
 
 
 @dataclass(frozen=True, slots=True)
+class UserEmail:
+    """An address of a user's account, for the ownership ledger and the plan's notes."""
+
+    user: str
+    email: str
+
+    def describe(self) -> str:
+        return f"{self.user}: {self.email} is not managed (syncd did not add it; never listed)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user": self.user, "email": self.email}
+
+
+@dataclass(frozen=True, slots=True)
 class SharedFailure:
     """One failure that struck every user the run tried to read: reported once."""
 
@@ -101,6 +119,11 @@ class Plan:
     errors: tuple[Problem, ...] = ()
     #: How many users the plan covers (read or not): the desired state's.
     users: int = 0
+    #: Unlisted addresses of `owned` users that syncd does not own: never deleted.
+    unmanaged: tuple[UserEmail, ...] = ()
+    #: Listed addresses of `owned` users found on the account, not yet in the
+    #: ledger: syncd owns them from now on (the applier records them).
+    claims: tuple[UserEmail, ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -154,7 +177,7 @@ class Plan:
         A shared failure is one entry of `errors`, with `"user": null` and the
         users it struck in `users`; every other error names its user.
         """
-        return {
+        document: dict[str, Any] = {
             "format_version": PLAN_FORMAT_VERSION,
             "source": dict(source),
             "changes": [action.to_json() for action in self.changes],
@@ -163,6 +186,9 @@ class Plan:
             + [e.to_json() for e in self.own_errors()],
             "summary": self.summary(),
         }
+        if self.unmanaged:  # only where `emails_mode: owned` leaves an address alone
+            document["unmanaged_emails"] = [note.to_json() for note in self.unmanaged]
+        return document
 
 
 def _profile_changes(
@@ -195,33 +221,56 @@ def _profile_changes(
     return tuple(changes), futile
 
 
+@dataclass(slots=True)
+class _Emails:
+    """What one user's addresses come to."""
+
+    actions: list[Action]
+    warnings: list[Problem]
+    futile: list[NotKept]
+    unmanaged: list[UserEmail]
+    claims: list[UserEmail]
+
+
 def _email_changes(
-    desired: DesiredUser, live: LiveAccount, not_kept: Sequence[NotKept]
-) -> tuple[list[Action], list[Problem], list[NotKept]]:
+    desired: DesiredUser,
+    live: LiveAccount,
+    not_kept: Sequence[NotKept],
+    owned: frozenset[str] = frozenset(),
+) -> _Emails:
+    """`owned`: the email_keys of the addresses syncd owns on this account."""
+    found = _Emails([], [], [], [], [])
     if desired.emails is None or live.emails is None:
-        return [], [], []
-    if desired.emails == tuple(e.email for e in live.emails):
-        return [], [], []  # the usual case, and exactly equal is equal by email_key too
+        return found
+    mode = desired.mode
+    if mode is not EmailsMode.OWNED and desired.emails == tuple(e.email for e in live.emails):
+        return found  # the usual case, and exactly equal is equal by email_key too
     wanted = {email_key(address): address for address in desired.emails}
     present = {email_key(e.email): e for e in live.emails}
     missing, extra = wanted.keys() - present.keys(), present.keys() - wanted.keys()
+    if mode is EmailsMode.OWNED:
+        listed = sorted(wanted.keys() & present.keys() - owned)
+        found.claims = [UserEmail(desired.username, present[key].email) for key in listed]
     # An address the server keeps in another form: adding it again would add the
     # same again, and deleting the other form would undo what was just added.
-    futile = [
+    found.futile = [
         record
         for record in not_kept
         if record.field == EMAILS
         and email_key(record.sent) in missing
         and email_key(record.kept) in extra
     ]
-    missing -= {email_key(record.sent) for record in futile}
-    extra -= {email_key(record.kept) for record in futile}
-    actions: list[Action] = [AddEmail(desired.username, wanted[key]) for key in sorted(missing)]
-    warnings = []
+    missing -= {email_key(record.sent) for record in found.futile}
+    extra -= {email_key(record.kept) for record in found.futile}
+    found.actions = [AddEmail(desired.username, wanted[key]) for key in sorted(missing)]
     for key in sorted(extra):
         email = present[key]
-        if email.primary:
-            warnings.append(
+        if mode is EmailsMode.ADDITIVE:
+            continue  # nothing is ever deleted
+        if mode is EmailsMode.OWNED and key not in owned:
+            found.unmanaged.append(UserEmail(desired.username, email.email))
+        elif email.primary:
+            found.warnings.append(
                 Problem(
                     desired.username,
                     Code.PRIMARY_EMAIL_NOT_DESIRED,
@@ -230,14 +279,18 @@ def _email_changes(
                 )
             )
         else:
-            actions.append(DeleteEmail(desired.username, email.email))
-    return actions, warnings, futile
+            found.actions.append(DeleteEmail(desired.username, email.email))
+    return found
 
 
 def plan_user(
-    desired: DesiredUser, live: LiveAccount, not_kept: Sequence[NotKept] = ()
-) -> tuple[list[Action], list[Problem], list[Problem]]:
-    """The actions, warnings and errors for one user whose live state is known.
+    desired: DesiredUser,
+    live: LiveAccount,
+    not_kept: Sequence[NotKept] = (),
+    owned: frozenset[str] = frozenset(),
+) -> tuple[list[Action], list[Problem], list[Problem], _Emails]:
+    """The actions, warnings and errors for one user whose live state is known,
+    and what its addresses come to (the notes and claims of `emails_mode: owned`).
 
     A write that the server is known not to keep (`not_kept`, while both the
     desired and the live value are the recorded ones) is an error, not an action.
@@ -246,30 +299,36 @@ def plan_user(
     profile_changes, futile = _profile_changes(desired, live, not_kept)
     if profile_changes:
         actions.append(UpdateProfile(desired.username, profile_changes))
-    email_actions, warnings, futile_emails = _email_changes(desired, live, not_kept)
+    emails = _email_changes(desired, live, not_kept, owned)
     errors = [
         Problem(desired.username, Code.DOES_NOT_CONVERGE, record.message())
-        for record in [*futile, *futile_emails]
+        for record in [*futile, *emails.futile]
     ]
-    return actions + email_actions, warnings, errors
+    return actions + emails.actions, emails.warnings, errors, emails
 
 
 def build_plan(
     desired: DesiredState,
     live: Mapping[str, LiveAccount | Problem],
     not_kept: Mapping[str, Sequence[NotKept]] | None = None,
+    owned: Mapping[str, frozenset[str]] | None = None,
 ) -> Plan:
     """Everything that must change for the live accounts to match the desired state.
 
     A desired user missing from `live` is an error: the caller fetches every
     user it plans for. A user that could not be read is an error too, never a
     warning: a plan that did not read a user cannot say it matches. `not_kept`
-    holds, by user, the writes the server accepted and did not keep.
+    holds, by user, the writes the server accepted and did not keep; `owned`,
+    by user, the email_keys of the addresses syncd owns (none when absent: a
+    lost ledger deletes nothing).
     """
     not_kept = not_kept or {}
+    owned = owned or {}
     changes: list[Action] = []
     warnings: list[Problem] = []
     errors: list[Problem] = []
+    unmanaged: list[UserEmail] = []
+    claims: list[UserEmail] = []
     for user in sorted(desired.users, key=lambda u: u.username):
         state = live.get(user.username)
         if state is None:
@@ -277,10 +336,22 @@ def build_plan(
         elif isinstance(state, Problem):
             errors.append(state)
         else:
-            actions, user_warnings, user_errors = plan_user(
-                user, state, not_kept.get(user.username, ())
+            actions, user_warnings, user_errors, emails = plan_user(
+                user,
+                state,
+                not_kept.get(user.username, ()),
+                owned.get(user.username, frozenset()),
             )
             changes.extend(actions)
             warnings.extend(user_warnings)
             errors.extend(user_errors)
-    return Plan(tuple(changes), tuple(warnings), tuple(errors), len(desired.users))
+            unmanaged.extend(emails.unmanaged)
+            claims.extend(emails.claims)
+    return Plan(
+        tuple(changes),
+        tuple(warnings),
+        tuple(errors),
+        len(desired.users),
+        tuple(unmanaged),
+        tuple(claims),
+    )

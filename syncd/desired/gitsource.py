@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from syncd.core.desired import DesiredState
+from syncd.core.desired import DesiredState, Scope
 from syncd.desired.gitcredentials import (
     DEFAULT_FILE_NAME,
     GitCredential,
@@ -215,17 +215,20 @@ class GitMirror:
         if kind == "blob":
             length = int(await self._git("cat-file", "-s", spec))
             return [await self._blob(path, spec, length)]
-        listing = await self._git("ls-tree", "-z", "-l", spec)
+        listing = await self._git("ls-tree", "-r", "-z", "-l", spec)
         entries = []
         for entry in filter(None, listing.split(b"\0")):
             meta, _, raw_name = entry.partition(b"\t")
             mode, _, object_id, size = meta.decode().split()
             name = raw_name.decode("utf-8", "replace")
             # Regular files only: a symlink's blob is its target, not YAML.
-            if mode not in ("100644", "100755") or name.startswith("."):
+            # Hidden files and directories are skipped, as on disk.
+            hidden = any(part.startswith(".") for part in name.split("/"))
+            if mode not in ("100644", "100755") or hidden:
                 continue
             if name.endswith(YAML_SUFFIXES):
                 entries.append((f"{path}/{name}".lstrip("/"), object_id, int(size)))
+        entries.sort(key=lambda entry: entry[0].split("/"))  # as a directory on disk is read
         if not entries:
             message = f"no *.yaml or *.yml file in this directory at {commit[:12]}"
             raise DesiredStateError([Problem(shown, 1, 1, message)])
@@ -323,8 +326,11 @@ class DesiredSource:
         state_dir: Path,
         git_timeout: float,
         git_credentials: GitCredentialFile | None = None,
+        scope: Scope | None = None,
     ) -> None:
         self.spec = spec
+        #: The users each read is limited to (`syncd run --once --user ...`).
+        self.scope = scope or Scope()
         self.location = parse_git_desired(spec)
         self._mirror = (
             None
@@ -336,21 +342,23 @@ class DesiredSource:
         self.attempted_revision: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DesiredSource:
+    def from_settings(cls, settings: Settings, scope: Scope | None = None) -> DesiredSource:
         return cls(
             settings.desired,
             settings.state_dir,
             settings.git_timeout,
             git_credential_file(settings),
+            scope,
         )
 
     def __str__(self) -> str:
         return self.spec if self.location is None else str(self.location)
 
     async def read(self) -> DesiredRead:
-        """The desired state; raises DesiredStateError (apply nothing) or GitSourceError."""
+        """The desired state, limited to the scope; raises DesiredStateError (apply
+        nothing), GitSourceError, or UsageError for a scope naming what it lacks."""
         if self._mirror is None:
-            return DesiredRead(await in_thread(load_desired, self.spec))
+            return DesiredRead((await in_thread(load_desired, self.spec)).select(self.scope))
         try:
             commit = await self._mirror.fetch()
         except GitSourceError as error:
@@ -358,11 +366,11 @@ class DesiredSource:
             if good is None:
                 raise
             self.attempted_revision = good
-            return DesiredRead(await self._load(good), stale=str(error))
+            return DesiredRead((await self._load(good)).select(self.scope), stale=str(error))
         self.attempted_revision = commit
         desired = await self._load(commit)
         await self._mirror.mark_good(commit)
-        return DesiredRead(desired)
+        return DesiredRead(desired.select(self.scope))
 
     async def _load(self, commit: str) -> DesiredState:
         if self._good is not None and self._good.revision == commit:

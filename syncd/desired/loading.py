@@ -1,44 +1,29 @@
 """Loading the desired state: YAML files in, a valid DesiredState out, or every problem at once.
 
-The file format (design.md section 2) is defined once, by the pydantic models
-below: they validate the data and give `syncd schema` its JSON Schema, and the
-reader keeps their key rules as it reads (_SHAPE). The YAML itself is read by
-`syncd.desired.yaml_positions`, which keeps the place of every key and value so
-that each pydantic error's `loc` is reported at its file:line:col. What
-pydantic cannot see (users repeated within a file and across files, repeated
-keys and addresses) is found by `syncd.desired.duplicates`. A file shows at
-most MAX_PROBLEMS problems: reading and checking stop there.
+The file format (design.md sections 2 and 2.1) is defined once, by the models
+of `syncd.desired.fileformat`: they validate the data and give `syncd schema`
+its JSON Schema, and the reader keeps their key rules as it reads (SHAPE). The
+YAML itself is read by `syncd.desired.yaml_positions`, which keeps the place of
+every key and value so that each pydantic error's `loc` is reported at its
+file:line:col. What pydantic cannot see (users repeated within a file and
+across files, repeated keys and addresses) is found by
+`syncd.desired.duplicates`; what users inherit from defaults and groups, and
+its problems, by `syncd.desired.inheritance`, once every file is read. A file
+shows at most MAX_PROBLEMS problems: reading and checking stop there.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
-from functools import partial
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    WithJsonSchema,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import ValidationError
 
-from syncd.core.desired import DesiredState, DesiredUser, Location, SourceFile
-from syncd.core.fields import (
-    MAX_TEXT_LENGTH,
-    PROFILE_FIELDS,
-    USERNAME_PATTERN,
-    is_valid_email,
-    is_valid_url,
-    is_valid_username,
-)
+from syncd.core.desired import DesiredState, DesiredUser, EmailsMode, Location, SourceFile
+from syncd.core.fields import PROFILE_FIELDS
 from syncd.desired import yaml_positions
 from syncd.desired.duplicates import (
     Written,
@@ -46,8 +31,19 @@ from syncd.desired.duplicates import (
     duplicate_keys,
     location_of,
 )
+from syncd.desired.fileformat import (
+    FORMAT_VERSION,
+    LAYER_VALUES,
+    SAID,
+    SHAPE,
+    TOP_KEYS,
+    USER_KEYS,
+    DesiredStateFile,
+    ProfileSettings,
+)
+from syncd.desired.inheritance import DEFAULTS, Layer, Layers, Locate
 from syncd.desired.problem_list import ProblemList
-from syncd.desired.validation_messages import explain_all, unknown_key
+from syncd.desired.validation_messages import explain_all
 from syncd.desired.yaml_compose import REFUSED
 from syncd.desired.yaml_positions import (
     YamlDocument,
@@ -55,13 +51,11 @@ from syncd.desired.yaml_positions import (
     read_yaml_bytes,
     read_yaml_files,
 )
-from syncd.desired.yaml_shape import Shape, one_of
 from syncd.errors import DesiredStateError, Problem
 
 if TYPE_CHECKING:
     from syncd.desired.memo import DesiredMemo
 
-FORMAT_VERSION: Final = 1
 # The reader's limits, named here for the loader's callers.
 MAX_FILE_BYTES: Final = yaml_positions.MAX_FILE_BYTES
 MAX_PROBLEMS: Final = yaml_positions.MAX_PROBLEMS
@@ -69,141 +63,11 @@ YAML_SUFFIXES: Final = yaml_positions.YAML_SUFFIXES
 _CHUNK: Final = 1000  # users validated at once
 
 # ---------------------------------------------------------------------------
-# The format
-
-
-def _check_version(version: int) -> int:
-    if version != FORMAT_VERSION:
-        raise PydanticCustomError(
-            "syncd_version", f"unsupported version {version}: this syncd reads version 1"
-        )
-    return version
-
-
-def _username_problem(name: str) -> str | None:
-    if is_valid_username(name):
-        return None
-    message = f"invalid username {name!r}: 4 to 30 of lowercase a-z, 0-9 and '_'"
-    if is_valid_username(name.lower()):
-        message += f" (did you mean {name.lower()!r}?)"
-    return message
-
-
-def _email_problem(address: str) -> str | None:
-    return None if is_valid_email(address) else f"invalid email address {address!r}"
-
-
-def _check_username(name: str) -> str:
-    if (problem := _username_problem(name)) is not None:
-        raise PydanticCustomError("syncd_username", problem)
-    return name
-
-
-def _check_email(address: str) -> str:
-    if (problem := _email_problem(address)) is not None:
-        raise PydanticCustomError("syncd_email", problem)
-    return address
-
-
-def _check_email_or_empty(address: str) -> str:
-    return address and _check_email(address)
-
-
-def _check_url_or_empty(url: str) -> str:
-    if url and not is_valid_url(url):
-        raise PydanticCustomError(
-            "syncd_url", f'invalid URL {url!r}: expected http:// or https://, or "" for none'
-        )
-    return url
-
-
-Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
-EmailAddress = Annotated[str, AfterValidator(_check_email)]
-Username = Annotated[
-    str,
-    AfterValidator(_check_username),
-    WithJsonSchema({"type": "string", "pattern": f"^{USERNAME_PATTERN.pattern}$"}),
-]
-
-_UNMANAGED = 'Absent: not managed. "" or null: must be empty.'
-
-
-class UserSettings(BaseModel):
-    """What syncd manages for one account: the settings written, and only those."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, title="User")
-
-    full_name: Text | None = Field(None, description=f"Full name. {_UNMANAGED}")
-    location: Text | None = Field(None, description=f"Location. {_UNMANAGED}")
-    company: Text | None = Field(None, description=f"Company. {_UNMANAGED}")
-    profile_url: Annotated[str, AfterValidator(_check_url_or_empty)] | None = Field(
-        None, description=f"Profile URL, http:// or https://. {_UNMANAGED}"
-    )
-    gravatar_email: Annotated[str, AfterValidator(_check_email_or_empty)] | None = Field(
-        None,
-        description="Address whose Gravatar the profile shows. The API never returns it: "
-        f"syncd compares its digest with the one in gravatar_url. {_UNMANAGED}",
-    )
-    emails: list[EmailAddress] = Field(
-        default_factory=list,
-        description="The exact set of addresses, compared case-insensitively: missing ones "
-        "are added (unverified), unlisted ones deleted, except the primary address, which "
-        "is never deleted. Absent: addresses not managed. []: none but the primary.",
-    )
-
-
-class DesiredStateFile(BaseModel):
-    """A syncd desired-state file: the accounts to keep in the state written here."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, title="syncd desired state")
-
-    version: Annotated[
-        int, AfterValidator(_check_version), WithJsonSchema({"type": "integer", "const": 1})
-    ] = Field(description="Format version of this file: 1.")
-    users: dict[Username, UserSettings | None] | None = Field(
-        description="Managed accounts by username (4 to 30 of a-z, 0-9 and _). Accounts not "
-        "listed are never touched; a user with no settings is listed but nothing is managed.",
-    )
-
-
-_TOP_KEYS: Final = tuple(DesiredStateFile.model_fields)
-_USER_KEYS: Final = tuple(UserSettings.model_fields)
-# The pydantic errors that the reader reports itself, by _SHAPE's `name` check.
-_SAID: Final = frozenset({"syncd_username"})
-# The same rules, kept as the file is read (see syncd.desired.yaml_shape).
-_SHAPE: Final = Shape(
-    key=one_of(_TOP_KEYS, partial(unknown_key, allowed=_TOP_KEYS, top=True)),
-    under={
-        "users": Shape(
-            name=_username_problem,
-            under_any=Shape(
-                key=one_of(_USER_KEYS, partial(unknown_key, allowed=_USER_KEYS, top=False)),
-                under={"emails": Shape(item=_email_problem)},
-            ),
-        )
-    },
-)
-
-
-def desired_state_json_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of a desired-state file, for editors and CI."""
-    schema = DesiredStateFile.model_json_schema()
-    users = schema["properties"]["users"]
-    for option in users["anyOf"]:
-        # pydantic states key rules as patternProperties; propertyNames says
-        # "every key must match", which is the rule (and lets editors complete keys).
-        for pattern, value in option.pop("patternProperties", {}).items():
-            option["propertyNames"] = {"pattern": pattern}
-            option["additionalProperties"] = value
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
-
-
-# ---------------------------------------------------------------------------
 # Loading
 
 
 def load_desired(path: str | os.PathLike[str], memo: DesiredMemo | None = None) -> DesiredState:
-    """The desired state in a file, or in the `*.yaml`/`*.yml` files directly in a directory.
+    """The desired state in a file, or in the `*.yaml`/`*.yml` files in a directory's tree.
 
     Raises DesiredStateError carrying every problem of every file (at most
     MAX_PROBLEMS for each). With a `memo`, a file already found valid is not
@@ -230,6 +94,7 @@ def _assemble(
 ) -> DesiredState:
     users: list[DesiredUser] = []
     written = Written()
+    layers = Layers()
     problems = ProblemList(read_problems)
     sources = tuple(
         SourceFile(path, hashlib.sha256(content).hexdigest()) for path, content in files
@@ -241,8 +106,12 @@ def _assemble(
         for (path, content), source in zip(files, sources, strict=True):
             known = memo.recall(source.sha256, path) if memo else None
             if known is None:
-                known = _load_file(path, content, written, problems)
-                read.append((source.sha256, path, known))
+                declared = len(layers.declared)
+                known = _load_file(path, content, written, layers, problems)
+                # The memo keeps users only: a file that declares defaults or
+                # groups is read each time (they are usually a small file).
+                if len(layers.declared) == declared:
+                    read.append((source.sha256, path, known))
             else:
                 # Still checked against the other files: a user in two files.
                 for user in known:
@@ -250,6 +119,10 @@ def _assemble(
                     written.add(user.username, user.location)
             users += known
         problems.extend(written.duplicate_users())
+        problems.extend(layers.duplicates())
+        if not problems:
+            users, unresolved = layers.resolve(users, _group_places(files))
+            problems.extend(unresolved)
     if problems:
         raise DesiredStateError(problems.shown())
     # Only now: a file valid alone may repeat a user of its own, which only
@@ -257,14 +130,57 @@ def _assemble(
     if memo is not None:
         for sha256, path, known in read:
             memo.keep(sha256, path, known)
-    return DesiredState(tuple(users), sources, revision)
+    return DesiredState(tuple(users), sources, revision, tuple(sorted(layers.groups)))
+
+
+def _group_places(files: list[tuple[str, bytes]]) -> Locate:
+    """Where a user wrote the n-th of its groups: its file read again, once, for messages."""
+    contents, documents = dict(files), dict[str, YamlDocument]()
+
+    def locate(user: DesiredUser, index: int) -> Location | None:
+        if user.location is None or user.location.path not in contents:
+            return None
+        path = user.location.path
+        if path not in documents:
+            documents[path] = read_yaml_bytes(path, contents[path])
+        document = documents[path]
+        return location_of(
+            document, document.value_mark(("users", user.username, "groups", index))
+        )
+
+    return locate
+
+
+def own_places(state: DesiredState) -> Callable[[DesiredUser, str], Location | None]:
+    """Where each user wrote its own keys, for `render --explain`: its file read again,
+    if it is on disk with the same bytes (not for a git source), else None."""
+    digests = {source.path: source.sha256 for source in state.sources}
+    documents: dict[str, YamlDocument | None] = {}
+
+    def place(user: DesiredUser, key: str) -> Location | None:
+        path = user.location.path if user.location else None
+        if path is None or path not in digests:
+            return None
+        if path not in documents:
+            files, problems = read_yaml_files(path)
+            same = not problems and hashlib.sha256(files[0][1]).hexdigest() == digests[path]
+            documents[path] = read_yaml_bytes(path, files[0][1]) if same else None
+        document = documents[path]
+        if document is None:
+            return None
+        return location_of(document, document.value_mark(("users", user.username, key)))
+
+    return place
 
 
 def _load_file(
-    path: str, content: bytes, written: Written, problems: ProblemList
+    path: str, content: bytes, written: Written, layers: Layers, problems: ProblemList
 ) -> list[DesiredUser]:
-    """The users of one file, if it has no problem; its problems go to `problems`."""
-    document = read_yaml_bytes(path, content, _SHAPE)
+    """The users of one file, as written, if it has no problem; its problems go to `problems`.
+
+    Its defaults and groups go to `layers`.
+    """
+    document = read_yaml_bytes(path, content, SHAPE)
     before = len(problems)
     problems.extend(document.problems)
     if not document.parsed:
@@ -276,7 +192,7 @@ def _load_file(
     places = {name: location_of(document, mark) for name, mark in document.key_marks(("users",))}
     for username, place in places.items():
         written.add(username, place)
-    users = _validate(document, places, problems)
+    users = _validate(document, places, layers, problems)
     problems.extend(duplicate_keys(document, written))
     problems.extend(duplicate_emails(document))
     if users is None and len(problems) == before:
@@ -287,7 +203,7 @@ def _load_file(
 
 
 def _validate(
-    document: YamlDocument, places: dict[str, Location], problems: ProblemList
+    document: YamlDocument, places: dict[str, Location], layers: Layers, problems: ProblemList
 ) -> list[DesiredUser] | None:
     """The users of a file if it is valid by DesiredStateFile, else None and its problems.
 
@@ -309,11 +225,12 @@ def _validate(
             model = DesiredStateFile.model_validate(chunk)
         except ValidationError as error:
             errors = error.errors(include_url=False)
-            problems.extend(explain_all(errors, document, _TOP_KEYS, _USER_KEYS, _SAID))
+            problems.extend(explain_all(errors, document, TOP_KEYS, USER_KEYS, SAID))
             users = None
         else:
             if users is not None:
                 users += _users(model, places)
+            _add_layers(model, document, layers)
     return users
 
 
@@ -331,6 +248,7 @@ def _chunks(data: Any) -> Iterator[Any]:
 
 def _users(model: DesiredStateFile, places: dict[str, Location]) -> list[DesiredUser]:
     users = []
+    shared: dict[tuple[str, ...], tuple[str, ...]] = {(): ()}  # users in the same groups
     for username, settings in (model.users or {}).items():
         where = places[username]
         if settings is None:
@@ -341,5 +259,28 @@ def _users(model: DesiredStateFile, places: dict[str, Location]) -> list[Desired
             name: getattr(settings, name) or "" for name in PROFILE_FIELDS if name in stated
         }
         emails = tuple(settings.emails) if "emails" in stated else None
-        users.append(DesiredUser(username, profile, emails, where))
+        mode = EmailsMode(settings.emails_mode) if settings.emails_mode else None
+        groups, ignore = tuple(settings.groups), tuple(settings.ignore)
+        groups, ignore = shared.setdefault(groups, groups), shared.setdefault(ignore, ignore)
+        users.append(DesiredUser(username, profile, emails, where, mode, groups, ignore))
     return users
+
+
+def _add_layers(model: DesiredStateFile, document: YamlDocument, layers: Layers) -> None:
+    """The file's defaults and groups, each with the place of every key it sets."""
+    found: list[tuple[str, tuple[str, ...], ProfileSettings | None]] = []
+    if "defaults" in model.model_fields_set:
+        found.append((DEFAULTS, ("defaults",), model.defaults))
+    for name, settings in (model.groups or {}).items():
+        found.append((name, ("groups", name), settings))
+    for key, loc, settings in found:
+        stated = settings.model_fields_set if settings is not None else set()
+        values: dict[str, str] = {
+            name: getattr(settings, name) or "" for name in LAYER_VALUES if name in stated
+        }
+        places: dict[str, Location] = {
+            name: location_of(document, document.value_mark((*loc, name))) for name in values
+        }
+        layer_name = DEFAULTS if key == DEFAULTS else f"group {key}"
+        declared = location_of(document, document.key_mark(loc))
+        layers.add(key, Layer.of(layer_name, values, places), declared)

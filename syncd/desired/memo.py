@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import hashlib
 import json
 import os
@@ -198,6 +199,8 @@ def decoder(kind: Any) -> Callable[[Any], Any]:
             if value is None
             else kind(*[rebuild(each) for rebuild, each in zip(parts, value, strict=True)])
         )
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return lambda value: None if value is None else kind(value)
     origin, args = get_origin(kind), get_args(kind)
     if origin in (Union, types.UnionType):  # only `X | None` in the model: None passes
         (inner,) = (arg for arg in args if arg is not types.NoneType)

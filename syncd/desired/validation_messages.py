@@ -97,7 +97,17 @@ def _expectation(loc: Loc) -> tuple[str, str]:
             return "emails", "a list of addresses"
         case ("users", _, "emails", _):
             return "an email address", "a string"
-        case ("users", _, name):
+        case ("users", _, "groups" | "ignore" as key):
+            return str(key), "a list of names"
+        case ("users", _, "groups" | "ignore", _):
+            return "a name", "a string"
+        case ("defaults",):
+            return "'defaults'", "a mapping of keys every user takes"
+        case ("groups",):
+            return "'groups'", "a mapping of group names to their keys"
+        case ("groups", name):
+            return f"group {name!r}", "a mapping of keys (or empty)"
+        case ("users", _, name) | ("defaults", name) | ("groups", _, name):
             return str(name), 'a string ("" or null for empty)'
     return ".".join(map(str, loc)), "valid"
 

@@ -33,10 +33,10 @@ file (30,000 lines); libyaml and the composer take ~0.2 s, and 2.5 s for
 100,000 users. Without libyaml, PyYAML's pure-Python parser gives the same
 events, slowly.
 
-A directory is read as the `*.yaml`/`*.yml` files directly in it, by name;
-hidden files are skipped. Mapping keys are taken as text: in `1234: {}` the key
-is "1234", as it would be after a YAML-to-JSON conversion in an editor that
-validates against a schema. Lines and columns are 1-based.
+A directory is read as the `*.yaml`/`*.yml` files in its whole tree, sorted
+by path; hidden files and directories are skipped. Mapping keys are taken as
+text: in `1234: {}` the key is "1234", as it would be after a YAML-to-JSON
+conversion in an editor that validates against a schema. Lines and columns are 1-based.
 """
 
 from __future__ import annotations
@@ -211,19 +211,11 @@ class YamlDocument:
 
 
 def read_yaml_files(path: str) -> tuple[list[tuple[str, bytes]], list[Problem]]:
-    """The content of a file, or of the YAML files directly in a directory, sorted by name."""
+    """The content of a file, or of the YAML files in a directory's tree, sorted by path."""
     try:
         if not os.path.isdir(path):
             return _read_file(path)
-        names = sorted(
-            entry.name
-            for entry in os.scandir(path)
-            # Hidden files are skipped so that pointing at a repository root does
-            # not read .pre-commit-config.yaml and the like.
-            if entry.name.endswith(YAML_SUFFIXES)
-            and not entry.name.startswith(".")
-            and entry.is_file()
-        )
+        names = _yaml_tree(path)
     except OSError as error:
         return [], [Problem(path, 1, 1, _os_message(error))]
     if not names:
@@ -244,6 +236,26 @@ def read_yaml_files(path: str) -> tuple[list[tuple[str, bytes]], list[Problem]]:
         if (too_large := source_too_large(path, 0, sum(len(c) for _, c in files))) is not None:
             return [], [too_large]
     return files, problems
+
+
+def _yaml_tree(path: str) -> list[str]:
+    """The YAML files under `path`, relative to it, sorted; hidden files and directories
+    are skipped so that pointing at a repository root does not read .github/ or
+    .pre-commit-config.yaml. Links to directories are not followed (no loops)."""
+    names = []
+    for top, directories, files in os.walk(path, onerror=_raise):
+        directories[:] = [name for name in directories if not name.startswith(".")]
+        relative = os.path.relpath(top, path)
+        for name in files:
+            if name.endswith(YAML_SUFFIXES) and not name.startswith("."):
+                full = os.path.join(top, name)
+                if os.path.isfile(full):
+                    names.append(os.path.normpath(os.path.join(relative, name)))
+    return sorted(names, key=lambda name: name.split(os.sep))
+
+
+def _raise(error: OSError) -> None:
+    raise error
 
 
 def source_too_large(path: str, count: int, size: int) -> Problem | None:

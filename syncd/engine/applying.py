@@ -33,7 +33,7 @@ from syncd.api.pool import for_each
 from syncd.core.fields import email_key
 from syncd.core.live import LiveAccount, LiveEmail
 from syncd.core.not_kept import NotKept, after_add, after_update
-from syncd.core.plan import Action, AddEmail, DeleteEmail, UpdateProfile
+from syncd.core.plan import Action, AddEmail, DeleteEmail, UpdateProfile, UserEmail
 from syncd.core.problem import Problem
 from syncd.core.vocabulary import ActionName, Code, WriteResult
 from syncd.errors import (
@@ -54,6 +54,7 @@ from syncd.state.audit import AuditTrail
 from syncd.state.cache import LiveCache, Snapshot
 from syncd.state.groupcommit import GroupCommit
 from syncd.state.not_kept import NotKeptRecords
+from syncd.state.ownership import Claim, OwnershipLedger
 
 #: POST attempts for one address when answers keep getting lost.
 POST_ATTEMPTS = 3
@@ -107,8 +108,10 @@ class Applier:
         live: Mapping[str, LiveAccount],
         not_kept: NotKeptRecords,
         on_change: ChangeObserver | None = None,
+        ownership: OwnershipLedger | None = None,
     ) -> None:
         self.on_change = on_change
+        self.ownership = ownership
         self.client = client
         self.cache = cache
         self.audit = audit
@@ -170,6 +173,9 @@ class Applier:
         def remember() -> None:
             self._remember(action, account)
             self.not_kept.save(missed)
+            if isinstance(action, AddEmail) and not missed and self.ownership is not None:
+                # Added by syncd, so syncd's to delete when it leaves the list.
+                self.ownership.record([UserEmail(action.user, action.email)], Claim.ADDED)
 
         # Accepted, and applied as far as the server goes: what it did not keep is
         # an error of its own, and the cache holds the server's value.

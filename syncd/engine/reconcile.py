@@ -20,7 +20,7 @@ from typing import Any
 from syncd.api.client import AccountsClient, ResponseObserver, RetryObserver
 from syncd.api.credentials import CredentialStore
 from syncd.core.api_url import normal_api_url
-from syncd.core.desired import DesiredState
+from syncd.core.desired import DesiredState, EmailsMode
 from syncd.core.live import LiveAccount
 from syncd.core.plan import DeleteEmail, Plan, build_plan
 from syncd.core.problem import Problem
@@ -35,12 +35,13 @@ from syncd.engine.fetching import (
 )
 from syncd.engine.outcome import failing_users, run_result
 from syncd.engine.planfile import SavedPlan, staleness
-from syncd.errors import DeadlineExceeded, GuardError, PlanFileError, UsageError
+from syncd.errors import DeadlineExceeded, GuardError, PlanFileError
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail, OpenIntent, open_intents
 from syncd.state.backend import Database, StateStore, open_store
 from syncd.state.cache import LiveCache
 from syncd.state.not_kept import NotKeptRecords
+from syncd.state.ownership import Claim, OwnershipLedger
 
 
 @dataclass
@@ -78,20 +79,14 @@ class PlanResult:
 
 
 def source_of(desired: DesiredState) -> dict[str, Any]:
-    return {
+    """Where the desired state came from, and which of its users a run was limited to."""
+    source: dict[str, Any] = {
         "files": [{"path": s.path, "sha256": s.sha256} for s in desired.sources],
         "revision": desired.revision,
     }
-
-
-def restrict(desired: DesiredState, users: tuple[str, ...]) -> DesiredState:
-    """The desired state limited to `--user` names, each of which must be in it."""
-    if not users:
-        return desired
-    unknown = sorted(set(users) - set(desired.usernames()))
-    if unknown:
-        raise UsageError(f"not in the desired state: {', '.join(unknown)}")
-    return desired.only(set(users))
+    if desired.scope:
+        source["scope"] = desired.scope.to_json()
+    return source
 
 
 @dataclass
@@ -216,7 +211,7 @@ async def read_and_plan(
         on_progress,
     )
     not_kept = NotKeptRecords(connection.db, connection.api).load(desired.usernames())
-    plan = build_plan(desired, read.states, not_kept)
+    plan = build_plan(desired, read.states, not_kept, owned_addresses(connection, desired))
     return PlanResult(
         plan,
         read.states,
@@ -226,6 +221,18 @@ async def read_and_plan(
         read.oldest_read_at,
         now,
     )
+
+
+def owned_addresses(connection: Connection, desired: DesiredState) -> dict[str, frozenset[str]]:
+    """What the ledger says syncd owns, for the users whose `emails_mode` is owned."""
+    users = [
+        user.username
+        for user in desired.users
+        if user.mode is EmailsMode.OWNED and user.emails is not None
+    ]
+    if not users:
+        return {}
+    return OwnershipLedger(connection.db, connection.api).load(users)
 
 
 async def compute_plan(
@@ -281,7 +288,10 @@ async def apply_plan(
 ) -> ApplyReport:
     readable = {user: state for user, state in live.items() if isinstance(state, LiveAccount)}
     records = NotKeptRecords(connection.db, connection.api)
-    applier = Applier(connection.client, connection.cache, audit, readable, records, on_change)
+    ledger = OwnershipLedger(connection.db, connection.api)
+    applier = Applier(
+        connection.client, connection.cache, audit, readable, records, on_change, ledger
+    )
     return await applier.apply(plan.changes, connection.settings.concurrency)
 
 
@@ -402,6 +412,11 @@ async def converge(
         if on_plan is not None:
             on_plan(result)
         converged = ConvergeResult(result, audit.run_id, interrupted)
+        if result.plan.claims and not observe:
+            # Listed, and read on the account by this run: syncd's from now on.
+            ledger = OwnershipLedger(connection.db, connection.api)
+            with connection.db.atomic():
+                ledger.record(result.plan.claims, Claim.LISTED)
         if observe or result.plan.is_empty:
             outcome = converged.conclude(None, observe=observe)
             return converged

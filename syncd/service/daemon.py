@@ -34,6 +34,7 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from syncd.core.desired import Scope
 from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult
 from syncd.desired.gitsource import DesiredSource
 from syncd.errors import SyncdError
@@ -68,16 +69,19 @@ class Daemon:
         *,
         once: bool = False,
         webhook: Webhook | None = None,
+        scope: Scope | None = None,
     ) -> None:
         #: Run one cycle, then stop (`syncd run --once`); `last` is that cycle's outcome.
         self.once = once
+        #: The users each cycle is limited to (`run --once --user/--exclude/--group`).
+        self.scope = scope
         self.last: CycleOutcome | None = None
         self.webhook = webhook
         self.settings = settings
         self._reload_settings = reload_settings
         self.notifier = notifier
         self.metrics = metrics
-        self.source = DesiredSource.from_settings(settings)
+        self.source = DesiredSource.from_settings(settings, scope)
         #: Whose lock this process holds (the caller's, who closes it).
         self.store = store
         self.db = store.history
@@ -241,7 +245,7 @@ class Daemon:
             configure_logging(new.log_format)
         made_of = ("desired", "git_timeout", "git_credentials_file")
         if any(getattr(new, name) != getattr(old, name) for name in made_of):
-            self.source = DesiredSource.from_settings(new)
+            self.source = DesiredSource.from_settings(new, self.scope)
             if webhook is not None:
                 webhook.ref = self._hooked_ref()
         self.settings = new

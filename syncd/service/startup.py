@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 
 from syncd.api.credentials import CredentialStore
+from syncd.core.desired import Scope
 from syncd.core.vocabulary import RunResult
 from syncd.errors import UsageError
 from syncd.logs import configure_logging
@@ -27,8 +28,12 @@ from syncd.settings import Settings
 from syncd.state.backend import open_store
 
 
-def serve(settings_now: Callable[[], Settings], *, once: bool) -> RunResult:
+def serve(
+    settings_now: Callable[[], Settings], *, once: bool, scope: Scope | None = None
+) -> RunResult:
     """Reconcile until stopped (or, with `once`, for one cycle); how the last cycle ended.
+
+    `scope` limits the users of a `once` cycle (the daemon reconciles everyone).
 
     `settings_now` reads the settings again on SIGHUP: the file may have changed.
     """
@@ -66,7 +71,14 @@ def serve(settings_now: Callable[[], Settings], *, once: bool) -> RunResult:
             asyncio.run(lead(settings, settings_now, notifier, metrics, webhook=webhook))
             return RunResult.OK  # stopped by a signal
         daemon = Daemon(
-            settings, settings_now, notifier, metrics, store, once=once, webhook=webhook
+            settings,
+            settings_now,
+            notifier,
+            metrics,
+            store,
+            once=once,
+            webhook=webhook,
+            scope=scope,
         )
         asyncio.run(daemon.serve())
     return daemon.last.result if daemon.last else RunResult.ERROR

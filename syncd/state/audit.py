@@ -160,9 +160,15 @@ class AuditTrail:
         self.source = dict(source)
         self._source_json = json.dumps(self.source)
         with self.db.atomic():
+            scope = self.source.get("scope")  # the users the run was limited to, if it was
             self.db.execute(
-                "UPDATE runs SET source = ?, revision = ? WHERE id = ?",
-                [self._source_json, self.source.get("revision"), self.run_id],
+                "UPDATE runs SET source = ?, revision = ?, scope = ? WHERE id = ?",
+                [
+                    self._source_json,
+                    self.source.get("revision"),
+                    None if scope is None else json.dumps(scope),
+                    self.run_id,
+                ],
             )
         self.log.info("run_source", source=self.source)
 

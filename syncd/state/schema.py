@@ -17,7 +17,8 @@ only where it is missing, a table whose rows are not worth a copy remade only
 where it lacks its new key): that is how a state made before migrations were
 recorded is brought up to date, its history kept.
 
-    HISTORY  runs, the audit trail, daemon_state, not_kept, user_failures: syncd.db
+    HISTORY  runs, the audit trail, daemon_state, not_kept, user_failures,
+             email_ownership: syncd.db
     CACHE    the live cache: cache.db; on PostgreSQL one database holds both lists
 
 cache.db records nothing, so that it holds the cache alone: disposable, it has
@@ -164,6 +165,23 @@ HISTORY = (
         )
         """,
         remade=(("not_kept", "api"), ("user_failures", "api")),
+    ),
+    # The addresses syncd owns (syncd.state.ownership), for `emails_mode: owned`, per
+    # API (its normalised URL) and user; and the users a run was limited to.
+    Migration(
+        "email_ownership_and_run_scope",
+        """
+        CREATE TABLE IF NOT EXISTS email_ownership (
+            api TEXT NOT NULL,
+            username TEXT NOT NULL,
+            email_key TEXT NOT NULL,
+            email TEXT NOT NULL,
+            since TEXT NOT NULL,
+            how TEXT NOT NULL,
+            PRIMARY KEY (api, username, email_key)
+        )
+        """,
+        columns=(("runs", "scope", "TEXT"),),
     ),
 )
 

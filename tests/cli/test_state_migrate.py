@@ -38,6 +38,10 @@ def test_the_history_moves_whole_and_the_counts_are_checked(world: World, postgr
 
     on_postgres = World(world.sandbox, world.root, postgres_db)
     assert audit(on_postgres.state_env()) == before
+    # The ownership ledger is history: it moves too (the address apply added).
+    ledger = "SELECT api, username, email, how FROM email_ownership ORDER BY email"
+    assert on_postgres.query(ledger) == world.query(ledger)
+    assert [row["email"] for row in world.query(ledger)] == ["jane.doe+other@example.com"]
     # The cache stayed behind: the first plan reads the accounts, and finds nothing to do.
     gets = world.gets()
     plan = CliRunner(env=on_postgres.state_env()).invoke(

@@ -127,6 +127,22 @@ def test_an_invalid_commit_never_becomes_the_good_one(repository: Repository, tm
     assert asyncio.run(source.read()).desired.revision == good
 
 
+def test_a_git_directory_is_read_as_a_tree_without_hidden_directories(
+    repository: Repository, tmp_path: Path
+):
+    groups = repository.path / "accounts" / "teams" / "groups.yaml"
+    groups.parent.mkdir()
+    groups.write_text("version: 1\ngroups:\n  berlin: {location: Berlin}\n", encoding="utf-8")
+    hidden = repository.path / "accounts" / ".github" / "ci.yaml"
+    hidden.parent.mkdir()
+    hidden.write_text("not: [a desired state\n", encoding="utf-8")
+    repository.commit("version: 1\nusers:\n  alice: {groups: [berlin]}\n")
+    read = asyncio.run(DesiredSource(repository.url, tmp_path / "state", 30).read())
+    paths = [source.path for source in read.desired.sources]
+    assert paths == ["accounts/teams/groups.yaml", "accounts/users.yaml"]
+    assert dict(read.desired.users[0].profile) == {"location": "Berlin"}
+
+
 def test_plan_reads_a_git_desired_state(world: World, repository: Repository):
     commit = repository.commit(STANDARD_DESIRED)
     args = [arg if arg != str(world.desired_file) else repository.url for arg in world.cli_args()]

@@ -172,9 +172,11 @@ def test_both_backends_end_with_the_same_tables_and_columns(
     new = sqlite_layout(tmp_path / "new")
     assert set(new) == {
         *("runs", "audit", "daemon_state", "not_kept", "user_failures", "live_accounts"),
+        "email_ownership",
         "schema_migrations",
     }
     assert new["runs"]["pid"] == "integer"
+    assert new["runs"]["scope"] == "text"
     assert new["live_accounts"]["profile_fetched_at"] == "real"
     assert postgres_layout(postgres_settings(postgres_cluster, tmp_path, old=False)) == new
     # And so do the states the previous syncd made, once opened by this one.

@@ -428,7 +428,7 @@ def test_file_loads_with_its_digest_and_path_as_given(
     assert state.revision is None
 
 
-def test_directory_reads_yaml_files_in_name_order(
+def test_directory_reads_yaml_files_of_its_tree_in_path_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write(tmp_path / "d" / "b.yml", HEAD + "  bbbb: {}\n  aaaa: {}\n")
@@ -436,12 +436,18 @@ def test_directory_reads_yaml_files_in_name_order(
     write(tmp_path / "d" / "c.yaml", "version: 1\nusers: {}\n")
     write(tmp_path / "d" / "notes.txt", "not yaml")
     write(tmp_path / "d" / ".hidden.yaml", "not: [even, valid")
-    write(tmp_path / "d" / "sub" / "deeper.yaml", "not: [even, valid")
+    write(tmp_path / "d" / ".sub" / "deeper.yaml", "not: [even, valid")
+    write(tmp_path / "d" / "sub" / "deeper.yaml", HEAD + "  yyyy: {}\n")
     (tmp_path / "d" / "dir.yaml").mkdir()
     monkeypatch.chdir(tmp_path)
     state = load_desired(Path("d"))
-    assert state.usernames() == ["zzzz", "bbbb", "aaaa"]
-    assert [source.path for source in state.sources] == ["d/a.yaml", "d/b.yml", "d/c.yaml"]
+    assert state.usernames() == ["zzzz", "bbbb", "aaaa", "yyyy"]
+    assert [source.path for source in state.sources] == [
+        "d/a.yaml",
+        "d/b.yml",
+        "d/c.yaml",
+        "d/sub/deeper.yaml",
+    ]
 
 
 def test_duplicate_users_across_files_name_both_places(tmp_path: Path) -> None:

@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 
 from syncd.core.fields import PROFILE_FIELDS, USERNAME_PATTERN
-from syncd.desired.loading import DesiredStateFile, UserSettings, desired_state_json_schema
+from syncd.desired.fileformat import (
+    DesiredStateFile,
+    UserSettings,
+    desired_state_json_schema,
+)
 from syncd.desired.yaml_positions import read_yaml
 from tests.unit.test_loading import BAD, GOOD, REPO
 
@@ -50,19 +54,36 @@ def subschemas(schema: Any) -> Iterator[dict[str, Any]]:
 
 
 def test_the_models_hold_the_api_fields_and_emails() -> None:
-    assert tuple(UserSettings.model_fields) == (*PROFILE_FIELDS, "emails")
-    assert tuple(DesiredStateFile.model_fields) == ("version", "users")
+    assert tuple(UserSettings.model_fields) == (
+        *PROFILE_FIELDS,
+        "emails_mode",
+        "emails",
+        "groups",
+        "ignore",
+    )
+    assert tuple(DesiredStateFile.model_fields) == ("version", "defaults", "groups", "users")
 
 
 def test_schema_structure() -> None:
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert SCHEMA["type"] == "object"
     assert SCHEMA["additionalProperties"] is False
-    assert SCHEMA["required"] == ["version", "users"]
+    assert SCHEMA["required"] == ["version"]
+    # users, unless the file holds only defaults or groups (a team's shared file)
+    assert SCHEMA["anyOf"] == [{"required": [key]} for key in ("users", "defaults", "groups")]
     assert SCHEMA["properties"]["version"]["const"] == 1
     user = SCHEMA["$defs"]["UserSettings"]
     assert user["additionalProperties"] is False
-    assert set(user["properties"]) == {*PROFILE_FIELDS, "emails"}
+    assert set(user["properties"]) == {
+        *PROFILE_FIELDS,
+        "emails",
+        "emails_mode",
+        "groups",
+        "ignore",
+    }
+    group = SCHEMA["$defs"]["ProfileSettings"]
+    assert set(group["properties"]) == {*PROFILE_FIELDS, "emails_mode"}
+    assert group["additionalProperties"] is False
     (users_object,) = [o for o in SCHEMA["properties"]["users"]["anyOf"] if o["type"] == "object"]
     assert users_object["propertyNames"] == {"pattern": f"^{USERNAME_PATTERN.pattern}$"}
     assert "patternProperties" not in users_object

@@ -8,10 +8,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.core.desired import DesiredState, DesiredUser
+from syncd.core.desired import DesiredState, DesiredUser, EmailsMode
 from syncd.core.fields import PROFILE_FIELDS, email_key, gravatar_digest, gravatar_url
 from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
-from syncd.core.plan import AddEmail, DeleteEmail, FieldChange, Plan, UpdateProfile, build_plan
+from syncd.core.plan import (
+    AddEmail,
+    DeleteEmail,
+    FieldChange,
+    Plan,
+    UpdateProfile,
+    UserEmail,
+    build_plan,
+)
 from syncd.core.problem import Problem
 
 
@@ -328,3 +336,62 @@ def test_gravatar_comparison_edges(address: str, url: str, matches: bool):
     from syncd.core.fields import gravatar_matches
 
     assert gravatar_matches(address, url) is matches
+
+
+MODE_CASES = [
+    # mode, owned keys, actions, unmanaged notes, claims
+    pytest.param(
+        EmailsMode.EXACT,
+        frozenset(),
+        [AddEmail("janedoe", "new@example.com"), DeleteEmail("janedoe", "hand@example.com")],
+        [],
+        [],
+        id="exact-deletes-the-unlisted",
+    ),
+    pytest.param(
+        EmailsMode.ADDITIVE,
+        frozenset({"hand@example.com"}),
+        [AddEmail("janedoe", "new@example.com")],
+        [],
+        [],
+        id="additive-deletes-nothing-even-owned",
+    ),
+    pytest.param(
+        EmailsMode.OWNED,
+        frozenset(),
+        [AddEmail("janedoe", "new@example.com")],
+        [UserEmail("janedoe", "hand@example.com")],
+        [UserEmail("janedoe", "jane@example.com")],
+        id="owned-with-an-empty-ledger-deletes-nothing",
+    ),
+    pytest.param(
+        EmailsMode.OWNED,
+        frozenset({"hand@example.com", "jane@example.com"}),
+        [AddEmail("janedoe", "new@example.com"), DeleteEmail("janedoe", "hand@example.com")],
+        [],
+        [],
+        id="owned-deletes-what-it-owns",
+    ),
+]
+
+
+@pytest.mark.parametrize(("mode", "owned", "actions", "unmanaged", "claims"), MODE_CASES)
+def test_emails_mode(
+    mode: EmailsMode,
+    owned: frozenset[str],
+    actions: list[AddEmail | DeleteEmail],
+    unmanaged: list[UserEmail],
+    claims: list[UserEmail],
+) -> None:
+    desired = DesiredUser("janedoe", {}, ("jane@example.com", "new@example.com"), None, mode)
+    live = LiveAccount("janedoe", profile(), emails("jane@example.com", "Hand@example.com"))
+    plan = build_plan(DesiredState((desired,)), {"janedoe": live}, owned={"janedoe": owned})
+    expected = [
+        DeleteEmail("janedoe", "Hand@example.com") if isinstance(a, DeleteEmail) else a
+        for a in actions
+    ]
+    assert list(plan.changes) == expected
+    assert [note.email.lower() for note in plan.unmanaged] == [n.email for n in unmanaged]
+    assert list(plan.claims) == claims
+    document = plan.to_json({})
+    assert ("unmanaged_emails" in document) == bool(unmanaged)

@@ -1,0 +1,69 @@
+"""The ownership ledger: the addresses syncd owns on each account, for `emails_mode: owned`.
+
+syncd owns an address it added (after the POST succeeded), or one that was
+listed in the desired state while syncd read it on the account; only those may
+be deleted when they leave the list (design.md section 2.1). The ledger is
+history, not cache: it lives in syncd.db / PostgreSQL beside the runs, moves
+with `syncd state migrate`, and survives deleting cache.db. It is kept per API
+(its normalised URL, syncd.core.api_url) and user. A lost
+ledger owns nothing, so deletes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from syncd.core.fields import email_key
+from syncd.core.plan import UserEmail
+from syncd.state.backend import Database
+
+
+class Claim(StrEnum):
+    """How syncd came to own an address."""
+
+    ADDED = "added"
+    LISTED = "listed"  # listed in the desired state while syncd read it on the account
+
+
+class OwnershipLedger:
+    def __init__(self, db: Database, api: str) -> None:
+        self.db, self.api = db, api
+
+    def load(self, usernames: Iterable[str]) -> dict[str, frozenset[str]]:
+        """The email_keys syncd owns, by user, for these users."""
+        rows = self.db.execute(
+            "SELECT username, email_key FROM email_ownership"
+            f" WHERE api = ? AND username IN ({self.db.dialect.json_values})",
+            [self.api, json.dumps(list(usernames))],
+        )
+        owned: dict[str, set[str]] = {}
+        for username, key in rows:
+            owned.setdefault(username, set()).add(key)
+        return {username: frozenset(keys) for username, keys in owned.items()}
+
+    def record(self, addresses: Iterable[UserEmail], how: Claim) -> None:
+        """Own these from now on, inside the caller's transaction; the first claim stays."""
+        addresses = tuple(addresses)
+        if not addresses:
+            return
+        since = datetime.now(UTC).isoformat(timespec="seconds")
+        self.db.execute_many(
+            "INSERT INTO email_ownership (api, username, email_key, email, since, how)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (api, username, email_key) DO NOTHING",
+            [
+                (self.api, each.user, email_key(each.email), each.email, since, str(how))
+                for each in addresses
+            ],
+        )
+
+    def owned_by(self) -> Mapping[str, frozenset[str]]:
+        """Every user's owned keys on this API (for tests and `status`)."""
+        return self.load(
+            username
+            for (username,) in self.db.execute(
+                "SELECT DISTINCT username FROM email_ownership WHERE api = ?", [self.api]
+            )
+        )
