@@ -158,7 +158,9 @@ async def read_and_plan(
         refresh=freshness.refresh,
         concurrency=connection.settings.concurrency,
         # A write without an outcome may or may not have happened: read the truth.
-        distrust=frozenset(intent.user for intent in open_intents(connection.db)),
+        distrust=frozenset(
+            intent.user for intent in await asyncio.to_thread(open_intents, connection.db)
+        ),
         refresh_oldest=freshness.refresh_oldest,
         hold=hold or {},
     )
@@ -348,7 +350,8 @@ async def converge(
     outcome = RunResult.FAILED
     counts: Counter[str] = Counter()
     try:
-        interrupted = recover_interrupted(connection, audit)
+        # Off the event loop: /healthz answers while the state is read.
+        interrupted = await asyncio.to_thread(recover_interrupted, connection, audit)
         result = await make_plan(connection)
         audit.set_source(result.source)
         counts.update(result.plan.summary())

@@ -1,14 +1,14 @@
 """`syncd state migrate`: the history copied from one backend to another, and the copy checked.
 
 What moves is what cannot be rebuilt: the runs, the audit trail (each event
-with its number, since an outcome names its intent by it) and the writes the
-server did not keep. What does not: the live cache (disposable: one cold read
-rebuilds it), daemon_state and user_failures (the daemon writes them again in
-its first cycle). Both sides are locked while it copies, so that nothing
-writes to either, and the target must hold no history yet: two histories are
-never merged. The copy is one transaction on the target; then every table's
-count, and the audit trail's last number, are compared on both sides, and a
-difference is an error.
+with its number, since an outcome names its intent by it) and which of its
+intents are open, and the writes the server did not keep. What does not: the
+live cache (disposable: one cold read rebuilds it), daemon_state and
+user_failures (the daemon writes them again in its first cycle). Both sides
+are locked while it copies, so that nothing writes to either, and the target
+must hold no history yet: two histories are never merged. The copy is one
+transaction on the target; then every table's count, and the audit trail's
+last number, are compared on both sides, and a difference is an error.
 """
 
 from __future__ import annotations
@@ -20,7 +20,12 @@ from syncd.state.backend import Database, StateStore
 from syncd.state.schema import columns
 
 #: The tables copied, each with the key it is read in the order of.
-COPIED = {"runs": "id", "audit": "seq", "not_kept": "username, field, sent_key"}
+COPIED = {
+    "runs": "id",
+    "audit": "seq",
+    "open_intents": "seq",
+    "not_kept": "username, field, sent_key",
+}
 #: Rows sent to the target at a time.
 BATCH = 5000
 

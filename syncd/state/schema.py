@@ -16,7 +16,8 @@ migration may run on tables that exist already (IF NOT EXISTS, a column added
 only where it is missing): that is how a state made before migrations were
 recorded is brought up to date, its history kept.
 
-    HISTORY  runs, the audit trail, daemon_state, not_kept, user_failures: syncd.db
+    HISTORY  runs, the audit trail and its open intents, daemon_state, not_kept,
+             user_failures: syncd.db
     CACHE    the live cache: cache.db; on PostgreSQL one database holds both lists
 
 cache.db records nothing, so that it holds the cache alone: disposable, it has
@@ -128,6 +129,21 @@ HISTORY = (
                 ("pid", "INTEGER"),
             ]
         ),
+    ),
+    # Open intents kept apart (syncd.state.audit): a cycle finds them without reading
+    # the closed ones, however long the history. The intents open when it runs are
+    # found once, the last time the whole trail is read for them. And the last good
+    # run found by an index, whatever the number of runs.
+    Migration(
+        "open_intents_apart",
+        """
+        CREATE TABLE IF NOT EXISTS open_intents (seq BIGINT PRIMARY KEY);
+        INSERT INTO open_intents (seq) SELECT i.seq FROM audit AS i
+            WHERE i.event = 'intent'
+            AND NOT EXISTS (SELECT 1 FROM audit AS o WHERE o.intent_seq = i.seq)
+            ON CONFLICT DO NOTHING;
+        CREATE INDEX IF NOT EXISTS runs_by_result ON runs (result, ended_at)
+        """,
     ),
 )
 
