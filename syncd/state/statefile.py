@@ -71,6 +71,11 @@ def open_state(path: Path) -> SqliteDatabase:
     """Open (creating if needed) syncd.db, the runs and the audit trail, private to its owner."""
     db = _open(path)
     with _closed_on_error(db):
+        # Each commit reaches the disk before it returns: in WAL mode NORMAL syncs only at
+        # checkpoints, and an intent must be on disk before its write is sent (a power
+        # cut after the write would leave no trace of it). The cache keeps NORMAL: it is
+        # committed before the history, and disposable.
+        db.execute("PRAGMA synchronous=FULL")
         # A cache is disposable, and history must not share a file with it.
         for table in LEFT_BEHIND:
             db.execute(f"DROP TABLE IF EXISTS {table}")
