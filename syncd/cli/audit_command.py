@@ -1,7 +1,14 @@
-"""`syncd audit`: the audit trail, from the state file, as text or JSON."""
+"""`syncd audit`: the audit trail, from the state file, as text or JSON; and its chain.
+
+syncd audit [--user … --since …]   the events
+syncd audit head                   the chain's head, to keep elsewhere
+syncd audit verify [--head H]      the chain checked, from its first kept event
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -26,7 +33,7 @@ def _parse_since(value: str | None) -> Any:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @state_dir_option
 @click.option("--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat).")
 @click.option("--since", metavar="WHEN", help="ISO date/time, or an age: 30m, 12h, 7d.")
@@ -49,7 +56,9 @@ def _parse_since(value: str | None) -> Any:
 )
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
 @output_option(help=None)
+@click.pass_context
 def audit(
+    ctx: click.Context,
     state_dir: str | None,
     users: tuple[str, ...],
     since: str | None,
@@ -60,6 +69,9 @@ def audit(
     output: str,
 ) -> None:
     """Show the audit trail: every intended write, its outcome, and who ran it."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = state_dir
+        return
     from syncd.state.audit import EventFilter, query_events
     from syncd.state.backend import open_store
 
@@ -77,3 +89,64 @@ def audit(
         from syncd.cli.render import print_audit, terminal
 
         print_audit(events, terminal())
+
+
+def _store(state_dir: str | None, purpose: str, *, read_only: bool = True) -> Any:
+    from syncd.state.backend import open_store
+
+    settings = settings_from_flags({"state_dir": state_dir})
+    if not settings.on_postgresql and not settings.state_file.exists():
+        raise click.ClickException(f"no state file at {settings.state_file}: nothing was applied")
+    return open_store(settings, purpose, read_only=read_only)
+
+
+@audit.command()
+@click.pass_obj
+@output_option(help=None)
+def head(state_dir: str | None, output: str) -> None:
+    """Print the chain's head (SEQ:SHA256): a copy kept elsewhere proves the past."""
+    from syncd.state.chain import read_head
+
+    with _store(state_dir, "audit head") as store:
+        found = read_head(store.history)
+    if output == "json":
+        click.echo(json.dumps({"seq": found.seq, "hash": found.hash}))
+    else:
+        click.echo(str(found))
+
+
+@audit.command()
+@click.pass_obj
+@click.option(
+    "--head",
+    "kept",
+    metavar="FILE|SEQ:SHA256",
+    help="A head printed by `syncd audit head` before: it must still be in the chain.",
+)
+def verify(state_dir: str | None, kept: str | None) -> None:
+    """Check the audit trail's hash chain; name the first event that does not match."""
+    from syncd.state.chain import Head, verify
+
+    kept_head = None
+    if kept is not None:
+        path = Path(kept)
+        kept_head = Head.parse(path.read_text() if path.is_file() else kept)
+    with _store(state_dir, "audit verify") as store:
+        verified = verify(store.history, kept_head)
+    _say_verified(verified)
+    if kept_head is not None:
+        click.echo(f"the kept head, event {kept_head.seq}, is in the chain")
+
+
+def _say_verified(verified: Any) -> None:
+    if verified.head is None:
+        click.echo(f"no hashed event yet ({verified.unhashed} events from before the chain)")
+        return
+    click.echo(
+        f"the chain holds: {verified.checked} events, {verified.first} to {verified.head.seq}"
+    )
+    if verified.unhashed:
+        click.echo(
+            f"{verified.unhashed} older events have no hash: the chain starts at event "
+            f"{verified.first}"
+        )

@@ -18,6 +18,8 @@ append-only table, whose rows never change). Every query of a cycle, a
 takeover, `syncd status` and `syncd audit --user … --since …` is answered
 through an index, by what it returns (tests/state/test_query_plans.py).
 
+Each event is chained to the one before by its hash (syncd.state.chain).
+
 No event holds a credential: events carry users, fields, addresses and values.
 """
 
@@ -37,6 +39,7 @@ from syncd import __version__
 from syncd.core.plan import Action, AddEmail, UpdateProfile
 from syncd.core.vocabulary import RunResult, WriteResult
 from syncd.state.backend import Database
+from syncd.state.chain import Chain
 
 Clock = Callable[[], datetime]
 
@@ -162,6 +165,7 @@ class AuditTrail:
         clock: Clock = utc_now,
     ) -> None:
         self.db = db
+        self.chain = Chain(db)
         self.source = dict(source)
         self._source_json = json.dumps(self.source)  # on every row: encoded once
         self.run_id = run_id or new_run_id()
@@ -219,21 +223,18 @@ class AuditTrail:
         change = describe_change(action)
         # Within an apply's open transaction it is committed with its group (see GroupCommit).
         with self.db.atomic():
-            seq = self.db.insert(
-                'INSERT INTO audit (run_id, timestamp, event, "user", action, target, before,'
-                " after, source) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    self.run_id,
-                    self._now(),
-                    "intent",
-                    action.user,
-                    action.action,
-                    change["target"],
-                    json.dumps(change["before"]),
-                    json.dumps(change["after"]),
-                    self._source_json,
-                ),
-                "seq",
+            seq = self.chain.append(
+                {
+                    "run_id": self.run_id,
+                    "timestamp": self._now(),
+                    "event": "intent",
+                    "user": action.user,
+                    "action": action.action,
+                    "target": change["target"],
+                    "before": json.dumps(change["before"]),
+                    "after": json.dumps(change["after"]),
+                    "source": self._source_json,
+                }
             )
             self.db.execute("INSERT INTO open_intents (seq) VALUES (?)", [seq])
         self.log.info("intent", user=action.user, action=action.action, **change)
@@ -279,22 +280,20 @@ class AuditTrail:
         status: int | None,
         message: str | None,
     ) -> None:
-        self.db.execute(
-            'INSERT INTO audit (run_id, timestamp, event, intent_seq, "user", action, target,'
-            " result, status, message, source) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                self.run_id,
-                self._now(),
-                "outcome",
-                intent_seq,
-                user,
-                action,
-                target,
-                result,
-                status,
-                message,
-                self._source_json,
-            ),
+        self.chain.append(
+            {
+                "run_id": self.run_id,
+                "timestamp": self._now(),
+                "event": "outcome",
+                "intent_seq": intent_seq,
+                "user": user,
+                "action": action,
+                "target": target,
+                "result": str(result),
+                "status": status,
+                "message": message,
+                "source": self._source_json,
+            }
         )
         self.db.execute("DELETE FROM open_intents WHERE seq = ?", [intent_seq])
 

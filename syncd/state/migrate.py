@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from syncd.errors import StateError
 from syncd.state.backend import Database, StateStore
+from syncd.state.chain import read_head
 from syncd.state.schema import columns
 
 #: The tables copied, each with the key it is read in the order of.
@@ -62,9 +63,15 @@ def migrate(source: StateStore, target: StateStore) -> Copied:
             for table, key in COPIED.items():
                 _copy(origin, into, table, key)
             into.advance_identity("audit", "seq")
+            head = read_head(origin)  # the chain goes on from where it was
+            into.execute("UPDATE audit_head SET seq = ?, hash = ?", [head.seq, head.hash])
         expected = {table: count(origin, table) for table in COPIED}
         copied = {table: count(into, table) for table in COPIED}
-        if copied != expected or last_event(into) != last_event(origin):
+        if (
+            copied != expected
+            or last_event(into) != last_event(origin)
+            or read_head(into) != read_head(origin)
+        ):
             raise StateError(
                 f"the copy to {target.where} does not match {source.where}: "
                 f"{copied} rows against {expected}"

@@ -145,6 +145,22 @@ HISTORY = (
         CREATE INDEX IF NOT EXISTS runs_by_result ON runs (result, ended_at)
         """,
     ),
+    # The audit trail hash-chained (syncd.state.chain): each event's hash and the one
+    # before it, and the head, which each append moves. The events before it keep no
+    # hash: the chain starts after the last of them.
+    Migration(
+        "audit_hash_chain",
+        """
+        CREATE TABLE IF NOT EXISTS audit_head (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            seq BIGINT NOT NULL,
+            hash TEXT
+        );
+        INSERT INTO audit_head (one, seq, hash) SELECT 1, COALESCE(MAX(seq), 0), NULL
+            FROM audit WHERE true ON CONFLICT DO NOTHING
+        """,
+        columns=(("audit", "prev_hash", "TEXT"), ("audit", "hash", "TEXT")),
+    ),
 )
 
 CACHE = (
