@@ -1,8 +1,13 @@
 """`syncd audit`: the audit trail, from the state file, as text or JSON; and its chain.
 
-syncd audit [--user … --since …]   the events
-syncd audit head                   the chain's head, to keep elsewhere
-syncd audit verify [--head H]      the chain checked, from its first kept event
+Its commands (docs/operations.md, "Retention and verification"):
+
+    syncd audit [--user … --since …]   the events
+    syncd audit head                   the chain's head, to keep elsewhere
+    syncd audit verify [--head H]      the chain checked, from its first kept event
+    syncd audit verify --file F        an export checked on its own
+    syncd audit export --before D      the events and runs before D, to a file
+    syncd audit prune --before D       removed, once an export holds them
 """
 
 from __future__ import annotations
@@ -123,9 +128,25 @@ def head(state_dir: str | None, output: str) -> None:
     metavar="FILE|SEQ:SHA256",
     help="A head printed by `syncd audit head` before: it must still be in the chain.",
 )
-def verify(state_dir: str | None, kept: str | None) -> None:
+@click.option(
+    "--file",
+    "exported",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Check this export (`syncd audit export`) instead of the state.",
+)
+def verify(state_dir: str | None, kept: str | None, exported: Path | None) -> None:
     """Check the audit trail's hash chain; name the first event that does not match."""
     from syncd.state.chain import Head, verify
+
+    if exported is not None:
+        from syncd.state.retention import verify_export
+
+        cut = verify_export(exported)
+        click.echo(
+            f"{exported} holds: {cut.events} events (to event {cut.last}) and {cut.runs} runs "
+            f"before {cut.before}"
+        )
+        return
 
     kept_head = None
     if kept is not None:
@@ -150,3 +171,54 @@ def _say_verified(verified: Any) -> None:
             f"{verified.unhashed} older events have no hash: the chain starts at event "
             f"{verified.first}"
         )
+
+
+def _before(value: str) -> Any:
+    moment = _parse_since(value)
+    assert moment is not None
+    return moment
+
+
+@audit.command("export")
+@click.pass_obj
+@click.option("--before", required=True, metavar="WHEN", help="ISO date/time, or an age: 90d.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON Lines; gzip when the name ends in .gz.",
+)
+def export_command(state_dir: str | None, before: str, out: Path) -> None:
+    """Write the events and runs before a date to a file, for `audit prune`."""
+    from syncd.state.retention import export
+
+    with _store(state_dir, "audit export") as store:
+        cut = export(store.history, _before(before), out)
+    click.echo(f"{out}: {cut.events} events (to event {cut.last}) and {cut.runs} runs")
+
+
+@audit.command()
+@click.pass_obj
+@click.option("--before", required=True, metavar="WHEN", help="ISO date/time, or an age: 90d.")
+@click.option(
+    "--export",
+    "export_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The export that holds what goes: checked before anything is removed.",
+)
+@click.option("--force", is_flag=True, help="Remove them without an export.")
+def prune(state_dir: str | None, before: str, export_file: Path | None, force: bool) -> None:
+    """Remove the events and runs before a date, once an export holds them."""
+    from syncd.state.retention import prune as prune_history
+
+    if export_file is None and not force:
+        raise click.UsageError("name the export that holds them (--export FILE), or --force")
+    with _store(state_dir, "audit prune", read_only=False) as store, store.lock("audit prune"):
+        cut = prune_history(store.history, _before(before), export_file=export_file)
+    if not cut.events and not cut.runs:
+        click.echo(f"nothing before {cut.before}")
+        return
+    click.echo(
+        f"removed {cut.events} events (to event {cut.last}) and {cut.runs} runs before "
+        f"{cut.before}; the kept chain starts after event {cut.last}"
+    )

@@ -172,7 +172,9 @@ async def read_and_plan(
         options,
         on_progress,
     )
-    not_kept = NotKeptRecords(connection.db).load(desired.usernames())
+    not_kept = NotKeptRecords(connection.db, connection.settings.not_kept_ttl).load(
+        desired.usernames()
+    )
     plan = build_plan(desired, read.states, not_kept)
     return PlanResult(
         plan,
@@ -237,7 +239,7 @@ async def apply_plan(
     on_change: ChangeObserver | None = None,
 ) -> ApplyReport:
     readable = {user: state for user, state in live.items() if isinstance(state, LiveAccount)}
-    records = NotKeptRecords(connection.db)
+    records = NotKeptRecords(connection.db, connection.settings.not_kept_ttl)
     applier = Applier(connection.client, connection.cache, audit, readable, records, on_change)
     return await applier.apply(plan.changes, connection.settings.concurrency)
 

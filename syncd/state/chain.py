@@ -200,11 +200,14 @@ def verify(db: Database, kept_head: Head | None = None) -> Verified:
 
     `kept_head`, a head written out before, must still be in the chain.
     """
-    starts = frozenset({None, *cuts(db)})
+    pruned = cuts(db)
+    starts = frozenset({None, *(cut.hash for cut in pruned)})
     verified = verify_events(events(db), starts=starts)
     recorded = read_head(db)
-    if recorded.hash is not None and verified.head != recorded:
-        last = verified.head.seq if verified.head else "none"
+    # With no event left, the chain ends where the last prune cut it.
+    ends = verified.head or (max(pruned, key=lambda cut: cut.seq) if pruned else None)
+    if recorded.hash is not None and ends != recorded:
+        last = ends.seq if ends else "none"
         raise StateError(
             f"the audit trail ends at event {last}, but its head is event {recorded.seq}: "
             "events at its end were removed"
@@ -225,8 +228,9 @@ def verify(db: Database, kept_head: Head | None = None) -> Verified:
     return verified
 
 
-def cuts(db: Database) -> list[str]:
-    """The hashes of the last events that prunes removed (syncd.state.retention)."""
+def cuts(db: Database) -> list[Head]:
+    """The last events that prunes removed (syncd.state.retention)."""
     if not db.has_table("audit_cuts"):
         return []
-    return [row[0] for row in db.execute("SELECT hash FROM audit_cuts WHERE hash IS NOT NULL")]
+    rows = db.execute("SELECT seq, hash FROM audit_cuts WHERE hash IS NOT NULL")
+    return [Head(int(seq), digest) for seq, digest in rows]

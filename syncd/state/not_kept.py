@@ -3,11 +3,15 @@
 Not in the disposable cache: losing them would cost a write per such field,
 sent again to the same effect, not only a read. One row per user, field and
 (for an added address) the address sent; a newer record replaces an older.
+A record ends when the desired or the live value changes (the plan no longer
+matches it: syncd.core.not_kept) or after `ttl` seconds (SYNCD_NOT_KEPT_TTL):
+an older one is not read, and is deleted when a newer is saved.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -16,15 +20,21 @@ from syncd.state.backend import Database
 
 
 class NotKeptRecords:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, ttl: float | None = None) -> None:
         self.db = db
+        self.ttl = ttl
+
+    def _oldest_kept(self) -> str:
+        if self.ttl is None:
+            return ""
+        return datetime.fromtimestamp(time.time() - self.ttl, UTC).isoformat(timespec="seconds")
 
     def load(self, usernames: Iterable[str]) -> dict[str, list[NotKept]]:
         """The records of these users, by user."""
         rows = self.db.execute(
             "SELECT username, field, sent, kept FROM not_kept"
-            f" WHERE username IN ({self.db.dialect.json_values})",
-            [json.dumps(list(usernames))],
+            f" WHERE username IN ({self.db.dialect.json_values}) AND recorded_at >= ?",
+            [json.dumps(list(usernames)), self._oldest_kept()],
         )
         records: dict[str, list[NotKept]] = {}
         for username, field, sent, kept in rows:
@@ -37,6 +47,7 @@ class NotKeptRecords:
         if not records:
             return  # the outcome of almost every write: no clock read for it
         now = datetime.now(UTC).isoformat(timespec="seconds")
+        self.db.execute("DELETE FROM not_kept WHERE recorded_at < ?", [self._oldest_kept()])
         for record in records:
             user, field, sent_key = record.key
             self.db.execute(

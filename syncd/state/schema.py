@@ -41,6 +41,8 @@ class Migration:
     columns: tuple[tuple[str, str, str], ...] = ()
     #: Whether it makes the audit trail append-only (the dialect's triggers).
     audit_append_only: bool = False
+    #: Whether it lets a prune delete the events before a recorded cut (the dialect's).
+    audit_prunable: bool = False
 
 
 HISTORY = (
@@ -161,6 +163,25 @@ HISTORY = (
         """,
         columns=(("audit", "prev_hash", "TEXT"), ("audit", "hash", "TEXT")),
     ),
+    # Retention (syncd.state.retention): each prune records the last event it removed,
+    # its hash (where the chain of the kept events starts) and what it removed; the
+    # events up to the last cut, and those alone, may be deleted.
+    Migration(
+        "audit_cuts",
+        """
+        CREATE TABLE IF NOT EXISTS audit_cuts (
+            run_id TEXT PRIMARY KEY,
+            seq BIGINT NOT NULL,
+            hash TEXT,
+            cut_at TEXT NOT NULL,
+            before TEXT NOT NULL,
+            events BIGINT NOT NULL,
+            runs BIGINT NOT NULL,
+            export TEXT
+        )
+        """,
+        audit_prunable=True,
+    ),
 )
 
 CACHE = (
@@ -236,6 +257,9 @@ def run(db: Database, migration: Migration) -> None:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     if migration.audit_append_only:
         for statement in db.dialect.audit_append_only:
+            db.execute(statement)
+    if migration.audit_prunable:
+        for statement in db.dialect.audit_prunable:
             db.execute(statement)
 
 

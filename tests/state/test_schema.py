@@ -163,7 +163,7 @@ def test_both_backends_end_with_the_same_tables_and_columns(
     new = sqlite_layout(tmp_path / "new")
     assert set(new) == {
         *("runs", "audit", "daemon_state", "not_kept", "user_failures", "live_accounts"),
-        *("schema_migrations", "open_intents", "audit_head"),
+        *("schema_migrations", "open_intents", "audit_head", "audit_cuts"),
     }
     assert new["runs"]["pid"] == "integer"
     assert new["live_accounts"]["profile_fetched_at"] == "real"
