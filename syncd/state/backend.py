@@ -147,6 +147,10 @@ class Database(ABC):
         """Run one statement (`?` placeholders); a failure is a StateError naming `name`."""
 
     @abstractmethod
+    def stream(self, sql: str, size: int) -> Iterator[list[Any]]:
+        """The rows of one SELECT, `size` at a time, never all in memory at once."""
+
+    @abstractmethod
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement once for each row of parameters (batched where the driver can)."""
 

@@ -85,8 +85,7 @@ def _copy(origin: Database, into: Database, table: str, key: str) -> None:
     quoted = [f'"{name}"' for name in columns(into, table)]
     names = ", ".join(quoted)
     insert = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' for _ in quoted)})"
-    # In the order of each table's key, read whole: a history of years is some
-    # hundreds of MB at most, and is read once.
-    rows = origin.execute(f"SELECT {names} FROM {table} ORDER BY {key}").fetchall()
-    for start in range(0, len(rows), BATCH):
-        into.execute_many(insert, rows[start : start + BATCH])
+    # In the order of each table's key, BATCH rows at a time: memory stays bounded
+    # whatever the size of the history.
+    for rows in origin.stream(f"SELECT {names} FROM {table} ORDER BY {key}", BATCH):
+        into.execute_many(insert, rows)

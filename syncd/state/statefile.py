@@ -144,6 +144,12 @@ class SqliteDatabase(Database):
         # sqlite-utils commits a write made outside a transaction at once.
         return self.db.execute(sql, parameters)
 
+    def stream(self, sql: str, size: int) -> Iterator[list[Any]]:
+        # sqlite3 steps the statement as rows are fetched.
+        cursor = self.db.execute(sql)
+        while rows := cursor.fetchmany(size):
+            yield rows
+
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with self.atomic():
             self.db.conn.executemany(sql, rows)

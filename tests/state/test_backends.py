@@ -258,3 +258,14 @@ def test_an_instance_that_lost_its_session_cannot_make_an_intent_durable(
     assert not store.holds_lock()
     assert count(other, "audit") == 0
     other.lock("run")  # free: the session that held it has ended
+
+
+def test_a_select_is_streamed_in_batches(store: StateStore) -> None:
+    db = store.history
+    db.execute_many(
+        "INSERT INTO daemon_state (key, value, updated_at) VALUES (?, '1', 'now')",
+        [[f"key{n:02d}"] for n in range(25)],
+    )
+    batches = list(db.stream("SELECT key FROM daemon_state ORDER BY key", 10))
+    assert [len(rows) for rows in batches] == [10, 10, 5]
+    assert batches[2][-1][0] == "key24"
