@@ -412,6 +412,14 @@ def main() -> None:
     parser.add_argument(
         "--pages", type=int, default=10_000, help="users of the status pages' state (0: none)"
     )
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=1000,
+        help="changes applied beside a history of --history-events events (0: none)",
+    )
+    parser.add_argument("--history-events", type=int, default=2_000_000)
+    parser.add_argument("--history-runs", type=int, default=100_000)
     args = parser.parse_args()
     admin_token = secrets.token_hex(16)
     figures: list[Figure] = []
@@ -440,6 +448,11 @@ def main() -> None:
         record(
             [Figure(*measured) for measured in postgres.figures(sandbox_process, args.postgres)]
         )
+    if args.history:
+        from bench import history
+
+        history.EVENTS, history.RUNS = args.history_events, args.history_runs
+        record([Figure(*measured) for measured in history.figures(sandbox_process, args.history)])
     print()
     print(table(figures))
     RESULTS.mkdir(exist_ok=True)

@@ -5,7 +5,7 @@ Both backends in the same run: for each, a sandbox of `users` generated users
 that the ratio compares the state's cost alone on the same machine at the same
 moment. The cluster is a throwaway one (tests/postgres.py) with its durability
 on (fsync, synchronous commit), as a real server has it; SQLite runs as syncd
-always runs it (WAL, synchronous=NORMAL).
+always runs it (WAL, syncd.db with synchronous=FULL).
 
 Takeover: two `syncd run` on one database; the active one is killed (SIGKILL)
 and the time until the standby logs `took_over`, and until its first cycle

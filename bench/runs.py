@@ -295,8 +295,9 @@ def daemon_cycles(
     interval: float,
     window: float,
     deadline: float = 900,
+    settings: dict[str, str] | None = None,
 ) -> Cycles:
-    """`syncd run` on its own schedule for `cycles` cycles after the first.
+    """`syncd run` on its own schedule for `cycles` cycles after the first (`settings`: more).
 
     Each cycle is over when the daemon logs `cycle_finished`; the sandbox's GET
     count then tells what the cycle read. The daemon is killed if the whole
@@ -313,6 +314,7 @@ def daemon_cycles(
         SYNCD_DRIFT_WINDOW=str(window),
         SYNCD_RUN_DEADLINE="600",
         SYNCD_LOG_FORMAT="json",
+        **(settings or {}),
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "syncd", "run"],

@@ -150,6 +150,13 @@ class Settings(BaseSettings):
         "evenly over its cycles: an out-of-band change is seen within window + interval.",
     )
     interval: float = Field(300, gt=0, description="Seconds between daemon runs.")
+    not_kept_ttl: float = Field(
+        30 * 86400,
+        gt=0,
+        description="Seconds a write the server accepted and did not keep is remembered (not "
+        "sent again while the desired and the live value stay as recorded); then it is sent "
+        "once more.",
+    )
     run_deadline: float | None = Field(
         None,
         gt=0,

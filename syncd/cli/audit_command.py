@@ -1,7 +1,19 @@
-"""`syncd audit`: the audit trail, from the state file, as text or JSON."""
+"""`syncd audit`: the audit trail, from the state file, as text or JSON; and its chain.
+
+Its commands (docs/operations.md, "Retention and verification"):
+
+    syncd audit [--user … --since …]   the events
+    syncd audit head                   the chain's head, to keep elsewhere
+    syncd audit verify [--head H]      the chain checked, from its first kept event
+    syncd audit verify --file F        an export checked on its own
+    syncd audit export --before D      the events and runs before D, to a file
+    syncd audit prune --before D       removed, once an export holds them
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -26,7 +38,7 @@ def _parse_since(value: str | None) -> Any:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @state_dir_option
 @click.option("--user", "users", multiple=True, metavar="NAME", help="Only this user (repeat).")
 @click.option("--since", metavar="WHEN", help="ISO date/time, or an age: 30m, 12h, 7d.")
@@ -49,7 +61,9 @@ def _parse_since(value: str | None) -> Any:
 )
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
 @output_option(help=None)
+@click.pass_context
 def audit(
+    ctx: click.Context,
     state_dir: str | None,
     users: tuple[str, ...],
     since: str | None,
@@ -60,6 +74,9 @@ def audit(
     output: str,
 ) -> None:
     """Show the audit trail: every intended write, its outcome, and who ran it."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = state_dir
+        return
     from syncd.state.audit import EventFilter, query_events
     from syncd.state.backend import open_store
 
@@ -77,3 +94,131 @@ def audit(
         from syncd.cli.render import print_audit, terminal
 
         print_audit(events, terminal())
+
+
+def _store(state_dir: str | None, purpose: str, *, read_only: bool = True) -> Any:
+    from syncd.state.backend import open_store
+
+    settings = settings_from_flags({"state_dir": state_dir})
+    if not settings.on_postgresql and not settings.state_file.exists():
+        raise click.ClickException(f"no state file at {settings.state_file}: nothing was applied")
+    return open_store(settings, purpose, read_only=read_only)
+
+
+@audit.command()
+@click.pass_obj
+@output_option(help=None)
+def head(state_dir: str | None, output: str) -> None:
+    """Print the chain's head (SEQ:SHA256): a copy kept elsewhere proves the past."""
+    from syncd.state.chain import read_head
+
+    with _store(state_dir, "audit head") as store:
+        found = read_head(store.history)
+    if output == "json":
+        click.echo(json.dumps({"seq": found.seq, "hash": found.hash}))
+    else:
+        click.echo(str(found))
+
+
+@audit.command()
+@click.pass_obj
+@click.option(
+    "--head",
+    "kept",
+    metavar="FILE|SEQ:SHA256",
+    help="A head printed by `syncd audit head` before: it must still be in the chain.",
+)
+@click.option(
+    "--file",
+    "exported",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Check this export (`syncd audit export`) instead of the state.",
+)
+def verify(state_dir: str | None, kept: str | None, exported: Path | None) -> None:
+    """Check the audit trail's hash chain; name the first event that does not match."""
+    from syncd.state.chain import Head, verify
+
+    if exported is not None:
+        from syncd.state.retention import verify_export
+
+        cut = verify_export(exported)
+        click.echo(
+            f"{exported} holds: {cut.events} events (to event {cut.last}) and {cut.runs} runs "
+            f"before {cut.before}"
+        )
+        return
+
+    kept_head = None
+    if kept is not None:
+        path = Path(kept)
+        kept_head = Head.parse(path.read_text() if path.is_file() else kept)
+    with _store(state_dir, "audit verify") as store:
+        verified = verify(store.history, kept_head)
+    _say_verified(verified)
+    if kept_head is not None:
+        click.echo(f"the kept head, event {kept_head.seq}, is in the chain")
+
+
+def _say_verified(verified: Any) -> None:
+    if verified.head is None:
+        click.echo(f"no hashed event yet ({verified.unhashed} events from before the chain)")
+        return
+    click.echo(
+        f"the chain holds: {verified.checked} events, {verified.first} to {verified.head.seq}"
+    )
+    if verified.unhashed:
+        click.echo(
+            f"{verified.unhashed} older events have no hash: the chain starts at event "
+            f"{verified.first}"
+        )
+
+
+def _before(value: str) -> Any:
+    moment = _parse_since(value)
+    assert moment is not None
+    return moment
+
+
+@audit.command("export")
+@click.pass_obj
+@click.option("--before", required=True, metavar="WHEN", help="ISO date/time, or an age: 90d.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON Lines; gzip when the name ends in .gz.",
+)
+def export_command(state_dir: str | None, before: str, out: Path) -> None:
+    """Write the events and runs before a date to a file, for `audit prune`."""
+    from syncd.state.retention import export
+
+    with _store(state_dir, "audit export") as store:
+        cut = export(store.history, _before(before), out)
+    click.echo(f"{out}: {cut.events} events (to event {cut.last}) and {cut.runs} runs")
+
+
+@audit.command()
+@click.pass_obj
+@click.option("--before", required=True, metavar="WHEN", help="ISO date/time, or an age: 90d.")
+@click.option(
+    "--export",
+    "export_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The export that holds what goes: checked before anything is removed.",
+)
+@click.option("--force", is_flag=True, help="Remove them without an export.")
+def prune(state_dir: str | None, before: str, export_file: Path | None, force: bool) -> None:
+    """Remove the events and runs before a date, once an export holds them."""
+    from syncd.state.retention import prune as prune_history
+
+    if export_file is None and not force:
+        raise click.UsageError("name the export that holds them (--export FILE), or --force")
+    with _store(state_dir, "audit prune", read_only=False) as store, store.lock("audit prune"):
+        cut = prune_history(store.history, _before(before), export_file=export_file)
+    if not cut.events and not cut.runs:
+        click.echo(f"nothing before {cut.before}")
+        return
+    click.echo(
+        f"removed {cut.events} events (to event {cut.last}) and {cut.runs} runs before "
+        f"{cut.before}; the kept chain starts after event {cut.last}"
+    )

@@ -198,7 +198,9 @@ async def read_and_plan(
         refresh=freshness.refresh,
         concurrency=connection.settings.concurrency,
         # A write without an outcome may or may not have happened: read the truth.
-        distrust=frozenset(intent.user for intent in open_intents(connection.db)),
+        distrust=frozenset(
+            intent.user for intent in await asyncio.to_thread(open_intents, connection.db)
+        ),
         refresh_oldest=freshness.refresh_oldest,
         hold=hold or {},
     )
@@ -210,7 +212,9 @@ async def read_and_plan(
         options,
         on_progress,
     )
-    not_kept = NotKeptRecords(connection.db, connection.api).load(desired.usernames())
+    not_kept = NotKeptRecords(
+        connection.db, connection.api, connection.settings.not_kept_ttl
+    ).load(desired.usernames())
     plan = build_plan(desired, read.states, not_kept, owned_addresses(connection, desired))
     return PlanResult(
         plan,
@@ -287,7 +291,7 @@ async def apply_plan(
     on_change: ChangeObserver | None = None,
 ) -> ApplyReport:
     readable = {user: state for user, state in live.items() if isinstance(state, LiveAccount)}
-    records = NotKeptRecords(connection.db, connection.api)
+    records = NotKeptRecords(connection.db, connection.api, connection.settings.not_kept_ttl)
     ledger = OwnershipLedger(connection.db, connection.api)
     applier = Applier(
         connection.client, connection.cache, audit, readable, records, on_change, ledger
@@ -405,7 +409,8 @@ async def converge(
     outcome = RunResult.FAILED
     counts: Counter[str] = Counter()
     try:
-        interrupted = recover_interrupted(connection, audit)
+        # Off the event loop: /healthz answers while the state is read.
+        interrupted = await asyncio.to_thread(recover_interrupted, connection, audit)
         result = await make_plan(connection)
         audit.set_source(result.source)
         counts.update(result.plan.summary())

@@ -132,9 +132,10 @@ async def _serve_when_active(
         log.info("daemon_stopped", standby=True)
         return settings, False
     with held:
-        left_open = open_intents(store.history)
+        # Off the event loop: /healthz answers while the state is read.
+        left_open = await asyncio.to_thread(open_intents, store.history)
         log.info("took_over", state=store.where, interrupted_writes=len(left_open))
-        metrics.became_active(last_success(store.history))
+        metrics.became_active(await asyncio.to_thread(last_success, store.history))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)  # the daemon has its own

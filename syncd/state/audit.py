@@ -9,6 +9,17 @@ that the write's answer allows (see `outcome(..., then=...)`). The SQL is the
 subset of syncd.state.backend that both engines share ("user" is quoted: a
 reserved word in PostgreSQL).
 
+The open intents are kept apart, in the table `open_intents`: an intent's row
+goes in with it, in the same transaction, and its outcome takes it out, in the
+same transaction too. So the table holds exactly the intents without an
+outcome, whatever crashed when, and finding them reads those rows alone, not
+the years of closed ones (an index on what is open cannot be had on an
+append-only table, whose rows never change). Every query of a cycle, a
+takeover, `syncd status` and `syncd audit --user … --since …` is answered
+through an index, by what it returns (tests/state/test_query_plans.py).
+
+Each event is chained to the one before by its hash (syncd.state.chain).
+
 No event holds a credential: events carry users, fields, addresses and values.
 """
 
@@ -28,6 +39,7 @@ from syncd import __version__
 from syncd.core.plan import Action, AddEmail, UpdateProfile
 from syncd.core.vocabulary import RunResult, WriteResult
 from syncd.state.backend import Database
+from syncd.state.chain import Chain
 
 Clock = Callable[[], datetime]
 
@@ -103,22 +115,30 @@ class OpenIntent:
 
 def open_intents(db: Database) -> list[OpenIntent]:
     """Writes started and never given an outcome: in flight elsewhere, or lost in a crash."""
-    rows = db.execute(
-        'SELECT seq, run_id, timestamp, "user", action, target FROM audit AS i'
-        " WHERE event = 'intent' AND NOT EXISTS"
-        " (SELECT 1 FROM audit AS o WHERE o.intent_seq = i.seq) ORDER BY seq"
-    ).fetchall()
+    rows = db.execute(OPEN_INTENTS).fetchall()
     return [OpenIntent(*row) for row in rows]
+
+
+OPEN_INTENTS = (
+    'SELECT a.seq, a.run_id, a.timestamp, a."user", a.action, a.target'
+    " FROM open_intents AS o JOIN audit AS a ON a.seq = o.seq ORDER BY o.seq"
+)
+#: The last run that ended with one result: one step down the index (result, ended_at).
+LAST_RUN_ENDED = (
+    "SELECT ended_at, revision FROM runs WHERE result = ? AND ended_at IS NOT NULL"
+    " ORDER BY result DESC, ended_at DESC LIMIT 1"
+)
 
 
 def last_successful_run(db: Database) -> tuple[str, str | None] | None:
     """When the last run that ended ok or with nothing to change ended, and its revision."""
-    row = db.execute(
-        "SELECT ended_at, revision FROM runs WHERE result IN (?, ?)"
-        " ORDER BY ended_at DESC LIMIT 1",
-        [RunResult.OK, RunResult.NO_CHANGES],
-    ).fetchone()
-    return None if row is None else (row[0], row[1])
+    # One query per result: `result IN (…) ORDER BY ended_at` would read every good run.
+    found = [
+        (row[0], row[1])
+        for result in (RunResult.OK, RunResult.NO_CHANGES)
+        if (row := db.execute(LAST_RUN_ENDED, [result]).fetchone()) is not None
+    ]
+    return max(found, default=None)
 
 
 def recent_runs(db: Database, limit: int) -> list[dict[str, Any]]:
@@ -145,6 +165,7 @@ class AuditTrail:
         clock: Clock = utc_now,
     ) -> None:
         self.db = db
+        self.chain = Chain(db)
         self.source = dict(source)
         self._source_json = json.dumps(self.source)  # on every row: encoded once
         self.run_id = run_id or new_run_id()
@@ -206,24 +227,22 @@ class AuditTrail:
     def intent(self, action: Action) -> int:
         """Record that a write is about to be sent; returns the intent's number."""
         change = describe_change(action)
-        # One row, so one statement is atomic alone; within an apply's open
-        # transaction it is committed with its group (see GroupCommit).
-        seq = self.db.insert(
-            'INSERT INTO audit (run_id, timestamp, event, "user", action, target, before,'
-            " after, source) VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                self.run_id,
-                self._now(),
-                "intent",
-                action.user,
-                action.action,
-                change["target"],
-                json.dumps(change["before"]),
-                json.dumps(change["after"]),
-                self._source_json,
-            ),
-            "seq",
-        )
+        # Within an apply's open transaction it is committed with its group (see GroupCommit).
+        with self.db.atomic():
+            seq = self.chain.append(
+                {
+                    "run_id": self.run_id,
+                    "timestamp": self._now(),
+                    "event": "intent",
+                    "user": action.user,
+                    "action": action.action,
+                    "target": change["target"],
+                    "before": json.dumps(change["before"]),
+                    "after": json.dumps(change["after"]),
+                    "source": self._source_json,
+                }
+            )
+            self.db.execute("INSERT INTO open_intents (seq) VALUES (?)", [seq])
         self.log.info("intent", user=action.user, action=action.action, **change)
         return seq
 
@@ -267,23 +286,22 @@ class AuditTrail:
         status: int | None,
         message: str | None,
     ) -> None:
-        self.db.execute(
-            'INSERT INTO audit (run_id, timestamp, event, intent_seq, "user", action, target,'
-            " result, status, message, source) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                self.run_id,
-                self._now(),
-                "outcome",
-                intent_seq,
-                user,
-                action,
-                target,
-                result,
-                status,
-                message,
-                self._source_json,
-            ),
+        self.chain.append(
+            {
+                "run_id": self.run_id,
+                "timestamp": self._now(),
+                "event": "outcome",
+                "intent_seq": intent_seq,
+                "user": user,
+                "action": action,
+                "target": target,
+                "result": str(result),
+                "status": status,
+                "message": message,
+                "source": self._source_json,
+            }
         )
+        self.db.execute("DELETE FROM open_intents WHERE seq = ?", [intent_seq])
 
     # -- crashes ----------------------------------------------------------------
 

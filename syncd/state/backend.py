@@ -52,6 +52,9 @@ class Rows(Protocol):
     @property
     def description(self) -> Any: ...
 
+    @property
+    def rowcount(self) -> int: ...
+
     def fetchone(self) -> Any: ...
 
     def fetchall(self) -> list[Any]: ...
@@ -76,6 +79,9 @@ class Dialect:
     columns: str
     #: What makes the audit trail append-only: history is never rewritten, nor emptied.
     audit_append_only: tuple[str, ...]
+    #: The same, but for the events at or before the last cut a prune recorded
+    #: (syncd.state.retention): those may be deleted, oldest first.
+    audit_prunable: tuple[str, ...]
 
 
 _APPEND_ONLY = "the audit trail is append-only"
@@ -92,6 +98,12 @@ SQLITE = Dialect(
         f"CREATE TRIGGER IF NOT EXISTS audit_no_{change} BEFORE {change.upper()} ON audit"
         f" BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END"
         for change in ("update", "delete")
+    ),
+    audit_prunable=(
+        "DROP TRIGGER IF EXISTS audit_no_delete",
+        "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+        " WHEN OLD.seq > (SELECT COALESCE(MAX(seq), 0) FROM audit_cuts)"
+        f" BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END",
     ),
 )
 POSTGRESQL = Dialect(
@@ -116,6 +128,13 @@ POSTGRESQL = Dialect(
         "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit"
         " FOR EACH STATEMENT EXECUTE FUNCTION syncd_audit_append_only()",
     ),
+    audit_prunable=(
+        "CREATE OR REPLACE FUNCTION syncd_audit_append_only() RETURNS trigger"
+        " LANGUAGE plpgsql AS $$ BEGIN"
+        " IF TG_OP = 'DELETE' AND OLD.seq <= (SELECT COALESCE(MAX(seq), 0) FROM audit_cuts)"
+        " THEN RETURN OLD; END IF;"
+        f" RAISE EXCEPTION '{_APPEND_ONLY}'; END $$",
+    ),
 )
 
 
@@ -129,6 +148,10 @@ class Database(ABC):
     @abstractmethod
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Rows:
         """Run one statement (`?` placeholders); a failure is a StateError naming `name`."""
+
+    @abstractmethod
+    def stream(self, sql: str, size: int) -> Iterator[list[Any]]:
+        """The rows of one SELECT, `size` at a time, never all in memory at once."""
 
     @abstractmethod
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:

@@ -4,8 +4,10 @@ While a run applies, a transaction stays open on each database: intents and
 outcomes in the history, cache updates in the cache (their own `atomic()`
 blocks become savepoints). `durable()` commits everything written so far and
 opens the next transactions; the callers that ask in the same turn of the
-event loop share one commit. An intent is durable before its request is sent;
-an outcome becomes durable with the next intent or at `close()`.
+event loop share one commit. An intent is durable before its request is sent
+(on disk: syncd.db commits with synchronous=FULL, so each commit syncs the
+WAL; PostgreSQL flushes its own); an outcome becomes durable with the next
+intent or at `close()`.
 
 On SQLite the cache is a file of its own, committed before the history: an
 outcome is never on disk without the cache update its answer allows. A crash

@@ -1,14 +1,15 @@
 """`syncd state migrate`: the history copied from one backend to another, and the copy checked.
 
 What moves is what cannot be rebuilt: the runs, the audit trail (each event
-with its number, since an outcome names its intent by it), the writes the
-server did not keep and the addresses syncd owns. What does not: the live
-cache (disposable: one cold read rebuilds it), daemon_state and user_failures
-(the daemon writes them again in its first cycle). Both sides are locked while
-it copies, so that nothing writes to either, and the target must hold no
-history yet: two histories are never merged. The copy is one transaction on
-the target; then every table's count, and the audit trail's last number, are
-compared on both sides, and a difference is an error.
+with its number, since an outcome names its intent by it) and which of its
+intents are open, the writes the server did not keep and the addresses syncd
+owns. What does not: the live cache (disposable: one cold read rebuilds it),
+daemon_state and user_failures (the daemon writes them again in its first
+cycle). Both sides are locked while it copies, so that nothing writes to
+either, and the target must hold no history yet: two histories are never
+merged. The copy is one transaction on the target; then every table's count,
+and the audit trail's last number, are compared on both sides, and a
+difference is an error.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from dataclasses import dataclass
 
 from syncd.errors import StateError
 from syncd.state.backend import Database, StateStore
+from syncd.state.chain import read_head
 from syncd.state.schema import columns
 
 #: The tables copied, each with the key it is read in the order of.
 COPIED = {
     "runs": "id",
     "audit": "seq",
+    "open_intents": "seq",
     "not_kept": "api, username, field, sent_key",
     "email_ownership": "api, username, email_key",
 }
@@ -62,9 +65,15 @@ def migrate(source: StateStore, target: StateStore) -> Copied:
             for table, key in COPIED.items():
                 _copy(origin, into, table, key)
             into.advance_identity("audit", "seq")
+            head = read_head(origin)  # the chain goes on from where it was
+            into.execute("UPDATE audit_head SET seq = ?, hash = ?", [head.seq, head.hash])
         expected = {table: count(origin, table) for table in COPIED}
         copied = {table: count(into, table) for table in COPIED}
-        if copied != expected or last_event(into) != last_event(origin):
+        if (
+            copied != expected
+            or last_event(into) != last_event(origin)
+            or read_head(into) != read_head(origin)
+        ):
             raise StateError(
                 f"the copy to {target.where} does not match {source.where}: "
                 f"{copied} rows against {expected}"
@@ -78,8 +87,7 @@ def _copy(origin: Database, into: Database, table: str, key: str) -> None:
     quoted = [f'"{name}"' for name in columns(into, table)]
     names = ", ".join(quoted)
     insert = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' for _ in quoted)})"
-    # In the order of each table's key, read whole: a history of years is some
-    # hundreds of MB at most, and is read once.
-    rows = origin.execute(f"SELECT {names} FROM {table} ORDER BY {key}").fetchall()
-    for start in range(0, len(rows), BATCH):
-        into.execute_many(insert, rows[start : start + BATCH])
+    # In the order of each table's key, BATCH rows at a time: memory stays bounded
+    # whatever the size of the history.
+    for rows in origin.stream(f"SELECT {names} FROM {table} ORDER BY {key}", BATCH):
+        into.execute_many(insert, rows)

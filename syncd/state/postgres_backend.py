@@ -123,6 +123,20 @@ class PostgresDatabase(Database):
         except (psycopg.Error, UnicodeEncodeError) as error:
             raise self.error(error) from None
 
+    def stream(self, sql: str, size: int) -> Iterator[list[Any]]:
+        import psycopg
+
+        # A server-side cursor: psycopg's usual one holds the whole result in memory.
+        # It lives in a transaction (a read, so nothing is left half-written by a stop).
+        with self.atomic():
+            try:
+                with self.connection.cursor(name="syncd_stream") as cursor:
+                    cursor.execute(sql.encode())
+                    while rows := cursor.fetchmany(size):
+                        yield rows
+            except psycopg.Error as error:
+                raise self.error(error) from None
+
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         import psycopg
 

@@ -17,8 +17,8 @@ only where it is missing, a table whose rows are not worth a copy remade only
 where it lacks its new key): that is how a state made before migrations were
 recorded is brought up to date, its history kept.
 
-    HISTORY  runs, the audit trail, daemon_state, not_kept, user_failures,
-             email_ownership: syncd.db
+    HISTORY  runs, the audit trail and its open intents, daemon_state, not_kept,
+             user_failures, email_ownership: syncd.db
     CACHE    the live cache: cache.db; on PostgreSQL one database holds both lists
 
 cache.db records nothing, so that it holds the cache alone: disposable, it has
@@ -46,6 +46,8 @@ class Migration:
     #: key changes on both engines (SQLite cannot alter a primary key) for tables
     #: whose rows are not worth a copy. (table, column)
     remade: tuple[tuple[str, str], ...] = ()
+    #: Whether it lets a prune delete the events before a recorded cut (the dialect's).
+    audit_prunable: bool = False
 
 
 HISTORY = (
@@ -183,6 +185,56 @@ HISTORY = (
         """,
         columns=(("runs", "scope", "TEXT"),),
     ),
+    # Open intents kept apart (syncd.state.audit): a cycle finds them without reading
+    # the closed ones, however long the history. The intents open when it runs are
+    # found once, the last time the whole trail is read for them. And the last good
+    # run found by an index, whatever the number of runs.
+    Migration(
+        "open_intents_apart",
+        """
+        CREATE TABLE IF NOT EXISTS open_intents (seq BIGINT PRIMARY KEY);
+        INSERT INTO open_intents (seq) SELECT i.seq FROM audit AS i
+            WHERE i.event = 'intent'
+            AND NOT EXISTS (SELECT 1 FROM audit AS o WHERE o.intent_seq = i.seq)
+            ON CONFLICT DO NOTHING;
+        CREATE INDEX IF NOT EXISTS runs_by_result ON runs (result, ended_at)
+        """,
+    ),
+    # The audit trail hash-chained (syncd.state.chain): each event's hash and the one
+    # before it, and the head, which each append moves. The events before it keep no
+    # hash: the chain starts after the last of them.
+    Migration(
+        "audit_hash_chain",
+        """
+        CREATE TABLE IF NOT EXISTS audit_head (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            seq BIGINT NOT NULL,
+            hash TEXT
+        );
+        INSERT INTO audit_head (one, seq, hash) SELECT 1, COALESCE(MAX(seq), 0), NULL
+            FROM audit WHERE true ON CONFLICT DO NOTHING
+        """,
+        columns=(("audit", "prev_hash", "TEXT"), ("audit", "hash", "TEXT")),
+    ),
+    # Retention (syncd.state.retention): each prune records the last event it removed,
+    # its hash (where the chain of the kept events starts) and what it removed; the
+    # events up to the last cut, and those alone, may be deleted.
+    Migration(
+        "audit_cuts",
+        """
+        CREATE TABLE IF NOT EXISTS audit_cuts (
+            run_id TEXT PRIMARY KEY,
+            seq BIGINT NOT NULL,
+            hash TEXT,
+            cut_at TEXT NOT NULL,
+            before TEXT NOT NULL,
+            events BIGINT NOT NULL,
+            runs BIGINT NOT NULL,
+            export TEXT
+        )
+        """,
+        audit_prunable=True,
+    ),
 )
 
 CACHE = (
@@ -283,6 +335,9 @@ def run(db: Database, migration: Migration) -> None:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     if migration.audit_append_only:
         for statement in db.dialect.audit_append_only:
+            db.execute(statement)
+    if migration.audit_prunable:
+        for statement in db.dialect.audit_prunable:
             db.execute(statement)
 
 

@@ -71,6 +71,11 @@ def open_state(path: Path) -> SqliteDatabase:
     """Open (creating if needed) syncd.db, the runs and the audit trail, private to its owner."""
     db = _open(path)
     with _closed_on_error(db):
+        # Each commit reaches the disk before it returns: in WAL mode NORMAL syncs only at
+        # checkpoints, and an intent must be on disk before its write is sent (a power
+        # cut after the write would leave no trace of it). The cache keeps NORMAL: it is
+        # committed before the history, and disposable.
+        db.execute("PRAGMA synchronous=FULL")
         # A cache is disposable, and history must not share a file with it.
         for table in LEFT_BEHIND:
             db.execute(f"DROP TABLE IF EXISTS {table}")
@@ -138,6 +143,12 @@ class SqliteDatabase(Database):
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Rows:
         # sqlite-utils commits a write made outside a transaction at once.
         return self.db.execute(sql, parameters)
+
+    def stream(self, sql: str, size: int) -> Iterator[list[Any]]:
+        # sqlite3 steps the statement as rows are fetched.
+        cursor = self.db.execute(sql)
+        while rows := cursor.fetchmany(size):
+            yield rows
 
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with self.atomic():

@@ -42,6 +42,13 @@ def test_the_history_moves_whole_and_the_counts_are_checked(world: World, postgr
     ledger = "SELECT api, username, email, how FROM email_ownership ORDER BY email"
     assert on_postgres.query(ledger) == world.query(ledger)
     assert [row["email"] for row in world.query(ledger)] == ["jane.doe+other@example.com"]
+    # The chain moved with its head, and goes on there.
+    head = CliRunner().invoke(cli, ["audit", "--state-dir", str(world.state_dir), "head"])
+    verified = CliRunner(env=on_postgres.state_env()).invoke(
+        cli, ["audit", "verify", "--head", head.stdout.strip()]
+    )
+    assert verified.exit_code == 0, verified.output
+    assert "the chain holds: 6 events" in verified.stdout
     # The cache stayed behind: the first plan reads the accounts, and finds nothing to do.
     gets = world.gets()
     plan = CliRunner(env=on_postgres.state_env()).invoke(

@@ -290,3 +290,14 @@ def test_what_is_kept_of_one_api_is_not_seen_for_another(store: StateStore):
     assert list(UserFailures(db, API).all()) == ["janedoe"]
     others.clear()
     assert list(UserFailures(db, API).all()) == ["janedoe"]
+
+
+def test_a_select_is_streamed_in_batches(store: StateStore) -> None:
+    db = store.history
+    db.execute_many(
+        "INSERT INTO daemon_state (key, value, updated_at) VALUES (?, '1', 'now')",
+        [[f"key{n:02d}"] for n in range(25)],
+    )
+    batches = list(db.stream("SELECT key FROM daemon_state ORDER BY key", 10))
+    assert [len(rows) for rows in batches] == [10, 10, 5]
+    assert batches[2][-1][0] == "key24"

@@ -15,7 +15,7 @@ import pytest
 from syncd.core.plan import AddEmail
 from syncd.errors import StateError
 from syncd.settings import Settings, load_settings
-from syncd.state.audit import AuditTrail
+from syncd.state.audit import AuditTrail, open_intents
 from syncd.state.backend import Database, StateStore, open_store
 from syncd.state.schema import CACHE, HISTORY, columns
 from syncd.state.sqlite_backend import SqliteStore
@@ -173,7 +173,7 @@ def test_both_backends_end_with_the_same_tables_and_columns(
     assert set(new) == {
         *("runs", "audit", "daemon_state", "not_kept", "user_failures", "live_accounts"),
         "email_ownership",
-        "schema_migrations",
+        *("schema_migrations", "open_intents", "audit_head", "audit_cuts"),
     }
     assert new["runs"]["pid"] == "integer"
     assert new["runs"]["scope"] == "text"
@@ -213,6 +213,8 @@ def test_a_state_of_the_previous_syncd_keeps_its_history(
     assert not history.has_table("schema_version")
     assert history.execute("SELECT id, result FROM runs").fetchall() == [("old-run", "ok")]
     (old_seq,) = history.execute("SELECT seq FROM audit").fetchone()
+    # The intent the previous syncd left open is found open, with no outcome to read.
+    assert [intent.seq for intent in open_intents(history)] == [old_seq]
 
     audit = AuditTrail(history, {})
     audit.begin_run("apply")

@@ -1,0 +1,295 @@
+"""Years of history (issue 26): what a long history costs, beside an empty one.
+
+A history of EVENTS audit events and RUNS runs is made through syncd's own
+tables and code (syncd.state.audit: each event hash-chained as syncd writes
+it), dated over the past year, in one transaction. Then, on that state and on
+an empty one, each in the same run against the same sandbox:
+
+- an apply of one change for each of `users` users (writes/s);
+- idle daemon cycles (median ms), while a thread asks /healthz all along;
+- the state work of a takeover (the dead run closed, its open intents found
+  and closed, the last good run), in this process;
+- `syncd status` and `syncd audit --user U --since 1d` (ms).
+
+Target: each within 1.2 × the empty history's figure, /healthz 200 throughout.
+And `syncd state migrate` of the history to PostgreSQL (peak RSS < 200 MB),
+and the apply with intents flushed (synchronous=FULL, as syncd runs) beside
+the same without (synchronous=NORMAL, syncd before issue 26).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import runs
+
+Measured = tuple[str, float, str, dict[str, Any]]
+SandboxProcess = Callable[..., AbstractContextManager[tuple[str, int]]]
+
+EVENTS = 2_000_000
+RUNS = 100_000
+CYCLES = 4
+#: The child that applies as syncd did before issue 26: WAL with synchronous=NORMAL.
+UNFLUSHED = (
+    "import sys, syncd.state.sqlite_backend as b, syncd.state.statefile as f\n"
+    "def normal(path):\n"
+    "    db = f.open_state(path)\n"
+    "    db.execute('PRAGMA synchronous=NORMAL')\n"
+    "    return db\n"
+    "b.open_state = normal\n"
+    "from syncd.cli.main import cli\n"
+    "cli(sys.argv[1:], prog_name='syncd')\n"
+)
+
+
+def make_history(state: Path, events: int, run_count: int) -> None:
+    """`run_count` runs over the past year, holding `events` events (an intent and its
+    outcome per write), written by syncd.state.audit in one transaction."""
+    import logging
+
+    import structlog
+
+    from syncd.core.plan import UpdateProfile
+    from syncd.core.vocabulary import RunResult, WriteResult
+    from syncd.state.audit import AuditTrail
+    from syncd.state.sqlite_backend import SqliteStore
+
+    # The events are not news: only the state should pay for them.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    start = datetime.now(UTC) - timedelta(days=366)
+    step = timedelta(days=365) / max(run_count, 1)
+    writes_per_run, extra = divmod(events // 2, max(run_count, 1))
+    with SqliteStore(state) as store:
+        db = store.history
+        db.begin()
+        for n in range(run_count):
+            moment = start + n * step
+            audit = AuditTrail(db, {"revision": "bench"}, clock=functools.partial(_same, moment))
+            audit.begin_run("run")
+            for w in range(writes_per_run + (n < extra)):
+                action = _change(UpdateProfile, f"user{(n + w) % 1000 + 1:06d}", n)
+                seq = audit.intent(action)
+                audit.outcome(seq, action, WriteResult.OK, status=200)
+            audit.end_run(RunResult.OK if writes_per_run else RunResult.NO_CHANGES, {})
+            if n % 1000 == 999:
+                db.commit_and_begin()
+        db.commit()
+
+
+def _same(moment: datetime) -> datetime:
+    return moment
+
+
+def _change(kind: Any, user: str, n: int) -> Any:
+    from syncd.core.plan import FieldChange
+
+    return kind(user, (FieldChange("full_name", f"Old {n}", f"New {n}"),))
+
+
+@contextlib.contextmanager
+def healthz_watch(address: str) -> Iterator[dict[str, int]]:
+    """Ask /healthz every 0.2 s while the block runs; count the answers by status, from
+    the first to the last (before, the daemon is starting; after, it was stopped)."""
+    seen: dict[str, int] = {}
+    answers: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.wait(0.2):
+                try:
+                    status = str(client.get(f"http://{address}/healthz").status_code)
+                except httpx.HTTPError:
+                    status = "unanswered"
+                answers.append(status)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+        answered = [n for n, status in enumerate(answers) if status != "unanswered"]
+        if answered:
+            for status in answers[answered[0] : answered[-1] + 1]:
+                seen[status] = seen.get(status, 0) + 1
+
+
+def _takeover_ms(state: Path) -> float:
+    """The state work of a takeover after a crash: a dead run and an open intent."""
+    from syncd.core.plan import UpdateProfile
+    from syncd.state.audit import AuditTrail, last_successful_run, open_intents
+    from syncd.state.sqlite_backend import SqliteStore
+
+    with SqliteStore(state) as store:
+        dead = AuditTrail(store.history, {})
+        dead.begin_run("run")
+        dead.intent(_change(UpdateProfile, "user000001", 0))
+        started = time.perf_counter()
+        audit = AuditTrail(store.history, {})
+        audit.close_dead_runs()
+        open_intents(store.history)
+        audit.close_interrupted()
+        last_successful_run(store.history)
+        return (time.perf_counter() - started) * 1000
+
+
+def _side(url: str, root: Path, users: int, name: str, credentials: Path) -> dict[str, Any]:
+    state = root / name
+    history = name == "history"
+    made = 0.0
+    if history:
+        started = time.perf_counter()
+        make_history(state, EVENTS, RUNS)
+        made = time.perf_counter() - started
+    desired = root / f"desired-{state.name}.yaml"
+    runs.desired_file(desired, users, change=True)
+    # Each side renames the users its own way, so that each apply has one change per user.
+    desired.write_text(desired.read_text().replace("(renamed)", f"({state.name})"))
+    args = runs.plan_args(url, desired, state, credentials, output=False)
+    runs.run_syncd(["plan", *runs.plan_args(url, desired, state, credentials)])  # the cache
+    applied = runs.run_syncd(["apply", *args, "--yes"])
+    if applied.returncode != 0:
+        raise SystemExit(f"bench: apply on the {state.name} history failed")
+    port = 20000 + os.getpid() % 20000 + history
+    with healthz_watch(f"127.0.0.1:{port}") as answers:
+        cycles = runs.daemon_cycles(
+            url,
+            desired,
+            state,
+            credentials,
+            CYCLES,
+            interval=1.5,
+            window=3.2e7,
+            settings={"SYNCD_METRICS_ADDR": f"127.0.0.1:{port}"},
+        )
+    status = runs.run_syncd(["status", "--state-dir", str(state)])
+    audit = runs.run_syncd(
+        ["audit", "--state-dir", str(state), "--user", "user000001", "--since", "1d"]
+    )
+    return {
+        "apply_writes_s": round(users / applied.seconds, 1),
+        "idle_cycle_ms": round(statistics.median(cycles.seconds) * 1000, 1),
+        "takeover_ms": round(_takeover_ms(state), 1),
+        "status_ms": round(status.seconds * 1000, 1),
+        "audit_user_since_ms": round(audit.seconds * 1000, 1),
+        "healthz": answers,
+        "made_s": round(made, 1),
+    }
+
+
+def _migrate_peak_mb(state: Path) -> dict[str, Any]:
+    from tests.postgres import running_cluster
+
+    with running_cluster() as cluster:
+        database = cluster.new_database()
+        env = {"SYNCD_STATE_PASSWORD_FILE": str(database.password_file)}
+        moved = runs.run_syncd(
+            ["state", "migrate", "--state-dir", str(state), "--to", database.url], env=env
+        )
+    if moved.returncode != 0:
+        raise SystemExit("bench: state migrate failed")
+    return {"peak_rss_mb": round(moved.peak_rss_mb), "seconds": round(moved.seconds, 1)}
+
+
+def _apply_rate(url: str, root: Path, users: int, name: str, credentials: Path) -> float:
+    """The writes/s of an apply on a state of its own: `unflushed` as syncd ran before
+    issue 26 (no fsync per group commit), else as syncd runs."""
+    import subprocess
+    import sys
+
+    state, desired = root / name, root / f"desired-{name}.yaml"
+    runs.desired_file(desired, users, change=True)
+    desired.write_text(desired.read_text().replace("(renamed)", f"({name})"))
+    runs.run_syncd(["plan", *runs.plan_args(url, desired, state, credentials)])
+    args = runs.plan_args(url, desired, state, credentials, output=False)
+    command = ["-c", UNFLUSHED] if name.startswith("unflushed") else ["-m", "syncd"]
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, *command, "apply", *args, "--yes"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return users / (time.perf_counter() - started)
+
+
+def figures(sandbox: SandboxProcess, users: int) -> list[Measured]:
+    """Every figure of the module's docstring, for an apply of `users` changes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        credentials = root / "credentials"
+        admin = "bench-" + os.urandom(8).hex()
+        with sandbox(users, admin, "--credentials-out", str(credentials)) as (url, _):
+            # The empty history before and after, to see past the machine's drift.
+            before = _side(url, root, users, "empty", credentials)
+            full = _side(url, root, users, "history", credentials)
+            after = _side(url, root, users, "empty-again", credentials)
+            empty = {
+                key: round((value + after[key]) / 2, 1) if isinstance(value, float) else value
+                for key, value in before.items()
+            }
+            flushed = [_apply_rate(url, root, users, "flushed", credentials)]
+            unflushed = _apply_rate(url, root, users, "unflushed", credentials)
+            flushed.append(_apply_rate(url, root, users, "flushed-again", credentials))
+        migrated = _migrate_peak_mb(root / "history")
+    history = f"{EVENTS:,} events, {RUNS:,} runs"
+    measured: list[Measured] = []
+    for key, name, higher_is_better in (
+        ("apply_writes_s", f"apply, {users:,} changes (writes/s)", True),
+        ("idle_cycle_ms", "daemon idle cycle (ms)", False),
+        ("takeover_ms", "takeover's state work (ms)", False),
+        ("status_ms", "syncd status (ms)", False),
+        ("audit_user_since_ms", "syncd audit --user U --since 1d (ms)", False),
+    ):
+        ratio = empty[key] / full[key] if higher_is_better else full[key] / empty[key]
+        measured.append(
+            (
+                f"{name}, history of {history} against none",
+                round(ratio, 2),
+                "x the empty history's cost",
+                {
+                    "with_history": full[key],
+                    "empty": empty[key],
+                    "healthz_with_history": full["healthz"],
+                    "healthz_empty": empty["healthz"],
+                    "target": "<= 1.2 x, /healthz 200 throughout",
+                },
+            )
+        )
+    measured.append(
+        (
+            f"state migrate, history of {history}",
+            migrated["peak_rss_mb"],
+            "MB peak RSS",
+            {**migrated, "history_made_s": full["made_s"], "target": "< 200 MB"},
+        )
+    )
+    ratio = statistics.mean(flushed) / unflushed
+    measured.append(
+        (
+            f"apply, {users:,} changes, intents flushed against not",
+            round(ratio, 2),
+            "x the writes/s without fsync",
+            {
+                "flushed_writes_s": round(statistics.mean(flushed), 1),
+                "unflushed_writes_s": round(unflushed, 1),
+                "target": ">= 0.8",
+            },
+        )
+    )
+    return measured

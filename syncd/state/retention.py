@@ -1,0 +1,226 @@
+"""Retention: the audit events and runs before a date exported, checked, and pruned.
+
+What goes is a prefix of the chain (syncd.state.chain): the events in order
+of number up to the first one at or after the date, or the first intent still
+open, whichever comes first; and the runs that ended before the date and have
+no event left. An export is JSON Lines (gzip when its name ends in `.gz`),
+written as the events are read, in batches:
+
+    {"kind": "export", "before": DATE}
+    {"kind": "event", <its columns, hash and prev_hash included>}   one per event
+    {"kind": "run", <its columns>}                                   one per run
+    {"kind": "end", "events": N, "runs": M, "last": SEQ, "hash": SHA256}
+
+so an export verifies on its own: its events' chain holds, and the end line
+says how many there are and the hash they end with. A prune deletes only what
+an export holds, checked by the count and the chain's last hash (or, with
+force, what an export would hold), and records the cut (audit_cuts: the last
+event removed and its hash, where the kept chain starts) and a run of its own.
+The append-only trigger lets a DELETE through only for events at or before the
+last cut recorded: whoever records a cut by hand is found by `audit verify`
+against a kept head, as any other change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, cast
+
+from syncd.core.vocabulary import RunResult
+from syncd.errors import StateError
+from syncd.state.audit import AuditTrail
+from syncd.state.backend import Database
+from syncd.state.chain import BATCH, events, verify_events
+
+#: The runs that go with the events up to `?` (the cut) and ended before `?` (the date).
+RUNS_BEFORE = (
+    "FROM runs WHERE ended_at < ? AND NOT EXISTS"
+    " (SELECT 1 FROM audit AS a WHERE a.run_id = runs.id AND a.seq > ?)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """What goes before a date: the events up to `last` (0: none), its hash, the runs."""
+
+    before: str
+    events: int
+    runs: int
+    last: int
+    hash: str | None
+    first: int | None = None
+
+
+def iso(moment: datetime) -> str:
+    """A date as the tables hold times, so that they compare as text."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _prefix(db: Database, before: str) -> Iterator[dict[str, Any]]:
+    """The events that go, in order: up to the date, and to the first open intent."""
+    row = db.execute("SELECT MIN(seq) FROM open_intents").fetchone()
+    open_from = row[0] if row and row[0] is not None else None
+    for event in events(db):
+        if event["timestamp"] >= before or (open_from is not None and event["seq"] >= open_from):
+            return
+        yield event
+
+
+def _runs(db: Database, before: str, last: int) -> Iterator[dict[str, Any]]:
+    after = ""
+    while True:
+        cursor = db.execute(
+            f"SELECT * {RUNS_BEFORE} AND id > ? ORDER BY id LIMIT {BATCH}", [before, last, after]
+        )
+        columns = [d[0] for d in cursor.description]
+        rows = cursor.fetchall()
+        if not rows:
+            return
+        for row in rows:
+            yield dict(zip(columns, row, strict=True))
+        after = rows[-1][columns.index("id")]
+
+
+def find_cut(db: Database, moment: datetime) -> Cut:
+    """What a prune before `moment` removes (the events read in batches)."""
+    before = iso(moment)
+    count, first, last = 0, None, None
+    for event in _prefix(db, before):
+        count += 1
+        first = first or event["seq"]
+        last = event
+    end = 0 if last is None else last["seq"]
+    (runs,) = db.execute(f"SELECT COUNT(*) {RUNS_BEFORE}", [before, end]).fetchone()
+    return Cut(before, count, int(runs), end, None if last is None else last["hash"], first)
+
+
+@contextlib.contextmanager
+def _text(path: Path, mode: str) -> Iterator[IO[str]]:
+    try:
+        if mode == "w":  # the events name users and addresses: private to its owner
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            raw: IO[bytes] = os.fdopen(os.open(path, flags, 0o600), "wb")
+        else:
+            raw = path.open("rb")
+    except OSError as error:
+        raise StateError(f"{path}: {error.strerror or error}") from None
+    with raw:
+        binary: IO[bytes] = raw
+        if path.name.endswith(".gz"):
+            binary = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode=mode + "b"))
+        with binary, io.TextIOWrapper(binary, encoding="utf-8") as text:
+            yield text
+
+
+def export(db: Database, moment: datetime, out: Path) -> Cut:
+    """Write the events and runs before `moment` to `out`; what it holds."""
+    before = iso(moment)
+    count, first, last = 0, None, None
+    with _text(out, "w") as text:
+        text.write(json.dumps({"kind": "export", "before": before}) + "\n")
+        for event in _prefix(db, before):
+            text.write(json.dumps({"kind": "event", **event}) + "\n")
+            count += 1
+            first = first or event["seq"]
+            last = event
+        end = 0 if last is None else last["seq"]
+        runs = 0
+        for run in _runs(db, before, end):
+            text.write(json.dumps({"kind": "run", **run}) + "\n")
+            runs += 1
+        digest = None if last is None else last["hash"]
+        end_line = {"kind": "end", "events": count, "runs": runs, "last": end, "hash": digest}
+        text.write(json.dumps(end_line) + "\n")
+    return Cut(before, count, runs, end, digest, first)
+
+
+def verify_export(path: Path) -> Cut:
+    """Check an export on its own: its chain holds, and its end line matches what it holds."""
+    ended: dict[str, Any] | None = None
+    runs = 0
+    header: dict[str, Any] = {}
+
+    def exported() -> Iterator[dict[str, Any]]:
+        nonlocal ended, runs, header
+        with _text(path, "r") as text:
+            for number, line in enumerate(text, 1):
+                try:
+                    item = json.loads(line)
+                    kind = item.pop("kind")
+                except (ValueError, KeyError, AttributeError):
+                    raise StateError(f"{path}:{number}: not a line of an audit export") from None
+                if ended is not None:
+                    raise StateError(f"{path}:{number}: a line after the end line")
+                if kind == "export":
+                    header = item
+                elif kind == "event":
+                    yield item
+                elif kind == "run":
+                    runs += 1
+                elif kind == "end":
+                    ended = item
+
+    try:
+        verified = verify_events(exported())
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise StateError(f"{path}: {error}") from None
+    except StateError as error:
+        raise StateError(f"{path}: {error}") from None
+    if ended is None or "before" not in header:
+        raise StateError(f"{path}: the export is incomplete (no end line)")
+    last = verified.head.seq if verified.head else 0
+    digest = verified.head.hash if verified.head else None
+    held = (verified.checked + verified.unhashed, runs, last, digest)
+    if held != (ended["events"], ended["runs"], ended["last"], ended["hash"]):
+        raise StateError(f"{path}: the export does not hold what its end line says")
+    return Cut(header["before"], held[0], runs, last, digest, verified.first)
+
+
+def prune(db: Database, moment: datetime, *, export_file: Path | None) -> Cut:
+    """Delete the events and runs before `moment`, which `export_file` must hold (None:
+    forced); record the cut and a run of the prune. The caller holds the lock."""
+    cut = find_cut(db, moment)
+    if export_file is not None:
+        exported = verify_export(export_file)
+        if (exported.events, exported.runs, exported.last, exported.hash) != (
+            cut.events,
+            cut.runs,
+            cut.last,
+            cut.hash,
+        ):
+            raise StateError(
+                f"{export_file} does not hold the {cut.events} events and {cut.runs} runs "
+                f"before {cut.before} (it holds {exported.events} and {exported.runs}): "
+                "nothing was pruned; export them again"
+            )
+    if not cut.events and not cut.runs:
+        return cut
+    audit = AuditTrail(db, {})
+    audit.begin_run("audit prune")
+    with db.atomic():
+        db.execute(
+            "INSERT INTO audit_cuts (seq, hash, cut_at, run_id, before, events, runs, export)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                cut.last,
+                cut.hash,
+                iso(datetime.now(UTC)),
+                audit.run_id,
+                cut.before,
+                cut.events,
+                cut.runs,
+                None if export_file is None else str(export_file),
+            ],
+        )
+        db.execute("DELETE FROM audit WHERE seq <= ?", [cut.last])
+        db.execute(f"DELETE {RUNS_BEFORE}", [cut.before, cut.last])
+    audit.end_run(RunResult.OK, {"pruned_events": cut.events, "pruned_runs": cut.runs})
+    return cut

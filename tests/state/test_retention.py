@@ -1,0 +1,158 @@
+"""Retention on both backends: the events and runs before a date exported, the export
+verified on its own, and pruned only when an export holds exactly them (or forced);
+the kept chain then starts at the recorded cut."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from syncd.cli.main import cli
+from syncd.core.not_kept import NotKept
+from syncd.core.plan import AddEmail
+from syncd.core.vocabulary import RunResult, WriteResult
+from syncd.errors import StateError
+from syncd.settings import Settings
+from syncd.state.audit import AuditTrail, open_intents
+from syncd.state.backend import Database, StateStore
+from syncd.state.chain import verify
+from syncd.state.not_kept import NotKeptRecords
+from syncd.state.retention import export, find_cut, prune, verify_export
+from tests.state.test_backends import API
+
+START = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def day(n: int) -> datetime:
+    return START + timedelta(days=n)
+
+
+def run_on(db: Database, n: int, writes: int = 1, *, finish: bool = True) -> list[int]:
+    """A run on day `n` with `writes` writes; the intents' numbers."""
+    audit = AuditTrail(db, {}, clock=lambda: day(n))
+    audit.begin_run("apply")
+    intents = []
+    for w in range(writes):
+        action = AddEmail(f"user{n}", f"u{n}.{w}@example.com")
+        seq = audit.intent(action)
+        intents.append(seq)
+        if finish:
+            audit.outcome(seq, action, WriteResult.OK, status=201)
+    if finish:
+        audit.end_run(RunResult.OK, {})
+    return intents
+
+
+def count(db: Database, table: str) -> int:
+    return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def test_an_export_holds_what_goes_and_the_prune_removes_exactly_that(
+    store: StateStore, tmp_path: Path
+) -> None:
+    db = store.history
+    for n in range(5):
+        run_on(db, n, writes=2)
+    out = tmp_path / "before-day-3.jsonl.gz"
+    cut = export(db, day(3), out)
+    assert (cut.events, cut.runs) == (12, 3)
+    with gzip.open(out, "rt") as text:
+        kinds = [json.loads(line)["kind"] for line in text]
+    assert kinds == ["export", *["event"] * 12, *["run"] * 3, "end"]
+    assert verify_export(out) == cut
+
+    assert prune(db, day(3), export_file=out) == cut
+    assert (count(db, "audit"), count(db, "runs")) == (8, 3)  # two runs kept, and the prune's
+    prunes = db.execute("SELECT command, counts FROM runs WHERE command = 'audit prune'")
+    assert [(c, json.loads(n)) for c, n in prunes] == [
+        ("audit prune", {"pruned_events": 12, "pruned_runs": 3})
+    ]
+    verified = verify(db)
+    assert (verified.first, verified.follows) == (cut.last + 1, cut.hash)
+    with pytest.raises(StateError, match="append-only"):
+        db.execute("DELETE FROM audit WHERE seq = ?", [cut.last + 1])
+    # An export of the rest goes on from the cut.
+    assert prune(db, day(9), export_file=None).events == 8
+    assert verify(db).checked == 0
+
+
+def test_a_prune_refuses_an_export_that_does_not_hold_exactly_what_goes(
+    store: StateStore, tmp_path: Path
+) -> None:
+    db = store.history
+    for n in range(4):
+        run_on(db, n)
+    earlier = tmp_path / "earlier.jsonl"
+    export(db, day(2), earlier)
+    with pytest.raises(StateError, match="does not hold the 6 events and 3 runs"):
+        prune(db, day(3), export_file=earlier)
+    assert count(db, "audit") == 8
+
+    tampered = tmp_path / "tampered.jsonl"
+    export(db, day(3), tampered)
+    lines = tampered.read_text().splitlines()
+    truncated = tmp_path / "truncated.jsonl"
+    truncated.write_text("\n".join(lines[:3]) + "\n")
+    with pytest.raises(StateError, match="incomplete"):
+        verify_export(truncated)
+    event = json.loads(lines[2])
+    event["target"] = "mallory@example.com"
+    lines[2] = json.dumps(event)
+    tampered.write_text("\n".join(lines) + "\n")
+    with pytest.raises(StateError, match=f"event {event['seq']} does not match its hash"):
+        prune(db, day(3), export_file=tampered)
+    assert count(db, "audit") == 8
+
+
+def test_an_open_intent_and_what_follows_it_are_kept(store: StateStore) -> None:
+    db = store.history
+    run_on(db, 0)
+    (left_open,) = run_on(db, 1, finish=False)
+    run_on(db, 2)
+    cut = find_cut(db, day(5))
+    assert cut.last == left_open - 1
+    prune(db, day(5), export_file=None)
+    assert [intent.seq for intent in open_intents(db)] == [left_open]
+    assert verify(db).first == left_open
+
+
+def test_not_kept_records_end_after_their_age(store: StateStore) -> None:
+    records = NotKeptRecords(store.history, API, ttl=3600)
+    with store.history.atomic():
+        records.save([NotKept("alice", "full_name", "Alice ", "Alice")])
+    assert records.load(["alice"])
+    store.history.execute("UPDATE not_kept SET recorded_at = '2020-01-01T00:00:00+00:00'")
+    assert records.load(["alice"]) == {}
+    assert NotKeptRecords(store.history, API).load(["alice"])  # no age: kept
+
+
+def test_export_prune_and_verify_through_the_cli(
+    store: StateStore, state_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(3):
+        run_on(store.history, n)
+    if state_settings.on_postgresql:
+        monkeypatch.setenv("SYNCD_STATE_URL", state_settings.state_url or "")
+        monkeypatch.setenv("SYNCD_STATE_PASSWORD_FILE", str(state_settings.state_password_file))
+    state = ["--state-dir", str(state_settings.state_dir)]
+    runner = CliRunner()
+    before = ["--before", day(2).isoformat()]
+    refused = runner.invoke(cli, ["audit", *state, "prune", *before])
+    assert refused.exit_code == 1
+    assert "--export FILE" in refused.output
+    out = tmp_path / "old.jsonl"
+    made = runner.invoke(cli, ["audit", *state, "export", *before, "--out", str(out)])
+    assert made.exit_code == 0, made.output
+    assert "4 events" in made.stdout
+    checked = runner.invoke(cli, ["audit", *state, "verify", "--file", str(out)])
+    assert "holds: 4 events" in checked.stdout
+    pruned = runner.invoke(cli, ["audit", *state, "prune", *before, "--export", str(out)])
+    assert pruned.exit_code == 0, pruned.output
+    assert "removed 4 events" in pruned.stdout
+    verified = runner.invoke(cli, ["audit", *state, "verify"])
+    assert verified.exit_code == 0, verified.output
