@@ -19,6 +19,7 @@ from syncd.cli.audit_command import audit
 from syncd.cli.converge_commands import apply, plan, show
 from syncd.cli.demo import demo
 from syncd.cli.desired_commands import import_, schema, validate
+from syncd.cli.operator_commands import resume, suspend
 from syncd.cli.run_command import run
 from syncd.cli.state_commands import state
 from syncd.cli.status_command import status
@@ -71,6 +72,8 @@ for command in (
     sandbox,
     run,
     status,
+    suspend,
+    resume,
     state,
 ):
     cli.add_command(command)

@@ -58,6 +58,7 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
     from syncd.state.audit import last_successful_run, recent_runs
     from syncd.state.backend import open_store
     from syncd.state.daemon_state import read_daemon_state
+    from syncd.state.suspensions import SuspensionTable
     from syncd.state.user_failures import UserFailures
 
     path = settings.state_file
@@ -73,6 +74,7 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         last_success = last_successful_run(db) or (None, None)
         # A state file from before the daemon kept users in error has no such table.
         failing = UserFailures(db).all() if db.has_table("user_failures") else {}
+        suspended = SuspensionTable(db).all()
     active = next((holder for holder in holders if holder.active), None)
     running = active is not None
     for entry in runs:
@@ -113,6 +115,9 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         "source": daemon.get("source") if running else None,
         "readiness": daemon.get("readiness") if running else None,
         "users_in_error": [_in_error(problem) for problem in failing.values()],
+        # By `syncd suspend` ("*": every user); a `suspend:` of the desired state
+        # shows in the plan.
+        "suspensions": [suspension.to_json(user) for user, suspension in suspended.items()],
         "runs": runs,
     }
 
@@ -207,6 +212,13 @@ def render_status(report: Mapping[str, Any]) -> str:
     if len(in_error) > USERS_IN_ERROR_SHOWN:
         lines.append(
             f"  and {len(in_error) - USERS_IN_ERROR_SHOWN} more (--output json lists all)"
+        )
+    for held in report["suspensions"]:
+        who = "every user" if held["user"] == "*" else held["user"]
+        lines.append(
+            f"suspended    {who}: {visible(held['reason'])} (until "
+            f"{_when(held['until']) if held['until'] else 'resumed'}, by {visible(held['by'])});"
+            f" syncd resume {'--all' if held['user'] == '*' else '--user ' + held['user']}"
         )
     lines.append("last runs")
     for entry in report["runs"]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from syncd.core.suspension import Suspension
+
 
 @dataclass(frozen=True, slots=True)
 class Location:
@@ -31,6 +33,8 @@ class DesiredUser:
     profile: Mapping[str, str] = field(default_factory=dict)
     emails: tuple[str, ...] | None = None
     location: Location | None = field(default=None, compare=False)
+    #: `suspend:` in the file: not read, not written while it holds.
+    suspend: Suspension | None = None
 
 
 @dataclass(frozen=True, slots=True)

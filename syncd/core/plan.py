@@ -22,6 +22,7 @@ from syncd.core.fields import PROFILE_FIELDS, email_key, gravatar_matches
 from syncd.core.live import LiveAccount
 from syncd.core.not_kept import EMAILS, NotKept
 from syncd.core.problem import Problem
+from syncd.core.suspension import NONE, Suspension, Suspensions
 from syncd.core.vocabulary import READ_ERRORS, ActionName, Code
 
 PLAN_FORMAT_VERSION = 1
@@ -101,6 +102,10 @@ class Plan:
     errors: tuple[Problem, ...] = ()
     #: How many users the plan covers (read or not): the desired state's.
     users: int = 0
+    #: Users left alone (not read, not written), and those whose suspension ended,
+    #: each with its suspension, by user.
+    suspended: tuple[tuple[str, Suspension], ...] = ()
+    suspension_ended: tuple[tuple[str, Suspension], ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -141,6 +146,7 @@ class Plan:
             "users": self.users,
             "users_changed": len(self.users_with_changes()),
             "users_unreadable": len(self.unreadable),
+            "users_suspended": len(self.suspended),
             ActionName.UPDATE_PROFILE: self.count(UpdateProfile),
             ActionName.ADD_EMAIL: self.count(AddEmail),
             ActionName.DELETE_EMAIL: self.count(DeleteEmail),
@@ -161,6 +167,8 @@ class Plan:
             "warnings": [w.to_json() for w in self.warnings],
             "errors": [shared.to_json() for shared in self.shared_failures()]
             + [e.to_json() for e in self.own_errors()],
+            "suspended": [s.to_json(user) for user, s in self.suspended],
+            "suspension_ended": [s.to_json(user) for user, s in self.suspension_ended],
             "summary": self.summary(),
         }
 
@@ -258,19 +266,24 @@ def build_plan(
     desired: DesiredState,
     live: Mapping[str, LiveAccount | Problem],
     not_kept: Mapping[str, Sequence[NotKept]] | None = None,
+    suspensions: Suspensions = NONE,
 ) -> Plan:
     """Everything that must change for the live accounts to match the desired state.
 
     A desired user missing from `live` is an error: the caller fetches every
     user it plans for. A user that could not be read is an error too, never a
     warning: a plan that did not read a user cannot say it matches. `not_kept`
-    holds, by user, the writes the server accepted and did not keep.
+    holds, by user, the writes the server accepted and did not keep. A user in
+    `suspensions` (syncd.core.suspension, worked out for a `now` by the caller)
+    is listed and neither read nor planned: as if it were absent, not an error.
     """
     not_kept = not_kept or {}
     changes: list[Action] = []
     warnings: list[Problem] = []
     errors: list[Problem] = []
     for user in sorted(desired.users, key=lambda u: u.username):
+        if user.username in suspensions:
+            continue
         state = live.get(user.username)
         if state is None:
             errors.append(Problem(user.username, Code.FETCH_FAILED, "live state was not read"))
@@ -283,4 +296,11 @@ def build_plan(
             changes.extend(actions)
             warnings.extend(user_warnings)
             errors.extend(user_errors)
-    return Plan(tuple(changes), tuple(warnings), tuple(errors), len(desired.users))
+    return Plan(
+        tuple(changes),
+        tuple(warnings),
+        tuple(errors),
+        len(desired.users),
+        tuple(sorted(suspensions.active.items())),
+        tuple(sorted(suspensions.ended.items())),
+    )

@@ -89,3 +89,19 @@ READ_ERRORS = frozenset(
         Code.MALFORMED_RESPONSE,
     }
 )
+
+
+class SuspensionSource(StrEnum):
+    """Who suspended a user: the desired state's `suspend:`, or `syncd suspend`."""
+
+    YAML = "yaml"
+    CLI = "cli"
+
+
+class OperatorEvent(StrEnum):
+    """An operator's decision, as the audit trail's `event` and `action` record it."""
+
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    APPROVE = "approve"
+    REJECT = "reject"

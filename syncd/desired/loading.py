@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, time
 from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING, Annotated, Any, Final
@@ -39,6 +40,7 @@ from syncd.core.fields import (
     is_valid_url,
     is_valid_username,
 )
+from syncd.core.suspension import Suspension
 from syncd.desired import yaml_positions
 from syncd.desired.duplicates import (
     Written,
@@ -117,6 +119,40 @@ def _check_url_or_empty(url: str) -> str:
     return url
 
 
+def _check_until(text: str) -> str:
+    try:
+        moment = suspension_end(text)
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise PydanticCustomError(
+            "syncd_until",
+            f"invalid end {text!r}: expected a date (2027-01-31) or an ISO datetime with a zone "
+            "(2027-01-31T18:00:00+01:00)",
+        )
+    return text
+
+
+def _check_reason(text: str) -> str:
+    if not text.strip():
+        raise PydanticCustomError(
+            "syncd_reason", "a suspension needs a reason (an incident, a ticket)"
+        )
+    return text.strip()
+
+
+def suspension_end(text: str) -> float | None:
+    """When a suspension written `until: text` ends, Unix time; None if it has no zone.
+
+    A date ends at the start of that day, UTC: `until: 2027-01-31` means
+    syncd manages the user again on the 31st.
+    """
+    if len(text) == len("2027-01-31"):
+        return datetime.combine(date.fromisoformat(text), time(), UTC).timestamp()
+    moment = datetime.fromisoformat(text)
+    return None if moment.tzinfo is None else moment.timestamp()
+
+
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
 EmailAddress = Annotated[str, AfterValidator(_check_email)]
 Username = Annotated[
@@ -126,6 +162,21 @@ Username = Annotated[
 ]
 
 _UNMANAGED = 'Absent: not managed. "" or null: must be empty.'
+
+
+class SuspendSettings(BaseModel):
+    """A user left alone for a while: neither read nor written, listed in the plan."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="Suspension")
+
+    reason: Annotated[Text, AfterValidator(_check_reason)] = Field(
+        description="Why (an incident, a ticket): shown in the plan, required."
+    )
+    until: Annotated[str, AfterValidator(_check_until)] | None = Field(
+        None,
+        description="When syncd manages the user again: a date (from the start of that day, "
+        "UTC) or an ISO datetime with a zone. Absent: until the key is removed.",
+    )
 
 
 class UserSettings(BaseModel):
@@ -150,6 +201,9 @@ class UserSettings(BaseModel):
         "are added (unverified), unlisted ones deleted, except the primary address, which "
         "is never deleted. Absent: addresses not managed. []: none but the primary.",
     )
+    suspend: SuspendSettings | None = Field(
+        None, description="Leave this user alone for a while: not read, not written."
+    )
 
 
 class DesiredStateFile(BaseModel):
@@ -168,6 +222,7 @@ class DesiredStateFile(BaseModel):
 
 _TOP_KEYS: Final = tuple(DesiredStateFile.model_fields)
 _USER_KEYS: Final = tuple(UserSettings.model_fields)
+_SUSPEND_KEYS: Final = tuple(SuspendSettings.model_fields)
 # The pydantic errors that the reader reports itself, by _SHAPE's `name` check.
 _SAID: Final = frozenset({"syncd_username"})
 # The same rules, kept as the file is read (see syncd.desired.yaml_shape).
@@ -178,7 +233,14 @@ _SHAPE: Final = Shape(
             name=_username_problem,
             under_any=Shape(
                 key=one_of(_USER_KEYS, partial(unknown_key, allowed=_USER_KEYS, top=False)),
-                under={"emails": Shape(item=_email_problem)},
+                under={
+                    "emails": Shape(item=_email_problem),
+                    "suspend": Shape(
+                        key=one_of(
+                            _SUSPEND_KEYS, partial(unknown_key, allowed=_SUSPEND_KEYS, top=False)
+                        )
+                    ),
+                },
             ),
         )
     },
@@ -341,5 +403,10 @@ def _users(model: DesiredStateFile, places: dict[str, Location]) -> list[Desired
             name: getattr(settings, name) or "" for name in PROFILE_FIELDS if name in stated
         }
         emails = tuple(settings.emails) if "emails" in stated else None
-        users.append(DesiredUser(username, profile, emails, where))
+        suspend = None
+        if settings.suspend is not None:
+            until = settings.suspend.until
+            end = None if until is None else suspension_end(until)
+            suspend = Suspension(settings.suspend.reason, end, str(where))
+        users.append(DesiredUser(username, profile, emails, where, suspend))
     return users

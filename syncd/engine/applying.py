@@ -79,6 +79,8 @@ class ApplyReport:
     #: What the server did not keep, field by field (each write of them is also a
     #: `does_not_converge` failure, once).
     not_kept: list[NotKept] = field(default_factory=list)
+    #: Users whose writes were not sent: suspended after the plan was made.
+    withheld: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -106,8 +108,11 @@ class Applier:
         live: Mapping[str, LiveAccount],
         not_kept: NotKeptRecords,
         on_change: ChangeObserver | None = None,
+        suspended: Callable[[str], bool] | None = None,
     ) -> None:
         self.on_change = on_change
+        #: Asked before each user's writes: a suspension said since the plan stops them.
+        self.suspended = suspended
         self.client = client
         self.cache = cache
         self.audit = audit
@@ -130,6 +135,9 @@ class Applier:
         return self.report
 
     async def _apply_user(self, actions: list[Action]) -> None:
+        if self.suspended is not None and self.suspended(actions[0].user):
+            self.report.withheld.append(actions[0].user)
+            return
         remaining = _in_write_order(actions)
         while remaining:
             action = remaining.pop(0)

@@ -22,6 +22,7 @@ from syncd.core.desired import DesiredState
 from syncd.core.live import LiveAccount
 from syncd.core.plan import DeleteEmail, Plan, build_plan
 from syncd.core.problem import Problem
+from syncd.core.suspension import suspensions_at
 from syncd.core.vocabulary import RunResult
 from syncd.engine.applying import Applier, ApplyReport, ChangeObserver
 from syncd.engine.fetching import (
@@ -39,6 +40,7 @@ from syncd.state.audit import AuditTrail, OpenIntent, open_intents
 from syncd.state.backend import Database, StateStore, open_store
 from syncd.state.cache import LiveCache
 from syncd.state.not_kept import NotKeptRecords
+from syncd.state.suspensions import SuspensionTable
 
 
 @dataclass
@@ -148,10 +150,15 @@ async def read_and_plan(
 ) -> PlanResult:
     """Read what the plan needs (cache first, as `freshness` allows) and plan.
 
-    The users in `hold` are not read: each stands for the error it holds.
+    The users in `hold` are not read: each stands for the error it holds; nor
+    are the suspended ones (the desired state's `suspend:`, `syncd suspend`).
     """
     freshness = freshness or Freshness(connection.settings.cache_ttl)
     now = time.time()
+    from_yaml = {user.username: user.suspend for user in desired.users if user.suspend}
+    suspensions = suspensions_at(
+        now, desired.usernames(), from_yaml, SuspensionTable(connection.db).all()
+    )
     options = FetchOptions(
         now=now,
         ttl=freshness.ttl,
@@ -163,7 +170,7 @@ async def read_and_plan(
         hold=hold or {},
     )
     read = await fetch_live(
-        map(Wanted.for_desired, desired.users),
+        (Wanted.for_desired(user) for user in desired.users if user.username not in suspensions),
         connection.client,
         connection.credentials,
         connection.cache,
@@ -171,7 +178,7 @@ async def read_and_plan(
         on_progress,
     )
     not_kept = NotKeptRecords(connection.db).load(desired.usernames())
-    plan = build_plan(desired, read.states, not_kept)
+    plan = build_plan(desired, read.states, not_kept, suspensions)
     return PlanResult(
         plan,
         read.states,
@@ -236,7 +243,16 @@ async def apply_plan(
 ) -> ApplyReport:
     readable = {user: state for user, state in live.items() if isinstance(state, LiveAccount)}
     records = NotKeptRecords(connection.db)
-    applier = Applier(connection.client, connection.cache, audit, readable, records, on_change)
+    suspensions = SuspensionTable(connection.db)
+    applier = Applier(
+        connection.client,
+        connection.cache,
+        audit,
+        readable,
+        records,
+        on_change,
+        suspended=lambda user: suspensions.holds(user, time.time()),
+    )
     return await applier.apply(plan.changes, connection.settings.concurrency)
 
 

@@ -19,7 +19,7 @@ import structlog
 
 from syncd.core.plan import Plan
 from syncd.core.problem import Problem
-from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult
+from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult, SuspensionSource
 from syncd.desired.gitsource import DesiredSource
 from syncd.engine.fetching import Freshness
 from syncd.engine.reconcile import PlanResult, connect, converge, planning
@@ -30,6 +30,7 @@ from syncd.service.schedule import BACKING_OFF, deadline_for, drift_share
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail
 from syncd.state.backend import StateStore
+from syncd.state.suspensions import SuspensionTable
 from syncd.state.user_failures import UserFailures
 
 log = structlog.get_logger("syncd.service.cycle")
@@ -57,6 +58,10 @@ class CycleOutcome:
     #: Whether the cycle got as far as a plan: only then do `failing` and the codes
     #: say what the users' state is (else they are not known, and not empty).
     planned: bool = False
+    #: Users left alone this cycle (suspended), and those whose writes a suspension
+    #: said during the cycle stopped.
+    suspended: int = 0
+    withheld: list[str] = field(default_factory=list)
 
     @property
     def backs_off(self) -> bool:
@@ -85,6 +90,8 @@ class CycleOutcome:
             parts.append(f"{self.drift_users} users differ")
         if self.failing:
             parts.append(f"{len(self.failing)} users in error")
+        if self.suspended:
+            parts.append(f"{self.suspended} users suspended")
         if self.revision:
             parts.append(f"revision {self.revision[:12]}")
         if self.warning:
@@ -233,6 +240,8 @@ class Cycle:
             len({f.user for f in report.failures}) if report else len(plan.users_with_changes())
         )
         problems = [f"{name}: {user.code}: {user.message}" for name, user in failing.items()]
+        withheld = report.withheld if report else []
+        self._report_suspensions(plan, withheld)
         return CycleOutcome(
             converged.outcome,
             desired.revision,
@@ -245,7 +254,34 @@ class Cycle:
             api_down=api_down,
             warning_codes=[warning.code for warning in plan.warnings],
             planned=True,
+            suspended=len(plan.suspended),
+            withheld=withheld,
         )
+
+    def _report_suspensions(self, plan: Plan, withheld: list[str]) -> None:
+        """Say which users were left alone, and forget `syncd suspend`s that ended."""
+        for user, suspension in plan.suspended:
+            log.info(
+                "user_suspended",
+                user=user,
+                reason=suspension.reason,
+                until=suspension.until_text(),
+                by=suspension.by,
+            )
+        for user in withheld:
+            log.info(
+                "user_suspended", user=user, reason="suspended during the cycle", nothing_sent=True
+            )
+        for user, suspension in plan.suspension_ended:
+            log.info(
+                "suspension_ended",
+                user=user,
+                reason=suspension.reason,
+                ended=suspension.until_text(),
+                by=suspension.by,
+            )
+        if any(s.source == SuspensionSource.CLI for _, s in plan.suspension_ended):
+            SuspensionTable(self.db).drop_ended(time.time())
 
     def _why_cancelled(self) -> RunResult:
         """The run record's result when converge is cancelled: by the deadline, or a stop."""

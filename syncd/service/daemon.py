@@ -308,6 +308,7 @@ class Daemon:
             error_codes = [user.code for user in outcome.failing.values()]
             self.metrics.observe_failing(error_codes)
             self.metrics.observe_findings(outcome.warning_codes, error_codes)
+            self.metrics.users_suspended.set(outcome.suspended)
         self.metrics.observe_cycle(outcome.result, api_down=outcome.api_down)
         now = datetime.now(UTC)
         job = self.scheduler.get_job(JOB_ID)
@@ -339,6 +340,8 @@ class Daemon:
             revision=outcome.revision,
             applied=outcome.applied,
             drift_users=outcome.drift_users,
+            suspended=outcome.suspended or None,
+            withheld=outcome.withheld or None,
             failures=self.failures,
             seconds=round(outcome.seconds, 3),
             next_run_at=utc_iso(next_run),

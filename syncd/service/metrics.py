@@ -194,6 +194,11 @@ class Metrics:
         self.next_run = Moment(
             "syncd_next_run_timestamp_seconds", "Unix time of the next scheduled run.", registry=r
         )
+        self.users_suspended = Gauge(
+            "syncd_users_suspended",
+            "Users left alone at the last run: suspended by `syncd suspend` or `suspend:`.",
+            registry=r,
+        )
         self.users_failing = Gauge(
             "syncd_users_failing",
             "Users in error after the last run, by code (those waiting for their retry too).",

@@ -26,7 +26,7 @@ from typing import Any
 
 from syncd import __version__
 from syncd.core.plan import Action, AddEmail, UpdateProfile
-from syncd.core.vocabulary import RunResult, WriteResult
+from syncd.core.vocabulary import OperatorEvent, RunResult, WriteResult
 from syncd.state.backend import Database
 
 Clock = Callable[[], datetime]
@@ -278,6 +278,16 @@ class AuditTrail:
                 self._source_json,
             ),
         )
+
+    def decision(self, event: OperatorEvent, user: str, message: str) -> None:
+        """An operator's decision about `user` (suspend, resume, approve, reject)."""
+        with self.db.atomic():
+            self.db.execute(
+                'INSERT INTO audit (run_id, timestamp, event, "user", action, result, message,'
+                " source) VALUES (?,?,?,?,?,?,?,?)",
+                (self.run_id, self._now(), event, user, event, WriteResult.OK, message, "{}"),
+            )
+        self.log.info("decision", decision=event, user=user, message=message)
 
     # -- crashes ----------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 What moves is what cannot be rebuilt: the runs, the audit trail (each event
 with its number, since an outcome names its intent by it) and the writes the
-server did not keep. What does not: the live cache (disposable: one cold read
+server did not keep, and the operator's decisions (suspensions, held
+deletions approved or rejected). What does not: the live cache (disposable: one cold read
 rebuilds it), daemon_state and user_failures (the daemon writes them again in
 its first cycle). Both sides are locked while it copies, so that nothing
 writes to either, and the target must hold no history yet: two histories are
@@ -20,7 +21,13 @@ from syncd.state.backend import Database, StateStore
 from syncd.state.schema import columns
 
 #: The tables copied, each with the key it is read in the order of.
-COPIED = {"runs": "id", "audit": "seq", "not_kept": "username, field, sent_key"}
+COPIED = {
+    "runs": "id",
+    "audit": "seq",
+    "not_kept": "username, field, sent_key",
+    "suspensions": "username",
+    "held_changes": "id",
+}
 #: Rows sent to the target at a time.
 BATCH = 5000
 

@@ -16,7 +16,8 @@ migration may run on tables that exist already (IF NOT EXISTS, a column added
 only where it is missing): that is how a state made before migrations were
 recorded is brought up to date, its history kept.
 
-    HISTORY  runs, the audit trail, daemon_state, not_kept, user_failures: syncd.db
+    HISTORY  runs, the audit trail, daemon_state, not_kept, user_failures,
+             suspensions, held_changes: syncd.db
     CACHE    the live cache: cache.db; on PostgreSQL one database holds both lists
 
 cache.db records nothing, so that it holds the cache alone: disposable, it has
@@ -128,6 +129,34 @@ HISTORY = (
                 ("pid", "INTEGER"),
             ]
         ),
+    ),
+    # The operator in the loop (design.md section 4.1): users suspended by `syncd
+    # suspend` (syncd.state.suspensions; "*" is `--all`), and the deletions a
+    # daemon's guard held for `syncd approve` or `reject` (syncd.state.held_changes).
+    Migration(
+        "operator_in_the_loop",
+        """
+        CREATE TABLE IF NOT EXISTS suspensions (
+            username TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            until DOUBLE PRECISION,
+            suspended_by TEXT NOT NULL,
+            since TEXT NOT NULL
+        );
+
+        -- deletions: a JSON array of [user, address]. status: held, approved,
+        -- rejected or applied. One set per revision at most is asked about.
+        CREATE TABLE IF NOT EXISTS held_changes (
+            id TEXT PRIMARY KEY,
+            revision TEXT,
+            held_at TEXT NOT NULL,
+            deletions TEXT NOT NULL,
+            status TEXT NOT NULL,
+            decided_by TEXT,
+            decided_at TEXT
+        );
+        CREATE INDEX IF NOT EXISTS held_changes_by_status ON held_changes (status)
+        """,
     ),
 )
 

@@ -50,7 +50,7 @@ def subschemas(schema: Any) -> Iterator[dict[str, Any]]:
 
 
 def test_the_models_hold_the_api_fields_and_emails() -> None:
-    assert tuple(UserSettings.model_fields) == (*PROFILE_FIELDS, "emails")
+    assert tuple(UserSettings.model_fields) == (*PROFILE_FIELDS, "emails", "suspend")
     assert tuple(DesiredStateFile.model_fields) == ("version", "users")
 
 
@@ -62,7 +62,7 @@ def test_schema_structure() -> None:
     assert SCHEMA["properties"]["version"]["const"] == 1
     user = SCHEMA["$defs"]["UserSettings"]
     assert user["additionalProperties"] is False
-    assert set(user["properties"]) == {*PROFILE_FIELDS, "emails"}
+    assert set(user["properties"]) == {*PROFILE_FIELDS, "emails", "suspend"}
     (users_object,) = [o for o in SCHEMA["properties"]["users"]["anyOf"] if o["type"] == "object"]
     assert users_object["propertyNames"] == {"pattern": f"^{USERNAME_PATTERN.pattern}$"}
     assert "patternProperties" not in users_object

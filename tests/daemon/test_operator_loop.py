@@ -1,0 +1,103 @@
+"""The operator in the loop (issue 24): a running daemon told what to leave alone.
+
+`syncd suspend` and `syncd resume` are other processes than the daemon; they
+write the state, and the daemon honours them at its next cycle, with no restart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx
+from click.testing import CliRunner
+
+from syncd.cli.main import cli
+from tests.daemon.harness import DaemonProcess
+from tests.daemon.test_freshness import admin_patch
+from tests.world import World
+
+
+def syncd(world: World, *args: str) -> str:
+    result = CliRunner().invoke(
+        cli, [*args, "--state-dir", str(world.state_dir)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def full_name(world: World, username: str) -> str:
+    response = httpx.get(
+        f"{world.sandbox.url}/api/v1.1/users/{username}/",
+        headers={"Authorization": f"Bearer {world.sandbox.admin_token}"},
+    )
+    response.raise_for_status()
+    return str(response.json()["full_name"])
+
+
+def test_a_running_daemon_is_suspended_and_resumed_from_another_process(
+    world: World, start_daemon: Any
+):
+    daemon: DaemonProcess = start_daemon(SYNCD_DRIFT_WINDOW="2", SYNCD_METRICS_ADDR="127.0.0.1:0")
+    address = daemon.wait_for("metrics_listening")["address"]
+    daemon.wait_for("cycle_finished", result="ok")  # janedoe converged
+
+    suspended_at = len(daemon.events)
+    said = syncd(world, "suspend", "--reason", "INC-123", "--user", "janedoe", "--for", "1h")
+    assert "Suspended janedoe until" in said
+    admin_patch(world, "janedoe", full_name="Changed by hand")
+    admin_patch(world, "johnsmith", full_name="Changed too")
+
+    # The others go on: johnsmith is put back, janedoe is left alone and said so.
+    daemon.wait_for("outcome", user="johnsmith", action="update_profile")
+    daemon.wait_for("cycle_finished", suspended=1)
+    daemon.wait_for("user_suspended", user="janedoe", reason="INC-123")
+    daemon.wait_for("cycle_finished", suspended=1)
+    assert full_name(world, "janedoe") == "Changed by hand"
+    assert not [
+        event
+        for event in daemon.events[suspended_at:]
+        if event.get("event") == "intent" and event.get("user") == "janedoe"
+    ]
+    metrics = httpx.get(f"http://{address}/metrics").text
+    assert re.search(r"^syncd_users_suspended 1\.0$", metrics, re.M)
+
+    report = json.loads(syncd(world, "status", "--output", "json"))
+    (held,) = report["suspensions"]
+    assert held["user"] == "janedoe"
+    assert held["reason"] == "INC-123"
+    assert "@" in held["by"]
+    assert held["until"]
+    assert "syncd resume --user janedoe" in syncd(world, "status")
+
+    assert "Resumed janedoe" in syncd(world, "resume", "--user", "janedoe")
+    daemon.wait_for("outcome", user="janedoe", action="update_profile", result="ok")
+    assert full_name(world, "janedoe") == "Jane Doe"
+    assert daemon.stop() == 0
+
+    decisions = world.query(
+        'SELECT event, "user", message FROM audit WHERE event IN (?, ?) ORDER BY seq',
+        ("suspend", "resume"),
+    )
+    assert [(d["event"], d["user"]) for d in decisions] == [
+        ("suspend", "janedoe"),
+        ("resume", "janedoe"),
+    ]
+    assert "INC-123" in decisions[0]["message"]
+
+
+def test_a_daemon_suspended_for_everyone_sends_no_request(world: World, start_daemon: Any):
+    daemon: DaemonProcess = start_daemon(SYNCD_DRIFT_WINDOW="1")
+    daemon.wait_for("cycle_finished", result="ok")
+    syncd(world, "suspend", "--reason", "freeze", "--all")
+    daemon.wait_for("cycle_finished", suspended=2)
+    requests = world.gets() + world.writes()
+    admin_patch(world, "janedoe", full_name="Changed by hand")
+    for _ in range(3):
+        daemon.wait_for("cycle_finished", suspended=2)
+    # Only the test's own PATCH and its GET of nothing: the daemon read nobody.
+    assert world.gets() + world.writes() == requests + 1
+    syncd(world, "resume", "--all")
+    daemon.wait_for("outcome", user="janedoe", action="update_profile", result="ok")
+    assert daemon.stop() == 0
