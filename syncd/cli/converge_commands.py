@@ -40,6 +40,7 @@ def plan(
     import asyncio
 
     from syncd.cli.progress import fetch_progress
+    from syncd.core.plan import DeleteEmail
     from syncd.engine.reconcile import compute_plan
 
     settings = settings_from_flags(options)
@@ -50,14 +51,29 @@ def plan(
             compute_plan(settings, desired, refresh=refresh, on_progress=on_progress)
         )
     keep_until_exit()
+    deletions = result.plan.count(DeleteEmail)
+    over = deletions > settings.max_deletions
     if output == "json":
         from syncd.core.jsondoc import dumps_document
 
-        click.echo(dumps_document(result.document()))
+        document = result.document()
+        document["guard"] = {
+            "max_deletions": settings.max_deletions,
+            "deletions": deletions,
+            "would_trip": over,
+        }
+        click.echo(dumps_document(document))
     else:
         from syncd.cli.render import print_plan, terminal
 
         print_plan(result.plan, terminal(), result.oldest_age)
+    if over:
+        click.echo(
+            f"warning: {deletions} deletions exceed the limit of {settings.max_deletions} "
+            "(SYNCD_MAX_DELETIONS): apply would refuse the plan (exit 3, nothing applied), "
+            "a daemon would apply the rest and hold them for `syncd approve`",
+            err=True,
+        )
     if out_file:
         import shlex
 

@@ -19,7 +19,7 @@ from syncd.cli.audit_command import audit
 from syncd.cli.converge_commands import apply, plan, show
 from syncd.cli.demo import demo
 from syncd.cli.desired_commands import import_, schema, validate
-from syncd.cli.operator_commands import resume, suspend
+from syncd.cli.operator_commands import approve, reject, resume, suspend
 from syncd.cli.run_command import run
 from syncd.cli.state_commands import state
 from syncd.cli.status_command import status
@@ -74,6 +74,8 @@ for command in (
     status,
     suspend,
     resume,
+    approve,
+    reject,
     state,
 ):
     cli.add_command(command)

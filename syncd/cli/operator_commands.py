@@ -1,8 +1,9 @@
-"""`syncd suspend` and `syncd resume`: the operator's word to a daemon that keeps running.
+"""`syncd suspend`, `resume`, `approve`, `reject`: the operator's word to a running daemon.
 
-They write the state (syncd.state.suspensions) without taking the lock that
-a running daemon holds: the daemon reads the suspensions at each cycle and
-before each user's writes, so no restart is needed. Each is recorded as a run
+They write the state (syncd.state.suspensions, held_changes) without taking
+the lock that a running daemon holds: the daemon reads the suspensions at each
+cycle and before each user's writes, and the held sets at each cycle, so no
+restart is needed. Each is recorded as a run
 with an audit event, with who said it (the OS user @ host).
 """
 
@@ -19,7 +20,8 @@ import click
 from syncd.cli.options import config_option, state_dir_option
 
 if TYPE_CHECKING:
-    from syncd.core.vocabulary import OperatorEvent
+    from syncd.core.vocabulary import OperatorEvent, RunResult
+    from syncd.state.audit import AuditTrail
     from syncd.state.backend import Database
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -152,11 +154,73 @@ def _history(
 
 def _audit(db: Database, event: OperatorEvent, users: list[str], message: str) -> None:
     """One run for the command, with one audit event per user it names."""
-    from syncd.core.vocabulary import RunResult
+    audit = _begin(db, event)
+    for user in users:
+        audit.decision(event, user, message)
+    audit.end_run(_ok(), {})
+
+
+def _begin(db: Database, event: OperatorEvent) -> AuditTrail:
     from syncd.state.audit import AuditTrail
 
     audit = AuditTrail(db, {})
     audit.begin_run(event)
-    for user in users:
-        audit.decision(event, user, message)
-    audit.end_run(RunResult.OK, {})
+    return audit
+
+
+def _ok() -> RunResult:
+    from syncd.core.vocabulary import RunResult
+
+    return RunResult.OK
+
+
+@click.command()
+@config_option
+@state_dir_option
+@click.argument("held_id", metavar="ID")
+def approve(config_file: str | None, state_dir: str | None, held_id: str) -> None:
+    """Let the next daemon cycle apply exactly the deletions held as set ID.
+
+    A deletion not in the set still counts against SYNCD_MAX_DELETIONS.
+    """
+    from syncd.core.vocabulary import HeldStatus
+
+    _decide(config_file, state_dir, held_id, HeldStatus.APPROVED)
+
+
+@click.command()
+@config_option
+@state_dir_option
+@click.argument("held_id", metavar="ID")
+def reject(config_file: str | None, state_dir: str | None, held_id: str) -> None:
+    """Drop the deletions held as set ID: not asked about again for the same revision."""
+    from syncd.core.vocabulary import HeldStatus
+
+    _decide(config_file, state_dir, held_id, HeldStatus.REJECTED)
+
+
+def _decide(config_file: str | None, state_dir: str | None, held_id: str, status: str) -> None:
+    from syncd.core.held import per_user
+    from syncd.core.vocabulary import HeldStatus, OperatorEvent
+    from syncd.state.held_changes import HeldChanges
+
+    approving = status == HeldStatus.APPROVED
+    event = OperatorEvent.APPROVE if approving else OperatorEvent.REJECT
+    with _history(config_file, state_dir, str(event)) as (db, who):
+        held = HeldChanges(db).decide(held_id, HeldStatus(status), who)
+        counts = per_user(held.deletion_keys())
+        audit = _begin(db, event)
+        for user, count in counts.items():
+            audit.decision(event, user, f"{count} deletions of held set {held.id}")
+        audit.end_run(_ok(), {})
+    shown = ", ".join(f"{user} ({count})" for user, count in counts.items())
+    if approving:
+        click.echo(
+            f"Approved {len(held.deletions)} deletions of set {held.id}: {shown}. "
+            "The next daemon cycle applies them."
+        )
+    else:
+        click.echo(
+            f"Rejected {len(held.deletions)} deletions of set {held.id}: {shown}. Not asked "
+            f"about again for revision {held.revision or '(a file)'}."
+        )

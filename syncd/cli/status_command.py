@@ -54,10 +54,12 @@ def status(config_file: str | None, state_dir: str | None, limit: int, output: s
 
 def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
     """What `syncd status` shows, as data (also its --output json)."""
+    from syncd.core.vocabulary import HeldStatus
     from syncd.errors import StateError, UsageError
     from syncd.state.audit import last_successful_run, recent_runs
     from syncd.state.backend import open_store
     from syncd.state.daemon_state import read_daemon_state
+    from syncd.state.held_changes import HeldChanges
     from syncd.state.suspensions import SuspensionTable
     from syncd.state.user_failures import UserFailures
 
@@ -75,6 +77,7 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         # A state file from before the daemon kept users in error has no such table.
         failing = UserFailures(db).all() if db.has_table("user_failures") else {}
         suspended = SuspensionTable(db).all()
+        held = HeldChanges(db).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
     active = next((holder for holder in holders if holder.active), None)
     running = active is not None
     for entry in runs:
@@ -110,6 +113,7 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         "guard": {
             "max_deletions": limit_deletions,
             "blocked": bool(last and last["result"] == RunResult.BLOCKED),
+            "held": bool(last and last["result"] == RunResult.HELD),
             "deletions_planned": counts.get(ActionName.DELETE_EMAIL, 0),
         },
         "source": daemon.get("source") if running else None,
@@ -118,6 +122,8 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         # By `syncd suspend` ("*": every user); a `suspend:` of the desired state
         # shows in the plan.
         "suspensions": [suspension.to_json(user) for user, suspension in suspended.items()],
+        # Deletions the daemon's guard held: waiting for a decision, or approved.
+        "held_changes": [held_set.to_json() for held_set in held],
         "runs": runs,
     }
 
@@ -200,6 +206,7 @@ def render_status(report: Mapping[str, Any]) -> str:
         word = "ready" if readiness["ready"] else "NOT READY"
         lines.append(f"readiness    {word}: {visible(readiness['reason'])}")
     lines.append(f"guard        {_guard(report['guard'])}")
+    lines += _held_lines(report["held_changes"])
     lines.append(f"pending      {_pending(report['pending'])}")
     in_error = report["users_in_error"]
     lines.append(f"in error     {len(in_error)} users" if in_error else "in error     none")
@@ -213,13 +220,7 @@ def render_status(report: Mapping[str, Any]) -> str:
         lines.append(
             f"  and {len(in_error) - USERS_IN_ERROR_SHOWN} more (--output json lists all)"
         )
-    for held in report["suspensions"]:
-        who = "every user" if held["user"] == "*" else held["user"]
-        lines.append(
-            f"suspended    {who}: {visible(held['reason'])} (until "
-            f"{_when(held['until']) if held['until'] else 'resumed'}, by {visible(held['by'])});"
-            f" syncd resume {'--all' if held['user'] == '*' else '--user ' + held['user']}"
-        )
+    lines += _suspension_lines(report["suspensions"])
     lines.append("last runs")
     for entry in report["runs"]:
         revision = (entry["revision"] or "-")[:12]
@@ -233,11 +234,49 @@ def render_status(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _held_lines(held_changes: list[dict[str, Any]]) -> list[str]:
+    """The deletions the daemon's guard held, with the commands that decide."""
+    lines: list[str] = []
+    for held in held_changes:
+        counts = ", ".join(f"{user} ({n})" for user, n in held["per_user"].items())
+        what = f"set {held['id']}: {held['deletions']} deletions ({counts})"
+        if held["status"] == "approved":
+            lines.append(
+                f"held         {what} approved by {visible(held['decided_by'] or '-')}: "
+                "the next cycle applies them"
+            )
+        else:
+            revision = (held["revision"] or "-")[:12]
+            lines.append(
+                f"held         {what}, revision {revision}, since {_when(held['held_at'])}; "
+                f"decide: {held['approve']}  or  {held['reject']}"
+            )
+    return lines
+
+
+def _suspension_lines(suspensions: list[dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    for held in suspensions:
+        who = "every user" if held["user"] == "*" else held["user"]
+        lines.append(
+            f"suspended    {who}: {visible(held['reason'])} (until "
+            f"{_when(held['until']) if held['until'] else 'resumed'}, by {visible(held['by'])});"
+            f" syncd resume {'--all' if held['user'] == '*' else '--user ' + held['user']}"
+        )
+    return lines
+
+
 def _guard(guard: Mapping[str, Any]) -> str:
     limit = guard["max_deletions"]
     if guard["blocked"]:
         planned = guard["deletions_planned"]
         return f"BLOCKED the last run: {planned} deletions planned, the limit is {limit}"
+    if guard["held"]:
+        planned = guard["deletions_planned"]
+        return (
+            f"HELD the last run's deletions ({planned} planned, the limit is {limit}); "
+            "the rest was applied"
+        )
     return f"clear (at most {limit} deletions per run)"
 
 

@@ -45,6 +45,8 @@ class RunResult(StrEnum):
     DRIFT = "drift"
     #: The deletion guard refused the plan.
     BLOCKED = "blocked"
+    #: The daemon's deletion guard held the deletions for `syncd approve`; the rest applied.
+    HELD = "held"
     #: The desired state did not validate; nothing applied.
     INVALID = "invalid"
     #: Settings, credentials, state or git failed before a converge could end.
@@ -105,3 +107,15 @@ class OperatorEvent(StrEnum):
     RESUME = "resume"
     APPROVE = "approve"
     REJECT = "reject"
+
+
+class HeldStatus(StrEnum):
+    """Where a set of deletions held by the daemon's guard stands: `held_changes.status`."""
+
+    HELD = "held"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    #: Approved, and given to a cycle to apply.
+    APPLIED = "applied"
+    #: Held, then replaced by a newer set before anyone decided.
+    SUPERSEDED = "superseded"

@@ -19,11 +19,12 @@ from typing import Any
 from syncd.api.client import AccountsClient, ResponseObserver
 from syncd.api.credentials import CredentialStore
 from syncd.core.desired import DesiredState
+from syncd.core.held import GuardSplit
 from syncd.core.live import LiveAccount
 from syncd.core.plan import DeleteEmail, Plan, build_plan
 from syncd.core.problem import Problem
 from syncd.core.suspension import suspensions_at
-from syncd.core.vocabulary import RunResult
+from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult
 from syncd.engine.applying import Applier, ApplyReport, ChangeObserver
 from syncd.engine.fetching import (
     FetchOptions,
@@ -350,6 +351,7 @@ async def converge(
     on_change: ChangeObserver | None = None,
     observe: bool = False,
     cancelled_as: Callable[[], RunResult] = lambda: RunResult.CANCELLED,
+    hold_deletions: Callable[[Plan], GuardSplit] | None = None,
 ) -> ConvergeResult:
     """Plan, guard, confirm and apply, with a run record and an audit event per write.
 
@@ -357,7 +359,9 @@ async def converge(
     With `observe`, the run plans and reports and sends no write at all (the
     deletion guard has nothing to refuse then): its result is `drift` when
     changes are pending. `cancelled_as` names the result of a run cancelled from
-    outside (the daemon's deadline says `deadline`).
+    outside (the daemon's deadline says `deadline`). With `hold_deletions` (the
+    daemon's), the guard refuses nothing: it says what to apply now, and a run
+    that held deletions and applied the rest ends `held`.
     """
     audit = AuditTrail(connection.db, {})
     audit.begin_run(command)
@@ -374,17 +378,26 @@ async def converge(
         if observe or result.plan.is_empty:
             outcome = converged.conclude(None, observe=observe)
             return converged
-        try:
-            check_deletion_guard(result.plan, deletion_limit)
-        except GuardError:
-            outcome = RunResult.BLOCKED
-            raise
+        now, held = result.plan, False
+        if hold_deletions is not None:
+            split = hold_deletions(result.plan)
+            now, held = split.now, bool(split.held)
+        else:
+            try:
+                check_deletion_guard(result.plan, deletion_limit)
+            except GuardError:
+                outcome = RunResult.BLOCKED
+                raise
         if not confirm(result):
             outcome = converged.outcome = RunResult.DECLINED
             return converged
-        report = await apply_plan(connection, result.plan, result.live, audit, on_change)
-        counts.update({f"applied_{key}": value for key, value in report.counts.items()})
+        report = None
+        if not now.is_empty:
+            report = await apply_plan(connection, now, result.live, audit, on_change)
+            counts.update({f"applied_{key}": value for key, value in report.counts.items()})
         outcome = converged.conclude(report)
+        if held and outcome in SUCCESSFUL_RUNS:
+            outcome = converged.outcome = RunResult.HELD
         return converged
     except asyncio.CancelledError:
         # Stopped from outside (the daemon's shutdown or deadline); writes in flight

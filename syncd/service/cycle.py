@@ -24,12 +24,14 @@ from syncd.desired.gitsource import DesiredSource
 from syncd.engine.fetching import Freshness
 from syncd.engine.reconcile import PlanResult, connect, converge, planning
 from syncd.errors import DesiredStateError, GitSourceError, GuardError, SyncdError
+from syncd.service.deletion_guard import DeletionGuard
 from syncd.service.isolation import held_users, record_cycle
 from syncd.service.metrics import Metrics
 from syncd.service.schedule import BACKING_OFF, deadline_for, drift_share
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail
 from syncd.state.backend import StateStore
+from syncd.state.held_changes import HeldChanges
 from syncd.state.suspensions import SuspensionTable
 from syncd.state.user_failures import UserFailures
 
@@ -125,8 +127,13 @@ class Cycle:
         metrics: Metrics,
         *,
         refresh: bool = False,
+        hold_deletions: bool = True,
     ) -> None:
         self.settings = settings
+        #: Whether deletions past the limit are held and the rest applied (the
+        #: daemon), or the plan refused whole, as `apply` does (`run --once`).
+        self.hold_deletions = hold_deletions
+        self._guard: DeletionGuard | None = None
         self.source = source
         #: Whose lock the daemon holds: every write goes through it (the fence).
         self.store = store
@@ -209,6 +216,11 @@ class Cycle:
                     refresh=self.refresh,
                     refresh_oldest=drift_share(len(desired.users), settings),
                 )
+                guard = None
+                if self.hold_deletions:
+                    guard = self._guard = DeletionGuard(
+                        HeldChanges(self.db), settings.max_deletions, desired.revision
+                    )
                 converged = await converge(
                     connection,
                     planning(desired, freshness=freshness, hold=held),
@@ -218,6 +230,7 @@ class Cycle:
                     on_plan=planned.append,
                     observe=settings.observe,
                     cancelled_as=self._why_cancelled,
+                    hold_deletions=None if guard is None else guard.split,
                 )
             except GuardError as error:
                 drift = len(planned[0].plan.users_with_changes()) if planned else None
@@ -236,10 +249,14 @@ class Cycle:
             {a.action: report.counts.get(a.action, 0) for a in plan.changes} if report else {}
         )
         self.metrics.observe_changes(applied, report.failed if report else {})
-        drift = (
-            len({f.user for f in report.failures}) if report else len(plan.users_with_changes())
+        drift_users = (
+            {f.user for f in report.failures} if report else set(plan.users_with_changes())
         )
         problems = [f"{name}: {user.code}: {user.message}" for name, user in failing.items()]
+        if self._guard is not None and (split := self._guard.last) is not None:
+            drift_users |= {action.user for action in split.held}
+            problems[:0] = self._guard.conclude(applied=report is not None)
+        drift = len(drift_users)
         withheld = report.withheld if report else []
         self._report_suspensions(plan, withheld)
         return CycleOutcome(

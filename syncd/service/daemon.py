@@ -274,7 +274,15 @@ class Daemon:
             self._hook_due, self._hook_started = None, datetime.now(UTC)
         try:
             refresh, self._refresh_next = self._refresh_next, False
-            cycle = Cycle(self.settings, self.source, self.store, self.metrics, refresh=refresh)
+            cycle = Cycle(
+                self.settings,
+                self.source,
+                self.store,
+                self.metrics,
+                refresh=refresh,
+                # `run --once` ends as `apply` would: all or nothing, exit 3.
+                hold_deletions=not self.once,
+            )
             outcome = await cycle.run()
         except asyncio.CancelledError:
             if not self._stopping:

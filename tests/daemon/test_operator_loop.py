@@ -101,3 +101,76 @@ def test_a_daemon_suspended_for_everyone_sends_no_request(world: World, start_da
     syncd(world, "resume", "--all")
     daemon.wait_for("outcome", user="janedoe", action="update_profile", result="ok")
     assert daemon.stop() == 0
+
+
+def add_address(world: World, username: str, address: str) -> None:
+    response = httpx.post(
+        f"{world.sandbox.url}/api/v1.1/users/{username}/emails/",
+        json={"email": address},
+        headers={"Authorization": f"Bearer {world.sandbox.admin_token}"},
+    )
+    response.raise_for_status()
+
+
+def test_a_tripped_guard_holds_only_the_deletions_until_approved_or_rejected(
+    world: World, start_daemon: Any
+):
+    # The standard plan renames janedoe, adds an address and deletes one: past a
+    # limit of 0, the deletion is held and the rest applied.
+    daemon: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0", SYNCD_DRIFT_WINDOW="2")
+    held = daemon.wait_for("deletions_held")
+    first = daemon.wait_for("cycle_finished")
+    assert first["result"] == "held"
+    assert first["applied"] == 2
+    assert held["new"] is True
+    assert held["per_user"] == {"janedoe": 1}
+    assert "old@example.com" in world.emails_of("janedoe")
+    assert full_name(world, "janedoe") == "Jane Doe"
+    # Asked once: the next cycles keep the same set.
+    again = daemon.wait_for("deletions_held")
+    assert again["held_id"] == held["held_id"]
+    assert again["new"] is False
+
+    report = json.loads(syncd(world, "status", "--output", "json"))
+    (entry,) = report["held_changes"]
+    assert entry["id"] == held["held_id"]
+    assert entry["per_user"] == {"janedoe": 1}
+    assert entry["approve"] == f"syncd approve {held['held_id']}"
+    text = syncd(world, "status")
+    assert f"decide: syncd approve {held['held_id']}  or  syncd reject {held['held_id']}" in text
+
+    said = syncd(world, "approve", held["held_id"])
+    assert f"Approved 1 deletions of set {held['held_id']}: janedoe (1)" in said
+    daemon.wait_for("outcome", user="janedoe", action="delete_email", result="ok")
+    daemon.wait_for("cycle_finished", result="ok")
+    assert world.emails_of("janedoe") == ["jane.doe@example.com", "jane.doe+other@example.com"]
+
+    # A new deletion, beside nothing approved: held again, as a new set; rejected,
+    # it is not asked about again for this revision.
+    add_address(world, "janedoe", "by.hand@example.com")
+    second = daemon.wait_for("deletions_held", new=True)
+    assert second["held_id"] != held["held_id"]
+    said = syncd(world, "reject", second["held_id"])
+    assert "Rejected 1 deletions" in said
+    daemon.wait_for("deletions_rejected_left_out")
+    seen = len(daemon.events)
+    for _ in range(3):  # nothing else to do: what the operator refused is not pending
+        daemon.wait_for("cycle_finished", result="no_changes")
+    assert not [e for e in daemon.events[seen:] if e.get("event") == "deletions_held"]
+    assert "by.hand@example.com" in world.emails_of("janedoe")
+    assert daemon.stop() == 0
+
+    decisions = world.query(
+        'SELECT event, "user" FROM audit WHERE event IN (?, ?) ORDER BY seq', ("approve", "reject")
+    )
+    assert [(d["event"], d["user"]) for d in decisions] == [
+        ("approve", "janedoe"),
+        ("reject", "janedoe"),
+    ]
+
+
+def test_deciding_an_unknown_set_is_one_line(world: World):
+    world.apply()  # a state to decide in
+    result = CliRunner().invoke(cli, ["approve", "nosuchid", "--state-dir", str(world.state_dir)])
+    assert result.exit_code == 1
+    assert "no held change set 'nosuchid'" in result.output
