@@ -11,6 +11,7 @@ from syncd.cli.options import (
     desired_for,
     keep_until_exit,
     output_option,
+    parse_duration,
     settings_from_flags,
     settings_options,
 )
@@ -112,6 +113,12 @@ def plan(
     is_flag=True,
     help="Log every event on a terminal too (it shows warnings and errors only).",
 )
+@click.option(
+    "--lock-timeout",
+    metavar="DURATION",
+    help="Wait this long (60s, 5m) for a running daemon to finish its cycle, instead of "
+    "being refused; then write between two of its cycles.",
+)
 def apply(
     plan_file: str | None,
     yes: bool,
@@ -119,6 +126,7 @@ def apply(
     refresh: bool,
     users: tuple[str, ...],
     verbose: bool,
+    lock_timeout: str | None,
     **options: Any,
 ) -> None:
     """Converge the accounts to the desired state, or apply a saved plan (asks first)."""
@@ -145,6 +153,7 @@ def apply(
         raise click.UsageError("--user limits a new plan; a saved plan is applied whole")
     configure_logging(settings.log_format, verbose=verbose)
     limit = settings.max_deletions if allow_deletions is None else allow_deletions
+    waiting = 0.0 if lock_timeout is None else parse_duration(lock_timeout)
     view = ApplyView(terminal(), ask=not yes)
 
     with fetch_progress() as on_progress:
@@ -156,7 +165,7 @@ def apply(
             make_plan = planning(desired, refresh=refresh, on_progress=on_progress)
 
         async def run() -> ConvergeResult:
-            async with connect(settings) as connection:
+            async with connect(settings, lock_timeout=waiting) as connection:
                 return await converge(
                     connection,
                     make_plan,

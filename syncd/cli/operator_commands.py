@@ -9,7 +9,6 @@ with an audit event, with who said it (the OS user @ host).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,23 +16,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from syncd.cli.options import config_option, state_dir_option
+from syncd.cli.options import config_option, parse_duration, state_dir_option
 
 if TYPE_CHECKING:
     from syncd.core.vocabulary import OperatorEvent, RunResult
     from syncd.state.audit import AuditTrail
     from syncd.state.backend import Database
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """`90s`, `15m`, `2h`, `3d` in seconds; a UsageError for anything else."""
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise click.UsageError(f"invalid duration {text!r}: expected a number and s, m, h or d")
-    return float(match[1]) * _UNIT_SECONDS[match[2]]
 
 
 def _users_option(command: click.decorators.FC) -> click.decorators.FC:

@@ -36,8 +36,22 @@ USERS_IN_ERROR_SHOWN = 20
     show_default=True,
     help="How many of the last runs to list.",
 )
+@click.option(
+    "--user",
+    "users",
+    multiple=True,
+    metavar="USER",
+    help="Also what syncd knows of this user: last read, pending changes, last write, "
+    "error, suspension, held deletions (repeat).",
+)
 @output_option(help="A summary, or the same as a JSON document.")
-def status(config_file: str | None, state_dir: str | None, limit: int, output: str) -> None:
+def status(
+    config_file: str | None,
+    state_dir: str | None,
+    limit: int,
+    users: tuple[str, ...],
+    output: str,
+) -> None:
     """Show the daemon's state from the state file: last runs, drift, next run, guard.
 
     Reads nothing from the API and writes nothing.
@@ -45,21 +59,25 @@ def status(config_file: str | None, state_dir: str | None, limit: int, output: s
     from syncd.settings import load_settings
 
     settings = load_settings(config_file, state_dir=state_dir)
-    report = read_status(settings, limit)
+    report = read_status(settings, limit, users)
     if output == "json":
         click.echo(visible_json(json.dumps(report, indent=2, ensure_ascii=False)))
     else:
-        click.echo(render_status(report), nl=False)
+        click.echo(render_status(report, users_in_detail=bool(users)), nl=False)
 
 
-def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
+def read_status(
+    settings: Settings, limit: int = 10, users: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """What `syncd status` shows, as data (also its --output json)."""
+    from syncd.cli.user_status import read_users
     from syncd.core.vocabulary import HeldStatus
     from syncd.errors import StateError, UsageError
     from syncd.state.audit import last_successful_run, recent_runs
     from syncd.state.backend import open_store
     from syncd.state.daemon_state import read_daemon_state
     from syncd.state.held_changes import HeldChanges
+    from syncd.state.pending import pending_for
     from syncd.state.suspensions import SuspensionTable
     from syncd.state.user_failures import UserFailures
 
@@ -78,6 +96,9 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         failing = UserFailures(db).all() if db.has_table("user_failures") else {}
         suspended = SuspensionTable(db).all()
         held = HeldChanges(db).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
+        # Every user with changes pending, or only those asked about, in detail.
+        named = users or tuple(pending_for(db))
+        per_user = read_users(store, named)
     active = next((holder for holder in holders if holder.active), None)
     running = active is not None
     for entry in runs:
@@ -124,6 +145,9 @@ def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         "suspensions": [suspension.to_json(user) for user, suspension in suspended.items()],
         # Deletions the daemon's guard held: waiting for a decision, or approved.
         "held_changes": [held_set.to_json() for held_set in held],
+        # How the daemon's last cycle ended, and why (the first problem's file:line:col).
+        "last_cycle": daemon.get("last_cycle"),
+        "users": per_user,
         "runs": runs,
     }
 
@@ -171,7 +195,7 @@ def pending_changes(result: str | None, counts: Mapping[str, int]) -> dict[str, 
     }
 
 
-def render_status(report: Mapping[str, Any]) -> str:
+def render_status(report: Mapping[str, Any], *, users_in_detail: bool = False) -> str:
     daemon = report["daemon"]
     lines = [f"state file   {report['state_file']}"]
     if daemon["running"]:
@@ -208,6 +232,7 @@ def render_status(report: Mapping[str, Any]) -> str:
     lines.append(f"guard        {_guard(report['guard'])}")
     lines += _held_lines(report["held_changes"])
     lines.append(f"pending      {_pending(report['pending'])}")
+    lines += _last_cycle_lines(report["last_cycle"])
     in_error = report["users_in_error"]
     lines.append(f"in error     {len(in_error)} users" if in_error else "in error     none")
     for user in in_error[:USERS_IN_ERROR_SHOWN]:
@@ -231,7 +256,18 @@ def render_status(report: Mapping[str, Any]) -> str:
         )
     if not report["runs"]:
         lines.append("  none")
+    if users_in_detail:
+        from syncd.cli.user_status import render_users
+
+        lines += render_users(report["users"])
     return "\n".join(lines) + "\n"
+
+
+def _last_cycle_lines(cycle: Mapping[str, Any] | None) -> list[str]:
+    """Why the daemon's last cycle ended as it did, when it said why."""
+    if cycle is None or not cycle["message"]:
+        return []
+    return [f"last cycle   {cycle['result']} at {_when(cycle['at'])}: {visible(cycle['message'])}"]
 
 
 def _held_lines(held_changes: list[dict[str, Any]]) -> list[str]:

@@ -35,7 +35,7 @@ from syncd.engine.fetching import (
 )
 from syncd.engine.outcome import failing_users, run_result
 from syncd.engine.planfile import SavedPlan, staleness
-from syncd.errors import GuardError, PlanFileError, UsageError
+from syncd.errors import DaemonError, GuardError, PlanFileError, UsageError
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail, OpenIntent, open_intents
 from syncd.state.backend import Database, StateStore, open_store
@@ -119,21 +119,31 @@ async def connect(
     *,
     store: StateStore | None = None,
     purpose: str = "apply",
+    lock_timeout: float = 0,
 ) -> AsyncIterator[Connection]:
     """The API client, state and credentials of one run; `on_response` sees every call.
 
-    Given no `store` (the daemon passes the one whose lock it holds), it opens
-    the one the settings name and takes its lock for `purpose`, the command:
-    one writer at a time. A plan takes it only where hosts share the state (its
-    cache writes would race the active instance's), so that on SQLite a dry run
-    may look beside the daemon.
+    Given no `store` (the daemon passes the one whose lock it holds, and takes the
+    writers' lock for each cycle itself), it opens the one the settings name and
+    takes its lock for `purpose`, the command: one writer at a time. A plan takes
+    it only where hosts share the state (its cache writes would race the active
+    instance's), so that on SQLite a dry run may look beside the daemon. With a
+    `lock_timeout` (`apply --lock-timeout`), a lock a daemon holds for its life
+    does not refuse: the run waits that long for the writers' lock, which the
+    daemon lets go between its cycles.
     """
     credentials = CredentialStore.from_settings(settings)
     with contextlib.ExitStack() as held:
         if store is None:
             store = held.enter_context(open_store(settings, purpose))
             if purpose != "plan" or store.shared:
-                held.enter_context(store.lock(purpose))
+                try:
+                    held.enter_context(store.lock(purpose))
+                except DaemonError:
+                    if not lock_timeout:
+                        raise
+            if purpose != "plan":
+                held.enter_context(await store.write_lock(purpose, lock_timeout))
         session = held.enter_context(store.session())
         async with AccountsClient(
             settings, credentials.for_user, on_response=on_response

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
 
-from syncd.core.plan import Plan
+from syncd.core.plan import Action, Plan
 from syncd.core.problem import Problem
-from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult, SuspensionSource
+from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult, SuspensionSource, WriteResult
 from syncd.desired.gitsource import DesiredSource
 from syncd.engine.fetching import Freshness
 from syncd.engine.reconcile import PlanResult, connect, converge, planning
@@ -30,8 +32,9 @@ from syncd.service.metrics import Metrics
 from syncd.service.schedule import BACKING_OFF, deadline_for, drift_share
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail
-from syncd.state.backend import StateStore
+from syncd.state.backend import LockHeld, StateStore
 from syncd.state.held_changes import HeldChanges
+from syncd.state.pending import save_pending
 from syncd.state.suspensions import SuspensionTable
 from syncd.state.user_failures import UserFailures
 
@@ -116,6 +119,12 @@ def _report_drift(plan: Plan) -> None:
         log.info("drift", user=user, would=described)
 
 
+@asynccontextmanager
+async def _held(lock: LockHeld) -> AsyncIterator[None]:
+    with lock:
+        yield
+
+
 class Cycle:
     """One run of the daemon over its settings, source, state and metrics."""
 
@@ -167,7 +176,13 @@ class Cycle:
                 revision=self.source.attempted_revision,
                 problems=[str(problem) for problem in error.problems],
             )
-            message = f"{len(error.problems)} problems in the desired state; nothing applied"
+            # The first place, so that `syncd status` says where without the journal.
+            message = (
+                f"{len(error.problems)} problems in the desired state, the first "
+                f"{error.problems[0]}; nothing applied"
+                if error.problems
+                else "the desired state is invalid; nothing applied"
+            )
             outcome = CycleOutcome(
                 RunResult.INVALID, self.source.attempted_revision, message=message
             )
@@ -204,9 +219,15 @@ class Cycle:
             failures.clear()  # SIGHUP: every user is read again, those in error too
         held = held_users(failures, desired.usernames(), settings, time.time())
         planned: list[PlanResult] = []
-        async with connect(
-            settings, on_response=self.metrics.observe_response, store=self.store
-        ) as connection:
+        written: set[Action] = set()
+        # The writers' lock for this cycle alone: an `apply --lock-timeout` may write
+        # between two cycles (the deadline bounds the wait for it to finish).
+        async with (
+            _held(await self.store.write_lock("run", deadline_for(settings))),
+            connect(
+                settings, on_response=self.metrics.observe_response, store=self.store
+            ) as connection,
+        ):
             self._began_run = True
             try:
                 # The daemon's freshness is the drift window alone, each cycle
@@ -231,6 +252,9 @@ class Cycle:
                     observe=settings.observe,
                     cancelled_as=self._why_cancelled,
                     hold_deletions=None if guard is None else guard.split,
+                    on_change=lambda action, result, _: (
+                        written.add(action) if result == WriteResult.OK else None
+                    ),
                 )
             except GuardError as error:
                 drift = len(planned[0].plan.users_with_changes()) if planned else None
@@ -243,6 +267,7 @@ class Cycle:
             api_down = sent and not client.answered
         failing = record_cycle(failures, desired.usernames(), converged.failing, held, settings)
         plan, report = converged.result.plan, converged.report
+        save_pending(self.db, (action for action in plan.changes if action not in written))
         if settings.observe:
             _report_drift(plan)
         applied = (

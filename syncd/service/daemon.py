@@ -375,6 +375,12 @@ class Daemon:
                 },
                 "readiness": {"ready": ready, "reason": readiness},
                 "observe": self.settings.observe,
+                # Why the last cycle ended as it did, for `syncd status` (not only the journal).
+                "last_cycle": {
+                    "result": outcome.result,
+                    "message": outcome.message or None,
+                    "at": utc_iso(now),
+                },
             },
         )
 

@@ -135,6 +135,19 @@ def recent_runs(db: Database, limit: int) -> list[dict[str, Any]]:
     return runs
 
 
+def last_write(db: Database, user: str) -> dict[str, Any] | None:
+    """The last write to `user` and how it ended, for `syncd status --user`."""
+    row = db.execute(
+        'SELECT timestamp, action, target, result, status, message FROM audit WHERE "user" = ?'
+        " AND event = 'outcome' ORDER BY timestamp DESC LIMIT 1",
+        [user],
+    ).fetchone()
+    if row is None:
+        return None
+    keys = ("timestamp", "action", "target", "result", "status", "message")
+    return dict(zip(keys, row, strict=True))
+
+
 class AuditTrail:
     def __init__(
         self,

@@ -179,3 +179,14 @@ def _emails(text: str) -> tuple[LiveEmail, ...]:
             raise TypeError("an address entry is not [text, bool, bool]")
         emails.append(LiveEmail(address, verified, primary))
     return tuple(emails)
+
+
+def last_read(db: Database, username: str) -> tuple[float | None, float | None]:
+    """When the profile and the addresses of `username` were last read (Unix time)."""
+    if not db.has_table("live_accounts"):
+        return None, None
+    row = db.execute(
+        "SELECT profile_fetched_at, emails_fetched_at FROM live_accounts WHERE username = ?",
+        [username],
+    ).fetchone()
+    return (None, None) if row is None else (row[0], row[1])

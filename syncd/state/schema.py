@@ -17,7 +17,7 @@ only where it is missing): that is how a state made before migrations were
 recorded is brought up to date, its history kept.
 
     HISTORY  runs, the audit trail, daemon_state, not_kept, user_failures,
-             suspensions, held_changes: syncd.db
+             suspensions, held_changes, pending_changes: syncd.db
     CACHE    the live cache: cache.db; on PostgreSQL one database holds both lists
 
 cache.db records nothing, so that it holds the cache alone: disposable, it has
@@ -131,8 +131,9 @@ HISTORY = (
         ),
     ),
     # The operator in the loop (design.md section 4.1): users suspended by `syncd
-    # suspend` (syncd.state.suspensions; "*" is `--all`), and the deletions a
-    # daemon's guard held for `syncd approve` or `reject` (syncd.state.held_changes).
+    # suspend` (syncd.state.suspensions; "*" is `--all`), the deletions a daemon's
+    # guard held for `syncd approve` or `reject` (syncd.state.held_changes), and
+    # each user's changes pending after the last cycle (syncd.state.pending).
     Migration(
         "operator_in_the_loop",
         """
@@ -155,7 +156,15 @@ HISTORY = (
             decided_by TEXT,
             decided_at TEXT
         );
-        CREATE INDEX IF NOT EXISTS held_changes_by_status ON held_changes (status)
+        CREATE INDEX IF NOT EXISTS held_changes_by_status ON held_changes (status);
+
+        -- The changes each user still had after the daemon's last cycle, as the
+        -- plan's JSON shows them (syncd.state.pending): for `syncd status --user`.
+        CREATE TABLE IF NOT EXISTS pending_changes (
+            username TEXT PRIMARY KEY,
+            changes TEXT NOT NULL,
+            as_of TEXT NOT NULL
+        )
         """,
     ),
 )

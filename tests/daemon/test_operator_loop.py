@@ -174,3 +174,63 @@ def test_deciding_an_unknown_set_is_one_line(world: World):
     result = CliRunner().invoke(cli, ["approve", "nosuchid", "--state-dir", str(world.state_dir)])
     assert result.exit_code == 1
     assert "no held change set 'nosuchid'" in result.output
+
+
+def test_apply_waits_for_the_daemons_lock_with_a_timeout(world: World, start_daemon: Any):
+    daemon: DaemonProcess = start_daemon()
+    daemon.wait_for("cycle_finished", result="ok")
+    args = ["apply", *world.cli_args(), "--yes"]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1
+    assert "holds" in refused.output
+    admin_patch(world, "johnsmith", full_name="Changed by hand")
+    waited = CliRunner().invoke(cli, [*args, "--refresh", "--lock-timeout", "30s"])
+    assert waited.exit_code == 0, waited.output
+    assert full_name(world, "johnsmith") == "John Smith"  # the apply wrote it
+    assert [run["result"] for run in runs_of(world, "apply")] == ["ok"]
+    daemon.wait_for("cycle_finished")  # and the daemon goes on
+    assert daemon.stop() == 0
+
+
+def runs_of(world: World, command: str) -> list[dict[str, Any]]:
+    return world.query("SELECT result FROM runs WHERE command = ?", (command,))
+
+
+def test_status_tells_what_is_wrong_with_one_user(world: World, start_daemon: Any):
+    # Observing: the changes stay pending, as the plan shows them.
+    daemon: DaemonProcess = start_daemon(SYNCD_OBSERVE="true")
+    daemon.wait_for("cycle_finished", result="drift")
+    report = json.loads(syncd(world, "status", "--user", "janedoe", "--output", "json"))
+    (jane,) = report["users"]
+    assert jane["user"] == "janedoe"
+    assert jane["last_read"]["profile"] is not None
+    assert jane["last_read"]["emails"] is not None
+    assert jane["pending"]["changes"] == [
+        {
+            "user": "janedoe",
+            "action": "update_profile",
+            "fields": {
+                "full_name": {"before": "Jane", "after": "Jane Doe"},
+                "location": {"before": "San Francisco, CA", "after": "Private Island"},
+            },
+        },
+        {"user": "janedoe", "action": "add_email", "email": "jane.doe+other@example.com"},
+        {"user": "janedoe", "action": "delete_email", "email": "old@example.com"},
+    ]
+    assert jane["last_write"] is None
+    assert jane["error"] is None
+    assert jane["suspension"] is None
+    text = syncd(world, "status", "--user", "janedoe")
+    assert "user janedoe" in text
+    assert '    ~ full_name: "Jane" → "Jane Doe"; ~ location:' in text
+    assert "    - old@example.com" in text
+
+    # A cycle that ends invalid says where, in status too.
+    world.desired_file.write_text("version: 1\nusers:\n  janedoe:\n    full_nam: x\n")
+    daemon.wait_for("cycle_finished", result="invalid")
+    report = json.loads(syncd(world, "status", "--output", "json"))
+    assert report["last_cycle"]["result"] == "invalid"
+    where = f"{world.desired_file}:4:5: unknown key 'full_nam'"
+    assert where in report["last_cycle"]["message"]
+    assert "last cycle   invalid at " in syncd(world, "status")
+    assert daemon.stop() == 0

@@ -163,7 +163,7 @@ def test_both_backends_end_with_the_same_tables_and_columns(
     new = sqlite_layout(tmp_path / "new")
     assert set(new) == {
         *("runs", "audit", "daemon_state", "not_kept", "user_failures", "live_accounts"),
-        *("suspensions", "held_changes"),
+        *("suspensions", "held_changes", "pending_changes"),
         "schema_migrations",
     }
     assert new["runs"]["pid"] == "integer"
