@@ -119,3 +119,15 @@ class HeldStatus(StrEnum):
     APPLIED = "applied"
     #: Held, then replaced by a newer set before anyone decided.
     SUPERSEDED = "superseded"
+
+
+class NotificationEvent(StrEnum):
+    """A condition the daemon notifies about (design.md section 4.1), once until it resolves."""
+
+    DRIFT_DETECTED = "drift_detected"
+    APPLY_FAILED = "apply_failed"
+    GUARD_HELD = "guard_held"
+    DOES_NOT_CONVERGE = "does_not_converge"
+    SOURCE_FAILED = "source_failed"
+    BECAME_ACTIVE = "became_active"
+    SUSPENSION_EXPIRED = "suspension_expired"

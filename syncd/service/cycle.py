@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import structlog
 
@@ -67,6 +68,10 @@ class CycleOutcome:
     #: said during the cycle stopped.
     suspended: int = 0
     withheld: list[str] = field(default_factory=list)
+    #: The changes still pending after the cycle, as the plan's JSON shows them, and
+    #: the users whose suspension ended: what notifications tell.
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    suspension_ended: list[str] = field(default_factory=list)
 
     @property
     def backs_off(self) -> bool:
@@ -267,7 +272,8 @@ class Cycle:
             api_down = sent and not client.answered
         failing = record_cycle(failures, desired.usernames(), converged.failing, held, settings)
         plan, report = converged.result.plan, converged.report
-        save_pending(self.db, (action for action in plan.changes if action not in written))
+        pending = [action for action in plan.changes if action not in written]
+        save_pending(self.db, pending)
         if settings.observe:
             _report_drift(plan)
         applied = (
@@ -298,6 +304,8 @@ class Cycle:
             planned=True,
             suspended=len(plan.suspended),
             withheld=withheld,
+            pending=[action.to_json() for action in pending],
+            suspension_ended=[user for user, _ in plan.suspension_ended],
         )
 
     def _report_suspensions(self, plan: Plan, withheld: list[str]) -> None:

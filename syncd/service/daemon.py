@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -34,12 +35,14 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult
+from syncd.core.conditions import Condition
+from syncd.core.vocabulary import SUCCESSFUL_RUNS, NotificationEvent, RunResult
 from syncd.desired.gitsource import DesiredSource
 from syncd.errors import SyncdError
 from syncd.logs import configure_logging
 from syncd.service.cycle import Cycle, CycleOutcome
 from syncd.service.metrics import Metrics
+from syncd.service.notifications import Notifications, conditions_of
 from syncd.service.notify import Notifier
 from syncd.service.schedule import backoff_delay, deadline_for, jitter_for
 from syncd.service.webhook import Webhook
@@ -100,6 +103,8 @@ class Daemon:
         #: last cycle that hooks waited for started.
         self._hook_due: datetime | None = None
         self._hook_started: datetime | None = None
+        instance = f"syncd run on {socket.gethostname()} pid {os.getpid()}"
+        self.notifications = Notifications(settings, metrics, instance)
 
     # -- life cycle -------------------------------------------------------------
 
@@ -133,6 +138,11 @@ class Daemon:
             self.webhook.ref = self._hooked_ref()
         save_daemon_state(self.db, self._identity())
         log.info("daemon_started", **self._identity())
+        self.notifications.start()
+        self.notifications.happened(
+            Condition(NotificationEvent.BECAME_ACTIVE, message=f"state {self.store.where}"),
+            None,
+        )
         self.notifier.ready(f"started; first run now; desired state {self.source}")
         watchdog = None
         if (every := self.notifier.watchdog_interval) is not None:
@@ -141,6 +151,7 @@ class Daemon:
             await self._stop.wait()
             await self._shutdown()
         finally:
+            await self.notifications.stop()
             if watchdog is not None:
                 watchdog.cancel()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -358,6 +369,7 @@ class Daemon:
             warning=outcome.warning,
         )
         self.notifier.status(outcome.status_line(self.failures, next_run))
+        self._notify(outcome)
         metrics = self.metrics
         read_at = metrics.source_read_at
         ready, readiness = metrics.readiness()
@@ -383,6 +395,18 @@ class Daemon:
                 },
             },
         )
+
+    def _notify(self, outcome: CycleOutcome) -> None:
+        """Hand the cycle's conditions to the notifications (delivered in the background)."""
+        conditions, decided = conditions_of(outcome)
+        self.notifications.observe(conditions, decided, outcome.revision)
+        if outcome.suspension_ended:
+            ended = Condition(
+                NotificationEvent.SUSPENSION_EXPIRED,
+                tuple(outcome.suspension_ended),
+                "managed again from this cycle",
+            )
+            self.notifications.happened(ended, outcome.revision)
 
     def _identity(self) -> dict[str, Any]:
         """Who this daemon is: logged at start and reload, kept for `syncd status`."""

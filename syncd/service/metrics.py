@@ -197,6 +197,12 @@ class Metrics:
         self.next_run = Moment(
             "syncd_next_run_timestamp_seconds", "Unix time of the next scheduled run.", registry=r
         )
+        self.notifications_failed = Counter(
+            "syncd_notifications_failed",
+            "Notifications not delivered after their retries (or dropped), by provider.",
+            ["provider"],
+            registry=r,
+        )
         self.users_suspended = Gauge(
             "syncd_users_suspended",
             "Users left alone at the last run: suspended by `syncd suspend` or `suspend:`.",
