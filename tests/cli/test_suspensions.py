@@ -13,13 +13,13 @@ from tests.world import STANDARD_DESIRED, World
 
 def run(world: World, *args: str) -> Result:
     command, *rest = args
-    return CliRunner().invoke(cli, [command, *world.cli_args(), *rest], catch_exceptions=False)
+    runner = CliRunner(env=world.state_env())
+    return runner.invoke(cli, [command, *world.cli_args(), *rest], catch_exceptions=False)
 
 
 def state(world: World, *args: str) -> Result:
-    return CliRunner().invoke(
-        cli, [*args, "--state-dir", str(world.state_dir)], catch_exceptions=False
-    )
+    runner = CliRunner(env=world.state_env())
+    return runner.invoke(cli, [*args, "--state-dir", str(world.state_dir)], catch_exceptions=False)
 
 
 def suspended_in_file(world: World, until: str | None) -> None:
@@ -61,7 +61,8 @@ def test_after_its_end_the_user_is_managed_again_and_the_plan_says_so(world: Wor
     )
 
 
-def test_suspend_and_resume_from_the_command_line(world: World):
+def test_suspend_and_resume_from_the_command_line(any_world: World):
+    world = any_world
     said = state(
         world, "suspend", "--reason", "INC-9", "--user", "janedoe", "--until", "2999-01-01"
     )
