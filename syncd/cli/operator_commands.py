@@ -110,11 +110,18 @@ def resume(
     with _history(config_file, state_dir, "resume") as (db, _):
         from syncd.state.suspensions import SuspensionTable
 
-        gone = SuspensionTable(db).resume(None if everyone else chosen)
+        table = SuspensionTable(db)
+        held_before = table.all()
+        gone = table.resume(None if everyone else chosen)
         if gone:
             _audit(db, OperatorEvent.RESUME, gone, "resumed")
     if not gone:
-        click.echo(f"No suspension to end for {_named(chosen)}.")
+        from syncd.core.suspension import EVERYONE
+
+        hint = ""
+        if not everyone and EVERYONE in held_before:
+            hint = " Every user is suspended: syncd resume --all."
+        click.echo(f"No suspension to end for {_named(chosen)}.{hint}")
     else:
         click.echo(f"Resumed {_named(gone)}: managed again from the next cycle.")
 

@@ -286,7 +286,7 @@ class Cycle:
         problems = [f"{name}: {user.code}: {user.message}" for name, user in failing.items()]
         if self._guard is not None and (split := self._guard.last) is not None:
             drift_users |= {action.user for action in split.held}
-            problems[:0] = self._guard.conclude(applied=report is not None)
+            problems[:0] = self._guard.conclude()
         drift = len(drift_users)
         withheld = report.withheld if report else []
         self._report_suspensions(plan, withheld)

@@ -38,12 +38,16 @@ class DeletionGuard:
         )
         return self.last
 
-    def conclude(self, *, applied: bool) -> list[str]:
-        """Record the held set and the approved ones used; what the cycle says of them."""
+    def conclude(self) -> list[str]:
+        """Record the held set and the approved ones used; what the cycle says of them.
+
+        An approved set is given to one cycle: what of it was sent is audited, and
+        a deletion of it that failed, or is no longer planned, is not carried over.
+        """
         split, said = self.last, list[str]()
         if split is None:
             return said
-        if applied and self._approved:
+        if self._approved:
             self.held.mark_applied(self._approved)
             for held in self._approved:
                 log.info(
