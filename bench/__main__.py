@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from bench import limits, runs
+from bench import limits, notify, runs
 from bench.runs import Figure, sandbox_process
 from syncd.sandbox.seed import generated_token
 
@@ -297,6 +297,18 @@ def plan_and_apply(users: int) -> list[Figure]:
                         "rss_mb_after_last": round(cycles.rss_mb[-1], 1),
                         "target": "2 GETs (one user's share), memory flat over the second half",
                     },
+                )
+            )
+            idle_ms = statistics.median(cycles.seconds) * 1000
+            with_ms, detail = notify.idle_with_providers(
+                url, desired, state, credentials, DAEMON_CYCLES, idle_ms
+            )
+            figures.append(
+                Figure(
+                    f"daemon, {users:,} users, idle cycle, 2 notify providers",
+                    with_ms,
+                    "ms",
+                    detail,
                 )
             )
             if users >= STEADY_USERS:

@@ -266,6 +266,7 @@ def daemon_cycles(
     interval: float,
     window: float,
     deadline: float = 900,
+    extra_env: dict[str, str] | None = None,
 ) -> Cycles:
     """`syncd run` on its own schedule for `cycles` cycles after the first.
 
@@ -285,6 +286,7 @@ def daemon_cycles(
         SYNCD_RUN_DEADLINE="600",
         SYNCD_LOG_FORMAT="json",
     )
+    env.update(extra_env or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "syncd", "run"],
         stdin=subprocess.DEVNULL,
