@@ -226,7 +226,10 @@ def test_status_tells_what_is_wrong_with_one_user(world: World, start_daemon: An
     assert "    - old@example.com" in text
 
     # A cycle that ends invalid says where, in status too.
-    world.desired_file.write_text("version: 1\nusers:\n  janedoe:\n    full_nam: x\n")
+    # Written aside and renamed: the daemon must not read it half written.
+    broken = world.desired_file.with_suffix(".tmp")
+    broken.write_text("version: 1\nusers:\n  janedoe:\n    full_nam: x\n")
+    broken.replace(world.desired_file)
     daemon.wait_for("cycle_finished", result="invalid")
     report = json.loads(syncd(world, "status", "--output", "json"))
     assert report["last_cycle"]["result"] == "invalid"
