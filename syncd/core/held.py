@@ -8,6 +8,7 @@ is the pure decision; the sets themselves live in syncd.state.held_changes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -59,14 +60,9 @@ def split_deletions(
     left_out = {*held, *no}
     if not left_out:
         return GuardSplit(plan, (), tuple(yes), ())
-    kept = tuple(action for action in plan.changes if action not in left_out)
-    now = Plan(
-        kept,
-        plan.warnings,
-        plan.errors,
-        plan.users,
-        plan.suspended,
-        plan.suspension_ended,
+    # replace(), not a new Plan: whatever else the plan says is kept as it is.
+    now = dataclasses.replace(
+        plan, changes=tuple(action for action in plan.changes if action not in left_out)
     )
     return GuardSplit(now, held, tuple(yes), tuple(no))
 
