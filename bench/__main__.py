@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from bench import limits, pages, runs
+from bench import limits, notify, pages, runs
 from bench.runs import Figure, sandbox_process
 from syncd.sandbox.seed import generated_token
 
@@ -299,6 +299,18 @@ def plan_and_apply(users: int) -> list[Figure]:
                     },
                 )
             )
+            idle_ms = statistics.median(cycles.seconds) * 1000
+            with_ms, detail = notify.idle_with_providers(
+                url, desired, state, credentials, DAEMON_CYCLES, idle_ms
+            )
+            figures.append(
+                Figure(
+                    f"daemon, {users:,} users, idle cycle, 2 notify providers",
+                    with_ms,
+                    "ms",
+                    detail,
+                )
+            )
             if users >= STEADY_USERS:
                 figures.append(steady_state(url, desired, state, credentials, users))
     return figures
@@ -354,11 +366,12 @@ def warm_plan_memory(users: int) -> list[Figure]:
         plain, teams, state = root / "desired.yaml", root / "teams", root / "state"
         runs.desired_file(plain, users, change=False)
         runs.team_desired(teams, users)
-        runs.fill_cache(state, users)
+        # Port 9 (discard) refuses connections: a request would show up as an error.
+        api_url = "http://127.0.0.1:9"
+        runs.fill_cache(state, users, api_url)
         plain_figure: Figure | None = None
         for desired, how in ((plain, ""), (teams, ", defaults and 50 groups")):
-            # Port 9 (discard) refuses connections: a request would show up as an error.
-            args = runs.plan_args("http://127.0.0.1:9", desired, state, None)
+            args = runs.plan_args(api_url, desired, state, None)
             child = runs.run_syncd(["plan", *args], env={"SYNCD_TOKEN": "unused"})
             summary = runs.summary_of(child)
             extra: dict[str, Any] = {"target": "< 250 MB at 100,000 users"}

@@ -17,12 +17,14 @@ from pathlib import Path
 import httpx
 
 from bench.runs import Figure, fill_cache
+from syncd.settings import Settings
 
 ASKED = 5
 PAGES = ("/", "/users/user000001", "/audit", "/audit?action=add_email&result=ok")
 
 
-def make_state(settings: object, users: int) -> None:
+def make_state(settings: Settings, users: int) -> None:
+    from syncd.core.api_url import normal_api_url
     from syncd.core.plan import AddEmail
     from syncd.core.problem import Problem
     from syncd.core.vocabulary import Code, RunResult, WriteResult
@@ -30,7 +32,7 @@ def make_state(settings: object, users: int) -> None:
     from syncd.state.backend import open_store
     from syncd.state.user_failures import UserFailures
 
-    with open_store(settings, "bench") as store:  # type: ignore[arg-type]
+    with open_store(settings, "bench") as store:
         db = store.history
         audit = AuditTrail(db, {"files": [], "revision": "0" * 40})
         audit.begin_run("run")
@@ -43,7 +45,9 @@ def make_state(settings: object, users: int) -> None:
             Problem(f"user{index + 1:06d}", Code.FETCH_FAILED, "HTTP 503 after 4 attempts")
             for index in range(users)
         ]
-        UserFailures(db).update(time.time(), failing, (), lambda _: None)
+        UserFailures(db, normal_api_url(settings.api_url)).update(
+            time.time(), failing, (), lambda _: None
+        )
         audit.end_run(RunResult.PARTIAL, {"users": users, "errors": users})
 
 
@@ -58,7 +62,7 @@ def page_latency(users: int) -> list[Figure]:
         state = Path(tmp) / "state"
         settings = load_settings(state_dir=str(state), desired=str(Path(tmp) / "none.yaml"))
         make_state(settings, users)
-        fill_cache(state, users)
+        fill_cache(state, users, settings.api_url)
         metrics = Metrics(settings.interval)
         metrics.desired = DesiredState(
             tuple(

@@ -226,8 +226,10 @@ def requests_made(before: dict[str, Any], after: dict[str, Any]) -> dict[str, in
     return {m: after["by_method"].get(m, 0) - before["by_method"].get(m, 0) for m in methods}
 
 
-def fill_cache(state_dir: Path, users: int) -> None:
-    """A fresh live-state cache for the generated users, without a cold plan of hours."""
+def fill_cache(state_dir: Path, users: int, api_url: str) -> None:
+    """A fresh live-state cache of `api_url` for the generated users, without a cold plan
+    of hours."""
+    from syncd.core.api_url import normal_api_url
     from syncd.core.fields import gravatar_url
     from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
     from syncd.state.cache import LiveCache, Snapshot
@@ -253,7 +255,7 @@ def fill_cache(state_dir: Path, users: int) -> None:
         )
         for a in generate(users).accounts
     )
-    LiveCache(db).save(snapshots)
+    LiveCache(db, normal_api_url(api_url)).save(snapshots)
     db.close()
 
 

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
@@ -28,6 +36,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from syncd.core.vocabulary import NotificationEvent
 from syncd.errors import SettingsError, UsageError
 
 #: libpq's parameters that are secrets: refused in SYNCD_STATE_URL, redacted wherever
@@ -70,6 +79,34 @@ def _path_from_environment(name: str) -> Callable[[], Path | None]:
         return None if value is None else Path(value)
 
     return read
+
+
+class NotifyProvider(BaseModel):
+    """One `[[notify]]` of the settings file: where the daemon's notifications go."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["webhook", "slack"] = Field(
+        description="webhook: signed JSON; slack: an incoming webhook's text message."
+    )
+    url: str | None = Field(None, description="Where to POST (or url_file).")
+    url_file: Path | None = Field(
+        None, description="File holding the URL, when the URL is itself a secret (Slack's)."
+    )
+    secret_file: Path | None = Field(
+        None, description="For a webhook: the HMAC-SHA256 key of X-Syncd-Signature."
+    )
+    events: tuple[NotificationEvent, ...] = Field(
+        tuple(NotificationEvent), description="The events wanted (each with its resolved)."
+    )
+
+    @model_validator(mode="after")
+    def _one_url(self) -> NotifyProvider:
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError("give url or url_file (one of them)")
+        if self.type == "webhook" and self.secret_file is None:
+            raise ValueError("a webhook needs secret_file: its messages are signed")
+        return self
 
 
 class Settings(BaseSettings):
@@ -233,8 +270,35 @@ class Settings(BaseSettings):
         "ask for: HTTP Basic with it as the password, or a bearer header. Without it the "
         "pages are served only on a loopback metrics_addr.",
     )
+    notify: tuple[NotifyProvider, ...] = Field(
+        default_factory=tuple,
+        description="Where the daemon sends notifications: `[[notify]]` tables of the "
+        "settings file (type, url or url_file, secret_file, events).",
+    )
+    notify_url: str | None = Field(
+        None, description="One webhook for every notification (with notify_secret_file)."
+    )
+    notify_secret_file: Path | None = Field(
+        None, description="The HMAC-SHA256 key that signs the notify_url webhook's messages."
+    )
     insecure_http: bool = Field(False, description="Allow http:// to a non-loopback host.")
     timeout: float = Field(30, gt=0, description="Seconds allowed for one HTTP request.")
+
+    @property
+    def notify_providers(self) -> tuple[NotifyProvider, ...]:
+        """The `[[notify]]` providers, and the one of notify_url if set."""
+        if self.notify_url is None:
+            return self.notify
+        single = NotifyProvider(
+            type="webhook", url=self.notify_url, secret_file=self.notify_secret_file
+        )
+        return (*self.notify, single)
+
+    @model_validator(mode="after")
+    def _notify_url_is_signed(self) -> Settings:
+        if self.notify_url is not None and self.notify_secret_file is None:
+            raise ValueError("notify_url needs notify_secret_file: its messages are signed")
+        return self
 
     @field_validator("token", "password")
     @classmethod

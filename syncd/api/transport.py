@@ -45,9 +45,9 @@ class Route:
         return None if self.proxy is None else redacted(self.proxy)
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> Route:
-        """The route to the API; UsageError for a proxy that cannot be used."""
-        api = urlsplit(settings.api_url)
+    def for_settings(cls, settings: Settings, url: str | None = None) -> Route:
+        """The route to the API (or `url`); UsageError for a proxy that cannot be used."""
+        api = urlsplit(url or settings.api_url)
         host = (api.hostname or "").lower()
         port = api.port or _DEFAULT_PORTS[api.scheme]
         if is_loopback(host) or bypasses_proxy(host, port, settings.no_proxy or ""):
@@ -154,16 +154,18 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-def make_http_client(settings: Settings, tls: ssl.SSLContext) -> httpx.AsyncClient:
-    """A one-connection httpx client to the API: routed as above, verified with `tls`
-    (tls_context's, shared: loading the roots is most of a first connection's cost), no
-    redirect followed (a 3xx is an answer like any other), no cookie kept (one user's
-    session cookie never travels with another user's call)."""
+def make_http_client(
+    settings: Settings, tls: ssl.SSLContext, url: str | None = None
+) -> httpx.AsyncClient:
+    """A one-connection httpx client to the API (or to `url`, a notification's receiver):
+    routed as above, verified with `tls` (tls_context's, shared: loading the roots is most
+    of a first connection's cost), no redirect followed (a 3xx is an answer like any
+    other), no cookie kept (one user's session cookie never travels with another's call)."""
     from http.cookiejar import CookieJar, DefaultCookiePolicy
 
     import httpx
 
-    route = Route.for_settings(settings)
+    route = Route.for_settings(settings, url)
     proxy = None
     if route.proxy is not None:
         # httpx turns the proxy's user and password into Proxy-Authorization. An
@@ -174,7 +176,7 @@ def make_http_client(settings: Settings, tls: ssl.SSLContext) -> httpx.AsyncClie
     transport = httpx.AsyncHTTPTransport(verify=tls, limits=limits, proxy=proxy, trust_env=False)
     return httpx.AsyncClient(
         transport=transport,
-        base_url=settings.api_url,
+        base_url=url or settings.api_url,
         headers={
             "Accept": "application/json",
             "Accept-Encoding": ACCEPT_ENCODING,

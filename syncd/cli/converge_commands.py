@@ -11,6 +11,7 @@ from syncd.cli.options import (
     desired_for,
     keep_until_exit,
     output_option,
+    parse_duration,
     scope_of,
     scope_options,
     settings_from_flags,
@@ -48,6 +49,7 @@ def plan(
     import asyncio
 
     from syncd.cli.progress import fetch_progress
+    from syncd.core.plan import DeleteEmail
     from syncd.engine.reconcile import compute_plan
 
     scope = scope_of(options)
@@ -59,14 +61,29 @@ def plan(
             compute_plan(settings, desired, refresh=refresh, on_progress=on_progress)
         )
     keep_until_exit()
+    deletions = result.plan.count(DeleteEmail)
+    over = deletions > settings.max_deletions
     if output == "json":
         from syncd.core.jsondoc import dumps_document
 
-        click.echo(dumps_document(result.document()))
+        document = result.document()
+        document["guard"] = {
+            "max_deletions": settings.max_deletions,
+            "deletions": deletions,
+            "would_trip": over,
+        }
+        click.echo(dumps_document(document))
     else:
         from syncd.cli.render import print_plan, terminal
 
         print_plan(result.plan, terminal(), result.oldest_age)
+    if over:
+        click.echo(
+            f"warning: {deletions} deletions exceed the limit of {settings.max_deletions} "
+            "(SYNCD_MAX_DELETIONS): apply would refuse the plan (exit 3, nothing applied), "
+            "a daemon would apply the rest and hold them for `syncd approve`",
+            err=True,
+        )
     if out_file:
         import shlex
 
@@ -120,12 +137,19 @@ def plan(
     metavar="SECONDS",
     help="Stop the run after this long, saying so [SYNCD_RUN_DEADLINE].",
 )
+@click.option(
+    "--lock-timeout",
+    metavar="DURATION",
+    help="Wait this long (60s, 5m) for a running daemon to finish its cycle, instead of "
+    "being refused; then write between two of its cycles.",
+)
 def apply(
     plan_file: str | None,
     yes: bool,
     allow_deletions: int | None,
     refresh: bool,
     verbose: bool,
+    lock_timeout: str | None,
     **options: Any,
 ) -> None:
     """Converge the accounts to the desired state, or apply a saved plan (asks first)."""
@@ -157,6 +181,7 @@ def apply(
         )
     configure_logging(settings.log_format, verbose=verbose)
     limit = settings.max_deletions if allow_deletions is None else allow_deletions
+    waiting = 0.0 if lock_timeout is None else parse_duration(lock_timeout)
     view = ApplyView(terminal(), ask=not yes)
 
     with fetch_progress() as on_progress:
@@ -173,7 +198,7 @@ def apply(
         async def run() -> ConvergeResult:
             async with (
                 Deadline(settings.run_deadline) as deadline,
-                connect(settings) as connection,
+                connect(settings, lock_timeout=waiting) as connection,
             ):
                 return await converge(
                     connection,

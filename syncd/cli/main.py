@@ -19,6 +19,7 @@ from syncd.cli.audit_command import audit
 from syncd.cli.converge_commands import apply, plan, show
 from syncd.cli.demo import demo
 from syncd.cli.desired_commands import import_, render, schema, validate
+from syncd.cli.operator_commands import approve, reject, resume, suspend
 from syncd.cli.run_command import run
 from syncd.cli.state_commands import state
 from syncd.cli.status_command import status
@@ -72,6 +73,10 @@ for command in (
     sandbox,
     run,
     status,
+    suspend,
+    resume,
+    approve,
+    reject,
     state,
 ):
     cli.add_command(command)

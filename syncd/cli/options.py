@@ -6,6 +6,7 @@ that `syncd --help` stays fast.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,6 +19,17 @@ if TYPE_CHECKING:
     from syncd.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `15m`, `2h`, `3d` in seconds; a UsageError for anything else."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise click.UsageError(f"invalid duration {text!r}: expected a number and s, m, h or d")
+    return float(match[1]) * _UNIT_SECONDS[match[2]]
 
 
 def output_option(help: str | None = "Human diff or the JSON contract.") -> Callable[[F], F]:

@@ -72,6 +72,8 @@ def summary_line(plan: Plan) -> str:
             f"{_plural(len(plan.users_with_changes()), 'user')} ({', '.join(parts)})."
         )
     tail = []
+    if plan.suspended:
+        tail.append(f"{_plural(len(plan.suspended), 'user')} suspended (not read)")
     if unreadable:
         tail.append(f"Incomplete: {unreadable} of {_plural(plan.users, 'user')} could not be read")
     if plan.warnings:
@@ -165,6 +167,15 @@ def plan_lines(plan: Plan, paint: Paint = _plain, oldest_age: float | None = Non
     )
     # emails_mode owned: an address its owner added is theirs, and stays.
     lines.extend(paint(f"= {visible(note.describe())}", "dim") for note in plan.unmanaged)
+    lines.extend(
+        paint(f"‖ {visible(user)}: suspended:", "cyan") + f" {visible(held.describe())}"
+        for user, held in plan.suspended
+    )
+    lines.extend(
+        paint(f"▶ {visible(user)}: suspension ended", "cyan")
+        + f" ({visible(held.reason)}, at {held.until_text()}): managed again"
+        for user, held in plan.suspension_ended
+    )
     for shared in plan.shared_failures():
         names = ", ".join(visible(user) for user in shared.users[:SHARED_NAMES_SHOWN])
         if len(shared.users) > SHARED_NAMES_SHOWN:

@@ -33,8 +33,22 @@ USERS_IN_ERROR_SHOWN = 20
     show_default=True,
     help="How many of the last runs to list.",
 )
+@click.option(
+    "--user",
+    "users",
+    multiple=True,
+    metavar="USER",
+    help="Also what syncd knows of this user: last read, pending changes, last write, "
+    "error, suspension, held deletions (repeat).",
+)
 @output_option(help="A summary, or the same as a JSON document.")
-def status(config_file: str | None, state_dir: str | None, limit: int, output: str) -> None:
+def status(
+    config_file: str | None,
+    state_dir: str | None,
+    limit: int,
+    users: tuple[str, ...],
+    output: str,
+) -> None:
     """Show the daemon's state from the state file: last runs, drift, next run, guard.
 
     Reads nothing from the API and writes nothing.
@@ -43,14 +57,14 @@ def status(config_file: str | None, state_dir: str | None, limit: int, output: s
     from syncd.settings import load_settings
 
     settings = load_settings(config_file, state_dir=state_dir)
-    report = read_status(settings, limit)
+    report = read_status(settings, limit, users)
     if output == "json":
         click.echo(visible_json(json.dumps(report, indent=2, ensure_ascii=False)))
     else:
-        click.echo(render_status(report), nl=False)
+        click.echo(render_status(report, users_in_detail=bool(users)), nl=False)
 
 
-def render_status(report: Mapping[str, Any]) -> str:
+def render_status(report: Mapping[str, Any], *, users_in_detail: bool = False) -> str:
     daemon = report["daemon"]
     lines = [f"state file   {report['state_file']}"]
     if daemon["running"]:
@@ -85,7 +99,9 @@ def render_status(report: Mapping[str, Any]) -> str:
         word = "ready" if readiness["ready"] else "NOT READY"
         lines.append(f"readiness    {word}: {visible(readiness['reason'])}")
     lines.append(f"guard        {_guard(report['guard'])}")
+    lines += _held_lines(report["held_changes"])
     lines.append(f"pending      {_pending(report['pending'])}")
+    lines += _last_cycle_lines(report["last_cycle"])
     in_error = report["users_in_error"]
     lines.append(f"in error     {len(in_error)} users" if in_error else "in error     none")
     for user in in_error[:USERS_IN_ERROR_SHOWN]:
@@ -98,6 +114,7 @@ def render_status(report: Mapping[str, Any]) -> str:
         lines.append(
             f"  and {len(in_error) - USERS_IN_ERROR_SHOWN} more (--output json lists all)"
         )
+    lines += _suspension_lines(report["suspensions"])
     lines.append("last runs")
     for entry in report["runs"]:
         revision = (entry["revision"] or "-")[:12]
@@ -108,7 +125,50 @@ def render_status(report: Mapping[str, Any]) -> str:
         )
     if not report["runs"]:
         lines.append("  none")
+    if users_in_detail:
+        from syncd.cli.user_status import render_users
+
+        lines += render_users(report["users"])
     return "\n".join(lines) + "\n"
+
+
+def _last_cycle_lines(cycle: Mapping[str, Any] | None) -> list[str]:
+    """Why the daemon's last cycle ended as it did, when it said why."""
+    if cycle is None or not cycle["message"]:
+        return []
+    return [f"last cycle   {cycle['result']} at {_when(cycle['at'])}: {visible(cycle['message'])}"]
+
+
+def _held_lines(held_changes: list[dict[str, Any]]) -> list[str]:
+    """The deletions the daemon's guard held, with the commands that decide."""
+    lines: list[str] = []
+    for held in held_changes:
+        counts = ", ".join(f"{user} ({n})" for user, n in held["per_user"].items())
+        what = f"set {held['id']}: {held['deletions']} deletions ({counts})"
+        if held["status"] == "approved":
+            lines.append(
+                f"held         {what} approved by {visible(held['decided_by'] or '-')}: "
+                "the next cycle applies them"
+            )
+        else:
+            revision = (held["revision"] or "-")[:12]
+            lines.append(
+                f"held         {what}, revision {revision}, since {_when(held['held_at'])}; "
+                f"decide: {held['approve']}  or  {held['reject']}"
+            )
+    return lines
+
+
+def _suspension_lines(suspensions: list[dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    for held in suspensions:
+        who = "every user" if held["user"] == "*" else held["user"]
+        lines.append(
+            f"suspended    {who}: {visible(held['reason'])} (until "
+            f"{_when(held['until']) if held['until'] else 'resumed'}, by {visible(held['by'])});"
+            f" syncd resume {'--all' if held['user'] == '*' else '--user ' + held['user']}"
+        )
+    return lines
 
 
 def _guard(guard: Mapping[str, Any]) -> str:
@@ -116,6 +176,12 @@ def _guard(guard: Mapping[str, Any]) -> str:
     if guard["blocked"]:
         planned = guard["deletions_planned"]
         return f"BLOCKED the last run: {planned} deletions planned, the limit is {limit}"
+    if guard["held"]:
+        planned = guard["deletions_planned"]
+        return (
+            f"HELD the last run's deletions ({planned} planned, the limit is {limit}); "
+            "the rest was applied"
+        )
     return f"clear (at most {limit} deletions per run)"
 
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from syncd.core.suspension import Suspension
 from syncd.errors import UsageError
 
 
@@ -75,6 +76,9 @@ class DesiredUser:
     def origin(self, key: str) -> Origin | None:
         """Where the value of `key` came from; None when the user wrote it itself."""
         return next((origin for origin in self.inherited if origin.key == key), None)
+
+    #: `suspend:` in the file: not read, not written while it holds.
+    suspend: Suspension | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from syncd.core.fields import PROFILE_FIELDS, email_key, gravatar_matches
 from syncd.core.live import LiveAccount
 from syncd.core.not_kept import EMAILS, NotKept
 from syncd.core.problem import Problem
+from syncd.core.suspension import NONE, Suspension, Suspensions
 from syncd.core.vocabulary import READ_ERRORS, ActionName, Code
 
 PLAN_FORMAT_VERSION = 1
@@ -124,6 +125,10 @@ class Plan:
     #: Listed addresses of `owned` users found on the account, not yet in the
     #: ledger: syncd owns them from now on (the applier records them).
     claims: tuple[UserEmail, ...] = ()
+    #: Users left alone (not read, not written), and those whose suspension ended,
+    #: each with its suspension, by user.
+    suspended: tuple[tuple[str, Suspension], ...] = ()
+    suspension_ended: tuple[tuple[str, Suspension], ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -164,6 +169,7 @@ class Plan:
             "users": self.users,
             "users_changed": len(self.users_with_changes()),
             "users_unreadable": len(self.unreadable),
+            "users_suspended": len(self.suspended),
             ActionName.UPDATE_PROFILE: self.count(UpdateProfile),
             ActionName.ADD_EMAIL: self.count(AddEmail),
             ActionName.DELETE_EMAIL: self.count(DeleteEmail),
@@ -184,6 +190,8 @@ class Plan:
             "warnings": [w.to_json() for w in self.warnings],
             "errors": [shared.to_json() for shared in self.shared_failures()]
             + [e.to_json() for e in self.own_errors()],
+            "suspended": [s.to_json(user) for user, s in self.suspended],
+            "suspension_ended": [s.to_json(user) for user, s in self.suspension_ended],
             "summary": self.summary(),
         }
         if self.unmanaged:  # only where `emails_mode: owned` leaves an address alone
@@ -312,6 +320,7 @@ def build_plan(
     live: Mapping[str, LiveAccount | Problem],
     not_kept: Mapping[str, Sequence[NotKept]] | None = None,
     owned: Mapping[str, frozenset[str]] | None = None,
+    suspensions: Suspensions = NONE,
 ) -> Plan:
     """Everything that must change for the live accounts to match the desired state.
 
@@ -320,7 +329,9 @@ def build_plan(
     warning: a plan that did not read a user cannot say it matches. `not_kept`
     holds, by user, the writes the server accepted and did not keep; `owned`,
     by user, the email_keys of the addresses syncd owns (none when absent: a
-    lost ledger deletes nothing).
+    lost ledger deletes nothing). A user in `suspensions` (syncd.core.suspension,
+    worked out for a `now` by the caller) is listed and neither read nor
+    planned: as if it were absent, not an error.
     """
     not_kept = not_kept or {}
     owned = owned or {}
@@ -330,6 +341,8 @@ def build_plan(
     unmanaged: list[UserEmail] = []
     claims: list[UserEmail] = []
     for user in sorted(desired.users, key=lambda u: u.username):
+        if user.username in suspensions:
+            continue
         state = live.get(user.username)
         if state is None:
             errors.append(Problem(user.username, Code.FETCH_FAILED, "live state was not read"))
@@ -354,4 +367,6 @@ def build_plan(
         len(desired.users),
         tuple(unmanaged),
         tuple(claims),
+        tuple(sorted(suspensions.active.items())),
+        tuple(sorted(suspensions.ended.items())),
     )

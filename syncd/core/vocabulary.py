@@ -45,6 +45,8 @@ class RunResult(StrEnum):
     DRIFT = "drift"
     #: The deletion guard refused the plan.
     BLOCKED = "blocked"
+    #: The daemon's deletion guard held the deletions for `syncd approve`; the rest applied.
+    HELD = "held"
     #: The desired state did not validate; nothing applied.
     INVALID = "invalid"
     #: Settings, credentials, state or git failed before a converge could end.
@@ -89,3 +91,43 @@ READ_ERRORS = frozenset(
         Code.MALFORMED_RESPONSE,
     }
 )
+
+
+class SuspensionSource(StrEnum):
+    """Who suspended a user: the desired state's `suspend:`, or `syncd suspend`."""
+
+    YAML = "yaml"
+    CLI = "cli"
+
+
+class OperatorEvent(StrEnum):
+    """An operator's decision, as the audit trail's `event` and `action` record it."""
+
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class HeldStatus(StrEnum):
+    """Where a set of deletions held by the daemon's guard stands: `held_changes.status`."""
+
+    HELD = "held"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    #: Approved, and given to a cycle to apply.
+    APPLIED = "applied"
+    #: Held, then replaced by a newer set before anyone decided.
+    SUPERSEDED = "superseded"
+
+
+class NotificationEvent(StrEnum):
+    """A condition the daemon notifies about (design.md section 4.1), once until it resolves."""
+
+    DRIFT_DETECTED = "drift_detected"
+    APPLY_FAILED = "apply_failed"
+    GUARD_HELD = "guard_held"
+    DOES_NOT_CONVERGE = "does_not_converge"
+    SOURCE_FAILED = "source_failed"
+    BECAME_ACTIVE = "became_active"
+    SUSPENSION_EXPIRED = "suspension_expired"

@@ -8,6 +8,7 @@ with the same messages. design.md sections 2 and 2.1 say what each key means.
 from __future__ import annotations
 
 import difflib
+from datetime import UTC, date, datetime, time
 from functools import partial
 from typing import Annotated, Any, Final
 
@@ -137,6 +138,55 @@ GroupName = Annotated[
 _UNMANAGED = 'Absent: not managed. "" or null: must be empty.'
 
 
+def _check_until(text: str) -> str:
+    try:
+        moment = suspension_end(text)
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise PydanticCustomError(
+            "syncd_until",
+            f"invalid end {text!r}: expected a date (2027-01-31) or an ISO datetime with a zone "
+            "(2027-01-31T18:00:00+01:00)",
+        )
+    return text
+
+
+def _check_reason(text: str) -> str:
+    if not text.strip():
+        raise PydanticCustomError(
+            "syncd_reason", "a suspension needs a reason (an incident, a ticket)"
+        )
+    return text.strip()
+
+
+def suspension_end(text: str) -> float | None:
+    """When a suspension written `until: text` ends, Unix time; None if it has no zone.
+
+    A date ends at the start of that day, UTC: `until: 2027-01-31` means
+    syncd manages the user again on the 31st.
+    """
+    if len(text) == len("2027-01-31"):
+        return datetime.combine(date.fromisoformat(text), time(), UTC).timestamp()
+    moment = datetime.fromisoformat(text)
+    return None if moment.tzinfo is None else moment.timestamp()
+
+
+class SuspendSettings(BaseModel):
+    """A user left alone for a while: neither read nor written, listed in the plan."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="Suspension")
+
+    reason: Annotated[Text, AfterValidator(_check_reason)] = Field(
+        description="Why (an incident, a ticket): shown in the plan, required."
+    )
+    until: Annotated[str, AfterValidator(_check_until)] | None = Field(
+        None,
+        description="When syncd manages the user again: a date (from the start of that day, "
+        "UTC) or an ISO datetime with a zone. Absent: until the key is removed.",
+    )
+
+
 class ProfileSettings(BaseModel):
     """The keys a user, a group and the defaults may all set."""
 
@@ -185,6 +235,9 @@ class UserSettings(ProfileSettings):
         description="Keys (profile keys or 'emails') never managed for this user, whatever "
         "the defaults or its groups say.",
     )
+    suspend: SuspendSettings | None = Field(
+        None, description="Leave this user alone for a while: not read, not written."
+    )
 
     @model_validator(mode="after")
     def _not_both_set_and_ignored(self) -> UserSettings:
@@ -231,6 +284,7 @@ _MISSING_USERS: Final = "missing 'users' (a mapping of usernames; 'users: {}' fo
 TOP_KEYS: Final = tuple(DesiredStateFile.model_fields)
 USER_KEYS: Final = tuple(UserSettings.model_fields)
 _LAYER_KEYS: Final = tuple(ProfileSettings.model_fields)
+_SUSPEND_KEYS: Final = tuple(SuspendSettings.model_fields)
 LAYER_VALUES: Final = (*PROFILE_FIELDS, EMAILS_MODE)
 # The pydantic errors that the reader reports itself, by SHAPE's `name` check.
 SAID: Final = frozenset({"syncd_username", "syncd_group"})
@@ -251,6 +305,11 @@ SHAPE: Final = Shape(
                     "emails": Shape(item=_email_problem),
                     "ignore": Shape(item=_ignore_problem),
                     "groups": Shape(item=_group_problem),
+                    "suspend": Shape(
+                        key=one_of(
+                            _SUSPEND_KEYS, partial(unknown_key, allowed=_SUSPEND_KEYS, top=False)
+                        )
+                    ),
                 },
             ),
         ),

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from syncd.core.desired import DesiredState, DesiredUser, EmailsMode, Location, SourceFile
 from syncd.core.fields import PROFILE_FIELDS
+from syncd.core.suspension import Suspension
 from syncd.desired import yaml_positions
 from syncd.desired.duplicates import (
     Written,
@@ -40,6 +41,7 @@ from syncd.desired.fileformat import (
     USER_KEYS,
     DesiredStateFile,
     ProfileSettings,
+    suspension_end,
 )
 from syncd.desired.inheritance import DEFAULTS, Layer, Layers, Locate
 from syncd.desired.problem_list import ProblemList
@@ -262,7 +264,14 @@ def _users(model: DesiredStateFile, places: dict[str, Location]) -> list[Desired
         mode = EmailsMode(settings.emails_mode) if settings.emails_mode else None
         groups, ignore = tuple(settings.groups), tuple(settings.ignore)
         groups, ignore = shared.setdefault(groups, groups), shared.setdefault(ignore, ignore)
-        users.append(DesiredUser(username, profile, emails, where, mode, groups, ignore))
+        suspend = None
+        if settings.suspend is not None:
+            until = settings.suspend.until
+            end = None if until is None else suspension_end(until)
+            suspend = Suspension(settings.suspend.reason, end, str(where))
+        users.append(
+            DesiredUser(username, profile, emails, where, mode, groups, ignore, suspend=suspend)
+        )
     return users
 
 

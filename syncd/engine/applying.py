@@ -81,6 +81,8 @@ class ApplyReport:
     #: What the server did not keep, field by field (each write of them is also a
     #: `does_not_converge` failure, once).
     not_kept: list[NotKept] = field(default_factory=list)
+    #: Users whose writes were not sent: suspended after the plan was made.
+    withheld: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -109,9 +111,12 @@ class Applier:
         not_kept: NotKeptRecords,
         on_change: ChangeObserver | None = None,
         ownership: OwnershipLedger | None = None,
+        suspended: Callable[[str], bool] | None = None,
     ) -> None:
         self.on_change = on_change
         self.ownership = ownership
+        #: Asked before each user's writes: a suspension said since the plan stops them.
+        self.suspended = suspended
         self.client = client
         self.cache = cache
         self.audit = audit
@@ -134,6 +139,9 @@ class Applier:
         return self.report
 
     async def _apply_user(self, actions: list[Action]) -> None:
+        if self.suspended is not None and self.suspended(actions[0].user):
+            self.report.withheld.append(actions[0].user)
+            return
         remaining = _in_write_order(actions)
         while remaining:
             action = remaining.pop(0)

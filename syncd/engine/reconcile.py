@@ -21,10 +21,12 @@ from syncd.api.client import AccountsClient, ResponseObserver, RetryObserver
 from syncd.api.credentials import CredentialStore
 from syncd.core.api_url import normal_api_url
 from syncd.core.desired import DesiredState, EmailsMode
+from syncd.core.held import GuardSplit
 from syncd.core.live import LiveAccount
 from syncd.core.plan import DeleteEmail, Plan, build_plan
 from syncd.core.problem import Problem
-from syncd.core.vocabulary import RunResult
+from syncd.core.suspension import suspensions_at
+from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult
 from syncd.engine.applying import Applier, ApplyReport, ChangeObserver
 from syncd.engine.fetching import (
     FetchOptions,
@@ -35,13 +37,14 @@ from syncd.engine.fetching import (
 )
 from syncd.engine.outcome import failing_users, run_result
 from syncd.engine.planfile import SavedPlan, staleness
-from syncd.errors import DeadlineExceeded, GuardError, PlanFileError
+from syncd.errors import DaemonError, DeadlineExceeded, GuardError, PlanFileError
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail, OpenIntent, open_intents
 from syncd.state.backend import Database, StateStore, open_store
 from syncd.state.cache import LiveCache
 from syncd.state.not_kept import NotKeptRecords
 from syncd.state.ownership import Claim, OwnershipLedger
+from syncd.state.suspensions import SuspensionTable
 
 
 @dataclass
@@ -119,22 +122,32 @@ async def connect(
     on_retry: RetryObserver | None = None,
     store: StateStore | None = None,
     purpose: str = "apply",
+    lock_timeout: float = 0,
 ) -> AsyncIterator[Connection]:
     """The API client, state and credentials of one run; `on_response` sees every call,
     `on_retry` every retry.
 
-    Given no `store` (the daemon passes the one whose lock it holds), it opens
-    the one the settings name and takes its lock for `purpose`, the command:
-    one writer at a time. A plan takes it only where hosts share the state (its
-    cache writes would race the active instance's), so that on SQLite a dry run
-    may look beside the daemon.
+    Given no `store` (the daemon passes the one whose lock it holds, and takes the
+    writers' lock for each cycle itself), it opens the one the settings name and
+    takes its lock for `purpose`, the command: one writer at a time. A plan takes
+    it only where hosts share the state (its cache writes would race the active
+    instance's), so that on SQLite a dry run may look beside the daemon. With a
+    `lock_timeout` (`apply --lock-timeout`), a lock a daemon holds for its life
+    does not refuse: the run waits that long for the writers' lock, which the
+    daemon lets go between its cycles.
     """
     credentials = CredentialStore.from_settings(settings)
     with contextlib.ExitStack() as held:
         if store is None:
             store = held.enter_context(open_store(settings, purpose))
             if purpose != "plan" or store.shared:
-                held.enter_context(store.lock(purpose))
+                try:
+                    held.enter_context(store.lock(purpose))
+                except DaemonError:
+                    if not lock_timeout:
+                        raise
+            if purpose != "plan":
+                held.enter_context(await store.write_lock(purpose, lock_timeout))
         session = held.enter_context(store.session())
         async with AccountsClient(
             settings, credentials.for_user, on_response=on_response, on_retry=on_retry
@@ -188,10 +201,15 @@ async def read_and_plan(
 ) -> PlanResult:
     """Read what the plan needs (cache first, as `freshness` allows) and plan.
 
-    The users in `hold` are not read: each stands for the error it holds.
+    The users in `hold` are not read: each stands for the error it holds; nor
+    are the suspended ones (the desired state's `suspend:`, `syncd suspend`).
     """
     freshness = freshness or Freshness(connection.settings.cache_ttl)
     now = time.time()
+    from_yaml = {user.username: user.suspend for user in desired.users if user.suspend}
+    suspensions = suspensions_at(
+        now, desired.usernames(), from_yaml, SuspensionTable(connection.db).all()
+    )
     options = FetchOptions(
         now=now,
         ttl=freshness.ttl,
@@ -205,7 +223,7 @@ async def read_and_plan(
         hold=hold or {},
     )
     read = await fetch_live(
-        map(Wanted.for_desired, desired.users),
+        (Wanted.for_desired(user) for user in desired.users if user.username not in suspensions),
         connection.client,
         connection.credentials,
         connection.cache,
@@ -215,7 +233,9 @@ async def read_and_plan(
     not_kept = NotKeptRecords(
         connection.db, connection.api, connection.settings.not_kept_ttl
     ).load(desired.usernames())
-    plan = build_plan(desired, read.states, not_kept, owned_addresses(connection, desired))
+    plan = build_plan(
+        desired, read.states, not_kept, owned_addresses(connection, desired), suspensions
+    )
     return PlanResult(
         plan,
         read.states,
@@ -293,8 +313,16 @@ async def apply_plan(
     readable = {user: state for user, state in live.items() if isinstance(state, LiveAccount)}
     records = NotKeptRecords(connection.db, connection.api, connection.settings.not_kept_ttl)
     ledger = OwnershipLedger(connection.db, connection.api)
+    suspensions = SuspensionTable(connection.db)
     applier = Applier(
-        connection.client, connection.cache, audit, readable, records, on_change, ledger
+        connection.client,
+        connection.cache,
+        audit,
+        readable,
+        records,
+        on_change,
+        ledger,
+        suspended=lambda user: suspensions.holds(user, time.time()),
     )
     return await applier.apply(plan.changes, connection.settings.concurrency)
 
@@ -395,6 +423,7 @@ async def converge(
     on_change: ChangeObserver | None = None,
     observe: bool = False,
     cancelled_as: Callable[[], RunResult] = lambda: RunResult.CANCELLED,
+    hold_deletions: Callable[[Plan], GuardSplit] | None = None,
 ) -> ConvergeResult:
     """Plan, guard, confirm and apply, with a run record and an audit event per write.
 
@@ -402,7 +431,9 @@ async def converge(
     With `observe`, the run plans and reports and sends no write at all (the
     deletion guard has nothing to refuse then): its result is `drift` when
     changes are pending. `cancelled_as` names the result of a run cancelled from
-    outside (the daemon's deadline says `deadline`).
+    outside (the daemon's deadline says `deadline`). With `hold_deletions` (the
+    daemon's), the guard refuses nothing: it says what to apply now, and a run
+    that held deletions and applied the rest ends `held`.
     """
     audit = AuditTrail(connection.db, {})
     audit.begin_run(command)
@@ -425,17 +456,26 @@ async def converge(
         if observe or result.plan.is_empty:
             outcome = converged.conclude(None, observe=observe)
             return converged
-        try:
-            check_deletion_guard(result.plan, deletion_limit)
-        except GuardError:
-            outcome = RunResult.BLOCKED
-            raise
+        now, held = result.plan, False
+        if hold_deletions is not None:
+            split = hold_deletions(result.plan)
+            now, held = split.now, bool(split.held)
+        else:
+            try:
+                check_deletion_guard(result.plan, deletion_limit)
+            except GuardError:
+                outcome = RunResult.BLOCKED
+                raise
         if not confirm(result):
             outcome = converged.outcome = RunResult.DECLINED
             return converged
-        report = await apply_plan(connection, result.plan, result.live, audit, on_change)
-        counts.update({f"applied_{key}": value for key, value in report.counts.items()})
+        report = None
+        if not now.is_empty:
+            report = await apply_plan(connection, now, result.live, audit, on_change)
+            counts.update({f"applied_{key}": value for key, value in report.counts.items()})
         outcome = converged.conclude(report)
+        if held and outcome in SUCCESSFUL_RUNS:
+            outcome = converged.outcome = RunResult.HELD
         return converged
     except asyncio.CancelledError:
         # Stopped from outside (the daemon's shutdown or deadline); writes in flight

@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import structlog
 
 from syncd.core.api_url import normal_api_url
-from syncd.core.plan import Plan
+from syncd.core.plan import Action, Plan
 from syncd.core.problem import Problem
-from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult
+from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult, SuspensionSource, WriteResult
 from syncd.desired.gitsource import DesiredSource
 from syncd.engine.fetching import Freshness
 from syncd.engine.reconcile import PlanResult, connect, converge, planning
@@ -33,12 +35,16 @@ from syncd.errors import (
     GuardError,
     SyncdError,
 )
+from syncd.service.deletion_guard import DeletionGuard
 from syncd.service.isolation import held_users, record_cycle
 from syncd.service.metrics import Metrics
 from syncd.service.schedule import BACKING_OFF, deadline_for, drift_share
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail
-from syncd.state.backend import StateStore
+from syncd.state.backend import LockHeld, StateStore
+from syncd.state.held_changes import HeldChanges
+from syncd.state.pending import save_pending
+from syncd.state.suspensions import SuspensionTable
 from syncd.state.user_failures import UserFailures
 
 log = structlog.get_logger("syncd.service.cycle")
@@ -66,6 +72,14 @@ class CycleOutcome:
     #: Whether the cycle got as far as a plan: only then do `failing` and the codes
     #: say what the users' state is (else they are not known, and not empty).
     planned: bool = False
+    #: Users left alone this cycle (suspended), and those whose writes a suspension
+    #: said during the cycle stopped.
+    suspended: int = 0
+    withheld: list[str] = field(default_factory=list)
+    #: The changes still pending after the cycle, as the plan's JSON shows them, and
+    #: the users whose suspension ended: what notifications tell.
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    suspension_ended: list[str] = field(default_factory=list)
 
     @property
     def backs_off(self) -> bool:
@@ -94,6 +108,8 @@ class CycleOutcome:
             parts.append(f"{self.drift_users} users differ")
         if self.failing:
             parts.append(f"{len(self.failing)} users in error")
+        if self.suspended:
+            parts.append(f"{self.suspended} users suspended")
         if self.revision:
             parts.append(f"revision {self.revision[:12]}")
         if self.warning:
@@ -136,6 +152,12 @@ def _report_drift(plan: Plan) -> None:
         log.info("drift", user=user, would=described)
 
 
+@asynccontextmanager
+async def _held(lock: LockHeld) -> AsyncIterator[None]:
+    with lock:
+        yield
+
+
 class Cycle:
     """One run of the daemon over its settings, source, state and metrics."""
 
@@ -147,8 +169,13 @@ class Cycle:
         metrics: Metrics,
         *,
         refresh: bool = False,
+        hold_deletions: bool = True,
     ) -> None:
         self.settings = settings
+        #: Whether deletions past the limit are held and the rest applied (the
+        #: daemon), or the plan refused whole, as `apply` does (`run --once`).
+        self.hold_deletions = hold_deletions
+        self._guard: DeletionGuard | None = None
         self.source = source
         #: Whose lock the daemon holds: every write goes through it (the fence).
         self.store = store
@@ -182,7 +209,13 @@ class Cycle:
                 revision=self.source.attempted_revision,
                 problems=[str(problem) for problem in error.problems],
             )
-            message = f"{len(error.problems)} problems in the desired state; nothing applied"
+            # The first place, so that `syncd status` says where without the journal.
+            message = (
+                f"{len(error.problems)} problems in the desired state, the first "
+                f"{error.problems[0]}; nothing applied"
+                if error.problems
+                else "the desired state is invalid; nothing applied"
+            )
             outcome = CycleOutcome(
                 RunResult.INVALID, self.source.attempted_revision, message=message
             )
@@ -223,12 +256,18 @@ class Cycle:
             failures.clear()  # SIGHUP: every user is read again, those in error too
         held = held_users(failures, desired.usernames(), settings, time.time())
         planned: list[PlanResult] = []
-        async with connect(
-            settings,
-            on_response=self.metrics.observe_response,
-            on_retry=self.metrics.observe_retry,
-            store=self.store,
-        ) as connection:
+        written: set[Action] = set()
+        # The writers' lock for this cycle alone: an `apply --lock-timeout` may write
+        # between two cycles (the deadline bounds the wait for it to finish).
+        async with (
+            _held(await self.store.write_lock("run", deadline_for(settings))),
+            connect(
+                settings,
+                on_response=self.metrics.observe_response,
+                on_retry=self.metrics.observe_retry,
+                store=self.store,
+            ) as connection,
+        ):
             self._began_run = True
             try:
                 # The daemon's freshness is the drift window alone, each cycle
@@ -238,6 +277,11 @@ class Cycle:
                     refresh=self.refresh,
                     refresh_oldest=drift_share(len(desired.users), settings),
                 )
+                guard = None
+                if self.hold_deletions:
+                    guard = self._guard = DeletionGuard(
+                        HeldChanges(self.db), settings.max_deletions, desired.revision
+                    )
                 converged = await converge(
                     connection,
                     planning(desired, freshness=freshness, hold=held),
@@ -247,6 +291,10 @@ class Cycle:
                     on_plan=planned.append,
                     observe=settings.observe,
                     cancelled_as=self._why_cancelled,
+                    hold_deletions=None if guard is None else guard.split,
+                    on_change=lambda action, result, _: (
+                        written.add(action) if result == WriteResult.OK else None
+                    ),
                 )
             except GuardError as error:
                 drift = len(planned[0].plan.users_with_changes()) if planned else None
@@ -259,28 +307,67 @@ class Cycle:
             api_down = sent and not client.answered
         failing = record_cycle(failures, desired.usernames(), converged.failing, held, settings)
         plan, report = converged.result.plan, converged.report
+        pending = [action for action in plan.changes if action not in written]
+        save_pending(self.db, pending)
         if settings.observe:
             _report_drift(plan)
         applied = (
             {a.action: report.counts.get(a.action, 0) for a in plan.changes} if report else {}
         )
         self.metrics.observe_changes(applied, report.failed if report else {})
-        drift = (
-            len({f.user for f in report.failures}) if report else len(plan.users_with_changes())
+        drift_users = (
+            {f.user for f in report.failures} if report else set(plan.users_with_changes())
         )
+        held_notes: list[str] = []
+        if self._guard is not None and (split := self._guard.last) is not None:
+            drift_users |= {action.user for action in split.held}
+            held_notes = self._guard.conclude()
+        message = "; ".join(part for part in (*held_notes, failing_summary(failing)) if part)
+        drift = len(drift_users)
+        withheld = report.withheld if report else []
+        self._report_suspensions(plan, withheld)
         return CycleOutcome(
             converged.outcome,
             desired.revision,
             sum(applied.values()),
             drift,
-            failing_summary(failing),
+            message,
             read.stale,
             failing=failing,
             every_request_failed=every_request_failed,
             api_down=api_down,
             warning_codes=[warning.code for warning in plan.warnings],
             planned=True,
+            suspended=len(plan.suspended),
+            withheld=withheld,
+            pending=[action.to_json() for action in pending],
+            suspension_ended=[user for user, _ in plan.suspension_ended],
         )
+
+    def _report_suspensions(self, plan: Plan, withheld: list[str]) -> None:
+        """Say which users were left alone, and forget `syncd suspend`s that ended."""
+        for user, suspension in plan.suspended:
+            log.info(
+                "user_suspended",
+                user=user,
+                reason=suspension.reason,
+                until=suspension.until_text(),
+                by=suspension.by,
+            )
+        for user in withheld:
+            log.info(
+                "user_suspended", user=user, reason="suspended during the cycle", nothing_sent=True
+            )
+        for user, suspension in plan.suspension_ended:
+            log.info(
+                "suspension_ended",
+                user=user,
+                reason=suspension.reason,
+                ended=suspension.until_text(),
+                by=suspension.by,
+            )
+        if any(s.source == SuspensionSource.CLI for _, s in plan.suspension_ended):
+            SuspensionTable(self.db).drop_ended(time.time())
 
     def _why_cancelled(self) -> RunResult:
         """The run record's result when converge is cancelled: by the deadline, or a stop."""

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -34,13 +35,15 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from syncd.core.conditions import Condition
 from syncd.core.desired import Scope
-from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult
+from syncd.core.vocabulary import SUCCESSFUL_RUNS, NotificationEvent, RunResult
 from syncd.desired.gitsource import DesiredSource
 from syncd.errors import SyncdError
 from syncd.logs import configure_logging
 from syncd.service.cycle import Cycle, CycleOutcome
 from syncd.service.metrics import Metrics
+from syncd.service.notifications import Notifications, conditions_of
 from syncd.service.notify import Notifier
 from syncd.service.schedule import backoff_delay, deadline_for, jitter_for
 from syncd.service.webhook import STARTS_HERE, Webhook
@@ -104,6 +107,8 @@ class Daemon:
         #: last cycle that hooks waited for started.
         self._hook_due: datetime | None = None
         self._hook_started: datetime | None = None
+        instance = f"syncd run on {socket.gethostname()} pid {os.getpid()}"
+        self.notifications = Notifications(settings, metrics, instance)
 
     # -- life cycle -------------------------------------------------------------
 
@@ -138,6 +143,11 @@ class Daemon:
             self.webhook.ref = self._hooked_ref()
         save_daemon_state(self.db, self._identity())
         log.info("daemon_started", **self._identity())
+        self.notifications.start()
+        self.notifications.happened(
+            Condition(NotificationEvent.BECAME_ACTIVE, message=f"state {self.store.where}"),
+            None,
+        )
         self.notifier.ready(f"started; first run now; desired state {self.source}")
         watchdog = None
         if (every := self.notifier.watchdog_interval) is not None:
@@ -146,6 +156,7 @@ class Daemon:
             await self._stop.wait()
             await self._shutdown()
         finally:
+            await self.notifications.stop()
             if watchdog is not None:
                 watchdog.cancel()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -279,7 +290,15 @@ class Daemon:
             self._hook_due, self._hook_started = None, datetime.now(UTC)
         try:
             refresh, self._refresh_next = self._refresh_next, False
-            cycle = Cycle(self.settings, self.source, self.store, self.metrics, refresh=refresh)
+            cycle = Cycle(
+                self.settings,
+                self.source,
+                self.store,
+                self.metrics,
+                refresh=refresh,
+                # `run --once` ends as `apply` would: all or nothing, exit 3.
+                hold_deletions=not self.once,
+            )
             outcome = await cycle.run()
         except asyncio.CancelledError:
             if not self._stopping:
@@ -313,6 +332,7 @@ class Daemon:
             error_codes = [user.code for user in outcome.failing.values()]
             self.metrics.observe_failing(error_codes)
             self.metrics.observe_findings(outcome.warning_codes, error_codes)
+            self.metrics.users_suspended.set(outcome.suspended)
         self.metrics.observe_cycle(outcome.result, api_down=outcome.api_down)
         now = datetime.now(UTC)
         job = self.scheduler.get_job(JOB_ID)
@@ -344,6 +364,8 @@ class Daemon:
             revision=outcome.revision,
             applied=outcome.applied,
             drift_users=outcome.drift_users,
+            suspended=outcome.suspended or None,
+            withheld=outcome.withheld or None,
             failures=self.failures,
             seconds=round(outcome.seconds, 3),
             next_run_at=utc_iso(next_run),
@@ -352,6 +374,7 @@ class Daemon:
             warning=outcome.warning,
         )
         self.notifier.status(outcome.status_line(self.failures, next_run))
+        self._notify(outcome)
         metrics = self.metrics
         read_at = metrics.source_read_at
         ready, readiness = metrics.readiness()
@@ -369,8 +392,26 @@ class Daemon:
                 },
                 "readiness": {"ready": ready, "reason": readiness},
                 "observe": self.settings.observe,
+                # Why the last cycle ended as it did, for `syncd status` (not only the journal).
+                "last_cycle": {
+                    "result": outcome.result,
+                    "message": outcome.message or None,
+                    "at": utc_iso(now),
+                },
             },
         )
+
+    def _notify(self, outcome: CycleOutcome) -> None:
+        """Hand the cycle's conditions to the notifications (delivered in the background)."""
+        conditions, decided = conditions_of(outcome)
+        self.notifications.observe(conditions, decided, outcome.revision)
+        if outcome.suspension_ended:
+            ended = Condition(
+                NotificationEvent.SUSPENSION_EXPIRED,
+                tuple(outcome.suspension_ended),
+                "managed again from this cycle",
+            )
+            self.notifications.happened(ended, outcome.revision)
 
     def _identity(self) -> dict[str, Any]:
         """Who this daemon is: logged at start and reload, kept for `syncd status`."""

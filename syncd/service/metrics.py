@@ -49,7 +49,10 @@ RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf
 READY_INTERVALS = 3
 #: Results of a cycle after which the daemon is ready: it read, compared and wrote
 #: (or, observing, reported what it would write).
-READY_RESULTS = frozenset({RunResult.OK, RunResult.NO_CHANGES, RunResult.PARTIAL, RunResult.DRIFT})
+#: Deletions held for approval are a decision to make, not a fault: the rest was applied.
+READY_RESULTS = frozenset(
+    {RunResult.OK, RunResult.NO_CHANGES, RunResult.PARTIAL, RunResult.DRIFT, RunResult.HELD}
+)
 #: Results of a run that got as far as the plan: only they know whether the guard refuses.
 _PLANNED = READY_RESULTS | {RunResult.FAILED, RunResult.BLOCKED}
 #: Every result a run may end with: each a series of syncd_runs_total from the start.
@@ -204,6 +207,17 @@ class Metrics:
         self.next_run = Moment(
             "syncd_next_run_timestamp_seconds", "Unix time of the next scheduled run.", registry=r
         )
+        self.notifications_failed = Counter(
+            "syncd_notifications_failed",
+            "Notifications not delivered after their retries (or dropped), by provider.",
+            ["provider"],
+            registry=r,
+        )
+        self.users_suspended = Gauge(
+            "syncd_users_suspended",
+            "Users left alone at the last run: suspended by `syncd suspend` or `suspend:`.",
+            registry=r,
+        )
         self.users_failing = Gauge(
             "syncd_users_failing",
             "Users in error after the last run, by code (those waiting for their retry too).",
@@ -318,7 +332,7 @@ class Metrics:
         if drift_users is not None:
             self.drift.set(drift_users)
         if result in _PLANNED:
-            self.guard_blocked.set(result == RunResult.BLOCKED)
+            self.guard_blocked.set(result in (RunResult.BLOCKED, RunResult.HELD))
         if next_run is not None:
             self.next_run.set(next_run)
 

@@ -13,30 +13,45 @@ from typing import Any
 
 from syncd.core.api_url import normal_api_url
 from syncd.core.problem import Problem
-from syncd.core.vocabulary import ActionName, RunResult
+from syncd.core.suspension import EVERYONE
+from syncd.core.vocabulary import ActionName, HeldStatus, RunResult
 from syncd.errors import StateError, UsageError
 from syncd.settings import Settings
-from syncd.state.audit import last_successful_run, recent_runs
+from syncd.state.audit import last_successful_run, last_write, recent_runs
 from syncd.state.backend import StateStore, open_store
+from syncd.state.cache import last_read
 from syncd.state.daemon_state import read_daemon_state
+from syncd.state.held_changes import HeldChanges
+from syncd.state.pending import pending_for
 from syncd.state.schema import columns
+from syncd.state.suspensions import SuspensionTable
 from syncd.state.user_failures import UserFailures
 
+#: Users detailed by the JSON view without --user: those with changes pending, so many.
+USERS_DETAILED = 100
 
-def read_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
-    """What `syncd status` shows, as data (also its --output json)."""
+
+def read_status(
+    settings: Settings, limit: int = 10, users: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """What `syncd status` shows, as data (also its --output json); `users` in detail."""
     path = settings.state_file
     if not settings.on_postgresql and not path.exists():
         raise UsageError(f"no state file at {path}: syncd has not run with this state directory")
     with open_store(settings, "status", read_only=True) as store:
-        return gather_status(store, settings, limit)
+        return gather_status(store, settings, limit, users=users)
 
 
 def gather_status(
-    store: StateStore, settings: Settings, limit: int = 10, in_error: int | None = None
+    store: StateStore,
+    settings: Settings,
+    limit: int = 10,
+    in_error: int | None = None,
+    users: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """`read_status` from a store already open; only the first `in_error` users in error
-    when given (a page shows so many, and their count)."""
+    when given (a page shows so many, and their count). The users detailed are `users`,
+    else the first USERS_DETAILED of those with changes pending (a few queries a user)."""
     holders = store.holders()
     db = store.history
     if settings.on_postgresql and not db.has_table("runs"):
@@ -50,6 +65,10 @@ def gather_status(
     api = normal_api_url(str(daemon.get("api_url") or settings.api_url))
     kept = db.has_table("user_failures") and "api" in columns(db, "user_failures")
     failing = UserFailures(db, api).all(in_error) if kept else {}
+    suspended = SuspensionTable(db).all()
+    held = HeldChanges(db).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
+    named = users or tuple(pending_for(db))[:USERS_DETAILED]
+    per_user = read_users(store, api, named)
     active = next((holder for holder in holders if holder.active), None)
     running = active is not None
     for entry in runs:
@@ -85,13 +104,62 @@ def gather_status(
         "guard": {
             "max_deletions": limit_deletions,
             "blocked": bool(last and last["result"] == RunResult.BLOCKED),
+            "held": bool(last and last["result"] == RunResult.HELD),
             "deletions_planned": counts.get(ActionName.DELETE_EMAIL, 0),
         },
         "source": daemon.get("source") if running else None,
         "readiness": daemon.get("readiness") if running else None,
         "users_in_error": [_in_error(problem) for problem in failing.values()],
+        # By `syncd suspend` ("*": every user); a `suspend:` of the desired state
+        # shows in the plan.
+        "suspensions": [suspension.to_json(user) for user, suspension in suspended.items()],
+        # Deletions the daemon's guard held: waiting for a decision, or approved.
+        "held_changes": [held_set.to_json() for held_set in held],
+        # How the daemon's last cycle ended, and why (the first problem's file:line:col).
+        "last_cycle": daemon.get("last_cycle"),
+        "users": per_user,
         "runs": runs,
     }
+
+
+def read_users(store: StateStore, api: str, users: tuple[str, ...]) -> list[dict[str, Any]]:
+    """What the state knows of each of `users`, for `status --user` and its JSON view."""
+    db = store.history
+    cache = store.cache_for_reading()
+    pending = pending_for(db, users)
+    failing = UserFailures(db, api).all() if db.has_table("user_failures") else {}
+    suspensions = SuspensionTable(db).all()
+    held_sets = HeldChanges(db).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
+    report = []
+    for user in users:
+        profile_at, emails_at = (None, None) if cache is None else last_read(cache, api, user)
+        problem = failing.get(user)
+        suspension = suspensions.get(user) or suspensions.get(EVERYONE)
+        report.append(
+            {
+                "user": user,
+                "last_read": {"profile": _iso(profile_at), "emails": _iso(emails_at)},
+                "pending": pending.get(user),
+                "last_write": last_write(db, user),
+                "error": None
+                if problem is None
+                else {"code": problem.code, "message": problem.message, "since": problem.since},
+                "suspension": None if suspension is None else suspension.to_json(user),
+                "held_deletions": [
+                    {"id": held.id, "status": str(held.status), "email": email}
+                    for held in held_sets
+                    for who, email in held.deletions
+                    if who == user
+                ],
+            }
+        )
+    return report
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return utc_iso_seconds(datetime.fromtimestamp(moment, UTC))
 
 
 def _in_error(problem: Problem) -> dict[str, Any]:

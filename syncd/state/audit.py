@@ -37,7 +37,7 @@ from typing import Any
 
 from syncd import __version__
 from syncd.core.plan import Action, AddEmail, UpdateProfile
-from syncd.core.vocabulary import RunResult, WriteResult
+from syncd.core.vocabulary import OperatorEvent, RunResult, WriteResult
 from syncd.state.backend import Database
 from syncd.state.chain import Chain
 
@@ -153,6 +153,19 @@ def recent_runs(db: Database, limit: int) -> list[dict[str, Any]]:
     for run in runs:
         run["counts"] = json.loads(run["counts"] or "{}")
     return runs
+
+
+def last_write(db: Database, user: str) -> dict[str, Any] | None:
+    """The last write to `user` and how it ended, for `syncd status --user`."""
+    row = db.execute(
+        'SELECT timestamp, action, target, result, status, message FROM audit WHERE "user" = ?'
+        " AND event = 'outcome' ORDER BY timestamp DESC LIMIT 1",
+        [user],
+    ).fetchone()
+    if row is None:
+        return None
+    keys = ("timestamp", "action", "target", "result", "status", "message")
+    return dict(zip(keys, row, strict=True))
 
 
 class AuditTrail:
@@ -302,6 +315,23 @@ class AuditTrail:
             }
         )
         self.db.execute("DELETE FROM open_intents WHERE seq = ?", [intent_seq])
+
+    def decision(self, event: OperatorEvent, user: str, message: str) -> None:
+        """An operator's decision about `user` (suspend, resume, approve, reject)."""
+        with self.db.atomic():
+            self.chain.append(  # through the chain, as every event: it is hashed too
+                {
+                    "run_id": self.run_id,
+                    "timestamp": self._now(),
+                    "event": str(event),
+                    "user": user,
+                    "action": str(event),
+                    "result": str(WriteResult.OK),
+                    "message": message,
+                    "source": "{}",
+                }
+            )
+        self.log.info("decision", decision=event, user=user, message=message)
 
     # -- crashes ----------------------------------------------------------------
 

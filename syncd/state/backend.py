@@ -25,16 +25,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from syncd.errors import StateError
+from syncd.errors import DaemonError, StateError
 
 if TYPE_CHECKING:
     from syncd.settings import Settings
+
+
+#: Seconds between two tries of a writers' lock that another writer holds.
+WRITE_LOCK_POLL = 0.2
 
 
 def newer_schema(where: object, migration: str, known: str) -> StateError:
@@ -269,9 +274,34 @@ class StateStore(ABC):
     def lock(self, purpose: str) -> LockHeld:
         """Take the lock now, or raise DaemonError naming its holder (`purpose`: the command)."""
 
+    @abstractmethod
+    def try_write_lock(self, purpose: str) -> LockHeld | None:
+        """The writers' lock, or None while another writer holds it.
+
+        The daemon keeps `lock()` for its life and takes this one for each cycle
+        only; `apply` takes both, or with `--lock-timeout` waits for this one
+        between the daemon's cycles (`write_lock`).
+        """
+
+    async def write_lock(self, purpose: str, timeout: float) -> LockHeld:
+        """The writers' lock, waiting up to `timeout` seconds for the writer that has it."""
+        deadline = time.monotonic() + timeout
+        while (held := self.try_write_lock(purpose)) is None:
+            if time.monotonic() >= deadline:
+                raise DaemonError(
+                    f"another syncd still writes to the state at {self.where} after "
+                    f"{timeout:g} s ({purpose} refused)"
+                )
+            await asyncio.sleep(WRITE_LOCK_POLL)
+        return held
+
     async def wait_for_lock(self, stop: asyncio.Event) -> LockHeld | None:
         """Wait as a standby until the lock is ours (None: `stop` was set first)."""
         return self.lock("run")
+
+    def cache_for_reading(self) -> Database | None:
+        """The live cache, for `syncd status` (None: there is none yet); closed with the store."""
+        return self.history
 
     def holds_lock(self) -> bool:
         """Whether the lock taken is still ours (on PostgreSQL: whether its session lives)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
 from syncd.state.backend import Database
+from syncd.state.schema import columns
 from syncd.state.statefile import state_error
 
 #: Rows written per transaction: large enough to amortise the commit.
@@ -189,3 +190,15 @@ def _emails(text: str) -> tuple[LiveEmail, ...]:
             raise TypeError("an address entry is not [text, bool, bool]")
         emails.append(LiveEmail(address, verified, primary))
     return tuple(emails)
+
+
+def last_read(db: Database, api: str, username: str) -> tuple[float | None, float | None]:
+    """When the profile and the addresses of `username` were last read from `api`."""
+    if not db.has_table("live_accounts") or "api" not in columns(db, "live_accounts"):
+        return None, None
+    row = db.execute(
+        "SELECT profile_fetched_at, emails_fetched_at FROM live_accounts"
+        " WHERE api = ? AND username = ?",
+        [api, username],
+    ).fetchone()
+    return (None, None) if row is None else (row[0], row[1])

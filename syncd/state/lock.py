@@ -1,4 +1,5 @@
-"""One writer per state directory (`syncd run` or `syncd apply`): an flock on `syncd.state.lock`.
+"""One writer per state directory (`syncd run` or `syncd apply`): an flock on `syncd.state.lock`,
+and one write at a time: an flock on `syncd.write.lock`, taken for each cycle or apply.
 
 Two daemons on one state directory would apply the same plan twice and
 interleave their audit trails. The kernel releases an flock when its holder
@@ -18,6 +19,10 @@ from syncd.privatefiles import open_private, private_directory
 from syncd.state.backend import LockHeld
 
 LOCK_NAME = "syncd.state.lock"
+#: The writers' lock: `apply`, and the daemon during each cycle only, so that an
+#: `apply --lock-timeout` can write between two cycles of a daemon that keeps
+#: LOCK_NAME for its life.
+WRITE_LOCK_NAME = "syncd.write.lock"
 
 
 class InstanceLock(LockHeld):
@@ -60,6 +65,18 @@ def acquire(state_dir: Path) -> InstanceLock:
         os.close(descriptor)
         raise DaemonError(f"cannot write the lock file {path}: {error.strerror}") from None
     return InstanceLock(path, descriptor)
+
+
+def try_write_lock(state_dir: Path) -> InstanceLock | None:
+    """The writers' lock of the state directory, or None while another writer holds it."""
+    private_directory(state_dir)
+    descriptor = open_private(state_dir / WRITE_LOCK_NAME, os.O_RDWR)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return InstanceLock(state_dir / WRITE_LOCK_NAME, descriptor)
 
 
 def holder(state_dir: Path) -> int | None:

@@ -2,11 +2,12 @@
 
 What moves is what cannot be rebuilt: the runs, the audit trail (each event
 with its number, since an outcome names its intent by it) and which of its
-intents are open, the writes the server did not keep and the addresses syncd
-owns. What does not: the live cache (disposable: one cold read rebuilds it),
-daemon_state and user_failures (the daemon writes them again in its first
-cycle). Both sides are locked while it copies, so that nothing writes to
-either, and the target must hold no history yet: two histories are never
+intents are open, the writes the server did not keep, the addresses syncd
+owns, and the operator's decisions (suspensions, held deletions approved or
+rejected). What does not: the live cache (disposable: one cold read rebuilds
+it), daemon_state and user_failures (the daemon writes them again in its
+first cycle). Both sides are locked while it copies, so that nothing writes
+to either, and the target must hold no history yet: two histories are never
 merged. The copy is one transaction on the target; then every table's count,
 and the audit trail's last number, are compared on both sides, and a
 difference is an error.
@@ -28,6 +29,8 @@ COPIED = {
     "open_intents": "seq",
     "not_kept": "api, username, field, sent_key",
     "email_ownership": "api, username, email_key",
+    "suspensions": "username",
+    "held_changes": "id",
 }
 #: Rows sent to the target at a time.
 BATCH = 5000

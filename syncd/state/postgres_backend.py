@@ -66,6 +66,8 @@ log = structlog.get_logger("syncd.state.postgres_backend")
 
 #: pg_advisory_lock's two keys for "the active instance": ('sync', 1).
 LOCK_KEY = (0x73796E63, 1)
+#: The writers' lock (syncd.state.backend.StateStore.write_lock): per cycle or apply.
+WRITE_LOCK_KEY = (0x73796E63, 2)
 #: How long one wait of a standby lasts before it looks at its stop signal again.
 STANDBY_WAIT_MS = 1000
 CONNECT_TIMEOUT = 10
@@ -297,6 +299,18 @@ class _Conninfo:
             raise StateError(f"state database {self.where}: {_describe(error)}") from None
 
 
+class _WriteLock(LockHeld):
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+
+    def release(self) -> None:
+        if not self.store.db.connection.closed:
+            with contextlib.suppress(StateError):
+                self.store.db.execute(
+                    f"SELECT pg_advisory_unlock({WRITE_LOCK_KEY[0]}, {WRITE_LOCK_KEY[1]})"
+                )
+
+
 class PostgresStore(StateStore):
     kind = "postgresql"
     shared = True
@@ -342,6 +356,12 @@ class PostgresStore(StateStore):
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
         yield Session(self.db, self.db)
+
+    def try_write_lock(self, purpose: str) -> LockHeld | None:
+        (taken,) = self.db.execute(
+            f"SELECT pg_try_advisory_lock({WRITE_LOCK_KEY[0]}, {WRITE_LOCK_KEY[1]})"
+        ).fetchone()
+        return _WriteLock(self) if taken else None
 
     def lock(self, purpose: str) -> LockHeld:
         (taken,) = self.db.execute(

@@ -18,7 +18,8 @@ where it lacks its new key): that is how a state made before migrations were
 recorded is brought up to date, its history kept.
 
     HISTORY  runs, the audit trail and its open intents, daemon_state, not_kept,
-             user_failures, email_ownership: syncd.db
+             user_failures, email_ownership, suspensions, held_changes,
+             pending_changes: syncd.db
     CACHE    the live cache: cache.db; on PostgreSQL one database holds both lists
 
 cache.db records nothing, so that it holds the cache alone: disposable, it has
@@ -234,6 +235,43 @@ HISTORY = (
         )
         """,
         audit_prunable=True,
+    ),
+    # The operator in the loop (design.md section 4.1): users suspended by `syncd
+    # suspend` (syncd.state.suspensions; "*" is `--all`), the deletions a daemon's
+    # guard held for `syncd approve` or `reject` (syncd.state.held_changes), and
+    # each user's changes pending after the last cycle (syncd.state.pending).
+    Migration(
+        "operator_in_the_loop",
+        """
+        CREATE TABLE IF NOT EXISTS suspensions (
+            username TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            until DOUBLE PRECISION,
+            suspended_by TEXT NOT NULL,
+            since TEXT NOT NULL
+        );
+
+        -- deletions: a JSON array of [user, address]. status: held, approved,
+        -- rejected or applied. One set per revision at most is asked about.
+        CREATE TABLE IF NOT EXISTS held_changes (
+            id TEXT PRIMARY KEY,
+            revision TEXT,
+            held_at TEXT NOT NULL,
+            deletions TEXT NOT NULL,
+            status TEXT NOT NULL,
+            decided_by TEXT,
+            decided_at TEXT
+        );
+        CREATE INDEX IF NOT EXISTS held_changes_by_status ON held_changes (status);
+
+        -- The changes each user still had after the daemon's last cycle, as the
+        -- plan's JSON shows them (syncd.state.pending): for `syncd status --user`.
+        CREATE TABLE IF NOT EXISTS pending_changes (
+            username TEXT PRIMARY KEY,
+            changes TEXT NOT NULL,
+            as_of TEXT NOT NULL
+        )
+        """,
     ),
 )
 

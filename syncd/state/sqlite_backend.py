@@ -19,7 +19,7 @@ import sqlite_utils
 
 from syncd.errors import StateError
 from syncd.state.backend import Database, Holder, LockHeld, Session, StateStore
-from syncd.state.lock import acquire, holder
+from syncd.state.lock import acquire, holder, try_write_lock
 from syncd.state.statefile import (
     CACHE_NAME,
     STATE_NAME,
@@ -40,6 +40,7 @@ class SqliteStore(StateStore):
         self.where = str(directory)
         self.read_only = read_only
         self._history: Database | None = None
+        self._cache: Database | None = None
 
     @property
     def history_file(self) -> Path:
@@ -67,14 +68,26 @@ class SqliteStore(StateStore):
             files.callback(cache.close)
             yield Session(history, cache)
 
+    def cache_for_reading(self) -> Database | None:
+        path = self.directory / CACHE_NAME
+        if self._cache is None and path.exists():
+            self._cache = open_readonly(path)
+        return self._cache
+
     def lock(self, purpose: str) -> LockHeld:
         return acquire(self.directory)
+
+    def try_write_lock(self, purpose: str) -> LockHeld | None:
+        return try_write_lock(self.directory)
 
     def holders(self) -> list[Holder]:
         pid = holder(self.directory)
         return [] if pid is None else [Holder(f"pid {pid}" if pid else "a process", pid)]
 
     def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
         if self._history is not None:
             self._history.close()
             self._history = None

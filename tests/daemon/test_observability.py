@@ -50,26 +50,27 @@ def test_metrics_and_healthz_answer(world: World, start_daemon):
 
 
 def test_a_guard_block_shows_in_metrics_and_status(world: World, start_daemon):
-    # The standard desired state deletes one address; a limit of 0 refuses the run.
+    # The standard desired state deletes one address; past a limit of 0 the daemon
+    # holds the deletion for `syncd approve` and applies the rest (issue 24).
     daemon: DaemonProcess = start_daemon(
         SYNCD_MAX_DELETIONS="0", SYNCD_METRICS_ADDR="127.0.0.1:0", SYNCD_INTERVAL="60"
     )
     address = daemon.wait_for("metrics_listening")["address"]
-    blocked = daemon.wait_for("cycle_finished")
-    assert blocked["result"] == "blocked"
-    assert "refusing to delete 1 email addresses" in blocked["message"]
-    assert blocked["drift_users"] == 1
-    assert world.writes() == 0
+    held = daemon.wait_for("cycle_finished")
+    assert held["result"] == "held"
+    assert "holding 1 deletions (the limit is 0)" in held["message"]
+    assert held["drift_users"] == 1
+    assert world.writes() == 2  # the rename and the address added, not the deletion
     metrics = httpx.get(f"http://{address}/metrics", timeout=5).text
     assert "syncd_guard_blocked 1.0" in metrics
-    assert 'syncd_runs_total{result="blocked"} 1.0' in metrics
+    assert 'syncd_runs_total{result="held"} 1.0' in metrics
 
     text = CliRunner().invoke(
         cli, ["status", "--state-dir", str(world.state_dir)], catch_exceptions=False
     )
     assert text.exit_code == 0, text.output
-    assert "BLOCKED the last run: 1 deletions planned, the limit is 0" in text.output
-    assert "3 changes for 1 users" in text.output
+    assert "HELD the last run's deletions (1 planned, the limit is 0)" in text.output
+    assert "1 changes for up to 1 users" in text.output
     assert f"running, pid {daemon.pid}" in text.output
 
     as_json = CliRunner().invoke(
@@ -78,14 +79,19 @@ def test_a_guard_block_shows_in_metrics_and_status(world: World, start_daemon):
         catch_exceptions=False,
     )
     report = json.loads(as_json.output)
-    assert report["guard"] == {"max_deletions": 0, "blocked": True, "deletions_planned": 1}
+    assert report["guard"] == {
+        "max_deletions": 0,
+        "blocked": False,
+        "held": True,
+        "deletions_planned": 1,
+    }
     assert report["pending"]["by_action"] == {
-        "update_profile": 1,
-        "add_email": 1,
+        "update_profile": 0,
+        "add_email": 0,
         "delete_email": 1,
     }
     assert report["next_run_at"] is not None
-    assert [run["result"] for run in report["runs"]] == ["blocked"]
+    assert [run["result"] for run in report["runs"]] == ["held"]
     assert daemon.stop() == 0
 
     after = CliRunner().invoke(

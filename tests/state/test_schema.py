@@ -174,6 +174,7 @@ def test_both_backends_end_with_the_same_tables_and_columns(
         *("runs", "audit", "daemon_state", "not_kept", "user_failures", "live_accounts"),
         "email_ownership",
         *("schema_migrations", "open_intents", "audit_head", "audit_cuts"),
+        *("suspensions", "held_changes", "pending_changes"),
     }
     assert new["runs"]["pid"] == "integer"
     assert new["runs"]["scope"] == "text"

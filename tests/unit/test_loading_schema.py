@@ -60,6 +60,7 @@ def test_the_models_hold_the_api_fields_and_emails() -> None:
         "emails",
         "groups",
         "ignore",
+        "suspend",
     )
     assert tuple(DesiredStateFile.model_fields) == ("version", "defaults", "groups", "users")
 
@@ -80,6 +81,7 @@ def test_schema_structure() -> None:
         "emails_mode",
         "groups",
         "ignore",
+        "suspend",
     }
     group = SCHEMA["$defs"]["ProfileSettings"]
     assert set(group["properties"]) == {*PROFILE_FIELDS, "emails_mode"}

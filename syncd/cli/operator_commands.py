@@ -1,0 +1,221 @@
+"""`syncd suspend`, `resume`, `approve`, `reject`: the operator's word to a running daemon.
+
+They write the state (syncd.state.suspensions, held_changes) without taking
+the lock that a running daemon holds: the daemon reads the suspensions at each
+cycle and before each user's writes, and the held sets at each cycle, so no
+restart is needed. Each is recorded as a run
+with an audit event, with who said it (the OS user @ host).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import click
+
+from syncd.cli.options import config_option, parse_duration, state_dir_option
+
+if TYPE_CHECKING:
+    from syncd.core.vocabulary import OperatorEvent, RunResult
+    from syncd.state.audit import AuditTrail
+    from syncd.state.backend import Database
+
+
+def _users_option(command: click.decorators.FC) -> click.decorators.FC:
+    command = click.option(
+        "--all", "everyone", is_flag=True, help="Every user of the desired state."
+    )(command)
+    return click.option(
+        "--user", "users", multiple=True, metavar="USER", help="A user (repeatable)."
+    )(command)
+
+
+def _chosen(users: tuple[str, ...], everyone: bool) -> list[str]:
+    from syncd.core.fields import is_valid_username
+    from syncd.core.suspension import EVERYONE
+
+    if bool(users) == everyone:
+        raise click.UsageError("name users with --user, or say --all")
+    bad = [user for user in users if not is_valid_username(user)]
+    if bad:
+        raise click.UsageError(f"not a username: {bad[0]!r}")
+    return [EVERYONE] if everyone else sorted(set(users))
+
+
+@click.command()
+@config_option
+@state_dir_option
+@click.option("--reason", required=True, help="Why (an incident, a ticket): shown everywhere.")
+@_users_option
+@click.option("--for", "lasting", metavar="DURATION", help="For how long: 90s, 15m, 2h, 3d.")
+@click.option("--until", "until", metavar="TIME", help="Until an ISO date or datetime with zone.")
+def suspend(
+    config_file: str | None,
+    state_dir: str | None,
+    reason: str,
+    users: tuple[str, ...],
+    everyone: bool,
+    lasting: str | None,
+    until: str | None,
+) -> None:
+    """Leave users alone (not read, not written) until resumed or until a time.
+
+    A running daemon honours it before its next write, without a restart.
+    """
+    from syncd.core.suspension import Suspension
+    from syncd.core.vocabulary import OperatorEvent, SuspensionSource
+    from syncd.desired.fileformat import suspension_end
+
+    chosen = _chosen(users, everyone)
+    if not reason.strip():
+        raise click.UsageError("--reason must say why")
+    if lasting is not None and until is not None:
+        raise click.UsageError("--for and --until say the same thing: give one")
+    end: float | None = None
+    if lasting is not None:
+        end = time.time() + parse_duration(lasting)
+    elif until is not None:
+        try:
+            end = suspension_end(until)
+        except ValueError:
+            end = None
+        if end is None:
+            raise click.UsageError(
+                f"invalid --until {until!r}: a date (2027-01-31) or an ISO datetime with a zone"
+            )
+    with _history(config_file, state_dir, "suspend") as (db, who):
+        from syncd.state.suspensions import SuspensionTable
+
+        suspension = Suspension(reason.strip(), end, who, SuspensionSource.CLI)
+        SuspensionTable(db).suspend(chosen, suspension)
+        _audit(db, OperatorEvent.SUSPEND, chosen, suspension.describe())
+    ending = suspension.until_text() or "resumed"
+    click.echo(f"Suspended {_named(chosen)} until {ending}: {reason.strip()}")
+
+
+@click.command()
+@config_option
+@state_dir_option
+@_users_option
+def resume(
+    config_file: str | None, state_dir: str | None, users: tuple[str, ...], everyone: bool
+) -> None:
+    """End suspensions made by `syncd suspend` (not a `suspend:` in the desired state)."""
+    from syncd.core.vocabulary import OperatorEvent
+
+    chosen = _chosen(users, everyone)
+    with _history(config_file, state_dir, "resume") as (db, _):
+        from syncd.state.suspensions import SuspensionTable
+
+        table = SuspensionTable(db)
+        held_before = table.all()
+        gone = table.resume(None if everyone else chosen)
+        if gone:
+            _audit(db, OperatorEvent.RESUME, gone, "resumed")
+    if not gone:
+        from syncd.core.suspension import EVERYONE
+
+        hint = ""
+        if not everyone and EVERYONE in held_before:
+            hint = " Every user is suspended: syncd resume --all."
+        click.echo(f"No suspension to end for {_named(chosen)}.{hint}")
+    else:
+        click.echo(f"Resumed {_named(gone)}: managed again from the next cycle.")
+
+
+def _named(users: list[str]) -> str:
+    from syncd.core.suspension import EVERYONE
+
+    return "every user" if users == [EVERYONE] else ", ".join(users)
+
+
+@contextmanager
+def _history(
+    config_file: str | None, state_dir: str | None, purpose: str
+) -> Iterator[tuple[Database, str]]:
+    """The state's history, opened for one decision, and who decides ("user@host")."""
+    from syncd.settings import load_settings
+    from syncd.state.audit import actor
+    from syncd.state.backend import open_store
+
+    settings = load_settings(config_file, state_dir=state_dir)
+    with open_store(settings, purpose) as store:
+        who = actor()
+        yield store.history, f"{who.sudo_user or who.os_user}@{who.host}"
+
+
+def _audit(db: Database, event: OperatorEvent, users: list[str], message: str) -> None:
+    """One run for the command, with one audit event per user it names."""
+    audit = _begin(db, event)
+    for user in users:
+        audit.decision(event, user, message)
+    audit.end_run(_ok(), {})
+
+
+def _begin(db: Database, event: OperatorEvent) -> AuditTrail:
+    from syncd.state.audit import AuditTrail
+
+    audit = AuditTrail(db, {})
+    audit.begin_run(event)
+    return audit
+
+
+def _ok() -> RunResult:
+    from syncd.core.vocabulary import RunResult
+
+    return RunResult.OK
+
+
+@click.command()
+@config_option
+@state_dir_option
+@click.argument("held_id", metavar="ID")
+def approve(config_file: str | None, state_dir: str | None, held_id: str) -> None:
+    """Let the next daemon cycle apply exactly the deletions held as set ID.
+
+    A deletion not in the set still counts against SYNCD_MAX_DELETIONS.
+    """
+    from syncd.core.vocabulary import HeldStatus
+
+    _decide(config_file, state_dir, held_id, HeldStatus.APPROVED)
+
+
+@click.command()
+@config_option
+@state_dir_option
+@click.argument("held_id", metavar="ID")
+def reject(config_file: str | None, state_dir: str | None, held_id: str) -> None:
+    """Drop the deletions held as set ID: not asked about again for the same revision."""
+    from syncd.core.vocabulary import HeldStatus
+
+    _decide(config_file, state_dir, held_id, HeldStatus.REJECTED)
+
+
+def _decide(config_file: str | None, state_dir: str | None, held_id: str, status: str) -> None:
+    from syncd.core.held import per_user
+    from syncd.core.vocabulary import HeldStatus, OperatorEvent
+    from syncd.state.held_changes import HeldChanges
+
+    approving = status == HeldStatus.APPROVED
+    event = OperatorEvent.APPROVE if approving else OperatorEvent.REJECT
+    with _history(config_file, state_dir, str(event)) as (db, who):
+        held = HeldChanges(db).decide(held_id, HeldStatus(status), who)
+        counts = per_user(held.deletion_keys())
+        audit = _begin(db, event)
+        for user, count in counts.items():
+            audit.decision(event, user, f"{count} deletions of held set {held.id}")
+        audit.end_run(_ok(), {})
+    shown = ", ".join(f"{user} ({count})" for user, count in counts.items())
+    if approving:
+        click.echo(
+            f"Approved {len(held.deletions)} deletions of set {held.id}: {shown}. "
+            "The next daemon cycle applies them."
+        )
+    else:
+        click.echo(
+            f"Rejected {len(held.deletions)} deletions of set {held.id}: {shown}. Not asked "
+            f"about again for revision {held.revision or '(a file)'}."
+        )

@@ -1,0 +1,78 @@
+"""`syncd status --user U`: what syncd knows of one user, as text.
+
+When it was last read, the changes still pending after the daemon's last
+cycle (as the plan shows them), the last write and how it ended, its error
+and since when, its suspension and its held deletions: "what is wrong with
+alice?" without a plan. syncd.service.status gathers it from the state alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from syncd.visible import visible
+
+
+def render_users(users: list[Mapping[str, Any]]) -> list[str]:
+    lines = []
+    for entry in users:
+        lines.append(f"user {visible(entry['user'])}")
+        read = entry["last_read"]
+        lines.append(
+            f"  last read    profile {read['profile'] or '-'}, addresses {read['emails'] or '-'}"
+        )
+        pending = entry["pending"]
+        if pending is None:
+            lines.append("  pending      none after the last cycle")
+        else:
+            lines.append(f"  pending      as of {pending['as_of']}:")
+            lines.extend(f"    {_change(change)}" for change in pending["changes"])
+        write = entry["last_write"]
+        if write is None:
+            lines.append("  last write   none recorded")
+        else:
+            message = f": {visible(write['message'])}" if write["message"] else ""
+            lines.append(
+                f"  last write   {write['timestamp'][:19]} {write['action']} "
+                f"{visible(write['target'] or '')} {write['result']}{message}"
+            )
+        error = entry["error"]
+        if error is not None:
+            lines.append(
+                f"  error        {error['code']} since {error['since']}: "
+                f"{visible(error['message'])}"
+            )
+        suspension = entry["suspension"]
+        if suspension is not None:
+            lines.append(
+                f"  suspended    {visible(suspension['reason'])} (until "
+                f"{suspension['until'] or 'resumed'}, by {visible(suspension['by'] or '-')})"
+            )
+        for held in entry["held_deletions"]:
+            lines.append(
+                f"  held         delete {visible(held['email'])} ({held['status']}, set "
+                f"{held['id']}: syncd approve {held['id']} or syncd reject {held['id']})"
+            )
+    return lines
+
+
+def _change(change: Mapping[str, Any]) -> str:
+    """One pending change as the plan shows it."""
+    if change["action"] == "update_profile":
+        return "; ".join(
+            f"~ {name}: {_quoted(values['before'])} → {_quoted(values['after'])}"
+            for name, values in change["fields"].items()
+        )
+    sign = "+" if change["action"] == "add_email" else "-"
+    return f"{sign} {visible(change['email'])}"
+
+
+def _quoted(value: str | None) -> str:
+    # As the plan prints it (syncd.cli.render).
+    return (
+        "(write-only, differs)"
+        if value is None
+        else visible(json.dumps(value, ensure_ascii=False))
+    )

@@ -1,0 +1,72 @@
+"""Held deletions: what a daemon's cycle applies now when its deletions exceed the limit.
+
+`apply` is all-or-nothing (the guard refuses the whole plan, exit 3). A daemon
+cannot ask, so it applies the rest of the plan and holds the deletions as one
+set for `syncd approve` or `syncd reject` (design.md section 4.1). This module
+is the pure decision; the sets themselves live in syncd.state.held_changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from syncd.core.fields import email_key
+from syncd.core.plan import DeleteEmail, Plan
+
+#: A deletion as the sets name it: the user and the address as compared.
+DeletionKey = tuple[str, str]
+
+
+def deletion_key(action: DeleteEmail) -> DeletionKey:
+    return action.user, email_key(action.email)
+
+
+@dataclass(frozen=True, slots=True)
+class GuardSplit:
+    """What a cycle sends now, and what it holds, approves or leaves out."""
+
+    #: The plan to apply: every change but the deletions held or rejected.
+    now: Plan
+    #: The deletions over the limit, held for a decision (empty: none held).
+    held: tuple[DeleteEmail, ...] = ()
+    #: The deletions of an approved set, sent now whatever the limit.
+    approved: tuple[DeleteEmail, ...] = ()
+    #: The deletions rejected for this revision: neither sent nor asked about again.
+    rejected: tuple[DeleteEmail, ...] = ()
+
+
+def split_deletions(
+    plan: Plan,
+    limit: int,
+    approved: Iterable[DeletionKey] = (),
+    rejected: Iterable[DeletionKey] = (),
+) -> GuardSplit:
+    """The plan a daemon's cycle applies: deletions of an approved set go through, those
+    rejected for this revision are dropped, and the others count against `limit`; past
+    it they are all held (never some of them: which ones would be arbitrary)."""
+    approved_keys, rejected_keys = set(approved), set(rejected)
+    yes: list[DeleteEmail] = []
+    no: list[DeleteEmail] = []
+    counted: list[DeleteEmail] = []
+    for action in plan.changes:
+        if isinstance(action, DeleteEmail):
+            key = deletion_key(action)
+            chosen = yes if key in approved_keys else no if key in rejected_keys else counted
+            chosen.append(action)
+    held = tuple(counted) if len(counted) > limit else ()
+    left_out = {*held, *no}
+    if not left_out:
+        return GuardSplit(plan, (), tuple(yes), ())
+    # replace(), not a new Plan: whatever else the plan says is kept as it is.
+    now = dataclasses.replace(
+        plan, changes=tuple(action for action in plan.changes if action not in left_out)
+    )
+    return GuardSplit(now, held, tuple(yes), tuple(no))
+
+
+def per_user(deletions: Iterable[DeletionKey]) -> dict[str, int]:
+    """How many deletions each user has in a set, by user."""
+    return dict(sorted(Counter(user for user, _ in deletions).items()))

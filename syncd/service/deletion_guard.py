@@ -1,0 +1,78 @@
+"""The daemon's deletion guard: hold the deletions past the limit, apply the rest.
+
+`apply` stays all-or-nothing (exit 3); a daemon cannot ask, so its cycle
+applies what it may and keeps the deletions as one held set (syncd.core.held
+decides, syncd.state.held_changes keeps the sets) until `syncd approve` or
+`syncd reject` (design.md section 4.1).
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from syncd.core.held import GuardSplit, per_user, split_deletions
+from syncd.core.plan import Plan
+from syncd.core.vocabulary import HeldStatus
+from syncd.state.held_changes import HeldChanges
+
+log = structlog.get_logger("syncd.service.deletion_guard")
+
+
+class DeletionGuard:
+    """The daemon's deletion guard for one cycle: hold past the limit, apply the rest.
+
+    Deletions of an approved set go through; those rejected for this revision are
+    dropped; the others count against the limit, and past it are held as one set
+    (the same set while the same deletions are planned, so it is asked once).
+    """
+
+    def __init__(self, held: HeldChanges, limit: int, revision: str | None) -> None:
+        self.held, self.limit, self.revision = held, limit, revision
+        self.last: GuardSplit | None = None
+        self._approved = held.with_status(HeldStatus.APPROVED)
+
+    def split(self, plan: Plan) -> GuardSplit:
+        approved = {key for held in self._approved for key in held.deletion_keys()}
+        self.last = split_deletions(
+            plan, self.limit, approved, self.held.rejected_for(self.revision)
+        )
+        return self.last
+
+    def conclude(self) -> list[str]:
+        """Record the held set and the approved ones used; what the cycle says of them.
+
+        An approved set is given to one cycle: what of it was sent is audited, and
+        a deletion of it that failed, or is no longer planned, is not carried over.
+        """
+        split, said = self.last, list[str]()
+        if split is None:
+            return said
+        if self._approved:
+            self.held.mark_applied(self._approved)
+            for held in self._approved:
+                log.info(
+                    "deletions_approved_applied", held_id=held.id, deletions=len(held.deletions)
+                )
+        if split.rejected:
+            log.info(
+                "deletions_rejected_left_out",
+                deletions=len(split.rejected),
+                revision=self.revision,
+            )
+        if split.held:
+            held, new = self.held.hold(self.revision, split.held)
+            log.warning(
+                "deletions_held",
+                held_id=held.id,
+                new=new,
+                deletions=len(held.deletions),
+                limit=self.limit,
+                per_user=per_user(held.deletion_keys()),
+                approve=f"syncd approve {held.id}",
+                reject=f"syncd reject {held.id}",
+            )
+            said.append(
+                f"holding {len(held.deletions)} deletions (the limit is {self.limit}) as set "
+                f"{held.id}: syncd approve {held.id}, or syncd reject {held.id}"
+            )
+        return said

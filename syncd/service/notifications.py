@@ -1,0 +1,249 @@
+"""Notifications: the daemon tells webhooks and Slack what happened, in the background.
+
+Providers come from the settings (`[[notify]]`, or SYNCD_NOTIFY_URL). After
+each cycle the daemon hands over the conditions that hold (syncd.core.conditions
+keeps each to one message when it starts and one when it resolves). Messages
+wait in a bounded queue per provider (the oldest is dropped when it is full)
+that an asyncio task of its own delivers, with a few retries and backoff, through the daemon's
+HTTP client factory (proxies, CA, timeouts, no redirects): a cycle never waits
+for a receiver, and a dead one is a metric and one log line, not a failure.
+
+A webhook's body is JSON: the event, its status, the users, the changes as
+the plan shows them, the revision and the instance; it is signed
+`X-Syncd-Signature: t=<unix time>,sha256=<HMAC-SHA256 of "t.body">` so that a
+receiver can check it and refuse replays. No message holds a credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import structlog
+
+from syncd.core.conditions import Condition, Notice, transitions
+from syncd.core.vocabulary import Code, NotificationEvent, RunResult
+from syncd.secretfiles import read_secret_file
+
+if TYPE_CHECKING:
+    import httpx
+
+    from syncd.service.cycle import CycleOutcome
+    from syncd.service.metrics import Metrics
+    from syncd.settings import NotifyProvider, Settings
+
+log = structlog.get_logger("syncd.service.notifications")
+
+#: Messages waiting at most; past it the oldest is dropped (and counted).
+QUEUE_SIZE = 100
+#: Tries of one message, and the first wait between two (doubling, with jitter).
+ATTEMPTS = 3
+FIRST_BACKOFF = 1.0
+#: Users and changes named in one message at most: the rest is a count.
+SHOWN = 50
+
+
+@dataclass
+class _Provider:
+    kind: str
+    url: str
+    secret: bytes | None
+    events: frozenset[NotificationEvent]
+    #: The metric's label: the type and the host, never the path (Slack's is a secret).
+    label: str
+    client: httpx.AsyncClient | None = None
+    #: Its own queue and task: an endpoint that hangs delays no other.
+    queue: asyncio.Queue[tuple[Notice, str | None]] | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class Notifications:
+    def __init__(self, settings: Settings, metrics: Metrics, instance: str) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.instance = instance
+        self.providers = [_provider(p) for p in settings.notify_providers]
+        self.holding: dict[NotificationEvent, Condition] = {}
+
+    def start(self) -> None:
+        for provider in self.providers:
+            if provider.task is None:
+                provider.queue = asyncio.Queue(QUEUE_SIZE)
+                provider.task = asyncio.create_task(self._deliver(provider))
+
+    async def stop(self) -> None:
+        for provider in self.providers:
+            if provider.task is not None:
+                provider.task.cancel()
+                await asyncio.gather(provider.task, return_exceptions=True)
+                provider.task = None
+            if provider.client is not None:
+                await provider.client.aclose()
+                provider.client = None
+
+    def observe(
+        self,
+        now: Mapping[NotificationEvent, Condition],
+        decided: frozenset[NotificationEvent],
+        revision: str | None,
+    ) -> None:
+        """The conditions of a cycle: those in `decided` hold if in `now`, else resolve;
+        the others (a cycle that could not tell) stay as they were."""
+        if not self.providers:
+            return
+        current = {e: c for e, c in self.holding.items() if e not in decided}
+        current.update({e: c for e, c in now.items() if e in decided})
+        for notice in transitions(self.holding, current):
+            self._enqueue(notice, revision)
+        self.holding = current
+
+    def happened(self, condition: Condition, revision: str | None) -> None:
+        """A one-shot event: told once, with no resolution."""
+        if self.providers:
+            self._enqueue(Notice(condition, "firing"), revision)
+
+    def _enqueue(self, notice: Notice, revision: str | None) -> None:
+        for provider in self.providers:
+            queue = provider.queue
+            if queue is None or notice.condition.event not in provider.events:
+                continue
+            if queue.full():
+                queue.get_nowait()
+                self.metrics.notifications_failed.labels(provider.label).inc()
+                log.warning("notification_dropped", provider=provider.label, size=QUEUE_SIZE)
+            queue.put_nowait((notice, revision))
+
+    async def _deliver(self, provider: _Provider) -> None:
+        assert provider.queue is not None
+        while True:
+            notice, revision = await provider.queue.get()
+            body = self._body(provider, notice, revision)
+            try:
+                await self._send(provider, body)
+            except Exception as error:  # a receiver's failure is never the daemon's
+                self.metrics.notifications_failed.labels(provider.label).inc()
+                log.warning(
+                    "notification_failed",
+                    provider=provider.label,
+                    condition=notice.condition.event,
+                    error=str(error)[:200],
+                )
+
+    async def _send(self, provider: _Provider, body: bytes) -> None:
+        from syncd.api.transport import make_http_client, tls_context
+
+        if provider.client is None:
+            provider.client = make_http_client(
+                self.settings, tls_context(self.settings), provider.url
+            )
+        delay = FIRST_BACKOFF
+        for attempt in range(1, ATTEMPTS + 1):
+            headers = {"Content-Type": "application/json"}
+            if provider.secret is not None:
+                headers["X-Syncd-Signature"] = sign(provider.secret, body, int(time.time()))
+            try:
+                response = await provider.client.post(provider.url, content=body, headers=headers)
+            except Exception:
+                if attempt == ATTEMPTS:
+                    raise
+            else:
+                if response.status_code < 300:
+                    return
+                if attempt == ATTEMPTS or response.status_code < 500:
+                    raise RuntimeError(f"HTTP {response.status_code}")
+            await asyncio.sleep(delay * random.uniform(1, 1.5))
+            delay *= 2
+
+    def _body(self, provider: _Provider, notice: Notice, revision: str | None) -> bytes:
+        condition = notice.condition
+        users = list(condition.users)
+        if provider.kind == "slack":
+            who = f" ({len(users)} users: {', '.join(users[:10])})" if users else ""
+            text = f"syncd {notice.status}: {condition.event}{who}. {condition.message}".strip()
+            return json.dumps({"text": f"{text} [{self.instance}]"}).encode()
+        document: dict[str, Any] = {
+            "event": str(condition.event),
+            "status": notice.status,
+            "users": users[:SHOWN],
+            "users_total": len(users),
+            "changes": list(condition.changes[:SHOWN]),
+            "message": condition.message,
+            "revision": revision,
+            "instance": self.instance,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        return json.dumps(document, ensure_ascii=False).encode()
+
+
+#: The conditions a planned cycle decides; the others only when the source is read.
+_PLANNED = frozenset(
+    {
+        NotificationEvent.DRIFT_DETECTED,
+        NotificationEvent.APPLY_FAILED,
+        NotificationEvent.DOES_NOT_CONVERGE,
+        NotificationEvent.GUARD_HELD,
+    }
+)
+
+
+def conditions_of(
+    outcome: CycleOutcome,
+) -> tuple[dict[NotificationEvent, Condition], frozenset[NotificationEvent]]:
+    """The conditions that hold after a cycle, and which ones it could tell about."""
+    held: dict[NotificationEvent, Condition] = {}
+    decided = {NotificationEvent.SOURCE_FAILED}
+    if outcome.warning is not None or outcome.result == RunResult.INVALID:
+        held[NotificationEvent.SOURCE_FAILED] = Condition(
+            NotificationEvent.SOURCE_FAILED, message=outcome.warning or outcome.message
+        )
+    if not outcome.planned:
+        return held, frozenset(decided)
+    decided |= _PLANNED
+    if outcome.pending:
+        users = tuple(sorted({change["user"] for change in outcome.pending}))
+        held[NotificationEvent.DRIFT_DETECTED] = Condition(
+            NotificationEvent.DRIFT_DETECTED,
+            users,
+            f"{len(outcome.pending)} changes pending for {len(users)} users",
+            tuple(outcome.pending),
+        )
+    if outcome.result == RunResult.HELD:
+        held[NotificationEvent.GUARD_HELD] = Condition(
+            NotificationEvent.GUARD_HELD, message=outcome.message
+        )
+    for event, code in (
+        (NotificationEvent.DOES_NOT_CONVERGE, Code.DOES_NOT_CONVERGE),
+        (NotificationEvent.APPLY_FAILED, Code.WRITE_FAILED),
+    ):
+        users = tuple(sorted(name for name, p in outcome.failing.items() if p.code == code))
+        if users:
+            messages = [f"{u}: {outcome.failing[u].message}" for u in users[:3]]
+            held[event] = Condition(event, users, "; ".join(messages))
+    return held, frozenset(decided)
+
+
+def sign(secret: bytes, body: bytes, at: int) -> str:
+    """The X-Syncd-Signature of `body` sent at Unix time `at`."""
+    digest = hmac.new(secret, f"{at}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={at},sha256={digest}"
+
+
+def _provider(settings: NotifyProvider) -> _Provider:
+    url = settings.url if settings.url_file is None else read_secret_file(settings.url_file)
+    assert url is not None  # NotifyProvider checks it
+    secret = None
+    if settings.secret_file is not None:
+        secret = read_secret_file(settings.secret_file).encode()
+    host = urlsplit(url).hostname or "unknown"
+    return _Provider(
+        settings.type, url, secret, frozenset(settings.events), f"{settings.type}:{host}"
+    )

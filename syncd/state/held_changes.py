@@ -1,0 +1,131 @@
+"""The `held_changes` table: deletions a daemon's guard held, and what the operator decided.
+
+A set is `held` until `syncd approve` or `syncd reject`; an approved one is
+given to the next cycle (then `applied`); a rejected one keeps its deletions
+from being asked about again for the same revision. The daemon holds at most
+one open set: the same deletions planned again keep it, other ones replace it
+(`superseded`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from syncd.core.fields import email_key
+from syncd.core.held import DeletionKey, per_user
+from syncd.core.plan import DeleteEmail
+from syncd.core.vocabulary import HeldStatus
+from syncd.errors import UsageError
+from syncd.state.backend import Database
+
+_COLUMNS = "id, revision, held_at, deletions, status, decided_by, decided_at"
+
+
+@dataclass(frozen=True, slots=True)
+class HeldSet:
+    id: str
+    revision: str | None
+    held_at: str
+    #: (user, address as planned), in the plan's order.
+    deletions: tuple[tuple[str, str], ...]
+    status: HeldStatus
+    decided_by: str | None = None
+    decided_at: str | None = None
+
+    def deletion_keys(self) -> set[DeletionKey]:
+        return {(user, email_key(email)) for user, email in self.deletions}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "revision": self.revision,
+            "held_at": self.held_at,
+            "status": str(self.status),
+            "deletions": len(self.deletions),
+            "per_user": per_user(self.deletion_keys()),
+            "decided_by": self.decided_by,
+            "decided_at": self.decided_at,
+            "approve": f"syncd approve {self.id}",
+            "reject": f"syncd reject {self.id}",
+        }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class HeldChanges:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def with_status(self, *statuses: HeldStatus) -> list[HeldSet]:
+        if not self.db.has_table("held_changes"):  # a read-only state from before them
+            return []
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM held_changes WHERE status IN ({self.db.dialect.json_values})"
+            " ORDER BY held_at, id",
+            [json.dumps([str(status) for status in statuses])],
+        )
+        return [_held_set(row) for row in rows]
+
+    def rejected_for(self, revision: str | None) -> set[DeletionKey]:
+        """The deletions rejected for this revision: not asked about again."""
+        return {
+            key
+            for held in self.with_status(HeldStatus.REJECTED)
+            if held.revision == revision
+            for key in held.deletion_keys()
+        }
+
+    def hold(self, revision: str | None, deletions: Iterable[DeleteEmail]) -> tuple[HeldSet, bool]:
+        """The open set for these deletions, and whether it is new (else: already asked)."""
+        pairs = tuple((d.user, d.email) for d in deletions)
+        keys = {(user, email_key(email)) for user, email in pairs}
+        with self.db.atomic():
+            for held in self.with_status(HeldStatus.HELD):
+                if held.deletion_keys() == keys:
+                    return held, False
+                self._set_status(held.id, HeldStatus.SUPERSEDED, None)
+            made = HeldSet(uuid.uuid4().hex[:8], revision, _now(), pairs, HeldStatus.HELD)
+            self.db.execute(
+                "INSERT INTO held_changes (id, revision, held_at, deletions, status)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [made.id, revision, made.held_at, json.dumps(pairs), made.status],
+            )
+        return made, True
+
+    def decide(self, held_id: str, status: HeldStatus, by: str) -> HeldSet:
+        """Approve or reject the open set `held_id`; a UsageError if there is none."""
+        with self.db.atomic():
+            row = self.db.execute(
+                f"SELECT {_COLUMNS} FROM held_changes WHERE id = ?", [held_id]
+            ).fetchone()
+            if row is None:
+                raise UsageError(f"no held change set {held_id!r}: `syncd status` lists them")
+            held = _held_set(row)
+            if held.status != HeldStatus.HELD:
+                raise UsageError(f"held change set {held_id} is {held.status} already")
+            self._set_status(held_id, status, by)
+        return HeldSet(held.id, held.revision, held.held_at, held.deletions, status, by, _now())
+
+    def mark_applied(self, sets: Iterable[HeldSet]) -> None:
+        with self.db.atomic():
+            for held in sets:
+                self._set_status(held.id, HeldStatus.APPLIED, held.decided_by)
+
+    def _set_status(self, held_id: str, status: HeldStatus, by: str | None) -> None:
+        self.db.execute(
+            "UPDATE held_changes SET status = ?, decided_by = ?, decided_at = ? WHERE id = ?",
+            [status, by, _now(), held_id],
+        )
+
+
+def _held_set(row: Any) -> HeldSet:
+    held_id, revision, held_at, deletions, status, decided_by, decided_at = row
+    pairs = tuple((user, email) for user, email in json.loads(deletions))
+    return HeldSet(held_id, revision, held_at, pairs, HeldStatus(status), decided_by, decided_at)

@@ -1,0 +1,95 @@
+"""Suspensions through the command line: `suspend:` in the file and `syncd suspend` alike."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from click.testing import CliRunner, Result
+
+from syncd.cli.main import cli
+from tests.world import STANDARD_DESIRED, World
+
+
+def run(world: World, *args: str) -> Result:
+    command, *rest = args
+    runner = CliRunner(env=world.state_env())
+    return runner.invoke(cli, [command, *world.cli_args(), *rest], catch_exceptions=False)
+
+
+def state(world: World, *args: str) -> Result:
+    runner = CliRunner(env=world.state_env())
+    return runner.invoke(cli, [*args, "--state-dir", str(world.state_dir)], catch_exceptions=False)
+
+
+def suspended_in_file(world: World, until: str | None) -> None:
+    desired = copy.deepcopy(STANDARD_DESIRED)
+    suspend = {"reason": "INC-123"} | ({"until": until} if until else {})
+    desired["users"]["janedoe"]["suspend"] = suspend
+    world.desire(desired)
+
+
+def test_a_user_suspended_in_the_file_is_not_read_and_the_plan_lists_it(world: World):
+    suspended_in_file(world, "2999-01-31")
+    result = run(world, "plan", "--detailed-exitcode", "--output", "json")
+    assert result.exit_code == 0, result.output  # as if janedoe were absent: no changes
+    document = json.loads(result.stdout)
+    assert document["changes"] == []
+    assert document["errors"] == []
+    (entry,) = document["suspended"]
+    assert entry["user"] == "janedoe"
+    assert entry["reason"] == "INC-123"
+    assert entry["until"] == "2999-01-31T00:00:00+00:00"
+    assert entry["by"].endswith("desired-state.yaml:3:3")
+    assert world.gets() == 1  # johnsmith's profile alone
+    text = run(world, "plan").stdout
+    assert "‖ janedoe: suspended: INC-123 (until 2999-01-31T00:00:00+00:00" in text
+    assert "1 user suspended (not read)" in text
+    assert run(world, "apply", "--yes").exit_code == 0
+    assert world.writes() == 0
+
+
+def test_after_its_end_the_user_is_managed_again_and_the_plan_says_so(world: World):
+    suspended_in_file(world, "2020-01-31")
+    result = run(world, "plan", "--output", "json")
+    document = json.loads(result.stdout)
+    assert document["suspended"] == []
+    assert [entry["user"] for entry in document["suspension_ended"]] == ["janedoe"]
+    assert {change["user"] for change in document["changes"]} == {"janedoe"}
+    assert "▶ janedoe: suspension ended (INC-123, at 2020-01-31T00:00:00+00:00)" in (
+        run(world, "plan").stdout
+    )
+
+
+def test_suspend_and_resume_from_the_command_line(any_world: World):
+    world = any_world
+    said = state(
+        world, "suspend", "--reason", "INC-9", "--user", "janedoe", "--until", "2999-01-01"
+    )
+    assert said.exit_code == 0, said.output
+    assert "Suspended janedoe until 2999-01-01T00:00:00+00:00: INC-9" in said.stdout
+    assert run(world, "apply", "--yes").exit_code == 0
+    assert world.writes() == 0
+    plan = json.loads(run(world, "plan", "--output", "json").stdout)
+    (entry,) = plan["suspended"]
+    assert entry["source"] == "cli"
+    assert "@" in entry["by"]
+    assert "Resumed janedoe" in state(world, "resume", "--user", "janedoe").stdout
+    assert "No suspension to end for janedoe" in state(world, "resume", "--user", "janedoe").stdout
+    assert run(world, "apply", "--yes").exit_code == 0
+    assert world.writes() == 3
+
+
+def test_bad_suspend_commands_are_one_line_and_exit_1(world: World):
+    for args, message in [
+        (["--reason", "x"], "name users with --user, or say --all"),
+        (["--reason", "x", "--all", "--user", "janedoe"], "name users with --user, or say --all"),
+        (["--reason", " ", "--all"], "--reason must say why"),
+        (["--reason", "x", "--all", "--for", "soon"], "invalid duration 'soon'"),
+        (["--reason", "x", "--all", "--until", "2027-01-31T10:00"], "invalid --until"),
+        (["--reason", "x", "--all", "--for", "1h", "--until", "2027-01-31"], "give one"),
+    ]:
+        result = state(world, "suspend", *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert message in result.output, (args, result.output)
+        assert "Traceback" not in result.output

@@ -1,0 +1,171 @@
+"""Notifications over real HTTP (issue 24, item 3): signed, once per condition, never in the way.
+
+A small http.server in a thread stands for the receiver: it checks each
+message's X-Syncd-Signature the way a receiver would, or answers 500, or hangs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import queue
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from syncd.cli.main import cli
+from tests.daemon.harness import DaemonProcess
+from tests.world import World
+
+SECRET = "notify-secret-for-tests"
+
+
+class Receiver:
+    """A webhook receiver on loopback: `mode` is ok, fail (500) or hang."""
+
+    def __init__(self, mode: str = "ok") -> None:
+        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.bad_signatures = 0
+        self.requests = 0
+        self.release = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests += 1
+                if mode == "hang":
+                    receiver.release.wait(30)
+                    return
+                if mode == "fail":
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                if not receiver.verified(self.headers.get("X-Syncd-Signature", ""), body):
+                    receiver.bad_signatures += 1
+                self.send_response(204)
+                self.end_headers()
+                receiver.messages.put(json.loads(body))
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def verified(header: str, body: bytes) -> bool:
+        match = re.fullmatch(r"t=(\d+),sha256=([0-9a-f]{64})", header)
+        if match is None:
+            return False
+        expected = hmac.new(SECRET.encode(), match[1].encode() + b"." + body, hashlib.sha256)
+        return hmac.compare_digest(expected.hexdigest(), match[2])
+
+    def next(self, timeout: float = 15) -> dict[str, Any]:
+        return self.messages.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receivers() -> Iterator[list[Receiver]]:
+    made: list[Receiver] = []
+    yield made
+    for receiver in made:
+        receiver.close()
+
+
+def secret_file(tmp_path: Path) -> Path:
+    path = tmp_path / "notify.secret"
+    path.write_text(SECRET + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def test_one_signed_message_per_condition_and_its_resolution(
+    world: World, start_daemon: Any, receivers: list[Receiver], tmp_path: Path
+):
+    receiver = Receiver()
+    receivers.append(receiver)
+    daemon: DaemonProcess = start_daemon(
+        SYNCD_MAX_DELETIONS="0",
+        SYNCD_NOTIFY_URL=receiver.url,
+        SYNCD_NOTIFY_SECRET_FILE=str(secret_file(tmp_path)),
+    )
+    held = daemon.wait_for("deletions_held")
+    for _ in range(3):
+        daemon.wait_for("cycle_finished", result="held")
+    seen = [receiver.next() for _ in range(3)]
+    assert sorted((m["event"], m["status"]) for m in seen) == [
+        ("became_active", "firing"),
+        ("drift_detected", "firing"),
+        ("guard_held", "firing"),
+    ]
+    drift = next(m for m in seen if m["event"] == "drift_detected")
+    assert drift["users"] == ["janedoe"]
+    assert drift["changes"] == [
+        {"user": "janedoe", "action": "delete_email", "email": "old@example.com"}
+    ]
+    assert drift["instance"].startswith("syncd run on ")
+    assert receiver.messages.empty()  # three cycles, one message per condition
+
+    approved = CliRunner().invoke(
+        cli, ["approve", held["held_id"], "--state-dir", str(world.state_dir)]
+    )
+    assert approved.exit_code == 0, approved.output
+    daemon.wait_for("cycle_finished", result="ok")
+    resolved = sorted((m["event"], m["status"]) for m in (receiver.next(), receiver.next()))
+    assert resolved == [("drift_detected", "resolved"), ("guard_held", "resolved")]
+    assert receiver.bad_signatures == 0
+    assert daemon.stop() == 0
+    assert SECRET not in "\n".join(daemon.lines)
+
+
+def test_a_receiver_that_hangs_or_fails_never_delays_a_cycle(
+    world: World, start_daemon: Any, receivers: list[Receiver], tmp_path: Path
+):
+    hanging, failing = Receiver("hang"), Receiver("fail")
+    receivers += [hanging, failing]
+    secret = secret_file(tmp_path)
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        "".join(
+            f'[[notify]]\ntype = "webhook"\nurl = "{r.url}"\nsecret_file = "{secret}"\n'
+            for r in (hanging, failing)
+        )
+    )
+    daemon: DaemonProcess = start_daemon(
+        SYNCD_CONFIG=str(config),
+        SYNCD_OBSERVE="true",  # drift every cycle: a condition to tell at once
+        SYNCD_METRICS_ADDR="127.0.0.1:0",
+        SYNCD_TIMEOUT="5",
+    )
+    address = daemon.wait_for("metrics_listening")["address"]
+    # The failing receiver's message gives up after its retries (seconds), while
+    # the other hangs: the cycles meanwhile kept their pace and their speed.
+    failed = daemon.wait_for("notification_failed", provider="webhook:127.0.0.1", timeout=20)
+    assert failed["condition"] in ("became_active", "drift_detected")
+    cycles = [e for e in daemon.events if e.get("event") == "cycle_finished"]
+    assert len(cycles) >= 3
+    assert all(cycle["result"] == "drift" for cycle in cycles)
+    assert max(cycle["seconds"] for cycle in cycles) < 1.0
+    metrics = httpx.get(f"http://{address}/metrics").text
+    assert re.search(
+        r'^syncd_notifications_failed_total\{provider="webhook:127.0.0.1"\} [1-9]', metrics, re.M
+    )
+    assert hanging.requests >= 1
+    assert daemon.stop() == 0

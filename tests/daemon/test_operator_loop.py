@@ -1,0 +1,239 @@
+"""The operator in the loop (issue 24): a running daemon told what to leave alone.
+
+`syncd suspend` and `syncd resume` are other processes than the daemon; they
+write the state, and the daemon honours them at its next cycle, with no restart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx
+from click.testing import CliRunner
+
+from syncd.cli.main import cli
+from tests.daemon.harness import DaemonProcess
+from tests.daemon.test_freshness import admin_patch
+from tests.world import World
+
+
+def syncd(world: World, *args: str) -> str:
+    result = CliRunner().invoke(
+        cli, [*args, "--state-dir", str(world.state_dir)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def full_name(world: World, username: str) -> str:
+    response = httpx.get(
+        f"{world.sandbox.url}/api/v1.1/users/{username}/",
+        headers={"Authorization": f"Bearer {world.sandbox.admin_token}"},
+    )
+    response.raise_for_status()
+    return str(response.json()["full_name"])
+
+
+def test_a_running_daemon_is_suspended_and_resumed_from_another_process(
+    world: World, start_daemon: Any
+):
+    daemon: DaemonProcess = start_daemon(SYNCD_DRIFT_WINDOW="2", SYNCD_METRICS_ADDR="127.0.0.1:0")
+    address = daemon.wait_for("metrics_listening")["address"]
+    daemon.wait_for("cycle_finished", result="ok")  # janedoe converged
+
+    suspended_at = len(daemon.events)
+    said = syncd(world, "suspend", "--reason", "INC-123", "--user", "janedoe", "--for", "1h")
+    assert "Suspended janedoe until" in said
+    admin_patch(world, "janedoe", full_name="Changed by hand")
+    admin_patch(world, "johnsmith", full_name="Changed too")
+
+    # The others go on: johnsmith is put back, janedoe is left alone and said so.
+    daemon.wait_for("outcome", user="johnsmith", action="update_profile")
+    daemon.wait_for("cycle_finished", suspended=1)
+    daemon.wait_for("user_suspended", user="janedoe", reason="INC-123")
+    daemon.wait_for("cycle_finished", suspended=1)
+    assert full_name(world, "janedoe") == "Changed by hand"
+    assert not [
+        event
+        for event in daemon.events[suspended_at:]
+        if event.get("event") == "intent" and event.get("user") == "janedoe"
+    ]
+    metrics = httpx.get(f"http://{address}/metrics").text
+    assert re.search(r"^syncd_users_suspended 1\.0$", metrics, re.M)
+
+    report = json.loads(syncd(world, "status", "--output", "json"))
+    (held,) = report["suspensions"]
+    assert held["user"] == "janedoe"
+    assert held["reason"] == "INC-123"
+    assert "@" in held["by"]
+    assert held["until"]
+    assert "syncd resume --user janedoe" in syncd(world, "status")
+
+    assert "Resumed janedoe" in syncd(world, "resume", "--user", "janedoe")
+    daemon.wait_for("outcome", user="janedoe", action="update_profile", result="ok")
+    assert full_name(world, "janedoe") == "Jane Doe"
+    assert daemon.stop() == 0
+
+    decisions = world.query(
+        'SELECT event, "user", message FROM audit WHERE event IN (?, ?) ORDER BY seq',
+        ("suspend", "resume"),
+    )
+    assert [(d["event"], d["user"]) for d in decisions] == [
+        ("suspend", "janedoe"),
+        ("resume", "janedoe"),
+    ]
+    assert "INC-123" in decisions[0]["message"]
+
+
+def test_a_daemon_suspended_for_everyone_sends_no_request(world: World, start_daemon: Any):
+    daemon: DaemonProcess = start_daemon(SYNCD_DRIFT_WINDOW="1")
+    daemon.wait_for("cycle_finished", result="ok")
+    syncd(world, "suspend", "--reason", "freeze", "--all")
+    daemon.wait_for("cycle_finished", suspended=2)
+    requests = world.gets() + world.writes()
+    admin_patch(world, "janedoe", full_name="Changed by hand")
+    for _ in range(3):
+        daemon.wait_for("cycle_finished", suspended=2)
+    # Only the test's own PATCH and its GET of nothing: the daemon read nobody.
+    assert world.gets() + world.writes() == requests + 1
+    syncd(world, "resume", "--all")
+    daemon.wait_for("outcome", user="janedoe", action="update_profile", result="ok")
+    assert daemon.stop() == 0
+
+
+def add_address(world: World, username: str, address: str) -> None:
+    response = httpx.post(
+        f"{world.sandbox.url}/api/v1.1/users/{username}/emails/",
+        json={"email": address},
+        headers={"Authorization": f"Bearer {world.sandbox.admin_token}"},
+    )
+    response.raise_for_status()
+
+
+def test_a_tripped_guard_holds_only_the_deletions_until_approved_or_rejected(
+    world: World, start_daemon: Any
+):
+    # The standard plan renames janedoe, adds an address and deletes one: past a
+    # limit of 0, the deletion is held and the rest applied.
+    daemon: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0", SYNCD_DRIFT_WINDOW="2")
+    held = daemon.wait_for("deletions_held")
+    first = daemon.wait_for("cycle_finished")
+    assert first["result"] == "held"
+    assert first["applied"] == 2
+    assert held["new"] is True
+    assert held["per_user"] == {"janedoe": 1}
+    assert "old@example.com" in world.emails_of("janedoe")
+    assert full_name(world, "janedoe") == "Jane Doe"
+    # Asked once: the next cycles keep the same set.
+    again = daemon.wait_for("deletions_held")
+    assert again["held_id"] == held["held_id"]
+    assert again["new"] is False
+
+    report = json.loads(syncd(world, "status", "--output", "json"))
+    (entry,) = report["held_changes"]
+    assert entry["id"] == held["held_id"]
+    assert entry["per_user"] == {"janedoe": 1}
+    assert entry["approve"] == f"syncd approve {held['held_id']}"
+    text = syncd(world, "status")
+    assert f"decide: syncd approve {held['held_id']}  or  syncd reject {held['held_id']}" in text
+
+    said = syncd(world, "approve", held["held_id"])
+    assert f"Approved 1 deletions of set {held['held_id']}: janedoe (1)" in said
+    daemon.wait_for("outcome", user="janedoe", action="delete_email", result="ok")
+    daemon.wait_for("cycle_finished", result="ok")
+    assert world.emails_of("janedoe") == ["jane.doe@example.com", "jane.doe+other@example.com"]
+
+    # A new deletion, beside nothing approved: held again, as a new set; rejected,
+    # it is not asked about again for this revision.
+    add_address(world, "janedoe", "by.hand@example.com")
+    second = daemon.wait_for("deletions_held", new=True)
+    assert second["held_id"] != held["held_id"]
+    said = syncd(world, "reject", second["held_id"])
+    assert "Rejected 1 deletions" in said
+    daemon.wait_for("deletions_rejected_left_out")
+    seen = len(daemon.events)
+    for _ in range(3):  # nothing else to do: what the operator refused is not pending
+        daemon.wait_for("cycle_finished", result="no_changes")
+    assert not [e for e in daemon.events[seen:] if e.get("event") == "deletions_held"]
+    assert "by.hand@example.com" in world.emails_of("janedoe")
+    assert daemon.stop() == 0
+
+    decisions = world.query(
+        'SELECT event, "user" FROM audit WHERE event IN (?, ?) ORDER BY seq', ("approve", "reject")
+    )
+    assert [(d["event"], d["user"]) for d in decisions] == [
+        ("approve", "janedoe"),
+        ("reject", "janedoe"),
+    ]
+
+
+def test_deciding_an_unknown_set_is_one_line(world: World):
+    world.apply()  # a state to decide in
+    result = CliRunner().invoke(cli, ["approve", "nosuchid", "--state-dir", str(world.state_dir)])
+    assert result.exit_code == 1
+    assert "no held change set 'nosuchid'" in result.output
+
+
+def test_apply_waits_for_the_daemons_lock_with_a_timeout(world: World, start_daemon: Any):
+    daemon: DaemonProcess = start_daemon()
+    daemon.wait_for("cycle_finished", result="ok")
+    args = ["apply", *world.cli_args(), "--yes"]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1
+    assert "holds" in refused.output
+    admin_patch(world, "johnsmith", full_name="Changed by hand")
+    waited = CliRunner().invoke(cli, [*args, "--refresh", "--lock-timeout", "30s"])
+    assert waited.exit_code == 0, waited.output
+    assert full_name(world, "johnsmith") == "John Smith"  # the apply wrote it
+    assert [run["result"] for run in runs_of(world, "apply")] == ["ok"]
+    daemon.wait_for("cycle_finished")  # and the daemon goes on
+    assert daemon.stop() == 0
+
+
+def runs_of(world: World, command: str) -> list[dict[str, Any]]:
+    return world.query("SELECT result FROM runs WHERE command = ?", (command,))
+
+
+def test_status_tells_what_is_wrong_with_one_user(world: World, start_daemon: Any):
+    # Observing: the changes stay pending, as the plan shows them.
+    daemon: DaemonProcess = start_daemon(SYNCD_OBSERVE="true")
+    daemon.wait_for("cycle_finished", result="drift")
+    report = json.loads(syncd(world, "status", "--user", "janedoe", "--output", "json"))
+    (jane,) = report["users"]
+    assert jane["user"] == "janedoe"
+    assert jane["last_read"]["profile"] is not None
+    assert jane["last_read"]["emails"] is not None
+    assert jane["pending"]["changes"] == [
+        {
+            "user": "janedoe",
+            "action": "update_profile",
+            "fields": {
+                "full_name": {"before": "Jane", "after": "Jane Doe"},
+                "location": {"before": "San Francisco, CA", "after": "Private Island"},
+            },
+        },
+        {"user": "janedoe", "action": "add_email", "email": "jane.doe+other@example.com"},
+        {"user": "janedoe", "action": "delete_email", "email": "old@example.com"},
+    ]
+    assert jane["last_write"] is None
+    assert jane["error"] is None
+    assert jane["suspension"] is None
+    text = syncd(world, "status", "--user", "janedoe")
+    assert "user janedoe" in text
+    assert '    ~ full_name: "Jane" → "Jane Doe"; ~ location:' in text
+    assert "    - old@example.com" in text
+
+    # A cycle that ends invalid says where, in status too.
+    # Written aside and renamed: the daemon must not read it half written.
+    broken = world.desired_file.with_suffix(".tmp")
+    broken.write_text("version: 1\nusers:\n  janedoe:\n    full_nam: x\n")
+    broken.replace(world.desired_file)
+    daemon.wait_for("cycle_finished", result="invalid")
+    report = json.loads(syncd(world, "status", "--output", "json"))
+    assert report["last_cycle"]["result"] == "invalid"
+    where = f"{world.desired_file}:4:5: unknown key 'full_nam'"
+    assert where in report["last_cycle"]["message"]
+    assert "last cycle   invalid at " in syncd(world, "status")
+    assert daemon.stop() == 0

@@ -1,0 +1,72 @@
+"""The operator's tables on both backends: suspensions, held deletions, the writers' lock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from syncd.core.plan import DeleteEmail
+from syncd.core.suspension import EVERYONE, Suspension
+from syncd.core.vocabulary import HeldStatus, SuspensionSource
+from syncd.errors import DaemonError, UsageError
+from syncd.state.backend import StateStore
+from syncd.state.held_changes import HeldChanges
+from syncd.state.pending import pending_for, save_pending
+from syncd.state.suspensions import SuspensionTable
+
+CLI = SuspensionSource.CLI
+
+
+def test_suspensions_round_trip_and_end(store: StateStore):
+    table = SuspensionTable(store.history)
+    table.suspend(["alice"], Suspension("INC-1", 2000.0, "ops@host", CLI))
+    table.suspend([EVERYONE], Suspension("freeze", None, "ops@host", CLI))
+    assert table.all()["alice"] == Suspension("INC-1", 2000.0, "ops@host", CLI)
+    assert table.holds("alice", 1000.0)
+    assert table.holds("bobsmith", 3000.0)  # everyone's, with no end
+    assert table.resume([EVERYONE]) == [EVERYONE]
+    assert not table.holds("alice", 3000.0)
+    assert table.drop_ended(3000.0) == {"alice": Suspension("INC-1", 2000.0, "ops@host", CLI)}
+    assert table.all() == {}
+
+
+def test_a_held_set_is_asked_once_and_decided_once(store: StateStore):
+    held = HeldChanges(store.history)
+    deletions = [DeleteEmail("alice", "Old@Example.com"), DeleteEmail("bobsmith", "x@example.com")]
+    first, new = held.hold("rev1", deletions)
+    assert new
+    again, new = held.hold("rev1", [DeleteEmail("alice", "old@example.com"), deletions[1]])
+    assert (again.id, new) == (first.id, False)
+    assert first.to_json()["per_user"] == {"alice": 1, "bobsmith": 1}
+    rejected = held.decide(first.id, HeldStatus.REJECTED, "ops@host")
+    assert rejected.status == HeldStatus.REJECTED
+    with pytest.raises(UsageError, match="rejected already"):
+        held.decide(first.id, HeldStatus.APPROVED, "ops@host")
+    assert held.rejected_for("rev1") == {
+        ("alice", "old@example.com"),
+        ("bobsmith", "x@example.com"),
+    }
+    assert held.rejected_for("rev2") == set()
+    other, new = held.hold("rev2", deletions[:1])
+    assert new
+    assert [h.id for h in held.with_status(HeldStatus.HELD)] == [other.id]
+
+
+def test_pending_changes_are_replaced_at_each_cycle(store: StateStore):
+    save_pending(store.history, [DeleteEmail("alice", "a@example.com")])
+    save_pending(store.history, [DeleteEmail("bobsmith", "b@example.com")])
+    assert list(pending_for(store.history)) == ["bobsmith"]
+    assert pending_for(store.history, ["alice"]) == {}
+
+
+def test_one_writer_at_a_time_and_a_bounded_wait(open_new: Callable[..., StateStore]):
+    first, second = open_new(), open_new()
+    held = first.try_write_lock("run")
+    assert held is not None
+    assert second.try_write_lock("apply") is None
+    with pytest.raises(DaemonError, match="still writes"):
+        asyncio.run(second.write_lock("apply", 0.3))
+    held.release()
+    asyncio.run(second.write_lock("apply", 0.3)).release()

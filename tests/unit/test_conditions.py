@@ -1,0 +1,35 @@
+"""Notifications' bookkeeping: each condition told when it starts and when it resolves."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from syncd.core.conditions import Condition, transitions
+from syncd.core.vocabulary import NotificationEvent
+from syncd.service.notifications import sign
+
+DRIFT = Condition(NotificationEvent.DRIFT_DETECTED, ("alice",))
+HELD = Condition(NotificationEvent.GUARD_HELD)
+
+
+def told(before, now):
+    return [(n.condition.event, n.status) for n in transitions(before, now)]
+
+
+def test_a_condition_is_told_once_until_it_resolves():
+    drift = {DRIFT.event: DRIFT}
+    assert told({}, drift) == [("drift_detected", "firing")]
+    assert told(drift, drift) == []
+    more = Condition(NotificationEvent.DRIFT_DETECTED, ("alice", "bobsmith"))
+    assert told(drift, {more.event: more}) == []  # the same condition, still holding
+    assert told(drift, {HELD.event: HELD}) == [
+        ("guard_held", "firing"),
+        ("drift_detected", "resolved"),
+    ]
+
+
+def test_the_signature_is_an_hmac_of_time_dot_body():
+    header = sign(b"key", b'{"a": 1}', 1700000000)
+    digest = hmac.new(b"key", b'1700000000.{"a": 1}', hashlib.sha256).hexdigest()
+    assert header == f"t=1700000000,sha256={digest}"
