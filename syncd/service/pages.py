@@ -6,14 +6,14 @@ standby shows the state that the instances share. Lists are cut to a page
 (the first IN_ERROR_SHOWN users in error, with their count; the last
 AUDIT_SHOWN events), so that a page costs the same for 10 users as for 100,000.
 
-Sections whose data the state does not keep (held deletions, suspensions, the
-pending changes of each user) each come from a function of their own here that
-finds none: the state module that keeps them fills that function, and the
-section shows them.
+The operator's sections (held deletions with the command that approves them,
+`syncd suspend`s, each user's changes pending after the daemon's last cycle)
+come from the state modules that keep them, one function each.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import socket
 import time
@@ -26,12 +26,17 @@ from syncd.core.desired import DesiredState, DesiredUser
 from syncd.core.fields import PROFILE_FIELDS
 from syncd.core.live import LiveAccount
 from syncd.core.problem import Problem
+from syncd.core.suspension import EVERYONE
+from syncd.core.vocabulary import ActionName, HeldStatus
 from syncd.errors import StateError
 from syncd.service.status import gather_status
 from syncd.settings import Settings
 from syncd.state.audit import EventFilter, query_events
 from syncd.state.backend import Database, StateStore
 from syncd.state.cache import Cached, LiveCache
+from syncd.state.held_changes import HeldChanges
+from syncd.state.pending import pending_for
+from syncd.state.suspensions import SuspensionTable
 from syncd.state.user_failures import UserFailures
 
 #: Users in error listed on `/`; the page says how many there are in all.
@@ -191,30 +196,61 @@ def audit_page(store: StateStore, where: EventFilter, limit: int = AUDIT_SHOWN) 
     return AuditPage(where, limit, tuple(reversed(events)))
 
 
-# -- sections the state does not keep yet ---------------------------------------
+# -- what the operator decides, and what the last cycle left --------------------
 
 
 def pending_changes(
     db: Database, *, user: str | None = None, limit: int = PENDING_SHOWN
 ) -> tuple[PendingChange, ...]:
-    """The changes the last cycle planned and did not make, per user (of `user` only,
-    when given). The state keeps their counts only (on the run record): none."""
-    return ()
+    """The changes the daemon's last cycle planned and did not make (of `user` only,
+    when given), as syncd.state.pending keeps them: the first `limit`."""
+    stored = pending_for(db, None if user is None else (user,))
+    changes = (
+        PendingChange(name, change["action"], _described(change))
+        for name, entry in sorted(stored.items())
+        for change in entry["changes"]
+    )
+    return tuple(itertools.islice(changes, limit))
 
 
 def held_deletions(db: Database) -> tuple[HeldDeletion, ...]:
-    """Deletions held by a tripped guard, waiting for `syncd approve`. None kept: none."""
-    return ()
+    """Deletions held by a tripped guard, waiting for `syncd approve` (or approved and
+    not yet applied)."""
+    if not db.has_table("held_changes"):
+        return ()
+    held = HeldChanges(db).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
+    return tuple(
+        HeldDeletion(held_set.id, user, email, held_set.held_at)
+        for held_set in held
+        for user, email in held_set.deletions
+    )
 
 
 def suspensions(db: Database) -> tuple[Suspension, ...]:
-    """Users suspended with `syncd suspend`. None kept: none."""
-    return ()
+    """Users suspended with `syncd suspend` ("*": every user)."""
+    if not db.has_table("suspensions"):
+        return ()
+    return tuple(
+        Suspension(user, held.reason, held.until_text())
+        for user, held in sorted(SuspensionTable(db).all().items())
+    )
 
 
 def suspension_of(db: Database, username: str) -> Suspension | None:
-    """The user's suspension, if suspended."""
-    return next((s for s in suspensions(db) if s.user == username), None)
+    """The user's suspension by `syncd suspend`, its own or everyone's."""
+    every = {s.user: s for s in suspensions(db)}
+    return every.get(username) or every.get(EVERYONE)
+
+
+def _described(change: Mapping[str, Any]) -> str:
+    """A stored change in the plan's words."""
+    if change["action"] == ActionName.UPDATE_PROFILE:
+        return "; ".join(
+            f"{name}: {values['before']!r} → {values['after']!r}"
+            for name, values in change["fields"].items()
+        )
+    verb = "add" if change["action"] == ActionName.ADD_EMAIL else "delete"
+    return f"{verb} {change['email']}"
 
 
 # -- a user's values ------------------------------------------------------------

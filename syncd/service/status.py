@@ -27,6 +27,8 @@ from syncd.state.schema import columns
 from syncd.state.suspensions import SuspensionTable
 from syncd.state.user_failures import UserFailures
 
+#: The commands whose runs plan and converge (the others record an operator's decision).
+CONVERGES = frozenset({"run", "apply"})
 #: Users detailed by the JSON view without --user: those with changes pending, so many.
 USERS_DETAILED = 100
 
@@ -76,7 +78,9 @@ def gather_status(
             # Nothing holds the lock, so nothing runs: its process died. The next
             # apply or run records it so; until then, say what it is.
             entry["result"] = RunResult.INTERRUPTED
-    last = runs[0] if runs else None
+    # The last converge: a suspend, an approval or a prune is a run of its own, and
+    # says nothing of what is pending or of the guard.
+    last = next((entry for entry in runs if entry["command"] in CONVERGES), None)
     counts = last["counts"] if last else {}
     limit_deletions = daemon.get("max_deletions", settings.max_deletions)
     return {

@@ -128,6 +128,48 @@ def test_the_pages_show_errors_drift_and_hostile_values_as_text(
     assert daemon.stop() == 0
 
 
+def test_held_deletions_and_suspensions_show_with_the_commands_that_decide(
+    world: World, start_daemon: Any, browser: Any, artifacts: Path
+):
+    from click.testing import CliRunner
+    from selenium.webdriver.common.by import By
+
+    from syncd.cli.main import cli
+
+    # A limit of 0: janedoe's deletion is held, the rest of the plan applied.
+    daemon: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0", SYNCD_METRICS_ADDR="127.0.0.1:0")
+    address = daemon.wait_for("metrics_listening")["address"]
+    held_id = daemon.wait_for("deletions_held")["held_id"]
+    daemon.wait_for("cycle_finished", result="held")
+    state = str(world.state_dir)
+    suspended = CliRunner(env=world.state_env()).invoke(
+        cli,
+        ["suspend", "--reason", "INC-7 <b>", "--user", "johnsmith", "--state-dir", state],
+    )
+    assert suspended.exit_code == 0, suspended.output
+
+    browser.get(f"http://{address}/")
+    held = browser.find_element(By.XPATH, "//h2[@id='held']/following-sibling::table[1]")
+    assert "janedoe" in held.text
+    assert "old@example.com" in held.text
+    assert f"syncd approve {held_id}" in held.text
+    guard = browser.find_element(By.XPATH, "//th[text()='deletion guard']/following-sibling::td")
+    assert "holds" in guard.text  # the last cycle's, not the suspend's run after it
+    by_user = browser.find_element(By.XPATH, "//h2[@id='pending']/following-sibling::table[1]")
+    assert "delete old@example.com" in by_user.text
+    suspensions = browser.find_element(
+        By.XPATH, "//h2[@id='suspensions']/following-sibling::table[1]"
+    )
+    assert "johnsmith" in suspensions.text
+    assert "INC-7 <b>" in suspensions.text  # text, not markup
+    screenshot(browser, artifacts, "held")
+
+    browser.get(f"http://{address}/users/johnsmith")
+    suspension = browser.find_element(By.XPATH, "//h2[@id='suspension']/following-sibling::p[1]")
+    assert suspension.text.startswith("INC-7 <b>, until resumed by hand")
+    assert daemon.stop() == 0
+
+
 def test_a_token_guards_the_pages_and_the_probes_stay_open(
     world: World, start_daemon: Any, tmp_path: Path
 ):
