@@ -1,13 +1,11 @@
 """The accounts API client: async, bounded, retrying only what is safe.
 
-Each request in flight goes out on a lane (a one-connection httpx client of
-syncd.api.transport that no other request uses meanwhile), when the process's
-rate control allows (syncd.api.control), within SYNCD_TIMEOUT. GET, PATCH and
-DELETE are retried as syncd.api.retrying says; a POST never is here (the
-applier re-reads and adds only what is missing). Every failure is an ApiError
-naming the user, the method and the path, or ApiUnreachable when no request
-can succeed; a body that is not the JSON the API document promises is a
-MalformedResponse, never data.
+Each request goes out on a lane (a one-connection httpx client no other request
+uses meanwhile) when the rate control allows, within SYNCD_TIMEOUT. A POST is
+never retried here: the applier re-reads and adds only what is missing. Every
+failure is an ApiError naming the user, the method and the path, or
+ApiUnreachable when no request can succeed; a body that is not the JSON the API
+document promises is a MalformedResponse, never data.
 """
 
 from __future__ import annotations
@@ -101,7 +99,7 @@ class AccountsClient:
         self._on_response = on_response
         self._on_retry = on_retry
         self._settings = settings
-        #: The process's for this API, shared with the clients before this one.
+        #: The process's rate control for this API, shared with the clients before this one.
         self.rate_control = RateControl.shared(
             settings.api_url,
             settings.concurrency,
@@ -310,8 +308,8 @@ class AccountsClient:
         return credential
 
     def _where(self) -> str:
-        proxy = self._proxy
-        return self.api_url + (f" (through the proxy {redacted(proxy)})" if proxy else "")
+        proxy = f" (through the proxy {redacted(self._proxy)})" if self._proxy else ""
+        return self.api_url + proxy
 
     def _no_answer(self, error: TransportError) -> TransportError | ApiUnreachable:
         """`error`, or ApiUnreachable once too many attempts got no answer and none did."""

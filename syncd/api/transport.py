@@ -1,12 +1,9 @@
 """How outbound calls travel: the httpx client, through which proxy, trusting which roots.
 
-`make_http_client` builds an httpx client whose route is decided once from the
-settings (syncd.settings reads https_proxy, http_proxy, all_proxy, no_proxy,
-SSL_CERT_FILE and SSL_CERT_DIR; httpx is told not to read the environment):
-loopback is never proxied, `no_proxy` also takes CIDR ranges, a proxy is
-http:// or https:// and its password is never shown; the roots are certifi's
-or those files', plus SYNCD_CA_FILE. `explain_failure` says in words why an
-attempt got no answer. The rules and their reasons: docs/architecture.md.
+The route comes from the settings, not from httpx reading the environment:
+loopback is never proxied, `no_proxy` also takes CIDR ranges, a proxy's
+password is never shown; the roots are certifi's or SSL_CERT_FILE/DIR's, plus
+SYNCD_CA_FILE. `explain_failure` says in words why an attempt got no answer.
 """
 
 from __future__ import annotations
