@@ -1,13 +1,11 @@
 """The accounts API client: async, bounded, retrying only what is safe.
 
-Each request in flight goes out on a lane (a one-connection httpx client of
-syncd.api.transport that no other request uses meanwhile), when the process's
-rate control allows (syncd.api.control), within SYNCD_TIMEOUT. GET, PATCH and
-DELETE are retried as syncd.api.retrying says; a POST never is here (the
-applier re-reads and adds only what is missing). Every failure is an ApiError
-naming the user, the method and the path, or ApiUnreachable when no request
-can succeed; a body that is not the JSON the API document promises is a
-MalformedResponse, never data.
+Each request goes out on a lane (a one-connection httpx client no other request
+uses meanwhile) when the rate control allows, within SYNCD_TIMEOUT. A POST is
+never retried here: the applier re-reads and adds only what is missing. Every
+failure is an ApiError naming the user, the method and the path, or
+ApiUnreachable when no request can succeed; a body that is not the JSON the API
+document promises is a MalformedResponse, never data.
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -30,10 +29,10 @@ from syncd.api.credentials import Credential
 from syncd.api.inflating import read_capped
 from syncd.api.retrying import RetryPolicy, read_retry_after, retry_reason
 from syncd.api.transport import (
-    Route,
     check_trust_files,
     explain_failure,
     make_http_client,
+    proxy_for,
     redacted,
     tls_context,
 )
@@ -93,14 +92,14 @@ class AccountsClient:
     ) -> None:
         settings.check_transport()
         # How requests travel (proxy, roots of trust): refused now, in one line, if they cannot.
-        self._route = Route.for_settings(settings)
+        self._proxy = proxy_for(settings)
         check_trust_files(settings)
         self._credential_for = credential_for
         self._retry = retry or RetryPolicy()
         self._on_response = on_response
         self._on_retry = on_retry
         self._settings = settings
-        #: The process's for this API, shared with the clients before this one.
+        #: The process's rate control for this API, shared with the clients before this one.
         self.rate_control = RateControl.shared(
             settings.api_url,
             settings.concurrency,
@@ -156,17 +155,19 @@ class AccountsClient:
     # -- the five calls -------------------------------------------------------
 
     async def get_user(self, username: str) -> LiveProfile:
-        return await self._call_json("GET", username, _user_path(username), parse_user)
+        parse = partial(parse_user, username)
+        return await self._call_json("GET", username, _user_path(username), parse)
 
     async def get_emails(self, username: str) -> tuple[LiveEmail, ...]:
-        return await self._call_json("GET", username, _emails_path(username), _emails)
+        return await self._call_json("GET", username, _emails_path(username), parse_emails)
 
     async def update_profile(self, username: str, body: dict[str, str]) -> LiveProfile:
-        return await self._call_json("PATCH", username, _user_path(username), parse_user, body)
+        parse = partial(parse_user, username)
+        return await self._call_json("PATCH", username, _user_path(username), parse, body)
 
     async def add_email(self, username: str, address: str) -> LiveEmail:
         path, body = _emails_path(username), {"email": address}
-        return await self._call_json("POST", username, path, _one_email, body, retry=False)
+        return await self._call_json("POST", username, path, parse_email, body, retry=False)
 
     async def delete_email(self, username: str, address: str) -> None:
         await self._call("DELETE", username, _emails_path(username), {"email": address})
@@ -178,14 +179,14 @@ class AccountsClient:
         method: str,
         username: str,
         path: str,
-        parse: Callable[[str, object], T],
+        parse: Callable[[object], T],
         body: dict[str, str] | None = None,
         *,
         retry: bool = True,
     ) -> T:
         raw = await self._call(method, username, path, body, retry=retry)
         try:
-            return parse(username, json.loads(raw))
+            return parse(json.loads(raw))
         except ShapeError as error:  # a ValueError: first
             detail = f"unexpected answer: {error}"
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -250,9 +251,15 @@ class AccountsClient:
             self.requests[method] += 1
             # The whole exchange, connecting and the body included, rather than
             # each read: a server that trickles a byte at a time would pass those.
-            async with asyncio.timeout(self._settings.timeout):
-                response, raw = await self._exchange(
-                    http, method, username, path, body, credential
+            headers = {"Authorization": credential.authorization()}
+            async with (
+                asyncio.timeout(self._settings.timeout),
+                http.stream(method, path, json=body, headers=headers) as response,
+            ):
+                self._heard = True  # it speaks: slow perhaps, but not unreachable
+                # Raw bytes, not httpx's decoding: the cap holds while inflating.
+                raw = await read_capped(
+                    response.headers, response.aiter_raw(), MAX_BODY_BYTES, username, method, path
                 )
             answered, status = True, response.status_code
             self._learn(response, started)
@@ -276,8 +283,8 @@ class AccountsClient:
             # httpcore 1.0.9 keeps a tunnel whose TLS handshake failed as an active
             # connection (encode/httpcore#1023), the lane's one slot lost for good:
             # the lane is not lent again, and is closed at the end.
-            lane_kept = not (isinstance(error, httpx.ConnectError) and self._route.proxy)
-            detail, hopeless = explain_failure(error, self._route, self.api_url)
+            lane_kept = not (isinstance(error, httpx.ConnectError) and self._proxy)
+            detail, hopeless = explain_failure(error, self._proxy, self.api_url)
             if hopeless:  # the same for every request: say it once, send no more
                 self.unreachable = ApiUnreachable(f"API unreachable: {self._where()}: {detail}")
                 raise self.unreachable from None
@@ -301,8 +308,8 @@ class AccountsClient:
         return credential
 
     def _where(self) -> str:
-        proxy = self._route.shown_proxy
-        return self.api_url + (f" (through the proxy {proxy})" if proxy else "")
+        proxy = f" (through the proxy {redacted(self._proxy)})" if self._proxy else ""
+        return self.api_url + proxy
 
     def _no_answer(self, error: TransportError) -> TransportError | ApiUnreachable:
         """`error`, or ApiUnreachable once too many attempts got no answer and none did."""
@@ -314,28 +321,6 @@ class AccountsClient:
             f"and none did; the last: {error.detail}"
         )
         return self.unreachable
-
-    async def _exchange(
-        self,
-        http: httpx.AsyncClient,
-        method: str,
-        username: str,
-        path: str,
-        body: dict[str, str] | None,
-        credential: Credential,
-    ) -> tuple[httpx.Response, bytes]:
-        headers = {"Authorization": credential.authorization()}
-        request = http.build_request(method, path, json=body, headers=headers)
-        response = await http.send(request, stream=True)
-        self._heard = True  # it speaks: slow perhaps, but not unreachable
-        try:
-            # Raw bytes, not httpx's decoding: the cap holds while inflating.
-            raw = await read_capped(
-                response.headers, response.aiter_raw(), MAX_BODY_BYTES, username, method, path
-            )
-        finally:
-            await response.aclose()
-        return response, raw
 
     def _learn(self, response: httpx.Response, started: float) -> None:
         """Tell the rate control what an answer says: its status, headers and latency."""
@@ -366,14 +351,6 @@ def _status_error(
         if isinstance(parsed, dict) and isinstance(parsed.get("detail"), str):
             text = parsed["detail"]
     return status_error(username, method, path, status, text, read_retry_after(headers))
-
-
-def _one_email(_: str, data: object) -> LiveEmail:
-    return parse_email(data)
-
-
-def _emails(_: str, data: object) -> tuple[LiveEmail, ...]:
-    return parse_emails(data)
 
 
 def _user_path(username: str) -> str:

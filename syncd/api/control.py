@@ -17,8 +17,6 @@ from collections.abc import Callable, Mapping
 
 from syncd.api.pacing import Pacer, read_budget
 
-#: Answers that say the server is overloaded or this client over its limit.
-OVERLOAD = frozenset({429, 503})
 #: Seconds between two measures of how long a turn of the event loop takes, and the
 #: weight of each new measure in its average.
 LOOP_EVERY = 0.1
@@ -133,23 +131,13 @@ class Slots:
 class RateControl:
     """Admits each request when the limit and the pacer allow, and learns from its answer."""
 
-    def __init__(
-        self,
-        maximum: int,
-        *,
-        max_rate: float | None = None,
-        adaptive: bool = True,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, maximum: int, *, max_rate: float | None, adaptive: bool) -> None:
         self.adaptive = adaptive
-        self.limit = AdaptiveLimit(maximum, clock)
+        self.limit = AdaptiveLimit(maximum)
         if not adaptive:
             self.limit.limit = float(maximum)
         self.slots = Slots(self.limit)
-        self.pacer = Pacer(max_rate, clock)
-        self._clock = clock
-        self._wall_clock = wall_clock
+        self.pacer = Pacer(max_rate)
         self._next_loop_measure = -math.inf
         #: Requests admitted and not done: sent, or about to be (a slot may wait for the pacer).
         self.in_flight = 0
@@ -164,15 +152,13 @@ class RateControl:
         history was for rules that no longer hold. Outside a loop, a new one.
         """
         try:
-            loop = asyncio.get_running_loop()
+            controls = _SHARED.setdefault(asyncio.get_running_loop(), {})
         except RuntimeError:
-            return cls(maximum, max_rate=max_rate, adaptive=adaptive)
-        controls = _SHARED.setdefault(loop, {})
+            controls = {}
         key = (api_url, maximum, max_rate, adaptive)
-        control = controls.get(key)
-        if control is None:
-            control = controls[key] = cls(maximum, max_rate=max_rate, adaptive=adaptive)
-        return control
+        if key not in controls:
+            controls[key] = cls(maximum, max_rate=max_rate, adaptive=adaptive)
+        return controls[key]
 
     async def admit(self) -> None:
         """Wait for a slot and for the pacer; `done()` must follow, whatever happens."""
@@ -183,7 +169,7 @@ class RateControl:
             self.slots.release()
             raise
         self.in_flight += 1
-        now = self._clock()
+        now = time.monotonic()
         if now >= self._next_loop_measure:
             self._next_loop_measure = now + LOOP_EVERY
             # How long until a callback asked for now runs: one turn of the loop.
@@ -204,10 +190,10 @@ class RateControl:
             self.pacer.pause(retry_after)
         if not self.adaptive:
             return
-        budget = read_budget(headers, self._wall_clock())
+        budget = read_budget(headers, time.time())
         # The others in flight reach the server after this answer left it: they spend first.
         self.pacer.heard(budget, self.in_flight - 1)
-        if status in OVERLOAD:
+        if status in (429, 503):  # the server overloaded, or this client over its limit
             self.limit.overloaded()
             if status == 429 and retry_after is None and budget is None:
                 # Overloaded, and not told for how long: a second, as RetryPolicy waits.
@@ -229,7 +215,7 @@ class RateControl:
         self.slots.release()
 
     def _loop_turned(self, asked: float) -> None:
-        delay = self._clock() - asked
+        delay = time.monotonic() - asked
         self.limit.own_delay += LOOP_WEIGHT * (delay - self.limit.own_delay)
 
 

@@ -35,22 +35,18 @@ class Credential:
 
 
 def bearer(token: str, source: str) -> Credential:
-    return Credential("Bearer", source, _check_token(token, source))
-
-
-def basic(username: str, password: str, source: str) -> Credential:
-    pair = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-    return Credential("Basic", source, pair)
-
-
-def _check_token(token: str, source: str) -> str:
     # A token travels in a header: anything but visible ASCII would make httpx
     # fail with an error that quotes the header, secret included.
     if not token.isascii() or not token.isprintable() or " " in token:
         raise CredentialError(
             f"credential {source}: a token must be one line of visible ASCII characters"
         )
-    return token
+    return Credential("Bearer", source, token)
+
+
+def basic(username: str, password: str, source: str) -> Credential:
+    pair = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return Credential("Basic", source, pair)
 
 
 class CredentialStore:
@@ -145,13 +141,9 @@ class CredentialStore:
 
 
 def _near_keys(name: str, prefix: str) -> list[str]:
-    """The usernames for which a file `name` that syncd did not take looks meant.
-
-    The name's stem in lower case, without the prefix: `JaneDoe.token`,
-    `janedoe.txt`, `janedoe.token.txt` and `janedoe` are all near misses for
-    janedoe. Also each part after an underscore, for a prefix that was not
-    configured or is another one (`syncd_janedoe.token`).
-    """
+    """The usernames a file `name` that syncd did not take looks meant for: its stem
+    in lower case without the prefix (`JaneDoe.token`, `janedoe.token.txt`), and each
+    part after an underscore, for another prefix (`syncd_janedoe.token`)."""
     stem = name.lower().removeprefix(prefix.lower()).partition(".")[0]
     parts = stem.split("_")
     return [key for i in range(len(parts)) if len(key := "_".join(parts[i:])) >= 4]

@@ -3,9 +3,8 @@
 httpx inflates each chunk whole before a cap could look at it (a 64 KiB chunk
 of a gzip bomb is 64 MiB inflated); here the raw bytes are read up to the cap
 and zlib's output is capped too, so an answer never takes more than the cap of
-raw plus the cap of inflated bytes. Only gzip and deflate are asked for
-(ACCEPT_ENCODING); a deflate answer may be zlib-wrapped (RFC 9110) or raw, as
-some servers send it.
+raw plus the cap of inflated bytes. A deflate answer may be zlib-wrapped
+(RFC 9110) or raw, as some servers send it.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """What a server says of its rate limit, and when the next request may start.
 
-`read_budget` reads the rate-limit fields of three conventions as one
-(RateLimit-* of the IETF draft up to -06, X-RateLimit-*, and the Structured
-Fields `RateLimit`/`RateLimit-Policy` of the draft from -07 on); the `Pacer`
-holds each request until SYNCD_MAX_RATE, the server's budget and any 429's
-pause allow it. Its rules are plain methods of an injected clock; `turn()` is
-the one that waits. Why: docs/architecture.md, "How syncd paces and limits
-its requests".
+`read_budget` reads three conventions of rate-limit headers as one; the
+`Pacer` holds each request until SYNCD_MAX_RATE, the server's budget and any
+429's pause allow it. Its rules are plain methods of an injected clock; only
+`turn()` waits. Why: docs/architecture.md, "How syncd paces and limits its
+requests".
 """
 
 from __future__ import annotations
@@ -227,12 +225,11 @@ class Pacer:
 
     async def turn(self) -> None:
         """Wait until a request may start, and count it as started."""
-        self._renew()
         if self._clock() >= self.allowed_at() and not self._lock.locked():
             self.started()
             return
         async with self._lock:  # first come, first served; only the first one sleeps
-            while (wait := self._wait()) > 0:
+            while (wait := self.allowed_at() - self._clock()) > 0:
                 self._changed.clear()
                 # A new budget or pause changes the moment: look again when one comes.
                 try:
@@ -241,7 +238,3 @@ class Pacer:
                 except TimeoutError:
                     pass
             self.started()
-
-    def _wait(self) -> float:
-        self._renew()
-        return self.allowed_at() - self._clock()

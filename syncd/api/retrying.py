@@ -1,10 +1,7 @@
 """When to send a request again: the retry policy's waits, and Retry-After as a server says it.
 
-Pure rules over an error and an attempt's number (syncd.api.client obeys
-them): a 429 waits what its Retry-After says (at most MAX_RETRY_AFTER, beyond
-which the request fails with WaitTooLong) or, unsaid, from a second upward;
-a 503 that says when the server is back waits that; everything else backs off
-exponentially with full jitter.
+Pure rules over an error and an attempt's number, which syncd.api.client obeys;
+the waits themselves are told in RetryPolicy.delay.
 """
 
 from __future__ import annotations

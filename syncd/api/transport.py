@@ -1,12 +1,9 @@
 """How outbound calls travel: the httpx client, through which proxy, trusting which roots.
 
-`make_http_client` builds an httpx client whose route is decided once from the
-settings (syncd.settings reads https_proxy, http_proxy, all_proxy, no_proxy,
-SSL_CERT_FILE and SSL_CERT_DIR; httpx is told not to read the environment):
-loopback is never proxied, `no_proxy` also takes CIDR ranges, a proxy is
-http:// or https:// and its password is never shown; the roots are certifi's
-or those files', plus SYNCD_CA_FILE. `explain_failure` says in words why an
-attempt got no answer. The rules and their reasons: docs/architecture.md.
+The route comes from the settings, not from httpx reading the environment:
+loopback is never proxied, `no_proxy` also takes CIDR ranges, a proxy's
+password is never shown; the roots are certifi's or SSL_CERT_FILE/DIR's, plus
+SYNCD_CA_FILE. `explain_failure` says in words why an attempt got no answer.
 """
 
 from __future__ import annotations
@@ -14,7 +11,6 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,41 +29,29 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _BRACKETED = re.compile(r"\[([^\]]+)\](?::(\d+))?")
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
-    """How requests to the API travel: `proxy` is the proxy's URL, or None for direct."""
-
-    proxy: str | None
-
-    @property
-    def shown_proxy(self) -> str | None:
-        """The proxy's URL without its user and password, for messages."""
-        return None if self.proxy is None else redacted(self.proxy)
-
-    @classmethod
-    def for_settings(cls, settings: Settings, url: str | None = None) -> Route:
-        """The route to the API (or `url`); UsageError for a proxy that cannot be used."""
-        api = urlsplit(url or settings.api_url)
-        host = (api.hostname or "").lower()
-        port = api.port or _DEFAULT_PORTS[api.scheme]
-        if is_loopback(host) or bypasses_proxy(host, port, settings.no_proxy or ""):
-            return cls(None)
-        variable = f"{api.scheme}_proxy"
-        proxy = getattr(settings, variable)
-        if proxy is None:
-            variable, proxy = "all_proxy", settings.all_proxy
-        if proxy is None:
-            return cls(None)
-        if "://" not in proxy:
-            proxy = f"http://{proxy}"  # as curl and urllib read `host:port`
-        scheme = urlsplit(proxy).scheme.lower()
-        if scheme not in _PROXY_SCHEMES:
-            raise UsageError(
-                f"{variable} is a {scheme}:// proxy ({redacted(proxy)}): syncd speaks to "
-                "http:// and https:// proxies only; unset it or add the API's host to no_proxy"
-            )
-        # Only a remote host gets this far: plain http:// to it needed --insecure-http.
-        return cls(proxy)
+def proxy_for(settings: Settings, url: str | None = None) -> str | None:
+    """The proxy's URL for the API (or `url`), None for direct; UsageError if unusable."""
+    api = urlsplit(url or settings.api_url)
+    host = (api.hostname or "").lower()
+    port = api.port or _DEFAULT_PORTS[api.scheme]
+    if is_loopback(host) or bypasses_proxy(host, port, settings.no_proxy or ""):
+        return None
+    variable = f"{api.scheme}_proxy"
+    proxy: str | None = getattr(settings, variable)
+    if proxy is None:
+        variable, proxy = "all_proxy", settings.all_proxy
+    if proxy is None:
+        return None
+    if "://" not in proxy:
+        proxy = f"http://{proxy}"  # as curl and urllib read `host:port`
+    scheme = urlsplit(proxy).scheme.lower()
+    if scheme not in _PROXY_SCHEMES:
+        raise UsageError(
+            f"{variable} is a {scheme}:// proxy ({redacted(proxy)}): syncd speaks to "
+            "http:// and https:// proxies only; unset it or add the API's host to no_proxy"
+        )
+    # Only a remote host gets this far: plain http:// to it needed --insecure-http.
+    return proxy
 
 
 def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
@@ -165,13 +149,12 @@ def make_http_client(
 
     import httpx
 
-    route = Route.for_settings(settings, url)
     proxy = None
-    if route.proxy is not None:
+    if (through := proxy_for(settings, url)) is not None:
         # httpx turns the proxy's user and password into Proxy-Authorization. An
         # https:// proxy is verified with the same roots as the API, not certifi's alone.
-        https = route.proxy.lower().startswith("https://")
-        proxy = httpx.Proxy(route.proxy, ssl_context=tls if https else None)
+        https = through.lower().startswith("https://")
+        proxy = httpx.Proxy(through, ssl_context=tls if https else None)
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     transport = httpx.AsyncHTTPTransport(verify=tls, limits=limits, proxy=proxy, trust_env=False)
     return httpx.AsyncClient(
@@ -189,14 +172,16 @@ def make_http_client(
     )
 
 
-def explain_failure(error: httpx.TransportError, route: Route, api_url: str) -> tuple[str, bool]:
+def explain_failure(
+    error: httpx.TransportError, proxy: str | None, api_url: str
+) -> tuple[str, bool]:
     """What went wrong with an attempt that got no answer, in words, and whether it is
     hopeless: the same for every request (TLS refused, the proxy's 407), never retried."""
     import httpx
 
     causes = _causes(error)
     tls = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
-    peer = f"the proxy {route.shown_proxy}" if route.proxy else _host_port(api_url)
+    peer = f"the proxy {redacted(proxy)}" if proxy else _host_port(api_url)
     if isinstance(error, httpx.ProxyError):  # a CONNECT answered other than 2xx
         if str(error).startswith("407"):
             return f"{peer} refused its credentials ({error}): check the proxy URL's user", True
