@@ -173,8 +173,17 @@ class SqliteDatabase(Database):
         """
         conn = self.db.conn
         if not conn.in_transaction:
-            with self.db.atomic():
+            self.begin()
+            try:
                 yield
+            except BaseException:
+                self.rollback()  # a no-op where the error already ended the transaction
+                raise
+            try:
+                self.commit()
+            except BaseException:
+                self.rollback()
+                raise
             return
         conn.execute("SAVEPOINT syncd")
         try:
@@ -192,7 +201,10 @@ class SqliteDatabase(Database):
         return self.db.conn.in_transaction
 
     def begin(self) -> None:
-        self.db.begin()
+        # IMMEDIATE: the write lock from the start (waiting up to the busy timeout). A
+        # deferred transaction that reads and then writes (the audit chain's head) fails
+        # at once, "database is locked", when another process wrote in between (WAL).
+        self.db.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
         self.db.commit()
