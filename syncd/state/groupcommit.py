@@ -175,6 +175,8 @@ class ThreadedGroupCommit(GroupCommit):
                     batch.append(self._requests.get_nowait())
             waiters: list[Future[object]] = []
             for job, future in batch:
+                if not future.set_running_or_notify_cancel():
+                    continue  # a read the event loop stopped waiting for
                 if job is None or job is _close:
                     closing = closing or job is _close
                     waiters.append(future)

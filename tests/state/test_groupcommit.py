@@ -78,6 +78,28 @@ def test_intents_that_arrive_during_a_commit_go_in_the_next_group(tmp_path: Path
         cache.close()
 
 
+def test_a_read_no_longer_awaited_is_dropped_and_the_apply_still_closes(tmp_path: Path):
+    history = HeldCommits(open_state(tmp_path / "syncd.db"))
+    cache = open_cache(tmp_path / "cache.db")
+    commits = group_commit(history, cache)
+    commits.open()
+
+    async def apply() -> None:
+        first = asyncio.create_task(commits.durable())
+        assert await asyncio.to_thread(history.entered.wait, PATIENCE)
+        read = asyncio.wrap_future(commits.submit(lambda: 1))  # queued behind the commit
+        read.cancel()  # as a task cancelled at shutdown leaves it
+        history.release.set()
+        await first
+        await asyncio.wait_for(commits.close(), PATIENCE)  # the thread lived on
+
+    try:
+        asyncio.run(apply())
+    finally:
+        history.close()
+        cache.close()
+
+
 def test_after_a_failed_write_no_intent_is_made_durable(tmp_path: Path):
     history, cache = open_state(tmp_path / "syncd.db"), open_cache(tmp_path / "cache.db")
     audit = AuditTrail(history, {})
