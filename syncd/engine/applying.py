@@ -23,9 +23,11 @@ transaction as the outcome event, so the next plan needs no GET for the user.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from syncd.api.client import AccountsClient
@@ -52,7 +54,7 @@ from syncd.errors import (
 )
 from syncd.state.audit import AuditTrail
 from syncd.state.cache import LiveCache, Snapshot
-from syncd.state.groupcommit import GroupCommit
+from syncd.state.groupcommit import group_commit
 from syncd.state.not_kept import NotKeptRecords
 from syncd.state.ownership import Claim, OwnershipLedger
 
@@ -123,7 +125,7 @@ class Applier:
         self.not_kept = not_kept
         self.live = dict(live)
         self.report = ApplyReport()
-        self.commits = GroupCommit(audit.db, cache.db)
+        self.commits = group_commit(audit.db, cache.db)
 
     async def apply(self, actions: Iterable[Action], concurrency: int) -> ApplyReport:
         by_user: dict[str, list[Action]] = {}
@@ -135,12 +137,17 @@ class Applier:
             await for_each(by_user.values(), min(concurrency, len(by_user)), self._apply_user)
         finally:
             self.client.fence = None
-            self.commits.close()
+            await self.commits.close()
         return self.report
 
     async def _apply_user(self, actions: list[Action]) -> None:
-        if self.suspended is not None and self.suspended(actions[0].user):
-            self.report.withheld.append(actions[0].user)
+        user = actions[0].user
+        # Asked where the apply's rows are written (on SQLite, the group commit's thread).
+        suspended = self.suspended
+        if suspended is not None and await asyncio.wrap_future(
+            self.commits.submit(functools.partial(suspended, user))
+        ):
+            self.report.withheld.append(user)
             return
         remaining = _in_write_order(actions)
         while remaining:
@@ -158,7 +165,9 @@ class Applier:
 
     async def _apply_one(self, action: Action) -> ApiError | None:
         """One write with its intent and outcome; the error if it did not succeed."""
-        intent = self.audit.intent(action)
+        # Every row of the apply goes through the group commit: on SQLite its thread has
+        # the connections to itself, and the intent is written there (its number later).
+        intent = self.commits.submit(functools.partial(self.audit.intent, action))
         try:
             await self.commits.durable()  # the intent is on disk before the request leaves
             account, missed = await self._write(action)
@@ -189,7 +198,11 @@ class Applier:
         # an error of its own, and the cache holds the server's value.
         result = DOES_NOT_CONVERGE if missed else OK
         message = "; ".join(record.message() for record in missed) or None
-        self.audit.outcome(intent, action, result, message=message, then=remember)
+        self.commits.submit(
+            lambda: self.audit.outcome(
+                intent.result(), action, result, message=message, then=remember
+            )
+        )
         if missed:  # sent and accepted, yet not applied as planned: a failure, once
             self._fail(action, result, None, message or "")
             self.report.not_kept.extend(missed)
@@ -213,27 +226,29 @@ class Applier:
             self.cache.replace_emails(account.username, account.emails)
 
     def _record_error(
-        self, intent: int, action: Action, error: ApiError, result: WriteResult
+        self, intent: Future[int], action: Action, error: ApiError, result: WriteResult
     ) -> None:
         status = error.status if isinstance(error, HttpStatusError) else None
         self._record(intent, action, result, status, error.detail)
 
     def _record(
         self,
-        intent: int,
+        intent: Future[int],
         action: Action,
         result: WriteResult,
         status: int | None,
         message: str,
     ) -> None:
         # Whatever happened, the cached view of this user may now be wrong.
-        self.audit.outcome(
-            intent,
-            action,
-            result,
-            status=status,
-            message=message,
-            then=lambda: self.cache.forget(action.user),
+        self.commits.submit(
+            lambda: self.audit.outcome(
+                intent.result(),
+                action,
+                result,
+                status=status,
+                message=message,
+                then=lambda: self.cache.forget(action.user),
+            )
         )
         self.live.pop(action.user, None)
         self._fail(action, result, status, message)

@@ -149,6 +149,9 @@ class Database(ABC):
     #: The file or the URL (without a password), for messages.
     name: str
     dialect: Dialect
+    #: Whether an apply's writes and group commits may run on a thread of their own,
+    #: which then has the connection to itself until the apply ends (syncd.state.groupcommit).
+    commits_on_a_thread = False
 
     @abstractmethod
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Rows:

@@ -135,6 +135,8 @@ class SqliteDatabase(Database):
     """One SQLite file as a syncd.state.backend Database, through sqlite-utils."""
 
     dialect = SQLITE
+    # A run's own connection (check_same_thread=False), used by nothing else while it applies.
+    commits_on_a_thread = True
 
     def __init__(self, db: sqlite_utils.Database, path: Path | str) -> None:
         self.db = db

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from typing import Any
 
 import pytest
 
+from syncd.core.suspension import Suspension
+from syncd.desired.loading import load_desired
+from syncd.engine.reconcile import ConvergeResult, PlanResult, connect, converge, planning
 from syncd.errors import GuardError
+from syncd.state.backend import open_store
+from syncd.state.suspensions import SuspensionTable
 from tests.world import STANDARD_SEED, World, account
 
 
@@ -40,6 +46,44 @@ def test_every_write_has_one_intent_and_one_outcome(world: World):
         "full_name": "Jane Doe",
         "location": "Private Island",
     }
+
+
+def test_a_user_suspended_after_the_plan_gets_no_write(world: World):
+    """Asked before each user's writes, through the apply's own connection (on SQLite
+    the group commit's thread): a suspension said after the plan still holds."""
+    users = {f"late{i}": account([f"l{i}@example.com"], f"tok-l{i}") for i in range(3)}
+    world.seed({"users": users})
+    world.desire(
+        {"version": 1, "users": {name: {"full_name": f"{name} renamed"} for name in users}}
+    )
+    desired = load_desired(world.desired_file)
+    settings = world.settings()
+    withheld: list[str] = []
+
+    def suspend_one(planned: PlanResult) -> bool:
+        withheld.append(planned.plan.changes[0].user)
+        with open_store(settings, "suspend") as store:
+            SuspensionTable(store.history).suspend(
+                withheld, Suspension("said after the plan", by="test")
+            )
+        return True
+
+    async def run() -> ConvergeResult:
+        async with connect(settings) as connection:
+            return await converge(
+                connection,
+                planning(desired),
+                command="apply",
+                deletion_limit=10,
+                confirm=suspend_one,
+            )
+
+    converged = asyncio.run(run())
+    assert converged.report is not None
+    assert converged.report.withheld == withheld
+    changes = converged.result.plan.changes
+    assert world.writes() == len([c for c in changes if c.user not in withheld]) > 0
+    assert {row["user"] for row in audit_rows(world)}.isdisjoint(withheld)
 
 
 def test_the_audit_trail_is_append_only(world: World):

@@ -21,7 +21,7 @@ from syncd.state.audit import AuditTrail, EventFilter, open_intents, query_event
 from syncd.state.backend import StateStore
 from syncd.state.cache import LiveCache, Snapshot
 from syncd.state.daemon_state import read_daemon_state, save_daemon_state
-from syncd.state.groupcommit import GroupCommit
+from syncd.state.groupcommit import group_commit
 from syncd.state.not_kept import NotKeptRecords
 from syncd.state.schema import CACHE, HISTORY
 from syncd.state.user_failures import UserFailures
@@ -172,25 +172,27 @@ def test_the_group_commit_makes_an_intent_durable_and_outcomes_with_the_next(
     with store.session() as session:
         audit = AuditTrail(session.history, {})
         audit.begin_run("apply")
-        commits = GroupCommit(session.history, session.cache)
+        commits = group_commit(session.history, session.cache)
         commits.open()
 
         async def write() -> None:
-            seq = audit.intent(ADD)
+            seq = commits.submit(lambda: audit.intent(ADD))
             assert count(other, "audit") == 0  # not yet durable
             await commits.durable()
             assert count(other, "audit") == 1  # durable before the request is sent
             account = LiveAccount("janedoe", emails=(LiveEmail("j@example.com", True, True),))
-            audit.outcome(
-                seq,
-                ADD,
-                WriteResult.OK,
-                then=lambda: LiveCache(session.cache, API).put(Snapshot(account, 1.0)),
+            commits.submit(
+                lambda: audit.outcome(
+                    seq.result(),
+                    ADD,
+                    WriteResult.OK,
+                    then=lambda: LiveCache(session.cache, API).put(Snapshot(account, 1.0)),
+                )
             )
             assert count(other, "audit") == 1
+            await commits.close()
 
         asyncio.run(write())
-        commits.close()
     assert count(other, "audit") == 2
     with other.session() as seen:
         assert "janedoe" in LiveCache(seen.cache, API).read_fresh(["janedoe"], 1.0, 10.0)
@@ -249,7 +251,7 @@ def test_an_instance_that_lost_its_session_cannot_make_an_intent_durable(
     with store.session() as session:
         audit = AuditTrail(session.history, {})
         audit.begin_run("run")
-        commits = GroupCommit(session.history, session.cache)
+        commits = group_commit(session.history, session.cache)
         commits.open()
         audit.intent(ADD)
         (backend_pid,) = session.history.execute("SELECT pg_backend_pid()").fetchone()

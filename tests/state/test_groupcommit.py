@@ -1,0 +1,127 @@
+"""The group commit on SQLite: a commit waits for its fsync on a thread, not on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from syncd.core.plan import AddEmail
+from syncd.errors import StateError
+from syncd.state.audit import AuditTrail
+from syncd.state.groupcommit import ThreadedGroupCommit, group_commit
+from syncd.state.statefile import SqliteDatabase, open_cache, open_state
+
+#: Long enough for any loaded machine; a commit that blocks the loop fails the test, not hangs it.
+PATIENCE = 30.0
+
+
+class HeldCommits(SqliteDatabase):
+    """syncd.db whose commits wait, on the commit thread, until the test lets them go."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        super().__init__(db.db, db.name)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.commits = 0
+
+    def commit_and_begin(self) -> None:
+        self.entered.set()
+        assert self.release.wait(PATIENCE), "the commit was never let go"
+        self.commits += 1
+        super().commit_and_begin()
+
+
+def adding(n: int) -> AddEmail:
+    return AddEmail(f"user{n}", f"u{n}@example.com")
+
+
+def durable_intents(state: Path) -> int:
+    reader = open_state(state / "syncd.db")
+    try:
+        return int(reader.execute("SELECT count(*) FROM open_intents").fetchone()[0])
+    finally:
+        reader.close()
+
+
+def test_intents_that_arrive_during_a_commit_go_in_the_next_group(tmp_path: Path):
+    history = HeldCommits(open_state(tmp_path / "syncd.db"))
+    cache = open_cache(tmp_path / "cache.db")
+    audit = AuditTrail(history, {})
+    audit.begin_run("apply")
+    commits = group_commit(history, cache)
+    assert isinstance(commits, ThreadedGroupCommit)
+    commits.open()
+
+    async def apply() -> None:
+        commits.submit(lambda: audit.intent(adding(1)))
+        first = asyncio.create_task(commits.durable())
+        # The event loop runs while the commit is in flight: it would hang here otherwise.
+        assert await asyncio.to_thread(history.entered.wait, PATIENCE)
+        intents = [commits.submit(lambda n=n: audit.intent(adding(n))) for n in (2, 3)]
+        waiting = [asyncio.create_task(commits.durable()) for _ in intents]
+        await asyncio.sleep(0)
+        assert not first.done()
+        history.release.set()
+        await asyncio.gather(first, *waiting)
+        assert [intent.result() for intent in intents] == [2, 3]
+        await commits.close()
+
+    try:
+        asyncio.run(apply())
+        assert history.commits == 2  # the two that came during the first: one group
+        assert durable_intents(tmp_path) == 3
+    finally:
+        history.close()
+        cache.close()
+
+
+def test_a_read_no_longer_awaited_is_dropped_and_the_apply_still_closes(tmp_path: Path):
+    history = HeldCommits(open_state(tmp_path / "syncd.db"))
+    cache = open_cache(tmp_path / "cache.db")
+    commits = group_commit(history, cache)
+    commits.open()
+
+    async def apply() -> None:
+        first = asyncio.create_task(commits.durable())
+        assert await asyncio.to_thread(history.entered.wait, PATIENCE)
+        read = asyncio.wrap_future(commits.submit(lambda: 1))  # queued behind the commit
+        read.cancel()  # as a task cancelled at shutdown leaves it
+        history.release.set()
+        await first
+        await asyncio.wait_for(commits.close(), PATIENCE)  # the thread lived on
+
+    try:
+        asyncio.run(apply())
+    finally:
+        history.close()
+        cache.close()
+
+
+def test_after_a_failed_write_no_intent_is_made_durable(tmp_path: Path):
+    history, cache = open_state(tmp_path / "syncd.db"), open_cache(tmp_path / "cache.db")
+    audit = AuditTrail(history, {})
+    audit.begin_run("apply")
+    commits = group_commit(history, cache)
+    commits.open()
+
+    def broken() -> None:
+        history.execute("INSERT INTO no_such_table VALUES (1)")
+
+    async def apply() -> None:
+        failed = commits.submit(broken)
+        commits.submit(lambda: audit.intent(adding(1)))
+        with pytest.raises(StateError, match="no such table"):
+            await commits.durable()  # so the applier sends nothing more
+        assert isinstance(failed.exception(), StateError)
+        with pytest.raises(StateError, match="no such table"):
+            await commits.close()
+
+    try:
+        asyncio.run(apply())
+        assert durable_intents(tmp_path) == 1  # close() still kept what was written
+    finally:
+        history.close()
+        cache.close()
