@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from syncd.cli.options import (
+    deadline_option,
     desired_for,
     keep_until_exit,
     output_option,
@@ -31,13 +32,7 @@ from syncd.errors import EXIT_CHANGES_PENDING, EXIT_ERROR
 )
 @scope_options
 @click.option("--out", "out_file", metavar="FILE", help="Save the plan for a later apply.")
-@click.option(
-    "--deadline",
-    "run_deadline",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help="Stop the run after this long, saying so [SYNCD_RUN_DEADLINE].",
-)
+@deadline_option
 def plan(
     refresh: bool,
     output: str,
@@ -130,13 +125,7 @@ def plan(
     is_flag=True,
     help="Log every event on a terminal too (it shows warnings and errors only).",
 )
-@click.option(
-    "--deadline",
-    "run_deadline",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help="Stop the run after this long, saying so [SYNCD_RUN_DEADLINE].",
-)
+@deadline_option
 @click.option(
     "--lock-timeout",
     metavar="DURATION",

@@ -68,6 +68,13 @@ state_dir_option = click.option(
     type=click.Path(file_okay=False),
     help="Where the state files live [SYNCD_STATE_DIR].",
 )
+deadline_option = click.option(
+    "--deadline",
+    "run_deadline",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop the run after this long, saying so [SYNCD_RUN_DEADLINE].",
+)
 insecure_http_option = click.option(
     "--insecure-http",
     is_flag=True,
