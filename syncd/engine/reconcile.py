@@ -40,7 +40,7 @@ from syncd.engine.planfile import SavedPlan, staleness
 from syncd.errors import DaemonError, DeadlineExceeded, GuardError, PlanFileError
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail, OpenIntent, open_intents
-from syncd.state.backend import Database, StateStore, open_store
+from syncd.state.backend import Database, StateStore, off_the_loop, open_store
 from syncd.state.cache import LiveCache
 from syncd.state.not_kept import NotKeptRecords
 from syncd.state.ownership import Claim, OwnershipLedger
@@ -217,7 +217,7 @@ async def read_and_plan(
         concurrency=connection.settings.concurrency,
         # A write without an outcome may or may not have happened: read the truth.
         distrust=frozenset(
-            intent.user for intent in await asyncio.to_thread(open_intents, connection.db)
+            intent.user for intent in await off_the_loop(open_intents, connection.db)
         ),
         refresh_oldest=freshness.refresh_oldest,
         hold=hold or {},
@@ -441,7 +441,7 @@ async def converge(
     counts: Counter[str] = Counter()
     try:
         # Off the event loop: /healthz answers while the state is read.
-        interrupted = await asyncio.to_thread(recover_interrupted, connection, audit)
+        interrupted = await off_the_loop(recover_interrupted, connection, audit)
         result = await make_plan(connection)
         audit.set_source(result.source)
         counts.update(result.plan.summary())

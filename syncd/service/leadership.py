@@ -34,7 +34,7 @@ from syncd.service.notify import Notifier
 from syncd.service.webhook import Webhook
 from syncd.settings import Settings
 from syncd.state.audit import last_successful_run, open_intents
-from syncd.state.backend import Database, StateStore, open_store
+from syncd.state.backend import Database, StateStore, off_the_loop, open_store
 
 log = structlog.get_logger("syncd.service.leadership")
 
@@ -133,9 +133,9 @@ async def _serve_when_active(
         return settings, False
     with held:
         # Off the event loop: /healthz answers while the state is read.
-        left_open = await asyncio.to_thread(open_intents, store.history)
+        left_open = await off_the_loop(open_intents, store.history)
         log.info("took_over", state=store.where, interrupted_writes=len(left_open))
-        metrics.became_active(await asyncio.to_thread(last_success, store.history))
+        metrics.became_active(await off_the_loop(last_success, store.history))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)  # the daemon has its own

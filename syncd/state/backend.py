@@ -24,15 +24,18 @@ standby passes the push hooks it accepts on to the active instance
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from syncd.errors import DaemonError, StateError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from syncd.settings import Settings
@@ -348,3 +351,16 @@ def open_store(settings: Settings, purpose: str, *, read_only: bool = False) -> 
     from syncd.state.sqlite_backend import SqliteStore
 
     return SqliteStore(settings.sqlite_dir, read_only=read_only)
+
+
+async def off_the_loop(call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)` on a thread, the event loop free meanwhile. A cancel waits for the
+    thread to return before it goes on: the connection is the thread's until then, and
+    closing it under a running statement crashes the process."""
+    work = asyncio.ensure_future(asyncio.to_thread(call, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await work
+        raise
