@@ -254,6 +254,13 @@ def plan_and_apply(users: int) -> list[Figure]:
                         "actions": users,
                         "gets": made.get("GET", 0),
                         **compared(rate, plain_before, plain_after, "writes_s"),
+                        # The plain loop's rate is of its requests alone: so is this one.
+                        "ratio_of_the_writes": round(
+                            writes
+                            / runs.writes_seconds(state)
+                            / statistics.mean((plain_before[0], plain_after[0])),
+                            2,
+                        ),
                         "cpu_us_per_request": round(
                             applied.cpu_seconds / max(sum(made.values()), 1) * 1e6
                         ),

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +259,18 @@ def fill_cache(state_dir: Path, users: int, api_url: str) -> None:
     )
     LiveCache(db, normal_api_url(api_url)).save(snapshots)
     db.close()
+
+
+def writes_seconds(state: Path) -> float:
+    """From the first intent to the last outcome of the last run in `state`'s audit
+    trail: the apply's writes without its start and its plan."""
+    with contextlib.closing(sqlite3.connect(state / "syncd.db")) as db:
+        first, last = db.execute(
+            "SELECT MIN(timestamp), MAX(timestamp) FROM audit"
+            " WHERE event IN ('intent', 'outcome') AND run_id ="
+            " (SELECT run_id FROM audit WHERE event = 'intent' ORDER BY seq DESC LIMIT 1)"
+        ).fetchone()
+    return (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
 
 
 def plan_args(
