@@ -17,7 +17,8 @@ from syncd.core.plan import AddEmail, UpdateProfile
 from syncd.core.problem import Problem
 from syncd.core.vocabulary import Code, WriteResult
 from syncd.errors import DaemonError, StateError
-from syncd.state.audit import AuditTrail, EventFilter, open_intents, query_events
+from syncd.state.audit import AuditTrail
+from syncd.state.audit_queries import EventFilter, open_intents, query_events
 from syncd.state.backend import StateStore
 from syncd.state.cache import LiveCache, Snapshot
 from syncd.state.daemon_state import read_daemon_state, save_daemon_state

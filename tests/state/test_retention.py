@@ -19,7 +19,8 @@ from syncd.core.vocabulary import RunResult, WriteResult
 from syncd.errors import StateError
 from syncd.settings import Settings
 from syncd.state import backend
-from syncd.state.audit import AuditTrail, open_intents
+from syncd.state.audit import AuditTrail
+from syncd.state.audit_queries import open_intents
 from syncd.state.backend import Database, StateStore
 from syncd.state.chain import verify
 from syncd.state.not_kept import NotKeptRecords
