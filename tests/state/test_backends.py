@@ -27,11 +27,10 @@ from syncd.state.not_kept import NotKeptRecords
 from syncd.state.schema import CACHE, HISTORY
 from syncd.state.user_failures import UserFailures
 from tests.postgres import Cluster
+from tests.state.conftest import API, OTHER_API
 
 Opener = Callable[..., StateStore]
 ADD = AddEmail("janedoe", "jane@example.com")
-#: The APIs the rows are kept for (syncd.core.api_url's form).
-API, OTHER_API = "https://accounts.example", "https://staging.accounts.example"
 
 
 def count(store: StateStore, table: str) -> int:

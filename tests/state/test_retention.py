@@ -25,7 +25,7 @@ from syncd.state.backend import Database, StateStore
 from syncd.state.chain import verify
 from syncd.state.not_kept import NotKeptRecords
 from syncd.state.retention import export, find_cut, prune, verify_export
-from tests.state.test_backends import API
+from tests.state.conftest import API
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
