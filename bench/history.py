@@ -137,7 +137,8 @@ def healthz_watch(address: str) -> Iterator[dict[str, int]]:
 def _takeover_ms(state: Path) -> float:
     """The state work of a takeover after a crash: a dead run and an open intent."""
     from syncd.core.plan import UpdateProfile
-    from syncd.state.audit import AuditTrail, last_successful_run, open_intents
+    from syncd.state.audit import AuditTrail
+    from syncd.state.audit_queries import last_successful_run, open_intents
     from syncd.state.sqlite_backend import SqliteStore
 
     with SqliteStore(state) as store:

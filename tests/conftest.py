@@ -1,5 +1,6 @@
 """Shared fixtures: one sandbox server per session, reset to a clean state for every test;
-the worlds built on it (tests.world), and `syncd run` subprocesses on a world.
+the worlds built on it (tests.world), `syncd run` subprocesses on a world, and a git
+repository of the desired state (`repository`).
 
     def test_something(sandbox):
         sandbox.reset(seed={"users": {"janedoe": {...}}})   # the seed format of syncd.sandbox.seed
@@ -15,6 +16,7 @@ so tests pass alone and in any order.
 from __future__ import annotations
 
 import gc
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+from ruamel.yaml import YAML
 
 from syncd.sandbox.runtime import SandboxConfig
 from syncd.sandbox.server import serve_in_thread
@@ -215,3 +218,42 @@ def start_pg_daemon(
 ) -> Iterator[Callable[..., DaemonProcess]]:
     """Starts `syncd run` subprocesses on the PostgreSQL world; all killed at teardown."""
     yield from _starter(pg_world, tmp_path)
+
+
+#: Who commits to the test repositories (none is configured on a CI machine).
+GIT_IDENTITY = ["-c", "user.name=syncd tests", "-c", "user.email=tests@example.com"]
+
+
+class Repository:
+    """A local git repository holding the desired state under accounts/."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        subprocess.run(["git", "init", "--quiet", "-b", "main", str(path)], check=True)
+        (path / "accounts").mkdir()
+
+    def commit(self, desired: dict[str, Any] | str, message: str = "change") -> str:
+        target = self.path / "accounts" / "users.yaml"
+        if isinstance(desired, str):
+            target.write_text(desired, encoding="utf-8")
+        else:
+            with target.open("w") as handle:
+                YAML().dump(desired, handle)
+        self._git("add", "-A")
+        self._git(*GIT_IDENTITY, "commit", "--quiet", "-m", message)
+        return self._git("rev-parse", "HEAD").strip()
+
+    def _git(self, *args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(self.path), *args], check=True, capture_output=True, text=True
+        )
+        return done.stdout
+
+    @property
+    def url(self) -> str:
+        return f"git+{self.path.as_uri()}#main:accounts/"
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Repository:
+    return Repository(tmp_path / "ops")

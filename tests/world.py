@@ -192,3 +192,13 @@ def make_world(
     made.seed(STANDARD_SEED)
     made.desire(STANDARD_DESIRED)
     return made
+
+
+def admin_patch(world: World, username: str, **fields: str) -> None:
+    """Change an account's profile behind syncd's back, as the sandbox's staff."""
+    response = httpx.patch(
+        f"{world.sandbox.url}/api/v1.1/users/{username}/",
+        json=fields,
+        headers={"Authorization": f"Bearer {world.sandbox.admin_token}"},
+    )
+    response.raise_for_status()

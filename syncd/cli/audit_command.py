@@ -77,7 +77,7 @@ def audit(
     if ctx.invoked_subcommand is not None:
         ctx.obj = state_dir
         return
-    from syncd.state.audit import EventFilter, query_events
+    from syncd.state.audit_queries import EventFilter, query_events
     from syncd.state.backend import open_store
 
     settings = settings_from_flags({"state_dir": state_dir})

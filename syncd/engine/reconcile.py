@@ -39,7 +39,8 @@ from syncd.engine.outcome import failing_users, run_result
 from syncd.engine.planfile import SavedPlan, staleness
 from syncd.errors import DaemonError, DeadlineExceeded, GuardError, PlanFileError
 from syncd.settings import Settings
-from syncd.state.audit import AuditTrail, OpenIntent, open_intents
+from syncd.state.audit import AuditTrail
+from syncd.state.audit_queries import OpenIntent, open_intents
 from syncd.state.backend import Database, StateStore, off_the_loop, open_store
 from syncd.state.cache import LiveCache
 from syncd.state.not_kept import NotKeptRecords

@@ -33,7 +33,7 @@ from syncd.service.metrics import Metrics
 from syncd.service.notify import Notifier
 from syncd.service.webhook import Webhook
 from syncd.settings import Settings
-from syncd.state.audit import last_successful_run, open_intents
+from syncd.state.audit_queries import last_successful_run, open_intents
 from syncd.state.backend import Database, StateStore, off_the_loop, open_store
 
 log = structlog.get_logger("syncd.service.leadership")

@@ -31,7 +31,7 @@ from syncd.core.vocabulary import ActionName, HeldStatus
 from syncd.errors import StateError
 from syncd.service.status import gather_status
 from syncd.settings import Settings
-from syncd.state.audit import EventFilter, query_events
+from syncd.state.audit_queries import EventFilter, query_events
 from syncd.state.backend import Database, StateStore
 from syncd.state.cache import Cached, LiveCache
 from syncd.state.held_changes import HeldChanges

@@ -17,7 +17,7 @@ from syncd.core.suspension import EVERYONE
 from syncd.core.vocabulary import ActionName, HeldStatus, RunResult
 from syncd.errors import StateError, UsageError
 from syncd.settings import Settings
-from syncd.state.audit import last_successful_run, last_write, recent_runs
+from syncd.state.audit_queries import last_successful_run, last_write, recent_runs
 from syncd.state.backend import StateStore, open_store
 from syncd.state.cache import last_read
 from syncd.state.daemon_state import read_daemon_state

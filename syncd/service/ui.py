@@ -40,7 +40,7 @@ from syncd.service.admission import MAX_THREADS
 from syncd.service.metrics import Metrics
 from syncd.service.pages import AUDIT_MOST, AUDIT_SHOWN, audit_page, home_page, user_page
 from syncd.settings import Settings, is_loopback
-from syncd.state.audit import EventFilter
+from syncd.state.audit_queries import EventFilter
 from syncd.state.backend import StateStore, open_store
 from syncd.visible import visible
 

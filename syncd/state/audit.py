@@ -1,4 +1,4 @@
-"""The audit trail: an intent before every write, an outcome after it, and run records.
+"""The audit trail's writer: an intent before every write, an outcome after it, and run records.
 
 Each event goes two ways: to the structlog logger (JSON lines, or the console
 on a terminal) and into the append-only `audit` table of the state file. The
@@ -12,11 +12,9 @@ reserved word in PostgreSQL).
 The open intents are kept apart, in the table `open_intents`: an intent's row
 goes in with it, in the same transaction, and its outcome takes it out, in the
 same transaction too. So the table holds exactly the intents without an
-outcome, whatever crashed when, and finding them reads those rows alone, not
-the years of closed ones (an index on what is open cannot be had on an
-append-only table, whose rows never change). Every query of a cycle, a
-takeover, `syncd status` and `syncd audit --user … --since …` is answered
-through an index, by what it returns (tests/state/test_query_plans.py).
+outcome, whatever crashed when (an index on what is open cannot be had on an
+append-only table, whose rows never change). What reads the trail back is
+syncd.state.audit_queries.
 
 Each event is chained to the one before by its hash (syncd.state.chain).
 
@@ -38,6 +36,7 @@ from typing import Any
 from syncd import __version__
 from syncd.core.plan import Action, AddEmail, UpdateProfile
 from syncd.core.vocabulary import OperatorEvent, RunResult, WriteResult
+from syncd.state.audit_queries import OpenIntent, open_intents
 from syncd.state.backend import Database
 from syncd.state.chain import Chain
 
@@ -99,73 +98,6 @@ def actor() -> Actor:
         os_user = str(os.getuid())
     sudo_user = os.environ.get("SUDO_USER") or None
     return Actor(os_user, sudo_user, socket.gethostname(), __version__, os.getpid())
-
-
-@dataclass(frozen=True)
-class OpenIntent:
-    """A write that was started and never got an outcome: the process died."""
-
-    seq: int
-    run_id: str
-    timestamp: str
-    user: str
-    action: str
-    target: str
-
-
-def open_intents(db: Database) -> list[OpenIntent]:
-    """Writes started and never given an outcome: in flight elsewhere, or lost in a crash."""
-    rows = db.execute(OPEN_INTENTS).fetchall()
-    return [OpenIntent(*row) for row in rows]
-
-
-OPEN_INTENTS = (
-    'SELECT a.seq, a.run_id, a.timestamp, a."user", a.action, a.target'
-    " FROM open_intents AS o JOIN audit AS a ON a.seq = o.seq ORDER BY o.seq"
-)
-#: The last run that ended with one result: one step down the index (result, ended_at).
-LAST_RUN_ENDED = (
-    "SELECT ended_at, revision FROM runs WHERE result = ? AND ended_at IS NOT NULL"
-    " ORDER BY result DESC, ended_at DESC LIMIT 1"
-)
-
-
-def last_successful_run(db: Database) -> tuple[str, str | None] | None:
-    """When the last run that ended ok or with nothing to change ended, and its revision."""
-    # One query per result: `result IN (…) ORDER BY ended_at` would read every good run.
-    found = [
-        (row[0], row[1])
-        for result in (RunResult.OK, RunResult.NO_CHANGES)
-        if (row := db.execute(LAST_RUN_ENDED, [result]).fetchone()) is not None
-    ]
-    return max(found, default=None)
-
-
-def recent_runs(db: Database, limit: int) -> list[dict[str, Any]]:
-    """The last `limit` runs, newest first, for `syncd status` (counts decoded)."""
-    cursor = db.execute(
-        "SELECT id, command, started_at, ended_at, result, revision, counts FROM runs"
-        " ORDER BY started_at DESC LIMIT ?",
-        [limit],
-    )
-    columns = [description[0] for description in cursor.description]
-    runs = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-    for run in runs:
-        run["counts"] = json.loads(run["counts"] or "{}")
-    return runs
-
-
-def last_write(db: Database, user: str) -> dict[str, Any] | None:
-    """The last write to `user` and how it ended, for `syncd status --user`."""
-    row = db.execute(
-        'SELECT timestamp, action, target, result, status, message FROM audit WHERE "user" = ?'
-        " AND event = 'outcome' ORDER BY timestamp DESC LIMIT 1",
-        [user],
-    ).fetchone()
-    if row is None:
-        return None
-    keys = ("timestamp", "action", "target", "result", "status", "message")
-    return dict(zip(keys, row, strict=True))
 
 
 class AuditTrail:
@@ -391,78 +323,3 @@ class AuditTrail:
 
 
 _LEVELS = {"info": 20, "warning": 30}
-
-
-@dataclass(frozen=True, slots=True)
-class EventFilter:
-    """What `syncd audit` may select by: --user, --since, --run, --action, --result."""
-
-    users: tuple[str, ...] = ()
-    since: datetime | None = None
-    runs: tuple[str, ...] = ()
-    actions: tuple[str, ...] = ()
-    #: An outcome's result; its intent is shown with it.
-    results: tuple[str, ...] = ()
-
-
-def query_events(
-    db: Database, where: EventFilter | None = None, *, limit: int | None = None
-) -> list[dict[str, Any]]:
-    """Audit events, oldest first (the last `limit` of them), for `syncd audit`.
-
-    Each event carries its run's command and who made it (`run`), and an
-    outcome the before and after of its intent, so that one line can say it all.
-    """
-    where = where or EventFilter()
-    values = db.dialect.json_values
-    conditions: list[str] = []
-    parameters: list[Any] = []
-    if where.users:
-        conditions.append(f'a."user" IN ({values})')
-        parameters.append(json.dumps(list(where.users)))
-    if where.since:
-        conditions.append("a.timestamp >= ?")
-        parameters.append(where.since.astimezone(UTC).isoformat(timespec="microseconds"))
-    if where.runs:
-        conditions.append(f"a.run_id IN ({values})")
-        parameters.append(json.dumps(list(where.runs)))
-    if where.actions:
-        conditions.append(f"a.action IN ({values})")
-        parameters.append(json.dumps(list(where.actions)))
-    if where.results:
-        conditions.append(
-            f"a.seq IN (SELECT o.seq FROM audit AS o WHERE o.result IN ({values})"
-            f" UNION SELECT o.intent_seq FROM audit AS o WHERE o.result IN ({values}))"
-        )
-        parameters += [json.dumps(list(where.results))] * 2
-    sql = (
-        "SELECT a.*, r.command AS run_command, r.os_user, r.sudo_user, r.host, r.version,"
-        " r.pid AS run_pid,"
-        " COALESCE(a.before, i.before) AS before, COALESCE(a.after, i.after) AS after"
-        " FROM audit AS a LEFT JOIN runs AS r ON r.id = a.run_id"
-        " LEFT JOIN audit AS i ON i.seq = a.intent_seq"
-        + (" WHERE " + " AND ".join(conditions) if conditions else "")
-        + " ORDER BY a.seq DESC"
-    )
-    if limit:
-        sql += " LIMIT ?"
-        parameters.append(limit)
-    cursor = db.execute(sql, parameters)
-    columns = [d[0] for d in cursor.description]
-    events = []
-    for row in cursor.fetchall():
-        # before and after come twice: the event's own, then its intent's (the later wins)
-        event = dict(zip(columns, row, strict=True))
-        for key in ("before", "after", "source"):
-            if event.get(key) is not None:
-                event[key] = json.loads(event[key])
-        event["run"] = {
-            "command": event.pop("run_command"),
-            "os_user": event.pop("os_user"),
-            "sudo_user": event.pop("sudo_user"),
-            "host": event.pop("host"),
-            "version": event.pop("version"),
-            "pid": event.pop("run_pid"),
-        }
-        events.append(event)
-    return events[::-1]

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 #: Seconds between two tries of a writers' lock that another writer holds.
 WRITE_LOCK_POLL = 0.2
+#: Rows read at a time by `Database.read_by_key`: memory bounded whatever the table's size.
+BATCH = 5000
 
 
 def newer_schema(where: object, migration: str, known: str) -> StateError:
@@ -163,6 +165,26 @@ class Database(ABC):
     @abstractmethod
     def stream(self, sql: str, size: int) -> Iterator[list[Any]]:
         """The rows of one SELECT, `size` at a time, never all in memory at once."""
+
+    def read_by_key(
+        self, sql: str, parameters: Sequence[Any], key: str, after: Any
+    ) -> Iterator[dict[str, Any]]:
+        """The rows of `sql` after `after`, in the order of `key`, read BATCH at a time.
+
+        `sql` selects `key` and ends in `… {key} > ? ORDER BY {key}`; its last `?`
+        takes the last key read. Each batch is a query of its own, bounded by its
+        LIMIT and answered through the key's index: unlike `stream`, nothing stays
+        open between batches.
+        """
+        while True:
+            cursor = self.execute(f"{sql} LIMIT {BATCH}", [*parameters, after])
+            columns = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield dict(zip(columns, row, strict=True))
+            after = rows[-1][columns.index(key)]
 
     @abstractmethod
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:

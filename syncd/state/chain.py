@@ -51,8 +51,6 @@ HASHED = (
     "source",
 )
 SELECTED = ", ".join(f'"{column}"' for column in (*HASHED, "prev_hash", "hash"))
-#: Events read at a time while verifying: memory bounded whatever the history.
-BATCH = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,17 +127,9 @@ class Chain:
 
 def events(db: Database, after: int = 0) -> Iterator[dict[str, Any]]:
     """Every event after number `after`, oldest first, read in batches by number."""
-    while True:
-        cursor = db.execute(
-            f"SELECT {SELECTED} FROM audit WHERE seq > ? ORDER BY seq LIMIT {BATCH}", [after]
-        )
-        columns = [d[0] for d in cursor.description]
-        rows = cursor.fetchall()
-        if not rows:
-            return
-        for row in rows:
-            yield dict(zip(columns, row, strict=True))
-        after = rows[-1][0]
+    return db.read_by_key(
+        f"SELECT {SELECTED} FROM audit WHERE seq > ? ORDER BY seq", [], "seq", after
+    )
 
 
 @dataclass(frozen=True, slots=True)

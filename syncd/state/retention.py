@@ -38,7 +38,7 @@ from syncd.core.vocabulary import RunResult
 from syncd.errors import StateError
 from syncd.state.audit import AuditTrail
 from syncd.state.backend import Database
-from syncd.state.chain import BATCH, events, verify_events
+from syncd.state.chain import events, verify_events
 
 #: The runs that go with the events up to `?` (the cut) and ended before `?` (the date).
 RUNS_BEFORE = (
@@ -75,18 +75,10 @@ def _prefix(db: Database, before: str) -> Iterator[dict[str, Any]]:
 
 
 def _runs(db: Database, before: str, last: int) -> Iterator[dict[str, Any]]:
-    after = ""
-    while True:
-        cursor = db.execute(
-            f"SELECT * {RUNS_BEFORE} AND id > ? ORDER BY id LIMIT {BATCH}", [before, last, after]
-        )
-        columns = [d[0] for d in cursor.description]
-        rows = cursor.fetchall()
-        if not rows:
-            return
-        for row in rows:
-            yield dict(zip(columns, row, strict=True))
-        after = rows[-1][columns.index("id")]
+    """The runs that go with the events up to `last`, in batches by id."""
+    return db.read_by_key(
+        f"SELECT * {RUNS_BEFORE} AND id > ? ORDER BY id", [before, last], "id", ""
+    )
 
 
 def find_cut(db: Database, moment: datetime) -> Cut:

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from syncd.cli.main import cli
-from tests.cli.test_truthful_plans import plan
+from tests.cli.conftest import plan
 from tests.world import World, write_secret
 
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from syncd.cli.main import cli
-from tests.daemon.test_operator_kit import once
+from tests.daemon.harness import once
 from tests.world import World
 
 TEAMS: dict[str, Any] = {

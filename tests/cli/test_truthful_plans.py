@@ -16,16 +16,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
+from tests.cli.conftest import plan
 from tests.world import STANDARD_DESIRED, World, account, write_secret
-
-
-def plan(world: World, *args: str, api_url: str | None = None) -> Result:
-    arguments = world.cli_args()
-    if api_url is not None:
-        arguments[arguments.index("--api-url") + 1] = api_url
-    return CliRunner().invoke(
-        cli, ["plan", *arguments, "--detailed-exitcode", *args], catch_exceptions=False
-    )
 
 
 def assert_not_green(result: Result) -> None:

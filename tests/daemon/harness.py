@@ -6,12 +6,15 @@ in the state file), never for a bare amount of time.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from tests.world import World
+from tests.world import World, write_secret
 
 DEFAULT_WAIT = 10.0
 
@@ -206,3 +209,37 @@ def http_get(url: str, until: int | None = None, timeout: float = DEFAULT_WAIT) 
         if until is None or response.status_code == until or time.monotonic() > deadline:
             return response.status_code, response.text
         time.sleep(0.05)
+
+
+#: The secret of the push hooks the hook tests send.
+SECRET = "hook-secret-that-must-stay-secret"
+
+
+def once(world: World, tmp_path: Any, *args: str, **env: str) -> int:
+    """`syncd run --once` on the world; its exit code."""
+    done = subprocess.run(
+        [sys.executable, "-m", "syncd", "run", "--once", *args],
+        env=daemon_env(world, str(tmp_path / "once.sock"), **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode
+
+
+def signed(body: bytes, secret: str = SECRET) -> str:
+    """The signature header of a push hook's `body`."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def hooked_daemon(start_daemon: Any, secret_file: Path, secret: str) -> tuple[DaemonProcess, str]:
+    """A daemon that takes push hooks with `secret`, after its first cycle; its address."""
+    write_secret(secret_file, secret + "\n")
+    daemon: DaemonProcess = start_daemon(
+        SYNCD_INTERVAL="3600",
+        SYNCD_METRICS_ADDR="127.0.0.1:0",
+        SYNCD_WEBHOOK_SECRET_FILE=str(secret_file),
+    )
+    address = daemon.wait_for("metrics_listening")["address"]
+    daemon.wait_for("cycle_finished", result="ok")
+    return daemon, address

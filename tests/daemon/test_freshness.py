@@ -13,24 +13,13 @@ import time
 from collections import Counter
 from typing import Any
 
-import httpx
-
 from syncd.sandbox.seed import generated_token
 from tests.daemon.harness import DaemonProcess
-from tests.world import World, write_secret
+from tests.world import World, admin_patch, write_secret
 
 USERS = 200
 WINDOW = 10
 INTERVAL = 1
-
-
-def admin_patch(world: World, username: str, **fields: str) -> None:
-    response = httpx.patch(
-        f"{world.sandbox.url}/api/v1.1/users/{username}/",
-        json=fields,
-        headers={"Authorization": f"Bearer {world.sandbox.admin_token}"},
-    )
-    response.raise_for_status()
 
 
 def test_an_out_of_band_change_is_corrected_within_window_plus_interval(

@@ -5,56 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from ruamel.yaml import YAML
 
 from syncd.cli.main import cli
 from syncd.desired.gitsource import DesiredSource, GitLocation, parse_git_desired
 from syncd.errors import DesiredStateError, GitSourceError, UsageError
+from tests.conftest import Repository
 from tests.daemon.harness import DaemonProcess, audit_events, wait_for_run
 from tests.world import STANDARD_DESIRED, World
-
-GIT_IDENTITY = ["-c", "user.name=syncd tests", "-c", "user.email=tests@example.com"]
-
-
-class Repository:
-    """A local git repository holding the desired state under accounts/."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        subprocess.run(["git", "init", "--quiet", "-b", "main", str(path)], check=True)
-        (path / "accounts").mkdir()
-
-    def commit(self, desired: dict[str, Any] | str, message: str = "change") -> str:
-        target = self.path / "accounts" / "users.yaml"
-        if isinstance(desired, str):
-            target.write_text(desired, encoding="utf-8")
-        else:
-            with target.open("w") as handle:
-                YAML().dump(desired, handle)
-        self._git("add", "-A")
-        self._git(*GIT_IDENTITY, "commit", "--quiet", "-m", message)
-        return self._git("rev-parse", "HEAD").strip()
-
-    def _git(self, *args: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(self.path), *args], check=True, capture_output=True, text=True
-        )
-        return done.stdout
-
-    @property
-    def url(self) -> str:
-        return f"git+{self.path.as_uri()}#main:accounts/"
-
-
-@pytest.fixture
-def repository(tmp_path: Path) -> Repository:
-    return Repository(tmp_path / "ops")
 
 
 def test_the_daemon_applies_each_commit_and_records_its_revision(

@@ -21,9 +21,9 @@ from click.testing import CliRunner
 
 from syncd.cli.main import cli
 from syncd.service.daemon import loop_probe
+from tests.conftest import Repository
 from tests.daemon.harness import DaemonProcess
 from tests.daemon.harness import http_get as get
-from tests.daemon.test_gitops import Repository
 from tests.security.servers import SilentServer
 from tests.world import STANDARD_DESIRED, World
 

@@ -7,25 +7,17 @@ wrong one starts nothing; the metrics are what Prometheus users expect.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
 import signal
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
 
 import httpx
 from click.testing import CliRunner
 
 from syncd.cli.main import cli
 from syncd.service.daemon import HOOK_SPACING
-from tests.daemon.harness import DaemonProcess, daemon_env, http_get
+from tests.daemon.harness import SECRET, DaemonProcess, hooked_daemon, http_get, once, signed
 from tests.world import World, write_secret
-
-SECRET = "hook-secret-that-must-stay-secret"
 
 
 def test_observe_mode_writes_nothing_over_cycles_and_stays_ready(world: World, start_daemon):
@@ -48,17 +40,6 @@ def test_observe_mode_writes_nothing_over_cycles_and_stays_ready(world: World, s
     assert daemon.stop() == 0
 
 
-def once(world: World, tmp_path: Any, *args: str, **env: str) -> int:
-    done = subprocess.run(
-        [sys.executable, "-m", "syncd", "run", "--once", *args],
-        env=daemon_env(world, str(tmp_path / "once.sock"), **env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return done.returncode
-
-
 def test_once_runs_one_cycle_and_exits_with_apply_codes(world: World, tmp_path):
     assert once(world, tmp_path) == 0
     assert world.writes() == 3
@@ -72,23 +53,6 @@ def test_once_runs_one_cycle_and_exits_with_apply_codes(world: World, tmp_path):
 def test_once_refused_by_the_deletion_guard_exits_3(world: World, tmp_path):
     assert once(world, tmp_path, SYNCD_MAX_DELETIONS="0") == 3
     assert world.writes() == 0
-
-
-def signed(body: bytes, secret: str = SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def hooked_daemon(start_daemon: Any, secret_file: Path, secret: str) -> tuple[DaemonProcess, str]:
-    """A daemon that takes push hooks with `secret`, after its first cycle; its address."""
-    write_secret(secret_file, secret + "\n")
-    daemon: DaemonProcess = start_daemon(
-        SYNCD_INTERVAL="3600",
-        SYNCD_METRICS_ADDR="127.0.0.1:0",
-        SYNCD_WEBHOOK_SECRET_FILE=str(secret_file),
-    )
-    address = daemon.wait_for("metrics_listening")["address"]
-    daemon.wait_for("cycle_finished", result="ok")
-    return daemon, address
 
 
 def test_a_signed_push_starts_a_cycle_now_and_a_wrong_one_nothing(

@@ -15,8 +15,7 @@ from click.testing import CliRunner
 
 from syncd.cli.main import cli
 from tests.daemon.harness import DaemonProcess
-from tests.daemon.test_freshness import admin_patch
-from tests.world import World
+from tests.world import World, admin_patch
 
 
 def syncd(world: World, *args: str) -> str:

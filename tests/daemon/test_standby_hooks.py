@@ -17,8 +17,7 @@ from pathlib import Path
 import httpx
 
 from syncd.service.webhook import PASSED_ON
-from tests.daemon.harness import DaemonProcess, runs
-from tests.daemon.test_operator_kit import SECRET, signed
+from tests.daemon.harness import SECRET, DaemonProcess, runs, signed
 from tests.postgres import Cluster
 from tests.world import World, write_secret
 

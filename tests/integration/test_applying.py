@@ -149,7 +149,7 @@ def test_a_failing_user_does_not_stop_the_others(world: World):
 
 
 def test_deletions_wait_until_the_additions_succeed(world: World):
-    from tests.integration.test_planning import plan_with
+    from tests.integration.conftest import plan_with
 
     plan_with(world)  # warm cache: the apply below sends only writes
     world.sandbox.set_faults({"error_rate": 1.0})
@@ -165,7 +165,7 @@ def test_a_plan_rereads_users_with_a_write_in_doubt(world: World):
     from syncd.core.plan import UpdateProfile
     from syncd.state.audit import AuditTrail
     from syncd.state.statefile import open_state
-    from tests.integration.test_planning import plan_with
+    from tests.integration.conftest import plan_with
 
     plan_with(world)
     gets = world.gets()

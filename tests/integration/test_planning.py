@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import stat
-from typing import Any
 
 import pytest
 
 from syncd.core.plan import AddEmail, DeleteEmail, FieldChange, UpdateProfile
-from syncd.engine.reconcile import PlanResult, compute_plan
+from syncd.engine.reconcile import PlanResult
 from syncd.errors import UsageError
-from syncd.settings import Settings
+from tests.integration.conftest import plan_with
 from tests.world import STANDARD_DESIRED, STANDARD_SEED, World, account
-
-
-def plan_with(world: World, **kwargs: Any) -> PlanResult:
-    from syncd.desired.loading import load_desired
-
-    settings: Settings = kwargs.pop("settings", None) or world.settings()
-    return asyncio.run(compute_plan(settings, load_desired(world.desired_file), **kwargs))
 
 
 def codes(result: PlanResult) -> dict[str, list[str]]:

@@ -16,6 +16,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from click.testing import CliRunner, Result
+
+from syncd.cli.main import cli
+from tests.world import World
+
 #: Variables of the developer's environment that would steer a `syncd` child.
 STEERING = ("SYNCD_", "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "NOTIFY_SOCKET")
 PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
@@ -78,3 +83,15 @@ def run_syncd(
         seconds = time.monotonic() - started
         peak = int(measure.read() or 0) / 1024  # KiB on Linux
     return Finished(process.returncode, stdout, stderr, seconds, peak)
+
+
+#: Nothing from the developer's environment: every test sets what it needs.
+UNSET = dict.fromkeys([*PROXIES, *(name.upper() for name in PROXIES), "SYNCD_CA_FILE"])
+
+
+def plan(world: World, *args: str, api_url: str | None = None, **env: str | None) -> Result:
+    flags = world.cli_args()
+    if api_url is not None:
+        flags[flags.index("--api-url") + 1] = api_url
+    runner = CliRunner(env={**UNSET, **env})
+    return runner.invoke(cli, ["plan", *flags, *args], catch_exceptions=False)

@@ -21,6 +21,7 @@ from syncd.core.plan import FieldChange, Plan, UpdateProfile
 from syncd.engine.reconcile import apply_plan, connect
 from syncd.errors import ApiUnreachable
 from syncd.state.audit import AuditTrail
+from tests.security.conftest import plan
 from tests.security.servers import (
     CA_FILE,
     PROXY_AUTH_REQUIRED,
@@ -28,7 +29,6 @@ from tests.security.servers import (
     SilentServer,
     TlsFront,
 )
-from tests.security.test_network import plan
 from tests.world import World
 
 #: A desired state of ten users, each authenticated by one fallback token.

@@ -12,9 +12,8 @@ from typing import Any
 import httpx
 
 from syncd.service.daemon import HOOK_SPACING
-from tests.daemon.harness import DaemonProcess
-from tests.daemon.test_gitops import Repository
-from tests.daemon.test_operator_kit import SECRET, hooked_daemon, signed
+from tests.conftest import Repository
+from tests.daemon.harness import SECRET, DaemonProcess, hooked_daemon, signed
 from tests.world import STANDARD_DESIRED, World, write_secret
 
 PUSH_TO_MAIN = json.dumps({"ref": "refs/heads/main"}).encode()

@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 
 from syncd.service.admission import CONNECTION_TIMEOUT, MAX_THREADS, MAX_WAITING
-from tests.daemon.harness import DaemonProcess
-from tests.daemon.test_operator_kit import SECRET, hooked_daemon, signed
+from tests.daemon.harness import SECRET, DaemonProcess, hooked_daemon, signed
 from tests.world import World
 
 MARGIN = 5.0  # seconds: a loaded CI machine is slow, not wrong

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner, Result
 
 from syncd.api.transport import bypasses_proxy
-from syncd.cli.main import cli
-from tests.security.conftest import run_syncd
+from tests.security.conftest import plan, run_syncd
 from tests.security.servers import CA_FILE, RecordingProxy, TlsFront
 from tests.world import STANDARD_SEED, World
-
-PROXY_NAMES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-#: Nothing from the developer's environment: every test sets what it needs.
-UNSET = dict.fromkeys([*PROXY_NAMES, *(name.upper() for name in PROXY_NAMES), "SYNCD_CA_FILE"])
-
-
-def plan(world: World, *args: str, api_url: str | None = None, **env: str | None) -> Result:
-    flags = world.cli_args()
-    if api_url is not None:
-        flags[flags.index("--api-url") + 1] = api_url
-    runner = CliRunner(env={**UNSET, **env})
-    return runner.invoke(cli, ["plan", *flags, *args], catch_exceptions=False)
 
 
 @pytest.mark.parametrize(

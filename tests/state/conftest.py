@@ -18,6 +18,8 @@ from syncd.state.backend import StateStore, open_store
 from tests.postgres import Cluster
 
 BACKENDS = ["sqlite", "postgresql"]
+#: The APIs the rows are kept for (syncd.core.api_url's form).
+API, OTHER_API = "https://accounts.example", "https://staging.accounts.example"
 
 
 @pytest.fixture(params=BACKENDS)

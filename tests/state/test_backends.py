@@ -17,7 +17,8 @@ from syncd.core.plan import AddEmail, UpdateProfile
 from syncd.core.problem import Problem
 from syncd.core.vocabulary import Code, WriteResult
 from syncd.errors import DaemonError, StateError
-from syncd.state.audit import AuditTrail, EventFilter, open_intents, query_events
+from syncd.state.audit import AuditTrail
+from syncd.state.audit_queries import EventFilter, open_intents, query_events
 from syncd.state.backend import StateStore
 from syncd.state.cache import LiveCache, Snapshot
 from syncd.state.daemon_state import read_daemon_state, save_daemon_state
@@ -26,11 +27,10 @@ from syncd.state.not_kept import NotKeptRecords
 from syncd.state.schema import CACHE, HISTORY
 from syncd.state.user_failures import UserFailures
 from tests.postgres import Cluster
+from tests.state.conftest import API, OTHER_API
 
 Opener = Callable[..., StateStore]
 ADD = AddEmail("janedoe", "jane@example.com")
-#: The APIs the rows are kept for (syncd.core.api_url's form).
-API, OTHER_API = "https://accounts.example", "https://staging.accounts.example"
 
 
 def count(store: StateStore, table: str) -> int:

@@ -15,8 +15,8 @@ import pytest
 
 from syncd.core.plan import AddEmail
 from syncd.core.vocabulary import RunResult, WriteResult
-from syncd.state.audit import (
-    AuditTrail,
+from syncd.state.audit import AuditTrail
+from syncd.state.audit_queries import (
     EventFilter,
     last_successful_run,
     open_intents,

@@ -18,12 +18,14 @@ from syncd.core.plan import AddEmail
 from syncd.core.vocabulary import RunResult, WriteResult
 from syncd.errors import StateError
 from syncd.settings import Settings
-from syncd.state.audit import AuditTrail, open_intents
+from syncd.state import backend
+from syncd.state.audit import AuditTrail
+from syncd.state.audit_queries import open_intents
 from syncd.state.backend import Database, StateStore
 from syncd.state.chain import verify
 from syncd.state.not_kept import NotKeptRecords
 from syncd.state.retention import export, find_cut, prune, verify_export
-from tests.state.test_backends import API
+from tests.state.conftest import API
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -79,6 +81,26 @@ def test_an_export_holds_what_goes_and_the_prune_removes_exactly_that(
     # An export of the rest goes on from the cut.
     assert prune(db, day(9), export_file=None).events == 8
     assert verify(db).checked == 0
+
+
+def test_events_and_runs_read_in_batches_come_whole_and_in_order(
+    store: StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 20 events (a whole number of batches, so the last batch read is empty) and 5 runs (not).
+    monkeypatch.setattr(backend, "BATCH", 4)
+    db = store.history
+    for n in range(5):
+        run_on(db, n, writes=2)
+    out = tmp_path / "all.jsonl"
+    cut = export(db, day(9), out)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    numbers = [line["seq"] for line in lines if line["kind"] == "event"]
+    runs = [line["id"] for line in lines if line["kind"] == "run"]
+    assert numbers == list(range(numbers[0], numbers[0] + 20))
+    assert runs == sorted(runs)
+    assert len(set(runs)) == 5
+    assert (cut.events, cut.runs) == (20, 5)
+    assert verify(db).checked == 20
 
 
 def test_a_prune_refuses_an_export_that_does_not_hold_exactly_what_goes(

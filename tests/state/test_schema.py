@@ -15,7 +15,8 @@ import pytest
 from syncd.core.plan import AddEmail
 from syncd.errors import StateError
 from syncd.settings import Settings, load_settings
-from syncd.state.audit import AuditTrail, open_intents
+from syncd.state.audit import AuditTrail
+from syncd.state.audit_queries import open_intents
 from syncd.state.backend import Database, StateStore, open_store
 from syncd.state.schema import CACHE, HISTORY, columns
 from syncd.state.sqlite_backend import SqliteStore

@@ -10,6 +10,7 @@ from syncd.core.desired import DesiredUser, EmailsMode
 from syncd.desired.loading import load_desired, parse_desired
 from syncd.desired.memo import DesiredMemo
 from syncd.errors import DesiredStateError
+from tests.unit.conftest import schema_validator, yaml_data
 
 LAYERS = """version: 1
 defaults:
@@ -279,8 +280,6 @@ def test_written_users_round_trip_through_the_memo(tmp_path: Path) -> None:
     ],
 )
 def test_the_schema_describes_the_new_keys(users: str, valid: bool) -> None:
-    from tests.unit.test_loading_schema import schema_validator, yaml_data
-
     is_valid = schema_validator()
     assert is_valid is not None, "install jsonschema (pip install -e '.[dev]')"
     assert is_valid(yaml_data("d.yaml", LAYERS + users)) is valid

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,33 +15,12 @@ from syncd.desired.fileformat import (
     UserSettings,
     desired_state_json_schema,
 )
-from syncd.desired.yaml_positions import read_yaml
-from tests.unit.test_loading import BAD, GOOD, REPO
+from tests.unit.conftest import schema_validator, yaml_data
+from tests.unit.desired_cases import BAD, GOOD
+
+REPO = Path(__file__).resolve().parents[2]
 
 SCHEMA = desired_state_json_schema()
-
-
-def schema_validator() -> Callable[[Any], bool] | None:
-    """A JSON Schema validator when one is installed (jsonschema, or jsonschema_rs)."""
-    try:
-        import jsonschema  # type: ignore[import-untyped,unused-ignore]
-
-        return jsonschema.Draft202012Validator(SCHEMA).is_valid  # type: ignore[no-any-return]
-    except ImportError:
-        pass
-    try:
-        import jsonschema_rs
-
-        return jsonschema_rs.validator_for(SCHEMA).is_valid
-    except ImportError:
-        return None
-
-
-def yaml_data(path: str, text: str) -> Any:
-    document = read_yaml(path, text)
-    assert document.parsed
-    assert not document.problems
-    return document.data
 
 
 def subschemas(schema: Any) -> Iterator[dict[str, Any]]:

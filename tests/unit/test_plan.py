@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from syncd.core.desired import DesiredState, DesiredUser, EmailsMode
 from syncd.core.fields import PROFILE_FIELDS, email_key, gravatar_digest, gravatar_url
-from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
+from syncd.core.live import LiveAccount, LiveEmail
 from syncd.core.plan import (
     AddEmail,
     DeleteEmail,
@@ -21,12 +21,7 @@ from syncd.core.plan import (
     build_plan,
 )
 from syncd.core.problem import Problem
-
-
-def profile(**values: str) -> LiveProfile:
-    base = dict.fromkeys(("full_name", "location", "company", "profile_url", "gravatar_url"), "")
-    base["email"] = "jane@example.com"
-    return LiveProfile(**{**base, **values})
+from tests.unit.conftest import profile
 
 
 def emails(*addresses: str) -> tuple[LiveEmail, ...]:

@@ -13,7 +13,7 @@ from syncd.core.suspension import EVERYONE, Suspension, suspensions_at
 from syncd.core.vocabulary import SuspensionSource
 from syncd.desired.loading import parse_desired
 from syncd.errors import DesiredStateError
-from tests.unit.test_plan import profile
+from tests.unit.conftest import profile
 
 NOW = datetime(2027, 1, 15, tzinfo=UTC).timestamp()
 BEFORE, AFTER = NOW - 3600, NOW + 3600
