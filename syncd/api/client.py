@@ -18,7 +18,6 @@ import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
@@ -65,8 +64,6 @@ if TYPE_CHECKING:
     # Imported when the first request is made (a fifth of a warm plan's start-up).
     import httpx
 
-#: Answers larger than this are refused: no user object or email list comes near it.
-MAX_BODY_BYTES = 1024 * 1024
 #: Attempts without an answer, while the API has answered none, that make it unreachable.
 UNREACHABLE_AFTER = 5
 
@@ -100,12 +97,7 @@ class AccountsClient:
         self._on_retry = on_retry
         self._settings = settings
         #: The process's rate control for this API, shared with the clients before this one.
-        self.rate_control = RateControl.shared(
-            settings.api_url,
-            settings.concurrency,
-            max_rate=settings.max_rate,
-            adaptive=settings.adaptive,
-        )
+        self.rate_control = RateControl.shared(settings)
         # Made at the first request: a warm plan sends none, and loading the roots is not free.
         self._tls: ssl.SSLContext | None = None
         self._lanes: list[httpx.AsyncClient] = []  # free, the last returned last
@@ -132,12 +124,7 @@ class AccountsClient:
     async def __aenter__(self) -> AccountsClient:
         return self
 
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         clients, self._made, self._lanes = self._made, [], []
         async with contextlib.AsyncExitStack() as closing:
             for http in clients:
@@ -152,27 +139,23 @@ class AccountsClient:
         """How long to wait before trying again after `error` (for the caller's own retries)."""
         return self._retry.delay(attempt, error)
 
-    # -- the five calls -------------------------------------------------------
-
     async def get_user(self, username: str) -> LiveProfile:
         parse = partial(parse_user, username)
-        return await self._call_json("GET", username, _user_path(username), parse)
+        return await self._call_json("GET", username, _path(username), parse)
 
     async def get_emails(self, username: str) -> tuple[LiveEmail, ...]:
-        return await self._call_json("GET", username, _emails_path(username), parse_emails)
+        return await self._call_json("GET", username, _path(username, "emails/"), parse_emails)
 
     async def update_profile(self, username: str, body: dict[str, str]) -> LiveProfile:
         parse = partial(parse_user, username)
-        return await self._call_json("PATCH", username, _user_path(username), parse, body)
+        return await self._call_json("PATCH", username, _path(username), parse, body)
 
     async def add_email(self, username: str, address: str) -> LiveEmail:
-        path, body = _emails_path(username), {"email": address}
-        return await self._call_json("POST", username, path, parse_email, body, retry=False)
+        path, body = _path(username, "emails/"), {"email": address}
+        return await self._call_json("POST", username, path, parse_email, body)
 
     async def delete_email(self, username: str, address: str) -> None:
-        await self._call("DELETE", username, _emails_path(username), {"email": address})
-
-    # -- plumbing -------------------------------------------------------------
+        await self._call("DELETE", username, _path(username, "emails/"), {"email": address})
 
     async def _call_json(
         self,
@@ -181,10 +164,8 @@ class AccountsClient:
         path: str,
         parse: Callable[[object], T],
         body: dict[str, str] | None = None,
-        *,
-        retry: bool = True,
     ) -> T:
-        raw = await self._call(method, username, path, body, retry=retry)
+        raw = await self._call(method, username, path, body)
         try:
             return parse(json.loads(raw))
         except ShapeError as error:  # a ValueError: first
@@ -194,13 +175,7 @@ class AccountsClient:
         raise MalformedResponse(username, method, path, detail)
 
     async def _call(
-        self,
-        method: str,
-        username: str,
-        path: str,
-        body: dict[str, str] | None = None,
-        *,
-        retry: bool = True,
+        self, method: str, username: str, path: str, body: dict[str, str] | None
     ) -> bytes:
         attempt = 0
         while True:
@@ -208,7 +183,8 @@ class AccountsClient:
             try:
                 return await self._send_once(method, username, path, body)
             except ApiError as error:
-                if not (retry and error.retryable and attempt < self._retry.attempts):
+                # A POST is never sent twice: see the module's docstring.
+                if method == "POST" or not error.retryable or attempt >= self._retry.attempts:
                     raise
                 delay = self._retry.delay(attempt, error)
                 reason = retry_reason(error)
@@ -243,7 +219,7 @@ class AccountsClient:
         else:
             http = make_http_client(self._settings, self._tls)
             self._made.append(http)
-        lane_kept, answered, status = True, False, None
+        lane_kept, status = True, None
         started = time.monotonic()
         try:
             import httpx  # here, not at module level: a warm plan never sends
@@ -257,12 +233,9 @@ class AccountsClient:
                 http.stream(method, path, json=body, headers=headers) as response,
             ):
                 self._heard = True  # it speaks: slow perhaps, but not unreachable
-                # Raw bytes, not httpx's decoding: the cap holds while inflating.
-                raw = await read_capped(
-                    response.headers, response.aiter_raw(), MAX_BODY_BYTES, username, method, path
-                )
-            answered, status = True, response.status_code
-            self._learn(response, started)
+                raw = await read_capped(response, username, method, path)
+            status = response.status_code
+            self._learn(response, time.monotonic() - started)
             if status not in (200, 201, 204):
                 raise _status_error(username, method, path, status, raw, response.headers)
             self.succeeded += 1
@@ -292,7 +265,7 @@ class AccountsClient:
         finally:
             if lane_kept:
                 self._lanes.append(http)
-            self.rate_control.done(answered=answered)
+            self.rate_control.done(answered=status is not None)
             if self._on_response is not None:
                 self._on_response(method, status, time.monotonic() - started)
 
@@ -306,6 +279,14 @@ class AccountsClient:
             detail = "no credential file for this user and no fallback token"
             raise MissingCredential(username, method, path, detail)
         return credential
+
+    def _learn(self, response: httpx.Response, seconds: float) -> None:
+        """Tell the rate control what an answer says. The first on a connection carries
+        its handshakes: it is no latency sample."""
+        stream = response.extensions["network_stream"]  # httpcore's, for HTTP/1.1 and 2
+        new_connection = stream not in self._connections
+        self._connections.add(stream)
+        self.rate_control.answered(response.status_code, response.headers, seconds, new_connection)
 
     def _where(self) -> str:
         proxy = f" (through the proxy {redacted(self._proxy)})" if self._proxy else ""
@@ -322,22 +303,6 @@ class AccountsClient:
         )
         return self.unreachable
 
-    def _learn(self, response: httpx.Response, started: float) -> None:
-        """Tell the rate control what an answer says: its status, headers and latency."""
-        # The first answer on a connection carries its handshakes: no latency sample.
-        stream = response.extensions.get("network_stream")
-        new_connection = stream is not None and stream not in self._connections
-        if new_connection:
-            self._connections.add(stream)
-        self.rate_control.answered(
-            response.status_code,
-            response.headers,
-            time.monotonic() - started,
-            # Read whatever the status: a 503 too may say when the server is back.
-            retry_after=read_retry_after(response.headers),
-            new_connection=new_connection,
-        )
-
 
 def _status_error(
     username: str, method: str, path: str, status: int, raw: bytes, headers: Mapping[str, str]
@@ -353,9 +318,5 @@ def _status_error(
     return status_error(username, method, path, status, text, read_retry_after(headers))
 
 
-def _user_path(username: str) -> str:
-    return f"/api/v1.1/users/{quote(username, safe='')}/"
-
-
-def _emails_path(username: str) -> str:
-    return f"/api/v1.1/users/{quote(username, safe='')}/emails/"
+def _path(username: str, below: str = "") -> str:
+    return f"/api/v1.1/users/{quote(username, safe='')}/{below}"

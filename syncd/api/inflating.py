@@ -10,10 +10,15 @@ raw plus the cap of inflated bytes. A deflate answer may be zlib-wrapped
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterable, Mapping
+from typing import TYPE_CHECKING
 
 from syncd.errors import MalformedResponse, excerpt
 
+if TYPE_CHECKING:
+    import httpx
+
+#: Answers larger than this are refused: no user object or email list comes near it.
+MAX_BODY_BYTES = 1024 * 1024
 #: What the client says it accepts: exactly what `read_capped` can inflate.
 ACCEPT_ENCODING = "gzip, deflate"
 
@@ -21,27 +26,21 @@ _WBITS = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
 _RAW_DEFLATE = -zlib.MAX_WBITS
 
 
-async def read_capped(
-    headers: Mapping[str, str],
-    chunks: AsyncIterable[bytes],
-    limit: int,
-    username: str,
-    method: str,
-    path: str,
-) -> bytes:
-    """The inflated body of an answer; MalformedResponse past `limit` bytes, raw or inflated."""
+async def read_capped(response: httpx.Response, username: str, method: str, path: str) -> bytes:
+    """The inflated body of `response`; MalformedResponse past the cap, raw or inflated."""
+    limit = MAX_BODY_BYTES
     too_large = MalformedResponse(
         username, method, path, f"answer is too large (over {limit // 1024} KiB)"
     )
-    declared = headers.get("Content-Length", "")
+    declared = response.headers.get("Content-Length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large
-    encoding = headers.get("Content-Encoding", "").strip().lower()
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in ("", "identity", *_WBITS):
         detail = f"answer in an encoding that was not asked for: {excerpt(encoding)!r}"
         raise MalformedResponse(username, method, path, detail)
     raw = bytearray()
-    async for chunk in chunks:
+    async for chunk in response.aiter_raw():  # not httpx's decoding: it inflates whole chunks
         raw += chunk
         if len(raw) > limit:
             raise too_large
