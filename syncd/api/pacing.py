@@ -142,25 +142,18 @@ class Pacer:
     # -- the rules --------------------------------------------------------------------
 
     @property
-    def server_rate(self) -> float | None:
-        """Requests per second the server's budget allows now (None: no need to spread)."""
-        self._renew()
-        left = self._left
-        if left is None or left >= self._quota * RESERVE:
-            return None
-        until_whole = self._whole_at - self._clock()
-        if until_whole <= 0:
-            return None
-        rate = max(left, 1) / until_whole
-        # Nor is a spread of more than MAX_RETRY_AFTER between two requests kept (a Reset
-        # hours or, sent by mistake, centuries away): as for a spent budget, see below.
-        return rate if 1 / rate <= MAX_RETRY_AFTER else None
-
-    @property
     def rate(self) -> float | None:
         """Requests per second at most, now: the lower of the cap and the server's budget."""
-        rates = [r for r in (self.max_rate, self.server_rate) if r is not None]
-        return min(rates) if rates else None
+        rates = [] if self.max_rate is None else [self.max_rate]
+        self._renew()
+        left, until_whole = self._left, self._whole_at - self._clock()
+        if left is not None and left < self._quota * RESERVE and until_whole > 0:
+            spread = max(left, 1) / until_whole
+            # Nor is a spread of more than MAX_RETRY_AFTER between two requests kept (a Reset
+            # hours or, sent by mistake, centuries away): as for a spent budget, see below.
+            if 1 / spread <= MAX_RETRY_AFTER:
+                rates.append(spread)
+        return min(rates, default=None)
 
     def allowed_at(self) -> float:
         """The earliest moment the next request may start."""
