@@ -52,12 +52,7 @@ def basic(username: str, password: str, source: str) -> Credential:
 class CredentialStore:
     """Resolves the credential of each user, per design.md section 1."""
 
-    def __init__(
-        self,
-        directory: Path | None,
-        fallback: Credential | None = None,
-        prefix: str = "",
-    ) -> None:
+    def __init__(self, directory: Path | None, fallback: Credential | None, prefix: str) -> None:
         self.directory = directory
         self.fallback = fallback
         self.prefix = prefix
@@ -109,17 +104,12 @@ class CredentialStore:
             )
         stem = f"{self.prefix}{username}"
         why = f"no {stem}.token or {stem}.password in {self.directory} and no fallback token"
-        if (near := self._near_miss(username)) is not None:
+        if self._near_misses is None:  # the first name of the listing wins
+            names = reversed(self._names)
+            self._near_misses = {key: n for n in names for key in _near_keys(n, self.prefix)}
+        if (near := self._near_misses.get(username)) is not None:
             why += f" ({near} is there: misnamed?)"
         return why
-
-    def _near_miss(self, username: str) -> str | None:
-        if self._near_misses is None:
-            self._near_misses = {}
-            for name in self._names:
-                for key in _near_keys(name, self.prefix):
-                    self._near_misses.setdefault(key, name)
-        return self._near_misses.get(username)
 
     def for_user(self, username: str) -> Credential | None:
         """The credential to use for `username`, or None when there is none usable."""

@@ -103,16 +103,12 @@ def redacted(url: str) -> str:
 
 def check_trust_files(settings: Settings) -> None:
     """A missing root or CA file is one line now, not a traceback at the first request."""
-    for name, path, want_directory in (
-        ("SSL_CERT_FILE", settings.ssl_cert_file, False),
-        ("SSL_CERT_DIR", settings.ssl_cert_dir, True),
-        ("SYNCD_CA_FILE", settings.ca_file, False),
+    for name, path, kind in (
+        ("SSL_CERT_FILE", settings.ssl_cert_file, "file"),
+        ("SSL_CERT_DIR", settings.ssl_cert_dir, "directory"),
+        ("SYNCD_CA_FILE", settings.ca_file, "file"),
     ):
-        if path is None:
-            continue
-        found = path.is_dir() if want_directory else path.is_file()
-        if not found:
-            kind = "directory" if want_directory else "file"
+        if path is not None and not (path.is_dir() if kind == "directory" else path.is_file()):
             raise UsageError(f"{name} {path}: no such {kind}")
 
 
