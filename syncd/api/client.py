@@ -76,7 +76,7 @@ RetryObserver = Callable[[str, str], None]
 log = structlog.get_logger("syncd.api")
 
 
-class AccountsClient:
+class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
     """Calls of the accounts API v1.1, each made with the credential of its user."""
 
     def __init__(
@@ -120,9 +120,6 @@ class AccountsClient:
         self._heard = False
         #: Set once no request can succeed: every later one raises it again, unsent.
         self.unreachable: ApiUnreachable | None = None
-
-    async def __aenter__(self) -> AccountsClient:
-        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         clients, self._made, self._lanes = self._made, [], []
@@ -259,8 +256,7 @@ class AccountsClient:
             lane_kept = not (isinstance(error, httpx.ConnectError) and self._proxy)
             detail, hopeless = explain_failure(error, self._proxy, self.api_url)
             if hopeless:  # the same for every request: say it once, send no more
-                self.unreachable = ApiUnreachable(f"API unreachable: {self._where()}: {detail}")
-                raise self.unreachable from None
+                raise self._unreachable(detail) from None
             raise self._no_answer(TransportError(username, method, path, detail)) from None
         finally:
             if lane_kept:
@@ -288,20 +284,20 @@ class AccountsClient:
         self._connections.add(stream)
         self.rate_control.answered(response.status_code, response.headers, seconds, new_connection)
 
-    def _where(self) -> str:
+    def _unreachable(self, detail: str) -> ApiUnreachable:
+        """Raised by this request and, unsent, by every later one."""
         proxy = f" (through the proxy {redacted(self._proxy)})" if self._proxy else ""
-        return self.api_url + proxy
+        self.unreachable = ApiUnreachable(f"API unreachable: {self.api_url}{proxy}: {detail}")
+        return self.unreachable
 
     def _no_answer(self, error: TransportError) -> TransportError | ApiUnreachable:
         """`error`, or ApiUnreachable once too many attempts got no answer and none did."""
         self._unanswered += 1
         if self._heard or self._unanswered < UNREACHABLE_AFTER:
             return error
-        self.unreachable = ApiUnreachable(
-            f"API unreachable: {self._where()}: {self._unanswered} attempts got no answer "
-            f"and none did; the last: {error.detail}"
+        return self._unreachable(
+            f"{self._unanswered} attempts got no answer and none did; the last: {error.detail}"
         )
-        return self.unreachable
 
 
 def _status_error(

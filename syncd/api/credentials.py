@@ -30,9 +30,6 @@ class Credential:
     def authorization(self) -> str:
         return f"{self.scheme} {self._secret}"
 
-    def __str__(self) -> str:
-        return f"{self.scheme} credential from {self.source}"
-
 
 def bearer(token: str, source: str) -> Credential:
     # A token travels in a header: anything but visible ASCII would make httpx

@@ -23,17 +23,15 @@ MAX_BODY_BYTES = 1024 * 1024
 ACCEPT_ENCODING = "gzip, deflate"
 
 _WBITS = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
-_RAW_DEFLATE = -zlib.MAX_WBITS
 
 
 async def read_capped(response: httpx.Response, username: str, method: str, path: str) -> bytes:
     """The inflated body of `response`; MalformedResponse past the cap, raw or inflated."""
-    limit = MAX_BODY_BYTES
     too_large = MalformedResponse(
-        username, method, path, f"answer is too large (over {limit // 1024} KiB)"
+        username, method, path, f"answer is too large (over {MAX_BODY_BYTES // 1024} KiB)"
     )
     declared = response.headers.get("Content-Length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in ("", "identity", *_WBITS):
@@ -42,30 +40,31 @@ async def read_capped(response: httpx.Response, username: str, method: str, path
     raw = bytearray()
     async for chunk in response.aiter_raw():  # not httpx's decoding: it inflates whole chunks
         raw += chunk
-        if len(raw) > limit:
+        if len(raw) > MAX_BODY_BYTES:
             raise too_large
     if encoding not in _WBITS or not raw:
         return bytes(raw)
     try:
-        body = _inflate(bytes(raw), encoding, limit)
+        body = _inflate(bytes(raw), encoding)
     except zlib.error as error:
         detail = f"unreadable answer: broken {encoding} encoding ({error})"
         raise MalformedResponse(username, method, path, detail) from None
-    if len(body) > limit:
+    if len(body) > MAX_BODY_BYTES:
         raise too_large
     return body
 
 
-def _inflate(raw: bytes, encoding: str, limit: int) -> bytes:
-    """At most `limit` + 1 bytes of what `raw` inflates to: one more says the cap is passed."""
+def _inflate(raw: bytes, encoding: str) -> bytes:
+    """At most the cap + 1 bytes of what `raw` inflates to: one more says the cap is passed."""
     inflater = zlib.decompressobj(_WBITS[encoding])
     try:
-        body = inflater.decompress(raw, limit + 1)
+        body = inflater.decompress(raw, MAX_BODY_BYTES + 1)
     except zlib.error:
         if encoding != "deflate":
             raise
-        inflater = zlib.decompressobj(_RAW_DEFLATE)
-        body = inflater.decompress(raw, limit + 1)
-    if len(body) <= limit and not inflater.eof:  # what follows the end is ignored, as httpx does
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some servers send it
+        body = inflater.decompress(raw, MAX_BODY_BYTES + 1)
+    # What follows the end is ignored, as httpx does.
+    if len(body) <= MAX_BODY_BYTES and not inflater.eof:
         raise zlib.error("the compressed answer ends before its end")
     return body

@@ -13,7 +13,7 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -103,16 +103,11 @@ def _structured(headers: Mapping[str, str]) -> Budget | None:
     return min(found, key=lambda budget: budget.remaining, default=None)
 
 
-def _members(field: str) -> list[tuple[str, dict[str, str]]]:
+def _members(field: str) -> Iterator[tuple[str, dict[str, str]]]:
     """The members of a Structured Field list, each a name and its parameters (RFC 8941)."""
-    members = []
     for match in _MEMBER.finditer(field[:4096]):  # a header of more is not a rate limit
-        params = {}
-        for param in match.group(2).split(";")[1:]:
-            key, _, value = param.partition("=")
-            params[key.strip()] = value.strip()
-        members.append((match.group(1).strip('"'), params))
-    return members
+        pairs = (param.partition("=") for param in match.group(2).split(";")[1:])
+        yield match.group(1).strip('"'), {key.strip(): value.strip() for key, _, value in pairs}
 
 
 #: Below this share of the quota left, what is left is spread until the Reset.
@@ -138,8 +133,6 @@ class Pacer:
         self._quota = 0
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
-
-    # -- the rules --------------------------------------------------------------------
 
     @property
     def rate(self) -> float | None:
@@ -214,13 +207,8 @@ class Pacer:
             self._left = max(self._left, float(self._quota))
             self._whole_at = now + DEFAULT_RESET
 
-    # -- waiting ----------------------------------------------------------------------
-
     async def turn(self) -> None:
         """Wait until a request may start, and count it as started."""
-        if self._clock() >= self.allowed_at() and not self._lock.locked():
-            self.started()
-            return
         async with self._lock:  # first come, first served; only the first one sleeps
             while (wait := self.allowed_at() - self._clock()) > 0:
                 self._changed.clear()

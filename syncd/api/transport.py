@@ -24,7 +24,6 @@ from syncd.settings import Settings, is_loopback
 if TYPE_CHECKING:
     import httpx
 
-_PROXY_SCHEMES = ("http", "https")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _BRACKETED = re.compile(r"\[([^\]]+)\](?::(\d+))?")
 
@@ -45,7 +44,7 @@ def proxy_for(settings: Settings, url: str | None = None) -> str | None:
     if "://" not in proxy:
         proxy = f"http://{proxy}"  # as curl and urllib read `host:port`
     scheme = urlsplit(proxy).scheme.lower()
-    if scheme not in _PROXY_SCHEMES:
+    if scheme not in ("http", "https"):
         raise UsageError(
             f"{variable} is a {scheme}:// proxy ({redacted(proxy)}): syncd speaks to "
             "http:// and https:// proxies only; unset it or add the API's host to no_proxy"
@@ -69,14 +68,12 @@ def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
             continue
         try:
             network = ip_network(name, strict=False)
-        except ValueError:
-            network = None
-        if network is not None:
-            if address is not None and address.version == network.version and address in network:
+        except ValueError:  # a name: itself and the names below it
+            name = name.removeprefix("*").removeprefix(".")
+            if name and (host == name or host.endswith("." + name)):
                 return True
             continue
-        name = name.removeprefix("*").removeprefix(".")
-        if name and (host == name or host.endswith("." + name)):
+        if address is not None and address in network:  # never across IP versions
             return True
     return False
 
