@@ -61,7 +61,7 @@ from syncd.settings import Settings
 if TYPE_CHECKING:
     import ssl
 
-    # Imported when the first request is made (a fifth of a warm plan's start-up).
+    # Imported at the first request: a warm plan sends none, and httpx is slow to import.
     import httpx
 
 #: Attempts without an answer, while the API has answered none, that make it unreachable.
@@ -92,17 +92,19 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         self._proxy = proxy_for(settings)
         check_trust_files(settings)
         self._credential_for = credential_for
-        self._retry = retry or RetryPolicy()
-        self._on_response = on_response
-        self._on_retry = on_retry
+        #: When to send again: also the applier's, for the writes it retries itself.
+        self.retry = retry or RetryPolicy()
+        self._on_response = on_response or (lambda method, status, seconds: None)
+        self._on_retry = on_retry or (lambda method, reason: None)
         self._settings = settings
+        #: The base URL every call goes to, for messages.
+        self.api_url = settings.api_url
         #: The process's rate control for this API, shared with the clients before this one.
         self.rate_control = RateControl.shared(settings)
         # Made at the first request: a warm plan sends none, and loading the roots is not free.
         self._tls: ssl.SSLContext | None = None
         self._lanes: list[httpx.AsyncClient] = []  # free, the last returned last
         self._made: list[httpx.AsyncClient] = []  # all, closed at the end
-        # The connections that have answered (httpcore's network streams, held weakly).
         self._connections: weakref.WeakSet[object] = weakref.WeakSet()
         #: Awaited before a write is sent again after a wait: the applier's group
         #: commit, which on PostgreSQL goes through the session that holds the lock,
@@ -126,15 +128,6 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         async with contextlib.AsyncExitStack() as closing:
             for http in clients:
                 closing.push_async_callback(http.aclose)
-
-    @property
-    def api_url(self) -> str:
-        """The base URL every call goes to, for messages."""
-        return self._settings.api_url
-
-    def retry_delay(self, attempt: int, error: ApiError) -> float:
-        """How long to wait before trying again after `error` (for the caller's own retries)."""
-        return self._retry.delay(attempt, error)
 
     async def get_user(self, username: str) -> LiveProfile:
         parse = partial(parse_user, username)
@@ -180,10 +173,9 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
             try:
                 return await self._send_once(method, username, path, body)
             except ApiError as error:
-                # A POST is never sent twice: see the module's docstring.
-                if method == "POST" or not error.retryable or attempt >= self._retry.attempts:
+                if method == "POST" or not error.retryable or attempt >= self.retry.attempts:
                     raise
-                delay = self._retry.delay(attempt, error)
+                delay = self.retry.delay(attempt, error)
                 reason = retry_reason(error)
                 log.debug(
                     "api_retry",
@@ -195,8 +187,7 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
                     detail=error.detail,
                     delay=round(delay, 3),
                 )
-                if self._on_retry is not None:
-                    self._on_retry(method, reason)
+                self._on_retry(method, reason)
                 await asyncio.sleep(delay)
                 if method != "GET" and self.fence is not None:
                     await self.fence()  # another instance may have taken over meanwhile
@@ -211,15 +202,14 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         # comes closer to the next than the rate allows.
         self._tls = self._tls or tls_context(self._settings)
         await self.rate_control.admit()
-        if self._lanes:  # no more lanes than requests admitted at once
-            http = self._lanes.pop()
-        else:
-            http = make_http_client(self._settings, self._tls)
-            self._made.append(http)
+        if not self._lanes:  # no more lanes than requests admitted at once
+            self._made.append(make_http_client(self._settings, self._tls))
+            self._lanes.append(self._made[-1])
+        http = self._lanes.pop()
         lane_kept, status = True, None
         started = time.monotonic()
         try:
-            import httpx  # here, not at module level: a warm plan never sends
+            import httpx
 
             self.requests[method] += 1
             # The whole exchange, connecting and the body included, rather than
@@ -233,14 +223,11 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
                 raw = await read_capped(response, username, method, path)
             status = response.status_code
             self._learn(response, time.monotonic() - started)
+            self.answered += status < 500
             if status not in (200, 201, 204):
                 raise _status_error(username, method, path, status, raw, response.headers)
             self.succeeded += 1
-            self.answered += 1
             return raw
-        except HttpStatusError as error:
-            self.answered += error.status < 500
-            raise
         except TimeoutError:
             self.rate_control.timed_out()
             detail = f"no complete answer within {self._settings.timeout:g} s (SYNCD_TIMEOUT)"
@@ -262,8 +249,7 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
             if lane_kept:
                 self._lanes.append(http)
             self.rate_control.done(answered=status is not None)
-            if self._on_response is not None:
-                self._on_response(method, status, time.monotonic() - started)
+            self._on_response(method, status, time.monotonic() - started)
 
     def _credential(self, username: str, method: str, path: str) -> Credential:
         try:
@@ -277,15 +263,13 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         return credential
 
     def _learn(self, response: httpx.Response, seconds: float) -> None:
-        """Tell the rate control what an answer says. The first on a connection carries
-        its handshakes: it is no latency sample."""
+        """Teach the rate control; a connection's first answer carries handshakes: no sample."""
         stream = response.extensions["network_stream"]  # httpcore's, for HTTP/1.1 and 2
         new_connection = stream not in self._connections
         self._connections.add(stream)
         self.rate_control.answered(response.status_code, response.headers, seconds, new_connection)
 
     def _unreachable(self, detail: str) -> ApiUnreachable:
-        """Raised by this request and, unsent, by every later one."""
         proxy = f" (through the proxy {redacted(self._proxy)})" if self._proxy else ""
         self.unreachable = ApiUnreachable(f"API unreachable: {self.api_url}{proxy}: {detail}")
         return self.unreachable

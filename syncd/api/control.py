@@ -146,11 +146,9 @@ class RateControl:
 
     @classmethod
     def shared(cls, settings: Settings) -> RateControl:
-        """The controller of this event loop for the API and these settings, made once.
-
-        Other settings (a SIGHUP that changed them) make another: the old one's
-        history was for rules that no longer hold. Outside a loop, a new one.
-        """
+        """The controller of this event loop for the API and these settings, made once;
+        outside a loop, a new one. Other settings (a SIGHUP) make another: the old one's
+        history was for rules that no longer hold."""
         try:
             controls = _SHARED.setdefault(asyncio.get_running_loop(), {})
         except RuntimeError:
@@ -182,7 +180,6 @@ class RateControl:
         if not self.adaptive:
             return
         budget = read_budget(headers, time.time())
-        # The others in flight reach the server after this answer left it: they spend first.
         self.pacer.heard(budget, self.in_flight - 1)
         if status not in (429, 503):
             self.limit.answered(None if new_connection else seconds, self.in_flight)

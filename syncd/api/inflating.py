@@ -27,16 +27,17 @@ _WBITS = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
 
 async def read_capped(response: httpx.Response, username: str, method: str, path: str) -> bytes:
     """The inflated body of `response`; MalformedResponse past the cap, raw or inflated."""
-    too_large = MalformedResponse(
-        username, method, path, f"answer is too large (over {MAX_BODY_BYTES // 1024} KiB)"
-    )
+
+    def malformed(detail: str) -> MalformedResponse:
+        return MalformedResponse(username, method, path, detail)
+
+    too_large = malformed(f"answer is too large (over {MAX_BODY_BYTES // 1024} KiB)")
     declared = response.headers.get("Content-Length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in ("", "identity", *_WBITS):
-        detail = f"answer in an encoding that was not asked for: {excerpt(encoding)!r}"
-        raise MalformedResponse(username, method, path, detail)
+        raise malformed(f"answer in an encoding that was not asked for: {excerpt(encoding)!r}")
     raw = bytearray()
     async for chunk in response.aiter_raw():  # not httpx's decoding: it inflates whole chunks
         raw += chunk
@@ -47,8 +48,7 @@ async def read_capped(response: httpx.Response, username: str, method: str, path
     try:
         body = _inflate(bytes(raw), encoding)
     except zlib.error as error:
-        detail = f"unreadable answer: broken {encoding} encoding ({error})"
-        raise MalformedResponse(username, method, path, detail) from None
+        raise malformed(f"unreadable answer: broken {encoding} encoding ({error})") from None
     if len(body) > MAX_BODY_BYTES:
         raise too_large
     return body

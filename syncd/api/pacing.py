@@ -61,17 +61,13 @@ def _draft(headers: Mapping[str, str], prefix: str, now: float) -> Budget | None
     if remaining is None:
         return None
     reset = _reset(headers.get(prefix + "Reset"), now)
-    return Budget(
-        remaining,
-        DEFAULT_RESET if reset is None else reset,
-        _integer(headers.get(prefix + "Limit")),
-    )
+    return Budget(remaining, reset, _integer(headers.get(prefix + "Limit")))
 
 
-def _reset(value: str | None, now: float) -> float | None:
+def _reset(value: str | None, now: float) -> float:
     match = _NUMBER.fullmatch(value) if value is not None else None
     if match is None:
-        return None
+        return DEFAULT_RESET
     seconds = float(match.group(1))
     if seconds > _UNIX_TIME_MS:
         seconds = seconds / 1000 - now
@@ -87,9 +83,7 @@ def _integer(value: str | None) -> int | None:
 
 def _structured(headers: Mapping[str, str]) -> Budget | None:
     """The later draft: `RateLimit: "name";r=…;t=…`, limits from `RateLimit-Policy`."""
-    field = headers.get("RateLimit")
-    if field is None:
-        return None
+    field = headers.get("RateLimit", "")
     quotas = dict(_members(headers.get("RateLimit-Policy", "")))
     found: list[Budget] = []
     for name, params in _members(field):
@@ -124,7 +118,6 @@ class Pacer:
         self._clock = clock
         #: No request starts before this moment (a 429's Retry-After).
         self.not_before = -math.inf
-        # When the previous request started, as the rate counts it (see `started`).
         self._previous = -math.inf
         # The budget as this client reckons it: what the last answer left, less what was
         # sent since, until the moment the quota is whole again (None: no budget known).

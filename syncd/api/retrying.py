@@ -1,8 +1,4 @@
-"""When to send a request again: the retry policy's waits, and Retry-After as a server says it.
-
-Pure rules over an error and an attempt's number, which syncd.api.client obeys;
-the waits themselves are told in RetryPolicy.delay.
-"""
+"""When to send a request again: the retry policy's waits, and Retry-After as a server says it."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import httpx
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_BRACKETED = re.compile(r"\[([^\]]+)\](?::(\d+))?")
+_ENTRY = re.compile(r"(?:\[([^\]]+)\]|([^:\[\]]*))(?::([0-9]+))?")
 
 
 def proxy_for(settings: Settings, url: str | None = None) -> str | None:
@@ -80,14 +80,10 @@ def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
 
 def _split_port(entry: str) -> tuple[str, int | None]:
     """`name`, `name:port`, `[v6]:port` or a bare IPv6 address → (name, port or None)."""
-    bracketed = _BRACKETED.fullmatch(entry)
-    if bracketed:
-        name, port = bracketed.groups()
-        return name, int(port) if port else None
-    name, colon, port = entry.rpartition(":")
-    if colon and port.isdigit() and ":" not in name:
-        return name, int(port)
-    return entry, None
+    if (match := _ENTRY.fullmatch(entry)) is None:
+        return entry, None
+    bracketed, name, port = match.groups()
+    return bracketed or name, int(port) if port else None
 
 
 def redacted(url: str) -> str:
@@ -188,8 +184,7 @@ def explain_failure(
             return f"connection refused by {peer}", False
         if any(isinstance(c, socket.gaierror) for c in causes):
             return f"cannot resolve the host of {peer}", False
-        text = str(error) or "no connection"
-        return f"cannot connect to {peer}: {text}", False
+        return f"cannot connect to {peer}: {str(error) or 'no connection'}", False
     if isinstance(error, httpx.WriteError) or any(isinstance(c, BrokenPipeError) for c in causes):
         return "the connection was closed while the request was being sent", False
     if any(isinstance(c, ConnectionResetError) for c in causes):
