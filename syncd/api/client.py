@@ -18,7 +18,6 @@ import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
@@ -62,11 +61,9 @@ from syncd.settings import Settings
 if TYPE_CHECKING:
     import ssl
 
-    # Imported when the first request is made (a fifth of a warm plan's start-up).
+    # Imported at the first request: a warm plan sends none, and httpx is slow to import.
     import httpx
 
-#: Answers larger than this are refused: no user object or email list comes near it.
-MAX_BODY_BYTES = 1024 * 1024
 #: Attempts without an answer, while the API has answered none, that make it unreachable.
 UNREACHABLE_AFTER = 5
 
@@ -79,7 +76,7 @@ RetryObserver = Callable[[str, str], None]
 log = structlog.get_logger("syncd.api")
 
 
-class AccountsClient:
+class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
     """Calls of the accounts API v1.1, each made with the credential of its user."""
 
     def __init__(
@@ -95,22 +92,19 @@ class AccountsClient:
         self._proxy = proxy_for(settings)
         check_trust_files(settings)
         self._credential_for = credential_for
-        self._retry = retry or RetryPolicy()
-        self._on_response = on_response
-        self._on_retry = on_retry
+        #: When to send again: also the applier's, for the writes it retries itself.
+        self.retry = retry or RetryPolicy()
+        self._on_response = on_response or (lambda method, status, seconds: None)
+        self._on_retry = on_retry or (lambda method, reason: None)
         self._settings = settings
+        #: The base URL every call goes to, for messages.
+        self.api_url = settings.api_url
         #: The process's rate control for this API, shared with the clients before this one.
-        self.rate_control = RateControl.shared(
-            settings.api_url,
-            settings.concurrency,
-            max_rate=settings.max_rate,
-            adaptive=settings.adaptive,
-        )
+        self.rate_control = RateControl.shared(settings)
         # Made at the first request: a warm plan sends none, and loading the roots is not free.
         self._tls: ssl.SSLContext | None = None
         self._lanes: list[httpx.AsyncClient] = []  # free, the last returned last
         self._made: list[httpx.AsyncClient] = []  # all, closed at the end
-        # The connections that have answered (httpcore's network streams, held weakly).
         self._connections: weakref.WeakSet[object] = weakref.WeakSet()
         #: Awaited before a write is sent again after a wait: the applier's group
         #: commit, which on PostgreSQL goes through the session that holds the lock,
@@ -129,50 +123,29 @@ class AccountsClient:
         #: Set once no request can succeed: every later one raises it again, unsent.
         self.unreachable: ApiUnreachable | None = None
 
-    async def __aenter__(self) -> AccountsClient:
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         clients, self._made, self._lanes = self._made, [], []
         async with contextlib.AsyncExitStack() as closing:
             for http in clients:
                 closing.push_async_callback(http.aclose)
 
-    @property
-    def api_url(self) -> str:
-        """The base URL every call goes to, for messages."""
-        return self._settings.api_url
-
-    def retry_delay(self, attempt: int, error: ApiError) -> float:
-        """How long to wait before trying again after `error` (for the caller's own retries)."""
-        return self._retry.delay(attempt, error)
-
-    # -- the five calls -------------------------------------------------------
-
     async def get_user(self, username: str) -> LiveProfile:
         parse = partial(parse_user, username)
-        return await self._call_json("GET", username, _user_path(username), parse)
+        return await self._call_json("GET", username, _path(username), parse)
 
     async def get_emails(self, username: str) -> tuple[LiveEmail, ...]:
-        return await self._call_json("GET", username, _emails_path(username), parse_emails)
+        return await self._call_json("GET", username, _path(username, "emails/"), parse_emails)
 
     async def update_profile(self, username: str, body: dict[str, str]) -> LiveProfile:
         parse = partial(parse_user, username)
-        return await self._call_json("PATCH", username, _user_path(username), parse, body)
+        return await self._call_json("PATCH", username, _path(username), parse, body)
 
     async def add_email(self, username: str, address: str) -> LiveEmail:
-        path, body = _emails_path(username), {"email": address}
-        return await self._call_json("POST", username, path, parse_email, body, retry=False)
+        path, body = _path(username, "emails/"), {"email": address}
+        return await self._call_json("POST", username, path, parse_email, body)
 
     async def delete_email(self, username: str, address: str) -> None:
-        await self._call("DELETE", username, _emails_path(username), {"email": address})
-
-    # -- plumbing -------------------------------------------------------------
+        await self._call("DELETE", username, _path(username, "emails/"), {"email": address})
 
     async def _call_json(
         self,
@@ -181,10 +154,8 @@ class AccountsClient:
         path: str,
         parse: Callable[[object], T],
         body: dict[str, str] | None = None,
-        *,
-        retry: bool = True,
     ) -> T:
-        raw = await self._call(method, username, path, body, retry=retry)
+        raw = await self._call(method, username, path, body)
         try:
             return parse(json.loads(raw))
         except ShapeError as error:  # a ValueError: first
@@ -194,13 +165,7 @@ class AccountsClient:
         raise MalformedResponse(username, method, path, detail)
 
     async def _call(
-        self,
-        method: str,
-        username: str,
-        path: str,
-        body: dict[str, str] | None = None,
-        *,
-        retry: bool = True,
+        self, method: str, username: str, path: str, body: dict[str, str] | None
     ) -> bytes:
         attempt = 0
         while True:
@@ -208,9 +173,9 @@ class AccountsClient:
             try:
                 return await self._send_once(method, username, path, body)
             except ApiError as error:
-                if not (retry and error.retryable and attempt < self._retry.attempts):
+                if method == "POST" or not error.retryable or attempt >= self.retry.attempts:
                     raise
-                delay = self._retry.delay(attempt, error)
+                delay = self.retry.delay(attempt, error)
                 reason = retry_reason(error)
                 log.debug(
                     "api_retry",
@@ -222,8 +187,7 @@ class AccountsClient:
                     detail=error.detail,
                     delay=round(delay, 3),
                 )
-                if self._on_retry is not None:
-                    self._on_retry(method, reason)
+                self._on_retry(method, reason)
                 await asyncio.sleep(delay)
                 if method != "GET" and self.fence is not None:
                     await self.fence()  # another instance may have taken over meanwhile
@@ -238,15 +202,14 @@ class AccountsClient:
         # comes closer to the next than the rate allows.
         self._tls = self._tls or tls_context(self._settings)
         await self.rate_control.admit()
-        if self._lanes:  # no more lanes than requests admitted at once
-            http = self._lanes.pop()
-        else:
-            http = make_http_client(self._settings, self._tls)
-            self._made.append(http)
-        lane_kept, answered, status = True, False, None
+        if not self._lanes:  # no more lanes than requests admitted at once
+            self._made.append(make_http_client(self._settings, self._tls))
+            self._lanes.append(self._made[-1])
+        http = self._lanes.pop()
+        lane_kept, status = True, None
         started = time.monotonic()
         try:
-            import httpx  # here, not at module level: a warm plan never sends
+            import httpx
 
             self.requests[method] += 1
             # The whole exchange, connecting and the body included, rather than
@@ -257,20 +220,14 @@ class AccountsClient:
                 http.stream(method, path, json=body, headers=headers) as response,
             ):
                 self._heard = True  # it speaks: slow perhaps, but not unreachable
-                # Raw bytes, not httpx's decoding: the cap holds while inflating.
-                raw = await read_capped(
-                    response.headers, response.aiter_raw(), MAX_BODY_BYTES, username, method, path
-                )
-            answered, status = True, response.status_code
-            self._learn(response, started)
+                raw = await read_capped(response, username, method, path)
+            status = response.status_code
+            self._learn(response, time.monotonic() - started)
+            self.answered += status < 500
             if status not in (200, 201, 204):
                 raise _status_error(username, method, path, status, raw, response.headers)
             self.succeeded += 1
-            self.answered += 1
             return raw
-        except HttpStatusError as error:
-            self.answered += error.status < 500
-            raise
         except TimeoutError:
             self.rate_control.timed_out()
             detail = f"no complete answer within {self._settings.timeout:g} s (SYNCD_TIMEOUT)"
@@ -286,15 +243,13 @@ class AccountsClient:
             lane_kept = not (isinstance(error, httpx.ConnectError) and self._proxy)
             detail, hopeless = explain_failure(error, self._proxy, self.api_url)
             if hopeless:  # the same for every request: say it once, send no more
-                self.unreachable = ApiUnreachable(f"API unreachable: {self._where()}: {detail}")
-                raise self.unreachable from None
+                raise self._unreachable(detail) from None
             raise self._no_answer(TransportError(username, method, path, detail)) from None
         finally:
             if lane_kept:
                 self._lanes.append(http)
-            self.rate_control.done(answered=answered)
-            if self._on_response is not None:
-                self._on_response(method, status, time.monotonic() - started)
+            self.rate_control.done(answered=status is not None)
+            self._on_response(method, status, time.monotonic() - started)
 
     def _credential(self, username: str, method: str, path: str) -> Credential:
         try:
@@ -307,35 +262,25 @@ class AccountsClient:
             raise MissingCredential(username, method, path, detail)
         return credential
 
-    def _where(self) -> str:
+    def _learn(self, response: httpx.Response, seconds: float) -> None:
+        """Teach the rate control; a connection's first answer carries handshakes: no sample."""
+        stream = response.extensions["network_stream"]  # httpcore's, for HTTP/1.1 and 2
+        new_connection = stream not in self._connections
+        self._connections.add(stream)
+        self.rate_control.answered(response.status_code, response.headers, seconds, new_connection)
+
+    def _unreachable(self, detail: str) -> ApiUnreachable:
         proxy = f" (through the proxy {redacted(self._proxy)})" if self._proxy else ""
-        return self.api_url + proxy
+        self.unreachable = ApiUnreachable(f"API unreachable: {self.api_url}{proxy}: {detail}")
+        return self.unreachable
 
     def _no_answer(self, error: TransportError) -> TransportError | ApiUnreachable:
         """`error`, or ApiUnreachable once too many attempts got no answer and none did."""
         self._unanswered += 1
         if self._heard or self._unanswered < UNREACHABLE_AFTER:
             return error
-        self.unreachable = ApiUnreachable(
-            f"API unreachable: {self._where()}: {self._unanswered} attempts got no answer "
-            f"and none did; the last: {error.detail}"
-        )
-        return self.unreachable
-
-    def _learn(self, response: httpx.Response, started: float) -> None:
-        """Tell the rate control what an answer says: its status, headers and latency."""
-        # The first answer on a connection carries its handshakes: no latency sample.
-        stream = response.extensions.get("network_stream")
-        new_connection = stream is not None and stream not in self._connections
-        if new_connection:
-            self._connections.add(stream)
-        self.rate_control.answered(
-            response.status_code,
-            response.headers,
-            time.monotonic() - started,
-            # Read whatever the status: a 503 too may say when the server is back.
-            retry_after=read_retry_after(response.headers),
-            new_connection=new_connection,
+        return self._unreachable(
+            f"{self._unanswered} attempts got no answer and none did; the last: {error.detail}"
         )
 
 
@@ -353,9 +298,5 @@ def _status_error(
     return status_error(username, method, path, status, text, read_retry_after(headers))
 
 
-def _user_path(username: str) -> str:
-    return f"/api/v1.1/users/{quote(username, safe='')}/"
-
-
-def _emails_path(username: str) -> str:
-    return f"/api/v1.1/users/{quote(username, safe='')}/emails/"
+def _path(username: str, below: str = "") -> str:
+    return f"/api/v1.1/users/{quote(username, safe='')}/{below}"

@@ -16,6 +16,8 @@ import weakref
 from collections.abc import Callable, Mapping
 
 from syncd.api.pacing import Pacer, read_budget
+from syncd.api.retrying import read_retry_after
+from syncd.settings import Settings
 
 #: Seconds between two measures of how long a turn of the event loop takes, and the
 #: weight of each new measure in its average.
@@ -131,7 +133,7 @@ class Slots:
 class RateControl:
     """Admits each request when the limit and the pacer allow, and learns from its answer."""
 
-    def __init__(self, maximum: int, *, max_rate: float | None, adaptive: bool) -> None:
+    def __init__(self, maximum: int, max_rate: float | None, adaptive: bool) -> None:
         self.adaptive = adaptive
         self.limit = AdaptiveLimit(maximum)
         if not adaptive:
@@ -143,21 +145,17 @@ class RateControl:
         self.in_flight = 0
 
     @classmethod
-    def shared(
-        cls, api_url: str, maximum: int, *, max_rate: float | None, adaptive: bool
-    ) -> RateControl:
-        """The controller of this event loop for `api_url` and these settings, made once.
-
-        Other settings (a SIGHUP that changed them) make another: the old one's
-        history was for rules that no longer hold. Outside a loop, a new one.
-        """
+    def shared(cls, settings: Settings) -> RateControl:
+        """The controller of this event loop for the API and these settings, made once;
+        outside a loop, a new one. Other settings (a SIGHUP) make another: the old one's
+        history was for rules that no longer hold."""
         try:
             controls = _SHARED.setdefault(asyncio.get_running_loop(), {})
         except RuntimeError:
             controls = {}
-        key = (api_url, maximum, max_rate, adaptive)
+        key = (settings.api_url, settings.concurrency, settings.max_rate, settings.adaptive)
         if key not in controls:
-            controls[key] = cls(maximum, max_rate=max_rate, adaptive=adaptive)
+            controls[key] = cls(settings.concurrency, settings.max_rate, settings.adaptive)
         return controls[key]
 
     async def admit(self) -> None:
@@ -176,31 +174,24 @@ class RateControl:
             asyncio.get_running_loop().call_soon(self._loop_turned, now)
 
     def answered(
-        self,
-        status: int,
-        headers: Mapping[str, str],
-        seconds: float,
-        *,
-        retry_after: float | None,
-        new_connection: bool,
+        self, status: int, headers: Mapping[str, str], seconds: float, new_connection: bool
     ) -> None:
         """What one answer teaches: call before `done()` for the same request."""
-        if status == 429 and self.adaptive and retry_after is not None:
-            # The limit is this client's: every request waits, not just this one.
-            self.pacer.pause(retry_after)
         if not self.adaptive:
             return
         budget = read_budget(headers, time.time())
-        # The others in flight reach the server after this answer left it: they spend first.
         self.pacer.heard(budget, self.in_flight - 1)
-        if status in (429, 503):  # the server overloaded, or this client over its limit
-            self.limit.overloaded()
-            if status == 429 and retry_after is None and budget is None:
-                # Overloaded, and not told for how long: a second, as RetryPolicy waits.
-                self.pacer.pause(1.0)
-        else:
+        if status not in (429, 503):
             self.limit.answered(None if new_connection else seconds, self.in_flight)
             self.slots.wake()
+            return
+        self.limit.overloaded()  # the server overloaded, or this client over its limit
+        if status == 429:
+            # The limit is this client's: every request waits, not just this one. Not told
+            # for how long, by Retry-After or a budget: a second, as RetryPolicy waits.
+            retry_after = read_retry_after(headers)
+            if retry_after is not None or budget is None:
+                self.pacer.pause(1.0 if retry_after is None else retry_after)
 
     def timed_out(self) -> None:
         """No answer within SYNCD_TIMEOUT: a sign of overload, as a 429 or a 503 is."""

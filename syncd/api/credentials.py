@@ -30,9 +30,6 @@ class Credential:
     def authorization(self) -> str:
         return f"{self.scheme} {self._secret}"
 
-    def __str__(self) -> str:
-        return f"{self.scheme} credential from {self.source}"
-
 
 def bearer(token: str, source: str) -> Credential:
     # A token travels in a header: anything but visible ASCII would make httpx
@@ -52,31 +49,25 @@ def basic(username: str, password: str, source: str) -> Credential:
 class CredentialStore:
     """Resolves the credential of each user, per design.md section 1."""
 
-    def __init__(
-        self,
-        directory: Path | None,
-        fallback: Credential | None = None,
-        prefix: str = "",
-    ) -> None:
+    def __init__(self, directory: Path | None, fallback: Credential | None, prefix: str) -> None:
         self.directory = directory
         self.fallback = fallback
         self.prefix = prefix
-        # File names, not Paths: a Path per entry took 0.1 s of a warm plan of 10,000 users.
+        # File names, not Paths: a Path per entry was much of a warm plan's start-up.
         self._files: dict[str, str] = {}
         self._names: list[str] = []
         self._near_misses: dict[str, str] | None = None  # made when a user first lacks a file
         if directory is not None:
             if not directory.is_dir():
                 raise SettingsError(f"credentials directory {directory}: no such directory")
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    self._names.append(entry.name)
-                    # LoadCredential=ID:DIR names each file ID_<name>: see credentials_prefix.
-                    if not entry.name.startswith(prefix):
-                        continue
-                    username, _, kind = entry.name[len(prefix) :].rpartition(".")
-                    if kind == "token" or (kind == "password" and username not in self._files):
-                        self._files[username] = entry.name
+            self._names = os.listdir(directory)
+            for name in self._names:
+                # LoadCredential=ID:DIR names each file ID_<name>: see credentials_prefix.
+                if not name.startswith(prefix):
+                    continue
+                username, _, kind = name[len(prefix) :].rpartition(".")
+                if kind == "token" or (kind == "password" and username not in self._files):
+                    self._files[username] = name
         self._cache: dict[str, Credential | None] = {}
 
     @classmethod
@@ -88,9 +79,8 @@ class CredentialStore:
             secret = read_secret_file(settings.token_file, settings.credentials_dir)
             fallback = bearer(secret, str(settings.token_file))
         elif settings.username and settings.password is not None:
-            fallback = basic(
-                settings.username, settings.password.get_secret_value(), "SYNCD_USERNAME"
-            )
+            password = settings.password.get_secret_value()
+            fallback = basic(settings.username, password, "SYNCD_USERNAME")
         return cls(settings.credentials_dir, fallback, settings.credentials_prefix)
 
     def usernames(self) -> list[str]:
@@ -109,17 +99,12 @@ class CredentialStore:
             )
         stem = f"{self.prefix}{username}"
         why = f"no {stem}.token or {stem}.password in {self.directory} and no fallback token"
-        if (near := self._near_miss(username)) is not None:
+        if self._near_misses is None:  # the first name of the listing wins
+            names = reversed(self._names)
+            self._near_misses = {key: n for n in names for key in _near_keys(n, self.prefix)}
+        if (near := self._near_misses.get(username)) is not None:
             why += f" ({near} is there: misnamed?)"
         return why
-
-    def _near_miss(self, username: str) -> str | None:
-        if self._near_misses is None:
-            self._near_misses = {}
-            for name in self._names:
-                for key in _near_keys(name, self.prefix):
-                    self._near_misses.setdefault(key, name)
-        return self._near_misses.get(username)
 
     def for_user(self, username: str) -> Credential | None:
         """The credential to use for `username`, or None when there is none usable."""

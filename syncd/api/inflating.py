@@ -10,63 +10,61 @@ raw plus the cap of inflated bytes. A deflate answer may be zlib-wrapped
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterable, Mapping
+from typing import TYPE_CHECKING
 
 from syncd.errors import MalformedResponse, excerpt
 
+if TYPE_CHECKING:
+    import httpx
+
+#: Answers larger than this are refused: no user object or email list comes near it.
+MAX_BODY_BYTES = 1024 * 1024
 #: What the client says it accepts: exactly what `read_capped` can inflate.
 ACCEPT_ENCODING = "gzip, deflate"
 
 _WBITS = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
-_RAW_DEFLATE = -zlib.MAX_WBITS
 
 
-async def read_capped(
-    headers: Mapping[str, str],
-    chunks: AsyncIterable[bytes],
-    limit: int,
-    username: str,
-    method: str,
-    path: str,
-) -> bytes:
-    """The inflated body of an answer; MalformedResponse past `limit` bytes, raw or inflated."""
-    too_large = MalformedResponse(
-        username, method, path, f"answer is too large (over {limit // 1024} KiB)"
-    )
-    declared = headers.get("Content-Length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+async def read_capped(response: httpx.Response, username: str, method: str, path: str) -> bytes:
+    """The inflated body of `response`; MalformedResponse past the cap, raw or inflated."""
+
+    def malformed(detail: str) -> MalformedResponse:
+        return MalformedResponse(username, method, path, detail)
+
+    too_large = malformed(f"answer is too large (over {MAX_BODY_BYTES // 1024} KiB)")
+    declared = response.headers.get("Content-Length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large
-    encoding = headers.get("Content-Encoding", "").strip().lower()
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in ("", "identity", *_WBITS):
-        detail = f"answer in an encoding that was not asked for: {excerpt(encoding)!r}"
-        raise MalformedResponse(username, method, path, detail)
+        raise malformed(f"answer in an encoding that was not asked for: {excerpt(encoding)!r}")
     raw = bytearray()
-    async for chunk in chunks:
+    async for chunk in response.aiter_raw():  # not httpx's decoding: it inflates whole chunks
         raw += chunk
-        if len(raw) > limit:
+        if len(raw) > MAX_BODY_BYTES:
             raise too_large
     if encoding not in _WBITS or not raw:
         return bytes(raw)
     try:
-        body = _inflate(bytes(raw), encoding, limit)
+        body = _inflate(bytes(raw), encoding)
     except zlib.error as error:
-        detail = f"unreadable answer: broken {encoding} encoding ({error})"
-        raise MalformedResponse(username, method, path, detail) from None
-    if len(body) > limit:
+        raise malformed(f"unreadable answer: broken {encoding} encoding ({error})") from None
+    if len(body) > MAX_BODY_BYTES:
         raise too_large
     return body
 
 
-def _inflate(raw: bytes, encoding: str, limit: int) -> bytes:
-    """At most `limit` + 1 bytes of what `raw` inflates to: one more says the cap is passed."""
+def _inflate(raw: bytes, encoding: str) -> bytes:
+    """At most the cap + 1 bytes of what `raw` inflates to: one more says the cap is passed."""
     inflater = zlib.decompressobj(_WBITS[encoding])
     try:
-        body = inflater.decompress(raw, limit + 1)
+        body = inflater.decompress(raw, MAX_BODY_BYTES + 1)
     except zlib.error:
         if encoding != "deflate":
             raise
-        inflater = zlib.decompressobj(_RAW_DEFLATE)
-        body = inflater.decompress(raw, limit + 1)
-    if len(body) <= limit and not inflater.eof:  # what follows the end is ignored, as httpx does
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some servers send it
+        body = inflater.decompress(raw, MAX_BODY_BYTES + 1)
+    # What follows the end is ignored, as httpx does.
+    if len(body) <= MAX_BODY_BYTES and not inflater.eof:
         raise zlib.error("the compressed answer ends before its end")
     return body

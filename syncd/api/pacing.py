@@ -13,7 +13,7 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -61,17 +61,13 @@ def _draft(headers: Mapping[str, str], prefix: str, now: float) -> Budget | None
     if remaining is None:
         return None
     reset = _reset(headers.get(prefix + "Reset"), now)
-    return Budget(
-        remaining,
-        DEFAULT_RESET if reset is None else reset,
-        _integer(headers.get(prefix + "Limit")),
-    )
+    return Budget(remaining, reset, _integer(headers.get(prefix + "Limit")))
 
 
-def _reset(value: str | None, now: float) -> float | None:
+def _reset(value: str | None, now: float) -> float:
     match = _NUMBER.fullmatch(value) if value is not None else None
     if match is None:
-        return None
+        return DEFAULT_RESET
     seconds = float(match.group(1))
     if seconds > _UNIX_TIME_MS:
         seconds = seconds / 1000 - now
@@ -87,9 +83,7 @@ def _integer(value: str | None) -> int | None:
 
 def _structured(headers: Mapping[str, str]) -> Budget | None:
     """The later draft: `RateLimit: "name";r=…;t=…`, limits from `RateLimit-Policy`."""
-    field = headers.get("RateLimit")
-    if field is None:
-        return None
+    field = headers.get("RateLimit", "")
     quotas = dict(_members(headers.get("RateLimit-Policy", "")))
     found: list[Budget] = []
     for name, params in _members(field):
@@ -103,16 +97,11 @@ def _structured(headers: Mapping[str, str]) -> Budget | None:
     return min(found, key=lambda budget: budget.remaining, default=None)
 
 
-def _members(field: str) -> list[tuple[str, dict[str, str]]]:
+def _members(field: str) -> Iterator[tuple[str, dict[str, str]]]:
     """The members of a Structured Field list, each a name and its parameters (RFC 8941)."""
-    members = []
     for match in _MEMBER.finditer(field[:4096]):  # a header of more is not a rate limit
-        params = {}
-        for param in match.group(2).split(";")[1:]:
-            key, _, value = param.partition("=")
-            params[key.strip()] = value.strip()
-        members.append((match.group(1).strip('"'), params))
-    return members
+        pairs = (param.partition("=") for param in match.group(2).split(";")[1:])
+        yield match.group(1).strip('"'), {key.strip(): value.strip() for key, _, value in pairs}
 
 
 #: Below this share of the quota left, what is left is spread until the Reset.
@@ -129,7 +118,6 @@ class Pacer:
         self._clock = clock
         #: No request starts before this moment (a 429's Retry-After).
         self.not_before = -math.inf
-        # When the previous request started, as the rate counts it (see `started`).
         self._previous = -math.inf
         # The budget as this client reckons it: what the last answer left, less what was
         # sent since, until the moment the quota is whole again (None: no budget known).
@@ -139,28 +127,19 @@ class Pacer:
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
 
-    # -- the rules --------------------------------------------------------------------
-
-    @property
-    def server_rate(self) -> float | None:
-        """Requests per second the server's budget allows now (None: no need to spread)."""
-        self._renew()
-        left = self._left
-        if left is None or left >= self._quota * RESERVE:
-            return None
-        until_whole = self._whole_at - self._clock()
-        if until_whole <= 0:
-            return None
-        rate = max(left, 1) / until_whole
-        # Nor is a spread of more than MAX_RETRY_AFTER between two requests kept (a Reset
-        # hours or, sent by mistake, centuries away): as for a spent budget, see below.
-        return rate if 1 / rate <= MAX_RETRY_AFTER else None
-
     @property
     def rate(self) -> float | None:
         """Requests per second at most, now: the lower of the cap and the server's budget."""
-        rates = [r for r in (self.max_rate, self.server_rate) if r is not None]
-        return min(rates) if rates else None
+        rates = [] if self.max_rate is None else [self.max_rate]
+        self._renew()
+        left, until_whole = self._left, self._whole_at - self._clock()
+        if left is not None and left < self._quota * RESERVE and until_whole > 0:
+            spread = max(left, 1) / until_whole
+            # Nor is a spread of more than MAX_RETRY_AFTER between two requests kept (a Reset
+            # hours or, sent by mistake, centuries away): as for a spent budget, see below.
+            if 1 / spread <= MAX_RETRY_AFTER:
+                rates.append(spread)
+        return min(rates, default=None)
 
     def allowed_at(self) -> float:
         """The earliest moment the next request may start."""
@@ -221,13 +200,8 @@ class Pacer:
             self._left = max(self._left, float(self._quota))
             self._whole_at = now + DEFAULT_RESET
 
-    # -- waiting ----------------------------------------------------------------------
-
     async def turn(self) -> None:
         """Wait until a request may start, and count it as started."""
-        if self._clock() >= self.allowed_at() and not self._lock.locked():
-            self.started()
-            return
         async with self._lock:  # first come, first served; only the first one sleeps
             while (wait := self.allowed_at() - self._clock()) > 0:
                 self._changed.clear()

@@ -1,8 +1,4 @@
-"""When to send a request again: the retry policy's waits, and Retry-After as a server says it.
-
-Pure rules over an error and an attempt's number, which syncd.api.client obeys;
-the waits themselves are told in RetryPolicy.delay.
-"""
+"""When to send a request again: the retry policy's waits, and Retry-After as a server says it."""
 
 from __future__ import annotations
 
@@ -51,19 +47,13 @@ def read_retry_after(headers: Mapping[str, str]) -> float | None:
     A value that is neither counts as absent: a server's odd header must never
     fail a request, only leave the wait to our own backoff.
     """
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    value = value.strip()
+    value = headers.get("Retry-After", "").strip()
     # ASCII digits only (str.isdigit() takes "²", which float() refuses), and no more
     # than any wait could mean: 10 digits are three centuries.
     if _DELAY_SECONDS.fullmatch(value):
         return float(value)
-    try:
-        moment = parsedate_to_datetime(value)
-        if moment.tzinfo is None:
-            return None
-        return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    try:  # a date without a zone is a TypeError, subtracted from an aware one
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None  # neither form, or a date past what datetime holds: our own backoff
 

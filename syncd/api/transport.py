@@ -24,9 +24,8 @@ from syncd.settings import Settings, is_loopback
 if TYPE_CHECKING:
     import httpx
 
-_PROXY_SCHEMES = ("http", "https")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_BRACKETED = re.compile(r"\[([^\]]+)\](?::(\d+))?")
+_ENTRY = re.compile(r"(?:\[([^\]]+)\]|([^:\[\]]*))(?::([0-9]+))?")
 
 
 def proxy_for(settings: Settings, url: str | None = None) -> str | None:
@@ -45,7 +44,7 @@ def proxy_for(settings: Settings, url: str | None = None) -> str | None:
     if "://" not in proxy:
         proxy = f"http://{proxy}"  # as curl and urllib read `host:port`
     scheme = urlsplit(proxy).scheme.lower()
-    if scheme not in _PROXY_SCHEMES:
+    if scheme not in ("http", "https"):
         raise UsageError(
             f"{variable} is a {scheme}:// proxy ({redacted(proxy)}): syncd speaks to "
             "http:// and https:// proxies only; unset it or add the API's host to no_proxy"
@@ -69,28 +68,22 @@ def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
             continue
         try:
             network = ip_network(name, strict=False)
-        except ValueError:
-            network = None
-        if network is not None:
-            if address is not None and address.version == network.version and address in network:
+        except ValueError:  # a name: itself and the names below it
+            name = name.removeprefix("*").removeprefix(".")
+            if name and (host == name or host.endswith("." + name)):
                 return True
             continue
-        name = name.removeprefix("*").removeprefix(".")
-        if name and (host == name or host.endswith("." + name)):
+        if address is not None and address in network:  # never across IP versions
             return True
     return False
 
 
 def _split_port(entry: str) -> tuple[str, int | None]:
     """`name`, `name:port`, `[v6]:port` or a bare IPv6 address → (name, port or None)."""
-    bracketed = _BRACKETED.fullmatch(entry)
-    if bracketed:
-        name, port = bracketed.groups()
-        return name, int(port) if port else None
-    name, colon, port = entry.rpartition(":")
-    if colon and port.isdigit() and ":" not in name:
-        return name, int(port)
-    return entry, None
+    if (match := _ENTRY.fullmatch(entry)) is None:
+        return entry, None
+    bracketed, name, port = match.groups()
+    return bracketed or name, int(port) if port else None
 
 
 def redacted(url: str) -> str:
@@ -103,16 +96,12 @@ def redacted(url: str) -> str:
 
 def check_trust_files(settings: Settings) -> None:
     """A missing root or CA file is one line now, not a traceback at the first request."""
-    for name, path, want_directory in (
-        ("SSL_CERT_FILE", settings.ssl_cert_file, False),
-        ("SSL_CERT_DIR", settings.ssl_cert_dir, True),
-        ("SYNCD_CA_FILE", settings.ca_file, False),
+    for name, path, kind in (
+        ("SSL_CERT_FILE", settings.ssl_cert_file, "file"),
+        ("SSL_CERT_DIR", settings.ssl_cert_dir, "directory"),
+        ("SYNCD_CA_FILE", settings.ca_file, "file"),
     ):
-        if path is None:
-            continue
-        found = path.is_dir() if want_directory else path.is_file()
-        if not found:
-            kind = "directory" if want_directory else "file"
+        if path is not None and not (path.is_dir() if kind == "directory" else path.is_file()):
             raise UsageError(f"{name} {path}: no such {kind}")
 
 
@@ -195,8 +184,7 @@ def explain_failure(
             return f"connection refused by {peer}", False
         if any(isinstance(c, socket.gaierror) for c in causes):
             return f"cannot resolve the host of {peer}", False
-        text = str(error) or "no connection"
-        return f"cannot connect to {peer}: {text}", False
+        return f"cannot connect to {peer}: {str(error) or 'no connection'}", False
     if isinstance(error, httpx.WriteError) or any(isinstance(c, BrokenPipeError) for c in causes):
         return "the connection was closed while the request was being sent", False
     if any(isinstance(c, ConnectionResetError) for c in causes):

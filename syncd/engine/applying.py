@@ -319,7 +319,7 @@ class Applier:
                 if not error.retryable or attempt == POST_ATTEMPTS:
                     raise  # no wait for an attempt that will not come
                 last_error = error
-                await asyncio.sleep(self.client.retry_delay(attempt, error))
+                await asyncio.sleep(self.client.retry.delay(attempt, error))
                 continue
             except BadRequest as error:
                 # "Already has this address" is success; any other 400 is a real failure.
