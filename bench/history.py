@@ -1,9 +1,10 @@
 """Years of history (issue 26): what a long history costs, beside an empty one.
 
 A history of EVENTS audit events and RUNS runs is made through syncd's own
-tables and code (syncd.state.audit: each event hash-chained as syncd writes
-it), dated over the past year, in one transaction. Then, on that state and on
-an empty one, each in the same run against the same sandbox:
+tables and code (syncd.state.audit's rows, each event hash-chained by
+syncd.state.chain as syncd writes it), dated over the past year, written in
+batches; then its chain is checked by `syncd audit verify`'s code. Then, on that
+state and on an empty one, each in the same run against the same sandbox:
 
 - an apply of one change for each of `users` users (writes/s);
 - idle daemon cycles (median ms), while a thread asks /healthz all along;
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import os
 import statistics
 import tempfile
@@ -47,6 +49,10 @@ RUNS = 100_000
 CYCLES = 4
 #: Changes applied at real latency: enough that the writes, not the start, dominate.
 REAL_USERS = 3000
+#: Events written per executemany and commit: memory and the WAL bounded.
+HISTORY_BATCH = 100_000
+#: The history's events whose hashes the bench checks after making it.
+VERIFIED = 200_000
 #: The child that applies as syncd did before issue 26: WAL with synchronous=NORMAL.
 UNFLUSHED = (
     "import sys, syncd.state.sqlite_backend as b, syncd.state.statefile as f\n"
@@ -62,36 +68,118 @@ UNFLUSHED = (
 
 def make_history(state: Path, events: int, run_count: int) -> None:
     """`run_count` runs over the past year, holding `events` events (an intent and its
-    outcome per write), written by syncd.state.audit in one transaction."""
-    import logging
+    outcome per write), each row made by syncd.state.audit and chained by
+    syncd.state.chain as syncd makes them, written many rows at a time.
 
-    import structlog
-
+    Not through AuditTrail.intent and outcome: a transaction, an open intent and a head
+    update per event are too slow for the history's size. The rows are theirs, written
+    in batches (executemany); each commit leaves the head at its last event and no
+    intent open, a state syncd itself could have left.
+    """
     from syncd.core.plan import UpdateProfile
     from syncd.core.vocabulary import RunResult, WriteResult
-    from syncd.state.audit import AuditTrail
+    from syncd.state.audit import AuditTrail, actor, change_target, describe_change
+    from syncd.state.chain import HASHED, Head, link, read_head
     from syncd.state.sqlite_backend import SqliteStore
 
-    # The events are not news: only the state should pay for them.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
     start = datetime.now(UTC) - timedelta(days=366)
     step = timedelta(days=365) / max(run_count, 1)
     writes_per_run, extra = divmod(events // 2, max(run_count, 1))
+    result = RunResult.OK if writes_per_run else RunResult.NO_CHANGES
+    columns = (*HASHED, "prev_hash", "hash")  # as SELECTED names them
+    who = actor()
     with SqliteStore(state) as store:
         db = store.history
         db.begin()
+        head = written = read_head(db)
+        runs_made: list[dict[str, Any]] = []
+        events_made: list[list[Any]] = []
         for n in range(run_count):
             moment = start + n * step
             audit = AuditTrail(db, {"revision": "bench"}, clock=functools.partial(_same, moment))
-            audit.begin_run("run")
+            run = audit.run_row("run", who)
             for w in range(writes_per_run + (n < extra)):
                 action = _change(UpdateProfile, f"user{(n + w) % 1000 + 1:06d}", n)
-                seq = audit.intent(action)
-                audit.outcome(seq, action, WriteResult.OK, status=200)
-            audit.end_run(RunResult.OK if writes_per_run else RunResult.NO_CHANGES, {})
-            if n % 1000 == 999:
+                intent = link(audit.intent_row(action, describe_change(action)), head)
+                outcome = audit.outcome_row(
+                    intent["seq"],
+                    action.user,
+                    action.action,
+                    change_target(action),
+                    WriteResult.OK,
+                    200,
+                    None,
+                )
+                outcome = link(outcome, Head(intent["seq"], intent["hash"]))
+                head = Head(outcome["seq"], outcome["hash"])
+                events_made.append([intent.get(column) for column in columns])
+                events_made.append([outcome.get(column) for column in columns])
+            runs_made.append({**run, **audit.end_row(result, {})})
+            if len(events_made) >= HISTORY_BATCH or n == run_count - 1:
+                _write(db, runs_made, events_made, written, head)
                 db.commit_and_begin()
+                written, runs_made, events_made = head, [], []
         db.commit()
+
+
+def _write(
+    db: Any, runs_made: list[dict[str, Any]], events_made: list[list[Any]], after: Any, head: Any
+) -> None:
+    """Insert runs and events (columns in SELECTED's order) many at a time, and move the
+    audit head from `after` to `head`, their last event, as each append does."""
+    from syncd.state.chain import SELECTED
+
+    if runs_made:
+        names = list(runs_made[0])
+        db.execute_many(
+            f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+            [list(run.values()) for run in runs_made],
+        )
+    if events_made:
+        marks = ", ".join("?" for _ in events_made[0])
+        db.execute_many(f"INSERT INTO audit ({SELECTED}) VALUES ({marks})", events_made)
+    moved = db.execute(
+        "UPDATE audit_head SET seq = ?, hash = ? WHERE seq = ? AND COALESCE(hash, '') = ?",
+        [head.seq, head.hash, after.seq, after.hash or ""],
+    ).rowcount
+    if moved != 1:
+        raise SystemExit("bench: the audit head moved while the history was made")
+
+
+def check_history(state: Path, events: int) -> None:
+    """Stop the bench unless the history made is one syncd accepts: its chain checked by
+    `syncd audit verify`'s code, its head at its last event, no intent left open.
+
+    The whole chain up to VERIFIED events; beyond, its first VERIFIED events (they span
+    batches and their commits) and the head: at the full size, checking every hash costs
+    about as much as making the history, at every bench.
+    """
+    from syncd.errors import StateError
+    from syncd.state.audit_queries import open_intents
+    from syncd.state.chain import events as chained
+    from syncd.state.chain import read_head, verify, verify_events
+    from syncd.state.sqlite_backend import SqliteStore
+
+    with SqliteStore(state) as store:
+        db = store.history
+        try:
+            if events <= VERIFIED:
+                checked = verify(db).checked
+            else:
+                checked = verify_events(
+                    itertools.islice(chained(db), VERIFIED), starts=frozenset({None})
+                ).checked
+                head = read_head(db)
+                last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                if (head.seq, head.hash) != tuple(last.fetchone()):
+                    raise StateError(f"its head is event {head.seq}, not its last event")
+        except StateError as error:
+            message = f"bench: the history made is not a valid audit chain: {error}"
+            raise SystemExit(message) from None
+        if checked != min(events, VERIFIED) or read_head(db).seq != events:
+            raise SystemExit(f"bench: the history made does not hold {events} events")
+        if open_intents(db):
+            raise SystemExit("bench: the history made left intents open")
 
 
 def _same(moment: datetime) -> datetime:
@@ -159,9 +247,17 @@ def _side(url: str, root: Path, users: int, name: str, credentials: Path) -> dic
     history = name == "history"
     made = 0.0
     if history:
+        import logging
+
+        import structlog
+
+        # As when the history was written through AuditTrail's logging calls: this
+        # process's AuditTrail calls from now on (the takeover's) are not news.
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
         started = time.perf_counter()
         make_history(state, EVENTS, RUNS)
         made = time.perf_counter() - started
+        check_history(state, EVENTS)
     desired = root / f"desired-{state.name}.yaml"
     runs.desired_file(desired, users, change=True)
     # Each side renames the users its own way, so that each apply has one change per user.

@@ -140,32 +140,83 @@ class AuditTrail:
 
     def begin_run(self, command: str) -> None:
         who = actor()
+        row = self.run_row(command, who)
         with self.db.atomic():
             self.db.execute(
-                "INSERT INTO runs (id, command, started_at, source, revision, os_user,"
-                " sudo_user, host, version, pid) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [
-                    self.run_id,
-                    command,
-                    self._now(),
-                    self._source_json,
-                    self.source.get("revision"),
-                    who.os_user,
-                    who.sudo_user,
-                    who.host,
-                    who.version,
-                    who.pid,
-                ],
+                f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                list(row.values()),
             )
         self.log.info("run_started", command=command, **who.as_log())
 
     def end_run(self, result: RunResult, counts: Mapping[str, int]) -> None:
+        row = self.end_row(result, counts)
         with self.db.atomic():
             self.db.execute(
                 "UPDATE runs SET ended_at = ?, result = ?, counts = ? WHERE id = ?",
-                [self._now(), result, json.dumps(dict(counts)), self.run_id],
+                [row["ended_at"], row["result"], row["counts"], self.run_id],
             )
         self.log.info("run_finished", result=result, counts=dict(counts))
+
+    # The rows themselves, apart from their writing: the bench's history (bench/history.py)
+    # writes many at once, and so stays what syncd writes.
+
+    def run_row(self, command: str, who: Actor) -> dict[str, Any]:
+        """The columns of this run's row in `runs` as it begins."""
+        return {
+            "id": self.run_id,
+            "command": command,
+            "started_at": self._now(),
+            "source": self._source_json,
+            "revision": self.source.get("revision"),
+            "os_user": who.os_user,
+            "sudo_user": who.sudo_user,
+            "host": who.host,
+            "version": who.version,
+            "pid": who.pid,
+        }
+
+    def end_row(self, result: RunResult, counts: Mapping[str, int]) -> dict[str, Any]:
+        """The columns that end this run's row."""
+        return {"ended_at": self._now(), "result": result, "counts": json.dumps(dict(counts))}
+
+    def intent_row(self, action: Action, change: Mapping[str, Any]) -> dict[str, Any]:
+        """An intent's event (the chain adds its number and hashes); `change`: `action`'s."""
+        return {
+            "run_id": self.run_id,
+            "timestamp": self._now(),
+            "event": "intent",
+            "user": action.user,
+            "action": action.action,
+            "target": change["target"],
+            "before": json.dumps(change["before"]),
+            "after": json.dumps(change["after"]),
+            "source": self._source_json,
+        }
+
+    def outcome_row(
+        self,
+        intent_seq: int,
+        user: str,
+        action: str,
+        target: str,
+        result: WriteResult,
+        status: int | None,
+        message: str | None,
+    ) -> dict[str, Any]:
+        """An outcome's event (the chain adds its number and hashes)."""
+        return {
+            "run_id": self.run_id,
+            "timestamp": self._now(),
+            "event": "outcome",
+            "intent_seq": intent_seq,
+            "user": user,
+            "action": action,
+            "target": target,
+            "result": str(result),
+            "status": status,
+            "message": message,
+            "source": self._source_json,
+        }
 
     # -- writes -----------------------------------------------------------------
 
@@ -174,19 +225,7 @@ class AuditTrail:
         change = describe_change(action)
         # Within an apply's open transaction it is committed with its group (see GroupCommit).
         with self.db.atomic():
-            seq = self.chain.append(
-                {
-                    "run_id": self.run_id,
-                    "timestamp": self._now(),
-                    "event": "intent",
-                    "user": action.user,
-                    "action": action.action,
-                    "target": change["target"],
-                    "before": json.dumps(change["before"]),
-                    "after": json.dumps(change["after"]),
-                    "source": self._source_json,
-                }
-            )
+            seq = self.chain.append(self.intent_row(action, change))
             self.db.execute("INSERT INTO open_intents (seq) VALUES (?)", [seq])
         self.log.info("intent", user=action.user, action=action.action, **change)
         return seq
@@ -232,19 +271,7 @@ class AuditTrail:
         message: str | None,
     ) -> None:
         self.chain.append(
-            {
-                "run_id": self.run_id,
-                "timestamp": self._now(),
-                "event": "outcome",
-                "intent_seq": intent_seq,
-                "user": user,
-                "action": action,
-                "target": target,
-                "result": str(result),
-                "status": status,
-                "message": message,
-                "source": self._source_json,
-            }
+            self.outcome_row(intent_seq, user, action, target, result, status, message)
         )
         self.db.execute("DELETE FROM open_intents WHERE seq = ?", [intent_seq])
 

@@ -89,6 +89,15 @@ def read_head(db: Database) -> Head:
     return Head(int(row[0]), row[1])
 
 
+def link(event: Mapping[str, Any], head: Head) -> dict[str, Any]:
+    """The row of `event` (columns of HASHED but seq) appended after `head`: its number,
+    `prev_hash` and `hash` added. Chain.append writes it; the bench's history too."""
+    row = {**event, "seq": head.seq + 1}
+    row["prev_hash"] = head.hash
+    row["hash"] = digest(row, head.hash)
+    return row
+
+
 class Chain:
     """Appends events to the audit trail of `db`, each chained to the one before."""
 
@@ -101,10 +110,8 @@ class Chain:
         """Insert one event (columns of HASHED but seq), inside the caller's transaction."""
         for _ in range(2):
             head = self._head or read_head(self.db)
-            seq = head.seq + 1
-            row = {**event, "seq": seq}
-            row["prev_hash"] = head.hash
-            row["hash"] = digest(row, head.hash)
+            row = link(event, head)
+            seq: int = row["seq"]
             moved = self.db.execute(
                 "UPDATE audit_head SET seq = ?, hash = ? WHERE seq = ? AND COALESCE(hash, '') = ?",
                 [seq, row["hash"], head.seq, head.hash or ""],
