@@ -38,7 +38,7 @@ from syncd.core.vocabulary import RunResult
 from syncd.errors import StateError
 from syncd.state.audit import AuditTrail
 from syncd.state.backend import Database
-from syncd.state.chain import events, verify_events
+from syncd.state.chain import cuts, events, verify_events
 
 #: The runs that go with the events up to `?` (the cut) and ended before `?` (the date).
 RUNS_BEFORE = (
@@ -82,13 +82,21 @@ def _runs(db: Database, before: str, last: int) -> Iterator[dict[str, Any]]:
 
 
 def find_cut(db: Database, moment: datetime) -> Cut:
-    """What a prune before `moment` removes (the events read in batches)."""
+    """What a prune before `moment` removes (the events read in batches), its chain
+    checked from the start the trail recorded: a prune of a broken chain would record
+    a cut after the break, and the kept chain would hold again, the damage unseen."""
     before = iso(moment)
     count, first, last = 0, None, None
-    for event in _prefix(db, before):
-        count += 1
-        first = first or event["seq"]
-        last = event
+
+    def counted() -> Iterator[dict[str, Any]]:
+        nonlocal count, first, last
+        for event in _prefix(db, before):
+            count += 1
+            first = first or event["seq"]
+            last = event
+            yield event
+
+    verify_events(counted(), starts=frozenset({None, *(cut.hash for cut in cuts(db))}))
     end = 0 if last is None else last["seq"]
     (runs,) = db.execute(f"SELECT COUNT(*) {RUNS_BEFORE}", [before, end]).fetchone()
     return Cut(before, count, int(runs), end, None if last is None else last["hash"], first)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from syncd.state.backend import Database, StateStore
 from syncd.state.chain import verify
 from syncd.state.not_kept import NotKeptRecords
 from syncd.state.retention import export, find_cut, prune, verify_export
-from tests.state.conftest import API
+from tests.state.conftest import API, tamper
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -129,6 +130,35 @@ def test_a_prune_refuses_an_export_that_does_not_hold_exactly_what_goes(
     with pytest.raises(StateError, match=f"event {event['seq']} does not match its hash"):
         prune(db, day(3), export_file=tampered)
     assert count(db, "audit") == 8
+
+
+@pytest.mark.parametrize("forced", [True, False], ids=["forced", "exported"])
+@pytest.mark.parametrize(
+    ("removed", "why"),
+    [("seq = 3", "event 4 does not follow event 2"), ("seq <= 2", "event 3, the first kept")],
+    ids=["middle", "front"],
+)
+def test_a_prune_removes_no_events_whose_chain_was_broken(
+    store: StateStore,
+    open_new: Callable[..., StateStore],
+    tmp_path: Path,
+    forced: bool,
+    removed: str,
+    why: str,
+) -> None:
+    # A prune that removed the evidence would leave a kept chain that holds from
+    # its cut: the deletion it covered could never be found again.
+    for n in range(4):
+        run_on(store.history, n)
+    tamper(store, f"DELETE FROM audit WHERE {removed}")
+    db = open_new().history
+    out = None if forced else tmp_path / "old.jsonl"
+    if out is not None:
+        export(db, day(3), out)
+    with pytest.raises(StateError, match=why):
+        prune(db, day(3), export_file=out)
+    with pytest.raises(StateError, match=why):
+        verify(db)
 
 
 def test_an_open_intent_and_what_follows_it_are_kept(store: StateStore) -> None:
