@@ -108,3 +108,21 @@ def test_ownership_belongs_to_one_api(world: World) -> None:
     world.apply()
     (api,) = {row["api"] for row in world.query("SELECT api FROM email_ownership")}
     assert api == world.sandbox.url.rstrip("/").lower()
+
+
+def test_an_address_syncd_deleted_is_not_its_own_when_the_owner_adds_it_again(
+    any_world: World,
+) -> None:
+    world = any_world
+    desire(world, "owned", [PRIMARY, LISTED])
+    world.apply()  # syncd adds LISTED: its own
+    desire(world, "owned", [PRIMARY])
+    world.apply()  # and deletes it when it leaves the list
+    assert LISTED not in world.emails_of("janedoe")
+    add_by_hand(world, LISTED)  # the owner wants it back, unlisted
+    planned = CliRunner().invoke(cli, ["plan", *world.cli_args(), "--refresh", "--output", "json"])
+    notes = json.loads(planned.stdout)
+    assert notes["changes"] == []
+    assert LISTED in [note["email"] for note in notes["unmanaged_emails"]]
+    world.apply(world.settings(cache_ttl=0))
+    assert LISTED in world.emails_of("janedoe")
