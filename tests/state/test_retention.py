@@ -23,7 +23,7 @@ from syncd.state import backend
 from syncd.state.audit import AuditTrail
 from syncd.state.audit_queries import open_intents
 from syncd.state.backend import Database, StateStore
-from syncd.state.chain import verify
+from syncd.state.chain import Head, read_head, verify
 from syncd.state.not_kept import NotKeptRecords
 from syncd.state.retention import export, find_cut, prune, verify_export
 from tests.state.conftest import API, tamper
@@ -208,3 +208,30 @@ def test_export_prune_and_verify_through_the_cli(
     assert "removed 4 events" in pruned.stdout
     verified = runner.invoke(cli, ["audit", *state, "verify"])
     assert verified.exit_code == 0, verified.output
+
+
+def test_an_export_is_checked_against_a_kept_head(
+    store: StateStore, state_settings: Settings, tmp_path: Path
+) -> None:
+    # `audit verify` sends a pruned kept head to the export that holds it: there
+    # it must be checked, not passed over with the export said to hold.
+    for n in range(3):
+        run_on(store.history, n)
+    kept = read_head(store.history)
+    run_on(store.history, 3)
+    out = tmp_path / "old.jsonl"
+    export(store.history, day(3), out)
+    assert verify_export(out, kept).last == kept.seq
+    runner = CliRunner()
+    args = ["audit", "--state-dir", str(state_settings.state_dir), "verify", "--file", str(out)]
+    held = runner.invoke(cli, [*args, "--head", str(kept)])
+    assert held.exit_code == 0, held.output
+    assert f"the kept head, event {kept.seq}, is in the export" in held.stdout
+    forged = Head(kept.seq, "0" * 64)
+    changed = runner.invoke(cli, [*args, "--head", str(forged)])
+    assert changed.exit_code == 1
+    assert f"the kept head, event {kept.seq}, is not in the export as it was" in changed.output
+    later = Head(kept.seq + 10, "0" * 64)
+    outside = runner.invoke(cli, [*args, "--head", str(later)])
+    assert outside.exit_code == 1
+    assert f"the kept head, event {later.seq}, is not in this export" in outside.output
