@@ -93,3 +93,18 @@ def test_bad_suspend_commands_are_one_line_and_exit_1(world: World):
         assert result.exit_code == 1, (args, result.output)
         assert message in result.output, (args, result.output)
         assert "Traceback" not in result.output
+
+
+def test_a_suspension_that_has_already_ended_is_refused_and_ends_none(world: World):
+    # A mistyped year (2025 for 2027) would "suspend" a user who is written at the
+    # next cycle, and would end, as it replaces it, a suspension that still held.
+    held = state(world, "suspend", "--reason", "INC-9", "--user", "janedoe")
+    assert held.exit_code == 0, held.output
+    for when in (["--until", "2020-01-31"], ["--for", "0s"]):
+        result = state(world, "suspend", "--reason", "INC-10", "--user", "janedoe", *when)
+        assert result.exit_code == 1, result.output
+        assert "has already passed: nothing was suspended" in result.output
+    assert run(world, "apply", "--yes").exit_code == 0
+    assert world.writes() == 0
+    plan = json.loads(run(world, "plan", "--output", "json").stdout)
+    assert [(s["user"], s["reason"]) for s in plan["suspended"]] == [("janedoe", "INC-9")]
