@@ -92,3 +92,16 @@ def test_the_last_success_is_a_converges_not_an_operators_command(store: StateSt
     last = last_successful_run(store.history)
     assert last is not None
     assert datetime.fromisoformat(last[0]) == START + DAY
+
+
+def test_a_set_held_again_at_a_new_revision_is_rejected_for_that_revision(store: StateStore):
+    # The same deletions planned at a new revision keep the open set (asked once);
+    # rejecting it must then hold for the revision the daemon plans now, or the
+    # next cycle holds them again as a new set and asks again at once.
+    held = HeldChanges(store.history)
+    deletions = [DeleteEmail("alice", "old@example.com")]
+    first, _ = held.hold("rev1", deletions)
+    kept, new = held.hold("rev2", deletions)
+    assert (kept.id, new) == (first.id, False)
+    held.decide(first.id, HeldStatus.REJECTED, "ops@host")
+    assert held.rejected_for("rev2") == {("alice", "old@example.com")}
