@@ -116,4 +116,7 @@ class ApplyView:
         )
         failed = len(report.failures)  # each write once, whatever went wrong with it
         write(f"\nApply complete: {applied} applied, {failed} failed.\n")
+        if report.withheld:  # the plan shown had their changes: say they were not made
+            users = ", ".join(visible(user) for user in report.withheld)
+            write(f"not written: {users} (suspended since the plan)\n")
         write(f"Audit trail: run {converged.run_id} in {visible(str(state_file))}\n")

@@ -138,20 +138,21 @@ def verify(state_dir: str | None, kept: str | None, exported: Path | None) -> No
     """Check the audit trail's hash chain; name the first event that does not match."""
     from syncd.state.chain import Head, verify
 
-    if exported is not None:
-        from syncd.state.retention import verify_export
-
-        cut = verify_export(exported)
-        click.echo(
-            f"{exported} holds: {cut.events} events (to event {cut.last}) and {cut.runs} runs "
-            f"before {cut.before}"
-        )
-        return
-
     kept_head = None
     if kept is not None:
         path = Path(kept)
         kept_head = Head.parse(path.read_text() if path.is_file() else kept)
+    if exported is not None:
+        from syncd.state.retention import verify_export
+
+        cut = verify_export(exported, kept_head)
+        click.echo(
+            f"{exported} holds: {cut.events} events (to event {cut.last}) and {cut.runs} runs "
+            f"before {cut.before}"
+        )
+        if kept_head is not None:
+            click.echo(f"the kept head, event {kept_head.seq}, is in the export")
+        return
     with _store(state_dir, "audit verify") as store:
         verified = verify(store.history, kept_head)
     _say_verified(verified)

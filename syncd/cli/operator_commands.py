@@ -86,6 +86,10 @@ def suspend(
             raise click.UsageError(
                 f"invalid --until {until!r}: a date (2027-01-31) or an ISO datetime with a zone"
             )
+    if end is not None and end <= time.time():
+        # It would hold no one, and replace (so end) a suspension that holds.
+        given = f"--for {lasting}" if lasting is not None else f"--until {until}"
+        raise click.UsageError(f"{given} has already passed: nothing was suspended")
     with _history(config_file, state_dir, "suspend") as (db, who):
         from syncd.state.suspensions import SuspensionTable
 

@@ -125,6 +125,9 @@ class Plan:
     #: Listed addresses of `owned` users found on the account, not yet in the
     #: ledger: syncd owns them from now on (the applier records them).
     claims: tuple[UserEmail, ...] = ()
+    #: Addresses syncd owns that the account no longer has: owned no more, so that
+    #: the owner adding one again makes it theirs (the applier releases them).
+    releases: tuple[UserEmail, ...] = ()
     #: Users left alone (not read, not written), and those whose suspension ended,
     #: each with its suspension, by user.
     suspended: tuple[tuple[str, Suspension], ...] = ()
@@ -238,6 +241,7 @@ class _Emails:
     futile: list[NotKept]
     unmanaged: list[UserEmail]
     claims: list[UserEmail]
+    releases: list[UserEmail]
 
 
 def _email_changes(
@@ -247,7 +251,7 @@ def _email_changes(
     owned: frozenset[str] = frozenset(),
 ) -> _Emails:
     """`owned`: the email_keys of the addresses syncd owns on this account."""
-    found = _Emails([], [], [], [], [])
+    found = _Emails([], [], [], [], [], [])
     if desired.emails is None or live.emails is None:
         return found
     mode = desired.mode
@@ -259,6 +263,9 @@ def _email_changes(
     if mode is EmailsMode.OWNED:
         listed = sorted(wanted.keys() & present.keys() - owned)
         found.claims = [UserEmail(desired.username, present[key].email) for key in listed]
+        found.releases = [
+            UserEmail(desired.username, key) for key in sorted(owned - present.keys())
+        ]
     # An address the server keeps in another form: adding it again would add the
     # same again, and deleting the other form would undo what was just added.
     found.futile = [
@@ -340,6 +347,7 @@ def build_plan(
     errors: list[Problem] = []
     unmanaged: list[UserEmail] = []
     claims: list[UserEmail] = []
+    releases: list[UserEmail] = []
     for user in sorted(desired.users, key=lambda u: u.username):
         if user.username in suspensions:
             continue
@@ -360,6 +368,7 @@ def build_plan(
             errors.extend(user_errors)
             unmanaged.extend(emails.unmanaged)
             claims.extend(emails.claims)
+            releases.extend(emails.releases)
     return Plan(
         tuple(changes),
         tuple(warnings),
@@ -367,6 +376,7 @@ def build_plan(
         len(desired.users),
         tuple(unmanaged),
         tuple(claims),
+        tuple(releases),
         tuple(sorted(suspensions.active.items())),
         tuple(sorted(suspensions.ended.items())),
     )

@@ -193,6 +193,9 @@ class Applier:
             if isinstance(action, AddEmail) and not missed and self.ownership is not None:
                 # Added by syncd, so syncd's to delete when it leaves the list.
                 self.ownership.record([UserEmail(action.user, action.email)], Claim.ADDED)
+            if isinstance(action, DeleteEmail) and self.ownership is not None:
+                # Gone: if the owner adds it again, it is theirs, not syncd's to delete.
+                self.ownership.release([UserEmail(action.user, action.email)])
 
         # Accepted, and applied as far as the server goes: what it did not keep is
         # an error of its own, and the cache holds the server's value.

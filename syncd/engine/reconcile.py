@@ -449,11 +449,13 @@ async def converge(
         if on_plan is not None:
             on_plan(result)
         converged = ConvergeResult(result, audit.run_id, interrupted)
-        if result.plan.claims and not observe:
-            # Listed, and read on the account by this run: syncd's from now on.
+        if (result.plan.claims or result.plan.releases) and not observe:
+            # Listed, and read on the account by this run: syncd's from now on; read
+            # gone from it: syncd's no more.
             ledger = OwnershipLedger(connection.db, connection.api)
             with connection.db.atomic():
                 ledger.record(result.plan.claims, Claim.LISTED)
+                ledger.release(result.plan.releases)
         if observe or result.plan.is_empty:
             outcome = converged.conclude(None, observe=observe)
             return converged

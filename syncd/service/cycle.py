@@ -35,7 +35,7 @@ from syncd.errors import (
     GuardError,
     SyncdError,
 )
-from syncd.service.deletion_guard import DeletionGuard
+from syncd.service.deletion_guard import DeletionGuard, revision_of
 from syncd.service.isolation import held_users, record_cycle
 from syncd.service.metrics import Metrics
 from syncd.service.schedule import BACKING_OFF, deadline_for, drift_share
@@ -280,7 +280,7 @@ class Cycle:
                 guard = None
                 if self.hold_deletions:
                     guard = self._guard = DeletionGuard(
-                        HeldChanges(self.db), settings.max_deletions, desired.revision
+                        HeldChanges(self.db), settings.max_deletions, revision_of(desired)
                     )
                 converged = await converge(
                     connection,

@@ -8,14 +8,30 @@ decides, syncd.state.held_changes keeps the sets) until `syncd approve` or
 
 from __future__ import annotations
 
+import hashlib
+
 import structlog
 
+from syncd.core.desired import DesiredState
 from syncd.core.held import GuardSplit, per_user, split_deletions
 from syncd.core.plan import Plan
 from syncd.core.vocabulary import HeldStatus
 from syncd.state.held_changes import HeldChanges
 
 log = structlog.get_logger("syncd.service.deletion_guard")
+
+
+def revision_of(desired: DesiredState) -> str:
+    """The revision a rejection holds for: git's, else the files' content.
+
+    A file or a directory has no revision; without one a rejection would hold
+    for every later version of the file, and the deletion would never be asked
+    about again, however the desired state changed.
+    """
+    if desired.revision is not None:
+        return desired.revision
+    files = "\n".join(f"{source.path} {source.sha256}" for source in desired.sources)
+    return "sha256:" + hashlib.sha256(files.encode()).hexdigest()[:12]
 
 
 class DeletionGuard:

@@ -41,9 +41,11 @@ OPEN_INTENTS = (
     " FROM open_intents AS o JOIN audit AS a ON a.seq = o.seq ORDER BY o.seq"
 )
 #: The last run that ended with one result: one step down the index (result, ended_at).
+#: Only a converge reads and compares the accounts: an operator's command (`syncd
+#: suspend`, `approve`, `audit prune`) also ends ok, and is no success of syncd's.
 LAST_RUN_ENDED = (
     "SELECT ended_at, revision FROM runs WHERE result = ? AND ended_at IS NOT NULL"
-    " ORDER BY result DESC, ended_at DESC LIMIT 1"
+    " AND command IN ('apply', 'run') ORDER BY result DESC, ended_at DESC LIMIT 1"
 )
 
 

@@ -9,6 +9,7 @@ one open set: the same deletions planned again keep it, other ones replace it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterable
@@ -89,7 +90,13 @@ class HeldChanges:
         with self.db.atomic():
             for held in self.with_status(HeldStatus.HELD):
                 if held.deletion_keys() == keys:
-                    return held, False
+                    if held.revision != revision:
+                        # A decision on it is about the deletions planned now.
+                        self.db.execute(
+                            "UPDATE held_changes SET revision = ? WHERE id = ?",
+                            [revision, held.id],
+                        )
+                    return dataclasses.replace(held, revision=revision), False
                 self._set_status(held.id, HeldStatus.SUPERSEDED, None)
             made = HeldSet(uuid.uuid4().hex[:8], revision, _now(), pairs, HeldStatus.HELD)
             self.db.execute(

@@ -2,7 +2,8 @@
 
 syncd owns an address it added (after the POST succeeded), or one that was
 listed in the desired state while syncd read it on the account; only those may
-be deleted when they leave the list (design.md section 2.1). The ledger is
+be deleted when they leave the list (design.md section 2.1), and none once
+syncd deleted it: the owner may add it again, as their own. The ledger is
 history, not cache: it lives in syncd.db / PostgreSQL beside the runs, moves
 with `syncd state migrate`, and survives deleting cache.db. It is kept per API
 (its normalised URL, syncd.core.api_url) and user. A lost
@@ -57,6 +58,13 @@ class OwnershipLedger:
                 (self.api, each.user, email_key(each.email), each.email, since, str(how))
                 for each in addresses
             ],
+        )
+
+    def release(self, addresses: Iterable[UserEmail]) -> None:
+        """Own these no more (gone from the account), inside the caller's transaction."""
+        self.db.execute_many(
+            "DELETE FROM email_ownership WHERE api = ? AND username = ? AND email_key = ?",
+            [(self.api, each.user, email_key(each.email)) for each in addresses],
         )
 
     def owned_by(self) -> Mapping[str, frozenset[str]]:

@@ -38,7 +38,7 @@ from syncd.core.vocabulary import RunResult
 from syncd.errors import StateError
 from syncd.state.audit import AuditTrail
 from syncd.state.backend import Database
-from syncd.state.chain import events, verify_events
+from syncd.state.chain import Head, cuts, events, verify_events
 
 #: The runs that go with the events up to `?` (the cut) and ended before `?` (the date).
 RUNS_BEFORE = (
@@ -82,13 +82,21 @@ def _runs(db: Database, before: str, last: int) -> Iterator[dict[str, Any]]:
 
 
 def find_cut(db: Database, moment: datetime) -> Cut:
-    """What a prune before `moment` removes (the events read in batches)."""
+    """What a prune before `moment` removes (the events read in batches), its chain
+    checked from the start the trail recorded: a prune of a broken chain would record
+    a cut after the break, and the kept chain would hold again, the damage unseen."""
     before = iso(moment)
     count, first, last = 0, None, None
-    for event in _prefix(db, before):
-        count += 1
-        first = first or event["seq"]
-        last = event
+
+    def counted() -> Iterator[dict[str, Any]]:
+        nonlocal count, first, last
+        for event in _prefix(db, before):
+            count += 1
+            first = first or event["seq"]
+            last = event
+            yield event
+
+    verify_events(counted(), starts=frozenset({None, *(cut.hash for cut in cuts(db))}))
     end = 0 if last is None else last["seq"]
     (runs,) = db.execute(f"SELECT COUNT(*) {RUNS_BEFORE}", [before, end]).fetchone()
     return Cut(before, count, int(runs), end, None if last is None else last["hash"], first)
@@ -134,14 +142,16 @@ def export(db: Database, moment: datetime, out: Path) -> Cut:
     return Cut(before, count, runs, end, digest, first)
 
 
-def verify_export(path: Path) -> Cut:
-    """Check an export on its own: its chain holds, and its end line matches what it holds."""
+def verify_export(path: Path, kept: Head | None = None) -> Cut:
+    """Check an export on its own: its chain holds, and its end line matches what it holds;
+    with `kept`, a head written out before, that the export holds it as it was."""
     ended: dict[str, Any] | None = None
     runs = 0
     header: dict[str, Any] = {}
+    kept_hash: str | None = None
 
     def exported() -> Iterator[dict[str, Any]]:
-        nonlocal ended, runs, header
+        nonlocal ended, runs, header, kept_hash
         with _text(path, "r") as text:
             for number, line in enumerate(text, 1):
                 try:
@@ -154,6 +164,8 @@ def verify_export(path: Path) -> Cut:
                 if kind == "export":
                     header = item
                 elif kind == "event":
+                    if kept is not None and item.get("seq") == kept.seq:
+                        kept_hash = item.get("hash")
                     yield item
                 elif kind == "run":
                     runs += 1
@@ -173,6 +185,13 @@ def verify_export(path: Path) -> Cut:
     held = (verified.checked + verified.unhashed, runs, last, digest)
     if held != (ended["events"], ended["runs"], ended["last"], ended["hash"]):
         raise StateError(f"{path}: the export does not hold what its end line says")
+    if kept is not None and kept_hash != kept.hash:
+        if kept_hash is None:
+            raise StateError(f"{path}: the kept head, event {kept.seq}, is not in this export")
+        raise StateError(
+            f"{path}: the kept head, event {kept.seq}, is not in the export as it was: "
+            "the history up to it was rewritten"
+        )
     return Cut(header["before"], held[0], runs, last, digest, verified.first)
 
 

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
 
 from click.testing import CliRunner, Result
 
@@ -93,3 +99,59 @@ def test_bad_suspend_commands_are_one_line_and_exit_1(world: World):
         assert result.exit_code == 1, (args, result.output)
         assert message in result.output, (args, result.output)
         assert "Traceback" not in result.output
+
+
+def test_a_suspension_that_has_already_ended_is_refused_and_ends_none(world: World):
+    # A mistyped year (2025 for 2027) would "suspend" a user who is written at the
+    # next cycle, and would end, as it replaces it, a suspension that still held.
+    held = state(world, "suspend", "--reason", "INC-9", "--user", "janedoe")
+    assert held.exit_code == 0, held.output
+    for when in (["--until", "2020-01-31"], ["--for", "0s"]):
+        result = state(world, "suspend", "--reason", "INC-10", "--user", "janedoe", *when)
+        assert result.exit_code == 1, result.output
+        assert "has already passed: nothing was suspended" in result.output
+    assert run(world, "apply", "--yes").exit_code == 0
+    assert world.writes() == 0
+    plan = json.loads(run(world, "plan", "--output", "json").stdout)
+    assert [(s["user"], s["reason"]) for s in plan["suspended"]] == [("janedoe", "INC-9")]
+
+
+def read_until(screen: int, seen: bytes, wanted: bytes | None) -> bytes:
+    """What the terminal shows, up to `wanted` (None: until the program closes it)."""
+    deadline = time.monotonic() + 60
+    while wanted is None or wanted not in seen:
+        assert time.monotonic() < deadline, seen
+        if select.select([screen], [], [], 1)[0]:
+            try:
+                chunk = os.read(screen, 1024)
+            except OSError:  # EIO: the program closed the terminal
+                chunk = b""
+            if not chunk:
+                assert wanted is None, seen
+                return seen
+            seen += chunk
+    return seen
+
+
+def test_an_apply_says_which_users_it_withheld_when_suspended_after_its_plan(world: World):
+    # The operator saw the plan, and meanwhile someone suspended the user: the
+    # apply writes nothing for it, and must say that it did not do what it showed.
+    command = [sys.executable, "-m", "syncd", "apply", *world.cli_args()]
+    env = {**os.environ, **world.state_env(), "NO_COLOR": "1", "COLUMNS": "200"}
+    screen, terminal = pty.openpty()  # apply asks only on a terminal
+    with subprocess.Popen(
+        command, stdin=terminal, stdout=terminal, stderr=subprocess.DEVNULL, env=env
+    ) as apply:
+        os.close(terminal)
+        try:
+            shown = read_until(screen, b"", b"Plan: ")
+            said = state(world, "suspend", "--reason", "INC-7", "--user", "janedoe")
+            assert said.exit_code == 0, said.output
+            os.write(screen, b"yes\n")
+            told = read_until(screen, b"", None).decode().replace("\r\n", "\n")
+        finally:
+            os.close(screen)
+        assert apply.wait(timeout=60) == 0, told
+    assert "janedoe" in shown.decode()
+    assert "janedoe:" not in told  # no write
+    assert "not written: janedoe (suspended since the plan)" in told

@@ -168,6 +168,26 @@ def test_a_tripped_guard_holds_only_the_deletions_until_approved_or_rejected(
     ]
 
 
+def test_a_rejection_lasts_while_the_desired_file_is_the_same(world: World, start_daemon: Any):
+    # A file has no git revision: its content is its revision. A deletion rejected
+    # for one version of the file is asked about again once the file changes, not
+    # dropped for good while every cycle says no_changes.
+    daemon: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0", SYNCD_DRIFT_WINDOW="2")
+    held = daemon.wait_for("deletions_held")
+    syncd(world, "reject", held["held_id"])
+    daemon.wait_for("deletions_rejected_left_out")
+    daemon.wait_for("cycle_finished", result="no_changes")
+
+    edited = world.desired_file.with_suffix(".tmp")
+    edited.write_text(world.desired_file.read_text() + "# reviewed again\n")
+    edited.replace(world.desired_file)
+    again = daemon.wait_for("deletions_held", new=True)
+    assert again["held_id"] != held["held_id"]
+    assert again["per_user"] == {"janedoe": 1}
+    assert "old@example.com" in world.emails_of("janedoe")
+    assert daemon.stop() == 0
+
+
 def test_deciding_an_unknown_set_is_one_line(world: World):
     world.apply()  # a state to decide in
     result = CliRunner().invoke(cli, ["approve", "nosuchid", "--state-dir", str(world.state_dir)])

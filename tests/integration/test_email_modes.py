@@ -108,3 +108,44 @@ def test_ownership_belongs_to_one_api(world: World) -> None:
     world.apply()
     (api,) = {row["api"] for row in world.query("SELECT api FROM email_ownership")}
     assert api == world.sandbox.url.rstrip("/").lower()
+
+
+def test_an_address_syncd_deleted_is_not_its_own_when_the_owner_adds_it_again(
+    any_world: World,
+) -> None:
+    world = any_world
+    desire(world, "owned", [PRIMARY, LISTED])
+    world.apply()  # syncd adds LISTED: its own
+    desire(world, "owned", [PRIMARY])
+    world.apply()  # and deletes it when it leaves the list
+    assert LISTED not in world.emails_of("janedoe")
+    add_by_hand(world, LISTED)  # the owner wants it back, unlisted
+    planned = CliRunner().invoke(cli, ["plan", *world.cli_args(), "--refresh", "--output", "json"])
+    notes = json.loads(planned.stdout)
+    assert notes["changes"] == []
+    assert LISTED in [note["email"] for note in notes["unmanaged_emails"]]
+    world.apply(world.settings(cache_ttl=0))
+    assert LISTED in world.emails_of("janedoe")
+
+
+def delete_by_hand(world: World, address: str) -> None:
+    response = httpx.request(
+        "DELETE",
+        f"{world.sandbox.url}/api/v1.1/users/janedoe/emails/",
+        json={"email": address},
+        headers={"Authorization": f"Bearer {world.sandbox.admin_token}"},
+    )
+    assert response.status_code in (200, 204), response.text
+
+
+def test_an_address_gone_from_the_account_is_no_longer_syncds(any_world: World) -> None:
+    world = any_world
+    desire(world, "owned", [PRIMARY, LISTED])
+    world.apply()  # syncd adds LISTED: its own
+    delete_by_hand(world, LISTED)  # the owner removes it, as the list drops it
+    desire(world, "owned", [PRIMARY])
+    fresh = world.settings(cache_ttl=0)
+    world.apply(fresh)  # read without it: nothing of syncd's there any more
+    add_by_hand(world, LISTED)  # the owner's own now
+    world.apply(fresh)
+    assert LISTED in world.emails_of("janedoe")

@@ -8,6 +8,8 @@ On PostgreSQL each test has a database of its own (tests/postgres.py).
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 
 from syncd.settings import Settings, load_settings
 from syncd.state.backend import StateStore, open_store
+from syncd.state.sqlite_backend import SqliteStore
 from tests.postgres import Cluster
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -68,3 +71,20 @@ def open_new(state_settings: Settings) -> Iterator[Callable[..., StateStore]]:
 @pytest.fixture
 def store(open_new: Callable[..., StateStore]) -> StateStore:
     return open_new()
+
+
+def tamper(store: StateStore, *statements: str) -> None:
+    """Run `statements` as the owner of the history, past the append-only triggers."""
+    if isinstance(store, SqliteStore):
+        store.close()  # the file is changed by another process's connection
+        with contextlib.closing(sqlite3.connect(store.history_file)) as db:
+            db.execute("DROP TRIGGER IF EXISTS audit_no_update")
+            db.execute("DROP TRIGGER IF EXISTS audit_no_delete")
+            for statement in statements:
+                db.execute(statement)
+            db.commit()
+        return
+    db = store.history
+    db.execute("ALTER TABLE audit DISABLE TRIGGER USER")
+    for statement in statements:
+        db.execute(statement)

@@ -4,8 +4,6 @@ triggers disabled) is found, and named by the first event that does not match.""
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 from collections.abc import Callable
 
 import pytest
@@ -19,7 +17,7 @@ from syncd.settings import Settings
 from syncd.state.audit import AuditTrail
 from syncd.state.backend import StateStore
 from syncd.state.chain import Head, digest, read_head, verify
-from syncd.state.sqlite_backend import SqliteStore
+from tests.state.conftest import tamper
 
 
 def write_events(store: StateStore, writes: int = 3) -> list[int]:
@@ -34,23 +32,6 @@ def write_events(store: StateStore, writes: int = 3) -> list[int]:
         numbers += [seq, seq + 1]
     audit.end_run(RunResult.OK, {})
     return numbers
-
-
-def tamper(store: StateStore, *statements: str) -> None:
-    """Run `statements` as the owner of the history, past the append-only triggers."""
-    if isinstance(store, SqliteStore):
-        store.close()  # the file is changed by another process's connection
-        with contextlib.closing(sqlite3.connect(store.history_file)) as db:
-            db.execute("DROP TRIGGER IF EXISTS audit_no_update")
-            db.execute("DROP TRIGGER IF EXISTS audit_no_delete")
-            for statement in statements:
-                db.execute(statement)
-            db.commit()
-        return
-    db = store.history
-    db.execute("ALTER TABLE audit DISABLE TRIGGER USER")
-    for statement in statements:
-        db.execute(statement)
 
 
 def test_the_chain_holds_and_its_head_is_the_last_event(store: StateStore) -> None:

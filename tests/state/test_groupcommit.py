@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -122,6 +124,39 @@ def test_after_a_failed_write_no_intent_is_made_durable(tmp_path: Path):
     try:
         asyncio.run(apply())
         assert durable_intents(tmp_path) == 1  # close() still kept what was written
+    finally:
+        history.close()
+        cache.close()
+
+
+def test_between_its_groups_an_apply_leaves_the_state_to_other_writers(tmp_path: Path):
+    # `syncd suspend` during an apply writes the same syncd.db; the apply reads it
+    # before each user's writes. A transaction held open from commit to commit kept
+    # the write lock for the whole apply: the suspension waited for the end of the
+    # apply (or failed, "database is locked") and its users were written meanwhile.
+    history, cache = open_state(tmp_path / "syncd.db"), open_cache(tmp_path / "cache.db")
+    audit = AuditTrail(history, {})
+    audit.begin_run("apply")
+    commits = group_commit(history, cache)
+    commits.open()
+
+    def another_writer() -> None:
+        # Another process's connection, as `syncd suspend` opens it.
+        with contextlib.closing(sqlite3.connect(tmp_path / "syncd.db", timeout=10)) as db:
+            db.execute("CREATE TABLE told (what TEXT)")
+            db.commit()
+
+    async def apply() -> None:
+        commits.submit(lambda: audit.intent(adding(1)))
+        await commits.durable()  # the request would be in flight now
+        await asyncio.to_thread(another_writer)
+        commits.submit(lambda: audit.intent(adding(2)))
+        await commits.durable()
+        await commits.close()
+
+    try:
+        asyncio.run(apply())
+        assert durable_intents(tmp_path) == 2
     finally:
         history.close()
         cache.close()

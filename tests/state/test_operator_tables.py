@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from syncd.core.plan import DeleteEmail
 from syncd.core.suspension import EVERYONE, Suspension
-from syncd.core.vocabulary import HeldStatus, SuspensionSource
+from syncd.core.vocabulary import HeldStatus, RunResult, SuspensionSource
 from syncd.errors import DaemonError, UsageError
+from syncd.state.audit import AuditTrail
+from syncd.state.audit_queries import last_successful_run
 from syncd.state.backend import StateStore
 from syncd.state.held_changes import HeldChanges
 from syncd.state.pending import pending_for, save_pending
 from syncd.state.suspensions import SuspensionTable
 
 CLI = SuspensionSource.CLI
+START, DAY = datetime(2026, 1, 1, tzinfo=UTC), timedelta(days=1)
 
 
 def test_suspensions_round_trip_and_end(store: StateStore):
@@ -70,3 +74,34 @@ def test_one_writer_at_a_time_and_a_bounded_wait(open_new: Callable[..., StateSt
         asyncio.run(second.write_lock("apply", 0.3))
     held.release()
     asyncio.run(second.write_lock("apply", 0.3)).release()
+
+
+@pytest.mark.parametrize("command", ["suspend", "approve", "audit prune"])
+def test_the_last_success_is_a_converges_not_an_operators_command(store: StateStore, command: str):
+    # `syncd status` and the daemon's last-success gauge (what an alert on a
+    # daemon that stopped converging watches) say when accounts were last read and
+    # matched: a `syncd suspend` or a prune that ended ok is no such thing.
+    def run(name: str, result: RunResult, day: int) -> None:
+        audit = AuditTrail(store.history, {"revision": name}, clock=lambda: START + day * DAY)
+        audit.begin_run(name)
+        audit.end_run(result, {})
+
+    run("run", RunResult.NO_CHANGES, 1)
+    run("run", RunResult.FAILED, 2)
+    run(command, RunResult.OK, 3)
+    last = last_successful_run(store.history)
+    assert last is not None
+    assert datetime.fromisoformat(last[0]) == START + DAY
+
+
+def test_a_set_held_again_at_a_new_revision_is_rejected_for_that_revision(store: StateStore):
+    # The same deletions planned at a new revision keep the open set (asked once);
+    # rejecting it must then hold for the revision the daemon plans now, or the
+    # next cycle holds them again as a new set and asks again at once.
+    held = HeldChanges(store.history)
+    deletions = [DeleteEmail("alice", "old@example.com")]
+    first, _ = held.hold("rev1", deletions)
+    kept, new = held.hold("rev2", deletions)
+    assert (kept.id, new) == (first.id, False)
+    held.decide(first.id, HeldStatus.REJECTED, "ops@host")
+    assert held.rejected_for("rev2") == {("alice", "old@example.com")}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,10 +23,10 @@ from syncd.state import backend
 from syncd.state.audit import AuditTrail
 from syncd.state.audit_queries import open_intents
 from syncd.state.backend import Database, StateStore
-from syncd.state.chain import verify
+from syncd.state.chain import Head, read_head, verify
 from syncd.state.not_kept import NotKeptRecords
 from syncd.state.retention import export, find_cut, prune, verify_export
-from tests.state.conftest import API
+from tests.state.conftest import API, tamper
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -131,6 +132,35 @@ def test_a_prune_refuses_an_export_that_does_not_hold_exactly_what_goes(
     assert count(db, "audit") == 8
 
 
+@pytest.mark.parametrize("forced", [True, False], ids=["forced", "exported"])
+@pytest.mark.parametrize(
+    ("removed", "why"),
+    [("seq = 3", "event 4 does not follow event 2"), ("seq <= 2", "event 3, the first kept")],
+    ids=["middle", "front"],
+)
+def test_a_prune_removes_no_events_whose_chain_was_broken(
+    store: StateStore,
+    open_new: Callable[..., StateStore],
+    tmp_path: Path,
+    forced: bool,
+    removed: str,
+    why: str,
+) -> None:
+    # A prune that removed the evidence would leave a kept chain that holds from
+    # its cut: the deletion it covered could never be found again.
+    for n in range(4):
+        run_on(store.history, n)
+    tamper(store, f"DELETE FROM audit WHERE {removed}")
+    db = open_new().history
+    out = None if forced else tmp_path / "old.jsonl"
+    if out is not None:
+        export(db, day(3), out)
+    with pytest.raises(StateError, match=why):
+        prune(db, day(3), export_file=out)
+    with pytest.raises(StateError, match=why):
+        verify(db)
+
+
 def test_an_open_intent_and_what_follows_it_are_kept(store: StateStore) -> None:
     db = store.history
     run_on(db, 0)
@@ -178,3 +208,30 @@ def test_export_prune_and_verify_through_the_cli(
     assert "removed 4 events" in pruned.stdout
     verified = runner.invoke(cli, ["audit", *state, "verify"])
     assert verified.exit_code == 0, verified.output
+
+
+def test_an_export_is_checked_against_a_kept_head(
+    store: StateStore, state_settings: Settings, tmp_path: Path
+) -> None:
+    # `audit verify` sends a pruned kept head to the export that holds it: there
+    # it must be checked, not passed over with the export said to hold.
+    for n in range(3):
+        run_on(store.history, n)
+    kept = read_head(store.history)
+    run_on(store.history, 3)
+    out = tmp_path / "old.jsonl"
+    export(store.history, day(3), out)
+    assert verify_export(out, kept).last == kept.seq
+    runner = CliRunner()
+    args = ["audit", "--state-dir", str(state_settings.state_dir), "verify", "--file", str(out)]
+    held = runner.invoke(cli, [*args, "--head", str(kept)])
+    assert held.exit_code == 0, held.output
+    assert f"the kept head, event {kept.seq}, is in the export" in held.stdout
+    forged = Head(kept.seq, "0" * 64)
+    changed = runner.invoke(cli, [*args, "--head", str(forged)])
+    assert changed.exit_code == 1
+    assert f"the kept head, event {kept.seq}, is not in the export as it was" in changed.output
+    later = Head(kept.seq + 10, "0" * 64)
+    outside = runner.invoke(cli, [*args, "--head", str(later)])
+    assert outside.exit_code == 1
+    assert f"the kept head, event {later.seq}, is not in this export" in outside.output
