@@ -247,13 +247,6 @@ def _side(url: str, root: Path, users: int, name: str, credentials: Path) -> dic
     history = name == "history"
     made = 0.0
     if history:
-        import logging
-
-        import structlog
-
-        # As when the history was written through AuditTrail's logging calls: this
-        # process's AuditTrail calls from now on (the takeover's) are not news.
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
         started = time.perf_counter()
         make_history(state, EVENTS, RUNS)
         made = time.perf_counter() - started
@@ -332,6 +325,13 @@ def _apply_rate(url: str, root: Path, users: int, name: str, credentials: Path) 
 
 def figures(sandbox: SandboxProcess, users: int) -> list[Measured]:
     """Every figure of the module's docstring, for an apply of `users` changes."""
+    import logging
+
+    import structlog
+
+    # The takeover's AuditTrail calls in this process are not news, and on both
+    # sides alike: logging on one side only would be its cost, not the history's.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         credentials = root / "credentials"
