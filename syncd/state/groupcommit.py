@@ -15,9 +15,9 @@ loop never touches them meanwhile. A commit there waits for an fsync, and
 while it does the other users' requests keep flowing and the next intents
 queue up; when it returns, its waiters go on, and everything queued meanwhile
 is written and committed as the next group (at most one commit in flight).
-While it waits with nothing written since its commit, it holds no transaction:
-another process may write the state between groups (`syncd suspend`, which the
-apply reads before each user's writes).
+Between groups it holds no transaction (the next job begins one): another
+process may write the state meanwhile (`syncd suspend`, which the apply reads
+before each user's writes), not only after the apply.
 On PostgreSQL the writes run at once on the event loop and the callers that
 ask in the same turn of it share one commit (its one session is also the
 event loop's, which asks through it whether the lock is still held).
@@ -143,9 +143,7 @@ class ThreadedGroupCommit(GroupCommit):
         self._requests: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="syncd-group-commit", daemon=True)
         self._failed: Exception | None = None  # the thread's alone
-        #: Whether the transactions are open, and nothing was done in them since
-        #: their last commit (the thread's alone).
-        self._open, self._clean = True, True
+        self._open = True  # whether the transactions are; the thread's alone
 
     def open(self) -> None:
         super().open()
@@ -175,8 +173,6 @@ class ThreadedGroupCommit(GroupCommit):
     def _serve(self) -> None:
         closing = False
         while not closing:
-            if self._clean and self._open and self._requests.empty():
-                self._release()
             batch = [self._requests.get()]
             with contextlib.suppress(queue.Empty):
                 while True:
@@ -193,23 +189,11 @@ class ThreadedGroupCommit(GroupCommit):
             if waiters:
                 self._commit_for(waiters, closing)
 
-    def _release(self) -> None:
-        """End the empty transactions while waiting: SQLite's BEGIN IMMEDIATE holds the
-        write lock, and another process (`syncd suspend`) must be able to write between
-        groups, not only after the apply."""
-        try:
-            for db in self._databases:
-                db.commit()  # nothing written: no sync
-        except Exception as error:
-            self._failed = self._failed or error
-        self._open = False
-
     def _run(self, job: Callable[[], object], written: Future[object]) -> None:
         try:
-            if not self._open:
+            if not self._open:  # SQLite's BEGIN IMMEDIATE: the write lock until the commit
                 self._begin()
                 self._open = True
-            self._clean = False
             written.set_result(job())
         except Exception as error:  # raised to the event loop by the next durable() or close()
             self._failed = self._failed or error
@@ -220,11 +204,8 @@ class ThreadedGroupCommit(GroupCommit):
             if self._failed is not None and not closing:
                 raise self._failed
             for db in self._databases:
-                if closing:
-                    db.commit()
-                else:
-                    db.commit_and_begin()
-            self._open, self._clean = True, True
+                db.commit()
+            self._open = False
             if self._failed is not None:
                 raise self._failed
         except Exception as error:
