@@ -91,6 +91,10 @@ class ApplyReport:
         return not self.failures
 
 
+class _Withheld(Exception):
+    """The user was suspended after the plan: nothing of theirs is written."""
+
+
 class _Unknown(Exception):
     """The write may or may not have happened."""
 
@@ -141,18 +145,16 @@ class Applier:
         return self.report
 
     async def _apply_user(self, actions: list[Action]) -> None:
-        user = actions[0].user
-        # Asked where the apply's rows are written (on SQLite, the group commit's thread).
-        suspended = self.suspended
-        if suspended is not None and await asyncio.wrap_future(
-            self.commits.submit(functools.partial(suspended, user))
-        ):
-            self.report.withheld.append(user)
-            return
         remaining = _in_write_order(actions)
+        unless = self.suspended  # asked once, with the user's first intent
         while remaining:
             action = remaining.pop(0)
-            error = await self._apply_one(action)
+            try:
+                error = await self._apply_one(action, unless)
+            except _Withheld:
+                self.report.withheld.append(action.user)
+                return
+            unless = None
             if error is None:
                 continue
             if isinstance(error, _USER_STOPPERS):
@@ -163,13 +165,27 @@ class Applier:
                 self._skip(deletions, "not sent: an address to add is not in place yet")
                 remaining = [a for a in remaining if not isinstance(a, DeleteEmail)]
 
-    async def _apply_one(self, action: Action) -> ApiError | None:
-        """One write with its intent and outcome; the error if it did not succeed."""
+    async def _apply_one(
+        self, action: Action, unless: Callable[[str], bool] | None = None
+    ) -> ApiError | None:
+        """One write with its intent and outcome; the error if it did not succeed.
+
+        With `unless`, no intent and _Withheld when `unless(user)`: asked in the
+        intent's transaction, so a `syncd suspend` is seen, or came after the intent.
+        """
+
+        def record_intent() -> int | None:
+            if unless is not None and unless(action.user):
+                return None
+            return self.audit.intent(action)
+
         # Every row of the apply goes through the group commit: on SQLite its thread has
         # the connections to itself, and the intent is written there (its number later).
-        intent = self.commits.submit(functools.partial(self.audit.intent, action))
+        intent = self.commits.submit(record_intent)
         try:
             await self.commits.durable()  # the intent is on disk before the request leaves
+            if intent.result() is None:
+                raise _Withheld
             account, missed = await self._write(action)
         except asyncio.CancelledError:
             # Stopped mid-write (shutdown or the run's deadline): say so, then stop.
@@ -201,11 +217,7 @@ class Applier:
         # an error of its own, and the cache holds the server's value.
         result = DOES_NOT_CONVERGE if missed else OK
         message = "; ".join(record.message() for record in missed) or None
-        self.commits.submit(
-            lambda: self.audit.outcome(
-                intent.result(), action, result, message=message, then=remember
-            )
-        )
+        self._outcome(intent, action, result, message=message, then=remember)
         if missed:  # sent and accepted, yet not applied as planned: a failure, once
             self._fail(action, result, None, message or "")
             self.report.not_kept.extend(missed)
@@ -228,31 +240,42 @@ class Applier:
             # the age of the cached list, so the TTL still brings a re-read.
             self.cache.replace_emails(account.username, account.emails)
 
+    def _outcome(
+        self,
+        intent: Future[int | None],
+        action: Action,
+        result: WriteResult,
+        *,
+        status: int | None = None,
+        message: str | None,
+        then: Callable[[], None],
+    ) -> None:
+        """The outcome of `intent`, written after it (none when it was withheld)."""
+
+        def record() -> None:
+            seq = intent.result()
+            if seq is not None:
+                self.audit.outcome(seq, action, result, status=status, message=message, then=then)
+
+        self.commits.submit(record)
+
     def _record_error(
-        self, intent: Future[int], action: Action, error: ApiError, result: WriteResult
+        self, intent: Future[int | None], action: Action, error: ApiError, result: WriteResult
     ) -> None:
         status = error.status if isinstance(error, HttpStatusError) else None
         self._record(intent, action, result, status, error.detail)
 
     def _record(
         self,
-        intent: Future[int],
+        intent: Future[int | None],
         action: Action,
         result: WriteResult,
         status: int | None,
         message: str,
     ) -> None:
         # Whatever happened, the cached view of this user may now be wrong.
-        self.commits.submit(
-            lambda: self.audit.outcome(
-                intent.result(),
-                action,
-                result,
-                status=status,
-                message=message,
-                then=lambda: self.cache.forget(action.user),
-            )
-        )
+        forget = functools.partial(self.cache.forget, action.user)
+        self._outcome(intent, action, result, status=status, message=message, then=forget)
         self.live.pop(action.user, None)
         self._fail(action, result, status, message)
         self._tell(action, result, message)
