@@ -244,7 +244,9 @@ class AuditTrail:
         target = change_target(action)  # before and after are the intent's
         with self.db.atomic():
             self._insert_outcome(
-                intent_seq, action.user, action.action, target, result, status, message
+                self.outcome_row(
+                    intent_seq, action.user, action.action, target, result, status, message
+                )
             )
             if then is not None:
                 then()
@@ -260,20 +262,10 @@ class AuditTrail:
             message=message,
         )
 
-    def _insert_outcome(
-        self,
-        intent_seq: int,
-        user: str,
-        action: str,
-        target: str,
-        result: WriteResult,
-        status: int | None,
-        message: str | None,
-    ) -> None:
-        self.chain.append(
-            self.outcome_row(intent_seq, user, action, target, result, status, message)
-        )
-        self.db.execute("DELETE FROM open_intents WHERE seq = ?", [intent_seq])
+    def _insert_outcome(self, row: Mapping[str, Any]) -> None:
+        """Append an outcome's row (outcome_row's); its intent is open no more."""
+        self.chain.append(row)
+        self.db.execute("DELETE FROM open_intents WHERE seq = ?", [row["intent_seq"]])
 
     def decision(self, event: OperatorEvent, user: str, message: str) -> None:
         """An operator's decision about `user` (suspend, resume, approve, reject)."""
@@ -326,13 +318,15 @@ class AuditTrail:
         with self.db.atomic():
             for intent in intents:
                 self._insert_outcome(
-                    intent.seq,
-                    intent.user,
-                    intent.action,
-                    intent.target,
-                    WriteResult.INTERRUPTED,
-                    None,
-                    f"run {intent.run_id} stopped before this write's answer was recorded",
+                    self.outcome_row(
+                        intent.seq,
+                        intent.user,
+                        intent.action,
+                        intent.target,
+                        WriteResult.INTERRUPTED,
+                        None,
+                        f"run {intent.run_id} stopped before this write's answer was recorded",
+                    )
                 )
         for intent in intents:
             self.log.warning(
