@@ -56,7 +56,9 @@ def _plural(count: int, word: str, plural: str | None = None) -> str:
 def summary_line(plan: Plan) -> str:
     """The last line of a plan. It says "match" only when every user was read and is equal."""
     unreadable = len(plan.unreadable)
-    if plan.is_empty and plan.complete:
+    if plan.users == 0:  # none desired, or a selection left no one: "match" would be false
+        head = "No users to compare (none desired or selected): nothing was read."
+    elif plan.is_empty and plan.complete:
         head = "No changes: the accounts match the desired state."
     elif plan.is_empty:
         compared = plan.users - unreadable

@@ -49,6 +49,16 @@ def test_plan_selection(world: World, selection: tuple[str, ...], users: list[st
     assert (scope is not None) == bool(selection)
 
 
+def test_a_selection_that_leaves_no_one_does_not_say_the_accounts_match(world: World) -> None:
+    world.desire(TEAMS)
+    result = CliRunner().invoke(
+        cli, ["plan", *world.cli_args(), "--group", "smiths", "--exclude", "johnsmith"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "No users to compare (none desired or selected): nothing was read." in result.output
+    assert "match" not in result.output
+
+
 @pytest.mark.parametrize(
     ("selection", "message"),
     [

@@ -72,6 +72,11 @@ def test_without_a_terminal_the_plan_is_written_as_plain_text() -> None:
             Plan((), users=2), "No changes: the accounts match the desired state.", id="complete"
         ),
         pytest.param(
+            Plan((), users=0),
+            "No users to compare (none desired or selected): nothing was read.",
+            id="no-one",
+        ),
+        pytest.param(
             Plan((), errors=(Problem("ops_robot", "user_not_found", "404"),), users=2),
             "Nothing to change for 1 user that could be compared."
             " Incomplete: 1 of 2 users could not be read, 1 error.",
