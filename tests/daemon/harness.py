@@ -119,6 +119,16 @@ class DaemonProcess:
                     raise AssertionError(f"no {event} {match} in {timeout} s; stderr:\n{tail}")
                 self._changed.wait(remaining)
 
+    def wait_for_count(self, event: str, count: int, timeout: float = DEFAULT_WAIT) -> None:
+        """Until `count` events named `event` were logged in all (lines are read on a thread)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while sum(e.get("event") == event for e in self.events) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.process.poll() is not None and not self._reader_alive):
+                    raise AssertionError(f"fewer than {count} {event} in {timeout} s")
+                self._changed.wait(remaining)
+
     @property
     def _reader_alive(self) -> bool:
         return self._reader.is_alive()

@@ -67,6 +67,7 @@ def test_hooks_start_at_most_one_cycle_per_spacing(world: World, start_daemon, t
         first["run_at"]
     )
     assert started_apart.total_seconds() >= HOOK_SPACING
+    daemon.wait_for_count("run_coalesced", 18)  # logged before, maybe not read yet
     assert len(events(daemon, "run_coalesced")) == 18
     seen = counted(address)
     assert seen["accepted"] == 20
