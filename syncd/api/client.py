@@ -1,7 +1,7 @@
 """The accounts API client: async, bounded, retrying only what is safe.
 
-Each request goes out on a lane (a one-connection httpx client no other request
-uses meanwhile) when the rate control allows, within SYNCD_TIMEOUT. A POST is
+Each request goes out on a lane (a one-connection httpx transport no other
+request uses meanwhile) when the rate control allows, within SYNCD_TIMEOUT. A POST is
 never retried here: the applier re-reads and adds only what is missing. Every
 failure is an ApiError naming the user, the method and the path, or
 ApiUnreachable when no request can succeed; a body that is not the JSON the API
@@ -28,9 +28,9 @@ from syncd.api.credentials import Credential
 from syncd.api.inflating import read_capped
 from syncd.api.retrying import RetryPolicy, read_retry_after, retry_reason
 from syncd.api.transport import (
+    Lane,
     check_trust_files,
     explain_failure,
-    make_http_client,
     proxy_for,
     redacted,
     tls_context,
@@ -103,8 +103,8 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         self.rate_control = RateControl.shared(settings)
         # Made at the first request: a warm plan sends none, and loading the roots is not free.
         self._tls: ssl.SSLContext | None = None
-        self._lanes: list[httpx.AsyncClient] = []  # free, the last returned last
-        self._made: list[httpx.AsyncClient] = []  # all, closed at the end
+        self._lanes: list[Lane] = []  # free, the last returned last
+        self._made: list[Lane] = []  # all, closed at the end
         self._connections: weakref.WeakSet[object] = weakref.WeakSet()
         #: Awaited before a write is sent again after a wait: the applier's group
         #: commit, which on PostgreSQL goes through the session that holds the lock,
@@ -203,7 +203,7 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         self._tls = self._tls or tls_context(self._settings)
         await self.rate_control.admit()
         if not self._lanes:  # no more lanes than requests admitted at once
-            self._made.append(make_http_client(self._settings, self._tls))
+            self._made.append(Lane(self._settings, self._tls))
             self._lanes.append(self._made[-1])
         http = self._lanes.pop()
         lane_kept, status = True, None
@@ -217,7 +217,7 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
             headers = {"Authorization": credential.authorization()}
             async with (
                 asyncio.timeout(self._settings.timeout),
-                http.stream(method, path, json=body, headers=headers) as response,
+                http.stream(method, self.api_url + path, headers, json=body) as response,
             ):
                 self._heard = True  # it speaks: slow perhaps, but not unreachable
                 raw = await read_capped(response, username, method, path)

@@ -35,8 +35,7 @@ from syncd.core.vocabulary import Code, NotificationEvent, RunResult
 from syncd.secretfiles import read_secret_file
 
 if TYPE_CHECKING:
-    import httpx
-
+    from syncd.api.transport import Lane
     from syncd.service.cycle import CycleOutcome
     from syncd.service.metrics import Metrics
     from syncd.settings import NotifyProvider, Settings
@@ -60,7 +59,7 @@ class _Provider:
     events: frozenset[NotificationEvent]
     #: The metric's label: the type and the host, never the path (Slack's is a secret).
     label: str
-    client: httpx.AsyncClient | None = None
+    client: Lane | None = None
     #: Its own queue and task: an endpoint that hangs delays no other.
     queue: asyncio.Queue[tuple[Notice, str | None]] | None = None
     task: asyncio.Task[None] | None = None
@@ -139,27 +138,29 @@ class Notifications:
                 )
 
     async def _send(self, provider: _Provider, body: bytes) -> None:
-        from syncd.api.transport import make_http_client, tls_context
+        from syncd.api.transport import Lane, tls_context
 
         if provider.client is None:
-            provider.client = make_http_client(
-                self.settings, tls_context(self.settings), provider.url
-            )
+            provider.client = Lane(self.settings, tls_context(self.settings), provider.url)
         delay = FIRST_BACKOFF
         for attempt in range(1, ATTEMPTS + 1):
             headers = {"Content-Type": "application/json"}
             if provider.secret is not None:
                 headers["X-Syncd-Signature"] = sign(provider.secret, body, int(time.time()))
             try:
-                response = await provider.client.post(provider.url, content=body, headers=headers)
+                # The status alone: a receiver's body is never read, so it costs nothing.
+                async with provider.client.stream(
+                    "POST", provider.url, headers, content=body
+                ) as response:
+                    status = response.status_code
             except Exception:
                 if attempt == ATTEMPTS:
                     raise
             else:
-                if response.status_code < 300:
+                if status < 300:
                     return
-                if attempt == ATTEMPTS or response.status_code < 500:
-                    raise RuntimeError(f"HTTP {response.status_code}")
+                if attempt == ATTEMPTS or status < 500:
+                    raise RuntimeError(f"HTTP {status}")
             await asyncio.sleep(delay * random.uniform(1, 1.5))
             delay *= 2
 
