@@ -280,7 +280,9 @@ class Cycle:
                 guard = None
                 if self.hold_deletions:
                     guard = self._guard = DeletionGuard(
-                        HeldChanges(self.db), settings.max_deletions, revision_of(desired)
+                        HeldChanges(self.db, connection.api),
+                        settings.max_deletions,
+                        revision_of(desired),
                     )
                 converged = await converge(
                     connection,
