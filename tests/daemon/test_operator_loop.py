@@ -6,6 +6,7 @@ write the state, and the daemon honours them at its next cycle, with no restart.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from typing import Any
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 
 from syncd.cli.main import cli
 from tests.daemon.harness import DaemonProcess
-from tests.world import World, admin_patch
+from tests.world import STANDARD_DESIRED, World, admin_patch
 
 
 def syncd(world: World, *args: str) -> str:
@@ -184,6 +185,40 @@ def test_a_rejection_lasts_while_the_desired_file_is_the_same(world: World, star
     again = daemon.wait_for("deletions_held", new=True)
     assert again["held_id"] != held["held_id"]
     assert again["per_user"] == {"janedoe": 1}
+    assert "old@example.com" in world.emails_of("janedoe")
+    assert daemon.stop() == 0
+
+
+def desire_in_place(world: World, desired: dict[str, Any]) -> None:
+    """A new desired file, renamed over the old one: a running daemon never reads half."""
+    edited = world.root / "desired-state.new.yaml"
+    world.desired_file.rename(edited)
+    world.desire(desired)  # writes world.desired_file
+    edited.unlink()
+
+
+def test_an_approval_is_spent_by_the_next_cycle_even_one_with_nothing_to_do(
+    world: World, start_daemon: Any
+):
+    # Held, then the desired state kept the address, then the set approved: the
+    # next cycle plans nothing. The approval was for the deletion planned then;
+    # kept for later, it let the same deletion of a later revision past the guard
+    # unasked.
+    daemon: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0", SYNCD_DRIFT_WINDOW="2")
+    held = daemon.wait_for("deletions_held")
+    keeping = copy.deepcopy(STANDARD_DESIRED)
+    keeping["users"]["janedoe"]["emails"].append("old@example.com")
+    desire_in_place(world, keeping)
+    daemon.wait_for("cycle_finished", result="no_changes")
+    syncd(world, "approve", held["held_id"])
+    for _ in range(2):  # one begun after the approval, with nothing to do
+        daemon.wait_for("cycle_finished", result="no_changes")
+    report = json.loads(syncd(world, "status", "--output", "json"))
+    assert report["held_changes"] == []
+
+    desire_in_place(world, STANDARD_DESIRED)  # old@example.com to go again
+    again = daemon.wait_for("deletions_held", new=True)
+    assert again["held_id"] != held["held_id"]
     assert "old@example.com" in world.emails_of("janedoe")
     assert daemon.stop() == 0
 
