@@ -323,7 +323,7 @@ class Cycle:
         held_notes: list[str] = []
         if self._guard is not None:
             if (split := self._guard.last) is not None:
-                drift_users |= {action.user for action in split.held}
+                drift_users |= {action.user for action in (*split.held, *split.rejected)}
             held_notes = self._guard.conclude()
         message = "; ".join(part for part in (*held_notes, failing_summary(failing)) if part)
         drift = len(drift_users)

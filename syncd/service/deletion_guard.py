@@ -77,6 +77,10 @@ class DeletionGuard:
                 deletions=len(split.rejected),
                 revision=self.revision,
             )
+            said.append(
+                f"{len(split.rejected)} deletions rejected for this revision left out "
+                f"({self.revision}): asked about again when the desired state changes"
+            )
         if split.held:
             held, new = self.held.hold(self.revision, split.held)
             log.warning(

@@ -154,10 +154,18 @@ def test_a_tripped_guard_holds_only_the_deletions_until_approved_or_rejected(
     assert "Rejected 1 deletions" in said
     daemon.wait_for("deletions_rejected_left_out")
     seen = len(daemon.events)
-    for _ in range(3):  # nothing else to do: what the operator refused is not pending
-        daemon.wait_for("cycle_finished", result="no_changes")
+    for _ in range(3):
+        # Nothing else to do, and not asked again; yet the account is not as desired:
+        # never green (no_changes), but held back, its user drift, as status says.
+        finished = daemon.wait_for("cycle_finished")
+        assert finished["result"] == "held"
+        assert finished["drift_users"] == 1
+        assert "1 deletions rejected for this revision" in finished["message"]
     assert not [e for e in daemon.events[seen:] if e.get("event") == "deletions_held"]
     assert "by.hand@example.com" in world.emails_of("janedoe")
+    report = json.loads(syncd(world, "status", "--output", "json"))
+    assert report["guard"]["held"] is True
+    assert report["pending"]["by_action"]["delete_email"] == 1
     assert daemon.stop() == 0
 
     decisions = world.query(
@@ -177,7 +185,7 @@ def test_a_rejection_lasts_while_the_desired_file_is_the_same(world: World, star
     held = daemon.wait_for("deletions_held")
     syncd(world, "reject", held["held_id"])
     daemon.wait_for("deletions_rejected_left_out")
-    daemon.wait_for("cycle_finished", result="no_changes")
+    daemon.wait_for("cycle_finished", result="held")
 
     edited = world.desired_file.with_suffix(".tmp")
     edited.write_text(world.desired_file.read_text() + "# reviewed again\n")
