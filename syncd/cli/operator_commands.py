@@ -90,7 +90,7 @@ def suspend(
         # It would hold no one, and replace (so end) a suspension that holds.
         given = f"--for {lasting}" if lasting is not None else f"--until {until}"
         raise click.UsageError(f"{given} has already passed: nothing was suspended")
-    with _history(config_file, state_dir, "suspend") as (db, who):
+    with _history(config_file, state_dir, "suspend") as (db, who, _):
         from syncd.state.suspensions import SuspensionTable
 
         suspension = Suspension(reason.strip(), end, who, SuspensionSource.CLI)
@@ -111,7 +111,7 @@ def resume(
     from syncd.core.vocabulary import OperatorEvent
 
     chosen = _chosen(users, everyone)
-    with _history(config_file, state_dir, "resume") as (db, _):
+    with _history(config_file, state_dir, "resume") as (db, _, _):
         from syncd.state.suspensions import SuspensionTable
 
         table = SuspensionTable(db)
@@ -139,8 +139,10 @@ def _named(users: list[str]) -> str:
 @contextmanager
 def _history(
     config_file: str | None, state_dir: str | None, purpose: str
-) -> Iterator[tuple[Database, str]]:
-    """The state's history, opened for one decision, and who decides ("user@host")."""
+) -> Iterator[tuple[Database, str, str]]:
+    """The state's history, opened for one decision, who decides ("user@host"), and the
+    API of the settings (syncd.core.api_url's form)."""
+    from syncd.core.api_url import normal_api_url
     from syncd.settings import load_settings
     from syncd.state.audit import actor
     from syncd.state.backend import open_store
@@ -148,7 +150,11 @@ def _history(
     settings = load_settings(config_file, state_dir=state_dir)
     with open_store(settings, purpose) as store:
         who = actor()
-        yield store.history, f"{who.sudo_user or who.os_user}@{who.host}"
+        yield (
+            store.history,
+            f"{who.sudo_user or who.os_user}@{who.host}",
+            normal_api_url(settings.api_url),
+        )
 
 
 def _audit(db: Database, event: OperatorEvent, users: list[str], message: str) -> None:
@@ -205,8 +211,8 @@ def _decide(config_file: str | None, state_dir: str | None, held_id: str, status
 
     approving = status == HeldStatus.APPROVED
     event = OperatorEvent.APPROVE if approving else OperatorEvent.REJECT
-    with _history(config_file, state_dir, str(event)) as (db, who):
-        held = HeldChanges(db).decide(held_id, HeldStatus(status), who)
+    with _history(config_file, state_dir, str(event)) as (db, who, api):
+        held = HeldChanges(db, api).decide(held_id, HeldStatus(status), who)
         counts = per_user(held.deletion_keys())
         audit = _begin(db, event)
         for user, count in counts.items():

@@ -15,6 +15,7 @@ from syncd.core.desired import DesiredState, DesiredUser, Location
 from syncd.core.fields import PROFILE_FIELDS
 
 _MODE = "emails_mode"
+_SUSPEND = "suspend"
 
 
 def _values(user: DesiredUser) -> Iterator[tuple[str, Any]]:
@@ -26,6 +27,9 @@ def _values(user: DesiredUser) -> Iterator[tuple[str, Any]]:
         yield _MODE, str(user.emails_mode)
     if user.emails is not None:
         yield "emails", list(user.emails)
+    if user.suspend is not None:  # left out, the rendered file would have syncd write to it
+        until = user.suspend.until_text()
+        yield _SUSPEND, {"reason": user.suspend.reason} | ({"until": until} if until else {})
 
 
 #: Where a user wrote its own `key`, if that can be found (syncd.desired.loading.own_places).
@@ -71,7 +75,10 @@ def to_yaml(state: DesiredState) -> str:
         values = list(_values(user))
         lines.append(f"  {user.username}:" if values else f"  {user.username}: {{}}")
         for key, value in values:
-            if key != "emails":
+            if key == _SUSPEND:
+                pairs = ", ".join(f"{name}: {_scalar(text)}" for name, text in value.items())
+                lines.append(f"    {key}: {{{pairs}}}")
+            elif key != "emails":
                 lines.append(f"    {key}: {_scalar(value)}")
             elif value:
                 lines.append("    emails:")

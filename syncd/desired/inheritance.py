@@ -166,6 +166,7 @@ def _apply(user: DesiredUser, inheritance: _Inheritance) -> DesiredUser:
         user.groups,
         user.ignore,
         inheritance.origins,
+        suspend=user.suspend,
     )
 
 

@@ -84,6 +84,16 @@ _MISSING: Final[dict[Loc, str]] = {
 }
 
 
+#: The forms docs/desired-state.md gives for `suspend:` and its end.
+_SUSPEND_FORMS: Final = (
+    "a mapping with a reason and, optionally, an end: "
+    "{reason: INC-123} or {reason: INC-123, until: 2027-01-31}"
+)
+_UNTIL_FORMS: Final = (
+    "a date (2027-01-31) or an ISO datetime with a zone (2027-01-31T18:00:00+01:00)"
+)
+
+
 def _expectation(loc: Loc) -> tuple[str, str]:
     """What the value at `loc` is called, and what it must be."""
     match loc:
@@ -101,6 +111,12 @@ def _expectation(loc: Loc) -> tuple[str, str]:
             return str(key), "a list of names"
         case ("users", _, "groups" | "ignore", _):
             return "a name", "a string"
+        case ("users", _, "suspend"):
+            return "suspend", _SUSPEND_FORMS
+        case ("users", _, "suspend", "reason"):
+            return "suspend.reason", "a string (an incident, a ticket)"
+        case ("users", _, "suspend", "until"):
+            return "suspend.until", _UNTIL_FORMS
         case ("defaults",):
             return "'defaults'", "a mapping of keys every user takes"
         case ("groups",):

@@ -280,7 +280,9 @@ class Cycle:
                 guard = None
                 if self.hold_deletions:
                     guard = self._guard = DeletionGuard(
-                        HeldChanges(self.db), settings.max_deletions, revision_of(desired)
+                        HeldChanges(self.db, connection.api),
+                        settings.max_deletions,
+                        revision_of(desired),
                     )
                 converged = await converge(
                     connection,
@@ -319,8 +321,9 @@ class Cycle:
             {f.user for f in report.failures} if report else set(plan.users_with_changes())
         )
         held_notes: list[str] = []
-        if self._guard is not None and (split := self._guard.last) is not None:
-            drift_users |= {action.user for action in split.held}
+        if self._guard is not None:
+            if (split := self._guard.last) is not None:
+                drift_users |= {action.user for action in (*split.held, *split.rejected)}
             held_notes = self._guard.conclude()
         message = "; ".join(part for part in (*held_notes, failing_summary(failing)) if part)
         drift = len(drift_users)

@@ -57,23 +57,29 @@ class DeletionGuard:
     def conclude(self) -> list[str]:
         """Record the held set and the approved ones used; what the cycle says of them.
 
-        An approved set is given to one cycle: what of it was sent is audited, and
-        a deletion of it that failed, or is no longer planned, is not carried over.
+        An approved set is given to one cycle that planned, even one with nothing to
+        do: what of it was sent is audited, and a deletion of it that failed, or is
+        no longer planned, is not carried over (kept, it would let the same deletion
+        of a later revision past the guard unasked).
         """
         split, said = self.last, list[str]()
-        if split is None:
-            return said
         if self._approved:
             self.held.mark_applied(self._approved)
             for held in self._approved:
                 log.info(
                     "deletions_approved_applied", held_id=held.id, deletions=len(held.deletions)
                 )
+        if split is None:
+            return said
         if split.rejected:
             log.info(
                 "deletions_rejected_left_out",
                 deletions=len(split.rejected),
                 revision=self.revision,
+            )
+            said.append(
+                f"{len(split.rejected)} deletions rejected for this revision left out "
+                f"({self.revision}): asked about again when the desired state changes"
             )
         if split.held:
             held, new = self.held.hold(self.revision, split.held)

@@ -163,7 +163,7 @@ def home_page(store: StateStore, settings: Settings, standby: tuple[bool, str] |
         status,
         count,
         pending_changes(db, limit=PENDING_SHOWN),
-        held_deletions(db),
+        held_deletions(db, api),
         suspensions(db),
     )
 
@@ -213,12 +213,12 @@ def pending_changes(
     return tuple(itertools.islice(changes, limit))
 
 
-def held_deletions(db: Database) -> tuple[HeldDeletion, ...]:
+def held_deletions(db: Database, api: str) -> tuple[HeldDeletion, ...]:
     """Deletions held by a tripped guard, waiting for `syncd approve` (or approved and
     not yet applied)."""
     if not db.has_table("held_changes"):
         return ()
-    held = HeldChanges(db).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
+    held = HeldChanges(db, api).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
     return tuple(
         HeldDeletion(held_set.id, user, email, held_set.held_at)
         for held_set in held

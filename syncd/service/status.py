@@ -68,7 +68,7 @@ def gather_status(
     kept = db.has_table("user_failures") and "api" in columns(db, "user_failures")
     failing = UserFailures(db, api).all(in_error) if kept else {}
     suspended = SuspensionTable(db).all()
-    held = HeldChanges(db).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
+    held = HeldChanges(db, api).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
     named = users or tuple(pending_for(db))[:USERS_DETAILED]
     per_user = read_users(store, api, named)
     active = next((holder for holder in holders if holder.active), None)
@@ -133,7 +133,7 @@ def read_users(store: StateStore, api: str, users: tuple[str, ...]) -> list[dict
     pending = pending_for(db, users)
     failing = UserFailures(db, api).all() if db.has_table("user_failures") else {}
     suspensions = SuspensionTable(db).all()
-    held_sets = HeldChanges(db).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
+    held_sets = HeldChanges(db, api).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
     report = []
     for user in users:
         profile_at, emails_at = (None, None) if cache is None else last_read(cache, api, user)

@@ -4,7 +4,8 @@ A set is `held` until `syncd approve` or `syncd reject`; an approved one is
 given to the next cycle (then `applied`); a rejected one keeps its deletions
 from being asked about again for the same revision. The daemon holds at most
 one open set: the same deletions planned again keep it, other ones replace it
-(`superseded`).
+(`superseded`). Sets are kept per API (syncd.core.api_url): a decision about
+one API's deletions lets nothing through, and holds nothing back, on another.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from syncd.core.plan import DeleteEmail
 from syncd.core.vocabulary import HeldStatus
 from syncd.errors import UsageError
 from syncd.state.backend import Database
+from syncd.state.schema import columns
 
 _COLUMNS = "id, revision, held_at, deletions, status, decided_by, decided_at"
 
@@ -61,16 +63,20 @@ def _now() -> str:
 
 
 class HeldChanges:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, api: str) -> None:
         self.db = db
+        #: The API these sets are of, in syncd.core.api_url's normal form.
+        self.api = api
 
     def with_status(self, *statuses: HeldStatus) -> list[HeldSet]:
-        if not self.db.has_table("held_changes"):  # a read-only state from before them
+        """This API's sets in these statuses."""
+        # A read-only state from before the sets, or before they were kept per API.
+        if not self.db.has_table("held_changes") or "api" not in columns(self.db, "held_changes"):
             return []
         rows = self.db.execute(
-            f"SELECT {_COLUMNS} FROM held_changes WHERE status IN ({self.db.dialect.json_values})"
-            " ORDER BY held_at, id",
-            [json.dumps([str(status) for status in statuses])],
+            f"SELECT {_COLUMNS} FROM held_changes WHERE api = ?"
+            f" AND status IN ({self.db.dialect.json_values}) ORDER BY held_at, id",
+            [self.api, json.dumps([str(status) for status in statuses])],
         )
         return [_held_set(row) for row in rows]
 
@@ -100,9 +106,9 @@ class HeldChanges:
                 self._set_status(held.id, HeldStatus.SUPERSEDED, None)
             made = HeldSet(uuid.uuid4().hex[:8], revision, _now(), pairs, HeldStatus.HELD)
             self.db.execute(
-                "INSERT INTO held_changes (id, revision, held_at, deletions, status)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [made.id, revision, made.held_at, json.dumps(pairs), made.status],
+                "INSERT INTO held_changes (id, api, revision, held_at, deletions, status)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [made.id, self.api, revision, made.held_at, json.dumps(pairs), made.status],
             )
         return made, True
 

@@ -28,6 +28,7 @@ import gzip
 import io
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -104,20 +105,36 @@ def find_cut(db: Database, moment: datetime) -> Cut:
 
 @contextlib.contextmanager
 def _text(path: Path, mode: str) -> Iterator[IO[str]]:
+    partial: Path | None = None
     try:
-        if mode == "w":  # the events name users and addresses: private to its owner
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-            raw: IO[bytes] = os.fdopen(os.open(path, flags, 0o600), "wb")
+        if mode == "w":
+            # The events name users and addresses: written to a new file (0600) renamed
+            # over `path` once whole, so that it is private whatever was there, a link
+            # there is replaced and not written through, and a failed export leaves the
+            # one before it as it was.
+            descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            partial = Path(name)
+            raw: IO[bytes] = os.fdopen(descriptor, "wb")
         else:
             raw = path.open("rb")
     except OSError as error:
         raise StateError(f"{path}: {error.strerror or error}") from None
-    with raw:
-        binary: IO[bytes] = raw
-        if path.name.endswith(".gz"):
-            binary = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode=mode + "b"))
-        with binary, io.TextIOWrapper(binary, encoding="utf-8") as text:
-            yield text
+    try:
+        with raw:
+            binary: IO[bytes] = raw
+            if path.name.endswith(".gz"):
+                binary = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode=mode + "b"))
+            with binary, io.TextIOWrapper(binary, encoding="utf-8") as text:
+                yield text
+        if partial is not None:
+            try:
+                os.replace(partial, path)
+            except OSError as error:
+                raise StateError(f"{path}: {error.strerror or error}") from None
+    except BaseException:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        raise
 
 
 def export(db: Database, moment: datetime, out: Path) -> Cut:

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from syncd.cli.main import cli
+from syncd.core.desired import DesiredUser
 from syncd.desired.loading import load_desired
 
 GROUPS = """version: 1
@@ -28,6 +29,9 @@ users:
   bobby:
     groups: [berlin]
     ignore: [location]
+  carol:
+    full_name: Carol C
+    suspend: {reason: INC-123, until: 2027-01-31}
 """
 
 
@@ -38,6 +42,11 @@ def accounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / "accounts" / "groups.yaml").write_text(GROUPS, encoding="utf-8")
     (tmp_path / "accounts" / "team" / "users.yaml").write_text(USERS, encoding="utf-8")
     return "accounts"
+
+
+def suspended(user: DesiredUser) -> tuple[str, float | None] | None:
+    """A user's suspension as the file says it (not where)."""
+    return None if user.suspend is None else (user.suspend.reason, user.suspend.until)
 
 
 def render(*args: str) -> str:
@@ -62,6 +71,11 @@ EXPLAINED = [
         id="the-users-own-emails",
     ),
     pytest.param("bobby.location: ignored, not managed", id="ignored"),
+    pytest.param(
+        'carol.suspend = {"reason": "INC-123", "until": "2027-01-31T00:00:00+00:00"}  user '
+        "(accounts/team/users.yaml:12:14)",
+        id="suspended",
+    ),
 ]
 
 
@@ -83,6 +97,9 @@ def test_the_yaml_is_the_plain_per_user_form_and_loads_to_the_same(
     for name, user in original.items():
         assert dict(again[name].profile) == dict(user.profile)
         assert (again[name].emails, again[name].mode) == (user.emails, user.mode)
+        # A suspension rendered away would have syncd write to the user again.
+        assert suspended(again[name]) == suspended(user)
+    assert suspended(again["carol"]) == ("INC-123", 1801353600.0)  # 2027-01-31, UTC
 
 
 def test_json_for_one_user_with_origins(accounts: str) -> None:
@@ -99,6 +116,14 @@ def test_json_for_one_user_with_origins(accounts: str) -> None:
             },
             "ignore": ["location"],
         }
+    }
+
+
+def test_json_shows_a_suspension(accounts: str) -> None:
+    document = json.loads(render("-f", accounts, "--output", "json", "--user", "carol"))
+    assert document["users"]["carol"]["suspend"] == {
+        "reason": "INC-123",
+        "until": "2027-01-31T00:00:00+00:00",
     }
 
 

@@ -6,6 +6,7 @@ write the state, and the daemon honours them at its next cycle, with no restart.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from typing import Any
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 
 from syncd.cli.main import cli
 from tests.daemon.harness import DaemonProcess
-from tests.world import World, admin_patch
+from tests.world import STANDARD_DESIRED, World, admin_patch
 
 
 def syncd(world: World, *args: str) -> str:
@@ -153,10 +154,18 @@ def test_a_tripped_guard_holds_only_the_deletions_until_approved_or_rejected(
     assert "Rejected 1 deletions" in said
     daemon.wait_for("deletions_rejected_left_out")
     seen = len(daemon.events)
-    for _ in range(3):  # nothing else to do: what the operator refused is not pending
-        daemon.wait_for("cycle_finished", result="no_changes")
+    for _ in range(3):
+        # Nothing else to do, and not asked again; yet the account is not as desired:
+        # never green (no_changes), but held back, its user drift, as status says.
+        finished = daemon.wait_for("cycle_finished")
+        assert finished["result"] == "held"
+        assert finished["drift_users"] == 1
+        assert "1 deletions rejected for this revision" in finished["message"]
     assert not [e for e in daemon.events[seen:] if e.get("event") == "deletions_held"]
     assert "by.hand@example.com" in world.emails_of("janedoe")
+    report = json.loads(syncd(world, "status", "--output", "json"))
+    assert report["guard"]["held"] is True
+    assert report["pending"]["by_action"]["delete_email"] == 1
     assert daemon.stop() == 0
 
     decisions = world.query(
@@ -176,7 +185,7 @@ def test_a_rejection_lasts_while_the_desired_file_is_the_same(world: World, star
     held = daemon.wait_for("deletions_held")
     syncd(world, "reject", held["held_id"])
     daemon.wait_for("deletions_rejected_left_out")
-    daemon.wait_for("cycle_finished", result="no_changes")
+    daemon.wait_for("cycle_finished", result="held")
 
     edited = world.desired_file.with_suffix(".tmp")
     edited.write_text(world.desired_file.read_text() + "# reviewed again\n")
@@ -184,6 +193,40 @@ def test_a_rejection_lasts_while_the_desired_file_is_the_same(world: World, star
     again = daemon.wait_for("deletions_held", new=True)
     assert again["held_id"] != held["held_id"]
     assert again["per_user"] == {"janedoe": 1}
+    assert "old@example.com" in world.emails_of("janedoe")
+    assert daemon.stop() == 0
+
+
+def desire_in_place(world: World, desired: dict[str, Any]) -> None:
+    """A new desired file, renamed over the old one: a running daemon never reads half."""
+    edited = world.root / "desired-state.new.yaml"
+    world.desired_file.rename(edited)
+    world.desire(desired)  # writes world.desired_file
+    edited.unlink()
+
+
+def test_an_approval_is_spent_by_the_next_cycle_even_one_with_nothing_to_do(
+    world: World, start_daemon: Any
+):
+    # Held, then the desired state kept the address, then the set approved: the
+    # next cycle plans nothing. The approval was for the deletion planned then;
+    # kept for later, it let the same deletion of a later revision past the guard
+    # unasked.
+    daemon: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0", SYNCD_DRIFT_WINDOW="2")
+    held = daemon.wait_for("deletions_held")
+    keeping = copy.deepcopy(STANDARD_DESIRED)
+    keeping["users"]["janedoe"]["emails"].append("old@example.com")
+    desire_in_place(world, keeping)
+    daemon.wait_for("cycle_finished", result="no_changes")
+    syncd(world, "approve", held["held_id"])
+    for _ in range(2):  # one begun after the approval, with nothing to do
+        daemon.wait_for("cycle_finished", result="no_changes")
+    report = json.loads(syncd(world, "status", "--output", "json"))
+    assert report["held_changes"] == []
+
+    desire_in_place(world, STANDARD_DESIRED)  # old@example.com to go again
+    again = daemon.wait_for("deletions_held", new=True)
+    assert again["held_id"] != held["held_id"]
     assert "old@example.com" in world.emails_of("janedoe")
     assert daemon.stop() == 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import sqlite3
 from typing import Any
@@ -15,7 +16,7 @@ from syncd.engine.reconcile import ConvergeResult, PlanResult, connect, converge
 from syncd.errors import GuardError
 from syncd.state.backend import open_store
 from syncd.state.suspensions import SuspensionTable
-from tests.world import STANDARD_SEED, World, account
+from tests.world import STANDARD_DESIRED, STANDARD_SEED, World, account
 
 
 def audit_rows(world: World) -> list[dict[str, Any]]:
@@ -84,6 +85,28 @@ def test_a_user_suspended_after_the_plan_gets_no_write(world: World):
     changes = converged.result.plan.changes
     assert world.writes() == len([c for c in changes if c.user not in withheld]) > 0
     assert {row["user"] for row in audit_rows(world)}.isdisjoint(withheld)
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        pytest.param({}, id="alone"),
+        pytest.param({"defaults": {"company": "Acme"}}, id="beside-defaults"),
+        pytest.param({"groups": {"staff": {"company": "Acme"}}}, id="beside-groups"),
+    ],
+)
+def test_a_user_suspended_in_the_desired_state_gets_no_write(world: World, layers: dict[str, Any]):
+    # The defaults and groups are resolved into each user: a suspension must survive
+    # that, or a file with a `defaults:` key writes to the users it suspends.
+    desired = copy.deepcopy(STANDARD_DESIRED) | layers
+    desired["users"]["janedoe"]["suspend"] = {"reason": "INC-123"}
+    if "groups" in layers:
+        desired["users"]["janedoe"]["groups"] = list(layers["groups"])
+    world.desire(desired)
+    converged = world.apply()
+    assert [user for user, _ in converged.result.plan.suspended] == ["janedoe"]
+    assert "janedoe" not in {row["user"] for row in audit_rows(world)}
+    assert "old@example.com" in world.emails_of("janedoe")
 
 
 def test_the_audit_trail_is_append_only(world: World):

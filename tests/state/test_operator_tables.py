@@ -8,16 +8,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from syncd.core.plan import DeleteEmail
+from syncd.core.plan import DeleteEmail, Plan
 from syncd.core.suspension import EVERYONE, Suspension
 from syncd.core.vocabulary import HeldStatus, RunResult, SuspensionSource
 from syncd.errors import DaemonError, UsageError
+from syncd.service.deletion_guard import DeletionGuard
 from syncd.state.audit import AuditTrail
 from syncd.state.audit_queries import last_successful_run
 from syncd.state.backend import StateStore
 from syncd.state.held_changes import HeldChanges
 from syncd.state.pending import pending_for, save_pending
 from syncd.state.suspensions import SuspensionTable
+from tests.state.conftest import API, OTHER_API
 
 CLI = SuspensionSource.CLI
 START, DAY = datetime(2026, 1, 1, tzinfo=UTC), timedelta(days=1)
@@ -37,7 +39,7 @@ def test_suspensions_round_trip_and_end(store: StateStore):
 
 
 def test_a_held_set_is_asked_once_and_decided_once(store: StateStore):
-    held = HeldChanges(store.history)
+    held = HeldChanges(store.history, API)
     deletions = [DeleteEmail("alice", "Old@Example.com"), DeleteEmail("bobsmith", "x@example.com")]
     first, new = held.hold("rev1", deletions)
     assert new
@@ -98,10 +100,29 @@ def test_a_set_held_again_at_a_new_revision_is_rejected_for_that_revision(store:
     # The same deletions planned at a new revision keep the open set (asked once);
     # rejecting it must then hold for the revision the daemon plans now, or the
     # next cycle holds them again as a new set and asks again at once.
-    held = HeldChanges(store.history)
+    held = HeldChanges(store.history, API)
     deletions = [DeleteEmail("alice", "old@example.com")]
     first, _ = held.hold("rev1", deletions)
     kept, new = held.hold("rev2", deletions)
     assert (kept.id, new) == (first.id, False)
     held.decide(first.id, HeldStatus.REJECTED, "ops@host")
     assert held.rejected_for("rev2") == {("alice", "old@example.com")}
+
+
+def test_a_set_decided_for_one_api_lets_nothing_through_on_another(store: StateStore):
+    # SYNCD_API_URL changed between the hold and the next cycle: the deletions
+    # approved against one API are not the other API's to send past the guard,
+    # and one rejected there is still asked about here.
+    deletions = (DeleteEmail("alice", "old@example.com"),)
+    plan = Plan(deletions)
+    approved, _ = HeldChanges(store.history, API).hold("rev1", deletions)
+    HeldChanges(store.history, API).decide(approved.id, HeldStatus.APPROVED, "ops@host")
+    elsewhere = DeletionGuard(HeldChanges(store.history, OTHER_API), 0, "rev1").split(plan)
+    assert (elsewhere.approved, elsewhere.held) == ((), deletions)
+    assert elsewhere.now.is_empty
+    here = DeletionGuard(HeldChanges(store.history, API), 0, "rev1").split(plan)
+    assert (here.approved, here.held) == (deletions, ())
+
+    rejected, _ = HeldChanges(store.history, OTHER_API).hold("rev1", deletions)
+    HeldChanges(store.history, OTHER_API).decide(rejected.id, HeldStatus.REJECTED, "ops@host")
+    assert HeldChanges(store.history, API).rejected_for("rev1") == set()

@@ -84,6 +84,29 @@ def test_an_export_holds_what_goes_and_the_prune_removes_exactly_that(
     assert verify(db).checked == 0
 
 
+def test_an_export_over_an_existing_file_is_private_and_never_written_through_a_link(
+    store: StateStore, tmp_path: Path
+) -> None:
+    # The events name users and addresses: an export is 0600 however the file it
+    # replaces was, and a link at its name is replaced, not followed.
+    run_on(store.history, 0)
+    out = tmp_path / "export.jsonl"
+    out.write_text("an older export\n")
+    out.chmod(0o644)
+    export(store.history, day(9), out)
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert verify_export(out).events == 2
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("not syncd's\n")
+    linked = tmp_path / "linked.jsonl"
+    linked.symlink_to(elsewhere)
+    export(store.history, day(9), linked)
+    assert elsewhere.read_text() == "not syncd's\n"
+    assert not linked.is_symlink()
+    assert linked.stat().st_mode & 0o777 == 0o600
+
+
 def test_events_and_runs_read_in_batches_come_whole_and_in_order(
     store: StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -326,6 +326,38 @@ BAD = [
         id="only-comments",
     ),
     pytest.param(
+        HEAD + "  janedoe:\n    suspend: true\n",
+        [
+            "d.yaml:4:14: suspend must be a mapping with a reason and, optionally, an end: "
+            "{reason: INC-123} or {reason: INC-123, until: 2027-01-31}, not a boolean"
+        ],
+        id="suspend-boolean",
+    ),
+    pytest.param(
+        HEAD + "  janedoe:\n    suspend: INC-123\n",
+        [
+            "d.yaml:4:14: suspend must be a mapping with a reason and, optionally, an end: "
+            "{reason: INC-123} or {reason: INC-123, until: 2027-01-31}, not a string"
+        ],
+        id="suspend-string",
+    ),
+    pytest.param(
+        HEAD + "  janedoe:\n    suspend: {reason: 123}\n",
+        [
+            "d.yaml:4:23: suspend.reason must be a string (an incident, a ticket), not a number"
+            ' (quote it to mean the text: "123")'
+        ],
+        id="suspend-reason-number",
+    ),
+    pytest.param(
+        HEAD + "  janedoe:\n    suspend: {reason: x, until: [2027]}\n",
+        [
+            "d.yaml:4:33: suspend.until must be a date (2027-01-31) or an ISO datetime with a "
+            "zone (2027-01-31T18:00:00+01:00), not a list"
+        ],
+        id="suspend-until-list",
+    ),
+    pytest.param(
         "version: 1\nusers: {}\n---\nversion: 1\n",
         ["d.yaml:3:1: a second YAML document ('---') is not allowed: one document per file"],
         id="two-documents",
