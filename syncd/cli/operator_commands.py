@@ -10,7 +10,7 @@ with an audit event, with who said it (the OS user @ host).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -19,8 +19,7 @@ import click
 from syncd.cli.options import config_option, parse_duration, state_dir_option
 
 if TYPE_CHECKING:
-    from syncd.core.vocabulary import OperatorEvent, RunResult
-    from syncd.state.audit import AuditTrail
+    from syncd.core.vocabulary import OperatorEvent
     from syncd.state.backend import Database
 
 
@@ -95,7 +94,7 @@ def suspend(
 
         suspension = Suspension(reason.strip(), end, who, SuspensionSource.CLI)
         SuspensionTable(db).suspend(chosen, suspension)
-        _audit(db, OperatorEvent.SUSPEND, chosen, suspension.describe())
+        _audit(db, OperatorEvent.SUSPEND, dict.fromkeys(chosen, suspension.describe()))
     ending = suspension.until_text() or "resumed"
     click.echo(f"Suspended {_named(chosen)} until {ending}: {reason.strip()}")
 
@@ -118,7 +117,7 @@ def resume(
         held_before = table.all()
         gone = table.resume(None if everyone else chosen)
         if gone:
-            _audit(db, OperatorEvent.RESUME, gone, "resumed")
+            _audit(db, OperatorEvent.RESUME, dict.fromkeys(gone, "resumed"))
     if not gone:
         from syncd.core.suspension import EVERYONE
 
@@ -151,26 +150,16 @@ def _history(
         yield store.history, f"{who.sudo_user or who.os_user}@{who.host}"
 
 
-def _audit(db: Database, event: OperatorEvent, users: list[str], message: str) -> None:
+def _audit(db: Database, event: OperatorEvent, messages: Mapping[str, str]) -> None:
     """One run for the command, with one audit event per user it names."""
-    audit = _begin(db, event)
-    for user in users:
-        audit.decision(event, user, message)
-    audit.end_run(_ok(), {})
-
-
-def _begin(db: Database, event: OperatorEvent) -> AuditTrail:
+    from syncd.core.vocabulary import RunResult
     from syncd.state.audit import AuditTrail
 
     audit = AuditTrail(db, {})
     audit.begin_run(event)
-    return audit
-
-
-def _ok() -> RunResult:
-    from syncd.core.vocabulary import RunResult
-
-    return RunResult.OK
+    for user, message in messages.items():
+        audit.decision(event, user, message)
+    audit.end_run(RunResult.OK, {})
 
 
 @click.command()
@@ -208,10 +197,11 @@ def _decide(config_file: str | None, state_dir: str | None, held_id: str, status
     with _history(config_file, state_dir, str(event)) as (db, who):
         held = HeldChanges(db).decide(held_id, HeldStatus(status), who)
         counts = per_user(held.deletion_keys())
-        audit = _begin(db, event)
-        for user, count in counts.items():
-            audit.decision(event, user, f"{count} deletions of held set {held.id}")
-        audit.end_run(_ok(), {})
+        _audit(
+            db,
+            event,
+            {user: f"{count} deletions of held set {held.id}" for user, count in counts.items()},
+        )
     shown = ", ".join(f"{user} ({count})" for user, count in counts.items())
     if approving:
         click.echo(
