@@ -16,20 +16,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from syncd.cli.options import config_option, parse_duration, state_dir_option
+from syncd.cli.options import config_option, parse_duration, state_dir_option, with_options
 
 if TYPE_CHECKING:
     from syncd.core.vocabulary import OperatorEvent
     from syncd.state.backend import Database
 
 
-def _users_option(command: click.decorators.FC) -> click.decorators.FC:
-    command = click.option(
-        "--all", "everyone", is_flag=True, help="Every user of the desired state."
-    )(command)
-    return click.option(
-        "--user", "users", multiple=True, metavar="USER", help="A user (repeatable)."
-    )(command)
+_users_options = with_options(
+    click.option("--user", "users", multiple=True, metavar="USER", help="A user (repeatable)."),
+    click.option("--all", "everyone", is_flag=True, help="Every user of the desired state."),
+)
 
 
 def _chosen(users: tuple[str, ...], everyone: bool) -> list[str]:
@@ -48,7 +45,7 @@ def _chosen(users: tuple[str, ...], everyone: bool) -> list[str]:
 @config_option
 @state_dir_option
 @click.option("--reason", required=True, help="Why (an incident, a ticket): shown everywhere.")
-@_users_option
+@_users_options
 @click.option("--for", "lasting", metavar="DURATION", help="For how long: 90s, 15m, 2h, 3d.")
 @click.option("--until", "until", metavar="TIME", help="Until an ISO date or datetime with zone.")
 def suspend(
@@ -102,7 +99,7 @@ def suspend(
 @click.command()
 @config_option
 @state_dir_option
-@_users_option
+@_users_options
 def resume(
     config_file: str | None, state_dir: str | None, users: tuple[str, ...], everyone: bool
 ) -> None:
