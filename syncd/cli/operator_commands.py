@@ -10,27 +10,23 @@ with an audit event, with who said it (the OS user @ host).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import click
 
-from syncd.cli.options import config_option, parse_duration, state_dir_option
+from syncd.cli.options import config_option, parse_duration, state_dir_option, with_options
 
 if TYPE_CHECKING:
-    from syncd.core.vocabulary import OperatorEvent, RunResult
-    from syncd.state.audit import AuditTrail
+    from syncd.core.vocabulary import OperatorEvent
     from syncd.state.backend import Database
 
 
-def _users_option(command: click.decorators.FC) -> click.decorators.FC:
-    command = click.option(
-        "--all", "everyone", is_flag=True, help="Every user of the desired state."
-    )(command)
-    return click.option(
-        "--user", "users", multiple=True, metavar="USER", help="A user (repeatable)."
-    )(command)
+_users_options = with_options(
+    click.option("--user", "users", multiple=True, metavar="USER", help="A user (repeatable)."),
+    click.option("--all", "everyone", is_flag=True, help="Every user of the desired state."),
+)
 
 
 def _chosen(users: tuple[str, ...], everyone: bool) -> list[str]:
@@ -49,7 +45,7 @@ def _chosen(users: tuple[str, ...], everyone: bool) -> list[str]:
 @config_option
 @state_dir_option
 @click.option("--reason", required=True, help="Why (an incident, a ticket): shown everywhere.")
-@_users_option
+@_users_options
 @click.option("--for", "lasting", metavar="DURATION", help="For how long: 90s, 15m, 2h, 3d.")
 @click.option("--until", "until", metavar="TIME", help="Until an ISO date or datetime with zone.")
 def suspend(
@@ -95,7 +91,7 @@ def suspend(
 
         suspension = Suspension(reason.strip(), end, who, SuspensionSource.CLI)
         SuspensionTable(db).suspend(chosen, suspension)
-        _audit(db, OperatorEvent.SUSPEND, chosen, suspension.describe())
+        _audit(db, OperatorEvent.SUSPEND, dict.fromkeys(chosen, suspension.describe()))
     ending = suspension.until_text() or "resumed"
     click.echo(f"Suspended {_named(chosen)} until {ending}: {reason.strip()}")
 
@@ -103,7 +99,7 @@ def suspend(
 @click.command()
 @config_option
 @state_dir_option
-@_users_option
+@_users_options
 def resume(
     config_file: str | None, state_dir: str | None, users: tuple[str, ...], everyone: bool
 ) -> None:
@@ -118,7 +114,7 @@ def resume(
         held_before = table.all()
         gone = table.resume(None if everyone else chosen)
         if gone:
-            _audit(db, OperatorEvent.RESUME, gone, "resumed")
+            _audit(db, OperatorEvent.RESUME, dict.fromkeys(gone, "resumed"))
     if not gone:
         from syncd.core.suspension import EVERYONE
 
@@ -157,26 +153,16 @@ def _history(
         )
 
 
-def _audit(db: Database, event: OperatorEvent, users: list[str], message: str) -> None:
+def _audit(db: Database, event: OperatorEvent, messages: Mapping[str, str]) -> None:
     """One run for the command, with one audit event per user it names."""
-    audit = _begin(db, event)
-    for user in users:
-        audit.decision(event, user, message)
-    audit.end_run(_ok(), {})
-
-
-def _begin(db: Database, event: OperatorEvent) -> AuditTrail:
+    from syncd.core.vocabulary import RunResult
     from syncd.state.audit import AuditTrail
 
     audit = AuditTrail(db, {})
     audit.begin_run(event)
-    return audit
-
-
-def _ok() -> RunResult:
-    from syncd.core.vocabulary import RunResult
-
-    return RunResult.OK
+    for user, message in messages.items():
+        audit.decision(event, user, message)
+    audit.end_run(RunResult.OK, {})
 
 
 @click.command()
@@ -214,10 +200,11 @@ def _decide(config_file: str | None, state_dir: str | None, held_id: str, status
     with _history(config_file, state_dir, str(event)) as (db, who, api):
         held = HeldChanges(db, api).decide(held_id, HeldStatus(status), who)
         counts = per_user(held.deletion_keys())
-        audit = _begin(db, event)
-        for user, count in counts.items():
-            audit.decision(event, user, f"{count} deletions of held set {held.id}")
-        audit.end_run(_ok(), {})
+        _audit(
+            db,
+            event,
+            {user: f"{count} deletions of held set {held.id}" for user, count in counts.items()},
+        )
     shown = ", ".join(f"{user} ({count})" for user, count in counts.items())
     if approving:
         click.echo(

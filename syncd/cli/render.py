@@ -18,7 +18,6 @@ from typing import Any
 
 from rich.color import ColorSystem
 from rich.console import Console
-from rich.markup import escape
 from rich.style import Style
 
 from syncd.core.plan import AddEmail, DeleteEmail, Plan, UpdateProfile
@@ -36,11 +35,6 @@ _COLOR_SYSTEMS = {
 def terminal() -> Console:
     """Standard output: colour on a terminal, and long lines never broken in two."""
     return Console(highlight=False, soft_wrap=True)
-
-
-def _shown(text: str) -> str:
-    """Text from the desired state or the API, for a rich markup string."""
-    return escape(visible(text))
 
 
 def _quoted(value: str | None) -> str:

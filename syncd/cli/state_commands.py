@@ -47,8 +47,7 @@ def migrate(config_file: str | None, state_dir: str | None, target: str) -> None
         open_store(settings, "state migrate") as source,
         open_store(to, "state migrate") as destination,
     ):
-        copied = copy_history(source, destination)
-    counts = copied.counts
+        counts = copy_history(source, destination)
     click.echo(
         f"Copied {counts['runs']} runs, {counts['audit']} audit events and "
         f"{counts['not_kept']} not-kept records from {settings.state_location} to "

@@ -26,14 +26,12 @@ def deletion_key(action: DeleteEmail) -> DeletionKey:
 
 @dataclass(frozen=True, slots=True)
 class GuardSplit:
-    """What a cycle sends now, and what it holds, approves or leaves out."""
+    """What a cycle sends now, and what it holds or leaves out."""
 
     #: The plan to apply: every change but the deletions held or rejected.
     now: Plan
     #: The deletions over the limit, held for a decision (empty: none held).
     held: tuple[DeleteEmail, ...] = ()
-    #: The deletions of an approved set, sent now whatever the limit.
-    approved: tuple[DeleteEmail, ...] = ()
     #: The deletions rejected for this revision: neither sent nor asked about again.
     rejected: tuple[DeleteEmail, ...] = ()
 
@@ -48,23 +46,20 @@ def split_deletions(
     rejected for this revision are dropped, and the others count against `limit`; past
     it they are all held (never some of them: which ones would be arbitrary)."""
     approved_keys, rejected_keys = set(approved), set(rejected)
-    yes: list[DeleteEmail] = []
     no: list[DeleteEmail] = []
     counted: list[DeleteEmail] = []
     for action in plan.changes:
-        if isinstance(action, DeleteEmail):
-            key = deletion_key(action)
-            chosen = yes if key in approved_keys else no if key in rejected_keys else counted
-            chosen.append(action)
+        if isinstance(action, DeleteEmail) and (key := deletion_key(action)) not in approved_keys:
+            (no if key in rejected_keys else counted).append(action)
     held = tuple(counted) if len(counted) > limit else ()
     left_out = {*held, *no}
     if not left_out:
-        return GuardSplit(plan, (), tuple(yes), ())
+        return GuardSplit(plan)
     # replace(), not a new Plan: whatever else the plan says is kept as it is.
     now = dataclasses.replace(
         plan, changes=tuple(action for action in plan.changes if action not in left_out)
     )
-    return GuardSplit(now, held, tuple(yes), tuple(no))
+    return GuardSplit(now, held, tuple(no))
 
 
 def per_user(deletions: Iterable[DeletionKey]) -> dict[str, int]:

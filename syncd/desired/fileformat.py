@@ -61,20 +61,17 @@ def _email_problem(address: str) -> str | None:
     return None if is_valid_email(address) else f"invalid email address {address!r}"
 
 
-def _check_username(name: str) -> str:
-    if (problem := _username_problem(name)) is not None:
-        raise PydanticCustomError("syncd_username", problem)
-    return name
+def _email_or_empty_problem(address: str) -> str | None:
+    return _email_problem(address) if address else None
 
 
-def _check_email(address: str) -> str:
-    if (problem := _email_problem(address)) is not None:
-        raise PydanticCustomError("syncd_email", problem)
-    return address
+def _checked(problem: Check, code: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if (message := problem(value)) is not None:
+            raise PydanticCustomError(code, message)
+        return value
 
-
-def _check_email_or_empty(address: str) -> str:
-    return address and _check_email(address)
+    return AfterValidator(check)
 
 
 def _check_url_or_empty(url: str) -> str:
@@ -86,10 +83,11 @@ def _check_url_or_empty(url: str) -> str:
 
 
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
-EmailAddress = Annotated[str, AfterValidator(_check_email)]
+EmailAddress = Annotated[str, _checked(_email_problem, "syncd_email")]
+EmailOrEmpty = Annotated[str, _checked(_email_or_empty_problem, "syncd_email")]
 Username = Annotated[
     str,
-    AfterValidator(_check_username),
+    _checked(_username_problem, "syncd_username"),
     WithJsonSchema({"type": "string", "pattern": f"^{USERNAME_PATTERN.pattern}$"}),
 ]
 _MODES: Final = tuple(mode.value for mode in EmailsMode)
@@ -112,15 +110,6 @@ def _group_problem(name: str) -> str | None:
     if GROUP_PATTERN.fullmatch(name):
         return None
     return f"invalid group name {name!r}: 1 to 64 of lowercase a-z, 0-9, '_' and '-'"
-
-
-def _checked(problem: Check, code: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if (message := problem(value)) is not None:
-            raise PydanticCustomError(code, message)
-        return value
-
-    return AfterValidator(check)
 
 
 Mode = Annotated[
@@ -198,7 +187,7 @@ class ProfileSettings(BaseModel):
     profile_url: Annotated[str, AfterValidator(_check_url_or_empty)] | None = Field(
         None, description=f"Profile URL, http:// or https://. {_UNMANAGED}"
     )
-    gravatar_email: Annotated[str, AfterValidator(_check_email_or_empty)] | None = Field(
+    gravatar_email: EmailOrEmpty | None = Field(
         None,
         description="Address whose Gravatar the profile shows. The API never returns it: "
         f"syncd compares its digest with the one in gravatar_url. {_UNMANAGED}",

@@ -73,9 +73,8 @@ class LiveRead:
     states: dict[str, LiveAccount | Problem]
     #: When the oldest cached answer used was read; None when none was used.
     oldest_read_at: float | None = None
-    #: Users answered from the cache, and users read from the API this time.
+    #: Users answered from the cache.
     from_cache: int = 0
-    from_api: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +261,7 @@ async def fetch_live(
     finally:
         cache.save(pending)
     mark_shared(result, {user.username for user, _ in to_fetch}, fetched, len(answered))
-    return LiveRead(result, oldest_read_at, len(answered), fetched)
+    return LiveRead(result, oldest_read_at, len(answered))
 
 
 def _read_at(item: tuple[Wanted, Cached]) -> float:

@@ -149,16 +149,13 @@ class Daemon:
             None,
         )
         self.notifier.ready(f"started; first run now; desired state {self.source}")
-        watchdog = None
-        if (every := self.notifier.watchdog_interval) is not None:
-            watchdog = asyncio.create_task(self._watchdog(every))
+        watchdog = asyncio.create_task(self.notifier.keep_watchdog())
         try:
             await self._stop.wait()
             await self._shutdown()
         finally:
             await self.notifications.stop()
-            if watchdog is not None:
-                watchdog.cancel()
+            watchdog.cancel()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
 
@@ -182,12 +179,6 @@ class Daemon:
         if not self.lost_lock:  # else the state is not ours to write any more
             save_daemon_state(self.db, {"pid": None, "next_run_at": None})
         log.info("daemon_stopped")
-
-    async def _watchdog(self, every: float) -> None:
-        # Pinged from the event loop: if the loop hangs, systemd restarts the service.
-        while True:
-            self.notifier.watchdog()
-            await asyncio.sleep(every)
 
     def run_now(self, why: str) -> None:
         """A cycle soon for a push hook, never two at once, coalesced: at most one waits

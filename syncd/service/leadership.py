@@ -65,9 +65,7 @@ async def lead(
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     delay = 1.0
-    watchdog = None
-    if (every := notifier.watchdog_interval) is not None:
-        watchdog = asyncio.create_task(_watchdog(notifier, every))
+    watchdog = asyncio.create_task(notifier.keep_watchdog())
     try:
         while not stop.is_set():
             _on_stop_signals(loop, stop)
@@ -100,8 +98,7 @@ async def lead(
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(2 * delay, MAX_RECONNECT_DELAY)
     finally:
-        if watchdog is not None:
-            watchdog.cancel()
+        watchdog.cancel()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         metrics.active.set(0)
@@ -161,10 +158,3 @@ def _on_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> No
 
     loop.add_signal_handler(signal.SIGTERM, stopping, "SIGTERM")
     loop.add_signal_handler(signal.SIGINT, stopping, "SIGINT")
-
-
-async def _watchdog(notifier: Notifier, every: float) -> None:
-    # A standby waits for hours: systemd's watchdog must hear from it all the same.
-    while True:
-        notifier.watchdog()
-        await asyncio.sleep(every)

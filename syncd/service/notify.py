@@ -13,6 +13,7 @@ read them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import Mapping
@@ -95,6 +96,14 @@ class Notifier:
 
     def watchdog(self) -> bool:
         return self.notify(WATCHDOG="1")
+
+    async def keep_watchdog(self) -> None:
+        """Ping WATCHDOG=1 from the event loop until cancelled (at once without a watchdog):
+        if the loop hangs, or a standby waits for hours, systemd still hears from it."""
+        every = self.watchdog_interval
+        while every is not None:
+            self.watchdog()
+            await asyncio.sleep(every)
 
     def stopping(self, status: str) -> bool:
         return self.notify(STOPPING="1", STATUS=_one_line(status))

@@ -15,8 +15,6 @@ difference is an error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from syncd.errors import StateError
 from syncd.state.backend import Database, StateStore
 from syncd.state.chain import read_head
@@ -36,14 +34,6 @@ COPIED = {
 BATCH = 5000
 
 
-@dataclass(frozen=True, slots=True)
-class Copied:
-    """How many rows of each table are now on both sides."""
-
-    counts: dict[str, int]
-    last_event: int | None
-
-
 def count(db: Database, table: str) -> int:
     (rows,) = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
     return int(rows)
@@ -54,8 +44,11 @@ def last_event(db: Database) -> int | None:
     return None if seq is None else int(seq)
 
 
-def migrate(source: StateStore, target: StateStore) -> Copied:
-    """Copy the history of `source` into the empty `target`; raise StateError on a difference."""
+def migrate(source: StateStore, target: StateStore) -> dict[str, int]:
+    """Copy the history of `source` into the empty `target`; raise StateError on a difference.
+
+    Returns how many rows of each table are now on both sides.
+    """
     with source.lock("state migrate"), target.lock("state migrate"):
         origin, into = source.history, target.history
         held = {table: count(into, table) for table in COPIED}
@@ -81,7 +74,7 @@ def migrate(source: StateStore, target: StateStore) -> Copied:
                 f"the copy to {target.where} does not match {source.where}: "
                 f"{copied} rows against {expected}"
             )
-        return Copied(copied, last_event(into))
+        return copied
 
 
 def _copy(origin: Database, into: Database, table: str, key: str) -> None:

@@ -13,7 +13,7 @@ ledger owns nothing, so deletes nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -65,13 +65,4 @@ class OwnershipLedger:
         self.db.execute_many(
             "DELETE FROM email_ownership WHERE api = ? AND username = ? AND email_key = ?",
             [(self.api, each.user, email_key(each.email)) for each in addresses],
-        )
-
-    def owned_by(self) -> Mapping[str, frozenset[str]]:
-        """Every user's owned keys on this API (for tests and `status`)."""
-        return self.load(
-            username
-            for (username,) in self.db.execute(
-                "SELECT DISTINCT username FROM email_ownership WHERE api = ?", [self.api]
-            )
         )

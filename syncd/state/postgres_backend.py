@@ -259,13 +259,15 @@ def _placeholders(sql: str) -> bytes:
 
 
 class _AdvisoryLock(LockHeld):
-    def __init__(self, store: PostgresStore) -> None:
-        self.store = store
+    """LOCK_KEY or WRITE_LOCK_KEY, held by the store's session."""
+
+    def __init__(self, store: PostgresStore, key: tuple[int, int]) -> None:
+        self.store, self.key = store, key
 
     def release(self) -> None:
         if not self.store.db.connection.closed:
             with contextlib.suppress(StateError):
-                self.store.db.execute(f"SELECT pg_advisory_unlock({LOCK_KEY[0]}, {LOCK_KEY[1]})")
+                self.store.db.execute(f"SELECT pg_advisory_unlock({self.key[0]}, {self.key[1]})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,18 +299,6 @@ class _Conninfo:
             )
         except psycopg.Error as error:
             raise StateError(f"state database {self.where}: {_describe(error)}") from None
-
-
-class _WriteLock(LockHeld):
-    def __init__(self, store: PostgresStore) -> None:
-        self.store = store
-
-    def release(self) -> None:
-        if not self.store.db.connection.closed:
-            with contextlib.suppress(StateError):
-                self.store.db.execute(
-                    f"SELECT pg_advisory_unlock({WRITE_LOCK_KEY[0]}, {WRITE_LOCK_KEY[1]})"
-                )
 
 
 class PostgresStore(StateStore):
@@ -361,7 +351,7 @@ class PostgresStore(StateStore):
         (taken,) = self.db.execute(
             f"SELECT pg_try_advisory_lock({WRITE_LOCK_KEY[0]}, {WRITE_LOCK_KEY[1]})"
         ).fetchone()
-        return _WriteLock(self) if taken else None
+        return _AdvisoryLock(self, WRITE_LOCK_KEY) if taken else None
 
     def lock(self, purpose: str) -> LockHeld:
         (taken,) = self.db.execute(
@@ -374,13 +364,13 @@ class PostgresStore(StateStore):
                 f"{who} holds the state at {self.where}: one run, apply or plan at a time"
                 f" ({purpose} refused)"
             )
-        return _AdvisoryLock(self)
+        return _AdvisoryLock(self, LOCK_KEY)
 
     async def wait_for_lock(self, stop: asyncio.Event) -> LockHeld | None:
         while not stop.is_set():
             # In a thread: the wait blocks, and the event loop must hear signals.
             if await asyncio.to_thread(self._wait_once):
-                held = _AdvisoryLock(self)
+                held = _AdvisoryLock(self, LOCK_KEY)
                 if stop.is_set():  # told to stop while it waited: stand down, not up
                     held.release()
                     return None
