@@ -1,4 +1,4 @@
-"""How outbound calls travel: the httpx client, through which proxy, trusting which roots.
+"""How outbound calls travel: the httpx transport, through which proxy, trusting which roots.
 
 The route comes from the settings, not from httpx reading the environment:
 loopback is never proxied, `no_proxy` also takes CIDR ranges, a proxy's
