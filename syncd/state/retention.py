@@ -128,13 +128,26 @@ def _text(path: Path, mode: str) -> Iterator[IO[str]]:
                 yield text
         if partial is not None:
             try:
+                # On disk before it is named, and named on disk, before anyone prunes
+                # what it holds: a crash must not leave a pruned history's only copy
+                # an empty file.
+                _fsync(partial)
                 os.replace(partial, path)
+                _fsync(path.parent)
             except OSError as error:
                 raise StateError(f"{path}: {error.strerror or error}") from None
     except BaseException:
         if partial is not None:
             partial.unlink(missing_ok=True)
         raise
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def export(db: Database, moment: datetime, out: Path) -> Cut:

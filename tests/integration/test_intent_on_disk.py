@@ -1,4 +1,6 @@
-"""On SQLite an intent reaches the disk before its write is sent: traced with strace.
+"""What must be on disk before syncd goes on, traced with strace: on SQLite, an
+intent before its write is sent; an audit export before it takes the name that
+`audit prune --export` trusts.
 
 Every request that writes (PATCH, POST, DELETE) is sent only after the WAL
 frames that hold its intent were written to syncd.db-wal and a sync (fsync or
@@ -22,6 +24,8 @@ import pytest
 
 from tests.world import World, account
 
+FSYNC = re.compile(r"\bfsync\(\d+<([^>]*)>\) = 0")
+RENAME = re.compile(r'\brename(?:at2?)?\(.*"([^"]*)".*"([^"]*)".*\) = 0')
 WRITE_REQUEST = re.compile(r'sendto\(\d+<[^>]*>, "(?:PATCH|POST|DELETE) /api/v1\.1/users/(\w+)/')
 WAL_WRITE = re.compile(r'\b(?:write|pwrite64)\(\d+<[^>]*/syncd\.db-wal>, "(.*)"')
 WAL_SYNC = re.compile(r"\b(?:fsync|fdatasync)\(\d+<[^>]*/syncd\.db-wal>")
@@ -30,9 +34,7 @@ RESUMED = re.compile(r"<\.\.\. (?:fsync|fdatasync) resumed>")
 
 
 def test_every_write_is_sent_after_its_intent_is_synced(world: World, tmp_path: Path) -> None:
-    strace = shutil.which("strace")
-    if strace is None:
-        pytest.fail("strace is not installed: apt-get install strace")
+    strace = _strace()
     # More users than requests in flight: groups commit while earlier ones' writes leave.
     users = {f"disk{i}": account([f"d{i}@example.com"], f"tok-d{i}") for i in range(8)}
     world.seed({"users": users})
@@ -70,3 +72,46 @@ def test_every_write_is_sent_after_its_intent_is_synced(world: World, tmp_path: 
             assert user in synced, f"a write was sent before its intent was synced: {line}"
     assert sent == len(users)
     assert syncs, "no sync of syncd.db-wal was traced"
+
+
+def test_an_export_is_on_disk_before_it_takes_its_name(world: World, tmp_path: Path) -> None:
+    world.seed({"users": {"jane": account(["jane@example.com"], "tok-jane")}})
+    world.desire({"version": 1, "users": {"jane": {"full_name": "Jane Exported"}}})
+    env = {**os.environ, **world.state_env()}
+    syncd = [sys.executable, "-m", "syncd"]
+    applied = subprocess.run(
+        [*syncd, "apply", *world.cli_args(), "--yes"], capture_output=True, env=env, timeout=120
+    )
+    assert applied.returncode == 0, applied.stderr[-2000:]
+    out, trace = tmp_path / "old.jsonl", tmp_path / "trace"
+    command = [*syncd, "audit", "--state-dir", str(world.state_dir), "export"]
+    command += ["--before", "2999-01-01", "--out", str(out)]
+    traced = [
+        _strace(),
+        "-f",
+        "-y",
+        "-o",
+        str(trace),
+        "-e",
+        "trace=fsync,rename,renameat,renameat2",
+    ]
+    done = subprocess.run([*traced, *command], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    calls = [line for line in trace.read_text().splitlines() if "= 0" in line]
+    (renamed,) = [
+        i for i, line in enumerate(calls) if (m := RENAME.search(line)) and m[2] == str(out)
+    ]
+    partial = RENAME.search(calls[renamed])[1]  # type: ignore[index]
+    synced = [m[1] for line in calls if (m := FSYNC.search(line))]
+    before = [m[1] for line in calls[:renamed] if (m := FSYNC.search(line))]
+    after = [m[1] for line in calls[renamed:] if (m := FSYNC.search(line))]
+    assert partial in before, f"the export was renamed before it was synced: {synced}"
+    assert str(tmp_path) in after, f"its directory was not synced after the rename: {synced}"
+
+
+def _strace() -> str:
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.fail("strace is not installed: apt-get install strace")
+    return strace
