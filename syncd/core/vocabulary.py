@@ -45,8 +45,7 @@ class RunResult(StrEnum):
     DRIFT = "drift"
     #: The deletion guard refused the plan.
     BLOCKED = "blocked"
-    #: The daemon's deletion guard held the deletions for `syncd approve`, or left out
-    #: those `syncd reject`ed for this revision; the rest applied.
+    #: The daemon's deletion guard held the deletions for `syncd approve`; the rest applied.
     HELD = "held"
     #: The desired state did not validate; nothing applied.
     INVALID = "invalid"

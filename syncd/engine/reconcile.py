@@ -434,7 +434,7 @@ async def converge(
     changes are pending. `cancelled_as` names the result of a run cancelled from
     outside (the daemon's deadline says `deadline`). With `hold_deletions` (the
     daemon's), the guard refuses nothing: it says what to apply now, and a run
-    that held deletions (or left out rejected ones) and applied the rest ends `held`.
+    that held deletions and applied the rest ends `held`.
     """
     audit = AuditTrail(connection.db, {})
     audit.begin_run(command)
@@ -462,8 +462,9 @@ async def converge(
         now, held = result.plan, False
         if hold_deletions is not None:
             split = hold_deletions(result.plan)
-            # Rejected deletions are held back too: the accounts are not as desired.
-            now, held = split.now, bool(split.held or split.rejected)
+            # Rejected deletions are left out, not held: the operator has answered, and
+            # their users are counted as drift until the desired state stops asking.
+            now, held = split.now, bool(split.held)
         else:
             try:
                 check_deletion_guard(result.plan, deletion_limit)

@@ -278,7 +278,7 @@ class Cycle:
                     refresh_oldest=drift_share(len(desired.users), settings),
                 )
                 guard = None
-                if self.hold_deletions:
+                if self.hold_deletions and not settings.observe:  # observing: it sends none
                     guard = self._guard = DeletionGuard(
                         HeldChanges(self.db, connection.api),
                         settings.max_deletions,

@@ -13,8 +13,8 @@ import hashlib
 import structlog
 
 from syncd.core.desired import DesiredState
-from syncd.core.held import GuardSplit, per_user, split_deletions
-from syncd.core.plan import Plan
+from syncd.core.held import GuardSplit, deletion_key, per_user, split_deletions
+from syncd.core.plan import DeleteEmail, Plan
 from syncd.core.vocabulary import HeldStatus
 from syncd.state.held_changes import HeldChanges
 
@@ -57,18 +57,30 @@ class DeletionGuard:
     def conclude(self) -> list[str]:
         """Record the held set and the approved ones used; what the cycle says of them.
 
-        An approved set is given to one cycle that planned, even one with nothing to
-        do: what of it was sent is audited, and a deletion of it that failed, or is
-        no longer planned, is not carried over (kept, it would let the same deletion
-        of a later revision past the guard unasked).
+        An approved set is given to the one cycle after it that plans, even one with
+        nothing to do: kept, it would let the same deletion of a later revision past
+        the guard unasked. A set it sent deletions of is `applied` (what was sent is
+        audited; one that failed is not carried over); one it sent none of (no longer
+        planned, or its users not read) is `superseded`, asked about again if planned.
         """
         split, said = self.last, list[str]()
-        if self._approved:
-            self.held.mark_applied(self._approved)
-            for held in self._approved:
-                log.info(
-                    "deletions_approved_applied", held_id=held.id, deletions=len(held.deletions)
-                )
+        sent = (
+            set()
+            if split is None
+            else {
+                deletion_key(action)
+                for action in split.now.changes
+                if isinstance(action, DeleteEmail)
+            }
+        )
+        for held in self._approved:
+            applied = bool(held.deletion_keys() & sent)
+            self.held.mark([held], HeldStatus.APPLIED if applied else HeldStatus.SUPERSEDED)
+            log.info(
+                "deletions_approved_applied" if applied else "deletions_approved_not_planned",
+                held_id=held.id,
+                deletions=len(held.deletions),
+            )
         if split is None:
             return said
         if split.rejected:

@@ -116,20 +116,24 @@ class HeldChanges:
         """Approve or reject the open set `held_id`; a UsageError if there is none."""
         with self.db.atomic():
             row = self.db.execute(
-                f"SELECT {_COLUMNS} FROM held_changes WHERE id = ?", [held_id]
+                f"SELECT {_COLUMNS} FROM held_changes WHERE id = ? AND api = ?",
+                [held_id, self.api],
             ).fetchone()
             if row is None:
-                raise UsageError(f"no held change set {held_id!r}: `syncd status` lists them")
+                raise UsageError(
+                    f"no held change set {held_id!r} of {self.api}: `syncd status` lists them"
+                )
             held = _held_set(row)
             if held.status != HeldStatus.HELD:
                 raise UsageError(f"held change set {held_id} is {held.status} already")
             self._set_status(held_id, status, by)
         return HeldSet(held.id, held.revision, held.held_at, held.deletions, status, by, _now())
 
-    def mark_applied(self, sets: Iterable[HeldSet]) -> None:
+    def mark(self, sets: Iterable[HeldSet], status: HeldStatus) -> None:
+        """Close decided sets (`applied`, `superseded`), keeping who decided them."""
         with self.db.atomic():
             for held in sets:
-                self._set_status(held.id, HeldStatus.APPLIED, held.decided_by)
+                self._set_status(held.id, status, held.decided_by)
 
     def _set_status(self, held_id: str, status: HeldStatus, by: str | None) -> None:
         self.db.execute(

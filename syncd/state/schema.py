@@ -274,10 +274,15 @@ HISTORY = (
         """,
     ),
     # A held set is one API's deletions (design.md section 4): approved against one
-    # API, it must not let the same deletions past the guard of another. The sets
-    # made before have no API: they count for none, and their deletions are held and
-    # asked about again.
+    # API, it must not let the same deletions past the guard of another. The open
+    # sets made before have no API: closed, their deletions are held and asked about
+    # again.
     Migration("held_changes_per_api", columns=(("held_changes", "api", "TEXT"),)),
+    Migration(
+        "held_changes_without_api_closed",
+        "UPDATE held_changes SET status = 'superseded'"
+        " WHERE api IS NULL AND status IN ('held', 'approved')",
+    ),
 )
 
 CACHE = (

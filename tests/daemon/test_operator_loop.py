@@ -155,16 +155,16 @@ def test_a_tripped_guard_holds_only_the_deletions_until_approved_or_rejected(
     daemon.wait_for("deletions_rejected_left_out")
     seen = len(daemon.events)
     for _ in range(3):
-        # Nothing else to do, and not asked again; yet the account is not as desired:
-        # never green (no_changes), but held back, its user drift, as status says.
+        # Nothing else to do, and not asked again: the guard is cleared (the operator
+        # has answered), yet the account is not as desired: its user is drift.
         finished = daemon.wait_for("cycle_finished")
-        assert finished["result"] == "held"
+        assert finished["result"] == "no_changes"
         assert finished["drift_users"] == 1
         assert "1 deletions rejected for this revision" in finished["message"]
     assert not [e for e in daemon.events[seen:] if e.get("event") == "deletions_held"]
     assert "by.hand@example.com" in world.emails_of("janedoe")
     report = json.loads(syncd(world, "status", "--output", "json"))
-    assert report["guard"]["held"] is True
+    assert report["guard"]["held"] is False
     assert report["pending"]["by_action"]["delete_email"] == 1
     assert daemon.stop() == 0
 
@@ -185,7 +185,7 @@ def test_a_rejection_lasts_while_the_desired_file_is_the_same(world: World, star
     held = daemon.wait_for("deletions_held")
     syncd(world, "reject", held["held_id"])
     daemon.wait_for("deletions_rejected_left_out")
-    daemon.wait_for("cycle_finished", result="held")
+    daemon.wait_for("cycle_finished", result="no_changes")
 
     edited = world.desired_file.with_suffix(".tmp")
     edited.write_text(world.desired_file.read_text() + "# reviewed again\n")
@@ -223,12 +223,32 @@ def test_an_approval_is_spent_by_the_next_cycle_even_one_with_nothing_to_do(
         daemon.wait_for("cycle_finished", result="no_changes")
     report = json.loads(syncd(world, "status", "--output", "json"))
     assert report["held_changes"] == []
+    # Nothing of it was sent: closed as superseded, not said applied.
+    decided = world.query("SELECT status FROM held_changes WHERE id = ?", (held["held_id"],))
+    assert decided == [{"status": "superseded"}]
 
     desire_in_place(world, STANDARD_DESIRED)  # old@example.com to go again
     again = daemon.wait_for("deletions_held", new=True)
     assert again["held_id"] != held["held_id"]
     assert "old@example.com" in world.emails_of("janedoe")
     assert daemon.stop() == 0
+
+
+def test_an_observing_daemon_spends_no_approval(world: World, start_daemon: Any):
+    holding: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0")
+    held = holding.wait_for("deletions_held")
+    assert holding.stop() == 0
+    syncd(world, "approve", held["held_id"])
+    observing: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0", SYNCD_OBSERVE="true")
+    observing.wait_for("cycle_finished", result="drift")
+    assert observing.stop() == 0
+    report = json.loads(syncd(world, "status", "--output", "json"))
+    assert [entry["id"] for entry in report["held_changes"]] == [held["held_id"]]
+
+    writing: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0")
+    writing.wait_for("outcome", user="janedoe", action="delete_email", result="ok")
+    assert "old@example.com" not in world.emails_of("janedoe")
+    assert writing.stop() == 0
 
 
 def test_deciding_an_unknown_set_is_one_line(world: World):

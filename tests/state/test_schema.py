@@ -241,3 +241,22 @@ def test_what_the_previous_syncd_kept_per_account_without_its_api_is_dropped(
         assert "api" in columns(history, table)
         assert history.execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (0,)
     assert history.execute("SELECT COUNT(*) FROM audit").fetchone() == (1,)
+
+
+def test_the_open_held_sets_made_before_they_were_kept_per_api_are_closed(tmp_path: Path):
+    # Of no API, they would count for none and stay open for ever: an approval of
+    # one would be taken and do nothing.
+    with SqliteStore(tmp_path) as store:  # made as this syncd makes it, then set back
+        assert store.history.has_table("held_changes")
+    with contextlib.closing(sqlite3.connect(store.history_file)) as db:
+        db.execute("DELETE FROM schema_migrations WHERE name LIKE 'held_changes_%'")
+        for held_id, status in (("a1", "held"), ("a2", "approved"), ("a3", "rejected")):
+            db.execute(
+                "INSERT INTO held_changes (id, revision, held_at, deletions, status)"
+                " VALUES (?, 'rev', '2026-12-01T00:00:00+00:00', '[]', ?)",
+                (held_id, status),
+            )
+        db.commit()
+    with SqliteStore(tmp_path) as store:
+        rows = store.history.execute("SELECT id, status FROM held_changes ORDER BY id")
+        assert rows.fetchall() == [("a1", "superseded"), ("a2", "superseded"), ("a3", "rejected")]
