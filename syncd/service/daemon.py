@@ -348,7 +348,32 @@ class Daemon:
             drift_users=outcome.drift_users,
             next_run=None if next_run is None else next_run.timestamp(),
         )
-        # Saved before the cycle is said finished: who saw the line reads it in `status`.
+        # Saved before the cycle is said finished (who saw the line reads it in `status`),
+        # and said and notified even when the state fails under it (report_failed follows).
+        try:
+            self._save_state(outcome, next_run, now)
+        finally:
+            next_in = None if next_run is None else round((next_run - now).total_seconds(), 3)
+            (log.info if success else log.warning)(
+                "cycle_finished",
+                result=outcome.result,
+                revision=outcome.revision,
+                applied=outcome.applied,
+                drift_users=outcome.drift_users,
+                suspended=outcome.suspended or None,
+                withheld=outcome.withheld or None,
+                failures=self.failures,
+                seconds=round(outcome.seconds, 3),
+                next_run_at=utc_iso(next_run),
+                next_run_in=next_in,
+                message=outcome.message or None,
+                warning=outcome.warning,
+            )
+            self.notifier.status(outcome.status_line(self.failures, next_run))
+            self._notify(outcome)
+
+    def _save_state(self, outcome: CycleOutcome, next_run: datetime | None, now: datetime) -> None:
+        """What `syncd status` and a standby read of this cycle."""
         metrics = self.metrics
         read_at = metrics.source_read_at
         ready, readiness = metrics.readiness()
@@ -374,24 +399,6 @@ class Daemon:
                 },
             },
         )
-        next_in = None if next_run is None else round((next_run - now).total_seconds(), 3)
-        (log.info if success else log.warning)(
-            "cycle_finished",
-            result=outcome.result,
-            revision=outcome.revision,
-            applied=outcome.applied,
-            drift_users=outcome.drift_users,
-            suspended=outcome.suspended or None,
-            withheld=outcome.withheld or None,
-            failures=self.failures,
-            seconds=round(outcome.seconds, 3),
-            next_run_at=utc_iso(next_run),
-            next_run_in=next_in,
-            message=outcome.message or None,
-            warning=outcome.warning,
-        )
-        self.notifier.status(outcome.status_line(self.failures, next_run))
-        self._notify(outcome)
 
     def _notify(self, outcome: CycleOutcome) -> None:
         """Hand the cycle's conditions to the notifications (delivered in the background)."""
