@@ -32,9 +32,12 @@ import structlog
 
 from syncd.core.conditions import Condition, Notice, transitions
 from syncd.core.vocabulary import Code, NotificationEvent, RunResult
+from syncd.errors import excerpt
 from syncd.secretfiles import read_secret_file
 
 if TYPE_CHECKING:
+    import httpx
+
     from syncd.api.transport import Lane
     from syncd.service.cycle import CycleOutcome
     from syncd.service.metrics import Metrics
@@ -144,15 +147,15 @@ class Notifications:
             provider.client = Lane(self.settings, tls_context(self.settings), provider.url)
         delay = FIRST_BACKOFF
         for attempt in range(1, ATTEMPTS + 1):
-            headers = {"Content-Type": "application/json"}
+            # identity: a reason quoted from the answer must be text, not gzip.
+            headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
             if provider.secret is not None:
                 headers["X-Syncd-Signature"] = sign(provider.secret, body, int(time.time()))
             try:
-                # The status alone: a receiver's body is never read, so it costs nothing.
                 async with provider.client.stream(
                     "POST", provider.url, headers, content=body
                 ) as response:
-                    status = response.status_code
+                    status, said = response.status_code, await _first_bytes(response)
             except Exception:
                 if attempt == ATTEMPTS:
                     raise
@@ -160,7 +163,9 @@ class Notifications:
                 if status < 300:
                     return
                 if attempt == ATTEMPTS or status < 500:
-                    raise RuntimeError(f"HTTP {status}")
+                    raise RuntimeError(
+                        f"HTTP {status}: {excerpt(said.decode('utf-8', 'replace'))}"
+                    )
             await asyncio.sleep(delay * random.uniform(1, 1.5))
             delay *= 2
 
@@ -248,3 +253,17 @@ def _provider(settings: NotifyProvider) -> _Provider:
     return _Provider(
         settings.type, url, secret, frozenset(settings.events), f"{settings.type}:{host}"
     )
+
+
+#: Of a receiver's answer, what is read: enough for its reason, and a short answer read
+#: whole leaves the connection open for the next message (an unread one closes it).
+ANSWER_READ = 4096
+
+
+async def _first_bytes(response: httpx.Response) -> bytes:
+    said = b""
+    async for chunk in response.aiter_raw():
+        said += chunk
+        if len(said) >= ANSWER_READ:
+            break
+    return said[:ANSWER_READ]

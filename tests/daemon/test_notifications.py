@@ -35,24 +35,34 @@ class Receiver:
         self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self.bad_signatures = 0
         self.requests = 0
+        #: The client ports the messages came from: one per connection.
+        self.connections: set[int] = set()
         self.release = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # connections kept open, as a real receiver's
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.requests += 1
+                receiver.connections.add(self.client_address[1])
                 if mode == "hang":
                     receiver.release.wait(30)
                     return
                 if mode == "fail":
+                    reason = b"receiver down for maintenance"
                     self.send_response(500)
+                    self.send_header("Content-Length", str(len(reason)))
                     self.end_headers()
+                    self.wfile.write(reason)
                     return
                 if not receiver.verified(self.headers.get("X-Syncd-Signature", ""), body):
                     receiver.bad_signatures += 1
-                self.send_response(204)
+                self.send_response(200)  # with a body, as Slack's "ok"
+                self.send_header("Content-Length", "2")
                 self.end_headers()
+                self.wfile.write(b"ok")
                 receiver.messages.put(json.loads(body))
 
             def log_message(self, *args: Any) -> None:
@@ -131,6 +141,9 @@ def test_one_signed_message_per_condition_and_its_resolution(
     resolved = sorted((m["event"], m["status"]) for m in (receiver.next(), receiver.next()))
     assert resolved == [("drift_detected", "resolved"), ("guard_held", "resolved")]
     assert receiver.bad_signatures == 0
+    # Each answer read: a connection is kept for the next message (idle past httpx's
+    # 5 s, it is not), never one per message.
+    assert len(receiver.connections) < receiver.requests == 5
     assert daemon.stop() == 0
     assert SECRET not in "\n".join(daemon.lines)
 
@@ -159,6 +172,7 @@ def test_a_receiver_that_hangs_or_fails_never_delays_a_cycle(
     # the other hangs: the cycles meanwhile kept their pace and their speed.
     failed = daemon.wait_for("notification_failed", provider="webhook:127.0.0.1", timeout=20)
     assert failed["condition"] in ("became_active", "drift_detected")
+    assert failed["error"] == "HTTP 500: receiver down for maintenance"  # its reason
     cycles = [e for e in daemon.events if e.get("event") == "cycle_finished"]
     assert len(cycles) >= 3
     assert all(cycle["result"] == "drift" for cycle in cycles)
