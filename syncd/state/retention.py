@@ -24,6 +24,7 @@ against a kept head, as any other change.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import io
 import json
@@ -108,6 +109,8 @@ def _text(path: Path, mode: str) -> Iterator[IO[str]]:
     partial: Path | None = None
     try:
         if mode == "w":
+            if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: never replaced
+                raise StateError(f"{path}: not a regular file: an export is made to be kept")
             # The events name users and addresses: written to a new file (0600) renamed
             # over `path` once whole, so that it is private whatever was there, a link
             # there is replaced and not written through, and a failed export leaves the
@@ -146,6 +149,9 @@ def _fsync(path: Path) -> None:
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
+    except OSError as error:
+        if error.errno != errno.EINVAL:  # EINVAL: a file system that syncs no directory
+            raise
     finally:
         os.close(descriptor)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import stat
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -105,6 +107,14 @@ def test_an_export_over_an_existing_file_is_private_and_never_written_through_a_
     assert elsewhere.read_text() == "not syncd's\n"
     assert not linked.is_symlink()
     assert linked.stat().st_mode & 0o777 == 0o600
+
+    # A pipe (or /dev/stdout, a link to one) is refused, never replaced by a file.
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(StateError, match="pipe: not a regular file"):
+        export(store.history, day(9), pipe)
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_events_and_runs_read_in_batches_come_whole_and_in_order(
