@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -294,3 +295,25 @@ def test_an_unknown_group_is_placed_in_the_file_that_names_it(tmp_path: Path) ->
         f"{tmp_path / 'b.yaml'}:4:22: user 'alice': unknown group 'munich'; "
         "groups declared: berlin"
     ]
+
+
+def test_every_key_a_user_writes_survives_its_defaults_and_groups():
+    # inheritance._apply builds the resolved user field by field (for speed): a field
+    # it forgets is lost only where defaults or groups are used, as `suspend:` once was.
+    assert {field.name for field in dataclasses.fields(DesiredUser)} == {
+        *("username", "profile", "emails", "location", "emails_mode"),
+        *("groups", "ignore", "inherited", "suspend"),
+    }, "a new key: write it in the user below, and keep it in inheritance._apply"
+    user = resolved(
+        "  alice:\n    full_name: Alice\n    emails: [a@example.com]\n    emails_mode: exact\n"
+        "    groups: [berlin]\n    ignore: [company]\n    suspend: {reason: INC-1}\n"
+    )
+    assert user.username == "alice"
+    assert user.profile == {"full_name": "Alice", "location": "Berlin"}
+    assert user.emails == ("a@example.com",)
+    assert user.emails_mode == EmailsMode.EXACT
+    assert (user.groups, user.ignore) == (("berlin",), ("company",))
+    assert user.location is not None
+    assert [origin.key for origin in user.inherited] == ["location"]
+    assert user.suspend is not None
+    assert user.suspend.reason == "INC-1"
