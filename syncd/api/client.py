@@ -1,9 +1,9 @@
 """The accounts API client: async, bounded, retrying only what is safe.
 
 Each request goes out on a lane (a one-connection httpx transport no other
-request uses meanwhile) when the rate control allows, within SYNCD_TIMEOUT. A POST is
-never retried here: the applier re-reads and adds only what is missing. Every
-failure is an ApiError naming the user, the method and the path, or
+request uses meanwhile) when the rate control allows, within SYNCD_TIMEOUT. A
+POST is never retried here: the applier re-reads and adds only what is missing.
+Every failure is an ApiError naming the user, the method and the path, or
 ApiUnreachable when no request can succeed; a body that is not the JSON the API
 document promises is a MalformedResponse, never data.
 """
@@ -124,10 +124,10 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         self.unreachable: ApiUnreachable | None = None
 
     async def __aexit__(self, *exc_info: object) -> None:
-        clients, self._made, self._lanes = self._made, [], []
+        lanes, self._made, self._lanes = self._made, [], []
         async with contextlib.AsyncExitStack() as closing:
-            for http in clients:
-                closing.push_async_callback(http.aclose)
+            for lane in lanes:
+                closing.push_async_callback(lane.aclose)
 
     async def get_user(self, username: str) -> LiveProfile:
         parse = partial(parse_user, username)
