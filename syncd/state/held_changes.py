@@ -113,16 +113,15 @@ class HeldChanges:
         return made, True
 
     def decide(self, held_id: str, status: HeldStatus, by: str) -> HeldSet:
-        """Approve or reject the open set `held_id`; a UsageError if there is none."""
+        """Approve or reject the open set `held_id`, of whichever API (its id is its own, and
+        `syncd approve` may be run without the daemon's SYNCD_API_URL); a UsageError if
+        there is none."""
         with self.db.atomic():
             row = self.db.execute(
-                f"SELECT {_COLUMNS} FROM held_changes WHERE id = ? AND api = ?",
-                [held_id, self.api],
+                f"SELECT {_COLUMNS} FROM held_changes WHERE id = ?", [held_id]
             ).fetchone()
             if row is None:
-                raise UsageError(
-                    f"no held change set {held_id!r} of {self.api}: `syncd status` lists them"
-                )
+                raise UsageError(f"no held change set {held_id!r}: `syncd status` lists them")
             held = _held_set(row)
             if held.status != HeldStatus.HELD:
                 raise UsageError(f"held change set {held_id} is {held.status} already")
