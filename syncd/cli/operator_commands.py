@@ -86,7 +86,7 @@ def suspend(
         # It would hold no one, and replace (so end) a suspension that holds.
         given = f"--for {lasting}" if lasting is not None else f"--until {until}"
         raise click.UsageError(f"{given} has already passed: nothing was suspended")
-    with _history(config_file, state_dir, "suspend") as (db, who, _):
+    with _history(config_file, state_dir, "suspend") as (db, who):
         from syncd.state.suspensions import SuspensionTable
 
         suspension = Suspension(reason.strip(), end, who, SuspensionSource.CLI)
@@ -107,7 +107,7 @@ def resume(
     from syncd.core.vocabulary import OperatorEvent
 
     chosen = _chosen(users, everyone)
-    with _history(config_file, state_dir, "resume") as (db, _, _):
+    with _history(config_file, state_dir, "resume") as (db, _):
         from syncd.state.suspensions import SuspensionTable
 
         table = SuspensionTable(db)
@@ -135,10 +135,8 @@ def _named(users: list[str]) -> str:
 @contextmanager
 def _history(
     config_file: str | None, state_dir: str | None, purpose: str
-) -> Iterator[tuple[Database, str, str]]:
-    """The state's history, opened for one decision, who decides ("user@host"), and the
-    API of the settings (syncd.core.api_url's form)."""
-    from syncd.core.api_url import normal_api_url
+) -> Iterator[tuple[Database, str]]:
+    """The state's history, opened for one decision, and who decides ("user@host")."""
     from syncd.settings import load_settings
     from syncd.state.audit import actor
     from syncd.state.backend import open_store
@@ -146,11 +144,7 @@ def _history(
     settings = load_settings(config_file, state_dir=state_dir)
     with open_store(settings, purpose) as store:
         who = actor()
-        yield (
-            store.history,
-            f"{who.sudo_user or who.os_user}@{who.host}",
-            normal_api_url(settings.api_url),
-        )
+        yield store.history, f"{who.sudo_user or who.os_user}@{who.host}"
 
 
 def _audit(db: Database, event: OperatorEvent, messages: Mapping[str, str]) -> None:
@@ -193,12 +187,12 @@ def reject(config_file: str | None, state_dir: str | None, held_id: str) -> None
 def _decide(config_file: str | None, state_dir: str | None, held_id: str, status: str) -> None:
     from syncd.core.held import per_user
     from syncd.core.vocabulary import HeldStatus, OperatorEvent
-    from syncd.state.held_changes import HeldChanges
+    from syncd.state.held_changes import decide
 
     approving = status == HeldStatus.APPROVED
     event = OperatorEvent.APPROVE if approving else OperatorEvent.REJECT
-    with _history(config_file, state_dir, str(event)) as (db, who, api):
-        held = HeldChanges(db, api).decide(held_id, HeldStatus(status), who)
+    with _history(config_file, state_dir, str(event)) as (db, who):
+        held = decide(db, held_id, HeldStatus(status), who)
         counts = per_user(held.deletion_keys())
         _audit(
             db,

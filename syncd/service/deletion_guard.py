@@ -64,15 +64,8 @@ class DeletionGuard:
         planned, or its users not read) is `superseded`, asked about again if planned.
         """
         split, said = self.last, list[str]()
-        sent = (
-            set()
-            if split is None
-            else {
-                deletion_key(action)
-                for action in split.now.changes
-                if isinstance(action, DeleteEmail)
-            }
-        )
+        planned = () if split is None else split.now.changes
+        sent = {deletion_key(action) for action in planned if isinstance(action, DeleteEmail)}
         for held in self._approved:
             applied = bool(held.deletion_keys() & sent)
             self.held.mark([held], HeldStatus.APPLIED if applied else HeldStatus.SUPERSEDED)

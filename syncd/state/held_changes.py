@@ -11,6 +11,7 @@ one API's deletions lets nothing through, and holds nothing back, on another.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import uuid
 from collections.abc import Iterable
@@ -68,10 +69,14 @@ class HeldChanges:
         #: The API these sets are of, in syncd.core.api_url's normal form.
         self.api = api
 
+    @functools.cached_property
+    def _kept(self) -> bool:
+        """False in a read-only state from before the sets, or before they were per API."""
+        return self.db.has_table("held_changes") and "api" in columns(self.db, "held_changes")
+
     def with_status(self, *statuses: HeldStatus) -> list[HeldSet]:
         """This API's sets in these statuses."""
-        # A read-only state from before the sets, or before they were kept per API.
-        if not self.db.has_table("held_changes") or "api" not in columns(self.db, "held_changes"):
+        if not self._kept:
             return []
         rows = self.db.execute(
             f"SELECT {_COLUMNS} FROM held_changes WHERE api = ?"
@@ -103,7 +108,7 @@ class HeldChanges:
                             [revision, held.id],
                         )
                     return dataclasses.replace(held, revision=revision), False
-                self._set_status(held.id, HeldStatus.SUPERSEDED, None)
+                _set_status(self.db, held.id, HeldStatus.SUPERSEDED, None)
             made = HeldSet(uuid.uuid4().hex[:8], revision, _now(), pairs, HeldStatus.HELD)
             self.db.execute(
                 "INSERT INTO held_changes (id, api, revision, held_at, deletions, status)"
@@ -112,36 +117,36 @@ class HeldChanges:
             )
         return made, True
 
-    def decide(self, held_id: str, status: HeldStatus, by: str) -> HeldSet:
-        """Approve or reject the open set `held_id`, of whichever API (its id is its own, and
-        `syncd approve` may be run without the daemon's SYNCD_API_URL); a UsageError if
-        there is none."""
-        with self.db.atomic():
-            row = self.db.execute(
-                f"SELECT {_COLUMNS} FROM held_changes WHERE id = ?", [held_id]
-            ).fetchone()
-            if row is None:
-                raise UsageError(f"no held change set {held_id!r}: `syncd status` lists them")
-            held = _held_set(row)
-            if held.status != HeldStatus.HELD:
-                raise UsageError(f"held change set {held_id} is {held.status} already")
-            self._set_status(held_id, status, by)
-        return HeldSet(held.id, held.revision, held.held_at, held.deletions, status, by, _now())
-
     def mark(self, sets: Iterable[HeldSet], status: HeldStatus) -> None:
         """Close decided sets (`applied`, `superseded`), keeping who decided them."""
         with self.db.atomic():
             for held in sets:
-                self._set_status(held.id, status, held.decided_by)
-
-    def _set_status(self, held_id: str, status: HeldStatus, by: str | None) -> None:
-        self.db.execute(
-            "UPDATE held_changes SET status = ?, decided_by = ?, decided_at = ? WHERE id = ?",
-            [status, by, _now(), held_id],
-        )
+                _set_status(self.db, held.id, status, held.decided_by)
 
 
 def _held_set(row: Any) -> HeldSet:
     held_id, revision, held_at, deletions, status, decided_by, decided_at = row
     pairs = tuple((user, email) for user, email in json.loads(deletions))
     return HeldSet(held_id, revision, held_at, pairs, HeldStatus(status), decided_by, decided_at)
+
+
+def decide(db: Database, held_id: str, status: HeldStatus, by: str) -> HeldSet:
+    """Approve or reject the open set `held_id`, of whichever API (its id is its own, and
+    `syncd approve` may be run without the daemon's SYNCD_API_URL); a UsageError if
+    there is none."""
+    with db.atomic():
+        row = db.execute(f"SELECT {_COLUMNS} FROM held_changes WHERE id = ?", [held_id]).fetchone()
+        if row is None:
+            raise UsageError(f"no held change set {held_id!r}: `syncd status` lists them")
+        held = _held_set(row)
+        if held.status != HeldStatus.HELD:
+            raise UsageError(f"held change set {held_id} is {held.status} already")
+        _set_status(db, held_id, status, by)
+    return HeldSet(held.id, held.revision, held.held_at, held.deletions, status, by, _now())
+
+
+def _set_status(db: Database, held_id: str, status: HeldStatus, by: str | None) -> None:
+    db.execute(
+        "UPDATE held_changes SET status = ?, decided_by = ?, decided_at = ? WHERE id = ?",
+        [status, by, _now(), held_id],
+    )

@@ -16,7 +16,7 @@ from syncd.service.deletion_guard import DeletionGuard
 from syncd.state.audit import AuditTrail
 from syncd.state.audit_queries import last_successful_run
 from syncd.state.backend import StateStore
-from syncd.state.held_changes import HeldChanges
+from syncd.state.held_changes import HeldChanges, decide
 from syncd.state.pending import pending_for, save_pending
 from syncd.state.suspensions import SuspensionTable
 from tests.state.conftest import API, OTHER_API
@@ -46,10 +46,10 @@ def test_a_held_set_is_asked_once_and_decided_once(store: StateStore):
     again, new = held.hold("rev1", [DeleteEmail("alice", "old@example.com"), deletions[1]])
     assert (again.id, new) == (first.id, False)
     assert first.to_json()["per_user"] == {"alice": 1, "bobsmith": 1}
-    rejected = held.decide(first.id, HeldStatus.REJECTED, "ops@host")
+    rejected = decide(store.history, first.id, HeldStatus.REJECTED, "ops@host")
     assert rejected.status == HeldStatus.REJECTED
     with pytest.raises(UsageError, match="rejected already"):
-        held.decide(first.id, HeldStatus.APPROVED, "ops@host")
+        decide(store.history, first.id, HeldStatus.APPROVED, "ops@host")
     assert held.rejected_for("rev1") == {
         ("alice", "old@example.com"),
         ("bobsmith", "x@example.com"),
@@ -105,7 +105,7 @@ def test_a_set_held_again_at_a_new_revision_is_rejected_for_that_revision(store:
     first, _ = held.hold("rev1", deletions)
     kept, new = held.hold("rev2", deletions)
     assert (kept.id, new) == (first.id, False)
-    held.decide(first.id, HeldStatus.REJECTED, "ops@host")
+    decide(store.history, first.id, HeldStatus.REJECTED, "ops@host")
     assert held.rejected_for("rev2") == {("alice", "old@example.com")}
 
 
@@ -116,12 +116,12 @@ def test_a_set_decided_for_one_api_lets_nothing_through_on_another(store: StateS
     deletions = (DeleteEmail("alice", "old@example.com"),)
     plan = Plan(deletions)
     approved, _ = HeldChanges(store.history, API).hold("rev1", deletions)
-    HeldChanges(store.history, API).decide(approved.id, HeldStatus.APPROVED, "ops@host")
+    decide(store.history, approved.id, HeldStatus.APPROVED, "ops@host")
     elsewhere = DeletionGuard(HeldChanges(store.history, OTHER_API), 0, "rev1").split(plan)
     assert (elsewhere.now.changes, elsewhere.held) == ((), deletions)
     here = DeletionGuard(HeldChanges(store.history, API), 0, "rev1").split(plan)
     assert (here.now.changes, here.held) == (deletions, ())
 
     rejected, _ = HeldChanges(store.history, OTHER_API).hold("rev1", deletions)
-    HeldChanges(store.history, OTHER_API).decide(rejected.id, HeldStatus.REJECTED, "ops@host")
+    decide(store.history, rejected.id, HeldStatus.REJECTED, "ops@host")
     assert HeldChanges(store.history, API).rejected_for("rev1") == set()
