@@ -96,13 +96,13 @@ def import_(users: tuple[str, ...], out_file: str | None, force: bool, **options
     Without --user, every user of the credentials directory is imported.
     """
     import asyncio
-    import os
     from pathlib import Path
 
     from syncd.api.client import AccountsClient
     from syncd.api.credentials import CredentialStore
     from syncd.desired.loading import parse_desired
     from syncd.engine.importing import check_usernames, read_accounts, render_desired
+    from syncd.wholefiles import replacing
 
     if out_file and Path(out_file).exists() and not force:
         raise click.ClickException(f"{out_file} exists; pass --force to overwrite it")
@@ -124,7 +124,9 @@ def import_(users: tuple[str, ...], out_file: str | None, force: bool, **options
     if not out_file:
         click.echo(text, nl=False)
         return
-    partial = f"{out_file}.partial"
-    Path(partial).write_text(text, encoding="utf-8")
-    os.replace(partial, out_file)
+    try:
+        with replacing(Path(out_file)) as handle:
+            handle.write(text.encode())
+    except OSError as error:
+        raise click.ClickException(f"cannot write {out_file}: {error.strerror or error}") from None
     click.echo(f"Imported {len(names)} users into {out_file}.", err=True)

@@ -17,7 +17,6 @@ import errno
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -46,6 +45,7 @@ from syncd.core.problem import Problem
 from syncd.core.vocabulary import ActionName, Code
 from syncd.engine.fetching import Wanted
 from syncd.errors import PlanFileError
+from syncd.wholefiles import replacing
 
 #: A saved plan larger than this is not a plan: refuse before parsing it.
 MAX_PLAN_BYTES = 256 * 1024 * 1024
@@ -114,22 +114,19 @@ def save_plan(
     """Write the plan, made against `api` from what was read at `read_at` (Unix time),
     atomically: a reader never sees half a file.
 
-    The plan goes to a new file (mode 0600, O_EXCL) renamed over `path`: a link
-    at `path` is replaced, never written through.
+    The plan is private, a link at `path` is replaced, never written through, and
+    a crash leaves the old plan or the whole new one (syncd.wholefiles).
     """
     document = plan.to_json(source)
     document["api_url"] = api
     document["created_at"] = datetime.fromtimestamp(read_at, UTC).isoformat(timespec="seconds")
     document["basis"] = basis_of(plan, live)
-    target = Path(path)
     try:
-        with tempfile.NamedTemporaryFile(
-            "w", dir=target.parent, prefix=f".{target.name}.", delete=False, encoding="utf-8"
-        ) as handle:
-            handle.write(dumps_document(document) + "\n")
-        os.replace(handle.name, target)
+        with replacing(Path(path)) as handle:
+            handle.write((dumps_document(document) + "\n").encode())
     except OSError as error:
-        raise PlanFileError(f"cannot write the plan to {path}: {error}") from None
+        reason = error.strerror or error
+        raise PlanFileError(f"cannot write the plan to {path}: {reason}") from None
 
 
 def load_plan(path: str) -> SavedPlan:

@@ -24,12 +24,9 @@ against a kept head, as any other change.
 from __future__ import annotations
 
 import contextlib
-import errno
 import gzip
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +38,7 @@ from syncd.errors import StateError
 from syncd.state.audit import AuditTrail
 from syncd.state.backend import Database
 from syncd.state.chain import Head, cuts, events, verify_events
+from syncd.wholefiles import replacing
 
 #: The runs that go with the events up to `?` (the cut) and ended before `?` (the date).
 RUNS_BEFORE = (
@@ -106,54 +104,18 @@ def find_cut(db: Database, moment: datetime) -> Cut:
 
 @contextlib.contextmanager
 def _text(path: Path, mode: str) -> Iterator[IO[str]]:
-    partial: Path | None = None
+    """The export's text, gzipped when its name ends in .gz. Written whole or not at all
+    (syncd.wholefiles): a crash must not leave a pruned history's only copy an empty
+    file."""
     try:
-        if mode == "w":
-            if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: never replaced
-                raise StateError(f"{path}: not a regular file: an export is made to be kept")
-            # The events name users and addresses: written to a new file (0600) renamed
-            # over `path` once whole, so that it is private whatever was there, a link
-            # there is replaced and not written through, and a failed export leaves the
-            # one before it as it was.
-            descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-            partial = Path(name)
-            raw: IO[bytes] = os.fdopen(descriptor, "wb")
-        else:
-            raw = path.open("rb")
-    except OSError as error:
-        raise StateError(f"{path}: {error.strerror or error}") from None
-    try:
-        with raw:
+        with replacing(path) if mode == "w" else path.open("rb") as raw:
             binary: IO[bytes] = raw
             if path.name.endswith(".gz"):
                 binary = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode=mode + "b"))
             with binary, io.TextIOWrapper(binary, encoding="utf-8") as text:
                 yield text
-        if partial is not None:
-            try:
-                # On disk before it is named, and named on disk, before anyone prunes
-                # what it holds: a crash must not leave a pruned history's only copy
-                # an empty file.
-                _fsync(partial)
-                os.replace(partial, path)
-                _fsync(path.parent)
-            except OSError as error:
-                raise StateError(f"{path}: {error.strerror or error}") from None
-    except BaseException:
-        if partial is not None:
-            partial.unlink(missing_ok=True)
-        raise
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
     except OSError as error:
-        if error.errno != errno.EINVAL:  # EINVAL: a file system that syncs no directory
-            raise
-    finally:
-        os.close(descriptor)
+        raise StateError(f"{path}: {error.strerror or error}") from None
 
 
 def export(db: Database, moment: datetime, out: Path) -> Cut:

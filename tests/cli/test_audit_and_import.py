@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -118,6 +120,26 @@ def test_import_refuses_to_overwrite(world: World, tmp_path: Path):
     assert "--force" in result.stderr
     assert out.read_text() == "keep me\n"
     assert invoke("import", *world.cli_args(), "--out", str(out), "--force").exit_code == 0
+
+
+def test_an_imported_file_is_private_and_a_link_or_a_fifo_is_not_written_through(
+    world: World, tmp_path: Path
+):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("not syncd's\n")
+    out = tmp_path / "imported.yaml"
+    out.symlink_to(elsewhere)
+    assert invoke("import", *world.cli_args(), "--out", str(out), "--force").exit_code == 0
+    assert elsewhere.read_text() == "not syncd's\n"
+    assert not out.is_symlink()
+    assert out.stat().st_mode & 0o777 == 0o600
+    fifo = tmp_path / "imported.fifo"
+    os.mkfifo(fifo)
+    result = invoke("import", *world.cli_args(), "--out", str(fifo), "--force")
+    assert result.exit_code == 1
+    assert "imported.fifo: not a regular file" in result.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_import_of_an_unknown_user_writes_nothing(world: World, tmp_path: Path):

@@ -1,6 +1,6 @@
 """What must be on disk before syncd goes on, traced with strace: on SQLite, an
-intent before its write is sent; an audit export before it takes the name that
-`audit prune --export` trusts.
+intent before its write is sent; an audit export or a saved plan before it takes
+its name.
 
 Every request that writes (PATCH, POST, DELETE) is sent only after the WAL
 frames that hold its intent were written to syncd.db-wal and a sync (fsync or
@@ -74,7 +74,12 @@ def test_every_write_is_sent_after_its_intent_is_synced(world: World, tmp_path: 
     assert syncs, "no sync of syncd.db-wal was traced"
 
 
-def test_an_export_is_on_disk_before_it_takes_its_name(world: World, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kept", ["audit export", "saved plan"])
+def test_a_file_to_keep_is_on_disk_before_it_takes_its_name(
+    world: World, tmp_path: Path, kept: str
+) -> None:
+    # An export is what lets `audit prune` delete history; a saved plan is what
+    # `apply` will send. A crash must not leave either an empty file under its name.
     world.seed({"users": {"jane": account(["jane@example.com"], "tok-jane")}})
     world.desire({"version": 1, "users": {"jane": {"full_name": "Jane Exported"}}})
     env = {**os.environ, **world.state_env()}
@@ -83,9 +88,12 @@ def test_an_export_is_on_disk_before_it_takes_its_name(world: World, tmp_path: P
         [*syncd, "apply", *world.cli_args(), "--yes"], capture_output=True, env=env, timeout=120
     )
     assert applied.returncode == 0, applied.stderr[-2000:]
-    out, trace = tmp_path / "old.jsonl", tmp_path / "trace"
-    command = [*syncd, "audit", "--state-dir", str(world.state_dir), "export"]
-    command += ["--before", "2999-01-01", "--out", str(out)]
+    out, trace = tmp_path / "kept", tmp_path / "trace"
+    if kept == "audit export":
+        command = [*syncd, "audit", "--state-dir", str(world.state_dir), "export"]
+        command += ["--before", "2999-01-01", "--out", str(out)]
+    else:
+        command = [*syncd, "plan", *world.cli_args(), "--out", str(out)]
     traced = [
         _strace(),
         "-f",
@@ -106,7 +114,7 @@ def test_an_export_is_on_disk_before_it_takes_its_name(world: World, tmp_path: P
     synced = [m[1] for line in calls if (m := FSYNC.search(line))]
     before = [m[1] for line in calls[:renamed] if (m := FSYNC.search(line))]
     after = [m[1] for line in calls[renamed:] if (m := FSYNC.search(line))]
-    assert partial in before, f"the export was renamed before it was synced: {synced}"
+    assert partial in before, f"the {kept} was renamed before it was synced: {synced}"
     assert str(tmp_path) in after, f"its directory was not synced after the rename: {synced}"
 
 

@@ -132,6 +132,24 @@ def test_a_saved_plan_that_is_a_link_or_a_fifo_is_refused(world: World):
     assert world.writes() == 0
 
 
+def test_a_plan_is_saved_private_over_a_link_and_never_over_a_fifo(world: World):
+    # A link at --out is replaced, not written through; a FIFO (or /dev/stdout) is
+    # refused, not replaced by a file; nothing written aside is left behind.
+    elsewhere = world.root / "elsewhere"
+    elsewhere.write_text("not syncd's\n")
+    link = world.root / "plan.json"
+    link.symlink_to(elsewhere)
+    assert run(world, "plan", "--out", str(link)).exit_code == 0
+    assert elsewhere.read_text() == "not syncd's\n"
+    assert not link.is_symlink()
+    assert mode(link) == 0o600
+    fifo = world.root / "plan.fifo"
+    os.mkfifo(fifo)
+    assert_refused(run(world, "plan", "--out", str(fifo)), "plan.fifo: not a regular file")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert [p.name for p in world.root.iterdir() if p.name.startswith(".plan")] == []
+
+
 @pytest.mark.parametrize("volume_mode", [0o777, 0o2777], ids=["emptyDir", "emptyDir+fsGroup"])
 @pytest.mark.parametrize("command", ["plan", "apply"])
 def test_syncd_makes_its_own_directory_in_a_volume_anyone_may_write(
