@@ -74,12 +74,10 @@ def _checked(problem: Check, code: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _check_url_or_empty(url: str) -> str:
-    if url and not is_valid_url(url):
-        raise PydanticCustomError(
-            "syncd_url", f'invalid URL {url!r}: expected http:// or https://, or "" for none'
-        )
-    return url
+def _url_or_empty_problem(url: str) -> str | None:
+    if not url or is_valid_url(url):
+        return None
+    return f'invalid URL {url!r}: expected http:// or https://, or "" for none'
 
 
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
@@ -184,7 +182,7 @@ class ProfileSettings(BaseModel):
     full_name: Text | None = Field(None, description=f"Full name. {_UNMANAGED}")
     location: Text | None = Field(None, description=f"Location. {_UNMANAGED}")
     company: Text | None = Field(None, description=f"Company. {_UNMANAGED}")
-    profile_url: Annotated[str, AfterValidator(_check_url_or_empty)] | None = Field(
+    profile_url: Annotated[str, _checked(_url_or_empty_problem, "syncd_url")] | None = Field(
         None, description=f"Profile URL, http:// or https://. {_UNMANAGED}"
     )
     gravatar_email: EmailOrEmpty | None = Field(
