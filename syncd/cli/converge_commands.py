@@ -158,17 +158,15 @@ def apply(
         planning,
         saved_planning,
     )
-    from syncd.logs import configure_logging
 
     scope = scope_of(options)
-    settings = settings_from_flags(options)
+    settings = settings_from_flags(options, verbose=verbose)
     if not yes and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise click.UsageError("no terminal to confirm on: pass --yes to apply without asking")
     if plan_file and scope:
         raise click.UsageError(
             "--user, --exclude and --group limit a new plan; a saved plan is applied whole"
         )
-    configure_logging(settings.log_format, verbose=verbose)
     limit = settings.max_deletions if allow_deletions is None else allow_deletions
     waiting = 0.0 if lock_timeout is None else parse_duration(lock_timeout)
     view = ApplyView(terminal(), ask=not yes)

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from syncd.cli.options import config_option, parse_duration, state_dir_option, with_options
+from syncd.cli.options import (
+    config_option,
+    parse_duration,
+    settings_from_flags,
+    state_dir_option,
+    with_options,
+)
 
 if TYPE_CHECKING:
     from syncd.core.vocabulary import OperatorEvent
@@ -137,11 +143,10 @@ def _history(
     config_file: str | None, state_dir: str | None, purpose: str
 ) -> Iterator[tuple[Database, str]]:
     """The state's history, opened for one decision, and who decides ("user@host")."""
-    from syncd.settings import load_settings
     from syncd.state.audit import actor
     from syncd.state.backend import open_store
 
-    settings = load_settings(config_file, state_dir=state_dir)
+    settings = settings_from_flags({"config_file": config_file, "state_dir": state_dir})
     with open_store(settings, purpose) as store:
         who = actor()
         yield store.history, f"{who.sudo_user or who.os_user}@{who.host}"

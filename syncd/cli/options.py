@@ -102,11 +102,20 @@ settings_options = with_options(
 )
 
 
-def settings_from_flags(flags: dict[str, Any]) -> Settings:
-    """The settings, with the flags given (None: not given) over the environment and file."""
+def settings_from_flags(flags: dict[str, Any], *, verbose: bool = False) -> Settings:
+    """The settings, with the flags given (None: not given) over the environment and file,
+    and the log set up from them (syncd.logs.configure_logging, `verbose` as there).
+
+    Every command that reads settings sets its log up here: on stderr, so that its
+    stdout is its own output alone (a plan's JSON, an imported file); unset,
+    structlog prints every event, debug included, to stdout.
+    """
+    from syncd.logs import configure_logging
     from syncd.settings import load_settings
 
-    return load_settings(**flags)
+    settings = load_settings(**flags)
+    configure_logging(settings.log_format, verbose=verbose)
+    return settings
 
 
 #: `--user`, `--exclude`, `--group`: which users a run is limited to (scope_of).

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from syncd.cli.options import settings_from_flags
+
 
 @click.group()
 def state() -> None:
@@ -37,7 +39,7 @@ def migrate(config_file: str | None, state_dir: str | None, target: str) -> None
     from syncd.state.backend import open_store
     from syncd.state.migrate import migrate as copy_history
 
-    settings = load_settings(config_file, state_dir=state_dir)
+    settings = settings_from_flags({"config_file": config_file, "state_dir": state_dir})
     to = load_settings(config_file, state_dir=state_dir, state_url=target)
     if not settings.on_postgresql and not settings.state_file.exists():
         raise click.ClickException(f"no state file at {settings.state_file}: nothing to copy")

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from syncd.cli.options import config_option, output_option, state_dir_option
+from syncd.cli.options import config_option, output_option, settings_from_flags, state_dir_option
 from syncd.core.vocabulary import ActionName
 from syncd.visible import visible, visible_json
 
@@ -54,9 +54,8 @@ def status(
     Reads nothing from the API and writes nothing.
     """
     from syncd.service.status import read_status
-    from syncd.settings import load_settings
 
-    settings = load_settings(config_file, state_dir=state_dir)
+    settings = settings_from_flags({"config_file": config_file, "state_dir": state_dir})
     report = read_status(settings, limit, users)
     if output == "json":
         click.echo(visible_json(json.dumps(report, indent=2, ensure_ascii=False)))

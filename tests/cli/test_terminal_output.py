@@ -200,3 +200,30 @@ def test_a_valid_desired_state_as_json(world: World):
     document = json.loads(result.stdout)
     assert document["valid"] is True
     assert document["summary"] == {"problems": 0, "users": 2}
+
+
+def test_stdout_holds_only_the_commands_own_output_while_the_client_retries(world: World):
+    # Unset, structlog prints every event to stdout, debug included: a retried GET
+    # put "api_retry" lines into plan's JSON and into an imported file, and the
+    # operator commands printed their run's events before their one line.
+    world.seed(STANDARD_SEED, faults={"error_rate": 0.3, "fault_seed": 7})
+    env = {**os.environ, **world.state_env(), "SYNCD_LOG_FORMAT": "console"}
+    syncd = [sys.executable, "-m", "syncd"]
+
+    def stdout_of(*args: str) -> str:
+        command = [*syncd, *args]
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode in (0, 2), done.stderr[-2000:]
+        return done.stdout
+
+    assert json.loads(stdout_of("plan", *world.cli_args(), "--output", "json"))["summary"]
+    imported = world.root / "imported.yaml"
+    imported.write_text(stdout_of("import", *world.cli_args()))
+    assert stdout_of("validate", "-f", str(imported)).endswith(": valid, 2 users\n")
+    statuses = {r["status"] for r in world.sandbox.stats()["requests"]}
+    assert statuses & {500, 503}, "the fault injection should have answered some 5xx"
+
+    state = ["--state-dir", str(world.state_dir)]
+    suspended = stdout_of("suspend", *state, "--user", "janedoe", "--for", "1h", "--reason", "x")
+    assert suspended.startswith("Suspended janedoe until ")
+    assert len(suspended.splitlines()) == 1
