@@ -216,8 +216,6 @@ def pending_changes(
 def held_deletions(db: Database, api: str) -> tuple[HeldDeletion, ...]:
     """Deletions held by a tripped guard, waiting for `syncd approve` (or approved and
     not yet applied)."""
-    if not db.has_table("held_changes"):
-        return ()
     held = HeldChanges(db, api).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
     return tuple(
         HeldDeletion(held_set.id, user, email, held_set.held_at)
@@ -228,8 +226,6 @@ def held_deletions(db: Database, api: str) -> tuple[HeldDeletion, ...]:
 
 def suspensions(db: Database) -> tuple[Suspension, ...]:
     """Users suspended with `syncd suspend` ("*": every user)."""
-    if not db.has_table("suspensions"):
-        return ()
     return tuple(
         Suspension(user, held.reason, held.until_text())
         for user, held in sorted(SuspensionTable(db).all().items())
