@@ -161,9 +161,20 @@ class CredentialRefused(ApiError):
 
 
 class HttpStatusError(ApiError):
-    def __init__(self, user: str, method: str, path: str, status: int, body: str) -> None:
+    def __init__(
+        self,
+        user: str,
+        method: str,
+        path: str,
+        status: int,
+        body: str,
+        retry_after: float | None = None,
+    ) -> None:
         self.status = status
         self.body = excerpt(body)
+        #: The Retry-After of a 429, or of a 503: when the server says it will be back
+        #: (RFC 9110 10.2.3). status_error passes it to those alone.
+        self.retry_after = retry_after
         detail = f"HTTP {status}" + (f": {self.body}" if self.body else "")
         super().__init__(user, method, path, detail)
 
@@ -187,12 +198,6 @@ class NotFound(HttpStatusError):
 class RateLimited(HttpStatusError):
     retryable = True
 
-    def __init__(
-        self, user: str, method: str, path: str, status: int, body: str, retry_after: float | None
-    ) -> None:
-        self.retry_after = retry_after
-        super().__init__(user, method, path, status, body)
-
 
 class WaitTooLong(RateLimited):
     """A 429 whose Retry-After is beyond MAX_RETRY_AFTER: that user fails, naming the wait."""
@@ -212,19 +217,6 @@ class WaitTooLong(RateLimited):
 
 class ServerError(HttpStatusError):
     retryable = True
-
-    def __init__(
-        self,
-        user: str,
-        method: str,
-        path: str,
-        status: int,
-        body: str,
-        retry_after: float | None = None,
-    ) -> None:
-        #: A 503's Retry-After: when the server says it will be back (RFC 9110 10.2.3).
-        self.retry_after = retry_after
-        super().__init__(user, method, path, status, body)
 
 
 _BY_STATUS: dict[int, type[HttpStatusError]] = {

@@ -61,7 +61,7 @@ class ApplyView:
     def __init__(self, console: Console, *, ask: bool) -> None:
         self.console = console
         self.ask = ask
-        self._paint = ansi_painter(console) if console.is_terminal else None
+        self._paint = ansi_painter(console)
 
     def show_plan(self, result: PlanResult) -> None:
         print_plan(result.plan, self.console, result.oldest_age)
@@ -94,9 +94,7 @@ class ApplyView:
         word, colour = _RESULTS.get(result, (result, "yellow"))
         line = f"{visible(action.user)}: {_what(action)}… "
         told = word if result == WriteResult.OK or not message else f"{word}: {visible(message)}"
-        if self._paint is not None:
-            told = self._paint(told, colour)
-        self.console.file.write(line + told + "\n")
+        self.console.file.write(line + self._paint(told, colour) + "\n")
         self.console.file.flush()
 
     def finish(self, converged: ConvergeResult, state_file: Path | str) -> None:

@@ -78,13 +78,9 @@ def audit(
         ctx.obj = state_dir
         return
     from syncd.state.audit_queries import EventFilter, query_events
-    from syncd.state.backend import open_store
 
-    settings = settings_from_flags({"state_dir": state_dir})
-    if not settings.on_postgresql and not settings.state_file.exists():
-        raise click.ClickException(f"no state file at {settings.state_file}: nothing was applied")
-    where = EventFilter(users, _parse_since(since), run_ids, actions, results)
-    with open_store(settings, "audit", read_only=True) as store:  # it only reads
+    with _store(state_dir, "audit") as store:  # it only reads
+        where = EventFilter(users, _parse_since(since), run_ids, actions, results)
         events = query_events(store.history, where, limit=limit)
     if output == "json":
         from syncd.core.jsondoc import dumps_document

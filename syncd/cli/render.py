@@ -37,10 +37,11 @@ def terminal() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
-def _quoted(value: str | None) -> str:
+def quoted(value: str | None) -> str:
+    """A profile value as a plan shows it: quoted, visible; None is write-only."""
     if value is None:
         return "(write-only, differs)"
-    return json.dumps(value, ensure_ascii=False)
+    return visible(json.dumps(value, ensure_ascii=False))
 
 
 def _plural(count: int, word: str, plural: str | None = None) -> str:
@@ -95,12 +96,12 @@ def ansi_painter(console: Console) -> Paint:
     """Paint with the terminal's own codes, as rich would, without parsing any markup.
 
     rich spent about a second on the markup of a 10,000-change plan; rendering
-    a Style is a lookup. A dumb terminal gets no codes; NO_COLOR keeps bold and
-    drops colour, as rich does. An old Windows console, which rich drives through
-    its API instead of codes, gets plain text.
+    a Style is a lookup. What is not a terminal, or a dumb one, gets no codes;
+    NO_COLOR keeps bold and drops colour, as rich does. An old Windows console,
+    which rich drives through its API instead of codes, gets plain text.
     """
     system = _COLOR_SYSTEMS.get(console.color_system or "")
-    if system is None or console.legacy_windows:
+    if system is None or console.legacy_windows or not console.is_terminal:
         return _plain
     styles: dict[str, Style] = {}
 
@@ -149,7 +150,7 @@ def plan_lines(plan: Plan, paint: Paint = _plain, oldest_age: float | None = Non
             if isinstance(action, UpdateProfile):
                 lines.extend(
                     paint(f"  ~ {change.field}:", "yellow")
-                    + f" {visible(_quoted(change.before))} → {visible(_quoted(change.after))}"
+                    + f" {quoted(change.before)} → {quoted(change.after)}"
                     for change in action.changes
                 )
             elif isinstance(action, AddEmail):
@@ -199,8 +200,7 @@ def print_plan(plan: Plan, console: Console, oldest_age: float | None = None) ->
     # One write for the whole plan, coloured on a terminal by our own painter:
     # rich took seconds to print 10,000 users line by line, and one second to
     # parse their markup in a single print.
-    paint = ansi_painter(console) if console.is_terminal else _plain
-    console.file.write("\n".join(plan_lines(plan, paint, oldest_age)) + "\n")
+    console.file.write("\n".join(plan_lines(plan, ansi_painter(console), oldest_age)) + "\n")
 
 
 def print_audit(events: list[dict[str, Any]], console: Console) -> None:
@@ -254,8 +254,7 @@ def _change(action: str, before: Any, after: Any, *, short: bool = False) -> str
         and isinstance(after, dict)
     ):
         fields = [
-            f"{visible(str(name))}: {visible(_quoted(before.get(name)))} → "
-            f"{visible(_quoted(after.get(name)))}"
+            f"{visible(str(name))}: {quoted(before.get(name))} → {quoted(after.get(name))}"
             for name in after
         ]
         return "update " + ", ".join(fields)

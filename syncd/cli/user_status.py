@@ -8,10 +8,10 @@ alice?" without a plan. syncd.service.status gathers it from the state alone.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from syncd.cli.render import quoted
 from syncd.visible import visible
 
 
@@ -62,17 +62,8 @@ def _change(change: Mapping[str, Any]) -> str:
     """One pending change as the plan shows it."""
     if change["action"] == "update_profile":
         return "; ".join(
-            f"~ {name}: {_quoted(values['before'])} → {_quoted(values['after'])}"
+            f"~ {name}: {quoted(values['before'])} → {quoted(values['after'])}"
             for name, values in change["fields"].items()
         )
     sign = "+" if change["action"] == "add_email" else "-"
     return f"{sign} {visible(change['email'])}"
-
-
-def _quoted(value: str | None) -> str:
-    # As the plan prints it (syncd.cli.render).
-    return (
-        "(write-only, differs)"
-        if value is None
-        else visible(json.dumps(value, ensure_ascii=False))
-    )

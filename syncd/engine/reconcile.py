@@ -157,7 +157,7 @@ async def connect(
 
 
 class Deadline:
-    """SYNCD_RUN_DEADLINE around a `plan` or an `apply` (the daemon bounds each cycle itself).
+    """SYNCD_RUN_DEADLINE around a `plan`, an `apply` or a daemon's cycle.
 
     When it is up the run is cancelled: writes in flight are audited as unknown
     (their users are read again next time), and DeadlineExceeded says so once.
@@ -192,62 +192,6 @@ class Deadline:
         return RunResult.DEADLINE if self._timeout.expired() else RunResult.CANCELLED
 
 
-async def read_and_plan(
-    connection: Connection,
-    desired: DesiredState,
-    *,
-    freshness: Freshness | None = None,
-    hold: Mapping[str, Problem] | None = None,
-    on_progress: ProgressCallback | None = None,
-) -> PlanResult:
-    """Read what the plan needs (cache first, as `freshness` allows) and plan.
-
-    The users in `hold` are not read: each stands for the error it holds; nor
-    are the suspended ones (the desired state's `suspend:`, `syncd suspend`).
-    """
-    freshness = freshness or Freshness(connection.settings.cache_ttl)
-    now = time.time()
-    from_yaml = {user.username: user.suspend for user in desired.users if user.suspend}
-    suspensions = suspensions_at(
-        now, desired.usernames(), from_yaml, SuspensionTable(connection.db).all()
-    )
-    options = FetchOptions(
-        now=now,
-        ttl=freshness.ttl,
-        refresh=freshness.refresh,
-        concurrency=connection.settings.concurrency,
-        # A write without an outcome may or may not have happened: read the truth.
-        distrust=frozenset(
-            intent.user for intent in await off_the_loop(open_intents, connection.db)
-        ),
-        refresh_oldest=freshness.refresh_oldest,
-        hold=hold or {},
-    )
-    read = await fetch_live(
-        (Wanted.for_desired(user) for user in desired.users if user.username not in suspensions),
-        connection.client,
-        connection.credentials,
-        connection.cache,
-        options,
-        on_progress,
-    )
-    not_kept = NotKeptRecords(
-        connection.db, connection.api, connection.settings.not_kept_ttl
-    ).load(desired.usernames())
-    plan = build_plan(
-        desired, read.states, not_kept, owned_addresses(connection, desired), suspensions
-    )
-    return PlanResult(
-        plan,
-        read.states,
-        source_of(desired),
-        Counter(connection.client.requests),
-        read.from_cache,
-        read.oldest_read_at,
-        now,
-    )
-
-
 def owned_addresses(connection: Connection, desired: DesiredState) -> dict[str, frozenset[str]]:
     """What the ledger says syncd owns, for the users whose `emails_mode` is owned."""
     users = [
@@ -268,10 +212,7 @@ async def compute_plan(
     on_progress: ProgressCallback | None = None,
 ) -> PlanResult:
     async with Deadline(settings.run_deadline), connect(settings, purpose="plan") as connection:
-        freshness = Freshness(settings.cache_ttl, refresh=refresh)
-        return await read_and_plan(
-            connection, desired, freshness=freshness, on_progress=on_progress
-        )
+        return await planning(desired, refresh=refresh, on_progress=on_progress)(connection)
 
 
 def recover_interrupted(connection: Connection, audit: AuditTrail) -> list[OpenIntent]:
@@ -369,15 +310,58 @@ def planning(
     hold: Mapping[str, Problem] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> PlanStep:
-    """The usual planning step of a converge: read the live state and plan.
+    """The usual planning step of a converge: read what the plan needs (cache first,
+    as `freshness` allows) and plan.
 
-    `freshness` defaults to the settings' cache TTL (with `refresh`: none).
+    `freshness` defaults to the settings' cache TTL (with `refresh`: none). The
+    users in `hold` are not read: each stands for the error it holds; nor are
+    the suspended ones (the desired state's `suspend:`, `syncd suspend`).
     """
 
     async def step(connection: Connection) -> PlanResult:
         policy = freshness or Freshness(connection.settings.cache_ttl, refresh=refresh)
-        return await read_and_plan(
-            connection, desired, freshness=policy, hold=hold, on_progress=on_progress
+        now = time.time()
+        from_yaml = {user.username: user.suspend for user in desired.users if user.suspend}
+        suspensions = suspensions_at(
+            now, desired.usernames(), from_yaml, SuspensionTable(connection.db).all()
+        )
+        options = FetchOptions(
+            now=now,
+            ttl=policy.ttl,
+            refresh=policy.refresh,
+            concurrency=connection.settings.concurrency,
+            # A write without an outcome may or may not have happened: read the truth.
+            distrust=frozenset(
+                intent.user for intent in await off_the_loop(open_intents, connection.db)
+            ),
+            refresh_oldest=policy.refresh_oldest,
+            hold=hold or {},
+        )
+        wanted = (
+            Wanted.for_desired(user) for user in desired.users if user.username not in suspensions
+        )
+        read = await fetch_live(
+            wanted,
+            connection.client,
+            connection.credentials,
+            connection.cache,
+            options,
+            on_progress,
+        )
+        not_kept = NotKeptRecords(
+            connection.db, connection.api, connection.settings.not_kept_ttl
+        ).load(desired.usernames())
+        plan = build_plan(
+            desired, read.states, not_kept, owned_addresses(connection, desired), suspensions
+        )
+        return PlanResult(
+            plan,
+            read.states,
+            source_of(desired),
+            Counter(connection.client.requests),
+            read.from_cache,
+            read.oldest_read_at,
+            now,
         )
 
     return step

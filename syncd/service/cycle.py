@@ -10,7 +10,6 @@ know comes back as a CycleOutcome.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -27,9 +26,10 @@ from syncd.core.problem import Problem
 from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult, SuspensionSource, WriteResult
 from syncd.desired.gitsource import DesiredSource
 from syncd.engine.fetching import Freshness
-from syncd.engine.reconcile import PlanResult, connect, converge, planning
+from syncd.engine.reconcile import Deadline, PlanResult, connect, converge, planning
 from syncd.errors import (
     ApiUnreachable,
+    DeadlineExceeded,
     DesiredStateError,
     GitSourceError,
     GuardError,
@@ -184,23 +184,19 @@ class Cycle:
         #: Read every user again (SIGHUP), not only this cycle's share.
         self.refresh = refresh
         self._began_run = False  # whether converge has written this cycle's run record
-        self._deadline: asyncio.Timeout | None = None
 
     async def run(self) -> CycleOutcome:
         started = time.monotonic()
         settings = self.settings
-        self._deadline = deadline = asyncio.timeout(deadline_for(settings))
+        deadline = Deadline(deadline_for(settings))
         try:
             async with deadline:
-                outcome = await self._reconcile(settings)
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            limit = deadline_for(settings)
+                outcome = await self._reconcile(settings, deadline)
+        except DeadlineExceeded:
             outcome = CycleOutcome(
                 RunResult.DEADLINE,
                 self.source.attempted_revision,
-                message=f"cancelled after {limit:g} s",
+                message=f"cancelled after {deadline.seconds:g} s",
             )
         except DesiredStateError as error:
             log.error(
@@ -241,7 +237,7 @@ class Cycle:
         outcome.seconds = time.monotonic() - started
         return outcome
 
-    async def _reconcile(self, settings: Settings) -> CycleOutcome:
+    async def _reconcile(self, settings: Settings, deadline: Deadline) -> CycleOutcome:
         try:
             read = await self.source.read()
         except GitSourceError as error:  # no good revision to fall back on
@@ -292,7 +288,7 @@ class Cycle:
                     confirm=lambda _: True,
                     on_plan=planned.append,
                     observe=settings.observe,
-                    cancelled_as=self._why_cancelled,
+                    cancelled_as=deadline.cancelled_as,
                     hold_deletions=None if guard is None else guard.split,
                     on_change=lambda action, result, _: (
                         written.add(action) if result == WriteResult.OK else None
@@ -371,12 +367,6 @@ class Cycle:
             )
         if any(s.source == SuspensionSource.CLI for _, s in plan.suspension_ended):
             SuspensionTable(self.db).drop_ended(time.time())
-
-    def _why_cancelled(self) -> RunResult:
-        """The run record's result when converge is cancelled: by the deadline, or a stop."""
-        deadline = self._deadline
-        expired = deadline is not None and deadline.expired()
-        return RunResult.DEADLINE if expired else RunResult.CANCELLED
 
     def _record_run(self, outcome: CycleOutcome) -> None:
         audit = AuditTrail(self.db, {"files": [], "revision": outcome.revision})

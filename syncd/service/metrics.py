@@ -115,7 +115,6 @@ class Metrics:
         self.interval = interval
         self._clock = clock
         self.started = clock()
-        self.last_success: float | None = None
         #: The last cycle's result and when it ended (this process's clock).
         self.last_cycle: tuple[str, float] | None = None
         #: Whether the last cycle sent requests and the API answered none of them.
@@ -156,7 +155,7 @@ class Metrics:
             ["result"],
             registry=r,
         )
-        self.last_success_gauge = Moment(
+        self.last_success = Moment(
             "syncd_last_success_timestamp_seconds",
             "Unix time of the last run that ended ok or with nothing to change.",
             registry=r,
@@ -327,7 +326,7 @@ class Metrics:
         self.last_run.set(self._clock())
         self.run_seconds.observe(seconds)
         if success:
-            self.succeeded(self._clock())
+            self.last_success.set(self._clock())
         self.failures.set(failures)
         if drift_users is not None:
             self.drift.set(drift_users)
@@ -342,11 +341,7 @@ class Metrics:
         self.standby = None
         self.active.set(1)
         if last_success is not None:
-            self.succeeded(last_success)
-
-    def succeeded(self, when: float) -> None:
-        self.last_success = when
-        self.last_success_gauge.set(when)
+            self.last_success.set(last_success)
 
     def observe_cycle(self, result: RunResult, *, api_down: bool = False) -> None:
         """A cycle's end; `api_down` when it sent requests and none was answered."""

@@ -7,8 +7,9 @@ standby shows the state that the instances share. Lists are cut to a page
 AUDIT_SHOWN events), so that a page costs the same for 10 users as for 100,000.
 
 The operator's sections (held deletions with the command that approves them,
-`syncd suspend`s, each user's changes pending after the daemon's last cycle)
-come from the state modules that keep them, one function each.
+each user's changes pending after the daemon's last cycle) come from the
+state modules that keep them, one function each; the `syncd suspend`s are
+those of `syncd status`.
 """
 
 from __future__ import annotations
@@ -89,15 +90,6 @@ class HeldDeletion:
 
 
 @dataclass(frozen=True, slots=True)
-class Suspension:
-    """A user that syncd neither reads nor writes until `until` (None: until resumed)."""
-
-    user: str
-    reason: str
-    until: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class HomePage:
     instance: Instance
     #: syncd.service.status's report, as `syncd status --output json` has it.
@@ -105,7 +97,6 @@ class HomePage:
     in_error_count: int
     pending: tuple[PendingChange, ...]
     held: tuple[HeldDeletion, ...]
-    suspensions: tuple[Suspension, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +122,8 @@ class UserPage:
     pending: tuple[PendingChange, ...]
     audit: tuple[Mapping[str, Any], ...]
     error: Problem | None
-    suspension: Suspension | None
+    #: The user's suspension by `syncd suspend`, as `syncd status` shows it.
+    suspension: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +156,6 @@ def home_page(store: StateStore, settings: Settings, standby: tuple[bool, str] |
         count,
         pending_changes(db, limit=PENDING_SHOWN),
         held_deletions(db, api),
-        suspensions(db),
     )
 
 
@@ -216,8 +207,6 @@ def pending_changes(
 def held_deletions(db: Database, api: str) -> tuple[HeldDeletion, ...]:
     """Deletions held by a tripped guard, waiting for `syncd approve` (or approved and
     not yet applied)."""
-    if not db.has_table("held_changes"):
-        return ()
     held = HeldChanges(db, api).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
     return tuple(
         HeldDeletion(held_set.id, user, email, held_set.held_at)
@@ -226,20 +215,11 @@ def held_deletions(db: Database, api: str) -> tuple[HeldDeletion, ...]:
     )
 
 
-def suspensions(db: Database) -> tuple[Suspension, ...]:
-    """Users suspended with `syncd suspend` ("*": every user)."""
-    if not db.has_table("suspensions"):
-        return ()
-    return tuple(
-        Suspension(user, held.reason, held.until_text())
-        for user, held in sorted(SuspensionTable(db).all().items())
-    )
-
-
-def suspension_of(db: Database, username: str) -> Suspension | None:
+def suspension_of(db: Database, username: str) -> Mapping[str, Any] | None:
     """The user's suspension by `syncd suspend`, its own or everyone's."""
-    every = {s.user: s for s in suspensions(db)}
-    return every.get(username) or every.get(EVERYONE)
+    every = SuspensionTable(db).all()
+    held = every.get(username) or every.get(EVERYONE)
+    return None if held is None else held.to_json(username)
 
 
 def _described(change: Mapping[str, Any]) -> str:

@@ -161,28 +161,22 @@ def read_users(store: StateStore, api: str, users: tuple[str, ...]) -> list[dict
 
 
 def _iso(moment: float | None) -> str | None:
+    """A Unix time as ISO 8601 in UTC, to the second."""
     if moment is None:
         return None
-    return utc_iso_seconds(datetime.fromtimestamp(moment, UTC))
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
 
 
 def _in_error(problem: Problem) -> dict[str, Any]:
     """A user in error as `status --output json` lists it."""
-    retry_at = problem.retry_at
     return {
         "user": problem.user,
         "code": problem.code,
         "message": problem.message,
         "since": problem.since,
         "cycles": problem.failures,
-        "retry_at": (
-            None if retry_at is None else utc_iso_seconds(datetime.fromtimestamp(retry_at, UTC))
-        ),
+        "retry_at": _iso(problem.retry_at),
     }
-
-
-def utc_iso_seconds(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def pending_changes(result: str | None, counts: Mapping[str, int]) -> dict[str, Any]:

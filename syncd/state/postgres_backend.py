@@ -90,7 +90,7 @@ MAX_LISTEN_DELAY = 30.0
 #: its own it would never learn that the server's host vanished.
 CLIENT_KEEPALIVES = {"keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 _LOCK_FILTER = (
-    "l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.objsubid = 2"
+    "l.locktype = 'advisory' AND l.classid = ? AND l.objid = ? AND l.objsubid = 2"
     " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 
@@ -398,17 +398,15 @@ class PostgresStore(StateStore):
         return True
 
     def holds_lock(self) -> bool:
-        import psycopg
-
         if self.db.connection.broken or self.db.connection.closed:
             return False
         try:
-            row = self.db.connection.execute(
+            row = self.db.execute(
                 f"SELECT EXISTS (SELECT 1 FROM pg_locks AS l WHERE {_LOCK_FILTER}"
-                " AND l.pid = pg_backend_pid() AND l.granted)".encode(),
+                " AND l.pid = pg_backend_pid() AND l.granted)",
                 LOCK_KEY,
             ).fetchone()
-        except psycopg.Error:  # a session that cannot answer holds nothing
+        except StateError:  # a session that cannot answer holds nothing
             return False
         return row is not None and bool(row[0])
 
@@ -455,21 +453,16 @@ class PostgresStore(StateStore):
 
     def holders(self) -> list[Holder]:
         """The session that holds the lock (any command), then the `syncd run` standing by."""
-        import psycopg
-
-        try:
-            rows = self.db.connection.execute(
-                "SELECT * FROM (SELECT a.application_name, a.backend_start,"
-                f" EXISTS (SELECT 1 FROM pg_locks AS l WHERE {_LOCK_FILTER}"
-                "  AND l.pid = a.pid AND l.granted) AS active"
-                " FROM pg_stat_activity AS a WHERE a.datname = current_database()"
-                " AND a.application_name LIKE 'syncd %%' AND a.pid <> pg_backend_pid()) AS s"
-                " WHERE active OR application_name LIKE 'syncd run %%'"
-                " ORDER BY active DESC, backend_start",
-                LOCK_KEY,
-            ).fetchall()
-        except psycopg.Error as error:
-            raise self.db.error(error) from None
+        rows = self.db.execute(
+            "SELECT * FROM (SELECT a.application_name, a.backend_start,"
+            f" EXISTS (SELECT 1 FROM pg_locks AS l WHERE {_LOCK_FILTER}"
+            "  AND l.pid = a.pid AND l.granted) AS active"
+            " FROM pg_stat_activity AS a WHERE a.datname = current_database()"
+            " AND a.application_name LIKE 'syncd %' AND a.pid <> pg_backend_pid()) AS s"
+            " WHERE active OR application_name LIKE 'syncd run %'"
+            " ORDER BY active DESC, backend_start",
+            LOCK_KEY,
+        ).fetchall()
         return [
             Holder(name, since=started.astimezone(UTC).isoformat(timespec="seconds"), active=held)
             for name, started, held in rows
