@@ -79,8 +79,8 @@ def audit(
         return
     from syncd.state.audit_queries import EventFilter, query_events
 
+    where = EventFilter(users, _parse_since(since), run_ids, actions, results)
     with _store(state_dir, "audit") as store:  # it only reads
-        where = EventFilter(users, _parse_since(since), run_ids, actions, results)
         events = query_events(store.history, where, limit=limit)
     if output == "json":
         from syncd.core.jsondoc import dumps_document
