@@ -25,7 +25,10 @@ import psycopg
 
 from tests.world import World, write_secret
 
-DEFAULT_WAIT = 10.0
+#: Seconds a wait gives up after: how long until a test calls the daemon hung, no bound
+#: of a contract (a test that checks one says so). Under load (loadavg 11 on this
+#: 2-core machine) a daemon's first line took more than 10 s: the imports alone.
+DEFAULT_WAIT = 30.0
 
 
 class NotifySocket:
