@@ -97,8 +97,13 @@ def test_the_standby_takes_over_when_the_active_one_is_killed(
     pg_world: World, start_pg_daemon: Start
 ):
     users = renaming_world(pg_world)
+    # Nothing to write until the standby is up and the status read, which take seconds
+    # under load: a cycle begun before would be over, with no write left to interrupt.
+    renamed = pg_world.desired_file.read_text()
+    pg_world.desire({"version": 1, "users": {name: {} for name in users}})
     active = start_pg_daemon(**ENV)
     active.wait_for("took_over", timeout=20)
+    active.wait_for("cycle_finished", result="no_changes", timeout=60)
     standby = start_pg_daemon(**ENV)
     address = standby.wait_for("metrics_listening", timeout=20)["address"]
     standby.wait_for("standby", timeout=20)
@@ -106,7 +111,6 @@ def test_the_standby_takes_over_when_the_active_one_is_killed(
     # Who is active, and where the database is, are for `syncd status` (below).
     assert (code, body) == (200, "ready: standby\n")
 
-    mid_cycle(active)
     text = CliRunner(env=pg_world.state_env()).invoke(cli, ["status"]).output
     assert "daemon       active: syncd run on " in text
     assert f"pid {active.pid}, since " in text
@@ -116,6 +120,10 @@ def test_the_standby_takes_over_when_the_active_one_is_killed(
     assert shown["active"].endswith(f"pid {active.pid}")
     assert [s["name"].endswith(f"pid {standby.pid}") for s in shown["standbys"]] == [True]
 
+    aside = pg_world.desired_file.with_suffix(".tmp")
+    aside.write_text(renamed)
+    aside.replace(pg_world.desired_file)
+    mid_cycle(active)  # of the next cycle, the first with writes
     active.process.kill()
     killed = time.monotonic()
     taken = standby.wait_for("took_over", timeout=TAKEOVER_WITHIN)
