@@ -96,8 +96,11 @@ class World:
                 write_secret(self.credentials_dir / f"{username}.token", token["token"] + "\n")
 
     def desire(self, desired: dict[str, Any]) -> None:
-        with self.desired_file.open("w") as handle:
+        # Written aside and renamed: a running daemon must not read it half written.
+        aside = self.desired_file.with_suffix(".tmp")
+        with aside.open("w") as handle:
             YAML().dump(desired, handle)
+        aside.replace(self.desired_file)
 
     def settings(self, **overrides: Any) -> Settings:
         given: dict[str, Any] = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 import signal
 import socket
@@ -23,9 +24,13 @@ from typing import Any
 
 import psycopg
 
+from syncd.service.schedule import jitter_for
 from tests.world import World, write_secret
 
-DEFAULT_WAIT = 10.0
+#: Seconds a wait gives up after: how long until a test calls the daemon hung, no bound
+#: of a contract (a test that checks one says so). Under load (loadavg 11 on this
+#: 2-core machine) a daemon's first line took more than 10 s: the imports alone.
+DEFAULT_WAIT = 30.0
 
 
 class NotifySocket:
@@ -129,6 +134,13 @@ class DaemonProcess:
                     raise AssertionError(f"fewer than {count} {event} in {timeout} s")
                 self._changed.wait(remaining)
 
+    def between(self, event: str, since: int, until: dict[str, Any]) -> list[dict[str, Any]]:
+        """The events named `event` logged from index `since` (a `len(events)` taken
+        earlier) up to the event `until` (one that wait_for returned)."""
+        with self._changed:
+            end = next(i for i in range(len(self.events) - 1, -1, -1) if self.events[i] is until)
+            return [e for e in self.events[since:end] if e.get("event") == event]
+
     @property
     def _reader_alive(self) -> bool:
         return self._reader.is_alive()
@@ -174,6 +186,12 @@ def daemon_env(world: World, notify_socket: str, **overrides: str | None) -> dic
         else:
             env[key] = value
     return env
+
+
+def cycles_within(seconds: float, interval: float) -> int:
+    """The most cycles that can start within `seconds`: the scheduler fires `interval`
+    apart, and the jitter it adds to one fire can bring it closer to the next one."""
+    return math.floor(seconds / (interval - jitter_for(interval))) + 1
 
 
 def runs(world: World) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 Two `syncd run` against the sandbox: exactly one writes; when it is killed in
 the middle of a cycle, its session cut, or the server restarted under it, an
-instance takes over within two intervals, first closes what the other left
+instance takes over at once, first closes what the other left
 open, converges, and no write that had succeeded is sent twice.
 """
 
@@ -30,6 +30,12 @@ ENV = {
     "SYNCD_METRICS_ADDR": "127.0.0.1:0",
 }
 Start = Callable[..., DaemonProcess]
+#: Seconds from the kill to the standby's takeover. The contract (docs/postgresql.md):
+#: when the active session ends "a standby gets the lock at once", and a killed
+#: process's connection closes with it. The bound tells that apart from a takeover that
+#: waits for the server to notice a vanished host (the keepalives of SESSION_SETTINGS,
+#: about 25 s); the rest is margin for a loaded machine, which took more than 4 s.
+TAKEOVER_WITHIN = 12.0
 
 
 def renaming_world(world: World) -> list[str]:
@@ -91,8 +97,13 @@ def test_the_standby_takes_over_when_the_active_one_is_killed(
     pg_world: World, start_pg_daemon: Start
 ):
     users = renaming_world(pg_world)
+    # Nothing to write until the standby is up and the status read, which take seconds
+    # under load: a cycle begun before would be over, with no write left to interrupt.
+    renamed = pg_world.desired_file.read_text()
+    pg_world.desire({"version": 1, "users": {name: {} for name in users}})
     active = start_pg_daemon(**ENV)
     active.wait_for("took_over", timeout=20)
+    active.wait_for("cycle_finished", result="no_changes", timeout=60)
     standby = start_pg_daemon(**ENV)
     address = standby.wait_for("metrics_listening", timeout=20)["address"]
     standby.wait_for("standby", timeout=20)
@@ -100,7 +111,6 @@ def test_the_standby_takes_over_when_the_active_one_is_killed(
     # Who is active, and where the database is, are for `syncd status` (below).
     assert (code, body) == (200, "ready: standby\n")
 
-    mid_cycle(active)
     text = CliRunner(env=pg_world.state_env()).invoke(cli, ["status"]).output
     assert "daemon       active: syncd run on " in text
     assert f"pid {active.pid}, since " in text
@@ -110,10 +120,14 @@ def test_the_standby_takes_over_when_the_active_one_is_killed(
     assert shown["active"].endswith(f"pid {active.pid}")
     assert [s["name"].endswith(f"pid {standby.pid}") for s in shown["standbys"]] == [True]
 
+    aside = pg_world.desired_file.with_suffix(".tmp")
+    aside.write_text(renamed)
+    aside.replace(pg_world.desired_file)
+    mid_cycle(active)  # of the next cycle, the first with writes
     active.process.kill()
     killed = time.monotonic()
-    taken = standby.wait_for("took_over", timeout=2 * INTERVAL)
-    assert time.monotonic() - killed < 2 * INTERVAL
+    taken = standby.wait_for("took_over", timeout=TAKEOVER_WITHIN)
+    assert time.monotonic() - killed < TAKEOVER_WITHIN
     assert taken["interrupted_writes"] == 1
     standby.wait_for("cycle_finished", result="ok", timeout=60)
     assert intents_before(standby, "took_over") == 0  # exactly one instance writes
@@ -179,7 +193,7 @@ def test_an_instance_whose_session_is_cut_stops_writing(
     cut = postgres_cluster.terminate(pg_world.database.name, f"syncd run on % pid {first.pid}")
     assert len(cut) == 1
     first.wait_for("lock_lost", timeout=30)
-    second.wait_for("took_over", timeout=2 * INTERVAL)
+    second.wait_for("took_over", timeout=TAKEOVER_WITHIN)
     first.wait_for("standby", timeout=30)  # it stands by now, and writes nothing more
     second.wait_for("cycle_finished", result="ok", timeout=60)
     names = [e.get("event") for e in first.events]

@@ -16,15 +16,23 @@ from pathlib import Path
 
 import httpx
 
+from syncd.service.daemon import HOOK_SPACING
 from syncd.service.webhook import PASSED_ON
+from syncd.state.postgres_backend import STANDBY_WAIT_MS
 from tests.daemon.harness import SECRET, DaemonProcess, runs, signed
 from tests.postgres import Cluster
 from tests.world import World, write_secret
 
 Start = Callable[..., DaemonProcess]
 PUSH = json.dumps({"ref": "refs/heads/main"}).encode()
-#: How soon the active instance must start the cycle of a hook sent to a standby.
-WITHIN = 2.0
+#: How soon the active instance must start the cycle of a hook sent to a standby. The
+#: contract (docs/postgresql.md): it "starts its cycle within about a second", the
+#: second being the standby's session, busy for up to STANDBY_WAIT_MS waiting for the
+#: lock before it can send the NOTIFY. The rest is processing, which load stretches
+#: (past a second on this 2-core machine): four seconds of margin for it, and the bound
+#: still tells a cycle started at once from one spaced by HOOK_SPACING.
+WITHIN = STANDBY_WAIT_MS / 1000 + 4.0
+assert WITHIN < HOOK_SPACING
 
 
 def post(address: str, delivery: str) -> httpx.Response:

@@ -1,8 +1,8 @@
 """The fault and crash campaigns of `make chaos` (marked slow: minutes, not seconds).
 
 Fault campaign: 1,000 users under 20 % 5xx, 10 % 429 (Retry-After: 1), 5 %
-ambiguous writes and 10 ms latency converge within three applies, with no
-address duplicated or lost and exactly one outcome for every intent.
+ambiguous writes and 10 ms latency converge within a few applies (FAULT_APPLIES),
+with no address duplicated or lost and exactly one outcome for every intent.
 
 Crash campaign: `syncd apply` is killed with SIGKILL at 10 points of a
 200-change run chosen by a seeded random; after each, a new apply converges,
@@ -49,7 +49,18 @@ def intents_without_exactly_one_outcome(world: World) -> list[tuple[Any, ...]]:
     )
 
 
-def test_fault_campaign_converges_within_three_runs(any_world: World):
+#: Applies the fault campaign may take. A request meets a fault that does nothing with
+#: p = 0.1 (429) + 0.9 x 0.2 (5xx) = 0.28. A GET, PATCH or DELETE is tried 5 times
+#: (p^5 = 0.002 that all fail); an address is POSTed up to 3 times (POST_ATTEMPTS:
+#: p^3 = 0.022), and its deletions wait for it. So a user stays unconverged after one
+#: apply with about q = 0.03, and the applies draw afresh: after k of them some of the
+#: 1,000 users is left with about 1,000 x q^k, 3 % for k = 3 (which failed once: one
+#: user's add_email met faults in all three), 7e-7 for k = 6. The draws are seeded but
+#: the order of 32 concurrent requests is not, so the margin is in k, not in a seed.
+FAULT_APPLIES = 6
+
+
+def test_fault_campaign_converges_within_a_few_runs(any_world: World):
     world = any_world
     users = {
         f"chaos{i:04d}": account(
@@ -72,21 +83,24 @@ def test_fault_campaign_converges_within_three_runs(any_world: World):
             "users": {name: {"full_name": "after", "emails": wanted[name]} for name in users},
         }
     )
-    runs = 0
-    for runs in range(1, 4):  # noqa: B007  (the count is asserted below)
+    converged = False
+    for _ in range(FAULT_APPLIES):
         # Not adaptive: these 429s are drawn at random, one request in ten whatever
         # the rate, where a real limit answers a client that goes too fast. The
         # adaptive client rightly pauses all its requests for each (the server counts
         # the client); at this density that is ten requests a second. The adaptive
         # rules under 429s are tests/integration/test_rate_control.py's.
         result = world.apply(world.settings(concurrency=32, adaptive=False), limit=100_000)
-        if result.report is not None and result.report.ok and not result.result.plan.errors:
+        converged = (
+            result.report is not None and result.report.ok and not result.result.plan.errors
+        )
+        if converged:
             break
     # The truth, read without faults and without the cache.
     world.sandbox.set_faults()
     final = world.apply(world.settings(cache_ttl=0), limit=100_000)
     assert final.result.plan.is_empty, final.result.plan.summary()
-    assert runs <= 3
+    assert converged  # the last apply under faults said so, too
     for name, addresses in wanted.items():
         assert sorted(world.emails_of(name)) == sorted(addresses), name
     assert intents_without_exactly_one_outcome(world) == []

@@ -28,18 +28,21 @@ PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 @dataclass(frozen=True)
 class Finished:
-    """A `syncd` child process that has ended: its output, wall time and peak memory."""
+    """A `syncd` child process that has ended: its output, wall time, CPU time and peak
+    memory. A bound on work done is one on CPU time: load stretches the wall time."""
 
     returncode: int
     stdout: str
     stderr: str
     seconds: float
     peak_rss_mb: float
+    cpu_seconds: float
 
 
-# Runs `python ARGS` as its child and writes the child's peak RSS (KiB) to the file
-# named first. The child is forked from this small interpreter: a child forked
-# from the test process would count the test process's pages in its peak.
+# Runs `python ARGS` as its child and writes the child's peak RSS (KiB) and CPU time
+# (user and system, seconds) to the file named first. The child is forked from this
+# small interpreter: a child forked from the test process would count the test
+# process's pages in its peak.
 _MEASURED = """
 import os, sys
 measure, arguments = sys.argv[1], sys.argv[2:]
@@ -48,7 +51,7 @@ if child == 0:
     os.execv(sys.executable, [sys.executable, *arguments])
 _, status, usage = os.wait4(child, 0)
 with open(measure, "w") as report:
-    report.write(str(usage.ru_maxrss))
+    report.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
 sys.exit(os.waitstatus_to_exitcode(status) & 0xFF)
 """
 
@@ -81,8 +84,8 @@ def run_syncd(
             os.killpg(process.pid, signal.SIGKILL)
             stdout, stderr = process.communicate()
         seconds = time.monotonic() - started
-        peak = int(measure.read() or 0) / 1024  # KiB on Linux
-    return Finished(process.returncode, stdout, stderr, seconds, peak)
+        rss, cpu = (measure.read() or "0 0").split()
+    return Finished(process.returncode, stdout, stderr, seconds, int(rss) / 1024, float(cpu))
 
 
 #: Nothing from the developer's environment: every test sets what it needs.

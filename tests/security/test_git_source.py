@@ -145,7 +145,9 @@ def test_the_git_timeout_bounds_the_fetch_and_kills_every_git_process(tmp_path: 
     assert finished.returncode == 1
     assert "took more than 2 s (SYNCD_GIT_TIMEOUT); git was stopped" in finished.stderr
     assert server.accepted.is_set()  # git was waiting for this server
-    assert finished.seconds < 2 + 10, f"{finished.seconds:.1f} s"
+    # Wall time, which the timeout is about: 2 s, and a margin for a loaded machine's
+    # start of Python and git, well short of the hang (past 40 s; the kill at 60).
+    assert finished.seconds < 2 + 20, f"{finished.seconds:.1f} s"
     assert left == []
 
 
