@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from syncd.cli.options import output_option, settings_from_flags, state_dir_option
 from syncd.core.vocabulary import ActionName, WriteResult
@@ -75,6 +76,19 @@ def audit(
 ) -> None:
     """Show the audit trail: every intended write, its outcome, and who ran it."""
     if ctx.invoked_subcommand is not None:
+        # Filters given with a subcommand would be ignored without a word: refuse them.
+        ignored = [
+            param.opts[-1]
+            for param in ctx.command.params
+            if param.name != "state_dir"
+            and ctx.get_parameter_source(param.name or "") == ParameterSource.COMMANDLINE
+        ]
+        if ignored:
+            sub = ctx.invoked_subcommand
+            raise click.UsageError(
+                f"{', '.join(ignored)}: not taken by `syncd audit {sub}` "
+                "(only --state-dir goes before it)"
+            )
         ctx.obj = state_dir
         return
     from syncd.state.audit_queries import EventFilter, query_events

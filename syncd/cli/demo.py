@@ -5,8 +5,12 @@ three accounts of the example desired state (`desired-state.example.yaml` at the
 top of the repository, and a copy of it shipped in the package so that the demo
 runs from any installed syncd) in a state that differs from it; their tokens are
 written as a credentials directory in the work directory, next to the state
-file. Then the same commands an operator would type are run, each announced
-first, so a newcomer can repeat them by hand.
+file, and the seed itself as `seed.yaml`. Then the same commands an operator
+would type are run: the settings they share are printed once as `export` lines
+and set in this process's environment (so a flag-free `syncd plan` is what runs
+and what is printed), and each command is printed, quoted for a shell, before it
+runs. The sandbox stops with the demo; the last lines say how to serve the same
+accounts again (`syncd sandbox --seed`) to repeat the commands by hand.
 
 The work directory is emptied at each run, but only if the demo made it: it
 leaves a marker file there (MARKER), and refuses any other directory that
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -39,7 +44,9 @@ ALL_SCOPES = ["profile_read", "profile_write", "email_read", "email_write"]
 def _account(token: str, emails: list[str], **profile: str) -> dict[str, Any]:
     return {
         **profile,
-        "tokens": [{"token": token, "scopes": ALL_SCOPES}],
+        # A list of its own: one shared list would be a YAML alias in seed.yaml, which
+        # a seed file refuses.
+        "tokens": [{"token": token, "scopes": [*ALL_SCOPES]}],
         "emails": [{"email": emails[0], "primary": True, "verified": True}, *emails[1:]],
     }
 
@@ -70,10 +77,14 @@ DEMO_SEED: dict[str, Any] = {
 }
 
 
-def _step(number: int, title: str, command: list[str]) -> None:
+def _shell(*words: str) -> None:
+    """A command line as a shell reads it: what is printed is what a user pastes."""
+    click.secho(f"$ {shlex.join(words)}", fg="cyan")
+
+
+def _step(number: int, title: str) -> None:
     click.echo()
     click.secho(f"── Step {number}: {title}", bold=True)
-    click.secho(f"$ syncd {' '.join(command)}", fg="cyan")
 
 
 def prepare_workdir(workdir: Path) -> None:
@@ -99,16 +110,18 @@ def prepare_workdir(workdir: Path) -> None:
 
 
 @contextlib.contextmanager
-def _human_log() -> Iterator[None]:
-    """What a person reads, not JSON lines: the commands' log on a console, which an
-    apply keeps to warnings and errors beside its own lines (unless the user chose)."""
-    chosen = os.environ.get("SYNCD_LOG_FORMAT")
-    os.environ["SYNCD_LOG_FORMAT"] = chosen or "console"
+def _environment(settings: dict[str, str]) -> Iterator[None]:
+    """These SYNCD_* variables set while the commands run, and put back as they were."""
+    before = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         yield
     finally:
-        if chosen is None:
-            del os.environ["SYNCD_LOG_FORMAT"]
+        for name, value in before.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -> None:
@@ -116,44 +129,69 @@ def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -
     from syncd.sandbox.extra import require_sandbox_extra
 
     require_sandbox_extra("syncd demo, which runs a sandbox,")
+    import yaml
+
     from syncd.sandbox.runtime import SandboxConfig
     from syncd.sandbox.seed import snapshot_from_mapping, write_credentials
     from syncd.sandbox.server import serve_in_thread
 
     if not desired.is_file():
         raise click.ClickException(f"{desired}: no such file")
+    # Absolute paths: the printed commands work from any directory.
+    desired, workdir = desired.absolute(), workdir.absolute()
     prepare_workdir(workdir)
     credentials = workdir / "credentials"
     state = workdir / "state"
     snapshot = snapshot_from_mapping(DEMO_SEED, "demo seed")
     write_credentials(snapshot, credentials)
 
-    with serve_in_thread(SandboxConfig(snapshot=snapshot)) as url, _human_log():
+    seed = workdir / "seed.yaml"
+    seed.write_text(yaml.safe_dump(DEMO_SEED, sort_keys=False))
+
+    with serve_in_thread(SandboxConfig(snapshot=snapshot)) as url:
+        settings = {
+            "SYNCD_API_URL": url,
+            "SYNCD_CREDENTIALS_DIR": str(credentials),
+            "SYNCD_STATE_DIR": str(state),
+            "SYNCD_DESIRED": str(desired),
+        }
+        # What a person reads, not JSON lines: the log on a console, which an apply
+        # keeps to warnings and errors beside its own lines (unless the user chose).
+        if not os.environ.get("SYNCD_LOG_FORMAT"):
+            settings["SYNCD_LOG_FORMAT"] = "console"
         click.secho("syncd demo", bold=True)
         click.echo(f"A sandbox of the docker.io accounts API is serving at {url}")
         click.echo(f"with {len(DEMO_SEED['users'])} accounts that differ from {desired}.")
         click.echo(f"Their tokens are in {credentials}/, one <username>.token file each.")
-        common = [
-            "--api-url",
-            url,
-            "--credentials-dir",
-            str(credentials),
-            "--state-dir",
-            str(state),
-            "-f",
-            str(desired),
-        ]
-        _step(1, "see what would change (a dry run: nothing is written)", ["plan"])
-        invoke(["plan", *common])
-        _step(2, "converge (--yes because a demo has no one to ask)", ["apply", "--yes"])
-        code = invoke(["apply", *common, "--yes", "--allow-deletions", "10"])
-        _step(3, "plan again: nothing is left to do, and the cache answers", ["plan"])
-        invoke(["plan", *common])
-        _step(4, "every write, with its intent and outcome", ["audit"])
-        invoke(["audit", "--state-dir", str(state)])
+        click.echo("The commands below run with these settings (paste them into a shell):")
+        for name, value in settings.items():
+            _shell("export", f"{name}={value}")
+
+        def step(number: int, title: str, *command: str) -> int:
+            _step(number, title)
+            _shell("syncd", *command)
+            with _environment(settings):
+                return invoke(list(command))
+
+        step(1, "see what would change (a dry run: nothing is written)", "plan")
+        # --allow-deletions: the demo deletes two addresses, whatever SYNCD_MAX_DELETIONS says.
+        code = step(
+            2,
+            "converge (--yes because a demo has no one to ask)",
+            "apply",
+            "--yes",
+            "--allow-deletions",
+            "10",
+        )
+        step(3, "plan again: nothing is left to do, and the cache answers", "plan")
+        step(4, "every write, with its intent and outcome", "audit")
     click.echo()
     click.echo(f"The audit trail is in {state / 'syncd.db'}; the cache, in {state / 'cache.db'}.")
-    click.echo(f"Query it again with: syncd audit --state-dir {state}")
+    click.echo("Query it again with:")
+    _shell("syncd", "audit", "--state-dir", str(state))
+    click.echo("The sandbox stopped with the demo. To repeat the commands, serve the same")
+    click.echo("accounts in another shell (it prints its URL: export it as SYNCD_API_URL):")
+    _shell("syncd", "sandbox", "--port", "0", "--seed", str(seed))
     if code != 0:
         raise click.ClickException("the apply step failed; see above")
 

@@ -79,7 +79,7 @@ insecure_http_option = click.option(
     "--insecure-http",
     is_flag=True,
     default=None,
-    help="Allow plain http:// to a non-loopback host.",
+    help="Allow plain http:// to a non-loopback host [SYNCD_INSECURE_HTTP].",
 )
 desired_option = click.option(
     "-f",

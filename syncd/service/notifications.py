@@ -74,6 +74,8 @@ class Notifications:
         self.metrics = metrics
         self.instance = instance
         self.providers = [_provider(p) for p in settings.notify_providers]
+        for provider in self.providers:  # at 0 from the start, as every label known then
+            metrics.notifications_failed.labels(provider.label)
         self.holding: dict[NotificationEvent, Condition] = {}
 
     def start(self) -> None:

@@ -99,6 +99,23 @@ def test_audit_without_state_file_says_so(tmp_path: Path):
     assert "no state file" in result.stderr
 
 
+def test_audit_refuses_its_filters_beside_a_subcommand(world: World):
+    """`syncd audit --user X verify` would check the whole chain: say so instead."""
+    apply(world)
+    state = ["--state-dir", str(world.state_dir)]
+    result = invoke("audit", *state, "--user", "nobody", "--since", "1m", "verify")
+    assert result.exit_code == 1  # syncd's usage errors are 1 (2 is a pending plan)
+    (line,) = result.stderr.splitlines()[-1:]
+    assert line.endswith(
+        "--user, --since: not taken by `syncd audit verify` (only --state-dir goes before it)"
+    )
+    assert result.stdout == ""
+    result = invoke("audit", *state, "--output", "json", "head")
+    assert "--output: not taken by `syncd audit head`" in result.stderr
+    # The state directory is the group's own, and its subcommands use it.
+    assert "the chain holds: 6 events" in invoke("audit", *state, "verify").stdout
+
+
 def test_import_writes_a_file_whose_plan_is_empty(world: World, tmp_path: Path):
     out = tmp_path / "imported.yaml"
     result = invoke("import", *world.cli_args(), "--out", str(out))

@@ -3,13 +3,16 @@ only a work directory that it made."""
 
 from __future__ import annotations
 
+import os
+import shlex
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from syncd.cli.demo import MARKER
+from syncd.cli.demo import DEMO_SEED, MARKER, run_demo
 from syncd.cli.main import cli
+from syncd.sandbox.seed import load_seed_file, snapshot_from_mapping
 
 EXAMPLE = Path(__file__).parents[2] / "desired-state.example.yaml"
 #: Its copy in the package (tests/packaging/test_example.py keeps the two identical).
@@ -87,3 +90,44 @@ def test_demo_refuses_a_workdir_it_did_not_make(tmp_path: Path, kind: str):
     assert sorted(p.name for p in precious.iterdir()) == sorted(
         ["thesis.tex", *([MARKER] if kind == "symlink" else [])]
     )
+
+
+def test_each_printed_command_is_the_one_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """What the demo prints, pasted into a shell, is what it ran: the `export` lines are
+    the environment each command ran in, and each `$ syncd` line its very arguments."""
+    before = {name: value for name, value in os.environ.items() if name.startswith("SYNCD_")}
+    ran: list[tuple[list[str], dict[str, str]]] = []
+
+    def invoke(args: list[str]) -> int:
+        now = {name: value for name, value in os.environ.items() if name.startswith("SYNCD_")}
+        ran.append((args, now))
+        try:
+            cli.main(args, prog_name="syncd", standalone_mode=False)
+        except SystemExit as done:
+            return int(done.code or 0)
+        return 0
+
+    workdir = tmp_path / "a demo's dir"  # a space: the printed paths must be quoted
+    run_demo(EXAMPLE, workdir, invoke)
+    printed = [
+        shlex.split(line.removeprefix("$ "))
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("$ ")
+    ]
+    exported = dict(
+        words[1].split("=", 1) for words in printed if words[0] == "export" and len(words) == 2
+    )
+    commands = [words[1:] for words in printed if words[0] == "syncd"]
+    assert exported["SYNCD_STATE_DIR"] == str(workdir / "state")
+    assert exported["SYNCD_DESIRED"] == str(EXAMPLE)
+    assert [args for args, _ in ran] == commands[: len(ran)]
+    assert [args[0] for args, _ in ran] == ["plan", "apply", "plan", "audit"]
+    for _, environment in ran:
+        assert environment == {**before, **exported}
+    assert os.environ.get("SYNCD_API_URL") == before.get("SYNCD_API_URL")  # put back
+
+    # After the runs: the audit trail again, and a sandbox of the same accounts to repeat them.
+    audit, serve = commands[len(ran) :]
+    assert audit == ["audit", "--state-dir", str(workdir / "state")]
+    assert serve[:4] == ["sandbox", "--port", "0", "--seed"]
+    assert load_seed_file(Path(serve[4])) == snapshot_from_mapping(DEMO_SEED)

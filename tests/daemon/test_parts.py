@@ -12,8 +12,10 @@ import pytest
 from syncd.errors import DaemonError, UsageError
 from syncd.service.listener import parse_address
 from syncd.service.metrics import Metrics
+from syncd.service.notifications import Notifications
 from syncd.service.notify import Notifier
 from syncd.service.schedule import MAX_BACKOFF, backoff_delay, jitter_for
+from syncd.settings import NotifyProvider, Settings
 from syncd.state.lock import acquire, holder
 
 
@@ -163,6 +165,18 @@ def test_the_readiness_probe_tells_a_short_reason_and_no_detail():
     metrics.standby = (True, "waiting for the lock of postgresql://syncd@db/s1 (a 4242)")
     assert metrics.probe_readiness() == (True, "standby")
     assert "postgresql://" in metrics.readiness()[1]
+
+
+def test_a_notifier_s_failures_are_counted_from_zero_and_no_notifier_has_none():
+    """A configured provider's series is there at 0 before any failure, so a rate() sees
+    the first one; without a notifier there is no provider to count for (operations.md)."""
+    slack = NotifyProvider(type="slack", url="https://hooks.slack.com/services/T0/B0/x")
+    series = {"provider": "slack:hooks.slack.com"}
+    for providers, expected in [((), None), ((slack,), 0.0)]:
+        metrics = Metrics(interval=10)
+        Notifications(Settings(notify=providers, notify_url=None), metrics, "test")
+        found = metrics.registry.get_sample_value("syncd_notifications_failed_total", series)
+        assert found == expected
 
 
 def test_liveness_asks_the_event_loop_itself():
