@@ -13,12 +13,13 @@ import contextlib
 import json
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -101,6 +102,35 @@ def run_syncd(args: list[str], env: dict[str, str] | None = None) -> Child:
         stdout = out.read().decode()
     cpu = usage.ru_utime + usage.ru_stime
     return Child(seconds, usage.ru_maxrss / 1024, process.returncode, stdout, cpu)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A syncd command and what the sandbox saw of it."""
+
+    child: Child
+    #: The requests it made, by method.
+    made: dict[str, int]
+    #: From its first request's arrival at the sandbox to the last answer: the time its
+    #: requests took, without Python's start, the imports, reading and planning.
+    requests_seconds: float
+
+
+def measured_syncd(url: str, args: list[str], env: dict[str, str] | None = None) -> Measured:
+    """`run_syncd` against the sandbox at `url`, which times its requests (since a mark)."""
+    httpx.post(f"{url}/_sandbox/mark", timeout=30).raise_for_status()
+    before = stats(url)
+    child = run_syncd(args, env)
+    after = stats(url)
+    return Measured(child, requests_made(before, after), after["since_mark"]["seconds"])
+
+
+def ratios(rates: Sequence[float], plain: Sequence[float]) -> list[float]:
+    """Each of syncd's rates over the mean of the plain loop's runs just before and just
+    after it: the runs alternate, the plain loop's first and last (one more of them)."""
+    if len(plain) != len(rates) + 1:
+        raise ValueError(f"{len(rates)} runs of syncd need {len(rates) + 1} of the plain loop")
+    return [round(rate / statistics.mean(plain[i : i + 2]), 2) for i, rate in enumerate(rates)]
 
 
 def desired_file(path: Path, users: int, change: bool) -> None:

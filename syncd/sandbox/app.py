@@ -5,8 +5,10 @@ the global and per-credential rate limits, error rate, ambiguous writes) and
 is counted by method, route and status; under a global rate limit every
 answer carries the bucket's RateLimit header fields (syncd.sandbox.ratelimit).
 In the stats, `path` is the route template (or "(other)" for paths no route
-matches) and a dropped connection counts with status 0.
-`/_sandbox/stats` (GET), `/_sandbox/reset` and `/_sandbox/faults` (POST) are
+matches) and a dropped connection counts with status 0; `since_mark` is the
+requests answered since `POST /_sandbox/mark` (or the last reset) and the
+seconds from the first one's arrival to the last one's answer.
+`/_sandbox/stats` (GET), `/_sandbox/reset`, `/_sandbox/faults` and `/_sandbox/mark` (POST) are
 neither faulted nor counted, and need no credentials: the sandbox is a loopback test tool, and
 anyone who can reach it can read and reset it. Do not expose it beyond
 loopback.
@@ -148,6 +150,7 @@ class SandboxApp:
             Route(f"{CONTROL_PREFIX}stats", self.stats, methods=["GET"]),
             Route(f"{CONTROL_PREFIX}reset", self.reset, methods=["POST"]),
             Route(f"{CONTROL_PREFIX}faults", self.set_faults, methods=["POST"]),
+            Route(f"{CONTROL_PREFIX}mark", self.mark, methods=["POST"]),
         ]
         inner = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
         # Every path of the API ends with "/": a missing one is the client's bug
@@ -263,6 +266,11 @@ class SandboxApp:
 
     async def stats(self, request: Request) -> Response:
         return JSONResponse(self.sandbox.stats.as_json())
+
+    async def mark(self, request: Request) -> Response:
+        """Start `since_mark` afresh: what a client sends next is timed on its own."""
+        self.sandbox.stats.mark()
+        return JSONResponse({"marked": True})
 
     async def set_faults(self, request: Request) -> Response:
         """Replace the faults only, keeping the accounts (e.g. to check the truth after chaos)."""

@@ -61,7 +61,9 @@ TIMELINE_SECONDS: Final = 3600
 class Stats:
     """Counts of API requests by method, route and status (not /_sandbox/ ones), and by
     second of the wall clock, so that a test can see how a client spreads its requests
-    and how many it keeps in flight."""
+    and how many it keeps in flight; and, since a mark, the requests answered and the
+    time from the first one's arrival to the last one's answer: a client's rate over
+    its requests alone, measured the same way for any client (its start-up not in it)."""
 
     def __init__(self) -> None:
         self._counts: Counter[tuple[str, str, int]] = Counter()
@@ -70,10 +72,20 @@ class Stats:
         #: API requests being answered now, and the most at once in each second.
         self._in_flight = 0
         self._peak_in_flight: dict[int, int] = {}
+        self.mark()
+
+    def mark(self) -> None:
+        """Start the span afresh (mark when no request is in flight: one answered after
+        the mark is counted in it)."""
+        self._answered_since_mark = 0
+        self._first_arrived: float | None = None
+        self._last_answered: float | None = None
 
     def entered(self) -> None:
         """An API request has arrived; `record` says when it is over."""
         self._in_flight += 1
+        if self._first_arrived is None:
+            self._first_arrived = time.monotonic()
         second = int(time.time())
         if self._peak_in_flight.get(second, 0) < self._in_flight:
             if (
@@ -85,6 +97,8 @@ class Stats:
 
     def record(self, method: str, route: str, status: int, *, with_cookie: bool = False) -> None:
         self._in_flight = max(0, self._in_flight - 1)
+        self._answered_since_mark += 1
+        self._last_answered = time.monotonic()
         self._counts[method, route, status] += 1
         self._with_cookie += with_cookie
         second = int(time.time())
@@ -111,6 +125,7 @@ class Stats:
             # [unix second, the most API requests in the server at once in it]: how
             # many a client kept in flight, seen from the server.
             "in_flight": [[second, peak] for second, peak in self._peak_in_flight.items()],
+            "since_mark": {"requests": self._answered_since_mark, "seconds": self._span()},
             "requests": [
                 {"method": method, "path": route, "status": status, "count": count}
                 for (method, route, status), count in sorted(
@@ -118,6 +133,11 @@ class Stats:
                 )
             ],
         }
+
+    def _span(self) -> float:
+        if self._first_arrived is None or self._last_answered is None:
+            return 0.0
+        return max(0.0, self._last_answered - self._first_arrived)
 
 
 class Sandbox:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +42,7 @@ def test_stats_count_api_requests_by_method_route_and_status(
     assert sum(count for _, method, count in per_second if method == "POST") == 1
     # One request at a time: never more than one in flight in any second.
     assert {peak for _, peak in stats.pop("in_flight")} == {1}
+    assert stats.pop("since_mark")["requests"] == 6  # the reset was the mark
     assert stats == {
         "total": 6,
         "by_method": {"GET": 5, "POST": 1},
@@ -65,8 +67,27 @@ def test_reset_zeroes_the_stats(sandbox: Any, http: httpx.Client) -> None:
         "with_cookie": 0,
         "per_second": [],
         "in_flight": [],
+        "since_mark": {"requests": 0, "seconds": 0.0},
         "requests": [],
     }
+
+
+def test_since_a_mark_the_span_runs_from_the_first_arrival_to_the_last_answer(
+    sandbox: Any, http: httpx.Client
+) -> None:
+    sandbox.reset(seed=SEED, faults={"latency_ms": 50})
+    user = {"Authorization": "Bearer jane"}
+    http.get("/api/v1.1/users/janedoe/", headers=user)  # before the mark: not in the span
+    assert http.post("/_sandbox/mark").status_code == 200
+    http.get("/_sandbox/stats")  # neither is a control request
+    started = time.monotonic()
+    for _ in range(3):
+        assert http.get("/api/v1.1/users/janedoe/", headers=user).status_code == 200
+    elapsed = time.monotonic() - started
+    span = sandbox.stats()["since_mark"]
+    assert span["requests"] == 3
+    # Three answers held 50 ms each, and no more than the client waited for them.
+    assert 0.15 <= span["seconds"] <= elapsed
 
 
 def test_reset_with_generate_and_seed(sandbox: Any, http: httpx.Client) -> None:
