@@ -82,6 +82,47 @@ def test_a_credential_larger_than_64_kib_is_refused(world: World):
     assert world.gets() == 0
 
 
+@pytest.mark.parametrize("content", ["", "\n", " \t\n\n"], ids=["empty", "newline", "blank"])
+@pytest.mark.parametrize("fallback", [False, True], ids=["alone", "with-fallback"])
+def test_an_empty_credential_file_is_refused_as_empty(world: World, content: str, fallback: bool):
+    # It read "no credential file for this user", the file right there; with a
+    # fallback token, the fallback stood in for the credential the file was meant to be.
+    world.desire(ONLY_JANE)
+    write_secret(jane_token(world), content)
+    result = run(world, "plan", **({"SYNCD_TOKEN": "tok-john"} if fallback else {}))
+    assert result.exit_code == 1
+    assert (
+        f"✗ janedoe: credential_refused: credential {jane_token(world)} refused: "
+        "it is empty (nothing but white space)\n"
+    ) in result.stdout
+    assert world.gets() == 0
+
+
+def test_an_empty_fallback_token_file_is_refused_as_empty(world: World):
+    token_file = world.root / "fallback.token"
+    write_secret(token_file, "\n")
+    result = run(world, "plan", SYNCD_TOKEN_FILE=str(token_file))
+    assert result.exit_code == 1
+    assert (
+        result.stderr
+        == f"syncd: credential {token_file} refused: it is empty (nothing but white space)\n"
+    )
+    assert world.gets() == 0
+
+
+def test_a_token_with_its_bearer_prefix_says_to_leave_the_prefix_out(world: World):
+    world.desire(ONLY_JANE)
+    write_secret(jane_token(world), "Bearer tok-jane\n")
+    result = run(world, "plan")
+    assert result.exit_code == 1
+    assert (
+        f"credential {jane_token(world)}: leave out the 'Bearer ' prefix: "
+        "syncd adds it to the token"
+    ) in result.stdout
+    assert "tok-jane" not in result.output
+    assert world.gets() == 0
+
+
 def _acl(*entries: tuple[int, int, int]) -> bytes:
     """A POSIX ACL in Linux's system.posix_acl_access format (the kernel wants it sorted)."""
     return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in sorted(entries))
