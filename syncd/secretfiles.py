@@ -105,15 +105,27 @@ def _check(path: str, descriptor: int) -> None:
         )
 
 
-def _readable_by_others(descriptor: int, info: os.stat_result, user: int) -> bool:
-    """Whether anyone but the owner and `user` may read the file."""
+def shared_mode(path: str | os.PathLike[str]) -> int | None:
+    """The mode of the file at `path` when anyone but its owner and the running user
+    may read it (its mode or an ACL says so), else None.
+
+    For a file read for more than a secret, when it holds one: a settings file.
+    """
+    info = os.stat(path)
+    if _readable_by_others(os.fspath(path), info, os.geteuid()):
+        return stat.S_IMODE(info.st_mode)
+    return None
+
+
+def _readable_by_others(file: int | str, info: os.stat_result, user: int) -> bool:
+    """Whether anyone but the owner and `user` may read the file (a descriptor or a path)."""
     if info.st_mode & stat.S_IROTH:
         return True
     if not info.st_mode & stat.S_IRGRP:
         return False
     # The group bits are the ACL's mask when the file has one: who does it let read?
     try:
-        acl = os.getxattr(descriptor, _ACL_ATTRIBUTE)
+        acl = os.getxattr(file, _ACL_ATTRIBUTE)
     except OSError:
         return True  # no ACL: the group may read it
     entries = [

@@ -211,3 +211,40 @@ def test_import_refuses_a_user_option_that_is_no_username(world: World):
     assert result.exit_code == 1
     assert "syncd: --user: not a username" in result.stderr
     assert world.gets() == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "refused"),
+    [
+        pytest.param('token = "tok-jane"\n', 0o644, "token", id="token-0644"),
+        pytest.param('token = "tok-jane"\n', 0o640, "token", id="token-0640"),
+        pytest.param('username = "janedoe"\npassword = "pw"\n', 0o604, "password", id="password"),
+        pytest.param('token = "tok-jane"\n', 0o600, None, id="token-0600"),
+        pytest.param("max_deletions = 5\n", 0o644, None, id="no-secret-0644"),
+    ],
+)
+def test_a_config_file_holding_a_secret_is_refused_if_others_may_read_it(
+    world: World, content: str, mode: int, refused: str | None
+):
+    # A 0644 TOML file's token was used without a word, while a 0644 token file is refused.
+    world.desire(ONLY_JANE)
+    if "token" in content:  # so that only the file's token can authenticate her
+        jane_token(world).unlink()
+    config = world.root / "syncd.toml"
+    config.write_text(content)
+    config.chmod(mode)
+    result = run(world, "plan", "--config", str(config))
+    if refused is None:
+        assert result.exit_code == 0, result.output
+        assert "Plan: 1 change for 1 user" in result.stdout
+        return
+    elsewhere = {
+        "token": "SYNCD_TOKEN_FILE or a credentials directory",
+        "password": "a <username>.password file in a credentials directory",
+    }[refused]
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"syncd: config file {config} holds {refused} but group or others may read it "
+        f"(mode {mode:04o}): chmod 600 it, or move {refused} to {elsewhere}\n"
+    )
+    assert world.gets() == 0
