@@ -20,6 +20,9 @@ import click
 
 from syncd.cli.options import output_option, settings_from_flags, state_dir_option
 from syncd.core.vocabulary import ActionName, WriteResult
+from syncd.errors import StateError
+
+_NO_HISTORY = "syncd has not run with this state directory, so it has no audit trail"
 
 
 def _parse_since(value: str | None) -> Any:
@@ -82,7 +85,7 @@ def audit(
 
     settings = settings_from_flags({"state_dir": state_dir})
     if not settings.on_postgresql and not settings.state_file.exists():
-        raise click.ClickException(f"no state file at {settings.state_file}: nothing was applied")
+        raise StateError(f"no state file at {settings.state_file}: {_NO_HISTORY}")
     where = EventFilter(users, _parse_since(since), run_ids, actions, results)
     with open_store(settings, "audit", read_only=True) as store:  # it only reads
         events = query_events(store.history, where, limit=limit)
@@ -101,7 +104,7 @@ def _store(state_dir: str | None, purpose: str, *, read_only: bool = True) -> An
 
     settings = settings_from_flags({"state_dir": state_dir})
     if not settings.on_postgresql and not settings.state_file.exists():
-        raise click.ClickException(f"no state file at {settings.state_file}: nothing was applied")
+        raise StateError(f"no state file at {settings.state_file}: {_NO_HISTORY}")
     return open_store(settings, purpose, read_only=read_only)
 
 

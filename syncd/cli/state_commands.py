@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from syncd.errors import StateError
+
 
 @click.group()
 def state() -> None:
@@ -40,7 +42,7 @@ def migrate(config_file: str | None, state_dir: str | None, target: str) -> None
     settings = load_settings(config_file, state_dir=state_dir)
     to = load_settings(config_file, state_dir=state_dir, state_url=target)
     if not settings.on_postgresql and not settings.state_file.exists():
-        raise click.ClickException(f"no state file at {settings.state_file}: nothing to copy")
+        raise StateError(f"no state file at {settings.state_file}: nothing to copy")
     if to.state_location == settings.state_location:
         raise click.UsageError("--to names the state that would be copied")
     with (
