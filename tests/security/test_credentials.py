@@ -248,3 +248,26 @@ def test_a_config_file_holding_a_secret_is_refused_if_others_may_read_it(
         f"(mode {mode:04o}): chmod 600 it, or move {refused} to {elsewhere}\n"
     )
     assert world.gets() == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "what"),
+    [
+        pytest.param("SYNCD_UI_TOKEN_FILE", "UI token file", id="ui-token"),
+        pytest.param("SYNCD_WEBHOOK_SECRET_FILE", "webhook secret file", id="webhook-secret"),
+    ],
+)
+def test_a_listener_secret_others_can_read_is_refused_in_its_own_words(
+    world: World, variable: str, what: str
+):
+    # It read "credential … refused: …; nothing was sent with it": words for an API
+    # credential, while this one guards what others send to syncd.
+    secret = world.root / "listener.secret"
+    secret.write_text("s3cret-listener\n")
+    secret.chmod(0o644)
+    env = {"SYNCD_METRICS_ADDR": "127.0.0.1:0", variable: str(secret)}
+    result = run(world, "run", "--once", **env)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"syncd: {what} {secret} refused: group or others may read it (mode 0644); chmod 600 it\n"
+    )
