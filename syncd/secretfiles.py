@@ -41,32 +41,58 @@ _ACL_ENTRY = struct.Struct("<HHI")
 _ACL_USER, _ACL_GROUP_OBJ, _ACL_GROUP, _ACL_MASK, _ACL_OTHER = 0x02, 0x04, 0x08, 0x10, 0x20
 
 
-def read_secret_file(path: str | os.PathLike[str], directory: Path | None = None) -> str:
+class _Refused(Exception):
+    """Why a file may not hold a secret, as a clause: "it is a symbolic link"."""
+
+
+class _Unreadable(Exception):
+    """Why a file could not be read, as a clause: the system's words."""
+
+
+def read_secret_file(
+    path: str | os.PathLike[str],
+    directory: Path | None = None,
+    *,
+    what: str = "credential",
+    refused_then: str = "nothing was sent with it",
+) -> str:
     """The secret in `path`, stripped; `directory` is the credentials directory that holds it.
 
-    Raises CredentialError when the file is refused or cannot be read.
+    Raises CredentialError when the file is refused or cannot be read, naming it
+    as `what` ("UI token file"), and for a refusal saying `refused_then` (what
+    came of it) after the reason, if anything.
     """
     shown = os.fspath(path)
-    target = _target(shown, directory)
+    try:
+        return _read_secret(shown, directory)
+    except _Refused as reason:
+        then = f"; {refused_then}" if refused_then else ""
+        raise CredentialError(f"{what} {shown} refused: {reason}{then}") from None
+    except _Unreadable as cause:
+        raise CredentialError(f"cannot read {what} {shown}: {cause}") from None
+
+
+def _read_secret(path: str, directory: Path | None) -> str:
+    target = _target(path, directory)
     try:
         descriptor = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
         if error.errno == errno.ELOOP:
-            raise CredentialError(_refused(shown, "it is a symbolic link")) from None
-        raise CredentialError(f"cannot read credential {shown}: {error.strerror}") from None
+            raise _Refused("it is a symbolic link") from None
+        raise _Unreadable(error.strerror) from None
     try:
-        _check(shown, descriptor)
+        _check(descriptor)
         content = _read_all(descriptor, MAX_SECRET_BYTES + 1)
     except OSError as error:
-        raise CredentialError(f"cannot read credential {shown}: {error.strerror}") from None
+        raise _Unreadable(error.strerror) from None
     finally:
         os.close(descriptor)
     if len(content) > MAX_SECRET_BYTES:  # it grew after fstat
-        raise CredentialError(_refused(shown, f"it is larger than {MAX_SECRET_BYTES // 1024} KiB"))
+        raise _Refused(f"it is larger than {MAX_SECRET_BYTES // 1024} KiB")
     try:
         return content.decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise CredentialError(f"cannot read credential {shown}: not UTF-8 text") from None
+        raise _Unreadable("not UTF-8 text") from None
 
 
 def _target(path: str, directory: Path | None) -> str:
@@ -74,46 +100,52 @@ def _target(path: str, directory: Path | None) -> str:
     try:
         info = os.lstat(path)
     except OSError as error:
-        raise CredentialError(f"cannot read credential {path}: {error.strerror}") from None
+        raise _Unreadable(error.strerror) from None
     if not stat.S_ISLNK(info.st_mode):
         return path
     if directory is None:
-        raise CredentialError(_refused(path, "it is a symbolic link"))
+        raise _Refused("it is a symbolic link")
     resolved, root = os.path.realpath(path), os.path.realpath(directory)
     if os.path.commonpath([resolved, root]) != root or resolved == root:
-        raise CredentialError(
-            _refused(path, "it is a symbolic link to a file outside the credentials directory")
-        )
+        raise _Refused("it is a symbolic link to a file outside the credentials directory")
     return resolved
 
 
-def _check(path: str, descriptor: int) -> None:
+def _check(descriptor: int) -> None:
     info = os.fstat(descriptor)
     if not stat.S_ISREG(info.st_mode):
-        raise CredentialError(_refused(path, "it is not a regular file"))
+        raise _Refused("it is not a regular file")
     if info.st_size > MAX_SECRET_BYTES:
-        raise CredentialError(_refused(path, f"it is larger than {MAX_SECRET_BYTES // 1024} KiB"))
+        raise _Refused(f"it is larger than {MAX_SECRET_BYTES // 1024} KiB")
     user = os.geteuid()
     if info.st_uid not in (user, 0):
-        raise CredentialError(
-            _refused(path, f"it belongs to uid {info.st_uid}, neither the running user nor root")
-        )
+        raise _Refused(f"it belongs to uid {info.st_uid}, neither the running user nor root")
     if _readable_by_others(descriptor, info, user):
         mode = stat.S_IMODE(info.st_mode)
-        raise CredentialError(
-            _refused(path, f"group or others may read it (mode {mode:04o}); chmod 600 it")
-        )
+        raise _Refused(f"group or others may read it (mode {mode:04o}); chmod 600 it")
 
 
-def _readable_by_others(descriptor: int, info: os.stat_result, user: int) -> bool:
-    """Whether anyone but the owner and `user` may read the file."""
+def shared_mode(path: str | os.PathLike[str]) -> int | None:
+    """The mode of the file at `path` when anyone but its owner and the running user
+    may read it (its mode or an ACL says so), else None.
+
+    For a file read for more than a secret, when it holds one: a settings file.
+    """
+    info = os.stat(path)
+    if _readable_by_others(os.fspath(path), info, os.geteuid()):
+        return stat.S_IMODE(info.st_mode)
+    return None
+
+
+def _readable_by_others(file: int | str, info: os.stat_result, user: int) -> bool:
+    """Whether anyone but the owner and `user` may read the file (a descriptor or a path)."""
     if info.st_mode & stat.S_IROTH:
         return True
     if not info.st_mode & stat.S_IRGRP:
         return False
     # The group bits are the ACL's mask when the file has one: who does it let read?
     try:
-        acl = os.getxattr(descriptor, _ACL_ATTRIBUTE)
+        acl = os.getxattr(file, _ACL_ATTRIBUTE)
     except OSError:
         return True  # no ACL: the group may read it
     entries = [
@@ -141,7 +173,3 @@ def _read_all(descriptor: int, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
-
-
-def _refused(path: str, reason: str) -> str:
-    return f"credential {path} refused: {reason}; nothing was sent with it"

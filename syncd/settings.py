@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Callable
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from pydantic import (
@@ -38,6 +38,7 @@ from pydantic_settings import (
 
 from syncd.core.vocabulary import NotificationEvent
 from syncd.errors import SettingsError, UsageError
+from syncd.secretfiles import shared_mode
 
 #: libpq's parameters that are secrets: refused in SYNCD_STATE_URL, redacted wherever
 #: a URL is shown (passfile names a file, and is no secret).
@@ -365,7 +366,9 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file is the one named in model_config: see load_settings.
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        toml = TomlConfigSettingsSource(settings_cls)
+        _refuse_shared_secrets(toml.toml_file_path, toml.toml_data)
+        return (init_settings, env_settings, toml)
 
     @property
     def on_postgresql(self) -> bool:
@@ -407,6 +410,30 @@ class Settings(BaseSettings):
             )
 
 
+#: Where each secret setting can live instead of a settings file that others may read.
+_SECRET_ELSEWHERE = {
+    "token": "SYNCD_TOKEN_FILE or a credentials directory",
+    "password": "a <username>.password file in a credentials directory",
+}
+
+
+def _refuse_shared_secrets(path: object, data: dict[str, Any]) -> None:
+    """A settings file that holds a secret is a credential file: refused when others
+    may read it, as syncd.secretfiles refuses a token file of mode 0644 (and libpq a
+    .pgpass). Its other settings are not secret, so a file that holds none (the
+    deployment's 0644 syncd.toml, read by the service's dynamic user) is not checked."""
+    held = [key for key in data if key in _SECRET_FIELDS]
+    if not held or not isinstance(path, str | os.PathLike):
+        return
+    if (mode := shared_mode(path)) is not None:
+        key = held[0]
+        elsewhere = _SECRET_ELSEWHERE.get(key, f"SYNCD_{key.upper()}")
+        raise SettingsError(
+            f"config file {os.fspath(path)} holds {key} but group or others may read it "
+            f"(mode {mode:04o}): chmod 600 it, or move {key} to {elsewhere}"
+        )
+
+
 def redact_url(url: str) -> str:
     """A URL without its secrets, wherever they were (user:password@, ?password=,
     ?sslpassword=), for messages."""
@@ -438,6 +465,10 @@ def is_loopback(host: str) -> bool:
 
 #: SYNCD_ variables that are not fields of Settings, and no typo.
 _OTHER_VARIABLES = ("CONFIG",)
+#: The settings that are secrets (SecretStr): never in a file that others may read.
+_SECRET_FIELDS = frozenset(
+    name for name, info in Settings.model_fields.items() if SecretStr in get_args(info.annotation)
+)
 
 
 def _near_miss(name: str) -> str | None:

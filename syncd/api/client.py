@@ -275,12 +275,12 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         return self.unreachable
 
     def _no_answer(self, error: TransportError) -> TransportError | ApiUnreachable:
-        """`error`, or ApiUnreachable once too many attempts got no answer and none did."""
+        """`error`, or ApiUnreachable once too many attempts got no answer and none got one."""
         self._unanswered += 1
         if self._heard or self._unanswered < UNREACHABLE_AFTER:
             return error
         return self._unreachable(
-            f"{self._unanswered} attempts got no answer and none did; the last: {error.detail}"
+            f"none of {self._unanswered} attempts got an answer; the last: {error.detail}"
         )
 
 

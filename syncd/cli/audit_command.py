@@ -21,6 +21,9 @@ from click.core import ParameterSource
 
 from syncd.cli.options import output_option, settings_from_flags, state_dir_option
 from syncd.core.vocabulary import ActionName, WriteResult
+from syncd.errors import StateError
+
+_NO_HISTORY = "syncd has not run with this state directory, so it has no audit trail"
 
 
 def _parse_since(value: str | None) -> Any:
@@ -111,7 +114,7 @@ def _store(state_dir: str | None, purpose: str, *, read_only: bool = True) -> An
 
     settings = settings_from_flags({"state_dir": state_dir})
     if not settings.on_postgresql and not settings.state_file.exists():
-        raise click.ClickException(f"no state file at {settings.state_file}: nothing was applied")
+        raise StateError(f"no state file at {settings.state_file}: {_NO_HISTORY}")
     return open_store(settings, purpose, read_only=read_only)
 
 

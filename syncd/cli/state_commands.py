@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from syncd.cli.options import settings_from_flags
+from syncd.errors import StateError
 
 
 @click.group()
@@ -42,7 +43,7 @@ def migrate(config_file: str | None, state_dir: str | None, target: str) -> None
     settings = settings_from_flags({"config_file": config_file, "state_dir": state_dir})
     to = load_settings(config_file, state_dir=state_dir, state_url=target)
     if not settings.on_postgresql and not settings.state_file.exists():
-        raise click.ClickException(f"no state file at {settings.state_file}: nothing to copy")
+        raise StateError(f"no state file at {settings.state_file}: nothing to copy")
     if to.state_location == settings.state_location:
         raise click.UsageError("--to names the state that would be copied")
     with (

@@ -19,6 +19,12 @@ def render_users(users: list[Mapping[str, Any]]) -> list[str]:
     lines = []
     for entry in users:
         lines.append(f"user {visible(entry['user'])}")
+        if not _known(entry):  # else a record of dashes, as for a user that is fine
+            lines.append(
+                "  unknown      syncd knows nothing of this user: no read, pending change "
+                "or write of it in this state (a typo, or not in the desired state?)"
+            )
+            continue
         read = entry["last_read"]
         lines.append(
             f"  last read    profile {read['profile'] or '-'}, addresses {read['emails'] or '-'}"
@@ -56,6 +62,12 @@ def render_users(users: list[Mapping[str, Any]]) -> list[str]:
                 f"{held['id']}: syncd approve {held['id']} or syncd reject {held['id']})"
             )
     return lines
+
+
+def _known(entry: Mapping[str, Any]) -> bool:
+    """Whether the state holds anything of the user's own: a suspension may be everyone's."""
+    facts = ("pending", "last_write", "error", "held_deletions")
+    return any(entry["last_read"].values()) or any(entry[fact] for fact in facts)
 
 
 def _change(change: Mapping[str, Any]) -> str:

@@ -158,11 +158,12 @@ class Applier:
             if error is None:
                 continue
             if isinstance(error, _USER_STOPPERS):
-                self._skip(remaining, f"not sent: an earlier write for this user got {error}")
+                failed = f"{error.method} {error.path}: {error.detail}"
+                self._skip(remaining, f"an earlier write for this user failed: {failed}")
                 return
             if isinstance(action, AddEmail):
                 deletions = [a for a in remaining if isinstance(a, DeleteEmail)]
-                self._skip(deletions, "not sent: an address to add is not in place yet")
+                self._skip(deletions, "an address to add is not in place yet")
                 remaining = [a for a in remaining if not isinstance(a, DeleteEmail)]
 
     async def _apply_one(
@@ -281,9 +282,12 @@ class Applier:
         self._tell(action, result, message)
 
     def _skip(self, actions: Sequence[Action], reason: str) -> None:
-        """Actions not sent at all: no intent, no outcome, but they fail the run."""
+        """Actions not sent at all: no intent, no outcome, but they fail the run.
+
+        The observer is told SKIPPED, which it says as "not sent": `reason` alone follows.
+        """
         for action in actions:
-            self._fail(action, SKIPPED, None, reason)
+            self._fail(action, SKIPPED, None, f"not sent: {reason}")
             self._tell(action, SKIPPED, reason)
 
     def _fail(self, action: Action, result: WriteResult, status: int | None, message: str) -> None:

@@ -132,9 +132,10 @@ class StatusPages:
         """The pages of a listener on `host`; says once in the log when they are off."""
         token = None
         if (path := settings.ui_token_file) is not None:
-            token = read_secret_file(path).strip()
+            # It guards pages that others ask for: "nothing was sent with it" is not its story.
+            token = read_secret_file(path, what="UI token file", refused_then="").strip()
             if not token:
-                raise SettingsError(f"ui token file {path}: empty")
+                raise SettingsError(f"UI token file {path}: empty")
         access = page_access(host, token is not None)
         if access is Access.OFF:
             log.warning(

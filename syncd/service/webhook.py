@@ -73,7 +73,7 @@ class Webhook:
 
     @classmethod
     def from_file(cls, path: Path) -> Webhook:
-        secret = read_secret_file(path).strip()
+        secret = read_secret_file(path, what="webhook secret file", refused_then="").strip()
         if not secret:
             raise SettingsError(f"webhook secret file {path}: empty")
         return cls(secret.encode())

@@ -18,6 +18,7 @@ tables those of syncd.state.schema.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -64,7 +65,28 @@ class NamedConnection(sqlite3.Connection):
 
 def state_error(path: str | Path, error: sqlite3.Error | OSError) -> StateError:
     cause = describe(error) if isinstance(error, sqlite3.Error) else error.strerror or str(error)
+    # Not every sqlite3.Error comes from SQLite's C code with a code; an OSError none.
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    if code in _UNWRITABLE and (why := _why_unwritable(Path(path))) is not None:
+        cause += f" ({why})"
     return StateError(f"state file {path}: {cause}")
+
+
+#: SQLite's codes for a file it could not open or write, without saying why.
+_UNWRITABLE = frozenset({sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY})
+
+
+def _why_unwritable(path: Path) -> str | None:
+    """What keeps SQLite from writing `path` or its -wal and -shm files beside it."""
+    directory = path.parent
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return f"{directory} is on a read-only file system"
+    except OSError:
+        return None
+    if not os.access(directory, os.W_OK):
+        return f"the running user may not create files in {directory}"
+    return None
 
 
 def open_state(path: Path) -> SqliteDatabase:

@@ -7,6 +7,7 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 import syncd
@@ -93,10 +94,27 @@ def test_audit_filters_by_user_and_time(world: World):
     assert invoke("audit", *state, "--since", "yesterday").exit_code == 1
 
 
-def test_audit_without_state_file_says_so(tmp_path: Path):
-    result = invoke("audit", "--state-dir", str(tmp_path / "none"))
+@pytest.mark.parametrize(
+    "command", [[], ["head"], ["verify"], ["prune", "--before", "1d", "--force"]]
+)
+def test_audit_without_state_file_says_so(tmp_path: Path, command: list[str]):
+    # It read "Error: no state file at …: nothing was applied", click's prefix and not
+    # what an empty state directory means to `audit`.
+    result = invoke("audit", "--state-dir", str(tmp_path / "none"), *command)
     assert result.exit_code == 1
-    assert "no state file" in result.stderr
+    assert result.stderr == (
+        f"syncd: no state file at {tmp_path / 'none' / 'syncd.db'}: "
+        "syncd has not run with this state directory, so it has no audit trail\n"
+    )
+
+
+def test_state_migrate_without_state_file_says_so_as_syncd(tmp_path: Path):
+    result = invoke(
+        "state", "migrate", "--state-dir", str(tmp_path / "none"), "--to", str(tmp_path / "to")
+    )
+    assert result.exit_code == 1
+    state_file = tmp_path / "none" / "syncd.db"
+    assert result.stderr == f"syncd: no state file at {state_file}: nothing to copy\n"
 
 
 def test_audit_refuses_its_filters_beside_a_subcommand(world: World):

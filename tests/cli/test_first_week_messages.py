@@ -87,3 +87,20 @@ def test_no_credential_for_anyone_names_the_directory_looked_in(world: World):
     result = plan(world)
     assert result.exit_code == 1
     assert f"(looked in {world.credentials_dir})" in result.stdout
+
+
+def test_status_of_a_user_syncd_knows_nothing_of_says_so(world: World):
+    # It printed a record of dashes, as for a user that is fine.
+    world.apply()
+    result = CliRunner().invoke(
+        cli,
+        ["status", "--state-dir", str(world.state_dir), "--user", "nosuch", "--user", "janedoe"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0  # README's exit codes are silent on it: a report, not an error
+    nosuch = result.stdout.split("user nosuch\n")[1].split("user janedoe\n")
+    assert nosuch[0] == (
+        "  unknown      syncd knows nothing of this user: no read, pending change or write "
+        "of it in this state (a typo, or not in the desired state?)\n"
+    )
+    assert "  last write   " in nosuch[1]  # a user it wrote is shown as before

@@ -217,6 +217,39 @@ def test_a_read_only_state_file_is_one_line(world: World, command: list[str], na
     assert world.writes() == 0
 
 
+def read_only_mount(directory: Path) -> list[str]:
+    """A command prefix that runs the command with `directory` mounted read-only over
+    itself, in a mount namespace of its own (nothing outside sees the mount)."""
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("no mount namespace here (unshare --mount needs CAP_SYS_ADMIN)")
+    remount = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+    return ["unshare", "--mount", "sh", "-c", remount, str(directory)]
+
+
+def test_a_state_directory_on_a_read_only_file_system_says_so(world: World):
+    # It said "unable to open database file", and never why.
+    assert run(world, "plan").exit_code == 0
+    for extra in world.state_dir.glob("*.db-*"):
+        extra.unlink()
+    result = syncd_process(world, "plan", prefix=read_only_mount(world.state_dir))
+    line = one_line_naming(result, world.state_dir / "syncd.db")
+    assert line.endswith(f"({world.state_dir} is on a read-only file system)"), line
+
+
+def test_a_state_directory_the_user_may_not_write_says_so(world: World):
+    assert run(world, "plan").exit_code == 0
+    for extra in world.state_dir.glob("*.db-*"):
+        extra.unlink()
+    world.state_dir.chmod(0o500)
+    try:
+        result = syncd_process(world, "plan", prefix=without_root_privilege())
+    finally:
+        world.state_dir.chmod(0o700)
+    line = one_line_naming(result, world.state_dir / "syncd.db")
+    assert line.endswith(f"(the running user may not create files in {world.state_dir})"), line
+
+
 def test_status_follows_no_link_planted_as_the_state_file(world: World, tmp_path: Path):
     assert run(world, "plan").exit_code == 0
     elsewhere = tmp_path / "someone-elses.db"

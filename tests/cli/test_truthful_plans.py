@@ -89,7 +89,7 @@ def test_the_server_down_is_one_error_with_its_url(world: World):
     # The run stops once it knows (issue 22, item 15): one line, naming the URL and why.
     errors = result.stderr.splitlines()
     assert len(errors) == 1, result.stderr
-    assert errors[0].startswith(f"syncd: API unreachable: {url}: 5 attempts got no answer")
+    assert errors[0].startswith(f"syncd: API unreachable: {url}: none of 5 attempts got an answer")
     assert f"connection refused by {url.removeprefix('http://')}" in errors[0]
 
 

@@ -136,4 +136,6 @@ def test_a_silent_api_fails_the_cycle_in_one_line_naming_it(world: World, start_
         failed = daemon.wait_for("cycle_finished", timeout=30)
         assert daemon.stop() == 0
     assert failed["result"] == "failed"  # as its run record says: the API failed, not syncd
-    assert failed["message"].startswith(f"API unreachable: {url}: 5 attempts got no answer")
+    assert failed["message"].startswith(
+        f"API unreachable: {url}: none of 5 attempts got an answer"
+    )

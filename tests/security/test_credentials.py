@@ -82,6 +82,47 @@ def test_a_credential_larger_than_64_kib_is_refused(world: World):
     assert world.gets() == 0
 
 
+@pytest.mark.parametrize("content", ["", "\n", " \t\n\n"], ids=["empty", "newline", "blank"])
+@pytest.mark.parametrize("fallback", [False, True], ids=["alone", "with-fallback"])
+def test_an_empty_credential_file_is_refused_as_empty(world: World, content: str, fallback: bool):
+    # It read "no credential file for this user", the file right there; with a
+    # fallback token, the fallback stood in for the credential the file was meant to be.
+    world.desire(ONLY_JANE)
+    write_secret(jane_token(world), content)
+    result = run(world, "plan", **({"SYNCD_TOKEN": "tok-john"} if fallback else {}))
+    assert result.exit_code == 1
+    assert (
+        f"✗ janedoe: credential_refused: credential {jane_token(world)} refused: "
+        "it is empty (nothing but white space)\n"
+    ) in result.stdout
+    assert world.gets() == 0
+
+
+def test_an_empty_fallback_token_file_is_refused_as_empty(world: World):
+    token_file = world.root / "fallback.token"
+    write_secret(token_file, "\n")
+    result = run(world, "plan", SYNCD_TOKEN_FILE=str(token_file))
+    assert result.exit_code == 1
+    assert (
+        result.stderr
+        == f"syncd: credential {token_file} refused: it is empty (nothing but white space)\n"
+    )
+    assert world.gets() == 0
+
+
+def test_a_token_with_its_bearer_prefix_says_to_leave_the_prefix_out(world: World):
+    world.desire(ONLY_JANE)
+    write_secret(jane_token(world), "Bearer tok-jane\n")
+    result = run(world, "plan")
+    assert result.exit_code == 1
+    assert (
+        f"credential {jane_token(world)}: leave out the 'Bearer ' prefix: "
+        "syncd adds it to the token"
+    ) in result.stdout
+    assert "tok-jane" not in result.output
+    assert world.gets() == 0
+
+
 def _acl(*entries: tuple[int, int, int]) -> bytes:
     """A POSIX ACL in Linux's system.posix_acl_access format (the kernel wants it sorted)."""
     return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in sorted(entries))
@@ -170,3 +211,63 @@ def test_import_refuses_a_user_option_that_is_no_username(world: World):
     assert result.exit_code == 1
     assert "syncd: --user: not a username" in result.stderr
     assert world.gets() == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "refused"),
+    [
+        pytest.param('token = "tok-jane"\n', 0o644, "token", id="token-0644"),
+        pytest.param('token = "tok-jane"\n', 0o640, "token", id="token-0640"),
+        pytest.param('username = "janedoe"\npassword = "pw"\n', 0o604, "password", id="password"),
+        pytest.param('token = "tok-jane"\n', 0o600, None, id="token-0600"),
+        pytest.param("max_deletions = 5\n", 0o644, None, id="no-secret-0644"),
+    ],
+)
+def test_a_config_file_holding_a_secret_is_refused_if_others_may_read_it(
+    world: World, content: str, mode: int, refused: str | None
+):
+    # A 0644 TOML file's token was used without a word, while a 0644 token file is refused.
+    world.desire(ONLY_JANE)
+    if "token" in content:  # so that only the file's token can authenticate her
+        jane_token(world).unlink()
+    config = world.root / "syncd.toml"
+    config.write_text(content)
+    config.chmod(mode)
+    result = run(world, "plan", "--config", str(config))
+    if refused is None:
+        assert result.exit_code == 0, result.output
+        assert "Plan: 1 change for 1 user" in result.stdout
+        return
+    elsewhere = {
+        "token": "SYNCD_TOKEN_FILE or a credentials directory",
+        "password": "a <username>.password file in a credentials directory",
+    }[refused]
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"syncd: config file {config} holds {refused} but group or others may read it "
+        f"(mode {mode:04o}): chmod 600 it, or move {refused} to {elsewhere}\n"
+    )
+    assert world.gets() == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "what"),
+    [
+        pytest.param("SYNCD_UI_TOKEN_FILE", "UI token file", id="ui-token"),
+        pytest.param("SYNCD_WEBHOOK_SECRET_FILE", "webhook secret file", id="webhook-secret"),
+    ],
+)
+def test_a_listener_secret_others_can_read_is_refused_in_its_own_words(
+    world: World, variable: str, what: str
+):
+    # It read "credential … refused: …; nothing was sent with it": words for an API
+    # credential, while this one guards what others send to syncd.
+    secret = world.root / "listener.secret"
+    secret.write_text("s3cret-listener\n")
+    secret.chmod(0o644)
+    env = {"SYNCD_METRICS_ADDR": "127.0.0.1:0", variable: str(secret)}
+    result = run(world, "run", "--once", **env)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"syncd: {what} {secret} refused: group or others may read it (mode 0644); chmod 600 it\n"
+    )
