@@ -1,4 +1,5 @@
-"""Ctrl-C in the middle of an apply: the writes in flight are audited,
+"""SIGTERM in the middle of an apply ends it as Ctrl-C does, and as systemd,
+Kubernetes, CI runners and `timeout` send it: the writes in flight are audited,
 everything is committed, the run is recorded `cancelled` with what it applied,
 and the command says "Aborted." and exits 1."""
 
@@ -32,7 +33,9 @@ def syncd(world: World, *args: str) -> Any:
 @pytest.mark.parametrize(
     "signals",
     [
+        pytest.param((signal.SIGTERM,), id="sigterm"),
         pytest.param((signal.SIGINT,), id="ctrl-c"),
+        pytest.param((signal.SIGTERM, signal.SIGTERM), id="sigterm-twice"),
     ],
 )
 def test_a_stopped_apply_audits_commits_and_counts_what_it_did(
