@@ -6,8 +6,8 @@ committed; then it raises KeyboardInterrupt, which the command line turns
 into "Aborted." and exit 1 (syncd.cli.main). systemd, Kubernetes, CI runners
 and `timeout` send SIGTERM instead, whose default kills the process at once:
 outcomes already shown were never committed and the run was left open.
-`run_stoppable` has SIGTERM cancel the task the same way, with the loop's
-signal handler that the daemon uses for it (syncd.service.daemon).
+`run_stoppable` has SIGTERM cancel the task the same way, as the daemon's
+stop does (syncd.service.daemon).
 """
 
 from __future__ import annotations
@@ -37,12 +37,15 @@ def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
                 stopped = True
                 task.cancel()
 
+        # As asyncio.run's own for Ctrl-C, a handler of the process, not the loop's
+        # (add_signal_handler): a prompt that blocks the loop gives it another
+        # (ApplyView.confirm), and the loop must not see that signal again later.
         # Not by way of SIGINT's handler: a shell script's `syncd apply &` ignores SIGINT.
-        loop.add_signal_handler(signal.SIGTERM, stop)
+        previous = signal.signal(signal.SIGTERM, lambda *_: loop.call_soon_threadsafe(stop))
         try:
             return await main
         finally:
-            loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, previous)
 
     try:
         return asyncio.run(stoppable())

@@ -1,15 +1,18 @@
 """SIGTERM in the middle of an apply ends it as Ctrl-C does, and as systemd,
 Kubernetes, CI runners and `timeout` send it: the writes in flight are audited,
 everything is committed, the run is recorded `cancelled` with what it applied,
-and the command says "Aborted." and exits 1."""
+and the command says "Aborted." and exits 1. At the prompt it means "no" at once,
+as Ctrl-C does there."""
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +99,44 @@ def test_a_stopped_apply_audits_commits_and_counts_what_it_did(
     assert run["counts"]["applied_update_profile"] == done
     assert status["pending"]["planned"]
     assert status["pending"]["changes"] == USERS - done
+
+
+def read_until(primary: int, wanted: bytes | None, seconds: float = 30) -> bytes:
+    """What the terminal shows up to `wanted`, or (None) until the process ends."""
+    shown = b""
+    deadline = time.monotonic() + seconds
+    while wanted is None or wanted not in shown:
+        left = deadline - time.monotonic()
+        assert left > 0, f"not shown within {seconds} s: {wanted!r}; shown: {shown!r}"
+        if select.select([primary], [], [], left)[0]:
+            try:
+                more = os.read(primary, 4096)
+            except OSError:  # EIO: every process holding the terminal has ended
+                more = b""
+            if not more:
+                assert wanted is None, f"ended before showing {wanted!r}: {shown!r}"
+                return shown
+            shown += more
+    return shown
+
+
+def test_sigterm_at_the_prompt_means_no_at_once(world: World):
+    primary, secondary = os.openpty()  # apply asks only on a terminal
+    command = [sys.executable, "-m", "syncd", "apply", *world.cli_args()]
+    process = subprocess.Popen(command, stdin=secondary, stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    try:
+        read_until(primary, b"Only 'yes' will be accepted:")
+        process.send_signal(signal.SIGTERM)
+        # Nothing is typed: before the fix it waited for the answer, SIGTERM unseen.
+        shown = read_until(primary, None)
+        assert process.wait(timeout=30) == 1
+    finally:
+        os.close(primary)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert b"Apply cancelled: nothing was applied." in shown  # as after Ctrl-C there
+    assert world.writes() == 0
+    [run] = syncd(world, "status")["runs"]
+    assert run["result"] == "declined"
