@@ -74,8 +74,10 @@ class ApplyView:
         count = len(result.plan.changes)
         these = "this change" if count == 1 else f"these {count} changes"
         # asyncio swallows the first Ctrl-C while the prompt blocks its loop:
-        # give the prompt the plain handler, so Ctrl-C means "no" at once.
+        # give the prompt the plain handler, so Ctrl-C means "no" at once;
+        # SIGTERM too, which the loop would see only after the answer.
         handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+        term = signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             answer = click.prompt(
                 f"Do you want to apply {these}? Only 'yes' will be accepted:",
@@ -88,6 +90,7 @@ class ApplyView:
             return False
         finally:
             signal.signal(signal.SIGINT, handler)
+            signal.signal(signal.SIGTERM, term)
         return bool(answer == "yes")
 
     def on_change(self, action: Action, result: WriteResult, message: str | None) -> None:

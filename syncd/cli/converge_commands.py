@@ -41,9 +41,8 @@ def plan(
     **options: Any,
 ) -> None:
     """Show what would change, and change nothing."""
-    import asyncio
-
     from syncd.cli.progress import fetch_progress
+    from syncd.cli.stopping import run_stoppable
     from syncd.core.plan import DeleteEmail
     from syncd.engine.reconcile import compute_plan
 
@@ -52,7 +51,7 @@ def plan(
     # A dry run may show a remembered file; what may be applied (--out) is read from the file.
     desired = desired_for(settings, scope, remember=out_file is None, output=output)
     with fetch_progress(enabled=output == "text") as on_progress:
-        result = asyncio.run(
+        result = run_stoppable(
             compute_plan(settings, desired, refresh=refresh, on_progress=on_progress)
         )
     keep_until_exit()
@@ -142,11 +141,10 @@ def apply(
     **options: Any,
 ) -> None:
     """Converge the accounts to the desired state, or apply a saved plan (asks first)."""
-    import asyncio
-
     from syncd.cli.apply_view import ApplyView
     from syncd.cli.progress import fetch_progress
     from syncd.cli.render import terminal
+    from syncd.cli.stopping import run_stoppable
     from syncd.core.api_url import normal_api_url
     from syncd.engine.planfile import load_plan
     from syncd.engine.reconcile import (
@@ -200,7 +198,7 @@ def apply(
 
         # One writer at a time (connect takes the lock): an apply beside the daemon
         # would write the same changes twice and interleave their audit trails.
-        converged = asyncio.run(run())
+        converged = run_stoppable(run())
     view.finish(converged, settings.state_location)
     report = converged.report
     failed = converged.result.plan.errors or (report is not None and not report.ok)

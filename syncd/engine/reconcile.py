@@ -251,7 +251,9 @@ async def apply_plan(
     live: Mapping[str, LiveAccount | Problem],
     audit: AuditTrail,
     on_change: ChangeObserver | None = None,
+    report: ApplyReport | None = None,
 ) -> ApplyReport:
+    """Apply `plan`; what ends is counted in `report` (a new one if None) as it ends."""
     readable = {user: state for user, state in live.items() if isinstance(state, LiveAccount)}
     records = NotKeptRecords(connection.db, connection.api, connection.settings.not_kept_ttl)
     ledger = OwnershipLedger(connection.db, connection.api)
@@ -266,6 +268,8 @@ async def apply_plan(
         ledger,
         suspended=lambda user: suspensions.holds(user, time.time()),
     )
+    if report is not None:
+        applier.report = report
     return await applier.apply(plan.changes, connection.settings.concurrency)
 
 
@@ -460,8 +464,11 @@ async def converge(
             return converged
         report = None
         if not now.is_empty:
-            report = await apply_plan(connection, now, result.live, audit, on_change)
-            counts.update({f"applied_{key}": value for key, value in report.counts.items()})
+            report = ApplyReport()
+            try:
+                await apply_plan(connection, now, result.live, audit, on_change, report)
+            finally:  # stopped or failed too: the run record counts the writes that ended
+                counts.update({f"applied_{key}": value for key, value in report.counts.items()})
         outcome = converged.conclude(report)
         if held and outcome in SUCCESSFUL_RUNS:
             outcome = converged.outcome = RunResult.HELD
