@@ -275,7 +275,7 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         return self.unreachable
 
     def _no_answer(self, error: TransportError) -> TransportError | ApiUnreachable:
-        """`error`, or ApiUnreachable once too many attempts got no answer and none got one."""
+        """`error`, or ApiUnreachable once too many attempts got no answer and none ever had."""
         self._unanswered += 1
         if self._heard or self._unanswered < UNREACHABLE_AFTER:
             return error
