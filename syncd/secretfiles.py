@@ -14,6 +14,9 @@ credential) is read only from
 - and that is not a symbolic link, unless the link resolves inside the
   credentials directory that holds it, where the operator put both.
 
+An empty file is refused too: a file named for a secret says which one the
+operator meant, so neither a fallback nor an empty secret may stand in for it.
+
 A refusal is a CredentialError that names the file and the reason, never what
 is in it. Shared by syncd.api (the accounts' credentials) and syncd.desired
 (the git credential), so it sits at the top beside syncd.errors.
@@ -90,9 +93,12 @@ def _read_secret(path: str, directory: Path | None) -> str:
     if len(content) > MAX_SECRET_BYTES:  # it grew after fstat
         raise _Refused(f"it is larger than {MAX_SECRET_BYTES // 1024} KiB")
     try:
-        return content.decode("utf-8").strip()
+        secret = content.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise _Unreadable("not UTF-8 text") from None
+    if not secret:  # a copy cut short, an unset variable printed: never "no secret"
+        raise _Refused("it is empty (nothing but white space)")
+    return secret
 
 
 def _target(path: str, directory: Path | None) -> str:

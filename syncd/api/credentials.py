@@ -33,9 +33,7 @@ class Credential:
 
 def bearer(token: str, source: str) -> Credential:
     if token[:7].lower() == "bearer ":  # copied whole from an Authorization header
-        raise CredentialError(
-            f"credential {source}: leave out the 'Bearer ' prefix: syncd adds it to the token"
-        )
+        raise CredentialError(f"credential {source}: drop the 'Bearer ' prefix: syncd adds it")
     # A token travels in a header: anything but visible ASCII would make httpx
     # fail with an error that quotes the header, secret included.
     if not token.isascii() or not token.isprintable() or " " in token:
@@ -80,7 +78,7 @@ class CredentialStore:
         if settings.token is not None:
             fallback = bearer(settings.token.get_secret_value(), "SYNCD_TOKEN")
         elif settings.token_file is not None:
-            secret = _read_credential(settings.token_file, settings.credentials_dir)
+            secret = read_secret_file(settings.token_file, settings.credentials_dir)
             fallback = bearer(secret, str(settings.token_file))
         elif settings.username and settings.password is not None:
             password = settings.password.get_secret_value()
@@ -121,24 +119,10 @@ class CredentialStore:
         if name is None or self.directory is None:
             return self.fallback
         path = os.path.join(self.directory, name)
-        secret = _read_credential(path, self.directory)
+        secret = read_secret_file(path, self.directory)
         if name.endswith(".token"):
             return bearer(secret, path)
         return basic(username, secret, path)
-
-
-def _read_credential(path: str | os.PathLike[str], directory: Path | None) -> str:
-    """The secret in a credential file; an empty one is refused, not taken for "none".
-
-    A file named for a user (or SYNCD_TOKEN_FILE) says which credential the
-    operator meant: empty, it is a mistake (a copy cut short, an unset variable
-    printed), and neither the fallback nor an empty secret may stand in for it.
-    """
-    secret = read_secret_file(path, directory)
-    if not secret:
-        shown = os.fspath(path)
-        raise CredentialError(f"credential {shown} refused: it is empty (nothing but white space)")
-    return secret
 
 
 def _near_keys(name: str, prefix: str) -> list[str]:

@@ -33,7 +33,7 @@ import jinja2
 from syncd.core.api_url import normal_api_url
 from syncd.core.fields import USERNAME_PATTERN
 from syncd.core.vocabulary import ActionName, WriteResult
-from syncd.errors import SettingsError, StateError
+from syncd.errors import StateError
 from syncd.logs import get_logger
 from syncd.secretfiles import read_secret_file
 from syncd.service.admission import MAX_THREADS
@@ -133,9 +133,7 @@ class StatusPages:
         token = None
         if (path := settings.ui_token_file) is not None:
             # It guards pages that others ask for: "nothing was sent with it" is not its story.
-            token = read_secret_file(path, what="UI token file", refused_then="").strip()
-            if not token:
-                raise SettingsError(f"UI token file {path}: empty")
+            token = read_secret_file(path, what="UI token file", refused_then="")
         access = page_access(host, token is not None)
         if access is Access.OFF:
             log.warning(

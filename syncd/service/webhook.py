@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syncd.errors import SettingsError
 from syncd.secretfiles import read_secret_file
 
 PATH = "/hooks/git"
@@ -73,9 +72,7 @@ class Webhook:
 
     @classmethod
     def from_file(cls, path: Path) -> Webhook:
-        secret = read_secret_file(path, what="webhook secret file", refused_then="").strip()
-        if not secret:
-            raise SettingsError(f"webhook secret file {path}: empty")
+        secret = read_secret_file(path, what="webhook secret file", refused_then="")
         return cls(secret.encode())
 
     def sender(self, headers: Mapping[str, str], body: bytes) -> str | None:

@@ -93,7 +93,7 @@ def test_an_empty_credential_file_is_refused_as_empty(world: World, content: str
     assert result.exit_code == 1
     assert (
         f"✗ janedoe: credential_refused: credential {jane_token(world)} refused: "
-        "it is empty (nothing but white space)\n"
+        "it is empty (nothing but white space); nothing was sent with it\n"
     ) in result.stdout
     assert world.gets() == 0
 
@@ -105,7 +105,8 @@ def test_an_empty_fallback_token_file_is_refused_as_empty(world: World):
     assert result.exit_code == 1
     assert (
         result.stderr
-        == f"syncd: credential {token_file} refused: it is empty (nothing but white space)\n"
+        == f"syncd: credential {token_file} refused: it is empty (nothing but white space); "
+        "nothing was sent with it\n"
     )
     assert world.gets() == 0
 
@@ -116,8 +117,7 @@ def test_a_token_with_its_bearer_prefix_says_to_leave_the_prefix_out(world: Worl
     result = run(world, "plan")
     assert result.exit_code == 1
     assert (
-        f"credential {jane_token(world)}: leave out the 'Bearer ' prefix: "
-        "syncd adds it to the token"
+        f"credential {jane_token(world)}: drop the 'Bearer ' prefix: syncd adds it"
     ) in result.stdout
     assert "tok-jane" not in result.output
     assert world.gets() == 0
