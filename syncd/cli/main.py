@@ -45,9 +45,12 @@ class SyncdGroup(click.Group):
             return super().main(*args, **kwargs)
         try:
             result = super().main(*args, **{**kwargs, "standalone_mode": False})
-        except click.ClickException as error:
-            error.show()
-            sys.exit(EXIT_ERROR if isinstance(error, click.UsageError) else error.exit_code)
+        except click.UsageError as error:
+            error.show()  # with the usage line, as click shows it
+            sys.exit(EXIT_ERROR)
+        except click.ClickException as error:  # one line, as a SyncdError is
+            click.echo(f"syncd: {visible_lines(error.format_message())}", err=True)
+            sys.exit(error.exit_code)
         except click.Abort:
             click.echo("Aborted.", err=True)
             sys.exit(EXIT_ERROR)

@@ -152,7 +152,7 @@ def test_import_refuses_to_overwrite(world: World, tmp_path: Path):
     out.write_text("keep me\n")
     result = invoke("import", *world.cli_args(), "--out", str(out))
     assert result.exit_code == 1
-    assert "--force" in result.stderr
+    assert result.stderr == f"syncd: {out} exists; pass --force to overwrite it\n"
     assert out.read_text() == "keep me\n"
     assert invoke("import", *world.cli_args(), "--out", str(out), "--force").exit_code == 0
 
