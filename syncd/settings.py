@@ -414,6 +414,7 @@ class Settings(BaseSettings):
 _SECRET_ELSEWHERE = {
     "token": "SYNCD_TOKEN_FILE or a credentials directory",
     "password": "a <username>.password file in a credentials directory",
+    "notify.url": "url_file, which syncd reads as it reads a token file",
 }
 
 
@@ -421,16 +422,26 @@ def _refuse_shared_secrets(path: object, data: dict[str, Any]) -> None:
     """A settings file that holds a secret is a credential file: refused when others
     may read it, as syncd.secretfiles refuses a token file of mode 0644 (and libpq a
     .pgpass). Its other settings are not secret, so a file that holds none (the
-    deployment's 0644 syncd.toml, read by the service's dynamic user) is not checked."""
+    deployment's 0644 syncd.toml, read by the service's dynamic user) is not checked.
+    A Slack webhook's URL is its secret (the docs say to keep it in url_file)."""
     held = [key for key in data if key in _SECRET_FIELDS]
+    notify = data.get("notify")
+    if isinstance(notify, list) and any(
+        isinstance(p, dict) and p.get("type") == "slack" and "url" in p for p in notify
+    ):
+        held.append("notify.url")
     if not held or not isinstance(path, str | os.PathLike):
         return
     if (mode := shared_mode(path)) is not None:
         key = held[0]
-        elsewhere = _SECRET_ELSEWHERE.get(key, f"SYNCD_{key.upper()}")
+        # First where the secret belongs: the file is often shared on purpose (the
+        # deployment's syncd.toml is root's, read by the service's dynamic user).
+        fix = f"move {key} to {_SECRET_ELSEWHERE.get(key, f'SYNCD_{key.upper()}')}"
+        if os.stat(path).st_uid == os.geteuid():
+            fix += ", or chmod 600 the file if only you read it"
         raise SettingsError(
             f"config file {os.fspath(path)} holds {key} but group or others may read it "
-            f"(mode {mode:04o}): chmod 600 it, or move {key} to {elsewhere}"
+            f"(mode {mode:04o}): {fix}"
         )
 
 
@@ -518,6 +529,8 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
         return settings_class(**given)
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"config file {config}: {error}") from None
+    except OSError as error:  # a file this user may not read (its mode, its directory)
+        raise SettingsError(f"config file {config}: {error.strerror or error}") from None
     except ValidationError as error:
         problems = "; ".join(map(_problem, error.errors()))
         raise SettingsError(f"invalid settings: {problems}") from None

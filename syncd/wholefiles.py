@@ -50,7 +50,11 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)
         raise
-    _sync(path.parent)
+    try:
+        _sync(path.parent)
+    except OSError as error:  # the file is whole under its name: say that much
+        reason = f"in place, but its directory was not synced: {error.strerror or error}"
+        raise OSError(error.errno, reason, str(path)) from None
 
 
 def _sync(path: str | Path) -> None:

@@ -101,7 +101,7 @@ class GitCredentialFile:
 
     def read(self, username: str | None) -> GitCredential:
         """The credential in the file; `username` (the URL's) if the file names none."""
-        text = read_secret_file(self.path, self.directory)
+        text = read_secret_file(self.path, self.directory, what="git credential file")
         fields = dict(line.partition("=")[::2] for line in text.splitlines() if "=" in line)
         if {"username", "password"} & set(fields):
             password = fields.get("password", "")

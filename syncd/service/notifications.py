@@ -246,11 +246,15 @@ def sign(secret: bytes, body: bytes, at: int) -> str:
 
 
 def _provider(settings: NotifyProvider) -> _Provider:
-    url = settings.url if settings.url_file is None else read_secret_file(settings.url_file)
+    url = settings.url
+    if settings.url_file is not None:
+        url = read_secret_file(settings.url_file, what="notifier URL file", refused_then="")
     assert url is not None  # NotifyProvider checks it
     secret = None
     if settings.secret_file is not None:
-        secret = read_secret_file(settings.secret_file).encode()
+        secret = read_secret_file(
+            settings.secret_file, what="notifier secret file", refused_then=""
+        ).encode()
     host = urlsplit(url).hostname or "unknown"
     return _Provider(
         settings.type, url, secret, frozenset(settings.events), f"{settings.type}:{host}"

@@ -285,7 +285,9 @@ class _Conninfo:
         kwargs: dict[str, Any] = dict(extra)
         if self.password_file is not None:
             try:
-                kwargs["password"] = read_secret_file(self.password_file)
+                kwargs["password"] = read_secret_file(
+                    self.password_file, what="password file", refused_then=""
+                )
             except CredentialError as error:
                 raise StateError(f"state database {self.where}: {error}") from None
         try:

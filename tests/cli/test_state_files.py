@@ -256,3 +256,16 @@ def test_status_follows_no_link_planted_as_the_state_file(world: World, tmp_path
     (world.state_dir / "syncd.db").rename(elsewhere)
     (world.state_dir / "syncd.db").symlink_to(elsewhere)
     one_line_naming(syncd_process(world, "status"), world.state_dir / "syncd.db")
+
+
+def test_a_settings_file_the_user_may_not_read_is_one_line(world: World):
+    # pydantic-settings' PermissionError was a traceback: the advice to chmod 600 a
+    # root-owned syncd.toml that holds a token leads a service's user right there.
+    config = world.root / "syncd.toml"
+    config.write_text("max_deletions = 5\n")
+    config.chmod(0o600)
+    os.chown(config, 65534, 65534)  # nobody's
+    result = syncd_process(world, "plan", "--config", str(config), prefix=without_root_privilege())
+    line = one_line_naming(result, config)
+    assert "Permission denied" in line, line
+    assert world.gets() == 0

@@ -221,6 +221,12 @@ def test_import_refuses_a_user_option_that_is_no_username(world: World):
         pytest.param('username = "janedoe"\npassword = "pw"\n', 0o604, "password", id="password"),
         pytest.param('token = "tok-jane"\n', 0o600, None, id="token-0600"),
         pytest.param("max_deletions = 5\n", 0o644, None, id="no-secret-0644"),
+        pytest.param(
+            '[[notify]]\ntype = "slack"\nurl = "https://hooks.example/T0/B0/s3cret"\n',
+            0o644,
+            "notify.url",
+            id="slack-url-0644",
+        ),
     ],
 )
 def test_a_config_file_holding_a_secret_is_refused_if_others_may_read_it(
@@ -241,11 +247,13 @@ def test_a_config_file_holding_a_secret_is_refused_if_others_may_read_it(
     elsewhere = {
         "token": "SYNCD_TOKEN_FILE or a credentials directory",
         "password": "a <username>.password file in a credentials directory",
+        "notify.url": "url_file, which syncd reads as it reads a token file",
     }[refused]
     assert result.exit_code == 1
     assert result.stderr == (
         f"syncd: config file {config} holds {refused} but group or others may read it "
-        f"(mode {mode:04o}): chmod 600 it, or move {refused} to {elsewhere}\n"
+        f"(mode {mode:04o}): move {refused} to {elsewhere}, "
+        "or chmod 600 the file if only you read it\n"
     )
     assert world.gets() == 0
 
