@@ -149,7 +149,7 @@ def head(state_dir: str | None, output: str) -> None:
 )
 def verify(state_dir: str | None, kept: str | None, exported: Path | None) -> None:
     """Check the audit trail's hash chain; name the first event that does not match."""
-    from syncd.state.chain import Head, verify
+    from syncd.state.chain import Head, cuts, verify
 
     kept_head = None
     if kept is not None:
@@ -168,7 +168,11 @@ def verify(state_dir: str | None, kept: str | None, exported: Path | None) -> No
         return
     with _store(state_dir, "audit verify") as store:
         verified = verify(store.history, kept_head)
-    _say_verified(verified)
+        pruned = max((cut.seq for cut in cuts(store.history)), default=None)
+    if verified.head is None and pruned is not None:
+        click.echo(f"no event since the prune that cut after event {pruned}: nothing to check")
+    else:
+        _say_verified(verified)
     if kept_head is not None:
         click.echo(f"the kept head, event {kept_head.seq}, is in the chain")
 

@@ -241,6 +241,16 @@ def test_export_prune_and_verify_through_the_cli(
     assert "removed 4 events" in pruned.stdout
     verified = runner.invoke(cli, ["audit", *state, "verify"])
     assert verified.exit_code == 0, verified.output
+    # With every event pruned, verify says so; it read "no hashed event yet (0 events
+    # from before the chain)", as if nothing had ever been audited.
+    everything, rest = ["--before", day(9).isoformat()], tmp_path / "rest.jsonl"
+    made = runner.invoke(cli, ["audit", *state, "export", *everything, "--out", str(rest)])
+    assert made.exit_code == 0, made.output
+    pruned = runner.invoke(cli, ["audit", *state, "prune", *everything, "--export", str(rest)])
+    assert pruned.exit_code == 0, pruned.output
+    verified = runner.invoke(cli, ["audit", *state, "verify"])
+    assert verified.exit_code == 0, verified.output
+    assert verified.stdout.startswith("no event since the prune that cut after event ")
 
 
 def test_an_export_is_checked_against_a_kept_head(
