@@ -12,7 +12,9 @@ Its commands (docs/operations.md, "Retention and verification"):
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +120,20 @@ def _store(state_dir: str | None, purpose: str, *, read_only: bool = True) -> An
     return open_store(settings, purpose, read_only=read_only)
 
 
+def _state_dir_here_or_before(command: Callable[..., None]) -> Callable[..., None]:
+    """--state-dir given after the subcommand (`syncd audit head --state-dir S`), as
+    people type it, or before it (`syncd audit --state-dir S head`)."""
+
+    @state_dir_option
+    @functools.wraps(command)
+    def with_state_dir(state_dir: str | None, **options: Any) -> None:
+        command(state_dir or click.get_current_context().obj, **options)
+
+    return with_state_dir
+
+
 @audit.command()
-@click.pass_obj
+@_state_dir_here_or_before
 @output_option(help=None)
 def head(state_dir: str | None, output: str) -> None:
     """Print the chain's head (SEQ:SHA256): a copy kept elsewhere proves the past."""
@@ -127,6 +141,10 @@ def head(state_dir: str | None, output: str) -> None:
 
     with _store(state_dir, "audit head") as store:
         found = read_head(store.history)
+    if found.hash is None:  # "N:" would be a head that `verify --head` refuses
+        raise click.ClickException(
+            "no hashed event yet: there is no head to keep until syncd writes an event"
+        )
     if output == "json":
         click.echo(json.dumps({"seq": found.seq, "hash": found.hash}))
     else:
@@ -134,7 +152,7 @@ def head(state_dir: str | None, output: str) -> None:
 
 
 @audit.command()
-@click.pass_obj
+@_state_dir_here_or_before
 @click.option(
     "--head",
     "kept",
@@ -198,7 +216,7 @@ def _before(value: str) -> Any:
 
 
 @audit.command("export")
-@click.pass_obj
+@_state_dir_here_or_before
 @click.option("--before", required=True, metavar="WHEN", help="ISO date/time, or an age: 90d.")
 @click.option(
     "--out",
@@ -216,7 +234,7 @@ def export_command(state_dir: str | None, before: str, out: Path) -> None:
 
 
 @audit.command()
-@click.pass_obj
+@_state_dir_here_or_before
 @click.option("--before", required=True, metavar="WHEN", help="ISO date/time, or an age: 90d.")
 @click.option(
     "--export",

@@ -97,10 +97,16 @@ def test_audit_filters_by_user_and_time(world: World):
 @pytest.mark.parametrize(
     "command", [[], ["head"], ["verify"], ["prune", "--before", "1d", "--force"]]
 )
-def test_audit_without_state_file_says_so(tmp_path: Path, command: list[str]):
+@pytest.mark.parametrize("after", [False, True], ids=["state-dir-before", "state-dir-after"])
+def test_audit_without_state_file_says_so(tmp_path: Path, command: list[str], after: bool):
     # It read "Error: no state file at …: nothing was applied", click's prefix and not
-    # what an empty state directory means to `audit`.
-    result = invoke("audit", "--state-dir", str(tmp_path / "none"), *command)
+    # what an empty state directory means to `audit`. A subcommand takes --state-dir
+    # after it too, as people type it ("No such option" before).
+    state = ["--state-dir", str(tmp_path / "none")]
+    if after and command:
+        result = invoke("audit", *command, *state)
+    else:
+        result = invoke("audit", *state, *command)
     assert result.exit_code == 1
     assert result.stderr == (
         f"syncd: no state file at {tmp_path / 'none' / 'syncd.db'}: "

@@ -114,6 +114,21 @@ def test_events_from_before_the_chain_have_no_hash_and_it_starts_after_them(
     assert (verified.unhashed, verified.first, verified.checked) == (2, 3, 2)
 
 
+def test_audit_head_before_any_event_says_there_is_none_to_keep(
+    store: StateStore, state_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It printed "0:" and exited 0: a head that `verify --head` then refused.
+    assert read_head(store.history).hash is None  # the state is there, with no event
+    if state_settings.on_postgresql:
+        monkeypatch.setenv("SYNCD_STATE_URL", state_settings.state_url or "")
+        monkeypatch.setenv("SYNCD_STATE_PASSWORD_FILE", str(state_settings.state_password_file))
+    state = ["--state-dir", str(state_settings.state_dir)]
+    printed = CliRunner().invoke(cli, ["audit", *state, "head"])
+    assert printed.exit_code == 1
+    assert printed.stdout == ""
+    assert printed.stderr.startswith("syncd: no hashed event yet: there is no head to keep")
+
+
 def test_audit_head_and_verify_through_the_cli(
     store: StateStore, state_settings: Settings, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
