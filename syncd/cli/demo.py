@@ -147,6 +147,7 @@ def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -
 
     seed = workdir / "seed.yaml"
     seed.write_text(yaml.safe_dump(DEMO_SEED, sort_keys=False))
+    seed.chmod(0o600)  # its tokens are the credentials directory's, which is private
 
     with serve_in_thread(SandboxConfig(snapshot=snapshot)) as url:
         settings = {

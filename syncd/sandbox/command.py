@@ -190,9 +190,8 @@ def sandbox(
             click.echo(f"syncd sandbox: state loaded from {db}; seed not used", err=True)
         if credentials_out is not None:
             written = seed.write_credentials(running.initial.snapshot, credentials_out)
-            click.echo(
-                f"syncd sandbox: {written} credentials written to {credentials_out}", err=True
-            )
+            files = "credential" if written == 1 else "credentials"
+            click.echo(f"syncd sandbox: {written} {files} written to {credentials_out}", err=True)
         if host not in ("127.0.0.1", "::1", "localhost"):
             click.echo("syncd sandbox: warning: /_sandbox/ routes need no auth", err=True)
 

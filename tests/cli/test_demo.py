@@ -131,3 +131,4 @@ def test_each_printed_command_is_the_one_run(tmp_path: Path, capsys: pytest.Capt
     assert audit == ["audit", "--state-dir", str(workdir / "state")]
     assert serve[:4] == ["sandbox", "--port", "0", "--seed"]
     assert load_seed_file(Path(serve[4])) == snapshot_from_mapping(DEMO_SEED)
+    assert Path(serve[4]).stat().st_mode & 0o777 == 0o600  # it holds the tokens
