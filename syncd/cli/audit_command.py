@@ -187,15 +187,16 @@ def verify(state_dir: str | None, kept: str | None, exported: Path | None) -> No
     with _store(state_dir, "audit verify") as store:
         verified = verify(store.history, kept_head)
         pruned = max((cut.seq for cut in cuts(store.history)), default=None)
-    if verified.head is None and pruned is not None:
-        click.echo(f"no event since the prune that cut after event {pruned}: nothing to check")
-    else:
-        _say_verified(verified)
+    _say_verified(verified, pruned)
     if kept_head is not None:
         click.echo(f"the kept head, event {kept_head.seq}, is in the chain")
 
 
-def _say_verified(verified: Any) -> None:
+def _say_verified(verified: Any, pruned: int | None) -> None:
+    """What `verify` checked; `pruned` is the last event a prune removed, if any."""
+    if verified.head is None and pruned is not None:
+        click.echo(f"no event since the prune that cut after event {pruned}: nothing to check")
+        return
     if verified.head is None:
         click.echo(f"no hashed event yet ({verified.unhashed} events from before the chain)")
         return

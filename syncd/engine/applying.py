@@ -118,6 +118,7 @@ class Applier:
         on_change: ChangeObserver | None = None,
         ownership: OwnershipLedger | None = None,
         suspended: Callable[[str], bool] | None = None,
+        report: ApplyReport | None = None,
     ) -> None:
         self.on_change = on_change
         self.ownership = ownership
@@ -128,7 +129,8 @@ class Applier:
         self.audit = audit
         self.not_kept = not_kept
         self.live = dict(live)
-        self.report = ApplyReport()
+        #: Filled as each write ends: whoever passed it reads it even if the apply is stopped.
+        self.report = ApplyReport() if report is None else report
         self.commits = group_commit(audit.db, cache.db)
 
     async def apply(self, actions: Iterable[Action], concurrency: int) -> ApplyReport:

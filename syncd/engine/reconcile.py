@@ -267,9 +267,8 @@ async def apply_plan(
         on_change,
         ledger,
         suspended=lambda user: suspensions.holds(user, time.time()),
+        report=report,
     )
-    if report is not None:
-        applier.report = report
     return await applier.apply(plan.changes, connection.settings.concurrency)
 
 
