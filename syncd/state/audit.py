@@ -24,6 +24,7 @@ No event holds a credential: events carry users, fields, addresses and values.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pwd
 import socket
@@ -45,10 +46,6 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
 
 
 def change_target(action: Action) -> str:
@@ -82,9 +79,6 @@ class Actor:
     #: Its process: two instances on one host (or one database) are told apart by it.
     pid: int
 
-    def as_log(self) -> dict[str, str | int]:
-        return {key: value for key, value in asdict(self).items() if value is not None}
-
 
 def actor() -> Actor:
     """The user, the user behind sudo, the host and syncd's version of this process.
@@ -113,7 +107,7 @@ class AuditTrail:
         self.chain = Chain(db)
         self.source = dict(source)
         self._source_json = json.dumps(self.source)  # on every row: encoded once
-        self.run_id = run_id or new_run_id()
+        self.run_id = run_id or uuid.uuid4().hex[:12]
         self.clock = clock
         import structlog  # not at module level: a plan needs only open_intents
 
@@ -146,7 +140,8 @@ class AuditTrail:
                 f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
                 list(row.values()),
             )
-        self.log.info("run_started", command=command, **who.as_log())
+        logged = {key: value for key, value in asdict(who).items() if value is not None}
+        self.log.info("run_started", command=command, **logged)
 
     def end_run(self, result: RunResult, counts: Mapping[str, int]) -> None:
         row = self.end_row(result, counts)
@@ -250,9 +245,8 @@ class AuditTrail:
             )
             if then is not None:
                 then()
-        level = "info" if result == WriteResult.OK else "warning"
         self.log.log(
-            _LEVELS[level],
+            logging.INFO if result == WriteResult.OK else logging.WARNING,
             "outcome",
             user=action.user,
             action=action.action,
@@ -341,6 +335,3 @@ class AuditTrail:
 
     def _now(self) -> str:
         return self.clock().isoformat(timespec="microseconds")
-
-
-_LEVELS = {"info": 20, "warning": 30}
