@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncd.core.vocabulary import RunResult
-from syncd.state.backend import Database
+from syncd.state.backend import Database, as_dicts
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OpenIntent:
     """A write that was started and never got an outcome: the process died."""
 
@@ -32,8 +32,7 @@ class OpenIntent:
 
 def open_intents(db: Database) -> list[OpenIntent]:
     """Writes started and never given an outcome: in flight elsewhere, or lost in a crash."""
-    rows = db.execute(OPEN_INTENTS).fetchall()
-    return [OpenIntent(*row) for row in rows]
+    return [OpenIntent(*row) for row in db.execute(OPEN_INTENTS).fetchall()]
 
 
 OPEN_INTENTS = (
@@ -62,13 +61,13 @@ def last_successful_run(db: Database) -> tuple[str, str | None] | None:
 
 def recent_runs(db: Database, limit: int) -> list[dict[str, Any]]:
     """The last `limit` runs, newest first, for `syncd status` (counts decoded)."""
-    cursor = db.execute(
-        "SELECT id, command, started_at, ended_at, result, revision, counts FROM runs"
-        " ORDER BY started_at DESC LIMIT ?",
-        [limit],
+    runs = as_dicts(
+        db.execute(
+            "SELECT id, command, started_at, ended_at, result, revision, counts FROM runs"
+            " ORDER BY started_at DESC LIMIT ?",
+            [limit],
+        )
     )
-    columns = [description[0] for description in cursor.description]
-    runs = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
     for run in runs:
         run["counts"] = json.loads(run["counts"] or "{}")
     return runs
@@ -76,15 +75,14 @@ def recent_runs(db: Database, limit: int) -> list[dict[str, Any]]:
 
 def last_write(db: Database, user: str) -> dict[str, Any] | None:
     """The last write to `user` and how it ended, for `syncd status --user`."""
-    row = db.execute(
-        'SELECT timestamp, action, target, result, status, message FROM audit WHERE "user" = ?'
-        " AND event = 'outcome' ORDER BY timestamp DESC LIMIT 1",
-        [user],
-    ).fetchone()
-    if row is None:
-        return None
-    keys = ("timestamp", "action", "target", "result", "status", "message")
-    return dict(zip(keys, row, strict=True))
+    found = as_dicts(
+        db.execute(
+            'SELECT timestamp, action, target, result, status, message FROM audit WHERE "user" = ?'
+            " AND event = 'outcome' ORDER BY timestamp DESC LIMIT 1",
+            [user],
+        )
+    )
+    return found[0] if found else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,18 +109,17 @@ def query_events(
     values = db.dialect.json_values
     conditions: list[str] = []
     parameters: list[Any] = []
-    if where.users:
-        conditions.append(f'a."user" IN ({values})')
-        parameters.append(json.dumps(list(where.users)))
     if where.since:
         conditions.append("a.timestamp >= ?")
         parameters.append(where.since.astimezone(UTC).isoformat(timespec="microseconds"))
-    if where.runs:
-        conditions.append(f"a.run_id IN ({values})")
-        parameters.append(json.dumps(list(where.runs)))
-    if where.actions:
-        conditions.append(f"a.action IN ({values})")
-        parameters.append(json.dumps(list(where.actions)))
+    for column, chosen in (
+        ('a."user"', where.users),
+        ("a.run_id", where.runs),
+        ("a.action", where.actions),
+    ):
+        if chosen:
+            conditions.append(f"{column} IN ({values})")
+            parameters.append(json.dumps(list(chosen)))
     if where.results:
         conditions.append(
             f"a.seq IN (SELECT o.seq FROM audit AS o WHERE o.result IN ({values})"
@@ -130,8 +127,7 @@ def query_events(
         )
         parameters += [json.dumps(list(where.results))] * 2
     sql = (
-        "SELECT a.*, r.command AS run_command, r.os_user, r.sudo_user, r.host, r.version,"
-        " r.pid AS run_pid,"
+        "SELECT a.*, r.command, r.os_user, r.sudo_user, r.host, r.version, r.pid,"
         " COALESCE(a.before, i.before) AS before, COALESCE(a.after, i.after) AS after"
         " FROM audit AS a LEFT JOIN runs AS r ON r.id = a.run_id"
         " LEFT JOIN audit AS i ON i.seq = a.intent_seq"
@@ -141,22 +137,15 @@ def query_events(
     if limit:
         sql += " LIMIT ?"
         parameters.append(limit)
-    cursor = db.execute(sql, parameters)
-    columns = [d[0] for d in cursor.description]
-    events = []
-    for row in cursor.fetchall():
-        # before and after come twice: the event's own, then its intent's (the later wins)
-        event = dict(zip(columns, row, strict=True))
+    # before and after come twice: the event's own, then its intent's (the later wins)
+    events = as_dicts(db.execute(sql, parameters))
+    for event in events:
         for key in ("before", "after", "source"):
             if event.get(key) is not None:
                 event[key] = json.loads(event[key])
-        event["run"] = {
-            "command": event.pop("run_command"),
-            "os_user": event.pop("os_user"),
-            "sudo_user": event.pop("sudo_user"),
-            "host": event.pop("host"),
-            "version": event.pop("version"),
-            "pid": event.pop("run_pid"),
-        }
-        events.append(event)
+        event["run"] = {column: event.pop(column) for column in _RUN_COLUMNS}
     return events[::-1]
+
+
+#: What `query_events` tells of an event's run: the columns of `runs` it selects.
+_RUN_COLUMNS = ("command", "os_user", "sudo_user", "host", "version", "pid")

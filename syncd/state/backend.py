@@ -72,6 +72,12 @@ class Rows(Protocol):
     def __iter__(self) -> Iterator[Any]: ...
 
 
+def as_dicts(rows: Rows) -> list[dict[str, Any]]:
+    """Every row of a statement, as its columns by name."""
+    columns = [description[0] for description in rows.description]
+    return [dict(zip(columns, row, strict=True)) for row in rows.fetchall()]
+
+
 @dataclass(frozen=True, slots=True)
 class Dialect:
     """All the SQL that differs between the engines, the schema's (syncd.state.schema) included."""
@@ -176,15 +182,9 @@ class Database(ABC):
         LIMIT and answered through the key's index: unlike `stream`, nothing stays
         open between batches.
         """
-        while True:
-            cursor = self.execute(f"{sql} LIMIT {BATCH}", [*parameters, after])
-            columns = [d[0] for d in cursor.description]
-            rows = cursor.fetchall()
-            if not rows:
-                return
-            for row in rows:
-                yield dict(zip(columns, row, strict=True))
-            after = rows[-1][columns.index(key)]
+        while batch := as_dicts(self.execute(f"{sql} LIMIT {BATCH}", [*parameters, after])):
+            yield from batch
+            after = batch[-1][key]
 
     @abstractmethod
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
