@@ -10,6 +10,7 @@ server. Timestamps come from the caller, so this module reads no clock.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from collections.abc import Iterable
@@ -86,19 +87,11 @@ class LiveCache:
 
     def save(self, snapshots: Iterable[Snapshot]) -> None:
         """Store what was fetched, one transaction per batch."""
-        batch: list[Snapshot] = []
-        for snapshot in snapshots:
-            batch.append(snapshot)
-            if len(batch) >= BATCH_SIZE:
-                self._save_batch(batch)
-                batch = []
-        if batch:
-            self._save_batch(batch)
-
-    def _save_batch(self, batch: list[Snapshot]) -> None:
-        with self.db.atomic():
-            for snapshot in batch:
-                self.put(snapshot)
+        snapshots = iter(snapshots)
+        while batch := list(itertools.islice(snapshots, BATCH_SIZE)):
+            with self.db.atomic():
+                for snapshot in batch:
+                    self.put(snapshot)
 
     def put(self, snapshot: Snapshot) -> None:
         """Store one snapshot inside the caller's transaction."""
