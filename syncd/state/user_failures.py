@@ -20,6 +20,17 @@ from syncd.core.problem import Problem
 from syncd.core.vocabulary import Code
 from syncd.state.backend import Database
 
+#: This API's failures, each row as `_problem` takes it.
+_SELECT = (
+    "SELECT username, code, message, since, failures, retry_at FROM user_failures WHERE api = ?"
+)
+
+
+def _problem(
+    user: str, code: str, message: str, since: str, failures: int, retry_at: float | None
+) -> Problem:
+    return Problem(user, Code(code), message, since=since, failures=failures, retry_at=retry_at)
+
 
 class UserFailures:
     def __init__(self, db: Database, api: str) -> None:
@@ -29,19 +40,13 @@ class UserFailures:
 
     def all(self, limit: int | None = None) -> dict[str, Problem]:
         """The users in error by name; the first `limit` of them when given (a page)."""
-        sql = (
-            "SELECT username, code, message, since, failures, retry_at FROM user_failures"
-            " WHERE api = ? ORDER BY username"
-        )
+        sql = f"{_SELECT} ORDER BY username"
         rows = (
             self.db.execute(sql, [self.api])
             if limit is None
             else self.db.execute(f"{sql} LIMIT ?", [self.api, limit])
         )
-        return {
-            user: Problem(user, Code(code), message, since=since, failures=n, retry_at=retry_at)
-            for user, code, message, since, n, retry_at in rows
-        }
+        return {row[0]: _problem(*row) for row in rows}
 
     def count(self) -> int:
         (count,) = self.db.execute(
@@ -51,17 +56,8 @@ class UserFailures:
 
     def of(self, username: str) -> Problem | None:
         """One user's error, if it is in error."""
-        row = self.db.execute(
-            "SELECT code, message, since, failures, retry_at FROM user_failures"
-            " WHERE api = ? AND username = ?",
-            [self.api, username],
-        ).fetchone()
-        if row is None:
-            return None
-        code, message, since, failures, retry_at = row
-        return Problem(
-            username, Code(code), message, since=since, failures=failures, retry_at=retry_at
-        )
+        row = self.db.execute(f"{_SELECT} AND username = ?", [self.api, username]).fetchone()
+        return None if row is None else _problem(*row)
 
     def update(
         self,
