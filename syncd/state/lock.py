@@ -39,13 +39,9 @@ class InstanceLock(LockHeld):
             self._descriptor = None
 
 
-def lock_path(state_dir: Path) -> Path:
-    return state_dir / LOCK_NAME
-
-
 def acquire(state_dir: Path) -> InstanceLock:
     """Take the state directory for this process, or raise DaemonError naming the holder."""
-    path = lock_path(state_dir)
+    path = state_dir / LOCK_NAME
     private_directory(state_dir)
     # Never through a link: a `syncd.state.lock` link would be truncated below.
     descriptor = open_private(path, os.O_RDWR)
@@ -81,7 +77,7 @@ def try_write_lock(state_dir: Path) -> InstanceLock | None:
 
 def holder(state_dir: Path) -> int | None:
     """The pid of the running `syncd run` of this state directory (0: unreadable), or None."""
-    path = lock_path(state_dir)
+    path = state_dir / LOCK_NAME
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import sqlite_utils
@@ -46,25 +46,22 @@ class SqliteStore(StateStore):
     def history_file(self) -> Path:
         return self.directory / STATE_NAME
 
+    def _open(self, path: Path, writable: Callable[[Path], SqliteDatabase]) -> SqliteDatabase:
+        # Read-only (status and its pages): nothing created, a missing file a StateError.
+        return open_readonly(path) if self.read_only else writable(path)
+
     @property
     def history(self) -> Database:
         if self._history is None:
-            path = self.history_file
-            self._history = open_readonly(path) if self.read_only else open_state(path)
+            self._history = self._open(self.history_file, open_state)
         return self._history
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
         with contextlib.ExitStack() as files:
-            # Read-only (the status pages): nothing created, a missing file a StateError.
-            cache_file = self.directory / CACHE_NAME
-            history = (
-                open_readonly(self.history_file)
-                if self.read_only
-                else open_state(self.history_file)
-            )
+            history = self._open(self.history_file, open_state)
             files.callback(history.close)
-            cache = open_readonly(cache_file) if self.read_only else open_cache(cache_file)
+            cache = self._open(self.directory / CACHE_NAME, open_cache)
             files.callback(cache.close)
             yield Session(history, cache)
 
@@ -85,12 +82,10 @@ class SqliteStore(StateStore):
         return [] if pid is None else [Holder(f"pid {pid}" if pid else "a process", pid)]
 
     def close(self) -> None:
-        if self._cache is not None:
-            self._cache.close()
-            self._cache = None
-        if self._history is not None:
-            self._history.close()
-            self._history = None
+        for db in (self._cache, self._history):
+            if db is not None:
+                db.close()
+        self._cache = self._history = None
 
 
 def open_readonly(path: Path) -> SqliteDatabase:
