@@ -349,24 +349,22 @@ class PostgresStore(StateStore):
     def session(self) -> Iterator[Session]:
         yield Session(self.db, self.db)
 
+    def _try_lock(self, key: tuple[int, int]) -> LockHeld | None:
+        (taken,) = self.db.execute(f"SELECT pg_try_advisory_lock({key[0]}, {key[1]})").fetchone()
+        return _AdvisoryLock(self, key) if taken else None
+
     def try_write_lock(self, purpose: str) -> LockHeld | None:
-        (taken,) = self.db.execute(
-            f"SELECT pg_try_advisory_lock({WRITE_LOCK_KEY[0]}, {WRITE_LOCK_KEY[1]})"
-        ).fetchone()
-        return _AdvisoryLock(self, WRITE_LOCK_KEY) if taken else None
+        return self._try_lock(WRITE_LOCK_KEY)
 
     def lock(self, purpose: str) -> LockHeld:
-        (taken,) = self.db.execute(
-            f"SELECT pg_try_advisory_lock({LOCK_KEY[0]}, {LOCK_KEY[1]})"
-        ).fetchone()
-        if not taken:
+        if (held := self._try_lock(LOCK_KEY)) is None:
             active = next((h for h in self.holders() if h.active), None)
             who = active.name if active else "another syncd"
             raise DaemonError(
                 f"{who} holds the state at {self.where}: one run, apply or plan at a time"
                 f" ({purpose} refused)"
             )
-        return _AdvisoryLock(self, LOCK_KEY)
+        return held
 
     async def wait_for_lock(self, stop: asyncio.Event) -> LockHeld | None:
         while not stop.is_set():
