@@ -92,8 +92,7 @@ def read_head(db: Database) -> Head:
 def link(event: Mapping[str, Any], head: Head) -> dict[str, Any]:
     """The row of `event` (columns of HASHED but seq) appended after `head`: its number,
     `prev_hash` and `hash` added. Chain.append writes it; the bench's history too."""
-    row = {**event, "seq": head.seq + 1}
-    row["prev_hash"] = head.hash
+    row = {**event, "seq": head.seq + 1, "prev_hash": head.hash}
     row["hash"] = digest(row, head.hash)
     return row
 

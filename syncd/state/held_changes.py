@@ -142,7 +142,7 @@ def decide(db: Database, held_id: str, status: HeldStatus, by: str) -> HeldSet:
         if held.status != HeldStatus.HELD:
             raise UsageError(f"held change set {held_id} is {held.status} already")
         _set_status(db, held_id, status, by)
-    return HeldSet(held.id, held.revision, held.held_at, held.deletions, status, by, _now())
+    return dataclasses.replace(held, status=status, decided_by=by, decided_at=_now())
 
 
 def _set_status(db: Database, held_id: str, status: HeldStatus, by: str | None) -> None:
