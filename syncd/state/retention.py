@@ -58,6 +58,11 @@ class Cut:
     hash: str | None
     first: int | None = None
 
+    @property
+    def held(self) -> tuple[int, int, int, str | None]:
+        """What an export's end line says it holds: events, runs, the last and its hash."""
+        return (self.events, self.runs, self.last, self.hash)
+
 
 def iso(moment: datetime) -> str:
     """A date as the tables hold times, so that they compare as text."""
@@ -178,10 +183,10 @@ def verify_export(path: Path, kept: Head | None = None) -> Cut:
         raise StateError(f"{path}: {error}") from None
     if ended is None or "before" not in header:
         raise StateError(f"{path}: the export is incomplete (no end line)")
-    last = verified.head.seq if verified.head else 0
-    digest = verified.head.hash if verified.head else None
-    held = (verified.checked + verified.unhashed, runs, last, digest)
-    if held != (ended["events"], ended["runs"], ended["last"], ended["hash"]):
+    head = verified.head or Head(0, None)
+    events = verified.checked + verified.unhashed
+    cut = Cut(header["before"], events, runs, head.seq, head.hash, verified.first)
+    if cut.held != (ended["events"], ended["runs"], ended["last"], ended["hash"]):
         raise StateError(f"{path}: the export does not hold what its end line says")
     if kept is not None and kept_hash != kept.hash:
         if kept_hash is None:
@@ -190,7 +195,7 @@ def verify_export(path: Path, kept: Head | None = None) -> Cut:
             f"{path}: the kept head, event {kept.seq}, is not in the export as it was: "
             "the history up to it was rewritten"
         )
-    return Cut(header["before"], held[0], runs, last, digest, verified.first)
+    return cut
 
 
 def prune(db: Database, moment: datetime, *, export_file: Path | None) -> Cut:
@@ -199,12 +204,7 @@ def prune(db: Database, moment: datetime, *, export_file: Path | None) -> Cut:
     cut = find_cut(db, moment)
     if export_file is not None:
         exported = verify_export(export_file)
-        if (exported.events, exported.runs, exported.last, exported.hash) != (
-            cut.events,
-            cut.runs,
-            cut.last,
-            cut.hash,
-        ):
+        if exported.held != cut.held:
             raise StateError(
                 f"{export_file} does not hold the {cut.events} events and {cut.runs} runs "
                 f"before {cut.before} (it holds {exported.events} and {exported.runs}): "
