@@ -33,7 +33,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from syncd.errors import DaemonError, StateError
+from syncd.errors import DaemonError
 
 T = TypeVar("T")
 
@@ -45,15 +45,6 @@ if TYPE_CHECKING:
 WRITE_LOCK_POLL = 0.2
 #: Rows read at a time by `Database.read_by_key`: memory bounded whatever the table's size.
 BATCH = 5000
-
-
-def newer_schema(where: object, migration: str, known: str) -> StateError:
-    """A state made by a newer syncd: an older one (a rollback, a replica not yet
-    upgraded) must not write to a schema it does not know."""
-    return StateError(
-        f"state {where}: schema migration {migration} was made by a newer syncd (this one "
-        f"knows up to {known}); run that version, or restore a backup of the state"
-    )
 
 
 class Rows(Protocol):

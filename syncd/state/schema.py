@@ -31,7 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from syncd.state.backend import Database, newer_schema
+from syncd.errors import StateError
+from syncd.state.backend import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +367,12 @@ def _missing(db: Database, migrations: tuple[Migration, ...]) -> list[Migration]
         applied = {name for (name,) in db.execute("SELECT name FROM schema_migrations")}
     unknown = applied - {migration.name for migration in migrations}
     if unknown:
-        raise newer_schema(db.name, min(unknown), migrations[-1].name)
+        # An older syncd (a rollback, a replica not yet upgraded) must not write to it.
+        raise StateError(
+            f"state {db.name}: schema migration {min(unknown)} was made by a newer syncd (this"
+            f" one knows up to {migrations[-1].name}); run that version, or restore a backup"
+            " of the state"
+        )
     return [migration for migration in migrations if migration.name not in applied]
 
 
