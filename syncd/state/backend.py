@@ -10,9 +10,9 @@ A `StateStore` hands out `Database` handles: `history` (runs, the audit
 trail, daemon_state, not_kept, user_failures) and, for a run, a `Session` of
 the history and the cache. The state modules (audit, cache, not_kept,
 user_failures) write their SQL once, in the subset both engines share: `?`
-placeholders, `INSERT … ON CONFLICT … DO UPDATE`, `Database.insert`, the identifier
-"user" quoted, and `Dialect.json_values` where a JSON array parameter stands for
-a list of values. Every error of a backend reaches the user as one StateError
+placeholders, `INSERT … ON CONFLICT … DO UPDATE`, the identifier "user" quoted,
+and `Dialect.json_values` where a JSON array parameter stands for a list of
+values. Every error of a backend reaches the user as one StateError
 that names the file or the URL (never a password) and the cause.
 
 The lock makes one writer: `StateStore.lock()` takes it or refuses naming the
@@ -186,10 +186,6 @@ class Database(ABC):
         """After rows were copied with their numbers: new rows are numbered after them."""
 
     @abstractmethod
-    def insert(self, sql: str, parameters: Sequence[Any], key: str) -> int:
-        """Run one INSERT of one row; the number the database gave its column `key`."""
-
-    @abstractmethod
     def atomic(self) -> AbstractContextManager[None]:
         """All of the block's writes or none: a transaction, or a savepoint inside one."""
 
@@ -271,8 +267,6 @@ class LockHeld(ABC):
 class StateStore(ABC):
     """Where the state lives: its handles, the lock and who holds it."""
 
-    #: "sqlite" or "postgresql".
-    kind: str
     #: The state directory or the URL (without a password), for messages.
     where: str
     #: Whether hosts share the state (PostgreSQL): then a second `syncd run` waits as a

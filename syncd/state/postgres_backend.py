@@ -155,12 +155,6 @@ class PostgresDatabase(Database):
             f" (SELECT COALESCE(MAX({column}), 0) + 1 FROM {table}), false)"
         )
 
-    def insert(self, sql: str, parameters: Sequence[Any], key: str) -> int:
-        row = self.execute(f"{sql} RETURNING {key}", parameters).fetchone()
-        assert row is not None
-        assert isinstance(row[0], int)
-        return row[0]
-
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
         """A transaction; inside one, the block joins it, with no savepoint.
@@ -304,7 +298,6 @@ class _Conninfo:
 
 
 class PostgresStore(StateStore):
-    kind = "postgresql"
     shared = True
 
     def __init__(self, db: PostgresDatabase, where: str, conninfo: _Conninfo) -> None:

@@ -32,9 +32,6 @@ from syncd.state.statefile import (
 
 
 class SqliteStore(StateStore):
-    kind = "sqlite"
-    shared = False
-
     def __init__(self, directory: Path, *, read_only: bool = False) -> None:
         self.directory = directory
         self.where = str(directory)

@@ -181,12 +181,6 @@ class SqliteDatabase(Database):
     def advance_identity(self, table: str, column: str) -> None:
         pass  # AUTOINCREMENT numbers after the largest number ever used
 
-    def insert(self, sql: str, parameters: Sequence[Any], key: str) -> int:
-        # The row id: the INTEGER PRIMARY KEY that `key` names in our tables.
-        rowid = self.db.execute(sql, parameters).lastrowid
-        assert rowid is not None
-        return rowid
-
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
         """All of the block's writes or none of them, inside the open transaction if any.
