@@ -34,9 +34,7 @@ thread).
 On PostgreSQL both are one database, and so one transaction: the same rule,
 kept by the engine.
 
-On PostgreSQL this commit is also the fence (syncd.state.postgres_backend):
-the one session that holds the lock commits every intent, so an instance that
-has lost its session cannot make an intent durable, and sends no write.
+On PostgreSQL this commit is also the fence: see syncd.state.postgres_backend.
 """
 
 from __future__ import annotations
