@@ -131,11 +131,9 @@ class Chain:
         return seq
 
 
-def events(db: Database, after: int = 0) -> Iterator[dict[str, Any]]:
-    """Every event after number `after`, oldest first, read in batches by number."""
-    return db.read_by_key(
-        f"SELECT {SELECTED} FROM audit WHERE seq > ? ORDER BY seq", [], "seq", after
-    )
+def events(db: Database) -> Iterator[dict[str, Any]]:
+    """Every event, oldest first, read in batches by number."""
+    return db.read_by_key(f"SELECT {SELECTED} FROM audit WHERE seq > ? ORDER BY seq", [], "seq", 0)
 
 
 @dataclass(frozen=True, slots=True)
