@@ -70,27 +70,24 @@ async def lead(
         while not stop.is_set():
             _on_stop_signals(loop, stop)
             metrics.active.set(0)
+            served = False
             try:
                 store = open_store(settings, "run")
             except StateError as error:
                 metrics.standby = (False, f"the state database cannot be reached: {error}")
                 log.error("state_unreachable", error=str(error), retry_in=delay)
                 notifier.status(f"standby: the state database cannot be reached: {error}")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(2 * delay, MAX_RECONNECT_DELAY)
-                continue
-            try:
-                settings, served = await _serve_when_active(
-                    settings, reload_settings, notifier, metrics, store, stop, webhook
-                )
-            except StateError as error:  # the session ended while standing by or taking over
-                log.error("state_session_ended", error=str(error), state=store.where)
-                served = False
-            finally:
-                if webhook is not None:  # no store to pass hooks on through: 503
-                    webhook.start_cycle = None
-                store.close()
+            else:
+                try:
+                    settings, served = await _serve_when_active(
+                        settings, reload_settings, notifier, metrics, store, stop, webhook
+                    )
+                except StateError as error:  # the session ended while standing by or taking over
+                    log.error("state_session_ended", error=str(error), state=store.where)
+                finally:
+                    if webhook is not None:  # no store to pass hooks on through: 503
+                        webhook.start_cycle = None
+                    store.close()
             if served:  # it was active: stand by again at once, as any other instance
                 delay = 1.0
                 continue
