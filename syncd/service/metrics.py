@@ -103,9 +103,6 @@ class Moment(Collector):
             family.add_metric([], self.value)
         yield family
 
-    def describe(self) -> Iterable[Metric]:
-        yield GaugeMetricFamily(self.name, self.documentation)
-
 
 class Metrics:
     """The counters and gauges of one daemon, and the health rule."""
