@@ -48,11 +48,6 @@ def last_success(db: Database) -> float | None:
     return None if last is None else datetime.fromisoformat(last[0]).timestamp()
 
 
-def active_one(store: StateStore) -> str:
-    holders = [holder.name for holder in store.holders() if holder.active]
-    return holders[0] if holders else "nobody (it is being released)"
-
-
 async def lead(
     settings: Settings,
     reload_settings: Callable[[], Settings],
@@ -114,7 +109,8 @@ async def _serve_when_active(
 
     Returns the daemon's settings (SIGHUP may have changed them), and whether it ran.
     """
-    active = active_one(store)
+    holders = [holder.name for holder in store.holders() if holder.active]
+    active = holders[0] if holders else "nobody (it is being released)"
     why = f"waiting for the lock of {store.where}; active: {active}"
     metrics.standby = (True, why)
     log.info("standby", state=store.where, active=active)
