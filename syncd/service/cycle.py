@@ -10,10 +10,10 @@ know comes back as a CycleOutcome.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -41,7 +41,7 @@ from syncd.service.metrics import Metrics
 from syncd.service.schedule import BACKING_OFF, deadline_for, drift_share
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail
-from syncd.state.backend import LockHeld, StateStore
+from syncd.state.backend import StateStore
 from syncd.state.held_changes import HeldChanges
 from syncd.state.pending import save_pending
 from syncd.state.suspensions import SuspensionTable
@@ -149,12 +149,6 @@ def _report_drift(plan: Plan) -> None:
         log.info("drift", user=user, would=described)
 
 
-@asynccontextmanager
-async def _held(lock: LockHeld) -> AsyncIterator[None]:
-    with lock:
-        yield
-
-
 class Cycle:
     """One run of the daemon over its settings, source, state and metrics."""
 
@@ -245,15 +239,16 @@ class Cycle:
         written: set[Action] = set()
         # The writers' lock for this cycle alone: an `apply --lock-timeout` may write
         # between two cycles (the deadline bounds the wait for it to finish).
-        async with (
-            _held(await self.store.write_lock("run", deadline_for(settings))),
-            connect(
-                settings,
-                on_response=self.metrics.observe_response,
-                on_retry=self.metrics.observe_retry,
-                store=self.store,
-            ) as connection,
-        ):
+        async with contextlib.AsyncExitStack() as held_open:
+            held_open.enter_context(await self.store.write_lock("run", deadline_for(settings)))
+            connection = await held_open.enter_async_context(
+                connect(
+                    settings,
+                    on_response=self.metrics.observe_response,
+                    on_retry=self.metrics.observe_retry,
+                    store=self.store,
+                )
+            )
             self._began_run = True
             try:
                 # The daemon's freshness is the drift window alone, each cycle
