@@ -10,10 +10,10 @@ know comes back as a CycleOutcome.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -41,7 +41,7 @@ from syncd.service.metrics import Metrics
 from syncd.service.schedule import BACKING_OFF, deadline_for, drift_share
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail
-from syncd.state.backend import LockHeld, StateStore
+from syncd.state.backend import StateStore
 from syncd.state.held_changes import HeldChanges
 from syncd.state.pending import save_pending
 from syncd.state.suspensions import SuspensionTable
@@ -99,10 +99,7 @@ class CycleOutcome:
         parts: list[str] = [self.result]
         if self.result == RunResult.DRIFT:
             parts.append("observing: nothing written")
-        elif self.result in SUCCESSFUL_RUNS or self.result in (
-            RunResult.PARTIAL,
-            RunResult.FAILED,
-        ):
+        elif self.result in SUCCESSFUL_RUNS | {RunResult.PARTIAL, RunResult.FAILED}:
             parts.append(f"{self.applied} changes applied")
         if self.drift_users:
             parts.append(f"{self.drift_users} users differ")
@@ -152,12 +149,6 @@ def _report_drift(plan: Plan) -> None:
         log.info("drift", user=user, would=described)
 
 
-@asynccontextmanager
-async def _held(lock: LockHeld) -> AsyncIterator[None]:
-    with lock:
-        yield
-
-
 class Cycle:
     """One run of the daemon over its settings, source, state and metrics."""
 
@@ -175,7 +166,6 @@ class Cycle:
         #: Whether deletions past the limit are held and the rest applied (the
         #: daemon), or the plan refused whole, as `apply` does (`run --once`).
         self.hold_deletions = hold_deletions
-        self._guard: DeletionGuard | None = None
         self.source = source
         #: Whose lock the daemon holds: every write goes through it (the fence).
         self.store = store
@@ -193,11 +183,7 @@ class Cycle:
             async with deadline:
                 outcome = await self._reconcile(settings, deadline)
         except DeadlineExceeded:
-            outcome = CycleOutcome(
-                RunResult.DEADLINE,
-                self.source.attempted_revision,
-                message=f"cancelled after {deadline.seconds:g} s",
-            )
+            outcome = self._stopped(RunResult.DEADLINE, f"cancelled after {deadline.seconds:g} s")
         except DesiredStateError as error:
             log.error(
                 "desired_state_invalid",
@@ -212,17 +198,11 @@ class Cycle:
                 if error.problems
                 else "the desired state is invalid; nothing applied"
             )
-            outcome = CycleOutcome(
-                RunResult.INVALID, self.source.attempted_revision, message=message
-            )
+            outcome = self._stopped(RunResult.INVALID, message)
         except ApiUnreachable as error:  # the API, not syncd: as the run record says it
-            outcome = CycleOutcome(
-                RunResult.FAILED, self.source.attempted_revision, message=str(error)
-            )
+            outcome = self._stopped(RunResult.FAILED, str(error))
         except SyncdError as error:  # settings, credentials, state file, git with no good commit
-            outcome = CycleOutcome(
-                RunResult.ERROR, self.source.attempted_revision, message=str(error)
-            )
+            outcome = self._stopped(RunResult.ERROR, str(error))
         except Exception as error:
             # The daemon is an edge: a bug fails this run, not the service.
             log.exception("run_crashed")
@@ -236,6 +216,10 @@ class Cycle:
                 outcome = CycleOutcome(RunResult.ERROR, outcome.revision, message=str(error))
         outcome.seconds = time.monotonic() - started
         return outcome
+
+    def _stopped(self, result: RunResult, message: str) -> CycleOutcome:
+        """A cycle cut short: its result and why, at the revision it tried to read."""
+        return CycleOutcome(result, self.source.attempted_revision, message=message)
 
     async def _reconcile(self, settings: Settings, deadline: Deadline) -> CycleOutcome:
         try:
@@ -255,15 +239,16 @@ class Cycle:
         written: set[Action] = set()
         # The writers' lock for this cycle alone: an `apply --lock-timeout` may write
         # between two cycles (the deadline bounds the wait for it to finish).
-        async with (
-            _held(await self.store.write_lock("run", deadline_for(settings))),
-            connect(
-                settings,
-                on_response=self.metrics.observe_response,
-                on_retry=self.metrics.observe_retry,
-                store=self.store,
-            ) as connection,
-        ):
+        async with contextlib.AsyncExitStack() as held_open:
+            held_open.enter_context(await self.store.write_lock("run", deadline_for(settings)))
+            connection = await held_open.enter_async_context(
+                connect(
+                    settings,
+                    on_response=self.metrics.observe_response,
+                    on_retry=self.metrics.observe_retry,
+                    store=self.store,
+                )
+            )
             self._began_run = True
             try:
                 # The daemon's freshness is the drift window alone, each cycle
@@ -275,7 +260,7 @@ class Cycle:
                 )
                 guard = None
                 if self.hold_deletions and not settings.observe:  # observing: it sends none
-                    guard = self._guard = DeletionGuard(
+                    guard = DeletionGuard(
                         HeldChanges(self.db, connection.api),
                         settings.max_deletions,
                         revision_of(desired),
@@ -317,10 +302,10 @@ class Cycle:
             {f.user for f in report.failures} if report else set(plan.users_with_changes())
         )
         held_notes: list[str] = []
-        if self._guard is not None:
-            if (split := self._guard.last) is not None:
+        if guard is not None:
+            if (split := guard.last) is not None:
                 drift_users |= {action.user for action in (*split.held, *split.rejected)}
-            held_notes = self._guard.conclude()
+            held_notes = guard.conclude()
         message = "; ".join(part for part in (*held_notes, failing_summary(failing)) if part)
         drift = len(drift_users)
         withheld = report.withheld if report else []

@@ -234,9 +234,7 @@ class Daemon:
         if (webhook is None) != (secret_file is None):
             log.warning("restart_needed", reason="the push hook is set up or removed on restart")
         kept = ("state_dir", "state_url", "state_password_file")
-        if any(getattr(new, k) != getattr(old, k) for k in kept) or (
-            new.metrics_addr != old.metrics_addr
-        ):
+        if any(getattr(new, k) != getattr(old, k) for k in (*kept, "metrics_addr")):
             log.warning(
                 "restart_needed", reason="the state's place and metrics_addr change on restart"
             )

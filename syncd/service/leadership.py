@@ -48,11 +48,6 @@ def last_success(db: Database) -> float | None:
     return None if last is None else datetime.fromisoformat(last[0]).timestamp()
 
 
-def active_one(store: StateStore) -> str:
-    holders = [holder.name for holder in store.holders() if holder.active]
-    return holders[0] if holders else "nobody (it is being released)"
-
-
 async def lead(
     settings: Settings,
     reload_settings: Callable[[], Settings],
@@ -70,27 +65,24 @@ async def lead(
         while not stop.is_set():
             _on_stop_signals(loop, stop)
             metrics.active.set(0)
+            served = False
             try:
                 store = open_store(settings, "run")
             except StateError as error:
                 metrics.standby = (False, f"the state database cannot be reached: {error}")
                 log.error("state_unreachable", error=str(error), retry_in=delay)
                 notifier.status(f"standby: the state database cannot be reached: {error}")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(2 * delay, MAX_RECONNECT_DELAY)
-                continue
-            try:
-                settings, served = await _serve_when_active(
-                    settings, reload_settings, notifier, metrics, store, stop, webhook
-                )
-            except StateError as error:  # the session ended while standing by or taking over
-                log.error("state_session_ended", error=str(error), state=store.where)
-                served = False
-            finally:
-                if webhook is not None:  # no store to pass hooks on through: 503
-                    webhook.start_cycle = None
-                store.close()
+            else:
+                try:
+                    settings, served = await _serve_when_active(
+                        settings, reload_settings, notifier, metrics, store, stop, webhook
+                    )
+                except StateError as error:  # the session ended while standing by or taking over
+                    log.error("state_session_ended", error=str(error), state=store.where)
+                finally:
+                    if webhook is not None:  # no store to pass hooks on through: 503
+                        webhook.start_cycle = None
+                    store.close()
             if served:  # it was active: stand by again at once, as any other instance
                 delay = 1.0
                 continue
@@ -117,7 +109,8 @@ async def _serve_when_active(
 
     Returns the daemon's settings (SIGHUP may have changed them), and whether it ran.
     """
-    active = active_one(store)
+    holders = [holder.name for holder in store.holders() if holder.active]
+    active = holders[0] if holders else "nobody (it is being released)"
     why = f"waiting for the lock of {store.where}; active: {active}"
     metrics.standby = (True, why)
     log.info("standby", state=store.where, active=active)

@@ -8,10 +8,8 @@ status` and the log), since whoever reaches the address may ask. Every other
 GET goes to the status pages (syncd.service.ui), which decide who may look.
 
 Whoever can reach the address can open connections: syncd.service.admission
-says which it serves and when (a thread only for a request whose head has
-arrived whole, within CONNECTION_TIMEOUT of the connection's start; at most
-MAX_THREADS at once, hooks at most HOOK_THREADS of them). The listener's
-errors go to the structured log, never to stderr as text among the JSON lines.
+says which it serves and when. The listener's errors go to the structured log,
+never to stderr as text among the JSON lines.
 """
 
 from __future__ import annotations

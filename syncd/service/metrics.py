@@ -7,8 +7,8 @@ in prometheus-client's global registry, so that two daemons in one process
 Liveness (/healthz) is whether the process and its event loop answer: a
 liveness probe that fails restarts the process, which cures a hung loop and
 nothing else, so a failing run or an invalid commit never fails it.
-Readiness (/readyz) is whether the last cycle ended ok, no_changes or partial
-within three intervals and the desired state's source is current. A standby
+Readiness (/readyz) is whether the last cycle ended well and lately, and the
+desired state's source is current (`Metrics.readiness` says each case). A standby
 (syncd.service.leadership) says so instead: ready while it can reach the
 database and wait for the lock, so that a rolling update proceeds past it.
 """
@@ -102,9 +102,6 @@ class Moment(Collector):
         if self.value is not None:
             family.add_metric([], self.value)
         yield family
-
-    def describe(self) -> Iterable[Metric]:
-        yield GaugeMetricFamily(self.name, self.documentation)
 
 
 class Metrics:

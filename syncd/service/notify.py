@@ -94,15 +94,12 @@ class Notifier:
     def reloading(self, monotonic_usec: int) -> bool:
         return self.notify(RELOADING="1", MONOTONIC_USEC=str(monotonic_usec))
 
-    def watchdog(self) -> bool:
-        return self.notify(WATCHDOG="1")
-
     async def keep_watchdog(self) -> None:
         """Ping WATCHDOG=1 from the event loop until cancelled (at once without a watchdog):
         if the loop hangs, or a standby waits for hours, systemd still hears from it."""
         every = self.watchdog_interval
         while every is not None:
-            self.watchdog()
+            self.notify(WATCHDOG="1")
             await asyncio.sleep(every)
 
     def stopping(self, status: str) -> bool:

@@ -164,7 +164,8 @@ def user_page(
 ) -> UserPage:
     """The user's page, with what is kept of it for `api` (syncd.core.api_url's form)."""
     db = store.history
-    wanted = None if desired is None else _desired_user(desired, username)
+    users = () if desired is None else desired.users
+    wanted = next((user for user in users if user.username == username), None)
     cached = _cached(store, username, api)
     account = None if cached is None else cached.account
     events = query_events(db, EventFilter(users=(username,)), limit=USER_AUDIT_SHOWN)
@@ -236,10 +237,6 @@ def _described(change: Mapping[str, Any]) -> str:
 # -- a user's values ------------------------------------------------------------
 
 
-def _desired_user(desired: DesiredState, username: str) -> DesiredUser | None:
-    return next((user for user in desired.users if user.username == username), None)
-
-
 def _cached(store: StateStore, username: str, api: str) -> Cached | None:
     """What the cache holds of the user, however old (the page says when it was read)."""
     try:
@@ -261,13 +258,12 @@ def _fields(wanted: DesiredUser | None, account: LiveAccount | None) -> tuple[Fi
         rows.append(FieldRow(name, desired, live))
     if profile is not None:
         rows.append(FieldRow("email (primary)", None, profile.email))
-    emails = None if account is None or account.emails is None else account.emails
-    wanted_emails = None if wanted is None or wanted.emails is None else wanted.emails
+    emails = None if account is None else account.emails
     rows.append(
         FieldRow(
             "emails",
-            _lines(wanted_emails),
-            None if emails is None else _lines([e.email for e in emails]),
+            _lines(None if wanted is None else wanted.emails),
+            _lines(None if emails is None else [e.email for e in emails]),
         )
     )
     return tuple(rows)

@@ -171,36 +171,29 @@ class StatusPages:
         query = parse_qs(parts.query)
         try:
             if parts.path == "/":
-                return self._page("home.html", page=self._home(), refresh=REFRESH_SECONDS)
+                with self._open_state() as store:
+                    home = home_page(store, self._settings, self._metrics.standby)
+                return self._page("home.html", page=home, refresh=REFRESH_SECONDS)
             if match := _USER_PATH.fullmatch(parts.path):
                 name = match.group(1)
                 if not USERNAME_PATTERN.fullmatch(name):
                     return _text(404, "not found: not a username (4-30 of a-z, 0-9, _)")
-                return self._page("user.html", page=self._user(name))
+                api = normal_api_url(self._settings.api_url)
+                with self._open_state() as store:
+                    user = user_page(store, self._metrics.desired, name, api)
+                return self._page("user.html", page=user)
             if parts.path in ("/audit", "/audit/"):
                 where, limit = _audit_filter(query)
-                page = self._audit(where, limit)
+                with self._open_state() as store:
+                    audit = audit_page(store, where, limit)
                 return self._page(
-                    "audit.html", page=page, actions=list(ActionName), results=_RESULTS
+                    "audit.html", page=audit, actions=list(ActionName), results=_RESULTS
                 )
         except _BadQuery as error:
             return _text(400, str(error))
         except StateError as error:
             return _text(503, f"the state cannot be read: {error}")
         return _text(404, "not found: try /, /users/NAME or /audit")
-
-    def _home(self) -> Any:
-        with self._open_state() as store:
-            return home_page(store, self._settings, self._metrics.standby)
-
-    def _user(self, name: str) -> Any:
-        with self._open_state() as store:
-            api = normal_api_url(self._settings.api_url)
-            return user_page(store, self._metrics.desired, name, api)
-
-    def _audit(self, where: EventFilter, limit: int) -> Any:
-        with self._open_state() as store:
-            return audit_page(store, where, limit)
 
     def _page(self, name: str, **values: Any) -> Answer:
         standby = self._metrics.standby is not None
