@@ -128,16 +128,6 @@ def age_text(seconds: float) -> str:
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
-def freshness_line(oldest_age: float | None) -> str | None:
-    """What the plan took from the cache, when it took anything."""
-    if oldest_age is None:
-        return None
-    return (
-        f"The oldest answer used is {age_text(oldest_age)} old, from the cache"
-        " (--refresh reads every user again)."
-    )
-
-
 def plan_lines(plan: Plan, paint: Paint = _plain, oldest_age: float | None = None) -> list[str]:
     """The plan as lines of text, each piece painted; what the API or the file says, visible.
 
@@ -191,8 +181,11 @@ def plan_lines(plan: Plan, paint: Paint = _plain, oldest_age: float | None = Non
     if lines:
         lines.append("")
     lines.append(summary_line(plan))
-    if (freshness := freshness_line(oldest_age)) is not None:
-        lines.append(freshness)
+    if oldest_age is not None:  # what the plan took from the cache, when it took anything
+        lines.append(
+            f"The oldest answer used is {age_text(oldest_age)} old, from the cache"
+            " (--refresh reads every user again)."
+        )
     return lines
 
 
