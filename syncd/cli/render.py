@@ -16,20 +16,12 @@ from collections.abc import Callable
 from itertools import groupby
 from typing import Any
 
-from rich.color import ColorSystem
-from rich.console import Console
+from rich.console import COLOR_SYSTEMS, Console
 from rich.style import Style
 
 from syncd.core.plan import AddEmail, DeleteEmail, Plan, UpdateProfile
 from syncd.core.vocabulary import ActionName
 from syncd.visible import visible
-
-#: rich's names for colour systems (Console.color_system).
-_COLOR_SYSTEMS = {
-    "standard": ColorSystem.STANDARD,
-    "256": ColorSystem.EIGHT_BIT,
-    "truecolor": ColorSystem.TRUECOLOR,
-}
 
 
 def terminal() -> Console:
@@ -100,7 +92,7 @@ def ansi_painter(console: Console) -> Paint:
     NO_COLOR keeps bold and drops colour, as rich does. An old Windows console,
     which rich drives through its API instead of codes, gets plain text.
     """
-    system = _COLOR_SYSTEMS.get(console.color_system or "")
+    system = COLOR_SYSTEMS.get(console.color_system or "")
     if system is None or console.legacy_windows or not console.is_terminal:
         return _plain
     styles: dict[str, Style] = {}
