@@ -74,14 +74,6 @@ def _from_environment(*names: str) -> Callable[[], str | None]:
     return read
 
 
-def _path_from_environment(name: str) -> Callable[[], Path | None]:
-    def read() -> Path | None:
-        value = _from_environment(name)()
-        return None if value is None else Path(value)
-
-    return read
-
-
 class NotifyProvider(BaseModel):
     """One `[[notify]]` of the settings file: where the daemon's notifications go."""
 
@@ -220,12 +212,14 @@ class Settings(BaseSettings):
         description="PEM file of a private CA to trust for the API, besides the usual roots.",
     )
     ssl_cert_file: Path | None = Field(
-        default_factory=_path_from_environment("SSL_CERT_FILE"),
+        default_factory=_from_environment("SSL_CERT_FILE"),
+        validate_default=True,  # to a Path
         description="PEM file of the roots to trust instead of certifi's (OpenSSL's "
         "SSL_CERT_FILE; e.g. the OS store, /etc/ssl/certs/ca-certificates.crt).",
     )
     ssl_cert_dir: Path | None = Field(
-        default_factory=_path_from_environment("SSL_CERT_DIR"),
+        default_factory=_from_environment("SSL_CERT_DIR"),
+        validate_default=True,
         description="Directory of hashed root certificates to trust instead of certifi's "
         "(OpenSSL's SSL_CERT_DIR).",
     )
