@@ -1,6 +1,6 @@
 """What the commands share: the flags that override settings, and loading what they name.
 
-Only click and the small pure modules of syncd.core are imported at start-up;
+Only click, syncd.errors and small pure modules of syncd.core are imported at start-up;
 the rest loads when a command runs, so that `syncd --help` stays fast.
 """
 
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from syncd.core.jsondoc import dumps_document
+from syncd.errors import EXIT_ERROR, DesiredStateError
 
 if TYPE_CHECKING:
     from syncd.core.desired import DesiredState, Scope
-    from syncd.errors import DesiredStateError
     from syncd.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -162,7 +162,6 @@ def desired_for(
     """
     from syncd.core.desired import Scope
     from syncd.desired.gitsource import resolve_desired
-    from syncd.errors import EXIT_ERROR, DesiredStateError
 
     try:
         desired = resolve_desired(settings, remember=remember).select(scope or Scope())
