@@ -468,8 +468,6 @@ def is_loopback(host: str) -> bool:
     return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
-#: SYNCD_ variables that are not fields of Settings, and no typo.
-_OTHER_VARIABLES = ("CONFIG",)
 #: The settings that are secrets (SecretStr): never in a file that others may read.
 _SECRET_FIELDS = frozenset(
     name for name, info in Settings.model_fields.items() if SecretStr in get_args(info.annotation)
@@ -478,7 +476,7 @@ _SECRET_FIELDS = frozenset(
 
 def _near_miss(name: str) -> str | None:
     """The setting that the unknown `name` (lower case, without SYNCD_) was likely meant to be."""
-    known = [*Settings.model_fields, *(other.lower() for other in _OTHER_VARIABLES)]
+    known = [*Settings.model_fields, "config"]  # SYNCD_CONFIG is no field, and no typo
     if name in known:
         return None
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
