@@ -231,18 +231,15 @@ def _who(run: dict[str, Any]) -> str:
 def _change(action: str, before: Any, after: Any, *, short: bool = False) -> str:
     """An audited change as the plan shows it: `update full_name: "Jane" → "Jane Doe"`,
     `add x`; `short`, a profile update names its fields only."""
-    if action == ActionName.UPDATE_PROFILE and isinstance(after, dict) and short:
-        return "update " + ", ".join(visible(str(name)) for name in after)
-    if (
-        action == ActionName.UPDATE_PROFILE
-        and isinstance(before, dict)
-        and isinstance(after, dict)
-    ):
-        fields = [
-            f"{visible(str(name))}: {quoted(before.get(name))} → {quoted(after.get(name))}"
-            for name in after
-        ]
-        return "update " + ", ".join(fields)
+    if action == ActionName.UPDATE_PROFILE and isinstance(after, dict):
+        if short:
+            return "update " + ", ".join(visible(str(name)) for name in after)
+        if isinstance(before, dict):
+            fields = [
+                f"{visible(str(name))}: {quoted(before.get(name))} → {quoted(after.get(name))}"
+                for name in after
+            ]
+            return "update " + ", ".join(fields)
     if action == ActionName.ADD_EMAIL:
         return f"add {visible(str(after))}"
     if action == ActionName.DELETE_EMAIL:
