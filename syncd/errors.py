@@ -175,8 +175,10 @@ class HttpStatusError(ApiError):
         #: The Retry-After of a 429, or of a 503: when the server says it will be back
         #: (RFC 9110 10.2.3). status_error passes it to those alone.
         self.retry_after = retry_after
-        detail = f"HTTP {status}" + (f": {self.body}" if self.body else "")
-        super().__init__(user, method, path, detail)
+        super().__init__(user, method, path, self._detail())
+
+    def _detail(self) -> str:
+        return f"HTTP {self.status}" + (f": {self.body}" if self.body else "")
 
 
 class BadRequest(HttpStatusError):
@@ -200,19 +202,18 @@ class RateLimited(HttpStatusError):
 
 
 class WaitTooLong(RateLimited):
-    """A 429 whose Retry-After is beyond MAX_RETRY_AFTER: that user fails, naming the wait."""
+    """A 429 whose Retry-After is beyond MAX_RETRY_AFTER: that user fails, naming the wait.
+
+    status_error makes one only when the answer gave a Retry-After.
+    """
 
     retryable = False
 
-    def __init__(
-        self, user: str, method: str, path: str, status: int, body: str, retry_after: float
-    ) -> None:
-        super().__init__(user, method, path, status, body, retry_after)
-        self.detail = (
-            f"HTTP 429: the server asks to wait {retry_after:.0f} s (Retry-After), longer than "
-            f"syncd waits ({MAX_RETRY_AFTER:.0f} s)"
+    def _detail(self) -> str:
+        return (
+            f"HTTP 429: the server asks to wait {self.retry_after:.0f} s (Retry-After), longer "
+            f"than syncd waits ({MAX_RETRY_AFTER:.0f} s)"
         )
-        self.args = (f"{user}: {method} {path}: {self.detail}",)
 
 
 class ServerError(HttpStatusError):

@@ -27,26 +27,22 @@ def configure_logging(log_format: LogFormat = "auto", *, verbose: bool = True) -
     """
     use_console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
     level = logging.INFO if verbose or not use_console else logging.WARNING
-    renderer: structlog.typing.Processor
-    if use_console:
-        renderer = structlog.dev.ConsoleRenderer(
-            exception_formatter=_visible_traceback, sort_keys=False
-        )
-    else:
-        renderer = structlog.processors.JSONRenderer(_visible_json_dumps, sort_keys=False)
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if use_console:
-        processors.append(_human_values)
+        processors += [
+            _human_values,
+            structlog.dev.ConsoleRenderer(exception_formatter=_visible_traceback, sort_keys=False),
+        ]
     else:
         transformer = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
-        processors.append(
-            _only_with_exception(structlog.processors.ExceptionRenderer(transformer))
-        )
-    processors.append(renderer)
+        processors += [
+            _only_with_exception(structlog.processors.ExceptionRenderer(transformer)),
+            structlog.processors.JSONRenderer(_visible_json_dumps, sort_keys=False),
+        ]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),

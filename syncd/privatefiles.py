@@ -68,7 +68,7 @@ def private_directory(path: Path, *, create: bool = True, follow: bool = True) -
     except OSError as error:
         raise StateError(f"cannot use the directory {path}: {error.strerror}") from None
     if stat.S_ISLNK(info.st_mode):
-        raise StateError(f"{path} is a symbolic link: refused (syncd does not follow links here)")
+        raise StateError(_link_refused(path))
     if not stat.S_ISDIR(info.st_mode):
         if not create:  # as good as missing, for a caller that only reads
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))

@@ -85,7 +85,8 @@ def _read_secret(path: str, directory: Path | None) -> str:
         raise _Unreadable(error.strerror) from None
     try:
         _check(descriptor)
-        content = _read_all(descriptor, MAX_SECRET_BYTES + 1)
+        with open(descriptor, "rb", closefd=False) as file:  # read() loops to the limit or EOF
+            content = file.read(MAX_SECRET_BYTES + 1)
     except OSError as error:
         raise _Unreadable(error.strerror) from None
     finally:
@@ -168,14 +169,3 @@ def _readable_by_others(file: int | str, info: os.stat_result, user: int) -> boo
         if tag == _ACL_OTHER and perm & _READ:
             return True
     return False
-
-
-def _read_all(descriptor: int, limit: int) -> bytes:
-    chunks, size = [], 0
-    while size < limit:
-        chunk = os.read(descriptor, limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)

@@ -74,14 +74,6 @@ def _from_environment(*names: str) -> Callable[[], str | None]:
     return read
 
 
-def _path_from_environment(name: str) -> Callable[[], Path | None]:
-    def read() -> Path | None:
-        value = _from_environment(name)()
-        return None if value is None else Path(value)
-
-    return read
-
-
 class NotifyProvider(BaseModel):
     """One `[[notify]]` of the settings file: where the daemon's notifications go."""
 
@@ -220,12 +212,14 @@ class Settings(BaseSettings):
         description="PEM file of a private CA to trust for the API, besides the usual roots.",
     )
     ssl_cert_file: Path | None = Field(
-        default_factory=_path_from_environment("SSL_CERT_FILE"),
+        default_factory=_from_environment("SSL_CERT_FILE"),
+        validate_default=True,  # to a Path
         description="PEM file of the roots to trust instead of certifi's (OpenSSL's "
         "SSL_CERT_FILE; e.g. the OS store, /etc/ssl/certs/ca-certificates.crt).",
     )
     ssl_cert_dir: Path | None = Field(
-        default_factory=_path_from_environment("SSL_CERT_DIR"),
+        default_factory=_from_environment("SSL_CERT_DIR"),
+        validate_default=True,
         description="Directory of hashed root certificates to trust instead of certifi's "
         "(OpenSSL's SSL_CERT_DIR).",
     )
@@ -474,8 +468,6 @@ def is_loopback(host: str) -> bool:
     return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
-#: SYNCD_ variables that are not fields of Settings, and no typo.
-_OTHER_VARIABLES = ("CONFIG",)
 #: The settings that are secrets (SecretStr): never in a file that others may read.
 _SECRET_FIELDS = frozenset(
     name for name, info in Settings.model_fields.items() if SecretStr in get_args(info.annotation)
@@ -484,7 +476,7 @@ _SECRET_FIELDS = frozenset(
 
 def _near_miss(name: str) -> str | None:
     """The setting that the unknown `name` (lower case, without SYNCD_) was likely meant to be."""
-    known = [*Settings.model_fields, *(other.lower() for other in _OTHER_VARIABLES)]
+    known = [*Settings.model_fields, "config"]  # SYNCD_CONFIG is no field, and no typo
     if name in known:
         return None
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)

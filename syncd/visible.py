@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 
-_SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
 
 def visible(text: str) -> str:
     if text.isprintable():  # the common case, checked in C
         return text
-    return "".join(char if char.isprintable() else _escape(char) for char in text)
+    # repr() of a character that does not print is its escape: \t, \x1b, \u200b, \U000e0001.
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def visible_lines(text: str) -> str:
@@ -39,21 +38,8 @@ def visible_json(document: str) -> str:
     if document.isprintable():
         return document
     return "\n".join(
-        line if line.isprintable() else "".join(_json_char(char) for char in line)
+        line
+        if line.isprintable()
+        else "".join(char if char.isprintable() else json.dumps(char)[1:-1] for char in line)
         for line in document.split("\n")
     )
-
-
-def _escape(char: str) -> str:
-    if char in _SHORT:
-        return _SHORT[char]
-    code = ord(char)
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def _json_char(char: str) -> str:
-    return char if char.isprintable() else json.dumps(char)[1:-1]

@@ -2,9 +2,10 @@
 
     main               the click group, its exit codes, and the list of commands
     options            the flags every API command shares, and loading what they name
-    converge_commands  `plan` and `apply`
-    desired_commands   `validate`, `schema` and `import`
+    converge_commands  `plan`, `show` and `apply`
+    desired_commands   `validate`, `schema`, `render` and `import`
     audit_command      `audit`
+    operator_commands  `suspend`, `resume`, `approve`, `reject`: the operator's word to a daemon
     state_commands     `state migrate`: the history moved to another backend
     run_command        `run`: the daemon (what it does is syncd.service)
     status_command     `status`: what the daemon did, from the state

@@ -16,27 +16,28 @@ import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
-from syncd.cli.options import output_option, settings_from_flags, state_dir_option
+from syncd.cli.options import UNIT_SECONDS, output_option, settings_from_flags, state_dir_option
+from syncd.core.jsondoc import dumps_document
 from syncd.core.vocabulary import ActionName, WriteResult
 from syncd.errors import StateError
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 _NO_HISTORY = "syncd has not run with this state directory, so it has no audit trail"
 
 
-def _parse_since(value: str | None) -> Any:
-    """`--since`: an ISO date or time, or an age such as 30m, 12h, 7d."""
-    if value is None:
-        return None
+def _moment(value: str) -> datetime:
+    """`--since`, `--before`: an ISO date or time, or an age such as 30m, 12h, 7d."""
     from datetime import UTC, datetime, timedelta
 
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if value[:-1].isdigit() and value[-1:] in units:
-        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    if value[:-1].isdigit() and value[-1:] in UNIT_SECONDS:
+        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * UNIT_SECONDS[value[-1]])
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -98,12 +99,11 @@ def audit(
         return
     from syncd.state.audit_queries import EventFilter, query_events
 
-    where = EventFilter(users, _parse_since(since), run_ids, actions, results)
+    since_moment = None if since is None else _moment(since)
+    where = EventFilter(users, since_moment, run_ids, actions, results)
     with _store(state_dir, "audit") as store:  # it only reads
         events = query_events(store.history, where, limit=limit)
     if output == "json":
-        from syncd.core.jsondoc import dumps_document
-
         click.echo(dumps_document(events))
     else:
         from syncd.cli.render import print_audit, terminal
@@ -187,33 +187,21 @@ def verify(state_dir: str | None, kept: str | None, exported: Path | None) -> No
     with _store(state_dir, "audit verify") as store:
         verified = verify(store.history, kept_head)
         pruned = max((cut.seq for cut in cuts(store.history)), default=None)
-    _say_verified(verified, pruned)
-    if kept_head is not None:
-        click.echo(f"the kept head, event {kept_head.seq}, is in the chain")
-
-
-def _say_verified(verified: Any, pruned: int | None) -> None:
-    """What `verify` checked; `pruned` is the last event a prune removed, if any."""
     if verified.head is None and pruned is not None:
         click.echo(f"no event since the prune that cut after event {pruned}: nothing to check")
-        return
-    if verified.head is None:
+    elif verified.head is None:
         click.echo(f"no hashed event yet ({verified.unhashed} events from before the chain)")
-        return
-    click.echo(
-        f"the chain holds: {verified.checked} events, {verified.first} to {verified.head.seq}"
-    )
-    if verified.unhashed:
+    else:
         click.echo(
-            f"{verified.unhashed} older events have no hash: the chain starts at event "
-            f"{verified.first}"
+            f"the chain holds: {verified.checked} events, {verified.first} to {verified.head.seq}"
         )
-
-
-def _before(value: str) -> Any:
-    moment = _parse_since(value)
-    assert moment is not None
-    return moment
+        if verified.unhashed:
+            click.echo(
+                f"{verified.unhashed} older events have no hash: the chain starts at event "
+                f"{verified.first}"
+            )
+    if kept_head is not None:
+        click.echo(f"the kept head, event {kept_head.seq}, is in the chain")
 
 
 @audit.command("export")
@@ -230,7 +218,7 @@ def export_command(state_dir: str | None, before: str, out: Path) -> None:
     from syncd.state.retention import export
 
     with _store(state_dir, "audit export") as store:
-        cut = export(store.history, _before(before), out)
+        cut = export(store.history, _moment(before), out)
     click.echo(f"{out}: {cut.events} events (to event {cut.last}) and {cut.runs} runs")
 
 
@@ -251,7 +239,7 @@ def prune(state_dir: str | None, before: str, export_file: Path | None, force: b
     if export_file is None and not force:
         raise click.UsageError("name the export that holds them (--export FILE), or --force")
     with _store(state_dir, "audit prune", read_only=False) as store, store.lock("audit prune"):
-        cut = prune_history(store.history, _before(before), export_file=export_file)
+        cut = prune_history(store.history, _moment(before), export_file=export_file)
     if not cut.events and not cut.runs:
         click.echo(f"nothing before {cut.before}")
         return

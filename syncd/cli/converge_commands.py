@@ -18,6 +18,7 @@ from syncd.cli.options import (
     settings_from_flags,
     settings_options,
 )
+from syncd.core.jsondoc import dumps_document
 from syncd.errors import EXIT_CHANGES_PENDING, EXIT_ERROR
 
 
@@ -58,8 +59,6 @@ def plan(
     deletions = result.plan.count(DeleteEmail)
     over = deletions > settings.max_deletions
     if output == "json":
-        from syncd.core.jsondoc import dumps_document
-
         document = result.document()
         document["guard"] = {
             "max_deletions": settings.max_deletions,
@@ -217,8 +216,6 @@ def show(plan_file: str, output: str) -> None:
     saved = load_plan(plan_file)
     plan = saved.as_made or saved.plan
     if output == "json":
-        from syncd.core.jsondoc import dumps_document
-
         click.echo(dumps_document(plan.to_json(saved.source)))
     else:
         from syncd.cli.render import print_plan, terminal

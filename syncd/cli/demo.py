@@ -82,11 +82,6 @@ def _shell(*words: str) -> None:
     click.secho(f"$ {shlex.join(words)}", fg="cyan")
 
 
-def _step(number: int, title: str) -> None:
-    click.echo()
-    click.secho(f"── Step {number}: {title}", bold=True)
-
-
 def prepare_workdir(workdir: Path) -> None:
     """An empty work directory with the marker: new, emptied, or refused if not the demo's."""
     try:
@@ -169,7 +164,8 @@ def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -
             _shell("export", f"{name}={value}")
 
         def step(number: int, title: str, *command: str) -> int:
-            _step(number, title)
+            click.echo()
+            click.secho(f"── Step {number}: {title}", bold=True)
             _shell("syncd", *command)
             with _environment(settings):
                 return invoke(list(command))

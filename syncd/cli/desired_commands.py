@@ -17,6 +17,7 @@ from syncd.cli.options import (
     settings_from_flags,
     settings_options,
 )
+from syncd.core.jsondoc import dumps_document
 
 
 @click.command()
@@ -27,7 +28,6 @@ def validate(desired: str | None, output: str) -> None:
     settings = settings_from_flags({"desired": desired})
     state = desired_for(settings, output=output)
     if output == "json":
-        from syncd.core.jsondoc import dumps_document
         from syncd.engine.reconcile import source_of
 
         document = {
@@ -67,13 +67,11 @@ def schema() -> None:
 def render(desired: str | None, users: tuple[str, ...], output: str, explain: bool) -> None:
     """Print the effective desired state: after defaults, groups and ignore."""
     from syncd.core import effective
-    from syncd.core.jsondoc import dumps_document
+    from syncd.core.desired import Scope
     from syncd.desired.loading import own_places
     from syncd.visible import visible_lines
 
     settings = settings_from_flags({"desired": desired})
-    from syncd.core.desired import Scope
-
     state = desired_for(settings, Scope(users), output="json" if output == "json" else "text")
     place = own_places(state) if explain else None
     if output == "json":

@@ -1,10 +1,9 @@
 """The `syncd` command: one click group, its exit codes, and the commands in it.
 
-Each command lives in the module of its kind (syncd.cli.converge_commands,
-desired_commands, audit_command, run_command, status_command, demo; the
-sandbox's own); each imports what it needs when it runs, so that `syncd --help` stays
-fast. A SyncdError becomes one line on stderr and its exit code; anything
-else is a bug and keeps its traceback.
+Each command lives in the module of its kind (listed in syncd.cli) and imports
+what it needs when it runs, so that `syncd --help` stays fast. A SyncdError
+becomes one line on stderr and its exit code; anything else is a bug and keeps
+its traceback.
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ from syncd.cli.options import (
     state_dir_option,
     with_options,
 )
+from syncd.core.vocabulary import HeldStatus, OperatorEvent, RunResult, SuspensionSource
 
 if TYPE_CHECKING:
-    from syncd.core.vocabulary import OperatorEvent
     from syncd.state.backend import Database
 
 
@@ -68,7 +68,6 @@ def suspend(
     A running daemon honours it before its next write, without a restart.
     """
     from syncd.core.suspension import Suspension
-    from syncd.core.vocabulary import OperatorEvent, SuspensionSource
     from syncd.desired.fileformat import suspension_end
 
     chosen = _chosen(users, everyone)
@@ -110,8 +109,6 @@ def resume(
     config_file: str | None, state_dir: str | None, users: tuple[str, ...], everyone: bool
 ) -> None:
     """End suspensions made by `syncd suspend` (not a `suspend:` in the desired state)."""
-    from syncd.core.vocabulary import OperatorEvent
-
     chosen = _chosen(users, everyone)
     with _history(config_file, state_dir, "resume") as (db, _):
         from syncd.state.suspensions import SuspensionTable
@@ -154,7 +151,6 @@ def _history(
 
 def _audit(db: Database, event: OperatorEvent, messages: Mapping[str, str]) -> None:
     """One run for the command, with one audit event per user it names."""
-    from syncd.core.vocabulary import RunResult
     from syncd.state.audit import AuditTrail
 
     audit = AuditTrail(db, {})
@@ -173,8 +169,6 @@ def approve(config_file: str | None, state_dir: str | None, held_id: str) -> Non
 
     A deletion not in the set still counts against SYNCD_MAX_DELETIONS.
     """
-    from syncd.core.vocabulary import HeldStatus
-
     _decide(config_file, state_dir, held_id, HeldStatus.APPROVED)
 
 
@@ -184,20 +178,19 @@ def approve(config_file: str | None, state_dir: str | None, held_id: str) -> Non
 @click.argument("held_id", metavar="ID")
 def reject(config_file: str | None, state_dir: str | None, held_id: str) -> None:
     """Drop the deletions held as set ID: not asked about again for the same revision."""
-    from syncd.core.vocabulary import HeldStatus
-
     _decide(config_file, state_dir, held_id, HeldStatus.REJECTED)
 
 
-def _decide(config_file: str | None, state_dir: str | None, held_id: str, status: str) -> None:
+def _decide(
+    config_file: str | None, state_dir: str | None, held_id: str, status: HeldStatus
+) -> None:
     from syncd.core.held import per_user
-    from syncd.core.vocabulary import HeldStatus, OperatorEvent
     from syncd.state.held_changes import decide
 
     approving = status == HeldStatus.APPROVED
     event = OperatorEvent.APPROVE if approving else OperatorEvent.REJECT
     with _history(config_file, state_dir, str(event)) as (db, who):
-        held = decide(db, held_id, HeldStatus(status), who)
+        held = decide(db, held_id, status, who)
         counts = per_user(held.deletion_keys())
         _audit(
             db,

@@ -1,7 +1,7 @@
 """What the commands share: the flags that override settings, and loading what they name.
 
-Only click is imported at start-up; the rest loads when a command runs, so
-that `syncd --help` stays fast.
+Only click, syncd.errors and small pure modules of syncd.core are imported at start-up;
+the rest loads when a command runs, so that `syncd --help` stays fast.
 """
 
 from __future__ import annotations
@@ -13,15 +13,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from syncd.core.jsondoc import dumps_document
+from syncd.errors import EXIT_ERROR, DesiredStateError
+
 if TYPE_CHECKING:
     from syncd.core.desired import DesiredState, Scope
-    from syncd.errors import DesiredStateError
     from syncd.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text: str) -> float:
@@ -29,7 +31,7 @@ def parse_duration(text: str) -> float:
     match = _DURATION.match(text.strip())
     if match is None:
         raise click.UsageError(f"invalid duration {text!r}: expected a number and s, m, h or d")
-    return float(match[1]) * _UNIT_SECONDS[match[2]]
+    return float(match[1]) * UNIT_SECONDS[match[2]]
 
 
 def output_option(help: str | None = "Human diff or the JSON contract.") -> Callable[[F], F]:
@@ -160,15 +162,12 @@ def desired_for(
     """
     from syncd.core.desired import Scope
     from syncd.desired.gitsource import resolve_desired
-    from syncd.errors import EXIT_ERROR, DesiredStateError
 
     try:
         desired = resolve_desired(settings, remember=remember).select(scope or Scope())
     except DesiredStateError as error:
         if output != "json":
             raise
-        from syncd.core.jsondoc import dumps_document
-
         click.echo(dumps_document(problems_document(error)))
         sys.exit(EXIT_ERROR)
     keep_until_exit()

@@ -16,20 +16,12 @@ from collections.abc import Callable
 from itertools import groupby
 from typing import Any
 
-from rich.color import ColorSystem
-from rich.console import Console
+from rich.console import COLOR_SYSTEMS, Console
 from rich.style import Style
 
 from syncd.core.plan import AddEmail, DeleteEmail, Plan, UpdateProfile
 from syncd.core.vocabulary import ActionName
 from syncd.visible import visible
-
-#: rich's names for colour systems (Console.color_system).
-_COLOR_SYSTEMS = {
-    "standard": ColorSystem.STANDARD,
-    "256": ColorSystem.EIGHT_BIT,
-    "truecolor": ColorSystem.TRUECOLOR,
-}
 
 
 def terminal() -> Console:
@@ -100,7 +92,7 @@ def ansi_painter(console: Console) -> Paint:
     NO_COLOR keeps bold and drops colour, as rich does. An old Windows console,
     which rich drives through its API instead of codes, gets plain text.
     """
-    system = _COLOR_SYSTEMS.get(console.color_system or "")
+    system = COLOR_SYSTEMS.get(console.color_system or "")
     if system is None or console.legacy_windows or not console.is_terminal:
         return _plain
     styles: dict[str, Style] = {}
@@ -126,16 +118,6 @@ def age_text(seconds: float) -> str:
         return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-
-
-def freshness_line(oldest_age: float | None) -> str | None:
-    """What the plan took from the cache, when it took anything."""
-    if oldest_age is None:
-        return None
-    return (
-        f"The oldest answer used is {age_text(oldest_age)} old, from the cache"
-        " (--refresh reads every user again)."
-    )
 
 
 def plan_lines(plan: Plan, paint: Paint = _plain, oldest_age: float | None = None) -> list[str]:
@@ -191,8 +173,11 @@ def plan_lines(plan: Plan, paint: Paint = _plain, oldest_age: float | None = Non
     if lines:
         lines.append("")
     lines.append(summary_line(plan))
-    if (freshness := freshness_line(oldest_age)) is not None:
-        lines.append(freshness)
+    if oldest_age is not None:  # what the plan took from the cache, when it took anything
+        lines.append(
+            f"The oldest answer used is {age_text(oldest_age)} old, from the cache"
+            " (--refresh reads every user again)."
+        )
     return lines
 
 
@@ -246,18 +231,15 @@ def _who(run: dict[str, Any]) -> str:
 def _change(action: str, before: Any, after: Any, *, short: bool = False) -> str:
     """An audited change as the plan shows it: `update full_name: "Jane" → "Jane Doe"`,
     `add x`; `short`, a profile update names its fields only."""
-    if action == ActionName.UPDATE_PROFILE and isinstance(after, dict) and short:
-        return "update " + ", ".join(visible(str(name)) for name in after)
-    if (
-        action == ActionName.UPDATE_PROFILE
-        and isinstance(before, dict)
-        and isinstance(after, dict)
-    ):
-        fields = [
-            f"{visible(str(name))}: {quoted(before.get(name))} → {quoted(after.get(name))}"
-            for name in after
-        ]
-        return "update " + ", ".join(fields)
+    if action == ActionName.UPDATE_PROFILE and isinstance(after, dict):
+        if short:
+            return "update " + ", ".join(visible(str(name)) for name in after)
+        if isinstance(before, dict):
+            fields = [
+                f"{visible(str(name))}: {quoted(before.get(name))} → {quoted(after.get(name))}"
+                for name in after
+            ]
+            return "update " + ", ".join(fields)
     if action == ActionName.ADD_EMAIL:
         return f"add {visible(str(after))}"
     if action == ActionName.DELETE_EMAIL:

@@ -6,8 +6,9 @@ prometheus-client load when `run` runs, so that `syncd --help` stays fast.
 
 from __future__ import annotations
 
+import functools
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -24,9 +25,6 @@ from syncd.cli.options import (
 )
 from syncd.core.vocabulary import RunResult
 from syncd.errors import EXIT_ERROR, EXIT_GUARD, EXIT_OK
-
-if TYPE_CHECKING:
-    from syncd.settings import Settings
 
 
 @click.command()
@@ -66,10 +64,7 @@ def run(config_file: str | None, once: bool, **flags: Any) -> None:
     scope = scope_of(flags)
     if scope and not once:
         raise click.UsageError("--user, --exclude and --group limit a --once cycle only")
-
-    def settings_now() -> Settings:
-        return load_settings(config_file, **flags)
-
+    settings_now = functools.partial(load_settings, config_file, **flags)  # again on SIGHUP
     result = serve(settings_now, once=once, scope=scope)
     if once:
         sys.exit(once_exit_code(result))

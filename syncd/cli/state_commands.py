@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from syncd.cli.options import settings_from_flags
+from syncd.cli.options import config_option, settings_from_flags
 from syncd.errors import StateError
 
 
@@ -14,7 +14,7 @@ def state() -> None:
 
 
 @state.command()
-@click.option("--config", "config_file", metavar="FILE", help="TOML settings file.")
+@config_option
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False),

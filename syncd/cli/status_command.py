@@ -171,12 +171,10 @@ def _suspension_lines(suspensions: list[dict[str, Any]]) -> list[str]:
 
 
 def _guard(guard: Mapping[str, Any]) -> str:
-    limit = guard["max_deletions"]
+    limit, planned = guard["max_deletions"], guard["deletions_planned"]
     if guard["blocked"]:
-        planned = guard["deletions_planned"]
         return f"BLOCKED the last run: {planned} deletions planned, the limit is {limit}"
     if guard["held"]:
-        planned = guard["deletions_planned"]
         return (
             f"HELD the last run's deletions ({planned} planned, the limit is {limit}); "
             "the rest was applied"
