@@ -149,7 +149,7 @@ def home_page(store: StateStore, settings: Settings, standby: tuple[bool, str] |
     status = gather_status(store, settings, RUNS_SHOWN, in_error=IN_ERROR_SHOWN)
     db = store.history
     api = normal_api_url(settings.api_url)
-    count = UserFailures(db, api).count() if db.has_table("user_failures") else 0
+    count = UserFailures(db, api).count()
     return HomePage(
         instance(status, standby),
         status,
@@ -169,7 +169,7 @@ def user_page(
     cached = _cached(store, username, api)
     account = None if cached is None else cached.account
     events = query_events(db, EventFilter(users=(username,)), limit=USER_AUDIT_SHOWN)
-    error = UserFailures(db, api).of(username) if db.has_table("user_failures") else None
+    error = UserFailures(db, api).of(username)
     return UserPage(
         username,
         None if desired is None else wanted is not None,

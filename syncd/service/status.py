@@ -23,7 +23,6 @@ from syncd.state.cache import last_read
 from syncd.state.daemon_state import read_daemon_state
 from syncd.state.held_changes import HeldChanges
 from syncd.state.pending import pending_for
-from syncd.state.schema import columns
 from syncd.state.suspensions import SuspensionTable
 from syncd.state.user_failures import UserFailures
 
@@ -61,12 +60,9 @@ def gather_status(
     daemon = read_daemon_state(db)
     runs = recent_runs(db, limit)
     last_success = last_successful_run(db) or (None, None)
-    # The failures of the API the daemon last ran against. A state file from before
-    # the daemon kept users in error has no such table, nor one from before they were
-    # kept per API (read-only here: not migrated) the API's column.
+    # The failures of the API the daemon last ran against.
     api = normal_api_url(str(daemon.get("api_url") or settings.api_url))
-    kept = db.has_table("user_failures") and "api" in columns(db, "user_failures")
-    failing = UserFailures(db, api).all(in_error) if kept else {}
+    failing = UserFailures(db, api).all(in_error)
     suspended = SuspensionTable(db).all()
     held = HeldChanges(db, api).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
     named = users or tuple(pending_for(db))[:USERS_DETAILED]
@@ -131,7 +127,7 @@ def read_users(store: StateStore, api: str, users: tuple[str, ...]) -> list[dict
     db = store.history
     cache = store.cache_for_reading()
     pending = pending_for(db, users)
-    failing = UserFailures(db, api).all() if db.has_table("user_failures") else {}
+    failing = UserFailures(db, api).all()
     suspensions = SuspensionTable(db).all()
     held_sets = HeldChanges(db, api).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
     report = []

@@ -12,6 +12,7 @@ another.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from syncd.core.problem import Problem
 from syncd.core.vocabulary import Code
 from syncd.state.backend import Database
+from syncd.state.schema import columns
 
 #: This API's failures, each row as `_problem` takes it.
 _SELECT = (
@@ -38,8 +40,16 @@ class UserFailures:
         #: The API these failures are of, in syncd.core.api_url's normal form.
         self.api = api
 
+    @functools.cached_property
+    def _kept(self) -> bool:
+        """False in a read-only state (`syncd status`, the pages) from before the
+        failures were kept, or before they were kept per API: then none are known."""
+        return self.db.has_table("user_failures") and "api" in columns(self.db, "user_failures")
+
     def all(self, limit: int | None = None) -> dict[str, Problem]:
         """The users in error by name; the first `limit` of them when given (a page)."""
+        if not self._kept:
+            return {}
         sql = f"{_SELECT} ORDER BY username"
         rows = (
             self.db.execute(sql, [self.api])
@@ -49,6 +59,8 @@ class UserFailures:
         return {row[0]: _problem(*row) for row in rows}
 
     def count(self) -> int:
+        if not self._kept:
+            return 0
         (count,) = self.db.execute(
             "SELECT COUNT(*) FROM user_failures WHERE api = ?", [self.api]
         ).fetchone()
@@ -56,6 +68,8 @@ class UserFailures:
 
     def of(self, username: str) -> Problem | None:
         """One user's error, if it is in error."""
+        if not self._kept:
+            return None
         row = self.db.execute(f"{_SELECT} AND username = ?", [self.api, username]).fetchone()
         return None if row is None else _problem(*row)
 

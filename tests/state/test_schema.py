@@ -5,13 +5,16 @@ date with its history kept."""
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
+from syncd.cli.main import cli
 from syncd.core.plan import AddEmail
 from syncd.errors import StateError
 from syncd.settings import Settings, load_settings
@@ -260,3 +263,19 @@ def test_the_open_held_sets_made_before_they_were_kept_per_api_are_closed(tmp_pa
     with SqliteStore(tmp_path) as store:
         rows = store.history.execute("SELECT id, status FROM held_changes ORDER BY id")
         assert rows.fetchall() == [("a1", "superseded"), ("a2", "superseded"), ("a3", "rejected")]
+
+
+def test_status_reads_a_state_of_the_previous_syncd_as_it_is(tmp_path: Path):
+    """`syncd status` opens the state read-only, so it meets the previous syncd's
+    tables unmigrated: an operator who upgrades looks before the daemon restarts."""
+    old_sqlite_state(tmp_path / "state")
+    before = (tmp_path / "state" / "syncd.db").read_bytes()
+    arguments = ["status", "--state-dir", str(tmp_path / "state"), "--output", "json"]
+    result = CliRunner().invoke(cli, [*arguments, "--user", "janedoe"])
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    assert [run["id"] for run in status["runs"]] == ["old-run"]
+    # Its failures name no API: none is this API's.
+    assert status["users_in_error"] == []
+    assert [user["error"] for user in status["users"]] == [None]
+    assert (tmp_path / "state" / "syncd.db").read_bytes() == before
