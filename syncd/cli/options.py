@@ -192,8 +192,8 @@ def keep_until_exit() -> None:
     """Hide what is alive now from the cyclic garbage collector, for a one-shot command.
 
     The modules, the desired state and the plan live until the process exits,
-    yet each full collection walks them all again: 0.1-0.2 s of a warm plan of
-    10,000 users. They hold no cycles to collect. Never for the daemon, which
+    yet each full collection walks them all again, a large part of a warm plan
+    of many users. They hold no cycles to collect. Never for the daemon, which
     lives on and reloads.
     """
     import gc
