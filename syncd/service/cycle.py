@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -50,7 +50,7 @@ from syncd.state.user_failures import UserFailures
 log = structlog.get_logger("syncd.service.cycle")
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class CycleOutcome:
     result: RunResult  # a runs.result, or error / deadline when the run never got that far
     revision: str | None = None
@@ -214,8 +214,7 @@ class Cycle:
                 self._record_run(outcome)
             except SyncdError as error:  # the state itself failed: still an outcome
                 outcome = CycleOutcome(RunResult.ERROR, outcome.revision, message=str(error))
-        outcome.seconds = time.monotonic() - started
-        return outcome
+        return replace(outcome, seconds=time.monotonic() - started)
 
     def _stopped(self, result: RunResult, message: str) -> CycleOutcome:
         """A cycle cut short: its result and why, at the revision it tried to read."""
