@@ -259,7 +259,6 @@ class SandboxApp:
             return None
         return Response(
             answer.body,
-            answer.status,
             headers=dict(answer.extra_headers),
             media_type=answer.content_type,
         )
