@@ -1,13 +1,11 @@
 """The sandbox as one ASGI application: the API behind faults and counting, plus control routes.
 
-Every request outside `/_sandbox/` passes through fault injection (latency,
-the global and per-credential rate limits, error rate, ambiguous writes) and
-is counted by method, route and status; under a global rate limit every
-answer carries the bucket's RateLimit header fields (syncd.sandbox.ratelimit).
-In the stats, `path` is the route template (or "(other)" for paths no route
-matches) and a dropped connection counts with status 0; `since_mark` is the
-requests answered since `POST /_sandbox/mark` (or the last reset) and the
-seconds from the first one's arrival to the last one's answer.
+Every request outside `/_sandbox/` passes through fault injection (in the
+order syncd.sandbox.faults says) and is counted (syncd.sandbox.runtime.Stats);
+under a global rate limit every answer carries the bucket's RateLimit header
+fields (syncd.sandbox.ratelimit). In the stats, `path` is the route template
+(or "(other)" for paths no route matches) and a dropped connection counts with
+status 0; `since_mark` starts afresh at `POST /_sandbox/mark` or a reset.
 `/_sandbox/stats` (GET), `/_sandbox/reset`, `/_sandbox/faults` and `/_sandbox/mark` (POST) are
 neither faulted nor counted, and need no credentials: the sandbox is a loopback test tool, and
 anyone who can reach it can read and reset it. Do not expose it beyond
@@ -259,7 +257,6 @@ class SandboxApp:
             return None
         return Response(
             answer.body,
-            answer.status,
             headers=dict(answer.extra_headers),
             media_type=answer.content_type,
         )

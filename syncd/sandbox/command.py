@@ -101,7 +101,6 @@ import click
 )
 @click.option(
     "--retry-after",
-    "retry_after_form",
     default="seconds",
     show_default=True,
     type=click.Choice(["seconds", "date", "none"]),
@@ -138,7 +137,7 @@ def sandbox(
     rate_limit: float,
     ambiguous_rate: float,
     throttle_rate: float,
-    retry_after_form: str,
+    retry_after: str,
     trickle_ms: float,
     normalize_rules: tuple[str, ...],
     fault_seed: int,
@@ -174,7 +173,7 @@ def sandbox(
             ambiguous_rate=ambiguous_rate,
             fault_seed=fault_seed,
             throttle_rate=throttle_rate,
-            retry_after=retry_after_form,
+            retry_after=retry_after,
             trickle_ms=trickle_ms,
         )
     except ValueError as error:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
@@ -124,7 +122,9 @@ class SandboxDatabase:
         return Snapshot(tuple(accounts.values()), grants)
 
     def replace(self, snapshot: Snapshot) -> None:
-        with self._transaction():
+        # The connection is in autocommit mode, so a batch needs its own BEGIN.
+        self._db.execute("BEGIN")
+        try:
             self._db.execute("DELETE FROM emails")
             self._db.execute("DELETE FROM accounts")
             self._db.execute("DELETE FROM grants")
@@ -159,6 +159,10 @@ class SandboxDatabase:
                 "INSERT INTO grants VALUES (?, ?, ?)",
                 ((g.token, g.username, " ".join(sorted(g.scopes))) for g in snapshot.grants),
             )
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def save_profile(self, account: Account) -> None:
         self._db.execute(
@@ -184,14 +188,3 @@ class SandboxDatabase:
         self._db.execute(
             "DELETE FROM emails WHERE account_id = ? AND address = ?", (account.id, email.address)
         )
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        # The connection is in autocommit mode, so a batch needs its own BEGIN.
-        self._db.execute("BEGIN")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")

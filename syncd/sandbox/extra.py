@@ -9,22 +9,16 @@ else, so that without the extra they say what to install, not an ImportError.
 from __future__ import annotations
 
 import importlib.util
-from typing import Final
 
 from syncd.errors import UsageError
-
-#: What the extra brings that the sandbox's server imports.
-SERVER_MODULES: Final = ("starlette", "uvicorn")
-
-INSTALL: Final = "pip install 'syncd[sandbox]'"
 
 
 def require_sandbox_extra(command: str) -> None:
     """Raise a one-line UsageError naming the extra if its modules are not installed."""
     # find_spec looks the modules up without importing them: `syncd demo` stays fast.
-    missing = [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
+    missing = [name for name in ("starlette", "uvicorn") if importlib.util.find_spec(name) is None]
     if missing:
         raise UsageError(
             f"{command} needs the extra syncd[sandbox] ({' and '.join(missing)} "
-            f"not installed): {INSTALL}"
+            "not installed): pip install 'syncd[sandbox]'"
         )

@@ -14,7 +14,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -123,18 +123,6 @@ class FaultConfig:
             raise ValueError(f"faults: unknown key {unknown[0][:100]!r}")
         return cls(**data)
 
-    @property
-    def any(self) -> bool:
-        return bool(
-            self.latency_ms
-            or self.error_rate
-            or self.rate_limit
-            or self.ambiguous_rate
-            or self.throttle_rate
-            or self.trickle_ms
-            or self.global_rate_limit
-        )
-
 
 def _check_headers(headers: object) -> None:
     """ValueError unless `headers` are fields an answer can carry (names, latin-1 values)."""
@@ -154,14 +142,11 @@ def _check_headers(headers: object) -> None:
 class Faults:
     """The fault state of a running sandbox: the random draws and the rate buckets."""
 
-    def __init__(self, config: FaultConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: FaultConfig) -> None:
         self.config = config
         self._random = random.Random(config.fault_seed)
         self._latencies = random.Random(f"latency {config.fault_seed}")
-        self._clock = clock
-        self._global = (
-            GlobalBucket(config.global_rate_limit, clock) if config.global_rate_limit else None
-        )
+        self._global = GlobalBucket(config.global_rate_limit) if config.global_rate_limit else None
         # credential -> (tokens left, time of the last refill): a token bucket
         # of `rate_limit` tokens refilled at `rate_limit` per second.
         self._buckets: dict[str, tuple[float, float]] = {}
@@ -190,7 +175,7 @@ class Faults:
         rate = self.config.rate_limit
         if not rate:
             return None
-        now = self._clock()
+        now = time.monotonic()
         tokens, last = self._buckets.get(credential, (max(rate, 1.0), now))
         tokens = min(max(rate, 1.0), tokens + (now - last) * rate)
         if tokens >= 1:
@@ -216,11 +201,11 @@ class Faults:
         return None
 
 
-def retry_after_header(form: str, seconds: float, now: float | None = None) -> dict[str, str]:
+def retry_after_header(form: str, seconds: float) -> dict[str, str]:
     """The Retry-After header of a 429, in the form the faults ask for (none: no header)."""
     if form == "none":
         return {}
     if form == "date":
-        moment = datetime.fromtimestamp((now or time.time()) + seconds, UTC)
+        moment = datetime.fromtimestamp(time.time() + seconds, UTC)
         return {"Retry-After": format_datetime(moment, usegmt=True)}
     return {"Retry-After": str(math.ceil(seconds))}

@@ -21,7 +21,6 @@ from typing import Final
 
 @dataclass(frozen=True)
 class Answer:
-    status: int
     body: bytes
     content_type: str = "application/json"
     #: Which GET route is broken: "user", "emails" or both.
@@ -30,7 +29,7 @@ class Answer:
 
 
 def _json(value: object, route: str = "both") -> Answer:
-    return Answer(200, json.dumps(value).encode(), route=route)
+    return Answer(json.dumps(value).encode(), route=route)
 
 
 def _user(username: object, **fields: object) -> dict[str, object]:
@@ -50,10 +49,6 @@ def _user(username: object, **fields: object) -> dict[str, object]:
     }
     base.update(fields)
     return base
-
-
-def _without(user: dict[str, object], key: str) -> dict[str, object]:
-    return {k: v for k, v in user.items() if k != key}
 
 
 _EMAIL = {"email": "jane.doe@example.com", "verified": True, "primary": True}
@@ -79,7 +74,6 @@ def _gzip_bomb(mebibytes: int = 512) -> bytes:
 _KINDS: Final[dict[str, Callable[[str], Answer]]] = {
     # The API document's GET user example: no comma between gravatar_url and email.
     "doc-missing-comma": lambda u: Answer(
-        200,
         (
             f'{{"id": 2, "username": "{u}", "full_name": "Jane Doe", "gravatar_url": '
             '"https://secure.gravatar.com/avatar/0212b397124be4acd4e7dea9aa357.jpg?s=80&r=g&d=mm"'
@@ -89,21 +83,23 @@ _KINDS: Final[dict[str, Callable[[str], Answer]]] = {
     ),
     # The PATCH example's body style: a trailing comma.
     "doc-trailing-comma": lambda u: Answer(
-        200, f'{{"username": "{u}", "company": "Retired",}}'.encode(), route="user"
+        f'{{"username": "{u}", "company": "Retired",}}'.encode(), route="user"
     ),
     "html-error-page": lambda u: Answer(
-        200, b"<html><body><h1>Bad Gateway</h1></body></html>", "text/html"
+        b"<html><body><h1>Bad Gateway</h1></body></html>", "text/html"
     ),
     "html-login-page": lambda u: Answer(
-        200, b"<!DOCTYPE html><title>Sign in</title><form>...</form>", "text/html"
+        b"<!DOCTYPE html><title>Sign in</title><form>...</form>", "text/html"
     ),
-    "empty-body": lambda u: Answer(200, b""),
-    "truncated-json": lambda u: Answer(200, f'{{"id": 2, "username": "{u}", "full'.encode()),
+    "empty-body": lambda u: Answer(b""),
+    "truncated-json": lambda u: Answer(f'{{"id": 2, "username": "{u}", "full'.encode()),
     "json-null": lambda u: _json(None),
     "json-string": lambda u: _json("ok"),
     "json-number": lambda u: _json(42),
     "user-is-a-list": lambda u: _json([_user(u)], route="user"),
-    "user-without-username": lambda u: _json(_without(_user(u), "username"), route="user"),
+    "user-without-username": lambda u: _json(
+        {k: v for k, v in _user(u).items() if k != "username"}, route="user"
+    ),
     "user-for-someone-else": lambda u: _json(_user("someone_else"), route="user"),
     "username-not-a-string": lambda u: _json(_user(12), route="user"),
     "full-name-is-a-number": lambda u: _json(_user(u, full_name=5), route="user"),
@@ -123,15 +119,13 @@ _KINDS: Final[dict[str, Callable[[str], Answer]]] = {
     "email-is-empty": lambda u: _json(
         [{"email": "", "verified": True, "primary": True}], route="emails"
     ),
-    "huge-body": lambda u: Answer(200, b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'),
-    "deeply-nested": lambda u: Answer(200, b"[" * 100_000 + b"]" * 100_000),
-    "not-utf8": lambda u: Answer(200, b'{"username": "\xff\xfe"}'),
+    "huge-body": lambda u: Answer(b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'),
+    "deeply-nested": lambda u: Answer(b"[" * 100_000 + b"]" * 100_000),
+    "not-utf8": lambda u: Answer(b'{"username": "\xff\xfe"}'),
     "bad-gzip": lambda u: Answer(
-        200, b"this is not gzip", extra_headers=(("content-encoding", "gzip"),)
+        b"this is not gzip", extra_headers=(("content-encoding", "gzip"),)
     ),
-    "gzip-bomb": lambda u: Answer(
-        200, _gzip_bomb(), extra_headers=(("content-encoding", "gzip"),)
-    ),
+    "gzip-bomb": lambda u: Answer(_gzip_bomb(), extra_headers=(("content-encoding", "gzip"),)),
 }
 
 KINDS: Final = tuple(sorted(_KINDS))

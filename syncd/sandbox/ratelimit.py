@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -44,7 +43,7 @@ class Budget:
     #: Seconds until the next token, for Retry-After (only when not allowed).
     retry_after: float
 
-    def headers(self, form: str, now: float | None = None) -> dict[str, str]:
+    def headers(self, form: str) -> dict[str, str]:
         """The header fields that say so, in `form` (one of HEADER_FORMS)."""
         if form == "ietf":
             return {
@@ -55,7 +54,7 @@ class Budget:
             }
         if form == "x":
             # A Unix time, as GitHub's X-RateLimit-Reset is: the other common reading.
-            at = math.ceil((time.time() if now is None else now) + self.reset)
+            at = math.ceil(time.time() + self.reset)
             return {
                 "X-RateLimit-Limit": str(self.limit),
                 "X-RateLimit-Remaining": str(self.remaining),
@@ -72,16 +71,15 @@ class Budget:
 class GlobalBucket:
     """A token bucket of `rate` tokens a second shared by every caller."""
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, rate: float) -> None:
         self.rate = rate
         self.capacity = max(rate, 1.0)
-        self._clock = clock
         self._tokens = self.capacity
-        self._last = clock()
+        self._last = time.monotonic()
 
     def take(self) -> Budget:
         """Take a token if there is one; either way, where the bucket stands then."""
-        now = self._clock()
+        now = time.monotonic()
         self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
         self._last = now
         allowed = self._tokens >= 1

@@ -87,13 +87,11 @@ class Stats:
         if self._first_arrived is None:
             self._first_arrived = time.monotonic()
         second = int(time.time())
-        if self._peak_in_flight.get(second, 0) < self._in_flight:
-            if (
-                second not in self._peak_in_flight
-                and len(self._peak_in_flight) >= TIMELINE_SECONDS
-            ):
-                del self._peak_in_flight[next(iter(self._peak_in_flight))]
-            self._peak_in_flight[second] = self._in_flight
+        peaks = self._peak_in_flight
+        if peaks.get(second, 0) < self._in_flight:
+            if second not in peaks and len(peaks) >= TIMELINE_SECONDS:
+                del peaks[next(iter(peaks))]
+            peaks[second] = self._in_flight
 
     def record(self, method: str, route: str, status: int, *, with_cookie: bool = False) -> None:
         self._in_flight = max(0, self._in_flight - 1)

@@ -92,31 +92,27 @@ def generate(count: int) -> Snapshot:
     """`count` deterministic users, `user000001` onwards, ids 1 to `count`."""
     if not 0 <= count <= MAX_GENERATED:
         raise SeedError(f"generate: between 0 and {MAX_GENERATED} users")
-    # Hundreds of thousands of new objects, none of them garbage.
-    with collector_paused():
-        return _generate(count)
-
-
-def _generate(count: int) -> Snapshot:
     accounts = []
     grants = []
-    for i in range(1, count + 1):
-        username = f"user{i:06d}"
-        address = f"{username}@example.com"
-        accounts.append(
-            Account(
-                id=i,
-                username=username,
-                full_name=f"User {i}",
-                location=_LOCATIONS[i % len(_LOCATIONS)],
-                company=_COMPANIES[i % len(_COMPANIES)],
-                profile_url=f"https://example.com/{username}/" if i % 3 else "",
-                gravatar_email=address if i % 2 else "",
-                emails=[Email(address, verified=True, primary=True)],
+    # Hundreds of thousands of new objects, none of them garbage.
+    with collector_paused():
+        for i in range(1, count + 1):
+            username = f"user{i:06d}"
+            address = f"{username}@example.com"
+            accounts.append(
+                Account(
+                    id=i,
+                    username=username,
+                    full_name=f"User {i}",
+                    location=_LOCATIONS[i % len(_LOCATIONS)],
+                    company=_COMPANIES[i % len(_COMPANIES)],
+                    profile_url=f"https://example.com/{username}/" if i % 3 else "",
+                    gravatar_email=address if i % 2 else "",
+                    emails=[Email(address, verified=True, primary=True)],
+                )
             )
-        )
-        grants.append(Grant(generated_token(username), username, ALL_SCOPES))
-    return Snapshot(tuple(accounts), tuple(grants))
+            grants.append(Grant(generated_token(username), username, ALL_SCOPES))
+        return Snapshot(tuple(accounts), tuple(grants))
 
 
 def load_seed_file(path: Path, generated: int = 0) -> Snapshot:
@@ -275,10 +271,9 @@ class _SeedReader:
                 item.get("verified", False),
                 item.get("primary", False),
             )
-            if not isinstance(verified, bool):
-                self.fail((*here, "verified"), "must be true or false")
-            if not isinstance(primary, bool):
-                self.fail((*here, "primary"), "must be true or false")
+            for key, flag in (("verified", verified), ("primary", primary)):
+                if not isinstance(flag, bool):
+                    self.fail((*here, key), "must be true or false")
         if not isinstance(address, str) or not fields.is_valid_email(address):
             self.fail(here, f"not a valid email address: {address!r}")
         return Email(address, verified, primary)

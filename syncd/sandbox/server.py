@@ -77,18 +77,14 @@ def _uvicorn_config(sandbox: Sandbox, access_log: bool, own_logging: bool) -> uv
 
 
 def serve(
-    sandbox: Sandbox,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    access_log: bool = False,
-    on_ready: Callable[[str], None] | None = None,
+    sandbox: Sandbox, host: str, port: int, access_log: bool, on_ready: Callable[[str], None]
 ) -> None:
     """Serve until interrupted (SIGINT/SIGTERM); `on_ready(url)` once requests are served."""
     sock = bind(host, port)
     url = url_of(sock)
 
     def announce() -> None:
-        if server.started and on_ready is not None:
+        if server.started:
             on_ready(url)
 
     server = _Server(_uvicorn_config(sandbox, access_log, own_logging=True), announce)
@@ -99,18 +95,13 @@ def serve(
 
 
 @contextmanager
-def serve_in_thread(
-    state: SandboxConfig | Snapshot,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    access_log: bool = False,
-) -> Iterator[str]:
-    """Serve a sandbox in a background thread; yields its base URL, stops on exit."""
+def serve_in_thread(state: SandboxConfig | Snapshot) -> Iterator[str]:
+    """Serve a sandbox on a free loopback port, in a thread; yields its URL, stops on exit."""
     config = state if isinstance(state, SandboxConfig) else SandboxConfig(snapshot=state)
     sandbox = Sandbox(config)
-    sock = bind(host, port)
+    sock = bind("127.0.0.1", 0)
     started = threading.Event()
-    server = _Server(_uvicorn_config(sandbox, access_log, own_logging=False), started.set)
+    server = _Server(_uvicorn_config(sandbox, access_log=False, own_logging=False), started.set)
 
     def run() -> None:
         try:

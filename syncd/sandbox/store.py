@@ -251,11 +251,6 @@ class Store:
         if self._journal is not None:
             self._journal.replace(snapshot)
 
-    def snapshot(self) -> Snapshot:
-        return Snapshot(
-            tuple(a.copy() for a in self._accounts.values()), tuple(self._grants.values())
-        )
-
     def __len__(self) -> int:
         return len(self._accounts)
 
