@@ -144,6 +144,6 @@ def check_kinds(mapping: object) -> dict[str, str]:
     if not isinstance(mapping, dict):
         raise ValueError("malformed: expected an object of username → kind")
     for username, kind in mapping.items():
-        if kind not in _KINDS:
+        if not isinstance(kind, str) or kind not in _KINDS:
             raise ValueError(f"malformed: unknown kind {kind!r} for {username!r}")
     return {str(user): str(kind) for user, kind in mapping.items()}

@@ -110,6 +110,8 @@ def test_reset_with_generate_and_seed(sandbox: Any, http: httpx.Client) -> None:
         ({"seed": {"users": {"user000001": {}}}, "generate": 2}, "generated"),
         ({"generate": -1}, "generate"),
         ({"generate": "3"}, "generate"),
+        ({"seed": {"users": {"janedoe": {"tokens": [{"token": "t", "scopes": [{}]}]}}}}, "scopes"),
+        ({"malformed": {"janedoe": []}}, "unknown kind"),
         ({"faults": {"error_rate": 2}}, "error_rate"),
         ({"faults": {"speed": 2}}, "speed"),
         ({"admin_token": 5}, "admin_token"),
