@@ -248,7 +248,7 @@ def _email_changes(
     desired: DesiredUser,
     live: LiveAccount,
     not_kept: Sequence[NotKept],
-    owned: frozenset[str] = frozenset(),
+    owned: frozenset[str],
 ) -> _Emails:
     """`owned`: the email_keys of the addresses syncd owns on this account."""
     found = _Emails([], [], [], [], [], [])
@@ -298,30 +298,6 @@ def _email_changes(
     return found
 
 
-def plan_user(
-    desired: DesiredUser,
-    live: LiveAccount,
-    not_kept: Sequence[NotKept] = (),
-    owned: frozenset[str] = frozenset(),
-) -> tuple[list[Action], list[Problem], list[Problem], _Emails]:
-    """The actions, warnings and errors for one user whose live state is known,
-    and what its addresses come to (the notes and claims of `emails_mode: owned`).
-
-    A write that the server is known not to keep (`not_kept`, while both the
-    desired and the live value are the recorded ones) is an error, not an action.
-    """
-    actions: list[Action] = []
-    profile_changes, futile = _profile_changes(desired, live, not_kept)
-    if profile_changes:
-        actions.append(UpdateProfile(desired.username, profile_changes))
-    emails = _email_changes(desired, live, not_kept, owned)
-    errors = [
-        Problem(desired.username, Code.DOES_NOT_CONVERGE, record.message())
-        for record in [*futile, *emails.futile]
-    ]
-    return actions + emails.actions, emails.warnings, errors, emails
-
-
 def build_plan(
     desired: DesiredState,
     live: Mapping[str, LiveAccount | Problem],
@@ -357,15 +333,19 @@ def build_plan(
         elif isinstance(state, Problem):
             errors.append(state)
         else:
-            actions, user_warnings, user_errors, emails = plan_user(
-                user,
-                state,
-                not_kept.get(user.username, ()),
-                owned.get(user.username, frozenset()),
+            records = not_kept.get(user.username, ())
+            profile_changes, futile = _profile_changes(user, state, records)
+            if profile_changes:
+                changes.append(UpdateProfile(user.username, profile_changes))
+            emails = _email_changes(user, state, records, owned.get(user.username, frozenset()))
+            changes.extend(emails.actions)
+            warnings.extend(emails.warnings)
+            # A write the server is known not to keep (while both the desired and
+            # the live value are the recorded ones) is an error, not an action.
+            errors.extend(
+                Problem(user.username, Code.DOES_NOT_CONVERGE, record.message())
+                for record in [*futile, *emails.futile]
             )
-            changes.extend(actions)
-            warnings.extend(user_warnings)
-            errors.extend(user_errors)
             unmanaged.extend(emails.unmanaged)
             claims.extend(emails.claims)
             releases.extend(emails.releases)
