@@ -44,6 +44,7 @@ from syncd.desired.gitcredentials import (
     DEFAULT_FILE_NAME,
     GitCredential,
     GitCredentialFile,
+    add_git_config,
     credential_for,
 )
 from syncd.desired.gitprocess import run_in_own_group
@@ -264,10 +265,7 @@ class GitMirror:
             # The URL goes in the environment (git >= 2.31), which only its owner can
             # read, not on the command line of git; nor on disk. It holds no password
             # (see fetch): git passes it on to git-remote-https as an argument.
-            index = int(environment.get("GIT_CONFIG_COUNT", "0") or 0)
-            environment[f"GIT_CONFIG_KEY_{index}"] = f"remote.{REMOTE}.url"
-            environment[f"GIT_CONFIG_VALUE_{index}"] = remote_url
-            environment["GIT_CONFIG_COUNT"] = str(index + 1)
+            add_git_config(environment, [(f"remote.{REMOTE}.url", remote_url)])
         if credential is not None and remote_url is not None:
             environment = credential.environment(environment, remote_url)
         returncode, stdout, stderr = await run_in_own_group(command, environment)
