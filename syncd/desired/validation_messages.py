@@ -39,7 +39,7 @@ def explain_all(
             continue
         if error["input"] is not REFUSED:  # else the reader has already said why
             mark, message = _explain(error, document, top_keys, user_keys)
-            yield document.problem(mark, message)
+            yield Problem(document.path, mark.line, mark.column, message)
 
 
 def _explain(
@@ -53,8 +53,9 @@ def _explain(
         top = len(loc) == 1
         allowed = top_keys if top else user_keys
         return document.key_mark(loc), unknown_key(str(loc[-1]), allowed, top=top)
-    if kind == "missing":
-        return document.value_mark(loc[:-1]), _MISSING.get(loc, f"missing {loc[-1]!r}")
+    if kind == "missing":  # never 'users', optional to pydantic: DesiredStateFile says so
+        missing = "missing 'version: 1'" if loc == ("version",) else f"missing {loc[-1]!r}"
+        return document.value_mark(loc[:-1]), missing
     mark = document.value_mark(loc)
     subject, expected = _expectation(loc)
     if kind.startswith("syncd_"):
@@ -76,12 +77,6 @@ def _explain(
             message += f' (quote it to mean the text: "{text}")'
         return mark, message
     return mark, f"{subject}: {error['msg']}"
-
-
-_MISSING: Final[dict[Loc, str]] = {
-    ("version",): "missing 'version: 1'",
-    ("users",): "missing 'users' (a mapping of usernames; 'users: {}' for none)",
-}
 
 
 #: The forms docs/desired-state.md gives for `suspend:` and its end.

@@ -181,9 +181,6 @@ class YamlDocument:
     duplicates: list[Duplicate] = field(default_factory=list)
     places: Places = field(default_factory=Places, repr=False)
 
-    def problem(self, mark: Mark, message: str) -> Problem:
-        return Problem(self.path, mark.line, mark.column, message)
-
     # A place that does not exist (a missing key) resolves to its nearest existing parent.
 
     def key_mark(self, loc: Loc) -> Mark:
