@@ -213,14 +213,11 @@ def read_yaml_files(path: str) -> tuple[list[tuple[str, bytes]], list[Problem]]:
         if not os.path.isdir(path):
             return _read_file(path)
         names = _yaml_tree(path)
+        sizes = [os.stat(os.path.join(path, name)).st_size for name in names]
     except OSError as error:
         return [], [Problem(path, 1, 1, _os_message(error))]
     if not names:
         return [], [Problem(path, 1, 1, "no *.yaml or *.yml file in this directory")]
-    try:
-        sizes = [os.stat(os.path.join(path, name)).st_size for name in names]
-    except OSError as error:
-        return [], [Problem(path, 1, 1, _os_message(error))]
     if (too_large := source_too_large(path, len(names), sum(sizes))) is not None:
         return [], [too_large]
     files: list[tuple[str, bytes]] = []
