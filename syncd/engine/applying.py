@@ -305,12 +305,9 @@ class Applier:
 
     # -- the three writes ---------------------------------------------------------
 
-    def _known(self, user: str) -> LiveAccount:
-        return self.live.get(user) or LiveAccount(user)
-
     async def _write(self, action: Action) -> tuple[LiveAccount, list[NotKept]]:
         """The account after the write, and what of the write the server did not keep."""
-        account = self._known(action.user)
+        account = self.live.get(action.user) or LiveAccount(action.user)
         if isinstance(action, UpdateProfile):
             body = action.body()
             try:
