@@ -34,7 +34,6 @@ from syncd.core.fields import (
     is_valid_username,
 )
 from syncd.desired.inheritance import EMAILS_MODE
-from syncd.desired.validation_messages import unknown_key
 from syncd.desired.yaml_shape import Check, Shape
 
 FORMAT_VERSION: Final = 1
@@ -273,6 +272,16 @@ USER_KEYS: Final = tuple(UserSettings.model_fields)
 LAYER_VALUES: Final = (*PROFILE_FIELDS, EMAILS_MODE)
 # The pydantic errors that the reader reports itself, by SHAPE's `name` check.
 SAID: Final = frozenset({"syncd_username", "syncd_group"})
+
+
+def unknown_key(key: str, allowed: tuple[str, ...], *, top: bool) -> str:
+    """What is wrong with `key` where only `allowed` keys may be: the near miss, if any."""
+    close = difflib.get_close_matches(key.lower(), allowed, n=1)
+    if close:
+        return f"unknown key {key!r} (did you mean {close[0]!r}?)"
+    if top and is_valid_username(key):
+        return f"unknown key {key!r} (users go under 'users:')"
+    return f"unknown key {key!r}; expected one of: {', '.join(allowed)}"
 
 
 def _only(keys: tuple[str, ...], *, top: bool = False) -> Check:

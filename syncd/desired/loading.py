@@ -35,10 +35,7 @@ from syncd.desired.duplicates import (
 from syncd.desired.fileformat import (
     FORMAT_VERSION,
     LAYER_VALUES,
-    SAID,
     SHAPE,
-    TOP_KEYS,
-    USER_KEYS,
     DesiredStateFile,
     ProfileSettings,
     suspension_end,
@@ -227,7 +224,7 @@ def _validate(
             model = DesiredStateFile.model_validate(chunk)
         except ValidationError as error:
             errors = error.errors(include_url=False)
-            problems.extend(explain_all(errors, document, TOP_KEYS, USER_KEYS, SAID))
+            problems.extend(explain_all(errors, document))
             users = None
         else:
             if users is not None:
