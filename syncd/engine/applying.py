@@ -115,9 +115,9 @@ class Applier:
         audit: AuditTrail,
         live: Mapping[str, LiveAccount],
         not_kept: NotKeptRecords,
+        ownership: OwnershipLedger,
+        suspended: Callable[[str], bool],
         on_change: ChangeObserver | None = None,
-        ownership: OwnershipLedger | None = None,
-        suspended: Callable[[str], bool] | None = None,
         report: ApplyReport | None = None,
     ) -> None:
         self.on_change = on_change
@@ -148,7 +148,7 @@ class Applier:
 
     async def _apply_user(self, actions: list[Action]) -> None:
         remaining = _in_write_order(actions)
-        unless = self.suspended  # asked once, with the user's first intent
+        unless: Callable[[str], bool] | None = self.suspended  # asked once, with the first intent
         while remaining:
             action = remaining.pop(0)
             try:
@@ -209,10 +209,10 @@ class Applier:
         def remember() -> None:
             self._remember(action, account)
             self.not_kept.save(missed)
-            if isinstance(action, AddEmail) and not missed and self.ownership is not None:
+            if isinstance(action, AddEmail) and not missed:
                 # Added by syncd, so syncd's to delete when it leaves the list.
                 self.ownership.record([UserEmail(action.user, action.email)], Claim.ADDED)
-            if isinstance(action, DeleteEmail) and self.ownership is not None:
+            if isinstance(action, DeleteEmail):
                 # Gone: if the owner adds it again, it is theirs, not syncd's to delete.
                 self.ownership.release([UserEmail(action.user, action.email)])
 

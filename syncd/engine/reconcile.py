@@ -264,10 +264,10 @@ async def apply_plan(
         audit,
         readable,
         records,
-        on_change,
         ledger,
-        suspended=lambda user: suspensions.holds(user, time.time()),
-        report=report,
+        lambda user: suspensions.holds(user, time.time()),
+        on_change,
+        report,
     )
     return await applier.apply(plan.changes, connection.settings.concurrency)
 
