@@ -202,43 +202,40 @@ class GitMirror:
         Raises DesiredStateError when there are none, as for a path on disk.
         """
         async with self._within_timeout("read"):
-            return await self._read(commit)
-
-    async def _read(self, commit: str) -> list[tuple[str, bytes]]:
-        path = self.location.path
-        shown = path or "."
-        spec = f"{commit}:{path}"
-        try:
-            kind = (await self._git("cat-file", "-t", spec)).decode().strip()
-        except GitSourceError:
-            message = f"no such file or directory in {commit[:12]}"
-            raise DesiredStateError([Problem(shown, 1, 1, message)]) from None
-        if kind == "blob":
-            length = int(await self._git("cat-file", "-s", spec))
-            return [await self._blob(path, spec, length)]
-        listing = await self._git("ls-tree", "-r", "-z", "-l", spec)
-        entries = []
-        for entry in filter(None, listing.split(b"\0")):
-            meta, _, raw_name = entry.partition(b"\t")
-            mode, _, object_id, size = meta.decode().split()
-            name = raw_name.decode("utf-8", "replace")
-            # Regular files only: a symlink's blob is its target, not YAML.
-            # Hidden files and directories are skipped, as on disk.
-            hidden = any(part.startswith(".") for part in name.split("/"))
-            if mode not in ("100644", "100755") or hidden:
-                continue
-            if name.endswith(YAML_SUFFIXES):
-                entries.append((f"{path}/{name}".lstrip("/"), object_id, int(size)))
-        entries.sort(key=lambda entry: entry[0].split("/"))  # as a directory on disk is read
-        if not entries:
-            message = f"no *.yaml or *.yml file in this directory at {commit[:12]}"
-            raise DesiredStateError([Problem(shown, 1, 1, message)])
-        # The whole tree is bounded before a blob is read: one blob may be listed
-        # under many names, each within the limit of a file.
-        total = sum(size for _, _, size in entries)
-        if (too_large := source_too_large(shown, len(entries), total)) is not None:
-            raise DesiredStateError([too_large])
-        return [await self._blob(*entry) for entry in entries]
+            path = self.location.path
+            shown = path or "."
+            spec = f"{commit}:{path}"
+            try:
+                kind = (await self._git("cat-file", "-t", spec)).decode().strip()
+            except GitSourceError:
+                message = f"no such file or directory in {commit[:12]}"
+                raise DesiredStateError([Problem(shown, 1, 1, message)]) from None
+            if kind == "blob":
+                length = int(await self._git("cat-file", "-s", spec))
+                return [await self._blob(path, spec, length)]
+            listing = await self._git("ls-tree", "-r", "-z", "-l", spec)
+            entries = []
+            for entry in filter(None, listing.split(b"\0")):
+                meta, _, raw_name = entry.partition(b"\t")
+                mode, _, object_id, size = meta.decode().split()
+                name = raw_name.decode("utf-8", "replace")
+                # Regular files only: a symlink's blob is its target, not YAML.
+                # Hidden files and directories are skipped, as on disk.
+                hidden = any(part.startswith(".") for part in name.split("/"))
+                if mode not in ("100644", "100755") or hidden:
+                    continue
+                if name.endswith(YAML_SUFFIXES):
+                    entries.append((f"{path}/{name}".lstrip("/"), object_id, int(size)))
+            entries.sort(key=lambda entry: entry[0].split("/"))  # as a directory on disk is read
+            if not entries:
+                message = f"no *.yaml or *.yml file in this directory at {commit[:12]}"
+                raise DesiredStateError([Problem(shown, 1, 1, message)])
+            # The whole tree is bounded before a blob is read: one blob may be listed
+            # under many names, each within the limit of a file.
+            total = sum(size for _, _, size in entries)
+            if (too_large := source_too_large(shown, len(entries), total)) is not None:
+                raise DesiredStateError([too_large])
+            return [await self._blob(*entry) for entry in entries]
 
     async def _blob(self, path: str, object_id: str, size: int) -> tuple[str, bytes]:
         if size > MAX_FILE_BYTES:
