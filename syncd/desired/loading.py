@@ -1,9 +1,7 @@
 """Loading the desired state: YAML files in, a valid DesiredState out, or every problem at once.
 
-The file format (design.md sections 2 and 2.1) is defined once, by the models
-of `syncd.desired.fileformat`: they validate the data and give `syncd schema`
-its JSON Schema, and the reader keeps their key rules as it reads (SHAPE). The
-YAML itself is read by `syncd.desired.yaml_positions`, which keeps the place of
+The file format is defined once, by the models of `syncd.desired.fileformat`.
+The YAML is read by `syncd.desired.yaml_positions`, which keeps the place of
 every key and value so that each pydantic error's `loc` is reported at its
 file:line:col. What pydantic cannot see (users repeated within a file and
 across files, repeated keys and addresses) is found by

@@ -11,10 +11,9 @@ to its place (syncd.desired.problem_list shows at most MAX_PROBLEMS problems a f
   ever runs, so a tag such as `!!python/object` can build nothing: any tag
   outside the plain YAML types (str, null, bool, int, float, timestamp, seq,
   map) is a problem.
-- Plain scalars are typed by the YAML 1.2 core schema, not by PyYAML's YAML 1.1
-  resolver: `yes`, `no`, `on`, `off` and dates are text (`!!timestamp` makes a
-  date); null is `null`, `Null`, `NULL`, `~` or nothing. A quoted scalar is
-  always text.
+- Plain scalars are typed by the YAML 1.2 core schema (syncd.desired.yaml_scalars),
+  not by PyYAML's YAML 1.1 resolver; `!!timestamp` makes a date, and a quoted
+  scalar is always text.
 - Aliases (`*name`) are refused where they appear and nothing is expanded, so a
   "billion laughs" file costs no more than its own length. Anchors alone are
   harmless and ignored; merge keys (`<<`) are refused.
