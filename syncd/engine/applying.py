@@ -346,8 +346,7 @@ class Applier:
                 # A 429 is refused before any work: waiting and sending again is safe,
                 # unless the server asks for a wait longer than we give it.
                 if not error.retryable or attempt == POST_ATTEMPTS:
-                    raise  # no wait for an attempt that will not come
-                last_error = error
+                    raise  # no wait for an attempt that will not come: a plain failure
                 await asyncio.sleep(self.client.retry.delay(attempt, error))
                 continue
             except BadRequest as error:
@@ -363,9 +362,7 @@ class Applier:
             present = await self._present(account.username, address)
             if present is not None:
                 return account.with_email_added(present), present
-        assert last_error is not None
-        if isinstance(last_error, RateLimited):
-            raise last_error  # never sent through: a plain failure
+        assert last_error is not None  # the last attempt's answer was lost
         raise _Unknown(last_error)
 
     async def _present(self, username: str, address: str) -> LiveEmail | None:
