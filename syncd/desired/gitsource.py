@@ -48,9 +48,9 @@ from syncd.desired.gitcredentials import (
     credential_for,
 )
 from syncd.desired.gitprocess import run_in_own_group
-from syncd.desired.loading import MAX_FILE_BYTES, YAML_SUFFIXES, load_desired, parse_desired
+from syncd.desired.loading import load_desired, parse_desired
 from syncd.desired.memo import DesiredMemo
-from syncd.desired.yaml_positions import source_too_large
+from syncd.desired.yaml_positions import MAX_FILE_BYTES, YAML_SUFFIXES, source_too_large
 from syncd.errors import CredentialError, DesiredStateError, GitSourceError, Problem, UsageError
 from syncd.privatefiles import private_directory
 from syncd.settings import Settings

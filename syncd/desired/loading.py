@@ -56,7 +56,6 @@ if TYPE_CHECKING:
 # The reader's limits, named here for the loader's callers.
 MAX_FILE_BYTES: Final = yaml_positions.MAX_FILE_BYTES
 MAX_PROBLEMS: Final = yaml_positions.MAX_PROBLEMS
-YAML_SUFFIXES: Final = yaml_positions.YAML_SUFFIXES
 _CHUNK: Final = 1000  # users validated at once
 
 # ---------------------------------------------------------------------------
