@@ -14,9 +14,6 @@ from typing import Any
 from syncd.core.desired import DesiredState, DesiredUser, Location
 from syncd.core.fields import PROFILE_FIELDS
 
-_MODE = "emails_mode"
-_SUSPEND = "suspend"
-
 
 def _values(user: DesiredUser) -> Iterator[tuple[str, Any]]:
     """The user's managed keys and their effective values, in the format's order."""
@@ -24,12 +21,12 @@ def _values(user: DesiredUser) -> Iterator[tuple[str, Any]]:
         if key in user.profile:
             yield key, user.profile[key]
     if user.emails_mode is not None:
-        yield _MODE, str(user.emails_mode)
+        yield "emails_mode", str(user.emails_mode)
     if user.emails is not None:
         yield "emails", list(user.emails)
     if user.suspend is not None:  # left out, the rendered file would have syncd write to it
         until = user.suspend.until_text()
-        yield _SUSPEND, {"reason": user.suspend.reason} | ({"until": until} if until else {})
+        yield "suspend", {"reason": user.suspend.reason} | ({"until": until} if until else {})
 
 
 #: Where a user wrote its own `key`, if that can be found (syncd.desired.loading.own_places).
@@ -75,7 +72,7 @@ def to_yaml(state: DesiredState) -> str:
         values = list(_values(user))
         lines.append(f"  {user.username}:" if values else f"  {user.username}: {{}}")
         for key, value in values:
-            if key == _SUSPEND:
+            if key == "suspend":
                 pairs = ", ".join(f"{name}: {_scalar(text)}" for name, text in value.items())
                 lines.append(f"    {key}: {{{pairs}}}")
             elif key != "emails":

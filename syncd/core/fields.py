@@ -87,23 +87,14 @@ def gravatar_url(address: str) -> str:
     return GRAVATAR_URL_TEMPLATE.format(digest=gravatar_digest(address))
 
 
-def digest_in_gravatar_url(url: str) -> str | None:
-    """The hex digest inside a `gravatar_url` (lower case), or None when it names no address."""
-    match = _GRAVATAR_DIGEST.search(url)
-    if match is None or match.group(1).lower() in _EMPTY_DIGESTS:
-        return None
-    return match.group(1).lower()
-
-
 def gravatar_matches(address: str, url: str) -> bool:
     """Whether `url` is the Gravatar of `address`: MD5 for 32 hex digits, SHA-256 for 64.
 
     An empty address matches a URL without a digest (no Gravatar set).
     """
-    digest = digest_in_gravatar_url(url)
-    if not address.strip():
-        return digest is None
-    if digest is None:
-        return False
+    match = _GRAVATAR_DIGEST.search(url)
+    digest = None if match is None else match.group(1).lower()
+    if digest is None or digest in _EMPTY_DIGESTS:  # the URL names no address
+        return not address.strip()
     algorithm = "md5" if len(digest) == 32 else "sha256"
-    return gravatar_digest(address, algorithm) == digest
+    return bool(address.strip()) and gravatar_digest(address, algorithm) == digest

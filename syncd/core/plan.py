@@ -233,12 +233,11 @@ def _profile_changes(
 
 
 @dataclass(slots=True)
-class _Emails:
-    """What one user's addresses come to."""
+class _Found:
+    """What the users come to, user after user, but their errors."""
 
     actions: list[Action]
     warnings: list[Problem]
-    futile: list[NotKept]
     unmanaged: list[UserEmail]
     claims: list[UserEmail]
     releases: list[UserEmail]
@@ -248,36 +247,38 @@ def _email_changes(
     desired: DesiredUser,
     live: LiveAccount,
     not_kept: Sequence[NotKept],
-    owned: frozenset[str] = frozenset(),
-) -> _Emails:
-    """`owned`: the email_keys of the addresses syncd owns on this account."""
-    found = _Emails([], [], [], [], [], [])
+    owned: frozenset[str],
+    found: _Found,
+) -> list[NotKept]:
+    """Adds to `found` what the user's addresses come to; returns the additions the server
+    is known not to keep. `owned`: the email_keys of the addresses syncd owns on this account.
+    """
     if desired.emails is None or live.emails is None:
-        return found
+        return []
     mode = desired.mode
     if mode is not EmailsMode.OWNED and desired.emails == tuple(e.email for e in live.emails):
-        return found  # the usual case, and exactly equal is equal by email_key too
+        return []  # the usual case, and exactly equal is equal by email_key too
     wanted = {email_key(address): address for address in desired.emails}
     present = {email_key(e.email): e for e in live.emails}
     missing, extra = wanted.keys() - present.keys(), present.keys() - wanted.keys()
     if mode is EmailsMode.OWNED:
         listed = sorted(wanted.keys() & present.keys() - owned)
-        found.claims = [UserEmail(desired.username, present[key].email) for key in listed]
-        found.releases = [
+        found.claims.extend(UserEmail(desired.username, present[key].email) for key in listed)
+        found.releases.extend(
             UserEmail(desired.username, key) for key in sorted(owned - present.keys())
-        ]
+        )
     # An address the server keeps in another form: adding it again would add the
     # same again, and deleting the other form would undo what was just added.
-    found.futile = [
+    futile = [
         record
         for record in not_kept
         if record.field == EMAILS
         and email_key(record.sent) in missing
         and email_key(record.kept) in extra
     ]
-    missing -= {email_key(record.sent) for record in found.futile}
-    extra -= {email_key(record.kept) for record in found.futile}
-    found.actions = [AddEmail(desired.username, wanted[key]) for key in sorted(missing)]
+    missing -= {email_key(record.sent) for record in futile}
+    extra -= {email_key(record.kept) for record in futile}
+    found.actions.extend(AddEmail(desired.username, wanted[key]) for key in sorted(missing))
     for key in sorted(extra):
         email = present[key]
         if mode is EmailsMode.ADDITIVE:
@@ -295,31 +296,7 @@ def _email_changes(
             )
         else:
             found.actions.append(DeleteEmail(desired.username, email.email))
-    return found
-
-
-def plan_user(
-    desired: DesiredUser,
-    live: LiveAccount,
-    not_kept: Sequence[NotKept] = (),
-    owned: frozenset[str] = frozenset(),
-) -> tuple[list[Action], list[Problem], list[Problem], _Emails]:
-    """The actions, warnings and errors for one user whose live state is known,
-    and what its addresses come to (the notes and claims of `emails_mode: owned`).
-
-    A write that the server is known not to keep (`not_kept`, while both the
-    desired and the live value are the recorded ones) is an error, not an action.
-    """
-    actions: list[Action] = []
-    profile_changes, futile = _profile_changes(desired, live, not_kept)
-    if profile_changes:
-        actions.append(UpdateProfile(desired.username, profile_changes))
-    emails = _email_changes(desired, live, not_kept, owned)
-    errors = [
-        Problem(desired.username, Code.DOES_NOT_CONVERGE, record.message())
-        for record in [*futile, *emails.futile]
-    ]
-    return actions + emails.actions, emails.warnings, errors, emails
+    return futile
 
 
 def build_plan(
@@ -342,12 +319,8 @@ def build_plan(
     """
     not_kept = not_kept or {}
     owned = owned or {}
-    changes: list[Action] = []
-    warnings: list[Problem] = []
+    found = _Found([], [], [], [], [])
     errors: list[Problem] = []
-    unmanaged: list[UserEmail] = []
-    claims: list[UserEmail] = []
-    releases: list[UserEmail] = []
     for user in sorted(desired.users, key=lambda u: u.username):
         if user.username in suspensions:
             continue
@@ -357,26 +330,26 @@ def build_plan(
         elif isinstance(state, Problem):
             errors.append(state)
         else:
-            actions, user_warnings, user_errors, emails = plan_user(
-                user,
-                state,
-                not_kept.get(user.username, ()),
-                owned.get(user.username, frozenset()),
+            records = not_kept.get(user.username, ())
+            profile_changes, futile = _profile_changes(user, state, records)
+            if profile_changes:
+                found.actions.append(UpdateProfile(user.username, profile_changes))
+            owns = owned.get(user.username, frozenset())
+            futile += _email_changes(user, state, records, owns, found)
+            # A write the server is known not to keep (while both the desired and
+            # the live value are the recorded ones) is an error, not an action.
+            errors.extend(
+                Problem(user.username, Code.DOES_NOT_CONVERGE, record.message())
+                for record in futile
             )
-            changes.extend(actions)
-            warnings.extend(user_warnings)
-            errors.extend(user_errors)
-            unmanaged.extend(emails.unmanaged)
-            claims.extend(emails.claims)
-            releases.extend(emails.releases)
     return Plan(
-        tuple(changes),
-        tuple(warnings),
+        tuple(found.actions),
+        tuple(found.warnings),
         tuple(errors),
         len(desired.users),
-        tuple(unmanaged),
-        tuple(claims),
-        tuple(releases),
+        tuple(found.unmanaged),
+        tuple(found.claims),
+        tuple(found.releases),
         tuple(sorted(suspensions.active.items())),
         tuple(sorted(suspensions.ended.items())),
     )

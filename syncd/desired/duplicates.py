@@ -91,8 +91,6 @@ def each_place(what: str, places: list[Location]) -> Iterator[Problem]:
 
 def _others(place: Location, places: list[Location]) -> str:
     """The places other than `place`, the first _OTHERS_SHOWN of them by name."""
-    # Named in full, a key written 100,000 times would make 100,000 messages of
-    # 100,000 places each.
     others = (str(other) for other in places if other != place)
     shown = ", ".join(islice(others, _OTHERS_SHOWN))
     hidden = len(places) - 1 - _OTHERS_SHOWN

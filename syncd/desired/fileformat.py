@@ -34,8 +34,7 @@ from syncd.core.fields import (
     is_valid_username,
 )
 from syncd.desired.inheritance import EMAILS_MODE
-from syncd.desired.validation_messages import unknown_key
-from syncd.desired.yaml_shape import Check, Shape, one_of
+from syncd.desired.yaml_shape import Check, Shape
 
 FORMAT_VERSION: Final = 1
 
@@ -270,33 +269,43 @@ class DesiredStateFile(BaseModel):
 _MISSING_USERS: Final = "missing 'users' (a mapping of usernames; 'users: {}' for none)"
 TOP_KEYS: Final = tuple(DesiredStateFile.model_fields)
 USER_KEYS: Final = tuple(UserSettings.model_fields)
-_LAYER_KEYS: Final = tuple(ProfileSettings.model_fields)
-_SUSPEND_KEYS: Final = tuple(SuspendSettings.model_fields)
 LAYER_VALUES: Final = (*PROFILE_FIELDS, EMAILS_MODE)
 # The pydantic errors that the reader reports itself, by SHAPE's `name` check.
 SAID: Final = frozenset({"syncd_username", "syncd_group"})
-_LAYERSHAPE: Final = Shape(
-    key=one_of(_LAYER_KEYS, partial(unknown_key, allowed=_LAYER_KEYS, top=False))
-)
+
+
+def unknown_key(key: str, allowed: tuple[str, ...], *, top: bool) -> str:
+    """What is wrong with `key` where only `allowed` keys may be: the near miss, if any."""
+    close = difflib.get_close_matches(key.lower(), allowed, n=1)
+    if close:
+        return f"unknown key {key!r} (did you mean {close[0]!r}?)"
+    if top and is_valid_username(key):
+        return f"unknown key {key!r} (users go under 'users:')"
+    return f"unknown key {key!r}; expected one of: {', '.join(allowed)}"
+
+
+def _only(keys: tuple[str, ...], *, top: bool = False) -> Check:
+    """A check that takes `keys` and names the near miss of any other."""
+    allowed = frozenset(keys)
+    return lambda key: None if key in allowed else unknown_key(key, keys, top=top)
+
+
+_LAYERSHAPE: Final = Shape(key=_only(tuple(ProfileSettings.model_fields)))
 # The same rules, kept as the file is read (see syncd.desired.yaml_shape).
 SHAPE: Final = Shape(
-    key=one_of(TOP_KEYS, partial(unknown_key, allowed=TOP_KEYS, top=True)),
+    key=_only(TOP_KEYS, top=True),
     under={
         "defaults": _LAYERSHAPE,
         "groups": Shape(name=_group_problem, under_any=_LAYERSHAPE),
         "users": Shape(
             name=_username_problem,
             under_any=Shape(
-                key=one_of(USER_KEYS, partial(unknown_key, allowed=USER_KEYS, top=False)),
+                key=_only(USER_KEYS),
                 under={
                     "emails": Shape(item=_email_problem),
                     "ignore": Shape(item=_ignore_problem),
                     "groups": Shape(item=_group_problem),
-                    "suspend": Shape(
-                        key=one_of(
-                            _SUSPEND_KEYS, partial(unknown_key, allowed=_SUSPEND_KEYS, top=False)
-                        )
-                    ),
+                    "suspend": Shape(key=_only(tuple(SuspendSettings.model_fields))),
                 },
             ),
         ),

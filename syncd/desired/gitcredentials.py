@@ -25,6 +25,7 @@ Forgejo take for a token (GitLab takes any name).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -76,12 +77,7 @@ class GitCredential:
         """`base` with this credential's helper configured for one git command that
         fetches from `remote` (an https URL without user info), and for no other URL."""
         environment = dict(base)
-        index = int(environment.get("GIT_CONFIG_COUNT", "0") or 0)
-        for key, value in _CONFIG:
-            environment[f"GIT_CONFIG_KEY_{index}"] = key
-            environment[f"GIT_CONFIG_VALUE_{index}"] = value
-            index += 1
-        environment["GIT_CONFIG_COUNT"] = str(index)
+        add_git_config(environment, _CONFIG)
         parts = urlsplit(remote)
         environment["SYNCD_GIT_PROTOCOL"] = parts.scheme
         # As git writes them: the host with its port, the path without its leading slash.
@@ -115,36 +111,37 @@ class GitCredentialFile:
         return GitCredential(username or DEFAULT_USERNAME, str(self.path), password)
 
 
-def without_credential(url: str) -> tuple[str, GitCredential | None]:
-    """The URL without its user info, and the credential that was in it (if a password was).
-
-    A user name alone stays in the URL, unless a password for it is found later
-    (see `credential_for`): git would show it anyway, and it may be all that
-    ssh needs.
-    """
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url, None
-    if parts.scheme != "https":
-        raise UsageError(
-            f"git+{_bare(url)}: a password in a git+{parts.scheme}:// URL is never used; "
-            "use a key (GIT_SSH_COMMAND) instead"
-        )
-    username = unquote(parts.username or "") or DEFAULT_USERNAME
-    return _bare(url), GitCredential(username, "the URL", unquote(parts.password))
-
-
 def credential_for(url: str, file: GitCredentialFile | None) -> tuple[str, GitCredential | None]:
-    """The URL to give git and the credential to give its helper, if any.
+    """The URL to give git (without user info) and the credential to give its helper, if any.
 
     The URL's own credential wins over the file's; the file is read at each
-    fetch, so a rotated secret is used without a restart.
+    fetch, so a rotated secret is used without a restart. A user name alone
+    stays in the URL, unless a password for it is found in the file: git would
+    show it anyway, and it may be all that ssh needs.
     """
-    bare, credential = without_credential(url)
-    if credential is not None or file is None or urlsplit(url).scheme != "https":
-        return bare, credential
-    username = unquote(urlsplit(url).username or "") or None
-    return _bare(url), file.read(username)
+    parts = urlsplit(url)
+    username = unquote(parts.username or "")
+    if parts.password is not None:
+        if parts.scheme != "https":
+            raise UsageError(
+                f"git+{_bare(url)}: a password in a git+{parts.scheme}:// URL is never used; "
+                "use a key (GIT_SSH_COMMAND) instead"
+            )
+        password = unquote(parts.password)
+        return _bare(url), GitCredential(username or DEFAULT_USERNAME, "the URL", password)
+    if file is None or parts.scheme != "https":
+        return url, None
+    return _bare(url), file.read(username or None)
+
+
+def add_git_config(environment: dict[str, str], pairs: Iterable[tuple[str, str]]) -> None:
+    """Adds `pairs` to the configuration of the one git command run in `environment`."""
+    index = int(environment.get("GIT_CONFIG_COUNT", "0") or 0)
+    for key, value in pairs:
+        environment[f"GIT_CONFIG_KEY_{index}"] = key
+        environment[f"GIT_CONFIG_VALUE_{index}"] = value
+        index += 1
+    environment["GIT_CONFIG_COUNT"] = str(index)
 
 
 def _bare(url: str) -> str:

@@ -22,9 +22,7 @@ async def run_in_own_group(
 
     However the wait ends early (a timeout, the run's deadline, a shutdown: a
     cancellation, all of them), the whole group is killed and reaped before the
-    cancellation goes on. Killing git alone orphaned git-remote-https, which
-    kept the pipes open: `plan` hung past 40 s with a 4 s timeout, and helpers
-    outlived the daemon.
+    cancellation goes on.
     """
     process = await asyncio.create_subprocess_exec(
         *command,

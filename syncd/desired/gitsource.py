@@ -44,12 +44,13 @@ from syncd.desired.gitcredentials import (
     DEFAULT_FILE_NAME,
     GitCredential,
     GitCredentialFile,
+    add_git_config,
     credential_for,
 )
 from syncd.desired.gitprocess import run_in_own_group
-from syncd.desired.loading import MAX_FILE_BYTES, YAML_SUFFIXES, load_desired, parse_desired
+from syncd.desired.loading import load_desired, parse_desired
 from syncd.desired.memo import DesiredMemo
-from syncd.desired.yaml_positions import source_too_large
+from syncd.desired.yaml_positions import MAX_FILE_BYTES, YAML_SUFFIXES, source_too_large
 from syncd.errors import CredentialError, DesiredStateError, GitSourceError, Problem, UsageError
 from syncd.privatefiles import private_directory
 from syncd.settings import Settings
@@ -201,43 +202,40 @@ class GitMirror:
         Raises DesiredStateError when there are none, as for a path on disk.
         """
         async with self._within_timeout("read"):
-            return await self._read(commit)
-
-    async def _read(self, commit: str) -> list[tuple[str, bytes]]:
-        path = self.location.path
-        shown = path or "."
-        spec = f"{commit}:{path}"
-        try:
-            kind = (await self._git("cat-file", "-t", spec)).decode().strip()
-        except GitSourceError:
-            message = f"no such file or directory in {commit[:12]}"
-            raise DesiredStateError([Problem(shown, 1, 1, message)]) from None
-        if kind == "blob":
-            length = int(await self._git("cat-file", "-s", spec))
-            return [await self._blob(path, spec, length)]
-        listing = await self._git("ls-tree", "-r", "-z", "-l", spec)
-        entries = []
-        for entry in filter(None, listing.split(b"\0")):
-            meta, _, raw_name = entry.partition(b"\t")
-            mode, _, object_id, size = meta.decode().split()
-            name = raw_name.decode("utf-8", "replace")
-            # Regular files only: a symlink's blob is its target, not YAML.
-            # Hidden files and directories are skipped, as on disk.
-            hidden = any(part.startswith(".") for part in name.split("/"))
-            if mode not in ("100644", "100755") or hidden:
-                continue
-            if name.endswith(YAML_SUFFIXES):
-                entries.append((f"{path}/{name}".lstrip("/"), object_id, int(size)))
-        entries.sort(key=lambda entry: entry[0].split("/"))  # as a directory on disk is read
-        if not entries:
-            message = f"no *.yaml or *.yml file in this directory at {commit[:12]}"
-            raise DesiredStateError([Problem(shown, 1, 1, message)])
-        # The whole tree is bounded before a blob is read: one blob may be listed
-        # under many names, each within the limit of a file.
-        total = sum(size for _, _, size in entries)
-        if (too_large := source_too_large(shown, len(entries), total)) is not None:
-            raise DesiredStateError([too_large])
-        return [await self._blob(*entry) for entry in entries]
+            path = self.location.path
+            shown = path or "."
+            spec = f"{commit}:{path}"
+            try:
+                kind = (await self._git("cat-file", "-t", spec)).decode().strip()
+            except GitSourceError:
+                message = f"no such file or directory in {commit[:12]}"
+                raise DesiredStateError([Problem(shown, 1, 1, message)]) from None
+            if kind == "blob":
+                length = int(await self._git("cat-file", "-s", spec))
+                return [await self._blob(path, spec, length)]
+            listing = await self._git("ls-tree", "-r", "-z", "-l", spec)
+            entries = []
+            for entry in filter(None, listing.split(b"\0")):
+                meta, _, raw_name = entry.partition(b"\t")
+                mode, _, object_id, size = meta.decode().split()
+                name = raw_name.decode("utf-8", "replace")
+                # Regular files only: a symlink's blob is its target, not YAML.
+                # Hidden files and directories are skipped, as on disk.
+                hidden = any(part.startswith(".") for part in name.split("/"))
+                if mode not in ("100644", "100755") or hidden:
+                    continue
+                if name.endswith(YAML_SUFFIXES):
+                    entries.append((f"{path}/{name}".lstrip("/"), object_id, int(size)))
+            entries.sort(key=lambda entry: entry[0].split("/"))  # as a directory on disk is read
+            if not entries:
+                message = f"no *.yaml or *.yml file in this directory at {commit[:12]}"
+                raise DesiredStateError([Problem(shown, 1, 1, message)])
+            # The whole tree is bounded before a blob is read: one blob may be listed
+            # under many names, each within the limit of a file.
+            total = sum(size for _, _, size in entries)
+            if (too_large := source_too_large(shown, len(entries), total)) is not None:
+                raise DesiredStateError([too_large])
+            return [await self._blob(*entry) for entry in entries]
 
     async def _blob(self, path: str, object_id: str, size: int) -> tuple[str, bytes]:
         if size > MAX_FILE_BYTES:
@@ -264,10 +262,7 @@ class GitMirror:
             # The URL goes in the environment (git >= 2.31), which only its owner can
             # read, not on the command line of git; nor on disk. It holds no password
             # (see fetch): git passes it on to git-remote-https as an argument.
-            index = int(environment.get("GIT_CONFIG_COUNT", "0") or 0)
-            environment[f"GIT_CONFIG_KEY_{index}"] = f"remote.{REMOTE}.url"
-            environment[f"GIT_CONFIG_VALUE_{index}"] = remote_url
-            environment["GIT_CONFIG_COUNT"] = str(index + 1)
+            add_git_config(environment, [(f"remote.{REMOTE}.url", remote_url)])
         if credential is not None and remote_url is not None:
             environment = credential.environment(environment, remote_url)
         returncode, stdout, stderr = await run_in_own_group(command, environment)

@@ -82,12 +82,12 @@ class Layers:
                 yield from each_place(what, places)
 
     def resolve(
-        self, users: Iterable[DesiredUser], locate: Locate | None = None
+        self, users: Iterable[DesiredUser], locate: Locate
     ) -> tuple[list[DesiredUser], list[Problem]]:
         """The users with what they inherit, and the problems of those who cannot.
 
         `locate` finds where a user wrote the n-th of its groups (an unknown
-        group is reported there); without it, or if it cannot, at the user.
+        group is reported there); if it cannot, at the user.
         """
         resolved: list[DesiredUser] = []
         problems: list[Problem] = []
@@ -103,7 +103,7 @@ class Layers:
             if inheritance.problems:
                 for message, index in inheritance.problems:
                     place = user.location or Location("<desired state>", 1, 1)
-                    if index is not None and locate is not None:
+                    if index is not None:
                         place = locate(user, index) or place
                     text = f"user {user.username!r}: {message}"
                     problems.append(Problem(place.path, place.line, place.column, text))

@@ -1,9 +1,7 @@
 """Loading the desired state: YAML files in, a valid DesiredState out, or every problem at once.
 
-The file format (design.md sections 2 and 2.1) is defined once, by the models
-of `syncd.desired.fileformat`: they validate the data and give `syncd schema`
-its JSON Schema, and the reader keeps their key rules as it reads (SHAPE). The
-YAML itself is read by `syncd.desired.yaml_positions`, which keeps the place of
+The file format is defined once, by the models of `syncd.desired.fileformat`.
+The YAML is read by `syncd.desired.yaml_positions`, which keeps the place of
 every key and value so that each pydantic error's `loc` is reported at its
 file:line:col. What pydantic cannot see (users repeated within a file and
 across files, repeated keys and addresses) is found by
@@ -35,10 +33,7 @@ from syncd.desired.duplicates import (
 from syncd.desired.fileformat import (
     FORMAT_VERSION,
     LAYER_VALUES,
-    SAID,
     SHAPE,
-    TOP_KEYS,
-    USER_KEYS,
     DesiredStateFile,
     ProfileSettings,
     suspension_end,
@@ -61,7 +56,6 @@ if TYPE_CHECKING:
 # The reader's limits, named here for the loader's callers.
 MAX_FILE_BYTES: Final = yaml_positions.MAX_FILE_BYTES
 MAX_PROBLEMS: Final = yaml_positions.MAX_PROBLEMS
-YAML_SUFFIXES: Final = yaml_positions.YAML_SUFFIXES
 _CHUNK: Final = 1000  # users validated at once
 
 # ---------------------------------------------------------------------------
@@ -227,7 +221,7 @@ def _validate(
             model = DesiredStateFile.model_validate(chunk)
         except ValidationError as error:
             errors = error.errors(include_url=False)
-            problems.extend(explain_all(errors, document, TOP_KEYS, USER_KEYS, SAID))
+            problems.extend(explain_all(errors, document))
             users = None
         else:
             if users is not None:

@@ -8,53 +8,40 @@ near miss for an unknown key and a hint for a value YAML read as a number.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any, Final
 
 from pydantic_core import ErrorDetails
 
-from syncd.core.fields import is_valid_username
+from syncd.desired.fileformat import SAID, TOP_KEYS, USER_KEYS, unknown_key
 from syncd.desired.yaml_compose import REFUSED, Loc, Mark
 from syncd.desired.yaml_positions import YamlDocument
 from syncd.errors import Problem
 
-Keys = tuple[str, ...]
 
-
-def explain_all(
-    errors: list[ErrorDetails],
-    document: YamlDocument,
-    top_keys: Keys,
-    user_keys: Keys,
-    said: frozenset[str] = frozenset(),
-) -> Iterator[Problem]:
-    """A problem for each error; `top_keys` and `user_keys` are the keys allowed at each level.
-
-    Errors of a type in `said` are left out: the reader reports those itself.
-    """
+def explain_all(errors: list[ErrorDetails], document: YamlDocument) -> Iterator[Problem]:
+    """A problem for each error, but those of a type in SAID: the reader reports those itself."""
     for error in errors:
-        if error["type"] in said:
+        if error["type"] in SAID:
             continue
         if error["input"] is not REFUSED:  # else the reader has already said why
-            mark, message = _explain(error, document, top_keys, user_keys)
-            yield document.problem(mark, message)
+            mark, message = _explain(error, document)
+            yield Problem(document.path, mark.line, mark.column, message)
 
 
-def _explain(
-    error: ErrorDetails, document: YamlDocument, top_keys: Keys, user_keys: Keys
-) -> tuple[Mark, str]:
+def _explain(error: ErrorDetails, document: YamlDocument) -> tuple[Mark, str]:
     loc: Loc = tuple(error["loc"])
     kind, value = error["type"], error["input"]
     if len(loc) == 3 and loc[0] == "users" and loc[2] == "[key]":
         return document.key_mark(loc[:2]), error["msg"]
     if kind == "extra_forbidden":
         top = len(loc) == 1
-        allowed = top_keys if top else user_keys
+        allowed = TOP_KEYS if top else USER_KEYS
         return document.key_mark(loc), unknown_key(str(loc[-1]), allowed, top=top)
-    if kind == "missing":
-        return document.value_mark(loc[:-1]), _MISSING.get(loc, f"missing {loc[-1]!r}")
+    if kind == "missing":  # never 'users', optional to pydantic: DesiredStateFile says so
+        missing = "missing 'version: 1'" if loc == ("version",) else f"missing {loc[-1]!r}"
+        return document.value_mark(loc[:-1]), missing
     mark = document.value_mark(loc)
     subject, expected = _expectation(loc)
     if kind.startswith("syncd_"):
@@ -76,12 +63,6 @@ def _explain(
             message += f' (quote it to mean the text: "{text}")'
         return mark, message
     return mark, f"{subject}: {error['msg']}"
-
-
-_MISSING: Final[dict[Loc, str]] = {
-    ("version",): "missing 'version: 1'",
-    ("users",): "missing 'users' (a mapping of usernames; 'users: {}' for none)",
-}
 
 
 #: The forms docs/desired-state.md gives for `suspend:` and its end.
@@ -144,13 +125,3 @@ _KINDS: Final[dict[type, str]] = {
 
 def _describe(value: Any) -> str:
     return _KINDS.get(type(value), type(value).__name__)
-
-
-def unknown_key(key: str, allowed: Keys, *, top: bool) -> str:
-    """What is wrong with `key` where only `allowed` keys may be: the near miss, if any."""
-    close = difflib.get_close_matches(key.lower(), allowed, n=1)
-    if close:
-        return f"unknown key {key!r} (did you mean {close[0]!r}?)"
-    if top and is_valid_username(key):
-        return f"unknown key {key!r} (users go under 'users:')"
-    return f"unknown key {key!r}; expected one of: {', '.join(allowed)}"

@@ -11,10 +11,9 @@ to its place (syncd.desired.problem_list shows at most MAX_PROBLEMS problems a f
   ever runs, so a tag such as `!!python/object` can build nothing: any tag
   outside the plain YAML types (str, null, bool, int, float, timestamp, seq,
   map) is a problem.
-- Plain scalars are typed by the YAML 1.2 core schema, not by PyYAML's YAML 1.1
-  resolver: `yes`, `no`, `on`, `off` and dates are text (`!!timestamp` makes a
-  date); null is `null`, `Null`, `NULL`, `~` or nothing. A quoted scalar is
-  always text.
+- Plain scalars are typed by the YAML 1.2 core schema (syncd.desired.yaml_scalars),
+  not by PyYAML's YAML 1.1 resolver; `!!timestamp` makes a date, and a quoted
+  scalar is always text.
 - Aliases (`*name`) are refused where they appear and nothing is expanded, so a
   "billion laughs" file costs no more than its own length. Anchors alone are
   harmless and ignored; merge keys (`<<`) are refused.
@@ -181,9 +180,6 @@ class YamlDocument:
     duplicates: list[Duplicate] = field(default_factory=list)
     places: Places = field(default_factory=Places, repr=False)
 
-    def problem(self, mark: Mark, message: str) -> Problem:
-        return Problem(self.path, mark.line, mark.column, message)
-
     # A place that does not exist (a missing key) resolves to its nearest existing parent.
 
     def key_mark(self, loc: Loc) -> Mark:
@@ -216,14 +212,11 @@ def read_yaml_files(path: str) -> tuple[list[tuple[str, bytes]], list[Problem]]:
         if not os.path.isdir(path):
             return _read_file(path)
         names = _yaml_tree(path)
+        sizes = [os.stat(os.path.join(path, name)).st_size for name in names]
     except OSError as error:
         return [], [Problem(path, 1, 1, _os_message(error))]
     if not names:
         return [], [Problem(path, 1, 1, "no *.yaml or *.yml file in this directory")]
-    try:
-        sizes = [os.stat(os.path.join(path, name)).st_size for name in names]
-    except OSError as error:
-        return [], [Problem(path, 1, 1, _os_message(error))]
     if (too_large := source_too_large(path, len(names), sum(sizes))) is not None:
         return [], [too_large]
     files: list[tuple[str, bytes]] = []

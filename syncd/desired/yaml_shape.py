@@ -44,9 +44,3 @@ class Shape:
     def child(self, key: str) -> Shape | None:
         """The shape of the value written under `key`, if there is one."""
         return self.under.get(key, self.under_any)
-
-
-def one_of(keys: tuple[str, ...], unknown: Callable[[str], str]) -> Check:
-    """A check that takes `keys` and says `unknown(key)` of any other."""
-    allowed = frozenset(keys)
-    return lambda key: None if key in allowed else unknown(key)

@@ -115,9 +115,9 @@ class Applier:
         audit: AuditTrail,
         live: Mapping[str, LiveAccount],
         not_kept: NotKeptRecords,
+        ownership: OwnershipLedger,
+        suspended: Callable[[str], bool],
         on_change: ChangeObserver | None = None,
-        ownership: OwnershipLedger | None = None,
-        suspended: Callable[[str], bool] | None = None,
         report: ApplyReport | None = None,
     ) -> None:
         self.on_change = on_change
@@ -148,7 +148,7 @@ class Applier:
 
     async def _apply_user(self, actions: list[Action]) -> None:
         remaining = _in_write_order(actions)
-        unless = self.suspended  # asked once, with the user's first intent
+        unless: Callable[[str], bool] | None = self.suspended  # asked once, with the first intent
         while remaining:
             action = remaining.pop(0)
             try:
@@ -209,10 +209,10 @@ class Applier:
         def remember() -> None:
             self._remember(action, account)
             self.not_kept.save(missed)
-            if isinstance(action, AddEmail) and not missed and self.ownership is not None:
+            if isinstance(action, AddEmail) and not missed:
                 # Added by syncd, so syncd's to delete when it leaves the list.
                 self.ownership.record([UserEmail(action.user, action.email)], Claim.ADDED)
-            if isinstance(action, DeleteEmail) and self.ownership is not None:
+            if isinstance(action, DeleteEmail):
                 # Gone: if the owner adds it again, it is theirs, not syncd's to delete.
                 self.ownership.release([UserEmail(action.user, action.email)])
 
@@ -305,12 +305,9 @@ class Applier:
 
     # -- the three writes ---------------------------------------------------------
 
-    def _known(self, user: str) -> LiveAccount:
-        return self.live.get(user) or LiveAccount(user)
-
     async def _write(self, action: Action) -> tuple[LiveAccount, list[NotKept]]:
         """The account after the write, and what of the write the server did not keep."""
-        account = self._known(action.user)
+        account = self.live.get(action.user) or LiveAccount(action.user)
         if isinstance(action, UpdateProfile):
             body = action.body()
             try:
@@ -349,8 +346,7 @@ class Applier:
                 # A 429 is refused before any work: waiting and sending again is safe,
                 # unless the server asks for a wait longer than we give it.
                 if not error.retryable or attempt == POST_ATTEMPTS:
-                    raise  # no wait for an attempt that will not come
-                last_error = error
+                    raise  # no wait for an attempt that will not come: a plain failure
                 await asyncio.sleep(self.client.retry.delay(attempt, error))
                 continue
             except BadRequest as error:
@@ -366,9 +362,7 @@ class Applier:
             present = await self._present(account.username, address)
             if present is not None:
                 return account.with_email_added(present), present
-        assert last_error is not None
-        if isinstance(last_error, RateLimited):
-            raise last_error  # never sent through: a plain failure
+        assert last_error is not None  # the last attempt's answer was lost
         raise _Unknown(last_error)
 
     async def _present(self, username: str, address: str) -> LiveEmail | None:

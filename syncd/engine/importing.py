@@ -8,11 +8,11 @@ checked by the loader before it is written: an import is always a valid file.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable
 
 from syncd.api.client import AccountsClient
+from syncd.api.pool import for_each
 from syncd.core.fields import is_valid_username
 from syncd.core.live import READABLE_PROFILE_FIELDS, LiveAccount
 from syncd.errors import ApiError, SyncdError, UsageError
@@ -76,24 +76,24 @@ def check_usernames(usernames: Iterable[str], where: str) -> None:
 async def read_accounts(
     client: AccountsClient, usernames: list[str], concurrency: int
 ) -> list[LiveAccount]:
-    """Profile and addresses of each user; every failure is reported, then the import stops."""
+    """Profile and addresses of each user, in no order; every failure is reported, then the
+    import stops."""
     check_usernames(usernames, "import")
-    slots = asyncio.Semaphore(concurrency)
+    accounts: list[LiveAccount] = []
     failures: list[str] = []
 
-    async def read(username: str) -> LiveAccount | None:
-        async with slots:
-            try:
-                profile = await client.get_user(username)
-                emails = await client.get_emails(username)
-            except ApiError as error:
-                failures.append(str(error))
-                return None
-        return LiveAccount(username, profile, emails)
+    async def read(username: str) -> None:
+        try:
+            profile = await client.get_user(username)
+            emails = await client.get_emails(username)
+        except ApiError as error:
+            failures.append(str(error))
+        else:
+            accounts.append(LiveAccount(username, profile, emails))
 
-    accounts = await asyncio.gather(*(read(name) for name in usernames))
+    await for_each(usernames, concurrency, read)
     if failures:
         raise SyncdError(
             "nothing imported: some users could not be read:\n  " + "\n  ".join(sorted(failures))
         )
-    return [account for account in accounts if account is not None]
+    return accounts

@@ -43,15 +43,11 @@ def run_result(
         if observe and not plan.is_empty:
             return RunResult.DRIFT
         return RunResult.OK if report is not None else RunResult.NO_CHANGES
-    if every_request_failed_alike(plan, report):
+    # The reads met one failure for all (syncd.engine.fetching.mark_shared), and no
+    # write succeeded either.
+    if any(error.shared for error in plan.errors) and (
+        report is None or not any(report.counts[action] for action in ActionName)
+    ):
         return RunResult.FAILED
     managed = plan.users or len(plan.users_with_changes())
     return RunResult.FAILED if len(failing) >= managed else RunResult.PARTIAL
-
-
-def every_request_failed_alike(plan: Plan, report: ApplyReport | None) -> bool:
-    """Whether the reads met one failure for all (syncd.engine.fetching.mark_shared)
-    and no write succeeded either."""
-    if not any(error.shared for error in plan.errors):
-        return False
-    return report is None or not any(report.counts[action] for action in ActionName)

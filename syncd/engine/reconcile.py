@@ -255,19 +255,17 @@ async def apply_plan(
 ) -> ApplyReport:
     """Apply `plan`; what ends is counted in `report` (a new one if None) as it ends."""
     readable = {user: state for user, state in live.items() if isinstance(state, LiveAccount)}
-    records = NotKeptRecords(connection.db, connection.api, connection.settings.not_kept_ttl)
-    ledger = OwnershipLedger(connection.db, connection.api)
     suspensions = SuspensionTable(connection.db)
     applier = Applier(
         connection.client,
         connection.cache,
         audit,
         readable,
-        records,
+        NotKeptRecords(connection.db, connection.api, connection.settings.not_kept_ttl),
+        OwnershipLedger(connection.db, connection.api),
+        lambda user: suspensions.holds(user, time.time()),
         on_change,
-        ledger,
-        suspended=lambda user: suspensions.holds(user, time.time()),
-        report=report,
+        report,
     )
     return await applier.apply(plan.changes, connection.settings.concurrency)
 
