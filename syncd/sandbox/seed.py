@@ -235,7 +235,9 @@ class _SeedReader:
                 self.fail(here, "token must be printable ASCII without spaces")
             if token in self.tokens:
                 self.fail(here, "token already granted to another user")
-            if not isinstance(scopes, list) or not all(isinstance(s, str) and s in ALL_SCOPES for s in scopes):
+            if not isinstance(scopes, list) or not all(
+                isinstance(s, str) and s in ALL_SCOPES for s in scopes
+            ):
                 known = ", ".join(sorted(ALL_SCOPES))
                 self.fail((*here, "scopes"), f"expected a list of: {known}")
             self.tokens.add(token)
