@@ -55,7 +55,7 @@ def _only_with_exception(renderer: structlog.typing.Processor) -> structlog.typi
     """`renderer` for the events that carry an exception (`exc_info`), and no others.
 
     An apply logs two events per write, none with an exception: the renderer's
-    own checks took a sixth of each line's time (5 of 33 µs).
+    own checks were a sixth of each line's cost.
     """
 
     def render(

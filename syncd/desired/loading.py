@@ -97,7 +97,7 @@ def _assemble(
     )
     read: list[tuple[str, str, list[DesiredUser]]] = []  # to remember, if all is valid
     # Hundreds of thousands of new objects, none of them garbage: the cyclic
-    # collector would only walk them again and again (~1.3 s at 100,000 users).
+    # collector would only walk them again and again, for seconds at 100,000 users.
     with collector_paused():
         for (path, content), source in zip(files, sources, strict=True):
             known = memo.recall(source.sha256, path) if memo else None

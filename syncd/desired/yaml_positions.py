@@ -27,10 +27,9 @@ to its place (syncd.desired.problem_list shows at most MAX_PROBLEMS problems a f
   A value kept out of the data (under a repeated or refused key, or refused for
   its tag) is not looked into, except that its aliases are refused.
 
-Why libyaml: ruamel.yaml's pure-Python parser took ~6 s to read a 10,000-user
-file (30,000 lines); libyaml and the composer take ~0.2 s, and 2.5 s for
-100,000 users. Without libyaml, PyYAML's pure-Python parser gives the same
-events, slowly.
+Why libyaml: a pure-Python parser (ruamel.yaml's, PyYAML's own) reads a file of
+thousands of users some thirty times slower. Without libyaml, PyYAML's
+pure-Python parser gives the same events, slowly.
 
 A directory is read as the `*.yaml`/`*.yml` files in its whole tree, sorted
 by path; hidden files and directories are skipped. Mapping keys are taken as
