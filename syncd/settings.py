@@ -219,7 +219,7 @@ class Settings(BaseSettings):
     )
     ssl_cert_dir: Path | None = Field(
         default_factory=_from_environment("SSL_CERT_DIR"),
-        validate_default=True,
+        validate_default=True,  # to a Path
         description="Directory of hashed root certificates to trust instead of certifi's "
         "(OpenSSL's SSL_CERT_DIR).",
     )

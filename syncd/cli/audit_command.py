@@ -15,8 +15,9 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -26,16 +27,11 @@ from syncd.core.jsondoc import dumps_document
 from syncd.core.vocabulary import ActionName, WriteResult
 from syncd.errors import StateError
 
-if TYPE_CHECKING:
-    from datetime import datetime
-
 _NO_HISTORY = "syncd has not run with this state directory, so it has no audit trail"
 
 
 def _moment(value: str) -> datetime:
     """`--since`, `--before`: an ISO date or time, or an age such as 30m, 12h, 7d."""
-    from datetime import UTC, datetime, timedelta
-
     if value[:-1].isdigit() and value[-1:] in UNIT_SECONDS:
         return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * UNIT_SECONDS[value[-1]])
     try:

@@ -49,6 +49,9 @@ from syncd.state.user_failures import UserFailures
 
 log = structlog.get_logger("syncd.service.cycle")
 
+#: The results of a cycle that sent writes, and so count the changes applied.
+_APPLYING_RUNS = SUCCESSFUL_RUNS | {RunResult.PARTIAL, RunResult.FAILED}
+
 
 @dataclass(frozen=True, slots=True)
 class CycleOutcome:
@@ -99,7 +102,7 @@ class CycleOutcome:
         parts: list[str] = [self.result]
         if self.result == RunResult.DRIFT:
             parts.append("observing: nothing written")
-        elif self.result in SUCCESSFUL_RUNS | {RunResult.PARTIAL, RunResult.FAILED}:
+        elif self.result in _APPLYING_RUNS:
             parts.append(f"{self.applied} changes applied")
         if self.drift_users:
             parts.append(f"{self.drift_users} users differ")

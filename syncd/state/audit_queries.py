@@ -85,6 +85,10 @@ def last_write(db: Database, user: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
+#: What `query_events` tells of an event's run: the columns of `runs` it selects.
+_RUN_COLUMNS = ("command", "os_user", "sudo_user", "host", "version", "pid")
+
+
 @dataclass(frozen=True, slots=True)
 class EventFilter:
     """What `syncd audit` may select by: --user, --since, --run, --action, --result."""
@@ -145,7 +149,3 @@ def query_events(
                 event[key] = json.loads(event[key])
         event["run"] = {column: event.pop(column) for column in _RUN_COLUMNS}
     return events[::-1]
-
-
-#: What `query_events` tells of an event's run: the columns of `runs` it selects.
-_RUN_COLUMNS = ("command", "os_user", "sudo_user", "host", "version", "pid")

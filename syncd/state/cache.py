@@ -19,7 +19,7 @@ from typing import Any
 
 from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
 from syncd.state.backend import Database
-from syncd.state.schema import columns
+from syncd.state.schema import has_column
 from syncd.state.statefile import state_error
 
 #: Rows written per transaction: large enough to amortise the commit.
@@ -87,8 +87,8 @@ class LiveCache:
 
     def save(self, snapshots: Iterable[Snapshot]) -> None:
         """Store what was fetched, one transaction per batch."""
-        snapshots = iter(snapshots)
-        while batch := list(itertools.islice(snapshots, BATCH_SIZE)):
+        remaining = iter(snapshots)
+        while batch := list(itertools.islice(remaining, BATCH_SIZE)):
             with self.db.atomic():
                 for snapshot in batch:
                     self.put(snapshot)
@@ -187,7 +187,7 @@ def _emails(text: str) -> tuple[LiveEmail, ...]:
 
 def last_read(db: Database, api: str, username: str) -> tuple[float | None, float | None]:
     """When the profile and the addresses of `username` were last read from `api`."""
-    if not db.has_table("live_accounts") or "api" not in columns(db, "live_accounts"):
+    if not has_column(db, "live_accounts", "api"):
         return None, None
     row = db.execute(
         "SELECT profile_fetched_at, emails_fetched_at FROM live_accounts"

@@ -25,7 +25,7 @@ from syncd.core.plan import DeleteEmail
 from syncd.core.vocabulary import HeldStatus
 from syncd.errors import UsageError
 from syncd.state.backend import Database
-from syncd.state.schema import columns
+from syncd.state.schema import has_column
 
 _COLUMNS = "id, revision, held_at, deletions, status, decided_by, decided_at"
 
@@ -72,7 +72,7 @@ class HeldChanges:
     @functools.cached_property
     def _kept(self) -> bool:
         """False in a read-only state from before the sets, or before they were per API."""
-        return self.db.has_table("held_changes") and "api" in columns(self.db, "held_changes")
+        return has_column(self.db, "held_changes", "api")
 
     def with_status(self, *statuses: HeldStatus) -> list[HeldSet]:
         """This API's sets in these statuses."""

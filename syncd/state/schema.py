@@ -379,7 +379,7 @@ def _missing(db: Database, migrations: tuple[Migration, ...]) -> list[Migration]
 def run(db: Database, migration: Migration) -> None:
     """The statements of one migration, which find done what is done already."""
     for table, column in migration.remade:
-        if db.has_table(table) and column not in columns(db, table):
+        if db.has_table(table) and not has_column(db, table, column):
             db.execute(f"DROP TABLE {table}")
     for statement in migration.sql.format(key=db.dialect.key).split(";"):
         if statement.strip():
@@ -398,3 +398,9 @@ def run(db: Database, migration: Migration) -> None:
 def columns(db: Database, table: str) -> dict[str, str]:
     """The columns of `table`, in order: name and declared type."""
     return dict(db.execute(db.dialect.columns, [table]))
+
+
+def has_column(db: Database, table: str, column: str) -> bool:
+    """Whether `table` exists with `column`: a read-only state (`syncd status`, the
+    pages) is not migrated, and may be from before either."""
+    return db.has_table(table) and column in columns(db, table)

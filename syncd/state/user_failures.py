@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from syncd.core.problem import Problem
 from syncd.core.vocabulary import Code
 from syncd.state.backend import Database
-from syncd.state.schema import columns
+from syncd.state.schema import has_column
 
 #: This API's failures, each row as `_problem` takes it.
 _SELECT = (
@@ -44,7 +44,7 @@ class UserFailures:
     def _kept(self) -> bool:
         """False in a read-only state (`syncd status`, the pages) from before the
         failures were kept, or before they were kept per API: then none are known."""
-        return self.db.has_table("user_failures") and "api" in columns(self.db, "user_failures")
+        return has_column(self.db, "user_failures", "api")
 
     def all(self, limit: int | None = None) -> dict[str, Problem]:
         """The users in error by name; the first `limit` of them when given (a page)."""
