@@ -13,9 +13,9 @@
 
 Any JSON parser reads it; grep and diff see one change per line. It is also
 fast: `indent=` makes the json module fall back to its pure-Python encoder,
-which took 0.2 s for a plan of 10,000 changes, while each line here is encoded
-by the C encoder. A character that does not print is written as a \\u escape
-(syncd.visible), so a document shown on a terminal cannot drive it.
+while each line here is encoded by the C encoder. A character that does not
+print is written as a \\u escape (syncd.visible), so a document shown on a
+terminal cannot drive it.
 """
 
 from __future__ import annotations

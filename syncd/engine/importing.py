@@ -76,8 +76,9 @@ def check_usernames(usernames: Iterable[str], where: str) -> None:
 async def read_accounts(
     client: AccountsClient, usernames: list[str], concurrency: int
 ) -> list[LiveAccount]:
-    """Profile and addresses of each user, in no order; every failure is reported, then the
-    import stops."""
+    """Profile and addresses of each user, in no order.
+
+    Every failure is reported, then the import stops."""
     check_usernames(usernames, "import")
     accounts: list[LiveAccount] = []
     failures: list[str] = []
@@ -91,7 +92,7 @@ async def read_accounts(
         else:
             accounts.append(LiveAccount(username, profile, emails))
 
-    await for_each(usernames, concurrency, read)
+    await for_each(usernames, min(concurrency, len(usernames)), read)
     if failures:
         raise SyncdError(
             "nothing imported: some users could not be read:\n  " + "\n  ".join(sorted(failures))

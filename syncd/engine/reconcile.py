@@ -76,8 +76,8 @@ class PlanResult:
 
     def __repr__(self) -> str:
         # Short on purpose: asyncio.run formats the main task's result when it
-        # restores the SIGINT handler, and a full repr of 10,000 accounts took
-        # a fifth of a warm plan; even a summary, formatted twice, took 30 ms.
+        # restores the SIGINT handler: a full repr of 10,000 accounts was a fifth
+        # of a warm plan, and even a summary of them is formatted twice.
         plan = self.plan
         return f"PlanResult({len(plan.changes)} changes, {len(plan.errors)} errors)"
 
@@ -263,9 +263,9 @@ async def apply_plan(
         readable,
         NotKeptRecords(connection.db, connection.api, connection.settings.not_kept_ttl),
         OwnershipLedger(connection.db, connection.api),
-        lambda user: suspensions.holds(user, time.time()),
-        on_change,
-        report,
+        suspended=lambda user: suspensions.holds(user, time.time()),
+        on_change=on_change,
+        report=report,
     )
     return await applier.apply(plan.changes, connection.settings.concurrency)
 

@@ -77,7 +77,7 @@ def _uvicorn_config(sandbox: Sandbox, access_log: bool, own_logging: bool) -> uv
 
 
 def serve(
-    sandbox: Sandbox, host: str, port: int, access_log: bool, on_ready: Callable[[str], None]
+    sandbox: Sandbox, host: str, port: int, *, access_log: bool, on_ready: Callable[[str], None]
 ) -> None:
     """Serve until interrupted (SIGINT/SIGTERM); `on_ready(url)` once requests are served."""
     sock = bind(host, port)

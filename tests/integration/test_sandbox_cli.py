@@ -117,6 +117,12 @@ def test_port_zero_prints_the_url_and_serves_it(tmp_path: Path) -> None:
             id="unknown-scope",
         ),
         pytest.param(
+            "users:\n  janedoe:\n    tokens:\n      - token: t\n        scopes: [{a: b}]\n",
+            5,
+            "scopes",
+            id="scope-not-a-name",
+        ),
+        pytest.param(
             "users:\n  janedoe:\n    tokens: [t]\n  johndoe:\n    tokens: [t]\n",
             5,
             "already granted",
