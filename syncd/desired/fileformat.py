@@ -290,13 +290,19 @@ def _only(keys: tuple[str, ...], *, top: bool = False) -> Check:
     return lambda key: None if key in allowed else unknown_key(key, keys, top=top)
 
 
-_LAYERSHAPE: Final = Shape(key=_only(tuple(ProfileSettings.model_fields)))
+def _layer_key(where: str) -> Check:
+    """The keys a group or `defaults` may set: not `emails`, which are personal (design.md 2.1)."""
+    only = _only(tuple(ProfileSettings.model_fields))
+    personal = f"'emails' cannot be set {where}: addresses are personal; set them on each user"
+    return lambda key: personal if key == "emails" else only(key)
+
+
 # The same rules, kept as the file is read (see syncd.desired.yaml_shape).
 SHAPE: Final = Shape(
     key=_only(TOP_KEYS, top=True),
     under={
-        "defaults": _LAYERSHAPE,
-        "groups": Shape(name=_group_problem, under_any=_LAYERSHAPE),
+        "defaults": Shape(key=_layer_key("in 'defaults'")),
+        "groups": Shape(name=_group_problem, under_any=Shape(key=_layer_key("by a group"))),
         "users": Shape(
             name=_username_problem,
             under_any=Shape(

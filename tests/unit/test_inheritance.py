@@ -174,8 +174,19 @@ LAYER_PROBLEMS = [
     ),
     pytest.param(
         "version: 1\ngroups:\n  berlin: {emails: []}\nusers: {}\n",
-        ["d.yaml:3:12: unknown key 'emails' (did you mean 'emails_mode'?)"],
+        [
+            "d.yaml:3:12: 'emails' cannot be set by a group: addresses are personal; "
+            "set them on each user"
+        ],
         id="emails-are-personal",
+    ),
+    pytest.param(
+        "version: 1\ndefaults:\n  company: Acme\n  emails: [a@example.com]\nusers: {}\n",
+        [
+            "d.yaml:4:3: 'emails' cannot be set in 'defaults': addresses are personal; "
+            "set them on each user"
+        ],
+        id="emails-are-personal-not-defaults",
     ),
     pytest.param(
         "version: 1\ngroups:\n  berlin: {}\n  berlin: {}\nusers: {}\n",
