@@ -227,10 +227,11 @@ class UserSettings(ProfileSettings):
 
     @model_validator(mode="after")
     def _not_both_set_and_ignored(self) -> UserSettings:
-        both = [key for key in self.ignore if key in self.model_fields_set]
+        both = [index for index, key in enumerate(self.ignore) if key in self.model_fields_set]
         if both:
-            message = f"{', '.join(both)}: both set and ignored; keep one"
-            raise PydanticCustomError("syncd_ignored_and_set", message)
+            message = f"{', '.join(self.ignore[i] for i in both)}: both set and ignored; keep one"
+            # The error is the user's; `index` is the ignore entry it is said at.
+            raise PydanticCustomError("syncd_ignored_and_set", message, {"index": both[0]})
         return self
 
 

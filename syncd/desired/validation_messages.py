@@ -42,6 +42,8 @@ def _explain(error: ErrorDetails, document: YamlDocument) -> tuple[Mark, str]:
     if kind == "missing":  # never 'users', optional to pydantic: DesiredStateFile says so
         missing = "missing 'version: 1'" if loc == ("version",) else f"missing {loc[-1]!r}"
         return document.value_mark(loc[:-1]), missing
+    if kind == "syncd_ignored_and_set":  # the user's error, said where it says ignore
+        return document.value_mark((*loc, "ignore", error["ctx"]["index"])), error["msg"]
     mark = document.value_mark(loc)
     subject, expected = _expectation(loc)
     if kind.startswith("syncd_"):

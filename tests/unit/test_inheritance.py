@@ -155,8 +155,14 @@ CONFLICTS = [
     ),
     pytest.param(
         "  alice: {location: X, ignore: [location]}\n",
-        ["d.yaml:16:10: location: both set and ignored; keep one"],
+        ["d.yaml:16:33: location: both set and ignored; keep one"],
         id="set-and-ignored",
+    ),
+    pytest.param(
+        "  alice:\n    groups: [berlin]\n    full_name: A\n    emails: [a@example.com]\n"
+        "    ignore:\n    - company\n    - emails\n",
+        ["d.yaml:22:7: emails: both set and ignored; keep one"],
+        id="set-and-ignored-said-at-the-ignore-entry",
     ),
 ]
 
