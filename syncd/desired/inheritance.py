@@ -24,8 +24,8 @@ from syncd.desired.duplicates import each_place
 from syncd.errors import Problem
 
 EMAILS_MODE: Final = "emails_mode"
-#: Where a user wrote the n-th name of its `groups`, if that can be found.
-Locate = Callable[[DesiredUser, int], Location | None]
+#: Where a user (its name, its place) wrote the n-th name of its `groups`, if that can be found.
+Locate = Callable[[str, Location | None, int], Location | None]
 DEFAULTS: Final = "defaults"
 
 
@@ -44,6 +44,20 @@ class Layer:
 
 
 @dataclass(frozen=True, slots=True)
+class Naming:
+    """A user of a file that is not valid, as far as its groups go: what it names, what it sets.
+
+    Such a user is not resolved, but an unknown group it names, or two of its
+    groups that disagree, are problems known at once, reported with the others.
+    """
+
+    username: str
+    location: Location
+    groups: tuple[str | None, ...]  # None: not a group name (said where it is written)
+    own: frozenset[str]  # the keys it sets of those its groups may set
+
+
+@dataclass(frozen=True, slots=True)
 class _Inheritance:
     profile: Mapping[str, str]  # the profile keys inherited (a user's own come on top)
     mode: EmailsMode | None  # inherited, or None
@@ -54,22 +68,31 @@ class _Inheritance:
 
 
 class Layers:
-    """The defaults and groups of every file, and where each was declared."""
+    """The defaults and groups of every file, and where each was declared.
+
+    A group that is itself invalid (None for its layer) or declared twice is
+    known, but what it sets is not: no conflict is found with it. While some
+    file could not be read as far as its groups (`complete` is False), no
+    group is said to be unknown.
+    """
 
     def __init__(self) -> None:
         self.defaults: Layer | None = None
         self.groups: dict[str, Layer] = {}
+        self.invalid: set[str] = set()
         self.declared: dict[str, list[Location]] = {}
+        self.complete = True
         self._resolved: dict[tuple[object, ...], _Inheritance] = {}
 
-    def add(self, key: str, layer: Layer, place: Location) -> None:
+    def add(self, key: str, layer: Layer | None, place: Location) -> None:
         """`key` is "defaults" or the group's name; a second declaration is a problem."""
         places = self.declared.setdefault(key, [])
         places.append(place)
-        if len(places) > 1:
-            return
         if key == DEFAULTS:
-            self.defaults = layer
+            self.defaults = layer if len(places) == 1 else self.defaults
+        elif layer is None or len(places) > 1:
+            self.groups.pop(key, None)
+            self.invalid.add(key)
         else:
             self.groups[key] = layer
 
@@ -96,31 +119,51 @@ class Layers:
                 resolved.append(user)  # written in full: nothing to do, nothing copied
                 continue
             own = frozenset(user.profile) | ({EMAILS_MODE} if user.emails_mode else set())
-            key = (user.groups, user.ignore, own)
-            inheritance = self._resolved.get(key)
-            if inheritance is None:
-                inheritance = self._resolved[key] = self._inherit(user.groups, user.ignore, own)
+            inheritance = self._inheritance(user.groups, user.ignore, own)
             if inheritance.problems:
-                for message, index in inheritance.problems:
-                    place = user.location or Location("<desired state>", 1, 1)
-                    if index is not None:
-                        place = locate(user, index) or place
-                    text = f"user {user.username!r}: {message}"
-                    problems.append(Problem(place.path, place.line, place.column, text))
+                problems += self._said(user.username, user.location, inheritance, locate)
                 continue
             resolved.append(_apply(user, inheritance))
         return resolved, problems
 
+    def problems_of(self, namings: Iterable[Naming], locate: Locate) -> Iterator[Problem]:
+        """The problems of the groups of users that are not valid (see Naming)."""
+        for naming in namings:
+            inheritance = self._inheritance(naming.groups, (), naming.own)
+            yield from self._said(naming.username, naming.location, inheritance, locate)
+
+    def _inheritance(
+        self, groups: tuple[str | None, ...], ignore: tuple[str, ...], own: frozenset[str]
+    ) -> _Inheritance:
+        key = (groups, ignore, own)
+        inheritance = self._resolved.get(key)
+        if inheritance is None:
+            inheritance = self._resolved[key] = self._inherit(groups, ignore, own)
+        return inheritance
+
+    @staticmethod
+    def _said(
+        username: str, location: Location | None, inheritance: _Inheritance, locate: Locate
+    ) -> Iterator[Problem]:
+        for message, index in inheritance.problems:
+            place = location or Location("<desired state>", 1, 1)
+            if index is not None:
+                place = locate(username, location, index) or place
+            text = f"user {username!r}: {message}"
+            yield Problem(place.path, place.line, place.column, text)
+
     def _inherit(
-        self, groups: tuple[str, ...], ignore: tuple[str, ...], own: frozenset[str]
+        self, groups: tuple[str | None, ...], ignore: tuple[str, ...], own: frozenset[str]
     ) -> _Inheritance:
         taken: dict[str, Origin] = {}
         values: dict[str, str] = {}
         problems: list[tuple[str, int | None]] = []
         for index, name in enumerate(groups):
-            layer = self.groups.get(name)
+            layer = self.groups.get(name) if name is not None else None
             if layer is None:
-                problems.append((_unknown_group(name, self.groups), index))
+                if name is not None and name not in self.invalid and self.complete:
+                    known = [*self.groups, *self.invalid]
+                    problems.append((_unknown_group(name, known), index))
                 continue
             for key, value in layer.values.items():
                 if key in own:
@@ -170,8 +213,8 @@ def _apply(user: DesiredUser, inheritance: _Inheritance) -> DesiredUser:
     )
 
 
-def _unknown_group(name: str, groups: Mapping[str, Layer]) -> str:
-    close = difflib.get_close_matches(name, list(groups), n=1)
+def _unknown_group(name: str, groups: list[str]) -> str:
+    close = difflib.get_close_matches(name, groups, n=1)
     if close:
         return f"unknown group {name!r} (did you mean {close[0]!r}?)"
     declared = ", ".join(sorted(groups)) or "none"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import ValidationError
 
 from syncd.core.desired import DesiredState, DesiredUser, EmailsMode, Location, SourceFile
-from syncd.core.fields import PROFILE_FIELDS
+from syncd.core.fields import GROUP_PATTERN, PROFILE_FIELDS
 from syncd.core.suspension import Suspension
 from syncd.desired import yaml_positions
 from syncd.desired.duplicates import (
@@ -38,7 +38,7 @@ from syncd.desired.fileformat import (
     ProfileSettings,
     suspension_end,
 )
-from syncd.desired.inheritance import DEFAULTS, Layer, Layers, Locate
+from syncd.desired.inheritance import DEFAULTS, EMAILS_MODE, Layer, Layers, Locate, Naming
 from syncd.desired.problem_list import ProblemList
 from syncd.desired.validation_messages import explain_all
 from syncd.desired.yaml_compose import REFUSED
@@ -89,8 +89,10 @@ def _assemble(
     memo: DesiredMemo | None = None,
 ) -> DesiredState:
     users: list[DesiredUser] = []
+    namings: list[Naming] = []  # the users of files that are not valid, for their groups
     written = Written()
     layers = Layers()
+    layers.complete = not read_problems
     problems = ProblemList(read_problems)
     sources = tuple(
         SourceFile(path, hashlib.sha256(content).hexdigest()) for path, content in files
@@ -103,7 +105,7 @@ def _assemble(
             known = memo.recall(source.sha256, path) if memo else None
             if known is None:
                 declared = len(layers.declared)
-                known = _load_file(path, content, written, layers, problems)
+                known = _load_file(path, content, written, layers, problems, namings)
                 # The memo keeps users only: a file that declares defaults or
                 # groups is read each time (they are usually a small file).
                 if len(layers.declared) == declared:
@@ -116,9 +118,11 @@ def _assemble(
             users += known
         problems.extend(written.duplicate_users())
         problems.extend(layers.duplicates())
-        if not problems:
-            users, unresolved = layers.resolve(users, _group_places(files))
-            problems.extend(unresolved)
+        # Resolved even when there are problems: what users name is known at once.
+        locate = _group_places(files)
+        resolved, unresolved = layers.resolve(users, locate)
+        problems.extend(unresolved)
+        problems.extend(layers.problems_of(namings, locate))
     if problems:
         raise DesiredStateError(problems.shown())
     # Only now: a file valid alone may repeat a user of its own, which only
@@ -126,23 +130,21 @@ def _assemble(
     if memo is not None:
         for sha256, path, known in read:
             memo.keep(sha256, path, known)
-    return DesiredState(tuple(users), sources, revision, tuple(sorted(layers.groups)))
+    return DesiredState(tuple(resolved), sources, revision, tuple(sorted(layers.groups)))
 
 
 def _group_places(files: list[tuple[str, bytes]]) -> Locate:
     """Where a user wrote the n-th of its groups: its file read again, once, for messages."""
     contents, documents = dict(files), dict[str, YamlDocument]()
 
-    def locate(user: DesiredUser, index: int) -> Location | None:
-        if user.location is None or user.location.path not in contents:
+    def locate(username: str, place: Location | None, index: int) -> Location | None:
+        if place is None or place.path not in contents:
             return None
-        path = user.location.path
+        path = place.path
         if path not in documents:
             documents[path] = read_yaml_bytes(path, contents[path])
         document = documents[path]
-        return location_of(
-            document, document.value_mark(("users", user.username, "groups", index))
-        )
+        return location_of(document, document.value_mark(("users", username, "groups", index)))
 
     return locate
 
@@ -170,16 +172,23 @@ def own_places(state: DesiredState) -> Callable[[DesiredUser, str], Location | N
 
 
 def _load_file(
-    path: str, content: bytes, written: Written, layers: Layers, problems: ProblemList
+    path: str,
+    content: bytes,
+    written: Written,
+    layers: Layers,
+    problems: ProblemList,
+    namings: list[Naming],
 ) -> list[DesiredUser]:
     """The users of one file, as written, if it has no problem; its problems go to `problems`.
 
-    Its defaults and groups go to `layers`.
+    Its defaults and groups go to `layers`; if it has a problem, what its users
+    name to `namings`.
     """
     document = read_yaml_bytes(path, content, SHAPE)
     before = len(problems)
     problems.extend(document.problems)
     if not document.parsed:
+        layers.complete = False  # the groups it declares are not known
         problems.extend(duplicate_keys(document, written))  # those found before it stopped
         return []
     if document.root is None:
@@ -188,18 +197,22 @@ def _load_file(
     places = {name: location_of(document, mark) for name, mark in document.key_marks(("users",))}
     for username, place in places.items():
         written.add(username, place)
-    users = _validate(document, places, layers, problems)
+    _add_layers(document, layers)
+    users = _validate(document, places, problems)
     problems.extend(duplicate_keys(document, written))
     problems.extend(duplicate_emails(document))
     if users is None and len(problems) == before:
         # Every refusal is reported where it is made; should one ever not be,
         # the file must still count as invalid, not as a file without users.
         problems.extend([Problem(path, 1, 1, "not a valid desired state")])
-    return users if users is not None and len(problems) == before else []
+    if users is not None and len(problems) == before:
+        return users
+    namings += _namings(document, places)
+    return []
 
 
 def _validate(
-    document: YamlDocument, places: dict[str, Location], layers: Layers, problems: ProblemList
+    document: YamlDocument, places: dict[str, Location], problems: ProblemList
 ) -> list[DesiredUser] | None:
     """The users of a file if it is valid by DesiredStateFile, else None and its problems.
 
@@ -226,7 +239,6 @@ def _validate(
         else:
             if users is not None:
                 users += _users(model, places)
-            _add_layers(model, document, layers)
     return users
 
 
@@ -269,15 +281,31 @@ def _users(model: DesiredStateFile, places: dict[str, Location]) -> list[Desired
     return users
 
 
-def _add_layers(model: DesiredStateFile, document: YamlDocument, layers: Layers) -> None:
-    """The file's defaults and groups, each with the place of every key it sets."""
-    found: list[tuple[str, tuple[str, ...], ProfileSettings | None]] = []
-    if "defaults" in model.model_fields_set:
-        found.append((DEFAULTS, ("defaults",), model.defaults))
-    for name, settings in (model.groups or {}).items():
-        found.append((name, ("groups", name), settings))
-    for key, loc, settings in found:
-        stated = settings.model_fields_set if settings is not None else set()
+def _add_layers(document: YamlDocument, layers: Layers) -> None:
+    """The file's defaults and groups, each with the place of every key it sets.
+
+    Each is validated on its own, so that those of a file with problems are
+    known too; one that is not valid is known by its name only.
+    """
+    data = document.data
+    groups = data.get("groups") if isinstance(data, dict) else None
+    again = any(d.parent == () and d.key == "groups" for d in document.duplicates)
+    if again or not isinstance(data, dict) or not isinstance(groups, dict | None):
+        layers.complete = False  # which groups it meant to declare is not known
+        return
+    found: list[tuple[str, tuple[str, ...], Any]] = [
+        (name, ("groups", name), settings) for name, settings in (groups or {}).items()
+    ]
+    if "defaults" in data:
+        found.insert(0, (DEFAULTS, ("defaults",), data["defaults"]))
+    for key, loc, raw in found:
+        declared = location_of(document, document.key_mark(loc))
+        try:
+            settings = ProfileSettings.model_validate({} if raw is None else raw)
+        except ValidationError:
+            layers.add(key, None, declared)
+            continue
+        stated = settings.model_fields_set
         values: dict[str, str] = {
             name: getattr(settings, name) or "" for name in LAYER_VALUES if name in stated
         }
@@ -285,5 +313,23 @@ def _add_layers(model: DesiredStateFile, document: YamlDocument, layers: Layers)
             name: location_of(document, document.value_mark((*loc, name))) for name in values
         }
         layer_name = DEFAULTS if key == DEFAULTS else f"group {key}"
-        declared = location_of(document, document.key_mark(loc))
         layers.add(key, Layer.of(layer_name, values, places), declared)
+
+
+def _namings(document: YamlDocument, places: dict[str, Location]) -> Iterator[Naming]:
+    """What each user of a file that is not valid names under `groups`, and what it sets."""
+    data = document.data
+    users = data.get("users") if isinstance(data, dict) else None
+    for username, settings in users.items() if isinstance(users, dict) else ():
+        groups = settings.get("groups") if isinstance(settings, dict) else None
+        if not isinstance(groups, list) or username not in places:
+            continue
+        # An item that is not a valid name is refused where it is written.
+        names = tuple(
+            name if isinstance(name, str) and GROUP_PATTERN.fullmatch(name) else None
+            for name in groups
+        )
+        own = {key for key in PROFILE_FIELDS if key in settings}
+        if settings.get(EMAILS_MODE) is not None:
+            own.add(EMAILS_MODE)
+        yield Naming(username, places[username], names, frozenset(own))

@@ -314,6 +314,72 @@ def test_an_unknown_group_is_placed_in_the_file_that_names_it(tmp_path: Path) ->
     ]
 
 
+TRIAL = """version: 1
+groups:
+  paris: {location: Paris}
+  berlin: {location: Berlin}
+users:
+  bob_b: {emails: [not-an-email], colour: red}
+  alice_a:
+    groups: [berlim, paris, berlin]
+"""
+
+
+def test_group_problems_come_with_the_others_of_the_file() -> None:
+    # They used to wait until every other problem of the state was fixed.
+    assert problems_of(TRIAL) == [
+        "d.yaml:6:20: invalid email address 'not-an-email'",
+        "d.yaml:6:35: unknown key 'colour'; expected one of: full_name, location, company, "
+        "profile_url, gravatar_email, emails_mode, emails, groups, ignore, suspend",
+        "d.yaml:7:3: user 'alice_a': group paris (d.yaml:3:21) and group berlin (d.yaml:4:22) "
+        "set location to different values; set it on the user, or in one of them",
+        "d.yaml:8:14: user 'alice_a': unknown group 'berlim' (did you mean 'berlin'?)",
+    ]
+
+
+def test_group_problems_come_with_the_problems_of_other_files(tmp_path: Path) -> None:
+    groups = "version: 1\ngroups:\n  berlin: {location: Berlin}\n  paris: {location: Paris}\n"
+    write(tmp_path / "a.yaml", groups + "  lyon: {location: 7}\n")
+    write(
+        tmp_path / "b.yaml",
+        "version: 1\nusers:\n  alice: {groups: [berlin, munich], full_name: 7}\n"
+        "  bobby: {groups: [berlin, lyon, paris]}\n  carol: {groups: [lyon, Lyon!, berlni]}\n",
+    )
+    with pytest.raises(DesiredStateError) as caught:
+        load_desired(tmp_path)
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    # A group that is itself invalid is known, but no conflict is found with it.
+    assert [str(problem) for problem in caught.value.problems] == [
+        f'{a}:5:20: location must be a string ("" or null for empty), not a number '
+        '(quote it to mean the text: "7")',
+        f"{b}:3:28: user 'alice': unknown group 'munich'; groups declared: berlin, lyon, paris",
+        f'{b}:3:48: full_name must be a string ("" or null for empty), not a number '
+        '(quote it to mean the text: "7")',
+        f"{b}:4:3: user 'bobby': group berlin ({a}:3:22) and group paris ({a}:4:21) set "
+        "location to different values; set it on the user, or in one of them",
+        f"{b}:5:26: invalid group name 'Lyon!': 1 to 64 of lowercase a-z, 0-9, '_' and '-'",
+        f"{b}:5:33: user 'carol': unknown group 'berlni' (did you mean 'berlin'?)",
+    ]
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [
+        pytest.param("version: 1\ngroups:\n  lyon: {location: [Lyon}\n", id="not-yaml"),
+        pytest.param("version: 1\ngroups: {}\ngroups: {lyon: {}}\n", id="groups-twice"),
+        pytest.param("version: 1\ngroups: [lyon]\n", id="groups-not-a-mapping"),
+    ],
+)
+def test_no_group_is_unknown_while_a_file_that_may_declare_it_is_unreadable(
+    tmp_path: Path, groups: str
+) -> None:
+    write(tmp_path / "a.yaml", groups)
+    write(tmp_path / "b.yaml", "version: 1\nusers:\n  alice: {groups: [lyon]}\n")
+    with pytest.raises(DesiredStateError) as caught:
+        load_desired(tmp_path)
+    assert {problem.path for problem in caught.value.problems} == {str(tmp_path / "a.yaml")}
+
+
 def test_every_key_a_user_writes_survives_its_defaults_and_groups():
     # inheritance._apply builds the resolved user field by field (for speed): a field
     # it forgets is lost only where defaults or groups are used, as `suspend:` once was.
