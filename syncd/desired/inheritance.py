@@ -26,7 +26,8 @@ from syncd.errors import Problem
 EMAILS_MODE: Final = "emails_mode"
 #: Where a user (its name, its place) wrote the n-th name of its `groups`, if that can be found.
 Locate = Callable[[str, Location | None, int], Location | None]
-DEFAULTS: Final = "defaults"
+#: The key of `defaults` among the layers: no group name, so a group may be called defaults.
+DEFAULTS: Final = "(defaults)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -312,7 +312,7 @@ def _add_layers(document: YamlDocument, layers: Layers) -> None:
         places: dict[str, Location] = {
             name: location_of(document, document.value_mark((*loc, name))) for name in values
         }
-        layer_name = DEFAULTS if key == DEFAULTS else f"group {key}"
+        layer_name = "defaults" if key == DEFAULTS else f"group {key}"
         layers.add(key, Layer.of(layer_name, values, places), declared)
 
 

@@ -380,6 +380,13 @@ def test_no_group_is_unknown_while_a_file_that_may_declare_it_is_unreadable(
     assert {problem.path for problem in caught.value.problems} == {str(tmp_path / "a.yaml")}
 
 
+def test_a_group_may_be_called_defaults() -> None:
+    text = "version: 1\ndefaults: {company: A}\ngroups:\n  defaults: {location: X}\nusers:\n"
+    user = resolved("  alice: {groups: [defaults]}\n", text)
+    assert user.profile == {"company": "A", "location": "X"}
+    assert [origin.layer for origin in user.inherited] == ["group defaults", "defaults"]
+
+
 def test_every_key_a_user_writes_survives_its_defaults_and_groups():
     # inheritance._apply builds the resolved user field by field (for speed): a field
     # it forgets is lost only where defaults or groups are used, as `suspend:` once was.
