@@ -203,7 +203,8 @@ class Cycle:
             )
             outcome = self._stopped(RunResult.INVALID, message)
         except ApiUnreachable as error:  # the API, not syncd: as the run record says it
-            outcome = self._stopped(RunResult.FAILED, str(error))
+            # The API down: the schedule backs off and the failures are counted.
+            outcome = replace(self._stopped(RunResult.FAILED, str(error)), api_down=True)
         except SyncdError as error:  # settings, credentials, state file, git with no good commit
             outcome = self._stopped(RunResult.ERROR, str(error))
         except Exception as error:
