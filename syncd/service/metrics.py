@@ -53,8 +53,6 @@ READY_INTERVALS = 3
 READY_RESULTS = frozenset(
     {RunResult.OK, RunResult.NO_CHANGES, RunResult.PARTIAL, RunResult.DRIFT, RunResult.HELD}
 )
-#: Results of a run that got as far as the plan: only they know whether the guard refuses.
-_PLANNED = READY_RESULTS | {RunResult.FAILED, RunResult.BLOCKED}
 #: Every result a run may end with: each a series of syncd_runs_total from the start.
 #: (Not `declined`: the daemon asks no one; nor `interrupted`: a later run says it.)
 RUN_RESULTS = tuple(
@@ -188,7 +186,8 @@ class Metrics:
         )
         self.guard_blocked = Gauge(
             "syncd_guard_blocked",
-            "1 when the deletion guard refused the last run, else 0.",
+            "1 while the deletion guard waits for an operator (deletions held, or the "
+            "last run refused), else 0.",
             registry=r,
         )
         self.skipped = Counter(
@@ -316,9 +315,11 @@ class Metrics:
         success: bool,
         failures: int,
         drift_users: int | None,
+        guard_blocked: bool | None,
         next_run: float | None,
     ) -> None:
-        """One daemon run's end; `drift_users` None when the run could not tell."""
+        """One daemon run's end; `drift_users` and `guard_blocked` None when the run
+        could not tell."""
         self.runs.labels(result).inc()
         self.last_run.set(self._clock())
         self.run_seconds.observe(seconds)
@@ -327,8 +328,8 @@ class Metrics:
         self.failures.set(failures)
         if drift_users is not None:
             self.drift.set(drift_users)
-        if result in _PLANNED:
-            self.guard_blocked.set(result in (RunResult.BLOCKED, RunResult.HELD))
+        if guard_blocked is not None:
+            self.guard_blocked.set(guard_blocked)
         if next_run is not None:
             self.next_run.set(next_run)
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from syncd.cli.main import cli
 from tests.daemon.harness import DaemonProcess
-from tests.world import World
+from tests.world import STANDARD_SEED, World, account
 
 
 def test_metrics_and_healthz_answer(world: World, start_daemon):
@@ -102,6 +102,58 @@ def test_a_guard_block_shows_in_metrics_and_status(world: World, start_daemon):
     assert sorted(path.name for path in world.state_dir.iterdir() if "syncd.db" in path.name) == [
         "syncd.db"
     ]
+
+
+def johnsmith_writes_fail(world: World, **desired: dict[str, object]) -> None:
+    """johnsmith's token reads only: his rename fails 403 at every try, as carol_c's did."""
+    read_only = account(["john@example.com"], "tok-john", ["profile_read", "email_read"])
+    world.seed({"users": {**STANDARD_SEED["users"], "johnsmith": read_only}})
+    world.desire({"version": 1, "users": {"johnsmith": {"full_name": "John S."}, **desired}})
+
+
+def test_held_deletions_block_the_guard_when_another_user_fails_too(world: World, start_daemon):
+    # A trial: johnsmith's write failing 403 beside the held deletion made the run
+    # `partial`, and status, the pages and syncd_guard_blocked said "guard clear" while
+    # the set waited for `syncd approve`.
+    johnsmith_writes_fail(world, janedoe={"emails": ["jane.doe@example.com"]})
+    daemon: DaemonProcess = start_daemon(
+        SYNCD_MAX_DELETIONS="0", SYNCD_METRICS_ADDR="127.0.0.1:0", SYNCD_INTERVAL="60"
+    )
+    address = daemon.wait_for("metrics_listening")["address"]
+    finished = daemon.wait_for("cycle_finished")
+    assert finished["result"] == "partial"  # not every other change was applied
+    assert "holding 1 deletions (the limit is 0)" in finished["message"]
+    metrics = httpx.get(f"http://{address}/metrics", timeout=5).text
+    assert "syncd_guard_blocked 1.0" in metrics
+
+    as_json = CliRunner().invoke(
+        cli,
+        ["status", "--state-dir", str(world.state_dir), "--output", "json"],
+        catch_exceptions=False,
+    )
+    report = json.loads(as_json.output)
+    assert report["guard"]["held"] is True
+    (held_set,) = report["held_changes"]
+    text = (
+        CliRunner()
+        .invoke(cli, ["status", "--state-dir", str(world.state_dir)], catch_exceptions=False)
+        .output
+    )
+    assert "HELD the last run's deletions" in text
+    assert "guard        clear" not in text
+
+    # Rejected, the set no longer waits: status says so at once, whatever the last run.
+    decided = CliRunner().invoke(
+        cli, ["reject", held_set["id"], "--state-dir", str(world.state_dir)]
+    )
+    assert decided.exit_code == 0, decided.output
+    report = json.loads(
+        CliRunner()
+        .invoke(cli, ["status", "--state-dir", str(world.state_dir), "--output", "json"])
+        .output
+    )
+    assert report["guard"]["held"] is False
+    assert daemon.stop() == 0
 
 
 def test_status_without_a_state_file_says_so(tmp_path):
