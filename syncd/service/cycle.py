@@ -326,6 +326,9 @@ class Cycle:
         drift_users = (
             {f.user for f in report.failures} if report else set(plan.users_with_changes())
         )
+        # A user in error is not known to be equal, and one held back for its own retry
+        # is not even planned: counted, or the gauge drops to 0 between its retries.
+        drift_users |= failing.keys()
         held_notes: list[str] = []
         if guard is not None:
             if (split := guard.last) is not None:

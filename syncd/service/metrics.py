@@ -152,7 +152,8 @@ class Metrics:
         )
         self.last_success = Moment(
             "syncd_last_success_timestamp_seconds",
-            "Unix time of the last run that ended ok or with nothing to change.",
+            "Unix time of the last run that ended ok or with nothing to change; before "
+            "the first, the time this instance became active.",
             registry=r,
         )
         self.drift = Gauge(
@@ -335,11 +336,15 @@ class Metrics:
 
     def became_active(self, last_success: float | None) -> None:
         """The state's lock is ours (on SQLite, from the start): this instance
-        reconciles, and the last success is the one its state keeps."""
+        reconciles, and the last success is the one its state keeps.
+
+        With none yet, the time it became active: a rule on the age of the last
+        success must fire for a daemon whose runs never end ok (a user that always
+        fails makes each `partial`), and a series with no sample never does.
+        """
         self.standby = None
         self.active.set(1)
-        if last_success is not None:
-            self.last_success.set(last_success)
+        self.last_success.set(self._clock() if last_success is None else last_success)
 
     def observe_cycle(self, result: RunResult, *, api_down: bool = False) -> None:
         """A cycle's end; `api_down` when it sent requests and none was answered."""

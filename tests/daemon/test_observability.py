@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import httpx
 from click.testing import CliRunner
@@ -109,6 +111,37 @@ def johnsmith_writes_fail(world: World, **desired: dict[str, object]) -> None:
     read_only = account(["john@example.com"], "tok-john", ["profile_read", "email_read"])
     world.seed({"users": {**STANDARD_SEED["users"], "johnsmith": read_only}})
     world.desire({"version": 1, "users": {"johnsmith": {"full_name": "John S."}, **desired}})
+
+
+def test_a_user_that_always_fails_lets_the_no_success_alert_fire(world: World, start_daemon):
+    # A trial: every run ended `partial`, so syncd_last_success_timestamp_seconds had no
+    # sample and `time() - syncd_last_success_timestamp_seconds > 3600` never fired.
+    johnsmith_writes_fail(world, janedoe={"full_name": "Jane Doe"})
+    began = time.time()
+    daemon: DaemonProcess = start_daemon(SYNCD_METRICS_ADDR="127.0.0.1:0", SYNCD_INTERVAL="60")
+    address = daemon.wait_for("metrics_listening")["address"]
+    assert daemon.wait_for("cycle_finished")["result"] == "partial"
+    metrics = httpx.get(f"http://{address}/metrics", timeout=5).text
+    since = re.search(r"^syncd_last_success_timestamp_seconds (\S+)$", metrics, re.M)
+    assert since is not None, "no sample: the alert on its age cannot fire"
+    assert began - 1 <= float(since[1]) <= time.time()  # since the daemon became active
+    assert daemon.stop() == 0
+
+
+def test_a_user_waiting_for_its_retry_still_counts_as_drift(world: World, start_daemon):
+    # A trial: syncd_drift_users went 1 1 0 1 0 0 0 1 0 while johnsmith waited for his
+    # own retry, and each 0 restarted SyncdDriftPersisting's `for: 1h`.
+    johnsmith_writes_fail(world)
+    daemon: DaemonProcess = start_daemon(SYNCD_METRICS_ADDR="127.0.0.1:0")
+    address = daemon.wait_for("metrics_listening")["address"]
+    retries = [daemon.wait_for("user_failing", user="johnsmith")["retry_in"]]
+    cycles = [daemon.wait_for("cycle_finished") for _ in range(5)]
+    retries.append(daemon.wait_for("user_failing", user="johnsmith")["retry_in"])
+    assert max(retries) > 1.5, retries  # his backoff held him back some cycles
+    assert [cycle["drift_users"] for cycle in cycles] == [1] * 5, cycles
+    metrics = httpx.get(f"http://{address}/metrics", timeout=5).text
+    assert "syncd_drift_users 1.0" in metrics
+    assert daemon.stop() == 0
 
 
 def test_held_deletions_block_the_guard_when_another_user_fails_too(world: World, start_daemon):
