@@ -23,7 +23,13 @@ import structlog
 from syncd.core.api_url import normal_api_url
 from syncd.core.plan import Action, Plan
 from syncd.core.problem import Problem
-from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult, SuspensionSource, WriteResult
+from syncd.core.vocabulary import (
+    SUCCESSFUL_RUNS,
+    HeldStatus,
+    RunResult,
+    SuspensionSource,
+    WriteResult,
+)
 from syncd.desired.gitsource import DesiredSource
 from syncd.engine.fetching import Freshness
 from syncd.engine.reconcile import Deadline, PlanResult, connect, converge, planning
@@ -83,6 +89,22 @@ class CycleOutcome:
     #: the users whose suspension ended: what notifications tell.
     pending: list[dict[str, Any]] = field(default_factory=list)
     suspension_ended: list[str] = field(default_factory=list)
+    #: Whether a set of deletions held by the guard waits for `syncd approve` or
+    #: `syncd reject` after the cycle (known only when it planned).
+    held_open: bool = False
+
+    @property
+    def guard_blocked(self) -> bool | None:
+        """Whether the deletion guard waits for an operator after this cycle; None when
+        the cycle did not get as far as a plan (it cannot tell).
+
+        Whatever the run result: a user failing beside the held deletions makes the
+        run `partial`, not `held` (the rest was not all applied), and the deletions
+        wait for a decision all the same.
+        """
+        if self.result == RunResult.BLOCKED:
+            return True
+        return self.held_open if self.planned else None
 
     @property
     def backs_off(self) -> bool:
@@ -203,7 +225,8 @@ class Cycle:
             )
             outcome = self._stopped(RunResult.INVALID, message)
         except ApiUnreachable as error:  # the API, not syncd: as the run record says it
-            outcome = self._stopped(RunResult.FAILED, str(error))
+            # The API down: the schedule backs off and the failures are counted.
+            outcome = replace(self._stopped(RunResult.FAILED, str(error)), api_down=True)
         except SyncdError as error:  # settings, credentials, state file, git with no good commit
             outcome = self._stopped(RunResult.ERROR, str(error))
         except Exception as error:
@@ -303,6 +326,9 @@ class Cycle:
         drift_users = (
             {f.user for f in report.failures} if report else set(plan.users_with_changes())
         )
+        # A user in error is not known to be equal, and one held back for its own retry
+        # is not even planned: counted, or the gauge drops to 0 between its retries.
+        drift_users |= failing.keys()
         held_notes: list[str] = []
         if guard is not None:
             if (split := guard.last) is not None:
@@ -328,6 +354,9 @@ class Cycle:
             withheld=withheld,
             pending=[action.to_json() for action in pending],
             suspension_ended=[user for user, _ in plan.suspension_ended],
+            # From the table: a set held earlier waits too while this cycle
+            # could not plan its deletions (its users not read), or observed.
+            held_open=bool(HeldChanges(self.db, connection.api).with_status(HeldStatus.HELD)),
         )
 
     def _report_suspensions(self, plan: Plan, withheld: list[str]) -> None:

@@ -344,6 +344,7 @@ class Daemon:
             success=success,
             failures=self.failures,
             drift_users=outcome.drift_users,
+            guard_blocked=outcome.guard_blocked,
             next_run=None if next_run is None else next_run.timestamp(),
         )
         # Saved before the cycle is said finished (who saw the line reads it in `status`),

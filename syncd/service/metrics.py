@@ -53,8 +53,6 @@ READY_INTERVALS = 3
 READY_RESULTS = frozenset(
     {RunResult.OK, RunResult.NO_CHANGES, RunResult.PARTIAL, RunResult.DRIFT, RunResult.HELD}
 )
-#: Results of a run that got as far as the plan: only they know whether the guard refuses.
-_PLANNED = READY_RESULTS | {RunResult.FAILED, RunResult.BLOCKED}
 #: Every result a run may end with: each a series of syncd_runs_total from the start.
 #: (Not `declined`: the daemon asks no one; nor `interrupted`: a later run says it.)
 RUN_RESULTS = tuple(
@@ -154,7 +152,8 @@ class Metrics:
         )
         self.last_success = Moment(
             "syncd_last_success_timestamp_seconds",
-            "Unix time of the last run that ended ok or with nothing to change.",
+            "Unix time of the last run that ended ok or with nothing to change; before "
+            "the first, the time this instance became active.",
             registry=r,
         )
         self.drift = Gauge(
@@ -188,7 +187,8 @@ class Metrics:
         )
         self.guard_blocked = Gauge(
             "syncd_guard_blocked",
-            "1 when the deletion guard refused the last run, else 0.",
+            "1 while the deletion guard waits for an operator (deletions held, or the "
+            "last run refused), else 0.",
             registry=r,
         )
         self.skipped = Counter(
@@ -316,9 +316,11 @@ class Metrics:
         success: bool,
         failures: int,
         drift_users: int | None,
+        guard_blocked: bool | None,
         next_run: float | None,
     ) -> None:
-        """One daemon run's end; `drift_users` None when the run could not tell."""
+        """One daemon run's end; `drift_users` and `guard_blocked` None when the run
+        could not tell."""
         self.runs.labels(result).inc()
         self.last_run.set(self._clock())
         self.run_seconds.observe(seconds)
@@ -327,18 +329,22 @@ class Metrics:
         self.failures.set(failures)
         if drift_users is not None:
             self.drift.set(drift_users)
-        if result in _PLANNED:
-            self.guard_blocked.set(result in (RunResult.BLOCKED, RunResult.HELD))
+        if guard_blocked is not None:
+            self.guard_blocked.set(guard_blocked)
         if next_run is not None:
             self.next_run.set(next_run)
 
     def became_active(self, last_success: float | None) -> None:
         """The state's lock is ours (on SQLite, from the start): this instance
-        reconciles, and the last success is the one its state keeps."""
+        reconciles, and the last success is the one its state keeps.
+
+        With none yet, the time it became active: a rule on the age of the last
+        success must fire for a daemon whose runs never end ok (a user that always
+        fails makes each `partial`), and a series with no sample never does.
+        """
         self.standby = None
         self.active.set(1)
-        if last_success is not None:
-            self.last_success.set(last_success)
+        self.last_success.set(self._clock() if last_success is None else last_success)
 
     def observe_cycle(self, result: RunResult, *, api_down: bool = False) -> None:
         """A cycle's end; `api_down` when it sent requests and none was answered."""

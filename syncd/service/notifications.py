@@ -224,7 +224,7 @@ def conditions_of(
             f"{len(outcome.pending)} changes pending for {len(users)} users",
             tuple(outcome.pending),
         )
-    if outcome.result == RunResult.HELD:
+    if outcome.held_open:  # `partial` too, when a user failed beside the held deletions
         held[NotificationEvent.GUARD_HELD] = Condition(
             NotificationEvent.GUARD_HELD, message=outcome.message
         )

@@ -104,7 +104,9 @@ def gather_status(
         "guard": {
             "max_deletions": limit_deletions,
             "blocked": bool(last and last["result"] == RunResult.BLOCKED),
-            "held": bool(last and last["result"] == RunResult.HELD),
+            # While a set waits for a decision, whatever the last run's result: a user
+            # failing beside the held deletions makes it `partial`.
+            "held": any(held_set.status == HeldStatus.HELD for held_set in held),
             "deletions_planned": counts.get(ActionName.DELETE_EMAIL, 0),
         },
         "source": daemon.get("source") if running else None,

@@ -132,10 +132,19 @@ def test_a_silent_api_fails_the_cycle_in_one_line_naming_it(world: World, start_
     # fails (and the schedule backs off) with one message naming the URL.
     with SilentServer() as silent:
         url = f"http://127.0.0.1:{silent.port}"
-        daemon: DaemonProcess = start_daemon(SYNCD_API_URL=url, SYNCD_TIMEOUT="0.2")
+        daemon: DaemonProcess = start_daemon(
+            SYNCD_API_URL=url, SYNCD_TIMEOUT="0.2", SYNCD_METRICS_ADDR="127.0.0.1:0"
+        )
+        address = daemon.wait_for("metrics_listening")["address"]
         failed = daemon.wait_for("cycle_finished", timeout=30)
+        # A trial: such cycles were counted as no failure and kept the interval.
+        again = daemon.wait_for("cycle_finished", timeout=30)
+        metrics = httpx.get(f"http://{address}/metrics").text
         assert daemon.stop() == 0
     assert failed["result"] == "failed"  # as its run record says: the API failed, not syncd
     assert failed["message"].startswith(
         f"API unreachable: {url}: none of 5 attempts got an answer"
     )
+    assert (failed["failures"], again["failures"]) == (1, 2)
+    assert again["next_run_in"] > 1.5  # the interval (1 s) doubled
+    assert re.search(r"^syncd_consecutive_failures 2\.0$", metrics, re.M)

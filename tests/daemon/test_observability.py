@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import httpx
 from click.testing import CliRunner
 
 from syncd.cli.main import cli
 from tests.daemon.harness import DaemonProcess
-from tests.world import World
+from tests.world import STANDARD_SEED, World, account
 
 
 def test_metrics_and_healthz_answer(world: World, start_daemon):
@@ -102,6 +104,89 @@ def test_a_guard_block_shows_in_metrics_and_status(world: World, start_daemon):
     assert sorted(path.name for path in world.state_dir.iterdir() if "syncd.db" in path.name) == [
         "syncd.db"
     ]
+
+
+def johnsmith_writes_fail(world: World, **desired: dict[str, object]) -> None:
+    """johnsmith's token reads only: his rename fails 403 at every try, as carol_c's did."""
+    read_only = account(["john@example.com"], "tok-john", ["profile_read", "email_read"])
+    world.seed({"users": {**STANDARD_SEED["users"], "johnsmith": read_only}})
+    world.desire({"version": 1, "users": {"johnsmith": {"full_name": "John S."}, **desired}})
+
+
+def test_a_user_that_always_fails_lets_the_no_success_alert_fire(world: World, start_daemon):
+    # A trial: every run ended `partial`, so syncd_last_success_timestamp_seconds had no
+    # sample and `time() - syncd_last_success_timestamp_seconds > 3600` never fired.
+    johnsmith_writes_fail(world, janedoe={"full_name": "Jane Doe"})
+    began = time.time()
+    daemon: DaemonProcess = start_daemon(SYNCD_METRICS_ADDR="127.0.0.1:0", SYNCD_INTERVAL="60")
+    address = daemon.wait_for("metrics_listening")["address"]
+    assert daemon.wait_for("cycle_finished")["result"] == "partial"
+    metrics = httpx.get(f"http://{address}/metrics", timeout=5).text
+    since = re.search(r"^syncd_last_success_timestamp_seconds (\S+)$", metrics, re.M)
+    assert since is not None, "no sample: the alert on its age cannot fire"
+    assert began - 1 <= float(since[1]) <= time.time()  # since the daemon became active
+    assert daemon.stop() == 0
+
+
+def test_a_user_waiting_for_its_retry_still_counts_as_drift(world: World, start_daemon):
+    # A trial: syncd_drift_users went 1 1 0 1 0 0 0 1 0 while johnsmith waited for his
+    # own retry, and each 0 restarted SyncdDriftPersisting's `for: 1h`.
+    johnsmith_writes_fail(world)
+    daemon: DaemonProcess = start_daemon(SYNCD_METRICS_ADDR="127.0.0.1:0")
+    address = daemon.wait_for("metrics_listening")["address"]
+    retries = [daemon.wait_for("user_failing", user="johnsmith")["retry_in"]]
+    cycles = [daemon.wait_for("cycle_finished") for _ in range(5)]
+    retries.append(daemon.wait_for("user_failing", user="johnsmith")["retry_in"])
+    assert max(retries) > 1.5, retries  # his backoff held him back some cycles
+    assert [cycle["drift_users"] for cycle in cycles] == [1] * 5, cycles
+    metrics = httpx.get(f"http://{address}/metrics", timeout=5).text
+    assert "syncd_drift_users 1.0" in metrics
+    assert daemon.stop() == 0
+
+
+def test_held_deletions_block_the_guard_when_another_user_fails_too(world: World, start_daemon):
+    # A trial: johnsmith's write failing 403 beside the held deletion made the run
+    # `partial`, and status, the pages and syncd_guard_blocked said "guard clear" while
+    # the set waited for `syncd approve`.
+    johnsmith_writes_fail(world, janedoe={"emails": ["jane.doe@example.com"]})
+    daemon: DaemonProcess = start_daemon(
+        SYNCD_MAX_DELETIONS="0", SYNCD_METRICS_ADDR="127.0.0.1:0", SYNCD_INTERVAL="60"
+    )
+    address = daemon.wait_for("metrics_listening")["address"]
+    finished = daemon.wait_for("cycle_finished")
+    assert finished["result"] == "partial"  # not every other change was applied
+    assert "holding 1 deletions (the limit is 0)" in finished["message"]
+    metrics = httpx.get(f"http://{address}/metrics", timeout=5).text
+    assert "syncd_guard_blocked 1.0" in metrics
+
+    as_json = CliRunner().invoke(
+        cli,
+        ["status", "--state-dir", str(world.state_dir), "--output", "json"],
+        catch_exceptions=False,
+    )
+    report = json.loads(as_json.output)
+    assert report["guard"]["held"] is True
+    (held_set,) = report["held_changes"]
+    text = (
+        CliRunner()
+        .invoke(cli, ["status", "--state-dir", str(world.state_dir)], catch_exceptions=False)
+        .output
+    )
+    assert "HELD the last run's deletions" in text
+    assert "guard        clear" not in text
+
+    # Rejected, the set no longer waits: status says so at once, whatever the last run.
+    decided = CliRunner().invoke(
+        cli, ["reject", held_set["id"], "--state-dir", str(world.state_dir)]
+    )
+    assert decided.exit_code == 0, decided.output
+    report = json.loads(
+        CliRunner()
+        .invoke(cli, ["status", "--state-dir", str(world.state_dir), "--output", "json"])
+        .output
+    )
+    assert report["guard"]["held"] is False
+    assert daemon.stop() == 0
 
 
 def test_status_without_a_state_file_says_so(tmp_path):

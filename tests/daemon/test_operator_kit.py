@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import time
 
 import httpx
 from click.testing import CliRunner
@@ -122,7 +123,12 @@ def test_metrics_are_what_prometheus_users_expect(world: World, start_daemon):
     assert "_created" not in before
     # No run has ended yet: no sample, not a 0 that rules would read as 1970.
     assert not re.search(r"^syncd_last_run_timestamp_seconds ", before, re.M)
-    assert not re.search(r"^syncd_last_success_timestamp_seconds ", before, re.M)
+    # Nor a success: the time it became active, so that the rule on its age fires for
+    # a daemon whose runs never end ok (test_observability).
+    since = re.search(r"^syncd_last_success_timestamp_seconds (\S+)$", before, re.M)
+    assert since is not None
+    assert float(since[1]) <= time.time()
+    assert float(since[1]) > time.time() - 60
     assert "# TYPE syncd_last_run_timestamp_seconds gauge" in before
     assert "syncd_active 1.0" in before  # on SQLite, the lock is ours from the start
     for series in (
