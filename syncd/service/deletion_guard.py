@@ -86,7 +86,9 @@ class DeletionGuard:
                 f"{len(split.rejected)} deletions rejected for this revision left out "
                 f"({self.revision}): asked about again when the desired state changes"
             )
-        if split.held:
+        if not split.held:
+            self._close_unheld(split.now)
+        else:
             held, new = self.held.hold(self.revision, split.held)
             log.warning(
                 "deletions_held",
@@ -103,3 +105,15 @@ class DeletionGuard:
                 f"{held.id}: syncd approve {held.id}, or syncd reject {held.id}"
             )
         return said
+
+    def _close_unheld(self, plan: Plan) -> None:
+        """Close the open sets a cycle that holds nothing no longer asks about: the
+        desired state keeps the addresses (the commit was fixed) or the limit allows
+        the deletions. Left open, a set would keep the guard blocked until someone
+        decided on deletions nobody plans. Not a set with a user this cycle did not
+        read (in error, suspended): what it would plan for them is not known."""
+        unread = {problem.user for problem in plan.errors} | {user for user, _ in plan.suspended}
+        for held in self.held.with_status(HeldStatus.HELD):
+            if not unread & {user for user, _ in held.deletions}:
+                self.held.mark([held], HeldStatus.SUPERSEDED)
+                log.info("deletions_held_not_planned", held_id=held.id)

@@ -205,22 +205,50 @@ def desire_in_place(world: World, desired: dict[str, Any]) -> None:
     edited.unlink()
 
 
+def test_a_held_set_no_longer_planned_is_closed_not_left_to_block_the_guard(
+    world: World, start_daemon: Any
+):
+    # Held, then the commit fixed: the desired state keeps the address. Left open,
+    # the set kept the guard blocked (and its alert firing) until someone decided
+    # on a deletion nobody planned any more.
+    daemon: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0", SYNCD_DRIFT_WINDOW="2")
+    held = daemon.wait_for("deletions_held")
+    desire_in_place(world, keeping_old_address())
+    closed = daemon.wait_for("deletions_held_not_planned")
+    assert closed["held_id"] == held["held_id"]
+    daemon.wait_for("cycle_finished", result="no_changes")
+    report = json.loads(syncd(world, "status", "--output", "json"))
+    assert report["held_changes"] == []
+    assert report["guard"]["held"] is False
+    result = CliRunner().invoke(
+        cli, ["approve", held["held_id"], "--state-dir", str(world.state_dir)]
+    )
+    assert result.exit_code == 1
+    assert "superseded already" in result.output
+    assert daemon.stop() == 0
+
+
+def keeping_old_address() -> dict[str, Any]:
+    """The standard desired state, with the address it deletes kept."""
+    keeping = copy.deepcopy(STANDARD_DESIRED)
+    keeping["users"]["janedoe"]["emails"].append("old@example.com")
+    return keeping
+
+
 def test_an_approval_is_spent_by_the_next_cycle_even_one_with_nothing_to_do(
     world: World, start_daemon: Any
 ):
-    # Held, then the desired state kept the address, then the set approved: the
-    # next cycle plans nothing. The approval was for the deletion planned then;
-    # kept for later, it let the same deletion of a later revision past the guard
-    # unasked.
-    daemon: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0", SYNCD_DRIFT_WINDOW="2")
-    held = daemon.wait_for("deletions_held")
-    keeping = copy.deepcopy(STANDARD_DESIRED)
-    keeping["users"]["janedoe"]["emails"].append("old@example.com")
-    desire_in_place(world, keeping)
-    daemon.wait_for("cycle_finished", result="no_changes")
+    # Held and approved while no daemon runs, then the desired state kept the
+    # address: the next cycle plans nothing. The approval was for the deletion
+    # planned then; kept for later, it let the same deletion of a later revision
+    # past the guard unasked.
+    holding: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0")
+    held = holding.wait_for("deletions_held")
+    assert holding.stop() == 0
     syncd(world, "approve", held["held_id"])
-    for _ in range(2):  # one begun after the approval, with nothing to do
-        daemon.wait_for("cycle_finished", result="no_changes")
+    desire_in_place(world, keeping_old_address())
+    daemon: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0", SYNCD_DRIFT_WINDOW="2")
+    daemon.wait_for("cycle_finished", result="no_changes")
     report = json.loads(syncd(world, "status", "--output", "json"))
     assert report["held_changes"] == []
     # Nothing of it was sent: closed as superseded, not said applied.
