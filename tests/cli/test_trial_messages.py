@@ -3,6 +3,9 @@ once, in the operator's words, and the way on."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from click.testing import CliRunner
 
 from syncd.cli.main import cli
@@ -32,3 +35,44 @@ def test_a_run_refused_the_lock_is_not_offered_a_flag_it_lacks(world: World):
     assert refused.exit_code == 1
     assert "one run or apply per state directory" in refused.stderr
     assert "--lock-timeout" not in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "config", "expected"),
+    [
+        pytest.param(
+            [],
+            {"SYNCD_LOG_FORMAT": "jsn"},
+            "",
+            "invalid settings: log_format (SYNCD_LOG_FORMAT): should be 'auto', 'json' or"
+            " 'console'",
+            id="variable",
+        ),
+        pytest.param(
+            [],
+            {},
+            "intervall = 5\n",
+            "invalid settings: intervall (config file {config}): unknown setting"
+            " (did you mean interval?)",
+            id="config-file",
+        ),
+        pytest.param(
+            ["--api-url", "127.0.0.1:40977"],
+            {},
+            "",
+            "invalid settings: api_url (--api-url): must be an http:// or https:// URL",
+            id="flag",
+        ),
+    ],
+)
+def test_a_bad_setting_is_named_where_it_was_set_in_our_words(
+    tmp_path: Path, args: list[str], env: dict[str, str], config: str, expected: str
+):
+    desired = tmp_path / "desired.yaml"
+    desired.write_text("version: 1\nusers:\n  janedoe: {full_name: Jane}\n")
+    if config:
+        (tmp_path / "syncd.toml").write_text(config)
+        env = {**env, "SYNCD_CONFIG": str(tmp_path / "syncd.toml")}
+    result = CliRunner().invoke(cli, ["plan", "-f", str(desired), *args], env=env)
+    assert result.exit_code == 1
+    assert result.stderr == f"syncd: {expected.format(config=tmp_path / 'syncd.toml')}\n"
