@@ -206,8 +206,11 @@ def print_audit(events: list[dict[str, Any]], console: Console) -> None:
         else:
             # Its intent, just above, said before → after: the fields are enough here.
             change = _change(event["action"], event.get("before"), event.get("after"), short=True)
+            said = event.get("message") or ""
             status = f" HTTP {event['status']}" if event.get("status") else ""
-            message = f": {visible(event['message'])}" if event.get("message") else ""
+            if status and said.startswith(status[1:]):
+                status = ""  # an API error's message begins with its status: say it once
+            message = f": {visible(said)}" if said else ""
             lines.append(f"{stamp} {change} {event['result']}{status}{message}")
     console.file.write("\n".join(lines) + "\n")
 
