@@ -11,7 +11,6 @@ Plan: 3 changes for 1 user (…). Incomplete: 1 of 2 users could not be read, 1 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from itertools import groupby
 from typing import Any
@@ -21,19 +20,12 @@ from rich.style import Style
 
 from syncd.core.plan import AddEmail, DeleteEmail, Plan, UpdateProfile
 from syncd.core.vocabulary import ActionName
-from syncd.visible import visible
+from syncd.visible import quoted, visible
 
 
 def terminal() -> Console:
     """Standard output: colour on a terminal, and long lines never broken in two."""
     return Console(highlight=False, soft_wrap=True)
-
-
-def quoted(value: str | None) -> str:
-    """A profile value as a plan shows it: quoted, visible; None is write-only."""
-    if value is None:
-        return "(write-only, differs)"
-    return visible(json.dumps(value, ensure_ascii=False))
 
 
 def _plural(count: int, word: str, plural: str | None = None) -> str:

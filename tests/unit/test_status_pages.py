@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from syncd.service.metrics import Metrics
-from syncd.service.pages import FieldRow, UserPage
+from syncd.service.pages import FieldRow, UserPage, _described
 from syncd.service.ui import (
     PAGE_THREADS,
     Access,
@@ -139,3 +139,11 @@ def test_pages_made_at_once_are_bounded_so_that_probes_keep_their_threads():
         assert open_pages._rendering.acquire(blocking=False)
     status, _, _, headers = open_pages.answer("/", None)
     assert (status, headers["Retry-After"]) == (503, "1")
+
+
+def test_a_pending_change_is_quoted_as_the_plan_quotes_it():
+    change = {
+        "action": "update_profile",
+        "fields": {"full_name": {"before": "", "after": "Carol"}},
+    }
+    assert _described(change) == 'full_name: "" → "Carol"'
