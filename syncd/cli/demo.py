@@ -31,6 +31,7 @@ from typing import Any
 import click
 
 from syncd.errors import UsageError
+from syncd.visible import counted
 
 #: The example desired state, a data file of the package.
 EXAMPLE = "desired-state.example.yaml"
@@ -160,7 +161,9 @@ def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -
             settings["SYNCD_LOG_FORMAT"] = "console"
         click.secho("syncd demo", bold=True)
         click.echo(f"A sandbox of the docker.io accounts API is serving at {url}")
-        click.echo(f"with {len(DEMO_SEED['users'])} accounts that differ from {desired}.")
+        click.echo(
+            f"with {counted(len(DEMO_SEED['users']), 'account')} that differ from {desired}."
+        )
         click.echo(f"Their tokens are in {credentials}/, one <username>.token file each.")
         click.echo("The commands below run with these settings (paste them into a shell):")
         for name, value in settings.items():

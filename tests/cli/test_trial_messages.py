@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from syncd.cli.main import cli
+from syncd.cli.status_command import _guard, _pending
 from syncd.state.lock import acquire
 from tests.world import World
 
@@ -76,3 +77,22 @@ def test_a_bad_setting_is_named_where_it_was_set_in_our_words(
     result = CliRunner().invoke(cli, ["plan", "-f", str(desired), *args], env=env)
     assert result.exit_code == 1
     assert result.stderr == f"syncd: {expected.format(config=tmp_path / 'syncd.toml')}\n"
+
+
+def test_status_counts_one_in_the_singular():
+    pending = {
+        "planned": True,
+        "as_of": "2026-12-07 17:00",
+        "changes": 1,
+        "users": 1,
+        "users_exact": True,
+        "users_unreadable": 1,
+        "by_action": {"update_profile": 1},
+    }
+    assert _pending(pending) == (
+        "1 change for 1 user (update_profile 1) after the last run;"
+        " not known for 1 user that could not be read"
+    )
+    guard = {"max_deletions": 1, "deletions_planned": 1, "blocked": True, "held": False}
+    assert _guard(guard) == "BLOCKED the last run: 1 deletion planned, the limit is 1"
+    assert _guard({**guard, "blocked": False}) == "clear (at most 1 deletion per run)"
