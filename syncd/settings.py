@@ -524,13 +524,30 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     except OSError as error:  # a file this user may not read (its mode, its directory)
         raise SettingsError(f"config file {config}: {error.strerror or error}") from None
     except ValidationError as error:
-        problems = "; ".join(map(_problem, error.errors()))
+        problems = "; ".join(_problem(problem, given, config) for problem in error.errors())
         raise SettingsError(f"invalid settings: {problems}") from None
 
 
-def _problem(error: ErrorDetails) -> str:
-    """One validation error as `key: message`, an unknown key with its near miss."""
+#: The flags whose names are not their settings' (`--api-url` is api_url's).
+_FLAGS = {"desired": "--file"}
+
+
+def _problem(error: ErrorDetails, given: dict[str, Any], config: str | None) -> str:
+    """One validation error as `key (where it was set): message`, an unknown key with its
+    near miss; where: the flag, else the variable, else the config file, in the order
+    they win (an unknown key can only be the file's: unknown variables are ignored)."""
     key = ".".join(map(str, error["loc"])) or "settings"
-    if error["type"] == "extra_forbidden" and (meant := _near_miss(key)) is not None:
-        return f"{key}: unknown setting (did you mean {meant}?)"
-    return f"{key}: {error['msg']}"
+    field = str(error["loc"][0]) if error["loc"] else ""
+    variable = f"SYNCD_{field.upper()}"
+    if field in given:
+        where = f" ({_FLAGS.get(field, '--' + field.replace('_', '-'))})"
+    elif error["type"] != "extra_forbidden" and os.environ.get(variable):
+        where = f" ({variable})"
+    else:
+        where = f" (config file {config})" if config else ""
+    if error["type"] == "extra_forbidden":
+        meant = _near_miss(key)
+        return f"{key}{where}: unknown setting" + (f" (did you mean {meant}?)" if meant else "")
+    # pydantic's wording, in ours: "Value error, must be…" is our validator's "must be…".
+    message = error["msg"].removeprefix("Value error, ").replace("Input should be", "should be")
+    return f"{key}{where}: {message}"

@@ -22,6 +22,19 @@ def visible(text: str) -> str:
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
+def counted(count: int, word: str, plural: str | None = None) -> str:
+    """`1 user`, `2 users`: a count and its noun, as every command and page says one."""
+    return f"{count} {word if count == 1 else (plural or word + 's')}"
+
+
+def quoted(value: str | None) -> str:
+    """A profile value as a plan shows it, wherever it is shown (the plan, `syncd status`,
+    the status pages): quoted, visible; None is write-only."""
+    if value is None:
+        return "(write-only, differs)"
+    return visible(json.dumps(value, ensure_ascii=False))
+
+
 def visible_lines(text: str) -> str:
     """`visible` for each line of a message of several lines, keeping its line breaks."""
     return "\n".join(visible(line) for line in text.split("\n"))

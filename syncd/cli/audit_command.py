@@ -26,6 +26,7 @@ from syncd.cli.options import UNIT_SECONDS, output_option, settings_from_flags, 
 from syncd.core.jsondoc import dumps_document
 from syncd.core.vocabulary import ActionName, WriteResult
 from syncd.errors import StateError
+from syncd.visible import counted
 
 _NO_HISTORY = "syncd has not run with this state directory, so it has no audit trail"
 
@@ -174,7 +175,8 @@ def verify(state_dir: str | None, kept: str | None, exported: Path | None) -> No
 
         cut = verify_export(exported, kept_head)
         click.echo(
-            f"{exported} holds: {cut.events} events (to event {cut.last}) and {cut.runs} runs "
+            f"{exported} holds: {counted(cut.events, 'event')} (to event {cut.last}) and "
+            f"{counted(cut.runs, 'run')} "
             f"before {cut.before}"
         )
         if kept_head is not None:
@@ -186,11 +188,12 @@ def verify(state_dir: str | None, kept: str | None, exported: Path | None) -> No
     if verified.head is None and pruned is not None:
         click.echo(f"no event since the prune that cut after event {pruned}: nothing to check")
     elif verified.head is None:
-        click.echo(f"no hashed event yet ({verified.unhashed} events from before the chain)")
-    else:
         click.echo(
-            f"the chain holds: {verified.checked} events, {verified.first} to {verified.head.seq}"
+            f"no hashed event yet ({counted(verified.unhashed, 'event')} from before the chain)"
         )
+    else:
+        checked = counted(verified.checked, "event")
+        click.echo(f"the chain holds: {checked}, {verified.first} to {verified.head.seq}")
         if verified.unhashed:
             click.echo(
                 f"{verified.unhashed} older events have no hash: the chain starts at event "
@@ -215,7 +218,8 @@ def export_command(state_dir: str | None, before: str, out: Path) -> None:
 
     with _store(state_dir, "audit export") as store:
         cut = export(store.history, _moment(before), out)
-    click.echo(f"{out}: {cut.events} events (to event {cut.last}) and {cut.runs} runs")
+    events, runs = counted(cut.events, "event"), counted(cut.runs, "run")
+    click.echo(f"{out}: {events} (to event {cut.last}) and {runs}")
 
 
 @audit.command()
@@ -240,6 +244,7 @@ def prune(state_dir: str | None, before: str, export_file: Path | None, force: b
         click.echo(f"nothing before {cut.before}")
         return
     click.echo(
-        f"removed {cut.events} events (to event {cut.last}) and {cut.runs} runs before "
+        f"removed {counted(cut.events, 'event')} (to event {cut.last}) and "
+        f"{counted(cut.runs, 'run')} before "
         f"{cut.before}; the kept chain starts after event {cut.last}"
     )

@@ -20,6 +20,7 @@ from syncd.cli.options import (
 )
 from syncd.core.jsondoc import dumps_document
 from syncd.errors import EXIT_CHANGES_PENDING, EXIT_ERROR
+from syncd.visible import counted
 
 
 @click.command()
@@ -72,7 +73,8 @@ def plan(
         print_plan(result.plan, terminal(), result.oldest_age)
     if over:
         click.echo(
-            f"warning: {deletions} deletions exceed the limit of {settings.max_deletions} "
+            f"warning: {counted(deletions, 'deletion')} planned, over the limit of "
+            f"{settings.max_deletions} "
             "(SYNCD_MAX_DELETIONS): apply would refuse the plan (exit 3, nothing applied), "
             "a daemon would apply the rest and hold them for `syncd approve`",
             err=True,

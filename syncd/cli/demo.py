@@ -31,6 +31,7 @@ from typing import Any
 import click
 
 from syncd.errors import UsageError
+from syncd.visible import counted
 
 #: The example desired state, a data file of the package.
 EXAMPLE = "desired-state.example.yaml"
@@ -126,12 +127,15 @@ def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -
     require_sandbox_extra("syncd demo, which runs a sandbox,")
     import yaml
 
+    from syncd.desired.loading import load_desired
     from syncd.sandbox.runtime import SandboxConfig
     from syncd.sandbox.seed import snapshot_from_mapping, write_credentials
     from syncd.sandbox.server import serve_in_thread
 
     if not desired.is_file():
         raise click.ClickException(f"{desired}: no such file")
+    # Its problems once, before a sandbox starts: each step would print them again.
+    load_desired(desired)
     # Absolute paths: the printed commands work from any directory.
     desired, workdir = desired.absolute(), workdir.absolute()
     prepare_workdir(workdir)
@@ -157,22 +161,29 @@ def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -
             settings["SYNCD_LOG_FORMAT"] = "console"
         click.secho("syncd demo", bold=True)
         click.echo(f"A sandbox of the docker.io accounts API is serving at {url}")
-        click.echo(f"with {len(DEMO_SEED['users'])} accounts that differ from {desired}.")
+        click.echo(
+            f"with {counted(len(DEMO_SEED['users']), 'account')} that differ from {desired}."
+        )
         click.echo(f"Their tokens are in {credentials}/, one <username>.token file each.")
         click.echo("The commands below run with these settings (paste them into a shell):")
         for name, value in settings.items():
             _shell("export", f"{name}={value}")
 
-        def step(number: int, title: str, *command: str) -> int:
+        def step(number: int, title: str, *command: str) -> None:
             click.echo()
             click.secho(f"── Step {number}: {title}", bold=True)
             _shell("syncd", *command)
             with _environment(settings):
-                return invoke(list(command))
+                code = invoke(list(command))
+            if code != 0:
+                # The later steps would describe a loop that did not happen.
+                raise click.ClickException(
+                    f"step {number} (syncd {command[0]}) failed; see above. The sandbox stopped."
+                )
 
         step(1, "see what would change (a dry run: nothing is written)", "plan")
         # --allow-deletions: the demo deletes two addresses, whatever SYNCD_MAX_DELETIONS says.
-        code = step(
+        step(
             2,
             "converge (--yes because a demo has no one to ask)",
             "apply",
@@ -189,8 +200,6 @@ def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -
     click.echo("The sandbox stopped with the demo. To repeat the commands, serve the same")
     click.echo("accounts in another shell (it prints its URL: export it as SYNCD_API_URL):")
     _shell("syncd", "sandbox", "--port", "0", "--seed", str(seed))
-    if code != 0:
-        raise click.ClickException("the apply step failed; see above")
 
 
 @click.command()

@@ -18,6 +18,7 @@ from syncd.cli.options import (
     settings_options,
 )
 from syncd.core.jsondoc import dumps_document
+from syncd.visible import counted
 
 
 @click.command()
@@ -40,7 +41,7 @@ def validate(desired: str | None, output: str) -> None:
         click.echo(dumps_document(document))
         return
     count = len(state.users)
-    click.echo(f"{settings.desired}: valid, {count} user{'' if count == 1 else 's'}")
+    click.echo(f"{settings.desired}: valid, {counted(count, 'user')}")
 
 
 @click.command()
@@ -127,4 +128,4 @@ def import_(users: tuple[str, ...], out_file: str | None, force: bool, **options
             handle.write(text.encode())
     except OSError as error:
         raise click.ClickException(f"cannot write {out_file}: {error.strerror or error}") from None
-    click.echo(f"Imported {len(names)} users into {out_file}.", err=True)
+    click.echo(f"Imported {counted(len(names), 'user')} into {out_file}.", err=True)

@@ -24,6 +24,7 @@ from syncd.cli.options import (
     with_options,
 )
 from syncd.core.vocabulary import HeldStatus, OperatorEvent, RunResult, SuspensionSource
+from syncd.visible import counted
 
 if TYPE_CHECKING:
     from syncd.state.backend import Database
@@ -195,16 +196,19 @@ def _decide(
         _audit(
             db,
             event,
-            {user: f"{count} deletions of held set {held.id}" for user, count in counts.items()},
+            {
+                user: f"{counted(count, 'deletion')} of held set {held.id}"
+                for user, count in counts.items()
+            },
         )
     shown = ", ".join(f"{user} ({count})" for user, count in counts.items())
     if approving:
         click.echo(
-            f"Approved {len(held.deletions)} deletions of set {held.id}: {shown}. "
+            f"Approved {counted(len(held.deletions), 'deletion')} of set {held.id}: {shown}. "
             "The next daemon cycle applies them."
         )
     else:
         click.echo(
-            f"Rejected {len(held.deletions)} deletions of set {held.id}: {shown}. Not asked "
-            f"about again for revision {held.revision or '(a file)'}."
+            f"Rejected {counted(len(held.deletions), 'deletion')} of set {held.id}: {shown}. "
+            f"Not asked about again for revision {held.revision or '(a file)'}."
         )

@@ -11,7 +11,6 @@ Plan: 3 changes for 1 user (…). Incomplete: 1 of 2 users could not be read, 1 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from itertools import groupby
 from typing import Any
@@ -21,23 +20,12 @@ from rich.style import Style
 
 from syncd.core.plan import AddEmail, DeleteEmail, Plan, UpdateProfile
 from syncd.core.vocabulary import ActionName
-from syncd.visible import visible
+from syncd.visible import counted, quoted, visible
 
 
 def terminal() -> Console:
     """Standard output: colour on a terminal, and long lines never broken in two."""
     return Console(highlight=False, soft_wrap=True)
-
-
-def quoted(value: str | None) -> str:
-    """A profile value as a plan shows it: quoted, visible; None is write-only."""
-    if value is None:
-        return "(write-only, differs)"
-    return visible(json.dumps(value, ensure_ascii=False))
-
-
-def _plural(count: int, word: str, plural: str | None = None) -> str:
-    return f"{count} {word if count == 1 else (plural or word + 's')}"
 
 
 def summary_line(plan: Plan) -> str:
@@ -49,26 +37,26 @@ def summary_line(plan: Plan) -> str:
         head = "No changes: the accounts match the desired state."
     elif plan.is_empty:
         compared = plan.users - unreadable
-        head = f"Nothing to change for {_plural(compared, 'user')} that could be compared."
+        head = f"Nothing to change for {counted(compared, 'user')} that could be compared."
     else:
         parts = [
-            _plural(plan.count(UpdateProfile), "profile update"),
-            _plural(plan.count(AddEmail), "address to add", "addresses to add"),
-            _plural(plan.count(DeleteEmail), "to delete", "to delete"),
+            counted(plan.count(UpdateProfile), "profile update"),
+            counted(plan.count(AddEmail), "address to add", "addresses to add"),
+            counted(plan.count(DeleteEmail), "to delete", "to delete"),
         ]
         head = (
-            f"Plan: {_plural(len(plan.changes), 'change')} for "
-            f"{_plural(len(plan.users_with_changes()), 'user')} ({', '.join(parts)})."
+            f"Plan: {counted(len(plan.changes), 'change')} for "
+            f"{counted(len(plan.users_with_changes()), 'user')} ({', '.join(parts)})."
         )
     tail = []
     if plan.suspended:
-        tail.append(f"{_plural(len(plan.suspended), 'user')} suspended (not read)")
+        tail.append(f"{counted(len(plan.suspended), 'user')} suspended (not read)")
     if unreadable:
-        tail.append(f"Incomplete: {unreadable} of {_plural(plan.users, 'user')} could not be read")
+        tail.append(f"Incomplete: {unreadable} of {counted(plan.users, 'user')} could not be read")
     if plan.warnings:
-        tail.append(_plural(len(plan.warnings), "warning"))
+        tail.append(counted(len(plan.warnings), "warning"))
     if plan.errors:
-        tail.append(_plural(len(plan.errors), "error"))
+        tail.append(counted(len(plan.errors), "error"))
     return head + (f" {', '.join(tail)}." if tail else "")
 
 
@@ -161,7 +149,8 @@ def plan_lines(plan: Plan, paint: Paint = _plain, oldest_age: float | None = Non
             names += f" and {len(shared.users) - SHARED_NAMES_SHOWN} more"
         lines.append(
             paint(
-                f"✗ every read failed alike, {len(shared.users)} users: {shared.code}:", "red bold"
+                f"✗ every read failed alike, {counted(len(shared.users), 'user')}: {shared.code}:",
+                "red bold",
             )
             + f" {visible(shared.cause)} ({names})"
         )
@@ -206,8 +195,11 @@ def print_audit(events: list[dict[str, Any]], console: Console) -> None:
         else:
             # Its intent, just above, said before → after: the fields are enough here.
             change = _change(event["action"], event.get("before"), event.get("after"), short=True)
+            said = event.get("message") or ""
             status = f" HTTP {event['status']}" if event.get("status") else ""
-            message = f": {visible(event['message'])}" if event.get("message") else ""
+            if status and said.startswith(status[1:]):
+                status = ""  # an API error's message begins with its status: say it once
+            message = f": {visible(said)}" if said else ""
             lines.append(f"{stamp} {change} {event['result']}{status}{message}")
     console.file.write("\n".join(lines) + "\n")
 

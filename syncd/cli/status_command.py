@@ -17,7 +17,7 @@ import click
 
 from syncd.cli.options import config_option, output_option, settings_from_flags, state_dir_option
 from syncd.core.vocabulary import ActionName
-from syncd.visible import visible, visible_json
+from syncd.visible import counted, visible, visible_json
 
 #: Users in error listed by the text view; the JSON view lists all.
 USERS_IN_ERROR_SHOWN = 20
@@ -103,12 +103,14 @@ def render_status(report: Mapping[str, Any], *, users_in_detail: bool = False) -
     lines.append(f"pending      {_pending(report['pending'])}")
     lines += _last_cycle_lines(report["last_cycle"])
     in_error = report["users_in_error"]
-    lines.append(f"in error     {len(in_error)} users" if in_error else "in error     none")
+    lines.append(
+        f"in error     {counted(len(in_error), 'user')}" if in_error else "in error     none"
+    )
     for user in in_error[:USERS_IN_ERROR_SHOWN]:
         retry = f"; read again {_when(user['retry_at'])}" if user["retry_at"] else ""
         lines.append(
             f"  {user['user']:<30} {user['code']:<18} since {_when(user['since'])}"
-            f" ({user['cycles']} cycles{retry}): {visible(user['message'])}"
+            f" ({counted(user['cycles'], 'cycle')}{retry}): {visible(user['message'])}"
         )
     if len(in_error) > USERS_IN_ERROR_SHOWN:
         lines.append(
@@ -144,7 +146,7 @@ def _held_lines(held_changes: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     for held in held_changes:
         counts = ", ".join(f"{user} ({n})" for user, n in held["per_user"].items())
-        what = f"set {held['id']}: {held['deletions']} deletions ({counts})"
+        what = f"set {held['id']}: {counted(held['deletions'], 'deletion')} ({counts})"
         if held["status"] == "approved":
             lines.append(
                 f"held         {what} approved by {visible(held['decided_by'] or '-')}: "
@@ -174,13 +176,15 @@ def _suspension_lines(suspensions: list[dict[str, Any]]) -> list[str]:
 def _guard(guard: Mapping[str, Any]) -> str:
     limit, planned = guard["max_deletions"], guard["deletions_planned"]
     if guard["blocked"]:
-        return f"BLOCKED the last run: {planned} deletions planned, the limit is {limit}"
+        return (
+            f"BLOCKED the last run: {counted(planned, 'deletion')} planned, the limit is {limit}"
+        )
     if guard["held"]:
         return (
             f"HELD the last run's deletions ({planned} planned, the limit is {limit}); "
             "the rest was applied"
         )
-    return f"clear (at most {limit} deletions per run)"
+    return f"clear (at most {counted(limit, 'deletion')} per run)"
 
 
 def _pending(pending: Mapping[str, Any] | None) -> str:
@@ -189,12 +193,19 @@ def _pending(pending: Mapping[str, Any] | None) -> str:
     if not pending["planned"]:
         return f"unknown: the last run ({pending['as_of']}) did not get as far as a plan"
     unreadable = pending["users_unreadable"]
-    unknown = f"; not known for {unreadable} users that could not be read" if unreadable else ""
+    unknown = (
+        f"; not known for {counted(unreadable, 'user')} that could not be read"
+        if unreadable
+        else ""
+    )
     if not pending["changes"]:
         return f"none as of the last run ({pending['as_of']}){unknown}"
     detail = ", ".join(f"{action} {n}" for action, n in pending["by_action"].items() if n)
-    users = pending["users"] if pending["users_exact"] else f"up to {pending['users']}"
-    return f"{pending['changes']} changes for {users} users ({detail}) after the last run{unknown}"
+    users = counted(pending["users"], "user")
+    if not pending["users_exact"]:
+        users = f"up to {users}"
+    changes = counted(pending["changes"], "change")
+    return f"{changes} for {users} ({detail}) after the last run{unknown}"
 
 
 def _when(iso: str | None) -> str:

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from syncd.cli.render import quoted
-from syncd.visible import visible
+from syncd.visible import quoted, visible
 
 
 def render_users(users: list[Mapping[str, Any]]) -> list[str]:

@@ -167,6 +167,14 @@ class _SeedReader:
             place += f":{self.document.key_mark(loc).line}"
         raise SeedError(f"{place}: {_where(loc)}: {message}")
 
+    def quote_it(self, value: object, loc: Loc) -> str:
+        """What a number written for a string should be, as the desired-state reader says:
+        the text as written (YAML reads 0123 as 83)."""
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return ""
+        text = self.document.scalar_text(loc) if self.document is not None else None
+        return f' (quote it to mean the text: "{text or value}")'
+
     def read(self, data: object) -> Snapshot:
         if data is None:
             return Snapshot()
@@ -208,7 +216,10 @@ class _SeedReader:
                     self.fail((*here, key), str(error).partition(": ")[2])
             elif key == "password":
                 if not isinstance(value, str) or not value:
-                    self.fail((*here, key), "must be a non-empty string")
+                    self.fail(
+                        (*here, key),
+                        "must be a non-empty string" + self.quote_it(value, (*here, key)),
+                    )
                 account.password = value
         self.read_tokens(user, here)
         account.emails = self.read_emails(user, here)

@@ -39,6 +39,7 @@ from syncd.state.held_changes import HeldChanges
 from syncd.state.pending import pending_for
 from syncd.state.suspensions import SuspensionTable
 from syncd.state.user_failures import UserFailures
+from syncd.visible import quoted
 
 #: Users in error listed on `/`; the page says how many there are in all.
 IN_ERROR_SHOWN = 100
@@ -227,7 +228,7 @@ def _described(change: Mapping[str, Any]) -> str:
     """A stored change in the plan's words."""
     if change["action"] == ActionName.UPDATE_PROFILE:
         return "; ".join(
-            f"{name}: {values['before']!r} → {values['after']!r}"
+            f"{name}: {quoted(values['before'])} → {quoted(values['after'])}"
             for name, values in change["fields"].items()
         )
     verb = "add" if change["action"] == ActionName.ADD_EMAIL else "delete"

@@ -251,6 +251,14 @@ class Holder:
     active: bool = True
 
 
+def refusal_way_on(purpose: str) -> str:
+    """What to do about a refused lock, said after the refusal: only an apply can wait."""
+    if purpose != "apply":
+        return ""
+    # --lock-timeout waits for the writers' lock, which a daemon lets go between cycles.
+    return "; wait for it with --lock-timeout 5m, or stop it"
+
+
 class LockHeld(ABC):
     """The lock, held until `release()` (or the end of the process or of its session)."""
 

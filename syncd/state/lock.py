@@ -16,7 +16,7 @@ from pathlib import Path
 
 from syncd.errors import DaemonError
 from syncd.privatefiles import open_private, private_directory
-from syncd.state.backend import LockHeld
+from syncd.state.backend import LockHeld, refusal_way_on
 
 LOCK_NAME = "syncd.state.lock"
 #: The writers' lock: `apply`, and the daemon during each cycle only, so that an
@@ -39,8 +39,9 @@ class InstanceLock(LockHeld):
             self._descriptor = None
 
 
-def acquire(state_dir: Path) -> InstanceLock:
-    """Take the state directory for this process, or raise DaemonError naming the holder."""
+def acquire(state_dir: Path, purpose: str = "run") -> InstanceLock:
+    """Take the state directory for this process, or raise DaemonError naming the holder
+    (and, to an `apply`, the way on)."""
     path = state_dir / LOCK_NAME
     private_directory(state_dir)
     # Never through a link: a `syncd.state.lock` link would be truncated below.
@@ -53,6 +54,7 @@ def acquire(state_dir: Path) -> InstanceLock:
         holder = f"pid {pid}" if pid else "another process"
         raise DaemonError(
             f"another syncd ({holder}) holds {path}: one run or apply per state directory"
+            + refusal_way_on(purpose)
         ) from None
     try:
         os.ftruncate(descriptor, 0)

@@ -54,6 +54,7 @@ from syncd.state.backend import (
     Rows,
     Session,
     StateStore,
+    refusal_way_on,
 )
 from syncd.state.schema import CACHE, HISTORY, migrate
 
@@ -355,7 +356,7 @@ class PostgresStore(StateStore):
             who = active.name if active else "another syncd"
             raise DaemonError(
                 f"{who} holds the state at {self.where}: one run, apply or plan at a time"
-                f" ({purpose} refused)"
+                f" ({purpose} refused){refusal_way_on(purpose)}"
             )
         return held
 

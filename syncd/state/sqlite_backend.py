@@ -69,7 +69,7 @@ class SqliteStore(StateStore):
         return self._cache
 
     def lock(self, purpose: str) -> LockHeld:
-        return acquire(self.directory)
+        return acquire(self.directory, purpose)
 
     def try_write_lock(self, purpose: str) -> LockHeld | None:
         return try_write_lock(self.directory)

@@ -7,6 +7,7 @@ import os
 import shlex
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -132,3 +133,27 @@ def test_each_printed_command_is_the_one_run(tmp_path: Path, capsys: pytest.Capt
     assert serve[:4] == ["sandbox", "--port", "0", "--seed"]
     assert load_seed_file(Path(serve[4])) == snapshot_from_mapping(DEMO_SEED)
     assert Path(serve[4]).stat().st_mode & 0o777 == 0o600  # it holds the tokens
+
+
+def test_demo_with_an_invalid_desired_state_says_so_once_and_runs_nothing(tmp_path: Path):
+    desired = tmp_path / "desired.yaml"
+    desired.write_text("version: 1\nusers:\n  alice_a: {full_nam: Alice}\n")
+    workdir = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "-f", str(desired), "--workdir", str(workdir)])
+    assert result.exit_code != 0
+    assert "Step" not in result.output
+    assert result.output.count("unknown key 'full_nam'") == 1, result.output
+    assert not workdir.exists()  # no sandbox, no credentials, no state claimed
+
+
+def test_demo_stops_at_the_first_step_that_fails(tmp_path: Path):
+    ran: list[list[str]] = []
+
+    def invoke(args: list[str]) -> int:
+        ran.append(args)
+        return 1
+
+    with pytest.raises(click.ClickException) as stopped:
+        run_demo(EXAMPLE, tmp_path / "demo", invoke)
+    assert ran == [["plan"]]
+    assert "step 1 (syncd plan) failed" in stopped.value.format_message()

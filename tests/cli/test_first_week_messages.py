@@ -48,7 +48,10 @@ def test_a_misspelt_key_of_the_config_file_names_the_setting_meant(tmp_path: Pat
     config.write_text("max_deletion = 5\n")
     code, _, stderr = validate(tmp_path, {"janedoe": "Jane"}, SYNCD_CONFIG=str(config))
     assert code == 1
-    assert "max_deletion: unknown setting (did you mean max_deletions?)" in stderr
+    assert (
+        f"max_deletion (config file {config}): unknown setting (did you mean max_deletions?)"
+        in stderr
+    )
 
 
 def test_validate_counts_one_user_in_the_singular(tmp_path: Path):

@@ -82,7 +82,7 @@ def test_a_password_in_the_url_is_refused_without_being_shown(pg_world: World):
     done = syncd_process(pg_world, "plan", SYNCD_STATE_URL=url)
     assert done.returncode == 1
     assert "hunter2secret" not in done.stderr + done.stdout
-    assert "state_url: Value error, must not hold a password" in done.stderr
+    assert "state_url (SYNCD_STATE_URL): must not hold a password" in done.stderr
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,7 @@ def test_a_revoked_token_fails_its_user_alone(world: World, start_daemon: Any):
     assert user["code"] == "unauthorized"
     assert user["cycles"] >= 3
     text = CliRunner().invoke(cli, ["status", "--state-dir", str(world.state_dir)]).stdout
-    assert "in error     1 users" in text
+    assert "in error     1 user\n" in text
     assert "johnsmith" in text
 
     (world.credentials_dir / "johnsmith.token").write_text("tok-john\n")

@@ -37,7 +37,7 @@ def test_observe_mode_writes_nothing_over_cycles_and_stays_ready(world: World, s
     assert re.search(r'^syncd_runs_total\{result="drift"\} [3-9]', metrics, re.M)
     status = CliRunner().invoke(cli, ["status", "--state-dir", str(world.state_dir)]).stdout
     assert "mode         observing: plans and reports drift, writes nothing" in status
-    assert "pending      3 changes for 1 users" in status
+    assert "pending      3 changes for 1 user " in status
     assert daemon.stop() == 0
 
 

@@ -140,7 +140,7 @@ def test_a_tripped_guard_holds_only_the_deletions_until_approved_or_rejected(
     assert f"decide: syncd approve {held['held_id']}  or  syncd reject {held['held_id']}" in text
 
     said = syncd(world, "approve", held["held_id"])
-    assert f"Approved 1 deletions of set {held['held_id']}: janedoe (1)" in said
+    assert f"Approved 1 deletion of set {held['held_id']}: janedoe (1)" in said
     daemon.wait_for("outcome", user="janedoe", action="delete_email", result="ok")
     daemon.wait_for("cycle_finished", result="ok")
     assert world.emails_of("janedoe") == ["jane.doe@example.com", "jane.doe+other@example.com"]
@@ -151,7 +151,7 @@ def test_a_tripped_guard_holds_only_the_deletions_until_approved_or_rejected(
     second = daemon.wait_for("deletions_held", new=True)
     assert second["held_id"] != held["held_id"]
     said = syncd(world, "reject", second["held_id"])
-    assert "Rejected 1 deletions" in said
+    assert "Rejected 1 deletion " in said
     daemon.wait_for("deletions_rejected_left_out")
     seen = len(daemon.events)
     for _ in range(3):

@@ -128,6 +128,12 @@ def test_port_zero_prints_the_url_and_serves_it(tmp_path: Path) -> None:
             "already granted",
             id="token-twice",
         ),
+        pytest.param(
+            "users:\n  janedoe:\n    password: 0123\n",
+            3,
+            'must be a non-empty string (quote it to mean the text: "0123")',
+            id="password-a-number",
+        ),
     ],
 )
 def test_a_bad_seed_file_stops_with_one_line_naming_file_and_line(

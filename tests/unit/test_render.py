@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from syncd.cli.render import ansi_painter, plan_lines, print_plan
+from syncd.cli.render import ansi_painter, plan_lines, print_audit, print_plan
 from syncd.core.plan import AddEmail, DeleteEmail, FieldChange, Plan, UpdateProfile
 from syncd.core.problem import Problem
 
@@ -134,3 +134,33 @@ def test_control_characters_from_the_api_cannot_reach_the_terminal() -> None:
     assert not any(char != "\n" and not char.isprintable() for char in ours_removed)
     assert "  - old@example.com\\x1b[2K\\rnothing to see" in ours_removed
     assert '"Jane\\u200b" → "Jane"' in ours_removed  # an invisible difference, made visible
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "ends"),
+    [
+        (403, "HTTP 403: not allowed", "update full_name failed: HTTP 403: not allowed"),
+        (409, "the address is taken", "update full_name failed HTTP 409: the address is taken"),
+        (None, "timed out", "update full_name failed: timed out"),
+    ],
+    ids=["status-in-message", "status-beside", "no-status"],
+)
+def test_an_audited_outcome_says_its_http_status_once(
+    status: int | None, message: str, ends: str
+) -> None:
+    event = {
+        "run_id": "r1",
+        "run": {"command": "apply"},
+        "timestamp": "2026-12-07T17:00:00+00:00",
+        "user": "carol_c",
+        "event": "outcome",
+        "action": "update_profile",
+        "before": {"full_name": ""},
+        "after": {"full_name": "Carol"},
+        "result": "failed",
+        "status": status,
+        "message": message,
+    }
+    out = io.StringIO()
+    print_audit([event], Console(file=out, width=200))
+    assert out.getvalue().splitlines()[-1].endswith(ends), out.getvalue()

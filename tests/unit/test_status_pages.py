@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from syncd.core.problem import Problem
+from syncd.core.vocabulary import Code
 from syncd.service.metrics import Metrics
-from syncd.service.pages import FieldRow, UserPage
+from syncd.service.pages import FieldRow, UserPage, _described
 from syncd.service.ui import (
     PAGE_THREADS,
     Access,
@@ -139,3 +141,21 @@ def test_pages_made_at_once_are_bounded_so_that_probes_keep_their_threads():
         assert open_pages._rendering.acquire(blocking=False)
     status, _, _, headers = open_pages.answer("/", None)
     assert (status, headers["Retry-After"]) == (503, "1")
+
+
+def test_a_pending_change_is_quoted_as_the_plan_quotes_it():
+    change = {
+        "action": "update_profile",
+        "fields": {"full_name": {"before": "", "after": "Carol"}},
+    }
+    assert _described(change) == 'full_name: "" → "Carol"'
+
+
+@pytest.mark.parametrize(("failures", "said"), [(1, "(1 cycle)"), (3, "(3 cycles)")])
+def test_a_users_failing_cycles_are_counted_in_words(failures: int, said: str):
+    error = Problem(
+        "carol_c", Code.FORBIDDEN, "HTTP 403", since="2026-12-07T17:00:00+00:00", failures=failures
+    )
+    page = UserPage("carol_c", True, (), None, None, (), (), error, None)
+    html = pages(Access.OPEN)._page("user.html", page=page)[1].decode()
+    assert said in html

@@ -35,6 +35,6 @@ def test_users_that_could_not_be_read_are_counted_as_users():
 def test_changes_left_and_users_unknown_are_both_said():
     counts = {**PLANNED, "users_changed": 1, "update_profile": 2, "users_unreadable": 1}
     assert _pending(pending_changes("partial", counts)) == (
-        "2 changes for 1 users (update_profile 2) after the last run;"
-        " not known for 1 users that could not be read"
+        "2 changes for 1 user (update_profile 2) after the last run;"
+        " not known for 1 user that could not be read"
     )

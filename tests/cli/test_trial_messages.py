@@ -1,0 +1,98 @@
+"""Messages a new-operator trial found wanting (2026-12-07): each says what went wrong
+once, in the operator's words, and the way on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from syncd.cli.main import cli
+from syncd.cli.status_command import _guard, _pending
+from syncd.state.lock import acquire
+from tests.world import World
+
+
+def test_an_apply_refused_the_lock_is_told_how_to_wait_for_it(world: World):
+    held = acquire(world.state_dir)  # as a `syncd run` holds it for its life
+    try:
+        refused = CliRunner().invoke(cli, ["apply", *world.cli_args(), "--yes"])
+    finally:
+        held.release()
+    assert refused.exit_code == 1
+    (line,) = refused.stderr.splitlines()
+    assert "holds" in line
+    assert "one run or apply per state directory" in line
+    assert line.endswith("; wait for it with --lock-timeout 5m, or stop it"), line
+
+
+def test_a_run_refused_the_lock_is_not_offered_a_flag_it_lacks(world: World):
+    held = acquire(world.state_dir)
+    try:
+        refused = CliRunner().invoke(cli, ["run", "--once", *world.cli_args()])
+    finally:
+        held.release()
+    assert refused.exit_code == 1
+    assert "one run or apply per state directory" in refused.stderr
+    assert "--lock-timeout" not in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "config", "expected"),
+    [
+        pytest.param(
+            [],
+            {"SYNCD_LOG_FORMAT": "jsn"},
+            "",
+            "invalid settings: log_format (SYNCD_LOG_FORMAT): should be 'auto', 'json' or"
+            " 'console'",
+            id="variable",
+        ),
+        pytest.param(
+            [],
+            {},
+            "intervall = 5\n",
+            "invalid settings: intervall (config file {config}): unknown setting"
+            " (did you mean interval?)",
+            id="config-file",
+        ),
+        pytest.param(
+            ["--api-url", "127.0.0.1:40977"],
+            {},
+            "",
+            "invalid settings: api_url (--api-url): must be an http:// or https:// URL",
+            id="flag",
+        ),
+    ],
+)
+def test_a_bad_setting_is_named_where_it_was_set_in_our_words(
+    tmp_path: Path, args: list[str], env: dict[str, str], config: str, expected: str
+):
+    desired = tmp_path / "desired.yaml"
+    desired.write_text("version: 1\nusers:\n  janedoe: {full_name: Jane}\n")
+    if config:
+        (tmp_path / "syncd.toml").write_text(config)
+        env = {**env, "SYNCD_CONFIG": str(tmp_path / "syncd.toml")}
+    result = CliRunner().invoke(cli, ["plan", "-f", str(desired), *args], env=env)
+    assert result.exit_code == 1
+    assert result.stderr == f"syncd: {expected.format(config=tmp_path / 'syncd.toml')}\n"
+
+
+def test_status_counts_one_in_the_singular():
+    pending = {
+        "planned": True,
+        "as_of": "2026-12-07 17:00",
+        "changes": 1,
+        "users": 1,
+        "users_exact": True,
+        "users_unreadable": 1,
+        "by_action": {"update_profile": 1},
+    }
+    assert _pending(pending) == (
+        "1 change for 1 user (update_profile 1) after the last run;"
+        " not known for 1 user that could not be read"
+    )
+    guard = {"max_deletions": 1, "deletions_planned": 1, "blocked": True, "held": False}
+    assert _guard(guard) == "BLOCKED the last run: 1 deletion planned, the limit is 1"
+    assert _guard({**guard, "blocked": False}) == "clear (at most 1 deletion per run)"
