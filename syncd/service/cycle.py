@@ -52,6 +52,7 @@ from syncd.state.held_changes import HeldChanges
 from syncd.state.pending import save_pending
 from syncd.state.suspensions import SuspensionTable
 from syncd.state.user_failures import UserFailures
+from syncd.visible import counted
 
 log = structlog.get_logger("syncd.service.cycle")
 
@@ -125,11 +126,12 @@ class CycleOutcome:
         if self.result == RunResult.DRIFT:
             parts.append("observing: nothing written")
         elif self.result in _APPLYING_RUNS:
-            parts.append(f"{self.applied} changes applied")
+            parts.append(f"{counted(self.applied, 'change')} applied")
         if self.drift_users:
-            parts.append(f"{self.drift_users} users differ")
+            differ = "differs" if self.drift_users == 1 else "differ"
+            parts.append(f"{counted(self.drift_users, 'user')} {differ}")
         if self.failing:
-            parts.append(f"{len(self.failing)} users in error")
+            parts.append(f"{counted(len(self.failing), 'user')} in error")
         if self.suspended:
             parts.append(f"{self.suspended} users suspended")
         if self.revision:
@@ -333,7 +335,7 @@ class Cycle:
         if guard is not None:
             if (split := guard.last) is not None:
                 drift_users |= {action.user for action in (*split.held, *split.rejected)}
-            held_notes = guard.conclude()
+            held_notes = guard.conclude(plan)
         message = "; ".join(part for part in (*held_notes, failing_summary(failing)) if part)
         drift = len(drift_users)
         withheld = report.withheld if report else []

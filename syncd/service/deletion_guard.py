@@ -17,6 +17,7 @@ from syncd.core.held import GuardSplit, deletion_key, per_user, split_deletions
 from syncd.core.plan import DeleteEmail, Plan
 from syncd.core.vocabulary import HeldStatus
 from syncd.state.held_changes import HeldChanges
+from syncd.visible import counted
 
 log = structlog.get_logger("syncd.service.deletion_guard")
 
@@ -54,8 +55,9 @@ class DeletionGuard:
         )
         return self.last
 
-    def conclude(self) -> list[str]:
-        """Record the held set and the approved ones used; what the cycle says of them.
+    def conclude(self, plan: Plan) -> list[str]:
+        """Record the held set and the approved ones used; what the cycle that made
+        `plan` says of them (a plan with nothing to do was never split).
 
         An approved set is given to the one cycle after it that plans, even one with
         nothing to do: kept, it would let the same deletion of a later revision past
@@ -63,9 +65,8 @@ class DeletionGuard:
         audited; one that failed is not carried over); one it sent none of (no longer
         planned, or its users not read) is `superseded`, asked about again if planned.
         """
-        split, said = self.last, list[str]()
-        planned = () if split is None else split.now.changes
-        sent = {deletion_key(action) for action in planned if isinstance(action, DeleteEmail)}
+        split, said = self.last or GuardSplit(plan), list[str]()
+        sent = {deletion_key(a) for a in split.now.changes if isinstance(a, DeleteEmail)}
         for held in self._approved:
             applied = bool(held.deletion_keys() & sent)
             self.held.mark([held], HeldStatus.APPLIED if applied else HeldStatus.SUPERSEDED)
@@ -74,8 +75,6 @@ class DeletionGuard:
                 held_id=held.id,
                 deletions=len(held.deletions),
             )
-        if split is None:
-            return said
         if split.rejected:
             log.info(
                 "deletions_rejected_left_out",
@@ -83,7 +82,7 @@ class DeletionGuard:
                 revision=self.revision,
             )
             said.append(
-                f"{len(split.rejected)} deletions rejected for this revision left out "
+                f"{counted(len(split.rejected), 'deletion')} rejected for this revision left out "
                 f"({self.revision}): asked about again when the desired state changes"
             )
         if not split.held:
@@ -101,8 +100,8 @@ class DeletionGuard:
                 reject=f"syncd reject {held.id}",
             )
             said.append(
-                f"holding {len(held.deletions)} deletions (the limit is {self.limit}) as set "
-                f"{held.id}: syncd approve {held.id}, or syncd reject {held.id}"
+                f"holding {counted(len(held.deletions), 'deletion')} (the limit is {self.limit}) "
+                f"as set {held.id}: syncd approve {held.id}, or syncd reject {held.id}"
             )
         return said
 

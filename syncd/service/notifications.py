@@ -34,6 +34,7 @@ from syncd.core.conditions import Condition, Notice, transitions
 from syncd.core.vocabulary import Code, NotificationEvent, RunResult
 from syncd.errors import excerpt
 from syncd.secretfiles import read_secret_file
+from syncd.visible import counted
 
 if TYPE_CHECKING:
     import httpx
@@ -221,7 +222,7 @@ def conditions_of(
         held[NotificationEvent.DRIFT_DETECTED] = Condition(
             NotificationEvent.DRIFT_DETECTED,
             users,
-            f"{len(outcome.pending)} changes pending for {len(users)} users",
+            f"{counted(len(outcome.pending), 'change')} pending for {counted(len(users), 'user')}",
             tuple(outcome.pending),
         )
     if outcome.held_open:  # `partial` too, when a user failed beside the held deletions

@@ -60,7 +60,7 @@ def test_a_guard_block_shows_in_metrics_and_status(world: World, start_daemon):
     address = daemon.wait_for("metrics_listening")["address"]
     held = daemon.wait_for("cycle_finished")
     assert held["result"] == "held"
-    assert "holding 1 deletions (the limit is 0)" in held["message"]
+    assert "holding 1 deletion (the limit is 0)" in held["message"]
     assert held["drift_users"] == 1
     assert world.writes() == 2  # the rename and the address added, not the deletion
     metrics = httpx.get(f"http://{address}/metrics", timeout=5).text
@@ -155,7 +155,7 @@ def test_held_deletions_block_the_guard_when_another_user_fails_too(world: World
     address = daemon.wait_for("metrics_listening")["address"]
     finished = daemon.wait_for("cycle_finished")
     assert finished["result"] == "partial"  # not every other change was applied
-    assert "holding 1 deletions (the limit is 0)" in finished["message"]
+    assert "holding 1 deletion (the limit is 0)" in finished["message"]
     metrics = httpx.get(f"http://{address}/metrics", timeout=5).text
     assert "syncd_guard_blocked 1.0" in metrics
 
