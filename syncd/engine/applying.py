@@ -10,7 +10,8 @@ rules of design.md section 3:
   2xx) the emails are re-read and the address is added only if it is still
   missing; a 400 whose address turns out to be present means done.
 - A write whose result stays unknown is recorded as `unknown`, and the user is
-  dropped from the cache so that the next plan reads the truth.
+  dropped from the cache so that the next plan reads the truth; a write refused
+  (400, 401, 403) or never sent changed nothing, and the user's cache entry stays.
 - Within a user, a failure can make the rest unsafe: after an authentication
   or not-found error nothing more is sent for that user, and deletions wait
   until every addition has succeeded, so an account never ends up with fewer
@@ -276,10 +277,14 @@ class Applier:
         status: int | None,
         message: str,
     ) -> None:
-        # Whatever happened, the cached view of this user may now be wrong.
-        forget = functools.partial(self.cache.forget, action.user)
-        self._outcome(intent, action, result, status=status, message=message, then=forget)
-        self.live.pop(action.user, None)
+        # A refusal (400, 401, 403) or a write never sent changed nothing on the server:
+        # what was read stays true, and stays cached. An unknown outcome may have changed
+        # the account, and a 404 says it is gone: the next run reads the truth.
+        then: Callable[[], None] = lambda: None
+        if result == UNKNOWN or status == 404:
+            then = functools.partial(self.cache.forget, action.user)
+            self.live.pop(action.user, None)
+        self._outcome(intent, action, result, status=status, message=message, then=then)
         self._fail(action, result, status, message)
         self._tell(action, result, message)
 
