@@ -252,7 +252,7 @@ class Applier:
         *,
         status: int | None = None,
         message: str | None,
-        then: Callable[[], None],
+        then: Callable[[], None] | None,
     ) -> None:
         """The outcome of `intent`, written after it (none when it was withheld)."""
 
@@ -280,7 +280,7 @@ class Applier:
         # A refusal (400, 401, 403) or a write never sent changed nothing on the server:
         # what was read stays true, and stays cached. An unknown outcome may have changed
         # the account, and a 404 says it is gone: the next run reads the truth.
-        then: Callable[[], None] = lambda: None
+        then = None
         if result == UNKNOWN or status == 404:
             then = functools.partial(self.cache.forget, action.user)
             self.live.pop(action.user, None)
