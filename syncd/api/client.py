@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     # Imported at the first request: a warm plan sends none, and httpx is slow to import.
     import httpx
 
-#: Attempts without an answer, while the API has answered none, that make it unreachable.
+#: Attempts in a row without an answer that make the API unreachable, at start or mid-run.
 UNREACHABLE_AFTER = 5
 
 T = TypeVar("T")
@@ -117,9 +117,8 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         #: Requests the API answered itself, a refusal (4xx) included: none of many
         #: means it is down (no answer, or only 5xx), not that one user's token is.
         self.answered = 0
-        # Attempts that got no answer, and whether any got one (a 5xx, or just its head).
+        # Attempts in a row that got no answer (a 5xx, or just its head, is an answer).
         self._unanswered = 0
-        self._heard = False
         #: Set once no request can succeed: every later one raises it again, unsent.
         self.unreachable: ApiUnreachable | None = None
 
@@ -167,14 +166,17 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
     async def _call(
         self, method: str, username: str, path: str, body: dict[str, str] | None
     ) -> bytes:
-        attempt = 0
+        attempt, reached = 0, None  # the last error of an attempt that may have arrived
         while True:
             attempt += 1
             try:
                 return await self._send_once(method, username, path, body)
+            except ApiUnreachable as stop:  # from this attempt's error, unless one arrived
+                raise ApiUnreachable(str(stop)) from (None if reached else stop.__cause__)
             except ApiError as error:
+                reached = reached if isinstance(error, NotSent) else error
                 if method == "POST" or not error.retryable or attempt >= self.retry.attempts:
-                    raise
+                    raise (reached or error) from None  # NotSent: no attempt connected
                 delay = self.retry.delay(attempt, error)
                 reason = retry_reason(error)
                 log.debug(
@@ -196,7 +198,7 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         self, method: str, username: str, path: str, body: dict[str, str] | None
     ) -> bytes:
         if self.unreachable is not None:
-            raise ApiUnreachable(str(self.unreachable))
+            raise ApiUnreachable(str(self.unreachable)) from NotSent(username, method, path, "")
         credential = self._credential(username, method, path)
         # Loaded before the turn, not after: a request sent long after its turn
         # comes closer to the next than the rate allows.
@@ -219,7 +221,7 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
                 asyncio.timeout(self._settings.timeout),
                 http.stream(method, self.api_url + path, headers, json=body) as response,
             ):
-                self._heard = True  # it speaks: slow perhaps, but not unreachable
+                self._unanswered = 0  # it speaks: slow perhaps, but not unreachable
                 raw = await read_capped(response, username, method, path)
             status = response.status_code
             self._learn(response, time.monotonic() - started)
@@ -242,9 +244,10 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
             # the lane is not lent again, and is closed at the end.
             lane_kept = not (isinstance(error, httpx.ConnectError) and self._proxy)
             detail, hopeless = explain_failure(error, self._proxy, self.api_url)
-            if hopeless:  # the same for every request: say it once, send no more
-                raise self._unreachable(detail) from None
-            raise self._no_answer(TransportError(username, method, path, detail)) from None
+            unsent = isinstance(error, httpx.ConnectError | httpx.ProxyError)  # no connection
+            failure = (NotSent if unsent else TransportError)(username, method, path, detail)
+            stop = self._unreachable(detail) if hopeless else self._no_answer(failure)
+            raise stop from (None if stop is failure else failure)
         finally:
             if lane_kept:
                 self._lanes.append(http)
@@ -275,13 +278,16 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         return self.unreachable
 
     def _no_answer(self, error: TransportError) -> TransportError | ApiUnreachable:
-        """`error`, or ApiUnreachable once too many attempts got no answer and none ever had."""
+        """`error`, or ApiUnreachable once too many attempts in a row got no answer."""
         self._unanswered += 1
-        if self._heard or self._unanswered < UNREACHABLE_AFTER:
+        if self._unanswered < UNREACHABLE_AFTER:
             return error
-        return self._unreachable(
-            f"none of {self._unanswered} attempts got an answer; the last: {error.detail}"
-        )
+        tried = f"none of {self._unanswered} attempts got an answer; the last: {error.detail}"
+        return self._unreachable(tried)
+
+
+class NotSent(TransportError):
+    """No attempt made a connection: nothing was sent (retried as any TransportError)."""
 
 
 def _status_error(

@@ -37,9 +37,7 @@ def bearer(token: str, source: str) -> Credential:
     # A token travels in a header: anything but visible ASCII would make httpx
     # fail with an error that quotes the header, secret included.
     if not token.isascii() or not token.isprintable() or " " in token:
-        raise CredentialError(
-            f"credential {source}: a token must be one line of visible ASCII characters"
-        )
+        raise CredentialError(f"credential {source}: a token must be one line of visible ASCII")
     return Credential("Bearer", source, token)
 
 
@@ -95,10 +93,7 @@ class CredentialStore:
     def why_missing(self, username: str) -> str:
         """Why `username` has no credential: where syncd looked, and a file meant for it."""
         if self.directory is None:
-            return (
-                "no credentials directory is set (SYNCD_CREDENTIALS_DIR, --credentials-dir) "
-                "and no fallback token"
-            )
+            return "no credentials directory (SYNCD_CREDENTIALS_DIR) and no fallback token"
         stem = f"{self.prefix}{username}"
         why = f"no {stem}.token or {stem}.password in {self.directory} and no fallback token"
         if self._near_misses is None:  # the first name of the listing wins

@@ -12,7 +12,10 @@
     Apply complete: 2 applied, 0 failed.
     Audit trail: run 1f2e3d4c5b6a in /var/lib/syncd/syncd.db
 
-The same lines are written without a terminal (with --yes), uncoloured; the
+When a write did not succeed the last line says so, and counts apart the writes
+whose answer was lost (they may have been applied):
+`Apply finished with failures: 3 applied, 1 failed, 2 with an unknown outcome
+(read again next run).` The same lines are written without a terminal (with --yes), uncoloured; the
 structured log goes to stderr.
 """
 
@@ -115,8 +118,19 @@ class ApplyView:
         applied = sum(
             count for key, count in report.counts.items() if key in frozenset(ActionName)
         )
-        failed = len(report.failures)  # each write once, whatever went wrong with it
-        write(f"\nApply complete: {applied} applied, {failed} failed.\n")
+        # Each write that did not succeed once, by what is known of it: an unknown
+        # outcome may have been applied, so it is neither applied nor failed.
+        unknown = sum(
+            count for (_, result), count in report.failed.items() if result == WriteResult.UNKNOWN
+        )
+        failed = len(report.failures) - unknown
+        if not report.failures:
+            write(f"\nApply complete: {applied} applied, 0 failed.\n")
+        else:
+            counted = f"{applied} applied, {failed} failed"
+            if unknown:
+                counted += f", {unknown} with an unknown outcome (read again next run)"
+            write(f"\nApply finished with failures: {counted}.\n")
         if report.withheld:  # the plan shown had their changes: say they were not made
             users = ", ".join(visible(user) for user in report.withheld)
             write(f"not written: {users} (suspended since the plan)\n")

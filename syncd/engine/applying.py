@@ -1,7 +1,9 @@
 """Applying a plan: the writes, made safe to repeat and recorded in the audit trail.
 
 Per user: the PATCH, then the POSTs, then the DELETEs; users in parallel up to
-the concurrency limit. One user's failure never stops the others. The retry
+the concurrency limit. One user's failure never stops the others; an API that
+stops answering (ApiUnreachable, the client's rule for reads and writes alike)
+stops them all: the write in hand is recorded, nothing more is sent. The retry
 rules of design.md section 3:
 
 - PATCH and DELETE are idempotent: the client retries them; a DELETE answered
@@ -9,8 +11,11 @@ rules of design.md section 3:
 - POST is not: after an ambiguous failure (no answer, a 5xx, an unreadable
   2xx) the emails are re-read and the address is added only if it is still
   missing; a 400 whose address turns out to be present means done.
-- A write whose result stays unknown is recorded as `unknown`, and the user is
-  dropped from the cache so that the next plan reads the truth.
+- A write none of whose attempts made a connection was not sent: `failed`,
+  saying so. A write whose result stays unknown is recorded as `unknown`, and
+  the user is dropped from the cache so that the next plan reads the truth; a
+  write refused (400, 401, 403) or never sent changed nothing, and the user's
+  cache entry stays.
 - Within a user, a failure can make the rest unsafe: after an authentication
   or not-found error nothing more is sent for that user, and deletions wait
   until every addition has succeeded, so an account never ends up with fewer
@@ -30,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from syncd.api.client import AccountsClient
+from syncd.api.client import AccountsClient, NotSent
 from syncd.api.pool import for_each
 from syncd.core.fields import email_key
 from syncd.core.live import LiveAccount, LiveEmail
@@ -103,8 +108,10 @@ class _Unknown(Exception):
 
 
 def _is_ambiguous(error: ApiError) -> bool:
-    # An unreadable answer to a write arrives after the write was accepted.
-    return isinstance(error, TransportError | ServerError | MalformedResponse)
+    # An unreadable answer to a write arrives after the write was accepted. A write
+    # none of whose attempts made a connection was not sent: a known failure.
+    ambiguous = isinstance(error, TransportError | ServerError | MalformedResponse)
+    return ambiguous and not isinstance(error, NotSent)
 
 
 class Applier:
@@ -195,8 +202,12 @@ class Applier:
             self._record(intent, action, UNKNOWN, None, "stopped before the answer arrived")
             raise
         except ApiUnreachable as error:
-            # The run stops: this write may have reached the server (a timeout) or not.
-            self._record(intent, action, UNKNOWN, None, str(error))
+            # The run stops. The client raises it from NotSent when no attempt of this
+            # write made a connection; else it may have arrived (a timeout, a lost answer).
+            if isinstance(error.__cause__, NotSent):
+                self._record(intent, action, FAILED, None, f"not sent: {error}")
+            else:
+                self._record(intent, action, UNKNOWN, None, str(error))
             raise
         except _Unknown as unknown:
             self._record_error(intent, action, unknown.error, UNKNOWN)
@@ -251,7 +262,7 @@ class Applier:
         *,
         status: int | None = None,
         message: str | None,
-        then: Callable[[], None],
+        then: Callable[[], None] | None,
     ) -> None:
         """The outcome of `intent`, written after it (none when it was withheld)."""
 
@@ -266,7 +277,8 @@ class Applier:
         self, intent: Future[int | None], action: Action, error: ApiError, result: WriteResult
     ) -> None:
         status = error.status if isinstance(error, HttpStatusError) else None
-        self._record(intent, action, result, status, error.detail)
+        unsent = "not sent: " if isinstance(error, NotSent) else ""
+        self._record(intent, action, result, status, unsent + error.detail)
 
     def _record(
         self,
@@ -276,10 +288,14 @@ class Applier:
         status: int | None,
         message: str,
     ) -> None:
-        # Whatever happened, the cached view of this user may now be wrong.
-        forget = functools.partial(self.cache.forget, action.user)
-        self._outcome(intent, action, result, status=status, message=message, then=forget)
-        self.live.pop(action.user, None)
+        # A refusal (400, 401, 403) or a write never sent changed nothing on the server:
+        # what was read stays true, and stays cached. An unknown outcome may have changed
+        # the account, and a 404 says it is gone: the next run reads the truth.
+        then = None
+        if result == UNKNOWN or status == 404:
+            then = functools.partial(self.cache.forget, action.user)
+            self.live.pop(action.user, None)
+        self._outcome(intent, action, result, status=status, message=message, then=then)
         self._fail(action, result, status, message)
         self._tell(action, result, message)
 

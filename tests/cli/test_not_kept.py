@@ -144,5 +144,5 @@ def test_a_write_of_two_fields_not_kept_is_one_failed_write(world: World):
     world.desire({"version": 1, "users": {"janedoe": {"full_name": " Jane ", "company": "X"}}})
     result = run(world, "apply", "--yes")
     assert result.exit_code == 1
-    assert "Apply complete: 0 applied, 1 failed." in result.stdout
+    assert "Apply finished with failures: 0 applied, 1 failed." in result.stdout
     assert result.stdout.count("does not converge") == 1  # one line for the write

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
 from tests.memo_entries import rewrite
-from tests.world import World
+from tests.world import STANDARD_SEED, World
 
 
 def run(world: World, *args: str) -> Result:
@@ -238,3 +238,16 @@ def test_what_is_applied_comes_from_the_file_never_from_the_memo(world: World, t
         headers={"Authorization": f"Bearer {world.sandbox.admin_token}"},
     )
     assert response.json()["full_name"] == "Jane Doe"
+
+
+def test_the_last_line_counts_unknown_outcomes_apart_and_does_not_say_complete(world: World):
+    # Every write is applied and its answer lost (a 500 or a dropped connection): the
+    # PATCH stays unknown after its retries; the POST and the DELETE are found done.
+    world.seed(STANDARD_SEED, faults={"ambiguous_rate": 1.0, "fault_seed": 1})
+    result = run(world, "apply", "--yes")
+    assert result.exit_code == 1, result.output
+    assert "janedoe: update profile… unknown" in result.stdout
+    assert (
+        "Apply finished with failures: 2 applied, 0 failed, 1 with an unknown outcome "
+        "(read again next run)."
+    ) in result.stdout.splitlines()

@@ -147,7 +147,7 @@ def test_a_failed_write_is_its_own_line_and_counted(world: World):
         "janedoe: add jane.doe+other@example.com… not sent: an earlier write for this user "
         "failed: PATCH /api/v1.1/users/janedoe/: HTTP 403: "
     )
-    assert "Apply complete: 0 applied, 3 failed." in lines
+    assert "Apply finished with failures: 0 applied, 3 failed." in lines
 
 
 def test_a_saved_plan_says_how_to_apply_it_and_show_prints_it(world: World, tmp_path: Path):

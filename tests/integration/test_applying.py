@@ -197,3 +197,19 @@ def test_a_plan_rereads_users_with_a_write_in_doubt(world: World):
     db.close()
     plan_with(world)
     assert world.gets() == gets + 1  # johnsmith's profile, and only that
+
+
+def test_a_refused_write_keeps_what_was_read_in_the_cache(world: World):
+    # A 403 changes nothing on the server: the read stays true, and the next plan
+    # needs no GET for the user (it was "last read -" and "not read" before).
+    seed = copy.deepcopy(STANDARD_SEED)
+    seed["users"]["janedoe"]["tokens"] = [
+        {"token": "tok-jane", "scopes": ["profile_read", "email_read"]}
+    ]
+    world.seed(seed)
+    first = world.apply()
+    assert first.report is not None
+    assert next(failure.code for failure in first.report.failures) == "forbidden"
+    second = world.apply()
+    assert second.result.requests["GET"] == 0, "the refused write dropped the cached read"
+    assert not second.result.plan.errors

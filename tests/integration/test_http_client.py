@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from syncd.api.client import AccountsClient
+from syncd.api.client import AccountsClient, NotSent
 from syncd.api.credentials import bearer
 from syncd.api.retrying import RetryPolicy
-from syncd.errors import ApiUnreachable, ServerError, TransportError
+from syncd.errors import ApiError, ApiUnreachable, ServerError, TransportError
 from syncd.sandbox.seed import generated_token
 from syncd.service.metrics import Metrics
 from syncd.settings import Settings
@@ -160,10 +160,41 @@ def test_a_port_nothing_listens_on_is_refused_by_name() -> None:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
 
-    async def run() -> str:
+    async def run() -> ApiError:
         async with client(f"http://127.0.0.1:{port}") as accounts:
-            with pytest.raises(TransportError) as failed:
+            with pytest.raises(ApiError) as failed:
                 await accounts.add_email("someone", "a@example.com")
-        return failed.value.detail
+        return failed.value
 
-    assert asyncio.run(run()) == f"connection refused by 127.0.0.1:{port}"
+    # No connection was made: nothing was sent, a failure known, not a lost answer.
+    error = asyncio.run(run())
+    assert isinstance(error, NotSent), error
+    assert error.detail == f"connection refused by 127.0.0.1:{port}"
+
+
+def test_a_write_refused_after_an_attempt_whose_answer_was_lost_stays_unknown() -> None:
+    # The first PATCH is read and its connection closed unanswered (it may have been
+    # applied); then nothing listens. The refusals of the retries do not make it unsent:
+    # the call ends with the lost answer, not with the last refusal.
+    async def run() -> ApiError:
+        async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            server.close()
+            writer.close()
+
+        server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with client(f"http://127.0.0.1:{port}") as accounts:
+                accounts.retry = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02)
+                with pytest.raises(ApiError) as failed:
+                    await accounts.update_profile("someone", {"full_name": "X"})
+        finally:
+            server.close()
+            await server.wait_closed()
+        return failed.value
+
+    error = asyncio.run(run())
+    assert isinstance(error, TransportError), error
+    assert not isinstance(error, NotSent), error
+    assert error.detail == "the connection was closed before an answer"

@@ -9,16 +9,23 @@ know, not five per request for every user. Each server is on loopback
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
+from syncd.api.retrying import RetryPolicy
 from syncd.cli.main import cli
 from syncd.core.live import LiveAccount, LiveProfile
 from syncd.core.plan import FieldChange, Plan, UpdateProfile
-from syncd.engine.reconcile import apply_plan, connect
+from syncd.desired.loading import load_desired
+from syncd.engine.reconcile import apply_plan, connect, converge, planning
 from syncd.errors import ApiUnreachable
 from syncd.state.audit import AuditTrail
 from tests.security.conftest import plan
@@ -29,7 +36,7 @@ from tests.security.servers import (
     SilentServer,
     TlsFront,
 )
-from tests.world import World
+from tests.world import World, write_secret
 
 #: A desired state of ten users, each authenticated by one fallback token.
 TEN_USERS = {"version": 1, "users": {f"user{i:04d}": {"full_name": "U"} for i in range(10)}}
@@ -163,3 +170,110 @@ def test_an_api_silent_to_writes_stops_the_apply_and_audits_each_as_unknown(worl
     intents = world.query("SELECT seq FROM audit WHERE event = 'intent'")
     assert len(outcomes) == len(intents) == 4  # those in flight, each with its outcome
     assert {row["result"] for row in outcomes} == {"unknown"}
+
+
+def test_an_api_gone_mid_apply_stops_the_writes_and_a_refused_one_failed_unsent(
+    world: World, tmp_path: Path
+):
+    # The trial's case: the API answers, then goes away during the apply. The writes
+    # stop once five attempts in a row got no answer (the reads' rule); the write whose
+    # connections were all refused sent nothing: failed, not unknown; the run failed.
+    users = [f"user{i:04d}" for i in range(6)]
+    scopes = ["profile_read", "profile_write", "email_read"]
+    seed = {"users": {u: {"tokens": [{"token": f"tok-{u}", "scopes": scopes}]} for u in users}}
+    (tmp_path / "seed.yaml").write_text(json.dumps(seed))  # YAML reads JSON
+    for user in users:
+        write_secret(world.credentials_dir / f"{user}.token", f"tok-{user}\n")
+    world.desire({"version": 1, "users": {u: {"full_name": "New"} for u in users}})
+    command = [sys.executable, "-m", "syncd", "sandbox", "--port", "0"]
+    api = subprocess.Popen(
+        [*command, "--seed", str(tmp_path / "seed.yaml")], stdout=subprocess.PIPE, text=True
+    )
+    assert api.stdout is not None
+    url = api.stdout.readline().removeprefix("syncd sandbox: serving ").strip()
+    ended: list[tuple[str, str, str | None]] = []
+
+    def gone_after_the_first(action: Any, result: str, message: str | None) -> None:
+        ended.append((action.user, result, message))
+        if len(ended) == 1:
+            api.kill()
+            api.wait()
+
+    async def apply() -> None:
+        settings = world.settings(api_url=url, concurrency=1)
+        async with connect(settings) as connection:
+            connection.client.retry = RetryPolicy(base_delay=0.01, max_delay=0.02)
+            await converge(
+                connection,
+                planning(load_desired(world.desired_file)),
+                command="apply",
+                deletion_limit=10,
+                confirm=lambda _: True,
+                on_change=gone_after_the_first,
+            )
+
+    try:
+        with pytest.raises(ApiUnreachable, match="none of 5 attempts got an answer"):
+            asyncio.run(apply())
+    finally:
+        api.kill()
+        api.communicate()
+    refused = f"connection refused by {url.removeprefix('http://')}"
+    assert [(user, result) for user, result, _ in ended] == [
+        ("user0000", "ok"),
+        ("user0001", "failed"),
+    ], ended
+    assert (ended[1][2] or "").startswith(f"not sent: API unreachable: {url}"), ended
+    assert refused in (ended[1][2] or "")
+    assert world.query("SELECT result FROM runs") == [{"result": "failed"}]
+    outcomes = world.query("SELECT user, result FROM audit WHERE event = 'outcome'")
+    assert outcomes == [
+        {"user": "user0000", "result": "ok"},
+        {"user": "user0001", "result": "failed"},
+    ]
+
+
+def test_writes_to_a_port_nothing_listens_on_fail_as_not_sent(world: World):
+    # Refused connections send nothing: each write is `failed`, saying "not sent", never
+    # `unknown`; the fifth refusal in a row makes the API unreachable and stops the run.
+    users = [f"user{i:04d}" for i in range(4)]
+    live = {
+        u: LiveAccount(u, LiveProfile("Old", "", "", "", "", f"{u}@example.com")) for u in users
+    }
+    changes = [UpdateProfile(u, (FieldChange("full_name", "Old", "New"),)) for u in users]
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    ended: list[tuple[str, str, str | None]] = []
+
+    async def apply_into_nothing() -> None:
+        url = f"http://127.0.0.1:{port}"
+        settings = world.settings(api_url=url, token="tok-jane", concurrency=1)
+        async with connect(settings) as connection:
+            connection.client.retry = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02)
+            audit = AuditTrail(connection.db, {"files": [], "revision": None})
+            audit.begin_run("apply")
+            try:
+                plan = Plan(tuple(changes), users=len(users))
+                await apply_plan(
+                    connection,
+                    plan,
+                    live,
+                    audit,
+                    on_change=lambda a, r, m: ended.append((a.user, r, m)),
+                )
+            finally:
+                audit.end_run("failed", {})
+
+    with pytest.raises(ApiUnreachable, match="none of 5 attempts got an answer"):
+        asyncio.run(apply_into_nothing())
+    refused = f"connection refused by 127.0.0.1:{port}"
+    assert ended == [
+        ("user0000", "failed", f"not sent: {refused}"),
+        ("user0001", "failed", f"not sent: {refused}"),
+        ("user0002", "failed", ended[2][2]),
+    ]
+    assert (ended[2][2] or "").startswith("not sent: API unreachable: "), ended
+    outcomes = world.query("SELECT result, message FROM audit WHERE event = 'outcome'")
+    assert [row["result"] for row in outcomes] == ["failed"] * 3
+    assert outcomes[0]["message"] == f"not sent: {refused}"
