@@ -15,7 +15,8 @@
     ├── DeadlineExceeded           `plan` or `apply` outlived SYNCD_RUN_DEADLINE
     └── ApiError                   an answer of the accounts API for one user
         ├── TransportError         no answer (connect/read failure); retryable
-        │   └── TimedOut           no complete answer within SYNCD_TIMEOUT
+        │   ├── TimedOut           no complete answer within SYNCD_TIMEOUT
+        │   └── NotSent            no connection made: nothing sent, so a write failed
         ├── MissingCredential      nothing usable to authenticate this user: not sent
         ├── CredentialRefused      this user's credential file is refused or unreadable: not sent
         ├── MalformedResponse      an answer that is not the JSON the API document promises
@@ -146,6 +147,10 @@ class TransportError(ApiError):
 
 class TimedOut(TransportError):
     pass
+
+
+class NotSent(TransportError):
+    """No attempt made a connection: nothing was sent (retried as any TransportError)."""
 
 
 class MalformedResponse(ApiError):

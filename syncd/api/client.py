@@ -51,6 +51,7 @@ from syncd.errors import (
     HttpStatusError,
     MalformedResponse,
     MissingCredential,
+    NotSent,
     TimedOut,
     TransportError,
     excerpt,
@@ -284,10 +285,6 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
             return error
         tried = f"none of {self._unanswered} attempts got an answer; the last: {error.detail}"
         return self._unreachable(tried)
-
-
-class NotSent(TransportError):
-    """No attempt made a connection: nothing was sent (retried as any TransportError)."""
 
 
 def _status_error(

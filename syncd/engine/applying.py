@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from syncd.api.client import AccountsClient, NotSent
+from syncd.api.client import AccountsClient
 from syncd.api.pool import for_each
 from syncd.core.fields import email_key
 from syncd.core.live import LiveAccount, LiveEmail
@@ -52,6 +52,7 @@ from syncd.errors import (
     MalformedResponse,
     MissingCredential,
     NotFound,
+    NotSent,
     RateLimited,
     ServerError,
     TransportError,

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from syncd.api.client import AccountsClient, NotSent
+from syncd.api.client import AccountsClient
 from syncd.api.credentials import bearer
 from syncd.api.retrying import RetryPolicy
-from syncd.errors import ApiError, ApiUnreachable, ServerError, TransportError
+from syncd.errors import ApiError, ApiUnreachable, NotSent, ServerError, TransportError
 from syncd.sandbox.seed import generated_token
 from syncd.service.metrics import Metrics
 from syncd.settings import Settings
