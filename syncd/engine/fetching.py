@@ -93,11 +93,12 @@ class Wanted:
         )
 
 
-def unreadable(username: str, error: ApiError, api_url: str) -> Problem:
+def unreadable(username: str, error: ApiError, api_url: str, credential: str = "") -> Problem:
     """What a failed read means for the plan: an error for this user, with its cause.
 
     The cause leaves the user out (no body, no path), so that the same failure
     for many users can be told apart from many failures, and said once.
+    `credential` says where the user's credential came from, for a 401.
     """
     if isinstance(error, MissingCredential):
         return Problem(username, Code.NO_CREDENTIALS, error.detail, NO_CREDENTIAL)
@@ -123,7 +124,7 @@ def unreadable(username: str, error: ApiError, api_url: str) -> Problem:
         return Problem(
             username,
             Code.UNAUTHORIZED,
-            f"credential refused: {error}",
+            f"credential refused ({credential}): {error}",
             f"the API at {api_url} refused the credentials (401)",
         )
     if isinstance(error, MalformedResponse):
@@ -244,7 +245,7 @@ async def fetch_live(
     async def fetch(work: tuple[Wanted, LiveAccount]) -> None:
         nonlocal done, fetched
         user, known = work
-        outcome = await _fetch_one(client, user, known)
+        outcome = await _fetch_one(client, credentials, user, known)
         result[user.username] = outcome
         if isinstance(outcome, LiveAccount):
             fetched += 1
@@ -288,7 +289,7 @@ def _fetched_parts(fetched: LiveAccount, known: LiveAccount) -> LiveAccount:
 
 
 async def _fetch_one(
-    client: AccountsClient, user: Wanted, known: LiveAccount
+    client: AccountsClient, credentials: CredentialStore, user: Wanted, known: LiveAccount
 ) -> LiveAccount | Problem:
     account = known
     try:
@@ -297,5 +298,8 @@ async def _fetch_one(
         if user.emails and account.emails is None:
             account = dataclasses.replace(account, emails=await client.get_emails(user.username))
     except ApiError as error:
-        return unreadable(user.username, error, client.api_url)
+        # Only a credential that was sent can be refused: for_user() has it cached.
+        refused = credentials.for_user(user.username) if isinstance(error, Unauthorized) else None
+        source = refused.source if refused else ""
+        return unreadable(user.username, error, client.api_url, source)
     return account

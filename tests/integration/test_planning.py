@@ -112,6 +112,11 @@ def test_wrong_token_is_an_error_for_that_user(world: World):
     (world.credentials_dir / "janedoe.token").write_text("not-the-token\n")
     result = plan_with(world)
     assert codes(result) == {"warnings": [], "errors": ["janedoe:unauthorized"]}
+    # Which file to mend: the message names it, never its secret.
+    token_file = world.credentials_dir / "janedoe.token"
+    message = result.plan.errors[0].message
+    assert f"credential refused ({token_file}): " in message
+    assert "HTTP 401" in message
     assert "not-the-token" not in str(result.plan.errors)
 
 
