@@ -271,4 +271,5 @@ def _fields(wanted: DesiredUser | None, account: LiveAccount | None) -> tuple[Fi
 
 
 def _lines(values: Sequence[str] | None) -> str | None:
-    return None if values is None else "\n".join(values)
+    # Not a newline: a page shows a control character as its escape, as syncd prints it.
+    return None if values is None else ", ".join(values)

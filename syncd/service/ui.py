@@ -229,7 +229,10 @@ def _text(status: int, text: str, headers: Mapping[str, str] | None = None) -> A
 
 
 def _shown(value: Any) -> Any:
-    """Every value a template prints: a string as `syncd` prints it (then escaped)."""
+    """Every value a template prints: a string as `syncd` prints it (then escaped);
+    None as nothing, never Python's "None" (an approval's event has no target)."""
+    if value is None:
+        return ""
     return visible(value) if isinstance(value, str) else value
 
 

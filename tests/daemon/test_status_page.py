@@ -120,6 +120,12 @@ def test_the_pages_show_errors_drift_and_hostile_values_as_text(
     assert browser.find_elements(By.TAG_NAME, "script") == []
     screenshot(browser, artifacts, "user")
 
+    browser.get(f"http://{address}/users/janedoe")
+    values = browser.find_element(By.XPATH, "//h2[@id='values']/following-sibling::table[1]")
+    # One address after another, not joined by a newline shown as its escape.
+    assert "jane.doe@example.com, jane.doe+other@example.com" in values.text
+    assert "\\n" not in values.text
+
     browser.get(f"http://{address}/audit?user=janedoe&result=ok")
     events = browser.find_element(By.TAG_NAME, "table").text
     assert "add_email" in events
@@ -163,6 +169,10 @@ def test_held_deletions_and_suspensions_show_with_the_commands_that_decide(
     assert "johnsmith" in suspensions.text
     assert "INC-7 <b>" in suspensions.text  # text, not markup
     screenshot(browser, artifacts, "held")
+
+    browser.get(f"http://{address}/audit?user=johnsmith")
+    suspend_row = browser.find_element(By.XPATH, "//td[text()='suspend']/..")
+    assert "None" not in suspend_row.text  # a suspension has no target: nothing is shown
 
     browser.get(f"http://{address}/users/johnsmith")
     suspension = browser.find_element(By.XPATH, "//h2[@id='suspension']/following-sibling::p[1]")
