@@ -232,5 +232,6 @@ def test_a_standby_serves_the_pages_from_the_shared_state(pg_world: World, start
     user = httpx.get(f"http://{address}/users/janedoe")
     assert "has not read the desired state" in user.text
     assert "Private Island" in user.text  # live, from the shared cache
+    assert "not managed" not in user.text  # unknown here, not claimed unmanaged
     assert standby.stop() == 0
     assert active.stop() == 0
