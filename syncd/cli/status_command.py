@@ -16,7 +16,6 @@ from typing import Any
 import click
 
 from syncd.cli.options import config_option, output_option, settings_from_flags, state_dir_option
-from syncd.core.vocabulary import ActionName
 from syncd.visible import counted, visible, visible_json
 
 #: Users in error listed by the text view; the JSON view lists all.
@@ -120,10 +119,11 @@ def render_status(report: Mapping[str, Any], *, users_in_detail: bool = False) -
     lines.append("last runs")
     for entry in report["runs"]:
         revision = (entry["revision"] or "-")[:12]
-        applied = sum(entry["counts"].get(f"applied_{action}", 0) for action in ActionName)
+        failed = f", {entry['failed']} failed" if entry["failed"] else ""
         lines.append(
             f"  {_when(entry['started_at']):<20} {entry['command']:<6} "
-            f"{entry['result'] or 'running':<11} {revision:<12}  {applied} applied"
+            f"{entry['result'] or 'running':<11} {revision:<12}  "
+            f"{entry['applied']} applied{failed}"
         )
     if not report["runs"]:
         lines.append("  none")

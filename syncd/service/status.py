@@ -74,6 +74,7 @@ def gather_status(
             # Nothing holds the lock, so nothing runs: its process died. The next
             # apply or run records it so; until then, say what it is.
             entry["result"] = RunResult.INTERRUPTED
+        entry["applied"], entry["failed"] = _writes(entry["counts"])
     # The last converge: a suspend, an approval or a prune is a run of its own, and
     # says nothing of what is pending or of the guard.
     last = next((entry for entry in runs if entry["command"] in CONVERGES), None)
@@ -199,3 +200,11 @@ def pending_changes(result: str | None, counts: Mapping[str, int]) -> dict[str, 
         "planned": "users" in counts,
         "users_unreadable": counts.get("users_unreadable", 0),
     }
+
+
+def _writes(counts: dict[str, int]) -> tuple[int, int]:
+    """A run's writes that succeeded, and those that did not (failed, unknown, not kept,
+    skipped): `applied_<action>` and `applied_<action>_<result>` in its counts."""
+    applied = sum(counts.get(f"applied_{action}", 0) for action in ActionName)
+    ended = sum(value for key, value in counts.items() if key.startswith("applied_"))
+    return applied, ended - applied

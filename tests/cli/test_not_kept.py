@@ -146,3 +146,12 @@ def test_a_write_of_two_fields_not_kept_is_one_failed_write(world: World):
     assert result.exit_code == 1
     assert "Apply finished with failures: 0 applied, 1 failed." in result.stdout
     assert result.stdout.count("does not converge") == 1  # one line for the write
+
+
+def test_status_counts_a_run_s_failed_writes_beside_its_applied_ones(world: World):
+    world.seed(SEED, normalize={"full_name": "strip"})
+    world.desire({"version": 1, "users": {"janedoe": {"full_name": " Jane "}}})
+    run(world, "apply", "--yes")
+    status = CliRunner().invoke(cli, ["status", "--state-dir", str(world.state_dir)])
+    (last_run,) = [line for line in status.stdout.splitlines() if " apply " in line]
+    assert last_run.endswith("0 applied, 1 failed")
