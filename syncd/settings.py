@@ -478,10 +478,15 @@ class Settings(BaseSettings):
 
 #: Where each secret setting can live instead of a settings file that others may read.
 _SECRET_ELSEWHERE = {
-    "token": "SYNCD_TOKEN_FILE or a credentials directory",
-    "password": "a <username>.password file in a credentials directory",
-    "notify.url": "url_file, which syncd reads as it reads a token file",
+    "token": "move token to SYNCD_TOKEN_FILE or a credentials directory",
+    "password": "move password to a <username>.password file in a credentials directory",
+    "notify.url": "move notify.url to url_file, which syncd reads as it reads a token file",
+    "desired": "move the password to SYNCD_GIT_CREDENTIALS_FILE (or git.credentials in "
+    "the credentials directory)",
 }
+#: The URLs that may hold a password (user:password@), a secret then. api_url and
+#: state_url are not among them: their checks refuse a password wherever it is set.
+_URL_SETTINGS = ("desired", "https_proxy", "http_proxy", "all_proxy", "notify_url")
 
 
 def _refuse_shared_secrets(path: object, data: dict[str, Any]) -> None:
@@ -489,24 +494,35 @@ def _refuse_shared_secrets(path: object, data: dict[str, Any]) -> None:
     may read it, as syncd.secretfiles refuses a token file of mode 0644 (and libpq a
     .pgpass). Its other settings are not secret, so a file that holds none (the
     deployment's 0644 syncd.toml, read by the service's dynamic user) is not checked.
-    A Slack webhook's URL is its secret (the docs say to keep it in url_file)."""
+    A Slack webhook's URL is its secret (the docs say to keep it in url_file), and so
+    is any URL that holds a password."""
     held = [key for key in data if key in _SECRET_FIELDS]
+    held += [
+        key
+        for key in _URL_SETTINGS
+        if isinstance(url := data.get(key), str)
+        and _holds_password(_as_proxy_url(url) if key.endswith("proxy") else url)
+    ]
     notify = data.get("notify")
     if isinstance(notify, list) and any(
-        isinstance(p, dict) and p.get("type") == "slack" and "url" in p for p in notify
+        isinstance(p, dict)
+        and isinstance(url := p.get("url"), str)
+        and (p.get("type") == "slack" or _holds_password(url))
+        for p in notify
     ):
         held.append("notify.url")
     if not held or not isinstance(path, str | os.PathLike):
         return
     if (mode := shared_mode(path)) is not None:
         key = held[0]
+        what = f"a password in {key}" if key in _URL_SETTINGS else key  # never the password
         # First where the secret belongs: the file is often shared on purpose (the
         # deployment's syncd.toml is root's, read by the service's dynamic user).
-        fix = f"move {key} to {_SECRET_ELSEWHERE.get(key, f'SYNCD_{key.upper()}')}"
+        fix = _SECRET_ELSEWHERE.get(key, f"move {key} to SYNCD_{key.upper()}")
         if os.stat(path).st_uid == os.geteuid():
             fix += ", or chmod 600 the file if only you read it"
         raise SettingsError(
-            f"config file {os.fspath(path)} holds {key} but group or others may read it "
+            f"config file {os.fspath(path)} holds {what} but group or others may read it "
             f"(mode {mode:04o}): {fix}"
         )
 
