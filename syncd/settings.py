@@ -48,6 +48,41 @@ SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 _CONNINFO_TOKEN = re.compile(r"(?:^|\s)[A-Za-z_][A-Za-z0-9_]*\s*=")
 
 
+def _holds_password(url: str) -> bool:
+    """Whether `url` holds user:password@, as git, libpq and curl read it: a `:` in all
+    that lies between :// and the last @. urlsplit ends the user part at an unencoded
+    /, ? or # (which a password may hold), and would miss it."""
+    _, scheme_ends, rest = url.partition("://")
+    who, at, _ = rest.rpartition("@")
+    return bool(scheme_ends and at) and ":" in who
+
+
+def _port_problem(url: str) -> str | None:
+    """What is wrong with the port of `url`, in words that never quote it: what looks
+    like its port may be the start of a password."""
+    try:
+        if urlsplit(url).port != 0:
+            return None
+    except ValueError:  # not a number, or above 65535
+        pass
+    who = url.partition("://")[2].rpartition("@")[0]
+    if ":" in who and any(mark in who for mark in "/?#"):  # urlsplit's user part ended there
+        return "holds a password with an unencoded /, ? or #: write them %2F, %3F, %23"
+    return "has an invalid port: the port after the host is a number from 1 to 65535"
+
+
+def notify_url_problem(url: str) -> str | None:
+    """What makes `url` no notifier's URL (never quoting it: Slack's is its secret)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return "must be an http:// or https:// URL"
+    return _port_problem(url)
+
+
+def _as_proxy_url(proxy: str) -> str:
+    return proxy if "://" in proxy else f"http://{proxy}"  # as curl reads `host:port`
+
+
 def _default_state_dir() -> Path:
     # Under systemd, StateDirectory= sets $STATE_DIRECTORY.
     if state_directory := os.environ.get("STATE_DIRECTORY"):
@@ -92,6 +127,13 @@ class NotifyProvider(BaseModel):
     events: tuple[NotificationEvent, ...] = Field(
         tuple(NotificationEvent), description="The events wanted (each with its resolved)."
     )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and (problem := notify_url_problem(url)) is not None:
+            raise ValueError(problem)
+        return url
 
     @model_validator(mode="after")
     def _one_url(self) -> NotifyProvider:
@@ -225,15 +267,18 @@ class Settings(BaseSettings):
     )
     https_proxy: str | None = Field(
         default_factory=_from_environment("https_proxy", "HTTPS_PROXY"),
+        validate_default=True,  # a port that is no number, wherever it was set
         description="Proxy for an https:// API (https_proxy, HTTPS_PROXY); http:// or "
         "https:// proxies only. Never used for a loopback address.",
     )
     http_proxy: str | None = Field(
         default_factory=_from_environment("http_proxy", "HTTP_PROXY"),
+        validate_default=True,  # a port that is no number, wherever it was set
         description="Proxy for an http:// API (http_proxy, HTTP_PROXY); never for loopback.",
     )
     all_proxy: str | None = Field(
         default_factory=_from_environment("all_proxy", "ALL_PROXY"),
+        validate_default=True,  # a port that is no number, wherever it was set
         description="Proxy for either scheme when the one of its own is not set (all_proxy, "
         "ALL_PROXY).",
     )
@@ -295,6 +340,27 @@ class Settings(BaseSettings):
             raise ValueError("notify_url needs notify_secret_file: its messages are signed")
         return self
 
+    @field_validator("notify_url")
+    @classmethod
+    def _notify_http_url(cls, url: str | None) -> str | None:
+        if url is not None and (problem := notify_url_problem(url)) is not None:
+            raise ValueError(problem)
+        return url
+
+    @field_validator("https_proxy", "http_proxy", "all_proxy")
+    @classmethod
+    def _proxy_port(cls, proxy: str | None) -> str | None:
+        if proxy is not None and (problem := _port_problem(_as_proxy_url(proxy))):
+            raise ValueError(problem)
+        return proxy
+
+    @field_validator("desired")
+    @classmethod
+    def _git_port(cls, desired: str) -> str:
+        if desired.startswith("git+") and (problem := _port_problem(desired[4:])):
+            raise ValueError(problem)
+        return desired
+
     @field_validator("token", "password")
     @classmethod
     def _empty_secret_is_none(cls, secret: SecretStr | None) -> SecretStr | None:
@@ -341,13 +407,19 @@ class Settings(BaseSettings):
         parts = urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL")
-        if "@" in parts.netloc:
+        if "@" in parts.netloc or _holds_password(url):
             # httpx would send it as Basic auth in place of every user's own credential.
             # The message must not repeat the URL: it holds a secret.
             raise ValueError(
                 "must not hold a user name or password (user:password@…): put each "
                 "user's credential in the credentials directory"
             )
+        if "?" in url or "#" in url:
+            # Requests are built on the URL as given, while the cache and a saved plan
+            # know the API without them: a cached answer would stand for another URL's.
+            raise ValueError("must not hold a query (?…) or a fragment (#…)")
+        if (problem := _port_problem(url)) is not None:
+            raise ValueError(problem)
         return url
 
     @classmethod
@@ -406,10 +478,15 @@ class Settings(BaseSettings):
 
 #: Where each secret setting can live instead of a settings file that others may read.
 _SECRET_ELSEWHERE = {
-    "token": "SYNCD_TOKEN_FILE or a credentials directory",
-    "password": "a <username>.password file in a credentials directory",
-    "notify.url": "url_file, which syncd reads as it reads a token file",
+    "token": "move token to SYNCD_TOKEN_FILE or a credentials directory",
+    "password": "move password to a <username>.password file in a credentials directory",
+    "notify.url": "move notify.url to url_file, which syncd reads as it reads a token file",
+    "desired": "move the password to SYNCD_GIT_CREDENTIALS_FILE (or git.credentials in "
+    "the credentials directory)",
 }
+#: The URLs that may hold a password (user:password@), a secret then. api_url and
+#: state_url are not among them: their checks refuse a password wherever it is set.
+_URL_SETTINGS = ("desired", "https_proxy", "http_proxy", "all_proxy", "notify_url")
 
 
 def _refuse_shared_secrets(path: object, data: dict[str, Any]) -> None:
@@ -417,24 +494,35 @@ def _refuse_shared_secrets(path: object, data: dict[str, Any]) -> None:
     may read it, as syncd.secretfiles refuses a token file of mode 0644 (and libpq a
     .pgpass). Its other settings are not secret, so a file that holds none (the
     deployment's 0644 syncd.toml, read by the service's dynamic user) is not checked.
-    A Slack webhook's URL is its secret (the docs say to keep it in url_file)."""
+    A Slack webhook's URL is its secret (the docs say to keep it in url_file), and so
+    is any URL that holds a password."""
     held = [key for key in data if key in _SECRET_FIELDS]
+    held += [
+        key
+        for key in _URL_SETTINGS
+        if isinstance(url := data.get(key), str)
+        and _holds_password(_as_proxy_url(url) if key.endswith("proxy") else url)
+    ]
     notify = data.get("notify")
     if isinstance(notify, list) and any(
-        isinstance(p, dict) and p.get("type") == "slack" and "url" in p for p in notify
+        isinstance(p, dict)
+        and isinstance(url := p.get("url"), str)
+        and (p.get("type") == "slack" or _holds_password(url))
+        for p in notify
     ):
         held.append("notify.url")
     if not held or not isinstance(path, str | os.PathLike):
         return
     if (mode := shared_mode(path)) is not None:
         key = held[0]
+        what = f"a password in {key}" if key in _URL_SETTINGS else key  # never the password
         # First where the secret belongs: the file is often shared on purpose (the
         # deployment's syncd.toml is root's, read by the service's dynamic user).
-        fix = f"move {key} to {_SECRET_ELSEWHERE.get(key, f'SYNCD_{key.upper()}')}"
+        fix = _SECRET_ELSEWHERE.get(key, f"move {key} to SYNCD_{key.upper()}")
         if os.stat(path).st_uid == os.geteuid():
             fix += ", or chmod 600 the file if only you read it"
         raise SettingsError(
-            f"config file {os.fspath(path)} holds {key} but group or others may read it "
+            f"config file {os.fspath(path)} holds {what} but group or others may read it "
             f"(mode {mode:04o}): {fix}"
         )
 
@@ -535,7 +623,8 @@ _FLAGS = {"desired": "--file"}
 def _problem(error: ErrorDetails, given: dict[str, Any], config: str | None) -> str:
     """One validation error as `key (where it was set): message`, an unknown key with its
     near miss; where: the flag, else the variable, else the config file, in the order
-    they win (an unknown key can only be the file's: unknown variables are ignored)."""
+    they win (an unknown key can only be the file's: unknown variables are ignored),
+    but a proxy's curl variable when the value is that variable's."""
     key = ".".join(map(str, error["loc"])) or "settings"
     field = str(error["loc"][0]) if error["loc"] else ""
     variable = f"SYNCD_{field.upper()}"
@@ -543,6 +632,8 @@ def _problem(error: ErrorDetails, given: dict[str, Any], config: str | None) -> 
         where = f" ({_FLAGS.get(field, '--' + field.replace('_', '-'))})"
     elif error["type"] != "extra_forbidden" and os.environ.get(variable):
         where = f" ({variable})"
+    elif (curls := _curl_variable(field, error["input"])) is not None:
+        where = f" ({curls})"
     else:
         where = f" (config file {config})" if config else ""
     if error["type"] == "extra_forbidden":
@@ -551,3 +642,12 @@ def _problem(error: ErrorDetails, given: dict[str, Any], config: str | None) -> 
     # pydantic's wording, in ours: "Value error, must be…" is our validator's "must be…".
     message = error["msg"].removeprefix("Value error, ").replace("Input should be", "should be")
     return f"{key}{where}: {message}"
+
+
+def _curl_variable(field: str, value: object) -> str | None:
+    """The variable of curl's (https_proxy, HTTPS_PROXY…) that gave a proxy setting its
+    `value`, if one did: a config file's key wins over it, so the value tells which."""
+    if not field.endswith("_proxy"):
+        return None
+    names = (field, field.upper())
+    return next((name for name in names if os.environ.get(name, "").strip() == value), None)

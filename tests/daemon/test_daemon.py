@@ -167,6 +167,32 @@ def test_sighup_rereads_the_settings_and_runs_now(world: World, start_daemon, tm
     assert daemon.stop() == 0
 
 
+def test_a_reload_with_a_port_that_is_no_number_is_refused_and_the_settings_kept(
+    world: World, start_daemon, tmp_path
+):
+    # It was taken: every cycle after it logged run_crashed with a ValueError traceback.
+    config = tmp_path / "syncd.toml"
+    config.write_text(f'api_url = "{world.sandbox.url}"\ninterval = 120\n')
+    daemon: DaemonProcess = start_daemon(
+        SYNCD_CONFIG=str(config), SYNCD_API_URL=None, SYNCD_INTERVAL=None
+    )
+    assert daemon.wait_for("cycle_finished")["result"] == "ok"
+
+    # What looks like a port may be the start of a password: never shown.
+    config.write_text('api_url = "http://127.0.0.1:s3cretport"\ninterval = 120\n')
+    daemon.process.send_signal(signal.SIGHUP)
+    refused = daemon.wait_for("reload_failed")
+    assert refused["error"] == (
+        f"invalid settings: api_url (config file {config}): has an invalid port: "
+        "the port after the host is a number from 1 to 65535"
+    )
+    assert refused["kept"] == "the previous settings"
+    again = daemon.wait_for("cycle_finished")  # the run a reload starts, on the kept API
+    assert again["result"] == "no_changes"
+    assert daemon.stop() == 0
+    assert not any("s3cretport" in line or "run_crashed" in line for line in daemon.lines)
+
+
 def test_a_hung_run_is_cancelled_at_its_deadline(world: World, start_daemon):
     # Every request takes 3 s; the run may take 1.2 s; a run is due every 0.5 s.
     world.seed({"users": {"janedoe": world_account()}}, faults={"latency_ms": 3000})

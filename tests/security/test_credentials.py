@@ -259,6 +259,80 @@ def test_a_config_file_holding_a_secret_is_refused_if_others_may_read_it(
 
 
 @pytest.mark.parametrize(
+    ("content", "refused", "fix"),
+    [
+        pytest.param(
+            'https_proxy = "http://alice:TOMLPROXYPASS9@127.0.0.1:3199"\n',
+            "a password in https_proxy",
+            "move https_proxy to SYNCD_HTTPS_PROXY",
+            id="https_proxy",
+        ),
+        pytest.param(  # a password whose unencoded / ends the user part for urlsplit
+            'all_proxy = "alice:TOML/PROXYPASS9@127.0.0.1:3199"\n',
+            "a password in all_proxy",
+            "move all_proxy to SYNCD_ALL_PROXY",
+            id="all_proxy-without-scheme",
+        ),
+        pytest.param(
+            'desired = "git+https://alice:GITTOKENSECRET77@127.0.0.1:8443/acc.git#main:acc"\n',
+            "a password in desired",
+            "move the password to SYNCD_GIT_CREDENTIALS_FILE (or git.credentials in the "
+            "credentials directory)",
+            id="git-desired",
+        ),
+        pytest.param(
+            'notify_url = "https://bob:NOTIFYPASS@hooks.example/x"\n'
+            'notify_secret_file = "/etc/syncd/notify.key"\n',
+            "a password in notify_url",
+            "move notify_url to SYNCD_NOTIFY_URL",
+            id="notify_url",
+        ),
+        pytest.param(
+            '[[notify]]\ntype = "webhook"\nurl = "https://bob:NOTIFYPASS@hooks.example/x"\n'
+            'secret_file = "/etc/syncd/notify.key"\n',
+            "notify.url",
+            "move notify.url to url_file, which syncd reads as it reads a token file",
+            id="webhook-url",
+        ),
+    ],
+)
+def test_a_url_with_a_password_makes_a_config_file_a_credential_file(
+    world: World, content: str, refused: str, fix: str
+):
+    # A proxy's password and a git token in a 0644 syncd.toml were used without a word.
+    world.desire(ONLY_JANE)
+    config = world.root / "syncd.toml"
+    config.write_text(content)
+    config.chmod(0o644)
+    result = run(world, "plan", "--config", str(config))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"syncd: config file {config} holds {refused} but group or others may read it "
+        f"(mode 0644): {fix}, or chmod 600 the file if only you read it\n"
+    )
+    assert world.gets() == 0
+
+
+@pytest.mark.parametrize(
+    ("proxy", "mode"),
+    [
+        pytest.param("http://alice:TOMLPROXYPASS9@127.0.0.1:3199", 0o600, id="password-0600"),
+        pytest.param("http://alice@127.0.0.1:3199", 0o644, id="user-alone-0644"),
+    ],
+)
+def test_a_proxy_url_is_no_secret_when_only_the_owner_reads_it_or_it_holds_none(
+    world: World, proxy: str, mode: int
+):
+    world.desire(ONLY_JANE)
+    config = world.root / "syncd.toml"
+    config.write_text(f'https_proxy = "{proxy}"\n')
+    config.chmod(mode)
+    result = run(world, "plan", "--config", str(config))  # loopback: the proxy goes unused
+    assert result.exit_code == 0, result.output
+    assert "Plan: 1 change for 1 user" in result.stdout
+
+
+@pytest.mark.parametrize(
     ("variable", "what"),
     [
         pytest.param("SYNCD_UI_TOKEN_FILE", "UI token file", id="ui-token"),
