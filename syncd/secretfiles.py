@@ -28,8 +28,9 @@ An empty file is refused too: a file named for a secret says which one the
 operator meant, so neither a fallback nor an empty secret may stand in for it.
 
 A refusal is a CredentialError that names the file (or the directory) and the
-reason, never what is in it. Shared by syncd.api (the accounts' credentials) and syncd.desired
-(the git credential), so it sits at the top beside syncd.errors.
+reason, never what is in it. Shared by syncd.api (the accounts' credentials)
+and syncd.desired (the git credential), so it sits at the top beside
+syncd.errors.
 """
 
 from __future__ import annotations
