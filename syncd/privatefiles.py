@@ -17,7 +17,14 @@ write. So, as ssh's StrictModes does for ~/.ssh:
   refused, never followed (a `syncd.lock` link would truncate its target, a
   dangling `syncd.db` link create the database wherever it points). An
   existing file is used only if it is a regular file that belongs to the
-  running user and is not writable by group or others.
+  running user and is not writable by group or others;
+- what group or others may only read (a directory made 0755 by hand, a
+  database copied in as 0644) is made private, 0700 or 0600, with a warning
+  that names it: it is syncd's own, it holds the audit trail and every
+  address, and nothing of syncd's is shared through these modes (`syncd
+  status` reads as the service's user or as root, a standby through
+  PostgreSQL). What others may write is refused instead: they may have
+  changed it already.
 
 Once the directory is known to be private, nobody else can swap what is in
 it between a check and the open that follows. (In a parent that others may
@@ -37,12 +44,19 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+
+import structlog
 
 from syncd.errors import StateError
 
+log = structlog.get_logger("syncd.privatefiles")
+
 #: Permission bits that let someone else change a file or a directory's entries.
 _WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
+#: Permission bits of group and others: none stays on what syncd keeps.
+_OPEN_BITS = stat.S_IRWXG | stat.S_IRWXO
 #: The flags of every open of a private file. O_NONBLOCK: a FIFO planted in
 #: place of a file must be refused, not wait for a writer.
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -74,6 +88,7 @@ def private_directory(path: Path, *, create: bool = True, follow: bool = True) -
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
         raise StateError(f"{path} is not a directory")
     _check_owner_and_mode(path, info, "directory")
+    _make_private(path, info, lambda private: os.chmod(path, private))
 
 
 def private_file(path: Path, *, create: bool = True) -> None:
@@ -99,6 +114,8 @@ def private_file(path: Path, *, create: bool = True) -> None:
     except OSError as error:
         raise StateError(f"cannot use {path}: {error.strerror}") from None
     _check_file(path, info)
+    # By name: the directory is private, so the file checked is the file changed.
+    _make_private(path, info, lambda private: os.chmod(path, private))
 
 
 def open_private(path: Path, flags: int, *, create: bool = True) -> int:
@@ -118,7 +135,9 @@ def open_private(path: Path, flags: int, *, create: bool = True) -> int:
             raise StateError(_link_refused(path)) from None
         raise StateError(f"cannot open {path}: {error.strerror}") from None
     try:
-        _check_file(path, os.fstat(descriptor))
+        info = os.fstat(descriptor)
+        _check_file(path, info)
+        _make_private(path, info, lambda private: os.fchmod(descriptor, private))
         os.set_blocking(descriptor, True)
     except BaseException:
         os.close(descriptor)
@@ -159,6 +178,31 @@ def _check_owner_and_mode(path: Path, info: os.stat_result, kind: str) -> None:
             f"{path} is writable by group or others (mode {mode:04o}): refused; "
             f"chmod {fix} it if nobody else changed it"
         )
+
+
+def _make_private(path: Path, info: os.stat_result, chmod: Callable[[int], None]) -> None:
+    """Take group's and others' bits off what syncd keeps (`chmod` sets a mode), saying so."""
+    mode = stat.S_IMODE(info.st_mode)
+    if not mode & _OPEN_BITS:
+        return
+    private = mode & ~_OPEN_BITS
+    try:
+        chmod(private)
+    except OSError as error:  # a read-only file system: nobody writes, and we said it
+        log.warning(
+            "state_readable_by_others",
+            path=str(path),
+            mode=f"{mode:04o}",
+            error=f"cannot chmod {private:04o}: {error.strerror}",
+        )
+        return
+    log.warning(
+        "state_made_private",
+        path=str(path),
+        mode=f"{private:04o}",
+        was=f"{mode:04o}",
+        reason="group or others could read it",
+    )
 
 
 def _link_refused(path: Path) -> str:

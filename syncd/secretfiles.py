@@ -11,15 +11,26 @@ credential) is read only from
 - that neither its group nor others may read. An access control list counts:
   systemd grants a service's user read access to its credentials with one, and
   then the group bits of the mode show the list's mask, not what a group may do,
-- and that is not a symbolic link, unless the link resolves inside the
-  credentials directory that holds it, where the operator put both.
+- and that is not a symbolic link, unless the link belongs to the running
+  user or to root and resolves inside the credentials directory that holds it,
+  where the operator put both.
+
+A file read with its credentials directory is read only if nobody else may
+change that directory, as ssh's StrictModes asks of ~/.ssh: it belongs to the
+running user or to root, and neither its group nor others may write it.
+Whoever may write there can swap one user's credential for another's (a link
+named `bob.token` to `jane.password` sends Jane's password as Bob's token).
+The write bits of a directory on a read-only mount give nobody anything:
+a Kubernetes volume mounted `readOnly` (an emptyDir is 0777, a Secret's
+volume 1777) passes.
 
 An empty file is refused too: a file named for a secret says which one the
 operator meant, so neither a fallback nor an empty secret may stand in for it.
 
-A refusal is a CredentialError that names the file and the reason, never what
-is in it. Shared by syncd.api (the accounts' credentials) and syncd.desired
-(the git credential), so it sits at the top beside syncd.errors.
+A refusal is a CredentialError that names the file (or the directory) and the
+reason, never what is in it. Shared by syncd.api (the accounts' credentials)
+and syncd.desired (the git credential), so it sits at the top beside
+syncd.errors.
 """
 
 from __future__ import annotations
@@ -75,7 +86,47 @@ def read_secret_file(
         raise CredentialError(f"cannot read {what} {shown}: {cause}") from None
 
 
+def check_credentials_directory(directory: str | os.PathLike[str]) -> None:
+    """Refuse, as a CredentialError of one line, a credentials directory that someone
+    but the running user or root may change."""
+    shown = os.fspath(directory)
+    try:
+        problem = _directory_problem(shown)
+    except OSError as error:
+        raise CredentialError(
+            f"cannot read credentials directory {shown}: {error.strerror}"
+        ) from None
+    if problem is not None:
+        raise CredentialError(f"credentials directory {shown} refused: {problem}")
+
+
+def _directory_problem(directory: str) -> str | None:
+    """Why nobody should trust what is in `directory`, as a clause; None: nothing."""
+    info = os.stat(directory)
+    if info.st_uid not in (os.geteuid(), 0):
+        return (
+            f"it belongs to uid {info.st_uid}, neither the running user nor root, who may "
+            "swap any credential in it; chown it to one of them"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (
+        os.statvfs(directory).f_flag & os.ST_RDONLY
+    ):
+        mode = stat.S_IMODE(info.st_mode)
+        return (
+            f"group or others may write it (mode {mode:04o}), and so swap any credential "
+            f"in it; chmod go-w {directory}"
+        )
+    return None
+
+
 def _read_secret(path: str, directory: Path | None) -> str:
+    if directory is not None:
+        try:
+            problem = _directory_problem(os.fspath(directory))
+        except OSError as error:
+            raise _Unreadable(f"credentials directory {directory}: {error.strerror}") from None
+        if problem is not None:
+            raise _Refused(f"its credentials directory {directory} is refused: {problem}")
     target = _target(path, directory)
     try:
         descriptor = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -112,6 +163,11 @@ def _target(path: str, directory: Path | None) -> str:
         return path
     if directory is None:
         raise _Refused("it is a symbolic link")
+    if info.st_uid not in (os.geteuid(), 0):  # someone else's word for where the secret is
+        raise _Refused(
+            f"it is a symbolic link that belongs to uid {info.st_uid}, "
+            "neither the running user nor root"
+        )
     resolved, root = os.path.realpath(path), os.path.realpath(directory)
     if os.path.commonpath([resolved, root]) != root or resolved == root:
         raise _Refused("it is a symbolic link to a file outside the credentials directory")

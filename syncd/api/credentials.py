@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syncd.errors import CredentialError, SettingsError
-from syncd.secretfiles import read_secret_file
+from syncd.secretfiles import check_credentials_directory, read_secret_file
 from syncd.settings import Settings
 
 
@@ -60,6 +60,7 @@ class CredentialStore:
         if directory is not None:
             if not directory.is_dir():
                 raise SettingsError(f"credentials directory {directory}: no such directory")
+            check_credentials_directory(directory)  # refused once here, not once a user
             self._names = os.listdir(directory)
             for name in self._names:
                 # LoadCredential=ID:DIR names each file ID_<name>: see credentials_prefix.

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from syncd.core.api_url import normal_api_url
 from syncd.core.desired import DesiredState, DesiredUser
 from syncd.core.fields import PROFILE_FIELDS
 from syncd.core.live import LiveAccount
@@ -30,11 +29,12 @@ from syncd.core.problem import Problem
 from syncd.core.suspension import EVERYONE
 from syncd.core.vocabulary import ActionName, HeldStatus
 from syncd.errors import StateError
-from syncd.service.status import gather_status
+from syncd.service.status import api_shown, gather_status
 from syncd.settings import Settings
 from syncd.state.audit_queries import EventFilter, query_events
 from syncd.state.backend import Database, StateStore
 from syncd.state.cache import Cached, LiveCache
+from syncd.state.daemon_state import read_daemon_state
 from syncd.state.held_changes import HeldChanges
 from syncd.state.pending import pending_for
 from syncd.state.suspensions import SuspensionTable
@@ -149,7 +149,7 @@ def instance(status: Mapping[str, Any], standby: tuple[bool, str] | None) -> Ins
 def home_page(store: StateStore, settings: Settings, standby: tuple[bool, str] | None) -> HomePage:
     status = gather_status(store, settings, RUNS_SHOWN, in_error=IN_ERROR_SHOWN)
     db = store.history
-    api = normal_api_url(settings.api_url)
+    api = api_shown(read_daemon_state(db), settings)
     count = UserFailures(db, api).count()
     return HomePage(
         instance(status, standby),
@@ -161,10 +161,11 @@ def home_page(store: StateStore, settings: Settings, standby: tuple[bool, str] |
 
 
 def user_page(
-    store: StateStore, desired: DesiredState | None, username: str, api: str
+    store: StateStore, desired: DesiredState | None, username: str, settings: Settings
 ) -> UserPage:
-    """The user's page, with what is kept of it for `api` (syncd.core.api_url's form)."""
+    """The user's page, with what is kept of it for the API the daemon runs against."""
     db = store.history
+    api = api_shown(read_daemon_state(db), settings)
     users = () if desired is None else desired.users
     wanted = next((user for user in users if user.username == username), None)
     cached = _cached(store, username, api)

@@ -60,8 +60,7 @@ def gather_status(
     daemon = read_daemon_state(db)
     runs = recent_runs(db, limit)
     last_success = last_successful_run(db) or (None, None)
-    # The failures of the API the daemon last ran against.
-    api = normal_api_url(str(daemon.get("api_url") or settings.api_url))
+    api = api_shown(daemon, settings)
     failing = UserFailures(db, api).all(in_error)
     suspended = SuspensionTable(db).all()
     held = HeldChanges(db, api).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
@@ -123,6 +122,14 @@ def gather_status(
         "users": per_user,
         "runs": runs,
     }
+
+
+def api_shown(daemon: Mapping[str, Any], settings: Settings) -> str:
+    """The API whose failures, cache and held deletions the state is shown for: the one
+    the daemon (`daemon`, its read_daemon_state) runs against, which it records at start
+    and at each reload; else the settings' own. Never the settings alone: a listener's
+    are those of its start, and a standby's need not be the active instance's."""
+    return normal_api_url(str(daemon.get("api_url") or settings.api_url))
 
 
 def read_users(store: StateStore, api: str, users: tuple[str, ...]) -> list[dict[str, Any]]:

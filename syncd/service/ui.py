@@ -30,7 +30,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import jinja2
 
-from syncd.core.api_url import normal_api_url
 from syncd.core.fields import USERNAME_PATTERN
 from syncd.core.vocabulary import ActionName, WriteResult
 from syncd.errors import StateError
@@ -114,6 +113,8 @@ class StatusPages:
         self.access = access
         self._token = token
         self._open_state = open_state
+        # Those of the start, never reloaded: they place the state (which a reload
+        # keeps); the API shown is the one the daemon records (status.api_shown).
         self._settings = settings
         self._metrics = metrics
         self._templates = jinja2.Environment(
@@ -178,9 +179,8 @@ class StatusPages:
                 name = match.group(1)
                 if not USERNAME_PATTERN.fullmatch(name):
                     return _text(404, "not found: not a username (4-30 of a-z, 0-9, _)")
-                api = normal_api_url(self._settings.api_url)
                 with self._open_state() as store:
-                    user = user_page(store, self._metrics.desired, name, api)
+                    user = user_page(store, self._metrics.desired, name, self._settings)
                 return self._page("user.html", page=user)
             if parts.path in ("/audit", "/audit/"):
                 where, limit = _audit_filter(query)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
+from syncd.sandbox.runtime import SandboxConfig
+from syncd.sandbox.server import serve_in_thread
+from tests.conftest import ADMIN_TOKEN, SandboxHandle
 from tests.daemon.harness import DaemonProcess
-from tests.world import STANDARD_DESIRED, World, write_secret
+from tests.world import STANDARD_DESIRED, STANDARD_SEED, World, account, write_secret
 
 HOSTILE = "<script>alert(1)</script>\x1b[2K"
 INSTALL = "install chromium and chromium-driver: apt-get install chromium chromium-driver"
@@ -235,3 +239,53 @@ def test_a_standby_serves_the_pages_from_the_shared_state(pg_world: World, start
     assert "not managed" not in user.text  # unknown here, not claimed unmanaged
     assert standby.stop() == 0
     assert active.stop() == 0
+
+
+def test_after_a_reload_to_another_api_the_pages_show_that_api(
+    world: World, start_daemon: Any, tmp_path: Path
+):
+    # After a SIGHUP moved api_url, /users/NAME showed the old API's values from the
+    # cache, and / "Users in error (0)" above a user who failed on the new API.
+    elsewhere = {
+        "users": {
+            "janedoe": account(["jane.doe@example.com"], "tok-jane-elsewhere", full_name="J"),
+            "johnsmith": {**STANDARD_SEED["users"]["johnsmith"], "full_name": "John Elsewhere"},
+        }
+    }
+    config = tmp_path / "syncd.toml"
+    config.write_text(f'api_url = "{world.sandbox.url}"\n')
+    with serve_in_thread(SandboxConfig(admin_token=ADMIN_TOKEN)) as other_url:
+        SandboxHandle(other_url, ADMIN_TOKEN).reset(seed=elsewhere)
+        daemon: DaemonProcess = start_daemon(
+            SYNCD_CONFIG=str(config),
+            SYNCD_API_URL=None,
+            SYNCD_OBSERVE="true",
+            SYNCD_INTERVAL="3600",
+            SYNCD_METRICS_ADDR="127.0.0.1:0",
+        )
+        address = daemon.wait_for("metrics_listening")["address"]
+        assert daemon.wait_for("cycle_finished")["result"] == "drift"  # janedoe's
+        assert "John Smith" in httpx.get(f"http://{address}/users/johnsmith").text
+
+        config.write_text(f'api_url = "{other_url}"\n')
+        daemon.process.send_signal(signal.SIGHUP)
+        assert daemon.wait_for("reloaded")["api_url"] == other_url
+        # janedoe's token is not the other API's: she is in error there.
+        assert daemon.wait_for("cycle_finished")["result"] == "partial"
+
+        home = httpx.get(f"http://{address}/").text
+        assert '<h2 id="in-error">Users in error (1)</h2>' in home
+        user = httpx.get(f"http://{address}/users/johnsmith").text
+        values = user.partition('<h2 id="values">')[2].partition("<h2")[0]
+        full_name = (
+            '<th>full_name</th>\n<td class="value">John Smith</td>\n'
+            '<td class="value">John Elsewhere</td>'
+        )
+        assert full_name in values  # desired, and live as the other API answered
+        jane = httpx.get(f"http://{address}/users/janedoe").text
+        assert "unauthorized" in jane
+        assert "San Francisco" not in jane  # the first API's live value
+        metrics = httpx.get(f"http://{address}/metrics").text
+        assert 'syncd_users_failing{code="unauthorized"} 1.0' in metrics
+        assert httpx.get(f"http://{address}/healthz").status_code == 200
+        assert daemon.stop() == 0

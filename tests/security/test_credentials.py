@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -60,6 +63,129 @@ def test_a_link_inside_the_credentials_directory_is_followed(world: World):
     result = run(world, "plan")
     assert result.exit_code == 0, result.output
     assert "Plan: 1 change for 1 user" in result.stdout
+
+
+NOBODY = 65534
+
+
+def as_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file to another user")
+
+
+@pytest.mark.parametrize("directory_mode", [0o777, 0o770, 0o1777], ids=["0777", "0770", "1777"])
+def test_a_credentials_directory_others_may_write_is_refused_in_one_line(
+    world: World, directory_mode: int
+):
+    # With the directory 0777, another user replaced bobsmith.token by a link to
+    # janedoe.password: her password went out as his bearer token, without a word.
+    as_root()
+    world.desire(ONLY_JANE)
+    directory = world.credentials_dir
+    write_secret(directory / "janedoe.password", "jane-password\n")
+    (directory / "johnsmith.token").unlink()
+    (directory / "johnsmith.token").symlink_to("janedoe.password")
+    os.lchown(directory / "johnsmith.token", NOBODY, NOBODY)
+    directory.chmod(directory_mode)
+    result = run(world, "plan")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"syncd: credentials directory {directory} refused: group or others may write it "
+        f"(mode {directory_mode:04o}), and so swap any credential in it; "
+        f"chmod go-w {directory}\n"
+    )
+    assert world.gets() == 0
+
+
+def test_a_credentials_directory_of_another_user_is_refused(world: World):
+    as_root()
+    world.desire(ONLY_JANE)
+    os.chown(world.credentials_dir, NOBODY, NOBODY)
+    result = run(world, "plan")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"syncd: credentials directory {world.credentials_dir} refused: it belongs to uid "
+        f"{NOBODY}, neither the running user nor root, who may swap any credential in it; "
+        "chown it to one of them\n"
+    )
+    assert world.gets() == 0
+
+
+def test_a_link_of_another_user_is_refused_even_in_a_private_directory(world: World):
+    as_root()
+    world.desire(ONLY_JANE)
+    real = world.credentials_dir / "jane-2026.secret"
+    jane_token(world).rename(real)
+    jane_token(world).symlink_to(real.name)
+    os.lchown(jane_token(world), NOBODY, NOBODY)
+    result = run(world, "plan")
+    assert result.exit_code == 1
+    assert (
+        f"✗ janedoe: credential_refused: credential {jane_token(world)} refused: it is a "
+        f"symbolic link that belongs to uid {NOBODY}, neither the running user nor root; "
+        "nothing was sent with it\n"
+    ) in result.stdout
+    assert world.gets() == 0
+
+
+def test_systemds_credentials_directory_is_read(world: World):
+    # LoadCredential=syncd:DIR: a directory 0500 of the service's user (or root), each
+    # file 0400 and named syncd_<file>.
+    world.desire(ONLY_JANE)
+    directory = world.credentials_dir
+    token = jane_token(world).read_text()
+    for entry in directory.iterdir():
+        entry.unlink()
+    write_secret(directory / "syncd_janedoe.token", token)
+    (directory / "syncd_janedoe.token").chmod(0o400)
+    directory.chmod(0o500)
+    result = run(world, "plan", SYNCD_CREDENTIALS_PREFIX="syncd_")
+    assert result.exit_code == 0, result.output
+    assert "Plan: 1 change for 1 user" in result.stdout
+
+
+@contextlib.contextmanager
+def read_only_volume(path: Path, fill: Callable[[Path], None]) -> Iterator[None]:
+    """`path` as Kubernetes mounts a volume `readOnly`: a tmpfs that `fill` wrote."""
+    try:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)],
+            check=True,
+            capture_output=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as error:
+        pytest.skip(f"cannot mount a tmpfs here: {error}")
+    try:
+        fill(path)
+        subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+@pytest.mark.parametrize("layout", ["secret-volume", "copied-to-an-emptyDir"])
+def test_kubernetes_volumes_mounted_read_only_are_read(world: World, layout: str):
+    # A Secret's volume is a tmpfs of mode 1777 whose files are root's links into
+    # ..data/; deploy/kubernetes copies them 0600 into an emptyDir of mode 2777. Both
+    # are mounted readOnly, so their write bits give nobody anything.
+    world.desire(ONLY_JANE)
+    token = jane_token(world).read_text()
+
+    def fill(volume: Path) -> None:
+        if layout == "secret-volume":
+            volume.chmod(0o1777)
+            (volume / "..2026_12_07_10_00_00.1").mkdir(mode=0o755)
+            write_secret(volume / "..2026_12_07_10_00_00.1" / "janedoe.token", token)
+            (volume / "..data").symlink_to("..2026_12_07_10_00_00.1")
+            (volume / "janedoe.token").symlink_to("..data/janedoe.token")
+        else:
+            volume.chmod(0o2777)
+            write_secret(volume / "janedoe.token", token)
+
+    with read_only_volume(world.credentials_dir, fill):
+        result = run(world, "plan")
+        assert result.exit_code == 0, result.output
+        assert "Plan: 1 change for 1 user" in result.stdout
 
 
 def test_a_fifo_is_refused_without_waiting(world: World):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Iterator
@@ -92,6 +93,34 @@ def test_a_database_others_can_write_is_refused(world: World):
     result = run(world, "apply", "--yes")
     assert_refused(result, "syncd.db is writable by group or others (mode 0666)")
     assert world.writes() == 0
+
+
+def test_state_others_may_read_is_made_private_with_a_warning(world: World):
+    # A 0755 directory and 0644 databases were used as they were, while the docs said
+    # 0700 and 0600: every local user could read the audit trail and the addresses.
+    assert run(world, "plan").exit_code == 0
+    world.state_dir.chmod(0o755)
+    opened = ["syncd.db", "cache.db", "syncd.db-wal", "syncd.db-shm", "syncd.state.lock"]
+    for name in opened:
+        (world.state_dir / name).touch()
+        (world.state_dir / name).chmod(0o644)
+    result = run(world, "apply", "--yes")
+    assert result.exit_code == 0, result.output
+    assert mode(world.state_dir) == 0o700
+    files = {entry.name: mode(entry) for entry in world.state_dir.iterdir() if entry.is_file()}
+    assert files == dict.fromkeys(files, 0o600)
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    changed = {
+        event["path"]: (event["was"], event["mode"])
+        for event in events
+        if event["event"] == "state_made_private" and event["level"] == "warning"
+    }
+    assert changed == {
+        str(world.state_dir): ("0755", "0700"),
+        **{str(world.state_dir / name): ("0644", "0600") for name in opened},
+    }
+    again = run(world, "plan")  # said once: nothing more to change
+    assert "state_made_private" not in again.stderr
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="making a file another user's needs root")
