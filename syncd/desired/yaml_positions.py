@@ -19,8 +19,9 @@ to its place (syncd.desired.problem_list shows at most MAX_PROBLEMS problems a f
   "billion laughs" file costs no more than its own length. Anchors alone are
   harmless and ignored; merge keys (`<<`) are refused.
 - Content over MAX_FILE_BYTES is refused before it is decoded, and content that
-  is not UTF-8 before it is parsed. Nesting deeper than MAX_DEPTH stops the
-  parse with a problem, and so does the MAX_PROBLEMS-th problem.
+  is not UTF-8 (at the line and column of its first bad byte) before it is
+  parsed. Nesting deeper than MAX_DEPTH stops the parse with a problem, and so
+  does the MAX_PROBLEMS-th problem.
 - Duplicate keys are kept out of the data (the first one wins) and returned
   with the place of every occurrence, so that the caller can report all of them.
   A value kept out of the data (under a repeated or refused key, or refused for
@@ -201,7 +202,13 @@ def read_yaml_bytes(path: str, content: bytes, shape: Shape | None = None) -> Ya
         text = content.decode("utf-8")
     except UnicodeDecodeError as error:
         message = f"not valid UTF-8 (byte 0x{content[error.start]:02x} at offset {error.start})"
-        return YamlDocument(path, parsed=False, problems=[Problem(path, 1, 1, message)])
+        # Where the byte is, counted as libyaml counts: lines by "\n", columns in
+        # characters (all before the byte decode).
+        line_start = content.rfind(b"\n", 0, error.start) + 1
+        line = content.count(b"\n", 0, line_start) + 1
+        column = len(content[line_start : error.start].decode("utf-8")) + 1
+        problem = Problem(path, line, column, message)
+        return YamlDocument(path, parsed=False, problems=[problem])
     return read_yaml(path, text, shape)
 
 
