@@ -40,8 +40,10 @@ def validate(desired: str | None, output: str) -> None:
         }
         click.echo(dumps_document(document))
         return
+    from syncd.desired.gitsource import shown_desired
+
     count = len(state.users)
-    click.echo(f"{settings.desired}: valid, {counted(count, 'user')}")
+    click.echo(f"{shown_desired(settings.desired)}: valid, {counted(count, 'user')}")
 
 
 @click.command()

@@ -116,10 +116,12 @@ def parse_git_desired(spec: str) -> GitLocation | None:
     url, _, fragment = spec[len("git+") :].partition("#")
     ref, _, path = fragment.partition(":")
     parts = urlsplit(url)
-    shown = GitLocation(url, "HEAD", "")  # for messages, before the rest is checked
+    shown = shown_desired(spec)  # for messages: as given, before the rest is checked
     if parts.scheme not in _SCHEMES:
+        unsafe = " (not plain http: anyone on the way could change what is fetched)"
         raise UsageError(
             f"{shown}: a git desired state is git+https://, git+ssh:// or git+file://"
+            f"{unsafe if parts.scheme == 'http' else ''}"
         )
     if parts.scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path):
         raise UsageError(f"{shown}: write a local repository as git+file:///absolute/path")
@@ -133,6 +135,15 @@ def parse_git_desired(spec: str) -> GitLocation | None:
     if "\n" in path or (path and any(part in ("", ".", "..") for part in path.split("/"))):
         raise UsageError(f"{shown}: the path {path!r} must name a file or directory in the tree")
     return GitLocation(url, ref, path)
+
+
+def shown_desired(spec: str) -> str:
+    """A desired state as it was written, the credential of a git URL masked: how
+    every message, log line and page shows SYNCD_DESIRED or `-f`."""
+    if not spec.startswith("git+"):
+        return spec
+    url, hash_sign, fragment = spec[len("git+") :].partition("#")
+    return f"git+{GitLocation(url, 'HEAD', '').redacted_url}{hash_sign}{fragment}"
 
 
 class GitMirror:
