@@ -107,6 +107,10 @@ def import_(users: tuple[str, ...], out_file: str | None, force: bool, **options
 
     if out_file and Path(out_file).exists() and not force:
         raise click.ClickException(f"{out_file} exists; pass --force to overwrite it")
+    # Said before the accounts are read; not made here: a typo would make a directory.
+    if out_file and not Path(out_file).absolute().parent.is_dir():
+        folder = Path(out_file).parent
+        raise click.ClickException(f"cannot write {out_file}: no directory {folder}/ (mkdir it)")
     settings = settings_from_flags(options)
     credentials = CredentialStore.from_settings(settings)
     names = sorted(set(users) or credentials.usernames())
