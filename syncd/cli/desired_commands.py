@@ -40,8 +40,10 @@ def validate(desired: str | None, output: str) -> None:
         }
         click.echo(dumps_document(document))
         return
+    from syncd.desired.gitsource import shown_desired
+
     count = len(state.users)
-    click.echo(f"{settings.desired}: valid, {counted(count, 'user')}")
+    click.echo(f"{shown_desired(settings.desired)}: valid, {counted(count, 'user')}")
 
 
 @click.command()
@@ -105,6 +107,10 @@ def import_(users: tuple[str, ...], out_file: str | None, force: bool, **options
 
     if out_file and Path(out_file).exists() and not force:
         raise click.ClickException(f"{out_file} exists; pass --force to overwrite it")
+    # Said before the accounts are read; not made here: a typo would make a directory.
+    if out_file and not Path(out_file).absolute().parent.is_dir():
+        folder = Path(out_file).parent
+        raise click.ClickException(f"cannot write {out_file}: no directory {folder}/ (mkdir it)")
     settings = settings_from_flags(options)
     credentials = CredentialStore.from_settings(settings)
     names = sorted(set(users) or credentials.usernames())

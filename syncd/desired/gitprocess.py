@@ -16,9 +16,10 @@ import signal
 
 
 async def run_in_own_group(
-    command: list[str], environment: dict[str, str]
+    command: list[str], environment: dict[str, str], stdin: bytes | None = None
 ) -> tuple[int, bytes, bytes]:
-    """Run `command` in a process group of its own: its exit status, stdout and stderr.
+    """Run `command` in a process group of its own, given `stdin`: its exit status,
+    stdout and stderr.
 
     However the wait ends early (a timeout, the run's deadline, a shutdown: a
     cancellation, all of them), the whole group is killed and reaped before the
@@ -26,7 +27,7 @@ async def run_in_own_group(
     """
     process = await asyncio.create_subprocess_exec(
         *command,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=environment,
@@ -34,7 +35,7 @@ async def run_in_own_group(
         umask=0o077,  # the mirror's files: the owner's only, whatever syncd's umask
     )
     try:
-        stdout, stderr = await process.communicate()
+        stdout, stderr = await process.communicate(stdin)
     except BaseException:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)

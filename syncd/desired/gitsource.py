@@ -48,9 +48,18 @@ from syncd.desired.gitcredentials import (
     credential_for,
 )
 from syncd.desired.gitprocess import run_in_own_group
+from syncd.desired.gittree import (
+    Blob,
+    Found,
+    found_objects,
+    link_targets,
+    listed_entries,
+    not_a_file,
+)
 from syncd.desired.loading import load_desired, parse_desired
 from syncd.desired.memo import DesiredMemo
-from syncd.desired.yaml_positions import MAX_FILE_BYTES, YAML_SUFFIXES, source_too_large
+from syncd.desired.sourcefiles import source_too_large
+from syncd.desired.yaml_positions import MAX_FILE_BYTES
 from syncd.errors import CredentialError, DesiredStateError, GitSourceError, Problem, UsageError
 from syncd.privatefiles import private_directory
 from syncd.settings import Settings
@@ -107,10 +116,12 @@ def parse_git_desired(spec: str) -> GitLocation | None:
     url, _, fragment = spec[len("git+") :].partition("#")
     ref, _, path = fragment.partition(":")
     parts = urlsplit(url)
-    shown = GitLocation(url, "HEAD", "")  # for messages, before the rest is checked
+    shown = shown_desired(spec)  # for messages: as given, before the rest is checked
     if parts.scheme not in _SCHEMES:
+        unsafe = " (not plain http: anyone on the way could change what is fetched)"
         raise UsageError(
             f"{shown}: a git desired state is git+https://, git+ssh:// or git+file://"
+            f"{unsafe if parts.scheme == 'http' else ''}"
         )
     if parts.scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path):
         raise UsageError(f"{shown}: write a local repository as git+file:///absolute/path")
@@ -120,9 +131,19 @@ def parse_git_desired(spec: str) -> GitLocation | None:
     if not _REF.fullmatch(ref) or "//" in ref:
         raise UsageError(f"{shown}: {ref!r} is not a branch, tag or commit name")
     path = path.strip("/")
-    if path and any(part in ("", ".", "..") for part in path.split("/")):
+    # A line break would end the path early where git reads one path a line (gittree).
+    if "\n" in path or (path and any(part in ("", ".", "..") for part in path.split("/"))):
         raise UsageError(f"{shown}: the path {path!r} must name a file or directory in the tree")
     return GitLocation(url, ref, path)
+
+
+def shown_desired(spec: str) -> str:
+    """A desired state as it was written, the credential of a git URL masked: how
+    every message, log line and page shows SYNCD_DESIRED or `-f`."""
+    if not spec.startswith("git+"):
+        return spec
+    url, hash_sign, fragment = spec[len("git+") :].partition("#")
+    return f"git+{GitLocation(url, 'HEAD', '').redacted_url}{hash_sign}{fragment}"
 
 
 class GitMirror:
@@ -196,52 +217,63 @@ class GitMirror:
         async with self._within_timeout("update-ref"):
             await self._git("update-ref", GOOD_REF, commit)
 
-    async def read(self, commit: str) -> list[tuple[str, bytes]]:
-        """The desired-state files at `commit`: the file at the path, or the YAML files in it.
+    async def read(self, commit: str) -> tuple[list[tuple[str, bytes]], list[Problem]]:
+        """The desired-state files at `commit`: the file at the path, or the YAML files in
+        it (syncd.desired.gittree: symlinks followed); and the problems of those that
+        cannot be read, for the loader to show beside the others'.
 
         Raises DesiredStateError when there are none, as for a path on disk.
         """
         async with self._within_timeout("read"):
             path = self.location.path
             shown = path or "."
-            spec = f"{commit}:{path}"
-            try:
-                kind = (await self._git("cat-file", "-t", spec)).decode().strip()
-            except GitSourceError:
-                message = f"no such file or directory in {commit[:12]}"
-                raise DesiredStateError([Problem(shown, 1, 1, message)]) from None
-            if kind == "blob":
-                length = int(await self._git("cat-file", "-s", spec))
-                return [await self._blob(path, spec, length)]
-            listing = await self._git("ls-tree", "-r", "-z", "-l", spec)
-            entries = []
-            for entry in filter(None, listing.split(b"\0")):
-                meta, _, raw_name = entry.partition(b"\t")
-                mode, _, object_id, size = meta.decode().split()
-                name = raw_name.decode("utf-8", "replace")
-                # Regular files only: a symlink's blob is its target, not YAML.
-                # Hidden files and directories are skipped, as on disk.
-                hidden = any(part.startswith(".") for part in name.split("/"))
-                if mode not in ("100644", "100755") or hidden:
-                    continue
-                if name.endswith(YAML_SUFFIXES):
-                    entries.append((f"{path}/{name}".lstrip("/"), object_id, int(size)))
-            entries.sort(key=lambda entry: entry[0].split("/"))  # as a directory on disk is read
-            if not entries:
+            [top] = await self._find(commit, [path])
+            if top.kind == "blob":
+                return [await self._blob(Blob(path, top.object_id, top.size))], []
+            if top.kind != "tree":
+                raise DesiredStateError([Problem(shown, 1, 1, not_a_file(top, commit))])
+            listing = await self._git("ls-tree", "-r", "-z", "-l", top.object_id)
+            listed = listed_entries(listing, path)
+            count = len(listed.blobs) + len(listed.links)
+            if (too_many := source_too_large(shown, count, 0)) is not None:
+                raise DesiredStateError([too_many])
+            blobs, problems = listed.blobs, listed.problems
+            paths = [link.path for link in listed.links]
+            broken = []
+            for link, found in zip(listed.links, await self._find(commit, paths), strict=True):
+                if found.kind == "blob":
+                    blobs.append(Blob(link.path, found.object_id, found.size))
+                else:
+                    broken.append((link, found))
+            if broken:  # what each link says, for its message
+                objects = "".join(f"{link.object_id}\n" for link, _ in broken).encode()
+                targets = link_targets(await self._git("cat-file", "--batch", stdin=objects))
+                for (link, found), target in zip(broken, targets, strict=True):
+                    problems.append(Problem(link.path, 1, 1, not_a_file(found, commit, target)))
+            blobs.sort(key=lambda blob: blob.path.split("/"))  # as a directory on disk is read
+            if not blobs and not problems:
                 message = f"no *.yaml or *.yml file in this directory at {commit[:12]}"
                 raise DesiredStateError([Problem(shown, 1, 1, message)])
             # The whole tree is bounded before a blob is read: one blob may be listed
             # under many names, each within the limit of a file.
-            total = sum(size for _, _, size in entries)
-            if (too_large := source_too_large(shown, len(entries), total)) is not None:
+            total = sum(blob.size for blob in blobs)
+            if (too_large := source_too_large(shown, len(blobs), total)) is not None:
                 raise DesiredStateError([too_large])
-            return [await self._blob(*entry) for entry in entries]
+            return [await self._blob(blob) for blob in blobs], problems
 
-    async def _blob(self, path: str, object_id: str, size: int) -> tuple[str, bytes]:
-        if size > MAX_FILE_BYTES:
-            message = f"file is {size} bytes; the limit is {MAX_FILE_BYTES // 2**20} MiB"
-            raise DesiredStateError([Problem(path, 1, 1, message)])
-        return path, await self._git("cat-file", "blob", object_id)
+    async def _find(self, commit: str, paths: list[str]) -> list[Found]:
+        """What each path names at `commit`, symlinks followed within the commit."""
+        if not paths:
+            return []
+        queries = "".join(f"{commit}:{path}\n" for path in paths).encode()
+        output = await self._git("cat-file", "--batch-check", "--follow-symlinks", stdin=queries)
+        return found_objects(output)
+
+    async def _blob(self, blob: Blob) -> tuple[str, bytes]:
+        if blob.size > MAX_FILE_BYTES:
+            message = f"file is {blob.size} bytes; the limit is {MAX_FILE_BYTES // 2**20} MiB"
+            raise DesiredStateError([Problem(blob.path, 1, 1, message)])
+        return blob.path, await self._git("cat-file", "blob", blob.object_id)
 
     async def _commit(self, name: str) -> str:
         output = await self._git("rev-parse", "--verify", "--quiet", f"{name}^{{commit}}")
@@ -253,6 +285,7 @@ class GitMirror:
         in_mirror: bool = True,
         remote_url: str | None = None,
         credential: GitCredential | None = None,
+        stdin: bytes | None = None,
     ) -> bytes:
         command = ["git", "-C", str(self.directory), *args] if in_mirror else ["git", *args]
         environment = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
@@ -265,7 +298,7 @@ class GitMirror:
             add_git_config(environment, [(f"remote.{REMOTE}.url", remote_url)])
         if credential is not None and remote_url is not None:
             environment = credential.environment(environment, remote_url)
-        returncode, stdout, stderr = await run_in_own_group(command, environment)
+        returncode, stdout, stderr = await run_in_own_group(command, environment, stdin)
         if returncode != 0:
             lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line]
             # git's own verdict ("fatal: …") says more than the advice that follows it.
@@ -371,8 +404,8 @@ class DesiredSource:
         if self._good is not None and self._good.revision == commit:
             return self._good  # the same commit as last cycle: no need to parse it again
         assert self._mirror is not None
-        files = await self._mirror.read(commit)
-        self._good = await in_thread(parse_desired, files, commit)
+        files, problems = await self._mirror.read(commit)
+        self._good = await in_thread(parse_desired, files, commit, problems)
         return self._good
 
 
@@ -392,7 +425,8 @@ def resolve_desired(settings: Settings, *, remember: bool = False) -> DesiredSta
 
     async def fetch_and_parse() -> DesiredState:
         commit = await mirror.fetch()
-        return parse_desired(await mirror.read(commit), revision=commit)
+        files, problems = await mirror.read(commit)
+        return parse_desired(files, commit, problems)
 
     return asyncio.run(fetch_and_parse())
 

@@ -40,14 +40,10 @@ from syncd.desired.fileformat import (
 )
 from syncd.desired.inheritance import DEFAULTS, EMAILS_MODE, Layer, Layers, Locate, Naming
 from syncd.desired.problem_list import ProblemList
+from syncd.desired.sourcefiles import read_yaml_files
 from syncd.desired.validation_messages import explain_all
 from syncd.desired.yaml_compose import REFUSED
-from syncd.desired.yaml_positions import (
-    YamlDocument,
-    collector_paused,
-    read_yaml_bytes,
-    read_yaml_files,
-)
+from syncd.desired.yaml_positions import YamlDocument, collector_paused, read_yaml_bytes
 from syncd.errors import DesiredStateError, Problem
 
 if TYPE_CHECKING:
@@ -73,9 +69,14 @@ def load_desired(path: str | os.PathLike[str], memo: DesiredMemo | None = None) 
     return _assemble(files, problems, revision=None, memo=memo)
 
 
-def parse_desired(files: Iterable[tuple[str, bytes]], revision: str | None = None) -> DesiredState:
-    """The desired state in already-read files (path for messages, content), e.g. from git."""
-    return _assemble(list(files), [], revision)
+def parse_desired(
+    files: Iterable[tuple[str, bytes]],
+    revision: str | None = None,
+    read_problems: Iterable[Problem] = (),
+) -> DesiredState:
+    """The desired state in already-read files (path for messages, content), e.g. from git,
+    with the problems of the files that could not be read."""
+    return _assemble(list(files), list(read_problems), revision)
 
 
 # ---------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 The desired-state loader points every message at a file:line:col, and its input
 comes from pull requests, so this reader is built for hostile text. This module
-owns reading (which files, the limits, libyaml's syntax errors), the document
+owns reading (the limits, libyaml's syntax errors; which files is
+syncd.desired.sourcefiles), the document
 handed to the loader with `Places`, and its way back from any part of the data
 to its place (syncd.desired.problem_list shows at most MAX_PROBLEMS problems a file).
 `syncd.desired.yaml_compose` composes the data from libyaml's events:
@@ -17,11 +18,10 @@ to its place (syncd.desired.problem_list shows at most MAX_PROBLEMS problems a f
 - Aliases (`*name`) are refused where they appear and nothing is expanded, so a
   "billion laughs" file costs no more than its own length. Anchors alone are
   harmless and ignored; merge keys (`<<`) are refused.
-- A file over MAX_FILE_BYTES is refused before it is read, and so are files
-  over MAX_SOURCE_BYTES or MAX_SOURCE_FILES in all (source_too_large); one that is not a
-  regular file (a FIFO would hang the read) without reading it, and content
-  that is not UTF-8 before it is parsed. Nesting deeper than MAX_DEPTH stops the parse
-  with a problem, and so does the MAX_PROBLEMS-th problem.
+- Content over MAX_FILE_BYTES is refused before it is decoded, and content that
+  is not UTF-8 (at the line and column of its first bad byte) before it is
+  parsed. Nesting deeper than MAX_DEPTH stops the parse with a problem, and so
+  does the MAX_PROBLEMS-th problem.
 - Duplicate keys are kept out of the data (the first one wins) and returned
   with the place of every occurrence, so that the caller can report all of them.
   A value kept out of the data (under a repeated or refused key, or refused for
@@ -31,17 +31,14 @@ Why libyaml: a pure-Python parser (ruamel.yaml's, PyYAML's own) reads a file of
 thousands of users some thirty times slower. Without libyaml, PyYAML's
 pure-Python parser gives the same events, slowly.
 
-A directory is read as the `*.yaml`/`*.yml` files in its whole tree, sorted
-by path; hidden files and directories are skipped. Mapping keys are taken as
-text: in `1234: {}` the key is "1234", as it would be after a YAML-to-JSON
-conversion in an editor that validates against a schema. Lines and columns are 1-based.
+Mapping keys are taken as text: in `1234: {}` the key is "1234", as it would
+be after a YAML-to-JSON conversion in an editor that validates against a schema.
+Lines and columns are 1-based.
 """
 
 from __future__ import annotations
 
 import gc
-import os
-import stat
 from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,14 +55,6 @@ from syncd.errors import Problem
 #: Largest file accepted; a bigger one is refused before it is decoded or parsed.
 #: A 100,000-user file is about 10 MB.
 MAX_FILE_BYTES: Final = 32 * 1024 * 1024
-
-YAML_SUFFIXES: Final = (".yaml", ".yml")
-
-#: The whole desired state (the files of a directory, or of a git tree), whatever
-#: each file's size: one blob listed under 40 names in a 344 KB repository was
-#: 344 MB to parse (54 s, 1.4 GB). Checked before any file is read.
-MAX_SOURCE_BYTES: Final = MAX_FILE_BYTES
-MAX_SOURCE_FILES: Final = 1000
 
 #: Deepest nesting accepted. The desired state needs 5 levels (top, users, user,
 #: emails, address); the margin leaves room for mistakes to be reported as such.
@@ -205,102 +194,26 @@ class YamlDocument:
         return value if isinstance(value, str) else self.places.text(entry)
 
 
-def read_yaml_files(path: str) -> tuple[list[tuple[str, bytes]], list[Problem]]:
-    """The content of a file, or of the YAML files in a directory's tree, sorted by path."""
-    try:
-        if not os.path.isdir(path):
-            return _read_file(path)
-        names = _yaml_tree(path)
-        sizes = [os.stat(os.path.join(path, name)).st_size for name in names]
-    except OSError as error:
-        return [], [Problem(path, 1, 1, _os_message(error))]
-    if not names:
-        return [], [Problem(path, 1, 1, "no *.yaml or *.yml file in this directory")]
-    if (too_large := source_too_large(path, len(names), sum(sizes))) is not None:
-        return [], [too_large]
-    files: list[tuple[str, bytes]] = []
-    problems: list[Problem] = []
-    for name in names:
-        found, failed = _read_file(os.path.join(path, name))
-        files += found
-        problems += failed
-        # Files that grew since: the bound holds for what is read.
-        if (too_large := source_too_large(path, 0, sum(len(c) for _, c in files))) is not None:
-            return [], [too_large]
-    return files, problems
-
-
-def _yaml_tree(path: str) -> list[str]:
-    """The YAML files under `path`, relative to it, sorted; hidden files and directories
-    are skipped so that pointing at a repository root does not read .github/ or
-    .pre-commit-config.yaml. Links to directories are not followed (no loops)."""
-    names = []
-    for top, directories, files in os.walk(path, onerror=_raise):
-        directories[:] = [name for name in directories if not name.startswith(".")]
-        relative = os.path.relpath(top, path)
-        for name in files:
-            if name.endswith(YAML_SUFFIXES) and not name.startswith("."):
-                full = os.path.join(top, name)
-                if os.path.isfile(full):
-                    names.append(os.path.normpath(os.path.join(relative, name)))
-    return sorted(names, key=lambda name: name.split(os.sep))
-
-
-def _raise(error: OSError) -> None:
-    raise error
-
-
-def source_too_large(path: str, count: int, size: int) -> Problem | None:
-    """Why `count` files of `size` bytes in all are more than a desired state may be."""
-    if count > MAX_SOURCE_FILES:
-        message = f"{count:,} desired-state files; the limit is {MAX_SOURCE_FILES:,}"
-        return Problem(path, 1, 1, message)
-    if size > MAX_SOURCE_BYTES:
-        message = (
-            f"the desired-state files are {size:,} bytes in all; "
-            f"the limit is {MAX_SOURCE_BYTES // 2**20} MiB"
-        )
-        return Problem(path, 1, 1, message)
-    return None
-
-
-def _read_file(path: str) -> tuple[list[tuple[str, bytes]], list[Problem]]:
-    try:
-        # O_NONBLOCK: opening a FIFO would wait for a writer; it is refused below.
-        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as stream:
-            info = os.fstat(stream.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                return [], [Problem(path, 1, 1, "not a regular file: refused")]
-            os.set_blocking(stream.fileno(), True)
-            size = info.st_size
-            # Read one byte more than allowed: a growing file has no true size.
-            content = b"" if size > MAX_FILE_BYTES else stream.read(MAX_FILE_BYTES + 1)
-    except OSError as error:
-        return [], [Problem(path, 1, 1, _os_message(error))]
-    if size > MAX_FILE_BYTES or len(content) > MAX_FILE_BYTES:
-        return [], [_too_large(path, max(size, len(content)))]
-    return [(path, content)], []
-
-
-def _os_message(error: OSError) -> str:
-    if isinstance(error, FileNotFoundError):
-        return "no such file or directory"
-    return f"cannot read: {error.strerror or error}"
-
-
 def read_yaml_bytes(path: str, content: bytes, shape: Shape | None = None) -> YamlDocument:
     """Like read_yaml, after refusing content over MAX_FILE_BYTES or not UTF-8."""
     if len(content) > MAX_FILE_BYTES:
-        return YamlDocument(path, parsed=False, problems=[_too_large(path, len(content))])
+        return YamlDocument(path, parsed=False, problems=[file_too_large(path, len(content))])
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as error:
         message = f"not valid UTF-8 (byte 0x{content[error.start]:02x} at offset {error.start})"
-        return YamlDocument(path, parsed=False, problems=[Problem(path, 1, 1, message)])
+        # Where the byte is, counted as libyaml counts: lines by "\n", columns in
+        # characters (all before the byte decode).
+        line_start = content.rfind(b"\n", 0, error.start) + 1
+        line = content.count(b"\n", 0, line_start) + 1
+        column = len(content[line_start : error.start].decode("utf-8")) + 1
+        problem = Problem(path, line, column, message)
+        return YamlDocument(path, parsed=False, problems=[problem])
     return read_yaml(path, text, shape)
 
 
-def _too_large(path: str, size: int) -> Problem:
+def file_too_large(path: str, size: int) -> Problem:
+    """The problem of a file of `size` bytes, over MAX_FILE_BYTES."""
     shown = f"{size / 2**20:.1f} MiB"
     if shown == f"{MAX_FILE_BYTES / 2**20:.1f} MiB":
         shown = f"{size} bytes"  # just over the limit: "32.0 MiB" would look allowed

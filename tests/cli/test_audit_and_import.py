@@ -163,6 +163,17 @@ def test_import_refuses_to_overwrite(world: World, tmp_path: Path):
     assert invoke("import", *world.cli_args(), "--out", str(out), "--force").exit_code == 0
 
 
+def test_import_into_a_missing_directory_says_so_before_reading_anything(tmp_path: Path):
+    # The README's `import --out accounts/imported.yaml` read every account, then
+    # failed with "No such file or directory". No directory is made: a typo would be.
+    out = tmp_path / "accounts" / "imported.yaml"
+    result = invoke("import", "--user", "janedoe", "--out", str(out))
+    assert result.exit_code == 1
+    expected = f"cannot write {out}: no directory {out.parent}/ (mkdir it)"
+    assert result.stderr == f"syncd: {expected}\n"
+    assert not out.parent.exists()
+
+
 def test_an_imported_file_is_private_and_a_link_or_a_fifo_is_not_written_through(
     world: World, tmp_path: Path
 ):

@@ -163,6 +163,17 @@ def test_bad_git_urls_are_refused(spec: str):
         parse_git_desired(spec)
 
 
+def test_a_refused_git_url_is_quoted_as_given_without_its_token():
+    # It was quoted with a made-up "#HEAD::" in place of the ref and path given.
+    with pytest.raises(UsageError) as caught:
+        parse_git_desired("git+http://deploy:s3cr3t-token@127.0.0.1:9/a.git#main:accounts/")
+    assert str(caught.value) == (
+        "git+http://***@127.0.0.1:9/a.git#main:accounts/: a git desired state is "
+        "git+https://, git+ssh:// or git+file:// "
+        "(not plain http: anyone on the way could change what is fetched)"
+    )
+
+
 def test_credentials_in_a_git_url_are_never_shown(tmp_path: Path):
     spec = "git+https://deploy:s3cr3t-token@127.0.0.1:9/ops/a.git#main"
     location = parse_git_desired(spec)

@@ -9,6 +9,7 @@
                     waits for its answer, reads every process's command line
     GitRedirectServer an https git server that redirects to another URL (at once, or
                     once it has been given Basic auth)
+    GitHttpServer   a plain http git server (git http-backend) for a TlsFront to serve
     AuthRecorder    a plain http server on 127.0.0.2 that asks for Basic auth and
                     records every Authorization header it is sent
     SilentServer    accepts connections and never answers
@@ -21,10 +22,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.server
 import os
 import socket
 import socketserver
 import ssl
+import subprocess
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -256,6 +259,61 @@ class _GitRedirectHandler(socketserver.BaseRequestHandler):
                         "Content-Length: 0\r\n\r\n".encode()
                     )
                 stream.flush()
+
+
+class GitHttpServer(_Background):
+    """http://127.0.0.1:port/<name>.git: the repositories under `root` served by git's
+    smart HTTP (`git http-backend`, without authentication); in front of it a
+    TlsFront makes it an https git server."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        super().__init__(_GitHttpHandler)
+
+
+class _GitHttpHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self._backend()
+
+    def do_POST(self) -> None:
+        self._backend()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the test's output is not the place
+
+    def _backend(self) -> None:
+        server: GitHttpServer = self.server.owner  # type: ignore[attr-defined]
+        path, _, query = self.path.partition("?")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        environment = {
+            "PATH": os.environ["PATH"],
+            "GIT_PROJECT_ROOT": str(server.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+            "HTTP_GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+            "REMOTE_ADDR": "127.0.0.1",
+        }
+        done = subprocess.run(
+            ["git", "http-backend"], input=body, env=environment, capture_output=True, check=False
+        )
+        head, _, payload = done.stdout.partition(b"\r\n\r\n")
+        status, headers = 200, []
+        for line in filter(None, head.decode("latin-1").split("\r\n")):
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            else:
+                headers.append((name, value.strip()))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
 
 
 class AuthRecorder(_Background):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.desired.yaml_positions import MAX_FILE_BYTES, MAX_SOURCE_BYTES, MAX_SOURCE_FILES
+from syncd.desired.sourcefiles import MAX_SOURCE_BYTES, MAX_SOURCE_FILES
+from syncd.desired.yaml_positions import MAX_FILE_BYTES
 from tests.security.conftest import run_syncd
 
 SIZE = 15_000_000  # bytes: the file

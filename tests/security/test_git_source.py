@@ -10,14 +10,17 @@ from pathlib import Path
 import pytest
 
 from syncd.desired.gitcredentials import GitCredential
+from tests.conftest import Repository
 from tests.daemon.harness import DaemonProcess
 from tests.security.conftest import run_syncd
 from tests.security.servers import (
     CA_FILE,
     AuthRecorder,
     GitAuthServer,
+    GitHttpServer,
     GitRedirectServer,
     SilentServer,
+    TlsFront,
     basic_secret,
     command_lines_containing,
 )
@@ -53,6 +56,20 @@ def test_a_git_password_reaches_git_on_no_command_line(tmp_path: Path, where: st
     assert SECRET not in finished.stdout + finished.stderr
     assert "git fetch failed" in finished.stderr
     assert len(finished.stderr.splitlines()) == 1
+
+
+def test_validate_shows_the_git_url_without_its_token(tmp_path: Path):
+    # `syncd validate -f git+https://user:TOKEN@…` printed the token beside "valid".
+    repository = Repository(tmp_path / "served" / "ops")
+    repository.commit("version: 1\nusers:\n  alice: {full_name: Alice}\n")
+    with GitHttpServer(tmp_path / "served") as backend, TlsFront(backend.port) as front:
+        spec = f"git+https://deploy:{SECRET}@127.0.0.1:{front.port}/ops#main:accounts/"
+        env = {"GIT_SSL_CAINFO": str(CA_FILE), "SYNCD_STATE_DIR": str(tmp_path / "state")}
+        finished = run_syncd("validate", "-f", spec, env=env)
+    assert finished.returncode == 0, finished.stderr
+    shown = f"git+https://***@127.0.0.1:{front.port}/ops#main:accounts/"
+    assert finished.stdout == f"{shown}: valid, 1 user\n"
+    assert SECRET not in finished.stdout + finished.stderr
 
 
 @pytest.mark.parametrize("ask_first", [False, True], ids=["at-once", "after-auth"])

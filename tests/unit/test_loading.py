@@ -147,7 +147,7 @@ def test_problems_of_all_files_are_reported_together(tmp_path: Path) -> None:
     with pytest.raises(DesiredStateError) as caught:
         load_desired(tmp_path)
     found = [(Path(p.path).name, p.line, p.column) for p in caught.value.problems]
-    assert found == [("1.yaml", 3, 1), ("2.yaml", 3, 3), ("3.yaml", 1, 1), ("4.yaml", 4, 14)]
+    assert found == [("1.yaml", 3, 1), ("2.yaml", 3, 3), ("3.yaml", 3, 3), ("4.yaml", 4, 14)]
     assert caught.value.problems[2].message == "not valid UTF-8 (byte 0xff at offset 23)"
 
 

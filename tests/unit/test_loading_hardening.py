@@ -63,6 +63,15 @@ def test_utf16_is_not_utf8() -> None:
     assert problem.message == "not valid UTF-8 (byte 0xff at offset 0)"
 
 
+def test_a_bad_byte_is_shown_at_its_line_and_column() -> None:
+    # It was shown at 1:1 wherever it was. A column counts characters: "é" is one.
+    content = b'version: 1\nusers:\n  alice:\n    full_name: "\xc3\xa9\xff"\n'
+    with pytest.raises(DesiredStateError) as caught:
+        parse_desired([("latin.yaml", content)])
+    (problem,) = caught.value.problems
+    assert str(problem) == "latin.yaml:4:18: not valid UTF-8 (byte 0xff at offset 45)"
+
+
 def refuse_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(path: str, text: str) -> None:
         raise AssertionError("parsed a file that should have been refused first")
