@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from syncd.core.fields import email_key
+from syncd.core.fields import ascii_fold, email_key, unstorable
 
 #: The profile fields that GET returns and PATCH can set directly.
 READABLE_PROFILE_FIELDS = ("full_name", "location", "company", "profile_url")
@@ -77,17 +77,10 @@ def _text(data: Mapping[str, Any], key: str) -> str:
 
 
 def _storable(value: str, key: str) -> str:
-    """`value`, if it is text a state database can hold: no NUL, no lone surrogate
-    (JSON's "\ud800"). Either made a write's outcome fail to be recorded, after the
-    write, and stopped the whole apply; no real profile or address holds one."""
-    if "\x00" in value:
-        raise ShapeError(f"field {key!r} holds a NUL character")
-    if value.isascii():
-        return value
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ShapeError(f"field {key!r} holds a lone surrogate, not text") from None
+    """`value`, if it is text a state database can hold (syncd.core.fields.unstorable);
+    no real profile or address holds anything else."""
+    if (why := unstorable(value)) is not None:
+        raise ShapeError(f"field {key!r} {why}")
     return value
 
 
@@ -98,7 +91,9 @@ def parse_user(username: str, data: object) -> LiveProfile:
     answered_for = data.get("username")
     if not isinstance(answered_for, str):
         raise ShapeError("user object without a 'username' string")
-    if answered_for.lower() != username.lower():
+    # ASCII case only: Unicode folding would take an answer for "\u212aatek" (KELVIN
+    # SIGN) as one for "katek".
+    if ascii_fold(answered_for) != ascii_fold(username):
         raise ShapeError(f"asked for {username!r}, the answer is for {answered_for!r}")
     return LiveProfile(
         full_name=_text(data, "full_name"),

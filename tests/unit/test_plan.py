@@ -102,6 +102,18 @@ CASES = [
         id="emails-same-in-another-order-and-case",
     ),
     pytest.param(
+        DesiredUser("katek", emails=("p@example.com", "kate@example.com")),
+        LiveAccount("katek", emails=emails("p@example.com", "\u212aate@example.com")),
+        (AddEmail("katek", "kate@example.com"), DeleteEmail("katek", "\u212aate@example.com")),
+        id="emails-case-is-ascii-only-kelvin-sign-is-not-k",
+    ),
+    pytest.param(
+        DesiredUser("katek", emails=("p@example.com", "kate@example.com")),
+        LiveAccount("katek", emails=emails("p@example.com", " kate@example.com")),
+        (AddEmail("katek", "kate@example.com"), DeleteEmail("katek", " kate@example.com")),
+        id="emails-a-live-address-with-spaces-is-another-address",
+    ),
+    pytest.param(
         DesiredUser("janedoe", emails=("jane@example.com", "x@example.com")),
         LiveAccount("janedoe", emails=emails("jane@example.com", "x@example.com")),
         (),
