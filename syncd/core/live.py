@@ -60,6 +60,33 @@ class LiveAccount:
             return self
         return dataclasses.replace(self, emails=(*self.emails, added))
 
+    @property
+    def primary_unknown(self) -> bool:
+        """Whether the address list marks no primary and only the unread profile can say."""
+        return (
+            self.profile is None
+            and bool(self.emails)
+            and not any(e.primary for e in self.emails or ())
+        )
+
+    def may_be_primary(self, address: str) -> bool:
+        """Whether `address` is, or may be, the account's primary: never to be deleted.
+
+        It is if the address list marks it primary or the profile's `email` (the
+        primary, per the API document) names it: a server whose two answers
+        disagree gets both kept. When the list marks no address primary and the
+        profile was not read, any address may be the primary, so none is deleted;
+        an account whose list marks none and whose profile names none has no primary.
+        """
+        key = email_key(address)
+        named = self.profile.email if self.profile is not None else ""
+        if named and email_key(named) == key:
+            return True
+        listed = self.emails or ()
+        if any(e.primary for e in listed):
+            return any(e.primary and email_key(e.email) == key for e in listed)
+        return self.primary_unknown
+
     def with_email_removed(self, address: str) -> LiveAccount:
         if self.emails is None:
             return self
