@@ -257,8 +257,8 @@ def _check_allowed(action: AddEmail | DeleteEmail, then: LiveAccount) -> None:
             )
         if then.may_be_primary(action.email):
             raise ValueError(
-                f"it deletes {action.email}, which the basis of {action.user!r} says is "
-                "the primary address: the primary is never deleted"
+                f"it deletes {action.email}, which by its basis is (or may be) the primary "
+                f"address of {action.user!r}: the primary is never deleted"
             )
 
 

@@ -127,7 +127,7 @@ def test_a_saved_plan_edited_to_delete_the_primary_is_refused_unread(world: Worl
     requests_before = world.sandbox.stats()["total"]
     result = run(world, "apply", str(plan_file), "--yes")
     assert result.exit_code == 1
-    assert "it deletes Jane.Doe@Example.com, which the basis of 'janedoe' says is the primary" in (
+    assert "it deletes Jane.Doe@Example.com, which by its basis is (or may be) the primary" in (
         result.stderr
     )
     assert world.sandbox.stats()["total"] == requests_before
