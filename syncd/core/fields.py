@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import string
 from typing import Final
 
 #: Profile fields that PATCH accepts, in the order the API document lists them.
@@ -71,15 +72,49 @@ def is_valid_url(url: str) -> bool:
     return len(url) <= MAX_URL_LENGTH and _URL_PATTERN.fullmatch(url) is not None
 
 
+_ASCII_LOWER: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def ascii_fold(text: str) -> str:
+    """`text` with A-Z lower-cased and nothing else changed.
+
+    Not `str.lower()`: that folds KELVIN SIGN onto "k" (and İ onto "i̇"), so a live
+    address or username that differs from the desired one would count as equal.
+    """
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+
+
 def email_key(address: str) -> str:
-    """The form in which two addresses are compared: the API treats them case-insensitively."""
-    return address.strip().lower()
+    """The form in which two addresses are compared: the API treats them case-insensitively,
+    as the domain's case rule does (ASCII only). Never stripped: a live address with
+    spaces is another address."""
+    return ascii_fold(address)
+
+
+def unstorable(value: str) -> str | None:
+    """Why `value` is text that syncd cannot keep or read back, or None if it can.
+
+    The one rule for both sides: the live reader refuses such a value (a NUL or a
+    lone surrogate, JSON's "\\ud800", made a write's outcome fail to be recorded,
+    after the write: SQLite's driver cannot encode a surrogate, PostgreSQL refuses
+    NUL in text), so the desired state must never ask for one.
+    """
+    if "\x00" in value:
+        return "holds a NUL character"
+    if value.isascii():
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "holds a lone surrogate (not text)"
+    return None
 
 
 def gravatar_digest(address: str, algorithm: str = "md5") -> str:
     """Hex digest of a Gravatar address, as Gravatar defines it (trimmed, lower-cased)."""
     # Gravatar's identifier, not a security use of MD5.
-    return hashlib.new(algorithm, email_key(address).encode(), usedforsecurity=False).hexdigest()
+    form = address.strip().lower().encode()
+    return hashlib.new(algorithm, form, usedforsecurity=False).hexdigest()
 
 
 def gravatar_url(address: str) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from syncd.core.fields import email_key
+from syncd.core.fields import ascii_fold, email_key, unstorable
 
 #: The profile fields that GET returns and PATCH can set directly.
 READABLE_PROFILE_FIELDS = ("full_name", "location", "company", "profile_url")
@@ -60,6 +60,33 @@ class LiveAccount:
             return self
         return dataclasses.replace(self, emails=(*self.emails, added))
 
+    @property
+    def primary_unknown(self) -> bool:
+        """Whether the address list marks no primary and only the unread profile can say."""
+        return (
+            self.profile is None
+            and bool(self.emails)
+            and not any(e.primary for e in self.emails or ())
+        )
+
+    def may_be_primary(self, address: str) -> bool:
+        """Whether `address` is, or may be, the account's primary: never to be deleted.
+
+        It is if the address list marks it primary or the profile's `email` (the
+        primary, per the API document) names it: a server whose two answers
+        disagree gets both kept. When the list marks no address primary and the
+        profile was not read, any address may be the primary, so none is deleted;
+        an account whose list marks none and whose profile names none has no primary.
+        """
+        key = email_key(address)
+        named = self.profile.email if self.profile is not None else ""
+        if named and email_key(named) == key:
+            return True
+        listed = self.emails or ()
+        if any(e.primary for e in listed):
+            return any(e.primary and email_key(e.email) == key for e in listed)
+        return self.primary_unknown
+
     def with_email_removed(self, address: str) -> LiveAccount:
         if self.emails is None:
             return self
@@ -77,17 +104,10 @@ def _text(data: Mapping[str, Any], key: str) -> str:
 
 
 def _storable(value: str, key: str) -> str:
-    """`value`, if it is text a state database can hold: no NUL, no lone surrogate
-    (JSON's "\ud800"). Either made a write's outcome fail to be recorded, after the
-    write, and stopped the whole apply; no real profile or address holds one."""
-    if "\x00" in value:
-        raise ShapeError(f"field {key!r} holds a NUL character")
-    if value.isascii():
-        return value
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ShapeError(f"field {key!r} holds a lone surrogate, not text") from None
+    """`value`, if it is text a state database can hold (syncd.core.fields.unstorable);
+    no real profile or address holds anything else."""
+    if (why := unstorable(value)) is not None:
+        raise ShapeError(f"field {key!r} {why}")
     return value
 
 
@@ -98,7 +118,9 @@ def parse_user(username: str, data: object) -> LiveProfile:
     answered_for = data.get("username")
     if not isinstance(answered_for, str):
         raise ShapeError("user object without a 'username' string")
-    if answered_for.lower() != username.lower():
+    # ASCII case only: Unicode folding would take an answer for "\u212aatek" (KELVIN
+    # SIGN) as one for "katek".
+    if ascii_fold(answered_for) != ascii_fold(username):
         raise ShapeError(f"asked for {username!r}, the answer is for {answered_for!r}")
     return LiveProfile(
         full_name=_text(data, "full_name"),

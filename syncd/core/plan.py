@@ -285,18 +285,27 @@ def _email_changes(
             continue  # nothing is ever deleted
         if mode is EmailsMode.OWNED and key not in owned:
             found.unmanaged.append(UserEmail(desired.username, email.email))
-        elif email.primary:
+        elif live.may_be_primary(email.email):
             found.warnings.append(
                 Problem(
                     desired.username,
                     Code.PRIMARY_EMAIL_NOT_DESIRED,
-                    f"{email.email} is the primary address and is not in the desired list; "
-                    "the API cannot delete a primary address, so it is left in place",
+                    f"{email.email} {_primary_how(email.primary, live)} and is not in the "
+                    "desired list; the API cannot delete a primary address, so it is left "
+                    "in place",
                 )
             )
         else:
             found.actions.append(DeleteEmail(desired.username, email.email))
     return futile
+
+
+def _primary_how(marked: bool, live: LiveAccount) -> str:
+    if marked:
+        return "is the primary address"
+    if live.profile is not None:
+        return "is the primary address (the profile's email; the address list marks none)"
+    return "may be the primary address (the address list marks none; the profile was not read)"
 
 
 def build_plan(

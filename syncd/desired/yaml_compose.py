@@ -21,6 +21,7 @@ from typing import Any, Final
 import yaml
 from yaml.constructor import SafeConstructor
 
+from syncd.core.fields import unstorable
 from syncd.desired.yaml_scalars import TYPED_START, typed
 from syncd.desired.yaml_shape import Shape
 from syncd.errors import Problem
@@ -298,6 +299,8 @@ class Composer:
         if tag not in (None, "!") and tag not in _SCALAR_TAGS:
             self.refuse(start, _tag_message(tag))
             return None
+        if event.style == '"' and not self.storable(text, start):
+            return None
         shape = top.shape
         if shape and shape.key and (problem := shape.key(text)) is not None:
             self.refuse(start, problem)
@@ -319,6 +322,8 @@ class Composer:
     def scalar(self, event: Any, start: Any) -> tuple[Any, bool]:
         """A scalar's value, and whether it was left out (`key:`, `key: !!null`)."""
         tag, text = event.tag, event.value
+        if event.style == '"' and not self.storable(text, start):
+            return REFUSED, False
         if tag is not None:
             value = self.tagged(tag, text, start)
             return value, not text and tag == _NULL and not event.style
@@ -358,6 +363,17 @@ class Composer:
         except ValueError:
             value = None
         return self.invalid(text, tag, start) if value is None else value
+
+    def storable(self, text: str, start: Any) -> bool:
+        """Whether `text` is what the live side can read back (syncd.core.fields.unstorable).
+
+        Only a double-quoted scalar can hold anything else: its escapes ("\\0",
+        "\\ud800" in the pure-Python parser); libyaml refuses a NUL written as such.
+        """
+        why = unstorable(text)
+        if why is not None:
+            self.refuse(start, f"this text {why}, which syncd could not read back from the API")
+        return why is None
 
     def invalid(self, text: str, tag: str, start: Any) -> Refused:
         self.refuse(start, f"{text!r} is not a valid !!{tag.removeprefix(_STANDARD)}")

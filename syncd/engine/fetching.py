@@ -274,8 +274,10 @@ def _read_at(item: tuple[Wanted, Cached]) -> float:
 
 
 def _complete(user: Wanted, known: LiveAccount) -> bool:
-    return (known.profile is not None or not user.profile) and (
-        known.emails is not None or not user.emails
+    return (
+        (known.profile is not None or not user.profile)
+        and (known.emails is not None or not user.emails)
+        and not known.primary_unknown
     )
 
 
@@ -297,6 +299,10 @@ async def _fetch_one(
             account = dataclasses.replace(account, profile=await client.get_user(user.username))
         if user.emails and account.emails is None:
             account = dataclasses.replace(account, emails=await client.get_emails(user.username))
+        if account.primary_unknown:
+            # Only the profile's `email` can say which address is the primary, which
+            # is never deleted (LiveAccount.may_be_primary): unread, none would be.
+            account = dataclasses.replace(account, profile=await client.get_user(user.username))
     except ApiError as error:
         # Only a credential that was sent can be refused: for_user() has it cached.
         refused = credentials.for_user(user.username) if isinstance(error, Unauthorized) else None

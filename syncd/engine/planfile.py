@@ -23,7 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from syncd.core.fields import PROFILE_FIELDS, email_key, is_valid_email, is_valid_username
+from syncd.core.fields import (
+    PROFILE_FIELDS,
+    email_key,
+    is_valid_email,
+    is_valid_username,
+    unstorable,
+)
 from syncd.core.jsondoc import dumps_document
 from syncd.core.live import (
     LiveAccount,
@@ -227,14 +233,52 @@ def _check_basis(action: Action, recorded: Any) -> None:
             raise ValueError(f"the basis profile of {action.user!r} holds a non-string")
     else:
         try:
-            parse_emails(recorded.get("emails"))
+            emails = parse_emails(recorded.get("emails"))
         except ShapeError as error:
             raise ValueError(f"the basis emails of {action.user!r}: {error}") from None
+        _check_allowed(action, LiveAccount(action.user, _basis_profile(recorded), emails))
+
+
+def _check_allowed(action: AddEmail | DeleteEmail, then: LiveAccount) -> None:
+    """The action must be one that planning against its basis could have made.
+
+    A plan is planned, not written by hand: a hand-edited one that deletes the
+    primary, or an address the account did not have, is refused before anything
+    is read or sent.
+    """
+    key = email_key(action.email)
+    present = any(email_key(e.email) == key for e in then.emails or ())
+    if isinstance(action, AddEmail) and present:
+        raise ValueError(f"it adds {action.email} to {action.user!r}, whose basis has it")
+    if isinstance(action, DeleteEmail):
+        if not present:
+            raise ValueError(
+                f"it deletes {action.email} from {action.user!r}, whose basis does not have it"
+            )
+        if then.may_be_primary(action.email):
+            raise ValueError(
+                f"it deletes {action.email}, which by its basis is (or may be) the primary "
+                f"address of {action.user!r}: the primary is never deleted"
+            )
+
+
+def _basis_profile(recorded: dict[str, Any]) -> LiveProfile | None:
+    """The recorded profile, if it is a whole one: only then may it say which is the primary."""
+    profile = recorded.get("profile")
+    expected = {f.name for f in fields(LiveProfile)}
+    if not isinstance(profile, dict) or set(profile) != expected:
+        return None
+    if not all(isinstance(value, str) for value in profile.values()):
+        return None
+    return LiveProfile(**profile)
 
 
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{what} must be a string")
+    # What the desired state may not ask for, a plan may not either.
+    if (why := unstorable(value)) is not None:
+        raise ValueError(f"{what} {why}")
     return value
 
 
@@ -289,6 +333,21 @@ def staleness(saved: SavedPlan, live: Mapping[str, LiveAccount | Problem]) -> li
                 was, now_are = _shown(sorted(then_keys)), _shown(sorted(now_keys))
                 changed.append(f"{username}: emails were {was}, are {now_are}")
     return changed
+
+
+def primary_deletions(saved: SavedPlan, live: Mapping[str, LiveAccount | Problem]) -> list[str]:
+    """The plan's deletions of an address that the fresh read says is, or may be, the
+    primary (LiveAccount.may_be_primary), as `user: address` lines.
+
+    Its basis may say otherwise only if the plan was edited: the fresh read decides.
+    """
+    return [
+        f"{action.user}: {action.email} is the primary address"
+        for action in saved.plan.changes
+        if isinstance(action, DeleteEmail)
+        and isinstance(now := live.get(action.user), LiveAccount)
+        and now.may_be_primary(action.email)
+    ]
 
 
 def _shown(value: Any) -> str:

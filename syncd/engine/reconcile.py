@@ -36,7 +36,7 @@ from syncd.engine.fetching import (
     fetch_live,
 )
 from syncd.engine.outcome import failing_users, run_result
-from syncd.engine.planfile import SavedPlan, staleness
+from syncd.engine.planfile import SavedPlan, primary_deletions, staleness
 from syncd.errors import DaemonError, DeadlineExceeded, GuardError, PlanFileError
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail
@@ -386,6 +386,11 @@ def saved_planning(saved: SavedPlan) -> PlanStep:
             raise PlanFileError(
                 f"{saved.path} is stale: the accounts changed since it was made; nothing was "
                 "applied. Make a new plan.\n  " + "\n  ".join(changed)
+            )
+        if refused := primary_deletions(saved, live):
+            raise PlanFileError(
+                f"{saved.path} would delete the primary address, which is never deleted; "
+                "nothing was applied.\n  " + "\n  ".join(refused)
             )
         requests = Counter(connection.client.requests)
         # The users the saved plan could not read stay errors of this run: applying

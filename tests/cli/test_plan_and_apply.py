@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -111,6 +113,52 @@ def test_stale_saved_plan_is_refused_naming_user_and_field(world: World, tmp_pat
     assert world.writes() == writes_before
 
 
+def edited(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    document = json.loads(path.read_text())
+    edit(document)
+    path.write_text(json.dumps(document))
+
+
+def test_a_saved_plan_edited_to_delete_the_primary_is_refused_unread(world: World, tmp_path: Path):
+    plan_file = tmp_path / "plan.json"
+    run(world, "plan", "--out", str(plan_file))
+    delete = {"user": "janedoe", "action": "delete_email", "email": "Jane.Doe@Example.com"}
+    edited(plan_file, lambda plan: plan["changes"].append(delete))
+    requests_before = world.sandbox.stats()["total"]
+    result = run(world, "apply", str(plan_file), "--yes")
+    assert result.exit_code == 1
+    assert "it deletes Jane.Doe@Example.com, which by its basis is (or may be) the primary" in (
+        result.stderr
+    )
+    assert world.sandbox.stats()["total"] == requests_before
+
+
+def test_a_saved_plan_whose_basis_hides_the_primary_is_refused_by_the_fresh_read(
+    world: World, tmp_path: Path
+):
+    plan_file = tmp_path / "plan.json"
+    run(world, "plan", "--out", str(plan_file))
+
+    def hide_the_primary(plan: dict[str, Any]) -> None:
+        # The basis says old@ is the primary; the account says jane.doe@ is.
+        adds = [c for c in plan["changes"] if c["action"] == "add_email"]
+        delete = {"user": "janedoe", "action": "delete_email", "email": "jane.doe@example.com"}
+        plan["changes"] = [*adds, delete]
+        basis = plan["basis"]["janedoe"]
+        basis["profile"] = None  # so that it is neither read again nor compared
+        for address in basis["emails"]:
+            address["primary"] = address["email"] == "old@example.com"
+
+    edited(plan_file, hide_the_primary)
+    writes_before = world.writes()
+    result = run(world, "apply", str(plan_file), "--yes")
+    assert result.exit_code == 1
+    assert "would delete the primary address" in result.stderr
+    assert "janedoe: jane.doe@example.com is the primary address" in result.stderr
+    assert world.writes() == writes_before
+    assert "jane.doe@example.com" in world.emails_of("janedoe")
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -142,6 +190,26 @@ def test_stale_saved_plan_is_refused_naming_user_and_field(world: World, tmp_pat
             ' "fields": {"full_name": {"before": "J", "after": "K"}}}]}',
             "lacks its profile",
             id="basis-with-partial-profile",
+        ),
+        pytest.param(
+            '{"format_version": 1, "basis": {"janedoe": {"emails": [{"email": "a@example.com",'
+            ' "verified": true, "primary": true}]}}, "changes": [{"user": "janedoe",'
+            ' "action": "delete_email", "email": "old@example.com"}]}',
+            "whose basis does not have it",
+            id="deletes-what-the-basis-lacks",
+        ),
+        pytest.param(
+            '{"format_version": 1, "basis": {"janedoe": {"emails": [{"email": "a@example.com",'
+            ' "verified": true, "primary": true}]}}, "changes": [{"user": "janedoe",'
+            ' "action": "add_email", "email": "A@example.com"}]}',
+            "whose basis has it",
+            id="adds-what-the-basis-has",
+        ),
+        pytest.param(
+            '{"format_version": 1, "basis": {"janedoe": {"emails": []}}, "changes": [{"user":'
+            ' "janedoe", "action": "add_email", "email": "a\\u0000@example.com"}]}',
+            "email holds a NUL character",
+            id="text-with-a-nul",
         ),
     ],
 )

@@ -31,3 +31,9 @@ def test_an_address_with_a_lone_surrogate_is_refused():
 def test_any_other_text_is_kept_as_it_is():
     profile = parse_user("janedoe", {"username": "janedoe", "full_name": "Zoë 👩‍💻 \u200bx"})
     assert profile.full_name == "Zoë 👩‍💻 \u200bx"
+
+
+def test_the_answer_must_be_for_the_user_asked_in_ascii_case_only():
+    assert parse_user("katek", {"username": "KateK", "full_name": "K"}).full_name == "K"
+    with pytest.raises(ShapeError, match="the answer is for"):
+        parse_user("katek", {"username": "\u212aatek"})  # KELVIN SIGN, not K

@@ -277,3 +277,16 @@ def test_users_are_validated_in_chunks_as_if_at_once(monkeypatch: pytest.MonkeyP
         "c.yaml:2003:3",
     ]
     assert state.users[-1].emails == ("u2499@example.com",)
+
+
+def test_a_lone_surrogate_is_refused_where_the_parser_lets_it_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # libyaml refuses "\ud800" itself; PyYAML's pure-Python parser (used without
+    # libyaml) makes it a lone surrogate, which the live reader refuses.
+    monkeypatch.setattr(yaml_positions, "_LOADER", yaml.SafeLoader)
+    text = 'version: 1\nusers:\n  janedoe:\n    company: "x\\ud800"\n'
+    assert problems_of("s.yaml", text) == [
+        "s.yaml:4:14: this text holds a lone surrogate (not text), which syncd could not read"
+        " back from the API"
+    ]

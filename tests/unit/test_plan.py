@@ -102,6 +102,18 @@ CASES = [
         id="emails-same-in-another-order-and-case",
     ),
     pytest.param(
+        DesiredUser("katek", emails=("p@example.com", "kate@example.com")),
+        LiveAccount("katek", emails=emails("p@example.com", "\u212aate@example.com")),
+        (AddEmail("katek", "kate@example.com"), DeleteEmail("katek", "\u212aate@example.com")),
+        id="emails-case-is-ascii-only-kelvin-sign-is-not-k",
+    ),
+    pytest.param(
+        DesiredUser("katek", emails=("p@example.com", "kate@example.com")),
+        LiveAccount("katek", emails=emails("p@example.com", " kate@example.com")),
+        (AddEmail("katek", "kate@example.com"), DeleteEmail("katek", " kate@example.com")),
+        id="emails-a-live-address-with-spaces-is-another-address",
+    ),
+    pytest.param(
         DesiredUser("janedoe", emails=("jane@example.com", "x@example.com")),
         LiveAccount("janedoe", emails=emails("jane@example.com", "x@example.com")),
         (),
@@ -390,3 +402,50 @@ def test_emails_mode(
     assert list(plan.claims) == claims
     document = plan.to_json({})
     assert ("unmanaged_emails" in document) == bool(unmanaged)
+
+
+def unmarked(*addresses: str) -> tuple[LiveEmail, ...]:
+    return tuple(LiveEmail(a, True, False) for a in addresses)
+
+
+@pytest.mark.parametrize(
+    ("live", "deleted"),
+    [
+        pytest.param(
+            LiveAccount(
+                "janedoe", profile(email="kate@example.com"), unmarked("kate@example.com")
+            ),
+            [],
+            id="the-profile-names-it",
+        ),
+        pytest.param(
+            LiveAccount("janedoe", None, unmarked("kate@example.com")),
+            [],
+            id="the-profile-unread-any-may-be-the-primary",
+        ),
+        pytest.param(
+            LiveAccount("janedoe", profile(email=""), unmarked("kate@example.com")),
+            ["kate@example.com"],
+            id="no-primary-at-all",
+        ),
+        pytest.param(
+            LiveAccount(
+                "janedoe",
+                profile(email="kate@example.com"),
+                (
+                    LiveEmail("kate@example.com", True, False),
+                    LiveEmail("p@example.com", True, True),
+                ),
+            ),
+            [],
+            id="list-and-profile-disagree-both-kept",
+        ),
+    ],
+)
+def test_an_address_that_may_be_the_primary_is_never_deleted(
+    live: LiveAccount, deleted: list[str]
+):
+    desired = DesiredUser("janedoe", emails=("p@example.com",))
+    plan = plan_one(desired, live)
+    assert [a.email for a in plan.changes if isinstance(a, DeleteEmail)] == deleted
+    assert bool(plan.warnings) == (not deleted)
