@@ -38,6 +38,7 @@ from pydantic_settings import (
 
 from syncd.core.vocabulary import NotificationEvent
 from syncd.errors import SettingsError, UsageError
+from syncd.redaction import has_password, redacted, userinfo
 from syncd.secretfiles import shared_mode
 
 #: libpq's parameters that are secrets: refused in SYNCD_STATE_URL, redacted wherever
@@ -324,7 +325,7 @@ class Settings(BaseSettings):
             parts = urlsplit(url)
             query = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
             # The message must not repeat the URL: it would show the password.
-            if parts.password is not None or query & SECRET_PARAMETERS:
+            if has_password(url) or query & SECRET_PARAMETERS:
                 raise ValueError(
                     "must not hold a password (user:password@, ?password= or ?sslpassword=): "
                     "put it in SYNCD_STATE_PASSWORD_FILE or a PGPASSFILE"
@@ -338,16 +339,17 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, url: str) -> str:
         url = url.rstrip("/")
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL")
-        if "@" in parts.netloc:
-            # httpx would send it as Basic auth in place of every user's own credential.
-            # The message must not repeat the URL: it holds a secret.
+        # First, and not from urlsplit's netloc, which a `/` in the password ends
+        # early (syncd.redaction): httpx would send it as Basic auth in place of every
+        # user's own credential. The message must not repeat the URL: it holds a secret.
+        if userinfo(url) is not None:
             raise ValueError(
                 "must not hold a user name or password (user:password@…): put each "
                 "user's credential in the credentials directory"
             )
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
         return url
 
     @classmethod
@@ -442,18 +444,14 @@ def _refuse_shared_secrets(path: object, data: dict[str, Any]) -> None:
 def redact_url(url: str) -> str:
     """A URL without its secrets, wherever they were (user:password@, ?password=,
     ?sslpassword=), for messages."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        who, _, where = netloc.rpartition("@")
-        netloc = who.partition(":")[0] + "@" + where
+    parts = urlsplit(redacted(url, keep_user=True))
     # Each parameter as written, but a secret's value.
     query = "&".join(
         f"{key}=…" if unquote(key).lower() in SECRET_PARAMETERS else parameter
         for parameter in parts.query.split("&")
         for key in [parameter.partition("=")[0]]
     )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    return urlunsplit(parts._replace(query=query))
 
 
 def is_loopback(host: str) -> bool:

@@ -27,14 +27,7 @@ from syncd.api.control import RateControl
 from syncd.api.credentials import Credential
 from syncd.api.inflating import read_capped
 from syncd.api.retrying import RetryPolicy, read_retry_after, retry_reason
-from syncd.api.transport import (
-    Lane,
-    check_trust_files,
-    explain_failure,
-    proxy_for,
-    redacted,
-    tls_context,
-)
+from syncd.api.transport import Lane, check_trust_files, explain_failure, proxy_for, tls_context
 from syncd.core.live import (
     LiveEmail,
     LiveProfile,
@@ -57,6 +50,7 @@ from syncd.errors import (
     excerpt,
     status_error,
 )
+from syncd.redaction import redacted
 from syncd.settings import Settings
 
 if TYPE_CHECKING:
