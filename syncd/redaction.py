@@ -13,8 +13,9 @@ said back, in the forms an answer may quote them.
 
 from __future__ import annotations
 
+import base64
 import json
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from syncd.errors import UsageError
 
@@ -60,6 +61,16 @@ def scrub(text: str, *secrets: str) -> str:
         for form in dict.fromkeys(forms):
             text = text.replace(form, "***")
     return text
+
+
+def basic_secrets(url: str | None) -> tuple[str, ...]:
+    """What the user information of `url` is sent as (Basic auth, as httpx sends a
+    proxy's): the password and the base64 `user:password`, to scrub from what is said."""
+    user, colon, password = (userinfo(url or "") or "").partition(":")
+    if not (user or colon):
+        return ()
+    pair = f"{unquote(user)}:{unquote(password)}".encode()
+    return unquote(password), base64.b64encode(pair).decode("ascii")
 
 
 def refuse_misread(url: str, name: str = "") -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syncd.errors import CredentialError, SettingsError
+from syncd.redaction import scrub
 from syncd.secretfiles import read_secret_file
 from syncd.settings import Settings
 
@@ -26,9 +27,14 @@ class Credential:
     scheme: str  # "Bearer" or "Basic"
     source: str
     _secret: str = field(repr=False)
+    _password: str = field(default="", repr=False)  # Basic's, in _secret encoded
 
     def authorization(self) -> str:
         return f"{self.scheme} {self._secret}"
+
+    def scrub(self, text: str, also: tuple[str, ...] = ()) -> str:
+        """`text` (a server's, a proxy's) without what this credential and `also` sent."""
+        return scrub(text, self._secret, self._password, *also)
 
 
 def bearer(token: str, source: str) -> Credential:
@@ -43,7 +49,7 @@ def bearer(token: str, source: str) -> Credential:
 
 def basic(username: str, password: str, source: str) -> Credential:
     pair = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-    return Credential("Basic", source, pair)
+    return Credential("Basic", source, pair, password)
 
 
 class CredentialStore:
