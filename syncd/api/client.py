@@ -221,6 +221,8 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
             ):
                 self._unanswered = 0  # it speaks: slow perhaps, but not unreachable
                 raw = await read_capped(response, username, method, path, scrub)
+            if response.status_code == 407 and self._proxy:  # never the API's: as to a CONNECT
+                raise httpx.ProxyError(f"407 {response.reason_phrase}")
             status = response.status_code
             self._learn(response, time.monotonic() - started)
             self.answered += status < 500

@@ -184,7 +184,7 @@ def explain_failure(
     causes = _causes(error)
     tls = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
     peer = f"the proxy {redacted(proxy)}" if proxy else _host_port(api_url)
-    if isinstance(error, httpx.ProxyError):  # a CONNECT answered other than 2xx
+    if isinstance(error, httpx.ProxyError):  # a CONNECT answered other than 2xx, or a 407
         if str(error).startswith("407"):
             return f"{peer} refused its credentials ({error}): check the proxy URL's user", True
         return f"{peer} refused the tunnel: {error}", False

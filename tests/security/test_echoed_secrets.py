@@ -163,6 +163,25 @@ def test_a_proxy_that_quotes_its_credentials_in_a_407_to_a_connect(world: World)
     assert_no_secret(result.output)
 
 
+def test_a_proxy_407_in_front_of_a_plain_http_api_is_the_proxy_s_in_one_line(world: World):
+    # It was "every read failed alike, 2 users: … the API at http://api.example.test
+    # failed: HTTP 407", exit 1: the API blamed, per user. A forwarded request also
+    # carries the API's token: the proxy may quote that too.
+    two_users(world, "bearer")
+    with EchoServer(lambda *_: ("407 Denied {proxy} {password} {auth}", "", "")) as proxy:
+        proxy_url = f"http://deploy:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}"
+        api = "http://api.example.test"
+        result = plan(world, "--insecure-http", api_url=api, HTTP_PROXY=proxy_url)
+    line = one_line(result)
+    shown = f"http://***@127.0.0.1:{proxy.port}"
+    assert line == (
+        f"syncd: API unreachable: {api} (through the proxy {shown}): the proxy {shown} "
+        "refused its credentials (407 Denied Basic *** *** Bearer ***): check the proxy URL's user"
+    )
+    assert proxy.requests[0].startswith("GET http://api.example.test/api/v1.1/users/janedoe/")
+    assert_no_secret(result.output)
+
+
 def test_scrubbing_is_per_request_not_per_secret_ever_seen():
     # The secrets scrubbed are the request's own and its proxy's: cheap for any
     # number of users, and another user's token is no reason to garble a message.
