@@ -41,7 +41,7 @@ import stat
 import struct
 from pathlib import Path
 
-from syncd.errors import CredentialError
+from syncd.errors import CredentialError, SettingsError
 
 #: Largest credential file read: a token or a password is a line, not a file.
 MAX_SECRET_BYTES = 64 * 1024
@@ -88,8 +88,10 @@ def read_secret_file(
 
 def check_credentials_directory(directory: str | os.PathLike[str]) -> None:
     """Refuse, as a CredentialError of one line, a credentials directory that someone
-    but the running user or root may change."""
+    but the running user or root may change (a SettingsError: one that is not there)."""
     shown = os.fspath(directory)
+    if not os.path.isdir(shown):
+        raise SettingsError(f"credentials directory {shown}: no such directory")
     try:
         problem = _directory_problem(shown)
     except OSError as error:

@@ -38,6 +38,7 @@ from pydantic_settings import (
 
 from syncd.core.vocabulary import NotificationEvent
 from syncd.errors import SettingsError, UsageError
+from syncd.redaction import MISREAD_ADVICE, has_password, misread, redacted, userinfo
 from syncd.secretfiles import shared_mode
 
 #: libpq's parameters that are secrets: refused in SYNCD_STATE_URL, redacted wherever
@@ -48,15 +49,6 @@ SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 _CONNINFO_TOKEN = re.compile(r"(?:^|\s)[A-Za-z_][A-Za-z0-9_]*\s*=")
 
 
-def _holds_password(url: str) -> bool:
-    """Whether `url` holds user:password@, as git, libpq and curl read it: a `:` in all
-    that lies between :// and the last @. urlsplit ends the user part at an unencoded
-    /, ? or # (which a password may hold), and would miss it."""
-    _, scheme_ends, rest = url.partition("://")
-    who, at, _ = rest.rpartition("@")
-    return bool(scheme_ends and at) and ":" in who
-
-
 def _port_problem(url: str) -> str | None:
     """What is wrong with the port of `url`, in words that never quote it: what looks
     like its port may be the start of a password."""
@@ -65,9 +57,8 @@ def _port_problem(url: str) -> str | None:
             return None
     except ValueError:  # not a number, or above 65535
         pass
-    who = url.partition("://")[2].rpartition("@")[0]
-    if ":" in who and any(mark in who for mark in "/?#"):  # urlsplit's user part ended there
-        return "holds a password with an unencoded /, ? or #: write them %2F, %3F, %23"
+    if misread(url):  # urlsplit's user part ended early: its "port" is the password's
+        return MISREAD_ADVICE
     return "has an invalid port: the port after the host is a number from 1 to 65535"
 
 
@@ -390,7 +381,7 @@ class Settings(BaseSettings):
             parts = urlsplit(url)
             query = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
             # The message must not repeat the URL: it would show the password.
-            if parts.password is not None or query & SECRET_PARAMETERS:
+            if has_password(url) or query & SECRET_PARAMETERS:
                 raise ValueError(
                     "must not hold a password (user:password@, ?password= or ?sslpassword=): "
                     "put it in SYNCD_STATE_PASSWORD_FILE or a PGPASSFILE"
@@ -404,16 +395,17 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, url: str) -> str:
         url = url.rstrip("/")
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL")
-        if "@" in parts.netloc or _holds_password(url):
-            # httpx would send it as Basic auth in place of every user's own credential.
-            # The message must not repeat the URL: it holds a secret.
+        # First, and not from urlsplit's netloc, which a `/` in the password ends
+        # early (syncd.redaction): httpx would send it as Basic auth in place of every
+        # user's own credential. The message must not repeat the URL: it holds a secret.
+        if userinfo(url) is not None:
             raise ValueError(
                 "must not hold a user name or password (user:password@…): put each "
                 "user's credential in the credentials directory"
             )
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
         if "?" in url or "#" in url:
             # Requests are built on the URL as given, while the cache and a saved plan
             # know the API without them: a cached answer would stand for another URL's.
@@ -501,13 +493,13 @@ def _refuse_shared_secrets(path: object, data: dict[str, Any]) -> None:
         key
         for key in _URL_SETTINGS
         if isinstance(url := data.get(key), str)
-        and _holds_password(_as_proxy_url(url) if key.endswith("proxy") else url)
+        and has_password(_as_proxy_url(url) if key.endswith("proxy") else url)
     ]
     notify = data.get("notify")
     if isinstance(notify, list) and any(
         isinstance(p, dict)
         and isinstance(url := p.get("url"), str)
-        and (p.get("type") == "slack" or _holds_password(url))
+        and (p.get("type") == "slack" or has_password(url))
         for p in notify
     ):
         held.append("notify.url")
@@ -530,18 +522,14 @@ def _refuse_shared_secrets(path: object, data: dict[str, Any]) -> None:
 def redact_url(url: str) -> str:
     """A URL without its secrets, wherever they were (user:password@, ?password=,
     ?sslpassword=), for messages."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        who, _, where = netloc.rpartition("@")
-        netloc = who.partition(":")[0] + "@" + where
+    parts = urlsplit(redacted(url, keep_user=True))
     # Each parameter as written, but a secret's value.
     query = "&".join(
         f"{key}=…" if unquote(key).lower() in SECRET_PARAMETERS else parameter
         for parameter in parts.query.split("&")
         for key in [parameter.partition("=")[0]]
     )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    return urlunsplit(parts._replace(query=query))
 
 
 def is_loopback(host: str) -> bool:

@@ -16,7 +16,7 @@ import json
 import time
 import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -27,14 +27,7 @@ from syncd.api.control import RateControl
 from syncd.api.credentials import Credential
 from syncd.api.inflating import read_capped
 from syncd.api.retrying import RetryPolicy, read_retry_after, retry_reason
-from syncd.api.transport import (
-    Lane,
-    check_trust_files,
-    explain_failure,
-    proxy_for,
-    redacted,
-    tls_context,
-)
+from syncd.api.transport import Lane, check_trust_files, explain_failure, proxy_for, tls_context
 from syncd.core.live import (
     LiveEmail,
     LiveProfile,
@@ -57,6 +50,7 @@ from syncd.errors import (
     excerpt,
     status_error,
 )
+from syncd.redaction import basic_secrets, redacted
 from syncd.settings import Settings
 
 if TYPE_CHECKING:
@@ -91,6 +85,7 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         settings.check_transport()
         # How requests travel (proxy, roots of trust): refused now, in one line, if they cannot.
         self._proxy = proxy_for(settings)
+        self._proxy_secrets = basic_secrets(self._proxy)  # its Proxy-Authorization
         check_trust_files(settings)
         self._credential_for = credential_for
         #: When to send again: also the applier's, for the writes it retries itself.
@@ -161,8 +156,9 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         except ShapeError as error:  # a ValueError: first
             detail = f"unexpected answer: {error}"
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            detail = f"answer is not valid JSON: {excerpt(raw.decode('utf-8', 'replace'))}"
-        raise MalformedResponse(username, method, path, detail)
+            detail = f"answer is not valid JSON: {raw.decode('utf-8', 'replace')}"
+        detail = self._credential(username, method, path).scrub(detail, self._proxy_secrets)
+        raise MalformedResponse(username, method, path, excerpt(detail))
 
     async def _call(
         self, method: str, username: str, path: str, body: dict[str, str] | None
@@ -201,6 +197,7 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         if self.unreachable is not None:
             raise ApiUnreachable(str(self.unreachable)) from NotSent(username, method, path, "")
         credential = self._credential(username, method, path)
+        scrub = partial(credential.scrub, also=self._proxy_secrets)  # from what is said back
         # Loaded before the turn, not after: a request sent long after its turn
         # comes closer to the next than the rate allows.
         self._tls = self._tls or tls_context(self._settings)
@@ -223,12 +220,14 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
                 http.stream(method, self.api_url + path, headers, json=body) as response,
             ):
                 self._unanswered = 0  # it speaks: slow perhaps, but not unreachable
-                raw = await read_capped(response, username, method, path)
+                raw = await read_capped(response, username, method, path, scrub)
+            if response.status_code == 407 and self._proxy:  # never the API's: as to a CONNECT
+                raise httpx.ProxyError(f"407 {response.reason_phrase}")
             status = response.status_code
             self._learn(response, time.monotonic() - started)
             self.answered += status < 500
             if status not in (200, 201, 204):
-                raise _status_error(username, method, path, status, raw, response.headers)
+                raise _status_error(username, method, path, response, raw, scrub)
             self.succeeded += 1
             return raw
         except TimeoutError:
@@ -245,6 +244,7 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
             # the lane is not lent again, and is closed at the end.
             lane_kept = not (isinstance(error, httpx.ConnectError) and self._proxy)
             detail, hopeless = explain_failure(error, self._proxy, self.api_url)
+            detail = scrub(detail)  # a reason phrase may quote a header
             unsent = isinstance(error, httpx.ConnectError | httpx.ProxyError)  # no connection
             failure = (NotSent if unsent else TransportError)(username, method, path, detail)
             stop = self._unreachable(detail) if hopeless else self._no_answer(failure)
@@ -288,9 +288,9 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
 
 
 def _status_error(
-    username: str, method: str, path: str, status: int, raw: bytes, headers: Mapping[str, str]
+    username: str, method: str, path: str, answer: httpx.Response, raw: bytes, scrub: partial[str]
 ) -> HttpStatusError:
-    text = raw.decode("utf-8", "replace")
+    status, headers, text = answer.status_code, answer.headers, raw.decode("utf-8", "replace")
     if 300 <= status < 400:  # never followed: say where it pointed
         where = redacted(headers.get("Location", "nowhere (no Location)"))
         text = f"redirected to {where}, which syncd does not follow: is the API URL right?"
@@ -298,7 +298,7 @@ def _status_error(
         parsed: Any = json.loads(text)
         if isinstance(parsed, dict) and isinstance(parsed.get("detail"), str):
             text = parsed["detail"]
-    return status_error(username, method, path, status, text, read_retry_after(headers))
+    return status_error(username, method, path, status, scrub(text), read_retry_after(headers))
 
 
 def _path(username: str, below: str = "") -> str:

@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from syncd.errors import CredentialError, SettingsError
+from syncd.errors import CredentialError
+from syncd.redaction import scrub
 from syncd.secretfiles import check_credentials_directory, read_secret_file
 from syncd.settings import Settings
 
@@ -26,9 +27,14 @@ class Credential:
     scheme: str  # "Bearer" or "Basic"
     source: str
     _secret: str = field(repr=False)
+    _password: str = field(default="", repr=False)  # Basic's, in _secret encoded
 
     def authorization(self) -> str:
         return f"{self.scheme} {self._secret}"
+
+    def scrub(self, text: str, also: tuple[str, ...] = ()) -> str:
+        """`text` (a server's, a proxy's) without what this credential and `also` sent."""
+        return scrub(text, self._secret, self._password, *also)
 
 
 def bearer(token: str, source: str) -> Credential:
@@ -43,7 +49,7 @@ def bearer(token: str, source: str) -> Credential:
 
 def basic(username: str, password: str, source: str) -> Credential:
     pair = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-    return Credential("Basic", source, pair)
+    return Credential("Basic", source, pair, password)
 
 
 class CredentialStore:
@@ -58,8 +64,6 @@ class CredentialStore:
         self._names: list[str] = []
         self._near_misses: dict[str, str] | None = None  # made when a user first lacks a file
         if directory is not None:
-            if not directory.is_dir():
-                raise SettingsError(f"credentials directory {directory}: no such directory")
             check_credentials_directory(directory)  # refused once here, not once a user
             self._names = os.listdir(directory)
             for name in self._names:

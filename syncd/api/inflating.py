@@ -10,6 +10,7 @@ raw plus the cap of inflated bytes. A deflate answer may be zlib-wrapped
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from syncd.errors import MalformedResponse, excerpt
@@ -25,7 +26,9 @@ ACCEPT_ENCODING = "gzip, deflate"
 _WBITS = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
 
 
-async def read_capped(response: httpx.Response, username: str, method: str, path: str) -> bytes:
+async def read_capped(
+    response: httpx.Response, username: str, method: str, path: str, scrub: Callable[[str], str]
+) -> bytes:
     """The inflated body of `response`; MalformedResponse past the cap, raw or inflated."""
 
     def malformed(detail: str) -> MalformedResponse:
@@ -35,9 +38,9 @@ async def read_capped(response: httpx.Response, username: str, method: str, path
     declared = response.headers.get("Content-Length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large
-    encoding = response.headers.get("Content-Encoding", "").strip().lower()
-    if encoding not in ("", "identity", *_WBITS):
-        raise malformed(f"answer in an encoding that was not asked for: {excerpt(encoding)!r}")
+    said = response.headers.get("Content-Encoding", "")
+    if (encoding := said.strip().lower()) not in ("", "identity", *_WBITS):
+        raise malformed(f"answer in an encoding not asked for: {excerpt(scrub(said))!r}")
     raw = bytearray()
     async for chunk in response.aiter_raw():  # not httpx's decoding: it inflates whole chunks
         raw += chunk

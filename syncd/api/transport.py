@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from syncd import __version__
 from syncd.api.inflating import ACCEPT_ENCODING
 from syncd.errors import UsageError
+from syncd.redaction import redacted, refuse_misread
 from syncd.settings import Settings, is_loopback
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ def proxy_for(settings: Settings, url: str | None = None) -> str | None:
             f"{variable} is a {scheme}:// proxy ({redacted(proxy)}): syncd speaks to "
             "http:// and https:// proxies only; unset it or add the API's host to no_proxy"
         )
+    refuse_misread(proxy, f"{variable} ")  # else httpx takes the password's start for the port
     # Only a remote host gets this far: plain http:// to it needed --insecure-http.
     return proxy
 
@@ -86,14 +88,6 @@ def _split_port(entry: str) -> tuple[str, int | None]:
         return entry, None
     bracketed, name, port = match.groups()
     return bracketed or name, int(port) if port else None
-
-
-def redacted(url: str) -> str:
-    """`url` without its user and password, for messages."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
 def check_trust_files(settings: Settings) -> None:
@@ -190,7 +184,7 @@ def explain_failure(
     causes = _causes(error)
     tls = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
     peer = f"the proxy {redacted(proxy)}" if proxy else _host_port(api_url)
-    if isinstance(error, httpx.ProxyError):  # a CONNECT answered other than 2xx
+    if isinstance(error, httpx.ProxyError):  # a CONNECT answered other than 2xx, or a 407
         if str(error).startswith("407"):
             return f"{peer} refused its credentials ({error}): check the proxy URL's user", True
         return f"{peer} refused the tunnel: {error}", False

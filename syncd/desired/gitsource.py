@@ -62,6 +62,7 @@ from syncd.desired.sourcefiles import source_too_large
 from syncd.desired.yaml_positions import MAX_FILE_BYTES
 from syncd.errors import CredentialError, DesiredStateError, GitSourceError, Problem, UsageError
 from syncd.privatefiles import private_directory
+from syncd.redaction import redacted, refuse_misread, scrub, userinfo
 from syncd.settings import Settings
 
 T = TypeVar("T")
@@ -84,13 +85,7 @@ class GitLocation:
 
     @property
     def redacted_url(self) -> str:
-        parts = urlsplit(self.url)
-        if parts.username is None and parts.password is None:
-            return self.url
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        return parts._replace(netloc=f"***@{host}").geturl()
+        return redacted(self.url)
 
     def __str__(self) -> str:
         return f"git+{self.redacted_url}#{self.ref}:{self.path}"
@@ -98,21 +93,20 @@ class GitLocation:
     def scrub(self, text: str, *secrets: str) -> str:
         """`text` (git's stderr) without the URL's credential, nor any of `secrets`."""
         text = text.replace(self.url, self.redacted_url)
-        parts = urlsplit(self.url)
-        for secret in (
-            parts.password,
-            parts.username if parts.scheme == "https" else None,
-            *secrets,
-        ):
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "***").replace(unquote(secret), "***")
-        return text
+        user, _, password = (userinfo(self.url) or "").partition(":")
+        if urlsplit(self.url).scheme != "https":
+            user = ""  # a name for ssh, not a token
+        found = (s for s in (password, user, *secrets) if len(s) >= 4)
+        return scrub(text, *(form for s in found for form in (s, unquote(s))))
 
 
 def parse_git_desired(spec: str) -> GitLocation | None:
     """The git location of a `git+…` desired state; None for a plain path."""
     if not spec.startswith("git+"):
         return None
+    # A `#` in the password would end the URL here, a `/` its host: git would be
+    # given (and syncd show) the password. An `@` in the path after `:` is refused too.
+    refuse_misread(spec)
     url, _, fragment = spec[len("git+") :].partition("#")
     ref, _, path = fragment.partition(":")
     parts = urlsplit(url)

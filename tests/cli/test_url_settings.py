@@ -18,7 +18,9 @@ from syncd.cli.main import cli
 from syncd.settings import load_settings
 
 INVALID_PORT = "has an invalid port: the port after the host is a number from 1 to 65535"
-UNENCODED = "holds a password with an unencoded /, ? or #: write them %2F, %3F, %23"
+UNENCODED = (
+    "percent-encode a '/', '?', '#' or '@' in the URL's user or password (%2F, %3F, %23, %40)"
+)
 NOT_HTTP = "must be an http:// or https:// URL"
 #: Nothing from the developer's environment steers these runs.
 UNSET = {

@@ -13,6 +13,8 @@
     AuthRecorder    a plain http server on 127.0.0.2 that asks for Basic auth and
                     records every Authorization header it is sent
     SilentServer    accepts connections and never answers
+    EchoServer      plays an API, a gateway or a proxy that quotes back the credentials
+                    it was sent: each request is answered as the test's function says
 
 Every thread is a daemon and every socket is closed on exit; nothing listens
 beyond 127.0.0.1 (127.0.0.2 for AuthRecorder, another host to git).
@@ -29,6 +31,7 @@ import socketserver
 import ssl
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -366,3 +369,41 @@ class _SilentHandler(socketserver.BaseRequestHandler):
 def basic_secret(authorization: str) -> str:
     """The password of a `Basic …` Authorization header."""
     return base64.b64decode(authorization.split(" ", 1)[1]).decode().partition(":")[2]
+
+
+#: What an EchoServer answers a request (its method, target and headers, names in
+#: lower case): the status line's code and reason, more header lines, and the body.
+Answer = Callable[[str, str, dict[str, str]], tuple[str, str, str]]
+
+
+class EchoServer(_Background):
+    """http://127.0.0.1:port: answers each request (a CONNECT too) with `answer`'s
+    status, headers and body, where `{auth}`, `{proxy}` and `{password}` become the
+    request's Authorization, its Proxy-Authorization and the Basic password of either."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.requests: list[str] = []
+        super().__init__(_EchoHandler)
+
+
+class _EchoHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        server: EchoServer = self.server.owner  # type: ignore[attr-defined]
+        while (head := _read_head(self.rfile)) is not None:
+            line, headers = head
+            server.requests.append(line)
+            self.rfile.read(int(headers.get("content-length") or 0))
+            auth, proxy = headers.get("authorization", ""), headers.get("proxy-authorization", "")
+            basic = next((h for h in (auth, proxy) if h.startswith("Basic ")), "")
+            fills = {"{auth}": auth, "{proxy}": proxy, "{password}": basic and basic_secret(basic)}
+            method, target = line.split(" ")[:2]
+            status, more, body = server.answer(method, target, headers)
+            for mark, value in fills.items():
+                status, more, body = (t.replace(mark, value) for t in (status, more, body))
+            payload = body.encode()
+            self.wfile.write(
+                f"HTTP/1.1 {status}\r\n{more}Content-Length: {len(payload)}\r\n\r\n".encode()
+                + payload
+            )
+            self.wfile.flush()
