@@ -447,9 +447,11 @@ async def converge(
         now, held = result.plan, False
         if hold_deletions is not None:
             split = hold_deletions(result.plan)
-            # Rejected deletions are left out, not held: the operator has answered, and
-            # their users are counted as drift until the desired state stops asking.
-            now, held = split.now, bool(split.held)
+            # Rejected deletions are left out, not held for a decision: the operator has
+            # answered, and their users are counted as drift until the desired state
+            # stops asking. Still, the run made less than its plan: `held`, never ok or
+            # no_changes (a success, which would say the accounts match).
+            now, held = split.now, bool(split.held or split.rejected)
         else:
             try:
                 check_deletion_guard(result.plan, deletion_limit)
