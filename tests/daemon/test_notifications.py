@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from syncd.cli.main import cli
-from tests.daemon.harness import DaemonProcess
+from tests.daemon.harness import DaemonProcess, once
 from tests.world import World
 
 SECRET = "notify-secret-for-tests"
@@ -183,3 +183,27 @@ def test_a_receiver_that_hangs_or_fails_never_delays_a_cycle(
     )
     assert hanging.requests >= 1
     assert daemon.stop() == 0
+    # The stop waited a few seconds for the message in flight, then gave up on it, said.
+    given_up = daemon.wait_for("notification_not_delivered")
+    assert given_up["condition"] in ("became_active", "drift_detected")
+
+
+def test_run_once_delivers_what_its_cycle_told_before_it_exits(
+    world: World, receivers: list[Receiver], tmp_path: Path
+):
+    # The queues were cancelled at exit: a `run --once` from cron never told its
+    # source_failed, and at times not even became_active.
+    receiver = Receiver()
+    receivers.append(receiver)
+    world.desired_file.write_text("version: 1\nusers:\n  janedoe:\n    ful_name: x\n")
+    code = once(
+        world,
+        tmp_path,
+        SYNCD_NOTIFY_URL=receiver.url,
+        SYNCD_NOTIFY_SECRET_FILE=str(secret_file(tmp_path)),
+    )
+    assert code == 1
+    seen = {message["event"]: message for message in (receiver.next(0), receiver.next(0))}
+    assert sorted(seen) == ["became_active", "source_failed"]
+    assert "unknown key 'ful_name'" in seen["source_failed"]["message"]
+    assert receiver.bad_signatures == 0
