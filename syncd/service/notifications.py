@@ -262,9 +262,10 @@ def conditions_of(
             f"{counted(len(outcome.pending), 'change')} pending for {counted(len(users), 'user')}",
             tuple(outcome.pending),
         )
-    if outcome.held_open:  # `partial` too, when a user failed beside the held deletions
+    if outcome.held:  # `partial` too, when a user failed beside the held deletions
+        users = tuple(sorted({change["user"] for change in outcome.held}))
         held[NotificationEvent.GUARD_HELD] = Condition(
-            NotificationEvent.GUARD_HELD, message=outcome.message
+            NotificationEvent.GUARD_HELD, users, outcome.message, tuple(outcome.held)
         )
     for event, code in (
         (NotificationEvent.DOES_NOT_CONVERGE, Code.DOES_NOT_CONVERGE),

@@ -131,6 +131,11 @@ def test_one_signed_message_per_condition_and_its_resolution(
         {"user": "janedoe", "action": "delete_email", "email": "old@example.com"}
     ]
     assert drift["instance"].startswith("syncd run on ")
+    # The held deletions themselves, not only a sentence: who and which addresses.
+    guard = next(m for m in seen if m["event"] == "guard_held")
+    assert (guard["users"], guard["users_total"]) == (["janedoe"], 1)
+    assert guard["changes"] == drift["changes"]
+    assert f"as set {held['held_id']}" in guard["message"]
     assert receiver.messages.empty()  # three cycles, one message per condition
 
     approved = CliRunner().invoke(
