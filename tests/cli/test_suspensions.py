@@ -86,6 +86,26 @@ def test_suspend_and_resume_from_the_command_line(any_world: World):
     assert world.writes() == 3
 
 
+def test_resuming_a_user_that_every_user_s_suspension_still_holds_says_so(world: World):
+    # It said "managed again from the next cycle" while `suspend --all` still held her.
+    for who in (["--user", "janedoe"], ["--all"]):
+        said = state(world, "suspend", "--reason", "freeze" if who == ["--all"] else "INC-1", *who)
+        assert said.exit_code == 0, said.output
+    said = state(world, "resume", "--user", "janedoe").stdout
+    assert "managed again" not in said
+    assert said.startswith(
+        "Ended the suspension of janedoe; still suspended by the suspension of every user: "
+        "freeze (until resumed, by "
+    )
+    assert said.rstrip().endswith("syncd resume --all ends it.")
+    plan = json.loads(run(world, "plan", "--output", "json").stdout)
+    assert [(s["user"], s["reason"]) for s in plan["suspended"]] == [
+        ("janedoe", "freeze"),
+        ("johnsmith", "freeze"),
+    ]
+    assert "Resumed every user: managed again" in state(world, "resume", "--all").stdout
+
+
 def test_bad_suspend_commands_are_one_line_and_exit_1(world: World):
     for args, message in [
         (["--reason", "x"], "name users with --user, or say --all"),
