@@ -208,4 +208,6 @@ def pending_changes(result: str | None, counts: Mapping[str, int]) -> dict[str, 
         # a run that did not knows nothing of what is pending.
         "planned": "users" in counts,
         "users_unreadable": counts.get("users_unreadable", 0),
+        # Not read either: nothing is known of what they would change.
+        "users_suspended": counts.get("users_suspended", 0),
     }

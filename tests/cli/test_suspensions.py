@@ -10,11 +10,13 @@ import select
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
-from tests.world import STANDARD_DESIRED, World
+from tests.daemon.harness import once
+from tests.world import STANDARD_DESIRED, World, admin_patch
 
 
 def run(world: World, *args: str) -> Result:
@@ -104,6 +106,22 @@ def test_resuming_a_user_that_every_user_s_suspension_still_holds_says_so(world:
         ("johnsmith", "freeze"),
     ]
     assert "Resumed every user: managed again" in state(world, "resume", "--all").stdout
+
+
+def test_status_does_not_say_nothing_is_pending_for_users_it_did_not_read(
+    world: World, tmp_path: Path
+):
+    # Every user suspended, janedoe's profile differing: "pending none" was false.
+    world.apply()
+    state(world, "suspend", "--reason", "freeze", "--all")
+    admin_patch(world, "janedoe", full_name="Changed by hand")
+    assert once(world, tmp_path) == 0  # the operator's decision: no failure
+    said = state(world, "status", "--user", "janedoe").stdout
+    assert "  pending      not known (suspended, not read)\n" in said
+    assert (
+        "pending      none as of the last run (no_changes); "
+        "not known for 2 users suspended (not read)\n"
+    ) in said
 
 
 def test_bad_suspend_commands_are_one_line_and_exit_1(world: World):

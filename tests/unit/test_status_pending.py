@@ -38,3 +38,11 @@ def test_changes_left_and_users_unknown_are_both_said():
         "2 changes for 1 user (update_profile 2) after the last run;"
         " not known for 1 user that could not be read"
     )
+
+
+def test_suspended_users_are_not_known_to_match():
+    # Every user suspended: the run is no_changes, and nothing was compared.
+    counts = {**PLANNED, "users_suspended": 3}
+    assert _pending(pending_changes("no_changes", counts)) == (
+        "none as of the last run (no_changes); not known for 3 users suspended (not read)"
+    )
