@@ -35,7 +35,7 @@ from syncd.engine.fetching import (
     Wanted,
     fetch_live,
 )
-from syncd.engine.outcome import failing_users, run_result
+from syncd.engine.outcome import failing_users, run_result, users_left
 from syncd.engine.planfile import SavedPlan, staleness
 from syncd.errors import DaemonError, DeadlineExceeded, GuardError, PlanFileError
 from syncd.settings import Settings
@@ -476,6 +476,8 @@ async def converge(
         outcome = converged.conclude(report)
         if held and outcome in SUCCESSFUL_RUNS:
             outcome = converged.outcome = RunResult.HELD
+        # Who exactly: after a partial apply the plan's count of users is only a bound.
+        counts["users_pending"] = len(users_left(result.plan, now, report))
         return converged
     except asyncio.CancelledError:
         # Stopped from outside (the daemon's shutdown or deadline); writes in flight

@@ -139,7 +139,7 @@ class CycleOutcome:
         if self.failing:
             parts.append(f"{counted(len(self.failing), 'user')} in error")
         if self.suspended:
-            parts.append(f"{self.suspended} users suspended")
+            parts.append(f"{counted(self.suspended, 'user')} suspended")
         if self.revision:
             parts.append(f"revision {self.revision[:12]}")
         if self.warning:
@@ -226,7 +226,7 @@ class Cycle:
             )
             # The first place, so that `syncd status` says where without the journal.
             message = (
-                f"{len(error.problems)} problems in the desired state, the first "
+                f"{counted(len(error.problems), 'problem')} in the desired state, the first "
                 f"{error.problems[0]}; nothing applied"
                 if error.problems
                 else "the desired state is invalid; nothing applied"

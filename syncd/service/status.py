@@ -195,14 +195,16 @@ def pending_changes(result: str | None, counts: Mapping[str, int]) -> dict[str, 
     }
     total = sum(by_action.values())
     applied_any = any(counts.get(f"applied_{action}", 0) for action in ActionName)
-    users = counts.get("users_changed", 0) if total else 0
+    users, exact = (counts.get("users_changed", 0) if total else 0), not (total and applied_any)
+    if "users_pending" in counts:  # counted by the run (not by one from before it was)
+        users, exact = counts["users_pending"], True
     return {
         "as_of": result,
         "changes": total,
         "by_action": by_action,
-        # After a partial apply the plan's user count is an upper bound.
+        # Else, after a partial apply, the plan's user count is an upper bound.
         "users": users,
-        "users_exact": not (total and applied_any),
+        "users_exact": exact,
         "errors": counts.get("errors", 0),
         # Whether the run got as far as a plan (its counts hold the plan's summary):
         # a run that did not knows nothing of what is pending.

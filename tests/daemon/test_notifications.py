@@ -210,5 +210,8 @@ def test_run_once_delivers_what_its_cycle_told_before_it_exits(
     assert code == 1
     seen = {message["event"]: message for message in (receiver.next(0), receiver.next(0))}
     assert sorted(seen) == ["became_active", "source_failed"]
+    assert seen["source_failed"]["message"].startswith(
+        "1 problem in the desired state, the first "  # not "1 problems"
+    )
     assert "unknown key 'ful_name'" in seen["source_failed"]["message"]
     assert receiver.bad_signatures == 0

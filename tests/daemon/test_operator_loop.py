@@ -186,6 +186,21 @@ def test_a_tripped_guard_holds_only_the_deletions_until_approved_or_rejected(
     ]
 
 
+def test_status_counts_exactly_the_users_a_held_cycle_left_with_changes(
+    world: World, start_daemon: Any
+):
+    # johnsmith's profile applied, janedoe's deletion held: status said "1 change for
+    # up to 2 users", the plan's count of users with changes.
+    admin_patch(world, "johnsmith", full_name="Changed by hand")
+    daemon: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0", SYNCD_INTERVAL="3600")
+    finished = daemon.wait_for("cycle_finished", result="held")
+    assert finished["applied"] == 3  # janedoe's profile and address, johnsmith's profile
+    assert full_name(world, "johnsmith") == "John Smith"
+    text = syncd(world, "status")
+    assert "pending      1 change for 1 user (delete_email 1) after the last run\n" in text
+    assert daemon.stop() == 0
+
+
 def test_a_rejection_lasts_while_the_desired_file_is_the_same(world: World, start_daemon: Any):
     # A file has no git revision: its content is its revision. A deletion rejected
     # for one version of the file is asked about again once the file changes, not
