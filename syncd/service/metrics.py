@@ -8,7 +8,7 @@ Liveness (/healthz) is whether the process and its event loop answer: a
 liveness probe that fails restarts the process, which cures a hung loop and
 nothing else, so a failing run or an invalid commit never fails it.
 Readiness (/readyz) is whether the last cycle ended well and lately, and the
-desired state's source is current (`Metrics.readiness` says each case). A standby
+desired state's source is current (`readiness_at` says each case). A standby
 (syncd.service.leadership) says so instead: ready while it can reach the
 database and wait for the lock, so that a rolling update proceeds past it.
 """
