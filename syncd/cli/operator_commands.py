@@ -119,13 +119,21 @@ def resume(
         gone = table.resume(None if everyone else chosen)
         if gone:
             _audit(db, OperatorEvent.RESUME, dict.fromkeys(gone, "resumed"))
-    if not gone:
-        from syncd.core.suspension import EVERYONE
+    from syncd.core.suspension import EVERYONE
 
+    if not gone:
         hint = ""
         if not everyone and EVERYONE in held_before:
             hint = " Every user is suspended: syncd resume --all."
         click.echo(f"No suspension to end for {_named(chosen)}.{hint}")
+        return
+    # Their own suspension ended, not `suspend --all`'s: they are not managed again yet.
+    all_of_them = None if everyone else held_before.get(EVERYONE)
+    if all_of_them is not None and all_of_them.holds(time.time()):
+        click.echo(
+            f"Ended the suspension of {_named(gone)}; still suspended by the suspension of "
+            f"every user: {all_of_them.describe()}. syncd resume --all ends it."
+        )
     else:
         click.echo(f"Resumed {_named(gone)}: managed again from the next cycle.")
 

@@ -31,12 +31,15 @@ def terminal() -> Console:
 def summary_line(plan: Plan) -> str:
     """The last line of a plan. It says "match" only when every user was read and is equal."""
     unreadable = len(plan.unreadable)
+    # Suspended users are neither read nor compared: "match" would be false of them.
+    compared = plan.users - unreadable - len(plan.suspended)
     if plan.users == 0:  # none desired, or a selection left no one: "match" would be false
         head = "No users to compare (none desired or selected): nothing was read."
-    elif plan.is_empty and plan.complete:
+    elif plan.is_empty and plan.complete and not plan.suspended:
         head = "No changes: the accounts match the desired state."
+    elif plan.is_empty and plan.complete:
+        head = f"No changes for the {counted(compared, 'user')} compared."
     elif plan.is_empty:
-        compared = plan.users - unreadable
         head = f"Nothing to change for {counted(compared, 'user')} that could be compared."
     else:
         parts = [

@@ -192,12 +192,11 @@ def _pending(pending: Mapping[str, Any] | None) -> str:
         return "unknown: no run yet"
     if not pending["planned"]:
         return f"unknown: the last run ({pending['as_of']}) did not get as far as a plan"
-    unreadable = pending["users_unreadable"]
-    unknown = (
-        f"; not known for {counted(unreadable, 'user')} that could not be read"
-        if unreadable
-        else ""
+    not_read = (
+        (pending["users_unreadable"], "that could not be read"),
+        (pending.get("users_suspended", 0), "suspended (not read)"),
     )
+    unknown = "".join(f"; not known for {counted(n, 'user')} {why}" for n, why in not_read if n)
     if not pending["changes"]:
         return f"none as of the last run ({pending['as_of']}){unknown}"
     detail = ", ".join(f"{action} {n}" for action, n in pending["by_action"].items() if n)

@@ -29,7 +29,9 @@ def render_users(users: list[Mapping[str, Any]]) -> list[str]:
             f"  last read    profile {read['profile'] or '-'}, addresses {read['emails'] or '-'}"
         )
         pending = entry["pending"]
-        if pending is None:
+        if pending is None and entry["suspension"] is not None:  # the cycles do not read it
+            lines.append("  pending      not known (suspended, not read)")
+        elif pending is None:
             lines.append("  pending      none after the last cycle")
         else:
             lines.append(f"  pending      as of {pending['as_of']}:")

@@ -45,7 +45,8 @@ class RunResult(StrEnum):
     DRIFT = "drift"
     #: The deletion guard refused the plan.
     BLOCKED = "blocked"
-    #: The daemon's deletion guard held the deletions for `syncd approve`; the rest applied.
+    #: The daemon's deletion guard held deletions back, the rest applied: held for
+    #: `syncd approve`, or left out as `syncd reject` said. Not a success: changes remain.
     HELD = "held"
     #: The desired state did not validate; nothing applied.
     INVALID = "invalid"

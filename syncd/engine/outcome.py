@@ -51,3 +51,13 @@ def run_result(
         return RunResult.FAILED
     managed = plan.users or len(plan.users_with_changes())
     return RunResult.FAILED if len(failing) >= managed else RunResult.PARTIAL
+
+
+def users_left(plan: Plan, sent: Plan, report: ApplyReport | None) -> set[str]:
+    """The users left with a change of `plan` not made: not sent (held back from
+    `sent`, or withheld by a suspension) or sent and not done."""
+    sending = set(sent.changes)
+    left = {action.user for action in plan.changes if action not in sending}
+    if report is not None:
+        left |= {failure.user for failure in report.failures} | set(report.withheld)
+    return left

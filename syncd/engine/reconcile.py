@@ -35,7 +35,7 @@ from syncd.engine.fetching import (
     Wanted,
     fetch_live,
 )
-from syncd.engine.outcome import failing_users, run_result
+from syncd.engine.outcome import failing_users, run_result, users_left
 from syncd.engine.planfile import SavedPlan, primary_deletions, staleness
 from syncd.errors import DaemonError, DeadlineExceeded, GuardError, PlanFileError
 from syncd.settings import Settings
@@ -46,6 +46,7 @@ from syncd.state.cache import LiveCache
 from syncd.state.not_kept import NotKeptRecords
 from syncd.state.ownership import Claim, OwnershipLedger
 from syncd.state.suspensions import SuspensionTable
+from syncd.visible import counted
 
 
 @dataclass
@@ -230,18 +231,22 @@ def recover_interrupted(connection: Connection, audit: AuditTrail) -> list[OpenI
     return audit.close_interrupted()
 
 
-def check_deletion_guard(plan: Plan, limit: int) -> None:
-    """Refuse, before any write, a run that deletes more addresses than allowed."""
+def check_deletion_guard(plan: Plan, limit: int, command: str = "apply") -> None:
+    """Refuse, before any write, a run that deletes more addresses than allowed; say
+    how to allow them to `command` (only `apply` has --allow-deletions)."""
     deletions = [action for action in plan.changes if isinstance(action, DeleteEmail)]
     if len(deletions) <= limit:
         return
     per_user = Counter(action.user for action in deletions)
     shown = ", ".join(f"{user} ({count})" for user, count in sorted(per_user.items())[:10])
     more = f" and {len(per_user) - 10} more users" if len(per_user) > 10 else ""
+    allow = f"--allow-deletions {len(deletions)}"
+    if command != "apply":  # `run --once`: the setting, or an apply
+        allow = f"SYNCD_MAX_DELETIONS={len(deletions)} (or syncd apply {allow})"
     raise GuardError(
-        f"refusing to delete {len(deletions)} email addresses (the limit is {limit}): "
-        f"{shown}{more}. Nothing was applied. If this is intended, run again with "
-        f"--allow-deletions {len(deletions)}"
+        f"refusing to delete {counted(len(deletions), 'email address', 'email addresses')} "
+        f"(the limit is {limit}): {shown}{more}. Nothing was applied. If this is intended, "
+        f"run again with {allow}"
     )
 
 
@@ -452,12 +457,14 @@ async def converge(
         now, held = result.plan, False
         if hold_deletions is not None:
             split = hold_deletions(result.plan)
-            # Rejected deletions are left out, not held: the operator has answered, and
-            # their users are counted as drift until the desired state stops asking.
-            now, held = split.now, bool(split.held)
+            # Rejected deletions are left out, not held for a decision: the operator has
+            # answered, and their users are counted as drift until the desired state
+            # stops asking. Still, the run made less than its plan: `held`, never ok or
+            # no_changes (a success, which would say the accounts match).
+            now, held = split.now, bool(split.held or split.rejected)
         else:
             try:
-                check_deletion_guard(result.plan, deletion_limit)
+                check_deletion_guard(result.plan, deletion_limit, command)
             except GuardError:
                 outcome = RunResult.BLOCKED
                 raise
@@ -474,6 +481,8 @@ async def converge(
         outcome = converged.conclude(report)
         if held and outcome in SUCCESSFUL_RUNS:
             outcome = converged.outcome = RunResult.HELD
+        # Who exactly: after a partial apply the plan's count of users is only a bound.
+        counts["users_pending"] = len(users_left(result.plan, now, report))
         return converged
     except asyncio.CancelledError:
         # Stopped from outside (the daemon's shutdown or deadline); writes in flight

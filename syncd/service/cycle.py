@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from syncd.core.api_url import normal_api_url
-from syncd.core.plan import Action, Plan
+from syncd.core.plan import Action, DeleteEmail, Plan
 from syncd.core.problem import Problem
 from syncd.core.vocabulary import (
     SUCCESSFUL_RUNS,
@@ -90,9 +90,15 @@ class CycleOutcome:
     #: the users whose suspension ended: what notifications tell.
     pending: list[dict[str, Any]] = field(default_factory=list)
     suspension_ended: list[str] = field(default_factory=list)
-    #: Whether a set of deletions held by the guard waits for `syncd approve` or
-    #: `syncd reject` after the cycle (known only when it planned).
-    held_open: bool = False
+    #: The deletions of the sets held by the guard that wait for `syncd approve` or
+    #: `syncd reject` after the cycle, as the plan's JSON shows them (known only
+    #: when it planned): what the guard_held notification names.
+    held: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def held_open(self) -> bool:
+        """Whether a set of deletions held by the guard waits for a decision."""
+        return bool(self.held)
 
     @property
     def guard_blocked(self) -> bool | None:
@@ -133,7 +139,7 @@ class CycleOutcome:
         if self.failing:
             parts.append(f"{counted(len(self.failing), 'user')} in error")
         if self.suspended:
-            parts.append(f"{self.suspended} users suspended")
+            parts.append(f"{counted(self.suspended, 'user')} suspended")
         if self.revision:
             parts.append(f"revision {self.revision[:12]}")
         if self.warning:
@@ -220,7 +226,7 @@ class Cycle:
             )
             # The first place, so that `syncd status` says where without the journal.
             message = (
-                f"{len(error.problems)} problems in the desired state, the first "
+                f"{counted(len(error.problems), 'problem')} in the desired state, the first "
                 f"{error.problems[0]}; nothing applied"
                 if error.problems
                 else "the desired state is invalid; nothing applied"
@@ -358,7 +364,11 @@ class Cycle:
             suspension_ended=[user for user, _ in plan.suspension_ended],
             # From the table: a set held earlier waits too while this cycle
             # could not plan its deletions (its users not read), or observed.
-            held_open=bool(HeldChanges(self.db, connection.api).with_status(HeldStatus.HELD)),
+            held=[
+                DeleteEmail(user, email).to_json()
+                for held_set in HeldChanges(self.db, connection.api).with_status(HeldStatus.HELD)
+                for user, email in held_set.deletions
+            ],
         )
 
     def _report_suspensions(self, plan: Plan, withheld: list[str]) -> None:

@@ -375,7 +375,6 @@ class Daemon:
         """What `syncd status` and a standby read of this cycle."""
         metrics = self.metrics
         read_at = metrics.source_read_at
-        ready, readiness = metrics.readiness()
         save_daemon_state(
             self.db,
             {
@@ -388,7 +387,9 @@ class Daemon:
                         None if read_at is None else datetime.fromtimestamp(read_at, UTC)
                     ),
                 },
-                "readiness": {"ready": ready, "reason": readiness},
+                # Its basis, not a sentence: `status` judges it at the time it is read
+                # (a sentence made now would say "0 s ago" for ever).
+                "readiness": metrics.readiness_basis(),
                 "observe": self.settings.observe,
                 # Why the last cycle ended as it did, for `syncd status` (not only the journal).
                 "last_cycle": {

@@ -8,7 +8,7 @@ Liveness (/healthz) is whether the process and its event loop answer: a
 liveness probe that fails restarts the process, which cures a hung loop and
 nothing else, so a failing run or an invalid commit never fails it.
 Readiness (/readyz) is whether the last cycle ended well and lately, and the
-desired state's source is current (`Metrics.readiness` says each case). A standby
+desired state's source is current (`readiness_at` says each case). A standby
 (syncd.service.leadership) says so instead: ready while it can reach the
 database and wait for the lock, so that a rolling update proceeds past it.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -385,17 +386,37 @@ class Metrics:
         if self.standby is not None:
             ready, why = self.standby
             return ready, f"standby: {why}"
-        if self.last_cycle is None:
+        basis = self.readiness_basis()
+        if basis is None:
             return False, "no cycle has finished yet"
+        return readiness_at(self._clock(), basis)
+
+    def readiness_basis(self) -> dict[str, Any] | None:
+        """What readiness is judged from, as `syncd status` keeps it (None: no cycle yet):
+        the times, not a sentence, so that whoever reads it later judges at its own now."""
+        if self.last_cycle is None:
+            return None
         result, ended = self.last_cycle
-        age = self._clock() - ended
-        limit = READY_INTERVALS * self.interval
-        if self.api_down:  # first: the cause, where `failed` would say only the result
-            return False, f"the API answered none of the last cycle's requests {age:.0f} s ago"
-        if result not in READY_RESULTS:
-            return False, f"the last cycle ended {result} {age:.0f} s ago"
-        if age >= limit:
-            return False, f"the last cycle ended {age:.0f} s ago (limit {limit:.0f} s)"
-        if self.source_error is not None:
-            return False, f"the desired state's source is not current: {self.source_error}"
-        return True, f"the last cycle ended {result} {age:.0f} s ago"
+        return {
+            "result": str(result),
+            "ended_at": ended,
+            "interval": self.interval,
+            "api_down": self.api_down,
+            "source_error": self.source_error,
+        }
+
+
+def readiness_at(now: float, basis: Mapping[str, Any]) -> tuple[bool, str]:
+    """Readiness at `now` (a Unix time) of a daemon whose last cycle is `basis`
+    (`Metrics.readiness_basis`): its age and the limit are of `now`, not of its end."""
+    result, age = basis["result"], now - basis["ended_at"]
+    limit = READY_INTERVALS * basis["interval"]
+    if basis["api_down"]:  # first: the cause, where `failed` would say only the result
+        return False, f"the API answered none of the last cycle's requests {age:.0f} s ago"
+    if result not in READY_RESULTS:
+        return False, f"the last cycle ended {result} {age:.0f} s ago"
+    if age >= limit:
+        return False, f"the last cycle ended {age:.0f} s ago (limit {limit:.0f} s)"
+    if basis["source_error"] is not None:
+        return False, f"the desired state's source is not current: {basis['source_error']}"
+    return True, f"the last cycle ended {result} {age:.0f} s ago"

@@ -7,6 +7,8 @@ wait in a bounded queue per provider (the oldest is dropped when it is full)
 that an asyncio task of its own delivers, with a few retries and backoff, through the daemon's
 HTTP client factory (proxies, CA, timeouts, no redirects): a cycle never waits
 for a receiver, and a dead one is a metric and one log line, not a failure.
+A stop (SIGTERM, or the end of `run --once`) gives what is queued a few seconds
+to leave, then says in the log each message it gave up on.
 
 A webhook's body is JSON: the event, its status, the users, the changes as
 the plan shows them, the revision and the instance; it is signed
@@ -17,6 +19,7 @@ receiver can check it and refuse replays. No message holds a credential.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -54,6 +57,10 @@ ATTEMPTS = 3
 FIRST_BACKOFF = 1.0
 #: Users and changes named in one message at most: the rest is a count.
 SHOWN = 50
+#: Seconds a stop gives the queued messages to leave (those of `run --once`'s one
+#: cycle, or told just before a SIGTERM): with the daemon's STOP_TIMEOUT for the
+#: run in flight, well within systemd's TimeoutStopSec=15s and Kubernetes' grace.
+DRAIN_TIMEOUT = 3.0
 
 
 @dataclass
@@ -68,6 +75,8 @@ class _Provider:
     #: Its own queue and task: an endpoint that hangs delays no other.
     queue: asyncio.Queue[tuple[Notice, str | None]] | None = None
     task: asyncio.Task[None] | None = None
+    #: The message being sent, if any: not delivered when a stop cuts it off.
+    sending: Notice | None = None
 
 
 class Notifications:
@@ -87,11 +96,18 @@ class Notifications:
                 provider.task = asyncio.create_task(self._deliver(provider))
 
     async def stop(self) -> None:
+        """Deliver what is queued within DRAIN_TIMEOUT, then give up on the rest, each
+        message given up on said in a log line."""
+        queues = [p.queue for p in self.providers if p.task is not None and p.queue is not None]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_TIMEOUT):
+                await asyncio.gather(*(queue.join() for queue in queues))
         for provider in self.providers:
             if provider.task is not None:
                 provider.task.cancel()
                 await asyncio.gather(provider.task, return_exceptions=True)
                 provider.task = None
+                self._given_up(provider)
             if provider.client is not None:
                 await provider.client.aclose()
                 provider.client = None
@@ -124,6 +140,7 @@ class Notifications:
                 continue
             if queue.full():
                 queue.get_nowait()
+                queue.task_done()  # else a stop would wait for it
                 self.metrics.notifications_failed.labels(provider.label).inc()
                 log.warning("notification_dropped", provider=provider.label, size=QUEUE_SIZE)
             queue.put_nowait((notice, revision))
@@ -132,6 +149,7 @@ class Notifications:
         assert provider.queue is not None
         while True:
             notice, revision = await provider.queue.get()
+            provider.sending = notice
             body = self._body(provider, notice, revision)
             try:
                 await self._send(provider, body)
@@ -143,6 +161,25 @@ class Notifications:
                     condition=notice.condition.event,
                     error=str(error)[:200],
                 )
+            # Not when cancelled: a stop then says the message was not delivered.
+            provider.sending = None
+            provider.queue.task_done()
+
+    def _given_up(self, provider: _Provider) -> None:
+        """Say each message a stop left undelivered (in flight, or still queued)."""
+        left = [] if provider.sending is None else [provider.sending]
+        provider.sending = None
+        while provider.queue is not None and not provider.queue.empty():
+            left.append(provider.queue.get_nowait()[0])
+        for notice in left:
+            self.metrics.notifications_failed.labels(provider.label).inc()
+            log.warning(
+                "notification_not_delivered",
+                provider=provider.label,
+                condition=notice.condition.event,
+                status=notice.status,
+                reason=f"stopping: not delivered within {DRAIN_TIMEOUT:g} s",
+            )
 
     async def _send(self, provider: _Provider, body: bytes) -> None:
         from syncd.api.transport import Lane, tls_context
@@ -226,9 +263,10 @@ def conditions_of(
             f"{counted(len(outcome.pending), 'change')} pending for {counted(len(users), 'user')}",
             tuple(outcome.pending),
         )
-    if outcome.held_open:  # `partial` too, when a user failed beside the held deletions
+    if outcome.held:  # `partial` too, when a user failed beside the held deletions
+        users = tuple(sorted({change["user"] for change in outcome.held}))
         held[NotificationEvent.GUARD_HELD] = Condition(
-            NotificationEvent.GUARD_HELD, message=outcome.message
+            NotificationEvent.GUARD_HELD, users, outcome.message, tuple(outcome.held)
         )
     for event, code in (
         (NotificationEvent.DOES_NOT_CONVERGE, Code.DOES_NOT_CONVERGE),

@@ -7,6 +7,7 @@ calls the API or writes: the state is opened read-only.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from syncd.core.problem import Problem
 from syncd.core.suspension import EVERYONE
 from syncd.core.vocabulary import ActionName, HeldStatus, RunResult
 from syncd.errors import StateError, UsageError
+from syncd.service.metrics import readiness_at
 from syncd.settings import Settings
 from syncd.state.audit_queries import last_successful_run, last_write, recent_runs
 from syncd.state.backend import StateStore, open_store
@@ -110,7 +112,7 @@ def gather_status(
             "deletions_planned": counts.get(ActionName.DELETE_EMAIL, 0),
         },
         "source": daemon.get("source") if running else None,
-        "readiness": daemon.get("readiness") if running else None,
+        "readiness": _readiness(daemon.get("readiness")) if running else None,
         "users_in_error": [_in_error(problem) for problem in failing.values()],
         # By `syncd suspend` ("*": every user); a `suspend:` of the desired state
         # shows in the plan.
@@ -166,6 +168,14 @@ def read_users(store: StateStore, api: str, users: tuple[str, ...]) -> list[dict
     return report
 
 
+def _readiness(saved: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """Readiness as of now, judged from what the daemon kept of its last cycle."""
+    if saved is None or "ended_at" not in saved:  # no cycle yet, or an older daemon's words
+        return saved
+    ready, reason = readiness_at(time.time(), saved)
+    return {"ready": ready, "reason": reason}
+
+
 def _iso(moment: float | None) -> str | None:
     """A Unix time as ISO 8601 in UTC, to the second."""
     if moment is None:
@@ -193,19 +203,23 @@ def pending_changes(result: str | None, counts: Mapping[str, int]) -> dict[str, 
     }
     total = sum(by_action.values())
     applied_any = any(counts.get(f"applied_{action}", 0) for action in ActionName)
-    users = counts.get("users_changed", 0) if total else 0
+    users, exact = (counts.get("users_changed", 0) if total else 0), not (total and applied_any)
+    if "users_pending" in counts:  # counted by the run (not by one from before it was)
+        users, exact = counts["users_pending"], True
     return {
         "as_of": result,
         "changes": total,
         "by_action": by_action,
-        # After a partial apply the plan's user count is an upper bound.
+        # Else, after a partial apply, the plan's user count is an upper bound.
         "users": users,
-        "users_exact": not (total and applied_any),
+        "users_exact": exact,
         "errors": counts.get("errors", 0),
         # Whether the run got as far as a plan (its counts hold the plan's summary):
         # a run that did not knows nothing of what is pending.
         "planned": "users" in counts,
         "users_unreadable": counts.get("users_unreadable", 0),
+        # Not read either: nothing is known of what they would change.
+        "users_suspended": counts.get("users_suspended", 0),
     }
 
 

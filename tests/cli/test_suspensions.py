@@ -10,11 +10,13 @@ import select
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
-from tests.world import STANDARD_DESIRED, World
+from tests.daemon.harness import once
+from tests.world import STANDARD_DESIRED, World, admin_patch
 
 
 def run(world: World, *args: str) -> Result:
@@ -84,6 +86,42 @@ def test_suspend_and_resume_from_the_command_line(any_world: World):
     assert "No suspension to end for janedoe" in state(world, "resume", "--user", "janedoe").stdout
     assert run(world, "apply", "--yes").exit_code == 0
     assert world.writes() == 3
+
+
+def test_resuming_a_user_that_every_user_s_suspension_still_holds_says_so(world: World):
+    # It said "managed again from the next cycle" while `suspend --all` still held her.
+    for who in (["--user", "janedoe"], ["--all"]):
+        said = state(world, "suspend", "--reason", "freeze" if who == ["--all"] else "INC-1", *who)
+        assert said.exit_code == 0, said.output
+    said = state(world, "resume", "--user", "janedoe").stdout
+    assert "managed again" not in said
+    assert said.startswith(
+        "Ended the suspension of janedoe; still suspended by the suspension of every user: "
+        "freeze (until resumed, by "
+    )
+    assert said.rstrip().endswith("syncd resume --all ends it.")
+    plan = json.loads(run(world, "plan", "--output", "json").stdout)
+    assert [(s["user"], s["reason"]) for s in plan["suspended"]] == [
+        ("janedoe", "freeze"),
+        ("johnsmith", "freeze"),
+    ]
+    assert "Resumed every user: managed again" in state(world, "resume", "--all").stdout
+
+
+def test_status_does_not_say_nothing_is_pending_for_users_it_did_not_read(
+    world: World, tmp_path: Path
+):
+    # Every user suspended, janedoe's profile differing: "pending none" was false.
+    world.apply()
+    state(world, "suspend", "--reason", "freeze", "--all")
+    admin_patch(world, "janedoe", full_name="Changed by hand")
+    assert once(world, tmp_path) == 0  # the operator's decision: no failure
+    said = state(world, "status", "--user", "janedoe").stdout
+    assert "  pending      not known (suspended, not read)\n" in said
+    assert (
+        "pending      none as of the last run (no_changes); "
+        "not known for 2 users suspended (not read)\n"
+    ) in said
 
 
 def test_bad_suspend_commands_are_one_line_and_exit_1(world: World):

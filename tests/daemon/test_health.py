@@ -13,6 +13,7 @@ import asyncio
 import re
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ from click.testing import CliRunner
 
 from syncd.cli.main import cli
 from syncd.service.daemon import loop_probe
+from syncd.service.metrics import readiness_at
 from tests.conftest import Repository
-from tests.daemon.harness import DaemonProcess
+from tests.daemon.harness import DEFAULT_WAIT, DaemonProcess
 from tests.daemon.harness import http_get as get
 from tests.security.servers import SilentServer
 from tests.world import STANDARD_DESIRED, World
@@ -74,6 +76,53 @@ def test_a_failed_fetch_shows_in_readiness_status_and_metrics(
     shutil.move(tmp_path / "gone", repository.path)  # back: ready again
     assert get(f"http://{address}/readyz", until=200)[0] == 200
     assert daemon.stop() == 0
+
+
+def test_status_and_the_page_say_the_readiness_age_as_of_when_they_are_read(
+    world: World, start_daemon: Any
+):
+    # The reason was a sentence made when the cycle ended and kept: "0 s ago" in
+    # `syncd status` and on `/` for as long as no other cycle ended (a wedged loop
+    # too), while /readyz said 15 s.
+    daemon: DaemonProcess = start_daemon(SYNCD_INTERVAL="3600", SYNCD_METRICS_ADDR="127.0.0.1:0")
+    address = daemon.wait_for("metrics_listening")["address"]
+    daemon.wait_for("cycle_finished", result="ok")
+    deadline = time.monotonic() + DEFAULT_WAIT
+    while (probed := age_in(get(f"http://{address}/readyz")[1])) < 2:  # the probe, as a clock
+        assert time.monotonic() < deadline, "/readyz never aged"
+        time.sleep(0.1)
+
+    shown = CliRunner().invoke(cli, ["status", "--state-dir", str(world.state_dir)]).stdout
+    (line,) = [line for line in shown.splitlines() if line.startswith("readiness")]
+    assert line.startswith("readiness    ready: the last cycle ended ok ")
+    assert age_in(line) >= probed
+    page = httpx.get(f"http://{address}/").text
+    assert age_in(page) >= probed
+    assert daemon.stop() == 0
+
+
+def age_in(text: str) -> int:
+    """The age of "the last cycle ended ok N s ago" in `text`."""
+    found = re.search(r"the last cycle ended ok (\d+) s ago", text)
+    assert found is not None, text
+    return int(found.group(1))
+
+
+def test_a_kept_readiness_is_judged_at_the_time_it_is_read():
+    # What `syncd status` does with what the daemon kept: a loop wedged since (no
+    # cycle for three intervals) is not ready, whatever the cycle said then.
+    basis = {
+        "result": "ok",
+        "ended_at": 1_000.0,
+        "interval": 10.0,
+        "api_down": False,
+        "source_error": None,
+    }
+    assert readiness_at(1_012.0, basis) == (True, "the last cycle ended ok 12 s ago")
+    assert readiness_at(1_040.0, basis) == (
+        False,
+        "the last cycle ended 40 s ago (limit 30 s)",
+    )
 
 
 def test_the_loop_probe_fails_when_the_event_loop_is_stuck():

@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from syncd.cli.main import cli
-from tests.daemon.harness import DaemonProcess
+from tests.daemon.harness import DaemonProcess, once
 from tests.world import World
 
 SECRET = "notify-secret-for-tests"
@@ -131,6 +131,11 @@ def test_one_signed_message_per_condition_and_its_resolution(
         {"user": "janedoe", "action": "delete_email", "email": "old@example.com"}
     ]
     assert drift["instance"].startswith("syncd run on ")
+    # The held deletions themselves, not only a sentence: who and which addresses.
+    guard = next(m for m in seen if m["event"] == "guard_held")
+    assert (guard["users"], guard["users_total"]) == (["janedoe"], 1)
+    assert guard["changes"] == drift["changes"]
+    assert f"as set {held['held_id']}" in guard["message"]
     assert receiver.messages.empty()  # three cycles, one message per condition
 
     approved = CliRunner().invoke(
@@ -183,3 +188,30 @@ def test_a_receiver_that_hangs_or_fails_never_delays_a_cycle(
     )
     assert hanging.requests >= 1
     assert daemon.stop() == 0
+    # The stop waited a few seconds for the message in flight, then gave up on it, said.
+    given_up = daemon.wait_for("notification_not_delivered")
+    assert given_up["condition"] in ("became_active", "drift_detected")
+
+
+def test_run_once_delivers_what_its_cycle_told_before_it_exits(
+    world: World, receivers: list[Receiver], tmp_path: Path
+):
+    # The queues were cancelled at exit: a `run --once` from cron never told its
+    # source_failed, and at times not even became_active.
+    receiver = Receiver()
+    receivers.append(receiver)
+    world.desired_file.write_text("version: 1\nusers:\n  janedoe:\n    ful_name: x\n")
+    code = once(
+        world,
+        tmp_path,
+        SYNCD_NOTIFY_URL=receiver.url,
+        SYNCD_NOTIFY_SECRET_FILE=str(secret_file(tmp_path)),
+    )
+    assert code == 1
+    seen = {message["event"]: message for message in (receiver.next(0), receiver.next(0))}
+    assert sorted(seen) == ["became_active", "source_failed"]
+    assert seen["source_failed"]["message"].startswith(
+        "1 problem in the desired state, the first "  # not "1 problems"
+    )
+    assert "unknown key 'ful_name'" in seen["source_failed"]["message"]
+    assert receiver.bad_signatures == 0

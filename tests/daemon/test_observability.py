@@ -72,7 +72,7 @@ def test_a_guard_block_shows_in_metrics_and_status(world: World, start_daemon):
     )
     assert text.exit_code == 0, text.output
     assert "HELD the last run's deletions (1 planned, the limit is 0)" in text.output
-    assert "1 change for up to 1 user " in text.output
+    assert "1 change for 1 user (delete_email 1) after the last run" in text.output
     assert f"running, pid {daemon.pid}" in text.output
 
     as_json = CliRunner().invoke(

@@ -54,6 +54,15 @@ def test_once_runs_one_cycle_and_exits_with_apply_codes(world: World, tmp_path):
 def test_once_refused_by_the_deletion_guard_exits_3(world: World, tmp_path):
     assert once(world, tmp_path, SYNCD_MAX_DELETIONS="0") == 3
     assert world.writes() == 0
+    # What it advises works for `run`, which has no --allow-deletions.
+    status = CliRunner().invoke(cli, ["status", "--state-dir", str(world.state_dir)]).stdout
+    assert (
+        "refusing to delete 1 email address (the limit is 0): janedoe (1). Nothing was "
+        "applied. If this is intended, run again with SYNCD_MAX_DELETIONS=1 "
+        "(or syncd apply --allow-deletions 1)"
+    ) in status
+    assert once(world, tmp_path, SYNCD_MAX_DELETIONS="1") == 0
+    assert world.writes() == 3
 
 
 def test_a_signed_push_starts_a_cycle_now_and_a_wrong_one_nothing(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -156,9 +157,10 @@ def test_a_tripped_guard_holds_only_the_deletions_until_approved_or_rejected(
     seen = len(daemon.events)
     for _ in range(3):
         # Nothing else to do, and not asked again: the guard is cleared (the operator
-        # has answered), yet the account is not as desired: its user is drift.
+        # has answered), yet the account is not as desired: its user is drift, and
+        # the run is `held` (changes left unmade), never no_changes (a success).
         finished = daemon.wait_for("cycle_finished")
-        assert finished["result"] == "no_changes"
+        assert finished["result"] == "held"
         assert finished["drift_users"] == 1
         assert "1 deletion rejected for this revision" in finished["message"]
     assert not [e for e in daemon.events[seen:] if e.get("event") == "deletions_held"]
@@ -166,6 +168,13 @@ def test_a_tripped_guard_holds_only_the_deletions_until_approved_or_rejected(
     report = json.loads(syncd(world, "status", "--output", "json"))
     assert report["guard"]["held"] is False
     assert report["pending"]["by_action"]["delete_email"] == 1
+    assert report["pending"]["as_of"] == "held"
+    assert report["runs"][0]["result"] == "held"
+    # No success since the rejection: the last is from before the deletion was planned.
+    rejected_at = next(
+        e["timestamp"] for e in daemon.events if e.get("event") == "deletions_rejected_left_out"
+    )
+    assert datetime.fromisoformat(report["last_success_at"]) < datetime.fromisoformat(rejected_at)
     assert daemon.stop() == 0
 
     decisions = world.query(
@@ -177,6 +186,21 @@ def test_a_tripped_guard_holds_only_the_deletions_until_approved_or_rejected(
     ]
 
 
+def test_status_counts_exactly_the_users_a_held_cycle_left_with_changes(
+    world: World, start_daemon: Any
+):
+    # johnsmith's profile applied, janedoe's deletion held: status said "1 change for
+    # up to 2 users", the plan's count of users with changes.
+    admin_patch(world, "johnsmith", full_name="Changed by hand")
+    daemon: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0", SYNCD_INTERVAL="3600")
+    finished = daemon.wait_for("cycle_finished", result="held")
+    assert finished["applied"] == 3  # janedoe's profile and address, johnsmith's profile
+    assert full_name(world, "johnsmith") == "John Smith"
+    text = syncd(world, "status")
+    assert "pending      1 change for 1 user (delete_email 1) after the last run\n" in text
+    assert daemon.stop() == 0
+
+
 def test_a_rejection_lasts_while_the_desired_file_is_the_same(world: World, start_daemon: Any):
     # A file has no git revision: its content is its revision. A deletion rejected
     # for one version of the file is asked about again once the file changes, not
@@ -185,7 +209,7 @@ def test_a_rejection_lasts_while_the_desired_file_is_the_same(world: World, star
     held = daemon.wait_for("deletions_held")
     syncd(world, "reject", held["held_id"])
     daemon.wait_for("deletions_rejected_left_out")
-    daemon.wait_for("cycle_finished", result="no_changes")
+    daemon.wait_for("cycle_finished", result="held")
 
     edited = world.desired_file.with_suffix(".tmp")
     edited.write_text(world.desired_file.read_text() + "# reviewed again\n")

@@ -12,6 +12,7 @@ from rich.text import Text
 from syncd.cli.render import ansi_painter, plan_lines, print_audit, print_plan
 from syncd.core.plan import AddEmail, DeleteEmail, FieldChange, Plan, UpdateProfile
 from syncd.core.problem import Problem
+from syncd.core.suspension import Suspension
 
 PLAN = Plan(
     changes=(
@@ -29,6 +30,7 @@ PLAN = Plan(
     errors=(Problem("ops_robot", "unauthorized", "credential refused: 401 \\[escaped]"),),
     users=3,
 )
+FREEZE = Suspension("freeze")
 
 
 @pytest.fixture(autouse=True)
@@ -86,6 +88,28 @@ def test_without_a_terminal_the_plan_is_written_as_plain_text() -> None:
             Plan((), errors=(Problem("ops_robot", "does_not_converge", "kept x"),), users=2),
             "Nothing to change for 2 users that could be compared. 1 error.",
             id="not-converging",
+        ),
+        # Suspended users are not read: nothing is known of whether they match.
+        pytest.param(
+            Plan((), users=3, suspended=tuple((u, FREEZE) for u in ("alice", "bobby", "carol"))),
+            "No changes for the 0 users compared. 3 users suspended (not read).",
+            id="all-suspended",
+        ),
+        pytest.param(
+            Plan((), users=2, suspended=(("carol", FREEZE),)),
+            "No changes for the 1 user compared. 1 user suspended (not read).",
+            id="some-suspended",
+        ),
+        pytest.param(
+            Plan(
+                (),
+                errors=(Problem("ops_robot", "user_not_found", "404"),),
+                users=3,
+                suspended=(("carol", FREEZE),),
+            ),
+            "Nothing to change for 1 user that could be compared."
+            " 1 user suspended (not read), Incomplete: 1 of 3 users could not be read, 1 error.",
+            id="suspended-and-unreadable",
         ),
     ],
 )

@@ -38,3 +38,23 @@ def test_changes_left_and_users_unknown_are_both_said():
         "2 changes for 1 user (update_profile 2) after the last run;"
         " not known for 1 user that could not be read"
     )
+
+
+def test_suspended_users_are_not_known_to_match():
+    # Every user suspended: the run is no_changes, and nothing was compared.
+    counts = {**PLANNED, "users_suspended": 3}
+    assert _pending(pending_changes("no_changes", counts)) == (
+        "none as of the last run (no_changes); not known for 3 users suspended (not read)"
+    )
+
+
+def test_the_users_a_run_left_with_changes_are_counted_exactly_when_it_counted_them():
+    # Two users had changes, one was applied whole: the plan's 2 is only a bound.
+    counts = {**PLANNED, "users_changed": 2, "update_profile": 1, "delete_email": 3}
+    applied = {**counts, "applied_update_profile": 1}
+    assert _pending(pending_changes("held", applied)) == (
+        "3 changes for up to 2 users (delete_email 3) after the last run"
+    )
+    assert _pending(pending_changes("held", {**applied, "users_pending": 1})) == (
+        "3 changes for 1 user (delete_email 3) after the last run"
+    )
