@@ -245,6 +245,25 @@ def check_deletion_guard(plan: Plan, limit: int) -> None:
     )
 
 
+def claim_ownership(connection: Connection, plan: Plan) -> None:
+    """Record what the plan found of the ledger: listed and read on the account, syncd's
+    from now on; read gone from it, syncd's no more.
+
+    Called once the run is committed to its plan: past the deletion guard and the
+    operator's "yes" (a daemon's cycle, which nobody confirms, past its guard, which
+    holds deletions and refuses nothing), before the first write; or when it concludes
+    that nothing needs writing. A run that sends nothing because it was declined, refused
+    by the guard, only observing, or a saved plan found stale, records nothing: what
+    an engineer previews and declines must not change what the daemon deletes next.
+    """
+    if not (plan.claims or plan.releases):
+        return
+    ledger = OwnershipLedger(connection.db, connection.api)
+    with connection.db.atomic():
+        ledger.record(plan.claims, Claim.LISTED)
+        ledger.release(plan.releases)
+
+
 async def apply_plan(
     connection: Connection,
     plan: Plan,
@@ -434,30 +453,28 @@ async def converge(
         if on_plan is not None:
             on_plan(result)
         converged = ConvergeResult(result, audit.run_id, interrupted)
-        if (result.plan.claims or result.plan.releases) and not observe:
-            # Listed, and read on the account by this run: syncd's from now on; read
-            # gone from it: syncd's no more.
-            ledger = OwnershipLedger(connection.db, connection.api)
-            with connection.db.atomic():
-                ledger.record(result.plan.claims, Claim.LISTED)
-                ledger.release(result.plan.releases)
-        if observe or result.plan.is_empty:
+        if observe:
             outcome = converged.conclude(None, observe=observe)
             return converged
         now, held = result.plan, False
-        if hold_deletions is not None:
-            split = hold_deletions(result.plan)
-            # Rejected deletions are left out, not held: the operator has answered, and
-            # their users are counted as drift until the desired state stops asking.
-            now, held = split.now, bool(split.held)
-        else:
-            try:
-                check_deletion_guard(result.plan, deletion_limit)
-            except GuardError:
-                outcome = RunResult.BLOCKED
-                raise
-        if not confirm(result):
-            outcome = converged.outcome = RunResult.DECLINED
+        if not result.plan.is_empty:
+            if hold_deletions is not None:
+                split = hold_deletions(result.plan)
+                # Rejected deletions are left out, not held: the operator has answered, and
+                # their users are counted as drift until the desired state stops asking.
+                now, held = split.now, bool(split.held)
+            else:
+                try:
+                    check_deletion_guard(result.plan, deletion_limit)
+                except GuardError:
+                    outcome = RunResult.BLOCKED
+                    raise
+            if not confirm(result):
+                outcome = converged.outcome = RunResult.DECLINED
+                return converged
+        claim_ownership(connection, result.plan)
+        if result.plan.is_empty:
+            outcome = converged.conclude(None)
             return converged
         report = None
         if not now.is_empty:

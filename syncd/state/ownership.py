@@ -1,7 +1,8 @@
 """The ownership ledger: the addresses syncd owns on each account, for `emails_mode: owned`.
 
 syncd owns an address it added (after the POST succeeded), or one that was
-listed in the desired state while syncd read it on the account; only those may
+listed in the desired state while a run read it on the account, recorded once
+that run is committed to its plan (syncd.engine.reconcile.claim_ownership); only those may
 be deleted when they leave the list (design.md section 2.1), and none once
 syncd deleted it: the owner may add it again, as their own. The ledger is
 history, not cache: it lives in syncd.db / PostgreSQL beside the runs, moves
