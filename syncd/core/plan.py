@@ -147,6 +147,11 @@ class Plan:
         """Whether every user was read and compared: only then may it say "match"."""
         return not self.errors
 
+    @property
+    def ownership_unknown(self) -> bool:
+        """Whether deletions of addresses syncd owns cannot be shown (Code.OWNERSHIP_UNKNOWN)."""
+        return any(warning.code is Code.OWNERSHIP_UNKNOWN for warning in self.warnings)
+
     def users_with_changes(self) -> list[str]:
         return sorted({action.user for action in self.changes})
 

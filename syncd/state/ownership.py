@@ -46,6 +46,14 @@ class OwnershipLedger:
             owned.setdefault(username, set()).add(key)
         return {username: frozenset(keys) for username, keys in owned.items()}
 
+    def holds_any(self) -> bool:
+        """Whether this state holds any address as syncd's on this API: one that holds
+        none (a fresh state, or another API's) cannot tell what syncd owns."""
+        found = self.db.execute(
+            "SELECT 1 FROM email_ownership WHERE api = ? LIMIT 1", [self.api]
+        ).fetchone()
+        return found is not None
+
     def record(self, addresses: Iterable[UserEmail], how: Claim) -> None:
         """Own these from now on, inside the caller's transaction; the first claim stays."""
         addresses = tuple(addresses)
