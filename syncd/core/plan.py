@@ -95,7 +95,9 @@ class UserEmail:
     email: str
 
     def describe(self) -> str:
-        return f"{self.user}: {self.email} is not managed (syncd did not add it; never listed)"
+        # Not "never listed": a state without the daemon's ledger (Code.OWNERSHIP_UNKNOWN)
+        # cannot know that; what it knows is that it holds no claim.
+        return f"{self.user}: {self.email} is not managed (no claim of syncd's in this state)"
 
     def to_json(self) -> dict[str, Any]:
         return {"user": self.user, "email": self.email}

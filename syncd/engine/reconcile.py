@@ -228,8 +228,8 @@ def ownership_unknown(
         f"{counted(len(users), 'user')} in emails_mode: owned, and this state holds no "
         f"record of the addresses syncd owns on {connection.api}: deletions of addresses "
         "syncd added or saw listed, as a daemon's state records them, are not shown. "
-        "Plan against the daemon's state (SYNCD_STATE_URL, docs/operations.md, "
-        '"A GitOps workflow") to see them, or accept that they are not shown',
+        "Plan with the daemon's state to see them (docs/operations.md, \"A GitOps "
+        'workflow", says where one can), or accept that they are not shown',
     )
 
 

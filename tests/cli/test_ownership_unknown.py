@@ -52,7 +52,7 @@ def test_a_plan_without_the_ledger_says_so_once_and_does_not_exit_0(world: World
     lines = fresh.stdout.splitlines()
     (warning,) = [line for line in lines if "ownership_unknown" in line]
     assert warning.startswith("! ownership_unknown: 2 users in emails_mode: owned")
-    assert "SYNCD_STATE_URL" in warning
+    assert "Plan with the daemon's state to see them" in warning
     assert lines[-1].startswith("No changes found, but deletions of addresses syncd owns")
     assert "match" not in fresh.stdout
     assert "(ownership_unknown)" in fresh.stderr
