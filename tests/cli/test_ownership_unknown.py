@@ -78,3 +78,14 @@ def test_without_owned_users_a_fresh_state_plans_as_before(world: World, tmp_pat
     result = plan(world, tmp_path / "ci-state")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("No changes: the accounts match the desired state.")
+
+
+def test_a_saved_plan_shows_the_warning_as_it_was_made(world: World, tmp_path):
+    desire(world, [PRIMARY])
+    saved = tmp_path / "plan.json"
+    assert plan(world, tmp_path / "ci-state", "--out", str(saved)).exit_code == 1
+    shown = CliRunner().invoke(cli, ["show", str(saved)], catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.startswith("! ownership_unknown: 2 users in emails_mode: owned"), (
+        shown.stdout
+    )
