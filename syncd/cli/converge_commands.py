@@ -30,7 +30,8 @@ from syncd.visible import counted
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
-    help="Exit 2 when changes are pending, 0 when none, 1 on error.",
+    help="Exit 2 when changes are pending, 0 when none, 1 on error or when the plan "
+    "cannot show deletions of addresses syncd owns (ownership_unknown).",
 )
 @scope_options
 @click.option("--out", "out_file", metavar="FILE", help="Save the plan for a later apply.")
@@ -100,6 +101,16 @@ def plan(
             err=output == "json",
         )
     if result.plan.errors:
+        sys.exit(EXIT_ERROR)
+    if detailed_exitcode and result.plan.ownership_unknown:
+        # Not 0 ("no changes") nor 2 ("changes pending, and the plan is complete"): the
+        # plan cannot show deletions the daemon will make, so it is incomplete, as a plan
+        # that could not read a user is (exit 1), and a CI check fails rather than pass.
+        click.echo(
+            "error: the plan does not show deletions of addresses syncd owns "
+            "(ownership_unknown), so --detailed-exitcode exits 1",
+            err=True,
+        )
         sys.exit(EXIT_ERROR)
     if detailed_exitcode and not result.plan.is_empty:
         sys.exit(EXIT_CHANGES_PENDING)

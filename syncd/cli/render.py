@@ -35,6 +35,9 @@ def summary_line(plan: Plan) -> str:
     compared = plan.users - unreadable - len(plan.suspended)
     if plan.users == 0:  # none desired, or a selection left no one: "match" would be false
         head = "No users to compare (none desired or selected): nothing was read."
+    elif plan.is_empty and plan.complete and plan.ownership_unknown:
+        # Nothing found, but what syncd owns could not be known: "match" would be false.
+        head = "No changes found, but deletions of addresses syncd owns are not shown."
     elif plan.is_empty and plan.complete and not plan.suspended:
         head = "No changes: the accounts match the desired state."
     elif plan.is_empty and plan.complete:
@@ -131,7 +134,13 @@ def plan_lines(plan: Plan, paint: Paint = _plain, oldest_age: float | None = Non
             else:
                 lines.append(paint(f"  - {visible(action.email)}", "red"))
     lines.extend(
-        paint(f"! {visible(finding.user)}: {finding.code}:", "yellow")
+        # A warning about the whole plan names no user.
+        paint(
+            f"! {visible(finding.user)}: {finding.code}:"
+            if finding.user
+            else f"! {finding.code}:",
+            "yellow",
+        )
         + f" {visible(finding.message)}"
         for finding in plan.warnings
     )

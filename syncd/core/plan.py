@@ -95,7 +95,9 @@ class UserEmail:
     email: str
 
     def describe(self) -> str:
-        return f"{self.user}: {self.email} is not managed (syncd did not add it; never listed)"
+        # Not "never listed": a state without the daemon's ledger (Code.OWNERSHIP_UNKNOWN)
+        # cannot know that; what it knows is that it holds no claim.
+        return f"{self.user}: {self.email} is not managed (no claim of syncd's in this state)"
 
     def to_json(self) -> dict[str, Any]:
         return {"user": self.user, "email": self.email}
@@ -146,6 +148,11 @@ class Plan:
     def complete(self) -> bool:
         """Whether every user was read and compared: only then may it say "match"."""
         return not self.errors
+
+    @property
+    def ownership_unknown(self) -> bool:
+        """Whether deletions of addresses syncd owns cannot be shown (Code.OWNERSHIP_UNKNOWN)."""
+        return any(warning.code is Code.OWNERSHIP_UNKNOWN for warning in self.warnings)
 
     def users_with_changes(self) -> list[str]:
         return sorted({action.user for action in self.changes})

@@ -17,6 +17,7 @@ from syncd.core.vocabulary import Code
 class Problem:
     """A problem with `user`, with a code of design.md section 4.
 
+    `user` is empty for a warning about the whole plan, said once (`ownership_unknown`).
     `cause` says what went wrong in words that do not depend on the user (a
     status, a transport error, with the API's URL); `shared` marks a failure
     that every read of the run met alike, so that it is said once for all.
@@ -33,5 +34,7 @@ class Problem:
     failures: int = 0
     retry_at: float | None = None
 
-    def to_json(self) -> dict[str, str]:
-        return {"user": self.user, "code": self.code, "message": self.message}
+    def to_json(self) -> dict[str, str | None]:
+        # A warning about the whole plan (`ownership_unknown`) has no user: null, as
+        # a shared failure's entry says.
+        return {"user": self.user or None, "code": self.code, "message": self.message}

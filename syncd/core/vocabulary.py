@@ -78,6 +78,10 @@ class Code(StrEnum):
     WRITE_FAILED = "write_failed"
     #: A warning: the primary address is not listed, and the API cannot delete it.
     PRIMARY_EMAIL_NOT_DESIRED = "primary_email_not_desired"
+    #: A warning about the whole plan, not one user: users are in `emails_mode: owned`
+    #: and the state planned with holds no ownership record for the API, so the
+    #: deletions of addresses syncd owns elsewhere (a daemon's state) cannot be shown.
+    OWNERSHIP_UNKNOWN = "ownership_unknown"
 
 
 #: The codes that mean "this user's live state could not be read".

@@ -213,7 +213,8 @@ def _findings(entries: Any) -> tuple[Problem, ...]:
         if entry.get("user") is None and isinstance(users, list):
             found += [Problem(str(user), code, message, message, shared=True) for user in users]
         else:
-            found.append(Problem(str(entry.get("user", "")), code, message))
+            # A warning about the whole plan names no user (null): not "None".
+            found.append(Problem(str(entry.get("user") or ""), code, message))
     return tuple(found)
 
 

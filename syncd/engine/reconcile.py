@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 
@@ -26,7 +26,7 @@ from syncd.core.live import LiveAccount
 from syncd.core.plan import DeleteEmail, Plan, build_plan
 from syncd.core.problem import Problem
 from syncd.core.suspension import suspensions_at
-from syncd.core.vocabulary import SUCCESSFUL_RUNS, RunResult
+from syncd.core.vocabulary import SUCCESSFUL_RUNS, Code, RunResult
 from syncd.engine.applying import Applier, ApplyReport, ChangeObserver
 from syncd.engine.fetching import (
     FetchOptions,
@@ -205,6 +205,34 @@ def owned_addresses(connection: Connection, desired: DesiredState) -> dict[str, 
     return OwnershipLedger(connection.db, connection.api).load(users)
 
 
+def ownership_unknown(
+    connection: Connection, desired: DesiredState, suspended: Iterable[str]
+) -> Problem | None:
+    """The plan's one warning when it has users in `emails_mode: owned` and the state it
+    plans with holds no ownership record for this API; None otherwise.
+
+    Such a state (a CI job's fresh one, a laptop's) owns nothing, so every address of
+    those users looks never listed, and a plan against it shows none of the deletions
+    that the daemon, whose ledger owns them, will make.
+    """
+    users = {
+        user.username
+        for user in desired.users
+        if user.mode is EmailsMode.OWNED and user.emails is not None
+    } - set(suspended)
+    if not users or OwnershipLedger(connection.db, connection.api).holds_any():
+        return None
+    return Problem(
+        "",
+        Code.OWNERSHIP_UNKNOWN,
+        f"{counted(len(users), 'user')} in emails_mode: owned, and this state holds no "
+        f"record of the addresses syncd owns on {connection.api}: deletions of addresses "
+        "syncd added or saw listed, as a daemon's state records them, are not shown. "
+        "Plan with the daemon's state to see them (docs/operations.md, \"A GitOps "
+        'workflow", says where one can), or accept that they are not shown',
+    )
+
+
 async def compute_plan(
     settings: Settings,
     desired: DesiredState,
@@ -212,8 +240,13 @@ async def compute_plan(
     refresh: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> PlanResult:
+    """The plan of `syncd plan`: the one the daemon and `apply` make, and it says when
+    its state cannot tell which addresses syncd owns. Only here: a plan is what people
+    read to know what the daemon will do, while a daemon's first cycle, or an apply
+    against a fresh state, starts the ledger it would warn about."""
+    step = planning(desired, refresh=refresh, on_progress=on_progress, check_ownership=True)
     async with Deadline(settings.run_deadline), connect(settings, purpose="plan") as connection:
-        return await planning(desired, refresh=refresh, on_progress=on_progress)(connection)
+        return await step(connection)
 
 
 def recover_interrupted(connection: Connection, audit: AuditTrail) -> list[OpenIntent]:
@@ -248,6 +281,25 @@ def check_deletion_guard(plan: Plan, limit: int, command: str = "apply") -> None
         f"(the limit is {limit}): {shown}{more}. Nothing was applied. If this is intended, "
         f"run again with {allow}"
     )
+
+
+def claim_ownership(connection: Connection, plan: Plan) -> None:
+    """Record what the plan found of the ledger: listed and read on the account, syncd's
+    from now on; read gone from it, syncd's no more.
+
+    Called once the run is committed to its plan: past the deletion guard and the
+    operator's "yes" (a daemon's cycle, which nobody confirms, past its guard, which
+    holds deletions and refuses nothing), before the first write; or when it concludes
+    that nothing needs writing. A run that sends nothing because it was declined, refused
+    by the guard, only observing, or a saved plan found stale, records nothing: what
+    an engineer previews and declines must not change what the daemon deletes next.
+    """
+    if not (plan.claims or plan.releases):
+        return
+    ledger = OwnershipLedger(connection.db, connection.api)
+    with connection.db.atomic():
+        ledger.record(plan.claims, Claim.LISTED)
+        ledger.release(plan.releases)
 
 
 async def apply_plan(
@@ -315,13 +367,15 @@ def planning(
     freshness: Freshness | None = None,
     hold: Mapping[str, Problem] | None = None,
     on_progress: ProgressCallback | None = None,
+    check_ownership: bool = False,
 ) -> PlanStep:
     """The usual planning step of a converge: read what the plan needs (cache first,
     as `freshness` allows) and plan.
 
     `freshness` defaults to the settings' cache TTL (with `refresh`: none). The
     users in `hold` are not read: each stands for the error it holds; nor are
-    the suspended ones (the desired state's `suspend:`, `syncd suspend`).
+    the suspended ones (the desired state's `suspend:`, `syncd suspend`). With
+    `check_ownership`, a plan whose state cannot say what syncd owns says so.
     """
 
     async def step(connection: Connection) -> PlanResult:
@@ -360,6 +414,10 @@ def planning(
         plan = build_plan(
             desired, read.states, not_kept, owned_addresses(connection, desired), suspensions
         )
+        if check_ownership and (
+            warning := ownership_unknown(connection, desired, suspensions.active)
+        ):
+            plan = replace(plan, warnings=(*plan.warnings, warning))
         return PlanResult(
             plan,
             read.states,
@@ -444,32 +502,30 @@ async def converge(
         if on_plan is not None:
             on_plan(result)
         converged = ConvergeResult(result, audit.run_id, interrupted)
-        if (result.plan.claims or result.plan.releases) and not observe:
-            # Listed, and read on the account by this run: syncd's from now on; read
-            # gone from it: syncd's no more.
-            ledger = OwnershipLedger(connection.db, connection.api)
-            with connection.db.atomic():
-                ledger.record(result.plan.claims, Claim.LISTED)
-                ledger.release(result.plan.releases)
-        if observe or result.plan.is_empty:
+        if observe:
             outcome = converged.conclude(None, observe=observe)
             return converged
         now, held = result.plan, False
-        if hold_deletions is not None:
-            split = hold_deletions(result.plan)
-            # Rejected deletions are left out, not held for a decision: the operator has
-            # answered, and their users are counted as drift until the desired state
-            # stops asking. Still, the run made less than its plan: `held`, never ok or
-            # no_changes (a success, which would say the accounts match).
-            now, held = split.now, bool(split.held or split.rejected)
-        else:
-            try:
-                check_deletion_guard(result.plan, deletion_limit, command)
-            except GuardError:
-                outcome = RunResult.BLOCKED
-                raise
-        if not confirm(result):
-            outcome = converged.outcome = RunResult.DECLINED
+        if not result.plan.is_empty:
+            if hold_deletions is not None:
+                split = hold_deletions(result.plan)
+                # Rejected deletions are left out, not held for a decision: the operator
+                # has answered, and their users are counted as drift until the desired
+                # state stops asking. Still, the run made less than its plan: `held`,
+                # never ok or no_changes (a success, which would say the accounts match).
+                now, held = split.now, bool(split.held or split.rejected)
+            else:
+                try:
+                    check_deletion_guard(result.plan, deletion_limit, command)
+                except GuardError:
+                    outcome = RunResult.BLOCKED
+                    raise
+            if not confirm(result):
+                outcome = converged.outcome = RunResult.DECLINED
+                return converged
+        claim_ownership(connection, result.plan)
+        if result.plan.is_empty:
+            outcome = converged.conclude(None)
             return converged
         report = None
         if not now.is_empty:

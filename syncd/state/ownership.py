@@ -1,7 +1,8 @@
 """The ownership ledger: the addresses syncd owns on each account, for `emails_mode: owned`.
 
 syncd owns an address it added (after the POST succeeded), or one that was
-listed in the desired state while syncd read it on the account; only those may
+listed in the desired state while a run read it on the account, recorded once
+that run is committed to its plan (syncd.engine.reconcile.claim_ownership); only those may
 be deleted when they leave the list (design.md section 2.1), and none once
 syncd deleted it: the owner may add it again, as their own. The ledger is
 history, not cache: it lives in syncd.db / PostgreSQL beside the runs, moves
@@ -44,6 +45,14 @@ class OwnershipLedger:
         for username, key in rows:
             owned.setdefault(username, set()).add(key)
         return {username: frozenset(keys) for username, keys in owned.items()}
+
+    def holds_any(self) -> bool:
+        """Whether this state holds any address as syncd's on this API: one that holds
+        none (a fresh state, or another API's) cannot tell what syncd owns."""
+        found = self.db.execute(
+            "SELECT 1 FROM email_ownership WHERE api = ? LIMIT 1", [self.api]
+        ).fetchone()
+        return found is not None
 
     def record(self, addresses: Iterable[UserEmail], how: Claim) -> None:
         """Own these from now on, inside the caller's transaction; the first claim stays."""

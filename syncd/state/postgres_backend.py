@@ -457,8 +457,16 @@ class PostgresStore(StateStore):
             " ORDER BY active DESC, backend_start",
             LOCK_KEY,
         ).fetchall()
+        # A role that may only read (docs/postgresql-roles.md, "Reading only") is shown
+        # no backend_start of another role's session: the holder is named, without since.
         return [
-            Holder(name, since=started.astimezone(UTC).isoformat(timespec="seconds"), active=held)
+            Holder(
+                name,
+                since=None
+                if started is None
+                else started.astimezone(UTC).isoformat(timespec="seconds"),
+                active=held,
+            )
             for name, started, held in rows
         ]
 

@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = REPO / "deploy" / "gitops-workflow.example.yml"
 HEAD_SHA = "1234567890abcdef1234567890abcdef12345678"
 MERGE_SHA = "fedcba0987654321fedcba0987654321fedcba09"
+PRIMARY, OLD = "jane.doe@example.com", "old@example.com"  # janedoe's (tests/world.py)
 
 
 def workflow() -> Any:
@@ -123,6 +124,32 @@ def test_a_failed_plan_fails_the_check_and_says_so(world: World):
     done = run_step(step("plan", "Plan"), world, HEAD_SHA=HEAD_SHA, BASE_REF="main")
     assert done.returncode == 1
     assert "**The plan failed (exit 1).**" in comment(world)
+
+
+def test_a_plan_that_cannot_show_what_the_daemon_deletes_says_so(world: World):
+    # The daemon's state owns old@example.com (listed and read); the pull request drops
+    # it, and the job's fresh state cannot know: it said "No changes", exit 0.
+    owned = {"emails_mode": "owned"}
+    world.desire({"version": 1, "users": {"janedoe": {**owned, "emails": [PRIMARY, OLD]}}})
+    world.apply()
+    world.desire({"version": 1, "users": {"janedoe": {**owned, "emails": [PRIMARY]}}})
+    done = run_step(step("plan", "Plan"), world, HEAD_SHA=HEAD_SHA, BASE_REF="main")
+    assert done.returncode == 1, done.stdout + done.stderr
+    posted = comment(world)
+    assert "**Deletions of addresses syncd owns are not shown.**" in posted
+    assert "No changes: the accounts already match." not in posted
+    assert f"= janedoe: {OLD} is not managed (no claim of syncd's in this state)" in posted
+    assert "ownership_unknown" in posted
+    accepted = run_step(
+        step("plan", "Plan"),
+        world,
+        HEAD_SHA=HEAD_SHA,
+        BASE_REF="main",
+        ACCEPT_UNSHOWN_DELETIONS="true",
+    )
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert "**Deletions of addresses syncd owns are not shown.**" in comment(world)
+    assert workflow()["env"]["ACCEPT_UNSHOWN_DELETIONS"] == "false"  # fails by default
 
 
 REPORT = "Wait until the daemon has applied this commit"
