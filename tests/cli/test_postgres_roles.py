@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from syncd.state.backend import open_store
+from syncd.state.sqlite_backend import SqliteStore
 from tests.postgres import Cluster
 from tests.world import World
 
@@ -40,6 +41,26 @@ def granted_sql(role: str, database: str) -> str:
     """The grants of the document's ```sql block, for `role` on `database`."""
     (block,) = re.findall(r"```sql\n(.*?)```", DOC.read_text(), re.S)
     return block.replace("syncd_daemon", role).replace("DATABASE syncd ", f"DATABASE {database} ")
+
+
+def test_the_documented_grants_name_every_table_of_the_schema(tmp_path: Path):
+    # The trial (entry 8): audit_cuts, which `syncd audit verify` reads, had no grant,
+    # and verify as the daemon's role was refused. A table added later must be granted too.
+    granted = {
+        name.strip()
+        for target in re.findall(r"\bON\s+(.*?)\s+TO\b", granted_sql("r", "d"), re.S)
+        if not target.startswith(("DATABASE ", "SCHEMA "))
+        for name in target.split(",")
+    }
+    with SqliteStore(tmp_path) as store, store.session() as session:  # both hold the same
+        tables = {
+            name
+            for db in (session.history, session.cache)
+            for (name,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+    assert granted == tables
 
 
 @pytest.fixture
@@ -161,6 +182,15 @@ def test_a_daemon_role_of_the_documented_grants_runs_unwarned_and_cannot_rewrite
     assert "cycle_finished" in events(done)
     outcomes = pg_world.query("SELECT \"user\" FROM audit WHERE event = 'outcome'")
     assert {"user": "johnsmith"} in outcomes  # it wrote its audit
+    verified = run_syncd(
+        pg_world,
+        "audit",
+        "verify",
+        SYNCD_STATE_URL=daemon_role.url,
+        SYNCD_STATE_PASSWORD_FILE=str(daemon_role.password_file),
+    )
+    assert verified.returncode == 0, verified.stderr  # it reads the cuts of audit_cuts
+    assert verified.stdout.startswith("the chain holds: ")
     with psycopg.connect(
         daemon_role.url,
         password=daemon_role.password_file.read_text().strip(),
