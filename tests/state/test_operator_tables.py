@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -204,3 +206,43 @@ def test_the_later_decision_about_a_deletion_wins(
     key = ("alice", "a1@example.com")
     assert (key in decided.approved, key in decided.rejected) == (let_through, not let_through)
     assert [approved.id for approved in decided.approved_sets] == ["ok1"]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite: one writer holds the file
+def test_a_set_the_cycle_replaces_is_not_approved_in_the_same_moment(
+    open_new: Callable[..., StateStore],
+):
+    # `syncd approve` read the set open, then the daemon's cycle (another session)
+    # replaced it: the approval, written over the `superseded` as it was, told the
+    # operator "the next cycle applies them" of a set no cycle spends.
+    daemon, operator, watcher = open_new(), open_new(), open_new()
+    held = HeldChanges(daemon.history, API)
+    first, _ = held.hold("rev1", TWO[:1], 0)
+    assert first is not None
+    (operator_pid,) = operator.history.execute("SELECT pg_backend_pid()").fetchone()
+    daemon.history.begin()
+    replacing, _ = held.hold("rev1", TWO, 0)  # supersedes `first`, not committed yet
+    refused: list[str] = []
+
+    def approve() -> None:
+        try:
+            decide(operator.history, first.id, HeldStatus.APPROVED, "ops@host")
+        except UsageError as error:
+            refused.append(str(error))
+
+    approving = threading.Thread(target=approve)
+    approving.start()
+    deadline = time.monotonic() + 30
+    waiting = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = ?"
+    while watcher.history.execute(waiting, [operator_pid]).fetchone() != ("Lock",):
+        assert time.monotonic() < deadline, "the approval never waited for the cycle's row"
+        time.sleep(0.01)  # polls a condition of the server; what it waits for is the row lock
+    daemon.history.commit()
+    approving.join(30)
+    assert refused == [
+        f"held change set {first.id} was closed by the daemon meanwhile: "
+        "`syncd status` shows what it holds now"
+    ]
+    assert replacing is not None
+    assert [h.id for h in held.with_status(HeldStatus.HELD)] == [replacing.id]
+    assert held.with_status(HeldStatus.APPROVED) == []
