@@ -206,7 +206,24 @@ def decide(db: Database, held_id: str, status: HeldStatus, by: str) -> HeldSet:
                 f"held change set {held_id} was closed by the daemon meanwhile: "
                 "`syncd status` shows what it holds now"
             )
+        if status == HeldStatus.REJECTED:
+            _close_overridden(db, held)
     return dataclasses.replace(held, status=status, decided_by=by, decided_at=_now())
+
+
+def _close_overridden(db: Database, rejected: HeldSet) -> None:
+    """Close, as `superseded`, the approved sets of the same API whose deletions are all
+    rejected now: the later word replaces them, and `syncd status` must not go on
+    saying that the next cycle applies them. (One that shares only some is left to
+    the guard, where the later decision about each deletion wins.)"""
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM held_changes WHERE status = ?"
+        " AND api = (SELECT api FROM held_changes WHERE id = ?)",
+        [HeldStatus.APPROVED, rejected.id],
+    )
+    for approved in [_held_set(row) for row in rows]:
+        if approved.deletion_keys() <= rejected.deletion_keys():
+            _set_status(db, approved, HeldStatus.SUPERSEDED, approved.decided_by)
 
 
 def _set_status(db: Database, held: HeldSet, status: HeldStatus, by: str | None) -> bool:
