@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from syncd.cli.options import config_option, settings_from_flags
-from syncd.errors import StateError
+from syncd.errors import SettingsError, StateError
+from syncd.visible import counted
 
 
 @click.group()
@@ -41,7 +42,13 @@ def migrate(config_file: str | None, state_dir: str | None, target: str) -> None
     from syncd.state.migrate import migrate as copy_history
 
     settings = settings_from_flags({"config_file": config_file, "state_dir": state_dir})
-    to = load_settings(config_file, state_dir=state_dir, state_url=target)
+    try:
+        to = load_settings(config_file, state_dir=state_dir, state_url=target)
+    except SettingsError as error:
+        # The same settings loaded but for the target: what is wrong is --to's (migrate
+        # has no --state-url), said as pydantic said it of state_url.
+        said = str(error).partition("state_url (--state-url): ")[2] or str(error)
+        raise click.BadParameter(said, param_hint="'--to'") from None
     if not settings.on_postgresql and not settings.state_file.exists():
         raise StateError(f"no state file at {settings.state_file}: nothing to copy")
     if to.state_location == settings.state_location:
@@ -52,8 +59,8 @@ def migrate(config_file: str | None, state_dir: str | None, target: str) -> None
     ):
         counts = copy_history(source, destination)
     click.echo(
-        f"Copied {counts['runs']} runs, {counts['audit']} audit events and "
-        f"{counts['not_kept']} not-kept records from {settings.state_location} to "
-        f"{to.state_location}; the counts match on both sides."
+        f"Copied {counted(counts['runs'], 'run')}, {counted(counts['audit'], 'audit event')} "
+        f"and {counted(counts['not_kept'], 'not-kept record')} from {settings.state_location} "
+        f"to {to.state_location}; the counts match on both sides."
     )
     click.echo(f"To use it: SYNCD_STATE_URL='{to.state_url}'")

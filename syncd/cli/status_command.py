@@ -79,8 +79,10 @@ def render_status(report: Mapping[str, Any], *, users_in_detail: bool = False) -
     else:
         lines.append("daemon       not running")
     for standby in daemon["standbys"]:
+        # No start time: another database role's session, whose start the server hides.
         lines.append(
-            f"standby      {visible(standby['name'])}, waiting since {_when(standby['since'])}"
+            f"standby      {visible(standby['name'])}, waiting"
+            + (f" since {_when(standby['since'])}" if standby["since"] else "")
         )
     if report["consecutive_failures"]:
         lines.append(f"failures     {report['consecutive_failures']} in a row (backing off)")

@@ -45,13 +45,8 @@ def split_deletions(
     """The plan a daemon's cycle applies: deletions of an approved set go through, those
     rejected for this revision are dropped, and the others count against `limit`; past
     it they are all held (never some of them: which ones would be arbitrary)."""
-    approved_keys, rejected_keys = set(approved), set(rejected)
-    no: list[DeleteEmail] = []
-    counted: list[DeleteEmail] = []
-    for action in plan.changes:
-        if isinstance(action, DeleteEmail) and (key := deletion_key(action)) not in approved_keys:
-            (no if key in rejected_keys else counted).append(action)
-    held = tuple(counted) if len(counted) > limit else ()
+    deletions = (action for action in plan.changes if isinstance(action, DeleteEmail))
+    held, no = guarded(deletions, limit, approved, rejected)
     left_out = {*held, *no}
     if not left_out:
         return GuardSplit(plan)
@@ -59,7 +54,24 @@ def split_deletions(
     now = dataclasses.replace(
         plan, changes=tuple(action for action in plan.changes if action not in left_out)
     )
-    return GuardSplit(now, held, tuple(no))
+    return GuardSplit(now, held, no)
+
+
+def guarded(
+    deletions: Iterable[DeleteEmail],
+    limit: int,
+    approved: Iterable[DeletionKey],
+    rejected: Iterable[DeletionKey],
+) -> tuple[tuple[DeleteEmail, ...], tuple[DeleteEmail, ...]]:
+    """Of `deletions`, those held (neither approved nor rejected, and more than `limit`
+    of them) and those rejected, each in their order."""
+    approved_keys, rejected_keys = set(approved), set(rejected)
+    no: list[DeleteEmail] = []
+    counted: list[DeleteEmail] = []
+    for action in deletions:
+        if (key := deletion_key(action)) not in approved_keys:
+            (no if key in rejected_keys else counted).append(action)
+    return (tuple(counted) if len(counted) > limit else ()), tuple(no)
 
 
 def per_user(deletions: Iterable[DeletionKey]) -> dict[str, int]:

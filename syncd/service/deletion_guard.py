@@ -16,7 +16,7 @@ from syncd.core.desired import DesiredState
 from syncd.core.held import GuardSplit, deletion_key, per_user, split_deletions
 from syncd.core.plan import DeleteEmail, Plan
 from syncd.core.vocabulary import HeldStatus
-from syncd.state.held_changes import HeldChanges
+from syncd.state.held_changes import HeldChanges, HeldSet
 from syncd.visible import counted
 
 log = structlog.get_logger("syncd.service.deletion_guard")
@@ -39,20 +39,23 @@ class DeletionGuard:
     """The daemon's deletion guard for one cycle: hold past the limit, apply the rest.
 
     Deletions of an approved set go through; those rejected for this revision are
-    dropped; the others count against the limit, and past it are held as one set
-    (the same set while the same deletions are planned, so it is asked once).
+    dropped (of the two, the operator's later decision); the others count against
+    the limit, and past it are held as one set (the same set while the same
+    deletions are planned, so it is asked once). The decisions are read when the
+    plan is split and again when the set is held: those given while the cycle ran
+    count, and deletions decided are not held again as a new set.
     """
 
     def __init__(self, held: HeldChanges, limit: int, revision: str | None) -> None:
         self.held, self.limit, self.revision = held, limit, revision
         self.last: GuardSplit | None = None
+        # Spent by conclude(), also when the cycle had nothing to split.
         self._approved = held.with_status(HeldStatus.APPROVED)
 
     def split(self, plan: Plan) -> GuardSplit:
-        approved = {key for held in self._approved for key in held.deletion_keys()}
-        self.last = split_deletions(
-            plan, self.limit, approved, self.held.rejected_for(self.revision)
-        )
+        decided = self.held.decisions(self.revision)
+        self._approved = list(decided.approved_sets)
+        self.last = split_deletions(plan, self.limit, decided.approved, decided.rejected)
         return self.last
 
     def conclude(self, plan: Plan) -> list[str]:
@@ -67,13 +70,13 @@ class DeletionGuard:
         """
         split, said = self.last or GuardSplit(plan), list[str]()
         sent = {deletion_key(a) for a in split.now.changes if isinstance(a, DeleteEmail)}
-        for held in self._approved:
-            applied = bool(held.deletion_keys() & sent)
-            self.held.mark([held], HeldStatus.APPLIED if applied else HeldStatus.SUPERSEDED)
+        for approved in self._approved:
+            applied = bool(approved.deletion_keys() & sent)
+            self.held.mark([approved], HeldStatus.APPLIED if applied else HeldStatus.SUPERSEDED)
             log.info(
                 "deletions_approved_applied" if applied else "deletions_approved_not_planned",
-                held_id=held.id,
-                deletions=len(held.deletions),
+                held_id=approved.id,
+                deletions=len(approved.deletions),
             )
         if split.rejected:
             log.info(
@@ -85,10 +88,19 @@ class DeletionGuard:
                 f"{counted(len(split.rejected), 'deletion')} rejected for this revision left out "
                 f"({self.revision}): asked about again when the desired state changes"
             )
-        if not split.held:
+        held: HeldSet | None = None
+        new = False
+        if split.held:
+            held, new = self.held.hold(self.revision, split.held, self.limit)
+            if held is None:
+                log.info("deletions_decided_meanwhile", deletions=len(split.held))
+                said.append(
+                    f"not holding {counted(len(split.held), 'deletion')}: the operator decided "
+                    "on them while the cycle ran, and the next cycle does as decided"
+                )
+        if held is None:
             self._close_unheld(split.now)
         else:
-            held, new = self.held.hold(self.revision, split.held)
             log.warning(
                 "deletions_held",
                 held_id=held.id,

@@ -19,7 +19,9 @@ plus one, known before its hash is computed.
 
 Events older than the migration that made the chain have no hash: the chain
 starts at the first hashed event, whose `prev_hash` is NULL; after a prune
-(syncd.state.retention), at the cut it recorded.
+(syncd.state.retention), at the cut it recorded. A state from before that
+migration, opened read-only (`audit verify`, `audit head`), is read as it is:
+all its events are from before the chain.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 from syncd.errors import StateError
 from syncd.state.backend import Database
+from syncd.state.schema import has_column
 
 #: The columns an event's hash covers, as the table names them.
 HASHED = (
@@ -51,6 +54,8 @@ HASHED = (
     "source",
 )
 SELECTED = ", ".join(f'"{column}"' for column in (*HASHED, "prev_hash", "hash"))
+#: The same, of an audit table from before the chain (not migrated: read-only).
+UNCHAINED = ", ".join(f'"{column}"' for column in HASHED) + ", NULL AS prev_hash, NULL AS hash"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +87,11 @@ def digest(event: Mapping[str, Any], prev_hash: str | None) -> str:
 
 
 def read_head(db: Database) -> Head:
-    row = db.execute("SELECT seq, hash FROM audit_head").fetchone()
-    if row is None:  # made empty by hand: start after the last event
+    # No table: a state from before the chain, read-only; made empty by hand: start
+    # after the last event.
+    chained = db.has_table("audit_head")
+    row = db.execute("SELECT seq, hash FROM audit_head").fetchone() if chained else None
+    if row is None:
         (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()
         return Head(int(last), None)
     return Head(int(row[0]), row[1])
@@ -133,7 +141,13 @@ class Chain:
 
 def events(db: Database) -> Iterator[dict[str, Any]]:
     """Every event, oldest first, read in batches by number."""
-    return db.read_by_key(f"SELECT {SELECTED} FROM audit WHERE seq > ? ORDER BY seq", [], "seq", 0)
+    selected = SELECTED if _chained(db) else UNCHAINED
+    return db.read_by_key(f"SELECT {selected} FROM audit WHERE seq > ? ORDER BY seq", [], "seq", 0)
+
+
+def _chained(db: Database) -> bool:
+    """Whether the audit trail has its chain's columns (a read-only state may be older)."""
+    return has_column(db, "audit", "hash")
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +221,11 @@ def verify(db: Database, kept_head: Head | None = None) -> Verified:
             "events at its end were removed"
         )
     if kept_head is not None:
-        row = db.execute("SELECT hash FROM audit WHERE seq = ?", [kept_head.seq]).fetchone()
+        row = (
+            db.execute("SELECT hash FROM audit WHERE seq = ?", [kept_head.seq]).fetchone()
+            if verified.checked
+            else None  # no hashed event: none is the kept head (nor, unchained, its column)
+        )
         if row is None and kept_head.seq < (verified.first or 0):
             if kept_head.hash not in starts:
                 raise StateError(

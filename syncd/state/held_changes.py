@@ -2,10 +2,16 @@
 
 A set is `held` until `syncd approve` or `syncd reject`; an approved one is
 given to the next cycle (then `applied`); a rejected one keeps its deletions
-from being asked about again for the same revision. The daemon holds at most
-one open set: the same deletions planned again keep it, other ones replace it
-(`superseded`). Sets are kept per API (syncd.core.api_url): a decision about
-one API's deletions lets nothing through, and holds nothing back, on another.
+from being asked about again for the same revision. Of two decided sets that
+name the same deletion, the later decision wins: a rejection after an approval
+stops the deletion. The daemon holds at most one open set: the same deletions
+planned again keep it, other ones replace it (`superseded`). Sets are kept per
+API (syncd.core.api_url): a decision about one API's deletions lets nothing
+through, and holds nothing back, on another.
+
+Each change of a set's status names the status it was read in, so that a
+decision and a cycle that close the same set at once (two sessions on
+PostgreSQL) do not both take effect: the second changes no row, and says so.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncd.core.fields import email_key
-from syncd.core.held import DeletionKey, per_user
+from syncd.core.held import DeletionKey, guarded, per_user
 from syncd.core.plan import DeleteEmail
 from syncd.core.vocabulary import HeldStatus
 from syncd.errors import UsageError
@@ -59,6 +65,19 @@ class HeldSet:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Decisions:
+    """What the operator decided last about each deletion, as a cycle reads it."""
+
+    #: The approved sets: the cycle that lets their deletions through spends them.
+    approved_sets: tuple[HeldSet, ...] = ()
+    #: The deletions whose last decision is an approval: let through.
+    approved: frozenset[DeletionKey] = frozenset()
+    #: The deletions whose last decision is a rejection for the revision planned: left
+    #: out, not asked about again.
+    rejected: frozenset[DeletionKey] = frozenset()
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -85,43 +104,84 @@ class HeldChanges:
         )
         return [_held_set(row) for row in rows]
 
-    def rejected_for(self, revision: str | None) -> set[DeletionKey]:
-        """The deletions rejected for this revision: not asked about again."""
-        return {
-            key
-            for held in self.with_status(HeldStatus.REJECTED)
-            if held.revision == revision
-            for key in held.deletion_keys()
-        }
+    def decisions(self, revision: str | None) -> Decisions:
+        """The approved sets, and each deletion's last decision (`revision`: the one planned).
 
-    def hold(self, revision: str | None, deletions: Iterable[DeleteEmail]) -> tuple[HeldSet, bool]:
-        """The open set for these deletions, and whether it is new (else: already asked)."""
-        pairs = tuple((d.user, d.email) for d in deletions)
-        keys = {(user, email_key(email)) for user, email in pairs}
+        The later decision about a deletion wins, a rejection at the same second:
+        a deletion approved in one set and rejected in a later one (two sets of it,
+        which a cycle that raced an approval made before this was read again when
+        holding) is stopped, as the operator said last.
+        """
+        decided = self.with_status(HeldStatus.APPROVED, HeldStatus.REJECTED)
+        last: dict[DeletionKey, HeldSet] = {}
+        for held in sorted(
+            decided, key=lambda held: (held.decided_at or "", held.status == HeldStatus.REJECTED)
+        ):
+            last.update(dict.fromkeys(held.deletion_keys(), held))
+        return Decisions(
+            tuple(held for held in decided if held.status == HeldStatus.APPROVED),
+            frozenset(key for key, held in last.items() if held.status == HeldStatus.APPROVED),
+            frozenset(
+                key
+                for key, held in last.items()
+                if held.status == HeldStatus.REJECTED and held.revision == revision
+            ),
+        )
+
+    def hold(
+        self, revision: str | None, deletions: Iterable[DeleteEmail], limit: int
+    ) -> tuple[HeldSet | None, bool]:
+        """The open set for these deletions, and whether it is new (else: already asked).
+
+        The decisions are read again first, in the transaction that makes the set:
+        a cycle plans for a while, and an approval or a rejection given meanwhile
+        counts. Deletions decided since are not held again; the rest are held only
+        while they are more than `limit`. None: nothing is left to hold.
+        """
+        planned = tuple(deletions)
         with self.db.atomic():
-            for held in self.with_status(HeldStatus.HELD):
-                if held.deletion_keys() == keys:
-                    if held.revision != revision:
-                        # A decision on it is about the deletions planned now.
-                        self.db.execute(
-                            "UPDATE held_changes SET revision = ? WHERE id = ?",
-                            [revision, held.id],
-                        )
-                    return dataclasses.replace(held, revision=revision), False
-                _set_status(self.db, held.id, HeldStatus.SUPERSEDED, None)
-            made = HeldSet(uuid.uuid4().hex[:8], revision, _now(), pairs, HeldStatus.HELD)
-            self.db.execute(
-                "INSERT INTO held_changes (id, api, revision, held_at, deletions, status)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [made.id, self.api, revision, made.held_at, json.dumps(pairs), made.status],
-            )
+            # Again while a set this one would replace was decided meanwhile (on
+            # PostgreSQL, after the read): its decision counts too. Only the daemon
+            # opens a set, so each pass finds fewer open ones.
+            while (held := self._hold_once(revision, planned, limit)) is None:
+                pass
+        return held
+
+    def _hold_once(
+        self, revision: str | None, planned: tuple[DeleteEmail, ...], limit: int
+    ) -> tuple[HeldSet | None, bool] | None:
+        """HeldChanges.hold's answer; None when a set it would replace was decided since."""
+        decided = self.decisions(revision)
+        holding, _ = guarded(planned, limit, decided.approved, decided.rejected)
+        if not holding:
+            return None, False
+        pairs = tuple((d.user, d.email) for d in holding)
+        keys = {(user, email_key(email)) for user, email in pairs}
+        for held in self.with_status(HeldStatus.HELD):
+            if held.deletion_keys() == keys:
+                if held.revision != revision:
+                    # A decision on it is about the deletions planned now.
+                    self.db.execute(
+                        "UPDATE held_changes SET revision = ? WHERE id = ?",
+                        [revision, held.id],
+                    )
+                return dataclasses.replace(held, revision=revision), False
+            if not _set_status(self.db, held, HeldStatus.SUPERSEDED, None):
+                return None
+        made = HeldSet(uuid.uuid4().hex[:8], revision, _now(), pairs, HeldStatus.HELD)
+        self.db.execute(
+            "INSERT INTO held_changes (id, api, revision, held_at, deletions, status)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [made.id, self.api, revision, made.held_at, json.dumps(pairs), made.status],
+        )
         return made, True
 
     def mark(self, sets: Iterable[HeldSet], status: HeldStatus) -> None:
-        """Close decided sets (`applied`, `superseded`), keeping who decided them."""
+        """Close decided sets (`applied`, `superseded`), keeping who decided them; one
+        no longer in the status it was read in is left as it is now."""
         with self.db.atomic():
             for held in sets:
-                _set_status(self.db, held.id, status, held.decided_by)
+                _set_status(self.db, held, status, held.decided_by)
 
 
 def _held_set(row: Any) -> HeldSet:
@@ -141,12 +201,36 @@ def decide(db: Database, held_id: str, status: HeldStatus, by: str) -> HeldSet:
         held = _held_set(row)
         if held.status != HeldStatus.HELD:
             raise UsageError(f"held change set {held_id} is {held.status} already")
-        _set_status(db, held_id, status, by)
+        if not _set_status(db, held, status, by):
+            raise UsageError(
+                f"held change set {held_id} was closed by the daemon meanwhile: "
+                "`syncd status` shows what it holds now"
+            )
+        if status == HeldStatus.REJECTED:
+            _close_overridden(db, held)
     return dataclasses.replace(held, status=status, decided_by=by, decided_at=_now())
 
 
-def _set_status(db: Database, held_id: str, status: HeldStatus, by: str | None) -> None:
-    db.execute(
-        "UPDATE held_changes SET status = ?, decided_by = ?, decided_at = ? WHERE id = ?",
-        [status, by, _now(), held_id],
+def _close_overridden(db: Database, rejected: HeldSet) -> None:
+    """Close, as `superseded`, the approved sets of the same API whose deletions are all
+    rejected now: the later word replaces them, and `syncd status` must not go on
+    saying that the next cycle applies them. (One that shares only some is left to
+    the guard, where the later decision about each deletion wins.)"""
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM held_changes WHERE status = ?"
+        " AND api = (SELECT api FROM held_changes WHERE id = ?)",
+        [HeldStatus.APPROVED, rejected.id],
     )
+    for approved in [_held_set(row) for row in rows]:
+        if approved.deletion_keys() <= rejected.deletion_keys():
+            _set_status(db, approved, HeldStatus.SUPERSEDED, approved.decided_by)
+
+
+def _set_status(db: Database, held: HeldSet, status: HeldStatus, by: str | None) -> bool:
+    """Move `held` from the status it was read in to `status`; False: it was not in it."""
+    moved = db.execute(
+        "UPDATE held_changes SET status = ?, decided_by = ?, decided_at = ?"
+        " WHERE id = ? AND status = ?",
+        [status, by, _now(), held.id, held.status],
+    ).rowcount
+    return moved == 1

@@ -19,6 +19,7 @@ from syncd.errors import StateError
 from syncd.state.backend import Database, StateStore
 from syncd.state.chain import read_head
 from syncd.state.schema import columns
+from syncd.visible import counted
 
 #: The tables copied, each with the key it is read in the order of.
 COPIED = {
@@ -54,8 +55,9 @@ def migrate(source: StateStore, target: StateStore) -> dict[str, int]:
         held = {table: count(into, table) for table in COPIED}
         if any(held.values()):
             raise StateError(
-                f"{target.where} already holds a history ({held['runs']} runs, "
-                f"{held['audit']} audit events): refused, a history is copied into an empty one"
+                f"{target.where} already holds a history ({counted(held['runs'], 'run')}, "
+                f"{counted(held['audit'], 'audit event')}): refused, a history is copied into "
+                "an empty one"
             )
         with into.atomic():
             for table, key in COPIED.items():

@@ -37,7 +37,7 @@ import socket
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -457,21 +457,16 @@ class PostgresStore(StateStore):
             " ORDER BY active DESC, backend_start",
             LOCK_KEY,
         ).fetchall()
-        # A role that may only read (docs/postgresql-roles.md, "Reading only") is shown
-        # no backend_start of another role's session: the holder is named, without since.
-        return [
-            Holder(
-                name,
-                since=None
-                if started is None
-                else started.astimezone(UTC).isoformat(timespec="seconds"),
-                active=held,
-            )
-            for name, started, held in rows
-        ]
+        return [Holder(name, since=_iso(started), active=held) for name, started, held in rows]
 
     def close(self) -> None:
         self.db.close()
+
+
+def _iso(started: datetime | None) -> str | None:
+    # None: the session is another role's, whose start the server shows only to a
+    # superuser or a member of pg_read_all_stats (its name it shows to all).
+    return None if started is None else started.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def warn_if_audit_owner(db: PostgresDatabase) -> None:

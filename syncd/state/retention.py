@@ -125,6 +125,13 @@ def _text(path: Path, mode: str) -> Iterator[IO[str]]:
 
 def export(db: Database, moment: datetime, out: Path) -> Cut:
     """Write the events and runs before `moment` to `out`; what it holds."""
+    if not db.has_table("open_intents"):
+        # Opened read-only, and from before the intents were kept apart: which events
+        # may go is not known until it is migrated.
+        raise StateError(
+            f"state {db.name} is older than this syncd: migrate it first (`syncd plan`; "
+            "on PostgreSQL as the role that owns the tables), then export"
+        )
     before = iso(moment)
     count, first, last = 0, None, None
     with _text(out, "w") as text:

@@ -22,6 +22,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from syncd.state.backend import open_store
+from syncd.state.sqlite_backend import SqliteStore
 from tests.postgres import Cluster
 from tests.world import World
 
@@ -39,6 +41,26 @@ def granted_sql(role: str, database: str) -> str:
     """The grants of the document's ```sql block, for `role` on `database`."""
     (block,) = re.findall(r"```sql\n(.*?)```", DOC.read_text(), re.S)
     return block.replace("syncd_daemon", role).replace("DATABASE syncd ", f"DATABASE {database} ")
+
+
+def test_the_documented_grants_name_every_table_of_the_schema(tmp_path: Path):
+    # The trial (entry 8): audit_cuts, which `syncd audit verify` reads, had no grant,
+    # and verify as the daemon's role was refused. A table added later must be granted too.
+    granted = {
+        name.strip()
+        for target in re.findall(r"\bON\s+(.*?)\s+TO\b", granted_sql("r", "d"), re.S)
+        if not target.startswith(("DATABASE ", "SCHEMA "))
+        for name in target.split(",")
+    }
+    with SqliteStore(tmp_path) as store, store.session() as session:  # both hold the same
+        tables = {
+            name
+            for db in (session.history, session.cache)
+            for (name,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+    assert granted == tables
 
 
 @pytest.fixture
@@ -61,6 +83,11 @@ def daemon_role(pg_world: World, postgres_cluster: Cluster) -> Iterator[DaemonRo
 
 def run_once(world: World, **env: str) -> subprocess.CompletedProcess[str]:
     """`syncd run --once` (the daemon), its log as JSON lines."""
+    return run_syncd(world, "run", "--once", **env)
+
+
+def run_syncd(world: World, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """A syncd command on the world, its log as JSON lines."""
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(world.root),
@@ -73,7 +100,7 @@ def run_once(world: World, **env: str) -> subprocess.CompletedProcess[str]:
         **env,
     }
     return subprocess.run(
-        [sys.executable, "-m", "syncd", "run", "--once"],
+        [sys.executable, "-m", "syncd", *args],
         env=environment,
         capture_output=True,
         text=True,
@@ -92,6 +119,43 @@ def test_the_daemon_warns_when_it_owns_the_audit_table(pg_world: World):
     (warning,) = [json.loads(x) for x in done.stderr.splitlines() if "audit_table_owned" in x]
     assert warning["level"] == "warning"
     assert "docs/postgresql-roles.md" in warning["message"]
+
+
+def grant_documented(world: World, role: DaemonRole) -> None:
+    """The document's grants to `role`, given as the owner (after it made the schema)."""
+    assert world.database is not None
+    with psycopg.connect(
+        world.database.url,
+        password=world.database.password_file.read_text().strip(),
+        autocommit=True,
+    ) as owner:
+        owner.execute(granted_sql(role.name, world.database.name))
+
+
+def test_the_commands_of_another_role_than_the_daemons_name_the_daemon(
+    pg_world: World, daemon_role: DaemonRole
+):
+    # The trial (entry 2): the server hides when another role's session began
+    # (backend_start is NULL to all but a superuser or pg_read_all_stats), and every
+    # command that names the lock's holders stopped with a traceback.
+    assert run_once(pg_world).returncode == 0  # the owner makes the schema
+    grant_documented(pg_world, daemon_role)
+    as_daemon_role = {
+        "SYNCD_STATE_URL": daemon_role.url,
+        "SYNCD_STATE_PASSWORD_FILE": str(daemon_role.password_file),
+    }
+    # An active instance and a standby, both of the owner's role.
+    with open_store(pg_world.settings(), "run") as active, open_store(pg_world.settings(), "run"):
+        held = active.lock("run")
+        status = run_syncd(pg_world, "status", **as_daemon_role)
+        plan = run_syncd(pg_world, "plan", **as_daemon_role)
+        held.release()
+    assert status.returncode == 0, status.stderr
+    assert re.search(r"^daemon +active: syncd run on .* pid \d+", status.stdout, re.M)
+    assert re.search(r"^standby +syncd run on .* pid \d+, waiting$", status.stdout, re.M)
+    assert plan.returncode != 0
+    assert "Traceback" not in plan.stderr
+    assert re.search(r"syncd run on .* holds the state at .* \(plan refused\)", plan.stderr)
 
 
 def test_a_daemon_role_of_the_documented_grants_runs_unwarned_and_cannot_rewrite(
@@ -118,6 +182,15 @@ def test_a_daemon_role_of_the_documented_grants_runs_unwarned_and_cannot_rewrite
     assert "cycle_finished" in events(done)
     outcomes = pg_world.query("SELECT \"user\" FROM audit WHERE event = 'outcome'")
     assert {"user": "johnsmith"} in outcomes  # it wrote its audit
+    verified = run_syncd(
+        pg_world,
+        "audit",
+        "verify",
+        SYNCD_STATE_URL=daemon_role.url,
+        SYNCD_STATE_PASSWORD_FILE=str(daemon_role.password_file),
+    )
+    assert verified.returncode == 0, verified.stderr  # it reads the cuts of audit_cuts
+    assert verified.stdout.startswith("the chain holds: ")
     with psycopg.connect(
         daemon_role.url,
         password=daemon_role.password_file.read_text().strip(),

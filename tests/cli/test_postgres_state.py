@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -115,3 +116,27 @@ def test_an_unusable_database_is_one_line_naming_it(
         assert lines[0].startswith("syncd: state database postgresql://syncd@127.0.0.1:")
         assert cause in lines[0]
     assert pg_world.writes() == 0
+
+
+def test_prune_and_state_migrate_need_every_replica_stopped_as_the_docs_say(
+    pg_world: World, tmp_path: Path
+):
+    # The trial (entry 9): both are refused while any `syncd run` holds the state, and
+    # the retention section gave the prune's commands without the outage they need.
+    assert run(pg_world, "apply", "--yes").exit_code == 0
+    operations = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    section = operations.split("## Retention and verification\n")[1].split("\n## ")[0]
+    retention = " ".join(section.split())
+    commands = {
+        "audit prune": ["audit", "prune", "--before", "2000-01-01", "--force"],
+        "state migrate": ["state", "migrate", "--to", str(tmp_path / "elsewhere")],
+    }
+    with open_store(pg_world.settings(), "run") as store, store.lock("run"):
+        for purpose, command in commands.items():
+            done = CliRunner(env=pg_world.state_env()).invoke(cli, command)
+            assert done.exit_code == 1, done.output
+            assert "holds the state at postgresql://syncd@" in done.output
+            assert done.output.rstrip().endswith(f"({purpose} refused)")
+            assert f"`syncd {purpose}`" in retention or f"({purpose} refused)" in retention
+    assert "stop every replica, the standbys too" in retention
+    assert "holds the state … (audit prune refused)" in retention

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner, Result
 
@@ -32,7 +33,7 @@ def test_the_history_moves_whole_and_the_counts_are_checked(world: World, postgr
 
     moved = migrate(world, postgres_db)
     assert moved.exit_code == 0, moved.output
-    assert "Copied 1 runs, 6 audit events and 0 not-kept records" in moved.output
+    assert "Copied 1 run, 6 audit events and 0 not-kept records" in moved.output
     assert "the counts match on both sides" in moved.output
     assert postgres_db.url in moved.output
 
@@ -71,7 +72,7 @@ def test_a_target_with_a_history_is_refused(world: World, postgres_db: Database)
     assert migrate(world, postgres_db).exit_code == 0
     twice = migrate(world, postgres_db)
     assert twice.exit_code == 1
-    assert "already holds a history (1 runs, 6 audit events): refused" in twice.output
+    assert "already holds a history (1 run, 6 audit events): refused" in twice.output
     on_postgres = World(world.sandbox, world.root, postgres_db)
     assert len(on_postgres.query("SELECT seq FROM audit")) == 6
 
@@ -86,3 +87,13 @@ def test_nothing_is_copied_while_syncd_holds_the_source(world: World, postgres_d
     assert "holds" in refused.output
     on_postgres = World(world.sandbox, world.root, postgres_db)
     assert on_postgres.query("SELECT COUNT(*) AS n FROM runs") == [{"n": 0}]
+
+
+def test_a_target_with_a_password_is_refused_as_the_option_given(tmp_path: Path):
+    # The trial (entry 12): it said `state_url (--state-url)`, an option migrate lacks.
+    url = "postgresql://someone:secretpw@127.0.0.1:5432/syncd"
+    done = CliRunner().invoke(cli, ["state", "migrate", "--state-dir", str(tmp_path), "--to", url])
+    assert done.exit_code == 1
+    assert "Invalid value for '--to': must not hold a password" in done.output
+    assert "--state-url" not in done.output
+    assert "secretpw" not in done.output

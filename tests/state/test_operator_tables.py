@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -41,21 +43,21 @@ def test_suspensions_round_trip_and_end(store: StateStore):
 def test_a_held_set_is_asked_once_and_decided_once(store: StateStore):
     held = HeldChanges(store.history, API)
     deletions = [DeleteEmail("alice", "Old@Example.com"), DeleteEmail("bobsmith", "x@example.com")]
-    first, new = held.hold("rev1", deletions)
+    first, new = held.hold("rev1", deletions, 0)
     assert new
-    again, new = held.hold("rev1", [DeleteEmail("alice", "old@example.com"), deletions[1]])
+    again, new = held.hold("rev1", [DeleteEmail("alice", "old@example.com"), deletions[1]], 0)
     assert (again.id, new) == (first.id, False)
     assert first.to_json()["per_user"] == {"alice": 1, "bobsmith": 1}
     rejected = decide(store.history, first.id, HeldStatus.REJECTED, "ops@host")
     assert rejected.status == HeldStatus.REJECTED
     with pytest.raises(UsageError, match="rejected already"):
         decide(store.history, first.id, HeldStatus.APPROVED, "ops@host")
-    assert held.rejected_for("rev1") == {
+    assert held.decisions("rev1").rejected == {
         ("alice", "old@example.com"),
         ("bobsmith", "x@example.com"),
     }
-    assert held.rejected_for("rev2") == set()
-    other, new = held.hold("rev2", deletions[:1])
+    assert held.decisions("rev2").rejected == set()
+    other, new = held.hold("rev2", deletions[:1], 0)
     assert new
     assert [h.id for h in held.with_status(HeldStatus.HELD)] == [other.id]
 
@@ -102,11 +104,11 @@ def test_a_set_held_again_at_a_new_revision_is_rejected_for_that_revision(store:
     # next cycle holds them again as a new set and asks again at once.
     held = HeldChanges(store.history, API)
     deletions = [DeleteEmail("alice", "old@example.com")]
-    first, _ = held.hold("rev1", deletions)
-    kept, new = held.hold("rev2", deletions)
+    first, _ = held.hold("rev1", deletions, 0)
+    kept, new = held.hold("rev2", deletions, 0)
     assert (kept.id, new) == (first.id, False)
     decide(store.history, first.id, HeldStatus.REJECTED, "ops@host")
-    assert held.rejected_for("rev2") == {("alice", "old@example.com")}
+    assert held.decisions("rev2").rejected == {("alice", "old@example.com")}
 
 
 def test_a_set_decided_for_one_api_lets_nothing_through_on_another(store: StateStore):
@@ -115,13 +117,134 @@ def test_a_set_decided_for_one_api_lets_nothing_through_on_another(store: StateS
     # and one rejected there is still asked about here.
     deletions = (DeleteEmail("alice", "old@example.com"),)
     plan = Plan(deletions)
-    approved, _ = HeldChanges(store.history, API).hold("rev1", deletions)
+    approved, _ = HeldChanges(store.history, API).hold("rev1", deletions, 0)
     decide(store.history, approved.id, HeldStatus.APPROVED, "ops@host")
     elsewhere = DeletionGuard(HeldChanges(store.history, OTHER_API), 0, "rev1").split(plan)
     assert (elsewhere.now.changes, elsewhere.held) == ((), deletions)
     here = DeletionGuard(HeldChanges(store.history, API), 0, "rev1").split(plan)
     assert (here.now.changes, here.held) == (deletions, ())
 
-    rejected, _ = HeldChanges(store.history, OTHER_API).hold("rev1", deletions)
+    rejected, _ = HeldChanges(store.history, OTHER_API).hold("rev1", deletions, 0)
     decide(store.history, rejected.id, HeldStatus.REJECTED, "ops@host")
-    assert HeldChanges(store.history, API).rejected_for("rev1") == set()
+    assert HeldChanges(store.history, API).decisions("rev1").rejected == set()
+
+
+TWO = (DeleteEmail("alice", "a1@example.com"), DeleteEmail("alice", "a2@example.com"))
+
+
+def test_an_approval_given_while_a_cycle_ran_is_not_asked_about_again(
+    open_new: Callable[..., StateStore],
+):
+    # The trial's severity 1: `syncd approve X` while a cycle planned made that
+    # cycle hold the same deletions again as a new set Y; rejecting Y ("not asked
+    # about again") then did not stop the next cycle from applying them under X.
+    daemon, operator = open_new(), open_new()  # the daemon's session, `syncd approve`'s
+    held, plan = HeldChanges(daemon.history, API), Plan(TWO)
+    first, _ = held.hold("rev1", TWO, 1)  # by the cycle before, past a limit of 1
+    assert first is not None
+    cycle = DeletionGuard(held, 1, "rev1")
+    assert cycle.split(plan).held == TWO  # planned while the set was still open
+    decide(operator.history, first.id, HeldStatus.APPROVED, "ops@host")
+    said = cycle.conclude(plan)
+    assert held.with_status(HeldStatus.HELD) == []  # nothing new to decide
+    assert [approved.id for approved in held.with_status(HeldStatus.APPROVED)] == [first.id]
+    assert said == [
+        "not holding 2 deletions: the operator decided on them while the cycle ran, "
+        "and the next cycle does as decided"
+    ]
+    after = DeletionGuard(held, 1, "rev1")
+    assert after.split(plan).now.changes == TWO
+    after.conclude(plan)
+    assert held.with_status(HeldStatus.APPROVED) == []
+
+
+def test_a_rejection_after_an_approval_of_the_same_deletions_stops_them(store: StateStore):
+    # Two sets of the same deletions, one approved and a later one open: what the
+    # race left in a state (a syncd before the fix made the second). The operator's
+    # last word on them is the rejection.
+    held, plan = HeldChanges(store.history, API), Plan(TWO)
+    first, _ = held.hold("rev1", TWO, 0)
+    assert first is not None
+    decide(store.history, first.id, HeldStatus.APPROVED, "ops@host")
+    store.history.execute(
+        "INSERT INTO held_changes (id, api, revision, held_at, deletions, status)"
+        " VALUES ('second1', ?, 'rev1', '2026-12-07T19:21:53+00:00', ?, 'held')",
+        [API, '[["alice", "a1@example.com"], ["alice", "a2@example.com"]]'],
+    )
+    decide(store.history, "second1", HeldStatus.REJECTED, "ops@host")
+    # Replaced by the later word: `syncd status` no longer says the next cycle applies it.
+    assert held.with_status(HeldStatus.APPROVED) == []
+    cycle = DeletionGuard(held, 0, "rev1")
+    split = cycle.split(plan)
+    assert (split.now.changes, split.held, split.rejected) == ((), (), TWO)
+    cycle.conclude(plan)
+    (spent,) = [s for s in held.with_status(HeldStatus.SUPERSEDED) if s.id == first.id]
+    assert spent.decided_by == "ops@host"
+    # At a later revision they are asked about again, not let through by the approval.
+    assert DeletionGuard(held, 0, "rev2").split(plan).held == TWO
+
+
+@pytest.mark.parametrize(
+    ("approved_at", "rejected_at", "let_through"),
+    [
+        pytest.param("19:00:00", "19:00:05", False, id="rejected-last"),
+        pytest.param("19:00:05", "19:00:00", True, id="approved-last"),
+        pytest.param("19:00:00", "19:00:00", False, id="same-second-rejected"),
+    ],
+)
+def test_the_later_decision_about_a_deletion_wins(
+    store: StateStore, approved_at: str, rejected_at: str, let_through: bool
+):
+    held = HeldChanges(store.history, API)
+    decided_sets = (("ok1", "approved", approved_at), ("no1", "rejected", rejected_at))
+    for held_id, status, at in decided_sets:
+        store.history.execute(
+            "INSERT INTO held_changes"
+            " (id, api, revision, held_at, deletions, status, decided_by, decided_at)"
+            " VALUES (?, ?, 'rev1', '2026-12-07T18:00:00+00:00', ?, ?, 'ops@host', ?)",
+            [held_id, API, '[["alice", "A1@example.com"]]', status, f"2026-12-07T{at}+00:00"],
+        )
+    decided = held.decisions("rev1")
+    key = ("alice", "a1@example.com")
+    assert (key in decided.approved, key in decided.rejected) == (let_through, not let_through)
+    assert [approved.id for approved in decided.approved_sets] == ["ok1"]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite: one writer holds the file
+def test_a_set_the_cycle_replaces_is_not_approved_in_the_same_moment(
+    open_new: Callable[..., StateStore],
+):
+    # `syncd approve` read the set open, then the daemon's cycle (another session)
+    # replaced it: the approval, written over the `superseded` as it was, told the
+    # operator "the next cycle applies them" of a set no cycle spends.
+    daemon, operator, watcher = open_new(), open_new(), open_new()
+    held = HeldChanges(daemon.history, API)
+    first, _ = held.hold("rev1", TWO[:1], 0)
+    assert first is not None
+    (operator_pid,) = operator.history.execute("SELECT pg_backend_pid()").fetchone()
+    daemon.history.begin()
+    replacing, _ = held.hold("rev1", TWO, 0)  # supersedes `first`, not committed yet
+    refused: list[str] = []
+
+    def approve() -> None:
+        try:
+            decide(operator.history, first.id, HeldStatus.APPROVED, "ops@host")
+        except UsageError as error:
+            refused.append(str(error))
+
+    approving = threading.Thread(target=approve)
+    approving.start()
+    deadline = time.monotonic() + 30
+    waiting = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = ?"
+    while watcher.history.execute(waiting, [operator_pid]).fetchone() != ("Lock",):
+        assert time.monotonic() < deadline, "the approval never waited for the cycle's row"
+        time.sleep(0.01)  # polls a condition of the server; what it waits for is the row lock
+    daemon.history.commit()
+    approving.join(30)
+    assert refused == [
+        f"held change set {first.id} was closed by the daemon meanwhile: "
+        "`syncd status` shows what it holds now"
+    ]
+    assert replacing is not None
+    assert [h.id for h in held.with_status(HeldStatus.HELD)] == [replacing.id]
+    assert held.with_status(HeldStatus.APPROVED) == []

@@ -279,3 +279,38 @@ def test_status_reads_a_state_of_the_previous_syncd_as_it_is(tmp_path: Path):
     assert status["users_in_error"] == []
     assert [user["error"] for user in status["users"]] == [None]
     assert (tmp_path / "state" / "syncd.db").read_bytes() == before
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_audit_verify_reads_a_state_of_the_previous_syncd_as_it_is(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+):
+    """The trial (entry 7): verify opens the state read-only, so it meets the events of a
+    syncd before the hash chain unmigrated; it said KeyError: 'hash' (SQLite) or
+    `column "prev_hash" does not exist` (PostgreSQL), where the docs promise a count."""
+    env = {"SYNCD_STATE_URL": None, "SYNCD_STATE_PASSWORD_FILE": None}
+    if backend == "sqlite":
+        old_sqlite_state(tmp_path / "state")
+    else:
+        cluster: Cluster = request.getfixturevalue("postgres_cluster")
+        settings = postgres_settings(cluster, tmp_path, old=True)
+        env = {
+            "SYNCD_STATE_URL": settings.state_url,
+            "SYNCD_STATE_PASSWORD_FILE": str(settings.state_password_file),
+        }
+    state = ["--state-dir", str(tmp_path / "state")]
+    runner = CliRunner()
+    verified = runner.invoke(cli, ["audit", "verify", *state], env=env, catch_exceptions=False)
+    assert verified.exit_code == 0, verified.output
+    assert verified.output == "no hashed event yet (1 event from before the chain)\n"
+    head = runner.invoke(cli, ["audit", "head", *state], env=env, catch_exceptions=False)
+    assert head.exit_code == 1
+    assert "no hashed event yet: there is no head to keep" in head.output
+    exported = runner.invoke(
+        cli,
+        ["audit", "export", *state, "--before", "2030-01-01", "--out", str(tmp_path / "e.gz")],
+        env=env,
+        catch_exceptions=False,
+    )
+    assert exported.exit_code != 0
+    assert "is older than this syncd: migrate it first (`syncd plan`" in exported.output
