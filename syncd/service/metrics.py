@@ -110,6 +110,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.interval = interval
         self._clock = clock
+        #: When this process started, then when it became active (a standby that takes
+        #: over says so: `syncd status` shows it as "active since").
         self.started = clock()
         #: The last cycle's result and when it ended (this process's clock).
         self.last_cycle: tuple[str, float] | None = None
@@ -344,6 +346,7 @@ class Metrics:
         fails makes each `partial`), and a series with no sample never does.
         """
         self.standby = None
+        self.started = self._clock()
         self.active.set(1)
         self.last_success.set(self._clock() if last_success is None else last_success)
 

@@ -12,6 +12,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -125,12 +126,16 @@ def test_the_standby_takes_over_when_the_active_one_is_killed(
     aside.replace(pg_world.desired_file)
     mid_cycle(active)  # of the next cycle, the first with writes
     active.process.kill()
-    killed = time.monotonic()
+    killed, killed_at = time.monotonic(), int(time.time())
     taken = standby.wait_for("took_over", timeout=TAKEOVER_WITHIN)
     assert time.monotonic() - killed < TAKEOVER_WITHIN
     assert taken["interrupted_writes"] == 1
     standby.wait_for("cycle_finished", result="ok", timeout=60)
     assert intents_before(standby, "took_over") == 0  # exactly one instance writes
+    # "active since" is when it took over, not when its process started: a failover shows.
+    shown = status(pg_world)["daemon"]
+    assert shown["active"].endswith(f"pid {standby.pid}")
+    assert datetime.fromisoformat(shown["started_at"]).timestamp() >= killed_at
 
     assert_converged_once_each(pg_world, users)
     by_pid = Counter(
