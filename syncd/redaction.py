@@ -17,8 +17,6 @@ import base64
 import json
 from urllib.parse import quote, unquote, urlsplit
 
-from syncd.errors import UsageError
-
 #: What to do about a URL whose user information urlsplit would misread.
 MISREAD_ADVICE = (
     "percent-encode a '/', '?', '#' or '@' in the URL's user or password (%2F, %3F, %23, %40)"
@@ -39,10 +37,19 @@ def has_password(url: str) -> bool:
 
 
 def misread(url: str) -> bool:
-    """Whether urlsplit would not find the user information of `url` whole: a `/`,
-    `?` or `#` in it (or an `@` after the host), which git and curl refuse anyway."""
+    """Whether urlsplit would not find the password of `url` whole: a `/`, `?` or `#`
+    in it, which git and curl refuse anyway. (An `@` in a path without a password, as
+    in `https://host/org/repo@v2.git`, is not a misread password.)"""
     found = userinfo(url)
-    return found is not None and urlsplit(url).netloc.rpartition("@")[0] != found
+    return found is not None and ":" in found and urlsplit(url).netloc.rpartition("@")[0] != found
+
+
+def git_spec_url(spec: str) -> str:
+    """The URL of a `git+URL#ref:path` desired state, without `git+` nor `#ref:path`.
+    The fragment begins at the last `#`: its path may hold `:` and `@`, and only a
+    password (then misread, and refused) puts a `#` before it."""
+    url = spec.removeprefix("git+")
+    return url.rpartition("#")[0] or url
 
 
 def redacted(url: str, *, keep_user: bool = False) -> str:
@@ -76,10 +83,3 @@ def basic_secrets(url: str | None) -> tuple[str, ...]:
         return ()
     pair = f"{unquote(user)}:{unquote(password)}".encode()
     return unquote(password), base64.b64encode(pair).decode("ascii")
-
-
-def refuse_misread(url: str, name: str = "") -> None:
-    """UsageError, without the secret, when urlsplit (and so httpx, git and curl) would
-    not find the user information of `url` whole: see `misread`."""
-    if misread(url):
-        raise UsageError(f"{name}{redacted(url)}: {MISREAD_ADVICE}")

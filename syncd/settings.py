@@ -38,7 +38,7 @@ from pydantic_settings import (
 
 from syncd.core.vocabulary import NotificationEvent
 from syncd.errors import SettingsError, UsageError
-from syncd.redaction import MISREAD_ADVICE, has_password, misread, redacted, userinfo
+from syncd.redaction import MISREAD_ADVICE, git_spec_url, has_password, misread, redacted, userinfo
 from syncd.secretfiles import shared_mode
 
 #: libpq's parameters that are secrets: refused in SYNCD_STATE_URL, redacted wherever
@@ -52,13 +52,13 @@ _CONNINFO_TOKEN = re.compile(r"(?:^|\s)[A-Za-z_][A-Za-z0-9_]*\s*=")
 def _port_problem(url: str) -> str | None:
     """What is wrong with the port of `url`, in words that never quote it: what looks
     like its port may be the start of a password."""
+    if misread(url):  # urlsplit's user part would end early: its "port", its host, wrong
+        return MISREAD_ADVICE
     try:
         if urlsplit(url).port != 0:
             return None
     except ValueError:  # not a number, or above 65535
         pass
-    if misread(url):  # urlsplit's user part ended early: its "port" is the password's
-        return MISREAD_ADVICE
     return "has an invalid port: the port after the host is a number from 1 to 65535"
 
 
@@ -72,6 +72,14 @@ def notify_url_problem(url: str) -> str | None:
 
 def _as_proxy_url(proxy: str) -> str:
     return proxy if "://" in proxy else f"http://{proxy}"  # as curl reads `host:port`
+
+
+def _as_url(key: str, value: str) -> str:
+    """The URL in the value of a URL setting: a proxy's `host:port` read as curl reads
+    it, a git desired state without its `#ref:path` (which may hold `:` and `@`)."""
+    if key.endswith("proxy"):
+        return _as_proxy_url(value)
+    return git_spec_url(value) if key == "desired" else value
 
 
 def _default_state_dir() -> Path:
@@ -348,7 +356,7 @@ class Settings(BaseSettings):
     @field_validator("desired")
     @classmethod
     def _git_port(cls, desired: str) -> str:
-        if desired.startswith("git+") and (problem := _port_problem(desired[4:])):
+        if desired.startswith("git+") and (problem := _port_problem(git_spec_url(desired))):
             raise ValueError(problem)
         return desired
 
@@ -492,8 +500,7 @@ def _refuse_shared_secrets(path: object, data: dict[str, Any]) -> None:
     held += [
         key
         for key in _URL_SETTINGS
-        if isinstance(url := data.get(key), str)
-        and has_password(_as_proxy_url(url) if key.endswith("proxy") else url)
+        if isinstance(url := data.get(key), str) and has_password(_as_url(key, url))
     ]
     notify = data.get("notify")
     if isinstance(notify, list) and any(

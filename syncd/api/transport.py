@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from syncd import __version__
 from syncd.api.inflating import ACCEPT_ENCODING
 from syncd.errors import UsageError
-from syncd.redaction import redacted, refuse_misread
+from syncd.redaction import redacted
 from syncd.settings import Settings, is_loopback
 
 if TYPE_CHECKING:
@@ -52,7 +52,6 @@ def proxy_for(settings: Settings, url: str | None = None) -> str | None:
             f"{variable} is a {scheme}:// proxy ({redacted(proxy)}): syncd speaks to "
             "http:// and https:// proxies only; unset it or add the API's host to no_proxy"
         )
-    refuse_misread(proxy, f"{variable} ")  # else httpx takes the password's start for the port
     # Only a remote host gets this far: plain http:// to it needed --insecure-http.
     return proxy
 

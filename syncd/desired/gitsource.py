@@ -62,7 +62,7 @@ from syncd.desired.sourcefiles import source_too_large
 from syncd.desired.yaml_positions import MAX_FILE_BYTES
 from syncd.errors import CredentialError, DesiredStateError, GitSourceError, Problem, UsageError
 from syncd.privatefiles import private_directory
-from syncd.redaction import redacted, refuse_misread, scrub, userinfo
+from syncd.redaction import git_spec_url, redacted, scrub, userinfo
 from syncd.settings import Settings
 
 T = TypeVar("T")
@@ -104,10 +104,10 @@ def parse_git_desired(spec: str) -> GitLocation | None:
     """The git location of a `git+…` desired state; None for a plain path."""
     if not spec.startswith("git+"):
         return None
-    # A `#` in the password would end the URL here, a `/` its host: git would be
-    # given (and syncd show) the password. An `@` in the path after `:` is refused too.
-    refuse_misread(spec)
-    url, _, fragment = spec[len("git+") :].partition("#")
+    # A password that urlsplit would misread (a `/`, `?` or `#` in it) was refused
+    # with the settings (syncd.redaction.misread): git is never given one.
+    url = git_spec_url(spec)
+    fragment = spec[len("git+") + len(url) + 1 :]
     ref, _, path = fragment.partition(":")
     parts = urlsplit(url)
     shown = shown_desired(spec)  # for messages: as given, before the rest is checked
@@ -136,8 +136,8 @@ def shown_desired(spec: str) -> str:
     every message, log line and page shows SYNCD_DESIRED or `-f`."""
     if not spec.startswith("git+"):
         return spec
-    url, hash_sign, fragment = spec[len("git+") :].partition("#")
-    return f"git+{GitLocation(url, 'HEAD', '').redacted_url}{hash_sign}{fragment}"
+    url = git_spec_url(spec)
+    return f"git+{redacted(url)}{spec[len('git+') + len(url) :]}"
 
 
 class GitMirror:

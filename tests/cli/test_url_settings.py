@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from syncd.cli.main import cli
+from syncd.desired.gitsource import parse_git_desired
 from syncd.settings import load_settings
 
 INVALID_PORT = "has an invalid port: the port after the host is a number from 1 to 65535"
@@ -118,6 +119,13 @@ UNSET = {
             f"notify_url (SYNCD_NOTIFY_URL): {INVALID_PORT}",
             id="notify-port",
         ),
+        pytest.param(  # its "port" parses: it was posted to host `alice`, port 123
+            ["run", "--once"],
+            {"SYNCD_NOTIFY_URL": "https://alice:123/xSECRET@hooks.example/h"},
+            "",
+            f"notify_url (SYNCD_NOTIFY_URL): {UNENCODED}",
+            id="notify-password-with-a-slash-after-digits",
+        ),
         pytest.param(
             ["run", "--once"],
             {},
@@ -189,6 +197,14 @@ def test_a_notifier_url_file_holding_no_http_url_is_refused_at_start(tmp_path: P
             {"desired": "git+https://alice:tok%23en@git.example/ops/accounts.git#v2"},
             id="git-encoded-password",
         ),
+        pytest.param(  # an @ in the tree's path, no user at all
+            {"desired": "git+https://git.example/org/repo.git#main:teams@acme"},
+            id="git-at-in-path",
+        ),
+        pytest.param(  # an @ in the repository's name: no password
+            {"desired": "git+https://git.example/org/repo@v2.git#main"},
+            id="git-at-in-repository",
+        ),
         pytest.param(  # a notifier's own query is no API's base: kept as it is
             {"notify_url": "https://hooks.example/x?token=abc", "notify_secret_file": "/k"},
             id="notify-with-query",
@@ -201,3 +217,5 @@ def test_a_good_url_setting_loads(setting: dict[str, str], monkeypatch: pytest.M
     settings = load_settings(**setting)
     name, value = next(iter(setting.items()))
     assert getattr(settings, name) == value.rstrip("/")
+    if name == "desired":  # and the git source takes it
+        assert parse_git_desired(value) is not None
