@@ -417,7 +417,9 @@ class Daemon:
         settings = self.settings
         return {
             "pid": os.getpid(),
-            "started_at": utc_iso(datetime.fromtimestamp(self.metrics.started, UTC)),
+            # The key keeps its name (older states, the pages): it is when this
+            # instance became active, which for a standby is when it took over.
+            "started_at": utc_iso(datetime.fromtimestamp(self.metrics.active_since, UTC)),
             "api_url": settings.api_url,
             "desired": str(self.source),
             "state_dir": str(settings.state_dir),

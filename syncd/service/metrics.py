@@ -112,7 +112,7 @@ class Metrics:
         self._clock = clock
         #: When this process started, then when it became active (a standby that takes
         #: over says so: `syncd status` shows it as "active since").
-        self.started = clock()
+        self.active_since = clock()
         #: The last cycle's result and when it ended (this process's clock).
         self.last_cycle: tuple[str, float] | None = None
         #: Whether the last cycle sent requests and the API answered none of them.
@@ -346,7 +346,7 @@ class Metrics:
         fails makes each `partial`), and a series with no sample never does.
         """
         self.standby = None
-        self.started = self._clock()
+        self.active_since = self._clock()
         self.active.set(1)
         self.last_success.set(self._clock() if last_success is None else last_success)
 
