@@ -481,7 +481,7 @@ _SECRET_ELSEWHERE = {
     "token": "move token to SYNCD_TOKEN_FILE or a credentials directory",
     "password": "move password to a <username>.password file in a credentials directory",
     "notify.url": "move notify.url to url_file, which syncd reads as it reads a token file",
-    "desired": "move the password to SYNCD_GIT_CREDENTIALS_FILE (or git.credentials in "
+    "desired": "move the credential to SYNCD_GIT_CREDENTIALS_FILE (or git.credentials in "
     "the credentials directory)",
 }
 #: The URLs that may hold a password (user:password@), a secret then. api_url and
@@ -495,12 +495,13 @@ def _refuse_shared_secrets(path: object, data: dict[str, Any]) -> None:
     .pgpass). Its other settings are not secret, so a file that holds none (the
     deployment's 0644 syncd.toml, read by the service's dynamic user) is not checked.
     A Slack webhook's URL is its secret (the docs say to keep it in url_file), and so
-    is any URL that holds a password."""
+    is any URL that holds a password, or a git https:// URL that holds a user (a
+    token, as `https://TOKEN@host/…` is often written; shown as *** too)."""
     held = [key for key in data if key in _SECRET_FIELDS]
     held += [
         key
         for key in _URL_SETTINGS
-        if isinstance(url := data.get(key), str) and has_password(_as_url(key, url))
+        if isinstance(url := data.get(key), str) and _holds_secret(key, _as_url(key, url))
     ]
     notify = data.get("notify")
     if isinstance(notify, list) and any(
@@ -514,7 +515,7 @@ def _refuse_shared_secrets(path: object, data: dict[str, Any]) -> None:
         return
     if (mode := shared_mode(path)) is not None:
         key = held[0]
-        what = f"a password in {key}" if key in _URL_SETTINGS else key  # never the password
+        what = f"a credential in {key}" if key in _URL_SETTINGS else key  # never the secret
         # First where the secret belongs: the file is often shared on purpose (the
         # deployment's syncd.toml is root's, read by the service's dynamic user).
         fix = _SECRET_ELSEWHERE.get(key, f"move {key} to SYNCD_{key.upper()}")
@@ -524,6 +525,12 @@ def _refuse_shared_secrets(path: object, data: dict[str, Any]) -> None:
             f"config file {os.fspath(path)} holds {what} but group or others may read it "
             f"(mode {mode:04o}): {fix}"
         )
+
+
+def _holds_secret(key: str, url: str) -> bool:
+    if key == "desired" and url.startswith("https://"):
+        return userinfo(url) is not None
+    return has_password(url)
 
 
 def redact_url(url: str) -> str:

@@ -389,27 +389,34 @@ def test_a_config_file_holding_a_secret_is_refused_if_others_may_read_it(
     [
         pytest.param(
             'https_proxy = "http://alice:TOMLPROXYPASS9@127.0.0.1:3199"\n',
-            "a password in https_proxy",
+            "a credential in https_proxy",
             "move https_proxy to SYNCD_HTTPS_PROXY",
             id="https_proxy",
         ),
         pytest.param(  # a password whose unencoded / ends the user part for urlsplit
             'all_proxy = "alice:TOML/PROXYPASS9@127.0.0.1:3199"\n',
-            "a password in all_proxy",
+            "a credential in all_proxy",
             "move all_proxy to SYNCD_ALL_PROXY",
             id="all_proxy-without-scheme",
         ),
         pytest.param(
             'desired = "git+https://alice:GITTOKENSECRET77@127.0.0.1:8443/acc.git#main:acc"\n',
-            "a password in desired",
-            "move the password to SYNCD_GIT_CREDENTIALS_FILE (or git.credentials in the "
+            "a credential in desired",
+            "move the credential to SYNCD_GIT_CREDENTIALS_FILE (or git.credentials in the "
             "credentials directory)",
             id="git-desired",
+        ),
+        pytest.param(  # a token written as the user, as GitHub's are
+            'desired = "git+https://GITTOKENSECRET77@127.0.0.1:8443/acc.git#main:acc"\n',
+            "a credential in desired",
+            "move the credential to SYNCD_GIT_CREDENTIALS_FILE (or git.credentials in the "
+            "credentials directory)",
+            id="git-desired-token-as-user",
         ),
         pytest.param(
             'notify_url = "https://bob:NOTIFYPASS@hooks.example/x"\n'
             'notify_secret_file = "/etc/syncd/notify.key"\n',
-            "a password in notify_url",
+            "a credential in notify_url",
             "move notify_url to SYNCD_NOTIFY_URL",
             id="notify_url",
         ),
