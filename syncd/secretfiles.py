@@ -24,9 +24,11 @@ change that directory, as ssh's StrictModes asks of ~/.ssh: it belongs to the
 running user or to root, and neither its group nor others may write it.
 Whoever may write there can swap one user's credential for another's (a link
 named `bob.token` to `jane.password` sends Jane's password as Bob's token).
-The write bits of a directory on a read-only mount give nobody anything:
-a Kubernetes volume mounted `readOnly` (an emptyDir is 0777, a Secret's
-volume 1777) passes.
+A read-only mount changes nothing: a read-only bind of a directory others
+may write is read-only only where it is mounted, and they swap the files at
+its source. So a Kubernetes volume (an emptyDir is 2777 with fsGroup, a
+Secret's volume 1777) is refused as it is: copy the files into a 0700
+directory of your own in it, as deploy/kubernetes does.
 
 An empty file is refused too: a file named for a secret says which one the
 operator meant, so neither a fallback nor an empty secret may stand in for it.
@@ -114,9 +116,7 @@ def _directory_problem(directory: str) -> str | None:
             f"it belongs to uid {info.st_uid}, neither the running user nor root, who may "
             "swap any credential in it; chown it to one of them"
         )
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (
-        os.statvfs(directory).f_flag & os.ST_RDONLY
-    ):
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         mode = stat.S_IMODE(info.st_mode)
         return (
             f"group or others may write it (mode {mode:04o}), and so swap any credential "
