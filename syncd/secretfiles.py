@@ -11,18 +11,24 @@ credential) is read only from
 - that neither its group nor others may read. An access control list counts:
   systemd grants a service's user read access to its credentials with one, and
   then the group bits of the mode show the list's mask, not what a group may do,
-- and that is not a symbolic link, unless the link belongs to the running
-  user or to root and resolves inside the credentials directory that holds it,
-  where the operator put both.
+- and that is not a symbolic link, unless every link on the way to the file
+  belongs to the running user or to root, the file lies inside the credentials
+  directory that holds the link, and every directory looked in on the way is
+  checked as the credentials directory is (the links a Kubernetes Secret's
+  volume is made of, `token -> ..data/token`, `..data -> ..2026_…/`, all
+  root's, pass; a link through a directory others may write does not: they
+  could point it at another user's file).
 
 A file read with its credentials directory is read only if nobody else may
 change that directory, as ssh's StrictModes asks of ~/.ssh: it belongs to the
 running user or to root, and neither its group nor others may write it.
 Whoever may write there can swap one user's credential for another's (a link
 named `bob.token` to `jane.password` sends Jane's password as Bob's token).
-The write bits of a directory on a read-only mount give nobody anything:
-a Kubernetes volume mounted `readOnly` (an emptyDir is 0777, a Secret's
-volume 1777) passes.
+A read-only mount changes nothing: a read-only bind of a directory others
+may write is read-only only where it is mounted, and they swap the files at
+its source. So a Kubernetes volume (an emptyDir is 2777 with fsGroup, a
+Secret's volume 1777) is refused as it is: copy the files into a 0700
+directory of your own in it, as deploy/kubernetes does.
 
 An empty file is refused too: a file named for a secret says which one the
 operator meant, so neither a fallback nor an empty secret may stand in for it.
@@ -110,9 +116,7 @@ def _directory_problem(directory: str) -> str | None:
             f"it belongs to uid {info.st_uid}, neither the running user nor root, who may "
             "swap any credential in it; chown it to one of them"
         )
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (
-        os.statvfs(directory).f_flag & os.ST_RDONLY
-    ):
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         mode = stat.S_IMODE(info.st_mode)
         return (
             f"group or others may write it (mode {mode:04o}), and so swap any credential "
@@ -165,15 +169,68 @@ def _target(path: str, directory: Path | None) -> str:
         return path
     if directory is None:
         raise _Refused("it is a symbolic link")
-    if info.st_uid not in (os.geteuid(), 0):  # someone else's word for where the secret is
-        raise _Refused(
-            f"it is a symbolic link that belongs to uid {info.st_uid}, "
-            "neither the running user nor root"
-        )
-    resolved, root = os.path.realpath(path), os.path.realpath(directory)
+    root = os.path.realpath(directory)
+    resolved, looked_in = _follow(
+        os.path.realpath(os.path.dirname(path) or "."), os.path.basename(path)
+    )
     if os.path.commonpath([resolved, root]) != root or resolved == root:
         raise _Refused("it is a symbolic link to a file outside the credentials directory")
+    for passed in looked_in:
+        try:
+            problem = _directory_problem(passed)
+        except OSError as error:
+            raise _Unreadable(f"{passed}: {error.strerror}") from None
+        if problem is not None:
+            raise _Refused(f"it is a symbolic link through {passed}, which is refused: {problem}")
     return resolved
+
+
+#: Links followed for one file before it counts as a loop, as Linux's MAXSYMLINKS.
+_MAX_LINKS = 40
+
+
+def _follow(start: str, name: str) -> tuple[str, list[str]]:
+    """Where `name` in the directory `start` leads, one link at a time, and the
+    directories looked in on the way (the one that holds the file last).
+
+    Not realpath: each link is someone's word for where the secret is, so each
+    must be ours or root's; and the caller checks each directory looked in as it
+    checks the credentials directory, else whoever may write one points a link
+    in it at another user's file.
+    """
+    resolved, pending, followed = start, [name], 0
+    looked_in: list[str] = []
+    while pending:
+        part = pending.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            resolved = os.path.dirname(resolved)
+            continue
+        if resolved not in looked_in:
+            looked_in.append(resolved)
+        candidate = os.path.join(resolved, part)
+        try:
+            info = os.lstat(candidate)
+        except OSError as error:
+            raise _Unreadable(f"{candidate}: {error.strerror}") from None
+        if not stat.S_ISLNK(info.st_mode):
+            resolved = candidate
+            continue
+        if info.st_uid not in (os.geteuid(), 0):  # someone else's word for where it is
+            which = "it is" if followed == 0 else f"{candidate}, on the way, is"
+            raise _Refused(
+                f"{which} a symbolic link that belongs to uid {info.st_uid}, "
+                "neither the running user nor root"
+            )
+        followed += 1
+        if followed > _MAX_LINKS:
+            raise _Refused("it is a loop of symbolic links")
+        link = os.readlink(candidate)
+        if os.path.isabs(link):
+            resolved = "/"
+        pending.extend(reversed(link.split("/")))
+    return resolved, looked_in
 
 
 def _check(descriptor: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,6 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from ruamel.yaml import YAML
 
+from syncd.errors import CredentialError
+from syncd.secretfiles import check_credentials_directory, read_secret_file
 from syncd.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,6 +159,45 @@ def test_the_images_are_a_placeholder_that_kustomize_sets():
     # Unless an overlay sets it, a registry that cannot exist: never Docker Hub.
     registry = image["newName"].split("/")[0]
     assert registry.endswith(".invalid"), registry
+
+
+@pytest.mark.parametrize("kit", ["as-shipped", "copied-into-the-emptyDir-itself"])
+def test_the_init_containers_copies_pass_syncds_checks(tmp_path: Path, kit: str):
+    # The emptyDir is root's, 2777 (fsGroup), mounted readOnly in syncd's container:
+    # that passed while a read-only mount's write bits were ignored, though whoever
+    # could write at a read-only bind's source swapped the files. Now such a
+    # directory is refused, so the init container copies into a 0700 directory of
+    # its own in it. Its script, run here on directories of those modes.
+    init = container("credentials")
+    script = init["command"][-1]
+    env = {item["name"]: item["value"] for item in container()["env"]}
+    if kit == "copied-into-the-emptyDir-itself":  # the kit before: refused now
+        script = re.sub(r"install -d -m 0700 \S+ && ", "", script).replace("/private", "")
+        env = {name: value.replace("/private", "") for name, value in env.items()}
+    for mount in init["volumeMounts"]:
+        volume = tmp_path / mount["mountPath"].lstrip("/")
+        volume.mkdir(parents=True)
+        volume.chmod(0o2777)
+        script = script.replace(mount["mountPath"], str(volume))
+    secrets = tmp_path / "secrets"
+    for name, content in [("accounts/janedoe.token", "tok-jane\n"), ("postgres/password", "pw\n")]:
+        (secrets / name).write_text(content)
+        (secrets / name).chmod(0o440)  # a Secret's file with fsGroup: refused as it is
+    subprocess.run(["sh", "-c", script], check=True)
+
+    def where(name: str) -> Path:
+        return tmp_path / env[name].lstrip("/")
+
+    credentials = where("SYNCD_CREDENTIALS_DIR")
+    if kit == "copied-into-the-emptyDir-itself":
+        with pytest.raises(CredentialError, match="group or others may write it"):
+            check_credentials_directory(credentials)
+        return
+    check_credentials_directory(credentials)
+    assert read_secret_file(credentials / "janedoe.token", credentials) == "tok-jane"
+    password = where("SYNCD_STATE_PASSWORD_FILE")
+    assert password.parent.stat().st_mode & 0o777 == 0o700
+    assert read_secret_file(password) == "pw"
 
 
 def test_the_state_directory_is_made_by_syncd_inside_the_empty_dir():

@@ -144,6 +144,80 @@ def test_systemds_credentials_directory_is_read(world: World):
     assert "Plan: 1 change for 1 user" in result.stdout
 
 
+@pytest.mark.parametrize("passed", ["a-directory-others-may-write", "a-directory-of-another-user"])
+def test_a_link_through_a_directory_someone_else_may_change_is_refused(world: World, passed: str):
+    # janedoe.token -> sub/janedoe.token, sub/ 0777: another user replaced that file
+    # by a link to ../johnsmith.token, and John's token went out as Jane's. Only the
+    # first link and the credentials directory were checked; realpath did the rest.
+    as_root()
+    world.desire(ONLY_JANE)
+    directory = world.credentials_dir
+    sub = directory / "sub"
+    sub.mkdir(mode=0o700)
+    jane_token(world).rename(sub / "janedoe.token")
+    jane_token(world).symlink_to("sub/janedoe.token")
+    (sub / "janedoe.token").unlink()
+    # Their link would be refused as theirs; a swap that leaves an entry of root's (a
+    # hard link to John's file where fs.protected_hardlinks is 0, a rename) is not.
+    (sub / "janedoe.token").symlink_to("../johnsmith.token")
+    if passed == "a-directory-others-may-write":
+        sub.chmod(0o777)
+        expected = (
+            f"it is a symbolic link through {sub}, which is refused: group or others may "
+            f"write it (mode 0777), and so swap any credential in it; chmod go-w {sub}"
+        )
+    else:
+        os.chown(sub, NOBODY, NOBODY)
+        expected = (
+            f"it is a symbolic link through {sub}, which is refused: it belongs to uid "
+            f"{NOBODY}, neither the running user nor root, who may swap any credential in "
+            "it; chown it to one of them"
+        )
+    result = run(world, "plan")
+    assert result.exit_code == 1
+    assert (
+        f"✗ janedoe: credential_refused: credential {jane_token(world)} refused: {expected}; "
+        "nothing was sent with it\n"
+    ) in result.stdout
+    assert world.gets() == 0
+
+
+def test_a_link_of_another_user_on_the_way_is_refused(world: World):
+    # The same swap in a private subdirectory: the second link is nobody's word.
+    as_root()
+    world.desire(ONLY_JANE)
+    sub = world.credentials_dir / "sub"
+    sub.mkdir(mode=0o700)
+    jane_token(world).unlink()
+    jane_token(world).symlink_to("sub/janedoe.token")
+    (sub / "janedoe.token").symlink_to("../johnsmith.token")
+    os.lchown(sub / "janedoe.token", NOBODY, NOBODY)
+    result = run(world, "plan")
+    assert result.exit_code == 1
+    assert (
+        f"credential {jane_token(world)} refused: {sub / 'janedoe.token'}, on the way, is a "
+        f"symbolic link that belongs to uid {NOBODY}, neither the running user nor root"
+    ) in result.stdout
+    assert world.gets() == 0
+
+
+def test_a_kubernetes_secrets_links_are_followed(world: World):
+    # A Secret's volume: janedoe.token -> ..data/janedoe.token, ..data -> ..2026_…/,
+    # all root's, the timestamped directory 0755. (Mounted as it is, the volume's own
+    # root is 1777: refused below; deploy/kubernetes copies the files instead.)
+    world.desire(ONLY_JANE)
+    directory = world.credentials_dir
+    token = jane_token(world).read_text()
+    jane_token(world).unlink()
+    (directory / "..2026_12_07_10_00_00.1").mkdir(mode=0o755)
+    write_secret(directory / "..2026_12_07_10_00_00.1" / "janedoe.token", token)
+    (directory / "..data").symlink_to("..2026_12_07_10_00_00.1")
+    jane_token(world).symlink_to("..data/janedoe.token")
+    result = run(world, "plan")
+    assert result.exit_code == 0, result.output
+    assert "Plan: 1 change for 1 user" in result.stdout
+
+
 @contextlib.contextmanager
 def read_only_volume(path: Path, fill: Callable[[Path], None]) -> Iterator[None]:
     """`path` as Kubernetes mounts a volume `readOnly`: a tmpfs that `fill` wrote."""
@@ -163,13 +237,16 @@ def read_only_volume(path: Path, fill: Callable[[Path], None]) -> Iterator[None]
         subprocess.run(["umount", str(path)], check=True)
 
 
-@pytest.mark.parametrize("layout", ["secret-volume", "copied-to-an-emptyDir"])
-def test_kubernetes_volumes_mounted_read_only_are_read(world: World, layout: str):
-    # A Secret's volume is a tmpfs of mode 1777 whose files are root's links into
-    # ..data/; deploy/kubernetes copies them 0600 into an emptyDir of mode 2777. Both
-    # are mounted readOnly, so their write bits give nobody anything.
+@pytest.mark.parametrize("layout", ["secret-volume", "emptyDir", "emptyDir-subdirectory"])
+def test_a_directory_others_may_write_is_refused_even_mounted_read_only(world: World, layout: str):
+    # A read-only bind of a 0777 directory passed: read-only where syncd looks, while
+    # another user swapped the files at its source. So the write bits count on a
+    # read-only mount too. deploy/kubernetes's init container makes a 0700 directory
+    # of its own inside the emptyDir (2777) and copies the files there: that passes.
     world.desire(ONLY_JANE)
     token = jane_token(world).read_text()
+    volume = world.root / "volume"
+    volume.mkdir()
 
     def fill(volume: Path) -> None:
         if layout == "secret-volume":
@@ -180,12 +257,24 @@ def test_kubernetes_volumes_mounted_read_only_are_read(world: World, layout: str
             (volume / "janedoe.token").symlink_to("..data/janedoe.token")
         else:
             volume.chmod(0o2777)
+            (volume / "private").mkdir(mode=0o700)
+            write_secret(volume / "private" / "janedoe.token", token)
             write_secret(volume / "janedoe.token", token)
 
-    with read_only_volume(world.credentials_dir, fill):
-        result = run(world, "plan")
-        assert result.exit_code == 0, result.output
-        assert "Plan: 1 change for 1 user" in result.stdout
+    with read_only_volume(volume, fill):
+        directory = volume / "private" if layout == "emptyDir-subdirectory" else volume
+        result = run(world, "plan", "--credentials-dir", str(directory))  # the last one counts
+        if layout == "emptyDir-subdirectory":
+            assert result.exit_code == 0, result.output
+            assert "Plan: 1 change for 1 user" in result.stdout
+            return
+        mode = 0o1777 if layout == "secret-volume" else 0o2777
+        assert result.exit_code == 1
+        assert result.stderr == (
+            f"syncd: credentials directory {directory} refused: group or others may write it "
+            f"(mode {mode:04o}), and so swap any credential in it; chmod go-w {directory}\n"
+        )
+        assert world.gets() == 0
 
 
 def test_a_fifo_is_refused_without_waiting(world: World):
