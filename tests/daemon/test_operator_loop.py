@@ -162,7 +162,7 @@ def test_a_tripped_guard_holds_only_the_deletions_until_approved_or_rejected(
         finished = daemon.wait_for("cycle_finished")
         assert finished["result"] == "held"
         assert finished["drift_users"] == 1
-        assert "1 deletion rejected for this revision" in finished["message"]
+        assert "1 deletion rejected left out" in finished["message"]
     assert not [e for e in daemon.events[seen:] if e.get("event") == "deletions_held"]
     assert "by.hand@example.com" in world.emails_of("janedoe")
     report = json.loads(syncd(world, "status", "--output", "json"))
