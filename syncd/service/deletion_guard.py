@@ -40,11 +40,11 @@ class DeletionGuard:
 
     Deletions of an approved set go through; those rejected are dropped at any
     revision for as long as they are planned (of the two, the operator's later
-    decision); the others count against
-    the limit, and past it are held as one set (the same set while the same
-    deletions are planned, so it is asked once). The decisions are read when the
-    plan is split and again when the set is held: those given while the cycle ran
-    count, and deletions decided are not held again as a new set.
+    decision); the others count against the limit, and past it are held as one set
+    (the same set while the same deletions are planned, so it is asked once). The
+    decisions are read when the plan is split and again when the set is held: those
+    given while the cycle ran count, and deletions decided are not held again as a
+    new set. A rejection lapses when a cycle that read the user no longer plans it.
     """
 
     def __init__(self, held: HeldChanges, limit: int, revision: str | None) -> None:
@@ -87,8 +87,8 @@ class DeletionGuard:
             )
             said.append(
                 f"{counted(len(split.rejected), 'deletion')} rejected left out "
-                f"({self.revision}): asked about again only once the desired state stops "
-                "asking for it and then asks again"
+                f"({self.revision}): at any revision while the desired state asks for them; "
+                "planned after it stopped, asked about again"
             )
         self._lapse_rejected(plan)
         held: HeldSet | None = None
