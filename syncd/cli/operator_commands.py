@@ -218,5 +218,5 @@ def _decide(
     else:
         click.echo(
             f"Rejected {counted(len(held.deletions), 'deletion')} of set {held.id}: {shown}. "
-            f"Not asked about again for revision {held.revision or '(a file)'}."
+            "Not asked about again, at any revision, while the desired state asks for them."
         )

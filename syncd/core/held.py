@@ -32,7 +32,7 @@ class GuardSplit:
     now: Plan
     #: The deletions over the limit, held for a decision (empty: none held).
     held: tuple[DeleteEmail, ...] = ()
-    #: The deletions rejected for this revision: neither sent nor asked about again.
+    #: The deletions rejected and still planned: neither sent nor asked about again.
     rejected: tuple[DeleteEmail, ...] = ()
 
 
@@ -43,8 +43,9 @@ def split_deletions(
     rejected: Iterable[DeletionKey] = (),
 ) -> GuardSplit:
     """The plan a daemon's cycle applies: deletions of an approved set go through, those
-    rejected for this revision are dropped, and the others count against `limit`; past
-    it they are all held (never some of them: which ones would be arbitrary)."""
+    rejected (at any revision, until the rejection lapses) are dropped, and the others
+    count against `limit`; past it they are all held (never some of them: which ones
+    would be arbitrary)."""
     deletions = (action for action in plan.changes if isinstance(action, DeleteEmail))
     held, no = guarded(deletions, limit, approved, rejected)
     left_out = {*held, *no}

@@ -38,12 +38,13 @@ def revision_of(desired: DesiredState) -> str:
 class DeletionGuard:
     """The daemon's deletion guard for one cycle: hold past the limit, apply the rest.
 
-    Deletions of an approved set go through; those rejected for this revision are
-    dropped (of the two, the operator's later decision); the others count against
-    the limit, and past it are held as one set (the same set while the same
-    deletions are planned, so it is asked once). The decisions are read when the
-    plan is split and again when the set is held: those given while the cycle ran
-    count, and deletions decided are not held again as a new set.
+    Deletions of an approved set go through; those rejected are dropped at any
+    revision for as long as they are planned (of the two, the operator's later
+    decision); the others count against the limit, and past it are held as one set
+    (the same set while the same deletions are planned, so it is asked once). The
+    decisions are read when the plan is split and again when the set is held: those
+    given while the cycle ran count, and deletions decided are not held again as a
+    new set. A rejection lapses when a cycle that read the user no longer plans it.
     """
 
     def __init__(self, held: HeldChanges, limit: int, revision: str | None) -> None:
@@ -53,7 +54,7 @@ class DeletionGuard:
         self._approved = held.with_status(HeldStatus.APPROVED)
 
     def split(self, plan: Plan) -> GuardSplit:
-        decided = self.held.decisions(self.revision)
+        decided = self.held.decisions()
         self._approved = list(decided.approved_sets)
         self.last = split_deletions(plan, self.limit, decided.approved, decided.rejected)
         return self.last
@@ -85,9 +86,11 @@ class DeletionGuard:
                 revision=self.revision,
             )
             said.append(
-                f"{counted(len(split.rejected), 'deletion')} rejected for this revision left out "
-                f"({self.revision}): asked about again when the desired state changes"
+                f"{counted(len(split.rejected), 'deletion')} rejected left out "
+                f"({self.revision}): at any revision while the desired state asks for them; "
+                "planned after it stopped, asked about again"
             )
+        self._lapse_rejected(plan)
         held: HeldSet | None = None
         new = False
         if split.held:
@@ -117,14 +120,27 @@ class DeletionGuard:
             )
         return said
 
+    def _lapse_rejected(self, plan: Plan) -> None:
+        """End the rejections of deletions this cycle's plan no longer makes, of users
+        it read: the desired state stopped asking, so planned again later they are a
+        new question, not still rejected."""
+        planned = {deletion_key(a) for a in plan.changes if isinstance(a, DeleteEmail)}
+        for closed in self.held.lapse(planned, _unread(plan)):
+            log.info("deletions_rejected_not_planned", held_id=closed.id)
+
     def _close_unheld(self, plan: Plan) -> None:
         """Close the open sets a cycle that holds nothing no longer asks about: the
         desired state keeps the addresses (the commit was fixed) or the limit allows
         the deletions. Left open, a set would keep the guard blocked until someone
         decided on deletions nobody plans. Not a set with a user this cycle did not
         read (in error, suspended): what it would plan for them is not known."""
-        unread = {problem.user for problem in plan.errors} | {user for user, _ in plan.suspended}
+        unread = _unread(plan)
         for held in self.held.with_status(HeldStatus.HELD):
             if not unread & {user for user, _ in held.deletions}:
                 self.held.mark([held], HeldStatus.SUPERSEDED)
                 log.info("deletions_held_not_planned", held_id=held.id)
+
+
+def _unread(plan: Plan) -> set[str]:
+    """The users a cycle did not read (in error, waiting for their retry, suspended)."""
+    return {problem.user for problem in plan.errors} | {user for user, _ in plan.suspended}

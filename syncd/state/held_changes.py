@@ -1,8 +1,11 @@
 """The `held_changes` table: deletions a daemon's guard held, and what the operator decided.
 
 A set is `held` until `syncd approve` or `syncd reject`; an approved one is
-given to the next cycle (then `applied`); a rejected one keeps its deletions
-from being asked about again for the same revision. Of two decided sets that
+given to the next cycle (then `applied`), for the deletions that cycle plans.
+A rejection stands across revisions for as long as its deletion is planned: it
+lapses when a cycle that read the user no longer plans it (the desired state
+stopped asking), and a set whose deletions have all lapsed is `superseded`; a
+later plan of a lapsed deletion is a new question. Of two decided sets that
 name the same deletion, the later decision wins: a rejection after an approval
 stops the deletion. The daemon holds at most one open set: the same deletions
 planned again keep it, other ones replace it (`superseded`). Sets are kept per
@@ -73,8 +76,8 @@ class Decisions:
     approved_sets: tuple[HeldSet, ...] = ()
     #: The deletions whose last decision is an approval: let through.
     approved: frozenset[DeletionKey] = frozenset()
-    #: The deletions whose last decision is a rejection for the revision planned: left
-    #: out, not asked about again.
+    #: The deletions whose last decision is a rejection that has not lapsed: left out,
+    #: not asked about again, at any revision.
     rejected: frozenset[DeletionKey] = frozenset()
 
 
@@ -104,8 +107,8 @@ class HeldChanges:
         )
         return [_held_set(row) for row in rows]
 
-    def decisions(self, revision: str | None) -> Decisions:
-        """The approved sets, and each deletion's last decision (`revision`: the one planned).
+    def decisions(self) -> Decisions:
+        """The approved sets, and each deletion's last decision.
 
         The later decision about a deletion wins, a rejection at the same second:
         a deletion approved in one set and rejected in a later one (two sets of it,
@@ -121,11 +124,7 @@ class HeldChanges:
         return Decisions(
             tuple(held for held in decided if held.status == HeldStatus.APPROVED),
             frozenset(key for key, held in last.items() if held.status == HeldStatus.APPROVED),
-            frozenset(
-                key
-                for key, held in last.items()
-                if held.status == HeldStatus.REJECTED and held.revision == revision
-            ),
+            frozenset(key for key, held in last.items() if held.status == HeldStatus.REJECTED),
         )
 
     def hold(
@@ -151,7 +150,7 @@ class HeldChanges:
         self, revision: str | None, planned: tuple[DeleteEmail, ...], limit: int
     ) -> tuple[HeldSet | None, bool] | None:
         """HeldChanges.hold's answer; None when a set it would replace was decided since."""
-        decided = self.decisions(revision)
+        decided = self.decisions()
         holding, _ = guarded(planned, limit, decided.approved, decided.rejected)
         if not holding:
             return None, False
@@ -175,6 +174,24 @@ class HeldChanges:
             [made.id, self.api, revision, made.held_at, json.dumps(pairs), made.status],
         )
         return made, True
+
+    def lapse(self, planned: Iterable[DeletionKey], unread: Iterable[str]) -> list[HeldSet]:
+        """End the rejections the desired state stopped asking for: each deletion of a
+        rejected set whose user was read (not in `unread`) and that is not `planned`.
+        A set left with none is closed as `superseded` and returned. Not a user not
+        read: what the desired state asks of them is not known this cycle."""
+        asked, closed = set(planned), list[HeldSet]()
+        unread_users = set(unread)
+        with self.db.atomic():
+            for held in self.with_status(HeldStatus.REJECTED):
+                kept = tuple(
+                    (user, email)
+                    for user, email in held.deletions
+                    if user in unread_users or (user, email_key(email)) in asked
+                )
+                if _narrow(self.db, held, kept):
+                    closed.append(held)
+        return closed
 
     def mark(self, sets: Iterable[HeldSet], status: HeldStatus) -> None:
         """Close decided sets (`applied`, `superseded`), keeping who decided them; one
@@ -208,6 +225,8 @@ def decide(db: Database, held_id: str, status: HeldStatus, by: str) -> HeldSet:
             )
         if status == HeldStatus.REJECTED:
             _close_overridden(db, held)
+        else:
+            _lift_rejections(db, held)
     return dataclasses.replace(held, status=status, decided_by=by, decided_at=_now())
 
 
@@ -224,6 +243,38 @@ def _close_overridden(db: Database, rejected: HeldSet) -> None:
     for approved in [_held_set(row) for row in rows]:
         if approved.deletion_keys() <= rejected.deletion_keys():
             _set_status(db, approved, HeldStatus.SUPERSEDED, approved.decided_by)
+
+
+def _lift_rejections(db: Database, approved: HeldSet) -> None:
+    """Drop the deletions now approved from the rejected sets of the same API: the
+    later word replaces the rejection for good, or it would stand again, once the
+    approval is spent, over a deletion the operator let through (one whose write
+    failed, planned again)."""
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM held_changes WHERE status = ?"
+        " AND api = (SELECT api FROM held_changes WHERE id = ?)",
+        [HeldStatus.REJECTED, approved.id],
+    )
+    keys = approved.deletion_keys()
+    for rejected in [_held_set(row) for row in rows]:
+        kept = tuple(
+            pair for pair in rejected.deletions if (pair[0], email_key(pair[1])) not in keys
+        )
+        _narrow(db, rejected, kept)
+
+
+def _narrow(db: Database, rejected: HeldSet, kept: tuple[tuple[str, str], ...]) -> bool:
+    """Keep only the deletions `kept` of a rejected set, the ones still rejected; with
+    none left, close it as `superseded` (True: closed now)."""
+    if not kept:
+        return _set_status(db, rejected, HeldStatus.SUPERSEDED, rejected.decided_by)
+    if kept != rejected.deletions:
+        # The record of what was rejected keeps what still stands.
+        db.execute(
+            "UPDATE held_changes SET deletions = ? WHERE id = ? AND status = ?",
+            [json.dumps(kept), rejected.id, rejected.status],
+        )
+    return False
 
 
 def _set_status(db: Database, held: HeldSet, status: HeldStatus, by: str | None) -> bool:

@@ -162,7 +162,7 @@ def test_a_tripped_guard_holds_only_the_deletions_until_approved_or_rejected(
         finished = daemon.wait_for("cycle_finished")
         assert finished["result"] == "held"
         assert finished["drift_users"] == 1
-        assert "1 deletion rejected for this revision" in finished["message"]
+        assert "1 deletion rejected left out" in finished["message"]
     assert not [e for e in daemon.events[seen:] if e.get("event") == "deletions_held"]
     assert "by.hand@example.com" in world.emails_of("janedoe")
     report = json.loads(syncd(world, "status", "--output", "json"))
@@ -201,22 +201,34 @@ def test_status_counts_exactly_the_users_a_held_cycle_left_with_changes(
     assert daemon.stop() == 0
 
 
-def test_a_rejection_lasts_while_the_desired_file_is_the_same(world: World, start_daemon: Any):
-    # A file has no git revision: its content is its revision. A deletion rejected
-    # for one version of the file is asked about again once the file changes, not
-    # dropped for good while every cycle says no_changes.
+def test_a_rejection_stands_across_revisions_until_the_address_is_kept(
+    world: World, start_daemon: Any
+):
+    # The trial's severity 1: a rejection held for its revision only, so that after
+    # any commit the deletion was made unasked once it fit under the limit. It
+    # stands while planned, lapses once the desired state keeps the address, and
+    # planned again after that it is a new question.
     daemon: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0", SYNCD_DRIFT_WINDOW="2")
     held = daemon.wait_for("deletions_held")
     syncd(world, "reject", held["held_id"])
-    daemon.wait_for("deletions_rejected_left_out")
-    daemon.wait_for("cycle_finished", result="held")
+    first = daemon.wait_for("deletions_rejected_left_out")
+    seen = len(daemon.events)
 
     edited = world.desired_file.with_suffix(".tmp")
     edited.write_text(world.desired_file.read_text() + "# reviewed again\n")
-    edited.replace(world.desired_file)
+    edited.replace(world.desired_file)  # a new revision (a file's: its content)
+    later = daemon.wait_for("deletions_rejected_left_out")
+    while later["revision"] == first["revision"]:
+        later = daemon.wait_for("deletions_rejected_left_out")
+    assert not [e for e in daemon.events[seen:] if e.get("event") == "deletions_held"]
+    assert "old@example.com" in world.emails_of("janedoe")
+
+    desire_in_place(world, keeping_old_address())
+    lapsed = daemon.wait_for("deletions_rejected_not_planned")
+    assert lapsed["held_id"] == held["held_id"]
+    desire_in_place(world, STANDARD_DESIRED)
     again = daemon.wait_for("deletions_held", new=True)
     assert again["held_id"] != held["held_id"]
-    assert again["per_user"] == {"janedoe": 1}
     assert "old@example.com" in world.emails_of("janedoe")
     assert daemon.stop() == 0
 

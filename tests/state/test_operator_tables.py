@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from syncd.core.plan import DeleteEmail, Plan
+from syncd.core.problem import Problem
 from syncd.core.suspension import EVERYONE, Suspension
-from syncd.core.vocabulary import HeldStatus, RunResult, SuspensionSource
+from syncd.core.vocabulary import Code, HeldStatus, RunResult, SuspensionSource
 from syncd.errors import DaemonError, UsageError
 from syncd.service.deletion_guard import DeletionGuard
 from syncd.state.audit import AuditTrail
@@ -52,14 +53,45 @@ def test_a_held_set_is_asked_once_and_decided_once(store: StateStore):
     assert rejected.status == HeldStatus.REJECTED
     with pytest.raises(UsageError, match="rejected already"):
         decide(store.history, first.id, HeldStatus.APPROVED, "ops@host")
-    assert held.decisions("rev1").rejected == {
+    assert held.decisions().rejected == {
         ("alice", "old@example.com"),
         ("bobsmith", "x@example.com"),
     }
-    assert held.decisions("rev2").rejected == set()
-    other, new = held.hold("rev2", deletions[:1], 0)
-    assert new
-    assert [h.id for h in held.with_status(HeldStatus.HELD)] == [other.id]
+    assert held.hold("rev2", deletions[:1], 0) == (None, False)  # rejected still
+
+
+def test_a_rejection_stands_across_revisions_until_the_deletion_is_no_longer_planned(
+    store: StateStore,
+):
+    # The trial's severity 1: rejected at r1, the deletion fit under the limit at r2
+    # (an unrelated commit) and was made unasked. It stands while planned, lapses
+    # when a cycle that read the user plans it no more, and is then a new question.
+    held = HeldChanges(store.history, API)
+    a, b = DeleteEmail("alice", "a@example.com"), DeleteEmail("alice", "b@example.com")
+    rejected, _ = held.hold("r1", (a, b), 1)
+    assert rejected is not None
+    decide(store.history, rejected.id, HeldStatus.REJECTED, "ops@host")
+    r2 = DeletionGuard(held, 1, "r2")
+    split = r2.split(Plan((a,)))  # b is listed again; a alone fits under the limit
+    assert (split.now.changes, split.rejected) == ((), (a,))
+    r2.conclude(Plan((a,)))
+    # b lapsed, a stands: the set is still rejected, for a alone.
+    (still,) = held.with_status(HeldStatus.REJECTED)
+    assert still.deletions == (("alice", "a@example.com"),)
+    # alice not read (in error): nothing lapses, whatever the plan lacks.
+    unread = Plan((), errors=(Problem("alice", Code.FETCH_FAILED, "refused"),))
+    DeletionGuard(held, 1, "r3").conclude(unread)
+    assert [s.id for s in held.with_status(HeldStatus.REJECTED)] == [rejected.id]
+    r3 = DeletionGuard(held, 1, "r3")
+    r3.split(Plan(()))
+    r3.conclude(Plan(()))  # a is listed again: the rejection lapses, the set closes
+    assert held.with_status(HeldStatus.REJECTED) == []
+    (closed,) = held.with_status(HeldStatus.SUPERSEDED)
+    assert (closed.id, closed.decided_by) == (rejected.id, "ops@host")
+    assert held.decisions().rejected == set()
+    # Planned again at r4: a new question, applied under the limit, held over it.
+    assert DeletionGuard(held, 1, "r4").split(Plan((a,))).now.changes == (a,)
+    assert DeletionGuard(held, 0, "r4").split(Plan((a,))).held == (a,)
 
 
 def test_pending_changes_are_replaced_at_each_cycle(store: StateStore):
@@ -108,7 +140,7 @@ def test_a_set_held_again_at_a_new_revision_is_rejected_for_that_revision(store:
     kept, new = held.hold("rev2", deletions, 0)
     assert (kept.id, new) == (first.id, False)
     decide(store.history, first.id, HeldStatus.REJECTED, "ops@host")
-    assert held.decisions("rev2").rejected == {("alice", "old@example.com")}
+    assert held.decisions().rejected == {("alice", "old@example.com")}
 
 
 def test_a_set_decided_for_one_api_lets_nothing_through_on_another(store: StateStore):
@@ -126,7 +158,7 @@ def test_a_set_decided_for_one_api_lets_nothing_through_on_another(store: StateS
 
     rejected, _ = HeldChanges(store.history, OTHER_API).hold("rev1", deletions, 0)
     decide(store.history, rejected.id, HeldStatus.REJECTED, "ops@host")
-    assert HeldChanges(store.history, API).decisions("rev1").rejected == set()
+    assert HeldChanges(store.history, API).decisions().rejected == set()
 
 
 TWO = (DeleteEmail("alice", "a1@example.com"), DeleteEmail("alice", "a2@example.com"))
@@ -180,8 +212,31 @@ def test_a_rejection_after_an_approval_of_the_same_deletions_stops_them(store: S
     cycle.conclude(plan)
     (spent,) = [s for s in held.with_status(HeldStatus.SUPERSEDED) if s.id == first.id]
     assert spent.decided_by == "ops@host"
-    # At a later revision they are asked about again, not let through by the approval.
-    assert DeletionGuard(held, 0, "rev2").split(plan).held == TWO
+    # At a later revision, still planned, they stay rejected: not let through.
+    later = DeletionGuard(held, 0, "rev2").split(plan)
+    assert (later.now.changes, later.held, later.rejected) == ((), (), TWO)
+
+
+def test_an_approval_after_a_rejection_lifts_it_for_good(store: StateStore):
+    # A set of a rejected deletion opened anyway (as a race could): approving it is
+    # the later word. Once the approval is spent (the write failed, say), the old
+    # rejection must not stand again over the deletion planned once more.
+    held, plan = HeldChanges(store.history, API), Plan(TWO[:1])
+    first, _ = held.hold("rev1", TWO, 0)
+    assert first is not None
+    decide(store.history, first.id, HeldStatus.REJECTED, "ops@host")
+    store.history.execute(
+        "INSERT INTO held_changes (id, api, revision, held_at, deletions, status)"
+        " VALUES ('again1', ?, 'rev2', '2026-12-07T19:21:53+00:00', ?, 'held')",
+        [API, '[["alice", "a1@example.com"]]'],
+    )
+    decide(store.history, "again1", HeldStatus.APPROVED, "ops@host")
+    (rejected,) = held.with_status(HeldStatus.REJECTED)
+    assert rejected.deletions == (("alice", "a2@example.com"),)
+    cycle = DeletionGuard(held, 0, "rev2")
+    assert cycle.split(plan).now.changes == TWO[:1]
+    cycle.conclude(plan)  # spends the approval
+    assert DeletionGuard(held, 0, "rev3").split(plan).held == TWO[:1]  # asked again
 
 
 @pytest.mark.parametrize(
@@ -204,7 +259,7 @@ def test_the_later_decision_about_a_deletion_wins(
             " VALUES (?, ?, 'rev1', '2026-12-07T18:00:00+00:00', ?, ?, 'ops@host', ?)",
             [held_id, API, '[["alice", "A1@example.com"]]', status, f"2026-12-07T{at}+00:00"],
         )
-    decided = held.decisions("rev1")
+    decided = held.decisions()
     key = ("alice", "a1@example.com")
     assert (key in decided.approved, key in decided.rejected) == (let_through, not let_through)
     assert [approved.id for approved in decided.approved_sets] == ["ok1"]
