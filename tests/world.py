@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,3 +207,25 @@ def admin_patch(world: World, username: str, **fields: str) -> None:
         headers={"Authorization": f"Bearer {world.sandbox.admin_token}"},
     )
     response.raise_for_status()
+
+
+def run_syncd(world: World, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """A syncd command on the world, its log as JSON lines."""
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(world.root),
+        "SYNCD_LOG_FORMAT": "json",
+        "SYNCD_API_URL": world.sandbox.url,
+        "SYNCD_CREDENTIALS_DIR": str(world.credentials_dir),
+        "SYNCD_STATE_DIR": str(world.state_dir),
+        "SYNCD_DESIRED": str(world.desired_file),
+        **world.state_env(),
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "syncd", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

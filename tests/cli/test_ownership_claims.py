@@ -10,15 +10,12 @@ when the experiment left the list.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
 from tests.cli.test_terminal_output import Terminal
-from tests.world import STANDARD_DESIRED, STANDARD_SEED, World, account
+from tests.world import STANDARD_DESIRED, STANDARD_SEED, World, account, run_syncd
 
 PERSONAL = "john.personal@example.com"  # on johnsmith's account, added by its owner
 
@@ -78,23 +75,7 @@ def test_an_apply_refused_by_the_deletion_guard_claims_nothing(world: World):
 
 def test_a_run_once_refused_by_the_deletion_guard_claims_nothing(world: World):
     listed_then(world)
-    environment = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(world.root),
-        "SYNCD_LOG_FORMAT": "json",
-        "SYNCD_API_URL": world.sandbox.url,
-        "SYNCD_CREDENTIALS_DIR": str(world.credentials_dir),
-        "SYNCD_STATE_DIR": str(world.state_dir),
-        "SYNCD_DESIRED": str(world.desired_file),
-        "SYNCD_MAX_DELETIONS": "0",
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "syncd", "run", "--once"],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_syncd(world, "run", "--once", SYNCD_MAX_DELETIONS="0")
     assert done.returncode == 3, done.stderr
     assert_nothing_claimed(world)
 

@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import pytest
 from syncd.state.backend import open_store
 from syncd.state.sqlite_backend import SqliteStore
 from tests.postgres import Cluster
-from tests.world import World
+from tests.world import World, run_syncd
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "postgresql-roles.md"
 
@@ -84,28 +83,6 @@ def daemon_role(pg_world: World, postgres_cluster: Cluster) -> Iterator[DaemonRo
 def run_once(world: World, **env: str) -> subprocess.CompletedProcess[str]:
     """`syncd run --once` (the daemon), its log as JSON lines."""
     return run_syncd(world, "run", "--once", **env)
-
-
-def run_syncd(world: World, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """A syncd command on the world, its log as JSON lines."""
-    environment = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(world.root),
-        "SYNCD_LOG_FORMAT": "json",
-        "SYNCD_API_URL": world.sandbox.url,
-        "SYNCD_CREDENTIALS_DIR": str(world.credentials_dir),
-        "SYNCD_STATE_DIR": str(world.state_dir),
-        "SYNCD_DESIRED": str(world.desired_file),
-        **world.state_env(),
-        **env,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", *args],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def events(done: subprocess.CompletedProcess[str]) -> list[str]:
