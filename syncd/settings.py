@@ -62,8 +62,9 @@ def _port_problem(url: str) -> str | None:
     return "has an invalid port: the port after the host is a number from 1 to 65535"
 
 
-def notify_url_problem(url: str) -> str | None:
-    """What makes `url` no notifier's URL (never quoting it: Slack's is its secret)."""
+def http_url_problem(url: str) -> str | None:
+    """What makes `url` no http(s) URL to call, the API's or a notifier's (never quoting
+    it: Slack's is its secret)."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         return "must be an http:// or https:// URL"
@@ -130,7 +131,7 @@ class NotifyProvider(BaseModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str | None) -> str | None:
-        if url is not None and (problem := notify_url_problem(url)) is not None:
+        if url is not None and (problem := http_url_problem(url)) is not None:
             raise ValueError(problem)
         return url
 
@@ -342,7 +343,7 @@ class Settings(BaseSettings):
     @field_validator("notify_url")
     @classmethod
     def _notify_http_url(cls, url: str | None) -> str | None:
-        if url is not None and (problem := notify_url_problem(url)) is not None:
+        if url is not None and (problem := http_url_problem(url)) is not None:
             raise ValueError(problem)
         return url
 
@@ -411,15 +412,12 @@ class Settings(BaseSettings):
                 "must not hold a user name or password (user:password@…): put each "
                 "user's credential in the credentials directory"
             )
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL")
+        if (problem := http_url_problem(url)) is not None:
+            raise ValueError(problem)
         if "?" in url or "#" in url:
             # Requests are built on the URL as given, while the cache and a saved plan
             # know the API without them: a cached answer would stand for another URL's.
             raise ValueError("must not hold a query (?…) or a fragment (#…)")
-        if (problem := _port_problem(url)) is not None:
-            raise ValueError(problem)
         return url
 
     @classmethod

@@ -37,7 +37,7 @@ from syncd.core.conditions import Condition, Notice, transitions
 from syncd.core.vocabulary import Code, NotificationEvent, RunResult
 from syncd.errors import SettingsError, excerpt
 from syncd.secretfiles import read_secret_file
-from syncd.settings import notify_url_problem
+from syncd.settings import http_url_problem
 from syncd.visible import counted
 
 if TYPE_CHECKING:
@@ -289,7 +289,7 @@ def _provider(settings: NotifyProvider) -> _Provider:
     url = settings.url
     if settings.url_file is not None:
         url = read_secret_file(settings.url_file, what="notifier URL file", refused_then="")
-        if (problem := notify_url_problem(url)) is not None:  # as NotifyProvider checks url
+        if (problem := http_url_problem(url)) is not None:  # as NotifyProvider checks url
             raise SettingsError(f"notifier URL file {settings.url_file}: the URL in it {problem}")
     assert url is not None  # NotifyProvider checks it
     secret = None

@@ -235,12 +235,7 @@ def _close_overridden(db: Database, rejected: HeldSet) -> None:
     rejected now: the later word replaces them, and `syncd status` must not go on
     saying that the next cycle applies them. (One that shares only some is left to
     the guard, where the later decision about each deletion wins.)"""
-    rows = db.execute(
-        f"SELECT {_COLUMNS} FROM held_changes WHERE status = ?"
-        " AND api = (SELECT api FROM held_changes WHERE id = ?)",
-        [HeldStatus.APPROVED, rejected.id],
-    )
-    for approved in [_held_set(row) for row in rows]:
+    for approved in _beside(db, rejected, HeldStatus.APPROVED):
         if approved.deletion_keys() <= rejected.deletion_keys():
             _set_status(db, approved, HeldStatus.SUPERSEDED, approved.decided_by)
 
@@ -250,17 +245,22 @@ def _lift_rejections(db: Database, approved: HeldSet) -> None:
     later word replaces the rejection for good, or it would stand again, once the
     approval is spent, over a deletion the operator let through (one whose write
     failed, planned again)."""
-    rows = db.execute(
-        f"SELECT {_COLUMNS} FROM held_changes WHERE status = ?"
-        " AND api = (SELECT api FROM held_changes WHERE id = ?)",
-        [HeldStatus.REJECTED, approved.id],
-    )
     keys = approved.deletion_keys()
-    for rejected in [_held_set(row) for row in rows]:
+    for rejected in _beside(db, approved, HeldStatus.REJECTED):
         kept = tuple(
             pair for pair in rejected.deletions if (pair[0], email_key(pair[1])) not in keys
         )
         _narrow(db, rejected, kept)
+
+
+def _beside(db: Database, held: HeldSet, status: HeldStatus) -> list[HeldSet]:
+    """The sets of `held`'s API in `status`."""
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM held_changes WHERE status = ?"
+        " AND api = (SELECT api FROM held_changes WHERE id = ?)",
+        [status, held.id],
+    )
+    return [_held_set(row) for row in rows]
 
 
 def _narrow(db: Database, rejected: HeldSet, kept: tuple[tuple[str, str], ...]) -> bool:
