@@ -105,6 +105,8 @@ class Connection:
     #: The live-state cache (cache.db; on PostgreSQL the same database as `db`).
     cache_db: Database
     client: AccountsClient
+    #: Whether what is read goes into the cache: not for a plan on PostgreSQL (`connect`).
+    keeps_answers: bool = True
 
     @property
     def api(self) -> str:
@@ -113,7 +115,7 @@ class Connection:
 
     @property
     def cache(self) -> LiveCache:
-        return LiveCache(self.cache_db, self.api)
+        return LiveCache(self.cache_db, self.api, keeps_answers=self.keeps_answers)
 
 
 @asynccontextmanager
@@ -132,8 +134,9 @@ async def connect(
     Given no `store` (the daemon passes the one whose lock it holds, and takes the
     writers' lock for each cycle itself), it opens the one the settings name and
     takes its lock for `purpose`, the command: one writer at a time. A plan takes
-    it only where hosts share the state (its cache writes would race the active
-    instance's), so that on SQLite a dry run may look beside the daemon. With a
+    no lock, so that it may look beside the daemon; where hosts share the state it
+    writes nothing, not even the cache (a role that may only read plans with the
+    daemon's ownership ledger, as a pull request's check does). With a
     `lock_timeout` (`apply --lock-timeout`), a lock a daemon holds for its life
     does not refuse: the run waits that long for the writers' lock, which the
     daemon lets go between its cycles.
@@ -142,19 +145,26 @@ async def connect(
     with contextlib.ExitStack() as held:
         if store is None:
             store = held.enter_context(open_store(settings, purpose))
-            if purpose != "plan" or store.shared:
+            if purpose != "plan":
                 try:
                     held.enter_context(store.lock(purpose))
                 except DaemonError:
                     if not lock_timeout:
                         raise
-            if purpose != "plan":
                 held.enter_context(await store.write_lock(purpose, lock_timeout))
         session = held.enter_context(store.session())
         async with AccountsClient(
             settings, credentials.for_user, on_response=on_response, on_retry=on_retry
         ) as client:
-            yield Connection(settings, credentials, session.history, session.cache, client)
+            yield Connection(
+                settings,
+                credentials,
+                session.history,
+                session.cache,
+                client,
+                # Unlocked, its writes would race the active instance's.
+                keeps_answers=purpose != "plan" or not store.shared,
+            )
 
 
 class Deadline:

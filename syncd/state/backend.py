@@ -278,8 +278,8 @@ class StateStore(ABC):
     #: The state directory or the URL (without a password), for messages.
     where: str
     #: Whether hosts share the state (PostgreSQL): then a second `syncd run` waits as a
-    #: standby instead of being refused, and `plan` takes the lock too, since its
-    #: cache writes would race those of the active instance.
+    #: standby instead of being refused, and a `plan` writes no cache, since its
+    #: writes would race those of the active instance.
     shared: bool = False
 
     @property

@@ -44,10 +44,13 @@ class Cached:
 
 
 class LiveCache:
-    def __init__(self, db: Database, api: str) -> None:
+    def __init__(self, db: Database, api: str, *, keeps_answers: bool = True) -> None:
         self.db = db
         #: The API whose answers these are, in syncd.core.api_url's normal form.
         self.api = api
+        #: False: `save` keeps nothing (a plan beside the active instance, which may
+        #: run as a role that may only read).
+        self.keeps_answers = keeps_answers
 
     def read_fresh(self, usernames: Iterable[str], now: float, ttl: float) -> dict[str, Cached]:
         """The cached accounts among `usernames`, each part only if it is at most `ttl` old.
@@ -87,6 +90,8 @@ class LiveCache:
 
     def save(self, snapshots: Iterable[Snapshot]) -> None:
         """Store what was fetched, one transaction per batch."""
+        if not self.keeps_answers:
+            return
         remaining = iter(snapshots)
         while batch := list(itertools.islice(remaining, BATCH_SIZE)):
             with self.db.atomic():

@@ -355,7 +355,7 @@ class PostgresStore(StateStore):
             active = next((h for h in self.holders() if h.active), None)
             who = active.name if active else "another syncd"
             raise DaemonError(
-                f"{who} holds the state at {self.where}: one run, apply or plan at a time"
+                f"{who} holds the state at {self.where}: one run or apply at a time"
                 f" ({purpose} refused){refusal_way_on(purpose)}"
             )
         return held

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from syncd.state.backend import open_store
+from tests.cli.conftest import Reader
 from tests.world import World
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,6 +55,8 @@ def run_step(found: dict[str, Any], world: World, **env: str) -> subprocess.Comp
         # What the step's env: says, with ${{ runner.temp }} filled in.
         "SYNCD_CREDENTIALS_DIR": str(world.credentials_dir),
         "SYNCD_STATE_DIR": str(world.root / "runner" / "state"),
+        "SYNCD_STATE_URL": "",  # the secret, when the daemon's state is not PostgreSQL
+        "SYNCD_STATE_PASSWORD_FILE": str(world.root / "runner" / "state-password"),
         "SYNCD_API_URL": world.sandbox.url,
         **env,
     }
@@ -150,6 +154,24 @@ def test_a_plan_that_cannot_show_what_the_daemon_deletes_says_so(world: World):
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     assert "**Deletions of addresses syncd owns are not shown.**" in comment(world)
     assert workflow()["env"]["ACCEPT_UNSHOWN_DELETIONS"] == "false"  # fails by default
+
+
+def test_a_plan_with_the_daemons_state_shows_what_it_deletes(pg_world: World, reader: Reader):
+    # The same pull request, planned with the daemon's PostgreSQL state through the
+    # reading role: its ownership ledger shows the deletion before the merge.
+    owned = {"emails_mode": "owned"}
+    pg_world.desire({"version": 1, "users": {"janedoe": {**owned, "emails": [PRIMARY, OLD]}}})
+    pg_world.apply()
+    pg_world.desire({"version": 1, "users": {"janedoe": {**owned, "emails": [PRIMARY]}}})
+    with open_store(pg_world.settings(), "run") as daemon, daemon.lock("run"):
+        done = run_step(
+            step("plan", "Plan"), pg_world, HEAD_SHA=HEAD_SHA, BASE_REF="main", **reader.env()
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    posted = comment(pg_world)
+    assert "After the merge, the syncd daemon makes these changes" in posted
+    assert f"-   {OLD}" in posted.split("```diff\n", 1)[1].splitlines()
+    assert "ownership_unknown" not in posted
 
 
 REPORT = "Wait until the daemon has applied this commit"

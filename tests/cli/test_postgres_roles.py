@@ -125,14 +125,14 @@ def test_the_commands_of_another_role_than_the_daemons_name_the_daemon(
     with open_store(pg_world.settings(), "run") as active, open_store(pg_world.settings(), "run"):
         held = active.lock("run")
         status = run_syncd(pg_world, "status", **as_daemon_role)
-        plan = run_syncd(pg_world, "plan", **as_daemon_role)
+        apply = run_syncd(pg_world, "apply", "--yes", **as_daemon_role)
         held.release()
     assert status.returncode == 0, status.stderr
     assert re.search(r"^daemon +active: syncd run on .* pid \d+", status.stdout, re.M)
     assert re.search(r"^standby +syncd run on .* pid \d+, waiting$", status.stdout, re.M)
-    assert plan.returncode != 0
-    assert "Traceback" not in plan.stderr
-    assert re.search(r"syncd run on .* holds the state at .* \(plan refused\)", plan.stderr)
+    assert apply.returncode != 0
+    assert "Traceback" not in apply.stderr
+    assert re.search(r"syncd run on .* holds the state at .* \(apply refused", apply.stderr)
 
 
 def test_a_daemon_role_of_the_documented_grants_runs_unwarned_and_cannot_rewrite(

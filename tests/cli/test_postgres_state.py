@@ -66,14 +66,20 @@ def test_apply_plan_audit_and_status_on_postgresql(pg_world: World):
     assert pg_world.query("SELECT COUNT(*) AS n FROM live_accounts") == [{"n": 2}]
 
 
-def test_apply_and_plan_are_refused_while_another_holds_the_lock(pg_world: World):
+def test_apply_is_refused_while_another_holds_the_lock_and_a_plan_looks_beside(
+    pg_world: World,
+):
     with open_store(pg_world.settings(), "run") as store, store.lock("run"):
-        for command in (["apply", "--yes"], ["plan"]):
-            done = syncd_process(pg_world, *command)
-            assert done.returncode == 1, done.stderr
-            line = done.stderr.strip().splitlines()[-1]
-            assert line.startswith("syncd: syncd run on "), line
-            assert "holds the state at postgresql://syncd@" in line
+        refused = syncd_process(pg_world, "apply", "--yes")
+        planned = syncd_process(pg_world, "plan", "--detailed-exitcode")
+    assert refused.returncode == 1, refused.stderr
+    line = refused.stderr.strip().splitlines()[-1]
+    assert line.startswith("syncd: syncd run on "), line
+    assert "holds the state at postgresql://syncd@" in line
+    assert "one run or apply at a time (apply refused" in line
+    assert planned.returncode == 2, planned.stderr  # janedoe's changes, shown
+    # The plan wrote nothing: no run, and no answer in the cache the daemon keeps.
+    assert pg_world.query("SELECT COUNT(*) AS n FROM live_accounts") == [{"n": 0}]
     assert pg_world.writes() == 0
 
 
