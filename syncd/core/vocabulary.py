@@ -134,5 +134,7 @@ class NotificationEvent(StrEnum):
     GUARD_HELD = "guard_held"
     DOES_NOT_CONVERGE = "does_not_converge"
     SOURCE_FAILED = "source_failed"
+    #: The API answered none of a cycle's requests: nothing is read or written.
+    API_DOWN = "api_down"
     BECAME_ACTIVE = "became_active"
     SUSPENSION_EXPIRED = "suspension_expired"

@@ -77,6 +77,8 @@ class CycleOutcome:
     #: Whether the cycle sent requests and the API answered none of them (no answer,
     #: or only 5xx): it is down. A 401 or 404 is an answer: that user's failure alone.
     api_down: bool = False
+    #: Whether the API answered one of the cycle's requests at least: it is up.
+    api_answered: bool = False
     #: The codes of the plan's warnings, and of the users in error, one per finding.
     warning_codes: list[str] = field(default_factory=list)
     #: Whether the cycle got as far as a plan: only then do `failing` and the codes
@@ -320,7 +322,7 @@ class Cycle:
             client = connection.client
             sent = sum(client.requests.values()) > 0
             every_request_failed = sent and not client.succeeded
-            api_down = sent and not client.answered
+            api_down, api_answered = sent and not client.answered, client.answered > 0
         failing = record_cycle(failures, desired.usernames(), converged.failing, held, settings)
         plan, report = converged.result.plan, converged.report
         pending = [action for action in plan.changes if action not in written]
@@ -356,6 +358,7 @@ class Cycle:
             failing=failing,
             every_request_failed=every_request_failed,
             api_down=api_down,
+            api_answered=api_answered,
             warning_codes=[warning.code for warning in plan.warnings],
             planned=True,
             suspended=len(plan.suspended),

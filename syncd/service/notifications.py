@@ -252,6 +252,14 @@ def conditions_of(
         held[NotificationEvent.SOURCE_FAILED] = Condition(
             NotificationEvent.SOURCE_FAILED, message=outcome.warning or outcome.message
         )
+    # Only a cycle that asked the API can tell: one that read nothing (its source
+    # failed, every user answered from the cache) leaves the condition as it was.
+    if outcome.api_down or outcome.api_answered:
+        decided.add(NotificationEvent.API_DOWN)
+    if outcome.api_down:
+        held[NotificationEvent.API_DOWN] = Condition(
+            NotificationEvent.API_DOWN, message=outcome.message
+        )
     if not outcome.planned:
         return held, frozenset(decided)
     decided |= _PLANNED

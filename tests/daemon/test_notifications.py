@@ -215,3 +215,30 @@ def test_run_once_delivers_what_its_cycle_told_before_it_exits(
     )
     assert "unknown key 'ful_name'" in seen["source_failed"]["message"]
     assert receiver.bad_signatures == 0
+
+
+def test_an_api_that_answers_nothing_is_told_once_and_when_it_is_back(
+    world: World, start_daemon: Any, receivers: list[Receiver], tmp_path: Path
+):
+    # A trial: the API down for hours told a team that listens on a webhook nothing,
+    # for no cycle got as far as a plan, the only place conditions were decided.
+    receiver = Receiver()
+    receivers.append(receiver)
+    daemon: DaemonProcess = start_daemon(
+        SYNCD_NOTIFY_URL=receiver.url, SYNCD_NOTIFY_SECRET_FILE=str(secret_file(tmp_path))
+    )
+    daemon.wait_for("cycle_finished", result="ok")
+    world.sandbox.set_faults({"error_rate": 1.0})
+    down = daemon.wait_for("cycle_finished", result="failed")
+    daemon.wait_for("cycle_finished")  # a second cycle down: still one message
+    world.sandbox.set_faults({})
+    daemon.wait_for("cycle_finished", timeout=15, result="no_changes")
+    seen = [receiver.next() for _ in range(3)]
+    assert [(m["event"], m["status"]) for m in seen] == [
+        ("became_active", "firing"),
+        ("api_down", "firing"),
+        ("api_down", "resolved"),
+    ]
+    assert seen[1]["message"] == down["message"]
+    assert daemon.stop() == 0
+    assert receiver.messages.empty()

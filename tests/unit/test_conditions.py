@@ -6,8 +6,9 @@ import hashlib
 import hmac
 
 from syncd.core.conditions import Condition, transitions
-from syncd.core.vocabulary import NotificationEvent
-from syncd.service.notifications import sign
+from syncd.core.vocabulary import NotificationEvent, RunResult
+from syncd.service.cycle import CycleOutcome
+from syncd.service.notifications import conditions_of, sign
 
 DRIFT = Condition(NotificationEvent.DRIFT_DETECTED, ("alice",))
 HELD = Condition(NotificationEvent.GUARD_HELD)
@@ -33,3 +34,17 @@ def test_the_signature_is_an_hmac_of_time_dot_body():
     header = sign(b"key", b'{"a": 1}', 1700000000)
     digest = hmac.new(b"key", b'1700000000.{"a": 1}', hashlib.sha256).hexdigest()
     assert header == f"t=1700000000,sha256={digest}"
+
+
+def test_only_a_cycle_that_asked_the_api_says_whether_it_is_down():
+    down = CycleOutcome(RunResult.FAILED, message="API unreachable", api_down=True)
+    held, decided = conditions_of(down)
+    assert NotificationEvent.API_DOWN in decided
+    assert held[NotificationEvent.API_DOWN].message == "API unreachable"
+    # The source failed before any request, or every user came from the cache.
+    for silent in (CycleOutcome(RunResult.INVALID), CycleOutcome(RunResult.OK, planned=True)):
+        assert NotificationEvent.API_DOWN not in conditions_of(silent)[1]
+    answered = CycleOutcome(RunResult.OK, planned=True, api_answered=True)
+    held, decided = conditions_of(answered)
+    assert NotificationEvent.API_DOWN in decided
+    assert NotificationEvent.API_DOWN not in held
