@@ -84,6 +84,8 @@ class Dialect:
     begin_migrations: str
     #: The (name, declared type) of each column of the table `?`, in order.
     columns: str
+    #: One row when the table `?` exists, none when it does not.
+    table_exists: str
     #: What makes the audit trail append-only: history is never rewritten, nor emptied.
     audit_append_only: tuple[str, ...]
     #: The same, but for the events at or before the last cut a prune recorded
@@ -101,6 +103,7 @@ SQLITE = Dialect(
     # A write lock from the start: a deferred transaction that read first could not take it.
     begin_migrations="BEGIN IMMEDIATE",
     columns="SELECT name, type FROM pragma_table_info(?)",
+    table_exists="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
     audit_append_only=tuple(
         f"CREATE TRIGGER IF NOT EXISTS audit_no_{change} BEFORE {change.upper()} ON audit"
         f" BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END"
@@ -124,6 +127,7 @@ POSTGRESQL = Dialect(
     begin_migrations="BEGIN; SELECT pg_advisory_xact_lock(1937337955, 0)",
     columns="SELECT column_name, data_type FROM information_schema.columns"
     " WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
+    table_exists="SELECT 1 WHERE to_regclass(?) IS NOT NULL",
     audit_append_only=(
         "CREATE OR REPLACE FUNCTION syncd_audit_append_only() RETURNS trigger"
         f" LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{_APPEND_ONLY}'; END $$",
@@ -223,8 +227,8 @@ class Database(ABC):
         write, after a request was sent.
         """
 
-    @abstractmethod
-    def has_table(self, name: str) -> bool: ...
+    def has_table(self, name: str) -> bool:
+        return self.execute(self.dialect.table_exists, [name]).fetchone() is not None
 
     @abstractmethod
     def close(self) -> None: ...

@@ -239,10 +239,6 @@ class PostgresDatabase(Database):
             self.execute("UPDATE schema_migrations SET name = name WHERE false")
             self.execute("UPDATE live_accounts SET username = username WHERE false")
 
-    def has_table(self, name: str) -> bool:
-        (found,) = self.execute("SELECT to_regclass(?) IS NOT NULL", [name]).fetchone()
-        return bool(found)
-
     def close(self) -> None:
         self.connection.close()
 

@@ -245,11 +245,5 @@ class SqliteDatabase(Database):
         finally:
             self.db.execute("ROLLBACK")
 
-    def has_table(self, name: str) -> bool:
-        found = self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name]
-        ).fetchone()
-        return found is not None
-
     def close(self) -> None:
         self.db.close()
