@@ -150,12 +150,6 @@ class PostgresDatabase(Database):
         except (psycopg.Error, UnicodeEncodeError) as error:
             raise self.error(error) from None
 
-    def advance_identity(self, table: str, column: str) -> None:
-        self.execute(
-            f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'),"
-            f" (SELECT COALESCE(MAX({column}), 0) + 1 FROM {table}), false)"
-        )
-
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
         """A transaction; inside one, the block joins it, with no savepoint.

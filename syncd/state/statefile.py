@@ -178,9 +178,6 @@ class SqliteDatabase(Database):
         with self.atomic():
             self.db.conn.executemany(sql, rows)
 
-    def advance_identity(self, table: str, column: str) -> None:
-        pass  # AUTOINCREMENT numbers after the largest number ever used
-
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
         """All of the block's writes or none of them, inside the open transaction if any.
