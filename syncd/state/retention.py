@@ -78,13 +78,6 @@ def _prefix(db: Database, before: str) -> Iterator[dict[str, Any]]:
         yield event
 
 
-def _runs(db: Database, before: str, last: int) -> Iterator[dict[str, Any]]:
-    """The runs that go with the events up to `last`, in batches by id."""
-    return db.read_by_key(
-        f"SELECT * {RUNS_BEFORE} AND id > ? ORDER BY id", [before, last], "id", ""
-    )
-
-
 def find_cut(db: Database, moment: datetime) -> Cut:
     """What a prune before `moment` removes (the events read in batches), its chain
     checked from the start the trail recorded: a prune of a broken chain would record
@@ -140,7 +133,9 @@ def export(db: Database, moment: datetime, out: Path) -> Cut:
             last = event
         end = 0 if last is None else last["seq"]
         runs = 0
-        for run in _runs(db, before, end):
+        for run in db.read_by_key(
+            f"SELECT * {RUNS_BEFORE} AND id > ? ORDER BY id", [before, end], "id", ""
+        ):
             text.write(json.dumps({"kind": "run", **run}) + "\n")
             runs += 1
         digest = None if last is None else last["hash"]
