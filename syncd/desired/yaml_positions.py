@@ -202,12 +202,10 @@ def read_yaml_bytes(path: str, content: bytes, shape: Shape | None = None) -> Ya
         text = content.decode("utf-8")
     except UnicodeDecodeError as error:
         message = f"not valid UTF-8 (byte 0x{content[error.start]:02x} at offset {error.start})"
-        # Where the byte is, counted as libyaml counts: lines by "\n", columns in
-        # characters (all before the byte decode).
-        line_start = content.rfind(b"\n", 0, error.start) + 1
-        line = content.count(b"\n", 0, line_start) + 1
-        column = len(content[line_start : error.start].decode("utf-8")) + 1
-        problem = Problem(path, line, column, message)
+        # Where the byte is, counted as libyaml counts: columns in characters (all
+        # before the byte decode).
+        before = content[: error.start].decode("utf-8")
+        problem = Problem(path, *_position(before, len(before)), message)
         return YamlDocument(path, parsed=False, problems=[problem])
     return read_yaml(path, text, shape)
 
