@@ -14,8 +14,9 @@ from typing import Any, Final
 
 from pydantic_core import ErrorDetails
 
+from syncd.core.desired import Location
 from syncd.desired.fileformat import SAID
-from syncd.desired.yaml_compose import REFUSED, Loc, Mark
+from syncd.desired.yaml_compose import REFUSED, Loc
 from syncd.desired.yaml_positions import YamlDocument
 from syncd.errors import Problem
 
@@ -30,7 +31,7 @@ def explain_all(errors: list[ErrorDetails], document: YamlDocument) -> Iterator[
             yield Problem(document.path, mark.line, mark.column, message)
 
 
-def _explain(error: ErrorDetails, document: YamlDocument) -> tuple[Mark, str]:
+def _explain(error: ErrorDetails, document: YamlDocument) -> tuple[Location, str]:
     # No error is about a key: the reader refuses unknown keys and bad names by
     # fileformat.SHAPE, so pydantic never sees the one and SAID skips the other.
     loc: Loc = tuple(error["loc"])
