@@ -124,18 +124,16 @@ GroupName = Annotated[
 _UNMANAGED = 'Absent: not managed. "" or null: must be empty.'
 
 
-def _check_until(text: str) -> str:
+def _until_problem(text: str) -> str | None:
     try:
-        moment = suspension_end(text)
+        if suspension_end(text) is not None:
+            return None
     except ValueError:
-        moment = None
-    if moment is None:
-        raise PydanticCustomError(
-            "syncd_until",
-            f"invalid end {text!r}: expected a date (2027-01-31) or an ISO datetime with a zone "
-            "(2027-01-31T18:00:00+01:00)",
-        )
-    return text
+        pass
+    return (
+        f"invalid end {text!r}: expected a date (2027-01-31) or an ISO datetime with a zone "
+        "(2027-01-31T18:00:00+01:00)"
+    )
 
 
 def _check_reason(text: str) -> str:
@@ -166,7 +164,7 @@ class SuspendSettings(BaseModel):
     reason: Annotated[Text, AfterValidator(_check_reason)] = Field(
         description="Why (an incident, a ticket): shown in the plan, required."
     )
-    until: Annotated[str, AfterValidator(_check_until)] | None = Field(
+    until: Annotated[str, _checked(_until_problem, "syncd_until")] | None = Field(
         None,
         description="When syncd manages the user again: a date (from the start of that day, "
         "UTC) or an ISO datetime with a zone. Absent: until the key is removed.",
