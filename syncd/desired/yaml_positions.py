@@ -43,6 +43,7 @@ from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 import yaml
@@ -189,8 +190,7 @@ class YamlDocument:
         entry, mapping = self.places.find(self.data, loc, exact=True)
         if isinstance(mapping, dict):
             places = self.places.key_places(entry, len(mapping))
-            for key, place in zip(mapping, places, strict=True):
-                yield key, mark_at(self.path, place)
+            yield from zip(mapping, map(partial(mark_at, self.path), places), strict=True)
 
     def scalar_text(self, loc: Loc) -> str | None:
         """The text of the scalar at `loc` as written (before typing), or None."""
