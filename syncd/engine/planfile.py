@@ -35,7 +35,6 @@ from syncd.core.live import (
     LiveAccount,
     LiveProfile,
     ShapeError,
-    emails_json,
     parse_emails,
 )
 from syncd.core.plan import (
@@ -103,7 +102,7 @@ def basis_of(plan: Plan, live: Mapping[str, LiveAccount | Problem]) -> dict[str,
         assert isinstance(account, LiveAccount)  # only readable users have changes
         basis[username] = {
             "profile": asdict(account.profile) if account.profile else None,
-            "emails": emails_json(account.emails) if account.emails is not None else None,
+            "emails": None if account.emails is None else [asdict(e) for e in account.emails],
         }
     return basis
 
