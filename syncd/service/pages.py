@@ -26,10 +26,9 @@ from syncd.core.desired import DesiredState, DesiredUser
 from syncd.core.fields import PROFILE_FIELDS
 from syncd.core.live import LiveAccount
 from syncd.core.problem import Problem
-from syncd.core.suspension import EVERYONE
 from syncd.core.vocabulary import ActionName, HeldStatus
 from syncd.errors import StateError
-from syncd.service.status import api_shown, gather_status
+from syncd.service.status import api_shown, gather_status, suspension_shown
 from syncd.settings import Settings
 from syncd.state.audit_queries import EventFilter, query_events
 from syncd.state.backend import Database, StateStore
@@ -71,7 +70,6 @@ class PendingChange:
     """One change a cycle planned and did not make, as the plan describes it."""
 
     user: str
-    action: str
     #: The plan's words, e.g. "update full_name: 'Jane' -> 'Jane Doe'".
     text: str
 
@@ -181,7 +179,7 @@ def user_page(
         pending_changes(db, user=username),
         tuple(reversed(events)),  # newest first
         error,
-        suspension_of(db, username),
+        suspension_shown(SuspensionTable(db).all(), username),
     )
 
 
@@ -200,7 +198,7 @@ def pending_changes(
     when given), as syncd.state.pending keeps them: the first `limit`."""
     stored = pending_for(db, None if user is None else (user,))
     changes = (
-        PendingChange(name, change["action"], _described(change))
+        PendingChange(name, _described(change))
         for name, entry in sorted(stored.items())
         for change in entry["changes"]
     )
@@ -216,13 +214,6 @@ def held_deletions(db: Database, api: str) -> tuple[HeldDeletion, ...]:
         for held_set in held
         for user, email in held_set.deletions
     )
-
-
-def suspension_of(db: Database, username: str) -> Mapping[str, Any] | None:
-    """The user's suspension by `syncd suspend`, its own or everyone's."""
-    every = SuspensionTable(db).all()
-    held = every.get(username) or every.get(EVERYONE)
-    return None if held is None else held.to_json(username)
 
 
 def _described(change: Mapping[str, Any]) -> str:
