@@ -54,18 +54,6 @@ PENDING_SHOWN = 100
 
 
 @dataclass(frozen=True, slots=True)
-class Instance:
-    """Who serves the page: the active instance, or a standby and who is active."""
-
-    host: str
-    standby: bool
-    #: Why this one stands by (the lock's holder, or an unreachable database).
-    standby_reason: str | None
-    #: The instance that holds the lock, as the state names it; None: nobody.
-    active: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class PendingChange:
     """One change a cycle planned and did not make, as the plan describes it."""
 
@@ -90,7 +78,12 @@ class HeldDeletion:
 
 @dataclass(frozen=True, slots=True)
 class HomePage:
-    instance: Instance
+    #: Who serves the page: this host, why it stands by (the lock's holder, or an
+    #: unreachable database; None: it is the active instance), and the instance that
+    #: holds the lock, as the state names it (None: nobody).
+    host: str
+    standby_reason: str | None
+    active: str | None
     #: syncd.service.status's report, as `syncd status --output json` has it.
     status: Mapping[str, Any]
     in_error_count: int
@@ -132,25 +125,17 @@ class AuditPage:
     events: tuple[Mapping[str, Any], ...]
 
 
-def instance(status: Mapping[str, Any], standby: tuple[bool, str] | None) -> Instance:
-    """This instance; `standby` as syncd.service.metrics keeps it (None: active)."""
-    daemon = status["daemon"]
-    active = daemon["active"] or (f"pid {daemon['pid']}" if daemon["pid"] else None)
-    return Instance(
-        socket.gethostname(),
-        standby is not None,
-        None if standby is None else standby[1],
-        active,
-    )
-
-
 def home_page(store: StateStore, settings: Settings, standby: tuple[bool, str] | None) -> HomePage:
+    """The home page; `standby` as syncd.service.metrics keeps it (None: active)."""
     status = gather_status(store, settings, RUNS_SHOWN, in_error=IN_ERROR_SHOWN)
+    daemon = status["daemon"]
     db = store.history
     api = api_shown(read_daemon_state(db), settings)
     count = UserFailures(db, api).count()
     return HomePage(
-        instance(status, standby),
+        socket.gethostname(),
+        None if standby is None else standby[1],
+        daemon["active"] or (f"pid {daemon['pid']}" if daemon["pid"] else None),
         status,
         count,
         pending_changes(db, limit=PENDING_SHOWN),
