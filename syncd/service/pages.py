@@ -112,7 +112,7 @@ class UserPage:
     profile_read_at: float | None
     emails_read_at: float | None
     pending: tuple[PendingChange, ...]
-    audit: tuple[Mapping[str, Any], ...]
+    events: tuple[Mapping[str, Any], ...]
     error: Problem | None
     #: The user's suspension by `syncd suspend`, as `syncd status` shows it.
     suspension: Mapping[str, Any] | None
