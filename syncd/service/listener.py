@@ -2,10 +2,8 @@
 
 The server runs in a thread of its own: a scrape never waits for the event
 loop, and a busy loop never fails a scrape. What it answers comes from
-syncd.service.metrics; /readyz gives a short reason only (not the git URL,
-git's message, the database or the active instance: those are in `syncd
-status` and the log), since whoever reaches the address may ask. Every other
-GET goes to the status pages (syncd.service.ui), which decide who may look.
+syncd.service.metrics (/readyz's short reason: Metrics.probe_readiness). Every
+other GET goes to the status pages (syncd.service.ui), which decide who may look.
 
 Whoever can reach the address can open connections: syncd.service.admission
 says which it serves and when. The listener's errors go to the structured log,
