@@ -92,6 +92,9 @@ desired_option = click.option(
     " [SYNCD_DESIRED, ./desired-state.yaml].",
 )
 
+#: `--config` and `--state-dir`: the flags of the commands that only read or write the state.
+state_options = with_options(config_option, state_dir_option)
+
 #: Flags shared by every command that talks to the API.
 settings_options = with_options(
     config_option,
