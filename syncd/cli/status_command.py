@@ -2,8 +2,6 @@
 
 `status` never calls the API and never writes: syncd.service.status gathers what
 it shows (the status pages show the same) from the state, opened read-only.
-Only what every command loads already (click, the vocabulary) is imported at module
-level, so that `syncd --help` stays fast.
 """
 
 from __future__ import annotations
