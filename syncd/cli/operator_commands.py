@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from syncd.cli.options import parse_duration, settings_from_flags, state_options, with_options
+from syncd.core.suspension import EVERYONE, Suspension
 from syncd.core.vocabulary import HeldStatus, OperatorEvent, RunResult, SuspensionSource
 from syncd.visible import counted
 
@@ -32,7 +33,6 @@ _users_options = with_options(
 
 def _chosen(users: tuple[str, ...], everyone: bool) -> list[str]:
     from syncd.core.fields import is_valid_username
-    from syncd.core.suspension import EVERYONE
 
     if bool(users) == everyone:
         raise click.UsageError("name users with --user, or say --all")
@@ -60,7 +60,6 @@ def suspend(
 
     A running daemon honours it before its next write, without a restart.
     """
-    from syncd.core.suspension import Suspension
     from syncd.desired.fileformat import suspension_end
 
     chosen = _chosen(users, everyone)
@@ -108,8 +107,6 @@ def resume(users: tuple[str, ...], everyone: bool, **flags: Any) -> None:
         gone = table.resume(None if everyone else chosen)
         if gone:
             _audit(db, OperatorEvent.RESUME, dict.fromkeys(gone, "resumed"))
-    from syncd.core.suspension import EVERYONE
-
     if not gone:
         hint = ""
         if not everyone and EVERYONE in held_before:
@@ -128,8 +125,6 @@ def resume(users: tuple[str, ...], everyone: bool, **flags: Any) -> None:
 
 
 def _named(users: list[str]) -> str:
-    from syncd.core.suspension import EVERYONE
-
     return "every user" if users == [EVERYONE] else ", ".join(users)
 
 
