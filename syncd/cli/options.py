@@ -171,24 +171,20 @@ def desired_for(
     except DesiredStateError as error:
         if output != "json":
             raise
-        click.echo(dumps_document(problems_document(error)))
+        problems = [
+            {"file": p.path, "line": p.line, "column": p.column, "message": p.message}
+            for p in error.problems
+        ]
+        document = {
+            "format_version": 1,
+            "valid": False,
+            "problems": problems,
+            "summary": {"problems": len(problems)},
+        }
+        click.echo(dumps_document(document))
         sys.exit(EXIT_ERROR)
     keep_until_exit()
     return desired
-
-
-def problems_document(error: DesiredStateError) -> dict[str, Any]:
-    """The problems of an invalid desired state, as `--output json` prints them."""
-    problems = [
-        {"file": p.path, "line": p.line, "column": p.column, "message": p.message}
-        for p in error.problems
-    ]
-    return {
-        "format_version": 1,
-        "valid": False,
-        "problems": problems,
-        "summary": {"problems": len(problems)},
-    }
 
 
 def keep_until_exit() -> None:
