@@ -92,11 +92,13 @@ class SavedPlan:
 
     def check_source(self, desired: DesiredState) -> None:
         """Refuse this plan unless `desired` is the desired state it was made from: the
-        same files, byte for byte, at the same git revision."""
-        now = {source.path: source.sha256 for source in desired.sources}
-        changed = [path for path in {**self.files, **now} if self.files.get(path) != now.get(path)]
+        same files, byte for byte, at the same git revision. Their contents decide: the
+        same files named `ds/`, `./ds/` or from another directory are the same."""
+        then = {os.path.normpath(path): sha256 for path, sha256 in self.files.items()}
+        now = {os.path.normpath(source.path): source.sha256 for source in desired.sources}
         revision = self.source.get("revision")
-        if changed:
+        if sorted(then.values()) != sorted(now.values()):
+            changed = [path for path in {**then, **now} if then.get(path) != now.get(path)]
             what = f"{changed[0]} differs"
         elif revision != desired.revision:
             what = f"revision {desired.revision}, not {revision}"

@@ -187,6 +187,21 @@ def test_a_saved_plan_is_refused_unread_once_its_desired_state_changed(
     assert "old@example.com" in world.emails_of("janedoe")
 
 
+def test_a_saved_plan_applies_with_its_desired_files_named_another_way(
+    world: World, tmp_path: Path
+):
+    # Compared by path as typed, `-f ds/` and `-f ./ds/` were "changed".
+    plan_file = tmp_path / "plan.json"
+    assert run(world, "plan", "--out", str(plan_file)).exit_code == 0
+    elsewhere = tmp_path / "checkout" / "accounts.yaml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(world.desired_file.read_bytes())
+    spelled = f"{elsewhere.parent}/./{elsewhere.name}"
+    result = run(world, "apply", str(plan_file), "--yes", "-f", spelled)
+    assert result.exit_code == 0, result.output
+    assert "old@example.com" not in world.emails_of("janedoe")
+
+
 @pytest.mark.parametrize(
     ("planned", "edited_to"),
     [
