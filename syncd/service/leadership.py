@@ -26,7 +26,7 @@ from datetime import datetime
 
 import structlog
 
-from syncd.errors import StateError
+from syncd.errors import DaemonError, StateError
 from syncd.service.daemon import Daemon
 from syncd.service.hook_relay import HookRelay, pass_on
 from syncd.service.metrics import Metrics
@@ -34,7 +34,7 @@ from syncd.service.notify import Notifier
 from syncd.service.webhook import Webhook
 from syncd.settings import Settings
 from syncd.state.audit_queries import last_successful_run, open_intents
-from syncd.state.backend import Database, StateStore, off_the_loop, open_store
+from syncd.state.backend import Database, LockHeld, StateStore, off_the_loop, open_store
 
 log = structlog.get_logger("syncd.service.leadership")
 
@@ -109,15 +109,18 @@ async def _serve_when_active(
 
     Returns the daemon's settings (SIGHUP may have changed them), and whether it ran.
     """
-    holders = [holder.name for holder in store.holders() if holder.active]
-    active = holders[0] if holders else "nobody (it is being released)"
-    why = f"waiting for the lock of {store.where}; active: {active}"
-    metrics.standby = (True, why)
-    log.info("standby", state=store.where, active=active)
     if webhook is not None:
         webhook.start_cycle = pass_on(store)
-    notifier.ready(f"standby: {why}")
-    held = await store.wait_for_lock(stop)
+    try:
+        held: LockHeld | None = store.lock("run")  # free: nobody to stand by for
+    except DaemonError:
+        holders = [holder.name for holder in store.holders() if holder.active]
+        active = holders[0] if holders else "nobody (it is being released)"
+        why = f"waiting for the lock of {store.where}; active: {active}"
+        metrics.standby = (True, why)
+        log.info("standby", state=store.where, active=active)
+        notifier.ready(f"standby: {why}")
+        held = await store.wait_for_lock(stop)
     if held is None:  # stopped while standing by
         log.info("daemon_stopped", standby=True)
         return settings, False

@@ -104,6 +104,8 @@ def test_the_standby_takes_over_when_the_active_one_is_killed(
     pg_world.desire({"version": 1, "users": {name: {} for name in users}})
     active = start_pg_daemon(**ENV)
     active.wait_for("took_over", timeout=20)
+    # The lock was free: it stood by for nobody ("nobody (it is being released)").
+    assert "standby" not in {event.get("event") for event in active.events}
     active.wait_for("cycle_finished", result="no_changes", timeout=60)
     standby = start_pg_daemon(**ENV)
     address = standby.wait_for("metrics_listening", timeout=20)["address"]
