@@ -227,10 +227,9 @@ def show(plan_file: str, output: str) -> None:
     from syncd.engine.planfile import load_plan
 
     saved = load_plan(plan_file)
-    plan = saved.as_made or saved.plan
     if output == "json":
-        click.echo(dumps_document(plan.to_json(saved.source)))
+        click.echo(dumps_document(saved.plan.to_json(saved.source)))
     else:
         from syncd.cli.render import print_plan, terminal
 
-        print_plan(plan, terminal())
+        print_plan(saved.plan, terminal())

@@ -60,12 +60,11 @@ MAX_PLAN_BYTES = 256 * 1024 * 1024
 @dataclass(frozen=True)
 class SavedPlan:
     path: str
-    #: The changes to apply; what was found then (warnings, errors) is in `as_made`.
+    #: The plan as it was made, its findings (warnings, errors) included: what `syncd
+    #: show` prints. It is applied by its changes.
     plan: Plan
     source: dict[str, Any]
     basis: dict[str, dict[str, Any]]
-    #: The plan as it was made, its findings included: what `syncd show` prints.
-    as_made: Plan | None = None
     #: The API it was made against (normal form) and when (ISO 8601, UTC); None in a
     #: plan saved by an older syncd, which can be shown and not applied.
     api: str | None = None
@@ -183,7 +182,7 @@ def _parse(path: str, document: Any) -> SavedPlan:
     source = document.get("source") or {}
     summary = document.get("summary") or {}
     users = summary.get("users") if isinstance(summary, dict) else None
-    as_made = Plan(
+    plan = Plan(
         actions,
         _findings(document.get("warnings")),
         _findings(document.get("errors")),
@@ -194,7 +193,7 @@ def _parse(path: str, document: Any) -> SavedPlan:
         api = _text(api, "api_url")
     if created_at is not None:
         created_at = _text(created_at, "created_at")
-    return SavedPlan(path, Plan(actions), dict(source), basis, as_made, api, created_at)
+    return SavedPlan(path, plan, dict(source), basis, api, created_at)
 
 
 def _findings(entries: Any) -> tuple[Problem, ...]:

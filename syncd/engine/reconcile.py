@@ -458,9 +458,8 @@ def saved_planning(saved: SavedPlan) -> PlanStep:
         requests = Counter(connection.client.requests)
         # The users the saved plan could not read stay errors of this run: applying
         # it converges the others, and the run says partial rather than ok.
-        plan, made = saved.plan, saved.as_made
-        if made is not None:
-            plan = Plan(plan.changes, (), made.errors, made.users)
+        made = saved.plan
+        plan = Plan(made.changes, (), made.errors, made.users)
         return PlanResult(plan, live, saved.source, requests, read_at=options.now)
 
     return step
