@@ -225,18 +225,17 @@ def _check_basis(action: Action, recorded: Any) -> None:
     if not isinstance(recorded, dict):
         raise ValueError(f"no basis recorded for user {action.user!r}")
     if isinstance(action, UpdateProfile):
-        profile = recorded.get("profile")
-        expected = {f.name for f in fields(LiveProfile)}
-        if not isinstance(profile, dict) or set(profile) != expected:
-            raise ValueError(f"the basis of {action.user!r} lacks its profile")
-        if not all(isinstance(value, str) for value in profile.values()):
-            raise ValueError(f"the basis profile of {action.user!r} holds a non-string")
-    else:
-        try:
-            emails = parse_emails(recorded.get("emails"))
-        except ShapeError as error:
-            raise ValueError(f"the basis emails of {action.user!r}: {error}") from None
-        _check_allowed(action, LiveAccount(action.user, _basis_profile(recorded), emails))
+        _whole_profile(recorded, action.user)
+        return
+    try:
+        emails = parse_emails(recorded.get("emails"))
+    except ShapeError as error:
+        raise ValueError(f"the basis emails of {action.user!r}: {error}") from None
+    try:
+        profile: LiveProfile | None = _whole_profile(recorded, action.user)
+    except ValueError:
+        profile = None  # only a whole profile may say which address is the primary
+    _check_allowed(action, LiveAccount(action.user, profile, emails))
 
 
 def _check_allowed(action: AddEmail | DeleteEmail, then: LiveAccount) -> None:
@@ -262,14 +261,14 @@ def _check_allowed(action: AddEmail | DeleteEmail, then: LiveAccount) -> None:
             )
 
 
-def _basis_profile(recorded: dict[str, Any]) -> LiveProfile | None:
-    """The recorded profile, if it is a whole one: only then may it say which is the primary."""
+def _whole_profile(recorded: dict[str, Any], user: str) -> LiveProfile:
+    """The recorded profile; ValueError unless it is a whole one."""
     profile = recorded.get("profile")
     expected = {f.name for f in fields(LiveProfile)}
     if not isinstance(profile, dict) or set(profile) != expected:
-        return None
+        raise ValueError(f"the basis of {user!r} lacks its profile")
     if not all(isinstance(value, str) for value in profile.values()):
-        return None
+        raise ValueError(f"the basis profile of {user!r} holds a non-string")
     return LiveProfile(**profile)
 
 
