@@ -185,7 +185,7 @@ def apply(
         make_plan: PlanStep
         if plan_file:
             saved = load_plan(plan_file)
-            # Refused here, before a run begins, in one line; saved_planning checks it too.
+            # Refused here, before a run begins (or any request: its basis is one API's).
             saved.check_api(normal_api_url(settings.api_url))
             make_plan = saved_planning(saved)
         else:

@@ -432,11 +432,10 @@ def planning(
 
 
 def saved_planning(saved: SavedPlan) -> PlanStep:
-    """The planning step for a saved plan: refuse it if made against another API; read
-    its users again and refuse it if stale."""
+    """The planning step for a saved plan, its API checked before the run begins
+    (SavedPlan.check_api): read its users again and refuse it if stale."""
 
     async def step(connection: Connection) -> PlanResult:
-        saved.check_api(connection.api)  # before any request: its basis is one API's
         options = FetchOptions(
             now=time.time(), ttl=0, refresh=True, concurrency=connection.settings.concurrency
         )
