@@ -193,14 +193,18 @@ class Deadline:
         return RunResult.DEADLINE if self._timeout.expired() else RunResult.CANCELLED
 
 
-def owned_addresses(connection: Connection, desired: DesiredState) -> dict[str, frozenset[str]]:
-    """What the ledger says syncd owns, for the users whose `emails_mode` is owned."""
-    users = [
+def _owned_users(desired: DesiredState) -> list[str]:
+    """The users whose `emails_mode` is owned and who list their emails."""
+    return [
         user.username
         for user in desired.users
         if user.mode is EmailsMode.OWNED and user.emails is not None
     ]
-    if not users:
+
+
+def owned_addresses(connection: Connection, desired: DesiredState) -> dict[str, frozenset[str]]:
+    """What the ledger says syncd owns, for the users whose `emails_mode` is owned."""
+    if not (users := _owned_users(desired)):
         return {}
     return OwnershipLedger(connection.db, connection.api).load(users)
 
@@ -215,11 +219,7 @@ def ownership_unknown(
     those users looks never listed, and a plan against it shows none of the deletions
     that the daemon, whose ledger owns them, will make.
     """
-    users = {
-        user.username
-        for user in desired.users
-        if user.mode is EmailsMode.OWNED and user.emails is not None
-    } - set(suspended)
+    users = set(_owned_users(desired)) - set(suspended)
     if not users or OwnershipLedger(connection.db, connection.api).holds_any():
         return None
     return Problem(
