@@ -75,6 +75,8 @@ _WRITE_CODES = {401: Code.UNAUTHORIZED, 403: Code.FORBIDDEN, 404: Code.USER_NOT_
 #: skipped, does_not_converge) and, when it did not simply succeed, why.
 ChangeObserver = Callable[[Action, WriteResult, str | None], None]
 
+#: Each user's writes go in this order: the PATCH, the POSTs, the DELETEs.
+_WRITE_ORDER = {UpdateProfile: 0, AddEmail: 1, DeleteEmail: 2}
 #: Errors after which nothing more is sent for the user: every call would fail alike.
 _USER_STOPPERS = (Unauthorized, Forbidden, NotFound, MissingCredential)
 
@@ -155,7 +157,7 @@ class Applier:
         return self.report
 
     async def _apply_user(self, actions: list[Action]) -> None:
-        remaining = _in_write_order(actions)
+        remaining = sorted(actions, key=lambda action: _WRITE_ORDER[type(action)])
         unless: Callable[[str], bool] | None = self.suspended  # asked once, with the first intent
         while remaining:
             action = remaining.pop(0)
@@ -390,8 +392,3 @@ class Applier:
             raise _Unknown(error) from None
         key = email_key(address)
         return next((e for e in emails if email_key(e.email) == key), None)
-
-
-def _in_write_order(actions: list[Action]) -> list[Action]:
-    order = {UpdateProfile: 0, AddEmail: 1, DeleteEmail: 2}
-    return sorted(actions, key=lambda action: order[type(action)])
