@@ -354,9 +354,6 @@ class ConvergeResult:
         return f"ConvergeResult(run {self.run_id}, {self.result!r})"
 
 
-Confirm = Callable[[PlanResult], bool]
-
-
 PlanStep = Callable[[Connection], Awaitable[PlanResult]]
 
 
@@ -470,7 +467,7 @@ async def converge(
     *,
     command: str,
     deletion_limit: int,
-    confirm: Confirm,
+    confirm: Callable[[PlanResult], bool],
     on_plan: Callable[[PlanResult], None] | None = None,
     on_change: ChangeObserver | None = None,
     observe: bool = False,
