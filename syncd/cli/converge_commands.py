@@ -89,7 +89,7 @@ def plan(
         save_plan(
             out_file,
             result.plan,
-            result.live,
+            result.read.states,
             result.source,
             api=normal_api_url(settings.api_url),
             read_at=result.read_at,

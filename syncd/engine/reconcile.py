@@ -31,6 +31,7 @@ from syncd.engine.applying import Applier, ApplyReport, ChangeObserver
 from syncd.engine.fetching import (
     FetchOptions,
     Freshness,
+    LiveRead,
     ProgressCallback,
     Wanted,
     fetch_live,
@@ -52,26 +53,25 @@ from syncd.visible import counted
 @dataclass
 class PlanResult:
     plan: Plan
-    live: dict[str, LiveAccount | Problem]
+    #: The live state it was made from, and how much of it the cache answered.
+    read: LiveRead
     #: Where the desired state came from: files with their sha256, git revision.
     source: dict[str, Any]
     requests: Counter[str] = field(default_factory=Counter)
-    #: Users answered from the cache, and when the oldest of those answers was read.
-    from_cache: int = 0
-    oldest_read_at: float | None = None
     #: When this plan read the live state.
     read_at: float = 0.0
 
     @property
     def oldest_age(self) -> float | None:
         """Seconds since the oldest cached answer the plan used was read; None: none used."""
-        return None if self.oldest_read_at is None else self.read_at - self.oldest_read_at
+        oldest = self.read.oldest_read_at
+        return None if oldest is None else self.read_at - oldest
 
     def document(self) -> dict[str, Any]:
         """The `plan --output json` document: the plan's, and how fresh its basis is."""
         document = self.plan.to_json(self.source)
         age = self.oldest_age
-        document["summary"]["from_cache"] = self.from_cache
+        document["summary"]["from_cache"] = self.read.from_cache
         document["summary"]["oldest_answer_age_seconds"] = None if age is None else round(age, 1)
         return document
 
@@ -415,15 +415,7 @@ def planning(
             warning := ownership_unknown(connection, desired, suspensions.active)
         ):
             plan = replace(plan, warnings=(*plan.warnings, warning))
-        return PlanResult(
-            plan,
-            read.states,
-            source_of(desired),
-            Counter(connection.client.requests),
-            read.from_cache,
-            read.oldest_read_at,
-            now,
-        )
+        return PlanResult(plan, read, source_of(desired), Counter(connection.client.requests), now)
 
     return step
 
@@ -456,7 +448,7 @@ def saved_planning(saved: SavedPlan) -> PlanStep:
         # it converges the others, and the run says partial rather than ok.
         made = saved.plan
         plan = Plan(made.changes, (), made.errors, made.users)
-        return PlanResult(plan, live, saved.source, requests, read_at=options.now)
+        return PlanResult(plan, read, saved.source, requests, read_at=options.now)
 
     return step
 
@@ -526,7 +518,7 @@ async def converge(
         if not now.is_empty:
             report = ApplyReport()
             try:
-                await apply_plan(connection, now, result.live, audit, on_change, report)
+                await apply_plan(connection, now, result.read.states, audit, on_change, report)
             finally:  # stopped or failed too: the run record counts the writes that ended
                 counts.update({f"applied_{key}": value for key, value in report.counts.items()})
         outcome = converged.conclude(report)
