@@ -88,9 +88,6 @@ class ApplyReport:
     failures: list[Problem] = field(default_factory=list)
     #: The same writes by what they were and how they ended (the metrics' labels).
     failed: Counter[tuple[ActionName, WriteResult]] = field(default_factory=Counter)
-    #: What the server did not keep, field by field (each write of them is also a
-    #: `does_not_converge` failure, once).
-    not_kept: list[NotKept] = field(default_factory=list)
     #: Users whose writes were not sent: suspended after the plan was made.
     withheld: list[str] = field(default_factory=list)
 
@@ -237,7 +234,6 @@ class Applier:
         self._outcome(intent, action, result, message=message, then=remember)
         if missed:  # sent and accepted, yet not applied as planned: a failure, once
             self._fail(action, result, None, message or "")
-            self.report.not_kept.extend(missed)
         else:
             self.report.counts[action.action] += 1
         self._tell(action, result, message)
