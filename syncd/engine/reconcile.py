@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -209,9 +209,7 @@ def owned_addresses(connection: Connection, desired: DesiredState) -> dict[str, 
     return OwnershipLedger(connection.db, connection.api).load(users)
 
 
-def ownership_unknown(
-    connection: Connection, desired: DesiredState, suspended: Iterable[str]
-) -> Problem | None:
+def ownership_unknown(connection: Connection, desired: DesiredState, plan: Plan) -> Problem | None:
     """The plan's one warning when it has users in `emails_mode: owned` and the state it
     plans with holds no ownership record for this API; None otherwise.
 
@@ -219,7 +217,7 @@ def ownership_unknown(
     those users looks never listed, and a plan against it shows none of the deletions
     that the daemon, whose ledger owns them, will make.
     """
-    users = set(_owned_users(desired)) - set(suspended)
+    users = set(_owned_users(desired)) - {user for user, _ in plan.suspended}
     if not users or OwnershipLedger(connection.db, connection.api).holds_any():
         return None
     return Problem(
@@ -244,9 +242,12 @@ async def compute_plan(
     its state cannot tell which addresses syncd owns. Only here: a plan is what people
     read to know what the daemon will do, while a daemon's first cycle, or an apply
     against a fresh state, starts the ledger it would warn about."""
-    step = planning(desired, refresh=refresh, on_progress=on_progress, check_ownership=True)
+    step = planning(desired, refresh=refresh, on_progress=on_progress)
     async with Deadline(settings.run_deadline), connect(settings, purpose="plan") as connection:
-        return await step(connection)
+        result = await step(connection)
+        if warning := ownership_unknown(connection, desired, result.plan):
+            result.plan = replace(result.plan, warnings=(*result.plan.warnings, warning))
+        return result
 
 
 def recover_interrupted(connection: Connection, audit: AuditTrail) -> list[OpenIntent]:
@@ -364,15 +365,13 @@ def planning(
     freshness: Freshness | None = None,
     hold: Mapping[str, Problem] | None = None,
     on_progress: ProgressCallback | None = None,
-    check_ownership: bool = False,
 ) -> PlanStep:
     """The usual planning step of a converge: read what the plan needs (cache first,
     as `freshness` allows) and plan.
 
     `freshness` defaults to the settings' cache TTL (with `refresh`: none). The
     users in `hold` are not read: each stands for the error it holds; nor are
-    the suspended ones (the desired state's `suspend:`, `syncd suspend`). With
-    `check_ownership`, a plan whose state cannot say what syncd owns says so.
+    the suspended ones (the desired state's `suspend:`, `syncd suspend`).
     """
 
     async def step(connection: Connection) -> PlanResult:
@@ -411,10 +410,6 @@ def planning(
         plan = build_plan(
             desired, read.states, not_kept, owned_addresses(connection, desired), suspensions
         )
-        if check_ownership and (
-            warning := ownership_unknown(connection, desired, suspensions.active)
-        ):
-            plan = replace(plan, warnings=(*plan.warnings, warning))
         return PlanResult(plan, read, source_of(desired), Counter(connection.client.requests), now)
 
     return step
