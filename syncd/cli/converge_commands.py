@@ -90,7 +90,7 @@ def plan(
         save_plan(
             out_file,
             result.plan,
-            result.live,
+            result.read.states,
             result.source,
             api=normal_api_url(settings.api_url),
             read_at=result.read_at,
@@ -187,7 +187,7 @@ def apply(
         make_plan: PlanStep
         if plan_file:
             saved = load_plan(plan_file)
-            # Refused here, before a run begins, in one line; saved_planning checks it too.
+            # Refused here, before a run begins (or any request: its basis is one API's).
             saved.check_api(normal_api_url(settings.api_url))
             if "desired" not in settings.model_fields_set and not Path(settings.desired).exists():
                 raise UsageError(
@@ -234,10 +234,9 @@ def show(plan_file: str, output: str) -> None:
     from syncd.engine.planfile import load_plan
 
     saved = load_plan(plan_file)
-    plan = saved.as_made or saved.plan
     if output == "json":
-        click.echo(dumps_document(plan.to_json(saved.source)))
+        click.echo(dumps_document(saved.plan.to_json(saved.source)))
     else:
         from syncd.cli.render import print_plan, terminal
 
-        print_plan(plan, terminal())
+        print_plan(saved.plan, terminal())

@@ -75,6 +75,8 @@ _WRITE_CODES = {401: Code.UNAUTHORIZED, 403: Code.FORBIDDEN, 404: Code.USER_NOT_
 #: skipped, does_not_converge) and, when it did not simply succeed, why.
 ChangeObserver = Callable[[Action, WriteResult, str | None], None]
 
+#: Each user's writes go in this order: the PATCH, the POSTs, the DELETEs.
+_WRITE_ORDER = {UpdateProfile: 0, AddEmail: 1, DeleteEmail: 2}
 #: Errors after which nothing more is sent for the user: every call would fail alike.
 _USER_STOPPERS = (Unauthorized, Forbidden, NotFound, MissingCredential)
 
@@ -86,9 +88,6 @@ class ApplyReport:
     failures: list[Problem] = field(default_factory=list)
     #: The same writes by what they were and how they ended (the metrics' labels).
     failed: Counter[tuple[ActionName, WriteResult]] = field(default_factory=Counter)
-    #: What the server did not keep, field by field (each write of them is also a
-    #: `does_not_converge` failure, once).
-    not_kept: list[NotKept] = field(default_factory=list)
     #: Users whose writes were not sent: suspended after the plan was made.
     withheld: list[str] = field(default_factory=list)
 
@@ -155,7 +154,7 @@ class Applier:
         return self.report
 
     async def _apply_user(self, actions: list[Action]) -> None:
-        remaining = _in_write_order(actions)
+        remaining = sorted(actions, key=lambda action: _WRITE_ORDER[type(action)])
         unless: Callable[[str], bool] | None = self.suspended  # asked once, with the first intent
         while remaining:
             action = remaining.pop(0)
@@ -235,7 +234,6 @@ class Applier:
         self._outcome(intent, action, result, message=message, then=remember)
         if missed:  # sent and accepted, yet not applied as planned: a failure, once
             self._fail(action, result, None, message or "")
-            self.report.not_kept.extend(missed)
         else:
             self.report.counts[action.action] += 1
         self._tell(action, result, message)
@@ -390,8 +388,3 @@ class Applier:
             raise _Unknown(error) from None
         key = email_key(address)
         return next((e for e in emails if email_key(e.email) == key), None)
-
-
-def _in_write_order(actions: list[Action]) -> list[Action]:
-    order = {UpdateProfile: 0, AddEmail: 1, DeleteEmail: 2}
-    return sorted(actions, key=lambda action: order[type(action)])

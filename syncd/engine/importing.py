@@ -76,10 +76,9 @@ def check_usernames(usernames: Iterable[str], where: str) -> None:
 async def read_accounts(
     client: AccountsClient, usernames: list[str], concurrency: int
 ) -> list[LiveAccount]:
-    """Profile and addresses of each user, in no order.
+    """Profile and addresses of each user (names checked by check_usernames), in no order.
 
     Every failure is reported, then the import stops."""
-    check_usernames(usernames, "import")
     accounts: list[LiveAccount] = []
     failures: list[str] = []
 

@@ -62,12 +62,11 @@ MAX_PLAN_BYTES = 256 * 1024 * 1024
 @dataclass(frozen=True)
 class SavedPlan:
     path: str
-    #: The changes to apply; what was found then (warnings, errors) is in `as_made`.
+    #: The plan as it was made, its findings (warnings, errors) included: what `syncd
+    #: show` prints. It is applied by its changes.
     plan: Plan
     source: dict[str, Any]
     basis: dict[str, dict[str, Any]]
-    #: The plan as it was made, its findings included: what `syncd show` prints.
-    as_made: Plan | None = None
     #: The API it was made against (normal form) and when (ISO 8601, UTC); None in a
     #: plan saved by an older syncd, which can be shown and not applied.
     api: str | None = None
@@ -211,7 +210,7 @@ def _parse(path: str, document: Any) -> SavedPlan:
     scope = source.get("scope") or {}
     summary = document.get("summary") or {}
     users = summary.get("users") if isinstance(summary, dict) else None
-    as_made = Plan(
+    plan = Plan(
         actions,
         _findings(document.get("warnings")),
         _findings(document.get("errors")),
@@ -223,9 +222,7 @@ def _parse(path: str, document: Any) -> SavedPlan:
     if created_at is not None:
         created_at = _text(created_at, "created_at")
     names = (tuple(map(str, scope.get(key, ()))) for key in ("users", "exclude", "groups"))
-    return SavedPlan(
-        path, Plan(actions), dict(source), basis, as_made, api, created_at, files, Scope(*names)
-    )
+    return SavedPlan(path, plan, dict(source), basis, api, created_at, files, Scope(*names))
 
 
 def _findings(entries: Any) -> tuple[Problem, ...]:
@@ -257,18 +254,17 @@ def _check_basis(action: Action, recorded: Any) -> None:
     if not isinstance(recorded, dict):
         raise ValueError(f"no basis recorded for user {action.user!r}")
     if isinstance(action, UpdateProfile):
-        profile = recorded.get("profile")
-        expected = {f.name for f in fields(LiveProfile)}
-        if not isinstance(profile, dict) or set(profile) != expected:
-            raise ValueError(f"the basis of {action.user!r} lacks its profile")
-        if not all(isinstance(value, str) for value in profile.values()):
-            raise ValueError(f"the basis profile of {action.user!r} holds a non-string")
-    else:
-        try:
-            emails = parse_emails(recorded.get("emails"))
-        except ShapeError as error:
-            raise ValueError(f"the basis emails of {action.user!r}: {error}") from None
-        _check_allowed(action, LiveAccount(action.user, _basis_profile(recorded), emails))
+        _whole_profile(recorded, action.user)
+        return
+    try:
+        emails = parse_emails(recorded.get("emails"))
+    except ShapeError as error:
+        raise ValueError(f"the basis emails of {action.user!r}: {error}") from None
+    try:
+        profile: LiveProfile | None = _whole_profile(recorded, action.user)
+    except ValueError:
+        profile = None  # only a whole profile may say which address is the primary
+    _check_allowed(action, LiveAccount(action.user, profile, emails))
 
 
 def _check_allowed(action: AddEmail | DeleteEmail, then: LiveAccount) -> None:
@@ -294,14 +290,14 @@ def _check_allowed(action: AddEmail | DeleteEmail, then: LiveAccount) -> None:
             )
 
 
-def _basis_profile(recorded: dict[str, Any]) -> LiveProfile | None:
-    """The recorded profile, if it is a whole one: only then may it say which is the primary."""
+def _whole_profile(recorded: dict[str, Any], user: str) -> LiveProfile:
+    """The recorded profile; ValueError unless it is a whole one."""
     profile = recorded.get("profile")
     expected = {f.name for f in fields(LiveProfile)}
     if not isinstance(profile, dict) or set(profile) != expected:
-        return None
+        raise ValueError(f"the basis of {user!r} lacks its profile")
     if not all(isinstance(value, str) for value in profile.values()):
-        return None
+        raise ValueError(f"the basis profile of {user!r} holds a non-string")
     return LiveProfile(**profile)
 
 

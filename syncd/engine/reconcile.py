@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -31,6 +31,7 @@ from syncd.engine.applying import Applier, ApplyReport, ChangeObserver
 from syncd.engine.fetching import (
     FetchOptions,
     Freshness,
+    LiveRead,
     ProgressCallback,
     Wanted,
     fetch_live,
@@ -52,26 +53,25 @@ from syncd.visible import counted
 @dataclass
 class PlanResult:
     plan: Plan
-    live: dict[str, LiveAccount | Problem]
+    #: The live state it was made from, and how much of it the cache answered.
+    read: LiveRead
     #: Where the desired state came from: files with their sha256, git revision.
     source: dict[str, Any]
     requests: Counter[str] = field(default_factory=Counter)
-    #: Users answered from the cache, and when the oldest of those answers was read.
-    from_cache: int = 0
-    oldest_read_at: float | None = None
     #: When this plan read the live state.
     read_at: float = 0.0
 
     @property
     def oldest_age(self) -> float | None:
         """Seconds since the oldest cached answer the plan used was read; None: none used."""
-        return None if self.oldest_read_at is None else self.read_at - self.oldest_read_at
+        oldest = self.read.oldest_read_at
+        return None if oldest is None else self.read_at - oldest
 
     def document(self) -> dict[str, Any]:
         """The `plan --output json` document: the plan's, and how fresh its basis is."""
         document = self.plan.to_json(self.source)
         age = self.oldest_age
-        document["summary"]["from_cache"] = self.from_cache
+        document["summary"]["from_cache"] = self.read.from_cache
         document["summary"]["oldest_answer_age_seconds"] = None if age is None else round(age, 1)
         return document
 
@@ -203,21 +203,23 @@ class Deadline:
         return RunResult.DEADLINE if self._timeout.expired() else RunResult.CANCELLED
 
 
-def owned_addresses(connection: Connection, desired: DesiredState) -> dict[str, frozenset[str]]:
-    """What the ledger says syncd owns, for the users whose `emails_mode` is owned."""
-    users = [
+def _owned_users(desired: DesiredState) -> list[str]:
+    """The users whose `emails_mode` is owned and who list their emails."""
+    return [
         user.username
         for user in desired.users
         if user.mode is EmailsMode.OWNED and user.emails is not None
     ]
-    if not users:
+
+
+def owned_addresses(connection: Connection, desired: DesiredState) -> dict[str, frozenset[str]]:
+    """What the ledger says syncd owns, for the users whose `emails_mode` is owned."""
+    if not (users := _owned_users(desired)):
         return {}
     return OwnershipLedger(connection.db, connection.api).load(users)
 
 
-def ownership_unknown(
-    connection: Connection, desired: DesiredState, suspended: Iterable[str]
-) -> Problem | None:
+def ownership_unknown(connection: Connection, desired: DesiredState, plan: Plan) -> Problem | None:
     """The plan's one warning when it has users in `emails_mode: owned` and the state it
     plans with holds no ownership record for this API; None otherwise.
 
@@ -225,11 +227,7 @@ def ownership_unknown(
     those users looks never listed, and a plan against it shows none of the deletions
     that the daemon, whose ledger owns them, will make.
     """
-    users = {
-        user.username
-        for user in desired.users
-        if user.mode is EmailsMode.OWNED and user.emails is not None
-    } - set(suspended)
+    users = set(_owned_users(desired)) - {user for user, _ in plan.suspended}
     if not users or OwnershipLedger(connection.db, connection.api).holds_any():
         return None
     return Problem(
@@ -254,9 +252,12 @@ async def compute_plan(
     its state cannot tell which addresses syncd owns. Only here: a plan is what people
     read to know what the daemon will do, while a daemon's first cycle, or an apply
     against a fresh state, starts the ledger it would warn about."""
-    step = planning(desired, refresh=refresh, on_progress=on_progress, check_ownership=True)
+    step = planning(desired, refresh=refresh, on_progress=on_progress)
     async with Deadline(settings.run_deadline), connect(settings, purpose="plan") as connection:
-        return await step(connection)
+        result = await step(connection)
+        if warning := ownership_unknown(connection, desired, result.plan):
+            result.plan = replace(result.plan, warnings=(*result.plan.warnings, warning))
+        return result
 
 
 def recover_interrupted(connection: Connection, audit: AuditTrail) -> list[OpenIntent]:
@@ -364,9 +365,6 @@ class ConvergeResult:
         return f"ConvergeResult(run {self.run_id}, {self.result!r})"
 
 
-Confirm = Callable[[PlanResult], bool]
-
-
 PlanStep = Callable[[Connection], Awaitable[PlanResult]]
 
 
@@ -377,15 +375,13 @@ def planning(
     freshness: Freshness | None = None,
     hold: Mapping[str, Problem] | None = None,
     on_progress: ProgressCallback | None = None,
-    check_ownership: bool = False,
 ) -> PlanStep:
     """The usual planning step of a converge: read what the plan needs (cache first,
     as `freshness` allows) and plan.
 
     `freshness` defaults to the settings' cache TTL (with `refresh`: none). The
     users in `hold` are not read: each stands for the error it holds; nor are
-    the suspended ones (the desired state's `suspend:`, `syncd suspend`). With
-    `check_ownership`, a plan whose state cannot say what syncd owns says so.
+    the suspended ones (the desired state's `suspend:`, `syncd suspend`).
     """
 
     async def step(connection: Connection) -> PlanResult:
@@ -416,19 +412,7 @@ def planning(
             on_progress,
         )
         plan = plan_from(connection, desired, read.states, suspensions)
-        if check_ownership and (
-            warning := ownership_unknown(connection, desired, suspensions.active)
-        ):
-            plan = replace(plan, warnings=(*plan.warnings, warning))
-        return PlanResult(
-            plan,
-            read.states,
-            source_of(desired),
-            Counter(connection.client.requests),
-            read.from_cache,
-            read.oldest_read_at,
-            now,
-        )
+        return PlanResult(plan, read, source_of(desired), Counter(connection.client.requests), now)
 
     return step
 
@@ -455,13 +439,13 @@ def plan_from(
 
 
 def saved_planning(saved: SavedPlan, desired: DesiredState) -> PlanStep:
-    """The planning step for a saved plan: refuse it if made against another API or from
-    another desired state than `desired`; read its users again and refuse it if stale, or
-    if its changes are not those that `desired` plans for them now (an edited plan)."""
+    """The planning step for a saved plan, its API checked before the run begins
+    (SavedPlan.check_api): refuse it if made from another desired state than `desired`;
+    read its users again and refuse it if stale, or if its changes are not those that
+    `desired` plans for them now (an edited plan)."""
 
     async def step(connection: Connection) -> PlanResult:
-        saved.check_api(connection.api)  # before any request: its basis is one API's
-        saved.check_source(desired)  # and its changes one desired state's
+        saved.check_source(desired)  # before any request: its changes are one desired state's
         options = FetchOptions(
             now=time.time(), ttl=0, refresh=True, concurrency=connection.settings.concurrency
         )
@@ -496,10 +480,9 @@ def saved_planning(saved: SavedPlan, desired: DesiredState) -> PlanStep:
         requests = Counter(connection.client.requests)
         # The users the saved plan could not read stay errors of this run: applying
         # it converges the others, and the run says partial rather than ok.
-        plan, made = saved.plan, saved.as_made
-        if made is not None:
-            plan = Plan(plan.changes, (), made.errors, made.users)
-        return PlanResult(plan, live, saved.source, requests, read_at=options.now)
+        made = saved.plan
+        plan = Plan(made.changes, (), made.errors, made.users)
+        return PlanResult(plan, read, saved.source, requests, read_at=options.now)
 
     return step
 
@@ -510,7 +493,7 @@ async def converge(
     *,
     command: str,
     deletion_limit: int,
-    confirm: Confirm,
+    confirm: Callable[[PlanResult], bool],
     on_plan: Callable[[PlanResult], None] | None = None,
     on_change: ChangeObserver | None = None,
     observe: bool = False,
@@ -569,7 +552,7 @@ async def converge(
         if not now.is_empty:
             report = ApplyReport()
             try:
-                await apply_plan(connection, now, result.live, audit, on_change, report)
+                await apply_plan(connection, now, result.read.states, audit, on_change, report)
             finally:  # stopped or failed too: the run record counts the writes that ended
                 counts.update({f"applied_{key}": value for key, value in report.counts.items()})
         outcome = converged.conclude(report)

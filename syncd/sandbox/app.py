@@ -33,7 +33,7 @@ from syncd.sandbox.routes import (
     EMAILS_PATH,
     USER_PATH,
     AccountsApi,
-    Refusal,
+    answering_errors,
     error_response,
     parse_json_object,
     read_raw_body,
@@ -146,8 +146,8 @@ class SandboxApp:
         routes = [
             *AccountsApi(sandbox).routes(),
             Route(f"{CONTROL_PREFIX}stats", self.stats, methods=["GET"]),
-            Route(f"{CONTROL_PREFIX}reset", self.reset, methods=["POST"]),
-            Route(f"{CONTROL_PREFIX}faults", self.set_faults, methods=["POST"]),
+            Route(f"{CONTROL_PREFIX}reset", answering_errors(self.reset), methods=["POST"]),
+            Route(f"{CONTROL_PREFIX}faults", answering_errors(self.set_faults), methods=["POST"]),
             Route(f"{CONTROL_PREFIX}mark", self.mark, methods=["POST"]),
         ]
         inner = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
@@ -274,8 +274,6 @@ class SandboxApp:
         try:
             body = parse_json_object(await read_raw_body(request, MAX_RESET_BYTES))
             self.sandbox.set_faults(FaultConfig.from_mapping(body))
-        except Refusal as refusal:
-            return error_response(refusal.status, refusal.detail)
         except (ValueError, TypeError) as error:
             return error_response(400, str(error))
         return JSONResponse({"faults": "set"})
@@ -290,8 +288,6 @@ class SandboxApp:
                 self.sandbox.reset(config)
             else:
                 self.sandbox.reset()
-        except Refusal as refusal:
-            return error_response(refusal.status, refusal.detail)
         except (ValueError, SyncdError) as error:
             return error_response(400, str(error))
         return JSONResponse({"users": len(self.sandbox.store)})

@@ -8,6 +8,7 @@ that a `pip install syncd` without the extra `syncd[sandbox]` can say so.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -132,16 +133,10 @@ def sandbox(
     latency: str,
     latency_jitter_ms: float | None,
     global_rate_limit: str,
-    rate_limit_headers: str,
-    error_rate: float,
-    rate_limit: float,
-    ambiguous_rate: float,
-    throttle_rate: float,
-    retry_after: str,
-    trickle_ms: float,
     normalize_rules: tuple[str, ...],
-    fault_seed: int,
     access_log: bool,
+    # The other options, each named as the FaultConfig field it sets.
+    **faults: Any,
 ) -> None:
     """Serve a local copy of the docker.io accounts API v1.1.
 
@@ -163,18 +158,11 @@ def sandbox(
         snapshot = seed.combine(snapshot, seed.load_seed_file(seed_file, generated=generate))
     latency_ms, jitter_ms = _latency(latency, latency_jitter_ms)
     try:
-        faults = FaultConfig(
+        config = FaultConfig(
             latency_ms=latency_ms,
             latency_jitter_ms=jitter_ms,
-            error_rate=error_rate,
-            rate_limit=rate_limit,
             global_rate_limit=_rate(global_rate_limit),
-            rate_limit_headers=rate_limit_headers,
-            ambiguous_rate=ambiguous_rate,
-            fault_seed=fault_seed,
-            throttle_rate=throttle_rate,
-            retry_after=retry_after,
-            trickle_ms=trickle_ms,
+            **faults,
         )
     except ValueError as error:
         # Only the jitter can be wrong here (above the mean): the rest passed its click type.
@@ -183,7 +171,7 @@ def sandbox(
         rules = normalize.check_rules(dict(rule.partition("=")[::2] for rule in normalize_rules))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--normalize") from None
-    running = Sandbox(SandboxConfig(snapshot, admin_token, faults, db, normalize=rules))
+    running = Sandbox(SandboxConfig(snapshot, admin_token, config, db, normalize=rules))
     try:
         if running.loaded_from_db:
             click.echo(f"syncd sandbox: state loaded from {db}; seed not used", err=True)

@@ -48,10 +48,6 @@ CREATE TABLE IF NOT EXISTS grants (
 """
 
 
-class DatabaseError(SyncdError):
-    pass
-
-
 class SandboxDatabase:
     """A `store.Journal` backed by one SQLite file."""
 
@@ -69,11 +65,11 @@ class SandboxDatabase:
             self._db.execute("PRAGMA synchronous=NORMAL")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
-                raise DatabaseError(f"{path}: sandbox database version {version} is unknown")
+                raise SyncdError(f"{path}: sandbox database version {version} is unknown")
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as error:
-            raise DatabaseError(f"{path}: cannot open the sandbox database: {error}") from None
+            raise SyncdError(f"{path}: cannot open the sandbox database: {error}") from None
 
     def close(self) -> None:
         self._db.close()
@@ -83,9 +79,7 @@ class SandboxDatabase:
         try:
             return self._load()
         except sqlite3.Error as error:
-            raise DatabaseError(
-                f"{self.path}: cannot read the sandbox database: {error}"
-            ) from None
+            raise SyncdError(f"{self.path}: cannot read the sandbox database: {error}") from None
 
     def _load(self) -> Snapshot | None:
         rows = self._db.execute(

@@ -76,7 +76,9 @@ _STORE_STATUS: Final[dict[type[StoreError], int]] = {
 }
 
 
-def _answering_errors(endpoint: Endpoint) -> Endpoint:
+def answering_errors(endpoint: Endpoint) -> Endpoint:
+    """`endpoint`, with a Refusal or a StoreError raised in it answered as its status."""
+
     @wraps(endpoint)
     async def answer(request: Request) -> Response:
         try:
@@ -110,8 +112,8 @@ class AccountsApi:
 
     def routes(self) -> list[Route]:
         return [
-            Route(USER_PATH, _answering_errors(self.user), methods=["GET", "PATCH"]),
-            Route(EMAILS_PATH, _answering_errors(self.emails), methods=["GET", "POST", "DELETE"]),
+            Route(USER_PATH, answering_errors(self.user), methods=["GET", "PATCH"]),
+            Route(EMAILS_PATH, answering_errors(self.emails), methods=["GET", "POST", "DELETE"]),
         ]
 
     async def user(self, request: Request) -> Response:

@@ -30,10 +30,6 @@ _RESET_KEYS: Final = frozenset(
 DROPPED: Final = 0
 
 
-class ConfigError(SyncdError):
-    """A sandbox configuration that cannot work (e.g. a token granted twice)."""
-
-
 @dataclass(frozen=True)
 class SandboxConfig:
     snapshot: Snapshot = field(default_factory=Snapshot)
@@ -49,9 +45,9 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if self.admin_token is not None:
             if not self.admin_token or any(c.isspace() for c in self.admin_token):
-                raise ConfigError("admin token: must be non-empty, without spaces")
+                raise SyncdError("admin token: must be non-empty, without spaces")
             if any(g.token == self.admin_token for g in self.snapshot.grants):
-                raise ConfigError("admin token: also granted to a user in the seed")
+                raise SyncdError("admin token: also granted to a user in the seed")
 
 
 #: Seconds of the per-second timeline kept: an hour of a long benchmark.

@@ -79,10 +79,6 @@ _COMPANIES: Final = ("Success, Inc.", "Retired", "Example Corp", "")
 MAX_GENERATED: Final = 999_999
 
 
-class SeedError(SyncdError):
-    """A seed that cannot be used; the message is one line naming the place."""
-
-
 def generated_token(username: str) -> str:
     """The deterministic token of a generated user (a sandbox, not a secret)."""
     return "sbx_" + hashlib.sha256(f"syncd-sandbox:{username}".encode()).hexdigest()[:32]
@@ -91,7 +87,7 @@ def generated_token(username: str) -> str:
 def generate(count: int) -> Snapshot:
     """`count` deterministic users, `user000001` onwards, ids 1 to `count`."""
     if not 0 <= count <= MAX_GENERATED:
-        raise SeedError(f"generate: between 0 and {MAX_GENERATED} users")
+        raise SyncdError(f"generate: between 0 and {MAX_GENERATED} users")
     accounts = []
     grants = []
     # Hundreds of thousands of new objects, none of them garbage.
@@ -120,17 +116,17 @@ def load_seed_file(path: Path, generated: int = 0) -> Snapshot:
     try:
         content = path.read_bytes()
     except OSError as error:
-        raise SeedError(f"{path}: cannot read the seed file: {error.strerror}") from None
+        raise SyncdError(f"{path}: cannot read the seed file: {error.strerror}") from None
     # The desired state's reader: the same YAML 1.2 typing, refusals and limits.
     document = read_yaml_bytes(str(path), content)
     if document.problems:
         first = min(document.problems)
-        raise SeedError(f"{path}:{first.line}: {first.message}")
+        raise SyncdError(f"{path}:{first.line}: {first.message}")
     if document.duplicates:
         duplicate = document.duplicates[0]
         where = _where((*duplicate.parent, duplicate.key))
         line = duplicate.marks[1].line
-        raise SeedError(
+        raise SyncdError(
             f"{path}:{line}: {where}: duplicate key, first at line {duplicate.marks[0].line}"
         )
     return _SeedReader(str(path), generated, document).read(document.data)
@@ -165,7 +161,7 @@ class _SeedReader:
         place = self.source
         if self.document is not None:
             place += f":{self.document.key_mark(loc).line}"
-        raise SeedError(f"{place}: {_where(loc)}: {message}")
+        raise SyncdError(f"{place}: {_where(loc)}: {message}")
 
     def quote_it(self, value: object, loc: Loc) -> str:
         """What a number written for a string should be, as the desired-state reader says:
@@ -180,7 +176,7 @@ class _SeedReader:
             return Snapshot()
         if not isinstance(data, Mapping):
             line = self.document.root.line if self.document and self.document.root else 1
-            raise SeedError(f"{self.source}:{line}: expected a mapping")
+            raise SyncdError(f"{self.source}:{line}: expected a mapping")
         for key in data:
             if key != "users":
                 self.fail((str(key),), "unknown key (expected users)")

@@ -89,3 +89,15 @@ def test_a_saved_plan_shows_the_warning_as_it_was_made(world: World, tmp_path):
     assert shown.stdout.startswith("! ownership_unknown: 2 users in emails_mode: owned"), (
         shown.stdout
     )
+
+
+def test_a_suspended_user_is_not_counted_in_the_warning(world: World, tmp_path):
+    owned = {"emails_mode": "owned"}
+    users = {
+        "janedoe": {**owned, "emails": [PRIMARY]},
+        "johnsmith": {**owned, "emails": ["john@example.com"], "suspend": {"reason": "INC-1"}},
+    }
+    world.desire({"version": 1, "users": users})
+    fresh = plan(world, tmp_path / "ci-state")
+    (warning,) = [line for line in fresh.stdout.splitlines() if "ownership_unknown" in line]
+    assert warning.startswith("! ownership_unknown: 1 user in emails_mode: owned"), warning

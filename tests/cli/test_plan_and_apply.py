@@ -53,6 +53,14 @@ def test_plan_json_contract(world: World):
     assert document["source"]["files"][0]["sha256"]
 
 
+def test_plan_json_says_how_much_the_cache_answered(world: World):
+    cold = json.loads(run(world, "plan", "--output", "json").stdout)["summary"]
+    assert (cold["from_cache"], cold["oldest_answer_age_seconds"]) == (0, None)
+    warm = json.loads(run(world, "plan", "--output", "json").stdout)["summary"]
+    assert warm["from_cache"] == warm["users"] > 0
+    assert warm["oldest_answer_age_seconds"] >= 0
+
+
 def test_invalid_desired_state_sends_nothing(world: World):
     world.desired_file.write_text("version: 1\nusers:\n  janedoe:\n    ful_name: Jane\n")
     result = run(world, "plan")

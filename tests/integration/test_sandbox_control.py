@@ -127,6 +127,18 @@ def test_a_bad_reset_body_is_400_naming_the_problem(
     assert message in response.json()["detail"]
 
 
+@pytest.mark.parametrize("route", ["/_sandbox/reset", "/_sandbox/faults"])
+@pytest.mark.parametrize(
+    ("body", "message"), [(b"[]", "must be a JSON object"), (b"{", "not valid JSON")]
+)
+def test_a_control_body_that_is_no_json_object_is_400_saying_so(
+    http: httpx.Client, route: str, body: bytes, message: str
+) -> None:
+    response = http.post(route, content=body)
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+
+
 def test_a_bare_reset_restores_the_state_the_server_started_with() -> None:
     start = seed.snapshot_from_mapping(SEED)
     with (
