@@ -35,6 +35,7 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from syncd.api.credentials import CredentialStore
 from syncd.core.conditions import Condition
 from syncd.core.desired import Scope
 from syncd.core.vocabulary import SUCCESSFUL_RUNS, NotificationEvent, RunResult
@@ -225,6 +226,7 @@ class Daemon:
     def _apply_settings(self, new: Settings) -> None:
         old = self.settings
         new.check_transport()
+        CredentialStore.from_settings(new)  # as start checks them, not each cycle after
         # The webhook's secret is read again (a rotated secret file), before anything
         # changes: a file that cannot be read keeps the previous settings whole.
         webhook, secret_file = self.webhook, new.webhook_secret_file
