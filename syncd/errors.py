@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from syncd.visible import visible
+from syncd.visible import counted, visible
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -113,8 +113,7 @@ class Problem:
 class DesiredStateError(SyncdError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = sorted(problems)
-        count = len(self.problems)
-        summary = f"{count} problem{'s' if count != 1 else ''} in the desired state"
+        summary = f"{counted(len(self.problems), 'problem')} in the desired state"
         super().__init__("\n".join([*map(str, self.problems), summary]))
 
 

@@ -44,7 +44,6 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -88,7 +87,7 @@ def private_directory(path: Path, *, create: bool = True, follow: bool = True) -
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
         raise StateError(f"{path} is not a directory")
     _check_owner_and_mode(path, info, "directory")
-    _make_private(path, info, lambda private: os.chmod(path, private))
+    _make_private(path, info, path)
 
 
 def private_file(path: Path, *, create: bool = True) -> None:
@@ -115,7 +114,7 @@ def private_file(path: Path, *, create: bool = True) -> None:
         raise StateError(f"cannot use {path}: {error.strerror}") from None
     _check_file(path, info)
     # By name: the directory is private, so the file checked is the file changed.
-    _make_private(path, info, lambda private: os.chmod(path, private))
+    _make_private(path, info, path)
 
 
 def open_private(path: Path, flags: int, *, create: bool = True) -> int:
@@ -137,7 +136,7 @@ def open_private(path: Path, flags: int, *, create: bool = True) -> int:
     try:
         info = os.fstat(descriptor)
         _check_file(path, info)
-        _make_private(path, info, lambda private: os.fchmod(descriptor, private))
+        _make_private(path, info, descriptor)
         os.set_blocking(descriptor, True)
     except BaseException:
         os.close(descriptor)
@@ -180,14 +179,14 @@ def _check_owner_and_mode(path: Path, info: os.stat_result, kind: str) -> None:
         )
 
 
-def _make_private(path: Path, info: os.stat_result, chmod: Callable[[int], None]) -> None:
-    """Take group's and others' bits off what syncd keeps (`chmod` sets a mode), saying so."""
+def _make_private(path: Path, info: os.stat_result, file: Path | int) -> None:
+    """Take group's and others' bits off `file` (a path or a descriptor), saying so."""
     mode = stat.S_IMODE(info.st_mode)
     if not mode & _OPEN_BITS:
         return
     private = mode & ~_OPEN_BITS
     try:
-        chmod(private)
+        os.chmod(file, private)
     except OSError as error:  # a read-only file system: nobody writes, and we said it
         log.warning(
             "state_readable_by_others",

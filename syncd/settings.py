@@ -16,10 +16,11 @@ import tomllib
 from collections.abc import Callable
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -71,6 +72,16 @@ def http_url_problem(url: str) -> str | None:
     return _port_problem(url)
 
 
+def _http_url(url: str) -> str:
+    if (problem := http_url_problem(url)) is not None:
+        raise ValueError(problem)
+    return url
+
+
+#: A notifier's URL, wherever it is set.
+_HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
 def _as_proxy_url(proxy: str) -> str:
     return proxy if "://" in proxy else f"http://{proxy}"  # as curl reads `host:port`
 
@@ -117,7 +128,7 @@ class NotifyProvider(BaseModel):
     type: Literal["webhook", "slack"] = Field(
         description="webhook: signed JSON; slack: an incoming webhook's text message."
     )
-    url: str | None = Field(None, description="Where to POST (or url_file).")
+    url: _HttpUrl | None = Field(None, description="Where to POST (or url_file).")
     url_file: Path | None = Field(
         None, description="File holding the URL, when the URL is itself a secret (Slack's)."
     )
@@ -127,13 +138,6 @@ class NotifyProvider(BaseModel):
     events: tuple[NotificationEvent, ...] = Field(
         tuple(NotificationEvent), description="The events wanted (each with its resolved)."
     )
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str | None) -> str | None:
-        if url is not None and (problem := http_url_problem(url)) is not None:
-            raise ValueError(problem)
-        return url
 
     @model_validator(mode="after")
     def _one_url(self) -> NotifyProvider:
@@ -315,7 +319,7 @@ class Settings(BaseSettings):
         description="Where the daemon sends notifications: `[[notify]]` tables of the "
         "settings file (type, url or url_file, secret_file, events).",
     )
-    notify_url: str | None = Field(
+    notify_url: _HttpUrl | None = Field(
         None, description="One webhook for every notification (with notify_secret_file)."
     )
     notify_secret_file: Path | None = Field(
@@ -339,13 +343,6 @@ class Settings(BaseSettings):
         if self.notify_url is not None and self.notify_secret_file is None:
             raise ValueError("notify_url needs notify_secret_file: its messages are signed")
         return self
-
-    @field_validator("notify_url")
-    @classmethod
-    def _notify_http_url(cls, url: str | None) -> str | None:
-        if url is not None and (problem := http_url_problem(url)) is not None:
-            raise ValueError(problem)
-        return url
 
     @field_validator("https_proxy", "http_proxy", "all_proxy")
     @classmethod
@@ -412,8 +409,7 @@ class Settings(BaseSettings):
                 "must not hold a user name or password (user:password@…): put each "
                 "user's credential in the credentials directory"
             )
-        if (problem := http_url_problem(url)) is not None:
-            raise ValueError(problem)
+        _http_url(url)
         if "?" in url or "#" in url:
             # Requests are built on the URL as given, while the cache and a saved plan
             # know the API without them: a cached answer would stand for another URL's.

@@ -123,14 +123,11 @@ class ApplyView:
         unknown = sum(
             count for (_, result), count in report.failed.items() if result == WriteResult.UNKNOWN
         )
-        failed = len(report.failures) - unknown
-        if not report.failures:
-            write(f"\nApply complete: {applied} applied, 0 failed.\n")
-        else:
-            counted = f"{applied} applied, {failed} failed"
-            if unknown:
-                counted += f", {unknown} with an unknown outcome (read again next run)"
-            write(f"\nApply finished with failures: {counted}.\n")
+        counted = f"{applied} applied, {len(report.failures) - unknown} failed"
+        if unknown:
+            counted += f", {unknown} with an unknown outcome (read again next run)"
+        ending = "Apply finished with failures" if report.failures else "Apply complete"
+        write(f"\n{ending}: {counted}.\n")
         if report.withheld:  # the plan shown had their changes: say they were not made
             users = ", ".join(visible(user) for user in report.withheld)
             write(f"not written: {users} (suspended since the plan)\n")

@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
@@ -27,6 +27,9 @@ from syncd.core.jsondoc import dumps_document
 from syncd.core.vocabulary import ActionName, WriteResult
 from syncd.errors import StateError
 from syncd.visible import counted
+
+if TYPE_CHECKING:
+    from syncd.state.retention import Cut
 
 _NO_HISTORY = "syncd has not run with this state directory, so it has no audit trail"
 
@@ -174,11 +177,7 @@ def verify(state_dir: str | None, kept: str | None, exported: Path | None) -> No
         from syncd.state.retention import verify_export
 
         cut = verify_export(exported, kept_head)
-        click.echo(
-            f"{exported} holds: {counted(cut.events, 'event')} (to event {cut.last}) and "
-            f"{counted(cut.runs, 'run')} "
-            f"before {cut.before}"
-        )
+        click.echo(f"{exported} holds: {_held(cut)} before {cut.before}")
         if kept_head is not None:
             click.echo(f"the kept head, event {kept_head.seq}, is in the export")
         return
@@ -218,8 +217,7 @@ def export_command(state_dir: str | None, before: str, out: Path) -> None:
 
     with _store(state_dir, "audit export") as store:
         cut = export(store.history, _moment(before), out)
-    events, runs = counted(cut.events, "event"), counted(cut.runs, "run")
-    click.echo(f"{out}: {events} (to event {cut.last}) and {runs}")
+    click.echo(f"{out}: {_held(cut)}")
 
 
 @audit.command()
@@ -244,7 +242,10 @@ def prune(state_dir: str | None, before: str, export_file: Path | None, force: b
         click.echo(f"nothing before {cut.before}")
         return
     click.echo(
-        f"removed {counted(cut.events, 'event')} (to event {cut.last}) and "
-        f"{counted(cut.runs, 'run')} before "
-        f"{cut.before}; the kept chain starts after event {cut.last}"
+        f"removed {_held(cut)} before {cut.before}; the kept chain starts after event {cut.last}"
     )
+
+
+def _held(cut: Cut) -> str:
+    """What an export holds, or a prune removed: `12 events (to event 40) and 3 runs`."""
+    return f"{counted(cut.events, 'event')} (to event {cut.last}) and {counted(cut.runs, 'run')}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -19,7 +20,7 @@ from syncd.cli.options import (
     settings_options,
 )
 from syncd.core.jsondoc import dumps_document
-from syncd.errors import EXIT_CHANGES_PENDING, EXIT_ERROR
+from syncd.errors import EXIT_CHANGES_PENDING, EXIT_ERROR, UsageError
 from syncd.visible import counted
 
 
@@ -173,9 +174,10 @@ def apply(
     settings = settings_from_flags(options, verbose=verbose)
     if not yes and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise click.UsageError("no terminal to confirm on: pass --yes to apply without asking")
-    if plan_file and scope:
+    if plan_file and (scope or refresh):
         raise click.UsageError(
-            "--user, --exclude and --group limit a new plan; a saved plan is applied whole"
+            "--user, --exclude, --group and --refresh make a new plan; a saved plan is "
+            "applied whole and always reads its users again"
         )
     limit = settings.max_deletions if allow_deletions is None else allow_deletions
     waiting = 0.0 if lock_timeout is None else parse_duration(lock_timeout)
@@ -187,7 +189,12 @@ def apply(
             saved = load_plan(plan_file)
             # Refused here, before a run begins, in one line; saved_planning checks it too.
             saved.check_api(normal_api_url(settings.api_url))
-            make_plan = saved_planning(saved)
+            if "desired" not in settings.model_fields_set and not Path(settings.desired).exists():
+                raise UsageError(
+                    f"{plan_file} is checked against the desired state it was made from: "
+                    "give it with -f (or SYNCD_DESIRED)"
+                )
+            make_plan = saved_planning(saved, desired_for(settings))
         else:
             desired = desired_for(settings, scope)
             make_plan = planning(desired, refresh=refresh, on_progress=on_progress)

@@ -18,7 +18,7 @@ from syncd.cli.options import (
     settings_options,
 )
 from syncd.core.jsondoc import dumps_document
-from syncd.visible import counted
+from syncd.visible import counted, visible_lines
 
 
 @click.command()
@@ -42,8 +42,7 @@ def validate(desired: str | None, output: str) -> None:
         return
     from syncd.desired.gitsource import shown_desired
 
-    count = len(state.users)
-    click.echo(f"{shown_desired(settings.desired)}: valid, {counted(count, 'user')}")
+    click.echo(f"{shown_desired(settings.desired)}: valid, {counted(len(state.users), 'user')}")
 
 
 @click.command()
@@ -72,7 +71,6 @@ def render(desired: str | None, users: tuple[str, ...], output: str, explain: bo
     from syncd.core import effective
     from syncd.core.desired import Scope
     from syncd.desired.loading import own_places
-    from syncd.visible import visible_lines
 
     settings = settings_from_flags({"desired": desired})
     state = desired_for(settings, Scope(users), output="json" if output == "json" else "text")

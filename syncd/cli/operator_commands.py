@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from syncd.cli.options import (
-    config_option,
-    parse_duration,
-    settings_from_flags,
-    state_dir_option,
-    with_options,
-)
+from syncd.cli.options import parse_duration, settings_from_flags, state_options, with_options
+from syncd.core.suspension import EVERYONE, Suspension
 from syncd.core.vocabulary import HeldStatus, OperatorEvent, RunResult, SuspensionSource
 from syncd.visible import counted
 
@@ -38,7 +33,6 @@ _users_options = with_options(
 
 def _chosen(users: tuple[str, ...], everyone: bool) -> list[str]:
     from syncd.core.fields import is_valid_username
-    from syncd.core.suspension import EVERYONE
 
     if bool(users) == everyone:
         raise click.UsageError("name users with --user, or say --all")
@@ -49,26 +43,23 @@ def _chosen(users: tuple[str, ...], everyone: bool) -> list[str]:
 
 
 @click.command()
-@config_option
-@state_dir_option
+@state_options
 @click.option("--reason", required=True, help="Why (an incident, a ticket): shown everywhere.")
 @_users_options
 @click.option("--for", "lasting", metavar="DURATION", help="For how long: 90s, 15m, 2h, 3d.")
 @click.option("--until", "until", metavar="TIME", help="Until an ISO date or datetime with zone.")
 def suspend(
-    config_file: str | None,
-    state_dir: str | None,
     reason: str,
     users: tuple[str, ...],
     everyone: bool,
     lasting: str | None,
     until: str | None,
+    **flags: Any,
 ) -> None:
     """Leave users alone (not read, not written) until resumed or until a time.
 
     A running daemon honours it before its next write, without a restart.
     """
-    from syncd.core.suspension import Suspension
     from syncd.desired.fileformat import suspension_end
 
     chosen = _chosen(users, everyone)
@@ -80,10 +71,8 @@ def suspend(
     if lasting is not None:
         end = time.time() + parse_duration(lasting)
     elif until is not None:
-        try:
+        with suppress(ValueError):  # not ISO: as invalid as a datetime without a zone
             end = suspension_end(until)
-        except ValueError:
-            end = None
         if end is None:
             raise click.UsageError(
                 f"invalid --until {until!r}: a date (2027-01-31) or an ISO datetime with a zone"
@@ -92,7 +81,7 @@ def suspend(
         # It would hold no one, and replace (so end) a suspension that holds.
         given = f"--for {lasting}" if lasting is not None else f"--until {until}"
         raise click.UsageError(f"{given} has already passed: nothing was suspended")
-    with _history(config_file, state_dir, "suspend") as (db, who):
+    with _history(flags, "suspend") as (db, who):
         from syncd.state.suspensions import SuspensionTable
 
         suspension = Suspension(reason.strip(), end, who, SuspensionSource.CLI)
@@ -103,15 +92,12 @@ def suspend(
 
 
 @click.command()
-@config_option
-@state_dir_option
+@state_options
 @_users_options
-def resume(
-    config_file: str | None, state_dir: str | None, users: tuple[str, ...], everyone: bool
-) -> None:
+def resume(users: tuple[str, ...], everyone: bool, **flags: Any) -> None:
     """End suspensions made by `syncd suspend` (not a `suspend:` in the desired state)."""
     chosen = _chosen(users, everyone)
-    with _history(config_file, state_dir, "resume") as (db, _):
+    with _history(flags, "resume") as (db, _):
         from syncd.state.suspensions import SuspensionTable
 
         table = SuspensionTable(db)
@@ -119,8 +105,6 @@ def resume(
         gone = table.resume(None if everyone else chosen)
         if gone:
             _audit(db, OperatorEvent.RESUME, dict.fromkeys(gone, "resumed"))
-    from syncd.core.suspension import EVERYONE
-
     if not gone:
         hint = ""
         if not everyone and EVERYONE in held_before:
@@ -139,21 +123,16 @@ def resume(
 
 
 def _named(users: list[str]) -> str:
-    from syncd.core.suspension import EVERYONE
-
     return "every user" if users == [EVERYONE] else ", ".join(users)
 
 
 @contextmanager
-def _history(
-    config_file: str | None, state_dir: str | None, purpose: str
-) -> Iterator[tuple[Database, str]]:
+def _history(flags: dict[str, Any], purpose: str) -> Iterator[tuple[Database, str]]:
     """The state's history, opened for one decision, and who decides ("user@host")."""
     from syncd.state.audit import actor
     from syncd.state.backend import open_store
 
-    settings = settings_from_flags({"config_file": config_file, "state_dir": state_dir})
-    with open_store(settings, purpose) as store:
+    with open_store(settings_from_flags(flags), purpose) as store:
         who = actor()
         yield store.history, f"{who.sudo_user or who.os_user}@{who.host}"
 
@@ -170,35 +149,31 @@ def _audit(db: Database, event: OperatorEvent, messages: Mapping[str, str]) -> N
 
 
 @click.command()
-@config_option
-@state_dir_option
+@state_options
 @click.argument("held_id", metavar="ID")
-def approve(config_file: str | None, state_dir: str | None, held_id: str) -> None:
+def approve(held_id: str, **flags: Any) -> None:
     """Let the next daemon cycle apply exactly the deletions held as set ID.
 
     A deletion not in the set still counts against SYNCD_MAX_DELETIONS.
     """
-    _decide(config_file, state_dir, held_id, HeldStatus.APPROVED)
+    _decide(flags, held_id, HeldStatus.APPROVED)
 
 
 @click.command()
-@config_option
-@state_dir_option
+@state_options
 @click.argument("held_id", metavar="ID")
-def reject(config_file: str | None, state_dir: str | None, held_id: str) -> None:
+def reject(held_id: str, **flags: Any) -> None:
     """Drop the deletions held as set ID: not asked about again for the same revision."""
-    _decide(config_file, state_dir, held_id, HeldStatus.REJECTED)
+    _decide(flags, held_id, HeldStatus.REJECTED)
 
 
-def _decide(
-    config_file: str | None, state_dir: str | None, held_id: str, status: HeldStatus
-) -> None:
+def _decide(flags: dict[str, Any], held_id: str, status: HeldStatus) -> None:
     from syncd.core.held import per_user
     from syncd.state.held_changes import decide
 
     approving = status == HeldStatus.APPROVED
     event = OperatorEvent.APPROVE if approving else OperatorEvent.REJECT
-    with _history(config_file, state_dir, str(event)) as (db, who):
+    with _history(flags, str(event)) as (db, who):
         held = decide(db, held_id, status, who)
         counts = per_user(held.deletion_keys())
         _audit(

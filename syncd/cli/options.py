@@ -92,6 +92,9 @@ desired_option = click.option(
     " [SYNCD_DESIRED, ./desired-state.yaml].",
 )
 
+#: `--config` and `--state-dir`: the flags of the commands that only read or write the state.
+state_options = with_options(config_option, state_dir_option)
+
 #: Flags shared by every command that talks to the API.
 settings_options = with_options(
     config_option,
@@ -168,24 +171,20 @@ def desired_for(
     except DesiredStateError as error:
         if output != "json":
             raise
-        click.echo(dumps_document(problems_document(error)))
+        problems = [
+            {"file": p.path, "line": p.line, "column": p.column, "message": p.message}
+            for p in error.problems
+        ]
+        document = {
+            "format_version": 1,
+            "valid": False,
+            "problems": problems,
+            "summary": {"problems": len(problems)},
+        }
+        click.echo(dumps_document(document))
         sys.exit(EXIT_ERROR)
     keep_until_exit()
     return desired
-
-
-def problems_document(error: DesiredStateError) -> dict[str, Any]:
-    """The problems of an invalid desired state, as `--output json` prints them."""
-    problems = [
-        {"file": p.path, "line": p.line, "column": p.column, "message": p.message}
-        for p in error.problems
-    ]
-    return {
-        "format_version": 1,
-        "valid": False,
-        "problems": problems,
-        "summary": {"problems": len(problems)},
-    }
 
 
 def keep_until_exit() -> None:

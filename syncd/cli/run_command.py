@@ -1,8 +1,4 @@
-"""`syncd run`: the daemon, under systemd (what it does is syncd.service.startup).
-
-Only click is imported at module level; the daemon, APScheduler and
-prometheus-client load when `run` runs, so that `syncd --help` stays fast.
-"""
+"""`syncd run`: the daemon, under systemd (what it does is syncd.service.startup)."""
 
 from __future__ import annotations
 

@@ -2,8 +2,6 @@
 
 `status` never calls the API and never writes: syncd.service.status gathers what
 it shows (the status pages show the same) from the state, opened read-only.
-Only what every command loads already (click, the vocabulary) is imported at module
-level, so that `syncd --help` stays fast.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from typing import Any
 
 import click
 
-from syncd.cli.options import config_option, output_option, settings_from_flags, state_dir_option
+from syncd.cli.options import output_option, settings_from_flags, state_options
 from syncd.visible import counted, visible, visible_json
 
 #: Users in error listed by the text view; the JSON view lists all.
@@ -23,8 +21,7 @@ USERS_IN_ERROR_SHOWN = 20
 
 
 @click.command()
-@config_option
-@state_dir_option
+@state_options
 @click.option(
     "--runs",
     "limit",
@@ -42,21 +39,14 @@ USERS_IN_ERROR_SHOWN = 20
     "error, suspension, held deletions (repeat).",
 )
 @output_option(help="A summary, or the same as a JSON document.")
-def status(
-    config_file: str | None,
-    state_dir: str | None,
-    limit: int,
-    users: tuple[str, ...],
-    output: str,
-) -> None:
+def status(limit: int, users: tuple[str, ...], output: str, **flags: Any) -> None:
     """Show the daemon's state from the state file: last runs, drift, next run, guard.
 
     Reads nothing from the API and writes nothing.
     """
     from syncd.service.status import read_status
 
-    settings = settings_from_flags({"config_file": config_file, "state_dir": state_dir})
-    report = read_status(settings, limit, users)
+    report = read_status(settings_from_flags(flags), limit, users)
     if output == "json":
         click.echo(visible_json(json.dumps(report, indent=2, ensure_ascii=False)))
     else:

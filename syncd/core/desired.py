@@ -24,7 +24,7 @@ from syncd.core.suspension import Suspension
 from syncd.errors import UsageError
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Location:
     """Where something was written: for messages that point back into the files."""
 

@@ -151,7 +151,3 @@ def parse_emails(data: object) -> tuple[LiveEmail, ...]:
     if sum(e.primary for e in emails) > 1:
         raise ShapeError("more than one primary address")
     return emails
-
-
-def emails_json(emails: tuple[LiveEmail, ...]) -> list[dict[str, object]]:
-    return [dataclasses.asdict(e) for e in emails]

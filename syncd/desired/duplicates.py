@@ -15,7 +15,6 @@ from typing import Final
 
 from syncd.core.desired import Location
 from syncd.core.fields import email_key
-from syncd.desired.yaml_compose import Mark
 from syncd.desired.yaml_positions import YamlDocument
 from syncd.errors import Problem
 
@@ -46,7 +45,7 @@ class Written:
 def duplicate_keys(document: YamlDocument, written: Written) -> Iterator[Problem]:
     """Problems for keys repeated in one mapping; records where repeated usernames are."""
     for duplicate in document.duplicates:
-        places = [location_of(document, mark) for mark in duplicate.marks]
+        places = list(duplicate.marks)
         if duplicate.parent != ("users",):
             yield from each_place(f"duplicate key {duplicate.key!r}", places)
         elif document.parsed:
@@ -73,7 +72,7 @@ def duplicate_emails(document: YamlDocument) -> Iterator[Problem]:
                 continue
             # Placed only now: most users have no duplicate address to place.
             loc = ("users", username, "emails")
-            places = [location_of(document, document.value_mark((*loc, i))) for i in indexes]
+            places = [document.value_mark((*loc, i)) for i in indexes]
             note = ""
             if len({emails[index] for index in indexes}) > 1:
                 note = "; addresses compare case-insensitively"
@@ -95,7 +94,3 @@ def _others(place: Location, places: list[Location]) -> str:
     shown = ", ".join(islice(others, _OTHERS_SHOWN))
     hidden = len(places) - 1 - _OTHERS_SHOWN
     return f"{shown} and {hidden:,} more" if hidden > 0 else shown
-
-
-def location_of(document: YamlDocument, mark: Mark) -> Location:
-    return Location(document.path, mark.line, mark.column)

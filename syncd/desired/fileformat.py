@@ -124,18 +124,16 @@ GroupName = Annotated[
 _UNMANAGED = 'Absent: not managed. "" or null: must be empty.'
 
 
-def _check_until(text: str) -> str:
+def _until_problem(text: str) -> str | None:
     try:
-        moment = suspension_end(text)
+        if suspension_end(text) is not None:
+            return None
     except ValueError:
-        moment = None
-    if moment is None:
-        raise PydanticCustomError(
-            "syncd_until",
-            f"invalid end {text!r}: expected a date (2027-01-31) or an ISO datetime with a zone "
-            "(2027-01-31T18:00:00+01:00)",
-        )
-    return text
+        pass
+    return (
+        f"invalid end {text!r}: expected a date (2027-01-31) or an ISO datetime with a zone "
+        "(2027-01-31T18:00:00+01:00)"
+    )
 
 
 def _check_reason(text: str) -> str:
@@ -166,7 +164,7 @@ class SuspendSettings(BaseModel):
     reason: Annotated[Text, AfterValidator(_check_reason)] = Field(
         description="Why (an incident, a ticket): shown in the plan, required."
     )
-    until: Annotated[str, AfterValidator(_check_until)] | None = Field(
+    until: Annotated[str, _checked(_until_problem, "syncd_until")] | None = Field(
         None,
         description="When syncd manages the user again: a date (from the start of that day, "
         "UTC) or an ISO datetime with a zone. Absent: until the key is removed.",
@@ -268,51 +266,51 @@ class DesiredStateFile(BaseModel):
 
 
 _MISSING_USERS: Final = "missing 'users' (a mapping of usernames; 'users: {}' for none)"
-TOP_KEYS: Final = tuple(DesiredStateFile.model_fields)
-USER_KEYS: Final = tuple(UserSettings.model_fields)
 LAYER_VALUES: Final = (*PROFILE_FIELDS, EMAILS_MODE)
 # The pydantic errors that the reader reports itself, by SHAPE's `name` check.
 SAID: Final = frozenset({"syncd_username", "syncd_group"})
 
 
-def unknown_key(key: str, allowed: tuple[str, ...], *, top: bool) -> str:
-    """What is wrong with `key` where only `allowed` keys may be: the near miss, if any."""
-    close = difflib.get_close_matches(key.lower(), allowed, n=1)
-    if close:
-        return f"unknown key {key!r} (did you mean {close[0]!r}?)"
-    if top and is_valid_username(key):
-        return f"unknown key {key!r} (users go under 'users:')"
-    return f"unknown key {key!r}; expected one of: {', '.join(allowed)}"
-
-
-def _only(keys: tuple[str, ...], *, top: bool = False) -> Check:
-    """A check that takes `keys` and names the near miss of any other."""
+def _only(model: type[BaseModel], *, top: bool = False) -> Check:
+    """A check that takes the keys of `model` and names the near miss of any other."""
+    keys = tuple(model.model_fields)
     allowed = frozenset(keys)
-    return lambda key: None if key in allowed else unknown_key(key, keys, top=top)
+
+    def unknown(key: str) -> str | None:
+        if key in allowed:
+            return None
+        close = difflib.get_close_matches(key.lower(), keys, n=1)
+        if close:
+            return f"unknown key {key!r} (did you mean {close[0]!r}?)"
+        if top and is_valid_username(key):
+            return f"unknown key {key!r} (users go under 'users:')"
+        return f"unknown key {key!r}; expected one of: {', '.join(keys)}"
+
+    return unknown
 
 
 def _layer_key(where: str) -> Check:
     """The keys a group or `defaults` may set: not `emails`, which are personal (design.md 2.1)."""
-    only = _only(tuple(ProfileSettings.model_fields))
+    only = _only(ProfileSettings)
     personal = f"'emails' cannot be set {where}: addresses are personal; set them on each user"
     return lambda key: personal if key == "emails" else only(key)
 
 
 # The same rules, kept as the file is read (see syncd.desired.yaml_shape).
 SHAPE: Final = Shape(
-    key=_only(TOP_KEYS, top=True),
+    key=_only(DesiredStateFile, top=True),
     under={
         "defaults": Shape(key=_layer_key("in 'defaults'")),
         "groups": Shape(name=_group_problem, under_any=Shape(key=_layer_key("by a group"))),
         "users": Shape(
             name=_username_problem,
             under_any=Shape(
-                key=_only(USER_KEYS),
+                key=_only(UserSettings),
                 under={
                     "emails": Shape(item=_email_problem),
                     "ignore": Shape(item=_ignore_problem),
                     "groups": Shape(item=_group_problem),
-                    "suspend": Shape(key=_only(tuple(SuspendSettings.model_fields))),
+                    "suspend": Shape(key=_only(SuspendSettings)),
                 },
             ),
         ),

@@ -50,16 +50,14 @@ class Listed:
 
 
 def listed_entries(listing: bytes, prefix: str) -> Listed:
-    """The entries of `git ls-tree -r -z -l` output that syncd reads, named `prefix/name`.
-
-    Hidden files and directories are skipped, as on disk.
-    """
+    """The entries of `git ls-tree -r -z -l` output that syncd reads (is_yaml_name, as on
+    disk), named `prefix/name`."""
     listed = Listed([], [], [])
     for entry in filter(None, listing.split(b"\0")):
         meta, _, raw_name = entry.partition(b"\t")
         mode, _, object_id, size = meta.decode().split()
         name = raw_name.decode("utf-8", "replace")
-        if any(part.startswith(".") for part in name.split("/")) or not is_yaml_name(name):
+        if not is_yaml_name(name):
             continue
         path = f"{prefix}/{name}".lstrip("/")
         if mode in _REGULAR:

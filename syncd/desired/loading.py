@@ -28,7 +28,6 @@ from syncd.desired.duplicates import (
     Written,
     duplicate_emails,
     duplicate_keys,
-    location_of,
 )
 from syncd.desired.fileformat import (
     FORMAT_VERSION,
@@ -145,7 +144,7 @@ def _group_places(files: list[tuple[str, bytes]]) -> Locate:
         if path not in documents:
             documents[path] = read_yaml_bytes(path, contents[path])
         document = documents[path]
-        return location_of(document, document.value_mark(("users", username, "groups", index)))
+        return document.value_mark(("users", username, "groups", index))
 
     return locate
 
@@ -167,7 +166,7 @@ def own_places(state: DesiredState) -> Callable[[DesiredUser, str], Location | N
         document = documents[path]
         if document is None:
             return None
-        return location_of(document, document.value_mark(("users", user.username, key)))
+        return document.value_mark(("users", user.username, key))
 
     return place
 
@@ -195,7 +194,7 @@ def _load_file(
     if document.root is None:
         problems.extend([Problem(path, 1, 1, "empty file: expected 'version: 1' and 'users'")])
         return []
-    places = {name: location_of(document, mark) for name, mark in document.key_marks(("users",))}
+    places = dict(document.key_marks(("users",)))
     for username, place in places.items():
         written.add(username, place)
     _add_layers(document, layers)
@@ -300,7 +299,7 @@ def _add_layers(document: YamlDocument, layers: Layers) -> None:
     if "defaults" in data:
         found.insert(0, (DEFAULTS, ("defaults",), data["defaults"]))
     for key, loc, raw in found:
-        declared = location_of(document, document.key_mark(loc))
+        declared = document.key_mark(loc)
         try:
             settings = ProfileSettings.model_validate({} if raw is None else raw)
         except ValidationError:
@@ -310,9 +309,7 @@ def _add_layers(document: YamlDocument, layers: Layers) -> None:
         values: dict[str, str] = {
             name: getattr(settings, name) or "" for name in LAYER_VALUES if name in stated
         }
-        places: dict[str, Location] = {
-            name: location_of(document, document.value_mark((*loc, name))) for name in values
-        }
+        places: dict[str, Location] = {name: document.value_mark((*loc, name)) for name in values}
         layer_name = "defaults" if key == DEFAULTS else f"group {key}"
         layers.add(key, Layer.of(layer_name, values, places), declared)
 

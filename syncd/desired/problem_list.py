@@ -53,13 +53,13 @@ class ProblemList:
         for path, found in self.found.items():
             found.sort(key=_ORDER)
             hidden = self.counts[path] - self.limit + 1
+            message = None
             if path in self.stopped and hidden >= 1:
-                first = found[self.limit - 1]  # of those not shown
                 message = f"too many problems ({self.limit:,}): stopped checking here"
-                found[self.limit - 1 :] = [Problem(path, first.line, first.column, message)]
             elif hidden > 1:
-                first = found[self.limit - 1]
                 message = f"… and {hidden:,} more problems not shown, from here on"
+            if message is not None:
+                first = found[self.limit - 1]  # of those not shown
                 found[self.limit - 1 :] = [Problem(path, first.line, first.column, message)]
             shown += found
         return shown

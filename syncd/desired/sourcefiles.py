@@ -51,9 +51,11 @@ def link_out_of_repository(target: str) -> str:
     return f"a symlink to {target}: syncd follows relative links within the repository only"
 
 
-def is_yaml_name(name: str) -> bool:
-    """A desired-state file's name: `*.yaml` or `*.yml`, in any case."""
-    return name.lower().endswith(YAML_SUFFIXES)
+def is_yaml_name(path: str) -> bool:
+    """A desired-state file's `/`-separated path: `*.yaml` or `*.yml` in any case, and
+    nothing hidden (a name starting with `.`) on the way."""
+    hidden = any(part.startswith(".") for part in path.split("/"))
+    return not hidden and path.lower().endswith(YAML_SUFFIXES)
 
 
 def read_yaml_files(path: str) -> tuple[list[tuple[str, bytes]], list[Problem]]:
@@ -97,19 +99,19 @@ def _yaml_tree(path: str) -> tuple[list[str], list[Problem]]:
         ]
         relative = os.path.relpath(top, path)
         for name in others:
-            if not name.startswith(".") and is_yaml_name(name):
+            if is_yaml_name(name):
                 shown = os.path.join(path, os.path.normpath(os.path.join(relative, name)))
                 problems.append(Problem(shown, 1, 1, SUBMODULE))
         for name in files + links:
-            if name.startswith(".") or not is_yaml_name(name):
+            if not is_yaml_name(name):
                 continue
             full = os.path.join(top, name)
             why = _not_followed(full, work_tree) if os.path.islink(full) else None
+            relative_name = os.path.normpath(os.path.join(relative, name))
             if why is not None:
-                shown = os.path.join(path, os.path.normpath(os.path.join(relative, name)))
-                problems.append(Problem(shown, 1, 1, why))
+                problems.append(Problem(os.path.join(path, relative_name), 1, 1, why))
             elif os.path.isfile(full):
-                names.append(os.path.normpath(os.path.join(relative, name)))
+                names.append(relative_name)
     return sorted(names, key=lambda name: name.split(os.sep)), problems
 
 

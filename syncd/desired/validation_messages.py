@@ -2,8 +2,8 @@
 
 The loader validates the desired state with pydantic models; their errors name
 a `loc` in the data and a terse type. Here each becomes a Problem at the place
-in the YAML where that value (or key) was written, with what was expected, the
-near miss for an unknown key and a hint for a value YAML read as a number.
+in the YAML where that value was written, with what was expected and a hint
+for a value YAML read as a number.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any, Final
 
 from pydantic_core import ErrorDetails
 
-from syncd.desired.fileformat import SAID, TOP_KEYS, USER_KEYS, unknown_key
-from syncd.desired.yaml_compose import REFUSED, Loc, Mark
+from syncd.core.desired import Location
+from syncd.desired.fileformat import SAID
+from syncd.desired.yaml_compose import REFUSED, Loc
 from syncd.desired.yaml_positions import YamlDocument
 from syncd.errors import Problem
 
@@ -30,15 +31,11 @@ def explain_all(errors: list[ErrorDetails], document: YamlDocument) -> Iterator[
             yield Problem(document.path, mark.line, mark.column, message)
 
 
-def _explain(error: ErrorDetails, document: YamlDocument) -> tuple[Mark, str]:
+def _explain(error: ErrorDetails, document: YamlDocument) -> tuple[Location, str]:
+    # No error is about a key: the reader refuses unknown keys and bad names by
+    # fileformat.SHAPE, so pydantic never sees the one and SAID skips the other.
     loc: Loc = tuple(error["loc"])
     kind, value = error["type"], error["input"]
-    if len(loc) == 3 and loc[0] == "users" and loc[2] == "[key]":
-        return document.key_mark(loc[:2]), error["msg"]
-    if kind == "extra_forbidden":
-        top = len(loc) == 1
-        allowed = TOP_KEYS if top else USER_KEYS
-        return document.key_mark(loc), unknown_key(str(loc[-1]), allowed, top=top)
     if kind == "missing":  # never 'users', optional to pydantic: DesiredStateFile says so
         missing = "missing 'version: 1'" if loc == ("version",) else f"missing {loc[-1]!r}"
         return document.value_mark(loc[:-1]), missing

@@ -21,6 +21,7 @@ from typing import Any, Final
 import yaml
 from yaml.constructor import SafeConstructor
 
+from syncd.core.desired import Location
 from syncd.core.fields import unstorable
 from syncd.desired.yaml_scalars import TYPED_START, typed
 from syncd.desired.yaml_shape import Shape
@@ -60,19 +61,13 @@ class Refused:
 REFUSED: Final = Refused()
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class Mark:
-    line: int
-    column: int
-
-
 @dataclass(frozen=True)
 class Duplicate:
     """A key written more than once in the mapping at `parent`, with every place it appears."""
 
     parent: Loc
     key: str
-    marks: tuple[Mark, ...]
+    marks: tuple[Location, ...]
 
 
 # A place is line << PLACE_BITS | column: lines and columns of a file of at
@@ -82,8 +77,8 @@ PLACE_BITS: Final = 32
 _COLUMN: Final = (1 << PLACE_BITS) - 1
 
 
-def mark_at(place: int) -> Mark:
-    return Mark(place >> PLACE_BITS, place & _COLUMN)
+def mark_at(path: str, place: int) -> Location:
+    return Location(path, place >> PLACE_BITS, place & _COLUMN)
 
 
 class Stopped(Exception):
@@ -130,7 +125,7 @@ class _Mapping:
         self.expect_key = True
         self.key: str | None = None
         self.key_place = 0
-        self.repeated: dict[str, list[Mark]] = {}
+        self.repeated: dict[str, list[Location]] = {}
         self.index: dict[str, int] = {}  # built only once a key is repeated
 
     def put(self, place: int, extra: int, data: Any) -> None:
@@ -144,13 +139,13 @@ class _Mapping:
         assert self.key is not None, "a value kept out of the data is not composed"
         return self.key
 
-    def first_mark(self, key: str) -> Mark:
+    def first_place(self, key: str) -> int:
         """Where `key`, already in the mapping, was written."""
         # Indexed from where the index stopped: each key once, however many repeat.
         index = self.index
         for position, each in enumerate(islice(self.fields, len(index), None), len(index)):
             index[each] = position
-        return mark_at(self.block[3 * index[key]])
+        return self.block[3 * index[key]]
 
 
 class Composer:
@@ -315,8 +310,8 @@ class Composer:
         marks = top.repeated.get(text)
         self.count(start, 1 if marks else 2)  # a problem at each place, the first one too
         if marks is None:
-            marks = top.repeated[text] = [top.first_mark(text)]
-        marks.append(Mark(start.line + 1, start.column + 1))
+            marks = top.repeated[text] = [mark_at(self.path, top.first_place(text))]
+        marks.append(Location(self.path, start.line + 1, start.column + 1))
         return None  # the first one wins
 
     def scalar(self, event: Any, start: Any) -> tuple[Any, bool]:

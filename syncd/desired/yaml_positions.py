@@ -43,12 +43,14 @@ from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 import yaml
 from yaml.reader import ReaderError
 
-from syncd.desired.yaml_compose import Composer, Duplicate, Key, Loc, Mark, Stopped, mark_at
+from syncd.core.desired import Location
+from syncd.desired.yaml_compose import PLACE_BITS, Composer, Duplicate, Key, Loc, Stopped, mark_at
 from syncd.desired.yaml_shape import Shape
 from syncd.errors import Problem
 
@@ -67,6 +69,7 @@ MAX_PROBLEMS: Final = 1000
 _LIBYAML: Final = bool(yaml.__with_libyaml__)
 _LOADER: Final[Any] = yaml.CSafeLoader if _LIBYAML else yaml.SafeLoader
 _SCAN: Final = 8  # mappings up to this size are searched; larger ones get an index
+_START: Final = 1 << PLACE_BITS | 1  # line 1, column 1: where an empty file is
 
 
 class Places:
@@ -127,22 +130,21 @@ class Places:
             index = self.indexes[id(mapping)] = {each: i for i, each in enumerate(mapping)}
         return index[key]
 
-    def key_mark(self, entry: int) -> Mark | None:
-        """Where the key of the value at `entry` was written; None for a list item."""
-        key = self.entries[entry] if entry >= 0 else 0
-        return mark_at(key) if key else None
+    def key_place(self, entry: int) -> int:
+        """Where the key of the value at `entry` was written; 0 for a list item."""
+        return self.entries[entry] if entry >= 0 else 0
 
-    def key_marks(self, entry: int, count: int) -> Iterator[Mark]:
+    def key_places(self, entry: int, count: int) -> array[int]:
         """Where each key of the mapping of `count` keys at `entry` was written, in order."""
         start = self.entries[entry + 2]
-        return map(mark_at, self.entries[start : start + 3 * count : 3])
+        return self.entries[start : start + 3 * count : 3]
 
-    def value_mark(self, entry: int) -> tuple[Mark, bool]:
+    def value_place(self, entry: int) -> tuple[int, bool]:
         """Where the value at `entry` was written, and whether it was left out."""
         if entry < 0:
-            return Mark(1, 1), False  # an empty file
+            return _START, False  # an empty file
         place = self.entries[entry + 1]
-        return mark_at(place >> 1), bool(place & 1)
+        return place >> 1, bool(place & 1)
 
     def text(self, entry: int) -> str | None:
         """The text of the scalar at `entry` if it is not a string, as written."""
@@ -161,7 +163,7 @@ class YamlDocument:
     """
 
     path: str
-    root: Mark | None = None
+    root: Location | None = None
     data: Any = None
     parsed: bool = True
     problems: list[Problem] = field(default_factory=list)
@@ -170,23 +172,25 @@ class YamlDocument:
 
     # A place that does not exist (a missing key) resolves to its nearest existing parent.
 
-    def key_mark(self, loc: Loc) -> Mark:
+    def key_mark(self, loc: Loc) -> Location:
         """Where the key that `loc` ends with was written (for a list item: the item)."""
         entry, _ = self.places.find(self.data, loc)
-        return self.places.key_mark(entry) or self.places.value_mark(entry)[0]
+        place = self.places.key_place(entry) or self.places.value_place(entry)[0]
+        return mark_at(self.path, place)
 
-    def value_mark(self, loc: Loc) -> Mark:
+    def value_mark(self, loc: Loc) -> Location:
         """Where the value at `loc` was written; an empty value is placed at its key."""
         entry, _ = self.places.find(self.data, loc)
-        mark, blank = self.places.value_mark(entry)
-        key = self.places.key_mark(entry) if blank else None
-        return key or mark
+        place, blank = self.places.value_place(entry)
+        key = self.places.key_place(entry) if blank else 0
+        return mark_at(self.path, key or place)
 
-    def key_marks(self, loc: Loc) -> Iterator[tuple[str, Mark]]:
+    def key_marks(self, loc: Loc) -> Iterator[tuple[str, Location]]:
         """Each key of the mapping at `loc` with where it was written, in order."""
         entry, mapping = self.places.find(self.data, loc, exact=True)
         if isinstance(mapping, dict):
-            yield from zip(mapping, self.places.key_marks(entry, len(mapping)), strict=True)
+            places = self.places.key_places(entry, len(mapping))
+            yield from zip(mapping, map(partial(mark_at, self.path), places), strict=True)
 
     def scalar_text(self, loc: Loc) -> str | None:
         """The text of the scalar at `loc` as written (before typing), or None."""
@@ -202,12 +206,10 @@ def read_yaml_bytes(path: str, content: bytes, shape: Shape | None = None) -> Ya
         text = content.decode("utf-8")
     except UnicodeDecodeError as error:
         message = f"not valid UTF-8 (byte 0x{content[error.start]:02x} at offset {error.start})"
-        # Where the byte is, counted as libyaml counts: lines by "\n", columns in
-        # characters (all before the byte decode).
-        line_start = content.rfind(b"\n", 0, error.start) + 1
-        line = content.count(b"\n", 0, line_start) + 1
-        column = len(content[line_start : error.start].decode("utf-8")) + 1
-        problem = Problem(path, line, column, message)
+        # Where the byte is, counted as libyaml counts: columns in characters (all
+        # before the byte decode).
+        before = content[: error.start].decode("utf-8")
+        problem = Problem(path, *_position(before, len(before)), message)
         return YamlDocument(path, parsed=False, problems=[problem])
     return read_yaml(path, text, shape)
 
@@ -242,9 +244,9 @@ def read_yaml(path: str, text: str, shape: Shape | None = None) -> YamlDocument:
         duplicates=composer.duplicates,
     )
     places = Places(composer.entries, composer.texts, composer.root)
-    mark, blank = places.value_mark(places.root)
+    place, blank = places.value_place(places.root)
     if places.root >= 0 and not blank:  # not nothing, nor a document of only `---`
-        document.root, document.data = mark, composer.document.values[0]
+        document.root, document.data = mark_at(path, place), composer.document.values[0]
         document.places = places
     return document
 

@@ -8,7 +8,8 @@ applying it would write decisions made against a world that no longer exists.
 A saved plan also names the API it was made against (syncd.core.api_url) and
 when: applied with another API URL it is refused, since its basis is another
 server's accounts; a plan that does not say (saved by an older syncd) is
-refused too, to be made again.
+refused too, to be made again. Its `source` names the desired state it was made
+from: applied with other files or at another revision, it is refused unread.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
+from syncd.core.desired import DesiredState, Scope
 from syncd.core.fields import (
     PROFILE_FIELDS,
     email_key,
@@ -35,7 +38,6 @@ from syncd.core.live import (
     LiveAccount,
     LiveProfile,
     ShapeError,
-    emails_json,
     parse_emails,
 )
 from syncd.core.plan import (
@@ -70,6 +72,9 @@ class SavedPlan:
     #: plan saved by an older syncd, which can be shown and not applied.
     api: str | None = None
     created_at: str | None = None
+    #: From `source`: the desired state's files (path: sha256), and the users it planned.
+    files: dict[str, str] = field(default_factory=dict)
+    scope: Scope = field(default_factory=Scope)
 
     def check_api(self, api: str) -> None:
         """Refuse to apply this plan to any API but the one it was made against."""
@@ -83,6 +88,25 @@ class SavedPlan:
                 f"{self.path} was made against the API at {self.api}, not {api}: nothing "
                 "was applied. Make a new plan against this API."
             )
+
+    def check_source(self, desired: DesiredState) -> None:
+        """Refuse this plan unless `desired` is the desired state it was made from: the
+        same files, byte for byte, at the same git revision. Their contents decide: the
+        same files named `ds/`, `./ds/` or from another directory are the same."""
+        then = {os.path.normpath(path): sha256 for path, sha256 in self.files.items()}
+        now = {os.path.normpath(source.path): source.sha256 for source in desired.sources}
+        revision = self.source.get("revision")
+        if sorted(then.values()) != sorted(now.values()):
+            changed = [path for path in {**then, **now} if then.get(path) != now.get(path)]
+            what = f"{changed[0]} differs"
+        elif revision != desired.revision:
+            what = f"revision {desired.revision}, not {revision}"
+        else:
+            return
+        raise PlanFileError(
+            f"{self.path}: the desired state changed since the plan was made ({what}): "
+            "nothing was applied. Make a new plan."
+        )
 
     def wanted(self) -> list[Wanted]:
         """The parts of each touched account that the basis recorded, to read them again."""
@@ -103,7 +127,7 @@ def basis_of(plan: Plan, live: Mapping[str, LiveAccount | Problem]) -> dict[str,
         assert isinstance(account, LiveAccount)  # only readable users have changes
         basis[username] = {
             "profile": asdict(account.profile) if account.profile else None,
-            "emails": emails_json(account.emails) if account.emails is not None else None,
+            "emails": None if account.emails is None else [asdict(e) for e in account.emails],
         }
     return basis
 
@@ -181,6 +205,10 @@ def _parse(path: str, document: Any) -> SavedPlan:
     for action in actions:
         _check_basis(action, basis.get(action.user))
     source = document.get("source") or {}
+    files = {
+        _text(f["path"], "path"): _text(f["sha256"], "sha256") for f in source.get("files", ())
+    }
+    scope = source.get("scope") or {}
     summary = document.get("summary") or {}
     users = summary.get("users") if isinstance(summary, dict) else None
     as_made = Plan(
@@ -194,7 +222,10 @@ def _parse(path: str, document: Any) -> SavedPlan:
         api = _text(api, "api_url")
     if created_at is not None:
         created_at = _text(created_at, "created_at")
-    return SavedPlan(path, Plan(actions), dict(source), basis, as_made, api, created_at)
+    names = (tuple(map(str, scope.get(key, ()))) for key in ("users", "exclude", "groups"))
+    return SavedPlan(
+        path, Plan(actions), dict(source), basis, as_made, api, created_at, files, Scope(*names)
+    )
 
 
 def _findings(entries: Any) -> tuple[Problem, ...]:
@@ -349,6 +380,18 @@ def primary_deletions(saved: SavedPlan, live: Mapping[str, LiveAccount | Problem
         and isinstance(now := live.get(action.user), LiveAccount)
         and now.may_be_primary(action.email)
     ]
+
+
+def first_difference(saved: Sequence[Action], planned: Sequence[Action]) -> list[str]:
+    """The first change in which a saved plan and the plan made now differ, as lines; empty
+    when they have the same changes in the same order."""
+    for then, now in zip_longest(saved, planned):
+        if then != now:
+            return [
+                f"{what}: {_shown(action.to_json()) if action else 'nothing'}"
+                for what, action in (("in the plan", then), ("planned now", now))
+            ]
+    return []
 
 
 def _shown(value: Any) -> str:

@@ -25,8 +25,8 @@ from syncd.core.held import GuardSplit
 from syncd.core.live import LiveAccount
 from syncd.core.plan import DeleteEmail, Plan, build_plan
 from syncd.core.problem import Problem
-from syncd.core.suspension import suspensions_at
-from syncd.core.vocabulary import SUCCESSFUL_RUNS, Code, RunResult
+from syncd.core.suspension import Suspensions, suspensions_at
+from syncd.core.vocabulary import SUCCESSFUL_RUNS, Code, RunResult, SuspensionSource
 from syncd.engine.applying import Applier, ApplyReport, ChangeObserver
 from syncd.engine.fetching import (
     FetchOptions,
@@ -36,7 +36,7 @@ from syncd.engine.fetching import (
     fetch_live,
 )
 from syncd.engine.outcome import failing_users, run_result, users_left
-from syncd.engine.planfile import SavedPlan, primary_deletions, staleness
+from syncd.engine.planfile import SavedPlan, first_difference, primary_deletions, staleness
 from syncd.errors import DaemonError, DeadlineExceeded, GuardError, PlanFileError
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail
@@ -391,10 +391,7 @@ def planning(
     async def step(connection: Connection) -> PlanResult:
         policy = freshness or Freshness(connection.settings.cache_ttl, refresh=refresh)
         now = time.time()
-        from_yaml = {user.username: user.suspend for user in desired.users if user.suspend}
-        suspensions = suspensions_at(
-            now, desired.usernames(), from_yaml, SuspensionTable(connection.db).all()
-        )
+        suspensions = suspended(connection, desired, now)
         options = FetchOptions(
             now=now,
             ttl=policy.ttl,
@@ -418,12 +415,7 @@ def planning(
             options,
             on_progress,
         )
-        not_kept = NotKeptRecords(
-            connection.db, connection.api, connection.settings.not_kept_ttl
-        ).load(desired.usernames())
-        plan = build_plan(
-            desired, read.states, not_kept, owned_addresses(connection, desired), suspensions
-        )
+        plan = plan_from(connection, desired, read.states, suspensions)
         if check_ownership and (
             warning := ownership_unknown(connection, desired, suspensions.active)
         ):
@@ -441,12 +433,35 @@ def planning(
     return step
 
 
-def saved_planning(saved: SavedPlan) -> PlanStep:
-    """The planning step for a saved plan: refuse it if made against another API; read
-    its users again and refuse it if stale."""
+def suspended(connection: Connection, desired: DesiredState, now: float) -> Suspensions:
+    """Whom a plan made at `now` leaves alone: the desired state's `suspend:`, `syncd suspend`."""
+    from_yaml = {user.username: user.suspend for user in desired.users if user.suspend}
+    table = SuspensionTable(connection.db).all()
+    return suspensions_at(now, desired.usernames(), from_yaml, table)
+
+
+def plan_from(
+    connection: Connection,
+    desired: DesiredState,
+    live: Mapping[str, LiveAccount | Problem],
+    suspensions: Suspensions,
+) -> Plan:
+    """The plan for `desired` and what was read, with what the state remembers: the writes
+    the server did not keep, and the addresses syncd owns."""
+    not_kept = NotKeptRecords(
+        connection.db, connection.api, connection.settings.not_kept_ttl
+    ).load(desired.usernames())
+    return build_plan(desired, live, not_kept, owned_addresses(connection, desired), suspensions)
+
+
+def saved_planning(saved: SavedPlan, desired: DesiredState) -> PlanStep:
+    """The planning step for a saved plan: refuse it if made against another API or from
+    another desired state than `desired`; read its users again and refuse it if stale, or
+    if its changes are not those that `desired` plans for them now (an edited plan)."""
 
     async def step(connection: Connection) -> PlanResult:
         saved.check_api(connection.api)  # before any request: its basis is one API's
+        saved.check_source(desired)  # and its changes one desired state's
         options = FetchOptions(
             now=time.time(), ttl=0, refresh=True, concurrency=connection.settings.concurrency
         )
@@ -464,6 +479,19 @@ def saved_planning(saved: SavedPlan) -> PlanStep:
             raise PlanFileError(
                 f"{saved.path} would delete the primary address, which is never deleted; "
                 "nothing was applied.\n  " + "\n  ".join(refused)
+            )
+        # Planned again for its users as a new plan would be. A user suspended with `syncd
+        # suspend` since is left out: the applier withholds its writes and says so.
+        touched = set(saved.plan.users_with_changes())
+        scoped = desired.select(saved.scope)
+        mine = replace(scoped, users=tuple(u for u in scoped.users if u.username in touched))
+        planned = plan_from(connection, mine, live, suspended(connection, mine, options.now))
+        withheld = {user for user, why in planned.suspended if why.source is SuspensionSource.CLI}
+        kept = [action for action in saved.plan.changes if action.user not in withheld]
+        if differs := first_difference(kept, planned.changes):
+            raise PlanFileError(
+                f"{saved.path} does not match what the desired state plans now (edited?); "
+                "nothing was applied. Make a new plan.\n  " + "\n  ".join(differs)
             )
         requests = Counter(connection.client.requests)
         # The users the saved plan could not read stay errors of this run: applying

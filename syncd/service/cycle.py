@@ -98,11 +98,6 @@ class CycleOutcome:
     held: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def held_open(self) -> bool:
-        """Whether a set of deletions held by the guard waits for a decision."""
-        return bool(self.held)
-
-    @property
     def guard_blocked(self) -> bool | None:
         """Whether the deletion guard waits for an operator after this cycle; None when
         the cycle did not get as far as a plan (it cannot tell).
@@ -113,7 +108,7 @@ class CycleOutcome:
         """
         if self.result == RunResult.BLOCKED:
             return True
-        return self.held_open if self.planned else None
+        return bool(self.held) if self.planned else None
 
     @property
     def backs_off(self) -> bool:

@@ -323,7 +323,6 @@ class Daemon:
                 self.stop("--once: one cycle done")
 
     def _report(self, outcome: CycleOutcome) -> None:
-        success = outcome.result in SUCCESSFUL_RUNS
         # A cycle that does not back off resets the count, whatever it found: the
         # next failure starts the backoff again from one interval.
         self.failures = self.failures + 1 if outcome.backs_off else 0
@@ -348,22 +347,14 @@ class Daemon:
         if job is not None and next_run is not None and next_run != job.next_run_time:
             self.scheduler.modify_job(JOB_ID, next_run_time=next_run)
 
-        self.metrics.observe_run(
-            outcome.result,
-            outcome.seconds,
-            success=success,
-            failures=self.failures,
-            drift_users=outcome.drift_users,
-            guard_blocked=outcome.guard_blocked,
-            next_run=None if next_run is None else next_run.timestamp(),
-        )
+        self.metrics.observe_run(outcome, self.failures, next_run)
         # Saved before the cycle is said finished (who saw the line reads it in `status`),
         # and said and notified even when the state fails under it (report_failed follows).
         try:
             self._save_state(outcome, next_run, now)
         finally:
             next_in = None if next_run is None else round((next_run - now).total_seconds(), 3)
-            (log.info if success else log.warning)(
+            (log.info if outcome.result in SUCCESSFUL_RUNS else log.warning)(
                 "cycle_finished",
                 result=outcome.result,
                 revision=outcome.revision,

@@ -2,10 +2,8 @@
 
 The server runs in a thread of its own: a scrape never waits for the event
 loop, and a busy loop never fails a scrape. What it answers comes from
-syncd.service.metrics; /readyz gives a short reason only (not the git URL,
-git's message, the database or the active instance: those are in `syncd
-status` and the log), since whoever reaches the address may ask. Every other
-GET goes to the status pages (syncd.service.ui), which decide who may look.
+syncd.service.metrics (/readyz's short reason: Metrics.probe_readiness). Every
+other GET goes to the status pages (syncd.service.ui), which decide who may look.
 
 Whoever can reach the address can open connections: syncd.service.admission
 says which it serves and when. The listener's errors go to the structured log,
@@ -21,7 +19,7 @@ import threading
 import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -37,12 +35,11 @@ from syncd.service.admission import (
     Waiting,
 )
 from syncd.service.metrics import Metrics
+from syncd.service.ui import StatusPages
 from syncd.service.webhook import MAX_BODY_BYTES as MAX_HOOK_BYTES
 from syncd.service.webhook import PATH as HOOK_PATH
 from syncd.service.webhook import RETRY_AFTER, Webhook
-
-if TYPE_CHECKING:
-    from syncd.service.ui import StatusPages
+from syncd.settings import Settings
 
 _LENGTH = re.compile(r"[0-9]{1,10}")
 
@@ -58,16 +55,14 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 class MetricsServer:
-    """Serves /metrics, /healthz, /readyz (and /hooks/git) from a thread until `close()`."""
+    """Serves /metrics, /healthz, /readyz, the pages (and /hooks/git) from a thread until
+    `close()`."""
 
     def __init__(
-        self,
-        address: str,
-        metrics: Metrics,
-        webhook: Webhook | None = None,
-        pages: StatusPages | None = None,
+        self, address: str, settings: Settings, metrics: Metrics, webhook: Webhook | None
     ) -> None:
         host, port = parse_address(address)
+        pages = StatusPages.from_settings(settings, host, metrics)
         handler = _handler_for(metrics, webhook, pages)
         server_class = _V6Server if ":" in host else _Server
         refusals = Refusals(lambda reason: metrics.listener_refused.labels(reason).inc())
@@ -183,7 +178,7 @@ class _DeadlineReader(io.RawIOBase):
 
 
 def _handler_for(
-    metrics: Metrics, webhook: Webhook | None, pages: StatusPages | None
+    metrics: Metrics, webhook: Webhook | None, pages: StatusPages
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "syncd"
@@ -206,11 +201,8 @@ def _handler_for(
             elif path == "/readyz":
                 ready, verdict = metrics.probe_readiness()
                 self._verdict(ready, "ready" if ready else "not ready", verdict)
-            elif pages is not None:
-                self._answer(*pages.answer(self.path, self.headers.get("Authorization")))
             else:
-                body = b"not found: try /metrics, /healthz or /readyz\n"
-                self._answer(404, body, "text/plain")
+                self._answer(*pages.answer(self.path, self.headers.get("Authorization")))
 
         def do_POST(self) -> None:
             if webhook is None or self.path.split("?", 1)[0] != HOOK_PATH:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -33,9 +34,19 @@ from prometheus_client.registry import Collector
 from syncd import __version__
 from syncd.api.retrying import RETRY_REASONS
 from syncd.core.desired import DesiredState
-from syncd.core.vocabulary import READ_ERRORS, ActionName, Code, RunResult, WriteResult
+from syncd.core.vocabulary import (
+    READ_ERRORS,
+    SUCCESSFUL_RUNS,
+    ActionName,
+    Code,
+    RunResult,
+    WriteResult,
+)
 from syncd.service.admission import REFUSALS
 from syncd.service.webhook import RESULTS as WEBHOOK_RESULTS
+
+if TYPE_CHECKING:
+    from syncd.service.cycle import CycleOutcome
 
 # No `_created` series: a timestamp per counter child that dashboards never use,
 # and that doubles what every scrape carries.
@@ -311,31 +322,21 @@ class Metrics:
         for (action, result), count in failed.items():
             self.changes.labels(action, result).inc(count)
 
-    def observe_run(
-        self,
-        result: RunResult,
-        seconds: float,
-        *,
-        success: bool,
-        failures: int,
-        drift_users: int | None,
-        guard_blocked: bool | None,
-        next_run: float | None,
-    ) -> None:
-        """One daemon run's end; `drift_users` and `guard_blocked` None when the run
-        could not tell."""
-        self.runs.labels(result).inc()
+    def observe_run(self, outcome: CycleOutcome, failures: int, next_run: datetime | None) -> None:
+        """One daemon run's end, `failures` in a row; the drift and the guard only when
+        the run could tell."""
+        self.runs.labels(outcome.result).inc()
         self.last_run.set(self._clock())
-        self.run_seconds.observe(seconds)
-        if success:
+        self.run_seconds.observe(outcome.seconds)
+        if outcome.result in SUCCESSFUL_RUNS:
             self.last_success.set(self._clock())
         self.failures.set(failures)
-        if drift_users is not None:
-            self.drift.set(drift_users)
-        if guard_blocked is not None:
-            self.guard_blocked.set(guard_blocked)
+        if outcome.drift_users is not None:
+            self.drift.set(outcome.drift_users)
+        if (blocked := outcome.guard_blocked) is not None:
+            self.guard_blocked.set(blocked)
         if next_run is not None:
-            self.next_run.set(next_run)
+            self.next_run.set(next_run.timestamp())
 
     def became_active(self, last_success: float | None) -> None:
         """The state's lock is ours (on SQLite, from the start): this instance

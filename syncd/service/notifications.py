@@ -129,8 +129,6 @@ class Notifications:
     ) -> None:
         """The conditions of a cycle: those in `decided` hold if in `now`, else resolve;
         the others (a cycle that could not tell) stay as they were."""
-        if not self.providers:
-            return
         current = {e: c for e, c in self.holding.items() if e not in decided}
         current.update({e: c for e, c in now.items() if e in decided})
         for notice in transitions(self.holding, current):
@@ -139,8 +137,7 @@ class Notifications:
 
     def happened(self, condition: Condition, revision: str | None) -> None:
         """A one-shot event: told once, with no resolution."""
-        if self.providers:
-            self._enqueue(Notice(condition, "firing"), revision)
+        self._enqueue(Notice(condition, "firing"), revision)
 
     def _enqueue(self, notice: Notice, revision: str | None) -> None:
         for provider in self.providers:

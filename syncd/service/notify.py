@@ -43,7 +43,7 @@ class Notifier:
     _warned: bool = False
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str], pid: int | None = None) -> Notifier:
+    def from_environment(cls, environ: Mapping[str, str]) -> Notifier:
         address = environ.get("NOTIFY_SOCKET") or None
         if address is not None and not address.startswith(("/", "@")):
             address = None  # sd_notify(3) accepts only these two forms (vsock needs more)
@@ -51,7 +51,7 @@ class Notifier:
         usec = environ.get("WATCHDOG_USEC", "")
         watchdog_pid = environ.get("WATCHDOG_PID", "")
         # WATCHDOG_PID names the process systemd watches; another one must not ping.
-        ours = not watchdog_pid or watchdog_pid == str(pid or os.getpid())
+        ours = not watchdog_pid or watchdog_pid == str(os.getpid())
         if usec.isdigit() and int(usec) > 0 and ours:
             watchdog = int(usec)
         return cls(address, watchdog)

@@ -26,10 +26,9 @@ from syncd.core.desired import DesiredState, DesiredUser
 from syncd.core.fields import PROFILE_FIELDS
 from syncd.core.live import LiveAccount
 from syncd.core.problem import Problem
-from syncd.core.suspension import EVERYONE
 from syncd.core.vocabulary import ActionName, HeldStatus
 from syncd.errors import StateError
-from syncd.service.status import api_shown, gather_status
+from syncd.service.status import api_shown, gather_status, suspension_shown
 from syncd.settings import Settings
 from syncd.state.audit_queries import EventFilter, query_events
 from syncd.state.backend import Database, StateStore
@@ -55,23 +54,10 @@ PENDING_SHOWN = 100
 
 
 @dataclass(frozen=True, slots=True)
-class Instance:
-    """Who serves the page: the active instance, or a standby and who is active."""
-
-    host: str
-    standby: bool
-    #: Why this one stands by (the lock's holder, or an unreachable database).
-    standby_reason: str | None
-    #: The instance that holds the lock, as the state names it; None: nobody.
-    active: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class PendingChange:
     """One change a cycle planned and did not make, as the plan describes it."""
 
     user: str
-    action: str
     #: The plan's words, e.g. "update full_name: 'Jane' -> 'Jane Doe'".
     text: str
 
@@ -92,7 +78,12 @@ class HeldDeletion:
 
 @dataclass(frozen=True, slots=True)
 class HomePage:
-    instance: Instance
+    #: Who serves the page: this host, why it stands by (the lock's holder, or an
+    #: unreachable database; None: it is the active instance), and the instance that
+    #: holds the lock, as the state names it (None: nobody).
+    host: str
+    standby_reason: str | None
+    active: str | None
     #: syncd.service.status's report, as `syncd status --output json` has it.
     status: Mapping[str, Any]
     in_error_count: int
@@ -121,7 +112,7 @@ class UserPage:
     profile_read_at: float | None
     emails_read_at: float | None
     pending: tuple[PendingChange, ...]
-    audit: tuple[Mapping[str, Any], ...]
+    events: tuple[Mapping[str, Any], ...]
     error: Problem | None
     #: The user's suspension by `syncd suspend`, as `syncd status` shows it.
     suspension: Mapping[str, Any] | None
@@ -134,25 +125,17 @@ class AuditPage:
     events: tuple[Mapping[str, Any], ...]
 
 
-def instance(status: Mapping[str, Any], standby: tuple[bool, str] | None) -> Instance:
-    """This instance; `standby` as syncd.service.metrics keeps it (None: active)."""
-    daemon = status["daemon"]
-    active = daemon["active"] or (f"pid {daemon['pid']}" if daemon["pid"] else None)
-    return Instance(
-        socket.gethostname(),
-        standby is not None,
-        None if standby is None else standby[1],
-        active,
-    )
-
-
 def home_page(store: StateStore, settings: Settings, standby: tuple[bool, str] | None) -> HomePage:
+    """The home page; `standby` as syncd.service.metrics keeps it (None: active)."""
     status = gather_status(store, settings, RUNS_SHOWN, in_error=IN_ERROR_SHOWN)
+    daemon = status["daemon"]
     db = store.history
     api = api_shown(read_daemon_state(db), settings)
     count = UserFailures(db, api).count()
     return HomePage(
-        instance(status, standby),
+        socket.gethostname(),
+        None if standby is None else standby[1],
+        daemon["active"] or (f"pid {daemon['pid']}" if daemon["pid"] else None),
         status,
         count,
         pending_changes(db, limit=PENDING_SHOWN),
@@ -181,7 +164,7 @@ def user_page(
         pending_changes(db, user=username),
         tuple(reversed(events)),  # newest first
         error,
-        suspension_of(db, username),
+        suspension_shown(SuspensionTable(db).all(), username),
     )
 
 
@@ -200,7 +183,7 @@ def pending_changes(
     when given), as syncd.state.pending keeps them: the first `limit`."""
     stored = pending_for(db, None if user is None else (user,))
     changes = (
-        PendingChange(name, change["action"], _described(change))
+        PendingChange(name, _described(change))
         for name, entry in sorted(stored.items())
         for change in entry["changes"]
     )
@@ -216,13 +199,6 @@ def held_deletions(db: Database, api: str) -> tuple[HeldDeletion, ...]:
         for held_set in held
         for user, email in held_set.deletions
     )
-
-
-def suspension_of(db: Database, username: str) -> Mapping[str, Any] | None:
-    """The user's suspension by `syncd suspend`, its own or everyone's."""
-    every = SuspensionTable(db).all()
-    held = every.get(username) or every.get(EVERYONE)
-    return None if held is None else held.to_json(username)
 
 
 def _described(change: Mapping[str, Any]) -> str:

@@ -19,10 +19,9 @@ from syncd.errors import UsageError
 from syncd.logs import configure_logging
 from syncd.service.daemon import Daemon, log
 from syncd.service.leadership import last_success, lead
-from syncd.service.listener import MetricsServer, parse_address
+from syncd.service.listener import MetricsServer
 from syncd.service.metrics import Metrics
 from syncd.service.notify import Notifier
-from syncd.service.ui import StatusPages
 from syncd.service.webhook import Webhook
 from syncd.settings import Settings
 from syncd.state.backend import open_store
@@ -60,9 +59,7 @@ def serve(
                 )
             webhook = Webhook.from_file(settings.webhook_secret_file)
         if settings.metrics_addr:
-            host = parse_address(settings.metrics_addr)[0]
-            pages = StatusPages.from_settings(settings, host, metrics)
-            server = MetricsServer(settings.metrics_addr, metrics, webhook, pages)
+            server = MetricsServer(settings.metrics_addr, settings, metrics, webhook)
             server.start()
             held.callback(server.close)
             log.info("metrics_listening", address=server.address, hooks=webhook is not None)

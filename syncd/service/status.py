@@ -14,7 +14,7 @@ from typing import Any
 
 from syncd.core.api_url import normal_api_url
 from syncd.core.problem import Problem
-from syncd.core.suspension import EVERYONE
+from syncd.core.suspension import EVERYONE, Suspension
 from syncd.core.vocabulary import ActionName, HeldStatus, RunResult
 from syncd.errors import StateError, UsageError
 from syncd.service.metrics import readiness_at
@@ -23,7 +23,7 @@ from syncd.state.audit_queries import last_successful_run, last_write, recent_ru
 from syncd.state.backend import StateStore, open_store
 from syncd.state.cache import last_read
 from syncd.state.daemon_state import read_daemon_state
-from syncd.state.held_changes import HeldChanges
+from syncd.state.held_changes import HeldChanges, HeldSet
 from syncd.state.pending import pending_for
 from syncd.state.suspensions import SuspensionTable
 from syncd.state.user_failures import UserFailures
@@ -67,7 +67,7 @@ def gather_status(
     suspended = SuspensionTable(db).all()
     held = HeldChanges(db, api).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
     named = users or tuple(pending_for(db))[:USERS_DETAILED]
-    per_user = read_users(store, api, named)
+    per_user = read_users(store, api, named, suspended, held)
     active = next((holder for holder in holders if holder.active), None)
     running = active is not None
     for entry in runs:
@@ -134,19 +134,23 @@ def api_shown(daemon: Mapping[str, Any], settings: Settings) -> str:
     return normal_api_url(str(daemon.get("api_url") or settings.api_url))
 
 
-def read_users(store: StateStore, api: str, users: tuple[str, ...]) -> list[dict[str, Any]]:
-    """What the state knows of each of `users`, for `status --user` and its JSON view."""
+def read_users(
+    store: StateStore,
+    api: str,
+    users: tuple[str, ...],
+    suspensions: Mapping[str, Suspension],
+    held_sets: list[HeldSet],
+) -> list[dict[str, Any]]:
+    """What the state knows of each of `users`, for `status --user` and its JSON view;
+    `suspensions` and `held_sets` as gather_status read them."""
     db = store.history
     cache = store.cache_for_reading()
     pending = pending_for(db, users)
     failing = UserFailures(db, api).all()
-    suspensions = SuspensionTable(db).all()
-    held_sets = HeldChanges(db, api).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
     report = []
     for user in users:
         profile_at, emails_at = (None, None) if cache is None else last_read(cache, api, user)
         problem = failing.get(user)
-        suspension = suspensions.get(user) or suspensions.get(EVERYONE)
         report.append(
             {
                 "user": user,
@@ -156,7 +160,7 @@ def read_users(store: StateStore, api: str, users: tuple[str, ...]) -> list[dict
                 "error": None
                 if problem is None
                 else {"code": problem.code, "message": problem.message, "since": problem.since},
-                "suspension": None if suspension is None else suspension.to_json(user),
+                "suspension": suspension_shown(suspensions, user),
                 "held_deletions": [
                     {"id": held.id, "status": str(held.status), "email": email}
                     for held in held_sets
@@ -166,6 +170,12 @@ def read_users(store: StateStore, api: str, users: tuple[str, ...]) -> list[dict
             }
         )
     return report
+
+
+def suspension_shown(suspensions: Mapping[str, Suspension], user: str) -> dict[str, Any] | None:
+    """The user's suspension by `syncd suspend`, its own or everyone's, as `status` shows it."""
+    suspension = suspensions.get(user) or suspensions.get(EVERYONE)
+    return None if suspension is None else suspension.to_json(user)
 
 
 def _readiness(saved: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

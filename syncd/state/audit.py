@@ -95,19 +95,12 @@ def actor() -> Actor:
 
 
 class AuditTrail:
-    def __init__(
-        self,
-        db: Database,
-        source: Mapping[str, Any],
-        *,
-        run_id: str | None = None,
-        clock: Clock = utc_now,
-    ) -> None:
+    def __init__(self, db: Database, source: Mapping[str, Any], *, clock: Clock = utc_now) -> None:
         self.db = db
         self.chain = Chain(db)
         self.source = dict(source)
         self._source_json = json.dumps(self.source)  # on every row: encoded once
-        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.run_id = uuid.uuid4().hex[:12]
         self.clock = clock
         import structlog  # not at module level: a plan needs only open_intents
 

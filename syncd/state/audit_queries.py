@@ -32,13 +32,13 @@ class OpenIntent:
 
 def open_intents(db: Database) -> list[OpenIntent]:
     """Writes started and never given an outcome: in flight elsewhere, or lost in a crash."""
-    return [OpenIntent(*row) for row in db.execute(OPEN_INTENTS).fetchall()]
+    rows = db.execute(
+        'SELECT a.seq, a.run_id, a.timestamp, a."user", a.action, a.target'
+        " FROM open_intents AS o JOIN audit AS a ON a.seq = o.seq ORDER BY o.seq"
+    )
+    return [OpenIntent(*row) for row in rows.fetchall()]
 
 
-OPEN_INTENTS = (
-    'SELECT a.seq, a.run_id, a.timestamp, a."user", a.action, a.target'
-    " FROM open_intents AS o JOIN audit AS a ON a.seq = o.seq ORDER BY o.seq"
-)
 #: The last run that ended with one result: one step down the index (result, ended_at).
 #: Only a converge reads and compares the accounts: an operator's command (`syncd
 #: suspend`, `approve`, `audit prune`) also ends ok, and is no success of syncd's.

@@ -141,13 +141,9 @@ class Chain:
 
 def events(db: Database) -> Iterator[dict[str, Any]]:
     """Every event, oldest first, read in batches by number."""
-    selected = SELECTED if _chained(db) else UNCHAINED
+    # A read-only state may be older than the chain's columns.
+    selected = SELECTED if has_column(db, "audit", "hash") else UNCHAINED
     return db.read_by_key(f"SELECT {selected} FROM audit WHERE seq > ? ORDER BY seq", [], "seq", 0)
-
-
-def _chained(db: Database) -> bool:
-    """Whether the audit trail has its chain's columns (a read-only state may be older)."""
-    return has_column(db, "audit", "hash")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ difference is an error.
 from __future__ import annotations
 
 from syncd.errors import StateError
-from syncd.state.backend import Database, StateStore
+from syncd.state.backend import BATCH, Database, StateStore
 from syncd.state.chain import read_head
 from syncd.state.schema import columns
 from syncd.visible import counted
@@ -31,8 +31,6 @@ COPIED = {
     "suspensions": "username",
     "held_changes": "id",
 }
-#: Rows sent to the target at a time.
-BATCH = 5000
 
 
 def count(db: Database, table: str) -> int:

@@ -150,12 +150,6 @@ class PostgresDatabase(Database):
         except (psycopg.Error, UnicodeEncodeError) as error:
             raise self.error(error) from None
 
-    def advance_identity(self, table: str, column: str) -> None:
-        self.execute(
-            f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'),"
-            f" (SELECT COALESCE(MAX({column}), 0) + 1 FROM {table}), false)"
-        )
-
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
         """A transaction; inside one, the block joins it, with no savepoint.
@@ -238,10 +232,6 @@ class PostgresDatabase(Database):
         with self.atomic():
             self.execute("UPDATE schema_migrations SET name = name WHERE false")
             self.execute("UPDATE live_accounts SET username = username WHERE false")
-
-    def has_table(self, name: str) -> bool:
-        (found,) = self.execute("SELECT to_regclass(?) IS NOT NULL", [name]).fetchone()
-        return bool(found)
 
     def close(self) -> None:
         self.connection.close()

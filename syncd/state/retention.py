@@ -56,7 +56,6 @@ class Cut:
     runs: int
     last: int
     hash: str | None
-    first: int | None = None
 
     @property
     def held(self) -> tuple[int, int, int, str | None]:
@@ -79,32 +78,24 @@ def _prefix(db: Database, before: str) -> Iterator[dict[str, Any]]:
         yield event
 
 
-def _runs(db: Database, before: str, last: int) -> Iterator[dict[str, Any]]:
-    """The runs that go with the events up to `last`, in batches by id."""
-    return db.read_by_key(
-        f"SELECT * {RUNS_BEFORE} AND id > ? ORDER BY id", [before, last], "id", ""
-    )
-
-
 def find_cut(db: Database, moment: datetime) -> Cut:
     """What a prune before `moment` removes (the events read in batches), its chain
     checked from the start the trail recorded: a prune of a broken chain would record
     a cut after the break, and the kept chain would hold again, the damage unseen."""
     before = iso(moment)
-    count, first, last = 0, None, None
+    count, last = 0, None
 
     def counted() -> Iterator[dict[str, Any]]:
-        nonlocal count, first, last
+        nonlocal count, last
         for event in _prefix(db, before):
             count += 1
-            first = first or event["seq"]
             last = event
             yield event
 
     verify_events(counted(), starts=frozenset({None, *(cut.hash for cut in cuts(db))}))
     end = 0 if last is None else last["seq"]
     (runs,) = db.execute(f"SELECT COUNT(*) {RUNS_BEFORE}", [before, end]).fetchone()
-    return Cut(before, count, int(runs), end, None if last is None else last["hash"], first)
+    return Cut(before, count, int(runs), end, None if last is None else last["hash"])
 
 
 @contextlib.contextmanager
@@ -133,23 +124,24 @@ def export(db: Database, moment: datetime, out: Path) -> Cut:
             "on PostgreSQL as the role that owns the tables), then export"
         )
     before = iso(moment)
-    count, first, last = 0, None, None
+    count, last = 0, None
     with _text(out, "w") as text:
         text.write(json.dumps({"kind": "export", "before": before}) + "\n")
         for event in _prefix(db, before):
             text.write(json.dumps({"kind": "event", **event}) + "\n")
             count += 1
-            first = first or event["seq"]
             last = event
         end = 0 if last is None else last["seq"]
         runs = 0
-        for run in _runs(db, before, end):
+        for run in db.read_by_key(
+            f"SELECT * {RUNS_BEFORE} AND id > ? ORDER BY id", [before, end], "id", ""
+        ):
             text.write(json.dumps({"kind": "run", **run}) + "\n")
             runs += 1
         digest = None if last is None else last["hash"]
         end_line = {"kind": "end", "events": count, "runs": runs, "last": end, "hash": digest}
         text.write(json.dumps(end_line) + "\n")
-    return Cut(before, count, runs, end, digest, first)
+    return Cut(before, count, runs, end, digest)
 
 
 def verify_export(path: Path, kept: Head | None = None) -> Cut:
@@ -192,7 +184,7 @@ def verify_export(path: Path, kept: Head | None = None) -> Cut:
         raise StateError(f"{path}: the export is incomplete (no end line)")
     head = verified.head or Head(0, None)
     events = verified.checked + verified.unhashed
-    cut = Cut(header["before"], events, runs, head.seq, head.hash, verified.first)
+    cut = Cut(header["before"], events, runs, head.seq, head.hash)
     if cut.held != (ended["events"], ended["runs"], ended["last"], ended["hash"]):
         raise StateError(f"{path}: the export does not hold what its end line says")
     if kept is not None and kept_hash != kept.hash:

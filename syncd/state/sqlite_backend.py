@@ -11,23 +11,18 @@ refused, not kept as a standby (that takes a database two hosts share).
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import sqlite_utils
-
-from syncd.errors import StateError
 from syncd.state.backend import Database, Holder, LockHeld, Session, StateStore
 from syncd.state.lock import acquire, holder, try_write_lock
 from syncd.state.statefile import (
     CACHE_NAME,
     STATE_NAME,
-    NamedConnection,
     SqliteDatabase,
     open_cache,
+    open_readonly,
     open_state,
-    state_error,
 )
 
 
@@ -83,27 +78,3 @@ class SqliteStore(StateStore):
             if db is not None:
                 db.close()
         self._cache = self._history = None
-
-
-def open_readonly(path: Path) -> SqliteDatabase:
-    """The state file, read-only, creating nothing beside it; its errors name it.
-
-    A read-only SQLite connection still creates the -wal and -shm files when they
-    are missing; made by root next to a service's database, they would lock the
-    service out. So when they are missing (no writer), the file is opened immutable.
-    """
-    # status runs as root against a service's directory: a link planted there
-    # must not make it read (and show) another file.
-    for name in (path, *(Path(f"{path}{suffix}") for suffix in ("-wal", "-shm"))):
-        if name.is_symlink():
-            raise StateError(
-                f"{name} is a symbolic link: refused (syncd does not follow links here)"
-            )
-    live = all(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
-    uri = path.resolve().as_uri() + ("?mode=ro" if live else "?immutable=1")
-    try:
-        connection = sqlite3.connect(uri, uri=True, factory=NamedConnection)
-    except sqlite3.Error as error:
-        raise state_error(path, error) from None
-    connection.path = str(path)
-    return SqliteDatabase(sqlite_utils.Database(connection), path)

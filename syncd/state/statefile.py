@@ -116,18 +116,40 @@ def open_cache(path: Path) -> SqliteDatabase:
 
 def _open(path: Path) -> SqliteDatabase:
     claim_database(path)
-    try:
-        connection = sqlite3.connect(
-            path, timeout=30, check_same_thread=False, factory=NamedConnection
-        )
-    except (OSError, sqlite3.Error) as error:
-        raise state_error(path, error) from None
-    connection.path = str(path)
-    db = SqliteDatabase(sqlite_utils.Database(connection), path)
+    db = _connect(path, path, timeout=30, check_same_thread=False)
     with _closed_on_error(db):
         db.db.enable_wal()
         db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+def open_readonly(path: Path) -> SqliteDatabase:
+    """The state file, read-only, creating nothing beside it; its errors name it.
+
+    A read-only SQLite connection still creates the -wal and -shm files when they
+    are missing; made by root next to a service's database, they would lock the
+    service out. So when they are missing (no writer), the file is opened immutable.
+    """
+    # status runs as root against a service's directory: a link planted there
+    # must not make it read (and show) another file.
+    for name in (path, *(Path(f"{path}{suffix}") for suffix in ("-wal", "-shm"))):
+        if name.is_symlink():
+            raise StateError(
+                f"{name} is a symbolic link: refused (syncd does not follow links here)"
+            )
+    live = all(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
+    uri = path.resolve().as_uri() + ("?mode=ro" if live else "?immutable=1")
+    return _connect(path, uri, uri=True)
+
+
+def _connect(path: Path, target: Path | str, **options: Any) -> SqliteDatabase:
+    """A connection to `target` (`path`, or its URI), whose every error names `path`."""
+    try:
+        connection = sqlite3.connect(target, factory=NamedConnection, **options)
+    except (OSError, sqlite3.Error) as error:
+        raise state_error(path, error) from None
+    connection.path = str(path)
+    return SqliteDatabase(sqlite_utils.Database(connection), path)
 
 
 @contextlib.contextmanager
@@ -177,9 +199,6 @@ class SqliteDatabase(Database):
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with self.atomic():
             self.db.conn.executemany(sql, rows)
-
-    def advance_identity(self, table: str, column: str) -> None:
-        pass  # AUTOINCREMENT numbers after the largest number ever used
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
@@ -244,12 +263,6 @@ class SqliteDatabase(Database):
             self.db.execute(f"PRAGMA user_version = {int(version)}")
         finally:
             self.db.execute("ROLLBACK")
-
-    def has_table(self, name: str) -> bool:
-        found = self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name]
-        ).fetchone()
-        return found is not None
 
     def close(self) -> None:
         self.db.close()

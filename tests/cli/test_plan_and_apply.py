@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from click.testing import CliRunner, Result
 
 from syncd.cli.main import cli
 from tests.memo_entries import rewrite
-from tests.world import STANDARD_SEED, World
+from tests.world import STANDARD_DESIRED, STANDARD_SEED, World
 
 
 def run(world: World, *args: str) -> Result:
@@ -157,6 +158,108 @@ def test_a_saved_plan_whose_basis_hides_the_primary_is_refused_by_the_fresh_read
     assert "janedoe: jane.doe@example.com is the primary address" in result.stderr
     assert world.writes() == writes_before
     assert "jane.doe@example.com" in world.emails_of("janedoe")
+
+
+def keeping_the_old_address(desired: dict[str, Any]) -> None:
+    desired["users"]["janedoe"]["emails"].append("old@example.com")
+
+
+def suspending_jane(desired: dict[str, Any]) -> None:
+    desired["users"]["janedoe"]["suspend"] = {"reason": "INC-77 do not touch janedoe"}
+
+
+@pytest.mark.parametrize("change", [keeping_the_old_address, suspending_jane])
+def test_a_saved_plan_is_refused_unread_once_its_desired_state_changed(
+    world: World, tmp_path: Path, change: Callable[[dict[str, Any]], None]
+):
+    plan_file = tmp_path / "plan.json"
+    assert run(world, "plan", "--out", str(plan_file)).exit_code == 0
+    desired = copy.deepcopy(STANDARD_DESIRED)
+    change(desired)
+    world.desire(desired)
+    requests_before = world.sandbox.stats()["total"]
+    result = run(world, "apply", str(plan_file), "--yes")
+    assert result.exit_code == 1
+    assert (
+        f"the desired state changed since the plan was made ({world.desired_file} differs)"
+    ) in result.stderr
+    assert world.sandbox.stats()["total"] == requests_before
+    assert "old@example.com" in world.emails_of("janedoe")
+
+
+def test_a_saved_plan_applies_with_its_desired_files_named_another_way(
+    world: World, tmp_path: Path
+):
+    # Compared by path as typed, `-f ds/` and `-f ./ds/` were "changed".
+    plan_file = tmp_path / "plan.json"
+    assert run(world, "plan", "--out", str(plan_file)).exit_code == 0
+    elsewhere = tmp_path / "checkout" / "accounts.yaml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(world.desired_file.read_bytes())
+    spelled = f"{elsewhere.parent}/./{elsewhere.name}"
+    result = run(world, "apply", str(plan_file), "--yes", "-f", spelled)
+    assert result.exit_code == 0, result.output
+    assert "old@example.com" not in world.emails_of("janedoe")
+
+
+@pytest.mark.parametrize(
+    ("planned", "edited_to"),
+    [
+        pytest.param('"Jane Doe"', '"Evil Corp"', id="profile"),
+        pytest.param('"jane.doe+other@example.com"', '"attacker@evil.example"', id="address"),
+    ],
+)
+def test_a_saved_plan_edited_by_hand_is_refused_naming_the_change(
+    world: World, tmp_path: Path, planned: str, edited_to: str
+):
+    plan_file = tmp_path / "plan.json"
+    assert run(world, "plan", "--out", str(plan_file)).exit_code == 0
+    text = plan_file.read_text()
+    assert text.count(planned) == 1
+    plan_file.write_text(text.replace(planned, edited_to))
+    result = run(world, "apply", str(plan_file), "--yes")
+    assert result.exit_code == 1
+    assert f"{plan_file} does not match what the desired state plans now (edited?)" in (
+        result.stderr
+    )
+    assert edited_to in result.stderr
+    assert world.writes() == 0
+
+
+def test_apply_of_a_saved_plan_takes_the_desired_state_given_and_no_refresh(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    plan_file = tmp_path / "plan.json"
+    assert run(world, "plan", "--out", str(plan_file)).exit_code == 0
+    refreshed = run(world, "apply", str(plan_file), "--yes", "--refresh")
+    assert refreshed.exit_code == 1
+    assert "a saved plan is applied whole and always reads its users again" in refreshed.stderr
+    elsewhere = run(world, "apply", str(plan_file), "--yes", "-f", str(tmp_path / "x.yaml"))
+    assert elsewhere.exit_code == 1
+    assert f"{tmp_path / 'x.yaml'}:1:1: no such file or directory" in elsewhere.stderr
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")  # where no desired-state.yaml is
+    monkeypatch.delenv("SYNCD_DESIRED", raising=False)
+    unsaid = CliRunner().invoke(cli, ["apply", *world.cli_args()[:-2], str(plan_file), "--yes"])
+    assert unsaid.output.splitlines() == [
+        f"syncd: {plan_file} is checked against the desired state it was made from: "
+        "give it with -f (or SYNCD_DESIRED)"
+    ]
+    assert unsaid.exit_code == 1
+    assert world.writes() == 0
+
+
+def test_a_saved_plan_withholds_the_users_suspended_since_with_syncd_suspend(
+    world: World, tmp_path: Path
+):
+    plan_file = tmp_path / "plan.json"
+    assert run(world, "plan", "--out", str(plan_file)).exit_code == 0
+    args = ["--state-dir", str(world.state_dir), "--reason", "INC-9", "--user", "janedoe"]
+    assert CliRunner().invoke(cli, ["suspend", *args]).exit_code == 0
+    result = run(world, "apply", str(plan_file), "--yes")
+    assert result.exit_code == 0, result.output
+    assert "not written: janedoe (suspended since the plan)" in result.stdout
+    assert world.writes() == 0
 
 
 @pytest.mark.parametrize(
