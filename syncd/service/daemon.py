@@ -35,6 +35,7 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from syncd.api.credentials import CredentialStore
 from syncd.core.conditions import Condition
 from syncd.core.desired import Scope
 from syncd.core.vocabulary import SUCCESSFUL_RUNS, NotificationEvent, RunResult
@@ -109,6 +110,7 @@ class Daemon:
         self._hook_started: datetime | None = None
         instance = f"syncd run on {socket.gethostname()} pid {os.getpid()}"
         self.notifications = Notifications(settings, metrics, instance)
+        self._retired: set[asyncio.Task[None]] = set()  # notifiers a reload replaced, draining
 
     # -- life cycle -------------------------------------------------------------
 
@@ -154,7 +156,7 @@ class Daemon:
             await self._stop.wait()
             await self._shutdown()
         finally:
-            await self.notifications.stop()
+            await asyncio.gather(self.notifications.stop(), *self._retired)
             watchdog.cancel()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
@@ -225,12 +227,14 @@ class Daemon:
     def _apply_settings(self, new: Settings) -> None:
         old = self.settings
         new.check_transport()
-        # The webhook's secret is read again (a rotated secret file), before anything
-        # changes: a file that cannot be read keeps the previous settings whole.
+        CredentialStore.from_settings(new)  # as start checks them, not each cycle after
+        # The webhook's secret and the notifiers' files are read again (rotated), before
+        # anything changes: a file that cannot be read keeps the previous settings whole.
         webhook, secret_file = self.webhook, new.webhook_secret_file
         rotated = (
             None if webhook is None or secret_file is None else Webhook.from_file(secret_file)
         )
+        notifications = self.notifications.renewed(new)
         if (webhook is None) != (secret_file is None):
             log.warning("restart_needed", reason="the push hook is set up or removed on restart")
         kept = ("state_dir", "state_url", "state_password_file")
@@ -241,6 +245,12 @@ class Daemon:
             new = new.model_copy(update={k: getattr(old, k) for k in kept})
         if webhook is not None and rotated is not None:
             webhook.secret = rotated.secret
+        if notifications is not None:  # the old ones drain as at a stop
+            retired = asyncio.ensure_future(self.notifications.stop())
+            self._retired.add(retired)
+            retired.add_done_callback(self._retired.discard)
+            self.notifications = notifications
+            notifications.start()
         if new.log_format != old.log_format:
             configure_logging(new.log_format)
         made_of = ("desired", "git_timeout", "git_credentials_file")

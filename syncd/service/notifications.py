@@ -89,6 +89,15 @@ class Notifications:
             metrics.notifications_failed.labels(provider.label)
         self.holding: dict[NotificationEvent, Condition] = {}
 
+    def renewed(self, settings: Settings) -> Notifications | None:
+        """The notifiers of `settings`, their files read again, told the conditions these
+        were told; None when they would send what these send, where these send it."""
+        new = Notifications(settings, self.metrics, self.instance)
+        if [_sends(p) for p in new.providers] == [_sends(p) for p in self.providers]:
+            return None
+        new.holding = self.holding
+        return new
+
     def start(self) -> None:
         for provider in self.providers:
             if provider.task is None:
@@ -288,6 +297,10 @@ def sign(secret: bytes, body: bytes, at: int) -> str:
     """The X-Syncd-Signature of `body` sent at Unix time `at`."""
     digest = hmac.new(secret, f"{at}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={at},sha256={digest}"
+
+
+def _sends(provider: _Provider) -> tuple[object, ...]:
+    return provider.kind, provider.url, provider.secret, provider.events
 
 
 def _provider(settings: NotifyProvider) -> _Provider:

@@ -343,7 +343,8 @@ def migrate(db: Database, migrations: tuple[Migration, ...]) -> None:
 
     Nothing is written when none is missing: a dry run may read a file it may not write.
     """
-    if not _missing(db, migrations):
+    missing = _missing(db, migrations)
+    if not missing:
         return
     db.execute(db.dialect.begin_migrations)
     try:
@@ -355,8 +356,17 @@ def migrate(db: Database, migrations: tuple[Migration, ...]) -> None:
                 "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
                 [migration.name, applied_at],
             )
-    except BaseException:
+    except BaseException as error:
         db.rollback()
+        # PostgreSQL's insufficient_privilege, under the state's error: a role that may
+        # not migrate (the daemon's, a reader's) meets a schema older than this syncd.
+        if getattr(error.__context__, "sqlstate", None) == "42501":
+            raise StateError(
+                f"state {db.name}: its schema is behind this syncd (it lacks migration"
+                f" {missing[0].name}), and this role may not migrate it: run this version's"
+                " `syncd plan` as the owner role first (docs/postgresql-roles.md, Upgrades):"
+                f" {' '.join(str(error.__context__).split())}"
+            ) from None
         raise
     db.commit()
 

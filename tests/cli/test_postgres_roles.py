@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from syncd.state.backend import open_store
+from syncd.state.schema import HISTORY
 from syncd.state.sqlite_backend import SqliteStore
 from tests.postgres import Cluster
 from tests.world import World, run_syncd
@@ -181,3 +182,32 @@ def test_a_daemon_role_of_the_documented_grants_runs_unwarned_and_cannot_rewrite
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 daemon.execute(attempt)
+
+
+def test_a_role_that_may_not_migrate_is_told_the_schema_is_behind_and_what_to_do(
+    pg_world: World, daemon_role: DaemonRole
+):
+    # A trial: the GitOps reader's plan, and the daemon after an upgrade, stopped on a
+    # raw "permission denied for schema public … CREATE TABLE IF NOT EXISTS schema_migrations".
+    assert run_once(pg_world).returncode == 0  # the owner makes the schema
+    grant_documented(pg_world, daemon_role)
+    behind = HISTORY[-1].name  # as if made by the syncd before it
+    deleted = pg_world.query(
+        "DELETE FROM schema_migrations WHERE name = ? RETURNING name", (behind,)
+    )
+    assert deleted == [{"name": behind}]
+    as_daemon_role = {
+        "SYNCD_STATE_URL": daemon_role.url,
+        "SYNCD_STATE_PASSWORD_FILE": str(daemon_role.password_file),
+    }
+    refused = run_syncd(pg_world, "plan", **as_daemon_role)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(
+        f"syncd: state {daemon_role.url}: its schema is behind this syncd (it lacks migration"
+        f" {behind}), and this role may not migrate it: run this version's `syncd plan` as"
+        " the owner role first (docs/postgresql-roles.md, Upgrades): permission denied for"
+        " schema public "  # the server's cause, last
+    )
+    assert refused.stderr.count("\n") == 1
+    assert run_syncd(pg_world, "plan").returncode == 0  # as the message says: the owner
+    assert run_syncd(pg_world, "plan", **as_daemon_role).returncode == 0

@@ -193,6 +193,27 @@ def test_a_reload_with_a_port_that_is_no_number_is_refused_and_the_settings_kept
     assert not any("s3cretport" in line or "run_crashed" in line for line in daemon.lines)
 
 
+def test_a_reload_to_a_credentials_directory_start_refuses_is_refused(
+    world: World, start_daemon, tmp_path
+):
+    # It was taken: every cycle after it failed on the directory start would refuse.
+    config = tmp_path / "syncd.toml"
+    config.write_text(f'credentials_dir = "{world.credentials_dir}"\n')
+    daemon: DaemonProcess = start_daemon(SYNCD_CONFIG=str(config), SYNCD_CREDENTIALS_DIR=None)
+    assert daemon.wait_for("cycle_finished")["result"] == "ok"
+
+    shared = tmp_path / "shared-credentials"
+    shared.mkdir()
+    shared.chmod(0o777)
+    config.write_text(f'credentials_dir = "{shared}"\n')
+    daemon.process.send_signal(signal.SIGHUP)
+    refused = daemon.wait_for("reload_failed")
+    assert refused["error"].startswith(f"credentials directory {shared} refused: group or")
+    again = daemon.wait_for("cycle_finished")  # the run a reload starts, as it was
+    assert again["result"] == "no_changes"
+    assert daemon.stop() == 0
+
+
 def test_a_hung_run_is_cancelled_at_its_deadline(world: World, start_daemon):
     # Every request takes 3 s; the run may take 1.2 s; a run is due every 0.5 s.
     world.seed({"users": {"janedoe": world_account()}}, faults={"latency_ms": 3000})

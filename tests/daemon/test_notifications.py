@@ -11,6 +11,7 @@ import hmac
 import json
 import queue
 import re
+import signal
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -242,3 +243,44 @@ def test_an_api_that_answers_nothing_is_told_once_and_when_it_is_back(
     assert seen[1]["message"] == down["message"]
     assert daemon.stop() == 0
     assert receiver.messages.empty()
+
+
+def test_a_reload_moves_the_notifications_to_the_notifiers_it_reads(
+    world: World, start_daemon: Any, receivers: list[Receiver], tmp_path: Path
+):
+    # A trial: after a SIGHUP, messages still went to the URL removed (a leaked Slack
+    # URL, rotated, kept getting every one until a restart), and none to the new one.
+    first, rotated, refused = Receiver(), Receiver(), Receiver()
+    receivers += [first, rotated, refused]
+    url_file = tmp_path / "notify.url"
+    url_file.write_text(first.url)
+    url_file.chmod(0o600)
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        f'[[notify]]\ntype = "webhook"\nurl_file = "{url_file}"\n'
+        f'secret_file = "{secret_file(tmp_path)}"\n'
+    )
+    valid = world.desired_file.read_text()
+    world.desired_file.write_text("version: 1\nusers:\n  janedoe:\n    ful_name: x\n")
+    daemon: DaemonProcess = start_daemon(SYNCD_CONFIG=str(config))
+    told = sorted((m["event"], m["status"]) for m in (first.next(), first.next()))
+    assert told == [("became_active", "firing"), ("source_failed", "firing")]
+
+    url_file.write_text(rotated.url)  # the same settings: the file is read again
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.wait_for("reloaded")
+    daemon.wait_for("cycle_finished", result="invalid")  # still failing: told already
+
+    url_file.write_text(refused.url)
+    url_file.chmod(0o644)  # refused as at start: the notifiers of the last reload stay
+    daemon.process.send_signal(signal.SIGHUP)
+    failed = daemon.wait_for("reload_failed")
+    assert failed["error"].startswith(f"notifier URL file {url_file} refused: group or others")
+    world.desired_file.write_text(valid)
+    daemon.wait_for("cycle_finished", result="no_changes")
+    resolved = rotated.next()
+    assert (resolved["event"], resolved["status"]) == ("source_failed", "resolved")
+    assert daemon.stop() == 0
+    assert first.messages.empty()
+    assert rotated.messages.empty()
+    assert (refused.requests, rotated.bad_signatures) == (0, 0)
