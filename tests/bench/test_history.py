@@ -77,9 +77,8 @@ def test_its_rows_are_those_audit_trail_writes(tmp_path: Path) -> None:
     moment = datetime.fromisoformat(str(started_at))
     written = tmp_path / "written"
     with SqliteStore(written) as store:
-        audit = AuditTrail(
-            store.history, {"revision": "bench"}, run_id=str(run_id), clock=lambda: moment
-        )
+        audit = AuditTrail(store.history, {"revision": "bench"}, clock=lambda: moment)
+        audit.run_id = str(run_id)  # the bench's run, written again under its id
         audit.begin_run("run")
         for _, user, before, after in intents:
             (field, old), (_, new) = (
