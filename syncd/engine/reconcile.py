@@ -474,14 +474,24 @@ def saved_planning(saved: SavedPlan, desired: DesiredState) -> PlanStep:
         kept = [action for action in saved.plan.changes if action.user not in withheld]
         if differs := first_difference(kept, planned.changes):
             raise PlanFileError(
-                f"{saved.path} does not match what the desired state plans now (edited?); "
-                "nothing was applied. Make a new plan.\n  " + "\n  ".join(differs)
+                f"{saved.path} does not match what the desired state and this state plan "
+                "now (the plan edited, or made with another state: its ownership ledger, "
+                "not-kept records or suspensions); nothing was applied. Make a new plan."
+                "\n  " + "\n  ".join(differs)
             )
         requests = Counter(connection.client.requests)
         # The users the saved plan could not read stay errors of this run: applying
-        # it converges the others, and the run says partial rather than ok.
+        # it converges the others, and the run says partial rather than ok. What syncd
+        # comes to own, or owns no more, is the plan made now: the applier records it.
         made = saved.plan
-        plan = Plan(made.changes, (), made.errors, made.users)
+        plan = Plan(
+            made.changes,
+            (),
+            made.errors,
+            made.users,
+            claims=planned.claims,
+            releases=planned.releases,
+        )
         return PlanResult(plan, read, saved.source, requests, read_at=options.now)
 
     return step

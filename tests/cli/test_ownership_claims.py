@@ -10,6 +10,7 @@ when the experiment left the list.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner, Result
 
@@ -91,6 +92,25 @@ def test_an_apply_that_goes_on_claims_what_it_read_listed(world: World):
         {"email": PERSONAL, "how": "listed"},
         {"email": "john@example.com", "how": "listed"},
     ]
+    desire(world, ["john@example.com"])
+    planned = json.loads(run(world, "plan", "--output", "json").stdout)
+    assert {"user": "johnsmith", "action": "delete_email", "email": PERSONAL} in planned["changes"]
+
+
+def test_a_saved_plan_applied_claims_what_it_read_listed(world: World, tmp_path: Path):
+    # The review: a saved plan's apply claimed nothing, so once the address left the
+    # list it stayed, while a plain apply's next plan deleted it. (A saved plan reads
+    # again only the users it changes: johnsmith is one.)
+    listed_then(world)
+    johnsmith = {"emails_mode": "owned", "emails": ["john@example.com", PERSONAL]}
+    johnsmith["full_name"] = "John Q. Smith"
+    world.desire({"version": 1, "users": {**STANDARD_DESIRED["users"], "johnsmith": johnsmith}})
+    saved = tmp_path / "plan.json"
+    assert run(world, "plan", "--out", str(saved)).exit_code == 0
+    applied = run(world, "apply", str(saved), "--yes")
+    assert applied.exit_code == 0, applied.output
+    claimed = world.query("SELECT email FROM email_ownership WHERE username = 'johnsmith'")
+    assert {row["email"] for row in claimed} == {PERSONAL, "john@example.com"}
     desire(world, ["john@example.com"])
     planned = json.loads(run(world, "plan", "--output", "json").stdout)
     assert {"user": "johnsmith", "action": "delete_email", "email": PERSONAL} in planned["changes"]

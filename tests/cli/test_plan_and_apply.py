@@ -227,7 +227,7 @@ def test_a_saved_plan_edited_by_hand_is_refused_naming_the_change(
     plan_file.write_text(text.replace(planned, edited_to))
     result = run(world, "apply", str(plan_file), "--yes")
     assert result.exit_code == 1
-    assert f"{plan_file} does not match what the desired state plans now (edited?)" in (
+    assert f"{plan_file} does not match what the desired state and this state plan now" in (
         result.stderr
     )
     assert edited_to in result.stderr
