@@ -96,9 +96,13 @@ def plan(
             read_at=result.read_at,
         )
         # Beside a JSON document on stdout, the news goes to stderr.
+        from syncd.desired.gitsource import shown_desired
+
+        # With the desired state it was made from, which apply checks it against.
         click.echo(
             f"\nSaved the plan to {out_file}. To apply exactly these changes:\n"
-            f"    syncd apply {shlex.quote(out_file)}",
+            f"    syncd apply {shlex.quote(out_file)} -f "
+            f"{shlex.quote(shown_desired(str(settings.desired)))}",
             err=output == "json",
         )
     if result.plan.errors:

@@ -96,8 +96,10 @@ class SavedPlan:
         now = {os.path.normpath(source.path): source.sha256 for source in desired.sources}
         revision = self.source.get("revision")
         if sorted(then.values()) != sorted(now.values()):
-            changed = [path for path in {**then, **now} if then.get(path) != now.get(path)]
-            what = f"{changed[0]} differs"
+            # Named as given now where it can be: the plan's paths may be another checkout's.
+            new = [path for path, sha256 in now.items() if sha256 not in then.values()]
+            gone = [path for path, sha256 in then.items() if sha256 not in now.values()]
+            what = f"{new[0]} differs" if new else f"{gone[0]} is gone" if gone else "files differ"
         elif revision != desired.revision:
             what = f"revision {desired.revision}, not {revision}"
         else:

@@ -210,6 +210,25 @@ def test_a_saved_plan_applies_with_its_desired_files_named_another_way(
     assert "old@example.com" not in world.emails_of("janedoe")
 
 
+def test_a_saved_plan_from_another_checkout_names_the_file_that_differs_here(
+    world: World, tmp_path: Path
+):
+    # The review: the message named the plan's own copy of an unchanged file.
+    first, second = tmp_path / "c1", tmp_path / "c2"
+    for checkout in (first, second):
+        checkout.mkdir()
+        for name, user in (("a.yaml", "janedoe"), ("b.yaml", "johnsmith")):
+            users = {user: STANDARD_DESIRED["users"][user]}
+            (checkout / name).write_text(json.dumps({"version": 1, "users": users}))
+    plan_file = tmp_path / "plan.json"
+    assert run(world, "plan", "--out", str(plan_file), "-f", str(first)).exit_code == 0
+    (second / "b.yaml").write_text((second / "b.yaml").read_text() + "\n# changed\n")
+    result = run(world, "apply", str(plan_file), "--yes", "-f", str(second))
+    assert result.exit_code == 1
+    assert f"({second / 'b.yaml'} differs)" in result.stderr
+    assert world.writes() == 0
+
+
 @pytest.mark.parametrize(
     ("planned", "edited_to"),
     [

@@ -155,7 +155,7 @@ def test_a_saved_plan_says_how_to_apply_it_and_show_prints_it(world: World, tmp_
     result = run(world, "plan", "--out", str(saved))
     assert result.exit_code == 0, result.output
     assert f"Saved the plan to {saved}. To apply exactly these changes:" in result.stdout
-    assert f"syncd apply '{saved}'" in result.stdout
+    assert f"syncd apply '{saved}' -f {world.desired_file}\n" in result.stdout
 
     shown = CliRunner().invoke(cli, ["show", str(saved)], catch_exceptions=False)
     assert shown.exit_code == 0, shown.output
