@@ -234,7 +234,7 @@ class Daemon:
         rotated = (
             None if webhook is None or secret_file is None else Webhook.from_file(secret_file)
         )
-        notifications = self.notifications.renewed(new)
+        notifiers = self.notifications.providers_of(new)
         if (webhook is None) != (secret_file is None):
             log.warning("restart_needed", reason="the push hook is set up or removed on restart")
         kept = ("state_dir", "state_url", "state_password_file")
@@ -245,12 +245,10 @@ class Daemon:
             new = new.model_copy(update={k: getattr(old, k) for k in kept})
         if webhook is not None and rotated is not None:
             webhook.secret = rotated.secret
-        if notifications is not None:  # the old ones drain as at a stop
-            retired = asyncio.ensure_future(self.notifications.stop())
+        if (leaving := self.notifications.renew(new, notifiers)) is not None:
+            retired = asyncio.ensure_future(leaving.stop())  # drained as at a stop
             self._retired.add(retired)
             retired.add_done_callback(self._retired.discard)
-            self.notifications = notifications
-            notifications.start()
         if new.log_format != old.log_format:
             configure_logging(new.log_format)
         made_of = ("desired", "git_timeout", "git_credentials_file")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hashlib
 import hmac
 import json
@@ -84,19 +85,35 @@ class Notifications:
         self.settings = settings
         self.metrics = metrics
         self.instance = instance
-        self.providers = [_provider(p) for p in settings.notify_providers]
+        self.providers = self.providers_of(settings)
         for provider in self.providers:  # at 0 from the start, as every label known then
             metrics.notifications_failed.labels(provider.label)
         self.holding: dict[NotificationEvent, Condition] = {}
 
-    def renewed(self, settings: Settings) -> Notifications | None:
-        """The notifiers of `settings`, their files read again, told the conditions these
-        were told; None when they would send what these send, where these send it."""
-        new = Notifications(settings, self.metrics, self.instance)
-        if [_sends(p) for p in new.providers] == [_sends(p) for p in self.providers]:
+    @staticmethod
+    def providers_of(settings: Settings) -> list[_Provider]:
+        """The notifiers `settings` name, their files read: a reload reads them again."""
+        return [_provider(p) for p in settings.notify_providers]
+
+    def renew(self, settings: Settings, providers: list[_Provider]) -> Notifications | None:
+        """Send through `providers` from now on (a reload). One that sends what one of
+        these sends, where it sends it, is kept with its queue; the ones left over are
+        returned, to be stopped (drained as at a stop), or None when none is."""
+        kept, retired = [], list(self.providers)
+        for provider in providers:
+            same = next((old for old in retired if _sends(old) == _sends(provider)), None)
+            if same is None:
+                self.metrics.notifications_failed.labels(provider.label)
+            else:
+                retired.remove(same)
+            kept.append(same or provider)
+        self.settings, self.providers = settings, kept  # new senders, the new transport
+        self.start()
+        if not retired:
             return None
-        new.holding = self.holding
-        return new
+        leaving = copy.copy(self)
+        leaving.providers = retired
+        return leaving
 
     def start(self) -> None:
         for provider in self.providers:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 
 from syncd.core.conditions import Condition, transitions
 from syncd.core.vocabulary import NotificationEvent, RunResult
 from syncd.service.cycle import CycleOutcome
-from syncd.service.notifications import conditions_of, sign
+from syncd.service.metrics import Metrics
+from syncd.service.notifications import Notifications, conditions_of, sign
+from syncd.settings import Settings, load_settings
 
 DRIFT = Condition(NotificationEvent.DRIFT_DETECTED, ("alice",))
 HELD = Condition(NotificationEvent.GUARD_HELD)
@@ -48,3 +51,27 @@ def test_only_a_cycle_that_asked_the_api_says_whether_it_is_down():
     held, decided = conditions_of(answered)
     assert NotificationEvent.API_DOWN in decided
     assert NotificationEvent.API_DOWN not in held
+
+
+def test_a_reload_replaces_only_the_notifiers_that_changed():
+    # The review: changing one notifier replaced every one, and the 3 s drain of the
+    # old ones dropped what an unchanged but slow receiver still had queued.
+    def settings(second: str) -> Settings:
+        urls = ("https://a.example/hook", second)
+        return load_settings(notify=[{"type": "slack", "url": url} for url in urls])
+
+    async def reload() -> None:
+        notifications = Notifications(settings("https://b.example/hook"), Metrics(60), "me")
+        notifications.start()
+        unchanged, rotated = notifications.providers
+        new = settings("https://c.example/hook")
+        leaving = notifications.renew(new, Notifications.providers_of(new))
+        assert notifications.providers[0] is unchanged  # its queue and its task
+        assert notifications.providers[1].url == "https://c.example/hook"
+        assert leaving is not None
+        assert leaving.providers == [rotated]
+        again = notifications.renew(new, Notifications.providers_of(new))
+        assert again is None
+        await asyncio.gather(leaving.stop(), notifications.stop())
+
+    asyncio.run(reload())
