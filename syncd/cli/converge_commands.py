@@ -95,10 +95,10 @@ def plan(
             api=normal_api_url(settings.api_url),
             read_at=result.read_at,
         )
-        # Beside a JSON document on stdout, the news goes to stderr.
         from syncd.desired.gitsource import shown_desired
 
-        # With the desired state it was made from, which apply checks it against.
+        # Beside a JSON document on stdout, the news goes to stderr; with the desired
+        # state the plan was made from, which apply checks it against.
         click.echo(
             f"\nSaved the plan to {out_file}. To apply exactly these changes:\n"
             f"    syncd apply {shlex.quote(out_file)} -f "
