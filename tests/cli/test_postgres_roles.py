@@ -142,13 +142,7 @@ def test_a_daemon_role_of_the_documented_grants_runs_unwarned_and_cannot_rewrite
     # The owner creates the schema (any command that writes: the document says which).
     first = run_once(pg_world)
     assert first.returncode == 0, first.stderr
-    assert pg_world.database is not None
-    with psycopg.connect(
-        pg_world.database.url,
-        password=pg_world.database.password_file.read_text().strip(),
-        autocommit=True,
-    ) as owner:
-        owner.execute(granted_sql(daemon_role.name, pg_world.database.name))
+    grant_documented(pg_world, daemon_role)
     pg_world.desire({"version": 1, "users": {"johnsmith": {"full_name": "John Q. Smith"}}})
     done = run_once(
         pg_world,

@@ -190,6 +190,15 @@ def test_an_approval_given_while_a_cycle_ran_is_not_asked_about_again(
     assert held.with_status(HeldStatus.APPROVED) == []
 
 
+def opened_by_a_race(store: StateStore, held_id: str, revision: str, deletions: str) -> None:
+    """A held set written as a race could leave it, beside the sets `hold` made."""
+    store.history.execute(
+        "INSERT INTO held_changes (id, api, revision, held_at, deletions, status)"
+        " VALUES (?, ?, ?, '2026-12-07T19:21:53+00:00', ?, 'held')",
+        [held_id, API, revision, deletions],
+    )
+
+
 def test_a_rejection_after_an_approval_of_the_same_deletions_stops_them(store: StateStore):
     # Two sets of the same deletions, one approved and a later one open: what the
     # race left in a state (a syncd before the fix made the second). The operator's
@@ -198,10 +207,8 @@ def test_a_rejection_after_an_approval_of_the_same_deletions_stops_them(store: S
     first, _ = held.hold("rev1", TWO, 0)
     assert first is not None
     decide(store.history, first.id, HeldStatus.APPROVED, "ops@host")
-    store.history.execute(
-        "INSERT INTO held_changes (id, api, revision, held_at, deletions, status)"
-        " VALUES ('second1', ?, 'rev1', '2026-12-07T19:21:53+00:00', ?, 'held')",
-        [API, '[["alice", "a1@example.com"], ["alice", "a2@example.com"]]'],
+    opened_by_a_race(
+        store, "second1", "rev1", '[["alice", "a1@example.com"], ["alice", "a2@example.com"]]'
     )
     decide(store.history, "second1", HeldStatus.REJECTED, "ops@host")
     # Replaced by the later word: `syncd status` no longer says the next cycle applies it.
@@ -225,11 +232,7 @@ def test_an_approval_after_a_rejection_lifts_it_for_good(store: StateStore):
     first, _ = held.hold("rev1", TWO, 0)
     assert first is not None
     decide(store.history, first.id, HeldStatus.REJECTED, "ops@host")
-    store.history.execute(
-        "INSERT INTO held_changes (id, api, revision, held_at, deletions, status)"
-        " VALUES ('again1', ?, 'rev2', '2026-12-07T19:21:53+00:00', ?, 'held')",
-        [API, '[["alice", "a1@example.com"]]'],
-    )
+    opened_by_a_race(store, "again1", "rev2", '[["alice", "a1@example.com"]]')
     decide(store.history, "again1", HeldStatus.APPROVED, "ops@host")
     (rejected,) = held.with_status(HeldStatus.REJECTED)
     assert rejected.deletions == (("alice", "a2@example.com"),)
