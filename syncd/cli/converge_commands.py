@@ -191,14 +191,17 @@ def apply(
         make_plan: PlanStep
         if plan_file:
             saved = load_plan(plan_file)
-            # Refused here, before a run begins (or any request: its basis is one API's).
-            saved.check_api(normal_api_url(settings.api_url))
             if "desired" not in settings.model_fields_set and not Path(settings.desired).exists():
                 raise UsageError(
                     f"{plan_file} is checked against the desired state it was made from: "
                     "give it with -f (or SYNCD_DESIRED)"
                 )
-            make_plan = saved_planning(saved, desired_for(settings))
+            # Refused here, before a run begins or any request: its basis is one API's,
+            # and its changes one desired state's.
+            saved.check_api(normal_api_url(settings.api_url))
+            desired = desired_for(settings)
+            saved.check_source(desired)
+            make_plan = saved_planning(saved, desired)
         else:
             desired = desired_for(settings, scope)
             make_plan = planning(desired, refresh=refresh, on_progress=on_progress)

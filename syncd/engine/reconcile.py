@@ -439,13 +439,12 @@ def plan_from(
 
 
 def saved_planning(saved: SavedPlan, desired: DesiredState) -> PlanStep:
-    """The planning step for a saved plan, its API checked before the run begins
-    (SavedPlan.check_api): refuse it if made from another desired state than `desired`;
-    read its users again and refuse it if stale, or if its changes are not those that
-    `desired` plans for them now (an edited plan)."""
+    """The planning step for a saved plan, its API and desired state checked before the
+    run begins (SavedPlan.check_api, check_source): read its users again and refuse it
+    if stale, or if its changes are not those that `desired` plans for them now (an
+    edited plan)."""
 
     async def step(connection: Connection) -> PlanResult:
-        saved.check_source(desired)  # before any request: its changes are one desired state's
         options = FetchOptions(
             now=time.time(), ttl=0, refresh=True, concurrency=connection.settings.concurrency
         )
