@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -71,8 +71,7 @@ def suspend(
     if lasting is not None:
         end = time.time() + parse_duration(lasting)
     elif until is not None:
-        with suppress(ValueError):  # not ISO: as invalid as a datetime without a zone
-            end = suspension_end(until)
+        end = suspension_end(until)
         if end is None:
             raise click.UsageError(
                 f"invalid --until {until!r}: a date (2027-01-31) or an ISO datetime with a zone"

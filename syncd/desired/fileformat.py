@@ -125,11 +125,8 @@ _UNMANAGED = 'Absent: not managed. "" or null: must be empty.'
 
 
 def _until_problem(text: str) -> str | None:
-    try:
-        if suspension_end(text) is not None:
-            return None
-    except ValueError:
-        pass
+    if suspension_end(text) is not None:
+        return None
     return (
         f"invalid end {text!r}: expected a date (2027-01-31) or an ISO datetime with a zone "
         "(2027-01-31T18:00:00+01:00)"
@@ -145,14 +142,18 @@ def _check_reason(text: str) -> str:
 
 
 def suspension_end(text: str) -> float | None:
-    """When a suspension written `until: text` ends, Unix time; None if it has no zone.
+    """When a suspension written `until: text` ends, Unix time; None if it is no date
+    nor an ISO datetime with a zone.
 
     A date ends at the start of that day, UTC: `until: 2027-01-31` means
     syncd manages the user again on the 31st.
     """
-    if len(text) == len("2027-01-31"):
-        return datetime.combine(date.fromisoformat(text), time(), UTC).timestamp()
-    moment = datetime.fromisoformat(text)
+    try:
+        if len(text) == len("2027-01-31"):
+            return datetime.combine(date.fromisoformat(text), time(), UTC).timestamp()
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
     return None if moment.tzinfo is None else moment.timestamp()
 
 
