@@ -167,7 +167,7 @@ def head(state_dir: str | None, output: str) -> None:
 )
 def verify(state_dir: str | None, kept: str | None, exported: Path | None) -> None:
     """Check the audit trail's hash chain; name the first event that does not match."""
-    from syncd.state.chain import Head, cuts, verify
+    from syncd.state.chain import Head, verify
 
     kept_head = None
     if kept is not None:
@@ -183,9 +183,9 @@ def verify(state_dir: str | None, kept: str | None, exported: Path | None) -> No
         return
     with _store(state_dir, "audit verify") as store:
         verified = verify(store.history, kept_head)
-        pruned = max((cut.seq for cut in cuts(store.history)), default=None)
-    if verified.head is None and pruned is not None:
-        click.echo(f"no event since the prune that cut after event {pruned}: nothing to check")
+    if verified.head is None and verified.cuts:
+        last = verified.cuts[-1].head.seq
+        click.echo(f"no event since the prune that cut after event {last}: nothing to check")
     elif verified.head is None:
         click.echo(
             f"no hashed event yet ({counted(verified.unhashed, 'event')} from before the chain)"
@@ -198,8 +198,37 @@ def verify(state_dir: str | None, kept: str | None, exported: Path | None) -> No
                 f"{verified.unhashed} older events have no hash: the chain starts at event "
                 f"{verified.first}"
             )
-    if kept_head is not None:
+    # A cut is not in the chain: the operator is shown each, to own or to question.
+    for recorded in verified.cuts:
+        made = (
+            f"`audit prune` run {recorded.run_id}"
+            if recorded.by_prune
+            else f"run {recorded.run_id}, which is no `audit prune` that ended ok"
+        )
+        click.echo(
+            f"cut at {recorded.head} on {recorded.cut_at}: {counted(recorded.events, 'event')} removed by "
+            f"{made}, {_exported(recorded.export)}"
+        )
+    if kept_head is None:
+        return
+    pruned = verified.kept_pruned
+    if pruned is None:
         click.echo(f"the kept head, event {kept_head.seq}, is in the chain")
+    elif pruned.head == kept_head:
+        click.echo(
+            f"the kept head, event {kept_head.seq}, was pruned on {pruned.cut_at} "
+            f"{_exported(pruned.export)}: it is the cut, and the kept chain follows it"
+        )
+    else:
+        check = f"syncd audit verify --file {pruned.export or 'EXPORT'} --head {kept_head}"
+        click.echo(
+            f"the kept head, event {kept_head.seq}, was pruned on {pruned.cut_at} "
+            f"{_exported(pruned.export)}: `{check}` checks it there"
+        )
+
+
+def _exported(export: str | None) -> str:
+    return f"into {export}" if export else "with no export (--force)"
 
 
 @audit.command("export")

@@ -22,6 +22,13 @@ starts at the first hashed event, whose `prev_hash` is NULL; after a prune
 (syncd.state.retention), at the cut it recorded. A state from before that
 migration, opened read-only (`audit verify`, `audit head`), is read as it is:
 all its events are from before the chain.
+
+A cut is a row outside the chain: whoever may write the tables may record one
+and delete the events before it, as the owner's `audit prune --force` does, and
+the kept chain still holds. The chain cannot tell that from a prune, so
+`verify` names every cut it relies on and the run that made it; what proves a
+removed prefix is its export, which must hold the cut's event as it is (`syncd
+audit verify --file EXPORT --head SEQ:SHA256`).
 """
 
 from __future__ import annotations
@@ -29,9 +36,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from syncd.core.vocabulary import RunResult
 from syncd.errors import StateError
 from syncd.state.backend import Database
 from syncd.state.schema import has_column
@@ -147,6 +155,23 @@ def events(db: Database) -> Iterator[dict[str, Any]]:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordedCut:
+    """A prune's cut as audit_cuts records it (syncd.state.retention): the kept chain may
+    start after it. A row anyone who may write the table could have added: what vouches
+    for it is the run that made it, and the export, which must hold `head` as it is."""
+
+    #: The last event removed: its number and hash.
+    head: Head
+    cut_at: str
+    events: int
+    run_id: str
+    #: The export the prune checked (None: forced), as it was named then.
+    export: str | None
+    #: Whether its run is an `audit prune` that ended ok: a cut recorded by hand has none.
+    by_prune: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Verified:
     """A chain that holds: what was checked."""
 
@@ -158,6 +183,10 @@ class Verified:
     head: Head | None
     #: The hash the first checked event follows: None, the start of the chain.
     follows: str | None
+    #: The cuts the chain may start at, oldest first.
+    cuts: tuple[RecordedCut, ...] = ()
+    #: The cut that removed the kept head (`verify(…, kept_head)`), if one did.
+    kept_pruned: RecordedCut | None = None
 
 
 def verify_events(
@@ -202,43 +231,53 @@ def verify_events(
 def verify(db: Database, kept_head: Head | None = None) -> Verified:
     """Check the chain of `db` from its first kept event to its recorded head.
 
-    `kept_head`, a head written out before, must still be in the chain.
+    `kept_head`, a head written out before, must still be in the chain, or be at or
+    before a recorded cut: at it, the cut's own hash; before it, in its export.
     """
     pruned = cuts(db)
-    starts = frozenset({None, *(cut.hash for cut in pruned)})
-    verified = verify_events(events(db), starts=starts)
+    starts = frozenset({None, *(cut.head.hash for cut in pruned)})
+    verified = replace(verify_events(events(db), starts=starts), cuts=tuple(pruned))
     recorded = read_head(db)
     # With no event left, the chain ends where the last prune cut it.
-    ends = verified.head or (max(pruned, key=lambda cut: cut.seq) if pruned else None)
+    ends = verified.head or (pruned[-1].head if pruned else None)
     if recorded.hash is not None and ends != recorded:
         last = ends.seq if ends else "none"
         raise StateError(
             f"the audit trail ends at event {last}, but its head is event {recorded.seq}: "
             "events at its end were removed"
         )
-    if kept_head is not None:
-        row = (
-            db.execute("SELECT hash FROM audit WHERE seq = ?", [kept_head.seq]).fetchone()
-            if verified.checked
-            else None  # no hashed event: none is the kept head (nor, unchained, its column)
-        )
-        if row is None and kept_head.seq < (verified.first or 0):
-            if kept_head.hash not in starts:
-                raise StateError(
-                    f"the kept head, event {kept_head.seq}, was pruned: verify it against "
-                    "the export that holds it (`syncd audit verify --file`)"
-                )
-        elif row is None or row[0] != kept_head.hash:
-            raise StateError(
-                f"the kept head, event {kept_head.seq}, is not in the audit trail as it was: "
-                "the history up to it was rewritten"
-            )
-    return verified
+    if kept_head is None:
+        return verified
+    row = (
+        db.execute("SELECT hash FROM audit WHERE seq = ?", [kept_head.seq]).fetchone()
+        if verified.checked
+        else None  # no hashed event: none is the kept head (nor, unchained, its column)
+    )
+    if row is not None and row[0] == kept_head.hash:
+        return verified
+    # Not kept: the first cut at or after it removed it (its hash, at the cut itself).
+    cut = next((cut for cut in pruned if cut.head.seq >= kept_head.seq), None)
+    if row is None and cut and (cut.head.seq > kept_head.seq or cut.head == kept_head):
+        return replace(verified, kept_pruned=cut)
+    raise StateError(
+        f"the kept head, event {kept_head.seq}, is not in the audit trail as it was: "
+        "the history up to it was rewritten"
+    )
 
 
-def cuts(db: Database) -> list[Head]:
-    """The last events that prunes removed (syncd.state.retention)."""
+def cuts(db: Database) -> list[RecordedCut]:
+    """The cuts prunes recorded in the chain (syncd.state.retention), oldest first, each
+    with whether an `audit prune` run that ended ok made it."""
     if not db.has_table("audit_cuts"):
         return []
-    rows = db.execute("SELECT seq, hash FROM audit_cuts WHERE hash IS NOT NULL")
-    return [Head(int(seq), digest) for seq, digest in rows]
+    rows = db.execute(
+        "SELECT c.seq, c.hash, c.cut_at, c.events, c.run_id, c.export,"
+        " r.command = 'audit prune' AND r.result = ?"
+        " FROM audit_cuts AS c LEFT JOIN runs AS r ON r.id = c.run_id"
+        " WHERE c.hash IS NOT NULL ORDER BY c.seq",
+        [RunResult.OK],
+    )
+    return [
+        RecordedCut(Head(int(seq), digest), cut_at, int(count), run_id, export, bool(by_prune))
+        for seq, digest, cut_at, count, run_id, export, by_prune in rows
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import stat
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -18,16 +19,16 @@ from click.testing import CliRunner
 from syncd.cli.main import cli
 from syncd.core.not_kept import NotKept
 from syncd.core.plan import AddEmail
-from syncd.core.vocabulary import RunResult, WriteResult
+from syncd.core.vocabulary import ActionName, RunResult, WriteResult
 from syncd.errors import StateError
 from syncd.settings import Settings
 from syncd.state import backend
 from syncd.state.audit import AuditTrail
-from syncd.state.audit_queries import open_intents
+from syncd.state.audit_queries import last_successful_run, open_intents, recent_runs
 from syncd.state.backend import Database, StateStore
 from syncd.state.chain import Head, read_head, verify
 from syncd.state.not_kept import NotKeptRecords
-from syncd.state.retention import export, find_cut, prune, verify_export
+from syncd.state.retention import export, find_cut, iso, prune, verify_export
 from tests.state.conftest import API, tamper
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -125,6 +126,7 @@ def test_events_and_runs_read_in_batches_come_whole_and_in_order(
     db = store.history
     for n in range(5):
         run_on(db, n, writes=2)
+    run_on(db, 10, writes=0)  # after the date: the last run, which a prune would keep
     out = tmp_path / "all.jsonl"
     cut = export(db, day(9), out)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
@@ -278,3 +280,112 @@ def test_an_export_is_checked_against_a_kept_head(
     outside = runner.invoke(cli, [*args, "--head", str(later)])
     assert outside.exit_code == 1
     assert f"the kept head, event {later.seq}, is not in this export" in outside.output
+
+
+def test_a_kept_head_the_prune_removed_is_said_pruned_not_rewritten(
+    store: StateStore, state_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The trial (docs D3): a head kept the day of a routine prune, which the prune then
+    # cut at, read "the history up to it was rewritten" (exit 1) ever after.
+    for n in range(2):
+        run_on(store.history, n)
+    earlier = read_head(store.history)
+    run_on(store.history, 2)
+    kept = read_head(store.history)
+    out = tmp_path / "old.jsonl"
+    export(store.history, day(9), out)
+    cut = prune(store.history, day(9), export_file=out)
+    assert cut.last == kept.seq
+    if state_settings.on_postgresql:
+        monkeypatch.setenv("SYNCD_STATE_URL", state_settings.state_url or "")
+        monkeypatch.setenv("SYNCD_STATE_PASSWORD_FILE", str(state_settings.state_password_file))
+    runner = CliRunner()
+    state = ["audit", "--state-dir", str(state_settings.state_dir), "verify"]
+    at_cut = runner.invoke(cli, [*state, "--head", str(kept)])
+    assert at_cut.exit_code == 0, at_cut.output
+    assert re.search(
+        rf"^the kept head, event {kept.seq}, was pruned on \S+ into {out}: it is the cut,",
+        at_cut.stdout,
+        re.M,
+    )
+    # Every cut the chain relies on is named, with the run that made it.
+    assert re.search(
+        rf"^cut at {kept}\ on \S+: {kept.seq} events removed by `audit prune` run \w{{12}},"
+        rf" into {out}$",
+        at_cut.stdout,
+        re.M,
+    )
+    before = runner.invoke(cli, [*state, "--head", str(earlier)])
+    assert before.exit_code == 0, before.output
+    check = f"syncd audit verify --file {out} --head {earlier}"
+    assert f"was pruned on {cut_at(before.stdout)} into {out}: `{check}` checks it there" in (
+        before.stdout
+    )
+    there = runner.invoke(cli, ["audit", "verify", "--file", str(out), "--head", str(earlier)])
+    assert there.exit_code == 0, there.output
+    for forged in (Head(kept.seq, "0" * 64), Head(kept.seq + 5, "0" * 64)):
+        rewritten = runner.invoke(cli, [*state, "--head", str(forged)])
+        assert rewritten.exit_code == 1
+        assert f"the kept head, event {forged.seq}, is not in the audit trail as it was" in (
+            rewritten.output
+        )
+
+
+def cut_at(verified: str) -> str:
+    (moment,) = re.findall(r"^cut at \S+ on (\S+):", verified, re.M)
+    return moment
+
+
+def test_a_cut_recorded_by_hand_is_shown_as_no_prune_of_syncds(
+    store: StateStore, state_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The trial (hist D9): a row added to audit_cuts, then the events before it deleted,
+    # and verify (even --head) was green without a word. The chain cannot tell it from
+    # a prune (the owner may `audit prune --force`): verify shows it for what it is.
+    for n in range(3):
+        run_on(store.history, n)
+    kept = read_head(store.history)
+    (hash_of_4,) = store.history.execute("SELECT hash FROM audit WHERE seq = 4").fetchone()
+    tamper(
+        store,
+        "INSERT INTO audit_cuts (run_id, seq, hash, cut_at, before, events, runs)"
+        f" VALUES ('fake00000000', 4, '{hash_of_4}', '2026-12-08T01:00:00+00:00',"
+        " '2026-12-08T00:57:00+00:00', 4, 0)",
+        "DELETE FROM audit WHERE seq <= 4",
+    )
+    if state_settings.on_postgresql:
+        monkeypatch.setenv("SYNCD_STATE_URL", state_settings.state_url or "")
+        monkeypatch.setenv("SYNCD_STATE_PASSWORD_FILE", str(state_settings.state_password_file))
+    verified = CliRunner().invoke(
+        cli, ["audit", "--state-dir", str(state_settings.state_dir), "verify", "--head", str(kept)]
+    )
+    assert verified.exit_code == 0, verified.output
+    assert verified.stdout.splitlines()[1:] == [
+        f"cut at 4:{hash_of_4} on 2026-12-08T01:00:00+00:00: 4 events removed by run"
+        " fake00000000, which is no `audit prune` that ended ok, with no export (--force)",
+        f"the kept head, event {kept.seq}, is in the chain",
+    ]
+
+
+def test_a_prune_keeps_the_runs_that_status_reads(store: StateStore) -> None:
+    # The trial (hist D8): after a prune, status said "last success -" and "0 planned"
+    # for a held set: the runs it read those from had been pruned.
+    db = store.history
+    run_on(db, 0)  # the last success
+    failed = AuditTrail(db, {}, clock=lambda: day(1))
+    failed.begin_run("run")
+    failed.end_run(RunResult.HELD, {"users": 1, ActionName.DELETE_EMAIL: 9})
+    for n in (2, 3):  # an operator's commands, no converge
+        AuditTrail(db, {}, clock=lambda n=n: day(n)).begin_run("suspend")
+        db.execute(
+            "UPDATE runs SET ended_at = ?, result = 'ok' WHERE ended_at IS NULL", [iso(day(n))]
+        )
+    prune(db, day(9), export_file=None)
+    # A later prune keeps the earlier one's run: its cut names it.
+    prune(db, datetime.now(UTC) + timedelta(days=1), export_file=None)
+    assert last_successful_run(db) == (iso(day(0)), None)
+    assert [run["counts"] for run in recent_runs(db, 10) if run["command"] == "run"] == [
+        {"users": 1, ActionName.DELETE_EMAIL: 9}
+    ]
+    commands = sorted(command for (command,) in db.execute("SELECT command FROM runs"))
+    assert commands == ["apply", "audit prune", "run"]
