@@ -206,8 +206,8 @@ def verify(state_dir: str | None, kept: str | None, exported: Path | None) -> No
             else f"run {recorded.run_id}, which is no `audit prune` that ended ok"
         )
         click.echo(
-            f"cut at {recorded.head} on {recorded.cut_at}: {counted(recorded.events, 'event')} removed by "
-            f"{made}, {_exported(recorded.export)}"
+            f"cut at {recorded.head} on {recorded.cut_at}: "
+            f"{counted(recorded.events, 'event')} removed by {made}, {_exported(recorded.export)}"
         )
     if kept_head is None:
         return
