@@ -3,8 +3,9 @@
 What goes is a prefix of the chain (syncd.state.chain): the events in order
 of number up to the first one at or after the date, or the first intent still
 open, whichever comes first; and the runs that ended before the date and have
-no event left. An export is JSON Lines (gzip when its name ends in `.gz`),
-written as the events are read, in batches:
+no event left, but for those `syncd status` reads (RUNS_BEFORE). An export is
+JSON Lines (gzip when its name ends in `.gz`), written as the events are read,
+in batches:
 
     {"kind": "export", "before": DATE}
     {"kind": "event", <its columns, hash and prev_hash included>}   one per event
@@ -15,10 +16,11 @@ so an export verifies on its own: its events' chain holds, and the end line
 says how many there are and the hash they end with. A prune deletes only what
 an export holds, checked by the count and the chain's last hash (or, with
 force, what an export would hold), and records the cut (audit_cuts: the last
-event removed and its hash, where the kept chain starts) and a run of its own.
-The append-only trigger lets a DELETE through only for events at or before the
-last cut recorded: whoever records a cut by hand is found by `audit verify`
-against a kept head, as any other change.
+event removed and its hash, where the kept chain starts) and a run of its own,
+in one transaction. The append-only trigger lets a DELETE through only for
+events at or before the last cut recorded. A cut recorded by hand is a prune
+the chain cannot tell apart (syncd.state.chain): `audit verify` names each cut
+and its run, and the export is the proof of what a cut removed.
 """
 
 from __future__ import annotations
@@ -40,10 +42,23 @@ from syncd.state.backend import Database
 from syncd.state.chain import Head, cuts, events, verify_events
 from syncd.wholefiles import replacing
 
+#: The last converge; the last that ended ok; the last with no changes.
+_LAST_RUNS = tuple(
+    f"SELECT id FROM runs WHERE command IN ('apply', 'run'){where} ORDER BY {order} DESC LIMIT 1"
+    for where, order in (
+        ("", "started_at"),
+        (f" AND result = '{RunResult.OK}'", "ended_at"),
+        (f" AND result = '{RunResult.NO_CHANGES}'", "ended_at"),
+    )
+)
 #: The runs that go with the events up to `?` (the cut) and ended before `?` (the date).
+#: Kept whatever their age: each `audit prune` (a cut names its run: syncd.state.chain),
+#: and the runs whose facts `syncd status` and the daemon read: the last converge (the
+#: changes pending, the guard) and the last success.
 RUNS_BEFORE = (
-    "FROM runs WHERE ended_at < ? AND NOT EXISTS"
-    " (SELECT 1 FROM audit AS a WHERE a.run_id = runs.id AND a.seq > ?)"
+    "FROM runs WHERE ended_at < ? AND command <> 'audit prune'"
+    + "".join(f" AND id NOT IN ({last})" for last in _LAST_RUNS)
+    + " AND NOT EXISTS (SELECT 1 FROM audit AS a WHERE a.run_id = runs.id AND a.seq > ?)"
 )
 
 
@@ -92,7 +107,7 @@ def find_cut(db: Database, moment: datetime) -> Cut:
             last = event
             yield event
 
-    verify_events(counted(), starts=frozenset({None, *(cut.hash for cut in cuts(db))}))
+    verify_events(counted(), starts=frozenset({None, *(cut.head.hash for cut in cuts(db))}))
     end = 0 if last is None else last["seq"]
     (runs,) = db.execute(f"SELECT COUNT(*) {RUNS_BEFORE}", [before, end]).fetchone()
     return Cut(before, count, int(runs), end, None if last is None else last["hash"])
@@ -212,23 +227,35 @@ def prune(db: Database, moment: datetime, *, export_file: Path | None) -> Cut:
     if not cut.events and not cut.runs:
         return cut
     audit = AuditTrail(db, {})
-    audit.begin_run("audit prune")
-    with db.atomic():
-        db.execute(
-            "INSERT INTO audit_cuts (seq, hash, cut_at, run_id, before, events, runs, export)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                cut.last,
-                cut.hash,
-                iso(datetime.now(UTC)),
-                audit.run_id,
-                cut.before,
-                cut.events,
-                cut.runs,
-                None if export_file is None else str(export_file),
-            ],
-        )
-        db.execute("DELETE FROM audit WHERE seq <= ?", [cut.last])
-        db.execute(f"DELETE {RUNS_BEFORE}", [cut.before, cut.last])
-    audit.end_run(RunResult.OK, {"pruned_events": cut.events, "pruned_runs": cut.runs})
+    try:
+        # The prune's run too, all or nothing, and begun last: a refused prune leaves no
+        # run open, nor a log of one.
+        with db.atomic():
+            db.execute(
+                "INSERT INTO audit_cuts (seq, hash, cut_at, run_id, before, events, runs, export)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    cut.last,
+                    cut.hash,
+                    iso(datetime.now(UTC)),
+                    audit.run_id,
+                    cut.before,
+                    cut.events,
+                    cut.runs,
+                    None if export_file is None else str(export_file),
+                ],
+            )
+            db.execute("DELETE FROM audit WHERE seq <= ?", [cut.last])
+            db.execute(f"DELETE {RUNS_BEFORE}", [cut.before, cut.last])
+            audit.begin_run("audit prune")
+            audit.end_run(RunResult.OK, {"pruned_events": cut.events, "pruned_runs": cut.runs})
+    except StateError as error:
+        # PostgreSQL's insufficient_privilege: the daemon's role, which may not delete.
+        if getattr(error.__context__, "sqlstate", None) == "42501":
+            raise StateError(
+                f"state {db.name}: this role may not prune the audit trail: run `syncd audit"
+                " prune` as the role that owns the tables (docs/postgresql-roles.md); nothing"
+                f" was pruned: {' '.join(str(error.__context__).split())}"
+            ) from None
+        raise
     return cut

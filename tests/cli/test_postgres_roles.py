@@ -205,3 +205,36 @@ def test_a_role_that_may_not_migrate_is_told_the_schema_is_behind_and_what_to_do
     assert refused.stderr.count("\n") == 1
     assert run_syncd(pg_world, "plan").returncode == 0  # as the message says: the owner
     assert run_syncd(pg_world, "plan", **as_daemon_role).returncode == 0
+
+
+def test_a_prune_by_the_daemons_role_is_refused_in_words_and_leaves_no_run(
+    pg_world: World, daemon_role: DaemonRole
+):
+    # The trial (hist D6): the server's bare "permission denied for table audit_cuts",
+    # and an `audit prune` run left open, which status showed as interrupted forever.
+    assert run_once(pg_world).returncode == 0  # the owner makes the schema
+    grant_documented(pg_world, daemon_role)
+    pg_world.desire({"version": 1, "users": {"johnsmith": {"full_name": "John Q. Smith"}}})
+    assert run_once(pg_world).returncode == 0  # events to prune
+    refused = run_syncd(
+        pg_world,
+        "audit",
+        "prune",
+        "--before",
+        "2999-01-01",  # every event goes
+        "--force",
+        SYNCD_STATE_URL=daemon_role.url,
+        SYNCD_STATE_PASSWORD_FILE=str(daemon_role.password_file),
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(
+        f"syncd: state {daemon_role.url}: this role may not prune the audit trail: run `syncd"
+        " audit prune` as the role that owns the tables (docs/postgresql-roles.md); nothing"
+        " was pruned: permission denied for table audit_cuts"
+    )
+    assert refused.stderr.count("\n") == 1
+    assert pg_world.query("SELECT id FROM runs WHERE command = 'audit prune'") == []
+    pruned = run_syncd(
+        pg_world, "audit", "prune", "--before", "2999-01-01", "--force"
+    )  # the owner
+    assert pruned.returncode == 0, pruned.stderr
