@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from syncd.core.api_url import normal_api_url
+from syncd.core.desired import DesiredState
 from syncd.core.plan import Action, DeleteEmail, Plan
 from syncd.core.problem import Problem
 from syncd.core.vocabulary import (
@@ -48,6 +49,7 @@ from syncd.service.schedule import BACKING_OFF, deadline_for, drift_share
 from syncd.settings import Settings
 from syncd.state.audit import AuditTrail
 from syncd.state.backend import StateStore
+from syncd.state.daemon_state import read_daemon_state, save_daemon_state
 from syncd.state.held_changes import HeldChanges
 from syncd.state.pending import save_pending
 from syncd.state.suspensions import SuspensionTable
@@ -342,7 +344,7 @@ class Cycle:
         message = "; ".join(part for part in (*held_notes, failing_summary(failing)) if part)
         drift = len(drift_users)
         withheld = report.withheld if report else []
-        self._report_suspensions(plan, withheld)
+        ended = self._report_suspensions(converged.result, desired, withheld)
         return CycleOutcome(
             converged.outcome,
             desired.revision,
@@ -359,7 +361,7 @@ class Cycle:
             suspended=len(plan.suspended),
             withheld=withheld,
             pending=[action.to_json() for action in pending],
-            suspension_ended=[user for user, _ in plan.suspension_ended],
+            suspension_ended=ended,
             # From the table: a set held earlier waits too while this cycle
             # could not plan its deletions (its users not read), or observed.
             held=[
@@ -369,8 +371,18 @@ class Cycle:
             ],
         )
 
-    def _report_suspensions(self, plan: Plan, withheld: list[str]) -> None:
-        """Say which users were left alone, and forget `syncd suspend`s that ended."""
+    def _report_suspensions(
+        self, result: PlanResult, desired: DesiredState, withheld: list[str]
+    ) -> list[str]:
+        """Say which users were left alone, and whose suspension ended: the users to tell.
+
+        A `syncd suspend` that ended is forgotten, so it ends once. A `suspend:` stays
+        in the desired state until someone removes it: the daemon keeps those that
+        hold (`desired_suspensions`, which `syncd status` and the pages show), and
+        tells the end of one that held at the last cycle that recorded them (of any
+        when none did), so once, across restarts too.
+        """
+        plan = result.plan
         for user, suspension in plan.suspended:
             log.info(
                 "user_suspended",
@@ -383,7 +395,16 @@ class Cycle:
             log.info(
                 "user_suspended", user=user, reason="suspended during the cycle", nothing_sent=True
             )
-        for user, suspension in plan.suspension_ended:
+        recorded = read_daemon_state(self.db).get("desired_suspensions")
+        held_before = None if recorded is None else {entry["user"] for entry in recorded}
+        ended = [
+            (user, suspension)
+            for user, suspension in plan.suspension_ended
+            if suspension.source == SuspensionSource.CLI
+            or held_before is None
+            or user in held_before
+        ]
+        for user, suspension in ended:
             log.info(
                 "suspension_ended",
                 user=user,
@@ -393,6 +414,16 @@ class Cycle:
             )
         if any(s.source == SuspensionSource.CLI for _, s in plan.suspension_ended):
             SuspensionTable(self.db).drop_ended(time.time())
+        # A cycle limited to some users (`run --once --user`) keeps what is known of the others.
+        names = set(desired.usernames()) if self.source.scope else None
+        others = [e for e in recorded or [] if names is not None and e["user"] not in names]
+        holding = [
+            user.suspend.to_json(user.username)
+            for user in desired.users
+            if user.suspend is not None and user.suspend.holds(result.read_at)
+        ]
+        save_daemon_state(self.db, {"desired_suspensions": others + holding})
+        return [user for user, _ in ended]
 
     def _record_run(self, outcome: CycleOutcome) -> None:
         audit = AuditTrail(self.db, {"files": [], "revision": outcome.revision})
