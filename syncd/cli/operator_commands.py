@@ -19,6 +19,7 @@ import click
 from syncd.cli.options import parse_duration, settings_from_flags, state_options, with_options
 from syncd.core.suspension import EVERYONE, Suspension
 from syncd.core.vocabulary import HeldStatus, OperatorEvent, RunResult, SuspensionSource
+from syncd.errors import UsageError
 from syncd.visible import counted
 
 if TYPE_CHECKING:
@@ -97,8 +98,20 @@ def resume(users: tuple[str, ...], everyone: bool, **flags: Any) -> None:
     """End suspensions made by `syncd suspend` (not a `suspend:` in the desired state)."""
     chosen = _chosen(users, everyone)
     with _history(flags, "resume") as (db, _):
+        from syncd.service.status import desired_suspensions
+        from syncd.state.daemon_state import read_daemon_state
         from syncd.state.suspensions import SuspensionTable
 
+        # As the daemon's last cycle found them: status shows them so.
+        in_desired = desired_suspensions(read_daemon_state(db))
+        if written := [in_desired[user] for user in chosen if user in in_desired]:
+            raise UsageError(
+                "; ".join(
+                    f"{s['user']} is suspended by the suspend: at {s['by']}" for s in written
+                )
+                + ": remove it from the desired state (syncd resume ends only a syncd suspend);"
+                " nothing resumed"
+            )
         table = SuspensionTable(db)
         held_before = table.all()
         gone = table.resume(None if everyone else chosen)
@@ -119,6 +132,8 @@ def resume(users: tuple[str, ...], everyone: bool, **flags: Any) -> None:
         )
     else:
         click.echo(f"Resumed {_named(gone)}: managed again from the next cycle.")
+    if everyone and in_desired:
+        click.echo(f"Still suspended by a suspend: in the desired state: {', '.join(in_desired)}.")
 
 
 def _named(users: list[str]) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from syncd.cli.options import output_option, settings_from_flags, state_options
+from syncd.core.vocabulary import SuspensionSource
 from syncd.visible import counted, visible, visible_json
 
 #: Users in error listed by the text view; the JSON view lists all.
@@ -90,7 +91,7 @@ def render_status(report: Mapping[str, Any], *, users_in_detail: bool = False) -
         word = "ready" if readiness["ready"] else "NOT READY"
         lines.append(f"readiness    {word}: {visible(readiness['reason'])}")
     lines.append(f"guard        {_guard(report['guard'])}")
-    lines += _held_lines(report["held_changes"])
+    lines += _held_lines(report["held_changes"], observing=daemon["running"] and daemon["observe"])
     lines.append(f"pending      {_pending(report['pending'])}")
     lines += _last_cycle_lines(report["last_cycle"])
     in_error = report["users_in_error"]
@@ -133,16 +134,18 @@ def _last_cycle_lines(cycle: Mapping[str, Any] | None) -> list[str]:
     return [f"last cycle   {cycle['result']} at {_when(cycle['at'])}: {visible(cycle['message'])}"]
 
 
-def _held_lines(held_changes: list[dict[str, Any]]) -> list[str]:
+def _held_lines(held_changes: list[dict[str, Any]], *, observing: bool) -> list[str]:
     """The deletions the daemon's guard held, with the commands that decide."""
     lines: list[str] = []
+    # An observing daemon spends no approval: the first cycle after it stops does.
+    when = "the first cycle after the daemon stops observing" if observing else "the next cycle"
     for held in held_changes:
         counts = ", ".join(f"{user} ({n})" for user, n in held["per_user"].items())
         what = f"set {held['id']}: {counted(held['deletions'], 'deletion')} ({counts})"
         if held["status"] == "approved":
             lines.append(
                 f"held         {what} approved by {visible(held['decided_by'] or '-')}: "
-                "the next cycle applies them"
+                f"{when} applies them"
             )
         else:
             revision = (held["revision"] or "-")[:12]
@@ -157,11 +160,14 @@ def _suspension_lines(suspensions: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     for held in suspensions:
         who = "every user" if held["user"] == "*" else held["user"]
-        lines.append(
-            f"suspended    {who}: {visible(held['reason'])} (until "
-            f"{_when(held['until']) if held['until'] else 'resumed'}, by {visible(held['by'])});"
-            f" syncd resume {'--all' if held['user'] == '*' else '--user ' + held['user']}"
-        )
+        if held["source"] == SuspensionSource.YAML:  # in git: `syncd resume` cannot end it
+            by, end = f"suspend: at {visible(held['by'])}", "remove it there to resume"
+            until = _when(held["until"]) if held["until"] else "removed"
+        else:
+            by = f"by {visible(held['by'])}"
+            end = f"syncd resume {'--all' if held['user'] == '*' else '--user ' + held['user']}"
+            until = _when(held["until"]) if held["until"] else "resumed"
+        lines.append(f"suspended    {who}: {visible(held['reason'])} (until {until}, {by}); {end}")
     return lines
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from syncd.core.vocabulary import SuspensionSource
 from syncd.visible import quoted, visible
 
 
@@ -53,10 +54,11 @@ def render_users(users: list[Mapping[str, Any]]) -> list[str]:
             )
         suspension = entry["suspension"]
         if suspension is not None:
-            lines.append(
-                f"  suspended    {visible(suspension['reason'])} (until "
-                f"{suspension['until'] or 'resumed'}, by {visible(suspension['by'] or '-')})"
-            )
+            until, by = suspension["until"] or "resumed", f"by {visible(suspension['by'] or '-')}"
+            if suspension["source"] == SuspensionSource.YAML:
+                until = suspension["until"] or "removed"
+                by = f"suspend: at {visible(suspension['by'])} in the desired state"
+            lines.append(f"  suspended    {visible(suspension['reason'])} (until {until}, {by})")
         for held in entry["held_deletions"]:
             lines.append(
                 f"  held         delete {visible(held['email'])} ({held['status']}, set "
@@ -68,7 +70,10 @@ def render_users(users: list[Mapping[str, Any]]) -> list[str]:
 def _known(entry: Mapping[str, Any]) -> bool:
     """Whether the state holds anything of the user's own: a suspension may be everyone's."""
     facts = ("pending", "last_write", "error", "held_deletions")
-    return any(entry["last_read"].values()) or any(entry[fact] for fact in facts)
+    own = (
+        entry["suspension"] is not None and entry["suspension"]["source"] == SuspensionSource.YAML
+    )
+    return own or any(entry["last_read"].values()) or any(entry[fact] for fact in facts)
 
 
 def _change(change: Mapping[str, Any]) -> str:

@@ -8,8 +8,8 @@ AUDIT_SHOWN events), so that a page costs the same for 10 users as for 100,000.
 
 The operator's sections (held deletions with the command that approves them,
 each user's changes pending after the daemon's last cycle) come from the
-state modules that keep them, one function each; the `syncd suspend`s are
-those of `syncd status`.
+state modules that keep them, one function each; the suspensions are those
+of `syncd status`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,12 @@ from syncd.core.live import LiveAccount
 from syncd.core.problem import Problem
 from syncd.core.vocabulary import ActionName, HeldStatus
 from syncd.errors import StateError
-from syncd.service.status import api_shown, gather_status, suspension_shown
+from syncd.service.status import (
+    api_shown,
+    desired_suspensions,
+    gather_status,
+    suspension_shown,
+)
 from syncd.settings import Settings
 from syncd.state.audit_queries import EventFilter, query_events
 from syncd.state.backend import Database, StateStore
@@ -114,7 +119,7 @@ class UserPage:
     pending: tuple[PendingChange, ...]
     events: tuple[Mapping[str, Any], ...]
     error: Problem | None
-    #: The user's suspension by `syncd suspend`, as `syncd status` shows it.
+    #: The user's suspension (`syncd suspend`, or `suspend:`), as `syncd status` shows it.
     suspension: Mapping[str, Any] | None
 
 
@@ -148,7 +153,8 @@ def user_page(
 ) -> UserPage:
     """The user's page, with what is kept of it for the API the daemon runs against."""
     db = store.history
-    api = api_shown(read_daemon_state(db), settings)
+    daemon = read_daemon_state(db)
+    api = api_shown(daemon, settings)
     users = () if desired is None else desired.users
     wanted = next((user for user in users if user.username == username), None)
     cached = _cached(store, username, api)
@@ -164,7 +170,7 @@ def user_page(
         pending_changes(db, user=username),
         tuple(reversed(events)),  # newest first
         error,
-        suspension_shown(SuspensionTable(db).all(), username),
+        suspension_shown(SuspensionTable(db).all(), username, desired_suspensions(daemon)),
     )
 
 

@@ -65,9 +65,10 @@ def gather_status(
     api = api_shown(daemon, settings)
     failing = UserFailures(db, api).all(in_error)
     suspended = SuspensionTable(db).all()
+    in_desired = desired_suspensions(daemon)
     held = HeldChanges(db, api).with_status(HeldStatus.HELD, HeldStatus.APPROVED)
     named = users or tuple(pending_for(db))[:USERS_DETAILED]
-    per_user = read_users(store, api, named, suspended, held)
+    per_user = read_users(store, api, named, suspended, held, in_desired)
     active = next((holder for holder in holders if holder.active), None)
     running = active is not None
     for entry in runs:
@@ -114,9 +115,9 @@ def gather_status(
         "source": daemon.get("source") if running else None,
         "readiness": _readiness(daemon.get("readiness")) if running else None,
         "users_in_error": [_in_error(problem) for problem in failing.values()],
-        # By `syncd suspend` ("*": every user); a `suspend:` of the desired state
-        # shows in the plan.
-        "suspensions": [suspension.to_json(user) for user, suspension in suspended.items()],
+        # By `syncd suspend` ("*": every user), then the desired state's `suspend:`s.
+        "suspensions": [s.to_json(user) for user, s in suspended.items()]
+        + list(in_desired.values()),
         # Deletions the daemon's guard held: waiting for a decision, or approved.
         "held_changes": [held_set.to_json() for held_set in held],
         # How the daemon's last cycle ended, and why (the first problem's file:line:col).
@@ -140,9 +141,10 @@ def read_users(
     users: tuple[str, ...],
     suspensions: Mapping[str, Suspension],
     held_sets: list[HeldSet],
+    in_desired: Mapping[str, dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """What the state knows of each of `users`, for `status --user` and its JSON view;
-    `suspensions` and `held_sets` as gather_status read them."""
+    `suspensions`, `held_sets` and `in_desired` as gather_status read them."""
     db = store.history
     cache = store.cache_for_reading()
     pending = pending_for(db, users)
@@ -160,7 +162,7 @@ def read_users(
                 "error": None
                 if problem is None
                 else {"code": problem.code, "message": problem.message, "since": problem.since},
-                "suspension": suspension_shown(suspensions, user),
+                "suspension": suspension_shown(suspensions, user, in_desired),
                 "held_deletions": [
                     {"id": held.id, "status": str(held.status), "email": email}
                     for held in held_sets
@@ -172,10 +174,20 @@ def read_users(
     return report
 
 
-def suspension_shown(suspensions: Mapping[str, Suspension], user: str) -> dict[str, Any] | None:
-    """The user's suspension by `syncd suspend`, its own or everyone's, as `status` shows it."""
+def suspension_shown(
+    suspensions: Mapping[str, Suspension], user: str, in_desired: Mapping[str, dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The user's suspension as `status` shows it: by `syncd suspend`, its own or
+    everyone's (the newer decision, as the plan has it), else its `suspend:`."""
     suspension = suspensions.get(user) or suspensions.get(EVERYONE)
-    return None if suspension is None else suspension.to_json(user)
+    return in_desired.get(user) if suspension is None else suspension.to_json(user)
+
+
+def desired_suspensions(daemon: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The desired state's `suspend:`s that held at the daemon's last cycle, by user, as
+    `status` shows them: the daemon records them (syncd.service.cycle), as nothing
+    here reads the desired state."""
+    return {entry["user"]: entry for entry in daemon.get("desired_suspensions") or []}
 
 
 def _readiness(saved: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
