@@ -9,7 +9,8 @@ from __future__ import annotations
 import copy
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -305,6 +306,10 @@ def test_an_observing_daemon_spends_no_approval(world: World, start_daemon: Any)
     syncd(world, "approve", held["held_id"])
     observing: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0", SYNCD_OBSERVE="true")
     observing.wait_for("cycle_finished", result="drift")
+    approved = f"set {held['held_id']}: 1 deletion (janedoe (1)) approved by "
+    waits = "the first cycle after the daemon stops observing applies them"
+    assert approved in syncd(world, "status")
+    assert waits in syncd(world, "status")
     assert observing.stop() == 0
     report = json.loads(syncd(world, "status", "--output", "json"))
     assert [entry["id"] for entry in report["held_changes"]] == [held["held_id"]]
@@ -383,3 +388,86 @@ def test_status_tells_what_is_wrong_with_one_user(world: World, start_daemon: An
     assert where in report["last_cycle"]["message"]
     assert "last cycle   invalid at " in syncd(world, "status")
     assert daemon.stop() == 0
+
+
+def suspended_in_desired(world: World, **suspend: str) -> None:
+    """The standard desired state, janedoe suspended by a `suspend:` of its own."""
+    desired = copy.deepcopy(STANDARD_DESIRED)
+    desired["users"]["janedoe"]["suspend"] = suspend
+    world.desire(desired)
+
+
+def test_a_suspend_in_the_desired_state_shows_where_a_syncd_suspend_does(
+    world: World, start_daemon: Any
+):
+    suspended_in_desired(world, reason="DS-2 <b>", until="2099-01-31")
+    daemon: DaemonProcess = start_daemon(SYNCD_METRICS_ADDR="127.0.0.1:0")
+    address = daemon.wait_for("metrics_listening")["address"]
+    daemon.wait_for("cycle_finished", suspended=1)
+
+    report = json.loads(syncd(world, "status", "--output", "json"))
+    (held,) = report["suspensions"]
+    assert held["user"] == "janedoe"
+    assert held["reason"] == "DS-2 <b>"
+    assert held["until"] == "2099-01-31T00:00:00+00:00"
+    assert held["source"] == "yaml"
+    where = f"{world.desired_file}:3:3"  # the user's key: under `version:` and `users:`
+    assert held["by"] == where
+    text = syncd(world, "status")
+    assert (
+        f"suspended    janedoe: DS-2 <b> (until 2099-01-31 00:00:00, suspend: at {where})" in text
+    )
+    assert "syncd resume --user janedoe" not in text
+    mine = syncd(world, "status", "--user", "janedoe")
+    assert f"suspended    DS-2 <b> (until 2099-01-31T00:00:00+00:00, suspend: at {where}" in mine
+    assert "pending      not known (suspended, not read)" in mine
+
+    home = httpx.get(f"http://{address}/").text
+    assert f"suspend: at {where} in the desired state" in home
+    assert "DS-2 &lt;b&gt;" in home
+    page = httpx.get(f"http://{address}/users/janedoe").text
+    assert f"DS-2 &lt;b&gt;, until 2099-01-31T00:00:00+00:00: suspend: at {where}" in page
+
+    # Written in git: `syncd resume` cannot end it, and says where to.
+    refused = CliRunner().invoke(
+        cli, ["resume", "--user", "janedoe", "--state-dir", str(world.state_dir)]
+    )
+    assert refused.exit_code == 1
+    assert refused.output.count("\n") == 1
+    assert f"janedoe is suspended by the suspend: at {where}" in refused.output
+    assert "nothing resumed" in refused.output
+    assert daemon.stop() == 0
+
+
+def test_the_end_of_a_suspend_in_the_desired_state_is_told_once(
+    world: World, start_daemon: Any, tmp_path: Path
+):
+    from tests.daemon.test_notifications import Receiver, secret_file
+
+    receiver = Receiver()
+    notify = {
+        "SYNCD_NOTIFY_URL": receiver.url,
+        "SYNCD_NOTIFY_SECRET_FILE": str(secret_file(tmp_path)),
+    }
+    try:
+        until = datetime.now(UTC) + timedelta(seconds=3)
+        suspended_in_desired(world, reason="DS-1", until=until.isoformat(timespec="seconds"))
+        daemon: DaemonProcess = start_daemon(**notify)
+        daemon.wait_for("suspension_ended", user="janedoe")
+        for _ in range(3):  # the `suspend:` is still there, ended
+            daemon.wait_for("cycle_finished")
+        assert daemon.stop() == 0  # what was queued is delivered first
+        # The next instance on the state goes on from what the last one recorded.
+        again: DaemonProcess = start_daemon(**notify)
+        for _ in range(3):
+            again.wait_for("cycle_finished")
+        assert again.stop() == 0
+        ended = [e for e in daemon.events + again.events if e.get("event") == "suspension_ended"]
+        assert len(ended) == 1
+        told = []
+        while not receiver.messages.empty():
+            told.append(receiver.messages.get())
+        expired = [m for m in told if m["event"] == "suspension_expired"]
+        assert [m["users"] for m in expired] == [["janedoe"]]
+    finally:
+        receiver.close()
