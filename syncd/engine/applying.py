@@ -311,11 +311,13 @@ class Applier:
         """Count a write that did not succeed, and what it means for its user."""
         self.report.counts[f"{action.action}_{result}"] += 1
         self.report.failed[action.action, result] += 1
+        said = f"{action.describe()}: {message}"
         if result == DOES_NOT_CONVERGE:
-            code = Code.DOES_NOT_CONVERGE
+            # It names the fields already, as the plan says it on the runs after.
+            code, said = Code.DOES_NOT_CONVERGE, message
         else:
             code = _WRITE_CODES.get(status or 0, Code.WRITE_FAILED)
-        problem = Problem(action.user, code, f"{action.describe()}: {message}")
+        problem = Problem(action.user, code, said)
         self.report.failures.append(problem)
 
     # -- the three writes ---------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from syncd.api.client import AccountsClient
 from syncd.core.api_url import normal_api_url
 from syncd.core.desired import DesiredState
 from syncd.core.plan import Action, DeleteEmail, Plan
@@ -98,6 +99,11 @@ class CycleOutcome:
     #: `syncd reject` after the cycle, as the plan's JSON shows them (known only
     #: when it planned): what the guard_held notification names.
     held: list[dict[str, Any]] = field(default_factory=list)
+    #: The ids of those sets: a set replaced is told again.
+    held_sets: list[str] = field(default_factory=list)
+    #: Whether the desired state could not be read (invalid, or a git source with no
+    #: good revision), or only its last good revision (`warning`): source_failed.
+    source_failed: bool = False
 
     @property
     def guard_blocked(self) -> bool | None:
@@ -206,6 +212,7 @@ class Cycle:
         #: Read every user again (SIGHUP), not only this cycle's share.
         self.refresh = refresh
         self._began_run = False  # whether converge has written this cycle's run record
+        self._client: AccountsClient | None = None  # what the API answered, once connected
 
     async def run(self) -> CycleOutcome:
         started = time.monotonic()
@@ -216,6 +223,8 @@ class Cycle:
                 outcome = await self._reconcile(settings, deadline)
         except DeadlineExceeded:
             outcome = self._stopped(RunResult.DEADLINE, f"cancelled after {deadline.seconds:g} s")
+            _, down, answered = self._api_seen()  # an API that hangs is down: told
+            outcome = replace(outcome, api_down=down, api_answered=answered)
         except DesiredStateError as error:
             log.error(
                 "desired_state_invalid",
@@ -230,11 +239,13 @@ class Cycle:
                 if error.problems
                 else "the desired state is invalid; nothing applied"
             )
-            outcome = self._stopped(RunResult.INVALID, message)
+            outcome = replace(self._stopped(RunResult.INVALID, message), source_failed=True)
         except ApiUnreachable as error:  # the API, not syncd: as the run record says it
             # The API down: the schedule backs off and the failures are counted.
             outcome = replace(self._stopped(RunResult.FAILED, str(error)), api_down=True)
-        except SyncdError as error:  # settings, credentials, state file, git with no good commit
+        except GitSourceError as error:  # no good commit to fall back on: nothing to apply
+            outcome = replace(self._stopped(RunResult.ERROR, str(error)), source_failed=True)
+        except SyncdError as error:  # settings, credentials, state file
             outcome = self._stopped(RunResult.ERROR, str(error))
         except Exception as error:
             # The daemon is an edge: a bug fails this run, not the service.
@@ -282,6 +293,7 @@ class Cycle:
                 )
             )
             self._began_run = True
+            self._client = connection.client
             try:
                 # The daemon's freshness is the drift window alone, each cycle
                 # reading its share of the users, those read longest ago.
@@ -313,13 +325,20 @@ class Cycle:
                 )
             except GuardError as error:
                 drift = len(planned[0].plan.users_with_changes()) if planned else None
+                _, down, answered = self._api_seen()
                 return CycleOutcome(
-                    RunResult.BLOCKED, desired.revision, 0, drift, str(error), read.stale
+                    RunResult.BLOCKED,
+                    desired.revision,
+                    0,
+                    drift,
+                    str(error),
+                    read.stale,
+                    api_down=down,
+                    api_answered=answered,
+                    # Nothing applied: what it planned is pending (notifications tell it).
+                    pending=[a.to_json() for a in planned[0].plan.changes] if planned else [],
                 )
-            client = connection.client
-            sent = sum(client.requests.values()) > 0
-            every_request_failed = sent and not client.succeeded
-            api_down, api_answered = sent and not client.answered, client.answered > 0
+            every_request_failed, api_down, api_answered = self._api_seen()
         failing = record_cycle(failures, desired.usernames(), converged.failing, held, settings)
         plan, report = converged.result.plan, converged.report
         pending = [action for action in plan.changes if action not in written]
@@ -345,6 +364,7 @@ class Cycle:
         drift = len(drift_users)
         withheld = report.withheld if report else []
         ended = self._report_suspensions(converged.result, desired, withheld)
+        held_sets = HeldChanges(self.db, connection.api).with_status(HeldStatus.HELD)
         return CycleOutcome(
             converged.outcome,
             desired.revision,
@@ -366,10 +386,20 @@ class Cycle:
             # could not plan its deletions (its users not read), or observed.
             held=[
                 DeleteEmail(user, email).to_json()
-                for held_set in HeldChanges(self.db, connection.api).with_status(HeldStatus.HELD)
+                for held_set in held_sets
                 for user, email in held_set.deletions
             ],
+            held_sets=[held_set.id for held_set in held_sets],
         )
+
+    def _api_seen(self) -> tuple[bool, bool, bool]:
+        """Whether every request the cycle sent failed, whether the API answered none
+        (it is down), and whether it answered one (it is up); none when nothing was sent."""
+        client = self._client
+        if client is None:
+            return False, False, False
+        sent = sum(client.requests.values()) > 0
+        return sent and not client.succeeded, sent and not client.answered, client.answered > 0
 
     def _report_suspensions(
         self, result: PlanResult, desired: DesiredState, withheld: list[str]

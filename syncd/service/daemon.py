@@ -50,7 +50,7 @@ from syncd.service.schedule import backoff_delay, deadline_for, jitter_for
 from syncd.service.webhook import STARTS_HERE, Webhook
 from syncd.settings import Settings
 from syncd.state.backend import StateStore
-from syncd.state.daemon_state import save_daemon_state, utc_iso
+from syncd.state.daemon_state import read_daemon_state, save_daemon_state, utc_iso
 
 log = structlog.get_logger("syncd.service.daemon")
 
@@ -145,6 +145,8 @@ class Daemon:
             self.webhook.ref = self._hooked_ref()
         save_daemon_state(self.db, self._identity())
         log.info("daemon_started", **self._identity())
+        if not self.scope:  # what the last instance told: resolved, or not told again
+            self.notifications.recall(read_daemon_state(self.db).get("told", {}))
         self.notifications.start()
         self.notifications.happened(
             Condition(NotificationEvent.BECAME_ACTIVE, message=f"state {self.store.where}"),
@@ -402,7 +404,7 @@ class Daemon:
     def _notify(self, outcome: CycleOutcome) -> None:
         """Hand the cycle's conditions to the notifications (delivered in the background)."""
         conditions, decided = conditions_of(outcome)
-        self.notifications.observe(conditions, decided, outcome.revision)
+        told = self.notifications.observe(conditions, decided, outcome.revision)
         if outcome.suspension_ended:
             ended = Condition(
                 NotificationEvent.SUSPENSION_EXPIRED,
@@ -410,6 +412,9 @@ class Daemon:
                 "managed again from this cycle",
             )
             self.notifications.happened(ended, outcome.revision)
+        # Not those of a `run --once --user`: of some users, they would resolve the others'.
+        if told and not self.scope:
+            save_daemon_state(self.db, {"told": self.notifications.told()})
 
     def _identity(self) -> dict[str, Any]:
         """Who this daemon is: logged at start and reload, kept for `syncd status`."""

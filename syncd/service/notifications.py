@@ -2,7 +2,10 @@
 
 Providers come from the settings (`[[notify]]`, or SYNCD_NOTIFY_URL). After
 each cycle the daemon hands over the conditions that hold (syncd.core.conditions
-keeps each to one message when it starts and one when it resolves). Messages
+keeps each to one message when it starts and one when it resolves), and keeps
+the ones told in its state (`told`, `recall`): the next process on the state
+(a restart, a takeover, the next `run --once`) resolves them, or stays silent
+while they hold. Messages
 wait in a bounded queue per provider (the oldest is dropped when it is full)
 that an asyncio task of its own delivers, with a few retries and backoff, through the daemon's
 HTTP client factory (proxies, CA, timeouts, no redirects): a cycle never waits
@@ -11,7 +14,9 @@ A stop (SIGTERM, or the end of `run --once`) gives what is queued a few seconds
 to leave, then says in the log each message it gave up on.
 
 A webhook's body is JSON: the event, its status, the users, the changes as
-the plan shows them, the revision and the instance; it is signed
+the plan shows them, the revision and the instance; Slack's text is escaped
+(`&`, `<`, `>`), so that a value quoted cannot ping `@channel` or disguise a
+link. A webhook's is signed
 `X-Syncd-Signature: t=<unix time>,sha256=<HMAC-SHA256 of "t.body">` so that a
 receiver can check it and refuse replays. No message holds a credential.
 """
@@ -35,7 +40,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from syncd.core.conditions import Condition, Notice, transitions
-from syncd.core.vocabulary import Code, NotificationEvent, RunResult
+from syncd.core.vocabulary import ActionName, Code, NotificationEvent, RunResult
 from syncd.errors import SettingsError, excerpt
 from syncd.secretfiles import read_secret_file
 from syncd.settings import http_url_problem
@@ -143,14 +148,35 @@ class Notifications:
         now: Mapping[NotificationEvent, Condition],
         decided: frozenset[NotificationEvent],
         revision: str | None,
-    ) -> None:
+    ) -> bool:
         """The conditions of a cycle: those in `decided` hold if in `now`, else resolve;
-        the others (a cycle that could not tell) stay as they were."""
+        the others (a cycle that could not tell) stay as they were. Whether it told any."""
         current = {e: c for e, c in self.holding.items() if e not in decided}
         current.update({e: c for e, c in now.items() if e in decided})
-        for notice in transitions(self.holding, current):
+        notices = transitions(self.holding, current)
+        for notice in notices:
             self._enqueue(notice, revision)
-        self.holding = current
+        # One still holding is kept as it was told: what the state keeps changes only
+        # when something is told.
+        told = {n.condition.event for n in notices if n.status == "firing"}
+        self.holding = {e: c if e in told else self.holding[e] for e, c in current.items()}
+        return bool(notices)
+
+    def told(self) -> dict[str, dict[str, Any]]:
+        """The conditions told and not resolved, for the state (`recall` reads them)."""
+        return {
+            event: {"users": list(c.users), "message": c.message, "key": c.key}
+            for event, c in self.holding.items()
+        }
+
+    def recall(self, told: Mapping[str, Any]) -> None:
+        """Go on from the conditions another process on the state told (`told`)."""
+        known = {str(event): event for event in NotificationEvent}
+        self.holding = {
+            known[event]: Condition(known[event], tuple(c["users"]), c["message"], key=c["key"])
+            for event, c in told.items()
+            if event in known  # an event a later version told, unknown here: dropped
+        }
 
     def happened(self, condition: Condition, revision: str | None) -> None:
         """A one-shot event: told once, with no resolution."""
@@ -239,7 +265,7 @@ class Notifications:
         if provider.kind == "slack":
             who = f" ({len(users)} users: {', '.join(users[:10])})" if users else ""
             text = f"syncd {notice.status}: {condition.event}{who}. {condition.message}".strip()
-            return json.dumps({"text": f"{text} [{self.instance}]"}).encode()
+            return json.dumps({"text": _slack_escaped(f"{text} [{self.instance}]")}).encode()
         document: dict[str, Any] = {
             "event": str(condition.event),
             "status": notice.status,
@@ -271,7 +297,7 @@ def conditions_of(
     """The conditions that hold after a cycle, and which ones it could tell about."""
     held: dict[NotificationEvent, Condition] = {}
     decided = {NotificationEvent.SOURCE_FAILED}
-    if outcome.warning is not None or outcome.result == RunResult.INVALID:
+    if outcome.source_failed or outcome.warning is not None:
         held[NotificationEvent.SOURCE_FAILED] = Condition(
             NotificationEvent.SOURCE_FAILED, message=outcome.warning or outcome.message
         )
@@ -283,9 +309,21 @@ def conditions_of(
         held[NotificationEvent.API_DOWN] = Condition(
             NotificationEvent.API_DOWN, message=outcome.message
         )
-    if not outcome.planned:
+    if outcome.result == RunResult.BLOCKED:  # refused whole: the guard says why
+        deletions = [c for c in outcome.pending if c["action"] == ActionName.DELETE_EMAIL]
+        held[NotificationEvent.GUARD_HELD] = Condition(
+            NotificationEvent.GUARD_HELD,
+            tuple(sorted({change["user"] for change in deletions})),
+            outcome.message,
+            tuple(deletions),
+        )
+        decided.add(NotificationEvent.GUARD_HELD)
+        if outcome.drift_users is not None:  # it planned: nothing applied, all pending
+            decided.add(NotificationEvent.DRIFT_DETECTED)
+    elif not outcome.planned:
         return held, frozenset(decided)
-    decided |= _PLANNED
+    else:
+        decided |= _PLANNED
     if outcome.pending:
         users = tuple(sorted({change["user"] for change in outcome.pending}))
         held[NotificationEvent.DRIFT_DETECTED] = Condition(
@@ -296,8 +334,13 @@ def conditions_of(
         )
     if outcome.held:  # `partial` too, when a user failed beside the held deletions
         users = tuple(sorted({change["user"] for change in outcome.held}))
+        sets = ", ".join(outcome.held_sets)
         held[NotificationEvent.GUARD_HELD] = Condition(
-            NotificationEvent.GUARD_HELD, users, outcome.message, tuple(outcome.held)
+            NotificationEvent.GUARD_HELD,
+            users,
+            outcome.message,
+            tuple(outcome.held),
+            f"set{'s' if len(outcome.held_sets) > 1 else ''} {sets}",
         )
     for event, code in (
         (NotificationEvent.DOES_NOT_CONVERGE, Code.DOES_NOT_CONVERGE),
@@ -305,9 +348,19 @@ def conditions_of(
     ):
         users = tuple(sorted(name for name, p in outcome.failing.items() if p.code == code))
         if users:
-            messages = [f"{u}: {outcome.failing[u].message}" for u in users[:3]]
+            messages = [_about(u, outcome.failing[u].message) for u in users[:3]]
             held[event] = Condition(event, users, "; ".join(messages))
     return held, frozenset(decided)
+
+
+def _about(user: str, message: str) -> str:
+    """`message` said of `user`: a failed write's names the user already."""
+    return message if message.startswith(f"{user}: ") else f"{user}: {message}"
+
+
+def _slack_escaped(text: str) -> str:
+    """`text` shown as written in Slack's mrkdwn: its three control characters escaped."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def sign(secret: bytes, body: bytes, at: int) -> str:

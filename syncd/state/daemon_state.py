@@ -1,8 +1,9 @@
 """The `daemon_state` table: what `syncd run` last said about itself, for `syncd status`.
 
 One row per key (pid, start, desired state, interval, next run, failures in a
-row), the value JSON. The daemon writes it through its own connection; status
-reads it from a read-only one, and a file no daemon has used has no rows.
+row, the conditions notified and not yet resolved), the value JSON. The daemon
+writes it through its own connection; status reads it from a read-only one, and
+a file no daemon has used has no rows.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from syncd.cli.main import cli
 from tests.daemon.harness import DaemonProcess, once
-from tests.world import World
+from tests.world import World, account
 
 SECRET = "notify-secret-for-tests"
 
@@ -284,3 +284,123 @@ def test_a_reload_moves_the_notifications_to_the_notifiers_it_reads(
     assert first.messages.empty()
     assert rotated.messages.empty()
     assert (refused.requests, rotated.bad_signatures) == (0, 0)
+
+
+def told(receiver: Receiver) -> list[dict[str, Any]]:
+    """The messages a `run --once` delivered before it exited, in order."""
+    seen = []
+    while not receiver.messages.empty():
+        seen.append(receiver.next(0))
+    return seen
+
+
+def test_run_once_goes_on_from_what_the_run_before_told(
+    any_world: World, receivers: list[Receiver], tmp_path: Path
+):
+    # A trial: the conditions told lived in the process, so under cron every `run
+    # --once` told the same again, none was ever told resolved (nor after a restart
+    # or a takeover: the same code), and a cycle the guard refused told nothing.
+    receiver = Receiver()
+    receivers.append(receiver)
+    env = {
+        "SYNCD_NOTIFY_URL": receiver.url,
+        "SYNCD_NOTIFY_SECRET_FILE": str(secret_file(tmp_path)),
+    }
+    once(any_world, tmp_path, SYNCD_MAX_DELETIONS="0", **env)  # old@example.com refused
+    first = {m["event"]: m for m in told(receiver)}
+    assert sorted((e, m["status"]) for e, m in first.items()) == [
+        ("became_active", "firing"),
+        ("drift_detected", "firing"),
+        ("guard_held", "firing"),
+    ]
+    deletion = {"user": "janedoe", "action": "delete_email", "email": "old@example.com"}
+    guard = first["guard_held"]
+    assert (guard["users"], guard["changes"]) == (["janedoe"], [deletion])
+    assert deletion in first["drift_detected"]["changes"]
+
+    once(any_world, tmp_path, SYNCD_MAX_DELETIONS="0", **env)  # the same: told already
+    assert [m["event"] for m in told(receiver)] == ["became_active"]
+
+    assert once(any_world, tmp_path, SYNCD_MAX_DELETIONS="1", **env) == 0
+    resolved = {m["event"]: m for m in told(receiver)}
+    assert sorted((e, m["status"]) for e, m in resolved.items()) == [
+        ("became_active", "firing"),
+        ("drift_detected", "resolved"),
+        ("guard_held", "resolved"),
+    ]
+    # What cleared, not the words of the firing (what to do about it).
+    guard = resolved["guard_held"]
+    assert (guard["message"], guard["users"]) == ("cleared", ["janedoe"])
+    assert once(any_world, tmp_path, **env) == 0
+    assert [m["event"] for m in told(receiver)] == ["became_active"]
+    assert receiver.bad_signatures == 0
+
+
+def test_a_git_source_that_never_fetched_is_told(
+    world: World, receivers: list[Receiver], tmp_path: Path
+):
+    # A trial: a fetch that fails with no good commit yet (a first start, an expired
+    # git token) ended each cycle `error`, and nobody was told.
+    receiver = Receiver()
+    receivers.append(receiver)
+    code = once(
+        world,
+        tmp_path,
+        SYNCD_DESIRED=f"git+file://{tmp_path}/nowhere.git#main:accounts/",
+        SYNCD_NOTIFY_URL=receiver.url,
+        SYNCD_NOTIFY_SECRET_FILE=str(secret_file(tmp_path)),
+    )
+    assert code == 1
+    seen = told(receiver)
+    assert [(m["event"], m["status"]) for m in seen] == [
+        ("became_active", "firing"),
+        ("source_failed", "firing"),
+    ]
+    assert "nowhere.git" in seen[1]["message"]
+
+
+def test_a_held_set_replaced_is_told_again(
+    world: World, start_daemon: Any, receivers: list[Receiver], tmp_path: Path
+):
+    # A trial: guard_held named a set the daemon replaced later (other deletions, a new
+    # id that `syncd approve` then refused as superseded) without a word, and its
+    # resolution said "holding ... syncd approve <id>" again.
+    receiver = Receiver()
+    receivers.append(receiver)
+    addresses = ["jane.doe@example.com", "old@example.com", "older@example.com"]
+    world.seed({"users": {"janedoe": account(addresses, "tok-jane")}})
+    world.desire({"version": 1, "users": {"janedoe": {"emails": addresses[::2]}}})
+    daemon: DaemonProcess = start_daemon(
+        SYNCD_MAX_DELETIONS="0",
+        SYNCD_NOTIFY_URL=receiver.url,
+        SYNCD_NOTIFY_SECRET_FILE=str(secret_file(tmp_path)),
+    )
+    first = daemon.wait_for("deletions_held")["held_id"]
+    assert sorted(m["event"] for m in (receiver.next(), receiver.next(), receiver.next())) == [
+        "became_active",
+        "drift_detected",
+        "guard_held",
+    ]
+    world.desire({"version": 1, "users": {"janedoe": {"emails": addresses[:1]}}})
+    second = daemon.wait_for("deletions_held", new=True)["held_id"]
+    assert second != first
+    replaced = [receiver.next(), receiver.next()]
+    assert [(m["event"], m["status"], m["message"]) for m in replaced] == [
+        ("guard_held", "resolved", f"set {first} cleared"),
+        ("guard_held", "firing", replaced[1]["message"]),
+    ]
+    assert f"syncd approve {second}" in replaced[1]["message"]
+    assert len(replaced[1]["changes"]) == 2
+
+    approved = CliRunner().invoke(cli, ["approve", second, "--state-dir", str(world.state_dir)])
+    assert approved.exit_code == 0, approved.output
+    daemon.wait_for("cycle_finished", result="ok")
+    cleared = sorted(
+        (m["event"], m["status"], m["message"]) for m in (receiver.next(), receiver.next())
+    )
+    assert cleared == [
+        ("drift_detected", "resolved", "cleared"),
+        ("guard_held", "resolved", f"set {second} cleared"),
+    ]
+    assert daemon.stop() == 0
+    assert receiver.messages.empty()

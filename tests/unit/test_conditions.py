@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 
-from syncd.core.conditions import Condition, transitions
-from syncd.core.vocabulary import NotificationEvent, RunResult
+from syncd.core.conditions import Condition, Notice, transitions
+from syncd.core.problem import Problem
+from syncd.core.vocabulary import Code, NotificationEvent, RunResult
 from syncd.service.cycle import CycleOutcome
 from syncd.service.metrics import Metrics
 from syncd.service.notifications import Notifications, conditions_of, sign
@@ -27,10 +29,52 @@ def test_a_condition_is_told_once_until_it_resolves():
     assert told(drift, drift) == []
     more = Condition(NotificationEvent.DRIFT_DETECTED, ("alice", "bobsmith"))
     assert told(drift, {more.event: more}) == []  # the same condition, still holding
+    # Resolutions first: one replaced is closed before its successor opens.
     assert told(drift, {HELD.event: HELD}) == [
-        ("guard_held", "firing"),
         ("drift_detected", "resolved"),
+        ("guard_held", "firing"),
     ]
+
+
+def test_a_held_set_replaced_is_another_condition_and_its_resolution_says_cleared():
+    first = Condition(
+        NotificationEvent.GUARD_HELD, ("alice",), "holding … approve a1", key="set a1"
+    )
+    again = Condition(NotificationEvent.GUARD_HELD, ("alice", "bob"), "holding …", key="set a1")
+    other = Condition(NotificationEvent.GUARD_HELD, ("bob",), "holding … approve b2", key="set b2")
+    assert transitions({HELD.event: first}, {HELD.event: again}) == []
+    resolved, started = transitions({HELD.event: first}, {HELD.event: other})
+    assert (resolved.status, resolved.condition.message) == ("resolved", "set a1 cleared")
+    assert resolved.condition.users == ("alice",)
+    assert (started.status, started.condition) == ("firing", other)
+
+
+def test_slack_shows_every_value_as_written_and_a_user_once():
+    # A trial: a value in the desired state pinged the channel and showed a disguised
+    # link in Slack, and a write's failure said its user twice.
+    settings = load_settings(notify=[{"type": "slack", "url": "https://hooks.slack.com/x"}])
+    notifications = Notifications(settings, Metrics(60), "me")
+    value = '"<!channel> at <https://evil.example|https://sso.example> & co"'
+    failing = {
+        "carol": Problem("carol", Code.DOES_NOT_CONVERGE, f"full_name: sent {value}"),
+        "dave": Problem("dave", Code.WRITE_FAILED, "dave: update location: HTTP 500"),
+    }
+    outcome = CycleOutcome(RunResult.PARTIAL, planned=True, failing=failing)
+    conditions, _ = conditions_of(outcome)
+    (provider,) = notifications.providers
+    for event, text in (
+        (
+            NotificationEvent.DOES_NOT_CONVERGE,
+            "syncd firing: does_not_converge (1 users: carol). carol: full_name: sent "
+            '"&lt;!channel&gt; at &lt;https://evil.example|https://sso.example&gt; &amp; co" [me]',
+        ),
+        (
+            NotificationEvent.APPLY_FAILED,
+            "syncd firing: apply_failed (1 users: dave). dave: update location: HTTP 500 [me]",
+        ),
+    ):
+        body = notifications._body(provider, Notice(conditions[event], "firing"), None)
+        assert json.loads(body) == {"text": text}
 
 
 def test_the_signature_is_an_hmac_of_time_dot_body():
