@@ -174,17 +174,24 @@ def test_import_into_a_missing_directory_says_so_before_reading_anything(tmp_pat
     assert not out.parent.exists()
 
 
-def test_an_imported_file_is_private_and_a_link_or_a_fifo_is_not_written_through(
+def test_an_imported_file_is_private_and_a_link_or_a_fifo_is_refused(
     world: World, tmp_path: Path
 ):
+    out = tmp_path / "imported.yaml"
+    out.write_text("an older import\n")
+    out.chmod(0o644)
+    assert invoke("import", *world.cli_args(), "--out", str(out), "--force").exit_code == 0
+    assert out.stat().st_mode & 0o777 == 0o600
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_text("not syncd's\n")
-    out = tmp_path / "imported.yaml"
-    out.symlink_to(elsewhere)
-    assert invoke("import", *world.cli_args(), "--out", str(out), "--force").exit_code == 0
+    linked = tmp_path / "linked.yaml"
+    linked.symlink_to(elsewhere)
+    result = invoke("import", *world.cli_args(), "--out", str(linked), "--force")
+    assert result.exit_code == 1
+    expected = f"cannot write {linked}: a symbolic link, so neither followed nor replaced"
+    assert result.stderr == f"syncd: {expected}\n"
     assert elsewhere.read_text() == "not syncd's\n"
-    assert not out.is_symlink()
-    assert out.stat().st_mode & 0o777 == 0o600
+    assert linked.is_symlink()
     fifo = tmp_path / "imported.fifo"
     os.mkfifo(fifo)
     result = invoke("import", *world.cli_args(), "--out", str(fifo), "--force")
