@@ -618,10 +618,13 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
         field = re.search(r'field "(\w+)"', str(error))
         name = field[1] if field else "settings"
         cause = error.__cause__
-        if isinstance(cause, json.JSONDecodeError):
-            cause = f"{cause.msg} at column {cause.colno}"
+        why = (
+            f"{cause.msg} at column {cause.colno}"
+            if isinstance(cause, json.JSONDecodeError)
+            else cause
+        )
         raise SettingsError(
-            f"invalid settings: {name} (SYNCD_{name.upper()}): should be JSON: {cause}"
+            f"invalid settings: {name} (SYNCD_{name.upper()}): should be JSON: {why}"
         ) from None
 
 

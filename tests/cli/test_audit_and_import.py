@@ -174,9 +174,7 @@ def test_import_into_a_missing_directory_says_so_before_reading_anything(tmp_pat
     assert not out.parent.exists()
 
 
-def test_an_imported_file_is_private_and_a_link_or_a_fifo_is_refused(
-    world: World, tmp_path: Path
-):
+def test_an_imported_file_is_private_and_a_link_or_a_fifo_is_refused(world: World, tmp_path: Path):
     out = tmp_path / "imported.yaml"
     out.write_text("an older import\n")
     out.chmod(0o644)

@@ -103,7 +103,7 @@ def test_an_export_over_an_existing_file_is_private_and_never_written_through_a_
     elsewhere.write_text("not syncd's\n")
     linked = tmp_path / "linked.jsonl"
     linked.symlink_to(elsewhere)
-    with pytest.raises(StateError, match="linked.jsonl: a symbolic link, so neither followed"):
+    with pytest.raises(StateError, match=r"linked\.jsonl: a symbolic link, so neither followed"):
         export(store.history, day(9), linked)
     assert elsewhere.read_text() == "not syncd's\n"
     assert linked.is_symlink()

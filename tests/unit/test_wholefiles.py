@@ -51,9 +51,9 @@ def test_a_link_is_refused_even_to_a_regular_file_so_dev_stdout_is_never_replace
         stdout_like = tmp_path / "out.json"
         stdout_like.symlink_to(f"/proc/self/fd/{redirected.fileno()}")
         assert stdout_like.is_file()
-        with pytest.raises(OSError, match="a symbolic link, so neither followed nor replaced"):
-            with replacing(stdout_like) as handle:
-                handle.write(b"the plan")
+        refused = pytest.raises(OSError, match="a symbolic link, so neither followed nor replaced")
+        with refused, replacing(stdout_like) as handle:
+            handle.write(b"the plan")
         assert stdout_like.is_symlink()
     assert captured.read_bytes() == b""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["captured.txt", "out.json"]
