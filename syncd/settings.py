@@ -9,6 +9,7 @@ then the defaults below.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import sys
@@ -36,6 +37,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings import SettingsError as SourceError
 
 from syncd.core.vocabulary import NotificationEvent
 from syncd.errors import SettingsError, UsageError
@@ -610,6 +612,20 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     except ValidationError as error:
         problems = "; ".join(_problem(problem, given, config) for problem in error.errors())
         raise SettingsError(f"invalid settings: {problems}") from None
+    except SourceError as error:
+        # A list setting's variable (SYNCD_NOTIFY) that is not JSON: pydantic-settings
+        # names the field in its message, and the JSON error is the cause.
+        field = re.search(r'field "(\w+)"', str(error))
+        name = field[1] if field else "settings"
+        cause = error.__cause__
+        why = (
+            f"{cause.msg} at column {cause.colno}"
+            if isinstance(cause, json.JSONDecodeError)
+            else cause
+        )
+        raise SettingsError(
+            f"invalid settings: {name} (SYNCD_{name.upper()}): should be JSON: {why}"
+        ) from None
 
 
 #: The flags whose names are not their settings' (`--api-url` is api_url's).

@@ -6,9 +6,12 @@ mode 0600, O_EXCL), then renamed over its name. So:
 
 - it is private whatever was there before: a plan and an export name users and
   addresses;
-- a link at its name is replaced, never written through, and something that is
-  not a regular file there (/dev/stdout, a FIFO, a directory) is refused, not
-  replaced: such an output is made to be kept;
+- a link at its name is refused, neither written through nor replaced: /dev/stdout
+  is a link (to /proc/self/fd/1, a regular file when stdout is redirected to one),
+  and renaming over it would break stdout for the whole host; a link of the
+  operator's own is theirs to remove. Something else that is not a regular file
+  there (a FIFO, a device, a directory) is refused too: such an output is made to
+  be kept;
 - it is synced before the rename and its directory after it: a crash leaves
   the old file or the whole new one under the name, never an empty one. (An
   export is what lets `audit prune` delete history; a saved plan is what
@@ -38,6 +41,8 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
     OSError is for the caller to name; its `strerror` reads well after the path.
     The caller may close the file it was given (a TextIOWrapper does).
     """
+    if path.is_symlink():
+        raise OSError(errno.ELOOP, "a symbolic link, so neither followed nor replaced", str(path))
     if path.exists() and not path.is_file():
         raise OSError(errno.EEXIST, "not a regular file, so never replaced", str(path))
     descriptor, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

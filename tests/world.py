@@ -156,7 +156,8 @@ class World:
 
         return asyncio.run(run())
 
-    def cli_args(self) -> list[str]:
+    def api_args(self) -> list[str]:
+        """The flags of a command that reads the API without a desired state (import)."""
         return [
             "--api-url",
             self.sandbox.url,
@@ -164,9 +165,10 @@ class World:
             str(self.credentials_dir),
             "--state-dir",
             str(self.state_dir),
-            "-f",
-            str(self.desired_file),
         ]
+
+    def cli_args(self) -> list[str]:
+        return [*self.api_args(), "-f", str(self.desired_file)]
 
     def emails_of(self, username: str) -> list[str]:
         """The addresses the sandbox holds for a user, read with the staff token."""

@@ -208,7 +208,9 @@ def run_demo(desired: Path, workdir: Path, invoke: Callable[[list[str]], int]) -
     "--file",
     "desired",
     type=click.Path(path_type=Path),
-    help="The desired state to converge to  [default: the example shipped with syncd]",
+    help="The desired state to converge to, of the demo's accounts only ("
+    + ", ".join(DEMO_SEED["users"])
+    + "): the sandbox holds no other  [default: the example shipped with syncd]",
 )
 @click.option(
     "--workdir",

@@ -11,11 +11,11 @@ from typing import Any
 import click
 
 from syncd.cli.options import (
+    api_options,
     desired_for,
     desired_option,
     output_option,
     settings_from_flags,
-    settings_options,
 )
 from syncd.core.jsondoc import dumps_document
 from syncd.visible import counted, visible_lines
@@ -85,7 +85,7 @@ def render(desired: str | None, users: tuple[str, ...], output: str, explain: bo
 
 
 @click.command("import")
-@settings_options
+@api_options  # no -f: what is imported is the live accounts, whatever a desired state says
 @click.option("--user", "users", multiple=True, metavar="NAME", help="Import this user (repeat).")
 @click.option("--out", "out_file", metavar="FILE", help="Write here instead of standard output.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")

@@ -96,15 +96,16 @@ desired_option = click.option(
 state_options = with_options(config_option, state_dir_option)
 
 #: Flags shared by every command that talks to the API.
-settings_options = with_options(
+api_options = with_options(
     config_option,
     api_url_option,
     credentials_dir_option,
     state_dir_option,
     click.option("--concurrency", type=int, help="Requests in flight [SYNCD_CONCURRENCY]."),
     insecure_http_option,
-    desired_option,
 )
+#: Those, and -f: the commands that compare the API with the desired state.
+settings_options = with_options(api_options, desired_option)
 
 
 def settings_from_flags(flags: dict[str, Any], *, verbose: bool = False) -> Settings:

@@ -145,8 +145,8 @@ def save_plan(
     """Write the plan, made against `api` from what was read at `read_at` (Unix time),
     atomically: a reader never sees half a file.
 
-    The plan is private, a link at `path` is replaced, never written through, and
-    a crash leaves the old plan or the whole new one (syncd.wholefiles).
+    The plan is private, a link or a FIFO at `path` is refused, and a crash leaves
+    the old plan or the whole new one (syncd.wholefiles).
     """
     document = plan.to_json(source)
     document["api_url"] = api

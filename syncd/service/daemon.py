@@ -239,11 +239,11 @@ class Daemon:
         notifiers = self.notifications.providers_of(new)
         if (webhook is None) != (secret_file is None):
             log.warning("restart_needed", reason="the push hook is set up or removed on restart")
-        kept = ("state_dir", "state_url", "state_password_file")
-        if any(getattr(new, k) != getattr(old, k) for k in (*kept, "metrics_addr")):
-            log.warning(
-                "restart_needed", reason="the state's place and metrics_addr change on restart"
-            )
+        # Read at start only: the ones in use stay in force, and in self.settings, until
+        # a restart, and the warning names each that the reload did not take.
+        kept = ("state_dir", "state_url", "state_password_file", "metrics_addr")
+        if changed := [k for k in kept if getattr(new, k) != getattr(old, k)]:
+            log.warning("restart_needed", settings=changed, reason="read at start only: kept")
             new = new.model_copy(update={k: getattr(old, k) for k in kept})
         if webhook is not None and rotated is not None:
             webhook.secret = rotated.secret

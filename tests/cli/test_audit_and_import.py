@@ -142,7 +142,7 @@ def test_audit_refuses_its_filters_beside_a_subcommand(world: World):
 
 def test_import_writes_a_file_whose_plan_is_empty(world: World, tmp_path: Path):
     out = tmp_path / "imported.yaml"
-    result = invoke("import", *world.cli_args(), "--out", str(out))
+    result = invoke("import", *world.api_args(), "--out", str(out))
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert "gravatar_email is write-only" in text
@@ -156,11 +156,11 @@ def test_import_writes_a_file_whose_plan_is_empty(world: World, tmp_path: Path):
 def test_import_refuses_to_overwrite(world: World, tmp_path: Path):
     out = tmp_path / "existing.yaml"
     out.write_text("keep me\n")
-    result = invoke("import", *world.cli_args(), "--out", str(out))
+    result = invoke("import", *world.api_args(), "--out", str(out))
     assert result.exit_code == 1
     assert result.stderr == f"syncd: {out} exists; pass --force to overwrite it\n"
     assert out.read_text() == "keep me\n"
-    assert invoke("import", *world.cli_args(), "--out", str(out), "--force").exit_code == 0
+    assert invoke("import", *world.api_args(), "--out", str(out), "--force").exit_code == 0
 
 
 def test_import_into_a_missing_directory_says_so_before_reading_anything(tmp_path: Path):
@@ -174,20 +174,25 @@ def test_import_into_a_missing_directory_says_so_before_reading_anything(tmp_pat
     assert not out.parent.exists()
 
 
-def test_an_imported_file_is_private_and_a_link_or_a_fifo_is_not_written_through(
-    world: World, tmp_path: Path
-):
+def test_an_imported_file_is_private_and_a_link_or_a_fifo_is_refused(world: World, tmp_path: Path):
+    out = tmp_path / "imported.yaml"
+    out.write_text("an older import\n")
+    out.chmod(0o644)
+    assert invoke("import", *world.api_args(), "--out", str(out), "--force").exit_code == 0
+    assert out.stat().st_mode & 0o777 == 0o600
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_text("not syncd's\n")
-    out = tmp_path / "imported.yaml"
-    out.symlink_to(elsewhere)
-    assert invoke("import", *world.cli_args(), "--out", str(out), "--force").exit_code == 0
+    linked = tmp_path / "linked.yaml"
+    linked.symlink_to(elsewhere)
+    result = invoke("import", *world.api_args(), "--out", str(linked), "--force")
+    assert result.exit_code == 1
+    expected = f"cannot write {linked}: a symbolic link, so neither followed nor replaced"
+    assert result.stderr == f"syncd: {expected}\n"
     assert elsewhere.read_text() == "not syncd's\n"
-    assert not out.is_symlink()
-    assert out.stat().st_mode & 0o777 == 0o600
+    assert linked.is_symlink()
     fifo = tmp_path / "imported.fifo"
     os.mkfifo(fifo)
-    result = invoke("import", *world.cli_args(), "--out", str(fifo), "--force")
+    result = invoke("import", *world.api_args(), "--out", str(fifo), "--force")
     assert result.exit_code == 1
     assert "imported.fifo: not a regular file" in result.stderr
     assert stat.S_ISFIFO(fifo.stat().st_mode)
@@ -197,8 +202,15 @@ def test_an_imported_file_is_private_and_a_link_or_a_fifo_is_not_written_through
 def test_import_of_an_unknown_user_writes_nothing(world: World, tmp_path: Path):
     out = tmp_path / "imported.yaml"
     result = invoke(
-        "import", *world.cli_args(), "--user", "janedoe", "--user", "ghost_user", "--out", str(out)
+        "import", *world.api_args(), "--user", "janedoe", "--user", "ghost_user", "--out", str(out)
     )
     assert result.exit_code == 1
     assert "ghost_user" in result.stderr
     assert not out.exists()
+
+
+def test_import_offers_no_desired_state_file_it_would_ignore(world: World, tmp_path: Path):
+    # `import -f missing.yaml` imported every user of the credentials directory, rc 0.
+    result = invoke("import", *world.api_args(), "-f", str(tmp_path / "missing.yaml"))
+    assert result.exit_code == 1
+    assert "No such option '-f'" in result.stderr

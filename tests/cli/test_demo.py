@@ -157,3 +157,9 @@ def test_demo_stops_at_the_first_step_that_fails(tmp_path: Path):
         run_demo(EXAMPLE, tmp_path / "demo", invoke)
     assert ran == [["plan"]]
     assert "step 1 (syncd plan) failed" in stopped.value.format_message()
+
+
+def test_demo_help_says_its_file_can_name_only_the_demos_accounts():
+    # `-f FILE` of any other users failed with no_credentials, which the help did not foretell.
+    shown = " ".join(CliRunner().invoke(cli, ["demo", "--help"]).output.split())
+    assert f"of the demo's accounts only ({', '.join(DEMO_SEED['users'])})" in shown

@@ -223,7 +223,7 @@ def test_stdout_holds_only_the_commands_own_output_while_the_client_retries(worl
 
     assert json.loads(stdout_of("plan", *world.cli_args(), "--output", "json"))["summary"]
     imported = world.root / "imported.yaml"
-    imported.write_text(stdout_of("import", *world.cli_args()))
+    imported.write_text(stdout_of("import", *world.api_args()))
     assert stdout_of("validate", "-f", str(imported)).endswith(": valid, 2 users\n")
     statuses = {r["status"] for r in world.sandbox.stats()["requests"]}
     assert statuses & {500, 503}, "the fault injection should have answered some 5xx"

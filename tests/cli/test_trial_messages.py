@@ -64,6 +64,14 @@ def test_a_run_refused_the_lock_is_not_offered_a_flag_it_lacks(world: World):
             "invalid settings: api_url (--api-url): must be an http:// or https:// URL",
             id="flag",
         ),
+        pytest.param(
+            [],
+            {"SYNCD_NOTIFY": "webhook"},
+            "",
+            # A traceback from pydantic-settings' JSON parsing.
+            "invalid settings: notify (SYNCD_NOTIFY): should be JSON: Expecting value at column 1",
+            id="json-variable",
+        ),
     ],
 )
 def test_a_bad_setting_is_named_where_it_was_set_in_our_words(

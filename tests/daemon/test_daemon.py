@@ -151,15 +151,21 @@ def test_failures_back_off_and_one_success_resets(world: World, start_daemon):
 
 def test_sighup_rereads_the_settings_and_runs_now(world: World, start_daemon, tmp_path):
     config = tmp_path / "syncd.toml"
-    config.write_text("interval = 120\n")
+    config.write_text('interval = 120\nmetrics_addr = "127.0.0.1:0"\n')
     daemon: DaemonProcess = start_daemon(SYNCD_CONFIG=str(config), SYNCD_INTERVAL=None)
+    address = daemon.wait_for("metrics_listening")["address"]
     assert daemon.wait_for("daemon_started")["interval"] == 120
     assert daemon.wait_for("cycle_finished")["result"] == "ok"
 
-    config.write_text("interval = 90\n")
+    # The listener is set up at start: a reload that moves it says it did not.
+    config.write_text('interval = 90\nmetrics_addr = "127.0.0.1:1"\n')
     world.desire({**STANDARD_DESIRED, "users": {"johnsmith": {"location": "Remote"}}})
     daemon.process.send_signal(signal.SIGHUP)
+    warned = daemon.wait_for("restart_needed")
+    assert warned["settings"] == ["metrics_addr"]
+    assert warned["level"] == "warning"
     assert daemon.wait_for("reloaded")["interval"] == 90
+    assert http_get(f"http://{address}/healthz")[0] == 200
     daemon.notifications.wait("RELOADING")
     again = daemon.wait_for("cycle_finished")  # long before the 90 s interval
     assert again["result"] == "ok"

@@ -197,3 +197,11 @@ def test_load_settings_reads_the_toml_example(
         assert getattr(settings, key) == value, key
     if variant == "every-setting-on":
         assert {"run_deadline", "metrics_addr"} <= set(stated)
+
+
+@pytest.mark.parametrize("example", [ENV_EXAMPLE, TOML_EXAMPLE], ids=lambda path: path.name)
+def test_the_examples_send_the_reader_to_the_reference_not_to_run_help(example: Path):
+    # They said every setting was a flag of `syncd run`: most are not (SYNCD_MAX_DELETIONS).
+    head = example.read_text().split("\n\n")[0]
+    assert "docs/configuration.md" in head
+    assert "--help" not in head

@@ -411,7 +411,7 @@ def test_an_api_url_with_a_password_is_refused_without_showing_it(world: World):
 def test_import_refuses_a_credential_file_that_names_no_user(world: World, name: str):
     # `..token` became GET /api/v1.1/.
     write_secret(world.credentials_dir / name, "tok-jane\n")
-    result = CliRunner().invoke(cli, ["import", *world.cli_args()], catch_exceptions=False)
+    result = CliRunner().invoke(cli, ["import", *world.api_args()], catch_exceptions=False)
     assert result.exit_code == 1
     assert result.stderr.startswith(f"syncd: credentials directory {world.credentials_dir}:")
     assert "not a username" in result.stderr
@@ -421,7 +421,7 @@ def test_import_refuses_a_credential_file_that_names_no_user(world: World, name:
 
 def test_import_refuses_a_user_option_that_is_no_username(world: World):
     result = CliRunner().invoke(
-        cli, ["import", *world.cli_args(), "--user", "../admin"], catch_exceptions=False
+        cli, ["import", *world.api_args(), "--user", "../admin"], catch_exceptions=False
     )
     assert result.exit_code == 1
     assert "syncd: --user: not a username" in result.stderr

@@ -97,6 +97,16 @@ def test_a_direct_https_api_trusts_the_private_ca_and_no_other(world: World):
             id="SSL_CERT_FILE",
         ),
         pytest.param(
+            {"SYNCD_SSL_CERT_FILE": "/nonexistent"},
+            "syncd: SYNCD_SSL_CERT_FILE /nonexistent: no such file",
+            id="SYNCD_SSL_CERT_FILE",
+        ),
+        pytest.param(
+            {"SYNCD_SSL_CERT_DIR": "/nonexistent"},
+            "syncd: SYNCD_SSL_CERT_DIR /nonexistent: no such directory",
+            id="SYNCD_SSL_CERT_DIR",
+        ),
+        pytest.param(
             {"ALL_PROXY": "socks5://user:secret-pw@127.0.0.1:9"},
             "syncd: all_proxy is a socks5:// proxy (socks5://***@127.0.0.1:9): syncd speaks to"
             " http:// and https:// proxies only",

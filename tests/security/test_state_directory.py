@@ -161,17 +161,22 @@ def test_a_saved_plan_that_is_a_link_or_a_fifo_is_refused(world: World):
     assert world.writes() == 0
 
 
-def test_a_plan_is_saved_private_over_a_link_and_never_over_a_fifo(world: World):
-    # A link at --out is replaced, not written through; a FIFO (or /dev/stdout) is
-    # refused, not replaced by a file; nothing written aside is left behind.
+def test_a_plan_is_saved_private_and_never_over_a_link_or_a_fifo(world: World):
+    # A link at --out is refused, neither written through nor replaced (/dev/stdout
+    # is one); so is a FIFO; nothing written aside is left behind.
+    saved = world.root / "plan.json"
+    saved.write_text("an older plan\n")
+    saved.chmod(0o644)
+    assert run(world, "plan", "--out", str(saved)).exit_code == 0
+    assert mode(saved) == 0o600
     elsewhere = world.root / "elsewhere"
     elsewhere.write_text("not syncd's\n")
-    link = world.root / "plan.json"
+    link = world.root / "linked.json"
     link.symlink_to(elsewhere)
-    assert run(world, "plan", "--out", str(link)).exit_code == 0
+    refused = run(world, "plan", "--out", str(link))
+    assert_refused(refused, "linked.json: a symbolic link, so neither followed nor replaced")
     assert elsewhere.read_text() == "not syncd's\n"
-    assert not link.is_symlink()
-    assert mode(link) == 0o600
+    assert link.is_symlink()
     fifo = world.root / "plan.fifo"
     os.mkfifo(fifo)
     assert_refused(run(world, "plan", "--out", str(fifo)), "plan.fifo: not a regular file")

@@ -39,3 +39,21 @@ def test_a_directory_is_refused_not_replaced(tmp_path: Path) -> None:
         pass
     assert directory.is_dir()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_link_is_refused_even_to_a_regular_file_so_dev_stdout_is_never_replaced(
+    tmp_path: Path,
+) -> None:
+    # /dev/stdout is a link to /proc/self/fd/1, which leads to a regular file when
+    # stdout is redirected to one: replacing the link broke /dev/stdout for the host.
+    captured = tmp_path / "captured.txt"
+    with captured.open("wb") as redirected:
+        stdout_like = tmp_path / "out.json"
+        stdout_like.symlink_to(f"/proc/self/fd/{redirected.fileno()}")
+        assert stdout_like.is_file()
+        refused = pytest.raises(OSError, match="a symbolic link, so neither followed nor replaced")
+        with refused, replacing(stdout_like) as handle:
+            handle.write(b"the plan")
+        assert stdout_like.is_symlink()
+    assert captured.read_bytes() == b""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["captured.txt", "out.json"]
