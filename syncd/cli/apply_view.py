@@ -68,6 +68,8 @@ class ApplyView:
 
     def show_plan(self, result: PlanResult) -> None:
         print_plan(result.plan, self.console, result.oldest_age)
+        if note := result.rejections.note():
+            self.console.file.write(note + "\n")
         keep_until_exit()
 
     def confirm(self, result: PlanResult) -> bool:

@@ -73,6 +73,8 @@ def plan(
         from syncd.cli.render import print_plan, terminal
 
         print_plan(result.plan, terminal(), result.oldest_age)
+        if note := result.rejections.note():
+            click.echo(note)
     if over:
         click.echo(
             f"warning: {counted(deletions, 'deletion')} planned, over the limit of "
@@ -170,6 +172,7 @@ def apply(
         PlanStep,
         connect,
         converge,
+        leaving_out_rejected,
         planning,
         saved_planning,
     )
@@ -205,6 +208,7 @@ def apply(
         else:
             desired = desired_for(settings, scope)
             make_plan = planning(desired, refresh=refresh, on_progress=on_progress)
+        make_plan = leaving_out_rejected(make_plan)
 
         async def run() -> ConvergeResult:
             async with (

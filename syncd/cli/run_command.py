@@ -67,9 +67,10 @@ def run(config_file: str | None, once: bool, **flags: Any) -> None:
 
 
 def once_exit_code(result: RunResult) -> int:
-    """`run --once` ends as `apply` would: 0 converged (or, observing, seen), 3 the deletion
-    guard refused, 1 anything else."""
-    if result in (RunResult.OK, RunResult.NO_CHANGES, RunResult.DRIFT):
+    """`run --once` ends as `apply` would: 0 converged (or, observing, seen; or `held`: all
+    was done but what the operator left out, a rejected deletion or suspended users),
+    3 the deletion guard refused, 1 anything else."""
+    if result in (RunResult.OK, RunResult.NO_CHANGES, RunResult.DRIFT, RunResult.HELD):
         return EXIT_OK
     if result == RunResult.BLOCKED:
         return EXIT_GUARD

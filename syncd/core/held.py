@@ -32,7 +32,8 @@ class GuardSplit:
     now: Plan
     #: The deletions over the limit, held for a decision (empty: none held).
     held: tuple[DeleteEmail, ...] = ()
-    #: The deletions rejected and still planned: neither sent nor asked about again.
+    #: The deletions rejected and still planned, or of a user not read (whose rejection
+    #: stands: syncd.state.held_changes): neither sent nor asked about again.
     rejected: tuple[DeleteEmail, ...] = ()
 
 
@@ -73,6 +74,11 @@ def guarded(
         if (key := deletion_key(action)) not in approved_keys:
             (no if key in rejected_keys else counted).append(action)
     return (tuple(counted) if len(counted) > limit else ()), tuple(no)
+
+
+def unread(plan: Plan) -> set[str]:
+    """The users a run did not read (in error, waiting for their retry, suspended)."""
+    return {problem.user for problem in plan.errors} | {user for user, _ in plan.suspended}
 
 
 def per_user(deletions: Iterable[DeletionKey]) -> dict[str, int]:

@@ -46,7 +46,8 @@ class RunResult(StrEnum):
     #: The deletion guard refused the plan.
     BLOCKED = "blocked"
     #: The daemon's deletion guard held deletions back, the rest applied: held for
-    #: `syncd approve`, or left out as `syncd reject` said. Not a success: changes remain.
+    #: `syncd approve`, or left out as `syncd reject` said (by `apply` too); or every
+    #: user suspended, none read. Not a success: changes remain, or may.
     HELD = "held"
     #: The desired state did not validate; nothing applied.
     INVALID = "invalid"

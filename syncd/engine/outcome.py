@@ -6,9 +6,10 @@ fine; `failed` when none was fine, or when every request it sent failed alike
 (the API down: the users answered from the cache do not make it `partial`,
 else a run that reached no API would look half-well for as long as cached
 answers last); `drift` when it only observed (nothing is written) and found
-changes to make. A user fails for an error in the plan (it could not be read,
-or a write is known not to converge), a write that did not succeed, or a write
-the server did not keep.
+changes to make; `held` when every user was suspended: none was read, so it
+cannot say the accounts match (a success), nor did anything fail. A user fails
+for an error in the plan (it could not be read, or a write is known not to
+converge), a write that did not succeed, or a write the server did not keep.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def run_result(
     if not failing:
         if observe and not plan.is_empty:
             return RunResult.DRIFT
+        if plan.suspended and len(plan.suspended) >= plan.users:
+            return RunResult.HELD
         return RunResult.OK if report is not None else RunResult.NO_CHANGES
     # The reads met one failure for all (syncd.engine.fetching.mark_shared), and no
     # write succeeded either.

@@ -44,6 +44,7 @@ from syncd.state.audit import AuditTrail
 from syncd.state.audit_queries import OpenIntent, open_intents
 from syncd.state.backend import Database, StateStore, off_the_loop, open_store
 from syncd.state.cache import LiveCache
+from syncd.state.held_changes import HeldChanges, Rejections
 from syncd.state.not_kept import NotKeptRecords
 from syncd.state.ownership import Claim, OwnershipLedger
 from syncd.state.suspensions import SuspensionTable
@@ -60,6 +61,9 @@ class PlanResult:
     requests: Counter[str] = field(default_factory=Counter)
     #: When this plan read the live state.
     read_at: float = 0.0
+    #: The deletions a standing rejection leaves out of `plan` (`plan`, `apply`:
+    #: leaving_out_rejected; a daemon's cycle keeps them in the plan for its guard).
+    rejections: Rejections = field(default_factory=Rejections)
 
     @property
     def oldest_age(self) -> float | None:
@@ -73,6 +77,8 @@ class PlanResult:
         age = self.oldest_age
         document["summary"]["from_cache"] = self.read.from_cache
         document["summary"]["oldest_answer_age_seconds"] = None if age is None else round(age, 1)
+        if self.rejections.deletions:  # not among the changes: apply will not make them
+            document["rejected"] = self.rejections.to_json()
         return document
 
     def __repr__(self) -> str:
@@ -252,7 +258,7 @@ async def compute_plan(
     its state cannot tell which addresses syncd owns. Only here: a plan is what people
     read to know what the daemon will do, while a daemon's first cycle, or an apply
     against a fresh state, starts the ledger it would warn about."""
-    step = planning(desired, refresh=refresh, on_progress=on_progress)
+    step = leaving_out_rejected(planning(desired, refresh=refresh, on_progress=on_progress))
     async with Deadline(settings.run_deadline), connect(settings, purpose="plan") as connection:
         result = await step(connection)
         if warning := ownership_unknown(connection, desired, result.plan):
@@ -417,6 +423,29 @@ def planning(
     return step
 
 
+def leaving_out_rejected(step: PlanStep) -> PlanStep:
+    """`step`, with the deletions a standing rejection leaves out taken out of the plan
+    into its `rejections`: what `plan` shows and `apply` sends, as the daemon's guard
+    leaves them out of each cycle (docs/operations.md, "The operator in the loop")."""
+
+    async def left_out(connection: Connection) -> PlanResult:
+        result = await step(connection)
+        held = HeldChanges(connection.db, connection.api)
+        result.rejections = await off_the_loop(held.rejections, result.plan)
+        result.plan = without(result.plan, result.rejections)
+        return result
+
+    return left_out
+
+
+def without(plan: Plan, rejections: Rejections) -> Plan:
+    """`plan` less the rejected deletions."""
+    if not rejections.deletions:
+        return plan
+    rejected = set(rejections.deletions)
+    return replace(plan, changes=tuple(a for a in plan.changes if a not in rejected))
+
+
 def suspended(connection: Connection, desired: DesiredState, now: float) -> Suspensions:
     """Whom a plan made at `now` leaves alone: the desired state's `suspend:`, `syncd suspend`."""
     from_yaml = {user.username: user.suspend for user in desired.users if user.suspend}
@@ -470,7 +499,15 @@ def saved_planning(saved: SavedPlan, desired: DesiredState) -> PlanStep:
         mine = replace(scoped, users=tuple(u for u in scoped.users if u.username in touched))
         planned = plan_from(connection, mine, live, suspended(connection, mine, options.now))
         withheld = {user for user, why in planned.suspended if why.source is SuspensionSource.CLI}
-        kept = [action for action in saved.plan.changes if action.user not in withheld]
+        # A deletion rejected since the plan was made is left out, as a new plan would
+        # (leaving_out_rejected, which the converge runs after this step, drops it).
+        rejections = HeldChanges(connection.db, connection.api).rejections(planned)
+        planned, left_out = without(planned, rejections), set(rejections.deletions)
+        kept = [
+            action
+            for action in saved.plan.changes
+            if action.user not in withheld and action not in left_out
+        ]
         if differs := first_difference(kept, planned.changes):
             raise PlanFileError(
                 f"{saved.path} does not match what the desired state and this state plan "
@@ -536,27 +573,25 @@ async def converge(
             outcome = converged.conclude(None, observe=observe)
             return converged
         now, held = result.plan, False
-        if not result.plan.is_empty:
+        try:
             if hold_deletions is not None:
-                split = hold_deletions(result.plan)
                 # Rejected deletions are left out, not held for a decision: the operator
                 # has answered, and their users are counted as drift until the desired
                 # state stops asking. Still, the run made less than its plan: `held`,
                 # never ok or no_changes (a success, which would say the accounts match).
+                # Split even when empty: a rejection of a user not read stands too.
+                split = hold_deletions(result.plan)
                 now, held = split.now, bool(split.held or split.rejected)
             else:
-                try:
-                    check_deletion_guard(result.plan, deletion_limit, command)
-                except GuardError:
-                    outcome = RunResult.BLOCKED
-                    raise
-            if not confirm(result):
-                outcome = converged.outcome = RunResult.DECLINED
-                return converged
-        claim_ownership(connection, result.plan)
-        if result.plan.is_empty:
-            outcome = converged.conclude(None)
+                held = bool(result.rejections.deletions)  # left out by the planning step
+                check_deletion_guard(result.plan, deletion_limit, command)
+        except GuardError:
+            outcome = RunResult.BLOCKED
+            raise
+        if not now.is_empty and not confirm(result):
+            outcome = converged.outcome = RunResult.DECLINED
             return converged
+        claim_ownership(connection, result.plan)
         report = None
         if not now.is_empty:
             report = ApplyReport()
@@ -567,6 +602,8 @@ async def converge(
         outcome = converged.conclude(report)
         if held and outcome in SUCCESSFUL_RUNS:
             outcome = converged.outcome = RunResult.HELD
+        if result.plan.is_empty:
+            return converged
         # Who exactly: after a partial apply the plan's count of users is only a bound.
         counts["users_pending"] = len(users_left(result.plan, now, report))
         return converged

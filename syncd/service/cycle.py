@@ -202,7 +202,8 @@ class Cycle:
     ) -> None:
         self.settings = settings
         #: Whether deletions past the limit are held and the rest applied (the
-        #: daemon), or the plan refused whole, as `apply` does (`run --once`).
+        #: daemon), or the plan refused whole, as `apply` does (`run --once`, which
+        #: honours the operator's decisions all the same).
         self.hold_deletions = hold_deletions
         self.source = source
         #: Whose lock the daemon holds: every write goes through it (the fence).
@@ -302,13 +303,16 @@ class Cycle:
                     refresh=self.refresh,
                     refresh_oldest=drift_share(len(desired.users), settings),
                 )
-                guard = None
-                if self.hold_deletions and not settings.observe:  # observing: it sends none
-                    guard = DeletionGuard(
+                guard = (
+                    None  # observing: it sends none
+                    if settings.observe
+                    else DeletionGuard(
                         HeldChanges(self.db, connection.api),
                         settings.max_deletions,
                         revision_of(desired),
+                        hold=self.hold_deletions,
                     )
+                )
                 converged = await converge(
                     connection,
                     planning(desired, freshness=freshness, hold=held),
@@ -341,7 +345,9 @@ class Cycle:
             every_request_failed, api_down, api_answered = self._api_seen()
         failing = record_cycle(failures, desired.usernames(), converged.failing, held, settings)
         plan, report = converged.result.plan, converged.report
-        pending = [action for action in plan.changes if action not in written]
+        # With the rejected deletions of users not read: not planned, still asked for.
+        unplanned = guard.rejected_unread if guard is not None else ()
+        pending = [action for action in (*plan.changes, *unplanned) if action not in written]
         save_pending(self.db, pending)
         if settings.observe:
             _report_drift(plan)

@@ -295,7 +295,8 @@ class Daemon:
                 self.store,
                 self.metrics,
                 refresh=refresh,
-                # `run --once` ends as `apply` would: all or nothing, exit 3.
+                # `run --once` ends as `apply` would: past the limit all or nothing,
+                # exit 3 (what the operator decided it does as any cycle).
                 hold_deletions=not self.once,
             )
             outcome = await cycle.run()

@@ -3,20 +3,23 @@
 `apply` stays all-or-nothing (exit 3); a daemon cannot ask, so its cycle
 applies what it may and keeps the deletions as one held set (syncd.core.held
 decides, syncd.state.held_changes keeps the sets) until `syncd approve` or
-`syncd reject` (design.md section 4.1).
+`syncd reject` (design.md section 4.1). `run --once` is one such cycle, the
+operator's decisions included, but past the limit it refuses, as `apply` does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import structlog
 
 from syncd.core.desired import DesiredState
-from syncd.core.held import GuardSplit, deletion_key, per_user, split_deletions
+from syncd.core.held import GuardSplit, deletion_key, per_user, split_deletions, unread
 from syncd.core.plan import DeleteEmail, Plan
 from syncd.core.vocabulary import HeldStatus
-from syncd.state.held_changes import HeldChanges, HeldSet
+from syncd.engine.reconcile import check_deletion_guard
+from syncd.state.held_changes import HeldChanges, HeldSet, Rejections
 from syncd.visible import counted
 
 log = structlog.get_logger("syncd.service.deletion_guard")
@@ -44,24 +47,39 @@ class DeletionGuard:
     (the same set while the same deletions are planned, so it is asked once). The
     decisions are read when the plan is split and again when the set is held: those
     given while the cycle ran count, and deletions decided are not held again as a
-    new set. A rejection lapses when a cycle that read the user no longer plans it.
+    new set. A rejection lapses when a cycle that read the user no longer plans it;
+    one of a user not read stands, and leaves the cycle `held` all the same.
     """
 
-    def __init__(self, held: HeldChanges, limit: int, revision: str | None) -> None:
+    def __init__(
+        self, held: HeldChanges, limit: int, revision: str | None, *, hold: bool = True
+    ) -> None:
         self.held, self.limit, self.revision = held, limit, revision
+        #: Whether deletions past the limit are held (the daemon), or refuse the cycle
+        #: whole with a GuardError, as `apply` does (`run --once`).
+        self.hold = hold
         self.last: GuardSplit | None = None
-        # Spent by conclude(), also when the cycle had nothing to split.
+        self.rejections = Rejections()
+        #: The rejected deletions of users this cycle did not read: not in its plan.
+        self.rejected_unread: tuple[DeleteEmail, ...] = ()
+        # Spent by conclude(), also when the cycle was not split (observing).
         self._approved = held.with_status(HeldStatus.APPROVED)
 
     def split(self, plan: Plan) -> GuardSplit:
         decided = self.held.decisions()
         self._approved = list(decided.approved_sets)
-        self.last = split_deletions(plan, self.limit, decided.approved, decided.rejected)
+        split = split_deletions(plan, self.limit, decided.approved, decided.rejected)
+        if split.held and not self.hold:
+            check_deletion_guard(dataclasses.replace(plan, changes=split.held), self.limit, "run")
+        self.rejections = self.held.rejections(plan, decided.rejected)
+        planned = set(split.rejected)
+        self.rejected_unread = tuple(a for a in self.rejections.deletions if a not in planned)
+        self.last = dataclasses.replace(split, rejected=self.rejections.deletions)
         return self.last
 
     def conclude(self, plan: Plan) -> list[str]:
         """Record the held set and the approved ones used; what the cycle that made
-        `plan` says of them (a plan with nothing to do was never split).
+        `plan` says of them.
 
         An approved set is given to the one cycle after it that plans, even one with
         nothing to do: kept, it would let the same deletion of a later revision past
@@ -88,7 +106,9 @@ class DeletionGuard:
             said.append(
                 f"{counted(len(split.rejected), 'deletion')} rejected left out "
                 f"({self.revision}): at any revision while the desired state asks for them; "
-                "planned after it stopped, asked about again"
+                "planned after it stopped, asked about again; "
+                + " or ".join(f"syncd approve {held_id}" for held_id in self.rejections.sets)
+                + " lets them through"
             )
         self._lapse_rejected(plan)
         held: HeldSet | None = None
@@ -125,7 +145,7 @@ class DeletionGuard:
         it read: the desired state stopped asking, so planned again later they are a
         new question, not still rejected."""
         planned = {deletion_key(a) for a in plan.changes if isinstance(a, DeleteEmail)}
-        for closed in self.held.lapse(planned, _unread(plan)):
+        for closed in self.held.lapse(planned, unread(plan)):
             log.info("deletions_rejected_not_planned", held_id=closed.id)
 
     def _close_unheld(self, plan: Plan) -> None:
@@ -134,13 +154,8 @@ class DeletionGuard:
         the deletions. Left open, a set would keep the guard blocked until someone
         decided on deletions nobody plans. Not a set with a user this cycle did not
         read (in error, suspended): what it would plan for them is not known."""
-        unread = _unread(plan)
+        not_read = unread(plan)
         for held in self.held.with_status(HeldStatus.HELD):
-            if not unread & {user for user, _ in held.deletions}:
+            if not not_read & {user for user, _ in held.deletions}:
                 self.held.mark([held], HeldStatus.SUPERSEDED)
                 log.info("deletions_held_not_planned", held_id=held.id)
-
-
-def _unread(plan: Plan) -> set[str]:
-    """The users a cycle did not read (in error, waiting for their retry, suspended)."""
-    return {problem.user for problem in plan.errors} | {user for user, _ in plan.suspended}

@@ -5,7 +5,9 @@ given to the next cycle (then `applied`), for the deletions that cycle plans.
 A rejection stands across revisions for as long as its deletion is planned: it
 lapses when a cycle that read the user no longer plans it (the desired state
 stopped asking), and a set whose deletions have all lapsed is `superseded`; a
-later plan of a lapsed deletion is a new question. Of two decided sets that
+later plan of a lapsed deletion is a new question. Every run that writes leaves
+a standing rejection out (the daemon's cycles, `run --once`, `apply`); the
+operator undoes one by approving the rejected set. Of two decided sets that
 name the same deletion, the later decision wins: a rejection after an approval
 stops the deletion. The daemon holds at most one open set: the same deletions
 planned again keep it, other ones replace it (`superseded`). Sets are kept per
@@ -29,12 +31,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncd.core.fields import email_key
-from syncd.core.held import DeletionKey, guarded, per_user
-from syncd.core.plan import DeleteEmail
+from syncd.core.held import DeletionKey, deletion_key, guarded, per_user, unread
+from syncd.core.plan import DeleteEmail, Plan
 from syncd.core.vocabulary import HeldStatus
 from syncd.errors import UsageError
 from syncd.state.backend import Database
 from syncd.state.schema import has_column
+from syncd.visible import counted
 
 _COLUMNS = "id, revision, held_at, deletions, status, decided_by, decided_at"
 
@@ -79,6 +82,35 @@ class Decisions:
     #: The deletions whose last decision is a rejection that has not lapsed: left out,
     #: not asked about again, at any revision.
     rejected: frozenset[DeletionKey] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejections:
+    """The rejected deletions a run leaves out, and the sets that rejected them."""
+
+    #: The plan's deletions whose last decision is a rejection, then those of the users
+    #: it did not read (not planned, but asked for as far as is known: they stand too).
+    deletions: tuple[DeleteEmail, ...] = ()
+    sets: tuple[str, ...] = ()
+
+    def note(self) -> str:
+        """What a run says of them: how many, which sets, and how to let them through."""
+        if not self.deletions:
+            return ""
+        ids = ", ".join(self.sets)
+        return (
+            f"left out: {counted(len(self.deletions), 'deletion')} rejected (set {ids}), "
+            "while the desired state asks for them; "
+            + " or ".join(f"syncd approve {held_id}" for held_id in self.sets)
+            + " lets them through"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "deletions": [action.to_json() for action in self.deletions],
+            "sets": list(self.sets),
+            "approve": [f"syncd approve {held_id}" for held_id in self.sets],
+        }
 
 
 def _now() -> str:
@@ -126,6 +158,28 @@ class HeldChanges:
             frozenset(key for key, held in last.items() if held.status == HeldStatus.APPROVED),
             frozenset(key for key, held in last.items() if held.status == HeldStatus.REJECTED),
         )
+
+    def rejections(self, plan: Plan, standing: frozenset[DeletionKey] | None = None) -> Rejections:
+        """The rejections that stand over a run of `plan`: of its deletions, and of the
+        users it did not read (what they would plan is not known, and nothing of
+        theirs lapses: HeldChanges.lapse). `standing`: the rejected deletions as the
+        caller read them (else read now)."""
+        if standing is None:
+            standing = self.decisions().rejected
+        if not standing:
+            return Rejections()
+        left_out = {
+            deletion_key(action): action
+            for action in plan.changes
+            if isinstance(action, DeleteEmail) and deletion_key(action) in standing
+        }
+        unread_users, rejected = unread(plan), self.with_status(HeldStatus.REJECTED)
+        for held in rejected:
+            for user, email in held.deletions:
+                if user in unread_users and (key := (user, email_key(email))) in standing:
+                    left_out.setdefault(key, DeleteEmail(user, email))
+        sets = tuple(held.id for held in rejected if held.deletion_keys() & left_out.keys())
+        return Rejections(tuple(left_out.values()), sets)
 
     def hold(
         self, revision: str | None, deletions: Iterable[DeleteEmail], limit: int
@@ -208,15 +262,19 @@ def _held_set(row: Any) -> HeldSet:
 
 
 def decide(db: Database, held_id: str, status: HeldStatus, by: str) -> HeldSet:
-    """Approve or reject the open set `held_id`, of whichever API (its id is its own, and
-    `syncd approve` may be run without the daemon's SYNCD_API_URL); a UsageError if
-    there is none."""
+    """Approve or reject the open set `held_id`, or approve a rejected one, of whichever
+    API (its id is its own, and `syncd approve` may be run without the daemon's
+    SYNCD_API_URL); a UsageError if there is none."""
     with db.atomic():
         row = db.execute(f"SELECT {_COLUMNS} FROM held_changes WHERE id = ?", [held_id]).fetchone()
         if row is None:
             raise UsageError(f"no held change set {held_id!r}: `syncd status` lists them")
         held = _held_set(row)
-        if held.status != HeldStatus.HELD:
+        # A rejected set may still be approved: the way to let through a deletion the
+        # operator rejected while the desired state asks for it (the later word wins).
+        if held.status != HeldStatus.HELD and not (
+            held.status == HeldStatus.REJECTED and status == HeldStatus.APPROVED
+        ):
             raise UsageError(f"held change set {held_id} is {held.status} already")
         if not _set_status(db, held, status, by):
             raise UsageError(

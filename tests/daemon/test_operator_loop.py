@@ -17,8 +17,8 @@ import httpx
 from click.testing import CliRunner
 
 from syncd.cli.main import cli
-from tests.daemon.harness import DaemonProcess
-from tests.world import STANDARD_DESIRED, World, admin_patch
+from tests.daemon.harness import DaemonProcess, once
+from tests.world import STANDARD_DESIRED, World, admin_patch, run_syncd
 
 
 def syncd(world: World, *args: str) -> str:
@@ -471,3 +471,70 @@ def test_the_end_of_a_suspend_in_the_desired_state_is_told_once(
         assert [m["users"] for m in expired] == [["janedoe"]]
     finally:
         receiver.close()
+
+
+def test_a_standing_rejection_is_left_out_by_plan_apply_and_run_once(
+    world: World, start_daemon: Any, tmp_path: Path
+):
+    # The trial's severity 1: `apply` and `run --once` sent a deletion the operator
+    # had rejected, `plan` showed it as a change, and `run --once` was even refused
+    # by the guard over it, advising a higher limit.
+    holding: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0")
+    held_id = holding.wait_for("deletions_held")["held_id"]
+    assert holding.stop() == 0  # the rest applied: only the deletion is left
+    syncd(world, "reject", held_id)
+
+    document = json.loads(run_syncd(world, "plan", "--output", "json").stdout)
+    assert document["changes"] == []
+    assert document["rejected"]["deletions"] == [
+        {"user": "janedoe", "action": "delete_email", "email": "old@example.com"}
+    ]
+    assert document["rejected"]["sets"] == [held_id]
+    assert document["guard"]["deletions"] == 0
+    told = f"left out: 1 deletion rejected (set {held_id})"
+    assert told in run_syncd(world, "plan").stdout
+
+    assert once(world, tmp_path, SYNCD_MAX_DELETIONS="0") == 0  # not refused, not sent
+    applied = run_syncd(world, "apply", "--yes", "--allow-deletions", "5")
+    assert applied.returncode == 0, applied.stderr
+    assert told in applied.stdout
+    assert f"syncd approve {held_id} lets them through" in applied.stdout
+    assert "old@example.com" in world.emails_of("janedoe")
+    runs = world.query("SELECT command, result FROM runs ORDER BY started_at")
+    assert [(r["command"], r["result"]) for r in runs[-2:]] == [("run", "held"), ("apply", "held")]
+
+    # The operator who wants the deletion after all approves the rejected set.
+    assert "Approved 1 deletion" in syncd(world, "approve", held_id)
+    assert run_syncd(world, "apply", "--yes", SYNCD_MAX_DELETIONS="1").returncode == 0
+    assert "old@example.com" not in world.emails_of("janedoe")
+
+
+def test_a_rejection_of_a_suspended_user_stands_and_everyone_suspended_is_no_success(
+    world: World, start_daemon: Any
+):
+    # The trial: a suspension turned a cycle with a standing rejection into
+    # `no_changes`, a success, and a freeze of everyone read nobody and said the same.
+    daemon: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0", SYNCD_DRIFT_WINDOW="1")
+    held_id = daemon.wait_for("deletions_held")["held_id"]
+    syncd(world, "reject", held_id)
+    daemon.wait_for("deletions_rejected_left_out")
+    syncd(world, "suspend", "--reason", "INC-1", "--user", "janedoe", "--for", "1h")
+    daemon.wait_for("cycle_finished", suspended=1)
+    finished = daemon.wait_for("cycle_finished", suspended=1)
+    assert finished["result"] == "held"
+    assert finished["drift_users"] == 1
+    assert "1 deletion rejected left out" in finished["message"]
+    report = json.loads(syncd(world, "status", "--user", "janedoe", "--output", "json"))
+    (janedoe,) = report["users"]
+    assert janedoe["pending"]["changes"] == [
+        {"user": "janedoe", "action": "delete_email", "email": "old@example.com"}
+    ]
+
+    syncd(world, "resume", "--user", "janedoe")
+    desire_in_place(world, keeping_old_address())  # the rejection lapses: converged
+    daemon.wait_for("deletions_rejected_not_planned")
+    daemon.wait_for("cycle_finished", result="no_changes")
+    syncd(world, "suspend", "--reason", "freeze", "--all")
+    daemon.wait_for("cycle_finished", suspended=2)
+    assert daemon.wait_for("cycle_finished", suspended=2)["result"] == "held"
+    assert daemon.stop() == 0

@@ -52,12 +52,17 @@ def test_a_held_set_is_asked_once_and_decided_once(store: StateStore):
     rejected = decide(store.history, first.id, HeldStatus.REJECTED, "ops@host")
     assert rejected.status == HeldStatus.REJECTED
     with pytest.raises(UsageError, match="rejected already"):
-        decide(store.history, first.id, HeldStatus.APPROVED, "ops@host")
+        decide(store.history, first.id, HeldStatus.REJECTED, "ops@host")
     assert held.decisions().rejected == {
         ("alice", "old@example.com"),
         ("bobsmith", "x@example.com"),
     }
     assert held.hold("rev2", deletions[:1], 0) == (None, False)  # rejected still
+    # Approved after all (the way to let a rejected deletion through): the later word.
+    decide(store.history, first.id, HeldStatus.APPROVED, "ops@host")
+    assert held.decisions().rejected == set()
+    with pytest.raises(UsageError, match="approved already"):
+        decide(store.history, first.id, HeldStatus.APPROVED, "ops@host")
 
 
 def test_a_rejection_stands_across_revisions_until_the_deletion_is_no_longer_planned(
