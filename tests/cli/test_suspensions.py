@@ -111,7 +111,8 @@ def test_resuming_a_user_that_every_user_s_suspension_still_holds_says_so(world:
 def test_status_does_not_say_nothing_is_pending_for_users_it_did_not_read(
     world: World, tmp_path: Path
 ):
-    # Every user suspended, janedoe's profile differing: "pending none" was false.
+    # Every user suspended, janedoe's profile differing: "pending none" was false. And
+    # the run read nobody: `held` (no success), never no_changes.
     world.apply()
     state(world, "suspend", "--reason", "freeze", "--all")
     admin_patch(world, "janedoe", full_name="Changed by hand")
@@ -119,7 +120,7 @@ def test_status_does_not_say_nothing_is_pending_for_users_it_did_not_read(
     said = state(world, "status", "--user", "janedoe").stdout
     assert "  pending      not known (suspended, not read)\n" in said
     assert (
-        "pending      none as of the last run (no_changes); "
+        "pending      none as of the last run (held); "
         "not known for 2 users suspended (not read)\n"
     ) in said
 
