@@ -168,7 +168,8 @@ def _audit(db: Database, event: OperatorEvent, messages: Mapping[str, str]) -> N
 def approve(held_id: str, **flags: Any) -> None:
     """Let the next daemon cycle apply exactly the deletions held as set ID.
 
-    A deletion not in the set still counts against SYNCD_MAX_DELETIONS.
+    A deletion not in the set still counts against SYNCD_MAX_DELETIONS. A rejected
+    set may be approved too: its deletions are rejected no more.
     """
     _decide(flags, held_id, HeldStatus.APPROVED)
 
@@ -177,7 +178,8 @@ def approve(held_id: str, **flags: Any) -> None:
 @state_options
 @click.argument("held_id", metavar="ID")
 def reject(held_id: str, **flags: Any) -> None:
-    """Drop the deletions held as set ID: not asked about again for the same revision."""
+    """Drop the deletions held as set ID: left out at any revision while the desired
+    state asks for them (`syncd approve ID` lets them through after all)."""
     _decide(flags, held_id, HeldStatus.REJECTED)
 
 
@@ -207,5 +209,6 @@ def _decide(flags: dict[str, Any], held_id: str, status: HeldStatus) -> None:
     else:
         click.echo(
             f"Rejected {counted(len(held.deletions), 'deletion')} of set {held.id}: {shown}. "
-            "Not asked about again, at any revision, while the desired state asks for them."
+            "Not asked about again, at any revision, while the desired state asks for them; "
+            f"syncd approve {held.id} lets them through."
         )

@@ -120,8 +120,7 @@ def test_status_does_not_say_nothing_is_pending_for_users_it_did_not_read(
     said = state(world, "status", "--user", "janedoe").stdout
     assert "  pending      not known (suspended, not read)\n" in said
     assert (
-        "pending      none as of the last run (held); "
-        "not known for 2 users suspended (not read)\n"
+        "pending      none as of the last run (held); not known for 2 users suspended (not read)\n"
     ) in said
 
 
