@@ -140,6 +140,11 @@ class Plan:
         return not self.changes
 
     @property
+    def all_suspended(self) -> bool:
+        """Whether every user is suspended: the plan read nobody."""
+        return bool(self.suspended) and len(self.suspended) >= self.users
+
+    @property
     def unreadable(self) -> list[str]:
         """The users whose live state could not be read."""
         return sorted({e.user for e in self.errors if e.code in READ_ERRORS})

@@ -43,7 +43,7 @@ def run_result(
     if not failing:
         if observe and not plan.is_empty:
             return RunResult.DRIFT
-        if plan.suspended and len(plan.suspended) >= plan.users:
+        if plan.all_suspended:
             return RunResult.HELD
         return RunResult.OK if report is not None else RunResult.NO_CHANGES
     # The reads met one failure for all (syncd.engine.fetching.mark_shared), and no

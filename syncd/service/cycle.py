@@ -366,7 +366,16 @@ class Cycle:
             if (split := guard.last) is not None:
                 drift_users |= {action.user for action in (*split.held, *split.rejected)}
             held_notes = guard.conclude(plan)
-        message = "; ".join(part for part in (*held_notes, failing_summary(failing)) if part)
+        message = "; ".join(
+            part
+            for part in (
+                *held_notes,
+                failing_summary(failing),
+                # Why a cycle that found nothing to do is `held`: it read nobody.
+                "every user suspended: none read" if plan.all_suspended else "",
+            )
+            if part
+        )
         drift = len(drift_users)
         withheld = report.withheld if report else []
         ended = self._report_suspensions(converged.result, desired, withheld)

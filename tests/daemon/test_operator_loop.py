@@ -502,6 +502,11 @@ def test_a_standing_rejection_is_left_out_by_plan_apply_and_run_once(
     assert "old@example.com" in world.emails_of("janedoe")
     runs = world.query("SELECT command, result FROM runs ORDER BY started_at")
     assert [(r["command"], r["result"]) for r in runs[-2:]] == [("run", "held"), ("apply", "held")]
+    saved = tmp_path / "plan.json"  # a saved plan has it left out, and is not stale for it
+    assert run_syncd(world, "plan", "--out", str(saved)).returncode == 0
+    from_file = run_syncd(world, "apply", str(saved), "--yes")
+    assert from_file.returncode == 0, from_file.stderr
+    assert "old@example.com" in world.emails_of("janedoe")
 
     # The operator who wants the deletion after all approves the rejected set.
     assert "Approved 1 deletion" in syncd(world, "approve", held_id)
@@ -536,5 +541,6 @@ def test_a_rejection_of_a_suspended_user_stands_and_everyone_suspended_is_no_suc
     daemon.wait_for("cycle_finished", result="no_changes")
     syncd(world, "suspend", "--reason", "freeze", "--all")
     daemon.wait_for("cycle_finished", suspended=2)
-    assert daemon.wait_for("cycle_finished", suspended=2)["result"] == "held"
+    frozen = daemon.wait_for("cycle_finished", suspended=2)
+    assert (frozen["result"], frozen["message"]) == ("held", "every user suspended: none read")
     assert daemon.stop() == 0
