@@ -7,10 +7,13 @@ mode 0700, in WAL mode so that `syncd status` can read while a run writes:
               never disposable
     cache.db  the live-state cache: disposable, deleting it costs one cold read
 
-They are apart so that deleting "the cache" can never delete the history. Both
-are never opened through a link (see syncd.privatefiles). Every error of either
-file reaches the user as one StateError that names the file and the cause (disk
-full, read-only, corrupt), whichever statement met it. Each is opened as a
+They are apart so that deleting "the cache" can never delete the history. An
+empty cache.db is made again; a syncd.db without its tables (emptied by a failed
+restore, a full disk) is refused, never taken for a new history, and syncd makes
+its own whole or not at all. Both are never opened through a link (see
+syncd.privatefiles). Every error of either file reaches the user as one
+StateError that names the file and the cause (disk full, read-only, corrupt),
+whichever statement or fetch met it. Each is opened as a
 `SqliteDatabase`, the SQLite side of syncd.state.backend's `Database`, its
 tables those of syncd.state.schema.
 """
