@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
-from syncd.cli.options import UNIT_SECONDS, output_option, settings_from_flags, state_dir_option
+from syncd.cli.options import (
+    UNIT_SECONDS,
+    output_option,
+    refuse_to_overwrite,
+    settings_from_flags,
+    state_dir_option,
+)
 from syncd.core.jsondoc import dumps_document
 from syncd.core.vocabulary import ActionName, WriteResult
 from syncd.errors import StateError
@@ -240,10 +246,12 @@ def _exported(export: str | None) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="JSON Lines; gzip when the name ends in .gz.",
 )
-def export_command(state_dir: str | None, before: str, out: Path) -> None:
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+def export_command(state_dir: str | None, before: str, out: Path, force: bool) -> None:
     """Write the events and runs before a date to a file, for `audit prune`."""
     from syncd.state.retention import export
 
+    refuse_to_overwrite(out, force)
     with _store(state_dir, "audit export") as store:
         cut = export(store.history, _moment(before), out)
     click.echo(f"{out}: {_held(cut)}")

@@ -15,6 +15,7 @@ from syncd.cli.options import (
     desired_for,
     desired_option,
     output_option,
+    refuse_to_overwrite,
     settings_from_flags,
 )
 from syncd.core.jsondoc import dumps_document
@@ -103,8 +104,8 @@ def import_(users: tuple[str, ...], out_file: str | None, force: bool, **options
     from syncd.engine.importing import check_usernames, read_accounts, render_desired
     from syncd.wholefiles import replacing
 
-    if out_file and Path(out_file).exists() and not force:
-        raise click.ClickException(f"{out_file} exists; pass --force to overwrite it")
+    if out_file:
+        refuse_to_overwrite(out_file, force)
     # Said before the accounts are read; not made here: a typo would make a directory.
     if out_file and not Path(out_file).absolute().parent.is_dir():
         folder = Path(out_file).parent

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -32,6 +33,13 @@ def parse_duration(text: str) -> float:
     if match is None:
         raise click.UsageError(f"invalid duration {text!r}: expected a number and s, m, h or d")
     return float(match[1]) * UNIT_SECONDS[match[2]]
+
+
+def refuse_to_overwrite(out: str | Path, force: bool) -> None:
+    """`--out FILE` of a file a person keeps (an import, an audit export): a rerun or a
+    typo must not replace the one that is there (after a prune, the only copy)."""
+    if Path(out).exists() and not force:
+        raise click.ClickException(f"{out} exists; pass --force to overwrite it")
 
 
 def output_option(help: str | None = "Human diff or the JSON contract.") -> Callable[[F], F]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,6 @@ from typing import Any
 from syncd.core.live import LiveAccount, LiveEmail, LiveProfile
 from syncd.state.backend import Database
 from syncd.state.schema import has_column
-from syncd.state.statefile import state_error
 
 #: Rows written per transaction: large enough to amortise the commit.
 BATCH_SIZE = 1000
@@ -59,33 +57,29 @@ class LiveCache:
         is left out, so it costs a refetch and nothing more.
         """
         oldest = now - ttl
-        try:
-            # Iterated, not fetched whole: 100,000 rows need not all be in memory.
-            rows = self.db.execute(
-                "SELECT username, profile_fetched_at, full_name, location, company,"
-                " profile_url, gravatar_url, email, emails_fetched_at, emails"
-                " FROM live_accounts WHERE api = ?"
-                f" AND username IN ({self.db.dialect.json_values})",
-                [self.api, json.dumps(list(usernames))],
-            )
-            cached = {}
-            for username, profile_read, *profile, emails_read, emails in rows:
-                # Rows are written only by `put`, from values already checked;
-                # these checks are for a file damaged some other way.
-                profile_at = profile_read if _fresh(profile_read, oldest) else None
-                emails_at = emails_read if _fresh(emails_read, oldest) else None
-                try:
-                    account = LiveAccount(
-                        username,
-                        None if profile_at is None else _profile(profile),
-                        None if emails_at is None else _emails(emails),
-                    )
-                except (ValueError, TypeError):
-                    continue
-                cached[username] = Cached(account, profile_at, emails_at)
-        except sqlite3.Error as error:  # met while iterating: execute's own are StateErrors
-            # (psycopg has every row when execute returns: only SQLite reads here)
-            raise state_error(self.db.name, error) from None
+        # Iterated, not fetched whole: 100,000 rows need not all be in memory.
+        rows = self.db.execute(
+            "SELECT username, profile_fetched_at, full_name, location, company,"
+            " profile_url, gravatar_url, email, emails_fetched_at, emails"
+            " FROM live_accounts WHERE api = ?"
+            f" AND username IN ({self.db.dialect.json_values})",
+            [self.api, json.dumps(list(usernames))],
+        )
+        cached = {}
+        for username, profile_read, *profile, emails_read, emails in rows:
+            # Rows are written only by `put`, from values already checked;
+            # these checks are for a file damaged some other way.
+            profile_at = profile_read if _fresh(profile_read, oldest) else None
+            emails_at = emails_read if _fresh(emails_read, oldest) else None
+            try:
+                account = LiveAccount(
+                    username,
+                    None if profile_at is None else _profile(profile),
+                    None if emails_at is None else _emails(emails),
+                )
+            except (ValueError, TypeError):
+                continue
+            cached[username] = Cached(account, profile_at, emails_at)
         return cached
 
     def save(self, snapshots: Iterable[Snapshot]) -> None:

@@ -1,12 +1,14 @@
 """`syncd state migrate`: the history copied from one backend to another, and the copy checked.
 
 What moves is what cannot be rebuilt: the runs, the audit trail (each event
-with its number, since an outcome names its intent by it) and which of its
-intents are open, the writes the server did not keep, the addresses syncd
-owns, and the operator's decisions (suspensions, held deletions approved or
-rejected). What does not: the live cache (disposable: one cold read rebuilds
-it), daemon_state and user_failures (the daemon writes them again in its
-first cycle). Both sides are locked while it copies, so that nothing writes
+with its number, since an outcome names its intent by it), which of its
+intents are open, and the cuts of its prunes (without them the chain of the
+kept events would start nowhere, and `audit verify` call the prune a
+removal), the writes the server did not keep, the addresses syncd owns, and
+the operator's decisions (suspensions, held deletions approved or rejected).
+What does not: the live cache (disposable: one cold read rebuilds it),
+daemon_state, user_failures and pending_changes (the daemon writes them again
+in its first cycle). Both sides are locked while it copies, so that nothing writes
 to either, and the target must hold no history yet: two histories are never
 merged. The copy is one transaction on the target; then every table's count,
 and the audit trail's last number, are compared on both sides, and a
@@ -26,6 +28,7 @@ COPIED = {
     "runs": "id",
     "audit": "seq",
     "open_intents": "seq",
+    "audit_cuts": "seq",
     "not_kept": "api, username, field, sent_key",
     "email_ownership": "api, username, email_key",
     "suspensions": "username",

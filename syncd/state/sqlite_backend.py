@@ -40,7 +40,9 @@ class SqliteStore(StateStore):
 
     def _open(self, path: Path, writable: Callable[[Path], SqliteDatabase]) -> SqliteDatabase:
         # Read-only (status and its pages): nothing created, a missing file a StateError.
-        return open_readonly(path) if self.read_only else writable(path)
+        if not self.read_only:
+            return writable(path)
+        return open_readonly(path, history=path == self.history_file)
 
     @property
     def history(self) -> Database:

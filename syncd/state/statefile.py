@@ -7,10 +7,13 @@ mode 0700, in WAL mode so that `syncd status` can read while a run writes:
               never disposable
     cache.db  the live-state cache: disposable, deleting it costs one cold read
 
-They are apart so that deleting "the cache" can never delete the history. Both
-are never opened through a link (see syncd.privatefiles). Every error of either
-file reaches the user as one StateError that names the file and the cause (disk
-full, read-only, corrupt), whichever statement met it. Each is opened as a
+They are apart so that deleting "the cache" can never delete the history. An
+empty cache.db is made again; a syncd.db without its tables (emptied by a failed
+restore, a full disk) is refused, never taken for a new history, and syncd makes
+its own whole or not at all. Both are never opened through a link (see
+syncd.privatefiles). Every error of either file reaches the user as one
+StateError that names the file and the cause (disk full, read-only, corrupt),
+whichever statement or fetch met it. Each is opened as a
 `SqliteDatabase`, the SQLite side of syncd.state.backend's `Database`, its
 tables those of syncd.state.schema.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,12 +59,43 @@ class NamedConnection(sqlite3.Connection):
     path = "?"
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        with self.named():
+            # SQLite steps a query as its rows are fetched: the fetches are named too.
+            return NamedCursor(self).execute(sql, parameters)
+
+    @contextlib.contextmanager
+    def named(self) -> Iterator[None]:
         try:
-            return super().execute(sql, parameters)
+            yield
         except sqlite3.Error as error:
             raise state_error(self.path, error) from None
         except UnicodeEncodeError:  # a lone surrogate in a value: not text SQLite takes
             raise StateError(f"state file {self.path}: a value is not valid text") from None
+
+
+class NamedCursor(sqlite3.Cursor):
+    """A cursor whose fetches fail as NamedConnection's statements do: a damaged page is
+    met while the rows are read (a verify, an export, a migrate), not when asked for."""
+
+    connection: NamedConnection
+
+    def fetchone(self) -> Any:
+        with self.connection.named():
+            return super().fetchone()
+
+    def fetchmany(self, size: int | None = 1) -> list[Any]:
+        with self.connection.named():
+            return super().fetchmany(size)
+
+    def fetchall(self) -> list[Any]:
+        with self.connection.named():
+            return super().fetchall()
+
+    def __next__(self) -> Any:
+        try:  # per row: no context manager to enter
+            return super().__next__()
+        except sqlite3.Error as error:
+            raise state_error(self.connection.path, error) from None
 
 
 def state_error(path: str | Path, error: sqlite3.Error | OSError) -> StateError:
@@ -90,8 +125,10 @@ def _why_unwritable(path: Path) -> str | None:
 
 
 def open_state(path: Path) -> SqliteDatabase:
-    """Open (creating if needed) syncd.db, the runs and the audit trail, private to its owner."""
-    db = _open(path)
+    """Open syncd.db, the runs and the audit trail, private to its owner; made where none is."""
+    if not os.path.lexists(path):
+        _create_state(path)
+    db = _open(path, history=True)
     with _closed_on_error(db):
         # Each commit reaches the disk before it returns: in WAL mode NORMAL syncs only at
         # checkpoints, and an intent must be on disk before its write is sent (a power
@@ -105,6 +142,47 @@ def open_state(path: Path) -> SqliteDatabase:
     return db
 
 
+def _create_state(path: Path) -> None:
+    """Make syncd.db whole or not at all: its tables written aside, then linked in.
+
+    An existing syncd.db without them is refused, never taken for a new history
+    (_refuse_unless_history), so none may be seen before its tables are in it: a
+    crash half-way leaves a hidden file aside, and the next start makes another.
+    """
+    private_directory(path.parent)
+    descriptor, aside = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(descriptor)
+    try:
+        # A rollback journal, not WAL: the whole file is in `aside` once it is closed.
+        db = _connect(path, aside)
+        try:
+            db.execute("PRAGMA synchronous=FULL")
+            migrate(db, HISTORY)
+        finally:
+            db.close()
+        # A link, not a rename: a syncd.db another process made meanwhile stays as it is.
+        with contextlib.suppress(FileExistsError):
+            os.link(aside, path)
+    except OSError as error:
+        raise state_error(path, error) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(aside)
+
+
+def _refuse_unless_history(db: SqliteDatabase, path: Path) -> None:
+    """An existing syncd.db without syncd's tables is a failed copy or restore, a full disk,
+    a truncation: taken for a new state, it would drop the history and the operator's
+    suspensions without a word."""
+    if db.has_table("runs"):
+        return
+    what = "is empty (0 bytes)" if path.stat().st_size == 0 else "holds no syncd tables"
+    raise StateError(
+        f"state file {path}: {what}, so its history is not there: restore it from a "
+        "backup, or remove it to begin a new, empty history"
+    )
+
+
 def open_cache(path: Path) -> SqliteDatabase:
     """Open (creating if needed) cache.db, the live-state cache, private to its owner."""
     db = _open(path)
@@ -114,17 +192,21 @@ def open_cache(path: Path) -> SqliteDatabase:
     return db
 
 
-def _open(path: Path) -> SqliteDatabase:
+def _open(path: Path, *, history: bool = False) -> SqliteDatabase:
     claim_database(path)
     db = _connect(path, path, timeout=30, check_same_thread=False)
     with _closed_on_error(db):
+        if history:  # before WAL mode writes a header into an empty file
+            _refuse_unless_history(db, path)
         db.db.enable_wal()
         db.execute("PRAGMA synchronous=NORMAL")
     return db
 
 
-def open_readonly(path: Path) -> SqliteDatabase:
+def open_readonly(path: Path, *, history: bool = False) -> SqliteDatabase:
     """The state file, read-only, creating nothing beside it; its errors name it.
+
+    `history`: it is syncd.db, refused without its tables as open_state refuses it.
 
     A read-only SQLite connection still creates the -wal and -shm files when they
     are missing; made by root next to a service's database, they would lock the
@@ -139,7 +221,11 @@ def open_readonly(path: Path) -> SqliteDatabase:
             )
     live = all(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
     uri = path.resolve().as_uri() + ("?mode=ro" if live else "?immutable=1")
-    return _connect(path, uri, uri=True)
+    db = _connect(path, uri, uri=True)
+    if history:
+        with _closed_on_error(db):
+            _refuse_unless_history(db, path)
+    return db
 
 
 def _connect(path: Path, target: Path | str, **options: Any) -> SqliteDatabase:

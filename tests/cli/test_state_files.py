@@ -170,6 +170,74 @@ def test_status_without_a_history_table_is_one_line(world: World):
     one_line_naming(result, world.state_dir / "syncd.db")
 
 
+@pytest.mark.parametrize(
+    "command",
+    [*COMMANDS, pytest.param(["suspend", "--user", "janedoe", "--reason", "x"], id="suspend")],
+)
+def test_an_emptied_history_file_is_refused_not_begun_again(world: World, command: list[str]):
+    # A failed restore or copy, a full disk: taken for a new state, it lost the history
+    # and the suspensions without a word, and apply wrote to a suspended user.
+    suspended = ["suspend", "--state-dir", str(world.state_dir), "--user", "janedoe"]
+    assert CliRunner().invoke(cli, [*suspended, "--reason", "INC-7"]).exit_code == 0
+    assert run(world, "plan").exit_code == 0  # cache.db, lock files: a directory in use
+    path = world.state_dir / "syncd.db"
+    for extra in world.state_dir.glob("syncd.db-*"):
+        extra.unlink()
+    path.write_bytes(b"")
+    line = one_line_naming(syncd_process(world, *command), path)
+    assert line.endswith(
+        "is empty (0 bytes), so its history is not there: restore it from a backup, "
+        "or remove it to begin a new, empty history"
+    ), line
+    assert path.stat().st_size == 0  # left as it was found, for whoever restores it
+    assert world.writes() == 0
+
+
+def test_a_first_start_cut_short_leaves_no_history_file_to_refuse(world: World):
+    # syncd.db appears with its tables or not at all: an empty one, which every
+    # command refuses, is never syncd's own.
+    result = syncd_process(world, "plan", preexec=disk_full)
+    assert result.returncode == 1, result.stderr
+    assert not (world.state_dir / "syncd.db").exists()
+    assert [path.name for path in world.state_dir.iterdir() if "syncd.db" in path.name] == []
+    assert run(world, "plan").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["audit", "verify"], id="verify"),
+        pytest.param(
+            ["audit", "export", "--before", "2100-01-01", "--out", "{root}/e"], id="export"
+        ),
+        pytest.param(["state", "migrate", "--to", "{root}/copy"], id="migrate"),
+    ],
+)
+def test_a_damaged_page_met_while_the_rows_are_read_is_one_line(world: World, command: list[str]):
+    from syncd.core.plan import AddEmail
+    from syncd.core.vocabulary import RunResult, WriteResult
+    from syncd.state.audit import AuditTrail
+    from syncd.state.sqlite_backend import SqliteStore
+
+    with SqliteStore(world.state_dir) as store:  # pages enough that reading steps to the damage
+        audit = AuditTrail(store.history, {})
+        audit.begin_run("apply")
+        for n in range(300):
+            action = AddEmail("janedoe", f"jane.{n}@example.com")
+            audit.outcome(audit.intent(action), action, WriteResult.OK, status=201)
+        audit.end_run(RunResult.OK, {})
+    path = world.state_dir / "syncd.db"
+    with sqlite3.connect(path) as db:
+        leaves = "SELECT pageno FROM dbstat WHERE name = 'audit' AND pagetype = 'leaf'"
+        pages = [page for (page,) in db.execute(leaves)]
+    with path.open("r+b") as file:  # a page of the middle of the trail, overwritten
+        file.seek((pages[len(pages) // 2] - 1) * 4096)
+        file.write(os.urandom(4096))
+    named = [part.format(root=world.root) for part in command]
+    line = one_line_naming(syncd_process(world, *named), path)
+    assert line == f"syncd: state file {path}: database disk image is malformed"
+
+
 def disk_full() -> None:
     # As a full disk does, the kernel refuses to grow any file; the writer sees
     # EFBIG instead of a signal.

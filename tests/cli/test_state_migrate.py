@@ -67,6 +67,28 @@ def test_the_history_moves_whole_and_the_counts_are_checked(world: World, postgr
     assert seqs == list(range(1, 9))  # numbered after the copied events
 
 
+def test_a_pruned_history_moves_with_its_cut(world: World, postgres_db: Database, tmp_path: Path):
+    # The cut stayed behind: the next `audit verify` on the target called the prune a
+    # removal of events.
+    assert CliRunner().invoke(cli, ["apply", *world.cli_args(), "--yes"]).exit_code == 0
+    world.desire({"version": 1, "users": {"johnsmith": {"full_name": "Johnny"}}})
+    assert CliRunner().invoke(cli, ["apply", *world.cli_args(), "--yes"]).exit_code == 0
+    (first,) = world.query("SELECT started_at FROM runs ORDER BY started_at LIMIT 1 OFFSET 1")
+    state, before = ["--state-dir", str(world.state_dir)], ["--before", first["started_at"]]
+    out = str(tmp_path / "first.jsonl")
+    for step in (["export", "--out", out], ["prune", "--export", out]):
+        done = CliRunner().invoke(cli, ["audit", *state, step[0], *before, *step[1:]])
+        assert done.exit_code == 0, done.output
+
+    assert migrate(world, postgres_db).exit_code == 0
+    on_postgres = World(world.sandbox, world.root, postgres_db)
+    cuts = "SELECT run_id, seq, hash, events FROM audit_cuts"
+    assert on_postgres.query(cuts) == world.query(cuts) != []
+    verified = CliRunner(env=on_postgres.state_env()).invoke(cli, ["audit", "verify"])
+    assert verified.exit_code == 0, verified.output
+    assert "the chain holds: 2 events, 7 to 8" in verified.stdout
+
+
 def test_a_target_with_a_history_is_refused(world: World, postgres_db: Database):
     assert CliRunner().invoke(cli, ["apply", *world.cli_args(), "--yes"]).exit_code == 0
     assert migrate(world, postgres_db).exit_code == 0

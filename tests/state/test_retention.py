@@ -236,6 +236,17 @@ def test_export_prune_and_verify_through_the_cli(
     made = runner.invoke(cli, ["audit", *state, "export", *before, "--out", str(out)])
     assert made.exit_code == 0, made.output
     assert "4 events" in made.stdout
+    # After a prune the export may be the only copy: a rerun, a typo in the date,
+    # replaced it without a word.
+    kept = out.read_bytes()
+    again = ["audit", *state, "export", "--before", day(0).isoformat(), "--out", str(out)]
+    refused = runner.invoke(cli, again)
+    assert refused.exit_code == 1
+    assert f"{out} exists; pass --force to overwrite it" in refused.output
+    assert out.read_bytes() == kept
+    assert runner.invoke(cli, [*again, "--force"]).exit_code == 0
+    assert out.read_bytes() != kept
+    out.write_bytes(kept)
     checked = runner.invoke(cli, ["audit", *state, "verify", "--file", str(out)])
     assert "holds: 4 events" in checked.stdout
     pruned = runner.invoke(cli, ["audit", *state, "prune", *before, "--export", str(out)])
