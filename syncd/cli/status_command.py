@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from syncd.cli.options import output_option, settings_from_flags, state_options
-from syncd.core.vocabulary import SuspensionSource
+from syncd.core.vocabulary import RunResult, SuspensionSource
 from syncd.visible import counted, visible, visible_json
 
 #: Users in error listed by the text view; the JSON view lists all.
@@ -92,7 +92,7 @@ def render_status(report: Mapping[str, Any], *, users_in_detail: bool = False) -
         lines.append(f"readiness    {word}: {visible(readiness['reason'])}")
     lines.append(f"guard        {_guard(report['guard'])}")
     lines += _held_lines(report["held_changes"], observing=daemon["running"] and daemon["observe"])
-    lines.append(f"pending      {_pending(report['pending'])}")
+    lines.append(f"pending      {_pending(report['pending'], report['run_in_progress'])}")
     lines += _last_cycle_lines(report["last_cycle"])
     in_error = report["users_in_error"]
     lines.append(
@@ -185,9 +185,17 @@ def _guard(guard: Mapping[str, Any]) -> str:
     return f"clear (at most {counted(limit, 'deletion')} per run)"
 
 
-def _pending(pending: Mapping[str, Any] | None) -> str:
+def _pending(pending: Mapping[str, Any] | None, in_progress: bool = False) -> str:
+    """The pending line: the last ended run's, and whether another is in progress."""
+    said = _pending_after_last(pending)
+    return f"{said}; a run is in progress" if in_progress else said
+
+
+def _pending_after_last(pending: Mapping[str, Any] | None) -> str:
     if pending is None:
         return "unknown: no run yet"
+    if pending["as_of"] == RunResult.INTERRUPTED:  # it counted its writes, never its plan
+        return "unknown: the last run was interrupted"
     if not pending["planned"]:
         return f"unknown: the last run ({pending['as_of']}) did not get as far as a plan"
     not_read = (

@@ -86,7 +86,7 @@ class ApplyReport:
     counts: Counter[str] = field(default_factory=Counter)
     #: One per write that did not succeed, for its user.
     failures: list[Problem] = field(default_factory=list)
-    #: The same writes by what they were and how they ended (the metrics' labels).
+    #: The same writes by what they were and how they ended (what `apply` sums up).
     failed: Counter[tuple[ActionName, WriteResult]] = field(default_factory=Counter)
     #: Users whose writes were not sent: suspended after the plan was made.
     withheld: list[str] = field(default_factory=list)

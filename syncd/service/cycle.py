@@ -323,9 +323,7 @@ class Cycle:
                     observe=settings.observe,
                     cancelled_as=deadline.cancelled_as,
                     hold_deletions=None if guard is None else guard.split,
-                    on_change=lambda action, result, _: (
-                        written.add(action) if result == WriteResult.OK else None
-                    ),
+                    on_change=lambda action, result, _: self._changed(written, action, result),
                 )
             except GuardError as error:
                 drift = len(planned[0].plan.users_with_changes()) if planned else None
@@ -354,7 +352,6 @@ class Cycle:
         applied = (
             {a.action: report.counts.get(a.action, 0) for a in plan.changes} if report else {}
         )
-        self.metrics.observe_changes(applied, report.failed if report else {})
         drift_users = (
             {f.user for f in report.failures} if report else set(plan.users_with_changes())
         )
@@ -406,6 +403,13 @@ class Cycle:
             ],
             held_sets=[held_set.id for held_set in held_sets],
         )
+
+    def _changed(self, written: set[Action], action: Action, result: WriteResult) -> None:
+        """A write ended: counted now, for a deadline or a lost session cuts the cycle
+        short of its report, not of the writes it sent."""
+        self.metrics.observe_change(action.action, result)
+        if result == WriteResult.OK:
+            written.add(action)
 
     def _api_seen(self) -> tuple[bool, bool, bool]:
         """Whether every request the cycle sent failed, whether the API answered none

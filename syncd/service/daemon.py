@@ -311,6 +311,7 @@ class Daemon:
             # Its session ended (cut off, the server restarted): another instance
             # may be active now. Stop, and stand by again (syncd.service.leadership).
             log.error("lock_lost", error=outcome.message, state=self.store.where)
+            self.metrics.observe_run(outcome, self.failures, None)  # a cycle all the same
             self.lost_lock = True
             self.stop("lost the lock")
             return

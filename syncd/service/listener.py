@@ -202,7 +202,8 @@ def _handler_for(
                 ready, verdict = metrics.probe_readiness()
                 self._verdict(ready, "ready" if ready else "not ready", verdict)
             else:
-                self._answer(*pages.answer(self.path, self.headers.get("Authorization")))
+                headers = self.headers
+                self._answer(*pages.answer(self.path, headers["Authorization"], headers["Host"]))
 
         def do_POST(self) -> None:
             if webhook is None or self.path.split("?", 1)[0] != HOOK_PATH:

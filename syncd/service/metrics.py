@@ -311,16 +311,10 @@ class Metrics:
         for code in {*FAILURE_CODES, *counts}:
             self.users_failing.labels(code).set(counts.get(code, 0))
 
-    def observe_changes(
-        self,
-        ok: Mapping[ActionName, int],
-        failed: Mapping[tuple[ActionName, WriteResult], int],
-    ) -> None:
-        """Writes that succeeded, by action; those that did not, by action and result."""
-        for action, count in ok.items():
-            self.changes.labels(action, WriteResult.OK).inc(count)
-        for (action, result), count in failed.items():
-            self.changes.labels(action, result).inc(count)
+    def observe_change(self, action: ActionName, result: WriteResult) -> None:
+        """One write as it ends (the applier's ChangeObserver): counted then, not at the
+        cycle's end, which a deadline or a lost session may cut short of its report."""
+        self.changes.labels(action, result).inc()
 
     def observe_run(self, outcome: CycleOutcome, failures: int, next_run: datetime | None) -> None:
         """One daemon run's end, `failures` in a row; the drift and the guard only when

@@ -19,7 +19,7 @@ from syncd.core.vocabulary import ActionName, HeldStatus, RunResult
 from syncd.errors import StateError, UsageError
 from syncd.service.metrics import readiness_at
 from syncd.settings import Settings
-from syncd.state.audit_queries import last_successful_run, last_write, recent_runs
+from syncd.state.audit_queries import last_successful_run, last_write, recent_runs, run_writes
 from syncd.state.backend import StateStore, open_store
 from syncd.state.cache import last_read
 from syncd.state.daemon_state import read_daemon_state
@@ -76,10 +76,15 @@ def gather_status(
             # Nothing holds the lock, so nothing runs: its process died. The next
             # apply or run records it so; until then, say what it is.
             entry["result"] = RunResult.INTERRUPTED
+        if entry["result"] == RunResult.INTERRUPTED and not entry["counts"]:
+            # Killed before it counted: what it wrote is in its audit trail.
+            entry["counts"] = run_writes(db, entry["id"])
         entry["applied"], entry["failed"] = _writes(entry["counts"])
-    # The last converge: a suspend, an approval or a prune is a run of its own, and
-    # says nothing of what is pending or of the guard.
-    last = next((entry for entry in runs if entry["command"] in CONVERGES), None)
+    # The last converge that ended: a suspend, an approval or a prune is a run of its
+    # own, and says nothing of what is pending or of the guard; one in progress has
+    # counted nothing yet.
+    converges = [entry for entry in runs if entry["command"] in CONVERGES]
+    last = next((entry for entry in converges if entry["result"] is not None), None)
     counts = last["counts"] if last else {}
     limit_deletions = daemon.get("max_deletions", settings.max_deletions)
     return {
@@ -104,6 +109,7 @@ def gather_status(
         "last_success_at": last_success[0],
         "last_good_revision": last_success[1],
         "pending": pending_changes(last["result"], counts) if last else None,
+        "run_in_progress": any(entry["result"] is None for entry in converges),
         "guard": {
             "max_deletions": limit_deletions,
             "blocked": bool(last and last["result"] == RunResult.BLOCKED),

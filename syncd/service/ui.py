@@ -4,9 +4,11 @@ The listener (syncd.service.listener) hands every GET but /metrics, /healthz
 and /readyz to `StatusPages.answer`. The pages show usernames and addresses,
 so they ask for SYNCD_UI_TOKEN_FILE's token (HTTP Basic with it as the
 password, or a bearer header; compared in constant time) whenever one is set,
-and are served without one only on a loopback address. On any other address
-without a token they are off: the daemon says so once in its log, and each
-page answers 404 saying why.
+and are served without one only on a loopback address, and there only to a
+request whose Host names loopback: a web page that rebinds its own name to
+127.0.0.1 sends that name, and gets 421 instead of the pages. On any other
+address without a token they are off: the daemon says so once in its log, and
+each page answers 404 saying why.
 
 Every value from the API or the desired state is escaped by Jinja2's
 autoescape, and shown as `syncd` prints it (syncd.visible: a control
@@ -82,6 +84,17 @@ def page_access(host: str, token_set: bool) -> Access:
     return Access.OPEN if host and is_loopback(host.lower()) else Access.OFF
 
 
+def names_loopback(host: str | None) -> bool:
+    """Whether a Host header (with or without its port) names this machine's loopback.
+
+    The listener's own address is among these: pages are OPEN only on loopback."""
+    try:
+        name = urlsplit(f"//{host}").hostname if host else None
+    except ValueError:  # "[::1" and the like
+        return False
+    return name is not None and is_loopback(name)
+
+
 def authorized(authorization: str | None, token: str) -> bool:
     """Whether an Authorization header carries the token: as Basic's password, or as a
     bearer token."""
@@ -150,13 +163,20 @@ class StatusPages:
             metrics,
         )
 
-    def answer(self, target: str, authorization: str | None) -> Answer:
-        """The answer to a GET of `target` (path and query), with its Authorization header."""
+    def answer(self, target: str, authorization: str | None, host: str | None) -> Answer:
+        """The answer to a GET of `target` (path and query), with its Authorization and
+        Host headers."""
         if self.access is Access.OFF:
             return _text(
                 404,
                 "not found: the status pages are off (set SYNCD_UI_TOKEN_FILE, or listen on "
                 "loopback); try /metrics, /healthz or /readyz",
+            )
+        if self.access is Access.OPEN and not names_loopback(host):
+            return _text(
+                421,
+                "misdirected: without SYNCD_UI_TOKEN_FILE the status pages answer only a Host "
+                "of 127.0.0.1, [::1] or localhost",
             )
         if self._token is not None and not authorized(authorization, self._token):
             return _text(401, "the status pages need the token of SYNCD_UI_TOKEN_FILE", _CHALLENGE)

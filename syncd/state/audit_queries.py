@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from syncd.core.vocabulary import RunResult
+from syncd.core.vocabulary import RunResult, WriteResult
 from syncd.state.backend import Database, as_dicts
 
 
@@ -71,6 +71,31 @@ def recent_runs(db: Database, limit: int) -> list[dict[str, Any]]:
     for run in runs:
         run["counts"] = json.loads(run["counts"] or "{}")
     return runs
+
+
+def run_writes(db: Database, run_id: str) -> dict[str, int]:
+    """A run's writes, counted from its audit events as its run record counts them
+    (`applied_<action>` ok, `applied_<action>_<result>` otherwise): for a run killed before
+    it counted them. Its intents without an outcome of its own count as `interrupted`."""
+    rows = db.execute(
+        "SELECT event, action, result, COUNT(*) FROM audit WHERE run_id = ?"
+        " GROUP BY event, action, result",
+        [run_id],
+    ).fetchall()
+    counts: dict[str, int] = {}
+    unanswered: dict[str, int] = {}
+    for event, action, result, n in rows:
+        if event == "intent":
+            unanswered[action] = unanswered.get(action, 0) + n
+        # An `interrupted` outcome is a recovering run's, closing an intent of another run.
+        elif event == "outcome" and result != WriteResult.INTERRUPTED:
+            key = f"applied_{action}" if result == WriteResult.OK else f"applied_{action}_{result}"
+            counts[key] = n
+            unanswered[action] = unanswered.get(action, 0) - n
+    for action, n in unanswered.items():
+        if n > 0:
+            counts[f"applied_{action}_{WriteResult.INTERRUPTED}"] = n
+    return counts
 
 
 def last_write(db: Database, user: str) -> dict[str, Any] | None:

@@ -191,6 +191,7 @@ def test_an_instance_whose_session_is_cut_stops_writing(
 ):
     users = renaming_world(pg_world)
     first = start_pg_daemon(**ENV)
+    address = first.wait_for("metrics_listening", timeout=20)["address"]
     first.wait_for("took_over", timeout=20)
     second = start_pg_daemon(**ENV)
     second.wait_for("standby", timeout=20)
@@ -206,6 +207,19 @@ def test_an_instance_whose_session_is_cut_stops_writing(
     names = [e.get("event") for e in first.events]
     cut_at = names.index("lock_lost")
     assert "intent" not in names[cut_at:]
+    # What it wrote before the cut is counted by the process that sent it, and the
+    # cut cycle as the error it ended with.
+    written = Counter(
+        (e["action"], e["result"]) for e in first.events[:cut_at] if e.get("event") == "outcome"
+    )
+    assert written[("update_profile", "ok")] >= 5
+    code, metrics = http_get(f"http://{address}/metrics")
+    assert code == 200
+    for (action, result), count in written.items():
+        assert f'\nsyncd_changes_total{{action="{action}",result="{result}"}} {count:.1f}\n' in (
+            metrics
+        )
+    assert '\nsyncd_runs_total{result="error"} 1.0\n' in metrics
     assert_converged_once_each(pg_world, users)
     assert second.stop() == 0
     assert first.stop() == 0

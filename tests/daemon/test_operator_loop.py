@@ -202,6 +202,39 @@ def test_status_counts_exactly_the_users_a_held_cycle_left_with_changes(
     assert daemon.stop() == 0
 
 
+def test_while_a_cycle_runs_status_and_the_page_show_the_last_ended_one(
+    world: World, start_daemon: Any
+):
+    # The running cycle was taken for the last run: "0 planned", "the last run (None)".
+    daemon: DaemonProcess = start_daemon(
+        SYNCD_MAX_DELETIONS="0",
+        SYNCD_INTERVAL="1",
+        SYNCD_DRIFT_WINDOW="0.5",  # every cycle reads every user again
+        SYNCD_METRICS_ADDR="127.0.0.1:0",
+    )
+    address = daemon.wait_for("metrics_listening")["address"]
+    daemon.wait_for("cycle_finished", result="held")
+    # Each request now takes 3 s: the next cycle is in its reads while status looks.
+    world.sandbox.set_faults({"latency_ms": 3000})
+    daemon.wait_for("run_started")
+    report = json.loads(syncd(world, "status", "--output", "json"))
+    text = syncd(world, "status")
+    page = httpx.get(f"http://{address}/").text
+    assert report["runs"][0]["result"] is None
+    assert report["run_in_progress"] is True
+    assert (report["pending"]["as_of"], report["pending"]["changes"]) == ("held", 1)
+    assert report["guard"]["deletions_planned"] == 1
+    assert "guard        HELD the last run's deletions (1 planned, the limit is 0)" in text
+    assert (
+        "pending      1 change for 1 user (delete_email 1) after the last run;"
+        " a run is in progress\n"
+    ) in text
+    assert "for a decision (below): 1 planned" in page
+    assert "a run is in progress" in page
+    assert "None" not in text
+    assert daemon.stop() == 0
+
+
 def test_a_rejection_stands_across_revisions_until_the_address_is_kept(
     world: World, start_daemon: Any
 ):

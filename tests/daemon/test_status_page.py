@@ -220,6 +220,30 @@ def test_without_a_token_the_pages_are_off_beyond_loopback(world: World, start_d
     assert daemon.stop() == 0
 
 
+def test_on_loopback_the_pages_answer_only_a_host_that_names_loopback(
+    world: World, start_daemon: Any
+):
+    """A web page that rebinds its name to 127.0.0.1 sends that name as Host: no pages;
+    Prometheus and a probe may name the listener as they are configured to."""
+    daemon: DaemonProcess = start_daemon(SYNCD_METRICS_ADDR="127.0.0.1:0")
+    address = daemon.wait_for("metrics_listening")["address"]
+    daemon.wait_for("cycle_finished", result="ok")
+    port = address.rpartition(":")[2]
+    rebound = httpx.get(
+        f"http://{address}/users/janedoe", headers={"Host": f"attacker.example:{port}"}
+    )
+    assert rebound.status_code == 421
+    assert rebound.text.count("\n") == 1
+    assert "janedoe" not in rebound.text
+    for host in (address, f"localhost:{port}", "localhost"):
+        page = httpx.get(f"http://{address}/users/janedoe", headers={"Host": host})
+        assert page.status_code == 200, host
+        assert "janedoe" in page.text
+    for path in ("/metrics", "/healthz", "/readyz"):
+        assert httpx.get(f"http://{address}{path}", headers={"Host": "10.1.2.3:9100"}).is_success
+    assert daemon.stop() == 0
+
+
 def test_a_standby_serves_the_pages_from_the_shared_state(pg_world: World, start_pg_daemon: Any):
     listening = {"SYNCD_METRICS_ADDR": "127.0.0.1:0"}
     active = start_pg_daemon(**listening)

@@ -35,9 +35,28 @@ def test_kill_9_during_apply_then_a_new_apply_converges(any_world: World):
     process.stderr.close()
     assert process.returncode == -signal.SIGKILL
 
+    # Status counts what the killed run wrote from its audit trail, before the next apply
+    # closes it and after: never "0 applied", never "did not get as far as a plan".
+    killed = world.query("SELECT id FROM runs WHERE command = 'apply'")[0]["id"]
+    written = world.query(
+        "SELECT COUNT(*) AS n FROM audit WHERE run_id = ? AND result = 'ok'", (killed,)
+    )[0]["n"]
+    unanswered = len(world.query("SELECT seq FROM open_intents"))
+    assert written >= 1  # the last outcomes logged may not be committed
+    assert unanswered >= 1
+    status = [sys.executable, "-m", "syncd", "status", "--state-dir", str(world.state_dir)]
+    text = subprocess.run(status, capture_output=True, text=True, env=env, timeout=60).stdout
+    assert "pending      unknown: the last run was interrupted\n" in text
+    assert f"interrupted -             {written} applied, {unanswered} failed" in text
+
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert again.returncode == 0, again.stderr
     assert "an earlier run was interrupted" in again.stdout
+    shown = subprocess.run(
+        [*status, "--output", "json"], capture_output=True, text=True, env=env, timeout=60
+    )
+    run = next(run for run in json.loads(shown.stdout)["runs"] if run["id"] == killed)
+    assert (run["result"], run["applied"], run["failed"]) == ("interrupted", written, unanswered)
 
     final = subprocess.run(
         [

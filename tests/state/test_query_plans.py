@@ -22,6 +22,7 @@ from syncd.state.audit_queries import (
     open_intents,
     query_events,
     recent_runs,
+    run_writes,
 )
 from syncd.state.backend import Database, StateStore
 from syncd.state.daemon_state import read_daemon_state
@@ -100,6 +101,8 @@ def test_a_cycle_a_takeover_status_and_audit_by_user_read_through_indexes(
     crashed.intent(AddEmail("bob", "bob@example.com"))
     cycle(db, lambda: now + timedelta(days=4))
     recent_runs(db, 10)
+    # What status shows of the killed run: its intent without its own outcome.
+    assert run_writes(db, crashed.run_id) == {"applied_add_email_interrupted": 1}
     read_daemon_state(db)
     events = query_events(db, EventFilter(users=("alice",), since=now), limit=1000)
     assert len(events) == 8

@@ -93,24 +93,47 @@ def pages(access: Access, token: str | None = None) -> StatusPages:
 
 
 def test_off_pages_say_why_and_show_nothing():
-    status, body, _, _ = pages(Access.OFF).answer("/users/janedoe", None)
+    status, body, _, _ = pages(Access.OFF).answer("/users/janedoe", None, "127.0.0.1:9105")
     assert status == 404
     assert b"the status pages are off" in body
     assert b"janedoe" not in body
 
 
 def test_a_page_without_the_token_is_refused():
-    status, _, _, headers = pages(Access.TOKEN, "t0ken").answer("/", None)
+    status, _, _, headers = pages(Access.TOKEN, "t0ken").answer("/", None, "127.0.0.1:9105")
     assert status == 401
     assert headers["WWW-Authenticate"].startswith("Basic")
 
 
 def test_a_bad_username_or_query_is_answered_before_the_state_is_read():
     open_pages = pages(Access.OPEN)
-    assert open_pages.answer("/users/<script>", None)[0] == 404
-    assert open_pages.answer("/users/ab", None)[0] == 404
-    assert open_pages.answer("/audit?action=nope", None)[0] == 400
-    assert open_pages.answer("/elsewhere", None)[0] == 404
+    assert open_pages.answer("/users/<script>", None, "localhost")[0] == 404
+    assert open_pages.answer("/users/ab", None, "localhost")[0] == 404
+    assert open_pages.answer("/audit?action=nope", None, "localhost")[0] == 400
+    assert open_pages.answer("/elsewhere", None, "localhost")[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("host", "served"),
+    [
+        ("127.0.0.1:9105", True),
+        ("127.0.0.2", True),
+        ("[::1]:9105", True),
+        ("LocalHost:9105", True),
+        ("attacker.example:9105", False),  # a name rebound to 127.0.0.1
+        ("127.0.0.1.nip.io", False),
+        ("[::1", False),
+        ("", False),
+        (None, False),
+    ],
+    ids=repr,
+)
+def test_open_pages_answer_only_a_host_that_names_loopback(host: str | None, served: bool):
+    status, body, _, _ = pages(Access.OPEN).answer("/elsewhere", None, host)
+    assert (status == 404) is served  # past the check, the path is not a page
+    if not served:
+        assert status == 421
+        assert body.count(b"\n") == 1
 
 
 def test_values_render_as_text_with_controls_shown_as_syncd_shows_them():
@@ -139,7 +162,7 @@ def test_pages_made_at_once_are_bounded_so_that_probes_keep_their_threads():
     open_pages = pages(Access.OPEN)
     for _ in range(PAGE_THREADS):  # as many pages being made
         assert open_pages._rendering.acquire(blocking=False)
-    status, _, _, headers = open_pages.answer("/", None)
+    status, _, _, headers = open_pages.answer("/", None, "127.0.0.1:9105")
     assert (status, headers["Retry-After"]) == (503, "1")
 
 

@@ -58,3 +58,10 @@ def test_the_users_a_run_left_with_changes_are_counted_exactly_when_it_counted_t
     assert _pending(pending_changes("held", {**applied, "users_pending": 1})) == (
         "3 changes for 1 user (delete_email 3) after the last run"
     )
+
+
+def test_an_interrupted_run_is_not_said_to_have_stopped_before_its_plan():
+    # Killed, it counted neither its plan nor its writes (status counts those from its
+    # audit trail): what is pending is unknown because it was interrupted.
+    line = _pending(pending_changes("interrupted", {"applied_update_profile": 127}))
+    assert line == "unknown: the last run was interrupted"
