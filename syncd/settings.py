@@ -458,6 +458,11 @@ class Settings(BaseSettings):
             return redact_url(self.state_url)
         return str(self.state_file)
 
+    def variable(self, field: str) -> str:
+        """Who set the roots setting `field`: ours when given (SYNCD_…, or TOML), else
+        OpenSSL's variable, which its default reads."""
+        return f"SYNCD_{field.upper()}" if field in self.model_fields_set else field.upper()
+
     def check_transport(self) -> None:
         """Refuse to send credentials in clear text to another machine."""
         parts = urlsplit(self.api_url)

@@ -126,10 +126,9 @@ class CredentialStore:
 
 
 def _near_keys(name: str, prefix: str) -> list[str]:
-    """The usernames a file `name` that syncd did not take looks meant for: its stem
-    in lower case without the prefix (`JaneDoe.token`, `janedoe.token.txt`), `-` read
-    as `_`, which no username holds (`ops-robot.token`), and each part after an
-    underscore, for another prefix (`syncd_janedoe.token`)."""
+    """The usernames a file `name` that syncd did not take looks meant for: its stem in
+    lower case without the prefix (`JaneDoe.token`, `janedoe.token.txt`, `-` as `_`),
+    and each part after an underscore, for another prefix (`syncd_janedoe.token`)."""
     stem = name.lower().removeprefix(prefix.lower()).partition(".")[0].replace("-", "_")
     parts = stem.split("_")
     return [key for i in range(len(parts)) if len(key := "_".join(parts[i:])) >= 4]

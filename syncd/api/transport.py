@@ -89,17 +89,11 @@ def _split_port(entry: str) -> tuple[str, int | None]:
     return bracketed or name, int(port) if port else None
 
 
-def _variable(settings: Settings, field: str) -> str:
-    """The variable that set a roots setting, as the operator wrote it: ours when set
-    (SYNCD_SSL_CERT_FILE, or the TOML file's key), else OpenSSL's, its default."""
-    return f"SYNCD_{field.upper()}" if field in settings.model_fields_set else field.upper()
-
-
 def check_trust_files(settings: Settings) -> None:
     """A missing root or CA file is one line now, not a traceback at the first request."""
     for name, path, kind in (
-        (_variable(settings, "ssl_cert_file"), settings.ssl_cert_file, "file"),
-        (_variable(settings, "ssl_cert_dir"), settings.ssl_cert_dir, "directory"),
+        (settings.variable("ssl_cert_file"), settings.ssl_cert_file, "file"),
+        (settings.variable("ssl_cert_dir"), settings.ssl_cert_dir, "directory"),
         ("SYNCD_CA_FILE", settings.ca_file, "file"),
     ):
         if path is not None and not (path.is_dir() if kind == "directory" else path.is_file()):
@@ -116,12 +110,9 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(cafile=cafile, capath=capath)
     except (OSError, ssl.SSLError) as error:
-        shown = (
-            f"{_variable(settings, 'ssl_cert_file')} {cafile}"
-            if cafile
-            else f"{_variable(settings, 'ssl_cert_dir')} {capath}"
-        )
-        raise UsageError(f"{shown}: cannot load the roots: {_reason(error)}") from None
+        shown = settings.variable("ssl_cert_file" if cafile else "ssl_cert_dir")
+        why = _reason(error)
+        raise UsageError(f"{shown} {cafile or capath}: cannot load the roots: {why}") from None
     if settings.ca_file is not None:
         try:
             context.load_verify_locations(cafile=settings.ca_file)
