@@ -63,6 +63,11 @@ class NamedConnection(sqlite3.Connection):
             # SQLite steps a query as its rows are fetched: the fetches are named too.
             return NamedCursor(self).execute(sql, parameters)
 
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
+        # Not through `execute`: a batch (`state migrate`'s copy) must fail as one does.
+        with self.named():
+            return super().executemany(sql, parameters)
+
     @contextlib.contextmanager
     def named(self) -> Iterator[None]:
         try:
