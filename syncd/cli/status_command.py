@@ -110,11 +110,13 @@ def render_status(report: Mapping[str, Any], *, users_in_detail: bool = False) -
         )
     lines += _suspension_lines(report["suspensions"])
     lines.append("last runs")
+    # As wide as the longest shown ("audit prune"), so that the results line up.
+    command_width = max((len(entry["command"]) for entry in report["runs"]), default=0)
     for entry in report["runs"]:
         revision = (entry["revision"] or "-")[:12]
         failed = f", {entry['failed']} failed" if entry["failed"] else ""
         lines.append(
-            f"  {_when(entry['started_at']):<20} {entry['command']:<6} "
+            f"  {_when(entry['started_at']):<20} {entry['command']:<{command_width}} "
             f"{entry['result'] or 'running':<11} {revision:<12}  "
             f"{entry['applied']} applied{failed}"
         )
