@@ -3,6 +3,7 @@ once, in the operator's words, and the way on."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -37,6 +38,24 @@ def test_a_run_refused_the_lock_is_not_offered_a_flag_it_lacks(world: World):
     assert refused.exit_code == 1
     assert "one run or apply per state directory" in refused.stderr
     assert "--lock-timeout" not in refused.stderr
+
+
+def test_a_prune_refused_the_lock_names_the_holder_as_the_operations_guide_says(world: World):
+    # The trial (hist D10): docs/operations.md promised "(audit prune refused)", which
+    # only the PostgreSQL message said.
+    assert CliRunner().invoke(cli, ["apply", *world.cli_args(), "--yes"]).exit_code == 0
+    held = acquire(world.state_dir)
+    try:
+        prune = ["audit", "prune", "--state-dir", str(world.state_dir), "--before", "1d"]
+        refused = CliRunner().invoke(cli, [*prune, "--force"])
+    finally:
+        held.release()
+    assert refused.exit_code == 1
+    lock = world.state_dir / "syncd.state.lock"
+    assert refused.stderr == (
+        f"syncd: another syncd (pid {os.getpid()}) holds {lock}: one run or apply per state"
+        " directory (audit prune refused)\n"
+    )
 
 
 @pytest.mark.parametrize(
