@@ -69,7 +69,7 @@ def test_a_request_its_client_abandoned_is_counted_apart_not_as_a_400(
         client.sendall(
             f"POST /api/v1.1/users/janedoe/emails/ HTTP/1.1\r\nHost: {url.host}\r\n"
             f"Authorization: Bearer {sandbox.admin_token}\r\n"
-            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"email\"".encode()
+            'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"email"'.encode()
         )
     deadline = time.monotonic() + 10  # the server learns of the close on its own time
     while not (requests := sandbox.stats()["requests"]) and time.monotonic() < deadline:
