@@ -160,7 +160,12 @@ def test_a_corrupt_cache_file_is_one_line(world: World, command: list[str]):
     for extra in world.state_dir.glob("cache.db-*"):
         extra.unlink()
     path.write_bytes(b"garbage" * 1000)
-    one_line_naming(syncd_process(world, *command), path)
+    line = one_line_naming(syncd_process(world, *command), path)
+    # The trial (hist D10): it did not say that the file is disposable.
+    assert line.endswith(
+        ": file is not a database (it only holds the live cache: delete it, which costs"
+        " one cold read)"
+    ), line
 
 
 def test_status_without_a_history_table_is_one_line(world: World):
