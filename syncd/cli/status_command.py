@@ -19,6 +19,8 @@ from syncd.visible import counted, visible, visible_json
 
 #: Users in error listed by the text view; the JSON view lists all.
 USERS_IN_ERROR_SHOWN = 20
+#: The command column of the last runs: its longest name, so that the results line up.
+COMMAND_WIDTH = len("audit prune")
 
 
 @click.command()
@@ -110,13 +112,11 @@ def render_status(report: Mapping[str, Any], *, users_in_detail: bool = False) -
         )
     lines += _suspension_lines(report["suspensions"])
     lines.append("last runs")
-    # As wide as the longest shown ("audit prune"), so that the results line up.
-    command_width = max((len(entry["command"]) for entry in report["runs"]), default=0)
     for entry in report["runs"]:
         revision = (entry["revision"] or "-")[:12]
         failed = f", {entry['failed']} failed" if entry["failed"] else ""
         lines.append(
-            f"  {_when(entry['started_at']):<20} {entry['command']:<{command_width}} "
+            f"  {_when(entry['started_at']):<20} {entry['command']:<{COMMAND_WIDTH}} "
             f"{entry['result'] or 'running':<11} {revision:<12}  "
             f"{entry['applied']} applied{failed}"
         )

@@ -17,10 +17,11 @@ says how many there are and the hash they end with. A prune deletes only what
 an export holds, checked by the count and the chain's last hash (or, with
 force, what an export would hold), and records the cut (audit_cuts: the last
 event removed and its hash, where the kept chain starts; none when only runs
-go) and a run of its own, in one transaction. The append-only trigger lets a DELETE through only for
-events at or before the last cut recorded. A cut recorded by hand is a prune
-the chain cannot tell apart (syncd.state.chain): `audit verify` names each cut
-and its run, and the export is the proof of what a cut removed.
+go) and a run of its own, in one transaction. The append-only trigger lets a
+DELETE through only for events at or before the last cut recorded. A cut
+recorded by hand is a prune the chain cannot tell apart (syncd.state.chain):
+`audit verify` names each cut and its run, and the export is the proof of what
+a cut removed.
 """
 
 from __future__ import annotations
