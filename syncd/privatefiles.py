@@ -78,6 +78,8 @@ def private_directory(path: Path, *, create: bool = True, follow: bool = True) -
         if create:
             raise StateError(f"cannot create the directory {path}: no such directory") from None
         raise
+    except FileExistsError:  # mkdir's word for another kind of file there
+        raise StateError(f"{path} is not a directory") from None
     except OSError as error:
         raise StateError(f"cannot use the directory {path}: {error.strerror}") from None
     if stat.S_ISLNK(info.st_mode):

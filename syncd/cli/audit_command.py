@@ -278,11 +278,12 @@ def prune(state_dir: str | None, before: str, export_file: Path | None, force: b
     if not cut.events and not cut.runs:
         click.echo(f"nothing before {cut.before}")
         return
-    click.echo(
-        f"removed {_held(cut)} before {cut.before}; the kept chain starts after event {cut.last}"
-    )
+    # Runs alone leave the chain where it was (`audit verify` says where it starts).
+    kept = f"; the kept chain starts after event {cut.last}" if cut.events else ""
+    click.echo(f"removed {_held(cut)} before {cut.before}{kept}")
 
 
 def _held(cut: Cut) -> str:
     """What an export holds, or a prune removed: `12 events (to event 40) and 3 runs`."""
-    return f"{counted(cut.events, 'event')} (to event {cut.last}) and {counted(cut.runs, 'run')}"
+    to = f" (to event {cut.last})" if cut.events else ""
+    return f"{counted(cut.events, 'event')}{to} and {counted(cut.runs, 'run')}"

@@ -19,6 +19,8 @@ from syncd.visible import counted, visible, visible_json
 
 #: Users in error listed by the text view; the JSON view lists all.
 USERS_IN_ERROR_SHOWN = 20
+#: The command column of the last runs: its longest name, so that the results line up.
+COMMAND_WIDTH = len("audit prune")
 
 
 @click.command()
@@ -114,7 +116,7 @@ def render_status(report: Mapping[str, Any], *, users_in_detail: bool = False) -
         revision = (entry["revision"] or "-")[:12]
         failed = f", {entry['failed']} failed" if entry["failed"] else ""
         lines.append(
-            f"  {_when(entry['started_at']):<20} {entry['command']:<6} "
+            f"  {_when(entry['started_at']):<20} {entry['command']:<{COMMAND_WIDTH}} "
             f"{entry['result'] or 'running':<11} {revision:<12}  "
             f"{entry['applied']} applied{failed}"
         )

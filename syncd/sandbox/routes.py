@@ -25,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from syncd.core import fields
-from syncd.sandbox.runtime import Sandbox
+from syncd.sandbox.runtime import ABANDONED, Sandbox
 from syncd.sandbox.store import (
     EMAIL_READ,
     EMAIL_WRITE,
@@ -203,7 +203,7 @@ async def read_raw_body(request: Request, limit: int) -> bytes:
                 raise too_large
             chunks.append(chunk)
     except ClientDisconnect:
-        raise Refusal(400, "the client went away before sending the whole body") from None
+        raise Refusal(ABANDONED, "the client went away before sending the whole body") from None
     return b"".join(chunks)
 
 

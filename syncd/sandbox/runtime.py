@@ -28,6 +28,9 @@ _RESET_KEYS: Final = frozenset(
 )
 #: Status recorded for a request whose connection was dropped (no answer).
 DROPPED: Final = 0
+#: Status recorded for a request whose client went away before sending its whole body
+#: (nginx's 499, "client closed request"): no answer reached anyone, no 400.
+ABANDONED: Final = 499
 
 
 @dataclass(frozen=True)

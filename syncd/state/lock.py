@@ -54,7 +54,7 @@ def acquire(state_dir: Path, purpose: str = "run") -> InstanceLock:
         holder = f"pid {pid}" if pid else "another process"
         raise DaemonError(
             f"another syncd ({holder}) holds {path}: one run or apply per state directory"
-            + refusal_way_on(purpose)
+            f" ({purpose} refused){refusal_way_on(purpose)}"
         ) from None
     try:
         os.ftruncate(descriptor, 0)

@@ -114,7 +114,12 @@ class PostgresDatabase(Database):
         self._block_failed = False
 
     def error(self, error: BaseException) -> StateError:
-        return StateError(f"state database {self.name}: {_describe(error)}")
+        cause = _describe(error)
+        if self.connection.broken:
+            # After the statement that met the loss, psycopg says only "the connection is
+            # closed", which reads as if syncd had closed it.
+            cause = f"the server closed the session or went away ({cause})"
+        return StateError(f"state database {self.name}: {cause}")
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Rows:
         import psycopg

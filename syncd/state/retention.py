@@ -16,11 +16,12 @@ so an export verifies on its own: its events' chain holds, and the end line
 says how many there are and the hash they end with. A prune deletes only what
 an export holds, checked by the count and the chain's last hash (or, with
 force, what an export would hold), and records the cut (audit_cuts: the last
-event removed and its hash, where the kept chain starts) and a run of its own,
-in one transaction. The append-only trigger lets a DELETE through only for
-events at or before the last cut recorded. A cut recorded by hand is a prune
-the chain cannot tell apart (syncd.state.chain): `audit verify` names each cut
-and its run, and the export is the proof of what a cut removed.
+event removed and its hash, where the kept chain starts; none when only runs
+go) and a run of its own, in one transaction. The append-only trigger lets a
+DELETE through only for events at or before the last cut recorded. A cut
+recorded by hand is a prune the chain cannot tell apart (syncd.state.chain):
+`audit verify` names each cut and its run, and the export is the proof of what
+a cut removed.
 """
 
 from __future__ import annotations
@@ -231,21 +232,25 @@ def prune(db: Database, moment: datetime, *, export_file: Path | None) -> Cut:
         # The prune's run too, all or nothing, and begun last: a refused prune leaves no
         # run open, nor a log of one.
         with db.atomic():
-            db.execute(
-                "INSERT INTO audit_cuts (seq, hash, cut_at, run_id, before, events, runs, export)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    cut.last,
-                    cut.hash,
-                    iso(datetime.now(UTC)),
-                    audit.run_id,
-                    cut.before,
-                    cut.events,
-                    cut.runs,
-                    None if export_file is None else str(export_file),
-                ],
-            )
-            db.execute("DELETE FROM audit WHERE seq <= ?", [cut.last])
+            # Runs alone cut no chain: a row at event 0 would only say so falsely. (A cut
+            # of events from before the chain has no hash: the trigger still needs it.)
+            if cut.events:
+                db.execute(
+                    "INSERT INTO audit_cuts"
+                    " (seq, hash, cut_at, run_id, before, events, runs, export)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        cut.last,
+                        cut.hash,
+                        iso(datetime.now(UTC)),
+                        audit.run_id,
+                        cut.before,
+                        cut.events,
+                        cut.runs,
+                        None if export_file is None else str(export_file),
+                    ],
+                )
+                db.execute("DELETE FROM audit WHERE seq <= ?", [cut.last])
             db.execute(f"DELETE {RUNS_BEFORE}", [cut.before, cut.last])
             audit.begin_run("audit prune")
             audit.end_run(RunResult.OK, {"pruned_events": cut.events, "pruned_runs": cut.runs})

@@ -63,6 +63,11 @@ class NamedConnection(sqlite3.Connection):
             # SQLite steps a query as its rows are fetched: the fetches are named too.
             return NamedCursor(self).execute(sql, parameters)
 
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
+        # Not through `execute`: a batch (`state migrate`'s copy) must fail as one does.
+        with self.named():
+            return super().executemany(sql, parameters)
+
     @contextlib.contextmanager
     def named(self) -> Iterator[None]:
         try:
@@ -104,11 +109,15 @@ def state_error(path: str | Path, error: sqlite3.Error | OSError) -> StateError:
     code = getattr(error, "sqlite_errorcode", 0) & 0xFF
     if code in _UNWRITABLE and (why := _why_unwritable(Path(path))) is not None:
         cause += f" ({why})"
+    elif code in _DAMAGED and Path(path).name == CACHE_NAME:
+        cause += " (it only holds the live cache: delete it, which costs one cold read)"
     return StateError(f"state file {path}: {cause}")
 
 
 #: SQLite's codes for a file it could not open or write, without saying why.
 _UNWRITABLE = frozenset({sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY})
+#: SQLite's codes for a damaged file, or none of its.
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
 def _why_unwritable(path: Path) -> str | None:

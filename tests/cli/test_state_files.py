@@ -160,7 +160,12 @@ def test_a_corrupt_cache_file_is_one_line(world: World, command: list[str]):
     for extra in world.state_dir.glob("cache.db-*"):
         extra.unlink()
     path.write_bytes(b"garbage" * 1000)
-    one_line_naming(syncd_process(world, *command), path)
+    line = one_line_naming(syncd_process(world, *command), path)
+    # The trial (hist D10): it did not say that the file is disposable.
+    assert line.endswith(
+        ": file is not a database (it only holds the live cache: delete it, which costs"
+        " one cold read)"
+    ), line
 
 
 def test_status_without_a_history_table_is_one_line(world: World):
@@ -337,3 +342,29 @@ def test_a_settings_file_the_user_may_not_read_is_one_line(world: World):
     line = one_line_naming(result, config)
     assert "Permission denied" in line, line
     assert world.gets() == 0
+
+
+def test_a_migrate_that_fills_the_target_disk_is_one_line(world: World):
+    # The trial (hist D10): the copy's batched inserts bypassed the wrapper that names
+    # the file, and a full disk was a traceback.
+    from syncd.core.plan import AddEmail
+    from syncd.core.vocabulary import RunResult, WriteResult
+    from syncd.state.audit import AuditTrail
+    from syncd.state.sqlite_backend import SqliteStore
+
+    with SqliteStore(world.state_dir) as store:  # more history than the target may hold
+        audit = AuditTrail(store.history, {})
+        audit.begin_run("apply")
+        for n in range(3000):
+            action = AddEmail("janedoe", f"jane.{n}@example.com")
+            audit.outcome(audit.intent(action), action, WriteResult.OK, status=201)
+        audit.end_run(RunResult.OK, {})
+    target = world.root / "copy"
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
+
+    result = syncd_process(world, "state", "migrate", "--to", str(target), preexec=small_disk)
+    line = one_line_naming(result, target / "syncd.db")
+    assert "disk" in line, line  # EFBIG: "disk I/O error"

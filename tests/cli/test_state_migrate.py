@@ -119,3 +119,14 @@ def test_a_target_with_a_password_is_refused_as_the_option_given(tmp_path: Path)
     assert "Invalid value for '--to': must not hold a password" in done.output
     assert "--state-url" not in done.output
     assert "secretpw" not in done.output
+
+
+def test_a_target_that_is_a_regular_file_is_said_to_be_no_directory(world: World):
+    # The trial (hist D10): "cannot use the directory …: File exists".
+    assert CliRunner().invoke(cli, ["apply", *world.cli_args(), "--yes"]).exit_code == 0
+    target = world.root / "afile"
+    target.write_text("")
+    migrate = ["state", "migrate", "--state-dir", str(world.state_dir), "--to", str(target)]
+    done = CliRunner().invoke(cli, migrate)
+    assert done.exit_code == 1
+    assert done.stderr == f"syncd: {target} is not a directory\n"

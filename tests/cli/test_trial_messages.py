@@ -3,6 +3,8 @@ once, in the operator's words, and the way on."""
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,24 @@ def test_a_run_refused_the_lock_is_not_offered_a_flag_it_lacks(world: World):
     assert refused.exit_code == 1
     assert "one run or apply per state directory" in refused.stderr
     assert "--lock-timeout" not in refused.stderr
+
+
+def test_a_prune_refused_the_lock_names_the_holder_as_the_operations_guide_says(world: World):
+    # The trial (hist D10): docs/operations.md promised "(audit prune refused)", which
+    # only the PostgreSQL message said.
+    assert CliRunner().invoke(cli, ["apply", *world.cli_args(), "--yes"]).exit_code == 0
+    held = acquire(world.state_dir)
+    try:
+        prune = ["audit", "prune", "--state-dir", str(world.state_dir), "--before", "1d"]
+        refused = CliRunner().invoke(cli, [*prune, "--force"])
+    finally:
+        held.release()
+    assert refused.exit_code == 1
+    lock = world.state_dir / "syncd.state.lock"
+    assert refused.stderr == (
+        f"syncd: another syncd (pid {os.getpid()}) holds {lock}: one run or apply per state"
+        " directory (audit prune refused)\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -104,3 +124,19 @@ def test_status_counts_one_in_the_singular():
     guard = {"max_deletions": 1, "deletions_planned": 1, "blocked": True, "held": False}
     assert _guard(guard) == "BLOCKED the last run: 1 deletion planned, the limit is 1"
     assert _guard({**guard, "blocked": False}) == "clear (at most 1 deletion per run)"
+
+
+def test_status_lines_up_the_results_of_runs_with_long_command_names(world: World):
+    # The trial (hist D10): `audit prune ok` ran past the column that `apply  ok` kept.
+    assert CliRunner().invoke(cli, ["apply", *world.cli_args(), "--yes"]).exit_code == 0
+    with sqlite3.connect(world.state_dir / "syncd.db") as db:
+        db.execute(
+            "INSERT INTO runs (id, command, started_at, ended_at, result)"
+            " VALUES ('0123456789ab', 'audit prune', ?, ?, 'ok')",
+            ["2026-12-08T00:00:00.000000+00:00", "2026-12-08T00:00:01.000000+00:00"],
+        )
+    shown = CliRunner().invoke(cli, ["status", "--state-dir", str(world.state_dir)])
+    lines = shown.stdout.split("last runs\n")[1].splitlines()
+    runs = [line for line in lines if " ok " in line]
+    assert len(runs) == 2, shown.stdout
+    assert len({line.index(" ok ") for line in runs}) == 1, runs

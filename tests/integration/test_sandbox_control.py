@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -55,6 +56,25 @@ def test_stats_count_api_requests_by_method_route_and_status(
             {"method": "POST", "path": EMAILS_ROUTE, "status": 201, "count": 1},
         ],
     }
+
+
+def test_a_request_its_client_abandoned_is_counted_apart_not_as_a_400(
+    sandbox: Any, sandbox_server: str
+) -> None:
+    # The trial (hist D10): a killed apply's 32 writes in flight were counted 400s, which
+    # no one was sent, and looked like refused duplicate POSTs.
+    sandbox.reset(seed=SEED)
+    url = httpx.URL(sandbox_server)
+    with socket.create_connection((url.host, url.port or 80)) as client:
+        client.sendall(
+            f"POST /api/v1.1/users/janedoe/emails/ HTTP/1.1\r\nHost: {url.host}\r\n"
+            f"Authorization: Bearer {sandbox.admin_token}\r\n"
+            'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"email"'.encode()
+        )
+    deadline = time.monotonic() + 10  # the server learns of the close on its own time
+    while not (requests := sandbox.stats()["requests"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert requests == [{"method": "POST", "path": EMAILS_ROUTE, "status": 499, "count": 1}]
 
 
 def test_reset_zeroes_the_stats(sandbox: Any, http: httpx.Client) -> None:

@@ -264,6 +264,27 @@ def test_an_instance_that_lost_its_session_cannot_make_an_intent_durable(
     other.lock("run")  # free: the session that held it has ended
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_session_the_server_ended_is_said_to_be_ended_by_the_server(
+    backend: str, open_new: Opener, postgres_cluster: Cluster
+):
+    # The trial (hist D10): after `pg_ctl stop -m immediate` mid-apply the only line was
+    # "the connection is closed", psycopg's words for every statement after the loss.
+    db = open_new("run").history
+    (backend_pid,) = db.execute("SELECT pg_backend_pid()").fetchone()
+    with postgres_cluster.admin() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
+    for cause in (
+        "terminating connection due to administrator command",
+        "the connection is closed",
+    ):
+        with pytest.raises(StateError) as raised:
+            db.execute("SELECT 1")
+        assert str(raised.value) == (
+            f"state database {db.name}: the server closed the session or went away ({cause})"
+        )
+
+
 def test_what_is_kept_of_one_api_is_not_seen_for_another(store: StateStore):
     """Two servers with the same usernames: answers, not-kept records and failures of
     one are never taken for the other's, and each API keeps its own row per user."""

@@ -266,6 +266,32 @@ def test_export_prune_and_verify_through_the_cli(
     assert verified.stdout.startswith("no event since the prune that cut after event ")
 
 
+def test_a_prune_of_runs_alone_records_no_cut_and_says_no_start(
+    store: StateStore, state_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The trial (hist D10): "removed 0 events (to event 0) and 254016 runs …; the kept
+    # chain starts after event 0", and a cut row at event 0 with no hash.
+    db = store.history
+    for n in range(3):
+        run_on(db, n)
+    first = prune(db, day(3), export_file=None)
+    for n in (3, 4):  # runs with no event: all that a second prune removes
+        AuditTrail(db, {}, clock=lambda n=n: day(n)).begin_run("suspend")
+        db.execute(
+            "UPDATE runs SET ended_at = ?, result = 'ok' WHERE ended_at IS NULL", [iso(day(n))]
+        )
+    if state_settings.on_postgresql:
+        monkeypatch.setenv("SYNCD_STATE_URL", state_settings.state_url or "")
+        monkeypatch.setenv("SYNCD_STATE_PASSWORD_FILE", str(state_settings.state_password_file))
+    state = ["--state-dir", str(state_settings.state_dir)]
+    before = ["--before", day(5).isoformat()]
+    pruned = CliRunner().invoke(cli, ["audit", *state, "prune", *before, "--force"])
+    assert pruned.exit_code == 0, pruned.output
+    assert pruned.stdout == f"removed 0 events and 2 runs before {iso(day(5))}\n"
+    assert db.execute("SELECT seq, hash FROM audit_cuts").fetchall() == [(first.last, first.hash)]
+    assert [cut.head for cut in verify(db).cuts] == [Head(first.last, first.hash)]
+
+
 def test_an_export_is_checked_against_a_kept_head(
     store: StateStore, state_settings: Settings, tmp_path: Path
 ) -> None:
