@@ -220,16 +220,10 @@ def verify(state_dir: str | None, kept: str | None, exported: Path | None) -> No
     pruned = verified.kept_pruned
     if pruned is None:
         click.echo(f"the kept head, event {kept_head.seq}, is in the chain")
-    elif pruned.head == kept_head:
+    else:
         click.echo(
             f"the kept head, event {kept_head.seq}, was pruned on {pruned.cut_at} "
             f"{_exported(pruned.export)}: it is the cut, and the kept chain follows it"
-        )
-    else:
-        check = f"syncd audit verify --file {pruned.export or 'EXPORT'} --head {kept_head}"
-        click.echo(
-            f"the kept head, event {kept_head.seq}, was pruned on {pruned.cut_at} "
-            f"{_exported(pruned.export)}: `{check}` checks it there"
         )
 
 

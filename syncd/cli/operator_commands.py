@@ -9,6 +9,7 @@ with an audit event, with who said it (the OS user @ host).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ import click
 from syncd.cli.options import parse_duration, settings_from_flags, state_options, with_options
 from syncd.core.suspension import EVERYONE, Suspension
 from syncd.core.vocabulary import HeldStatus, OperatorEvent, RunResult, SuspensionSource
-from syncd.errors import UsageError
+from syncd.errors import EXIT_ERROR
 from syncd.visible import counted
 
 if TYPE_CHECKING:
@@ -95,7 +96,11 @@ def suspend(
 @state_options
 @_users_options
 def resume(users: tuple[str, ...], everyone: bool, **flags: Any) -> None:
-    """End suspensions made by `syncd suspend` (not a `suspend:` in the desired state)."""
+    """End the suspensions made by `syncd suspend` of the users named.
+
+    A `suspend:` in the desired state goes on holding: each user it holds is named
+    with the place to edit, and the exit is 1 (the users are not managed again).
+    """
     chosen = _chosen(users, everyone)
     with _history(flags, "resume") as (db, _):
         from syncd.service.status import desired_suspensions
@@ -104,36 +109,37 @@ def resume(users: tuple[str, ...], everyone: bool, **flags: Any) -> None:
 
         # As the daemon's last cycle found them: status shows them so.
         in_desired = desired_suspensions(read_daemon_state(db))
-        if written := [in_desired[user] for user in chosen if user in in_desired]:
-            raise UsageError(
-                "; ".join(
-                    f"{s['user']} is suspended by the suspend: at {s['by']}" for s in written
-                )
-                + ": remove it from the desired state (syncd resume ends only a syncd suspend);"
-                " nothing resumed"
-            )
         table = SuspensionTable(db)
         held_before = table.all()
         gone = table.resume(None if everyone else chosen)
         if gone:
             _audit(db, OperatorEvent.RESUME, dict.fromkeys(gone, "resumed"))
-    if not gone:
+    written = [s for user, s in in_desired.items() if everyone or user in chosen]
+    if not gone and not written:
         hint = ""
         if not everyone and EVERYONE in held_before:
             hint = " Every user is suspended: syncd resume --all."
         click.echo(f"No suspension to end for {_named(chosen)}.{hint}")
-        return
-    # Their own suspension ended, not `suspend --all`'s: they are not managed again yet.
-    all_of_them = None if everyone else held_before.get(EVERYONE)
-    if all_of_them is not None and all_of_them.holds(time.time()):
+    elif gone:
+        # Their own suspension ended, not `suspend --all`'s: they are not managed again yet.
+        all_of_them = None if everyone else held_before.get(EVERYONE)
+        if all_of_them is not None and all_of_them.holds(time.time()):
+            click.echo(
+                f"Ended the suspension of {_named(gone)}; still suspended by the suspension "
+                f"of every user: {all_of_them.describe()}. syncd resume --all ends it."
+            )
+        elif written:
+            click.echo(f"Ended the syncd suspend of {_named(gone)}.")
+        else:
+            click.echo(f"Resumed {_named(gone)}: managed again from the next cycle.")
+    for s in written:
         click.echo(
-            f"Ended the suspension of {_named(gone)}; still suspended by the suspension of "
-            f"every user: {all_of_them.describe()}. syncd resume --all ends it."
+            f"syncd: {s['user']} is still suspended by the suspend: at {s['by']} (as the"
+            " daemon's last cycle found it): remove it from the desired state",
+            err=True,
         )
-    else:
-        click.echo(f"Resumed {_named(gone)}: managed again from the next cycle.")
-    if everyone and in_desired:
-        click.echo(f"Still suspended by a suspend: in the desired state: {', '.join(in_desired)}.")
+    if written:
+        sys.exit(EXIT_ERROR)
 
 
 def _named(users: list[str]) -> str:

@@ -185,7 +185,7 @@ class Verified:
     follows: str | None
     #: The cuts the chain may start at, oldest first.
     cuts: tuple[RecordedCut, ...] = ()
-    #: The cut that removed the kept head (`verify(…, kept_head)`), if one did.
+    #: The cut at the kept head (`verify(…, kept_head)`), if the prune removed it.
     kept_pruned: RecordedCut | None = None
 
 
@@ -231,8 +231,9 @@ def verify_events(
 def verify(db: Database, kept_head: Head | None = None) -> Verified:
     """Check the chain of `db` from its first kept event to its recorded head.
 
-    `kept_head`, a head written out before, must still be in the chain, or be at or
-    before a recorded cut: at it, the cut's own hash; before it, in its export.
+    `kept_head`, a head written out before, must still be in the chain, or be a
+    recorded cut with the cut's own hash. One before a cut is only in its export,
+    which is not checked here: raised as not proven, naming the command that checks it.
     """
     pruned = cuts(db)
     starts = frozenset({None, *(cut.head.hash for cut in pruned)})
@@ -257,8 +258,16 @@ def verify(db: Database, kept_head: Head | None = None) -> Verified:
         return verified
     # Not kept: the first cut at or after it removed it (its hash, at the cut itself).
     cut = next((cut for cut in pruned if cut.head.seq >= kept_head.seq), None)
-    if row is None and cut and (cut.head.seq > kept_head.seq or cut.head == kept_head):
+    if row is None and cut and cut.head == kept_head:
         return replace(verified, kept_pruned=cut)
+    if row is None and cut and cut.head.seq > kept_head.seq:
+        # Any hash would pass here: the cut records only its own event's.
+        into = f"into {cut.export}" if cut.export else "with no export (--force)"
+        check = f"syncd audit verify --file {cut.export or 'EXPORT'} --head {kept_head}"
+        raise StateError(
+            f"the kept head, event {kept_head.seq}, was pruned on {cut.cut_at} {into}: "
+            f"the state cannot prove it; `{check}` checks it there"
+        )
     raise StateError(
         f"the kept head, event {kept_head.seq}, is not in the audit trail as it was: "
         "the history up to it was rewritten"

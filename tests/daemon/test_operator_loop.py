@@ -461,14 +461,26 @@ def test_a_suspend_in_the_desired_state_shows_where_a_syncd_suspend_does(
     page = httpx.get(f"http://{address}/users/janedoe").text
     assert f"DS-2 &lt;b&gt;, until 2099-01-31T00:00:00+00:00: suspend: at {where}" in page
 
-    # Written in git: `syncd resume` cannot end it, and says where to.
-    refused = CliRunner().invoke(
-        cli, ["resume", "--user", "janedoe", "--state-dir", str(world.state_dir)]
+    # Written in git: `syncd resume` ends the `syncd suspend`s of the users named (it
+    # refused them all), and names the `suspend:` that goes on holding, with exit 1.
+    syncd(world, "suspend", "--reason", "INC-9", "--user", "janedoe", "--user", "johnsmith")
+    resume = ["resume", "--user", "janedoe", "--user", "johnsmith"]
+    said = CliRunner().invoke(cli, [*resume, "--state-dir", str(world.state_dir)])
+    assert said.exit_code == 1
+    assert said.stdout == "Ended the syncd suspend of janedoe, johnsmith.\n"
+    still = (
+        f"syncd: janedoe is still suspended by the suspend: at {where} (as the daemon's"
+        " last cycle found it): remove it from the desired state"
     )
-    assert refused.exit_code == 1
-    assert refused.output.count("\n") == 1
-    assert f"janedoe is suspended by the suspend: at {where}" in refused.output
-    assert "nothing resumed" in refused.output
+    errors = [line for line in said.stderr.splitlines() if not line.startswith("{")]  # no log
+    assert errors == [still]
+    assert world.query("SELECT username FROM suspensions") == []
+    again = CliRunner().invoke(cli, [*resume, "--state-dir", str(world.state_dir)])
+    assert (again.exit_code, again.stdout) == (1, "")
+    assert again.stderr.endswith(f"{still}\n")
+    everyone = CliRunner().invoke(cli, ["resume", "--all", "--state-dir", str(world.state_dir)])
+    assert (everyone.exit_code, everyone.stdout) == (1, "")  # it said so, and exited 0
+    assert everyone.stderr.endswith(f"{still}\n")
     assert daemon.stop() == 0
 
 

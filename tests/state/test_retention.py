@@ -352,14 +352,18 @@ def test_a_kept_head_the_prune_removed_is_said_pruned_not_rewritten(
         at_cut.stdout,
         re.M,
     )
-    before = runner.invoke(cli, [*state, "--head", str(earlier)])
-    assert before.exit_code == 0, before.output
-    check = f"syncd audit verify --file {out} --head {earlier}"
-    assert f"was pruned on {cut_at(before.stdout)} into {out}: `{check}` checks it there" in (
-        before.stdout
-    )
-    there = runner.invoke(cli, ["audit", "verify", "--file", str(out), "--head", str(earlier)])
-    assert there.exit_code == 0, there.output
+    # Before the cut the state holds no hash to compare (it passed with any, one that
+    # never existed included): not proven, exit 1, and the export proves it or not.
+    for head, proven in ((earlier, 0), (Head(earlier.seq, "f" * 64), 1)):
+        before = runner.invoke(cli, [*state, "--head", str(head)])
+        assert before.exit_code == 1, before.output
+        check = f"syncd audit verify --file {out} --head {head}"
+        assert before.output.endswith(
+            f"syncd: the kept head, event {head.seq}, was pruned on {cut_at(at_cut.stdout)}"
+            f" into {out}: the state cannot prove it; `{check}` checks it there\n"
+        )
+        there = runner.invoke(cli, ["audit", "verify", "--file", str(out), "--head", str(head)])
+        assert there.exit_code == proven, there.output
     for forged in (Head(kept.seq, "0" * 64), Head(kept.seq + 5, "0" * 64)):
         rewritten = runner.invoke(cli, [*state, "--head", str(forged)])
         assert rewritten.exit_code == 1
@@ -402,6 +406,16 @@ def test_a_cut_recorded_by_hand_is_shown_as_no_prune_of_syncds(
         " fake00000000, which is no `audit prune` that ended ok, with no export (--force)",
         f"the kept head, event {kept.seq}, is in the chain",
     ]
+    # Behind the forged cut, a head that never was in the chain is not passed (exit 0).
+    bogus = Head(2, "f" * 64)
+    state = ["audit", "--state-dir", str(state_settings.state_dir), "verify"]
+    before = CliRunner().invoke(cli, [*state, "--head", str(bogus)])
+    assert before.exit_code == 1
+    assert before.output.endswith(
+        "syncd: the kept head, event 2, was pruned on 2026-12-08T01:00:00+00:00 with no export"
+        f" (--force): the state cannot prove it; `syncd audit verify --file EXPORT --head {bogus}`"
+        " checks it there\n"
+    )
 
 
 def test_a_prune_keeps_the_runs_that_status_reads(store: StateStore) -> None:
