@@ -316,6 +316,9 @@ def conditions_of(
             tuple(sorted({change["user"] for change in deletions})),
             outcome.message,
             tuple(deletions),
+            # Keyed as the planned cycle keys it: a set the daemon held that is still
+            # `held` is not told cleared (nor again) by a cycle that refused whole.
+            _sets_key(outcome.held_sets),
         )
         decided.add(NotificationEvent.GUARD_HELD)
         if outcome.drift_users is not None:  # it planned: nothing applied, all pending
@@ -334,13 +337,12 @@ def conditions_of(
         )
     if outcome.held:  # `partial` too, when a user failed beside the held deletions
         users = tuple(sorted({change["user"] for change in outcome.held}))
-        sets = ", ".join(outcome.held_sets)
         held[NotificationEvent.GUARD_HELD] = Condition(
             NotificationEvent.GUARD_HELD,
             users,
             outcome.message,
             tuple(outcome.held),
-            f"set{'s' if len(outcome.held_sets) > 1 else ''} {sets}",
+            _sets_key(outcome.held_sets),
         )
     for event, code in (
         (NotificationEvent.DOES_NOT_CONVERGE, Code.DOES_NOT_CONVERGE),
@@ -351,6 +353,11 @@ def conditions_of(
             messages = [_about(u, outcome.failing[u].message) for u in users[:3]]
             held[event] = Condition(event, users, "; ".join(messages))
     return held, frozenset(decided)
+
+
+def _sets_key(ids: list[str]) -> str:
+    """The key of guard_held: the held sets it is about (none: the guard's refusal)."""
+    return f"set{'s' if len(ids) > 1 else ''} {', '.join(ids)}" if ids else ""
 
 
 def _about(user: str, message: str) -> str:
