@@ -436,3 +436,31 @@ def test_a_refused_run_once_leaves_the_daemons_held_set_open(
     daemon.wait_for("cycle_finished")
     assert daemon.stop() == 0
     assert [m["event"] for m in told(receiver)] == ["became_active"]
+
+
+def test_a_firing_still_queued_when_the_daemon_dies_is_told_by_the_next(
+    world: World, start_daemon: Any, receivers: list[Receiver], tmp_path: Path
+):
+    # A review: `told` was kept when a message was queued, so one still waiting for a
+    # receiver that hung when the process died (kill -9, OOM, a takeover) was never
+    # sent: the next instance took it as told. A duplicate is the lesser harm.
+    hanging, receiver = Receiver("hang"), Receiver()
+    receivers += [hanging, receiver]
+    secret = str(secret_file(tmp_path))
+    daemon: DaemonProcess = start_daemon(
+        SYNCD_MAX_DELETIONS="0", SYNCD_NOTIFY_URL=hanging.url, SYNCD_NOTIFY_SECRET_FILE=secret
+    )
+    daemon.wait_for("deletions_held")
+    daemon.wait_for("cycle_finished")  # became_active in flight, the rest queued behind it
+    daemon.process.kill()
+    daemon.process.wait()
+    daemon = start_daemon(
+        SYNCD_MAX_DELETIONS="0", SYNCD_NOTIFY_URL=receiver.url, SYNCD_NOTIFY_SECRET_FILE=secret
+    )
+    daemon.wait_for("cycle_finished")
+    assert daemon.stop() == 0
+    assert sorted((m["event"], m["status"]) for m in told(receiver)) == [
+        ("became_active", "firing"),
+        ("drift_detected", "firing"),
+        ("guard_held", "firing"),
+    ]
