@@ -99,7 +99,8 @@ class CycleOutcome:
     #: `syncd reject` after the cycle, as the plan's JSON shows them (known only
     #: when it planned): what the guard_held notification names.
     held: list[dict[str, Any]] = field(default_factory=list)
-    #: The ids of those sets: a set replaced is told again.
+    #: The ids of those sets (of a `blocked` cycle too, which knows no deletions of
+    #: theirs): a set replaced is told again, one still held is not told cleared.
     held_sets: list[str] = field(default_factory=list)
     #: Whether the desired state could not be read (invalid, or a git source with no
     #: good revision), or only its last good revision (`warning`): source_failed.
@@ -339,6 +340,13 @@ class Cycle:
                     api_answered=answered,
                     # Nothing applied: what it planned is pending (notifications tell it).
                     pending=[a.to_json() for a in planned[0].plan.changes] if planned else [],
+                    # A set held earlier (by the daemon) still waits: not cleared by this.
+                    held_sets=[
+                        held_set.id
+                        for held_set in HeldChanges(self.db, connection.api).with_status(
+                            HeldStatus.HELD
+                        )
+                    ],
                 )
             every_request_failed, api_down, api_answered = self._api_seen()
         failing = record_cycle(failures, desired.usernames(), converged.failing, held, settings)

@@ -162,6 +162,7 @@ class Daemon:
             watchdog.cancel()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
+        self._save_told()  # what the stop delivered: not told again by the next process
 
     def stop(self, why: str = "stop") -> None:
         if not self._stop.is_set():
@@ -406,7 +407,7 @@ class Daemon:
     def _notify(self, outcome: CycleOutcome) -> None:
         """Hand the cycle's conditions to the notifications (delivered in the background)."""
         conditions, decided = conditions_of(outcome)
-        told = self.notifications.observe(conditions, decided, outcome.revision)
+        self.notifications.observe(conditions, decided, outcome.revision)
         if outcome.suspension_ended:
             ended = Condition(
                 NotificationEvent.SUSPENSION_EXPIRED,
@@ -414,8 +415,12 @@ class Daemon:
                 "managed again from this cycle",
             )
             self.notifications.happened(ended, outcome.revision)
+        self._save_told()
+
+    def _save_told(self) -> None:
+        """Keep what was told, as far as delivered (firings sent since the last cycle)."""
         # Not those of a `run --once --user`: of some users, they would resolve the others'.
-        if told and not self.scope:
+        if not self.scope and not self.lost_lock:
             save_daemon_state(self.db, {"told": self.notifications.told()})
 
     def _identity(self) -> dict[str, Any]:

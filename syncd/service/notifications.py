@@ -5,7 +5,10 @@ each cycle the daemon hands over the conditions that hold (syncd.core.conditions
 keeps each to one message when it starts and one when it resolves), and keeps
 the ones told in its state (`told`, `recall`): the next process on the state
 (a restart, a takeover, the next `run --once`) resolves them, or stays silent
-while they hold. Messages
+while they hold. A firing counts as told once its delivery ended (sent, or
+failed after its retries), not when it is queued: one still queued when the
+process dies is told again by the next (a duplicate rather than an alert lost).
+Messages
 wait in a bounded queue per provider (the oldest is dropped when it is full)
 that an asyncio task of its own delivers, with a few retries and backoff, through the daemon's
 HTTP client factory (proxies, CA, timeouts, no redirects): a cycle never waits
@@ -31,6 +34,7 @@ import hmac
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -94,6 +98,8 @@ class Notifications:
         for provider in self.providers:  # at 0 from the start, as every label known then
             metrics.notifications_failed.labels(provider.label)
         self.holding: dict[NotificationEvent, Condition] = {}
+        #: Firings queued or being sent, by event: not told yet (`told` leaves them out).
+        self.unsent: Counter[NotificationEvent] = Counter()
 
     @staticmethod
     def providers_of(settings: Settings) -> list[_Provider]:
@@ -148,9 +154,9 @@ class Notifications:
         now: Mapping[NotificationEvent, Condition],
         decided: frozenset[NotificationEvent],
         revision: str | None,
-    ) -> bool:
+    ) -> None:
         """The conditions of a cycle: those in `decided` hold if in `now`, else resolve;
-        the others (a cycle that could not tell) stay as they were. Whether it told any."""
+        the others (a cycle that could not tell) stay as they were."""
         current = {e: c for e, c in self.holding.items() if e not in decided}
         current.update({e: c for e, c in now.items() if e in decided})
         notices = transitions(self.holding, current)
@@ -160,13 +166,14 @@ class Notifications:
         # when something is told.
         told = {n.condition.event for n in notices if n.status == "firing"}
         self.holding = {e: c if e in told else self.holding[e] for e, c in current.items()}
-        return bool(notices)
 
     def told(self) -> dict[str, dict[str, Any]]:
-        """The conditions told and not resolved, for the state (`recall` reads them)."""
+        """The conditions told and not resolved, for the state (`recall` reads them):
+        not one whose firing is still queued, which the next process tells again."""
         return {
             event: {"users": list(c.users), "message": c.message, "key": c.key}
             for event, c in self.holding.items()
+            if not self.unsent[event]
         }
 
     def recall(self, told: Mapping[str, Any]) -> None:
@@ -188,11 +195,18 @@ class Notifications:
             if queue is None or notice.condition.event not in provider.events:
                 continue
             if queue.full():
-                queue.get_nowait()
+                self._ended(queue.get_nowait()[0])  # given up on, as after its retries
                 queue.task_done()  # else a stop would wait for it
                 self.metrics.notifications_failed.labels(provider.label).inc()
                 log.warning("notification_dropped", provider=provider.label, size=QUEUE_SIZE)
             queue.put_nowait((notice, revision))
+            if notice.status == "firing":
+                self.unsent[notice.condition.event] += 1
+
+    def _ended(self, notice: Notice) -> None:
+        """`notice`'s delivery ended, sent or given up on after its retries: told."""
+        if notice.status == "firing":
+            self.unsent[notice.condition.event] -= 1
 
     async def _deliver(self, provider: _Provider) -> None:
         assert provider.queue is not None
@@ -210,7 +224,9 @@ class Notifications:
                     condition=notice.condition.event,
                     error=str(error)[:200],
                 )
-            # Not when cancelled: a stop then says the message was not delivered.
+            # Not when cancelled: a stop then says the message was not delivered (and
+            # it stays unsent, told again by the next process).
+            self._ended(notice)
             provider.sending = None
             provider.queue.task_done()
 
@@ -316,6 +332,9 @@ def conditions_of(
             tuple(sorted({change["user"] for change in deletions})),
             outcome.message,
             tuple(deletions),
+            # Keyed as the planned cycle keys it: a set the daemon held that is still
+            # `held` is not told cleared (nor again) by a cycle that refused whole.
+            _sets_key(outcome.held_sets),
         )
         decided.add(NotificationEvent.GUARD_HELD)
         if outcome.drift_users is not None:  # it planned: nothing applied, all pending
@@ -334,13 +353,12 @@ def conditions_of(
         )
     if outcome.held:  # `partial` too, when a user failed beside the held deletions
         users = tuple(sorted({change["user"] for change in outcome.held}))
-        sets = ", ".join(outcome.held_sets)
         held[NotificationEvent.GUARD_HELD] = Condition(
             NotificationEvent.GUARD_HELD,
             users,
             outcome.message,
             tuple(outcome.held),
-            f"set{'s' if len(outcome.held_sets) > 1 else ''} {sets}",
+            _sets_key(outcome.held_sets),
         )
     for event, code in (
         (NotificationEvent.DOES_NOT_CONVERGE, Code.DOES_NOT_CONVERGE),
@@ -351,6 +369,11 @@ def conditions_of(
             messages = [_about(u, outcome.failing[u].message) for u in users[:3]]
             held[event] = Condition(event, users, "; ".join(messages))
     return held, frozenset(decided)
+
+
+def _sets_key(ids: list[str]) -> str:
+    """The key of guard_held: the held sets it is about (none: the guard's refusal)."""
+    return f"set{'s' if len(ids) > 1 else ''} {', '.join(ids)}" if ids else ""
 
 
 def _about(user: str, message: str) -> str:

@@ -404,3 +404,63 @@ def test_a_held_set_replaced_is_told_again(
     ]
     assert daemon.stop() == 0
     assert receiver.messages.empty()
+
+
+def test_a_refused_run_once_leaves_the_daemons_held_set_open(
+    world: World, start_daemon: Any, receivers: list[Receiver], tmp_path: Path
+):
+    # A review: a `run --once` the guard refused told the set the daemon held
+    # "cleared" (it was still held), then fired its own; the next daemon did the
+    # opposite: guard_held flapped on every daemon / cron alternation.
+    receiver = Receiver()
+    receivers.append(receiver)
+    env = {
+        "SYNCD_NOTIFY_URL": receiver.url,
+        "SYNCD_NOTIFY_SECRET_FILE": str(secret_file(tmp_path)),
+    }
+    daemon: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0", **env)
+    held_id = daemon.wait_for("deletions_held")["held_id"]
+    daemon.wait_for("cycle_finished")
+    assert daemon.stop() == 0
+    assert sorted(m["event"] for m in told(receiver)) == [
+        "became_active",
+        "drift_detected",
+        "guard_held",
+    ]
+    assert once(world, tmp_path, SYNCD_MAX_DELETIONS="0", **env) == 3  # refused whole
+    assert [m["event"] for m in told(receiver)] == ["became_active"]  # the set waits still
+    assert world.query("SELECT id, status FROM held_changes") == [
+        {"id": held_id, "status": "held"}
+    ]
+    daemon = start_daemon(SYNCD_MAX_DELETIONS="0", **env)
+    daemon.wait_for("cycle_finished")
+    assert daemon.stop() == 0
+    assert [m["event"] for m in told(receiver)] == ["became_active"]
+
+
+def test_a_firing_still_queued_when_the_daemon_dies_is_told_by_the_next(
+    world: World, start_daemon: Any, receivers: list[Receiver], tmp_path: Path
+):
+    # A review: `told` was kept when a message was queued, so one still waiting for a
+    # receiver that hung when the process died (kill -9, OOM, a takeover) was never
+    # sent: the next instance took it as told. A duplicate is the lesser harm.
+    hanging, receiver = Receiver("hang"), Receiver()
+    receivers += [hanging, receiver]
+    secret = str(secret_file(tmp_path))
+    daemon: DaemonProcess = start_daemon(
+        SYNCD_MAX_DELETIONS="0", SYNCD_NOTIFY_URL=hanging.url, SYNCD_NOTIFY_SECRET_FILE=secret
+    )
+    daemon.wait_for("deletions_held")
+    daemon.wait_for("cycle_finished")  # became_active in flight, the rest queued behind it
+    daemon.process.kill()
+    daemon.process.wait()
+    daemon = start_daemon(
+        SYNCD_MAX_DELETIONS="0", SYNCD_NOTIFY_URL=receiver.url, SYNCD_NOTIFY_SECRET_FILE=secret
+    )
+    daemon.wait_for("cycle_finished")
+    assert daemon.stop() == 0
+    assert sorted((m["event"], m["status"]) for m in told(receiver)) == [
+        ("became_active", "firing"),
+        ("drift_detected", "firing"),
+        ("guard_held", "firing"),
+    ]
