@@ -1,7 +1,8 @@
 """The `daemon_state` table: what `syncd run` last said about itself, for `syncd status`.
 
 One row per key (pid, start, desired state, interval, next run, failures in a
-row, the conditions notified and not yet resolved), the value JSON. The daemon
+row, the conditions notified and not yet resolved, the desired state's
+`suspend:`s that held at the last cycle), the value JSON. The daemon
 writes it through its own connection; status reads it from a read-only one, and
 a file no daemon has used has no rows.
 """
