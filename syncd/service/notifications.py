@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from syncd.core.conditions import Condition, Notice, transitions
-from syncd.core.vocabulary import ActionName, Code, NotificationEvent, RunResult
+from syncd.core.vocabulary import Code, NotificationEvent, RunResult
 from syncd.errors import SettingsError, excerpt
 from syncd.secretfiles import read_secret_file
 from syncd.settings import http_url_problem
@@ -310,12 +310,11 @@ def conditions_of(
             NotificationEvent.API_DOWN, message=outcome.message
         )
     if outcome.result == RunResult.BLOCKED:  # refused whole: the guard says why
-        deletions = [c for c in outcome.pending if c["action"] == ActionName.DELETE_EMAIL]
         held[NotificationEvent.GUARD_HELD] = Condition(
             NotificationEvent.GUARD_HELD,
-            tuple(sorted({change["user"] for change in deletions})),
+            tuple(sorted({change["user"] for change in outcome.refused})),
             outcome.message,
-            tuple(deletions),
+            tuple(outcome.refused),
         )
         decided.add(NotificationEvent.GUARD_HELD)
         if outcome.drift_users is not None:  # it planned: nothing applied, all pending
