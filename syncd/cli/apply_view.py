@@ -67,9 +67,7 @@ class ApplyView:
         self._paint = ansi_painter(console)
 
     def show_plan(self, result: PlanResult) -> None:
-        print_plan(result.plan, self.console, result.oldest_age)
-        if note := result.rejections.note():
-            self.console.file.write(note + "\n")
+        print_plan(result.plan, self.console, result.oldest_age, result.rejections)
         keep_until_exit()
 
     def confirm(self, result: PlanResult) -> bool:

@@ -31,8 +31,9 @@ from syncd.visible import counted
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
-    help="Exit 2 when changes are pending, 0 when none, 1 on error or when the plan "
-    "cannot show deletions of addresses syncd owns (ownership_unknown).",
+    help="Exit 2 when changes are pending, 0 when none (a deletion the operator "
+    "rejected, left out, is none), 1 on error or when the plan cannot show deletions "
+    "of addresses syncd owns (ownership_unknown).",
 )
 @scope_options
 @click.option("--out", "out_file", metavar="FILE", help="Save the plan for a later apply.")
@@ -72,9 +73,7 @@ def plan(
     else:
         from syncd.cli.render import print_plan, terminal
 
-        print_plan(result.plan, terminal(), result.oldest_age)
-        if note := result.rejections.note():
-            click.echo(note)
+        print_plan(result.plan, terminal(), result.oldest_age, result.rejections)
     if over:
         click.echo(
             f"warning: {counted(deletions, 'deletion')} planned, over the limit of "

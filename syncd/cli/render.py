@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import COLOR_SYSTEMS, Console
 from rich.style import Style
 
+from syncd.core.held import Rejections
 from syncd.core.plan import AddEmail, DeleteEmail, Plan, UpdateProfile
 from syncd.core.vocabulary import ActionName
 from syncd.visible import counted, quoted, visible
@@ -28,8 +29,9 @@ def terminal() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
-def summary_line(plan: Plan) -> str:
-    """The last line of a plan. It says "match" only when every user was read and is equal."""
+def summary_line(plan: Plan, rejected: int = 0) -> str:
+    """The last line of a plan. It says "match" only when every user was read and is
+    equal: not while `rejected` deletions the desired state asks for are left out."""
     unreadable = len(plan.unreadable)
     # Suspended users are neither read nor compared: "match" would be false of them.
     compared = plan.users - unreadable - len(plan.suspended)
@@ -38,6 +40,9 @@ def summary_line(plan: Plan) -> str:
     elif plan.is_empty and plan.complete and plan.ownership_unknown:
         # Nothing found, but what syncd owns could not be known: "match" would be false.
         head = "No changes found, but deletions of addresses syncd owns are not shown."
+    elif plan.is_empty and rejected:
+        # The accounts differ from the desired state, as the operator decided.
+        head = f"Nothing to apply: {counted(rejected, 'deletion')} rejected, left out."
     elif plan.is_empty and plan.complete and not plan.suspended:
         head = "No changes: the accounts match the desired state."
     elif plan.is_empty and plan.complete:
@@ -65,6 +70,9 @@ def summary_line(plan: Plan) -> str:
         tail.append(counted(len(plan.errors), "error"))
     return head + (f" {', '.join(tail)}." if tail else "")
 
+
+#: A plan with no rejected deletion left out.
+NONE_REJECTED = Rejections()
 
 #: Users named in the line of a shared failure; the JSON output names them all.
 SHARED_NAMES_SHOWN = 3
@@ -114,7 +122,12 @@ def age_text(seconds: float) -> str:
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
-def plan_lines(plan: Plan, paint: Paint = _plain, oldest_age: float | None = None) -> list[str]:
+def plan_lines(
+    plan: Plan,
+    paint: Paint = _plain,
+    oldest_age: float | None = None,
+    rejections: Rejections = NONE_REJECTED,
+) -> list[str]:
     """The plan as lines of text, each piece painted; what the API or the file says, visible.
 
     `oldest_age`: seconds since the oldest cached answer used was read, if any.
@@ -173,7 +186,9 @@ def plan_lines(plan: Plan, paint: Paint = _plain, oldest_age: float | None = Non
     )
     if lines:
         lines.append("")
-    lines.append(summary_line(plan))
+    lines.append(summary_line(plan, len(rejections.deletions)))
+    if rejections.deletions:
+        lines.append(rejections.note())
     if oldest_age is not None:  # what the plan took from the cache, when it took anything
         lines.append(
             f"The oldest answer used is {age_text(oldest_age)} old, from the cache"
@@ -182,11 +197,17 @@ def plan_lines(plan: Plan, paint: Paint = _plain, oldest_age: float | None = Non
     return lines
 
 
-def print_plan(plan: Plan, console: Console, oldest_age: float | None = None) -> None:
+def print_plan(
+    plan: Plan,
+    console: Console,
+    oldest_age: float | None = None,
+    rejections: Rejections = NONE_REJECTED,
+) -> None:
     # One write for the whole plan, coloured on a terminal by our own painter:
     # rich took seconds to print 10,000 users line by line, and one second to
     # parse their markup in a single print.
-    console.file.write("\n".join(plan_lines(plan, ansi_painter(console), oldest_age)) + "\n")
+    lines = plan_lines(plan, ansi_painter(console), oldest_age, rejections)
+    console.file.write("\n".join(lines) + "\n")
 
 
 def print_audit(events: list[dict[str, Any]], console: Console) -> None:

@@ -12,9 +12,11 @@ import dataclasses
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from syncd.core.fields import email_key
 from syncd.core.plan import DeleteEmail, Plan
+from syncd.visible import counted
 
 #: A deletion as the sets name it: the user and the address as compared.
 DeletionKey = tuple[str, str]
@@ -35,6 +37,35 @@ class GuardSplit:
     #: The deletions rejected and still planned, or of a user not read (whose rejection
     #: stands: syncd.state.held_changes): neither sent nor asked about again.
     rejected: tuple[DeleteEmail, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejections:
+    """The rejected deletions a run leaves out, and the sets that rejected them."""
+
+    #: The plan's deletions whose last decision is a rejection, then those of the users
+    #: it did not read (not planned, but asked for as far as is known: they stand too).
+    deletions: tuple[DeleteEmail, ...] = ()
+    sets: tuple[str, ...] = ()
+
+    def note(self) -> str:
+        """What a run says of them: how many, which sets, and how to let them through."""
+        if not self.deletions:
+            return ""
+        ids = ", ".join(self.sets)
+        return (
+            f"left out: {counted(len(self.deletions), 'deletion')} rejected (set {ids}), "
+            "while the desired state asks for them; "
+            + " or ".join(f"syncd approve {held_id}" for held_id in self.sets)
+            + " lets them through"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "deletions": [action.to_json() for action in self.deletions],
+            "sets": list(self.sets),
+            "approve": [f"syncd approve {held_id}" for held_id in self.sets],
+        }
 
 
 def split_deletions(
@@ -69,11 +100,11 @@ def guarded(
     of them) and those rejected, each in their order."""
     approved_keys, rejected_keys = set(approved), set(rejected)
     no: list[DeleteEmail] = []
-    counted: list[DeleteEmail] = []
+    counting: list[DeleteEmail] = []
     for action in deletions:
         if (key := deletion_key(action)) not in approved_keys:
-            (no if key in rejected_keys else counted).append(action)
-    return (tuple(counted) if len(counted) > limit else ()), tuple(no)
+            (no if key in rejected_keys else counting).append(action)
+    return (tuple(counting) if len(counting) > limit else ()), tuple(no)
 
 
 def unread(plan: Plan) -> set[str]:

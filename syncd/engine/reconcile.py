@@ -21,7 +21,7 @@ from syncd.api.client import AccountsClient, ResponseObserver, RetryObserver
 from syncd.api.credentials import CredentialStore
 from syncd.core.api_url import normal_api_url
 from syncd.core.desired import DesiredState, EmailsMode
-from syncd.core.held import GuardSplit
+from syncd.core.held import GuardSplit, Rejections
 from syncd.core.live import LiveAccount
 from syncd.core.plan import DeleteEmail, Plan, build_plan
 from syncd.core.problem import Problem
@@ -44,7 +44,7 @@ from syncd.state.audit import AuditTrail
 from syncd.state.audit_queries import OpenIntent, open_intents
 from syncd.state.backend import Database, StateStore, off_the_loop, open_store
 from syncd.state.cache import LiveCache
-from syncd.state.held_changes import HeldChanges, Rejections
+from syncd.state.held_changes import HeldChanges
 from syncd.state.not_kept import NotKeptRecords
 from syncd.state.ownership import Claim, OwnershipLedger
 from syncd.state.suspensions import SuspensionTable
@@ -499,8 +499,9 @@ def saved_planning(saved: SavedPlan, desired: DesiredState) -> PlanStep:
         mine = replace(scoped, users=tuple(u for u in scoped.users if u.username in touched))
         planned = plan_from(connection, mine, live, suspended(connection, mine, options.now))
         withheld = {user for user, why in planned.suspended if why.source is SuspensionSource.CLI}
-        # A deletion rejected since the plan was made is left out, as a new plan would
-        # (leaving_out_rejected, which the converge runs after this step, drops it).
+        # A deletion rejected since the plan was made is left out, as a new plan would:
+        # compared without it here; the caller drops it from what is sent
+        # (`apply` wraps this step in leaving_out_rejected).
         rejections = HeldChanges(connection.db, connection.api).rejections(planned)
         planned, left_out = without(planned, rejections), set(rejections.deletions)
         kept = [
@@ -552,9 +553,12 @@ async def converge(
     With `observe`, the run plans and reports and sends no write at all (the
     deletion guard has nothing to refuse then): its result is `drift` when
     changes are pending. `cancelled_as` names the result of a run cancelled from
-    outside (the daemon's deadline says `deadline`). With `hold_deletions` (the
-    daemon's), the guard refuses nothing: it says what to apply now, and a run
-    that held deletions and applied the rest ends `held`.
+    outside (the daemon's deadline says `deadline`). With `hold_deletions` (a
+    cycle's: syncd.service.deletion_guard), that guard says what to apply now, or
+    refuses the run (a GuardError: `run --once` past the limit); a run that held
+    or left out deletions and applied the rest ends `held`. Without it, the limit
+    refuses the run past it, and the deletions the planning step left out as
+    rejected (leaving_out_rejected) make it `held`.
     """
     audit = AuditTrail(connection.db, {})
     audit.begin_run(command)

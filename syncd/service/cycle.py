@@ -102,6 +102,9 @@ class CycleOutcome:
     #: The ids of those sets (of a `blocked` cycle too, which knows no deletions of
     #: theirs): a set replaced is told again, one still held is not told cleared.
     held_sets: list[str] = field(default_factory=list)
+    #: The deletions the guard refused (`blocked`), not those rejected: what its
+    #: guard_held names.
+    refused: list[dict[str, Any]] = field(default_factory=list)
     #: Whether the desired state could not be read (invalid, or a git source with no
     #: good revision), or only its last good revision (`warning`): source_failed.
     source_failed: bool = False
@@ -312,6 +315,8 @@ class Cycle:
                         settings.max_deletions,
                         revision_of(desired),
                         hold=self.hold_deletions,
+                        # `run --once --user`: decides nothing about the others' sets.
+                        users=frozenset(desired.usernames()) if self.source.scope else None,
                     )
                 )
                 converged = await converge(
@@ -340,6 +345,7 @@ class Cycle:
                     api_answered=answered,
                     # Nothing applied: what it planned is pending (notifications tell it).
                     pending=[a.to_json() for a in planned[0].plan.changes] if planned else [],
+                    refused=[a.to_json() for a in guard.last.held] if guard and guard.last else [],
                     # A set held earlier (by the daemon) still waits: not cleared by this.
                     held_sets=[
                         held_set.id
@@ -352,8 +358,8 @@ class Cycle:
         failing = record_cycle(failures, desired.usernames(), converged.failing, held, settings)
         plan, report = converged.result.plan, converged.report
         # With the rejected deletions of users not read: not planned, still asked for.
-        unplanned = guard.rejected_unread if guard is not None else ()
-        pending = [action for action in (*plan.changes, *unplanned) if action not in written]
+        rejected = guard.rejections.deletions if guard is not None else ()
+        pending = [a for a in dict.fromkeys((*plan.changes, *rejected)) if a not in written]
         save_pending(self.db, pending)
         if settings.observe:
             _report_drift(plan)

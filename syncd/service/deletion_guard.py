@@ -11,15 +11,23 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 
 import structlog
 
 from syncd.core.desired import DesiredState
-from syncd.core.held import GuardSplit, deletion_key, per_user, split_deletions, unread
+from syncd.core.held import (
+    GuardSplit,
+    Rejections,
+    deletion_key,
+    per_user,
+    split_deletions,
+    unread,
+)
 from syncd.core.plan import DeleteEmail, Plan
 from syncd.core.vocabulary import HeldStatus
 from syncd.engine.reconcile import check_deletion_guard
-from syncd.state.held_changes import HeldChanges, HeldSet, Rejections
+from syncd.state.held_changes import HeldChanges, HeldSet
 from syncd.visible import counted
 
 log = structlog.get_logger("syncd.service.deletion_guard")
@@ -48,33 +56,43 @@ class DeletionGuard:
     decisions are read when the plan is split and again when the set is held: those
     given while the cycle ran count, and deletions decided are not held again as a
     new set. A rejection lapses when a cycle that read the user no longer plans it;
-    one of a user not read stands, and leaves the cycle `held` all the same.
+    one of a user not read stands, and leaves the cycle `held` all the same. A cycle
+    limited to some users (`run --once --user`) decides nothing about the others'
+    sets: none of theirs lapses, closes or is spent.
     """
 
     def __init__(
-        self, held: HeldChanges, limit: int, revision: str | None, *, hold: bool = True
+        self,
+        held: HeldChanges,
+        limit: int,
+        revision: str | None,
+        *,
+        hold: bool = True,
+        users: frozenset[str] | None = None,
     ) -> None:
         self.held, self.limit, self.revision = held, limit, revision
         #: Whether deletions past the limit are held (the daemon), or refuse the cycle
         #: whole with a GuardError, as `apply` does (`run --once`).
         self.hold = hold
+        #: The users the cycle is limited to (None: everyone).
+        self.users = users
+        #: The split of the last plan; its `rejected` are those of `rejections`.
         self.last: GuardSplit | None = None
+        #: The rejections that stand: of the plan's deletions, and of its users not read.
         self.rejections = Rejections()
-        #: The rejected deletions of users this cycle did not read: not in its plan.
-        self.rejected_unread: tuple[DeleteEmail, ...] = ()
         # Spent by conclude(), also when the cycle was not split (observing).
         self._approved = held.with_status(HeldStatus.APPROVED)
 
     def split(self, plan: Plan) -> GuardSplit:
         decided = self.held.decisions()
         self._approved = list(decided.approved_sets)
+        self.rejections = self.held.rejections(plan, decided.rejected)
         split = split_deletions(plan, self.limit, decided.approved, decided.rejected)
+        # With the rejections of the users not read, which stand too (the cycle is `held`);
+        # kept before refusing, for the refusal names only the deletions held.
+        self.last = dataclasses.replace(split, rejected=self.rejections.deletions)
         if split.held and not self.hold:
             check_deletion_guard(dataclasses.replace(plan, changes=split.held), self.limit, "run")
-        self.rejections = self.held.rejections(plan, decided.rejected)
-        planned = set(split.rejected)
-        self.rejected_unread = tuple(a for a in self.rejections.deletions if a not in planned)
-        self.last = dataclasses.replace(split, rejected=self.rejections.deletions)
         return self.last
 
     def conclude(self, plan: Plan) -> list[str]:
@@ -86,10 +104,13 @@ class DeletionGuard:
         the guard unasked. A set it sent deletions of is `applied` (what was sent is
         audited; one that failed is not carried over); one it sent none of (no longer
         planned, or its users not read) is `superseded`, asked about again if planned.
+        A set of a user outside the cycle's limit is left for a cycle that plans them.
         """
         split, said = self.last or GuardSplit(plan), list[str]()
         sent = {deletion_key(a) for a in split.now.changes if isinstance(a, DeleteEmail)}
         for approved in self._approved:
+            if not self._limited_to(approved):
+                continue
             applied = bool(approved.deletion_keys() & sent)
             self.held.mark([approved], HeldStatus.APPLIED if applied else HeldStatus.SUPERSEDED)
             log.info(
@@ -103,13 +124,7 @@ class DeletionGuard:
                 deletions=len(split.rejected),
                 revision=self.revision,
             )
-            said.append(
-                f"{counted(len(split.rejected), 'deletion')} rejected left out "
-                f"({self.revision}): at any revision while the desired state asks for them; "
-                "planned after it stopped, asked about again; "
-                + " or ".join(f"syncd approve {held_id}" for held_id in self.rejections.sets)
-                + " lets them through"
-            )
+            said.append(self.rejections.note())
         self._lapse_rejected(plan)
         held: HeldSet | None = None
         new = False
@@ -140,12 +155,23 @@ class DeletionGuard:
             )
         return said
 
+    def _limited_to(self, held: HeldSet) -> bool:
+        """Whether every user of `held` is one this cycle may plan for."""
+        return self.users is None or all(user in self.users for user, _ in held.deletions)
+
+    def _read(self, plan: Plan) -> Callable[[str], bool]:
+        """Whether the cycle that made `plan` read a user: one of its users (not outside
+        its limit) not in error nor suspended. Of the others, what the desired state
+        asks is not known: nothing of theirs lapses or closes."""
+        not_read = unread(plan)
+        return lambda user: user not in not_read and (self.users is None or user in self.users)
+
     def _lapse_rejected(self, plan: Plan) -> None:
         """End the rejections of deletions this cycle's plan no longer makes, of users
         it read: the desired state stopped asking, so planned again later they are a
         new question, not still rejected."""
         planned = {deletion_key(a) for a in plan.changes if isinstance(a, DeleteEmail)}
-        for closed in self.held.lapse(planned, unread(plan)):
+        for closed in self.held.lapse(planned, self._read(plan)):
             log.info("deletions_rejected_not_planned", held_id=closed.id)
 
     def _close_unheld(self, plan: Plan) -> None:
@@ -153,9 +179,10 @@ class DeletionGuard:
         desired state keeps the addresses (the commit was fixed) or the limit allows
         the deletions. Left open, a set would keep the guard blocked until someone
         decided on deletions nobody plans. Not a set with a user this cycle did not
-        read (in error, suspended): what it would plan for them is not known."""
-        not_read = unread(plan)
+        read (in error, suspended, outside its limit): what it would plan for them is
+        not known."""
+        read = self._read(plan)
         for held in self.held.with_status(HeldStatus.HELD):
-            if not not_read & {user for user, _ in held.deletions}:
+            if all(read(user) for user, _ in held.deletions):
                 self.held.mark([held], HeldStatus.SUPERSEDED)
                 log.info("deletions_held_not_planned", held_id=held.id)

@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from syncd.core.conditions import Condition, Notice, transitions
-from syncd.core.vocabulary import ActionName, Code, NotificationEvent, RunResult
+from syncd.core.vocabulary import Code, NotificationEvent, RunResult
 from syncd.errors import SettingsError, excerpt
 from syncd.secretfiles import read_secret_file
 from syncd.settings import http_url_problem
@@ -326,12 +326,11 @@ def conditions_of(
             NotificationEvent.API_DOWN, message=outcome.message
         )
     if outcome.result == RunResult.BLOCKED:  # refused whole: the guard says why
-        deletions = [c for c in outcome.pending if c["action"] == ActionName.DELETE_EMAIL]
         held[NotificationEvent.GUARD_HELD] = Condition(
             NotificationEvent.GUARD_HELD,
-            tuple(sorted({change["user"] for change in deletions})),
+            tuple(sorted({change["user"] for change in outcome.refused})),
             outcome.message,
-            tuple(deletions),
+            tuple(outcome.refused),
             # Keyed as the planned cycle keys it: a set the daemon held that is still
             # `held` is not told cleared (nor again) by a cycle that refused whole.
             _sets_key(outcome.held_sets),

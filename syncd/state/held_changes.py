@@ -25,19 +25,18 @@ import dataclasses
 import functools
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from syncd.core.fields import email_key
-from syncd.core.held import DeletionKey, deletion_key, guarded, per_user, unread
+from syncd.core.held import DeletionKey, Rejections, deletion_key, guarded, per_user, unread
 from syncd.core.plan import DeleteEmail, Plan
 from syncd.core.vocabulary import HeldStatus
 from syncd.errors import UsageError
 from syncd.state.backend import Database
 from syncd.state.schema import has_column
-from syncd.visible import counted
 
 _COLUMNS = "id, revision, held_at, deletions, status, decided_by, decided_at"
 
@@ -82,35 +81,6 @@ class Decisions:
     #: The deletions whose last decision is a rejection that has not lapsed: left out,
     #: not asked about again, at any revision.
     rejected: frozenset[DeletionKey] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class Rejections:
-    """The rejected deletions a run leaves out, and the sets that rejected them."""
-
-    #: The plan's deletions whose last decision is a rejection, then those of the users
-    #: it did not read (not planned, but asked for as far as is known: they stand too).
-    deletions: tuple[DeleteEmail, ...] = ()
-    sets: tuple[str, ...] = ()
-
-    def note(self) -> str:
-        """What a run says of them: how many, which sets, and how to let them through."""
-        if not self.deletions:
-            return ""
-        ids = ", ".join(self.sets)
-        return (
-            f"left out: {counted(len(self.deletions), 'deletion')} rejected (set {ids}), "
-            "while the desired state asks for them; "
-            + " or ".join(f"syncd approve {held_id}" for held_id in self.sets)
-            + " lets them through"
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "deletions": [action.to_json() for action in self.deletions],
-            "sets": list(self.sets),
-            "approve": [f"syncd approve {held_id}" for held_id in self.sets],
-        }
 
 
 def _now() -> str:
@@ -229,19 +199,18 @@ class HeldChanges:
         )
         return made, True
 
-    def lapse(self, planned: Iterable[DeletionKey], unread: Iterable[str]) -> list[HeldSet]:
+    def lapse(self, planned: Iterable[DeletionKey], read: Callable[[str], bool]) -> list[HeldSet]:
         """End the rejections the desired state stopped asking for: each deletion of a
-        rejected set whose user was read (not in `unread`) and that is not `planned`.
-        A set left with none is closed as `superseded` and returned. Not a user not
-        read: what the desired state asks of them is not known this cycle."""
+        rejected set whose user was `read` and that is not `planned`. A set left with
+        none is closed as `superseded` and returned. Not a user not read: what the
+        desired state asks of them is not known this cycle."""
         asked, closed = set(planned), list[HeldSet]()
-        unread_users = set(unread)
         with self.db.atomic():
             for held in self.with_status(HeldStatus.REJECTED):
                 kept = tuple(
                     (user, email)
                     for user, email in held.deletions
-                    if user in unread_users or (user, email_key(email)) in asked
+                    if not read(user) or (user, email_key(email)) in asked
                 )
                 if _narrow(self.db, held, kept):
                     closed.append(held)

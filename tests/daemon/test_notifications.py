@@ -336,6 +336,35 @@ def test_run_once_goes_on_from_what_the_run_before_told(
     assert receiver.bad_signatures == 0
 
 
+def test_a_refused_run_once_names_only_the_deletions_the_guard_refused(
+    world: World, start_daemon: Any, receivers: list[Receiver], tmp_path: Path
+):
+    # A review: guard_held of a `run --once` the guard refused named every deletion
+    # planned, a rejected one too, as if it waited on the guard.
+    receiver = Receiver()
+    receivers.append(receiver)
+    addresses = ["jane.doe@example.com", "old@example.com", "older@example.com"]
+    world.seed({"users": {"janedoe": account(addresses, "tok-jane")}})
+    world.desire({"version": 1, "users": {"janedoe": {"emails": addresses[::2]}}})
+    daemon: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0")
+    held_id = daemon.wait_for("deletions_held")["held_id"]
+    assert daemon.stop() == 0
+    rejected = CliRunner().invoke(cli, ["reject", held_id, "--state-dir", str(world.state_dir)])
+    assert rejected.exit_code == 0, rejected.output
+    world.desire({"version": 1, "users": {"janedoe": {"emails": addresses[:1]}}})
+    env = {
+        "SYNCD_NOTIFY_URL": receiver.url,
+        "SYNCD_NOTIFY_SECRET_FILE": str(secret_file(tmp_path)),
+    }
+    assert once(world, tmp_path, SYNCD_MAX_DELETIONS="0", **env) == 3
+    seen = told(receiver)
+    guard = next(m for m in seen if (m["event"], m["status"]) == ("guard_held", "firing"))
+    assert guard["changes"] == [
+        {"user": "janedoe", "action": "delete_email", "email": "older@example.com"}
+    ]
+    assert "refusing to delete 1 email address" in guard["message"]
+
+
 def test_a_git_source_that_never_fetched_is_told(
     world: World, receivers: list[Receiver], tmp_path: Path
 ):

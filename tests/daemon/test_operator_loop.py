@@ -163,7 +163,7 @@ def test_a_tripped_guard_holds_only_the_deletions_until_approved_or_rejected(
         finished = daemon.wait_for("cycle_finished")
         assert finished["result"] == "held"
         assert finished["drift_users"] == 1
-        assert "1 deletion rejected left out" in finished["message"]
+        assert f"left out: 1 deletion rejected (set {second['held_id']})" in finished["message"]
     assert not [e for e in daemon.events[seen:] if e.get("event") == "deletions_held"]
     assert "by.hand@example.com" in world.emails_of("janedoe")
     report = json.loads(syncd(world, "status", "--output", "json"))
@@ -537,7 +537,13 @@ def test_a_standing_rejection_is_left_out_by_plan_apply_and_run_once(
     assert document["rejected"]["sets"] == [held_id]
     assert document["guard"]["deletions"] == 0
     told = f"left out: 1 deletion rejected (set {held_id})"
-    assert told in run_syncd(world, "plan").stdout
+    # Nothing to apply, yet the accounts do not match; to --detailed-exitcode the
+    # operator's decision is no pending change (0), or a CI check would fail for ever.
+    planned = run_syncd(world, "plan", "--detailed-exitcode")
+    assert planned.returncode == 0, planned.stderr
+    assert "Nothing to apply: 1 deletion rejected, left out." in planned.stdout
+    assert "match" not in planned.stdout
+    assert told in planned.stdout
 
     assert once(world, tmp_path, SYNCD_MAX_DELETIONS="0") == 0  # not refused, not sent
     applied = run_syncd(world, "apply", "--yes", "--allow-deletions", "5")
@@ -559,6 +565,24 @@ def test_a_standing_rejection_is_left_out_by_plan_apply_and_run_once(
     assert "old@example.com" not in world.emails_of("janedoe")
 
 
+def test_a_run_limited_to_some_users_leaves_the_others_rejections_standing(
+    world: World, start_daemon: Any, tmp_path: Path
+):
+    # A review's severity 1: `run --once --user johnsmith` took janedoe, not in its plan,
+    # for read and no longer planning her deletion: her rejection lapsed, and the next
+    # apply sent the deletion the operator had rejected.
+    holding: DaemonProcess = start_daemon(SYNCD_MAX_DELETIONS="0")
+    held_id = holding.wait_for("deletions_held")["held_id"]
+    assert holding.stop() == 0
+    syncd(world, "reject", held_id)
+    assert once(world, tmp_path, "--user", "johnsmith", SYNCD_MAX_DELETIONS="0") == 0
+    rows = world.query("SELECT id, status FROM held_changes")
+    assert [(r["id"], r["status"]) for r in rows] == [(held_id, "rejected")]
+    applied = run_syncd(world, "apply", "--yes", "--allow-deletions", "5")
+    assert applied.returncode == 0, applied.stderr
+    assert "old@example.com" in world.emails_of("janedoe")
+
+
 def test_a_rejection_of_a_suspended_user_stands_and_everyone_suspended_is_no_success(
     world: World, start_daemon: Any
 ):
@@ -573,7 +597,7 @@ def test_a_rejection_of_a_suspended_user_stands_and_everyone_suspended_is_no_suc
     finished = daemon.wait_for("cycle_finished", suspended=1)
     assert finished["result"] == "held"
     assert finished["drift_users"] == 1
-    assert "1 deletion rejected left out" in finished["message"]
+    assert f"left out: 1 deletion rejected (set {held_id})" in finished["message"]
     report = json.loads(syncd(world, "status", "--user", "janedoe", "--output", "json"))
     (janedoe,) = report["users"]
     assert janedoe["pending"]["changes"] == [

@@ -99,6 +99,31 @@ def test_a_rejection_stands_across_revisions_until_the_deletion_is_no_longer_pla
     assert DeletionGuard(held, 0, "r4").split(Plan((a,))).held == (a,)
 
 
+def test_a_cycle_limited_to_some_users_decides_nothing_of_the_others_sets(store: StateStore):
+    # A review's severity 1: `run --once --user bobsmith` plans bobsmith alone, and its
+    # guard took alice, in no error and not suspended, for read and planning nothing:
+    # her rejection lapsed, her open set closed, her approval was spent unsent.
+    held, sets = HeldChanges(store.history, API), []
+    for email, decision in (("a", HeldStatus.REJECTED), ("b", HeldStatus.APPROVED), ("c", None)):
+        made, _ = held.hold("r1", [DeleteEmail("alice", f"{email}@example.com")], 0)
+        assert made is not None
+        sets.append(made.id)
+        if decision is not None:
+            decide(store.history, made.id, decision, "ops@host")
+    statuses = {s.id: s.status for s in held.with_status(*HeldStatus)}
+    decided = (HeldStatus.REJECTED, HeldStatus.APPROVED, HeldStatus.HELD)
+    assert statuses == dict(zip(sets, decided, strict=True))
+    limited = DeletionGuard(held, 0, "r2", hold=False, users=frozenset({"bobsmith"}))
+    limited.split(Plan((), users=1))
+    limited.conclude(Plan((), users=1))
+    assert {s.id: s.status for s in held.with_status(*HeldStatus)} == statuses
+    # A cycle of everyone that plans none of them decides all three, as before.
+    everyone = DeletionGuard(held, 0, "r2")
+    everyone.split(Plan(()))
+    everyone.conclude(Plan(()))
+    assert {s.id for s in held.with_status(HeldStatus.SUPERSEDED)} == set(sets)
+
+
 def test_pending_changes_are_replaced_at_each_cycle(store: StateStore):
     save_pending(store.history, [DeleteEmail("alice", "a@example.com")])
     save_pending(store.history, [DeleteEmail("bobsmith", "b@example.com")])

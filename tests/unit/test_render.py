@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.text import Text
 
 from syncd.cli.render import ansi_painter, plan_lines, print_audit, print_plan
+from syncd.core.held import Rejections
 from syncd.core.plan import AddEmail, DeleteEmail, FieldChange, Plan, UpdateProfile
 from syncd.core.problem import Problem
 from syncd.core.suspension import Suspension
@@ -117,6 +118,17 @@ def test_the_summary_says_match_only_when_every_user_was_read_and_equal(
     plan: Plan, line: str
 ) -> None:
     assert plan_lines(plan)[-1] == line
+
+
+def test_a_plan_with_only_rejected_deletions_left_says_they_are_not_a_match() -> None:
+    # A review: a standing rejection left the plan empty, and it said the accounts
+    # match the desired state, which still asks for the deletion.
+    rejections = Rejections((DeleteEmail("janedoe", "old@example.com"),), ("3f9a1c2e",))
+    assert plan_lines(Plan((), users=2), rejections=rejections)[-2:] == [
+        "Nothing to apply: 1 deletion rejected, left out.",
+        "left out: 1 deletion rejected (set 3f9a1c2e), while the desired state asks for them;"
+        " syncd approve 3f9a1c2e lets them through",
+    ]
 
 
 def test_on_a_terminal_the_plan_is_coloured() -> None:
