@@ -87,6 +87,9 @@ class CycleOutcome:
     #: Whether the cycle got as far as a plan: only then do `failing` and the codes
     #: say what the users' state is (else they are not known, and not empty).
     planned: bool = False
+    #: Whether it read nobody, every user being suspended: it cannot tell whether what
+    #: was pending still is (notifications leave those conditions as they were).
+    all_suspended: bool = False
     #: Users left alone this cycle (suspended), and those whose writes a suspension
     #: said during the cycle stopped.
     suspended: int = 0
@@ -404,6 +407,7 @@ class Cycle:
             api_answered=api_answered,
             warning_codes=[warning.code for warning in plan.warnings],
             planned=True,
+            all_suspended=plan.all_suspended,
             suspended=len(plan.suspended),
             withheld=withheld,
             pending=[action.to_json() for action in pending],

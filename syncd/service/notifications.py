@@ -338,7 +338,7 @@ def conditions_of(
         decided.add(NotificationEvent.GUARD_HELD)
         if outcome.drift_users is not None:  # it planned: nothing applied, all pending
             decided.add(NotificationEvent.DRIFT_DETECTED)
-    elif not outcome.planned:
+    elif not outcome.planned or outcome.all_suspended:
         return held, frozenset(decided)
     else:
         decided |= _PLANNED

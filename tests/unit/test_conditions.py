@@ -97,6 +97,16 @@ def test_only_a_cycle_that_asked_the_api_says_whether_it_is_down():
     assert NotificationEvent.API_DOWN not in held
 
 
+def test_a_cycle_that_read_nobody_leaves_drift_and_the_guard_as_they_were():
+    # A trial: suspending everyone told the drift `resolved`, though nothing was read.
+    read = CycleOutcome(RunResult.NO_CHANGES, planned=True)
+    assert NotificationEvent.DRIFT_DETECTED in conditions_of(read)[1]
+    frozen = CycleOutcome(RunResult.HELD, planned=True, all_suspended=True)
+    decided = conditions_of(frozen)[1]
+    assert NotificationEvent.DRIFT_DETECTED not in decided
+    assert NotificationEvent.GUARD_HELD not in decided
+
+
 def test_a_reload_replaces_only_the_notifiers_that_changed():
     # The review: changing one notifier replaced every one, and the 3 s drain of the
     # old ones dropped what an unchanged but slow receiver still had queued.
