@@ -1,7 +1,8 @@
 """The one exception tree of syncd; each error knows its exit code.
 
     SyncdError                     exit 1, base of everything syncd raises on purpose
-    ├── UsageError                 a flag or setting that cannot work (http:// to a remote host)
+    ├── UsageError                 a flag or setting that cannot work (http:// to a remote host,
+    │                              `resume --user` of a user a `suspend:` holds)
     ├── SettingsError              the settings file or environment is invalid
     ├── DesiredStateError          the desired state is invalid; carries every Problem
     ├── StateError                 the state directory or a file in it fails: named, in one line

@@ -9,7 +9,6 @@ with an audit event, with who said it (the OS user @ host).
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ import click
 from syncd.cli.options import parse_duration, settings_from_flags, state_options, with_options
 from syncd.core.suspension import EVERYONE, Suspension
 from syncd.core.vocabulary import HeldStatus, OperatorEvent, RunResult, SuspensionSource
-from syncd.errors import EXIT_ERROR
+from syncd.errors import UsageError
 from syncd.visible import counted
 
 if TYPE_CHECKING:
@@ -96,10 +95,11 @@ def suspend(
 @state_options
 @_users_options
 def resume(users: tuple[str, ...], everyone: bool, **flags: Any) -> None:
-    """End the suspensions made by `syncd suspend` of the users named.
+    """End the suspensions made by `syncd suspend` of the users named, or all of them.
 
     A `suspend:` in the desired state goes on holding: each user it holds is named
-    with the place to edit, and the exit is 1 (the users are not managed again).
+    with the place to edit; of a user named with --user, the exit is 1 (that user is
+    not managed again), while --all did what it says and exits 0.
     """
     chosen = _chosen(users, everyone)
     with _history(flags, "resume") as (db, _):
@@ -132,14 +132,16 @@ def resume(users: tuple[str, ...], everyone: bool, **flags: Any) -> None:
             click.echo(f"Ended the syncd suspend of {_named(gone)}.")
         else:
             click.echo(f"Resumed {_named(gone)}: managed again from the next cycle.")
-    for s in written:
-        click.echo(
-            f"syncd: {s['user']} is still suspended by the suspend: at {s['by']} (as the"
-            " daemon's last cycle found it): remove it from the desired state",
-            err=True,
-        )
-    if written:
-        sys.exit(EXIT_ERROR)
+    still = [
+        f"{s['user']} is still suspended by the suspend: at {s['by']} (as the daemon's"
+        " last cycle found it): remove it from the desired state"
+        for s in written
+    ]
+    if everyone:  # a note: every `syncd suspend` ended, as asked
+        for line in still:
+            click.echo(line)
+    elif still:
+        raise UsageError("\n".join(still))
 
 
 def _named(users: list[str]) -> str:

@@ -7,7 +7,8 @@ the ones told in its state (`told`, `recall`): the next process on the state
 (a restart, a takeover, the next `run --once`) resolves them, or stays silent
 while they hold. A firing counts as told once its delivery ended (sent, or
 failed after its retries), not when it is queued: one still queued when the
-process dies is told again by the next (a duplicate rather than an alert lost).
+process dies is told again by the next (a duplicate rather than an alert lost),
+and the state keeps the one of its event told before it, which the next resolves.
 Messages
 wait in a bounded queue per provider (the oldest is dropped when it is full)
 that an asyncio task of its own delivers, with a few retries and backoff, through the daemon's
@@ -98,8 +99,12 @@ class Notifications:
         for provider in self.providers:  # at 0 from the start, as every label known then
             metrics.notifications_failed.labels(provider.label)
         self.holding: dict[NotificationEvent, Condition] = {}
-        #: Firings queued or being sent, by event: not told yet (`told` leaves them out).
+        #: Firings queued or being sent, by event: not told yet.
         self.unsent: Counter[NotificationEvent] = Counter()
+        #: Of each event holding, the condition last told whole: what `told` keeps while
+        #: a newer firing is unsent (a held set replaced), so that the next process
+        #: resolves the one the receivers have open.
+        self.delivered: dict[NotificationEvent, Condition] = {}
 
     @staticmethod
     def providers_of(settings: Settings) -> list[_Provider]:
@@ -166,14 +171,17 @@ class Notifications:
         # when something is told.
         told = {n.condition.event for n in notices if n.status == "firing"}
         self.holding = {e: c if e in told else self.holding[e] for e, c in current.items()}
+        self.delivered = {e: c for e, c in self.delivered.items() if e in self.holding}
 
     def told(self) -> dict[str, dict[str, Any]]:
         """The conditions told and not resolved, for the state (`recall` reads them):
-        not one whose firing is still queued, which the next process tells again."""
+        for an event whose firing is still queued, the one told before it, if any (the
+        next process tells the queued one again)."""
+        told = {e: self.delivered.get(e) if self.unsent[e] else c for e, c in self.holding.items()}
         return {
             event: {"users": list(c.users), "message": c.message, "key": c.key}
-            for event, c in self.holding.items()
-            if not self.unsent[event]
+            for event, c in told.items()
+            if c is not None
         }
 
     def recall(self, told: Mapping[str, Any]) -> None:
@@ -184,6 +192,7 @@ class Notifications:
             for event, c in told.items()
             if event in known  # an event a later version told, unknown here: dropped
         }
+        self.delivered = dict(self.holding)
 
     def happened(self, condition: Condition, revision: str | None) -> None:
         """A one-shot event: told once, with no resolution."""
@@ -206,7 +215,10 @@ class Notifications:
     def _ended(self, notice: Notice) -> None:
         """`notice`'s delivery ended, sent or given up on after its retries: told."""
         if notice.status == "firing":
-            self.unsent[notice.condition.event] -= 1
+            event = notice.condition.event
+            self.unsent[event] -= 1
+            if not self.unsent[event] and event in self.holding:
+                self.delivered[event] = self.holding[event]
 
     async def _deliver(self, provider: _Provider) -> None:
         assert provider.queue is not None

@@ -3,7 +3,7 @@
 What moves is what cannot be rebuilt: the runs, the audit trail (each event
 with its number, since an outcome names its intent by it), which of its
 intents are open, and the cuts of its prunes (without them the chain of the
-kept events would start nowhere, and `audit verify` call the prune a
+kept events would start nowhere, and `audit verify` would call the prune a
 removal), the writes the server did not keep, the addresses syncd owns, and
 the operator's decisions (suspensions, held deletions approved or rejected).
 What does not: the live cache (disposable: one cold read rebuilds it),
