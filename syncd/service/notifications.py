@@ -161,7 +161,10 @@ class Notifications:
         revision: str | None,
     ) -> None:
         """The conditions of a cycle: those in `decided` hold if in `now`, else resolve;
-        the others (a cycle that could not tell) stay as they were."""
+        the others (a cycle that could not tell) stay as they were. With no notifier,
+        nothing is told: none is kept as told, for one added later to be told all."""
+        if not self.providers:
+            return
         current = {e: c for e, c in self.holding.items() if e not in decided}
         current.update({e: c for e, c in now.items() if e in decided})
         notices = transitions(self.holding, current)

@@ -107,6 +107,19 @@ def test_a_cycle_that_read_nobody_leaves_drift_and_the_guard_as_they_were():
     assert NotificationEvent.GUARD_HELD not in decided
 
 
+def test_with_no_notifier_nothing_is_kept_as_told():
+    # A review: a daemon with no notifier kept its conditions as told, so one that
+    # got a notifier later told `resolved` for what it never said was firing.
+    drift = {DRIFT.event: DRIFT}
+    silent = Notifications(load_settings(), Metrics(60), "me")
+    silent.observe(drift, frozenset(drift), None)
+    assert silent.told() == {}
+    settings = load_settings(notify=[{"type": "slack", "url": "https://hooks.slack.com/x"}])
+    heard = Notifications(settings, Metrics(60), "me")
+    heard.observe(drift, frozenset(drift), None)
+    assert list(heard.holding) == [NotificationEvent.DRIFT_DETECTED]
+
+
 def test_a_reload_replaces_only_the_notifiers_that_changed():
     # The review: changing one notifier replaced every one, and the 3 s drain of the
     # old ones dropped what an unchanged but slow receiver still had queued.
