@@ -21,6 +21,7 @@ tables those of syncd.state.schema.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import tempfile
@@ -135,8 +136,19 @@ def _why_unwritable(path: Path) -> str | None:
 
 def open_state(path: Path) -> SqliteDatabase:
     """Open syncd.db, the runs and the audit trail, private to its owner; made where none is."""
+    # Looked for first: a -wal appears only once syncd.db is there and open, so one seen
+    # before syncd.db is found missing is what is left of a history, and SQLite would
+    # replay its pages onto a new file (old runs back, or a malformed file).
+    wal = os.path.lexists(f"{path}-wal")
     if not os.path.lexists(path):
+        if wal:
+            raise StateError(
+                f"state file {path}: missing, but its {path.name}-wal is there: restore "
+                f"{path.name}, or remove {path.name}-wal and {path.name}-shm to begin a new, "
+                "empty history"
+            )
         _create_state(path)
+    _remove_second_names(path)
     db = _open(path, history=True)
     with _closed_on_error(db):
         # Each commit reaches the disk before it returns: in WAL mode NORMAL syncs only at
@@ -155,8 +167,10 @@ def _create_state(path: Path) -> None:
     """Make syncd.db whole or not at all: its tables written aside, then linked in.
 
     An existing syncd.db without them is refused, never taken for a new history
-    (_refuse_unless_history), so none may be seen before its tables are in it: a
-    crash half-way leaves a hidden file aside, and the next start makes another.
+    (_open_history), so none may be seen before its tables are in it: a crash
+    half-way leaves a hidden file aside, and the next start makes another (and
+    removes it if it was already linked in: _remove_second_names). On a file
+    system without hard links (vfat, exFAT, SMB, some FUSE), it is copied in.
     """
     private_directory(path.parent)
     descriptor, aside = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -169,9 +183,16 @@ def _create_state(path: Path) -> None:
             migrate(db, HISTORY)
         finally:
             db.close()
-        # A link, not a rename: a syncd.db another process made meanwhile stays as it is.
+        # A link, not a rename: a syncd.db another process made meanwhile stays as it is;
+        # and not a copy: another process never sees a syncd.db partly written, which
+        # it would refuse.
         with contextlib.suppress(FileExistsError):
-            os.link(aside, path)
+            try:
+                os.link(aside, path)
+            except OSError as error:
+                if error.errno not in _NO_HARD_LINKS:
+                    raise
+                _copy_new(aside, path)
     except OSError as error:
         raise state_error(path, error) from None
     finally:
@@ -179,13 +200,58 @@ def _create_state(path: Path) -> None:
             os.unlink(aside)
 
 
-def _refuse_unless_history(db: SqliteDatabase, path: Path) -> None:
-    """An existing syncd.db without syncd's tables is a failed copy or restore, a full disk,
-    a truncation: taken for a new state, it would drop the history and the operator's
-    suspensions without a word."""
-    if db.has_table("runs"):
-        return
-    what = "is empty (0 bytes)" if path.stat().st_size == 0 else "holds no syncd tables"
+#: link(2)'s errors on a file system without hard links.
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP})
+
+
+def _copy_new(source: str, path: Path) -> None:
+    """Copy `source` to `path`, a new file (FileExistsError if there is one), synced.
+
+    Until it is whole, a first start at the same instant may see it and refuse it:
+    a link has no such window, a copy is for file systems without links.
+    """
+    data = Path(source).read_bytes()
+    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(target, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        os.unlink(path)  # ours (O_EXCL), and not whole
+        raise
+
+
+def _remove_second_names(path: Path) -> None:
+    """Remove what a start killed between its link and its unlink (_create_state) left:
+    a hidden second name of syncd.db. The same file only, never another process's
+    creation in progress."""
+    for aside in path.parent.glob(f".{path.name}.*"):
+        with contextlib.suppress(OSError):
+            if os.path.samefile(aside, path):
+                aside.unlink()
+
+
+def _open_history(path: Path, query: str) -> SqliteDatabase:
+    """syncd.db through its URI with `query`, refused without syncd's tables.
+
+    Such a file is a failed copy or restore, a full disk, a truncation: taken
+    for a new state, it would drop the history and the operator's suspensions
+    without a word. It is left as it was found, with its -wal (the newest part
+    of the history, which a restore may miss): so its size is read before SQLite
+    opens it, which deletes the -wal beside a file of 0 bytes.
+    """
+    try:
+        empty = path.stat().st_size == 0
+    except OSError as error:
+        raise state_error(path, error) from None
+    if not empty:
+        db = _connect(path, f"{path.resolve().as_uri()}?{query}", uri=True)
+        with _closed_on_error(db):
+            if db.has_table("runs"):
+                return db
+        db.close()
+    what = "is empty (0 bytes)" if empty else "holds no syncd tables"
     raise StateError(
         f"state file {path}: {what}, so its history is not there: restore it from a "
         "backup, or remove it to begin a new, empty history"
@@ -203,10 +269,10 @@ def open_cache(path: Path) -> SqliteDatabase:
 
 def _open(path: Path, *, history: bool = False) -> SqliteDatabase:
     claim_database(path)
+    if history:  # read-only: a read-write connection may checkpoint and delete the -wal
+        _open_history(path, "mode=ro").close()
     db = _connect(path, path, timeout=30, check_same_thread=False)
     with _closed_on_error(db):
-        if history:  # before WAL mode writes a header into an empty file
-            _refuse_unless_history(db, path)
         db.db.enable_wal()
         db.execute("PRAGMA synchronous=NORMAL")
     return db
@@ -229,12 +295,10 @@ def open_readonly(path: Path, *, history: bool = False) -> SqliteDatabase:
                 f"{name} is a symbolic link: refused (syncd does not follow links here)"
             )
     live = all(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
-    uri = path.resolve().as_uri() + ("?mode=ro" if live else "?immutable=1")
-    db = _connect(path, uri, uri=True)
+    query = "mode=ro" if live else "immutable=1"
     if history:
-        with _closed_on_error(db):
-            _refuse_unless_history(db, path)
-    return db
+        return _open_history(path, query)
+    return _connect(path, f"{path.resolve().as_uri()}?{query}", uri=True)
 
 
 def _connect(path: Path, target: Path | str, **options: Any) -> SqliteDatabase:

@@ -8,6 +8,7 @@ no more bytes (RLIMIT_FSIZE, the limit a full disk looks like to a writer).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
@@ -186,16 +187,106 @@ def test_an_emptied_history_file_is_refused_not_begun_again(world: World, comman
     assert CliRunner().invoke(cli, [*suspended, "--reason", "INC-7"]).exit_code == 0
     assert run(world, "plan").exit_code == 0  # cache.db, lock files: a directory in use
     path = world.state_dir / "syncd.db"
-    for extra in world.state_dir.glob("syncd.db-*"):
-        extra.unlink()
-    path.write_bytes(b"")
+    leave_a_wal(path, INSERT_A_RUN)
+    path.write_bytes(b"")  # the -wal of the old file still beside it
+    wal = companions(path)
     line = one_line_naming(syncd_process(world, *command), path)
     assert line.endswith(
         "is empty (0 bytes), so its history is not there: restore it from a backup, "
         "or remove it to begin a new, empty history"
     ), line
     assert path.stat().st_size == 0  # left as it was found, for whoever restores it
+    # Review 2 (F4): SQLite deleted the -wal, the newest part of the history, as it opened.
+    assert companions(path) == wal
     assert world.writes() == 0
+
+
+INSERT_A_RUN = (
+    "INSERT INTO runs (id, command, started_at) "
+    "VALUES ('deadbeef0000', 'run', '2026-01-01T00:00:00.000000+00:00')"
+)
+
+
+def leave_a_wal(path: Path, sql: str) -> None:
+    """What a writer killed (SIGKILL, the OOM killer) leaves: its last commits in the -wal."""
+    code = (
+        f"import os, sqlite3; db = sqlite3.connect({str(path)!r}); "
+        "db.execute('PRAGMA journal_mode=WAL'); db.execute('PRAGMA wal_autocheckpoint=0'); "
+        f"db.executescript({sql!r}); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert Path(f"{path}-wal").stat().st_size > 0
+
+
+def companions(path: Path) -> dict[str, bytes]:
+    """The file and its -wal (not the -shm: SQLite's index of the -wal, which a reader
+    may rebuild from it)."""
+    found = path.parent.glob(f"{path.name}*")
+    return {extra.name: extra.read_bytes() for extra in found if extra.suffix != ".db-shm"}
+
+
+def test_a_file_without_syncd_tables_is_refused_as_it_was_found(world: World):
+    world.state_dir.mkdir(mode=0o700)
+    path = world.state_dir / "syncd.db"
+    leave_a_wal(path, "CREATE TABLE other (x); INSERT INTO other VALUES (1)")
+    found = companions(path)
+    line = one_line_naming(syncd_process(world, "plan"), path)
+    assert "holds no syncd tables" in line, line
+    assert companions(path) == found  # the file and its -wal, byte for byte
+
+
+@pytest.mark.parametrize("command", [COMMANDS[0], COMMANDS[4]])
+def test_a_wal_without_its_history_file_is_refused(world: World, command: list[str]):
+    # Review 2 (F1): after a kill, `rm syncd.db` to begin again: the new syncd.db took
+    # the old -wal as its own (old runs back in the new history, or a malformed file).
+    assert run(world, "apply", "--yes").exit_code == 0
+    path = world.state_dir / "syncd.db"
+    leave_a_wal(path, INSERT_A_RUN)
+    path.unlink()
+    left = companions(path)
+    line = one_line_naming(syncd_process(world, *command), path)
+    assert line.endswith(
+        "syncd.db: missing, but its syncd.db-wal is there: restore syncd.db, or remove "
+        "syncd.db-wal and syncd.db-shm to begin a new, empty history"
+    ), line
+    assert companions(path) == left
+    for extra in world.state_dir.glob("syncd.db-*"):
+        extra.unlink()
+    assert run(world, "plan").exit_code == 0  # as the message says
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT id FROM runs").fetchall() == []  # nothing of the old one
+
+
+@pytest.mark.parametrize("code", [errno.EPERM, errno.EOPNOTSUPP], ids=["EPERM", "EOPNOTSUPP"])
+def test_a_first_start_on_a_file_system_without_hard_links(
+    world: World, monkeypatch: pytest.MonkeyPatch, code: int
+):
+    # Review 2 (F2): vfat, exFAT, SMB, some FUSE: link(2) fails so, and no start worked.
+    def no_links(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "link", no_links)
+    suspend = ["suspend", "--state-dir", str(world.state_dir), "--reason", "x", "--user"]
+    assert CliRunner().invoke(cli, [*suspend, "janedoe"]).exit_code == 0
+    assert CliRunner().invoke(cli, [*suspend, "bobsmith"]).exit_code == 0
+    path = world.state_dir / "syncd.db"
+    assert (path.stat().st_mode & 0o777, path.stat().st_nlink) == (0o600, 1)
+    assert not list(world.state_dir.glob(".syncd.db.*"))
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM runs").fetchone() == (2,)
+
+
+def test_a_second_name_left_by_a_killed_first_start_is_removed(world: World):
+    # Review 2 (F5): killed between its link and its unlink, a first start left the
+    # history a hidden second name for good (backed up twice, kept after `rm syncd.db`).
+    assert run(world, "plan").exit_code == 0
+    path = world.state_dir / "syncd.db"
+    os.link(path, world.state_dir / ".syncd.db.k1ll3d00")
+    in_progress = world.state_dir / ".syncd.db.n0tm1ne0"  # another process's, being made
+    in_progress.write_bytes(b"")
+    assert run(world, "plan").exit_code == 0
+    assert sorted(p.name for p in world.state_dir.glob(".syncd.db.*")) == [in_progress.name]
+    assert path.stat().st_nlink == 1
 
 
 def test_a_first_start_cut_short_leaves_no_history_file_to_refuse(world: World):
