@@ -299,6 +299,22 @@ def test_a_first_start_cut_short_leaves_no_history_file_to_refuse(world: World):
     assert run(world, "plan").exit_code == 0
 
 
+def applied_history(world: World, writes: int) -> None:
+    """A history of one apply that added `writes` addresses to janedoe."""
+    from syncd.core.plan import AddEmail
+    from syncd.core.vocabulary import RunResult, WriteResult
+    from syncd.state.audit import AuditTrail
+    from syncd.state.sqlite_backend import SqliteStore
+
+    with SqliteStore(world.state_dir) as store:
+        audit = AuditTrail(store.history, {})
+        audit.begin_run("apply")
+        for n in range(writes):
+            action = AddEmail("janedoe", f"jane.{n}@example.com")
+            audit.outcome(audit.intent(action), action, WriteResult.OK, status=201)
+        audit.end_run(RunResult.OK, {})
+
+
 @pytest.mark.parametrize(
     "command",
     [
@@ -310,18 +326,7 @@ def test_a_first_start_cut_short_leaves_no_history_file_to_refuse(world: World):
     ],
 )
 def test_a_damaged_page_met_while_the_rows_are_read_is_one_line(world: World, command: list[str]):
-    from syncd.core.plan import AddEmail
-    from syncd.core.vocabulary import RunResult, WriteResult
-    from syncd.state.audit import AuditTrail
-    from syncd.state.sqlite_backend import SqliteStore
-
-    with SqliteStore(world.state_dir) as store:  # pages enough that reading steps to the damage
-        audit = AuditTrail(store.history, {})
-        audit.begin_run("apply")
-        for n in range(300):
-            action = AddEmail("janedoe", f"jane.{n}@example.com")
-            audit.outcome(audit.intent(action), action, WriteResult.OK, status=201)
-        audit.end_run(RunResult.OK, {})
+    applied_history(world, 300)  # pages enough that reading steps to the damage
     path = world.state_dir / "syncd.db"
     with sqlite3.connect(path) as db:
         leaves = "SELECT pageno FROM dbstat WHERE name = 'audit' AND pagetype = 'leaf'"
@@ -438,18 +443,7 @@ def test_a_settings_file_the_user_may_not_read_is_one_line(world: World):
 def test_a_migrate_that_fills_the_target_disk_is_one_line(world: World):
     # The trial (hist D10): the copy's batched inserts bypassed the wrapper that names
     # the file, and a full disk was a traceback.
-    from syncd.core.plan import AddEmail
-    from syncd.core.vocabulary import RunResult, WriteResult
-    from syncd.state.audit import AuditTrail
-    from syncd.state.sqlite_backend import SqliteStore
-
-    with SqliteStore(world.state_dir) as store:  # more history than the target may hold
-        audit = AuditTrail(store.history, {})
-        audit.begin_run("apply")
-        for n in range(3000):
-            action = AddEmail("janedoe", f"jane.{n}@example.com")
-            audit.outcome(audit.intent(action), action, WriteResult.OK, status=201)
-        audit.end_run(RunResult.OK, {})
+    applied_history(world, 3000)  # more history than the target may hold
     target = world.root / "copy"
 
     def small_disk() -> None:
