@@ -363,7 +363,7 @@ class Cycle:
         # With the rejected deletions of users not read: not planned, still asked for.
         rejected = guard.rejections.deletions if guard is not None else ()
         pending = [a for a in dict.fromkeys((*plan.changes, *rejected)) if a not in written]
-        save_pending(self.db, pending)
+        save_pending(self.db, pending, desired.usernames() if self.source.scope else None)
         if settings.observe:
             _report_drift(plan)
         applied = (

@@ -85,9 +85,13 @@ class DeletionGuard:
 
     def split(self, plan: Plan) -> GuardSplit:
         decided = self.held.decisions()
+        # A run limited to some users honours only the approvals it spends whole
+        # (conclude): one that reaches past the limit waits for a cycle that covers it,
+        # or its deletions sent here could be sent again on it later, unasked.
         self._approved = list(decided.approved_sets)
+        beyond = {k for s in self._approved if not self._limited_to(s) for k in s.deletion_keys()}
         self.rejections = self.held.rejections(plan, decided.rejected)
-        split = split_deletions(plan, self.limit, decided.approved, decided.rejected)
+        split = split_deletions(plan, self.limit, decided.approved - beyond, decided.rejected)
         # With the rejections of the users not read, which stand too (the cycle is `held`);
         # kept before refusing, for the refusal names only the deletions held.
         self.last = dataclasses.replace(split, rejected=self.rejections.deletions)
@@ -109,7 +113,7 @@ class DeletionGuard:
         split, said = self.last or GuardSplit(plan), list[str]()
         sent = {deletion_key(a) for a in split.now.changes if isinstance(a, DeleteEmail)}
         for approved in self._approved:
-            if not self._limited_to(approved):
+            if not self._limited_to(approved):  # not split (observing): not filtered yet
                 continue
             applied = bool(approved.deletion_keys() & sent)
             self.held.mark([approved], HeldStatus.APPLIED if applied else HeldStatus.SUPERSEDED)

@@ -16,14 +16,21 @@ from syncd.core.plan import Action
 from syncd.state.backend import Database
 
 
-def save_pending(db: Database, actions: Iterable[Action]) -> None:
-    """Replace the pending changes by `actions` (those the last cycle did not apply)."""
+def save_pending(
+    db: Database, actions: Iterable[Action], users: Iterable[str] | None = None
+) -> None:
+    """Replace the pending changes by `actions` (those the last cycle did not apply): of
+    every user, or of `users` alone (a run limited to them knows nothing of the others)."""
     by_user: dict[str, list[dict[str, Any]]] = {}
     for action in actions:
         by_user.setdefault(action.user, []).append(action.to_json())
     as_of = datetime.now(UTC).isoformat(timespec="seconds")
     with db.atomic():
-        db.execute("DELETE FROM pending_changes")
+        if users is None:
+            db.execute("DELETE FROM pending_changes")
+        else:
+            where = f"username IN ({db.dialect.json_values})"
+            db.execute(f"DELETE FROM pending_changes WHERE {where}", [json.dumps(list(users))])
         db.execute_many(
             "INSERT INTO pending_changes (username, changes, as_of) VALUES (?, ?, ?)",
             [(user, json.dumps(changes), as_of) for user, changes in by_user.items()],

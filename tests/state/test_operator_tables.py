@@ -14,7 +14,7 @@ from syncd.core.plan import DeleteEmail, Plan
 from syncd.core.problem import Problem
 from syncd.core.suspension import EVERYONE, Suspension
 from syncd.core.vocabulary import Code, HeldStatus, RunResult, SuspensionSource
-from syncd.errors import DaemonError, UsageError
+from syncd.errors import DaemonError, GuardError, UsageError
 from syncd.service.deletion_guard import DeletionGuard
 from syncd.state.audit import AuditTrail
 from syncd.state.audit_queries import last_successful_run
@@ -129,6 +129,30 @@ def test_pending_changes_are_replaced_at_each_cycle(store: StateStore):
     save_pending(store.history, [DeleteEmail("bobsmith", "b@example.com")])
     assert list(pending_for(store.history)) == ["bobsmith"]
     assert pending_for(store.history, ["alice"]) == {}
+    # A review: `run --once --user alice` wiped everyone's, bobsmith's rejection too.
+    save_pending(store.history, [DeleteEmail("alice", "a@example.com")], ["alice"])
+    assert list(pending_for(store.history)) == ["alice", "bobsmith"]
+    save_pending(store.history, [], ["alice"])
+    assert list(pending_for(store.history)) == ["bobsmith"]
+
+
+def test_a_run_limited_to_some_users_spends_no_approval_reaching_past_them(store: StateStore):
+    # A review's severity 1: `run --once --user alice` sent alice's deletions on a set
+    # approved for alice and bobsmith and left it approved, so the same deletions,
+    # planned again later, went through on it again, unasked.
+    held = HeldChanges(store.history, API)
+    a1, b1 = DeleteEmail("alice", "a1@example.com"), DeleteEmail("bobsmith", "b1@example.com")
+    made, _ = held.hold("r1", [a1, b1], 0)
+    assert made is not None
+    decide(store.history, made.id, HeldStatus.APPROVED, "ops@host")
+    limited = DeletionGuard(held, 1, "r2", hold=False, users=frozenset({"alice"}))
+    assert limited.split(Plan((a1,), users=1)).now.changes == (a1,)  # within the limit
+    limited = DeletionGuard(held, 0, "r2", hold=False, users=frozenset({"alice"}))
+    with pytest.raises(GuardError):  # not let through by the approval it cannot spend
+        limited.split(Plan((a1,), users=1))
+    # A cycle of everyone spends it, as before.
+    everyone = DeletionGuard(held, 0, "r3")
+    assert set(everyone.split(Plan((a1, b1))).now.changes) == {a1, b1}
 
 
 def test_one_writer_at_a_time_and_a_bounded_wait(open_new: Callable[..., StateStore]):
