@@ -143,9 +143,8 @@ def open_state(path: Path) -> SqliteDatabase:
     if not os.path.lexists(path):
         if wal:
             raise StateError(
-                f"state file {path}: missing, but its {path.name}-wal is there: restore "
-                f"{path.name}, or remove {path.name}-wal and {path.name}-shm to begin a new, "
-                "empty history"
+                f"state file {path}: missing, but its {path.name}-wal is there: "
+                f"{_set_aside(path)}, then restore {path.name}, or begin a new, empty history"
             )
         _create_state(path)
     _remove_second_names(path)
@@ -201,7 +200,7 @@ def _create_state(path: Path) -> None:
 
 
 #: link(2)'s errors on a file system without hard links.
-_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP})
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
 
 
 def _copy_new(source: str, path: Path) -> None:
@@ -253,9 +252,15 @@ def _open_history(path: Path, query: str) -> SqliteDatabase:
         db.close()
     what = "is empty (0 bytes)" if empty else "holds no syncd tables"
     raise StateError(
-        f"state file {path}: {what}, so its history is not there: restore it from a "
-        "backup, or remove it to begin a new, empty history"
+        f"state file {path}: {what}, so its history is not there: {_set_aside(path)} if "
+        "they are there, then restore it from a backup, or remove it to begin a new, empty one"
     )
+
+
+def _set_aside(path: Path) -> str:
+    # SQLite would replay a -wal left beside it onto a file restored from a backup.
+    name = path.name
+    return f"move {name}-wal and {name}-shm aside (a restored file takes them for its own)"
 
 
 def open_cache(path: Path) -> SqliteDatabase:

@@ -192,8 +192,9 @@ def test_an_emptied_history_file_is_refused_not_begun_again(world: World, comman
     wal = companions(path)
     line = one_line_naming(syncd_process(world, *command), path)
     assert line.endswith(
-        "is empty (0 bytes), so its history is not there: restore it from a backup, "
-        "or remove it to begin a new, empty history"
+        "is empty (0 bytes), so its history is not there: move syncd.db-wal and "
+        "syncd.db-shm aside (a restored file takes them for its own) if they are there, "
+        "then restore it from a backup, or remove it to begin a new, empty one"
     ), line
     assert path.stat().st_size == 0  # left as it was found, for whoever restores it
     # Review 2 (F4): SQLite deleted the -wal, the newest part of the history, as it opened.
@@ -246,8 +247,9 @@ def test_a_wal_without_its_history_file_is_refused(world: World, command: list[s
     left = companions(path)
     line = one_line_naming(syncd_process(world, *command), path)
     assert line.endswith(
-        "syncd.db: missing, but its syncd.db-wal is there: restore syncd.db, or remove "
-        "syncd.db-wal and syncd.db-shm to begin a new, empty history"
+        "syncd.db: missing, but its syncd.db-wal is there: move syncd.db-wal and "
+        "syncd.db-shm aside (a restored file takes them for its own), then restore "
+        "syncd.db, or begin a new, empty history"
     ), line
     assert companions(path) == left
     for extra in world.state_dir.glob("syncd.db-*"):
@@ -257,7 +259,9 @@ def test_a_wal_without_its_history_file_is_refused(world: World, command: list[s
         assert db.execute("SELECT id FROM runs").fetchall() == []  # nothing of the old one
 
 
-@pytest.mark.parametrize("code", [errno.EPERM, errno.EOPNOTSUPP], ids=["EPERM", "EOPNOTSUPP"])
+@pytest.mark.parametrize(
+    "code", [errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS], ids=["EPERM", "EOPNOTSUPP", "ENOSYS"]
+)
 def test_a_first_start_on_a_file_system_without_hard_links(
     world: World, monkeypatch: pytest.MonkeyPatch, code: int
 ):
