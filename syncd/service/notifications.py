@@ -99,11 +99,12 @@ class Notifications:
         for provider in self.providers:  # at 0 from the start, as every label known then
             metrics.notifications_failed.labels(provider.label)
         self.holding: dict[NotificationEvent, Condition] = {}
-        #: Firings queued or being sent, by event: not told yet.
-        self.unsent: Counter[NotificationEvent] = Counter()
-        #: Of each event holding, the condition last told whole: what `told` keeps while
-        #: a newer firing is unsent (a held set replaced), so that the next process
-        #: resolves the one the receivers have open.
+        #: Firings queued or being sent, with the notifiers each still waits for: not
+        #: told yet.
+        self.unsent: Counter[Notice] = Counter()
+        #: Of each event holding, the condition of its last firing delivered to every
+        #: notifier: what `told` keeps while a newer firing is unsent (a held set
+        #: replaced), so that the next process resolves the one the receivers have open.
         self.delivered: dict[NotificationEvent, Condition] = {}
 
     @staticmethod
@@ -180,7 +181,8 @@ class Notifications:
         """The conditions told and not resolved, for the state (`recall` reads them):
         for an event whose firing is still queued, the one told before it, if any (the
         next process tells the queued one again)."""
-        told = {e: self.delivered.get(e) if self.unsent[e] else c for e, c in self.holding.items()}
+        queued = {notice.condition.event for notice in self.unsent}
+        told = {e: self.delivered.get(e) if e in queued else c for e, c in self.holding.items()}
         return {
             event: {"users": list(c.users), "message": c.message, "key": c.key}
             for event, c in told.items()
@@ -213,15 +215,19 @@ class Notifications:
                 log.warning("notification_dropped", provider=provider.label, size=QUEUE_SIZE)
             queue.put_nowait((notice, revision))
             if notice.status == "firing":
-                self.unsent[notice.condition.event] += 1
+                self.unsent[notice] += 1
 
     def _ended(self, notice: Notice) -> None:
         """`notice`'s delivery ended, sent or given up on after its retries: told."""
-        if notice.status == "firing":
-            event = notice.condition.event
-            self.unsent[event] -= 1
-            if not self.unsent[event] and event in self.holding:
-                self.delivered[event] = self.holding[event]
+        if notice.status != "firing":
+            return
+        self.unsent[notice] -= 1
+        # Told once every notifier's delivery of it ended, whatever is queued behind it
+        # (each queue is in order: an event's firings end in the order they were told).
+        if not self.unsent[notice]:
+            del self.unsent[notice]
+            if notice.condition.event in self.holding:  # not resolved meanwhile
+                self.delivered[notice.condition.event] = notice.condition
 
     async def _deliver(self, provider: _Provider) -> None:
         assert provider.queue is not None

@@ -142,3 +142,34 @@ def test_a_reload_replaces_only_the_notifiers_that_changed():
         await asyncio.gather(leaving.stop(), notifications.stop())
 
     asyncio.run(reload())
+
+
+def test_a_firing_delivered_is_told_though_a_newer_one_was_queued_behind_it():
+    # A review: with a slow receiver, set a1's firing was queued, then set b2 replaced
+    # it behind it; a1 was delivered, and the process died before b2 left. `told` kept
+    # nothing (only an event's last unsent firing made it told), so the next process
+    # never resolved a1, open at the receiver for good.
+    settings = load_settings(notify=[{"type": "slack", "url": "https://hooks.slack.com/x"}])
+    a1 = Condition(HELD.event, ("alice",), "holding a1", key="set a1")
+    b2 = Condition(HELD.event, ("bob",), "holding b2", key="set b2")
+
+    async def slow_receiver() -> list[dict[str, dict[str, object]]]:
+        notifications = Notifications(settings, Metrics(60), "me")
+        notifications.start()  # its task never runs: nothing here awaits
+        notifications.observe({HELD.event: a1}, frozenset({HELD.event}), None)
+        notifications.observe({HELD.event: b2}, frozenset({HELD.event}), None)
+        (provider,) = notifications.providers
+        told = []
+        while not provider.queue.empty():  # a1's firing, its resolution, b2's firing
+            notifications._ended(provider.queue.get_nowait()[0])
+            told.append(notifications.told())  # what the state keeps if killed now
+        provider.task.cancel()
+        return told
+
+    a1_told = {"users": ["alice"], "message": "holding a1", "key": "set a1"}
+    b2_told = {"users": ["bob"], "message": "holding b2", "key": "set b2"}
+    assert asyncio.run(slow_receiver()) == [
+        {"guard_held": a1_told},
+        {"guard_held": a1_told},  # its resolution counts when queued, but b2 is not told
+        {"guard_held": b2_told},
+    ]
