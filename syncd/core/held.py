@@ -48,23 +48,26 @@ class Rejections:
     deletions: tuple[DeleteEmail, ...] = ()
     sets: tuple[str, ...] = ()
 
+    @property
+    def approvals(self) -> list[str]:
+        """The commands that let them through."""
+        return [f"syncd approve {held_id}" for held_id in self.sets]
+
     def note(self) -> str:
         """What a run says of them: how many, which sets, and how to let them through."""
         if not self.deletions:
             return ""
-        ids = ", ".join(self.sets)
         return (
-            f"left out: {counted(len(self.deletions), 'deletion')} rejected (set {ids}), "
-            "while the desired state asks for them; "
-            + " or ".join(f"syncd approve {held_id}" for held_id in self.sets)
-            + " lets them through"
+            f"left out: {counted(len(self.deletions), 'deletion')} rejected (set "
+            f"{', '.join(self.sets)}), while the desired state asks for them; "
+            f"{' or '.join(self.approvals)} lets them through"
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "deletions": [action.to_json() for action in self.deletions],
             "sets": list(self.sets),
-            "approve": [f"syncd approve {held_id}" for held_id in self.sets],
+            "approve": self.approvals,
         }
 
 
