@@ -55,7 +55,6 @@ def page_latency(users: int) -> list[Figure]:
     from syncd.core.desired import DesiredState, DesiredUser
     from syncd.service.listener import MetricsServer
     from syncd.service.metrics import Metrics
-    from syncd.service.ui import StatusPages
     from syncd.settings import load_settings
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,8 +68,7 @@ def page_latency(users: int) -> list[Figure]:
                 DesiredUser(f"user{i + 1:06d}", {"full_name": f"User {i}"}) for i in range(users)
             )
         )
-        pages = StatusPages.from_settings(settings, "127.0.0.1", metrics)
-        server = MetricsServer("127.0.0.1:0", metrics, pages=pages)
+        server = MetricsServer("127.0.0.1:0", settings, metrics, None)  # builds its pages
         server.start()
         slowest: dict[str, float] = {}
         try:
