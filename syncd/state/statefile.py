@@ -8,9 +8,10 @@ mode 0700, in WAL mode so that `syncd status` can read while a run writes:
     cache.db  the live-state cache: disposable, deleting it costs one cold read
 
 They are apart so that deleting "the cache" can never delete the history. An
-empty cache.db is made again; a syncd.db without its tables (emptied by a failed
-restore, a full disk) is refused, never taken for a new history, and syncd makes
-its own whole or not at all. Both are never opened through a link (see
+empty cache.db is made again, a damaged one set aside (NamedConnection.damaged);
+a syncd.db without its tables (emptied by a failed restore, a full disk) is
+refused, never taken for a new history, and syncd makes its own whole or not at
+all. Both are never opened through a link (see
 syncd.privatefiles). Every error of either file reaches the user as one
 StateError that names the file and the cause (disk full, read-only, corrupt),
 whichever statement or fetch met it. Each is opened as a
@@ -27,7 +28,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlite_utils
 
@@ -58,6 +59,11 @@ class NamedConnection(sqlite3.Connection):
     """
 
     path = "?"
+    #: The file's inode when it is cache.db opened to be written (open_cache), else None;
+    #: and whether it was met damaged: then it is set aside once closed, so that the next
+    #: run makes a new one instead of failing until someone deletes it.
+    disposable: int | None = None
+    damaged = False
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         with self.named():
@@ -74,9 +80,14 @@ class NamedConnection(sqlite3.Connection):
         try:
             yield
         except sqlite3.Error as error:
-            raise state_error(self.path, error) from None
+            raise self.failed(error) from None
         except UnicodeEncodeError:  # a lone surrogate in a value: not text SQLite takes
             raise StateError(f"state file {self.path}: a value is not valid text") from None
+
+    def failed(self, error: sqlite3.Error) -> StateError:
+        """The StateError for a statement or fetch of this connection that failed."""
+        self.damaged |= self.disposable is not None and _code(error) in _DAMAGED
+        return state_error(self.path, error, set_aside=self.damaged)
 
 
 class NamedCursor(sqlite3.Cursor):
@@ -101,18 +112,29 @@ class NamedCursor(sqlite3.Cursor):
         try:  # per row: no context manager to enter
             return super().__next__()
         except sqlite3.Error as error:
-            raise state_error(self.connection.path, error) from None
+            raise self.connection.failed(error) from None
 
 
-def state_error(path: str | Path, error: sqlite3.Error | OSError) -> StateError:
+def state_error(
+    path: str | Path, error: sqlite3.Error | OSError, *, set_aside: bool = False
+) -> StateError:
     cause = describe(error) if isinstance(error, sqlite3.Error) else error.strerror or str(error)
-    # Not every sqlite3.Error comes from SQLite's C code with a code; an OSError none.
-    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    code = _code(error)
     if code in _UNWRITABLE and (why := _why_unwritable(Path(path))) is not None:
         cause += f" ({why})"
     elif code in _DAMAGED and Path(path).name == CACHE_NAME:
-        cause += " (it only holds the live cache: delete it, which costs one cold read)"
+        cause += (
+            f" (it only holds the live cache: it is set aside as {CACHE_NAME}.damaged, and "
+            "the next run reads every user again)"
+            if set_aside
+            else " (it only holds the live cache: delete it, which costs one cold read)"
+        )
     return StateError(f"state file {path}: {cause}")
+
+
+def _code(error: sqlite3.Error | OSError) -> int:
+    # Not every sqlite3.Error comes from SQLite's C code with a code; an OSError none.
+    return getattr(error, "sqlite_errorcode", 0) & 0xFF
 
 
 #: SQLite's codes for a file it could not open or write, without saying why.
@@ -277,6 +299,9 @@ def _open(path: Path, *, history: bool = False) -> SqliteDatabase:
     if history:  # read-only: a read-write connection may checkpoint and delete the -wal
         _open_history(path, "mode=ro").close()
     db = _connect(path, path, timeout=30, check_same_thread=False)
+    if not history:  # cache.db, before its first statement: which may meet its damage
+        connection = cast(NamedConnection, db.db.conn)
+        connection.disposable = os.stat(path, follow_symlinks=False).st_ino
     with _closed_on_error(db):
         db.db.enable_wal()
         db.execute("PRAGMA synchronous=NORMAL")
@@ -429,4 +454,19 @@ class SqliteDatabase(Database):
             self.db.execute("ROLLBACK")
 
     def close(self) -> None:
+        connection = self.db.conn
         self.db.close()
+        if isinstance(connection, NamedConnection) and connection.damaged:
+            _set_damaged_cache_aside(Path(connection.path), connection.disposable)
+
+
+def _set_damaged_cache_aside(path: Path, inode: int | None) -> None:
+    """Rename a damaged cache.db, its -wal and -shm (or SQLite would take them for the
+    next file's), to cache.db.damaged*: once closed, for SQLite removes the -wal of a
+    file it closes by its name, which would be the next file's; and only the file it
+    opened, for another run may have set it aside already and begun a new one."""
+    with contextlib.suppress(OSError):
+        if os.stat(path, follow_symlinks=False).st_ino == inode:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(f"{path}{suffix}", f"{path}.damaged{suffix}")

@@ -154,19 +154,44 @@ def test_a_corrupt_history_file_is_one_line(world: World, command: list[str]):
     assert "not a database" in line
 
 
+def overwritten(path: Path) -> bytes:
+    path.write_bytes(b"garbage" * 1000)
+    return path.read_bytes()
+
+
+def page_damaged(path: Path) -> bytes:
+    """The pages after the first (the schema) overwritten: met as rows are read, mid-run."""
+    with path.open("r+b") as file:
+        page_size = int.from_bytes(file.read(18)[16:18], "big")
+        file.seek(page_size)
+        file.write(b"\xff" * (path.stat().st_size - page_size))
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("damage", [overwritten, page_damaged])
 @pytest.mark.parametrize("command", COMMANDS[:2])
-def test_a_corrupt_cache_file_is_one_line(world: World, command: list[str]):
+def test_a_corrupt_cache_file_is_one_line(
+    world: World, command: list[str], damage: Callable[[Path], bytes]
+):
     assert run(world, "apply", "--yes").exit_code == 0
     path = world.state_dir / "cache.db"
+    with sqlite3.connect(path) as cache:
+        cache.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     for extra in world.state_dir.glob("cache.db-*"):
         extra.unlink()
-    path.write_bytes(b"garbage" * 1000)
+    damaged = damage(path)
     line = one_line_naming(syncd_process(world, *command), path)
-    # The trial (hist D10): it did not say that the file is disposable.
+    # The trial (hist D10): it did not say that the file is disposable. Then it stayed
+    # in place, and every run (the daemon's every cycle) failed until someone deleted it.
     assert line.endswith(
-        ": file is not a database (it only holds the live cache: delete it, which costs"
-        " one cold read)"
+        "(it only holds the live cache: it is set aside as cache.db.damaged, and the next"
+        " run reads every user again)"
     ), line
+    assert (world.state_dir / "cache.db.damaged").read_bytes() == damaged
+    again = syncd_process(world, *command)
+    assert again.returncode == 0, again.stdout + again.stderr
+    with sqlite3.connect(path) as cache:  # a new one, the users read again into it
+        assert cache.execute("SELECT COUNT(*) FROM live_accounts").fetchone() == (2,)
 
 
 def test_status_without_a_history_table_is_one_line(world: World):
