@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
-	$(BIN)/mypy syncd
+	$(BIN)/mypy syncd bench
 
 unit: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"

@@ -253,7 +253,7 @@ class Cluster:
                 " WHERE datname = %s AND application_name LIKE %s",
                 [database, application_prefix + "%"],
             ).fetchall()
-        return [row[0] for row in rows]
+        return [pid for pid, _ in rows if isinstance(pid, int)]
 
 
 def _free_port() -> int:
