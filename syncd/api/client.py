@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     # Imported at the first request: a warm plan sends none, and httpx is slow to import.
     import httpx
 
-#: Attempts in a row without an answer that make the API unreachable, at start or mid-run.
+#: Attempts in a row without an answer, for two users or more, that make the API unreachable.
 UNREACHABLE_AFTER = 5
 
 T = TypeVar("T")
@@ -113,8 +113,8 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         #: Requests the API answered itself, a refusal (4xx) included: none of many
         #: means it is down (no answer, or only 5xx), not that one user's token is.
         self.answered = 0
-        # Attempts in a row that got no answer (a 5xx, or just its head, is an answer).
-        self._unanswered = 0
+        # Whose attempts in a row got no answer (a 5xx, or just its head, is an answer).
+        self._unanswered: list[str] = []
         #: Set once no request can succeed: every later one raises it again, unsent.
         self.unreachable: ApiUnreachable | None = None
 
@@ -219,7 +219,7 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
                 asyncio.timeout(self._settings.timeout),
                 http.stream(method, self.api_url + path, headers, json=body) as response,
             ):
-                self._unanswered = 0  # it speaks: slow perhaps, but not unreachable
+                self._unanswered = []  # it speaks: slow perhaps, but not unreachable
                 raw = await read_capped(response, username, method, path, scrub)
             if response.status_code == 407 and self._proxy:  # never the API's: as to a CONNECT
                 raise httpx.ProxyError(f"407 {response.reason_phrase}")
@@ -280,10 +280,12 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
 
     def _no_answer(self, error: TransportError) -> TransportError | ApiUnreachable:
         """`error`, or ApiUnreachable once too many attempts in a row got no answer."""
-        self._unanswered += 1
-        if self._unanswered < UNREACHABLE_AFTER:
+        # Never one user's alone: a server may lose theirs only. A refusal saw no request.
+        self._unanswered.append(error.user)
+        alone = len(set(self._unanswered)) == 1 and not isinstance(error, NotSent)
+        if len(self._unanswered) < UNREACHABLE_AFTER or alone:
             return error
-        tried = f"none of {self._unanswered} attempts got an answer; the last: {error.detail}"
+        tried = f"none of {len(self._unanswered)} attempts got an answer; the last: {error.detail}"
         return self._unreachable(tried)
 
 

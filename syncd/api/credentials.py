@@ -120,9 +120,7 @@ class CredentialStore:
             return self.fallback
         path = os.path.join(self.directory, name)
         secret = read_secret_file(path, self.directory)
-        if name.endswith(".token"):
-            return bearer(secret, path)
-        return basic(username, secret, path)
+        return bearer(secret, path) if name.endswith(".token") else basic(username, secret, path)
 
 
 def _near_keys(name: str, prefix: str) -> list[str]:

@@ -77,6 +77,11 @@ def route_of(path: str) -> str:
     return OTHER_ROUTE
 
 
+def _user_of(path: str) -> str:
+    """The username in an API path; "" in any other."""
+    return path.split("/")[4] if route_of(path) != OTHER_ROUTE else ""
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     # Starlette's own 404 (no route) and 405 (method), as JSON like every other error.
     assert isinstance(exc, HTTPException)
@@ -217,6 +222,11 @@ class SandboxApp:
             if broken is not None:
                 await broken(scope, receive, send)
                 return
+        unanswered = faults.config.unanswered_writes_of
+        if unanswered and scope["method"] in _WRITES and _user_of(scope["path"]) == unanswered:
+            while (await receive())["type"] != "http.disconnect":
+                pass  # its body: then nothing until the client gives up
+            return  # uvicorn sends nothing to a client that has gone
         injected = faults.injected_error()
         if injected is not None:
             await error_response(injected, _FAULT_DETAIL[injected])(scope, receive, send)
@@ -250,7 +260,7 @@ class SandboxApp:
     def _malformed_answer(self, path: str) -> Response | None:
         """In the malformed test mode, the broken answer for this GET, if its user has one."""
         route = "emails" if _EMAILS_ROUTE.fullmatch(path) else "user"
-        username = path.split("/")[4] if route_of(path) != OTHER_ROUTE else ""
+        username = _user_of(path)
         kind = self.sandbox.config.malformed.get(username)
         answer = malformed.answer_for(kind, username, route) if kind else None
         if answer is None:

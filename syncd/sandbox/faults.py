@@ -65,6 +65,8 @@ class FaultConfig:
     trickle_ms      every answer's body is sent one byte at a time, this many ms apart
     set_cookie      every API answer sets a session cookie, as some load balancers do
                     (the stats count the requests that send one back: `with_cookie`)
+    unanswered_writes_of  a username whose every write is neither applied nor answered,
+                    held until the client gives up: a server that loses one request
     """
 
     latency_ms: float = 0
@@ -82,11 +84,14 @@ class FaultConfig:
     rate_limit_headers: str = "ietf"
     throttle_status: int = 429
     throttle_headers: Mapping[str, str] = field(default_factory=dict)
+    unanswered_writes_of: str = ""
 
     def __post_init__(self) -> None:
         if self.throttle_status not in THROTTLE_STATUSES:
             raise ValueError("throttle_status: 429 or 503")
         _check_headers(self.throttle_headers)
+        if not isinstance(self.unanswered_writes_of, str):
+            raise ValueError("unanswered_writes_of: expected a username")
         if not isinstance(self.set_cookie, bool):
             raise ValueError("set_cookie: must be true or false")
         if self.retry_after not in RETRY_AFTER_FORMS:

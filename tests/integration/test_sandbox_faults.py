@@ -148,6 +148,18 @@ def test_ambiguous_faults_spare_refused_writes(
     assert response.status_code == 400
 
 
+def test_one_users_writes_can_go_unanswered_and_unapplied(
+    sandbox: Any, http: httpx.Client, admin: dict[str, str]
+) -> None:
+    seed = {"users": {**SEED["users"], "johnsmith": {"tokens": ["john-read"]}}}
+    sandbox.reset(seed=seed, faults={"unanswered_writes_of": "janedoe"})
+    with pytest.raises(httpx.ReadTimeout):  # held until the client gives up
+        http.post(EMAILS, json={"email": "new@example.com"}, headers=admin, timeout=0.3)
+    assert emails(http, admin) == ["jane@example.com"]  # her reads are answered
+    john = http.patch("/api/v1.1/users/johnsmith/", json={"full_name": "J"}, headers=admin)
+    assert john.status_code == 200  # and the other users' writes
+
+
 # -- the global rate limit and the latency distribution (issue 16) -------------------------
 
 
@@ -286,6 +298,7 @@ def test_a_throttled_answer_may_be_a_503_with_the_headers_asked_for(
         ({"throttle_status": 500}, "throttle_status"),
         ({"throttle_headers": {"Bad Name": "1"}}, "throttle_headers"),
         ({"throttle_headers": {"Retry-After": "1\r\nX: y"}}, "throttle_headers"),
+        ({"unanswered_writes_of": ["janedoe"]}, "unanswered_writes_of"),
     ],
 )
 def test_bad_rate_or_latency_faults_are_400_naming_them(

@@ -233,6 +233,36 @@ def test_an_api_gone_mid_apply_stops_the_writes_and_a_refused_one_failed_unsent(
     ]
 
 
+def test_one_users_unanswered_write_is_that_users_and_the_others_are_written(world: World):
+    # A trial (D4): a server that never answers one user's PATCH, at concurrency 1. Five
+    # attempts of one request in a row are not the API unreachable: that user's write is
+    # unknown, the next user's is sent and answered, and the summary names both.
+    world.desire(
+        {
+            "version": 1,
+            "users": {"janedoe": {"full_name": "Jane Doe"}, "johnsmith": {"full_name": "J"}},
+        }
+    )
+    world.sandbox.set_faults({"unanswered_writes_of": "janedoe"})
+    flags = [*world.cli_args(), "--yes"]
+    runner = CliRunner(env={"SYNCD_CONCURRENCY": "1", "SYNCD_TIMEOUT": "0.3"})
+    result = runner.invoke(cli, ["apply", *flags], catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    assert "unreachable" not in result.output
+    assert "Traceback" not in result.output
+    lines = result.stdout.splitlines()
+    jane = next(line for line in lines if line.startswith("janedoe: "))
+    assert jane.startswith("janedoe: update profile… unknown"), jane
+    assert jane.endswith(": no complete answer within 0.3 s (SYNCD_TIMEOUT)"), jane
+    assert any(line.startswith("johnsmith: ") and line.endswith("done") for line in lines)
+    assert any(line.startswith("Apply finished with failures") for line in lines), lines
+    assert world.sandbox.stats()["by_method"]["PATCH"] == 6  # five for janedoe, one for john
+    assert world.query("SELECT user, result FROM audit WHERE event = 'outcome'") == [
+        {"user": "janedoe", "result": "unknown"},
+        {"user": "johnsmith", "result": "ok"},
+    ]
+
+
 def test_writes_to_a_port_nothing_listens_on_fail_as_not_sent(world: World):
     # Refused connections send nothing: each write is `failed`, saying "not sent", never
     # `unknown`; the fifth refusal in a row makes the API unreachable and stops the run.
