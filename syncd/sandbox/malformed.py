@@ -130,6 +130,16 @@ _KINDS: Final[dict[str, Callable[[str], Answer]]] = {
 
 KINDS: Final = tuple(sorted(_KINDS))
 
+# Not malformed: values the API took once that a desired state may not ask for.
+# A client reads them as data; `syncd import` must leave them out of its file.
+_TAKEN_ONCE: Final[dict[str, Callable[[str], Answer]]] = {
+    "profile-url-not-http": lambda u: _json(_user(u, profile_url="javascript:alert(1)"), "user"),
+    "email-not-an-address": lambda u: _json(
+        [_EMAIL, {"email": "not-an-email", "verified": False, "primary": False}], "emails"
+    ),
+}
+_KINDS.update(_TAKEN_ONCE)
+
 
 def answer_for(kind: str, username: str, route: str) -> Answer | None:
     """The broken answer of `kind` for a GET on `route` ("user"/"emails"), or None."""
