@@ -12,6 +12,8 @@ from email.utils import parsedate_to_datetime
 from syncd.errors import MAX_RETRY_AFTER, ApiError, RateLimited, ServerError, TimedOut
 
 _DELAY_SECONDS = re.compile(r"[0-9]{1,10}")
+#: Seconds of a wait for the server from which it is logged as a warning, not at debug.
+LONG_WAIT = 10.0
 
 
 @dataclass(frozen=True)

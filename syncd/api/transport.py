@@ -117,9 +117,8 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
         try:
             context.load_verify_locations(cafile=settings.ca_file)
         except (OSError, ssl.SSLError) as error:
-            raise UsageError(
-                f"SYNCD_CA_FILE {settings.ca_file}: cannot load the CA: {_reason(error)}"
-            ) from None
+            why = f"SYNCD_CA_FILE {settings.ca_file}: cannot load the CA: {_reason(error)}"
+            raise UsageError(why) from None
     return context
 
 
@@ -183,7 +182,9 @@ def explain_failure(
 
     causes = _causes(error)
     tls = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
-    peer = f"the proxy {redacted(proxy)}" if proxy else _host_port(api_url)
+    api = urlsplit(api_url)
+    port = api.port or _DEFAULT_PORTS[api.scheme]
+    peer = f"the proxy {redacted(proxy)}" if proxy else f"{api.hostname}:{port}"
     if isinstance(error, httpx.ProxyError):  # a CONNECT answered other than 2xx, or a 407
         if str(error).startswith("407"):
             return f"{peer} refused its credentials ({error}): check the proxy URL's user", True
@@ -221,11 +222,6 @@ def _causes(error: BaseException) -> list[BaseException]:
         chain.append(cause)
         cause = cause.__cause__ or cause.__context__
     return chain
-
-
-def _host_port(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or _DEFAULT_PORTS[parts.scheme]}"
 
 
 def _reason(error: OSError | ssl.SSLError) -> str:
