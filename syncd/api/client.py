@@ -293,7 +293,9 @@ def _status_error(
     username: str, method: str, path: str, answer: httpx.Response, raw: bytes, scrub: partial[str]
 ) -> HttpStatusError:
     status, headers, text = answer.status_code, answer.headers, raw.decode("utf-8", "replace")
-    if 300 <= status < 400:  # never followed: say where it pointed
+    if status == 304:  # syncd asks nothing conditional: a cache between answers for the API
+        text = "Not Modified, to a request that was not conditional: is a cache in the way?"
+    elif 300 <= status < 400:  # never followed: say where it pointed
         where = redacted(headers.get("Location", "nowhere (no Location)"))
         text = f"redirected to {where}, which syncd does not follow: is the API URL right?"
     with contextlib.suppress(ValueError):

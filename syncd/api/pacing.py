@@ -143,8 +143,7 @@ class Pacer:
 
     def allowed_at(self) -> float:
         """The earliest moment the next request may start."""
-        rate = self.rate
-        by_rate = -math.inf if rate is None else self._previous + 1 / rate
+        by_rate = -math.inf if (rate := self.rate) is None else self._previous + 1 / rate
         at = max(by_rate, self.not_before)
         spent = self._left is not None and self._left < 1
         # Spent: wait for the quota to be whole again, unless that is longer than syncd

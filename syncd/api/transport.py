@@ -62,8 +62,7 @@ def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
         address = ip_address(host)
     except ValueError:
         address = None
-    for raw in no_proxy.split(","):
-        entry = raw.strip().lower()
+    for entry in (raw.strip().lower() for raw in no_proxy.split(",")):
         if entry == "*":
             return True
         name, entry_port = _split_port(entry)
@@ -203,6 +202,10 @@ def explain_failure(
         return "the connection was closed while the request was being sent", False
     if any(isinstance(c, ConnectionResetError) for c in causes):
         return "the connection was reset before an answer", False
+    if "complete message body" in (said := str(error)):  # "(received 8 bytes, expected 10)"
+        return f"the answer was cut short {said[said.rfind('(') :]}", False
+    if "_SWITCH_UPGRADE" in said:  # h11 refuses a 101 that no request asked for
+        return "the server answered 101 Switching Protocols, which the API never does", False
     if isinstance(error, httpx.ReadError | httpx.RemoteProtocolError):
         # "Server disconnected without sending a response.", or nothing at all.
         return "the connection was closed before an answer", False
