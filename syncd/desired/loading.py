@@ -309,6 +309,8 @@ def _add_layers(document: YamlDocument, layers: Layers) -> None:
         values: dict[str, str] = {
             name: getattr(settings, name) or "" for name in LAYER_VALUES if name in stated
         }
+        if settings.emails_mode is None:
+            values.pop(EMAILS_MODE, None)  # null: not set, as on a user
         places: dict[str, Location] = {name: document.value_mark((*loc, name)) for name in values}
         layer_name = "defaults" if key == DEFAULTS else f"group {key}"
         layers.add(key, Layer.of(layer_name, values, places), declared)
@@ -330,4 +332,7 @@ def _namings(document: YamlDocument, places: dict[str, Location]) -> Iterator[Na
         own = {key for key in PROFILE_FIELDS if key in settings}
         if settings.get(EMAILS_MODE) is not None:
             own.add(EMAILS_MODE)
+        ignored = settings.get("ignore")
+        if isinstance(ignored, list):
+            own.update(key for key in ignored if isinstance(key, str))
         yield Naming(username, places[username], names, frozenset(own))

@@ -30,7 +30,7 @@ users:
     groups: [berlin]
     ignore: [location]
   carol:
-    full_name: Carol C
+    full_name: "Carol\\LC"  # a line separator, which the YAML must escape
     suspend: {reason: INC-123, until: 2027-01-31}
 """
 
