@@ -24,7 +24,6 @@ from syncd.errors import (
     ApiError,
     CredentialRefused,
     Forbidden,
-    HttpStatusError,
     MalformedResponse,
     MissingCredential,
     NotFound,
@@ -134,12 +133,10 @@ def unreadable(username: str, error: ApiError, api_url: str, credential: str = "
             str(error),
             f"the API at {api_url} answered with something that is not its JSON: {error.detail}",
         )
-    # A status alone, but where a redirect pointed is the news (is the API URL right?).
-    status = error.detail
-    if isinstance(error, HttpStatusError) and not 300 <= error.status < 400:
-        status = f"HTTP {error.status}"
+    # The detail, not the status alone: it is what tells a wait syncd refused
+    # (WaitTooLong), a proxy's page or where a redirect pointed from "HTTP 429".
     return Problem(
-        username, Code.FETCH_FAILED, str(error), f"the API at {api_url} failed: {status}"
+        username, Code.FETCH_FAILED, str(error), f"the API at {api_url} failed: {error.detail}"
     )
 
 
