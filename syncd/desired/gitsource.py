@@ -15,8 +15,8 @@ warns, even after a restart; a commit that fails validation is never applied and
 never becomes the good one.
 
 Credentials reach no log, no message and no command line: locations are shown
-redacted, git's own messages are scrubbed, and the password of the URL
-(`https://user:token@…`) or of the git credential file reaches git through a
+redacted, git's own messages are scrubbed, and the password or token of the URL
+(`https://user:token@…`, `https://token@…`) or of the git credential file reaches git through a
 credential helper (syncd.desired.gitcredentials); the URL git is given holds
 none, and reaches it through the environment. git runs without a terminal
 prompt, ssh in batch mode, and each in a process group of its own: when
