@@ -464,6 +464,16 @@ def resolve_desired(settings: Settings, *, remember: bool = False) -> DesiredSta
     return asyncio.run(fetch_and_parse())
 
 
+def git_files(settings: Settings, commit: str | None) -> list[tuple[str, bytes]]:
+    """The files of a git desired state at `commit`, read again from its mirror (for
+    `render --explain`, which shows where each value is written); none for a path."""
+    location = parse_git_desired(settings.desired)
+    if location is None or commit is None:
+        return []
+    mirror = GitMirror(location, settings.state_dir, settings.git_timeout)
+    return asyncio.run(mirror.read(commit))[0]
+
+
 def git_credential_file(settings: Settings) -> GitCredentialFile | None:
     """SYNCD_GIT_CREDENTIALS_FILE, else `git.credentials` in the credentials directory if there."""
     directory = settings.credentials_dir
