@@ -71,11 +71,12 @@ def render(desired: str | None, users: tuple[str, ...], output: str, explain: bo
     """Print the effective desired state: after defaults, groups and ignore."""
     from syncd.core import effective
     from syncd.core.desired import Scope
+    from syncd.desired.gitsource import git_files
     from syncd.desired.loading import own_places
 
     settings = settings_from_flags({"desired": desired})
     state = desired_for(settings, Scope(users), output="json" if output == "json" else "text")
-    place = own_places(state) if explain else None
+    place = own_places(state, git_files(settings, state.revision)) if explain else None
     if output == "json":
         click.echo(dumps_document(effective.to_json(state, explain=explain, place=place)))
     elif explain:

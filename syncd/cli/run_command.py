@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,6 +21,9 @@ from syncd.cli.options import (
 )
 from syncd.core.vocabulary import RunResult
 from syncd.errors import EXIT_ERROR, EXIT_GUARD, EXIT_OK
+
+if TYPE_CHECKING:
+    from syncd.service.cycle import CycleOutcome
 
 
 @click.command()
@@ -61,17 +64,19 @@ def run(config_file: str | None, once: bool, **flags: Any) -> None:
     if scope and not once:
         raise click.UsageError("--user, --exclude and --group limit a --once cycle only")
     settings_now = functools.partial(load_settings, config_file, **flags)  # again on SIGHUP
-    result = serve(settings_now, once=once, scope=scope)
+    last = serve(settings_now, once=once, scope=scope)
     if once:
-        sys.exit(once_exit_code(result))
+        sys.exit(once_exit_code(last))
 
 
-def once_exit_code(result: RunResult) -> int:
+def once_exit_code(last: CycleOutcome | None) -> int:
     """`run --once` ends as `apply` would: 0 converged (or, observing, seen; or `held`: all
     was done but what the operator left out, a rejected deletion or suspended users),
-    3 the deletion guard refused, 1 anything else."""
-    if result in (RunResult.OK, RunResult.NO_CHANGES, RunResult.DRIFT, RunResult.HELD):
-        return EXIT_OK
-    if result == RunResult.BLOCKED:
+    3 the deletion guard refused, 1 anything else. Converged on the last good revision
+    of a git source whose fetch failed is 1 too: for cron the exit code is the signal."""
+    if last is None:
+        return EXIT_ERROR
+    if last.result == RunResult.BLOCKED:
         return EXIT_GUARD
-    return EXIT_ERROR
+    done = (RunResult.OK, RunResult.NO_CHANGES, RunResult.DRIFT, RunResult.HELD)
+    return EXIT_OK if last.result in done and last.warning is None else EXIT_ERROR

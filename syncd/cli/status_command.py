@@ -83,12 +83,13 @@ def render_status(report: Mapping[str, Any], *, users_in_detail: bool = False) -
     if report["last_good_revision"]:
         lines.append(f"revision     {report['last_good_revision']} (last applied)")
     if (source := report["source"]) is not None:
-        when = _when(source["last_success_at"])
+        read = source["last_success_at"]
         if source["current"]:
-            lines.append(f"source       current (read {when})")
+            lines.append(f"source       current (read {_when(read)})")
         else:
-            error = visible(source["error"] or "")
-            lines.append(f"source       NOT CURRENT, last read {when}: {error}")
+            # None when a `run --once` whose fetch failed was the first read of its process.
+            since = f", last read {_when(read)}" if read else ""
+            lines.append(f"source       NOT CURRENT{since}: {visible(source['error'] or '')}")
     if (readiness := report["readiness"]) is not None:
         word = "ready" if readiness["ready"] else "NOT READY"
         lines.append(f"readiness    {word}: {visible(readiness['reason'])}")

@@ -13,6 +13,7 @@ from typing import Any
 
 from syncd.core.desired import DesiredState, DesiredUser, Location
 from syncd.core.fields import PROFILE_FIELDS
+from syncd.visible import visible
 
 
 def _values(user: DesiredUser) -> Iterator[tuple[str, Any]]:
@@ -61,8 +62,10 @@ def to_json(
 
 
 def _scalar(value: str) -> str:
-    # A JSON string is a valid YAML double-quoted scalar.
-    return json.dumps(value, ensure_ascii=False)
+    # A JSON string is a valid YAML double-quoted scalar. What does not print is
+    # escaped (as `syncd import` writes it): the reader refuses a raw line
+    # separator (U+2028), which a value may hold, written "\\L".
+    return visible(json.dumps(value, ensure_ascii=False))
 
 
 def to_yaml(state: DesiredState) -> str:

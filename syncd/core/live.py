@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from syncd.core.fields import ascii_fold, email_key, unstorable
 
@@ -88,17 +88,26 @@ class LiveAccount:
         return self.primary_unknown
 
     def with_email_removed(self, address: str) -> LiveAccount:
+        # Only the spelling deleted: a list that holds one address in two spellings gets
+        # a DELETE for each, and the cache must not call the other one gone.
         if self.emails is None:
             return self
-        kept = tuple(e for e in self.emails if email_key(e.email) != email_key(address))
+        kept = tuple(e for e in self.emails if e.email != address)
         return dataclasses.replace(self, emails=kept)
 
 
+_ABSENT: Final = object()
+
+
 def _text(data: Mapping[str, Any], key: str) -> str:
-    value = data.get(key)
+    value = data.get(key, _ABSENT)
     if value is None:
-        return ""
+        return ""  # null is a value: empty
     if not isinstance(value, str):
+        # An absent key is no value: read as "" it would make a field never read compare
+        # equal to a desired "", and an account whose profile names no primary lose it.
+        if value is _ABSENT:
+            raise ShapeError(f"user object without {key!r}")
         raise ShapeError(f"field {key!r} is {type(value).__name__}, expected a string")
     return _storable(value, key)
 
@@ -112,7 +121,12 @@ def _storable(value: str, key: str) -> str:
 
 
 def parse_user(username: str, data: object) -> LiveProfile:
-    """The profile in a user object answered for `username`; ShapeError if it is not one."""
+    """The profile in a user object answered for `username`; ShapeError if it is not one.
+
+    Each key LiveProfile holds must be there (null: empty): syncd compares them all, or
+    decides by them (`email` says which address is the primary). The keys it never reads
+    (`id`, `is_active`, ...) may be missing: no outcome depends on them.
+    """
     if not isinstance(data, dict):
         raise ShapeError(f"expected a user object, got {type(data).__name__}")
     answered_for = data.get("username")

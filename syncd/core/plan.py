@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from syncd.core.desired import DesiredState, DesiredUser, EmailsMode
@@ -271,7 +272,8 @@ def _email_changes(
     if mode is not EmailsMode.OWNED and desired.emails == tuple(e.email for e in live.emails):
         return []  # the usual case, and exactly equal is equal by email_key too
     wanted = {email_key(address): address for address in desired.emails}
-    present = {email_key(e.email): e for e in live.emails}
+    keyed = [(email_key(e.email), e) for e in live.emails]
+    present = dict(keyed)
     missing, extra = wanted.keys() - present.keys(), present.keys() - wanted.keys()
     if mode is EmailsMode.OWNED:
         listed = sorted(wanted.keys() & present.keys() - owned)
@@ -291,8 +293,9 @@ def _email_changes(
     missing -= {email_key(record.sent) for record in futile}
     extra -= {email_key(record.kept) for record in futile}
     found.actions.extend(AddEmail(desired.username, wanted[key]) for key in sorted(missing))
-    for key in sorted(extra):
-        email = present[key]
+    # Every live spelling of an address not wanted: a server that holds one address
+    # twice keeps the other after one DELETE (sorted: a stable sort keeps the list's order).
+    for key, email in sorted((pair for pair in keyed if pair[0] in extra), key=itemgetter(0)):
         if mode is EmailsMode.ADDITIVE:
             continue  # nothing is ever deleted
         if mode is EmailsMode.OWNED and key not in owned:

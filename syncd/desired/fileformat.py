@@ -213,7 +213,7 @@ class UserSettings(ProfileSettings):
         default_factory=list,
         description="Groups whose keys this user takes where it does not set them itself; "
         "they take precedence over 'defaults'. Two groups that set a key differently are an "
-        "error.",
+        "error, unless the user ignores it.",
     )
     ignore: list[Ignorable] = Field(
         default_factory=list,

@@ -115,9 +115,11 @@ def credential_for(url: str, file: GitCredentialFile | None) -> tuple[str, GitCr
     """The URL to give git (without user info) and the credential to give its helper, if any.
 
     The URL's own credential wins over the file's; the file is read at each
-    fetch, so a rotated secret is used without a restart. A user name alone
-    stays in the URL, unless a password for it is found in the file: git would
-    show it anyway, and it may be all that ssh needs.
+    fetch, so a rotated secret is used without a restart. An https user name
+    alone (`https://TOKEN@host/…`, how a token is often written) is a secret
+    too: without a file, git is given it as the user, with an empty password,
+    as git itself would send it, and never in the URL. For ssh the user name
+    stays in the URL: it is a name, and may be all that ssh needs.
     """
     parts = urlsplit(url)
     username = unquote(parts.username or "")
@@ -129,9 +131,11 @@ def credential_for(url: str, file: GitCredentialFile | None) -> tuple[str, GitCr
             )
         password = unquote(parts.password)
         return _bare(url), GitCredential(username or DEFAULT_USERNAME, "the URL", password)
-    if file is None or parts.scheme != "https":
+    if parts.scheme != "https":
         return url, None
-    return _bare(url), file.read(username or None)
+    if file is not None:
+        return _bare(url), file.read(username or None)
+    return _bare(url), GitCredential(username, "the URL", "") if username else None
 
 
 def add_git_config(environment: dict[str, str], pairs: Iterable[tuple[str, str]]) -> None:

@@ -6,6 +6,9 @@
     git+ssh://git@example.org/ops/accounts.git#v1.2:users.yaml
     git+file:///srv/git/accounts.git                 (the remote HEAD, the root)
 
+A `#ref` name is the branch of that name, else the tag (GitLocation.refs); a
+full ref or a full commit id is taken as written.
+
 The repository is fetched with the `git` command (shallow, no working tree) into
 a bare repository under `<state_dir>/git/`, and the files are read from the
 fetched commit, whose id becomes the desired state's revision: converge records
@@ -15,8 +18,8 @@ warns, even after a restart; a commit that fails validation is never applied and
 never becomes the good one.
 
 Credentials reach no log, no message and no command line: locations are shown
-redacted, git's own messages are scrubbed, and the password of the URL
-(`https://user:token@…`) or of the git credential file reaches git through a
+redacted, git's own messages are scrubbed, and the password or token of the URL
+(`https://user:token@…`, `https://token@…`) or of the git credential file reaches git through a
 credential helper (syncd.desired.gitcredentials); the URL git is given holds
 none, and reaches it through the environment. git runs without a terminal
 prompt, ssh in batch mode, and each in a process group of its own: when
@@ -72,6 +75,7 @@ REMOTE = "syncd"
 _SCHEMES = ("https", "ssh", "file")
 # What git check-ref-format allows, minus what could be read as an option.
 _REF = re.compile(r"(?!-)(?!.*\.\.)(?!.*\.lock$)[A-Za-z0-9._/+-]+")
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _STDERR_LINES = 3
 
 
@@ -88,7 +92,18 @@ class GitLocation:
         return redacted(self.url)
 
     def __str__(self) -> str:
-        return f"git+{self.redacted_url}#{self.ref}:{self.path}"
+        path = f":{self.path}" if self.path else ""  # else messages said "#main::"
+        return f"git+{self.redacted_url}#{self.ref}{path}"
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        """What git is asked for, in turn, until the remote has one. A name is the branch of
+        that name, else the tag, as `git clone --branch` takes it: git's own order (the tag
+        first) let whoever may push a tag `main` choose what is applied in place of the
+        reviewed branch. `refs/…`, a full commit id and HEAD are taken as written."""
+        if self.ref == "HEAD" or self.ref.startswith("refs/") or _COMMIT_ID.fullmatch(self.ref):
+            return (self.ref,)
+        return (f"refs/heads/{self.ref}", f"refs/tags/{self.ref}")
 
     def scrub(self, text: str, *secrets: str) -> str:
         """`text` (git's stderr) without the URL's credential, nor any of `secrets`."""
@@ -156,8 +171,12 @@ class GitMirror:
         self.state_dir = state_dir
         # One repository per location (never keyed on the credential, so rotating it
         # keeps the mirror): refs/syncd/good then always belongs to this ref and path.
-        key = hashlib.sha256(str(location).encode()).hexdigest()[:16]
+        # (Spelt as it always was, ":" and all, so that an upgrade keeps the mirror.)
+        spelt = f"git+{location.redacted_url}#{location.ref}:{location.path}"
+        key = hashlib.sha256(spelt.encode()).hexdigest()[:16]
         self.directory = state_dir / "git" / key
+        #: Which of the location's refs the last fetch found (see GitLocation.refs).
+        self.followed: str | None = None
 
     async def fetch(self) -> str:
         """Fetch the ref; returns its commit id. Raises GitSourceError.
@@ -174,18 +193,30 @@ class GitMirror:
             if not (self.directory / "HEAD").exists():
                 await self._git("init", "--quiet", "--bare", str(self.directory), in_mirror=False)
             private_directory(self.directory, create=False, follow=False)
-            await self._git(
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                "--no-recurse-submodules",
-                "--depth=1",
-                "--end-of-options",
-                REMOTE,
-                self.location.ref,
-                remote_url=url,
-                credential=credential,
-            )
+            refs = self.location.refs
+            for ref in refs:
+                try:
+                    await self._git(
+                        "fetch",
+                        "--quiet",
+                        "--no-tags",
+                        "--no-recurse-submodules",
+                        "--depth=1",
+                        "--end-of-options",
+                        REMOTE,
+                        ref,
+                        remote_url=url,
+                        credential=credential,
+                    )
+                    break
+                except GitSourceError as error:
+                    if len(refs) == 1 or "couldn't find remote ref" not in str(error):
+                        raise
+                    if ref == refs[-1]:
+                        name = self.location.ref
+                        message = f"{self.location}: the remote has no branch or tag {name!r}"
+                        raise GitSourceError(message) from None
+            self.followed = ref
             return await self._commit("FETCH_HEAD")
 
     @contextlib.asynccontextmanager
@@ -376,6 +407,14 @@ class DesiredSource:
     def __str__(self) -> str:
         return self.spec if self.location is None else str(self.location)
 
+    @property
+    def followed_ref(self) -> str | None:
+        """The ref whose pushes concern this source (None for a file): the one the last
+        fetch found (a name's branch, or else its tag); the branch before any fetch."""
+        if self._mirror is None:
+            return None
+        return self._mirror.followed or self._mirror.location.refs[0]
+
     async def read(self) -> DesiredRead:
         """The desired state, limited to the scope; raises DesiredStateError (apply
         nothing), GitSourceError, or UsageError for a scope naming what it lacks."""
@@ -423,6 +462,16 @@ def resolve_desired(settings: Settings, *, remember: bool = False) -> DesiredSta
         return parse_desired(files, commit, problems)
 
     return asyncio.run(fetch_and_parse())
+
+
+def git_files(settings: Settings, commit: str | None) -> list[tuple[str, bytes]]:
+    """The files of a git desired state at `commit`, read again from its mirror (for
+    `render --explain`, which shows where each value is written); none for a path."""
+    location = parse_git_desired(settings.desired)
+    if location is None or commit is None:
+        return []
+    mirror = GitMirror(location, settings.state_dir, settings.git_timeout)
+    return asyncio.run(mirror.read(commit))[0]
 
 
 def git_credential_file(settings: Settings) -> GitCredentialFile | None:

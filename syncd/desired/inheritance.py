@@ -55,7 +55,7 @@ class Naming:
     username: str
     location: Location
     groups: tuple[str | None, ...]  # None: not a group name (said where it is written)
-    own: frozenset[str]  # the keys it sets of those its groups may set
+    own: frozenset[str]  # the keys it sets or ignores of those its groups may set
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +159,8 @@ class Layers:
         taken: dict[str, Origin] = {}
         values: dict[str, str] = {}
         problems: list[tuple[str, int | None]] = []
+        # A key the user ignores is taken from no layer: its groups cannot disagree on it.
+        skipped = own.union(ignore)
         for index, name in enumerate(groups):
             layer = self.groups.get(name) if name is not None else None
             if layer is None:
@@ -167,7 +169,7 @@ class Layers:
                     problems.append((_unknown_group(name, known), index))
                 continue
             for key, value in layer.values.items():
-                if key in own:
+                if key in skipped:
                     continue
                 if key not in taken:
                     taken[key], values[key] = layer.origins[key], value
@@ -181,11 +183,8 @@ class Layers:
                     problems.append((message, None))
         if self.defaults is not None:
             for key, value in self.defaults.values.items():
-                if key not in own and key not in taken:
+                if key not in skipped and key not in taken:
                     taken[key], values[key] = self.defaults.origins[key], value
-        for key in ignore:
-            taken.pop(key, None)
-            values.pop(key, None)
         mode = values.pop(EMAILS_MODE, None)
         return _Inheritance(
             values,

@@ -149,10 +149,14 @@ def _group_places(files: list[tuple[str, bytes]]) -> Locate:
     return locate
 
 
-def own_places(state: DesiredState) -> Callable[[DesiredUser, str], Location | None]:
+def own_places(
+    state: DesiredState, files: Iterable[tuple[str, bytes]] = ()
+) -> Callable[[DesiredUser, str], Location | None]:
     """Where each user wrote its own keys, for `render --explain`: its file read again,
-    if it is on disk with the same bytes (not for a git source), else None."""
+    from `files` (a git source's, at its revision) or else from disk, if it has the same
+    bytes; else None."""
     digests = {source.path: source.sha256 for source in state.sources}
+    given = dict(files)
     documents: dict[str, YamlDocument | None] = {}
 
     def place(user: DesiredUser, key: str) -> Location | None:
@@ -160,9 +164,13 @@ def own_places(state: DesiredState) -> Callable[[DesiredUser, str], Location | N
         if path is None or path not in digests:
             return None
         if path not in documents:
-            files, problems = read_yaml_files(path)
-            same = not problems and hashlib.sha256(files[0][1]).hexdigest() == digests[path]
-            documents[path] = read_yaml_bytes(path, files[0][1]) if same else None
+            content = given.get(path)
+            if content is None:
+                read, problems = read_yaml_files(path)
+                content = None if problems else read[0][1]
+            documents[path] = None
+            if content is not None and hashlib.sha256(content).hexdigest() == digests[path]:
+                documents[path] = read_yaml_bytes(path, content)
         document = documents[path]
         if document is None:
             return None
@@ -309,6 +317,8 @@ def _add_layers(document: YamlDocument, layers: Layers) -> None:
         values: dict[str, str] = {
             name: getattr(settings, name) or "" for name in LAYER_VALUES if name in stated
         }
+        if settings.emails_mode is None:
+            values.pop(EMAILS_MODE, None)  # null: not set, as on a user
         places: dict[str, Location] = {name: document.value_mark((*loc, name)) for name in values}
         layer_name = "defaults" if key == DEFAULTS else f"group {key}"
         layers.add(key, Layer.of(layer_name, values, places), declared)
@@ -330,4 +340,7 @@ def _namings(document: YamlDocument, places: dict[str, Location]) -> Iterator[Na
         own = {key for key in PROFILE_FIELDS if key in settings}
         if settings.get(EMAILS_MODE) is not None:
             own.add(EMAILS_MODE)
+        ignored = settings.get("ignore")
+        if isinstance(ignored, list):
+            own.update(key for key in ignored if isinstance(key, str))
         yield Naming(username, places[username], names, frozenset(own))

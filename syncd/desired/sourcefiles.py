@@ -12,10 +12,11 @@ reads the commit, must read the same files. In a git work tree (a parent holds
 a commit, where there is nothing beyond the repository: a pull request cannot
 make CI read the runner's files. Out of a work tree a link may lead anywhere: the
 files are the operator's own. A YAML-named link that leads to no file (dangling,
-a loop, a directory) is a problem at the link, never skipped in silence. Links
-to directories are not walked (no loops), nor is a directory holding `.git` (a
-submodule's checkout: a commit does not hold its files), which is a problem if
-it has a YAML name, as a submodule is in a commit.
+a loop, a directory) is a problem at the link, never skipped in silence, and so
+is a YAML-named FIFO or socket. Links to directories are not walked (no loops),
+nor is a directory holding `.git` (a submodule's checkout: a commit does not
+hold its files), which is a problem if it has a YAML name, as a submodule is in
+a commit.
 
 A file over MAX_FILE_BYTES is refused before it is read, and so are files over
 MAX_SOURCE_BYTES or MAX_SOURCE_FILES in all (source_too_large); one that is not a
@@ -45,6 +46,7 @@ MAX_SOURCE_FILES: Final = 1000
 LINK_IN_A_LOOP: Final = "a symlink in a loop, or a chain of more than 40 links"
 LINK_TO_A_DIRECTORY: Final = "a symlink to a directory: syncd follows links to files only"
 SUBMODULE: Final = "a submodule: syncd does not read submodules"
+NOT_A_FILE: Final = "not a regular file: refused"
 
 
 def link_out_of_repository(target: str) -> str:
@@ -107,10 +109,12 @@ def _yaml_tree(path: str) -> tuple[list[str], list[Problem]]:
                 continue
             full = os.path.join(top, name)
             why = _not_followed(full, work_tree) if os.path.islink(full) else None
+            if why is None and not os.path.isfile(full):  # a FIFO, a socket: stat, never opened
+                why = NOT_A_FILE
             relative_name = os.path.normpath(os.path.join(relative, name))
             if why is not None:
                 problems.append(Problem(os.path.join(path, relative_name), 1, 1, why))
-            elif os.path.isfile(full):
+            else:
                 names.append(relative_name)
     return sorted(names, key=lambda name: name.split(os.sep)), problems
 
@@ -175,7 +179,7 @@ def _read_file(path: str) -> tuple[list[tuple[str, bytes]], list[Problem]]:
         with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as stream:
             info = os.fstat(stream.fileno())
             if not stat.S_ISREG(info.st_mode):
-                return [], [Problem(path, 1, 1, "not a regular file: refused")]
+                return [], [Problem(path, 1, 1, NOT_A_FILE)]
             os.set_blocking(stream.fileno(), True)
             size = info.st_size
             # Read one byte more than allowed: a growing file has no true size.

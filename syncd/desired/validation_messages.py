@@ -55,8 +55,10 @@ def _explain(error: ErrorDetails, document: YamlDocument) -> tuple[Location, str
         return mark, f"version must be the number 1, not {text}"
     if kind.endswith("_type"):
         message = f"{subject} must be {expected}, not {_describe(value)}"
-        if kind == "list_type" and value is None:
+        if kind == "list_type" and value is None and loc[-1] == "emails":
             message += ": write 'emails: []' to keep only the primary address"
+        elif kind == "list_type" and value is None:
+            message += f": write '{loc[-1]}: []' or leave the key out for none"
         elif isinstance(value, int | float | date) and not isinstance(value, bool):
             text = document.scalar_text(loc)
             message += f' (quote it to mean the text: "{text}")'

@@ -6,8 +6,10 @@ stops answering (ApiUnreachable, the client's rule for reads and writes alike)
 stops them all: the write in hand is recorded, nothing more is sent. The retry
 rules of design.md section 3:
 
-- PATCH and DELETE are idempotent: the client retries them; a DELETE answered
-  404 means the address is already gone.
+- PATCH and DELETE are idempotent: the client retries them. A DELETE answered
+  404 is ambiguous (design.md section 1: an unknown user, or an address the
+  user does not have): the emails are re-read, and the address absent means
+  already gone, the user absent `user_not_found`.
 - POST is not: after an ambiguous failure (no answer, a 5xx, an unreadable
   2xx) the emails are re-read and the address is added only if it is still
   missing; a 400 whose address turns out to be present means done.
@@ -17,7 +19,9 @@ rules of design.md section 3:
   write refused (400, 401, 403) or never sent changed nothing, and the user's
   cache entry stays.
 - Within a user, a failure can make the rest unsafe: after an authentication
-  or not-found error nothing more is sent for that user, and deletions wait
+  or not-found error nothing more is sent for that user, after a 403 nothing
+  more that needs the same scope (profile_write for the PATCH, email_write for
+  the POSTs and DELETEs), and deletions wait
   until every addition has succeeded, so an account never ends up with fewer
   addresses than either the old or the new list.
 
@@ -78,7 +82,7 @@ ChangeObserver = Callable[[Action, WriteResult, str | None], None]
 #: Each user's writes go in this order: the PATCH, the POSTs, the DELETEs.
 _WRITE_ORDER = {UpdateProfile: 0, AddEmail: 1, DeleteEmail: 2}
 #: Errors after which nothing more is sent for the user: every call would fail alike.
-_USER_STOPPERS = (Unauthorized, Forbidden, NotFound, MissingCredential)
+_USER_STOPPERS = (Unauthorized, NotFound, MissingCredential)
 
 
 @dataclass
@@ -166,7 +170,10 @@ class Applier:
             unless = None
             if error is None:
                 continue
-            if isinstance(error, _USER_STOPPERS):
+            # A 403 is per scope (design.md section 1): the PATCH's profile_write says
+            # nothing of the email_write of the POSTs and DELETEs, which all come after.
+            email_403 = isinstance(error, Forbidden) and not isinstance(action, UpdateProfile)
+            if isinstance(error, _USER_STOPPERS) or email_403:
                 failed = f"{error.method} {error.path}: {error.detail}"
                 self._skip(remaining, f"an earlier write for this user failed: {failed}")
                 return
@@ -342,8 +349,12 @@ class Applier:
     async def _delete_email(self, account: LiveAccount, action: DeleteEmail) -> LiveAccount:
         try:
             await self.client.delete_email(action.user, action.email)
-        except NotFound:
-            pass  # already gone: the goal is reached
+        except NotFound as error:
+            # The user gone, or the address (design.md section 1): the emails tell which,
+            # not the wording of the answer. Gone already, the goal is reached.
+            if await self._present(action.user, action.email) is not None:
+                detail = f"{error.detail}, yet the address is still listed"
+                raise ApiError(error.user, error.method, error.path, detail) from None
         except ApiError as error:
             raise (_Unknown(error) if _is_ambiguous(error) else error) from None
         return account.with_email_removed(action.email)
@@ -386,6 +397,8 @@ class Applier:
         """Re-read the addresses after an unclear answer; the one sought, if it is there."""
         try:
             emails = await self.client.get_emails(username)
+        except NotFound:
+            raise  # the user is gone: a failure, no longer in doubt, and the user's last write
         except ApiError as error:
             raise _Unknown(error) from None
         key = email_key(address)

@@ -10,7 +10,7 @@ they learn is written to the cache in batches as they go.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from syncd.api.client import AccountsClient
@@ -24,7 +24,6 @@ from syncd.errors import (
     ApiError,
     CredentialRefused,
     Forbidden,
-    HttpStatusError,
     MalformedResponse,
     MissingCredential,
     NotFound,
@@ -73,7 +72,7 @@ class LiveRead:
     states: dict[str, LiveAccount | Problem]
     #: When the oldest cached answer used was read; None when none was used.
     oldest_read_at: float | None = None
-    #: Users answered from the cache.
+    #: Users answered from the cache, wholly or in part (a cached profile, fresh emails).
     from_cache: int = 0
 
 
@@ -134,12 +133,10 @@ def unreadable(username: str, error: ApiError, api_url: str, credential: str = "
             str(error),
             f"the API at {api_url} answered with something that is not its JSON: {error.detail}",
         )
-    # A status alone, but where a redirect pointed is the news (is the API URL right?).
-    status = error.detail
-    if isinstance(error, HttpStatusError) and not 300 <= error.status < 400:
-        status = f"HTTP {error.status}"
+    # The detail, not the status alone: it is what tells a wait syncd refused
+    # (WaitTooLong), a proxy's page or where a redirect pointed from "HTTP 429".
     return Problem(
-        username, Code.FETCH_FAILED, str(error), f"the API at {api_url} failed: {status}"
+        username, Code.FETCH_FAILED, str(error), f"the API at {api_url} failed: {error.detail}"
     )
 
 
@@ -237,7 +234,6 @@ async def fetch_live(
         del answered[:due]
     for user, entry in answered:
         result[user.username] = entry.account
-    oldest_read_at = min(map(_read_at, answered), default=None)
 
     total, done, fetched = len(to_fetch), 0, 0
     pending: list[Snapshot] = []
@@ -262,7 +258,9 @@ async def fetch_live(
     finally:
         cache.save(pending)
     mark_shared(result, {user.username for user, _ in to_fetch}, fetched, len(answered))
-    return LiveRead(result, oldest_read_at, len(answered))
+    # When each user answered from the cache, wholly or in part, read what it used.
+    used = [*map(_read_at, answered), *_kept_read_at(to_fetch, result, cached)]
+    return LiveRead(result, min(used, default=None), len(used))
 
 
 def _read_at(item: tuple[Wanted, Cached]) -> float:
@@ -271,6 +269,29 @@ def _read_at(item: tuple[Wanted, Cached]) -> float:
     times = [entry.profile_read_at if user.profile else None]
     times.append(entry.emails_read_at if user.emails else None)
     return min((at for at in times if at is not None), default=float("inf"))
+
+
+def _kept_read_at(
+    fetched: Iterable[tuple[Wanted, LiveAccount]],
+    states: Mapping[str, LiveAccount | Problem],
+    cached: Mapping[str, Cached],
+) -> Iterator[float]:
+    """When the cached parts that each read kept beside what it fetched were read.
+
+    A cached part used beside a fresh one is as much the cache's answer as a
+    wholly cached user, and the plan must say its age.
+    """
+    for user, known in fetched:
+        entry, state = cached.get(user.username), states[user.username]
+        if entry is None or entry.account is not known or not isinstance(state, LiveAccount):
+            continue  # nothing cached, or read again whole (refresh_oldest), or not read
+        kept = Wanted(
+            user.username,
+            user.profile and state.profile is known.profile,
+            user.emails and state.emails is known.emails,
+        )
+        if (read_at := _read_at((kept, entry))) != float("inf"):
+            yield read_at
 
 
 def _complete(user: Wanted, known: LiveAccount) -> bool:

@@ -5,7 +5,8 @@ the body of `POST /_sandbox/reset`): GET calls for that user are answered with
 the named kind of broken answer instead of the truth. Writes are answered
 normally, so a client that wrongly acted on such an answer would show in the
 write counts. The catalogue starts with the API document's own examples, which
-are not valid JSON.
+are not valid JSON. A few kinds (ODD) are well formed but odd: a client must act
+on them correctly, not refuse them.
 """
 
 from __future__ import annotations
@@ -51,7 +52,12 @@ def _user(username: object, **fields: object) -> dict[str, object]:
     return base
 
 
+def _user_without(key: str) -> Callable[[str], Answer]:
+    return lambda u: _json({k: v for k, v in _user(u).items() if k != key}, route="user")
+
+
 _EMAIL = {"email": "jane.doe@example.com", "verified": True, "primary": True}
+_OLD = {"email": "old@example.com", "verified": False, "primary": False}
 
 
 @cache
@@ -71,7 +77,7 @@ def _gzip_bomb(mebibytes: int = 512) -> bytes:
     return first + again * (mebibytes - 1) + end + trailer
 
 
-_KINDS: Final[dict[str, Callable[[str], Answer]]] = {
+_KINDS: Final[dict[str, Callable[[str], Answer | tuple[Answer, ...]]]] = {
     # The API document's GET user example: no comma between gravatar_url and email.
     "doc-missing-comma": lambda u: Answer(
         (
@@ -97,8 +103,16 @@ _KINDS: Final[dict[str, Callable[[str], Answer]]] = {
     "json-string": lambda u: _json("ok"),
     "json-number": lambda u: _json(42),
     "user-is-a-list": lambda u: _json([_user(u)], route="user"),
-    "user-without-username": lambda u: _json(
-        {k: v for k, v in _user(u).items() if k != "username"}, route="user"
+    "user-without-username": _user_without("username"),
+    # A documented key absent is no value (null is: empty), whichever key it is.
+    **{
+        f"user-without-{key.replace('_', '-')}": _user_without(key)
+        for key in ("full_name", "location", "company", "profile_url", "gravatar_url", "email")
+    },
+    # The list marks no primary and the profile, which would name it, lacks `email`.
+    "unmarked-primary-and-no-profile-email": lambda u: (
+        _user_without("email")(u),
+        _json([{**_EMAIL, "primary": False}, _OLD], route="emails"),
     ),
     "user-for-someone-else": lambda u: _json(_user("someone_else"), route="user"),
     "username-not-a-string": lambda u: _json(_user(12), route="user"),
@@ -119,6 +133,10 @@ _KINDS: Final[dict[str, Callable[[str], Answer]]] = {
     "email-is-empty": lambda u: _json(
         [{"email": "", "verified": True, "primary": True}], route="emails"
     ),
+    # One address twice, in two spellings (ODD): a DELETE for one leaves the other.
+    "one-address-twice": lambda u: _json(
+        [_EMAIL, _OLD, {**_OLD, "email": "OLD@example.com"}], route="emails"
+    ),
     "huge-body": lambda u: Answer(b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'),
     "deeply-nested": lambda u: Answer(b"[" * 100_000 + b"]" * 100_000),
     "not-utf8": lambda u: Answer(b'{"username": "\xff\xfe"}'),
@@ -128,7 +146,10 @@ _KINDS: Final[dict[str, Callable[[str], Answer]]] = {
     "gzip-bomb": lambda u: Answer(_gzip_bomb(), extra_headers=(("content-encoding", "gzip"),)),
 }
 
-KINDS: Final = tuple(sorted(_KINDS))
+#: The kinds a client must act on correctly (not refuse: they are well formed).
+ODD: Final = frozenset({"one-address-twice"})
+#: The kinds a client must refuse.
+KINDS: Final = tuple(sorted(_KINDS.keys() - ODD))
 
 # Not malformed: values the API took once that a desired state may not ask for.
 # A client reads them as data; `syncd import` must leave them out of its file.
@@ -143,8 +164,9 @@ _KINDS.update(_TAKEN_ONCE)
 
 def answer_for(kind: str, username: str, route: str) -> Answer | None:
     """The broken answer of `kind` for a GET on `route` ("user"/"emails"), or None."""
-    answer = _KINDS[kind](username)
-    return answer if answer.route in ("both", route) else None
+    made = _KINDS[kind](username)
+    answers = made if isinstance(made, tuple) else (made,)
+    return next((a for a in answers if a.route in ("both", route)), None)
 
 
 def check_kinds(mapping: object) -> dict[str, str]:

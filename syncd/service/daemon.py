@@ -142,7 +142,7 @@ class Daemon:
                 return STARTS_HERE
 
             self.webhook.start_cycle = start_cycle
-            self.webhook.ref = self._hooked_ref()
+            self.webhook.ref = self.source.followed_ref
         save_daemon_state(self.db, self._identity())
         log.info("daemon_started", **self._identity())
         if not self.scope:  # what the last instance told: resolved, or not told again
@@ -204,11 +204,6 @@ class Daemon:
         if self._cycle_task is None and job is not None:  # else _report schedules it
             self.scheduler.modify_job(JOB_ID, next_run_time=min(due, job.next_run_time or due))
 
-    def _hooked_ref(self) -> str | None:
-        """The ref whose pushes concern us: the git desired state's; None for a file."""
-        location = self.source.location
-        return None if location is None else location.ref
-
     def reload(self) -> None:
         """SIGHUP: read the settings again and run now."""
         if self._stopping:
@@ -258,7 +253,7 @@ class Daemon:
         if any(getattr(new, name) != getattr(old, name) for name in made_of):
             self.source = DesiredSource.from_settings(new, self.scope)
             if webhook is not None:
-                webhook.ref = self._hooked_ref()
+                webhook.ref = self.source.followed_ref
         self.settings = new
         self.metrics.interval = new.interval
         if new.interval != old.interval:
@@ -308,6 +303,8 @@ class Daemon:
             return  # we cancelled it ourselves: the run record and the audit say the rest
         finally:
             self._cycle_task = None
+        if self.webhook is not None:  # a name follows its tag when it is not a branch
+            self.webhook.ref = self.source.followed_ref
         if outcome.result == RunResult.ERROR and not self.store.holds_lock():
             # Its session ended (cut off, the server restarted): another instance
             # may be active now. Stop, and stand by again (syncd.service.leadership).

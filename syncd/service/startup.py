@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 from syncd.api.credentials import CredentialStore
 from syncd.core.desired import Scope
-from syncd.core.vocabulary import RunResult
 from syncd.errors import UsageError
 from syncd.logs import configure_logging
+from syncd.service.cycle import CycleOutcome
 from syncd.service.daemon import Daemon, log
 from syncd.service.leadership import last_success, lead
 from syncd.service.listener import MetricsServer
@@ -29,8 +29,9 @@ from syncd.state.backend import open_store
 
 def serve(
     settings_now: Callable[[], Settings], *, once: bool, scope: Scope | None = None
-) -> RunResult:
-    """Reconcile until stopped (or, with `once`, for one cycle); how the last cycle ended.
+) -> CycleOutcome | None:
+    """Reconcile until stopped (or, with `once`, for one cycle); how the last cycle ended
+    (None: no cycle ended, or a standby's).
 
     `scope` limits the users of a `once` cycle (the daemon reconciles everyone).
 
@@ -66,7 +67,7 @@ def serve(
         notifier = Notifier.from_environment(os.environ)
         if store is None:  # active, or a standby until the lock is free
             asyncio.run(lead(settings, settings_now, notifier, metrics, webhook=webhook))
-            return RunResult.OK  # stopped by a signal
+            return None  # stopped by a signal
         daemon = Daemon(
             settings,
             settings_now,
@@ -78,4 +79,4 @@ def serve(
             scope=scope,
         )
         asyncio.run(daemon.serve())
-    return daemon.last.result if daemon.last else RunResult.ERROR
+    return daemon.last

@@ -118,7 +118,9 @@ def gather_status(
             "held": any(held_set.status == HeldStatus.HELD for held_set in held),
             "deletions_planned": counts.get(ActionName.DELETE_EMAIL, 0),
         },
-        "source": daemon.get("source") if running else None,
+        # As the last cycle left it, running or not: a `run --once` (cron) on the last
+        # good revision, its fetch failed, said so nowhere else.
+        "source": daemon.get("source"),
         "readiness": _readiness(daemon.get("readiness")) if running else None,
         "users_in_error": [_in_error(problem) for problem in failing.values()],
         # By `syncd suspend` ("*": every user), then the desired state's `suspend:`s.

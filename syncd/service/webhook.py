@@ -12,7 +12,8 @@ unread. The secret never reaches a log, a metric or an answer.
 A valid hook is still answered 202 and ignored when it is a delivery already
 seen (its `X-GitHub-Delivery` or `X-Gitlab-Event-UUID`: one signed body sent
 20 times started 20 cycles), or when a git desired state is read and the push
-is to another ref (its `ref`, `refs/heads/<branch>` or `refs/tags/<tag>`).
+is to another ref than the one the source follows (its `ref`: `refs/heads/<branch>`,
+or `refs/tags/<tag>` for a source that follows a tag).
 
 A hook is accepted where it arrives, and its cycle runs on the active instance:
 a standby passes it on (syncd.service.hook_relay). When nothing can start a
@@ -64,8 +65,8 @@ class Webhook:
     #: Asks for a cycle now, with who asks; returns the hook's answer, or raises a
     #: StateError when the cycle cannot be asked for. Called from the listener's thread.
     start_cycle: Callable[[str], str] | None = None
-    #: The ref of the git desired state ("HEAD": the default branch); None: a file,
-    #: and any push asks for a cycle.
+    #: The ref the git desired state follows (`refs/heads/main`; "HEAD": the default
+    #: branch); None: a file, and any push asks for a cycle.
     ref: str | None = None
     _deliveries: OrderedDict[str, None] = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -134,4 +135,5 @@ class Webhook:
             wanted = next((d for d in defaults if isinstance(d, str) and d), None)
             if wanted is None:
                 return True
-        return event["ref"] in (wanted, f"refs/heads/{wanted}", f"refs/tags/{wanted}")
+            wanted = f"refs/heads/{wanted}"
+        return bool(event["ref"] == wanted)

@@ -138,18 +138,23 @@ class HeldChanges:
             standing = self.decisions().rejected
         if not standing:
             return Rejections()
-        left_out = {
-            deletion_key(action): action
+        # By action, not by key: a live list holding one address in two spellings plans
+        # a DeleteEmail for each, and a rejection of the address leaves out both.
+        left_out = [
+            action
             for action in plan.changes
             if isinstance(action, DeleteEmail) and deletion_key(action) in standing
-        }
+        ]
+        keys = {deletion_key(action) for action in left_out}
         unread_users, rejected = unread(plan), self.with_status(HeldStatus.REJECTED)
         for held in rejected:
             for user, email in held.deletions:
-                if user in unread_users and (key := (user, email_key(email))) in standing:
-                    left_out.setdefault(key, DeleteEmail(user, email))
-        sets = tuple(held.id for held in rejected if held.deletion_keys() & left_out.keys())
-        return Rejections(tuple(left_out.values()), sets)
+                key = (user, email_key(email))
+                if user in unread_users and key in standing and key not in keys:
+                    keys.add(key)
+                    left_out.append(DeleteEmail(user, email))
+        sets = tuple(held.id for held in rejected if held.deletion_keys() & keys)
+        return Rejections(tuple(left_out), sets)
 
     def hold(
         self, revision: str | None, deletions: Iterable[DeleteEmail], limit: int

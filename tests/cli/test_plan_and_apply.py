@@ -61,6 +61,27 @@ def test_plan_json_says_how_much_the_cache_answered(world: World):
     assert warm["oldest_answer_age_seconds"] >= 0
 
 
+def test_a_user_half_answered_by_the_cache_counts_as_from_the_cache(world: World):
+    # The profile cached, then `emails` managed too: only the emails were read, and
+    # the plan said "the accounts match" with no word of the cached profile it used.
+    world.desire({"version": 1, "users": {"johnsmith": {"full_name": "John Smith"}}})
+    assert run(world, "plan").exit_code == 0
+    world.desire(
+        {
+            "version": 1,
+            "users": {"johnsmith": {"full_name": "John Smith", "emails": ["john@example.com"]}},
+        }
+    )
+    gets = world.gets()
+    summary = json.loads(run(world, "plan", "--output", "json").stdout)["summary"]
+    assert world.gets() == gets + 1  # the emails alone
+    assert summary["from_cache"] == 1
+    assert summary["oldest_answer_age_seconds"] >= 0
+    result = run(world, "plan", "--detailed-exitcode")
+    assert result.exit_code == 0, result.output
+    assert "from the cache" in result.stdout
+
+
 def test_invalid_desired_state_sends_nothing(world: World):
     world.desired_file.write_text("version: 1\nusers:\n  janedoe:\n    ful_name: Jane\n")
     result = run(world, "plan")

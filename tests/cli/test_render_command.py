@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 from syncd.cli.main import cli
 from syncd.core.desired import DesiredUser
 from syncd.desired.loading import load_desired
+from tests.conftest import GIT_IDENTITY
 
 GROUPS = """version: 1
 defaults:
@@ -30,7 +32,7 @@ users:
     groups: [berlin]
     ignore: [location]
   carol:
-    full_name: Carol C
+    full_name: "Carol\\LC"  # a line separator, which the YAML must escape
     suspend: {reason: INC-123, until: 2027-01-31}
 """
 
@@ -82,6 +84,23 @@ EXPLAINED = [
 @pytest.mark.parametrize("line", EXPLAINED)
 def test_explain_says_where_each_value_came_from(accounts: str, line: str) -> None:
     assert line in render("-f", accounts, "--explain").splitlines()
+
+
+def test_explain_points_at_the_values_of_a_git_source_too(
+    accounts: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # From git, a user's own values pointed at its name: the file was looked for on disk.
+    git = ["git", "-C", str(tmp_path), *GIT_IDENTITY]
+    subprocess.run([*git, "init", "--quiet", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "accounts"], check=True)
+    subprocess.run([*git, "commit", "--quiet", "-m", "accounts"], check=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no accounts/ here
+    monkeypatch.setenv("SYNCD_STATE_DIR", str(tmp_path / "state"))
+    explained = render("-f", f"git+{tmp_path.as_uri()}#main:accounts/", "--explain")
+    for line in EXPLAINED:
+        assert line.values[0] in explained.splitlines()
 
 
 def test_the_yaml_is_the_plain_per_user_form_and_loads_to_the_same(

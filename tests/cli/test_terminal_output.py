@@ -141,11 +141,17 @@ def test_a_failed_write_is_its_own_line_and_counted(world: World):
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert any(line.startswith("janedoe: update profile… failed: HTTP 403") for line in lines)
+    # A 403 withholds only the writes of its scope: the POST is sent, and refused for
+    # email_write, the DELETE that needs it not.
+    assert any(
+        line.startswith("janedoe: add jane.doe+other@example.com… failed: HTTP 403")
+        for line in lines
+    )
     # It read "not sent: not sent: an earlier write for this user got janedoe: PATCH …".
-    [skipped] = [line for line in lines if line.startswith("janedoe: add jane.doe+other@")]
+    [skipped] = [line for line in lines if line.startswith("janedoe: delete old@")]
     assert skipped.startswith(
-        "janedoe: add jane.doe+other@example.com… not sent: an earlier write for this user "
-        "failed: PATCH /api/v1.1/users/janedoe/: HTTP 403: "
+        "janedoe: delete old@example.com… not sent: an earlier write for this user "
+        "failed: POST /api/v1.1/users/janedoe/emails/: HTTP 403: "
     )
     assert "Apply finished with failures: 0 applied, 3 failed." in lines
 

@@ -93,6 +93,22 @@ def test_the_server_down_is_one_error_with_its_url(world: World):
     assert f"connection refused by {url.removeprefix('http://')}" in errors[0]
 
 
+def test_a_wait_that_every_read_refused_is_said_once_with_the_wait(world: World):
+    # It was "failed: HTTP 429": an ordinary throttling, as if syncd should have waited.
+    world.sandbox.set_faults({"throttle_rate": 1, "throttle_wait": 1000})
+    result = plan(world, "--output", "json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["errors"] == [
+        {
+            "user": None,
+            "code": "fetch_failed",
+            "message": f"the API at {world.sandbox.url} failed: HTTP 429: the server asks to"
+            " wait 1000 s (Retry-After), longer than syncd waits (300 s)",
+            "users": ["janedoe", "johnsmith"],
+        }
+    ]
+
+
 def test_one_unknown_user_among_readable_ones_is_named_on_its_own(world: World):
     desired = {**STANDARD_DESIRED, "users": {**STANDARD_DESIRED["users"], "ghost_user": {}}}
     world.desire(desired)

@@ -49,7 +49,10 @@ def test_an_api_that_answers_nothing_but_503_fails_the_cycle_once(world: World, 
     (shared,) = alike
     assert shared["users"] >= 2
     assert shared["code"] == "fetch_failed"
-    assert shared["cause"] == f"the API at {world.sandbox.url} failed: HTTP 503"
+    # The body's words too, as each user's own message has them (it was "HTTP 503").
+    assert (
+        shared["cause"] == f"the API at {world.sandbox.url} failed: HTTP 503: service unavailable"
+    )
     assert not [event for event in cycle if event["event"] == "user_failing"]
 
     assert failed["message"].startswith(f"fetch_failed {shared['users']}; every request failed")

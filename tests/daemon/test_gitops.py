@@ -79,6 +79,30 @@ def test_a_failed_fetch_keeps_the_last_good_revision(repository: Repository, tmp
         asyncio.run(DesiredSource(repository.url, tmp_path / "fresh", 30).read())
 
 
+def test_a_name_is_the_branch_before_a_tag_of_that_name(repository: Repository, tmp_path: Path):
+    # git's own order (refs/tags/<name> before refs/heads/<name>) had `#main` follow a
+    # tag `main` on no branch: whoever could push a tag chose what was applied.
+    branch = repository.commit(STANDARD_DESIRED)
+    tagged = repository.commit("version: 1\nusers:\n  alice: {full_name: From a tag}\n")
+    repository._git("tag", "main")
+    repository._git("tag", "v1")
+    repository._git("reset", "--quiet", "--hard", branch)
+    state, where = tmp_path / "state", repository.path.as_uri()
+    for ref, commit, followed in [
+        ("main", branch, "refs/heads/main"),
+        ("v1", tagged, "refs/tags/v1"),  # a name that no branch has: the tag
+        ("refs/tags/main", tagged, "refs/tags/main"),
+        (tagged, tagged, tagged),
+    ]:
+        source = DesiredSource(f"git+{where}#{ref}:accounts/", state, 30)
+        assert asyncio.run(source.read()).desired.revision == commit, ref
+        assert source.followed_ref == followed
+    with pytest.raises(
+        GitSourceError, match=r"#v2:accounts: the remote has no branch or tag 'v2'$"
+    ):
+        asyncio.run(DesiredSource(f"git+{where}#v2:accounts/", tmp_path / "fresh", 30).read())
+
+
 def test_an_invalid_commit_never_becomes_the_good_one(repository: Repository, tmp_path: Path):
     good = repository.commit(STANDARD_DESIRED)
     source = DesiredSource(repository.url, tmp_path / "state", 30)
@@ -179,8 +203,10 @@ def test_credentials_in_a_git_url_are_never_shown(tmp_path: Path):
     location = parse_git_desired(spec)
     assert location is not None
     assert "s3cr3t" not in str(location)
-    assert str(location) == "git+https://***@127.0.0.1:9/ops/a.git#main:"
+    assert str(location) == "git+https://***@127.0.0.1:9/ops/a.git#main"
     with pytest.raises(GitSourceError) as caught:
         asyncio.run(DesiredSource(spec, tmp_path, 30).read())
     assert "s3cr3t" not in str(caught.value)
+    # With no path, messages ended the location with "#main::".
+    assert str(caught.value).startswith("git+https://***@127.0.0.1:9/ops/a.git#main: git fetch")
     assert "127.0.0.1" in str(caught.value)

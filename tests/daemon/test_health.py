@@ -24,7 +24,7 @@ from syncd.cli.main import cli
 from syncd.service.daemon import loop_probe
 from syncd.service.metrics import readiness_at
 from tests.conftest import Repository
-from tests.daemon.harness import DEFAULT_WAIT, DaemonProcess
+from tests.daemon.harness import DEFAULT_WAIT, DaemonProcess, once
 from tests.daemon.harness import http_get as get
 from tests.security.servers import SilentServer
 from tests.world import STANDARD_DESIRED, World
@@ -40,6 +40,28 @@ def test_an_invalid_desired_state_is_not_ready_and_still_alive(world: World, sta
     assert (status, body) == (503, "not ready: the last cycle ended invalid 0 s ago\n")
     assert get(f"http://{address}/healthz") == (200, "ok: the event loop answers\n")
     assert daemon.stop() == 0
+
+
+def test_run_once_on_the_last_good_revision_exits_1_and_status_says_why(
+    world: World, repository: Repository, tmp_path: Path
+):
+    # cron's `run --once` whose git fetch failed converged on the last good revision and
+    # exited 0, and `syncd status` showed the source only while a daemon ran: every
+    # signal green while new commits were no longer applied.
+    good = repository.commit(STANDARD_DESIRED)
+    assert once(world, tmp_path, SYNCD_DESIRED=repository.url) == 0
+    shutil.move(repository.path, tmp_path / "gone")
+    assert once(world, tmp_path, SYNCD_DESIRED=repository.url) == 1
+    shown = CliRunner().invoke(cli, ["status", "--state-dir", str(world.state_dir)]).stdout
+    assert "daemon       not running" in shown
+    assert f"revision     {good} (last applied)" in shown
+    assert "source       NOT CURRENT: git+file://" in shown
+    assert "git fetch failed" in shown
+
+    shutil.move(tmp_path / "gone", repository.path)
+    assert once(world, tmp_path, SYNCD_DESIRED=repository.url) == 0
+    shown = CliRunner().invoke(cli, ["status", "--state-dir", str(world.state_dir)]).stdout
+    assert "source       current (read 20" in shown
 
 
 def test_a_failed_fetch_shows_in_readiness_status_and_metrics(

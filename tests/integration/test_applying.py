@@ -8,12 +8,14 @@ import json
 import sqlite3
 from typing import Any
 
+import httpx
 import pytest
 
 from syncd.core.suspension import Suspension
 from syncd.desired.loading import load_desired
 from syncd.engine.reconcile import ConvergeResult, PlanResult, connect, converge, planning
 from syncd.errors import GuardError
+from syncd.settings import Settings
 from syncd.state.backend import open_store
 from syncd.state.suspensions import SuspensionTable
 from tests.world import STANDARD_DESIRED, STANDARD_SEED, World, account
@@ -213,3 +215,91 @@ def test_a_refused_write_keeps_what_was_read_in_the_cache(world: World):
     second = world.apply()
     assert second.result.requests["GET"] == 0, "the refused write dropped the cached read"
     assert not second.result.plan.errors
+
+
+def _plan_a_deletion_through_the_staff_token(world: World) -> Settings:
+    """janedoe's old@example.com planned for deletion and cached; the settings that did it.
+
+    The staff token as the fallback (design.md section 1): it still authenticates once
+    the account is gone, where janedoe's own token would be answered 401.
+    """
+    from tests.integration.conftest import plan_with
+
+    world.desire({"version": 1, "users": {"janedoe": {"emails": ["jane.doe@example.com"]}}})
+    (world.credentials_dir / "janedoe.token").unlink()
+    settings = world.settings(token=world.sandbox.admin_token)
+    assert [c.describe() for c in plan_with(world, settings=settings).plan.changes] == [
+        "janedoe: delete old@example.com"
+    ]
+    return settings
+
+
+def test_a_deletion_answered_404_for_a_vanished_user_is_user_not_found(world: World):
+    # DELETE answers 404 for an unknown user as for an unknown address: the emails,
+    # re-read, tell which. It was "1 applied", and the next plan "the accounts match".
+    from tests.integration.conftest import plan_with
+
+    settings = _plan_a_deletion_through_the_staff_token(world)
+    world.sandbox.reset(seed={"users": {"johnsmith": STANDARD_SEED["users"]["johnsmith"]}})
+    result = world.apply(settings=settings)
+    assert result.report is not None
+    assert [(f.user, f.code) for f in result.report.failures] == [("janedoe", "user_not_found")]
+    assert set(result.report.failed) == {("delete_email", "failed")}
+    assert world.sandbox.stats()["by_method"] == {"DELETE": 1, "GET": 1}
+    [outcome] = [r for r in audit_rows(world) if r["event"] == "outcome"]
+    assert (outcome["result"], outcome["status"]) == ("failed", 404)
+    after = plan_with(world, settings=settings)
+    assert [(e.user, e.code) for e in after.plan.errors] == [("janedoe", "user_not_found")]
+
+
+def test_a_deletion_answered_404_for_an_address_already_gone_is_done(world: World):
+    settings = _plan_a_deletion_through_the_staff_token(world)
+    httpx.request(
+        "DELETE",
+        f"{world.sandbox.url}/api/v1.1/users/janedoe/emails/",
+        json={"email": "old@example.com"},
+        headers={"Authorization": f"Bearer {world.sandbox.admin_token}"},
+    ).raise_for_status()
+    writes = world.writes()
+    result = world.apply(settings=settings)
+    assert result.report is not None
+    assert result.report.ok
+    assert result.report.counts["delete_email"] == 1
+    assert world.writes() == writes + 1  # one write per action: the re-read is a GET
+    assert world.apply(settings=settings).result.plan.is_empty
+
+
+@pytest.mark.parametrize(
+    ("scopes", "refused", "sent", "not_sent"),
+    [
+        pytest.param(
+            ["profile_read", "email_read", "email_write"],
+            "update_profile",
+            {"PATCH": 1, "POST": 1, "DELETE": 1},
+            set[str](),
+            id="no-profile_write",
+        ),
+        pytest.param(
+            ["profile_read", "profile_write", "email_read"],
+            "add_email",
+            {"PATCH": 1, "POST": 1},
+            {"delete_email"},
+            id="no-email_write",
+        ),
+    ],
+)
+def test_a_403_stops_only_the_writes_of_its_scope(
+    world: World, scopes: list[str], refused: str, sent: dict[str, int], not_sent: set[str]
+):
+    # design.md section 1: each call has its own scope, profile_write for the PATCH,
+    # email_write for the POSTs and DELETEs. A 403 for the one used to withhold the other.
+    seed = copy.deepcopy(STANDARD_SEED)
+    seed["users"]["janedoe"]["tokens"] = [{"token": "tok-jane", "scopes": scopes}]
+    world.seed(seed)
+    result = world.apply()
+    assert result.report is not None
+    failed = {action for action, outcome in result.report.failed if outcome == "failed"}
+    assert failed == {refused}
+    assert {a for a, outcome in result.report.failed if outcome == "skipped"} == not_sent
+    by_method = world.sandbox.stats()["by_method"]
+    assert {m: by_method[m] for m in ("PATCH", "POST", "DELETE") if m in by_method} == sent

@@ -21,3 +21,34 @@ def test_a_malformed_answer_fails_that_user_and_writes_nothing(world: World, kin
     applied = runner.invoke(cli, ["apply", *world.cli_args(), "--yes"], catch_exceptions=False)
     assert applied.exit_code == 1, applied.output
     assert world.writes() == 0
+
+
+def test_a_profile_without_email_never_lets_the_unmarked_primary_be_deleted(world: World):
+    # The list marks no primary; only the profile's `email` can say which one it is,
+    # and an answer without it was read as "no primary": the primary got a DELETE.
+    world.sandbox.reset(
+        seed=STANDARD_SEED, malformed={"janedoe": "unmarked-primary-and-no-profile-email"}
+    )
+    world.desire({"version": 1, "users": {"janedoe": {"emails": ["old@example.com"]}}})
+    args = ["apply", *world.cli_args(), "--yes"]
+    applied = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert applied.exit_code == 1, applied.output
+    assert "janedoe: malformed_response" in applied.stdout
+    assert "user object without 'email'" in applied.stdout
+    assert world.writes() == 0
+
+
+def test_each_spelling_of_an_address_listed_twice_gets_its_delete(world: World):
+    # One DELETE, and the cache dropped both spellings: a cached "the accounts match"
+    # while the server still held one.
+    world.sandbox.reset(seed=STANDARD_SEED, malformed={"janedoe": "one-address-twice"})
+    runner = CliRunner()
+    plan = runner.invoke(cli, ["plan", *world.cli_args()], catch_exceptions=False)
+    assert "- old@example.com" in plan.stdout
+    assert "- OLD@example.com" in plan.stdout
+    applied = runner.invoke(cli, ["apply", *world.cli_args(), "--yes"], catch_exceptions=False)
+    # The sandbox itself holds one spelling: the second DELETE finds it gone (404), and
+    # how that ends depends on a re-read, which this answer keeps listing it in.
+    assert "janedoe: delete old@example.com… done" in applied.stdout
+    assert "janedoe: delete OLD@example.com…" in applied.stdout
+    assert world.sandbox.stats()["by_method"]["DELETE"] == 2

@@ -26,7 +26,7 @@ TOKEN = "TOKEN-echoed-5ecret-0001"
 #: With `/` and `+`, which JSON may escape and a URL percent-encodes.
 PASSWORD = "Basic/echoed+Pw-77"
 PROXY_PASSWORD = "proxy-echoed-Pw55"
-PROFILE = {"full_name": "X", "location": "", "company": "", "profile_url": ""}
+PROFILE = {"full_name": "X", "location": "", "company": "", "profile_url": "", "gravatar_url": ""}
 
 
 def pair(user: str, password: str) -> str:

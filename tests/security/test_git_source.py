@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import time
@@ -29,11 +30,12 @@ from tests.world import World, write_secret
 SECRET = "s3cr3t-git-token-4f1c"
 
 
-@pytest.mark.parametrize("where", ["url", "credentials-file", "credentials-directory"])
+@pytest.mark.parametrize("where", ["url", "url-user", "credentials-file", "credentials-directory"])
 def test_a_git_password_reaches_git_on_no_command_line(tmp_path: Path, where: str):
     # A password in git+https://user:pass@… was on git-remote-https's command line,
-    # readable by any local user in ps. The server reads every process's command
-    # line while git waits for its answer.
+    # readable by any local user in ps; so was a token written as the user alone
+    # (https://TOKEN@…). The server reads every process's command line while git
+    # waits for its answer.
     credentials = tmp_path / "credentials"
     credentials.mkdir(mode=0o700)
     env = {"GIT_SSL_CAINFO": str(CA_FILE), "SYNCD_STATE_DIR": str(tmp_path / "state")}
@@ -41,6 +43,8 @@ def test_a_git_password_reaches_git_on_no_command_line(tmp_path: Path, where: st
         url = f"https://127.0.0.1:{server.port}/ops/accounts.git#main"
         if where == "url":
             env["SYNCD_DESIRED"] = f"git+https://deploy:{SECRET}@{url.removeprefix('https://')}"
+        elif where == "url-user":  # the user and no password: sent as git would send it
+            env["SYNCD_DESIRED"] = f"git+https://{SECRET}@{url.removeprefix('https://')}"
         else:
             env["SYNCD_DESIRED"] = f"git+{url}"
             file = credentials / "git.credentials"
@@ -51,7 +55,8 @@ def test_a_git_password_reaches_git_on_no_command_line(tmp_path: Path, where: st
                 env["SYNCD_CREDENTIALS_DIR"] = str(credentials)
         finished = run_syncd("validate", env=env)
     assert finished.returncode == 1
-    assert [basic_secret(header) for header in server.authorizations] == [SECRET]
+    sent = f"{SECRET}:" if where == "url-user" else f"deploy:{SECRET}"
+    assert [_basic(header) for header in server.authorizations] == [sent]
     assert server.command_lines_with_secret == []
     assert SECRET not in finished.stdout + finished.stderr
     assert "git fetch failed" in finished.stderr
@@ -179,6 +184,11 @@ def test_no_git_process_outlives_the_daemon(world: World, start_daemon, tmp_path
         assert daemon.stop() == 0
         left = _wait_until_gone(address, timeout=10)
     assert left == []
+
+
+def _basic(authorization: str) -> str:
+    """The `user:password` of a `Basic …` Authorization header."""
+    return base64.b64decode(authorization.split(" ", 1)[1]).decode()
 
 
 def _wait_until_gone(text: str, timeout: float) -> list[str]:

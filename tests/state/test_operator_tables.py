@@ -41,6 +41,17 @@ def test_suspensions_round_trip_and_end(store: StateStore):
     assert table.all() == {}
 
 
+def test_a_rejection_leaves_out_every_spelling_the_plan_deletes(store: StateStore):
+    # A live list holding one address twice plans a DELETE for each spelling: a
+    # rejection kept by key left one of them in the plan, sent.
+    held = HeldChanges(store.history, API)
+    made, _ = held.hold("rev1", [DeleteEmail("alice", "old@example.com")], 0)
+    assert made is not None
+    decide(store.history, made.id, HeldStatus.REJECTED, "ops@host")
+    both = (DeleteEmail("alice", "old@example.com"), DeleteEmail("alice", "OLD@example.com"))
+    assert held.rejections(Plan(both)).deletions == both
+
+
 def test_a_held_set_is_asked_once_and_decided_once(store: StateStore):
     held = HeldChanges(store.history, API)
     deletions = [DeleteEmail("alice", "Old@Example.com"), DeleteEmail("bobsmith", "x@example.com")]

@@ -233,6 +233,16 @@ BAD = [
         id="emails-null-at-its-key",
     ),
     pytest.param(
+        HEAD + "  janedoe:\n    groups:\n    ignore: ~\n",
+        [
+            "d.yaml:4:5: groups must be a list of names, not null:"
+            " write 'groups: []' or leave the key out for none",
+            "d.yaml:5:13: ignore must be a list of names, not null:"
+            " write 'ignore: []' or leave the key out for none",
+        ],
+        id="groups-and-ignore-null-get-their-own-hint",
+    ),
+    pytest.param(
         HEAD + "  janedoe:\n    emails: [j@example.com, [k@example.com]]\n",
         ["d.yaml:4:29: an email address must be a string, not a list"],
         id="email-not-string",

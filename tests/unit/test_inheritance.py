@@ -86,6 +86,12 @@ PRECEDENCE = [
         EmailsMode.OWNED,
         id="ignore-beats-groups-and-defaults",
     ),
+    pytest.param(
+        "  alice: {groups: [berlin, munich], ignore: [location]}\n",
+        {"company": "Acme"},
+        EmailsMode.OWNED,
+        id="groups-may-disagree-on-a-key-the-user-ignores",
+    ),
 ]
 
 
@@ -93,6 +99,25 @@ PRECEDENCE = [
 def test_precedence(users: str, profile: dict[str, str], mode: EmailsMode) -> None:
     user = resolved(users)
     assert dict(user.profile) == profile
+    assert user.mode is mode
+
+
+@pytest.mark.parametrize(
+    ("layers", "mode"),
+    [
+        pytest.param(
+            "defaults: {emails_mode: ~}\ngroups: {g: {}}\n", EmailsMode.EXACT, id="in-defaults"
+        ),
+        pytest.param(
+            "defaults: {emails_mode: owned}\ngroups:\n  g:\n    emails_mode:\n",
+            EmailsMode.OWNED,
+            id="in-a-group",
+        ),
+    ],
+)
+def test_a_null_emails_mode_is_not_set_as_on_a_user(layers: str, mode: EmailsMode) -> None:
+    # It was a traceback: "'' is not a valid EmailsMode".
+    user = resolved("  alice: {groups: [g], emails_mode: null}\n", f"version: 1\n{layers}users:\n")
     assert user.mode is mode
 
 
@@ -334,6 +359,14 @@ def test_group_problems_come_with_the_others_of_the_file() -> None:
         "d.yaml:7:3: user 'alice_a': group paris (d.yaml:3:21) and group berlin (d.yaml:4:22) "
         "set location to different values; set it on the user, or in one of them",
         "d.yaml:8:14: user 'alice_a': unknown group 'berlim' (did you mean 'berlin'?)",
+    ]
+
+
+def test_a_file_with_problems_has_no_group_conflict_on_an_ignored_key() -> None:
+    text = LAYERS + "  alice: {groups: [berlin, munich], ignore: [location], colour: red}\n"
+    assert problems_of(text) == [
+        "d.yaml:16:57: unknown key 'colour'; expected one of: full_name, location, company, "
+        "profile_url, gravatar_email, emails_mode, emails, groups, ignore, suspend",
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,17 @@ def test_problems_of_all_files_are_reported_together(tmp_path: Path) -> None:
     found = [(Path(p.path).name, p.line, p.column) for p in caught.value.problems]
     assert found == [("1.yaml", 3, 1), ("2.yaml", 3, 3), ("3.yaml", 3, 3), ("4.yaml", 4, 14)]
     assert caught.value.problems[2].message == "not valid UTF-8 (byte 0xff at offset 23)"
+
+
+def test_a_fifo_with_a_yaml_name_is_refused_in_a_directory(tmp_path: Path) -> None:
+    # It was left out in silence. Opened, it would wait for a writer.
+    write(tmp_path / "users.yaml", HEAD + "  janedoe: {}\n")
+    os.mkfifo(tmp_path / "more.yaml")
+    with pytest.raises(DesiredStateError) as caught:
+        load_desired(tmp_path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{tmp_path / 'more.yaml'}:1:1: not a regular file: refused"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -126,6 +126,12 @@ CASES = [
         id="emails-live-repeats-a-desired-address",
     ),
     pytest.param(
+        DesiredUser("janedoe", emails=("jane@example.com",)),
+        LiveAccount("janedoe", emails=emails("jane@example.com", "old@x.org", "OLD@X.org")),
+        (DeleteEmail("janedoe", "old@x.org"), DeleteEmail("janedoe", "OLD@X.org")),
+        id="emails-each-live-spelling-of-an-unwanted-address-is-deleted",
+    ),
+    pytest.param(
         DesiredUser("janedoe", {"company": "Acme"}),
         LiveAccount(
             "janedoe", profile(company="Acme"), emails("jane@example.com", "x@example.com")
@@ -150,6 +156,12 @@ def test_primary_is_never_deleted_and_is_a_warning():
     )
     assert plan.changes == ()
     assert [(w.user, w.code) for w in plan.warnings] == [("janedoe", "primary_email_not_desired")]
+
+
+def test_a_delete_removes_only_its_own_spelling_from_the_account():
+    # The other spelling's DELETE may fail: the cache must not call it gone.
+    live = LiveAccount("janedoe", emails=emails("jane@example.com", "old@x.org", "OLD@X.org"))
+    assert live.with_email_removed("OLD@X.org").emails == emails("jane@example.com", "old@x.org")
 
 
 @pytest.mark.parametrize(
