@@ -26,7 +26,7 @@ import structlog
 from syncd.api.control import RateControl
 from syncd.api.credentials import Credential
 from syncd.api.inflating import read_capped
-from syncd.api.retrying import RetryPolicy, read_retry_after, retry_reason
+from syncd.api.retrying import LONG_WAIT, RetryPolicy, read_retry_after, retry_reason
 from syncd.api.transport import Lane, check_trust_files, explain_failure, proxy_for, tls_context
 from syncd.core.live import (
     LiveEmail,
@@ -174,9 +174,8 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
                 reached = reached if isinstance(error, NotSent) else error
                 if method == "POST" or not error.retryable or attempt >= self.retry.attempts:
                     raise (reached or error) from None  # NotSent: no attempt connected
-                delay = self.retry.delay(attempt, error)
-                reason = retry_reason(error)
-                log.debug(
+                delay, reason = self.retry.delay(attempt, error), retry_reason(error)
+                (log.warning if delay >= LONG_WAIT else log.debug)(  # long: not a hang
                     "api_retry",
                     user=username,
                     method=method,
@@ -185,6 +184,7 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
                     reason=reason,
                     detail=error.detail,
                     delay=round(delay, 3),
+                    retry_after=getattr(error, "retry_after", None),  # why: said, or our own
                 )
                 self._on_retry(method, reason)
                 await asyncio.sleep(delay)
@@ -293,7 +293,9 @@ def _status_error(
     username: str, method: str, path: str, answer: httpx.Response, raw: bytes, scrub: partial[str]
 ) -> HttpStatusError:
     status, headers, text = answer.status_code, answer.headers, raw.decode("utf-8", "replace")
-    if 300 <= status < 400:  # never followed: say where it pointed
+    if status == 304:  # syncd asks nothing conditional: a cache between answers for the API
+        text = "Not Modified, to a request that was not conditional: is a cache in the way?"
+    elif 300 <= status < 400:  # never followed: say where it pointed
         where = redacted(headers.get("Location", "nowhere (no Location)"))
         text = f"redirected to {where}, which syncd does not follow: is the API URL right?"
     with contextlib.suppress(ValueError):

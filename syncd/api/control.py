@@ -154,9 +154,7 @@ class RateControl:
         except RuntimeError:
             controls = {}
         key = (settings.api_url, settings.concurrency, settings.max_rate, settings.adaptive)
-        if key not in controls:
-            controls[key] = cls(settings.concurrency, settings.max_rate, settings.adaptive)
-        return controls[key]
+        return controls.get(key) or controls.setdefault(key, cls(*key[1:]))  # made once
 
     async def admit(self) -> None:
         """Wait for a slot and for the pacer; `done()` must follow, whatever happens."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from syncd.errors import MalformedResponse, excerpt
@@ -30,10 +31,7 @@ async def read_capped(
     response: httpx.Response, username: str, method: str, path: str, scrub: Callable[[str], str]
 ) -> bytes:
     """The inflated body of `response`; MalformedResponse past the cap, raw or inflated."""
-
-    def malformed(detail: str) -> MalformedResponse:
-        return MalformedResponse(username, method, path, detail)
-
+    malformed = partial(MalformedResponse, username, method, path)
     too_large = malformed(f"answer is too large (over {MAX_BODY_BYTES // 1024} KiB)")
     declared = response.headers.get("Content-Length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:

@@ -17,6 +17,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+import structlog
+
+from syncd.api.retrying import LONG_WAIT
 from syncd.errors import MAX_RETRY_AFTER
 
 #: A Reset larger than this (2001-09-09 as a Unix time) is a moment, not a delay.
@@ -25,6 +28,7 @@ _UNIX_TIME: Final = 1_000_000_000
 _UNIX_TIME_MS: Final = 1_000_000_000_000
 #: When a server sends Remaining without Reset: assume its window is one second.
 DEFAULT_RESET: Final = 1.0
+log = structlog.get_logger("syncd.api")
 
 _INTEGER: Final = re.compile(r"\s*(\d{1,15})\s*")
 _NUMBER: Final = re.compile(r"\s*(\d{1,15}(?:\.\d{1,9})?)\s*")
@@ -57,16 +61,14 @@ def read_budget(headers: Mapping[str, str], now: float) -> Budget | None:
 
 
 def _draft(headers: Mapping[str, str], prefix: str, now: float) -> Budget | None:
-    remaining = _integer(headers.get(prefix + "Remaining"))
-    if remaining is None:
+    if (remaining := _integer(headers.get(prefix + "Remaining"))) is None:
         return None
     reset = _reset(headers.get(prefix + "Reset"), now)
     return Budget(remaining, reset, _integer(headers.get(prefix + "Limit")))
 
 
 def _reset(value: str | None, now: float) -> float:
-    match = _NUMBER.fullmatch(value) if value is not None else None
-    if match is None:
+    if (match := _NUMBER.fullmatch(value or "")) is None:
         return DEFAULT_RESET
     seconds = float(match.group(1))
     if seconds > _UNIX_TIME_MS:
@@ -83,12 +85,10 @@ def _integer(value: str | None) -> int | None:
 
 def _structured(headers: Mapping[str, str]) -> Budget | None:
     """The later draft: `RateLimit: "name";r=…;t=…`, limits from `RateLimit-Policy`."""
-    field = headers.get("RateLimit", "")
     quotas = dict(_members(headers.get("RateLimit-Policy", "")))
     found: list[Budget] = []
-    for name, params in _members(field):
-        remaining = _integer(params.get("r"))
-        if remaining is None:
+    for name, params in _members(headers.get("RateLimit", "")):
+        if (remaining := _integer(params.get("r"))) is None:
             continue
         reset = _integer(params.get("t"))
         policy = quotas.get(name, {})
@@ -143,8 +143,7 @@ class Pacer:
 
     def allowed_at(self) -> float:
         """The earliest moment the next request may start."""
-        rate = self.rate
-        by_rate = -math.inf if rate is None else self._previous + 1 / rate
+        by_rate = -math.inf if (rate := self.rate) is None else self._previous + 1 / rate
         at = max(by_rate, self.not_before)
         spent = self._left is not None and self._left < 1
         # Spent: wait for the quota to be whole again, unless that is longer than syncd
@@ -203,7 +202,12 @@ class Pacer:
     async def turn(self) -> None:
         """Wait until a request may start, and count it as started."""
         async with self._lock:  # first come, first served; only the first one sleeps
-            while (wait := self.allowed_at() - self._clock()) > 0:
+            said = False  # a long wait, once: minutes in silence look like a hang
+            while (wait := (at := self.allowed_at()) - self._clock()) > 0:
+                if wait >= LONG_WAIT and not said:
+                    why = "Retry-After" if at == self.not_before else "RateLimit-Reset"
+                    log.warning("api_wait", seconds=round(wait), why=why)
+                    said = True
                 self._changed.clear()
                 # A new budget or pause changes the moment: look again when one comes.
                 try:

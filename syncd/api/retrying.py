@@ -12,6 +12,8 @@ from email.utils import parsedate_to_datetime
 from syncd.errors import MAX_RETRY_AFTER, ApiError, RateLimited, ServerError, TimedOut
 
 _DELAY_SECONDS = re.compile(r"[0-9]{1,10}")
+#: Seconds of a wait for the server from which it is logged as a warning, not at debug.
+LONG_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -25,18 +27,16 @@ class RetryPolicy:
 
     def delay(self, attempt: int, error: ApiError) -> float:
         """Seconds to wait before retry number `attempt` (1-based) after `error`."""
+        # A 429 or a 503 may say when to come back: sooner is wasted. More than we wait
+        # is a 429's WaitTooLong, not retried, and for a 503 left to our own backoff.
+        retry_after = error.retry_after if isinstance(error, RateLimited | ServerError) else None
+        if retry_after is not None and retry_after <= MAX_RETRY_AFTER:
+            return retry_after
         if isinstance(error, RateLimited):
-            if error.retry_after is not None:
-                return error.retry_after  # at most MAX_RETRY_AFTER: see WaitTooLong
             # The server is overloaded and did not say for how long: back off for real,
             # from a second, with a little jitter so that the workers do not return together.
             ceiling = self.rate_limited_delay * 2.0 ** (attempt - 1)
             return min(self.rate_limited_max_delay, ceiling) * random.uniform(1.0, 1.25)
-        # A 503 may say when the server is back: sooner is wasted, and more than we
-        # wait for a 429 is left to our own backoff.
-        retry_after = error.retry_after if isinstance(error, ServerError) else None
-        if retry_after is not None and retry_after <= MAX_RETRY_AFTER:
-            return retry_after
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)  # full jitter spreads a burst of retries
 

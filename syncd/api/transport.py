@@ -62,8 +62,7 @@ def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
         address = ip_address(host)
     except ValueError:
         address = None
-    for raw in no_proxy.split(","):
-        entry = raw.strip().lower()
+    for entry in (raw.strip().lower() for raw in no_proxy.split(",")):
         if entry == "*":
             return True
         name, entry_port = _split_port(entry)
@@ -117,9 +116,8 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
         try:
             context.load_verify_locations(cafile=settings.ca_file)
         except (OSError, ssl.SSLError) as error:
-            raise UsageError(
-                f"SYNCD_CA_FILE {settings.ca_file}: cannot load the CA: {_reason(error)}"
-            ) from None
+            why = f"SYNCD_CA_FILE {settings.ca_file}: cannot load the CA: {_reason(error)}"
+            raise UsageError(why) from None
     return context
 
 
@@ -183,7 +181,9 @@ def explain_failure(
 
     causes = _causes(error)
     tls = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
-    peer = f"the proxy {redacted(proxy)}" if proxy else _host_port(api_url)
+    api = urlsplit(api_url)
+    port = api.port or _DEFAULT_PORTS[api.scheme]
+    peer = f"the proxy {redacted(proxy)}" if proxy else f"{api.hostname}:{port}"
     if isinstance(error, httpx.ProxyError):  # a CONNECT answered other than 2xx, or a 407
         if str(error).startswith("407"):
             return f"{peer} refused its credentials ({error}): check the proxy URL's user", True
@@ -202,6 +202,10 @@ def explain_failure(
         return "the connection was closed while the request was being sent", False
     if any(isinstance(c, ConnectionResetError) for c in causes):
         return "the connection was reset before an answer", False
+    if "complete message body" in (said := str(error)):  # "(received 8 bytes, expected 10)"
+        return f"the answer was cut short {said[said.rfind('(') :]}", False
+    if "_SWITCH_UPGRADE" in said:  # h11 refuses a 101 that no request asked for
+        return "the server answered 101 Switching Protocols, which the API never does", False
     if isinstance(error, httpx.ReadError | httpx.RemoteProtocolError):
         # "Server disconnected without sending a response.", or nothing at all.
         return "the connection was closed before an answer", False
@@ -221,11 +225,6 @@ def _causes(error: BaseException) -> list[BaseException]:
         chain.append(cause)
         cause = cause.__cause__ or cause.__context__
     return chain
-
-
-def _host_port(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or _DEFAULT_PORTS[parts.scheme]}"
 
 
 def _reason(error: OSError | ssl.SSLError) -> str:

@@ -19,7 +19,7 @@ from syncd.cli.options import (
     settings_from_flags,
 )
 from syncd.core.jsondoc import dumps_document
-from syncd.visible import counted, visible_lines
+from syncd.visible import counted, visible, visible_lines
 
 
 @click.command()
@@ -101,8 +101,9 @@ def import_(users: tuple[str, ...], out_file: str | None, force: bool, **options
 
     from syncd.api.client import AccountsClient
     from syncd.api.credentials import CredentialStore
-    from syncd.desired.loading import parse_desired
-    from syncd.engine.importing import check_usernames, read_accounts, render_desired
+    from syncd.core.live import LiveAccount
+    from syncd.engine.importing import check_usernames, import_text, read_accounts
+    from syncd.errors import SyncdError
     from syncd.wholefiles import replacing
 
     if out_file:
@@ -120,18 +121,26 @@ def import_(users: tuple[str, ...], out_file: str | None, force: bool, **options
     where = "--user" if users else f"credentials directory {settings.credentials_dir}"
     check_usernames(names, where)
 
-    async def read() -> str:
+    async def read() -> list[LiveAccount]:
         async with AccountsClient(settings, credentials.for_user) as client:
-            return render_desired(await read_accounts(client, names, settings.concurrency))
+            return await read_accounts(client, names, settings.concurrency)
 
-    text = asyncio.run(read())
-    parse_desired([(out_file or "<import>", text.encode())])  # never write an invalid file
+    text, left_out = import_text(asyncio.run(read()), out_file or "<import>")
     if not out_file:
         click.echo(text, nl=False)
-        return
-    try:
-        with replacing(Path(out_file)) as handle:
-            handle.write(text.encode())
-    except OSError as error:
-        raise click.ClickException(f"cannot write {out_file}: {error.strerror or error}") from None
-    click.echo(f"Imported {counted(len(names), 'user')} into {out_file}.", err=True)
+    else:
+        try:
+            with replacing(Path(out_file)) as handle:
+                handle.write(text.encode())
+        except OSError as error:
+            message = f"cannot write {out_file}: {error.strerror or error}"
+            raise click.ClickException(message) from None
+        click.echo(f"Imported {counted(len(names), 'user')} into {out_file}.", err=True)
+    for line in left_out:
+        click.echo(f"syncd: {visible(line)}: left out, which syncd then leaves alone", err=True)
+    if left_out:
+        # Exit 1: a script that commits the import must not miss that it is not whole.
+        why = "their live values are not valid in a desired state"
+        raise SyncdError(
+            f"{counted(len(left_out), 'field')} left out of the import (above): {why}"
+        )

@@ -3,19 +3,23 @@
 So a team can start from what exists: every readable profile field and every
 address of each user, primary first. `gravatar_email` cannot be read back (the
 API returns only its URL), so the file says so instead of guessing. The text is
-checked by the loader before it is written: an import is always a valid file.
+checked by the loader before it is written: an import is always a valid file. A
+live value that a desired state may not ask for (a `javascript:` URL the API took
+once) is left out, with a comment saying why, and named to the operator: syncd
+then leaves that field alone, and every other value is still imported.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 
 from syncd.api.client import AccountsClient
 from syncd.api.pool import for_each
 from syncd.core.fields import is_valid_username
 from syncd.core.live import READABLE_PROFILE_FIELDS, LiveAccount
-from syncd.errors import ApiError, SyncdError, UsageError
+from syncd.desired.loading import parse_desired
+from syncd.errors import ApiError, DesiredStateError, SyncdError, UsageError
 from syncd.visible import visible
 
 _NAMES_SHOWN = 5
@@ -38,23 +42,62 @@ def _scalar(value: str) -> str:
     return visible(json.dumps(value, ensure_ascii=False))
 
 
-def render_desired(accounts: Iterable[LiveAccount]) -> str:
-    lines = [HEADER.rstrip("\n")]
+#: (username, key) of a user's block: what a line of the file states.
+Key = tuple[str, str]
+
+
+def _lines(
+    accounts: Iterable[LiveAccount], left_out: Mapping[Key, str]
+) -> Iterator[tuple[str, Key | None]]:
+    yield from ((line, None) for line in HEADER.splitlines())
     for account in sorted(accounts, key=lambda a: a.username):
-        lines.append(f"  {account.username}:")
+        user = account.username
+        yield f"  {user}:", None
         if account.profile is not None:
             for field in READABLE_PROFILE_FIELDS:
-                lines.append(f"    {field}: {_scalar(account.profile.value(field))}")
-        if account.emails is not None:
-            ordered = sorted(account.emails, key=lambda e: (not e.primary, e.email.lower()))
-            if ordered:
-                lines.append("    emails:")
-                for email in ordered:
-                    note = "  # primary" if email.primary else ""
-                    lines.append(f"      - {_scalar(email.email)}{note}")
-            else:
-                lines.append("    emails: []")
-    return "\n".join(lines) + "\n"
+                if (user, field) in left_out:
+                    yield f"    # {field} left out: {visible(left_out[user, field])}", None
+                else:
+                    yield f"    {field}: {_scalar(account.profile.value(field))}", (user, field)
+        if account.emails is None:
+            continue
+        if (user, "emails") in left_out:
+            # Not the list without that address: a list states every address, so
+            # syncd would delete the one left out.
+            yield f"    # emails left out: {visible(left_out[user, 'emails'])}", None
+            continue
+        ordered = sorted(account.emails, key=lambda e: (not e.primary, e.email.lower()))
+        yield ("    emails:" if ordered else "    emails: []"), (user, "emails")
+        for email in ordered:
+            note = "  # primary" if email.primary else ""
+            yield f"      - {_scalar(email.email)}{note}", (user, "emails")
+
+
+def render_desired(accounts: Iterable[LiveAccount]) -> str:
+    return "\n".join(line for line, _ in _lines(accounts, {})) + "\n"
+
+
+def import_text(accounts: list[LiveAccount], path: str) -> tuple[str, list[str]]:
+    """The desired-state file of `accounts` (checked by the loader, as `path`), and a
+    line "user: key: why" for each key left out because its live value may not be desired."""
+    left_out: dict[Key, str] = {}
+    while True:
+        lines = list(_lines(accounts, left_out))
+        text = "\n".join(line for line, _ in lines) + "\n"
+        try:
+            parse_desired([(path, text.encode())])
+        except DesiredStateError as error:
+            # The problems point into a file not written: named by user and key instead.
+            found = {
+                key: problem.message.removeprefix(f"{key[1]}: ")
+                for problem in reversed(error.problems)
+                if 0 < problem.line <= len(lines) and (key := lines[problem.line - 1][1])
+            }
+            if not found.keys() - left_out.keys():
+                raise  # not a live value's fault: a bug, said as the loader says it
+            left_out = found | left_out
+        else:
+            return text, [f"{user}: {key}: {why}" for (user, key), why in sorted(left_out.items())]
 
 
 def check_usernames(usernames: Iterable[str], where: str) -> None:

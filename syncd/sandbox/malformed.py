@@ -144,10 +144,14 @@ _KINDS: Final[dict[str, Callable[[str], Answer | tuple[Answer, ...]]]] = {
         b"this is not gzip", extra_headers=(("content-encoding", "gzip"),)
     ),
     "gzip-bomb": lambda u: Answer(_gzip_bomb(), extra_headers=(("content-encoding", "gzip"),)),
+    # Values the API took once that a desired state may not ask for (ODD): a client
+    # reads them as data; `syncd import` leaves them out of its file.
+    "profile-url-not-http": lambda u: _json(_user(u, profile_url="javascript:alert(1)"), "user"),
+    "email-not-an-address": lambda u: _json([_EMAIL, {**_OLD, "email": "not-an-email"}], "emails"),
 }
 
 #: The kinds a client must act on correctly (not refuse: they are well formed).
-ODD: Final = frozenset({"one-address-twice"})
+ODD: Final = frozenset({"one-address-twice", "profile-url-not-http", "email-not-an-address"})
 #: The kinds a client must refuse.
 KINDS: Final = tuple(sorted(_KINDS.keys() - ODD))
 

@@ -209,6 +209,27 @@ def test_import_of_an_unknown_user_writes_nothing(world: World, tmp_path: Path):
     assert not out.exists()
 
 
+def test_import_leaves_out_a_live_value_a_desired_state_may_not_hold(world: World, tmp_path: Path):
+    # One account's `javascript:` URL made the import write nothing for anyone, with
+    # line:column of the file it did not write (trial hostile D7).
+    world.sandbox.reset(
+        seed=STANDARD_SEED,
+        malformed={"janedoe": "profile-url-not-http", "johnsmith": "email-not-an-address"},
+    )
+    out = tmp_path / "imported.yaml"
+    result = invoke("import", *world.api_args(), "--out", str(out))
+    assert result.exit_code == 1
+    assert "janedoe: profile_url: invalid URL 'javascript:alert(1)'" in result.stderr
+    assert "johnsmith: emails: invalid email address 'not-an-email'" in result.stderr
+    assert "imported.yaml:" not in result.stderr
+    assert "2 fields left out of the import" in result.stderr
+    janedoe, johnsmith = load_desired(out).users
+    assert janedoe.emails == ("jane.doe@example.com", "old@example.com")
+    assert "profile_url" not in janedoe.profile
+    assert johnsmith.emails is None  # not the list without it: that would delete it
+    assert johnsmith.profile["full_name"] == "John Smith"
+
+
 def test_import_offers_no_desired_state_file_it_would_ignore(world: World, tmp_path: Path):
     # `import -f missing.yaml` imported every user of the credentials directory, rc 0.
     result = invoke("import", *world.api_args(), "-f", str(tmp_path / "missing.yaml"))

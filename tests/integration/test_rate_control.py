@@ -9,6 +9,7 @@ holds requests until the Reset. How fast it runs is the bench's business.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from syncd.api.client import AccountsClient
 from syncd.api.control import RateControl
@@ -193,3 +195,51 @@ def test_max_rate_holds_across_clients_back_to_back(
     per_second = [count for _, _, count in sandbox.stats()["per_second"]]
     assert sum(per_second) == 4
     assert max(per_second) <= 2, per_second
+
+
+@pytest.mark.parametrize(
+    ("faults", "event", "said"),
+    [
+        # Each answer spends the budget of a window of 50 s: the next request waits for it.
+        ({"global_rate_limit": 0.02}, "api_wait", {"why": "RateLimit-Reset"}),
+        ({"throttle_rate": 1.0, "throttle_wait": 60}, "api_retry", {"retry_after": 60.0}),
+    ],
+    ids=["reset", "retry_after"],
+)
+def test_a_long_wait_for_the_server_is_said_as_it_starts(
+    sandbox: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    faults: dict[str, Any],
+    event: str,
+    said: dict[str, Any],
+) -> None:
+    # A server asking for minutes stalled a plan in silence: the wait was logged at
+    # debug, or not at all (trial hostile D6). The run is cancelled as soon as it is said.
+    monkeypatch.delenv("SYNCD_TOKEN", raising=False)
+    sandbox.reset(generate=2, faults=faults)
+    config = load_settings(api_url=sandbox.url, token=sandbox.admin_token, state_dir=str(tmp_path))
+
+    async def fetch() -> list[dict[str, Any]]:
+        run = asyncio.current_task()
+        assert run is not None
+
+        def stop_when_said(logger: Any, method: str, fields: Any) -> Any:
+            if method == "warning":
+                run.cancel()
+            return fields
+
+        credentials = CredentialStore.from_settings(config)
+        with (
+            structlog.testing.capture_logs(processors=[stop_when_said]) as logs,
+            contextlib.suppress(asyncio.CancelledError),
+        ):
+            async with AccountsClient(config, credentials.for_user) as client:
+                await for_each(["user000001", "user000002"], 1, client.get_user)
+        return logs
+
+    warnings = [log for log in asyncio.run(fetch()) if log["log_level"] == "warning"]
+    assert [log["event"] for log in warnings] == [event]
+    assert said.items() <= warnings[0].items()
+    waited = warnings[0]["seconds" if event == "api_wait" else "delay"]
+    assert 40 <= waited <= 60

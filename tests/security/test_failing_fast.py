@@ -115,6 +115,35 @@ def test_a_redirect_names_where_it_pointed(world: World):
     assert len(api.requests) == 2  # a 301 is an answer: not retried, not followed
 
 
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1010\r\n\r\n{}",
+            "the answer was cut short (received 2 bytes, expected 1010)",
+        ),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+            "the server answered 101 Switching Protocols, which the API never does",
+        ),
+        (
+            b"HTTP/1.1 304 Not Modified\r\n\r\n",
+            "HTTP 304: Not Modified, to a request that was not conditional",
+        ),
+    ],
+    ids=["cut-short", "101", "304"],
+)
+def test_an_odd_answer_is_named_for_what_arrived(world: World, answer: bytes, said: str):
+    # A body cut short and a 101 were "closed before an answer", a 304 "redirected to
+    # nowhere" (trial hostile D10).
+    with RecordingProxy(otherwise=answer) as api:  # plays the API: every request, one answer
+        result = plan(world, api_url=f"http://127.0.0.1:{api.port}")
+    assert result.exit_code == 1, result.output
+    assert said in result.output
+    assert "before an answer" not in result.output
+    assert "redirected" not in result.output
+
+
 def test_the_deadline_stops_a_plan_in_one_line(world: World):
     with SilentServer() as silent:
         url = f"http://127.0.0.1:{silent.port}"
