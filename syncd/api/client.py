@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     # Imported at the first request: a warm plan sends none, and httpx is slow to import.
     import httpx
 
-#: Attempts in a row without an answer, for two users or more, that make the API unreachable.
+#: Attempts in a row without an answer, for two requests or more, that make the API unreachable.
 UNREACHABLE_AFTER = 5
 
 T = TypeVar("T")
@@ -113,8 +113,8 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
         #: Requests the API answered itself, a refusal (4xx) included: none of many
         #: means it is down (no answer, or only 5xx), not that one user's token is.
         self.answered = 0
-        # Whose attempts in a row got no answer (a 5xx, or just its head, is an answer).
-        self._unanswered: list[str] = []
+        # Which requests' attempts in a row got no answer (a 5xx, or its head, is an answer).
+        self._unanswered: list[tuple[str, str, str]] = []
         #: Set once no request can succeed: every later one raises it again, unsent.
         self.unreachable: ApiUnreachable | None = None
 
@@ -280,8 +280,8 @@ class AccountsClient(contextlib.AbstractAsyncContextManager["AccountsClient"]):
 
     def _no_answer(self, error: TransportError) -> TransportError | ApiUnreachable:
         """`error`, or ApiUnreachable once too many attempts in a row got no answer."""
-        # Never one user's alone: a server may lose theirs only. A refusal saw no request.
-        self._unanswered.append(error.user)
+        # Never one request's retries alone: a server may lose just it. A refusal saw none.
+        self._unanswered.append((error.user, error.method, error.path))
         alone = len(set(self._unanswered)) == 1 and not isinstance(error, NotSent)
         if len(self._unanswered) < UNREACHABLE_AFTER or alone:
             return error

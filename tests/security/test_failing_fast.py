@@ -292,6 +292,29 @@ def test_one_users_unanswered_write_is_that_users_and_the_others_are_written(wor
     ]
 
 
+def test_an_api_silent_for_the_next_request_of_the_same_user_is_unreachable(world: World):
+    # Review of D4's fix: counted by user, an API that died under the one user whose
+    # writes were in flight was never called unreachable, each write spending its retries
+    # (and each address its re-reads). The next request without an answer stops the run.
+    world.desire(
+        {
+            "version": 1,
+            "users": {
+                "janedoe": {
+                    "full_name": "Jane Doe",
+                    "emails": ["jane.doe@example.com", "old@example.com", "x@example.com"],
+                }
+            },
+        }
+    )
+    world.sandbox.set_faults({"unanswered_writes_of": "janedoe"})
+    runner = CliRunner(env={"SYNCD_TIMEOUT": "0.3"})
+    result = runner.invoke(cli, ["apply", *world.cli_args(), "--yes"], catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    assert "API unreachable" in result.output, result.output
+    assert world.sandbox.stats()["by_method"] == {"GET": 2, "PATCH": 5, "POST": 1}
+
+
 def test_writes_to_a_port_nothing_listens_on_fail_as_not_sent(world: World):
     # Refused connections send nothing: each write is `failed`, saying "not sent", never
     # `unknown`; the fifth refusal in a row makes the API unreachable and stops the run.
