@@ -39,7 +39,6 @@ Lines and columns are 1-based.
 from __future__ import annotations
 
 import gc
-import re
 from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,7 +75,6 @@ _START: Final = 1 << PLACE_BITS | 1  # line 1, column 1: where an empty file is
 # would be read and applied unseen: such a file is refused. With its escape, for
 # a double-quoted value that means the character.
 _HIDDEN_BREAKS: Final = {"\x85": "\\N", "\u2028": "\\L", "\u2029": "\\P"}
-_LINE_BREAK: Final = re.compile(r"\r\n?|\n")
 
 
 class Places:
@@ -338,6 +336,8 @@ def _too_deep(path: str, text: str) -> list[Problem]:
 def _position(text: str, index: int) -> tuple[int, int]:
     """1-based line and column of a character index, as a viewer counts them: only
     LF, CR LF and CR break lines."""
-    breaks = list(_LINE_BREAK.finditer(text, 0, index))
-    line_start = breaks[-1].end() if breaks else 0
-    return len(breaks) + 1, index - line_start + 1
+    # Counted, not listed: a file of 32 MiB made a list of millions of matches.
+    crlf = text.count("\r\n", 0, index)
+    breaks = text.count("\n", 0, index) + text.count("\r", 0, index) - crlf
+    line_start = max(text.rfind("\n", 0, index), text.rfind("\r", 0, index)) + 1
+    return breaks + 1, index - line_start + 1
