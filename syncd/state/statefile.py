@@ -87,7 +87,9 @@ class NamedConnection(sqlite3.Connection):
     def failed(self, error: sqlite3.Error) -> StateError:
         """The StateError for a statement or fetch of this connection that failed."""
         self.damaged |= self.disposable is not None and _code(error) in _DAMAGED
-        return state_error(self.path, error, set_aside=self.damaged)
+        aside = Path(f"{self.path}.damaged")  # said only where it can be done
+        can = self.damaged and os.access(aside.parent, os.W_OK) and not aside.is_dir()
+        return state_error(self.path, error, set_aside=can)
 
 
 class NamedCursor(sqlite3.Cursor):

@@ -194,6 +194,16 @@ def test_a_corrupt_cache_file_is_one_line(
         assert cache.execute("SELECT COUNT(*) FROM live_accounts").fetchone() == (2,)
 
 
+def test_a_corrupt_cache_that_cannot_be_set_aside_says_to_delete_it(world: World):
+    # Review: the message promised the set-aside where it could not be done.
+    assert run(world, "apply", "--yes").exit_code == 0
+    path = world.state_dir / "cache.db"
+    (world.state_dir / "cache.db.damaged").mkdir()  # in the way of the rename
+    overwritten(path)
+    line = one_line_naming(syncd_process(world, "plan"), path)
+    assert line.endswith("(it only holds the live cache: delete it, which costs one cold read)")
+
+
 def test_status_without_a_history_table_is_one_line(world: World):
     world.state_dir.mkdir(mode=0o700)
     sqlite3.connect(world.state_dir / "syncd.db").close()  # an empty database
