@@ -351,8 +351,10 @@ class Applier:
             await self.client.delete_email(action.user, action.email)
         except NotFound as error:
             # The user gone, or the address (design.md section 1): the emails tell which,
-            # not the wording of the answer. Gone already, the goal is reached.
-            if await self._present(action.user, action.email) is not None:
+            # not the wording of the answer. Gone already, the goal is reached. This very
+            # spelling: another of the same address may be listed, with its own DELETE.
+            present = await self._present(action.user, action.email)
+            if present is not None and present.email == action.email:
                 detail = f"{error.detail}, yet the address is still listed"
                 raise ApiError(error.user, error.method, error.path, detail) from None
         except ApiError as error:
