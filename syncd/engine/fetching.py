@@ -75,6 +75,9 @@ class LiveRead:
     oldest_read_at: float | None = None
     #: Users answered from the cache.
     from_cache: int = 0
+    #: Users whose address list was read from the API in this run, not the cache:
+    #: only such an answer may make syncd own an address (reconcile.planning).
+    emails_read: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +265,12 @@ async def fetch_live(
     finally:
         cache.save(pending)
     mark_shared(result, {user.username for user, _ in to_fetch}, fetched, len(answered))
-    return LiveRead(result, oldest_read_at, len(answered))
+    return LiveRead(
+        result,
+        oldest_read_at,
+        len(answered),
+        frozenset(u.username for u, was in to_fetch if _emails_read(result[u.username], was)),
+    )
 
 
 def _read_at(item: tuple[Wanted, Cached]) -> float:
@@ -279,6 +287,12 @@ def _complete(user: Wanted, known: LiveAccount) -> bool:
         and (known.emails is not None or not user.emails)
         and not known.primary_unknown
     )
+
+
+def _emails_read(outcome: LiveAccount | Problem, known: LiveAccount) -> bool:
+    """Whether the address list of `outcome` was read from the API, not the cache."""
+    read = outcome.emails if isinstance(outcome, LiveAccount) else None
+    return read is not None and read is not known.emails
 
 
 def _fetched_parts(fetched: LiveAccount, known: LiveAccount) -> LiveAccount:
