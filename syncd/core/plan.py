@@ -269,6 +269,9 @@ def _email_changes(
     if desired.emails is None or live.emails is None:
         return []
     mode = desired.mode
+    if owned:  # in any mode: a user `exact` for a while may be `owned` again later
+        gone = owned - {email_key(e.email) for e in live.emails}
+        found.releases.extend(UserEmail(desired.username, key) for key in sorted(gone))
     if mode is not EmailsMode.OWNED and desired.emails == tuple(e.email for e in live.emails):
         return []  # the usual case, and exactly equal is equal by email_key too
     wanted = {email_key(address): address for address in desired.emails}
@@ -278,9 +281,6 @@ def _email_changes(
     if mode is EmailsMode.OWNED:
         listed = sorted(wanted.keys() & present.keys() - owned)
         found.claims.extend(UserEmail(desired.username, present[key].email) for key in listed)
-        found.releases.extend(
-            UserEmail(desired.username, key) for key in sorted(owned - present.keys())
-        )
     # An address the server keeps in another form: adding it again would add the
     # same again, and deleting the other form would undo what was just added.
     futile = [

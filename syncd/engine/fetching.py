@@ -74,6 +74,9 @@ class LiveRead:
     oldest_read_at: float | None = None
     #: Users answered from the cache, wholly or in part (a cached profile, fresh emails).
     from_cache: int = 0
+    #: Users whose address list was read from the API in this run, not the cache:
+    #: only such an answer may make syncd own an address (reconcile.planning).
+    emails_read: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +263,12 @@ async def fetch_live(
     mark_shared(result, {user.username for user, _ in to_fetch}, fetched, len(answered))
     # When each user answered from the cache, wholly or in part, read what it used.
     used = [*map(_read_at, answered), *_kept_read_at(to_fetch, result, cached)]
-    return LiveRead(result, min(used, default=None), len(used))
+    return LiveRead(
+        result,
+        min(used, default=None),
+        len(used),
+        frozenset(u.username for u, was in to_fetch if _emails_read(result[u.username], was)),
+    )
 
 
 def _read_at(item: tuple[Wanted, Cached]) -> float:
@@ -300,6 +308,12 @@ def _complete(user: Wanted, known: LiveAccount) -> bool:
         and (known.emails is not None or not user.emails)
         and not known.primary_unknown
     )
+
+
+def _emails_read(outcome: LiveAccount | Problem, known: LiveAccount) -> bool:
+    """Whether the address list of `outcome` was read from the API, not the cache."""
+    read = outcome.emails if isinstance(outcome, LiveAccount) else None
+    return read is not None and read is not known.emails
 
 
 def _fetched_parts(fetched: LiveAccount, known: LiveAccount) -> LiveAccount:

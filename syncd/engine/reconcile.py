@@ -111,7 +111,8 @@ class Connection:
     #: The live-state cache (cache.db; on PostgreSQL the same database as `db`).
     cache_db: Database
     client: AccountsClient
-    #: Whether what is read goes into the cache: not for a plan on PostgreSQL (`connect`).
+    #: Whether what is read goes into the state (the cache, the ledger's releases): not
+    #: for a plan on PostgreSQL (`connect`).
     keeps_answers: bool = True
 
     @property
@@ -219,10 +220,14 @@ def _owned_users(desired: DesiredState) -> list[str]:
 
 
 def owned_addresses(connection: Connection, desired: DesiredState) -> dict[str, frozenset[str]]:
-    """What the ledger says syncd owns, for the users whose `emails_mode` is owned."""
-    if not (users := _owned_users(desired)):
+    """What the ledger says syncd owns, for the users whose addresses are read: in any
+    `emails_mode`, so that a user's address found gone is released even while the user
+    is `exact` or `additive` for a time."""
+    users = [user.username for user in desired.users if user.emails is not None]
+    ledger = OwnershipLedger(connection.db, connection.api)
+    if not users or not ledger.holds_any():
         return {}
-    return OwnershipLedger(connection.db, connection.api).load(users)
+    return ledger.load(users)
 
 
 def ownership_unknown(connection: Connection, desired: DesiredState, plan: Plan) -> Problem | None:
@@ -301,22 +306,19 @@ def check_deletion_guard(plan: Plan, limit: int, command: str = "apply") -> None
 
 
 def claim_ownership(connection: Connection, plan: Plan) -> None:
-    """Record what the plan found of the ledger: listed and read on the account, syncd's
-    from now on; read gone from it, syncd's no more.
+    """Record the plan's claims: listed and read on the account in this run, syncd's
+    from now on (its releases are recorded as the plan is made: plan_from).
 
     Called once the run is committed to its plan: past the deletion guard and the
     operator's "yes" (a daemon's cycle, which nobody confirms, past its guard, which
     holds deletions and refuses nothing), before the first write; or when it concludes
     that nothing needs writing. A run that sends nothing because it was declined, refused
-    by the guard, only observing, or a saved plan found stale, records nothing: what
+    by the guard, only observing, or a saved plan found stale, claims nothing: what
     an engineer previews and declines must not change what the daemon deletes next.
     """
-    if not (plan.claims or plan.releases):
-        return
-    ledger = OwnershipLedger(connection.db, connection.api)
-    with connection.db.atomic():
-        ledger.record(plan.claims, Claim.LISTED)
-        ledger.release(plan.releases)
+    if plan.claims:
+        with connection.db.atomic():
+            OwnershipLedger(connection.db, connection.api).record(plan.claims, Claim.LISTED)
 
 
 async def apply_plan(
@@ -418,6 +420,10 @@ def planning(
             on_progress,
         )
         plan = plan_from(connection, desired, read.states, suspensions)
+        # A claim only from an address list read now: a cached one may still show an
+        # address its owner has removed since, and would make their own, added again
+        # by hand, syncd's to delete.
+        plan = replace(plan, claims=tuple(c for c in plan.claims if c.user in read.emails_read))
         return PlanResult(plan, read, source_of(desired), Counter(connection.client.requests), now)
 
     return step
@@ -460,11 +466,23 @@ def plan_from(
     suspensions: Suspensions,
 ) -> Plan:
     """The plan for `desired` and what was read, with what the state remembers: the writes
-    the server did not keep, and the addresses syncd owns."""
+    the server did not keep, and the addresses syncd owns.
+
+    The addresses syncd owns that were read gone are released here, whatever the run
+    does next (a plan, an apply declined or refused): a claim never outlives a read
+    that found its address gone, or the owner's adding it again would be syncd's to
+    delete. Releasing only makes syncd delete less. A plan that may not write this
+    state (beside the active instance on a shared one) releases nothing.
+    """
     not_kept = NotKeptRecords(
         connection.db, connection.api, connection.settings.not_kept_ttl
     ).load(desired.usernames())
-    return build_plan(desired, live, not_kept, owned_addresses(connection, desired), suspensions)
+    owned = owned_addresses(connection, desired)
+    plan = build_plan(desired, live, not_kept, owned, suspensions)
+    if plan.releases and connection.keeps_answers:
+        with connection.db.atomic():
+            OwnershipLedger(connection.db, connection.api).release(plan.releases)
+    return plan
 
 
 def saved_planning(saved: SavedPlan, desired: DesiredState) -> PlanStep:

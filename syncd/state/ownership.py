@@ -1,10 +1,12 @@
 """The ownership ledger: the addresses syncd owns on each account, for `emails_mode: owned`.
 
-syncd owns an address it added (after the POST succeeded), or one that was
-listed in the desired state while a run read it on the account, recorded once
-that run is committed to its plan (syncd.engine.reconcile.claim_ownership); only those may
-be deleted when they leave the list (design.md section 2.1), and none once
-syncd deleted it: the owner may add it again, as their own. The ledger is
+syncd owns an address from the run that added it (after the POST succeeded), or
+that read it from the API on the account (never from the cache) while it was
+listed, recorded once that run is committed to its plan
+(syncd.engine.reconcile.claim_ownership), until a run deletes it or reads the
+account without it (reconcile.plan_from). Only those may be deleted when they
+leave the list (design.md section 2.1): the owner may add a released one again,
+as their own. The ledger is
 history, not cache: it lives in syncd.db / PostgreSQL beside the runs, moves
 with `syncd state migrate`, and survives deleting cache.db. It is kept per API
 (its normalised URL, syncd.core.api_url) and user. A lost

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -10,10 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from syncd.cli.main import cli
+from syncd.errors import GuardError
 from tests.world import World
 
 PRIMARY, SEEDED = "jane.doe@example.com", "old@example.com"  # both seeded (tests/world.py)
 LISTED, BY_HAND = "listed@example.com", "by.hand@example.com"
+SECOND = "second@example.com"
 
 
 def desire(world: World, mode: str, emails: list[str]) -> None:
@@ -30,8 +33,8 @@ def add_by_hand(world: World, address: str) -> None:
     assert response.status_code == 201, response.text
 
 
-def plan_json(world: World) -> dict[str, Any]:
-    result = CliRunner().invoke(cli, ["plan", *world.cli_args(), "--output", "json"])
+def plan_json(world: World, *options: str) -> dict[str, Any]:
+    result = CliRunner().invoke(cli, ["plan", *world.cli_args(), "--output", "json", *options])
     assert result.exit_code == 0, result.output
     document: dict[str, Any] = json.loads(result.stdout)
     return document
@@ -149,3 +152,59 @@ def test_an_address_gone_from_the_account_is_no_longer_syncds(any_world: World) 
     add_by_hand(world, LISTED)  # the owner's own now
     world.apply(fresh)
     assert LISTED in world.emails_of("janedoe")
+
+
+def test_a_cached_answer_claims_nothing_the_owner_removed_since(any_world: World) -> None:
+    """The trial's sequence (report-lang D13): a claim "listed while read on the account"
+    from a cached answer made the owner's address, removed and added again by hand, syncd's."""
+    world = any_world
+    add_by_hand(world, BY_HAND)
+    desire(world, "owned", [PRIMARY])
+    world.apply()  # BY_HAND is not managed; the answer that shows it is cached
+    delete_by_hand(world, BY_HAND)  # the owner removes it
+    desire(world, "owned", [PRIMARY, BY_HAND])
+    world.apply()  # within the cache's TTL: the cached answer still shows it
+    claimed = world.query("SELECT email FROM email_ownership ORDER BY email")
+    assert claimed == [{"email": PRIMARY}]  # PRIMARY: read from the API by the first apply
+    add_by_hand(world, BY_HAND)  # the owner adds it again, as their own
+    desire(world, "owned", [PRIMARY])
+    world.apply(world.settings(cache_ttl=0))
+    assert BY_HAND in world.emails_of("janedoe")
+
+
+def read_gone_then_added_by_hand(
+    world: World, run_that_writes_nothing: Callable[[], object]
+) -> None:
+    """syncd adds LISTED and SECOND; the owner removes LISTED as the list drops both; a
+    run that writes nothing to the account reads LISTED gone (and would delete SECOND);
+    the owner adds LISTED again, as their own."""
+    desire(world, "owned", [PRIMARY, LISTED, SECOND])
+    world.apply()  # syncd adds both: its own
+    delete_by_hand(world, LISTED)
+    desire(world, "owned", [PRIMARY])
+    run_that_writes_nothing()
+    owned = world.query("SELECT email FROM email_ownership ORDER BY email")
+    assert owned == [{"email": PRIMARY}, {"email": SECOND}]
+    add_by_hand(world, LISTED)
+
+
+# A claim never outlives a read that found its address gone, even one whose run writes
+# nothing: else the owner's address, added again later and unlisted, is deleted as syncd's.
+def test_an_apply_the_guard_refuses_releases_what_it_read_gone(any_world: World) -> None:
+    world = any_world
+    fresh = world.settings(cache_ttl=0)
+
+    def refused() -> None:
+        with pytest.raises(GuardError):
+            world.apply(fresh, limit=0)
+
+    read_gone_then_added_by_hand(world, refused)
+    world.apply(fresh)
+    assert sorted(world.emails_of("janedoe")) == sorted([PRIMARY, SEEDED, LISTED])
+
+
+def test_a_plan_releases_what_it_read_gone(world: World) -> None:
+    # On SQLite: a plan on a shared state (PostgreSQL) writes nothing to it.
+    read_gone_then_added_by_hand(world, lambda: plan_json(world, "--refresh"))
+    world.apply(world.settings(cache_ttl=0))
+    assert sorted(world.emails_of("janedoe")) == sorted([PRIMARY, SEEDED, LISTED])

@@ -416,6 +416,17 @@ def test_emails_mode(
     assert ("unmanaged_emails" in document) == bool(unmanaged)
 
 
+@pytest.mark.parametrize("mode", list(EmailsMode))
+def test_an_owned_address_read_gone_is_released_in_any_mode(mode: EmailsMode) -> None:
+    # Even `exact` with nothing to change: a user `owned` again later must not find
+    # the owner's address, added again by hand meanwhile, still syncd's.
+    desired = DesiredUser("janedoe", {}, ("jane@example.com",), None, mode)
+    live = LiveAccount("janedoe", profile(), emails("jane@example.com"))
+    owned = {"janedoe": frozenset({"jane@example.com", "gone@example.com"})}
+    plan = build_plan(DesiredState((desired,)), {"janedoe": live}, owned=owned)
+    assert list(plan.releases) == [UserEmail("janedoe", "gone@example.com")]
+
+
 def unmarked(*addresses: str) -> tuple[LiveEmail, ...]:
     return tuple(LiveEmail(a, True, False) for a in addresses)
 
