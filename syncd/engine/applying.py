@@ -111,6 +111,12 @@ class _Unknown(Exception):
         self.error = error
 
 
+def _listed(account: LiveAccount, address: str) -> bool:
+    """Whether the account still lists `address`, in any spelling."""
+    key = email_key(address)
+    return any(email_key(e.email) == key for e in account.emails or ())
+
+
 def _is_ambiguous(error: ApiError) -> bool:
     # An unreadable answer to a write arrives after the write was accepted. A write
     # none of whose attempts made a connection was not sent: a known failure.
@@ -230,8 +236,9 @@ class Applier:
             if isinstance(action, AddEmail) and not missed:
                 # Added by syncd, so syncd's to delete when it leaves the list.
                 self.ownership.record([UserEmail(action.user, action.email)], Claim.ADDED)
-            if isinstance(action, DeleteEmail):
+            if isinstance(action, DeleteEmail) and not _listed(account, action.email):
                 # Gone: if the owner adds it again, it is theirs, not syncd's to delete.
+                # Not while another spelling of it is left, which has a DELETE of its own.
                 self.ownership.release([UserEmail(action.user, action.email)])
 
         # Accepted, and applied as far as the server goes: what it did not keep is

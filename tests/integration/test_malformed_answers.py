@@ -52,3 +52,24 @@ def test_each_spelling_of_an_address_listed_twice_gets_its_delete(world: World):
     assert "janedoe: delete old@example.com… done" in applied.stdout
     assert "janedoe: delete OLD@example.com…" in applied.stdout
     assert world.sandbox.stats()["by_method"]["DELETE"] == 2
+
+
+def test_an_owned_address_is_released_once_no_spelling_of_it_is_left(world: World):
+    # Review: the first spelling's DELETE released the claim on the address while another
+    # spelling was left with its own DELETE to come. Released once both are gone (the
+    # sandbox holds one spelling: the second DELETE finds it gone).
+    owned = {"emails_mode": "owned"}
+    listed = {"janedoe": {**owned, "emails": ["jane.doe@example.com", "old@example.com"]}}
+    world.desire({"version": 1, "users": listed})
+    world.sandbox.reset(seed=STANDARD_SEED, malformed={"janedoe": "one-address-twice"})
+    runner = CliRunner()
+    claimed = runner.invoke(cli, ["apply", *world.cli_args(), "--yes"], catch_exceptions=False)
+    assert claimed.exit_code == 0, claimed.output
+    claims = "SELECT email_key FROM email_ownership WHERE email_key LIKE 'old@%'"
+    assert world.query(claims) == [{"email_key": "old@example.com"}]
+    unlisted = {"janedoe": {**owned, "emails": ["jane.doe@example.com"]}}
+    world.desire({"version": 1, "users": unlisted})
+    applied = runner.invoke(cli, ["apply", *world.cli_args(), "--yes"], catch_exceptions=False)
+    assert "janedoe: delete old@example.com… done" in applied.stdout, applied.stdout
+    assert "janedoe: delete OLD@example.com… done" in applied.stdout, applied.stdout
+    assert world.query(claims) == []
