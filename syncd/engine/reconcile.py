@@ -419,7 +419,7 @@ def planning(
             options,
             on_progress,
         )
-        plan = plan_from(connection, desired, read.states, suspensions)
+        plan = plan_from(connection, desired, read, suspensions, now)
         # A claim only from an address list read now: a cached one may still show an
         # address its owner has removed since, and would make their own, added again
         # by hand, syncd's to delete.
@@ -462,26 +462,30 @@ def suspended(connection: Connection, desired: DesiredState, now: float) -> Susp
 def plan_from(
     connection: Connection,
     desired: DesiredState,
-    live: Mapping[str, LiveAccount | Problem],
+    read: LiveRead,
     suspensions: Suspensions,
+    read_from: float,
 ) -> Plan:
-    """The plan for `desired` and what was read, with what the state remembers: the writes
-    the server did not keep, and the addresses syncd owns.
+    """The plan for `desired` and what was `read` (from the moment `read_from`), with what
+    the state remembers: the writes the server did not keep, the addresses syncd owns.
 
-    The addresses syncd owns that were read gone are released here, whatever the run
-    does next (a plan, an apply declined or refused): a claim never outlives a read
-    that found its address gone, or the owner's adding it again would be syncd's to
-    delete. Releasing only makes syncd delete less. A plan that may not write this
-    state (beside the active instance on a shared one) releases nothing.
+    The addresses syncd owns that a list read from the API now found gone are released
+    here, whatever the run does next (a plan, an apply declined or refused): a claim
+    never outlives a read that found its address gone, or the owner's adding it again
+    would be syncd's to delete. Not from a cached list, nor a claim made after the read
+    began: a plan takes no lock, and an apply may add that address meanwhile. A plan
+    that may not write this state (beside the active instance on a shared one)
+    releases nothing.
     """
     not_kept = NotKeptRecords(
         connection.db, connection.api, connection.settings.not_kept_ttl
     ).load(desired.usernames())
     owned = owned_addresses(connection, desired)
-    plan = build_plan(desired, live, not_kept, owned, suspensions)
-    if plan.releases and connection.keeps_answers:
+    plan = build_plan(desired, read.states, not_kept, owned, suspensions)
+    releases = [gone for gone in plan.releases if gone.user in read.emails_read]
+    if releases and connection.keeps_answers:
         with connection.db.atomic():
-            OwnershipLedger(connection.db, connection.api).release(plan.releases)
+            OwnershipLedger(connection.db, connection.api).release(releases, read_from)
     return plan
 
 
@@ -515,7 +519,8 @@ def saved_planning(saved: SavedPlan, desired: DesiredState) -> PlanStep:
         touched = set(saved.plan.users_with_changes())
         scoped = desired.select(saved.scope)
         mine = replace(scoped, users=tuple(u for u in scoped.users if u.username in touched))
-        planned = plan_from(connection, mine, live, suspended(connection, mine, options.now))
+        suspensions = suspended(connection, mine, options.now)
+        planned = plan_from(connection, mine, read, suspensions, options.now)
         withheld = {user for user, why in planned.suspended if why.source is SuspensionSource.CLI}
         # A deletion rejected since the plan was made is left out, as a new plan would:
         # compared without it here; the caller drops it from what is sent

@@ -16,6 +16,8 @@ ledger owns nothing, so deletes nothing.
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -61,7 +63,7 @@ class OwnershipLedger:
         addresses = tuple(addresses)
         if not addresses:
             return
-        since = datetime.now(UTC).isoformat(timespec="seconds")
+        since = _iso(time.time())
         self.db.execute_many(
             "INSERT INTO email_ownership (api, username, email_key, email, since, how)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (api, username, email_key) DO NOTHING",
@@ -71,9 +73,18 @@ class OwnershipLedger:
             ],
         )
 
-    def release(self, addresses: Iterable[UserEmail]) -> None:
-        """Own these no more (gone from the account), inside the caller's transaction."""
+    def release(self, addresses: Iterable[UserEmail], claimed_before: float = math.inf) -> None:
+        """Own these no more (gone from the account), inside the caller's transaction;
+        those claimed from `claimed_before` on (a Unix time) are kept."""
+        before = "~" if claimed_before == math.inf else _iso(claimed_before)  # "~" > any date
         self.db.execute_many(
-            "DELETE FROM email_ownership WHERE api = ? AND username = ? AND email_key = ?",
-            [(self.api, each.user, email_key(each.email)) for each in addresses],
+            "DELETE FROM email_ownership"
+            " WHERE api = ? AND username = ? AND email_key = ? AND since < ?",
+            [(self.api, each.user, email_key(each.email), before) for each in addresses],
         )
+
+
+def _iso(moment: float) -> str:
+    # Text that compares as time: "2026-12-08T05:40:01.250000+00:00" (a claim of an
+    # older syncd, to the second, "…:01+00:00", sorts before any moment of its second).
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="microseconds")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from syncd.core.plan import DeleteEmail, Plan
+from syncd.core.plan import DeleteEmail, Plan, UserEmail
 from syncd.core.problem import Problem
 from syncd.core.suspension import EVERYONE, Suspension
 from syncd.core.vocabulary import Code, HeldStatus, RunResult, SuspensionSource
@@ -20,6 +20,7 @@ from syncd.state.audit import AuditTrail
 from syncd.state.audit_queries import last_successful_run
 from syncd.state.backend import StateStore
 from syncd.state.held_changes import HeldChanges, decide
+from syncd.state.ownership import Claim, OwnershipLedger
 from syncd.state.pending import pending_for, save_pending
 from syncd.state.suspensions import SuspensionTable
 from tests.state.conftest import API, OTHER_API
@@ -371,3 +372,17 @@ def test_a_set_the_cycle_replaces_is_not_approved_in_the_same_moment(
     assert replacing is not None
     assert [h.id for h in held.with_status(HeldStatus.HELD)] == [replacing.id]
     assert held.with_status(HeldStatus.APPROVED) == []
+
+
+def test_a_release_keeps_a_claim_made_after_the_read_began(store: StateStore):
+    # Review: a plan takes no lock. Its read found X gone, an apply then added X (claiming
+    # it), and the plan's release dropped that claim: X, syncd's own, was never deleted.
+    ledger = OwnershipLedger(store.history, API)
+    read_began = time.time() - 2
+    with store.history.atomic():
+        ledger.record([UserEmail("janedoe", "x@example.com")], Claim.ADDED)
+        ledger.release([UserEmail("janedoe", "x@example.com")], read_began)
+    assert ledger.load(["janedoe"]) == {"janedoe": frozenset({"x@example.com"})}
+    with store.history.atomic():
+        ledger.release([UserEmail("janedoe", "x@example.com")], time.time() + 2)
+    assert ledger.load(["janedoe"]) == {}
