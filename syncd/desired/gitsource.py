@@ -175,8 +175,11 @@ class GitMirror:
         spelt = f"git+{location.redacted_url}#{location.ref}:{location.path}"
         key = hashlib.sha256(spelt.encode()).hexdigest()[:16]
         self.directory = state_dir / "git" / key
-        #: Which of the location's refs the last fetch found (see GitLocation.refs).
+        #: Which of the location's refs the last fetch found (see GitLocation.refs), kept
+        #: in the mirror: a branch followed and then deleted is a failed fetch, never a
+        #: silent switch to a tag of its name.
         self.followed: str | None = None
+        self._followed_file = self.directory / "syncd-followed"
 
     async def fetch(self) -> str:
         """Fetch the ref; returns its commit id. Raises GitSourceError.
@@ -193,7 +196,11 @@ class GitMirror:
             if not (self.directory / "HEAD").exists():
                 await self._git("init", "--quiet", "--bare", str(self.directory), in_mirror=False)
             private_directory(self.directory, create=False, follow=False)
+            with contextlib.suppress(OSError):
+                self.followed = self.followed or self._followed_file.read_text().strip()
             refs = self.location.refs
+            if self.followed in refs:
+                refs = (self.followed,)
             for ref in refs:
                 try:
                     await self._git(
@@ -216,7 +223,9 @@ class GitMirror:
                         name = self.location.ref
                         message = f"{self.location}: the remote has no branch or tag {name!r}"
                         raise GitSourceError(message) from None
-            self.followed = ref
+            if ref != self.followed:
+                self._followed_file.write_text(ref)
+                self.followed = ref
             return await self._commit("FETCH_HEAD")
 
     @contextlib.asynccontextmanager

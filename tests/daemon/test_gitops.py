@@ -101,6 +101,14 @@ def test_a_name_is_the_branch_before_a_tag_of_that_name(repository: Repository, 
         GitSourceError, match=r"#v2:accounts: the remote has no branch or tag 'v2'$"
     ):
         asyncio.run(DesiredSource(f"git+{where}#v2:accounts/", tmp_path / "fresh", 30).read())
+    # Review: the branch followed, then deleted, switched to the tag `main` in silence,
+    # in the next process too. A failed fetch, which keeps the last good commit.
+    repository._git("checkout", "--quiet", "--detach")
+    repository._git("branch", "-D", "main")
+    again = asyncio.run(DesiredSource(f"git+{where}#main:accounts/", state, 30).read())
+    assert again.desired.revision == branch
+    assert again.stale is not None
+    assert "refs/heads/main" in again.stale, again.stale
 
 
 def test_an_invalid_commit_never_becomes_the_good_one(repository: Repository, tmp_path: Path):
