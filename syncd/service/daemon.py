@@ -376,18 +376,22 @@ class Daemon:
         """What `syncd status` and a standby read of this cycle."""
         metrics = self.metrics
         read_at = metrics.source_read_at
+        # A source neither read nor failed in this process (a fetch the deadline cut
+        # short) says nothing new: what was said before stands, "not current" included.
+        told = read_at is not None or metrics.source_error is not None
+        source = {
+            "current": metrics.source_error is None,
+            "error": metrics.source_error,
+            "last_success_at": utc_iso(
+                None if read_at is None else datetime.fromtimestamp(read_at, UTC)
+            ),
+        }
         save_daemon_state(
             self.db,
             {
                 "next_run_at": utc_iso(next_run),
                 "consecutive_failures": self.failures,
-                "source": {
-                    "current": metrics.source_error is None,
-                    "error": metrics.source_error,
-                    "last_success_at": utc_iso(
-                        None if read_at is None else datetime.fromtimestamp(read_at, UTC)
-                    ),
-                },
+                **({"source": source} if told else {}),
                 # Its basis, not a sentence: `status` judges it at the time it is read
                 # (a sentence made now would say "0 s ago" for ever).
                 "readiness": metrics.readiness_basis(),
