@@ -87,7 +87,7 @@ class NamedConnection(sqlite3.Connection):
     def failed(self, error: sqlite3.Error) -> StateError:
         """The StateError for a statement or fetch of this connection that failed."""
         self.damaged |= self.disposable is not None and _code(error) in _DAMAGED
-        aside = Path(f"{self.path}.damaged")  # said only where it can be done
+        aside = _damaged(Path(self.path))  # said only where it can be done
         can = self.damaged and os.access(aside.parent, os.W_OK) and not aside.is_dir()
         return state_error(self.path, error, set_aside=can)
 
@@ -126,7 +126,7 @@ def state_error(
         cause += f" ({why})"
     elif code in _DAMAGED and Path(path).name == CACHE_NAME:
         cause += (
-            f" (it only holds the live cache: it is set aside as {CACHE_NAME}.damaged, and "
+            f" (it only holds the live cache: it is set aside as {_damaged(Path(path)).name}, and "
             "the next run reads every user again)"
             if set_aside
             else " (it only holds the live cache: delete it, which costs one cold read)"
@@ -471,4 +471,9 @@ def _set_damaged_cache_aside(path: Path, inode: int | None) -> None:
         if os.stat(path, follow_symlinks=False).st_ino == inode:
             for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
-                    os.replace(f"{path}{suffix}", f"{path}.damaged{suffix}")
+                    os.replace(f"{path}{suffix}", f"{_damaged(path)}{suffix}")
+
+
+def _damaged(cache: Path) -> Path:
+    """Where a damaged cache.db is set aside: cache.db.damaged, beside it."""
+    return cache.with_name(f"{cache.name}.damaged")
